@@ -1,0 +1,169 @@
+package app
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"dht/wire"
+)
+
+// command is one parsed input line.
+type command struct {
+	name string
+	msg  wire.Message  // the request for the server; nil for local commands
+	bind netip.AddrPort // register: the address to bind and register
+	// query-dht
+	longName    string
+	needsLong   bool // the Long Name is on the next input line
+	sleep       time.Duration
+	usageReason string
+}
+
+// Usage lines of the peer's commands, in the order help lists them.
+var commandUsage = []struct{ name, args, what string }{
+	{"register", "NAME IPV4 PORT", "register NAME at IPV4:PORT (the peer binds that address and sends from it)"},
+	{"setup-dht", "N NAME", "build a DHT of N nodes led by NAME (this peer), spread the dataset round it"},
+	{"dht-complete", "NAME", "tell the server the DHT led by NAME is built (the leader sends it itself)"},
+	{"query-dht", "NAME [LONG NAME...]", "look up a Long Name (rest of the line, or the next line) through a random node"},
+	{"leave-dht", "NAME", "leave the DHT: tear it down, renumber, rebuild the smaller ring"},
+	{"dht-rebuilt", "NAME NEWLEADER", "tell the server the ring was rebuilt (the leaver sends it itself)"},
+	{"deregister", "NAME", "remove NAME from the registry; the peer then exits"},
+	{"teardown-dht", "NAME", "delete the DHT led by NAME"},
+	{"teardown-complete", "NAME", "tell the server the DHT is deleted (the leader sends it itself)"},
+	{"sleep", "DURATION", "pause reading commands (e.g. sleep 200ms), for scripts"},
+	{"help", "", "this list"},
+}
+
+// HelpText is what the help command prints.
+func HelpText() string {
+	var b strings.Builder
+	b.WriteString("commands (one per line; blank lines and lines starting with # are skipped):\n")
+	for _, c := range commandUsage {
+		fmt.Fprintf(&b, "  %-38s %s\n", strings.TrimSpace(c.name+" "+c.args), c.what)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func usage(name string) string {
+	for _, c := range commandUsage {
+		if c.name == name {
+			return "usage: " + strings.TrimSpace(c.name+" "+c.args)
+		}
+	}
+	return ""
+}
+
+// parseCommand turns one input line into a command. A line it cannot use
+// yields a command with usageReason set; nothing is sent for it.
+func parseCommand(line string) command {
+	f := strings.Fields(line)
+	c := command{name: f[0]}
+	args := f[1:]
+	bad := func(format string, a ...any) command {
+		c.msg = nil
+		c.usageReason = fmt.Sprintf(format, a...)
+		return c
+	}
+	nargs := func(n int) bool { return len(args) == n }
+	name := func(i int) (string, bool) {
+		if len(args[i]) > wire.MaxName {
+			return "", false
+		}
+		return args[i], true
+	}
+	switch c.name {
+	case "register":
+		if !nargs(3) {
+			return bad("%s", usage(c.name))
+		}
+		if !ValidName(args[0]) {
+			return bad("invalid user name %q: letters only, 1 to %d", args[0], MaxNameLen)
+		}
+		ip, err := netip.ParseAddr(args[1])
+		if err != nil || !ip.Is4() || ip.IsUnspecified() || ip.IsMulticast() {
+			return bad("invalid IPv4 address %q: need a unicast dotted-decimal address such as 127.0.0.1", args[1])
+		}
+		port, err := strconv.ParseUint(args[2], 10, 16)
+		if err != nil || port == 0 {
+			return bad("invalid port %q: need 1-65535", args[2])
+		}
+		c.bind = netip.AddrPortFrom(ip, uint16(port))
+		c.msg = wire.Register{Name: args[0], Addr: c.bind}
+	case "setup-dht":
+		if !nargs(2) {
+			return bad("%s", usage(c.name))
+		}
+		n, err := strconv.ParseUint(args[0], 10, 16)
+		if err != nil {
+			return bad("invalid ring size %q: need a whole number (2 to %d)", args[0], MaxRing)
+		}
+		nm, ok := name(1)
+		if !ok {
+			return bad("name too long")
+		}
+		c.msg = wire.SetupDHT{N: uint16(n), Name: nm}
+	case "dht-complete", "leave-dht", "deregister", "teardown-dht", "teardown-complete":
+		if !nargs(1) {
+			return bad("%s", usage(c.name))
+		}
+		nm, ok := name(0)
+		if !ok {
+			return bad("name too long")
+		}
+		switch c.name {
+		case "dht-complete":
+			c.msg = wire.DHTComplete{Name: nm}
+		case "leave-dht":
+			c.msg = wire.LeaveDHT{Name: nm}
+		case "deregister":
+			c.msg = wire.Deregister{Name: nm}
+		case "teardown-dht":
+			c.msg = wire.TeardownDHT{Name: nm}
+		case "teardown-complete":
+			c.msg = wire.TeardownComplete{Name: nm}
+		}
+	case "dht-rebuilt":
+		if !nargs(2) {
+			return bad("%s", usage(c.name))
+		}
+		a, ok1 := name(0)
+		b, ok2 := name(1)
+		if !ok1 || !ok2 {
+			return bad("name too long")
+		}
+		c.msg = wire.DHTRebuilt{Name: a, NewLeader: b}
+	case "query-dht":
+		if len(args) < 1 {
+			return bad("%s", usage(c.name))
+		}
+		nm, ok := name(0)
+		if !ok {
+			return bad("name too long")
+		}
+		c.msg = wire.QueryDHT{Name: nm}
+		rest := strings.TrimSpace(line)
+		rest = strings.TrimSpace(strings.TrimPrefix(rest, c.name))
+		rest = strings.TrimSpace(strings.TrimPrefix(rest, nm))
+		c.longName = rest
+		c.needsLong = rest == ""
+		if len(rest) > wire.MaxField {
+			return bad("Long Name too long (%d bytes, at most %d)", len(rest), wire.MaxField)
+		}
+	case "sleep":
+		if !nargs(1) {
+			return bad("%s", usage(c.name))
+		}
+		d, err := time.ParseDuration(args[0])
+		if err != nil || d < 0 || d > time.Hour {
+			return bad("invalid duration %q: e.g. 200ms or 2s (at most 1h)", args[0])
+		}
+		c.sleep = d
+	case "help":
+	default:
+		return bad("unknown command (type help for the list)")
+	}
+	return c
+}

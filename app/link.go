@@ -1,0 +1,321 @@
+package app
+
+import (
+	"log/slog"
+	"net/netip"
+	"slices"
+	"time"
+
+	"dht/wire"
+)
+
+// LinkConfig tunes reliable delivery of ring messages.
+type LinkConfig struct {
+	// RTO is the first retransmission timeout; it doubles on every
+	// retransmission up to MaxRTO.
+	RTO    time.Duration
+	MaxRTO time.Duration
+	// GiveUp is how long a message is retransmitted before the destination
+	// is declared gone.
+	GiveUp time.Duration
+	// Window is the most messages in flight (sent, not yet acknowledged) to
+	// one destination: the flow control that keeps a fast sender from
+	// overrunning a neighbour's socket buffer.
+	Window int
+}
+
+func (c LinkConfig) withDefaults() LinkConfig {
+	if c.RTO <= 0 {
+		c.RTO = 30 * time.Millisecond
+	}
+	if c.MaxRTO <= 0 {
+		c.MaxRTO = time.Second
+	}
+	if c.MaxRTO < c.RTO {
+		c.MaxRTO = c.RTO
+	}
+	if c.GiveUp <= 0 {
+		c.GiveUp = 10 * time.Second
+	}
+	if c.Window <= 0 {
+		c.Window = 32
+	}
+	return c
+}
+
+// tag says what a sender wants to hear about when a message is acknowledged
+// or given up on.
+type tag uint8
+
+const (
+	tagNone tag = iota
+	tagSetID
+	tagResetLeft
+	tagResetRight
+	tagRebuild
+)
+
+type outMsg struct {
+	id       uint32
+	msg      wire.Message
+	tag      tag
+	barrier  bool // not sent before everything queued ahead of it is acknowledged
+	first    time.Time
+	deadline time.Time
+	rto      time.Duration
+	attempts int
+}
+
+type dest struct {
+	queue    []*outMsg // not yet sent
+	inflight []*outMsg // sent, not acknowledged
+}
+
+// Stats counts what the link did; the bench and the loss tests report them.
+type Stats struct {
+	Sent           uint64 // datagrams handed to the socket (first sends, retransmissions, acks, replies)
+	Retransmits    uint64
+	DupsSuppressed uint64 // received messages recognised as duplicates
+	GaveUp         uint64
+}
+
+// link delivers ring messages at least once and lets the receiver act on
+// them exactly once: every message has an id, the receiver acknowledges it
+// (again, if it comes again) and remembers recent ids, the sender
+// retransmits with exponential backoff until acknowledged or GiveUp passes.
+type link struct {
+	cfg    LinkConfig
+	nextID uint32
+	dests  map[netip.AddrPort]*dest
+	seen   dedup
+	stats  *Stats
+}
+
+func newLink(cfg LinkConfig, firstID uint32, stats *Stats) *link {
+	return &link{cfg: cfg.withDefaults(), nextID: firstID, dests: map[netip.AddrPort]*dest{}, seen: newDedup(1 << 16), stats: stats}
+}
+
+func (l *link) newID() uint32 {
+	l.nextID++
+	if l.nextID == 0 {
+		l.nextID = 1
+	}
+	return l.nextID
+}
+
+func (l *link) dest(to netip.AddrPort) *dest {
+	d := l.dests[to]
+	if d == nil {
+		d = &dest{}
+		l.dests[to] = d
+	}
+	return d
+}
+
+// send queues msg for reliable delivery to `to` and transmits what the
+// window allows.
+func (l *link) send(now time.Time, to netip.AddrPort, msg wire.Message, t tag, barrier bool) []Output {
+	d := l.dest(to)
+	d.queue = append(d.queue, &outMsg{msg: msg, tag: t, barrier: barrier})
+	return l.pump(now, to, d, nil)
+}
+
+// backlog is the number of messages to `to` not yet acknowledged.
+func (l *link) backlog(to netip.AddrPort) int {
+	d := l.dests[to]
+	if d == nil {
+		return 0
+	}
+	return len(d.queue) + len(d.inflight)
+}
+
+// unsent is the number of messages to `to` waiting for window space.
+func (l *link) unsent(to netip.AddrPort) int {
+	d := l.dests[to]
+	if d == nil {
+		return 0
+	}
+	return len(d.queue)
+}
+
+func (l *link) pump(now time.Time, to netip.AddrPort, d *dest, out []Output) []Output {
+	for len(d.queue) > 0 && len(d.inflight) < l.cfg.Window {
+		m := d.queue[0]
+		if m.barrier && len(d.inflight) > 0 {
+			break
+		}
+		d.queue = d.queue[1:]
+		if st, ok := m.msg.(wire.Store); ok {
+			m.msg = l.coalesce(st, d)
+		}
+		m.id = l.newID()
+		m.first = now
+		m.rto = l.cfg.RTO
+		m.deadline = now.Add(m.rto)
+		m.attempts = 1
+		d.inflight = append(d.inflight, m)
+		l.stats.Sent++
+		out = append(out, Send{To: to, ID: m.id, Msg: m.msg})
+	}
+	if len(d.queue) == 0 && len(d.inflight) == 0 {
+		delete(l.dests, to)
+	}
+	return out
+}
+
+// coalesce merges the stores queued right behind st into it while the
+// datagram has room: a slow neighbour gets fewer, fuller datagrams.
+func (l *link) coalesce(st wire.Store, d *dest) wire.Store {
+	size := wire.EncodedLen(st)
+	merged := false
+	for len(d.queue) > 0 {
+		next, ok := d.queue[0].msg.(wire.Store)
+		if !ok || d.queue[0].barrier || next.N != st.N {
+			break
+		}
+		add := 0
+		for _, r := range next.Records {
+			add += wire.RecordLen(r)
+		}
+		if size+add > wire.MaxDatagram {
+			break
+		}
+		if !merged {
+			st.Records = append([]wire.Record(nil), st.Records...)
+			merged = true
+		}
+		st.Records = append(st.Records, next.Records...)
+		size += add
+		d.queue = d.queue[1:]
+	}
+	return st
+}
+
+// acked handles an Ack from `from` for message id. It reports the tag of the
+// acknowledged message, or ok=false for an ack that matches nothing.
+func (l *link) acked(now time.Time, from netip.AddrPort, id uint32) (t tag, ok bool, out []Output) {
+	d := l.dests[from]
+	if d == nil {
+		return tagNone, false, nil
+	}
+	for i, m := range d.inflight {
+		if m.id == id {
+			d.inflight = append(d.inflight[:i], d.inflight[i+1:]...)
+			return m.tag, true, l.pump(now, from, d, nil)
+		}
+	}
+	return tagNone, false, nil
+}
+
+// failure is a message the link gave up on.
+type failure struct {
+	to  netip.AddrPort
+	msg wire.Message
+	tag tag
+}
+
+// tick retransmits what is due and gives up on destinations that stayed
+// silent for GiveUp; everything queued for a gone destination is dropped.
+func (l *link) tick(now time.Time) (out []Output, gone []failure) {
+	for _, to := range l.sortedDests() {
+		d := l.dests[to]
+		dead := false
+		for _, m := range d.inflight {
+			if now.Before(m.deadline) {
+				continue
+			}
+			if now.Sub(m.first) >= l.cfg.GiveUp {
+				dead = true
+				break
+			}
+			m.rto *= 2
+			if m.rto > l.cfg.MaxRTO {
+				m.rto = l.cfg.MaxRTO
+			}
+			m.deadline = now.Add(m.rto)
+			m.attempts++
+			l.stats.Sent++
+			l.stats.Retransmits++
+			out = append(out, Send{To: to, ID: m.id, Flags: wire.FlagRetransmit, Msg: m.msg})
+		}
+		if dead {
+			l.stats.GaveUp++
+			for _, m := range append(d.inflight, d.queue...) {
+				gone = append(gone, failure{to: to, msg: m.msg, tag: m.tag})
+			}
+			delete(l.dests, to)
+		}
+	}
+	return out, gone
+}
+
+// sortedDests keeps retransmission order independent of map order, so that
+// a seeded simulation replays exactly.
+func (l *link) sortedDests() []netip.AddrPort {
+	keys := make([]netip.AddrPort, 0, len(l.dests))
+	for k := range l.dests {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b netip.AddrPort) int { return a.Compare(b) })
+	return keys
+}
+
+// drop forgets everything queued or in flight to `to`.
+func (l *link) drop(to netip.AddrPort) { delete(l.dests, to) }
+
+func (l *link) deadline() (time.Time, bool) {
+	var t time.Time
+	found := false
+	for _, d := range l.dests {
+		for _, m := range d.inflight {
+			if !found || m.deadline.Before(t) {
+				t, found = m.deadline, true
+			}
+		}
+	}
+	return t, found
+}
+
+func (l *link) ack(to netip.AddrPort, id uint32) Send {
+	l.stats.Sent++
+	return Send{To: to, ID: id, Msg: wire.Ack{}}
+}
+
+// dedup remembers the last `size` (source, id) pairs seen.
+type dedup struct {
+	set  map[dedupKey]struct{}
+	ring []dedupKey
+	next int
+}
+
+type dedupKey struct {
+	from netip.AddrPort
+	id   uint32
+}
+
+func newDedup(size int) dedup {
+	return dedup{set: make(map[dedupKey]struct{}, size), ring: make([]dedupKey, 0, size)}
+}
+
+func (d *dedup) has(from netip.AddrPort, id uint32) bool {
+	_, ok := d.set[dedupKey{from, id}]
+	return ok
+}
+
+func (d *dedup) add(from netip.AddrPort, id uint32) bool {
+	k := dedupKey{from, id}
+	if _, ok := d.set[k]; ok {
+		return false
+	}
+	if len(d.ring) < cap(d.ring) {
+		d.ring = append(d.ring, k)
+	} else {
+		delete(d.set, d.ring[d.next])
+		d.ring[d.next] = k
+		d.next = (d.next + 1) % len(d.ring)
+	}
+	d.set[k] = struct{}{}
+	return true
+}
+
+func attrAddr(a netip.AddrPort) slog.Attr { return slog.String("addr", a.String()) }

@@ -1,0 +1,73 @@
+// Package app holds the dht protocol: the server (registry) and the peer as
+// pure state machines that never touch a socket, a clock or a file, and the
+// runners that own a UDP socket, timers and stdin and feed them.
+//
+// A state machine is driven by three kinds of input — a datagram (Step), the
+// passing of time (Tick) and, for the peer, a line typed by the user (Input) —
+// and answers each with a list of Outputs that the runner carries out in
+// order: persist this, send that, print this line. Order matters: a batch is
+// persisted before the acknowledgement or reply that follows it is sent, so
+// nothing acknowledged is ever lost.
+package app
+
+import (
+	"log/slog"
+	"net/netip"
+
+	"dht/store"
+	"dht/wire"
+)
+
+// Output is one thing a state machine asks its runner to do.
+type Output interface{ isOutput() }
+
+// Send asks the runner to encode Msg with the given header id and flags and
+// send it to To.
+type Send struct {
+	To    netip.AddrPort
+	ID    uint32
+	Flags wire.Flags
+	Msg   wire.Message
+}
+
+// Print is one line for the user (stdout).
+type Print struct{ Line string }
+
+// Event is a trace line about something other than a datagram sent or
+// received: a drop, a timeout, a rollback.
+type Event struct {
+	Msg   string
+	Attrs []slog.Attr
+}
+
+// PersistServer asks the server's runner to write the whole registry and, if
+// Reply is set, the reply cached for that client, in one transaction.
+type PersistServer struct {
+	State store.ServerState
+	Reply *store.CachedReply
+}
+
+// PersistPeer asks the peer's runner to apply one batch to its table file in
+// one transaction.
+type PersistPeer struct{ Batch store.Batch }
+
+// Bind asks the peer's runner to bind its UDP socket to Addr and to report
+// the result with Peer.Bound.
+type Bind struct {
+	Name string // the user registering: names the table file
+	Addr netip.AddrPort
+}
+
+// Exit tells the peer's runner that the user is deregistered and the process
+// should end once pending output is written.
+type Exit struct{}
+
+func (Send) isOutput()          {}
+func (Print) isOutput()         {}
+func (Event) isOutput()         {}
+func (PersistServer) isOutput() {}
+func (PersistPeer) isOutput()   {}
+func (Bind) isOutput()          {}
+func (Exit) isOutput()          {}
+
+func event(msg string, attrs ...slog.Attr) Event { return Event{Msg: msg, Attrs: attrs} }

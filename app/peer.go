@@ -1,0 +1,771 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"dht/dataset"
+	"dht/store"
+	"dht/wire"
+)
+
+// PeerConfig configures the peer state machine.
+type PeerConfig struct {
+	Server netip.AddrPort
+	// LoadData reads and checks the dataset. It is called before setup-dht
+	// is sent and when this peer becomes the leader of a rebuilt ring.
+	LoadData func() ([]dataset.Record, error)
+	// Rand seeds the first message id.
+	Rand *rand.Rand
+	Link LinkConfig
+	// RequestTimeout bounds one request to the server, retransmissions
+	// included.
+	RequestTimeout time.Duration
+	// QueryTimeout bounds a query from query-dht to its answer.
+	QueryTimeout time.Duration
+	// OpTimeout bounds each ring phase of setup, leave and teardown.
+	OpTimeout time.Duration
+}
+
+func (c PeerConfig) withDefaults() PeerConfig {
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 10 * time.Second
+	}
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = 10 * time.Second
+	}
+	if c.OpTimeout <= 0 {
+		c.OpTimeout = DefaultOpTimeout
+	}
+	if c.Rand == nil {
+		c.Rand = rand.New(rand.NewPCG(3, 4))
+	}
+	if c.LoadData == nil {
+		c.LoadData = func() ([]dataset.Record, error) { return nil, fmt.Errorf("no dataset configured") }
+	}
+	return c
+}
+
+type stage uint8
+
+const (
+	stBind     stage = iota + 1 // waiting for Bound
+	stRequest                   // waiting for the server's reply
+	stLongName                  // waiting for the next input line (query-dht's Long Name)
+	stSleep
+	stSetID    // leader: waiting for every set-id to be acknowledged
+	stPopulate // leader: waiting for the flush to come back
+	stQuery    // waiting for the query's result
+	stTeardown // waiting for our teardown to come back
+	stResetID  // leaver: waiting for reset-id to come back
+	stResets   // leaver: waiting for reset-left and reset-right acks
+	stRebuild  // leaver: waiting for the new leader's rebuilt
+)
+
+// op is the user command in progress. One at a time: messages to the server
+// come in pairs, and the next input line waits.
+type op struct {
+	name  string // result lines are printed under this name
+	stage stage
+	// server request in flight
+	req      wire.Message
+	reqID    uint32
+	reqFirst time.Time
+	reqRTO   time.Duration
+	deadline time.Time // stage deadline (request retransmit, sleep, ring phase)
+	bind     netip.AddrPort
+	// query-dht
+	longName   string
+	queryReqID uint32
+	// setup-dht
+	data    []dataset.Record
+	pending int // set-ids or resets not yet acknowledged
+	// leave-dht
+	left, right wire.Member
+	n           int
+	// needs are the peers this op waits on: giving up on one fails it.
+	needs []netip.AddrPort
+}
+
+// populate is a store round led by this peer (setup or rebuild).
+type populate struct {
+	n       int
+	records []dataset.Record // to send right, in dataset order
+	next    int
+	flushed bool
+	leaver  *wire.Member // rebuild: who to tell when done
+}
+
+// Peer is the user process as a state machine: the client side of the nine
+// server commands and the whole ring protocol.
+type Peer struct {
+	cfg   PeerConfig
+	stats Stats
+	link  *link
+
+	self       wire.Member // Addr valid once bound, Name once registered
+	bound      bool
+	registered bool
+	exited     bool
+
+	lines []string
+	op    *op
+
+	inRing      bool
+	id, n       int
+	left, right wire.Member
+	neighbours  bool
+	table       map[int][]dataset.Record
+	count       int
+	uncommitted []dataset.Record
+	pop         *populate
+	leaver      netip.AddrPort // set by reset-left: whose rebuild-dht to accept
+}
+
+// NewPeer builds a peer.
+func NewPeer(cfg PeerConfig) *Peer {
+	cfg = cfg.withDefaults()
+	p := &Peer{cfg: cfg, table: map[int][]dataset.Record{}}
+	p.link = newLink(cfg.Link, cfg.Rand.Uint32(), &p.stats)
+	return p
+}
+
+// Stats reports the datagram counters.
+func (p *Peer) Stats() Stats { return p.stats }
+
+// Idle reports that no command is in progress or waiting.
+func (p *Peer) Idle() bool { return p.op == nil && len(p.lines) == 0 }
+
+// Registered reports whether this peer holds a registration.
+func (p *Peer) Registered() bool { return p.registered }
+
+// Exited reports a successful deregister.
+func (p *Peer) Exited() bool { return p.exited }
+
+// Name is the registered name ("" before register succeeds).
+func (p *Peer) Name() string { return p.self.Name }
+
+// Restore loads a table from the peer's file (for a peer restarted on it).
+func (p *Peer) Restore(id store.Identity, recs []dataset.Record) {
+	p.inRing, p.id, p.n = id.InRing, id.ID, id.N
+	p.left = wire.Member{Name: id.Left.Name, Addr: id.Left.Addr}
+	p.right = wire.Member{Name: id.Right.Name, Addr: id.Right.Addr}
+	p.neighbours = id.Left.Addr.IsValid()
+	for _, r := range recs {
+		p.insert(r)
+	}
+}
+
+// Input queues one line typed by the user.
+func (p *Peer) Input(now time.Time, line string) []Output {
+	if p.exited {
+		return nil
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if p.op != nil && p.op.stage == stLongName {
+		p.op.longName = strings.TrimSpace(line)
+		return p.request(now, nil, p.op.name, wire.QueryDHT{Name: p.op.req.(wire.QueryDHT).Name})
+	}
+	t := strings.TrimSpace(line)
+	if t == "" || strings.HasPrefix(t, "#") {
+		return nil
+	}
+	p.lines = append(p.lines, line)
+	return p.advance(now, nil)
+}
+
+// advance starts queued commands while none is in progress.
+func (p *Peer) advance(now time.Time, out []Output) []Output {
+	for p.op == nil && len(p.lines) > 0 && !p.exited {
+		line := p.lines[0]
+		p.lines = p.lines[1:]
+		out = p.start(now, line, out)
+	}
+	return out
+}
+
+func (p *Peer) start(now time.Time, line string, out []Output) []Output {
+	c := parseCommand(line)
+	if c.usageReason != "" {
+		return append(out, Print{c.name + " FAILURE: " + c.usageReason})
+	}
+	switch c.name {
+	case "help":
+		return append(out, Print{HelpText()})
+	case "sleep":
+		p.op = &op{name: c.name, stage: stSleep, deadline: now.Add(c.sleep)}
+		return out
+	}
+	o := &op{name: c.name, longName: c.longName}
+	switch {
+	case c.name == "register" && !p.registered:
+		p.op, o.stage, o.bind, o.req = o, stBind, c.bind, c.msg
+		return append(out, Bind{Name: c.msg.(wire.Register).Name, Addr: c.bind})
+	case !p.bound:
+		return append(out, Print{c.name + " FAILURE: not registered: register first (the peer sends from the address it registers)"})
+	case c.name == "setup-dht":
+		data, err := p.cfg.LoadData()
+		if err != nil {
+			return append(out, Print{c.name + " FAILURE: cannot use the dataset: " + err.Error()})
+		}
+		o.data = data
+	case c.needsLong:
+		o.stage, o.req = stLongName, c.msg
+		p.op = o
+		return out
+	}
+	p.op = o
+	return p.request(now, out, c.name, c.msg)
+}
+
+// Bound reports the result of a Bind.
+func (p *Peer) Bound(now time.Time, addr netip.AddrPort, err error) []Output {
+	o := p.op
+	if o == nil || o.stage != stBind || o.bind != addr {
+		return nil
+	}
+	if err != nil {
+		p.op = nil
+		return p.advance(now, []Output{Print{fmt.Sprintf("%s FAILURE: cannot use %s: %v", o.name, addr, err)}})
+	}
+	p.self.Addr, p.bound = addr, true
+	return p.request(now, nil, o.name, o.req)
+}
+
+// request sends msg to the server as the current op and waits for the reply.
+func (p *Peer) request(now time.Time, out []Output, name string, msg wire.Message) []Output {
+	o := p.op
+	o.name, o.stage, o.req = name, stRequest, msg
+	o.reqID = p.link.newID()
+	o.reqFirst, o.reqRTO = now, 4*p.link.cfg.RTO
+	o.deadline = now.Add(o.reqRTO)
+	p.stats.Sent++
+	return append(out, Send{To: p.cfg.Server, ID: o.reqID, Msg: msg})
+}
+
+// finish ends the current op with a result line and starts the next one.
+func (p *Peer) finish(now time.Time, out []Output, line string) []Output {
+	p.op = nil
+	out = append(out, Print{line})
+	return p.advance(now, out)
+}
+
+func (p *Peer) identity() store.Identity {
+	id := store.Identity{Name: p.self.Name, Addr: p.self.Addr, Server: p.cfg.Server, InRing: p.inRing}
+	if p.inRing {
+		id.ID, id.N = p.id, p.n
+	}
+	if p.neighbours {
+		id.Left = store.Member{Name: p.left.Name, Addr: p.left.Addr}
+		id.Right = store.Member{Name: p.right.Name, Addr: p.right.Addr}
+	}
+	return id
+}
+
+func (p *Peer) persist(clear bool, put []dataset.Record) PersistPeer {
+	id := p.identity()
+	return PersistPeer{Batch: store.Batch{Identity: &id, Clear: clear, Put: put}}
+}
+
+// clearTable forgets the local table (and, with the id, ring membership).
+func (p *Peer) clearTable() {
+	p.table = map[int][]dataset.Record{}
+	p.count = 0
+	p.uncommitted = nil
+	p.pop = nil
+}
+
+func (p *Peer) insert(r dataset.Record) bool {
+	pos := r.Pos()
+	slot := p.table[pos]
+	for i := range slot {
+		if slot[i].LongName == r.LongName {
+			slot[i] = r
+			return false
+		}
+	}
+	p.table[pos] = append(slot, r)
+	p.count++
+	return true
+}
+
+// Lookup finds a record in the local table, comparing the whole Long Name.
+func (p *Peer) Lookup(longName string) (dataset.Record, bool) {
+	for _, r := range p.table[dataset.Pos(longName)] {
+		if r.LongName == longName {
+			return r, true
+		}
+	}
+	return dataset.Record{}, false
+}
+
+// Count is the number of records in the local table.
+func (p *Peer) Count() int { return p.count }
+
+// Ring reports this peer's place in the ring.
+func (p *Peer) Ring() (inRing bool, id, n int, left, right wire.Member) {
+	return p.inRing, p.id, p.n, p.left, p.right
+}
+
+// Step handles one datagram.
+func (p *Peer) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
+	switch m := m.(type) {
+	case wire.Reply:
+		return p.onReply(now, from, h, m)
+	case wire.Ack:
+		return p.onAck(now, from, h)
+	case wire.SetID, wire.Store, wire.Flush, wire.Query, wire.QueryResult, wire.Teardown,
+		wire.ResetID, wire.ResetLeft, wire.ResetRight, wire.RebuildDHT, wire.Rebuilt:
+		return p.onRing(now, from, h, m)
+	}
+	return []Output{event("dropped: a server request sent to a peer", attrAddr(from), slog.String("type", m.Type().String()))}
+}
+
+func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire.Reply) []Output {
+	o := p.op
+	if from != p.cfg.Server || o == nil || o.stage != stRequest || h.ID != o.reqID {
+		return []Output{event("dropped: reply matches no request", attrAddr(from), slog.Uint64("id", uint64(h.ID)))}
+	}
+	line := o.name + " SUCCESS"
+	if !r.OK {
+		return p.finish(now, nil, o.name+" FAILURE: "+r.Reason)
+	}
+	switch o.name {
+	case "register":
+		p.registered = true
+		p.self.Name = o.req.(wire.Register).Name
+		return p.finish(now, []Output{p.persist(false, nil)}, line)
+	case "setup-dht":
+		return p.startSetup(now, r.Members)
+	case "query-dht":
+		if len(r.Members) != 1 {
+			return p.finish(now, nil, o.name+" FAILURE: the server named no node to ask")
+		}
+		o.stage, o.deadline = stQuery, now.Add(p.cfg.QueryTimeout)
+		o.queryReqID = p.link.newID()
+		q := wire.Query{ReqID: o.queryReqID, Querier: p.self, LongName: o.longName}
+		o.needs = []netip.AddrPort{r.Members[0].Addr}
+		return p.link.send(now, r.Members[0].Addr, q, tagNone, false)
+	case "leave-dht":
+		return p.startLeave(now)
+	case "teardown-dht":
+		return p.startTeardown(now)
+	case "dht-rebuilt":
+		var out []Output
+		if o.req.(wire.DHTRebuilt).Name == p.self.Name {
+			p.inRing, p.neighbours = false, false
+			p.left, p.right = wire.Member{}, wire.Member{}
+			out = append(out, p.persist(false, nil))
+		}
+		return p.finish(now, out, line+": new leader "+o.req.(wire.DHTRebuilt).NewLeader)
+	case "deregister":
+		if o.req.(wire.Deregister).Name == p.self.Name {
+			p.registered, p.exited = false, true
+			p.lines = nil
+			p.op = nil
+			return []Output{Print{line}, Exit{}}
+		}
+	}
+	return p.finish(now, nil, line)
+}
+
+func (p *Peer) onAck(now time.Time, from netip.AddrPort, h wire.Header) []Output {
+	t, ok, out := p.link.acked(now, from, h.ID)
+	if !ok {
+		return []Output{event("dropped: ack matches nothing in flight", attrAddr(from), slog.Uint64("id", uint64(h.ID)))}
+	}
+	o := p.op
+	switch t {
+	case tagSetID:
+		if o != nil && o.stage == stSetID {
+			if o.pending--; o.pending == 0 {
+				out = p.startPopulate(now, out, o.data, nil)
+				o.stage, o.deadline = stPopulate, now.Add(p.cfg.OpTimeout)
+				o.data = nil
+			}
+		}
+	case tagResetLeft, tagResetRight:
+		if o != nil && o.stage == stResets {
+			if o.pending--; o.pending == 0 {
+				o.stage, o.deadline = stRebuild, now.Add(p.cfg.OpTimeout)
+				out = append(out, p.link.send(now, o.right.Addr, wire.RebuildDHT{Leaver: p.self}, tagRebuild, false)...)
+			}
+		}
+	}
+	if p.pop != nil && from == p.right.Addr {
+		out = p.feed(now, out)
+	}
+	return out
+}
+
+// expected says whether a ring message may come from `from`, and why not.
+func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
+	fromLeft := p.neighbours && from == p.left.Addr
+	switch m := m.(type) {
+	case wire.SetID:
+		return ""
+	case wire.Store, wire.Flush, wire.Teardown, wire.ResetID, wire.ResetLeft:
+		if !fromLeft {
+			return "not from the left neighbour"
+		}
+	case wire.Query:
+		if !fromLeft && m.Hops != 0 {
+			return "forwarded query not from the left neighbour"
+		}
+	case wire.ResetRight:
+		if !p.neighbours || from != p.right.Addr {
+			return "not from the right neighbour"
+		}
+	case wire.RebuildDHT:
+		if !p.leaver.IsValid() || from != p.leaver {
+			return "not from the node that just left"
+		}
+	case wire.QueryResult:
+		if p.op == nil || p.op.stage != stQuery || m.ReqID != p.op.queryReqID {
+			return "answers no query in progress"
+		}
+	case wire.Rebuilt:
+		if p.op == nil || p.op.stage != stRebuild || from != p.op.right.Addr {
+			return "no leave is waiting for it"
+		}
+	}
+	switch m.(type) {
+	case wire.Store, wire.Flush, wire.Query:
+		if !p.inRing {
+			return "this peer is in no DHT"
+		}
+	}
+	return ""
+}
+
+// backlogLimit is how many unacknowledged messages to the right neighbour a
+// node tolerates before it stops taking stores from the left: it then drops
+// them unacknowledged, and the left retransmits once the right caught up.
+func (p *Peer) backlogLimit() int { return 4 * p.link.cfg.Window }
+
+func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
+	if p.link.seen.has(from, h.ID) {
+		p.stats.DupsSuppressed++
+		return []Output{p.link.ack(from, h.ID)}
+	}
+	if why := p.expected(from, m); why != "" {
+		ev := event("dropped: "+why, attrAddr(from), slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))
+		if _, late := m.(wire.QueryResult); late {
+			// A late answer is still acknowledged, so that its sender stops.
+			return []Output{ev, p.link.ack(from, h.ID)}
+		}
+		return []Output{ev}
+	}
+	if _, ok := m.(wire.Store); ok && p.link.backlog(p.right.Addr) > p.backlogLimit() {
+		return []Output{event("dropped: right neighbour is behind; the left will retransmit", attrAddr(from), slog.Uint64("id", uint64(h.ID)))}
+	}
+	p.link.seen.add(from, h.ID)
+	out := p.handleRing(now, from, m)
+	// The ack goes after anything the message made us persist.
+	return append(out, p.link.ack(from, h.ID))
+}
+
+func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message) []Output {
+	switch m := m.(type) {
+	case wire.SetID:
+		p.clearTable()
+		p.inRing, p.id, p.n = true, int(m.ID), int(m.N)
+		p.left, p.right, p.neighbours = m.Left, m.Right, true
+		p.leaver = netip.AddrPort{}
+		return []Output{p.persist(true, nil)}
+	case wire.Store:
+		if int(m.N) != p.n {
+			return []Output{event("store for another ring size ignored", attrAddr(from), slog.Int("ring", int(m.N)))}
+		}
+		var fwd []wire.Record
+		for _, f := range m.Records {
+			r := dataset.FromFields(f)
+			if dataset.ID(r.Pos(), p.n) == p.id {
+				p.insert(r)
+				p.uncommitted = append(p.uncommitted, r)
+			} else {
+				fwd = append(fwd, f)
+			}
+		}
+		if len(fwd) > 0 {
+			return p.link.send(now, p.right.Addr, wire.Store{N: m.N, Records: fwd}, tagNone, false)
+		}
+		return nil
+	case wire.Flush:
+		if m.Leader == p.self.Name {
+			return p.populated(now)
+		}
+		out := []Output{p.persist(false, p.uncommitted)}
+		p.uncommitted = nil
+		return append(out, p.link.send(now, p.right.Addr, m, tagNone, true)...)
+	case wire.Query:
+		pos := dataset.Pos(m.LongName)
+		if dataset.ID(pos, p.n) != p.id {
+			m.Hops++
+			return p.link.send(now, p.right.Addr, m, tagNone, false)
+		}
+		res := wire.QueryResult{ReqID: m.ReqID, Node: p.self.Name, NodeID: uint16(p.id), Hops: m.Hops, LongName: m.LongName}
+		if r, ok := p.Lookup(m.LongName); ok {
+			res.Found, res.Record = true, r.Fields()
+		}
+		return p.link.send(now, m.Querier.Addr, res, tagNone, false)
+	case wire.QueryResult:
+		return p.queryAnswered(now, m)
+	case wire.Teardown:
+		if m.Origin == p.self.Name {
+			return p.teardownReturned(now, m)
+		}
+		out := p.link.send(now, p.right.Addr, m, tagNone, false)
+		p.clearTable()
+		p.inRing = false
+		if !m.KeepNeighbours {
+			p.neighbours, p.left, p.right = false, wire.Member{}, wire.Member{}
+		}
+		return append(out, p.persist(true, nil))
+	case wire.ResetID:
+		if m.Origin == p.self.Name {
+			return p.renumbered(now)
+		}
+		p.inRing, p.id, p.n = true, int(m.ID), int(m.N)
+		out := []Output{p.persist(false, nil)}
+		m.ID++
+		return append(out, p.link.send(now, p.right.Addr, m, tagNone, false)...)
+	case wire.ResetLeft:
+		p.leaver = from
+		p.left = m.Left
+		return []Output{p.persist(false, nil)}
+	case wire.ResetRight:
+		p.right = m.Right
+		return []Output{p.persist(false, nil)}
+	case wire.RebuildDHT:
+		p.leaver = netip.AddrPort{}
+		data, err := p.cfg.LoadData()
+		if err != nil {
+			return p.link.send(now, m.Leaver.Addr, wire.Rebuilt{Reason: "new leader cannot use its dataset: " + err.Error(), NewLeader: p.self.Name}, tagNone, false)
+		}
+		leaver := m.Leaver
+		return p.startPopulate(now, nil, data, &leaver)
+	case wire.Rebuilt:
+		if !m.OK {
+			return p.finish(now, nil, "dht-rebuilt FAILURE: "+m.Reason)
+		}
+		return p.request(now, nil, "dht-rebuilt", wire.DHTRebuilt{Name: p.self.Name, NewLeader: m.NewLeader})
+	}
+	return nil
+}
+
+// startSetup: setup-dht succeeded; tell every member its place.
+func (p *Peer) startSetup(now time.Time, members []wire.Member) []Output {
+	o := p.op
+	names := make([]string, len(members))
+	for i, m := range members {
+		names[i] = m.Name
+	}
+	out := []Output{Print{fmt.Sprintf("setup-dht SUCCESS: ring of %d: %s", len(members), strings.Join(names, " "))}}
+	n := len(members)
+	if n < 1 || members[0].Addr != p.self.Addr {
+		return p.finish(now, out, "dht-complete FAILURE: the server's ring does not start at this peer")
+	}
+	p.clearTable()
+	p.inRing, p.id, p.n = true, 0, n
+	p.left, p.right, p.neighbours = members[n-1], members[1%n], true
+	o.name, o.stage, o.pending = "dht-complete", stSetID, n-1
+	o.deadline = now.Add(p.cfg.OpTimeout)
+	for _, m := range members[1:] {
+		o.needs = append(o.needs, m.Addr)
+	}
+	for i := 1; i < n; i++ {
+		msg := wire.SetID{ID: uint16(i), N: uint16(n), Left: members[i-1], Right: members[(i+1)%n]}
+		out = append(out, p.link.send(now, members[i].Addr, msg, tagSetID, false)...)
+	}
+	return out
+}
+
+// startPopulate keeps this node's records, commits them, and starts sending
+// the rest right. leaver is set for a rebuild.
+func (p *Peer) startPopulate(now time.Time, out []Output, data []dataset.Record, leaver *wire.Member) []Output {
+	p.clearTable()
+	pop := &populate{n: p.n, leaver: leaver}
+	var own []dataset.Record
+	for _, r := range data {
+		if dataset.ID(r.Pos(), p.n) == p.id {
+			p.insert(r)
+			own = append(own, r)
+		} else {
+			pop.records = append(pop.records, r)
+		}
+	}
+	out = append(out, p.persist(true, own))
+	p.pop = pop
+	if p.n == 1 {
+		return append(out, p.populated(now)...)
+	}
+	return p.feed(now, out)
+}
+
+// feed sends stores right while the window has room, then the flush.
+func (p *Peer) feed(now time.Time, out []Output) []Output {
+	pop := p.pop
+	for pop.next < len(pop.records) && p.link.unsent(p.right.Addr) == 0 {
+		size := wire.StoreOverhead
+		var recs []wire.Record
+		for pop.next < len(pop.records) {
+			f := pop.records[pop.next].Fields()
+			l := wire.RecordLen(f)
+			if len(recs) > 0 && size+l > wire.MaxDatagram {
+				break
+			}
+			recs = append(recs, f)
+			size += l
+			pop.next++
+		}
+		out = append(out, p.link.send(now, p.right.Addr, wire.Store{N: uint16(pop.n), Records: recs}, tagNone, false)...)
+	}
+	if pop.next == len(pop.records) && !pop.flushed {
+		pop.flushed = true
+		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n)}, tagNone, true)...)
+	}
+	return out
+}
+
+// populated: the flush came back (or the ring is this node alone), so every
+// record is committed at its node.
+func (p *Peer) populated(now time.Time) []Output {
+	pop := p.pop
+	if pop == nil {
+		return []Output{event("dropped: flush for no store round of ours")}
+	}
+	p.pop = nil
+	if pop.leaver != nil {
+		return p.link.send(now, pop.leaver.Addr, wire.Rebuilt{OK: true, NewLeader: p.self.Name}, tagNone, false)
+	}
+	if p.op != nil && p.op.stage == stPopulate {
+		return p.request(now, nil, "dht-complete", wire.DHTComplete{Name: p.self.Name})
+	}
+	return nil
+}
+
+func (p *Peer) queryAnswered(now time.Time, r wire.QueryResult) []Output {
+	if !r.Found {
+		return p.finish(now, nil, fmt.Sprintf("query-dht FAILURE: %q not found in the DHT (answered by node %s, id %d, after %d hops)", r.LongName, r.Node, r.NodeID, r.Hops))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "query-dht SUCCESS: found at node %s (id %d) after %d hops", r.Node, r.NodeID, r.Hops)
+	for i, h := range dataset.Headers {
+		b.WriteString("\n")
+		b.WriteString(h)
+		b.WriteString(": ")
+		b.WriteString(r.Record[i])
+	}
+	return p.finish(now, nil, b.String())
+}
+
+// startLeave: leave-dht succeeded; tear the ring's tables down, keeping
+// neighbours.
+func (p *Peer) startLeave(now time.Time) []Output {
+	o := p.op
+	out := []Output{Print{"leave-dht SUCCESS"}}
+	if !p.inRing || !p.neighbours {
+		return p.finish(now, out, "dht-rebuilt FAILURE: this peer holds no place in a ring")
+	}
+	o.name, o.stage, o.deadline = "dht-rebuilt", stTeardown, now.Add(p.cfg.OpTimeout)
+	o.left, o.right, o.n = p.left, p.right, p.n
+	o.needs = []netip.AddrPort{p.left.Addr, p.right.Addr}
+	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true}, tagNone, false)...)
+}
+
+// startTeardown: teardown-dht succeeded; delete the ring.
+func (p *Peer) startTeardown(now time.Time) []Output {
+	o := p.op
+	out := []Output{Print{"teardown-dht SUCCESS"}}
+	o.name, o.stage, o.deadline = "teardown-complete", stTeardown, now.Add(p.cfg.OpTimeout)
+	o.needs = []netip.AddrPort{p.right.Addr}
+	if !p.neighbours || p.right.Addr == p.self.Addr {
+		return append(out, p.teardownReturned(now, wire.Teardown{Origin: p.self.Name})...)
+	}
+	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name}, tagNone, false)...)
+}
+
+func (p *Peer) teardownReturned(now time.Time, m wire.Teardown) []Output {
+	o := p.op
+	if o == nil || o.stage != stTeardown {
+		return []Output{event("dropped: teardown of ours returned unexpectedly")}
+	}
+	p.clearTable()
+	p.inRing = false
+	if !m.KeepNeighbours {
+		p.neighbours, p.left, p.right = false, wire.Member{}, wire.Member{}
+		out := []Output{p.persist(true, nil)}
+		return append(out, p.request(now, nil, "teardown-complete", wire.TeardownComplete{Name: p.self.Name})...)
+	}
+	out := []Output{p.persist(true, nil)}
+	o.stage = stResetID
+	return append(out, p.link.send(now, o.right.Addr, wire.ResetID{Origin: p.self.Name, ID: 0, N: uint16(o.n - 1)}, tagNone, false)...)
+}
+
+// renumbered: reset-id came back; take this peer out of the ring.
+func (p *Peer) renumbered(now time.Time) []Output {
+	o := p.op
+	if o == nil || o.stage != stResetID {
+		return []Output{event("dropped: reset-id of ours returned unexpectedly")}
+	}
+	o.stage, o.pending = stResets, 2
+	out := p.link.send(now, o.right.Addr, wire.ResetLeft{Left: o.left}, tagResetLeft, false)
+	return append(out, p.link.send(now, o.left.Addr, wire.ResetRight{Right: o.right}, tagResetRight, false)...)
+}
+
+// NextDeadline is when Tick next has work.
+func (p *Peer) NextDeadline() (time.Time, bool) {
+	t, ok := p.link.deadline()
+	if p.op != nil && !p.op.deadline.IsZero() && (!ok || p.op.deadline.Before(t)) {
+		t, ok = p.op.deadline, true
+	}
+	return t, ok
+}
+
+// Tick retransmits, gives up, and times out the current op.
+func (p *Peer) Tick(now time.Time) []Output {
+	out, gone := p.link.tick(now)
+	for _, g := range gone {
+		out = append(out, event("gave up: no acknowledgement", attrAddr(g.to), slog.String("type", g.msg.Type().String())))
+	}
+	if len(gone) > 0 {
+		g := gone[0]
+		if p.pop != nil && g.to == p.right.Addr {
+			if p.pop.leaver != nil {
+				out = append(out, p.link.send(now, p.pop.leaver.Addr, wire.Rebuilt{Reason: fmt.Sprintf("right neighbour %s stopped acknowledging stores", g.to), NewLeader: p.self.Name}, tagNone, false)...)
+			}
+			p.pop = nil
+		}
+		if o := p.op; o != nil && o.stage >= stSetID && slices.Contains(o.needs, g.to) {
+			out = p.finish(now, out, fmt.Sprintf("%s FAILURE: %s sent to %s was not acknowledged within %s", o.name, g.msg.Type(), g.to, p.link.cfg.GiveUp))
+		}
+	}
+	o := p.op
+	if o == nil || o.deadline.IsZero() || now.Before(o.deadline) {
+		return out
+	}
+	switch o.stage {
+	case stSleep:
+		p.op = nil
+		return p.advance(now, out)
+	case stRequest:
+		if now.Sub(o.reqFirst) >= p.cfg.RequestTimeout {
+			return p.finish(now, out, fmt.Sprintf("%s FAILURE: no answer from the server at %s within %s", o.name, p.cfg.Server, p.cfg.RequestTimeout))
+		}
+		o.reqRTO = min(2*o.reqRTO, p.link.cfg.MaxRTO)
+		o.deadline = now.Add(o.reqRTO)
+		p.stats.Sent++
+		p.stats.Retransmits++
+		return append(out, Send{To: p.cfg.Server, ID: o.reqID, Flags: wire.FlagRetransmit, Msg: o.req})
+	case stQuery:
+		return p.finish(now, out, fmt.Sprintf("query-dht FAILURE: no answer from the ring within %s", p.cfg.QueryTimeout))
+	default:
+		return p.finish(now, out, fmt.Sprintf("%s FAILURE: the ring did not finish within %s", o.name, p.cfg.OpTimeout))
+	}
+}

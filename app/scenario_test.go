@@ -1,0 +1,146 @@
+package app
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"dht/dataset"
+)
+
+var foundLine = regexp.MustCompile(`^query-dht SUCCESS: found at node ([A-Za-z]+) \(id (\d+)\) after (\d+) hops$`)
+
+// queryAll asks for every record from user `from` and checks each answer:
+// the right node (by the hash), a plausible hop count, every field.
+func queryAll(t *testing.T, s *simNet, from string, data []dataset.Record, n int) {
+	t.Helper()
+	for _, r := range data {
+		out := s.mustDo(from, "query-dht "+from+" "+r.LongName, "query-dht SUCCESS")
+		lines := strings.Split(strings.Join(out, "\n"), "\n")
+		m := foundLine.FindStringSubmatch(lines[0])
+		if m == nil {
+			t.Fatalf("seed %d: result line %q", s.seed, lines[0])
+		}
+		id, _ := strconv.Atoi(m[2])
+		hops, _ := strconv.Atoi(m[3])
+		if want := dataset.ID(r.Pos(), n); id != want || hops >= n {
+			t.Fatalf("seed %d: %q answered by id %d after %d hops, want id %d and < %d hops", s.seed, r.LongName, id, hops, want, n)
+		}
+		if len(lines) != 1+dataset.NumFields {
+			t.Fatalf("seed %d: %q: %d lines", s.seed, r.LongName, len(lines))
+		}
+		for i, f := range r.Fields() {
+			if want := dataset.Headers[i] + ": " + f; lines[1+i] != want {
+				t.Fatalf("seed %d: line %q, want %q", s.seed, lines[1+i], want)
+			}
+		}
+	}
+}
+
+func freeUser(s *simNet) string {
+	for _, name := range s.names() {
+		if p := s.peers[name]; !p.core.inRing && p.core.Registered() {
+			return name
+		}
+	}
+	return ""
+}
+
+func leaderName(s *simNet) string { return s.server.Snapshot().DHT.Leader }
+
+// memberWithID names the ring member holding id.
+func memberWithID(s *simNet, id int) string {
+	for _, name := range s.names() {
+		if p := s.peers[name]; p.core.inRing && p.core.id == id {
+			return name
+		}
+	}
+	return ""
+}
+
+// runScenario is the whole life of a DHT: register 5, setup 4, query
+// everything, a missing name, leave of a middle node and of the leader,
+// teardown, a second DHT, deregister.
+func runScenario(t *testing.T, s *simNet, data []dataset.Record) {
+	users := []string{"alice", "bob", "carol", "dave", "erin"}
+	for _, u := range users {
+		s.addPeer(u, data)
+	}
+	for _, u := range users {
+		p := s.peers[u]
+		s.mustDo(u, fmt.Sprintf("register %s %s %d", u, p.addr.Addr(), p.addr.Port()), "register SUCCESS")
+	}
+	out := s.mustDo("alice", "setup-dht 4 alice", "setup-dht SUCCESS")
+	if len(out) != 2 || out[1] != "dht-complete SUCCESS" {
+		t.Fatalf("seed %d: setup printed %q", s.seed, out)
+	}
+	s.checkRing(data)
+	free := freeUser(s)
+	queryAll(t, s, free, data, 4)
+	s.mustDo(free, "query-dht "+free+" Republic of Nowhere", `query-dht FAILURE: "Republic of Nowhere" not found`)
+
+	middle := memberWithID(s, 2)
+	out = s.mustDo(middle, "leave-dht "+middle, "leave-dht SUCCESS")
+	if len(out) != 2 || !strings.HasPrefix(out[1], "dht-rebuilt SUCCESS") {
+		t.Fatalf("seed %d: leave printed %q", s.seed, out)
+	}
+	s.checkRing(data)
+
+	leader := leaderName(s)
+	out = s.mustDo(leader, "leave-dht "+leader, "leave-dht SUCCESS")
+	if len(out) != 2 || !strings.HasPrefix(out[1], "dht-rebuilt SUCCESS") {
+		t.Fatalf("seed %d: leave printed %q", s.seed, out)
+	}
+	s.checkRing(data)
+	queryAll(t, s, leader, data, 2)
+
+	leader = leaderName(s)
+	out = s.mustDo(leader, "teardown-dht "+leader, "teardown-dht SUCCESS")
+	if len(out) != 2 || out[1] != "teardown-complete SUCCESS" {
+		t.Fatalf("seed %d: teardown printed %q", s.seed, out)
+	}
+	for _, name := range s.names() {
+		p := s.peers[name]
+		id, recs, _ := p.store.Load()
+		if p.core.inRing || p.core.Count() != 0 || id.InRing || len(recs) != 0 {
+			t.Fatalf("seed %d: %s still holds a DHT after teardown", s.seed, name)
+		}
+	}
+	if st := s.server.Snapshot(); st.DHT.Phase != 0 {
+		t.Fatalf("seed %d: server still has a DHT: %+v", s.seed, st.DHT)
+	}
+
+	s.mustDo("erin", "setup-dht 3 erin", "setup-dht SUCCESS")
+	s.checkRing(data)
+	s.mustDo("erin", "teardown-dht erin", "teardown-dht SUCCESS")
+	s.mustDo("bob", "deregister bob", "deregister SUCCESS")
+	if !s.peers["bob"].core.Exited() {
+		t.Fatalf("seed %d: bob did not exit after deregister", s.seed)
+	}
+	if len(s.server.Snapshot().Users) != 4 {
+		t.Fatalf("seed %d: server users %+v", s.seed, s.server.Snapshot().Users)
+	}
+}
+
+func TestScenarioPerfectNetwork(t *testing.T) {
+	data := records(t)
+	for _, seed := range seeds(t, 2) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			runScenario(t, newSim(t, seed, data), data)
+		})
+	}
+}
+
+func TestScenarioLossyNetwork(t *testing.T) {
+	data := records(t)
+	for _, seed := range seeds(t, 3) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			s := newSim(t, seed, data)
+			s.loss, s.dup, s.delay = 0.2, 0.05, 3e6
+			runScenario(t, s, data)
+			t.Logf("seed %d: %d datagrams, %d dropped, %d duplicated", seed, s.sent, s.dropped, s.duplicated)
+		})
+	}
+}

@@ -1,0 +1,443 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"dht/store"
+	"dht/wire"
+)
+
+// Limits enforced by the server (and written in the README).
+const (
+	MaxNameLen = 15   // user names: ASCII letters only, 1..15
+	MaxRing    = 64   // largest ring: a setup-dht reply lists every member in one datagram
+	MaxUsers   = 1024 // registrations the server keeps
+)
+
+// ServerConfig configures the server state machine.
+type ServerConfig struct {
+	// OpTimeout is how long the server waits for dht-complete, dht-rebuilt
+	// or teardown-complete before it rolls the operation back.
+	OpTimeout time.Duration
+	// Rand picks the members of a new ring and the node a query starts at.
+	Rand *rand.Rand
+}
+
+// DefaultOpTimeout is the server's default --op-timeout.
+const DefaultOpTimeout = 2 * time.Minute
+
+type cachedReply struct {
+	id    uint32
+	reply wire.Reply
+}
+
+// Server is the registry state machine. It never touches a socket, a clock
+// or a file: Step and Tick return what to persist and send.
+type Server struct {
+	cfg    ServerConfig
+	users  map[string]*store.User
+	byAddr map[netip.AddrPort]string
+	dht    store.DHT
+	cache  map[netip.AddrPort]cachedReply
+	// note explains the last rollback, for answers that would otherwise
+	// look like the operation never happened.
+	note string
+}
+
+// NewServer builds a server from persisted state.
+func NewServer(cfg ServerConfig, st store.ServerState, replies []store.CachedReply) *Server {
+	if cfg.OpTimeout <= 0 {
+		cfg.OpTimeout = DefaultOpTimeout
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.New(rand.NewPCG(1, 2))
+	}
+	s := &Server{cfg: cfg, users: map[string]*store.User{}, byAddr: map[netip.AddrPort]string{}, dht: st.DHT, cache: map[netip.AddrPort]cachedReply{}}
+	for _, u := range st.Users {
+		u := u
+		s.users[u.Name] = &u
+		s.byAddr[u.Addr] = u.Name
+	}
+	for _, r := range replies {
+		_, m, err := wire.Decode(r.Datagram)
+		if rep, ok := m.(wire.Reply); err == nil && ok {
+			s.cache[r.Addr] = cachedReply{id: r.ID, reply: rep}
+		}
+	}
+	return s
+}
+
+// Snapshot is the state as it would be persisted.
+func (s *Server) Snapshot() store.ServerState {
+	st := store.ServerState{DHT: s.dht}
+	st.DHT.Members = slices.Clone(s.dht.Members)
+	for _, u := range s.users {
+		st.Users = append(st.Users, *u)
+	}
+	slices.SortFunc(st.Users, func(a, b store.User) int { return strings.Compare(a.Name, b.Name) })
+	return st
+}
+
+// ValidName reports whether name is a legal user name.
+func ValidName(name string) bool {
+	if len(name) < 1 || len(name) > MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// Step handles one datagram from a client.
+func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
+	if c, ok := s.cache[from]; ok && c.id == h.ID {
+		return []Output{
+			event("duplicate request: answering from cache", attrAddr(from), slog.Uint64("id", uint64(h.ID))),
+			Send{To: from, ID: h.ID, Msg: c.reply},
+		}
+	}
+	reply, changed := s.handle(now, from, m)
+	if reply == nil {
+		return []Output{event("dropped: not a request", attrAddr(from), slog.String("type", m.Type().String()))}
+	}
+	s.cache[from] = cachedReply{id: h.ID, reply: *reply}
+	var out []Output
+	if changed {
+		dg, err := wire.Append(nil, h.ID, 0, *reply)
+		if err != nil {
+			panic(fmt.Sprintf("server: reply does not encode: %v", err))
+		}
+		out = append(out, PersistServer{State: s.Snapshot(), Reply: &store.CachedReply{Addr: from, ID: h.ID, Datagram: dg}})
+	}
+	return append(out, Send{To: from, ID: h.ID, Msg: *reply})
+}
+
+func fail(format string, args ...any) *wire.Reply {
+	return &wire.Reply{Reason: fmt.Sprintf(format, args...)}
+}
+
+func ok(members ...wire.Member) *wire.Reply { return &wire.Reply{OK: true, Members: members} }
+
+// handle applies one request; changed reports a state change to persist.
+func (s *Server) handle(now time.Time, from netip.AddrPort, m wire.Message) (reply *wire.Reply, changed bool) {
+	switch m := m.(type) {
+	case wire.Register:
+		return s.register(from, m)
+	case wire.SetupDHT:
+		return s.setup(now, from, m)
+	case wire.DHTComplete:
+		return s.complete(from, m)
+	case wire.QueryDHT:
+		return s.query(from, m), false
+	case wire.LeaveDHT:
+		return s.leave(now, from, m)
+	case wire.DHTRebuilt:
+		return s.rebuilt(from, m)
+	case wire.Deregister:
+		return s.deregister(from, m)
+	case wire.TeardownDHT:
+		return s.teardown(now, from, m)
+	case wire.TeardownComplete:
+		return s.teardownComplete(from, m)
+	}
+	return nil, false
+}
+
+// waiting is the FAILURE every request but the awaited one gets while an
+// operation is in progress; "" when the server waits for nothing.
+func (s *Server) waiting() string {
+	switch s.dht.Phase {
+	case store.PhaseBuilding:
+		return fmt.Sprintf("server is waiting for dht-complete from %s (setup-dht in progress)", s.dht.Leader)
+	case store.PhaseLeaving:
+		return fmt.Sprintf("server is waiting for dht-rebuilt from %s (leave-dht in progress)", s.dht.Leaver)
+	case store.PhaseTearing:
+		return fmt.Sprintf("server is waiting for teardown-complete from %s (teardown-dht in progress)", s.dht.Leader)
+	}
+	return ""
+}
+
+// caller checks that name is registered and that the request came from its
+// address.
+func (s *Server) caller(from netip.AddrPort, name string) (*store.User, *wire.Reply) {
+	u := s.users[name]
+	if u == nil {
+		if !ValidName(name) {
+			return nil, fail("invalid user name %q: letters only, 1 to %d", name, MaxNameLen)
+		}
+		return nil, fail("%s is not registered", name)
+	}
+	if u.Addr != from {
+		return nil, fail("a request for %s must come from its registered address %s, not %s", name, u.Addr, from)
+	}
+	return u, nil
+}
+
+func (s *Server) register(from netip.AddrPort, m wire.Register) (*wire.Reply, bool) {
+	if w := s.waiting(); w != "" {
+		return fail("%s", w), false
+	}
+	switch {
+	case !ValidName(m.Name):
+		return fail("invalid user name %q: letters only, 1 to %d", m.Name, MaxNameLen), false
+	case !m.Addr.Addr().Is4() || m.Addr.Addr().IsUnspecified() || m.Addr.Port() == 0:
+		return fail("invalid address %s: need a unicast IPv4 address and a port 1-65535", m.Addr), false
+	case m.Addr != from:
+		return fail("register %s must be sent from %s, the address it registers (it came from %s)", m.Name, m.Addr, from), false
+	case s.users[m.Name] != nil:
+		return fail("%s is already registered", m.Name), false
+	case s.byAddr[m.Addr] != "":
+		return fail("%s is already registered by %s", m.Addr, s.byAddr[m.Addr]), false
+	case len(s.users) >= MaxUsers:
+		return fail("the registry is full (%d users)", MaxUsers), false
+	}
+	u := &store.User{Name: m.Name, Addr: m.Addr, State: store.Free}
+	s.users[m.Name] = u
+	s.byAddr[m.Addr] = m.Name
+	return ok(), true
+}
+
+func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wire.Reply, bool) {
+	if w := s.waiting(); w != "" {
+		return fail("%s", w), false
+	}
+	leader, r := s.caller(from, m.Name)
+	if r != nil {
+		return r, false
+	}
+	n := int(m.N)
+	switch {
+	case n < 2:
+		return fail("n must be at least 2, got %d", n), false
+	case n > MaxRing:
+		return fail("n must be at most %d, got %d", MaxRing, n), false
+	case s.dht.Phase != store.PhaseNone:
+		return fail("a DHT already exists (leader %s); only one DHT at a time", s.dht.Leader), false
+	case len(s.users) < n:
+		return fail("only %d users are registered, %d needed", len(s.users), n), false
+	}
+	var free []string
+	for name, u := range s.users {
+		if name != leader.Name && u.State == store.Free {
+			free = append(free, name)
+		}
+	}
+	slices.Sort(free) // map order must not leak into a seeded choice
+	s.cfg.Rand.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
+	ring := append([]string{leader.Name}, free[:n-1]...)
+	leader.State = store.Leader
+	members := make([]wire.Member, n)
+	for i, name := range ring {
+		u := s.users[name]
+		if i > 0 {
+			u.State = store.InDHT
+		}
+		members[i] = wire.Member{Name: u.Name, Addr: u.Addr}
+	}
+	s.dht = store.DHT{Phase: store.PhaseBuilding, Leader: leader.Name, Members: ring, Since: now.UnixNano()}
+	s.note = ""
+	return ok(members...), true
+}
+
+func (s *Server) complete(from netip.AddrPort, m wire.DHTComplete) (*wire.Reply, bool) {
+	if s.dht.Phase != store.PhaseBuilding {
+		if w := s.waiting(); w != "" {
+			return fail("%s", w), false
+		}
+		return fail("no DHT is being set up%s", s.noteSuffix()), false
+	}
+	if _, r := s.caller(from, m.Name); r != nil {
+		return r, false
+	}
+	if m.Name != s.dht.Leader {
+		return fail("%s is not the leader of the DHT being set up (%s is)", m.Name, s.dht.Leader), false
+	}
+	s.dht.Phase, s.dht.Since = store.PhaseReady, 0
+	return ok(), true
+}
+
+func (s *Server) query(from netip.AddrPort, m wire.QueryDHT) *wire.Reply {
+	if w := s.waiting(); w != "" {
+		return fail("%s", w)
+	}
+	u, r := s.caller(from, m.Name)
+	if r != nil {
+		return r
+	}
+	switch {
+	case s.dht.Phase == store.PhaseNone:
+		return fail("no DHT exists%s", s.noteSuffix())
+	case u.State != store.Free:
+		return fail("%s maintains the DHT (%s); only Free users may query", u.Name, u.State)
+	}
+	pick := s.users[s.dht.Members[s.cfg.Rand.IntN(len(s.dht.Members))]]
+	return ok(wire.Member{Name: pick.Name, Addr: pick.Addr})
+}
+
+func (s *Server) leave(now time.Time, from netip.AddrPort, m wire.LeaveDHT) (*wire.Reply, bool) {
+	if w := s.waiting(); w != "" {
+		return fail("%s", w), false
+	}
+	u, r := s.caller(from, m.Name)
+	if r != nil {
+		return r, false
+	}
+	switch {
+	case s.dht.Phase == store.PhaseNone:
+		return fail("no DHT exists%s", s.noteSuffix()), false
+	case u.State == store.Free:
+		return fail("%s does not maintain the DHT", u.Name), false
+	case len(s.dht.Members) < 2:
+		return fail("%s is the only node of the DHT; use teardown-dht", u.Name), false
+	}
+	s.dht.Phase, s.dht.Leaver, s.dht.Since = store.PhaseLeaving, u.Name, now.UnixNano()
+	return ok(), true
+}
+
+func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bool) {
+	if s.dht.Phase != store.PhaseLeaving {
+		if w := s.waiting(); w != "" {
+			return fail("%s", w), false
+		}
+		return fail("no leave-dht is in progress%s", s.noteSuffix()), false
+	}
+	u, r := s.caller(from, m.Name)
+	if r != nil {
+		return r, false
+	}
+	if u.Name != s.dht.Leaver {
+		return fail("%s did not ask to leave (%s did)", u.Name, s.dht.Leaver), false
+	}
+	i := slices.Index(s.dht.Members, m.NewLeader)
+	if i < 0 || m.NewLeader == u.Name {
+		return fail("new leader %q is not a remaining member of the DHT", m.NewLeader), false
+	}
+	// Keep ring order, starting at the new leader.
+	var ring []string
+	for k := range s.dht.Members {
+		name := s.dht.Members[(i+k)%len(s.dht.Members)]
+		if name != u.Name {
+			ring = append(ring, name)
+		}
+	}
+	u.State = store.Free
+	if old := s.users[s.dht.Leader]; old != nil && old.Name != m.NewLeader && old.Name != u.Name {
+		old.State = store.InDHT
+	}
+	s.users[m.NewLeader].State = store.Leader
+	s.dht = store.DHT{Phase: store.PhaseReady, Leader: m.NewLeader, Members: ring}
+	return ok(), true
+}
+
+func (s *Server) deregister(from netip.AddrPort, m wire.Deregister) (*wire.Reply, bool) {
+	if w := s.waiting(); w != "" {
+		return fail("%s", w), false
+	}
+	u, r := s.caller(from, m.Name)
+	if r != nil {
+		return r, false
+	}
+	if u.State != store.Free {
+		return fail("%s maintains the DHT (%s); leave it first", u.Name, u.State), false
+	}
+	delete(s.users, u.Name)
+	delete(s.byAddr, u.Addr)
+	return ok(), true
+}
+
+func (s *Server) teardown(now time.Time, from netip.AddrPort, m wire.TeardownDHT) (*wire.Reply, bool) {
+	if w := s.waiting(); w != "" {
+		return fail("%s", w), false
+	}
+	u, r := s.caller(from, m.Name)
+	if r != nil {
+		return r, false
+	}
+	switch {
+	case s.dht.Phase == store.PhaseNone:
+		return fail("no DHT exists%s", s.noteSuffix()), false
+	case u.Name != s.dht.Leader:
+		return fail("%s is not the leader of the DHT (%s is)", u.Name, s.dht.Leader), false
+	}
+	s.dht.Phase, s.dht.Since = store.PhaseTearing, now.UnixNano()
+	return ok(), true
+}
+
+func (s *Server) teardownComplete(from netip.AddrPort, m wire.TeardownComplete) (*wire.Reply, bool) {
+	if s.dht.Phase != store.PhaseTearing {
+		if w := s.waiting(); w != "" {
+			return fail("%s", w), false
+		}
+		return fail("no teardown-dht is in progress%s", s.noteSuffix()), false
+	}
+	u, r := s.caller(from, m.Name)
+	if r != nil {
+		return r, false
+	}
+	if u.Name != s.dht.Leader {
+		return fail("%s is not the leader of the DHT (%s is)", u.Name, s.dht.Leader), false
+	}
+	s.dissolve()
+	return ok(), true
+}
+
+// dissolve frees every member and forgets the DHT.
+func (s *Server) dissolve() {
+	for _, name := range s.dht.Members {
+		if u := s.users[name]; u != nil {
+			u.State = store.Free
+		}
+	}
+	s.dht = store.DHT{}
+}
+
+func (s *Server) noteSuffix() string {
+	if s.note == "" {
+		return ""
+	}
+	return " (" + s.note + ")"
+}
+
+// NextDeadline is when Tick next has work: the end of the current wait.
+func (s *Server) NextDeadline() (time.Time, bool) {
+	switch s.dht.Phase {
+	case store.PhaseBuilding, store.PhaseLeaving, store.PhaseTearing:
+		return time.Unix(0, s.dht.Since).Add(s.cfg.OpTimeout), true
+	}
+	return time.Time{}, false
+}
+
+// Tick rolls back an operation whose initiator has not finished it within
+// OpTimeout. Every rollback ends in the same consistent state: no DHT, every
+// former member Free (peers accept a new set-id whatever they held).
+func (s *Server) Tick(now time.Time) []Output {
+	at, ok := s.NextDeadline()
+	if !ok || now.Before(at) {
+		return nil
+	}
+	var what string
+	switch s.dht.Phase {
+	case store.PhaseBuilding:
+		what = fmt.Sprintf("setup-dht led by %s got no dht-complete", s.dht.Leader)
+	case store.PhaseLeaving:
+		what = fmt.Sprintf("leave-dht by %s got no dht-rebuilt", s.dht.Leaver)
+	case store.PhaseTearing:
+		what = fmt.Sprintf("teardown-dht led by %s got no teardown-complete", s.dht.Leader)
+	}
+	s.note = fmt.Sprintf("%s within --op-timeout %s and was rolled back: the DHT was dissolved and its members are Free", what, s.cfg.OpTimeout)
+	s.dissolve()
+	return []Output{
+		event("op-timeout rollback", slog.String("what", s.note)),
+		PersistServer{State: s.Snapshot()},
+	}
+}

@@ -1,0 +1,86 @@
+// Package dataset turns StatsCountry.csv into typed records and hashes them.
+//
+// The file is a header line and one line per record, nine fields each (see
+// Headers). It is real-world CSV: quoted fields with commas, empty fields,
+// non-ASCII UTF-8 and even a byte that is not valid UTF-8. Parse keeps every
+// field's bytes exactly as they are in the file; only line ends (CRLF, LF or
+// bare CR) are normalised.
+//
+// A record's key is its Long Name. Its slot in a peer's local table is
+// Pos(longName) = (sum of the name's byte values) mod TableSize, and the peer
+// that owns it in a ring of n peers is ID(pos, n) = pos mod n. Slots collide,
+// so a table slot holds every record hashed to it.
+package dataset
+
+const (
+	// TableSize is the number of slots in each peer's local hash table.
+	TableSize = 353
+	// NumFields is the number of fields of every record.
+	NumFields = 9
+	// MaxField is the longest field, in bytes, that Parse accepts.
+	MaxField = 1024
+)
+
+// Headers are the column names of StatsCountry.csv, in file order.
+var Headers = [NumFields]string{
+	"Country Code",
+	"Short Name",
+	"Table Name",
+	"Long Name",
+	"2-Alpha Code",
+	"Currency Unit",
+	"Region",
+	"WB-2 Code",
+	"Latest Population Census",
+}
+
+// Record is one line of StatsCountry.csv. The csv tags are the Headers.
+type Record struct {
+	CountryCode string `csv:"Country Code"`
+	ShortName   string `csv:"Short Name"`
+	TableName   string `csv:"Table Name"`
+	LongName    string `csv:"Long Name"`
+	Alpha2      string `csv:"2-Alpha Code"`
+	Currency    string `csv:"Currency Unit"`
+	Region      string `csv:"Region"`
+	WB2         string `csv:"WB-2 Code"`
+	Census      string `csv:"Latest Population Census"`
+}
+
+// Fields returns the record's fields in file order.
+func (r Record) Fields() [NumFields]string {
+	return [NumFields]string{
+		r.CountryCode, r.ShortName, r.TableName, r.LongName, r.Alpha2,
+		r.Currency, r.Region, r.WB2, r.Census,
+	}
+}
+
+// FromFields is the inverse of Record.Fields.
+func FromFields(f [NumFields]string) Record {
+	return Record{
+		CountryCode: f[0], ShortName: f[1], TableName: f[2], LongName: f[3], Alpha2: f[4],
+		Currency: f[5], Region: f[6], WB2: f[7], Census: f[8],
+	}
+}
+
+// Pos returns the table slot of a Long Name: the sum of its byte values (not
+// runes) mod TableSize. Pos("Aruba") is 491 mod 353 = 138.
+func Pos(longName string) int {
+	var sum uint64
+	for i := 0; i < len(longName); i++ {
+		sum += uint64(longName[i])
+	}
+	return int(sum % TableSize)
+}
+
+// ID returns the peer that owns slot pos in a ring of n peers: pos mod n.
+// n must be at least 1.
+func ID(pos, n int) int {
+	if n < 1 {
+		panic("dataset: ID with n < 1")
+	}
+	return pos % n
+}
+
+// Pos returns the table slot of the record's Long Name.
+func (r Record) Pos() int { return Pos(r.LongName) }

@@ -1,0 +1,22 @@
+package dataset
+
+import "errors"
+
+// Errors returned by Parse and Load, wrapped with the line they concern.
+// Match them with errors.Is.
+var (
+	// ErrNoHeader means the input holds no line at all.
+	ErrNoHeader = errors.New("no header row")
+	// ErrHeader means the first row is not the nine Headers.
+	ErrHeader = errors.New("wrong header")
+	// ErrFieldCount means a row does not have NumFields fields.
+	ErrFieldCount = errors.New("wrong number of fields")
+	// ErrFieldTooLong means a field is longer than MaxField bytes.
+	ErrFieldTooLong = errors.New("field too long")
+	// ErrEmptyLongName means a record has an empty Long Name (the key).
+	ErrEmptyLongName = errors.New("empty Long Name")
+	// ErrDuplicate means two records share a Long Name.
+	ErrDuplicate = errors.New("duplicate Long Name")
+	// ErrNoRecords means the input has a header but no records.
+	ErrNoRecords = errors.New("no records")
+)

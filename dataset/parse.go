@@ -1,0 +1,175 @@
+package dataset
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/gocarina/gocsv"
+)
+
+// Load reads and parses the file at path. Errors name the path.
+func Load(path string) ([]Record, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: %w", err)
+	}
+	defer f.Close()
+	recs, err := parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: %s: %w", path, err)
+	}
+	return recs, nil
+}
+
+// Parse reads StatsCountry.csv from r. The first row must be exactly Headers;
+// every other row is a record of NumFields fields, none longer than MaxField,
+// with a non-empty Long Name that no other record has. There must be at least
+// one record. Line ends may be LF, CRLF or bare CR, and the last line may lack
+// one; apart from that every field keeps the file's bytes, valid UTF-8 or not.
+// Errors name the 1-based file line they concern.
+func Parse(r io.Reader) ([]Record, error) {
+	recs, err := parse(r)
+	if err != nil {
+		return nil, fmt.Errorf("dataset: %w", err)
+	}
+	return recs, nil
+}
+
+func parse(r io.Reader) ([]Record, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	cr := csv.NewReader(bytes.NewReader(normaliseLineEnds(data)))
+	// Field counts are checked by rowReader, which names the column layout.
+	cr.FieldsPerRecord = -1
+	rows := &rowReader{r: cr}
+
+	var recs []Record
+	if err := gocsv.UnmarshalCSV(rows, &recs); err != nil {
+		return nil, err
+	}
+	if len(recs) != len(rows.lines)-1 {
+		// gocsv yields one record per body row; the line numbers rely on it.
+		return nil, fmt.Errorf("gocsv returned %d records for %d rows", len(recs), len(rows.lines)-1)
+	}
+
+	first := make(map[string]int, len(recs)) // Long Name → line
+	for i, rec := range recs {
+		line := rows.lines[i+1]
+		if rec.LongName == "" {
+			return nil, fmt.Errorf("line %d: %w", line, ErrEmptyLongName)
+		}
+		if prev, ok := first[rec.LongName]; ok {
+			return nil, fmt.Errorf("line %d: %w %q (first on line %d)", line, ErrDuplicate, rec.LongName, prev)
+		}
+		first[rec.LongName] = line
+	}
+	return recs, nil
+}
+
+// normaliseLineEnds turns CRLF and then every remaining CR into LF, so that
+// encoding/csv, which knows only LF and CRLF, sees the same rows whatever the
+// copy's line ends. It touches no other byte and keeps the line count.
+func normaliseLineEnds(data []byte) []byte {
+	if bytes.IndexByte(data, '\r') < 0 {
+		return data
+	}
+	out := make([]byte, 0, len(data))
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		if c == '\r' {
+			c = '\n'
+			if i+1 < len(data) && data[i+1] == '\n' {
+				i++
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// rowReader is the gocsv.CSVReader that Parse hands to gocsv: it checks the
+// header and every row's shape before gocsv maps columns to Record fields,
+// and remembers the file line on which each row starts.
+type rowReader struct {
+	r     *csv.Reader
+	lines []int // start line of each row returned so far, header first
+}
+
+var _ gocsv.CSVReader = (*rowReader)(nil)
+
+// Read returns the next row, or an error naming its line if it is malformed.
+func (rr *rowReader) Read() ([]string, error) {
+	row, err := rr.r.Read()
+	if err != nil {
+		return nil, err // io.EOF, or a *csv.ParseError that names the line
+	}
+	line, _ := rr.r.FieldPos(0)
+	isHeader := len(rr.lines) == 0
+	rr.lines = append(rr.lines, line)
+	if isHeader {
+		if !isHeaderRow(row) {
+			return nil, fmt.Errorf("line %d: %w: header is %s, want the %d StatsCountry.csv headers",
+				line, ErrHeader, quoteShort(strings.Join(row, ",")), NumFields)
+		}
+		return row, nil
+	}
+	if len(row) != NumFields {
+		return nil, fmt.Errorf("line %d: %w: %d, want %d", line, ErrFieldCount, len(row), NumFields)
+	}
+	for i, f := range row {
+		if len(f) > MaxField {
+			return nil, fmt.Errorf("line %d: %w: %q is %d bytes, max %d", line, ErrFieldTooLong, Headers[i], len(f), MaxField)
+		}
+	}
+	return row, nil
+}
+
+// ReadAll reads every row; there must be a header and at least one record.
+func (rr *rowReader) ReadAll() ([][]string, error) {
+	var rows [][]string
+	for {
+		row, err := rr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, row)
+	}
+	switch len(rows) {
+	case 0:
+		return nil, fmt.Errorf("line 1: %w: the input is empty or blank", ErrNoHeader)
+	case 1:
+		return nil, fmt.Errorf("line %d: %w: only a header", rr.lines[0], ErrNoRecords)
+	}
+	return rows, nil
+}
+
+func isHeaderRow(row []string) bool {
+	if len(row) != NumFields {
+		return false
+	}
+	for i, h := range Headers {
+		if row[i] != h {
+			return false
+		}
+	}
+	return true
+}
+
+// quoteShort quotes s for an error message, cut short if it is long.
+func quoteShort(s string) string {
+	const max = 200
+	if len(s) <= max {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprintf("%q...", s[:max])
+}

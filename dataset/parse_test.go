@@ -1,0 +1,371 @@
+package dataset
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// realPath is StatsCountry.csv in the shared data folder beside the repo.
+const realPath = "../../shared/data/StatsCountry.csv"
+
+const header = "Country Code,Short Name,Table Name,Long Name,2-Alpha Code,Currency Unit,Region,WB-2 Code,Latest Population Census\n"
+
+func readReal(t testing.TB) []byte {
+	t.Helper()
+	data, err := os.ReadFile(realPath)
+	if err != nil {
+		t.Fatalf("read the real dataset: %v", err)
+	}
+	return data
+}
+
+func loadReal(t testing.TB) []Record {
+	t.Helper()
+	recs, err := Load(realPath)
+	if err != nil {
+		t.Fatalf("Load(%s): %v", realPath, err)
+	}
+	return recs
+}
+
+func findRecord(t *testing.T, recs []Record, code string) Record {
+	t.Helper()
+	for _, r := range recs {
+		if r.CountryCode == code {
+			return r
+		}
+	}
+	t.Fatalf("no record with Country Code %q", code)
+	return Record{}
+}
+
+func TestLoadReal(t *testing.T) {
+	recs := loadReal(t)
+	if len(recs) != 241 {
+		t.Fatalf("got %d records, want 241", len(recs))
+	}
+	if got, want := recs[0], (Record{"ABW", "Aruba", "Aruba", "Aruba", "AW", "Aruban florin",
+		"Latin America & Caribbean", "AW", "2010"}); got != want {
+		t.Errorf("first record = %+v, want %+v", got, want)
+	}
+
+	// Spot checks, byte for byte: quoted commas, empty fields, non-ASCII.
+	tests := []struct {
+		code  string
+		field int
+		want  string
+	}{
+		{"BHS", 2, "Bahamas, The"},
+		{"HKG", 1, "Hong Kong SAR, China"},
+		{"HKG", 8, "2011. The population censuses for 1986 and 1996 were based on a one-in-seven sample of the population, while that for 2006 was based on a one-in-ten sample of the population."},
+		{"ARB", 5, ""},
+		{"ARB", 6, ""},
+		{"ARB", 8, ""},
+		{"CHI", 4, ""},
+		{"CUW", 3, "Cura\xcc\xa4ao"},
+		{"CUW", 8, ""},
+		{"CIV", 1, "Co\xabte d'Ivoire"},
+		{"CIV", 2, "Co\xabte d'Ivoire"},
+		{"CIV", 3, "Republic of C\xcc\xabte d'Ivoire"},
+	}
+	for _, tt := range tests {
+		got := findRecord(t, recs, tt.code).Fields()[tt.field]
+		if got != tt.want {
+			t.Errorf("%s %s = %q, want %q", tt.code, Headers[tt.field], got, tt.want)
+		}
+	}
+
+	civ := findRecord(t, recs, "CIV")
+	if !strings.Contains(civ.ShortName, "\xab") || utf8.ValidString(civ.ShortName) {
+		t.Errorf("CIV Short Name %q lost its lone 0xAB byte", civ.ShortName)
+	}
+
+	var invalidLong, nonASCIILong, invalidFields int
+	for _, r := range recs {
+		if !utf8.ValidString(r.LongName) {
+			invalidLong++
+		}
+		if utf8.RuneCountInString(r.LongName) != len(r.LongName) {
+			nonASCIILong++
+		}
+		for _, f := range r.Fields() {
+			if !utf8.ValidString(f) {
+				invalidFields++
+			}
+		}
+	}
+	if invalidLong != 0 || nonASCIILong != 4 {
+		t.Errorf("Long Names: %d invalid UTF-8, %d non-ASCII; want 0 and 4", invalidLong, nonASCIILong)
+	}
+	if invalidFields != 2 {
+		t.Errorf("%d fields are not valid UTF-8, want 2 (CIV Short and Table Name)", invalidFields)
+	}
+}
+
+// TestRealBytesExact rebuilds each line of the file from the parsed fields,
+// quoting as the file does, and checks it is the file's line byte for byte.
+func TestRealBytesExact(t *testing.T) {
+	data := readReal(t)
+	recs := loadReal(t)
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) != len(recs)+1 {
+		t.Fatalf("%d lines for %d records", len(lines), len(recs))
+	}
+	if lines[0] != strings.Join(Headers[:], ",") {
+		t.Errorf("header line = %q", lines[0])
+	}
+	for i, r := range recs {
+		var b strings.Builder
+		for j, f := range r.Fields() {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			if strings.ContainsAny(f, ",\"\n") {
+				b.WriteString(`"` + strings.ReplaceAll(f, `"`, `""`) + `"`)
+			} else {
+				b.WriteString(f)
+			}
+		}
+		if got := b.String(); got != lines[i+1] {
+			t.Errorf("line %d:\n got %q\nwant %q", i+2, got, lines[i+1])
+		}
+	}
+}
+
+func TestLineEndVariants(t *testing.T) {
+	lf := readReal(t)
+	if bytes.IndexByte(lf, '\r') >= 0 || !bytes.HasSuffix(lf, []byte("\n")) {
+		t.Fatal("the real file is expected to use LF line ends and end with one")
+	}
+	want, err := Parse(bytes.NewReader(lf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noFinal := bytes.TrimSuffix(lf, []byte("\n"))
+	crlf := bytes.ReplaceAll(lf, []byte("\n"), []byte("\r\n"))
+	cr := bytes.ReplaceAll(lf, []byte("\n"), []byte("\r"))
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"LF", lf},
+		{"LF no final newline", noFinal},
+		{"CRLF", crlf},
+		{"CRLF no final newline", bytes.TrimSuffix(crlf, []byte("\r\n"))},
+		{"CR", cr},
+		{"CR no final newline", bytes.TrimSuffix(cr, []byte("\r"))},
+		{"mixed", bytes.Replace(bytes.Replace(lf, []byte("\n"), []byte("\r"), 50), []byte("\n"), []byte("\r\n"), 50)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse(bytes.NewReader(tt.data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 241 || !reflect.DeepEqual(got, want) {
+				t.Errorf("%d records, not equal to the LF load", len(got))
+			}
+		})
+	}
+}
+
+func TestNormaliseLineEnds(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"a\nb", "a\nb"},
+		{"a\r\nb\r\n", "a\nb\n"},
+		{"a\rb\r", "a\nb\n"},
+		{"a\r\r\nb", "a\n\nb"},
+		{"\r\n\r", "\n\n"},
+		{"\xab\r\xcc\xab", "\xab\n\xcc\xab"},
+	}
+	for _, tt := range tests {
+		if got := string(normaliseLineEnds([]byte(tt.in))); got != tt.want {
+			t.Errorf("normaliseLineEnds(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestSlotHistogram(t *testing.T) {
+	recs := loadReal(t)
+	var depth [TableSize]int
+	for _, r := range recs {
+		depth[r.Pos()]++
+	}
+	shared, deepest := 0, 0
+	for _, d := range depth {
+		if d > 1 {
+			shared++
+		}
+		deepest = max(deepest, d)
+	}
+	if shared != 49 || deepest != 5 {
+		t.Errorf("%d slots hold more than one record, max depth %d; want 49 and 5", shared, deepest)
+	}
+}
+
+func TestLoadFixtures(t *testing.T) {
+	tests := []struct {
+		file    string
+		n       int    // records, when valid
+		wantErr error  // sentinel, when invalid
+		msg     string // part of the error message
+	}{
+		{file: "valid.csv", n: 4},
+		{file: "wrong_header.csv", wantErr: ErrHeader, msg: `testdata/wrong_header.csv: line 1: wrong header: header is "Name,Age,City"`},
+		{file: "short_row.csv", wantErr: ErrFieldCount, msg: "line 3: wrong number of fields: 8, want 9"},
+		{file: "duplicate_long_name.csv", wantErr: ErrDuplicate, msg: `line 4: duplicate Long Name "Aruba" (first on line 2)`},
+		{file: "empty.csv", wantErr: ErrNoHeader, msg: "no header row"},
+		{file: "header_only.csv", wantErr: ErrNoRecords, msg: "no records"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			recs, err := Load(filepath.Join("testdata", tt.file))
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(recs) != tt.n {
+					t.Errorf("got %d records, want %d", len(recs), tt.n)
+				}
+				return
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if !strings.HasPrefix(err.Error(), "dataset: ") || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("err = %q, want it to contain %q", err, tt.msg)
+			}
+			if recs != nil {
+				t.Errorf("got %d records with an error", len(recs))
+			}
+		})
+	}
+}
+
+func TestValidFixture(t *testing.T) {
+	recs, err := Load("testdata/valid.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Record{
+		{"ABW", "Aruba", "Aruba", "Aruba", "AW", "Aruban florin", "Latin America & Caribbean", "AW", "2010"},
+		{"ARB", "Arab World", "Arab World", "Arab World", "1A", "", "", "1A", ""},
+		{"BHS", "The Bahamas", "Bahamas, The", "Commonwealth of The Bahamas", "BS", "Bahamian dollar", "Latin America & Caribbean", "BS", "2010"},
+		{"CHI", "Channel Islands", "Channel Islands", "Channel Islands", "", "Pound sterling", "Europe & Central Asia", "JG", "Guernsey: 2009; Jersey: 2011."},
+	}
+	if !reflect.DeepEqual(recs, want) {
+		t.Errorf("got  %q\nwant %q", recs, want)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	row := func(long string) string {
+		return "AAA,Short,Table," + long + ",AA,Money,Region,AA,2000\n"
+	}
+	tests := []struct {
+		name    string
+		in      string
+		wantErr error // sentinel, or nil if only the message is checked
+		msg     string
+	}{
+		{"header with a tenth column", strings.TrimSuffix(header, "\n") + ",Extra\n" + row("X"), ErrHeader, "line 1: wrong header"},
+		{"header in another order", "Short Name,Country Code,Table Name,Long Name,2-Alpha Code,Currency Unit,Region,WB-2 Code,Latest Population Census\n" + row("X"), ErrHeader, "line 1"},
+		{"header in lower case", strings.ToLower(header) + row("X"), ErrHeader, "line 1"},
+		{"header with trailing space", strings.Replace(header, "Census", "Census ", 1) + row("X"), ErrHeader, "line 1"},
+		{"long row", header + row("X") + "A,B,C,D,E,F,G,H,I,J\n", ErrFieldCount, "line 3: wrong number of fields: 10, want 9"},
+		{"one-field row", header + row("X") + "lonely\n", ErrFieldCount, "line 3: wrong number of fields: 1"},
+		{"empty Long Name", header + row("X") + row(""), ErrEmptyLongName, "line 3: empty Long Name"},
+		{"field too long", header + row(strings.Repeat("x", MaxField+1)), ErrFieldTooLong, `line 2: field too long: "Long Name" is 1025 bytes, max 1024`},
+		{"duplicate after a multi-line field", header + "A,\"two\nlines\",T,Y,AA,M,R,AA,1\n" + row("X") + row("Y"), ErrDuplicate, `line 5: duplicate Long Name "Y" (first on line 2)`},
+		{"duplicate in a CR file", strings.ReplaceAll(header+row("X")+row("Z")+row("X"), "\n", "\r"), ErrDuplicate, "line 4: duplicate Long Name \"X\" (first on line 2)"},
+		{"duplicate in a CRLF file", strings.ReplaceAll(header+row("X")+row("X"), "\n", "\r\n"), ErrDuplicate, "line 3: duplicate Long Name \"X\" (first on line 2)"},
+		{"bare quote", header + row("X") + "A,B\"C,T,L,AA,M,R,AA,1\n", nil, "line 3"},
+		{"unterminated quote", header + row("X") + "A,\"B,T,L,AA,M,R,AA,1\n", nil, "line 3"},
+		{"only blank lines", "\n\n\r\n", ErrNoHeader, "no header row: the input is empty or blank"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			recs, err := Parse(strings.NewReader(tt.in))
+			if err == nil {
+				t.Fatalf("no error, %d records", len(recs))
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("err = %v, want %v", err, tt.wantErr)
+			}
+			if !strings.HasPrefix(err.Error(), "dataset: ") || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("err = %q, want it to contain %q", err, tt.msg)
+			}
+		})
+	}
+}
+
+func TestParseAccepts(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want Record
+	}{
+		{"field of exactly MaxField bytes", header + "A,B,C," + strings.Repeat("L", MaxField) + ",AA,M,R,AA,1\n",
+			Record{"A", "B", "C", strings.Repeat("L", MaxField), "AA", "M", "R", "AA", "1"}},
+		{"quoted field with quotes and a line break", header + "A,\"say \"\"hi\"\"\nthere\",C,L,AA,M,R,AA,1\n",
+			Record{"A", "say \"hi\"\nthere", "C", "L", "AA", "M", "R", "AA", "1"}},
+		{"CRLF inside a quoted field becomes LF", header + "A,\"x\r\ny\",C,L,AA,M,R,AA,1\r\n",
+			Record{"A", "x\ny", "C", "L", "AA", "M", "R", "AA", "1"}},
+		{"leading spaces and invalid UTF-8 kept", header + " A,\xff\xfe, C ,\xabL\xab,AA,M,R,AA, 1 \n",
+			Record{" A", "\xff\xfe", " C ", "\xabL\xab", "AA", "M", "R", "AA", " 1 "}},
+		{"blank lines skipped", "\n" + header + "\nA,B,C,L,AA,M,R,AA,1\n\n",
+			Record{"A", "B", "C", "L", "AA", "M", "R", "AA", "1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			recs, err := Parse(strings.NewReader(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 1 || recs[0] != tt.want {
+				t.Errorf("got %q, want [%q]", recs, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadMissing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope.csv")
+	_, err := Load(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("err = %v, want fs.ErrNotExist", err)
+	}
+	if want := "dataset: open " + path + ": "; !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("err = %q, want prefix %q", err, want)
+	}
+}
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }
+
+func TestParseReadError(t *testing.T) {
+	_, err := Parse(failingReader{})
+	if err == nil || !strings.Contains(err.Error(), "dataset: read: disk on fire") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func BenchmarkParse(b *testing.B) {
+	data := readReal(b)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(bytes.NewReader(data)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

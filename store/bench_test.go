@@ -1,0 +1,44 @@
+package store
+
+import (
+	"path/filepath"
+	"testing"
+
+	"dht/dataset"
+)
+
+// BenchmarkApply241 stores a whole dataset's worth of records in one batch,
+// as a leader does when it keeps its share, on a freshly cleared table.
+func BenchmarkApply241(b *testing.B) {
+	db, err := OpenPeer(filepath.Join(b.TempDir(), "peer.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	recs := dataset.Synthetic(241, 1)
+	id := sampleIdentity()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := db.Apply(Batch{Identity: &id, Clear: true, Put: recs}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkLoad(b *testing.B) {
+	db, err := OpenPeer(filepath.Join(b.TempDir(), "peer.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	id := sampleIdentity()
+	if err := db.Apply(Batch{Identity: &id, Put: dataset.Synthetic(241, 1)}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, recs, err := db.Load(); err != nil || len(recs) != 241 {
+			b.Fatal(len(recs), err)
+		}
+	}
+}

@@ -1,0 +1,155 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"dht/dataset"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func TestServerRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "server.db")
+	db, err := OpenServer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := sampleState()
+	reply := CachedReply{Addr: ap("127.0.0.1:5001"), ID: 42, Datagram: []byte("reply")}
+	if err := db.Save(st, &reply); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = OpenServer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	got, replies := mustLoadServer(t, db)
+	st.Users = sortedUsers(st.Users)
+	if !reflect.DeepEqual(got, st) || !reflect.DeepEqual(replies, []CachedReply{reply}) {
+		t.Fatalf("after reopen: %+v %+v", got, replies)
+	}
+}
+
+func TestPeerRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "peer.db")
+	db, err := OpenPeer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sampleIdentity()
+	mustApply(t, db, Batch{Identity: &id, Put: []dataset.Record{aruba, arbua, civ, zaf}})
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = OpenPeer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	gotID, recs := mustLoadPeer(t, db)
+	if gotID != id || !reflect.DeepEqual(recs, slotOrder(aruba, arbua, civ, zaf)) {
+		t.Fatalf("after reopen: %+v %q", gotID, recs)
+	}
+}
+
+func TestLocked(t *testing.T) {
+	dir := t.TempDir()
+	server, peer := filepath.Join(dir, "server.db"), filepath.Join(dir, "peer.db")
+	sdb, err := OpenServer(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sdb.Close() }) // not defer: the parallel subtests run after return
+	pdb, err := OpenPeer(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pdb.Close() })
+
+	cases := []struct {
+		name  string
+		open  func() error
+		limit time.Duration
+		says  string
+	}{
+		{"OpenServer", func() error { _, err := OpenServer(server); return err }, 3 * time.Second, "in use by another process"},
+		{"OpenPeer", func() error { _, err := OpenPeer(peer); return err }, 3 * time.Second, "in use by another process"},
+		{"Inspect server", func() error { _, err := Inspect(server, 100*time.Millisecond); return err }, time.Second, "in use by a running process"},
+		{"Inspect peer", func() error { _, err := Inspect(peer, 100*time.Millisecond); return err }, time.Second, "in use by a running process"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			err := c.open()
+			if took := time.Since(start); took > c.limit {
+				t.Errorf("took %v, want under %v", took, c.limit)
+			}
+			if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), c.says) {
+				t.Fatalf("got %v, want ErrLocked saying %q", err, c.says)
+			}
+		})
+	}
+}
+
+func TestOpenForeignFile(t *testing.T) {
+	dir := t.TempDir()
+	text := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(text, []byte(strings.Repeat("not a database\n", 1000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := foreignBolt(t, dir)
+	server := filepath.Join(dir, "server.db")
+	db, err := OpenServer(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	for _, c := range []struct {
+		name string
+		open func() error
+		want error
+	}{
+		{"text as server", func() error { _, err := OpenServer(text); return err }, ErrNotDHT},
+		{"text as peer", func() error { _, err := OpenPeer(text); return err }, ErrNotDHT},
+		{"other bbolt as server", func() error { _, err := OpenServer(other); return err }, ErrNotDHT},
+		{"server as peer", func() error { _, err := OpenPeer(server); return err }, ErrWrongKind},
+	} {
+		if err := c.open(); !errors.Is(err, c.want) {
+			t.Errorf("%s: got %v, want %v", c.name, err, c.want)
+		}
+	}
+}
+
+// foreignBolt writes a valid bbolt file that dht did not write.
+func foreignBolt(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "other.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("widgets"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("k"), []byte("v"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

@@ -1,0 +1,364 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"net/netip"
+	"strings"
+
+	"dht/dataset"
+)
+
+// maxKey is bbolt's MaxKeySize; the in-memory twins enforce it too so that
+// both behave alike.
+const maxKey = 32768
+
+func checkKey(what string, k string) error {
+	if k == "" {
+		return fmt.Errorf("store: %s is empty: %w", what, ErrInvalid)
+	}
+	if len(k) > maxKey {
+		return fmt.Errorf("store: %s is %d bytes, longer than %d: %w", what, len(k), maxKey, ErrInvalid)
+	}
+	return nil
+}
+
+// enc appends values; the first error sticks.
+type enc struct {
+	b   []byte
+	err error
+}
+
+func (e *enc) u8(v uint8)   { e.b = append(e.b, v) }
+func (e *enc) u16(v uint16) { e.b = binary.BigEndian.AppendUint16(e.b, v) }
+func (e *enc) u32(v uint32) { e.b = binary.BigEndian.AppendUint32(e.b, v) }
+func (e *enc) u64(v uint64) { e.b = binary.BigEndian.AppendUint64(e.b, v) }
+
+func (e *enc) str(what, s string) {
+	if len(s) > math.MaxUint16 {
+		if e.err == nil {
+			e.err = fmt.Errorf("store: %s is %d bytes, longer than %d: %w", what, len(s), math.MaxUint16, ErrInvalid)
+		}
+		return
+	}
+	e.u16(uint16(len(s)))
+	e.b = append(e.b, s...)
+}
+
+func (e *enc) boolean(v bool) {
+	if v {
+		e.u8(1)
+	} else {
+		e.u8(0)
+	}
+}
+
+func (e *enc) int32(what string, v int) {
+	if v < 0 || v > math.MaxUint32 {
+		if e.err == nil {
+			e.err = fmt.Errorf("store: %s %d out of range: %w", what, v, ErrInvalid)
+		}
+		return
+	}
+	e.u32(uint32(v))
+}
+
+func (e *enc) addr(a netip.AddrPort) {
+	if !a.IsValid() {
+		e.u8(0)
+		e.u16(0)
+		return
+	}
+	ip := a.Addr().AsSlice()
+	e.u8(uint8(len(ip)))
+	e.b = append(e.b, ip...)
+	e.u16(a.Port())
+}
+
+// dec reads values; the first error sticks and later reads return zeros.
+// Everything returned is a copy: bbolt's bytes are only valid inside the
+// transaction.
+type dec struct {
+	what string
+	b    []byte
+	err  error
+}
+
+func (d *dec) fail(field string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("store: %s: %s: %w", d.what, field, ErrCorrupt)
+	}
+}
+
+func (d *dec) take(field string, n int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if len(d.b) < n {
+		d.fail(field + " is cut short")
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) u8(field string) uint8 {
+	if v := d.take(field, 1); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (d *dec) u16(field string) uint16 {
+	if v := d.take(field, 2); v != nil {
+		return binary.BigEndian.Uint16(v)
+	}
+	return 0
+}
+
+func (d *dec) u32(field string) uint32 {
+	if v := d.take(field, 4); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (d *dec) u64(field string) uint64 {
+	if v := d.take(field, 8); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func (d *dec) str(field string) string {
+	n := d.u16(field)
+	return string(d.take(field, int(n)))
+}
+
+func (d *dec) boolean(field string) bool {
+	switch d.u8(field) {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	d.fail(field + " is not 0 or 1")
+	return false
+}
+
+func (d *dec) addr(field string) netip.AddrPort {
+	n := d.u8(field)
+	if n != 0 && n != 4 && n != 16 {
+		d.fail(field + " has a bad address length")
+		return netip.AddrPort{}
+	}
+	ip := d.take(field, int(n))
+	port := d.u16(field)
+	if d.err != nil || n == 0 {
+		return netip.AddrPort{}
+	}
+	a, _ := netip.AddrFromSlice(ip)
+	return netip.AddrPortFrom(a, port)
+}
+
+func (d *dec) done() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)))
+	}
+	return d.err
+}
+
+// ---- server values ----
+
+func encodeUser(u User) ([]byte, error) {
+	if err := checkKey("user name", u.Name); err != nil {
+		return nil, err
+	}
+	if u.State > InDHT {
+		return nil, fmt.Errorf("store: user %q: state %d: %w", u.Name, u.State, ErrInvalid)
+	}
+	e := enc{b: make([]byte, 0, 24)}
+	e.u8(uint8(u.State))
+	e.addr(u.Addr)
+	return e.b, e.err
+}
+
+func decodeUser(name string, v []byte) (User, error) {
+	d := dec{what: "user " + quote(name), b: v}
+	u := User{Name: name}
+	u.State = State(d.u8("state"))
+	if d.err == nil && u.State > InDHT {
+		d.fail("unknown state")
+	}
+	u.Addr = d.addr("addr")
+	return u, d.done()
+}
+
+func encodeDHT(h DHT) ([]byte, error) {
+	if h.Phase > PhaseTearing {
+		return nil, fmt.Errorf("store: dht phase %d: %w", h.Phase, ErrInvalid)
+	}
+	if len(h.Members) > math.MaxUint16 {
+		return nil, fmt.Errorf("store: dht has %d members: %w", len(h.Members), ErrInvalid)
+	}
+	e := enc{}
+	e.u8(uint8(h.Phase))
+	e.str("dht leader", h.Leader)
+	e.u16(uint16(len(h.Members)))
+	for _, m := range h.Members {
+		e.str("dht member", m)
+	}
+	e.str("dht leaver", h.Leaver)
+	e.u64(uint64(h.Since))
+	return e.b, e.err
+}
+
+func decodeDHT(v []byte) (DHT, error) {
+	d := dec{what: "dht state", b: v}
+	var h DHT
+	h.Phase = Phase(d.u8("phase"))
+	if d.err == nil && h.Phase > PhaseTearing {
+		d.fail("unknown phase")
+	}
+	h.Leader = d.str("leader")
+	n := int(d.u16("member count"))
+	// Each member takes at least its 2-byte length: check before allocating.
+	if d.err == nil && n*2 > len(d.b) {
+		d.fail("member count")
+	}
+	if d.err == nil && n > 0 {
+		h.Members = make([]string, n)
+		for i := range h.Members {
+			h.Members[i] = d.str("member")
+		}
+	}
+	h.Leaver = d.str("leaver")
+	h.Since = int64(d.u64("since"))
+	return h, d.done()
+}
+
+func replyKey(a netip.AddrPort) (string, error) {
+	if !a.IsValid() {
+		return "", fmt.Errorf("store: cached reply without an address: %w", ErrInvalid)
+	}
+	return a.String(), nil
+}
+
+func encodeReply(r CachedReply) (key string, v []byte, err error) {
+	key, err = replyKey(r.Addr)
+	if err != nil {
+		return "", nil, err
+	}
+	v = make([]byte, 0, 4+len(r.Datagram))
+	v = binary.BigEndian.AppendUint32(v, r.ID)
+	return key, append(v, r.Datagram...), nil
+}
+
+func decodeReply(key string, v []byte) (CachedReply, error) {
+	a, err := netip.ParseAddrPort(key)
+	if err != nil {
+		return CachedReply{}, fmt.Errorf("store: reply key %s: %w", quote(key), ErrCorrupt)
+	}
+	if len(v) < 4 {
+		return CachedReply{}, fmt.Errorf("store: reply for %s is cut short: %w", key, ErrCorrupt)
+	}
+	r := CachedReply{Addr: a, ID: binary.BigEndian.Uint32(v)}
+	if len(v) > 4 {
+		r.Datagram = append([]byte(nil), v[4:]...)
+	}
+	return r, nil
+}
+
+// ---- peer values ----
+
+func encodeIdentity(id Identity) ([]byte, error) {
+	e := enc{}
+	e.str("identity name", id.Name)
+	e.addr(id.Addr)
+	e.addr(id.Server)
+	e.boolean(id.InRing)
+	e.int32("identity id", id.ID)
+	e.int32("identity ring size", id.N)
+	for _, m := range [2]Member{id.Left, id.Right} {
+		e.str("neighbour name", m.Name)
+		e.addr(m.Addr)
+	}
+	return e.b, e.err
+}
+
+func decodeIdentity(v []byte) (Identity, error) {
+	d := dec{what: "identity", b: v}
+	var id Identity
+	id.Name = d.str("name")
+	id.Addr = d.addr("addr")
+	id.Server = d.addr("server")
+	id.InRing = d.boolean("in-ring")
+	id.ID = int(d.u32("id"))
+	id.N = int(d.u32("ring size"))
+	id.Left = Member{Name: d.str("left name"), Addr: d.addr("left addr")}
+	id.Right = Member{Name: d.str("right name"), Addr: d.addr("right addr")}
+	return id, d.done()
+}
+
+func recordKey(r dataset.Record) (pos int, key string, err error) {
+	if err := checkKey("record Long Name", r.LongName); err != nil {
+		return 0, "", err
+	}
+	pos = r.Pos()
+	if pos < 0 || pos >= dataset.TableSize {
+		return 0, "", fmt.Errorf("store: record %s: position %d out of range: %w", quote(r.LongName), pos, ErrInvalid)
+	}
+	return pos, r.LongName, nil
+}
+
+func encodeRecord(r dataset.Record) ([]byte, error) {
+	f := r.Fields()
+	size := 0
+	for _, s := range f {
+		size += 2 + len(s)
+	}
+	e := enc{b: make([]byte, 0, size)}
+	for i, s := range f {
+		e.str("record field "+dataset.Headers[i], s)
+	}
+	return e.b, e.err
+}
+
+func decodeRecord(key string, v []byte) (dataset.Record, error) {
+	d := dec{what: "record " + quote(key), b: v}
+	var f [dataset.NumFields]string
+	for i := range f {
+		f[i] = d.str(dataset.Headers[i])
+	}
+	if err := d.done(); err != nil {
+		return dataset.Record{}, err
+	}
+	r := dataset.FromFields(f)
+	if r.LongName != key {
+		return dataset.Record{}, fmt.Errorf("store: record %s is stored under key %s: %w", quote(r.LongName), quote(key), ErrCorrupt)
+	}
+	return r, nil
+}
+
+// slotBucket names the bucket of slot pos so that names sort by position.
+func slotBucket(pos int) []byte { return fmt.Appendf(nil, "slot/%03d", pos) }
+
+// slotPos parses a slot bucket name; ok is false for any other name.
+func slotPos(name []byte) (pos int, ok bool) {
+	s, found := strings.CutPrefix(string(name), "slot/")
+	if !found || len(s) != 3 {
+		return 0, false
+	}
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		pos = pos*10 + int(c-'0')
+	}
+	return pos, pos < dataset.TableSize
+}
+
+// quote is for names in error messages: they may hold any bytes.
+func quote(s string) string { return fmt.Sprintf("%q", s) }

@@ -1,0 +1,309 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"dht/dataset"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ServerReport is what `dht inspect` shows of a server file.
+type ServerReport struct {
+	Kind  string     `json:"kind"` // "server"
+	Users []UserJSON `json:"users"`
+	DHT   DHTJSON    `json:"dht"`
+}
+
+// UserJSON is one registration in a ServerReport.
+type UserJSON struct {
+	Name  string `json:"name"`
+	IP    string `json:"ip"`
+	Port  uint16 `json:"port"`
+	State string `json:"state"`
+}
+
+// DHTJSON is the DHT state in a ServerReport.
+type DHTJSON struct {
+	Phase        string   `json:"phase"`
+	Leader       string   `json:"leader,omitempty"`
+	Members      []string `json:"members,omitempty"`
+	Leaver       string   `json:"leaver,omitempty"`
+	WaitingSince string   `json:"waiting_since,omitempty"` // RFC 3339, UTC
+}
+
+// PeerReport is what `dht inspect` shows of a peer file. A peer outside any
+// DHT has no id, ring size or neighbours.
+type PeerReport struct {
+	Kind     string      `json:"kind"` // "peer"
+	Name     string      `json:"name"`
+	IP       string      `json:"ip,omitempty"`
+	Port     uint16      `json:"port,omitempty"`
+	ID       *int        `json:"id,omitempty"`
+	RingSize *int        `json:"ring_size,omitempty"`
+	Left     *MemberJSON `json:"left,omitempty"`
+	Right    *MemberJSON `json:"right,omitempty"`
+	Slots    []SlotJSON  `json:"slots"` // non-empty slots only, by position
+	Records  int         `json:"records"`
+
+	server netip.AddrPort // shown in the text form only
+}
+
+// MemberJSON is a neighbour in a PeerReport.
+type MemberJSON struct {
+	Name string `json:"name"`
+	IP   string `json:"ip"`
+	Port uint16 `json:"port"`
+}
+
+// SlotJSON is one non-empty slot of a peer's table.
+type SlotJSON struct {
+	Pos     int          `json:"pos"`
+	Records []RecordJSON `json:"records"` // by Long Name bytes
+}
+
+// RecordJSON is a record's nine fields in file order. It marshals to an
+// object whose keys are dataset.Headers in file order.
+type RecordJSON [9]string
+
+// MarshalJSON writes the record as an object with its keys in file order
+// (a map would sort them). Invalid UTF-8 becomes U+FFFD, as encoding/json
+// does for every string.
+func (r RecordJSON) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	put := func(s string) error {
+		if err := enc.Encode(s); err != nil {
+			return err
+		}
+		buf.Truncate(buf.Len() - 1) // Encode ends with a newline
+		return nil
+	}
+	buf.WriteByte('{')
+	for i, h := range dataset.Headers {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		if err := put(h); err != nil {
+			return nil, err
+		}
+		buf.WriteByte(':')
+		if err := put(r[i]); err != nil {
+			return nil, err
+		}
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// Inspect reads the dht file at path without changing it and returns a
+// *ServerReport or a *PeerReport. The file is opened read-only, so it is
+// never created, written or initialised. A file held by a running process
+// gives ErrLocked once timeout has passed; a file dht did not write gives
+// ErrNotDHT; a missing file gives an error matching fs.ErrNotExist.
+func Inspect(path string, timeout time.Duration) (report any, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: inspect: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, notDHT(path, "not a regular file", nil)
+	}
+	if fi.Size() == 0 {
+		// bbolt would try to initialise an empty file.
+		return nil, notDHT(path, "empty file", nil)
+	}
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: timeout})
+	if err != nil {
+		return nil, openErr(path, err, "a running process", timeout)
+	}
+	defer func() {
+		if cerr := db.Close(); err == nil && cerr != nil {
+			report, err = nil, fmt.Errorf("store: close %s: %w", path, cerr)
+		}
+	}()
+	// bbolt trusts its pages; a damaged file may make it panic. Report that
+	// as a file we cannot read rather than crash the command.
+	defer func() {
+		if p := recover(); p != nil {
+			report, err = nil, notDHT(path, fmt.Sprint("damaged bbolt database: ", p), nil)
+		}
+	}()
+	err = db.View(func(tx *bolt.Tx) error {
+		kind, err := checkMeta(path, tx)
+		if err != nil {
+			return err
+		}
+		switch kind {
+		case kindServer:
+			report, err = serverReport(tx)
+		case kindPeer:
+			report, err = peerReport(tx)
+		default:
+			err = notDHT(path, "bbolt database without dht meta bucket", nil)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return report, nil
+}
+
+func serverReport(tx *bolt.Tx) (*ServerReport, error) {
+	r := &ServerReport{Kind: kindServer, Users: []UserJSON{}}
+	users, dhtB, _, err := serverBuckets(tx)
+	if err != nil {
+		return nil, err
+	}
+	err = users.ForEach(func(k, v []byte) error {
+		u, err := decodeUser(string(k), v)
+		if err != nil {
+			return err
+		}
+		ip, port := splitAddr(u.Addr)
+		r.Users = append(r.Users, UserJSON{Name: u.Name, IP: ip, Port: port, State: u.State.String()})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var h DHT
+	if v := dhtB.Get(keyState); v != nil {
+		if h, err = decodeDHT(v); err != nil {
+			return nil, err
+		}
+	}
+	r.DHT = DHTJSON{Phase: h.Phase.String(), Leader: h.Leader, Members: h.Members, Leaver: h.Leaver}
+	if h.Since != 0 {
+		r.DHT.WaitingSince = time.Unix(0, h.Since).UTC().Format(time.RFC3339Nano)
+	}
+	return r, nil
+}
+
+func peerReport(tx *bolt.Tx) (*PeerReport, error) {
+	type span struct{ pos, start int }
+	var spans []span
+	id, recs, err := loadPeer(tx, func(pos, start int) { spans = append(spans, span{pos, start}) })
+	if err != nil {
+		return nil, err
+	}
+	r := &PeerReport{Kind: kindPeer, Name: id.Name, Slots: []SlotJSON{}, Records: len(recs), server: id.Server}
+	r.IP, r.Port = splitAddr(id.Addr)
+	if id.InRing {
+		n, i := id.N, id.ID
+		r.ID, r.RingSize = &i, &n
+		r.Left, r.Right = memberJSON(id.Left), memberJSON(id.Right)
+	}
+	for i, sp := range spans {
+		end := len(recs)
+		if i+1 < len(spans) {
+			end = spans[i+1].start
+		}
+		s := SlotJSON{Pos: sp.pos}
+		for _, rec := range recs[sp.start:end] {
+			s.Records = append(s.Records, RecordJSON(rec.Fields()))
+		}
+		r.Slots = append(r.Slots, s)
+	}
+	return r, nil
+}
+
+func memberJSON(m Member) *MemberJSON {
+	ip, port := splitAddr(m.Addr)
+	return &MemberJSON{Name: m.Name, IP: ip, Port: port}
+}
+
+func splitAddr(a netip.AddrPort) (string, uint16) {
+	if !a.IsValid() {
+		return "", 0
+	}
+	return a.Addr().String(), a.Port()
+}
+
+func addrText(ip string, port uint16) string {
+	if ip == "" {
+		return "-"
+	}
+	return net.JoinHostPort(ip, strconv.Itoa(int(port)))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// WriteText writes the report for a person: the users table, then the DHT.
+func (r *ServerReport) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "server file: %d users\n", len(r.Users))
+	if len(r.Users) > 0 {
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  NAME\tADDRESS\tSTATE")
+		for _, u := range r.Users {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", u.Name, addrText(u.IP, u.Port), u.State)
+		}
+		tw.Flush()
+	}
+	fmt.Fprintf(&b, "dht: %s\n", r.DHT.Phase)
+	if r.DHT.Leader != "" {
+		fmt.Fprintf(&b, "  leader:  %s\n", r.DHT.Leader)
+	}
+	if len(r.DHT.Members) > 0 {
+		fmt.Fprintf(&b, "  members: %s\n", strings.Join(r.DHT.Members, " "))
+	}
+	if r.DHT.Leaver != "" {
+		fmt.Fprintf(&b, "  leaver:  %s\n", r.DHT.Leaver)
+	}
+	if r.DHT.WaitingSince != "" {
+		fmt.Fprintf(&b, "  waiting since %s\n", r.DHT.WaitingSince)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteText writes the report for a person: identity, neighbours, then each
+// non-empty slot with one "Long Name | Country Code" line per record. Field
+// bytes are written as they are stored.
+func (r *PeerReport) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "peer %s at %s", orDash(r.Name), addrText(r.IP, r.Port))
+	if r.server.IsValid() {
+		fmt.Fprintf(&b, ", server %s", r.server)
+	}
+	b.WriteByte('\n')
+	if r.ID == nil {
+		b.WriteString("not in a DHT\n")
+	} else {
+		fmt.Fprintf(&b, "id %d in a ring of %d\n", *r.ID, *r.RingSize)
+		for _, n := range []struct {
+			side string
+			m    *MemberJSON
+		}{{"left: ", r.Left}, {"right:", r.Right}} {
+			fmt.Fprintf(&b, "%s %s %s\n", n.side, orDash(n.m.Name), addrText(n.m.IP, n.m.Port))
+		}
+	}
+	fmt.Fprintf(&b, "%d records in %d slots\n", r.Records, len(r.Slots))
+	for _, s := range r.Slots {
+		fmt.Fprintf(&b, "slot %d:\n", s.Pos)
+		for _, rec := range s.Records {
+			f := dataset.FromFields(rec)
+			fmt.Fprintf(&b, "  %s | %s\n", f.LongName, f.CountryCode)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

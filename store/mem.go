@@ -1,0 +1,159 @@
+package store
+
+import (
+	"maps"
+	"slices"
+	"sync"
+
+	"dht/dataset"
+)
+
+// MemServer is ServerDB without a disk: same methods, same checks, same
+// encoded values, kept in maps. It is safe for concurrent use.
+type MemServer struct {
+	mu      sync.Mutex
+	closed  bool
+	users   map[string][]byte
+	dht     []byte
+	replies map[string][]byte
+}
+
+// NewMemServer returns an empty in-memory server store.
+func NewMemServer() *MemServer {
+	return &MemServer{users: map[string][]byte{}, replies: map[string][]byte{}}
+}
+
+// Load is ServerDB.Load.
+func (m *MemServer) Load() (ServerState, []CachedReply, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ServerState{}, nil, ErrClosed
+	}
+	var st ServerState
+	for _, name := range slices.Sorted(maps.Keys(m.users)) {
+		u, err := decodeUser(name, m.users[name])
+		if err != nil {
+			return ServerState{}, nil, err
+		}
+		st.Users = append(st.Users, u)
+	}
+	if m.dht != nil {
+		var err error
+		if st.DHT, err = decodeDHT(m.dht); err != nil {
+			return ServerState{}, nil, err
+		}
+	}
+	var replies []CachedReply
+	for _, k := range slices.Sorted(maps.Keys(m.replies)) {
+		r, err := decodeReply(k, m.replies[k])
+		if err != nil {
+			return ServerState{}, nil, err
+		}
+		replies = append(replies, r)
+	}
+	return st, replies, nil
+}
+
+// Save is ServerDB.Save.
+func (m *MemServer) Save(st ServerState, reply *CachedReply) error {
+	w, err := prepareSave(st, reply)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	m.users = make(map[string][]byte, len(w.users))
+	for _, u := range w.users {
+		m.users[u.k] = u.v
+	}
+	m.dht = w.dht
+	if w.reply != nil {
+		m.replies[w.reply.k] = w.reply.v
+	}
+	return nil
+}
+
+// Close makes later calls fail with ErrClosed.
+func (m *MemServer) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return nil
+}
+
+// MemPeer is PeerDB without a disk: same methods, same checks, same encoded
+// values, kept in maps. It is safe for concurrent use.
+type MemPeer struct {
+	mu       sync.Mutex
+	closed   bool
+	identity []byte
+	slots    [dataset.TableSize]map[string][]byte
+}
+
+// NewMemPeer returns an empty in-memory peer store.
+func NewMemPeer() *MemPeer { return &MemPeer{} }
+
+// Apply is PeerDB.Apply.
+func (m *MemPeer) Apply(b Batch) error {
+	w, err := prepareApply(b)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if w.clear {
+		clear(m.slots[:])
+	}
+	if w.identity != nil {
+		m.identity = w.identity
+	}
+	for _, r := range w.put {
+		if m.slots[r.pos] == nil {
+			m.slots[r.pos] = map[string][]byte{}
+		}
+		m.slots[r.pos][r.k] = r.v
+	}
+	return nil
+}
+
+// Load is PeerDB.Load.
+func (m *MemPeer) Load() (Identity, []dataset.Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return Identity{}, nil, ErrClosed
+	}
+	var id Identity
+	if m.identity != nil {
+		var err error
+		if id, err = decodeIdentity(m.identity); err != nil {
+			return Identity{}, nil, err
+		}
+	}
+	var recs []dataset.Record
+	for pos, slot := range m.slots {
+		for _, k := range slices.Sorted(maps.Keys(slot)) {
+			r, err := decodeSlotRecord(pos, k, slot[k])
+			if err != nil {
+				return Identity{}, nil, err
+			}
+			recs = append(recs, r)
+		}
+	}
+	return id, recs, nil
+}
+
+// Close makes later calls fail with ErrClosed.
+func (m *MemPeer) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return nil
+}

@@ -1,0 +1,143 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// openTimeout bounds the wait for another process's file lock.
+const openTimeout = time.Second
+
+// fileVersion is the layout version written under meta/"version".
+const fileVersion = 1
+
+const (
+	kindServer = "server"
+	kindPeer   = "peer"
+)
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketUsers    = []byte("users")
+	bucketDHT      = []byte("dht")
+	bucketReplies  = []byte("replies")
+	bucketIdentity = []byte("identity")
+
+	keyKind     = []byte("kind")
+	keyVersion  = []byte("version")
+	keyState    = []byte("state")
+	keyIdentity = []byte("identity")
+)
+
+// openErr turns an error from bolt.Open into one of ours.
+func openErr(path string, err error, running string, timeout time.Duration) error {
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return &kindError{
+			msg:  fmt.Sprintf("store: %s is in use by %s (lock not released within %v)", path, running, timeout),
+			kind: ErrLocked,
+		}
+	case errors.As(err, &pe):
+		return fmt.Errorf("store: open %s: %w", path, err)
+	default:
+		// bbolt's ErrInvalid, ErrChecksum, ErrVersionMismatch, "file size
+		// too small", …: the bytes are not a bbolt database we can read.
+		return notDHT(path, "not a bbolt database", err)
+	}
+}
+
+func notDHT(path, why string, cause error) error {
+	msg := fmt.Sprintf("store: %s is not a dht database file: %s", path, why)
+	if cause != nil {
+		msg += " (" + cause.Error() + ")"
+	}
+	return &kindError{msg: msg, kind: ErrNotDHT, cause: cause}
+}
+
+// checkMeta reports the kind written in a dht file, or an error when tx is
+// not a dht file of a version we know. A bbolt file with no buckets at all
+// returns "" (a fresh file).
+func checkMeta(path string, tx *bolt.Tx) (string, error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		if hasBuckets(tx) {
+			return "", notDHT(path, "bbolt database without dht meta bucket", nil)
+		}
+		return "", nil
+	}
+	kind := string(meta.Get(keyKind))
+	if kind != kindServer && kind != kindPeer {
+		return "", notDHT(path, fmt.Sprintf("unknown kind %q", kind), nil)
+	}
+	if v := meta.Get(keyVersion); !bytes.Equal(v, []byte{fileVersion}) {
+		return "", &kindError{
+			msg:  fmt.Sprintf("store: %s: %s file version %v, this program reads version %d", path, kind, v, fileVersion),
+			kind: ErrVersion,
+		}
+	}
+	return kind, nil
+}
+
+func hasBuckets(tx *bolt.Tx) bool {
+	k, _ := tx.Cursor().First()
+	return k != nil
+}
+
+// open opens (creating if needed) a dht file of the given kind and makes sure
+// the buckets exist.
+func open(path, kind string, buckets ...[]byte) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
+	if err != nil {
+		return nil, openErr(path, err, "another process", openTimeout)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		got, err := checkMeta(path, tx)
+		if err != nil {
+			return err
+		}
+		if got != "" && got != kind {
+			return &kindError{
+				msg:  fmt.Sprintf("store: %s is a %s file, not a %s file", path, got, kind),
+				kind: ErrWrongKind,
+			}
+		}
+		if got == "" {
+			meta, err := tx.CreateBucket(bucketMeta)
+			if err != nil {
+				return fmt.Errorf("store: create meta bucket: %w", err)
+			}
+			if err := meta.Put(keyKind, []byte(kind)); err != nil {
+				return fmt.Errorf("store: put kind: %w", err)
+			}
+			if err := meta.Put(keyVersion, []byte{fileVersion}); err != nil {
+				return fmt.Errorf("store: put version: %w", err)
+			}
+		}
+		for _, b := range buckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("store: create bucket %s: %w", b, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// dbErr maps bbolt's error for a closed database to ErrClosed.
+func dbErr(err error) error {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}

@@ -1,0 +1,213 @@
+package store
+
+import (
+	"fmt"
+	"net/netip"
+
+	"dht/dataset"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Member is a ring neighbour.
+type Member struct {
+	Name string
+	Addr netip.AddrPort
+}
+
+// Identity is who a peer is and where it stands in the ring.
+type Identity struct {
+	Name   string
+	Addr   netip.AddrPort
+	Server netip.AddrPort
+	InRing bool
+	ID     int
+	N      int
+	Left   Member
+	Right  Member
+}
+
+// Batch is one logical change to a peer's file, written in one transaction.
+// It is applied in field order: Clear, then Identity, then Put.
+type Batch struct {
+	Identity *Identity // nil: unchanged
+	Clear    bool      // delete every record first
+	Put      []dataset.Record
+}
+
+type slotKV struct {
+	pos int
+	kv
+}
+
+// peerWrite is a Batch, encoded and checked before any transaction starts.
+type peerWrite struct {
+	identity []byte
+	clear    bool
+	put      []slotKV
+}
+
+func prepareApply(b Batch) (peerWrite, error) {
+	w := peerWrite{clear: b.Clear}
+	if b.Identity != nil {
+		v, err := encodeIdentity(*b.Identity)
+		if err != nil {
+			return w, err
+		}
+		w.identity = v
+	}
+	w.put = make([]slotKV, 0, len(b.Put))
+	for _, r := range b.Put {
+		pos, k, err := recordKey(r)
+		if err != nil {
+			return w, err
+		}
+		v, err := encodeRecord(r)
+		if err != nil {
+			return w, err
+		}
+		w.put = append(w.put, slotKV{pos, kv{k, v}})
+	}
+	return w, nil
+}
+
+// PeerDB is a peer's bbolt file: its identity and its local hash table. It is
+// safe for concurrent use.
+type PeerDB struct {
+	db *bolt.DB
+}
+
+// OpenPeer opens or creates the peer file at path. A file held by another
+// process gives ErrLocked after a second.
+func OpenPeer(path string) (*PeerDB, error) {
+	db, err := open(path, kindPeer, bucketIdentity)
+	if err != nil {
+		return nil, err
+	}
+	return &PeerDB{db: db}, nil
+}
+
+// Apply writes the whole batch in one transaction: all of it or none of it.
+func (p *PeerDB) Apply(b Batch) error {
+	w, err := prepareApply(b)
+	if err != nil {
+		return err
+	}
+	err = p.db.Update(func(tx *bolt.Tx) error {
+		if w.clear {
+			var slots [][]byte
+			err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+				if _, ok := slotPos(name); ok {
+					slots = append(slots, append([]byte(nil), name...))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for _, name := range slots {
+				if err := tx.DeleteBucket(name); err != nil {
+					return fmt.Errorf("store: delete bucket %s: %w", name, err)
+				}
+			}
+		}
+		if w.identity != nil {
+			id := tx.Bucket(bucketIdentity)
+			if id == nil {
+				return fmt.Errorf("store: peer file lacks the identity bucket: %w", ErrCorrupt)
+			}
+			if err := id.Put(keyIdentity, w.identity); err != nil {
+				return fmt.Errorf("store: put identity: %w", err)
+			}
+		}
+		var slots [dataset.TableSize]*bolt.Bucket
+		for _, r := range w.put {
+			b := slots[r.pos]
+			if b == nil {
+				var err error
+				if b, err = tx.CreateBucketIfNotExists(slotBucket(r.pos)); err != nil {
+					return fmt.Errorf("store: create slot %d: %w", r.pos, err)
+				}
+				slots[r.pos] = b
+			}
+			if err := b.Put([]byte(r.k), r.v); err != nil {
+				return fmt.Errorf("store: put slot %d record %s: %w", r.pos, quote(r.k), err)
+			}
+		}
+		return nil
+	})
+	return dbErr(err)
+}
+
+// Load returns the identity (zero if none was ever written) and every record,
+// in slot order and, within a slot, by Long Name bytes.
+func (p *PeerDB) Load() (Identity, []dataset.Record, error) {
+	var (
+		id   Identity
+		recs []dataset.Record
+	)
+	err := p.db.View(func(tx *bolt.Tx) error {
+		var err error
+		id, recs, err = loadPeer(tx, func(int, int) {})
+		return err
+	})
+	if err != nil {
+		return Identity{}, nil, dbErr(err)
+	}
+	return id, recs, nil
+}
+
+// loadPeer reads a peer file. slot is called with each non-empty slot's
+// position and the index in the returned records where it starts.
+func loadPeer(tx *bolt.Tx, slot func(pos, start int)) (Identity, []dataset.Record, error) {
+	var id Identity
+	if b := tx.Bucket(bucketIdentity); b != nil {
+		if v := b.Get(keyIdentity); v != nil {
+			var err error
+			if id, err = decodeIdentity(v); err != nil {
+				return Identity{}, nil, err
+			}
+		}
+	}
+	var recs []dataset.Record
+	// Bucket names sort by position, so this walks the slots in order.
+	err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		pos, ok := slotPos(name)
+		if !ok {
+			return nil
+		}
+		start := len(recs)
+		err := b.ForEach(func(k, v []byte) error {
+			r, err := decodeSlotRecord(pos, string(k), v)
+			recs = append(recs, r)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if len(recs) > start {
+			slot(pos, start)
+		}
+		return nil
+	})
+	if err != nil {
+		return Identity{}, nil, err
+	}
+	return id, recs, nil
+}
+
+// Close closes the file.
+func (p *PeerDB) Close() error { return p.db.Close() }
+
+// decodeSlotRecord decodes a record and checks that it belongs in slot pos.
+func decodeSlotRecord(pos int, key string, v []byte) (dataset.Record, error) {
+	r, err := decodeRecord(key, v)
+	if err != nil {
+		return r, err
+	}
+	if r.Pos() != pos {
+		return r, fmt.Errorf("store: record %s hashes to slot %d but is stored in slot %d: %w",
+			quote(r.LongName), r.Pos(), pos, ErrCorrupt)
+	}
+	return r, nil
+}

@@ -1,0 +1,258 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// State is a registered user's state in the server's registry.
+type State uint8
+
+// User states. Values are stored in files: append only.
+const (
+	Free   State = 0
+	Leader State = 1
+	InDHT  State = 2
+)
+
+func (s State) String() string {
+	switch s {
+	case Free:
+		return "Free"
+	case Leader:
+		return "Leader"
+	case InDHT:
+		return "InDHT"
+	}
+	return fmt.Sprintf("State(%d)", uint8(s))
+}
+
+// User is one registration.
+type User struct {
+	Name  string
+	Addr  netip.AddrPort
+	State State
+}
+
+// Phase is where the one DHT the server knows about stands.
+type Phase uint8
+
+// DHT phases. Values are stored in files: append only.
+const (
+	PhaseNone     Phase = 0 // no DHT
+	PhaseBuilding Phase = 1 // set up, waiting for dht-complete
+	PhaseReady    Phase = 2 // usable
+	PhaseLeaving  Phase = 3 // a member is leaving, waiting for dht-rebuilt
+	PhaseTearing  Phase = 4 // waiting for teardown-complete
+)
+
+func (p Phase) String() string {
+	switch p {
+	case PhaseNone:
+		return "none"
+	case PhaseBuilding:
+		return "building"
+	case PhaseReady:
+		return "ready"
+	case PhaseLeaving:
+		return "leaving"
+	case PhaseTearing:
+		return "tearing-down"
+	}
+	return fmt.Sprintf("Phase(%d)", uint8(p))
+}
+
+// DHT is the server's view of the DHT.
+type DHT struct {
+	Phase   Phase
+	Leader  string
+	Members []string // ring order, leader first
+	Leaver  string
+	Since   int64 // unix nanoseconds when the current wait started; 0 if none
+}
+
+// ServerState is everything the server keeps across restarts except the
+// reply cache.
+type ServerState struct {
+	Users []User // sorted by name when loaded
+	DHT   DHT
+}
+
+// CachedReply is the last reply sent to a client address, kept so that a
+// retransmitted request gets the same answer after a restart.
+type CachedReply struct {
+	Addr     netip.AddrPort
+	ID       uint32
+	Datagram []byte
+}
+
+// kv is an encoded key and value.
+type kv struct {
+	k string
+	v []byte
+}
+
+// serverWrite is a Save, encoded and checked before any transaction starts,
+// so that a bad value changes nothing and both twins reject the same input.
+type serverWrite struct {
+	users []kv // sorted by name, no duplicates
+	dht   []byte
+	reply *kv
+}
+
+func prepareSave(st ServerState, reply *CachedReply) (serverWrite, error) {
+	var w serverWrite
+	w.users = make([]kv, 0, len(st.Users))
+	for _, u := range st.Users {
+		v, err := encodeUser(u)
+		if err != nil {
+			return w, err
+		}
+		w.users = append(w.users, kv{u.Name, v})
+	}
+	slices.SortFunc(w.users, func(a, b kv) int { return strings.Compare(a.k, b.k) })
+	for i := 1; i < len(w.users); i++ {
+		if w.users[i].k == w.users[i-1].k {
+			return w, fmt.Errorf("store: user %s listed twice: %w", quote(w.users[i].k), ErrInvalid)
+		}
+	}
+	var err error
+	if w.dht, err = encodeDHT(st.DHT); err != nil {
+		return w, err
+	}
+	if reply != nil {
+		k, v, err := encodeReply(*reply)
+		if err != nil {
+			return w, err
+		}
+		w.reply = &kv{k, v}
+	}
+	return w, nil
+}
+
+// ServerDB is the server's bbolt file. It is safe for concurrent use.
+type ServerDB struct {
+	db *bolt.DB
+}
+
+// OpenServer opens or creates the server file at path. A file held by
+// another process gives ErrLocked after a second.
+func OpenServer(path string) (*ServerDB, error) {
+	db, err := open(path, kindServer, bucketUsers, bucketDHT, bucketReplies)
+	if err != nil {
+		return nil, err
+	}
+	return &ServerDB{db: db}, nil
+}
+
+// Load returns the saved state (users sorted by name) and every cached reply
+// (sorted by address text).
+func (s *ServerDB) Load() (ServerState, []CachedReply, error) {
+	var (
+		st      ServerState
+		replies []CachedReply
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		users, dhtB, repB, err := serverBuckets(tx)
+		if err != nil {
+			return err
+		}
+		err = users.ForEach(func(k, v []byte) error {
+			u, err := decodeUser(string(k), v)
+			st.Users = append(st.Users, u)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if v := dhtB.Get(keyState); v != nil {
+			if st.DHT, err = decodeDHT(v); err != nil {
+				return err
+			}
+		}
+		return repB.ForEach(func(k, v []byte) error {
+			r, err := decodeReply(string(k), v)
+			replies = append(replies, r)
+			return err
+		})
+	})
+	if err != nil {
+		return ServerState{}, nil, dbErr(err)
+	}
+	return st, replies, nil
+}
+
+func serverBuckets(tx *bolt.Tx) (users, dht, replies *bolt.Bucket, err error) {
+	users, dht, replies = tx.Bucket(bucketUsers), tx.Bucket(bucketDHT), tx.Bucket(bucketReplies)
+	if users == nil || dht == nil || replies == nil {
+		return nil, nil, nil, fmt.Errorf("store: server file lacks a bucket: %w", ErrCorrupt)
+	}
+	return users, dht, replies, nil
+}
+
+// Save writes st, and reply if it is not nil, in one transaction: the users
+// bucket becomes exactly st.Users, the DHT state is replaced, and reply
+// replaces the one cached for its address.
+func (s *ServerDB) Save(st ServerState, reply *CachedReply) error {
+	w, err := prepareSave(st, reply)
+	if err != nil {
+		return err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		users, dhtB, repB, err := serverBuckets(tx)
+		if err != nil {
+			return err
+		}
+		// Delete the users that are gone and put only those that changed,
+		// so an unchanged registry dirties no page.
+		want := make(map[string][]byte, len(w.users))
+		for _, u := range w.users {
+			want[u.k] = u.v
+		}
+		var gone []string
+		err = users.ForEach(func(k, v []byte) error {
+			nv, ok := want[string(k)]
+			switch {
+			case !ok:
+				gone = append(gone, string(k))
+			case bytes.Equal(v, nv):
+				delete(want, string(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, name := range gone {
+			if err := users.Delete([]byte(name)); err != nil {
+				return fmt.Errorf("store: delete user %s: %w", quote(name), err)
+			}
+		}
+		for _, u := range w.users {
+			if _, changed := want[u.k]; !changed {
+				continue
+			}
+			if err := users.Put([]byte(u.k), u.v); err != nil {
+				return fmt.Errorf("store: put user %s: %w", quote(u.k), err)
+			}
+		}
+		if err := dhtB.Put(keyState, w.dht); err != nil {
+			return fmt.Errorf("store: put dht state: %w", err)
+		}
+		if w.reply != nil {
+			if err := repB.Put([]byte(w.reply.k), w.reply.v); err != nil {
+				return fmt.Errorf("store: put reply for %s: %w", w.reply.k, err)
+			}
+		}
+		return nil
+	})
+	return dbErr(err)
+}
+
+// Close closes the file.
+func (s *ServerDB) Close() error { return s.db.Close() }

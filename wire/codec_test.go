@@ -1,0 +1,595 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// unhex decodes hex that may be split by spaces for readability.
+func unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
+	if err != nil {
+		t.Fatalf("bad hex %q: %v", s, err)
+	}
+	return b
+}
+
+var (
+	alice = Member{Name: "alice", Addr: netip.MustParseAddrPort("10.0.0.1:5000")}
+	bob   = Member{Name: "bob", Addr: netip.MustParseAddrPort("10.0.0.2:5001")}
+
+	aruba = Record{"ABW", "Aruba", "Aruba", "Aruba", "AW", "Aruban florin", "Latin America & Caribbean", "AW", "2010"}
+	// curacao has an invalid UTF-8 byte (0xAB), multi-byte UTF-8 (ç) and
+	// empty fields.
+	curacao = Record{"CUW", "Cura\xabao", "Curaçao", "Curaçao", "CW", "", "", "CW", "2011"}
+)
+
+// Hex pieces of the goldens.
+const (
+	hAlice     = "0005 616c696365"               // "alice"
+	hBob       = "0003 626f62"                   // "bob"
+	hAliceAddr = "0a000001 1388"                 // 10.0.0.1:5000
+	hBobAddr   = "0a000002 1389"                 // 10.0.0.2:5001
+	hCuracao   = "0008 43757261 c3a7 616f"       // "Curaçao"
+	hAruba     = "0003 414257" +                 // ABW
+		" 0005 4172756261 0005 4172756261 0005 4172756261" + // Aruba ×3
+		" 0002 4157" + // AW
+		" 000d 417275626 16e 20 666c6f72696e" + // Aruban florin
+		" 0019 4c6174696e 20 416d6572696361 20 26 20 436172696262 65616e" + // Latin America & Caribbean
+		" 0002 4157 0004 32303130" // AW 2010
+	hCuracaoRec = "0003 435557" + // CUW
+		" 0007 43757261 ab 616f" + // Cura\xabao
+		" " + hCuracao + " " + hCuracao +
+		" 0002 4357 0000 0000 0002 4357 0004 32303131" // CW "" "" CW 2011
+)
+
+type golden struct {
+	name  string
+	id    uint32
+	flags Flags
+	msg   Message
+	hex   string
+}
+
+var goldens = []golden{
+	{"register", 1, 0, Register{Name: "alice", Addr: alice.Addr},
+		"4448 01 01 00000001 00" + hAlice + hAliceAddr},
+	{"setup-dht", 2, 0, SetupDHT{N: 3, Name: "alice"},
+		"4448 01 02 00000002 00 0003" + hAlice},
+	{"dht-complete", 3, 0, DHTComplete{Name: "alice"},
+		"4448 01 03 00000003 00" + hAlice},
+	{"query-dht", 4, 0, QueryDHT{Name: "bob"},
+		"4448 01 04 00000004 00" + hBob},
+	{"leave-dht", 5, 0, LeaveDHT{Name: "bob"},
+		"4448 01 05 00000005 00" + hBob},
+	{"dht-rebuilt", 6, 0, DHTRebuilt{Name: "bob", NewLeader: "alice"},
+		"4448 01 06 00000006 00" + hBob + hAlice},
+	{"deregister", 7, 0, Deregister{Name: "bob"},
+		"4448 01 07 00000007 00" + hBob},
+	{"teardown-dht", 8, 0, TeardownDHT{Name: "alice"},
+		"4448 01 08 00000008 00" + hAlice},
+	{"teardown-complete", 9, 0, TeardownComplete{Name: "alice"},
+		"4448 01 09 00000009 00" + hAlice},
+	{"reply-ok", 0x0a0b0c0d, 0, Reply{OK: true, Members: []Member{alice, bob}},
+		"4448 01 0a 0a0b0c0d 00 01 0000 0002" + hAlice + hAliceAddr + hBob + hBobAddr},
+	{"reply-failure", 11, 0, Reply{Reason: "in use"},
+		"4448 01 0a 0000000b 00 00 0006 696e20757365 0000"},
+	{"set-id", 12, 0, SetID{ID: 1, N: 2, Left: alice, Right: bob},
+		"4448 01 10 0000000c 00 0001 0002" + hAlice + hAliceAddr + hBob + hBobAddr},
+	{"store", 13, FlagRetransmit, Store{N: 2, Records: []Record{aruba, curacao}},
+		"4448 01 11 0000000d 01 0002 0002 " + hAruba + " " + hCuracaoRec},
+	{"store-empty", 24, 0, Store{N: 1},
+		"4448 01 11 00000018 00 0001 0000"},
+	{"flush", 14, 0, Flush{Leader: "alice", N: 2},
+		"4448 01 12 0000000e 00" + hAlice + "0002"},
+	{"query", 15, 0, Query{ReqID: 0xdeadbeef, Querier: bob, Hops: 1, LongName: "Curaçao"},
+		"4448 01 13 0000000f 00 deadbeef" + hBob + hBobAddr + "0001" + hCuracao},
+	{"query-result-found", 16, 0, QueryResult{ReqID: 0xdeadbeef, Found: true, Node: "alice", Hops: 2, LongName: "Curaçao", Record: curacao},
+		"4448 01 14 00000010 00 deadbeef 01" + hAlice + "0000 0002" + hCuracao + " " + hCuracaoRec},
+	{"query-result-not-found", 17, 0, QueryResult{ReqID: 1, Node: "bob", NodeID: 1, Hops: 3, LongName: "Atlantis"},
+		"4448 01 14 00000011 00 00000001 00" + hBob + "0001 0003 0008 41746c616e746973"},
+	{"teardown", 18, 0, Teardown{Origin: "alice", KeepNeighbours: true},
+		"4448 01 15 00000012 00" + hAlice + "01"},
+	{"reset-id", 19, 0, ResetID{Origin: "bob", ID: 1, N: 2},
+		"4448 01 16 00000013 00" + hBob + "0001 0002"},
+	{"reset-left", 20, 0, ResetLeft{Left: alice},
+		"4448 01 17 00000014 00" + hAlice + hAliceAddr},
+	{"reset-right", 21, 0, ResetRight{Right: bob},
+		"4448 01 18 00000015 00" + hBob + hBobAddr},
+	{"rebuild-dht", 22, 0, RebuildDHT{Leaver: bob},
+		"4448 01 19 00000016 00" + hBob + hBobAddr},
+	{"rebuilt", 23, 0, Rebuilt{OK: true, NewLeader: "alice"},
+		"4448 01 1a 00000017 00 01 0000" + hAlice},
+	{"ack", 0xffffffff, FlagRetransmit, Ack{},
+		"4448 01 1b ffffffff 01"},
+}
+
+func TestGoldenCoversEveryType(t *testing.T) {
+	seen := map[Type]bool{}
+	for _, g := range goldens {
+		seen[g.msg.Type()] = true
+	}
+	for typ := range Type(255) {
+		if typ.known() && !seen[typ] {
+			t.Errorf("no golden for %v", typ)
+		}
+	}
+}
+
+func TestGolden(t *testing.T) {
+	for _, g := range goldens {
+		t.Run(g.name, func(t *testing.T) {
+			want := unhex(t, g.hex)
+			got, err := Append(nil, g.id, g.flags, g.msg)
+			if err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("Append:\n got %x\nwant %x", got, want)
+			}
+			if n := EncodedLen(g.msg); n != len(want) {
+				t.Errorf("EncodedLen = %d, want %d", n, len(want))
+			}
+
+			// Append appends: a prefix is kept.
+			prefixed, err := Append([]byte{0xee}, g.id, g.flags, g.msg)
+			if err != nil || prefixed[0] != 0xee || !bytes.Equal(prefixed[1:], want) {
+				t.Errorf("Append after a prefix = %x, %v", prefixed, err)
+			}
+
+			h, m, err := Decode(want)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if wantH := (Header{Type: g.msg.Type(), ID: g.id, Flags: g.flags}); h != wantH {
+				t.Errorf("header = %+v, want %+v", h, wantH)
+			}
+			if !reflect.DeepEqual(m, g.msg) {
+				t.Errorf("Decode:\n got %#v\nwant %#v", m, g.msg)
+			}
+		})
+	}
+}
+
+// Decode must copy: the caller reuses its read buffer.
+func TestDecodeCopies(t *testing.T) {
+	for _, g := range goldens {
+		t.Run(g.name, func(t *testing.T) {
+			b := unhex(t, g.hex)
+			_, m, err := Decode(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range b {
+				b[i] = 0xff
+			}
+			if !reflect.DeepEqual(m, g.msg) {
+				t.Errorf("message changed with the buffer: %#v", m)
+			}
+		})
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	name64 := strings.Repeat("n", MaxName)
+	field := func(n int) string { return strings.Repeat("f", n) }
+	maxAddr := netip.MustParseAddrPort("255.255.255.255:65535")
+	zeroAddr := netip.MustParseAddrPort("0.0.0.0:0")
+	var members []Member
+	for i := range MaxMembers {
+		members = append(members, Member{Name: string(rune('a' + i%26)), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), uint16(i))})
+	}
+	// Two records that fill a datagram exactly.
+	full := Store{N: 65535, Records: []Record{{3: field(1000)}, {3: field(MaxDatagram - StoreOverhead - 1018 - 18)}}}
+	if n := EncodedLen(full); n != MaxDatagram {
+		t.Fatalf("full store is %d bytes", n)
+	}
+	var every Record
+	for i := range every {
+		every[i] = field(10 * i)
+	}
+	tests := []struct {
+		name string
+		msg  Message
+	}{
+		{"register-limits", Register{Name: name64, Addr: maxAddr}},
+		{"register-zero-addr", Register{Name: "", Addr: zeroAddr}},
+		{"setup-dht-max", SetupDHT{N: 65535, Name: name64}},
+		{"dht-complete", DHTComplete{Name: name64}},
+		{"query-dht", QueryDHT{Name: "x"}},
+		{"leave-dht", LeaveDHT{}},
+		{"dht-rebuilt", DHTRebuilt{Name: name64, NewLeader: name64}},
+		{"deregister", Deregister{Name: "Zoë"}},
+		{"teardown-dht", TeardownDHT{Name: "\xff\x00"}},
+		{"teardown-complete", TeardownComplete{Name: name64}},
+		{"reply-max-members", Reply{OK: true, Members: members}},
+		{"reply-max-reason", Reply{Reason: strings.Repeat("r", MaxReason)}},
+		{"set-id", SetID{ID: 65535, N: 65535, Left: Member{name64, maxAddr}, Right: Member{"", zeroAddr}}},
+		{"store-full", full},
+		{"store-field-max", Store{Records: []Record{{8: field(MaxField)}}}},
+		{"store-every-field", Store{N: 7, Records: []Record{every, curacao, {}}}},
+		{"flush", Flush{Leader: name64, N: 65535}},
+		{"query-max", Query{ReqID: 0xffffffff, Querier: Member{name64, maxAddr}, Hops: 65535, LongName: field(MaxField)}},
+		{"query-result-found-empty-record", QueryResult{Found: true}},
+		{"query-result-found", QueryResult{ReqID: 7, Found: true, Node: name64, NodeID: 65535, Hops: 65535, LongName: field(MaxField), Record: every}},
+		{"teardown", Teardown{Origin: name64}},
+		{"reset-id", ResetID{Origin: name64, ID: 65535, N: 65535}},
+		{"reset-left", ResetLeft{Left: Member{name64, maxAddr}}},
+		{"reset-right", ResetRight{Right: Member{name64, zeroAddr}}},
+		{"rebuild-dht", RebuildDHT{Leaver: Member{"bob", maxAddr}}},
+		{"rebuilt-failure", Rebuilt{Reason: strings.Repeat("r", MaxReason), NewLeader: name64}},
+		{"ack", Ack{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := Append(nil, 42, FlagRetransmit, tt.msg)
+			if err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+			if len(b) != EncodedLen(tt.msg) {
+				t.Errorf("len = %d, EncodedLen = %d", len(b), EncodedLen(tt.msg))
+			}
+			h, m, err := Decode(b)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if h != (Header{Type: tt.msg.Type(), ID: 42, Flags: FlagRetransmit}) {
+				t.Errorf("header = %+v", h)
+			}
+			if !reflect.DeepEqual(m, tt.msg) {
+				t.Errorf("round trip:\n got %#v\nwant %#v", m, tt.msg)
+			}
+		})
+	}
+}
+
+func TestStoreLen(t *testing.T) {
+	st := Store{N: 3, Records: []Record{aruba, curacao, {}}}
+	want := StoreOverhead
+	for _, r := range st.Records {
+		want += RecordLen(r)
+	}
+	if got := EncodedLen(st); got != want {
+		t.Errorf("EncodedLen = %d, StoreOverhead + RecordLen = %d", got, want)
+	}
+	if got := RecordLen(Record{}); got != 18 {
+		t.Errorf("RecordLen(empty) = %d, want 18", got)
+	}
+	if got := EncodedLen(Store{}); got != StoreOverhead {
+		t.Errorf("EncodedLen(empty store) = %d, want %d", got, StoreOverhead)
+	}
+}
+
+// Every proper prefix of a valid datagram is truncated.
+func TestTruncated(t *testing.T) {
+	for _, g := range goldens {
+		t.Run(g.name, func(t *testing.T) {
+			b := unhex(t, g.hex)
+			for n := range len(b) {
+				_, m, err := Decode(b[:n])
+				if !errors.Is(err, ErrShort) {
+					t.Errorf("cut at %d: err = %v, want ErrShort", n, err)
+				}
+				if m != nil {
+					t.Errorf("cut at %d: message %#v with the error", n, m)
+				}
+			}
+		})
+	}
+}
+
+func TestTrailing(t *testing.T) {
+	for _, g := range goldens {
+		t.Run(g.name, func(t *testing.T) {
+			b := append(unhex(t, g.hex), 0)
+			if _, _, err := Decode(b); !errors.Is(err, ErrTrailing) {
+				t.Errorf("err = %v, want ErrTrailing", err)
+			}
+		})
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	record1025 := "0401" + strings.Repeat("66", 1025) + strings.Repeat(" 0000", 8)
+	tests := []struct {
+		name  string
+		hex   string
+		want  error
+		field string // the *Error's Field
+	}{
+		{"empty", "", ErrShort, "header"},
+		{"magic", "4449 01 1b 00000001 00", ErrMagic, ""},
+		{"magic-swapped", "4844 01 1b 00000001 00", ErrMagic, ""},
+		{"version-0", "4448 00 1b 00000001 00", ErrVersion, ""},
+		{"version-2", "4448 02 1b 00000001 00", ErrVersion, ""},
+		{"type-0", "4448 01 00 00000001 00", ErrUnknownType, ""},
+		{"type-11", "4448 01 0b 00000001 00", ErrUnknownType, ""},
+		{"type-15", "4448 01 0f 00000001 00", ErrUnknownType, ""},
+		{"type-28", "4448 01 1c 00000001 00", ErrUnknownType, ""},
+		{"type-255", "4448 01 ff 00000001 00", ErrUnknownType, ""},
+		{"flags-2", "4448 01 1b 00000001 02", ErrFlags, "flags"},
+		{"flags-80", "4448 01 1b 00000001 80", ErrFlags, "flags"},
+		{"reply-bool", "4448 01 0a 00000001 00 02 0000 0000", ErrInvalid, "ok"},
+		{"rebuilt-bool", "4448 01 1a 00000001 00 ff 0000 0000", ErrInvalid, "ok"},
+		{"teardown-bool", "4448 01 15 00000001 00" + hAlice + "02", ErrInvalid, "keep_neighbours"},
+		{"query-result-bool", "4448 01 14 00000001 00 00000001 03" + hBob + "0001 0003 0000", ErrInvalid, "found"},
+		{"name-65", "4448 01 03 00000001 00 0041" + strings.Repeat("61", 65), ErrTooLong, "name"},
+		{"name-ffff", "4448 01 03 00000001 00 ffff 6161", ErrTooLong, "name"},
+		{"name-short", "4448 01 03 00000001 00 0040 6161", ErrShort, "name"},
+		{"reason-513", "4448 01 0a 00000001 00 00 0201" + strings.Repeat("72", 513) + "0000", ErrTooLong, "reason"},
+		{"members-65", "4448 01 0a 00000001 00 01 0000 0041" + strings.Repeat(hBob+hBobAddr, 65), ErrTooLong, "members"},
+		{"members-ffff", "4448 01 0a 00000001 00 01 0000 ffff", ErrTooLong, "members"},
+		{"members-short", "4448 01 0a 00000001 00 01 0000 0040" + hBob + hBobAddr, ErrShort, "members"},
+		{"member-name", "4448 01 0a 00000001 00 01 0000 0002" + hBob + hBobAddr + "0041", ErrTooLong, "members[1].name"},
+		{"set-id-right-addr", "4448 01 10 00000001 00 0001 0002" + hAlice + hAliceAddr + hBob + "0a0000", ErrShort, "right.addr"},
+		{"store-records-ffff", "4448 01 11 00000001 00 0002 ffff" + hAruba, ErrShort, "records"},
+		{"store-field-1025", "4448 01 11 00000001 00 0002 0001" + record1025, ErrTooLong, "records[0].field[0]"},
+		{"store-field-short", "4448 01 11 00000001 00 0002 0002" + hAruba + "0003 435557 0400", ErrShort, "records[1].field[1]"},
+		{"query-long-name-1025", "4448 01 13 00000001 00 00000001" + hBob + hBobAddr + "0000 0401" + strings.Repeat("66", 1025), ErrTooLong, "long_name"},
+		{"query-result-record-field", "4448 01 14 00000001 00 00000001 01" + hBob + "0001 0003 0000" + record1025, ErrTooLong, "record.field[0]"},
+		{"query-result-not-found-with-record", "4448 01 14 00000001 00 00000001 00" + hBob + "0001 0003 0000" + hCuracaoRec, ErrTrailing, ""},
+		{"ack-body", "4448 01 1b 00000001 00 00", ErrTrailing, ""},
+		{"too-long", "4448 01 1b 00000001 00" + strings.Repeat("00", MaxDatagram+1-HeaderLen), ErrTooLong, "datagram"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, m, err := Decode(unhex(t, tt.hex))
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			var we *Error
+			if !errors.As(err, &we) {
+				t.Fatalf("err %T is not *Error", err)
+			}
+			if we.Field != tt.field {
+				t.Errorf("Field = %q, want %q (%v)", we.Field, tt.field, err)
+			}
+			if m != nil {
+				t.Errorf("message %#v with the error", m)
+			}
+		})
+	}
+}
+
+// A length or count field that claims more than the datagram holds is
+// rejected before anything of that size is allocated.
+func TestDecodeHugeCountsDoNotAllocate(t *testing.T) {
+	for _, s := range []string{
+		"4448 01 11 00000001 00 0002 ffff 0000",                          // 65535 records
+		"4448 01 0a 00000001 00 01 0000 0040" + hBob + hBobAddr,          // 64 members
+		"4448 01 13 00000001 00 00000001" + hBob + hBobAddr + "0000 0400", // 1024-byte name
+	} {
+		b := unhex(t, s)
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, _, err := Decode(b); !errors.Is(err, ErrShort) {
+				t.Fatalf("Decode(%x) = %v, want ErrShort", b, err)
+			}
+		})
+		// The body copy and the *Error.
+		if allocs > 2 {
+			t.Errorf("Decode(%x): %v allocations", b, allocs)
+		}
+	}
+}
+
+func TestDecodeMaxDatagram(t *testing.T) {
+	st := Store{Records: []Record{{3: strings.Repeat("x", MaxDatagram-StoreOverhead-18)}}}
+	b, err := Append(nil, 1, 0, st)
+	if err != nil || len(b) != MaxDatagram {
+		t.Fatalf("Append = %d bytes, %v", len(b), err)
+	}
+	if _, _, err := Decode(b); err != nil {
+		t.Errorf("Decode of a MaxDatagram datagram: %v", err)
+	}
+	b = append(b, 0)
+	if _, _, err := Decode(b); !errors.Is(err, ErrTooLong) {
+		t.Errorf("Decode of MaxDatagram+1 bytes: %v, want ErrTooLong", err)
+	}
+	if _, err := DecodeHeader(b); !errors.Is(err, ErrTooLong) {
+		t.Errorf("DecodeHeader of MaxDatagram+1 bytes: %v, want ErrTooLong", err)
+	}
+}
+
+func TestAppendErrors(t *testing.T) {
+	long := func(n int) string { return strings.Repeat("x", n) }
+	v6 := netip.MustParseAddrPort("[::1]:5000")
+	mapped := netip.MustParseAddrPort("[::ffff:10.0.0.1]:5000")
+	tooMany := make([]Record, 2)
+	tooMany[0][0] = long(MaxField)
+	tooMany[1][0] = long(MaxDatagram - StoreOverhead - 2*18 - MaxField + 1)
+	manyEmpty := make([]Record, 70000)
+	tests := []struct {
+		name  string
+		flags Flags
+		msg   Message
+		want  error
+		field string
+		text  string // the whole message, when set
+	}{
+		{"name", 0, Register{Name: long(MaxName + 1), Addr: alice.Addr}, ErrTooLong, "name", "wire: register: name: too long"},
+		{"addr-v6", 0, Register{Name: "a", Addr: v6}, ErrInvalid, "addr", ""},
+		{"addr-4in6", 0, Register{Name: "a", Addr: mapped}, ErrInvalid, "addr", ""},
+		{"addr-zero", 0, Register{Name: "a"}, ErrInvalid, "addr", ""},
+		{"new-leader", 0, DHTRebuilt{Name: "a", NewLeader: long(MaxName + 1)}, ErrTooLong, "new_leader", ""},
+		{"reason", 0, Reply{Reason: long(MaxReason + 1)}, ErrTooLong, "reason", ""},
+		{"members", 0, Reply{OK: true, Members: make([]Member, MaxMembers+1)}, ErrTooLong, "members", ""},
+		{"member-addr", 0, Reply{OK: true, Members: []Member{alice, {Name: "x", Addr: v6}}}, ErrInvalid, "members[1].addr", "wire: reply: members[1].addr: invalid value"},
+		{"reason-before-members", 0, Reply{Reason: long(MaxReason + 1), Members: []Member{{}}}, ErrTooLong, "reason", ""},
+		{"reply-datagram", 0, Reply{Members: slicesRepeat(Member{long(MaxName), alice.Addr}, MaxMembers)}, ErrTooLong, "datagram", ""},
+		{"set-id-right", 0, SetID{Left: alice, Right: Member{Name: long(MaxName + 1), Addr: bob.Addr}}, ErrTooLong, "right.name", ""},
+		{"set-id-left", 0, SetID{Left: Member{Name: "a"}, Right: bob}, ErrInvalid, "left.addr", ""},
+		{"store-field", 0, Store{Records: []Record{aruba, {2: long(MaxField + 1)}}}, ErrTooLong, "records[1].field[2]", "wire: store: records[1].field[2]: too long"},
+		{"store-too-many", 0, Store{Records: tooMany}, ErrTooLong, "records", ""},
+		{"store-count", 0, Store{Records: manyEmpty}, ErrTooLong, "records", ""},
+		{"flush", 0, Flush{Leader: long(MaxName + 1)}, ErrTooLong, "leader", ""},
+		{"query-long-name", 0, Query{Querier: bob, LongName: long(MaxField + 1)}, ErrTooLong, "long_name", ""},
+		{"query-querier", 0, Query{Querier: Member{Name: "q"}}, ErrInvalid, "querier.addr", ""},
+		{"query-result-record", 0, QueryResult{Found: true, Record: Record{8: long(MaxField + 1)}}, ErrTooLong, "record.field[8]", ""},
+		{"query-result-node-before-record", 0, QueryResult{Found: true, Node: long(MaxName + 1), Record: Record{8: long(MaxField + 1)}}, ErrTooLong, "node", ""},
+		{"query-result-stray-record", 0, QueryResult{Record: curacao}, ErrInvalid, "record", ""},
+		{"teardown", 0, Teardown{Origin: long(MaxName + 1)}, ErrTooLong, "origin", ""},
+		{"reset-id", 0, ResetID{Origin: long(MaxName + 1)}, ErrTooLong, "origin", ""},
+		{"reset-left", 0, ResetLeft{Left: Member{Name: "a", Addr: v6}}, ErrInvalid, "left.addr", ""},
+		{"reset-right", 0, ResetRight{}, ErrInvalid, "right.addr", ""},
+		{"rebuild-dht", 0, RebuildDHT{Leaver: Member{Name: long(MaxName + 1)}}, ErrTooLong, "leaver.name", ""},
+		{"rebuilt", 0, Rebuilt{Reason: long(MaxReason + 1)}, ErrTooLong, "reason", ""},
+		{"flags", 0x82, Ack{}, ErrFlags, "flags", "wire: ack: flags: unknown flags"},
+		{"pointer", 0, &Store{}, ErrUnknownType, "*wire.Store", ""},
+		{"nil-pointer", 0, (*Ack)(nil), ErrUnknownType, "*wire.Ack", ""},
+		{"nil", 0, nil, ErrUnknownType, "<nil>", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prefix := []byte("xy")
+			b, err := Append(prefix, 1, tt.flags, tt.msg)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			var we *Error
+			if !errors.As(err, &we) {
+				t.Fatalf("err %T is not *Error", err)
+			}
+			if we.Field != tt.field {
+				t.Errorf("Field = %q, want %q (%v)", we.Field, tt.field, err)
+			}
+			if tt.text != "" && err.Error() != tt.text {
+				t.Errorf("Error() = %q, want %q", err.Error(), tt.text)
+			}
+			if string(b) != "xy" {
+				t.Errorf("b = %q, want it unchanged", b)
+			}
+		})
+	}
+}
+
+func slicesRepeat[T any](v T, n int) []T {
+	s := make([]T, n)
+	for i := range s {
+		s[i] = v
+	}
+	return s
+}
+
+func TestErrorText(t *testing.T) {
+	tests := []struct {
+		hex  string
+		want string
+	}{
+		{"4448 01", "wire: header: truncated"},
+		{"0000 01 1b 00000001 00", "wire: bad magic"},
+		{"4448 07 1b 00000001 00", "wire: unsupported version"},
+		{"4448 01 63 00000001 00", "wire: type(99): unknown type"},
+		{"4448 01 1b 00000001 00 00", "wire: ack: trailing bytes"},
+		{"4448 01 15 00000001 00" + hAlice + "05", "wire: teardown: keep_neighbours: invalid value"},
+		{"4448 01 11 00000001 00 0002 0002" + hAruba + "0003 435557 0400", "wire: store: records[1].field[1]: truncated"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			_, _, err := Decode(unhex(t, tt.hex))
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecodeHeaderKeepsIDOnBadBody(t *testing.T) {
+	h, _, err := Decode(unhex(t, "4448 01 15 00000007 01"+hAlice))
+	if !errors.Is(err, ErrShort) {
+		t.Fatalf("err = %v", err)
+	}
+	if h != (Header{Type: TypeTeardown, ID: 7, Flags: FlagRetransmit}) {
+		t.Errorf("header = %+v", h)
+	}
+}
+
+func TestDecodeStore(t *testing.T) {
+	four := Store{N: 4, Records: []Record{aruba, curacao, aruba, {}}}
+	b4, err := Append(nil, 1, 0, four)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := Store{N: 2, Records: []Record{curacao, aruba}}
+	b2, err := Append(nil, 2, 0, two)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var st Store
+	if err := DecodeStore(b4, &st); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(st, four) {
+		t.Fatalf("DecodeStore = %#v", st)
+	}
+	backing := &st.Records[0]
+	if err := DecodeStore(b2, &st); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(st, two) {
+		t.Fatalf("DecodeStore = %#v", st)
+	}
+	if &st.Records[0] != backing {
+		t.Error("DecodeStore did not reuse the records' capacity")
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _ = DecodeStore(b4, &st) }); allocs > 1 {
+		t.Errorf("DecodeStore with capacity: %v allocations, want 1 (the body)", allocs)
+	}
+
+	t.Run("empty", func(t *testing.T) {
+		b := unhex(t, "4448 01 11 00000018 00 0001 0000")
+		if err := DecodeStore(b, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.N != 1 || len(st.Records) != 0 {
+			t.Errorf("DecodeStore = %#v", st)
+		}
+	})
+	t.Run("wrong-type", func(t *testing.T) {
+		st := four
+		err := DecodeStore(unhex(t, "4448 01 1b 00000001 00"), &st)
+		if !errors.Is(err, ErrWrongType) {
+			t.Fatalf("err = %v, want ErrWrongType", err)
+		}
+		if err.Error() != "wire: ack: unexpected type" {
+			t.Errorf("Error() = %q", err.Error())
+		}
+		if st.N != 0 || len(st.Records) != 0 {
+			t.Errorf("into = %#v after an error", st)
+		}
+	})
+	t.Run("errors", func(t *testing.T) {
+		for n := range len(b4) {
+			st := Store{Records: make([]Record, 0, 8)}
+			if err := DecodeStore(b4[:n], &st); !errors.Is(err, ErrShort) {
+				t.Errorf("cut at %d: %v, want ErrShort", n, err)
+			}
+			if st.N != 0 || len(st.Records) != 0 {
+				t.Errorf("cut at %d: into = %#v after an error", n, st)
+			}
+		}
+		if err := DecodeStore(append(b4, 0), &st); !errors.Is(err, ErrTrailing) {
+			t.Errorf("trailing: %v, want ErrTrailing", err)
+		}
+	})
+}
+
+func TestDecodeHeader(t *testing.T) {
+	for _, g := range goldens {
+		t.Run(g.name, func(t *testing.T) {
+			h, err := DecodeHeader(unhex(t, g.hex))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h != (Header{Type: g.msg.Type(), ID: g.id, Flags: g.flags}) {
+				t.Errorf("header = %+v", h)
+			}
+		})
+	}
+}

@@ -1,0 +1,75 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+var sentinels = []error{
+	ErrShort, ErrTooLong, ErrTrailing, ErrMagic, ErrVersion, ErrUnknownType, ErrFlags, ErrInvalid,
+}
+
+// FuzzDecode checks decode → encode → decode: whatever Decode accepts,
+// Append encodes back to the same bytes (the encoding is canonical) and
+// Decode reads the same message again. Errors are *Error with a sentinel.
+func FuzzDecode(f *testing.F) {
+	for _, g := range goldens {
+		f.Add(unhex(f, g.hex))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		in := bytes.Clone(b)
+		h, m, err := Decode(b)
+		if !bytes.Equal(b, in) {
+			t.Fatal("Decode changed its input")
+		}
+		if err != nil {
+			var we *Error
+			if !errors.As(err, &we) {
+				t.Fatalf("error %T %v is not *Error", err, err)
+			}
+			found := false
+			for _, s := range sentinels {
+				found = found || errors.Is(err, s)
+			}
+			if !found {
+				t.Fatalf("error %v wraps no sentinel", err)
+			}
+			if m != nil {
+				t.Fatalf("message %#v with error %v", m, err)
+			}
+			return
+		}
+		if m.Type() != h.Type {
+			t.Fatalf("header type %v, message type %v", h.Type, m.Type())
+		}
+		if n := EncodedLen(m); n != len(b) {
+			t.Fatalf("EncodedLen = %d for a %d-byte datagram", n, len(b))
+		}
+		out, err := Append(nil, h.ID, h.Flags, m)
+		if err != nil {
+			t.Fatalf("Append of a decoded %#v: %v", m, err)
+		}
+		if !bytes.Equal(out, b) {
+			t.Fatalf("re-encoding differs:\n in %x\nout %x", b, out)
+		}
+		h2, m2, err := Decode(out)
+		if err != nil {
+			t.Fatalf("Decode of the re-encoding: %v", err)
+		}
+		if h2 != h || !reflect.DeepEqual(m2, m) {
+			t.Fatalf("decode → encode → decode:\n got %+v %#v\nwant %+v %#v", h2, m2, h, m)
+		}
+		if st, ok := m.(Store); ok {
+			into := Store{Records: make([]Record, 1, 4)}
+			if err := DecodeStore(b, &into); err != nil {
+				t.Fatalf("DecodeStore: %v", err)
+			}
+			if into.N != st.N || len(into.Records) != len(st.Records) ||
+				(len(st.Records) > 0 && !reflect.DeepEqual(into.Records, st.Records)) {
+				t.Fatalf("DecodeStore = %#v, Decode = %#v", into, st)
+			}
+		}
+	})
+}
