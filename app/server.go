@@ -100,6 +100,9 @@ func ValidName(name string) bool {
 
 // Step handles one datagram from a client.
 func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
+	if !isRequest(m) {
+		return []Output{event("dropped: not a request", attrAddr(from), slog.String("type", m.Type().String()))}
+	}
 	if c, ok := s.cache[from]; ok && c.id == h.ID {
 		return []Output{
 			event("duplicate request: answering from cache", attrAddr(from), slog.Uint64("id", uint64(h.ID))),
@@ -107,9 +110,6 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		}
 	}
 	reply, changed := s.handle(now, from, m)
-	if reply == nil {
-		return []Output{event("dropped: not a request", attrAddr(from), slog.String("type", m.Type().String()))}
-	}
 	s.cache[from] = cachedReply{id: h.ID, reply: *reply}
 	var out []Output
 	if changed {
@@ -120,6 +120,15 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		out = append(out, PersistServer{State: s.Snapshot(), Reply: &store.CachedReply{Addr: from, ID: h.ID, Datagram: dg}})
 	}
 	return append(out, Send{To: from, ID: h.ID, Msg: *reply})
+}
+
+func isRequest(m wire.Message) bool {
+	switch m.(type) {
+	case wire.Register, wire.SetupDHT, wire.DHTComplete, wire.QueryDHT, wire.LeaveDHT,
+		wire.DHTRebuilt, wire.Deregister, wire.TeardownDHT, wire.TeardownComplete:
+		return true
+	}
+	return false
 }
 
 func fail(format string, args ...any) *wire.Reply {
@@ -150,7 +159,7 @@ func (s *Server) handle(now time.Time, from netip.AddrPort, m wire.Message) (rep
 	case wire.TeardownComplete:
 		return s.teardownComplete(from, m)
 	}
-	return nil, false
+	panic(fmt.Sprintf("server: %T is not a request", m))
 }
 
 // waiting is the FAILURE every request but the awaited one gets while an
@@ -260,7 +269,7 @@ func (s *Server) complete(from netip.AddrPort, m wire.DHTComplete) (*wire.Reply,
 		return r, false
 	}
 	if m.Name != s.dht.Leader {
-		return fail("%s is not the leader of the DHT being set up (%s is)", m.Name, s.dht.Leader), false
+		return fail("%s is not the leader of the DHT being set up; %s", m.Name, s.waiting()), false
 	}
 	s.dht.Phase, s.dht.Since = store.PhaseReady, 0
 	return ok(), true
@@ -316,7 +325,7 @@ func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, b
 		return r, false
 	}
 	if u.Name != s.dht.Leaver {
-		return fail("%s did not ask to leave (%s did)", u.Name, s.dht.Leaver), false
+		return fail("%s did not ask to leave; %s", u.Name, s.waiting()), false
 	}
 	i := slices.Index(s.dht.Members, m.NewLeader)
 	if i < 0 || m.NewLeader == u.Name {
@@ -385,7 +394,7 @@ func (s *Server) teardownComplete(from netip.AddrPort, m wire.TeardownComplete) 
 		return r, false
 	}
 	if u.Name != s.dht.Leader {
-		return fail("%s is not the leader of the DHT (%s is)", u.Name, s.dht.Leader), false
+		return fail("%s is not the leader of the DHT; %s", u.Name, s.waiting()), false
 	}
 	s.dissolve()
 	return ok(), true

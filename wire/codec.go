@@ -32,9 +32,10 @@ const (
 //
 // Append checks every limit the decoder checks: it returns an *Error, and b
 // unchanged, when a name, field, reason or member list is over its limit,
-// an address is not a valid IPv4 address and port, flags has unknown bits,
-// a QueryResult that was not found carries a record, or the datagram would
-// exceed MaxDatagram.
+// an address is not a valid IPv4 address and port (an IPv4-mapped IPv6
+// address is not), flags has unknown bits, a QueryResult that was not found
+// carries a record, or the datagram would exceed MaxDatagram. (On error the
+// spare capacity of b, past len(b), may have been written.)
 func Append(b []byte, id uint32, flags Flags, m Message) ([]byte, error) {
 	start := len(b)
 	e := encoder{b: b}
@@ -283,56 +284,65 @@ func Decode(b []byte) (Header, Message, error) {
 	var m Message
 	switch h.Type {
 	case TypeRegister:
-		m = Register{Name: d.name("name"), Addr: d.addr("addr")}
+		m = keep(&d, Register{Name: d.name("name"), Addr: d.addr("addr")})
 	case TypeSetupDHT:
-		m = SetupDHT{N: d.u16("n"), Name: d.name("name")}
+		m = keep(&d, SetupDHT{N: d.u16("n"), Name: d.name("name")})
 	case TypeDHTComplete:
-		m = DHTComplete{Name: d.name("name")}
+		m = keep(&d, DHTComplete{Name: d.name("name")})
 	case TypeQueryDHT:
-		m = QueryDHT{Name: d.name("name")}
+		m = keep(&d, QueryDHT{Name: d.name("name")})
 	case TypeLeaveDHT:
-		m = LeaveDHT{Name: d.name("name")}
+		m = keep(&d, LeaveDHT{Name: d.name("name")})
 	case TypeDHTRebuilt:
-		m = DHTRebuilt{Name: d.name("name"), NewLeader: d.name("new_leader")}
+		m = keep(&d, DHTRebuilt{Name: d.name("name"), NewLeader: d.name("new_leader")})
 	case TypeDeregister:
-		m = Deregister{Name: d.name("name")}
+		m = keep(&d, Deregister{Name: d.name("name")})
 	case TypeTeardownDHT:
-		m = TeardownDHT{Name: d.name("name")}
+		m = keep(&d, TeardownDHT{Name: d.name("name")})
 	case TypeTeardownComplete:
-		m = TeardownComplete{Name: d.name("name")}
+		m = keep(&d, TeardownComplete{Name: d.name("name")})
 	case TypeReply:
-		m = d.reply()
+		m = keep(&d, d.reply())
 	case TypeSetID:
-		m = SetID{ID: d.u16("id"), N: d.u16("n"), Left: d.member("left"), Right: d.member("right")}
+		m = keep(&d, SetID{ID: d.u16("id"), N: d.u16("n"), Left: d.member("left"), Right: d.member("right")})
 	case TypeStore:
 		var st Store
 		d.store(&st)
-		m = st
+		m = keep(&d, st)
 	case TypeFlush:
-		m = Flush{Leader: d.name("leader"), N: d.u16("n")}
+		m = keep(&d, Flush{Leader: d.name("leader"), N: d.u16("n")})
 	case TypeQuery:
-		m = Query{ReqID: d.u32("req_id"), Querier: d.member("querier"), Hops: d.u16("hops"), LongName: d.str(MaxField, "long_name")}
+		m = keep(&d, Query{ReqID: d.u32("req_id"), Querier: d.member("querier"), Hops: d.u16("hops"), LongName: d.str(MaxField, "long_name")})
 	case TypeQueryResult:
-		m = d.queryResult()
+		m = keep(&d, d.queryResult())
 	case TypeTeardown:
-		m = Teardown{Origin: d.name("origin"), KeepNeighbours: d.bool("keep_neighbours")}
+		m = keep(&d, Teardown{Origin: d.name("origin"), KeepNeighbours: d.bool("keep_neighbours")})
 	case TypeResetID:
-		m = ResetID{Origin: d.name("origin"), ID: d.u16("id"), N: d.u16("n")}
+		m = keep(&d, ResetID{Origin: d.name("origin"), ID: d.u16("id"), N: d.u16("n")})
 	case TypeResetLeft:
-		m = ResetLeft{Left: d.member("left")}
+		m = keep(&d, ResetLeft{Left: d.member("left")})
 	case TypeResetRight:
-		m = ResetRight{Right: d.member("right")}
+		m = keep(&d, ResetRight{Right: d.member("right")})
 	case TypeRebuildDHT:
-		m = RebuildDHT{Leaver: d.member("leaver")}
+		m = keep(&d, RebuildDHT{Leaver: d.member("leaver")})
 	case TypeRebuilt:
-		m = Rebuilt{OK: d.bool("ok"), Reason: d.str(MaxReason, "reason"), NewLeader: d.name("new_leader")}
+		m = keep(&d, Rebuilt{OK: d.bool("ok"), Reason: d.str(MaxReason, "reason"), NewLeader: d.name("new_leader")})
 	case TypeAck:
-		m = Ack{}
+		m = keep(&d, Ack{})
 	}
 	if err := d.finish(h.Type); err != nil {
 		return h, nil, err
 	}
 	return h, m, nil
+}
+
+// keep returns v as a Message, or nil if decoding failed: boxing allocates,
+// and an error should cost no more than it must.
+func keep[M Message](d *decoder, v M) Message {
+	if d.err != nil {
+		return nil
+	}
+	return v
 }
 
 // DecodeStore decodes a Store datagram into *into, reusing the capacity of

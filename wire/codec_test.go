@@ -32,12 +32,12 @@ var (
 
 // Hex pieces of the goldens.
 const (
-	hAlice     = "0005 616c696365"               // "alice"
-	hBob       = "0003 626f62"                   // "bob"
-	hAliceAddr = "0a000001 1388"                 // 10.0.0.1:5000
-	hBobAddr   = "0a000002 1389"                 // 10.0.0.2:5001
-	hCuracao   = "0008 43757261 c3a7 616f"       // "Curaçao"
-	hAruba     = "0003 414257" +                 // ABW
+	hAlice     = "0005 616c696365"         // "alice"
+	hBob       = "0003 626f62"             // "bob"
+	hAliceAddr = "0a000001 1388"           // 10.0.0.1:5000
+	hBobAddr   = "0a000002 1389"           // 10.0.0.2:5001
+	hCuracao   = "0008 43757261 c3a7 616f" // "Curaçao"
+	hAruba     = "0003 414257" +           // ABW
 		" 0005 4172756261 0005 4172756261 0005 4172756261" + // Aruba ×3
 		" 0002 4157" + // AW
 		" 000d 417275626 16e 20 666c6f72696e" + // Aruban florin
@@ -217,7 +217,7 @@ func TestRoundTrip(t *testing.T) {
 		{"flush", Flush{Leader: name64, N: 65535}},
 		{"query-max", Query{ReqID: 0xffffffff, Querier: Member{name64, maxAddr}, Hops: 65535, LongName: field(MaxField)}},
 		{"query-result-found-empty-record", QueryResult{Found: true}},
-		{"query-result-found", QueryResult{ReqID: 7, Found: true, Node: name64, NodeID: 65535, Hops: 65535, LongName: field(MaxField), Record: every}},
+		{"query-result-found", QueryResult{ReqID: 7, Found: true, Node: name64, NodeID: 65535, Hops: 65535, LongName: field(900), Record: every}},
 		{"teardown", Teardown{Origin: name64}},
 		{"reset-id", ResetID{Origin: name64, ID: 65535, N: 65535}},
 		{"reset-left", ResetLeft{Left: Member{name64, maxAddr}}},
@@ -326,7 +326,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"members-65", "4448 01 0a 00000001 00 01 0000 0041" + strings.Repeat(hBob+hBobAddr, 65), ErrTooLong, "members"},
 		{"members-ffff", "4448 01 0a 00000001 00 01 0000 ffff", ErrTooLong, "members"},
 		{"members-short", "4448 01 0a 00000001 00 01 0000 0040" + hBob + hBobAddr, ErrShort, "members"},
-		{"member-name", "4448 01 0a 00000001 00 01 0000 0002" + hBob + hBobAddr + "0041", ErrTooLong, "members[1].name"},
+		{"member-name", "4448 01 0a 00000001 00 01 0000 0002" + hBob + hBobAddr + "0041" + strings.Repeat("61", 65) + hBobAddr, ErrTooLong, "members[1].name"},
 		{"set-id-right-addr", "4448 01 10 00000001 00 0001 0002" + hAlice + hAliceAddr + hBob + "0a0000", ErrShort, "right.addr"},
 		{"store-records-ffff", "4448 01 11 00000001 00 0002 ffff" + hAruba, ErrShort, "records"},
 		{"store-field-1025", "4448 01 11 00000001 00 0002 0001" + record1025, ErrTooLong, "records[0].field[0]"},
@@ -361,8 +361,8 @@ func TestDecodeErrors(t *testing.T) {
 // rejected before anything of that size is allocated.
 func TestDecodeHugeCountsDoNotAllocate(t *testing.T) {
 	for _, s := range []string{
-		"4448 01 11 00000001 00 0002 ffff 0000",                          // 65535 records
-		"4448 01 0a 00000001 00 01 0000 0040" + hBob + hBobAddr,          // 64 members
+		"4448 01 11 00000001 00 0002 ffff 0000",                           // 65535 records
+		"4448 01 0a 00000001 00 01 0000 0040" + hBob + hBobAddr,           // 64 members
 		"4448 01 13 00000001 00 00000001" + hBob + hBobAddr + "0000 0400", // 1024-byte name
 	} {
 		b := unhex(t, s)
@@ -379,7 +379,7 @@ func TestDecodeHugeCountsDoNotAllocate(t *testing.T) {
 }
 
 func TestDecodeMaxDatagram(t *testing.T) {
-	st := Store{Records: []Record{{3: strings.Repeat("x", MaxDatagram-StoreOverhead-18)}}}
+	st := Store{Records: []Record{{3: strings.Repeat("x", MaxField)}, {3: strings.Repeat("y", MaxDatagram-StoreOverhead-2*18-MaxField)}}}
 	b, err := Append(nil, 1, 0, st)
 	if err != nil || len(b) != MaxDatagram {
 		t.Fatalf("Append = %d bytes, %v", len(b), err)

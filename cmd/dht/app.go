@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"dht/app"
+)
+
+// usageError is a command line the user got wrong: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// env is what a command reads and writes besides its flags.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// run is main without os.Exit: 0 normal, 2 usage errors, 1 runtime failures.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := newApp(env{stdin: stdin, stdout: stdout, stderr: stderr})
+	err := a.Run(args)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "dht: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) || isCLIUsage(err) {
+		return 2
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	return 1
+}
+
+// isCLIUsage recognises the errors urfave/cli returns for flags it cannot
+// parse.
+func isCLIUsage(err error) bool {
+	s := err.Error()
+	for _, p := range []string{"flag provided but not defined", "invalid value", "flag needs an argument", "Required flag"} {
+		if len(s) >= len(p) && containsStr(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsStr(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+func newApp(e env) *cli.App {
+	a := &cli.App{
+		Name:  "dht",
+		Usage: "a distributed hash table on a ring overlay, over UDP",
+		Description: "One always-on server keeps the registry of users; peers build a ring, spread the\n" +
+			"StatsCountry dataset round it, answer queries by walking the ring, and survive a\n" +
+			"member leaving. Results go to stdout, the trace of every datagram to stderr.",
+		Reader:          e.stdin,
+		Writer:          e.stdout,
+		ErrWriter:       e.stderr,
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {},
+		OnUsageError: func(c *cli.Context, err error, sub bool) error {
+			return usagef("%v (see 'dht %s --help')", err, c.Command.Name)
+		},
+		Commands: []*cli.Command{serverCommand(e), peerCommand(e), inspectCommand(e)},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("unknown command %q (see 'dht --help')", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+	}
+	return a
+}
+
+// faultFlags are the testing flags that make a process's socket lossy.
+func faultFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.Float64Flag{Name: "fault-loss", Usage: "testing: drop this fraction (0-1) of the datagrams this process sends", Category: "testing"},
+		&cli.Float64Flag{Name: "fault-dup", Usage: "testing: send this fraction (0-1) of the datagrams twice", Category: "testing"},
+		&cli.Uint64Flag{Name: "fault-seed", Usage: "testing: seed of the fault injection (0: from the clock)", Category: "testing"},
+	}
+}
+
+func faultsFrom(c *cli.Context) (*app.Faults, error) {
+	loss, dup := c.Float64("fault-loss"), c.Float64("fault-dup")
+	if loss < 0 || loss >= 1 || dup < 0 || dup > 1 {
+		return nil, usagef("--fault-loss must be in [0,1) and --fault-dup in [0,1]")
+	}
+	if loss == 0 && dup == 0 {
+		return nil, nil
+	}
+	seed := c.Uint64("fault-seed")
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	return &app.Faults{Loss: loss, Dup: dup, Rand: rand.New(rand.NewPCG(seed, 7))}, nil
+}
+
+// traceLogger builds the stderr trace (nil writer or quiet: discard).
+func traceLogger(c *cli.Context, w io.Writer, node string) *slog.Logger {
+	if c.Bool("quiet") {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With(slog.String("node", node))
+}
+
+func quietFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "do not write the datagram trace to stderr"}
+}
+
+// signalContext is cancelled on SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func parsePort(s string) (uint16, error) {
+	p, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || p == 0 {
+		return 0, usagef("invalid port %q: need 1-65535", s)
+	}
+	return uint16(p), nil
+}
+
+func parseIPv4(s string) (netip.Addr, error) {
+	ip, err := netip.ParseAddr(s)
+	if err != nil || !ip.Is4() {
+		return netip.Addr{}, usagef("invalid IPv4 address %q: need dotted decimal, e.g. 127.0.0.1", s)
+	}
+	return ip, nil
+}

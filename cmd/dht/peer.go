@@ -1,0 +1,83 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"dht/app"
+	"dht/dataset"
+	"dht/store"
+)
+
+func peerCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "peer",
+		Usage:     "run a user process: commands from stdin, the ring protocol over UDP",
+		ArgsUsage: "SERVER_IPV4 SERVER_PORT",
+		Description: "Reads commands from standard input. " + app.HelpText() + "\n\n" +
+			"The peer binds IPV4:PORT when it registers and sends everything from there. Its\n" +
+			"local table lives in the bbolt file --db. It keeps running at end of input while\n" +
+			"registered, and exits after deregister or on SIGINT/SIGTERM.",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "data", Value: "StatsCountry.csv", Usage: "the dataset this peer spreads when it leads a ring"},
+			&cli.StringFlag{Name: "db", Usage: "bbolt file of the local table (default dht-peer-NAME.db)"},
+			&cli.DurationFlag{Name: "rto", Value: 30 * time.Millisecond, Usage: "first retransmission timeout of ring messages (doubles on each retry)"},
+			&cli.DurationFlag{Name: "give-up", Value: 10 * time.Second, Usage: "declare a destination gone after retransmitting for this long"},
+			&cli.IntFlag{Name: "window", Value: 32, Usage: "most unacknowledged ring messages to one neighbour"},
+			&cli.DurationFlag{Name: "query-timeout", Value: 10 * time.Second, Usage: "give up on a query with no answer after this long"},
+			quietFlag(),
+		}, faultFlags()...),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 2 {
+				return usagef("peer takes two arguments, SERVER_IPV4 SERVER_PORT (see 'dht peer --help')")
+			}
+			ip, err := parseIPv4(c.Args().Get(0))
+			if err != nil {
+				return err
+			}
+			port, err := parsePort(c.Args().Get(1))
+			if err != nil {
+				return err
+			}
+			if c.Duration("rto") <= 0 || c.Duration("give-up") <= 0 || c.Int("window") < 1 || c.Int("window") > 1024 || c.Duration("query-timeout") <= 0 {
+				return usagef("--rto, --give-up and --query-timeout must be positive, --window 1-1024")
+			}
+			faults, err := faultsFrom(c)
+			if err != nil {
+				return err
+			}
+			dataPath := c.String("data")
+			dbPath := c.String("db")
+			seed := uint64(time.Now().UnixNano())
+			core := app.NewPeer(app.PeerConfig{
+				Server:       netip.AddrPortFrom(ip, port),
+				LoadData:     func() ([]dataset.Record, error) { return dataset.Load(dataPath) },
+				Rand:         rand.New(rand.NewPCG(seed, seed>>3)),
+				Link:         app.LinkConfig{RTO: c.Duration("rto"), GiveUp: c.Duration("give-up"), Window: c.Int("window")},
+				QueryTimeout: c.Duration("query-timeout"),
+			})
+			log := traceLogger(c, e.stderr, "peer")
+			ctx, cancel := signalContext()
+			defer cancel()
+			r := &app.PeerRunner{
+				Core:   core,
+				Lines:  app.LinesFrom(e.stdin, ctx.Done()),
+				Out:    e.stdout,
+				Log:    log,
+				Faults: faults,
+				OpenStore: func(name string) (app.PeerStore, error) {
+					path := dbPath
+					if path == "" {
+						path = fmt.Sprintf("dht-peer-%s.db", name)
+					}
+					return store.OpenPeer(path)
+				},
+			}
+			return r.Run(ctx)
+		},
+	}
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"dht/app"
+	"dht/store"
+)
+
+func serverCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "server",
+		Usage:     "run the always-on registry server",
+		ArgsUsage: "PORT",
+		Description: "Listens on UDP ADDR:PORT and answers the nine commands (register, setup-dht,\n" +
+			"dht-complete, query-dht, leave-dht, dht-rebuilt, deregister, teardown-dht,\n" +
+			"teardown-complete). Registrations and the DHT state live in the bbolt file --db;\n" +
+			"a restart on the same file continues where the server was, a wait included.",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "db", Value: "dht-server.db", Usage: "bbolt file holding the registry"},
+			&cli.StringFlag{Name: "addr", Value: "0.0.0.0", Usage: "IPv4 address to bind"},
+			&cli.DurationFlag{Name: "op-timeout", Value: app.DefaultOpTimeout, Usage: "roll back a setup, leave or teardown whose initiator has not finished it within this time"},
+			quietFlag(),
+		}, faultFlags()...),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("server takes one argument, PORT (see 'dht server --help')")
+			}
+			port, err := parsePort(c.Args().First())
+			if err != nil {
+				return err
+			}
+			ip, err := parseIPv4(c.String("addr"))
+			if err != nil {
+				return err
+			}
+			if c.Duration("op-timeout") <= 0 {
+				return usagef("--op-timeout must be positive")
+			}
+			faults, err := faultsFrom(c)
+			if err != nil {
+				return err
+			}
+			db, err := store.OpenServer(c.String("db"))
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			st, replies, err := db.Load()
+			if err != nil {
+				return err
+			}
+			addr := netip.AddrPortFrom(ip, port)
+			conn, err := app.ListenServer(addr)
+			if err != nil {
+				return fmt.Errorf("server: %w", err)
+			}
+			defer conn.Close()
+			log := traceLogger(c, e.stderr, "server")
+			log.Info("listening", "addr", conn.LocalAddr().String(), "db", c.String("db"), "users", len(st.Users), "dht", st.DHT.Phase.String())
+			seed := uint64(time.Now().UnixNano())
+			core := app.NewServer(app.ServerConfig{OpTimeout: c.Duration("op-timeout"), Rand: rand.New(rand.NewPCG(seed, seed>>1))}, st, replies)
+			ctx, cancel := signalContext()
+			defer cancel()
+			r := &app.ServerRunner{Conn: conn, Core: core, Store: db, Log: log, Faults: faults}
+			return r.Run(ctx)
+		},
+	}
+}
