@@ -139,7 +139,6 @@ func (s *simNet) exec(from netip.AddrPort, p *simPeer, outs []Output) {
 }
 
 func (s *simNet) transmit(from, to netip.AddrPort, b []byte) {
-	if debugSim { h, m, _ := wire.Decode(b); fmt.Println(s.now.Format("05.000000"), "SEND", from, "->", to, m.Type(), h.ID, h.Flags) }
 	s.sent++
 	if s.rng.Float64() < s.loss {
 		s.dropped++
@@ -226,7 +225,6 @@ func (s *simNet) names() []string {
 }
 
 func (s *simNet) deliver(pkt simPkt) {
-	if debugSim { h, m, _ := wire.Decode(pkt.data); fmt.Println(s.now.Format("05.000000"), pkt.from, "->", pkt.to, m.Type(), h.ID, h.Flags) }
 	if s.down[pkt.to] {
 		return
 	}

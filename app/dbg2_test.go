@@ -1,2 +1,0 @@
-package app
-var debugSim = false
