@@ -1,0 +1,435 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"dht/dataset"
+)
+
+// The end-to-end tests run the real binary: a server and peers as separate
+// processes talking UDP on 127.0.0.1.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func dhtBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "dht-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "dht")
+		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func datasetPath(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs("../../../shared/data/StatsCountry.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// freePorts finds n distinct free UDP ports on 127.0.0.1.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var conns []net.PacketConn
+	var ports []int
+	for range n {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		ports = append(ports, c.LocalAddr().(*net.UDPAddr).Port)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	return ports
+}
+
+// proc is one dht process with its stdin, and its stdout and stderr as line
+// channels.
+type proc struct {
+	t      *testing.T
+	name   string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	out    chan string
+	errs   chan string
+	waited chan struct{}
+	err    error
+}
+
+const lineWait = 60 * time.Second // only a guard against hangs, never a measurement
+
+func startProc(t *testing.T, name, dir string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, out: make(chan string, 4096), errs: make(chan string, 1<<16), waited: make(chan struct{})}
+	p.cmd = exec.Command(dhtBinary(t), args...)
+	p.cmd.Dir = dir
+	var err error
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	pump := func(r io.Reader, ch chan string) {
+		defer wg.Done()
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			select {
+			case ch <- sc.Text():
+			default: // a full trace channel drops lines rather than block the process
+			}
+		}
+		close(ch)
+	}
+	wg.Add(2)
+	go pump(stdout, p.out)
+	go pump(stderr, p.errs)
+	go func() {
+		wg.Wait()
+		p.err = p.cmd.Wait()
+		close(p.waited)
+	}()
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+func (p *proc) kill() {
+	select {
+	case <-p.waited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.waited
+}
+
+func (p *proc) send(line string) {
+	p.t.Helper()
+	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
+		p.t.Fatalf("%s: write %q: %v", p.name, line, err)
+	}
+}
+
+func (p *proc) line() string {
+	p.t.Helper()
+	select {
+	case l, ok := <-p.out:
+		if !ok {
+			p.t.Fatalf("%s: stdout closed", p.name)
+		}
+		return l
+	case <-time.After(lineWait):
+		p.t.Fatalf("%s: no output line", p.name)
+	}
+	return ""
+}
+
+// expect reads the next result line and checks its prefix.
+func (p *proc) expect(prefix string) string {
+	p.t.Helper()
+	l := p.line()
+	if !strings.HasPrefix(l, prefix) {
+		p.t.Fatalf("%s: got %q, want a line starting %q", p.name, l, prefix)
+	}
+	return l
+}
+
+// do sends a command and checks its first result line.
+func (p *proc) do(line, prefix string) string {
+	p.t.Helper()
+	p.send(line)
+	return p.expect(prefix)
+}
+
+// waitTrace waits for a stderr line containing s.
+func (p *proc) waitTrace(s string) {
+	p.t.Helper()
+	deadline := time.After(lineWait)
+	for {
+		select {
+		case l, ok := <-p.errs:
+			if !ok {
+				p.t.Fatalf("%s: stderr closed before %q", p.name, s)
+			}
+			if strings.Contains(l, s) {
+				return
+			}
+		case <-deadline:
+			p.t.Fatalf("%s: no trace line with %q", p.name, s)
+		}
+	}
+}
+
+func (p *proc) wait() error {
+	p.t.Helper()
+	select {
+	case <-p.waited:
+		return p.err
+	case <-time.After(lineWait):
+		p.t.Fatalf("%s did not exit", p.name)
+	}
+	return nil
+}
+
+var resultRe = regexp.MustCompile(`^query-dht SUCCESS: found at node ([A-Za-z]+) \(id (\d+)\) after (\d+) hops$`)
+
+// queryAll asks for every record and checks the node id against the hash
+// for a ring of n, and every field; it returns the records found per node.
+func queryAll(t *testing.T, p *proc, user string, recs []dataset.Record, n int) map[string]int {
+	t.Helper()
+	perNode := map[string]int{}
+	for _, r := range recs {
+		m := resultRe.FindStringSubmatch(p.do("query-dht "+user+" "+r.LongName, "query-dht SUCCESS"))
+		if m == nil {
+			t.Fatalf("%q: unexpected result line", r.LongName)
+		}
+		id, _ := strconv.Atoi(m[2])
+		if want := dataset.ID(r.Pos(), n); id != want {
+			t.Fatalf("%q answered by id %d, want %d", r.LongName, id, want)
+		}
+		for i, f := range r.Fields() {
+			if got, want := p.line(), dataset.Headers[i]+": "+f; got != want {
+				t.Fatalf("%q: got %q, want %q", r.LongName, got, want)
+			}
+		}
+		perNode[m[1]]++
+	}
+	return perNode
+}
+
+func ringMembers(setupLine string) []string {
+	return strings.Fields(setupLine[strings.LastIndex(setupLine, ": ")+2:])
+}
+
+func TestBinaryEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	recs, err := dataset.Load(datasetPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := freePorts(t, 6)
+	sport := strconv.Itoa(ports[0])
+	startServer := func() *proc {
+		s := startProc(t, "server", dir, "server", "--db", "server.db", "--addr", "127.0.0.1", sport)
+		s.waitTrace("msg=listening")
+		return s
+	}
+	server := startServer()
+
+	users := []string{"alice", "bob", "carol", "dave", "erin"}
+	peers := map[string]*proc{}
+	for i, u := range users {
+		p := startProc(t, u, dir, "peer", "--data", datasetPath(t), "127.0.0.1", sport)
+		peers[u] = p
+		p.do(fmt.Sprintf("register %s 127.0.0.1 %d", u, ports[i+1]), "register SUCCESS")
+	}
+	// FAILURE rules reach the user through the real server.
+	peers["bob"].do("register bob 127.0.0.1 "+strconv.Itoa(ports[2]), "register FAILURE")
+	peers["bob"].do("setup-dht 9 bob", "setup-dht FAILURE: only 5 users are registered")
+	peers["bob"].do("teardown-dht alice", "teardown-dht FAILURE: a request for alice must come from its registered address")
+	peers["bob"].do("frobnicate", "frobnicate FAILURE: unknown command")
+
+	ring := ringMembers(peers["alice"].do("setup-dht 4 alice", "setup-dht SUCCESS"))
+	peers["alice"].expect("dht-complete SUCCESS")
+	if len(ring) != 4 || ring[0] != "alice" {
+		t.Fatalf("ring %v", ring)
+	}
+	free := ""
+	for _, u := range users {
+		if !strings.Contains(" "+strings.Join(ring, " ")+" ", " "+u+" ") {
+			free = u
+		}
+	}
+	queryAll(t, peers[free], free, recs, 4)
+	peers[free].do("query-dht "+free+" Republic of Nowhere", `query-dht FAILURE: "Republic of Nowhere" not found`)
+	// The Long Name may also come on the next line.
+	peers[free].send("query-dht " + free)
+	peers[free].send("Aruba")
+	peers[free].expect("query-dht SUCCESS")
+	for range dataset.NumFields {
+		peers[free].line()
+	}
+
+	// The server is killed and restarted: nothing lost.
+	server.kill()
+	server = startServer()
+	peers[free].do("query-dht "+free+" Aruba", "query-dht SUCCESS")
+	for range dataset.NumFields {
+		peers[free].line()
+	}
+
+	// A middle node leaves, then the leader.
+	middle := ring[2]
+	peers[middle].do("leave-dht "+middle, "leave-dht SUCCESS")
+	peers[middle].expect("dht-rebuilt SUCCESS: new leader " + ring[3])
+	counts := queryAll(t, peers[middle], middle, recs, 3)
+	checkCounts(t, counts, []string{ring[3], ring[0], ring[1]}, recs)
+
+	leader := ring[3]
+	peers[leader].do("leave-dht "+leader, "leave-dht SUCCESS")
+	peers[leader].expect("dht-rebuilt SUCCESS: new leader " + ring[0])
+	counts = queryAll(t, peers[leader], leader, recs, 2)
+	checkCounts(t, counts, []string{ring[0], ring[1]}, recs)
+
+	// A wait in progress survives a server crash: stop the only other member
+	// so the teardown stalls, kill the server while it waits for
+	// teardown-complete, restart it, let the member go on.
+	newLeader, other := ring[0], ring[1]
+	if err := peers[other].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	peers[newLeader].do("teardown-dht "+newLeader, "teardown-dht SUCCESS")
+	server.kill()
+	server = startServer()
+	if err := peers[other].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	peers[newLeader].expect("teardown-complete SUCCESS")
+
+	// Deregister ends the peer process.
+	peers[free].do("deregister "+free, "deregister SUCCESS")
+	if err := peers[free].wait(); err != nil {
+		t.Fatalf("%s exited with %v after deregister", free, err)
+	}
+
+	// A second DHT after teardown; SIGTERM leaves every table file intact.
+	var rest []string
+	for _, u := range users {
+		if u != free {
+			rest = append(rest, u)
+		}
+	}
+	ring2 := ringMembers(peers[rest[0]].do("setup-dht 3 "+rest[0], "setup-dht SUCCESS"))
+	peers[rest[0]].expect("dht-complete SUCCESS")
+	for _, u := range rest {
+		if err := peers[u].cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := peers[u].wait(); err != nil {
+			t.Fatalf("%s exited with %v after SIGTERM", u, err)
+		}
+	}
+	total := 0
+	for id, u := range ring2 {
+		total += checkPeerFile(t, filepath.Join(dir, "dht-peer-"+u+".db"), u, id, 3)
+	}
+	if total != len(recs) {
+		t.Fatalf("second ring holds %d records, want %d", total, len(recs))
+	}
+	server.kill()
+	out, err := exec.Command(dhtBinary(t), "inspect", "--json", filepath.Join(dir, "server.db")).Output()
+	if err != nil {
+		t.Fatalf("inspect server: %v", err)
+	}
+	var srv struct {
+		Kind  string `json:"kind"`
+		Users []struct {
+			Name, State string
+		} `json:"users"`
+		DHT struct {
+			Leader string `json:"leader"`
+		} `json:"dht"`
+	}
+	if err := json.Unmarshal(out, &srv); err != nil || srv.Kind != "server" || len(srv.Users) != 4 || srv.DHT.Leader != rest[0] {
+		t.Fatalf("server file: %v %s", err, out)
+	}
+}
+
+// checkCounts compares records found per node with what the hash says for
+// a ring in that order.
+func checkCounts(t *testing.T, got map[string]int, ring []string, recs []dataset.Record) {
+	t.Helper()
+	want := map[string]int{}
+	for _, r := range recs {
+		want[ring[dataset.ID(r.Pos(), len(ring))]]++
+	}
+	for _, name := range ring {
+		if got[name] != want[name] {
+			t.Fatalf("node %s answered %d records, the hash gives it %d (got %v, want %v)", name, got[name], want[name], got, want)
+		}
+	}
+}
+
+// checkPeerFile inspects a stopped peer's file and checks every record sits
+// in the slot its Long Name hashes to at the node the hash names.
+func checkPeerFile(t *testing.T, path, name string, id, n int) int {
+	t.Helper()
+	out, err := exec.Command(dhtBinary(t), "inspect", "--json", path).Output()
+	if err != nil {
+		t.Fatalf("inspect %s: %v", path, err)
+	}
+	var rep struct {
+		Kind     string `json:"kind"`
+		Name     string `json:"name"`
+		ID       *int   `json:"id"`
+		RingSize *int   `json:"ring_size"`
+		Slots    []struct {
+			Pos     int                 `json:"pos"`
+			Records []map[string]string `json:"records"`
+		} `json:"slots"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Kind != "peer" || rep.Name != name || rep.ID == nil || *rep.ID != id || rep.RingSize == nil || *rep.RingSize != n {
+		t.Fatalf("%s: %s", path, out[:min(len(out), 300)])
+	}
+	count := 0
+	for _, s := range rep.Slots {
+		for _, r := range s.Records {
+			ln := r["Long Name"]
+			if !strings.ContainsRune(ln, '\uFFFD') && (dataset.Pos(ln) != s.Pos || dataset.ID(s.Pos, n) != id) {
+				t.Fatalf("%s: %q in slot %d of node %d", path, ln, s.Pos, id)
+			}
+			count++
+		}
+	}
+	return count
+}
