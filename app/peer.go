@@ -652,10 +652,10 @@ func (p *Peer) populated(now time.Time) []Output {
 
 func (p *Peer) queryAnswered(now time.Time, r wire.QueryResult) []Output {
 	if !r.Found {
-		return p.finish(now, nil, fmt.Sprintf("query-dht FAILURE: %q not found in the DHT (answered by node %s, id %d, after %d hops)", r.LongName, r.Node, r.NodeID, r.Hops))
+		return p.finish(now, nil, fmt.Sprintf("query-dht FAILURE: %q not found in the DHT (answered by node %s, id %d, after %s)", r.LongName, r.Node, r.NodeID, hops(r.Hops)))
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "query-dht SUCCESS: found at node %s (id %d) after %d hops", r.Node, r.NodeID, r.Hops)
+	fmt.Fprintf(&b, "query-dht SUCCESS: found at node %s (id %d) after %s", r.Node, r.NodeID, hops(r.Hops))
 	for i, h := range dataset.Headers {
 		b.WriteString("\n")
 		b.WriteString(h)
@@ -663,6 +663,13 @@ func (p *Peer) queryAnswered(now time.Time, r wire.QueryResult) []Output {
 		b.WriteString(r.Record[i])
 	}
 	return p.finish(now, nil, b.String())
+}
+
+func hops(n uint16) string {
+	if n == 1 {
+		return "1 hop"
+	}
+	return fmt.Sprintf("%d hops", n)
 }
 
 // startLeave: leave-dht succeeded; tear the ring's tables down, keeping

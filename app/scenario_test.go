@@ -10,7 +10,7 @@ import (
 	"dht/dataset"
 )
 
-var foundLine = regexp.MustCompile(`^query-dht SUCCESS: found at node ([A-Za-z]+) \(id (\d+)\) after (\d+) hops$`)
+var foundLine = regexp.MustCompile(`^query-dht SUCCESS: found at node ([A-Za-z]+) \(id (\d+)\) after (\d+) hops?$`)
 
 // queryAll asks for every record from user `from` and checks each answer:
 // the right node (by the hash), a plausible hop count, every field.

@@ -127,7 +127,11 @@ func traceLogger(c *cli.Context, w io.Writer, node string) *slog.Logger {
 	if c.Bool("quiet") {
 		return slog.New(slog.DiscardHandler)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With(slog.String("node", node))
+	l := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if node != "" {
+		l = l.With(slog.String("node", node))
+	}
+	return l
 }
 
 func quietFlag() cli.Flag {

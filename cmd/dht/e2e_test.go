@@ -215,7 +215,7 @@ func (p *proc) wait() error {
 	return nil
 }
 
-var resultRe = regexp.MustCompile(`^query-dht SUCCESS: found at node ([A-Za-z]+) \(id (\d+)\) after (\d+) hops$`)
+var resultRe = regexp.MustCompile(`^query-dht SUCCESS: found at node ([A-Za-z]+) \(id (\d+)\) after (\d+) hops?$`)
 
 // queryAll asks for every record and checks the node id against the hash
 // for a ring of n, and every field; it returns the records found per node.

@@ -60,7 +60,7 @@ func peerCommand(e env) *cli.Command {
 				Link:         app.LinkConfig{RTO: c.Duration("rto"), GiveUp: c.Duration("give-up"), Window: c.Int("window")},
 				QueryTimeout: c.Duration("query-timeout"),
 			})
-			log := traceLogger(c, e.stderr, "peer")
+			log := traceLogger(c, e.stderr, "") // the runner names the node once it knows the user
 			ctx, cancel := signalContext()
 			defer cancel()
 			r := &app.PeerRunner{

@@ -1,0 +1,114 @@
+package app
+
+import (
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"dht/wire"
+)
+
+func TestParseCommand(t *testing.T) {
+	tests := []struct {
+		line   string
+		reason string // "" when the line parses
+		check  func(t *testing.T, c command)
+	}{
+		{"register alice 127.0.0.1 5000", "", func(t *testing.T, c command) {
+			if c.bind.String() != "127.0.0.1:5000" || c.msg.(wire.Register).Name != "alice" {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{"register alice 127.0.0.1", "usage: register NAME IPV4 PORT", nil},
+		{"register al1ce 127.0.0.1 5000", "invalid user name", nil},
+		{"register abcdefghijklmnop 127.0.0.1 5000", "invalid user name", nil},
+		{"register alice ::1 5000", "invalid IPv4 address", nil},
+		{"register alice 0.0.0.0 5000", "invalid IPv4 address", nil},
+		{"register alice 224.0.0.1 5000", "invalid IPv4 address", nil},
+		{"register alice 127.0.0.1 0", "invalid port", nil},
+		{"register alice 127.0.0.1 65536", "invalid port", nil},
+		{"setup-dht 4 alice", "", func(t *testing.T, c command) {
+			if m := c.msg.(wire.SetupDHT); m.N != 4 || m.Name != "alice" {
+				t.Errorf("got %+v", m)
+			}
+		}},
+		{"setup-dht four alice", "invalid ring size", nil},
+		{"setup-dht 4", "usage: setup-dht N NAME", nil},
+		{"setup-dht 1 alice", "", nil}, // the server decides n ≥ 2
+		{"query-dht bob Republic of Albania", "", func(t *testing.T, c command) {
+			if c.longName != "Republic of Albania" || c.needsLong {
+				t.Errorf("long name %q needsLong %v", c.longName, c.needsLong)
+			}
+		}},
+		{"query-dht bob   Bahamas,  The  ", "", func(t *testing.T, c command) {
+			if c.longName != "Bahamas,  The" {
+				t.Errorf("long name %q", c.longName)
+			}
+		}},
+		{"query-dht bob", "", func(t *testing.T, c command) {
+			if !c.needsLong {
+				t.Error("a query without a Long Name must read the next line")
+			}
+		}},
+		{"query-dht", "usage: query-dht", nil},
+		{"dht-rebuilt bob", "usage: dht-rebuilt NAME NEWLEADER", nil},
+		{"dht-rebuilt bob carol", "", nil},
+		{"leave-dht bob extra", "usage: leave-dht NAME", nil},
+		{"deregister " + strings.Repeat("x", wire.MaxName+1), "name too long", nil},
+		{"sleep 200ms", "", func(t *testing.T, c command) {
+			if c.sleep.Milliseconds() != 200 {
+				t.Errorf("sleep %v", c.sleep)
+			}
+		}},
+		{"sleep forever", "invalid duration", nil},
+		{"sleep -1s", "invalid duration", nil},
+		{"help", "", nil},
+		{"frobnicate now", "unknown command", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			c := parseCommand(tt.line)
+			if tt.reason == "" && c.usageReason != "" || !strings.Contains(c.usageReason, tt.reason) {
+				t.Fatalf("reason %q, want %q", c.usageReason, tt.reason)
+			}
+			if tt.reason != "" && c.msg != nil {
+				t.Fatalf("a refused line must send nothing, got %+v", c.msg)
+			}
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
+
+// FuzzCommand feeds arbitrary lines to a peer: nothing panics, every line
+// that is not blank or a comment yields exactly one result line (or waits
+// for the server, or for the next line), and any message it sends encodes.
+func FuzzCommand(f *testing.F) {
+	for _, s := range []string{"register alice 127.0.0.1 5000", "setup-dht 4 alice", "query-dht bob Aruba", "query-dht bob",
+		"sleep 1s", "help", "# comment", "", "dht-rebuilt a b", "deregister \xab", "register a 1.2.3.4 99999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		if strings.ContainsAny(line, "\n\r") {
+			return
+		}
+		p := NewPeer(PeerConfig{})
+		for _, o := range p.Input(time.Unix(1_700_000_000, 0), line) {
+			switch o := o.(type) {
+			case Send:
+				if _, err := wire.Append(nil, o.ID, o.Flags, o.Msg); err != nil {
+					t.Fatalf("%q: message does not encode: %v", line, err)
+				}
+			case Print:
+				if !utf8.ValidString(line) {
+					continue
+				}
+				if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(o.Line, f[0]) && f[0] != "help" {
+					t.Fatalf("%q printed %q", line, o.Line)
+				}
+			}
+		}
+	})
+}
