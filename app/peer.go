@@ -408,8 +408,34 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 	fromLeft := p.neighbours && from == p.left.Addr
 	switch m := m.(type) {
 	case wire.SetID:
-		return ""
-	case wire.Store, wire.Flush, wire.Teardown, wire.ResetID, wire.ResetLeft:
+		if m.N < 2 || int(m.N) > MaxRing || m.ID == 0 || m.ID >= m.N {
+			return fmt.Sprintf("set-id %d of %d is not a place in a ring", m.ID, m.N)
+		}
+		if !validMember(m.Left) || !validMember(m.Right) {
+			return "set-id names an invalid neighbour"
+		}
+	case wire.ResetID:
+		if !fromLeft {
+			return "not from the left neighbour"
+		}
+		if m.N < 1 || int(m.N) > MaxRing || m.ID >= m.N && m.Origin != p.self.Name {
+			return fmt.Sprintf("reset-id %d of %d is not a place in a ring", m.ID, m.N)
+		}
+	case wire.ResetLeft:
+		if !fromLeft {
+			return "not from the left neighbour"
+		}
+		if !validMember(m.Left) {
+			return "reset-left names an invalid neighbour"
+		}
+	case wire.ResetRight:
+		if !p.neighbours || from != p.right.Addr {
+			return "not from the right neighbour"
+		}
+		if !validMember(m.Right) {
+			return "reset-right names an invalid neighbour"
+		}
+	case wire.Store, wire.Flush, wire.Teardown:
 		if !fromLeft {
 			return "not from the left neighbour"
 		}
@@ -417,13 +443,15 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 		if !fromLeft && m.Hops != 0 {
 			return "forwarded query not from the left neighbour"
 		}
-	case wire.ResetRight:
-		if !p.neighbours || from != p.right.Addr {
-			return "not from the right neighbour"
+		if !validMember(m.Querier) {
+			return "query names an invalid querier"
 		}
 	case wire.RebuildDHT:
 		if !p.leaver.IsValid() || from != p.leaver {
 			return "not from the node that just left"
+		}
+		if !validMember(m.Leaver) {
+			return "rebuild-dht names an invalid leaver"
 		}
 	case wire.QueryResult:
 		if p.op == nil || p.op.stage != stQuery || m.ReqID != p.op.queryReqID {
@@ -441,6 +469,13 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 		}
 	}
 	return ""
+}
+
+// validMember: a neighbour must be a registered-looking user at a unicast
+// IPv4 address.
+func validMember(m wire.Member) bool {
+	a := m.Addr.Addr()
+	return ValidName(m.Name) && a.Is4() && !a.IsUnspecified() && !a.IsMulticast() && m.Addr.Port() != 0
 }
 
 // backlogLimit is how many unacknowledged messages to the right neighbour a

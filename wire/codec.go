@@ -21,10 +21,14 @@ const (
 	StoreOverhead = HeaderLen + 2 + 2
 
 	addrLen      = 4 + 2
-	minMemberLen = 2 + addrLen
+	minMemberLen = 1 + addrLen // an empty name
 	minRecordLen = NumFields * 2
 	maxCount     = 1<<16 - 1
 )
+
+// A name's length is one byte: MaxName must fit in it (this conversion
+// does not compile otherwise).
+const _ = uint8(MaxName)
 
 // Append appends the datagram for m, with the given message id and flags,
 // to b and returns the extended slice. m must be one of this package's body
@@ -170,23 +174,23 @@ func EncodedLen(m Message) int {
 	n := HeaderLen
 	switch m := m.(type) {
 	case Register:
-		n += strLen(m.Name) + addrLen
+		n += nameLen(m.Name) + addrLen
 	case SetupDHT:
-		n += 2 + strLen(m.Name)
+		n += 2 + nameLen(m.Name)
 	case DHTComplete:
-		n += strLen(m.Name)
+		n += nameLen(m.Name)
 	case QueryDHT:
-		n += strLen(m.Name)
+		n += nameLen(m.Name)
 	case LeaveDHT:
-		n += strLen(m.Name)
+		n += nameLen(m.Name)
 	case DHTRebuilt:
-		n += strLen(m.Name) + strLen(m.NewLeader)
+		n += nameLen(m.Name) + nameLen(m.NewLeader)
 	case Deregister:
-		n += strLen(m.Name)
+		n += nameLen(m.Name)
 	case TeardownDHT:
-		n += strLen(m.Name)
+		n += nameLen(m.Name)
 	case TeardownComplete:
-		n += strLen(m.Name)
+		n += nameLen(m.Name)
 	case Reply:
 		n += 1 + strLen(m.Reason) + 2
 		for i := range m.Members {
@@ -200,18 +204,18 @@ func EncodedLen(m Message) int {
 			n += RecordLen(m.Records[i])
 		}
 	case Flush:
-		n += strLen(m.Leader) + 2
+		n += nameLen(m.Leader) + 2
 	case Query:
 		n += 4 + memberLen(m.Querier) + 2 + strLen(m.LongName)
 	case QueryResult:
-		n += 4 + 1 + strLen(m.Node) + 2 + 2 + strLen(m.LongName)
+		n += 4 + 1 + nameLen(m.Node) + 2 + 2 + strLen(m.LongName)
 		if m.Found {
 			n += RecordLen(m.Record)
 		}
 	case Teardown:
-		n += strLen(m.Origin) + 1
+		n += nameLen(m.Origin) + 1
 	case ResetID:
-		n += strLen(m.Origin) + 2 + 2
+		n += nameLen(m.Origin) + 2 + 2
 	case ResetLeft:
 		n += memberLen(m.Left)
 	case ResetRight:
@@ -219,7 +223,7 @@ func EncodedLen(m Message) int {
 	case RebuildDHT:
 		n += memberLen(m.Leaver)
 	case Rebuilt:
-		n += 1 + strLen(m.Reason) + strLen(m.NewLeader)
+		n += 1 + strLen(m.Reason) + nameLen(m.NewLeader)
 	case Ack:
 	default:
 		return 0
@@ -237,7 +241,8 @@ func RecordLen(r Record) int {
 }
 
 func strLen(s string) int    { return 2 + len(s) }
-func memberLen(m Member) int { return strLen(m.Name) + addrLen }
+func nameLen(s string) int   { return 1 + len(s) }
+func memberLen(m Member) int { return nameLen(m.Name) + addrLen }
 
 // DecodeHeader decodes and checks the header of datagram b without looking
 // at the body. It rejects what Decode rejects in the header: a datagram
@@ -402,7 +407,15 @@ func (e *encoder) str(s string, max int, field string) {
 	e.b = append(e.b, s...)
 }
 
-func (e *encoder) name(s, field string) { e.str(s, MaxName, field) }
+// name encodes a name: a u8 length, then the bytes.
+func (e *encoder) name(s, field string) {
+	if len(s) > MaxName {
+		e.fail(field, ErrTooLong)
+		return
+	}
+	e.b = append(e.b, byte(len(s)))
+	e.b = append(e.b, s...)
+}
 
 func (e *encoder) addr(a netip.AddrPort, field string) {
 	ip := a.Addr()
@@ -533,7 +546,16 @@ func (d *decoder) str(max int, field string) string {
 	return s
 }
 
-func (d *decoder) name(field string) string { return d.str(MaxName, field) }
+// name decodes a name: a u8 length, then the bytes.
+func (d *decoder) name(field string) string {
+	n := int(d.u8(field))
+	if n > MaxName {
+		d.fail(field, ErrTooLong)
+		return ""
+	}
+	s, _ := d.take(n, field)
+	return s
+}
 
 func (d *decoder) addr(field string) netip.AddrPort {
 	s, ok := d.take(addrLen, field)

@@ -30,10 +30,11 @@ var (
 	curacao = Record{"CUW", "Cura\xabao", "Curaçao", "Curaçao", "CW", "", "", "CW", "2011"}
 )
 
-// Hex pieces of the goldens.
+// Hex pieces of the goldens. A name has a one-byte length; every other
+// string (record fields, long names, reasons) a two-byte one.
 const (
-	hAlice     = "0005 616c696365"         // "alice"
-	hBob       = "0003 626f62"             // "bob"
+	hAlice     = "05 616c696365"           // "alice"
+	hBob       = "03 626f62"               // "bob"
 	hAliceAddr = "0a000001 1388"           // 10.0.0.1:5000
 	hBobAddr   = "0a000002 1389"           // 10.0.0.2:5001
 	hCuracao   = "0008 43757261 c3a7 616f" // "Curaçao"
@@ -319,14 +320,15 @@ func TestDecodeErrors(t *testing.T) {
 		{"rebuilt-bool", "4448 01 1a 00000001 00 ff 0000 0000", ErrInvalid, "ok"},
 		{"teardown-bool", "4448 01 15 00000001 00" + hAlice + "02", ErrInvalid, "keep_neighbours"},
 		{"query-result-bool", "4448 01 14 00000001 00 00000001 03" + hBob + "0001 0003 0000", ErrInvalid, "found"},
-		{"name-65", "4448 01 03 00000001 00 0041" + strings.Repeat("61", 65), ErrTooLong, "name"},
-		{"name-ffff", "4448 01 03 00000001 00 ffff 6161", ErrTooLong, "name"},
-		{"name-short", "4448 01 03 00000001 00 0040 6161", ErrShort, "name"},
+		{"name-65", "4448 01 03 00000001 00 41" + strings.Repeat("61", 65), ErrTooLong, "name"},
+		{"name-ff", "4448 01 03 00000001 00 ff 6161", ErrTooLong, "name"},
+		{"name-short", "4448 01 03 00000001 00 40 6161", ErrShort, "name"},
+		{"name-no-length", "4448 01 03 00000001 00", ErrShort, "name"},
 		{"reason-513", "4448 01 0a 00000001 00 00 0201" + strings.Repeat("72", 513) + "0000", ErrTooLong, "reason"},
 		{"members-65", "4448 01 0a 00000001 00 01 0000 0041" + strings.Repeat(hBob+hBobAddr, 65), ErrTooLong, "members"},
 		{"members-ffff", "4448 01 0a 00000001 00 01 0000 ffff", ErrTooLong, "members"},
 		{"members-short", "4448 01 0a 00000001 00 01 0000 0040" + hBob + hBobAddr, ErrShort, "members"},
-		{"member-name", "4448 01 0a 00000001 00 01 0000 0002" + hBob + hBobAddr + "0041" + strings.Repeat("61", 65) + hBobAddr, ErrTooLong, "members[1].name"},
+		{"member-name", "4448 01 0a 00000001 00 01 0000 0002" + hBob + hBobAddr + "41" + strings.Repeat("61", 65) + hBobAddr, ErrTooLong, "members[1].name"},
 		{"set-id-right-addr", "4448 01 10 00000001 00 0001 0002" + hAlice + hAliceAddr + hBob + "0a0000", ErrShort, "right.addr"},
 		{"store-records-ffff", "4448 01 11 00000001 00 0002 ffff" + hAruba, ErrShort, "records"},
 		{"store-field-1025", "4448 01 11 00000001 00 0002 0001" + record1025, ErrTooLong, "records[0].field[0]"},
@@ -413,6 +415,7 @@ func TestAppendErrors(t *testing.T) {
 		text  string // the whole message, when set
 	}{
 		{"name", 0, Register{Name: long(MaxName + 1), Addr: alice.Addr}, ErrTooLong, "name", "wire: register: name: too long"},
+		{"name-256", 0, Register{Name: long(256 + 5), Addr: alice.Addr}, ErrTooLong, "name", ""}, // not a 5-byte name
 		{"addr-v6", 0, Register{Name: "a", Addr: v6}, ErrInvalid, "addr", ""},
 		{"addr-4in6", 0, Register{Name: "a", Addr: mapped}, ErrInvalid, "addr", ""},
 		{"addr-zero", 0, Register{Name: "a"}, ErrInvalid, "addr", ""},
@@ -465,6 +468,66 @@ func TestAppendErrors(t *testing.T) {
 				t.Errorf("b = %q, want it unchanged", b)
 			}
 		})
+	}
+}
+
+// A setup-dht reply for a ring of MaxMembers users with 15-letter names,
+// the longest the protocol allows, fits in one datagram:
+// 9 header + 1 ok + 2 reason + 2 count + 64 × (1 + 15 + 6) = 1422 bytes.
+// (With a two-byte name length it would be 1486 > MaxDatagram.)
+func TestReplyMaxRingFits(t *testing.T) {
+	members := make([]Member, MaxMembers)
+	for i := range members {
+		name := strings.Repeat("x", 13) + string(rune('a'+i/26)) + string(rune('a'+i%26))
+		members[i] = Member{Name: name, Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}), uint16(5000+i))}
+	}
+	if len(members[63].Name) != 15 {
+		t.Fatalf("name %q is not 15 bytes", members[63].Name)
+	}
+	r := Reply{OK: true, Members: members}
+	if n := EncodedLen(r); n != 1422 {
+		t.Errorf("EncodedLen = %d, want 1422", n)
+	}
+	b, err := Append(nil, 9, 0, r)
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	if len(b) != 1422 || len(b) > MaxDatagram {
+		t.Fatalf("Append = %d bytes, want 1422 (MaxDatagram %d)", len(b), MaxDatagram)
+	}
+	h, m, err := Decode(b)
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if h != (Header{Type: TypeReply, ID: 9}) {
+		t.Errorf("header = %+v", h)
+	}
+	if !reflect.DeepEqual(m, r) {
+		t.Errorf("round trip:\n got %#v\nwant %#v", m, r)
+	}
+}
+
+// MaxMembers members with MaxName-byte names do not fit (9 + 1 + 2 + 2 +
+// 64 × (1 + 64 + 6) = 4558 bytes): Append says so and does not panic.
+func TestReplyMaxNamesTooLong(t *testing.T) {
+	defer func() {
+		if p := recover(); p != nil {
+			t.Fatalf("Append panicked: %v", p)
+		}
+	}()
+	r := Reply{OK: true, Members: slicesRepeat(Member{strings.Repeat("n", MaxName), alice.Addr}, MaxMembers)}
+	if n := EncodedLen(r); n != 4558 {
+		t.Errorf("EncodedLen = %d, want 4558", n)
+	}
+	b, err := Append([]byte("xy"), 1, 0, r)
+	if !errors.Is(err, ErrTooLong) {
+		t.Fatalf("err = %v, want ErrTooLong", err)
+	}
+	if err.Error() != "wire: reply: datagram: too long" {
+		t.Errorf("Error() = %q", err.Error())
+	}
+	if string(b) != "xy" {
+		t.Errorf("b = %q, want it unchanged", b)
 	}
 }
 

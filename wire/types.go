@@ -13,7 +13,7 @@
 // Body encodings:
 //
 //	string  u16 length, then that many bytes (any bytes: records keep invalid UTF-8)
-//	name    a string of at most MaxName bytes
+//	name    u8 length, then at most MaxName bytes
 //	addr    4 bytes IPv4, then u16 port
 //	member  name, addr
 //	record  NumFields strings, each at most MaxField bytes

@@ -1,0 +1,110 @@
+package app
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"dht/dataset"
+	"dht/store"
+	"dht/wire"
+)
+
+var (
+	fzSelf   = wire.Member{Name: "bob", Addr: netip.MustParseAddrPort("10.0.0.2:5000")}
+	fzLeft   = wire.Member{Name: "alice", Addr: netip.MustParseAddrPort("10.0.0.1:5000")}
+	fzRight  = wire.Member{Name: "carol", Addr: netip.MustParseAddrPort("10.0.0.3:5000")}
+	fzServer = netip.MustParseAddrPort("10.0.0.100:4000")
+	fzOther  = netip.MustParseAddrPort("10.6.6.6:666")
+	fzFrom   = []netip.AddrPort{fzLeft.Addr, fzRight.Addr, fzServer, fzOther}
+)
+
+// fuzzPeer is bob, id 1 of a ring of 3, holding a few records.
+func fuzzPeer() *Peer {
+	p := NewPeer(PeerConfig{Server: fzServer, Rand: rand.New(rand.NewPCG(1, 1)),
+		LoadData: func() ([]dataset.Record, error) {
+			return []dataset.Record{{LongName: "Aruba", CountryCode: "ABW"}, {LongName: "Kingdom of Spain"}}, nil
+		}})
+	p.self, p.bound, p.registered = fzSelf, true, true
+	p.Restore(store.Identity{InRing: true, ID: 1, N: 3,
+		Left:  store.Member{Name: fzLeft.Name, Addr: fzLeft.Addr},
+		Right: store.Member{Name: fzRight.Name, Addr: fzRight.Addr}},
+		[]dataset.Record{{LongName: "Republic of Albania", CountryCode: "ALB"}})
+	return p
+}
+
+// FuzzPeerSteps feeds a peer in a ring any sequence of datagrams from its
+// neighbours, the server and a stranger, with ticks in between: no panic,
+// and everything it sends encodes.
+func FuzzPeerSteps(f *testing.F) {
+	msgs := []wire.Message{
+		wire.SetID{ID: 1, N: 3, Left: fzLeft, Right: fzRight},
+		wire.SetID{ID: 7, N: 0, Left: fzLeft, Right: fzRight},
+		wire.Store{N: 3, Records: []wire.Record{{3: "Aruba"}, {3: "Kingdom of Spain"}}},
+		wire.Store{N: 0, Records: []wire.Record{{3: "x"}}},
+		wire.Flush{Leader: "alice", N: 3},
+		wire.Flush{Leader: "bob", N: 3},
+		wire.Query{ReqID: 9, Querier: wire.Member{Name: "zed", Addr: fzOther}, LongName: "Aruba"},
+		wire.Query{ReqID: 9, Querier: wire.Member{Name: "zed", Addr: fzOther}, Hops: 65535, LongName: "Republic of Albania"},
+		wire.QueryResult{ReqID: 9, Found: false, Node: "carol"},
+		wire.Teardown{Origin: "alice", KeepNeighbours: true},
+		wire.Teardown{Origin: "bob"},
+		wire.ResetID{Origin: "alice", ID: 0, N: 2},
+		wire.ResetID{Origin: "alice", ID: 9, N: 0},
+		wire.ResetLeft{Left: fzRight},
+		wire.ResetRight{Right: fzLeft},
+		wire.RebuildDHT{Leaver: fzLeft},
+		wire.Rebuilt{OK: true, NewLeader: "carol"},
+		wire.Reply{OK: true, Members: []wire.Member{fzSelf, fzRight}},
+		wire.Ack{},
+		wire.Register{Name: "x", Addr: fzOther},
+	}
+	var seed []byte
+	for i, m := range msgs {
+		b, err := wire.Append(nil, uint32(i+1), 0, m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		seed = append(seed, byte(i%4), byte(len(b)>>8), byte(len(b)))
+		seed = append(seed, b...)
+		f.Add(append([]byte{byte(i % 4), byte(len(b) >> 8), byte(len(b))}, b...))
+	}
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := fuzzPeer()
+		now := time.Unix(1_700_000_000, 0)
+		check := func(outs []Output) {
+			for _, o := range outs {
+				if s, ok := o.(Send); ok {
+					if _, err := wire.Append(nil, s.ID, s.Flags, s.Msg); err != nil {
+						t.Fatalf("peer sends a message that does not encode: %v (%+v)", err, s.Msg)
+					}
+				}
+			}
+		}
+		for len(data) >= 3 {
+			from := fzFrom[int(data[0])%len(fzFrom)]
+			tick := data[0]&0x80 != 0
+			n := int(binary.BigEndian.Uint16(data[1:3]))
+			data = data[3:]
+			if n > len(data) {
+				n = len(data)
+			}
+			dg := data[:n]
+			data = data[n:]
+			if tick {
+				now = now.Add(time.Duration(n) * 10 * time.Millisecond)
+				check(p.Tick(now))
+			}
+			h, m, err := wire.Decode(dg)
+			if err != nil {
+				continue
+			}
+			check(p.Step(now, from, h, m))
+		}
+		check(p.Input(now, "query-dht bob Aruba"))
+		check(p.Tick(now.Add(time.Hour)))
+	})
+}
