@@ -54,6 +54,12 @@ type simNet struct {
 	saddr  netip.AddrPort
 	peers  map[string]*simPeer
 	byAddr map[netip.AddrPort]*simPeer
+	// restartEvery > 0 crashes the server every that many steps: a new
+	// Server is built from what it persisted, and datagrams in flight to it
+	// are lost.
+	restartEvery int
+	steps        int
+	restarts     int
 	// counters
 	sent, dropped, duplicated int
 	down                      map[netip.AddrPort]bool
@@ -190,6 +196,7 @@ func (s *simNet) step() bool {
 	if next.After(s.now) {
 		s.now = next
 	}
+
 	switch kind {
 	case 1:
 		i := s.earliest()
@@ -201,7 +208,21 @@ func (s *simNet) step() bool {
 	case 3:
 		s.exec(tp.addr, tp, tp.core.Tick(s.now))
 	}
+	if s.steps++; s.restartEvery > 0 && s.steps%s.restartEvery == 0 {
+		s.restartServer()
+	}
 	return true
+}
+
+// restartServer is a SIGKILL and restart of the server on the same file.
+func (s *simNet) restartServer() {
+	st, replies, err := s.sstore.Load()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.server = NewServer(ServerConfig{Rand: rand.New(rand.NewPCG(s.seed, uint64(s.steps))), OpTimeout: time.Minute}, st, replies)
+	s.queue = slices.DeleteFunc(s.queue, func(p simPkt) bool { return p.to == s.saddr })
+	s.restarts++
 }
 
 func (s *simNet) earliest() int {
@@ -293,10 +314,8 @@ func (s *simNet) mustDo(name, line, want string) []string {
 func (s *simNet) checkRing(data []dataset.Record) {
 	s.t.Helper()
 	var ring []*simPeer
-	for _, name := range s.names() {
-		if p := s.peers[name]; p.core.inRing {
-			ring = append(ring, p)
-		}
+	for _, name := range s.server.Snapshot().DHT.Members {
+		ring = append(ring, s.peers[name])
 	}
 	slices.SortFunc(ring, func(a, b *simPeer) int { return cmp.Compare(a.core.id, b.core.id) })
 	n := len(ring)

@@ -9,7 +9,7 @@ FUZZTIME="${FUZZTIME:-10s}"
 go vet ./...
 go test -race -count=1 ./...
 
-for target in "./wire FuzzDecode" "./dataset FuzzParse" "./app FuzzCommand" "./app FuzzServerSteps"; do
+for target in "./wire FuzzDecode" "./dataset FuzzParse" "./app FuzzCommand" "./app FuzzServerSteps" "./app FuzzPeerSteps"; do
 	set -- $target
 	echo "fuzz $2 ($1) for $FUZZTIME"
 	go test -run='^$' -fuzz="^$2\$" -fuzztime="$FUZZTIME" -fuzzminimizetime=100x "$1"

@@ -1,0 +1,126 @@
+package app
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"dht/store"
+)
+
+// The server crashes and restarts on its file every few hundred events,
+// at whatever point of whatever command that falls on, over a lossy
+// network: the scenario still completes with every record exactly once.
+func TestScenarioServerCrashesAnywhere(t *testing.T) {
+	data := records(t)
+	for _, seed := range seeds(t, 3) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			s := newSim(t, seed, data)
+			s.loss, s.dup, s.delay = 0.1, 0.02, 2e6
+			s.restartEvery = 97 + int(seed)*13
+			runScenario(t, s, data)
+			if s.restarts < 20 {
+				t.Fatalf("only %d restarts: the test did not exercise crashes", s.restarts)
+			}
+			t.Logf("seed %d: %d server restarts", seed, s.restarts)
+		})
+	}
+}
+
+func setupFive(t *testing.T, s *simNet) {
+	t.Helper()
+	data := records(t)
+	for _, u := range []string{"alice", "bob", "carol", "dave", "erin"} {
+		s.addPeer(u, data)
+	}
+	for _, u := range s.names() {
+		p := s.peers[u]
+		s.mustDo(u, fmt.Sprintf("register %s %s %d", u, p.addr.Addr(), p.addr.Port()), "register SUCCESS")
+	}
+}
+
+// A member that dies is given up on after a bounded time, and the user
+// gets a FAILURE naming it, never a hang.
+func TestDeadMemberFailsQueryAndTeardown(t *testing.T) {
+	data := records(t)
+	s := newSim(t, 1, data)
+	setupFive(t, s)
+	s.mustDo("alice", "setup-dht 4 alice", "setup-dht SUCCESS")
+	s.checkRing(data)
+	dead := memberWithID(s, 1)
+	s.down[s.peers[dead].addr] = true
+	free := freeUser(s)
+	// A record held by the dead node, or behind it on the ring, cannot be
+	// answered; some entry point the server picks forwards through it.
+	failures := 0
+	for _, r := range data[:40] {
+		out := s.do(free, "query-dht "+free+" "+r.LongName)
+		if strings.HasPrefix(out[0], "query-dht FAILURE") {
+			failures++
+			if !strings.Contains(out[0], "not acknowledged") && !strings.Contains(out[0], "no answer") {
+				t.Fatalf("unclear failure: %q", out[0])
+			}
+		}
+	}
+	if failures == 0 {
+		t.Fatal("no query failed although a member is dead")
+	}
+	out := s.do("alice", "teardown-dht alice")
+	if len(out) != 2 || out[0] != "teardown-dht SUCCESS" || !strings.HasPrefix(out[1], "teardown-complete FAILURE") {
+		t.Fatalf("teardown with a dead member printed %q", out)
+	}
+}
+
+// A request to a server that is gone fails after RequestTimeout.
+func TestServerGoneFailsRequest(t *testing.T) {
+	s := newSim(t, 1, nil)
+	setupFive(t, s)
+	s.down[s.saddr] = true
+	s.mustDo("alice", "setup-dht 3 alice", "setup-dht FAILURE: no answer from the server at 10.0.0.1:4000 within 10s")
+}
+
+// A leader that dies between setup-dht and dht-complete does not wedge the
+// server: after --op-timeout the setup is rolled back and said to be.
+func TestOpTimeoutRollsBackDeadLeader(t *testing.T) {
+	data := records(t)
+	s := newSim(t, 1, data)
+	setupFive(t, s)
+	// The leader's stores never get through: it dies right after setup-dht.
+	s.input("alice", "setup-dht 4 alice")
+	for len(s.peers["alice"].out) < 2 {
+		if !s.step() {
+			t.Fatal("setup-dht never answered")
+		}
+	}
+	if got := s.peers["alice"].out[1]; !strings.HasPrefix(got, "setup-dht SUCCESS") {
+		t.Fatalf("alice printed %q", got)
+	}
+	s.down[s.peers["alice"].addr] = true
+	s.peers["alice"].core.exited = true // its process is gone: no more ticks
+	s.peers["alice"].core.op = nil
+	free := ""
+	for _, u := range s.names() {
+		if u != "alice" && !s.peers[u].core.inRing {
+			free = u
+		}
+	}
+	s.mustDo(free, "query-dht "+free+" Aruba", "query-dht FAILURE: server is waiting for dht-complete from alice")
+	// Let the op-timeout pass.
+	for s.server.Snapshot().DHT.Phase != store.PhaseNone {
+		if !s.step() {
+			t.Fatal("the server never rolled back")
+		}
+	}
+	s.mustDo(free, "query-dht "+free+" Aruba", "query-dht FAILURE: no DHT exists (setup-dht led by alice got no dht-complete within --op-timeout 1m0s and was rolled back")
+	for _, u := range s.server.Snapshot().Users {
+		if u.State != store.Free {
+			t.Fatalf("%s is %s after the rollback", u.Name, u.State)
+		}
+	}
+	// The leader's partition heals; members that got a set-id accept a new
+	// one: a new DHT can be built.
+	s.down[s.peers["alice"].addr] = false
+	s.peers["alice"].core.exited = false
+	s.mustDo("bob", "setup-dht 4 bob", "setup-dht SUCCESS")
+	s.checkRing(data)
+}
