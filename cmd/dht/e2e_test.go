@@ -433,3 +433,44 @@ func checkPeerFile(t *testing.T, path, name string, id, n int) int {
 	}
 	return count
 }
+
+// TestBinaryLossy runs every process with --fault-loss 0.2 --fault-dup 0.05:
+// a fifth of all datagrams vanish and some arrive twice, yet setup, all 241
+// queries, a leave and a teardown complete with every record in its place.
+func TestBinaryLossy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	recs, err := dataset.Load(datasetPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := freePorts(t, 6)
+	sport := strconv.Itoa(ports[0])
+	faults := func(seed int) []string {
+		return []string{"--quiet", "--fault-loss", "0.2", "--fault-dup", "0.05", "--fault-seed", strconv.Itoa(seed)}
+	}
+	server := startProc(t, "server", dir, append(append([]string{"server"}, faults(1)...), "--db", "server.db", "--addr", "127.0.0.1", sport)...)
+	_ = server
+	users := []string{"alice", "bob", "carol", "dave", "erin"}
+	peers := map[string]*proc{}
+	for i, u := range users {
+		p := startProc(t, u, dir, append(append([]string{"peer", "--rto", "10ms"}, faults(i+2)...), "--data", datasetPath(t), "127.0.0.1", sport)...)
+		peers[u] = p
+		p.do(fmt.Sprintf("register %s 127.0.0.1 %d", u, ports[i+1]), "register SUCCESS")
+	}
+	ring := ringMembers(peers["alice"].do("setup-dht 4 alice", "setup-dht SUCCESS"))
+	peers["alice"].expect("dht-complete SUCCESS")
+	free := ""
+	for _, u := range users {
+		if !strings.Contains(" "+strings.Join(ring, " ")+" ", " "+u+" ") {
+			free = u
+		}
+	}
+	checkCounts(t, queryAll(t, peers[free], free, recs, 4), ring, recs)
+	peers[ring[1]].do("leave-dht "+ring[1], "leave-dht SUCCESS")
+	peers[ring[1]].expect("dht-rebuilt SUCCESS: new leader " + ring[2])
+	peers[ring[2]].do("teardown-dht "+ring[2], "teardown-dht SUCCESS")
+	peers[ring[2]].expect("teardown-complete SUCCESS")
+}
