@@ -111,6 +111,9 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	}
 	reply, changed := s.handle(now, from, m)
 	s.cache[from] = cachedReply{id: h.ID, reply: *reply}
+	if len(s.cache) > maxCache {
+		s.pruneCache()
+	}
 	var out []Output
 	if changed {
 		dg, err := wire.Append(nil, h.ID, 0, *reply)
@@ -120,6 +123,21 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		out = append(out, PersistServer{State: s.Snapshot(), Reply: &store.CachedReply{Addr: from, ID: h.ID, Datagram: dg}})
 	}
 	return append(out, Send{To: from, ID: h.ID, Msg: *reply})
+}
+
+// maxCache bounds the in-memory reply cache: strangers sending requests
+// from many addresses must not grow it without limit.
+const maxCache = 4 * MaxUsers
+
+// pruneCache forgets the answers to addresses that are not registered.
+// Those answers were FAILUREs or a deregister: running a retransmission of
+// one again changes nothing.
+func (s *Server) pruneCache() {
+	for addr := range s.cache {
+		if s.byAddr[addr] == "" {
+			delete(s.cache, addr)
+		}
+	}
 }
 
 func isRequest(m wire.Message) bool {

@@ -1425,3 +1425,21 @@ func TestServerLifecycle(t *testing.T) {
 		t.Errorf("users left: %v", srvNames(st))
 	}
 }
+
+// Requests from thousands of strangers do not grow the reply cache without
+// bound, and registered users keep their cached answers.
+func TestServerReplyCacheBounded(t *testing.T) {
+	s := NewServer(ServerConfig{}, store.ServerState{}, nil)
+	alice := netip.MustParseAddrPort("10.0.0.1:5000")
+	s.Step(srvT0, alice, wire.Header{ID: 1}, wire.Register{Name: "alice", Addr: alice})
+	for i := range 3 * maxCache {
+		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}), uint16(1000+i))
+		s.Step(srvT0, from, wire.Header{ID: 7}, wire.QueryDHT{Name: "nobody"})
+	}
+	if len(s.cache) > maxCache {
+		t.Fatalf("cache holds %d answers, bound is %d", len(s.cache), maxCache)
+	}
+	if c, ok := s.cache[alice]; !ok || c.id != 1 {
+		t.Fatal("a registered user's cached answer was pruned")
+	}
+}

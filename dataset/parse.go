@@ -45,6 +45,8 @@ func parse(r io.Reader) ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}
+	// Spreadsheet programs often save a UTF-8 byte-order mark first.
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	cr := csv.NewReader(bytes.NewReader(normaliseLineEnds(data)))
 	// Field counts are checked by rowReader, which names the column layout.
 	cr.FieldsPerRecord = -1

@@ -369,3 +369,22 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// A copy saved with a UTF-8 byte-order mark loads like the original.
+func TestParseByteOrderMark(t *testing.T) {
+	raw, err := os.ReadFile(realPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Parse(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Parse(bytes.NewReader(append([]byte("\xef\xbb\xbf"), raw...)))
+	if err != nil {
+		t.Fatalf("with a BOM: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatal("a BOM changed the records")
+	}
+}
