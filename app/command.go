@@ -13,7 +13,7 @@ import (
 // command is one parsed input line.
 type command struct {
 	name string
-	msg  wire.Message  // the request for the server; nil for local commands
+	msg  wire.Message   // the request for the server; nil for local commands
 	bind netip.AddrPort // register: the address to bind and register
 	// query-dht
 	longName    string

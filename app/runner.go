@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"dht/store"
@@ -44,13 +45,22 @@ type endpoint struct {
 	log    *slog.Logger
 	faults *Faults
 	buf    []byte
-	// Stats counts datagrams and bytes actually written.
-	Datagrams, Bytes uint64
+	tr     *Traffic
 }
 
-func newEndpoint(conn *net.UDPConn, log *slog.Logger, faults *Faults) *endpoint {
+// Traffic counts what a runner's socket did. It may be read while the runner
+// runs.
+type Traffic struct {
+	Datagrams atomic.Uint64 // written to the socket
+	Bytes     atomic.Uint64 // in those datagrams
+	Stores    atomic.Uint64 // store datagrams among them, retransmissions included
+	Lost      atomic.Uint64 // dropped on purpose by Faults instead of being written
+}
+
+func newEndpoint(conn *net.UDPConn, log *slog.Logger, faults *Faults, tr *Traffic) *endpoint {
 	local, _ := netip.ParseAddrPort(conn.LocalAddr().String())
-	return &endpoint{conn: conn, local: local, log: log, faults: faults, buf: make([]byte, 0, wire.MaxDatagram)}
+	log = log.With(slog.String("local", local.String()))
+	return &endpoint{conn: conn, local: local, log: log, faults: faults, tr: tr, buf: make([]byte, 0, wire.MaxDatagram)}
 }
 
 // read runs until the socket is closed, handing decoded datagrams to out.
@@ -106,6 +116,7 @@ func (e *endpoint) send(s Send) {
 	copies := 1
 	if e.faults.active() {
 		if e.faults.Rand.Float64() < e.faults.Loss {
+			e.tr.Lost.Add(1)
 			e.log.LogAttrs(context.Background(), slog.LevelInfo, "fault: dropped on send", traceAttrs(s.To, s.ID, s.Flags, s.Msg)...)
 			return
 		}
@@ -121,8 +132,11 @@ func (e *endpoint) send(s Send) {
 			e.log.Warn("send failed", slog.String("addr", s.To.String()), slog.String("err", err.Error()))
 			continue
 		}
-		e.Datagrams++
-		e.Bytes += uint64(len(b))
+		e.tr.Datagrams.Add(1)
+		e.tr.Bytes.Add(uint64(len(b)))
+		if s.Msg.Type() == wire.TypeStore {
+			e.tr.Stores.Add(1)
+		}
 	}
 }
 
@@ -161,6 +175,8 @@ type ServerRunner struct {
 	Log    *slog.Logger // nil: discard
 	Faults *Faults
 	Now    func() time.Time // nil: time.Now
+	// Traffic counts the datagrams the server sends.
+	Traffic Traffic
 }
 
 // Run serves until ctx is done. A failure to persist ends it with an error:
@@ -171,7 +187,7 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 	if now == nil {
 		now = time.Now
 	}
-	ep := newEndpoint(r.Conn, log, r.Faults)
+	ep := newEndpoint(r.Conn, log, r.Faults, &r.Traffic)
 	done := make(chan struct{})
 	defer close(done)
 	in := make(chan datagram, 64)
@@ -201,6 +217,7 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 				if err := r.Store.Save(o.State, o.Reply); err != nil {
 					return fmt.Errorf("server: persist: %w", err)
 				}
+				tracePersistServer(log, o.State)
 			case Event:
 				traceEvent(log, o)
 			}
@@ -235,9 +252,18 @@ type PeerRunner struct {
 	Now       func() time.Time
 	// Ready, if set, is called with the bound address after each bind.
 	Ready func(netip.AddrPort)
+	// Idle, if set, is called from Run's goroutine after each input it
+	// handles that leaves the core idle (no command in progress or queued),
+	// with the number of lines read from Lines so far: whoever sent k lines
+	// knows the k-th has finished, its result lines written to Out, once it
+	// sees Idle(n) with n >= k. Drivers of scripts and prompts use it.
+	Idle func(linesRead int)
+	// Traffic counts the datagrams the peer sends.
+	Traffic Traffic
 
-	ep    *endpoint
-	store PeerStore
+	ep        *endpoint
+	store     PeerStore
+	storeName string
 }
 
 // Run runs the peer until it deregisters, ctx is done, or input ends while
@@ -263,6 +289,7 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 	}()
 	lines := r.Lines
 	eof := false
+	read := 0
 	tm := newTimer()
 	for {
 		if eof && r.Core.Idle() && !r.Core.Registered() {
@@ -279,6 +306,8 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 				eof, lines = true, nil
 				continue
 			}
+			read++
+			traceInput(r.logger(log), line, !r.Core.Idle())
 			outs = r.Core.Input(now(), line)
 		case d := <-in:
 			r.ep.traceRecv(d)
@@ -293,6 +322,9 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 		if err != nil || exit {
 			return err
 		}
+		if r.Idle != nil && r.Core.Idle() {
+			r.Idle(read)
+		}
 	}
 }
 
@@ -305,8 +337,9 @@ func (r *PeerRunner) exec(now func() time.Time, log *slog.Logger, outs []Output,
 			r.ep.send(o)
 		case Print:
 			fmt.Fprintln(r.Out, o.Line)
+			tracePrint(r.logger(log), o.Line)
 		case Event:
-			traceEvent(log, o)
+			traceEvent(r.logger(log), o)
 		case PersistPeer:
 			if r.store == nil {
 				return false, fmt.Errorf("peer: persist before the table file is open")
@@ -314,10 +347,12 @@ func (r *PeerRunner) exec(now func() time.Time, log *slog.Logger, outs []Output,
 			if err := r.store.Apply(o.Batch); err != nil {
 				return false, fmt.Errorf("peer: persist: %w", err)
 			}
+			tracePersistPeer(r.logger(log), o.Batch)
 		case Bind:
 			more := r.Core.Bound(now(), o.Addr, r.bind(o, log, done, in))
 			outs = append(more, outs...)
 		case Exit:
+			traceDebug(r.logger(log), TraceExit)
 			exit = true
 		}
 	}
@@ -325,12 +360,24 @@ func (r *PeerRunner) exec(now func() time.Time, log *slog.Logger, outs []Output,
 }
 
 func (r *PeerRunner) bind(b Bind, log *slog.Logger, done chan struct{}, in chan datagram) error {
+	// Bind comes only while unregistered: a register refused by the server
+	// may be retried under another name or at another address.
+	if r.store != nil && r.storeName != b.Name {
+		if err := r.store.Close(); err != nil {
+			return err
+		}
+		r.store = nil
+	}
 	if r.store == nil && r.OpenStore != nil {
 		st, err := r.OpenStore(b.Name)
 		if err != nil {
 			return err
 		}
-		r.store = st
+		r.store, r.storeName = st, b.Name
+	}
+	if r.ep != nil && r.ep.local == b.Addr {
+		r.ep.log = log.With(slog.String("node", b.Name))
+		return nil
 	}
 	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(b.Addr))
 	if err != nil {
@@ -340,7 +387,7 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger, done chan struct{}, in chan 
 	if r.ep != nil {
 		r.ep.conn.Close()
 	}
-	r.ep = newEndpoint(conn, log.With(slog.String("node", b.Name)), r.Faults)
+	r.ep = newEndpoint(conn, log.With(slog.String("node", b.Name)), r.Faults, &r.Traffic)
 	go r.ep.read(done, in)
 	if r.Ready != nil {
 		r.Ready(r.ep.local)

@@ -13,12 +13,18 @@ import (
 	"dht/store"
 )
 
+// peerPrompt is shown, on stderr, when stdin is a terminal and the peer is ready
+// for the next command.
+const peerPrompt = "dht> "
+
 func peerCommand(e env) *cli.Command {
 	return &cli.Command{
 		Name:      "peer",
 		Usage:     "run a user process: commands from stdin, the ring protocol over UDP",
 		ArgsUsage: "SERVER_IPV4 SERVER_PORT",
-		Description: "Reads commands from standard input. " + app.HelpText() + "\n\n" +
+		Description: "Reads commands from standard input, one per line. When stdin is a terminal it\n" +
+			"shows a prompt (on stderr) and a hint to type help; piped input gets neither.\n\n" +
+			app.HelpText() + "\n\n" +
 			"The peer binds IPV4:PORT when it registers and sends everything from there. Its\n" +
 			"local table lives in the bbolt file --db. It keeps running at end of input while\n" +
 			"registered, and exits after deregister or on SIGINT/SIGTERM.",
@@ -30,6 +36,7 @@ func peerCommand(e env) *cli.Command {
 			&cli.IntFlag{Name: "window", Value: 32, Usage: "most unacknowledged ring messages to one neighbour"},
 			&cli.DurationFlag{Name: "query-timeout", Value: 10 * time.Second, Usage: "give up on a query with no answer after this long"},
 			quietFlag(),
+			traceJSONFlag(),
 		}, faultFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
@@ -60,7 +67,11 @@ func peerCommand(e env) *cli.Command {
 				Link:         app.LinkConfig{RTO: c.Duration("rto"), GiveUp: c.Duration("give-up"), Window: c.Int("window")},
 				QueryTimeout: c.Duration("query-timeout"),
 			})
-			log := traceLogger(c, e.stderr, "") // the runner names the node once it knows the user
+			log, closeTrace, err := openTrace(c, e.stderr, "") // the runner names the node once it knows the user
+			if err != nil {
+				return err
+			}
+			defer closeTrace()
 			ctx, cancel := signalContext()
 			defer cancel()
 			r := &app.PeerRunner{
@@ -76,6 +87,17 @@ func peerCommand(e env) *cli.Command {
 					}
 					return store.OpenPeer(path)
 				},
+			}
+			if isTerminal(e.stdin) {
+				// Results only on stdout: the prompt and the hint go to stderr.
+				fmt.Fprint(e.stderr, "type help for commands\n"+peerPrompt)
+				prompted := 0
+				r.Idle = func(linesRead int) {
+					if linesRead > prompted {
+						prompted = linesRead
+						fmt.Fprint(e.stderr, peerPrompt)
+					}
+				}
 			}
 			return r.Run(ctx)
 		},

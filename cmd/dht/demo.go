@@ -1,0 +1,284 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"dht/app"
+	"dht/dataset"
+)
+
+// demoNames are the users of a demo, in order; more than these get
+// generated names.
+var demoNames = []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "xavier", "yvonne", "zoe"}
+
+func demoName(i int) string {
+	if i < len(demoNames) {
+		return demoNames[i]
+	}
+	// letters only: peerba, peerbb, ...
+	i -= len(demoNames)
+	return "peer" + string(rune('b'+i/26)) + string(rune('a'+i%26))
+}
+
+func demoCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:  "demo",
+		Usage: "start a server and a ring on 127.0.0.1 and narrate a session",
+		Description: "Starts a server and --peers peers in this process, all on 127.0.0.1, and runs a\n" +
+			"narrated session: register, setup-dht of a ring of all peers but one, queries from\n" +
+			"the one left out (with the node that answered and the hop count), a member leaving,\n" +
+			"teardown, and a last ring left standing. The bbolt files stay in the folder it\n" +
+			"names, for 'dht inspect'. With --keep-running it then serves until Ctrl-C, so that\n" +
+			"'dht peer' in other terminals can register with the server and query the ring.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Value: "StatsCountry.csv", Usage: "the dataset the leader spreads round the ring"},
+			&cli.IntFlag{Name: "peers", Value: 5, Usage: fmt.Sprintf("how many peers (3 to %d)", app.MaxRing+1)},
+			&cli.StringFlag{Name: "dir", Usage: "new or empty folder for the bbolt files", DefaultText: "a new folder under $TMPDIR"},
+			&cli.UintFlag{Name: "port", Usage: "the server's UDP port on 127.0.0.1", DefaultText: "any free port"},
+			&cli.BoolFlag{Name: "keep-running", Usage: "keep the server and the last ring running until Ctrl-C"},
+			&cli.Uint64Flag{Name: "seed", Usage: "seed the server's choices (ring members, the node a query starts at), for a repeatable demo", DefaultText: "from the clock"},
+			&cli.BoolFlag{Name: "trace", Usage: "write the datagram trace of every process to stderr"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 0 {
+				return usagef("demo takes no arguments (see 'dht demo --help')")
+			}
+			n := c.Int("peers")
+			if n < 3 || n > app.MaxRing+1 {
+				return usagef("--peers must be 3 to %d, got %d", app.MaxRing+1, n)
+			}
+			if c.Uint("port") > 65535 {
+				return usagef("--port must be 0 to 65535")
+			}
+			recs, err := dataset.Load(c.String("data"))
+			if err != nil {
+				return fmt.Errorf("demo: %w (give the dataset with --data)", err)
+			}
+			dir, err := resultDir(c.String("dir"), "dht-demo-")
+			if err != nil {
+				return err
+			}
+			seed := c.Uint64("seed")
+			if seed == 0 {
+				seed = uint64(time.Now().UnixNano())
+			}
+			var trace io.Writer
+			if c.Bool("trace") {
+				trace = e.stderr
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			cl, err := startLocalCluster(localClusterConfig{Dir: dir, Data: c.String("data"), Seed: seed, Port: uint16(c.Uint("port")), Trace: trace, Ctx: ctx})
+			if err != nil {
+				return err
+			}
+			d := &demo{cl: cl, out: e.stdout, recs: recs, data: c.String("data"), seed: seed}
+			err = d.run(n, c.Bool("keep-running"))
+			if serr := cl.stop(); err == nil && serr != nil {
+				err = serr
+			}
+			return err
+		},
+	}
+}
+
+type demo struct {
+	cl   *localCluster
+	out  io.Writer
+	recs []dataset.Record
+	data string
+	seed uint64
+	step int
+}
+
+const demoTimeout = 3 * time.Minute
+
+func (d *demo) say(format string, a ...any) {
+	fmt.Fprintf(d.out, format+"\n", a...)
+}
+
+func (d *demo) section(format string, a ...any) {
+	d.step++
+	fmt.Fprintf(d.out, "\n== %d. %s\n", d.step, fmt.Sprintf(format, a...))
+}
+
+// do types a line at a peer, prints it and what came back, and insists
+// on the outcome the narration relies on.
+func (d *demo) do(user, line, want string) ([]string, error) {
+	fmt.Fprintf(d.out, "%s> %s\n", user, line)
+	printed, err := d.cl.do(user, line, demoTimeout)
+	for _, p := range printed {
+		fmt.Fprintln(d.out, p)
+	}
+	if err != nil {
+		return printed, fmt.Errorf("demo: %s> %s: %w", user, line, err)
+	}
+	if got := playOutcome(printed); want != "" && got != want {
+		return printed, fmt.Errorf("demo: %s> %s: expected %s", user, line, want)
+	}
+	return printed, nil
+}
+
+func (d *demo) run(n int, keep bool) error {
+	cl := d.cl
+	d.say("dht demo: a server and %d peers in this process, all on 127.0.0.1 (seed %d).", n, d.seed)
+	d.say("Lines typed at a peer are shown as USER> LINE, followed by what the peer printed.")
+	d.say("The bbolt files are in %s", cl.dir)
+
+	d.section("The server listens on %s", cl.server)
+	d.say("It keeps the registry in %s/dht-server.db.", cl.dir)
+
+	ports, err := freeLoopbackPorts(n)
+	if err != nil {
+		return err
+	}
+	users := make([]string, n)
+	for i := range users {
+		users[i] = demoName(i)
+	}
+	d.section("%d users register, each peer binding its own UDP port", n)
+	for i, u := range users {
+		if _, err := d.do(u, fmt.Sprintf("register %s 127.0.0.1 %d", u, ports[i]), "SUCCESS"); err != nil {
+			return err
+		}
+	}
+
+	leader := users[0]
+	d.section("%s builds a ring of %d; the server picks the other members at random", leader, n-1)
+	printed, err := d.do(leader, fmt.Sprintf("setup-dht %d %s", n-1, leader), "SUCCESS")
+	if err != nil {
+		return err
+	}
+	ring := demoRing(printed)
+	if len(ring) != n-1 {
+		return fmt.Errorf("demo: cannot read the ring from %q", printed)
+	}
+	d.say("%s read the %d records of %s.", leader, len(d.recs), d.data)
+	d.say("It sent set-id to each member; then every record went round the ring, hop by hop, to")
+	d.say("the node its Long Name hashes to: id = (sum of the Long Name's bytes mod 353) mod %d.", n-1)
+	d.say("dht-complete went to the server once every node had committed its table to disk.")
+
+	free := ""
+	for _, u := range users {
+		if !slices.Contains(ring, u) {
+			free = u
+		}
+	}
+	d.section("%s, the one user outside the ring, asks for records", free)
+	d.say("The server names a random member; the query walks right until the node that holds the key.")
+	for _, r := range demoQueries(d.recs, len(ring), rand.New(rand.NewPCG(d.seed, 1))) {
+		if _, err := d.do(free, "query-dht "+free+" "+r.LongName, "SUCCESS"); err != nil {
+			return err
+		}
+	}
+	if _, err := d.do(free, "query-dht "+free+" Kingdom of Atlantis", "FAILURE"); err != nil {
+		return err
+	}
+	if _, err := d.do(ring[1], "query-dht "+ring[1]+" Aruba", "FAILURE"); err != nil {
+		return err
+	}
+
+	leaver := ring[len(ring)/2]
+	d.section("%s leaves the ring", leaver)
+	d.say("Teardown round the ring (tables cleared, neighbours kept), reset-id renumbering from the right")
+	d.say("neighbour, reset-left/reset-right to close the gap, then rebuild-dht: the new leader spreads")
+	d.say("the records over the smaller ring.")
+	printed, err = d.do(leaver, "leave-dht "+leaver, "SUCCESS")
+	if err != nil {
+		return err
+	}
+	newLeader := demoNewLeader(printed)
+	if newLeader == "" {
+		return fmt.Errorf("demo: cannot read the new leader from %q", printed)
+	}
+	if _, err := d.do(leaver, "query-dht "+leaver+" Aruba", "SUCCESS"); err != nil {
+		return err
+	}
+
+	d.section("%s, the leader now, tears the ring down", newLeader)
+	if _, err := d.do(newLeader, "teardown-dht "+newLeader, "SUCCESS"); err != nil {
+		return err
+	}
+
+	d.section("A last ring of %d, left standing so the files have something to show", n-1)
+	if _, err := d.do(leader, fmt.Sprintf("setup-dht %d %s", n-1, leader), "SUCCESS"); err != nil {
+		return err
+	}
+
+	d.section("Look at the files")
+	for _, f := range cl.files() {
+		d.say("  dht inspect %s", f)
+	}
+	if !keep {
+		d.say("\nThe peers stop now, closing their files with their tables intact.")
+		return nil
+	}
+	d.say("\nThe server and the ring keep running until Ctrl-C. From another terminal:")
+	d.say("  dht peer --data %s %s %d", d.data, cl.server.Addr(), cl.server.Port())
+	d.say("and type, e.g.:")
+	d.say("  register you 127.0.0.1 7001")
+	d.say("  query-dht you Aruba")
+	return d.keepRunning()
+}
+
+// keepRunning waits for SIGINT or SIGTERM; a server that fails ends the
+// wait too.
+func (d *demo) keepRunning() error {
+	select {
+	case <-d.cl.ctx.Done():
+		d.say("Stopping.")
+		return nil
+	case err := <-d.cl.srvDone:
+		d.cl.srvDone <- err // stop reads it again
+		return err
+	}
+}
+
+// demoRing reads the members from setup-dht's result line.
+func demoRing(printed []string) []string {
+	for _, l := range printed {
+		if strings.HasPrefix(l, "setup-dht SUCCESS") {
+			if i := strings.LastIndex(l, ": "); i >= 0 {
+				return strings.Fields(l[i+2:])
+			}
+		}
+	}
+	return nil
+}
+
+// demoNewLeader reads the new leader from dht-rebuilt's result line.
+func demoNewLeader(printed []string) string {
+	for _, l := range printed {
+		if s, ok := strings.CutPrefix(l, "dht-rebuilt SUCCESS: new leader "); ok {
+			return strings.TrimSpace(s)
+		}
+	}
+	return ""
+}
+
+// demoQueries picks up to three records held by different nodes of a ring
+// of n, so the hop counts differ.
+func demoQueries(recs []dataset.Record, n int, rng *rand.Rand) []dataset.Record {
+	perm := rng.Perm(len(recs))
+	seen := map[int]bool{}
+	var out []dataset.Record
+	for _, i := range perm {
+		id := dataset.ID(recs[i].Pos(), n)
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		out = append(out, recs[i])
+		if len(out) == 3 {
+			break
+		}
+	}
+	return out
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"dht/store"
+)
+
+func TestDemo(t *testing.T) {
+	for _, peers := range []int{3, 5, 8} {
+		t.Run(fmt.Sprintf("%d peers", peers), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "demo")
+			code, out, errOut := runDHT(t, "", "demo", "--data", datasetPath(t), "--dir", dir, "--peers", strconv.Itoa(peers), "--seed", "7")
+			if code != 0 {
+				t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+			}
+			if errOut != "" {
+				t.Fatalf("stderr without --trace: %s", errOut)
+			}
+			for _, want := range []string{
+				"The bbolt files are in " + dir,
+				fmt.Sprintf("setup-dht SUCCESS: ring of %d: alice ", peers-1),
+				"dht-complete SUCCESS",
+				"query-dht SUCCESS: found at node ",
+				`query-dht FAILURE: "Kingdom of Atlantis" not found in the DHT`,
+				"only Free users may query",
+				"leave-dht SUCCESS",
+				"dht-rebuilt SUCCESS: new leader ",
+				"teardown-complete SUCCESS",
+				"dht inspect " + filepath.Join(dir, "dht-server.db"),
+			} {
+				if !strings.Contains(out, want) {
+					t.Errorf("narration lacks %q", want)
+				}
+			}
+			if n := len(regexp.MustCompile(`(?m)^query-dht SUCCESS: found at node \w+ \(id \d+\) after \d+ hops?$`).FindAllString(out, -1)); n < 3 {
+				t.Errorf("%d successful queries with hops, want at least 3:\n%s", n, out)
+			}
+			// The files are closed and hold the last ring: every record once.
+			rep, err := store.Inspect(filepath.Join(dir, "dht-server.db"), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := rep.(*store.ServerReport)
+			if len(srv.Users) != peers {
+				t.Fatalf("server file has %d users, want %d", len(srv.Users), peers)
+			}
+			total := 0
+			for i := range peers {
+				rep, err := store.Inspect(filepath.Join(dir, "dht-peer-"+demoName(i)+".db"), 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range rep.(*store.PeerReport).Slots {
+					total += len(s.Records)
+				}
+			}
+			if total != 241 {
+				t.Fatalf("the last ring holds %d records, want 241", total)
+			}
+		})
+	}
+}
+
+func TestDemoNames(t *testing.T) {
+	seen := map[string]bool{}
+	for i := range 65 {
+		n := demoName(i)
+		if !regexp.MustCompile(`^[a-z]{1,15}$`).MatchString(n) || seen[n] {
+			t.Fatalf("name %d: %q", i, n)
+		}
+		seen[n] = true
+	}
+}
+
+func TestDemoErrors(t *testing.T) {
+	busy := t.TempDir()
+	if err := os.WriteFile(filepath.Join(busy, "x"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"too few peers", []string{"--peers", "2"}, 2, "--peers must be 3 to 65"},
+		{"too many peers", []string{"--peers", "66"}, 2, "--peers must be 3 to 65"},
+		{"an argument", []string{"now"}, 2, "demo takes no arguments"},
+		{"a bad port", []string{"--port", "70000"}, 2, "--port must be"},
+		{"a missing dataset", []string{"--data", filepath.Join(t.TempDir(), "none.csv")}, 1, "give the dataset with --data"},
+		{"a folder in use", []string{"--dir", busy}, 1, "is not empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"demo", "--data", datasetPath(t), "--dir", filepath.Join(t.TempDir(), "d")}
+			code, out, errOut := runDHT(t, "", append(args, tt.args...)...)
+			if code != tt.code || !strings.Contains(errOut, tt.msg) {
+				t.Fatalf("exit %d, want %d; stderr %q lacks %q\n%s", code, tt.code, errOut, tt.msg, out)
+			}
+		})
+	}
+}
+
+// TestDemoKeepRunning runs the binary: another process's peer registers
+// with the demo's server and queries its ring; Ctrl-C ends the demo.
+func TestDemoKeepRunning(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	demo := startProc(t, "demo", dir, "demo", "--keep-running", "--data", datasetPath(t), "--dir", filepath.Join(dir, "files"))
+	peerLine := regexp.MustCompile(`^  dht peer --data .* (127\.0\.0\.1) (\d+)$`)
+	var server []string
+	for server == nil {
+		if m := peerLine.FindStringSubmatch(demo.line()); m != nil {
+			server = m[1:]
+		}
+	}
+	for !strings.Contains(demo.line(), "query-dht you Aruba") {
+	}
+	p := startProc(t, "you", dir, "peer", "--data", datasetPath(t), "--db", "you.db", server[0], server[1])
+	port := freePorts(t, 1)[0]
+	p.do(fmt.Sprintf("register you 127.0.0.1 %d", port), "register SUCCESS")
+	p.do("query-dht you Aruba", "query-dht SUCCESS: found at node ")
+	for range 9 {
+		p.line()
+	}
+	p.do("deregister you", "deregister SUCCESS")
+	if err := p.wait(); err != nil {
+		t.Fatalf("peer: %v", err)
+	}
+	if err := demo.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	demo.expect("Stopping.")
+	if err := demo.wait(); err != nil {
+		t.Fatalf("demo exited with %v after SIGINT", err)
+	}
+}

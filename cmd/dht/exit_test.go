@@ -1,0 +1,82 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestExitStatus: 0 on normal exit, 2 on usage errors, 1 on runtime
+// failures, for every command.
+func TestExitStatus(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	tests := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"no command shows the help", nil, 0},
+		{"--help", []string{"--help"}, 0},
+		{"an unknown command", []string{"frobnicate"}, 2},
+		{"an unknown global flag", []string{"--frobnicate"}, 2},
+		{"server without PORT", []string{"server"}, 2},
+		{"server with a bad port", []string{"server", "70000"}, 2},
+		{"server with a bad address", []string{"server", "--addr", "::1", "4000"}, 2},
+		{"server with an unknown flag", []string{"server", "--frobnicate", "4000"}, 2},
+		{"server with an unusable file", []string{"server", "--db", filepath.Join(missing, "s.db"), "4000"}, 1},
+		{"peer with one argument", []string{"peer", "127.0.0.1"}, 2},
+		{"peer with a bad address", []string{"peer", "1.2.3", "4000"}, 2},
+		{"peer with a bad window", []string{"peer", "--window", "0", "127.0.0.1", "4000"}, 2},
+		{"peer at end of input", []string{"peer", "--quiet", "127.0.0.1", "4000"}, 0},
+		{"inspect without FILE", []string{"inspect"}, 2},
+		{"inspect a missing file", []string{"inspect", filepath.Join(missing, "x.db")}, 1},
+		{"play without FILE", []string{"play"}, 2},
+		{"play a missing file", []string{"play", "--dir", t.TempDir(), filepath.Join(missing, "x.play")}, 1},
+		{"demo with too few peers", []string{"demo", "--peers", "1"}, 2},
+		{"demo with a missing dataset", []string{"demo", "--data", filepath.Join(missing, "d.csv")}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runDHT(t, "", tt.args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, out, errOut)
+			}
+			if code != 0 && !strings.HasPrefix(errOut, "dht: ") {
+				t.Fatalf("a failure without a message: %q", errOut)
+			}
+		})
+	}
+}
+
+// TestHelp: every command's help exits 0 and says how to call it and what
+// each flag does.
+func TestHelp(t *testing.T) {
+	tests := []struct {
+		cmd  string
+		want []string
+	}{
+		{"", []string{"server", "peer", "inspect", "demo", "play"}},
+		{"server", []string{"dht server [command options] PORT", "--db", "--addr", "--op-timeout", "--quiet", "--fault-loss"}},
+		{"peer", []string{"dht peer [command options] SERVER_IPV4 SERVER_PORT", "prompt", "register NAME IPV4 PORT", "query-dht NAME [LONG NAME...]", "sleep DURATION", "--data", "--db", "--rto", "--give-up", "--window", "--query-timeout"}},
+		{"inspect", []string{"dht inspect [command options] FILE", "--json", "--wait"}},
+		{"demo", []string{"dht demo [command options]", "--data", "--peers", "--dir", "--port", "--keep-running", "--seed", "--trace"}},
+		{"play", []string{"dht play [command options] FILE", "${PORT:KEY}", "expect SUCCESS|FAILURE [TEXT]", "sleep DURATION", "seed N", "--data", "--dir", "--seed", "--timeout", "--trace"}},
+	}
+	for _, tt := range tests {
+		t.Run("help "+tt.cmd, func(t *testing.T) {
+			args := []string{"--help"}
+			if tt.cmd != "" {
+				args = []string{tt.cmd, "--help"}
+			}
+			code, out, errOut := runDHT(t, "", args...)
+			if code != 0 || errOut != "" {
+				t.Fatalf("exit %d, stderr %q", code, errOut)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("help lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+const playSyntax = `A scenario is a text file, one line at a time:
+
+  alice: register alice 127.0.0.1 ${PORT:alice}
+  alice: expect SUCCESS
+  alice: setup-dht 4 alice
+  alice: expect SUCCESS ring of 4: alice carol dave erin
+  bob: query-dht bob Kingdom of Atlantis
+  bob: expect FAILURE not found
+  sleep 100ms
+
+USER: LINE types LINE at USER's peer, started on first use (USER is a label
+for a terminal; it is usually the name the peer registers). play waits until
+that peer has finished the command (its result lines are printed) before it
+reads the next line, so a scenario runs the same way every time; a query-dht
+with no Long Name is the exception: the peer's next line is its Long Name.
+
+USER: expect SUCCESS|FAILURE [TEXT] checks USER's last command: SUCCESS if
+it printed at least one result line and no FAILURE, FAILURE if one of its
+result lines says FAILURE; TEXT, if given, must appear in one of the lines it
+printed. A failed expect stops the play: exit status 1, with FILE:LINE and
+what was printed.
+
+sleep DURATION pauses the play itself (USER: sleep DURATION pauses that
+peer). seed N, before every other line, seeds the server's random choices
+(ring members, the node a query starts at) unless --seed is given: the same
+seed builds the same rings. Blank lines and lines starting with # are
+skipped.
+
+${PORT:KEY} is replaced by a UDP port on 127.0.0.1 that was free when the
+play started, the same port for the same KEY, a different one for each KEY:
+scenarios never clash with each other or with other programs over ports.
+Fixed ports work too.`
+
+func playCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "play",
+		Usage:     "run a scenario file: several peers typed at in one process, with expectations",
+		ArgsUsage: "FILE",
+		Description: "Starts a server on 127.0.0.1 and one peer per user named in FILE, all in this\n" +
+			"process, and runs FILE, printing each line typed (as USER> LINE) and what the\n" +
+			"peer printed. The bbolt files are left in --dir for 'dht inspect'.\n\n" + playSyntax,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Value: "StatsCountry.csv", Usage: "the dataset the peers spread when they lead a ring"},
+			&cli.StringFlag{Name: "dir", Usage: "new or empty folder for the bbolt files", DefaultText: "a new folder under $TMPDIR"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seeds the server's choices (ring members, the node a query starts at), so a play is repeatable; overrides the file's seed line"},
+			&cli.DurationFlag{Name: "timeout", Value: 3 * time.Minute, Usage: "fail a command that has not finished after this long"},
+			&cli.BoolFlag{Name: "trace", Usage: "write the datagram trace of every process to stderr"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("play takes one argument, FILE (see 'dht play --help')")
+			}
+			if c.Duration("timeout") <= 0 {
+				return usagef("--timeout must be positive")
+			}
+			path := c.Args().First()
+			src, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			sc, err := parseScenario(path, src)
+			if err != nil {
+				return err
+			}
+			seed := c.Uint64("seed")
+			if sc.seed != nil && !c.IsSet("seed") {
+				seed = *sc.seed
+			}
+			dir, err := resultDir(c.String("dir"), "dht-play-")
+			if err != nil {
+				return err
+			}
+			var trace io.Writer
+			if c.Bool("trace") {
+				trace = e.stderr
+			}
+			ports, err := freeLoopbackPorts(len(sc.keys))
+			if err != nil {
+				return err
+			}
+			portOf := map[string]uint16{}
+			for i, k := range sc.keys {
+				portOf[k] = ports[i]
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			cl, err := startLocalCluster(localClusterConfig{Dir: dir, Data: c.String("data"), Seed: seed, Trace: trace, Ctx: ctx})
+			if err != nil {
+				return err
+			}
+			n, err := play(cl, sc.steps, portOf, c.Duration("timeout"), e.stdout)
+			if serr := cl.stop(); err == nil && serr != nil {
+				err = serr
+			}
+			if err != nil {
+				return err
+			}
+			plural := "s"
+			if n == 1 {
+				plural = ""
+			}
+			fmt.Fprintf(e.stdout, "# %s: %d expectation%s met; bbolt files in %s\n", path, n, plural, dir)
+			return nil
+		},
+	}
+}
+
+// resultDir returns dir, or a new folder under $TMPDIR if dir is empty.
+func resultDir(dir, prefix string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	return os.MkdirTemp("", prefix)
+}
+
+type playStepKind uint8
+
+const (
+	playStepType   playStepKind = iota + 1 // type a line at a peer
+	playStepExpect                         // check a peer's last command
+	playStepSleep                          // pause the play
+)
+
+// playStep is one meaningful line of a scenario.
+type playStep struct {
+	pos  string // FILE:LINE
+	kind playStepKind
+	user string
+	text string // playStepType: the line, placeholders not yet replaced; playStepExpect: TEXT
+	want string // playStepExpect: SUCCESS or FAILURE
+	d    time.Duration
+}
+
+var (
+	playUserLine    = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9_-]*):\s*(.*)$`)
+	playPlaceholder = regexp.MustCompile(`\$\{PORT:([A-Za-z0-9_-]+)\}`)
+)
+
+// playScenario is a parsed play file.
+type playScenario struct {
+	steps []playStep
+	keys  []string // placeholder keys in order of first use
+	seed  *uint64  // from a seed line
+}
+
+// parseScenario reads the whole file before anything runs, so a mistake on
+// its last line costs nothing.
+func parseScenario(path string, src []byte) (*playScenario, error) {
+	sc := &playScenario{}
+	seen := map[string]bool{}
+	lines := bufio.NewScanner(bytes.NewReader(src))
+	lines.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; lines.Scan(); n++ {
+		pos := path + ":" + strconv.Itoa(n)
+		line := strings.TrimSpace(lines.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		bad := func(format string, a ...any) error {
+			return fmt.Errorf("%s: %s", pos, fmt.Sprintf(format, a...))
+		}
+		m := playUserLine.FindStringSubmatch(line)
+		if m == nil {
+			f := strings.Fields(line)
+			switch f[0] {
+			case "seed":
+				if len(sc.steps) > 0 || sc.seed != nil {
+					return nil, bad("seed must come once, before every other line")
+				}
+				v, err := strconv.ParseUint(strings.Join(f[1:], " "), 10, 64)
+				if err != nil {
+					return nil, bad("want seed N (a whole number), got %q", line)
+				}
+				sc.seed = &v
+			case "sleep":
+				d, err := playSleepArg(f)
+				if err != nil {
+					return nil, bad("%v", err)
+				}
+				sc.steps = append(sc.steps, playStep{pos: pos, kind: playStepSleep, d: d})
+			default:
+				return nil, bad("want USER: LINE, USER: expect SUCCESS|FAILURE [TEXT], sleep DURATION or seed N, got %q", line)
+			}
+			continue
+		}
+		user, rest := m[1], m[2]
+		if rest == "" {
+			return nil, bad("nothing to type after %q", user+":")
+		}
+		if f := strings.Fields(rest); f[0] == "expect" {
+			if len(f) < 2 || (f[1] != "SUCCESS" && f[1] != "FAILURE") {
+				return nil, bad("want expect SUCCESS|FAILURE [TEXT], got %q", rest)
+			}
+			text := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(strings.TrimPrefix(rest, "expect")), f[1]))
+			sc.steps = append(sc.steps, playStep{pos: pos, kind: playStepExpect, user: user, want: f[1], text: text})
+			continue
+		}
+		if strings.Count(rest, "${") != len(playPlaceholder.FindAllString(rest, -1)) {
+			return nil, bad("unknown placeholder in %q: the only one is ${PORT:KEY}", rest)
+		}
+		for _, pm := range playPlaceholder.FindAllStringSubmatch(rest, -1) {
+			if !seen[pm[1]] {
+				seen[pm[1]] = true
+				sc.keys = append(sc.keys, pm[1])
+			}
+		}
+		sc.steps = append(sc.steps, playStep{pos: pos, kind: playStepType, user: user, text: rest})
+	}
+	if err := lines.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return sc, nil
+}
+
+func playSleepArg(f []string) (time.Duration, error) {
+	if len(f) != 2 {
+		return 0, fmt.Errorf("want sleep DURATION, e.g. sleep 200ms")
+	}
+	d, err := time.ParseDuration(f[1])
+	if err != nil || d < 0 || d > time.Hour {
+		return 0, fmt.Errorf("invalid duration %q: e.g. 200ms or 2s (at most 1h)", f[1])
+	}
+	return d, nil
+}
+
+// playResultLine matches a command's result line (records and help text do not).
+var playResultLine = regexp.MustCompile(`^[a-z][a-z-]* (SUCCESS|FAILURE)\b`)
+
+// playOutcome sums up what a command printed: SUCCESS, FAILURE, or "" when it
+// printed no result line.
+func playOutcome(lines []string) string {
+	res := ""
+	for _, l := range lines {
+		if m := playResultLine.FindStringSubmatch(l); m != nil {
+			if m[1] == "FAILURE" {
+				return "FAILURE"
+			}
+			res = "SUCCESS"
+		}
+	}
+	return res
+}
+
+// play runs the steps and returns how many expectations were met.
+func play(cl *localCluster, steps []playStep, ports map[string]uint16, timeout time.Duration, out io.Writer) (int, error) {
+	type last struct {
+		line    string
+		printed []string
+	}
+	lastOf := map[string]*last{}
+	met := 0
+	for _, s := range steps {
+		switch s.kind {
+		case playStepSleep:
+			if err := cl.sleep(s.d); err != nil {
+				return met, fmt.Errorf("%s: %w", s.pos, err)
+			}
+		case playStepType:
+			line := playPlaceholder.ReplaceAllStringFunc(s.text, func(ph string) string {
+				return strconv.Itoa(int(ports[playPlaceholder.FindStringSubmatch(ph)[1]]))
+			})
+			fmt.Fprintf(out, "%s> %s\n", s.user, line)
+			l := lastOf[s.user]
+			if l == nil || !awaitsLongName(l.line) {
+				l = &last{line: line}
+				lastOf[s.user] = l
+			} else {
+				l.line += " / " + line
+			}
+			printed, err := cl.do(s.user, line, timeout)
+			for _, p := range printed {
+				fmt.Fprintln(out, p)
+			}
+			l.printed = append(l.printed, printed...)
+			if err != nil {
+				return met, fmt.Errorf("%s: %s> %s: %w", s.pos, s.user, line, err)
+			}
+		case playStepExpect:
+			l := lastOf[s.user]
+			if l == nil {
+				return met, fmt.Errorf("%s: %s: expect before %s typed anything", s.pos, s.user, s.user)
+			}
+			got := playOutcome(l.printed)
+			ok := got == s.want
+			if ok && s.text != "" {
+				ok = false
+				for _, p := range l.printed {
+					if strings.Contains(p, s.text) {
+						ok = true
+						break
+					}
+				}
+			}
+			if !ok {
+				want := s.want
+				if s.text != "" {
+					want += " with " + strconv.Quote(s.text)
+				}
+				return met, fmt.Errorf("%s: %s: expected %s from %q, which printed:\n%s", s.pos, s.user, want, l.line, playIndent(l.printed))
+			}
+			met++
+		}
+	}
+	return met, nil
+}
+
+func playIndent(lines []string) string {
+	if len(lines) == 0 {
+		return "    (nothing)"
+	}
+	return "    " + strings.Join(lines, "\n    ")
+}

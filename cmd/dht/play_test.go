@@ -1,0 +1,332 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"dht/store"
+)
+
+// runDHT runs the command line in-process and returns the exit status and
+// what it wrote.
+func runDHT(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(append([]string{"dht"}, args...), strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// writeScenario writes a play file into a fresh folder.
+func writeScenario(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "t.play")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestPlayExamples runs every shipped example: each is a test.
+func TestPlayExamples(t *testing.T) {
+	files, err := filepath.Glob("../../examples/*.play")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples: %v", err)
+	}
+	for _, f := range files {
+		// Not in parallel: urfave/cli writes its global help flag on
+		// every run.
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "files")
+			code, out, errOut := runDHT(t, "", "play", "--data", datasetPath(t), "--dir", dir, f)
+			if code != 0 {
+				t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+			}
+			if !strings.Contains(out, " expectations met; bbolt files in "+dir) {
+				t.Fatalf("no summary line:\n%s", out)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "dht-server.db")); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestPlayTranscript checks that play waits for every command: each line
+// typed is followed by its own results, before the next line is typed.
+func TestPlayTranscript(t *testing.T) {
+	f := writeScenario(t, `
+alice: register alice 127.0.0.1 ${PORT:a}
+bob: register bob 127.0.0.1 ${PORT:b}
+alice: setup-dht 2 alice
+bob: query-dht bob
+bob: Aruba
+alice: teardown-dht alice
+bob: deregister bob
+`)
+	code, out, errOut := runDHT(t, "", "play", "--data", datasetPath(t), "--dir", t.TempDir(), f)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	var got []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "> ") || playResultLine.MatchString(l) {
+			got = append(got, regexp.MustCompile(`127\.0\.0\.1 \d+`).ReplaceAllString(l, "127.0.0.1 PORT"))
+		}
+	}
+	want := []string{
+		"alice> register alice 127.0.0.1 PORT",
+		"register SUCCESS",
+		"bob> register bob 127.0.0.1 PORT",
+		"register SUCCESS",
+		"alice> setup-dht 2 alice",
+		"setup-dht SUCCESS: ring of 2: alice bob",
+		"dht-complete SUCCESS",
+		"bob> query-dht bob",
+		"bob> Aruba",
+		"query-dht FAILURE: bob maintains the DHT (InDHT); only Free users may query",
+		"alice> teardown-dht alice",
+		"teardown-dht SUCCESS",
+		"teardown-complete SUCCESS",
+		"bob> deregister bob",
+		"deregister SUCCESS",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("transcript:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// ${PORT:a} and ${PORT:b} are two different ports.
+	m := regexp.MustCompile(`(?m)^(alice|bob)> register \w+ 127\.0\.0\.1 (\d+)$`).FindAllStringSubmatch(out, -1)
+	if len(m) != 2 || m[0][2] == m[1][2] {
+		t.Fatalf("ports: %v", m)
+	}
+}
+
+// TestPlayFailures: every way a play goes wrong, with its exit status and
+// what it says.
+func TestPlayFailures(t *testing.T) {
+	tests := []struct {
+		name     string
+		scenario string
+		args     []string
+		code     int
+		stderr   []string // each must appear
+		noFile   bool
+		after    []string // arguments after FILE
+	}{
+		{
+			name:     "failed expect names the line and what was printed",
+			scenario: "alice: frobnicate\n\nalice: expect SUCCESS\n",
+			code:     1,
+			stderr:   []string{"t.play:3: alice: expected SUCCESS from \"frobnicate\", which printed:", "    frobnicate FAILURE: unknown command"},
+		},
+		{
+			name:     "expect TEXT must appear",
+			scenario: "alice: frobnicate\nalice: expect FAILURE no such thing\n",
+			code:     1,
+			stderr:   []string{`t.play:2: alice: expected FAILURE with "no such thing"`},
+		},
+		{
+			name:     "expect FAILURE of a success",
+			scenario: "alice: register alice 127.0.0.1 ${PORT:a}\nalice: expect FAILURE\n",
+			code:     1,
+			stderr:   []string{"t.play:2:", "register SUCCESS"},
+		},
+		{
+			name:     "expect before any command",
+			scenario: "alice: expect SUCCESS\n",
+			code:     1,
+			stderr:   []string{"t.play:1: alice: expect before alice typed anything"},
+		},
+		{
+			name:     "a line without a user",
+			scenario: "# fine\nregister alice 127.0.0.1 5000\n",
+			code:     1,
+			stderr:   []string{"t.play:2: want USER: LINE"},
+		},
+		{
+			name:     "a bad expect",
+			scenario: "alice: help\nalice: expect MAYBE\n",
+			code:     1,
+			stderr:   []string{"t.play:2: want expect SUCCESS|FAILURE [TEXT]"},
+		},
+		{
+			name:     "an unknown placeholder",
+			scenario: "alice: register alice 127.0.0.1 ${HOST}\n",
+			code:     1,
+			stderr:   []string{"t.play:1: unknown placeholder"},
+		},
+		{
+			name:     "a bad sleep",
+			scenario: "sleep forever\n",
+			code:     1,
+			stderr:   []string{"t.play:1: invalid duration"},
+		},
+		{
+			name:     "seed after the first step",
+			scenario: "alice: help\nseed 3\n",
+			code:     1,
+			stderr:   []string{"t.play:2: seed must come once"},
+		},
+		{
+			name:     "typing at a peer that has exited",
+			scenario: "alice: register alice 127.0.0.1 ${PORT:a}\nalice: deregister alice\nalice: expect SUCCESS\nalice: help\n",
+			code:     1,
+			stderr:   []string{"t.play:4: alice> help: the peer has exited (deregistered)"},
+		},
+		{
+			name:     "setup-dht with a missing dataset fails the command, not the play",
+			scenario: "alice: register alice 127.0.0.1 ${PORT:a}\nalice: setup-dht 2 alice\nalice: expect FAILURE cannot use the dataset\n",
+			args:     []string{"--data", "/nonexistent/data.csv"},
+			code:     0,
+		},
+		{name: "no file", noFile: true, code: 2, stderr: []string{"play takes one argument"}},
+		{name: "two files", after: []string{"other.play"}, code: 2, stderr: []string{"play takes one argument"}},
+		{name: "a bad timeout", scenario: "", args: []string{"--timeout", "0s"}, code: 2, stderr: []string{"--timeout must be positive"}},
+		{name: "an unknown flag", scenario: "", args: []string{"--frobnicate"}, code: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"play", "--dir", filepath.Join(t.TempDir(), "files")}, tt.args...)
+			if !tt.noFile {
+				args = append(args, writeScenario(t, tt.scenario))
+			}
+			args = append(args, tt.after...)
+			code, out, errOut := runDHT(t, "", args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, out, errOut)
+			}
+			for _, s := range tt.stderr {
+				if !strings.Contains(errOut, s) {
+					t.Errorf("stderr lacks %q:\n%s", s, errOut)
+				}
+			}
+		})
+	}
+}
+
+func TestPlayMissingFileAndBusyDir(t *testing.T) {
+	code, _, errOut := runDHT(t, "", "play", "--dir", t.TempDir(), filepath.Join(t.TempDir(), "missing.play"))
+	if code != 1 || !strings.Contains(errOut, "missing.play") {
+		t.Fatalf("missing file: exit %d: %s", code, errOut)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "dht-server.db"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runDHT(t, "", "play", "--dir", dir, writeScenario(t, "alice: help\n"))
+	if code != 1 || !strings.Contains(errOut, "is not empty") {
+		t.Fatalf("busy dir: exit %d: %s", code, errOut)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "dht-server.db")); string(b) != "old" {
+		t.Fatalf("a refused folder was changed")
+	}
+}
+
+func TestParseScenario(t *testing.T) {
+	src := `# comment
+seed 42
+
+alice: register alice 127.0.0.1 ${PORT:alice}
+bob:register bob 127.0.0.1 ${PORT:b}
+alice: expect SUCCESS
+bob: query-dht bob Kingdom of: Atlantis
+bob: expect FAILURE not found: really
+carol: register carol 127.0.0.1 ${PORT:alice}
+sleep 20ms
+carol: sleep 5ms
+`
+	sc, err := parseScenario("x.play", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.seed == nil || *sc.seed != 42 {
+		t.Fatalf("seed %v", sc.seed)
+	}
+	if !slices.Equal(sc.keys, []string{"alice", "b"}) {
+		t.Fatalf("keys %v", sc.keys)
+	}
+	want := []playStep{
+		{pos: "x.play:4", kind: playStepType, user: "alice", text: "register alice 127.0.0.1 ${PORT:alice}"},
+		{pos: "x.play:5", kind: playStepType, user: "bob", text: "register bob 127.0.0.1 ${PORT:b}"},
+		{pos: "x.play:6", kind: playStepExpect, user: "alice", want: "SUCCESS"},
+		{pos: "x.play:7", kind: playStepType, user: "bob", text: "query-dht bob Kingdom of: Atlantis"},
+		{pos: "x.play:8", kind: playStepExpect, user: "bob", want: "FAILURE", text: "not found: really"},
+		{pos: "x.play:9", kind: playStepType, user: "carol", text: "register carol 127.0.0.1 ${PORT:alice}"},
+		{pos: "x.play:10", kind: playStepSleep, d: 20 * time.Millisecond},
+		{pos: "x.play:11", kind: playStepType, user: "carol", text: "sleep 5ms"},
+	}
+	if !slices.Equal(sc.steps, want) {
+		t.Fatalf("steps:\n%+v\nwant:\n%+v", sc.steps, want)
+	}
+}
+
+func TestPlayOutcome(t *testing.T) {
+	tests := []struct {
+		printed []string
+		want    string
+	}{
+		{nil, ""},
+		{[]string{"commands (one per line; blank lines and lines starting with # are skipped):"}, ""},
+		{[]string{"register SUCCESS"}, "SUCCESS"},
+		{[]string{"setup-dht SUCCESS: ring of 2: a b", "dht-complete SUCCESS"}, "SUCCESS"},
+		{[]string{"leave-dht SUCCESS", "leave-dht FAILURE: bob did not answer"}, "FAILURE"},
+		{[]string{"query-dht SUCCESS: found at node a (id 0) after 0 hops", "Short Name: SUCCESS story"}, "SUCCESS"},
+		{[]string{"Short Name: x FAILURE"}, ""},
+	}
+	for _, tt := range tests {
+		if got := playOutcome(tt.printed); got != tt.want {
+			t.Errorf("playOutcome(%q) = %q, want %q", tt.printed, got, tt.want)
+		}
+	}
+}
+
+// TestPlayInterrupted runs the binary: SIGINT stops a play at once, its
+// peers closing their files.
+func TestPlayInterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	f := writeScenario(t, "alice: register alice 127.0.0.1 ${PORT:a}\nsleep 1h\nalice: deregister alice\n")
+	p := startProc(t, "play", dir, "play", "--dir", filepath.Join(dir, "files"), f)
+	p.expect("alice> register alice 127.0.0.1 ")
+	p.expect("register SUCCESS")
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	p.waitTrace("t.play:2: interrupted")
+	if err := p.wait(); err == nil || p.cmd.ProcessState.ExitCode() != 1 {
+		t.Fatalf("exit %v, want status 1", err)
+	}
+	if _, err := store.Inspect(filepath.Join(dir, "files", "dht-peer-alice.db"), 0); err != nil {
+		t.Fatalf("the peer's file after SIGINT: %v", err)
+	}
+}
+
+// Without --trace a play writes nothing to stderr; with it, every process's
+// datagrams, each line naming its node.
+func TestPlayTrace(t *testing.T) {
+	f := writeScenario(t, "alice: register alice 127.0.0.1 ${PORT:a}\nalice: expect SUCCESS\n")
+	for _, trace := range []bool{false, true} {
+		args := []string{"play", "--dir", filepath.Join(t.TempDir(), "f"), f}
+		if trace {
+			args = append([]string{"play", "--trace"}, args[1:]...)
+		}
+		code, out, errOut := runDHT(t, "", args...)
+		if code != 0 || !strings.Contains(out, "# "+f+": 1 expectation met") {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+		}
+		if !trace && errOut != "" {
+			t.Fatalf("stderr without --trace: %q", errOut)
+		}
+		if trace && (!strings.Contains(errOut, "msg=send") || !strings.Contains(errOut, "node=alice") || !strings.Contains(errOut, "node=server")) {
+			t.Fatalf("trace:\n%s", errOut)
+		}
+	}
+}

@@ -1,0 +1,19 @@
+//go:build !linux
+
+package main
+
+import (
+	"io"
+	"os"
+)
+
+// isTerminal reports whether r is a character device, which is a terminal
+// in interactive use.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
