@@ -26,6 +26,7 @@ func serverCommand(e env) *cli.Command {
 			&cli.StringFlag{Name: "addr", Value: "0.0.0.0", Usage: "IPv4 address to bind"},
 			&cli.DurationFlag{Name: "op-timeout", Value: app.DefaultOpTimeout, Usage: "roll back a setup, leave or teardown whose initiator has not finished it within this time"},
 			quietFlag(),
+			traceJSONFlag(),
 		}, faultFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -61,7 +62,11 @@ func serverCommand(e env) *cli.Command {
 				return fmt.Errorf("server: %w", err)
 			}
 			defer conn.Close()
-			log := traceLogger(c, e.stderr, "server")
+			log, closeTrace, err := openTrace(c, e.stderr, "server")
+			if err != nil {
+				return err
+			}
+			defer closeTrace()
 			log.Info("listening", "addr", conn.LocalAddr().String(), "db", c.String("db"), "users", len(st.Users), "dht", st.DHT.Phase.String())
 			seed := uint64(time.Now().UnixNano())
 			core := app.NewServer(app.ServerConfig{OpTimeout: c.Duration("op-timeout"), Rand: rand.New(rand.NewPCG(seed, seed>>1))}, st, replies)

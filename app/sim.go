@@ -1,0 +1,309 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"time"
+
+	"dht/dataset"
+	"dht/store"
+	"dht/wire"
+)
+
+// Sim runs a server and peers in one process over a simulated network with
+// a virtual clock: the real state machines, in-memory stores, every
+// datagram encoded and decoded by package wire and delivered after a fixed
+// delay, nothing lost. With the same seed and the same calls it does
+// exactly the same thing, so a scripted run is repeatable to the byte;
+// docs/DESIGN.md's time-space diagrams are drawn from such runs.
+//
+// With SetTrace the processes trace what they do as the runners do (the
+// same messages, levels and keys), stamped with the virtual time.
+type Sim struct {
+	seed   uint64
+	now    time.Time
+	seq    uint64
+	queue  []simPacket
+	server *Server
+	sstore *store.MemServer
+	saddr  netip.AddrPort
+	slog   *slog.Logger
+	procs  map[string]*simProc
+	byAddr map[netip.AddrPort]*simProc
+	trace  slog.Handler
+	err    error
+}
+
+type simPacket struct {
+	at       time.Time
+	seq      uint64
+	from, to netip.AddrPort
+	data     []byte
+}
+
+type simProc struct {
+	name  string
+	addr  netip.AddrPort
+	core  *Peer
+	store *store.MemPeer
+	out   []string
+	log   *slog.Logger
+}
+
+// simLatency is how long every datagram takes.
+const simLatency = 20 * time.Microsecond
+
+// NewSim builds a simulation whose server listens at server. Every random
+// choice (the server's pick of ring members and query entry points, the
+// peers' message ids) is drawn from seed.
+func NewSim(seed uint64, server netip.AddrPort) *Sim {
+	s := &Sim{
+		seed:   seed,
+		now:    time.Date(2020, 2, 2, 12, 0, 0, 0, time.UTC),
+		sstore: store.NewMemServer(),
+		saddr:  server,
+		procs:  map[string]*simProc{},
+		byAddr: map[netip.AddrPort]*simProc{},
+	}
+	s.server = NewServer(ServerConfig{Rand: rand.New(rand.NewPCG(seed, 1)), OpTimeout: time.Minute}, store.ServerState{}, nil)
+	s.SetTrace(nil)
+	return s
+}
+
+// SetTrace sends the trace of every process to h from now on; nil stops
+// tracing. Records carry the virtual time.
+func (s *Sim) SetTrace(h slog.Handler) {
+	s.trace = h
+	s.slog = s.logger("server", s.saddr)
+	for _, p := range s.procs {
+		p.log = s.logger(p.name, p.addr)
+	}
+}
+
+func (s *Sim) logger(node string, local netip.AddrPort) *slog.Logger {
+	if s.trace == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(simClock{h: s.trace, now: &s.now}).With(slog.String("node", node), slog.String("local", local.String()))
+}
+
+// simClock stamps records with the simulation's virtual time.
+type simClock struct {
+	h   slog.Handler
+	now *time.Time
+}
+
+func (c simClock) Enabled(ctx context.Context, l slog.Level) bool { return c.h.Enabled(ctx, l) }
+
+func (c simClock) Handle(ctx context.Context, r slog.Record) error {
+	r.Time = *c.now
+	return c.h.Handle(ctx, r)
+}
+
+func (c simClock) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return simClock{h: c.h.WithAttrs(attrs), now: c.now}
+}
+
+func (c simClock) WithGroup(name string) slog.Handler {
+	return simClock{h: c.h.WithGroup(name), now: c.now}
+}
+
+// AddPeer starts a peer process, not yet registered, for user name; it may
+// bind only addr. data is the dataset it spreads when it leads a ring.
+func (s *Sim) AddPeer(name string, addr netip.AddrPort, data []dataset.Record) {
+	p := &simProc{name: name, addr: addr, store: store.NewMemPeer()}
+	p.core = NewPeer(PeerConfig{
+		Server:   s.saddr,
+		LoadData: func() ([]dataset.Record, error) { return data, nil },
+		Rand:     rand.New(rand.NewPCG(s.seed, uint64(len(s.procs))+100)),
+	})
+	p.log = s.logger(name, addr)
+	s.procs[name] = p
+	s.byAddr[addr] = p
+}
+
+// Server is the server's state machine.
+func (s *Sim) Server() *Server { return s.server }
+
+// Peer is the state machine of the peer started for user name, or nil.
+func (s *Sim) Peer(name string) *Peer {
+	if p := s.procs[name]; p != nil {
+		return p.core
+	}
+	return nil
+}
+
+// Do types line at the peer of user name and runs the network until that
+// peer has finished it and every datagram in flight has arrived (acks
+// included). It returns what the peer printed meanwhile.
+func (s *Sim) Do(name, line string) ([]string, error) {
+	p := s.procs[name]
+	if p == nil {
+		return nil, fmt.Errorf("sim: no peer %q", name)
+	}
+	before := len(p.out)
+	traceInput(p.log, line, !p.core.Idle())
+	s.exec(p.addr, p, p.core.Input(s.now, line))
+	limit := s.now.Add(5 * time.Minute)
+	for !p.core.Idle() && s.err == nil {
+		if !s.step() || s.now.After(limit) {
+			return p.out[before:], fmt.Errorf("sim: %s: %q did not finish (printed %q)", name, line, p.out[before:])
+		}
+	}
+	for i := 0; s.err == nil && s.busy(); i++ {
+		if i == 1_000_000 || !s.step() {
+			return p.out[before:], fmt.Errorf("sim: the network never settled after %q", line)
+		}
+	}
+	return p.out[before:], s.err
+}
+
+// busy reports datagrams in flight or retransmissions pending.
+func (s *Sim) busy() bool {
+	if len(s.queue) > 0 {
+		return true
+	}
+	for _, p := range s.procs {
+		if _, ok := p.core.link.deadline(); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Sim) exec(from netip.AddrPort, p *simProc, outs []Output) {
+	log := s.slog
+	if p != nil {
+		log = p.log
+	}
+	for len(outs) > 0 && s.err == nil {
+		o := outs[0]
+		outs = outs[1:]
+		switch o := o.(type) {
+		case Send:
+			b, err := wire.Append(nil, o.ID, o.Flags, o.Msg)
+			if err != nil {
+				s.err = fmt.Errorf("sim: encode %s: %w", o.Msg.Type(), err)
+				return
+			}
+			if log.Enabled(context.Background(), slog.LevelInfo) {
+				log.LogAttrs(context.Background(), slog.LevelInfo, "send", traceAttrs(o.To, o.ID, o.Flags, o.Msg)...)
+			}
+			s.seq++
+			s.queue = append(s.queue, simPacket{at: s.now.Add(simLatency), seq: s.seq, from: from, to: o.To, data: b})
+		case Print:
+			p.out = append(p.out, o.Line)
+			tracePrint(log, o.Line)
+		case Event:
+			traceEvent(log, o)
+		case PersistServer:
+			if err := s.sstore.Save(o.State, o.Reply); err != nil {
+				s.err = err
+				return
+			}
+			tracePersistServer(log, o.State)
+		case PersistPeer:
+			if err := p.store.Apply(o.Batch); err != nil {
+				s.err = err
+				return
+			}
+			tracePersistPeer(log, o.Batch)
+		case Bind:
+			var err error
+			if o.Addr != p.addr {
+				err = fmt.Errorf("sim: %s may only bind %s", p.name, p.addr)
+			}
+			outs = append(p.core.Bound(s.now, o.Addr, err), outs...)
+		case Exit:
+			traceDebug(log, TraceExit)
+		}
+	}
+}
+
+// step delivers the next datagram or fires the next timer, whichever is
+// due first; false when nothing is left to do.
+func (s *Sim) step() bool {
+	var next time.Time
+	kind := 0 // 1 datagram, 2 server timer, 3 peer timer
+	var tp *simProc
+	if len(s.queue) > 0 {
+		next, kind = s.queue[s.earliest()].at, 1
+	}
+	if at, ok := s.server.NextDeadline(); ok && (kind == 0 || at.Before(next)) {
+		next, kind = at, 2
+	}
+	for _, name := range s.names() {
+		p := s.procs[name]
+		if at, ok := p.core.NextDeadline(); ok && (kind == 0 || at.Before(next)) {
+			next, kind, tp = at, 3, p
+		}
+	}
+	if kind == 0 {
+		return false
+	}
+	if next.After(s.now) {
+		s.now = next
+	}
+	switch kind {
+	case 1:
+		i := s.earliest()
+		pkt := s.queue[i]
+		s.queue = slices.Delete(s.queue, i, i+1)
+		s.deliver(pkt)
+	case 2:
+		s.exec(s.saddr, nil, s.server.Tick(s.now))
+	case 3:
+		s.exec(tp.addr, tp, tp.core.Tick(s.now))
+	}
+	return true
+}
+
+func (s *Sim) earliest() int {
+	best := 0
+	for i, p := range s.queue {
+		b := s.queue[best]
+		if p.at.Before(b.at) || p.at.Equal(b.at) && p.seq < b.seq {
+			best = i
+		}
+	}
+	return best
+}
+
+func (s *Sim) names() []string {
+	names := make([]string, 0, len(s.procs))
+	for n := range s.procs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (s *Sim) deliver(pkt simPacket) {
+	h, m, err := wire.Decode(pkt.data)
+	if err != nil {
+		s.err = fmt.Errorf("sim: decode: %w", err)
+		return
+	}
+	if pkt.to == s.saddr {
+		simRecv(s.slog, pkt.from, h, m)
+		s.exec(s.saddr, nil, s.server.Step(s.now, pkt.from, h, m))
+		return
+	}
+	p := s.byAddr[pkt.to]
+	if p == nil || !p.core.bound || p.core.exited {
+		return // nobody listens there: the datagram is lost
+	}
+	simRecv(p.log, pkt.from, h, m)
+	s.exec(p.addr, p, p.core.Step(s.now, pkt.from, h, m))
+}
+
+// simRecv traces a datagram received, as the runners' endpoint does.
+func simRecv(log *slog.Logger, from netip.AddrPort, h wire.Header, m wire.Message) {
+	if log.Enabled(context.Background(), slog.LevelInfo) {
+		log.LogAttrs(context.Background(), slog.LevelInfo, "recv", traceAttrs(from, h.ID, h.Flags, m)...)
+	}
+}

@@ -1,0 +1,621 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"dht/app"
+	"dht/dataset"
+)
+
+func benchCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "measure setup, queries, leave and teardown against the loopback floor",
+		Description: "Runs a real server, --peers ring members and --queriers querying users in this\n" +
+			"process, each with its own UDP socket on 127.0.0.1 and its own bbolt file in a\n" +
+			"temporary folder, and times every phase. The floor is measured in the same run:\n" +
+			"the one-hop latency of a token passed round a ring of --peers sockets, and a\n" +
+			"ping-pong round trip. With --loss every socket drops that fraction of what it\n" +
+			"sends; --loss-sweep prints the loss table (0%, 10%, 30%) instead.",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "peers", Value: 8, Usage: "ring size N (2-64)"},
+			&cli.IntFlag{Name: "queriers", Value: 16, Usage: "concurrent querying users"},
+			&cli.IntFlag{Name: "queries", Value: 2410, Usage: "queries in each query phase (each record in turn, shuffled)"},
+			&cli.IntFlag{Name: "records", Usage: "use this many synthetic records of the same shape instead of the dataset"},
+			&cli.StringFlag{Name: "data", Value: "StatsCountry.csv", Usage: "the dataset (without --records)"},
+			&cli.IntFlag{Name: "runs", Value: 1, Usage: "repeat the whole bench and report the median of each figure"},
+			&cli.Float64Flag{Name: "loss", Usage: "every socket drops this fraction (0-1) of the datagrams it sends"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seeds the server's choices, the query order and the loss"},
+			&cli.BoolFlag{Name: "loss-sweep", Usage: "run setup and one query per record at 0%, 10% and 30% loss and print that table"},
+			&cli.IntFlag{Name: "window", Usage: "most unacknowledged ring messages to one neighbour (0: the default)"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of the table"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to this file"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 0 {
+				return usagef("bench takes no arguments (see 'dht bench --help')")
+			}
+			o := benchOptions{
+				peers: c.Int("peers"), queriers: c.Int("queriers"), queries: c.Int("queries"),
+				loss: c.Float64("loss"), seed: c.Uint64("seed"), window: c.Int("window"),
+			}
+			switch {
+			case o.peers < 2 || o.peers > app.MaxRing:
+				return usagef("--peers must be 2-%d", app.MaxRing)
+			case o.queriers < 1 || o.queries < 1:
+				return usagef("--queriers and --queries must be at least 1")
+			case o.loss < 0 || o.loss >= 1:
+				return usagef("--loss must be in [0,1)")
+			case c.Int("runs") < 1 || c.Int("records") < 0 || o.window < 0:
+				return usagef("--runs must be at least 1, --records and --window not negative")
+			}
+			var err error
+			if path := c.String("cpuprofile"); path != "" {
+				f, err := os.Create(path)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
+			if n := c.Int("records"); n > 0 {
+				o.data, o.dataName = dataset.Synthetic(n, o.seed), fmt.Sprintf("%d synthetic records", n)
+			} else {
+				if o.data, err = dataset.Load(c.String("data")); err != nil {
+					return err
+				}
+				o.dataName = c.String("data")
+			}
+			if c.Bool("loss-sweep") {
+				rows, err := lossSweep(o)
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return writeJSON(e.stdout, rows)
+				}
+				printSweep(e.stdout, o, rows)
+				return nil
+			}
+			var reps []benchReport
+			for range c.Int("runs") {
+				r, err := runBench(o)
+				if err != nil {
+					return err
+				}
+				reps = append(reps, r)
+				o.seed++
+			}
+			r := medianReport(reps)
+			if c.Bool("json") {
+				return writeJSON(e.stdout, r)
+			}
+			printReport(e.stdout, r)
+			return nil
+		},
+	}
+}
+
+type benchOptions struct {
+	peers, queriers, queries, window int
+	loss                             float64
+	seed                             uint64
+	data                             []dataset.Record
+	dataName                         string
+	skipLeave                        bool
+}
+
+// benchReport is everything one bench run measured; with --runs, each
+// figure is the median over the runs. Times are in microseconds or
+// milliseconds as the names say.
+type benchReport struct {
+	Peers    int     `json:"peers"`
+	Queriers int     `json:"queriers"`
+	Records  int     `json:"records"`
+	Dataset  string  `json:"dataset"`
+	Loss     float64 `json:"loss"`
+	Runs     int     `json:"runs"`
+
+	Floor struct {
+		OneHopUS float64 `json:"one_hop_us"` // token round a ring of Peers sockets, per hop
+		RTTUS    float64 `json:"rtt_us"`     // ping-pong between two sockets
+	} `json:"floor"`
+
+	Setup struct {
+		MS             float64 `json:"ms"`
+		RecordHops     int     `json:"record_hops"`     // ring hops travelled by all records together
+		StoreDatagrams float64 `json:"store_datagrams"` // store datagrams sent (records travel several to one)
+		FloorRatio     float64 `json:"floor_ratio"`     // ms / (record_hops × one hop)
+		Datagrams      float64 `json:"datagrams"`       // every datagram of the setup (set-id, stores, flush, acks, requests)
+	} `json:"setup"`
+
+	Single     queryReport `json:"query_single"`
+	Concurrent queryReport `json:"query_concurrent"`
+
+	LeaveMS    float64 `json:"leave_ms"`
+	TeardownMS float64 `json:"teardown_ms"`
+
+	Datagrams      float64 `json:"datagrams"` // sent by every socket over the whole run
+	Bytes          float64 `json:"bytes"`
+	Retransmits    float64 `json:"retransmits"`
+	DupsSuppressed float64 `json:"dups_suppressed"`
+	GaveUp         float64 `json:"gave_up"`
+	PeakRSSMB      float64 `json:"peak_rss_mb"`
+}
+
+type queryReport struct {
+	Queriers   int     `json:"queriers"`
+	Queries    int     `json:"queries"`
+	Found      int     `json:"found"` // answered SUCCESS with every field as in the dataset
+	P50US      float64 `json:"p50_us"`
+	P99US      float64 `json:"p99_us"`
+	MaxUS      float64 `json:"max_us"`
+	PerSecond  float64 `json:"per_second"`
+	MeanHops   float64 `json:"mean_hops"`
+	FloorRatio float64 `json:"floor_ratio"` // median over queries of latency / ((hops + 3) × one hop)
+}
+
+const benchTimeout = 2 * time.Minute
+
+func runBench(o benchOptions) (r benchReport, err error) {
+	r.Peers, r.Queriers, r.Records, r.Dataset, r.Loss, r.Runs = o.peers, o.queriers, len(o.data), o.dataName, o.loss, 1
+	if r.Floor.OneHopUS, err = ringHop(o.peers, 2000); err != nil {
+		return r, err
+	}
+	if r.Floor.RTTUS, err = pingPong(2000); err != nil {
+		return r, err
+	}
+	dir, err := os.MkdirTemp("", "dht-bench-")
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(dir)
+	cl, err := app.StartCluster(app.ClusterConfig{
+		Dir: dir, Users: o.peers + o.queriers, Data: o.data, Seed: o.seed, Loss: o.loss,
+		Link: app.LinkConfig{Window: o.window},
+	})
+	if err != nil {
+		return r, err
+	}
+	defer func() {
+		if serr := cl.Stop(); serr != nil && err == nil {
+			err = serr
+		}
+		st := cl.Stats()
+		r.Retransmits, r.DupsSuppressed, r.GaveUp = float64(st.Retransmits), float64(st.DupsSuppressed), float64(st.GaveUp)
+		r.PeakRSSMB = peakRSSMB()
+	}()
+	d0, b0, _, _ := cl.Traffic()
+
+	leader := cl.Users[0]
+	start := time.Now()
+	out, err := leader.Must(fmt.Sprintf("setup-dht %d %s", o.peers, leader.Name), benchTimeout)
+	if err != nil {
+		return r, err
+	}
+	r.Setup.MS = ms(time.Since(start))
+	ring, err := benchRing(out[0])
+	if err != nil {
+		return r, err
+	}
+	d1, _, stores, _ := cl.Traffic()
+	r.Setup.StoreDatagrams, r.Setup.Datagrams = float64(stores), float64(d1-d0)
+	for _, rec := range o.data {
+		r.Setup.RecordHops += dataset.ID(rec.Pos(), o.peers)
+	}
+	r.Setup.FloorRatio = r.Setup.MS * 1000 / (float64(r.Setup.RecordHops) * r.Floor.OneHopUS)
+
+	var free []*app.User
+	for _, u := range cl.Users {
+		if !slices.Contains(ring, u.Name) {
+			free = append(free, u)
+		}
+	}
+	rng := rand.New(rand.NewPCG(o.seed, 0x9e))
+	order := queryOrder(rng, len(o.data), o.queries)
+	if r.Single, err = queryPhase(free[:1], o.data, order, r.Floor.OneHopUS); err != nil {
+		return r, err
+	}
+	if r.Concurrent, err = queryPhase(free[:o.queriers], o.data, order, r.Floor.OneHopUS); err != nil {
+		return r, err
+	}
+
+	if !o.skipLeave {
+		byName := map[string]*app.User{}
+		for _, u := range cl.Users {
+			byName[u.Name] = u
+		}
+		leaver, newLeader := byName[ring[1]], byName[ring[2%len(ring)]]
+		start = time.Now()
+		if _, err := leaver.Must("leave-dht "+leaver.Name, benchTimeout); err != nil {
+			return r, err
+		}
+		r.LeaveMS = ms(time.Since(start))
+		start = time.Now()
+		if _, err := newLeader.Must("teardown-dht "+newLeader.Name, benchTimeout); err != nil {
+			return r, err
+		}
+		r.TeardownMS = ms(time.Since(start))
+	}
+	d2, b2, _, _ := cl.Traffic()
+	r.Datagrams, r.Bytes = float64(d2-d0), float64(b2-b0)
+	return r, nil
+}
+
+// queryOrder is n record indexes: every record in turn, each pass shuffled.
+func queryOrder(rng *rand.Rand, records, n int) []int {
+	order := make([]int, 0, n)
+	for len(order) < n {
+		order = append(order, rng.Perm(records)...)
+	}
+	return order[:n]
+}
+
+var foundRE = regexp.MustCompile(`^query-dht SUCCESS: found at node [A-Za-z]+ \(id \d+\) after (\d+) hops?$`)
+
+// queryPhase runs the queries in order, spread over the users (each asks
+// one at a time), and checks every answer against the dataset.
+func queryPhase(users []*app.User, data []dataset.Record, order []int, hopUS float64) (queryReport, error) {
+	q := queryReport{Queriers: len(users), Queries: len(order)}
+	type sample struct {
+		us   float64
+		hops int
+	}
+	samples := make([][]sample, len(users))
+	found := make([]int, len(users))
+	errs := make([]error, len(users))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, u := range users {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := i; j < len(order); j += len(users) {
+				rec := data[order[j]]
+				t0 := time.Now()
+				out, err := u.Do("query-dht "+u.Name+" "+rec.LongName, benchTimeout)
+				us := float64(time.Since(t0)) / float64(time.Microsecond)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				hops, ok := checkAnswer(out[0], rec)
+				if ok {
+					found[i]++
+				}
+				samples[i] = append(samples[i], sample{us, hops})
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		return q, err
+	}
+	var lat, ratio []float64
+	hops := 0
+	for i := range users {
+		q.Found += found[i]
+		for _, s := range samples[i] {
+			lat = append(lat, s.us)
+			ratio = append(ratio, s.us/(float64(s.hops+3)*hopUS))
+			hops += s.hops
+		}
+	}
+	slices.Sort(lat)
+	slices.Sort(ratio)
+	q.P50US, q.P99US, q.MaxUS = benchQuantile(lat, 0.5), benchQuantile(lat, 0.99), lat[len(lat)-1]
+	q.PerSecond = float64(len(order)) / elapsed.Seconds()
+	q.MeanHops = float64(hops) / float64(len(lat))
+	q.FloorRatio = benchQuantile(ratio, 0.5)
+	return q, nil
+}
+
+// checkAnswer reports the hop count of a query's answer and whether it is
+// the record, every field byte for byte.
+func checkAnswer(res string, rec dataset.Record) (hops int, ok bool) {
+	lines := strings.Split(res, "\n")
+	m := foundRE.FindStringSubmatch(lines[0])
+	if m == nil {
+		return 0, false
+	}
+	hops, _ = strconv.Atoi(m[1])
+	if len(lines) != 1+dataset.NumFields {
+		return hops, false
+	}
+	for i, f := range rec.Fields() {
+		if lines[1+i] != dataset.Headers[i]+": "+f {
+			return hops, false
+		}
+	}
+	return hops, true
+}
+
+// benchRing reads the members, in id order, from "setup-dht SUCCESS: ring of
+// N: a b c".
+func benchRing(line string) ([]string, error) {
+	_, names, ok := strings.Cut(line, ": ring of ")
+	if ok {
+		_, names, ok = strings.Cut(names, ": ")
+	}
+	if !ok {
+		return nil, fmt.Errorf("bench: cannot read the ring from %q", line)
+	}
+	return strings.Fields(names), nil
+}
+
+func benchQuantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(sorted)) + 0.5)
+	return sorted[min(max(i-1, 0), len(sorted)-1)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// ringHop passes a token round a ring of n UDP sockets on 127.0.0.1, each
+// read by its own goroutine that writes it on to the next, hops times, and
+// returns the median time of one hop in microseconds (median over laps).
+func ringHop(n, hops int) (float64, error) {
+	conns := make([]*net.UDPConn, n)
+	addrs := make([]netip.AddrPort, n)
+	for i := range conns {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		conns[i], addrs[i] = c, netip.MustParseAddrPort(c.LocalAddr().String())
+	}
+	laps := max(hops/n, 20)
+	for i := 1; i < n; i++ {
+		go func() {
+			buf := make([]byte, 64)
+			for {
+				k, _, err := conns[i].ReadFromUDPAddrPort(buf)
+				if err != nil {
+					return
+				}
+				if _, err := conns[i].WriteToUDPAddrPort(buf[:k], addrs[(i+1)%n]); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	buf := make([]byte, 64)
+	var per []float64
+	for range laps {
+		t0 := time.Now()
+		if _, err := conns[0].WriteToUDPAddrPort(buf[:8], addrs[1]); err != nil {
+			return 0, err
+		}
+		if _, _, err := conns[0].ReadFromUDPAddrPort(buf); err != nil {
+			return 0, err
+		}
+		per = append(per, float64(time.Since(t0))/float64(time.Microsecond)/float64(n))
+	}
+	slices.Sort(per)
+	return benchQuantile(per, 0.5), nil
+}
+
+// pingPong returns the median round trip between two sockets, in
+// microseconds.
+func pingPong(rounds int) (float64, error) {
+	us, err := ringHop(2, rounds*2)
+	return 2 * us, err
+}
+
+// peakRSSMB is the process's peak resident set (VmHWM), 0 where /proc is
+// missing.
+func peakRSSMB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// medianReport takes each figure's median over the runs.
+func medianReport(rs []benchReport) benchReport {
+	if len(rs) == 1 {
+		return rs[0]
+	}
+	r := rs[0]
+	r.Runs = len(rs)
+	med := func(get func(*benchReport) *float64) {
+		v := make([]float64, len(rs))
+		for i := range rs {
+			v[i] = *get(&rs[i])
+		}
+		slices.Sort(v)
+		*get(&r) = v[len(v)/2]
+	}
+	med(func(x *benchReport) *float64 { return &x.Floor.OneHopUS })
+	med(func(x *benchReport) *float64 { return &x.Floor.RTTUS })
+	med(func(x *benchReport) *float64 { return &x.Setup.MS })
+	med(func(x *benchReport) *float64 { return &x.Setup.StoreDatagrams })
+	med(func(x *benchReport) *float64 { return &x.Setup.FloorRatio })
+	med(func(x *benchReport) *float64 { return &x.Setup.Datagrams })
+	for _, q := range []func(x *benchReport) *queryReport{
+		func(x *benchReport) *queryReport { return &x.Single },
+		func(x *benchReport) *queryReport { return &x.Concurrent },
+	} {
+		med(func(x *benchReport) *float64 { return &q(x).P50US })
+		med(func(x *benchReport) *float64 { return &q(x).P99US })
+		med(func(x *benchReport) *float64 { return &q(x).MaxUS })
+		med(func(x *benchReport) *float64 { return &q(x).PerSecond })
+		med(func(x *benchReport) *float64 { return &q(x).MeanHops })
+		med(func(x *benchReport) *float64 { return &q(x).FloorRatio })
+		found := rs[0].Single.Found
+		for i := range rs {
+			found = min(found, q(&rs[i]).Found) // the worst run: a lost record must show
+		}
+		q(&r).Found = found
+	}
+	med(func(x *benchReport) *float64 { return &x.LeaveMS })
+	med(func(x *benchReport) *float64 { return &x.TeardownMS })
+	med(func(x *benchReport) *float64 { return &x.Datagrams })
+	med(func(x *benchReport) *float64 { return &x.Bytes })
+	med(func(x *benchReport) *float64 { return &x.Retransmits })
+	med(func(x *benchReport) *float64 { return &x.DupsSuppressed })
+	med(func(x *benchReport) *float64 { return &x.GaveUp })
+	for i := range rs {
+		r.PeakRSSMB = max(r.PeakRSSMB, rs[i].PeakRSSMB)
+	}
+	return r
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printReport(w io.Writer, r benchReport) {
+	runs := ""
+	if r.Runs > 1 {
+		runs = fmt.Sprintf(", median of %d runs", r.Runs)
+	}
+	fmt.Fprintf(w, "dht bench: %d peers, %d queriers, %d records (%s), loss %g%%%s, %s/%s, %d CPUs\n\n",
+		r.Peers, r.Queriers, r.Records, r.Dataset, 100*r.Loss, runs, runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "loopback floor\tone hop (ring of %d sockets)\t%.1f µs\n", r.Peers, r.Floor.OneHopUS)
+	fmt.Fprintf(tw, "\tping-pong round trip\t%.1f µs\n", r.Floor.RTTUS)
+	fmt.Fprintf(tw, "setup-dht → dht-complete\ttime\t%.2f ms\n", r.Setup.MS)
+	fmt.Fprintf(tw, "\trecord hops / store datagrams\t%d / %.0f\n", r.Setup.RecordHops, r.Setup.StoreDatagrams)
+	fmt.Fprintf(tw, "\tsetup / (record hops × one hop)\t%.2f\n", r.Setup.FloorRatio)
+	for _, q := range []queryReport{r.Single, r.Concurrent} {
+		name := fmt.Sprintf("query-dht → answer, %d querier", q.Queriers)
+		if q.Queriers != 1 {
+			name += "s"
+		}
+		fmt.Fprintf(tw, "%s\tp50 / p99 / max\t%.0f / %.0f / %.0f µs\n", name, q.P50US, q.P99US, q.MaxUS)
+		fmt.Fprintf(tw, "\tqueries per second\t%.0f\n", q.PerSecond)
+		fmt.Fprintf(tw, "\tfound / asked, mean hops\t%d / %d, %.2f\n", q.Found, q.Queries, q.MeanHops)
+		fmt.Fprintf(tw, "\tmedian latency / ((hops + 3) × one hop)\t%.2f\n", q.FloorRatio)
+	}
+	if r.LeaveMS > 0 {
+		fmt.Fprintf(tw, "leave-dht → dht-rebuilt\ttime\t%.2f ms\n", r.LeaveMS)
+		fmt.Fprintf(tw, "teardown-dht → teardown-complete\ttime\t%.2f ms\n", r.TeardownMS)
+	}
+	fmt.Fprintf(tw, "whole run\tdatagrams / bytes sent\t%.0f / %.0f\n", r.Datagrams, r.Bytes)
+	fmt.Fprintf(tw, "\tretransmissions / duplicates suppressed / gave up\t%.0f / %.0f / %.0f\n", r.Retransmits, r.DupsSuppressed, r.GaveUp)
+	fmt.Fprintf(tw, "\tpeak RSS (whole process)\t%.0f MB\n", r.PeakRSSMB)
+	tw.Flush()
+}
+
+// sweepRow is one loss rate of --loss-sweep.
+type sweepRow struct {
+	Loss           float64 `json:"loss"`
+	Sent           uint64  `json:"datagrams_sent"` // handed to the sockets, including those the loss then dropped
+	Lost           uint64  `json:"datagrams_lost"`
+	Retransmits    uint64  `json:"retransmits"`
+	DupsSuppressed uint64  `json:"dups_suppressed"`
+	GaveUp         uint64  `json:"gave_up"`
+	SetupMS        float64 `json:"setup_ms"`
+	QueriesMS      float64 `json:"queries_ms"`
+	Queries        int     `json:"queries"`
+	Found          int     `json:"found"`
+}
+
+// lossSweep runs, at each loss rate, a setup and one query per record from
+// one querier, and counts what the links did.
+func lossSweep(o benchOptions) ([]sweepRow, error) {
+	var rows []sweepRow
+	for _, loss := range []float64{0, 0.1, 0.3} {
+		row, err := sweepOnce(o, loss)
+		if err != nil {
+			return rows, fmt.Errorf("loss %g: %w", loss, err)
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
+func sweepOnce(o benchOptions, loss float64) (row sweepRow, err error) {
+	row.Loss = loss
+	dir, err := os.MkdirTemp("", "dht-bench-")
+	if err != nil {
+		return row, err
+	}
+	defer os.RemoveAll(dir)
+	cl, err := app.StartCluster(app.ClusterConfig{Dir: dir, Users: o.peers + 1, Data: o.data, Seed: o.seed, Loss: loss,
+		Link: app.LinkConfig{Window: o.window}})
+	if err != nil {
+		return row, err
+	}
+	d0, _, _, l0 := cl.Traffic()
+	leader, querier := cl.Users[0], cl.Users[o.peers]
+	start := time.Now()
+	out, err := leader.Must(fmt.Sprintf("setup-dht %d %s", o.peers, leader.Name), benchTimeout)
+	if err == nil {
+		row.SetupMS = ms(time.Since(start))
+		var ring []string
+		if ring, err = benchRing(out[0]); err == nil && slices.Contains(ring, querier.Name) {
+			err = fmt.Errorf("bench: the querier is in the ring")
+		}
+	}
+	if err == nil {
+		start = time.Now()
+		for _, rec := range o.data {
+			var res []string
+			if res, err = querier.Do("query-dht "+querier.Name+" "+rec.LongName, benchTimeout); err != nil {
+				break
+			}
+			row.Queries++
+			if _, ok := checkAnswer(res[0], rec); ok {
+				row.Found++
+			}
+		}
+		row.QueriesMS = ms(time.Since(start))
+	}
+	d1, _, _, l1 := cl.Traffic()
+	if serr := cl.Stop(); err == nil {
+		err = serr
+	}
+	st := cl.Stats()
+	row.Sent, row.Lost = d1-d0+l1-l0, l1-l0
+	row.Retransmits, row.DupsSuppressed, row.GaveUp = st.Retransmits, st.DupsSuppressed, st.GaveUp
+	return row, err
+}
+
+func printSweep(w io.Writer, o benchOptions, rows []sweepRow) {
+	fmt.Fprintf(w, "dht bench --loss-sweep: %d peers, 1 querier, %d records (%s), seed %d\n\n", o.peers, len(o.data), o.dataName, o.seed)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "loss\tsent\tlost\tretransmits\tdups suppressed\tgave up\tsetup ms\tqueries ms\tfound\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%g%%\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%d/%d\t\n", 100*r.Loss, r.Sent, r.Lost, r.Retransmits, r.DupsSuppressed, r.GaveUp, r.SetupMS, r.QueriesMS, r.Found, r.Queries)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"dht/diagram"
+)
+
+func diagramCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:      "diagram",
+		Usage:     "draw a time-space diagram from --trace-json files of one run",
+		ArgsUsage: "TRACE.jsonl...",
+		Description: "Reads the structured traces that `dht server` and `dht peer` write with\n" +
+			"--trace-json (one file per process, or one file for all) and draws the run as a\n" +
+			"sequence diagram: one lifeline per process, every datagram an arrow in causal\n" +
+			"order, actions (commands typed, results printed, changes persisted, drops) as\n" +
+			"notes. Runs of store traffic are folded into one arrow per edge. Writes Mermaid\n" +
+			"sequenceDiagram text (to stdout, or --mermaid FILE) and, with --svg, an SVG image.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "mermaid", TakesFile: true, Usage: "write the Mermaid text to `FILE` (default: stdout, unless --svg -)"},
+			&cli.StringFlag{Name: "svg", TakesFile: true, Usage: "write the SVG image to `FILE` (- for stdout)"},
+			&cli.StringFlag{Name: "title", Usage: "title drawn above the diagram"},
+			&cli.StringFlag{Name: "from", Usage: "start at the event matching `PROCESS:DIR:WHAT[@N]` (DIR send, recv or event; WHAT a message type or event name; empty parts match anything; @N the N-th match), e.g. carol:send:flush"},
+			&cli.IntFlag{Name: "fold", Value: diagram.DefaultFold, Usage: "fold runs of at least `N` stores and store acks into one arrow per edge (0: never)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return usagef("diagram takes one or more trace files (see 'dht diagram --help')")
+			}
+			opt := diagram.Options{Title: c.String("title"), Fold: c.Int("fold")}
+			if opt.Fold < 0 {
+				return usagef("--fold must be 0 or more")
+			}
+			if opt.Fold == 0 {
+				opt.Fold = -1
+			}
+			if s := c.String("from"); s != "" {
+				m, err := diagram.ParseMatch(s)
+				if err != nil {
+					return usagef("--from: %v", err)
+				}
+				opt.From = m
+			}
+			var files [][]diagram.Event
+			for _, path := range c.Args().Slice() {
+				f, err := os.Open(path)
+				if err != nil {
+					return err
+				}
+				evs, err := diagram.Read(f)
+				f.Close()
+				if err != nil {
+					return fmt.Errorf("%s: %w", path, err)
+				}
+				files = append(files, evs)
+			}
+			d, err := diagram.Build(files, opt)
+			if err != nil {
+				return err
+			}
+			mmd, svg := c.String("mermaid"), c.String("svg")
+			if mmd == "" && svg != "-" {
+				mmd = "-" // Mermaid to stdout unless the SVG goes there
+			}
+			if mmd != "" {
+				if err := writeOut(e, mmd, d.Mermaid()); err != nil {
+					return err
+				}
+			}
+			if svg != "" {
+				return writeOut(e, svg, d.SVG())
+			}
+			return nil
+		},
+	}
+}
+
+// writeOut writes b to path, or to stdout for "-".
+func writeOut(e env, path string, b []byte) error {
+	if path == "-" {
+		_, err := e.stdout.Write(b)
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"dht/app"
+	"dht/dataset"
+)
+
+var updateDocs = flag.Bool("update", false, "rewrite docs/diagrams/ from the scripted runs of TestDesignDiagrams")
+
+const (
+	docsDiagrams = "../../docs/diagrams"
+	designDoc    = "../../docs/DESIGN.md"
+	designData   = "../../../shared/data/StatsCountry.csv"
+	designSeed   = 1
+)
+
+var designServer = netip.MustParseAddrPort("192.0.2.1:4000")
+
+// designUsers are the peer processes of every scripted run, at documentation
+// addresses (RFC 5737).
+var designUsers = []string{"alice", "bob", "carol", "dave"}
+
+func designAddr(i int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(11 + i)}), 5000)
+}
+
+// designRun is a scripted run in app.Sim: the real server and peer state
+// machines over a simulated network with a virtual clock and a fixed seed.
+type designRun struct {
+	t   *testing.T
+	sim *app.Sim
+	// inputs counts the lines each user typed; start is the first line of
+	// the part the diagram shows, as a --from match.
+	inputs map[string]int
+	start  *string
+	shown  bool
+}
+
+// do types line at user's peer and checks the first line printed.
+func (r designRun) do(user, line, want string) []string {
+	r.t.Helper()
+	r.inputs[user]++
+	if r.shown && *r.start == "" {
+		*r.start = fmt.Sprintf("%s:event:input@%d", user, r.inputs[user])
+	}
+	out, err := r.sim.Do(user, line)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if len(out) == 0 || !strings.HasPrefix(out[0], want) {
+		r.t.Fatalf("%s: %q printed %q, want a first line starting %q", user, line, out, want)
+	}
+	return out
+}
+
+func (r designRun) registerAll() {
+	for i, u := range designUsers {
+		a := designAddr(i)
+		r.do(u, fmt.Sprintf("register %s %s %d", u, a.Addr(), a.Port()), "register SUCCESS")
+	}
+}
+
+// ring lists the members in id order, and the users outside it.
+func (r designRun) ring() (members, free []string) {
+	byID := map[int]string{}
+	for _, u := range designUsers {
+		if in, id, _, _, _ := r.sim.Peer(u).Ring(); in {
+			byID[id] = u
+		} else if r.sim.Peer(u).Registered() {
+			free = append(free, u)
+		}
+	}
+	for i := 0; i < len(byID); i++ {
+		members = append(members, byID[i])
+	}
+	return members, free
+}
+
+// designScript is one diagram of docs/DESIGN.md. The whole run is traced
+// (so that every note can say what changed), but the diagram starts at the
+// first line typed in shown, or at the --from that shown returns (which
+// may depend on the run, e.g. on the ring the server chose).
+type designScript struct {
+	name, title string
+	setup       func(r designRun)
+	shown       func(r designRun) (from string)
+}
+
+func setupRing(r designRun) {
+	r.registerAll()
+	r.do("alice", "setup-dht 3 alice", "setup-dht SUCCESS")
+}
+
+var designScripts = []designScript{
+	{
+		name: "register", title: "register: a name and an address, each used once",
+		setup: func(designRun) {},
+		shown: func(r designRun) string {
+			r.do("alice", "register alice 192.0.2.11 5000", "register SUCCESS")
+			r.do("bob", "register alice 192.0.2.12 5000", "register FAILURE")
+			r.do("bob", "register bob 192.0.2.12 5000", "register SUCCESS")
+			return "" // from the first line typed
+		},
+	},
+	{
+		name: "setup-dht", title: "setup-dht 3 alice: set-id, stores round the ring, flush, dht-complete",
+		setup: func(r designRun) { r.registerAll() },
+		shown: func(r designRun) string {
+			r.do("alice", "setup-dht 3 alice", "setup-dht SUCCESS")
+			return "" // from the first line typed
+		},
+	},
+	{
+		name: "dht-complete", title: "dht-complete: the flush follows the stores round the ring, each node commits, then dht-complete",
+		setup: func(r designRun) { r.registerAll() },
+		shown: func(r designRun) string {
+			r.do("alice", "setup-dht 3 alice", "setup-dht SUCCESS")
+			return "alice:send:flush"
+		},
+	},
+	{
+		name: "query-dht", title: "query-dht: walk the ring to the node the hash names",
+		setup: setupRing,
+		shown: func(r designRun) string {
+			_, free := r.ring()
+			u := free[0]
+			out := r.do(u, "query-dht "+u+" Republic of Zimbabwe", "query-dht SUCCESS")
+			if !strings.Contains(out[0], "after 2 hops") {
+				r.t.Fatalf("want a query of 2 hops, got %q: pick another Long Name", out[0])
+			}
+			r.do(u, "query-dht "+u+" Atlantis", "query-dht FAILURE")
+			return "" // from the first line typed
+		},
+	},
+	{
+		name: "leave-dht", title: "leave-dht: teardown, reset-id, reset-left/right, rebuild, dht-rebuilt",
+		setup: setupRing,
+		shown: func(r designRun) string {
+			members, _ := r.ring()
+			r.do(members[1], "leave-dht "+members[1], "leave-dht SUCCESS")
+			return "" // from the first line typed
+		},
+	},
+	{
+		name: "dht-rebuilt", title: "dht-rebuilt: the flush is back at the new leader, which reports to the leaver",
+		setup: setupRing,
+		shown: func(r designRun) string {
+			members, _ := r.ring()
+			r.do(members[1], "leave-dht "+members[1], "leave-dht SUCCESS")
+			// The last node of the new ring is the leaver's left neighbour; it
+			// forwarded one flush in setup, the second is the rebuild's.
+			return members[0] + ":send:flush@2"
+		},
+	},
+	{
+		name: "deregister", title: "deregister: only a Free user; its peer then exits",
+		setup: setupRing,
+		shown: func(r designRun) string {
+			members, free := r.ring()
+			r.do(members[1], "deregister "+members[1], "deregister FAILURE")
+			r.do(free[0], "deregister "+free[0], "deregister SUCCESS")
+			return "" // from the first line typed
+		},
+	},
+	{
+		name: "teardown-dht", title: "teardown-dht alice: the teardown goes round, teardown-complete",
+		setup: setupRing,
+		shown: func(r designRun) string {
+			r.do("alice", "teardown-dht alice", "teardown-dht SUCCESS")
+			return "" // from the first line typed
+		},
+	},
+	{
+		name: "teardown-complete", title: "teardown-complete: the teardown is back at the leader",
+		setup: setupRing,
+		shown: func(r designRun) string {
+			members, _ := r.ring()
+			r.do("alice", "teardown-dht alice", "teardown-dht SUCCESS")
+			return members[len(members)-1] + ":send:teardown"
+		},
+	},
+}
+
+// runDesignScript runs sc and writes its trace, as --trace-json would, to
+// path. It returns the --from of the diagram.
+func runDesignScript(t *testing.T, sc designScript, data []dataset.Record, path string) string {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sim := app.NewSim(designSeed, designServer)
+	sim.SetTrace(newJSONTrace(f, slog.LevelDebug))
+	for i, u := range designUsers {
+		sim.AddPeer(u, designAddr(i), data)
+	}
+	start := ""
+	r := designRun{t: t, sim: sim, inputs: map[string]int{}, start: &start}
+	sc.setup(r)
+	r.shown = true
+	if from := sc.shown(r); from != "" {
+		return from
+	}
+	return start
+}
+
+// TestDesignDiagrams re-runs the scripted run behind every diagram of
+// docs/DESIGN.md and draws it with `dht diagram`: a diagram that differs
+// from the committed one fails the test, so the document cannot drift from
+// the code. go test ./cmd/dht -run TestDesignDiagrams -update rewrites them.
+func TestDesignDiagrams(t *testing.T) {
+	data, err := dataset.Load(designData)
+	if err != nil {
+		t.Fatalf("load dataset: %v", err)
+	}
+	for _, sc := range designScripts {
+		t.Run(sc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			trace := filepath.Join(dir, sc.name+".jsonl")
+			from := runDesignScript(t, sc, data, trace)
+			args := []string{"dht", "diagram", "--title", sc.title,
+				"--mermaid", filepath.Join(dir, sc.name+".mmd"), "--svg", filepath.Join(dir, sc.name+".svg")}
+			if from != "" {
+				args = append(args, "--from", from)
+			}
+			args = append(args, trace)
+			var out, errOut bytes.Buffer
+			if code := run(args, strings.NewReader(""), &out, &errOut); code != 0 {
+				t.Fatalf("%q: exit %d: %s", args, code, errOut.String())
+			}
+			for _, ext := range []string{".mmd", ".svg"} {
+				got, err := os.ReadFile(filepath.Join(dir, sc.name+ext))
+				if err != nil {
+					t.Fatal(err)
+				}
+				golden := filepath.Join(docsDiagrams, sc.name+ext)
+				if *updateDocs {
+					if err := os.MkdirAll(docsDiagrams, 0o755); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(golden, got, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				want, err := os.ReadFile(golden)
+				if err != nil {
+					t.Fatalf("%v (go test ./cmd/dht -run TestDesignDiagrams -update writes it)", err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Errorf("%s differs from what the code draws now; if the change is meant, rerun with -update and review the diagram\n%s",
+						golden, firstDiff(string(want), string(got)))
+				}
+			}
+		})
+	}
+}
+
+// firstDiff shows the first line where want and got differ.
+func firstDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			return fmt.Sprintf("line %d:\n  committed: %s\n  now:       %s", i+1, wl, gl)
+		}
+	}
+	return ""
+}
+
+// The design document shows every diagram, and the commands behind them.
+func TestDesignDocShowsEveryDiagram(t *testing.T) {
+	doc, err := os.ReadFile(designDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range designScripts {
+		img := regexp.MustCompile(`!\[[^\]]*\]\(diagrams/` + regexp.QuoteMeta(sc.name) + `\.svg\)`)
+		if !img.Match(doc) {
+			t.Errorf("docs/DESIGN.md does not show diagrams/%s.svg", sc.name)
+		}
+	}
+}

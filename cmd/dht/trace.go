@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"dht/diagram"
+)
+
+func traceJSONFlag() cli.Flag {
+	return &cli.StringFlag{Name: "trace-json", TakesFile: true,
+		Usage: "also write the trace as JSON lines to `FILE`, actions included (for dht diagram); --quiet does not affect it"}
+}
+
+// openTrace builds a process's trace logger: the human trace on stderr
+// (see traceLogger) and, with --trace-json FILE, the structured one. The
+// returned function closes the file.
+func openTrace(c *cli.Context, stderr io.Writer, node string) (*slog.Logger, func() error, error) {
+	text := traceLogger(c, stderr, node)
+	path := c.String("trace-json")
+	if path == "" {
+		return text, func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--trace-json: %w", err)
+	}
+	var jh slog.Handler = newJSONTrace(f, slog.LevelDebug)
+	if node != "" {
+		jh = jh.WithAttrs([]slog.Attr{slog.String("node", node)})
+	}
+	return slog.New(fanout{text.Handler(), jh}), f.Close, nil
+}
+
+// fanout hands every record to each of its handlers that is enabled for
+// its level.
+type fanout []slog.Handler
+
+func (f fanout) Enabled(ctx context.Context, l slog.Level) bool {
+	for _, h := range f {
+		if h.Enabled(ctx, l) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f fanout) Handle(ctx context.Context, r slog.Record) error {
+	var errs []error
+	for _, h := range f {
+		if h.Enabled(ctx, r.Level) {
+			errs = append(errs, h.Handle(ctx, r.Clone()))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (f fanout) WithAttrs(attrs []slog.Attr) slog.Handler {
+	g := make(fanout, len(f))
+	for i, h := range f {
+		g[i] = h.WithAttrs(attrs)
+	}
+	return g
+}
+
+func (f fanout) WithGroup(name string) slog.Handler {
+	g := make(fanout, len(f))
+	for i, h := range f {
+		g[i] = h.WithGroup(name)
+	}
+	return g
+}
+
+// jsonTrace writes each record as one diagram.Event in JSON on a line of
+// its own. The runners' stable keys become the event's fields: node →
+// process, local, addr → remote, type, id, retransmit → flags, msg (the
+// message's main fields); the record's message "send" or "recv" is the
+// direction, any other message an event of that name. Other attributes go
+// to attrs.
+type jsonTrace struct {
+	mu     *sync.Mutex
+	w      io.Writer
+	level  slog.Leveler
+	attrs  []slog.Attr // from WithAttrs, keys already prefixed by their groups
+	prefix string      // from WithGroup: "a.b."
+}
+
+func newJSONTrace(w io.Writer, level slog.Leveler) *jsonTrace {
+	return &jsonTrace{mu: &sync.Mutex{}, w: w, level: level}
+}
+
+func (h *jsonTrace) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
+
+func (h *jsonTrace) WithAttrs(attrs []slog.Attr) slog.Handler {
+	g := *h
+	g.attrs = append([]slog.Attr(nil), h.attrs...)
+	for _, a := range attrs {
+		a.Key = h.prefix + a.Key
+		g.attrs = append(g.attrs, a)
+	}
+	return &g
+}
+
+func (h *jsonTrace) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return h
+	}
+	g := *h
+	g.prefix = h.prefix + name + "."
+	return &g
+}
+
+func (h *jsonTrace) Handle(_ context.Context, r slog.Record) error {
+	ev := diagram.Event{Time: r.Time, Dir: diagram.DirEvent}
+	switch r.Message {
+	case diagram.DirSend, diagram.DirRecv:
+		ev.Dir = r.Message
+	default:
+		ev.Event = r.Message
+		ev.Level = r.Level.String()
+	}
+	for _, a := range h.attrs {
+		h.set(&ev, a)
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		a.Key = h.prefix + a.Key
+		h.set(&ev, a)
+		return true
+	})
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err = h.w.Write(b)
+	return err
+}
+
+func (h *jsonTrace) set(ev *diagram.Event, a slog.Attr) {
+	v := a.Value.Resolve()
+	switch a.Key {
+	case "node":
+		ev.Process = v.String()
+	case "local":
+		ev.Local = v.String()
+	case "addr":
+		ev.Remote = v.String()
+	case "type":
+		ev.Type = v.String()
+	case "id":
+		if v.Kind() == slog.KindUint64 {
+			ev.ID = uint32(v.Uint64())
+		} else if v.Kind() == slog.KindInt64 {
+			ev.ID = uint32(v.Int64())
+		}
+	case "retransmit":
+		if v.Kind() == slog.KindBool && v.Bool() {
+			ev.Flags = "retransmit"
+		}
+	case "msg":
+		if v.Kind() == slog.KindGroup {
+			ev.Msg = groupMap(v.Group())
+			return
+		}
+		fallthrough
+	default:
+		if ev.Attrs == nil {
+			ev.Attrs = map[string]any{}
+		}
+		ev.Attrs[a.Key] = jsonValue(v)
+	}
+}
+
+func groupMap(attrs []slog.Attr) map[string]any {
+	m := make(map[string]any, len(attrs))
+	for _, a := range attrs {
+		m[a.Key] = jsonValue(a.Value.Resolve())
+	}
+	return m
+}
+
+func jsonValue(v slog.Value) any {
+	switch v.Kind() {
+	case slog.KindString:
+		return v.String()
+	case slog.KindInt64:
+		return v.Int64()
+	case slog.KindUint64:
+		return v.Uint64()
+	case slog.KindFloat64:
+		return v.Float64()
+	case slog.KindBool:
+		return v.Bool()
+	case slog.KindDuration:
+		return v.Duration().String()
+	case slog.KindTime:
+		return v.Time().Format(time.RFC3339Nano)
+	case slog.KindGroup:
+		return groupMap(v.Group())
+	}
+	switch a := v.Any().(type) {
+	case error:
+		return a.Error()
+	case json.Marshaler:
+		return a
+	case fmt.Stringer:
+		return a.String()
+	}
+	return fmt.Sprint(v.Any())
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"dht/diagram"
+	"dht/wire"
+)
+
+// The JSON trace carries the runners' keys as an event's fields, sees the
+// LevelDebug actions the text trace leaves out, and reads back with
+// diagram.Read.
+func TestJSONTraceFanout(t *testing.T) {
+	var text, js bytes.Buffer
+	h := fanout{
+		slog.NewTextHandler(&text, &slog.HandlerOptions{Level: slog.LevelInfo}),
+		newJSONTrace(&js, slog.LevelDebug),
+	}
+	log := slog.New(h)
+	// The peer's first line comes before it knows its name.
+	log.Debug("input", "line", "register alice 127.0.0.1 5001", "queued", false)
+	node := log.With(slog.String("node", "alice"), slog.String("local", "127.0.0.1:5001"))
+	msg := wire.Register{Name: "alice", Addr: netip.MustParseAddrPort("127.0.0.1:5001")}
+	node.LogAttrs(context.Background(), slog.LevelInfo, "send", slog.String("addr", "127.0.0.1:4000"),
+		slog.String("type", "register"), slog.Uint64("id", 4000000000), slog.Bool("retransmit", true), slog.Any("msg", msg))
+	node.LogAttrs(context.Background(), slog.LevelDebug, "persist", slog.Int("records", 3), slog.Bool("clear", true))
+	node.Warn("dropped: not from the left neighbour", "addr", "127.0.0.1:5009", "type", "store", "id", uint64(5))
+
+	if strings.Contains(text.String(), "persist") || strings.Contains(text.String(), "input") {
+		t.Fatalf("the text trace shows the debug actions:\n%s", text.String())
+	}
+	if !strings.Contains(text.String(), "msg=send") || !strings.Contains(text.String(), "dropped") {
+		t.Fatalf("the text trace lost lines:\n%s", text.String())
+	}
+	evs, err := diagram.Read(&js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 4 {
+		t.Fatalf("%d events, want 4:\n%s", len(evs), js.String())
+	}
+	in, send, persist, drop := evs[0], evs[1], evs[2], evs[3]
+	if in.Process != "alice" || in.Dir != diagram.DirEvent || in.Event != "input" || in.Level != "DEBUG" || in.Attrs["line"] != "register alice 127.0.0.1 5001" {
+		t.Errorf("input: %+v", in)
+	}
+	if send.Process != "alice" || send.Dir != diagram.DirSend || send.Local != "127.0.0.1:5001" || send.Remote != "127.0.0.1:4000" ||
+		send.Type != "register" || send.ID != 4000000000 || send.Flags != "retransmit" || send.Level != "" ||
+		send.Msg["name"] != "alice" || send.Msg["addr"] != "127.0.0.1:5001" || send.Attrs != nil {
+		t.Errorf("send: %+v", send)
+	}
+	if persist.Event != "persist" || persist.Attrs["records"] != 3.0 || persist.Attrs["clear"] != true {
+		t.Errorf("persist: %+v", persist)
+	}
+	if drop.Event != "dropped: not from the left neighbour" || drop.Level != "WARN" || drop.Type != "store" || drop.ID != 5 || drop.Remote != "127.0.0.1:5009" {
+		t.Errorf("drop: %+v", drop)
+	}
+}
+
+// Groups from WithGroup prefix the keys; they never take a field's place.
+func TestJSONTraceGroups(t *testing.T) {
+	var js bytes.Buffer
+	slog.New(newJSONTrace(&js, slog.LevelInfo)).WithGroup("g").With("type", "x").Info("listening", "id", 1)
+	evs, err := diagram.Read(&js)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("%v %+v", err, evs)
+	}
+	if e := evs[0]; e.Type != "" || e.ID != 0 || e.Attrs["g.type"] != "x" || e.Attrs["g.id"] != 1.0 {
+		t.Fatalf("%+v", e)
+	}
+}
+
+func TestTraceJSONUnwritable(t *testing.T) {
+	var out, errOut bytes.Buffer
+	port := fmt.Sprint(freePorts(t, 1)[0])
+	code := run([]string{"dht", "server", "--addr", "127.0.0.1", "--db", t.TempDir() + "/s.db", "--trace-json", t.TempDir() + "/no/such/dir/t.jsonl", port}, strings.NewReader(""), &out, &errOut)
+	if code == 0 || !strings.Contains(errOut.String(), "--trace-json") {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+}
+
+func TestDiagramCommandErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"dht", "diagram"}, 2, "one or more trace files"},
+		{[]string{"dht", "diagram", "--from", "a:b", "x"}, 2, "PROCESS:DIR:WHAT"},
+		{[]string{"dht", "diagram", dir + "/missing.jsonl"}, 1, "missing.jsonl"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(tc.args, strings.NewReader(""), &out, &errOut); code != tc.code || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d and %q", tc.args, code, errOut.String(), tc.code, tc.want)
+		}
+	}
+}
