@@ -555,13 +555,15 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message) []
 		if m.Origin == p.self.Name {
 			return p.teardownReturned(now, m)
 		}
-		out := p.link.send(now, p.right.Addr, m, tagNone, false)
+		// Delete first, then forward to what was the right neighbour.
+		right := p.right.Addr
 		p.clearTable()
 		p.inRing = false
 		if !m.KeepNeighbours {
 			p.neighbours, p.left, p.right = false, wire.Member{}, wire.Member{}
 		}
-		return append(out, p.persist(true, nil))
+		out := []Output{p.persist(true, nil)}
+		return append(out, p.link.send(now, right, m, tagNone, false)...)
 	case wire.ResetID:
 		if m.Origin == p.self.Name {
 			return p.renumbered(now)
