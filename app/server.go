@@ -277,20 +277,36 @@ func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wi
 }
 
 func (s *Server) complete(from netip.AddrPort, m wire.DHTComplete) (*wire.Reply, bool) {
-	if s.dht.Phase != store.PhaseBuilding {
-		if w := s.waiting(); w != "" {
-			return fail("%s", w), false
-		}
-		return fail("no DHT is being set up%s", s.noteSuffix()), false
-	}
-	if _, r := s.caller(from, m.Name); r != nil {
+	if _, r := s.awaited(from, m.Name, store.PhaseBuilding, "no DHT is being set up", "is not the leader of the DHT being set up"); r != nil {
 		return r, false
-	}
-	if m.Name != s.dht.Leader {
-		return fail("%s is not the leader of the DHT being set up; %s", m.Name, s.waiting()), false
 	}
 	s.dht.Phase, s.dht.Since = store.PhaseReady, 0
 	return ok(), true
+}
+
+// awaited checks the command that ends a wait: the server must be in
+// phase, and name must be the user it waits for (the leader, or the leaver)
+// asking from its address. idle is the answer when nothing of the kind is in
+// progress, notYou the one for another user.
+func (s *Server) awaited(from netip.AddrPort, name string, phase store.Phase, idle, notYou string) (*store.User, *wire.Reply) {
+	if s.dht.Phase != phase {
+		if w := s.waiting(); w != "" {
+			return nil, fail("%s", w)
+		}
+		return nil, fail("%s%s", idle, s.noteSuffix())
+	}
+	u, r := s.caller(from, name)
+	if r != nil {
+		return nil, r
+	}
+	want := s.dht.Leader
+	if phase == store.PhaseLeaving {
+		want = s.dht.Leaver
+	}
+	if u.Name != want {
+		return nil, fail("%s %s; %s", u.Name, notYou, s.waiting())
+	}
+	return u, nil
 }
 
 func (s *Server) query(from netip.AddrPort, m wire.QueryDHT) *wire.Reply {
@@ -332,18 +348,9 @@ func (s *Server) leave(now time.Time, from netip.AddrPort, m wire.LeaveDHT) (*wi
 }
 
 func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bool) {
-	if s.dht.Phase != store.PhaseLeaving {
-		if w := s.waiting(); w != "" {
-			return fail("%s", w), false
-		}
-		return fail("no leave-dht is in progress%s", s.noteSuffix()), false
-	}
-	u, r := s.caller(from, m.Name)
+	u, r := s.awaited(from, m.Name, store.PhaseLeaving, "no leave-dht is in progress", "did not ask to leave")
 	if r != nil {
 		return r, false
-	}
-	if u.Name != s.dht.Leaver {
-		return fail("%s did not ask to leave; %s", u.Name, s.waiting()), false
 	}
 	i := slices.Index(s.dht.Members, m.NewLeader)
 	if i < 0 || m.NewLeader == u.Name {
@@ -401,18 +408,8 @@ func (s *Server) teardown(now time.Time, from netip.AddrPort, m wire.TeardownDHT
 }
 
 func (s *Server) teardownComplete(from netip.AddrPort, m wire.TeardownComplete) (*wire.Reply, bool) {
-	if s.dht.Phase != store.PhaseTearing {
-		if w := s.waiting(); w != "" {
-			return fail("%s", w), false
-		}
-		return fail("no teardown-dht is in progress%s", s.noteSuffix()), false
-	}
-	u, r := s.caller(from, m.Name)
-	if r != nil {
+	if _, r := s.awaited(from, m.Name, store.PhaseTearing, "no teardown-dht is in progress", "is not the leader of the DHT"); r != nil {
 		return r, false
-	}
-	if u.Name != s.dht.Leader {
-		return fail("%s is not the leader of the DHT; %s", u.Name, s.waiting()), false
 	}
 	s.dissolve()
 	return ok(), true
