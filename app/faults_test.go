@@ -16,13 +16,13 @@ func TestScenarioServerCrashesAnywhere(t *testing.T) {
 	for _, seed := range seeds(t, 3) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			s := newSim(t, seed, data)
-			s.loss, s.dup, s.delay = 0.1, 0.02, 2e6
-			s.restartEvery = 97 + int(seed)*13
+			s.Loss, s.Dup, s.Delay = 0.1, 0.02, 2e6
+			s.RestartEvery = 97 + int(seed)*13
 			runScenario(t, s, data)
-			if s.restarts < 20 {
-				t.Fatalf("only %d restarts: the test did not exercise crashes", s.restarts)
+			if restarts := s.Stats().Restarts; restarts < 20 {
+				t.Fatalf("only %d restarts: the test did not exercise crashes", restarts)
 			}
-			t.Logf("seed %d: %d server restarts", seed, s.restarts)
+			t.Logf("seed %d: %d server restarts", seed, s.Stats().Restarts)
 		})
 	}
 }
@@ -34,7 +34,7 @@ func setupFive(t *testing.T, s *simNet) {
 		s.addPeer(u, data)
 	}
 	for _, u := range s.names() {
-		p := s.peers[u]
+		p := s.procs[u]
 		s.mustDo(u, fmt.Sprintf("register %s %s %d", u, p.addr.Addr(), p.addr.Port()), "register SUCCESS")
 	}
 }
@@ -48,7 +48,7 @@ func TestDeadMemberFailsQueryAndTeardown(t *testing.T) {
 	s.mustDo("alice", "setup-dht 4 alice", "setup-dht SUCCESS")
 	s.checkRing(data)
 	dead := memberWithID(s, 1)
-	s.down[s.peers[dead].addr] = true
+	s.Down(s.procs[dead].addr)
 	free := freeUser(s)
 	// A record held by the dead node, or behind it on the ring, cannot be
 	// answered; some entry point the server picks forwards through it.
@@ -75,7 +75,7 @@ func TestDeadMemberFailsQueryAndTeardown(t *testing.T) {
 func TestServerGoneFailsRequest(t *testing.T) {
 	s := newSim(t, 1, nil)
 	setupFive(t, s)
-	s.down[s.saddr] = true
+	s.Down(s.saddr)
 	s.mustDo("alice", "setup-dht 3 alice", "setup-dht FAILURE: no answer from the server at 10.0.0.1:4000 within 10s")
 }
 
@@ -87,20 +87,20 @@ func TestOpTimeoutRollsBackDeadLeader(t *testing.T) {
 	setupFive(t, s)
 	// The leader's stores never get through: it dies right after setup-dht.
 	s.input("alice", "setup-dht 4 alice")
-	for len(s.peers["alice"].out) < 2 {
+	for len(s.procs["alice"].out) < 2 {
 		if !s.step() {
 			t.Fatal("setup-dht never answered")
 		}
 	}
-	if got := s.peers["alice"].out[1]; !strings.HasPrefix(got, "setup-dht SUCCESS") {
+	if got := s.procs["alice"].out[1]; !strings.HasPrefix(got, "setup-dht SUCCESS") {
 		t.Fatalf("alice printed %q", got)
 	}
-	s.down[s.peers["alice"].addr] = true
-	s.peers["alice"].core.exited = true // its process is gone: no more ticks
-	s.peers["alice"].core.op = nil
+	s.Down(s.procs["alice"].addr)
+	s.procs["alice"].core.exited = true // its process is gone: no more ticks
+	s.procs["alice"].core.op = nil
 	free := ""
 	for _, u := range s.names() {
-		if u != "alice" && !s.peers[u].core.inRing {
+		if u != "alice" && !s.procs[u].core.inRing {
 			free = u
 		}
 	}
@@ -119,8 +119,8 @@ func TestOpTimeoutRollsBackDeadLeader(t *testing.T) {
 	}
 	// The leader's partition heals; members that got a set-id accept a new
 	// one: a new DHT can be built.
-	s.down[s.peers["alice"].addr] = false
-	s.peers["alice"].core.exited = false
+	s.Up(s.procs["alice"].addr)
+	s.procs["alice"].core.exited = false
 	s.mustDo("bob", "setup-dht 4 bob", "setup-dht SUCCESS")
 	s.checkRing(data)
 }

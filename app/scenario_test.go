@@ -41,7 +41,7 @@ func queryAll(t *testing.T, s *simNet, from string, data []dataset.Record, n int
 
 func freeUser(s *simNet) string {
 	for _, name := range s.names() {
-		if p := s.peers[name]; !p.core.inRing && p.core.Registered() {
+		if p := s.procs[name]; !p.core.inRing && p.core.Registered() {
 			return name
 		}
 	}
@@ -53,7 +53,7 @@ func leaderName(s *simNet) string { return s.server.Snapshot().DHT.Leader }
 // memberWithID names the ring member holding id.
 func memberWithID(s *simNet, id int) string {
 	for _, name := range s.names() {
-		if p := s.peers[name]; p.core.inRing && p.core.id == id {
+		if p := s.procs[name]; p.core.inRing && p.core.id == id {
 			return name
 		}
 	}
@@ -69,7 +69,7 @@ func runScenario(t *testing.T, s *simNet, data []dataset.Record) {
 		s.addPeer(u, data)
 	}
 	for _, u := range users {
-		p := s.peers[u]
+		p := s.procs[u]
 		s.mustDo(u, fmt.Sprintf("register %s %s %d", u, p.addr.Addr(), p.addr.Port()), "register SUCCESS")
 	}
 	out := s.mustDo("alice", "setup-dht 4 alice", "setup-dht SUCCESS")
@@ -102,7 +102,7 @@ func runScenario(t *testing.T, s *simNet, data []dataset.Record) {
 		t.Fatalf("seed %d: teardown printed %q", s.seed, out)
 	}
 	for _, name := range s.names() {
-		p := s.peers[name]
+		p := s.procs[name]
 		id, recs, _ := p.store.Load()
 		if p.core.inRing || p.core.Count() != 0 || id.InRing || len(recs) != 0 {
 			t.Fatalf("seed %d: %s still holds a DHT after teardown", s.seed, name)
@@ -116,7 +116,7 @@ func runScenario(t *testing.T, s *simNet, data []dataset.Record) {
 	s.checkRing(data)
 	s.mustDo("erin", "teardown-dht erin", "teardown-dht SUCCESS")
 	s.mustDo("bob", "deregister bob", "deregister SUCCESS")
-	if !s.peers["bob"].core.Exited() {
+	if !s.procs["bob"].core.Exited() {
 		t.Fatalf("seed %d: bob did not exit after deregister", s.seed)
 	}
 	if len(s.server.Snapshot().Users) != 4 {
@@ -138,9 +138,10 @@ func TestScenarioLossyNetwork(t *testing.T) {
 	for _, seed := range seeds(t, 3) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			s := newSim(t, seed, data)
-			s.loss, s.dup, s.delay = 0.2, 0.05, 3e6
+			s.Loss, s.Dup, s.Delay = 0.2, 0.05, 3e6
 			runScenario(t, s, data)
-			t.Logf("seed %d: %d datagrams, %d dropped, %d duplicated", seed, s.sent, s.dropped, s.duplicated)
+			st := s.Stats()
+			t.Logf("seed %d: %d datagrams, %d dropped, %d duplicated", seed, st.Sent, st.Dropped, st.Duplicated)
 		})
 	}
 }

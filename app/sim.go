@@ -17,14 +17,29 @@ import (
 // Sim runs a server and peers in one process over a simulated network with
 // a virtual clock: the real state machines, in-memory stores, every
 // datagram encoded and decoded by package wire and delivered after a fixed
-// delay, nothing lost. With the same seed and the same calls it does
-// exactly the same thing, so a scripted run is repeatable to the byte;
-// docs/DESIGN.md's time-space diagrams are drawn from such runs.
+// delay. By default nothing is lost; the fault knobs (Loss, Dup, Delay,
+// RestartEvery, Down) make the network and the server unreliable. With the
+// same seed, the same knobs and the same calls it does exactly the same
+// thing, so a scripted run is repeatable to the byte; docs/DESIGN.md's
+// time-space diagrams are drawn from such runs.
 //
 // With SetTrace the processes trace what they do as the runners do (the
 // same messages, levels and keys), stamped with the virtual time.
 type Sim struct {
+	// Loss is the probability that a datagram is lost on its way.
+	Loss float64
+	// Dup is the probability that a datagram arrives twice.
+	Dup float64
+	// Delay is the most extra delay a datagram may take on top of the
+	// fixed latency; random delays reorder datagrams.
+	Delay time.Duration
+	// RestartEvery > 0 crashes the server every that many steps (datagram
+	// deliveries and timer firings): a new Server is built from what it
+	// persisted, and the datagrams in flight to it are lost.
+	RestartEvery int
+
 	seed   uint64
+	rng    *rand.Rand // network faults
 	now    time.Time
 	seq    uint64
 	queue  []simPacket
@@ -34,8 +49,19 @@ type Sim struct {
 	slog   *slog.Logger
 	procs  map[string]*simProc
 	byAddr map[netip.AddrPort]*simProc
+	down   map[netip.AddrPort]bool
 	trace  slog.Handler
+	steps  int
+	stats  SimStats
 	err    error
+}
+
+// SimStats counts what the simulated network and server went through.
+type SimStats struct {
+	Sent       int // datagrams sent
+	Dropped    int // of them lost (Loss)
+	Duplicated int // of them delivered twice (Dup)
+	Restarts   int // server crashes and restarts (RestartEvery)
 }
 
 type simPacket struct {
@@ -63,15 +89,23 @@ const simLatency = 20 * time.Microsecond
 func NewSim(seed uint64, server netip.AddrPort) *Sim {
 	s := &Sim{
 		seed:   seed,
+		rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		now:    time.Date(2020, 2, 2, 12, 0, 0, 0, time.UTC),
 		sstore: store.NewMemServer(),
 		saddr:  server,
 		procs:  map[string]*simProc{},
 		byAddr: map[netip.AddrPort]*simProc{},
+		down:   map[netip.AddrPort]bool{},
 	}
-	s.server = NewServer(ServerConfig{Rand: rand.New(rand.NewPCG(seed, 1)), OpTimeout: time.Minute}, store.ServerState{}, nil)
+	s.server = s.newServer(1, store.ServerState{}, nil)
 	s.SetTrace(nil)
 	return s
+}
+
+// newServer builds the server's state machine from what it persisted,
+// drawing its random choices from the seed and stream.
+func (s *Sim) newServer(stream uint64, st store.ServerState, replies []store.CachedReply) *Server {
+	return NewServer(ServerConfig{Rand: rand.New(rand.NewPCG(s.seed, stream)), OpTimeout: time.Minute}, st, replies)
 }
 
 // SetTrace sends the trace of every process to h from now on; nil stops
@@ -126,8 +160,19 @@ func (s *Sim) AddPeer(name string, addr netip.AddrPort, data []dataset.Record) {
 	s.byAddr[addr] = p
 }
 
-// Server is the server's state machine.
+// Server is the server's state machine (a new one after each restart).
 func (s *Sim) Server() *Server { return s.server }
+
+// Stats reports what the network and the server went through so far.
+func (s *Sim) Stats() SimStats { return s.stats }
+
+// Down makes addr (the server's or a peer's) unreachable: every datagram
+// that arrives there from now on is lost, as if its process were dead or
+// cut off. Its process still runs its timers.
+func (s *Sim) Down(addr netip.AddrPort) { s.down[addr] = true }
+
+// Up undoes Down.
+func (s *Sim) Up(addr netip.AddrPort) { delete(s.down, addr) }
 
 // Peer is the state machine of the peer started for user name, or nil.
 func (s *Sim) Peer(name string) *Peer {
@@ -146,8 +191,7 @@ func (s *Sim) Do(name, line string) ([]string, error) {
 		return nil, fmt.Errorf("sim: no peer %q", name)
 	}
 	before := len(p.out)
-	traceInput(p.log, line, !p.core.Idle())
-	s.exec(p.addr, p, p.core.Input(s.now, line))
+	s.input(p, line)
 	limit := s.now.Add(5 * time.Minute)
 	for !p.core.Idle() && s.err == nil {
 		if !s.step() || s.now.After(limit) {
@@ -160,6 +204,12 @@ func (s *Sim) Do(name, line string) ([]string, error) {
 		}
 	}
 	return p.out[before:], s.err
+}
+
+// input types line at p, without running the network.
+func (s *Sim) input(p *simProc, line string) {
+	traceInput(p.log, line, !p.core.Idle())
+	s.exec(p.addr, p, p.core.Input(s.now, line))
 }
 
 // busy reports datagrams in flight or retransmissions pending.
@@ -193,8 +243,7 @@ func (s *Sim) exec(from netip.AddrPort, p *simProc, outs []Output) {
 			if log.Enabled(context.Background(), slog.LevelInfo) {
 				log.LogAttrs(context.Background(), slog.LevelInfo, "send", traceAttrs(o.To, o.ID, o.Flags, o.Msg)...)
 			}
-			s.seq++
-			s.queue = append(s.queue, simPacket{at: s.now.Add(simLatency), seq: s.seq, from: from, to: o.To, data: b})
+			s.transmit(from, o.To, b)
 		case Print:
 			p.out = append(p.out, o.Line)
 			tracePrint(log, o.Line)
@@ -221,6 +270,32 @@ func (s *Sim) exec(from netip.AddrPort, p *simProc, outs []Output) {
 		case Exit:
 			traceDebug(log, TraceExit)
 		}
+	}
+}
+
+// transmit puts a datagram on the network, which may lose, duplicate or
+// delay it.
+func (s *Sim) transmit(from, to netip.AddrPort, b []byte) {
+	s.stats.Sent++
+	if s.rng.Float64() < s.Loss {
+		s.stats.Dropped++
+		return
+	}
+	n := 1
+	if s.rng.Float64() < s.Dup {
+		n = 2
+		s.stats.Duplicated++
+	}
+	for i := range n {
+		d := simLatency
+		if s.Delay > 0 {
+			d += time.Duration(s.rng.Int64N(int64(s.Delay)))
+		}
+		if i > 0 {
+			b = slices.Clone(b)
+		}
+		s.seq++
+		s.queue = append(s.queue, simPacket{at: s.now.Add(d), seq: s.seq, from: from, to: to, data: b})
 	}
 }
 
@@ -259,7 +334,22 @@ func (s *Sim) step() bool {
 	case 3:
 		s.exec(tp.addr, tp, tp.core.Tick(s.now))
 	}
+	if s.steps++; s.RestartEvery > 0 && s.steps%s.RestartEvery == 0 {
+		s.restartServer()
+	}
 	return true
+}
+
+// restartServer is a SIGKILL of the server and a restart on the same file.
+func (s *Sim) restartServer() {
+	st, replies, err := s.sstore.Load()
+	if err != nil {
+		s.err = fmt.Errorf("sim: restart the server: %w", err)
+		return
+	}
+	s.server = s.newServer(uint64(s.steps), st, replies)
+	s.queue = slices.DeleteFunc(s.queue, func(p simPacket) bool { return p.to == s.saddr })
+	s.stats.Restarts++
 }
 
 func (s *Sim) earliest() int {
@@ -283,6 +373,9 @@ func (s *Sim) names() []string {
 }
 
 func (s *Sim) deliver(pkt simPacket) {
+	if s.down[pkt.to] {
+		return // the process there is dead or cut off
+	}
 	h, m, err := wire.Decode(pkt.data)
 	if err != nil {
 		s.err = fmt.Errorf("sim: decode: %w", err)

@@ -3,18 +3,14 @@ package app
 import (
 	"cmp"
 	"flag"
-	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"dht/dataset"
 	"dht/store"
-	"dht/wire"
 )
 
 var seedFlag = flag.Uint64("seed", 0, "replay the simulations with this seed only")
@@ -36,266 +32,61 @@ func records(t testing.TB) []dataset.Record {
 	return realRecords
 }
 
-// simNet runs a server and peers over a simulated network: virtual clock,
-// seeded loss, duplication and delay (reordering). Every datagram is encoded
-// and decoded by package wire on its way.
+// simNet is Sim for the tests: it fails the test on the first error, with
+// the seed to replay it (-seed), and checks the invariants of a ring. Loss,
+// Dup, Delay, RestartEvery, Down/Up and Stats are Sim's.
 type simNet struct {
-	t      testing.TB
-	seed   uint64
-	rng    *rand.Rand
-	now    time.Time
-	loss   float64
-	dup    float64
-	delay  time.Duration // max extra delay; random delays reorder
-	seq    uint64
-	queue  []simPkt
-	server *Server
-	sstore *store.MemServer
-	saddr  netip.AddrPort
-	peers  map[string]*simPeer
-	byAddr map[netip.AddrPort]*simPeer
-	// restartEvery > 0 crashes the server every that many steps: a new
-	// Server is built from what it persisted, and datagrams in flight to it
-	// are lost.
-	restartEvery int
-	steps        int
-	restarts     int
-	// counters
-	sent, dropped, duplicated int
-	down                      map[netip.AddrPort]bool
+	*Sim
+	t testing.TB
 }
 
-type simPkt struct {
-	at   time.Time
-	seq  uint64
-	from netip.AddrPort
-	to   netip.AddrPort
-	data []byte
-}
-
-type simPeer struct {
-	name  string
-	addr  netip.AddrPort
-	core  *Peer
-	store *store.MemPeer
-	out   []string
-}
-
+// newSim builds a simulation seeded with seed, the server at 10.0.0.1:4000.
 func newSim(t testing.TB, seed uint64, data []dataset.Record) *simNet {
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	s := &simNet{
-		t: t, seed: seed, rng: rng,
-		now:    time.Unix(1_700_000_000, 0),
-		sstore: store.NewMemServer(),
-		saddr:  netip.MustParseAddrPort("10.0.0.1:4000"),
-		peers:  map[string]*simPeer{},
-		byAddr: map[netip.AddrPort]*simPeer{},
-		down:   map[netip.AddrPort]bool{},
-	}
-	s.server = NewServer(ServerConfig{Rand: rand.New(rand.NewPCG(seed, 1)), OpTimeout: time.Minute}, store.ServerState{}, nil)
 	_ = data
-	return s
+	return &simNet{Sim: NewSim(seed, netip.MustParseAddrPort("10.0.0.1:4000")), t: t}
+}
+
+// check fails the test if the simulation went wrong.
+func (s *simNet) check() {
+	s.t.Helper()
+	if s.err != nil {
+		s.t.Fatalf("seed %d: %v", s.seed, s.err)
+	}
 }
 
 // addPeer creates a peer process (not yet registered) for user name at
 // 10.0.0.x:5000.
-func (s *simNet) addPeer(name string, data []dataset.Record) *simPeer {
-	addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(10 + len(s.peers))}), 5000)
-	p := &simPeer{name: name, addr: addr, store: store.NewMemPeer()}
-	p.core = NewPeer(PeerConfig{
-		Server:   s.saddr,
-		LoadData: func() ([]dataset.Record, error) { return data, nil },
-		Rand:     rand.New(rand.NewPCG(s.seed, uint64(len(s.peers))+100)),
-	})
-	s.peers[name] = p
-	s.byAddr[addr] = p
-	return p
-}
-
-func (s *simNet) exec(from netip.AddrPort, p *simPeer, outs []Output) {
-	for len(outs) > 0 {
-		o := outs[0]
-		outs = outs[1:]
-		switch o := o.(type) {
-		case Send:
-			b, err := wire.Append(nil, o.ID, o.Flags, o.Msg)
-			if err != nil {
-				s.t.Fatalf("encode %T: %v", o.Msg, err)
-			}
-			s.transmit(from, o.To, b)
-		case Print:
-			p.out = append(p.out, o.Line)
-		case PersistServer:
-			if err := s.sstore.Save(o.State, o.Reply); err != nil {
-				s.t.Fatal(err)
-			}
-		case PersistPeer:
-			if err := p.store.Apply(o.Batch); err != nil {
-				s.t.Fatal(err)
-			}
-		case Bind:
-			var err error
-			if o.Addr != p.addr {
-				err = fmt.Errorf("sim: %s may only bind %s", p.name, p.addr)
-			}
-			outs = append(p.core.Bound(s.now, o.Addr, err), outs...)
-		case Event, Exit:
-		}
-	}
-}
-
-func (s *simNet) transmit(from, to netip.AddrPort, b []byte) {
-	s.sent++
-	if s.rng.Float64() < s.loss {
-		s.dropped++
-		return
-	}
-	n := 1
-	if s.rng.Float64() < s.dup {
-		n = 2
-		s.duplicated++
-	}
-	for range n {
-		d := 20 * time.Microsecond
-		if s.delay > 0 {
-			d += time.Duration(s.rng.Int64N(int64(s.delay)))
-		}
-		s.seq++
-		s.queue = append(s.queue, simPkt{at: s.now.Add(d), seq: s.seq, from: from, to: to, data: slices.Clone(b)})
-	}
+func (s *simNet) addPeer(name string, data []dataset.Record) *simProc {
+	s.AddPeer(name, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(10 + len(s.procs))}), 5000), data)
+	return s.procs[name]
 }
 
 // input types a line at a peer.
 func (s *simNet) input(name, line string) {
-	p := s.peers[name]
-	s.exec(p.addr, p, p.core.Input(s.now, line))
+	s.t.Helper()
+	s.Sim.input(s.procs[name], line)
+	s.check()
 }
 
 // step delivers the next packet or fires the next timer. It reports false
 // when nothing is left to do.
 func (s *simNet) step() bool {
-	next := time.Time{}
-	kind := 0 // 1 packet, 2 server timer, 3 peer timer
-	var tp *simPeer
-	if len(s.queue) > 0 {
-		i := s.earliest()
-		next, kind = s.queue[i].at, 1
-	}
-	if at, ok := s.server.NextDeadline(); ok && (kind == 0 || at.Before(next)) {
-		next, kind = at, 2
-	}
-	for _, name := range s.names() {
-		p := s.peers[name]
-		if at, ok := p.core.NextDeadline(); ok && (kind == 0 || at.Before(next)) {
-			next, kind, tp = at, 3, p
-		}
-	}
-	if kind == 0 {
-		return false
-	}
-	if next.After(s.now) {
-		s.now = next
-	}
-
-	switch kind {
-	case 1:
-		i := s.earliest()
-		pkt := s.queue[i]
-		s.queue = slices.Delete(s.queue, i, i+1)
-		s.deliver(pkt)
-	case 2:
-		s.exec(s.saddr, nil, s.server.Tick(s.now))
-	case 3:
-		s.exec(tp.addr, tp, tp.core.Tick(s.now))
-	}
-	if s.steps++; s.restartEvery > 0 && s.steps%s.restartEvery == 0 {
-		s.restartServer()
-	}
-	return true
-}
-
-// restartServer is a SIGKILL and restart of the server on the same file.
-func (s *simNet) restartServer() {
-	st, replies, err := s.sstore.Load()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.server = NewServer(ServerConfig{Rand: rand.New(rand.NewPCG(s.seed, uint64(s.steps))), OpTimeout: time.Minute}, st, replies)
-	s.queue = slices.DeleteFunc(s.queue, func(p simPkt) bool { return p.to == s.saddr })
-	s.restarts++
-}
-
-func (s *simNet) earliest() int {
-	best := 0
-	for i, p := range s.queue {
-		b := s.queue[best]
-		if p.at.Before(b.at) || p.at.Equal(b.at) && p.seq < b.seq {
-			best = i
-		}
-	}
-	return best
-}
-
-func (s *simNet) names() []string {
-	names := make([]string, 0, len(s.peers))
-	for n := range s.peers {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
-
-func (s *simNet) deliver(pkt simPkt) {
-	if s.down[pkt.to] {
-		return
-	}
-	h, m, err := wire.Decode(pkt.data)
-	if err != nil {
-		s.t.Fatalf("decode: %v", err)
-	}
-	if pkt.to == s.saddr {
-		s.exec(s.saddr, nil, s.server.Step(s.now, pkt.from, h, m))
-		return
-	}
-	p := s.byAddr[pkt.to]
-	if p == nil || !p.core.bound || p.core.exited {
-		return
-	}
-	s.exec(p.addr, p, p.core.Step(s.now, pkt.from, h, m))
+	s.t.Helper()
+	ok := s.Sim.step()
+	s.check()
+	return ok
 }
 
 // do types line at peer name and runs the network until that peer is idle
-// again; it returns what the peer printed for the line.
+// again and the ring has settled (acks of the last messages); it returns
+// what the peer printed for the line.
 func (s *simNet) do(name, line string) []string {
 	s.t.Helper()
-	p := s.peers[name]
-	before := len(p.out)
-	s.input(name, line)
-	limit := s.now.Add(5 * time.Minute)
-	for !p.core.Idle() {
-		if !s.step() || s.now.After(limit) {
-			s.t.Fatalf("seed %d: %s: %q did not finish (printed %q)", s.seed, name, line, p.out[before:])
-		}
+	out, err := s.Do(name, line)
+	if err != nil {
+		s.t.Fatalf("seed %d: %v", s.seed, err)
 	}
-	// Let the ring settle (acks of the last messages).
-	s.drain()
-	return p.out[before:]
-}
-
-// drain runs until no packet is in flight and no retransmission is due.
-func (s *simNet) drain() {
-	for i := 0; i < 1_000_000; i++ {
-		busy := len(s.queue) > 0
-		for _, p := range s.peers {
-			if _, ok := p.core.link.deadline(); ok {
-				busy = true
-			}
-		}
-		if !busy || !s.step() {
-			return
-		}
-	}
-	s.t.Fatalf("seed %d: network never settled", s.seed)
+	return out
 }
 
 // mustDo is do that expects the first printed line to start with want.
@@ -313,11 +104,11 @@ func (s *simNet) mustDo(name, line, want string) []string {
 // each table equal to what its file holds.
 func (s *simNet) checkRing(data []dataset.Record) {
 	s.t.Helper()
-	var ring []*simPeer
+	var ring []*simProc
 	for _, name := range s.server.Snapshot().DHT.Members {
-		ring = append(ring, s.peers[name])
+		ring = append(ring, s.procs[name])
 	}
-	slices.SortFunc(ring, func(a, b *simPeer) int { return cmp.Compare(a.core.id, b.core.id) })
+	slices.SortFunc(ring, func(a, b *simProc) int { return cmp.Compare(a.core.id, b.core.id) })
 	n := len(ring)
 	if n == 0 {
 		s.t.Fatalf("seed %d: no ring", s.seed)
