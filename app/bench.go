@@ -50,10 +50,18 @@ type User struct {
 	Addr   netip.AddrPort
 	Runner *PeerRunner
 
+	// Printed is when the peer wrote the last result line Do returned.
+	Printed time.Time
+
 	lines chan string
-	out   chan string
+	out   chan printed
 	done  chan struct{}
 	err   error
+}
+
+type printed struct {
+	line string
+	at   time.Time
 }
 
 // UserName is the name of user i of a cluster: letters only, as names must
@@ -126,7 +134,7 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 			Name:  UserName(i),
 			Addr:  netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ports[i]),
 			lines: make(chan string),
-			out:   make(chan string, 64),
+			out:   make(chan printed, 64),
 			done:  make(chan struct{}),
 		}
 		core := NewPeer(PeerConfig{
@@ -150,9 +158,11 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 		}()
 		c.Users = append(c.Users, u)
 	}
+	ctx, cancel := context.WithTimeout(c.ctx, time.Minute)
+	defer cancel()
 	for _, u := range c.Users {
 		line := fmt.Sprintf("register %s %s %d", u.Name, u.Addr.Addr(), u.Addr.Port())
-		if _, err := u.Must(line, time.Minute); err != nil {
+		if _, err := u.Must(ctx, line); err != nil {
 			c.Stop()
 			return nil, err
 		}
@@ -219,38 +229,40 @@ var finalName = map[string]string{
 
 // Do types one command line at u and returns the result lines it printed
 // for it: one, or two for setup-dht, leave-dht and teardown-dht when the
-// first succeeds. A result may span lines (a found record).
-func (u *User) Do(line string, timeout time.Duration) ([]string, error) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
+// first succeeds. A result may span lines (a found record). ctx bounds the
+// wait (a context, not a timer per command: arming a timer costs a wake-up
+// of the runtime's poller, which would show in the latencies measured).
+func (u *User) Do(ctx context.Context, line string) ([]string, error) {
 	select {
 	case u.lines <- line:
 	case <-u.done:
 		return nil, fmt.Errorf("%s has stopped: %v", u.Name, u.err)
-	case <-t.C:
-		return nil, fmt.Errorf("%s: %q not read within %v", u.Name, line, timeout)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: %q not read: %w", u.Name, line, context.Cause(ctx))
 	}
 	name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
 	final := finalName[name]
 	var got []string
 	for {
 		select {
-		case r := <-u.out:
+		case p := <-u.out:
+			r := p.line
 			got = append(got, r)
+			u.Printed = p.at
 			if final == "" || strings.HasPrefix(r, final+" ") || strings.HasPrefix(r, name+" FAILURE") {
 				return got, nil
 			}
 		case <-u.done:
 			return got, fmt.Errorf("%s has stopped: %v", u.Name, u.err)
-		case <-t.C:
-			return got, fmt.Errorf("%s: %q did not finish within %v (printed %q)", u.Name, line, timeout, got)
+		case <-ctx.Done():
+			return got, fmt.Errorf("%s: %q did not finish (printed %q): %w", u.Name, line, got, context.Cause(ctx))
 		}
 	}
 }
 
 // Must is Do that fails unless every result line says SUCCESS.
-func (u *User) Must(line string, timeout time.Duration) ([]string, error) {
-	got, err := u.Do(line, timeout)
+func (u *User) Must(ctx context.Context, line string) ([]string, error) {
+	got, err := u.Do(ctx, line)
 	if err != nil {
 		return got, err
 	}
@@ -263,11 +275,11 @@ func (u *User) Must(line string, timeout time.Duration) ([]string, error) {
 }
 
 // lineWriter hands each result the runner prints (one Write per result) to
-// the channel, without its final newline.
-type lineWriter chan string
+// the channel, without its final newline, with the time it was printed.
+type lineWriter chan printed
 
 func (w lineWriter) Write(b []byte) (int, error) {
-	w <- strings.TrimSuffix(string(b), "\n")
+	w <- printed{line: strings.TrimSuffix(string(b), "\n"), at: time.Now()}
 	return len(b), nil
 }
 

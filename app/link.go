@@ -11,9 +11,12 @@ import (
 
 // LinkConfig tunes reliable delivery of ring messages.
 type LinkConfig struct {
-	// RTO is the first retransmission timeout; it doubles on every
-	// retransmission up to MaxRTO.
+	// RTO is the retransmission timeout until round trips have been
+	// measured; from then on it is the smoothed round trip plus four times
+	// its variation (RFC 6298), at least MinRTO. It doubles on every
+	// retransmission of a message, up to MaxRTO.
 	RTO    time.Duration
+	MinRTO time.Duration
 	MaxRTO time.Duration
 	// GiveUp is how long a message is retransmitted before the destination
 	// is declared gone.
@@ -28,8 +31,14 @@ func (c LinkConfig) withDefaults() LinkConfig {
 	if c.RTO <= 0 {
 		c.RTO = 30 * time.Millisecond
 	}
+	if c.MinRTO <= 0 {
+		c.MinRTO = 2 * time.Millisecond
+	}
 	if c.MaxRTO <= 0 {
 		c.MaxRTO = time.Second
+	}
+	if c.MinRTO > c.RTO {
+		c.MinRTO = c.RTO
 	}
 	if c.MaxRTO < c.RTO {
 		c.MaxRTO = c.RTO
@@ -89,6 +98,38 @@ type link struct {
 	dests  map[netip.AddrPort]*dest
 	seen   dedup
 	stats  *Stats
+	acks   []pendingAck // owed, not yet sent
+	// round-trip estimate (srtt 0: none yet)
+	srtt, rttvar time.Duration
+	// backoff doubles the timeout of new messages too after a timeout, until
+	// a round trip is measured again (RFC 6298 5.5): a receiver slowed by
+	// its disk would otherwise get every message twice.
+	backoff time.Duration
+}
+
+// sample feeds one measured round trip (of a message sent once: Karn) into
+// the estimate.
+func (l *link) sample(rtt time.Duration) {
+	l.backoff = 0
+	if l.srtt == 0 {
+		l.srtt, l.rttvar = max(rtt, time.Microsecond), rtt/2
+		return
+	}
+	d := l.srtt - rtt
+	if d < 0 {
+		d = -d
+	}
+	l.rttvar = (3*l.rttvar + d) / 4
+	l.srtt = (7*l.srtt + rtt) / 8
+}
+
+// rto is the timeout for a message's first transmission.
+func (l *link) rto() time.Duration {
+	rto := l.cfg.RTO
+	if l.srtt != 0 {
+		rto = max(l.srtt+4*l.rttvar, l.cfg.MinRTO)
+	}
+	return min(max(rto, l.backoff), l.cfg.MaxRTO)
 }
 
 func newLink(cfg LinkConfig, firstID uint32, stats *Stats) *link {
@@ -150,7 +191,7 @@ func (l *link) pump(now time.Time, to netip.AddrPort, d *dest, out []Output) []O
 		}
 		m.id = l.newID()
 		m.first = now
-		m.rto = l.cfg.RTO
+		m.rto = l.rto()
 		m.deadline = now.Add(m.rto)
 		m.attempts = 1
 		d.inflight = append(d.inflight, m)
@@ -200,6 +241,9 @@ func (l *link) acked(now time.Time, from netip.AddrPort, id uint32) (t tag, ok b
 	}
 	for i, m := range d.inflight {
 		if m.id == id {
+			if m.attempts == 1 {
+				l.sample(now.Sub(m.first))
+			}
 			d.inflight = append(d.inflight[:i], d.inflight[i+1:]...)
 			return m.tag, true, l.pump(now, from, d, nil)
 		}
@@ -232,6 +276,7 @@ func (l *link) tick(now time.Time) (out []Output, gone []failure) {
 			if m.rto > l.cfg.MaxRTO {
 				m.rto = l.cfg.MaxRTO
 			}
+			l.backoff = max(l.backoff, m.rto)
 			m.deadline = now.Add(m.rto)
 			m.attempts++
 			l.stats.Sent++
@@ -276,15 +321,48 @@ func (l *link) deadline() (time.Time, bool) {
 	return t, found
 }
 
-func (l *link) ack(to netip.AddrPort, id uint32) Send {
-	l.stats.Sent++
-	return Send{To: to, ID: id, Msg: wire.Ack{}}
+// ack queues an acknowledgement of message id from `to`; flushAcks sends
+// them.
+func (l *link) ack(to netip.AddrPort, id uint32) {
+	for i := range l.acks {
+		if l.acks[i].to == to {
+			l.acks[i].ids = append(l.acks[i].ids, id)
+			return
+		}
+	}
+	l.acks = append(l.acks, pendingAck{to: to, ids: []uint32{id}})
 }
 
-// dedup remembers the last `size` (source, id) pairs seen.
+// flushAcks sends what ack queued: one Ack datagram per sender, carrying
+// every id that sender is owed (up to 1+MaxAcks of them).
+func (l *link) flushAcks(out []Output) []Output {
+	for _, a := range l.acks {
+		for ids := a.ids; len(ids) > 0; {
+			k := min(len(ids), 1+wire.MaxAcks)
+			var more []uint32
+			if k > 1 {
+				more = ids[1:k]
+			}
+			l.stats.Sent++
+			out = append(out, Send{To: a.to, ID: ids[0], Msg: wire.Ack{More: more}})
+			ids = ids[k:]
+		}
+	}
+	l.acks = l.acks[:0]
+	return out
+}
+
+type pendingAck struct {
+	to  netip.AddrPort
+	ids []uint32
+}
+
+// dedup remembers the last `size` (source, id) pairs seen. It grows to
+// that size as ids arrive rather than up front: most peers see few.
 type dedup struct {
 	set  map[dedupKey]struct{}
 	ring []dedupKey
+	size int
 	next int
 }
 
@@ -294,7 +372,7 @@ type dedupKey struct {
 }
 
 func newDedup(size int) dedup {
-	return dedup{set: make(map[dedupKey]struct{}, size), ring: make([]dedupKey, 0, size)}
+	return dedup{set: map[dedupKey]struct{}{}, size: size}
 }
 
 func (d *dedup) has(from netip.AddrPort, id uint32) bool {
@@ -307,7 +385,7 @@ func (d *dedup) add(from netip.AddrPort, id uint32) bool {
 	if _, ok := d.set[k]; ok {
 		return false
 	}
-	if len(d.ring) < cap(d.ring) {
+	if len(d.ring) < d.size {
 		d.ring = append(d.ring, k)
 	} else {
 		delete(d.set, d.ring[d.next])

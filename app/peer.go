@@ -77,11 +77,17 @@ type op struct {
 	reqID    uint32
 	reqFirst time.Time
 	reqRTO   time.Duration
+	reqSent  int       // transmissions of the request
 	deadline time.Time // stage deadline (request retransmit, sleep, ring phase)
 	bind     netip.AddrPort
 	// query-dht
 	longName   string
 	queryReqID uint32
+	queryTo    netip.AddrPort // the member the server named
+	queryRetry time.Time      // when to ask again if no answer came
+	queryRTO   time.Duration
+	queryFirst time.Time // when the query was first sent
+	queryTries int
 	// setup-dht
 	data    []dataset.Record
 	pending int // set-ids or resets not yet acknowledged
@@ -125,6 +131,7 @@ type Peer struct {
 	uncommitted []dataset.Record
 	pop         *populate
 	leaver      netip.AddrPort // set by reset-left: whose rebuild-dht to accept
+	queryTime   time.Duration  // smoothed time first attempts take to be answered
 }
 
 // NewPeer builds a peer.
@@ -242,7 +249,7 @@ func (p *Peer) request(now time.Time, out []Output, name string, msg wire.Messag
 	o := p.op
 	o.name, o.stage, o.req = name, stRequest, msg
 	o.reqID = p.link.newID()
-	o.reqFirst, o.reqRTO = now, 4*p.link.cfg.RTO
+	o.reqFirst, o.reqRTO, o.reqSent = now, max(2*p.link.rto(), 4*p.link.cfg.MinRTO), 1
 	o.deadline = now.Add(o.reqRTO)
 	p.stats.Sent++
 	return append(out, Send{To: p.cfg.Server, ID: o.reqID, Msg: msg})
@@ -312,13 +319,64 @@ func (p *Peer) Ring() (inRing bool, id, n int, left, right wire.Member) {
 	return p.inRing, p.id, p.n, p.left, p.right
 }
 
-// Step handles one datagram.
+// Datagram is one decoded datagram, for StepBatch.
+type Datagram struct {
+	From   netip.AddrPort
+	Header wire.Header
+	Msg    wire.Message
+}
+
+// Step handles one datagram: StepBatch with a batch of one.
 func (p *Peer) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
+	return append(p.step(now, from, h, m), p.Settle()...)
+}
+
+// StepBatch handles datagrams read together, in order, and acknowledges
+// them together: Receive, then Settle.
+func (p *Peer) StepBatch(now time.Time, batch []Datagram) []Output {
+	return append(p.Receive(now, batch), p.Settle()...)
+}
+
+// Receive handles datagrams in order but settles nothing: the records their
+// stores brought to this node are not committed, and nothing is
+// acknowledged, until Settle. A runner that finds more datagrams waiting
+// while Unsettled receives them too before it settles, so that one commit
+// and one Ack per sender cover them all.
+func (p *Peer) Receive(now time.Time, batch []Datagram) []Output {
+	var out []Output
+	for _, d := range batch {
+		out = append(out, p.step(now, d.From, d.Header, d.Msg)...)
+	}
+	return out
+}
+
+// Unsettled reports stored records not yet committed.
+func (p *Peer) Unsettled() bool { return len(p.uncommitted) > 0 }
+
+// Settle commits, in one transaction, the records that stores brought to
+// this node since the last Settle, then acknowledges everything received
+// since: one Ack to each sender, after the commit, so that an acknowledged
+// store is on disk.
+func (p *Peer) Settle() []Output {
+	return p.link.flushAcks(p.commitStores(nil))
+}
+
+// commitStores persists the records stored here and not yet committed.
+func (p *Peer) commitStores(out []Output) []Output {
+	if len(p.uncommitted) == 0 {
+		return out
+	}
+	out = append(out, p.persist(false, p.uncommitted))
+	p.uncommitted = nil
+	return out
+}
+
+func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
 	switch m := m.(type) {
 	case wire.Reply:
 		return p.onReply(now, from, h, m)
 	case wire.Ack:
-		return p.onAck(now, from, h)
+		return p.onAck(now, from, h, m)
 	case wire.SetID, wire.Store, wire.Flush, wire.Query, wire.QueryResult, wire.Teardown,
 		wire.ResetID, wire.ResetLeft, wire.ResetRight, wire.RebuildDHT, wire.Rebuilt:
 		return p.onRing(now, from, h, m)
@@ -330,6 +388,9 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 	o := p.op
 	if from != p.cfg.Server || o == nil || o.stage != stRequest || h.ID != o.reqID {
 		return []Output{event("dropped: reply matches no request", attrAddr(from), slog.Uint64("id", uint64(h.ID)))}
+	}
+	if o.reqSent == 1 {
+		p.link.sample(now.Sub(o.reqFirst))
 	}
 	line := o.name + " SUCCESS"
 	if !r.OK {
@@ -346,11 +407,18 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 		if len(r.Members) != 1 {
 			return p.finish(now, nil, o.name+" FAILURE: the server named no node to ask")
 		}
+		// The first attempt travels without acknowledgements, the answer
+		// being the only one the querier needs; if none comes within the
+		// retry time, the query is sent again, hop by hop reliably.
 		o.stage, o.deadline = stQuery, now.Add(p.cfg.QueryTimeout)
 		o.queryReqID = p.link.newID()
+		o.queryTo = r.Members[0].Addr
+		o.queryRTO = p.queryRTO()
+		o.queryRetry = now.Add(o.queryRTO)
+		o.queryFirst, o.queryTries = now, 1
+		o.needs = []netip.AddrPort{o.queryTo}
 		q := wire.Query{ReqID: o.queryReqID, Querier: p.self, LongName: o.longName}
-		o.needs = []netip.AddrPort{r.Members[0].Addr}
-		return p.link.send(now, r.Members[0].Addr, q, tagNone, false)
+		return []Output{p.sendNoAck(o.queryTo, q)}
 	case "leave-dht":
 		return p.startLeave(now)
 	case "teardown-dht":
@@ -374,11 +442,20 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 	return p.finish(now, nil, line)
 }
 
-func (p *Peer) onAck(now time.Time, from netip.AddrPort, h wire.Header) []Output {
-	t, ok, out := p.link.acked(now, from, h.ID)
-	if !ok {
-		return []Output{event("dropped: ack matches nothing in flight", attrAddr(from), slog.Uint64("id", uint64(h.ID)))}
+func (p *Peer) onAck(now time.Time, from netip.AddrPort, h wire.Header, a wire.Ack) []Output {
+	out := p.acked(now, from, h.ID, nil)
+	for _, id := range a.More {
+		out = p.acked(now, from, id, out)
 	}
+	return out
+}
+
+func (p *Peer) acked(now time.Time, from netip.AddrPort, id uint32, out []Output) []Output {
+	t, ok, more := p.link.acked(now, from, id)
+	if !ok {
+		return append(out, event("dropped: ack matches nothing in flight", attrAddr(from), slog.Uint64("id", uint64(id))))
+	}
+	out = append(out, more...)
 	o := p.op
 	switch t {
 	case tagSetID:
@@ -483,29 +560,49 @@ func validMember(m wire.Member) bool {
 // them unacknowledged, and the left retransmits once the right caught up.
 func (p *Peer) backlogLimit() int { return 4 * p.link.cfg.Window }
 
+// sendNoAck sends m once, unacknowledged (FlagNoAck): a query or its
+// answer, which the querier retries end to end.
+func (p *Peer) sendNoAck(to netip.AddrPort, m wire.Message) Send {
+	p.stats.Sent++
+	return Send{To: to, ID: p.link.newID(), Flags: wire.FlagNoAck, Msg: m}
+}
+
 func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
-	if p.link.seen.has(from, h.ID) {
+	noAck := false
+	if h.Flags&wire.FlagNoAck != 0 {
+		switch m.(type) {
+		case wire.Query, wire.QueryResult:
+			noAck = true
+		}
+	}
+	if !noAck && p.link.seen.has(from, h.ID) {
 		p.stats.DupsSuppressed++
-		return []Output{p.link.ack(from, h.ID)}
+		p.link.ack(from, h.ID)
+		return nil
 	}
 	if why := p.expected(from, m); why != "" {
 		ev := event("dropped: "+why, attrAddr(from), slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))
-		if _, late := m.(wire.QueryResult); late {
+		if _, late := m.(wire.QueryResult); late && !noAck {
 			// A late answer is still acknowledged, so that its sender stops.
-			return []Output{ev, p.link.ack(from, h.ID)}
+			p.link.ack(from, h.ID)
 		}
 		return []Output{ev}
 	}
 	if _, ok := m.(wire.Store); ok && p.link.backlog(p.right.Addr) > p.backlogLimit() {
 		return []Output{event("dropped: right neighbour is behind; the left will retransmit", attrAddr(from), slog.Uint64("id", uint64(h.ID)))}
 	}
-	p.link.seen.add(from, h.ID)
-	out := p.handleRing(now, from, m)
-	// The ack goes after anything the message made us persist.
-	return append(out, p.link.ack(from, h.ID))
+	if !noAck {
+		p.link.seen.add(from, h.ID)
+		// The ack goes out after the batch, so after anything the message
+		// made us persist.
+		p.link.ack(from, h.ID)
+	}
+	return p.handleRing(now, from, m, noAck)
 }
 
-func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message) []Output {
+// handleRing acts on a ring message; noAck says it came unacknowledged (a
+// query's first attempt, which is forwarded the same way).
+func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, noAck bool) []Output {
 	switch m := m.(type) {
 	case wire.SetID:
 		p.clearTable()
@@ -517,14 +614,24 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message) []
 		if int(m.N) != p.n {
 			return []Output{event("store for another ring size ignored", attrAddr(from), slog.Int("ring", int(m.N)))}
 		}
-		var fwd []wire.Record
-		for _, f := range m.Records {
-			r := dataset.FromFields(f)
-			if dataset.ID(r.Pos(), p.n) == p.id {
+		mine := 0
+		for i := range m.Records {
+			if dataset.ID(dataset.Pos(m.Records[i][3]), p.n) == p.id {
+				mine++
+			}
+		}
+		fwd := m.Records // most stores only pass through: forward them as they came
+		if mine > 0 {
+			fwd = make([]wire.Record, 0, len(m.Records)-mine)
+			for i := range m.Records {
+				f := &m.Records[i]
+				if dataset.ID(dataset.Pos(f[3]), p.n) != p.id {
+					fwd = append(fwd, *f)
+					continue
+				}
+				r := dataset.FromFields(*f)
 				p.insert(r)
 				p.uncommitted = append(p.uncommitted, r)
-			} else {
-				fwd = append(fwd, f)
 			}
 		}
 		if len(fwd) > 0 {
@@ -535,20 +642,25 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message) []
 		if m.Leader == p.self.Name {
 			return p.populated(now)
 		}
-		out := []Output{p.persist(false, p.uncommitted)}
-		p.uncommitted = nil
+		// Every store before the flush was acknowledged, so committed
+		// (commitStores): the flush may go on at once.
+		out := p.commitStores(nil)
 		return append(out, p.link.send(now, p.right.Addr, m, tagNone, true)...)
 	case wire.Query:
 		pos := dataset.Pos(m.LongName)
 		if dataset.ID(pos, p.n) != p.id {
 			m.Hops++
+			if noAck {
+				return []Output{p.sendNoAck(p.right.Addr, m)}
+			}
 			return p.link.send(now, p.right.Addr, m, tagNone, false)
 		}
 		res := wire.QueryResult{ReqID: m.ReqID, Node: p.self.Name, NodeID: uint16(p.id), Hops: m.Hops, LongName: m.LongName}
 		if r, ok := p.Lookup(m.LongName); ok {
 			res.Found, res.Record = true, r.Fields()
 		}
-		return p.link.send(now, m.Querier.Addr, res, tagNone, false)
+		// The querier asks again if the answer is lost.
+		return []Output{p.sendNoAck(m.Querier.Addr, res)}
 	case wire.QueryResult:
 		return p.queryAnswered(now, m)
 	case wire.Teardown:
@@ -637,12 +749,15 @@ func (p *Peer) startPopulate(now time.Time, out []Output, data []dataset.Record,
 			pop.records = append(pop.records, r)
 		}
 	}
-	out = append(out, p.persist(true, own))
 	p.pop = pop
 	if p.n == 1 {
+		out = append(out, p.persist(true, own))
 		return append(out, p.populated(now)...)
 	}
-	return p.feed(now, out)
+	// The stores go first: the other nodes work while this one commits,
+	// and the flush cannot come back before it has.
+	out = p.feed(now, out)
+	return append(out, p.persist(true, own))
 }
 
 // feed sends stores right while the window has room, then the flush.
@@ -687,7 +802,23 @@ func (p *Peer) populated(now time.Time) []Output {
 	return nil
 }
 
+// queryRTO is how long a query's first attempt may take before it is sent
+// again: twice the ring's retransmission timeout, and four times the
+// answers seen so far take (a long ring, or a loaded one, answers slowly:
+// asking again too soon only adds load).
+func (p *Peer) queryRTO() time.Duration {
+	return min(max(2*p.link.rto(), 4*p.queryTime), p.link.cfg.MaxRTO)
+}
+
 func (p *Peer) queryAnswered(now time.Time, r wire.QueryResult) []Output {
+	if o := p.op; o.queryTries == 1 {
+		d := now.Sub(o.queryFirst)
+		if p.queryTime == 0 {
+			p.queryTime = d
+		} else {
+			p.queryTime = (7*p.queryTime + d) / 8
+		}
+	}
 	if !r.Found {
 		return p.finish(now, nil, fmt.Sprintf("query-dht FAILURE: %q not found in the DHT (answered by node %s, id %d, after %s)", r.LongName, r.Node, r.NodeID, hops(r.Hops)))
 	}
@@ -769,6 +900,9 @@ func (p *Peer) NextDeadline() (time.Time, bool) {
 	if p.op != nil && !p.op.deadline.IsZero() && (!ok || p.op.deadline.Before(t)) {
 		t, ok = p.op.deadline, true
 	}
+	if p.op != nil && p.op.stage == stQuery && p.op.queryRetry.Before(t) {
+		t = p.op.queryRetry
+	}
 	return t, ok
 }
 
@@ -791,6 +925,14 @@ func (p *Peer) Tick(now time.Time) []Output {
 		}
 	}
 	o := p.op
+	if o != nil && o.stage == stQuery && !now.Before(o.queryRetry) && now.Before(o.deadline) {
+		o.queryRTO = min(2*o.queryRTO, p.link.cfg.MaxRTO)
+		o.queryRetry = now.Add(o.queryRTO)
+		o.queryTries++
+		p.stats.Retransmits++
+		q := wire.Query{ReqID: o.queryReqID, Querier: p.self, LongName: o.longName}
+		out = append(out, p.link.send(now, o.queryTo, q, tagNone, false)...)
+	}
 	if o == nil || o.deadline.IsZero() || now.Before(o.deadline) {
 		return out
 	}
@@ -804,6 +946,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 		}
 		o.reqRTO = min(2*o.reqRTO, p.link.cfg.MaxRTO)
 		o.deadline = now.Add(o.reqRTO)
+		o.reqSent++
 		p.stats.Sent++
 		p.stats.Retransmits++
 		return append(out, Send{To: p.cfg.Server, ID: o.reqID, Flags: wire.FlagRetransmit, Msg: o.req})

@@ -1,7 +1,9 @@
 package app
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
@@ -145,3 +147,62 @@ func TestScenarioLossyNetwork(t *testing.T) {
 		})
 	}
 }
+
+// The simulation hands a peer what arrives together as one batch, as the
+// runner does, and the core acknowledges a batch with one Ack per sender.
+// Unbatched, each datagram is stepped alone: the whole life of a DHT both
+// ways, over a lossy, duplicating, reordering network.
+func TestScenarioBatchedAndNot(t *testing.T) {
+	data := records(t)
+	for _, batch := range []bool{true, false} {
+		for _, seed := range seeds(t, 2) {
+			t.Run(fmt.Sprint("batch=", batch, "/seed=", seed), func(t *testing.T) {
+				s := newSim(t, seed, data)
+				s.Batch = batch
+				s.Loss, s.Dup, s.Delay = 0.2, 0.05, 100e3
+				acks := &countAcks{}
+				s.SetTrace(acks)
+				runScenario(t, s, data)
+				st := s.Stats()
+				t.Logf("seed %d: %d datagrams, %d dropped, %d duplicated; %d acks, %d for several messages", seed, st.Sent, st.Dropped, st.Duplicated, acks.all, acks.several)
+				if batch && acks.several == 0 {
+					t.Fatalf("seed %d: no ack acknowledged several messages", seed)
+				}
+				if !batch && acks.several != 0 {
+					t.Fatalf("seed %d: unbatched, %d acks acknowledged several messages", seed, acks.several)
+				}
+			})
+		}
+	}
+}
+
+// countAcks is a trace handler that counts the acks sent, and those that
+// acknowledge more than one message.
+type countAcks struct{ all, several int }
+
+func (c *countAcks) Enabled(_ context.Context, l slog.Level) bool { return l == slog.LevelInfo }
+
+func (c *countAcks) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "send" {
+		return nil
+	}
+	ack := false
+	r.Attrs(func(a slog.Attr) bool {
+		switch a.Key {
+		case "type":
+			ack = a.Value.String() == "ack"
+		case "msg":
+			if ack {
+				c.all++
+				if len(a.Value.Resolve().Group()) > 0 {
+					c.several++
+				}
+			}
+		}
+		return true
+	})
+	return nil
+}
+
+func (c *countAcks) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c *countAcks) WithGroup(string) slog.Handler      { return c }

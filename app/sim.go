@@ -37,6 +37,12 @@ type Sim struct {
 	// deliveries and timer firings): a new Server is built from what it
 	// persisted, and the datagrams in flight to it are lost.
 	RestartEvery int
+	// Batch (on in NewSim) hands a peer, with each datagram, every other
+	// one that reaches it within simBatchWindow, in one StepBatch, as the
+	// runner does with what one read of its socket returns: one commit for
+	// the records they bring, one ack per sender. Off, a peer steps each
+	// datagram on its own.
+	Batch bool
 
 	seed   uint64
 	rng    *rand.Rand // network faults
@@ -83,6 +89,10 @@ type simProc struct {
 // simLatency is how long every datagram takes.
 const simLatency = 20 * time.Microsecond
 
+// simBatchWindow: with Batch, a datagram due this much later is taken with
+// the one being delivered (it arrives a little early).
+const simBatchWindow = 200 * time.Microsecond
+
 // NewSim builds a simulation whose server listens at server. Every random
 // choice (the server's pick of ring members and query entry points, the
 // peers' message ids) is drawn from seed.
@@ -96,6 +106,7 @@ func NewSim(seed uint64, server netip.AddrPort) *Sim {
 		procs:  map[string]*simProc{},
 		byAddr: map[netip.AddrPort]*simProc{},
 		down:   map[netip.AddrPort]bool{},
+		Batch:  true,
 	}
 	s.server = s.newServer(1, store.ServerState{}, nil)
 	s.SetTrace(nil)
@@ -391,7 +402,27 @@ func (s *Sim) deliver(pkt simPacket) {
 		return // nobody listens there: the datagram is lost
 	}
 	simRecv(p.log, pkt.from, h, m)
-	s.exec(p.addr, p, p.core.Step(s.now, pkt.from, h, m))
+	if !s.Batch {
+		s.exec(p.addr, p, p.core.Step(s.now, pkt.from, h, m))
+		return
+	}
+	batch := []Datagram{{From: pkt.from, Header: h, Msg: m}}
+	for i := 0; i < len(s.queue); {
+		q := s.queue[i]
+		if q.to != pkt.to || q.at.After(s.now.Add(simBatchWindow)) {
+			i++
+			continue
+		}
+		s.queue = slices.Delete(s.queue, i, i+1)
+		h, m, err := wire.Decode(q.data)
+		if err != nil {
+			s.err = fmt.Errorf("sim: decode: %w", err)
+			return
+		}
+		simRecv(p.log, q.from, h, m)
+		batch = append(batch, Datagram{From: q.from, Header: h, Msg: m})
+	}
+	s.exec(p.addr, p, p.core.StepBatch(s.now, batch))
 }
 
 // simRecv traces a datagram received, as the runners' endpoint does.

@@ -147,6 +147,14 @@ func Append(b []byte, id uint32, flags Flags, m Message) ([]byte, error) {
 		e.str(m.Reason, MaxReason, "reason")
 		e.name(m.NewLeader, "new_leader")
 	case Ack:
+		if len(m.More) > MaxAcks {
+			e.fail("more", ErrTooLong)
+			break
+		}
+		e.u16(uint16(len(m.More)))
+		for _, id := range m.More {
+			e.u32(id)
+		}
 	default:
 		// Not m.Type(): m may be a nil pointer.
 		return b, &Error{Field: fmt.Sprintf("%T", m), Err: ErrUnknownType}
@@ -225,6 +233,7 @@ func EncodedLen(m Message) int {
 	case Rebuilt:
 		n += 1 + strLen(m.Reason) + nameLen(m.NewLeader)
 	case Ack:
+		n += 2 + 4*len(m.More)
 	default:
 		return 0
 	}
@@ -333,7 +342,7 @@ func Decode(b []byte) (Header, Message, error) {
 	case TypeRebuilt:
 		m = keep(&d, Rebuilt{OK: d.bool("ok"), Reason: d.str(MaxReason, "reason"), NewLeader: d.name("new_leader")})
 	case TypeAck:
-		m = keep(&d, Ack{})
+		m = keep(&d, d.ack())
 	}
 	if err := d.finish(h.Type); err != nil {
 		return h, nil, err
@@ -639,6 +648,18 @@ func (d *decoder) store(st *Store) {
 			break
 		}
 	}
+}
+
+func (d *decoder) ack() Ack {
+	n := d.count(MaxAcks, 4, "more")
+	if n == 0 {
+		return Ack{}
+	}
+	a := Ack{More: make([]uint32, n)}
+	for i := range a.More {
+		a.More[i] = d.u32("more")
+	}
+	return a
 }
 
 func (d *decoder) queryResult() QueryResult {

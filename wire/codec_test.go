@@ -93,8 +93,8 @@ var goldens = []golden{
 		"4448 01 13 0000000f 00 deadbeef" + hBob + hBobAddr + "0001" + hCuracao},
 	{"query-result-found", 16, 0, QueryResult{ReqID: 0xdeadbeef, Found: true, Node: "alice", Hops: 2, LongName: "Curaçao", Record: curacao},
 		"4448 01 14 00000010 00 deadbeef 01" + hAlice + "0000 0002" + hCuracao + " " + hCuracaoRec},
-	{"query-result-not-found", 17, 0, QueryResult{ReqID: 1, Node: "bob", NodeID: 1, Hops: 3, LongName: "Atlantis"},
-		"4448 01 14 00000011 00 00000001 00" + hBob + "0001 0003 0008 41746c616e746973"},
+	{"query-result-not-found", 17, FlagNoAck, QueryResult{ReqID: 1, Node: "bob", NodeID: 1, Hops: 3, LongName: "Atlantis"},
+		"4448 01 14 00000011 02 00000001 00" + hBob + "0001 0003 0008 41746c616e746973"},
 	{"teardown", 18, 0, Teardown{Origin: "alice", KeepNeighbours: true},
 		"4448 01 15 00000012 00" + hAlice + "01"},
 	{"reset-id", 19, 0, ResetID{Origin: "bob", ID: 1, N: 2},
@@ -108,7 +108,9 @@ var goldens = []golden{
 	{"rebuilt", 23, 0, Rebuilt{OK: true, NewLeader: "alice"},
 		"4448 01 1a 00000017 00 01 0000" + hAlice},
 	{"ack", 0xffffffff, FlagRetransmit, Ack{},
-		"4448 01 1b ffffffff 01"},
+		"4448 01 1b ffffffff 01 0000"},
+	{"ack-more", 7, 0, Ack{More: []uint32{8, 0x01020304}},
+		"4448 01 1b 00000007 00 0002 00000008 01020304"},
 }
 
 func TestGoldenCoversEveryType(t *testing.T) {
@@ -226,6 +228,7 @@ func TestRoundTrip(t *testing.T) {
 		{"rebuild-dht", RebuildDHT{Leaver: Member{"bob", maxAddr}}},
 		{"rebuilt-failure", Rebuilt{Reason: strings.Repeat("r", MaxReason), NewLeader: name64}},
 		{"ack", Ack{}},
+		{"ack-max", Ack{More: make([]uint32, MaxAcks)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -314,7 +317,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"type-15", "4448 01 0f 00000001 00", ErrUnknownType, ""},
 		{"type-28", "4448 01 1c 00000001 00", ErrUnknownType, ""},
 		{"type-255", "4448 01 ff 00000001 00", ErrUnknownType, ""},
-		{"flags-2", "4448 01 1b 00000001 02", ErrFlags, "flags"},
+		{"flags-4", "4448 01 1b 00000001 04", ErrFlags, "flags"},
 		{"flags-80", "4448 01 1b 00000001 80", ErrFlags, "flags"},
 		{"reply-bool", "4448 01 0a 00000001 00 02 0000 0000", ErrInvalid, "ok"},
 		{"rebuilt-bool", "4448 01 1a 00000001 00 ff 0000 0000", ErrInvalid, "ok"},
@@ -336,7 +339,9 @@ func TestDecodeErrors(t *testing.T) {
 		{"query-long-name-1025", "4448 01 13 00000001 00 00000001" + hBob + hBobAddr + "0000 0401" + strings.Repeat("66", 1025), ErrTooLong, "long_name"},
 		{"query-result-record-field", "4448 01 14 00000001 00 00000001 01" + hBob + "0001 0003 0000" + record1025, ErrTooLong, "record.field[0]"},
 		{"query-result-not-found-with-record", "4448 01 14 00000001 00 00000001 00" + hBob + "0001 0003 0000" + hCuracaoRec, ErrTrailing, ""},
-		{"ack-body", "4448 01 1b 00000001 00 00", ErrTrailing, ""},
+		{"ack-body", "4448 01 1b 00000001 00 0000 00", ErrTrailing, ""},
+		{"ack-more-short", "4448 01 1b 00000001 00 0002 00000001", ErrShort, "more"},
+		{"ack-more-too-many", "4448 01 1b 00000001 00 0101" + strings.Repeat("00000001", MaxAcks+1), ErrTooLong, "more"},
 		{"too-long", "4448 01 1b 00000001 00" + strings.Repeat("00", MaxDatagram+1-HeaderLen), ErrTooLong, "datagram"},
 	}
 	for _, tt := range tests {
@@ -422,6 +427,7 @@ func TestAppendErrors(t *testing.T) {
 		{"new-leader", 0, DHTRebuilt{Name: "a", NewLeader: long(MaxName + 1)}, ErrTooLong, "new_leader", ""},
 		{"reason", 0, Reply{Reason: long(MaxReason + 1)}, ErrTooLong, "reason", ""},
 		{"members", 0, Reply{OK: true, Members: make([]Member, MaxMembers+1)}, ErrTooLong, "members", ""},
+		{"acks", 0, Ack{More: make([]uint32, MaxAcks+1)}, ErrTooLong, "more", "wire: ack: more: too long"},
 		{"member-addr", 0, Reply{OK: true, Members: []Member{alice, {Name: "x", Addr: v6}}}, ErrInvalid, "members[1].addr", "wire: reply: members[1].addr: invalid value"},
 		{"reason-before-members", 0, Reply{Reason: long(MaxReason + 1), Members: []Member{{}}}, ErrTooLong, "reason", ""},
 		{"reply-datagram", 0, Reply{Members: slicesRepeat(Member{long(MaxName), alice.Addr}, MaxMembers)}, ErrTooLong, "datagram", ""},
@@ -548,7 +554,7 @@ func TestErrorText(t *testing.T) {
 		{"0000 01 1b 00000001 00", "wire: bad magic"},
 		{"4448 07 1b 00000001 00", "wire: unsupported version"},
 		{"4448 01 63 00000001 00", "wire: type(99): unknown type"},
-		{"4448 01 1b 00000001 00 00", "wire: ack: trailing bytes"},
+		{"4448 01 1b 00000001 00 0000 00", "wire: ack: trailing bytes"},
 		{"4448 01 15 00000001 00" + hAlice + "05", "wire: teardown: keep_neighbours: invalid value"},
 		{"4448 01 11 00000001 00 0002 0002" + hAruba + "0003 435557 0400", "wire: store: records[1].field[1]: truncated"},
 	}

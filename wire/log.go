@@ -52,6 +52,9 @@ func (f Flags) String() string {
 	if f&FlagRetransmit != 0 {
 		parts = append(parts, "retransmit")
 	}
+	if f&FlagNoAck != 0 {
+		parts = append(parts, "no-ack")
+	}
 	if rest := f &^ knownFlags; rest != 0 {
 		parts = append(parts, "0x"+strconv.FormatUint(uint64(rest), 16))
 	}
@@ -172,4 +175,9 @@ func (m Rebuilt) LogValue() slog.Value {
 }
 
 // LogValue is empty: the header's id says what is acknowledged.
-func (Ack) LogValue() slog.Value { return slog.GroupValue() }
+func (m Ack) LogValue() slog.Value {
+	if len(m.More) == 0 {
+		return slog.GroupValue()
+	}
+	return slog.GroupValue(slog.Any("more", m.More))
+}

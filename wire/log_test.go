@@ -54,7 +54,8 @@ func TestFlagsString(t *testing.T) {
 		{0, "none"},
 		{FlagRetransmit, "retransmit"},
 		{0x80, "0x80"},
-		{FlagRetransmit | 0x06, "retransmit|0x6"},
+		{FlagRetransmit | 0x0c, "retransmit|0xc"},
+		{FlagNoAck | 0x80, "no-ack|0x80"},
 	}
 	for _, tt := range tests {
 		if got := tt.f.String(); got != tt.want {

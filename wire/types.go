@@ -50,6 +50,8 @@ const (
 	NumFields = 9
 	// MaxMembers bounds a member list (a setup-dht reply lists the ring).
 	MaxMembers = 64
+	// MaxAcks bounds the further ids one Ack carries.
+	MaxAcks = 256
 )
 
 // Type names a message. The values are part of the format: append only.
@@ -88,8 +90,13 @@ const (
 	// same id. Receivers treat it like the original; it is there for traces
 	// and counters.
 	FlagRetransmit Flags = 1 << 0
+	// FlagNoAck marks a message its sender does not retransmit: the
+	// receiver neither acknowledges it nor suppresses it as a duplicate.
+	// Only a query and its result may carry it (the querier retries the
+	// whole query instead); on any other message it is ignored.
+	FlagNoAck Flags = 1 << 1
 
-	knownFlags = FlagRetransmit
+	knownFlags = FlagRetransmit | FlagNoAck
 )
 
 // Member is one user as the ring knows it.
@@ -226,8 +233,10 @@ type Rebuilt struct {
 	NewLeader string
 }
 
-// Ack: empty body; the header id is the id of the message acknowledged.
-type Ack struct{}
+// Ack: list of u32 further ids acknowledged (at most MaxAcks); the header
+// id is the first id acknowledged. A receiver acknowledges everything one
+// sender's datagrams, read together, asked it to in one Ack.
+type Ack struct{ More []uint32 }
 
 func (Register) Type() Type         { return TypeRegister }
 func (SetupDHT) Type() Type         { return TypeSetupDHT }

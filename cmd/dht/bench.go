@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +50,7 @@ func benchCommand(e env) *cli.Command {
 			&cli.IntFlag{Name: "window", Usage: "most unacknowledged ring messages to one neighbour (0: the default)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of the table"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to this file"},
+			&cli.StringFlag{Name: "scaling", Usage: "measure setup and query time for N = 2…64 (the dataset) and for 1k…100k synthetic records (N = 16), print the table and draw it as an SVG to this file"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
@@ -87,6 +89,21 @@ func benchCommand(e env) *cli.Command {
 					return err
 				}
 				o.dataName = c.String("data")
+			}
+			if path := c.String("scaling"); path != "" {
+				byN, byRecords, err := scalingSweep(o, c.Int("runs"), []int{1000, 3000, 10000, 30000, 100000})
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					if err := writeJSON(e.stdout, map[string][]scalingPoint{"by_peers": byN, "by_records": byRecords}); err != nil {
+						return err
+					}
+				} else {
+					printScaling(e.stdout, byN, byRecords)
+				}
+				note := fmt.Sprintf("each point the median of %d run(s), %d queries; %s/%s, %d CPUs; a setup includes committing every table to disk", c.Int("runs"), o.queries, runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+				return writeScalingSVG(path, byN, byRecords, note)
 			}
 			if c.Bool("loss-sweep") {
 				rows, err := lossSweep(o)
@@ -177,7 +194,8 @@ type queryReport struct {
 	FloorRatio float64 `json:"floor_ratio"` // median over queries of latency / ((hops + 3) × one hop)
 }
 
-const benchTimeout = 2 * time.Minute
+// benchTimeout bounds a whole run.
+const benchTimeout = 10 * time.Minute
 
 func runBench(o benchOptions) (r benchReport, err error) {
 	r.Peers, r.Queriers, r.Records, r.Dataset, r.Loss, r.Runs = o.peers, o.queriers, len(o.data), o.dataName, o.loss, 1
@@ -208,10 +226,12 @@ func runBench(o benchOptions) (r benchReport, err error) {
 		r.PeakRSSMB = peakRSSMB()
 	}()
 	d0, b0, _, _ := cl.Traffic()
+	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
+	defer cancel()
 
 	leader := cl.Users[0]
 	start := time.Now()
-	out, err := leader.Must(fmt.Sprintf("setup-dht %d %s", o.peers, leader.Name), benchTimeout)
+	out, err := leader.Must(ctx, fmt.Sprintf("setup-dht %d %s", o.peers, leader.Name))
 	if err != nil {
 		return r, err
 	}
@@ -235,10 +255,10 @@ func runBench(o benchOptions) (r benchReport, err error) {
 	}
 	rng := rand.New(rand.NewPCG(o.seed, 0x9e))
 	order := queryOrder(rng, len(o.data), o.queries)
-	if r.Single, err = queryPhase(free[:1], o.data, order, r.Floor.OneHopUS); err != nil {
+	if r.Single, err = queryPhase(ctx, free[:1], o.data, order, r.Floor.OneHopUS); err != nil {
 		return r, err
 	}
-	if r.Concurrent, err = queryPhase(free[:o.queriers], o.data, order, r.Floor.OneHopUS); err != nil {
+	if r.Concurrent, err = queryPhase(ctx, free[:o.queriers], o.data, order, r.Floor.OneHopUS); err != nil {
 		return r, err
 	}
 
@@ -249,12 +269,12 @@ func runBench(o benchOptions) (r benchReport, err error) {
 		}
 		leaver, newLeader := byName[ring[1]], byName[ring[2%len(ring)]]
 		start = time.Now()
-		if _, err := leaver.Must("leave-dht "+leaver.Name, benchTimeout); err != nil {
+		if _, err := leaver.Must(ctx, "leave-dht "+leaver.Name); err != nil {
 			return r, err
 		}
 		r.LeaveMS = ms(time.Since(start))
 		start = time.Now()
-		if _, err := newLeader.Must("teardown-dht "+newLeader.Name, benchTimeout); err != nil {
+		if _, err := newLeader.Must(ctx, "teardown-dht "+newLeader.Name); err != nil {
 			return r, err
 		}
 		r.TeardownMS = ms(time.Since(start))
@@ -277,7 +297,7 @@ var foundRE = regexp.MustCompile(`^query-dht SUCCESS: found at node [A-Za-z]+ \(
 
 // queryPhase runs the queries in order, spread over the users (each asks
 // one at a time), and checks every answer against the dataset.
-func queryPhase(users []*app.User, data []dataset.Record, order []int, hopUS float64) (queryReport, error) {
+func queryPhase(ctx context.Context, users []*app.User, data []dataset.Record, order []int, hopUS float64) (queryReport, error) {
 	q := queryReport{Queriers: len(users), Queries: len(order)}
 	type sample struct {
 		us   float64
@@ -295,8 +315,8 @@ func queryPhase(users []*app.User, data []dataset.Record, order []int, hopUS flo
 			for j := i; j < len(order); j += len(users) {
 				rec := data[order[j]]
 				t0 := time.Now()
-				out, err := u.Do("query-dht "+u.Name+" "+rec.LongName, benchTimeout)
-				us := float64(time.Since(t0)) / float64(time.Microsecond)
+				out, err := u.Do(ctx, "query-dht "+u.Name+" "+rec.LongName)
+				us := float64(u.Printed.Sub(t0)) / float64(time.Microsecond)
 				if err != nil {
 					errs[i] = err
 					return
@@ -576,21 +596,27 @@ func sweepOnce(o benchOptions, loss float64) (row sweepRow, err error) {
 		return row, err
 	}
 	d0, _, _, l0 := cl.Traffic()
-	leader, querier := cl.Users[0], cl.Users[o.peers]
+	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
+	defer cancel()
+	leader := cl.Users[0]
+	var querier *app.User
 	start := time.Now()
-	out, err := leader.Must(fmt.Sprintf("setup-dht %d %s", o.peers, leader.Name), benchTimeout)
+	out, err := leader.Must(ctx, fmt.Sprintf("setup-dht %d %s", o.peers, leader.Name))
 	if err == nil {
 		row.SetupMS = ms(time.Since(start))
 		var ring []string
-		if ring, err = benchRing(out[0]); err == nil && slices.Contains(ring, querier.Name) {
-			err = fmt.Errorf("bench: the querier is in the ring")
+		ring, err = benchRing(out[0])
+		for _, u := range cl.Users {
+			if !slices.Contains(ring, u.Name) {
+				querier = u
+			}
 		}
 	}
 	if err == nil {
 		start = time.Now()
 		for _, rec := range o.data {
 			var res []string
-			if res, err = querier.Do("query-dht "+querier.Name+" "+rec.LongName, benchTimeout); err != nil {
+			if res, err = querier.Do(ctx, "query-dht "+querier.Name+" "+rec.LongName); err != nil {
 				break
 			}
 			row.Queries++

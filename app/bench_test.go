@@ -1,0 +1,141 @@
+package app
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"dht/dataset"
+	"dht/wire"
+)
+
+// ringNode is a peer in the middle of a ring of 8 (id 3), as a store or a
+// query finds it: the hot path of a ring hop through the core.
+func ringNode(tb testing.TB) *Peer {
+	tb.Helper()
+	p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.1:4000")})
+	p.self = wire.Member{Name: "carol", Addr: netip.MustParseAddrPort("10.0.0.13:5000")}
+	p.bound, p.registered = true, true
+	p.inRing, p.id, p.n, p.neighbours = true, 3, 8, true
+	p.left = wire.Member{Name: "bob", Addr: netip.MustParseAddrPort("10.0.0.12:5000")}
+	p.right = wire.Member{Name: "dave", Addr: netip.MustParseAddrPort("10.0.0.14:5000")}
+	return p
+}
+
+// encodeAll encodes every Send as the runner does, into a reused buffer.
+func encodeAll(tb testing.TB, outs []Output, buf []byte) []byte {
+	for _, o := range outs {
+		if s, ok := o.(Send); ok {
+			var err error
+			if buf, err = wire.Append(buf[:0], s.ID, s.Flags, s.Msg); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	return buf
+}
+
+// BenchmarkRingHopQuery is a query's first attempt passing a node: decode
+// the datagram, step the core, encode what it forwards.
+func BenchmarkRingHopQuery(b *testing.B) {
+	p := ringNode(b)
+	var name string
+	for _, r := range records(b) {
+		if dataset.ID(r.Pos(), 8) != 3 {
+			name = r.LongName
+			break
+		}
+	}
+	q := wire.Query{ReqID: 9, Querier: wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}, Hops: 2, LongName: name}
+	dg, err := wire.Append(nil, 77, wire.FlagNoAck, q)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 0, wire.MaxDatagram)
+	now := time.Unix(1e9, 0)
+	batch := make([]Datagram, 1)
+	b.ReportAllocs()
+	for b.Loop() {
+		h, m, err := wire.Decode(dg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		batch[0] = Datagram{From: p.left.Addr, Header: h, Msg: m}
+		buf = encodeAll(b, p.StepBatch(now, batch), buf)
+	}
+}
+
+// BenchmarkRingHopStore is a full store datagram passing a node that keeps
+// none of it: decode, step, encode the forward, and the ack it earns once
+// the next node acknowledges the forward.
+func BenchmarkRingHopStore(b *testing.B) {
+	p := ringNode(b)
+	st := wire.Store{N: 8}
+	size := wire.StoreOverhead
+	for _, r := range records(b) {
+		f := r.Fields()
+		if dataset.ID(r.Pos(), 8) == 3 || size+wire.RecordLen(f) > wire.MaxDatagram {
+			continue
+		}
+		st.Records = append(st.Records, f)
+		size += wire.RecordLen(f)
+	}
+	buf := make([]byte, 0, wire.MaxDatagram)
+	now := time.Unix(1e9, 0)
+	batch := make([]Datagram, 1)
+	id := uint32(0)
+	b.ReportAllocs()
+	b.SetBytes(int64(size))
+	for b.Loop() {
+		id++
+		dg, err := wire.Append(buf[:0], id, 0, st)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h, m, err := wire.Decode(dg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		batch[0] = Datagram{From: p.left.Addr, Header: h, Msg: m}
+		outs := p.StepBatch(now, batch)
+		var fwd uint32
+		for _, o := range outs {
+			if s, ok := o.(Send); ok && s.To == p.right.Addr {
+				fwd = s.ID
+			}
+		}
+		buf = encodeAll(b, outs, buf)
+		batch[0] = Datagram{From: p.right.Addr, Header: wire.Header{Type: wire.TypeAck, ID: fwd}, Msg: wire.Ack{}}
+		p.StepBatch(now, batch)
+	}
+}
+
+func BenchmarkLocalInsert(b *testing.B) {
+	recs := dataset.Synthetic(4096, 1)
+	p := ringNode(b)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i%len(recs) == 0 {
+			p.clearTable()
+		}
+		p.insert(recs[i%len(recs)])
+		i++
+	}
+}
+
+func BenchmarkLocalLookup(b *testing.B) {
+	p := ringNode(b)
+	recs := records(b)
+	for _, r := range recs {
+		p.insert(r)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, ok := p.Lookup(recs[i%len(recs)].LongName); !ok {
+			b.Fatal("not found")
+		}
+		i++
+	}
+}
