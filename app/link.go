@@ -129,7 +129,9 @@ func (l *link) rto() time.Duration {
 	if l.srtt != 0 {
 		rto = max(l.srtt+4*l.rttvar, l.cfg.MinRTO)
 	}
-	return min(max(rto, l.backoff), l.cfg.MaxRTO)
+	// The backoff is bounded: under heavy loss it would otherwise stay near
+	// MaxRTO and slow every recovery.
+	return min(max(rto, min(l.backoff, 4*rto)), l.cfg.MaxRTO)
 }
 
 func newLink(cfg LinkConfig, firstID uint32, stats *Stats) *link {
