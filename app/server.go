@@ -194,6 +194,15 @@ func (s *Server) waiting() string {
 	return ""
 }
 
+// idleCaller is caller for a request that may not come while the server
+// waits for the end of an operation.
+func (s *Server) idleCaller(from netip.AddrPort, name string) (*store.User, *wire.Reply) {
+	if w := s.waiting(); w != "" {
+		return nil, fail("%s", w)
+	}
+	return s.caller(from, name)
+}
+
 // caller checks that name is registered and that the request came from its
 // address.
 func (s *Server) caller(from netip.AddrPort, name string) (*store.User, *wire.Reply) {
@@ -235,10 +244,7 @@ func (s *Server) register(from netip.AddrPort, m wire.Register) (*wire.Reply, bo
 }
 
 func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wire.Reply, bool) {
-	if w := s.waiting(); w != "" {
-		return fail("%s", w), false
-	}
-	leader, r := s.caller(from, m.Name)
+	leader, r := s.idleCaller(from, m.Name)
 	if r != nil {
 		return r, false
 	}
@@ -310,10 +316,7 @@ func (s *Server) awaited(from netip.AddrPort, name string, phase store.Phase, id
 }
 
 func (s *Server) query(from netip.AddrPort, m wire.QueryDHT) *wire.Reply {
-	if w := s.waiting(); w != "" {
-		return fail("%s", w)
-	}
-	u, r := s.caller(from, m.Name)
+	u, r := s.idleCaller(from, m.Name)
 	if r != nil {
 		return r
 	}
@@ -328,10 +331,7 @@ func (s *Server) query(from netip.AddrPort, m wire.QueryDHT) *wire.Reply {
 }
 
 func (s *Server) leave(now time.Time, from netip.AddrPort, m wire.LeaveDHT) (*wire.Reply, bool) {
-	if w := s.waiting(); w != "" {
-		return fail("%s", w), false
-	}
-	u, r := s.caller(from, m.Name)
+	u, r := s.idleCaller(from, m.Name)
 	if r != nil {
 		return r, false
 	}
@@ -374,10 +374,7 @@ func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, b
 }
 
 func (s *Server) deregister(from netip.AddrPort, m wire.Deregister) (*wire.Reply, bool) {
-	if w := s.waiting(); w != "" {
-		return fail("%s", w), false
-	}
-	u, r := s.caller(from, m.Name)
+	u, r := s.idleCaller(from, m.Name)
 	if r != nil {
 		return r, false
 	}
@@ -390,10 +387,7 @@ func (s *Server) deregister(from netip.AddrPort, m wire.Deregister) (*wire.Reply
 }
 
 func (s *Server) teardown(now time.Time, from netip.AddrPort, m wire.TeardownDHT) (*wire.Reply, bool) {
-	if w := s.waiting(); w != "" {
-		return fail("%s", w), false
-	}
-	u, r := s.caller(from, m.Name)
+	u, r := s.idleCaller(from, m.Name)
 	if r != nil {
 		return r, false
 	}
