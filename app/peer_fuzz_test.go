@@ -108,3 +108,43 @@ func FuzzPeerSteps(f *testing.F) {
 		check(p.Tick(now.Add(time.Hour)))
 	})
 }
+
+// Ring messages that name no real place in a ring, or an invalid member,
+// are dropped unacknowledged and change nothing.
+func TestPeerDropsInvalidRingMessages(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	bad := wire.Member{Name: "x1", Addr: fzOther}
+	zero := wire.Member{Name: "zed", Addr: netip.MustParseAddrPort("0.0.0.0:5")}
+	tests := []struct {
+		name string
+		from netip.AddrPort
+		msg  wire.Message
+	}{
+		{"set-id of a ring of 0", fzOther, wire.SetID{ID: 7, N: 0, Left: fzLeft, Right: fzRight}},
+		{"set-id id 0 (the leader's own)", fzOther, wire.SetID{ID: 0, N: 3, Left: fzLeft, Right: fzRight}},
+		{"set-id id beyond the ring", fzOther, wire.SetID{ID: 3, N: 3, Left: fzLeft, Right: fzRight}},
+		{"set-id ring over MaxRing", fzOther, wire.SetID{ID: 1, N: MaxRing + 1, Left: fzLeft, Right: fzRight}},
+		{"set-id with an invalid neighbour name", fzOther, wire.SetID{ID: 1, N: 3, Left: bad, Right: fzRight}},
+		{"reset-id of a ring of 0", fzLeft.Addr, wire.ResetID{Origin: "alice", ID: 0, N: 0}},
+		{"reset-id id beyond the ring", fzLeft.Addr, wire.ResetID{Origin: "alice", ID: 4, N: 2}},
+		{"reset-left to an unspecified address", fzLeft.Addr, wire.ResetLeft{Left: zero}},
+		{"reset-right from the left", fzLeft.Addr, wire.ResetRight{Right: fzLeft}},
+		{"query for an invalid querier", fzLeft.Addr, wire.Query{ReqID: 1, Querier: zero, Hops: 1, LongName: "Aruba"}},
+		{"store from a stranger", fzOther, wire.Store{N: 3, Records: []wire.Record{{3: "Aruba"}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := fuzzPeer()
+			before := p.identity()
+			outs := p.Step(now, tt.from, wire.Header{Type: tt.msg.Type(), ID: 42}, tt.msg)
+			for _, o := range outs {
+				if _, isEvent := o.(Event); !isEvent {
+					t.Fatalf("output %T %+v, want only a trace event", o, o)
+				}
+			}
+			if after := p.identity(); after != before || p.Count() != 1 {
+				t.Fatalf("state changed: %+v -> %+v, %d records", before, after, p.Count())
+			}
+		})
+	}
+}
