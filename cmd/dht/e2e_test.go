@@ -245,16 +245,22 @@ func ringMembers(setupLine string) []string {
 	return strings.Fields(setupLine[strings.LastIndex(setupLine, ": ")+2:])
 }
 
-func TestBinaryEndToEnd(t *testing.T) {
+// e2eSetup gives an end-to-end test a folder, the dataset and six free
+// ports (the server's first).
+func e2eSetup(t *testing.T) (dir string, recs []dataset.Record, ports []int) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	dir := t.TempDir()
 	recs, err := dataset.Load(datasetPath(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 6)
+	return t.TempDir(), recs, freePorts(t, 6)
+}
+
+func TestBinaryEndToEnd(t *testing.T) {
+	dir, recs, ports := e2eSetup(t)
 	sport := strconv.Itoa(ports[0])
 	startServer := func() *proc {
 		s := startProc(t, "server", dir, "server", "--db", "server.db", "--addr", "127.0.0.1", sport)
@@ -438,15 +444,7 @@ func checkPeerFile(t *testing.T, path, name string, id, n int) int {
 // a fifth of all datagrams vanish and some arrive twice, yet setup, all 241
 // queries, a leave and a teardown complete with every record in its place.
 func TestBinaryLossy(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	dir := t.TempDir()
-	recs, err := dataset.Load(datasetPath(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ports := freePorts(t, 6)
+	dir, recs, ports := e2eSetup(t)
 	sport := strconv.Itoa(ports[0])
 	faults := func(seed int) []string {
 		return []string{"--quiet", "--fault-loss", "0.2", "--fault-dup", "0.05", "--fault-seed", strconv.Itoa(seed)}
