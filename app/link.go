@@ -307,9 +307,6 @@ func (l *link) sortedDests() []netip.AddrPort {
 	return keys
 }
 
-// drop forgets everything queued or in flight to `to`.
-func (l *link) drop(to netip.AddrPort) { delete(l.dests, to) }
-
 func (l *link) deadline() (time.Time, bool) {
 	var t time.Time
 	found := false

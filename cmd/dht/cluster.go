@@ -280,15 +280,6 @@ func (p *livePeer) take() []string {
 	return out
 }
 
-func (p *livePeer) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
 func (p *livePeer) send(line string, timeout time.Duration) error {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
