@@ -129,9 +129,14 @@ type Peer struct {
 	table       map[int][]dataset.Record
 	count       int
 	uncommitted []dataset.Record
-	pop         *populate
-	leaver      netip.AddrPort // set by reset-left: whose rebuild-dht to accept
-	queryTime   time.Duration  // smoothed time first attempts take to be answered
+	// unsaved: the place in the ring changed since the file was last
+	// written (and, with clearSaved, the table was emptied): set-id and the
+	// renumbering of a leave are written with the commit that follows them
+	// in the same operation (the stores', or the flush's), not one each.
+	unsaved, clearSaved bool
+	pop                 *populate
+	leaver              netip.AddrPort // set by reset-left: whose rebuild-dht to accept
+	queryTime           time.Duration  // smoothed time first attempts take to be answered
 }
 
 // NewPeer builds a peer.
@@ -276,7 +281,16 @@ func (p *Peer) identity() store.Identity {
 
 func (p *Peer) persist(clear bool, put []dataset.Record) PersistPeer {
 	id := p.identity()
+	clear = clear || p.clearSaved
+	p.unsaved, p.clearSaved = false, false
 	return PersistPeer{Batch: store.Batch{Identity: &id, Clear: clear, Put: put}}
+}
+
+// defer notes a change of place to write with the next commit; clear says
+// the table was emptied too.
+func (p *Peer) deferPersist(clear bool) {
+	p.unsaved = true
+	p.clearSaved = p.clearSaved || clear
 }
 
 // clearTable forgets the local table (and, with the id, ring membership).
@@ -358,12 +372,13 @@ func (p *Peer) Unsettled() bool { return len(p.uncommitted) > 0 }
 // since: one Ack to each sender, after the commit, so that an acknowledged
 // store is on disk.
 func (p *Peer) Settle() []Output {
-	return p.link.flushAcks(p.commitStores(nil))
+	return p.link.flushAcks(p.commitStores(nil, false))
 }
 
-// commitStores persists the records stored here and not yet committed.
-func (p *Peer) commitStores(out []Output) []Output {
-	if len(p.uncommitted) == 0 {
+// commitStores persists the records stored here and not yet committed;
+// with all, a deferred change of place too, even without records.
+func (p *Peer) commitStores(out []Output, all bool) []Output {
+	if len(p.uncommitted) == 0 && !(all && p.unsaved) {
 		return out
 	}
 	out = append(out, p.persist(false, p.uncommitted))
@@ -609,7 +624,11 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		p.inRing, p.id, p.n = true, int(m.ID), int(m.N)
 		p.left, p.right, p.neighbours = m.Left, m.Right, true
 		p.leaver = netip.AddrPort{}
-		return []Output{p.persist(true, nil)}
+		// Written with this node's stores, or at the flush: acknowledged
+		// at once, so the leader starts the stores without waiting for a
+		// disk.
+		p.deferPersist(true)
+		return nil
 	case wire.Store:
 		if int(m.N) != p.n {
 			return []Output{event("store for another ring size ignored", attrAddr(from), slog.Int("ring", int(m.N)))}
@@ -643,8 +662,9 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 			return p.populated(now)
 		}
 		// Every store before the flush was acknowledged, so committed
-		// (commitStores): the flush may go on at once.
-		out := p.commitStores(nil)
+		// (commitStores): the flush may go on once a change of place
+		// still unwritten is.
+		out := p.commitStores(nil, true)
 		return append(out, p.link.send(now, p.right.Addr, m, tagNone, true)...)
 	case wire.Query:
 		pos := dataset.Pos(m.LongName)
@@ -681,16 +701,19 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 			return p.renumbered(now)
 		}
 		p.inRing, p.id, p.n = true, int(m.ID), int(m.N)
-		out := []Output{p.persist(false, nil)}
+		// Written with the rebuild's stores or flush, which follow.
+		p.deferPersist(false)
 		m.ID++
-		return append(out, p.link.send(now, p.right.Addr, m, tagNone, false)...)
+		return p.link.send(now, p.right.Addr, m, tagNone, false)
 	case wire.ResetLeft:
 		p.leaver = from
 		p.left = m.Left
-		return []Output{p.persist(false, nil)}
+		p.deferPersist(false)
+		return nil
 	case wire.ResetRight:
 		p.right = m.Right
-		return []Output{p.persist(false, nil)}
+		p.deferPersist(false)
+		return nil
 	case wire.RebuildDHT:
 		p.leaver = netip.AddrPort{}
 		data, err := p.cfg.LoadData()

@@ -131,6 +131,9 @@ func (s *simNet) checkRing(data []dataset.Record) {
 		if !id.InRing || id.ID != p.core.id || id.N != n || len(recs) != p.core.Count() {
 			s.t.Fatalf("seed %d: %s's file says in-ring %v id %d/%d with %d records; memory says %d/%d with %d", s.seed, p.name, id.InRing, id.ID, id.N, len(recs), p.core.id, n, p.core.Count())
 		}
+		if id.Left.Addr != p.core.left.Addr || id.Right.Addr != p.core.right.Addr {
+			s.t.Fatalf("seed %d: %s's file says neighbours %v/%v; memory says %v/%v", s.seed, p.name, id.Left, id.Right, p.core.left, p.core.right)
+		}
 	}
 	if total != len(data) {
 		s.t.Fatalf("seed %d: the ring holds %d records, want %d", s.seed, total, len(data))
