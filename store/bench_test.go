@@ -42,3 +42,22 @@ func BenchmarkLoad(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkApply30 is one node's share of a setup of 8 (about 30 records),
+// written as its stores' commit: the table cleared, the place and the
+// records.
+func BenchmarkApply30(b *testing.B) {
+	db, err := OpenPeer(filepath.Join(b.TempDir(), "peer.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	recs := dataset.Synthetic(30, 1)
+	id := sampleIdentity()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := db.Apply(Batch{Identity: &id, Clear: true, Put: recs}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

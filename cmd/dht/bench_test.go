@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -11,7 +12,7 @@ import (
 // asked for is found. No timing is checked: the machine decides those.
 func TestBenchSmoke(t *testing.T) {
 	var out, errOut bytes.Buffer
-	args := []string{"dht", "bench", "--peers", "3", "--queriers", "2", "--queries", "30", "--data", datasetPath(t), "--json"}
+	args := []string{"dht", "bench", "--peers", "3", "--queriers", "2", "--queries", "30", "--data", datasetPath(t), "--json", "--procs", "3"}
 	if code := run(args, strings.NewReader(""), &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
@@ -19,8 +20,11 @@ func TestBenchSmoke(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatalf("%v: %s", err, out.String())
 	}
-	if r.Peers != 3 || r.Queriers != 2 || r.Records != 241 || r.Runs != 1 {
-		t.Errorf("report describes %d peers, %d queriers, %d records, %d runs", r.Peers, r.Queriers, r.Records, r.Runs)
+	if r.Peers != 3 || r.Queriers != 2 || r.Records != 241 || r.Runs != 1 || r.Procs != 3 {
+		t.Errorf("report describes %d peers, %d queriers, %d records, %d runs, GOMAXPROCS %d", r.Peers, r.Queriers, r.Records, r.Runs, r.Procs)
+	}
+	if got := runtime.GOMAXPROCS(0); got == 3 && runtime.NumCPU() != 3 {
+		t.Errorf("the bench left GOMAXPROCS at %d", got)
 	}
 	for _, q := range []queryReport{r.Single, r.Concurrent} {
 		if q.Queries != 30 || q.Found != 30 {

@@ -34,6 +34,8 @@ func TestExitStatus(t *testing.T) {
 		{"play a missing file", []string{"play", "--dir", t.TempDir(), filepath.Join(missing, "x.play")}, 1},
 		{"demo with too few peers", []string{"demo", "--peers", "1"}, 2},
 		{"demo with a missing dataset", []string{"demo", "--data", filepath.Join(missing, "d.csv")}, 1},
+		{"bench with no processors", []string{"bench", "--procs", "0"}, 2},
+		{"bench with a ring of one", []string{"bench", "--peers", "1"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
