@@ -462,6 +462,7 @@ func (p *Peer) onAck(now time.Time, from netip.AddrPort, h wire.Header, a wire.A
 	for _, id := range a.More {
 		out = p.acked(now, from, id, out)
 	}
+	p.link.endAck()
 	return out
 }
 
@@ -648,7 +649,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 					fwd = append(fwd, *f)
 					continue
 				}
-				r := dataset.FromFields(*f)
+				r := dataset.FromFields(*f).Clone()
 				p.insert(r)
 				p.uncommitted = append(p.uncommitted, r)
 			}
