@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -32,9 +31,6 @@ type ClusterConfig struct {
 	// fraction of the datagrams it sends, seeded from Seed.
 	Loss float64
 	Link LinkConfig
-	// Log, if set, traces every runner (the server's as "server", each
-	// peer's as its user name).
-	Log *slog.Logger
 }
 
 // Cluster is a running ClusterConfig.
@@ -120,7 +116,6 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 		Core:   NewServer(ServerConfig{Rand: rand.New(rand.NewPCG(cfg.Seed, 0x5e)), OpTimeout: time.Minute}, st, replies),
 		Store:  db,
 		Faults: faults(0),
-		Log:    cfg.Log,
 	}
 	go func() {
 		err := c.Server.Run(c.ctx)
@@ -153,7 +148,6 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 			Lines:  u.lines,
 			Out:    lineWriter(u.out),
 			Faults: faults(uint64(i) + 1),
-			Log:    cfg.Log,
 			OpenStore: func(name string) (PeerStore, error) {
 				return store.OpenPeer(filepath.Join(cfg.Dir, "dht-peer-"+name+".db"))
 			},

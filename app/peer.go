@@ -286,8 +286,8 @@ func (p *Peer) persist(clear bool, put []dataset.Record) PersistPeer {
 	return PersistPeer{Batch: store.Batch{Identity: &id, Clear: clear, Put: put}}
 }
 
-// defer notes a change of place to write with the next commit; clear says
-// the table was emptied too.
+// deferPersist notes a change of place to write with the next commit;
+// clear says the table was emptied too.
 func (p *Peer) deferPersist(clear bool) {
 	p.unsaved = true
 	p.clearSaved = p.clearSaved || clear
