@@ -14,12 +14,17 @@ type LinkConfig struct {
 	// RTO is the retransmission timeout until round trips have been
 	// measured; from then on it is the smoothed round trip plus four times
 	// its variation (RFC 6298), at least MinRTO. It doubles on every
-	// retransmission of a message, up to MaxRTO.
+	// retransmission of a message, up to MaxRTO or four times the measured
+	// timeout, whichever is longer: a cap far above the round trip only
+	// makes a lossy link wait (on loopback at 30% loss, a 1 s cap put whole
+	// seconds into a setup and left a message as few as eight tries before
+	// GiveUp), and one tied to the measurement keeps a long path from being
+	// retransmitted to before an answer can come back.
 	RTO    time.Duration
 	MinRTO time.Duration
 	MaxRTO time.Duration
-	// GiveUp is how long a message is retransmitted before the destination
-	// is declared gone.
+	// GiveUp is how long a message is retransmitted, unacknowledged, before
+	// its destination is declared gone.
 	GiveUp time.Duration
 	// Window is the most messages in flight (sent, not yet acknowledged) to
 	// one destination: the flow control that keeps a fast sender from
@@ -35,7 +40,7 @@ func (c LinkConfig) withDefaults() LinkConfig {
 		c.MinRTO = 2 * time.Millisecond
 	}
 	if c.MaxRTO <= 0 {
-		c.MaxRTO = time.Second
+		c.MaxRTO = 100 * time.Millisecond
 	}
 	if c.MinRTO > c.RTO {
 		c.MinRTO = c.RTO
@@ -126,15 +131,26 @@ func (l *link) sample(rtt time.Duration) {
 	l.srtt = (7*l.srtt + rtt) / 8
 }
 
+// measured is the retransmission timeout the round trips measured so far
+// call for (RTO until there are some).
+func (l *link) measured() time.Duration {
+	if l.srtt == 0 {
+		return l.cfg.RTO
+	}
+	return max(l.srtt+4*l.rttvar, l.cfg.MinRTO)
+}
+
 // rto is the timeout for a message's first transmission.
 func (l *link) rto() time.Duration {
-	rto := l.cfg.RTO
-	if l.srtt != 0 {
-		rto = max(l.srtt+4*l.rttvar, l.cfg.MinRTO)
-	}
+	rto := l.measured()
 	// The backoff is bounded: under heavy loss it would otherwise stay near
-	// MaxRTO and slow every recovery.
-	return min(max(rto, min(l.backoff, 4*rto)), l.cfg.MaxRTO)
+	// maxRTO and slow every recovery.
+	return max(rto, min(l.backoff, 4*rto))
+}
+
+// maxRTO is the most a timeout backs off to (see LinkConfig.RTO).
+func (l *link) maxRTO() time.Duration {
+	return max(l.cfg.MaxRTO, 4*l.measured())
 }
 
 func newLink(cfg LinkConfig, firstID uint32, stats *Stats) *link {
@@ -291,10 +307,7 @@ func (l *link) tick(now time.Time) (out []Output, gone []failure) {
 				dead = true
 				break
 			}
-			m.rto *= 2
-			if m.rto > l.cfg.MaxRTO {
-				m.rto = l.cfg.MaxRTO
-			}
+			m.rto = min(2*m.rto, l.maxRTO())
 			l.backoff = max(l.backoff, m.rto)
 			m.deadline = now.Add(m.rto)
 			m.attempts++

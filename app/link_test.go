@@ -43,3 +43,69 @@ func TestOneRTTSampleAnAck(t *testing.T) {
 		t.Fatalf("an empty endAck sampled: srtt %v", l.srtt)
 	}
 }
+
+// retransmitGaps sends one message to a destination that never acknowledges
+// it and returns the waits between its transmissions, until the link gives
+// up on the destination.
+func retransmitGaps(t *testing.T, l *link, t0 time.Time) []time.Duration {
+	t.Helper()
+	to := netip.MustParseAddrPort("10.0.0.2:5000")
+	if out := l.send(t0, to, wire.Store{N: 2}, tagNone, false); len(out) != 1 {
+		t.Fatalf("sent %d datagrams", len(out))
+	}
+	var gaps []time.Duration
+	last := t0
+	for range 100_000 {
+		at, ok := l.deadline()
+		if !ok {
+			t.Fatal("no retransmission pending and nothing given up")
+		}
+		out, gone := l.tick(at)
+		if len(gone) > 0 {
+			return gaps
+		}
+		if len(out) != 1 {
+			t.Fatalf("tick at its deadline sent %d datagrams", len(out))
+		}
+		gaps = append(gaps, at.Sub(last))
+		last = at
+	}
+	t.Fatal("never gave up")
+	return nil
+}
+
+// A lost message's timeout doubles up to MaxRTO (100 ms by default) when
+// round trips are short, so that a lossy link neither sits idle for
+// seconds nor gets few tries before GiveUp (with a 1 s cap, a setup at 30%
+// loss took up to 9 s and once gave up on a live neighbour); and up to four
+// times the measured timeout when round trips are long, so that a slow
+// path is not retransmitted to before its answer can come back.
+func TestBackoffCapFollowsTheRoundTrip(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	for _, c := range []struct {
+		name    string
+		rtt     time.Duration
+		wantCap time.Duration
+	}{
+		{"loopback", 50 * time.Microsecond, 100 * time.Millisecond},
+		{"long path", 300 * time.Millisecond, 4 * (300*time.Millisecond + 4*150*time.Millisecond)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var st Stats
+			l := newLink(LinkConfig{}, 1, &st)
+			l.sample(c.rtt) // srtt rtt, rttvar rtt/2
+			gaps := retransmitGaps(t, l, t0)
+			for i := 1; i < len(gaps); i++ {
+				if gaps[i] != min(2*gaps[i-1], c.wantCap) {
+					t.Fatalf("waits %v: %v after %v, want it doubled up to %v", gaps, gaps[i], gaps[i-1], c.wantCap)
+				}
+			}
+			if last := gaps[len(gaps)-1]; last != c.wantCap {
+				t.Fatalf("waits %v never reached the cap %v", gaps, c.wantCap)
+			}
+			if c.rtt < time.Millisecond && len(gaps) < 90 {
+				t.Fatalf("only %d retransmissions in the %v before giving up", len(gaps), l.cfg.GiveUp)
+			}
+		})
+	}
+}

@@ -831,7 +831,7 @@ func (p *Peer) populated(now time.Time) []Output {
 // answers seen so far take (a long ring, or a loaded one, answers slowly:
 // asking again too soon only adds load).
 func (p *Peer) queryRTO() time.Duration {
-	return min(max(2*p.link.rto(), 4*p.queryTime), p.link.cfg.MaxRTO)
+	return min(max(2*p.link.rto(), 4*p.queryTime), p.link.maxRTO())
 }
 
 func (p *Peer) queryAnswered(now time.Time, r wire.QueryResult) []Output {
@@ -950,7 +950,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 	}
 	o := p.op
 	if o != nil && o.stage == stQuery && !now.Before(o.queryRetry) && now.Before(o.deadline) {
-		o.queryRTO = min(2*o.queryRTO, p.link.cfg.MaxRTO)
+		o.queryRTO = min(2*o.queryRTO, p.link.maxRTO())
 		o.queryRetry = now.Add(o.queryRTO)
 		o.queryTries++
 		p.stats.Retransmits++
@@ -968,7 +968,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 		if now.Sub(o.reqFirst) >= p.cfg.RequestTimeout {
 			return p.finish(now, out, fmt.Sprintf("%s FAILURE: no answer from the server at %s within %s", o.name, p.cfg.Server, p.cfg.RequestTimeout))
 		}
-		o.reqRTO = min(2*o.reqRTO, p.link.cfg.MaxRTO)
+		o.reqRTO = min(2*o.reqRTO, p.link.maxRTO())
 		o.deadline = now.Add(o.reqRTO)
 		o.reqSent++
 		p.stats.Sent++
