@@ -109,33 +109,3 @@ func BenchmarkRingHopStore(b *testing.B) {
 		p.StepBatch(now, batch)
 	}
 }
-
-func BenchmarkLocalInsert(b *testing.B) {
-	recs := dataset.Synthetic(4096, 1)
-	p := ringNode(b)
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if i%len(recs) == 0 {
-			p.clearTable()
-		}
-		p.insert(recs[i%len(recs)])
-		i++
-	}
-}
-
-func BenchmarkLocalLookup(b *testing.B) {
-	p := ringNode(b)
-	recs := records(b)
-	for _, r := range recs {
-		p.insert(r)
-	}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if _, ok := p.Lookup(recs[i%len(recs)].LongName); !ok {
-			b.Fatal("not found")
-		}
-		i++
-	}
-}

@@ -98,6 +98,16 @@ type op struct {
 	needs []netip.AddrPort
 }
 
+// Table is a node's local table as the core reads it: the file its runner
+// commits PersistPeer batches to (the simulation's is in memory). The core
+// keeps no records of its own, so a node's memory does not grow with its
+// share of the dataset; a query's owner reads the one record it asks for.
+// Reads see what has been committed: a node answers queries only once the
+// flush has passed it, after every record it holds was.
+type Table interface {
+	Lookup(longName string) (dataset.Record, bool, error)
+}
+
 // populate is a store round led by this peer (setup or rebuild).
 type populate struct {
 	n       int
@@ -126,8 +136,7 @@ type Peer struct {
 	id, n       int
 	left, right wire.Member
 	neighbours  bool
-	table       map[int][]dataset.Record
-	count       int
+	table       Table
 	uncommitted []dataset.Record
 	// unsaved: the place in the ring changed since the file was last
 	// written (and, with clearSaved, the table was emptied): set-id and the
@@ -142,7 +151,7 @@ type Peer struct {
 // NewPeer builds a peer.
 func NewPeer(cfg PeerConfig) *Peer {
 	cfg = cfg.withDefaults()
-	p := &Peer{cfg: cfg, table: map[int][]dataset.Record{}}
+	p := &Peer{cfg: cfg}
 	p.link = newLink(cfg.Link, cfg.Rand.Uint32(), &p.stats)
 	return p
 }
@@ -162,15 +171,17 @@ func (p *Peer) Exited() bool { return p.exited }
 // Name is the registered name ("" before register succeeds).
 func (p *Peer) Name() string { return p.self.Name }
 
-// Restore loads a table from the peer's file (for a peer restarted on it).
-func (p *Peer) Restore(id store.Identity, recs []dataset.Record) {
+// SetTable gives the core its table file to read, once the runner has
+// opened it (nil: none open; lookups find nothing).
+func (p *Peer) SetTable(t Table) { p.table = t }
+
+// Restore takes the place in the ring from the peer's file (for a peer
+// restarted on it); the records stay in the file, read through SetTable's.
+func (p *Peer) Restore(id store.Identity) {
 	p.inRing, p.id, p.n = id.InRing, id.ID, id.N
 	p.left = wire.Member{Name: id.Left.Name, Addr: id.Left.Addr}
 	p.right = wire.Member{Name: id.Right.Name, Addr: id.Right.Addr}
 	p.neighbours = id.Left.Addr.IsValid()
-	for _, r := range recs {
-		p.insert(r)
-	}
 }
 
 // Input queues one line typed by the user.
@@ -293,40 +304,20 @@ func (p *Peer) deferPersist(clear bool) {
 	p.clearSaved = p.clearSaved || clear
 }
 
-// clearTable forgets the local table (and, with the id, ring membership).
+// clearTable forgets the records not yet committed and the store round
+// in progress; the persist that goes with it clears the file.
 func (p *Peer) clearTable() {
-	p.table = map[int][]dataset.Record{}
-	p.count = 0
 	p.uncommitted = nil
 	p.pop = nil
 }
 
-func (p *Peer) insert(r dataset.Record) bool {
-	pos := r.Pos()
-	slot := p.table[pos]
-	for i := range slot {
-		if slot[i].LongName == r.LongName {
-			slot[i] = r
-			return false
-		}
+// lookup reads a record from the table file, comparing the whole Long Name.
+func (p *Peer) lookup(longName string) (dataset.Record, bool, error) {
+	if p.table == nil {
+		return dataset.Record{}, false, fmt.Errorf("no table file open")
 	}
-	p.table[pos] = append(slot, r)
-	p.count++
-	return true
+	return p.table.Lookup(longName)
 }
-
-// Lookup finds a record in the local table, comparing the whole Long Name.
-func (p *Peer) Lookup(longName string) (dataset.Record, bool) {
-	for _, r := range p.table[dataset.Pos(longName)] {
-		if r.LongName == longName {
-			return r, true
-		}
-	}
-	return dataset.Record{}, false
-}
-
-// Count is the number of records in the local table.
-func (p *Peer) Count() int { return p.count }
 
 // Ring reports this peer's place in the ring.
 func (p *Peer) Ring() (inRing bool, id, n int, left, right wire.Member) {
@@ -649,9 +640,9 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 					fwd = append(fwd, *f)
 					continue
 				}
-				r := dataset.FromFields(*f).Clone()
-				p.insert(r)
-				p.uncommitted = append(p.uncommitted, r)
+				// Committed at Settle and then forgotten: the record may
+				// share the datagram's bytes until then.
+				p.uncommitted = append(p.uncommitted, dataset.FromFields(*f))
 			}
 		}
 		if len(fwd) > 0 {
@@ -677,11 +668,18 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 			return p.link.send(now, p.right.Addr, m, tagNone, false)
 		}
 		res := wire.QueryResult{ReqID: m.ReqID, Node: p.self.Name, NodeID: uint16(p.id), Hops: m.Hops, LongName: m.LongName}
-		if r, ok := p.Lookup(m.LongName); ok {
+		r, ok, err := p.lookup(m.LongName)
+		if ok {
 			res.Found, res.Record = true, r.Fields()
 		}
 		// The querier asks again if the answer is lost.
-		return []Output{p.sendNoAck(m.Querier.Addr, res)}
+		out := []Output{p.sendNoAck(m.Querier.Addr, res)}
+		if err != nil {
+			// Answered as not found: the querier hears from this node, and
+			// its log says why.
+			out = append(out, event("table read failed; answered not found", slog.String("long_name", m.LongName), slog.String("err", err.Error())))
+		}
+		return out
 	case wire.QueryResult:
 		return p.queryAnswered(now, m)
 	case wire.Teardown:
@@ -767,7 +765,6 @@ func (p *Peer) startPopulate(now time.Time, out []Output, data []dataset.Record,
 	var own []dataset.Record
 	for _, r := range data {
 		if dataset.ID(r.Pos(), p.n) == p.id {
-			p.insert(r)
 			own = append(own, r)
 		} else {
 			pop.records = append(pop.records, r)

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -8,48 +10,6 @@ import (
 	"dht/store"
 	"dht/wire"
 )
-
-// The local table keeps every record of a colliding slot and finds each by
-// its whole Long Name; storing one again replaces it instead of adding a
-// second copy.
-func TestLocalTableCollisions(t *testing.T) {
-	bySlot := map[int][]dataset.Record{}
-	for _, r := range records(t) {
-		bySlot[r.Pos()] = append(bySlot[r.Pos()], r)
-	}
-	deepest := 0
-	for pos, rs := range bySlot {
-		if len(rs) > len(bySlot[deepest]) {
-			deepest = pos
-		}
-	}
-	slot := bySlot[deepest]
-	if len(slot) != 5 {
-		t.Fatalf("deepest slot holds %d records, the dataset has 5", len(slot))
-	}
-	p := NewPeer(PeerConfig{})
-	for _, r := range slot {
-		if !p.insert(r) {
-			t.Fatalf("%q not added", r.LongName)
-		}
-	}
-	if p.insert(slot[0]) {
-		t.Fatal("storing a record twice added a copy")
-	}
-	if p.Count() != 5 || len(p.table[deepest]) != 5 {
-		t.Fatalf("count %d, slot %d", p.Count(), len(p.table[deepest]))
-	}
-	for _, r := range slot {
-		got, ok := p.Lookup(r.LongName)
-		if !ok || got != r {
-			t.Fatalf("%q not found intact", r.LongName)
-		}
-	}
-	// Same slot, different name: not found, even as a prefix.
-	if _, ok := p.Lookup(slot[0].LongName[:len(slot[0].LongName)-1]); ok {
-		t.Fatal("a prefix of a Long Name was found")
-	}
-}
 
 // set-id is acknowledged at once, without a commit of its own: the new
 // place in the ring is written with the node's stores (here, one that
@@ -93,5 +53,70 @@ func TestSetIDWrittenWithTheStores(t *testing.T) {
 	b := persists[0]
 	if !b.Clear || b.Identity == nil || b.Identity.ID != 2 || b.Identity.N != 3 || len(b.Put) != 1 || b.Put[0].LongName != "aa" {
 		t.Fatalf("the stores' commit is %+v; want the table cleared, id 2 of 3 and the record", b)
+	}
+}
+
+// A query's owner answers from its table file, not from a copy in memory:
+// once the records are committed the core holds none of them (its memory
+// does not grow with its share of the dataset), a record deleted from the
+// file behind its back is not found, and one written there is.
+func TestQueriesReadTheFile(t *testing.T) {
+	data := records(t)
+	s := newSim(t, 5, data)
+	setupFive(t, s)
+	s.mustDo("alice", "setup-dht 4 alice", "setup-dht SUCCESS")
+	s.checkRing(data)
+	free := freeUser(s)
+	r := data[17]
+	owner := s.procs[memberWithID(s, dataset.ID(r.Pos(), 4))]
+	for _, name := range s.names() {
+		if n := len(s.procs[name].core.uncommitted); n != 0 {
+			t.Fatalf("%s keeps %d records in memory after the setup", name, n)
+		}
+	}
+	s.mustDo(free, "query-dht "+free+" "+r.LongName, "query-dht SUCCESS")
+	if err := owner.store.Apply(store.Batch{Clear: true}); err != nil {
+		t.Fatal(err)
+	}
+	s.mustDo(free, "query-dht "+free+" "+r.LongName, "query-dht FAILURE: \""+r.LongName+"\" not found")
+	changed := r
+	changed.Census = "1789"
+	if err := owner.store.Apply(store.Batch{Put: []dataset.Record{changed}}); err != nil {
+		t.Fatal(err)
+	}
+	out := s.mustDo(free, "query-dht "+free+" "+r.LongName, "query-dht SUCCESS")
+	if got := out[len(out)-1]; !strings.HasSuffix(got, "\nLatest Population Census: 1789") {
+		t.Fatalf("the answer ends %q, want the census written to the file", got)
+	}
+}
+
+// failingTable is a table file that cannot be read.
+type failingTable struct{}
+
+func (failingTable) Lookup(string) (dataset.Record, bool, error) {
+	return dataset.Record{}, false, errors.New("read error")
+}
+
+// A table that cannot be read answers the query as not found, at once, and
+// says why in the trace: the querier is not left waiting for a timeout.
+func TestUnreadableTableAnswersNotFound(t *testing.T) {
+	p := fuzzPeer()
+	p.SetTable(failingTable{})
+	now := time.Unix(1_700_000_000, 0)
+	querier := wire.Member{Name: "dave", Addr: fzOther}
+	// Pos("ac") = 196, id 196 mod 3 = 1: bob's.
+	outs := p.Step(now, fzLeft.Addr, wire.Header{ID: 9, Flags: wire.FlagNoAck}, wire.Query{ReqID: 3, Querier: querier, LongName: "ac"})
+	var answered, logged bool
+	for _, o := range outs {
+		switch o := o.(type) {
+		case Send:
+			res, ok := o.Msg.(wire.QueryResult)
+			answered = ok && o.To == fzOther && !res.Found && res.ReqID == 3 && res.NodeID == 1
+		case Event:
+			logged = strings.Contains(o.Msg, "table read failed")
+		}
+	}
+	if !answered || !logged {
+		t.Fatalf("outputs %+v: want a not-found answer to the querier and a trace event", outs)
 	}
 }

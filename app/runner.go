@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"dht/dataset"
 	"dht/store"
 	"dht/wire"
 )
@@ -376,9 +377,11 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 	return l
 }
 
-// PeerStore is what the peer runner persists its table to.
+// PeerStore is the peer's table file: the runner commits the core's batches
+// to it, and the core reads records from it (Table).
 type PeerStore interface {
 	Apply(b store.Batch) error
+	Lookup(longName string) (dataset.Record, bool, error)
 	Close() error
 }
 
@@ -584,6 +587,7 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 	// Bind comes only while unregistered: a register refused by the server
 	// may be retried under another name or at another address.
 	if r.store != nil && r.storeName != b.Name {
+		r.Core.SetTable(nil)
 		if err := r.store.Close(); err != nil {
 			return err
 		}
@@ -595,6 +599,7 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 			return err
 		}
 		r.store, r.storeName = st, b.Name
+		r.Core.SetTable(st)
 	}
 	if r.ep != nil && r.ep.local == b.Addr {
 		r.ep.log = log.With(slog.String("node", b.Name))

@@ -106,7 +106,7 @@ func runScenario(t *testing.T, s *simNet, data []dataset.Record) {
 	for _, name := range s.names() {
 		p := s.procs[name]
 		id, recs, _ := p.store.Load()
-		if p.core.inRing || p.core.Count() != 0 || id.InRing || len(recs) != 0 {
+		if p.core.inRing || len(p.core.uncommitted) != 0 || id.InRing || len(recs) != 0 {
 			t.Fatalf("seed %d: %s still holds a DHT after teardown", s.seed, name)
 		}
 	}

@@ -166,6 +166,7 @@ func (s *Sim) AddPeer(name string, addr netip.AddrPort, data []dataset.Record) {
 		LoadData: func() ([]dataset.Record, error) { return data, nil },
 		Rand:     rand.New(rand.NewPCG(s.seed, uint64(len(s.procs))+100)),
 	})
+	p.core.SetTable(p.store)
 	p.log = s.logger(name, addr)
 	s.procs[name] = p
 	s.byAddr[addr] = p

@@ -100,8 +100,9 @@ func (s *simNet) mustDo(name, line, want string) []string {
 }
 
 // checkRing verifies the invariants of a complete ring: one cycle in id
-// order, every record exactly once at the node and slot the hash names, and
-// each table equal to what its file holds.
+// order, every record exactly once, in the file of the node and the slot
+// the hash names, found by that node's lookup, and each file's place in the
+// ring equal to the node's.
 func (s *simNet) checkRing(data []dataset.Record) {
 	s.t.Helper()
 	var ring []*simProc
@@ -123,13 +124,21 @@ func (s *simNet) checkRing(data []dataset.Record) {
 	}
 	total := 0
 	for _, p := range ring {
-		total += p.core.Count()
 		id, recs, err := p.store.Load()
 		if err != nil {
 			s.t.Fatal(err)
 		}
-		if !id.InRing || id.ID != p.core.id || id.N != n || len(recs) != p.core.Count() {
-			s.t.Fatalf("seed %d: %s's file says in-ring %v id %d/%d with %d records; memory says %d/%d with %d", s.seed, p.name, id.InRing, id.ID, id.N, len(recs), p.core.id, n, p.core.Count())
+		total += len(recs)
+		for _, r := range recs {
+			if owner := dataset.ID(r.Pos(), n); owner != p.core.id {
+				s.t.Fatalf("seed %d: %s (id %d) holds %q, which belongs at id %d", s.seed, p.name, p.core.id, r.LongName, owner)
+			}
+		}
+		if len(p.core.uncommitted) != 0 {
+			s.t.Fatalf("seed %d: %s has %d records not committed", s.seed, p.name, len(p.core.uncommitted))
+		}
+		if !id.InRing || id.ID != p.core.id || id.N != n {
+			s.t.Fatalf("seed %d: %s's file says in-ring %v id %d/%d; memory says %d/%d", s.seed, p.name, id.InRing, id.ID, id.N, p.core.id, n)
 		}
 		if id.Left.Addr != p.core.left.Addr || id.Right.Addr != p.core.right.Addr {
 			s.t.Fatalf("seed %d: %s's file says neighbours %v/%v; memory says %v/%v", s.seed, p.name, id.Left, id.Right, p.core.left, p.core.right)
@@ -140,8 +149,8 @@ func (s *simNet) checkRing(data []dataset.Record) {
 	}
 	for _, r := range data {
 		owner := ring[dataset.ID(r.Pos(), n)]
-		got, ok := owner.core.Lookup(r.LongName)
-		if !ok || got != r {
+		got, ok, err := owner.core.lookup(r.LongName)
+		if err != nil || !ok || got != r {
 			s.t.Fatalf("seed %d: %q missing or different at %s", s.seed, r.LongName, owner.name)
 		}
 	}

@@ -12,8 +12,6 @@
 // so a table slot holds every record hashed to it.
 package dataset
 
-import "strings"
-
 const (
 	// TableSize is the number of slots in each peer's local hash table.
 	TableSize = 353
@@ -63,19 +61,6 @@ func FromFields(f [NumFields]string) Record {
 		CountryCode: f[0], ShortName: f[1], TableName: f[2], LongName: f[3], Alpha2: f[4],
 		Currency: f[5], Region: f[6], WB2: f[7], Census: f[8],
 	}
-}
-
-// Clone returns r with its fields copied into one new allocation of their
-// own. A record decoded from a datagram shares the datagram's bytes: a node
-// that keeps one record of a store would otherwise keep the whole datagram
-// alive (about 1.4 kB for a record of about 150 bytes).
-func (r Record) Clone() Record {
-	f := r.Fields()
-	all := strings.Join(f[:], "")
-	for i, s := range f {
-		f[i], all = all[:len(s)], all[len(s):]
-	}
-	return FromFields(f)
 }
 
 // Pos returns the table slot of a Long Name: the sum of its byte values (not

@@ -1,10 +1,6 @@
 package dataset
 
-import (
-	"strings"
-	"testing"
-	"unsafe"
-)
+import "testing"
 
 func TestPos(t *testing.T) {
 	tests := []struct {
@@ -74,25 +70,5 @@ func BenchmarkPos(b *testing.B) {
 	b.SetBytes(int64(len(name)))
 	for b.Loop() {
 		Pos(name)
-	}
-}
-
-// Clone copies every field, byte for byte, into memory of its own.
-func TestClone(t *testing.T) {
-	src := []byte("ABW|Aruba|Aruba|Aruba|AW|Aruban florin|Latin America & Caribbean|AW|2010")
-	parts := strings.Split(unsafe.String(&src[0], len(src)), "|")
-	r := FromFields([NumFields]string(parts))
-	c := r.Clone()
-	if c != r {
-		t.Fatalf("clone %+v differs from %+v", c, r)
-	}
-	for i := range src {
-		src[i] = 'x' // the original's bytes change; the clone's must not
-	}
-	if c.LongName != "Aruba" || c.Census != "2010" || c.Currency != "Aruban florin" {
-		t.Fatalf("clone shares the original's bytes: %+v", c)
-	}
-	if e := (Record{}).Clone(); e != (Record{}) {
-		t.Fatalf("clone of an empty record: %+v", e)
 	}
 }

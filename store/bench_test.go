@@ -49,3 +49,27 @@ func BenchmarkLoad(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLookup is the owner's read when a query reaches it: one record
+// from a file holding one node's share of 100,000 records over 16 nodes.
+func BenchmarkLookup(b *testing.B) {
+	db, err := OpenPeer(filepath.Join(b.TempDir(), "peer.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	recs := dataset.Synthetic(6250, 1)
+	id := sampleIdentity()
+	if err := db.Apply(Batch{Identity: &id, Put: recs}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r := recs[i%len(recs)]
+		if got, ok, err := db.Lookup(r.LongName); err != nil || !ok || got != r {
+			b.Fatal(r.LongName, ok, err)
+		}
+		i += 7919
+	}
+}

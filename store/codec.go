@@ -81,13 +81,18 @@ func (e *enc) addr(a netip.AddrPort) {
 // transaction.
 type dec struct {
 	what string
+	key  string // if set, the error names it after what (quoted only then)
 	b    []byte
 	err  error
 }
 
 func (d *dec) fail(field string) {
 	if d.err == nil {
-		d.err = fmt.Errorf("store: %s: %s: %w", d.what, field, ErrCorrupt)
+		what := d.what
+		if d.key != "" {
+			what += " " + quote(d.key)
+		}
+		d.err = fmt.Errorf("store: %s: %s: %w", what, field, ErrCorrupt)
 	}
 }
 
@@ -326,14 +331,29 @@ func encodeRecord(r dataset.Record) ([]byte, error) {
 	return e.b, e.err
 }
 
+// decodeRecord copies the fields into one string of their own (a query
+// decodes one record from the file, and its fields leave the transaction).
 func decodeRecord(key string, v []byte) (dataset.Record, error) {
-	d := dec{what: "record " + quote(key), b: v}
-	var f [dataset.NumFields]string
-	for i := range f {
-		f[i] = d.str(dataset.Headers[i])
+	d := dec{what: "record", key: key, b: v}
+	var raw [dataset.NumFields][]byte
+	size := 0
+	for i := range raw {
+		n := d.u16(dataset.Headers[i])
+		raw[i] = d.take(dataset.Headers[i], int(n))
+		size += len(raw[i])
 	}
 	if err := d.done(); err != nil {
 		return dataset.Record{}, err
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for _, r := range raw {
+		b.Write(r)
+	}
+	all := b.String()
+	var f [dataset.NumFields]string
+	for i, r := range raw {
+		f[i], all = all[:len(r)], all[len(r):]
 	}
 	r := dataset.FromFields(f)
 	if r.LongName != key {
@@ -343,7 +363,14 @@ func decodeRecord(key string, v []byte) (dataset.Record, error) {
 }
 
 // slotBucket names the bucket of slot pos so that names sort by position.
-func slotBucket(pos int) []byte { return fmt.Appendf(nil, "slot/%03d", pos) }
+func slotBucket(pos int) []byte { return slotNames[pos] }
+
+var slotNames = func() (names [dataset.TableSize][]byte) {
+	for pos := range names {
+		names[pos] = fmt.Appendf(nil, "slot/%03d", pos)
+	}
+	return names
+}()
 
 // slotPos parses a slot bucket name; ok is false for any other name.
 func slotPos(name []byte) (pos int, ok bool) {

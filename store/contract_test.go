@@ -24,6 +24,7 @@ type serverStore interface {
 type peerStore interface {
 	Apply(Batch) error
 	Load() (Identity, []dataset.Record, error)
+	Lookup(longName string) (dataset.Record, bool, error)
 	Close() error
 }
 
@@ -319,6 +320,39 @@ func TestPeerContract(t *testing.T) {
 					t.Fatalf("identity changed by a batch without one: %+v", id)
 				}
 			})
+			t.Run("lookup", func(t *testing.T) {
+				// Colliding records are each found by their whole Long
+				// Name; one stored again replaces the first copy; a prefix,
+				// a name of the same slot not stored, and an empty table
+				// find nothing; a cleared table finds nothing.
+				p := impl.open(t)
+				if _, ok, err := p.Lookup("Aruba"); ok || err != nil {
+					t.Fatalf("empty table: found %v, %v", ok, err)
+				}
+				id := sampleIdentity()
+				mustApply(t, p, Batch{Identity: &id, Put: []dataset.Record{aruba, arbua, civ}})
+				changed := arbua
+				changed.Census = "2000"
+				mustApply(t, p, Batch{Put: []dataset.Record{changed}})
+				for _, want := range []dataset.Record{aruba, changed, civ} {
+					got, ok, err := p.Lookup(want.LongName)
+					if err != nil || !ok || got != want {
+						t.Fatalf("Lookup(%q) = %+v, %v, %v; want %+v", want.LongName, got, ok, err, want)
+					}
+				}
+				if _, recs := mustLoadPeer(t, p); len(recs) != 3 {
+					t.Fatalf("storing a record again left %d records, want 3", len(recs))
+				}
+				for _, name := range []string{"Arub", "Aurba", "aruba", ""} {
+					if _, ok, err := p.Lookup(name); ok || err != nil {
+						t.Fatalf("Lookup(%q) found %v, %v", name, ok, err)
+					}
+				}
+				mustApply(t, p, Batch{Clear: true})
+				if _, ok, err := p.Lookup("Aruba"); ok || err != nil {
+					t.Fatalf("cleared table: found %v, %v", ok, err)
+				}
+			})
 			t.Run("clear put identity", func(t *testing.T) {
 				p := impl.open(t)
 				first := sampleIdentity()
@@ -405,6 +439,9 @@ func TestPeerContract(t *testing.T) {
 				}
 				if err := p.Apply(Batch{}); !errors.Is(err, ErrClosed) {
 					t.Errorf("Apply after Close: %v", err)
+				}
+				if _, _, err := p.Lookup("Aruba"); !errors.Is(err, ErrClosed) {
+					t.Errorf("Lookup after Close: %v", err)
 				}
 			})
 		})

@@ -150,6 +150,25 @@ func (m *MemPeer) Load() (Identity, []dataset.Record, error) {
 	return id, recs, nil
 }
 
+// Lookup is PeerDB.Lookup.
+func (m *MemPeer) Lookup(longName string) (dataset.Record, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return dataset.Record{}, false, ErrClosed
+	}
+	pos := dataset.Pos(longName)
+	v, ok := m.slots[pos][longName]
+	if !ok {
+		return dataset.Record{}, false, nil
+	}
+	r, err := decodeSlotRecord(pos, longName, v)
+	if err != nil {
+		return dataset.Record{}, false, err
+	}
+	return r, true, nil
+}
+
 // Close makes later calls fail with ErrClosed.
 func (m *MemPeer) Close() error {
 	m.mu.Lock()

@@ -196,6 +196,35 @@ func loadPeer(tx *bolt.Tx, slot func(pos, start int)) (Identity, []dataset.Recor
 	return id, recs, nil
 }
 
+// Lookup finds the record with this Long Name, compared whole, in the slot
+// it hashes to. A query reads the file, not a copy in memory: a node's
+// memory does not grow with its share of the dataset.
+func (p *PeerDB) Lookup(longName string) (dataset.Record, bool, error) {
+	pos := dataset.Pos(longName)
+	var (
+		r     dataset.Record
+		found bool
+	)
+	err := p.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(slotBucket(pos))
+		if b == nil {
+			return nil
+		}
+		v := b.Get([]byte(longName))
+		if v == nil {
+			return nil
+		}
+		var err error
+		r, err = decodeSlotRecord(pos, longName, v)
+		found = err == nil
+		return err
+	})
+	if err != nil {
+		return dataset.Record{}, false, dbErr(err)
+	}
+	return r, found, nil
+}
+
 // Close closes the file.
 func (p *PeerDB) Close() error { return p.db.Close() }
 
