@@ -24,8 +24,8 @@ type ClusterConfig struct {
 	// UserName(0), UserName(1), ...
 	Users int
 	// Data is what every peer spreads when it leads a ring (shared, never
-	// modified).
-	Data []dataset.Record
+	// modified; read by index as the leader sends).
+	Data dataset.Source
 	Seed uint64
 	// Loss, if positive, makes every socket (the server's too) drop that
 	// fraction of the datagrams it sends, seeded from Seed.
@@ -139,7 +139,7 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 		}
 		core := NewPeer(PeerConfig{
 			Server:   saddr,
-			LoadData: func() ([]dataset.Record, error) { return data, nil },
+			LoadData: func() (dataset.Source, error) { return data, nil },
 			Rand:     rand.New(rand.NewPCG(cfg.Seed, uint64(i)+1)),
 			Link:     cfg.Link,
 		})

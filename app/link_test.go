@@ -1,7 +1,9 @@
 package app
 
 import (
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -107,5 +109,87 @@ func TestBackoffCapFollowsTheRoundTrip(t *testing.T) {
 				t.Fatalf("only %d retransmissions in the %v before giving up", len(gaps), l.cfg.GiveUp)
 			}
 		})
+	}
+}
+
+// The duplicate filter remembers exactly the last `size` pairs added, per
+// source: checked against a plain list over a seeded random stream from a
+// few sources (so that ids collide across sources and repeat), and its
+// table of sources never holds more than the sources with pairs remembered.
+func TestDedupRemembersTheLastPairs(t *testing.T) {
+	const size = 64
+	d := newDedup(size, 1)
+	var model []dedupPair // oldest first
+	rng := rand.New(rand.NewPCG(7, 7))
+	sources := []netip.AddrPort{
+		netip.MustParseAddrPort("10.0.0.1:5000"), netip.MustParseAddrPort("10.0.0.2:5000"),
+		netip.MustParseAddrPort("10.0.0.2:5001"), netip.MustParseAddrPort("[::1]:5000"),
+	}
+	for i := range 20_000 {
+		from := sources[rng.IntN(len(sources))]
+		if i%1000 > 900 { // now and then a stream of strangers, each seen once
+			from = netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), uint16(i))
+		}
+		id := uint32(rng.IntN(300))
+		want := !slices.Contains(model, dedupPair{from, id})
+		if got := d.add(from, id); got != want {
+			t.Fatalf("step %d: add(%v, %d) = %v, want %v", i, from, id, got, want)
+		}
+		if want {
+			model = append(model, dedupPair{from, id})
+			if len(model) > size {
+				model = model[1:]
+			}
+		}
+		probe := dedupPair{sources[rng.IntN(len(sources))], uint32(rng.IntN(300))}
+		if got, want := d.has(probe.from, probe.id), slices.Contains(model, probe); got != want {
+			t.Fatalf("step %d: has(%v, %d) = %v, want %v", i, probe.from, probe.id, got, want)
+		}
+		distinct := map[netip.AddrPort]bool{}
+		for _, p := range model {
+			distinct[p.from] = true
+		}
+		if len(d.index) != len(distinct) || d.set.n != len(model) || len(d.set.slots) > 2*size {
+			t.Fatalf("step %d: %d sources indexed, %d pairs in %d slots; the last %d pairs have %d sources", i, len(d.index), d.set.n, len(d.set.slots), len(model), len(distinct))
+		}
+	}
+}
+
+type dedupPair struct {
+	from netip.AddrPort
+	id   uint32
+}
+
+// The id set agrees with a map over a seeded stream of adds and removes
+// that grows it, empties it and fills it again, with keys drawn from a
+// small range so that they meet, and its slots stay at most four times
+// the keys it held at most (twice, rounded up to a power of two).
+func TestIDSetAgreesWithAMap(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3} {
+		s := idSet{seed: seed}
+		model := map[uint64]bool{}
+		rng := rand.New(rand.NewPCG(seed, 9))
+		most := 0
+		for step := range 200_000 {
+			k := 1 + uint64(rng.IntN(3000))
+			grow := step/20_000%2 == 0 // phases that fill and phases that drain
+			if add := rng.IntN(10) < 7 == grow; add {
+				if !model[k] {
+					s.add(k)
+					model[k] = true
+				}
+			} else {
+				s.remove(k)
+				delete(model, k)
+			}
+			most = max(most, len(model))
+			probe := 1 + uint64(rng.IntN(3000))
+			if s.has(probe) != model[probe] || s.has(k) != model[k] || s.n != len(model) {
+				t.Fatalf("seed %d step %d: has(%d) %v, has(%d) %v, %d keys; the map says %v, %v, %d", seed, step, probe, s.has(probe), k, s.has(k), s.n, model[probe], model[k], len(model))
+			}
+		}
+		if len(s.slots) > 4*most {
+			t.Fatalf("seed %d: %d slots for at most %d keys", seed, len(s.slots), most)
+		}
 	}
 }

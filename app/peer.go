@@ -18,8 +18,9 @@ import (
 type PeerConfig struct {
 	Server netip.AddrPort
 	// LoadData reads and checks the dataset. It is called before setup-dht
-	// is sent and when this peer becomes the leader of a rebuilt ring.
-	LoadData func() ([]dataset.Record, error)
+	// is sent and when this peer becomes the leader of a rebuilt ring; the
+	// leader reads the records by index as it sends them.
+	LoadData func() (dataset.Source, error)
 	// Rand seeds the first message id.
 	Rand *rand.Rand
 	Link LinkConfig
@@ -46,7 +47,7 @@ func (c PeerConfig) withDefaults() PeerConfig {
 		c.Rand = rand.New(rand.NewPCG(3, 4))
 	}
 	if c.LoadData == nil {
-		c.LoadData = func() ([]dataset.Record, error) { return nil, fmt.Errorf("no dataset configured") }
+		c.LoadData = func() (dataset.Source, error) { return nil, fmt.Errorf("no dataset configured") }
 	}
 	return c
 }
@@ -89,7 +90,7 @@ type op struct {
 	queryFirst time.Time // when the query was first sent
 	queryTries int
 	// setup-dht
-	data    []dataset.Record
+	data    dataset.Source
 	pending int // set-ids or resets not yet acknowledged
 	// leave-dht
 	left, right wire.Member
@@ -111,11 +112,23 @@ type Table interface {
 // populate is a store round led by this peer (setup or rebuild).
 type populate struct {
 	n       int
-	records []dataset.Record // to send right, in dataset order
-	next    int
+	data    dataset.Source // sent right in dataset order, but for this node's own
+	next    int            // the next record of data to look at
 	flushed bool
 	leaver  *wire.Member // rebuild: who to tell when done
+	// This node's own records: those before scanned went in the first
+	// commit (which clears the table); feed collects the others in own
+	// and commits them ownChunk at a time once the first is out.
+	scanned  int
+	own      []dataset.Record
+	firstOut bool
 }
+
+// ownChunk is the most of its own records a leader commits at once. It
+// finds them as it walks the dataset, so a dataset of any size costs it
+// bounded memory; for any ring the real dataset makes, they all go in one
+// commit.
+const ownChunk = 8192
 
 // Peer is the user process as a state machine: the client side of the nine
 // server commands and the whole ring protocol.
@@ -759,47 +772,81 @@ func (p *Peer) startSetup(now time.Time, members []wire.Member) []Output {
 
 // startPopulate keeps this node's records, commits them, and starts sending
 // the rest right. leaver is set for a rebuild.
-func (p *Peer) startPopulate(now time.Time, out []Output, data []dataset.Record, leaver *wire.Member) []Output {
+func (p *Peer) startPopulate(now time.Time, out []Output, data dataset.Source, leaver *wire.Member) []Output {
 	p.clearTable()
-	pop := &populate{n: p.n, leaver: leaver}
+	pop := &populate{n: p.n, data: data, leaver: leaver}
 	var own []dataset.Record
-	for _, r := range data {
-		if dataset.ID(r.Pos(), p.n) == p.id {
+	for ; pop.scanned < data.Len() && len(own) < ownChunk; pop.scanned++ {
+		if r := data.Record(pop.scanned); dataset.ID(r.Pos(), p.n) == p.id {
 			own = append(own, r)
-		} else {
-			pop.records = append(pop.records, r)
 		}
 	}
+	first := p.persist(true, own)
 	p.pop = pop
 	if p.n == 1 {
-		out = append(out, p.persist(true, own))
+		out = append(out, first)
+		own = nil
+		for i := pop.scanned; i < data.Len(); i++ {
+			if own = append(own, data.Record(i)); len(own) == ownChunk || i == data.Len()-1 {
+				out = append(out, p.persist(false, own))
+				own = nil
+			}
+		}
 		return append(out, p.populated(now)...)
 	}
 	// The stores go first: the other nodes work while this one commits,
-	// and the flush cannot come back before it has.
+	// and the flush cannot come back before it has. The second feed goes
+	// on past a chunk of own records the first could not commit before
+	// the first commit was out.
 	out = p.feed(now, out)
-	return append(out, p.persist(true, own))
+	out = append(out, first)
+	pop.firstOut = true
+	return p.feed(now, out)
 }
 
 // feed sends stores right while the window has room, then the flush.
 func (p *Peer) feed(now time.Time, out []Output) []Output {
 	pop := p.pop
-	for pop.next < len(pop.records) && p.link.unsent(p.right.Addr) == 0 {
+	total := pop.data.Len()
+	held := false // a chunk of own records waits for the first commit
+	for pop.next < total && !held && p.link.unsent(p.right.Addr) == 0 {
 		size := wire.StoreOverhead
 		var recs []wire.Record
-		for pop.next < len(pop.records) {
-			f := pop.records[pop.next].Fields()
+		for ; pop.next < total; pop.next++ {
+			r := pop.data.Record(pop.next)
+			if dataset.ID(r.Pos(), pop.n) == p.id {
+				if pop.next < pop.scanned {
+					continue // in the first commit
+				}
+				if len(pop.own) == ownChunk {
+					if held = !pop.firstOut; held {
+						break
+					}
+					out = append(out, p.persist(false, pop.own))
+					pop.own = nil
+				}
+				pop.own = append(pop.own, r)
+				continue
+			}
+			f := r.Fields()
 			l := wire.RecordLen(f)
 			if len(recs) > 0 && size+l > wire.MaxDatagram {
-				break
+				break // r goes first in the next datagram
 			}
 			recs = append(recs, f)
 			size += l
-			pop.next++
 		}
-		out = append(out, p.link.send(now, p.right.Addr, wire.Store{N: uint16(pop.n), Records: recs}, tagNone, false)...)
+		if len(recs) > 0 {
+			out = append(out, p.link.send(now, p.right.Addr, wire.Store{N: uint16(pop.n), Records: recs}, tagNone, false)...)
+		}
 	}
-	if pop.next == len(pop.records) && !pop.flushed {
+	if pop.next == total && len(pop.own) > 0 && pop.firstOut {
+		// Committed before the flush can come back: the runner carries
+		// out a step's outputs before it reads the next datagram.
+		out = append(out, p.persist(false, pop.own))
+		pop.own = nil
+	}
+	if pop.next == total && !pop.flushed {
 		pop.flushed = true
 		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n)}, tagNone, true)...)
 	}

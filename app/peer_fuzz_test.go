@@ -24,8 +24,8 @@ var (
 // fuzzPeer is bob, id 1 of a ring of 3, holding a few records.
 func fuzzPeer() *Peer {
 	p := NewPeer(PeerConfig{Server: fzServer, Rand: rand.New(rand.NewPCG(1, 1)),
-		LoadData: func() ([]dataset.Record, error) {
-			return []dataset.Record{{LongName: "Aruba", CountryCode: "ABW"}, {LongName: "Kingdom of Spain"}}, nil
+		LoadData: func() (dataset.Source, error) {
+			return dataset.Records{{LongName: "Aruba", CountryCode: "ABW"}, {LongName: "Kingdom of Spain"}}, nil
 		}})
 	p.self, p.bound, p.registered = fzSelf, true, true
 	id := store.Identity{InRing: true, ID: 1, N: 3,

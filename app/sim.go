@@ -163,7 +163,7 @@ func (s *Sim) AddPeer(name string, addr netip.AddrPort, data []dataset.Record) {
 	p := &simProc{name: name, addr: addr, store: store.NewMemPeer()}
 	p.core = NewPeer(PeerConfig{
 		Server:   s.saddr,
-		LoadData: func() ([]dataset.Record, error) { return data, nil },
+		LoadData: func() (dataset.Source, error) { return dataset.Records(data), nil },
 		Rand:     rand.New(rand.NewPCG(s.seed, uint64(len(s.procs))+100)),
 	})
 	p.core.SetTable(p.store)

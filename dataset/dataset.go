@@ -63,6 +63,23 @@ func FromFields(f [NumFields]string) Record {
 	}
 }
 
+// Source is a dataset read by index: a leader walks it to spread the
+// records round the ring, and need not hold them all at once
+// (SyntheticSource makes each when asked for).
+type Source interface {
+	Len() int
+	Record(i int) Record
+}
+
+// Records is a dataset held in memory, as Load returns it.
+type Records []Record
+
+// Len is the number of records.
+func (r Records) Len() int { return len(r) }
+
+// Record returns record i.
+func (r Records) Record(i int) Record { return r[i] }
+
 // Pos returns the table slot of a Long Name: the sum of its byte values (not
 // runes) mod TableSize. Pos("Aruba") is 491 mod 353 = 138.
 func Pos(longName string) int {

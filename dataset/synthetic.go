@@ -7,36 +7,51 @@ import (
 )
 
 // Synthetic returns n made-up records shaped like StatsCountry.csv ones, for
-// benchmarks larger than the real file. The same n and seed always give the
-// same records. Long Names are distinct (each carries its index), every field
-// is well within MaxField, and a record's fields total under 600 bytes.
+// benchmarks larger than the real file: SyntheticSource{n, seed}'s, in
+// memory.
 func Synthetic(n int, seed uint64) []Record {
-	if n <= 0 {
-		return []Record{}
-	}
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	recs := make([]Record, n)
+	src := SyntheticSource{N: max(n, 0), Seed: seed}
+	recs := make([]Record, src.N)
 	for i := range recs {
-		name := word(rng, 4, 12)
-		short := name
-		if rng.IntN(4) == 0 {
-			short = name + " " + word(rng, 3, 8)
-		}
-		code := upper(rng, 3)
-		alpha2 := upper(rng, 2)
-		recs[i] = Record{
-			CountryCode: code,
-			ShortName:   short,
-			TableName:   short,
-			LongName:    synthKinds[rng.IntN(len(synthKinds))] + " " + name + " " + strconv.Itoa(i),
-			Alpha2:      alpha2,
-			Currency:    name + " " + synthCurrencies[rng.IntN(len(synthCurrencies))],
-			Region:      synthRegions[rng.IntN(len(synthRegions))],
-			WB2:         alpha2,
-			Census:      strconv.Itoa(1950 + rng.IntN(70)),
-		}
+		recs[i] = src.Record(i)
 	}
 	return recs
+}
+
+// SyntheticSource is N made-up records shaped like StatsCountry.csv ones,
+// each made when asked for, so that a dataset of any size costs no memory.
+// The same index and seed always give the same record. Long Names are
+// distinct (each carries its index), every field is well within MaxField,
+// and a record's fields total under 600 bytes.
+type SyntheticSource struct {
+	N    int
+	Seed uint64
+}
+
+// Len is N.
+func (s SyntheticSource) Len() int { return s.N }
+
+// Record makes record i.
+func (s SyntheticSource) Record(i int) Record {
+	rng := rand.New(rand.NewPCG(s.Seed, uint64(i)^0x9e3779b97f4a7c15))
+	name := word(rng, 4, 12)
+	short := name
+	if rng.IntN(4) == 0 {
+		short = name + " " + word(rng, 3, 8)
+	}
+	code := upper(rng, 3)
+	alpha2 := upper(rng, 2)
+	return Record{
+		CountryCode: code,
+		ShortName:   short,
+		TableName:   short,
+		LongName:    synthKinds[rng.IntN(len(synthKinds))] + " " + name + " " + strconv.Itoa(i),
+		Alpha2:      alpha2,
+		Currency:    name + " " + synthCurrencies[rng.IntN(len(synthCurrencies))],
+		Region:      synthRegions[rng.IntN(len(synthRegions))],
+		WB2:         alpha2,
+		Census:      strconv.Itoa(1950 + rng.IntN(70)),
+	}
 }
 
 var (

@@ -48,3 +48,22 @@ func TestSynthetic(t *testing.T) {
 		t.Errorf("Synthetic(-3, 1) gave %d records", len(got))
 	}
 }
+
+// A synthetic record depends on its index and the seed only: made on its
+// own, in any order, it is the record Synthetic lists at that index.
+func TestSyntheticSourceByIndex(t *testing.T) {
+	all := Synthetic(1000, 9)
+	src := SyntheticSource{N: 1000, Seed: 9}
+	if src.Len() != 1000 {
+		t.Fatalf("Len %d", src.Len())
+	}
+	for _, i := range []int{999, 0, 517, 3, 517} {
+		if got := src.Record(i); got != all[i] {
+			t.Fatalf("Record(%d) = %+v, Synthetic lists %+v", i, got, all[i])
+		}
+	}
+	var r Source = Records(all)
+	if r.Len() != 1000 || r.Record(42) != all[42] {
+		t.Fatal("Records does not serve the slice")
+	}
+}

@@ -21,6 +21,7 @@ type scalingPoint struct {
 	QueryP50US float64 `json:"query_p50_us"`
 	MeanHops   float64 `json:"mean_hops"`
 	PeakRSSMB  float64 `json:"peak_rss_mb"`
+	PeakAnonMB float64 `json:"peak_anon_rss_mb"` // this point's runs only (VmHWM is the process's so far)
 }
 
 // scalingSweep measures how setup and a query grow with the ring size (the
@@ -39,7 +40,7 @@ func scalingSweep(o benchOptions, runs int, sizes []int) (byN, byRecords []scali
 		}
 		r := medianReport(reps)
 		return scalingPoint{Peers: o.peers, Records: r.Records, SetupMS: r.Setup.MS, RecordHops: r.Setup.RecordHops,
-			QueryP50US: r.Single.P50US, MeanHops: r.Single.MeanHops, PeakRSSMB: r.PeakRSSMB}, nil
+			QueryP50US: r.Single.P50US, MeanHops: r.Single.MeanHops, PeakRSSMB: r.PeakRSSMB, PeakAnonMB: r.PeakAnonMB}, nil
 	}
 	o.queriers, o.skipLeave = 1, true
 	for _, n := range []int{2, 4, 8, 16, 32, 64} {
@@ -52,7 +53,7 @@ func scalingSweep(o benchOptions, runs int, sizes []int) (byN, byRecords []scali
 	}
 	o.peers = 16
 	for _, k := range sizes {
-		o.data, o.dataName = dataset.Synthetic(k, o.seed), fmt.Sprintf("%d synthetic records", k)
+		o.data, o.dataName = dataset.SyntheticSource{N: k, Seed: o.seed}, fmt.Sprintf("%d synthetic records", k)
 		o.queries = min(o.queries, k)
 		p, err := point(o)
 		if err != nil {
@@ -65,9 +66,9 @@ func scalingSweep(o benchOptions, runs int, sizes []int) (byN, byRecords []scali
 
 func printScaling(w io.Writer, byN, byRecords []scalingPoint) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "peers\trecords\trecord hops\tsetup ms\tquery p50 µs\tmean hops\t")
+	fmt.Fprintln(tw, "peers\trecords\trecord hops\tsetup ms\tquery p50 µs\tmean hops\tpeak anon MB\t")
 	for _, p := range slices.Concat(byN, byRecords) {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%.1f\t%.0f\t%.1f\t\n", p.Peers, p.Records, p.RecordHops, p.SetupMS, p.QueryP50US, p.MeanHops)
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.1f\t%.0f\t%.1f\t%.0f\t\n", p.Peers, p.Records, p.RecordHops, p.SetupMS, p.QueryP50US, p.MeanHops, p.PeakAnonMB)
 	}
 	tw.Flush()
 }

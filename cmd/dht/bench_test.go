@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"runtime"
 	"strings"
 	"testing"
@@ -38,13 +39,16 @@ func TestBenchSmoke(t *testing.T) {
 		r.LeaveMS <= 0 || r.TeardownMS <= 0 || r.Datagrams <= 0 || r.Bytes <= 0 {
 		t.Errorf("report %+v", r)
 	}
+	if runtime.GOOS == "linux" && (r.PeakAnonMB <= 0 || r.PeakAnonMB > r.PeakRSSMB) {
+		t.Errorf("peak anonymous memory %.1f MB, peak RSS %.1f MB", r.PeakAnonMB, r.PeakRSSMB)
+	}
 
 	out.Reset()
 	args = []string{"dht", "bench", "--peers", "3", "--queriers", "2", "--queries", "30", "--data", datasetPath(t)}
 	if code := run(args, strings.NewReader(""), &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
-	for _, want := range []string{"loopback floor", "setup-dht → dht-complete", "query-dht → answer, 1 querier", "30 / 30", "leave-dht → dht-rebuilt", "peak RSS"} {
+	for _, want := range []string{"loopback floor", "setup-dht → dht-complete", "query-dht → answer, 1 querier", "30 / 30", "leave-dht → dht-rebuilt", "peak RSS", "anonymous, without the files"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
@@ -75,6 +79,26 @@ func TestBenchLossSweep(t *testing.T) {
 		}
 		if r.Loss > 0 && (r.Lost == 0 || r.Retransmits == 0) {
 			t.Errorf("loss %g: %d lost, %d retransmitted", r.Loss, r.Lost, r.Retransmits)
+		}
+	}
+}
+
+// The query order asks every record in turn, each pass shuffled, and a
+// last partial pass asks distinct records.
+func TestQueryOrder(t *testing.T) {
+	for _, c := range []struct{ records, n int }{{10, 25}, {1000, 30}, {241, 2410}, {5, 5}} {
+		order := queryOrder(rand.New(rand.NewPCG(1, 2)), c.records, c.n)
+		if len(order) != c.n {
+			t.Fatalf("%d records, %d queries: %d asked", c.records, c.n, len(order))
+		}
+		for start := 0; start < c.n; start += c.records {
+			pass := map[int]bool{}
+			for _, i := range order[start:min(start+c.records, c.n)] {
+				if i < 0 || i >= c.records || pass[i] {
+					t.Fatalf("%d records, %d queries: pass from %d asks %d twice or out of range: %v", c.records, c.n, start, i, order)
+				}
+				pass[i] = true
+			}
 		}
 	}
 }

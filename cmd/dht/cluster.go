@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"dht/app"
-	"dht/dataset"
 	"dht/store"
 )
 
@@ -134,10 +133,9 @@ func (c *localCluster) peer(user string) *livePeer {
 		return p
 	}
 	seed := c.seed + uint64(len(c.order)) + 1
-	data := c.data
 	core := app.NewPeer(app.PeerConfig{
 		Server:   c.server,
-		LoadData: func() ([]dataset.Record, error) { return dataset.Load(data) },
+		LoadData: loadData(c.data),
 		Rand:     rand.New(rand.NewPCG(seed, 0x9ee7)),
 	})
 	p := &livePeer{user: user, lines: make(chan string), kick: make(chan struct{}, 1), done: make(chan struct{})}

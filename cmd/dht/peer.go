@@ -62,7 +62,7 @@ func peerCommand(e env) *cli.Command {
 			seed := uint64(time.Now().UnixNano())
 			core := app.NewPeer(app.PeerConfig{
 				Server:       netip.AddrPortFrom(ip, port),
-				LoadData:     func() ([]dataset.Record, error) { return dataset.Load(dataPath) },
+				LoadData:     loadData(dataPath),
 				Rand:         rand.New(rand.NewPCG(seed, seed>>3)),
 				Link:         app.LinkConfig{RTO: c.Duration("rto"), GiveUp: c.Duration("give-up"), Window: c.Int("window")},
 				QueryTimeout: c.Duration("query-timeout"),
@@ -101,5 +101,17 @@ func peerCommand(e env) *cli.Command {
 			}
 			return r.Run(ctx)
 		},
+	}
+}
+
+// loadData is a peer's LoadData: the dataset file, read and checked again
+// each time the peer leads a ring.
+func loadData(path string) func() (dataset.Source, error) {
+	return func() (dataset.Source, error) {
+		recs, err := dataset.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		return dataset.Records(recs), nil
 	}
 }
