@@ -77,7 +77,7 @@ func printScaling(w io.Writer, byN, byRecords []scalingPoint) {
 // against the ring size, and setup time against the records.
 func writeScalingSVG(path string, byN, byRecords []scalingPoint, note string) error {
 	var b strings.Builder
-	const w, h, pw, ph = 1010, 360, 250, 220
+	const w, h, pw, ph = 1335, 360, 250, 220
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">`+"\n", w, h, w, h)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", w, h)
 	fmt.Fprintf(&b, `<text x="20" y="24" font-size="15" font-weight="bold">dht bench: how cost grows</text>`+"\n")
@@ -94,8 +94,11 @@ func writeScalingSVG(path string, byN, byRecords []scalingPoint, note string) er
 	chart(&b, 375, 60, pw, ph, "query p50, 1 querier (µs)", "ring size N (241 records)",
 		xs(byN, func(p scalingPoint) float64 { return float64(p.Peers) }), xs(byN, func(p scalingPoint) float64 { return p.QueryP50US }), "%.0f")
 	if len(byRecords) > 0 {
+		records := xs(byRecords, func(p scalingPoint) float64 { return float64(p.Records) })
 		chart(&b, 700, 60, pw, ph, "setup-dht → dht-complete (ms)", "records (synthetic), N = 16",
-			xs(byRecords, func(p scalingPoint) float64 { return float64(p.Records) }), xs(byRecords, func(p scalingPoint) float64 { return p.SetupMS }), "%.0f")
+			records, xs(byRecords, func(p scalingPoint) float64 { return p.SetupMS }), "%.0f")
+		chart(&b, 1025, 60, pw, ph, "peak anonymous memory (MB)", "records (synthetic), N = 16",
+			records, xs(byRecords, func(p scalingPoint) float64 { return p.PeakAnonMB }), "%.0f")
 	}
 	b.WriteString("</svg>\n")
 	return os.WriteFile(path, []byte(b.String()), 0o644)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -100,5 +101,32 @@ func TestQueryOrder(t *testing.T) {
 				pass[i] = true
 			}
 		}
+	}
+}
+
+// The scaling figure draws setup and query time against N and setup time
+// and peak anonymous memory against the records, each point labelled.
+func TestScalingSVG(t *testing.T) {
+	byN := []scalingPoint{{Peers: 2, SetupMS: 6.5, QueryP50US: 80}, {Peers: 8, SetupMS: 11, QueryP50US: 120}}
+	byRecords := []scalingPoint{{Peers: 16, Records: 1000, SetupMS: 40, PeakAnonMB: 17}, {Peers: 16, Records: 100000, SetupMS: 3900, PeakAnonMB: 46}}
+	path := t.TempDir() + "/scaling.svg"
+	if err := writeScalingSVG(path, byN, byRecords, "a note"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svg := string(b)
+	for _, want := range []string{"ring size N (241 records)", "query p50, 1 querier (µs)", "records (synthetic), N = 16",
+		"peak anonymous memory (MB)", ">3900<", ">46<", ">17<", "a note"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("the figure lacks %q", want)
+		}
+	}
+	var out bytes.Buffer
+	printScaling(&out, byN, byRecords)
+	if !strings.Contains(out.String(), "peak anon MB") || !strings.Contains(out.String(), "100000") {
+		t.Errorf("table:\n%s", out.String())
 	}
 }
