@@ -13,7 +13,6 @@ import (
 	"os"
 	"regexp"
 	"runtime"
-	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -230,9 +229,6 @@ func runBench(o benchOptions) (r benchReport, err error) {
 		return r, err
 	}
 	defer os.RemoveAll(dir)
-	// What an earlier run left behind goes back to the system first, so
-	// that this run's peak anonymous memory is this run's.
-	debug.FreeOSMemory()
 	cl, err := app.StartCluster(app.ClusterConfig{
 		Dir: dir, Users: o.peers + o.queriers, Data: o.data, Seed: o.seed, Loss: o.loss,
 		Link: app.LinkConfig{Window: o.window},
