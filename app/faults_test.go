@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"dht/dataset"
 	"dht/store"
 )
 
@@ -39,14 +40,22 @@ func setupFive(t *testing.T, s *simNet) {
 	}
 }
 
-// A member that dies is given up on after a bounded time, and the user
-// gets a FAILURE naming it, never a hang.
-func TestDeadMemberFailsQueryAndTeardown(t *testing.T) {
+// ringOfFour is five registered users and alice's ring of four, set up
+// and checked, on the real dataset.
+func ringOfFour(t *testing.T, seed uint64) (*simNet, []dataset.Record) {
+	t.Helper()
 	data := records(t)
-	s := newSim(t, 1, data)
+	s := newSim(t, seed, data)
 	setupFive(t, s)
 	s.mustDo("alice", "setup-dht 4 alice", "setup-dht SUCCESS")
 	s.checkRing(data)
+	return s, data
+}
+
+// A member that dies is given up on after a bounded time, and the user
+// gets a FAILURE naming it, never a hang.
+func TestDeadMemberFailsQueryAndTeardown(t *testing.T) {
+	s, data := ringOfFour(t, 1)
 	dead := memberWithID(s, 1)
 	s.Down(s.procs[dead].addr)
 	free := freeUser(s)

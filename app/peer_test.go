@@ -65,11 +65,7 @@ func TestSetIDWrittenWithTheStores(t *testing.T) {
 // does not grow with its share of the dataset), a record deleted from the
 // file behind its back is not found, and one written there is.
 func TestQueriesReadTheFile(t *testing.T) {
-	data := records(t)
-	s := newSim(t, 5, data)
-	setupFive(t, s)
-	s.mustDo("alice", "setup-dht 4 alice", "setup-dht SUCCESS")
-	s.checkRing(data)
+	s, data := ringOfFour(t, 5)
 	free := freeUser(s)
 	r := data[17]
 	owner := s.procs[memberWithID(s, dataset.ID(r.Pos(), 4))]
