@@ -58,6 +58,11 @@ type Bind struct {
 	Addr netip.AddrPort
 }
 
+// DiscardStore tells the peer's runner that the register its table file
+// was opened for failed: close the file, and remove it if nothing was ever
+// written to it, so that a refused register leaves nothing behind.
+type DiscardStore struct{}
+
 // Exit tells the peer's runner that the user is deregistered and the process
 // should end once pending output is written.
 type Exit struct{}
@@ -68,6 +73,7 @@ func (Event) isOutput()         {}
 func (PersistServer) isOutput() {}
 func (PersistPeer) isOutput()   {}
 func (Bind) isOutput()          {}
+func (DiscardStore) isOutput()  {}
 func (Exit) isOutput()          {}
 
 func event(msg string, attrs ...slog.Attr) Event { return Event{Msg: msg, Attrs: attrs} }

@@ -266,8 +266,7 @@ func (p *Peer) Bound(now time.Time, addr netip.AddrPort, err error) []Output {
 		return nil
 	}
 	if err != nil {
-		p.op = nil
-		return p.advance(now, []Output{Print{fmt.Sprintf("%s FAILURE: cannot use %s: %v", o.name, addr, err)}})
+		return p.failed(now, nil, fmt.Sprintf("%s FAILURE: cannot use %s: %v", o.name, addr, err))
 	}
 	p.self.Addr, p.bound = addr, true
 	return p.request(now, nil, o.name, o.req)
@@ -282,6 +281,15 @@ func (p *Peer) request(now time.Time, out []Output, name string, msg wire.Messag
 	o.deadline = now.Add(o.reqRTO)
 	p.stats.Sent++
 	return append(out, Send{To: p.cfg.Server, ID: o.reqID, Msg: msg})
+}
+
+// failed ends the current op with a FAILURE line; a register that failed
+// lets go of the table file opened for it too.
+func (p *Peer) failed(now time.Time, out []Output, line string) []Output {
+	if p.op.name == "register" && !p.registered {
+		out = append(out, DiscardStore{})
+	}
+	return p.finish(now, out, line)
 }
 
 // finish ends the current op with a result line and starts the next one.
@@ -413,7 +421,7 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 	}
 	line := o.name + " SUCCESS"
 	if !r.OK {
-		return p.finish(now, nil, o.name+" FAILURE: "+r.Reason)
+		return p.failed(now, nil, o.name+" FAILURE: "+r.Reason)
 	}
 	switch o.name {
 	case "register":
@@ -1010,7 +1018,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 		return p.advance(now, out)
 	case stRequest:
 		if now.Sub(o.reqFirst) >= p.cfg.RequestTimeout {
-			return p.finish(now, out, fmt.Sprintf("%s FAILURE: no answer from the server at %s within %s", o.name, p.cfg.Server, p.cfg.RequestTimeout))
+			return p.failed(now, out, fmt.Sprintf("%s FAILURE: no answer from the server at %s within %s", o.name, p.cfg.Server, p.cfg.RequestTimeout))
 		}
 		o.reqRTO = min(2*o.reqRTO, p.link.maxRTO())
 		o.deadline = now.Add(o.reqRTO)

@@ -382,6 +382,9 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 type PeerStore interface {
 	Apply(b store.Batch) error
 	Lookup(longName string) (dataset.Record, bool, error)
+	// Discard closes the file and removes it if nothing was ever written
+	// to it.
+	Discard() error
 	Close() error
 }
 
@@ -572,6 +575,14 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 				return false, fmt.Errorf("peer: persist: %w", err)
 			}
 			tracePersistPeer(r.logger(log), o.Batch)
+		case DiscardStore:
+			if r.store != nil {
+				r.Core.SetTable(nil)
+				if err := r.store.Discard(); err != nil {
+					traceEvent(r.logger(log), event("could not remove the table file of a failed register", slog.String("err", err.Error())))
+				}
+				r.store = nil
+			}
 		case Bind:
 			more := r.Core.Bound(r.now(), o.Addr, r.bind(o, log))
 			outs = append(more, outs...)

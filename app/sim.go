@@ -273,6 +273,10 @@ func (s *Sim) exec(from netip.AddrPort, p *simProc, outs []Output) {
 				return
 			}
 			tracePersistPeer(log, o.Batch)
+		case DiscardStore:
+			// A new process would start from a new file.
+			p.store = store.NewMemPeer()
+			p.core.SetTable(p.store)
 		case Bind:
 			var err error
 			if o.Addr != p.addr {

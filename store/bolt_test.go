@@ -204,3 +204,51 @@ func TestNewFilesArePreallocated(t *testing.T) {
 		t.Fatalf("after reopen: %+v %q", gotID, recs)
 	}
 }
+
+// Discard removes a file nothing was ever written to (opened for a register
+// the server refused) and keeps, closed, one that holds an identity or
+// records.
+func TestDiscard(t *testing.T) {
+	id := sampleIdentity()
+	for _, c := range []struct {
+		name  string
+		batch *Batch
+		kept  bool
+	}{
+		{"never written", nil, false},
+		{"an identity", &Batch{Identity: &id}, true},
+		{"records only", &Batch{Put: []dataset.Record{aruba}}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "dht-peer-zed.db")
+			db, err := OpenPeer(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.batch != nil {
+				mustApply(t, db, *c.batch)
+			}
+			if err := db.Discard(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(path); (err == nil) != c.kept {
+				t.Fatalf("after Discard the file exists: %v, want %v", err == nil, c.kept)
+			}
+			if _, _, err := db.Lookup("Aruba"); !errors.Is(err, ErrClosed) {
+				t.Fatalf("Lookup after Discard: %v", err)
+			}
+			if !c.kept {
+				return
+			}
+			db, err = OpenPeer(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			gotID, recs := mustLoadPeer(t, db)
+			if c.batch.Identity != nil && gotID != id || c.batch.Put != nil && len(recs) != 1 {
+				t.Fatalf("kept file holds %+v, %d records", gotID, len(recs))
+			}
+		})
+	}
+}

@@ -169,6 +169,9 @@ func (m *MemPeer) Lookup(longName string) (dataset.Record, bool, error) {
 	return r, true, nil
 }
 
+// Discard is PeerDB.Discard: there is no file to remove.
+func (m *MemPeer) Discard() error { return m.Close() }
+
 // Close makes later calls fail with ErrClosed.
 func (m *MemPeer) Close() error {
 	m.mu.Lock()

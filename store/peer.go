@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"net/netip"
+	"os"
 
 	"dht/dataset"
 
@@ -223,6 +224,36 @@ func (p *PeerDB) Lookup(longName string) (dataset.Record, bool, error) {
 		return dataset.Record{}, false, dbErr(err)
 	}
 	return r, found, nil
+}
+
+// Discard closes the file and, if nothing was ever written to it (no
+// identity, no records: it was opened for a register the server refused),
+// removes it.
+func (p *PeerDB) Discard() error {
+	path := p.db.Path()
+	empty := false
+	err := p.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketIdentity); b != nil && b.Get(keyIdentity) != nil {
+			return nil
+		}
+		empty = true
+		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			if _, ok := slotPos(name); ok {
+				empty = false
+			}
+			return nil
+		})
+	})
+	if cerr := p.db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return dbErr(err)
+	}
+	if empty {
+		return os.Remove(path)
+	}
+	return nil
 }
 
 // Close closes the file.

@@ -281,6 +281,19 @@ func TestBinaryEndToEnd(t *testing.T) {
 	peers["bob"].do("setup-dht 9 bob", "setup-dht FAILURE: only 5 users are registered")
 	peers["bob"].do("teardown-dht alice", "teardown-dht FAILURE: a request for alice must come from its registered address")
 	peers["bob"].do("frobnicate", "frobnicate FAILURE: unknown command")
+	// A register that fails, refused by the server (the name is taken) or
+	// by the socket (the port is in use), leaves no table file behind.
+	elsewhere := t.TempDir()
+	mallory := startProc(t, "mallory", elsewhere, "peer", "--data", datasetPath(t), "127.0.0.1", sport)
+	mallory.do("register alice 127.0.0.1 "+strconv.Itoa(freePorts(t, 1)[0]), "register FAILURE")
+	mallory.do("register zed 127.0.0.1 "+strconv.Itoa(ports[1]), "register FAILURE: cannot use")
+	if files, err := filepath.Glob(filepath.Join(elsewhere, "*")); err != nil || len(files) != 0 {
+		t.Fatalf("failed registers left %v (%v)", files, err)
+	}
+	mallory.stdin.Close()
+	if err := mallory.wait(); err != nil {
+		t.Fatalf("mallory, never registered, ended its input: %v", err)
+	}
 
 	ring := ringMembers(peers["alice"].do("setup-dht 4 alice", "setup-dht SUCCESS"))
 	peers["alice"].expect("dht-complete SUCCESS")
