@@ -41,10 +41,12 @@ type Event struct {
 }
 
 // PersistServer asks the server's runner to write the whole registry and, if
-// Reply is set, the reply cached for that client, in one transaction.
+// Reply is set, the reply cached for that client, in one transaction, and
+// to delete the replies cached for the addresses in Forget.
 type PersistServer struct {
-	State store.ServerState
-	Reply *store.CachedReply
+	State  store.ServerState
+	Reply  *store.CachedReply
+	Forget []netip.AddrPort
 }
 
 // PersistPeer asks the peer's runner to apply one batch to its table file in

@@ -277,7 +277,7 @@ func (d *deadline) fired() { d.armed = false }
 
 // ServerStore is what the server runner persists to.
 type ServerStore interface {
-	Save(st store.ServerState, reply *store.CachedReply) error
+	Save(st store.ServerState, reply *store.CachedReply, forget ...netip.AddrPort) error
 }
 
 // ServerRunner owns the server's socket and feeds its state machine.
@@ -314,7 +314,7 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 				ep.send(o)
 			case PersistServer:
 				ep.flush()
-				if err := r.Store.Save(o.State, o.Reply); err != nil {
+				if err := r.Store.Save(o.State, o.Reply, o.Forget...); err != nil {
 					r.stopped = true
 					r.fail <- fmt.Errorf("server: persist: %w", err)
 					ep.out, ep.to, ep.types = ep.out[:0], ep.to[:0], ep.types[:0]

@@ -45,6 +45,11 @@ type Server struct {
 	byAddr map[netip.AddrPort]string
 	dht    store.DHT
 	cache  map[netip.AddrPort]cachedReply
+	// persisted: the addresses whose reply is in the file. forget: those
+	// pruned from cache, whose replies the next PersistServer deletes, so
+	// that the file's cache stays bounded too (and forget with it).
+	persisted map[netip.AddrPort]bool
+	forget    []netip.AddrPort
 	// note explains the last rollback, for answers that would otherwise
 	// look like the operation never happened.
 	note string
@@ -58,7 +63,8 @@ func NewServer(cfg ServerConfig, st store.ServerState, replies []store.CachedRep
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(1, 2))
 	}
-	s := &Server{cfg: cfg, users: map[string]*store.User{}, byAddr: map[netip.AddrPort]string{}, dht: st.DHT, cache: map[netip.AddrPort]cachedReply{}}
+	s := &Server{cfg: cfg, users: map[string]*store.User{}, byAddr: map[netip.AddrPort]string{}, dht: st.DHT,
+		cache: map[netip.AddrPort]cachedReply{}, persisted: map[netip.AddrPort]bool{}}
 	for _, u := range st.Users {
 		u := u
 		s.users[u.Name] = &u
@@ -68,6 +74,9 @@ func NewServer(cfg ServerConfig, st store.ServerState, replies []store.CachedRep
 		_, m, err := wire.Decode(r.Datagram)
 		if rep, ok := m.(wire.Reply); err == nil && ok {
 			s.cache[r.Addr] = cachedReply{id: r.ID, reply: rep}
+			s.persisted[r.Addr] = true
+		} else {
+			s.forget = append(s.forget, r.Addr) // unusable: deleted with the next change
 		}
 	}
 	return s
@@ -120,7 +129,8 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		if err != nil {
 			panic(fmt.Sprintf("server: reply does not encode: %v", err))
 		}
-		out = append(out, PersistServer{State: s.Snapshot(), Reply: &store.CachedReply{Addr: from, ID: h.ID, Datagram: dg}})
+		out = append(out, PersistServer{State: s.Snapshot(), Reply: &store.CachedReply{Addr: from, ID: h.ID, Datagram: dg}, Forget: s.forget})
+		s.persisted[from], s.forget = true, nil
 	}
 	return append(out, Send{To: from, ID: h.ID, Msg: *reply})
 }
@@ -136,6 +146,10 @@ func (s *Server) pruneCache() {
 	for addr := range s.cache {
 		if s.byAddr[addr] == "" {
 			delete(s.cache, addr)
+			if s.persisted[addr] {
+				delete(s.persisted, addr)
+				s.forget = append(s.forget, addr)
+			}
 		}
 	}
 }

@@ -1050,6 +1050,11 @@ func (p *srvPersisted) apply(outs []Output) {
 	for _, o := range outs {
 		if ps, ok := o.(PersistServer); ok {
 			p.state = ps.State
+			for _, a := range ps.Forget {
+				if ps.Reply == nil || a != ps.Reply.Addr {
+					delete(p.replies, a)
+				}
+			}
 			if ps.Reply != nil {
 				p.replies[ps.Reply.Addr] = *ps.Reply
 			}
@@ -1442,4 +1447,40 @@ func TestServerReplyCacheBounded(t *testing.T) {
 	if c, ok := s.cache[alice]; !ok || c.id != 1 {
 		t.Fatal("a registered user's cached answer was pruned")
 	}
+}
+
+// The replies the server persists stay bounded as users come and go: a
+// deregister's SUCCESS is persisted (a retransmission reaching a restarted
+// server must get it again), and when the in-memory cache outgrows its
+// bound the replies to addresses no longer registered are deleted from the
+// file too, with the next change. Without that, every address that ever
+// registered kept a reply in the file.
+func TestServerPersistedRepliesStayBounded(t *testing.T) {
+	p := &srvPersisted{replies: map[netip.AddrPort]store.CachedReply{}}
+	s := NewServer(srvConfig(), store.ServerState{}, nil)
+	now := time.Unix(1_700_000_000, 0)
+	const users = maxCache + 1000
+	var last netip.AddrPort
+	for i := range users {
+		name := srvManyName(i, 6)
+		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 5000)
+		p.apply(s.Step(now, addr, wire.Header{ID: 1}, wire.Register{Name: name, Addr: addr}))
+		p.apply(s.Step(now, addr, wire.Header{ID: 2}, wire.Deregister{Name: name}))
+		last = addr
+	}
+	if n := len(p.replies); n > maxCache+1 || n == 0 {
+		t.Fatalf("%d replies persisted after %d users came and went; the cache holds at most %d", n, users, maxCache)
+	}
+	// The last deregister's reply survives a restart.
+	s = NewServer(srvConfig(), p.state, p.cached())
+	outs := s.Step(now, last, wire.Header{ID: 2}, wire.Deregister{Name: srvManyName(users-1, 6)})
+	for _, o := range outs {
+		if send, ok := o.(Send); ok {
+			if r, ok := send.Msg.(wire.Reply); !ok || !r.OK {
+				t.Fatalf("retransmitted deregister after restart answered %+v, want the cached SUCCESS", send.Msg)
+			}
+			return
+		}
+	}
+	t.Fatalf("no answer: %+v", outs)
 }

@@ -262,7 +262,7 @@ func (s *Sim) exec(from netip.AddrPort, p *simProc, outs []Output) {
 		case Event:
 			traceEvent(log, o)
 		case PersistServer:
-			if err := s.sstore.Save(o.State, o.Reply); err != nil {
+			if err := s.sstore.Save(o.State, o.Reply, o.Forget...); err != nil {
 				s.err = err
 				return
 			}

@@ -17,7 +17,7 @@ import (
 
 type serverStore interface {
 	Load() (ServerState, []CachedReply, error)
-	Save(ServerState, *CachedReply) error
+	Save(ServerState, *CachedReply, ...netip.AddrPort) error
 	Close() error
 }
 
@@ -184,6 +184,34 @@ func TestServerContract(t *testing.T) {
 				got[0].Datagram[0] = 'X' // nor may a caller change the store
 				if _, again := mustLoadServer(t, s); !reflect.DeepEqual(again, want) {
 					t.Fatalf("loaded slice aliases the store: %+v", again)
+				}
+			})
+			t.Run("forget", func(t *testing.T) {
+				// Forgotten replies are deleted with the change; one that
+				// is saved in the same call is kept; unknown addresses are
+				// no error.
+				s := impl.open(t)
+				st := sampleState()
+				r1 := CachedReply{Addr: ap("127.0.0.1:5001"), ID: 1, Datagram: []byte("one")}
+				r2 := CachedReply{Addr: ap("127.0.0.1:5002"), ID: 2, Datagram: []byte("two")}
+				r3 := CachedReply{Addr: ap("127.0.0.1:5003"), ID: 3, Datagram: []byte("three")}
+				for _, r := range []CachedReply{r1, r2, r3} {
+					if err := s.Save(st, &r); err != nil {
+						t.Fatal(err)
+					}
+				}
+				r3b := CachedReply{Addr: r3.Addr, ID: 4, Datagram: []byte("three again")}
+				if err := s.Save(st, &r3b, r1.Addr, r3.Addr, ap("10.9.9.9:9")); err != nil {
+					t.Fatal(err)
+				}
+				if _, got := mustLoadServer(t, s); !reflect.DeepEqual(got, []CachedReply{r2, r3b}) {
+					t.Fatalf("after forgetting %v: %+v", r1.Addr, got)
+				}
+				if err := s.Save(st, nil, r2.Addr); err != nil {
+					t.Fatal(err)
+				}
+				if _, got := mustLoadServer(t, s); !reflect.DeepEqual(got, []CachedReply{r3b}) {
+					t.Fatalf("after forgetting %v: %+v", r2.Addr, got)
 				}
 			})
 			t.Run("invalid changes nothing", func(t *testing.T) {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"maps"
+	"net/netip"
 	"slices"
 	"sync"
 
@@ -56,8 +57,8 @@ func (m *MemServer) Load() (ServerState, []CachedReply, error) {
 }
 
 // Save is ServerDB.Save.
-func (m *MemServer) Save(st ServerState, reply *CachedReply) error {
-	w, err := prepareSave(st, reply)
+func (m *MemServer) Save(st ServerState, reply *CachedReply, forget ...netip.AddrPort) error {
+	w, err := prepareSave(st, reply, forget)
 	if err != nil {
 		return err
 	}
@@ -71,6 +72,9 @@ func (m *MemServer) Save(st ServerState, reply *CachedReply) error {
 		m.users[u.k] = u.v
 	}
 	m.dht = w.dht
+	for _, k := range w.forget {
+		delete(m.replies, k)
+	}
 	if w.reply != nil {
 		m.replies[w.reply.k] = w.reply.v
 	}

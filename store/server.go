@@ -100,12 +100,13 @@ type kv struct {
 // serverWrite is a Save, encoded and checked before any transaction starts,
 // so that a bad value changes nothing and both twins reject the same input.
 type serverWrite struct {
-	users []kv // sorted by name, no duplicates
-	dht   []byte
-	reply *kv
+	users  []kv // sorted by name, no duplicates
+	dht    []byte
+	reply  *kv
+	forget []string // reply keys to delete
 }
 
-func prepareSave(st ServerState, reply *CachedReply) (serverWrite, error) {
+func prepareSave(st ServerState, reply *CachedReply, forget []netip.AddrPort) (serverWrite, error) {
 	var w serverWrite
 	w.users = make([]kv, 0, len(st.Users))
 	for _, u := range st.Users {
@@ -131,6 +132,15 @@ func prepareSave(st ServerState, reply *CachedReply) (serverWrite, error) {
 			return w, err
 		}
 		w.reply = &kv{k, v}
+	}
+	for _, a := range forget {
+		k, err := replyKey(a)
+		if err != nil {
+			return w, err
+		}
+		if w.reply == nil || k != w.reply.k {
+			w.forget = append(w.forget, k)
+		}
 	}
 	return w, nil
 }
@@ -196,10 +206,11 @@ func serverBuckets(tx *bolt.Tx) (users, dht, replies *bolt.Bucket, err error) {
 }
 
 // Save writes st, and reply if it is not nil, in one transaction: the users
-// bucket becomes exactly st.Users, the DHT state is replaced, and reply
-// replaces the one cached for its address.
-func (s *ServerDB) Save(st ServerState, reply *CachedReply) error {
-	w, err := prepareSave(st, reply)
+// bucket becomes exactly st.Users, the DHT state is replaced, reply
+// replaces the one cached for its address, and the replies cached for the
+// addresses in forget (but reply's) are deleted.
+func (s *ServerDB) Save(st ServerState, reply *CachedReply, forget ...netip.AddrPort) error {
+	w, err := prepareSave(st, reply, forget)
 	if err != nil {
 		return err
 	}
@@ -243,6 +254,11 @@ func (s *ServerDB) Save(st ServerState, reply *CachedReply) error {
 		}
 		if err := dhtB.Put(keyState, w.dht); err != nil {
 			return fmt.Errorf("store: put dht state: %w", err)
+		}
+		for _, k := range w.forget {
+			if err := repB.Delete([]byte(k)); err != nil {
+				return fmt.Errorf("store: delete reply for %s: %w", k, err)
+			}
 		}
 		if w.reply != nil {
 			if err := repB.Put([]byte(w.reply.k), w.reply.v); err != nil {
