@@ -189,7 +189,8 @@ func (p *Peer) Name() string { return p.self.Name }
 func (p *Peer) SetTable(t Table) { p.table = t }
 
 // Restore takes the place in the ring from the peer's file (for a peer
-// restarted on it); the records stay in the file, read through SetTable's.
+// restarted on it); the records stay in the file, read through the table
+// SetTable gives.
 func (p *Peer) Restore(id store.Identity) {
 	p.inRing, p.id, p.n = id.InRing, id.ID, id.N
 	p.left = wire.Member{Name: id.Left.Name, Addr: id.Left.Addr}
