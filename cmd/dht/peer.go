@@ -31,7 +31,7 @@ func peerCommand(e env) *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data", Value: "StatsCountry.csv", Usage: "the dataset this peer spreads when it leads a ring"},
 			&cli.StringFlag{Name: "db", Usage: "bbolt file of the local table (default dht-peer-NAME.db)"},
-			&cli.DurationFlag{Name: "rto", Value: 30 * time.Millisecond, Usage: "retransmission timeout of ring messages until round trips are measured (then measured, at least 2ms; doubles on each retry)"},
+			&cli.DurationFlag{Name: "rto", Value: 30 * time.Millisecond, Usage: "retransmission timeout of ring messages until round trips are measured (then measured, at least 2ms; doubles on each retry, up to 100ms or 4 x the measured timeout)"},
 			&cli.DurationFlag{Name: "give-up", Value: 10 * time.Second, Usage: "declare a destination gone after retransmitting for this long"},
 			&cli.IntFlag{Name: "window", Value: 32, Usage: "most unacknowledged ring messages to one neighbour"},
 			&cli.DurationFlag{Name: "query-timeout", Value: 10 * time.Second, Usage: "give up on a query with no answer after this long"},
