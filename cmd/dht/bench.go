@@ -306,6 +306,9 @@ func runBench(o benchOptions) (r benchReport, err error) {
 
 // queryOrder is n record indexes: every record in turn, each pass shuffled.
 func queryOrder(rng *rand.Rand, records, n int) []int {
+	if records <= 0 {
+		return nil
+	}
 	order := make([]int, 0, n)
 	for len(order)+records <= n {
 		order = append(order, rng.Perm(records)...)

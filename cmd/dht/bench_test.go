@@ -87,6 +87,9 @@ func TestBenchLossSweep(t *testing.T) {
 // The query order asks every record in turn, each pass shuffled, and a
 // last partial pass asks distinct records.
 func TestQueryOrder(t *testing.T) {
+	if got := queryOrder(rand.New(rand.NewPCG(1, 2)), 0, 10); len(got) != 0 {
+		t.Fatalf("no records, 10 queries: %v", got)
+	}
 	for _, c := range []struct{ records, n int }{{10, 25}, {1000, 30}, {241, 2410}, {5, 5}} {
 		order := queryOrder(rand.New(rand.NewPCG(1, 2)), c.records, c.n)
 		if len(order) != c.n {
