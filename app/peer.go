@@ -175,6 +175,10 @@ func (p *Peer) Stats() Stats { return p.stats }
 // Idle reports that no command is in progress or waiting.
 func (p *Peer) Idle() bool { return p.op == nil && len(p.lines) == 0 }
 
+// WantsLongName reports that the command in progress waits for the next
+// input line, as the Long Name (query-dht typed without one).
+func (p *Peer) WantsLongName() bool { return p.op != nil && p.op.stage == stLongName }
+
 // Registered reports whether this peer holds a registration.
 func (p *Peer) Registered() bool { return p.registered }
 

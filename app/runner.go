@@ -410,6 +410,10 @@ type PeerRunner struct {
 	// use it. Calls come one at a time, from Run's goroutine or the socket
 	// reader's.
 	Idle func(linesRead int)
+	// WantsLine, if set, is called after an input line that leaves the
+	// core waiting for the next one (query-dht typed without its Long
+	// Name), with the number of lines read so far: a prompt shows it.
+	WantsLine func(linesRead int)
 	// Traffic counts the datagrams the peer sends.
 	Traffic Traffic
 
@@ -546,6 +550,9 @@ func (r *PeerRunner) handle(outs []Output) {
 	r.tm.set(r.now(), at, ok)
 	if r.Idle != nil && r.Core.Idle() {
 		r.Idle(r.read)
+	}
+	if r.WantsLine != nil && r.Core.WantsLongName() {
+		r.WantsLine(r.read)
 	}
 }
 

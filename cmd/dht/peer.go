@@ -17,6 +17,10 @@ import (
 // for the next command.
 const peerPrompt = "dht> "
 
+// longNamePrompt asks, the same way, for the Long Name of a query-dht typed
+// without one.
+const longNamePrompt = "Long Name: "
+
 func peerCommand(e env) *cli.Command {
 	return &cli.Command{
 		Name:      "peer",
@@ -92,12 +96,15 @@ func peerCommand(e env) *cli.Command {
 				// Results only on stdout: the prompt and the hint go to stderr.
 				fmt.Fprint(e.stderr, "type help for commands\n"+peerPrompt)
 				prompted := 0
-				r.Idle = func(linesRead int) {
-					if linesRead > prompted {
-						prompted = linesRead
-						fmt.Fprint(e.stderr, peerPrompt)
+				prompt := func(text string) func(int) {
+					return func(linesRead int) {
+						if linesRead > prompted {
+							prompted = linesRead
+							fmt.Fprint(e.stderr, text)
+						}
 					}
 				}
+				r.Idle, r.WantsLine = prompt(peerPrompt), prompt(longNamePrompt)
 			}
 			return r.Run(ctx)
 		},

@@ -123,3 +123,49 @@ func TestPeerPromptAtTerminal(t *testing.T) {
 		t.Fatalf("stdout: %q", o)
 	}
 }
+
+// A query-dht typed at a terminal without its Long Name prompts for it on
+// the next line; the answer comes, then the usual prompt.
+func TestPeerPromptsForTheLongName(t *testing.T) {
+	dir, _, ports := e2eSetup(t)
+	server := startProc(t, "server", dir, "server", "--db", "server.db", "--addr", "127.0.0.1", strconv.Itoa(ports[0]))
+	server.waitTrace("msg=listening")
+	master, slave := openPTY(t)
+	defer slave.Close()
+	out := &notifyBuffer{wrote: make(chan struct{}, 1)}
+	errOut := &notifyBuffer{wrote: make(chan struct{}, 1)}
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"dht", "peer", "--quiet", "--db", dir + "/alice.db", "127.0.0.1", strconv.Itoa(ports[0])}, slave, out, errOut)
+	}()
+	errOut.waitFor(t, "type help for commands\n"+peerPrompt, 1)
+	if _, err := master.WriteString("register alice 127.0.0.1 " + strconv.Itoa(ports[1]) + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	errOut.waitFor(t, peerPrompt, 2)
+	if _, err := master.WriteString("query-dht alice\n"); err != nil {
+		t.Fatal(err)
+	}
+	errOut.waitFor(t, longNamePrompt, 1)
+	if _, err := master.WriteString("Republic of Nowhere\n"); err != nil {
+		t.Fatal(err)
+	}
+	errOut.waitFor(t, peerPrompt, 3)
+	if _, err := master.WriteString("deregister alice\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+	case <-time.After(lineWait):
+		t.Fatal("the peer did not exit after deregister")
+	}
+	if got, want := errOut.String(), "type help for commands\n"+peerPrompt+peerPrompt+longNamePrompt+peerPrompt; !strings.HasPrefix(got, want) {
+		t.Fatalf("stderr: %q, want it to start %q", got, want)
+	}
+	if o := out.String(); !strings.Contains(o, "register SUCCESS") || !strings.Contains(o, "query-dht FAILURE") || strings.Contains(o, longNamePrompt) {
+		t.Fatalf("stdout: %q", o)
+	}
+}
