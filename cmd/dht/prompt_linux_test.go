@@ -73,14 +73,58 @@ func (n *notifyBuffer) waitFor(t *testing.T, want string, count int) {
 	}
 }
 
-// At a terminal the peer shows a hint and a prompt on stderr, and a prompt
-// again after each command; stdout still has the results only.
-func TestPeerPromptAtTerminal(t *testing.T) {
+// terminalPeer is `dht peer` run in this process with a pseudo-terminal as
+// its standard input, typed at through master.
+type terminalPeer struct {
+	t           *testing.T
+	master      *os.File
+	out, errOut *notifyBuffer
+	done        chan int
+}
+
+// startTerminalPeer runs `dht peer args...` at a new pseudo-terminal and
+// waits for its hint and first prompt.
+func startTerminalPeer(t *testing.T, args ...string) *terminalPeer {
+	t.Helper()
 	master, slave := openPTY(t)
-	defer slave.Close()
+	t.Cleanup(func() { slave.Close(); master.Close() })
 	if !isTerminal(slave) {
 		t.Fatal("isTerminal(pty) = false")
 	}
+	p := &terminalPeer{t: t, master: master, done: make(chan int, 1),
+		out: &notifyBuffer{wrote: make(chan struct{}, 1)}, errOut: &notifyBuffer{wrote: make(chan struct{}, 1)}}
+	go func() {
+		p.done <- run(append([]string{"dht", "peer", "--quiet"}, args...), slave, p.out, p.errOut)
+	}()
+	p.errOut.waitFor(t, "type help for commands\n"+peerPrompt, 1)
+	return p
+}
+
+// typeLine types line and waits until stderr holds prompt count times.
+func (p *terminalPeer) typeLine(line, prompt string, count int) {
+	p.t.Helper()
+	if _, err := p.master.WriteString(line + "\n"); err != nil {
+		p.t.Fatal(err)
+	}
+	p.errOut.waitFor(p.t, prompt, count)
+}
+
+// exited waits for the peer to end, with status 0.
+func (p *terminalPeer) exited(after string) {
+	p.t.Helper()
+	select {
+	case code := <-p.done:
+		if code != 0 {
+			p.t.Fatalf("exit %d: %s", code, p.errOut.String())
+		}
+	case <-time.After(lineWait):
+		p.t.Fatalf("the peer did not exit %s", after)
+	}
+}
+
+// At a terminal the peer shows a hint and a prompt on stderr, and a prompt
+// again after each command; stdout still has the results only.
+func TestPeerPromptAtTerminal(t *testing.T) {
 	if isTerminal(strings.NewReader("")) {
 		t.Fatal("isTerminal(strings.Reader) = true")
 	}
@@ -90,36 +134,17 @@ func TestPeerPromptAtTerminal(t *testing.T) {
 		}
 		f.Close()
 	}
-	out := &notifyBuffer{wrote: make(chan struct{}, 1)}
-	errOut := &notifyBuffer{wrote: make(chan struct{}, 1)}
-	done := make(chan int, 1)
-	go func() {
-		done <- run([]string{"dht", "peer", "--quiet", "127.0.0.1", "9"}, slave, out, errOut)
-	}()
-	errOut.waitFor(t, "type help for commands\n"+peerPrompt, 1)
-	if _, err := master.WriteString("help\n"); err != nil {
-		t.Fatal(err)
-	}
-	errOut.waitFor(t, peerPrompt, 2)
-	if _, err := master.WriteString("frobnicate\n"); err != nil {
-		t.Fatal(err)
-	}
-	errOut.waitFor(t, peerPrompt, 3)
+	p := startTerminalPeer(t, "127.0.0.1", "9")
+	p.typeLine("help", peerPrompt, 2)
+	p.typeLine("frobnicate", peerPrompt, 3)
 	// Hanging up the terminal is the end of input: an unregistered peer
 	// exits.
-	master.Close()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d: %s", code, errOut.String())
-		}
-	case <-time.After(lineWait):
-		t.Fatal("the peer did not exit when its terminal hung up")
-	}
-	if got := errOut.String(); got != "type help for commands\n"+strings.Repeat(peerPrompt, 3) {
+	p.master.Close()
+	p.exited("when its terminal hung up")
+	if got := p.errOut.String(); got != "type help for commands\n"+strings.Repeat(peerPrompt, 3) {
 		t.Fatalf("stderr: %q", got)
 	}
-	if o := out.String(); !strings.HasPrefix(o, "commands (") || !strings.HasSuffix(o, "frobnicate FAILURE: unknown command (type help for the list)\n") || strings.Contains(o, peerPrompt) {
+	if o := p.out.String(); !strings.HasPrefix(o, "commands (") || !strings.HasSuffix(o, "frobnicate FAILURE: unknown command (type help for the list)\n") || strings.Contains(o, peerPrompt) {
 		t.Fatalf("stdout: %q", o)
 	}
 }
@@ -130,42 +155,18 @@ func TestPeerPromptsForTheLongName(t *testing.T) {
 	dir, _, ports := e2eSetup(t)
 	server := startProc(t, "server", dir, "server", "--db", "server.db", "--addr", "127.0.0.1", strconv.Itoa(ports[0]))
 	server.waitTrace("msg=listening")
-	master, slave := openPTY(t)
-	defer slave.Close()
-	out := &notifyBuffer{wrote: make(chan struct{}, 1)}
-	errOut := &notifyBuffer{wrote: make(chan struct{}, 1)}
-	done := make(chan int, 1)
-	go func() {
-		done <- run([]string{"dht", "peer", "--quiet", "--db", dir + "/alice.db", "127.0.0.1", strconv.Itoa(ports[0])}, slave, out, errOut)
-	}()
-	errOut.waitFor(t, "type help for commands\n"+peerPrompt, 1)
-	if _, err := master.WriteString("register alice 127.0.0.1 " + strconv.Itoa(ports[1]) + "\n"); err != nil {
+	p := startTerminalPeer(t, "--db", dir+"/alice.db", "127.0.0.1", strconv.Itoa(ports[0]))
+	p.typeLine("register alice 127.0.0.1 "+strconv.Itoa(ports[1]), peerPrompt, 2)
+	p.typeLine("query-dht alice", longNamePrompt, 1)
+	p.typeLine("Republic of Nowhere", peerPrompt, 3)
+	if _, err := p.master.WriteString("deregister alice\n"); err != nil {
 		t.Fatal(err)
 	}
-	errOut.waitFor(t, peerPrompt, 2)
-	if _, err := master.WriteString("query-dht alice\n"); err != nil {
-		t.Fatal(err)
-	}
-	errOut.waitFor(t, longNamePrompt, 1)
-	if _, err := master.WriteString("Republic of Nowhere\n"); err != nil {
-		t.Fatal(err)
-	}
-	errOut.waitFor(t, peerPrompt, 3)
-	if _, err := master.WriteString("deregister alice\n"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d: %s", code, errOut.String())
-		}
-	case <-time.After(lineWait):
-		t.Fatal("the peer did not exit after deregister")
-	}
-	if got, want := errOut.String(), "type help for commands\n"+peerPrompt+peerPrompt+longNamePrompt+peerPrompt; !strings.HasPrefix(got, want) {
+	p.exited("after deregister")
+	if got, want := p.errOut.String(), "type help for commands\n"+peerPrompt+peerPrompt+longNamePrompt+peerPrompt; !strings.HasPrefix(got, want) {
 		t.Fatalf("stderr: %q, want it to start %q", got, want)
 	}
-	if o := out.String(); !strings.Contains(o, "register SUCCESS") || !strings.Contains(o, "query-dht FAILURE") || strings.Contains(o, longNamePrompt) {
+	if o := p.out.String(); !strings.Contains(o, "register SUCCESS") || !strings.Contains(o, "query-dht FAILURE") || strings.Contains(o, longNamePrompt) {
 		t.Fatalf("stdout: %q", o)
 	}
 }
