@@ -35,8 +35,10 @@ func benchCommand(e env) *cli.Command {
 			"process, each with its own UDP socket on 127.0.0.1 and its own bbolt file in a\n" +
 			"temporary folder, and times every phase. The floor is measured in the same run:\n" +
 			"the one-hop latency of a token passed round a ring of --peers sockets, and a\n" +
-			"ping-pong round trip. With --loss every socket drops that fraction of what it\n" +
-			"sends; --loss-sweep prints the loss table (0%, 10%, 30%) instead.",
+			"ping-pong round trip. Memory is reported as the peak RSS of the process and the\n" +
+			"peak of its anonymous memory (sampled; without the bbolt files' mapped pages).\n" +
+			"With --loss every socket drops that fraction of what it sends; --loss-sweep\n" +
+			"prints the loss table (0%, 10%, 30%) instead.",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "peers", Value: 8, Usage: "ring size N (2-64)"},
 			&cli.IntFlag{Name: "queriers", Value: 16, Usage: "concurrent querying users"},
