@@ -419,6 +419,9 @@ func newDedup(size int, seed uint64) dedup {
 // dedupKey is never 0 (idSet's empty slot): the top bit is set.
 func dedupKey(source uint32, id uint32) uint64 { return 1<<63 | uint64(source)<<32 | uint64(id) }
 
+// dedupKeySource is the source index of a dedupKey.
+func dedupKeySource(k uint64) uint32 { return uint32(k>>32) &^ (1 << 31) }
+
 func (d *dedup) has(from netip.AddrPort, id uint32) bool {
 	src, ok := d.index[from]
 	return ok && d.set.has(dedupKey(src, id))
@@ -432,7 +435,7 @@ func (d *dedup) add(from netip.AddrPort, id uint32) bool {
 		// Forget the oldest first: it may be the source's last pair.
 		old := d.ring[d.next]
 		d.set.remove(old)
-		d.release(uint32(old>>32) &^ (1 << 31))
+		d.release(dedupKeySource(old))
 	}
 	src, ok := d.index[from]
 	if !ok {

@@ -1484,3 +1484,28 @@ func TestServerPersistedRepliesStayBounded(t *testing.T) {
 	}
 	t.Fatalf("no answer: %+v", outs)
 }
+
+// A persisted reply that no longer decodes is not used, and is deleted from
+// the file with the first change after the start.
+func TestServerForgetsUnusableReplies(t *testing.T) {
+	bad := srvAddr("bob")
+	s := NewServer(srvConfig(), srvFree("bob"), []store.CachedReply{{Addr: bad, ID: 7, Datagram: []byte("not a datagram")}})
+	now := time.Unix(1_700_000_000, 0)
+	// A retransmission of bob's id 7 is not answered from the broken
+	// cache entry: it runs (and fails: bob is registered already).
+	var first PersistServer
+	for _, o := range s.Step(now, bad, wire.Header{ID: 7}, wire.Register{Name: "bob", Addr: bad}) {
+		if p, ok := o.(PersistServer); ok {
+			t.Fatalf("a FAILURE persisted %+v", p)
+		}
+	}
+	alice := srvAddr("alice")
+	for _, o := range s.Step(now, alice, wire.Header{ID: 1}, wire.Register{Name: "alice", Addr: alice}) {
+		if p, ok := o.(PersistServer); ok {
+			first = p
+		}
+	}
+	if !slices.Contains(first.Forget, bad) {
+		t.Fatalf("the first change forgets %v, want %v among them", first.Forget, bad)
+	}
+}
