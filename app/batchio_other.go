@@ -3,6 +3,7 @@
 package app
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 )
@@ -20,18 +21,28 @@ func newBatchReader(c *net.UDPConn, _, size int) (*batchReader, error) {
 	return &batchReader{c: c, buf: make([]byte, size)}, nil
 }
 
-func (r *batchReader) read() (int, error) {
-	n, from, err := r.c.ReadFromUDPAddrPort(r.buf)
-	if err != nil {
-		return 0, err
+// serve reads one datagram per call until lot reports false or the socket
+// is closed. Without a way to read without waiting, a lot that asks for
+// another read is told at once that nothing is waiting.
+func (r *batchReader) serve(lot func(n int) (ok, again bool)) error {
+	for {
+		n, from, err := r.c.ReadFromUDPAddrPort(r.buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			continue // e.g. ICMP port unreachable reported on a later read
+		}
+		r.n, r.from = n, from
+		ok, again := lot(1)
+		for ok && again {
+			ok, again = lot(0)
+		}
+		if !ok {
+			return nil
+		}
 	}
-	r.n, r.from = n, from
-	return 1, nil
 }
-
-// poll reads nothing here: without a way to read without waiting, what is
-// waiting is read by the next read.
-func (r *batchReader) poll() (int, error) { return 0, nil }
 
 func (r *batchReader) msg(int) (netip.AddrPort, []byte) { return r.from, r.buf[:r.n] }
 

@@ -92,39 +92,32 @@ func (e *endpoint) read(handle func([]datagram) (ok, drain bool), settle func() 
 		panic(fmt.Sprintf("app: a UDP socket without a raw conn: %v", err))
 	}
 	ds := make([]datagram, readBatch)
-	for {
-		n, err := r.read()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue // e.g. ICMP port unreachable reported on a later read
+	lots := 0 // handled since the last settle, while draining
+	_ = r.serve(func(n int) (ok, again bool) {
+		if n == 0 { // drained: nothing else is waiting
+			lots = 0
+			return settle(), false
 		}
-		for lots := 0; ; lots++ {
-			for i := range n {
-				from, b := r.msg(i)
-				d := &ds[i]
-				d.from, d.size = netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), len(b)
-				d.h, d.msg, d.err = wire.Decode(b)
-			}
-			ok, drain := handle(ds[:n])
-			if !ok {
-				return
-			}
-			if !drain {
-				break
-			}
-			if lots < maxDrain {
-				n, err = r.poll()
-			}
-			if lots >= maxDrain || err != nil || n == 0 {
-				if !settle() {
-					return
-				}
-				break
-			}
+		for i := range n {
+			from, b := r.msg(i)
+			d := &ds[i]
+			d.from, d.size = netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), len(b)
+			d.h, d.msg, d.err = wire.Decode(b)
 		}
-	}
+		ok, drain := handle(ds[:n])
+		if !ok {
+			return false, false
+		}
+		if !drain {
+			lots = 0
+			return true, false
+		}
+		if lots++; lots >= maxDrain {
+			lots = 0
+			return settle(), false
+		}
+		return true, true
+	})
 }
 
 // maxDrain bounds the lots read before settling.
@@ -443,12 +436,19 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 	r.quit = make(chan error, 1)
 	defer func() {
 		r.mu.Lock()
-		defer r.mu.Unlock()
 		r.stopped = true
-		if r.ep != nil {
-			r.ep.flush()
-			r.ep.conn.Close()
+		ep := r.ep
+		if ep != nil {
+			ep.flush()
 		}
+		r.mu.Unlock()
+		// Outside mu: the close waits for the reader to end its turn, and
+		// the reader's turn begins by taking mu (and finding it stopped).
+		if ep != nil {
+			ep.conn.Close()
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
 		if r.store != nil {
 			if cerr := r.store.Close(); cerr != nil && err == nil {
 				err = cerr
@@ -496,10 +496,10 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 // runner has stopped.
 // Stores ask for a drain: a commit costs a disk flush, and what is already
 // waiting is committed by the same one.
-func (r *PeerRunner) onDatagrams(in []datagram) (ok, drain bool) {
+func (r *PeerRunner) onDatagrams(ep *endpoint, in []datagram) (ok, drain bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.stopped {
+	if r.stopped || r.ep != ep {
 		return false, false
 	}
 	r.ds = r.ep.take(in, r.ds[:0])
@@ -519,10 +519,10 @@ func (r *PeerRunner) onDatagrams(in []datagram) (ok, drain bool) {
 	return true, false
 }
 
-func (r *PeerRunner) settle() bool {
+func (r *PeerRunner) settle(ep *endpoint) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.stopped {
+	if r.stopped || r.ep != ep {
 		return false
 	}
 	r.handle(r.Core.Settle())
@@ -628,12 +628,16 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 		return err
 	}
 	setBuffers(conn)
-	if r.ep != nil {
-		r.ep.flush()
-		r.ep.conn.Close()
+	if old := r.ep; old != nil {
+		old.flush()
+		// Closed by another goroutine: this may be the old socket's
+		// reader, in its turn, and a close waits for that turn to end
+		// (which it does at once: the endpoint is no longer r.ep).
+		go old.conn.Close()
 	}
-	r.ep = newEndpoint(conn, log.With(slog.String("node", b.Name)), r.Faults, &r.Traffic)
-	go r.ep.read(r.onDatagrams, r.settle)
+	ep := newEndpoint(conn, log.With(slog.String("node", b.Name)), r.Faults, &r.Traffic)
+	r.ep = ep
+	go ep.read(func(in []datagram) (bool, bool) { return r.onDatagrams(ep, in) }, func() bool { return r.settle(ep) })
 	if r.Ready != nil {
 		r.Ready(r.ep.local)
 	}

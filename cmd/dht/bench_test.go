@@ -36,7 +36,7 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("query figures %+v", q)
 		}
 	}
-	if r.Floor.OneHopUS <= 0 || r.Floor.RTTUS <= 0 || r.Setup.MS <= 0 || r.Setup.RecordHops <= 0 || r.Setup.StoreDatagrams <= 0 ||
+	if r.Floor.OneHopUS <= 0 || r.Floor.RTTUS <= 0 || r.Floor.RunnerHopUS <= 0 || r.Setup.MS <= 0 || r.Setup.RecordHops <= 0 || r.Setup.StoreDatagrams <= 0 ||
 		r.LeaveMS <= 0 || r.TeardownMS <= 0 || r.Datagrams <= 0 || r.Bytes <= 0 {
 		t.Errorf("report %+v", r)
 	}
