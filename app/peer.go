@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -96,7 +97,8 @@ type op struct {
 	left, right wire.Member
 	n           int
 	// needs are the peers this op waits on: giving up on one fails it.
-	needs []netip.AddrPort
+	needs    []netip.AddrPort
+	needsBuf [2]netip.AddrPort // room for needs without an allocation
 }
 
 // Table is a node's local table as the core reads it: the file its runner
@@ -376,7 +378,12 @@ func (p *Peer) StepBatch(now time.Time, batch []Datagram) []Output {
 func (p *Peer) Receive(now time.Time, batch []Datagram) []Output {
 	var out []Output
 	for _, d := range batch {
-		out = append(out, p.step(now, d.From, d.Header, d.Msg)...)
+		o := p.step(now, d.From, d.Header, d.Msg)
+		if out == nil {
+			out = o // each step returns a slice of its own: no copy for a lone datagram
+			continue
+		}
+		out = append(out, o...)
 	}
 	return out
 }
@@ -424,10 +431,13 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 	if o.reqSent == 1 {
 		p.link.sample(now.Sub(o.reqFirst))
 	}
-	line := o.name + " SUCCESS"
 	if !r.OK {
 		return p.failed(now, nil, o.name+" FAILURE: "+r.Reason)
 	}
+	if o.name == "query-dht" {
+		return p.askNode(now, r)
+	}
+	line := o.name + " SUCCESS"
 	switch o.name {
 	case "register":
 		p.registered = true
@@ -435,22 +445,6 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 		return p.finish(now, []Output{p.persist(false, nil)}, line)
 	case "setup-dht":
 		return p.startSetup(now, r.Members)
-	case "query-dht":
-		if len(r.Members) != 1 {
-			return p.finish(now, nil, o.name+" FAILURE: the server named no node to ask")
-		}
-		// The first attempt travels without acknowledgements, the answer
-		// being the only one the querier needs; if none comes within the
-		// retry time, the query is sent again, hop by hop reliably.
-		o.stage, o.deadline = stQuery, now.Add(p.cfg.QueryTimeout)
-		o.queryReqID = p.link.newID()
-		o.queryTo = r.Members[0].Addr
-		o.queryRTO = p.queryRTO()
-		o.queryRetry = now.Add(o.queryRTO)
-		o.queryFirst, o.queryTries = now, 1
-		o.needs = []netip.AddrPort{o.queryTo}
-		q := wire.Query{ReqID: o.queryReqID, Querier: p.self, LongName: o.longName}
-		return []Output{p.sendNoAck(o.queryTo, q)}
 	case "leave-dht":
 		return p.startLeave(now)
 	case "teardown-dht":
@@ -903,8 +897,25 @@ func (p *Peer) queryAnswered(now time.Time, r wire.QueryResult) []Output {
 	if !r.Found {
 		return p.finish(now, nil, fmt.Sprintf("query-dht FAILURE: %q not found in the DHT (answered by node %s, id %d, after %s)", r.LongName, r.Node, r.NodeID, hops(r.Hops)))
 	}
+	// One allocation for the whole answer: it is on the path every query
+	// takes (strconv.Itoa of a number below 100 allocates nothing).
 	var b strings.Builder
-	fmt.Fprintf(&b, "query-dht SUCCESS: found at node %s (id %d) after %s", r.Node, r.NodeID, hops(r.Hops))
+	size := len("query-dht SUCCESS: found at node  (id 65535) after 65535 hops") + len(r.Node)
+	for i, h := range dataset.Headers {
+		size += len("\n: ") + len(h) + len(r.Record[i])
+	}
+	b.Grow(size)
+	b.WriteString("query-dht SUCCESS: found at node ")
+	b.WriteString(r.Node)
+	b.WriteString(" (id ")
+	b.WriteString(strconv.Itoa(int(r.NodeID)))
+	b.WriteString(") after ")
+	b.WriteString(strconv.Itoa(int(r.Hops)))
+	if r.Hops == 1 {
+		b.WriteString(" hop")
+	} else {
+		b.WriteString(" hops")
+	}
 	for i, h := range dataset.Headers {
 		b.WriteString("\n")
 		b.WriteString(h)
@@ -918,7 +929,27 @@ func hops(n uint16) string {
 	if n == 1 {
 		return "1 hop"
 	}
-	return fmt.Sprintf("%d hops", n)
+	return strconv.Itoa(int(n)) + " hops"
+}
+
+// askNode sends the query to the member the server named.
+func (p *Peer) askNode(now time.Time, r wire.Reply) []Output {
+	o := p.op
+	if len(r.Members) != 1 {
+		return p.finish(now, nil, o.name+" FAILURE: the server named no node to ask")
+	}
+	// The first attempt travels without acknowledgements, the answer
+	// being the only one the querier needs; if none comes within the
+	// retry time, the query is sent again, hop by hop reliably.
+	o.stage, o.deadline = stQuery, now.Add(p.cfg.QueryTimeout)
+	o.queryReqID = p.link.newID()
+	o.queryTo = r.Members[0].Addr
+	o.queryRTO = p.queryRTO()
+	o.queryRetry = now.Add(o.queryRTO)
+	o.queryFirst, o.queryTries = now, 1
+	o.needs = append(o.needsBuf[:0], o.queryTo)
+	q := wire.Query{ReqID: o.queryReqID, Querier: p.self, LongName: o.longName}
+	return []Output{p.sendNoAck(o.queryTo, q)}
 }
 
 // startLeave: leave-dht succeeded; tear the ring's tables down, keeping

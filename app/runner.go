@@ -327,7 +327,10 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 		r.stopped = true
 		r.mu.Unlock()
 	}()
-	var ds []Datagram
+	var (
+		ds   []Datagram
+		outs []Output // reused turn after turn
+	)
 	go ep.read(func(in []datagram) (bool, bool) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -335,12 +338,13 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 			return false, false
 		}
 		ds = ep.take(in, ds[:0])
-		var outs []Output
 		t := now()
 		for _, d := range ds {
 			outs = append(outs, r.Core.Step(t, d.From, d.Header, d.Msg)...)
 		}
 		handle(outs)
+		clear(outs) // keep nothing alive until the next turn
+		outs = outs[:0]
 		return true, false
 	}, nil)
 	r.mu.Lock()
