@@ -252,3 +252,48 @@ func TestDiscard(t *testing.T) {
 		})
 	}
 }
+
+// Lookup keeps a read transaction open between writes. A write ends it
+// first: the next Lookup sees what was written, and a write that grows the
+// file well past its mapping does not wait for the reader (it would, for
+// ever: bbolt cannot remap under an open reader). Close ends it too.
+func TestLookupReadsAfterEachWrite(t *testing.T) {
+	db, err := OpenPeer(filepath.Join(t.TempDir(), "peer.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := dataset.Synthetic(30000, 7)
+	id := sampleIdentity()
+	mustApply(t, db, Batch{Identity: &id, Put: recs[:100]})
+	lookup := func(r dataset.Record, want bool) {
+		t.Helper()
+		got, ok, err := db.Lookup(r.LongName)
+		if err != nil || ok != want || (want && got != r) {
+			t.Fatalf("Lookup(%q) = %v, %v; want found %v", r.LongName, ok, err, want)
+		}
+	}
+	lookup(recs[0], true)
+	lookup(recs[150], false)
+	// 30,000 records are several MB: far past the 1 MiB the file starts
+	// with, so the commit grows the file and its mapping.
+	done := make(chan error, 1)
+	go func() { done <- db.Apply(Batch{Put: recs[100:]}) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a write that grows the file waited 30 s for the kept reader")
+	}
+	lookup(recs[150], true)
+	lookup(recs[29999], true)
+	mustApply(t, db, Batch{Identity: &id, Clear: true})
+	lookup(recs[0], false)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.Lookup(recs[0].LongName); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Lookup after Close: %v, want ErrClosed", err)
+	}
+}

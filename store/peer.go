@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sync"
 
 	"dht/dataset"
 
@@ -76,6 +77,22 @@ func prepareApply(b Batch) (peerWrite, error) {
 // safe for concurrent use.
 type PeerDB struct {
 	db *bolt.DB
+
+	// rd is a read transaction Lookup keeps open between writes: beginning
+	// one for every query was most of a lookup's cost. Whatever writes or
+	// closes ends it first (endRead): bbolt cannot grow a file's mapping
+	// under an open reader (a write would wait for it forever), and a
+	// reader would keep the pages a write frees from being reused.
+	mu sync.Mutex
+	rd *bolt.Tx
+}
+
+// endRead ends the kept read transaction, if any; with mu held.
+func (p *PeerDB) endRead() {
+	if p.rd != nil {
+		_ = p.rd.Rollback() // a read-only transaction: nothing to lose
+		p.rd = nil
+	}
 }
 
 // OpenPeer opens or creates the peer file at path. A file held by another
@@ -94,6 +111,9 @@ func (p *PeerDB) Apply(b Batch) error {
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.endRead()
 	err = p.db.Update(func(tx *bolt.Tx) error {
 		if w.clear {
 			var slots [][]byte
@@ -202,34 +222,37 @@ func loadPeer(tx *bolt.Tx, slot func(pos, start int)) (Identity, []dataset.Recor
 // memory does not grow with its share of the dataset.
 func (p *PeerDB) Lookup(longName string) (dataset.Record, bool, error) {
 	pos := dataset.Pos(longName)
-	var (
-		r     dataset.Record
-		found bool
-	)
-	err := p.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(slotBucket(pos))
-		if b == nil {
-			return nil
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rd == nil {
+		tx, err := p.db.Begin(false)
+		if err != nil {
+			return dataset.Record{}, false, dbErr(err)
 		}
-		v := b.Get([]byte(longName))
-		if v == nil {
-			return nil
-		}
-		var err error
-		r, err = decodeSlotRecord(pos, longName, v)
-		found = err == nil
-		return err
-	})
-	if err != nil {
-		return dataset.Record{}, false, dbErr(err)
+		p.rd = tx
 	}
-	return r, found, nil
+	b := p.rd.Bucket(slotBucket(pos))
+	if b == nil {
+		return dataset.Record{}, false, nil
+	}
+	v := b.Get([]byte(longName))
+	if v == nil {
+		return dataset.Record{}, false, nil
+	}
+	r, err := decodeSlotRecord(pos, longName, v)
+	if err != nil {
+		return dataset.Record{}, false, err
+	}
+	return r, true, nil
 }
 
 // Discard closes the file and, if nothing was ever written to it (no
 // identity, no records: it was opened for a register the server refused),
 // removes it.
 func (p *PeerDB) Discard() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.endRead()
 	path := p.db.Path()
 	empty := false
 	err := p.db.View(func(tx *bolt.Tx) error {
@@ -257,7 +280,12 @@ func (p *PeerDB) Discard() error {
 }
 
 // Close closes the file.
-func (p *PeerDB) Close() error { return p.db.Close() }
+func (p *PeerDB) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.endRead()
+	return p.db.Close()
+}
 
 // decodeSlotRecord decodes a record and checks that it belongs in slot pos.
 func decodeSlotRecord(pos int, key string, v []byte) (dataset.Record, error) {
