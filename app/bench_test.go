@@ -2,10 +2,12 @@ package app
 
 import (
 	"net/netip"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"dht/dataset"
+	"dht/store"
 	"dht/wire"
 )
 
@@ -107,5 +109,87 @@ func BenchmarkRingHopStore(b *testing.B) {
 		buf = encodeAll(b, outs, buf)
 		batch[0] = Datagram{From: p.right.Addr, Header: wire.Header{Type: wire.TypeAck, ID: fwd}, Msg: wire.Ack{}}
 		p.StepBatch(now, batch)
+	}
+}
+
+// BenchmarkQueryAtOwner is a query's first attempt reaching the node that
+// holds the record: decode, step the core, read the record from the node's
+// bbolt file, encode the answer to the querier.
+func BenchmarkQueryAtOwner(b *testing.B) {
+	p := ringNode(b)
+	db, err := store.OpenPeer(filepath.Join(b.TempDir(), "carol.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	var mine []dataset.Record
+	for _, r := range records(b) {
+		if dataset.ID(r.Pos(), 8) == 3 {
+			mine = append(mine, r)
+		}
+	}
+	if err := db.Apply(store.Batch{Put: mine}); err != nil {
+		b.Fatal(err)
+	}
+	p.SetTable(db)
+	querier := wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}
+	dgs := make([][]byte, len(mine))
+	for i, r := range mine {
+		if dgs[i], err = wire.Append(nil, uint32(i+1), wire.FlagNoAck, wire.Query{ReqID: 9, Querier: querier, Hops: 2, LongName: r.LongName}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	buf := make([]byte, 0, wire.MaxDatagram)
+	now := time.Unix(1e9, 0)
+	batch := make([]Datagram, 1)
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		h, m, err := wire.Decode(dgs[i%len(dgs)])
+		if err != nil {
+			b.Fatal(err)
+		}
+		batch[0] = Datagram{From: p.left.Addr, Header: h, Msg: m}
+		outs := p.StepBatch(now, batch)
+		if len(outs) != 1 {
+			b.Fatalf("outputs %v", outs)
+		}
+		buf = encodeAll(b, outs, buf)
+		i++
+	}
+}
+
+// BenchmarkQueryAnswered is the querier taking its answer: decode the
+// result, step the core, which prints the record.
+func BenchmarkQueryAnswered(b *testing.B) {
+	rec := records(b)[17]
+	res := wire.QueryResult{ReqID: 9, Found: true, Node: "carol", NodeID: 3, Hops: 2, LongName: rec.LongName, Record: rec.Fields()}
+	dg, err := wire.Append(nil, 1, wire.FlagNoAck, res)
+	if err != nil {
+		b.Fatal(err)
+	}
+	server := netip.MustParseAddrPort("10.0.0.1:4000")
+	p := NewPeer(PeerConfig{Server: server})
+	p.self = wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}
+	p.bound, p.registered = true, true
+	owner := netip.MustParseAddrPort("10.0.0.13:5000")
+	now := time.Unix(1e9, 0)
+	batch := make([]Datagram, 1)
+	b.ReportAllocs()
+	for b.Loop() {
+		// The query in flight, as askNode leaves it.
+		p.op = &op{name: "query-dht", longName: rec.LongName, stage: stQuery, queryReqID: 9, queryTo: owner, queryTries: 1, queryFirst: now, deadline: now.Add(time.Second), queryRetry: now.Add(time.Second)}
+		h, m, err := wire.Decode(dg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		batch[0] = Datagram{From: owner, Header: h, Msg: m}
+		outs := p.StepBatch(now, batch)
+		if len(outs) != 1 {
+			b.Fatalf("outputs %v", outs)
+		}
+		if _, ok := outs[0].(Print); !ok {
+			b.Fatalf("output %v", outs[0])
+		}
 	}
 }
