@@ -172,6 +172,11 @@ type benchReport struct {
 		RunnerHopUS float64 `json:"one_hop_runner_io_us"`
 	} `json:"floor"`
 
+	// Spread is the lowest and highest of the runs for the figures the
+	// targets are about (nil for one run): a median hides how much the
+	// machine moved under it.
+	Spread *runSpread `json:"spread,omitempty"`
+
 	Setup struct {
 		MS             float64 `json:"ms"`
 		RecordHops     int     `json:"record_hops"`     // ring hops travelled by all records together
@@ -543,7 +548,16 @@ func (m *memSampler) stop() float64 {
 	return <-m.peak
 }
 
-// medianReport takes each figure's median over the runs.
+// runSpread is [lowest, highest] over the runs.
+type runSpread struct {
+	SetupRatio  *[2]float64 `json:"setup_floor_ratio"`
+	SingleRatio *[2]float64 `json:"query_single_floor_ratio"`
+	PerSecond   *[2]float64 `json:"query_concurrent_per_second"`
+}
+
+// medianReport takes each figure's median over the runs (the peaks of
+// memory: the highest; found: the lowest), and the spread of the target
+// figures.
 func medianReport(rs []benchReport) benchReport {
 	if len(rs) == 1 {
 		return rs[0]
@@ -575,11 +589,23 @@ func medianReport(rs []benchReport) benchReport {
 		med(func(x *benchReport) *float64 { return &q(x).PerSecond })
 		med(func(x *benchReport) *float64 { return &q(x).MeanHops })
 		med(func(x *benchReport) *float64 { return &q(x).FloorRatio })
-		found := rs[0].Single.Found
+		found := q(&rs[0]).Found
 		for i := range rs {
 			found = min(found, q(&rs[i]).Found) // the worst run: a lost record must show
 		}
 		q(&r).Found = found
+	}
+	spread := func(get func(*benchReport) float64) *[2]float64 {
+		lo, hi := get(&rs[0]), get(&rs[0])
+		for i := range rs {
+			lo, hi = min(lo, get(&rs[i])), max(hi, get(&rs[i]))
+		}
+		return &[2]float64{lo, hi}
+	}
+	r.Spread = &runSpread{
+		SetupRatio:  spread(func(x *benchReport) float64 { return x.Setup.FloorRatio }),
+		SingleRatio: spread(func(x *benchReport) float64 { return x.Single.FloorRatio }),
+		PerSecond:   spread(func(x *benchReport) float64 { return x.Concurrent.PerSecond }),
 	}
 	med(func(x *benchReport) *float64 { return &x.LeaveMS })
 	med(func(x *benchReport) *float64 { return &x.TeardownMS })
@@ -614,16 +640,22 @@ func printReport(w io.Writer, r benchReport) {
 	fmt.Fprintf(tw, "\tone hop, read and written as the runners do (not used below)\t%.1f µs\n", r.Floor.RunnerHopUS)
 	fmt.Fprintf(tw, "setup-dht → dht-complete\ttime\t%.2f ms\n", r.Setup.MS)
 	fmt.Fprintf(tw, "\trecord hops / store datagrams\t%d / %.0f\n", r.Setup.RecordHops, r.Setup.StoreDatagrams)
-	fmt.Fprintf(tw, "\tsetup / (record hops × one hop)\t%.2f\n", r.Setup.FloorRatio)
-	for _, q := range []queryReport{r.Single, r.Concurrent} {
+	fmt.Fprintf(tw, "\tsetup / (record hops × one hop)\t%.2f%s\n", r.Setup.FloorRatio, r.runRange(func(s *runSpread) *[2]float64 { return s.SetupRatio }, "%.2f"))
+	for i, q := range []queryReport{r.Single, r.Concurrent} {
 		name := fmt.Sprintf("query-dht → answer, %d querier", q.Queriers)
 		if q.Queriers != 1 {
 			name += "s"
 		}
+		perSecond, ratio := "", ""
+		if i == 0 {
+			ratio = r.runRange(func(s *runSpread) *[2]float64 { return s.SingleRatio }, "%.2f")
+		} else {
+			perSecond = r.runRange(func(s *runSpread) *[2]float64 { return s.PerSecond }, "%.0f")
+		}
 		fmt.Fprintf(tw, "%s\tp50 / p99 / max\t%.0f / %.0f / %.0f µs\n", name, q.P50US, q.P99US, q.MaxUS)
-		fmt.Fprintf(tw, "\tqueries per second\t%.0f\n", q.PerSecond)
+		fmt.Fprintf(tw, "\tqueries per second\t%.0f%s\n", q.PerSecond, perSecond)
 		fmt.Fprintf(tw, "\tfound / asked, mean hops\t%d / %d, %.2f\n", q.Found, q.Queries, q.MeanHops)
-		fmt.Fprintf(tw, "\tmedian latency / ((hops + 3) × one hop)\t%.2f\n", q.FloorRatio)
+		fmt.Fprintf(tw, "\tmedian latency / ((hops + 3) × one hop)\t%.2f%s\n", q.FloorRatio, ratio)
 	}
 	if r.LeaveMS > 0 {
 		fmt.Fprintf(tw, "leave-dht → dht-rebuilt\ttime\t%.2f ms\n", r.LeaveMS)
@@ -633,6 +665,16 @@ func printReport(w io.Writer, r benchReport) {
 	fmt.Fprintf(tw, "\tretransmissions / duplicates suppressed / gave up\t%.0f / %.0f / %.0f\n", r.Retransmits, r.DupsSuppressed, r.GaveUp)
 	fmt.Fprintf(tw, "\tpeak RSS (whole process) / anonymous, without the files\t%.0f / %.0f MB\n", r.PeakRSSMB, r.PeakAnonMB)
 	tw.Flush()
+}
+
+// runRange formats a target figure's spread over the runs, " (runs lo–hi)",
+// or nothing for one run.
+func (r benchReport) runRange(get func(*runSpread) *[2]float64, verb string) string {
+	if r.Spread == nil {
+		return ""
+	}
+	v := get(r.Spread)
+	return fmt.Sprintf(" (runs "+verb+"–"+verb+")", v[0], v[1])
 }
 
 // sweepRow is one loss rate of --loss-sweep.

@@ -133,3 +133,43 @@ func TestScalingSVG(t *testing.T) {
 		t.Errorf("table:\n%s", out.String())
 	}
 }
+
+// Over several runs the report gives each figure's median, the spread of
+// the target figures, and for found the worst run of each query phase on
+// its own.
+func TestMedianReport(t *testing.T) {
+	run := func(setup, single, perSecond float64, foundSingle, foundConc int) benchReport {
+		var r benchReport
+		r.Setup.FloorRatio = setup
+		r.Single = queryReport{Queriers: 1, Queries: 241, Found: foundSingle, FloorRatio: single}
+		r.Concurrent = queryReport{Queriers: 16, Queries: 241, Found: foundConc, PerSecond: perSecond}
+		return r
+	}
+	rs := []benchReport{
+		run(1.9, 2.2, 18000, 200, 241), // a run whose single phase lost records
+		run(1.3, 1.6, 25000, 241, 241),
+		run(1.5, 1.8, 21000, 241, 239),
+	}
+	r := medianReport(rs)
+	if r.Runs != 3 || r.Setup.FloorRatio != 1.5 || r.Single.FloorRatio != 1.8 || r.Concurrent.PerSecond != 21000 {
+		t.Errorf("medians: runs %d, setup %v, single %v, per second %v; want 3, 1.5, 1.8, 21000",
+			r.Runs, r.Setup.FloorRatio, r.Single.FloorRatio, r.Concurrent.PerSecond)
+	}
+	if r.Single.Found != 200 || r.Concurrent.Found != 239 {
+		t.Errorf("found: single %d, concurrent %d; want each phase's worst run, 200 and 239", r.Single.Found, r.Concurrent.Found)
+	}
+	if r.Spread == nil || *r.Spread.SetupRatio != [2]float64{1.3, 1.9} || *r.Spread.SingleRatio != [2]float64{1.6, 2.2} ||
+		*r.Spread.PerSecond != [2]float64{18000, 25000} {
+		t.Fatalf("spread %+v", r.Spread)
+	}
+	var b strings.Builder
+	printReport(&b, r)
+	for _, want := range []string{"1.50 (runs 1.30–1.90)", "1.80 (runs 1.60–2.20)", "21000 (runs 18000–25000)"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the table lacks %q:\n%s", want, b.String())
+		}
+	}
+	if one := medianReport(rs[:1]); one.Spread != nil {
+		t.Errorf("one run has a spread: %+v", one.Spread)
+	}
+}
