@@ -82,7 +82,9 @@ type PeerDB struct {
 	// one for every query was most of a lookup's cost. Whatever writes or
 	// closes ends it first (endRead): bbolt cannot grow a file's mapping
 	// under an open reader (a write would wait for it forever), and a
-	// reader would keep the pages a write frees from being reused.
+	// reader would keep the pages a write frees from being reused. A write
+	// holds mu until it has committed, so that no Lookup opens a reader
+	// in the meantime.
 	mu sync.Mutex
 	rd *bolt.Tx
 }

@@ -550,9 +550,9 @@ func (m *memSampler) stop() float64 {
 
 // runSpread is [lowest, highest] over the runs.
 type runSpread struct {
-	SetupRatio  *[2]float64 `json:"setup_floor_ratio"`
-	SingleRatio *[2]float64 `json:"query_single_floor_ratio"`
-	PerSecond   *[2]float64 `json:"query_concurrent_per_second"`
+	SetupRatio  [2]float64 `json:"setup_floor_ratio"`
+	SingleRatio [2]float64 `json:"query_single_floor_ratio"`
+	PerSecond   [2]float64 `json:"query_concurrent_per_second"`
 }
 
 // medianReport takes each figure's median over the runs (the peaks of
@@ -595,12 +595,12 @@ func medianReport(rs []benchReport) benchReport {
 		}
 		q(&r).Found = found
 	}
-	spread := func(get func(*benchReport) float64) *[2]float64 {
+	spread := func(get func(*benchReport) float64) [2]float64 {
 		lo, hi := get(&rs[0]), get(&rs[0])
 		for i := range rs {
 			lo, hi = min(lo, get(&rs[i])), max(hi, get(&rs[i]))
 		}
-		return &[2]float64{lo, hi}
+		return [2]float64{lo, hi}
 	}
 	r.Spread = &runSpread{
 		SetupRatio:  spread(func(x *benchReport) float64 { return x.Setup.FloorRatio }),
@@ -640,7 +640,7 @@ func printReport(w io.Writer, r benchReport) {
 	fmt.Fprintf(tw, "\tone hop, read and written as the runners do (not used below)\t%.1f µs\n", r.Floor.RunnerHopUS)
 	fmt.Fprintf(tw, "setup-dht → dht-complete\ttime\t%.2f ms\n", r.Setup.MS)
 	fmt.Fprintf(tw, "\trecord hops / store datagrams\t%d / %.0f\n", r.Setup.RecordHops, r.Setup.StoreDatagrams)
-	fmt.Fprintf(tw, "\tsetup / (record hops × one hop)\t%.2f%s\n", r.Setup.FloorRatio, r.runRange(func(s *runSpread) *[2]float64 { return s.SetupRatio }, "%.2f"))
+	fmt.Fprintf(tw, "\tsetup / (record hops × one hop)\t%.2f%s\n", r.Setup.FloorRatio, r.runRange(func(s runSpread) [2]float64 { return s.SetupRatio }, "%.2f"))
 	for i, q := range []queryReport{r.Single, r.Concurrent} {
 		name := fmt.Sprintf("query-dht → answer, %d querier", q.Queriers)
 		if q.Queriers != 1 {
@@ -648,9 +648,9 @@ func printReport(w io.Writer, r benchReport) {
 		}
 		perSecond, ratio := "", ""
 		if i == 0 {
-			ratio = r.runRange(func(s *runSpread) *[2]float64 { return s.SingleRatio }, "%.2f")
+			ratio = r.runRange(func(s runSpread) [2]float64 { return s.SingleRatio }, "%.2f")
 		} else {
-			perSecond = r.runRange(func(s *runSpread) *[2]float64 { return s.PerSecond }, "%.0f")
+			perSecond = r.runRange(func(s runSpread) [2]float64 { return s.PerSecond }, "%.0f")
 		}
 		fmt.Fprintf(tw, "%s\tp50 / p99 / max\t%.0f / %.0f / %.0f µs\n", name, q.P50US, q.P99US, q.MaxUS)
 		fmt.Fprintf(tw, "\tqueries per second\t%.0f%s\n", q.PerSecond, perSecond)
@@ -669,11 +669,11 @@ func printReport(w io.Writer, r benchReport) {
 
 // runRange formats a target figure's spread over the runs, " (runs lo–hi)",
 // or nothing for one run.
-func (r benchReport) runRange(get func(*runSpread) *[2]float64, verb string) string {
+func (r benchReport) runRange(get func(runSpread) [2]float64, verb string) string {
 	if r.Spread == nil {
 		return ""
 	}
-	v := get(r.Spread)
+	v := get(*r.Spread)
 	return fmt.Sprintf(" (runs "+verb+"–"+verb+")", v[0], v[1])
 }
 

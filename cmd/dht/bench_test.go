@@ -158,8 +158,8 @@ func TestMedianReport(t *testing.T) {
 	if r.Single.Found != 200 || r.Concurrent.Found != 239 {
 		t.Errorf("found: single %d, concurrent %d; want each phase's worst run, 200 and 239", r.Single.Found, r.Concurrent.Found)
 	}
-	if r.Spread == nil || *r.Spread.SetupRatio != [2]float64{1.3, 1.9} || *r.Spread.SingleRatio != [2]float64{1.6, 2.2} ||
-		*r.Spread.PerSecond != [2]float64{18000, 25000} {
+	if r.Spread == nil || r.Spread.SetupRatio != [2]float64{1.3, 1.9} || r.Spread.SingleRatio != [2]float64{1.6, 2.2} ||
+		r.Spread.PerSecond != [2]float64{18000, 25000} {
 		t.Fatalf("spread %+v", r.Spread)
 	}
 	var b strings.Builder
