@@ -15,7 +15,7 @@ import (
 
 var seedFlag = flag.Uint64("seed", 0, "replay the simulations with this seed only")
 
-const realData = "../../shared/data/StatsCountry.csv"
+const realData = "../dataset/StatsCountry.csv"
 
 var (
 	loadOnce    sync.Once

@@ -21,14 +21,17 @@
 # cannot create namespaces it fails, loudly, under CI=true, and skips with a
 # warning otherwise.
 #
-# Environment: DHT_DATA (dataset, default ../shared/data/StatsCountry.csv
-# from the repository root), DHT_BIN (a built binary; default: go build),
+# Environment: DHT_DATA (a dataset file given to the peers with --data;
+# default: the peers use the embedded dataset, the repository's
+# dataset/StatsCountry.csv), DHT_BIN (a built binary; default: go build),
 # DHT_TIMEOUT (seconds to wait for one result line, default 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C # byte semantics: Long Names are compared and hashed as bytes
 
-DATA="${DHT_DATA:-../shared/data/StatsCountry.csv}"
+DATA="${DHT_DATA:-dataset/StatsCountry.csv}"
+DATA_FLAG=()
+[ -n "${DHT_DATA:-}" ] && DATA_FLAG=(--data "$DHT_DATA")
 TIMEOUT="${DHT_TIMEOUT:-30}"
 RUN="dht$$"
 SRV_NS="$RUN-srv"
@@ -155,7 +158,7 @@ PIDS+=("$SRV_PID")
 for i in $(seq 1 "$NHOSTS"); do
 	name=${NAMES[$((i - 1))]}
 	mkfifo "$WORK/$name.in" "$WORK/$name.pipe"
-	ip netns exec "$RUN-h$i" "$BIN" peer --data "$DATA" --db "$WORK/$name.db" "$SRV_IP" "$SRV_PORT" \
+	ip netns exec "$RUN-h$i" "$BIN" peer "${DATA_FLAG[@]}" --db "$WORK/$name.db" "$SRV_IP" "$SRV_PORT" \
 		<"$WORK/$name.in" >"$WORK/$name.pipe" 2>"$WORK/$name.err" &
 	PID[$name]=$!
 	PIDS+=("$!")

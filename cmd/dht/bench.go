@@ -44,7 +44,7 @@ func benchCommand(e env) *cli.Command {
 			&cli.IntFlag{Name: "queriers", Value: 16, Usage: "concurrent querying users"},
 			&cli.IntFlag{Name: "queries", Value: 2410, Usage: "queries in each query phase (each record in turn, shuffled)"},
 			&cli.IntFlag{Name: "records", Usage: "use this many synthetic records of the same shape instead of the dataset"},
-			&cli.StringFlag{Name: "data", Value: "StatsCountry.csv", Usage: "the dataset (without --records)"},
+			dataFlag("the dataset (without --records)"),
 			&cli.IntFlag{Name: "runs", Value: 1, Usage: "repeat the whole bench and report the median of each figure"},
 			&cli.Float64Flag{Name: "loss", Usage: "every socket drops this fraction (0-1) of the datagrams it sends"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seeds the server's choices, the query order and the loss"},
@@ -90,11 +90,11 @@ func benchCommand(e env) *cli.Command {
 			if n := c.Int("records"); n > 0 {
 				o.data, o.dataName = dataset.SyntheticSource{N: n, Seed: o.seed}, fmt.Sprintf("%d synthetic records", n)
 			} else {
-				recs, err := dataset.Load(c.String("data"))
+				recs, name, err := dataset.LoadOrEmbedded(c.String("data"))
 				if err != nil {
 					return err
 				}
-				o.data, o.dataName = dataset.Records(recs), c.String("data")
+				o.data, o.dataName = dataset.Records(recs), name
 			}
 			if path := c.String("scaling"); path != "" {
 				byN, byRecords, err := scalingSweep(o, c.Int("runs"), []int{1000, 3000, 10000, 30000, 100000})

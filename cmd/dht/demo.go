@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -37,15 +38,14 @@ func demoCommand(e env) *cli.Command {
 			"teardown, and a last ring left standing. The bbolt files stay in the folder it\n" +
 			"names, for 'dht inspect'. With --keep-running it then serves until Ctrl-C, so that\n" +
 			"'dht peer' in other terminals can register with the server and query the ring.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "data", Value: "StatsCountry.csv", Usage: "the dataset the leader spreads round the ring"},
+		Flags: append([]cli.Flag{
+			dataFlag("the dataset the leader spreads round the ring"),
 			&cli.IntFlag{Name: "peers", Value: 5, Usage: fmt.Sprintf("how many peers (3 to %d)", app.MaxRing+1)},
-			&cli.StringFlag{Name: "dir", Usage: "new or empty folder for the bbolt files", DefaultText: "a new folder under $TMPDIR"},
 			&cli.UintFlag{Name: "port", Usage: "the server's UDP port on 127.0.0.1", DefaultText: "any free port"},
 			&cli.BoolFlag{Name: "keep-running", Usage: "keep the server and the last ring running until Ctrl-C"},
 			&cli.Uint64Flag{Name: "seed", Usage: "seed the server's choices (ring members, the node a query starts at), for a repeatable demo", DefaultText: "from the clock"},
 			&cli.BoolFlag{Name: "trace", Usage: "write the datagram trace of every process to stderr"},
-		},
+		}, workDirFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
 				return usagef("demo takes no arguments (see 'dht demo --help')")
@@ -57,13 +57,16 @@ func demoCommand(e env) *cli.Command {
 			if c.Uint("port") > 65535 {
 				return usagef("--port must be 0 to 65535")
 			}
-			recs, err := dataset.Load(c.String("data"))
+			recs, dataName, err := dataset.LoadOrEmbedded(c.String("data"))
 			if err != nil {
-				return fmt.Errorf("demo: %w (give the dataset with --data)", err)
+				return fmt.Errorf("demo: %w", err)
 			}
-			dir, err := resultDir(c.String("dir"), "dht-demo-")
+			wd, err := openWorkDir(c, "dht-demo-")
 			if err != nil {
 				return err
+			}
+			if c.Bool("keep-running") {
+				wd.keep = true // peers started by hand may keep their files there
 			}
 			seed := c.Uint64("seed")
 			if seed == 0 {
@@ -75,14 +78,22 @@ func demoCommand(e env) *cli.Command {
 			}
 			ctx, cancel := signalContext()
 			defer cancel()
-			cl, err := startLocalCluster(localClusterConfig{Dir: dir, Data: c.String("data"), Seed: seed, Port: uint16(c.Uint("port")), Trace: trace, Ctx: ctx})
+			cl, err := startLocalCluster(localClusterConfig{Dir: wd.path, Data: c.String("data"), Seed: seed, Port: uint16(c.Uint("port")), Trace: trace, Ctx: ctx})
 			if err != nil {
+				wd.done()
 				return err
 			}
-			d := &demo{cl: cl, out: e.stdout, recs: recs, data: c.String("data"), seed: seed}
+			d := &demo{cl: cl, out: e.stdout, recs: recs, data: dataName, dataFlag: c.String("data"), seed: seed, keep: wd.keep}
 			err = d.run(n, c.Bool("keep-running"))
 			if serr := cl.stop(); err == nil && serr != nil {
 				err = serr
+			}
+			where, derr := wd.done()
+			if err == nil && derr == nil {
+				d.say("\nThe peers have stopped, closing their files with their tables intact; %s.", where)
+			}
+			if err == nil {
+				err = derr
 			}
 			return err
 		},
@@ -93,9 +104,13 @@ type demo struct {
 	cl   *localCluster
 	out  io.Writer
 	recs []dataset.Record
-	data string
-	seed uint64
-	step int
+	data string // the dataset's name, for people
+	// dataFlag is --data as given ("" for the embedded dataset), for the
+	// command it suggests.
+	dataFlag string
+	seed     uint64
+	keep     bool // the files stay after the demo
+	step     int
 }
 
 const demoTimeout = 3 * time.Minute
@@ -212,16 +227,21 @@ func (d *demo) run(n int, keep bool) error {
 		return err
 	}
 
-	d.section("Look at the files")
-	for _, f := range cl.files() {
-		d.say("  dht inspect %s", f)
+	if d.keep {
+		d.section("Look at the files")
+		for _, f := range cl.files() {
+			d.say("  dht inspect %s", f)
+		}
 	}
 	if !keep {
-		d.say("\nThe peers stop now, closing their files with their tables intact.")
 		return nil
 	}
 	d.say("\nThe server and the ring keep running until Ctrl-C. From another terminal:")
-	d.say("  dht peer --data %s %s %d", d.data, cl.server.Addr(), cl.server.Port())
+	data := ""
+	if d.dataFlag != "" {
+		data = "--data " + d.dataFlag + " "
+	}
+	d.say("  dht peer %s--db %s %s %d", data, filepath.Join(cl.dir, "dht-peer-you.db"), cl.server.Addr(), cl.server.Port())
 	d.say("and type, e.g.:")
 	d.say("  register you 127.0.0.1 7001")
 	d.say("  query-dht you Aruba")

@@ -69,6 +69,51 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// TestDemoTempFolder: without --dir the demo works in a new folder under
+// $TMPDIR, with the embedded dataset, and removes the folder at the end
+// unless --keep; with --keep it says where the files are.
+func TestDemoTempFolder(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keep=%v", keep), func(t *testing.T) {
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp)
+			args := []string{"demo", "--peers", "3", "--seed", "3"}
+			if keep {
+				args = append(args, "--keep")
+			}
+			code, out, errOut := runDHT(t, "", args...)
+			if code != 0 {
+				t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+			}
+			if !strings.Contains(out, "read the 241 records of the embedded StatsCountry.csv") {
+				t.Errorf("the demo does not say it spread the embedded dataset:\n%s", out)
+			}
+			left, err := filepath.Glob(filepath.Join(tmp, "dht-demo-*"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !keep {
+				if len(left) != 0 {
+					t.Errorf("folders left under $TMPDIR: %v", left)
+				}
+				if !strings.Contains(out, "bbolt files removed (--keep or --dir keeps them)") {
+					t.Errorf("the demo does not say its files are gone:\n%s", out)
+				}
+				return
+			}
+			if len(left) != 1 {
+				t.Fatalf("folders under $TMPDIR: %v, want one", left)
+			}
+			if !strings.Contains(out, "bbolt files in "+left[0]) || !strings.Contains(out, "dht inspect "+filepath.Join(left[0], "dht-server.db")) {
+				t.Errorf("the demo does not say where it kept its files (%s):\n%s", left[0], out)
+			}
+			if _, err := os.Stat(filepath.Join(left[0], "dht-server.db")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
 func TestDemoNames(t *testing.T) {
 	seen := map[string]bool{}
 	for i := range 65 {
@@ -95,7 +140,7 @@ func TestDemoErrors(t *testing.T) {
 		{"too many peers", []string{"--peers", "66"}, 2, "--peers must be 3 to 65"},
 		{"an argument", []string{"now"}, 2, "demo takes no arguments"},
 		{"a bad port", []string{"--port", "70000"}, 2, "--port must be"},
-		{"a missing dataset", []string{"--data", filepath.Join(t.TempDir(), "none.csv")}, 1, "give the dataset with --data"},
+		{"a missing dataset", []string{"--data", filepath.Join(t.TempDir(), "none.csv")}, 1, "none.csv: no such file or directory"},
 		{"a folder in use", []string{"--dir", busy}, 1, "is not empty"},
 	}
 	for _, tt := range tests {
@@ -109,24 +154,29 @@ func TestDemoErrors(t *testing.T) {
 	}
 }
 
-// TestDemoKeepRunning runs the binary: another process's peer registers
-// with the demo's server and queries its ring; Ctrl-C ends the demo.
+// TestDemoKeepRunning runs the binary with the embedded dataset: another
+// process's peer, started as the demo's hint says, registers with the
+// demo's server and queries its ring; Ctrl-C ends the demo.
 func TestDemoKeepRunning(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
 	dir := t.TempDir()
-	demo := startProc(t, "demo", dir, "demo", "--keep-running", "--data", datasetPath(t), "--dir", filepath.Join(dir, "files"))
-	peerLine := regexp.MustCompile(`^  dht peer --data .* (127\.0\.0\.1) (\d+)$`)
-	var server []string
-	for server == nil {
+	files := filepath.Join(dir, "files")
+	demo := startProc(t, "demo", dir, "demo", "--keep-running", "--dir", files)
+	peerLine := regexp.MustCompile(`^  dht peer --db (\S+) (127\.0\.0\.1) (\d+)$`)
+	var hint []string
+	for hint == nil {
 		if m := peerLine.FindStringSubmatch(demo.line()); m != nil {
-			server = m[1:]
+			hint = m[1:]
 		}
+	}
+	if want := filepath.Join(files, "dht-peer-you.db"); hint[0] != want {
+		t.Errorf("the hint's --db is %s, want %s (in the demo's folder)", hint[0], want)
 	}
 	for !strings.Contains(demo.line(), "query-dht you Aruba") {
 	}
-	p := startProc(t, "you", dir, "peer", "--data", datasetPath(t), "--db", "you.db", server[0], server[1])
+	p := startProc(t, "you", dir, "peer", "--db", hint[0], hint[1], hint[2])
 	port := freePorts(t, 1)[0]
 	p.do(fmt.Sprintf("register you 127.0.0.1 %d", port), "register SUCCESS")
 	p.do("query-dht you Aruba", "query-dht SUCCESS: found at node ")

@@ -21,7 +21,7 @@ var updateDocs = flag.Bool("update", false, "rewrite docs/diagrams/ from the scr
 const (
 	docsDiagrams = "../../docs/diagrams"
 	designDoc    = "../../docs/DESIGN.md"
-	designData   = "../../../shared/data/StatsCountry.csv"
+	designData   = "../../dataset/StatsCountry.csv"
 	designSeed   = 1
 )
 

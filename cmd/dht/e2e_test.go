@@ -49,9 +49,11 @@ func dhtBinary(t *testing.T) string {
 	return binPath
 }
 
+// datasetPath is the repository's copy of the dataset, the one the binary
+// embeds.
 func datasetPath(t *testing.T) string {
 	t.Helper()
-	p, err := filepath.Abs("../../../shared/data/StatsCountry.csv")
+	p, err := filepath.Abs("../../dataset/StatsCountry.csv")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"dht/app"
-	"dht/dataset"
 	"dht/store"
 )
 
@@ -33,7 +32,7 @@ func peerCommand(e env) *cli.Command {
 			"local table lives in the bbolt file --db. It keeps running at end of input while\n" +
 			"registered, and exits after deregister or on SIGINT/SIGTERM.",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "data", Value: "StatsCountry.csv", Usage: "the dataset this peer spreads when it leads a ring"},
+			dataFlag("the dataset this peer spreads when it leads a ring"),
 			&cli.StringFlag{Name: "db", Usage: "bbolt file of the local table (default dht-peer-NAME.db)"},
 			&cli.DurationFlag{Name: "rto", Value: 30 * time.Millisecond, Usage: "retransmission timeout of ring messages until round trips are measured (then measured, at least 2ms; doubles on each retry, up to 100ms or 4 x the measured timeout)"},
 			&cli.DurationFlag{Name: "give-up", Value: 10 * time.Second, Usage: "declare a destination gone after retransmitting for this long"},
@@ -108,17 +107,5 @@ func peerCommand(e env) *cli.Command {
 			}
 			return r.Run(ctx)
 		},
-	}
-}
-
-// loadData is a peer's LoadData: the dataset file, read and checked again
-// each time the peer leads a ring.
-func loadData(path string) func() (dataset.Source, error) {
-	return func() (dataset.Source, error) {
-		recs, err := dataset.Load(path)
-		if err != nil {
-			return nil, err
-		}
-		return dataset.Records(recs), nil
 	}
 }

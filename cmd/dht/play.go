@@ -54,14 +54,13 @@ func playCommand(e env) *cli.Command {
 		ArgsUsage: "FILE",
 		Description: "Starts a server on 127.0.0.1 and one peer per user named in FILE, all in this\n" +
 			"process, and runs FILE, printing each line typed (as USER> LINE) and what the\n" +
-			"peer printed. The bbolt files are left in --dir for 'dht inspect'.\n\n" + playSyntax,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "data", Value: "StatsCountry.csv", Usage: "the dataset the peers spread when they lead a ring"},
-			&cli.StringFlag{Name: "dir", Usage: "new or empty folder for the bbolt files", DefaultText: "a new folder under $TMPDIR"},
+			"peer printed. The bbolt files are kept in --dir (or with --keep) for 'dht inspect'.\n\n" + playSyntax,
+		Flags: append([]cli.Flag{
+			dataFlag("the dataset the peers spread when they lead a ring"),
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seeds the server's choices (ring members, the node a query starts at), so a play is repeatable; overrides the file's seed line"},
 			&cli.DurationFlag{Name: "timeout", Value: 3 * time.Minute, Usage: "fail a command that has not finished after this long"},
 			&cli.BoolFlag{Name: "trace", Usage: "write the datagram trace of every process to stderr"},
-		},
+		}, workDirFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("play takes one argument, FILE (see 'dht play --help')")
@@ -82,7 +81,7 @@ func playCommand(e env) *cli.Command {
 			if sc.seed != nil && !c.IsSet("seed") {
 				seed = *sc.seed
 			}
-			dir, err := resultDir(c.String("dir"), "dht-play-")
+			wd, err := openWorkDir(c, "dht-play-")
 			if err != nil {
 				return err
 			}
@@ -90,43 +89,82 @@ func playCommand(e env) *cli.Command {
 			if c.Bool("trace") {
 				trace = e.stderr
 			}
-			ports, err := freeLoopbackPorts(len(sc.keys))
+			n, err := playIn(c, wd.path, sc, seed, trace, e.stdout)
+			where, derr := wd.done()
 			if err != nil {
 				return err
 			}
-			portOf := map[string]uint16{}
-			for i, k := range sc.keys {
-				portOf[k] = ports[i]
-			}
-			ctx, cancel := signalContext()
-			defer cancel()
-			cl, err := startLocalCluster(localClusterConfig{Dir: dir, Data: c.String("data"), Seed: seed, Trace: trace, Ctx: ctx})
-			if err != nil {
-				return err
-			}
-			n, err := play(cl, sc.steps, portOf, c.Duration("timeout"), e.stdout)
-			if serr := cl.stop(); err == nil && serr != nil {
-				err = serr
-			}
-			if err != nil {
-				return err
+			if derr != nil {
+				return derr
 			}
 			plural := "s"
 			if n == 1 {
 				plural = ""
 			}
-			fmt.Fprintf(e.stdout, "# %s: %d expectation%s met; bbolt files in %s\n", path, n, plural, dir)
+			fmt.Fprintf(e.stdout, "# %s: %d expectation%s met; %s\n", path, n, plural, where)
 			return nil
 		},
 	}
 }
 
-// resultDir returns dir, or a new folder under $TMPDIR if dir is empty.
-func resultDir(dir, prefix string) (string, error) {
-	if dir != "" {
-		return dir, nil
+// playIn runs a scenario with its files in dir and returns how many
+// expectations were met.
+func playIn(c *cli.Context, dir string, sc *playScenario, seed uint64, trace, stdout io.Writer) (int, error) {
+	ports, err := freeLoopbackPorts(len(sc.keys))
+	if err != nil {
+		return 0, err
 	}
-	return os.MkdirTemp("", prefix)
+	portOf := map[string]uint16{}
+	for i, k := range sc.keys {
+		portOf[k] = ports[i]
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	cl, err := startLocalCluster(localClusterConfig{Dir: dir, Data: c.String("data"), Seed: seed, Trace: trace, Ctx: ctx})
+	if err != nil {
+		return 0, err
+	}
+	n, err := play(cl, sc.steps, portOf, c.Duration("timeout"), stdout)
+	if serr := cl.stop(); err == nil && serr != nil {
+		err = serr
+	}
+	return n, err
+}
+
+// workDir is the folder where dht demo and dht play keep their bbolt files:
+// the one --dir names, kept, or a new one under $TMPDIR, removed at the end
+// unless --keep.
+type workDir struct {
+	path string
+	keep bool
+}
+
+// workDirFlags are --dir and --keep.
+func workDirFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "dir", Usage: "new or empty folder for the bbolt files, kept afterwards", DefaultText: "a new folder under $TMPDIR, removed at the end"},
+		&cli.BoolFlag{Name: "keep", Usage: "keep the new folder under $TMPDIR (and say where it is) for 'dht inspect'"},
+	}
+}
+
+func openWorkDir(c *cli.Context, prefix string) (workDir, error) {
+	if dir := c.String("dir"); dir != "" {
+		return workDir{path: dir, keep: true}, nil
+	}
+	dir, err := os.MkdirTemp("", prefix)
+	return workDir{path: dir, keep: c.Bool("keep")}, err
+}
+
+// done removes the folder unless it is kept, and returns how to say where
+// the files are.
+func (w workDir) done() (string, error) {
+	if w.keep {
+		return "bbolt files in " + w.path, nil
+	}
+	if err := os.RemoveAll(w.path); err != nil {
+		return "", fmt.Errorf("remove %s: %w", w.path, err)
+	}
+	return "bbolt files removed (--keep or --dir keeps them)", nil
 }
 
 type playStepKind uint8

@@ -1,0 +1,30 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"dht/dataset"
+)
+
+// dataFlag is --data of every command that spreads a dataset: empty means
+// the dataset embedded in the binary.
+func dataFlag(usage string) cli.Flag {
+	return &cli.StringFlag{
+		Name:        "data",
+		Usage:       usage + ": a CSV file with StatsCountry.csv's nine columns",
+		DefaultText: "the embedded StatsCountry.csv, 241 records",
+	}
+}
+
+// loadData is a peer's LoadData: the dataset (the file at path, or the
+// embedded one when path is empty), read and checked again each time the
+// peer leads a ring.
+func loadData(path string) func() (dataset.Source, error) {
+	return func() (dataset.Source, error) {
+		recs, _, err := dataset.LoadOrEmbedded(path)
+		if err != nil {
+			return nil, err
+		}
+		return dataset.Records(recs), nil
+	}
+}
