@@ -267,13 +267,16 @@ func (p *Peer) start(now time.Time, line string, out []Output) []Output {
 }
 
 // Bound reports the result of a Bind.
+//
+// err is said to the user as it is: it names what failed (the address, the
+// table file).
 func (p *Peer) Bound(now time.Time, addr netip.AddrPort, err error) []Output {
 	o := p.op
 	if o == nil || o.stage != stBind || o.bind != addr {
 		return nil
 	}
 	if err != nil {
-		return p.failed(now, nil, fmt.Sprintf("%s FAILURE: cannot use %s: %v", o.name, addr, err))
+		return p.failed(now, nil, fmt.Sprintf("%s FAILURE: %v", o.name, err))
 	}
 	p.self.Addr, p.bound = addr, true
 	return p.request(now, nil, o.name, o.req)

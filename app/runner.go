@@ -618,7 +618,7 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 	if r.store == nil && r.OpenStore != nil {
 		st, err := r.OpenStore(b.Name)
 		if err != nil {
-			return err
+			return fmt.Errorf("cannot open the table file: %w", err)
 		}
 		r.store, r.storeName = st, b.Name
 		r.Core.SetTable(st)
@@ -629,7 +629,11 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 	}
 	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(b.Addr))
 	if err != nil {
-		return err
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			err = oe.Err // without "listen udp4 ADDR", said below
+		}
+		return fmt.Errorf("cannot bind %s: %w", b.Addr, err)
 	}
 	setBuffers(conn)
 	if old := r.ep; old != nil {

@@ -46,7 +46,7 @@ func openErr(path string, err error, running string, timeout time.Duration) erro
 			kind: ErrLocked,
 		}
 	case errors.As(err, &pe):
-		return fmt.Errorf("store: open %s: %w", path, err)
+		return fmt.Errorf("store: %w", err) // the PathError names the path
 	default:
 		// bbolt's ErrInvalid, ErrChecksum, ErrVersionMismatch, "file size
 		// too small", …: the bytes are not a bbolt database we can read.

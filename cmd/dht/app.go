@@ -10,7 +10,10 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -41,7 +44,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "dht: %v\n", err)
 	var ue usageError
-	if errors.As(err, &ue) || isCLIUsage(err) {
+	if errors.As(err, &ue) {
 		return 2
 	}
 	var ec cli.ExitCoder
@@ -49,27 +52,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return ec.ExitCode()
 	}
 	return 1
-}
-
-// isCLIUsage recognises the errors urfave/cli returns for flags it cannot
-// parse.
-func isCLIUsage(err error) bool {
-	s := err.Error()
-	for _, p := range []string{"flag provided but not defined", "invalid value", "flag needs an argument", "Required flag"} {
-		if len(s) >= len(p) && containsStr(s, p) {
-			return true
-		}
-	}
-	return false
-}
-
-func containsStr(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }
 
 func newApp(e env) *cli.App {
@@ -84,10 +66,11 @@ func newApp(e env) *cli.App {
 		ErrWriter:       e.stderr,
 		HideHelpCommand: true,
 		ExitErrHandler:  func(*cli.Context, error) {},
+		Version:         version(),
 		OnUsageError: func(c *cli.Context, err error, sub bool) error {
-			return usagef("%v (see 'dht %s --help')", err, c.Command.Name)
+			return usagef("%v (see 'dht --help')", err)
 		},
-		Commands: []*cli.Command{serverCommand(e), peerCommand(e), inspectCommand(e), demoCommand(e), playCommand(e), benchCommand(e), diagramCommand(e)},
+		Commands: []*cli.Command{serverCommand(e), peerCommand(e), inspectCommand(e), demoCommand(e), playCommand(e), benchCommand(e), diagramCommand(e), versionCommand(e)},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usagef("unknown command %q (see 'dht --help')", c.Args().First())
@@ -95,7 +78,70 @@ func newApp(e env) *cli.App {
 			return cli.ShowAppHelp(c)
 		},
 	}
+	for _, cmd := range a.Commands {
+		cmd.OnUsageError = func(c *cli.Context, err error, sub bool) error {
+			return usagef("%v (see 'dht %s --help')", err, cmd.Name)
+		}
+		cmd.Before = flagsFirst(cmd)
+	}
 	return a
+}
+
+// flagsFirst refuses a flag written after the positional arguments (the
+// flag parser stops at the first argument, so it would be taken as one).
+func flagsFirst(cmd *cli.Command) cli.BeforeFunc {
+	return func(c *cli.Context) error {
+		for _, arg := range c.Args().Slice() {
+			if len(arg) > 1 && arg[0] == '-' {
+				what := cmd.ArgsUsage
+				if what == "" {
+					what = "the arguments"
+				}
+				return usagef("flags go before %s: %s (see 'dht %s --help')", what, arg, cmd.Name)
+			}
+		}
+		return nil
+	}
+}
+
+// version is the module's version ("(devel)" for a build from a checkout,
+// then with the commit when the build recorded it) and the Go release that
+// built the binary.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok || bi.Main.Version == "" {
+		return "(unknown) " + runtime.Version()
+	}
+	v := bi.Main.Version
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = ", modified"
+			}
+		}
+	}
+	if rev != "" && !strings.Contains(v, rev[:min(12, len(rev))]) {
+		v += fmt.Sprintf(" (commit %.12s%s)", rev, modified)
+	}
+	return v + " " + runtime.Version()
+}
+
+func versionCommand(e env) *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the module version and the Go version (as dht --version does)",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 0 {
+				return usagef("version takes no arguments (see 'dht version --help')")
+			}
+			cli.VersionPrinter(c)
+			return nil
+		},
+	}
 }
 
 // faultFlags are the testing flags that make a process's socket lossy.

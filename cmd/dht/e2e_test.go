@@ -288,7 +288,7 @@ func TestBinaryEndToEnd(t *testing.T) {
 	elsewhere := t.TempDir()
 	mallory := startProc(t, "mallory", elsewhere, "peer", "--data", datasetPath(t), "127.0.0.1", sport)
 	mallory.do("register alice 127.0.0.1 "+strconv.Itoa(freePorts(t, 1)[0]), "register FAILURE")
-	mallory.do("register zed 127.0.0.1 "+strconv.Itoa(ports[1]), "register FAILURE: cannot use")
+	mallory.do("register zed 127.0.0.1 "+strconv.Itoa(ports[1]), "register FAILURE: cannot bind 127.0.0.1:"+strconv.Itoa(ports[1])+": ")
 	if files, err := filepath.Glob(filepath.Join(elsewhere, "*")); err != nil || len(files) != 0 {
 		t.Fatalf("failed registers left %v (%v)", files, err)
 	}

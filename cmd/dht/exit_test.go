@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -59,7 +62,7 @@ func TestHelp(t *testing.T) {
 	}{
 		{"", []string{"server", "peer", "inspect", "demo", "play"}},
 		{"server", []string{"dht server [command options] PORT", "--db", "--addr", "--op-timeout", "--quiet", "--fault-loss"}},
-		{"peer", []string{"dht peer [command options] SERVER_IPV4 SERVER_PORT", "prompt", "register NAME IPV4 PORT", "query-dht NAME [LONG NAME...]", "sleep DURATION", "--data", "--db", "--rto", "--give-up", "--window", "--query-timeout"}},
+		{"peer", []string{"dht peer [command options] SERVER_IPV4 SERVER_PORT", "(default: the embedded StatsCountry.csv, 241 records)", "prompt", "register NAME IPV4 PORT", "query-dht NAME [LONG NAME...]", "sleep DURATION", "--data", "--db", "--rto", "--give-up", "--window", "--query-timeout"}},
 		{"inspect", []string{"dht inspect [command options] FILE", "--json", "--wait"}},
 		{"demo", []string{"dht demo [command options]", "--data", "--peers", "--dir", "--port", "--keep-running", "--seed", "--trace"}},
 		{"play", []string{"dht play [command options] FILE", "${PORT:KEY}", "expect SUCCESS|FAILURE [TEXT]", "sleep DURATION", "seed N", "--data", "--dir", "--seed", "--timeout", "--trace"}},
@@ -80,5 +83,60 @@ func TestHelp(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestUsageErrors: a command line the user got wrong gets one line on
+// stderr that says what is wrong and where the help is, exit status 2, and
+// nothing on stdout.
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--frobnicate"}, "flag provided but not defined: -frobnicate (see 'dht --help')"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate" (see 'dht --help')`},
+		{[]string{"server", "--frobnicate", "4000"}, "flag provided but not defined: -frobnicate (see 'dht server --help')"},
+		{[]string{"server", "4000", "--db", "x.db"}, "flags go before PORT: --db (see 'dht server --help')"},
+		{[]string{"peer", "127.0.0.1", "4000", "--quiet"}, "flags go before SERVER_IPV4 SERVER_PORT: --quiet (see 'dht peer --help')"},
+		{[]string{"inspect", "x.db", "--json"}, "flags go before FILE: --json (see 'dht inspect --help')"},
+		{[]string{"demo", "--peers", "x"}, `invalid value "x" for flag -peers: parse error (see 'dht demo --help')`},
+		{[]string{"version", "x"}, "version takes no arguments (see 'dht version --help')"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errOut := runDHT(t, "", tt.args...)
+			if code != 2 || out != "" || errOut != "dht: "+tt.want+"\n" {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 2, nothing, %q", code, out, errOut, "dht: "+tt.want+"\n")
+			}
+		})
+	}
+}
+
+// TestVersion: --version and the version command print the module version
+// and the Go version.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		code, out, errOut := runDHT(t, "", args...)
+		if code != 0 || errOut != "" || !strings.HasPrefix(out, "dht version ") || !strings.HasSuffix(out, " "+runtime.Version()+"\n") {
+			t.Errorf("dht %s: exit %d, stdout %q, stderr %q", args[0], code, out, errOut)
+		}
+	}
+}
+
+// TestTableFileError: a register whose table file cannot be opened blames
+// the file, names its path once, and binds nothing.
+func TestTableFileError(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "missing", "p.db")
+	port := freePorts(t, 1)[0]
+	code, out, errOut := runDHT(t, fmt.Sprintf("register p 127.0.0.1 %d\n", port), "peer", "--quiet", "--db", db, "127.0.0.1", "4000")
+	want := "register FAILURE: cannot open the table file: store: open " + db + ": no such file or directory\n"
+	if code != 0 || out != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 0 and %q", code, out, errOut, want)
+	}
+	if c, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+		t.Errorf("the port is still bound after the failed register: %v", err)
+	} else {
+		c.Close()
 	}
 }
