@@ -11,9 +11,8 @@ import (
 
 // On Linux a socket is read with recvmmsg and written with sendmmsg: one
 // system call moves every datagram that is waiting, or everything one turn
-// of the loop has to send. The profile of dht bench shows sendto and
-// recvfrom as most of the CPU time, much of it the cost of the calls
-// themselves.
+// of the loop has to send. On loopback the system calls are most of the
+// CPU time a datagram costs, much of it the cost of the calls themselves.
 
 // mmsghdr is struct mmsghdr; Go lays it out as C does (the trailing
 // padding included).
@@ -27,8 +26,8 @@ type mmsghdr struct {
 // room for has emptied the queue; whatever arrives after it marks the
 // socket readable again. So after handing a lot over, the reader waits for
 // that mark instead of reading once more to find nothing: one system call
-// fewer a wake-up, about 1.4 µs a hop on loopback (a read that finds
-// nothing, then the poller's wait, is what a blocking read costs).
+// fewer a wake-up (a read that finds nothing, then the poller's wait, is
+// what a blocking read costs).
 type batchReader struct {
 	rc    syscall.RawConn
 	bufs  [][]byte

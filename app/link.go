@@ -17,10 +17,10 @@ type LinkConfig struct {
 	// its variation (RFC 6298), at least MinRTO. It doubles on every
 	// retransmission of a message, up to MaxRTO or four times the measured
 	// timeout, whichever is longer: a cap far above the round trip only
-	// makes a lossy link wait (on loopback at 30% loss, a 1 s cap put whole
-	// seconds into a setup and left a message as few as eight tries before
-	// GiveUp), and one tied to the measurement keeps a long path from being
-	// retransmitted to before an answer can come back.
+	// makes a lossy link wait (whole multiples of the cap, and a message
+	// gets few tries before GiveUp), and one tied to the measurement keeps
+	// a long path from being retransmitted to before an answer can come
+	// back.
 	RTO    time.Duration
 	MinRTO time.Duration
 	MaxRTO time.Duration
@@ -278,8 +278,8 @@ func (l *link) acked(now time.Time, from netip.AddrPort, id uint32) (t tag, ok b
 // acknowledges together everything one commit covers, up to a window of
 // messages sent over the time the commit took; a sample for each would
 // weigh one commit 32 times and keep the variation, so the timeout, too
-// small (measured over 100,000 records on 16 nodes: timeouts fired at the
-// median round trip, and one store in five was sent twice).
+// small: timeouts would fire near the median round trip and send many
+// stores twice.
 func (l *link) endAck() {
 	if l.ackRTT > 0 {
 		l.sample(l.ackRTT)
@@ -390,9 +390,9 @@ type pendingAck struct {
 // dedup remembers the last `size` (source, id) pairs seen. It grows to
 // that size as ids arrive rather than up front: most peers see few. A pair
 // is kept as one uint64, the source's index in a small table and the id,
-// in a set of fixed size (idSet): at a million records over 16 nodes, pairs
-// of an address and an id in a Go map, which keeps growing while keys come
-// and go, were 56 of the 88 MB the cluster held in a leave.
+// in a set of fixed size (idSet): a Go map of (address, id) pairs keeps
+// growing while keys come and go, and would be most of what a node holds
+// when many records pass.
 type dedup struct {
 	set  idSet
 	ring []uint64

@@ -236,9 +236,8 @@ func traceEvent(log *slog.Logger, ev Event) {
 // has decoded them, and Run's, which handles input lines and the deadline
 // timer. Whichever holds the runner's lock owns the core, the socket's
 // sending side and the file. Handing datagrams over a channel to one loop
-// instead costs a goroutine switch, and a thread wake-up, on every hop: the
-// profile of dht bench showed it as a third of the cost of a hop above the
-// loopback floor.
+// instead would cost a goroutine switch, and a thread wake-up, on every
+// hop.
 
 // deadline keeps a time.Timer set no later than a core's next deadline. It
 // moves the timer only to an earlier time: one that fires early, or for a

@@ -52,7 +52,7 @@ func benchCommand(e env) *cli.Command {
 			&cli.IntFlag{Name: "window", Usage: "most unacknowledged ring messages to one neighbour (0: the default)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of the table"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to this file"},
-			&cli.IntFlag{Name: "procs", Value: defaultProcs(), Usage: "GOMAXPROCS for the run: the whole cluster shares this process's scheduler (see the README)"},
+			&cli.IntFlag{Name: "procs", Value: defaultProcs(), Usage: "GOMAXPROCS for the run: the whole cluster shares this process's scheduler (see docs/PERFORMANCE.md)"},
 			&cli.StringFlag{Name: "scaling", Usage: "measure setup and query time for N = 2…64 (the dataset) and for 1k…100k synthetic records (N = 16), print the table and draw it as an SVG to this file"},
 		},
 		Action: func(c *cli.Context) error {
@@ -218,10 +218,9 @@ type queryReport struct {
 // N+Q+1 processes' worth of peers and server in one process, so one
 // scheduler: with one P a CPU, two nodes waiting on fsync hold every P (a
 // goroutine in a system call keeps its P until the runtime's monitor takes
-// it back, which an execution trace of a setup showed taking up to 2 ms),
-// and no other node can even learn that a datagram arrived, which separate
-// processes would. Measured on 2 CPUs (queries/s with 16 queriers):
-// GOMAXPROCS 2 17-18k, 3-4 21-22k, 8 19k, 16 14k, 32 11k.
+// it back), and no other node can even learn that a datagram arrived,
+// which separate processes would. Far more Ps than CPUs only adds
+// scheduling.
 func defaultProcs() int { return max(2, 2*runtime.NumCPU()) }
 
 // benchTimeout bounds a whole run.

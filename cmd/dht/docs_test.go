@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -297,5 +298,77 @@ func TestDesignDocShowsEveryDiagram(t *testing.T) {
 		if !img.Match(doc) {
 			t.Errorf("docs/DESIGN.md does not show diagrams/%s.svg", sc.name)
 		}
+	}
+}
+
+const (
+	readmeDoc   = "../../README.md"
+	sessionPlay = "../../examples/session.play"
+	// readmeSessionMark is the comment right above the README's transcript.
+	readmeSessionMark = "<!-- The lines of `dht play examples/session.play`"
+)
+
+// readmeSession returns the lines of the README's worked session: the code
+// block that follows readmeSessionMark.
+func readmeSession(t *testing.T) []string {
+	t.Helper()
+	doc, err := os.ReadFile(readmeDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(doc), readmeSessionMark)
+	if !ok {
+		t.Fatalf("README.md has no %q above its worked session", readmeSessionMark)
+	}
+	_, block, ok := strings.Cut(after, "```text\n")
+	if ok {
+		block, _, ok = strings.Cut(block, "\n```")
+	}
+	if !ok {
+		t.Fatal("README.md: no ```text block after the worked session's comment")
+	}
+	return strings.Split(block, "\n")
+}
+
+var (
+	playTyped   = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9_-]*)> (.*)$`)
+	anyLoopback = regexp.MustCompile(`127\.0\.0\.1 \d+`)
+)
+
+// asTerminals turns what play printed into what the users' terminals show,
+// in the order typed: USER> LINE becomes the peer's prompt and LINE, and
+// play's summary goes. Every line typed must name its user, so that the
+// README's one block says whose terminal each command is typed in.
+func asTerminals(t *testing.T, out string) []string {
+	t.Helper()
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if strings.HasPrefix(l, "# ") {
+			continue
+		}
+		if m := playTyped.FindStringSubmatch(l); m != nil {
+			if !slices.Contains(strings.Fields(m[2]), m[1]) {
+				t.Errorf("%s types %q, which does not name %s: the README could not say whose terminal it is", m[1], m[2], m[1])
+			}
+			l = peerPrompt + m[2]
+		}
+		lines = append(lines, l)
+	}
+	return lines
+}
+
+// TestReadmeSession proves the README's worked session true: play runs
+// examples/session.play (the server's choices seeded) with the real server
+// and peers, and what it prints must be the README's transcript line for
+// line, the ports aside.
+func TestReadmeSession(t *testing.T) {
+	want := readmeSession(t)
+	got := asTerminals(t, playExample(t, sessionPlay, filepath.Join(t.TempDir(), "files")))
+	norm := func(lines []string) string {
+		return anyLoopback.ReplaceAllString(strings.Join(lines, "\n"), "127.0.0.1 PORT")
+	}
+	if w, g := norm(want), norm(got); w != g {
+		t.Errorf("README.md's worked session is not what dht play examples/session.play prints; make them the same text (committed: README.md; now: play)\n%s",
+			firstDiff(w, g))
 	}
 }

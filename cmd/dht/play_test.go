@@ -44,18 +44,26 @@ func TestPlayExamples(t *testing.T) {
 		// every run.
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "files")
-			code, out, errOut := runDHT(t, "", "play", "--data", datasetPath(t), "--dir", dir, f)
-			if code != 0 {
-				t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
-			}
-			if !strings.Contains(out, " expectations met; bbolt files in "+dir) {
-				t.Fatalf("no summary line:\n%s", out)
-			}
+			playExample(t, f, dir)
 			if _, err := os.Stat(filepath.Join(dir, "dht-server.db")); err != nil {
 				t.Fatal(err)
 			}
 		})
 	}
+}
+
+// playExample runs the scenario file with its bbolt files in dir, checks
+// that every expectation was met, and returns what play printed.
+func playExample(t *testing.T, file, dir string) string {
+	t.Helper()
+	code, out, errOut := runDHT(t, "", "play", "--data", datasetPath(t), "--dir", dir, file)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, " expectations met; bbolt files in "+dir) {
+		t.Fatalf("no summary line:\n%s", out)
+	}
+	return out
 }
 
 // TestPlayTranscript checks that play waits for every command: each line
