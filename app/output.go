@@ -65,6 +65,10 @@ type Bind struct {
 // written to it, so that a refused register leaves nothing behind.
 type DiscardStore struct{}
 
+// Unbind tells the peer's runner that the register it bound the socket for
+// failed: close the socket, so that the address is free again.
+type Unbind struct{}
+
 // Exit tells the peer's runner that the user is deregistered and the process
 // should end once pending output is written.
 type Exit struct{}
@@ -76,6 +80,7 @@ func (PersistServer) isOutput() {}
 func (PersistPeer) isOutput()   {}
 func (Bind) isOutput()          {}
 func (DiscardStore) isOutput()  {}
+func (Unbind) isOutput()        {}
 func (Exit) isOutput()          {}
 
 func event(msg string, attrs ...slog.Attr) Event { return Event{Msg: msg, Attrs: attrs} }

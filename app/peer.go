@@ -249,8 +249,14 @@ func (p *Peer) start(now time.Time, line string, out []Output) []Output {
 	case c.name == "register" && !p.registered:
 		p.op, o.stage, o.bind, o.req = o, stBind, c.bind, c.msg
 		return append(out, Bind{Name: c.msg.(wire.Register).Name, Addr: c.bind})
-	case !p.bound:
+	case !p.registered:
 		return append(out, Print{c.name + " FAILURE: not registered: register first (the peer sends from the address it registers)"})
+	case ringPart(c.msg) == p.self.Name && !(p.inRing && p.neighbours):
+		// The server may count this user in the ring when this peer
+		// knows of none (a process that lost its file), and would wait
+		// for a part this peer cannot play. Naming another user, the
+		// command goes as typed: the server decides.
+		return append(out, Print{c.name + " FAILURE: this peer holds no place in a ring"})
 	case c.name == "setup-dht":
 		data, err := p.cfg.LoadData()
 		if err != nil {
@@ -264,6 +270,18 @@ func (p *Peer) start(now time.Time, line string, out []Output) []Output {
 	}
 	p.op = o
 	return p.request(now, out, c.name, c.msg)
+}
+
+// ringPart names the user whose peer carries the ring part of msg out
+// (leave-dht, teardown-dht), or "".
+func ringPart(msg wire.Message) string {
+	switch m := msg.(type) {
+	case wire.LeaveDHT:
+		return m.Name
+	case wire.TeardownDHT:
+		return m.Name
+	}
+	return ""
 }
 
 // Bound reports the result of a Bind.
@@ -291,10 +309,14 @@ func (p *Peer) request(now time.Time, out []Output, name string, msg wire.Messag
 }
 
 // failed ends the current op with a FAILURE line; a register that failed
-// lets go of the table file opened for it too.
+// lets go of the table file opened for it, and of the address it bound.
 func (p *Peer) failed(now time.Time, out []Output, line string) []Output {
 	if p.op.name == "register" && !p.registered {
 		out = append(out, DiscardStore{})
+		if p.bound {
+			p.bound, p.self.Addr = false, netip.AddrPort{}
+			out = append(out, Unbind{})
+		}
 	}
 	return p.finish(now, out, line)
 }
@@ -418,6 +440,10 @@ func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Me
 		return p.onAck(now, from, h, m)
 	case wire.SetID, wire.Store, wire.Flush, wire.Query, wire.QueryResult, wire.Teardown,
 		wire.ResetID, wire.ResetLeft, wire.ResetRight, wire.RebuildDHT, wire.Rebuilt:
+		if !p.registered {
+			// No table file is open to keep a place in a ring in.
+			return []Output{event("dropped: this peer is not registered", attrAddr(from), slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))}
+		}
 		return p.onRing(now, from, h, m)
 	}
 	return []Output{event("dropped: a server request sent to a peer", attrAddr(from), slog.String("type", m.Type().String()))}

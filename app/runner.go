@@ -426,6 +426,12 @@ type PeerRunner struct {
 	tm        *deadline
 	quit      chan error // exit (nil) or the failure that ends Run
 	ds        []Datagram
+	// released is the socket of a refused register, closed when the turn
+	// that gave it up ends unless a register in the same turn takes its
+	// address again; closing holds one channel for each close under way,
+	// closed when it is done.
+	released *endpoint
+	closing  []chan struct{}
 }
 
 // Run runs the peer until it deregisters, ctx is done, or input ends while
@@ -438,6 +444,7 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 	}
 	r.tm = newDeadline()
 	r.quit = make(chan error, 1)
+	defer r.awaitCloses()
 	defer func() {
 		r.mu.Lock()
 		r.stopped = true
@@ -478,6 +485,9 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 				eof, lines = true, nil
 				continue
 			}
+			// A register that follows may bind the address a refused
+			// one let go of.
+			r.awaitCloses()
 			r.mu.Lock()
 			if !r.stopped {
 				r.read++
@@ -486,6 +496,7 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 			}
 			r.mu.Unlock()
 		case <-r.tm.t.C:
+			r.awaitCloses()
 			r.mu.Lock()
 			r.tm.fired()
 			if !r.stopped {
@@ -493,6 +504,18 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 			}
 			r.mu.Unlock()
 		}
+	}
+}
+
+// awaitCloses waits until the sockets given up so far are closed; without
+// mu, which their readers may need to end their turn.
+func (r *PeerRunner) awaitCloses() {
+	r.mu.Lock()
+	cs := r.closing
+	r.closing = nil
+	r.mu.Unlock()
+	for _, c := range cs {
+		<-c
 	}
 }
 
@@ -562,11 +585,16 @@ func (r *PeerRunner) handle(outs []Output) {
 
 func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 	log := r.log
+	defer r.closeReleased()
 	for len(outs) > 0 {
 		o := outs[0]
 		outs = outs[1:]
 		switch o := o.(type) {
 		case Send:
+			if r.ep == nil {
+				traceEvent(r.logger(log), event("dropped: no socket to send from", attrAddr(o.To), slog.String("type", o.Msg.Type().String())))
+				continue
+			}
 			r.ep.send(o)
 		case Print:
 			fmt.Fprintln(r.Out, o.Line)
@@ -593,6 +621,12 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 					traceEvent(r.logger(log), event("could not remove the table file of a failed register", slog.String("err", err.Error())))
 				}
 				r.store = nil
+			}
+		case Unbind:
+			if r.ep != nil {
+				r.ep.flush()
+				traceEvent(r.logger(log), event("closing the socket of a refused register", attrAddr(r.ep.local)))
+				r.released, r.ep = r.ep, nil
 			}
 		case Bind:
 			more := r.Core.Bound(r.now(), o.Addr, r.bind(o, log))
@@ -623,6 +657,11 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 		r.store, r.storeName = st, b.Name
 		r.Core.SetTable(st)
 	}
+	if old := r.released; old != nil && r.ep == nil && old.local == b.Addr {
+		// Refused, and tried again at the same address in the same turn:
+		// the socket is still open.
+		r.ep, r.released = old, nil
+	}
 	if r.ep != nil && r.ep.local == b.Addr {
 		r.ep.log = log.With(slog.String("node", b.Name))
 		return nil
@@ -634,10 +673,8 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 	setBuffers(conn)
 	if old := r.ep; old != nil {
 		old.flush()
-		// Closed by another goroutine: this may be the old socket's
-		// reader, in its turn, and a close waits for that turn to end
-		// (which it does at once: the endpoint is no longer r.ep).
-		go old.conn.Close()
+		r.closeReleased()
+		r.released = old
 	}
 	ep := newEndpoint(conn, log.With(slog.String("node", b.Name)), r.Faults, &r.Traffic)
 	r.ep = ep
@@ -646,6 +683,25 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 		r.Ready(r.ep.local)
 	}
 	return nil
+}
+
+// closeReleased closes the socket a refused register gave up, if no
+// register took it back; with mu held. It is closed by another goroutine:
+// this may be the socket's reader, in its turn, and a close waits for that
+// turn to end (which it does at once: the endpoint is no longer r.ep).
+// awaitCloses waits for it.
+func (r *PeerRunner) closeReleased() {
+	old := r.released
+	if old == nil {
+		return
+	}
+	r.released = nil
+	done := make(chan struct{})
+	r.closing = append(r.closing, done)
+	go func() {
+		old.conn.Close()
+		close(done)
+	}()
 }
 
 // setBuffers asks for roomy socket buffers; the window keeps us well inside
