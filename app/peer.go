@@ -58,7 +58,7 @@ type stage uint8
 const (
 	stBind     stage = iota + 1 // waiting for Bound
 	stRequest                   // waiting for the server's reply
-	stLongName                  // waiting for the next input line (query-dht's Long Name)
+	stLongName                  // query-dht: the server named a member; waiting for the next input line, the Long Name
 	stSleep
 	stSetID    // leader: waiting for every set-id to be acknowledged
 	stPopulate // leader: waiting for the flush to come back
@@ -146,6 +146,9 @@ type Peer struct {
 
 	lines []string
 	op    *op
+	// inputEnded: no more lines will come, so a query-dht that still
+	// needs its Long Name fails instead of waiting for it.
+	inputEnded bool
 
 	inRing      bool
 	id, n       int
@@ -178,7 +181,8 @@ func (p *Peer) Stats() Stats { return p.stats }
 func (p *Peer) Idle() bool { return p.op == nil && len(p.lines) == 0 }
 
 // WantsLongName reports that the command in progress waits for the next
-// input line, as the Long Name (query-dht typed without one).
+// input line, as the Long Name: query-dht typed without one, which the
+// server has answered SUCCESS.
 func (p *Peer) WantsLongName() bool { return p.op != nil && p.op.stage == stLongName }
 
 // Registered reports whether this peer holds a registration.
@@ -204,16 +208,17 @@ func (p *Peer) Restore(id store.Identity) {
 	p.neighbours = id.Left.Addr.IsValid()
 }
 
-// Input queues one line typed by the user.
+// Input queues one line typed by the user. Lines are taken in the order
+// they came, whenever they came: each starts a command once the one before
+// has finished, but for the line after a query-dht typed without its Long
+// Name, which is that Long Name if the server answers the query-dht
+// SUCCESS (and a command of its own otherwise). Blank lines and comments
+// are skipped wherever they come.
 func (p *Peer) Input(now time.Time, line string) []Output {
-	if p.exited {
+	if p.exited || p.inputEnded {
 		return nil
 	}
 	line = strings.TrimRight(line, "\r\n")
-	if p.op != nil && p.op.stage == stLongName {
-		p.op.longName = strings.TrimSpace(line)
-		return p.request(now, nil, p.op.name, wire.QueryDHT{Name: p.op.req.(wire.QueryDHT).Name})
-	}
 	t := strings.TrimSpace(line)
 	if t == "" || strings.HasPrefix(t, "#") {
 		return nil
@@ -222,14 +227,52 @@ func (p *Peer) Input(now time.Time, line string) []Output {
 	return p.advance(now, nil)
 }
 
-// advance starts queued commands while none is in progress.
+// EndOfInput says no more lines will come: a query-dht waiting for its
+// Long Name fails, and so will one that comes to need it later.
+func (p *Peer) EndOfInput(now time.Time) []Output {
+	if p.inputEnded {
+		return nil
+	}
+	p.inputEnded = true
+	return p.advance(now, nil)
+}
+
+// advance hands queued lines over, in order: as the Long Name of the
+// query-dht that waits for one, or as commands while none is in progress.
 func (p *Peer) advance(now time.Time, out []Output) []Output {
-	for p.op == nil && len(p.lines) > 0 && !p.exited {
-		line := p.lines[0]
-		p.lines = p.lines[1:]
-		out = p.start(now, line, out)
+	for !p.exited {
+		o := p.op
+		switch {
+		case o != nil && o.stage == stLongName && len(p.lines) > 0:
+			out = p.takeLongName(now, p.nextLine(), out)
+		case o != nil && o.stage == stLongName && p.inputEnded:
+			return p.finish(now, out, o.name+" FAILURE: input ended before the Long Name")
+		case o == nil && len(p.lines) > 0:
+			out = p.start(now, p.nextLine(), out)
+		default:
+			return out
+		}
 	}
 	return out
+}
+
+func (p *Peer) nextLine() string {
+	line := p.lines[0]
+	p.lines[0] = ""
+	p.lines = p.lines[1:]
+	return line
+}
+
+// takeLongName: the line after a query-dht the server answered is its Long
+// Name; the query goes to the member the server named.
+func (p *Peer) takeLongName(now time.Time, line string, out []Output) []Output {
+	o := p.op
+	name := strings.TrimSpace(line)
+	if len(name) > wire.MaxField {
+		return p.finish(now, out, fmt.Sprintf("%s FAILURE: Long Name too long (%d bytes, at most %d)", o.name, len(name), wire.MaxField))
+	}
+	o.longName = name
+	return append(out, p.askNode(now)...)
 }
 
 func (p *Peer) start(now time.Time, line string, out []Output) []Output {
@@ -263,10 +306,6 @@ func (p *Peer) start(now time.Time, line string, out []Output) []Output {
 			return append(out, Print{c.name + " FAILURE: cannot use the dataset: " + err.Error()})
 		}
 		o.data = data
-	case c.needsLong:
-		o.stage, o.req = stLongName, c.msg
-		p.op = o
-		return out
 	}
 	p.op = o
 	return p.request(now, out, c.name, c.msg)
@@ -461,7 +500,17 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 		return p.failed(now, nil, o.name+" FAILURE: "+r.Reason)
 	}
 	if o.name == "query-dht" {
-		return p.askNode(now, r)
+		if len(r.Members) != 1 {
+			return p.finish(now, nil, o.name+" FAILURE: the server named no node to ask")
+		}
+		o.queryTo = r.Members[0].Addr
+		if o.longName == "" {
+			// Only now is the next line the Long Name: a query-dht the
+			// server refuses takes none, so the line goes on as a command.
+			o.stage, o.deadline = stLongName, time.Time{}
+			return p.advance(now, nil)
+		}
+		return p.askNode(now)
 	}
 	line := o.name + " SUCCESS"
 	switch o.name {
@@ -959,17 +1008,13 @@ func hops(n uint16) string {
 }
 
 // askNode sends the query to the member the server named.
-func (p *Peer) askNode(now time.Time, r wire.Reply) []Output {
+func (p *Peer) askNode(now time.Time) []Output {
 	o := p.op
-	if len(r.Members) != 1 {
-		return p.finish(now, nil, o.name+" FAILURE: the server named no node to ask")
-	}
 	// The first attempt travels without acknowledgements, the answer
 	// being the only one the querier needs; if none comes within the
 	// retry time, the query is sent again, hop by hop reliably.
 	o.stage, o.deadline = stQuery, now.Add(p.cfg.QueryTimeout)
 	o.queryReqID = p.link.newID()
-	o.queryTo = r.Members[0].Addr
 	o.queryRTO = p.queryRTO()
 	o.queryRetry = now.Add(o.queryRTO)
 	o.queryFirst, o.queryTries = now, 1

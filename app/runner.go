@@ -407,9 +407,10 @@ type PeerRunner struct {
 	// use it. Calls come one at a time, from Run's goroutine or the socket
 	// reader's.
 	Idle func(linesRead int)
-	// WantsLine, if set, is called after an input line that leaves the
-	// core waiting for the next one (query-dht typed without its Long
-	// Name), with the number of lines read so far: a prompt shows it.
+	// WantsLine, if set, is called after each input that leaves the core
+	// waiting for the next line as a Long Name (the server answered a
+	// query-dht typed without one), with the number of lines read so far:
+	// a prompt shows it.
 	WantsLine func(linesRead int)
 	// Traffic counts the datagrams the peer sends.
 	Traffic Traffic
@@ -481,15 +482,16 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 		case err := <-r.quit:
 			return err
 		case line, ok := <-lines:
-			if !ok {
-				eof, lines = true, nil
-				continue
-			}
 			// A register that follows may bind the address a refused
 			// one let go of.
 			r.awaitCloses()
 			r.mu.Lock()
-			if !r.stopped {
+			if !ok {
+				eof, lines = true, nil
+				if !r.stopped {
+					r.handle(r.Core.EndOfInput(r.now()))
+				}
+			} else if !r.stopped {
 				r.read++
 				traceInput(r.logger(r.log), line, !r.Core.Idle())
 				r.handle(r.Core.Input(r.now(), line))

@@ -31,7 +31,10 @@ func peerCommand(e env) *cli.Command {
 			app.HelpText() + "\n\n" +
 			"The peer binds IPV4:PORT when it registers and sends everything from there. Its\n" +
 			"local table lives in the bbolt file --db. It keeps running at end of input while\n" +
-			"registered, and exits after deregister or on SIGINT/SIGTERM.",
+			"registered, and exits after deregister or on SIGINT/SIGTERM.\n" +
+			"A query-dht typed without its Long Name asks the server first: after SUCCESS the next\n" +
+			"line is the Long Name (at a terminal the peer asks for it), after FAILURE it is a\n" +
+			"command of its own.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data", Value: "StatsCountry.csv", Usage: "the dataset this peer spreads when it leads a ring"},
 			&cli.StringFlag{Name: "db", Usage: "bbolt file of the local table (default dht-peer-NAME.db)"},
