@@ -69,6 +69,11 @@ type DiscardStore struct{}
 // failed: close the socket, so that the address is free again.
 type Unbind struct{}
 
+// Notice is a line for the person at the peer that is no command's result
+// (stderr, beside the trace but not silenced with it): an input line
+// refused before it became a command.
+type Notice struct{ Line string }
+
 // Exit tells the peer's runner that the user is deregistered and the process
 // should end once pending output is written.
 type Exit struct{}
@@ -81,6 +86,7 @@ func (PersistPeer) isOutput()   {}
 func (Bind) isOutput()          {}
 func (DiscardStore) isOutput()  {}
 func (Unbind) isOutput()        {}
+func (Notice) isOutput()        {}
 func (Exit) isOutput()          {}
 
 func event(msg string, attrs ...slog.Attr) Event { return Event{Msg: msg, Attrs: attrs} }

@@ -208,6 +208,11 @@ func (p *Peer) Restore(id store.Identity) {
 	p.neighbours = id.Left.Addr.IsValid()
 }
 
+// MaxInputLine is the longest input line the peer acts on. A longer one is
+// refused as a whole (LinesFrom hands over only its first MaxInputLine+1
+// bytes), and the lines after it are read as usual.
+const MaxInputLine = 1 << 20
+
 // Input queues one line typed by the user. Lines are taken in the order
 // they came, whenever they came: each starts a command once the one before
 // has finished, but for the line after a query-dht typed without its Long
@@ -268,14 +273,28 @@ func (p *Peer) nextLine() string {
 func (p *Peer) takeLongName(now time.Time, line string, out []Output) []Output {
 	o := p.op
 	name := strings.TrimSpace(line)
-	if len(name) > wire.MaxField {
+	switch {
+	case len(line) > MaxInputLine:
+		return p.finish(now, out, fmt.Sprintf("%s FAILURE: Long Name too long (a line of more than %d bytes)", o.name, MaxInputLine))
+	case len(name) > wire.MaxField:
 		return p.finish(now, out, fmt.Sprintf("%s FAILURE: Long Name too long (%d bytes, at most %d)", o.name, len(name), wire.MaxField))
 	}
 	o.longName = name
 	return append(out, p.askNode(now)...)
 }
 
+// tooLong refuses an input line over MaxInputLine: it is no command, and
+// the note for the person typing goes to stderr, not among the results.
+func tooLong(line string) Notice {
+	const show = 40
+	head := line[:min(len(line), show)]
+	return Notice{Line: fmt.Sprintf("input: a line of more than %d bytes ignored (it began %q...)", MaxInputLine, head)}
+}
+
 func (p *Peer) start(now time.Time, line string, out []Output) []Output {
+	if len(line) > MaxInputLine {
+		return append(out, tooLong(line))
+	}
 	c := parseCommand(line)
 	if c.usageReason != "" {
 		return append(out, Print{c.name + " FAILURE: " + c.usageReason})

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -412,6 +413,10 @@ type PeerRunner struct {
 	// query-dht typed without one), with the number of lines read so far:
 	// a prompt shows it.
 	WantsLine func(linesRead int)
+	// Notes, if set, gets what the person at the peer should read that is
+	// no command's result: an input line refused as too long, and that
+	// input ended while the peer stays registered.
+	Notes io.Writer
 	// Traffic counts the datagrams the peer sends.
 	Traffic Traffic
 
@@ -425,7 +430,9 @@ type PeerRunner struct {
 	log       *slog.Logger
 	now       func() time.Time
 	tm        *deadline
-	quit      chan error // exit (nil) or the failure that ends Run
+	quit      chan error    // exit (nil) or the failure that ends Run
+	idle      chan struct{} // a turn left the core idle while awaitIdle
+	awaitIdle bool          // input ended: Run waits for the core to be idle
 	ds        []Datagram
 	// released is the socket of a refused register, closed when the turn
 	// that gave it up ends unless a register in the same turn takes its
@@ -445,6 +452,7 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 	}
 	r.tm = newDeadline()
 	r.quit = make(chan error, 1)
+	r.idle = make(chan struct{}, 1)
 	defer r.awaitCloses()
 	defer func() {
 		r.mu.Lock()
@@ -468,27 +476,33 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 		}
 	}()
 	lines := r.Lines
-	eof := false
 	for {
 		r.mu.Lock()
-		finished := eof && r.Core.Idle() && !r.Core.Registered()
-		r.mu.Unlock()
-		if finished {
-			return nil
+		if r.awaitIdle && r.Core.Idle() && !r.stopped {
+			if !r.Core.Registered() {
+				r.mu.Unlock()
+				return nil
+			}
+			// Nothing more will change that: say it once.
+			r.awaitIdle = false
+			r.note(fmt.Sprintf("input ended; still registered as %s, serving the ring until stopped (Ctrl-C or SIGTERM)", r.Core.Name()))
 		}
+		r.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-r.quit:
 			return err
+		case <-r.idle:
 		case line, ok := <-lines:
 			// A register that follows may bind the address a refused
 			// one let go of.
 			r.awaitCloses()
 			r.mu.Lock()
 			if !ok {
-				eof, lines = true, nil
+				lines = nil
 				if !r.stopped {
+					r.awaitIdle = true
 					r.handle(r.Core.EndOfInput(r.now()))
 				}
 			} else if !r.stopped {
@@ -507,6 +521,16 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 			r.mu.Unlock()
 		}
 	}
+}
+
+// note writes a line for the person at the peer, or to the trace if no one
+// reads Notes; with mu held.
+func (r *PeerRunner) note(line string) {
+	if r.Notes != nil {
+		fmt.Fprintln(r.Notes, line)
+		return
+	}
+	traceEvent(r.logger(r.log), event(line))
 }
 
 // awaitCloses waits until the sockets given up so far are closed; without
@@ -577,8 +601,16 @@ func (r *PeerRunner) handle(outs []Output) {
 	}
 	at, ok := r.Core.NextDeadline()
 	r.tm.set(r.now(), at, ok)
-	if r.Idle != nil && r.Core.Idle() {
-		r.Idle(r.read)
+	if r.Core.Idle() {
+		if r.awaitIdle {
+			select {
+			case r.idle <- struct{}{}:
+			default:
+			}
+		}
+		if r.Idle != nil {
+			r.Idle(r.read)
+		}
 	}
 	if r.WantsLine != nil && r.Core.WantsLongName() {
 		r.WantsLine(r.read)
@@ -601,6 +633,8 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 		case Print:
 			fmt.Fprintln(r.Out, o.Line)
 			tracePrint(r.logger(log), o.Line)
+		case Notice:
+			r.note(o.Line)
 		case Event:
 			traceEvent(r.logger(log), o)
 		case PersistPeer:
@@ -724,15 +758,23 @@ func ListenServer(addr netip.AddrPort) (*net.UDPConn, error) {
 }
 
 // LinesFrom reads lines from r into a channel that is closed at end of
-// input or when done is closed.
+// input (or at a read error, which ends it too) or when done is closed. A
+// line ends at LF; a CR before it and the LF are removed, and a last line
+// without LF counts. A line longer than MaxInputLine is handed over cut to
+// its first MaxInputLine+1 bytes (the rest is read and dropped), for the
+// peer to refuse, so that no line stops the input or fills the memory.
 func LinesFrom(r io.Reader, done <-chan struct{}) <-chan string {
 	ch := make(chan string)
 	go func() {
 		defer close(ch)
-		sc := newLineScanner(r)
-		for sc.Scan() {
+		lr := lineReader{br: bufio.NewReaderSize(r, 64<<10)}
+		for {
+			line, ok := lr.next()
+			if !ok {
+				return
+			}
 			select {
-			case ch <- sc.Text():
+			case ch <- line:
 			case <-done:
 				return
 			}
@@ -741,8 +783,27 @@ func LinesFrom(r io.Reader, done <-chan struct{}) <-chan string {
 	return ch
 }
 
-func newLineScanner(r io.Reader) *bufio.Scanner {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	return sc
+type lineReader struct {
+	br  *bufio.Reader
+	buf []byte
+}
+
+// next returns the next line; false at the end of input.
+func (l *lineReader) next() (string, bool) {
+	// Room for a line of MaxInputLine bytes with its CR LF, so that the
+	// peer sees whether what is kept is longer than that.
+	const room = MaxInputLine + 2
+	l.buf = l.buf[:0]
+	for {
+		frag, err := l.br.ReadSlice('\n')
+		l.buf = append(l.buf, frag[:min(len(frag), room-len(l.buf))]...)
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err != nil && len(l.buf) == 0:
+			return "", false
+		}
+		b := bytes.TrimSuffix(l.buf, []byte("\n"))
+		return string(bytes.TrimSuffix(b, []byte("\r"))), true
+	}
 }

@@ -262,6 +262,8 @@ func (s *Sim) exec(from netip.AddrPort, p *simProc, outs []Output) {
 			tracePrint(log, o.Line)
 		case Event:
 			traceEvent(log, o)
+		case Notice:
+			traceEvent(log, event(o.Line))
 		case PersistServer:
 			if err := s.sstore.Save(o.State, o.Reply, o.Forget...); err != nil {
 				s.err = err

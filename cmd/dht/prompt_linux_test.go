@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -195,5 +196,37 @@ func TestPeerPromptsForTheLongName(t *testing.T) {
 	}
 	if o := p.out.String(); !strings.Contains(o, "query-dht SUCCESS: found at node ") || !strings.Contains(o, "\nLong Name: Aruba\n") || strings.Contains(o, peerPrompt) {
 		t.Fatalf("stdout: %q", o)
+	}
+}
+
+// Ctrl-D at a terminal while registered ends the input, says so on
+// stderr, and the peer goes on serving the ring (here: it is chosen for
+// one) until SIGTERM.
+func TestPeerCtrlDWhileRegistered(t *testing.T) {
+	dir, _, ports := e2eSetup(t)
+	sport := strconv.Itoa(ports[0])
+	server := startProc(t, "server", dir, "server", "--db", "server.db", "--addr", "127.0.0.1", sport)
+	server.waitTrace("msg=listening")
+	master, slave := openPTY(t)
+	t.Cleanup(func() { slave.Close(); master.Close() })
+	carol := startProcIn(t, "carol", dir, slave, "peer", "--quiet", "--db", "carol.db", "127.0.0.1", sport)
+	carol.waitTrace("type help for commands")
+	if _, err := master.WriteString("register carol 127.0.0.1 " + strconv.Itoa(ports[2]) + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	carol.expect("register SUCCESS")
+	if _, err := master.WriteString("\x04"); err != nil { // VEOF at the start of a line
+		t.Fatal(err)
+	}
+	carol.waitTrace("input ended; still registered as carol, serving the ring until stopped (Ctrl-C or SIGTERM)")
+	alice := startProc(t, "alice", dir, "peer", "--quiet", "--data", datasetPath(t), "--db", "alice.db", "127.0.0.1", sport)
+	alice.do("register alice 127.0.0.1 "+strconv.Itoa(ports[1]), "register SUCCESS")
+	alice.do("setup-dht 2 alice", "setup-dht SUCCESS: ring of 2: alice carol")
+	alice.expect("dht-complete SUCCESS")
+	if err := carol.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.wait(); err != nil {
+		t.Fatalf("carol after SIGTERM: %v", err)
 	}
 }
