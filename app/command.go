@@ -15,9 +15,8 @@ type command struct {
 	name string
 	msg  wire.Message   // the request for the server; nil for local commands
 	bind netip.AddrPort // register: the address to bind and register
-	// query-dht
+	// query-dht: "" if not typed, to be read from the next input line
 	longName    string
-	needsLong   bool // the Long Name is on the next input line
 	sleep       time.Duration
 	usageReason string
 }
@@ -27,7 +26,7 @@ var commandUsage = []struct{ name, args, what string }{
 	{"register", "NAME IPV4 PORT", "register NAME at IPV4:PORT (the peer binds that address and sends from it)"},
 	{"setup-dht", "N NAME", "build a DHT of N nodes led by NAME (this peer), spread the dataset round it"},
 	{"dht-complete", "NAME", "tell the server the DHT led by NAME is built (the leader sends it itself)"},
-	{"query-dht", "NAME [LONG NAME...]", "look up a Long Name (rest of the line, or the next line) through a random node"},
+	{"query-dht", "NAME [LONG NAME...]", "look up a Long Name (rest of the line, or the next line once the server agrees) through a random node"},
 	{"leave-dht", "NAME", "leave the DHT: tear it down, renumber, rebuild the smaller ring"},
 	{"dht-rebuilt", "NAME NEWLEADER", "tell the server the ring was rebuilt (the leaver sends it itself)"},
 	{"deregister", "NAME", "remove NAME from the registry; the peer then exits"},
@@ -148,7 +147,6 @@ func parseCommand(line string) command {
 		rest = strings.TrimSpace(strings.TrimPrefix(rest, c.name))
 		rest = strings.TrimSpace(strings.TrimPrefix(rest, nm))
 		c.longName = rest
-		c.needsLong = rest == ""
 		if len(rest) > wire.MaxField {
 			return bad("Long Name too long (%d bytes, at most %d)", len(rest), wire.MaxField)
 		}

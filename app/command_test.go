@@ -37,8 +37,8 @@ func TestParseCommand(t *testing.T) {
 		{"setup-dht 4", "usage: setup-dht N NAME", nil},
 		{"setup-dht 1 alice", "", nil}, // the server decides n ≥ 2
 		{"query-dht bob Republic of Albania", "", func(t *testing.T, c command) {
-			if c.longName != "Republic of Albania" || c.needsLong {
-				t.Errorf("long name %q needsLong %v", c.longName, c.needsLong)
+			if c.longName != "Republic of Albania" {
+				t.Errorf("long name %q", c.longName)
 			}
 		}},
 		{"query-dht bob   Bahamas,  The  ", "", func(t *testing.T, c command) {
@@ -47,8 +47,8 @@ func TestParseCommand(t *testing.T) {
 			}
 		}},
 		{"query-dht bob", "", func(t *testing.T, c command) {
-			if !c.needsLong {
-				t.Error("a query without a Long Name must read the next line")
+			if c.longName != "" || c.msg != (wire.QueryDHT{Name: "bob"}) {
+				t.Errorf("long name %q, message %+v: want none, and query-dht bob for the server", c.longName, c.msg)
 			}
 		}},
 		{"query-dht", "usage: query-dht", nil},

@@ -65,6 +65,15 @@ type Bind struct {
 // written to it, so that a refused register leaves nothing behind.
 type DiscardStore struct{}
 
+// Unbind tells the peer's runner that the register it bound the socket for
+// failed: close the socket, so that the address is free again.
+type Unbind struct{}
+
+// Notice is a line for the person at the peer that is no command's result
+// (stderr, beside the trace but not silenced with it): an input line
+// refused before it became a command.
+type Notice struct{ Line string }
+
 // Exit tells the peer's runner that the user is deregistered and the process
 // should end once pending output is written.
 type Exit struct{}
@@ -76,6 +85,8 @@ func (PersistServer) isOutput() {}
 func (PersistPeer) isOutput()   {}
 func (Bind) isOutput()          {}
 func (DiscardStore) isOutput()  {}
+func (Unbind) isOutput()        {}
+func (Notice) isOutput()        {}
 func (Exit) isOutput()          {}
 
 func event(msg string, attrs ...slog.Attr) Event { return Event{Msg: msg, Attrs: attrs} }

@@ -58,7 +58,7 @@ type stage uint8
 const (
 	stBind     stage = iota + 1 // waiting for Bound
 	stRequest                   // waiting for the server's reply
-	stLongName                  // waiting for the next input line (query-dht's Long Name)
+	stLongName                  // query-dht: the server named a member; waiting for the next input line, the Long Name
 	stSleep
 	stSetID    // leader: waiting for every set-id to be acknowledged
 	stPopulate // leader: waiting for the flush to come back
@@ -146,6 +146,9 @@ type Peer struct {
 
 	lines []string
 	op    *op
+	// inputEnded: no more lines will come, so a query-dht that still
+	// needs its Long Name fails instead of waiting for it.
+	inputEnded bool
 
 	inRing      bool
 	id, n       int
@@ -178,7 +181,8 @@ func (p *Peer) Stats() Stats { return p.stats }
 func (p *Peer) Idle() bool { return p.op == nil && len(p.lines) == 0 }
 
 // WantsLongName reports that the command in progress waits for the next
-// input line, as the Long Name (query-dht typed without one).
+// input line, as the Long Name: query-dht typed without one, which the
+// server has answered SUCCESS.
 func (p *Peer) WantsLongName() bool { return p.op != nil && p.op.stage == stLongName }
 
 // Registered reports whether this peer holds a registration.
@@ -204,16 +208,22 @@ func (p *Peer) Restore(id store.Identity) {
 	p.neighbours = id.Left.Addr.IsValid()
 }
 
-// Input queues one line typed by the user.
+// MaxInputLine is the longest input line the peer acts on. A longer one is
+// refused as a whole (LinesFrom hands over only its first MaxInputLine+1
+// bytes), and the lines after it are read as usual.
+const MaxInputLine = 1 << 20
+
+// Input queues one line typed by the user. Lines are taken in the order
+// they came, whenever they came: each starts a command once the one before
+// has finished, but for the line after a query-dht typed without its Long
+// Name, which is that Long Name if the server answers the query-dht
+// SUCCESS (and a command of its own otherwise). Blank lines and comments
+// are skipped wherever they come.
 func (p *Peer) Input(now time.Time, line string) []Output {
-	if p.exited {
+	if p.exited || p.inputEnded {
 		return nil
 	}
 	line = strings.TrimRight(line, "\r\n")
-	if p.op != nil && p.op.stage == stLongName {
-		p.op.longName = strings.TrimSpace(line)
-		return p.request(now, nil, p.op.name, wire.QueryDHT{Name: p.op.req.(wire.QueryDHT).Name})
-	}
 	t := strings.TrimSpace(line)
 	if t == "" || strings.HasPrefix(t, "#") {
 		return nil
@@ -222,17 +232,69 @@ func (p *Peer) Input(now time.Time, line string) []Output {
 	return p.advance(now, nil)
 }
 
-// advance starts queued commands while none is in progress.
+// EndOfInput says no more lines will come: a query-dht waiting for its
+// Long Name fails, and so will one that comes to need it later.
+func (p *Peer) EndOfInput(now time.Time) []Output {
+	if p.inputEnded {
+		return nil
+	}
+	p.inputEnded = true
+	return p.advance(now, nil)
+}
+
+// advance hands queued lines over, in order: as the Long Name of the
+// query-dht that waits for one, or as commands while none is in progress.
 func (p *Peer) advance(now time.Time, out []Output) []Output {
-	for p.op == nil && len(p.lines) > 0 && !p.exited {
-		line := p.lines[0]
-		p.lines = p.lines[1:]
-		out = p.start(now, line, out)
+	for !p.exited {
+		o := p.op
+		switch {
+		case o != nil && o.stage == stLongName && len(p.lines) > 0:
+			out = p.takeLongName(now, p.nextLine(), out)
+		case o != nil && o.stage == stLongName && p.inputEnded:
+			return p.finish(now, out, o.name+" FAILURE: input ended before the Long Name")
+		case o == nil && len(p.lines) > 0:
+			out = p.start(now, p.nextLine(), out)
+		default:
+			return out
+		}
 	}
 	return out
 }
 
+func (p *Peer) nextLine() string {
+	line := p.lines[0]
+	p.lines[0] = ""
+	p.lines = p.lines[1:]
+	return line
+}
+
+// takeLongName: the line after a query-dht the server answered is its Long
+// Name; the query goes to the member the server named.
+func (p *Peer) takeLongName(now time.Time, line string, out []Output) []Output {
+	o := p.op
+	name := strings.TrimSpace(line)
+	switch {
+	case len(line) > MaxInputLine:
+		return p.finish(now, out, fmt.Sprintf("%s FAILURE: Long Name too long (a line of more than %d bytes)", o.name, MaxInputLine))
+	case len(name) > wire.MaxField:
+		return p.finish(now, out, fmt.Sprintf("%s FAILURE: Long Name too long (%d bytes, at most %d)", o.name, len(name), wire.MaxField))
+	}
+	o.longName = name
+	return append(out, p.askNode(now)...)
+}
+
+// tooLong refuses an input line over MaxInputLine: it is no command, and
+// the note for the person typing goes to stderr, not among the results.
+func tooLong(line string) Notice {
+	const show = 40
+	head := line[:min(len(line), show)]
+	return Notice{Line: fmt.Sprintf("input: a line of more than %d bytes ignored (it began %q...)", MaxInputLine, head)}
+}
+
 func (p *Peer) start(now time.Time, line string, out []Output) []Output {
+	if len(line) > MaxInputLine {
+		return append(out, tooLong(line))
+	}
 	c := parseCommand(line)
 	if c.usageReason != "" {
 		return append(out, Print{c.name + " FAILURE: " + c.usageReason})
@@ -249,21 +311,35 @@ func (p *Peer) start(now time.Time, line string, out []Output) []Output {
 	case c.name == "register" && !p.registered:
 		p.op, o.stage, o.bind, o.req = o, stBind, c.bind, c.msg
 		return append(out, Bind{Name: c.msg.(wire.Register).Name, Addr: c.bind})
-	case !p.bound:
+	case !p.registered:
 		return append(out, Print{c.name + " FAILURE: not registered: register first (the peer sends from the address it registers)"})
+	case ringPart(c.msg) == p.self.Name && !(p.inRing && p.neighbours):
+		// The server may count this user in the ring when this peer
+		// knows of none (a process that lost its file), and would wait
+		// for a part this peer cannot play. Naming another user, the
+		// command goes as typed: the server decides.
+		return append(out, Print{c.name + " FAILURE: this peer holds no place in a ring"})
 	case c.name == "setup-dht":
 		data, err := p.cfg.LoadData()
 		if err != nil {
 			return append(out, Print{c.name + " FAILURE: cannot use the dataset: " + err.Error()})
 		}
 		o.data = data
-	case c.needsLong:
-		o.stage, o.req = stLongName, c.msg
-		p.op = o
-		return out
 	}
 	p.op = o
 	return p.request(now, out, c.name, c.msg)
+}
+
+// ringPart names the user whose peer carries the ring part of msg out
+// (leave-dht, teardown-dht), or "".
+func ringPart(msg wire.Message) string {
+	switch m := msg.(type) {
+	case wire.LeaveDHT:
+		return m.Name
+	case wire.TeardownDHT:
+		return m.Name
+	}
+	return ""
 }
 
 // Bound reports the result of a Bind.
@@ -294,10 +370,14 @@ func (p *Peer) request(now time.Time, out []Output, name string, msg wire.Messag
 }
 
 // failed ends the current op with a FAILURE line; a register that failed
-// lets go of the table file opened for it too.
+// lets go of the table file opened for it, and of the address it bound.
 func (p *Peer) failed(now time.Time, out []Output, line string) []Output {
 	if p.op.name == "register" && !p.registered {
 		out = append(out, DiscardStore{})
+		if p.bound {
+			p.bound, p.self.Addr = false, netip.AddrPort{}
+			out = append(out, Unbind{})
+		}
 	}
 	return p.finish(now, out, line)
 }
@@ -421,6 +501,10 @@ func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Me
 		return p.onAck(now, from, h, m)
 	case wire.SetID, wire.Store, wire.Flush, wire.Query, wire.QueryResult, wire.Teardown,
 		wire.ResetID, wire.ResetLeft, wire.ResetRight, wire.RebuildDHT, wire.Rebuilt:
+		if !p.registered {
+			// No table file is open to keep a place in a ring in.
+			return []Output{event("dropped: this peer is not registered", attrAddr(from), slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))}
+		}
 		return p.onRing(now, from, h, m)
 	}
 	return []Output{event("dropped: a server request sent to a peer", attrAddr(from), slog.String("type", m.Type().String()))}
@@ -438,7 +522,17 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 		return p.failed(now, nil, o.name+" FAILURE: "+r.Reason)
 	}
 	if o.name == "query-dht" {
-		return p.askNode(now, r)
+		if len(r.Members) != 1 {
+			return p.finish(now, nil, o.name+" FAILURE: the server named no node to ask")
+		}
+		o.queryTo = r.Members[0].Addr
+		if o.longName == "" {
+			// Only now is the next line the Long Name: a query-dht the
+			// server refuses takes none, so the line goes on as a command.
+			o.stage, o.deadline = stLongName, time.Time{}
+			return p.advance(now, nil)
+		}
+		return p.askNode(now)
 	}
 	line := o.name + " SUCCESS"
 	switch o.name {
@@ -936,17 +1030,13 @@ func hops(n uint16) string {
 }
 
 // askNode sends the query to the member the server named.
-func (p *Peer) askNode(now time.Time, r wire.Reply) []Output {
+func (p *Peer) askNode(now time.Time) []Output {
 	o := p.op
-	if len(r.Members) != 1 {
-		return p.finish(now, nil, o.name+" FAILURE: the server named no node to ask")
-	}
 	// The first attempt travels without acknowledgements, the answer
 	// being the only one the querier needs; if none comes within the
 	// retry time, the query is sent again, hop by hop reliably.
 	o.stage, o.deadline = stQuery, now.Add(p.cfg.QueryTimeout)
 	o.queryReqID = p.link.newID()
-	o.queryTo = r.Members[0].Addr
 	o.queryRTO = p.queryRTO()
 	o.queryRetry = now.Add(o.queryRTO)
 	o.queryFirst, o.queryTries = now, 1

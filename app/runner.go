@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -406,10 +407,15 @@ type PeerRunner struct {
 	// use it. Calls come one at a time, from Run's goroutine or the socket
 	// reader's.
 	Idle func(linesRead int)
-	// WantsLine, if set, is called after an input line that leaves the
-	// core waiting for the next one (query-dht typed without its Long
-	// Name), with the number of lines read so far: a prompt shows it.
+	// WantsLine, if set, is called after each input that leaves the core
+	// waiting for the next line as a Long Name (the server answered a
+	// query-dht typed without one), with the number of lines read so far:
+	// a prompt shows it.
 	WantsLine func(linesRead int)
+	// Notes, if set, gets what the person at the peer should read that is
+	// no command's result: an input line refused as too long, and that
+	// input ended while the peer stays registered.
+	Notes io.Writer
 	// Traffic counts the datagrams the peer sends.
 	Traffic Traffic
 
@@ -423,8 +429,16 @@ type PeerRunner struct {
 	log       *slog.Logger
 	now       func() time.Time
 	tm        *deadline
-	quit      chan error // exit (nil) or the failure that ends Run
+	quit      chan error    // exit (nil) or the failure that ends Run
+	idle      chan struct{} // a turn left the core idle while awaitIdle
+	awaitIdle bool          // input ended: Run waits for the core to be idle
 	ds        []Datagram
+	// released is the socket of a refused register, closed when the turn
+	// that gave it up ends unless a register in the same turn takes its
+	// address again; closing holds one channel for each close under way,
+	// closed when it is done.
+	released *endpoint
+	closing  []chan struct{}
 }
 
 // Run runs the peer until it deregisters, ctx is done, or input ends while
@@ -437,6 +451,8 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 	}
 	r.tm = newDeadline()
 	r.quit = make(chan error, 1)
+	r.idle = make(chan struct{}, 1)
+	defer r.awaitCloses()
 	defer func() {
 		r.mu.Lock()
 		r.stopped = true
@@ -459,32 +475,43 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 		}
 	}()
 	lines := r.Lines
-	eof := false
 	for {
 		r.mu.Lock()
-		finished := eof && r.Core.Idle() && !r.Core.Registered()
-		r.mu.Unlock()
-		if finished {
-			return nil
+		if r.awaitIdle && r.Core.Idle() && !r.stopped {
+			if !r.Core.Registered() {
+				r.mu.Unlock()
+				return nil
+			}
+			// Nothing more will change that: say it once.
+			r.awaitIdle = false
+			r.note(fmt.Sprintf("input ended; still registered as %s, serving the ring until stopped (Ctrl-C or SIGTERM)", r.Core.Name()))
 		}
+		r.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-r.quit:
 			return err
+		case <-r.idle:
 		case line, ok := <-lines:
-			if !ok {
-				eof, lines = true, nil
-				continue
-			}
+			// A register that follows may bind the address a refused
+			// one let go of.
+			r.awaitCloses()
 			r.mu.Lock()
-			if !r.stopped {
+			if !ok {
+				lines = nil
+				if !r.stopped {
+					r.awaitIdle = true
+					r.handle(r.Core.EndOfInput(r.now()))
+				}
+			} else if !r.stopped {
 				r.read++
 				traceInput(r.logger(r.log), line, !r.Core.Idle())
 				r.handle(r.Core.Input(r.now(), line))
 			}
 			r.mu.Unlock()
 		case <-r.tm.t.C:
+			r.awaitCloses()
 			r.mu.Lock()
 			r.tm.fired()
 			if !r.stopped {
@@ -492,6 +519,28 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 			}
 			r.mu.Unlock()
 		}
+	}
+}
+
+// note writes a line for the person at the peer, or to the trace if no one
+// reads Notes; with mu held.
+func (r *PeerRunner) note(line string) {
+	if r.Notes != nil {
+		fmt.Fprintln(r.Notes, line)
+		return
+	}
+	traceEvent(r.logger(r.log), event(line))
+}
+
+// awaitCloses waits until the sockets given up so far are closed; without
+// mu, which their readers may need to end their turn.
+func (r *PeerRunner) awaitCloses() {
+	r.mu.Lock()
+	cs := r.closing
+	r.closing = nil
+	r.mu.Unlock()
+	for _, c := range cs {
+		<-c
 	}
 }
 
@@ -551,8 +600,16 @@ func (r *PeerRunner) handle(outs []Output) {
 	}
 	at, ok := r.Core.NextDeadline()
 	r.tm.set(r.now(), at, ok)
-	if r.Idle != nil && r.Core.Idle() {
-		r.Idle(r.read)
+	if r.Core.Idle() {
+		if r.awaitIdle {
+			select {
+			case r.idle <- struct{}{}:
+			default:
+			}
+		}
+		if r.Idle != nil {
+			r.Idle(r.read)
+		}
 	}
 	if r.WantsLine != nil && r.Core.WantsLongName() {
 		r.WantsLine(r.read)
@@ -561,15 +618,22 @@ func (r *PeerRunner) handle(outs []Output) {
 
 func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 	log := r.log
+	defer r.closeReleased()
 	for len(outs) > 0 {
 		o := outs[0]
 		outs = outs[1:]
 		switch o := o.(type) {
 		case Send:
+			if r.ep == nil {
+				traceEvent(r.logger(log), event("dropped: no socket to send from", attrAddr(o.To), slog.String("type", o.Msg.Type().String())))
+				continue
+			}
 			r.ep.send(o)
 		case Print:
 			fmt.Fprintln(r.Out, o.Line)
 			tracePrint(r.logger(log), o.Line)
+		case Notice:
+			r.note(o.Line)
 		case Event:
 			traceEvent(r.logger(log), o)
 		case PersistPeer:
@@ -592,6 +656,12 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 					traceEvent(r.logger(log), event("could not remove the table file of a failed register", slog.String("err", err.Error())))
 				}
 				r.store = nil
+			}
+		case Unbind:
+			if r.ep != nil {
+				r.ep.flush()
+				traceEvent(r.logger(log), event("closing the socket of a refused register", attrAddr(r.ep.local)))
+				r.released, r.ep = r.ep, nil
 			}
 		case Bind:
 			more := r.Core.Bound(r.now(), o.Addr, r.bind(o, log))
@@ -622,6 +692,11 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 		r.store, r.storeName = st, b.Name
 		r.Core.SetTable(st)
 	}
+	if old := r.released; old != nil && r.ep == nil && old.local == b.Addr {
+		// Refused, and tried again at the same address in the same turn:
+		// the socket is still open.
+		r.ep, r.released = old, nil
+	}
 	if r.ep != nil && r.ep.local == b.Addr {
 		r.ep.log = log.With(slog.String("node", b.Name))
 		return nil
@@ -637,10 +712,8 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 	setBuffers(conn)
 	if old := r.ep; old != nil {
 		old.flush()
-		// Closed by another goroutine: this may be the old socket's
-		// reader, in its turn, and a close waits for that turn to end
-		// (which it does at once: the endpoint is no longer r.ep).
-		go old.conn.Close()
+		r.closeReleased()
+		r.released = old
 	}
 	ep := newEndpoint(conn, log.With(slog.String("node", b.Name)), r.Faults, &r.Traffic)
 	r.ep = ep
@@ -649,6 +722,25 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 		r.Ready(r.ep.local)
 	}
 	return nil
+}
+
+// closeReleased closes the socket a refused register gave up, if no
+// register took it back; with mu held. It is closed by another goroutine:
+// this may be the socket's reader, in its turn, and a close waits for that
+// turn to end (which it does at once: the endpoint is no longer r.ep).
+// awaitCloses waits for it.
+func (r *PeerRunner) closeReleased() {
+	old := r.released
+	if old == nil {
+		return
+	}
+	r.released = nil
+	done := make(chan struct{})
+	r.closing = append(r.closing, done)
+	go func() {
+		old.conn.Close()
+		close(done)
+	}()
 }
 
 // setBuffers asks for roomy socket buffers; the window keeps us well inside
@@ -669,15 +761,23 @@ func ListenServer(addr netip.AddrPort) (*net.UDPConn, error) {
 }
 
 // LinesFrom reads lines from r into a channel that is closed at end of
-// input or when done is closed.
+// input (or at a read error, which ends it too) or when done is closed. A
+// line ends at LF; a CR before it and the LF are removed, and a last line
+// without LF counts. A line longer than MaxInputLine is handed over cut to
+// its first MaxInputLine+1 bytes (the rest is read and dropped), for the
+// peer to refuse, so that no line stops the input or fills the memory.
 func LinesFrom(r io.Reader, done <-chan struct{}) <-chan string {
 	ch := make(chan string)
 	go func() {
 		defer close(ch)
-		sc := newLineScanner(r)
-		for sc.Scan() {
+		lr := lineReader{br: bufio.NewReaderSize(r, 64<<10)}
+		for {
+			line, ok := lr.next()
+			if !ok {
+				return
+			}
 			select {
-			case ch <- sc.Text():
+			case ch <- line:
 			case <-done:
 				return
 			}
@@ -686,8 +786,27 @@ func LinesFrom(r io.Reader, done <-chan struct{}) <-chan string {
 	return ch
 }
 
-func newLineScanner(r io.Reader) *bufio.Scanner {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	return sc
+type lineReader struct {
+	br  *bufio.Reader
+	buf []byte
+}
+
+// next returns the next line; false at the end of input.
+func (l *lineReader) next() (string, bool) {
+	// Room for a line of MaxInputLine bytes with its CR LF, so that the
+	// peer sees whether what is kept is longer than that.
+	const room = MaxInputLine + 2
+	l.buf = l.buf[:0]
+	for {
+		frag, err := l.br.ReadSlice('\n')
+		l.buf = append(l.buf, frag[:min(len(frag), room-len(l.buf))]...)
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err != nil && len(l.buf) == 0:
+			return "", false
+		}
+		b := bytes.TrimSuffix(l.buf, []byte("\n"))
+		return string(bytes.TrimSuffix(b, []byte("\r"))), true
+	}
 }

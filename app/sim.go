@@ -195,8 +195,9 @@ func (s *Sim) Peer(name string) *Peer {
 }
 
 // Do types line at the peer of user name and runs the network until that
-// peer has finished it and every datagram in flight has arrived (acks
-// included). It returns what the peer printed meanwhile.
+// peer has finished it, or waits for the next line as a Long Name, and
+// every datagram in flight has arrived (acks included). It returns what
+// the peer printed meanwhile.
 func (s *Sim) Do(name, line string) ([]string, error) {
 	p := s.procs[name]
 	if p == nil {
@@ -205,7 +206,7 @@ func (s *Sim) Do(name, line string) ([]string, error) {
 	before := len(p.out)
 	s.input(p, line)
 	limit := s.now.Add(5 * time.Minute)
-	for !p.core.Idle() && s.err == nil {
+	for !p.core.Idle() && !p.core.WantsLongName() && s.err == nil {
 		if !s.step() || s.now.After(limit) {
 			return p.out[before:], fmt.Errorf("sim: %s: %q did not finish (printed %q)", name, line, p.out[before:])
 		}
@@ -261,6 +262,8 @@ func (s *Sim) exec(from netip.AddrPort, p *simProc, outs []Output) {
 			tracePrint(log, o.Line)
 		case Event:
 			traceEvent(log, o)
+		case Notice:
+			traceEvent(log, event(o.Line))
 		case PersistServer:
 			if err := s.sstore.Save(o.State, o.Reply, o.Forget...); err != nil {
 				s.err = err

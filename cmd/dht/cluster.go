@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -138,7 +137,7 @@ func (c *localCluster) peer(user string) *livePeer {
 		LoadData: loadData(c.data),
 		Rand:     rand.New(rand.NewPCG(seed, 0x9ee7)),
 	})
-	p := &livePeer{user: user, lines: make(chan string), kick: make(chan struct{}, 1), done: make(chan struct{})}
+	p := &livePeer{user: user, lines: make(chan string), kick: make(chan struct{}, 1), done: make(chan struct{}), wantsAt: -1}
 	ctx, cancel := context.WithCancel(c.ctx)
 	p.cancel = cancel
 	r := &app.PeerRunner{
@@ -151,7 +150,8 @@ func (c *localCluster) peer(user string) *livePeer {
 		OpenStore: func(string) (app.PeerStore, error) {
 			return store.OpenPeer(filepath.Join(c.dir, "dht-peer-"+user+".db"))
 		},
-		Idle: p.idle,
+		Idle:      p.idle,
+		WantsLine: p.wantsLine,
 	}
 	go func() {
 		p.err = r.Run(ctx)
@@ -162,13 +162,14 @@ func (c *localCluster) peer(user string) *livePeer {
 	return p
 }
 
-// do types one line at user's peer and, unless the line leaves a command
-// waiting for the next line, waits until the peer has finished it. It
-// returns what the peer printed since the previous line.
+// do types one line at user's peer and waits until the peer has finished
+// it, or waits for the next line as its Long Name (a query-dht typed
+// without one, which the server answered SUCCESS). It returns what the
+// peer printed since the previous line.
 func (c *localCluster) do(user, line string, timeout time.Duration) ([]string, error) {
 	p := c.peer(user)
 	err := p.send(line, timeout)
-	if err == nil && !awaitsLongName(line) {
+	if err == nil {
 		err = p.wait(timeout)
 	}
 	if err != nil && c.ctx.Err() != nil {
@@ -189,11 +190,16 @@ func (c *localCluster) sleep(d time.Duration) error {
 	}
 }
 
-// awaitsLongName reports a query-dht without its Long Name: the peer reads
-// the next line as the Long Name and stays busy until then.
-func awaitsLongName(line string) bool {
-	f := strings.Fields(line)
-	return len(f) == 2 && f[0] == "query-dht"
+// awaitsLongName reports that user's peer, after the last line typed at
+// it, waits for the next as a Long Name.
+func (c *localCluster) awaitsLongName(user string) bool {
+	p := c.peers[user]
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.wantsAt == p.sent
 }
 
 // stop ends every peer (as SIGINT would: files closed cleanly, tables
@@ -236,16 +242,27 @@ type livePeer struct {
 	sent   int   // lines handed to the runner (driver goroutine only)
 
 	mu      sync.Mutex
-	idleAt  int // the runner was idle after reading this many lines
+	idleAt  int // the runner was idle, or wanted a Long Name, after reading this many lines
+	wantsAt int // the runner wanted a Long Name after reading this many lines (-1: not since)
 	partial []byte
 	out     []string
 	kick    chan struct{}
 }
 
 // idle is the runner's Idle hook.
-func (p *livePeer) idle(linesRead int) {
+func (p *livePeer) idle(linesRead int) { p.ready(linesRead, false) }
+
+// wantsLine is the runner's WantsLine hook.
+func (p *livePeer) wantsLine(linesRead int) { p.ready(linesRead, true) }
+
+// ready notes that the peer is done with the lines read so far: idle, or
+// waiting for the next as a Long Name.
+func (p *livePeer) ready(linesRead int, wants bool) {
 	p.mu.Lock()
-	p.idleAt = linesRead
+	p.idleAt, p.wantsAt = linesRead, -1
+	if wants {
+		p.wantsAt = linesRead
+	}
 	p.mu.Unlock()
 	select {
 	case p.kick <- struct{}{}:

@@ -96,11 +96,20 @@ const lineWait = 60 * time.Second // only a guard against hangs, never a measure
 
 func startProc(t *testing.T, name, dir string, args ...string) *proc {
 	t.Helper()
+	return startProcIn(t, name, dir, nil, args...)
+}
+
+// startProcIn is startProc with stdin read from a file (a file or a
+// terminal) instead of a pipe that send writes to; nil: a pipe.
+func startProcIn(t *testing.T, name, dir string, stdin *os.File, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, name: name, out: make(chan string, 4096), errs: make(chan string, 1<<16), waited: make(chan struct{})}
 	p.cmd = exec.Command(dhtBinary(t), args...)
 	p.cmd.Dir = dir
 	var err error
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+	if stdin != nil {
+		p.cmd.Stdin = stdin
+	} else if p.stdin, err = p.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
 	stdout, err := p.cmd.StdoutPipe()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -30,7 +31,10 @@ func peerCommand(e env) *cli.Command {
 			app.HelpText() + "\n\n" +
 			"The peer binds IPV4:PORT when it registers and sends everything from there. Its\n" +
 			"local table lives in the bbolt file --db. It keeps running at end of input while\n" +
-			"registered, and exits after deregister or on SIGINT/SIGTERM.",
+			"registered (it says so on stderr), and exits after deregister or on SIGINT/SIGTERM.\n" +
+			"A query-dht typed without its Long Name asks the server first: after SUCCESS the next\n" +
+			"line is the Long Name (at a terminal the peer asks for it), after FAILURE it is a\n" +
+			"command of its own. A line over 1 MiB is refused, with a note on stderr.",
 		Flags: append([]cli.Flag{
 			dataFlag("the dataset this peer spreads when it leads a ring"),
 			&cli.StringFlag{Name: "db", Usage: "bbolt file of the local table (default dht-peer-NAME.db)"},
@@ -81,6 +85,7 @@ func peerCommand(e env) *cli.Command {
 				Core:   core,
 				Lines:  app.LinesFrom(e.stdin, ctx.Done()),
 				Out:    e.stdout,
+				Notes:  e.stderr,
 				Log:    log,
 				Faults: faults,
 				OpenStore: func(name string) (app.PeerStore, error) {
@@ -104,8 +109,20 @@ func peerCommand(e env) *cli.Command {
 					}
 				}
 				r.Idle, r.WantsLine = prompt(peerPrompt), prompt(longNamePrompt)
+				// Ctrl-D at a prompt leaves the cursor after it.
+				r.Notes = lineFirst{e.stderr}
 			}
 			return r.Run(ctx)
 		},
 	}
+}
+
+// lineFirst starts what it writes on a line of its own.
+type lineFirst struct{ w io.Writer }
+
+func (l lineFirst) Write(b []byte) (int, error) {
+	if _, err := io.WriteString(l.w, "\n"); err != nil {
+		return 0, err
+	}
+	return l.w.Write(b)
 }

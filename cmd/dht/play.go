@@ -27,8 +27,9 @@ const playSyntax = `A scenario is a text file, one line at a time:
 USER: LINE types LINE at USER's peer, started on first use (USER is a label
 for a terminal; it is usually the name the peer registers). play waits until
 that peer has finished the command (its result lines are printed) before it
-reads the next line, so a scenario runs the same way every time; a query-dht
-with no Long Name is the exception: the peer's next line is its Long Name.
+reads the next line, so a scenario runs the same way every time. A query-dht
+with no Long Name waits for the server's answer only: after SUCCESS the
+peer's next line is its Long Name; after FAILURE it is a command of its own.
 
 USER: expect SUCCESS|FAILURE [TEXT] checks USER's last command: SUCCESS if
 it printed at least one result line and no FAILURE, FAILURE if one of its
@@ -277,8 +278,9 @@ func playSleepArg(f []string) (time.Duration, error) {
 	return d, nil
 }
 
-// playResultLine matches a command's result line (records and help text do not).
-var playResultLine = regexp.MustCompile(`^[a-z][a-z-]* (SUCCESS|FAILURE)\b`)
+// playResultLine matches a command's result line, an unknown command's
+// too (records and help text do not).
+var playResultLine = regexp.MustCompile(`^\S+ (SUCCESS|FAILURE)\b`)
 
 // playOutcome sums up what a command printed: SUCCESS, FAILURE, or "" when it
 // printed no result line.
@@ -315,7 +317,7 @@ func play(cl *localCluster, steps []playStep, ports map[string]uint16, timeout t
 			})
 			fmt.Fprintf(out, "%s> %s\n", s.user, line)
 			l := lastOf[s.user]
-			if l == nil || !awaitsLongName(l.line) {
+			if l == nil || !cl.awaitsLongName(s.user) {
 				l = &last{line: line}
 				lastOf[s.user] = l
 			} else {

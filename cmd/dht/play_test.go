@@ -75,6 +75,9 @@ bob: register bob 127.0.0.1 ${PORT:b}
 alice: setup-dht 2 alice
 bob: query-dht bob
 bob: Aruba
+carol: register carol 127.0.0.1 ${PORT:c}
+carol: query-dht carol
+carol: Aruba
 alice: teardown-dht alice
 bob: deregister bob
 `)
@@ -96,9 +99,17 @@ bob: deregister bob
 		"alice> setup-dht 2 alice",
 		"setup-dht SUCCESS: ring of 2: alice bob",
 		"dht-complete SUCCESS",
+		// Refused, the query-dht takes no Long Name: the next line is a
+		// command.
 		"bob> query-dht bob",
-		"bob> Aruba",
 		"query-dht FAILURE: bob maintains the DHT (InDHT); only Free users may query",
+		"bob> Aruba",
+		"Aruba FAILURE: unknown command (type help for the list)",
+		"carol> register carol 127.0.0.1 PORT",
+		"register SUCCESS",
+		"carol> query-dht carol",
+		"carol> Aruba",
+		"query-dht SUCCESS: found at node alice (id 0) after 0 hops",
 		"alice> teardown-dht alice",
 		"teardown-dht SUCCESS",
 		"teardown-complete SUCCESS",

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -149,24 +150,83 @@ func TestPeerPromptAtTerminal(t *testing.T) {
 	}
 }
 
-// A query-dht typed at a terminal without its Long Name prompts for it on
-// the next line; the answer comes, then the usual prompt.
+// A query-dht typed at a terminal without its Long Name asks the server
+// first: refused, it prints the FAILURE and prompts for the next command;
+// answered, it prompts for the Long Name on the next line, then answers.
 func TestPeerPromptsForTheLongName(t *testing.T) {
 	dir, _, ports := e2eSetup(t)
-	server := startProc(t, "server", dir, "server", "--db", "server.db", "--addr", "127.0.0.1", strconv.Itoa(ports[0]))
+	sport := strconv.Itoa(ports[0])
+	server := startProc(t, "server", dir, "server", "--db", "server.db", "--addr", "127.0.0.1", sport)
 	server.waitTrace("msg=listening")
-	p := startTerminalPeer(t, "--db", dir+"/alice.db", "127.0.0.1", strconv.Itoa(ports[0]))
-	p.typeLine("register alice 127.0.0.1 "+strconv.Itoa(ports[1]), peerPrompt, 2)
-	p.typeLine("query-dht alice", longNamePrompt, 1)
-	p.typeLine("Republic of Nowhere", peerPrompt, 3)
-	if _, err := p.master.WriteString("deregister alice\n"); err != nil {
+
+	// No DHT: no Long Name asked for.
+	p := startTerminalPeer(t, "--db", dir+"/dave.db", "127.0.0.1", sport)
+	p.typeLine("register dave 127.0.0.1 "+strconv.Itoa(ports[4]), peerPrompt, 2)
+	p.typeLine("query-dht dave", peerPrompt, 3)
+	if _, err := p.master.WriteString("deregister dave\n"); err != nil {
 		t.Fatal(err)
 	}
 	p.exited("after deregister")
-	if got, want := p.errOut.String(), "type help for commands\n"+peerPrompt+peerPrompt+longNamePrompt+peerPrompt; !strings.HasPrefix(got, want) {
+	if got, want := p.errOut.String(), "type help for commands\n"+strings.Repeat(peerPrompt, 3); got != want {
+		t.Fatalf("stderr: %q, want %q", got, want)
+	}
+	if o, want := p.out.String(), "register SUCCESS\nquery-dht FAILURE: no DHT exists\nderegister SUCCESS\n"; o != want {
+		t.Fatalf("stdout: %q, want %q", o, want)
+	}
+
+	// A ring of alice and bob; carol, Free, is asked for the Long Name.
+	for i, u := range []string{"alice", "bob"} {
+		q := startProc(t, u, dir, "peer", "--quiet", "--data", datasetPath(t), "--db", u+".db", "127.0.0.1", sport)
+		q.do("register "+u+" 127.0.0.1 "+strconv.Itoa(ports[i+1]), "register SUCCESS")
+		if u == "bob" {
+			q.do("setup-dht 2 bob", "setup-dht SUCCESS")
+			q.expect("dht-complete SUCCESS")
+		}
+	}
+	p = startTerminalPeer(t, "--db", dir+"/carol.db", "127.0.0.1", sport)
+	p.typeLine("register carol 127.0.0.1 "+strconv.Itoa(ports[3]), peerPrompt, 2)
+	p.typeLine("query-dht carol", longNamePrompt, 1)
+	p.typeLine("Aruba", peerPrompt, 3)
+	if _, err := p.master.WriteString("deregister carol\n"); err != nil {
+		t.Fatal(err)
+	}
+	p.exited("after deregister")
+	if got, want := p.errOut.String(), "type help for commands\n"+strings.Repeat(peerPrompt, 2)+longNamePrompt+peerPrompt; !strings.HasPrefix(got, want) {
 		t.Fatalf("stderr: %q, want it to start %q", got, want)
 	}
-	if o := p.out.String(); !strings.Contains(o, "register SUCCESS") || !strings.Contains(o, "query-dht FAILURE") || strings.Contains(o, longNamePrompt) {
+	if o := p.out.String(); !strings.Contains(o, "query-dht SUCCESS: found at node ") || !strings.Contains(o, "\nLong Name: Aruba\n") || strings.Contains(o, peerPrompt) {
 		t.Fatalf("stdout: %q", o)
+	}
+}
+
+// Ctrl-D at a terminal while registered ends the input, says so on
+// stderr, and the peer goes on serving the ring (here: it is chosen for
+// one) until SIGTERM.
+func TestPeerCtrlDWhileRegistered(t *testing.T) {
+	dir, _, ports := e2eSetup(t)
+	sport := strconv.Itoa(ports[0])
+	server := startProc(t, "server", dir, "server", "--db", "server.db", "--addr", "127.0.0.1", sport)
+	server.waitTrace("msg=listening")
+	master, slave := openPTY(t)
+	t.Cleanup(func() { slave.Close(); master.Close() })
+	carol := startProcIn(t, "carol", dir, slave, "peer", "--quiet", "--db", "carol.db", "127.0.0.1", sport)
+	carol.waitTrace("type help for commands")
+	if _, err := master.WriteString("register carol 127.0.0.1 " + strconv.Itoa(ports[2]) + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	carol.expect("register SUCCESS")
+	if _, err := master.WriteString("\x04"); err != nil { // VEOF at the start of a line
+		t.Fatal(err)
+	}
+	carol.waitTrace("input ended; still registered as carol, serving the ring until stopped (Ctrl-C or SIGTERM)")
+	alice := startProc(t, "alice", dir, "peer", "--quiet", "--data", datasetPath(t), "--db", "alice.db", "127.0.0.1", sport)
+	alice.do("register alice 127.0.0.1 "+strconv.Itoa(ports[1]), "register SUCCESS")
+	alice.do("setup-dht 2 alice", "setup-dht SUCCESS: ring of 2: alice carol")
+	alice.expect("dht-complete SUCCESS")
+	if err := carol.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.wait(); err != nil {
+		t.Fatalf("carol after SIGTERM: %v", err)
 	}
 }

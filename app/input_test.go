@@ -1,0 +1,222 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"dht/dataset"
+	"dht/store"
+)
+
+// typeAtOnce types every line at user's peer before the network carries
+// anything, as a pipe or a file delivers them, then runs the network until
+// the peer has finished them all. It returns what the peer printed.
+func typeAtOnce(t *testing.T, s *simNet, user string, lines []string) []string {
+	t.Helper()
+	p := s.procs[user]
+	before := len(p.out)
+	for _, l := range lines {
+		s.input(user, l)
+	}
+	for !p.core.Idle() {
+		if !s.step() {
+			t.Fatalf("seed %d: %s: %q never finished (printed %q)", s.seed, user, lines, p.out[before:])
+		}
+	}
+	return slices.Clone(p.out[before:])
+}
+
+// typeOneByOne types each line once the peer has done what it can with the
+// one before, as a person at a terminal does.
+func typeOneByOne(t *testing.T, s *simNet, user string, lines []string) []string {
+	t.Helper()
+	var out []string
+	for _, l := range lines {
+		out = append(out, s.do(user, l)...)
+	}
+	return out
+}
+
+// A query-dht typed without its Long Name takes the next line as the Long
+// Name once the server has answered SUCCESS, and only then: refused, it
+// takes none, and the next line is a command. The lines are taken in the
+// order they came, the same whether they came at once or one by one.
+func TestQueryLongNameOnTheNextLine(t *testing.T) {
+	type typing func(*testing.T, *simNet, string, []string) []string
+	ways := []struct {
+		name string
+		do   typing
+	}{{"at once", typeAtOnce}, {"one by one", typeOneByOne}}
+	// record is the result of a query that found longName: its first line
+	// and the Long Name line of the record.
+	found := func(longName string) string { return "query-dht SUCCESS\nLong Name: " + longName }
+	summary := func(out []string) []string {
+		var got []string
+		for _, o := range out {
+			first, rest, _ := strings.Cut(o, "\n")
+			if strings.HasPrefix(first, "query-dht SUCCESS") {
+				for _, l := range strings.Split(rest, "\n") {
+					if strings.HasPrefix(l, "Long Name: ") {
+						first = "query-dht SUCCESS\n" + l
+					}
+				}
+			}
+			got = append(got, first)
+		}
+		return got
+	}
+	for _, w := range ways {
+		t.Run("in a DHT/"+w.name, func(t *testing.T) {
+			s, _ := ringOfFour(t, 3)
+			free := freeUser(s)
+			lines := []string{
+				"query-dht " + free,
+				"Aruba",
+				"query-dht " + free,
+				"# a comment is no Long Name",
+				"",
+				"Republic of Chile",
+				"query-dht " + free + " Kingdom of Spain",
+				"query-dht " + free,
+				"Kingdom of Atlantis",
+			}
+			want := []string{
+				found("Aruba"),
+				found("Republic of Chile"),
+				found("Kingdom of Spain"),
+				`query-dht FAILURE: "Kingdom of Atlantis" not found in the DHT`,
+			}
+			got := summary(w.do(t, s, free, lines))
+			if len(got) != len(want) {
+				t.Fatalf("printed %q, want %q", got, want)
+			}
+			for i := range want {
+				if !strings.HasPrefix(got[i], want[i]) {
+					t.Fatalf("result %d: %q, want %q (all: %q)", i, got[i], want[i], got)
+				}
+			}
+		})
+		t.Run("no DHT/"+w.name, func(t *testing.T) {
+			s := newSim(t, 3, nil)
+			setupFive(t, s)
+			lines := []string{"query-dht bob", "Aruba", "query-dht bob Aruba", "help"}
+			want := []string{
+				"query-dht FAILURE: no DHT exists",
+				"Aruba FAILURE: unknown command (type help for the list)",
+				"query-dht FAILURE: no DHT exists",
+				"commands (one per line; blank lines and lines starting with # are skipped):",
+			}
+			if got := summary(w.do(t, s, "bob", lines)); !slices.Equal(got, want) {
+				t.Fatalf("printed %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// The end of input is no surprise: a registered peer says on Notes that it
+// goes on serving (an unregistered one exits: see
+// TestRunnerRefusedRegisterFreesItsAddress).
+// A line longer than MaxInputLine is refused with a note, and the lines
+// after it are read as usual.
+func TestRunnerInputEndAndLongLines(t *testing.T) {
+	cl, err := StartCluster(ClusterConfig{Dir: t.TempDir(), Users: 1, Data: dataset.SyntheticSource{N: 10, Seed: 1}, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := cl.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	ports, err := freePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := strings.Join([]string{
+		"help " + strings.Repeat("y", 3*MaxInputLine),
+		fmt.Sprintf("register zed 127.0.0.1 %d", ports[0]),
+		"query-dht zed",
+		strings.Repeat("x", MaxInputLine+1), // a command of its own: the query-dht was refused
+		"query-dht zed " + strings.Repeat("z", 2000),
+	}, "\r\n") // without a final line end
+	out := make(chan printed, 16)
+	notes := make(chan printed, 16)
+	dir := t.TempDir()
+	r := &PeerRunner{
+		Core:  NewPeer(PeerConfig{Server: netip.MustParseAddrPort(cl.Server.Conn.LocalAddr().String())}),
+		Lines: LinesFrom(strings.NewReader(input), nil),
+		Out:   lineWriter(out),
+		Notes: lineWriter(notes),
+		OpenStore: func(name string) (PeerStore, error) {
+			return store.OpenPeer(filepath.Join(dir, "dht-peer-"+name+".db"))
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	wantNotes := []string{
+		fmt.Sprintf(`input: a line of more than %d bytes ignored (it began "help yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"...)`, MaxInputLine),
+		fmt.Sprintf(`input: a line of more than %d bytes ignored (it began "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"...)`, MaxInputLine),
+		"input ended; still registered as zed, serving the ring until stopped (Ctrl-C or SIGTERM)",
+	}
+	var gotNotes []string
+	for len(gotNotes) < len(wantNotes) {
+		select {
+		case n := <-notes:
+			gotNotes = append(gotNotes, n.line)
+		case err := <-done:
+			t.Fatalf("the peer stopped: %v (notes %q)", err, gotNotes)
+		case <-time.After(time.Minute):
+			t.Fatalf("notes %q, want %q", gotNotes, wantNotes)
+		}
+	}
+	if !slices.Equal(gotNotes, wantNotes) {
+		t.Fatalf("notes %q, want %q", gotNotes, wantNotes)
+	}
+	// Every result was printed before the peer was idle at the end of
+	// its input.
+	var got []string
+	for len(out) > 0 {
+		got = append(got, (<-out).line)
+	}
+	want := []string{
+		"register SUCCESS",
+		"query-dht FAILURE: no DHT exists",
+		"query-dht FAILURE: Long Name too long (2000 bytes, at most 1024)",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("printed %q, want %q", got, want)
+	}
+	// Still registered, and serving: it stops when told to.
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// A line over MaxInputLine is no command; as the Long Name a query-dht
+// waits for, it fails that query-dht.
+func TestOverlongLines(t *testing.T) {
+	p := NewPeer(PeerConfig{Server: fzServer})
+	outs := p.Input(time.Unix(1_700_000_000, 0), "register "+strings.Repeat("a", MaxInputLine))
+	if len(outs) != 1 {
+		t.Fatalf("outputs %+v, want one notice", outs)
+	}
+	if n, ok := outs[0].(Notice); !ok || !strings.HasPrefix(n.Line, "input: a line of more than ") {
+		t.Fatalf("output %+v, want a notice", outs[0])
+	}
+
+	s, _ := ringOfFour(t, 6)
+	free := freeUser(s)
+	s.do(free, "query-dht "+free)
+	s.mustDo(free, strings.Repeat("x", MaxInputLine+1), fmt.Sprintf("query-dht FAILURE: Long Name too long (a line of more than %d bytes)", MaxInputLine))
+	s.do(free, "query-dht "+free)
+	s.mustDo(free, strings.Repeat("x", 1025), "query-dht FAILURE: Long Name too long (1025 bytes, at most 1024)")
+	s.mustDo(free, "query-dht "+free+" Aruba", "query-dht SUCCESS")
+}
