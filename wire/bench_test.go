@@ -54,3 +54,39 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// Append allocates nothing when b has room; Decode allocates the copy of
+// the body, the message's interface value and each list it holds, and
+// nothing else.
+func TestAllocations(t *testing.T) {
+	for _, g := range goldens {
+		t.Run(g.name, func(t *testing.T) {
+			var m Message = g.msg // box once: the runner holds a Message already
+			buf := make([]byte, 0, MaxDatagram)
+			if n := testing.AllocsPerRun(100, func() { _, _ = Append(buf[:0], g.id, g.flags, m) }); n != 0 {
+				t.Errorf("Append: %v allocations, want 0", n)
+			}
+			b := unhex(t, g.hex)
+			want := 2.0 // the body and the interface value
+			switch m := g.msg.(type) {
+			case Reply:
+				if len(m.Members) > 0 {
+					want++
+				}
+			case Store:
+				if len(m.Records) > 0 {
+					want++
+				}
+			case Ack:
+				if len(m.More) > 0 {
+					want++
+				} else {
+					want-- // a nil list boxes for free
+				}
+			}
+			if n := testing.AllocsPerRun(100, func() { _, _, _ = Decode(b) }); n != want {
+				t.Errorf("Decode: %v allocations, want %v", n, want)
+			}
+		})
+	}
+}
