@@ -26,21 +26,6 @@ func BenchmarkAppendStore(b *testing.B) {
 	}
 }
 
-func BenchmarkDecodeStore(b *testing.B) {
-	d, err := Append(nil, 1, 0, benchStore)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var st Store
-	b.ReportAllocs()
-	b.SetBytes(int64(len(d)))
-	for b.Loop() {
-		if err := DecodeStore(d, &st); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 func BenchmarkDecode(b *testing.B) {
 	d, err := Append(nil, 1, 0, benchStore)
 	if err != nil {

@@ -359,29 +359,6 @@ func keep[M Message](d *decoder, v M) Message {
 	return v
 }
 
-// DecodeStore decodes a Store datagram into *into, reusing the capacity of
-// into.Records, for the hot path of a populate round. The previous contents
-// of into.Records are overwritten, so the caller must not keep that slice
-// (nor the records in it) across calls. The strings are copied from b as in
-// Decode. A valid datagram of another type gives ErrWrongType; on any error
-// into is left with N 0 and no records (capacity kept). Use DecodeHeader
-// first to learn the type and the id.
-func DecodeStore(b []byte, into *Store) error {
-	h, err := DecodeHeader(b)
-	if err == nil && h.Type != TypeStore {
-		err = &Error{Type: h.Type, Err: ErrWrongType}
-	}
-	if err == nil {
-		d := decoder{s: string(b[HeaderLen:])}
-		d.store(into)
-		err = d.finish(TypeStore)
-	}
-	if err != nil {
-		into.N, into.Records = 0, into.Records[:0]
-	}
-	return err
-}
-
 // encoder appends to b. The first failure sticks: later calls may still
 // append, but Append then discards the bytes.
 type encoder struct {
@@ -632,16 +609,15 @@ func (d *decoder) reply() Reply {
 	return r
 }
 
-// store decodes a Store body into *st, reusing the capacity of st.Records.
-// A Store with no records gets st.Records[:0] (nil for a zero Store).
+// store decodes a Store body into *st. A Store with no records has nil
+// Records.
 func (d *decoder) store(st *Store) {
 	st.N = d.u16("n")
 	n := d.count(maxCount, minRecordLen, "records")
-	if cap(st.Records) >= n {
-		st.Records = st.Records[:n]
-	} else {
-		st.Records = make([]Record, n)
+	if n == 0 {
+		return
 	}
+	st.Records = make([]Record, n)
 	for i := range st.Records {
 		if d.record(&st.Records[i]) {
 			d.field = "records[" + strconv.Itoa(i) + "]." + d.field
