@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"strconv"
+	"reflect"
 )
 
 // Header is the fixed part that opens every datagram.
@@ -41,137 +41,30 @@ const _ = uint8(MaxName)
 // carries a record, or the datagram would exceed MaxDatagram. (On error the
 // spare capacity of b, past len(b), may have been written.)
 func Append(b []byte, id uint32, flags Flags, m Message) ([]byte, error) {
-	start := len(b)
-	e := encoder{b: b}
-	e.b = binary.BigEndian.AppendUint16(e.b, Magic)
-	e.b = append(e.b, Version, 0) // the type byte is set below
-	e.b = binary.BigEndian.AppendUint32(e.b, id)
-	e.b = append(e.b, byte(flags))
-
-	switch m := m.(type) {
-	case Register:
-		e.name(m.Name, "name")
-		e.addr(m.Addr, "addr")
-	case SetupDHT:
-		e.u16(m.N)
-		e.name(m.Name, "name")
-	case DHTComplete:
-		e.name(m.Name, "name")
-	case QueryDHT:
-		e.name(m.Name, "name")
-	case LeaveDHT:
-		e.name(m.Name, "name")
-	case DHTRebuilt:
-		e.name(m.Name, "name")
-		e.name(m.NewLeader, "new_leader")
-	case Deregister:
-		e.name(m.Name, "name")
-	case TeardownDHT:
-		e.name(m.Name, "name")
-	case TeardownComplete:
-		e.name(m.Name, "name")
-	case Reply:
-		e.bool(m.OK)
-		e.str(m.Reason, MaxReason, "reason")
-		if len(m.Members) > MaxMembers {
-			e.fail("members", ErrTooLong)
-			break
-		}
-		e.u16(uint16(len(m.Members)))
-		for i := range m.Members {
-			if e.member(m.Members[i], "") {
-				e.field = "members[" + strconv.Itoa(i) + "]." + e.field
-				break
-			}
-		}
-	case SetID:
-		e.u16(m.ID)
-		e.u16(m.N)
-		e.member(m.Left, "left")
-		e.member(m.Right, "right")
-	case Store:
-		e.u16(m.N)
-		if len(m.Records) > maxCount {
-			e.fail("records", ErrTooLong)
-			break
-		}
-		e.u16(uint16(len(m.Records)))
-		for i := range m.Records {
-			if e.record(&m.Records[i]) {
-				e.field = "records[" + strconv.Itoa(i) + "]." + e.field
-				break
-			}
-			if len(e.b)-start > MaxDatagram {
-				e.fail("records", ErrTooLong) // stop early: the caller sent far too many
-				break
-			}
-		}
-	case Flush:
-		e.name(m.Leader, "leader")
-		e.u16(m.N)
-	case Query:
-		e.u32(m.ReqID)
-		e.member(m.Querier, "querier")
-		e.u16(m.Hops)
-		e.str(m.LongName, MaxField, "long_name")
-	case QueryResult:
-		e.u32(m.ReqID)
-		e.bool(m.Found)
-		e.name(m.Node, "node")
-		e.u16(m.NodeID)
-		e.u16(m.Hops)
-		e.str(m.LongName, MaxField, "long_name")
-		switch {
-		case m.Found:
-			if e.record(&m.Record) {
-				e.field = "record." + e.field
-			}
-		case m.Record != Record{}:
-			e.fail("record", ErrInvalid) // it would be dropped silently
-		}
-	case Teardown:
-		e.name(m.Origin, "origin")
-		e.bool(m.KeepNeighbours)
-	case ResetID:
-		e.name(m.Origin, "origin")
-		e.u16(m.ID)
-		e.u16(m.N)
-	case ResetLeft:
-		e.member(m.Left, "left")
-	case ResetRight:
-		e.member(m.Right, "right")
-	case RebuildDHT:
-		e.member(m.Leaver, "leaver")
-	case Rebuilt:
-		e.bool(m.OK)
-		e.str(m.Reason, MaxReason, "reason")
-		e.name(m.NewLeader, "new_leader")
-	case Ack:
-		if len(m.More) > MaxAcks {
-			e.fail("more", ErrTooLong)
-			break
-		}
-		e.u16(uint16(len(m.More)))
-		for _, id := range m.More {
-			e.u32(id)
-		}
-	default:
-		// Not m.Type(): m may be a nil pointer.
+	bm, ok := asBody(m)
+	if !ok {
+		// %T, not m.Type(): m may be a nil pointer.
 		return b, &Error{Field: fmt.Sprintf("%T", m), Err: ErrUnknownType}
 	}
-
-	t := m.Type()
+	t := bm.Type()
 	if flags&^knownFlags != 0 {
 		return b, &Error{Type: t, Field: "flags", Err: ErrFlags}
 	}
-	if e.err == nil && len(e.b)-start > MaxDatagram {
-		e.fail("datagram", ErrTooLong)
+	start := len(b)
+	e := encoder{start: start}
+	e.b = binary.BigEndian.AppendUint16(b, Magic)
+	e.b = append(e.b, Version, byte(t))
+	e.b = binary.BigEndian.AppendUint32(e.b, id)
+	e.b = append(e.b, byte(flags))
+	out, err := bm.appendBody(e)
+	if err == nil && len(out)-start > MaxDatagram {
+		err = &Error{Field: "datagram", Err: ErrTooLong}
 	}
-	if e.err != nil {
-		return b, &Error{Type: t, Field: e.field, Err: e.err}
+	if err != nil {
+		err.Type = t
+		return b, err
 	}
-	e.b[start+3] = byte(t)
-	return e.b, nil
+	return out, nil
 }
 
 // EncodedLen returns the exact length of the datagram Append produces for m,
@@ -179,65 +72,22 @@ func Append(b []byte, id uint32, flags Flags, m Message) ([]byte, error) {
 // it is the length the encoding would have; for a value that is not one of
 // this package's body types it is 0.
 func EncodedLen(m Message) int {
-	n := HeaderLen
-	switch m := m.(type) {
-	case Register:
-		n += nameLen(m.Name) + addrLen
-	case SetupDHT:
-		n += 2 + nameLen(m.Name)
-	case DHTComplete:
-		n += nameLen(m.Name)
-	case QueryDHT:
-		n += nameLen(m.Name)
-	case LeaveDHT:
-		n += nameLen(m.Name)
-	case DHTRebuilt:
-		n += nameLen(m.Name) + nameLen(m.NewLeader)
-	case Deregister:
-		n += nameLen(m.Name)
-	case TeardownDHT:
-		n += nameLen(m.Name)
-	case TeardownComplete:
-		n += nameLen(m.Name)
-	case Reply:
-		n += 1 + strLen(m.Reason) + 2
-		for i := range m.Members {
-			n += memberLen(m.Members[i])
-		}
-	case SetID:
-		n += 2 + 2 + memberLen(m.Left) + memberLen(m.Right)
-	case Store:
-		n = StoreOverhead
-		for i := range m.Records {
-			n += RecordLen(m.Records[i])
-		}
-	case Flush:
-		n += nameLen(m.Leader) + 2
-	case Query:
-		n += 4 + memberLen(m.Querier) + 2 + strLen(m.LongName)
-	case QueryResult:
-		n += 4 + 1 + nameLen(m.Node) + 2 + 2 + strLen(m.LongName)
-		if m.Found {
-			n += RecordLen(m.Record)
-		}
-	case Teardown:
-		n += nameLen(m.Origin) + 1
-	case ResetID:
-		n += nameLen(m.Origin) + 2 + 2
-	case ResetLeft:
-		n += memberLen(m.Left)
-	case ResetRight:
-		n += memberLen(m.Right)
-	case RebuildDHT:
-		n += memberLen(m.Leaver)
-	case Rebuilt:
-		n += 1 + strLen(m.Reason) + nameLen(m.NewLeader)
-	case Ack:
-		n += 2 + 4*len(m.More)
-	default:
+	bm, ok := asBody(m)
+	if !ok {
 		return 0
 	}
-	return n
+	return HeaderLen + bm.bodyLen()
+}
+
+// asBody returns m as one of this package's body types. A pointer to one
+// is not: it has the methods too, but Decode gives values, and a nil one
+// would panic.
+func asBody(m Message) (body, bool) {
+	bm, ok := m.(body)
+	if !ok || reflect.TypeOf(m).Kind() == reflect.Pointer {
+		return nil, false
+	}
+	return bm, true
 }
 
 // RecordLen returns the encoded length of r inside a Store body.
@@ -294,105 +144,28 @@ func Decode(b []byte) (Header, Message, error) {
 	if err != nil {
 		return h, nil, err
 	}
-	d := decoder{s: string(b[HeaderLen:])}
-	var m Message
-	switch h.Type {
-	case TypeRegister:
-		m = keep(&d, Register{Name: d.name("name"), Addr: d.addr("addr")})
-	case TypeSetupDHT:
-		m = keep(&d, SetupDHT{N: d.u16("n"), Name: d.name("name")})
-	case TypeDHTComplete:
-		m = keep(&d, DHTComplete{Name: d.name("name")})
-	case TypeQueryDHT:
-		m = keep(&d, QueryDHT{Name: d.name("name")})
-	case TypeLeaveDHT:
-		m = keep(&d, LeaveDHT{Name: d.name("name")})
-	case TypeDHTRebuilt:
-		m = keep(&d, DHTRebuilt{Name: d.name("name"), NewLeader: d.name("new_leader")})
-	case TypeDeregister:
-		m = keep(&d, Deregister{Name: d.name("name")})
-	case TypeTeardownDHT:
-		m = keep(&d, TeardownDHT{Name: d.name("name")})
-	case TypeTeardownComplete:
-		m = keep(&d, TeardownComplete{Name: d.name("name")})
-	case TypeReply:
-		m = keep(&d, d.reply())
-	case TypeSetID:
-		m = keep(&d, SetID{ID: d.u16("id"), N: d.u16("n"), Left: d.member("left"), Right: d.member("right")})
-	case TypeStore:
-		var st Store
-		d.store(&st)
-		m = keep(&d, st)
-	case TypeFlush:
-		m = keep(&d, Flush{Leader: d.name("leader"), N: d.u16("n")})
-	case TypeQuery:
-		m = keep(&d, Query{ReqID: d.u32("req_id"), Querier: d.member("querier"), Hops: d.u16("hops"), LongName: d.str(MaxField, "long_name")})
-	case TypeQueryResult:
-		m = keep(&d, d.queryResult())
-	case TypeTeardown:
-		m = keep(&d, Teardown{Origin: d.name("origin"), KeepNeighbours: d.bool("keep_neighbours")})
-	case TypeResetID:
-		m = keep(&d, ResetID{Origin: d.name("origin"), ID: d.u16("id"), N: d.u16("n")})
-	case TypeResetLeft:
-		m = keep(&d, ResetLeft{Left: d.member("left")})
-	case TypeResetRight:
-		m = keep(&d, ResetRight{Right: d.member("right")})
-	case TypeRebuildDHT:
-		m = keep(&d, RebuildDHT{Leaver: d.member("leaver")})
-	case TypeRebuilt:
-		m = keep(&d, Rebuilt{OK: d.bool("ok"), Reason: d.str(MaxReason, "reason"), NewLeader: d.name("new_leader")})
-	case TypeAck:
-		m = keep(&d, d.ack())
-	}
-	if err := d.finish(h.Type); err != nil {
+	m, err := messages[h.Type].decode(h.Type, string(b[HeaderLen:]))
+	if err != nil {
 		return h, nil, err
 	}
 	return h, m, nil
 }
 
-// keep returns v as a Message, or nil if decoding failed: boxing allocates,
-// and an error should cost no more than it must.
-func keep[M Message](d *decoder, v M) Message {
-	if d.err != nil {
-		return nil
-	}
-	return v
-}
-
-// DecodeStore decodes a Store datagram into *into, reusing the capacity of
-// into.Records, for the hot path of a populate round. The previous contents
-// of into.Records are overwritten, so the caller must not keep that slice
-// (nor the records in it) across calls. The strings are copied from b as in
-// Decode. A valid datagram of another type gives ErrWrongType; on any error
-// into is left with N 0 and no records (capacity kept). Use DecodeHeader
-// first to learn the type and the id.
-func DecodeStore(b []byte, into *Store) error {
-	h, err := DecodeHeader(b)
-	if err == nil && h.Type != TypeStore {
-		err = &Error{Type: h.Type, Err: ErrWrongType}
-	}
-	if err == nil {
-		d := decoder{s: string(b[HeaderLen:])}
-		d.store(into)
-		err = d.finish(TypeStore)
-	}
-	if err != nil {
-		into.N, into.Records = 0, into.Records[:0]
-	}
-	return err
-}
-
-// encoder appends to b. The first failure sticks: later calls may still
-// append, but Append then discards the bytes.
+// encoder appends to b a datagram that starts at b[start]. The first
+// failure sticks: later calls may still append, but Append then discards
+// the bytes.
 type encoder struct {
 	b     []byte
-	err   error
-	field string
+	start int
+	err   *Error // the first failure; Append sets its Type
 }
+
+// datagramLen is the length of the datagram so far.
+func (e *encoder) datagramLen() int { return len(e.b) - e.start }
 
 func (e *encoder) fail(field string, err error) {
 	if e.err == nil {
-		e.err, e.field = err, field
+		e.err = &Error{Field: field, Err: err}
 	}
 }
 
@@ -447,7 +220,7 @@ func (e *encoder) member(m Member, field string) bool {
 	e.name(m.Name, "name")
 	e.addr(m.Addr, "addr")
 	if e.err != nil && field != "" {
-		e.field = field + "." + e.field
+		e.err.Field = field + "." + e.err.Field
 	}
 	return e.err != nil
 }
@@ -474,15 +247,14 @@ var fieldNames = [NumFields]string{
 // substrings of s, so the body is allocated once. The first failure sticks
 // and every later read returns a zero value.
 type decoder struct {
-	s     string
-	off   int
-	err   error
-	field string
+	s   string
+	off int
+	err *Error // the first failure; finish sets its Type
 }
 
 func (d *decoder) fail(field string, err error) {
 	if d.err == nil {
-		d.err, d.field = err, field
+		d.err = &Error{Field: field, Err: err}
 	}
 }
 
@@ -493,7 +265,8 @@ func (d *decoder) finish(t Type) error {
 		d.fail("", ErrTrailing)
 	}
 	if d.err != nil {
-		return &Error{Type: t, Field: d.field, Err: d.err}
+		d.err.Type = t
+		return d.err
 	}
 	return nil
 }
@@ -582,7 +355,7 @@ func (d *decoder) member(field string) Member {
 	}
 	m := Member{Name: d.name("name"), Addr: d.addr("addr")}
 	if d.err != nil && field != "" {
-		d.field = field + "." + d.field
+		d.err.Field = field + "." + d.err.Field
 	}
 	return m
 }
@@ -614,65 +387,4 @@ func (d *decoder) count(max, minLen int, field string) int {
 		return 0
 	}
 	return n
-}
-
-func (d *decoder) reply() Reply {
-	r := Reply{OK: d.bool("ok"), Reason: d.str(MaxReason, "reason")}
-	n := d.count(MaxMembers, minMemberLen, "members")
-	if n == 0 {
-		return r
-	}
-	r.Members = make([]Member, n)
-	for i := range r.Members {
-		if r.Members[i] = d.member(""); d.err != nil { // count() left d.err nil
-			d.field = "members[" + strconv.Itoa(i) + "]." + d.field
-			break
-		}
-	}
-	return r
-}
-
-// store decodes a Store body into *st, reusing the capacity of st.Records.
-// A Store with no records gets st.Records[:0] (nil for a zero Store).
-func (d *decoder) store(st *Store) {
-	st.N = d.u16("n")
-	n := d.count(maxCount, minRecordLen, "records")
-	if cap(st.Records) >= n {
-		st.Records = st.Records[:n]
-	} else {
-		st.Records = make([]Record, n)
-	}
-	for i := range st.Records {
-		if d.record(&st.Records[i]) {
-			d.field = "records[" + strconv.Itoa(i) + "]." + d.field
-			break
-		}
-	}
-}
-
-func (d *decoder) ack() Ack {
-	n := d.count(MaxAcks, 4, "more")
-	if n == 0 {
-		return Ack{}
-	}
-	a := Ack{More: make([]uint32, n)}
-	for i := range a.More {
-		a.More[i] = d.u32("more")
-	}
-	return a
-}
-
-func (d *decoder) queryResult() QueryResult {
-	q := QueryResult{
-		ReqID:    d.u32("req_id"),
-		Found:    d.bool("found"),
-		Node:     d.name("node"),
-		NodeID:   d.u16("node_id"),
-		Hops:     d.u16("hops"),
-		LongName: d.str(MaxField, "long_name"),
-	}
-	if q.Found && d.record(&q.Record) {
-		d.field = "record." + d.field
-	}
-	return q
 }

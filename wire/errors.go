@@ -28,10 +28,6 @@ var (
 	// pointer, say, or nil).
 	ErrUnknownType = errors.New("unknown type")
 
-	// ErrWrongType means DecodeStore was given a valid datagram of another
-	// type.
-	ErrWrongType = errors.New("unexpected type")
-
 	// ErrFlags means the flags byte has bits other than the known flags.
 	ErrFlags = errors.New("unknown flags")
 
@@ -41,7 +37,7 @@ var (
 	ErrInvalid = errors.New("invalid value")
 )
 
-// Error is the error returned by Append, Decode and DecodeStore.
+// Error is the error returned by Append, Decode and DecodeHeader.
 type Error struct {
 	// Type is the message type, or 0 when the header itself is at fault
 	// and names no known type.

@@ -23,10 +23,20 @@
 // The layout of each message body is given on its type below and in
 // docs/DESIGN.md. A datagram is at most MaxDatagram bytes so that it never
 // fragments on a 1500-byte MTU.
+//
+// Each message type carries its own codec beside its declaration: bodyLen,
+// appendBody and parse, and LogValue for the trace. The table messages
+// gives each Type its name and its decoder; Append, EncodedLen and Decode
+// name no message. Adding a message is a Type constant, its type with those
+// methods and one row in messages; TestMessagesTable then asks for its
+// golden and its layout sample.
 package wire
 
 import (
+	"log/slog"
 	"net/netip"
+	"strconv"
+	"strings"
 )
 
 // Magic and Version open every datagram.
@@ -82,6 +92,49 @@ const (
 	TypeAck              Type = 27 // receiver → sender of any ring message
 )
 
+// messages is the one table of message types, indexed by Type: each row
+// gives the type's name (Type.String) and its decoder, which decodes a body
+// (a copy of it: the message keeps substrings of it). A Type without a row
+// is unknown.
+var messages = [...]struct {
+	name   string
+	decode func(t Type, body string) (Message, error)
+}{
+	TypeRegister:         {"register", decodeAs[Register]},
+	TypeSetupDHT:         {"setup-dht", decodeAs[SetupDHT]},
+	TypeDHTComplete:      {"dht-complete", decodeAs[DHTComplete]},
+	TypeQueryDHT:         {"query-dht", decodeAs[QueryDHT]},
+	TypeLeaveDHT:         {"leave-dht", decodeAs[LeaveDHT]},
+	TypeDHTRebuilt:       {"dht-rebuilt", decodeAs[DHTRebuilt]},
+	TypeDeregister:       {"deregister", decodeAs[Deregister]},
+	TypeTeardownDHT:      {"teardown-dht", decodeAs[TeardownDHT]},
+	TypeTeardownComplete: {"teardown-complete", decodeAs[TeardownComplete]},
+	TypeReply:            {"reply", decodeAs[Reply]},
+	TypeSetID:            {"set-id", decodeAs[SetID]},
+	TypeStore:            {"store", decodeAs[Store]},
+	TypeFlush:            {"flush", decodeAs[Flush]},
+	TypeQuery:            {"query", decodeAs[Query]},
+	TypeQueryResult:      {"query-result", decodeAs[QueryResult]},
+	TypeTeardown:         {"teardown", decodeAs[Teardown]},
+	TypeResetID:          {"reset-id", decodeAs[ResetID]},
+	TypeResetLeft:        {"reset-left", decodeAs[ResetLeft]},
+	TypeResetRight:       {"reset-right", decodeAs[ResetRight]},
+	TypeRebuildDHT:       {"rebuild-dht", decodeAs[RebuildDHT]},
+	TypeRebuilt:          {"rebuilt", decodeAs[Rebuilt]},
+	TypeAck:              {"ack", decodeAs[Ack]},
+}
+
+// String returns the protocol's name of t, such as "setup-dht", or
+// "type(N)" for a value that names no type.
+func (t Type) String() string {
+	if t.known() {
+		return messages[t].name
+	}
+	return "type(" + strconv.Itoa(int(t)) + ")"
+}
+
+func (t Type) known() bool { return int(t) < len(messages) && messages[t].name != "" }
+
 // Flags is the header's flag byte.
 type Flags uint8
 
@@ -113,10 +166,69 @@ type Message interface {
 	Type() Type
 }
 
+// body is what each message type implements beside Message, next to its
+// declaration: the length and the encoding of its body, and the trace's
+// view of it (the main fields, with the package's stable keys where one
+// fits: ring for a ring size, addr for an address).
+//
+// These methods are called through an interface or a generic dictionary,
+// where a pointer argument escapes: the encoder and the decoder go in by
+// value (by pointer they and the message would each cost an allocation per
+// datagram), and appendBody returns the bytes and the failure rather than
+// the encoder, which made Append of a small message twice as slow.
+type body interface {
+	Message
+	slog.LogValuer
+	// bodyLen is the exact length of the body appendBody writes, limits
+	// unchecked.
+	bodyLen() int
+	// appendBody appends the body to e.b and returns the extended slice,
+	// or the first limit the body breaks as an *Error without its Type.
+	appendBody(e encoder) ([]byte, *Error)
+}
+
+// codec is a body type M that also decodes itself: parse reads the body
+// from d into its receiver, a zero M, and returns both.
+type codec[M any] interface {
+	body
+	parse(d decoder) (M, decoder)
+}
+
+// decodeAs is the decoder of the body type M in messages. It boxes the
+// message only when the whole body is good: an error should cost no more
+// than it must.
+func decodeAs[M codec[M]](t Type, body string) (Message, error) {
+	var m M
+	m, d := m.parse(decoder{s: body})
+	if err := d.finish(t); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // Register: name, addr.
 type Register struct {
 	Name string
 	Addr netip.AddrPort
+}
+
+func (Register) Type() Type     { return TypeRegister }
+func (m Register) bodyLen() int { return nameLen(m.Name) + addrLen }
+
+func (m Register) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Name, "name")
+	e.addr(m.Addr, "addr")
+	return e.b, e.err
+}
+
+func (m Register) parse(d decoder) (Register, decoder) {
+	m.Name = d.name("name")
+	m.Addr = d.addr("addr")
+	return m, d
+}
+
+func (m Register) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", m.Name), slog.String("addr", m.Addr.String()))
 }
 
 // SetupDHT: u16 n, name.
@@ -125,14 +237,134 @@ type SetupDHT struct {
 	Name string
 }
 
+func (SetupDHT) Type() Type     { return TypeSetupDHT }
+func (m SetupDHT) bodyLen() int { return 2 + nameLen(m.Name) }
+
+func (m SetupDHT) appendBody(e encoder) ([]byte, *Error) {
+	e.u16(m.N)
+	e.name(m.Name, "name")
+	return e.b, e.err
+}
+
+func (m SetupDHT) parse(d decoder) (SetupDHT, decoder) {
+	m.N = d.u16("n")
+	m.Name = d.name("name")
+	return m, d
+}
+
+func (m SetupDHT) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", m.Name), slog.Int("ring", int(m.N)))
+}
+
 // DHTComplete: name.
 type DHTComplete struct{ Name string }
+
+func (DHTComplete) Type() Type     { return TypeDHTComplete }
+func (m DHTComplete) bodyLen() int { return nameLen(m.Name) }
+
+func (m DHTComplete) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Name, "name")
+	return e.b, e.err
+}
+
+func (m DHTComplete) parse(d decoder) (DHTComplete, decoder) {
+	m.Name = d.name("name")
+	return m, d
+}
+
+func (m DHTComplete) LogValue() slog.Value { return nameValue(m.Name) }
 
 // QueryDHT: name.
 type QueryDHT struct{ Name string }
 
+func (QueryDHT) Type() Type     { return TypeQueryDHT }
+func (m QueryDHT) bodyLen() int { return nameLen(m.Name) }
+
+func (m QueryDHT) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Name, "name")
+	return e.b, e.err
+}
+
+func (m QueryDHT) parse(d decoder) (QueryDHT, decoder) {
+	m.Name = d.name("name")
+	return m, d
+}
+
+func (m QueryDHT) LogValue() slog.Value { return nameValue(m.Name) }
+
 // LeaveDHT: name.
 type LeaveDHT struct{ Name string }
+
+func (LeaveDHT) Type() Type     { return TypeLeaveDHT }
+func (m LeaveDHT) bodyLen() int { return nameLen(m.Name) }
+
+func (m LeaveDHT) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Name, "name")
+	return e.b, e.err
+}
+
+func (m LeaveDHT) parse(d decoder) (LeaveDHT, decoder) {
+	m.Name = d.name("name")
+	return m, d
+}
+
+func (m LeaveDHT) LogValue() slog.Value { return nameValue(m.Name) }
+
+// Deregister: name.
+type Deregister struct{ Name string }
+
+func (Deregister) Type() Type     { return TypeDeregister }
+func (m Deregister) bodyLen() int { return nameLen(m.Name) }
+
+func (m Deregister) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Name, "name")
+	return e.b, e.err
+}
+
+func (m Deregister) parse(d decoder) (Deregister, decoder) {
+	m.Name = d.name("name")
+	return m, d
+}
+
+func (m Deregister) LogValue() slog.Value { return nameValue(m.Name) }
+
+// TeardownDHT: name.
+type TeardownDHT struct{ Name string }
+
+func (TeardownDHT) Type() Type     { return TypeTeardownDHT }
+func (m TeardownDHT) bodyLen() int { return nameLen(m.Name) }
+
+func (m TeardownDHT) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Name, "name")
+	return e.b, e.err
+}
+
+func (m TeardownDHT) parse(d decoder) (TeardownDHT, decoder) {
+	m.Name = d.name("name")
+	return m, d
+}
+
+func (m TeardownDHT) LogValue() slog.Value { return nameValue(m.Name) }
+
+// TeardownComplete: name.
+type TeardownComplete struct{ Name string }
+
+func (TeardownComplete) Type() Type     { return TypeTeardownComplete }
+func (m TeardownComplete) bodyLen() int { return nameLen(m.Name) }
+
+func (m TeardownComplete) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Name, "name")
+	return e.b, e.err
+}
+
+func (m TeardownComplete) parse(d decoder) (TeardownComplete, decoder) {
+	m.Name = d.name("name")
+	return m, d
+}
+
+func (m TeardownComplete) LogValue() slog.Value { return nameValue(m.Name) }
+
+func nameValue(name string) slog.Value { return slog.GroupValue(slog.String("name", name)) }
 
 // DHTRebuilt: name, new leader's name.
 type DHTRebuilt struct {
@@ -140,14 +372,24 @@ type DHTRebuilt struct {
 	NewLeader string
 }
 
-// Deregister: name.
-type Deregister struct{ Name string }
+func (DHTRebuilt) Type() Type     { return TypeDHTRebuilt }
+func (m DHTRebuilt) bodyLen() int { return nameLen(m.Name) + nameLen(m.NewLeader) }
 
-// TeardownDHT: name.
-type TeardownDHT struct{ Name string }
+func (m DHTRebuilt) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Name, "name")
+	e.name(m.NewLeader, "new_leader")
+	return e.b, e.err
+}
 
-// TeardownComplete: name.
-type TeardownComplete struct{ Name string }
+func (m DHTRebuilt) parse(d decoder) (DHTRebuilt, decoder) {
+	m.Name = d.name("name")
+	m.NewLeader = d.name("new_leader")
+	return m, d
+}
+
+func (m DHTRebuilt) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", m.Name), slog.String("new_leader", m.NewLeader))
+}
 
 // Reply answers a request to the server: bool ok, string reason (at most
 // MaxReason bytes, empty when ok), list of members. The header id echoes the
@@ -158,6 +400,69 @@ type Reply struct {
 	Members []Member
 }
 
+func (Reply) Type() Type { return TypeReply }
+
+func (m Reply) bodyLen() int {
+	n := 1 + strLen(m.Reason) + 2
+	for i := range m.Members {
+		n += memberLen(m.Members[i])
+	}
+	return n
+}
+
+func (m Reply) appendBody(e encoder) ([]byte, *Error) {
+	e.bool(m.OK)
+	e.str(m.Reason, MaxReason, "reason")
+	if len(m.Members) > MaxMembers {
+		e.fail("members", ErrTooLong)
+		return e.b, e.err
+	}
+	e.u16(uint16(len(m.Members)))
+	for i := range m.Members {
+		if e.member(m.Members[i], "") {
+			e.err.Field = "members[" + strconv.Itoa(i) + "]." + e.err.Field
+			break
+		}
+	}
+	return e.b, e.err
+}
+
+func (m Reply) parse(d decoder) (Reply, decoder) {
+	m.OK = d.bool("ok")
+	m.Reason = d.str(MaxReason, "reason")
+	n := d.count(MaxMembers, minMemberLen, "members")
+	if n == 0 {
+		return m, d
+	}
+	m.Members = make([]Member, n)
+	for i := range m.Members {
+		if m.Members[i] = d.member(""); d.err != nil { // count() left d.err nil
+			d.err.Field = "members[" + strconv.Itoa(i) + "]." + d.err.Field
+			break
+		}
+	}
+	return m, d
+}
+
+func (m Reply) LogValue() slog.Value {
+	attrs := make([]slog.Attr, 0, 3)
+	attrs = append(attrs, slog.Bool("ok", m.OK))
+	if m.Reason != "" {
+		attrs = append(attrs, slog.String("reason", m.Reason))
+	}
+	if len(m.Members) > 0 {
+		var sb strings.Builder
+		for i := range m.Members {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString(m.Members[i].Name)
+		}
+		attrs = append(attrs, slog.String("members", sb.String()))
+	}
+	return slog.GroupValue(attrs...)
+}
+
 // SetID: u16 id, u16 ring size, left member, right member.
 type SetID struct {
 	ID    uint16
@@ -166,11 +471,92 @@ type SetID struct {
 	Right Member
 }
 
+func (SetID) Type() Type     { return TypeSetID }
+func (m SetID) bodyLen() int { return 2 + 2 + memberLen(m.Left) + memberLen(m.Right) }
+
+func (m SetID) appendBody(e encoder) ([]byte, *Error) {
+	e.u16(m.ID)
+	e.u16(m.N)
+	e.member(m.Left, "left")
+	e.member(m.Right, "right")
+	return e.b, e.err
+}
+
+func (m SetID) parse(d decoder) (SetID, decoder) {
+	m.ID = d.u16("id")
+	m.N = d.u16("n")
+	m.Left = d.member("left")
+	m.Right = d.member("right")
+	return m, d
+}
+
+func (m SetID) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int("node_id", int(m.ID)), slog.Int("ring", int(m.N)),
+		slog.String("left", m.Left.String()), slog.String("right", m.Right.String()))
+}
+
 // Store: u16 ring size, list of records. A store datagram carries as many
 // records as fit in MaxDatagram.
 type Store struct {
 	N       uint16
 	Records []Record
+}
+
+func (Store) Type() Type { return TypeStore }
+
+func (m Store) bodyLen() int {
+	n := StoreOverhead - HeaderLen
+	for i := range m.Records {
+		n += RecordLen(m.Records[i])
+	}
+	return n
+}
+
+func (m Store) appendBody(e encoder) ([]byte, *Error) {
+	e.u16(m.N)
+	if len(m.Records) > maxCount {
+		e.fail("records", ErrTooLong)
+		return e.b, e.err
+	}
+	e.u16(uint16(len(m.Records)))
+	for i := range m.Records {
+		if e.record(&m.Records[i]) {
+			e.err.Field = "records[" + strconv.Itoa(i) + "]." + e.err.Field
+			break
+		}
+		if e.datagramLen() > MaxDatagram {
+			e.fail("records", ErrTooLong) // stop early: the caller sent far too many
+			break
+		}
+	}
+	return e.b, e.err
+}
+
+// parse gives a Store with no records nil Records.
+func (m Store) parse(d decoder) (Store, decoder) {
+	m.N = d.u16("n")
+	n := d.count(maxCount, minRecordLen, "records")
+	if n == 0 {
+		return m, d
+	}
+	m.Records = make([]Record, n)
+	for i := range m.Records {
+		if d.record(&m.Records[i]) {
+			d.err.Field = "records[" + strconv.Itoa(i) + "]." + d.err.Field
+			break
+		}
+	}
+	return m, d
+}
+
+// LogValue shows the ring size, the number of records and the Long Name of
+// the first record.
+func (m Store) LogValue() slog.Value {
+	if len(m.Records) == 0 {
+		return slog.GroupValue(slog.Int("ring", int(m.N)), slog.Int("records", 0))
+	}
+	return slog.GroupValue(slog.Int("ring", int(m.N)), slog.Int("records", len(m.Records)),
+		slog.String("first", m.Records[0][3]))
 }
 
 // Flush follows the stores of one populate round the ring: name of the
@@ -181,6 +567,25 @@ type Flush struct {
 	N      uint16
 }
 
+func (Flush) Type() Type     { return TypeFlush }
+func (m Flush) bodyLen() int { return nameLen(m.Leader) + 2 }
+
+func (m Flush) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Leader, "leader")
+	e.u16(m.N)
+	return e.b, e.err
+}
+
+func (m Flush) parse(d decoder) (Flush, decoder) {
+	m.Leader = d.name("leader")
+	m.N = d.u16("n")
+	return m, d
+}
+
+func (m Flush) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("leader", m.Leader), slog.Int("ring", int(m.N)))
+}
+
 // Query: u32 request id (chosen by the querier), querier member, u16 hops
 // so far, string long name.
 type Query struct {
@@ -188,6 +593,30 @@ type Query struct {
 	Querier  Member
 	Hops     uint16
 	LongName string
+}
+
+func (Query) Type() Type     { return TypeQuery }
+func (m Query) bodyLen() int { return 4 + memberLen(m.Querier) + 2 + strLen(m.LongName) }
+
+func (m Query) appendBody(e encoder) ([]byte, *Error) {
+	e.u32(m.ReqID)
+	e.member(m.Querier, "querier")
+	e.u16(m.Hops)
+	e.str(m.LongName, MaxField, "long_name")
+	return e.b, e.err
+}
+
+func (m Query) parse(d decoder) (Query, decoder) {
+	m.ReqID = d.u32("req_id")
+	m.Querier = d.member("querier")
+	m.Hops = d.u16("hops")
+	m.LongName = d.str(MaxField, "long_name")
+	return m, d
+}
+
+func (m Query) LogValue() slog.Value {
+	return slog.GroupValue(slog.Uint64("req_id", uint64(m.ReqID)), slog.String("querier", m.Querier.String()),
+		slog.Int("hops", int(m.Hops)), slog.String("long_name", m.LongName))
 }
 
 // QueryResult: u32 request id, bool found, answering node's name, u16 its
@@ -202,11 +631,77 @@ type QueryResult struct {
 	Record   Record
 }
 
+func (QueryResult) Type() Type { return TypeQueryResult }
+
+func (m QueryResult) bodyLen() int {
+	n := 4 + 1 + nameLen(m.Node) + 2 + 2 + strLen(m.LongName)
+	if m.Found {
+		n += RecordLen(m.Record)
+	}
+	return n
+}
+
+func (m QueryResult) appendBody(e encoder) ([]byte, *Error) {
+	e.u32(m.ReqID)
+	e.bool(m.Found)
+	e.name(m.Node, "node")
+	e.u16(m.NodeID)
+	e.u16(m.Hops)
+	e.str(m.LongName, MaxField, "long_name")
+	switch {
+	case m.Found:
+		if e.record(&m.Record) {
+			e.err.Field = "record." + e.err.Field
+		}
+	case m.Record != Record{}:
+		e.fail("record", ErrInvalid) // it would be dropped silently
+	}
+	return e.b, e.err
+}
+
+func (m QueryResult) parse(d decoder) (QueryResult, decoder) {
+	m.ReqID = d.u32("req_id")
+	m.Found = d.bool("found")
+	m.Node = d.name("node")
+	m.NodeID = d.u16("node_id")
+	m.Hops = d.u16("hops")
+	m.LongName = d.str(MaxField, "long_name")
+	if m.Found && d.record(&m.Record) {
+		d.err.Field = "record." + d.err.Field
+	}
+	return m, d
+}
+
+func (m QueryResult) LogValue() slog.Value {
+	return slog.GroupValue(slog.Uint64("req_id", uint64(m.ReqID)), slog.Bool("found", m.Found),
+		slog.String("node", m.Node), slog.Int("node_id", int(m.NodeID)), slog.Int("hops", int(m.Hops)),
+		slog.String("long_name", m.LongName))
+}
+
 // Teardown: name of the node that started it, bool keep neighbours (true
 // when the teardown is part of a leave).
 type Teardown struct {
 	Origin         string
 	KeepNeighbours bool
+}
+
+func (Teardown) Type() Type     { return TypeTeardown }
+func (m Teardown) bodyLen() int { return nameLen(m.Origin) + 1 }
+
+func (m Teardown) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Origin, "origin")
+	e.bool(m.KeepNeighbours)
+	return e.b, e.err
+}
+
+func (m Teardown) parse(d decoder) (Teardown, decoder) {
+	m.Origin = d.name("origin")
+	m.KeepNeighbours = d.bool("keep_neighbours")
+	return m, d
+}
+
+func (m Teardown) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("origin", m.Origin), slog.Bool("keep_neighbours", m.KeepNeighbours))
 }
 
 // ResetID: name of the leaver that started it, u16 id for the receiver,
@@ -217,14 +712,84 @@ type ResetID struct {
 	N      uint16
 }
 
+func (ResetID) Type() Type     { return TypeResetID }
+func (m ResetID) bodyLen() int { return nameLen(m.Origin) + 2 + 2 }
+
+func (m ResetID) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Origin, "origin")
+	e.u16(m.ID)
+	e.u16(m.N)
+	return e.b, e.err
+}
+
+func (m ResetID) parse(d decoder) (ResetID, decoder) {
+	m.Origin = d.name("origin")
+	m.ID = d.u16("id")
+	m.N = d.u16("n")
+	return m, d
+}
+
+func (m ResetID) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("origin", m.Origin), slog.Int("node_id", int(m.ID)), slog.Int("ring", int(m.N)))
+}
+
 // ResetLeft: the receiver's new left neighbour (member).
 type ResetLeft struct{ Left Member }
+
+func (ResetLeft) Type() Type     { return TypeResetLeft }
+func (m ResetLeft) bodyLen() int { return memberLen(m.Left) }
+
+func (m ResetLeft) appendBody(e encoder) ([]byte, *Error) {
+	e.member(m.Left, "left")
+	return e.b, e.err
+}
+
+func (m ResetLeft) parse(d decoder) (ResetLeft, decoder) {
+	m.Left = d.member("left")
+	return m, d
+}
+
+func (m ResetLeft) LogValue() slog.Value { return memberValue("left", m.Left) }
 
 // ResetRight: the receiver's new right neighbour (member).
 type ResetRight struct{ Right Member }
 
+func (ResetRight) Type() Type     { return TypeResetRight }
+func (m ResetRight) bodyLen() int { return memberLen(m.Right) }
+
+func (m ResetRight) appendBody(e encoder) ([]byte, *Error) {
+	e.member(m.Right, "right")
+	return e.b, e.err
+}
+
+func (m ResetRight) parse(d decoder) (ResetRight, decoder) {
+	m.Right = d.member("right")
+	return m, d
+}
+
+func (m ResetRight) LogValue() slog.Value { return memberValue("right", m.Right) }
+
 // RebuildDHT: the leaver (member), to whom the new leader reports.
 type RebuildDHT struct{ Leaver Member }
+
+func (RebuildDHT) Type() Type     { return TypeRebuildDHT }
+func (m RebuildDHT) bodyLen() int { return memberLen(m.Leaver) }
+
+func (m RebuildDHT) appendBody(e encoder) ([]byte, *Error) {
+	e.member(m.Leaver, "leaver")
+	return e.b, e.err
+}
+
+func (m RebuildDHT) parse(d decoder) (RebuildDHT, decoder) {
+	m.Leaver = d.member("leaver")
+	return m, d
+}
+
+func (m RebuildDHT) LogValue() slog.Value { return memberValue("leaver", m.Leaver) }
+
+func memberValue(key string, m Member) slog.Value {
+	return slog.GroupValue(slog.String(key, m.String()))
+}
 
 // Rebuilt: bool ok, string reason, name of the new leader.
 type Rebuilt struct {
@@ -233,30 +798,67 @@ type Rebuilt struct {
 	NewLeader string
 }
 
+func (Rebuilt) Type() Type     { return TypeRebuilt }
+func (m Rebuilt) bodyLen() int { return 1 + strLen(m.Reason) + nameLen(m.NewLeader) }
+
+func (m Rebuilt) appendBody(e encoder) ([]byte, *Error) {
+	e.bool(m.OK)
+	e.str(m.Reason, MaxReason, "reason")
+	e.name(m.NewLeader, "new_leader")
+	return e.b, e.err
+}
+
+func (m Rebuilt) parse(d decoder) (Rebuilt, decoder) {
+	m.OK = d.bool("ok")
+	m.Reason = d.str(MaxReason, "reason")
+	m.NewLeader = d.name("new_leader")
+	return m, d
+}
+
+func (m Rebuilt) LogValue() slog.Value {
+	if m.Reason == "" {
+		return slog.GroupValue(slog.Bool("ok", m.OK), slog.String("new_leader", m.NewLeader))
+	}
+	return slog.GroupValue(slog.Bool("ok", m.OK), slog.String("reason", m.Reason), slog.String("new_leader", m.NewLeader))
+}
+
 // Ack: list of u32 further ids acknowledged (at most MaxAcks); the header
 // id is the first id acknowledged. A receiver acknowledges everything one
 // sender's datagrams, read together, asked it to in one Ack.
 type Ack struct{ More []uint32 }
 
-func (Register) Type() Type         { return TypeRegister }
-func (SetupDHT) Type() Type         { return TypeSetupDHT }
-func (DHTComplete) Type() Type      { return TypeDHTComplete }
-func (QueryDHT) Type() Type         { return TypeQueryDHT }
-func (LeaveDHT) Type() Type         { return TypeLeaveDHT }
-func (DHTRebuilt) Type() Type       { return TypeDHTRebuilt }
-func (Deregister) Type() Type       { return TypeDeregister }
-func (TeardownDHT) Type() Type      { return TypeTeardownDHT }
-func (TeardownComplete) Type() Type { return TypeTeardownComplete }
-func (Reply) Type() Type            { return TypeReply }
-func (SetID) Type() Type            { return TypeSetID }
-func (Store) Type() Type            { return TypeStore }
-func (Flush) Type() Type            { return TypeFlush }
-func (Query) Type() Type            { return TypeQuery }
-func (QueryResult) Type() Type      { return TypeQueryResult }
-func (Teardown) Type() Type         { return TypeTeardown }
-func (ResetID) Type() Type          { return TypeResetID }
-func (ResetLeft) Type() Type        { return TypeResetLeft }
-func (ResetRight) Type() Type       { return TypeResetRight }
-func (RebuildDHT) Type() Type       { return TypeRebuildDHT }
-func (Rebuilt) Type() Type          { return TypeRebuilt }
-func (Ack) Type() Type              { return TypeAck }
+func (Ack) Type() Type     { return TypeAck }
+func (m Ack) bodyLen() int { return 2 + 4*len(m.More) }
+
+func (m Ack) appendBody(e encoder) ([]byte, *Error) {
+	if len(m.More) > MaxAcks {
+		e.fail("more", ErrTooLong)
+		return e.b, e.err
+	}
+	e.u16(uint16(len(m.More)))
+	for _, id := range m.More {
+		e.u32(id)
+	}
+	return e.b, e.err
+}
+
+func (m Ack) parse(d decoder) (Ack, decoder) {
+	n := d.count(MaxAcks, 4, "more")
+	if n == 0 {
+		return m, d
+	}
+	m.More = make([]uint32, n)
+	for i := range m.More {
+		m.More[i] = d.u32("more")
+	}
+	return m, d
+}
+
+// LogValue is empty unless there are further ids: the header's id says
+// what is acknowledged.
+func (m Ack) LogValue() slog.Value {
+	if len(m.More) == 0 {
+		return slog.GroupValue()
+	}
+	return slog.GroupValue(slog.Any("more", m.More))
+}
