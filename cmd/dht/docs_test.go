@@ -306,6 +306,9 @@ func TestDesignDocShowsEveryDiagram(t *testing.T) {
 	for _, sc := range designScripts {
 		names = append(names, sc.name)
 	}
+	for _, sd := range stateDiagrams {
+		names = append(names, sd.name)
+	}
 	for _, name := range names {
 		img := regexp.MustCompile(`!\[[^\]]*\]\(diagrams/` + regexp.QuoteMeta(name) + `\.svg\)`)
 		if !img.Match(doc) {
