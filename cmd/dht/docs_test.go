@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -255,6 +256,105 @@ func TestDesignDiagrams(t *testing.T) {
 	}
 }
 
+// queryLongName is the query of the query-dht diagram, whose walk the
+// pictures of the ring draw.
+const queryLongName = "Republic of Zimbabwe"
+
+// designRing is a picture of the ring in docs/DESIGN.md: the files a
+// scripted run leaves, drawn by `dht ring`. run returns the picture's
+// title and the flags that draw a query's walk.
+type designRing struct {
+	name string
+	run  func(r designRun) (title string, flags []string)
+}
+
+// queryFrom asks for queryLongName as query-dht does and returns the
+// member the server made the query start at, read from the answer: the
+// answering node's id less the hops.
+func queryFrom(r designRun) string {
+	r.t.Helper()
+	members, free := r.ring()
+	out := r.do(free[0], "query-dht "+free[0]+" "+queryLongName, "query-dht SUCCESS")
+	m := regexp.MustCompile(`\(id (\d+)\) after (\d+) hops?`).FindStringSubmatch(out[0])
+	if m == nil {
+		r.t.Fatalf("cannot read the answering node and hops from %q", out[0])
+	}
+	id, _ := strconv.Atoi(m[1])
+	hops, _ := strconv.Atoi(m[2])
+	n := len(members)
+	return members[((id-hops)%n+n)%n]
+}
+
+var designRings = []designRing{
+	{
+		name: "ring-setup",
+		run: func(r designRun) (string, []string) {
+			setupRing(r)
+			return "the ring after setup-dht 3 alice, and the walk of query-dht's query",
+				[]string{"--query", queryLongName, "--from", queryFrom(r)}
+		},
+	},
+	{
+		name: "ring-leave",
+		run: func(r designRun) (string, []string) {
+			setupRing(r)
+			from := queryFrom(r)
+			members, _ := r.ring()
+			leaver := members[1]
+			r.do(leaver, "leave-dht "+leaver, "leave-dht SUCCESS")
+			if members, _ = r.ring(); !slices.Contains(members, from) {
+				from = members[0]
+			}
+			return fmt.Sprintf("the same ring after leave-dht %s, and the same query", leaver),
+				[]string{"--query", queryLongName, "--from", from}
+		},
+	},
+}
+
+// TestDesignRings runs the scripted run behind every picture of the ring
+// in docs/DESIGN.md, writes the bbolt files the processes would have, and
+// draws them with `dht ring`: a picture that differs from the committed
+// one fails the test, and so does a ring whose files disagree.
+func TestDesignRings(t *testing.T) {
+	data, err := dataset.Load(designData)
+	if err != nil {
+		t.Fatalf("load dataset: %v", err)
+	}
+	for _, dr := range designRings {
+		t.Run(dr.name, func(t *testing.T) {
+			dir := t.TempDir()
+			sim := app.NewSim(designSeed, designServer)
+			for i, u := range designUsers {
+				sim.AddPeer(u, designAddr(i), data)
+			}
+			title, flags := dr.run(designRun{t: t, sim: sim, inputs: map[string]int{}, start: new(string)})
+			if err := sim.WriteFiles(dir); err != nil {
+				t.Fatal(err)
+			}
+			peers, err := filepath.Glob(filepath.Join(dir, "dht-peer-*.db"))
+			if err != nil || len(peers) == 0 {
+				t.Fatalf("no peer files in %s: %v", dir, err)
+			}
+			svg := filepath.Join(dir, dr.name+".svg")
+			args := append([]string{"dht", "ring", "--title", title, "--svg", svg}, flags...)
+			args = append(append(args, filepath.Join(dir, "dht-server.db")), peers...)
+			var out, errOut bytes.Buffer
+			if code := run(args, strings.NewReader(""), &out, &errOut); code != 0 {
+				t.Fatalf("%q: exit %d: %s", args, code, errOut.String())
+			}
+			t.Logf("dht ring printed:\n%s", out.String())
+			if strings.Contains(out.String(), "warning:") {
+				t.Errorf("the files of a correct run disagree:\n%s", out.String())
+			}
+			got, err := os.ReadFile(svg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, filepath.Join(docsDiagrams, dr.name+".svg"), got)
+		})
+	}
+}
+
 // checkGolden compares got with the committed file at golden, or rewrites
 // it with -update.
 func checkGolden(t *testing.T, golden string, got []byte) {
@@ -305,6 +405,9 @@ func TestDesignDocShowsEveryDiagram(t *testing.T) {
 	var names []string
 	for _, sc := range designScripts {
 		names = append(names, sc.name)
+	}
+	for _, dr := range designRings {
+		names = append(names, dr.name)
 	}
 	for _, sd := range stateDiagrams {
 		names = append(names, sd.name)
