@@ -58,9 +58,9 @@ func ParseOrder(s string) (Order, error) {
 type AckMode uint8
 
 const (
-	// AcksFold draws no ack arrows: a message whose ack came back says
-	// "(acked)" in its label. An ack that acknowledges nothing drawn is
-	// shown as with AcksShow.
+	// AcksFold draws no ack arrows: a message whose ack came back ends
+	// its label with " · acked" (Item.AckNote). An ack that acknowledges
+	// nothing drawn is shown as with AcksShow.
 	AcksFold AckMode = iota
 	// AcksShow draws every ack as a light dashed arrow.
 	AcksShow
@@ -191,7 +191,6 @@ type Item struct {
 	input      bool // a note for a line typed: it starts a note of its own
 	id         uint32
 	more       []uint32 // an ack's further ids
-	text       string   // the label before wrapping
 	records    int
 	retransmit bool
 	from, to   string
@@ -632,7 +631,6 @@ func (w *walker) arrow(n *node, lost, dup bool) {
 	if lost {
 		text += " [lost]"
 	}
-	it.text = text
 	it.Lines = wrap(text, arrowWidth)
 	w.add(it)
 }
@@ -1018,7 +1016,6 @@ func foldStores(items []Item, min int) []Item {
 			if gk.lost {
 				text += " [lost]"
 			}
-			g.text = text
 			g.Lines = wrap(text, arrowWidth)
 			out = append(out, *g)
 		}

@@ -20,15 +20,15 @@ func diagramCommand(e env) *cli.Command {
 			"order, actions (commands typed, results printed, changes persisted, drops) as\n" +
 			"notes. The server comes first, then the ring's members by id, then the others.\n" +
 			"Acks are folded into the messages they acknowledge, and runs of store traffic\n" +
-			"into one arrow per edge. Writes Mermaid\n" +
-			"sequenceDiagram text (to stdout, or --mermaid FILE) and, with --svg, an SVG image.",
+			"into one arrow per edge. Writes Mermaid sequenceDiagram text (to stdout, or\n" +
+			"--mermaid FILE) and, with --svg, an SVG image.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "mermaid", TakesFile: true, Usage: "write the Mermaid text to `FILE` (default: stdout, unless --svg -)"},
 			&cli.StringFlag{Name: "svg", TakesFile: true, Usage: "write the SVG image to `FILE` (- for stdout)"},
 			&cli.StringFlag{Name: "title", Usage: "title drawn above the diagram"},
 			&cli.StringFlag{Name: "from", Usage: "start at the event matching `PROCESS:DIR:WHAT[@N]` (DIR send, recv or event; WHAT a message type or event name; empty parts match anything; @N the N-th match), e.g. carol:send:flush"},
 			&cli.IntFlag{Name: "fold", Value: diagram.DefaultFold, Usage: "fold runs of at least `N` stores and store acks into one arrow per edge (0: never)"},
-			&cli.StringFlag{Name: "acks", Value: diagram.AcksFold.String(), Usage: "`MODE` of the acks of ring messages: fold (a message whose ack came back says \"(acked)\"), show (each ack a light arrow) or hide"},
+			&cli.StringFlag{Name: "acks", Value: diagram.AcksFold.String(), Usage: "`MODE` of the acks of ring messages: fold (a message whose ack came back ends its label with \"· acked\"), show (each ack a light arrow) or hide"},
 			&cli.StringFlag{Name: "order", Value: diagram.OrderRing.String(), Usage: "`ORDER` of the lifelines: ring (the server, the ring's members by id, then the others) or appearance (the server, then order of first appearance)"},
 		},
 		Action: func(c *cli.Context) error {
