@@ -22,6 +22,74 @@ type Options struct {
 	// folded into one arrow per edge and type: 0 means DefaultFold, a
 	// negative value never folds.
 	Fold int
+	// Order is the order of the lifelines: OrderRing (the zero value) or
+	// OrderAppearance.
+	Order Order
+	// Acks is how acks are drawn: AcksFold (the zero value), AcksShow or
+	// AcksHide.
+	Acks AckMode
+}
+
+// Order is an order of lifelines, left to right.
+type Order uint8
+
+const (
+	// OrderRing puts the server first, then the ring's members by id (the
+	// id each holds when the diagram starts, or else the first it takes),
+	// then everyone else in order of first appearance: arrows round the
+	// ring go left to right, but for the one back from the last node.
+	OrderRing Order = iota
+	// OrderAppearance puts the server first, then every other lifeline in
+	// order of first appearance.
+	OrderAppearance
+)
+
+var orderNames = []string{OrderRing: "ring", OrderAppearance: "appearance"}
+
+func (o Order) String() string { return enumName(orderNames, int(o), "Order") }
+
+// ParseOrder parses "ring" or "appearance".
+func ParseOrder(s string) (Order, error) {
+	i, err := parseEnum(orderNames, s)
+	return Order(i), err
+}
+
+// AckMode is how the acks of ring messages are drawn.
+type AckMode uint8
+
+const (
+	// AcksFold draws no ack arrows: a message whose ack came back ends
+	// its label with " · acked" (Item.AckNote). An ack that acknowledges
+	// nothing drawn is shown as with AcksShow.
+	AcksFold AckMode = iota
+	// AcksShow draws every ack as a light dashed arrow.
+	AcksShow
+	// AcksHide leaves acks out.
+	AcksHide
+)
+
+var ackNames = []string{AcksFold: "fold", AcksShow: "show", AcksHide: "hide"}
+
+func (a AckMode) String() string { return enumName(ackNames, int(a), "AckMode") }
+
+// ParseAckMode parses "fold", "show" or "hide".
+func ParseAckMode(s string) (AckMode, error) {
+	i, err := parseEnum(ackNames, s)
+	return AckMode(i), err
+}
+
+func enumName(names []string, i int, typ string) string {
+	if i >= 0 && i < len(names) {
+		return names[i]
+	}
+	return fmt.Sprintf("%s(%d)", typ, i)
+}
+
+func parseEnum(names []string, s string) (int, error) {
+	if i := slices.Index(names, s); i >= 0 {
+		return i, nil
+	}
+	return 0, fmt.Errorf("%q is not one of %s", s, strings.Join(names, ", "))
 }
 
 // DefaultFold is the Fold used when Options.Fold is 0.
@@ -93,8 +161,9 @@ type Kind uint8
 
 const (
 	Message  Kind = iota // a message: solid arrow
-	Response             // a reply or an ack: dashed arrow
+	Response             // a reply from the server: dashed arrow
 	Note                 // an action on a lifeline
+	Ack                  // an ack of ring messages: light dashed arrow
 )
 
 // Item is one row of a diagram: an arrow between two lifelines or a note
@@ -112,10 +181,16 @@ type Item struct {
 	// Warn marks a note about something that went wrong (a drop, a
 	// timeout).
 	Warn bool
+	// Acked counts the datagrams of a message arrow whose ack came back,
+	// when acks are folded; AckNote says so (" · acked"), drawn lighter
+	// after the last line of the label.
+	Acked   int
+	AckNote string
 
 	typ, ackOf string
 	input      bool // a note for a line typed: it starts a note of its own
 	id         uint32
+	more       []uint32 // an ack's further ids
 	records    int
 	retransmit bool
 	from, to   string
@@ -175,14 +250,15 @@ func Build(files [][]Event, opt Options) (*Diagram, error) {
 	order := merge(nodes)
 
 	w := walker{opt: opt, traced: traced, visible: opt.From.IsZero(), sent: map[sentKey]sent{},
-		peers: map[string]*peerState{}, servers: map[string]*serverState{}}
+		peers: map[string]*peerState{}, servers: map[string]*serverState{},
+		ring: ringOrder{cur: map[string]ringPos{}, own: map[string]bool{}, rank: map[string]int{}}}
 	for _, i := range order {
 		w.step(nodes, i)
 	}
 	if !w.visible {
 		return nil, fmt.Errorf("diagram: no event matches --from %s", opt.From)
 	}
-	items := w.items
+	items := applyAcks(w.items, opt.Acks)
 	if len(items) == 0 {
 		return nil, fmt.Errorf("diagram: nothing to draw")
 	}
@@ -193,7 +269,81 @@ func Build(files [][]Event, opt Options) (*Diagram, error) {
 	if fold > 0 {
 		items = foldStores(items, fold)
 	}
-	return layoutLifelines(opt.Title, items), nil
+	for i := range items {
+		if it := &items[i]; it.Acked > 0 {
+			it.AckNote = ackedText(it.Acked, it.Count)
+			if last := it.Lines[len(it.Lines)-1]; utf8.RuneCountInString(last+it.AckNote) > arrowWidth+8 {
+				it.Lines = append(it.Lines, "")
+				it.AckNote = strings.TrimPrefix(it.AckNote, " · ")
+			}
+		}
+	}
+	var rank map[string]int
+	if opt.Order == OrderRing {
+		rank = w.ring.rank
+	}
+	return layoutLifelines(opt.Title, items, rank), nil
+}
+
+// applyAcks draws the acks as mode says. Folding marks, for every ack, the
+// last message arrow drawn before it that it acknowledges.
+func applyAcks(items []Item, mode AckMode) []Item {
+	if mode == AcksShow {
+		return items
+	}
+	type key struct {
+		from, to string
+		id       uint32
+	}
+	last := map[key]int{}
+	out := items[:0:0]
+	for _, it := range items {
+		if it.Kind != Ack {
+			if it.Kind == Message && !it.Lost {
+				last[key{it.from, it.to, it.id}] = len(out)
+			}
+			out = append(out, it)
+			continue
+		}
+		if mode == AcksHide {
+			continue
+		}
+		marked := false
+		for _, id := range append([]uint32{it.id}, it.more...) {
+			k := key{it.to, it.from, id}
+			if j, ok := last[k]; ok {
+				out[j].Acked = 1
+				delete(last, k)
+				marked = true
+			}
+		}
+		if !marked {
+			out = append(out, it) // it acknowledges nothing drawn: keep it
+		}
+	}
+	return out
+}
+
+// ackedText is what a message arrow says about its acks when they are
+// folded: acked of count datagrams were acknowledged.
+func ackedText(acked, count int) string {
+	switch {
+	case count > 1 && acked == count:
+		return " · all acked"
+	case acked < count:
+		return fmt.Sprintf(" · %d of %d acked", acked, count)
+	}
+	return " · acked"
+}
+
+// Text is the label as it reads: its lines, the last followed by AckNote.
+func (it *Item) Text() []string {
+	if it.AckNote == "" {
+		return it.Lines
+	}
+	lines := slices.Clone(it.Lines)
+	lines[len(lines)-1] += it.AckNote
+	return lines
 }
 
 // addrBook maps socket addresses to the processes that own them.
@@ -339,6 +489,72 @@ type walker struct {
 	sent    map[sentKey]sent // each message sent, for its ack
 	peers   map[string]*peerState
 	servers map[string]*serverState
+	ring    ringOrder
+}
+
+// ringPos is a process's place in the ring.
+type ringPos struct {
+	in bool
+	id int
+}
+
+// ringOrder learns the ring's ids from the trace, for OrderRing.
+type ringOrder struct {
+	cur map[string]ringPos // as last heard
+	// own marks the processes whose place was heard from the process
+	// itself or a ring message to it: the server's member list does not
+	// override those.
+	own map[string]bool
+	// rank is each lifeline's id for the order: the one it held when the
+	// diagram starts, or else the first it took after.
+	rank    map[string]int
+	started bool
+}
+
+// start takes the places held when the diagram starts.
+func (r *ringOrder) start() {
+	for p, pos := range r.cur {
+		if pos.in {
+			r.rank[p] = pos.id
+		}
+	}
+}
+
+func (r *ringOrder) hear(proc string, pos ringPos, own, visible bool) {
+	if !own && r.own[proc] {
+		return
+	}
+	r.own[proc] = r.own[proc] || own
+	r.cur[proc] = pos
+	if _, ok := r.rank[proc]; visible && pos.in && !ok {
+		r.rank[proc] = pos.id
+	}
+}
+
+// learn takes what e says about the ring.
+func (r *ringOrder) learn(n *node, visible bool) {
+	e := n.ev
+	switch {
+	case e.Dir == DirEvent && e.Event == "persist":
+		if _, ok := e.Attrs["in_ring"]; ok {
+			r.hear(n.proc, ringPos{flag(e.Attrs, "in_ring"), num(e.Attrs, "node_id")}, true, visible)
+		} else if ms := str(e.Attrs, "members"); ms != "" && str(e.Attrs, "dht") != "none" {
+			for i, m := range strings.Split(ms, ",") {
+				r.hear(m, ringPos{true, i}, false, visible)
+			}
+		}
+	case e.Dir == DirSend || e.Dir == DirRecv:
+		switch {
+		case e.Type == "set-id", e.Type == "reset-id" && n.to != str(e.Msg, "origin"):
+			id := num(e.Msg, "node_id")
+			r.hear(n.to, ringPos{true, id}, true, visible)
+			// A set-id names the receiver's neighbours, ids id-1 and id+1.
+			if size := num(e.Msg, "ring"); e.Type == "set-id" && size > 0 {
+				r.hear(memberName(str(e.Msg, "left")), ringPos{true, (id + size - 1) % size}, false, visible)
+				r.hear(memberName(str(e.Msg, "right")), ringPos{true, (id + 1) % size}, false, visible)
+			}
+		}
+	}
 }
 
 func (w *walker) step(nodes []*node, i int) {
@@ -348,6 +564,11 @@ func (w *walker) step(nodes []*node, i int) {
 		w.matched++
 		w.visible = w.matched >= w.opt.From.N
 	}
+	if w.visible && !w.ring.started {
+		w.ring.started = true
+		w.ring.start()
+	}
+	defer w.ring.learn(n, w.visible)
 	switch {
 	case e.Dir == DirSend:
 		if e.Type != "ack" {
@@ -384,17 +605,23 @@ func (w *walker) arrow(n *node, lost, dup bool) {
 	e := n.ev
 	it := Item{Kind: Message, from: n.from, to: n.to, Lost: lost, Count: 1, typ: e.Type, id: e.ID,
 		records: num(e.Msg, "records"), retransmit: e.Retransmit()}
-	if e.Type == "reply" || e.Type == "ack" {
+	switch e.Type {
+	case "reply":
 		it.Kind = Response
-	}
-	if e.Type == "ack" {
+	case "ack":
+		it.Kind = Ack
 		acked, ok := w.sent[sentKey{n.to, n.from, e.ID}]
 		if ok && !acked.visible {
 			return // the ack of a message sent before the window: noise
 		}
 		it.ackOf = acked.typ
+		it.more = ids(e.Msg["more"])
 	}
-	text := label(e)
+	answers := ""
+	if e.Type == "reply" {
+		answers = w.sent[sentKey{n.to, n.from, e.ID}].typ
+	}
+	text := label(e, n.to, answers)
 	if it.retransmit {
 		text += " [retransmit]"
 	}
@@ -615,8 +842,10 @@ func memberName(s string) string {
 	return name
 }
 
-// label is the text of a datagram's arrow: its type and main fields.
-func label(e *Event) string {
+// label is the text of a datagram's arrow to the lifeline to: its type and
+// main fields, said so that a reader need not know the message's layout.
+// answers is the type of the request a reply answers, if known.
+func label(e *Event, to, answers string) string {
 	m := e.Msg
 	t := e.Type
 	switch t {
@@ -632,17 +861,29 @@ func label(e *Event) string {
 		if !flag(m, "ok") {
 			return "FAILURE: " + str(m, "reason")
 		}
-		if ms := str(m, "members"); ms != "" {
-			return "SUCCESS [" + strings.ReplaceAll(ms, ",", " ") + "]"
+		ms := strings.Split(str(m, "members"), ",")
+		for i := range ms {
+			ms[i] = memberName(ms[i])
 		}
-		return "SUCCESS"
+		switch {
+		case ms[0] == "":
+			return "SUCCESS"
+		case answers == "query-dht" && len(ms) == 1:
+			return "SUCCESS: ask " + ms[0]
+		case answers == "setup-dht":
+			return "SUCCESS: the ring, leader first: " + strings.Join(ms, " ")
+		}
+		return "SUCCESS [" + strings.Join(ms, " ") + "]"
 	case "set-id":
-		return fmt.Sprintf("set-id %s of %s, left %s, right %s", str(m, "node_id"), str(m, "ring"),
+		return fmt.Sprintf("set-id: id %s in a ring of %s, left %s, right %s", str(m, "node_id"), str(m, "ring"),
 			memberName(str(m, "left")), memberName(str(m, "right")))
 	case "store":
 		return fmt.Sprintf("store (%s records)", str(m, "records"))
 	case "flush":
-		return fmt.Sprintf("flush (leader %s)", str(m, "leader"))
+		if leader := str(m, "leader"); to == leader {
+			return "flush back at " + leader + ": every record committed"
+		}
+		return fmt.Sprintf("flush of %s's round", str(m, "leader"))
 	case "query":
 		return fmt.Sprintf("query %q, %s so far", str(m, "long_name"), hops(num(m, "hops")))
 	case "query-result":
@@ -652,26 +893,55 @@ func label(e *Event) string {
 		}
 		return fmt.Sprintf("query-result: %s at %s (id %s), %s", what, str(m, "node"), str(m, "node_id"), hops(num(m, "hops")))
 	case "teardown":
-		s := "teardown from " + str(m, "origin")
-		if flag(m, "keep_neighbours") {
-			s += ", keep neighbours"
+		origin := str(m, "origin")
+		switch {
+		case to == origin && flag(m, "keep_neighbours"):
+			return "teardown back at " + origin + ": every other table cleared"
+		case to == origin:
+			return "teardown back at " + origin + ": every other node cleared"
+		case flag(m, "keep_neighbours"):
+			return "teardown for " + origin + "'s leave, keep neighbours"
 		}
-		return s
+		return "teardown from " + origin
 	case "reset-id":
-		return fmt.Sprintf("reset-id %s of %s (from %s)", str(m, "node_id"), str(m, "ring"), str(m, "origin"))
+		if origin := str(m, "origin"); to == origin {
+			return fmt.Sprintf("reset-id back at %s: renumbering complete, ring of %s", origin, str(m, "ring"))
+		}
+		return fmt.Sprintf("reset-id: id %s in a ring of %s (%s leaves)", str(m, "node_id"), str(m, "ring"), str(m, "origin"))
 	case "reset-left":
-		return "reset-left: left = " + memberName(str(m, "left"))
+		return "reset-left: your left is now " + memberName(str(m, "left"))
 	case "reset-right":
-		return "reset-right: right = " + memberName(str(m, "right"))
+		return "reset-right: your right is now " + memberName(str(m, "right"))
 	case "rebuild-dht":
-		return "rebuild-dht (leaver " + memberName(str(m, "leaver")) + ")"
+		return "rebuild-dht: lead a store round, report to " + memberName(str(m, "leaver"))
 	case "rebuilt":
 		if !flag(m, "ok") {
 			return "rebuilt FAILURE: " + str(m, "reason")
 		}
-		return "rebuilt: new leader " + str(m, "new_leader")
+		return "rebuilt: every record placed, new leader " + str(m, "new_leader")
 	}
 	return t
+}
+
+// ids reads the further ids of an ack: a list of numbers, or the same
+// written as text ("[1 2 3]").
+func ids(v any) []uint32 {
+	var out []uint32
+	switch v := v.(type) {
+	case []any:
+		for _, x := range v {
+			if f, ok := x.(float64); ok {
+				out = append(out, uint32(f))
+			}
+		}
+	case string:
+		for _, f := range strings.Fields(strings.Trim(v, "[]")) {
+			if n, err := strconv.ParseUint(f, 10, 32); err == nil {
+				out = append(out, uint32(n))
+			}
+		}
+	}
+	return out
 }
 
 // foldStores replaces every run of at least min store arrows and acks of
@@ -710,12 +980,13 @@ func foldStores(items []Item, min int) []Item {
 			g := groups[gk]
 			if g == nil {
 				c := it
-				c.Count, c.records = 0, 0
+				c.Count, c.records, c.Acked = 0, 0, 0
 				g = &c
 				groups[gk] = g
 				keys = append(keys, gk)
 			}
 			g.Count++
+			g.Acked += it.Acked
 			if counted[gk] == nil {
 				counted[gk] = map[uint32]bool{}
 			}
@@ -753,9 +1024,9 @@ func foldStores(items []Item, min int) []Item {
 	return out
 }
 
-// layoutLifelines numbers the lifelines: the server first, then in order
-// of first appearance.
-func layoutLifelines(title string, items []Item) *Diagram {
+// layoutLifelines numbers the lifelines: the server first, then those
+// with a rank by rank, then the others; ties in order of first appearance.
+func layoutLifelines(title string, items []Item, rank map[string]int) *Diagram {
 	var names []string
 	seen := map[string]bool{}
 	use := func(s string) {
@@ -768,8 +1039,17 @@ func layoutLifelines(title string, items []Item) *Diagram {
 		use(it.from)
 		use(it.to)
 	}
+	group := func(s string) int {
+		if s == "server" {
+			return 0
+		}
+		if _, ok := rank[s]; ok {
+			return 1
+		}
+		return 2
+	}
 	slices.SortStableFunc(names, func(a, b string) int {
-		return cmp.Compare(b2i(a != "server"), b2i(b != "server"))
+		return cmp.Or(cmp.Compare(group(a), group(b)), cmp.Compare(rank[a], rank[b]))
 	})
 	index := map[string]int{}
 	for i, n := range names {
@@ -780,13 +1060,6 @@ func layoutLifelines(title string, items []Item) *Diagram {
 		d.Items[i].From, d.Items[i].To = index[d.Items[i].from], index[d.Items[i].to]
 	}
 	return d
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // wrap splits text into lines of at most width characters, at spaces
@@ -800,16 +1073,24 @@ func wrap(text string, width int) []string {
 	}, strings.ToValidUTF8(text, "\uFFFD"))
 	var lines []string
 	for utf8.RuneCountInString(text) > width {
-		cut := -1
+		cut, comma := -1, -1
 		count := 0
+		prev := rune(0)
 		for i, r := range text {
 			if count > width {
 				break
 			}
 			if r == ' ' && count > 0 {
 				cut = i
+				if prev == ',' && count >= width/2 {
+					comma = i
+				}
 			}
+			prev = r
 			count++
+		}
+		if comma > 0 {
+			cut = comma // keep a list's items whole
 		}
 		if cut <= 0 {
 			// no space: cut the word at width runes

@@ -72,14 +72,17 @@ func build(t *testing.T, opt Options, files ...[]Event) *Diagram {
 func lines(d *Diagram) []string {
 	var out []string
 	for _, it := range d.Items {
-		text := strings.Join(it.Lines, " / ")
+		text := strings.Join(it.Text(), " / ")
 		switch {
 		case it.Kind == Note:
 			out = append(out, fmt.Sprintf("%s: %s", d.Lifelines[it.From], text))
 		default:
 			arrow := "->"
-			if it.Kind == Response {
+			switch it.Kind {
+			case Response:
 				arrow = "-->"
+			case Ack:
+				arrow = "~~>"
 			}
 			if it.Lost {
 				arrow += "x"
@@ -129,11 +132,11 @@ func TestCausalOrderAcrossFiles(t *testing.T) {
 	bob.recv("alice", "bob", "set-id", 1, map[string]any{"node_id": 1.0, "ring": 2.0, "left": "alice@x", "right": "alice@x"})
 	bob.send("bob", "alice", "ack", 1, nil)
 	alice.recv("bob", "alice", "ack", 1, nil)
-	d := build(t, Options{}, bob.evs, alice.evs)
+	d := build(t, Options{Acks: AcksShow}, bob.evs, alice.evs)
 	wantLines(t, d,
 		"bob: before",
-		"alice -> bob: set-id 1 of 2, left alice, right alice",
-		"bob --> alice: ack",
+		"alice -> bob: set-id: id 1 in a ring of 2, left alice, right alice",
+		"bob ~~> alice: ack",
 	)
 }
 
@@ -175,25 +178,151 @@ func TestFoldStores(t *testing.T) {
 	tr.dgram("alice", "bob", "flush", 20, map[string]any{"leader": "alice"})
 	tr.dgram("bob", "alice", "ack", 20, nil)
 
-	d := build(t, Options{}, tr.evs)
+	d := build(t, Options{Acks: AcksShow}, tr.evs)
 	wantLines(t, d,
-		"alice -> bob: set-id  of , left , right ",
-		"bob --> alice: ack",
+		"alice -> bob: set-id: id  in a ring of , left , right ",
+		"bob ~~> alice: ack",
 		"alice -> bob: store ×7 (60 records) [1 retransmitted]",
 		"bob -> carol: store ×3 (12 records)",
-		"carol --> bob: ack ×3",
-		"bob --> alice: ack ×6",
-		"alice -> bob: flush (leader alice)",
-		"bob --> alice: ack",
+		"carol ~~> bob: ack ×3",
+		"bob ~~> alice: ack ×6",
+		"alice -> bob: flush of alice's round",
+		"bob ~~> alice: ack",
 	)
 	if d.Items[2].Count != 7 {
 		t.Fatalf("folded count %d, want 7", d.Items[2].Count)
 	}
-	if n := len(build(t, Options{Fold: -1}, tr.evs).Items); n != 2+6*2+3*2+1+2 {
+	if n := len(build(t, Options{Fold: -1, Acks: AcksShow}, tr.evs).Items); n != 2+6*2+3*2+1+2 {
 		t.Fatalf("unfolded: %d items", n)
 	}
-	if n := len(build(t, Options{Fold: 100}, tr.evs).Items); n != 2+6*2+3*2+1+2 {
+	if n := len(build(t, Options{Fold: 100, Acks: AcksShow}, tr.evs).Items); n != 2+6*2+3*2+1+2 {
 		t.Fatalf("run shorter than Fold: %d items, want it unfolded", n)
+	}
+	// With the acks folded into what they acknowledge, the stores' runs
+	// meet; the retransmission came after the last ack.
+	wantLines(t, build(t, Options{}, tr.evs),
+		"alice -> bob: set-id: id  in a ring of , left , right  · acked",
+		"alice -> bob: store ×7 (60 records) [1 retransmitted] · 6 of 7 acked",
+		"bob -> carol: store ×3 (12 records) · all acked",
+		"alice -> bob: flush of alice's round · acked",
+	)
+}
+
+func TestAckModes(t *testing.T) {
+	tr := &trace{}
+	setID := map[string]any{"node_id": 1.0, "ring": 3.0, "left": "alice@x", "right": "carol@x"}
+	tr.dgram("alice", "bob", "set-id", 1, setID)
+	tr.dgram("alice", "bob", "teardown", 2, map[string]any{"origin": "alice"})
+	tr.dgram("bob", "alice", "ack", 1, map[string]any{"more": "[2]"}) // one ack for both, as the trace writes it
+	tr.dgram("carol", "alice", "ack", 9, nil)                         // acknowledges nothing drawn
+	for _, tc := range []struct {
+		mode AckMode
+		want []string
+	}{
+		{AcksFold, []string{
+			"alice -> bob: set-id: id 1 in a ring of 3, left alice, right carol · acked",
+			"alice -> bob: teardown from alice · acked",
+			"carol ~~> alice: ack",
+		}},
+		{AcksShow, []string{
+			"alice -> bob: set-id: id 1 in a ring of 3, left alice, right carol",
+			"alice -> bob: teardown from alice",
+			"bob ~~> alice: ack",
+			"carol ~~> alice: ack",
+		}},
+		{AcksHide, []string{
+			"alice -> bob: set-id: id 1 in a ring of 3, left alice, right carol",
+			"alice -> bob: teardown from alice",
+		}},
+	} {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			wantLines(t, build(t, Options{Acks: tc.mode}, tr.evs), tc.want...)
+		})
+	}
+	for _, s := range []string{"fold", "show", "hide"} {
+		if m, err := ParseAckMode(s); err != nil || m.String() != s {
+			t.Errorf("ParseAckMode(%q) = %v, %v", s, m, err)
+		}
+	}
+	if _, err := ParseAckMode("lighter"); err == nil {
+		t.Error("ParseAckMode accepts \"lighter\"")
+	}
+}
+
+// A run that meets the ring's members out of id order draws them in id
+// order after the server, the users outside the ring last; the ids are
+// those held when the diagram starts.
+func TestRingOrder(t *testing.T) {
+	addrs["dave"], addrs["eve"] = "127.0.0.1:5004", "127.0.0.1:5005"
+	defer delete(addrs, "dave")
+	defer delete(addrs, "eve")
+	tr := &trace{}
+	inRing := func(p string, id int) {
+		tr.note(p, "persist", map[string]any{"records": 0.0, "in_ring": true, "node_id": float64(id), "ring": 4.0, "left": "x", "right": "y"})
+	}
+	inRing("alice", 0)
+	inRing("dave", 3)
+	inRing("carol", 2)
+	inRing("bob", 1)
+	tr.note("eve", "input", map[string]any{"line": "query-dht eve X"})
+	tr.dgram("eve", "server", "query-dht", 1, map[string]any{"name": "eve"})
+	tr.dgram("server", "eve", "reply", 1, map[string]any{"ok": true, "members": "dave@127.0.0.1:5004"})
+	tr.dgram("eve", "dave", "query", 2, map[string]any{"long_name": "X"})
+	tr.dgram("dave", "alice", "query", 2, map[string]any{"long_name": "X", "hops": 1.0})
+	tr.dgram("alice", "bob", "query", 2, map[string]any{"long_name": "X", "hops": 2.0})
+	tr.dgram("bob", "carol", "query", 2, map[string]any{"long_name": "X", "hops": 3.0})
+	// bob leaves afterwards: the order keeps the ids it started with.
+	tr.note("carol", "persist", map[string]any{"records": 0.0, "in_ring": true, "node_id": 0.0, "ring": 3.0, "left": "x", "right": "y"})
+	m, err := ParseMatch("eve:event:input")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		order Order
+		want  string
+	}{
+		{OrderRing, "server,alice,bob,carol,dave,eve"},
+		{OrderAppearance, "server,eve,dave,alice,bob,carol"},
+	} {
+		d := build(t, Options{From: m, Order: tc.order}, tr.evs)
+		if got := strings.Join(d.Lifelines, ","); got != tc.want {
+			t.Errorf("order %s: lifelines %s, want %s", tc.order, got, tc.want)
+		}
+		// A reply says what it means for the request it answers.
+		if got := lines(d)[2]; got != "server --> eve: SUCCESS: ask dave" {
+			t.Errorf("the reply to query-dht reads %q", got)
+		}
+	}
+	// Without the peers' own lines, set-id tells the ids: the receiver's,
+	// and its neighbours'.
+	tr = &trace{}
+	tr.dgram("alice", "carol", "set-id", 1, map[string]any{"node_id": 2.0, "ring": 3.0, "left": "bob@x", "right": "alice@x"})
+	tr.dgram("alice", "bob", "set-id", 2, map[string]any{"node_id": 1.0, "ring": 3.0, "left": "alice@x", "right": "carol@x"})
+	tr.dgram("alice", "server", "dht-complete", 3, map[string]any{"name": "alice"})
+	if got := strings.Join(build(t, Options{}, tr.evs).Lifelines, ","); got != "server,alice,bob,carol" {
+		t.Errorf("lifelines %s, want server,alice,bob,carol", got)
+	}
+}
+
+// The ring messages that come back to where they started say what their
+// return means.
+func TestReturnLabels(t *testing.T) {
+	for _, tc := range []struct {
+		typ      string
+		msg      map[string]any
+		to, want string
+	}{
+		{"reset-id", map[string]any{"origin": "bob", "node_id": 1.0, "ring": 2.0}, "alice", "reset-id: id 1 in a ring of 2 (bob leaves)"},
+		{"reset-id", map[string]any{"origin": "bob", "node_id": 2.0, "ring": 2.0}, "bob", "reset-id back at bob: renumbering complete, ring of 2"},
+		{"flush", map[string]any{"leader": "alice"}, "bob", "flush of alice's round"},
+		{"flush", map[string]any{"leader": "alice"}, "alice", "flush back at alice: every record committed"},
+		{"teardown", map[string]any{"origin": "alice"}, "alice", "teardown back at alice: every other node cleared"},
+		{"teardown", map[string]any{"origin": "bob", "keep_neighbours": true}, "carol", "teardown for bob's leave, keep neighbours"},
+		{"teardown", map[string]any{"origin": "bob", "keep_neighbours": true}, "bob", "teardown back at bob: every other table cleared"},
+	} {
+		if got := label(&Event{Type: tc.typ, Msg: tc.msg}, tc.to, ""); got != tc.want {
+			t.Errorf("%s to %s: %q, want %q", tc.typ, tc.to, got, tc.want)
+		}
 	}
 }
 
@@ -354,6 +483,7 @@ func TestWrap(t *testing.T) {
 		want  []string
 	}{
 		{"short", 10, []string{"short"}},
+		{"db: alice InDHT, bob Free, carol Leader", 38, []string{"db: alice InDHT, bob Free,", "carol Leader"}},
 		{"one two three four", 9, []string{"one two", "three", "four"}},
 		{"abcdefghijkl", 5, []string{"abcde", "fghij", "kl"}},
 		{"tab\there\xff", 20, []string{"tab here\uFFFD"}},

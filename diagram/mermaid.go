@@ -8,7 +8,7 @@ import (
 )
 
 // Mermaid writes d as Mermaid sequenceDiagram text: messages as solid
-// arrows, replies and acks dashed, lost datagrams ending in a cross, folded
+// arrows, replies and acks dashed (Mermaid has no lighter arrow), lost datagrams ending in a cross, folded
 // runs as one arrow whose label counts them, actions as notes.
 func (d *Diagram) Mermaid() []byte {
 	var b bytes.Buffer
@@ -27,13 +27,13 @@ func (d *Diagram) Mermaid() []byte {
 		}
 	}
 	for _, it := range d.Items {
-		text := mermaidText(it.Lines)
+		text := mermaidText(it.Text())
 		if it.Kind == Note {
 			fmt.Fprintf(&b, "    Note over %s: %s\n", ids[it.From], text)
 			continue
 		}
 		arrow := "->>"
-		if it.Kind == Response {
+		if it.Kind == Response || it.Kind == Ack {
 			arrow = "-->>"
 		}
 		if it.Lost {

@@ -28,8 +28,9 @@ const (
 
 // SVG draws d as a standalone SVG image: lifelines with their names in
 // boxes at the top and the bottom, arrows with their labels above them,
-// notes as boxes on their lifeline. Replies and acks are dashed, folded
-// arrows thick, lost datagrams red and ending in a cross.
+// notes as boxes on their lifeline. Replies are dashed, acks light grey
+// and dashed, folded arrows thick, lost datagrams red and ending in a
+// cross.
 func (d *Diagram) SVG() []byte {
 	n := len(d.Lifelines)
 	if n == 0 {
@@ -60,7 +61,7 @@ func (d *Diagram) SVG() []byte {
 	}
 	for pass := 0; pass < 2; pass++ { // spans of one gap first, then wider
 		for _, it := range d.Items {
-			w := linesW(it.Lines)
+			w := linesW(it.Text())
 			switch {
 			case it.Kind == Note:
 				half := w/2 + notePad + 6
@@ -131,6 +132,7 @@ func (d *Diagram) SVG() []byte {
 	b.WriteString(`<defs>
 <marker id="head" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="10" markerHeight="10" markerUnits="userSpaceOnUse" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#222"/></marker>
 <marker id="open" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="10" markerHeight="10" markerUnits="userSpaceOnUse" orient="auto"><path d="M0,0 L10,5 L0,10" fill="none" stroke="#555" stroke-width="1.5"/></marker>
+<marker id="light" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" markerUnits="userSpaceOnUse" orient="auto"><path d="M0,0 L10,5 L0,10" fill="none" stroke="#aaa" stroke-width="1.5"/></marker>
 <marker id="cross" viewBox="0 0 10 10" refX="5" refY="5" markerWidth="12" markerHeight="12" markerUnits="userSpaceOnUse" orient="auto"><path d="M1,1 L9,9 M9,1 L1,9" stroke="#c62828" stroke-width="2"/></marker>
 </defs>
 `)
@@ -170,8 +172,11 @@ func (d *Diagram) SVG() []byte {
 			continue
 		}
 		stroke, dash, marker, sw := "#222", "", "head", "1.5"
-		if it.Kind == Response {
+		switch it.Kind {
+		case Response:
 			stroke, dash, marker = "#555", ` stroke-dasharray="6 4"`, "open"
+		case Ack:
+			stroke, dash, marker, sw = "#aaa", ` stroke-dasharray="3 3"`, "light", "1"
 		}
 		if it.Count > 1 {
 			sw = "3"
@@ -180,6 +185,9 @@ func (d *Diagram) SVG() []byte {
 			stroke, marker = "#c62828", "cross"
 		}
 		textFill := "#111"
+		if it.Kind == Ack {
+			textFill = "#888"
+		}
 		if it.Lost {
 			textFill = "#c62828"
 		}
@@ -187,7 +195,7 @@ func (d *Diagram) SVG() []byte {
 			x := xs[it.From]
 			fmt.Fprintf(&b, `<path d="M%d,%d h%d v%d h%d" fill="none" stroke="%s" stroke-width="%s"%s marker-end="url(#%s)"/>`+"\n",
 				px(x), px(ly), selfLoopW, selfLoopH, -selfLoopW+2, stroke, sw, dash, marker)
-			for k, line := range it.Lines {
+			for k, line := range it.Text() {
 				fmt.Fprintf(&b, `<text x="%d" y="%d" fill="%s">%s</text>`+"\n",
 					px(x+6), px(ly-4-float64(len(it.Lines)-1-k)*lineH), textFill, esc(line))
 			}
@@ -197,12 +205,16 @@ func (d *Diagram) SVG() []byte {
 		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="%s"%s marker-end="url(#%s)"/>`+"\n",
 			px(x1), px(ly), px(x2), px(ly), stroke, sw, dash, marker)
 		mid := (x1 + x2) / 2
-		lw := linesW(it.Lines)
+		lw := linesW(it.Text())
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="#ffffff" fill-opacity="0.85"/>`+"\n",
 			px(mid-lw/2-2), px(ly-4-float64(len(it.Lines))*lineH), px(lw+4), px(float64(len(it.Lines))*lineH))
 		for k, line := range it.Lines {
-			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" fill="%s">%s</text>`+"\n",
-				px(mid), px(ly-5-float64(len(it.Lines)-1-k)*lineH), textFill, esc(line))
+			note := ""
+			if k == len(it.Lines)-1 && it.AckNote != "" {
+				note = `<tspan fill="#999">` + esc(it.AckNote) + `</tspan>`
+			}
+			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" fill="%s">%s%s</text>`+"\n",
+				px(mid), px(ly-5-float64(len(it.Lines)-1-k)*lineH), textFill, esc(line), note)
 		}
 	}
 	b.WriteString("</svg>\n")

@@ -232,6 +232,7 @@ func (d *demo) run(n int, keep bool) error {
 		for _, f := range cl.files() {
 			d.say("  dht inspect %s", f)
 		}
+		d.say("  dht ring --svg ring.svg %s", strings.Join(cl.files(), " "))
 	}
 	if !keep {
 		return nil

@@ -35,6 +35,7 @@ func TestDemo(t *testing.T) {
 				"dht-rebuilt SUCCESS: new leader ",
 				"teardown-complete SUCCESS",
 				"dht inspect " + filepath.Join(dir, "dht-server.db"),
+				"dht ring --svg ring.svg " + filepath.Join(dir, "dht-server.db") + " " + filepath.Join(dir, "dht-peer-alice.db"),
 			} {
 				if !strings.Contains(out, want) {
 					t.Errorf("narration lacks %q", want)

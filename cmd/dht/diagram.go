@@ -18,14 +18,18 @@ func diagramCommand(e env) *cli.Command {
 			"--trace-json (one file per process, or one file for all) and draws the run as a\n" +
 			"sequence diagram: one lifeline per process, every datagram an arrow in causal\n" +
 			"order, actions (commands typed, results printed, changes persisted, drops) as\n" +
-			"notes. Runs of store traffic are folded into one arrow per edge. Writes Mermaid\n" +
-			"sequenceDiagram text (to stdout, or --mermaid FILE) and, with --svg, an SVG image.",
+			"notes. The server comes first, then the ring's members by id, then the others.\n" +
+			"Acks are folded into the messages they acknowledge, and runs of store traffic\n" +
+			"into one arrow per edge. Writes Mermaid sequenceDiagram text (to stdout, or\n" +
+			"--mermaid FILE) and, with --svg, an SVG image.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "mermaid", TakesFile: true, Usage: "write the Mermaid text to `FILE` (default: stdout, unless --svg -)"},
 			&cli.StringFlag{Name: "svg", TakesFile: true, Usage: "write the SVG image to `FILE` (- for stdout)"},
 			&cli.StringFlag{Name: "title", Usage: "title drawn above the diagram"},
 			&cli.StringFlag{Name: "from", Usage: "start at the event matching `PROCESS:DIR:WHAT[@N]` (DIR send, recv or event; WHAT a message type or event name; empty parts match anything; @N the N-th match), e.g. carol:send:flush"},
 			&cli.IntFlag{Name: "fold", Value: diagram.DefaultFold, Usage: "fold runs of at least `N` stores and store acks into one arrow per edge (0: never)"},
+			&cli.StringFlag{Name: "acks", Value: diagram.AcksFold.String(), Usage: "`MODE` of the acks of ring messages: fold (a message whose ack came back ends its label with \"· acked\"), show (each ack a light arrow) or hide"},
+			&cli.StringFlag{Name: "order", Value: diagram.OrderRing.String(), Usage: "`ORDER` of the lifelines: ring (the server, the ring's members by id, then the others) or appearance (the server, then order of first appearance)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
@@ -37,6 +41,13 @@ func diagramCommand(e env) *cli.Command {
 			}
 			if opt.Fold == 0 {
 				opt.Fold = -1
+			}
+			var err error
+			if opt.Acks, err = diagram.ParseAckMode(c.String("acks")); err != nil {
+				return usagef("--acks: %v", err)
+			}
+			if opt.Order, err = diagram.ParseOrder(c.String("order")); err != nil {
+				return usagef("--order: %v", err)
 			}
 			if s := c.String("from"); s != "" {
 				m, err := diagram.ParseMatch(s)

@@ -71,14 +71,15 @@ func TestDiagramOfRealRun(t *testing.T) {
 	}
 	// Every address resolves to its process, the server's 0.0.0.0-style
 	// listener and the peers' lines before they knew their names included.
-	if len(names) != 4 || names[0] != "server" || !slices.Contains(names, "alice") || !slices.Contains(names, "bob") || !slices.Contains(names, "carol") {
-		t.Fatalf("participants %q, want the server, then the three users:\n%s", names, text)
+	// The server first, then the ring by id: alice leads it.
+	if len(names) != 4 || names[0] != "server" || names[1] != "alice" || !slices.Contains(names, "bob") || !slices.Contains(names, "carol") {
+		t.Fatalf("participants %q, want the server, then alice (id 0) and the two others:\n%s", names, text)
 	}
 	for _, want := range []string{
 		"Note over alice: $ register alice 127.0.0.1",
 		"alice->>server: setup-dht 3 alice",
 		"alice->>bob: set-id", "alice->>carol: set-id",
-		"store ×", "(leader alice)",
+		"store ×", "flush of alice's round", "flush back at alice: every record committed · acked",
 		"alice->>server: dht-complete alice",
 		"alice->>server: teardown-complete alice",
 		"Note over alice: dht-complete SUCCESS",

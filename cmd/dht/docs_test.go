@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -96,6 +97,7 @@ type designScript struct {
 	name, title string
 	setup       func(r designRun)
 	shown       func(r designRun) (from string)
+	flags       []string // more flags of dht diagram
 }
 
 func setupRing(r designRun) {
@@ -124,6 +126,7 @@ var designScripts = []designScript{
 	},
 	{
 		name: "dht-complete", title: "dht-complete: the flush follows the stores round the ring, each node commits, then dht-complete",
+		flags: []string{"--acks", "show"}, // the flush waits for the stores' acks
 		setup: func(r designRun) { r.registerAll() },
 		shown: func(r designRun) string {
 			r.do("alice", "setup-dht 3 alice", "setup-dht SUCCESS")
@@ -155,6 +158,7 @@ var designScripts = []designScript{
 	},
 	{
 		name: "dht-rebuilt", title: "dht-rebuilt: the flush is back at the new leader, which reports to the leaver",
+		flags: []string{"--acks", "show"},
 		setup: setupRing,
 		shown: func(r designRun) string {
 			members, _ := r.ring()
@@ -236,7 +240,7 @@ func TestDesignDiagrams(t *testing.T) {
 			if from != "" {
 				args = append(args, "--from", from)
 			}
-			args = append(args, trace)
+			args = append(append(args, sc.flags...), trace)
 			var out, errOut bytes.Buffer
 			if code := run(args, strings.NewReader(""), &out, &errOut); code != 0 {
 				t.Fatalf("%q: exit %d: %s", args, code, errOut.String())
@@ -246,26 +250,131 @@ func TestDesignDiagrams(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				golden := filepath.Join(docsDiagrams, sc.name+ext)
-				if *updateDocs {
-					if err := os.MkdirAll(docsDiagrams, 0o755); err != nil {
-						t.Fatal(err)
-					}
-					if err := os.WriteFile(golden, got, 0o644); err != nil {
-						t.Fatal(err)
-					}
-					continue
-				}
-				want, err := os.ReadFile(golden)
-				if err != nil {
-					t.Fatalf("%v (go test ./cmd/dht -run TestDesignDiagrams -update writes it)", err)
-				}
-				if !bytes.Equal(got, want) {
-					t.Errorf("%s differs from what the code draws now; if the change is meant, rerun with -update and review the diagram\n%s",
-						golden, firstDiff(string(want), string(got)))
-				}
+				checkGolden(t, filepath.Join(docsDiagrams, sc.name+ext), got)
 			}
 		})
+	}
+}
+
+// queryLongName is the query of the query-dht diagram, whose walk the
+// pictures of the ring draw.
+const queryLongName = "Republic of Zimbabwe"
+
+// designRing is a picture of the ring in docs/DESIGN.md: the files a
+// scripted run leaves, drawn by `dht ring`. run returns the picture's
+// title and the flags that draw a query's walk.
+type designRing struct {
+	name string
+	run  func(r designRun) (title string, flags []string)
+}
+
+// queryFrom asks for queryLongName as query-dht does and returns the
+// member the server made the query start at, read from the answer: the
+// answering node's id less the hops.
+func queryFrom(r designRun) string {
+	r.t.Helper()
+	members, free := r.ring()
+	out := r.do(free[0], "query-dht "+free[0]+" "+queryLongName, "query-dht SUCCESS")
+	m := regexp.MustCompile(`\(id (\d+)\) after (\d+) hops?`).FindStringSubmatch(out[0])
+	if m == nil {
+		r.t.Fatalf("cannot read the answering node and hops from %q", out[0])
+	}
+	id, _ := strconv.Atoi(m[1])
+	hops, _ := strconv.Atoi(m[2])
+	n := len(members)
+	return members[((id-hops)%n+n)%n]
+}
+
+var designRings = []designRing{
+	{
+		name: "ring-setup",
+		run: func(r designRun) (string, []string) {
+			setupRing(r)
+			return "the ring after setup-dht 3 alice, and the walk of query-dht's query",
+				[]string{"--query", queryLongName, "--from", queryFrom(r)}
+		},
+	},
+	{
+		name: "ring-leave",
+		run: func(r designRun) (string, []string) {
+			setupRing(r)
+			from := queryFrom(r)
+			members, _ := r.ring()
+			leaver := members[1]
+			r.do(leaver, "leave-dht "+leaver, "leave-dht SUCCESS")
+			if members, _ = r.ring(); !slices.Contains(members, from) {
+				from = members[0]
+			}
+			return fmt.Sprintf("the same ring after leave-dht %s, and the same query", leaver),
+				[]string{"--query", queryLongName, "--from", from}
+		},
+	},
+}
+
+// TestDesignRings runs the scripted run behind every picture of the ring
+// in docs/DESIGN.md, writes the bbolt files the processes would have, and
+// draws them with `dht ring`: a picture that differs from the committed
+// one fails the test, and so does a ring whose files disagree.
+func TestDesignRings(t *testing.T) {
+	data, err := dataset.Load(designData)
+	if err != nil {
+		t.Fatalf("load dataset: %v", err)
+	}
+	for _, dr := range designRings {
+		t.Run(dr.name, func(t *testing.T) {
+			dir := t.TempDir()
+			sim := app.NewSim(designSeed, designServer)
+			for i, u := range designUsers {
+				sim.AddPeer(u, designAddr(i), data)
+			}
+			title, flags := dr.run(designRun{t: t, sim: sim, inputs: map[string]int{}, start: new(string)})
+			if err := sim.WriteFiles(dir); err != nil {
+				t.Fatal(err)
+			}
+			peers, err := filepath.Glob(filepath.Join(dir, "dht-peer-*.db"))
+			if err != nil || len(peers) == 0 {
+				t.Fatalf("no peer files in %s: %v", dir, err)
+			}
+			svg := filepath.Join(dir, dr.name+".svg")
+			args := append([]string{"dht", "ring", "--title", title, "--svg", svg}, flags...)
+			args = append(append(args, filepath.Join(dir, "dht-server.db")), peers...)
+			var out, errOut bytes.Buffer
+			if code := run(args, strings.NewReader(""), &out, &errOut); code != 0 {
+				t.Fatalf("%q: exit %d: %s", args, code, errOut.String())
+			}
+			t.Logf("dht ring printed:\n%s", out.String())
+			if strings.Contains(out.String(), "warning:") {
+				t.Errorf("the files of a correct run disagree:\n%s", out.String())
+			}
+			got, err := os.ReadFile(svg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, filepath.Join(docsDiagrams, dr.name+".svg"), got)
+		})
+	}
+}
+
+// checkGolden compares got with the committed file at golden, or rewrites
+// it with -update.
+func checkGolden(t *testing.T, golden string, got []byte) {
+	t.Helper()
+	if *updateDocs {
+		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (go test ./cmd/dht -run 'TestDesign|TestStateDiagrams' -update writes it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from what the code draws now; if the change is meant, rerun with -update and review the picture\n%s",
+			golden, firstDiff(string(want), string(got)))
 	}
 }
 
@@ -293,10 +402,32 @@ func TestDesignDocShowsEveryDiagram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var names []string
 	for _, sc := range designScripts {
-		img := regexp.MustCompile(`!\[[^\]]*\]\(diagrams/` + regexp.QuoteMeta(sc.name) + `\.svg\)`)
+		names = append(names, sc.name)
+	}
+	for _, dr := range designRings {
+		names = append(names, dr.name)
+	}
+	for _, sd := range stateDiagrams {
+		names = append(names, sd.name)
+	}
+	for _, name := range names {
+		img := regexp.MustCompile(`!\[[^\]]*\]\(diagrams/` + regexp.QuoteMeta(name) + `\.svg\)`)
 		if !img.Match(doc) {
-			t.Errorf("docs/DESIGN.md does not show diagrams/%s.svg", sc.name)
+			t.Errorf("docs/DESIGN.md does not show diagrams/%s.svg", name)
+		}
+	}
+	// Every picture in docs/diagrams/ is one a test draws.
+	files, err := filepath.Glob(filepath.Join(docsDiagrams, "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		base := filepath.Base(f)
+		name := strings.TrimSuffix(base, filepath.Ext(base))
+		if !slices.Contains(names, name) || filepath.Ext(base) == ".mmd" && !slices.ContainsFunc(designScripts, func(sc designScript) bool { return sc.name == name }) {
+			t.Errorf("docs/diagrams/%s is drawn by no test: remove it, or add its run", base)
 		}
 	}
 }
