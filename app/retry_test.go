@@ -1,0 +1,53 @@
+package app
+
+import (
+	"testing"
+	"time"
+)
+
+// TestRetrySchedule: a first timeout from the policy until a round trip is
+// measured, RFC 6298 after; doubling up to the ceiling; give-up after
+// GiveUp; Karn's rule for samples.
+func TestRetrySchedule(t *testing.T) {
+	p := Retry{}.withDefaults()
+	var e rttEstimator
+	if got := e.first(&p); got != DefaultRTO {
+		t.Fatalf("first timeout before any sample: %v, want %v", got, DefaultRTO)
+	}
+	t0 := time.Unix(0, 0)
+	var tr tries
+	tr.start(t0, e.first(&p))
+	if tr.due(t0.Add(DefaultRTO - 1)) || !tr.due(t0.Add(DefaultRTO)) {
+		t.Fatal("due before or not at the timeout")
+	}
+	now := t0.Add(DefaultRTO)
+	var rtos []time.Duration
+	for tr.again(now, &p, &e) {
+		rtos = append(rtos, tr.rto)
+		now = tr.next
+	}
+	// Nothing measured: the cap is four times the initial timeout.
+	if cap := 4 * DefaultRTO; rtos[0] != 2*DefaultRTO || rtos[1] != cap || rtos[len(rtos)-1] != cap {
+		t.Errorf("timeouts %v: want 60ms, then the 120ms cap", rtos[:3])
+	}
+	if now.Sub(t0) < DefaultGiveUp || now.Sub(t0) > DefaultGiveUp+4*DefaultRTO {
+		t.Errorf("gave up after %v, want %v", now.Sub(t0), DefaultGiveUp)
+	}
+	if _, ok := tr.roundTrip(now); ok {
+		t.Error("a retransmitted exchange gave a round-trip sample")
+	}
+	// A timeout backs the next first transmission off, until a sample.
+	if got := e.first(&p); got != 4*DefaultRTO {
+		t.Errorf("first timeout after timeouts: %v, want the bounded backoff %v", got, 4*DefaultRTO)
+	}
+	e.sample(20 * time.Microsecond)
+	if got := e.first(&p); got != DefaultMinRTO {
+		t.Errorf("first timeout after a 20us sample: %v, want the floor %v", got, DefaultMinRTO)
+	}
+	// On a long path the cap follows the measurement.
+	var slow rttEstimator
+	slow.sample(300 * time.Millisecond)
+	if got, want := slow.ceiling(&p), 4*slow.measured(&p); got != want || got <= DefaultMaxRTO {
+		t.Errorf("ceiling on a 300ms path: %v, want %v", got, want)
+	}
+}
