@@ -83,8 +83,11 @@ func parseCommand(line string) command {
 			return bad("invalid user name %q: letters only, 1 to %d", args[0], MaxNameLen)
 		}
 		ip, err := netip.ParseAddr(args[1])
-		if err != nil || !ip.Is4() || ip.IsUnspecified() || ip.IsMulticast() {
+		if err != nil || !ip.Is4() {
 			return bad("invalid IPv4 address %q: need a unicast dotted-decimal address such as 127.0.0.1", args[1])
+		}
+		if why := NotUnicast(ip); why != "" {
+			return bad("invalid IPv4 address %q: %s; need a unicast address such as 127.0.0.1", args[1], why)
 		}
 		port, err := strconv.ParseUint(args[2], 10, 16)
 		if err != nil || port == 0 {

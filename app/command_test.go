@@ -24,8 +24,13 @@ func TestParseCommand(t *testing.T) {
 		{"register al1ce 127.0.0.1 5000", "invalid user name", nil},
 		{"register abcdefghijklmnop 127.0.0.1 5000", "invalid user name", nil},
 		{"register alice ::1 5000", "invalid IPv4 address", nil},
-		{"register alice 0.0.0.0 5000", "invalid IPv4 address", nil},
-		{"register alice 224.0.0.1 5000", "invalid IPv4 address", nil},
+		{"register alice 224.0.0.1 5000", "invalid IPv4 address \"224.0.0.1\": 224.0.0.1 is a multicast address", nil},
+		{"register q 255.255.255.255 20031", "invalid IPv4 address \"255.255.255.255\": 255.255.255.255 is the broadcast address", nil},
+		{"register alice 239.1.2.3 5000", "multicast", nil},
+		{"register alice 0.0.0.0 5000", "0.0.0.0 means any address", nil},
+		{"register alice 0.1.2.3 5000", "0.0.0.0/8", nil},
+		{"register alice 240.0.0.1 5000", "240.0.0.0/4", nil},
+		{"register alice 10.255.255.255 5000", "", nil}, // may be a subnet's broadcast: only the host knows
 		{"register alice 127.0.0.1 0", "invalid port", nil},
 		{"register alice 127.0.0.1 65536", "invalid port", nil},
 		{"setup-dht 4 alice", "", func(t *testing.T, c command) {

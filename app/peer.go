@@ -579,7 +579,7 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 // IPv4 address.
 func validMember(m wire.Member) bool {
 	a := m.Addr.Addr()
-	return ValidName(m.Name) && a.Is4() && !a.IsUnspecified() && !a.IsMulticast() && m.Addr.Port() != 0
+	return ValidName(m.Name) && NotUnicast(a) == "" && m.Addr.Port() != 0
 }
 
 // backlogLimit is how many unacknowledged messages to the right neighbour a

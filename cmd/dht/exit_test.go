@@ -82,3 +82,31 @@ func TestHelp(t *testing.T) {
 		})
 	}
 }
+
+// An address no host holds is refused at once, saying why, before anything
+// is bound or created: a server that bound a multicast or the broadcast
+// address would listen on every interface instead, and a peer would wait
+// for a server that cannot answer. 0.0.0.0 is the server's "every
+// interface", and nothing else.
+func TestAddressesOfNoHostRefused(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "missing", "s.db") // opening it would fail with status 1
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"server", "--db", db, "--addr", "224.0.0.1", "4000"}, "224.0.0.1 is a multicast address"},
+		{[]string{"server", "--db", db, "--addr", "255.255.255.255", "4000"}, "255.255.255.255 is the broadcast address"},
+		{[]string{"server", "--db", db, "--addr", "240.1.2.3", "4000"}, "reserved"},
+		{[]string{"peer", "--quiet", "0.0.0.0", "4000"}, "0.0.0.0 means any address"},
+		{[]string{"peer", "--quiet", "255.255.255.255", "4000"}, "broadcast"},
+		{[]string{"peer", "--quiet", "239.0.0.1", "4000"}, "multicast"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errOut := runDHT(t, "", tt.args...)
+			if code != 2 || !strings.Contains(errOut, "invalid IPv4 address") || !strings.Contains(errOut, tt.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and a message with %q\nstdout:\n%s", code, errOut, tt.want, out)
+			}
+		})
+	}
+}

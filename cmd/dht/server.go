@@ -23,7 +23,7 @@ func serverCommand(e env) *cli.Command {
 			"a restart on the same file continues where the server was, a wait included.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "db", Value: "dht-server.db", Usage: "bbolt file holding the registry"},
-			&cli.StringFlag{Name: "addr", Value: "0.0.0.0", Usage: "IPv4 address to bind"},
+			&cli.StringFlag{Name: "addr", Value: "0.0.0.0", Usage: "IPv4 address to bind: one of this host's, or 0.0.0.0 for every interface"},
 			&cli.DurationFlag{Name: "op-timeout", Value: app.DefaultOpTimeout, Usage: "roll back a setup, leave or teardown whose initiator has not finished it within this time"},
 			quietFlag(),
 			traceJSONFlag(),
@@ -36,7 +36,7 @@ func serverCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			ip, err := parseIPv4(c.String("addr"))
+			ip, err := parseIPv4(c.String("addr"), true)
 			if err != nil {
 				return err
 			}
