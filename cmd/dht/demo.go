@@ -59,7 +59,11 @@ func demoCommand(e env) *cli.Command {
 			}
 			recs, err := dataset.Load(c.String("data"))
 			if err != nil {
-				return fmt.Errorf("demo: %w (give the dataset with --data)", err)
+				if !c.IsSet("data") {
+					// The default file is not here: say how to name another.
+					return fmt.Errorf("demo: %w (give the dataset with --data)", err)
+				}
+				return fmt.Errorf("demo: %w", err)
 			}
 			dir, err := resultDir(c.String("dir"), "dht-demo-")
 			if err != nil {

@@ -95,7 +95,7 @@ func TestDemoErrors(t *testing.T) {
 		{"too many peers", []string{"--peers", "66"}, 2, "--peers must be 3 to 65"},
 		{"an argument", []string{"now"}, 2, "demo takes no arguments"},
 		{"a bad port", []string{"--port", "70000"}, 2, "--port must be"},
-		{"a missing dataset", []string{"--data", filepath.Join(t.TempDir(), "none.csv")}, 1, "give the dataset with --data"},
+		{"a missing dataset", []string{"--data", filepath.Join(t.TempDir(), "none.csv")}, 1, "none.csv: no such file"},
 		{"a folder in use", []string{"--dir", busy}, 1, "is not empty"},
 	}
 	for _, tt := range tests {
@@ -104,6 +104,11 @@ func TestDemoErrors(t *testing.T) {
 			code, out, errOut := runDHT(t, "", append(args, tt.args...)...)
 			if code != tt.code || !strings.Contains(errOut, tt.msg) {
 				t.Fatalf("exit %d, want %d; stderr %q lacks %q\n%s", code, tt.code, errOut, tt.msg, out)
+			}
+			// Told to use --data when it was used, the user would look
+			// for a flag that did not take.
+			if strings.Contains(errOut, "give the dataset with --data") {
+				t.Fatalf("stderr %q suggests --data, which was given", errOut)
 			}
 		})
 	}
