@@ -101,7 +101,8 @@ func parseCommand(line string) command {
 		}
 		n, err := strconv.ParseUint(args[0], 10, 16)
 		if err != nil {
-			return bad("invalid ring size %q: need a whole number (2 to %d)", args[0], MaxRing)
+			// The server checks the range, with the same words.
+			return bad("%s", badRingSize(strconv.Quote(args[0])))
 		}
 		nm, ok := name(1)
 		if !ok {

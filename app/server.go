@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -293,10 +294,8 @@ func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wi
 	}
 	n := int(m.N)
 	switch {
-	case n < 2:
-		return fail("n must be at least 2, got %d", n), false
-	case n > MaxRing:
-		return fail("n must be at most %d, got %d", MaxRing, n), false
+	case n < 2 || n > MaxRing:
+		return fail("%s", badRingSize(strconv.Itoa(n))), false
 	case s.dht.Phase != store.PhaseNone:
 		return fail("a DHT already exists (leader %s); only one DHT at a time", s.dht.Leader), false
 	case len(s.users) < n:
@@ -323,6 +322,12 @@ func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wi
 	s.dht = store.DHT{Phase: store.PhaseBuilding, Leader: leader.Name, Members: ring, Since: now.UnixNano()}
 	s.note = ""
 	return ok(members...), true
+}
+
+// badRingSize is the one reason given for a setup-dht's N that is not a
+// ring size, by the peer (not a number) and the server (out of range).
+func badRingSize(got string) string {
+	return fmt.Sprintf("ring size N must be a whole number from 2 to %d, got %s", MaxRing, got)
 }
 
 func (s *Server) complete(from netip.AddrPort, m wire.DHTComplete) (*wire.Reply, bool) {
