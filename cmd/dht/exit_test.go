@@ -110,3 +110,20 @@ func TestAddressesOfNoHostRefused(t *testing.T) {
 		})
 	}
 }
+
+// play's --seed, when absent, gives way to the file's seed line: its help
+// says so rather than "(default: 1)".
+func TestPlaySeedHelpNamesTheFileSeed(t *testing.T) {
+	code, out, errOut := runDHT(t, "", "play", "--help")
+	if code != 0 || errOut != "" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	i := strings.Index(out, "--seed")
+	if i < 0 {
+		t.Fatalf("help lacks --seed:\n%s", out)
+	}
+	line, _, _ := strings.Cut(out[i:], "\n--")
+	if strings.Contains(line, "(default: 1)") || !strings.Contains(line, "(default: the file's seed line, or 1 without one)") {
+		t.Fatalf("--seed help %q: want the file's seed line named as the default", line)
+	}
+}

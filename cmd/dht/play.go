@@ -58,7 +58,7 @@ func playCommand(e env) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Value: "StatsCountry.csv", Usage: "the dataset the peers spread when they lead a ring"},
 			&cli.StringFlag{Name: "dir", Usage: "new or empty folder for the bbolt files", DefaultText: "a new folder under $TMPDIR"},
-			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seeds the server's choices (ring members, the node a query starts at), so a play is repeatable; overrides the file's seed line"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seeds the server's choices (ring members, the node a query starts at), so a play is repeatable; overrides the file's seed line", DefaultText: "the file's seed line, or 1 without one"},
 			&cli.DurationFlag{Name: "timeout", Value: 3 * time.Minute, Usage: "fail a command that has not finished after this long"},
 			&cli.BoolFlag{Name: "trace", Usage: "write the datagram trace of every process to stderr"},
 		},
