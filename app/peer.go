@@ -737,7 +737,9 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		p.leaver = netip.AddrPort{}
 		data, err := p.cfg.LoadData()
 		if err != nil {
-			return p.link.send(now, m.Leaver.Addr, wire.Rebuilt{Reason: "new leader cannot use its dataset: " + err.Error(), NewLeader: p.self.Name}, tagNone, false)
+			reason := "new leader cannot use its dataset: " + err.Error()
+			out := p.rebuildFailed(m.Leaver, "cannot use the dataset: "+err.Error())
+			return append(out, p.link.send(now, m.Leaver.Addr, wire.Rebuilt{Reason: reason, NewLeader: p.self.Name}, tagNone, false)...)
 		}
 		leaver := m.Leaver
 		return p.startPopulate(now, nil, data, &leaver)
@@ -748,6 +750,17 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		return p.request(now, nil, "dht-rebuilt", wire.DHTRebuilt{Name: p.self.Name, NewLeader: m.NewLeader})
 	}
 	return nil
+}
+
+// rebuildFailed tells this node's user, as well as the leaver, that the
+// rebuild of a leave it was to lead failed here: the cause (a dataset
+// file, a neighbour) is this node's to see to, and nothing else would
+// print it.
+func (p *Peer) rebuildFailed(leaver wire.Member, why string) []Output {
+	return []Output{
+		Print{fmt.Sprintf("rebuild-dht FAILURE: %s; the leave-dht of %s fails with it", why, leaver.Name)},
+		event("rebuild failed", slog.String("leaver", leaver.Name), slog.String("err", why)),
+	}
 }
 
 // startSetup: setup-dht succeeded; tell every member its place.
@@ -1027,8 +1040,10 @@ func (p *Peer) Tick(now time.Time) []Output {
 	if len(gone) > 0 {
 		g := gone[0]
 		if p.pop != nil && g.to == p.right.Addr {
-			if p.pop.leaver != nil {
-				out = append(out, p.link.send(now, p.pop.leaver.Addr, wire.Rebuilt{Reason: fmt.Sprintf("right neighbour %s stopped acknowledging stores", g.to), NewLeader: p.self.Name}, tagNone, false)...)
+			if l := p.pop.leaver; l != nil {
+				why := fmt.Sprintf("right neighbour %s stopped acknowledging stores", g.to)
+				out = append(out, p.rebuildFailed(*l, why)...)
+				out = append(out, p.link.send(now, l.Addr, wire.Rebuilt{Reason: why, NewLeader: p.self.Name}, tagNone, false)...)
 			}
 			p.pop = nil
 		}

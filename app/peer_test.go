@@ -230,3 +230,56 @@ func TestLeaderCommitsItsRecordsInChunks(t *testing.T) {
 		})
 	}
 }
+
+// The new leader of a leave that cannot use its dataset says so itself,
+// as well as telling the leaver: the file to fix is the new leader's.
+func TestNewLeaderWithoutDatasetSaysSo(t *testing.T) {
+	p := fuzzPeer() // bob; alice, his left, leaves
+	p.cfg.LoadData = func() (dataset.Source, error) { return nil, errors.New("dataset: d.csv: line 7: bad") }
+	now := time.Unix(1_700_000_000, 0)
+	p.Step(now, fzLeft.Addr, wire.Header{ID: 1}, wire.ResetLeft{Left: wire.Member{Name: "dave", Addr: fzOther}})
+	outs := p.Step(now, fzLeft.Addr, wire.Header{ID: 2}, wire.RebuildDHT{Leaver: fzLeft})
+	var printed []string
+	told := false
+	for _, o := range outs {
+		switch o := o.(type) {
+		case Print:
+			printed = append(printed, o.Line)
+		case Send:
+			if r, ok := o.Msg.(wire.Rebuilt); ok && o.To == fzLeft.Addr && !r.OK && strings.Contains(r.Reason, "line 7") {
+				told = true
+			}
+		}
+	}
+	if !told {
+		t.Fatalf("outputs %+v: the leaver was not told", outs)
+	}
+	if len(printed) != 1 || !strings.HasPrefix(printed[0], "rebuild-dht FAILURE: cannot use the dataset: dataset: d.csv: line 7: bad") ||
+		!strings.Contains(printed[0], "leave-dht of alice fails") {
+		t.Fatalf("the new leader printed %q; want one rebuild-dht FAILURE line with the dataset's error and the leaver", printed)
+	}
+}
+
+// So does a new leader whose right neighbour stops acknowledging the
+// rebuild's stores.
+func TestNewLeaderWhoseStoresAreNotAcknowledgedSaysSo(t *testing.T) {
+	p := fuzzPeer() // bob; alice, his left, leaves; carol, his right, is silent
+	now := time.Unix(1_700_000_000, 0)
+	p.Step(now, fzLeft.Addr, wire.Header{ID: 1}, wire.ResetLeft{Left: wire.Member{Name: "dave", Addr: fzOther}})
+	p.Step(now, fzLeft.Addr, wire.Header{ID: 2}, wire.RebuildDHT{Leaver: fzLeft})
+	var printed []string
+	for range 1000 {
+		at, ok := p.NextDeadline()
+		if !ok || len(printed) > 0 {
+			break
+		}
+		for _, o := range p.Tick(at) {
+			if pr, ok := o.(Print); ok {
+				printed = append(printed, pr.Line)
+			}
+		}
+	}
+	if len(printed) != 1 || !strings.HasPrefix(printed[0], "rebuild-dht FAILURE: right neighbour "+fzRight.Addr.String()+" stopped acknowledging stores") {
+		t.Fatalf("the new leader printed %q; want one rebuild-dht FAILURE line naming its right neighbour", printed)
+	}
+}
