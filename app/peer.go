@@ -480,6 +480,9 @@ func (p *Peer) onAck(now time.Time, from netip.AddrPort, h wire.Header, a wire.A
 func (p *Peer) acked(now time.Time, from netip.AddrPort, id uint32, out []Output) []Output {
 	t, ok, more := p.link.acked(now, from, id)
 	if !ok {
+		if p.link.ackedBefore(from, id) {
+			return append(out, debugEvent("ack again: the message was sent more than once", attrAddr(from), slog.Uint64("id", uint64(id))))
+		}
 		return append(out, event("dropped: ack matches nothing in flight", attrAddr(from), slog.Uint64("id", uint64(id))))
 	}
 	out = append(out, more...)

@@ -228,7 +228,7 @@ func (e *endpoint) flush() {
 }
 
 func traceEvent(log *slog.Logger, ev Event) {
-	log.LogAttrs(context.Background(), slog.LevelWarn, ev.Msg, ev.Attrs...)
+	log.LogAttrs(context.Background(), ev.Level, ev.Msg, ev.Attrs...)
 }
 
 // A runner's state machine is driven from two goroutines: the socket's
