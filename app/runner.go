@@ -595,7 +595,10 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 				r.store = nil
 			}
 		case Bind:
-			more := r.Core.Bound(r.now(), o.Addr, r.bind(o, log))
+			// The time after the bind, which may open a file: the request
+			// that follows is timed from it.
+			bindErr := r.bind(o, log)
+			more := r.Core.Bound(r.now(), o.Addr, bindErr)
 			outs = append(more, outs...)
 		case Exit:
 			traceDebug(r.logger(log), TraceExit)
