@@ -1022,6 +1022,48 @@ func (p *Peer) renumbered(now time.Time) []Output {
 	return append(out, p.link.send(now, o.left.Addr, wire.ResetRight{Right: o.right}, tagResetRight, false)...)
 }
 
+// opFailure picks, among the messages the link gave up on, the one that
+// fails the ring phase in progress: one to a peer the op needs, and of
+// those the op's own message rather than another that was in flight to the
+// same peer (a query this node was forwarding, say), so that the FAILURE
+// names what the op was waiting for.
+func (p *Peer) opFailure(gone []failure) (failure, bool) {
+	var first failure
+	found := false
+	for _, g := range gone {
+		if !slices.Contains(p.op.needs, g.to) {
+			continue
+		}
+		if p.opSent(g.msg) {
+			return g, true
+		}
+		if !found {
+			first, found = g, true
+		}
+	}
+	return first, found
+}
+
+// opSent reports whether m is a message the op in progress sent itself.
+func (p *Peer) opSent(m wire.Message) bool {
+	o := p.op
+	switch m := m.(type) {
+	case wire.SetID, wire.ResetLeft, wire.ResetRight, wire.RebuildDHT:
+		return true // only an op sends these
+	case wire.Store:
+		return o.stage == stPopulate // the leader forwards no one else's
+	case wire.Flush:
+		return m.Leader == p.self.Name
+	case wire.Teardown:
+		return m.Origin == p.self.Name
+	case wire.ResetID:
+		return m.Origin == p.self.Name
+	case wire.Query:
+		return o.stage == stQuery && m.ReqID == o.queryReqID
+	}
+	return false
+}
+
 // NextDeadline is when Tick next has work.
 func (p *Peer) NextDeadline() (time.Time, bool) {
 	t, ok := p.link.deadline()
@@ -1040,17 +1082,16 @@ func (p *Peer) Tick(now time.Time) []Output {
 	for _, g := range gone {
 		out = append(out, event("gave up: no acknowledgement", attrAddr(g.to), slog.String("type", g.msg.Type().String())))
 	}
-	if len(gone) > 0 {
-		g := gone[0]
-		if p.pop != nil && g.to == p.right.Addr {
-			if l := p.pop.leaver; l != nil {
-				why := fmt.Sprintf("right neighbour %s stopped acknowledging stores", g.to)
-				out = append(out, p.rebuildFailed(*l, why)...)
-				out = append(out, p.link.send(now, l.Addr, wire.Rebuilt{Reason: why, NewLeader: p.self.Name}, tagNone, false)...)
-			}
-			p.pop = nil
+	if p.pop != nil && slices.ContainsFunc(gone, func(g failure) bool { return g.to == p.right.Addr }) {
+		if l := p.pop.leaver; l != nil {
+			why := fmt.Sprintf("right neighbour %s stopped acknowledging stores", p.right.Addr)
+			out = append(out, p.rebuildFailed(*l, why)...)
+			out = append(out, p.link.send(now, l.Addr, wire.Rebuilt{Reason: why, NewLeader: p.self.Name}, tagNone, false)...)
 		}
-		if o := p.op; o != nil && o.stage >= stSetID && slices.Contains(o.needs, g.to) {
+		p.pop = nil
+	}
+	if o := p.op; o != nil && o.stage >= stSetID {
+		if g, ok := p.opFailure(gone); ok {
 			out = p.finish(now, out, fmt.Sprintf("%s FAILURE: %s sent to %s was not acknowledged within %s", o.name, g.msg.Type(), g.to, p.link.cfg.GiveUp))
 		}
 	}

@@ -283,3 +283,36 @@ func TestNewLeaderWhoseStoresAreNotAcknowledgedSaysSo(t *testing.T) {
 		t.Fatalf("the new leader printed %q; want one rebuild-dht FAILURE line naming its right neighbour", printed)
 	}
 }
+
+// A leave whose right neighbour stops answering fails naming the message
+// the leave sent it (the teardown), not another that happened to be in
+// flight to the same neighbour first (here a query bob was forwarding).
+func TestLeaveFailureNamesTheLeavesMessage(t *testing.T) {
+	p := fuzzPeer() // bob, id 1 of 3; carol, his right, stops answering
+	now := time.Unix(1_700_000_000, 0)
+	// Pos("aa") = 194, id 2: carol's, so bob forwards it to her.
+	p.Step(now, fzLeft.Addr, wire.Header{ID: 7}, wire.Query{ReqID: 1, Querier: wire.Member{Name: "dave", Addr: fzOther}, Hops: 1, LongName: "aa"})
+	var req uint32
+	for _, o := range p.Input(now, "leave-dht bob") {
+		if s, ok := o.(Send); ok && s.To == fzServer {
+			req = s.ID
+		}
+	}
+	p.Step(now, fzServer, wire.Header{ID: req}, wire.Reply{OK: true})
+	var printed []string
+	for range 10000 {
+		at, ok := p.NextDeadline()
+		if !ok || p.Idle() {
+			break
+		}
+		for _, o := range p.Tick(at) {
+			if pr, ok := o.(Print); ok {
+				printed = append(printed, pr.Line)
+			}
+		}
+	}
+	want := "dht-rebuilt FAILURE: teardown sent to " + fzRight.Addr.String() + " was not acknowledged"
+	if len(printed) != 1 || !strings.HasPrefix(printed[0], want) {
+		t.Fatalf("printed %q; want one line starting %q", printed, want)
+	}
+}
