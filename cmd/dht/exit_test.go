@@ -1,7 +1,11 @@
 package main
 
 import (
+	"errors"
+	"net"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -23,7 +27,7 @@ func TestExitStatus(t *testing.T) {
 		{"server with a bad port", []string{"server", "70000"}, 2},
 		{"server with a bad address", []string{"server", "--addr", "::1", "4000"}, 2},
 		{"server with an unknown flag", []string{"server", "--frobnicate", "4000"}, 2},
-		{"server with an unusable file", []string{"server", "--db", filepath.Join(missing, "s.db"), "4000"}, 1},
+		{"server with an unusable file", []string{"server", "--addr", "127.0.0.1", "--db", filepath.Join(missing, "s.db"), "4000"}, 1}, // 1 too if the port is taken
 		{"peer with one argument", []string{"peer", "127.0.0.1"}, 2},
 		{"peer with a bad address", []string{"peer", "1.2.3", "4000"}, 2},
 		{"peer with a bad window", []string{"peer", "--window", "0", "127.0.0.1", "4000"}, 2},
@@ -125,5 +129,24 @@ func TestPlaySeedHelpNamesTheFileSeed(t *testing.T) {
 	line, _, _ := strings.Cut(out[i:], "\n--")
 	if strings.Contains(line, "(default: 1)") || !strings.Contains(line, "(default: the file's seed line, or 1 without one)") {
 		t.Fatalf("--seed help %q: want the file's seed line named as the default", line)
+	}
+}
+
+// A server whose port is taken fails before it creates its file: nothing
+// is left behind.
+func TestServerPortInUseCreatesNoFile(t *testing.T) {
+	busy, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	port := busy.LocalAddr().(*net.UDPAddr).Port
+	db := filepath.Join(t.TempDir(), "s.db")
+	code, out, errOut := runDHT(t, "", "server", "--quiet", "--db", db, "--addr", "127.0.0.1", strconv.Itoa(port))
+	if code != 1 || !strings.Contains(errOut, "address already in use") {
+		t.Fatalf("exit %d, stderr %q; want 1 and the port in use\nstdout:\n%s", code, errOut, out)
+	}
+	if _, err := os.Lstat(db); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s was created (%v)", db, err)
 	}
 }

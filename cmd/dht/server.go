@@ -47,6 +47,13 @@ func serverCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			// The socket first: a server that cannot have its port creates
+			// no file.
+			conn, err := app.ListenServer(netip.AddrPortFrom(ip, port))
+			if err != nil {
+				return fmt.Errorf("server: %w", err)
+			}
+			defer conn.Close()
 			db, err := store.OpenServer(c.String("db"))
 			if err != nil {
 				return err
@@ -56,12 +63,6 @@ func serverCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			addr := netip.AddrPortFrom(ip, port)
-			conn, err := app.ListenServer(addr)
-			if err != nil {
-				return fmt.Errorf("server: %w", err)
-			}
-			defer conn.Close()
 			log, closeTrace, err := openTrace(c, e.stderr, "server")
 			if err != nil {
 				return err
