@@ -82,8 +82,11 @@ func parseCommand(line string) command {
 			return bad("invalid user name %q: letters only, 1 to %d", args[0], MaxNameLen)
 		}
 		ip, err := netip.ParseAddr(args[1])
-		if err != nil || !ip.Is4() || ip.IsUnspecified() || ip.IsMulticast() {
+		if err != nil || !ip.Is4() {
 			return bad("invalid IPv4 address %q: need a unicast dotted-decimal address such as 127.0.0.1", args[1])
+		}
+		if why := NotUnicast(ip); why != "" {
+			return bad("invalid IPv4 address %q: %s; need a unicast address such as 127.0.0.1", args[1], why)
 		}
 		port, err := strconv.ParseUint(args[2], 10, 16)
 		if err != nil || port == 0 {
@@ -97,7 +100,8 @@ func parseCommand(line string) command {
 		}
 		n, err := strconv.ParseUint(args[0], 10, 16)
 		if err != nil {
-			return bad("invalid ring size %q: need a whole number (2 to %d)", args[0], MaxRing)
+			// The server checks the range, with the same words.
+			return bad("%s", badRingSize(strconv.Quote(args[0])))
 		}
 		nm, ok := name(1)
 		if !ok {

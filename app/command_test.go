@@ -1,11 +1,13 @@
 package app
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
+	"dht/store"
 	"dht/wire"
 )
 
@@ -24,8 +26,13 @@ func TestParseCommand(t *testing.T) {
 		{"register al1ce 127.0.0.1 5000", "invalid user name", nil},
 		{"register abcdefghijklmnop 127.0.0.1 5000", "invalid user name", nil},
 		{"register alice ::1 5000", "invalid IPv4 address", nil},
-		{"register alice 0.0.0.0 5000", "invalid IPv4 address", nil},
-		{"register alice 224.0.0.1 5000", "invalid IPv4 address", nil},
+		{"register alice 224.0.0.1 5000", "invalid IPv4 address \"224.0.0.1\": 224.0.0.1 is a multicast address", nil},
+		{"register q 255.255.255.255 20031", "invalid IPv4 address \"255.255.255.255\": 255.255.255.255 is the broadcast address", nil},
+		{"register alice 239.1.2.3 5000", "multicast", nil},
+		{"register alice 0.0.0.0 5000", "0.0.0.0 means any address", nil},
+		{"register alice 0.1.2.3 5000", "0.0.0.0/8", nil},
+		{"register alice 240.0.0.1 5000", "240.0.0.0/4", nil},
+		{"register alice 10.255.255.255 5000", "", nil}, // may be a subnet's broadcast: only the host knows
 		{"register alice 127.0.0.1 0", "invalid port", nil},
 		{"register alice 127.0.0.1 65536", "invalid port", nil},
 		{"setup-dht 4 alice", "", func(t *testing.T, c command) {
@@ -33,7 +40,8 @@ func TestParseCommand(t *testing.T) {
 				t.Errorf("got %+v", m)
 			}
 		}},
-		{"setup-dht four alice", "invalid ring size", nil},
+		{"setup-dht four alice", `ring size N must be a whole number from 2 to 64, got "four"`, nil},
+		{"setup-dht 65536 alice", `ring size N must be a whole number from 2 to 64, got "65536"`, nil},
 		{"setup-dht 4", "usage: setup-dht N NAME", nil},
 		{"setup-dht 1 alice", "", nil}, // the server decides n ≥ 2
 		{"query-dht bob Republic of Albania", "", func(t *testing.T, c command) {
@@ -79,6 +87,28 @@ func TestParseCommand(t *testing.T) {
 				tt.check(t, c)
 			}
 		})
+	}
+}
+
+// A ring size that is not a number (refused by the peer) and one out of
+// range (refused by the server) get the same words, one rule stated once.
+func TestRingSizeOneWording(t *testing.T) {
+	peer := parseCommand("setup-dht x y").usageReason
+	srv := NewServer(ServerConfig{}, store.ServerState{Users: []store.User{{Name: "alice", Addr: netip.MustParseAddrPort("10.0.0.1:5000")}}}, nil)
+	var server []string
+	for _, n := range []uint16{1, MaxRing + 1} {
+		for _, o := range srv.Step(time.Unix(1_700_000_000, 0), netip.MustParseAddrPort("10.0.0.1:5000"), wire.Header{ID: uint32(n)}, wire.SetupDHT{N: n, Name: "alice"}) {
+			if s, ok := o.(Send); ok {
+				server = append(server, s.Msg.(wire.Reply).Reason)
+			}
+		}
+	}
+	if len(server) != 2 {
+		t.Fatalf("server answers %q", server)
+	}
+	want := func(got string) string { return "ring size N must be a whole number from 2 to 64, got " + got }
+	if peer != want(`"x"`) || server[0] != want("1") || server[1] != want("65") {
+		t.Fatalf("peer says %q, server %q; want one wording, %q", peer, server, want("..."))
 	}
 }
 

@@ -103,8 +103,15 @@ type link struct {
 	nextID uint32
 	dests  map[netip.AddrPort]*dest
 	seen   dedup
-	stats  *Stats
-	acks   []pendingAck // owed, not yet sent
+	// late: messages sent more than once and acknowledged since. Their
+	// receiver acknowledges every copy, so an ack for one of them comes
+	// again, and is no sign of trouble: a receiver acknowledges a message
+	// once it has committed what it brought, and a commit slower than the
+	// timeout (a slow disk, a loaded machine) has the message sent again
+	// on a network that loses nothing.
+	late  dedup
+	stats *Stats
+	acks  []pendingAck // owed, not yet sent
 	// round-trip estimate (srtt 0: none yet)
 	srtt, rttvar time.Duration
 	// backoff doubles the timeout of new messages too after a timeout, until
@@ -155,8 +162,15 @@ func (l *link) maxRTO() time.Duration {
 }
 
 func newLink(cfg LinkConfig, firstID uint32, stats *Stats) *link {
-	return &link{cfg: cfg.withDefaults(), nextID: firstID, dests: map[netip.AddrPort]*dest{}, seen: newDedup(1<<16, uint64(firstID)*0x9e3779b97f4a7c15+1), stats: stats}
+	seed := uint64(firstID)*0x9e3779b97f4a7c15 + 1
+	return &link{cfg: cfg.withDefaults(), nextID: firstID, dests: map[netip.AddrPort]*dest{},
+		seen: newDedup(1<<16, seed), late: newDedup(lateAcks, ^seed), stats: stats}
 }
+
+// lateAcks is how many retransmitted messages the link remembers once
+// acknowledged (see link.late): a window's worth to each of a few
+// destinations.
+const lateAcks = 1024
 
 func (l *link) newID() uint32 {
 	l.nextID++
@@ -265,6 +279,8 @@ func (l *link) acked(now time.Time, from netip.AddrPort, id uint32) (t tag, ok b
 		if m.id == id {
 			if m.attempts == 1 {
 				l.ackRTT = max(l.ackRTT, now.Sub(m.first))
+			} else {
+				l.late.add(from, id)
 			}
 			d.inflight = append(d.inflight[:i], d.inflight[i+1:]...)
 			return m.tag, true, l.pump(now, from, d, nil)
@@ -272,6 +288,11 @@ func (l *link) acked(now time.Time, from netip.AddrPort, id uint32) (t tag, ok b
 	}
 	return tagNone, false, nil
 }
+
+// ackedBefore reports that id, sent to `from` more than once, was
+// acknowledged already: an ack that matches nothing in flight, for it, is
+// the answer to another copy.
+func (l *link) ackedBefore(from netip.AddrPort, id uint32) bool { return l.late.has(from, id) }
 
 // endAck feeds the round trip of the Ack just handled into the estimate:
 // one sample an Ack, the longest of the messages it acknowledges. A node

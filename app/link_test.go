@@ -1,9 +1,12 @@
 package app
 
 import (
+	"bytes"
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,5 +194,55 @@ func TestIDSetAgreesWithAMap(t *testing.T) {
 		if len(s.slots) > 4*most {
 			t.Fatalf("seed %d: %d slots for at most %d keys", seed, len(s.slots), most)
 		}
+	}
+}
+
+// A receiver acknowledges every copy of a message, after committing what
+// it brought; a commit slower than the timeout has the sender send it again
+// on a network that loses nothing, and the second ack then matches nothing
+// in flight. That ack is expected: traced at LevelDebug, not as a warning
+// in the trace on stderr. An ack for a message never sent still warns.
+func TestAckOfARetransmittedMessageIsNoWarning(t *testing.T) {
+	p := fuzzPeer() // bob, id 1 of 3
+	now := time.Unix(1_700_000_000, 0)
+	// Pos("aa") = 194, id 2: carol's, so bob forwards it to carol.
+	var id uint32
+	for _, o := range p.Step(now, fzLeft.Addr, wire.Header{ID: 7}, wire.Query{ReqID: 1, Querier: wire.Member{Name: "dave", Addr: fzOther}, Hops: 1, LongName: "aa"}) {
+		if s, ok := o.(Send); ok && s.To == fzRight.Addr {
+			id = s.ID
+		}
+	}
+	if id == 0 {
+		t.Fatal("the query was not forwarded")
+	}
+	at, _ := p.NextDeadline()
+	resent := false
+	for _, o := range p.Tick(at) {
+		if s, ok := o.(Send); ok && s.ID == id && s.Flags&wire.FlagRetransmit != 0 {
+			resent = true
+		}
+	}
+	if !resent {
+		t.Fatal("the query was not sent again at its deadline")
+	}
+	trace := func(outs []Output) string {
+		var buf bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})) // as on stderr
+		for _, o := range outs {
+			if ev, ok := o.(Event); ok {
+				traceEvent(log, ev)
+			}
+		}
+		return buf.String()
+	}
+	ack := func(id uint32) []Output { return p.Step(at, fzRight.Addr, wire.Header{ID: id}, wire.Ack{}) }
+	if got := trace(ack(id)); got != "" {
+		t.Fatalf("the first ack traced %q", got)
+	}
+	if got := trace(ack(id)); got != "" {
+		t.Fatalf("the ack of the second copy traced %q on stderr", got)
+	}
+	if got := trace(ack(id + 1000)); !strings.Contains(got, "level=WARN") || !strings.Contains(got, "ack matches nothing") {
+		t.Fatalf("an ack for a message never sent traced %q, want a warning", got)
 	}
 }

@@ -34,9 +34,12 @@ type Send struct {
 type Print struct{ Line string }
 
 // Event is a trace line about something other than a datagram sent or
-// received: a drop, a timeout, a rollback.
+// received: a drop, a timeout, a rollback. Level is LevelWarn for what a
+// user should look into, LevelDebug for what a working network does on its
+// own (the trace on stderr leaves those out).
 type Event struct {
 	Msg   string
+	Level slog.Level
 	Attrs []slog.Attr
 }
 
@@ -89,4 +92,10 @@ func (Unbind) isOutput()        {}
 func (Notice) isOutput()        {}
 func (Exit) isOutput()          {}
 
-func event(msg string, attrs ...slog.Attr) Event { return Event{Msg: msg, Attrs: attrs} }
+func event(msg string, attrs ...slog.Attr) Event {
+	return Event{Msg: msg, Level: slog.LevelWarn, Attrs: attrs}
+}
+
+func debugEvent(msg string, attrs ...slog.Attr) Event {
+	return Event{Msg: msg, Level: slog.LevelDebug, Attrs: attrs}
+}

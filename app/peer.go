@@ -577,6 +577,9 @@ func (p *Peer) onAck(now time.Time, from netip.AddrPort, h wire.Header, a wire.A
 func (p *Peer) acked(now time.Time, from netip.AddrPort, id uint32, out []Output) []Output {
 	t, ok, more := p.link.acked(now, from, id)
 	if !ok {
+		if p.link.ackedBefore(from, id) {
+			return append(out, debugEvent("ack again: the message was sent more than once", attrAddr(from), slog.Uint64("id", uint64(id))))
+		}
 		return append(out, event("dropped: ack matches nothing in flight", attrAddr(from), slog.Uint64("id", uint64(id))))
 	}
 	out = append(out, more...)
@@ -676,7 +679,7 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 // IPv4 address.
 func validMember(m wire.Member) bool {
 	a := m.Addr.Addr()
-	return ValidName(m.Name) && a.Is4() && !a.IsUnspecified() && !a.IsMulticast() && m.Addr.Port() != 0
+	return ValidName(m.Name) && NotUnicast(a) == "" && m.Addr.Port() != 0
 }
 
 // backlogLimit is how many unacknowledged messages to the right neighbour a
@@ -834,7 +837,9 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		p.leaver = netip.AddrPort{}
 		data, err := p.cfg.LoadData()
 		if err != nil {
-			return p.link.send(now, m.Leaver.Addr, wire.Rebuilt{Reason: "new leader cannot use its dataset: " + err.Error(), NewLeader: p.self.Name}, tagNone, false)
+			reason := "new leader cannot use its dataset: " + err.Error()
+			out := p.rebuildFailed(m.Leaver, "cannot use the dataset: "+err.Error())
+			return append(out, p.link.send(now, m.Leaver.Addr, wire.Rebuilt{Reason: reason, NewLeader: p.self.Name}, tagNone, false)...)
 		}
 		leaver := m.Leaver
 		return p.startPopulate(now, nil, data, &leaver)
@@ -845,6 +850,17 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		return p.request(now, nil, "dht-rebuilt", wire.DHTRebuilt{Name: p.self.Name, NewLeader: m.NewLeader})
 	}
 	return nil
+}
+
+// rebuildFailed tells this node's user, as well as the leaver, that the
+// rebuild of a leave it was to lead failed here: the cause (a dataset
+// file, a neighbour) is this node's to see to, and nothing else would
+// print it.
+func (p *Peer) rebuildFailed(leaver wire.Member, why string) []Output {
+	return []Output{
+		Print{fmt.Sprintf("rebuild-dht FAILURE: %s; the leave-dht of %s fails with it", why, leaver.Name)},
+		event("rebuild failed", slog.String("leaver", leaver.Name), slog.String("err", why)),
+	}
 }
 
 // startSetup: setup-dht succeeded; tell every member its place.
@@ -1099,6 +1115,48 @@ func (p *Peer) renumbered(now time.Time) []Output {
 	return append(out, p.link.send(now, o.left.Addr, wire.ResetRight{Right: o.right}, tagResetRight, false)...)
 }
 
+// opFailure picks, among the messages the link gave up on, the one that
+// fails the ring phase in progress: one to a peer the op needs, and of
+// those the op's own message rather than another that was in flight to the
+// same peer (a query this node was forwarding, say), so that the FAILURE
+// names what the op was waiting for.
+func (p *Peer) opFailure(gone []failure) (failure, bool) {
+	var first failure
+	found := false
+	for _, g := range gone {
+		if !slices.Contains(p.op.needs, g.to) {
+			continue
+		}
+		if p.opSent(g.msg) {
+			return g, true
+		}
+		if !found {
+			first, found = g, true
+		}
+	}
+	return first, found
+}
+
+// opSent reports whether m is a message the op in progress sent itself.
+func (p *Peer) opSent(m wire.Message) bool {
+	o := p.op
+	switch m := m.(type) {
+	case wire.SetID, wire.ResetLeft, wire.ResetRight, wire.RebuildDHT:
+		return true // only an op sends these
+	case wire.Store:
+		return o.stage == stPopulate // the leader forwards no one else's
+	case wire.Flush:
+		return m.Leader == p.self.Name
+	case wire.Teardown:
+		return m.Origin == p.self.Name
+	case wire.ResetID:
+		return m.Origin == p.self.Name
+	case wire.Query:
+		return o.stage == stQuery && m.ReqID == o.queryReqID
+	}
+	return false
+}
+
 // NextDeadline is when Tick next has work.
 func (p *Peer) NextDeadline() (time.Time, bool) {
 	t, ok := p.link.deadline()
@@ -1117,15 +1175,16 @@ func (p *Peer) Tick(now time.Time) []Output {
 	for _, g := range gone {
 		out = append(out, event("gave up: no acknowledgement", attrAddr(g.to), slog.String("type", g.msg.Type().String())))
 	}
-	if len(gone) > 0 {
-		g := gone[0]
-		if p.pop != nil && g.to == p.right.Addr {
-			if p.pop.leaver != nil {
-				out = append(out, p.link.send(now, p.pop.leaver.Addr, wire.Rebuilt{Reason: fmt.Sprintf("right neighbour %s stopped acknowledging stores", g.to), NewLeader: p.self.Name}, tagNone, false)...)
-			}
-			p.pop = nil
+	if p.pop != nil && slices.ContainsFunc(gone, func(g failure) bool { return g.to == p.right.Addr }) {
+		if l := p.pop.leaver; l != nil {
+			why := fmt.Sprintf("right neighbour %s stopped acknowledging stores", p.right.Addr)
+			out = append(out, p.rebuildFailed(*l, why)...)
+			out = append(out, p.link.send(now, l.Addr, wire.Rebuilt{Reason: why, NewLeader: p.self.Name}, tagNone, false)...)
 		}
-		if o := p.op; o != nil && o.stage >= stSetID && slices.Contains(o.needs, g.to) {
+		p.pop = nil
+	}
+	if o := p.op; o != nil && o.stage >= stSetID {
+		if g, ok := p.opFailure(gone); ok {
 			out = p.finish(now, out, fmt.Sprintf("%s FAILURE: %s sent to %s was not acknowledged within %s", o.name, g.msg.Type(), g.to, p.link.cfg.GiveUp))
 		}
 	}

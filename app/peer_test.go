@@ -230,3 +230,89 @@ func TestLeaderCommitsItsRecordsInChunks(t *testing.T) {
 		})
 	}
 }
+
+// The new leader of a leave that cannot use its dataset says so itself,
+// as well as telling the leaver: the file to fix is the new leader's.
+func TestNewLeaderWithoutDatasetSaysSo(t *testing.T) {
+	p := fuzzPeer() // bob; alice, his left, leaves
+	p.cfg.LoadData = func() (dataset.Source, error) { return nil, errors.New("dataset: d.csv: line 7: bad") }
+	now := time.Unix(1_700_000_000, 0)
+	p.Step(now, fzLeft.Addr, wire.Header{ID: 1}, wire.ResetLeft{Left: wire.Member{Name: "dave", Addr: fzOther}})
+	outs := p.Step(now, fzLeft.Addr, wire.Header{ID: 2}, wire.RebuildDHT{Leaver: fzLeft})
+	var printed []string
+	told := false
+	for _, o := range outs {
+		switch o := o.(type) {
+		case Print:
+			printed = append(printed, o.Line)
+		case Send:
+			if r, ok := o.Msg.(wire.Rebuilt); ok && o.To == fzLeft.Addr && !r.OK && strings.Contains(r.Reason, "line 7") {
+				told = true
+			}
+		}
+	}
+	if !told {
+		t.Fatalf("outputs %+v: the leaver was not told", outs)
+	}
+	if len(printed) != 1 || !strings.HasPrefix(printed[0], "rebuild-dht FAILURE: cannot use the dataset: dataset: d.csv: line 7: bad") ||
+		!strings.Contains(printed[0], "leave-dht of alice fails") {
+		t.Fatalf("the new leader printed %q; want one rebuild-dht FAILURE line with the dataset's error and the leaver", printed)
+	}
+}
+
+// So does a new leader whose right neighbour stops acknowledging the
+// rebuild's stores.
+func TestNewLeaderWhoseStoresAreNotAcknowledgedSaysSo(t *testing.T) {
+	p := fuzzPeer() // bob; alice, his left, leaves; carol, his right, is silent
+	now := time.Unix(1_700_000_000, 0)
+	p.Step(now, fzLeft.Addr, wire.Header{ID: 1}, wire.ResetLeft{Left: wire.Member{Name: "dave", Addr: fzOther}})
+	p.Step(now, fzLeft.Addr, wire.Header{ID: 2}, wire.RebuildDHT{Leaver: fzLeft})
+	var printed []string
+	for range 1000 {
+		at, ok := p.NextDeadline()
+		if !ok || len(printed) > 0 {
+			break
+		}
+		for _, o := range p.Tick(at) {
+			if pr, ok := o.(Print); ok {
+				printed = append(printed, pr.Line)
+			}
+		}
+	}
+	if len(printed) != 1 || !strings.HasPrefix(printed[0], "rebuild-dht FAILURE: right neighbour "+fzRight.Addr.String()+" stopped acknowledging stores") {
+		t.Fatalf("the new leader printed %q; want one rebuild-dht FAILURE line naming its right neighbour", printed)
+	}
+}
+
+// A leave whose right neighbour stops answering fails naming the message
+// the leave sent it (the teardown), not another that happened to be in
+// flight to the same neighbour first (here a query bob was forwarding).
+func TestLeaveFailureNamesTheLeavesMessage(t *testing.T) {
+	p := fuzzPeer() // bob, id 1 of 3; carol, his right, stops answering
+	now := time.Unix(1_700_000_000, 0)
+	// Pos("aa") = 194, id 2: carol's, so bob forwards it to her.
+	p.Step(now, fzLeft.Addr, wire.Header{ID: 7}, wire.Query{ReqID: 1, Querier: wire.Member{Name: "dave", Addr: fzOther}, Hops: 1, LongName: "aa"})
+	var req uint32
+	for _, o := range p.Input(now, "leave-dht bob") {
+		if s, ok := o.(Send); ok && s.To == fzServer {
+			req = s.ID
+		}
+	}
+	p.Step(now, fzServer, wire.Header{ID: req}, wire.Reply{OK: true})
+	var printed []string
+	for range 10000 {
+		at, ok := p.NextDeadline()
+		if !ok || p.Idle() {
+			break
+		}
+		for _, o := range p.Tick(at) {
+			if pr, ok := o.(Print); ok {
+				printed = append(printed, pr.Line)
+			}
+		}
+	}
+	want := "dht-rebuilt FAILURE: teardown sent to " + fzRight.Addr.String() + " was not acknowledged"
+	if len(printed) != 1 || !strings.HasPrefix(printed[0], want) {
+		t.Fatalf("printed %q; want one line starting %q", printed, want)
+	}
+}

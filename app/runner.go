@@ -229,7 +229,7 @@ func (e *endpoint) flush() {
 }
 
 func traceEvent(log *slog.Logger, ev Event) {
-	log.LogAttrs(context.Background(), slog.LevelWarn, ev.Msg, ev.Attrs...)
+	log.LogAttrs(context.Background(), ev.Level, ev.Msg, ev.Attrs...)
 }
 
 // A runner's state machine is driven from two goroutines: the socket's
@@ -664,7 +664,10 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 				r.released, r.ep = r.ep, nil
 			}
 		case Bind:
-			more := r.Core.Bound(r.now(), o.Addr, r.bind(o, log))
+			// The time after the bind, which may open a file: the request
+			// that follows is timed from it.
+			bindErr := r.bind(o, log)
+			more := r.Core.Bound(r.now(), o.Addr, bindErr)
 			outs = append(more, outs...)
 		case Exit:
 			traceDebug(r.logger(log), TraceExit)

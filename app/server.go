@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,10 +108,37 @@ func ValidName(name string) bool {
 	return true
 }
 
+// NotUnicast says why ip cannot be a user's address (nor the server's, to
+// send to): it is not IPv4, or is the unspecified address, a broadcast or
+// multicast address, or in a block no host holds. It is "" for an address a
+// peer can bind and receive its own replies at.
+func NotUnicast(ip netip.Addr) string {
+	switch {
+	case !ip.Is4():
+		return "not an IPv4 address"
+	case ip.IsUnspecified():
+		return "0.0.0.0 means any address, not one host"
+	case ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "255.255.255.255 is the broadcast address"
+	case ip.IsMulticast():
+		return ip.String() + " is a multicast address (224.0.0.0/4)"
+	case ip.As4()[0] == 0:
+		return ip.String() + " is in 0.0.0.0/8, which names no host"
+	case ip.As4()[0] >= 240:
+		return ip.String() + " is in the reserved block 240.0.0.0/4"
+	}
+	return ""
+}
+
 // Step handles one datagram from a client.
 func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
 	if !isRequest(m) {
 		return []Output{event("dropped: not a request", attrAddr(from), slog.String("type", m.Type().String()))}
+	}
+	if why := NotUnicast(from.Addr()); why != "" {
+		// No host sends from there: the source is forged, and an answer
+		// would go to a group or to every host on the link.
+		return []Output{event("dropped: source is not a unicast address", attrAddr(from), slog.String("why", why))}
 	}
 	if c, ok := s.cache[from]; ok && c.id == h.ID {
 		return []Output{
@@ -240,8 +268,10 @@ func (s *Server) register(from netip.AddrPort, m wire.Register) (*wire.Reply, bo
 	switch {
 	case !ValidName(m.Name):
 		return fail("invalid user name %q: letters only, 1 to %d", m.Name, MaxNameLen), false
-	case !m.Addr.Addr().Is4() || m.Addr.Addr().IsUnspecified() || m.Addr.Port() == 0:
-		return fail("invalid address %s: need a unicast IPv4 address and a port 1-65535", m.Addr), false
+	case NotUnicast(m.Addr.Addr()) != "":
+		return fail("invalid address %s: %s; need a unicast IPv4 address", m.Addr, NotUnicast(m.Addr.Addr())), false
+	case m.Addr.Port() == 0:
+		return fail("invalid address %s: need a port 1-65535", m.Addr), false
 	case m.Addr != from:
 		return fail("register %s must be sent from %s, the address it registers (it came from %s)", m.Name, m.Addr, from), false
 	case s.users[m.Name] != nil:
@@ -264,10 +294,8 @@ func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wi
 	}
 	n := int(m.N)
 	switch {
-	case n < 2:
-		return fail("n must be at least 2, got %d", n), false
-	case n > MaxRing:
-		return fail("n must be at most %d, got %d", MaxRing, n), false
+	case n < 2 || n > MaxRing:
+		return fail("%s", badRingSize(strconv.Itoa(n))), false
 	case s.dht.Phase != store.PhaseNone:
 		return fail("a DHT already exists (leader %s); only one DHT at a time", s.dht.Leader), false
 	case len(s.users) < n:
@@ -294,6 +322,12 @@ func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wi
 	s.dht = store.DHT{Phase: store.PhaseBuilding, Leader: leader.Name, Members: ring, Since: now.UnixNano()}
 	s.note = ""
 	return ok(members...), true
+}
+
+// badRingSize is the one reason given for a setup-dht's N that is not a
+// ring size, by the peer (not a number) and the server (out of range).
+func badRingSize(got string) string {
+	return fmt.Sprintf("ring size N must be a whole number from 2 to %d, got %s", MaxRing, got)
 }
 
 func (s *Server) complete(from netip.AddrPort, m wire.DHTComplete) (*wire.Reply, bool) {

@@ -372,6 +372,11 @@ func TestServerRegister(t *testing.T) {
 	reg := func(name string, addr netip.AddrPort) srvCase {
 		return srvCase{start: two, from: addr, msg: wire.Register{Name: name, Addr: addr}}
 	}
+	// regFrom registers an address no host sends from: the request comes
+	// from another, and the address is what is refused.
+	regFrom := func(name string, addr netip.AddrPort) srvCase {
+		return srvCase{start: two, from: other, msg: wire.Register{Name: name, Addr: addr}}
+	}
 	okCheck := func(name string, addr netip.AddrPort, users int) func(*testing.T, wire.Reply, store.ServerState) {
 		return func(t *testing.T, rep wire.Reply, st store.ServerState) {
 			t.Helper()
@@ -427,16 +432,42 @@ func TestServerRegister(t *testing.T) {
 		withFail(reg("alice", srvAddr("alice")), "same registration again with a new id", "alice is already registered"),
 		withFail(reg("carol", srvAddr("alice")), "duplicate address", "already registered by alice"),
 
-		withFail(reg("carol", netip.MustParseAddrPort("0.0.0.0:5003")), "unspecified IPv4", "invalid address"),
+		withFail(regFrom("carol", netip.MustParseAddrPort("0.0.0.0:5003")), "unspecified IPv4", "invalid address", "any address"),
 		withFail(reg("carol", netip.MustParseAddrPort("10.0.0.1:0")), "port 0", "invalid address"),
-		withFail(reg("carol", netip.MustParseAddrPort("0.0.0.0:0")), "unspecified IPv4 and port 0", "invalid address"),
-		withFail(reg("carol", netip.MustParseAddrPort("[::1]:5003")), "IPv6", "invalid address"),
-		withFail(reg("carol", netip.AddrPort{}), "zero address", "invalid address"),
+		withFail(regFrom("carol", netip.MustParseAddrPort("0.0.0.0:0")), "unspecified IPv4 and port 0", "invalid address"),
+		withFail(regFrom("carol", netip.MustParseAddrPort("[::1]:5003")), "IPv6", "invalid address"),
+		withFail(regFrom("carol", netip.AddrPort{}), "zero address", "invalid address"),
+		withFail(regFrom("carol", netip.MustParseAddrPort("255.255.255.255:20031")), "broadcast", "invalid address 255.255.255.255:20031", "broadcast"),
+		withFail(regFrom("carol", netip.MustParseAddrPort("224.0.0.1:20031")), "multicast", "invalid address 224.0.0.1:20031", "multicast"),
+		withFail(regFrom("carol", netip.MustParseAddrPort("239.255.255.250:1900")), "multicast, last block", "multicast"),
+		withFail(regFrom("carol", netip.MustParseAddrPort("0.1.2.3:5003")), "this network", "0.0.0.0/8"),
+		withFail(regFrom("carol", netip.MustParseAddrPort("240.0.0.1:5003")), "reserved", "240.0.0.0/4"),
 
 		withFail(srvCase{start: srvMany(MaxUsers, 4), from: srvAddr("carol"), msg: wire.Register{Name: "carol", Addr: srvAddr("carol")}},
 			"MaxUsers full", "registry is full"),
 	}
 	runSrvCases(t, cases)
+}
+
+// A request whose source is no host's (forged) is dropped: no answer goes
+// to a group or to a whole link, and nothing changes.
+func TestServerDropsNonUnicastSources(t *testing.T) {
+	for _, src := range []string{"255.255.255.255:20031", "224.0.0.1:20031", "0.0.0.0:20031"} {
+		t.Run(src, func(t *testing.T) {
+			from := netip.MustParseAddrPort(src)
+			s := NewServer(srvConfig(), srvFree("alice", "bob"), nil)
+			outs := s.Step(srvT0, from, wire.Header{Type: wire.TypeRegister, ID: 1}, wire.Register{Name: "carol", Addr: from})
+			if len(outs) != 1 {
+				t.Fatalf("outputs %#v; want one Event", outs)
+			}
+			if ev, ok := outs[0].(Event); !ok || !strings.Contains(ev.Msg, "not a unicast") {
+				t.Fatalf("output %#v; want an Event saying the source is not unicast", outs[0])
+			}
+			if _, ok := srvFind(s.Snapshot(), "carol"); ok {
+				t.Fatal("carol was registered")
+			}
+		})
+	}
 }
 
 // srvCheckSetup checks a setup-dht SUCCESS: n distinct members, leader first,
@@ -500,11 +531,11 @@ func TestServerSetupDHT(t *testing.T) {
 		{name: "from another user's address", start: four, from: srvAddr("bob"), msg: setup("alice", 2),
 			fail: []string{"must come from its registered address", srvAddr("alice").String()}},
 		{name: "from an unknown address", start: four, from: srvStranger, msg: setup("alice", 2), fail: []string{"must come from"}},
-		{name: "n=0", start: four, from: srvAddr("alice"), msg: setup("alice", 0), fail: []string{"at least 2"}},
-		{name: "n=1", start: four, from: srvAddr("alice"), msg: setup("alice", 1), fail: []string{"at least 2"}},
+		{name: "n=0", start: four, from: srvAddr("alice"), msg: setup("alice", 0), fail: []string{"ring size N must be a whole number from 2 to 64"}},
+		{name: "n=1", start: four, from: srvAddr("alice"), msg: setup("alice", 1), fail: []string{"ring size N must be a whole number from 2 to 64"}},
 		{name: "n=MaxRing+1", start: srvMany(MaxRing+1, 4), from: srvMany(MaxRing+1, 4).Users[0].Addr,
-			msg: setup(srvManyName(0, 4), MaxRing+1), fail: []string{"at most 64"}},
-		{name: "n=65535", start: four, from: srvAddr("alice"), msg: setup("alice", 65535), fail: []string{"at most"}},
+			msg: setup(srvManyName(0, 4), MaxRing+1), fail: []string{"ring size N must be a whole number from 2 to 64, got 65"}},
+		{name: "n=65535", start: four, from: srvAddr("alice"), msg: setup("alice", 65535), fail: []string{"from 2 to 64, got 65535"}},
 		{name: "fewer users than n", start: four, from: srvAddr("alice"), msg: setup("alice", 5), fail: []string{"only 4 users are registered, 5 needed"}},
 		{name: "DHT already exists, from a Free user", start: ready, from: srvAddr("carol"), msg: setup("carol", 2), fail: []string{"DHT already exists"}},
 		{name: "DHT already exists, from its leader", start: ready, from: srvAddr("alice"), msg: setup("alice", 2), fail: []string{"DHT already exists"}},

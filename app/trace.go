@@ -8,7 +8,8 @@ import (
 	"dht/store"
 )
 
-// Besides one line per datagram (LevelInfo) and one per Event (LevelWarn),
+// Besides one line per datagram (LevelInfo) and one per Event (at its
+// level: LevelWarn, or LevelDebug for what a working network does),
 // the runners trace what a process does on its own at LevelDebug: a line
 // typed by the user, a result line printed, a change persisted. The human
 // trace on stderr runs at LevelInfo and never shows them; a structured

@@ -21,6 +21,42 @@ const (
 	MaxField = 1024
 )
 
+// A record travels alone in two messages, and must fit one datagram in
+// both: a store (header, ring size, record count, the record) and a query's
+// answer, the larger, which also carries the answering node's name (a user
+// name, at most 15 letters), its id and the hop count, and repeats the Long
+// Name that was asked for. Package wire knows the bytes but imports nothing
+// of ours, so the figures are restated here; a test in package app checks
+// them against wire's encoder.
+const (
+	// MaxDatagram is the largest datagram (wire.MaxDatagram).
+	MaxDatagram = 1472
+	// answerOverhead is a found query answer without its record and Long
+	// Name: header 9, request id 4, found 1, node name 1+15, node id 2,
+	// hops 2.
+	answerOverhead = 9 + 4 + 1 + 1 + 15 + 2 + 2
+	// MaxEncodedLen is the most EncodedLen may be for Parse to accept a
+	// record.
+	MaxEncodedLen = MaxDatagram - answerOverhead
+)
+
+// EncodedLen is the number of bytes record r takes in a query's answer:
+// each field as a 2-byte length and its bytes, and the Long Name once more
+// in the same form.
+func EncodedLen(r Record) int {
+	f := r.Fields()
+	return encodedLen(f[:])
+}
+
+// encodedLen is EncodedLen of a record's fields in file order.
+func encodedLen(fields []string) int {
+	n := 2 + len(fields[3]) // the Long Name, again
+	for _, f := range fields {
+		n += 2 + len(f)
+	}
+	return n
+}
+
 // Headers are the column names of StatsCountry.csv, in file order.
 var Headers = [NumFields]string{
 	"Country Code",

@@ -13,6 +13,9 @@ var (
 	ErrFieldCount = errors.New("wrong number of fields")
 	// ErrFieldTooLong means a field is longer than MaxField bytes.
 	ErrFieldTooLong = errors.New("field too long")
+	// ErrRecordTooLong means a record does not fit one datagram
+	// (EncodedLen is more than MaxEncodedLen).
+	ErrRecordTooLong = errors.New("record too long for one datagram")
 	// ErrEmptyLongName means a record has an empty Long Name (the key).
 	ErrEmptyLongName = errors.New("empty Long Name")
 	// ErrDuplicate means two records share a Long Name.

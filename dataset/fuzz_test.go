@@ -62,6 +62,9 @@ func checkRecords(t *testing.T, recs []Record) {
 				t.Fatalf("record %d: %s is %d bytes", i, Headers[j], len(f))
 			}
 		}
+		if n := EncodedLen(r); n > MaxEncodedLen {
+			t.Fatalf("record %d: %d bytes encoded, more than %d", i, n, MaxEncodedLen)
+		}
 		if r.LongName == "" {
 			t.Fatalf("record %d: empty Long Name", i)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/gocarina/gocsv"
@@ -28,7 +29,8 @@ func Load(path string) ([]Record, error) {
 
 // Parse reads StatsCountry.csv from r. The first row must be exactly Headers;
 // every other row is a record of NumFields fields, none longer than MaxField,
-// with a non-empty Long Name that no other record has. There must be at least
+// that fits one datagram (EncodedLen at most MaxEncodedLen), with a
+// non-empty Long Name that no other record has. There must be at least
 // one record. Line ends may be LF, CRLF or bare CR, and the last line may lack
 // one; apart from that every field keeps the file's bytes, valid UTF-8 or not.
 // Errors name the 1-based file line they concern.
@@ -130,6 +132,10 @@ func (rr *rowReader) Read() ([]string, error) {
 			return nil, fmt.Errorf("line %d: %w: %q is %d bytes, max %d", line, ErrFieldTooLong, Headers[i], len(f), MaxField)
 		}
 	}
+	if n := encodedLen(row); n > MaxEncodedLen {
+		return nil, fmt.Errorf("line %d: %w: it is %s bytes encoded, more than the %s that fit (a query's answer carries its %d fields and its Long Name again)",
+			line, ErrRecordTooLong, thousands(n), thousands(MaxEncodedLen), NumFields)
+	}
 	return row, nil
 }
 
@@ -165,6 +171,15 @@ func isHeaderRow(row []string) bool {
 		}
 	}
 	return true
+}
+
+// thousands writes n with a comma between each group of three digits.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // quoteShort quotes s for an error message, cut short if it is long.

@@ -286,6 +286,12 @@ func TestParseErrors(t *testing.T) {
 		{"one-field row", header + row("X") + "lonely\n", ErrFieldCount, "line 3: wrong number of fields: 1"},
 		{"empty Long Name", header + row("X") + row(""), ErrEmptyLongName, "line 3: empty Long Name"},
 		{"field too long", header + row(strings.Repeat("x", MaxField+1)), ErrFieldTooLong, `line 2: field too long: "Long Name" is 1025 bytes, max 1024`},
+		// Nine fields of 200 bytes each pass the field check; encoded, with
+		// the Long Name again, they are 9*202 + 202 = 2,020 bytes.
+		{"record that cannot fit one datagram", header + row("X") + strings.Repeat(strings.Repeat("f", 200)+",", NumFields-1) + strings.Repeat("L", 200) + "\n",
+			ErrRecordTooLong, "line 3: record too long for one datagram: it is 2,020 bytes encoded, more than the 1,438 that fit"},
+		{"record one byte over", header + rowOfLen(MaxEncodedLen+1).line,
+			ErrRecordTooLong, "line 2: record too long for one datagram: it is 1,439 bytes encoded, more than the 1,438"},
 		{"duplicate after a multi-line field", header + "A,\"two\nlines\",T,Y,AA,M,R,AA,1\n" + row("X") + row("Y"), ErrDuplicate, `line 5: duplicate Long Name "Y" (first on line 2)`},
 		{"duplicate in a CR file", strings.ReplaceAll(header+row("X")+row("Z")+row("X"), "\n", "\r"), ErrDuplicate, "line 4: duplicate Long Name \"X\" (first on line 2)"},
 		{"duplicate in a CRLF file", strings.ReplaceAll(header+row("X")+row("X"), "\n", "\r\n"), ErrDuplicate, "line 3: duplicate Long Name \"X\" (first on line 2)"},
@@ -309,14 +315,28 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// rowOfLen is a CSV line, and its record, of n bytes encoded (n at least
+// 29, at most 29+2*MaxField): the padding goes in Short Name and Region.
+func rowOfLen(n int) (r struct {
+	line string
+	rec  Record
+}) {
+	pad := n - EncodedLen(Record{"A", "", "C", "L", "AA", "M", "", "AA", "1"})
+	r.rec = Record{"A", strings.Repeat("s", pad/2), "C", "L", "AA", "M", strings.Repeat("r", pad-pad/2), "AA", "1"}
+	f := r.rec.Fields()
+	r.line = strings.Join(f[:], ",") + "\n"
+	return r
+}
+
 func TestParseAccepts(t *testing.T) {
 	tests := []struct {
 		name string
 		in   string
 		want Record
 	}{
-		{"field of exactly MaxField bytes", header + "A,B,C," + strings.Repeat("L", MaxField) + ",AA,M,R,AA,1\n",
-			Record{"A", "B", "C", strings.Repeat("L", MaxField), "AA", "M", "R", "AA", "1"}},
+		{"field of exactly MaxField bytes", header + "A," + strings.Repeat("S", MaxField) + ",C,L,AA,M,R,AA,1\n",
+			Record{"A", strings.Repeat("S", MaxField), "C", "L", "AA", "M", "R", "AA", "1"}},
+		{"record of exactly MaxEncodedLen bytes", header + rowOfLen(MaxEncodedLen).line, rowOfLen(MaxEncodedLen).rec},
 		{"quoted field with quotes and a line break", header + "A,\"say \"\"hi\"\"\nthere\",C,L,AA,M,R,AA,1\n",
 			Record{"A", "say \"hi\"\nthere", "C", "L", "AA", "M", "R", "AA", "1"}},
 		{"CRLF inside a quoted field becomes LF", header + "A,\"x\r\ny\",C,L,AA,M,R,AA,1\r\n",

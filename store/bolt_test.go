@@ -205,6 +205,71 @@ func TestNewFilesArePreallocated(t *testing.T) {
 	}
 }
 
+// fullDisk makes the preallocation's write fail after half its bytes, as
+// on a disk that fills up, until the test ends.
+func fullDisk(t *testing.T) {
+	t.Helper()
+	writeAt = func(f *os.File, b []byte, off int64) (int, error) {
+		n, err := f.WriteAt(b[:len(b)/2], off)
+		if err != nil {
+			return n, err
+		}
+		return n, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	t.Cleanup(func() { writeAt = (*os.File).WriteAt })
+}
+
+// A preallocation that fails (a full disk) leaves nothing half written: a
+// file the open created is removed, and one that was there is cut back to
+// its size and stays a database that opens.
+func TestFailedPreallocationLeavesNoPartialFile(t *testing.T) {
+	t.Run("new file", func(t *testing.T) {
+		dir := t.TempDir()
+		for _, open := range []func(string) error{
+			func(p string) error { _, err := OpenServer(p); return err },
+			func(p string) error { _, err := OpenPeer(p); return err },
+		} {
+			path := filepath.Join(dir, "x.db")
+			fullDisk(t)
+			if err := open(path); !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "preallocate") {
+				t.Fatalf("open: %v, want the preallocation's ENOSPC", err)
+			}
+			if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the file is still there (%v)", err)
+			}
+		}
+	})
+	t.Run("file that was there", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "small.db")
+		db, err := bolt.Open(path, 0o600, nil) // a bbolt file smaller than preallocSize
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		fullDisk(t)
+		if _, err := OpenPeer(path); !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("open: %v, want the preallocation's ENOSPC", err)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatalf("the file that was there is gone: %v", err)
+		}
+		if fi.Size() >= preallocSize/2 {
+			t.Fatalf("the file is %d bytes: the half-written preallocation is still there", fi.Size())
+		}
+		writeAt = (*os.File).WriteAt
+		pdb, err := OpenPeer(path)
+		if err != nil {
+			t.Fatalf("the file does not open after the failure: %v", err)
+		}
+		if err := pdb.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // Discard removes a file nothing was ever written to (opened for a register
 // the server refused) and keeps, closed, one that holds an identity or
 // records.

@@ -93,9 +93,20 @@ func hasBuckets(tx *bolt.Tx) bool {
 
 // open opens (creating if needed) a dht file of the given kind and makes sure
 // the buckets exist.
+// A file it creates and cannot finish (a full disk) it removes again.
 func open(path, kind string, buckets ...[]byte) (*bolt.DB, error) {
+	created, err := createNew(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	removeNew := func() {
+		if created {
+			_ = os.Remove(path)
+		}
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
 	if err != nil {
+		removeNew()
 		return nil, openErr(path, err, "another process", openTimeout)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
@@ -133,9 +144,25 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, error) {
 	}
 	if err != nil {
 		_ = db.Close()
+		removeNew()
 		return nil, err
 	}
 	return db, nil
+}
+
+// createNew creates an empty file at path, and reports whether it did:
+// false when one is there already. (bbolt makes a database of an empty
+// file.) Created here rather than by bolt.Open, so that a file this
+// process did not create is never taken for its own and removed.
+func createNew(path string) (bool, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, f.Close()
 }
 
 // preallocSize is how much of a file is written once, with zeros, when it
@@ -146,10 +173,14 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, error) {
 // and a ring's setup is a handful of commits in a row.
 const preallocSize = 1 << 20
 
+// writeAt is (*os.File).WriteAt; tests make it fail as a full disk does.
+var writeAt = (*os.File).WriteAt
+
 // preallocate writes zeros from the end of the file at path to size, and
 // syncs them. bbolt neither reads nor writes past its last page until it
-// grows, so the region is free to write while bbolt has the file open.
-func preallocate(path string, size int64) error {
+// grows, so the region is free to write while bbolt has the file open. If
+// it fails (a full disk), it cuts the file back to where it began.
+func preallocate(path string, size int64) (err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("store: preallocate %s: %w", path, err)
@@ -162,7 +193,12 @@ func preallocate(path string, size int64) error {
 	if st.Size() >= size {
 		return nil
 	}
-	if _, err := f.WriteAt(make([]byte, size-st.Size()), st.Size()); err != nil {
+	defer func() {
+		if err != nil {
+			_ = f.Truncate(st.Size())
+		}
+	}()
+	if _, err := writeAt(f, make([]byte, size-st.Size()), st.Size()); err != nil {
 		return fmt.Errorf("store: preallocate %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {

@@ -197,10 +197,18 @@ func parsePort(s string) (uint16, error) {
 	return uint16(p), nil
 }
 
-func parseIPv4(s string) (netip.Addr, error) {
+// parseIPv4 parses one host's IPv4 address (see app.NotUnicast); with
+// anyOK, 0.0.0.0 too, for a socket that listens on every interface.
+func parseIPv4(s string, anyOK bool) (netip.Addr, error) {
 	ip, err := netip.ParseAddr(s)
 	if err != nil || !ip.Is4() {
 		return netip.Addr{}, usagef("invalid IPv4 address %q: need dotted decimal, e.g. 127.0.0.1", s)
+	}
+	if anyOK && ip.IsUnspecified() {
+		return ip, nil
+	}
+	if why := app.NotUnicast(ip); why != "" {
+		return netip.Addr{}, usagef("invalid IPv4 address %q: %s; need one host's address, e.g. 127.0.0.1", s, why)
 	}
 	return ip, nil
 }

@@ -151,6 +151,11 @@ func TestDemoErrors(t *testing.T) {
 			if code != tt.code || !strings.Contains(errOut, tt.msg) {
 				t.Fatalf("exit %d, want %d; stderr %q lacks %q\n%s", code, tt.code, errOut, tt.msg, out)
 			}
+			// Told to use --data when it was used, the user would look
+			// for a flag that did not take.
+			if strings.Contains(errOut, "give the dataset with --data") {
+				t.Fatalf("stderr %q suggests --data, which was given", errOut)
+			}
 		})
 	}
 }

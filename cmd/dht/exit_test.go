@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -26,7 +29,7 @@ func TestExitStatus(t *testing.T) {
 		{"server with a bad port", []string{"server", "70000"}, 2},
 		{"server with a bad address", []string{"server", "--addr", "::1", "4000"}, 2},
 		{"server with an unknown flag", []string{"server", "--frobnicate", "4000"}, 2},
-		{"server with an unusable file", []string{"server", "--db", filepath.Join(missing, "s.db"), "4000"}, 1},
+		{"server with an unusable file", []string{"server", "--addr", "127.0.0.1", "--db", filepath.Join(missing, "s.db"), "4000"}, 1}, // 1 too if the port is taken
 		{"peer with one argument", []string{"peer", "127.0.0.1"}, 2},
 		{"peer with a bad address", []string{"peer", "1.2.3", "4000"}, 2},
 		{"peer with a bad window", []string{"peer", "--window", "0", "127.0.0.1", "4000"}, 2},
@@ -138,5 +141,69 @@ func TestTableFileError(t *testing.T) {
 		t.Errorf("the port is still bound after the failed register: %v", err)
 	} else {
 		c.Close()
+	}
+}
+
+// An address no host holds is refused at once, saying why, before anything
+// is bound or created: a server that bound a multicast or the broadcast
+// address would listen on every interface instead, and a peer would wait
+// for a server that cannot answer. 0.0.0.0 is the server's "every
+// interface", and nothing else.
+func TestAddressesOfNoHostRefused(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "missing", "s.db") // opening it would fail with status 1
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"server", "--db", db, "--addr", "224.0.0.1", "4000"}, "224.0.0.1 is a multicast address"},
+		{[]string{"server", "--db", db, "--addr", "255.255.255.255", "4000"}, "255.255.255.255 is the broadcast address"},
+		{[]string{"server", "--db", db, "--addr", "240.1.2.3", "4000"}, "reserved"},
+		{[]string{"peer", "--quiet", "0.0.0.0", "4000"}, "0.0.0.0 means any address"},
+		{[]string{"peer", "--quiet", "255.255.255.255", "4000"}, "broadcast"},
+		{[]string{"peer", "--quiet", "239.0.0.1", "4000"}, "multicast"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errOut := runDHT(t, "", tt.args...)
+			if code != 2 || !strings.Contains(errOut, "invalid IPv4 address") || !strings.Contains(errOut, tt.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and a message with %q\nstdout:\n%s", code, errOut, tt.want, out)
+			}
+		})
+	}
+}
+
+// play's --seed, when absent, gives way to the file's seed line: its help
+// says so rather than "(default: 1)".
+func TestPlaySeedHelpNamesTheFileSeed(t *testing.T) {
+	code, out, errOut := runDHT(t, "", "play", "--help")
+	if code != 0 || errOut != "" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	i := strings.Index(out, "--seed")
+	if i < 0 {
+		t.Fatalf("help lacks --seed:\n%s", out)
+	}
+	line, _, _ := strings.Cut(out[i:], "\n--")
+	if strings.Contains(line, "(default: 1)") || !strings.Contains(line, "(default: the file's seed line, or 1 without one)") {
+		t.Fatalf("--seed help %q: want the file's seed line named as the default", line)
+	}
+}
+
+// A server whose port is taken fails before it creates its file: nothing
+// is left behind.
+func TestServerPortInUseCreatesNoFile(t *testing.T) {
+	busy, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	port := busy.LocalAddr().(*net.UDPAddr).Port
+	db := filepath.Join(t.TempDir(), "s.db")
+	code, out, errOut := runDHT(t, "", "server", "--quiet", "--db", db, "--addr", "127.0.0.1", strconv.Itoa(port))
+	if code != 1 || !strings.Contains(errOut, "address already in use") {
+		t.Fatalf("exit %d, stderr %q; want 1 and the port in use\nstdout:\n%s", code, errOut, out)
+	}
+	if _, err := os.Lstat(db); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s was created (%v)", db, err)
 	}
 }

@@ -49,7 +49,7 @@ func peerCommand(e env) *cli.Command {
 			if c.NArg() != 2 {
 				return usagef("peer takes two arguments, SERVER_IPV4 SERVER_PORT (see 'dht peer --help')")
 			}
-			ip, err := parseIPv4(c.Args().Get(0))
+			ip, err := parseIPv4(c.Args().Get(0), false)
 			if err != nil {
 				return err
 			}

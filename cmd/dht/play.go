@@ -58,7 +58,7 @@ func playCommand(e env) *cli.Command {
 			"peer printed. The bbolt files are kept in --dir (or with --keep) for 'dht inspect'.\n\n" + playSyntax,
 		Flags: append([]cli.Flag{
 			dataFlag("the dataset the peers spread when they lead a ring"),
-			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seeds the server's choices (ring members, the node a query starts at), so a play is repeatable; overrides the file's seed line"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seeds the server's choices (ring members, the node a query starts at), so a play is repeatable; overrides the file's seed line", DefaultText: "the file's seed line, or 1 without one"},
 			&cli.DurationFlag{Name: "timeout", Value: 3 * time.Minute, Usage: "fail a command that has not finished after this long"},
 			&cli.BoolFlag{Name: "trace", Usage: "write the datagram trace of every process to stderr"},
 		}, workDirFlags()...),

@@ -23,7 +23,7 @@ func serverCommand(e env) *cli.Command {
 			"a restart on the same file continues where the server was, a wait included.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "db", Value: "dht-server.db", Usage: "bbolt file holding the registry"},
-			&cli.StringFlag{Name: "addr", Value: "0.0.0.0", Usage: "IPv4 address to bind"},
+			&cli.StringFlag{Name: "addr", Value: "0.0.0.0", Usage: "IPv4 address to bind: one of this host's, or 0.0.0.0 for every interface"},
 			&cli.DurationFlag{Name: "op-timeout", Value: app.DefaultOpTimeout, Usage: "roll back a setup, leave or teardown whose initiator has not finished it within this time"},
 			quietFlag(),
 			traceJSONFlag(),
@@ -36,7 +36,7 @@ func serverCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			ip, err := parseIPv4(c.String("addr"))
+			ip, err := parseIPv4(c.String("addr"), true)
 			if err != nil {
 				return err
 			}
@@ -47,6 +47,13 @@ func serverCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			// The socket first: a server that cannot have its port creates
+			// no file.
+			conn, err := app.ListenServer(netip.AddrPortFrom(ip, port))
+			if err != nil {
+				return fmt.Errorf("server: %w", err)
+			}
+			defer conn.Close()
 			db, err := store.OpenServer(c.String("db"))
 			if err != nil {
 				return err
@@ -56,12 +63,6 @@ func serverCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			addr := netip.AddrPortFrom(ip, port)
-			conn, err := app.ListenServer(addr)
-			if err != nil {
-				return fmt.Errorf("server: %w", err)
-			}
-			defer conn.Close()
 			log, closeTrace, err := openTrace(c, e.stderr, "server")
 			if err != nil {
 				return err

@@ -1,0 +1,56 @@
+package app
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"dht/dataset"
+	"dht/wire"
+)
+
+// recordOfLen is a record of n bytes encoded (dataset.EncodedLen) whose
+// Long Name is longName; the padding goes in Short Name and Table Name.
+func recordOfLen(t *testing.T, n int, longName string) dataset.Record {
+	t.Helper()
+	r := dataset.Record{CountryCode: "A", LongName: longName}
+	pad := n - dataset.EncodedLen(r)
+	if pad < 0 || pad > 2*dataset.MaxField {
+		t.Fatalf("no record of %d bytes with a Long Name of %d", n, len(longName))
+	}
+	r.ShortName, r.TableName = strings.Repeat("s", pad/2), strings.Repeat("t", pad-pad/2)
+	return r
+}
+
+// dataset restates wire's limits (wire imports nothing of ours): a record
+// Parse accepts, of MaxEncodedLen bytes, fits one datagram both in a store
+// and in the largest query answer a ring can send (a node name of
+// MaxNameLen letters); a byte more and the answer cannot be encoded.
+func TestDatasetRecordLimitFitsOneDatagram(t *testing.T) {
+	if dataset.MaxDatagram != wire.MaxDatagram || dataset.MaxField != wire.MaxField || dataset.NumFields != wire.NumFields {
+		t.Fatalf("dataset's MaxDatagram %d, MaxField %d, NumFields %d; wire's %d, %d, %d",
+			dataset.MaxDatagram, dataset.MaxField, dataset.NumFields, wire.MaxDatagram, wire.MaxField, wire.NumFields)
+	}
+	answer := func(r dataset.Record) wire.QueryResult {
+		return wire.QueryResult{ReqID: 1<<32 - 1, Found: true, Node: strings.Repeat("n", MaxNameLen), NodeID: MaxRing - 1,
+			Hops: 1<<16 - 1, LongName: r.LongName, Record: r.Fields()}
+	}
+	for _, longLen := range []int{1, 300, 600} {
+		r := recordOfLen(t, dataset.MaxEncodedLen, strings.Repeat("L", longLen))
+		b, err := wire.Append(nil, 1, 0, answer(r))
+		if err != nil || len(b) != wire.MaxDatagram {
+			t.Fatalf("Long Name of %d: the answer is %d bytes, %v; want exactly %d", longLen, len(b), err, wire.MaxDatagram)
+		}
+		if _, err := wire.Append(nil, 1, 0, wire.Store{N: MaxRing, Records: []wire.Record{r.Fields()}}); err != nil {
+			t.Fatalf("Long Name of %d: the store: %v", longLen, err)
+		}
+		if _, err := wire.Append(nil, 1, wire.FlagNoAck, wire.Query{ReqID: 1, Querier: wire.Member{Name: strings.Repeat("q", MaxNameLen), Addr: netip.MustParseAddrPort("10.0.0.1:5000")}, LongName: r.LongName}); err != nil {
+			t.Fatalf("Long Name of %d: the query: %v", longLen, err)
+		}
+		over := recordOfLen(t, dataset.MaxEncodedLen+1, r.LongName)
+		if _, err := wire.Append(nil, 1, 0, answer(over)); !errors.Is(err, wire.ErrTooLong) {
+			t.Fatalf("Long Name of %d: an answer a byte over the limit: %v, want %v", longLen, err, wire.ErrTooLong)
+		}
+	}
+}

@@ -1,0 +1,67 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"dht/store"
+)
+
+// A register's request is timed from when it is sent, after the table
+// file is open and the socket bound: a file slow to open (a slow disk;
+// here a clock that moves a minute while it opens) must neither have the
+// request sent again at once nor fail it before the server could answer.
+// The runner's turn is driven directly, so that nothing races the check.
+func TestRegisterTimedFromItsSend(t *testing.T) {
+	ports, err := freePorts(2) // the peer's, and a server nobody runs
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Unix(1_700_000_000, 0) // under r.mu: moves only while the file opens
+	now := func() time.Time { return clock }
+	dir := t.TempDir()
+	r := &PeerRunner{
+		Core: NewPeer(PeerConfig{
+			Server: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ports[1]),
+			Rand:   rand.New(rand.NewPCG(1, 2)),
+		}),
+		OpenStore: func(name string) (PeerStore, error) {
+			clock = clock.Add(time.Minute)
+			return store.OpenPeer(filepath.Join(dir, "dht-peer-"+name+".db"))
+		},
+	}
+	// What Run sets up before its first turn.
+	r.log, r.now, r.tm, r.quit = slog.New(slog.DiscardHandler), now, newDeadline(), make(chan error, 1)
+	defer r.tm.t.Stop()
+
+	r.mu.Lock()
+	r.handle(r.Core.Input(now(), fmt.Sprintf("register slow 127.0.0.1 %d", ports[0])))
+	at, ok := r.Core.NextDeadline()
+	opened, sent := clock, r.Core.Stats().Sent
+	r.stopped = true // the socket's reader takes no turn from here on
+	ep, st := r.ep, r.store
+	r.mu.Unlock()
+	if ep != nil {
+		ep.conn.Close()
+	}
+	if st != nil {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+
+	if ep == nil || st == nil {
+		t.Fatal("the register bound no socket or opened no file")
+	}
+	if sent != 1 {
+		t.Fatalf("%d datagrams sent, want the register once", sent)
+	}
+	if !ok || !at.After(opened) {
+		t.Fatalf("the request's next deadline is %v (set: %v), before the file was open at %v: it was timed from before the file opened", at, ok, opened)
+	}
+}
