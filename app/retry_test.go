@@ -17,7 +17,7 @@ func TestRetrySchedule(t *testing.T) {
 	t0 := time.Unix(0, 0)
 	var tr tries
 	tr.start(t0, e.first(&p))
-	if tr.due(t0.Add(DefaultRTO - 1)) || !tr.due(t0.Add(DefaultRTO)) {
+	if tr.due(t0.Add(DefaultRTO-1)) || !tr.due(t0.Add(DefaultRTO)) {
 		t.Fatal("due before or not at the timeout")
 	}
 	now := t0.Add(DefaultRTO)
