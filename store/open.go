@@ -91,13 +91,26 @@ func hasBuckets(tx *bolt.Tx) bool {
 	return k != nil
 }
 
+// fileErr says what failed on the file at path, naming the path once: an
+// *fs.PathError names it already.
+func fileErr(what, path string, err error) error {
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &pe) && pe.Op == what:
+		return fmt.Errorf("store: %w", err)
+	case errors.As(err, &pe):
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	return fmt.Errorf("store: %s %s: %w", what, path, err)
+}
+
 // open opens (creating if needed) a dht file of the given kind and makes sure
 // the buckets exist.
 // A file it creates and cannot finish (a full disk) it removes again.
 func open(path, kind string, buckets ...[]byte) (*bolt.DB, error) {
 	created, err := createNew(path)
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, fileErr("open", path, err)
 	}
 	removeNew := func() {
 		if created {
@@ -183,12 +196,12 @@ var writeAt = (*os.File).WriteAt
 func preallocate(path string, size int64) (err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
-		return fmt.Errorf("store: preallocate %s: %w", path, err)
+		return fileErr("preallocate", path, err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("store: preallocate %s: %w", path, err)
+		return fileErr("preallocate", path, err)
 	}
 	if st.Size() >= size {
 		return nil
@@ -199,10 +212,10 @@ func preallocate(path string, size int64) (err error) {
 		}
 	}()
 	if _, err := writeAt(f, make([]byte, size-st.Size()), st.Size()); err != nil {
-		return fmt.Errorf("store: preallocate %s: %w", path, err)
+		return fileErr("preallocate", path, err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("store: preallocate %s: %w", path, err)
+		return fileErr("preallocate", path, err)
 	}
 	return f.Close()
 }
