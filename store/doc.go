@@ -61,6 +61,9 @@
 // ErrNotDHT, for one that is no bbolt file at all); what still goes wrong
 // inside bbolt is recovered and reported the same way.
 //
+// A file deleted, replaced or truncated while it is open is noticed at the
+// next commit, before and again after it: the commit returns ErrGone
+// instead of reporting success for a change that no later open would see.
 // Reads of a file truncated under them return ErrDamaged, not a SIGBUS.
 //
 // MemServer and MemPeer are in-memory twins with the same behaviour (they keep
@@ -89,6 +92,9 @@ var (
 	// unknown, or the values contradict each other (a ring member that is
 	// not registered, an InDHT user with no DHT, …).
 	ErrDamaged = errors.New("store: damaged file")
+	// ErrGone: the file was deleted, replaced or truncated while it was
+	// open; the change asked for is not known to be in the file at its path.
+	ErrGone = errors.New("store: file deleted, replaced or truncated while open")
 	// ErrInvalid: the caller asked to store something the layout cannot hold
 	// (an empty name or Long Name, a string longer than 65535 bytes, …).
 	ErrInvalid = errors.New("store: invalid value")

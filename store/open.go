@@ -174,6 +174,9 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 	if err == nil {
 		err = preallocate(path, preallocSize)
 	}
+	if err == nil {
+		err = h.check()
+	}
 	if err != nil {
 		_ = h.close(db)
 		return nil, nil, err
@@ -224,12 +227,14 @@ func dbErr(err error) error {
 }
 
 // file is a dht file as this package holds it: bbolt works on the
-// *os.File that opener opened, locked and checked.
+// *os.File that opener opened, locked and checked, and every commit checks
+// that the path still names that file, at least as long as it was.
 type file struct {
 	path string
 	f    *os.File // bbolt's own: closed by bolt.DB.Close
 
 	mu     sync.Mutex
+	size   int64 // after the last check: bbolt never shrinks a file
 	broken error // a panic or fault in bbolt: see guard
 }
 
@@ -290,9 +295,57 @@ func (h *file) verify(f *os.File, exclusive bool, timeout time.Duration, created
 	return nil
 }
 
-// update runs fn in a read-write transaction.
+// check reports whether the file is still the one at path and no shorter
+// than it was at the last check. bbolt writes to the file it opened and
+// reads it through a memory map: a file deleted or replaced takes commits
+// that no later open will see, and reading a page past the end of a
+// truncated one is a SIGBUS.
+func (h *file) check() error {
+	fi, err := h.f.Stat()
+	if errors.Is(err, os.ErrClosed) {
+		return ErrClosed
+	}
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", h.path, err)
+	}
+	cur, err := os.Stat(h.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return gone(h.path, "was deleted")
+	case err != nil:
+		return fmt.Errorf("store: %s: %w", h.path, err)
+	case !os.SameFile(fi, cur):
+		return gone(h.path, "was replaced by another file")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if fi.Size() < h.size {
+		return gone(h.path, fmt.Sprintf("was truncated from %d to %d bytes", h.size, fi.Size()))
+	}
+	h.size = fi.Size()
+	return nil
+}
+
+func gone(path, what string) error {
+	return &kindError{
+		msg:  fmt.Sprintf("store: %s %s while in use: changes to it can no longer be read back", path, what),
+		kind: ErrGone,
+	}
+}
+
+// update runs fn in a read-write transaction, between two checks of the
+// file: a change is reported done only once it is in the file at path.
 func (h *file) update(db *bolt.DB, fn func(*bolt.Tx) error) error {
-	return dbErr(h.guard(func() error { return db.Update(fn) }))
+	if err := h.failed(); err != nil {
+		return err
+	}
+	if err := h.check(); err != nil {
+		return err
+	}
+	if err := h.guard(func() error { return db.Update(fn) }); err != nil {
+		return dbErr(err)
+	}
+	return h.check()
 }
 
 // errPanic is the cause of an error made from a panic in bbolt.

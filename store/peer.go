@@ -275,20 +275,25 @@ func (p *PeerDB) Discard() error {
 	p.endRead()
 	path := p.db.Path()
 	empty := false
-	err := p.file.guard(func() error {
-		return p.db.View(func(tx *bolt.Tx) error {
-			if b := tx.Bucket(bucketIdentity); b != nil && b.Get(keyIdentity) != nil {
-				return nil
-			}
-			empty = true
-			return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-				if _, ok := slotPos(name); ok {
-					empty = false
+	// A file that is no longer the one at path is left alone: the path may
+	// name another process's file now.
+	err := p.file.check()
+	if err == nil {
+		err = p.file.guard(func() error {
+			return p.db.View(func(tx *bolt.Tx) error {
+				if b := tx.Bucket(bucketIdentity); b != nil && b.Get(keyIdentity) != nil {
+					return nil
 				}
-				return nil
+				empty = true
+				return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+					if _, ok := slotPos(name); ok {
+						empty = false
+					}
+					return nil
+				})
 			})
 		})
-	})
+	}
 	if cerr := p.file.close(p.db); err == nil {
 		err = cerr
 	}
