@@ -466,7 +466,12 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 		finished := eof && r.Core.Idle() && !r.Core.Registered()
 		r.mu.Unlock()
 		if finished {
-			return nil
+			select {
+			case err := <-r.quit: // the last input's failure, not a clean end
+				return err
+			default:
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -595,7 +600,19 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 				r.store = nil
 			}
 		case Bind:
-			more := r.Core.Bound(r.now(), o.Addr, r.bind(o, log))
+			err := r.bind(o, log)
+			more := r.Core.Bound(r.now(), o.Addr, err)
+			if refusedFile(err) {
+				// The register fails, and so does the process: a file it
+				// cannot trust is not one to try another name with.
+				for _, m := range more {
+					if p, ok := m.(Print); ok {
+						fmt.Fprintln(r.Out, p.Line)
+						tracePrint(r.logger(log), p.Line)
+					}
+				}
+				return false, fmt.Errorf("peer: %w", err)
+			}
 			outs = append(more, outs...)
 		case Exit:
 			traceDebug(r.logger(log), TraceExit)
@@ -603,6 +620,18 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 		}
 	}
 	return exit, nil
+}
+
+// refusedFile reports whether err is a table file refused for what it
+// holds (damaged, not a dht file, another kind or version), rather than
+// one busy or out of reach.
+func refusedFile(err error) bool {
+	for _, e := range []error{store.ErrDamaged, store.ErrNotDHT, store.ErrWrongKind, store.ErrVersion} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
