@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -10,11 +11,11 @@ import (
 )
 
 // verifyFile reads the pages of a bbolt file the way bbolt will and checks
-// every assumption bbolt makes about them without checking: bbolt trusts its
-// pages, and a damaged one makes it read out of bounds, fault on a page past
-// the end of the file, or fail an assertion, at open or at the first commit
-// that touches it. What is checked here is what bbolt's own Check checks,
-// with every length bounded before it is used:
+// what bbolt relies on without checking it: bbolt trusts its pages, and a
+// damaged one makes it read out of bounds, fault on a page past the end of
+// the file, or fail an assertion, at open or at the first commit that
+// touches it. What is checked here is what bbolt's own Check checks, with
+// every length bounded before it is used, and a little more:
 //
 //   - a valid meta page, chosen as bbolt chooses it (the newer of the two
 //     whose checksum holds), and pages up to its high-water mark all inside
@@ -57,7 +58,7 @@ const (
 var native = binary.NativeEndian
 
 // errNoMeta: neither meta page is valid.
-var errNoMeta = fmt.Errorf("no valid bbolt meta page")
+var errNoMeta = errors.New("no valid bbolt meta page")
 
 // verifyError says what is wrong with a file's pages.
 type verifyError struct{ why string }
