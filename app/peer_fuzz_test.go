@@ -92,9 +92,16 @@ func FuzzPeerSteps(f *testing.F) {
 		now := time.Unix(1_700_000_000, 0)
 		check := func(outs []Output) {
 			for _, o := range outs {
-				if s, ok := o.(Send); ok {
-					if _, err := wire.Append(nil, s.ID, s.Flags, s.Msg); err != nil {
-						t.Fatalf("peer sends a message that does not encode: %v (%+v)", err, s.Msg)
+				switch o := o.(type) {
+				case Send:
+					if _, err := wire.Append(nil, o.ID, o.Flags, o.Msg); err != nil {
+						t.Fatalf("peer sends a message that does not encode: %v (%+v)", err, o.Msg)
+					}
+				case PersistPeer:
+					if id := o.Batch.Identity; id != nil {
+						if err := id.Check(); err != nil {
+							t.Fatalf("peer saves an identity its file would be refused for: %v", err)
+						}
 					}
 				}
 			}

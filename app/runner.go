@@ -480,7 +480,12 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 		if r.awaitIdle && r.Core.Idle() && !r.stopped {
 			if !r.Core.Registered() {
 				r.mu.Unlock()
-				return nil
+				select {
+				case err := <-r.quit: // the last input's failure, not a clean end
+					return err
+				default:
+					return nil
+				}
 			}
 			// Nothing more will change that: say it once.
 			r.awaitIdle = false
@@ -668,6 +673,17 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 			// that follows is timed from it.
 			bindErr := r.bind(o, log)
 			more := r.Core.Bound(r.now(), o.Addr, bindErr)
+			if refusedFile(bindErr) {
+				// The register fails, and so does the process: a file it
+				// cannot trust is not one to try another name with.
+				for _, m := range more {
+					if p, ok := m.(Print); ok {
+						fmt.Fprintln(r.Out, p.Line)
+						tracePrint(r.logger(log), p.Line)
+					}
+				}
+				return false, fmt.Errorf("peer: %w", bindErr)
+			}
 			outs = append(more, outs...)
 		case Exit:
 			traceDebug(r.logger(log), TraceExit)
@@ -675,6 +691,18 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 		}
 	}
 	return exit, nil
+}
+
+// refusedFile reports whether err is a table file refused for what it
+// holds (damaged, not a dht file, another kind or version), rather than
+// one busy or out of reach.
+func refusedFile(err error) bool {
+	for _, e := range []error{store.ErrDamaged, store.ErrNotDHT, store.ErrWrongKind, store.ErrVersion} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {

@@ -212,6 +212,9 @@ func srvFuzzSuccess(t *testing.T, from netip.AddrPort, m wire.Message, rep wire.
 // srvFuzzInvariants checks the registry is consistent.
 func srvFuzzInvariants(t *testing.T, st store.ServerState) {
 	t.Helper()
+	if err := st.Check(); err != nil {
+		t.Fatalf("a state the server file would be refused for: %v", err)
+	}
 	names := map[string]store.User{}
 	addrs := map[netip.AddrPort]bool{}
 	for i, u := range st.Users {

@@ -265,12 +265,23 @@ func (s *Sim) exec(from netip.AddrPort, p *simProc, outs []Output) {
 		case Notice:
 			traceEvent(log, event(o.Line))
 		case PersistServer:
+			// What the server saves, its file must open again with.
+			if err := o.State.Check(); err != nil {
+				s.err = fmt.Errorf("sim: the server saved a state its file would be refused for: %w", err)
+				return
+			}
 			if err := s.sstore.Save(o.State, o.Reply, o.Forget...); err != nil {
 				s.err = err
 				return
 			}
 			tracePersistServer(log, o.State)
 		case PersistPeer:
+			if id := o.Batch.Identity; id != nil {
+				if err := id.Check(); err != nil {
+					s.err = fmt.Errorf("sim: %s saved an identity its file would be refused for: %w", p.name, err)
+					return
+				}
+			}
 			if err := p.store.Apply(o.Batch); err != nil {
 				s.err = err
 				return

@@ -12,7 +12,7 @@ go vet ./...
 go test -race -count=1 ./...
 
 for target in "./wire FuzzDecode 300000" "./dataset FuzzParse 100000" "./app FuzzCommand 20000" \
-	"./app FuzzServerSteps 50000" "./app FuzzPeerSteps 20000"; do
+	"./app FuzzServerSteps 50000" "./app FuzzPeerSteps 20000" "./store FuzzDamagedFile 5000"; do
 	set -- $target
 	n=$(($3 * FUZZSCALE))
 	echo "fuzz $2 ($1): $n inputs"

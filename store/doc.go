@@ -49,6 +49,23 @@
 // Values read back are checked: a short, long or malformed value is reported
 // as ErrCorrupt, never a panic.
 //
+// # Damaged files
+//
+// bbolt trusts the pages of its file: a damaged one makes it panic, fault or
+// fail an assertion, at open or at a later commit. So a file's pages are
+// read and checked before bbolt is given the file (verify.go: what bbolt's
+// own Check checks, every length bounded first), an existing file must hold
+// exactly the buckets and keys of its kind, and OpenServer, OpenPeer and
+// Inspect decode every value and check that the values agree with each
+// other (check.go). A file that fails is refused with ErrDamaged (or
+// ErrNotDHT, for one that is no bbolt file at all); what still goes wrong
+// inside bbolt is recovered and reported the same way.
+//
+// A file deleted, replaced or truncated while it is open is noticed at the
+// next commit, before and again after it: the commit returns ErrGone
+// instead of reporting success for a change that no later open would see.
+// Reads of a file truncated under them return ErrDamaged, not a SIGBUS.
+//
 // MemServer and MemPeer are in-memory twins with the same behaviour (they keep
 // the same encoded values in maps), for simulations that must not touch disk.
 package store
@@ -69,6 +86,15 @@ var (
 	ErrVersion = errors.New("store: unknown file version")
 	// ErrCorrupt: a stored value cannot be decoded.
 	ErrCorrupt = errors.New("store: corrupt value")
+	// ErrDamaged: the file is a dht file that cannot be used as it is: a
+	// bbolt page is damaged or missing (truncated), a stored value does not
+	// decode (the error matches ErrCorrupt too), a bucket is missing or
+	// unknown, or the values contradict each other (a ring member that is
+	// not registered, an InDHT user with no DHT, …).
+	ErrDamaged = errors.New("store: damaged file")
+	// ErrGone: the file was deleted, replaced or truncated while it was
+	// open; the change asked for is not known to be in the file at its path.
+	ErrGone = errors.New("store: file deleted, replaced or truncated while open")
 	// ErrInvalid: the caller asked to store something the layout cannot hold
 	// (an empty name or Long Name, a string longer than 65535 bytes, …).
 	ErrInvalid = errors.New("store: invalid value")

@@ -111,7 +111,9 @@ func (r RecordJSON) MarshalJSON() ([]byte, error) {
 // *ServerReport or a *PeerReport. The file is opened read-only, so it is
 // never created, written or initialised. A file held by a running process
 // gives ErrLocked once timeout has passed; a file dht did not write gives
-// ErrNotDHT; a missing file gives an error matching fs.ErrNotExist.
+// ErrNotDHT; a damaged or inconsistent one ErrDamaged, as OpenServer and
+// OpenPeer would refuse it; a missing file gives an error matching
+// fs.ErrNotExist.
 func Inspect(path string, timeout time.Duration) (report any, err error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -124,67 +126,54 @@ func Inspect(path string, timeout time.Duration) (report any, err error) {
 		// bbolt would try to initialise an empty file.
 		return nil, notDHT(path, "empty file", nil)
 	}
-	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: timeout})
-	if err != nil {
-		return nil, openErr(path, err, "a running process", timeout)
-	}
-	defer func() {
-		if cerr := db.Close(); err == nil && cerr != nil {
-			report, err = nil, fmt.Errorf("store: close %s: %w", path, cerr)
-		}
-	}()
-	// bbolt trusts its pages; a damaged file may make it panic. Report that
-	// as a file we cannot read rather than crash the command.
-	defer func() {
-		if p := recover(); p != nil {
-			report, err = nil, notDHT(path, fmt.Sprint("damaged bbolt database: ", p), nil)
-		}
-	}()
-	err = db.View(func(tx *bolt.Tx) error {
-		kind, err := checkMeta(path, tx)
+	h := &file{path: path}
+	var db *bolt.DB
+	err = h.guard(func() error {
+		var err error
+		db, err = bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: timeout, OpenFile: h.opener(false, timeout)})
 		if err != nil {
+			db = nil
+			return openErr(path, err, "a running process", timeout)
+		}
+		return db.View(func(tx *bolt.Tx) error {
+			kind, err := checkMeta(path, tx)
+			if err != nil {
+				return err
+			}
+			if kind == "" {
+				return notDHT(path, "bbolt database without dht meta bucket", nil)
+			}
+			if err := checkLayout(path, tx, kind); err != nil {
+				return err
+			}
+			if kind == kindServer {
+				report, err = serverReport(path, tx)
+			} else {
+				report, err = peerReport(path, tx)
+			}
 			return err
-		}
-		switch kind {
-		case kindServer:
-			report, err = serverReport(tx)
-		case kindPeer:
-			report, err = peerReport(tx)
-		default:
-			err = notDHT(path, "bbolt database without dht meta bucket", nil)
-		}
-		return err
+		})
 	})
+	if cerr := h.close(db); err == nil && cerr != nil {
+		err = fmt.Errorf("store: close %s: %w", path, cerr)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return report, nil
 }
 
-func serverReport(tx *bolt.Tx) (*ServerReport, error) {
-	r := &ServerReport{Kind: kindServer, Users: []UserJSON{}}
-	users, dhtB, _, err := serverBuckets(tx)
-	if err != nil {
+func serverReport(path string, tx *bolt.Tx) (*ServerReport, error) {
+	st, _, err := loadServer(tx)
+	if err := refuse(path, kindServer, err, st.Check()); err != nil {
 		return nil, err
 	}
-	err = users.ForEach(func(k, v []byte) error {
-		u, err := decodeUser(string(k), v)
-		if err != nil {
-			return err
-		}
+	r := &ServerReport{Kind: kindServer, Users: []UserJSON{}}
+	for _, u := range st.Users {
 		ip, port := splitAddr(u.Addr)
 		r.Users = append(r.Users, UserJSON{Name: u.Name, IP: ip, Port: port, State: u.State.String()})
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	var h DHT
-	if v := dhtB.Get(keyState); v != nil {
-		if h, err = decodeDHT(v); err != nil {
-			return nil, err
-		}
-	}
+	h := st.DHT
 	r.DHT = DHTJSON{Phase: h.Phase.String(), Leader: h.Leader, Members: h.Members, Leaver: h.Leaver}
 	if h.Since != 0 {
 		r.DHT.WaitingSince = time.Unix(0, h.Since).UTC().Format(time.RFC3339Nano)
@@ -192,11 +181,11 @@ func serverReport(tx *bolt.Tx) (*ServerReport, error) {
 	return r, nil
 }
 
-func peerReport(tx *bolt.Tx) (*PeerReport, error) {
+func peerReport(path string, tx *bolt.Tx) (*PeerReport, error) {
 	type span struct{ pos, start int }
 	var spans []span
 	id, recs, err := loadPeer(tx, func(pos, start int) { spans = append(spans, span{pos, start}) })
-	if err != nil {
+	if err := refuse(path, kindPeer, err, id.Check()); err != nil {
 		return nil, err
 	}
 	r := &PeerReport{Kind: kindPeer, Name: id.Name, Slots: []SlotJSON{}, Records: len(recs), server: id.Server}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime/debug"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -38,8 +40,13 @@ var (
 
 // openErr turns an error from bolt.Open into one of ours.
 func openErr(path string, err error, running string, timeout time.Duration) error {
-	var pe *fs.PathError
+	var (
+		pe *fs.PathError
+		ke *kindError
+	)
 	switch {
+	case errors.As(err, &ke):
+		return err // from file.opener: already says what is wrong
 	case errors.Is(err, berrors.ErrTimeout):
 		return &kindError{
 			msg:  fmt.Sprintf("store: %s is in use by %s (lock not released within %v)", path, running, timeout),
@@ -52,6 +59,25 @@ func openErr(path string, err error, running string, timeout time.Duration) erro
 		// too small", …: the bytes are not a bbolt database we can read.
 		return notDHT(path, "not a bbolt database", err)
 	}
+}
+
+// damaged is the error for a dht file that cannot be used as it is; what
+// names its kind ("server file") if it is known.
+func damaged(path, what, why string, cause error) error {
+	if what == "" {
+		what = "file"
+	}
+	msg := fmt.Sprintf("store: %s %s is damaged: %s", what, path, why)
+	if cause != nil {
+		msg += " (" + cause.Error() + ")"
+	}
+	return &kindError{msg: msg, kind: ErrDamaged, cause: cause}
+}
+
+// inconsistent is the error for a dht file whose values all decode but do
+// not agree with each other.
+func inconsistent(path, what, why string) error {
+	return &kindError{msg: fmt.Sprintf("store: %s %s is inconsistent: %s", what, path, why), kind: ErrDamaged}
 }
 
 func notDHT(path, why string, cause error) error {
@@ -105,35 +131,42 @@ func fileErr(what, path string, err error) error {
 }
 
 // open opens (creating if needed) a dht file of the given kind and makes sure
-// the buckets exist.
-// A file it creates and cannot finish (a full disk) it removes again.
-func open(path, kind string, buckets ...[]byte) (*bolt.DB, error) {
-	created, err := createNew(path)
-	if err != nil {
-		return nil, fileErr("open", path, err)
-	}
-	removeNew := func() {
-		if created {
-			_ = os.Remove(path)
-		}
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
-	if err != nil {
-		removeNew()
-		return nil, openErr(path, err, "another process", openTimeout)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		got, err := checkMeta(path, tx)
+// the buckets exist. The file's pages are checked before bbolt reads them
+// (file.opener), and an existing file must hold exactly the buckets of its
+// kind (checkLayout). A file it creates and cannot finish (a full disk) it
+// removes again.
+func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
+	h := &file{path: path}
+	var db *bolt.DB
+	err := h.guard(func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, OpenFile: h.opener(true, openTimeout)})
 		if err != nil {
+			db = nil
+			return openErr(path, err, "another process", openTimeout)
+		}
+		var got string
+		err = db.View(func(tx *bolt.Tx) error {
+			var err error
+			if got, err = checkMeta(path, tx); err != nil {
+				return err
+			}
+			if got != "" && got != kind {
+				return &kindError{
+					msg:  fmt.Sprintf("store: %s is a %s file, not a %s file", path, got, kind),
+					kind: ErrWrongKind,
+				}
+			}
+			if got != "" {
+				return checkLayout(path, tx, kind)
+			}
+			return nil
+		})
+		if err != nil || got != "" {
 			return err
 		}
-		if got != "" && got != kind {
-			return &kindError{
-				msg:  fmt.Sprintf("store: %s is a %s file, not a %s file", path, got, kind),
-				kind: ErrWrongKind,
-			}
-		}
-		if got == "" {
+		// A fresh file (we hold its lock): make it a dht file of this kind.
+		return db.Update(func(tx *bolt.Tx) error {
 			meta, err := tx.CreateBucket(bucketMeta)
 			if err != nil {
 				return fmt.Errorf("store: create meta bucket: %w", err)
@@ -144,38 +177,30 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, error) {
 			if err := meta.Put(keyVersion, []byte{fileVersion}); err != nil {
 				return fmt.Errorf("store: put version: %w", err)
 			}
-		}
-		for _, b := range buckets {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return fmt.Errorf("store: create bucket %s: %w", b, err)
+			for _, b := range buckets {
+				if _, err := tx.CreateBucket(b); err != nil {
+					return fmt.Errorf("store: create bucket %s: %w", b, err)
+				}
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if err == nil {
 		err = preallocate(path, preallocSize)
 	}
-	if err != nil {
-		_ = db.Close()
-		removeNew()
-		return nil, err
-	}
-	return db, nil
-}
-
-// createNew creates an empty file at path, and reports whether it did:
-// false when one is there already. (bbolt makes a database of an empty
-// file.) Created here rather than by bolt.Open, so that a file this
-// process did not create is never taken for its own and removed.
-func createNew(path string) (bool, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return false, nil
+	if err == nil {
+		err = h.check()
 	}
 	if err != nil {
-		return false, err
+		_ = h.close(db)
+		if h.created {
+			// Made by this open and never finished (a full disk): leave
+			// nothing behind.
+			_ = os.Remove(path)
+		}
+		return nil, nil, err
 	}
-	return true, f.Close()
+	return db, h, nil
 }
 
 // preallocSize is how much of a file is written once, with zeros, when it
@@ -226,4 +251,179 @@ func dbErr(err error) error {
 		return ErrClosed
 	}
 	return err
+}
+
+// file is a dht file as this package holds it: bbolt works on the
+// *os.File that opener opened, locked and checked, and every commit checks
+// that the path still names that file, at least as long as it was.
+type file struct {
+	path string
+	f    *os.File // bbolt's own: closed by bolt.DB.Close
+	// created: opener made the file (it was not there), so an open that
+	// fails may remove it.
+	created bool
+
+	mu     sync.Mutex
+	size   int64 // after the last check: bbolt never shrinks a file
+	broken error // a panic or fault in bbolt: see guard
+}
+
+// opener is bbolt's OpenFile. It takes bbolt's lock first, so that no other
+// process writes the file while it is read, then checks the pages
+// (verifyFile) before bbolt trusts them. An existing empty file is refused:
+// bbolt would initialise it, and a dht file is never empty unless it was
+// truncated.
+func (h *file) opener(exclusive bool, timeout time.Duration) func(string, int, os.FileMode) (*os.File, error) {
+	return func(name string, flag int, mode os.FileMode) (*os.File, error) {
+		created := false
+		f, err := os.OpenFile(name, flag&^os.O_CREATE, mode)
+		if errors.Is(err, fs.ErrNotExist) && flag&os.O_CREATE != 0 {
+			f, err = os.OpenFile(name, flag|os.O_EXCL, mode)
+			created = err == nil
+			if errors.Is(err, fs.ErrExist) { // another process made it just now
+				f, err = os.OpenFile(name, flag&^os.O_CREATE, mode)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := h.verify(f, exclusive, timeout, created); err != nil {
+			f.Close()
+			return nil, err
+		}
+		h.f, h.created = f, created
+		return f, nil
+	}
+}
+
+func (h *file) verify(f *os.File, exclusive bool, timeout time.Duration, created bool) error {
+	if err := lockFile(f, exclusive, timeout); err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return notDHT(h.path, "not a regular file", nil)
+	}
+	if fi.Size() == 0 {
+		if created {
+			return nil
+		}
+		return notDHT(h.path, "empty file (a dht file never is, unless it was truncated)", nil)
+	}
+	var ve *verifyError
+	switch err := verifyFile(f, fi.Size()); {
+	case errors.Is(err, errNoMeta):
+		return notDHT(h.path, "not a bbolt database", nil)
+	case errors.As(err, &ve):
+		return damaged(h.path, "", ve.why, nil)
+	case err != nil:
+		return fmt.Errorf("store: read %s: %w", h.path, err)
+	}
+	return nil
+}
+
+// check reports whether the file is still the one at path and no shorter
+// than it was at the last check. bbolt writes to the file it opened and
+// reads it through a memory map: a file deleted or replaced takes commits
+// that no later open will see, and reading a page past the end of a
+// truncated one is a SIGBUS.
+func (h *file) check() error {
+	fi, err := h.f.Stat()
+	if errors.Is(err, os.ErrClosed) {
+		return ErrClosed
+	}
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", h.path, err)
+	}
+	cur, err := os.Stat(h.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return gone(h.path, "was deleted")
+	case err != nil:
+		return fmt.Errorf("store: %s: %w", h.path, err)
+	case !os.SameFile(fi, cur):
+		return gone(h.path, "was replaced by another file")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if fi.Size() < h.size {
+		return gone(h.path, fmt.Sprintf("was truncated from %d to %d bytes", h.size, fi.Size()))
+	}
+	h.size = fi.Size()
+	return nil
+}
+
+func gone(path, what string) error {
+	return &kindError{
+		msg:  fmt.Sprintf("store: %s %s while in use: changes to it can no longer be read back", path, what),
+		kind: ErrGone,
+	}
+}
+
+// update runs fn in a read-write transaction, between two checks of the
+// file: a change is reported done only once it is in the file at path.
+func (h *file) update(db *bolt.DB, fn func(*bolt.Tx) error) error {
+	if err := h.failed(); err != nil {
+		return err
+	}
+	if err := h.check(); err != nil {
+		return err
+	}
+	if err := h.guard(func() error { return db.Update(fn) }); err != nil {
+		return dbErr(err)
+	}
+	return h.check()
+}
+
+// errPanic is the cause of an error made from a panic in bbolt.
+var errPanic = errors.New("bbolt panicked")
+
+// guard runs fn, turning a panic in it, or a memory fault in bbolt's map of
+// the file (a page that is no longer there), into an error saying that the
+// file is damaged. The file's pages are checked before bbolt reads them;
+// this is for what happens to the file afterwards. bbolt may have been
+// holding its locks when it stopped, so it is not called again: every later
+// guard, and update, returns the same error, and close closes the file
+// without bbolt.
+func (h *file) guard(fn func() error) (err error) {
+	if err := h.failed(); err != nil {
+		return err
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			why := fmt.Sprint("bbolt failed on it: ", p)
+			if _, fault := p.(interface{ Addr() uintptr }); fault {
+				why = "a page is no longer there (the file was cut short while in use?)"
+			}
+			err = damaged(h.path, "", why, errPanic)
+			h.mu.Lock()
+			h.broken = err
+			h.mu.Unlock()
+		}
+	}()
+	return fn()
+}
+
+// failed returns the error guard recovered from, if any.
+func (h *file) failed() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.broken
+}
+
+// close closes db (nil: not open), or only the file under it if bbolt
+// stopped halfway through something (guard).
+func (h *file) close(db *bolt.DB) error {
+	switch {
+	case h.failed() != nil && h.f != nil:
+		_ = h.f.Close() // lets go of the lock; the map stays until the process ends
+		return nil
+	case db != nil:
+		return db.Close()
+	}
+	return nil
 }

@@ -76,7 +76,8 @@ func prepareApply(b Batch) (peerWrite, error) {
 // PeerDB is a peer's bbolt file: its identity and its local hash table. It is
 // safe for concurrent use.
 type PeerDB struct {
-	db *bolt.DB
+	db   *bolt.DB
+	file *file
 
 	// rd is a read transaction Lookup keeps open between writes: beginning
 	// one for every query was most of a lookup's cost. Whatever writes or
@@ -91,20 +92,27 @@ type PeerDB struct {
 
 // endRead ends the kept read transaction, if any; with mu held.
 func (p *PeerDB) endRead() {
-	if p.rd != nil {
+	if p.rd != nil && p.file.failed() == nil { // else bbolt is not to be called again
 		_ = p.rd.Rollback() // a read-only transaction: nothing to lose
-		p.rd = nil
 	}
+	p.rd = nil
 }
 
 // OpenPeer opens or creates the peer file at path. A file held by another
-// process gives ErrLocked after a second.
+// process gives ErrLocked after a second; a damaged or inconsistent one
+// gives ErrDamaged.
 func OpenPeer(path string) (*PeerDB, error) {
-	db, err := open(path, kindPeer, bucketIdentity)
+	db, h, err := open(path, kindPeer, bucketIdentity)
 	if err != nil {
 		return nil, err
 	}
-	return &PeerDB{db: db}, nil
+	p := &PeerDB{db: db, file: h}
+	id, _, err := p.Load()
+	if err = refuse(path, kindPeer, err, id.Check()); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
 }
 
 // Apply writes the whole batch in one transaction: all of it or none of it.
@@ -116,7 +124,7 @@ func (p *PeerDB) Apply(b Batch) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.endRead()
-	err = p.db.Update(func(tx *bolt.Tx) error {
+	return p.file.update(p.db, func(tx *bolt.Tx) error {
 		if w.clear {
 			var slots [][]byte
 			err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
@@ -159,7 +167,6 @@ func (p *PeerDB) Apply(b Batch) error {
 		}
 		return nil
 	})
-	return dbErr(err)
 }
 
 // Load returns the identity (zero if none was ever written) and every record,
@@ -169,10 +176,14 @@ func (p *PeerDB) Load() (Identity, []dataset.Record, error) {
 		id   Identity
 		recs []dataset.Record
 	)
-	err := p.db.View(func(tx *bolt.Tx) error {
-		var err error
-		id, recs, err = loadPeer(tx, func(int, int) {})
-		return err
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err := p.file.guard(func() error {
+		return p.db.View(func(tx *bolt.Tx) error {
+			var err error
+			id, recs, err = loadPeer(tx, func(int, int) {})
+			return err
+		})
 	})
 	if err != nil {
 		return Identity{}, nil, dbErr(err)
@@ -222,30 +233,37 @@ func loadPeer(tx *bolt.Tx, slot func(pos, start int)) (Identity, []dataset.Recor
 // Lookup finds the record with this Long Name, compared whole, in the slot
 // it hashes to. A query reads the file, not a copy in memory: a node's
 // memory does not grow with its share of the dataset.
-func (p *PeerDB) Lookup(longName string) (dataset.Record, bool, error) {
+func (p *PeerDB) Lookup(longName string) (r dataset.Record, found bool, err error) {
 	pos := dataset.Pos(longName)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.rd == nil {
-		tx, err := p.db.Begin(false)
-		if err != nil {
-			return dataset.Record{}, false, dbErr(err)
+	// The file is read through bbolt's map: a file truncated under it
+	// faults here instead of at the next commit.
+	err = p.file.guard(func() error {
+		if p.rd == nil {
+			tx, err := p.db.Begin(false)
+			if err != nil {
+				return dbErr(err)
+			}
+			p.rd = tx
 		}
-		p.rd = tx
-	}
-	b := p.rd.Bucket(slotBucket(pos))
-	if b == nil {
-		return dataset.Record{}, false, nil
-	}
-	v := b.Get([]byte(longName))
-	if v == nil {
-		return dataset.Record{}, false, nil
-	}
-	r, err := decodeSlotRecord(pos, longName, v)
+		b := p.rd.Bucket(slotBucket(pos))
+		if b == nil {
+			return nil
+		}
+		v := b.Get([]byte(longName))
+		if v == nil {
+			return nil
+		}
+		var err error
+		r, err = decodeSlotRecord(pos, longName, v)
+		found = err == nil
+		return err
+	})
 	if err != nil {
 		return dataset.Record{}, false, err
 	}
-	return r, true, nil
+	return r, found, nil
 }
 
 // Discard closes the file and, if nothing was ever written to it (no
@@ -257,19 +275,26 @@ func (p *PeerDB) Discard() error {
 	p.endRead()
 	path := p.db.Path()
 	empty := false
-	err := p.db.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketIdentity); b != nil && b.Get(keyIdentity) != nil {
-			return nil
-		}
-		empty = true
-		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-			if _, ok := slotPos(name); ok {
-				empty = false
-			}
-			return nil
+	// A file that is no longer the one at path is left alone: the path may
+	// name another process's file now.
+	err := p.file.check()
+	if err == nil {
+		err = p.file.guard(func() error {
+			return p.db.View(func(tx *bolt.Tx) error {
+				if b := tx.Bucket(bucketIdentity); b != nil && b.Get(keyIdentity) != nil {
+					return nil
+				}
+				empty = true
+				return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+					if _, ok := slotPos(name); ok {
+						empty = false
+					}
+					return nil
+				})
+			})
 		})
-	})
-	if cerr := p.db.Close(); err == nil {
+	}
+	if cerr := p.file.close(p.db); err == nil {
 		err = cerr
 	}
 	if err != nil {
@@ -286,7 +311,7 @@ func (p *PeerDB) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.endRead()
-	return p.db.Close()
+	return p.file.close(p.db)
 }
 
 // decodeSlotRecord decodes a record and checks that it belongs in slot pos.

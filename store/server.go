@@ -147,47 +147,33 @@ func prepareSave(st ServerState, reply *CachedReply, forget []netip.AddrPort) (s
 
 // ServerDB is the server's bbolt file. It is safe for concurrent use.
 type ServerDB struct {
-	db *bolt.DB
+	db   *bolt.DB
+	file *file
 }
 
 // OpenServer opens or creates the server file at path. A file held by
-// another process gives ErrLocked after a second.
+// another process gives ErrLocked after a second; a damaged one, or one
+// whose state breaks the rules every saved state keeps, gives ErrDamaged.
 func OpenServer(path string) (*ServerDB, error) {
-	db, err := open(path, kindServer, bucketUsers, bucketDHT, bucketReplies)
+	db, h, err := open(path, kindServer, bucketUsers, bucketDHT, bucketReplies)
 	if err != nil {
 		return nil, err
 	}
-	return &ServerDB{db: db}, nil
+	s := &ServerDB{db: db, file: h}
+	st, _, err := s.Load()
+	if err = refuse(path, kindServer, err, st.Check()); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // Load returns the saved state (users sorted by name) and every cached reply
 // (sorted by address text).
-func (s *ServerDB) Load() (ServerState, []CachedReply, error) {
-	var (
-		st      ServerState
-		replies []CachedReply
-	)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		users, dhtB, repB, err := serverBuckets(tx)
-		if err != nil {
-			return err
-		}
-		err = users.ForEach(func(k, v []byte) error {
-			u, err := decodeUser(string(k), v)
-			st.Users = append(st.Users, u)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		if v := dhtB.Get(keyState); v != nil {
-			if st.DHT, err = decodeDHT(v); err != nil {
-				return err
-			}
-		}
-		return repB.ForEach(func(k, v []byte) error {
-			r, err := decodeReply(string(k), v)
-			replies = append(replies, r)
+func (s *ServerDB) Load() (st ServerState, replies []CachedReply, err error) {
+	err = s.file.guard(func() error {
+		return s.db.View(func(tx *bolt.Tx) error {
+			st, replies, err = loadServer(tx)
 			return err
 		})
 	})
@@ -195,6 +181,36 @@ func (s *ServerDB) Load() (ServerState, []CachedReply, error) {
 		return ServerState{}, nil, dbErr(err)
 	}
 	return st, replies, nil
+}
+
+func loadServer(tx *bolt.Tx) (ServerState, []CachedReply, error) {
+	var (
+		st      ServerState
+		replies []CachedReply
+	)
+	users, dhtB, repB, err := serverBuckets(tx)
+	if err != nil {
+		return st, nil, err
+	}
+	err = users.ForEach(func(k, v []byte) error {
+		u, err := decodeUser(string(k), v)
+		st.Users = append(st.Users, u)
+		return err
+	})
+	if err != nil {
+		return st, nil, err
+	}
+	if v := dhtB.Get(keyState); v != nil {
+		if st.DHT, err = decodeDHT(v); err != nil {
+			return st, nil, err
+		}
+	}
+	err = repB.ForEach(func(k, v []byte) error {
+		r, err := decodeReply(string(k), v)
+		replies = append(replies, r)
+		return err
+	})
+	return st, replies, err
 }
 
 func serverBuckets(tx *bolt.Tx) (users, dht, replies *bolt.Bucket, err error) {
@@ -214,7 +230,7 @@ func (s *ServerDB) Save(st ServerState, reply *CachedReply, forget ...netip.Addr
 	if err != nil {
 		return err
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	return s.file.update(s.db, func(tx *bolt.Tx) error {
 		users, dhtB, repB, err := serverBuckets(tx)
 		if err != nil {
 			return err
@@ -267,8 +283,7 @@ func (s *ServerDB) Save(st ServerState, reply *CachedReply, forget ...netip.Addr
 		}
 		return nil
 	})
-	return dbErr(err)
 }
 
 // Close closes the file.
-func (s *ServerDB) Close() error { return s.db.Close() }
+func (s *ServerDB) Close() error { return s.file.close(s.db) }

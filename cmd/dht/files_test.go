@@ -1,0 +1,235 @@
+package main
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"dht/store"
+	"dht/wire"
+)
+
+// dhtFile writes a server file holding two users, bob InDHT if
+// inconsistent (there is no DHT); or a peer file with an identity, its id
+// outside its ring if inconsistent.
+func dhtFile(t *testing.T, kind, path string, inconsistent bool) {
+	t.Helper()
+	if kind == "server" {
+		db, err := store.OpenServer(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		st := store.ServerState{Users: []store.User{
+			{Name: "alice", Addr: netip.MustParseAddrPort("127.0.0.1:5001")},
+			{Name: "bob", Addr: netip.MustParseAddrPort("127.0.0.1:5002")},
+		}}
+		if inconsistent {
+			st.Users[1].State = store.InDHT
+		}
+		if err := db.Save(st, nil); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	db, err := store.OpenPeer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	id := store.Identity{Name: "alice", Addr: netip.MustParseAddrPort("127.0.0.1:5001"), Server: netip.MustParseAddrPort("127.0.0.1:4000"),
+		InRing: true, ID: 1, N: 2,
+		Left:  store.Member{Name: "bob", Addr: netip.MustParseAddrPort("127.0.0.1:5002")},
+		Right: store.Member{Name: "bob", Addr: netip.MustParseAddrPort("127.0.0.1:5002")}}
+	if inconsistent {
+		id.ID = 2
+	}
+	if err := db.Apply(store.Batch{Identity: &id}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runWithin runs the command line in-process and fails the test if it has
+// not ended within d (a server that accepted its file would serve forever).
+func runWithin(t *testing.T, d time.Duration, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	type result struct {
+		code     int
+		out, err string
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		r.code, r.out, r.err = runDHT(t, stdin, args...)
+		done <- r
+	}()
+	select {
+	case r := <-done:
+		return r.code, r.out, r.err
+	case <-time.After(d):
+		t.Fatalf("dht %s still running after %v", strings.Join(args, " "), d)
+	}
+	return 0, "", ""
+}
+
+// TestDamagedFileRefused: the server, the peer and inspect refuse a file
+// that is damaged, cut short or inconsistent with exit status 1 and one
+// clear line naming the file, never a panic (whose status is 2).
+func TestDamagedFileRefused(t *testing.T) {
+	damage := func(change func(path string) error) func(t *testing.T, kind, path string) {
+		return func(t *testing.T, kind, path string) {
+			dhtFile(t, kind, path, false)
+			if err := change(path); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cases := []struct {
+		name string
+		make func(t *testing.T, kind, path string)
+		says map[string]string // by kind
+	}{
+		{"cut to two pages", damage(func(path string) error { return os.Truncate(path, 8192) }),
+			map[string]string{"server": "is damaged: truncated", "peer": "is damaged: truncated"}},
+		{"pages zeroed", damage(func(path string) error {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteAt(make([]byte, 64<<10), 8192)
+			return err
+		}), map[string]string{"server": "is damaged: page", "peer": "is damaged: page"}},
+		{"cut to nothing", damage(func(path string) error { return os.Truncate(path, 0) }),
+			map[string]string{"server": "empty file", "peer": "empty file"}},
+		{"inconsistent", func(t *testing.T, kind, path string) { dhtFile(t, kind, path, true) },
+			map[string]string{"server": `is inconsistent: user "bob" is InDHT, but there is no DHT`, "peer": "is inconsistent: id 2 in a ring of 2"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			sp, pp := filepath.Join(dir, "dht-server.db"), filepath.Join(dir, "dht-peer-alice.db")
+			c.make(t, "server", sp)
+			c.make(t, "peer", pp)
+			ports := freePorts(t, 2)
+			server, peer := strconv.Itoa(ports[0]), strconv.Itoa(ports[1])
+			for _, run := range []struct {
+				kind, path string
+				stdin      string
+				args       []string
+				out        string
+			}{
+				{"server", sp, "", []string{"server", "--quiet", "--db", sp, "--addr", "127.0.0.1", server}, ""},
+				{"server", sp, "", []string{"inspect", sp}, ""},
+				{"peer", pp, "", []string{"inspect", pp}, ""},
+				{"peer", pp, "register alice 127.0.0.1 " + peer + "\n",
+					[]string{"peer", "--quiet", "--db", pp, "127.0.0.1", server}, "register FAILURE: "},
+			} {
+				code, out, errOut := runWithin(t, 20*time.Second, run.stdin, run.args...)
+				says := c.says[run.kind]
+				if code != 1 || !strings.HasPrefix(errOut, "dht: ") || !strings.Contains(errOut, run.path) ||
+					!strings.Contains(errOut, says) || strings.Count(errOut, "\n") != 1 {
+					t.Errorf("dht %s: exit %d, stderr %q, stdout %q; want 1 and one line naming the file and saying %q", run.args[0], code, errOut, out, says)
+				}
+				if !strings.HasPrefix(out, run.out) || (run.out == "") != (out == "") {
+					t.Errorf("dht %s: stdout %q, want %q…", run.args[0], out, run.out)
+				}
+			}
+		})
+	}
+}
+
+// TestServerStopsWhenItsFileGoes: a server whose file is deleted or cut
+// short while it runs stops at the next request that changes its state,
+// with exit status 1 and a clear error, and does not answer that request;
+// restarted on a file cut short, it refuses it.
+func TestServerStopsWhenItsFileGoes(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		change func(path string) error
+		says   string
+	}{
+		{"deleted", os.Remove, "was deleted while in use"},
+		{"cut to two pages", func(path string) error { return os.Truncate(path, 8192) }, "was truncated from"},
+		{"cut to nothing", func(path string) error { return os.Truncate(path, 0) }, "was truncated from"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "dht-server.db")
+			port := freePorts(t, 1)[0]
+			server := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+			type result struct {
+				code   int
+				stderr string
+			}
+			done := make(chan result, 1)
+			go func() {
+				code, _, errOut := runDHT(t, "", "server", "--quiet", "--db", path, "--addr", "127.0.0.1", strconv.Itoa(port))
+				done <- result{code, errOut}
+			}()
+			// A register answered proves the server is up and commits.
+			if reply, ok := register(t, server, "alice", 5*time.Second); !ok || !reply.OK {
+				t.Fatalf("first register: %+v, answered %v", reply, ok)
+			}
+			if err := c.change(path); err != nil {
+				t.Fatal(err)
+			}
+			if reply, ok := register(t, server, "bob", time.Second); ok {
+				t.Fatalf("a register after the file went was answered: %+v", reply)
+			}
+			select {
+			case r := <-done:
+				if r.code != 1 || !strings.Contains(r.stderr, path) || !strings.Contains(r.stderr, c.says) {
+					t.Fatalf("exit %d, stderr %q; want 1 saying %q", r.code, r.stderr, c.says)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the server runs on without its file")
+			}
+			if _, err := os.Stat(path); err != nil {
+				return // deleted: a restart makes a new file
+			}
+			code, _, errOut := runWithin(t, 20*time.Second, "", "server", "--quiet", "--db", path, "--addr", "127.0.0.1", strconv.Itoa(port))
+			if code != 1 || !strings.Contains(errOut, path) {
+				t.Fatalf("restart: exit %d, stderr %q; want 1 naming the file", code, errOut)
+			}
+		})
+	}
+}
+
+// register sends a register for name from a fresh socket (the address it
+// registers) and waits up to wait for the server's reply; it retransmits,
+// as a peer does, until then.
+func register(t *testing.T, server netip.AddrPort, name string, wait time.Duration) (wire.Reply, bool) {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	self := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	dg, err := wire.Append(nil, 1, 0, wire.Register{Name: name, Addr: self})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); {
+		if _, err := c.WriteToUDPAddrPort(dg, server); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		n, err := c.Read(buf)
+		if err != nil {
+			continue
+		}
+		if _, m, err := wire.Decode(buf[:n]); err == nil {
+			if r, ok := m.(wire.Reply); ok {
+				return r, true
+			}
+		}
+	}
+	return wire.Reply{}, false
+}

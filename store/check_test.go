@@ -1,0 +1,157 @@
+package store
+
+import (
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"dht/dataset"
+)
+
+// TestInconsistentFiles: files whose every value decodes but whose values
+// contradict each other, or whose buckets are not those of their kind, are
+// refused by OpenServer, OpenPeer and Inspect alike, saying what is wrong.
+func TestInconsistentFiles(t *testing.T) {
+	state := func(edit func(*ServerState)) func(t *testing.T, path string) {
+		return func(t *testing.T, path string) {
+			st := sampleState()
+			edit(&st)
+			writeServer(t, path, st, nil)
+		}
+	}
+	identity := func(edit func(*Identity)) func(t *testing.T, path string) {
+		return func(t *testing.T, path string) {
+			id := sampleIdentity()
+			edit(&id)
+			writePeer(t, path, Batch{Identity: &id, Put: []dataset.Record{aruba}})
+		}
+	}
+	raw := func(kind string, edit func(tx *bolt.Tx) error) func(t *testing.T, path string) {
+		return func(t *testing.T, path string) {
+			if kind == kindServer {
+				writeServer(t, path, sampleState(), nil)
+			} else {
+				id := sampleIdentity()
+				writePeer(t, path, Batch{Identity: &id, Put: []dataset.Record{aruba}})
+			}
+			db, err := bolt.Open(path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if err := db.Update(edit); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	find := func(st *ServerState, name string) *User {
+		for i := range st.Users {
+			if st.Users[i].Name == name {
+				return &st.Users[i]
+			}
+		}
+		t.Fatalf("no user %s", name)
+		return nil
+	}
+	cases := []struct {
+		name  string
+		kind  string
+		write func(t *testing.T, path string)
+		says  string
+	}{
+		{"a member that is not registered", kindServer, state(func(st *ServerState) {
+			st.DHT.Members = append(st.DHT.Members, "zed")
+		}), `member "zed" is not registered`},
+		{"an InDHT user with no DHT", kindServer, state(func(st *ServerState) {
+			st.DHT = DHT{}
+			find(st, "alice").State = Free
+			find(st, "bob").State = Free
+		}), `user "carol" is InDHT, but there is no DHT`},
+		{"an InDHT user outside the DHT", kindServer, state(func(st *ServerState) {
+			find(st, "dave").State = InDHT
+		}), `user "dave" is InDHT, but not a member`},
+		{"a member that is Free", kindServer, state(func(st *ServerState) {
+			find(st, "carol").State = Free
+		}), `member "carol" is Free, not InDHT`},
+		{"a leader that is not the first member", kindServer, state(func(st *ServerState) {
+			st.DHT.Leader = "bob"
+		}), `do not start with its leader "bob"`},
+		{"a member listed twice", kindServer, state(func(st *ServerState) {
+			st.DHT.Members = append(st.DHT.Members, "bob")
+		}), `member "bob" is listed twice`},
+		{"a leaver that is not a member", kindServer, state(func(st *ServerState) {
+			st.DHT.Leaver = "dave"
+		}), `leaver "dave" is not one of two or more members`},
+		{"a wait with no DHT being built, left or torn down", kindServer, state(func(st *ServerState) {
+			st.DHT.Phase, st.DHT.Leaver = PhaseReady, ""
+		}), "DHT ready with a wait"},
+		{"two users at one address", kindServer, state(func(st *ServerState) {
+			find(st, "dave").Addr = find(st, "bob").Addr
+		}), "have the same address"},
+		{"a peer id outside its ring", kindPeer, identity(func(id *Identity) {
+			id.ID = 3
+		}), "id 3 in a ring of 3"},
+		{"an id outside any ring", kindPeer, identity(func(id *Identity) {
+			id.InRing = false
+		}), "but not in a ring"},
+		{"a neighbour without an address", kindPeer, identity(func(id *Identity) {
+			id.Left.Addr = netip.AddrPort{}
+		}), `neighbour "carol"`},
+		{"a server file without its users", kindServer, raw(kindServer, func(tx *bolt.Tx) error {
+			return tx.DeleteBucket(bucketUsers)
+		}), "a bucket is missing"},
+		{"a server file with an unknown bucket", kindServer, raw(kindServer, func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucket([]byte("usars"))
+			return err
+		}), `unknown bucket "usars"`},
+		{"a peer file with a slot past the table", kindPeer, raw(kindPeer, func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucket([]byte("slot/353"))
+			return err
+		}), `unknown bucket "slot/353"`},
+		{"an unknown key in the dht bucket", kindServer, raw(kindServer, func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketDHT).Put([]byte("stale"), []byte{0})
+		}), `unknown key "stale" in bucket dht`},
+		{"a bucket where the identity belongs", kindPeer, raw(kindPeer, func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketIdentity)
+			if err := b.Delete(keyIdentity); err != nil {
+				return err
+			}
+			_, err := b.CreateBucket(keyIdentity)
+			return err
+		}), `unknown key "identity" in bucket identity`},
+		{"a value where only buckets belong", kindPeer, raw(kindPeer, func(tx *bolt.Tx) error {
+			return tx.Cursor().Bucket().Put([]byte("stray"), []byte("x"))
+		}), `a value "stray" where only buckets belong`},
+		{"a user whose state does not decode", kindServer, raw(kindServer, func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketUsers).Put([]byte("dave"), []byte{7, 4, 10, 0, 0, 4, 0x13, 0x8c})
+		}), "a value does not decode"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), c.kind+".db")
+			c.write(t, path)
+			var err error
+			if c.kind == kindServer {
+				var db *ServerDB
+				if db, err = OpenServer(path); err == nil {
+					db.Close()
+				}
+			} else {
+				var db *PeerDB
+				if db, err = OpenPeer(path); err == nil {
+					db.Close()
+				}
+			}
+			_, ierr := inspect(t, path)
+			for what, err := range map[string]error{"open": err, "Inspect": ierr} {
+				if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), c.says) {
+					t.Errorf("%s: got %v, want ErrDamaged naming the file and saying %q", what, err, c.says)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,33 @@
+//go:build unix
+
+package store
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	berrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/sys/unix"
+)
+
+// lockFile takes the lock bbolt takes (flock, exclusive or shared), the same
+// way: retried every 50ms until timeout (0: forever), then ErrTimeout. bbolt
+// then locks the same descriptor again, which succeeds at once.
+func lockFile(f *os.File, exclusive bool, timeout time.Duration) error {
+	how := unix.LOCK_SH | unix.LOCK_NB
+	if exclusive {
+		how = unix.LOCK_EX | unix.LOCK_NB
+	}
+	start := time.Now()
+	for {
+		err := unix.Flock(int(f.Fd()), how)
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return err
+		}
+		if timeout != 0 && time.Since(start) > timeout-50*time.Millisecond {
+			return berrors.ErrTimeout
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
