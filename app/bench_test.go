@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"dht/app/state"
 	"dht/dataset"
 	"dht/store"
 	"dht/wire"
@@ -128,7 +129,7 @@ func BenchmarkQueryAtOwner(b *testing.B) {
 			mine = append(mine, r)
 		}
 	}
-	if err := db.Apply(store.Batch{Put: mine}); err != nil {
+	if err := db.Apply(state.Batch{Put: mine}); err != nil {
 		b.Fatal(err)
 	}
 	p.SetTable(db)

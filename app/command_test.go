@@ -7,7 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"dht/store"
+	"dht/app/state"
 	"dht/wire"
 )
 
@@ -94,7 +94,7 @@ func TestParseCommand(t *testing.T) {
 // range (refused by the server) get the same words, one rule stated once.
 func TestRingSizeOneWording(t *testing.T) {
 	peer := parseCommand("setup-dht x y").usageReason
-	srv := NewServer(ServerConfig{}, store.ServerState{Users: []store.User{{Name: "alice", Addr: netip.MustParseAddrPort("10.0.0.1:5000")}}}, nil)
+	srv := NewServer(ServerConfig{}, state.ServerState{Users: []state.User{{Name: "alice", Addr: netip.MustParseAddrPort("10.0.0.1:5000")}}}, nil)
 	var server []string
 	for _, n := range []uint16{1, MaxRing + 1} {
 		for _, o := range srv.Step(time.Unix(1_700_000_000, 0), netip.MustParseAddrPort("10.0.0.1:5000"), wire.Header{ID: uint32(n)}, wire.SetupDHT{N: n, Name: "alice"}) {

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"dht/app/state"
 	"dht/dataset"
-	"dht/store"
 )
 
 // The server crashes and restarts on its file every few hundred events,
@@ -115,14 +115,14 @@ func TestOpTimeoutRollsBackDeadLeader(t *testing.T) {
 	}
 	s.mustDo(free, "query-dht "+free+" Aruba", "query-dht FAILURE: server is waiting for dht-complete from alice")
 	// Let the op-timeout pass.
-	for s.server.Snapshot().DHT.Phase != store.PhaseNone {
+	for s.server.Snapshot().DHT.Phase != state.PhaseNone {
 		if !s.step() {
 			t.Fatal("the server never rolled back")
 		}
 	}
 	s.mustDo(free, "query-dht "+free+" Aruba", "query-dht FAILURE: no DHT exists (setup-dht led by alice got no dht-complete within --op-timeout 1m0s and was rolled back")
 	for _, u := range s.server.Snapshot().Users {
-		if u.State != store.Free {
+		if u.State != state.Free {
 			t.Fatalf("%s is %s after the rollback", u.Name, u.State)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 	"log/slog"
 	"net/netip"
 
-	"dht/store"
+	"dht/app/state"
 	"dht/wire"
 )
 
@@ -47,14 +47,14 @@ type Event struct {
 // Reply is set, the reply cached for that client, in one transaction, and
 // to delete the replies cached for the addresses in Forget.
 type PersistServer struct {
-	State  store.ServerState
-	Reply  *store.CachedReply
+	State  state.ServerState
+	Reply  *state.CachedReply
 	Forget []netip.AddrPort
 }
 
 // PersistPeer asks the peer's runner to apply one batch to its table file in
 // one transaction.
-type PersistPeer struct{ Batch store.Batch }
+type PersistPeer struct{ Batch state.Batch }
 
 // Bind asks the peer's runner to bind its UDP socket to Addr and to report
 // the result with Peer.Bound.

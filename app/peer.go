@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"dht/app/state"
 	"dht/dataset"
-	"dht/store"
 	"dht/wire"
 )
 
@@ -201,10 +201,9 @@ func (p *Peer) SetTable(t Table) { p.table = t }
 // Restore takes the place in the ring from the peer's file (for a peer
 // restarted on it); the records stay in the file, read through the table
 // SetTable gives.
-func (p *Peer) Restore(id store.Identity) {
+func (p *Peer) Restore(id state.Identity) {
 	p.inRing, p.id, p.n = id.InRing, id.ID, id.N
-	p.left = wire.Member{Name: id.Left.Name, Addr: id.Left.Addr}
-	p.right = wire.Member{Name: id.Right.Name, Addr: id.Right.Addr}
+	p.left, p.right = id.Left, id.Right
 	p.neighbours = id.Left.Addr.IsValid()
 }
 
@@ -389,14 +388,13 @@ func (p *Peer) finish(now time.Time, out []Output, line string) []Output {
 	return p.advance(now, out)
 }
 
-func (p *Peer) identity() store.Identity {
-	id := store.Identity{Name: p.self.Name, Addr: p.self.Addr, Server: p.cfg.Server, InRing: p.inRing}
+func (p *Peer) identity() state.Identity {
+	id := state.Identity{Name: p.self.Name, Addr: p.self.Addr, Server: p.cfg.Server, InRing: p.inRing}
 	if p.inRing {
 		id.ID, id.N = p.id, p.n
 	}
 	if p.neighbours {
-		id.Left = store.Member{Name: p.left.Name, Addr: p.left.Addr}
-		id.Right = store.Member{Name: p.right.Name, Addr: p.right.Addr}
+		id.Left, id.Right = p.left, p.right
 	}
 	return id
 }
@@ -405,7 +403,7 @@ func (p *Peer) persist(clear bool, put []dataset.Record) PersistPeer {
 	id := p.identity()
 	clear = clear || p.clearSaved
 	p.unsaved, p.clearSaved = false, false
-	return PersistPeer{Batch: store.Batch{Identity: &id, Clear: clear, Put: put}}
+	return PersistPeer{Batch: state.Batch{Identity: &id, Clear: clear, Put: put}}
 }
 
 // deferPersist notes a change of place to write with the next commit;

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"dht/app/state"
 	"dht/dataset"
 	"dht/store"
 	"dht/wire"
@@ -28,11 +29,10 @@ func fuzzPeer() *Peer {
 			return dataset.Records{{LongName: "Aruba", CountryCode: "ABW"}, {LongName: "Kingdom of Spain"}}, nil
 		}})
 	p.self, p.bound, p.registered = fzSelf, true, true
-	id := store.Identity{InRing: true, ID: 1, N: 3,
-		Left:  store.Member{Name: fzLeft.Name, Addr: fzLeft.Addr},
-		Right: store.Member{Name: fzRight.Name, Addr: fzRight.Addr}}
+	id := state.Identity{InRing: true, ID: 1, N: 3,
+		Left: fzLeft, Right: fzRight}
 	table := store.NewMemPeer()
-	if err := table.Apply(store.Batch{Identity: &id, Put: []dataset.Record{{LongName: "Republic of Albania", CountryCode: "ALB"}}}); err != nil {
+	if err := table.Apply(state.Batch{Identity: &id, Put: []dataset.Record{{LongName: "Republic of Albania", CountryCode: "ALB"}}}); err != nil {
 		panic(err)
 	}
 	p.SetTable(table)

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"dht/app/state"
 	"dht/dataset"
-	"dht/store"
 	"dht/wire"
 )
 
@@ -26,7 +26,7 @@ func TestSetIDWrittenWithTheStores(t *testing.T) {
 		outs := p.Receive(now, []Datagram{{From: fzLeft.Addr, Header: wire.Header{ID: id}, Msg: m}})
 		return append(outs, p.Settle()...)
 	}
-	var persists []store.Batch
+	var persists []state.Batch
 	acks := 0
 	count := func(outs []Output) {
 		for _, o := range outs {
@@ -75,13 +75,13 @@ func TestQueriesReadTheFile(t *testing.T) {
 		}
 	}
 	s.mustDo(free, "query-dht "+free+" "+r.LongName, "query-dht SUCCESS")
-	if err := owner.store.Apply(store.Batch{Clear: true}); err != nil {
+	if err := owner.store.Apply(state.Batch{Clear: true}); err != nil {
 		t.Fatal(err)
 	}
 	s.mustDo(free, "query-dht "+free+" "+r.LongName, "query-dht FAILURE: \""+r.LongName+"\" not found")
 	changed := r
 	changed.Census = "1789"
-	if err := owner.store.Apply(store.Batch{Put: []dataset.Record{changed}}); err != nil {
+	if err := owner.store.Apply(state.Batch{Put: []dataset.Record{changed}}); err != nil {
 		t.Fatal(err)
 	}
 	out := s.mustDo(free, "query-dht "+free+" "+r.LongName, "query-dht SUCCESS")

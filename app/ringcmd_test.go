@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"dht/app/state"
 	"dht/dataset"
 	"dht/store"
 	"dht/wire"
@@ -49,7 +50,7 @@ func TestRingCommandsWithoutARing(t *testing.T) {
 		name, _, _ := strings.Cut(line, " ")
 		s.mustDo(leader, line, name+" FAILURE: not registered")
 	}
-	if ph := s.server.Snapshot().DHT.Phase; ph != store.PhaseReady {
+	if ph := s.server.Snapshot().DHT.Phase; ph != state.PhaseReady {
 		t.Fatalf("server phase %v, want the ring still ready", ph)
 	}
 	free2 := freeUser(s)

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"dht/app/state"
 	"dht/dataset"
 	"dht/store"
 	"dht/wire"
@@ -270,7 +271,7 @@ func (d *deadline) fired() { d.armed = false }
 
 // ServerStore is what the server runner persists to.
 type ServerStore interface {
-	Save(st store.ServerState, reply *store.CachedReply, forget ...netip.AddrPort) error
+	Save(st state.ServerState, reply *state.CachedReply, forget ...netip.AddrPort) error
 }
 
 // ServerRunner owns the server's socket and feeds its state machine.
@@ -377,7 +378,7 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 // PeerStore is the peer's table file: the runner commits the core's batches
 // to it, and the core reads records from it (Table).
 type PeerStore interface {
-	Apply(b store.Batch) error
+	Apply(b state.Batch) error
 	Lookup(longName string) (dataset.Record, bool, error)
 	// Discard closes the file and removes it if nothing was ever written
 	// to it.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"dht/store"
+	"dht/app/state"
 	"dht/wire"
 )
 
@@ -42,9 +42,9 @@ type cachedReply struct {
 // or a file: Step and Tick return what to persist and send.
 type Server struct {
 	cfg    ServerConfig
-	users  map[string]*store.User
+	users  map[string]*state.User
 	byAddr map[netip.AddrPort]string
-	dht    store.DHT
+	dht    state.DHT
 	cache  map[netip.AddrPort]cachedReply
 	// persisted: the addresses whose reply is in the file. forget: those
 	// pruned from cache, whose replies the next PersistServer deletes, so
@@ -57,14 +57,14 @@ type Server struct {
 }
 
 // NewServer builds a server from persisted state.
-func NewServer(cfg ServerConfig, st store.ServerState, replies []store.CachedReply) *Server {
+func NewServer(cfg ServerConfig, st state.ServerState, replies []state.CachedReply) *Server {
 	if cfg.OpTimeout <= 0 {
 		cfg.OpTimeout = DefaultOpTimeout
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(1, 2))
 	}
-	s := &Server{cfg: cfg, users: map[string]*store.User{}, byAddr: map[netip.AddrPort]string{}, dht: st.DHT,
+	s := &Server{cfg: cfg, users: map[string]*state.User{}, byAddr: map[netip.AddrPort]string{}, dht: st.DHT,
 		cache: map[netip.AddrPort]cachedReply{}, persisted: map[netip.AddrPort]bool{}}
 	for _, u := range st.Users {
 		u := u
@@ -84,13 +84,13 @@ func NewServer(cfg ServerConfig, st store.ServerState, replies []store.CachedRep
 }
 
 // Snapshot is the state as it would be persisted.
-func (s *Server) Snapshot() store.ServerState {
-	st := store.ServerState{DHT: s.dht}
+func (s *Server) Snapshot() state.ServerState {
+	st := state.ServerState{DHT: s.dht}
 	st.DHT.Members = slices.Clone(s.dht.Members)
 	for _, u := range s.users {
 		st.Users = append(st.Users, *u)
 	}
-	slices.SortFunc(st.Users, func(a, b store.User) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(st.Users, func(a, b state.User) int { return strings.Compare(a.Name, b.Name) })
 	return st
 }
 
@@ -157,7 +157,7 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		if err != nil {
 			panic(fmt.Sprintf("server: reply does not encode: %v", err))
 		}
-		out = append(out, PersistServer{State: s.Snapshot(), Reply: &store.CachedReply{Addr: from, ID: h.ID, Datagram: dg}, Forget: s.forget})
+		out = append(out, PersistServer{State: s.Snapshot(), Reply: &state.CachedReply{Addr: from, ID: h.ID, Datagram: dg}, Forget: s.forget})
 		s.persisted[from], s.forget = true, nil
 	}
 	return append(out, Send{To: from, ID: h.ID, Msg: *reply})
@@ -226,11 +226,11 @@ func (s *Server) handle(now time.Time, from netip.AddrPort, m wire.Message) (rep
 // operation is in progress; "" when the server waits for nothing.
 func (s *Server) waiting() string {
 	switch s.dht.Phase {
-	case store.PhaseBuilding:
+	case state.PhaseBuilding:
 		return fmt.Sprintf("server is waiting for dht-complete from %s (setup-dht in progress)", s.dht.Leader)
-	case store.PhaseLeaving:
+	case state.PhaseLeaving:
 		return fmt.Sprintf("server is waiting for dht-rebuilt from %s (leave-dht in progress)", s.dht.Leaver)
-	case store.PhaseTearing:
+	case state.PhaseTearing:
 		return fmt.Sprintf("server is waiting for teardown-complete from %s (teardown-dht in progress)", s.dht.Leader)
 	}
 	return ""
@@ -238,7 +238,7 @@ func (s *Server) waiting() string {
 
 // idleCaller is caller for a request that may not come while the server
 // waits for the end of an operation.
-func (s *Server) idleCaller(from netip.AddrPort, name string) (*store.User, *wire.Reply) {
+func (s *Server) idleCaller(from netip.AddrPort, name string) (*state.User, *wire.Reply) {
 	if w := s.waiting(); w != "" {
 		return nil, fail("%s", w)
 	}
@@ -247,7 +247,7 @@ func (s *Server) idleCaller(from netip.AddrPort, name string) (*store.User, *wir
 
 // caller checks that name is registered and that the request came from its
 // address.
-func (s *Server) caller(from netip.AddrPort, name string) (*store.User, *wire.Reply) {
+func (s *Server) caller(from netip.AddrPort, name string) (*state.User, *wire.Reply) {
 	u := s.users[name]
 	if u == nil {
 		if !ValidName(name) {
@@ -281,7 +281,7 @@ func (s *Server) register(from netip.AddrPort, m wire.Register) (*wire.Reply, bo
 	case len(s.users) >= MaxUsers:
 		return fail("the registry is full (%d users)", MaxUsers), false
 	}
-	u := &store.User{Name: m.Name, Addr: m.Addr, State: store.Free}
+	u := &state.User{Name: m.Name, Addr: m.Addr, State: state.Free}
 	s.users[m.Name] = u
 	s.byAddr[m.Addr] = m.Name
 	return ok(), true
@@ -296,30 +296,30 @@ func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wi
 	switch {
 	case n < 2 || n > MaxRing:
 		return fail("%s", badRingSize(strconv.Itoa(n))), false
-	case s.dht.Phase != store.PhaseNone:
+	case s.dht.Phase != state.PhaseNone:
 		return fail("a DHT already exists (leader %s); only one DHT at a time", s.dht.Leader), false
 	case len(s.users) < n:
 		return fail("only %d users are registered, %d needed", len(s.users), n), false
 	}
 	var free []string
 	for name, u := range s.users {
-		if name != leader.Name && u.State == store.Free {
+		if name != leader.Name && u.State == state.Free {
 			free = append(free, name)
 		}
 	}
 	slices.Sort(free) // map order must not leak into a seeded choice
 	s.cfg.Rand.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
 	ring := append([]string{leader.Name}, free[:n-1]...)
-	leader.State = store.Leader
+	leader.State = state.Leader
 	members := make([]wire.Member, n)
 	for i, name := range ring {
 		u := s.users[name]
 		if i > 0 {
-			u.State = store.InDHT
+			u.State = state.InDHT
 		}
 		members[i] = wire.Member{Name: u.Name, Addr: u.Addr}
 	}
-	s.dht = store.DHT{Phase: store.PhaseBuilding, Leader: leader.Name, Members: ring, Since: now.UnixNano()}
+	s.dht = state.DHT{Phase: state.PhaseBuilding, Leader: leader.Name, Members: ring, Since: now.UnixNano()}
 	s.note = ""
 	return ok(members...), true
 }
@@ -331,10 +331,10 @@ func badRingSize(got string) string {
 }
 
 func (s *Server) complete(from netip.AddrPort, m wire.DHTComplete) (*wire.Reply, bool) {
-	if _, r := s.awaited(from, m.Name, store.PhaseBuilding, "no DHT is being set up", "is not the leader of the DHT being set up"); r != nil {
+	if _, r := s.awaited(from, m.Name, state.PhaseBuilding, "no DHT is being set up", "is not the leader of the DHT being set up"); r != nil {
 		return r, false
 	}
-	s.dht.Phase, s.dht.Since = store.PhaseReady, 0
+	s.dht.Phase, s.dht.Since = state.PhaseReady, 0
 	return ok(), true
 }
 
@@ -342,7 +342,7 @@ func (s *Server) complete(from netip.AddrPort, m wire.DHTComplete) (*wire.Reply,
 // phase, and name must be the user it waits for (the leader, or the leaver)
 // asking from its address. idle is the answer when nothing of the kind is in
 // progress, notYou the one for another user.
-func (s *Server) awaited(from netip.AddrPort, name string, phase store.Phase, idle, notYou string) (*store.User, *wire.Reply) {
+func (s *Server) awaited(from netip.AddrPort, name string, phase state.Phase, idle, notYou string) (*state.User, *wire.Reply) {
 	if s.dht.Phase != phase {
 		if w := s.waiting(); w != "" {
 			return nil, fail("%s", w)
@@ -354,7 +354,7 @@ func (s *Server) awaited(from netip.AddrPort, name string, phase store.Phase, id
 		return nil, r
 	}
 	want := s.dht.Leader
-	if phase == store.PhaseLeaving {
+	if phase == state.PhaseLeaving {
 		want = s.dht.Leaver
 	}
 	if u.Name != want {
@@ -369,9 +369,9 @@ func (s *Server) query(from netip.AddrPort, m wire.QueryDHT) *wire.Reply {
 		return r
 	}
 	switch {
-	case s.dht.Phase == store.PhaseNone:
+	case s.dht.Phase == state.PhaseNone:
 		return fail("no DHT exists%s", s.noteSuffix())
-	case u.State != store.Free:
+	case u.State != state.Free:
 		return fail("%s maintains the DHT (%s); only Free users may query", u.Name, u.State)
 	}
 	pick := s.users[s.dht.Members[s.cfg.Rand.IntN(len(s.dht.Members))]]
@@ -384,19 +384,19 @@ func (s *Server) leave(now time.Time, from netip.AddrPort, m wire.LeaveDHT) (*wi
 		return r, false
 	}
 	switch {
-	case s.dht.Phase == store.PhaseNone:
+	case s.dht.Phase == state.PhaseNone:
 		return fail("no DHT exists%s", s.noteSuffix()), false
-	case u.State == store.Free:
+	case u.State == state.Free:
 		return fail("%s does not maintain the DHT", u.Name), false
 	case len(s.dht.Members) < 2:
 		return fail("%s is the only node of the DHT; use teardown-dht", u.Name), false
 	}
-	s.dht.Phase, s.dht.Leaver, s.dht.Since = store.PhaseLeaving, u.Name, now.UnixNano()
+	s.dht.Phase, s.dht.Leaver, s.dht.Since = state.PhaseLeaving, u.Name, now.UnixNano()
 	return ok(), true
 }
 
 func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bool) {
-	u, r := s.awaited(from, m.Name, store.PhaseLeaving, "no leave-dht is in progress", "did not ask to leave")
+	u, r := s.awaited(from, m.Name, state.PhaseLeaving, "no leave-dht is in progress", "did not ask to leave")
 	if r != nil {
 		return r, false
 	}
@@ -412,12 +412,12 @@ func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, b
 			ring = append(ring, name)
 		}
 	}
-	u.State = store.Free
+	u.State = state.Free
 	if old := s.users[s.dht.Leader]; old != nil && old.Name != m.NewLeader && old.Name != u.Name {
-		old.State = store.InDHT
+		old.State = state.InDHT
 	}
-	s.users[m.NewLeader].State = store.Leader
-	s.dht = store.DHT{Phase: store.PhaseReady, Leader: m.NewLeader, Members: ring}
+	s.users[m.NewLeader].State = state.Leader
+	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring}
 	return ok(), true
 }
 
@@ -426,7 +426,7 @@ func (s *Server) deregister(from netip.AddrPort, m wire.Deregister) (*wire.Reply
 	if r != nil {
 		return r, false
 	}
-	if u.State != store.Free {
+	if u.State != state.Free {
 		return fail("%s maintains the DHT (%s); leave it first", u.Name, u.State), false
 	}
 	delete(s.users, u.Name)
@@ -440,17 +440,17 @@ func (s *Server) teardown(now time.Time, from netip.AddrPort, m wire.TeardownDHT
 		return r, false
 	}
 	switch {
-	case s.dht.Phase == store.PhaseNone:
+	case s.dht.Phase == state.PhaseNone:
 		return fail("no DHT exists%s", s.noteSuffix()), false
 	case u.Name != s.dht.Leader:
 		return fail("%s is not the leader of the DHT (%s is)", u.Name, s.dht.Leader), false
 	}
-	s.dht.Phase, s.dht.Since = store.PhaseTearing, now.UnixNano()
+	s.dht.Phase, s.dht.Since = state.PhaseTearing, now.UnixNano()
 	return ok(), true
 }
 
 func (s *Server) teardownComplete(from netip.AddrPort, m wire.TeardownComplete) (*wire.Reply, bool) {
-	if _, r := s.awaited(from, m.Name, store.PhaseTearing, "no teardown-dht is in progress", "is not the leader of the DHT"); r != nil {
+	if _, r := s.awaited(from, m.Name, state.PhaseTearing, "no teardown-dht is in progress", "is not the leader of the DHT"); r != nil {
 		return r, false
 	}
 	s.dissolve()
@@ -461,10 +461,10 @@ func (s *Server) teardownComplete(from netip.AddrPort, m wire.TeardownComplete) 
 func (s *Server) dissolve() {
 	for _, name := range s.dht.Members {
 		if u := s.users[name]; u != nil {
-			u.State = store.Free
+			u.State = state.Free
 		}
 	}
-	s.dht = store.DHT{}
+	s.dht = state.DHT{}
 }
 
 func (s *Server) noteSuffix() string {
@@ -477,7 +477,7 @@ func (s *Server) noteSuffix() string {
 // NextDeadline is when Tick next has work: the end of the current wait.
 func (s *Server) NextDeadline() (time.Time, bool) {
 	switch s.dht.Phase {
-	case store.PhaseBuilding, store.PhaseLeaving, store.PhaseTearing:
+	case state.PhaseBuilding, state.PhaseLeaving, state.PhaseTearing:
 		return time.Unix(0, s.dht.Since).Add(s.cfg.OpTimeout), true
 	}
 	return time.Time{}, false
@@ -493,11 +493,11 @@ func (s *Server) Tick(now time.Time) []Output {
 	}
 	var what string
 	switch s.dht.Phase {
-	case store.PhaseBuilding:
+	case state.PhaseBuilding:
 		what = fmt.Sprintf("setup-dht led by %s got no dht-complete", s.dht.Leader)
-	case store.PhaseLeaving:
+	case state.PhaseLeaving:
 		what = fmt.Sprintf("leave-dht by %s got no dht-rebuilt", s.dht.Leaver)
-	case store.PhaseTearing:
+	case state.PhaseTearing:
 		what = fmt.Sprintf("teardown-dht led by %s got no teardown-complete", s.dht.Leader)
 	}
 	s.note = fmt.Sprintf("%s within --op-timeout %s and was rolled back: the DHT was dissolved and its members are Free", what, s.cfg.OpTimeout)

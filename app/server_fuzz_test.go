@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"dht/store"
+	"dht/app/state"
 	"dht/wire"
 )
 
@@ -26,10 +26,10 @@ type srvFuzzLast struct {
 
 // srvFuzz runs one walk described by data (4 bytes per input).
 func srvFuzz(t *testing.T, data []byte) {
-	s := NewServer(srvConfig(), store.ServerState{}, nil)
+	s := NewServer(srvConfig(), state.ServerState{}, nil)
 	now := srvT0
 	persisted := s.Snapshot()
-	persistedReplies := map[netip.AddrPort]store.CachedReply{}
+	persistedReplies := map[netip.AddrPort]state.CachedReply{}
 	persistedLast := map[netip.AddrPort]srvFuzzLast{}
 	last := map[netip.AddrPort]srvFuzzLast{}
 	ids := map[netip.AddrPort]uint32{}
@@ -100,7 +100,7 @@ func srvFuzz(t *testing.T, data []byte) {
 			}
 			continue
 		case 11: // restart from what was persisted
-			var replies []store.CachedReply
+			var replies []state.CachedReply
 			for _, r := range persistedReplies {
 				replies = append(replies, r)
 			}
@@ -153,7 +153,7 @@ func srvFuzz(t *testing.T, data []byte) {
 }
 
 // srvFuzzSuccess checks what any SUCCESS implies about the request.
-func srvFuzzSuccess(t *testing.T, from netip.AddrPort, m wire.Message, rep wire.Reply, before, after store.ServerState) {
+func srvFuzzSuccess(t *testing.T, from netip.AddrPort, m wire.Message, rep wire.Reply, before, after state.ServerState) {
 	t.Helper()
 	name := ""
 	switch m := m.(type) {
@@ -164,22 +164,22 @@ func srvFuzzSuccess(t *testing.T, from netip.AddrPort, m wire.Message, rep wire.
 		return
 	case wire.SetupDHT:
 		name = m.Name
-		if before.DHT.Phase != store.PhaseNone || int(m.N) < 2 || len(rep.Members) != int(m.N) || rep.Members[0].Name != m.Name {
+		if before.DHT.Phase != state.PhaseNone || int(m.N) < 2 || len(rep.Members) != int(m.N) || rep.Members[0].Name != m.Name {
 			t.Fatalf("setup-dht %+v from %+v answered %+v", m, before.DHT, rep)
 		}
 	case wire.DHTComplete:
 		name = m.Name
-		if before.DHT.Phase != store.PhaseBuilding || before.DHT.Leader != m.Name {
+		if before.DHT.Phase != state.PhaseBuilding || before.DHT.Leader != m.Name {
 			t.Fatalf("dht-complete by %s accepted in %+v", m.Name, before.DHT)
 		}
 	case wire.QueryDHT:
 		name = m.Name
-		if len(rep.Members) != 1 || !slices.Contains(before.DHT.Members, rep.Members[0].Name) || before.DHT.Phase != store.PhaseReady {
+		if len(rep.Members) != 1 || !slices.Contains(before.DHT.Members, rep.Members[0].Name) || before.DHT.Phase != state.PhaseReady {
 			t.Fatalf("query-dht answered %+v in %+v", rep, before.DHT)
 		}
 	case wire.LeaveDHT:
 		name = m.Name
-		if before.DHT.Phase != store.PhaseReady || !slices.Contains(before.DHT.Members, m.Name) || len(before.DHT.Members) < 2 {
+		if before.DHT.Phase != state.PhaseReady || !slices.Contains(before.DHT.Members, m.Name) || len(before.DHT.Members) < 2 {
 			t.Fatalf("leave-dht by %s accepted in %+v", m.Name, before.DHT)
 		}
 	case wire.DHTRebuilt:
@@ -195,12 +195,12 @@ func srvFuzzSuccess(t *testing.T, from netip.AddrPort, m wire.Message, rep wire.
 		}
 	case wire.TeardownDHT:
 		name = m.Name
-		if before.DHT.Phase != store.PhaseReady || before.DHT.Leader != m.Name {
+		if before.DHT.Phase != state.PhaseReady || before.DHT.Leader != m.Name {
 			t.Fatalf("teardown-dht by %s accepted in %+v", m.Name, before.DHT)
 		}
 	case wire.TeardownComplete:
 		name = m.Name
-		if before.DHT.Phase != store.PhaseTearing || before.DHT.Leader != m.Name || after.DHT.Phase != store.PhaseNone {
+		if before.DHT.Phase != state.PhaseTearing || before.DHT.Leader != m.Name || after.DHT.Phase != state.PhaseNone {
 			t.Fatalf("teardown-complete by %s: %+v -> %+v", m.Name, before.DHT, after.DHT)
 		}
 	}
@@ -210,12 +210,12 @@ func srvFuzzSuccess(t *testing.T, from netip.AddrPort, m wire.Message, rep wire.
 }
 
 // srvFuzzInvariants checks the registry is consistent.
-func srvFuzzInvariants(t *testing.T, st store.ServerState) {
+func srvFuzzInvariants(t *testing.T, st state.ServerState) {
 	t.Helper()
 	if err := st.Check(); err != nil {
 		t.Fatalf("a state the server file would be refused for: %v", err)
 	}
-	names := map[string]store.User{}
+	names := map[string]state.User{}
 	addrs := map[netip.AddrPort]bool{}
 	for i, u := range st.Users {
 		if !ValidName(u.Name) {
@@ -233,12 +233,12 @@ func srvFuzzInvariants(t *testing.T, st store.ServerState) {
 		names[u.Name], addrs[u.Addr] = u, true
 	}
 	d := st.DHT
-	if d.Phase == store.PhaseNone {
+	if d.Phase == state.PhaseNone {
 		if d.Leader != "" || len(d.Members) != 0 || d.Leaver != "" || d.Since != 0 {
 			t.Fatalf("no DHT but %+v", d)
 		}
 		for _, u := range st.Users {
-			if u.State != store.Free {
+			if u.State != state.Free {
 				t.Fatalf("no DHT but %s is %s", u.Name, u.State)
 			}
 		}
@@ -252,27 +252,27 @@ func srvFuzzInvariants(t *testing.T, st store.ServerState) {
 			t.Fatalf("DHT %+v lists %s twice", d, m)
 		}
 		u, ok := names[m]
-		want := store.InDHT
+		want := state.InDHT
 		if i == 0 {
-			want = store.Leader
+			want = state.Leader
 		}
 		if !ok || u.State != want {
 			t.Fatalf("member %s is %+v (registered %v), want %s", m, u, ok, want)
 		}
 	}
 	for _, u := range st.Users {
-		if !slices.Contains(d.Members, u.Name) && u.State != store.Free {
+		if !slices.Contains(d.Members, u.Name) && u.State != state.Free {
 			t.Fatalf("%s is %s but not in the ring %v", u.Name, u.State, d.Members)
 		}
 	}
-	waiting := d.Phase == store.PhaseBuilding || d.Phase == store.PhaseLeaving || d.Phase == store.PhaseTearing
+	waiting := d.Phase == state.PhaseBuilding || d.Phase == state.PhaseLeaving || d.Phase == state.PhaseTearing
 	if waiting != (d.Since != 0) {
 		t.Fatalf("phase %s with Since %d", d.Phase, d.Since)
 	}
-	if (d.Phase == store.PhaseLeaving) != (d.Leaver != "") {
+	if (d.Phase == state.PhaseLeaving) != (d.Leaver != "") {
 		t.Fatalf("phase %s with leaver %q", d.Phase, d.Leaver)
 	}
-	if d.Phase == store.PhaseLeaving && (!slices.Contains(d.Members, d.Leaver) || len(d.Members) < 2) {
+	if d.Phase == state.PhaseLeaving && (!slices.Contains(d.Members, d.Leaver) || len(d.Members) < 2) {
 		t.Fatalf("leaver %s in ring %v", d.Leaver, d.Members)
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"dht/store"
+	"dht/app/state"
 	"dht/wire"
 )
 
@@ -49,10 +49,10 @@ func srvConfig() ServerConfig {
 }
 
 // srvFree is a registry of Free users and no DHT.
-func srvFree(names ...string) store.ServerState {
-	var st store.ServerState
+func srvFree(names ...string) state.ServerState {
+	var st state.ServerState
 	for _, n := range names {
-		st.Users = append(st.Users, store.User{Name: n, Addr: srvAddr(n), State: store.Free})
+		st.Users = append(st.Users, state.User{Name: n, Addr: srvAddr(n), State: state.Free})
 	}
 	return st
 }
@@ -60,27 +60,27 @@ func srvFree(names ...string) store.ServerState {
 // srvDHT is a registry with a DHT in the given phase: ring[0] leads, the rest
 // of ring are InDHT, free are registered Free users. A waiting phase started
 // at srvT0.
-func srvDHT(phase store.Phase, ring []string, free ...string) store.ServerState {
+func srvDHT(phase state.Phase, ring []string, free ...string) state.ServerState {
 	st := srvFree(append(slices.Clone(ring), free...)...)
 	for i := range st.Users {
 		switch k := slices.Index(ring, st.Users[i].Name); {
 		case k == 0:
-			st.Users[i].State = store.Leader
+			st.Users[i].State = state.Leader
 		case k > 0:
-			st.Users[i].State = store.InDHT
+			st.Users[i].State = state.InDHT
 		}
 	}
-	st.DHT = store.DHT{Phase: phase, Leader: ring[0], Members: slices.Clone(ring)}
+	st.DHT = state.DHT{Phase: phase, Leader: ring[0], Members: slices.Clone(ring)}
 	switch phase {
-	case store.PhaseBuilding, store.PhaseLeaving, store.PhaseTearing:
+	case state.PhaseBuilding, state.PhaseLeaving, state.PhaseTearing:
 		st.DHT.Since = srvT0.UnixNano()
 	}
 	return st
 }
 
 // srvLeaving is a DHT waiting for dht-rebuilt from leaver.
-func srvLeaving(ring []string, leaver string, free ...string) store.ServerState {
-	st := srvDHT(store.PhaseLeaving, ring, free...)
+func srvLeaving(ring []string, leaver string, free ...string) state.ServerState {
+	st := srvDHT(state.PhaseLeaving, ring, free...)
 	st.DHT.Leaver = leaver
 	return st
 }
@@ -97,19 +97,19 @@ func srvManyName(i, n int) string {
 
 // srvMany is a registry of n Free users with names of nameLen letters, on
 // addresses no other fixture uses.
-func srvMany(n, nameLen int) store.ServerState {
-	var st store.ServerState
+func srvMany(n, nameLen int) state.ServerState {
+	var st state.ServerState
 	for i := 0; i < n; i++ {
-		st.Users = append(st.Users, store.User{
+		st.Users = append(st.Users, state.User{
 			Name:  srvManyName(i, nameLen),
 			Addr:  netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i / 200), byte(i%200 + 1)}), uint16(6000+i)),
-			State: store.Free,
+			State: state.Free,
 		})
 	}
 	return st
 }
 
-func srvNorm(st store.ServerState) store.ServerState {
+func srvNorm(st state.ServerState) state.ServerState {
 	if len(st.Users) == 0 {
 		st.Users = nil
 	}
@@ -119,7 +119,7 @@ func srvNorm(st store.ServerState) store.ServerState {
 	return st
 }
 
-func srvSameState(a, b store.ServerState) bool { return reflect.DeepEqual(srvNorm(a), srvNorm(b)) }
+func srvSameState(a, b state.ServerState) bool { return reflect.DeepEqual(srvNorm(a), srvNorm(b)) }
 
 func srvNormReply(r wire.Reply) wire.Reply {
 	if len(r.Members) == 0 {
@@ -151,16 +151,16 @@ func srvNormOuts(outs []Output) []Output {
 	return n
 }
 
-func srvFind(st store.ServerState, name string) (store.User, bool) {
+func srvFind(st state.ServerState, name string) (state.User, bool) {
 	for _, u := range st.Users {
 		if u.Name == name {
 			return u, true
 		}
 	}
-	return store.User{}, false
+	return state.User{}, false
 }
 
-func srvNames(st store.ServerState) []string {
+func srvNames(st state.ServerState) []string {
 	var n []string
 	for _, u := range st.Users {
 		n = append(n, u.Name)
@@ -169,7 +169,7 @@ func srvNames(st store.ServerState) []string {
 }
 
 // srvStates checks the state of each named user.
-func srvStates(t *testing.T, st store.ServerState, want map[string]store.State) {
+func srvStates(t *testing.T, st state.ServerState, want map[string]state.State) {
 	t.Helper()
 	for name, w := range want {
 		u, ok := srvFind(st, name)
@@ -184,13 +184,13 @@ func srvStates(t *testing.T, st store.ServerState, want map[string]store.State) 
 }
 
 // srvNoDHT checks that no DHT exists and every user is Free.
-func srvNoDHT(t *testing.T, st store.ServerState) {
+func srvNoDHT(t *testing.T, st state.ServerState) {
 	t.Helper()
-	if !reflect.DeepEqual(srvNorm(store.ServerState{DHT: st.DHT}).DHT, store.DHT{}) {
+	if !reflect.DeepEqual(srvNorm(state.ServerState{DHT: st.DHT}).DHT, state.DHT{}) {
 		t.Errorf("DHT = %+v, want none", st.DHT)
 	}
 	for _, u := range st.Users {
-		if u.State != store.Free {
+		if u.State != state.Free {
 			t.Errorf("%s is %s, want Free", u.Name, u.State)
 		}
 	}
@@ -204,7 +204,7 @@ type srvH struct {
 	id  uint32
 }
 
-func newSrvH(t *testing.T, st store.ServerState) *srvH {
+func newSrvH(t *testing.T, st state.ServerState) *srvH {
 	t.Helper()
 	return &srvH{t: t, s: NewServer(srvConfig(), st, nil), now: srvT0, id: 1000}
 }
@@ -341,11 +341,11 @@ func (h *srvH) fail(from netip.AddrPort, m wire.Message, want ...string) srvResu
 // srvCase is one request against a starting state.
 type srvCase struct {
 	name  string
-	start store.ServerState
+	start state.ServerState
 	from  netip.AddrPort
 	msg   wire.Message
 	fail  []string // substrings of the FAILURE reason; nil wants SUCCESS
-	check func(t *testing.T, rep wire.Reply, st store.ServerState)
+	check func(t *testing.T, rep wire.Reply, st state.ServerState)
 }
 
 func runSrvCases(t *testing.T, cases []srvCase) {
@@ -377,14 +377,14 @@ func TestServerRegister(t *testing.T) {
 	regFrom := func(name string, addr netip.AddrPort) srvCase {
 		return srvCase{start: two, from: other, msg: wire.Register{Name: name, Addr: addr}}
 	}
-	okCheck := func(name string, addr netip.AddrPort, users int) func(*testing.T, wire.Reply, store.ServerState) {
-		return func(t *testing.T, rep wire.Reply, st store.ServerState) {
+	okCheck := func(name string, addr netip.AddrPort, users int) func(*testing.T, wire.Reply, state.ServerState) {
+		return func(t *testing.T, rep wire.Reply, st state.ServerState) {
 			t.Helper()
 			if len(rep.Members) != 0 {
 				t.Errorf("register reply lists members %v", rep.Members)
 			}
 			u, ok := srvFind(st, name)
-			if !ok || u.Addr != addr || u.State != store.Free {
+			if !ok || u.Addr != addr || u.State != state.Free {
 				t.Errorf("%s = %+v (found %v), want Free at %s", name, u, ok, addr)
 			}
 			if len(st.Users) != users {
@@ -392,7 +392,7 @@ func TestServerRegister(t *testing.T) {
 			}
 		}
 	}
-	withCheck := func(c srvCase, name string, f func(*testing.T, wire.Reply, store.ServerState)) srvCase {
+	withCheck := func(c srvCase, name string, f func(*testing.T, wire.Reply, state.ServerState)) srvCase {
 		c.name, c.check = name, f
 		return c
 	}
@@ -405,7 +405,7 @@ func TestServerRegister(t *testing.T) {
 		withCheck(reg("abcdefghijklmno", other), "15 letters", okCheck("abcdefghijklmno", other, 3)),
 		withCheck(reg("X", other), "one letter", okCheck("X", other, 3)),
 		withCheck(reg("MiXeDcAsE", other), "mixed case", okCheck("MiXeDcAsE", other, 3)),
-		withCheck(srvCase{start: srvDHT(store.PhaseReady, []string{"alice", "bob"}), from: srvAddr("carol"),
+		withCheck(srvCase{start: srvDHT(state.PhaseReady, []string{"alice", "bob"}), from: srvAddr("carol"),
 			msg: wire.Register{Name: "carol", Addr: srvAddr("carol")}}, "while a DHT is ready", okCheck("carol", srvAddr("carol"), 3)),
 		withCheck(srvCase{start: srvMany(MaxUsers-1, 4), from: srvAddr("carol"),
 			msg: wire.Register{Name: "carol", Addr: srvAddr("carol")}}, "last free slot", okCheck("carol", srvAddr("carol"), MaxUsers)),
@@ -472,8 +472,8 @@ func TestServerDropsNonUnicastSources(t *testing.T) {
 
 // srvCheckSetup checks a setup-dht SUCCESS: n distinct members, leader first,
 // registered addresses, states Leader/InDHT/Free, phase Building since now.
-func srvCheckSetup(leader string, n int) func(*testing.T, wire.Reply, store.ServerState) {
-	return func(t *testing.T, rep wire.Reply, st store.ServerState) {
+func srvCheckSetup(leader string, n int) func(*testing.T, wire.Reply, state.ServerState) {
+	return func(t *testing.T, rep wire.Reply, st state.ServerState) {
 		t.Helper()
 		if len(rep.Members) != n {
 			t.Fatalf("reply lists %d members, want %d", len(rep.Members), n)
@@ -496,17 +496,17 @@ func srvCheckSetup(leader string, n int) func(*testing.T, wire.Reply, store.Serv
 			}
 			names = append(names, m.Name)
 		}
-		want := store.DHT{Phase: store.PhaseBuilding, Leader: leader, Members: names, Since: srvT0.UnixNano()}
+		want := state.DHT{Phase: state.PhaseBuilding, Leader: leader, Members: names, Since: srvT0.UnixNano()}
 		if !reflect.DeepEqual(st.DHT, want) {
 			t.Errorf("DHT = %+v, want %+v", st.DHT, want)
 		}
 		for _, u := range st.Users {
-			want := store.Free
+			want := state.Free
 			switch {
 			case u.Name == leader:
-				want = store.Leader
+				want = state.Leader
 			case slices.Contains(names, u.Name):
-				want = store.InDHT
+				want = state.InDHT
 			}
 			if u.State != want {
 				t.Errorf("%s is %s, want %s", u.Name, u.State, want)
@@ -517,7 +517,7 @@ func srvCheckSetup(leader string, n int) func(*testing.T, wire.Reply, store.Serv
 
 func TestServerSetupDHT(t *testing.T) {
 	four := srvFree("alice", "bob", "carol", "dave")
-	ready := srvDHT(store.PhaseReady, []string{"alice", "bob"}, "carol", "dave")
+	ready := srvDHT(state.PhaseReady, []string{"alice", "bob"}, "carol", "dave")
 	setup := func(name string, n uint16) wire.SetupDHT { return wire.SetupDHT{N: n, Name: name} }
 	cases := []srvCase{
 		{name: "n=2", start: four, from: srvAddr("alice"), msg: setup("alice", 2), check: srvCheckSetup("alice", 2)},
@@ -567,30 +567,30 @@ func TestServerSetupDHTDeterministicAndRandom(t *testing.T) {
 }
 
 func TestServerDHTComplete(t *testing.T) {
-	building := srvDHT(store.PhaseBuilding, []string{"alice", "bob", "carol"}, "dave")
+	building := srvDHT(state.PhaseBuilding, []string{"alice", "bob", "carol"}, "dave")
 	cases := []srvCase{
 		{name: "leader", start: building, from: srvAddr("alice"), msg: wire.DHTComplete{Name: "alice"},
-			check: func(t *testing.T, _ wire.Reply, st store.ServerState) {
-				want := store.DHT{Phase: store.PhaseReady, Leader: "alice", Members: []string{"alice", "bob", "carol"}}
+			check: func(t *testing.T, _ wire.Reply, st state.ServerState) {
+				want := state.DHT{Phase: state.PhaseReady, Leader: "alice", Members: []string{"alice", "bob", "carol"}}
 				if !reflect.DeepEqual(st.DHT, want) {
 					t.Errorf("DHT = %+v, want %+v", st.DHT, want)
 				}
-				srvStates(t, st, map[string]store.State{"alice": store.Leader, "bob": store.InDHT, "carol": store.InDHT, "dave": store.Free})
+				srvStates(t, st, map[string]state.State{"alice": state.Leader, "bob": state.InDHT, "carol": state.InDHT, "dave": state.Free})
 			}},
 		{name: "member that is not the leader", start: building, from: srvAddr("bob"), msg: wire.DHTComplete{Name: "bob"}, fail: []string{"bob is not the leader", "alice"}},
 		{name: "Free user", start: building, from: srvAddr("dave"), msg: wire.DHTComplete{Name: "dave"}, fail: []string{"dave is not the leader"}},
 		{name: "unregistered", start: building, from: srvAddr("zed"), msg: wire.DHTComplete{Name: "zed"}, fail: []string{"zed is not registered"}},
 		{name: "leader's name from another address", start: building, from: srvAddr("bob"), msg: wire.DHTComplete{Name: "alice"}, fail: []string{"must come from"}},
 		{name: "no setup-dht", start: srvFree("alice", "bob"), from: srvAddr("alice"), msg: wire.DHTComplete{Name: "alice"}, fail: []string{"no DHT is being set up"}},
-		{name: "DHT already complete", start: srvDHT(store.PhaseReady, []string{"alice", "bob"}), from: srvAddr("alice"),
+		{name: "DHT already complete", start: srvDHT(state.PhaseReady, []string{"alice", "bob"}), from: srvAddr("alice"),
 			msg: wire.DHTComplete{Name: "alice"}, fail: []string{"no DHT is being set up"}},
 	}
 	runSrvCases(t, cases)
 }
 
 func TestServerQueryDHT(t *testing.T) {
-	ready := srvDHT(store.PhaseReady, []string{"alice", "bob", "carol"}, "dave", "erin")
-	inRing := func(t *testing.T, rep wire.Reply, st store.ServerState) {
+	ready := srvDHT(state.PhaseReady, []string{"alice", "bob", "carol"}, "dave", "erin")
+	inRing := func(t *testing.T, rep wire.Reply, st state.ServerState) {
 		t.Helper()
 		if len(rep.Members) != 1 {
 			t.Fatalf("reply lists %d members, want 1", len(rep.Members))
@@ -602,8 +602,8 @@ func TestServerQueryDHT(t *testing.T) {
 	}
 	cases := []srvCase{
 		{name: "Free user", start: ready, from: srvAddr("dave"), msg: wire.QueryDHT{Name: "dave"}, check: inRing},
-		{name: "ring of one", start: srvDHT(store.PhaseReady, []string{"bob"}, "alice"), from: srvAddr("alice"), msg: wire.QueryDHT{Name: "alice"},
-			check: func(t *testing.T, rep wire.Reply, _ store.ServerState) {
+		{name: "ring of one", start: srvDHT(state.PhaseReady, []string{"bob"}, "alice"), from: srvAddr("alice"), msg: wire.QueryDHT{Name: "alice"},
+			check: func(t *testing.T, rep wire.Reply, _ state.ServerState) {
 				if want := []wire.Member{{Name: "bob", Addr: srvAddr("bob")}}; !reflect.DeepEqual(rep.Members, want) {
 					t.Errorf("members %v, want %v", rep.Members, want)
 				}
@@ -632,29 +632,29 @@ func TestServerQueryDHT(t *testing.T) {
 }
 
 func TestServerLeaveDHT(t *testing.T) {
-	ready := srvDHT(store.PhaseReady, []string{"alice", "bob", "carol", "dave"}, "erin")
-	leaving := func(leaver string) func(*testing.T, wire.Reply, store.ServerState) {
-		return func(t *testing.T, _ wire.Reply, st store.ServerState) {
-			want := store.DHT{Phase: store.PhaseLeaving, Leader: "alice", Members: []string{"alice", "bob", "carol", "dave"},
+	ready := srvDHT(state.PhaseReady, []string{"alice", "bob", "carol", "dave"}, "erin")
+	leaving := func(leaver string) func(*testing.T, wire.Reply, state.ServerState) {
+		return func(t *testing.T, _ wire.Reply, st state.ServerState) {
+			want := state.DHT{Phase: state.PhaseLeaving, Leader: "alice", Members: []string{"alice", "bob", "carol", "dave"},
 				Leaver: leaver, Since: srvT0.UnixNano()}
 			if !reflect.DeepEqual(st.DHT, want) {
 				t.Errorf("DHT = %+v, want %+v", st.DHT, want)
 			}
-			srvStates(t, st, map[string]store.State{"alice": store.Leader, "bob": store.InDHT, "carol": store.InDHT, "dave": store.InDHT, "erin": store.Free})
+			srvStates(t, st, map[string]state.State{"alice": state.Leader, "bob": state.InDHT, "carol": state.InDHT, "dave": state.InDHT, "erin": state.Free})
 		}
 	}
 	cases := []srvCase{
 		{name: "InDHT member", start: ready, from: srvAddr("bob"), msg: wire.LeaveDHT{Name: "bob"}, check: leaving("bob")},
 		{name: "leader", start: ready, from: srvAddr("alice"), msg: wire.LeaveDHT{Name: "alice"}, check: leaving("alice")},
-		{name: "ring of two", start: srvDHT(store.PhaseReady, []string{"alice", "bob"}), from: srvAddr("bob"), msg: wire.LeaveDHT{Name: "bob"},
-			check: func(t *testing.T, _ wire.Reply, st store.ServerState) {
-				if st.DHT.Phase != store.PhaseLeaving || st.DHT.Leaver != "bob" {
+		{name: "ring of two", start: srvDHT(state.PhaseReady, []string{"alice", "bob"}), from: srvAddr("bob"), msg: wire.LeaveDHT{Name: "bob"},
+			check: func(t *testing.T, _ wire.Reply, st state.ServerState) {
+				if st.DHT.Phase != state.PhaseLeaving || st.DHT.Leaver != "bob" {
 					t.Errorf("DHT = %+v, want bob leaving", st.DHT)
 				}
 			}},
 		{name: "no DHT", start: srvFree("alice", "bob"), from: srvAddr("alice"), msg: wire.LeaveDHT{Name: "alice"}, fail: []string{"no DHT exists"}},
 		{name: "not a member", start: ready, from: srvAddr("erin"), msg: wire.LeaveDHT{Name: "erin"}, fail: []string{"erin does not maintain the DHT"}},
-		{name: "ring of one node", start: srvDHT(store.PhaseReady, []string{"alice"}, "bob"), from: srvAddr("alice"), msg: wire.LeaveDHT{Name: "alice"},
+		{name: "ring of one node", start: srvDHT(state.PhaseReady, []string{"alice"}, "bob"), from: srvAddr("alice"), msg: wire.LeaveDHT{Name: "alice"},
 			fail: []string{"only node", "teardown-dht"}},
 		{name: "unregistered", start: ready, from: srvAddr("zed"), msg: wire.LeaveDHT{Name: "zed"}, fail: []string{"zed is not registered"}},
 		{name: "member's name from another address", start: ready, from: srvAddr("erin"), msg: wire.LeaveDHT{Name: "bob"}, fail: []string{"must come from"}},
@@ -665,34 +665,34 @@ func TestServerLeaveDHT(t *testing.T) {
 func TestServerDHTRebuilt(t *testing.T) {
 	ring := []string{"alice", "bob", "carol", "dave"}
 	bobLeaving := srvLeaving(ring, "bob", "erin")
-	rebuilt := func(leader string, members []string, states map[string]store.State) func(*testing.T, wire.Reply, store.ServerState) {
-		return func(t *testing.T, _ wire.Reply, st store.ServerState) {
+	rebuilt := func(leader string, members []string, states map[string]state.State) func(*testing.T, wire.Reply, state.ServerState) {
+		return func(t *testing.T, _ wire.Reply, st state.ServerState) {
 			t.Helper()
-			want := store.DHT{Phase: store.PhaseReady, Leader: leader, Members: members}
+			want := state.DHT{Phase: state.PhaseReady, Leader: leader, Members: members}
 			if !reflect.DeepEqual(st.DHT, want) {
 				t.Errorf("DHT = %+v, want %+v", st.DHT, want)
 			}
 			srvStates(t, st, states)
 		}
 	}
-	const F, L, I = store.Free, store.Leader, store.InDHT
+	const F, L, I = state.Free, state.Leader, state.InDHT
 	cases := []srvCase{
 		{name: "middle node leaves, right neighbour leads", start: bobLeaving, from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: "carol"},
 			check: rebuilt("carol", []string{"carol", "dave", "alice"},
-				map[string]store.State{"alice": I, "bob": F, "carol": L, "dave": I, "erin": F})},
+				map[string]state.State{"alice": I, "bob": F, "carol": L, "dave": I, "erin": F})},
 		{name: "middle node leaves, another member leads", start: bobLeaving, from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: "dave"},
 			check: rebuilt("dave", []string{"dave", "alice", "carol"},
-				map[string]store.State{"alice": I, "bob": F, "carol": I, "dave": L, "erin": F})},
+				map[string]state.State{"alice": I, "bob": F, "carol": I, "dave": L, "erin": F})},
 		{name: "last node leaves, leader unchanged", start: srvLeaving(ring, "dave", "erin"), from: srvAddr("dave"), msg: wire.DHTRebuilt{Name: "dave", NewLeader: "alice"},
 			check: rebuilt("alice", []string{"alice", "bob", "carol"},
-				map[string]store.State{"alice": L, "bob": I, "carol": I, "dave": F, "erin": F})},
+				map[string]state.State{"alice": L, "bob": I, "carol": I, "dave": F, "erin": F})},
 		{name: "leader leaves", start: srvLeaving(ring, "alice", "erin"), from: srvAddr("alice"), msg: wire.DHTRebuilt{Name: "alice", NewLeader: "bob"},
 			check: rebuilt("bob", []string{"bob", "carol", "dave"},
-				map[string]store.State{"alice": F, "bob": L, "carol": I, "dave": I, "erin": F})},
+				map[string]state.State{"alice": F, "bob": L, "carol": I, "dave": I, "erin": F})},
 		{name: "ring of two shrinks to one", start: srvLeaving([]string{"alice", "bob"}, "bob"), from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: "alice"},
-			check: rebuilt("alice", []string{"alice"}, map[string]store.State{"alice": L, "bob": F})},
+			check: rebuilt("alice", []string{"alice"}, map[string]state.State{"alice": L, "bob": F})},
 		{name: "leader of two leaves", start: srvLeaving([]string{"alice", "bob"}, "alice"), from: srvAddr("alice"), msg: wire.DHTRebuilt{Name: "alice", NewLeader: "bob"},
-			check: rebuilt("bob", []string{"bob"}, map[string]store.State{"alice": F, "bob": L})},
+			check: rebuilt("bob", []string{"bob"}, map[string]state.State{"alice": F, "bob": L})},
 
 		{name: "from a member that did not leave", start: bobLeaving, from: srvAddr("carol"), msg: wire.DHTRebuilt{Name: "carol", NewLeader: "dave"},
 			fail: []string{"carol did not ask to leave", "bob"}},
@@ -712,7 +712,7 @@ func TestServerDHTRebuilt(t *testing.T) {
 			fail: []string{"not a remaining member"}},
 		{name: "new leader is empty", start: bobLeaving, from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: ""},
 			fail: []string{"not a remaining member"}},
-		{name: "no leave-dht in progress", start: srvDHT(store.PhaseReady, ring), from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: "carol"},
+		{name: "no leave-dht in progress", start: srvDHT(state.PhaseReady, ring), from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: "carol"},
 			fail: []string{"no leave-dht is in progress"}},
 		{name: "no DHT", start: srvFree("alice", "bob"), from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: "alice"},
 			fail: []string{"no leave-dht is in progress"}},
@@ -721,9 +721,9 @@ func TestServerDHTRebuilt(t *testing.T) {
 }
 
 func TestServerDeregister(t *testing.T) {
-	ready := srvDHT(store.PhaseReady, []string{"alice", "bob"}, "carol")
-	gone := func(name string, rest ...string) func(*testing.T, wire.Reply, store.ServerState) {
-		return func(t *testing.T, _ wire.Reply, st store.ServerState) {
+	ready := srvDHT(state.PhaseReady, []string{"alice", "bob"}, "carol")
+	gone := func(name string, rest ...string) func(*testing.T, wire.Reply, state.ServerState) {
+		return func(t *testing.T, _ wire.Reply, st state.ServerState) {
 			if got := srvNames(st); !slices.Equal(got, rest) {
 				t.Errorf("users %v, want %v", got, rest)
 			}
@@ -759,17 +759,17 @@ func TestServerDeregister(t *testing.T) {
 }
 
 func TestServerTeardownDHT(t *testing.T) {
-	ready := srvDHT(store.PhaseReady, []string{"alice", "bob", "carol"}, "dave")
+	ready := srvDHT(state.PhaseReady, []string{"alice", "bob", "carol"}, "dave")
 	cases := []srvCase{
 		{name: "leader", start: ready, from: srvAddr("alice"), msg: wire.TeardownDHT{Name: "alice"},
-			check: func(t *testing.T, _ wire.Reply, st store.ServerState) {
-				want := store.DHT{Phase: store.PhaseTearing, Leader: "alice", Members: []string{"alice", "bob", "carol"}, Since: srvT0.UnixNano()}
+			check: func(t *testing.T, _ wire.Reply, st state.ServerState) {
+				want := state.DHT{Phase: state.PhaseTearing, Leader: "alice", Members: []string{"alice", "bob", "carol"}, Since: srvT0.UnixNano()}
 				if !reflect.DeepEqual(st.DHT, want) {
 					t.Errorf("DHT = %+v, want %+v", st.DHT, want)
 				}
-				srvStates(t, st, map[string]store.State{"alice": store.Leader, "bob": store.InDHT, "carol": store.InDHT, "dave": store.Free})
+				srvStates(t, st, map[string]state.State{"alice": state.Leader, "bob": state.InDHT, "carol": state.InDHT, "dave": state.Free})
 			}},
-		{name: "leader of a ring of one", start: srvDHT(store.PhaseReady, []string{"alice"}, "bob"), from: srvAddr("alice"), msg: wire.TeardownDHT{Name: "alice"}},
+		{name: "leader of a ring of one", start: srvDHT(state.PhaseReady, []string{"alice"}, "bob"), from: srvAddr("alice"), msg: wire.TeardownDHT{Name: "alice"}},
 		{name: "InDHT member", start: ready, from: srvAddr("bob"), msg: wire.TeardownDHT{Name: "bob"}, fail: []string{"bob is not the leader", "alice"}},
 		{name: "Free user", start: ready, from: srvAddr("dave"), msg: wire.TeardownDHT{Name: "dave"}, fail: []string{"dave is not the leader"}},
 		{name: "no DHT", start: srvFree("alice", "bob"), from: srvAddr("alice"), msg: wire.TeardownDHT{Name: "alice"}, fail: []string{"no DHT exists"}},
@@ -780,10 +780,10 @@ func TestServerTeardownDHT(t *testing.T) {
 }
 
 func TestServerTeardownComplete(t *testing.T) {
-	tearing := srvDHT(store.PhaseTearing, []string{"alice", "bob", "carol"}, "dave")
+	tearing := srvDHT(state.PhaseTearing, []string{"alice", "bob", "carol"}, "dave")
 	cases := []srvCase{
 		{name: "leader", start: tearing, from: srvAddr("alice"), msg: wire.TeardownComplete{Name: "alice"},
-			check: func(t *testing.T, _ wire.Reply, st store.ServerState) {
+			check: func(t *testing.T, _ wire.Reply, st state.ServerState) {
 				srvNoDHT(t, st)
 				if got := srvNames(st); !slices.Equal(got, []string{"alice", "bob", "carol", "dave"}) {
 					t.Errorf("users %v, want all four still registered", got)
@@ -793,7 +793,7 @@ func TestServerTeardownComplete(t *testing.T) {
 		{name: "Free user", start: tearing, from: srvAddr("dave"), msg: wire.TeardownComplete{Name: "dave"}, fail: []string{"dave is not the leader"}},
 		{name: "unregistered", start: tearing, from: srvAddr("zed"), msg: wire.TeardownComplete{Name: "zed"}, fail: []string{"zed is not registered"}},
 		{name: "leader's name from another address", start: tearing, from: srvAddr("bob"), msg: wire.TeardownComplete{Name: "alice"}, fail: []string{"must come from"}},
-		{name: "no teardown-dht in progress", start: srvDHT(store.PhaseReady, []string{"alice", "bob"}), from: srvAddr("alice"),
+		{name: "no teardown-dht in progress", start: srvDHT(state.PhaseReady, []string{"alice", "bob"}), from: srvAddr("alice"),
 			msg: wire.TeardownComplete{Name: "alice"}, fail: []string{"no teardown-dht is in progress"}},
 		{name: "no DHT", start: srvFree("alice"), from: srvAddr("alice"), msg: wire.TeardownComplete{Name: "alice"}, fail: []string{"no teardown-dht is in progress"}},
 	}
@@ -803,7 +803,7 @@ func TestServerTeardownComplete(t *testing.T) {
 // srvWaits are the three waits, with who the server waits for.
 var srvWaits = []struct {
 	name    string
-	start   store.ServerState
+	start   state.ServerState
 	waitFor string // text the FAILURE must contain
 	// awaited is the message that ends the wait, from the user it awaits.
 	awaitedFrom string
@@ -812,11 +812,11 @@ var srvWaits = []struct {
 	wrongFrom string
 	wrong     wire.Message
 }{
-	{"setup-dht", srvDHT(store.PhaseBuilding, []string{"alice", "bob", "carol"}, "dave", "erin"),
+	{"setup-dht", srvDHT(state.PhaseBuilding, []string{"alice", "bob", "carol"}, "dave", "erin"),
 		"waiting for dht-complete from alice", "alice", wire.DHTComplete{Name: "alice"}, "bob", wire.DHTComplete{Name: "bob"}},
 	{"leave-dht", srvLeaving([]string{"alice", "bob", "carol"}, "bob", "dave", "erin"),
 		"waiting for dht-rebuilt from bob", "bob", wire.DHTRebuilt{Name: "bob", NewLeader: "carol"}, "carol", wire.DHTRebuilt{Name: "carol", NewLeader: "alice"}},
-	{"teardown-dht", srvDHT(store.PhaseTearing, []string{"alice", "bob", "carol"}, "dave", "erin"),
+	{"teardown-dht", srvDHT(state.PhaseTearing, []string{"alice", "bob", "carol"}, "dave", "erin"),
 		"waiting for teardown-complete from alice", "alice", wire.TeardownComplete{Name: "alice"}, "bob", wire.TeardownComplete{Name: "bob"}},
 }
 
@@ -939,7 +939,7 @@ func TestServerRetransmit(t *testing.T) {
 		}
 		free := ""
 		for _, u := range snap.Users {
-			if u.State == store.Free {
+			if u.State == state.Free {
 				free = u.Name
 				break
 			}
@@ -954,7 +954,7 @@ func TestServerRetransmit(t *testing.T) {
 	})
 
 	t.Run("query retransmission returns the same member", func(t *testing.T) {
-		h := newSrvH(t, srvDHT(store.PhaseReady, []string{"alice", "bob", "carol", "dave", "erin"}, "frank"))
+		h := newSrvH(t, srvDHT(state.PhaseReady, []string{"alice", "bob", "carol", "dave", "erin"}, "frank"))
 		first := h.step(srvAddr("frank"), 20, wire.QueryDHT{Name: "frank"})
 		for i := 0; i < 10; i++ {
 			if again := h.step(srvAddr("frank"), 20, wire.QueryDHT{Name: "frank"}); !srvSameReply(again.Reply, first.Reply) {
@@ -977,7 +977,7 @@ func TestServerRetransmit(t *testing.T) {
 		if !srvSameReply(again.Reply, first.Reply) {
 			t.Errorf("retransmission answered %+v, want the cached %+v", again.Reply, first.Reply)
 		}
-		if st := h.s.Snapshot(); st.DHT.Phase != store.PhaseNone {
+		if st := h.s.Snapshot(); st.DHT.Phase != state.PhaseNone {
 			t.Errorf("retransmitted FAILURE built a DHT: %+v", st.DHT)
 		}
 		if fresh := h.step(srvAddr("dave"), 6, setup); !fresh.Reply.OK {
@@ -1073,8 +1073,8 @@ func TestServerPersistBeforeSend(t *testing.T) {
 // srvPersisted is what a runner would have written from PersistServer
 // outputs: the last state and the last cached reply per client.
 type srvPersisted struct {
-	state   store.ServerState
-	replies map[netip.AddrPort]store.CachedReply
+	state   state.ServerState
+	replies map[netip.AddrPort]state.CachedReply
 }
 
 func (p *srvPersisted) apply(outs []Output) {
@@ -1093,12 +1093,12 @@ func (p *srvPersisted) apply(outs []Output) {
 	}
 }
 
-func (p *srvPersisted) cached() []store.CachedReply {
-	var r []store.CachedReply
+func (p *srvPersisted) cached() []state.CachedReply {
+	var r []state.CachedReply
 	for _, c := range p.replies {
 		r = append(r, c)
 	}
-	slices.SortFunc(r, func(x, y store.CachedReply) int { return x.Addr.Compare(y.Addr) })
+	slices.SortFunc(r, func(x, y state.CachedReply) int { return x.Addr.Compare(y.Addr) })
 	return r
 }
 
@@ -1125,8 +1125,8 @@ type srvReq struct {
 
 func TestServerRestart(t *testing.T) {
 	pcg := rand.NewPCG(1, 2)
-	orig := NewServer(ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(pcg)}, store.ServerState{}, nil)
-	p := &srvPersisted{replies: map[netip.AddrPort]store.CachedReply{}}
+	orig := NewServer(ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(pcg)}, state.ServerState{}, nil)
+	p := &srvPersisted{replies: map[netip.AddrPort]state.CachedReply{}}
 	p.state = orig.Snapshot()
 	names := []string{"alice", "bob", "carol", "dave", "erin"}
 	regIDs := map[string]uint32{}
@@ -1178,7 +1178,7 @@ func TestServerRestart(t *testing.T) {
 		st := orig.Snapshot()
 		leader, member, free := st.DHT.Members[0], st.DHT.Members[1], ""
 		for _, u := range st.Users {
-			if u.State == store.Free {
+			if u.State == state.Free {
 				free = u.Name
 			}
 		}
@@ -1312,7 +1312,7 @@ func TestServerTick(t *testing.T) {
 	}
 
 	t.Run("nothing to do", func(t *testing.T) {
-		for _, st := range []store.ServerState{srvFree(), srvFree("alice"), srvDHT(store.PhaseReady, []string{"alice", "bob"})} {
+		for _, st := range []state.ServerState{srvFree(), srvFree("alice"), srvDHT(state.PhaseReady, []string{"alice", "bob"})} {
 			s := NewServer(srvConfig(), st, nil)
 			if _, ok := s.NextDeadline(); ok {
 				t.Errorf("phase %s has a deadline", st.DHT.Phase)
@@ -1327,7 +1327,7 @@ func TestServerTick(t *testing.T) {
 	})
 
 	t.Run("default op timeout", func(t *testing.T) {
-		s := NewServer(ServerConfig{}, srvDHT(store.PhaseBuilding, []string{"alice", "bob"}), nil)
+		s := NewServer(ServerConfig{}, srvDHT(state.PhaseBuilding, []string{"alice", "bob"}), nil)
 		if d, ok := s.NextDeadline(); !ok || !d.Equal(srvT0.Add(DefaultOpTimeout)) {
 			t.Errorf("NextDeadline = %v %v, want %v", d, ok, srvT0.Add(DefaultOpTimeout))
 		}
@@ -1353,7 +1353,7 @@ func TestServerNonRequest(t *testing.T) {
 	}
 	for _, m := range msgs {
 		t.Run(m.Type().String(), func(t *testing.T) {
-			st := srvDHT(store.PhaseBuilding, []string{"alice", "bob"}, "carol")
+			st := srvDHT(state.PhaseBuilding, []string{"alice", "bob"}, "carol")
 			s := NewServer(srvConfig(), st, nil)
 			for _, from := range []netip.AddrPort{srvAddr("bob"), srvStranger} {
 				outs := s.Step(srvT0, from, wire.Header{Type: m.Type(), ID: 77}, m)
@@ -1412,7 +1412,7 @@ func TestServerSetupDHTMaxRingLongNames(t *testing.T) {
 // TestServerLifecycle runs the whole protocol once, as a peer population
 // would, through every success path.
 func TestServerLifecycle(t *testing.T) {
-	h := newSrvH(t, store.ServerState{})
+	h := newSrvH(t, state.ServerState{})
 	names := []string{"alice", "bob", "carol", "dave", "erin", "frank"}
 	for _, n := range names {
 		h.ok(srvAddr(n), wire.Register{Name: n, Addr: srvAddr(n)})
@@ -1424,7 +1424,7 @@ func TestServerLifecycle(t *testing.T) {
 	ring := st.DHT.Members
 	var free []string
 	for _, u := range st.Users {
-		if u.State == store.Free {
+		if u.State == state.Free {
 			free = append(free, u.Name)
 		}
 	}
@@ -1450,7 +1450,7 @@ func TestServerLifecycle(t *testing.T) {
 	if want := []string{ring[3], ring[1]}; !slices.Equal(st.DHT.Members, want) {
 		t.Errorf("after %s left: members %v, want %v", ring[2], st.DHT.Members, want)
 	}
-	srvStates(t, st, map[string]store.State{ring[1]: store.InDHT, ring[2]: store.Free, ring[3]: store.Leader})
+	srvStates(t, st, map[string]state.State{ring[1]: state.InDHT, ring[2]: state.Free, ring[3]: state.Leader})
 	h.ok(srvAddr(ring[3]), wire.TeardownDHT{Name: ring[3]})
 	h.ok(srvAddr(ring[3]), wire.TeardownComplete{Name: ring[3]})
 	srvNoDHT(t, h.s.Snapshot())
@@ -1465,7 +1465,7 @@ func TestServerLifecycle(t *testing.T) {
 // Requests from thousands of strangers do not grow the reply cache without
 // bound, and registered users keep their cached answers.
 func TestServerReplyCacheBounded(t *testing.T) {
-	s := NewServer(ServerConfig{}, store.ServerState{}, nil)
+	s := NewServer(ServerConfig{}, state.ServerState{}, nil)
 	alice := netip.MustParseAddrPort("10.0.0.1:5000")
 	s.Step(srvT0, alice, wire.Header{ID: 1}, wire.Register{Name: "alice", Addr: alice})
 	for i := range 3 * maxCache {
@@ -1487,8 +1487,8 @@ func TestServerReplyCacheBounded(t *testing.T) {
 // file too, with the next change. Without that, every address that ever
 // registered kept a reply in the file.
 func TestServerPersistedRepliesStayBounded(t *testing.T) {
-	p := &srvPersisted{replies: map[netip.AddrPort]store.CachedReply{}}
-	s := NewServer(srvConfig(), store.ServerState{}, nil)
+	p := &srvPersisted{replies: map[netip.AddrPort]state.CachedReply{}}
+	s := NewServer(srvConfig(), state.ServerState{}, nil)
 	now := time.Unix(1_700_000_000, 0)
 	const users = maxCache + 1000
 	var last netip.AddrPort
@@ -1520,7 +1520,7 @@ func TestServerPersistedRepliesStayBounded(t *testing.T) {
 // the file with the first change after the start.
 func TestServerForgetsUnusableReplies(t *testing.T) {
 	bad := srvAddr("bob")
-	s := NewServer(srvConfig(), srvFree("bob"), []store.CachedReply{{Addr: bad, ID: 7, Datagram: []byte("not a datagram")}})
+	s := NewServer(srvConfig(), srvFree("bob"), []state.CachedReply{{Addr: bad, ID: 7, Datagram: []byte("not a datagram")}})
 	now := time.Unix(1_700_000_000, 0)
 	// A retransmission of bob's id 7 is not answered from the broken
 	// cache entry: it runs (and fails: bob is registered already).

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"dht/app/state"
 	"dht/dataset"
 	"dht/store"
 	"dht/wire"
@@ -108,14 +109,14 @@ func NewSim(seed uint64, server netip.AddrPort) *Sim {
 		down:   map[netip.AddrPort]bool{},
 		Batch:  true,
 	}
-	s.server = s.newServer(1, store.ServerState{}, nil)
+	s.server = s.newServer(1, state.ServerState{}, nil)
 	s.SetTrace(nil)
 	return s
 }
 
 // newServer builds the server's state machine from what it persisted,
 // drawing its random choices from the seed and stream.
-func (s *Sim) newServer(stream uint64, st store.ServerState, replies []store.CachedReply) *Server {
+func (s *Sim) newServer(stream uint64, st state.ServerState, replies []state.CachedReply) *Server {
 	return NewServer(ServerConfig{Rand: rand.New(rand.NewPCG(s.seed, stream)), OpTimeout: time.Minute}, st, replies)
 }
 

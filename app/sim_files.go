@@ -4,6 +4,7 @@ import (
 	"errors"
 	"path/filepath"
 
+	"dht/app/state"
 	"dht/store"
 )
 
@@ -36,7 +37,7 @@ func (s *Sim) WriteFiles(dir string) error {
 		if err != nil {
 			return err
 		}
-		if err := errors.Join(pdb.Apply(store.Batch{Identity: &id, Clear: true, Put: recs}), pdb.Close()); err != nil {
+		if err := errors.Join(pdb.Apply(state.Batch{Identity: &id, Clear: true, Put: recs}), pdb.Close()); err != nil {
 			return err
 		}
 	}

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"dht/app/state"
 	"dht/dataset"
-	"dht/store"
 )
 
 var seedFlag = flag.Uint64("seed", 0, "replay the simulations with this seed only")
@@ -156,7 +156,7 @@ func (s *simNet) checkRing(data []dataset.Record) {
 	}
 	// Server view agrees with the ring.
 	st := s.server.Snapshot()
-	if st.DHT.Phase != store.PhaseReady || len(st.DHT.Members) != n || st.DHT.Leader != ring[0].name {
+	if st.DHT.Phase != state.PhaseReady || len(st.DHT.Members) != n || st.DHT.Leader != ring[0].name {
 		s.t.Fatalf("seed %d: server DHT %+v disagrees with ring led by %s of %d", s.seed, st.DHT, ring[0].name, n)
 	}
 }

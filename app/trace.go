@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"strings"
 
-	"dht/store"
+	"dht/app/state"
 )
 
 // Besides one line per datagram (LevelInfo) and one per Event (at its
@@ -54,7 +54,7 @@ func tracePrint(log *slog.Logger, line string) {
 // tracePersistPeer records one batch written to a peer's table file:
 // records put, whether the table was cleared first, and the identity it
 // saves (in_ring, node_id, ring, left, right: neighbour names, "" for none).
-func tracePersistPeer(log *slog.Logger, b store.Batch) {
+func tracePersistPeer(log *slog.Logger, b state.Batch) {
 	if !debugOn(log) {
 		return
 	}
@@ -69,7 +69,7 @@ func tracePersistPeer(log *slog.Logger, b store.Batch) {
 // tracePersistServer records the registry the server just made durable:
 // users as "name:State" joined by ",", the DHT's phase, leader, members in
 // ring order and leaver.
-func tracePersistServer(log *slog.Logger, st store.ServerState) {
+func tracePersistServer(log *slog.Logger, st state.ServerState) {
 	if !debugOn(log) {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"dht/app/state"
 	"dht/dataset"
 )
 
@@ -26,7 +27,7 @@ func benchmarkApply(b *testing.B, n int) {
 	id := sampleIdentity()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := db.Apply(Batch{Identity: &id, Clear: true, Put: recs}); err != nil {
+		if err := db.Apply(state.Batch{Identity: &id, Clear: true, Put: recs}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -39,7 +40,7 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	defer db.Close()
 	id := sampleIdentity()
-	if err := db.Apply(Batch{Identity: &id, Put: dataset.Synthetic(241, 1)}); err != nil {
+	if err := db.Apply(state.Batch{Identity: &id, Put: dataset.Synthetic(241, 1)}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
@@ -60,7 +61,7 @@ func BenchmarkLookup(b *testing.B) {
 	defer db.Close()
 	recs := dataset.Synthetic(6250, 1)
 	id := sampleIdentity()
-	if err := db.Apply(Batch{Identity: &id, Put: recs}); err != nil {
+	if err := db.Apply(state.Batch{Identity: &id, Put: recs}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"dht/app/state"
 	"dht/dataset"
 
 	bolt "go.etcd.io/bbolt"
@@ -22,7 +23,7 @@ func TestServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := sampleState()
-	reply := CachedReply{Addr: ap("127.0.0.1:5001"), ID: 42, Datagram: []byte("reply")}
+	reply := state.CachedReply{Addr: ap("127.0.0.1:5001"), ID: 42, Datagram: []byte("reply")}
 	if err := db.Save(st, &reply); err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +37,7 @@ func TestServerRestart(t *testing.T) {
 	defer db.Close()
 	got, replies := mustLoadServer(t, db)
 	st.Users = sortedUsers(st.Users)
-	if !reflect.DeepEqual(got, st) || !reflect.DeepEqual(replies, []CachedReply{reply}) {
+	if !reflect.DeepEqual(got, st) || !reflect.DeepEqual(replies, []state.CachedReply{reply}) {
 		t.Fatalf("after reopen: %+v %+v", got, replies)
 	}
 }
@@ -48,7 +49,7 @@ func TestPeerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := sampleIdentity()
-	mustApply(t, db, Batch{Identity: &id, Put: []dataset.Record{aruba, arbua, civ, zaf}})
+	mustApply(t, db, state.Batch{Identity: &id, Put: []dataset.Record{aruba, arbua, civ, zaf}})
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +192,7 @@ func TestNewFilesArePreallocated(t *testing.T) {
 	}
 	check(pp)
 	id := sampleIdentity()
-	mustApply(t, db, Batch{Identity: &id, Put: []dataset.Record{aruba, civ}})
+	mustApply(t, db, state.Batch{Identity: &id, Put: []dataset.Record{aruba, civ}})
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -277,12 +278,12 @@ func TestDiscard(t *testing.T) {
 	id := sampleIdentity()
 	for _, c := range []struct {
 		name  string
-		batch *Batch
+		batch *state.Batch
 		kept  bool
 	}{
 		{"never written", nil, false},
-		{"an identity", &Batch{Identity: &id}, true},
-		{"records only", &Batch{Put: []dataset.Record{aruba}}, true},
+		{"an identity", &state.Batch{Identity: &id}, true},
+		{"records only", &state.Batch{Put: []dataset.Record{aruba}}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "dht-peer-zed.db")
@@ -329,7 +330,7 @@ func TestLookupReadsAfterEachWrite(t *testing.T) {
 	}
 	recs := dataset.Synthetic(30000, 7)
 	id := sampleIdentity()
-	mustApply(t, db, Batch{Identity: &id, Put: recs[:100]})
+	mustApply(t, db, state.Batch{Identity: &id, Put: recs[:100]})
 	lookup := func(r dataset.Record, want bool) {
 		t.Helper()
 		got, ok, err := db.Lookup(r.LongName)
@@ -342,7 +343,7 @@ func TestLookupReadsAfterEachWrite(t *testing.T) {
 	// 30,000 records are several MB: far past the 1 MiB the file starts
 	// with, so the commit grows the file and its mapping.
 	done := make(chan error, 1)
-	go func() { done <- db.Apply(Batch{Put: recs[100:]}) }()
+	go func() { done <- db.Apply(state.Batch{Put: recs[100:]}) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -353,7 +354,7 @@ func TestLookupReadsAfterEachWrite(t *testing.T) {
 	}
 	lookup(recs[150], true)
 	lookup(recs[29999], true)
-	mustApply(t, db, Batch{Identity: &id, Clear: true})
+	mustApply(t, db, state.Batch{Identity: &id, Clear: true})
 	lookup(recs[0], false)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)

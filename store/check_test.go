@@ -2,32 +2,33 @@ package store
 
 import (
 	"errors"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
 
+	"dht/app/state"
 	"dht/dataset"
 )
 
 // TestInconsistentFiles: files whose every value decodes but whose values
-// contradict each other, or whose buckets are not those of their kind, are
+// contradict each other (break a rule of state's Check methods, tested
+// rule by rule there), or whose buckets are not those of their kind, are
 // refused by OpenServer, OpenPeer and Inspect alike, saying what is wrong.
 func TestInconsistentFiles(t *testing.T) {
-	state := func(edit func(*ServerState)) func(t *testing.T, path string) {
+	withState := func(edit func(*state.ServerState)) func(t *testing.T, path string) {
 		return func(t *testing.T, path string) {
 			st := sampleState()
 			edit(&st)
 			writeServer(t, path, st, nil)
 		}
 	}
-	identity := func(edit func(*Identity)) func(t *testing.T, path string) {
+	identity := func(edit func(*state.Identity)) func(t *testing.T, path string) {
 		return func(t *testing.T, path string) {
 			id := sampleIdentity()
 			edit(&id)
-			writePeer(t, path, Batch{Identity: &id, Put: []dataset.Record{aruba}})
+			writePeer(t, path, state.Batch{Identity: &id, Put: []dataset.Record{aruba}})
 		}
 	}
 	raw := func(kind string, edit func(tx *bolt.Tx) error) func(t *testing.T, path string) {
@@ -36,7 +37,7 @@ func TestInconsistentFiles(t *testing.T) {
 				writeServer(t, path, sampleState(), nil)
 			} else {
 				id := sampleIdentity()
-				writePeer(t, path, Batch{Identity: &id, Put: []dataset.Record{aruba}})
+				writePeer(t, path, state.Batch{Identity: &id, Put: []dataset.Record{aruba}})
 			}
 			db, err := bolt.Open(path, 0o600, nil)
 			if err != nil {
@@ -48,59 +49,18 @@ func TestInconsistentFiles(t *testing.T) {
 			}
 		}
 	}
-	find := func(st *ServerState, name string) *User {
-		for i := range st.Users {
-			if st.Users[i].Name == name {
-				return &st.Users[i]
-			}
-		}
-		t.Fatalf("no user %s", name)
-		return nil
-	}
 	cases := []struct {
 		name  string
 		kind  string
 		write func(t *testing.T, path string)
 		says  string
 	}{
-		{"a member that is not registered", kindServer, state(func(st *ServerState) {
+		{"a member that is not registered", kindServer, withState(func(st *state.ServerState) {
 			st.DHT.Members = append(st.DHT.Members, "zed")
 		}), `member "zed" is not registered`},
-		{"an InDHT user with no DHT", kindServer, state(func(st *ServerState) {
-			st.DHT = DHT{}
-			find(st, "alice").State = Free
-			find(st, "bob").State = Free
-		}), `user "carol" is InDHT, but there is no DHT`},
-		{"an InDHT user outside the DHT", kindServer, state(func(st *ServerState) {
-			find(st, "dave").State = InDHT
-		}), `user "dave" is InDHT, but not a member`},
-		{"a member that is Free", kindServer, state(func(st *ServerState) {
-			find(st, "carol").State = Free
-		}), `member "carol" is Free, not InDHT`},
-		{"a leader that is not the first member", kindServer, state(func(st *ServerState) {
-			st.DHT.Leader = "bob"
-		}), `do not start with its leader "bob"`},
-		{"a member listed twice", kindServer, state(func(st *ServerState) {
-			st.DHT.Members = append(st.DHT.Members, "bob")
-		}), `member "bob" is listed twice`},
-		{"a leaver that is not a member", kindServer, state(func(st *ServerState) {
-			st.DHT.Leaver = "dave"
-		}), `leaver "dave" is not one of two or more members`},
-		{"a wait with no DHT being built, left or torn down", kindServer, state(func(st *ServerState) {
-			st.DHT.Phase, st.DHT.Leaver = PhaseReady, ""
-		}), "DHT ready with a wait"},
-		{"two users at one address", kindServer, state(func(st *ServerState) {
-			find(st, "dave").Addr = find(st, "bob").Addr
-		}), "have the same address"},
-		{"a peer id outside its ring", kindPeer, identity(func(id *Identity) {
+		{"a peer id outside its ring", kindPeer, identity(func(id *state.Identity) {
 			id.ID = 3
 		}), "id 3 in a ring of 3"},
-		{"an id outside any ring", kindPeer, identity(func(id *Identity) {
-			id.InRing = false
-		}), "but not in a ring"},
-		{"a neighbour without an address", kindPeer, identity(func(id *Identity) {
-			id.Left.Addr = netip.AddrPort{}
-		}), `neighbour "carol"`},
 		{"a server file without its users", kindServer, raw(kindServer, func(tx *bolt.Tx) error {
 			return tx.DeleteBucket(bucketUsers)
 		}), "a bucket is missing"},

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"dht/app/state"
 	"dht/dataset"
 )
 
@@ -177,11 +178,11 @@ func (d *dec) done() error {
 
 // ---- server values ----
 
-func encodeUser(u User) ([]byte, error) {
+func encodeUser(u state.User) ([]byte, error) {
 	if err := checkKey("user name", u.Name); err != nil {
 		return nil, err
 	}
-	if u.State > InDHT {
+	if u.State > state.InDHT {
 		return nil, fmt.Errorf("store: user %q: state %d: %w", u.Name, u.State, ErrInvalid)
 	}
 	e := enc{b: make([]byte, 0, 24)}
@@ -190,19 +191,19 @@ func encodeUser(u User) ([]byte, error) {
 	return e.b, e.err
 }
 
-func decodeUser(name string, v []byte) (User, error) {
+func decodeUser(name string, v []byte) (state.User, error) {
 	d := dec{what: "user " + quote(name), b: v}
-	u := User{Name: name}
-	u.State = State(d.u8("state"))
-	if d.err == nil && u.State > InDHT {
+	u := state.User{Name: name}
+	u.State = state.State(d.u8("state"))
+	if d.err == nil && u.State > state.InDHT {
 		d.fail("unknown state")
 	}
 	u.Addr = d.addr("addr")
 	return u, d.done()
 }
 
-func encodeDHT(h DHT) ([]byte, error) {
-	if h.Phase > PhaseTearing {
+func encodeDHT(h state.DHT) ([]byte, error) {
+	if h.Phase > state.PhaseTearing {
 		return nil, fmt.Errorf("store: dht phase %d: %w", h.Phase, ErrInvalid)
 	}
 	if len(h.Members) > math.MaxUint16 {
@@ -220,11 +221,11 @@ func encodeDHT(h DHT) ([]byte, error) {
 	return e.b, e.err
 }
 
-func decodeDHT(v []byte) (DHT, error) {
+func decodeDHT(v []byte) (state.DHT, error) {
 	d := dec{what: "dht state", b: v}
-	var h DHT
-	h.Phase = Phase(d.u8("phase"))
-	if d.err == nil && h.Phase > PhaseTearing {
+	var h state.DHT
+	h.Phase = state.Phase(d.u8("phase"))
+	if d.err == nil && h.Phase > state.PhaseTearing {
 		d.fail("unknown phase")
 	}
 	h.Leader = d.str("leader")
@@ -251,7 +252,7 @@ func replyKey(a netip.AddrPort) (string, error) {
 	return a.String(), nil
 }
 
-func encodeReply(r CachedReply) (key string, v []byte, err error) {
+func encodeReply(r state.CachedReply) (key string, v []byte, err error) {
 	key, err = replyKey(r.Addr)
 	if err != nil {
 		return "", nil, err
@@ -261,15 +262,15 @@ func encodeReply(r CachedReply) (key string, v []byte, err error) {
 	return key, append(v, r.Datagram...), nil
 }
 
-func decodeReply(key string, v []byte) (CachedReply, error) {
+func decodeReply(key string, v []byte) (state.CachedReply, error) {
 	a, err := netip.ParseAddrPort(key)
 	if err != nil {
-		return CachedReply{}, fmt.Errorf("store: reply key %s: %w", quote(key), ErrCorrupt)
+		return state.CachedReply{}, fmt.Errorf("store: reply key %s: %w", quote(key), ErrCorrupt)
 	}
 	if len(v) < 4 {
-		return CachedReply{}, fmt.Errorf("store: reply for %s is cut short: %w", key, ErrCorrupt)
+		return state.CachedReply{}, fmt.Errorf("store: reply for %s is cut short: %w", key, ErrCorrupt)
 	}
-	r := CachedReply{Addr: a, ID: binary.BigEndian.Uint32(v)}
+	r := state.CachedReply{Addr: a, ID: binary.BigEndian.Uint32(v)}
 	if len(v) > 4 {
 		r.Datagram = append([]byte(nil), v[4:]...)
 	}
@@ -278,7 +279,7 @@ func decodeReply(key string, v []byte) (CachedReply, error) {
 
 // ---- peer values ----
 
-func encodeIdentity(id Identity) ([]byte, error) {
+func encodeIdentity(id state.Identity) ([]byte, error) {
 	e := enc{}
 	e.str("identity name", id.Name)
 	e.addr(id.Addr)
@@ -286,24 +287,24 @@ func encodeIdentity(id Identity) ([]byte, error) {
 	e.boolean(id.InRing)
 	e.int32("identity id", id.ID)
 	e.int32("identity ring size", id.N)
-	for _, m := range [2]Member{id.Left, id.Right} {
+	for _, m := range [2]state.Member{id.Left, id.Right} {
 		e.str("neighbour name", m.Name)
 		e.addr(m.Addr)
 	}
 	return e.b, e.err
 }
 
-func decodeIdentity(v []byte) (Identity, error) {
+func decodeIdentity(v []byte) (state.Identity, error) {
 	d := dec{what: "identity", b: v}
-	var id Identity
+	var id state.Identity
 	id.Name = d.str("name")
 	id.Addr = d.addr("addr")
 	id.Server = d.addr("server")
 	id.InRing = d.boolean("in-ring")
 	id.ID = int(d.u32("id"))
 	id.N = int(d.u32("ring size"))
-	id.Left = Member{Name: d.str("left name"), Addr: d.addr("left addr")}
-	id.Right = Member{Name: d.str("right name"), Addr: d.addr("right addr")}
+	id.Left = state.Member{Name: d.str("left name"), Addr: d.addr("left addr")}
+	id.Right = state.Member{Name: d.str("right name"), Addr: d.addr("right addr")}
 	return id, d.done()
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"dht/app/state"
 	"dht/dataset"
 )
 
@@ -16,14 +17,14 @@ import (
 // app/ relies on the behaviour, not on the disk.
 
 type serverStore interface {
-	Load() (ServerState, []CachedReply, error)
-	Save(ServerState, *CachedReply, ...netip.AddrPort) error
+	Load() (state.ServerState, []state.CachedReply, error)
+	Save(state.ServerState, *state.CachedReply, ...netip.AddrPort) error
 	Close() error
 }
 
 type peerStore interface {
-	Apply(Batch) error
-	Load() (Identity, []dataset.Record, error)
+	Apply(state.Batch) error
+	Load() (state.Identity, []dataset.Record, error)
 	Lookup(longName string) (dataset.Record, bool, error)
 	Close() error
 }
@@ -79,16 +80,16 @@ func peerImpls() []struct {
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
-func sampleState() ServerState {
-	return ServerState{
-		Users: []User{
-			{Name: "carol", Addr: ap("127.0.0.1:5003"), State: InDHT},
-			{Name: "alice", Addr: ap("127.0.0.1:5001"), State: Leader},
-			{Name: "bob", Addr: ap("10.0.0.2:5002"), State: InDHT},
-			{Name: "dave", Addr: ap("10.0.0.4:5004"), State: Free},
+func sampleState() state.ServerState {
+	return state.ServerState{
+		Users: []state.User{
+			{Name: "carol", Addr: ap("127.0.0.1:5003"), State: state.InDHT},
+			{Name: "alice", Addr: ap("127.0.0.1:5001"), State: state.Leader},
+			{Name: "bob", Addr: ap("10.0.0.2:5002"), State: state.InDHT},
+			{Name: "dave", Addr: ap("10.0.0.4:5004"), State: state.Free},
 		},
-		DHT: DHT{
-			Phase:   PhaseLeaving,
+		DHT: state.DHT{
+			Phase:   state.PhaseLeaving,
 			Leader:  "alice",
 			Members: []string{"alice", "bob", "carol"},
 			Leaver:  "bob",
@@ -97,13 +98,13 @@ func sampleState() ServerState {
 	}
 }
 
-func sortedUsers(us []User) []User {
+func sortedUsers(us []state.User) []state.User {
 	us = slices.Clone(us)
-	slices.SortFunc(us, func(a, b User) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(us, func(a, b state.User) int { return strings.Compare(a.Name, b.Name) })
 	return us
 }
 
-func mustLoadServer(t *testing.T, s serverStore) (ServerState, []CachedReply) {
+func mustLoadServer(t *testing.T, s serverStore) (state.ServerState, []state.CachedReply) {
 	t.Helper()
 	st, replies, err := s.Load()
 	if err != nil {
@@ -117,7 +118,7 @@ func TestServerContract(t *testing.T) {
 		t.Run(impl.name, func(t *testing.T) {
 			t.Run("empty", func(t *testing.T) {
 				st, replies := mustLoadServer(t, impl.open(t))
-				if !reflect.DeepEqual(st, ServerState{}) || replies != nil {
+				if !reflect.DeepEqual(st, state.ServerState{}) || replies != nil {
 					t.Fatalf("fresh store: got %+v %+v", st, replies)
 				}
 			})
@@ -139,9 +140,9 @@ func TestServerContract(t *testing.T) {
 				if err := s.Save(st, nil); err != nil {
 					t.Fatal(err)
 				}
-				st.Users = []User{st.Users[3], {Name: "erin", Addr: ap("10.0.0.5:5005")}}
-				st.Users[0].State = Leader
-				st.DHT = DHT{}
+				st.Users = []state.User{st.Users[3], {Name: "erin", Addr: ap("10.0.0.5:5005")}}
+				st.Users[0].State = state.Leader
+				st.DHT = state.DHT{}
 				if err := s.Save(st, nil); err != nil {
 					t.Fatal(err)
 				}
@@ -149,7 +150,7 @@ func TestServerContract(t *testing.T) {
 				if !reflect.DeepEqual(got, st) {
 					t.Fatalf("got  %+v\nwant %+v", got, st)
 				}
-				if err := s.Save(ServerState{}, nil); err != nil {
+				if err := s.Save(state.ServerState{}, nil); err != nil {
 					t.Fatal(err)
 				}
 				if got, _ := mustLoadServer(t, s); len(got.Users) != 0 {
@@ -160,16 +161,16 @@ func TestServerContract(t *testing.T) {
 				s := impl.open(t)
 				st := sampleState()
 				dgram := []byte{0x44, 0x48, 1, 2, 0, 0, 0, 7, 0, 0xAB}
-				r1 := CachedReply{Addr: ap("127.0.0.1:5001"), ID: 7, Datagram: dgram}
+				r1 := state.CachedReply{Addr: ap("127.0.0.1:5001"), ID: 7, Datagram: dgram}
 				if err := s.Save(st, &r1); err != nil {
 					t.Fatal(err)
 				}
 				dgram[0] = 0 // the store must have kept its own copy
-				r2 := CachedReply{Addr: ap("10.0.0.2:5002"), ID: 1 << 31, Datagram: []byte("second")}
+				r2 := state.CachedReply{Addr: ap("10.0.0.2:5002"), ID: 1 << 31, Datagram: []byte("second")}
 				if err := s.Save(st, &r2); err != nil {
 					t.Fatal(err)
 				}
-				r1b := CachedReply{Addr: ap("127.0.0.1:5001"), ID: 8, Datagram: []byte("replaced")}
+				r1b := state.CachedReply{Addr: ap("127.0.0.1:5001"), ID: 8, Datagram: []byte("replaced")}
 				if err := s.Save(st, &r1b); err != nil {
 					t.Fatal(err)
 				}
@@ -177,7 +178,7 @@ func TestServerContract(t *testing.T) {
 					t.Fatal(err)
 				}
 				_, got := mustLoadServer(t, s)
-				want := []CachedReply{r2, r1b} // sorted by "ip:port" text
+				want := []state.CachedReply{r2, r1b} // sorted by "ip:port" text
 				if !reflect.DeepEqual(got, want) {
 					t.Fatalf("got  %+v\nwant %+v", got, want)
 				}
@@ -192,25 +193,25 @@ func TestServerContract(t *testing.T) {
 				// no error.
 				s := impl.open(t)
 				st := sampleState()
-				r1 := CachedReply{Addr: ap("127.0.0.1:5001"), ID: 1, Datagram: []byte("one")}
-				r2 := CachedReply{Addr: ap("127.0.0.1:5002"), ID: 2, Datagram: []byte("two")}
-				r3 := CachedReply{Addr: ap("127.0.0.1:5003"), ID: 3, Datagram: []byte("three")}
-				for _, r := range []CachedReply{r1, r2, r3} {
+				r1 := state.CachedReply{Addr: ap("127.0.0.1:5001"), ID: 1, Datagram: []byte("one")}
+				r2 := state.CachedReply{Addr: ap("127.0.0.1:5002"), ID: 2, Datagram: []byte("two")}
+				r3 := state.CachedReply{Addr: ap("127.0.0.1:5003"), ID: 3, Datagram: []byte("three")}
+				for _, r := range []state.CachedReply{r1, r2, r3} {
 					if err := s.Save(st, &r); err != nil {
 						t.Fatal(err)
 					}
 				}
-				r3b := CachedReply{Addr: r3.Addr, ID: 4, Datagram: []byte("three again")}
+				r3b := state.CachedReply{Addr: r3.Addr, ID: 4, Datagram: []byte("three again")}
 				if err := s.Save(st, &r3b, r1.Addr, r3.Addr, ap("10.9.9.9:9")); err != nil {
 					t.Fatal(err)
 				}
-				if _, got := mustLoadServer(t, s); !reflect.DeepEqual(got, []CachedReply{r2, r3b}) {
+				if _, got := mustLoadServer(t, s); !reflect.DeepEqual(got, []state.CachedReply{r2, r3b}) {
 					t.Fatalf("after forgetting %v: %+v", r1.Addr, got)
 				}
 				if err := s.Save(st, nil, r2.Addr); err != nil {
 					t.Fatal(err)
 				}
-				if _, got := mustLoadServer(t, s); !reflect.DeepEqual(got, []CachedReply{r3b}) {
+				if _, got := mustLoadServer(t, s); !reflect.DeepEqual(got, []state.CachedReply{r3b}) {
 					t.Fatalf("after forgetting %v: %+v", r2.Addr, got)
 				}
 			})
@@ -222,14 +223,14 @@ func TestServerContract(t *testing.T) {
 				}
 				bad := []struct {
 					name  string
-					st    ServerState
-					reply *CachedReply
+					st    state.ServerState
+					reply *state.CachedReply
 				}{
-					{"duplicate", ServerState{Users: []User{{Name: "x"}, {Name: "x"}}}, nil},
-					{"empty name", ServerState{Users: []User{{Name: ""}}}, nil},
-					{"bad state", ServerState{Users: []User{{Name: "x", State: 9}}}, nil},
-					{"bad phase", ServerState{DHT: DHT{Phase: 9}}, nil},
-					{"reply without addr", ServerState{}, &CachedReply{ID: 1}},
+					{"duplicate", state.ServerState{Users: []state.User{{Name: "x"}, {Name: "x"}}}, nil},
+					{"empty name", state.ServerState{Users: []state.User{{Name: ""}}}, nil},
+					{"bad state", state.ServerState{Users: []state.User{{Name: "x", State: 9}}}, nil},
+					{"bad phase", state.ServerState{DHT: state.DHT{Phase: 9}}, nil},
+					{"reply without addr", state.ServerState{}, &state.CachedReply{ID: 1}},
 				}
 				for _, b := range bad {
 					if err := s.Save(b.st, b.reply); !errors.Is(err, ErrInvalid) {
@@ -250,7 +251,7 @@ func TestServerContract(t *testing.T) {
 				if _, _, err := s.Load(); !errors.Is(err, ErrClosed) {
 					t.Errorf("Load after Close: %v", err)
 				}
-				if err := s.Save(ServerState{}, nil); !errors.Is(err, ErrClosed) {
+				if err := s.Save(state.ServerState{}, nil); !errors.Is(err, ErrClosed) {
 					t.Errorf("Save after Close: %v", err)
 				}
 			})
@@ -285,23 +286,23 @@ func slotOrder(recs ...dataset.Record) []dataset.Record {
 	return recs
 }
 
-func sampleIdentity() Identity {
-	return Identity{
+func sampleIdentity() state.Identity {
+	return state.Identity{
 		Name: "alice", Addr: ap("127.0.0.1:5001"), Server: ap("127.0.0.1:4000"),
 		InRing: true, ID: 1, N: 3,
-		Left:  Member{Name: "carol", Addr: ap("127.0.0.1:5003")},
-		Right: Member{Name: "bob", Addr: ap("10.0.0.2:5002")},
+		Left:  state.Member{Name: "carol", Addr: ap("127.0.0.1:5003")},
+		Right: state.Member{Name: "bob", Addr: ap("10.0.0.2:5002")},
 	}
 }
 
-func mustApply(t *testing.T, p peerStore, b Batch) {
+func mustApply(t *testing.T, p peerStore, b state.Batch) {
 	t.Helper()
 	if err := p.Apply(b); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 }
 
-func mustLoadPeer(t *testing.T, p peerStore) (Identity, []dataset.Record) {
+func mustLoadPeer(t *testing.T, p peerStore) (state.Identity, []dataset.Record) {
 	t.Helper()
 	id, recs, err := p.Load()
 	if err != nil {
@@ -327,14 +328,14 @@ func TestPeerContract(t *testing.T) {
 		t.Run(impl.name, func(t *testing.T) {
 			t.Run("empty", func(t *testing.T) {
 				id, recs := mustLoadPeer(t, impl.open(t))
-				if id != (Identity{}) || recs != nil {
+				if id != (state.Identity{}) || recs != nil {
 					t.Fatalf("fresh store: %+v %+v", id, recs)
 				}
 			})
 			t.Run("round trip", func(t *testing.T) {
 				p := impl.open(t)
 				want := sampleIdentity()
-				mustApply(t, p, Batch{Identity: &want, Put: []dataset.Record{zaf, civ, aruba}})
+				mustApply(t, p, state.Batch{Identity: &want, Put: []dataset.Record{zaf, civ, aruba}})
 				id, recs := mustLoadPeer(t, p)
 				if id != want {
 					t.Fatalf("identity: got %+v want %+v", id, want)
@@ -343,7 +344,7 @@ func TestPeerContract(t *testing.T) {
 					t.Fatalf("records:\ngot  %q\nwant %q", recs, w)
 				}
 				// Identity nil leaves it alone.
-				mustApply(t, p, Batch{Put: []dataset.Record{arbua}})
+				mustApply(t, p, state.Batch{Put: []dataset.Record{arbua}})
 				if id, _ := mustLoadPeer(t, p); id != want {
 					t.Fatalf("identity changed by a batch without one: %+v", id)
 				}
@@ -358,10 +359,10 @@ func TestPeerContract(t *testing.T) {
 					t.Fatalf("empty table: found %v, %v", ok, err)
 				}
 				id := sampleIdentity()
-				mustApply(t, p, Batch{Identity: &id, Put: []dataset.Record{aruba, arbua, civ}})
+				mustApply(t, p, state.Batch{Identity: &id, Put: []dataset.Record{aruba, arbua, civ}})
 				changed := arbua
 				changed.Census = "2000"
-				mustApply(t, p, Batch{Put: []dataset.Record{changed}})
+				mustApply(t, p, state.Batch{Put: []dataset.Record{changed}})
 				for _, want := range []dataset.Record{aruba, changed, civ} {
 					got, ok, err := p.Lookup(want.LongName)
 					if err != nil || !ok || got != want {
@@ -376,7 +377,7 @@ func TestPeerContract(t *testing.T) {
 						t.Fatalf("Lookup(%q) found %v, %v", name, ok, err)
 					}
 				}
-				mustApply(t, p, Batch{Clear: true})
+				mustApply(t, p, state.Batch{Clear: true})
 				if _, ok, err := p.Lookup("Aruba"); ok || err != nil {
 					t.Fatalf("cleared table: found %v, %v", ok, err)
 				}
@@ -384,9 +385,9 @@ func TestPeerContract(t *testing.T) {
 			t.Run("clear put identity", func(t *testing.T) {
 				p := impl.open(t)
 				first := sampleIdentity()
-				mustApply(t, p, Batch{Identity: &first, Put: []dataset.Record{zaf, civ, aruba, arbua}})
-				out := Identity{Name: "alice", Addr: first.Addr, Server: first.Server}
-				mustApply(t, p, Batch{Identity: &out, Clear: true, Put: []dataset.Record{aurba}})
+				mustApply(t, p, state.Batch{Identity: &first, Put: []dataset.Record{zaf, civ, aruba, arbua}})
+				out := state.Identity{Name: "alice", Addr: first.Addr, Server: first.Server}
+				mustApply(t, p, state.Batch{Identity: &out, Clear: true, Put: []dataset.Record{aurba}})
 				id, recs := mustLoadPeer(t, p)
 				if id != out {
 					t.Fatalf("identity: got %+v want %+v", id, out)
@@ -394,14 +395,14 @@ func TestPeerContract(t *testing.T) {
 				if !reflect.DeepEqual(recs, []dataset.Record{aurba}) {
 					t.Fatalf("after Clear+Put: %q", recs)
 				}
-				mustApply(t, p, Batch{Clear: true})
+				mustApply(t, p, state.Batch{Clear: true})
 				if _, recs := mustLoadPeer(t, p); recs != nil {
 					t.Fatalf("after Clear: %q", recs)
 				}
 			})
 			t.Run("colliding slots", func(t *testing.T) {
 				p := impl.open(t)
-				mustApply(t, p, Batch{Put: []dataset.Record{aurba, aruba, zaf, arbua}})
+				mustApply(t, p, state.Batch{Put: []dataset.Record{aurba, aruba, zaf, arbua}})
 				_, recs := mustLoadPeer(t, p)
 				if w := slotOrder(aurba, aruba, zaf, arbua); !reflect.DeepEqual(recs, w) {
 					t.Fatalf("records:\ngot  %q\nwant %q", recs, w)
@@ -415,7 +416,7 @@ func TestPeerContract(t *testing.T) {
 				// A retransmitted store replaces, it does not duplicate.
 				again := aruba
 				again.Census = "2020"
-				mustApply(t, p, Batch{Put: []dataset.Record{again}})
+				mustApply(t, p, state.Batch{Put: []dataset.Record{again}})
 				_, recs = mustLoadPeer(t, p)
 				if got, _ := find(recs, "Aruba"); len(recs) != 4 || got != again {
 					t.Fatalf("after re-put: %d records, Aruba %+v", len(recs), got)
@@ -423,7 +424,7 @@ func TestPeerContract(t *testing.T) {
 			})
 			t.Run("invalid UTF-8 kept", func(t *testing.T) {
 				p := impl.open(t)
-				mustApply(t, p, Batch{Put: []dataset.Record{civ}})
+				mustApply(t, p, state.Batch{Put: []dataset.Record{civ}})
 				_, recs := mustLoadPeer(t, p)
 				if len(recs) != 1 || recs[0] != civ || !strings.Contains(recs[0].ShortName, "\xab") {
 					t.Fatalf("got %q", recs)
@@ -432,7 +433,7 @@ func TestPeerContract(t *testing.T) {
 			t.Run("many", func(t *testing.T) {
 				p := impl.open(t)
 				all := dataset.Synthetic(241, 1)
-				mustApply(t, p, Batch{Put: all})
+				mustApply(t, p, state.Batch{Put: all})
 				if _, recs := mustLoadPeer(t, p); !reflect.DeepEqual(recs, slotOrder(all...)) {
 					t.Fatalf("241 records: got %d back, or in the wrong order", len(recs))
 				}
@@ -440,9 +441,9 @@ func TestPeerContract(t *testing.T) {
 			t.Run("invalid changes nothing", func(t *testing.T) {
 				p := impl.open(t)
 				id := sampleIdentity()
-				mustApply(t, p, Batch{Identity: &id, Put: []dataset.Record{aruba}})
-				neg := Identity{Name: "x", ID: -1}
-				bad := []Batch{
+				mustApply(t, p, state.Batch{Identity: &id, Put: []dataset.Record{aruba}})
+				neg := state.Identity{Name: "x", ID: -1}
+				bad := []state.Batch{
 					{Clear: true, Put: []dataset.Record{zaf, {CountryCode: "NON"}}},
 					{Clear: true, Put: []dataset.Record{zaf, {LongName: "L", Region: strings.Repeat("x", 1<<16)}}},
 					{Clear: true, Identity: &neg},
@@ -465,7 +466,7 @@ func TestPeerContract(t *testing.T) {
 				if _, _, err := p.Load(); !errors.Is(err, ErrClosed) {
 					t.Errorf("Load after Close: %v", err)
 				}
-				if err := p.Apply(Batch{}); !errors.Is(err, ErrClosed) {
+				if err := p.Apply(state.Batch{}); !errors.Is(err, ErrClosed) {
 					t.Errorf("Apply after Close: %v", err)
 				}
 				if _, _, err := p.Lookup("Aruba"); !errors.Is(err, ErrClosed) {

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"dht/app/state"
 	"dht/dataset"
 )
 
@@ -53,46 +54,46 @@ func userAddr(i int) netip.AddrPort {
 // again. Enough users that the users and replies buckets take several
 // pages under a branch page, and enough commits that pages are freed and
 // reused.
-func serverLife(t testing.TB, db *ServerDB) ServerState {
+func serverLife(t testing.TB, db *ServerDB) state.ServerState {
 	t.Helper()
-	var st ServerState
+	var st state.ServerState
 	id := uint32(0)
 	save := func(who int) {
 		t.Helper()
 		id++
 		dgram := bytes.Repeat([]byte{byte(id)}, 40+who%50)
-		if err := db.Save(st, &CachedReply{Addr: userAddr(who), ID: id, Datagram: dgram}); err != nil {
+		if err := db.Save(st, &state.CachedReply{Addr: userAddr(who), ID: id, Datagram: dgram}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range 60 {
-		st.Users = append(st.Users, User{Name: userName(i), Addr: userAddr(i)})
+		st.Users = append(st.Users, state.User{Name: userName(i), Addr: userAddr(i)})
 		save(i)
 	}
 	setup := func(leader int, members ...int) {
-		st.DHT = DHT{Phase: PhaseBuilding, Leader: userName(leader), Since: 1_700_000_000_000_000_000 + int64(leader)}
+		st.DHT = state.DHT{Phase: state.PhaseBuilding, Leader: userName(leader), Since: 1_700_000_000_000_000_000 + int64(leader)}
 		for _, m := range append([]int{leader}, members...) {
 			st.DHT.Members = append(st.DHT.Members, userName(m))
-			st.Users[m].State = InDHT
+			st.Users[m].State = state.InDHT
 		}
-		st.Users[leader].State = Leader
+		st.Users[leader].State = state.Leader
 		save(leader)
-		st.DHT.Phase, st.DHT.Since = PhaseReady, 0
+		st.DHT.Phase, st.DHT.Since = state.PhaseReady, 0
 		save(leader)
 	}
 	setup(3, 7, 11, 19, 42)
-	st.DHT.Phase, st.DHT.Leaver, st.DHT.Since = PhaseLeaving, userName(11), 1_700_000_000_500_000_000
+	st.DHT.Phase, st.DHT.Leaver, st.DHT.Since = state.PhaseLeaving, userName(11), 1_700_000_000_500_000_000
 	save(11)
 	st.DHT.Members = slices.DeleteFunc(st.DHT.Members, func(m string) bool { return m == userName(11) })
-	st.Users[11].State = Free
-	st.DHT.Phase, st.DHT.Leaver, st.DHT.Since = PhaseReady, "", 0
+	st.Users[11].State = state.Free
+	st.DHT.Phase, st.DHT.Leaver, st.DHT.Since = state.PhaseReady, "", 0
 	save(11)
-	st.DHT.Phase, st.DHT.Since = PhaseTearing, 1_700_000_001_000_000_000
+	st.DHT.Phase, st.DHT.Since = state.PhaseTearing, 1_700_000_001_000_000_000
 	save(3)
 	for _, m := range st.DHT.Members {
-		st.Users[slices.IndexFunc(st.Users, func(u User) bool { return u.Name == m })].State = Free
+		st.Users[slices.IndexFunc(st.Users, func(u state.User) bool { return u.Name == m })].State = state.Free
 	}
-	st.DHT = DHT{}
+	st.DHT = state.DHT{}
 	save(3)
 	st.Users = slices.Delete(st.Users, 50, 60) // deregistered
 	save(50)
@@ -103,25 +104,25 @@ func serverLife(t testing.TB, db *ServerDB) ServerState {
 // peerLife writes the commits of a peer's life to db: it registers, joins a
 // ring of 3 as id 1 and takes 241 records in three batches, the ring is
 // rebuilt (the table cleared and filled again) as id 0 of 2.
-func peerLife(t testing.TB, db *PeerDB) Identity {
+func peerLife(t testing.TB, db *PeerDB) state.Identity {
 	t.Helper()
-	id := Identity{Name: "alice", Addr: netip.MustParseAddrPort("127.0.0.1:5001"), Server: netip.MustParseAddrPort("127.0.0.1:4000")}
-	apply := func(b Batch) {
+	id := state.Identity{Name: "alice", Addr: netip.MustParseAddrPort("127.0.0.1:5001"), Server: netip.MustParseAddrPort("127.0.0.1:4000")}
+	apply := func(b state.Batch) {
 		t.Helper()
 		if err := db.Apply(b); err != nil {
 			t.Fatal(err)
 		}
 	}
-	apply(Batch{Identity: &id})
+	apply(state.Batch{Identity: &id})
 	recs := dataset.Synthetic(241, 7)
 	id.InRing, id.ID, id.N = true, 1, 3
-	id.Left = Member{Name: "bob", Addr: netip.MustParseAddrPort("127.0.0.1:5002")}
-	id.Right = Member{Name: "carol", Addr: netip.MustParseAddrPort("127.0.0.1:5003")}
-	apply(Batch{Identity: &id, Put: recs[:80]})
-	apply(Batch{Identity: &id, Put: recs[80:160]})
-	apply(Batch{Identity: &id, Put: recs[160:]})
+	id.Left = state.Member{Name: "bob", Addr: netip.MustParseAddrPort("127.0.0.1:5002")}
+	id.Right = state.Member{Name: "carol", Addr: netip.MustParseAddrPort("127.0.0.1:5003")}
+	apply(state.Batch{Identity: &id, Put: recs[:80]})
+	apply(state.Batch{Identity: &id, Put: recs[80:160]})
+	apply(state.Batch{Identity: &id, Put: recs[160:]})
 	id.ID, id.N, id.Left = 0, 2, id.Right
-	apply(Batch{Identity: &id, Clear: true, Put: recs[:200]})
+	apply(state.Batch{Identity: &id, Clear: true, Put: recs[:200]})
 	return id
 }
 
@@ -382,12 +383,12 @@ func openDamagedServer(t *testing.T, path string) error {
 	}
 	// A commit that touches every bucket: a new user, the DHT state
 	// rewritten, a reply replaced and one forgotten.
-	st.Users = append(st.Users, User{Name: "newcomer", Addr: netip.MustParseAddrPort("192.0.2.1:9")})
+	st.Users = append(st.Users, state.User{Name: "newcomer", Addr: netip.MustParseAddrPort("192.0.2.1:9")})
 	forget := []netip.AddrPort{}
 	if len(replies) > 0 {
 		forget = append(forget, replies[len(replies)-1].Addr)
 	}
-	reply := CachedReply{Addr: netip.MustParseAddrPort("192.0.2.1:9"), ID: 77, Datagram: []byte("welcome")}
+	reply := state.CachedReply{Addr: netip.MustParseAddrPort("192.0.2.1:9"), ID: 77, Datagram: []byte("welcome")}
 	if err := db.Save(st, &reply, forget...); err != nil {
 		t.Fatalf("commit to an accepted file: %v", err)
 	}
@@ -401,7 +402,7 @@ func openDamagedServer(t *testing.T, path string) error {
 	defer db.Close()
 	got, gotReplies := mustLoadServer(t, db)
 	st.Users = sortedUsers(st.Users)
-	if !reflect.DeepEqual(got, st) || !slices.ContainsFunc(gotReplies, func(r CachedReply) bool { return reflect.DeepEqual(r, reply) }) {
+	if !reflect.DeepEqual(got, st) || !slices.ContainsFunc(gotReplies, func(r state.CachedReply) bool { return reflect.DeepEqual(r, reply) }) {
 		t.Fatalf("after reopen: %+v, want %+v", got, st)
 	}
 	return nil
@@ -424,7 +425,7 @@ func openDamagedPeer(t *testing.T, path string) error {
 		}
 	}
 	extra := dataset.Synthetic(3, 99)
-	if err := db.Apply(Batch{Identity: &id, Put: extra}); err != nil {
+	if err := db.Apply(state.Batch{Identity: &id, Put: extra}); err != nil {
 		t.Fatalf("commit to an accepted file: %v", err)
 	}
 	if err := db.Close(); err != nil {

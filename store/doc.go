@@ -1,5 +1,7 @@
 // Package store keeps the server's registry and each peer's local hash table in
-// bbolt files, and reads them back for `dht inspect`.
+// bbolt files, and reads them back for `dht inspect`. The values it keeps
+// are the protocol's (package state declares them); the layout below is
+// this package's own.
 //
 // Every change the protocol core asks for is written in one bbolt read-write
 // transaction (ServerDB.Save, PeerDB.Apply), so a crash leaves either the state
@@ -57,7 +59,8 @@
 // own Check checks, every length bounded first), an existing file must hold
 // exactly the buckets and keys of its kind, and OpenServer, OpenPeer and
 // Inspect decode every value and check that the values agree with each
-// other (check.go). A file that fails is refused with ErrDamaged (or
+// other (the rules are the protocol's: state.ServerState.Check and
+// state.Identity.Check). A file that fails is refused with ErrDamaged (or
 // ErrNotDHT, for one that is no bbolt file at all); what still goes wrong
 // inside bbolt is recovered and reported the same way.
 //

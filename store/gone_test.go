@@ -9,6 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"dht/app/state"
 	"dht/dataset"
 )
 
@@ -72,7 +73,7 @@ func TestServerFileChangedWhileOpen(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.change(t, path)
-			st.Users = append(st.Users, User{Name: "erin", Addr: ap("10.0.0.5:5005")})
+			st.Users = append(st.Users, state.User{Name: "erin", Addr: ap("10.0.0.5:5005")})
 			mustBeGone(t, path, db.Save(st, nil))
 			mustBeGone(t, path, db.Save(st, nil)) // and every later one
 			if err := db.Close(); err != nil {
@@ -108,12 +109,12 @@ func TestPeerFileChangedWhileOpen(t *testing.T) {
 			}
 			defer db.Close()
 			id := sampleIdentity()
-			mustApply(t, db, Batch{Identity: &id, Put: []dataset.Record{aruba, civ}})
+			mustApply(t, db, state.Batch{Identity: &id, Put: []dataset.Record{aruba, civ}})
 			if _, _, err := db.Lookup(aruba.LongName); err != nil { // keeps a read open
 				t.Fatal(err)
 			}
 			c.change(t, path)
-			mustBeGone(t, path, db.Apply(Batch{Put: []dataset.Record{zaf}}))
+			mustBeGone(t, path, db.Apply(state.Batch{Put: []dataset.Record{zaf}}))
 			if strings.HasPrefix(c.name, "truncated") {
 				// bbolt reads the file through a memory map: a read of a
 				// page that is gone faults, which is an error here, and
@@ -121,7 +122,7 @@ func TestPeerFileChangedWhileOpen(t *testing.T) {
 				for what, err := range map[string]error{
 					"Lookup": func() error { _, _, err := db.Lookup(civ.LongName); return err }(),
 					"Load":   func() error { _, _, err := db.Load(); return err }(),
-					"Apply":  db.Apply(Batch{Put: []dataset.Record{zaf}}),
+					"Apply":  db.Apply(state.Batch{Put: []dataset.Record{zaf}}),
 				} {
 					if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "no longer there") {
 						t.Errorf("%s: got %v, want ErrDamaged", what, err)

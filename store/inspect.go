@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"dht/app/state"
 	"dht/dataset"
 
 	bolt "go.etcd.io/bbolt"
@@ -209,7 +210,7 @@ func peerReport(path string, tx *bolt.Tx) (*PeerReport, error) {
 	return r, nil
 }
 
-func memberJSON(m Member) *MemberJSON {
+func memberJSON(m state.Member) *MemberJSON {
 	ip, port := splitAddr(m.Addr)
 	return &MemberJSON{Name: m.Name, IP: ip, Port: port}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"dht/app/state"
 	"dht/dataset"
 )
 
@@ -40,7 +41,7 @@ func inspect(t *testing.T, path string) (any, error) {
 	return r, err
 }
 
-func writeServer(t *testing.T, path string, st ServerState, reply *CachedReply) {
+func writeServer(t *testing.T, path string, st state.ServerState, reply *state.CachedReply) {
 	t.Helper()
 	db, err := OpenServer(path)
 	if err != nil {
@@ -52,7 +53,7 @@ func writeServer(t *testing.T, path string, st ServerState, reply *CachedReply) 
 	}
 }
 
-func writePeer(t *testing.T, path string, b Batch) {
+func writePeer(t *testing.T, path string, b state.Batch) {
 	t.Helper()
 	db, err := OpenPeer(path)
 	if err != nil {
@@ -64,7 +65,7 @@ func writePeer(t *testing.T, path string, b Batch) {
 
 func TestInspectServer(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "server.db")
-	writeServer(t, path, sampleState(), &CachedReply{Addr: ap("127.0.0.1:5001"), ID: 1, Datagram: []byte("x")})
+	writeServer(t, path, sampleState(), &state.CachedReply{Addr: ap("127.0.0.1:5001"), ID: 1, Datagram: []byte("x")})
 	r, err := inspect(t, path)
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +112,7 @@ func TestInspectServer(t *testing.T) {
 
 func TestInspectEmptyServer(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "server.db")
-	writeServer(t, path, ServerState{}, nil)
+	writeServer(t, path, state.ServerState{}, nil)
 	r, err := inspect(t, path)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +126,7 @@ func TestInspectEmptyServer(t *testing.T) {
 func TestInspectPeer(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "peer.db")
 	id := sampleIdentity()
-	writePeer(t, path, Batch{Identity: &id, Put: []dataset.Record{zaf, aurba, civ, aruba}})
+	writePeer(t, path, state.Batch{Identity: &id, Put: []dataset.Record{zaf, aurba, civ, aruba}})
 	r, err := inspect(t, path)
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +266,7 @@ func TestRecordJSONInvalidUTF8(t *testing.T) {
 
 func TestInspectPeerOutsideDHT(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "peer.db")
-	writePeer(t, path, Batch{Identity: &Identity{Name: "dave", Addr: ap("127.0.0.1:5004"), Server: ap("127.0.0.1:4000")}})
+	writePeer(t, path, state.Batch{Identity: &state.Identity{Name: "dave", Addr: ap("127.0.0.1:5004"), Server: ap("127.0.0.1:4000")}})
 	r, err := inspect(t, path)
 	if err != nil {
 		t.Fatal(err)
@@ -325,7 +326,7 @@ func TestInspectErrors(t *testing.T) {
 // never panics.
 func TestInspectCorrupt(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "peer.db")
-	writePeer(t, path, Batch{Put: []dataset.Record{aruba}})
+	writePeer(t, path, state.Batch{Put: []dataset.Record{aruba}})
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 
+	"dht/app/state"
 	"dht/dataset"
 )
 
@@ -25,31 +26,31 @@ func NewMemServer() *MemServer {
 }
 
 // Load is ServerDB.Load.
-func (m *MemServer) Load() (ServerState, []CachedReply, error) {
+func (m *MemServer) Load() (state.ServerState, []state.CachedReply, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return ServerState{}, nil, ErrClosed
+		return state.ServerState{}, nil, ErrClosed
 	}
-	var st ServerState
+	var st state.ServerState
 	for _, name := range slices.Sorted(maps.Keys(m.users)) {
 		u, err := decodeUser(name, m.users[name])
 		if err != nil {
-			return ServerState{}, nil, err
+			return state.ServerState{}, nil, err
 		}
 		st.Users = append(st.Users, u)
 	}
 	if m.dht != nil {
 		var err error
 		if st.DHT, err = decodeDHT(m.dht); err != nil {
-			return ServerState{}, nil, err
+			return state.ServerState{}, nil, err
 		}
 	}
-	var replies []CachedReply
+	var replies []state.CachedReply
 	for _, k := range slices.Sorted(maps.Keys(m.replies)) {
 		r, err := decodeReply(k, m.replies[k])
 		if err != nil {
-			return ServerState{}, nil, err
+			return state.ServerState{}, nil, err
 		}
 		replies = append(replies, r)
 	}
@@ -57,7 +58,7 @@ func (m *MemServer) Load() (ServerState, []CachedReply, error) {
 }
 
 // Save is ServerDB.Save.
-func (m *MemServer) Save(st ServerState, reply *CachedReply, forget ...netip.AddrPort) error {
+func (m *MemServer) Save(st state.ServerState, reply *state.CachedReply, forget ...netip.AddrPort) error {
 	w, err := prepareSave(st, reply, forget)
 	if err != nil {
 		return err
@@ -102,7 +103,7 @@ type MemPeer struct {
 func NewMemPeer() *MemPeer { return &MemPeer{} }
 
 // Apply is PeerDB.Apply.
-func (m *MemPeer) Apply(b Batch) error {
+func (m *MemPeer) Apply(b state.Batch) error {
 	w, err := prepareApply(b)
 	if err != nil {
 		return err
@@ -128,17 +129,17 @@ func (m *MemPeer) Apply(b Batch) error {
 }
 
 // Load is PeerDB.Load.
-func (m *MemPeer) Load() (Identity, []dataset.Record, error) {
+func (m *MemPeer) Load() (state.Identity, []dataset.Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return Identity{}, nil, ErrClosed
+		return state.Identity{}, nil, ErrClosed
 	}
-	var id Identity
+	var id state.Identity
 	if m.identity != nil {
 		var err error
 		if id, err = decodeIdentity(m.identity); err != nil {
-			return Identity{}, nil, err
+			return state.Identity{}, nil, err
 		}
 	}
 	var recs []dataset.Record
@@ -146,7 +147,7 @@ func (m *MemPeer) Load() (Identity, []dataset.Record, error) {
 		for _, k := range slices.Sorted(maps.Keys(slot)) {
 			r, err := decodeSlotRecord(pos, k, slot[k])
 			if err != nil {
-				return Identity{}, nil, err
+				return state.Identity{}, nil, err
 			}
 			recs = append(recs, r)
 		}

@@ -2,40 +2,14 @@ package store
 
 import (
 	"fmt"
-	"net/netip"
 	"os"
 	"sync"
 
+	"dht/app/state"
 	"dht/dataset"
 
 	bolt "go.etcd.io/bbolt"
 )
-
-// Member is a ring neighbour.
-type Member struct {
-	Name string
-	Addr netip.AddrPort
-}
-
-// Identity is who a peer is and where it stands in the ring.
-type Identity struct {
-	Name   string
-	Addr   netip.AddrPort
-	Server netip.AddrPort
-	InRing bool
-	ID     int
-	N      int
-	Left   Member
-	Right  Member
-}
-
-// Batch is one logical change to a peer's file, written in one transaction.
-// It is applied in field order: Clear, then Identity, then Put.
-type Batch struct {
-	Identity *Identity // nil: unchanged
-	Clear    bool      // delete every record first
-	Put      []dataset.Record
-}
 
 type slotKV struct {
 	pos int
@@ -49,7 +23,7 @@ type peerWrite struct {
 	put      []slotKV
 }
 
-func prepareApply(b Batch) (peerWrite, error) {
+func prepareApply(b state.Batch) (peerWrite, error) {
 	w := peerWrite{clear: b.Clear}
 	if b.Identity != nil {
 		v, err := encodeIdentity(*b.Identity)
@@ -116,7 +90,7 @@ func OpenPeer(path string) (*PeerDB, error) {
 }
 
 // Apply writes the whole batch in one transaction: all of it or none of it.
-func (p *PeerDB) Apply(b Batch) error {
+func (p *PeerDB) Apply(b state.Batch) error {
 	w, err := prepareApply(b)
 	if err != nil {
 		return err
@@ -171,9 +145,9 @@ func (p *PeerDB) Apply(b Batch) error {
 
 // Load returns the identity (zero if none was ever written) and every record,
 // in slot order and, within a slot, by Long Name bytes.
-func (p *PeerDB) Load() (Identity, []dataset.Record, error) {
+func (p *PeerDB) Load() (state.Identity, []dataset.Record, error) {
 	var (
-		id   Identity
+		id   state.Identity
 		recs []dataset.Record
 	)
 	p.mu.Lock()
@@ -186,20 +160,20 @@ func (p *PeerDB) Load() (Identity, []dataset.Record, error) {
 		})
 	})
 	if err != nil {
-		return Identity{}, nil, dbErr(err)
+		return state.Identity{}, nil, dbErr(err)
 	}
 	return id, recs, nil
 }
 
 // loadPeer reads a peer file. slot is called with each non-empty slot's
 // position and the index in the returned records where it starts.
-func loadPeer(tx *bolt.Tx, slot func(pos, start int)) (Identity, []dataset.Record, error) {
-	var id Identity
+func loadPeer(tx *bolt.Tx, slot func(pos, start int)) (state.Identity, []dataset.Record, error) {
+	var id state.Identity
 	if b := tx.Bucket(bucketIdentity); b != nil {
 		if v := b.Get(keyIdentity); v != nil {
 			var err error
 			if id, err = decodeIdentity(v); err != nil {
-				return Identity{}, nil, err
+				return state.Identity{}, nil, err
 			}
 		}
 	}
@@ -225,7 +199,7 @@ func loadPeer(tx *bolt.Tx, slot func(pos, start int)) (Identity, []dataset.Recor
 		return nil
 	})
 	if err != nil {
-		return Identity{}, nil, err
+		return state.Identity{}, nil, err
 	}
 	return id, recs, nil
 }

@@ -8,88 +8,9 @@ import (
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
+
+	"dht/app/state"
 )
-
-// State is a registered user's state in the server's registry.
-type State uint8
-
-// User states. Values are stored in files: append only.
-const (
-	Free   State = 0
-	Leader State = 1
-	InDHT  State = 2
-)
-
-func (s State) String() string {
-	switch s {
-	case Free:
-		return "Free"
-	case Leader:
-		return "Leader"
-	case InDHT:
-		return "InDHT"
-	}
-	return fmt.Sprintf("State(%d)", uint8(s))
-}
-
-// User is one registration.
-type User struct {
-	Name  string
-	Addr  netip.AddrPort
-	State State
-}
-
-// Phase is where the one DHT the server knows about stands.
-type Phase uint8
-
-// DHT phases. Values are stored in files: append only.
-const (
-	PhaseNone     Phase = 0 // no DHT
-	PhaseBuilding Phase = 1 // set up, waiting for dht-complete
-	PhaseReady    Phase = 2 // usable
-	PhaseLeaving  Phase = 3 // a member is leaving, waiting for dht-rebuilt
-	PhaseTearing  Phase = 4 // waiting for teardown-complete
-)
-
-func (p Phase) String() string {
-	switch p {
-	case PhaseNone:
-		return "none"
-	case PhaseBuilding:
-		return "building"
-	case PhaseReady:
-		return "ready"
-	case PhaseLeaving:
-		return "leaving"
-	case PhaseTearing:
-		return "tearing-down"
-	}
-	return fmt.Sprintf("Phase(%d)", uint8(p))
-}
-
-// DHT is the server's view of the DHT.
-type DHT struct {
-	Phase   Phase
-	Leader  string
-	Members []string // ring order, leader first
-	Leaver  string
-	Since   int64 // unix nanoseconds when the current wait started; 0 if none
-}
-
-// ServerState is everything the server keeps across restarts except the
-// reply cache.
-type ServerState struct {
-	Users []User // sorted by name when loaded
-	DHT   DHT
-}
-
-// CachedReply is the last reply sent to a client address, kept so that a
-// retransmitted request gets the same answer after a restart.
-type CachedReply struct {
-	Addr     netip.AddrPort
-	ID       uint32
-	Datagram []byte
-}
 
 // kv is an encoded key and value.
 type kv struct {
@@ -106,7 +27,7 @@ type serverWrite struct {
 	forget []string // reply keys to delete
 }
 
-func prepareSave(st ServerState, reply *CachedReply, forget []netip.AddrPort) (serverWrite, error) {
+func prepareSave(st state.ServerState, reply *state.CachedReply, forget []netip.AddrPort) (serverWrite, error) {
 	var w serverWrite
 	w.users = make([]kv, 0, len(st.Users))
 	for _, u := range st.Users {
@@ -170,7 +91,7 @@ func OpenServer(path string) (*ServerDB, error) {
 
 // Load returns the saved state (users sorted by name) and every cached reply
 // (sorted by address text).
-func (s *ServerDB) Load() (st ServerState, replies []CachedReply, err error) {
+func (s *ServerDB) Load() (st state.ServerState, replies []state.CachedReply, err error) {
 	err = s.file.guard(func() error {
 		return s.db.View(func(tx *bolt.Tx) error {
 			st, replies, err = loadServer(tx)
@@ -178,15 +99,15 @@ func (s *ServerDB) Load() (st ServerState, replies []CachedReply, err error) {
 		})
 	})
 	if err != nil {
-		return ServerState{}, nil, dbErr(err)
+		return state.ServerState{}, nil, dbErr(err)
 	}
 	return st, replies, nil
 }
 
-func loadServer(tx *bolt.Tx) (ServerState, []CachedReply, error) {
+func loadServer(tx *bolt.Tx) (state.ServerState, []state.CachedReply, error) {
 	var (
-		st      ServerState
-		replies []CachedReply
+		st      state.ServerState
+		replies []state.CachedReply
 	)
 	users, dhtB, repB, err := serverBuckets(tx)
 	if err != nil {
@@ -225,7 +146,7 @@ func serverBuckets(tx *bolt.Tx) (users, dht, replies *bolt.Bucket, err error) {
 // bucket becomes exactly st.Users, the DHT state is replaced, reply
 // replaces the one cached for its address, and the replies cached for the
 // addresses in forget (but reply's) are deleted.
-func (s *ServerDB) Save(st ServerState, reply *CachedReply, forget ...netip.AddrPort) error {
+func (s *ServerDB) Save(st state.ServerState, reply *state.CachedReply, forget ...netip.AddrPort) error {
 	w, err := prepareSave(st, reply, forget)
 	if err != nil {
 		return err

@@ -13,28 +13,28 @@ import (
 	"testing"
 
 	"dht/app"
+	"dht/app/state"
 	"dht/dataset"
 	"dht/diagram"
-	"dht/store"
 	"dht/wire"
 )
 
 // The state machines of docs/DESIGN.md §4, described once here: the test
 // below draws them into docs/diagrams/state-*.svg and checks them against
-// the protocol's own constants (store.Phase and store.State, and the peer's
+// the protocol's own constants (state.Phase and state.State, and the peer's
 // stage constants in app/), so that a state added to the code and not here
 // fails it.
 
 // dhtPhases is the server's machine of the one DHT: its states are
-// store.Phase's names, its transitions the requests that move it.
+// state.Phase's names, its transitions the requests that move it.
 var dhtPhases = diagram.Machine{
 	Title: "server: the phase of the one DHT",
 	States: []diagram.State{
-		{Name: store.PhaseNone.String(), Detail: "no DHT"},
-		{Name: store.PhaseBuilding.String(), Detail: "waits for dht-complete from the leader"},
-		{Name: store.PhaseReady.String(), Detail: "the DHT answers queries"},
-		{Name: store.PhaseLeaving.String(), Detail: "waits for dht-rebuilt from the leaver"},
-		{Name: store.PhaseTearing.String(), Detail: "waits for teardown-complete from the leader"},
+		{Name: state.PhaseNone.String(), Detail: "no DHT"},
+		{Name: state.PhaseBuilding.String(), Detail: "waits for dht-complete from the leader"},
+		{Name: state.PhaseReady.String(), Detail: "the DHT answers queries"},
+		{Name: state.PhaseLeaving.String(), Detail: "waits for dht-rebuilt from the leaver"},
+		{Name: state.PhaseTearing.String(), Detail: "waits for teardown-complete from the leader"},
 	},
 	Transitions: []diagram.Transition{
 		{From: "", To: "none", Label: "the server starts on an empty file"},
@@ -56,13 +56,13 @@ var dhtPhases = diagram.Machine{
 }
 
 // userStates is the server's machine of one registered user: its states
-// are store.State's names.
+// are state.State's names.
 var userStates = diagram.Machine{
 	Title: "server: the state of one user",
 	States: []diagram.State{
-		{Name: store.Free.String(), Detail: "registered, in no ring"},
-		{Name: store.Leader.String(), Detail: "id 0 of the ring"},
-		{Name: store.InDHT.String(), Detail: "a member of the ring"},
+		{Name: state.Free.String(), Detail: "registered, in no ring"},
+		{Name: state.Leader.String(), Detail: "id 0 of the ring"},
+		{Name: state.InDHT.String(), Detail: "a member of the ring"},
 	},
 	Transitions: []diagram.Transition{
 		{From: "", To: "Free", Label: "register name ip port"},
@@ -170,22 +170,22 @@ func stateNames(m diagram.Machine) []string {
 	return names
 }
 
-// The server's machines have exactly the states of store.Phase and
-// store.State, and every transition of the DHT's phase is named after the
+// The server's machines have exactly the states of state.Phase and
+// state.State, and every transition of the DHT's phase is named after the
 // request that makes it (or the op timeout).
 func TestServerMachinesMatchTheProtocol(t *testing.T) {
 	var phases, states []string
-	for p := store.Phase(0); !strings.HasPrefix(p.String(), "Phase("); p++ {
+	for p := state.Phase(0); !strings.HasPrefix(p.String(), "Phase("); p++ {
 		phases = append(phases, p.String())
 	}
-	for s := store.State(0); !strings.HasPrefix(s.String(), "State("); s++ {
+	for s := state.State(0); !strings.HasPrefix(s.String(), "State("); s++ {
 		states = append(states, s.String())
 	}
 	if got := stateNames(dhtPhases); !slices.Equal(got, phases) {
-		t.Errorf("the DHT's machine has states %q; store.Phase has %q", got, phases)
+		t.Errorf("the DHT's machine has states %q; state.Phase has %q", got, phases)
 	}
 	if got := stateNames(userStates); !slices.Equal(got, states) {
-		t.Errorf("the user's machine has states %q; store.State has %q", got, states)
+		t.Errorf("the user's machine has states %q; state.State has %q", got, states)
 	}
 	var types []string
 	for ty := wire.Type(0); ty < 255; ty++ {
@@ -244,7 +244,7 @@ func TestServerMachinesCoverARun(t *testing.T) {
 		}
 		return false
 	}
-	phase, request := store.PhaseNone.String(), ""
+	phase, request := state.PhaseNone.String(), ""
 	users := map[string]string{}
 	seen := map[string]bool{}
 	for _, e := range evs {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"dht/app/state"
 	"dht/store"
 	"dht/wire"
 )
@@ -25,12 +26,12 @@ func dhtFile(t *testing.T, kind, path string, inconsistent bool) {
 			t.Fatal(err)
 		}
 		defer db.Close()
-		st := store.ServerState{Users: []store.User{
+		st := state.ServerState{Users: []state.User{
 			{Name: "alice", Addr: netip.MustParseAddrPort("127.0.0.1:5001")},
 			{Name: "bob", Addr: netip.MustParseAddrPort("127.0.0.1:5002")},
 		}}
 		if inconsistent {
-			st.Users[1].State = store.InDHT
+			st.Users[1].State = state.InDHT
 		}
 		if err := db.Save(st, nil); err != nil {
 			t.Fatal(err)
@@ -42,14 +43,14 @@ func dhtFile(t *testing.T, kind, path string, inconsistent bool) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	id := store.Identity{Name: "alice", Addr: netip.MustParseAddrPort("127.0.0.1:5001"), Server: netip.MustParseAddrPort("127.0.0.1:4000"),
+	id := state.Identity{Name: "alice", Addr: netip.MustParseAddrPort("127.0.0.1:5001"), Server: netip.MustParseAddrPort("127.0.0.1:4000"),
 		InRing: true, ID: 1, N: 2,
-		Left:  store.Member{Name: "bob", Addr: netip.MustParseAddrPort("127.0.0.1:5002")},
-		Right: store.Member{Name: "bob", Addr: netip.MustParseAddrPort("127.0.0.1:5002")}}
+		Left:  state.Member{Name: "bob", Addr: netip.MustParseAddrPort("127.0.0.1:5002")},
+		Right: state.Member{Name: "bob", Addr: netip.MustParseAddrPort("127.0.0.1:5002")}}
 	if inconsistent {
 		id.ID = 2
 	}
-	if err := db.Apply(store.Batch{Identity: &id}); err != nil {
+	if err := db.Apply(state.Batch{Identity: &id}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,0 +1,60 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"dht/dataset"
+	"dht/wire"
+)
+
+// Member is one user as the ring knows it: a peer's neighbour.
+type Member = wire.Member
+
+// Identity is who a peer is and where it stands in the ring, as its file
+// keeps it.
+type Identity struct {
+	Name   string
+	Addr   netip.AddrPort
+	Server netip.AddrPort
+	InRing bool
+	ID     int
+	N      int
+	Left   Member
+	Right  Member
+}
+
+// Batch is one logical change to a peer's file, written in one transaction.
+// It is applied in field order: Clear, then Identity, then Put.
+type Batch struct {
+	Identity *Identity // nil: unchanged
+	Clear    bool      // delete every record first
+	Put      []dataset.Record
+}
+
+// Check reports the first rule a peer's saved identity breaks (a file
+// whose identity breaks one is refused when it is opened or inspected): it
+// names the peer and its address and the server's; in a ring its id is
+// below the ring size, outside one both are 0; a neighbour has an address
+// exactly when it has a name.
+func (id Identity) Check() error {
+	if id == (Identity{}) {
+		return nil // none saved
+	}
+	if id.Name == "" || !id.Addr.IsValid() || id.Addr.Port() == 0 || !id.Server.IsValid() || id.Server.Port() == 0 {
+		return errors.New("the identity lacks the peer's name, its address or the server's")
+	}
+	if id.InRing && (id.N < 1 || id.ID >= id.N) {
+		return fmt.Errorf("id %d in a ring of %d", id.ID, id.N)
+	}
+	if !id.InRing && (id.ID != 0 || id.N != 0) {
+		return fmt.Errorf("id %d in a ring of %d, but not in a ring", id.ID, id.N)
+	}
+	for _, m := range [2]Member{id.Left, id.Right} {
+		if (m.Name != "") != (m.Addr.IsValid() && m.Addr.Port() != 0) {
+			return fmt.Errorf("neighbour %s at %v", quote(m.Name), m.Addr)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,171 @@
+// Package state declares the protocol's domain types, once: a user's state
+// (Free, Leader, InDHT) and the server's registry of users, the one DHT and
+// its phase, the reply the server keeps for a retransmitted request, a
+// peer's identity (its place in the ring) and the batch of changes a peer
+// writes to its table, with the rules a state the protocol saves keeps.
+//
+// The protocol core (package app) works on these values; package store
+// persists them, in a layout of its own, without owning them. The numeric
+// values of State and Phase are stored in files: their constants are
+// append only.
+package state
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+)
+
+// State is a registered user's state in the server's registry.
+type State uint8
+
+// User states. Values are stored in files: append only.
+const (
+	Free   State = 0
+	Leader State = 1
+	InDHT  State = 2
+)
+
+func (s State) String() string {
+	switch s {
+	case Free:
+		return "Free"
+	case Leader:
+		return "Leader"
+	case InDHT:
+		return "InDHT"
+	}
+	return fmt.Sprintf("State(%d)", uint8(s))
+}
+
+// User is one registration.
+type User struct {
+	Name  string
+	Addr  netip.AddrPort
+	State State
+}
+
+// Phase is where the one DHT the server knows about stands.
+type Phase uint8
+
+// DHT phases. Values are stored in files: append only.
+const (
+	PhaseNone     Phase = 0 // no DHT
+	PhaseBuilding Phase = 1 // set up, waiting for dht-complete
+	PhaseReady    Phase = 2 // usable
+	PhaseLeaving  Phase = 3 // a member is leaving, waiting for dht-rebuilt
+	PhaseTearing  Phase = 4 // waiting for teardown-complete
+)
+
+func (p Phase) String() string {
+	switch p {
+	case PhaseNone:
+		return "none"
+	case PhaseBuilding:
+		return "building"
+	case PhaseReady:
+		return "ready"
+	case PhaseLeaving:
+		return "leaving"
+	case PhaseTearing:
+		return "tearing-down"
+	}
+	return fmt.Sprintf("Phase(%d)", uint8(p))
+}
+
+// DHT is the server's view of the DHT.
+type DHT struct {
+	Phase   Phase
+	Leader  string
+	Members []string // ring order, leader first
+	Leaver  string
+	Since   int64 // unix nanoseconds when the current wait started; 0 if none
+}
+
+// ServerState is everything the server keeps across restarts except the
+// reply cache.
+type ServerState struct {
+	Users []User // sorted by name when loaded
+	DHT   DHT
+}
+
+// CachedReply is the last reply sent to a client address, kept so that a
+// retransmitted request gets the same answer after a restart.
+type CachedReply struct {
+	Addr     netip.AddrPort
+	ID       uint32
+	Datagram []byte
+}
+
+// Check reports the first rule st breaks of those every state the server
+// saves keeps (a file whose state breaks one is refused when it is opened
+// or inspected): addresses valid and unique; with no DHT, no leader,
+// member, leaver or wait, and every user Free; with one, members that are
+// registered users, listed once, the leader first and in state Leader, the
+// others InDHT, every other user Free, a wait exactly while the DHT is
+// being built, left or torn down, and a leaver, one of two or more
+// members, exactly while it is left.
+func (st ServerState) Check() error {
+	users := make(map[string]User, len(st.Users))
+	addrs := make(map[netip.AddrPort]string, len(st.Users))
+	for _, u := range st.Users {
+		if !u.Addr.IsValid() || u.Addr.Port() == 0 {
+			return fmt.Errorf("user %s has no address", quote(u.Name))
+		}
+		if other, ok := addrs[u.Addr]; ok {
+			return fmt.Errorf("users %s and %s have the same address %s", quote(other), quote(u.Name), u.Addr)
+		}
+		users[u.Name], addrs[u.Addr] = u, u.Name
+	}
+	d := st.DHT
+	if d.Phase == PhaseNone {
+		if d.Leader != "" || len(d.Members) != 0 || d.Leaver != "" || d.Since != 0 {
+			return errors.New("no DHT, but a leader, members, a leaver or a wait")
+		}
+		for _, u := range st.Users {
+			if u.State != Free {
+				return fmt.Errorf("user %s is %s, but there is no DHT", quote(u.Name), u.State)
+			}
+		}
+		return nil
+	}
+	if len(d.Members) == 0 || d.Members[0] != d.Leader {
+		return fmt.Errorf("the DHT's members do not start with its leader %s", quote(d.Leader))
+	}
+	for i, m := range d.Members {
+		if slices.Index(d.Members, m) != i {
+			return fmt.Errorf("member %s is listed twice", quote(m))
+		}
+		u, ok := users[m]
+		if !ok {
+			return fmt.Errorf("member %s is not registered", quote(m))
+		}
+		want := InDHT
+		if i == 0 {
+			want = Leader
+		}
+		if u.State != want {
+			return fmt.Errorf("member %s is %s, not %s", quote(m), u.State, want)
+		}
+	}
+	for _, u := range st.Users {
+		if u.State != Free && !slices.Contains(d.Members, u.Name) {
+			return fmt.Errorf("user %s is %s, but not a member of the DHT", quote(u.Name), u.State)
+		}
+	}
+	waiting := d.Phase == PhaseBuilding || d.Phase == PhaseLeaving || d.Phase == PhaseTearing
+	if waiting != (d.Since != 0) {
+		return fmt.Errorf("DHT %s with a wait started at %d", d.Phase, d.Since)
+	}
+	if (d.Phase == PhaseLeaving) != (d.Leaver != "") {
+		return fmt.Errorf("DHT %s with leaver %s", d.Phase, quote(d.Leaver))
+	}
+	if d.Leaver != "" && (!slices.Contains(d.Members, d.Leaver) || len(d.Members) < 2) {
+		return fmt.Errorf("leaver %s is not one of two or more members", quote(d.Leaver))
+	}
+	return nil
+}
+
+// quote is for names in error messages: they may hold any bytes.
+func quote(s string) string { return fmt.Sprintf("%q", s) }

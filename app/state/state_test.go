@@ -1,0 +1,144 @@
+package state
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// leaving is a valid state: alice leads a ring of three that bob is leaving.
+func leaving() ServerState {
+	return ServerState{
+		Users: []User{
+			{Name: "alice", Addr: ap("127.0.0.1:5001"), State: Leader},
+			{Name: "bob", Addr: ap("10.0.0.2:5002"), State: InDHT},
+			{Name: "carol", Addr: ap("127.0.0.1:5003"), State: InDHT},
+			{Name: "dave", Addr: ap("10.0.0.4:5004"), State: Free},
+		},
+		DHT: DHT{Phase: PhaseLeaving, Leader: "alice", Members: []string{"alice", "bob", "carol"},
+			Leaver: "bob", Since: 1_700_000_000_123_456_789},
+	}
+}
+
+// TestServerStateCheck: each rule a saved server state keeps, broken once,
+// is reported saying what is wrong; the states the protocol goes through
+// pass.
+func TestServerStateCheck(t *testing.T) {
+	user := func(st *ServerState, name string) *User {
+		for i := range st.Users {
+			if st.Users[i].Name == name {
+				return &st.Users[i]
+			}
+		}
+		t.Fatalf("no user %s", name)
+		return nil
+	}
+	cases := []struct {
+		name string
+		edit func(*ServerState)
+		says string // "" for a valid state
+	}{
+		{"a DHT being left", func(*ServerState) {}, ""},
+		{"no DHT", func(st *ServerState) {
+			st.DHT = DHT{}
+			for i := range st.Users {
+				st.Users[i].State = Free
+			}
+		}, ""},
+		{"no user at all", func(st *ServerState) { *st = ServerState{} }, ""},
+		{"a ready DHT", func(st *ServerState) {
+			st.DHT.Phase, st.DHT.Leaver, st.DHT.Since = PhaseReady, "", 0
+		}, ""},
+		{"a user with no address", func(st *ServerState) {
+			user(st, "dave").Addr = netip.AddrPort{}
+		}, `user "dave" has no address`},
+		{"two users at one address", func(st *ServerState) {
+			user(st, "dave").Addr = user(st, "bob").Addr
+		}, "have the same address"},
+		{"no DHT but a leader", func(st *ServerState) {
+			st.DHT = DHT{Leader: "alice"}
+		}, "no DHT, but a leader"},
+		{"an InDHT user with no DHT", func(st *ServerState) {
+			st.DHT = DHT{}
+			user(st, "alice").State = Free
+			user(st, "bob").State = Free
+		}, `user "carol" is InDHT, but there is no DHT`},
+		{"a member that is not registered", func(st *ServerState) {
+			st.DHT.Members = append(st.DHT.Members, "zed")
+		}, `member "zed" is not registered`},
+		{"an InDHT user outside the DHT", func(st *ServerState) {
+			user(st, "dave").State = InDHT
+		}, `user "dave" is InDHT, but not a member`},
+		{"a member that is Free", func(st *ServerState) {
+			user(st, "carol").State = Free
+		}, `member "carol" is Free, not InDHT`},
+		{"a leader that is not the first member", func(st *ServerState) {
+			st.DHT.Leader = "bob"
+		}, `do not start with its leader "bob"`},
+		{"a member listed twice", func(st *ServerState) {
+			st.DHT.Members = append(st.DHT.Members, "bob")
+		}, `member "bob" is listed twice`},
+		{"a leaver that is not a member", func(st *ServerState) {
+			st.DHT.Leaver = "dave"
+		}, `leaver "dave" is not one of two or more members`},
+		{"a wait with no DHT being built, left or torn down", func(st *ServerState) {
+			st.DHT.Phase, st.DHT.Leaver = PhaseReady, ""
+		}, "DHT ready with a wait"},
+		{"a leave with no leaver", func(st *ServerState) {
+			st.DHT.Leaver = ""
+		}, `DHT leaving with leaver ""`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := leaving()
+			c.edit(&st)
+			err := st.Check()
+			switch {
+			case c.says == "" && err != nil:
+				t.Errorf("got %v, want nil", err)
+			case c.says != "" && (err == nil || !strings.Contains(err.Error(), c.says)):
+				t.Errorf("got %v, want an error saying %q", err, c.says)
+			}
+		})
+	}
+}
+
+// TestIdentityCheck: each rule a saved identity keeps, broken once, is
+// reported; an identity never saved, and one outside any ring, pass.
+func TestIdentityCheck(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(*Identity)
+		says string // "" for a valid identity
+	}{
+		{"in a ring", func(*Identity) {}, ""},
+		{"none saved", func(id *Identity) { *id = Identity{} }, ""},
+		{"outside any ring", func(id *Identity) {
+			id.InRing, id.ID, id.N, id.Left, id.Right = false, 0, 0, Member{}, Member{}
+		}, ""},
+		{"no server address", func(id *Identity) { id.Server = netip.AddrPort{} }, "lacks the peer's name"},
+		{"an id outside its ring", func(id *Identity) { id.ID = 3 }, "id 3 in a ring of 3"},
+		{"an id outside any ring", func(id *Identity) { id.InRing = false }, "but not in a ring"},
+		{"a neighbour without an address", func(id *Identity) {
+			id.Left.Addr = netip.AddrPort{}
+		}, `neighbour "carol"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			id := Identity{Name: "alice", Addr: ap("127.0.0.1:5001"), Server: ap("127.0.0.1:4000"),
+				InRing: true, ID: 1, N: 3,
+				Left:  Member{Name: "carol", Addr: ap("127.0.0.1:5003")},
+				Right: Member{Name: "bob", Addr: ap("10.0.0.2:5002")}}
+			c.edit(&id)
+			err := id.Check()
+			switch {
+			case c.says == "" && err != nil:
+				t.Errorf("got %v, want nil", err)
+			case c.says != "" && (err == nil || !strings.Contains(err.Error(), c.says)):
+				t.Errorf("got %v, want an error saying %q", err, c.says)
+			}
+		})
+	}
+}
