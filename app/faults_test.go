@@ -16,7 +16,7 @@ func TestScenarioServerCrashesAnywhere(t *testing.T) {
 	data := records(t)
 	for _, seed := range seeds(t, 3) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			s := newSim(t, seed, data)
+			s := newSim(t, seed)
 			s.Loss, s.Dup, s.Delay = 0.1, 0.02, 2e6
 			s.RestartEvery = 61 + int(seed%37) // a crash every 61-97 events, wherever that falls
 			runScenario(t, s, data)
@@ -45,7 +45,7 @@ func setupFive(t *testing.T, s *simNet) {
 func ringOfFour(t *testing.T, seed uint64) (*simNet, []dataset.Record) {
 	t.Helper()
 	data := records(t)
-	s := newSim(t, seed, data)
+	s := newSim(t, seed)
 	setupFive(t, s)
 	s.mustDo("alice", "setup-dht 4 alice", "setup-dht SUCCESS")
 	s.checkRing(data)
@@ -82,7 +82,7 @@ func TestDeadMemberFailsQueryAndTeardown(t *testing.T) {
 
 // A request to a server that is gone fails after RequestTimeout.
 func TestServerGoneFailsRequest(t *testing.T) {
-	s := newSim(t, 1, nil)
+	s := newSim(t, 1)
 	setupFive(t, s)
 	s.Down(s.saddr)
 	s.mustDo("alice", "setup-dht 3 alice", "setup-dht FAILURE: no answer from the server at 10.0.0.1:4000 within 10s")
@@ -92,7 +92,7 @@ func TestServerGoneFailsRequest(t *testing.T) {
 // server: after --op-timeout the setup is rolled back and said to be.
 func TestOpTimeoutRollsBackDeadLeader(t *testing.T) {
 	data := records(t)
-	s := newSim(t, 1, data)
+	s := newSim(t, 1)
 	setupFive(t, s)
 	// The leader's stores never get through: it dies right after setup-dht.
 	s.input("alice", "setup-dht 4 alice")

@@ -103,7 +103,7 @@ func TestQueryLongNameOnTheNextLine(t *testing.T) {
 			}
 		})
 		t.Run("no DHT/"+w.name, func(t *testing.T) {
-			s := newSim(t, 3, nil)
+			s := newSim(t, 3)
 			setupFive(t, s)
 			lines := []string{"query-dht bob", "Aruba", "query-dht bob Aruba", "help"}
 			want := []string{

@@ -188,24 +188,12 @@ func (p *Peer) WantsLongName() bool { return p.op != nil && p.op.stage == stLong
 // Registered reports whether this peer holds a registration.
 func (p *Peer) Registered() bool { return p.registered }
 
-// Exited reports a successful deregister.
-func (p *Peer) Exited() bool { return p.exited }
-
 // Name is the registered name ("" before register succeeds).
 func (p *Peer) Name() string { return p.self.Name }
 
 // SetTable gives the core its table file to read, once the runner has
 // opened it (nil: none open; lookups find nothing).
 func (p *Peer) SetTable(t Table) { p.table = t }
-
-// Restore takes the place in the ring from the peer's file (for a peer
-// restarted on it); the records stay in the file, read through the table
-// SetTable gives.
-func (p *Peer) Restore(id state.Identity) {
-	p.inRing, p.id, p.n = id.InRing, id.ID, id.N
-	p.left, p.right = id.Left, id.Right
-	p.neighbours = id.Left.Addr.IsValid()
-}
 
 // MaxInputLine is the longest input line the peer acts on. A longer one is
 // refused as a whole (LinesFrom hands over only its first MaxInputLine+1
@@ -426,11 +414,6 @@ func (p *Peer) lookup(longName string) (dataset.Record, bool, error) {
 		return dataset.Record{}, false, fmt.Errorf("no table file open")
 	}
 	return p.table.Lookup(longName)
-}
-
-// Ring reports this peer's place in the ring.
-func (p *Peer) Ring() (inRing bool, id, n int, left, right wire.Member) {
-	return p.inRing, p.id, p.n, p.left, p.right
 }
 
 // Datagram is one decoded datagram, for StepBatch.

@@ -36,7 +36,7 @@ func fuzzPeer() *Peer {
 		panic(err)
 	}
 	p.SetTable(table)
-	p.Restore(id)
+	p.inRing, p.id, p.n, p.left, p.right, p.neighbours = true, id.ID, id.N, id.Left, id.Right, true
 	return p
 }
 

@@ -202,7 +202,7 @@ func TestLeaderCommitsItsRecordsInChunks(t *testing.T) {
 		{"ring of 3, nearly all the leader's", 3, mostlyLeader},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := newSim(t, 3, c.data)
+			s := newSim(t, 3)
 			names := []string{"alice", "bob", "carol"}[:c.n]
 			for _, u := range names {
 				s.addPeer(u, c.data)

@@ -118,7 +118,7 @@ func runScenario(t *testing.T, s *simNet, data []dataset.Record) {
 	s.checkRing(data)
 	s.mustDo("erin", "teardown-dht erin", "teardown-dht SUCCESS")
 	s.mustDo("bob", "deregister bob", "deregister SUCCESS")
-	if !s.procs["bob"].core.Exited() {
+	if !s.procs["bob"].core.exited {
 		t.Fatalf("seed %d: bob did not exit after deregister", s.seed)
 	}
 	if len(s.server.Snapshot().Users) != 4 {
@@ -130,7 +130,7 @@ func TestScenarioPerfectNetwork(t *testing.T) {
 	data := records(t)
 	for _, seed := range seeds(t, 2) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			runScenario(t, newSim(t, seed, data), data)
+			runScenario(t, newSim(t, seed), data)
 		})
 	}
 }
@@ -139,7 +139,7 @@ func TestScenarioLossyNetwork(t *testing.T) {
 	data := records(t)
 	for _, seed := range seeds(t, 3) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			s := newSim(t, seed, data)
+			s := newSim(t, seed)
 			s.Loss, s.Dup, s.Delay = 0.2, 0.05, 3e6
 			runScenario(t, s, data)
 			st := s.Stats()
@@ -157,7 +157,7 @@ func TestScenarioBatchedAndNot(t *testing.T) {
 	for _, batch := range []bool{true, false} {
 		for _, seed := range seeds(t, 2) {
 			t.Run(fmt.Sprint("batch=", batch, "/seed=", seed), func(t *testing.T) {
-				s := newSim(t, seed, data)
+				s := newSim(t, seed)
 				s.Batch = batch
 				s.Loss, s.Dup, s.Delay = 0.2, 0.05, 100e3
 				acks := &countAcks{}
@@ -215,7 +215,7 @@ func TestScenarioNodesWithoutRecords(t *testing.T) {
 	data := records(t)[:2]
 	for _, seed := range seeds(t, 2) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			s := newSim(t, seed, data)
+			s := newSim(t, seed)
 			users := []string{"alice", "bob", "carol", "dave", "erin"}
 			for _, u := range users {
 				s.addPeer(u, data)

@@ -41,8 +41,7 @@ type simNet struct {
 }
 
 // newSim builds a simulation seeded with seed, the server at 10.0.0.1:4000.
-func newSim(t testing.TB, seed uint64, data []dataset.Record) *simNet {
-	_ = data
+func newSim(t testing.TB, seed uint64) *simNet {
 	return &simNet{Sim: NewSim(seed, netip.MustParseAddrPort("10.0.0.1:4000")), t: t}
 }
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"dht/app"
+	"dht/app/state"
 	"dht/dataset"
 )
 
@@ -73,20 +74,16 @@ func (r designRun) registerAll() {
 	}
 }
 
-// ring lists the members in id order, and the users outside it.
+// ring lists the members in id order (the server's ring order: the leader,
+// id 0, first), and the registered users outside it.
 func (r designRun) ring() (members, free []string) {
-	byID := map[int]string{}
+	st := r.sim.Server().Snapshot()
 	for _, u := range designUsers {
-		if in, id, _, _, _ := r.sim.Peer(u).Ring(); in {
-			byID[id] = u
-		} else if r.sim.Peer(u).Registered() {
+		if i := slices.IndexFunc(st.Users, func(su state.User) bool { return su.Name == u }); i >= 0 && st.Users[i].State == state.Free {
 			free = append(free, u)
 		}
 	}
-	for i := 0; i < len(byID); i++ {
-		members = append(members, byID[i])
-	}
-	return members, free
+	return st.DHT.Members, free
 }
 
 // designScript is one diagram of docs/DESIGN.md. The whole run is traced
