@@ -1,8 +1,12 @@
 package app
 
 import (
+	"bytes"
+	"encoding/csv"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -10,12 +14,18 @@ import (
 	"dht/wire"
 )
 
-// recordOfLen is a record of n bytes encoded (dataset.EncodedLen) whose
-// Long Name is longName; the padding goes in Short Name and Table Name.
+// recordOfLen is a record that takes n bytes in a query's answer (each
+// field as a 2-byte length and its bytes, and the Long Name once more: what
+// dataset.MaxEncodedLen bounds) whose Long Name is longName; the padding
+// goes in Short Name and Table Name.
 func recordOfLen(t *testing.T, n int, longName string) dataset.Record {
 	t.Helper()
 	r := dataset.Record{CountryCode: "A", LongName: longName}
-	pad := n - dataset.EncodedLen(r)
+	size := 2 + len(longName)
+	for _, f := range r.Fields() {
+		size += 2 + len(f)
+	}
+	pad := n - size
 	if pad < 0 || pad > 2*dataset.MaxField {
 		t.Fatalf("no record of %d bytes with a Long Name of %d", n, len(longName))
 	}
@@ -23,10 +33,29 @@ func recordOfLen(t *testing.T, n int, longName string) dataset.Record {
 	return r
 }
 
+// loadRecord writes a dataset file holding only r and loads it.
+func loadRecord(t *testing.T, r dataset.Record) error {
+	t.Helper()
+	var b bytes.Buffer
+	w := csv.NewWriter(&b)
+	f := r.Fields()
+	if err := errors.Join(w.Write(dataset.Headers[:]), w.Write(f[:])); err != nil {
+		t.Fatal(err)
+	}
+	w.Flush()
+	path := filepath.Join(t.TempDir(), "one.csv")
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := dataset.Load(path)
+	return err
+}
+
 // dataset restates wire's limits (wire imports nothing of ours): a record
-// Parse accepts, of MaxEncodedLen bytes, fits one datagram both in a store
-// and in the largest query answer a ring can send (a node name of
-// MaxNameLen letters); a byte more and the answer cannot be encoded.
+// dataset.Load accepts, of MaxEncodedLen bytes, fits one datagram both in a
+// store and in the largest query answer a ring can send (a node name of
+// MaxNameLen letters); a byte more and Load refuses it, and the answer
+// cannot be encoded.
 func TestDatasetRecordLimitFitsOneDatagram(t *testing.T) {
 	if dataset.MaxDatagram != wire.MaxDatagram || dataset.MaxField != wire.MaxField || dataset.NumFields != wire.NumFields {
 		t.Fatalf("dataset's MaxDatagram %d, MaxField %d, NumFields %d; wire's %d, %d, %d",
@@ -38,6 +67,9 @@ func TestDatasetRecordLimitFitsOneDatagram(t *testing.T) {
 	}
 	for _, longLen := range []int{1, 300, 600} {
 		r := recordOfLen(t, dataset.MaxEncodedLen, strings.Repeat("L", longLen))
+		if err := loadRecord(t, r); err != nil {
+			t.Fatalf("Long Name of %d: a record of MaxEncodedLen bytes refused: %v", longLen, err)
+		}
 		b, err := wire.Append(nil, 1, 0, answer(r))
 		if err != nil || len(b) != wire.MaxDatagram {
 			t.Fatalf("Long Name of %d: the answer is %d bytes, %v; want exactly %d", longLen, len(b), err, wire.MaxDatagram)
@@ -49,6 +81,9 @@ func TestDatasetRecordLimitFitsOneDatagram(t *testing.T) {
 			t.Fatalf("Long Name of %d: the query: %v", longLen, err)
 		}
 		over := recordOfLen(t, dataset.MaxEncodedLen+1, r.LongName)
+		if err := loadRecord(t, over); !errors.Is(err, dataset.ErrRecordTooLong) {
+			t.Fatalf("Long Name of %d: a record a byte over the limit: %v, want %v", longLen, err, dataset.ErrRecordTooLong)
+		}
 		if _, err := wire.Append(nil, 1, 0, answer(over)); !errors.Is(err, wire.ErrTooLong) {
 			t.Fatalf("Long Name of %d: an answer a byte over the limit: %v, want %v", longLen, err, wire.ErrTooLong)
 		}

@@ -168,9 +168,12 @@ func (c persistCounter) Handle(_ context.Context, r slog.Record) error {
 // leaves, whose leader keeps everything. Every record still ends up in its
 // node's file, exactly once.
 func TestLeaderCommitsItsRecordsInChunks(t *testing.T) {
-	synth := dataset.Synthetic(7*ownChunk, 4)
+	src := dataset.SyntheticSource{N: 7 * ownChunk, Seed: 4}
+	synth := make([]dataset.Record, src.N)
 	var mostlyLeader []dataset.Record // id 0 of 3, but every 500th
-	for i, r := range synth {
+	for i := range synth {
+		r := src.Record(i)
+		synth[i] = r
 		if dataset.ID(r.Pos(), 3) == 0 || i%500 == 0 {
 			mostlyLeader = append(mostlyLeader, r)
 		}

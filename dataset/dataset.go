@@ -2,7 +2,7 @@
 //
 // The file is a header line and one line per record, nine fields each (see
 // Headers). It is real-world CSV: quoted fields with commas, empty fields,
-// non-ASCII UTF-8 and even a byte that is not valid UTF-8. Parse keeps every
+// non-ASCII UTF-8 and even a byte that is not valid UTF-8. Load keeps every
 // field's bytes exactly as they are in the file; only line ends (CRLF, LF or
 // bare CR) are normalised.
 //
@@ -17,7 +17,7 @@ const (
 	TableSize = 353
 	// NumFields is the number of fields of every record.
 	NumFields = 9
-	// MaxField is the longest field, in bytes, that Parse accepts.
+	// MaxField is the longest field, in bytes, that Load accepts.
 	MaxField = 1024
 )
 
@@ -35,20 +35,14 @@ const (
 	// Name: header 9, request id 4, found 1, node name 1+15, node id 2,
 	// hops 2.
 	answerOverhead = 9 + 4 + 1 + 1 + 15 + 2 + 2
-	// MaxEncodedLen is the most EncodedLen may be for Parse to accept a
-	// record.
+	// MaxEncodedLen is the most bytes a record may take in a query's
+	// answer for Load to accept it: each field as a 2-byte length and its
+	// bytes, and the Long Name once more in the same form.
 	MaxEncodedLen = MaxDatagram - answerOverhead
 )
 
-// EncodedLen is the number of bytes record r takes in a query's answer:
-// each field as a 2-byte length and its bytes, and the Long Name once more
-// in the same form.
-func EncodedLen(r Record) int {
-	f := r.Fields()
-	return encodedLen(f[:])
-}
-
-// encodedLen is EncodedLen of a record's fields in file order.
+// encodedLen is the number of bytes a record, its fields given in file
+// order, takes in a query's answer (see MaxEncodedLen).
 func encodedLen(fields []string) int {
 	n := 2 + len(fields[3]) // the Long Name, again
 	for _, f := range fields {

@@ -2,7 +2,7 @@ package dataset
 
 import "errors"
 
-// Errors returned by Parse and Load, wrapped with the line they concern.
+// Errors returned by Load and Embedded, wrapped with the line they concern.
 // Match them with errors.Is.
 var (
 	// ErrNoHeader means the input holds no line at all.
@@ -14,7 +14,7 @@ var (
 	// ErrFieldTooLong means a field is longer than MaxField bytes.
 	ErrFieldTooLong = errors.New("field too long")
 	// ErrRecordTooLong means a record does not fit one datagram
-	// (EncodedLen is more than MaxEncodedLen).
+	// (takes more than MaxEncodedLen bytes in a query's answer).
 	ErrRecordTooLong = errors.New("record too long for one datagram")
 	// ErrEmptyLongName means a record has an empty Long Name (the key).
 	ErrEmptyLongName = errors.New("empty Long Name")

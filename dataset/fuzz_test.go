@@ -24,7 +24,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		recs, err := Parse(bytes.NewReader(data))
+		recs, err := parse(bytes.NewReader(data))
 		if err != nil {
 			if recs != nil {
 				t.Fatalf("%d records with error %v", len(recs), err)
@@ -35,10 +35,10 @@ func FuzzParse(f *testing.F) {
 
 		// With LF line ends only, converting to CRLF or CR must give the same result.
 		lf := normaliseLineEnds(data)
-		want, wantErr := Parse(bytes.NewReader(lf))
+		want, wantErr := parse(bytes.NewReader(lf))
 		for _, end := range []string{"\r\n", "\r"} {
 			other := bytes.ReplaceAll(lf, []byte("\n"), []byte(end))
-			got, gotErr := Parse(bytes.NewReader(other))
+			got, gotErr := parse(bytes.NewReader(other))
 			if errString(gotErr) != errString(wantErr) || !reflect.DeepEqual(got, want) {
 				t.Fatalf("line ends %q: got %q, %v; LF gave %q, %v", end, got, gotErr, want, wantErr)
 			}
@@ -62,7 +62,7 @@ func checkRecords(t *testing.T, recs []Record) {
 				t.Fatalf("record %d: %s is %d bytes", i, Headers[j], len(f))
 			}
 		}
-		if n := EncodedLen(r); n > MaxEncodedLen {
+		if n := encodedLen(fields[:]); n > MaxEncodedLen {
 			t.Fatalf("record %d: %d bytes encoded, more than %d", i, n, MaxEncodedLen)
 		}
 		if r.LongName == "" {

@@ -27,21 +27,13 @@ func Load(path string) ([]Record, error) {
 	return recs, nil
 }
 
-// Parse reads StatsCountry.csv from r. The first row must be exactly Headers;
-// every other row is a record of NumFields fields, none longer than MaxField,
-// that fits one datagram (EncodedLen at most MaxEncodedLen), with a
+// parse reads StatsCountry.csv from r, for Load and Embedded. The first row
+// must be exactly Headers; every other row is a record of NumFields fields,
+// none longer than MaxField, that fits one datagram (MaxEncodedLen), with a
 // non-empty Long Name that no other record has. There must be at least
 // one record. Line ends may be LF, CRLF or bare CR, and the last line may lack
 // one; apart from that every field keeps the file's bytes, valid UTF-8 or not.
 // Errors name the 1-based file line they concern.
-func Parse(r io.Reader) ([]Record, error) {
-	recs, err := parse(r)
-	if err != nil {
-		return nil, fmt.Errorf("dataset: %w", err)
-	}
-	return recs, nil
-}
-
 func parse(r io.Reader) ([]Record, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -98,7 +90,7 @@ func normaliseLineEnds(data []byte) []byte {
 	return out
 }
 
-// rowReader is the gocsv.CSVReader that Parse hands to gocsv: it checks the
+// rowReader is the gocsv.CSVReader that parse hands to gocsv: it checks the
 // header and every row's shape before gocsv maps columns to Record fields,
 // and remembers the file line on which each row starts.
 type rowReader struct {

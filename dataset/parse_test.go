@@ -146,7 +146,7 @@ func TestLineEndVariants(t *testing.T) {
 	if bytes.IndexByte(lf, '\r') >= 0 || !bytes.HasSuffix(lf, []byte("\n")) {
 		t.Fatal("the real file is expected to use LF line ends and end with one")
 	}
-	want, err := Parse(bytes.NewReader(lf))
+	want, err := parse(bytes.NewReader(lf))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestLineEndVariants(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Parse(bytes.NewReader(tt.data))
+			got, err := parse(bytes.NewReader(tt.data))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -301,14 +301,14 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			recs, err := Parse(strings.NewReader(tt.in))
+			recs, err := parse(strings.NewReader(tt.in))
 			if err == nil {
 				t.Fatalf("no error, %d records", len(recs))
 			}
 			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
 				t.Errorf("err = %v, want %v", err, tt.wantErr)
 			}
-			if !strings.HasPrefix(err.Error(), "dataset: ") || !strings.Contains(err.Error(), tt.msg) {
+			if !strings.Contains(err.Error(), tt.msg) {
 				t.Errorf("err = %q, want it to contain %q", err, tt.msg)
 			}
 		})
@@ -321,9 +321,10 @@ func rowOfLen(n int) (r struct {
 	line string
 	rec  Record
 }) {
-	pad := n - EncodedLen(Record{"A", "", "C", "L", "AA", "M", "", "AA", "1"})
+	f := Record{"A", "", "C", "L", "AA", "M", "", "AA", "1"}.Fields()
+	pad := n - encodedLen(f[:])
 	r.rec = Record{"A", strings.Repeat("s", pad/2), "C", "L", "AA", "M", strings.Repeat("r", pad-pad/2), "AA", "1"}
-	f := r.rec.Fields()
+	f = r.rec.Fields()
 	r.line = strings.Join(f[:], ",") + "\n"
 	return r
 }
@@ -348,7 +349,7 @@ func TestParseAccepts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			recs, err := Parse(strings.NewReader(tt.in))
+			recs, err := parse(strings.NewReader(tt.in))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -375,8 +376,8 @@ type failingReader struct{}
 func (failingReader) Read([]byte) (int, error) { return 0, errors.New("disk on fire") }
 
 func TestParseReadError(t *testing.T) {
-	_, err := Parse(failingReader{})
-	if err == nil || !strings.Contains(err.Error(), "dataset: read: disk on fire") {
+	_, err := parse(failingReader{})
+	if err == nil || !strings.Contains(err.Error(), "read: disk on fire") {
 		t.Errorf("err = %v", err)
 	}
 }
@@ -386,7 +387,7 @@ func BenchmarkParse(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Parse(bytes.NewReader(data)); err != nil {
+		if _, err := parse(bytes.NewReader(data)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -398,11 +399,11 @@ func TestParseByteOrderMark(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := Parse(bytes.NewReader(raw))
+	want, err := parse(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := Parse(bytes.NewReader(append([]byte("\xef\xbb\xbf"), raw...)))
+	got, err := parse(bytes.NewReader(append([]byte("\xef\xbb\xbf"), raw...)))
 	if err != nil {
 		t.Fatalf("with a BOM: %v", err)
 	}

@@ -6,18 +6,6 @@ import (
 	"strings"
 )
 
-// Synthetic returns n made-up records shaped like StatsCountry.csv ones, for
-// benchmarks larger than the real file: SyntheticSource{n, seed}'s, in
-// memory.
-func Synthetic(n int, seed uint64) []Record {
-	src := SyntheticSource{N: max(n, 0), Seed: seed}
-	recs := make([]Record, src.N)
-	for i := range recs {
-		recs[i] = src.Record(i)
-	}
-	return recs
-}
-
 // SyntheticSource is N made-up records shaped like StatsCountry.csv ones,
 // each made when asked for, so that a dataset of any size costs no memory.
 // The same index and seed always give the same record. Long Names are

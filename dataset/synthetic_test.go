@@ -1,9 +1,18 @@
 package dataset
 
 import (
-	"reflect"
+	"slices"
 	"testing"
 )
+
+// records lists every record of src.
+func records(src Source) []Record {
+	recs := make([]Record, src.Len())
+	for i := range recs {
+		recs[i] = src.Record(i)
+	}
+	return recs
+}
 
 func TestSynthetic(t *testing.T) {
 	tests := []struct {
@@ -16,12 +25,13 @@ func TestSynthetic(t *testing.T) {
 		{10000, 42},
 	}
 	for _, tt := range tests {
-		recs := Synthetic(tt.n, tt.seed)
-		if len(recs) != tt.n {
-			t.Fatalf("Synthetic(%d, %d) gave %d records", tt.n, tt.seed, len(recs))
+		src := SyntheticSource{N: tt.n, Seed: tt.seed}
+		if src.Len() != tt.n {
+			t.Fatalf("SyntheticSource{%d, %d} has Len %d", tt.n, tt.seed, src.Len())
 		}
-		if again := Synthetic(tt.n, tt.seed); !reflect.DeepEqual(recs, again) {
-			t.Errorf("Synthetic(%d, %d) is not deterministic", tt.n, tt.seed)
+		recs := records(src)
+		if again := records(src); !slices.Equal(recs, again) {
+			t.Errorf("SyntheticSource{%d, %d} is not deterministic", tt.n, tt.seed)
 		}
 		seen := make(map[string]bool, tt.n)
 		for i, r := range recs {
@@ -41,25 +51,20 @@ func TestSynthetic(t *testing.T) {
 			seen[r.LongName] = true
 		}
 	}
-	if a, b := Synthetic(50, 1), Synthetic(50, 2); reflect.DeepEqual(a, b) {
+	if a, b := records(SyntheticSource{N: 50, Seed: 1}), records(SyntheticSource{N: 50, Seed: 2}); slices.Equal(a, b) {
 		t.Error("seeds 1 and 2 gave the same records")
-	}
-	if got := Synthetic(-3, 1); len(got) != 0 {
-		t.Errorf("Synthetic(-3, 1) gave %d records", len(got))
 	}
 }
 
 // A synthetic record depends on its index and the seed only: made on its
-// own, in any order, it is the record Synthetic lists at that index.
+// own, in any order, it is the record made at that index in a walk of the
+// whole source.
 func TestSyntheticSourceByIndex(t *testing.T) {
-	all := Synthetic(1000, 9)
 	src := SyntheticSource{N: 1000, Seed: 9}
-	if src.Len() != 1000 {
-		t.Fatalf("Len %d", src.Len())
-	}
+	all := records(src)
 	for _, i := range []int{999, 0, 517, 3, 517} {
 		if got := src.Record(i); got != all[i] {
-			t.Fatalf("Record(%d) = %+v, Synthetic lists %+v", i, got, all[i])
+			t.Fatalf("Record(%d) = %+v, the walk made %+v", i, got, all[i])
 		}
 	}
 	var r Source = Records(all)

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"dht/app/state"
-	"dht/dataset"
 )
 
 // BenchmarkApply241 stores a whole dataset's worth of records in one batch,
@@ -23,7 +22,7 @@ func benchmarkApply(b *testing.B, n int) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	recs := dataset.Synthetic(n, 1)
+	recs := synthetic(n, 1)
 	id := sampleIdentity()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -40,7 +39,7 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	defer db.Close()
 	id := sampleIdentity()
-	if err := db.Apply(state.Batch{Identity: &id, Put: dataset.Synthetic(241, 1)}); err != nil {
+	if err := db.Apply(state.Batch{Identity: &id, Put: synthetic(241, 1)}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
@@ -59,7 +58,7 @@ func BenchmarkLookup(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	recs := dataset.Synthetic(6250, 1)
+	recs := synthetic(6250, 1)
 	id := sampleIdentity()
 	if err := db.Apply(state.Batch{Identity: &id, Put: recs}); err != nil {
 		b.Fatal(err)

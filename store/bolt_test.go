@@ -328,7 +328,7 @@ func TestLookupReadsAfterEachWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := dataset.Synthetic(30000, 7)
+	recs := synthetic(30000, 7)
 	id := sampleIdentity()
 	mustApply(t, db, state.Batch{Identity: &id, Put: recs[:100]})
 	lookup := func(r dataset.Record, want bool) {

@@ -80,6 +80,17 @@ func peerImpls() []struct {
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
+// synthetic is the n made-up records of dataset.SyntheticSource{n, seed},
+// in memory.
+func synthetic(n int, seed uint64) []dataset.Record {
+	src := dataset.SyntheticSource{N: n, Seed: seed}
+	recs := make([]dataset.Record, n)
+	for i := range recs {
+		recs[i] = src.Record(i)
+	}
+	return recs
+}
+
 func sampleState() state.ServerState {
 	return state.ServerState{
 		Users: []state.User{
@@ -432,7 +443,7 @@ func TestPeerContract(t *testing.T) {
 			})
 			t.Run("many", func(t *testing.T) {
 				p := impl.open(t)
-				all := dataset.Synthetic(241, 1)
+				all := synthetic(241, 1)
 				mustApply(t, p, state.Batch{Put: all})
 				if _, recs := mustLoadPeer(t, p); !reflect.DeepEqual(recs, slotOrder(all...)) {
 					t.Fatalf("241 records: got %d back, or in the wrong order", len(recs))

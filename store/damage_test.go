@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"dht/app/state"
-	"dht/dataset"
 )
 
 const testPageSize = 4096
@@ -114,7 +113,7 @@ func peerLife(t testing.TB, db *PeerDB) state.Identity {
 		}
 	}
 	apply(state.Batch{Identity: &id})
-	recs := dataset.Synthetic(241, 7)
+	recs := synthetic(241, 7)
 	id.InRing, id.ID, id.N = true, 1, 3
 	id.Left = state.Member{Name: "bob", Addr: netip.MustParseAddrPort("127.0.0.1:5002")}
 	id.Right = state.Member{Name: "carol", Addr: netip.MustParseAddrPort("127.0.0.1:5003")}
@@ -424,7 +423,7 @@ func openDamagedPeer(t *testing.T, path string) error {
 			t.Fatalf("Lookup(%q) = %v %v %v, want the loaded record", r.LongName, got, ok, err)
 		}
 	}
-	extra := dataset.Synthetic(3, 99)
+	extra := synthetic(3, 99)
 	if err := db.Apply(state.Batch{Identity: &id, Put: extra}); err != nil {
 		t.Fatalf("commit to an accepted file: %v", err)
 	}
