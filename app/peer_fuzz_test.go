@@ -36,7 +36,9 @@ func fuzzPeer() *Peer {
 		panic(err)
 	}
 	p.SetTable(table)
-	p.Restore(id)
+	// Its place in the ring, as its file holds it.
+	p.inRing, p.id, p.n, p.neighbours = true, id.ID, id.N, true
+	p.left, p.right = fzLeft, fzRight
 	return p
 }
 

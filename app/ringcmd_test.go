@@ -81,8 +81,8 @@ func TestUnregisteredPeerDropsRingMessages(t *testing.T) {
 			t.Fatalf("%s: dropped without a trace line", m.Type())
 		}
 	}
-	if inRing, _, _, _, _ := p.Ring(); inRing || p.Unsettled() {
-		t.Fatalf("in a ring %v, records to commit %v", inRing, p.Unsettled())
+	if p.inRing || p.Unsettled() {
+		t.Fatalf("in a ring %v, records to commit %v", p.inRing, p.Unsettled())
 	}
 }
 

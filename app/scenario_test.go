@@ -118,7 +118,7 @@ func runScenario(t *testing.T, s *simNet, data []dataset.Record) {
 	s.checkRing(data)
 	s.mustDo("erin", "teardown-dht erin", "teardown-dht SUCCESS")
 	s.mustDo("bob", "deregister bob", "deregister SUCCESS")
-	if !s.procs["bob"].core.Exited() {
+	if !s.procs["bob"].core.exited {
 		t.Fatalf("seed %d: bob did not exit after deregister", s.seed)
 	}
 	if len(s.server.Snapshot().Users) != 4 {

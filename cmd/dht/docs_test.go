@@ -77,8 +77,8 @@ func (r designRun) registerAll() {
 func (r designRun) ring() (members, free []string) {
 	byID := map[int]string{}
 	for _, u := range designUsers {
-		if in, id, _, _, _ := r.sim.Peer(u).Ring(); in {
-			byID[id] = u
+		if place, err := r.sim.Place(u); err == nil && place.InRing {
+			byID[place.ID] = u
 		} else if r.sim.Peer(u).Registered() {
 			free = append(free, u)
 		}
