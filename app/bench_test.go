@@ -178,8 +178,10 @@ func BenchmarkQueryAnswered(b *testing.B) {
 	batch := make([]Datagram, 1)
 	b.ReportAllocs()
 	for b.Loop() {
-		// The query in flight, as askNode leaves it.
-		p.op = &op{name: "query-dht", longName: rec.LongName, stage: stQuery, queryReqID: 9, queryTo: owner, queryTries: 1, queryFirst: now, deadline: now.Add(time.Second), queryRetry: now.Add(time.Second)}
+		// The query in flight, as queryOp.ask leaves it.
+		q := &queryOp{stage: queryWalking, longName: rec.LongName, to: owner, reqID: 9}
+		q.tries.start(now, time.Second)
+		p.op = q
 		h, m, err := wire.Decode(dg)
 		if err != nil {
 			b.Fatal(err)
@@ -189,7 +191,7 @@ func BenchmarkQueryAnswered(b *testing.B) {
 		if len(outs) != 1 {
 			b.Fatalf("outputs %v", outs)
 		}
-		if _, ok := outs[0].(Print); !ok {
+		if _, ok := outs[0].(Result); !ok {
 			b.Fatalf("output %v", outs[0])
 		}
 	}

@@ -12,7 +12,8 @@ import (
 
 // command is one parsed input line.
 type command struct {
-	name string
+	cmd  Command
+	word string         // the command as typed (for a word that names none)
 	msg  wire.Message   // the request for the server; nil for local commands
 	bind netip.AddrPort // register: the address to bind and register
 	// query-dht: "" if not typed, to be read from the next input line
@@ -59,7 +60,8 @@ func usage(name string) string {
 // yields a command with usageReason set; nothing is sent for it.
 func parseCommand(line string) command {
 	f := strings.Fields(line)
-	c := command{name: f[0]}
+	c := command{word: f[0]}
+	c.cmd, _ = commandNamed(f[0])
 	args := f[1:]
 	bad := func(format string, a ...any) command {
 		c.msg = nil
@@ -73,10 +75,10 @@ func parseCommand(line string) command {
 		}
 		return args[i], true
 	}
-	switch c.name {
-	case "register":
+	switch c.cmd {
+	case CmdRegister:
 		if !nargs(3) {
-			return bad("%s", usage(c.name))
+			return bad("%s", usage(c.word))
 		}
 		if !ValidName(args[0]) {
 			return bad("invalid user name %q: letters only, 1 to %d", args[0], MaxNameLen)
@@ -94,9 +96,9 @@ func parseCommand(line string) command {
 		}
 		c.bind = netip.AddrPortFrom(ip, uint16(port))
 		c.msg = wire.Register{Name: args[0], Addr: c.bind}
-	case "setup-dht":
+	case CmdSetupDHT:
 		if !nargs(2) {
-			return bad("%s", usage(c.name))
+			return bad("%s", usage(c.word))
 		}
 		n, err := strconv.ParseUint(args[0], 10, 16)
 		if err != nil {
@@ -108,29 +110,29 @@ func parseCommand(line string) command {
 			return bad("name too long")
 		}
 		c.msg = wire.SetupDHT{N: uint16(n), Name: nm}
-	case "dht-complete", "leave-dht", "deregister", "teardown-dht", "teardown-complete":
+	case CmdDHTComplete, CmdLeaveDHT, CmdDeregister, CmdTeardownDHT, CmdTeardownComplete:
 		if !nargs(1) {
-			return bad("%s", usage(c.name))
+			return bad("%s", usage(c.word))
 		}
 		nm, ok := name(0)
 		if !ok {
 			return bad("name too long")
 		}
-		switch c.name {
-		case "dht-complete":
+		switch c.cmd {
+		case CmdDHTComplete:
 			c.msg = wire.DHTComplete{Name: nm}
-		case "leave-dht":
+		case CmdLeaveDHT:
 			c.msg = wire.LeaveDHT{Name: nm}
-		case "deregister":
+		case CmdDeregister:
 			c.msg = wire.Deregister{Name: nm}
-		case "teardown-dht":
+		case CmdTeardownDHT:
 			c.msg = wire.TeardownDHT{Name: nm}
-		case "teardown-complete":
+		case CmdTeardownComplete:
 			c.msg = wire.TeardownComplete{Name: nm}
 		}
-	case "dht-rebuilt":
+	case CmdDHTRebuilt:
 		if !nargs(2) {
-			return bad("%s", usage(c.name))
+			return bad("%s", usage(c.word))
 		}
 		a, ok1 := name(0)
 		b, ok2 := name(1)
@@ -138,9 +140,9 @@ func parseCommand(line string) command {
 			return bad("name too long")
 		}
 		c.msg = wire.DHTRebuilt{Name: a, NewLeader: b}
-	case "query-dht":
+	case CmdQueryDHT:
 		if len(args) < 1 {
-			return bad("%s", usage(c.name))
+			return bad("%s", usage(c.word))
 		}
 		nm, ok := name(0)
 		if !ok {
@@ -148,22 +150,22 @@ func parseCommand(line string) command {
 		}
 		c.msg = wire.QueryDHT{Name: nm}
 		rest := strings.TrimSpace(line)
-		rest = strings.TrimSpace(strings.TrimPrefix(rest, c.name))
+		rest = strings.TrimSpace(strings.TrimPrefix(rest, c.word))
 		rest = strings.TrimSpace(strings.TrimPrefix(rest, nm))
 		c.longName = rest
 		if len(rest) > wire.MaxField {
 			return bad("Long Name too long (%d bytes, at most %d)", len(rest), wire.MaxField)
 		}
-	case "sleep":
+	case CmdSleep:
 		if !nargs(1) {
-			return bad("%s", usage(c.name))
+			return bad("%s", usage(c.word))
 		}
 		d, err := time.ParseDuration(args[0])
 		if err != nil || d < 0 || d > time.Hour {
 			return bad("invalid duration %q: e.g. 200ms or 2s (at most 1h)", args[0])
 		}
 		c.sleep = d
-	case "help":
+	case CmdHelp:
 	default:
 		return bad("unknown command (type help for the list)")
 	}

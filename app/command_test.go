@@ -131,12 +131,12 @@ func FuzzCommand(f *testing.F) {
 				if _, err := wire.Append(nil, o.ID, o.Flags, o.Msg); err != nil {
 					t.Fatalf("%q: message does not encode: %v", line, err)
 				}
-			case Print:
+			case Result:
 				if !utf8.ValidString(line) {
 					continue
 				}
-				if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(o.Line, f[0]) && f[0] != "help" {
-					t.Fatalf("%q printed %q", line, o.Line)
+				if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(o.String(), f[0]) && f[0] != "help" {
+					t.Fatalf("%q printed %q", line, o.String())
 				}
 			}
 		}

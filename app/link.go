@@ -12,21 +12,9 @@ import (
 
 // LinkConfig tunes reliable delivery of ring messages.
 type LinkConfig struct {
-	// RTO is the retransmission timeout until round trips have been
-	// measured; from then on it is the smoothed round trip plus four times
-	// its variation (RFC 6298), at least MinRTO. It doubles on every
-	// retransmission of a message, up to MaxRTO or four times the measured
-	// timeout, whichever is longer: a cap far above the round trip only
-	// makes a lossy link wait (whole multiples of the cap, and a message
-	// gets few tries before GiveUp), and one tied to the measurement keeps
-	// a long path from being retransmitted to before an answer can come
-	// back.
-	RTO    time.Duration
-	MinRTO time.Duration
-	MaxRTO time.Duration
-	// GiveUp is how long a message is retransmitted, unacknowledged, before
-	// its destination is declared gone.
-	GiveUp time.Duration
+	// Retry is the retransmission policy (see Retry); the peer's requests
+	// to the server and its queries follow it too.
+	Retry
 	// Window is the most messages in flight (sent, not yet acknowledged) to
 	// one destination: the flow control that keeps a fast sender from
 	// overrunning a neighbour's socket buffer.
@@ -34,26 +22,9 @@ type LinkConfig struct {
 }
 
 func (c LinkConfig) withDefaults() LinkConfig {
-	if c.RTO <= 0 {
-		c.RTO = 30 * time.Millisecond
-	}
-	if c.MinRTO <= 0 {
-		c.MinRTO = 2 * time.Millisecond
-	}
-	if c.MaxRTO <= 0 {
-		c.MaxRTO = 100 * time.Millisecond
-	}
-	if c.MinRTO > c.RTO {
-		c.MinRTO = c.RTO
-	}
-	if c.MaxRTO < c.RTO {
-		c.MaxRTO = c.RTO
-	}
-	if c.GiveUp <= 0 {
-		c.GiveUp = 10 * time.Second
-	}
+	c.Retry = c.Retry.withDefaults()
 	if c.Window <= 0 {
-		c.Window = 32
+		c.Window = DefaultWindow
 	}
 	return c
 }
@@ -71,14 +42,11 @@ const (
 )
 
 type outMsg struct {
-	id       uint32
-	msg      wire.Message
-	tag      tag
-	barrier  bool // not sent before everything queued ahead of it is acknowledged
-	first    time.Time
-	deadline time.Time
-	rto      time.Duration
-	attempts int
+	id      uint32
+	msg     wire.Message
+	tag     tag
+	barrier bool // not sent before everything queued ahead of it is acknowledged
+	tries   tries
 }
 
 type dest struct {
@@ -112,53 +80,10 @@ type link struct {
 	late  dedup
 	stats *Stats
 	acks  []pendingAck // owed, not yet sent
-	// round-trip estimate (srtt 0: none yet)
-	srtt, rttvar time.Duration
-	// backoff doubles the timeout of new messages too after a timeout, until
-	// a round trip is measured again (RFC 6298 5.5): a receiver slowed by
-	// its disk would otherwise get every message twice.
-	backoff time.Duration
+	rtt   rttEstimator
 	// ackRTT is the longest round trip of the messages the Ack being
 	// handled acknowledges (0: none sent once); endAck samples it.
 	ackRTT time.Duration
-}
-
-// sample feeds one measured round trip (of a message sent once: Karn) into
-// the estimate.
-func (l *link) sample(rtt time.Duration) {
-	l.backoff = 0
-	if l.srtt == 0 {
-		l.srtt, l.rttvar = max(rtt, time.Microsecond), rtt/2
-		return
-	}
-	d := l.srtt - rtt
-	if d < 0 {
-		d = -d
-	}
-	l.rttvar = (3*l.rttvar + d) / 4
-	l.srtt = (7*l.srtt + rtt) / 8
-}
-
-// measured is the retransmission timeout the round trips measured so far
-// call for (RTO until there are some).
-func (l *link) measured() time.Duration {
-	if l.srtt == 0 {
-		return l.cfg.RTO
-	}
-	return max(l.srtt+4*l.rttvar, l.cfg.MinRTO)
-}
-
-// rto is the timeout for a message's first transmission.
-func (l *link) rto() time.Duration {
-	rto := l.measured()
-	// The backoff is bounded: under heavy loss it would otherwise stay near
-	// maxRTO and slow every recovery.
-	return max(rto, min(l.backoff, 4*rto))
-}
-
-// maxRTO is the most a timeout backs off to (see LinkConfig.RTO).
-func (l *link) maxRTO() time.Duration {
-	return max(l.cfg.MaxRTO, 4*l.measured())
 }
 
 func newLink(cfg LinkConfig, firstID uint32, stats *Stats) *link {
@@ -226,10 +151,7 @@ func (l *link) pump(now time.Time, to netip.AddrPort, d *dest, out []Output) []O
 			m.msg = l.coalesce(st, d)
 		}
 		m.id = l.newID()
-		m.first = now
-		m.rto = l.rto()
-		m.deadline = now.Add(m.rto)
-		m.attempts = 1
+		m.tries.start(now, l.rtt.first(&l.cfg.Retry))
 		d.inflight = append(d.inflight, m)
 		l.stats.Sent++
 		out = append(out, Send{To: to, ID: m.id, Msg: m.msg})
@@ -277,8 +199,8 @@ func (l *link) acked(now time.Time, from netip.AddrPort, id uint32) (t tag, ok b
 	}
 	for i, m := range d.inflight {
 		if m.id == id {
-			if m.attempts == 1 {
-				l.ackRTT = max(l.ackRTT, now.Sub(m.first))
+			if rtt, ok := m.tries.roundTrip(now); ok {
+				l.ackRTT = max(l.ackRTT, rtt)
 			} else {
 				l.late.add(from, id)
 			}
@@ -303,7 +225,7 @@ func (l *link) ackedBefore(from netip.AddrPort, id uint32) bool { return l.late.
 // stores twice.
 func (l *link) endAck() {
 	if l.ackRTT > 0 {
-		l.sample(l.ackRTT)
+		l.rtt.sample(l.ackRTT)
 		l.ackRTT = 0
 	}
 }
@@ -322,17 +244,13 @@ func (l *link) tick(now time.Time) (out []Output, gone []failure) {
 		d := l.dests[to]
 		dead := false
 		for _, m := range d.inflight {
-			if now.Before(m.deadline) {
+			if !m.tries.due(now) {
 				continue
 			}
-			if now.Sub(m.first) >= l.cfg.GiveUp {
+			if !m.tries.again(now, &l.cfg.Retry, &l.rtt) {
 				dead = true
 				break
 			}
-			m.rto = min(2*m.rto, l.maxRTO())
-			l.backoff = max(l.backoff, m.rto)
-			m.deadline = now.Add(m.rto)
-			m.attempts++
 			l.stats.Sent++
 			l.stats.Retransmits++
 			out = append(out, Send{To: to, ID: m.id, Flags: wire.FlagRetransmit, Msg: m.msg})
@@ -364,8 +282,8 @@ func (l *link) deadline() (time.Time, bool) {
 	found := false
 	for _, d := range l.dests {
 		for _, m := range d.inflight {
-			if !found || m.deadline.Before(t) {
-				t, found = m.deadline, true
+			if !found || m.tries.next.Before(t) {
+				t, found = m.tries.next, true
 			}
 		}
 	}

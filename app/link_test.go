@@ -36,16 +36,16 @@ func TestOneRTTSampleAnAck(t *testing.T) {
 			t.Fatalf("ack of %d matched nothing", id)
 		}
 	}
-	if l.srtt != 0 {
-		t.Fatalf("sampled before the Ack was handled: srtt %v", l.srtt)
+	if l.rtt.srtt != 0 {
+		t.Fatalf("sampled before the Ack was handled: srtt %v", l.rtt.srtt)
 	}
 	l.endAck()
-	if l.srtt != 10*time.Millisecond || l.rttvar != 5*time.Millisecond {
-		t.Fatalf("srtt %v rttvar %v; want one sample of 10ms (srtt 10ms, rttvar 5ms)", l.srtt, l.rttvar)
+	if l.rtt.srtt != 10*time.Millisecond || l.rtt.rttvar != 5*time.Millisecond {
+		t.Fatalf("srtt %v rttvar %v; want one sample of 10ms (srtt 10ms, rttvar 5ms)", l.rtt.srtt, l.rtt.rttvar)
 	}
 	l.endAck() // nothing acknowledged since: no sample
-	if l.srtt != 10*time.Millisecond {
-		t.Fatalf("an empty endAck sampled: srtt %v", l.srtt)
+	if l.rtt.srtt != 10*time.Millisecond {
+		t.Fatalf("an empty endAck sampled: srtt %v", l.rtt.srtt)
 	}
 }
 
@@ -98,7 +98,7 @@ func TestBackoffCapFollowsTheRoundTrip(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var st Stats
 			l := newLink(LinkConfig{}, 1, &st)
-			l.sample(c.rtt) // srtt rtt, rttvar rtt/2
+			l.rtt.sample(c.rtt) // srtt rtt, rttvar rtt/2
 			gaps := retransmitGaps(t, l, t0)
 			for i := 1; i < len(gaps); i++ {
 				if gaps[i] != min(2*gaps[i-1], c.wantCap) {

@@ -30,8 +30,7 @@ type Send struct {
 	Msg   wire.Message
 }
 
-// Print is one line for the user (stdout).
-type Print struct{ Line string }
+// A Result (result.go) is what a command yields for the user (stdout).
 
 // Event is a trace line about something other than a datagram sent or
 // received: a drop, a timeout, a rollback. Level is LevelWarn for what a
@@ -82,7 +81,7 @@ type Notice struct{ Line string }
 type Exit struct{}
 
 func (Send) isOutput()          {}
-func (Print) isOutput()         {}
+func (Result) isOutput()        {}
 func (Event) isOutput()         {}
 func (PersistServer) isOutput() {}
 func (PersistPeer) isOutput()   {}

@@ -36,7 +36,9 @@ func fuzzPeer() *Peer {
 		panic(err)
 	}
 	p.SetTable(table)
-	p.inRing, p.id, p.n, p.left, p.right, p.neighbours = true, id.ID, id.N, id.Left, id.Right, true
+	// Its place in the ring, as its file holds it.
+	p.inRing, p.id, p.n, p.neighbours = true, id.ID, id.N, true
+	p.left, p.right = fzLeft, fzRight
 	return p
 }
 

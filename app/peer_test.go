@@ -246,8 +246,8 @@ func TestNewLeaderWithoutDatasetSaysSo(t *testing.T) {
 	told := false
 	for _, o := range outs {
 		switch o := o.(type) {
-		case Print:
-			printed = append(printed, o.Line)
+		case Result:
+			printed = append(printed, o.String())
 		case Send:
 			if r, ok := o.Msg.(wire.Rebuilt); ok && o.To == fzLeft.Addr && !r.OK && strings.Contains(r.Reason, "line 7") {
 				told = true
@@ -277,8 +277,8 @@ func TestNewLeaderWhoseStoresAreNotAcknowledgedSaysSo(t *testing.T) {
 			break
 		}
 		for _, o := range p.Tick(at) {
-			if pr, ok := o.(Print); ok {
-				printed = append(printed, pr.Line)
+			if pr, ok := o.(Result); ok {
+				printed = append(printed, pr.String())
 			}
 		}
 	}
@@ -309,8 +309,8 @@ func TestLeaveFailureNamesTheLeavesMessage(t *testing.T) {
 			break
 		}
 		for _, o := range p.Tick(at) {
-			if pr, ok := o.(Print); ok {
-				printed = append(printed, pr.Line)
+			if pr, ok := o.(Result); ok {
+				printed = append(printed, pr.String())
 			}
 		}
 	}

@@ -25,6 +25,9 @@ const (
 	CmdTeardownComplete
 	CmdSleep
 	CmdHelp
+	// CmdRebuildDHT is no command a user types: it reports, at the node
+	// asked to lead a leave's rebuild, that the rebuild failed there.
+	CmdRebuildDHT
 )
 
 var commandNames = [...]string{
@@ -40,6 +43,7 @@ var commandNames = [...]string{
 	CmdTeardownComplete: "teardown-complete",
 	CmdSleep:            "sleep",
 	CmdHelp:             "help",
+	CmdRebuildDHT:       "rebuild-dht",
 }
 
 func (c Command) String() string {
@@ -51,7 +55,7 @@ func (c Command) String() string {
 
 // commandNamed returns the command the user's word names.
 func commandNamed(word string) (Command, bool) {
-	for c, name := range commandNames {
+	for c, name := range commandNames[:CmdHelp+1] {
 		if name == word && Command(c) != CmdUnknown {
 			return Command(c), true
 		}

@@ -386,6 +386,14 @@ type PeerStore interface {
 	Close() error
 }
 
+// writeResult writes a command's result to Out, as the stdout contract
+// spells it (Result.AppendText), and traces it.
+func (r *PeerRunner) writeResult(log *slog.Logger, res Result) {
+	r.outBuf = append(res.AppendText(r.outBuf[:0]), '\n')
+	r.Out.Write(r.outBuf)
+	traceResult(r.logger(log), res)
+}
+
 // PeerRunner owns the peer's socket, stdin and table file, and feeds its
 // state machine.
 type PeerRunner struct {
@@ -434,6 +442,7 @@ type PeerRunner struct {
 	idle      chan struct{} // a turn left the core idle while awaitIdle
 	awaitIdle bool          // input ended: Run waits for the core to be idle
 	ds        []Datagram
+	outBuf    []byte // a result as written to Out, reused
 	// released is the socket of a refused register, closed when the turn
 	// that gave it up ends unless a register in the same turn takes its
 	// address again; closing holds one channel for each close under way,
@@ -635,9 +644,8 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 				continue
 			}
 			r.ep.send(o)
-		case Print:
-			fmt.Fprintln(r.Out, o.Line)
-			tracePrint(r.logger(log), o.Line)
+		case Result:
+			r.writeResult(log, o)
 		case Notice:
 			r.note(o.Line)
 		case Event:
@@ -678,9 +686,8 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 				// The register fails, and so does the process: a file it
 				// cannot trust is not one to try another name with.
 				for _, m := range more {
-					if p, ok := m.(Print); ok {
-						fmt.Fprintln(r.Out, p.Line)
-						tracePrint(r.logger(log), p.Line)
+					if res, ok := m.(Result); ok {
+						r.writeResult(log, res)
 					}
 				}
 				return false, fmt.Errorf("peer: %w", bindErr)

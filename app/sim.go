@@ -195,6 +195,17 @@ func (s *Sim) Peer(name string) *Peer {
 	return nil
 }
 
+// Place is the place in the ring that the file of user name's peer holds
+// (what 'dht inspect' would show of it).
+func (s *Sim) Place(name string) (state.Identity, error) {
+	p := s.procs[name]
+	if p == nil {
+		return state.Identity{}, fmt.Errorf("sim: no peer for %s", name)
+	}
+	id, _, err := p.store.Load()
+	return id, err
+}
+
 // Do types line at the peer of user name and runs the network until that
 // peer has finished it, or waits for the next line as a Long Name, and
 // every datagram in flight has arrived (acks included). It returns what
@@ -258,9 +269,9 @@ func (s *Sim) exec(from netip.AddrPort, p *simProc, outs []Output) {
 				log.LogAttrs(context.Background(), slog.LevelInfo, "send", traceAttrs(o.To, o.ID, o.Flags, o.Msg)...)
 			}
 			s.transmit(from, o.To, b)
-		case Print:
-			p.out = append(p.out, o.Line)
-			tracePrint(log, o.Line)
+		case Result:
+			p.out = append(p.out, o.String())
+			traceResult(log, o)
 		case Event:
 			traceEvent(log, o)
 		case Notice:

@@ -37,13 +37,13 @@ func traceInput(log *slog.Logger, line string, queued bool) {
 	}
 }
 
-// tracePrint records the first line of a result; a query's record lines
+// traceResult records the first line of a result; a query's record lines
 // follow it and are counted.
-func tracePrint(log *slog.Logger, line string) {
+func traceResult(log *slog.Logger, r Result) {
 	if !debugOn(log) {
 		return
 	}
-	first, rest, more := strings.Cut(line, "\n")
+	first, rest, more := strings.Cut(r.String(), "\n")
 	attrs := []slog.Attr{slog.String("line", first)}
 	if more {
 		attrs = append(attrs, slog.Int("more_lines", strings.Count(rest, "\n")+1))

@@ -78,25 +78,28 @@ var userStates = diagram.Machine{
 	},
 }
 
-// peerStage is a stage of the user command a peer runs, and the constant
-// of type stage in app/ that names it.
+// peerStage is a stage of the user commands a peer runs, and what names it
+// in app/: the constants of the commands' stage types (setupStage,
+// leaveStage, …) that stand for it, or the operation type that is all one
+// stage (registerOp before it is bound, sleepOp).
 type peerStage struct {
-	constant string
-	state    diagram.State
+	names []string
+	state diagram.State
 }
 
 var peerStages = []peerStage{
-	{"stBind", diagram.State{Name: "bind", Detail: "the socket bound at the address being registered"}},
-	{"stLongName", diagram.State{Name: "long-name", Detail: "the next line: the Long Name"}},
-	{"stSleep", diagram.State{Name: "sleep", Detail: "the time to pass"}},
-	{"stRequest", diagram.State{Name: "request", Detail: "the server's reply (the request is retransmitted until it comes)"}},
-	{"stSetID", diagram.State{Name: "set-id", Detail: "an ack of every set-id"}},
-	{"stPopulate", diagram.State{Name: "populate", Detail: "the flush back: every record committed"}},
-	{"stQuery", diagram.State{Name: "query", Detail: "the query-result (the query is sent again until it comes)"}},
-	{"stTeardown", diagram.State{Name: "teardown", Detail: "its teardown back round the ring"}},
-	{"stResetID", diagram.State{Name: "reset-id", Detail: "its reset-id back round the ring"}},
-	{"stResets", diagram.State{Name: "resets", Detail: "acks of reset-left and reset-right"}},
-	{"stRebuild", diagram.State{Name: "rebuild", Detail: "rebuilt from the new leader"}},
+	{[]string{"registerOp"}, diagram.State{Name: "bind", Detail: "the socket bound at the address being registered"}},
+	{[]string{"queryLongName"}, diagram.State{Name: "long-name", Detail: "the next line: the Long Name"}},
+	{[]string{"sleepOp"}, diagram.State{Name: "sleep", Detail: "the time to pass"}},
+	{[]string{"plainOp", "setupAsking", "setupCompleting", "leaveAsking", "leaveReporting", "teardownAsking", "teardownCompleting", "queryAsking"},
+		diagram.State{Name: "request", Detail: "the server's reply (the request is retransmitted until it comes)"}},
+	{[]string{"setupPlacing"}, diagram.State{Name: "set-id", Detail: "an ack of every set-id"}},
+	{[]string{"setupPopulating"}, diagram.State{Name: "populate", Detail: "the flush back: every record committed"}},
+	{[]string{"queryWalking"}, diagram.State{Name: "query", Detail: "the query-result (the query is sent again until it comes)"}},
+	{[]string{"leaveTearing", "teardownTearing"}, diagram.State{Name: "teardown", Detail: "its teardown back round the ring"}},
+	{[]string{"leaveRenumbering"}, diagram.State{Name: "reset-id", Detail: "its reset-id back round the ring"}},
+	{[]string{"leaveClosing"}, diagram.State{Name: "resets", Detail: "acks of reset-left and reset-right"}},
+	{[]string{"leaveRebuilding"}, diagram.State{Name: "rebuild", Detail: "rebuilt from the new leader"}},
 }
 
 // peerMachine is the stages of one user command at a peer: a line typed
@@ -107,10 +110,10 @@ func peerMachine() diagram.Machine {
 		Transitions: []diagram.Transition{
 			{From: "", To: "bind", Label: "register name ip port"},
 			{From: "", To: "request", Label: "any other server command"},
-			{From: "", To: "long-name", Label: "query-dht name, no Long Name"},
 			{From: "", To: "sleep", Label: "sleep D"},
 			{From: "bind", To: "request", Label: "bound: send register"},
-			{From: "long-name", To: "request", Label: "line read: send query-dht"},
+			{From: "request", To: "long-name", Label: "query-dht SUCCESS, typed without a Long Name"},
+			{From: "long-name", To: "query", Label: "line read: query the member named"},
 			{From: "request", To: "set-id", Label: "setup-dht SUCCESS: set-id to each member"},
 			{From: "set-id", To: "populate", Label: "all acked: the stores, then the flush"},
 			{From: "populate", To: "request", Label: "flush back: send dht-complete"},
@@ -294,15 +297,17 @@ func TestServerMachinesCoverARun(t *testing.T) {
 	}
 }
 
-// The peer's machine has one state for every constant of type stage in
-// app/, read from the source.
+// The peer's machine has one state for every stage of a user command in
+// app/, read from the source: each constant of a type whose name ends in
+// Stage, and each operation type (a type whose name ends in Op) that has
+// no stages, is named by exactly one state.
 func TestPeerMachineMatchesTheStages(t *testing.T) {
 	fset := token.NewFileSet()
 	files, err := filepath.Glob("../../app/*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var consts []string
+	var names []string
 	for _, path := range files {
 		if strings.HasSuffix(path, "_test.go") {
 			continue
@@ -313,30 +318,53 @@ func TestPeerMachineMatchesTheStages(t *testing.T) {
 		}
 		for _, d := range f.Decls {
 			g, ok := d.(*ast.GenDecl)
-			if !ok || g.Tok != token.CONST || len(g.Specs) == 0 {
+			if !ok || len(g.Specs) == 0 {
 				continue
 			}
-			first := g.Specs[0].(*ast.ValueSpec)
-			if id, ok := first.Type.(*ast.Ident); !ok || id.Name != "stage" {
-				continue
-			}
-			for _, s := range g.Specs {
-				for _, n := range s.(*ast.ValueSpec).Names {
-					consts = append(consts, n.Name)
+			switch g.Tok {
+			case token.CONST:
+				first := g.Specs[0].(*ast.ValueSpec)
+				if id, ok := first.Type.(*ast.Ident); !ok || !strings.HasSuffix(id.Name, "Stage") {
+					continue
+				}
+				for _, s := range g.Specs {
+					for _, n := range s.(*ast.ValueSpec).Names {
+						names = append(names, n.Name)
+					}
+				}
+			case token.TYPE:
+				for _, s := range g.Specs {
+					ts := s.(*ast.TypeSpec)
+					if st, ok := ts.Type.(*ast.StructType); ok && strings.HasSuffix(ts.Name.Name, "Op") && !hasStageField(st) {
+						names = append(names, ts.Name.Name)
+					}
 				}
 			}
 		}
 	}
-	if len(consts) == 0 {
-		t.Fatal("found no constant of type stage in app/: the test must learn where they went")
+	if len(names) == 0 {
+		t.Fatal("found no stage constant or operation type in app/: the test must learn where they went")
 	}
 	var described []string
 	for _, s := range peerStages {
-		described = append(described, s.constant)
+		described = append(described, s.names...)
 	}
-	slices.Sort(consts)
+	slices.Sort(names)
 	slices.Sort(described)
-	if !slices.Equal(consts, described) {
-		t.Errorf("app/ has the stages %q; the peer's machine describes %q: draw every stage, and only those", consts, described)
+	if !slices.Equal(names, described) {
+		t.Errorf("app/ has the stages %q; the peer's machine describes %q: draw every stage, and only those", names, described)
 	}
+}
+
+// hasStageField: an operation type with a field named stage has stages of
+// its own, named by its stage type's constants.
+func hasStageField(st *ast.StructType) bool {
+	for _, f := range st.Fields.List {
+		for _, n := range f.Names {
+			if n.Name == "stage" {
+				return true
+			}
+		}
+	}
+	return false
 }

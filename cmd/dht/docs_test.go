@@ -15,7 +15,6 @@ import (
 	"testing"
 
 	"dht/app"
-	"dht/app/state"
 	"dht/dataset"
 )
 
@@ -74,16 +73,20 @@ func (r designRun) registerAll() {
 	}
 }
 
-// ring lists the members in id order (the server's ring order: the leader,
-// id 0, first), and the registered users outside it.
+// ring lists the members in id order, and the users outside it.
 func (r designRun) ring() (members, free []string) {
-	st := r.sim.Server().Snapshot()
+	byID := map[int]string{}
 	for _, u := range designUsers {
-		if i := slices.IndexFunc(st.Users, func(su state.User) bool { return su.Name == u }); i >= 0 && st.Users[i].State == state.Free {
+		if place, err := r.sim.Place(u); err == nil && place.InRing {
+			byID[place.ID] = u
+		} else if r.sim.Peer(u).Registered() {
 			free = append(free, u)
 		}
 	}
-	return st.DHT.Members, free
+	for i := 0; i < len(byID); i++ {
+		members = append(members, byID[i])
+	}
+	return members, free
 }
 
 // designScript is one diagram of docs/DESIGN.md. The whole run is traced

@@ -38,10 +38,10 @@ func peerCommand(e env) *cli.Command {
 		Flags: append([]cli.Flag{
 			dataFlag("the dataset this peer spreads when it leads a ring"),
 			&cli.StringFlag{Name: "db", Usage: "bbolt file of the local table (default dht-peer-NAME.db)"},
-			&cli.DurationFlag{Name: "rto", Value: 30 * time.Millisecond, Usage: "retransmission timeout of ring messages until round trips are measured (then measured, at least 2ms; doubles on each retry, up to 100ms or 4 x the measured timeout)"},
-			&cli.DurationFlag{Name: "give-up", Value: 10 * time.Second, Usage: "declare a destination gone after retransmitting for this long"},
-			&cli.IntFlag{Name: "window", Value: 32, Usage: "most unacknowledged ring messages to one neighbour"},
-			&cli.DurationFlag{Name: "query-timeout", Value: 10 * time.Second, Usage: "give up on a query with no answer after this long"},
+			&cli.DurationFlag{Name: "rto", Value: app.DefaultRTO, Usage: fmt.Sprintf("retransmission timeout until round trips are measured (then measured, at least %v; doubles on each retry, up to %v or 4 x the measured timeout)", app.DefaultMinRTO, app.DefaultMaxRTO)},
+			&cli.DurationFlag{Name: "give-up", Value: app.DefaultGiveUp, Usage: "declare a neighbour, or the server, gone after retransmitting to it for this long"},
+			&cli.IntFlag{Name: "window", Value: app.DefaultWindow, Usage: "most unacknowledged ring messages to one neighbour"},
+			&cli.DurationFlag{Name: "query-timeout", Value: app.DefaultQueryTimeout, Usage: "give up on a query with no answer after this long"},
 			quietFlag(),
 			traceJSONFlag(),
 		}, faultFlags()...),
@@ -68,11 +68,15 @@ func peerCommand(e env) *cli.Command {
 			dbPath := c.String("db")
 			seed := uint64(time.Now().UnixNano())
 			core := app.NewPeer(app.PeerConfig{
-				Server:       netip.AddrPortFrom(ip, port),
-				LoadData:     loadData(dataPath),
-				Rand:         rand.New(rand.NewPCG(seed, seed>>3)),
-				Link:         app.LinkConfig{RTO: c.Duration("rto"), GiveUp: c.Duration("give-up"), Window: c.Int("window")},
-				QueryTimeout: c.Duration("query-timeout"),
+				Server:   netip.AddrPortFrom(ip, port),
+				LoadData: loadData(dataPath),
+				Rand:     rand.New(rand.NewPCG(seed, seed>>3)),
+				Link: app.LinkConfig{
+					Retry:  app.Retry{RTO: c.Duration("rto"), GiveUp: c.Duration("give-up")},
+					Window: c.Int("window"),
+				},
+				RequestTimeout: c.Duration("give-up"),
+				QueryTimeout:   c.Duration("query-timeout"),
 			})
 			log, closeTrace, err := openTrace(c, e.stderr, "") // the runner names the node once it knows the user
 			if err != nil {

@@ -1,0 +1,556 @@
+package app
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"dht/dataset"
+	"dht/wire"
+)
+
+// operation is the user command in progress: one at a time, since a peer
+// has one exchange with the server at a time and the next input line
+// waits. Each command is a type of its own with its own stages; the peer's
+// handlers hand each event (a reply, an acknowledgement, a ring message
+// coming back, time) to the command it concerns by the command's type.
+type operation interface {
+	// asking is the command's request to the server (live while it waits
+	// for the reply), or nil for a command that sends none.
+	asking() *request
+	// answered: the server replied SUCCESS to the request for cmd.
+	answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []Output
+	// failing is the command a failure now reports: once the server has
+	// said SUCCESS to a setup-dht, its ring phase fails as dht-complete;
+	// a leave-dht's as dht-rebuilt, a teardown-dht's as teardown-complete.
+	failing() Command
+	// due is when the command itself next needs Tick (zero: never): the
+	// end of a sleep, the limit of a ring phase, a query's retry.
+	due() time.Time
+	// expire: due has passed.
+	expire(p *Peer, now time.Time, out []Output) []Output
+	// needs are the peers a ring phase waits on: the link giving up on
+	// one fails the command.
+	needs() []netip.AddrPort
+	// sent reports whether m is a message the command sent itself.
+	sent(p *Peer, m wire.Message) bool
+}
+
+// request is a command's request to the server: sent, retransmitted under
+// the server's Retry policy, answered once.
+type request struct {
+	cmd   Command
+	msg   wire.Message
+	id    uint32
+	tries tries
+	live  bool // sent and not yet answered
+}
+
+func (rq *request) prepare(cmd Command, msg wire.Message) {
+	*rq = request{cmd: cmd, msg: msg}
+}
+
+// noRing is the part of operation a command without a ring phase has.
+type noRing struct{}
+
+func (noRing) due() time.Time                                   { return time.Time{} }
+func (noRing) expire(_ *Peer, _ time.Time, o []Output) []Output { return o }
+func (noRing) needs() []netip.AddrPort                          { return nil }
+func (noRing) sent(*Peer, wire.Message) bool                    { return false }
+
+// ringPhase is the limit of a command's ring phase and the peers it waits
+// on.
+type ringPhase struct {
+	until  time.Time
+	waitOn []netip.AddrPort
+}
+
+func (r *ringPhase) begin(p *Peer, now time.Time, waitOn ...netip.AddrPort) {
+	r.until, r.waitOn = now.Add(p.cfg.OpTimeout), waitOn
+}
+
+func (r *ringPhase) due() time.Time          { return r.until }
+func (r *ringPhase) needs() []netip.AddrPort { return r.waitOn }
+
+// expired fails the command whose ring phase took too long.
+func (r *ringPhase) expired(p *Peer, now time.Time, out []Output, c Command) []Output {
+	return p.finish(now, out, resultFailed(c, fmt.Sprintf("the ring did not finish within %s", p.cfg.OpTimeout)))
+}
+
+// opFailure picks, among the messages the link gave up on, the one that
+// fails the command in progress: one to a peer the command needs, and of
+// those the command's own message rather than another that was in flight
+// to the same peer (a query this node was forwarding, say), so that the
+// FAILURE names what the command was waiting for.
+func opFailure(p *Peer, o operation, gone []failure) (failure, bool) {
+	var first failure
+	found := false
+	needs := o.needs()
+	for _, g := range gone {
+		if !slices.Contains(needs, g.to) {
+			continue
+		}
+		if o.sent(p, g.msg) {
+			return g, true
+		}
+		if !found {
+			first, found = g, true
+		}
+	}
+	return first, found
+}
+
+// sleepOp: sleep DURATION holds the next input line back.
+type sleepOp struct {
+	noRing
+	until time.Time
+}
+
+func (*sleepOp) asking() *request                                        { return nil }
+func (*sleepOp) answered(*Peer, time.Time, Command, wire.Reply) []Output { return nil }
+func (*sleepOp) failing() Command                                        { return CmdSleep }
+func (o *sleepOp) due() time.Time                                        { return o.until }
+
+func (o *sleepOp) expire(p *Peer, now time.Time, out []Output) []Output {
+	p.op = nil // a sleep prints nothing
+	return p.advance(now, out)
+}
+
+// plainOp is a command that is one request to the server: dht-complete,
+// dht-rebuilt and teardown-complete as typed, and deregister.
+type plainOp struct {
+	noRing
+	rq request
+}
+
+func (o *plainOp) asking() *request { return &o.rq }
+func (o *plainOp) failing() Command { return o.rq.cmd }
+
+func (o *plainOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []Output {
+	switch m := o.rq.msg.(type) {
+	case wire.DHTRebuilt:
+		return p.finish(now, p.rebuiltAccepted(m), Result{Cmd: CmdDHTRebuilt, OK: true, NewLeader: m.NewLeader})
+	case wire.Deregister:
+		if m.Name == p.self.Name {
+			p.registered, p.exited = false, true
+			p.lines = nil
+			p.op = nil
+			return []Output{resultOK(CmdDeregister), Exit{}}
+		}
+	}
+	return p.finish(now, nil, resultOK(cmd))
+}
+
+// rebuiltAccepted: the server took dht-rebuilt; if it named this peer as
+// the user who left, this peer is out of the ring.
+func (p *Peer) rebuiltAccepted(m wire.DHTRebuilt) []Output {
+	if m.Name != p.self.Name {
+		return nil
+	}
+	p.leaveRing(false)
+	return []Output{p.persist(false, nil)}
+}
+
+// registerOp: register binds the address first, then asks the server.
+type registerOp struct {
+	noRing
+	bind netip.AddrPort
+	rq   request // live once bound
+}
+
+func (o *registerOp) asking() *request { return &o.rq }
+func (o *registerOp) failing() Command { return CmdRegister }
+
+func (o *registerOp) answered(p *Peer, now time.Time, _ Command, _ wire.Reply) []Output {
+	p.registered = true
+	p.self.Name = o.rq.msg.(wire.Register).Name
+	return p.finish(now, []Output{p.persist(false, nil)}, resultOK(CmdRegister))
+}
+
+type setupStage uint8
+
+const (
+	setupAsking     setupStage = iota // setup-dht sent to the server
+	setupPlacing                      // set-id sent to every member
+	setupPopulating                   // the records going round; the flush follows them
+	setupCompleting                   // dht-complete sent to the server
+)
+
+// setupOp: setup-dht, from the request to the server's answer to
+// dht-complete.
+type setupOp struct {
+	ringPhase
+	rq      request
+	stage   setupStage
+	data    dataset.Source
+	pending int // set-ids not yet acknowledged
+}
+
+func (o *setupOp) asking() *request { return &o.rq }
+
+func (o *setupOp) failing() Command {
+	if o.stage == setupAsking {
+		return CmdSetupDHT
+	}
+	return CmdDHTComplete
+}
+
+func (o *setupOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []Output {
+	if cmd == CmdDHTComplete {
+		return p.finish(now, nil, resultOK(CmdDHTComplete))
+	}
+	return o.place(p, now, r.Members)
+}
+
+// place: the server named the ring; tell every member its place.
+func (o *setupOp) place(p *Peer, now time.Time, members []wire.Member) []Output {
+	names := make([]string, len(members))
+	for i, m := range members {
+		names[i] = m.Name
+	}
+	out := []Output{Result{Cmd: CmdSetupDHT, OK: true, Ring: names}}
+	o.stage = setupPlacing
+	n := len(members)
+	if n < 1 || members[0].Addr != p.self.Addr {
+		return p.finish(now, out, resultFailed(CmdDHTComplete, "the server's ring does not start at this peer"))
+	}
+	p.clearTable()
+	p.inRing, p.id, p.n = true, 0, n
+	p.left, p.right, p.neighbours = members[n-1], members[1%n], true
+	o.pending = n - 1
+	waitOn := make([]netip.AddrPort, 0, n-1)
+	for _, m := range members[1:] {
+		waitOn = append(waitOn, m.Addr)
+	}
+	o.begin(p, now, waitOn...)
+	for i := 1; i < n; i++ {
+		msg := wire.SetID{ID: uint16(i), N: uint16(n), Left: members[i-1], Right: members[(i+1)%n]}
+		out = append(out, p.link.send(now, members[i].Addr, msg, tagSetID, false)...)
+	}
+	return out
+}
+
+// setIDAcked: once every member has its place, the records go round.
+func (o *setupOp) setIDAcked(p *Peer, now time.Time, out []Output) []Output {
+	if o.stage != setupPlacing {
+		return out
+	}
+	if o.pending--; o.pending > 0 {
+		return out
+	}
+	o.stage = setupPopulating
+	o.ringPhase.until = now.Add(p.cfg.OpTimeout)
+	data := o.data
+	o.data = nil
+	return p.startPopulate(now, out, data, nil)
+}
+
+// populated: every record is committed at its node.
+func (o *setupOp) populated(p *Peer, now time.Time) []Output {
+	if o.stage != setupPopulating {
+		return nil
+	}
+	o.stage, o.ringPhase = setupCompleting, ringPhase{}
+	return p.ask(now, nil, &o.rq, CmdDHTComplete, wire.DHTComplete{Name: p.self.Name})
+}
+
+func (o *setupOp) due() time.Time {
+	if o.stage == setupPlacing || o.stage == setupPopulating {
+		return o.until
+	}
+	return time.Time{}
+}
+
+func (o *setupOp) expire(p *Peer, now time.Time, out []Output) []Output {
+	return o.expired(p, now, out, CmdDHTComplete)
+}
+
+func (o *setupOp) sent(p *Peer, m wire.Message) bool {
+	switch m := m.(type) {
+	case wire.SetID:
+		return true
+	case wire.Store:
+		return o.stage == setupPopulating // the leader forwards no one else's
+	case wire.Flush:
+		return m.Leader == p.self.Name
+	}
+	return false
+}
+
+type leaveStage uint8
+
+const (
+	leaveAsking      leaveStage = iota // leave-dht sent to the server
+	leaveTearing                       // the teardown (keeping neighbours) going round
+	leaveRenumbering                   // reset-id going round
+	leaveClosing                       // reset-left and reset-right sent
+	leaveRebuilding                    // rebuild-dht sent to the new leader
+	leaveReporting                     // dht-rebuilt sent to the server
+)
+
+// leaveOp: leave-dht, from the request to the server's answer to
+// dht-rebuilt.
+type leaveOp struct {
+	ringPhase
+	rq          request
+	stage       leaveStage
+	left, right wire.Member // this node's neighbours when it left
+	n           int         // the ring's size when it left
+	pending     int         // resets not yet acknowledged
+}
+
+func (o *leaveOp) asking() *request { return &o.rq }
+
+func (o *leaveOp) failing() Command {
+	if o.stage == leaveAsking {
+		return CmdLeaveDHT
+	}
+	return CmdDHTRebuilt
+}
+
+func (o *leaveOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []Output {
+	if cmd == CmdDHTRebuilt {
+		m := o.rq.msg.(wire.DHTRebuilt)
+		return p.finish(now, p.rebuiltAccepted(m), Result{Cmd: CmdDHTRebuilt, OK: true, NewLeader: m.NewLeader})
+	}
+	// Tear the ring's tables down, keeping neighbours.
+	out := []Output{resultOK(CmdLeaveDHT)}
+	o.stage = leaveTearing
+	if !p.inRing || !p.neighbours {
+		return p.finish(now, out, resultFailed(CmdDHTRebuilt, "this peer holds no place in a ring"))
+	}
+	o.left, o.right, o.n = p.left, p.right, p.n
+	o.begin(p, now, p.left.Addr, p.right.Addr)
+	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true}, tagNone, false)...)
+}
+
+// tornDown: the teardown came back; renumber the others.
+func (o *leaveOp) tornDown(p *Peer, now time.Time) []Output {
+	p.clearTable()
+	p.leaveRing(true)
+	out := []Output{p.persist(true, nil)}
+	o.stage = leaveRenumbering
+	return append(out, p.link.send(now, o.right.Addr, wire.ResetID{Origin: p.self.Name, ID: 0, N: uint16(o.n - 1)}, tagNone, false)...)
+}
+
+// renumbered: reset-id came back; point the neighbours at each other.
+func (o *leaveOp) renumbered(p *Peer, now time.Time) []Output {
+	o.stage, o.pending = leaveClosing, 2
+	out := p.link.send(now, o.right.Addr, wire.ResetLeft{Left: o.left}, tagResetLeft, false)
+	return append(out, p.link.send(now, o.left.Addr, wire.ResetRight{Right: o.right}, tagResetRight, false)...)
+}
+
+// resetAcked: once both neighbours point at each other, the right one
+// rebuilds.
+func (o *leaveOp) resetAcked(p *Peer, now time.Time, out []Output) []Output {
+	if o.stage != leaveClosing {
+		return out
+	}
+	if o.pending--; o.pending > 0 {
+		return out
+	}
+	o.stage = leaveRebuilding
+	o.ringPhase.until = now.Add(p.cfg.OpTimeout)
+	return append(out, p.link.send(now, o.right.Addr, wire.RebuildDHT{Leaver: p.self}, tagRebuild, false)...)
+}
+
+// rebuilt: the new leader has placed every record, or could not.
+func (o *leaveOp) rebuilt(p *Peer, now time.Time, m wire.Rebuilt) []Output {
+	if !m.OK {
+		return p.finish(now, nil, resultFailed(CmdDHTRebuilt, m.Reason))
+	}
+	o.stage, o.ringPhase = leaveReporting, ringPhase{}
+	return p.ask(now, nil, &o.rq, CmdDHTRebuilt, wire.DHTRebuilt{Name: p.self.Name, NewLeader: m.NewLeader})
+}
+
+func (o *leaveOp) due() time.Time {
+	if o.stage == leaveAsking || o.stage == leaveReporting {
+		return time.Time{}
+	}
+	return o.until
+}
+
+func (o *leaveOp) expire(p *Peer, now time.Time, out []Output) []Output {
+	return o.expired(p, now, out, CmdDHTRebuilt)
+}
+
+func (o *leaveOp) sent(p *Peer, m wire.Message) bool {
+	switch m := m.(type) {
+	case wire.ResetLeft, wire.ResetRight, wire.RebuildDHT:
+		return true
+	case wire.Teardown:
+		return m.Origin == p.self.Name
+	case wire.ResetID:
+		return m.Origin == p.self.Name
+	}
+	return false
+}
+
+type teardownStage uint8
+
+const (
+	teardownAsking     teardownStage = iota // teardown-dht sent to the server
+	teardownTearing                         // the teardown going round
+	teardownCompleting                      // teardown-complete sent to the server
+)
+
+// teardownOp: teardown-dht, from the request to the server's answer to
+// teardown-complete.
+type teardownOp struct {
+	ringPhase
+	rq    request
+	stage teardownStage
+}
+
+func (o *teardownOp) asking() *request { return &o.rq }
+
+func (o *teardownOp) failing() Command {
+	if o.stage == teardownAsking {
+		return CmdTeardownDHT
+	}
+	return CmdTeardownComplete
+}
+
+func (o *teardownOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []Output {
+	if cmd == CmdTeardownComplete {
+		return p.finish(now, nil, resultOK(CmdTeardownComplete))
+	}
+	out := []Output{resultOK(CmdTeardownDHT)}
+	o.stage = teardownTearing
+	o.begin(p, now, p.right.Addr)
+	if !p.neighbours || p.right.Addr == p.self.Addr {
+		return append(out, o.tornDown(p, now)...)
+	}
+	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name}, tagNone, false)...)
+}
+
+// tornDown: the teardown came back (or the ring is this node alone).
+func (o *teardownOp) tornDown(p *Peer, now time.Time) []Output {
+	p.clearTable()
+	p.leaveRing(false)
+	out := []Output{p.persist(true, nil)}
+	o.stage, o.ringPhase = teardownCompleting, ringPhase{}
+	return p.ask(now, out, &o.rq, CmdTeardownComplete, wire.TeardownComplete{Name: p.self.Name})
+}
+
+func (o *teardownOp) due() time.Time {
+	if o.stage == teardownTearing {
+		return o.until
+	}
+	return time.Time{}
+}
+
+func (o *teardownOp) expire(p *Peer, now time.Time, out []Output) []Output {
+	return o.expired(p, now, out, CmdTeardownComplete)
+}
+
+func (o *teardownOp) sent(p *Peer, m wire.Message) bool {
+	t, ok := m.(wire.Teardown)
+	return ok && t.Origin == p.self.Name
+}
+
+type queryStage uint8
+
+const (
+	queryAsking   queryStage = iota // query-dht sent to the server
+	queryLongName                   // the server named a member; waiting for the next input line, the Long Name
+	queryWalking                    // the query sent to the member; waiting for the answer
+)
+
+// queryOp: query-dht, from the request to the ring's answer.
+type queryOp struct {
+	rq       request
+	stage    queryStage
+	longName string
+	to       netip.AddrPort // the member the server named
+	reqID    uint32         // the query's id, which its answer echoes
+	tries    tries          // under the query Retry policy
+	waitOn   [1]netip.AddrPort
+}
+
+func (o *queryOp) asking() *request { return &o.rq }
+func (o *queryOp) failing() Command { return CmdQueryDHT }
+
+func (o *queryOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) []Output {
+	if len(r.Members) != 1 {
+		return p.finish(now, nil, resultFailed(CmdQueryDHT, "the server named no node to ask"))
+	}
+	o.to = r.Members[0].Addr
+	if o.longName == "" {
+		// Only now is the next line the Long Name: a query-dht the server
+		// refuses takes none, so the line goes on as a command.
+		o.stage = queryLongName
+		return p.advance(now, nil)
+	}
+	return o.ask(p, now)
+}
+
+// takeLongName: the line after a query-dht the server answered is its Long
+// Name; the query goes to the member the server named.
+func (o *queryOp) takeLongName(p *Peer, now time.Time, line string, out []Output) []Output {
+	name := strings.TrimSpace(line)
+	switch {
+	case len(line) > MaxInputLine:
+		return p.finish(now, out, resultFailed(CmdQueryDHT, fmt.Sprintf("Long Name too long (a line of more than %d bytes)", MaxInputLine)))
+	case len(name) > wire.MaxField:
+		return p.finish(now, out, resultFailed(CmdQueryDHT, fmt.Sprintf("Long Name too long (%d bytes, at most %d)", len(name), wire.MaxField)))
+	}
+	o.longName = name
+	return append(out, o.ask(p, now)...)
+}
+
+// ask sends the query to the member the server named. The first attempt
+// travels without acknowledgements, the answer being the only one the
+// querier needs; if none comes within the retry time, the query is sent
+// again, hop by hop reliably.
+func (o *queryOp) ask(p *Peer, now time.Time) []Output {
+	o.stage = queryWalking
+	o.reqID = p.link.newID()
+	o.tries.start(now, p.queryRTT.first(&p.queryRetry))
+	o.waitOn[0] = o.to
+	q := wire.Query{ReqID: o.reqID, Querier: p.self, LongName: o.longName}
+	return []Output{p.sendNoAck(o.to, q)}
+}
+
+// answer: the node that owns the Long Name answered.
+func (o *queryOp) answer(p *Peer, now time.Time, r wire.QueryResult) []Output {
+	if rtt, ok := o.tries.roundTrip(now); ok {
+		p.queryRTT.sample(rtt)
+	}
+	a := Answer{Answered: true, LongName: r.LongName, Node: r.Node, NodeID: int(r.NodeID), Hops: int(r.Hops)}
+	if r.Found {
+		a.Record = dataset.FromFields(r.Record)
+	}
+	return p.finish(now, nil, Result{Cmd: CmdQueryDHT, OK: r.Found, Answer: a})
+}
+
+func (o *queryOp) due() time.Time {
+	if o.stage != queryWalking {
+		return time.Time{}
+	}
+	return o.tries.next
+}
+
+// expire sends the query again, reliably this time, or gives up.
+func (o *queryOp) expire(p *Peer, now time.Time, out []Output) []Output {
+	if !o.tries.again(now, &p.queryRetry, &p.queryRTT) {
+		return p.finish(now, out, resultFailed(CmdQueryDHT, fmt.Sprintf("no answer from the ring within %s", p.queryRetry.GiveUp)))
+	}
+	p.stats.Retransmits++
+	q := wire.Query{ReqID: o.reqID, Querier: p.self, LongName: o.longName}
+	return append(out, p.link.send(now, o.to, q, tagNone, false)...)
+}
+
+func (o *queryOp) needs() []netip.AddrPort {
+	if o.stage != queryWalking {
+		return nil
+	}
+	return o.waitOn[:]
+}
+
+func (o *queryOp) sent(_ *Peer, m wire.Message) bool {
+	q, ok := m.(wire.Query)
+	return ok && o.stage == queryWalking && q.ReqID == o.reqID
+}

@@ -1,0 +1,140 @@
+package app
+
+import (
+	"time"
+
+	"dht/dataset"
+	"dht/wire"
+)
+
+// populate is a store round led by this peer (setup or rebuild).
+type populate struct {
+	n       int
+	data    dataset.Source // sent right in dataset order, but for this node's own
+	next    int            // the next record of data to look at
+	flushed bool
+	leaver  *wire.Member // rebuild: who to tell when done
+	// This node's own records: those before scanned went in the first
+	// commit (which clears the table); feed collects the others in own
+	// and commits them ownChunk at a time once the first is out.
+	scanned  int
+	own      []dataset.Record
+	firstOut bool
+}
+
+// ownChunk is the most of its own records a leader commits at once. It
+// finds them as it walks the dataset, so a dataset of any size costs it
+// bounded memory; for any ring the real dataset makes, they all go in one
+// commit.
+const ownChunk = 8192
+
+// startPopulate keeps this node's records, commits them, and starts sending
+// the rest right. leaver is set for a rebuild.
+func (p *Peer) startPopulate(now time.Time, out []Output, data dataset.Source, leaver *wire.Member) []Output {
+	p.clearTable()
+	pop := &populate{n: p.n, data: data, leaver: leaver}
+	var own []dataset.Record
+	for ; pop.scanned < data.Len() && len(own) < ownChunk; pop.scanned++ {
+		if r := data.Record(pop.scanned); dataset.ID(r.Pos(), p.n) == p.id {
+			own = append(own, r)
+		}
+	}
+	first := p.persist(true, own)
+	p.pop = pop
+	if p.n == 1 {
+		out = append(out, first)
+		own = nil
+		for i := pop.scanned; i < data.Len(); i++ {
+			if own = append(own, data.Record(i)); len(own) == ownChunk || i == data.Len()-1 {
+				out = append(out, p.persist(false, own))
+				own = nil
+			}
+		}
+		return append(out, p.populated(now)...)
+	}
+	// The stores go first: the other nodes work while this one commits,
+	// and the flush cannot come back before it has. The second feed goes
+	// on past a chunk of own records the first could not commit before
+	// the first commit was out.
+	out = p.feed(now, out)
+	out = append(out, first)
+	pop.firstOut = true
+	return p.feed(now, out)
+}
+
+// feed sends stores right while the window has room, then the flush.
+func (p *Peer) feed(now time.Time, out []Output) []Output {
+	pop := p.pop
+	total := pop.data.Len()
+	held := false // a chunk of own records waits for the first commit
+	for pop.next < total && !held && p.link.unsent(p.right.Addr) == 0 {
+		size := wire.StoreOverhead
+		var recs []wire.Record
+		for ; pop.next < total; pop.next++ {
+			r := pop.data.Record(pop.next)
+			if dataset.ID(r.Pos(), pop.n) == p.id {
+				if pop.next < pop.scanned {
+					continue // in the first commit
+				}
+				if len(pop.own) == ownChunk {
+					if held = !pop.firstOut; held {
+						break
+					}
+					out = append(out, p.persist(false, pop.own))
+					pop.own = nil
+				}
+				pop.own = append(pop.own, r)
+				continue
+			}
+			f := r.Fields()
+			l := wire.RecordLen(f)
+			if len(recs) > 0 && size+l > wire.MaxDatagram {
+				break // r goes first in the next datagram
+			}
+			recs = append(recs, f)
+			size += l
+		}
+		if len(recs) > 0 {
+			out = append(out, p.link.send(now, p.right.Addr, wire.Store{N: uint16(pop.n), Records: recs}, tagNone, false)...)
+		}
+	}
+	if pop.next == total && len(pop.own) > 0 && pop.firstOut {
+		// Committed before the flush can come back: the runner carries
+		// out a step's outputs before it reads the next datagram.
+		out = append(out, p.persist(false, pop.own))
+		pop.own = nil
+	}
+	if pop.next == total && !pop.flushed {
+		pop.flushed = true
+		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n)}, tagNone, true)...)
+	}
+	return out
+}
+
+// populated: the flush came back (or the ring is this node alone), so every
+// record is committed at its node.
+func (p *Peer) populated(now time.Time) []Output {
+	pop := p.pop
+	if pop == nil {
+		return []Output{event("dropped: flush for no store round of ours")}
+	}
+	p.pop = nil
+	if pop.leaver != nil {
+		return p.link.send(now, pop.leaver.Addr, wire.Rebuilt{OK: true, NewLeader: p.self.Name}, tagNone, false)
+	}
+	if o, ok := p.op.(*setupOp); ok {
+		return o.populated(p, now)
+	}
+	return nil
+}
+
+// goneRight reports that the link gave up on the right neighbour, which
+// this store round sends to.
+func (pop *populate) goneRight(p *Peer, gone []failure) bool {
+	for _, g := range gone {
+		if g.to == p.right.Addr {
+			return true
+		}
+	}
+	return false
+}

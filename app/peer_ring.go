@@ -1,0 +1,283 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"dht/dataset"
+	"dht/wire"
+)
+
+// expected says whether a ring message may come from `from`, and why not.
+func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
+	fromLeft := p.neighbours && from == p.left.Addr
+	switch m := m.(type) {
+	case wire.SetID:
+		if m.N < 2 || int(m.N) > MaxRing || m.ID == 0 || m.ID >= m.N {
+			return fmt.Sprintf("set-id %d of %d is not a place in a ring", m.ID, m.N)
+		}
+		if !validMember(m.Left) || !validMember(m.Right) {
+			return "set-id names an invalid neighbour"
+		}
+	case wire.ResetID:
+		if !fromLeft {
+			return "not from the left neighbour"
+		}
+		if m.N < 1 || int(m.N) > MaxRing || m.ID >= m.N && m.Origin != p.self.Name {
+			return fmt.Sprintf("reset-id %d of %d is not a place in a ring", m.ID, m.N)
+		}
+	case wire.ResetLeft:
+		if !fromLeft {
+			return "not from the left neighbour"
+		}
+		if !validMember(m.Left) {
+			return "reset-left names an invalid neighbour"
+		}
+	case wire.ResetRight:
+		if !p.neighbours || from != p.right.Addr {
+			return "not from the right neighbour"
+		}
+		if !validMember(m.Right) {
+			return "reset-right names an invalid neighbour"
+		}
+	case wire.Store, wire.Flush, wire.Teardown:
+		if !fromLeft {
+			return "not from the left neighbour"
+		}
+	case wire.Query:
+		if !fromLeft && m.Hops != 0 {
+			return "forwarded query not from the left neighbour"
+		}
+		if !validMember(m.Querier) {
+			return "query names an invalid querier"
+		}
+	case wire.RebuildDHT:
+		if !p.leaver.IsValid() || from != p.leaver {
+			return "not from the node that just left"
+		}
+		if !validMember(m.Leaver) {
+			return "rebuild-dht names an invalid leaver"
+		}
+	case wire.QueryResult:
+		if q, ok := p.op.(*queryOp); !ok || q.stage != queryWalking || m.ReqID != q.reqID {
+			return "answers no query in progress"
+		}
+	case wire.Rebuilt:
+		if l, ok := p.op.(*leaveOp); !ok || l.stage != leaveRebuilding || from != l.right.Addr {
+			return "no leave is waiting for it"
+		}
+	}
+	switch m.(type) {
+	case wire.Store, wire.Flush, wire.Query:
+		if !p.inRing {
+			return "this peer is in no DHT"
+		}
+	}
+	return ""
+}
+
+// validMember: a neighbour must be a registered-looking user at a unicast
+// IPv4 address.
+func validMember(m wire.Member) bool {
+	a := m.Addr.Addr()
+	return ValidName(m.Name) && NotUnicast(a) == "" && m.Addr.Port() != 0
+}
+
+// backlogLimit is how many unacknowledged messages to the right neighbour a
+// node tolerates before it stops taking stores from the left: it then drops
+// them unacknowledged, and the left retransmits once the right caught up.
+func (p *Peer) backlogLimit() int { return 4 * p.link.cfg.Window }
+
+// sendNoAck sends m once, unacknowledged (FlagNoAck): a query or its
+// answer, which the querier retries end to end.
+func (p *Peer) sendNoAck(to netip.AddrPort, m wire.Message) Send {
+	p.stats.Sent++
+	return Send{To: to, ID: p.link.newID(), Flags: wire.FlagNoAck, Msg: m}
+}
+
+func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
+	noAck := false
+	if h.Flags&wire.FlagNoAck != 0 {
+		switch m.(type) {
+		case wire.Query, wire.QueryResult:
+			noAck = true
+		}
+	}
+	if !noAck && p.link.seen.has(from, h.ID) {
+		p.stats.DupsSuppressed++
+		p.link.ack(from, h.ID)
+		return nil
+	}
+	if why := p.expected(from, m); why != "" {
+		ev := event("dropped: "+why, attrAddr(from), slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))
+		if _, late := m.(wire.QueryResult); late && !noAck {
+			// A late answer is still acknowledged, so that its sender stops.
+			p.link.ack(from, h.ID)
+		}
+		return []Output{ev}
+	}
+	if _, ok := m.(wire.Store); ok && p.link.backlog(p.right.Addr) > p.backlogLimit() {
+		return []Output{event("dropped: right neighbour is behind; the left will retransmit", attrAddr(from), slog.Uint64("id", uint64(h.ID)))}
+	}
+	if !noAck {
+		p.link.seen.add(from, h.ID)
+		// The ack goes out after the batch, so after anything the message
+		// made us persist.
+		p.link.ack(from, h.ID)
+	}
+	return p.handleRing(now, from, m, noAck)
+}
+
+// handleRing acts on a ring message; noAck says it came unacknowledged (a
+// query's first attempt, which is forwarded the same way).
+func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, noAck bool) []Output {
+	switch m := m.(type) {
+	case wire.SetID:
+		p.clearTable()
+		p.inRing, p.id, p.n = true, int(m.ID), int(m.N)
+		p.left, p.right, p.neighbours = m.Left, m.Right, true
+		p.leaver = netip.AddrPort{}
+		// Written with this node's stores, or at the flush: acknowledged
+		// at once, so the leader starts the stores without waiting for a
+		// disk.
+		p.deferPersist(true)
+		return nil
+	case wire.Store:
+		if int(m.N) != p.n {
+			return []Output{event("store for another ring size ignored", attrAddr(from), slog.Int("ring", int(m.N)))}
+		}
+		mine := 0
+		for i := range m.Records {
+			if dataset.ID(dataset.Pos(m.Records[i][3]), p.n) == p.id {
+				mine++
+			}
+		}
+		fwd := m.Records // most stores only pass through: forward them as they came
+		if mine > 0 {
+			fwd = make([]wire.Record, 0, len(m.Records)-mine)
+			for i := range m.Records {
+				f := &m.Records[i]
+				if dataset.ID(dataset.Pos(f[3]), p.n) != p.id {
+					fwd = append(fwd, *f)
+					continue
+				}
+				// Committed at Settle and then forgotten: the record may
+				// share the datagram's bytes until then.
+				p.uncommitted = append(p.uncommitted, dataset.FromFields(*f))
+			}
+		}
+		if len(fwd) > 0 {
+			return p.link.send(now, p.right.Addr, wire.Store{N: m.N, Records: fwd}, tagNone, false)
+		}
+		return nil
+	case wire.Flush:
+		if m.Leader == p.self.Name {
+			return p.populated(now)
+		}
+		// Every store before the flush was acknowledged, so committed
+		// (commitStores): the flush may go on once a change of place
+		// still unwritten is.
+		out := p.commitStores(nil, true)
+		return append(out, p.link.send(now, p.right.Addr, m, tagNone, true)...)
+	case wire.Query:
+		pos := dataset.Pos(m.LongName)
+		if dataset.ID(pos, p.n) != p.id {
+			m.Hops++
+			if noAck {
+				return []Output{p.sendNoAck(p.right.Addr, m)}
+			}
+			return p.link.send(now, p.right.Addr, m, tagNone, false)
+		}
+		res := wire.QueryResult{ReqID: m.ReqID, Node: p.self.Name, NodeID: uint16(p.id), Hops: m.Hops, LongName: m.LongName}
+		r, ok, err := p.lookup(m.LongName)
+		if ok {
+			res.Found, res.Record = true, r.Fields()
+		}
+		// The querier asks again if the answer is lost.
+		out := []Output{p.sendNoAck(m.Querier.Addr, res)}
+		if err != nil {
+			// Answered as not found: the querier hears from this node, and
+			// its log says why.
+			out = append(out, event("table read failed; answered not found", slog.String("long_name", m.LongName), slog.String("err", err.Error())))
+		}
+		return out
+	case wire.QueryResult:
+		return p.op.(*queryOp).answer(p, now, m) // expected: the query in progress
+	case wire.Teardown:
+		if m.Origin == p.self.Name {
+			return p.teardownReturned(now, m)
+		}
+		// Delete first, then forward to what was the right neighbour.
+		right := p.right.Addr
+		p.clearTable()
+		p.inRing = false
+		if !m.KeepNeighbours {
+			p.neighbours, p.left, p.right = false, wire.Member{}, wire.Member{}
+		}
+		out := []Output{p.persist(true, nil)}
+		return append(out, p.link.send(now, right, m, tagNone, false)...)
+	case wire.ResetID:
+		if m.Origin == p.self.Name {
+			if l, ok := p.op.(*leaveOp); ok && l.stage == leaveRenumbering {
+				return l.renumbered(p, now)
+			}
+			return []Output{event("dropped: reset-id of ours returned unexpectedly")}
+		}
+		p.inRing, p.id, p.n = true, int(m.ID), int(m.N)
+		// Written with the rebuild's stores or flush, which follow.
+		p.deferPersist(false)
+		m.ID++
+		return p.link.send(now, p.right.Addr, m, tagNone, false)
+	case wire.ResetLeft:
+		p.leaver = from
+		p.left = m.Left
+		p.deferPersist(false)
+		return nil
+	case wire.ResetRight:
+		p.right = m.Right
+		p.deferPersist(false)
+		return nil
+	case wire.RebuildDHT:
+		p.leaver = netip.AddrPort{}
+		data, err := p.cfg.LoadData()
+		if err != nil {
+			reason := "new leader cannot use its dataset: " + err.Error()
+			out := p.rebuildFailed(m.Leaver, "cannot use the dataset: "+err.Error())
+			return append(out, p.link.send(now, m.Leaver.Addr, wire.Rebuilt{Reason: reason, NewLeader: p.self.Name}, tagNone, false)...)
+		}
+		leaver := m.Leaver
+		return p.startPopulate(now, nil, data, &leaver)
+	case wire.Rebuilt:
+		return p.op.(*leaveOp).rebuilt(p, now, m) // expected: the leave in progress
+	}
+	return nil
+}
+
+// rebuildFailed tells this node's user, as well as the leaver, that the
+// rebuild of a leave it was to lead failed here: the cause (a dataset
+// file, a neighbour) is this node's to see to, and nothing else would
+// print it.
+func (p *Peer) rebuildFailed(leaver wire.Member, why string) []Output {
+	return []Output{
+		resultFailed(CmdRebuildDHT, fmt.Sprintf("%s; the leave-dht of %s fails with it", why, leaver.Name)),
+		event("rebuild failed", slog.String("leaver", leaver.Name), slog.String("err", why)),
+	}
+}
+
+// teardownReturned: a teardown this node started came back round the ring,
+// to the teardown-dht or the leave-dht that sent it.
+func (p *Peer) teardownReturned(now time.Time, m wire.Teardown) []Output {
+	switch o := p.op.(type) {
+	case *teardownOp:
+		if o.stage == teardownTearing && !m.KeepNeighbours {
+			return o.tornDown(p, now)
+		}
+	case *leaveOp:
+		if o.stage == leaveTearing && m.KeepNeighbours {
+			return o.tornDown(p, now)
+		}
+	}
+	return []Output{event("dropped: teardown of ours returned unexpectedly")}
+}
