@@ -299,6 +299,9 @@ func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wi
 	case s.dht.Phase != state.PhaseNone:
 		return fail("a DHT already exists (leader %s); only one DHT at a time", s.dht.Leader), false
 	case len(s.users) < n:
+		if len(s.users) == 1 {
+			return fail("only 1 user is registered, %d needed", n), false
+		}
 		return fail("only %d users are registered, %d needed", len(s.users), n), false
 	}
 	var free []string

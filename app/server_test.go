@@ -517,6 +517,7 @@ func srvCheckSetup(leader string, n int) func(*testing.T, wire.Reply, state.Serv
 
 func TestServerSetupDHT(t *testing.T) {
 	four := srvFree("alice", "bob", "carol", "dave")
+	one := srvFree("alice")
 	ready := srvDHT(state.PhaseReady, []string{"alice", "bob"}, "carol", "dave")
 	setup := func(name string, n uint16) wire.SetupDHT { return wire.SetupDHT{N: n, Name: name} }
 	cases := []srvCase{
@@ -537,6 +538,7 @@ func TestServerSetupDHT(t *testing.T) {
 			msg: setup(srvManyName(0, 4), MaxRing+1), fail: []string{"ring size N must be a whole number from 2 to 64, got 65"}},
 		{name: "n=65535", start: four, from: srvAddr("alice"), msg: setup("alice", 65535), fail: []string{"from 2 to 64, got 65535"}},
 		{name: "fewer users than n", start: four, from: srvAddr("alice"), msg: setup("alice", 5), fail: []string{"only 4 users are registered, 5 needed"}},
+		{name: "one user", start: one, from: srvAddr("alice"), msg: setup("alice", 2), fail: []string{"only 1 user is registered, 2 needed"}},
 		{name: "DHT already exists, from a Free user", start: ready, from: srvAddr("carol"), msg: setup("carol", 2), fail: []string{"DHT already exists"}},
 		{name: "DHT already exists, from its leader", start: ready, from: srvAddr("alice"), msg: setup("alice", 2), fail: []string{"DHT already exists"}},
 	}
