@@ -113,11 +113,11 @@ func NewPeer(cfg PeerConfig) *Peer {
 	p := &Peer{cfg: cfg}
 	p.link = newLink(cfg.Link, cfg.Rand.Uint32(), &p.stats)
 	ring := cfg.Link.Retry
-	// The server commits a request before it answers it: a floor of a few
-	// disk flushes keeps a request from being sent again while the first
-	// is being written.
+	// The server commits a request before it answers it, and one slow
+	// disk flush there must not make a request go twice: its timeout
+	// never goes below the initial one.
 	p.serverRetry = ring
-	p.serverRetry.MinRTO, p.serverRetry.GiveUp = 4*ring.MinRTO, cfg.RequestTimeout
+	p.serverRetry.MinRTO, p.serverRetry.GiveUp = ring.RTO, cfg.RequestTimeout
 	// A query walks up to n-1 hops before its answer comes: it is first
 	// given twice what one hop is.
 	p.queryRetry = ring
