@@ -12,9 +12,9 @@ import (
 	"strings"
 	"testing"
 
-	"dht/app"
 	"dht/dataset"
 	"dht/diagram"
+	"dht/internal/simnet"
 	"dht/store"
 	"dht/wire"
 )
@@ -216,7 +216,7 @@ func TestServerMachinesCoverARun(t *testing.T) {
 		t.Fatal(err)
 	}
 	var trace bytes.Buffer
-	sim := app.NewSim(designSeed, designServer)
+	sim := simnet.New(designSeed, designServer)
 	sim.SetTrace(newJSONTrace(&trace, slog.LevelDebug))
 	for i, u := range designUsers {
 		sim.AddPeer(u, designAddr(i), data)
