@@ -290,7 +290,7 @@ func playOutcome(printed []app.Result) string {
 	res := ""
 	for _, r := range printed {
 		switch {
-		case r.Cmd == app.CmdHelp && r.OK:
+		case r.Cmd == app.CmdHelp && r.OK: // its text, no result line
 		case !r.OK:
 			return "FAILURE"
 		default:

@@ -262,7 +262,7 @@ func (s *Sim) Do(name, line string) ([]app.Result, error) {
 			return p.Printed[before:], fmt.Errorf("sim: the network never settled after %q", line)
 		}
 	}
-	return p.Printed[before:], s.err
+	return slices.Clone(p.Printed[before:]), s.err
 }
 
 // Input types line at the peer of user name, without running the network
