@@ -1,11 +1,12 @@
-package app
+package app_test
 
 import (
+	"dht/app/state"
 	"fmt"
 	"strings"
 	"testing"
 
-	"dht/app/state"
+	"dht/app"
 	"dht/dataset"
 )
 
@@ -34,9 +35,9 @@ func setupFive(t *testing.T, s *simNet) {
 	for _, u := range []string{"alice", "bob", "carol", "dave", "erin"} {
 		s.addPeer(u, data)
 	}
-	for _, u := range s.names() {
-		p := s.procs[u]
-		s.mustDo(u, fmt.Sprintf("register %s %s %d", u, p.addr.Addr(), p.addr.Port()), "register SUCCESS")
+	for _, u := range s.Names() {
+		p := s.Process(u)
+		s.mustDo(u, fmt.Sprintf("register %s %s %d", u, p.Addr.Addr(), p.Addr.Port()), "register SUCCESS")
 	}
 }
 
@@ -57,7 +58,7 @@ func ringOfFour(t *testing.T, seed uint64) (*simNet, []dataset.Record) {
 func TestDeadMemberFailsQueryAndTeardown(t *testing.T) {
 	s, data := ringOfFour(t, 1)
 	dead := memberWithID(s, 1)
-	s.Down(s.procs[dead].addr)
+	s.Down(s.Process(dead).Addr)
 	free := freeUser(s)
 	// A record held by the dead node, or behind it on the ring, cannot be
 	// answered; some entry point the server picks forwards through it.
@@ -84,7 +85,7 @@ func TestDeadMemberFailsQueryAndTeardown(t *testing.T) {
 func TestServerGoneFailsRequest(t *testing.T) {
 	s := newSim(t, 1)
 	setupFive(t, s)
-	s.Down(s.saddr)
+	s.Down(simServer)
 	s.mustDo("alice", "setup-dht 3 alice", "setup-dht FAILURE: no answer from the server at 10.0.0.1:4000 within 10s")
 }
 
@@ -96,40 +97,40 @@ func TestOpTimeoutRollsBackDeadLeader(t *testing.T) {
 	setupFive(t, s)
 	// The leader's stores never get through: it dies right after setup-dht.
 	s.input("alice", "setup-dht 4 alice")
-	for len(s.procs["alice"].out) < 2 {
+	for len(s.Process("alice").Printed) < 2 {
 		if !s.step() {
 			t.Fatal("setup-dht never answered")
 		}
 	}
-	if got := s.procs["alice"].out[1]; !strings.HasPrefix(got, "setup-dht SUCCESS") {
+	if got := s.Process("alice").Printed[1].String(); !strings.HasPrefix(got, "setup-dht SUCCESS") {
 		t.Fatalf("alice printed %q", got)
 	}
-	s.Down(s.procs["alice"].addr)
-	s.procs["alice"].core.exited = true // its process is gone: no more ticks
-	s.procs["alice"].core.op = nil
+	// Its process is gone: nothing reaches it, and it drops its command
+	// (its link goes on retransmitting until it gives up).
+	s.Down(s.Process("alice").Addr)
+	app.Abandon(s.Process("alice").Core)
 	free := ""
-	for _, u := range s.names() {
-		if u != "alice" && !s.procs[u].core.inRing {
+	for _, u := range s.Names() {
+		if u != "alice" && !app.Identity(s.Process(u).Core).InRing {
 			free = u
 		}
 	}
 	s.mustDo(free, "query-dht "+free+" Aruba", "query-dht FAILURE: server is waiting for dht-complete from alice")
 	// Let the op-timeout pass.
-	for s.server.Snapshot().DHT.Phase != state.PhaseNone {
+	for s.Server().Snapshot().DHT.Phase != state.PhaseNone {
 		if !s.step() {
 			t.Fatal("the server never rolled back")
 		}
 	}
 	s.mustDo(free, "query-dht "+free+" Aruba", "query-dht FAILURE: no DHT exists (setup-dht led by alice got no dht-complete within --op-timeout 1m0s and was rolled back")
-	for _, u := range s.server.Snapshot().Users {
+	for _, u := range s.Server().Snapshot().Users {
 		if u.State != state.Free {
 			t.Fatalf("%s is %s after the rollback", u.Name, u.State)
 		}
 	}
 	// The leader's partition heals; members that got a set-id accept a new
 	// one: a new DHT can be built.
-	s.Up(s.procs["alice"].addr)
-	s.procs["alice"].core.exited = false
+	s.Up(s.Process("alice").Addr)
 	s.mustDo("bob", "setup-dht 4 bob", "setup-dht SUCCESS")
 	s.checkRing(data)
 }

@@ -1,16 +1,16 @@
-package app
+package app_test
 
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"dht/dataset"
+	"dht/app"
+	"dht/internal/loopback"
 	"dht/store"
 )
 
@@ -19,17 +19,17 @@ import (
 // the peer has finished them all. It returns what the peer printed.
 func typeAtOnce(t *testing.T, s *simNet, user string, lines []string) []string {
 	t.Helper()
-	p := s.procs[user]
-	before := len(p.out)
+	p := s.Process(user)
+	before := len(p.Printed)
 	for _, l := range lines {
 		s.input(user, l)
 	}
-	for !p.core.Idle() {
+	for !p.Core.Idle() {
 		if !s.step() {
-			t.Fatalf("seed %d: %s: %q never finished (printed %q)", s.seed, user, lines, p.out[before:])
+			t.Fatalf("seed %d: %s: %q never finished (printed %q)", s.Seed(), user, lines, texts(p.Printed[before:]))
 		}
 	}
-	return slices.Clone(p.out[before:])
+	return texts(p.Printed[before:])
 }
 
 // typeOneByOne types each line once the peer has done what it can with the
@@ -125,35 +125,27 @@ func TestQueryLongNameOnTheNextLine(t *testing.T) {
 // A line longer than MaxInputLine is refused with a note, and the lines
 // after it are read as usual.
 func TestRunnerInputEndAndLongLines(t *testing.T) {
-	cl, err := StartCluster(ClusterConfig{Dir: t.TempDir(), Users: 1, Data: dataset.SyntheticSource{N: 10, Seed: 1}, Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := cl.Stop(); err != nil {
-			t.Error(err)
-		}
-	}()
-	ports, err := freePorts(1)
+	server, _ := startServer(t)
+	ports, err := loopback.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	input := strings.Join([]string{
-		"help " + strings.Repeat("y", 3*MaxInputLine),
+		"help " + strings.Repeat("y", 3*app.MaxInputLine),
 		fmt.Sprintf("register zed 127.0.0.1 %d", ports[0]),
 		"query-dht zed",
-		strings.Repeat("x", MaxInputLine+1), // a command of its own: the query-dht was refused
+		strings.Repeat("x", app.MaxInputLine+1), // a command of its own: the query-dht was refused
 		"query-dht zed " + strings.Repeat("z", 2000),
 	}, "\r\n") // without a final line end
 	out := make(chan printed, 16)
 	notes := make(chan printed, 16)
 	dir := t.TempDir()
-	r := &PeerRunner{
-		Core:  NewPeer(PeerConfig{Server: netip.MustParseAddrPort(cl.Server.Conn.LocalAddr().String())}),
-		Lines: LinesFrom(strings.NewReader(input), nil),
+	r := &app.PeerRunner{
+		Core:  app.NewPeer(app.PeerConfig{Server: server}),
+		Lines: app.LinesFrom(strings.NewReader(input), nil),
 		Out:   lineWriter(out),
 		Notes: lineWriter(notes),
-		OpenStore: func(name string) (PeerStore, error) {
+		OpenStore: func(name string) (app.PeerStore, error) {
 			return store.OpenPeer(filepath.Join(dir, "dht-peer-"+name+".db"))
 		},
 	}
@@ -161,8 +153,8 @@ func TestRunnerInputEndAndLongLines(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	wantNotes := []string{
-		fmt.Sprintf(`input: a line of more than %d bytes ignored (it began "help yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"...)`, MaxInputLine),
-		fmt.Sprintf(`input: a line of more than %d bytes ignored (it began "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"...)`, MaxInputLine),
+		fmt.Sprintf(`input: a line of more than %d bytes ignored (it began "help yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"...)`, app.MaxInputLine),
+		fmt.Sprintf(`input: a line of more than %d bytes ignored (it began "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"...)`, app.MaxInputLine),
 		"input ended; still registered as zed, serving the ring until stopped (Ctrl-C or SIGTERM)",
 	}
 	var gotNotes []string
@@ -203,19 +195,19 @@ func TestRunnerInputEndAndLongLines(t *testing.T) {
 // A line over MaxInputLine is no command; as the Long Name a query-dht
 // waits for, it fails that query-dht.
 func TestOverlongLines(t *testing.T) {
-	p := NewPeer(PeerConfig{Server: fzServer})
-	outs := p.Input(time.Unix(1_700_000_000, 0), "register "+strings.Repeat("a", MaxInputLine))
+	p := app.NewPeer(app.PeerConfig{Server: simServer})
+	outs := p.Input(time.Unix(1_700_000_000, 0), "register "+strings.Repeat("a", app.MaxInputLine))
 	if len(outs) != 1 {
 		t.Fatalf("outputs %+v, want one notice", outs)
 	}
-	if n, ok := outs[0].(Notice); !ok || !strings.HasPrefix(n.Line, "input: a line of more than ") {
+	if n, ok := outs[0].(app.Notice); !ok || !strings.HasPrefix(n.Line, "input: a line of more than ") {
 		t.Fatalf("output %+v, want a notice", outs[0])
 	}
 
 	s, _ := ringOfFour(t, 6)
 	free := freeUser(s)
 	s.do(free, "query-dht "+free)
-	s.mustDo(free, strings.Repeat("x", MaxInputLine+1), fmt.Sprintf("query-dht FAILURE: Long Name too long (a line of more than %d bytes)", MaxInputLine))
+	s.mustDo(free, strings.Repeat("x", app.MaxInputLine+1), fmt.Sprintf("query-dht FAILURE: Long Name too long (a line of more than %d bytes)", app.MaxInputLine))
 	s.do(free, "query-dht "+free)
 	s.mustDo(free, strings.Repeat("x", 1025), "query-dht FAILURE: Long Name too long (1025 bytes, at most 1024)")
 	s.mustDo(free, "query-dht "+free+" Aruba", "query-dht SUCCESS")

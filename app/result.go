@@ -85,6 +85,14 @@ type Result struct {
 	Text string
 }
 
+// ResultWriter is an Out that takes each result as it is instead of its
+// text: a driver that runs peers in this process (dht demo, play, bench, the
+// tests) reads the fields, and formats a result, if it shows one, with
+// String.
+type ResultWriter interface {
+	WriteResult(Result)
+}
+
 // Answer is a ring node's answer to a query.
 type Answer struct {
 	Answered bool   // a node answered (found or not)

@@ -387,10 +387,15 @@ type PeerStore interface {
 }
 
 // writeResult writes a command's result to Out, as the stdout contract
-// spells it (Result.AppendText), and traces it.
+// spells it (Result.AppendText), or hands it over as it is to an Out that
+// is a ResultWriter, and traces it.
 func (r *PeerRunner) writeResult(log *slog.Logger, res Result) {
-	r.outBuf = append(res.AppendText(r.outBuf[:0]), '\n')
-	r.Out.Write(r.outBuf)
+	if w, ok := r.Out.(ResultWriter); ok {
+		w.WriteResult(res)
+	} else {
+		r.outBuf = append(res.AppendText(r.outBuf[:0]), '\n')
+		r.Out.Write(r.outBuf)
+	}
 	traceResult(r.logger(log), res)
 }
 
@@ -400,7 +405,7 @@ type PeerRunner struct {
 	Core *Peer
 	// Lines delivers input lines; closed at end of input.
 	Lines <-chan string
-	Out   io.Writer // results
+	Out   io.Writer // results: their text, one Write each, or the Results to a ResultWriter
 	Log   *slog.Logger
 	// OpenStore opens the table file when the peer binds for register.
 	OpenStore func(name string) (PeerStore, error)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"dht/internal/loopback"
 	"dht/store"
 )
 
@@ -18,7 +19,7 @@ import (
 // request sent again at once nor fail it before the server could answer.
 // The runner's turn is driven directly, so that nothing races the check.
 func TestRegisterTimedFromItsSend(t *testing.T) {
-	ports, err := freePorts(2) // the peer's, and a server nobody runs
+	ports, err := loopback.FreePorts(2) // the peer's, and a server nobody runs
 	if err != nil {
 		t.Fatal(err)
 	}

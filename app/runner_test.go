@@ -1,16 +1,20 @@
-package app
+package app_test
 
 import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"dht/app"
 	"dht/dataset"
+	"dht/internal/cluster"
+	"dht/internal/loopback"
 	"dht/store"
 )
 
@@ -20,32 +24,23 @@ import (
 // there must not wait for that turn to end (closing a socket waits for its
 // reader), and the new socket must work.
 func TestRunnerRebindsInTheOldSocketsTurn(t *testing.T) {
-	cl, err := StartCluster(ClusterConfig{Dir: t.TempDir(), Users: 1, Data: dataset.SyntheticSource{N: 10, Seed: 1}, Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := cl.Stop(); err != nil {
-			t.Error(err)
-		}
-	}()
-	taken := cl.Users[0].Name
-	ports, err := freePorts(2)
+	server, taken := startServer(t)
+	ports, err := loopback.FreePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := make(chan string, 3)
 	out := make(chan printed, 8)
 	dir := t.TempDir()
-	r := &PeerRunner{
-		Core: NewPeer(PeerConfig{
-			Server:   netip.MustParseAddrPort(cl.Server.Conn.LocalAddr().String()),
+	r := &app.PeerRunner{
+		Core: app.NewPeer(app.PeerConfig{
+			Server:   server,
 			LoadData: func() (dataset.Source, error) { return dataset.SyntheticSource{N: 10, Seed: 1}, nil },
 			Rand:     rand.New(rand.NewPCG(1, 2)),
 		}),
 		Lines: lines,
 		Out:   lineWriter(out),
-		OpenStore: func(name string) (PeerStore, error) {
+		OpenStore: func(name string) (app.PeerStore, error) {
 			return store.OpenPeer(filepath.Join(dir, "dht-peer-"+name+".db"))
 		},
 	}
@@ -83,4 +78,132 @@ func TestRunnerRebindsInTheOldSocketsTurn(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+}
+
+// A register refused by the server lets go of the address it bound: once
+// the peer has read its next line, the port is free for anyone.
+func TestRunnerRefusedRegisterFreesItsAddress(t *testing.T) {
+	server, taken := startServer(t)
+	ports, err := loopback.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 4)
+	out := make(chan printed, 16)
+	dir := t.TempDir()
+	r := &app.PeerRunner{
+		Core: app.NewPeer(app.PeerConfig{
+			Server:   server,
+			LoadData: func() (dataset.Source, error) { return dataset.SyntheticSource{N: 10, Seed: 1}, nil },
+		}),
+		Lines: lines,
+		Out:   lineWriter(out),
+		OpenStore: func(name string) (app.PeerStore, error) {
+			return store.OpenPeer(filepath.Join(dir, "dht-peer-"+name+".db"))
+		},
+	}
+	// Refused, and retried at the same address: typed at once, the retry
+	// usually starts in the turn that handles the refusal, and takes the
+	// socket back; otherwise it binds the address again.
+	lines <- fmt.Sprintf("register %s 127.0.0.1 %d", taken, ports[1])
+	lines <- fmt.Sprintf("register other 127.0.0.1 %d", ports[1])
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	next := func() string {
+		t.Helper()
+		select {
+		case p := <-out:
+			return p.line
+		case err := <-done:
+			t.Fatalf("the peer stopped: %v", err)
+		case <-ctx.Done():
+			t.Fatal("no result within a minute")
+		}
+		return ""
+	}
+	if got := next(); !strings.HasPrefix(got, "register FAILURE") {
+		t.Fatalf("first register: %q, want a refusal (%s is taken)", got, taken)
+	}
+	if got := next(); got != "register SUCCESS" {
+		t.Fatalf("a register at the same address: %q", got)
+	}
+	lines <- "deregister other"
+	if got := next(); got != "deregister SUCCESS" {
+		t.Fatalf("deregister: %q", got)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	// Refused, and the next line typed later: by then the port is free.
+	lines = make(chan string, 4)
+	r = &app.PeerRunner{
+		Core:  app.NewPeer(app.PeerConfig{Server: server}),
+		Lines: lines,
+		Out:   lineWriter(out),
+		OpenStore: func(name string) (app.PeerStore, error) {
+			return store.OpenPeer(filepath.Join(dir, "dht-peer-"+name+".db"))
+		},
+	}
+	done = make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	lines <- fmt.Sprintf("register %s 127.0.0.1 %d", taken, ports[0])
+	if got := next(); !strings.HasPrefix(got, "register FAILURE") {
+		t.Fatalf("register: %q, want a refusal (%s is taken)", got, taken)
+	}
+	// The peer reads this line only once the socket is closed.
+	lines <- "help"
+	if got := next(); !strings.HasPrefix(got, "commands (") {
+		t.Fatalf("help: %q", got)
+	}
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ports[0])))
+	if err != nil {
+		t.Fatalf("the port of a refused register is still held: %v", err)
+	}
+	c.Close()
+	close(lines)
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// startServer starts a server on 127.0.0.1, for a runner under test to
+// talk to, and registers a user with it: taken, a name already in use.
+func startServer(t *testing.T) (server netip.AddrPort, taken string) {
+	t.Helper()
+	data := dataset.SyntheticSource{N: 10, Seed: 1}
+	cl, err := cluster.Start(cluster.Config{Dir: t.TempDir(), Data: func() (dataset.Source, error) { return data, nil }, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cl.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	ports, err := loopback.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	taken = "useraaa"
+	if _, err := cl.Peer(taken).Must(ctx, fmt.Sprintf("register %s %s %d", taken, loopback.Addr, ports[0])); err != nil {
+		t.Fatal(err)
+	}
+	return cl.Server(), taken
+}
+
+// printed is a line a runner wrote.
+type printed struct{ line string }
+
+// lineWriter hands each line written (one Write each) to the channel,
+// without its final newline.
+type lineWriter chan printed
+
+func (w lineWriter) Write(b []byte) (int, error) {
+	w <- printed{line: strings.TrimSuffix(string(b), "\n")}
+	return len(b), nil
 }

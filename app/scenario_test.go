@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"context"
@@ -9,53 +9,65 @@ import (
 	"strings"
 	"testing"
 
+	"dht/app"
 	"dht/dataset"
 )
 
+// foundLine is the first line of a query's answer that found the record.
 var foundLine = regexp.MustCompile(`^query-dht SUCCESS: found at node ([A-Za-z]+) \(id (\d+)\) after (\d+) hops?$`)
 
-// queryAll asks for every record from user `from` and checks each answer:
-// the right node (by the hash), a plausible hop count, every field.
+// queryAll asks for every record from user `from` and checks each answer,
+// as the result says it and as stdout shows it: the right node (by the
+// hash), a plausible hop count, every field.
 func queryAll(t *testing.T, s *simNet, from string, data []dataset.Record, n int) {
 	t.Helper()
 	for _, r := range data {
-		out := s.mustDo(from, "query-dht "+from+" "+r.LongName, "query-dht SUCCESS")
-		lines := strings.Split(strings.Join(out, "\n"), "\n")
+		res, err := s.Do(from, "query-dht "+from+" "+r.LongName)
+		if err != nil {
+			t.Fatalf("seed %d: %v", s.Seed(), err)
+		}
+		if len(res) != 1 || !res[0].OK || res[0].Answer.Record != r {
+			t.Fatalf("seed %d: %q: printed %q", s.Seed(), r.LongName, texts(res))
+		}
+		lines := strings.Split(res[0].String(), "\n")
 		m := foundLine.FindStringSubmatch(lines[0])
 		if m == nil {
-			t.Fatalf("seed %d: result line %q", s.seed, lines[0])
+			t.Fatalf("seed %d: result line %q", s.Seed(), lines[0])
 		}
 		id, _ := strconv.Atoi(m[2])
 		hops, _ := strconv.Atoi(m[3])
+		if a := res[0].Answer; a.NodeID != id || a.Hops != hops || a.Node != m[1] {
+			t.Fatalf("seed %d: %q: the line says node %s id %d after %d hops, the result %s id %d after %d", s.Seed(), r.LongName, m[1], id, hops, a.Node, a.NodeID, a.Hops)
+		}
 		if want := dataset.ID(r.Pos(), n); id != want || hops >= n {
-			t.Fatalf("seed %d: %q answered by id %d after %d hops, want id %d and < %d hops", s.seed, r.LongName, id, hops, want, n)
+			t.Fatalf("seed %d: %q answered by id %d after %d hops, want id %d and < %d hops", s.Seed(), r.LongName, id, hops, want, n)
 		}
 		if len(lines) != 1+dataset.NumFields {
-			t.Fatalf("seed %d: %q: %d lines", s.seed, r.LongName, len(lines))
+			t.Fatalf("seed %d: %q: %d lines", s.Seed(), r.LongName, len(lines))
 		}
 		for i, f := range r.Fields() {
 			if want := dataset.Headers[i] + ": " + f; lines[1+i] != want {
-				t.Fatalf("seed %d: line %q, want %q", s.seed, lines[1+i], want)
+				t.Fatalf("seed %d: line %q, want %q", s.Seed(), lines[1+i], want)
 			}
 		}
 	}
 }
 
 func freeUser(s *simNet) string {
-	for _, name := range s.names() {
-		if p := s.procs[name]; !p.core.inRing && p.core.Registered() {
+	for _, name := range s.Names() {
+		if p := s.Process(name); !app.Identity(p.Core).InRing && p.Core.Registered() {
 			return name
 		}
 	}
 	return ""
 }
 
-func leaderName(s *simNet) string { return s.server.Snapshot().DHT.Leader }
+func leaderName(s *simNet) string { return s.Server().Snapshot().DHT.Leader }
 
 // memberWithID names the ring member holding id.
 func memberWithID(s *simNet, id int) string {
-	for _, name := range s.names() {
-		if p := s.procs[name]; p.core.inRing && p.core.id == id {
+	for _, name := range s.Names() {
+		if p := s.Process(name); app.Identity(p.Core).InRing && app.Identity(p.Core).ID == id {
 			return name
 		}
 	}
@@ -71,12 +83,12 @@ func runScenario(t *testing.T, s *simNet, data []dataset.Record) {
 		s.addPeer(u, data)
 	}
 	for _, u := range users {
-		p := s.procs[u]
-		s.mustDo(u, fmt.Sprintf("register %s %s %d", u, p.addr.Addr(), p.addr.Port()), "register SUCCESS")
+		p := s.Process(u)
+		s.mustDo(u, fmt.Sprintf("register %s %s %d", u, p.Addr.Addr(), p.Addr.Port()), "register SUCCESS")
 	}
 	out := s.mustDo("alice", "setup-dht 4 alice", "setup-dht SUCCESS")
 	if len(out) != 2 || out[1] != "dht-complete SUCCESS" {
-		t.Fatalf("seed %d: setup printed %q", s.seed, out)
+		t.Fatalf("seed %d: setup printed %q", s.Seed(), out)
 	}
 	s.checkRing(data)
 	free := freeUser(s)
@@ -86,14 +98,14 @@ func runScenario(t *testing.T, s *simNet, data []dataset.Record) {
 	middle := memberWithID(s, 2)
 	out = s.mustDo(middle, "leave-dht "+middle, "leave-dht SUCCESS")
 	if len(out) != 2 || !strings.HasPrefix(out[1], "dht-rebuilt SUCCESS") {
-		t.Fatalf("seed %d: leave printed %q", s.seed, out)
+		t.Fatalf("seed %d: leave printed %q", s.Seed(), out)
 	}
 	s.checkRing(data)
 
 	leader := leaderName(s)
 	out = s.mustDo(leader, "leave-dht "+leader, "leave-dht SUCCESS")
 	if len(out) != 2 || !strings.HasPrefix(out[1], "dht-rebuilt SUCCESS") {
-		t.Fatalf("seed %d: leave printed %q", s.seed, out)
+		t.Fatalf("seed %d: leave printed %q", s.Seed(), out)
 	}
 	s.checkRing(data)
 	queryAll(t, s, leader, data, 2)
@@ -101,28 +113,28 @@ func runScenario(t *testing.T, s *simNet, data []dataset.Record) {
 	leader = leaderName(s)
 	out = s.mustDo(leader, "teardown-dht "+leader, "teardown-dht SUCCESS")
 	if len(out) != 2 || out[1] != "teardown-complete SUCCESS" {
-		t.Fatalf("seed %d: teardown printed %q", s.seed, out)
+		t.Fatalf("seed %d: teardown printed %q", s.Seed(), out)
 	}
-	for _, name := range s.names() {
-		p := s.procs[name]
-		id, recs, _ := p.store.Load()
-		if p.core.inRing || len(p.core.uncommitted) != 0 || id.InRing || len(recs) != 0 {
-			t.Fatalf("seed %d: %s still holds a DHT after teardown", s.seed, name)
+	for _, name := range s.Names() {
+		p := s.Process(name)
+		id, recs, _ := p.Table.Load()
+		if app.Identity(p.Core).InRing || p.Core.Unsettled() || id.InRing || len(recs) != 0 {
+			t.Fatalf("seed %d: %s still holds a DHT after teardown", s.Seed(), name)
 		}
 	}
-	if st := s.server.Snapshot(); st.DHT.Phase != 0 {
-		t.Fatalf("seed %d: server still has a DHT: %+v", s.seed, st.DHT)
+	if st := s.Server().Snapshot(); st.DHT.Phase != 0 {
+		t.Fatalf("seed %d: server still has a DHT: %+v", s.Seed(), st.DHT)
 	}
 
 	s.mustDo("erin", "setup-dht 3 erin", "setup-dht SUCCESS")
 	s.checkRing(data)
 	s.mustDo("erin", "teardown-dht erin", "teardown-dht SUCCESS")
 	s.mustDo("bob", "deregister bob", "deregister SUCCESS")
-	if !s.procs["bob"].core.exited {
-		t.Fatalf("seed %d: bob did not exit after deregister", s.seed)
+	if !s.Process("bob").Exited {
+		t.Fatalf("seed %d: bob did not exit after deregister", s.Seed())
 	}
-	if len(s.server.Snapshot().Users) != 4 {
-		t.Fatalf("seed %d: server users %+v", s.seed, s.server.Snapshot().Users)
+	if len(s.Server().Snapshot().Users) != 4 {
+		t.Fatalf("seed %d: server users %+v", s.Seed(), s.Server().Snapshot().Users)
 	}
 }
 
@@ -219,15 +231,15 @@ func TestScenarioNodesWithoutRecords(t *testing.T) {
 			users := []string{"alice", "bob", "carol", "dave", "erin"}
 			for _, u := range users {
 				s.addPeer(u, data)
-				p := s.procs[u]
-				s.mustDo(u, fmt.Sprintf("register %s %s %d", u, p.addr.Addr(), p.addr.Port()), "register SUCCESS")
+				p := s.Process(u)
+				s.mustDo(u, fmt.Sprintf("register %s %s %d", u, p.Addr.Addr(), p.Addr.Port()), "register SUCCESS")
 			}
 			s.mustDo("alice", "setup-dht 5 alice", "setup-dht SUCCESS")
 			s.checkRing(data)
 			middle := memberWithID(s, 2)
 			out := s.mustDo(middle, "leave-dht "+middle, "leave-dht SUCCESS")
 			if len(out) != 2 || !strings.HasPrefix(out[1], "dht-rebuilt SUCCESS") {
-				t.Fatalf("seed %d: leave printed %q", s.seed, out)
+				t.Fatalf("seed %d: leave printed %q", s.Seed(), out)
 			}
 			s.checkRing(data)
 		})

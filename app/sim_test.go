@@ -1,69 +1,58 @@
-package app
+package app_test
 
 import (
 	"cmp"
+	"dht/app/state"
 	"flag"
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
-	"dht/app/state"
+	"dht/app"
 	"dht/dataset"
+	"dht/internal/simnet"
 )
 
 var seedFlag = flag.Uint64("seed", 0, "replay the simulations with this seed only")
 
-const realData = "../dataset/StatsCountry.csv"
+var records = app.Records
 
-var (
-	loadOnce    sync.Once
-	realRecords []dataset.Record
-	realErr     error
-)
+// simServer is where the simulated server listens.
+var simServer = netip.MustParseAddrPort("10.0.0.1:4000")
 
-func records(t testing.TB) []dataset.Record {
-	t.Helper()
-	loadOnce.Do(func() { realRecords, realErr = dataset.Load(realData) })
-	if realErr != nil {
-		t.Fatalf("load dataset: %v", realErr)
-	}
-	return realRecords
-}
-
-// simNet is Sim for the tests: it fails the test on the first error, with
-// the seed to replay it (-seed), and checks the invariants of a ring. Loss,
-// Dup, Delay, RestartEvery, Down/Up and Stats are Sim's.
+// simNet is simnet.Sim for the tests: it fails the test on the first
+// error, with the seed to replay it (-seed), and checks the invariants of a
+// ring. Loss, Dup, Delay, RestartEvery, Down/Up and Stats are Sim's.
 type simNet struct {
-	*Sim
+	*simnet.Sim
 	t testing.TB
 }
 
-// newSim builds a simulation seeded with seed, the server at 10.0.0.1:4000.
+// newSim builds a simulation seeded with seed, the server at simServer.
 func newSim(t testing.TB, seed uint64) *simNet {
-	return &simNet{Sim: NewSim(seed, netip.MustParseAddrPort("10.0.0.1:4000")), t: t}
+	return &simNet{Sim: simnet.New(seed, simServer), t: t}
 }
 
 // check fails the test if the simulation went wrong.
 func (s *simNet) check() {
 	s.t.Helper()
-	if s.err != nil {
-		s.t.Fatalf("seed %d: %v", s.seed, s.err)
+	if err := s.Err(); err != nil {
+		s.t.Fatalf("seed %d: %v", s.Seed(), err)
 	}
 }
 
 // addPeer creates a peer process (not yet registered) for user name at
 // 10.0.0.x:5000.
-func (s *simNet) addPeer(name string, data []dataset.Record) *simProc {
-	s.AddPeer(name, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(10 + len(s.procs))}), 5000), data)
-	return s.procs[name]
+func (s *simNet) addPeer(name string, data []dataset.Record) *simnet.Process {
+	s.AddPeer(name, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(10 + len(s.Names()))}), 5000), data)
+	return s.Process(name)
 }
 
 // input types a line at a peer.
 func (s *simNet) input(name, line string) {
 	s.t.Helper()
-	s.Sim.input(s.procs[name], line)
+	s.Input(name, line)
 	s.check()
 }
 
@@ -71,19 +60,28 @@ func (s *simNet) input(name, line string) {
 // when nothing is left to do.
 func (s *simNet) step() bool {
 	s.t.Helper()
-	ok := s.Sim.step()
+	ok := s.Step()
 	s.check()
 	return ok
 }
 
 // do types line at peer name and runs the network until that peer is idle
 // again and the ring has settled (acks of the last messages); it returns
-// what the peer printed for the line.
+// what the peer printed for the line, as stdout shows each result.
 func (s *simNet) do(name, line string) []string {
 	s.t.Helper()
 	out, err := s.Do(name, line)
 	if err != nil {
-		s.t.Fatalf("seed %d: %v", s.seed, err)
+		s.t.Fatalf("seed %d: %v", s.Seed(), err)
+	}
+	return texts(out)
+}
+
+// texts is each result as stdout shows it.
+func texts(rs []app.Result) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.String()
 	}
 	return out
 }
@@ -93,7 +91,7 @@ func (s *simNet) mustDo(name, line, want string) []string {
 	s.t.Helper()
 	out := s.do(name, line)
 	if len(out) == 0 || !strings.HasPrefix(out[0], want) {
-		s.t.Fatalf("seed %d: %s: %q printed %q, want a first line starting %q", s.seed, name, line, out, want)
+		s.t.Fatalf("seed %d: %s: %q printed %q, want a first line starting %q", s.Seed(), name, line, out, want)
 	}
 	return out
 }
@@ -104,59 +102,64 @@ func (s *simNet) mustDo(name, line, want string) []string {
 // ring equal to the node's.
 func (s *simNet) checkRing(data []dataset.Record) {
 	s.t.Helper()
-	var ring []*simProc
-	for _, name := range s.server.Snapshot().DHT.Members {
-		ring = append(ring, s.procs[name])
+	type node struct {
+		*simnet.Process
+		place state.Identity // in memory
 	}
-	slices.SortFunc(ring, func(a, b *simProc) int { return cmp.Compare(a.core.id, b.core.id) })
+	var ring []node
+	for _, name := range s.Server().Snapshot().DHT.Members {
+		p := s.Process(name)
+		ring = append(ring, node{p, app.Identity(p.Core)})
+	}
+	slices.SortFunc(ring, func(a, b node) int { return cmp.Compare(a.place.ID, b.place.ID) })
 	n := len(ring)
 	if n == 0 {
-		s.t.Fatalf("seed %d: no ring", s.seed)
+		s.t.Fatalf("seed %d: no ring", s.Seed())
 	}
 	for i, p := range ring {
-		if p.core.id != i || p.core.n != n {
-			s.t.Fatalf("seed %d: %s has id %d of %d, want %d of %d", s.seed, p.name, p.core.id, p.core.n, i, n)
+		if !p.place.InRing || p.place.ID != i || p.place.N != n {
+			s.t.Fatalf("seed %d: %s has id %d of %d (in a ring: %v), want %d of %d", s.Seed(), p.Name, p.place.ID, p.place.N, p.place.InRing, i, n)
 		}
-		if p.core.right.Addr != ring[(i+1)%n].addr || p.core.left.Addr != ring[(i+n-1)%n].addr {
-			s.t.Fatalf("seed %d: %s's neighbours are %s/%s, not a ring in id order", s.seed, p.name, p.core.left, p.core.right)
+		if p.place.Right.Addr != ring[(i+1)%n].Addr || p.place.Left.Addr != ring[(i+n-1)%n].Addr {
+			s.t.Fatalf("seed %d: %s's neighbours are %s/%s, not a ring in id order", s.Seed(), p.Name, p.place.Left, p.place.Right)
 		}
 	}
 	total := 0
 	for _, p := range ring {
-		id, recs, err := p.store.Load()
+		id, recs, err := p.Table.Load()
 		if err != nil {
 			s.t.Fatal(err)
 		}
 		total += len(recs)
 		for _, r := range recs {
-			if owner := dataset.ID(r.Pos(), n); owner != p.core.id {
-				s.t.Fatalf("seed %d: %s (id %d) holds %q, which belongs at id %d", s.seed, p.name, p.core.id, r.LongName, owner)
+			if owner := dataset.ID(r.Pos(), n); owner != p.place.ID {
+				s.t.Fatalf("seed %d: %s (id %d) holds %q, which belongs at id %d", s.Seed(), p.Name, p.place.ID, r.LongName, owner)
 			}
 		}
-		if len(p.core.uncommitted) != 0 {
-			s.t.Fatalf("seed %d: %s has %d records not committed", s.seed, p.name, len(p.core.uncommitted))
+		if p.Core.Unsettled() {
+			s.t.Fatalf("seed %d: %s has records not committed", s.Seed(), p.Name)
 		}
-		if !id.InRing || id.ID != p.core.id || id.N != n {
-			s.t.Fatalf("seed %d: %s's file says in-ring %v id %d/%d; memory says %d/%d", s.seed, p.name, id.InRing, id.ID, id.N, p.core.id, n)
+		if !id.InRing || id.ID != p.place.ID || id.N != n {
+			s.t.Fatalf("seed %d: %s's file says in-ring %v id %d/%d; memory says %d/%d", s.Seed(), p.Name, id.InRing, id.ID, id.N, p.place.ID, n)
 		}
-		if id.Left.Addr != p.core.left.Addr || id.Right.Addr != p.core.right.Addr {
-			s.t.Fatalf("seed %d: %s's file says neighbours %v/%v; memory says %v/%v", s.seed, p.name, id.Left, id.Right, p.core.left, p.core.right)
+		if id.Left.Addr != p.place.Left.Addr || id.Right.Addr != p.place.Right.Addr {
+			s.t.Fatalf("seed %d: %s's file says neighbours %v/%v; memory says %v/%v", s.Seed(), p.Name, id.Left, id.Right, p.place.Left, p.place.Right)
 		}
 	}
 	if total != len(data) {
-		s.t.Fatalf("seed %d: the ring holds %d records, want %d", s.seed, total, len(data))
+		s.t.Fatalf("seed %d: the ring holds %d records, want %d", s.Seed(), total, len(data))
 	}
 	for _, r := range data {
 		owner := ring[dataset.ID(r.Pos(), n)]
-		got, ok, err := owner.core.lookup(r.LongName)
+		got, ok, err := app.Lookup(owner.Core, r.LongName)
 		if err != nil || !ok || got != r {
-			s.t.Fatalf("seed %d: %q missing or different at %s", s.seed, r.LongName, owner.name)
+			s.t.Fatalf("seed %d: %q missing or different at %s", s.Seed(), r.LongName, owner.Name)
 		}
 	}
 	// Server view agrees with the ring.
-	st := s.server.Snapshot()
-	if st.DHT.Phase != state.PhaseReady || len(st.DHT.Members) != n || st.DHT.Leader != ring[0].name {
-		s.t.Fatalf("seed %d: server DHT %+v disagrees with ring led by %s of %d", s.seed, st.DHT, ring[0].name, n)
+	st := s.Server().Snapshot()
+	if st.DHT.Phase != state.PhaseReady || len(st.DHT.Members) != n || st.DHT.Leader != ring[0].Name {
+		s.t.Fatalf("seed %d: server DHT %+v disagrees with ring led by %s of %d", s.Seed(), st.DHT, ring[0].Name, n)
 	}
 }
 

@@ -82,6 +82,52 @@ func tracePersistServer(log *slog.Logger, st state.ServerState) {
 		slog.String("members", strings.Join(st.DHT.Members, ",")), slog.String("leaver", st.DHT.Leaver))
 }
 
+// Whatever runs the state machines besides the runners (the simulation)
+// traces through the functions below, which the runners' own tracing is
+// built on, so that its trace has the same messages, levels and keys.
+
+// TraceTyped records a line typed at a peer, as a runner does when it reads
+// one; queued says that a command was in progress, so the line waits its
+// turn.
+func TraceTyped(log *slog.Logger, line string, queued bool) { traceInput(log, line, queued) }
+
+// TraceSend records a datagram sent, as a runner's socket does.
+func TraceSend(log *slog.Logger, s Send) {
+	if log.Enabled(context.Background(), slog.LevelInfo) {
+		log.LogAttrs(context.Background(), slog.LevelInfo, "send", traceAttrs(s.To, s.ID, s.Flags, s.Msg)...)
+	}
+}
+
+// TraceRecv records a datagram received and decoded, as a runner's socket
+// does.
+func TraceRecv(log *slog.Logger, d Datagram) {
+	if log.Enabled(context.Background(), slog.LevelInfo) {
+		log.LogAttrs(context.Background(), slog.LevelInfo, "recv", traceAttrs(d.From, d.Header.ID, d.Header.Flags, d.Msg)...)
+	}
+}
+
+// TraceOutput records o as a runner does once it has carried it out: a
+// Result's first line, an Event at its level, a Notice as a runner without
+// Notes does, what a PersistServer or PersistPeer made durable, an Exit. A
+// Send is traced where it is written (TraceSend); Bind, Unbind and
+// DiscardStore leave no line.
+func TraceOutput(log *slog.Logger, o Output) {
+	switch o := o.(type) {
+	case Result:
+		traceResult(log, o)
+	case Event:
+		traceEvent(log, o)
+	case Notice:
+		traceEvent(log, event(o.Line))
+	case PersistServer:
+		tracePersistServer(log, o.State)
+	case PersistPeer:
+		tracePersistPeer(log, o.Batch)
+	case Exit:
+		traceDebug(log, TraceExit)
+	}
+}
+
 // logger is the peer's trace logger: once bound, the endpoint's, which
 // names the node and its address.
 func (r *PeerRunner) logger(base *slog.Logger) *slog.Logger {

@@ -180,6 +180,16 @@ func traceLogger(c *cli.Context, w io.Writer, node string) *slog.Logger {
 	return l
 }
 
+// clusterTrace is the trace of every process dht demo or dht play runs, to
+// w (nil: none); one handler, so that lines of different processes never
+// interleave.
+func clusterTrace(w io.Writer) *slog.Logger {
+	if w == nil {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
 func quietFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "do not write the datagram trace to stderr"}
 }

@@ -3,11 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"math/rand/v2"
-	"os"
 	"runtime"
 	"strings"
 	"testing"
+
+	"dht/internal/bench"
 )
 
 // A tiny bench runs every phase and reports every figure; every record
@@ -18,7 +18,7 @@ func TestBenchSmoke(t *testing.T) {
 	if code := run(args, strings.NewReader(""), &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
-	var r benchReport
+	var r bench.Report
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatalf("%v: %s", err, out.String())
 	}
@@ -28,7 +28,7 @@ func TestBenchSmoke(t *testing.T) {
 	if got := runtime.GOMAXPROCS(0); got == 3 && runtime.NumCPU() != 3 {
 		t.Errorf("the bench left GOMAXPROCS at %d", got)
 	}
-	for _, q := range []queryReport{r.Single, r.Concurrent} {
+	for _, q := range []bench.QueryReport{r.Single, r.Concurrent} {
 		if q.Queries != 30 || q.Found != 30 {
 			t.Errorf("%d queriers: found %d of %d", q.Queriers, q.Found, q.Queries)
 		}
@@ -67,7 +67,7 @@ func TestBenchLossSweep(t *testing.T) {
 	if code := run(args, strings.NewReader(""), &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
-	var rows []sweepRow
+	var rows []bench.SweepRow
 	if err := json.Unmarshal(out.Bytes(), &rows); err != nil {
 		t.Fatalf("%v: %s", err, out.String())
 	}
@@ -81,95 +81,5 @@ func TestBenchLossSweep(t *testing.T) {
 		if r.Loss > 0 && (r.Lost == 0 || r.Retransmits == 0) {
 			t.Errorf("loss %g: %d lost, %d retransmitted", r.Loss, r.Lost, r.Retransmits)
 		}
-	}
-}
-
-// The query order asks every record in turn, each pass shuffled, and a
-// last partial pass asks distinct records.
-func TestQueryOrder(t *testing.T) {
-	if got := queryOrder(rand.New(rand.NewPCG(1, 2)), 0, 10); len(got) != 0 {
-		t.Fatalf("no records, 10 queries: %v", got)
-	}
-	for _, c := range []struct{ records, n int }{{10, 25}, {1000, 30}, {241, 2410}, {5, 5}} {
-		order := queryOrder(rand.New(rand.NewPCG(1, 2)), c.records, c.n)
-		if len(order) != c.n {
-			t.Fatalf("%d records, %d queries: %d asked", c.records, c.n, len(order))
-		}
-		for start := 0; start < c.n; start += c.records {
-			pass := map[int]bool{}
-			for _, i := range order[start:min(start+c.records, c.n)] {
-				if i < 0 || i >= c.records || pass[i] {
-					t.Fatalf("%d records, %d queries: pass from %d asks %d twice or out of range: %v", c.records, c.n, start, i, order)
-				}
-				pass[i] = true
-			}
-		}
-	}
-}
-
-// The scaling figure draws setup and query time against N and setup time
-// and peak anonymous memory against the records, each point labelled.
-func TestScalingSVG(t *testing.T) {
-	byN := []scalingPoint{{Peers: 2, SetupMS: 6.5, QueryP50US: 80}, {Peers: 8, SetupMS: 11, QueryP50US: 120}}
-	byRecords := []scalingPoint{{Peers: 16, Records: 1000, SetupMS: 40, PeakAnonMB: 17}, {Peers: 16, Records: 100000, SetupMS: 3900, PeakAnonMB: 46}}
-	path := t.TempDir() + "/scaling.svg"
-	if err := writeScalingSVG(path, byN, byRecords, "a note"); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svg := string(b)
-	for _, want := range []string{"ring size N (241 records)", "query p50, 1 querier (µs)", "records (synthetic), N = 16",
-		"peak anonymous memory (MB)", ">3900<", ">46<", ">17<", "a note"} {
-		if !strings.Contains(svg, want) {
-			t.Errorf("the figure lacks %q", want)
-		}
-	}
-	var out bytes.Buffer
-	printScaling(&out, byN, byRecords)
-	if !strings.Contains(out.String(), "peak anon MB") || !strings.Contains(out.String(), "100000") {
-		t.Errorf("table:\n%s", out.String())
-	}
-}
-
-// Over several runs the report gives each figure's median, the spread of
-// the target figures, and for found the worst run of each query phase on
-// its own.
-func TestMedianReport(t *testing.T) {
-	run := func(setup, single, perSecond float64, foundSingle, foundConc int) benchReport {
-		var r benchReport
-		r.Setup.FloorRatio = setup
-		r.Single = queryReport{Queriers: 1, Queries: 241, Found: foundSingle, FloorRatio: single}
-		r.Concurrent = queryReport{Queriers: 16, Queries: 241, Found: foundConc, PerSecond: perSecond}
-		return r
-	}
-	rs := []benchReport{
-		run(1.9, 2.2, 18000, 200, 241), // a run whose single phase lost records
-		run(1.3, 1.6, 25000, 241, 241),
-		run(1.5, 1.8, 21000, 241, 239),
-	}
-	r := medianReport(rs)
-	if r.Runs != 3 || r.Setup.FloorRatio != 1.5 || r.Single.FloorRatio != 1.8 || r.Concurrent.PerSecond != 21000 {
-		t.Errorf("medians: runs %d, setup %v, single %v, per second %v; want 3, 1.5, 1.8, 21000",
-			r.Runs, r.Setup.FloorRatio, r.Single.FloorRatio, r.Concurrent.PerSecond)
-	}
-	if r.Single.Found != 200 || r.Concurrent.Found != 239 {
-		t.Errorf("found: single %d, concurrent %d; want each phase's worst run, 200 and 239", r.Single.Found, r.Concurrent.Found)
-	}
-	if r.Spread == nil || r.Spread.SetupRatio != [2]float64{1.3, 1.9} || r.Spread.SingleRatio != [2]float64{1.6, 2.2} ||
-		r.Spread.PerSecond != [2]float64{18000, 25000} {
-		t.Fatalf("spread %+v", r.Spread)
-	}
-	var b strings.Builder
-	printReport(&b, r)
-	for _, want := range []string{"1.50 (runs 1.30–1.90)", "1.80 (runs 1.60–2.20)", "21000 (runs 18000–25000)"} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("the table lacks %q:\n%s", want, b.String())
-		}
-	}
-	if one := medianReport(rs[:1]); one.Spread != nil {
-		t.Errorf("one run has a spread: %+v", one.Spread)
 	}
 }

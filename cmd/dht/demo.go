@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,6 +14,8 @@ import (
 
 	"dht/app"
 	"dht/dataset"
+	"dht/internal/cluster"
+	"dht/internal/loopback"
 )
 
 // demoNames are the users of a demo, in order; more than these get
@@ -78,14 +81,14 @@ func demoCommand(e env) *cli.Command {
 			}
 			ctx, cancel := signalContext()
 			defer cancel()
-			cl, err := startLocalCluster(localClusterConfig{Dir: wd.path, Data: c.String("data"), Seed: seed, Port: uint16(c.Uint("port")), Trace: trace, Ctx: ctx})
+			cl, err := cluster.Start(cluster.Config{Dir: wd.path, Data: loadData(c.String("data")), Seed: seed, Port: uint16(c.Uint("port")), Log: clusterTrace(trace), Ctx: ctx})
 			if err != nil {
 				wd.done()
 				return err
 			}
 			d := &demo{cl: cl, out: e.stdout, recs: recs, data: dataName, dataFlag: c.String("data"), seed: seed, keep: wd.keep}
 			err = d.run(n, c.Bool("keep-running"))
-			if serr := cl.stop(); err == nil && serr != nil {
+			if serr := cl.Stop(); err == nil && serr != nil {
 				err = serr
 			}
 			where, derr := wd.done()
@@ -101,7 +104,7 @@ func demoCommand(e env) *cli.Command {
 }
 
 type demo struct {
-	cl   *localCluster
+	cl   *cluster.Cluster
 	out  io.Writer
 	recs []dataset.Record
 	data string // the dataset's name, for people
@@ -126,11 +129,13 @@ func (d *demo) section(format string, a ...any) {
 
 // do types a line at a peer, prints it and what came back, and insists
 // on the outcome the narration relies on.
-func (d *demo) do(user, line, want string) ([]string, error) {
+func (d *demo) do(user, line, want string) ([]app.Result, error) {
 	fmt.Fprintf(d.out, "%s> %s\n", user, line)
-	printed, err := d.cl.do(user, line, demoTimeout)
-	for _, p := range printed {
-		fmt.Fprintln(d.out, p)
+	ctx, cancel := context.WithTimeoutCause(context.Background(), demoTimeout, fmt.Errorf("no result within %v", demoTimeout))
+	defer cancel()
+	printed, err := d.cl.Peer(user).Do(ctx, line)
+	for _, r := range printed {
+		fmt.Fprintln(d.out, r.String())
 	}
 	if err != nil {
 		return printed, fmt.Errorf("demo: %s> %s: %w", user, line, err)
@@ -145,12 +150,12 @@ func (d *demo) run(n int, keep bool) error {
 	cl := d.cl
 	d.say("dht demo: a server and %d peers in this process, all on 127.0.0.1 (seed %d).", n, d.seed)
 	d.say("Lines typed at a peer are shown as USER> LINE, followed by what the peer printed.")
-	d.say("The bbolt files are in %s", cl.dir)
+	d.say("The bbolt files are in %s", cl.Dir())
 
-	d.section("The server listens on %s", cl.server)
-	d.say("It keeps the registry in %s/dht-server.db.", cl.dir)
+	d.section("The server listens on %s", cl.Server())
+	d.say("It keeps the registry in %s/dht-server.db.", cl.Dir())
 
-	ports, err := freeLoopbackPorts(n)
+	ports, err := loopback.FreePorts(n)
 	if err != nil {
 		return err
 	}
@@ -173,7 +178,7 @@ func (d *demo) run(n int, keep bool) error {
 	}
 	ring := demoRing(printed)
 	if len(ring) != n-1 {
-		return fmt.Errorf("demo: cannot read the ring from %q", printed)
+		return fmt.Errorf("demo: setup-dht built no ring of %d (printed %q)", n-1, printed)
 	}
 	d.say("%s read the %d records of %s.", leader, len(d.recs), d.data)
 	d.say("It sent set-id to each member; then every record went round the ring, hop by hop, to")
@@ -211,7 +216,7 @@ func (d *demo) run(n int, keep bool) error {
 	}
 	newLeader := demoNewLeader(printed)
 	if newLeader == "" {
-		return fmt.Errorf("demo: cannot read the new leader from %q", printed)
+		return fmt.Errorf("demo: leave-dht named no new leader (printed %q)", printed)
 	}
 	if _, err := d.do(leaver, "query-dht "+leaver+" Aruba", "SUCCESS"); err != nil {
 		return err
@@ -229,10 +234,10 @@ func (d *demo) run(n int, keep bool) error {
 
 	if d.keep {
 		d.section("Look at the files")
-		for _, f := range cl.files() {
+		for _, f := range cl.Files() {
 			d.say("  dht inspect %s", f)
 		}
-		d.say("  dht ring --svg ring.svg %s", strings.Join(cl.files(), " "))
+		d.say("  dht ring --svg ring.svg %s", strings.Join(cl.Files(), " "))
 	}
 	if !keep {
 		return nil
@@ -242,7 +247,7 @@ func (d *demo) run(n int, keep bool) error {
 	if d.dataFlag != "" {
 		data = "--data " + d.dataFlag + " "
 	}
-	d.say("  dht peer %s--db %s %s %d", data, filepath.Join(cl.dir, "dht-peer-you.db"), cl.server.Addr(), cl.server.Port())
+	d.say("  dht peer %s--db %s %s %d", data, filepath.Join(cl.Dir(), "dht-peer-you.db"), cl.Server().Addr(), cl.Server().Port())
 	d.say("and type, e.g.:")
 	d.say("  register you 127.0.0.1 7001")
 	d.say("  query-dht you Aruba")
@@ -252,33 +257,28 @@ func (d *demo) run(n int, keep bool) error {
 // keepRunning waits for SIGINT or SIGTERM; a server that fails ends the
 // wait too.
 func (d *demo) keepRunning() error {
-	select {
-	case <-d.cl.ctx.Done():
-		d.say("Stopping.")
-		return nil
-	case err := <-d.cl.srvDone:
-		d.cl.srvDone <- err // stop reads it again
+	if err := d.cl.Wait(); err != nil {
 		return err
 	}
+	d.say("Stopping.")
+	return nil
 }
 
-// demoRing reads the members from setup-dht's result line.
-func demoRing(printed []string) []string {
-	for _, l := range printed {
-		if strings.HasPrefix(l, "setup-dht SUCCESS") {
-			if i := strings.LastIndex(l, ": "); i >= 0 {
-				return strings.Fields(l[i+2:])
-			}
+// demoRing is the ring setup-dht built, leader first.
+func demoRing(printed []app.Result) []string {
+	for _, r := range printed {
+		if r.Cmd == app.CmdSetupDHT && r.OK {
+			return r.Ring
 		}
 	}
 	return nil
 }
 
-// demoNewLeader reads the new leader from dht-rebuilt's result line.
-func demoNewLeader(printed []string) string {
-	for _, l := range printed {
-		if s, ok := strings.CutPrefix(l, "dht-rebuilt SUCCESS: new leader "); ok {
-			return strings.TrimSpace(s)
+// demoNewLeader is the leader of the ring a leave-dht rebuilt.
+func demoNewLeader(printed []app.Result) string {
+	for _, r := range printed {
+		if r.Cmd == app.CmdDHTRebuilt && r.OK {
+			return r.NewLeader
 		}
 	}
 	return ""

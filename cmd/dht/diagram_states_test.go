@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"dht/app/state"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -12,10 +13,9 @@ import (
 	"strings"
 	"testing"
 
-	"dht/app"
-	"dht/app/state"
 	"dht/dataset"
 	"dht/diagram"
+	"dht/internal/simnet"
 	"dht/wire"
 )
 
@@ -216,7 +216,7 @@ func TestServerMachinesCoverARun(t *testing.T) {
 		t.Fatal(err)
 	}
 	var trace bytes.Buffer
-	sim := app.NewSim(designSeed, designServer)
+	sim := simnet.New(designSeed, designServer)
 	sim.SetTrace(newJSONTrace(&trace, slog.LevelDebug))
 	for i, u := range designUsers {
 		sim.AddPeer(u, designAddr(i), data)

@@ -10,12 +10,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
 	"dht/app"
 	"dht/dataset"
+	"dht/internal/simnet"
 )
 
 var updateDocs = flag.Bool("update", false, "rewrite docs/diagrams/ from the scripted runs of TestDesignDiagrams")
@@ -37,11 +37,12 @@ func designAddr(i int) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(11 + i)}), 5000)
 }
 
-// designRun is a scripted run in app.Sim: the real server and peer state
-// machines over a simulated network with a virtual clock and a fixed seed.
+// designRun is a scripted run in simnet.Sim: the real server and peer
+// state machines over a simulated network with a virtual clock and a fixed
+// seed.
 type designRun struct {
 	t   *testing.T
-	sim *app.Sim
+	sim *simnet.Sim
 	// inputs counts the lines each user typed; start is the first line of
 	// the part the diagram shows, as a --from match.
 	inputs map[string]int
@@ -50,7 +51,7 @@ type designRun struct {
 }
 
 // do types line at user's peer and checks the first line printed.
-func (r designRun) do(user, line, want string) []string {
+func (r designRun) do(user, line, want string) []app.Result {
 	r.t.Helper()
 	r.inputs[user]++
 	if r.shown && *r.start == "" {
@@ -60,7 +61,7 @@ func (r designRun) do(user, line, want string) []string {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	if len(out) == 0 || !strings.HasPrefix(out[0], want) {
+	if len(out) == 0 || !strings.HasPrefix(out[0].String(), want) {
 		r.t.Fatalf("%s: %q printed %q, want a first line starting %q", user, line, out, want)
 	}
 	return out
@@ -140,7 +141,7 @@ var designScripts = []designScript{
 			_, free := r.ring()
 			u := free[0]
 			out := r.do(u, "query-dht "+u+" Republic of Zimbabwe", "query-dht SUCCESS")
-			if !strings.Contains(out[0], "after 2 hops") {
+			if out[0].Answer.Hops != 2 {
 				r.t.Fatalf("want a query of 2 hops, got %q: pick another Long Name", out[0])
 			}
 			r.do(u, "query-dht "+u+" Atlantis", "query-dht FAILURE")
@@ -206,7 +207,7 @@ func runDesignScript(t *testing.T, sc designScript, data []dataset.Record, path 
 		t.Fatal(err)
 	}
 	defer f.Close()
-	sim := app.NewSim(designSeed, designServer)
+	sim := simnet.New(designSeed, designServer)
 	sim.SetTrace(newJSONTrace(f, slog.LevelDebug))
 	for i, u := range designUsers {
 		sim.AddPeer(u, designAddr(i), data)
@@ -275,12 +276,7 @@ func queryFrom(r designRun) string {
 	r.t.Helper()
 	members, free := r.ring()
 	out := r.do(free[0], "query-dht "+free[0]+" "+queryLongName, "query-dht SUCCESS")
-	m := regexp.MustCompile(`\(id (\d+)\) after (\d+) hops?`).FindStringSubmatch(out[0])
-	if m == nil {
-		r.t.Fatalf("cannot read the answering node and hops from %q", out[0])
-	}
-	id, _ := strconv.Atoi(m[1])
-	hops, _ := strconv.Atoi(m[2])
+	id, hops := out[0].Answer.NodeID, out[0].Answer.Hops
 	n := len(members)
 	return members[((id-hops)%n+n)%n]
 }
@@ -323,7 +319,7 @@ func TestDesignRings(t *testing.T) {
 	for _, dr := range designRings {
 		t.Run(dr.name, func(t *testing.T) {
 			dir := t.TempDir()
-			sim := app.NewSim(designSeed, designServer)
+			sim := simnet.New(designSeed, designServer)
 			for i, u := range designUsers {
 				sim.AddPeer(u, designAddr(i), data)
 			}

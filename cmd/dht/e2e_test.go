@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"dht/dataset"
+	"dht/internal/loopback"
 )
 
 // The end-to-end tests run the real binary: a server and peers as separate
@@ -63,18 +63,13 @@ func datasetPath(t *testing.T) string {
 // freePorts finds n distinct free UDP ports on 127.0.0.1.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	var conns []net.PacketConn
-	var ports []int
-	for range n {
-		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-		ports = append(ports, c.LocalAddr().(*net.UDPAddr).Port)
+	ps, err := loopback.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, c := range conns {
-		c.Close()
+	ports := make([]int, n)
+	for i, p := range ps {
+		ports[i] = int(p)
 	}
 	return ports
 }

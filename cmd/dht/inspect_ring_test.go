@@ -8,11 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	"dht/app"
 	"dht/dataset"
+	"dht/internal/simnet"
 )
 
-// ringRun is a scripted run in app.Sim whose files are written to a folder
+// ringRun is a scripted run in simnet.Sim whose files are written to a folder
 // after each step that snapshot names.
 type ringRun struct {
 	designRun
@@ -25,7 +25,7 @@ func newRingRun(t *testing.T) ringRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim := app.NewSim(designSeed, designServer)
+	sim := simnet.New(designSeed, designServer)
 	for i, u := range designUsers {
 		sim.AddPeer(u, designAddr(i), data)
 	}

@@ -3,15 +3,21 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"dht/app"
+	"dht/internal/cluster"
+	"dht/internal/loopback"
 )
 
 const playSyntax = `A scenario is a text file, one line at a time:
@@ -111,7 +117,7 @@ func playCommand(e env) *cli.Command {
 // playIn runs a scenario with its files in dir and returns how many
 // expectations were met.
 func playIn(c *cli.Context, dir string, sc *playScenario, seed uint64, trace, stdout io.Writer) (int, error) {
-	ports, err := freeLoopbackPorts(len(sc.keys))
+	ports, err := loopback.FreePorts(len(sc.keys))
 	if err != nil {
 		return 0, err
 	}
@@ -121,12 +127,12 @@ func playIn(c *cli.Context, dir string, sc *playScenario, seed uint64, trace, st
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	cl, err := startLocalCluster(localClusterConfig{Dir: dir, Data: c.String("data"), Seed: seed, Trace: trace, Ctx: ctx})
+	cl, err := cluster.Start(cluster.Config{Dir: dir, Data: loadData(c.String("data")), Seed: seed, Log: clusterTrace(trace), Ctx: ctx})
 	if err != nil {
 		return 0, err
 	}
 	n, err := play(cl, sc.steps, portOf, c.Duration("timeout"), stdout)
-	if serr := cl.stop(); err == nil && serr != nil {
+	if serr := cl.Stop(); err == nil && serr != nil {
 		err = serr
 	}
 	return n, err
@@ -278,37 +284,43 @@ func playSleepArg(f []string) (time.Duration, error) {
 	return d, nil
 }
 
-// playResultLine matches a command's result line, an unknown command's
-// too (records and help text do not).
-var playResultLine = regexp.MustCompile(`^\S+ (SUCCESS|FAILURE)\b`)
-
-// playOutcome sums up what a command printed: SUCCESS, FAILURE, or "" when it
-// printed no result line.
-func playOutcome(lines []string) string {
+// playOutcome sums up what a command printed: SUCCESS, FAILURE, or "" when
+// it printed no result line (help's text is none).
+func playOutcome(printed []app.Result) string {
 	res := ""
-	for _, l := range lines {
-		if m := playResultLine.FindStringSubmatch(l); m != nil {
-			if m[1] == "FAILURE" {
-				return "FAILURE"
-			}
+	for _, r := range printed {
+		switch {
+		case r.Cmd == app.CmdHelp && r.OK: // its text, no result line
+		case !r.OK:
+			return "FAILURE"
+		default:
 			res = "SUCCESS"
 		}
 	}
 	return res
 }
 
+// playLines is what the results look like on stdout, line by line.
+func playLines(printed []app.Result) []string {
+	var lines []string
+	for _, r := range printed {
+		lines = append(lines, strings.Split(r.String(), "\n")...)
+	}
+	return lines
+}
+
 // play runs the steps and returns how many expectations were met.
-func play(cl *localCluster, steps []playStep, ports map[string]uint16, timeout time.Duration, out io.Writer) (int, error) {
+func play(cl *cluster.Cluster, steps []playStep, ports map[string]uint16, timeout time.Duration, out io.Writer) (int, error) {
 	type last struct {
 		line    string
-		printed []string
+		printed []app.Result
 	}
 	lastOf := map[string]*last{}
 	met := 0
 	for _, s := range steps {
 		switch s.kind {
 		case playStepSleep:
-			if err := cl.sleep(s.d); err != nil {
+			if err := cl.Sleep(s.d); err != nil {
 				return met, fmt.Errorf("%s: %w", s.pos, err)
 			}
 		case playStepType:
@@ -317,15 +329,17 @@ func play(cl *localCluster, steps []playStep, ports map[string]uint16, timeout t
 			})
 			fmt.Fprintf(out, "%s> %s\n", s.user, line)
 			l := lastOf[s.user]
-			if l == nil || !cl.awaitsLongName(s.user) {
+			if l == nil || !cl.Peer(s.user).WantsLongName() {
 				l = &last{line: line}
 				lastOf[s.user] = l
 			} else {
 				l.line += " / " + line
 			}
-			printed, err := cl.do(s.user, line, timeout)
-			for _, p := range printed {
-				fmt.Fprintln(out, p)
+			ctx, cancel := context.WithTimeoutCause(context.Background(), timeout, fmt.Errorf("no result within %v", timeout))
+			printed, err := cl.Peer(s.user).Do(ctx, line)
+			cancel()
+			for _, r := range printed {
+				fmt.Fprintln(out, r.String())
 			}
 			l.printed = append(l.printed, printed...)
 			if err != nil {
@@ -339,20 +353,14 @@ func play(cl *localCluster, steps []playStep, ports map[string]uint16, timeout t
 			got := playOutcome(l.printed)
 			ok := got == s.want
 			if ok && s.text != "" {
-				ok = false
-				for _, p := range l.printed {
-					if strings.Contains(p, s.text) {
-						ok = true
-						break
-					}
-				}
+				ok = slices.ContainsFunc(playLines(l.printed), func(line string) bool { return strings.Contains(line, s.text) })
 			}
 			if !ok {
 				want := s.want
 				if s.text != "" {
 					want += " with " + strconv.Quote(s.text)
 				}
-				return met, fmt.Errorf("%s: %s: expected %s from %q, which printed:\n%s", s.pos, s.user, want, l.line, playIndent(l.printed))
+				return met, fmt.Errorf("%s: %s: expected %s from %q, which printed:\n%s", s.pos, s.user, want, l.line, playIndent(playLines(l.printed)))
 			}
 			met++
 		}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"dht/app"
+	"dht/dataset"
 	"dht/store"
 )
 
@@ -85,9 +87,12 @@ bob: deregister bob
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
+	// A result line: a command's, an unknown command's too (records and
+	// help text are none).
+	resultLine := regexp.MustCompile(`^\S+ (SUCCESS|FAILURE)\b`)
 	var got []string
 	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, "> ") || playResultLine.MatchString(l) {
+		if strings.Contains(l, "> ") || resultLine.MatchString(l) {
 			got = append(got, regexp.MustCompile(`127\.0\.0\.1 \d+`).ReplaceAllString(l, "127.0.0.1 PORT"))
 		}
 	}
@@ -286,17 +291,22 @@ carol: sleep 5ms
 }
 
 func TestPlayOutcome(t *testing.T) {
+	found := app.Result{Cmd: app.CmdQueryDHT, OK: true, Answer: app.Answer{Answered: true, Node: "a", Record: dataset.Record{ShortName: "SUCCESS story"}}}
+	failed := found
+	failed.Answer.Record.ShortName = "x FAILURE"
 	tests := []struct {
-		printed []string
+		printed []app.Result
 		want    string
 	}{
 		{nil, ""},
-		{[]string{"commands (one per line; blank lines and lines starting with # are skipped):"}, ""},
-		{[]string{"register SUCCESS"}, "SUCCESS"},
-		{[]string{"setup-dht SUCCESS: ring of 2: a b", "dht-complete SUCCESS"}, "SUCCESS"},
-		{[]string{"leave-dht SUCCESS", "leave-dht FAILURE: bob did not answer"}, "FAILURE"},
-		{[]string{"query-dht SUCCESS: found at node a (id 0) after 0 hops", "Short Name: SUCCESS story"}, "SUCCESS"},
-		{[]string{"Short Name: x FAILURE"}, ""},
+		{[]app.Result{{Cmd: app.CmdHelp, OK: true, Text: "commands (one per line; blank lines and lines starting with # are skipped):"}}, ""},
+		{[]app.Result{{Cmd: app.CmdRegister, OK: true}}, "SUCCESS"},
+		{[]app.Result{{Cmd: app.CmdSetupDHT, OK: true, Ring: []string{"a", "b"}}, {Cmd: app.CmdDHTComplete, OK: true}}, "SUCCESS"},
+		{[]app.Result{{Cmd: app.CmdLeaveDHT, OK: true}, {Cmd: app.CmdLeaveDHT, Reason: "bob did not answer"}}, "FAILURE"},
+		{[]app.Result{found}, "SUCCESS"},
+		// A record's lines are no result lines, whatever they say.
+		{[]app.Result{failed}, "SUCCESS"},
+		{[]app.Result{{Cmd: app.CmdUnknown, Word: "Aruba", Reason: "unknown command (type help for the list)"}}, "FAILURE"},
 	}
 	for _, tt := range tests {
 		if got := playOutcome(tt.printed); got != tt.want {

@@ -1,4 +1,4 @@
-package app
+package simnet
 
 import (
 	"errors"
@@ -24,9 +24,8 @@ func (s *Sim) WriteFiles(dir string) error {
 	if err := errors.Join(sdb.Save(st, nil), sdb.Close()); err != nil {
 		return err
 	}
-	for _, name := range s.names() {
-		p := s.procs[name]
-		id, recs, err := p.store.Load()
+	for _, name := range s.Names() {
+		id, recs, err := s.procs[name].Table.Load()
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,11 @@
-package app
+// Package simnet runs the dht state machines (app.Server, app.Peer) over a
+// simulated network with a virtual clock: what the protocol tests, the
+// design document's diagrams and its pictures of the ring are made of.
+package simnet
 
 import (
 	"context"
+	"dht/app/state"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -9,7 +13,7 @@ import (
 	"slices"
 	"time"
 
-	"dht/app/state"
+	"dht/app"
 	"dht/dataset"
 	"dht/store"
 	"dht/wire"
@@ -25,7 +29,8 @@ import (
 // time-space diagrams are drawn from such runs.
 //
 // With SetTrace the processes trace what they do as the runners do (the
-// same messages, levels and keys), stamped with the virtual time.
+// same messages, levels and keys: app.TraceSend and its kin), stamped with
+// the virtual time.
 type Sim struct {
 	// Loss is the probability that a datagram is lost on its way.
 	Loss float64
@@ -38,7 +43,7 @@ type Sim struct {
 	// deliveries and timer firings): a new Server is built from what it
 	// persisted, and the datagrams in flight to it are lost.
 	RestartEvery int
-	// Batch (on in NewSim) hands a peer, with each datagram, every other
+	// Batch (on in New) hands a peer, with each datagram, every other
 	// one that reaches it within simBatchWindow, in one StepBatch, as the
 	// runner does with what one read of its socket returns: one commit for
 	// the records they bring, one ack per sender. Off, a peer steps each
@@ -50,21 +55,21 @@ type Sim struct {
 	now    time.Time
 	seq    uint64
 	queue  []simPacket
-	server *Server
+	server *app.Server
 	sstore *store.MemServer
 	saddr  netip.AddrPort
 	slog   *slog.Logger
-	procs  map[string]*simProc
-	byAddr map[netip.AddrPort]*simProc
+	procs  map[string]*Process
+	byAddr map[netip.AddrPort]*Process
 	down   map[netip.AddrPort]bool
 	trace  slog.Handler
 	steps  int
-	stats  SimStats
+	stats  Stats
 	err    error
 }
 
-// SimStats counts what the simulated network and server went through.
-type SimStats struct {
+// Stats counts what the simulated network and server went through.
+type Stats struct {
 	Sent       int // datagrams sent
 	Dropped    int // of them lost (Loss)
 	Duplicated int // of them delivered twice (Dup)
@@ -78,13 +83,22 @@ type simPacket struct {
 	data     []byte
 }
 
-type simProc struct {
-	name  string
-	addr  netip.AddrPort
-	core  *Peer
-	store *store.MemPeer
-	out   []string
-	log   *slog.Logger
+// Process is a peer process of the simulation: what a test may look at
+// (and, for the table, change behind the node's back). The simulation
+// keeps its fields up to date.
+type Process struct {
+	Name string
+	Addr netip.AddrPort
+	Core *app.Peer
+	// Table is its table file, in memory.
+	Table *store.MemPeer
+	// Printed is every result it printed so far.
+	Printed []app.Result
+	// Bound: its socket is open (a register bound it, and no refusal
+	// closed it since). Exited: it ended after deregister.
+	Bound, Exited bool
+
+	log *slog.Logger
 }
 
 // simLatency is how long every datagram takes.
@@ -94,18 +108,18 @@ const simLatency = 20 * time.Microsecond
 // the one being delivered (it arrives a little early).
 const simBatchWindow = 200 * time.Microsecond
 
-// NewSim builds a simulation whose server listens at server. Every random
+// New builds a simulation whose server listens at server. Every random
 // choice (the server's pick of ring members and query entry points, the
 // peers' message ids) is drawn from seed.
-func NewSim(seed uint64, server netip.AddrPort) *Sim {
+func New(seed uint64, server netip.AddrPort) *Sim {
 	s := &Sim{
 		seed:   seed,
 		rng:    rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		now:    time.Date(2020, 2, 2, 12, 0, 0, 0, time.UTC),
 		sstore: store.NewMemServer(),
 		saddr:  server,
-		procs:  map[string]*simProc{},
-		byAddr: map[netip.AddrPort]*simProc{},
+		procs:  map[string]*Process{},
+		byAddr: map[netip.AddrPort]*Process{},
 		down:   map[netip.AddrPort]bool{},
 		Batch:  true,
 	}
@@ -116,8 +130,8 @@ func NewSim(seed uint64, server netip.AddrPort) *Sim {
 
 // newServer builds the server's state machine from what it persisted,
 // drawing its random choices from the seed and stream.
-func (s *Sim) newServer(stream uint64, st state.ServerState, replies []state.CachedReply) *Server {
-	return NewServer(ServerConfig{Rand: rand.New(rand.NewPCG(s.seed, stream)), OpTimeout: time.Minute}, st, replies)
+func (s *Sim) newServer(stream uint64, st state.ServerState, replies []state.CachedReply) *app.Server {
+	return app.NewServer(app.ServerConfig{Rand: rand.New(rand.NewPCG(s.seed, stream)), OpTimeout: time.Minute}, st, replies)
 }
 
 // SetTrace sends the trace of every process to h from now on; nil stops
@@ -126,7 +140,7 @@ func (s *Sim) SetTrace(h slog.Handler) {
 	s.trace = h
 	s.slog = s.logger("server", s.saddr)
 	for _, p := range s.procs {
-		p.log = s.logger(p.name, p.addr)
+		p.log = s.logger(p.Name, p.Addr)
 	}
 }
 
@@ -161,23 +175,31 @@ func (c simClock) WithGroup(name string) slog.Handler {
 // AddPeer starts a peer process, not yet registered, for user name; it may
 // bind only addr. data is the dataset it spreads when it leads a ring.
 func (s *Sim) AddPeer(name string, addr netip.AddrPort, data []dataset.Record) {
-	p := &simProc{name: name, addr: addr, store: store.NewMemPeer()}
-	p.core = NewPeer(PeerConfig{
+	p := &Process{Name: name, Addr: addr, Table: store.NewMemPeer()}
+	p.Core = app.NewPeer(app.PeerConfig{
 		Server:   s.saddr,
 		LoadData: func() (dataset.Source, error) { return dataset.Records(data), nil },
 		Rand:     rand.New(rand.NewPCG(s.seed, uint64(len(s.procs))+100)),
 	})
-	p.core.SetTable(p.store)
+	p.Core.SetTable(p.Table)
 	p.log = s.logger(name, addr)
 	s.procs[name] = p
 	s.byAddr[addr] = p
 }
 
 // Server is the server's state machine (a new one after each restart).
-func (s *Sim) Server() *Server { return s.server }
+func (s *Sim) Server() *app.Server { return s.server }
+
+// Seed is the seed the simulation was built with.
+func (s *Sim) Seed() uint64 { return s.seed }
+
+// Err is what went wrong, if anything did: an output that could not be
+// carried out (a state its file would refuse, a bind of another address).
+// Nothing runs after it.
+func (s *Sim) Err() error { return s.err }
 
 // Stats reports what the network and the server went through so far.
-func (s *Sim) Stats() SimStats { return s.stats }
+func (s *Sim) Stats() Stats { return s.stats }
 
 // Down makes addr (the server's or a peer's) unreachable: every datagram
 // that arrives there from now on is lost, as if its process were dead or
@@ -188,11 +210,24 @@ func (s *Sim) Down(addr netip.AddrPort) { s.down[addr] = true }
 func (s *Sim) Up(addr netip.AddrPort) { delete(s.down, addr) }
 
 // Peer is the state machine of the peer started for user name, or nil.
-func (s *Sim) Peer(name string) *Peer {
+func (s *Sim) Peer(name string) *app.Peer {
 	if p := s.procs[name]; p != nil {
-		return p.core
+		return p.Core
 	}
 	return nil
+}
+
+// Process is the peer process started for user name, or nil.
+func (s *Sim) Process(name string) *Process { return s.procs[name] }
+
+// Names lists the users peers were started for, sorted.
+func (s *Sim) Names() []string {
+	names := make([]string, 0, len(s.procs))
+	for n := range s.procs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Place is the place in the ring that the file of user name's peer holds
@@ -202,7 +237,7 @@ func (s *Sim) Place(name string) (state.Identity, error) {
 	if p == nil {
 		return state.Identity{}, fmt.Errorf("sim: no peer for %s", name)
 	}
-	id, _, err := p.store.Load()
+	id, _, err := p.Table.Load()
 	return id, err
 }
 
@@ -210,47 +245,60 @@ func (s *Sim) Place(name string) (state.Identity, error) {
 // peer has finished it, or waits for the next line as a Long Name, and
 // every datagram in flight has arrived (acks included). It returns what
 // the peer printed meanwhile.
-func (s *Sim) Do(name, line string) ([]string, error) {
+func (s *Sim) Do(name, line string) ([]app.Result, error) {
 	p := s.procs[name]
 	if p == nil {
 		return nil, fmt.Errorf("sim: no peer %q", name)
 	}
-	before := len(p.out)
+	before := len(p.Printed)
 	s.input(p, line)
 	limit := s.now.Add(5 * time.Minute)
-	for !p.core.Idle() && !p.core.WantsLongName() && s.err == nil {
-		if !s.step() || s.now.After(limit) {
-			return p.out[before:], fmt.Errorf("sim: %s: %q did not finish (printed %q)", name, line, p.out[before:])
+	for !p.Core.Idle() && !p.Core.WantsLongName() && s.err == nil {
+		if !s.Step() || s.now.After(limit) {
+			return p.Printed[before:], fmt.Errorf("sim: %s: %q did not finish (printed %q)", name, line, p.Printed[before:])
 		}
 	}
 	for i := 0; s.err == nil && s.busy(); i++ {
-		if i == 1_000_000 || !s.step() {
-			return p.out[before:], fmt.Errorf("sim: the network never settled after %q", line)
+		if i == 1_000_000 || !s.Step() {
+			return p.Printed[before:], fmt.Errorf("sim: the network never settled after %q", line)
 		}
 	}
-	return p.out[before:], s.err
+	return slices.Clone(p.Printed[before:]), s.err
 }
 
-// input types line at p, without running the network.
-func (s *Sim) input(p *simProc, line string) {
-	traceInput(p.log, line, !p.core.Idle())
-	s.exec(p.addr, p, p.core.Input(s.now, line))
+// Input types line at the peer of user name, without running the network
+// (Step does, one event at a time).
+func (s *Sim) Input(name, line string) error {
+	p := s.procs[name]
+	if p == nil {
+		return fmt.Errorf("sim: no peer %q", name)
+	}
+	s.input(p, line)
+	return s.err
 }
 
-// busy reports datagrams in flight or retransmissions pending.
+func (s *Sim) input(p *Process, line string) {
+	app.TraceTyped(p.log, line, !p.Core.Idle())
+	s.exec(p.Addr, p, p.Core.Input(s.now, line))
+}
+
+// busy reports datagrams in flight, or a peer with something to
+// retransmit. Do calls it once the peer typed at is idle (or waits for a
+// Long Name) and no other has a command in progress, so a peer's next
+// deadline is its link's.
 func (s *Sim) busy() bool {
 	if len(s.queue) > 0 {
 		return true
 	}
 	for _, p := range s.procs {
-		if _, ok := p.core.link.deadline(); ok {
+		if _, ok := p.Core.NextDeadline(); ok {
 			return true
 		}
 	}
 	return false
 }
 
-func (s *Sim) exec(from netip.AddrPort, p *simProc, outs []Output) {
+func (s *Sim) exec(from netip.AddrPort, p *Process, outs []app.Output) {
 	log := s.slog
 	if p != nil {
 		log = p.log
@@ -259,24 +307,20 @@ func (s *Sim) exec(from netip.AddrPort, p *simProc, outs []Output) {
 		o := outs[0]
 		outs = outs[1:]
 		switch o := o.(type) {
-		case Send:
+		case app.Send:
 			b, err := wire.Append(nil, o.ID, o.Flags, o.Msg)
 			if err != nil {
 				s.err = fmt.Errorf("sim: encode %s: %w", o.Msg.Type(), err)
 				return
 			}
-			if log.Enabled(context.Background(), slog.LevelInfo) {
-				log.LogAttrs(context.Background(), slog.LevelInfo, "send", traceAttrs(o.To, o.ID, o.Flags, o.Msg)...)
-			}
+			app.TraceSend(log, o)
 			s.transmit(from, o.To, b)
-		case Result:
-			p.out = append(p.out, o.String())
-			traceResult(log, o)
-		case Event:
-			traceEvent(log, o)
-		case Notice:
-			traceEvent(log, event(o.Line))
-		case PersistServer:
+		case app.Result:
+			p.Printed = append(p.Printed, o)
+			app.TraceOutput(log, o)
+		case app.Event, app.Notice:
+			app.TraceOutput(log, o)
+		case app.PersistServer:
 			// What the server saves, its file must open again with.
 			if err := o.State.Check(); err != nil {
 				s.err = fmt.Errorf("sim: the server saved a state its file would be refused for: %w", err)
@@ -286,31 +330,35 @@ func (s *Sim) exec(from netip.AddrPort, p *simProc, outs []Output) {
 				s.err = err
 				return
 			}
-			tracePersistServer(log, o.State)
-		case PersistPeer:
+			app.TraceOutput(log, o)
+		case app.PersistPeer:
 			if id := o.Batch.Identity; id != nil {
 				if err := id.Check(); err != nil {
-					s.err = fmt.Errorf("sim: %s saved an identity its file would be refused for: %w", p.name, err)
+					s.err = fmt.Errorf("sim: %s saved an identity its file would be refused for: %w", p.Name, err)
 					return
 				}
 			}
-			if err := p.store.Apply(o.Batch); err != nil {
+			if err := p.Table.Apply(o.Batch); err != nil {
 				s.err = err
 				return
 			}
-			tracePersistPeer(log, o.Batch)
-		case DiscardStore:
+			app.TraceOutput(log, o)
+		case app.DiscardStore:
 			// A new process would start from a new file.
-			p.store = store.NewMemPeer()
-			p.core.SetTable(p.store)
-		case Bind:
+			p.Table = store.NewMemPeer()
+			p.Core.SetTable(p.Table)
+		case app.Bind:
 			var err error
-			if o.Addr != p.addr {
-				err = fmt.Errorf("sim: %s may only bind %s", p.name, p.addr)
+			if o.Addr != p.Addr {
+				err = fmt.Errorf("sim: %s may only bind %s", p.Name, p.Addr)
 			}
-			outs = append(p.core.Bound(s.now, o.Addr, err), outs...)
-		case Exit:
-			traceDebug(log, TraceExit)
+			p.Bound = err == nil
+			outs = append(p.Core.Bound(s.now, o.Addr, err), outs...)
+		case app.Unbind:
+			p.Bound = false
+		case app.Exit:
+			p.Exited = true
+			app.TraceOutput(log, o)
 		}
 	}
 }
@@ -341,21 +389,25 @@ func (s *Sim) transmit(from, to netip.AddrPort, b []byte) {
 	}
 }
 
-// step delivers the next datagram or fires the next timer, whichever is
-// due first; false when nothing is left to do.
-func (s *Sim) step() bool {
+// Step delivers the next datagram or fires the next timer, whichever is
+// due first; false when nothing is left to do. A failure stops the
+// simulation (Err).
+func (s *Sim) Step() bool {
+	if s.err != nil {
+		return false
+	}
 	var next time.Time
 	kind := 0 // 1 datagram, 2 server timer, 3 peer timer
-	var tp *simProc
+	var tp *Process
 	if len(s.queue) > 0 {
 		next, kind = s.queue[s.earliest()].at, 1
 	}
 	if at, ok := s.server.NextDeadline(); ok && (kind == 0 || at.Before(next)) {
 		next, kind = at, 2
 	}
-	for _, name := range s.names() {
+	for _, name := range s.Names() {
 		p := s.procs[name]
-		if at, ok := p.core.NextDeadline(); ok && (kind == 0 || at.Before(next)) {
+		if at, ok := p.Core.NextDeadline(); ok && (kind == 0 || at.Before(next)) {
 			next, kind, tp = at, 3, p
 		}
 	}
@@ -374,7 +426,7 @@ func (s *Sim) step() bool {
 	case 2:
 		s.exec(s.saddr, nil, s.server.Tick(s.now))
 	case 3:
-		s.exec(tp.addr, tp, tp.core.Tick(s.now))
+		s.exec(tp.Addr, tp, tp.Core.Tick(s.now))
 	}
 	if s.steps++; s.RestartEvery > 0 && s.steps%s.RestartEvery == 0 {
 		s.restartServer()
@@ -405,15 +457,6 @@ func (s *Sim) earliest() int {
 	return best
 }
 
-func (s *Sim) names() []string {
-	names := make([]string, 0, len(s.procs))
-	for n := range s.procs {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
-}
-
 func (s *Sim) deliver(pkt simPacket) {
 	if s.down[pkt.to] {
 		return // the process there is dead or cut off
@@ -424,20 +467,21 @@ func (s *Sim) deliver(pkt simPacket) {
 		return
 	}
 	if pkt.to == s.saddr {
-		simRecv(s.slog, pkt.from, h, m)
+		app.TraceRecv(s.slog, app.Datagram{From: pkt.from, Header: h, Msg: m})
 		s.exec(s.saddr, nil, s.server.Step(s.now, pkt.from, h, m))
 		return
 	}
 	p := s.byAddr[pkt.to]
-	if p == nil || !p.core.bound || p.core.exited {
+	if p == nil || !p.Bound || p.Exited {
 		return // nobody listens there: the datagram is lost
 	}
-	simRecv(p.log, pkt.from, h, m)
+	d := app.Datagram{From: pkt.from, Header: h, Msg: m}
+	app.TraceRecv(p.log, d)
 	if !s.Batch {
-		s.exec(p.addr, p, p.core.Step(s.now, pkt.from, h, m))
+		s.exec(p.Addr, p, p.Core.Step(s.now, pkt.from, h, m))
 		return
 	}
-	batch := []Datagram{{From: pkt.from, Header: h, Msg: m}}
+	batch := []app.Datagram{d}
 	for i := 0; i < len(s.queue); {
 		q := s.queue[i]
 		if q.to != pkt.to || q.at.After(s.now.Add(simBatchWindow)) {
@@ -450,15 +494,9 @@ func (s *Sim) deliver(pkt simPacket) {
 			s.err = fmt.Errorf("sim: decode: %w", err)
 			return
 		}
-		simRecv(p.log, q.from, h, m)
-		batch = append(batch, Datagram{From: q.from, Header: h, Msg: m})
+		d := app.Datagram{From: q.from, Header: h, Msg: m}
+		app.TraceRecv(p.log, d)
+		batch = append(batch, d)
 	}
-	s.exec(p.addr, p, p.core.StepBatch(s.now, batch))
-}
-
-// simRecv traces a datagram received, as the runners' endpoint does.
-func simRecv(log *slog.Logger, from netip.AddrPort, h wire.Header, m wire.Message) {
-	if log.Enabled(context.Background(), slog.LevelInfo) {
-		log.LogAttrs(context.Background(), slog.LevelInfo, "recv", traceAttrs(from, h.ID, h.Flags, m)...)
-	}
+	s.exec(p.Addr, p, p.Core.StepBatch(s.now, batch))
 }

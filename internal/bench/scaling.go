@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"fmt"
@@ -13,8 +13,8 @@ import (
 	"dht/dataset"
 )
 
-// scalingPoint is one run of the scaling sweep.
-type scalingPoint struct {
+// ScalingPoint is one run of the scaling sweep.
+type ScalingPoint struct {
 	Peers      int     `json:"peers"`
 	Records    int     `json:"records"`
 	SetupMS    float64 `json:"setup_ms"`
@@ -25,42 +25,42 @@ type scalingPoint struct {
 	PeakAnonMB float64 `json:"peak_anon_rss_mb"` // this point's runs only (VmHWM is the process's so far)
 }
 
-// scalingSweep measures how setup and a query grow with the ring size (the
+// Scaling measures how setup and a query grow with the ring size (the
 // dataset, N = 2…64) and with the records (synthetic, N = 16), each point
 // the median of runs runs.
-func scalingSweep(o benchOptions, runs int, sizes []int) (byN, byRecords []scalingPoint, err error) {
-	point := func(o benchOptions) (scalingPoint, error) {
+func Scaling(o Options, runs int, sizes []int) (byN, byRecords []ScalingPoint, err error) {
+	point := func(o Options) (ScalingPoint, error) {
 		// What the points before left behind goes back to the system
 		// first, so that this point's peak anonymous memory is its own.
 		// (Not before every run: the heap growing again costs a setup
 		// page faults, a few milliseconds at N = 64.)
 		debug.FreeOSMemory()
-		var reps []benchReport
+		var reps []Report
 		for i := range runs {
-			o.seed += uint64(i)
-			r, err := runBench(o)
+			o.Seed += uint64(i)
+			r, err := Run(o)
 			if err != nil {
-				return scalingPoint{}, err
+				return ScalingPoint{}, err
 			}
 			reps = append(reps, r)
 		}
-		r := medianReport(reps)
-		return scalingPoint{Peers: o.peers, Records: r.Records, SetupMS: r.Setup.MS, RecordHops: r.Setup.RecordHops,
+		r := Median(reps)
+		return ScalingPoint{Peers: o.Peers, Records: r.Records, SetupMS: r.Setup.MS, RecordHops: r.Setup.RecordHops,
 			QueryP50US: r.Single.P50US, MeanHops: r.Single.MeanHops, PeakRSSMB: r.PeakRSSMB, PeakAnonMB: r.PeakAnonMB}, nil
 	}
-	o.queriers, o.skipLeave = 1, true
+	o.Queriers, o.SkipLeave = 1, true
 	for _, n := range []int{2, 4, 8, 16, 32, 64} {
-		o.peers = n
+		o.Peers = n
 		p, err := point(o)
 		if err != nil {
 			return nil, nil, err
 		}
 		byN = append(byN, p)
 	}
-	o.peers = 16
+	o.Peers = 16
 	for _, k := range sizes {
-		o.data, o.dataName = dataset.SyntheticSource{N: k, Seed: o.seed}, fmt.Sprintf("%d synthetic records", k)
-		o.queries = min(o.queries, k)
+		o.Data, o.DataName = dataset.SyntheticSource{N: k, Seed: o.Seed}, fmt.Sprintf("%d synthetic records", k)
+		o.Queries = min(o.Queries, k)
 		p, err := point(o)
 		if err != nil {
 			return nil, nil, err
@@ -70,7 +70,8 @@ func scalingSweep(o benchOptions, runs int, sizes []int) (byN, byRecords []scali
 	return byN, byRecords, nil
 }
 
-func printScaling(w io.Writer, byN, byRecords []scalingPoint) {
+// PrintScaling prints the sweep as a table.
+func PrintScaling(w io.Writer, byN, byRecords []ScalingPoint) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "peers\trecords\trecord hops\tsetup ms\tquery p50 µs\tmean hops\tpeak anon MB\t")
 	for _, p := range slices.Concat(byN, byRecords) {
@@ -79,16 +80,16 @@ func printScaling(w io.Writer, byN, byRecords []scalingPoint) {
 	tw.Flush()
 }
 
-// writeScalingSVG draws three small charts: setup time and query latency
+// WriteScalingSVG draws three small charts: setup time and query latency
 // against the ring size, and setup time against the records.
-func writeScalingSVG(path string, byN, byRecords []scalingPoint, note string) error {
+func WriteScalingSVG(path string, byN, byRecords []ScalingPoint, note string) error {
 	var b strings.Builder
 	const w, h, pw, ph = 1335, 360, 250, 220
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">`+"\n", w, h, w, h)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", w, h)
 	fmt.Fprintf(&b, `<text x="20" y="24" font-size="15" font-weight="bold">dht bench: how cost grows</text>`+"\n")
 	fmt.Fprintf(&b, `<text x="20" y="%d" fill="#555">%s</text>`+"\n", h-12, svgEscape(note))
-	xs := func(ps []scalingPoint, f func(scalingPoint) float64) []float64 {
+	xs := func(ps []ScalingPoint, f func(ScalingPoint) float64) []float64 {
 		v := make([]float64, len(ps))
 		for i, p := range ps {
 			v[i] = f(p)
@@ -96,15 +97,15 @@ func writeScalingSVG(path string, byN, byRecords []scalingPoint, note string) er
 		return v
 	}
 	chart(&b, 50, 60, pw, ph, "setup-dht → dht-complete (ms)", "ring size N (241 records)",
-		xs(byN, func(p scalingPoint) float64 { return float64(p.Peers) }), xs(byN, func(p scalingPoint) float64 { return p.SetupMS }), "%.0f")
+		xs(byN, func(p ScalingPoint) float64 { return float64(p.Peers) }), xs(byN, func(p ScalingPoint) float64 { return p.SetupMS }), "%.0f")
 	chart(&b, 375, 60, pw, ph, "query p50, 1 querier (µs)", "ring size N (241 records)",
-		xs(byN, func(p scalingPoint) float64 { return float64(p.Peers) }), xs(byN, func(p scalingPoint) float64 { return p.QueryP50US }), "%.0f")
+		xs(byN, func(p ScalingPoint) float64 { return float64(p.Peers) }), xs(byN, func(p ScalingPoint) float64 { return p.QueryP50US }), "%.0f")
 	if len(byRecords) > 0 {
-		records := xs(byRecords, func(p scalingPoint) float64 { return float64(p.Records) })
+		records := xs(byRecords, func(p ScalingPoint) float64 { return float64(p.Records) })
 		chart(&b, 700, 60, pw, ph, "setup-dht → dht-complete (ms)", "records (synthetic), N = 16",
-			records, xs(byRecords, func(p scalingPoint) float64 { return p.SetupMS }), "%.0f")
+			records, xs(byRecords, func(p ScalingPoint) float64 { return p.SetupMS }), "%.0f")
 		chart(&b, 1025, 60, pw, ph, "peak anonymous memory (MB)", "records (synthetic), N = 16",
-			records, xs(byRecords, func(p scalingPoint) float64 { return p.PeakAnonMB }), "%.0f")
+			records, xs(byRecords, func(p ScalingPoint) float64 { return p.PeakAnonMB }), "%.0f")
 	}
 	b.WriteString("</svg>\n")
 	return os.WriteFile(path, []byte(b.String()), 0o644)

@@ -1,4 +1,4 @@
-package app
+package simnet
 
 import (
 	"bytes"
@@ -7,13 +7,24 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"dht/dataset"
 )
+
+func records(t *testing.T) []dataset.Record {
+	t.Helper()
+	recs, err := dataset.Load("../../dataset/StatsCountry.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
 
 // runTracedSim runs a short scripted session in Sim and returns its trace.
 func runTracedSim(t *testing.T) string {
 	t.Helper()
 	var buf bytes.Buffer
-	s := NewSim(7, netip.MustParseAddrPort("192.0.2.1:4000"))
+	s := New(7, netip.MustParseAddrPort("192.0.2.1:4000"))
 	s.SetTrace(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	users := []string{"alice", "bob", "carol"}
 	for i, u := range users {
@@ -22,7 +33,7 @@ func runTracedSim(t *testing.T) string {
 	do := func(user, line, want string) {
 		t.Helper()
 		out, err := s.Do(user, line)
-		if err != nil || len(out) == 0 || !strings.HasPrefix(out[len(out)-1], want) {
+		if err != nil || len(out) == 0 || !strings.HasPrefix(out[len(out)-1].String(), want) {
 			t.Fatalf("%s: %q printed %q, %v; want a last line starting %q", user, line, out, err, want)
 		}
 	}

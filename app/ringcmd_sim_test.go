@@ -1,0 +1,49 @@
+package app_test
+
+import (
+	"dht/app/state"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// A peer refuses, before it sends anything, the leave-dht or teardown-dht
+// of its own user when it holds no place in a ring: the server might agree
+// and then wait for a ring part this peer cannot play. A process that lost
+// its file and whose register was refused is not registered at all.
+func TestRingCommandsWithoutARing(t *testing.T) {
+	s, _ := ringOfFour(t, 5)
+	free := freeUser(s)
+	for _, line := range []string{"leave-dht " + free, "teardown-dht " + free} {
+		sent := s.Stats().Sent
+		name, _, _ := strings.Cut(line, " ")
+		if got, want := s.do(free, line), []string{name + " FAILURE: this peer holds no place in a ring"}; !slices.Equal(got, want) {
+			t.Fatalf("%q printed %q, want %q", line, got, want)
+		}
+		if s.Stats().Sent != sent {
+			t.Fatalf("%q sent %d datagrams", line, s.Stats().Sent-sent)
+		}
+	}
+	// Naming another user, the command goes to the server, which decides.
+	s.mustDo(free, "teardown-dht alice", "teardown-dht FAILURE: a request for alice must come from its registered address")
+
+	// The leader's process starts again on a new, empty file, at the
+	// same address: its register is refused, and its teardown-dht too.
+	leader := leaderName(s)
+	addr := s.Process(leader).Addr
+	s.AddPeer(leader, addr, nil)
+	s.mustDo(leader, fmt.Sprintf("register %s %s %d", leader, addr.Addr(), addr.Port()), "register FAILURE: "+leader+" is already registered")
+	if s.Process(leader).Bound {
+		t.Fatal("still bound after a refused register")
+	}
+	for _, line := range []string{"teardown-dht " + leader, "leave-dht " + leader} {
+		name, _, _ := strings.Cut(line, " ")
+		s.mustDo(leader, line, name+" FAILURE: not registered")
+	}
+	if ph := s.Server().Snapshot().DHT.Phase; ph != state.PhaseReady {
+		t.Fatalf("server phase %v, want the ring still ready", ph)
+	}
+	free2 := freeUser(s)
+	s.mustDo(free2, "query-dht "+free2+" Aruba", "query-dht SUCCESS")
+}
