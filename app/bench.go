@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"dht/dataset"
+	"dht/internal/udpio"
 	"dht/store"
 )
 
@@ -97,12 +98,12 @@ func StartCluster(cfg ClusterConfig) (*Cluster, error) {
 		db.Close()
 		return nil, err
 	}
-	conn, err := ListenServer(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 0))
+	conn, err := udpio.Listen(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 0))
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	saddr := netip.MustParseAddrPort(conn.LocalAddr().String())
+	saddr := conn.LocalAddr()
 	c := &Cluster{srvDB: db, srvDone: make(chan error, 1)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	faults := func(i uint64) *Faults {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"dht/dataset"
+	"dht/internal/udpio"
 	"dht/store"
 	"dht/wire"
 )
@@ -40,24 +41,22 @@ type datagram struct {
 	err  error
 }
 
-// endpoint is one UDP socket with its reader goroutine, tracing and fault
-// injection. What the loop sends during one turn is written together by
-// flush.
+// endpoint is one socket with its reader, tracing and fault injection.
+// What the loop sends during one turn is written together by flush.
 type endpoint struct {
-	conn   *net.UDPConn
+	conn   udpio.Conn
 	local  netip.AddrPort
 	log    *slog.Logger
 	faults *Faults
 	tr     *Traffic
-	w      *batchWriter
-	// datagrams encoded and waiting for flush
-	out   [][]byte
-	to    []netip.AddrPort
+	// datagrams encoded and waiting for flush, their buffers kept for the
+	// next turn
+	out   []udpio.Message
 	types []wire.Type
 }
 
-// readBatch and writeBatch bound the datagrams one system call reads or
-// writes.
+// readBatch and writeBatch bound the datagrams one read hands over and one
+// flush writes at a time.
 const (
 	readBatch  = 64
 	writeBatch = 64
@@ -72,15 +71,10 @@ type Traffic struct {
 	Lost      atomic.Uint64 // dropped on purpose by Faults instead of being written
 }
 
-func newEndpoint(conn *net.UDPConn, log *slog.Logger, faults *Faults, tr *Traffic) *endpoint {
-	local, _ := netip.ParseAddrPort(conn.LocalAddr().String())
+func newEndpoint(conn udpio.Conn, log *slog.Logger, faults *Faults, tr *Traffic) *endpoint {
+	local := conn.LocalAddr()
 	log = log.With(slog.String("local", local.String()))
-	w, err := newBatchWriter(conn, writeBatch)
-	if err != nil {
-		panic(fmt.Sprintf("app: a UDP socket without a raw conn: %v", err)) // net.UDPConn always has one
-	}
-	e := &endpoint{conn: conn, local: local, log: log, faults: faults, tr: tr, w: w, out: make([][]byte, 0, writeBatch)}
-	return e
+	return &endpoint{conn: conn, local: local, log: log, faults: faults, tr: tr, out: make([]udpio.Message, 0, writeBatch)}
 }
 
 // read runs until the socket is closed, or until handle or settle reports
@@ -88,24 +82,23 @@ func newEndpoint(conn *net.UDPConn, log *slog.Logger, faults *Faults, tr *Traffi
 // handle. When handle asks to drain, read hands it whatever else is
 // waiting, without waiting for more, and then calls settle.
 func (e *endpoint) read(handle func([]datagram) (ok, drain bool), settle func() bool) {
-	r, err := newBatchReader(e.conn, readBatch, wire.MaxDatagram+1)
-	if err != nil {
-		panic(fmt.Sprintf("app: a UDP socket without a raw conn: %v", err))
+	ms := make([]udpio.Message, readBatch)
+	for i := range ms {
+		ms[i].Buf = make([]byte, wire.MaxDatagram+1)
 	}
 	ds := make([]datagram, readBatch)
 	lots := 0 // handled since the last settle, while draining
-	_ = r.serve(func(n int) (ok, again bool) {
-		if n == 0 { // drained: nothing else is waiting
+	_ = e.conn.ReadBatches(ms, func(lot []udpio.Message) (ok, more bool) {
+		if len(lot) == 0 { // drained: nothing else is waiting
 			lots = 0
 			return settle(), false
 		}
-		for i := range n {
-			from, b := r.msg(i)
+		for i, m := range lot {
 			d := &ds[i]
-			d.from, d.size = netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), len(b)
-			d.h, d.msg, d.err = wire.Decode(b)
+			d.from, d.size = m.Addr, m.N
+			d.h, d.msg, d.err = wire.Decode(m.Buf[:m.N])
 		}
-		ok, drain := handle(ds[:n])
+		ok, drain := handle(ds[:len(lot)])
 		if !ok {
 			return false, false
 		}
@@ -161,17 +154,8 @@ func traceAttrs(addr netip.AddrPort, id uint32, flags wire.Flags, m wire.Message
 
 // send encodes one datagram for the next flush, applying fault injection.
 func (e *endpoint) send(s Send) {
-	if len(e.out) == cap(e.out) {
-		e.flush()
-	}
-	k := len(e.out)
-	buf := e.out[:k+1][k]
-	if buf == nil {
-		buf = make([]byte, 0, wire.MaxDatagram)
-	}
-	b, err := wire.Append(buf[:0], s.ID, s.Flags, s.Msg)
-	if err != nil {
-		e.log.Error("cannot encode", slog.String("addr", s.To.String()), slog.String("type", s.Msg.Type().String()), slog.String("err", err.Error()))
+	b, ok := e.encode(s)
+	if !ok {
 		return
 	}
 	copies := 1
@@ -188,28 +172,47 @@ func (e *endpoint) send(s Send) {
 	if e.log.Enabled(context.Background(), slog.LevelInfo) {
 		e.log.LogAttrs(context.Background(), slog.LevelInfo, "send", traceAttrs(s.To, s.ID, s.Flags, s.Msg)...)
 	}
-	e.out = append(e.out, b)
-	e.to = append(e.to, s.To)
-	e.types = append(e.types, s.Msg.Type())
+	e.queue(b, s.To, s.Msg.Type())
 	if copies == 2 {
-		if len(e.out) == cap(e.out) {
-			e.flush()
-		}
-		k := len(e.out)
-		dup := e.out[:k+1][k]
-		e.out = append(e.out, append(dup[:0], b...))
-		e.to = append(e.to, s.To)
-		e.types = append(e.types, s.Msg.Type())
+		e.queue(append(e.room(), b...), s.To, s.Msg.Type())
 	}
+}
+
+// room returns the buffer of the next datagram queued, emptied, flushing
+// first if the batch is full.
+func (e *endpoint) room() []byte {
+	if len(e.out) == cap(e.out) {
+		e.flush()
+	}
+	k := len(e.out)
+	buf := e.out[:k+1][k].Buf
+	if buf == nil {
+		buf = make([]byte, 0, wire.MaxDatagram)
+	}
+	return buf[:0]
+}
+
+func (e *endpoint) encode(s Send) ([]byte, bool) {
+	b, err := wire.Append(e.room(), s.ID, s.Flags, s.Msg)
+	if err != nil {
+		e.log.Error("cannot encode", slog.String("addr", s.To.String()), slog.String("type", s.Msg.Type().String()), slog.String("err", err.Error()))
+		return nil, false
+	}
+	return b, true
+}
+
+func (e *endpoint) queue(b []byte, to netip.AddrPort, t wire.Type) {
+	e.out = append(e.out, udpio.Message{Buf: b, Addr: to})
+	e.types = append(e.types, t)
 }
 
 // flush writes what send encoded, in order.
 func (e *endpoint) flush() {
 	for i := 0; i < len(e.out); {
-		n, err := e.w.write(e.out[i:], e.to[i:])
+		n, err := e.conn.WriteBatch(e.out[i:])
 		for j := i; j < i+n; j++ {
 			e.tr.Datagrams.Add(1)
-			e.tr.Bytes.Add(uint64(len(e.out[j])))
+			e.tr.Bytes.Add(uint64(len(e.out[j].Buf)))
 			if e.types[j] == wire.TypeStore {
 				e.tr.Stores.Add(1)
 			}
@@ -220,13 +223,16 @@ func (e *endpoint) flush() {
 				break
 			}
 			if i < len(e.out) {
-				e.log.Warn("send failed", slog.String("addr", e.to[i].String()), slog.String("err", err.Error()))
+				e.log.Warn("send failed", slog.String("addr", e.out[i].Addr.String()), slog.String("err", err.Error()))
 			}
 			i++ // skip the datagram that failed
 		}
 	}
-	e.out, e.to, e.types = e.out[:0], e.to[:0], e.types[:0]
+	e.discard()
 }
+
+// discard forgets what waits for flush.
+func (e *endpoint) discard() { e.out, e.types = e.out[:0], e.types[:0] }
 
 func traceEvent(log *slog.Logger, ev Event) {
 	log.LogAttrs(context.Background(), ev.Level, ev.Msg, ev.Attrs...)
@@ -275,7 +281,7 @@ type ServerStore interface {
 
 // ServerRunner owns the server's socket and feeds its state machine.
 type ServerRunner struct {
-	Conn   *net.UDPConn
+	Conn   udpio.Conn
 	Core   *Server
 	Store  ServerStore
 	Log    *slog.Logger // nil: discard
@@ -310,7 +316,7 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 				if err := r.Store.Save(o.State, o.Reply, o.Forget...); err != nil {
 					r.stopped = true
 					r.fail <- fmt.Errorf("server: persist: %w", err)
-					ep.out, ep.to, ep.types = ep.out[:0], ep.to[:0], ep.types[:0]
+					ep.discard()
 					return
 				}
 				tracePersistServer(log, o.State)
@@ -395,8 +401,10 @@ type PeerRunner struct {
 	Log   *slog.Logger
 	// OpenStore opens the table file when the peer binds for register.
 	OpenStore func(name string) (PeerStore, error)
-	Faults    *Faults
-	Now       func() time.Time
+	// Listen binds the peer's socket; nil: udpio.Listen, a real one.
+	Listen func(netip.AddrPort) (udpio.Conn, error)
+	Faults *Faults
+	Now    func() time.Time
 	// Ready, if set, is called with the bound address after each bind.
 	Ready func(netip.AddrPort)
 	// Idle, if set, is called after each input the runner handles (a line,
@@ -732,7 +740,11 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 		r.ep.log = log.With(slog.String("node", b.Name))
 		return nil
 	}
-	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(b.Addr))
+	listen := r.Listen
+	if listen == nil {
+		listen = listenUDP
+	}
+	conn, err := listen(b.Addr)
 	if err != nil {
 		var oe *net.OpError
 		if errors.As(err, &oe) {
@@ -740,7 +752,6 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 		}
 		return fmt.Errorf("cannot bind %s: %w", b.Addr, err)
 	}
-	setBuffers(conn)
 	if old := r.ep; old != nil {
 		old.flush()
 		r.closeReleased()
@@ -753,6 +764,14 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 		r.Ready(r.ep.local)
 	}
 	return nil
+}
+
+func listenUDP(a netip.AddrPort) (udpio.Conn, error) {
+	c, err := udpio.Listen(a)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // closeReleased closes the socket a refused register gave up, if no
@@ -772,23 +791,6 @@ func (r *PeerRunner) closeReleased() {
 		old.conn.Close()
 		close(done)
 	}()
-}
-
-// setBuffers asks for roomy socket buffers; the window keeps us well inside
-// them, this only absorbs bursts.
-func setBuffers(c *net.UDPConn) {
-	_ = c.SetReadBuffer(4 << 20)
-	_ = c.SetWriteBuffer(4 << 20)
-}
-
-// ListenServer opens the server's socket.
-func ListenServer(addr netip.AddrPort) (*net.UDPConn, error) {
-	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
-	if err != nil {
-		return nil, err
-	}
-	setBuffers(c)
-	return c, nil
 }
 
 // LinesFrom reads lines from r into a channel that is closed at end of

@@ -25,6 +25,7 @@ import (
 
 	"dht/app"
 	"dht/dataset"
+	"dht/internal/udpio"
 )
 
 func benchCommand(e env) *cli.Command {
@@ -167,7 +168,7 @@ type benchReport struct {
 		OneHopUS float64 `json:"one_hop_us"` // token round a ring of Peers sockets, per hop
 		RTTUS    float64 `json:"rtt_us"`     // ping-pong between two sockets
 		// The same ring with each socket read and written as the
-		// runners do theirs (app.RunnerRingHop); not the floor the
+		// runners do theirs (runnerRingHop); not the floor the
 		// ratios use, shown beside it.
 		RunnerHopUS float64 `json:"one_hop_runner_io_us"`
 	} `json:"floor"`
@@ -234,7 +235,7 @@ func runBench(o benchOptions) (r benchReport, err error) {
 	if r.Floor.RTTUS, err = pingPong(2000); err != nil {
 		return r, err
 	}
-	if r.Floor.RunnerHopUS, err = app.RunnerRingHop(o.peers, max(2000/o.peers, 20)); err != nil {
+	if r.Floor.RunnerHopUS, err = runnerRingHop(o.peers, max(2000/o.peers, 20)); err != nil {
 		return r, err
 	}
 	dir, err := os.MkdirTemp("", "dht-bench-")
@@ -484,6 +485,80 @@ func ringHop(n, hops int) (float64, error) {
 	}
 	slices.Sort(per)
 	return benchQuantile(per, 0.5), nil
+}
+
+// runnerRingHop passes a token round a ring of n sockets on 127.0.0.1,
+// each read and written as the runners read and write theirs (udpio: the
+// batch reader that waits without a read that finds nothing, the batch
+// writer), for laps laps, and returns the median time of one hop in
+// microseconds (the median lap over n): the floor of the runners' own I/O,
+// beside ringHop's, read through package net.
+func runnerRingHop(n, laps int) (float64, error) {
+	conns := make([]udpio.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := udpio.Listen(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 0))
+		if err != nil {
+			return 0, err
+		}
+		conns = append(conns, c)
+	}
+	per := make([]float64, 0, laps)
+	first := make(chan error, 1) // the first socket's reader, when the laps are done
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		ms := make([]udpio.Message, 64)
+		for j := range ms {
+			ms[j].Buf = make([]byte, 64)
+		}
+		out := []udpio.Message{{Buf: []byte("token"), Addr: conns[(i+1)%n].LocalAddr()}}
+		wg.Go(func() {
+			var t0 time.Time
+			var werr error
+			if i == 0 {
+				t0 = time.Now()
+				if _, err := c.WriteBatch(out); err != nil {
+					first <- err
+					return
+				}
+			}
+			err := c.ReadBatches(ms, func(lot []udpio.Message) (bool, bool) {
+				for _, m := range lot {
+					if i == 0 {
+						now := time.Now()
+						per = append(per, float64(now.Sub(t0))/float64(time.Microsecond)/float64(n))
+						if len(per) == laps {
+							return false, false
+						}
+						t0 = now
+					}
+					out[0].Buf = m.Buf[:m.N]
+					if _, werr = c.WriteBatch(out); werr != nil {
+						return false, false
+					}
+				}
+				return true, false
+			})
+			if i == 0 {
+				first <- errors.Join(werr, err)
+			}
+		})
+	}
+	err := <-first
+	for _, c := range conns {
+		c.Close() // ends the other readers
+	}
+	conns = nil
+	wg.Wait()
+	if err != nil {
+		return 0, err
+	}
+	slices.Sort(per)
+	return per[len(per)/2], nil
 }
 
 // pingPong returns the median round trip between two sockets, in

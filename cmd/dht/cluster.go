@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"dht/app"
+	"dht/internal/udpio"
 	"dht/store"
 )
 
@@ -71,7 +72,7 @@ func startLocalCluster(cfg localClusterConfig) (*localCluster, error) {
 		db.Close()
 		return nil, err
 	}
-	conn, err := app.ListenServer(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), cfg.Port))
+	conn, err := udpio.Listen(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), cfg.Port))
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
@@ -83,7 +84,7 @@ func startLocalCluster(cfg localClusterConfig) (*localCluster, error) {
 	if cfg.Trace != nil {
 		c.trace = slog.New(slog.NewTextHandler(cfg.Trace, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	c.server, _ = netip.ParseAddrPort(conn.LocalAddr().String())
+	c.server = conn.LocalAddr()
 	parent := cfg.Ctx
 	if parent == nil {
 		parent = context.Background()
