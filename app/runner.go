@@ -244,7 +244,11 @@ func traceEvent(log *slog.Logger, ev Event) {
 // timer. Whichever holds the runner's lock owns the core, the socket's
 // sending side and the file. Handing datagrams over a channel to one loop
 // instead would cost a goroutine switch, and a thread wake-up, on every
-// hop.
+// hop. Under the lock nothing is written that a slow reader could hold up:
+// results, notes and the hooks that follow them go to a printer, and the
+// trace to a queue, each written by a goroutine of its own. The lock does
+// cover the commit of a batch to disk, which the acknowledgements that
+// follow it must wait for.
 
 // deadline keeps a time.Timer set no later than a core's next deadline. It
 // moves the timer only to an earlier time: one that fires early, or for a
@@ -281,10 +285,12 @@ type ServerStore interface {
 
 // ServerRunner owns the server's socket and feeds its state machine.
 type ServerRunner struct {
-	Conn   udpio.Conn
-	Core   *Server
-	Store  ServerStore
-	Log    *slog.Logger // nil: discard
+	Conn  udpio.Conn
+	Core  *Server
+	Store ServerStore
+	// Log is the trace; the runner queues what it logs for Log's handler,
+	// so that a slow stderr never holds up the protocol. nil: discard.
+	Log    *slog.Logger
 	Faults *Faults
 	Now    func() time.Time // nil: time.Now
 	// Traffic counts the datagrams the server sends.
@@ -298,7 +304,8 @@ type ServerRunner struct {
 // Run serves until ctx is done. A failure to persist ends it with an error:
 // the server does not answer what it could not make durable.
 func (r *ServerRunner) Run(ctx context.Context) error {
-	log := orDiscard(r.Log)
+	log, flushTrace := queueTrace(r.Log)
+	defer flushTrace()
 	now := r.Now
 	if now == nil {
 		now = time.Now
@@ -373,13 +380,6 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 	}
 }
 
-func orDiscard(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return l
-}
-
 // PeerStore is the peer's table file: the runner commits the core's batches
 // to it, and the core reads records from it (Table).
 type PeerStore interface {
@@ -397,32 +397,39 @@ type PeerRunner struct {
 	Core *Peer
 	// Lines delivers input lines; closed at end of input.
 	Lines <-chan string
-	Out   io.Writer // results
-	Log   *slog.Logger
+	// Out gets the results, one Write each. It is written by a goroutine
+	// of the runner's own, in order, so that a reader who does not keep up
+	// holds up the input, never the protocol; Run returns once everything
+	// is written.
+	Out io.Writer
+	// Log is the trace; the runner queues what it logs for Log's handler,
+	// so that a slow stderr never holds up the protocol (past a bound it
+	// drops lines, and says how many). nil: discard.
+	Log *slog.Logger
 	// OpenStore opens the table file when the peer binds for register.
 	OpenStore func(name string) (PeerStore, error)
 	// Listen binds the peer's socket; nil: udpio.Listen, a real one.
 	Listen func(netip.AddrPort) (udpio.Conn, error)
 	Faults *Faults
 	Now    func() time.Time
-	// Ready, if set, is called with the bound address after each bind.
-	Ready func(netip.AddrPort)
 	// Idle, if set, is called after each input the runner handles (a line,
 	// a datagram, a timer) that leaves the core idle (no command in progress
 	// or queued), with the number of lines read from Lines so far: whoever
 	// sent k lines knows the k-th has finished, its result lines written to
 	// Out, once it sees Idle(n) with n >= k. Drivers of scripts and prompts
-	// use it. Calls come one at a time, from Run's goroutine or the socket
-	// reader's.
+	// use it. Calls come one at a time, from the goroutine that writes Out,
+	// after what was written before them; calls that nothing was written
+	// between may come as one, with the later count.
 	Idle func(linesRead int)
 	// WantsLine, if set, is called after each input that leaves the core
 	// waiting for the next line as a Long Name (the server answered a
 	// query-dht typed without one), with the number of lines read so far:
-	// a prompt shows it.
+	// a prompt shows it. It is called as Idle is.
 	WantsLine func(linesRead int)
 	// Notes, if set, gets what the person at the peer should read that is
 	// no command's result: an input line refused as too long, and that
-	// input ended while the peer stays registered.
+	// input ended while the peer stays registered. It is written as Out
+	// is, in order with it.
 	Notes io.Writer
 	// Traffic counts the datagrams the peer sends.
 	Traffic Traffic
@@ -435,6 +442,7 @@ type PeerRunner struct {
 	store     PeerStore
 	storeName string
 	log       *slog.Logger
+	out       *printer
 	now       func() time.Time
 	tm        *deadline
 	quit      chan error    // exit (nil) or the failure that ends Run
@@ -452,14 +460,7 @@ type PeerRunner struct {
 // Run runs the peer until it deregisters, ctx is done, or input ends while
 // the peer holds no registration.
 func (r *PeerRunner) Run(ctx context.Context) (err error) {
-	r.log = orDiscard(r.Log)
-	r.now = r.Now
-	if r.now == nil {
-		r.now = time.Now
-	}
-	r.tm = newDeadline()
-	r.quit = make(chan error, 1)
-	r.idle = make(chan struct{}, 1)
+	defer r.start()()
 	defer r.awaitCloses()
 	defer func() {
 		r.mu.Lock()
@@ -484,6 +485,12 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 	}()
 	lines := r.Lines
 	for {
+		// While the output waits, no more input: a reader who does not
+		// keep up with the results stops the input, not the protocol.
+		in, room := lines, (<-chan struct{})(nil)
+		if r.out.full() {
+			in, room = nil, r.out.room
+		}
 		r.mu.Lock()
 		if r.awaitIdle && r.Core.Idle() && !r.stopped {
 			if !r.Core.Registered() {
@@ -506,7 +513,8 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 		case err := <-r.quit:
 			return err
 		case <-r.idle:
-		case line, ok := <-lines:
+		case <-room:
+		case line, ok := <-in:
 			// A register that follows may bind the address a refused
 			// one let go of.
 			r.awaitCloses()
@@ -535,11 +543,37 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 	}
 }
 
-// note writes a line for the person at the peer, or to the trace if no one
+// start sets up what Run's turns use, and returns what ends it once Run
+// has stopped: the writing of what is queued for Out and the trace.
+func (r *PeerRunner) start() (stop func()) {
+	log, flushTrace := queueTrace(r.Log)
+	r.log = log
+	r.out = newPrinter(r.Idle, r.WantsLine)
+	r.now = r.Now
+	if r.now == nil {
+		r.now = time.Now
+	}
+	r.tm = newDeadline()
+	r.quit = make(chan error, 1)
+	r.idle = make(chan struct{}, 1)
+	return func() {
+		r.tm.t.Stop()
+		r.out.close()
+		flushTrace()
+	}
+}
+
+// printResult queues a result for Out, and traces it; with mu held.
+func (r *PeerRunner) printResult(p Print) {
+	r.out.write(r.Out, append([]byte(p.Line), '\n'))
+	tracePrint(r.logger(r.log), p.Line)
+}
+
+// note queues a line for the person at the peer, or traces it if no one
 // reads Notes; with mu held.
 func (r *PeerRunner) note(line string) {
 	if r.Notes != nil {
-		fmt.Fprintln(r.Notes, line)
+		r.out.write(r.Notes, append([]byte(line), '\n'))
 		return
 	}
 	traceEvent(r.logger(r.log), event(line))
@@ -620,12 +654,10 @@ func (r *PeerRunner) handle(outs []Output) {
 			default:
 			}
 		}
-		if r.Idle != nil {
-			r.Idle(r.read)
-		}
+		r.out.hookIdle(r.read)
 	}
-	if r.WantsLine != nil && r.Core.WantsLongName() {
-		r.WantsLine(r.read)
+	if r.Core.WantsLongName() {
+		r.out.hookWantsLine(r.read)
 	}
 }
 
@@ -643,8 +675,7 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 			}
 			r.ep.send(o)
 		case Print:
-			fmt.Fprintln(r.Out, o.Line)
-			tracePrint(r.logger(log), o.Line)
+			r.printResult(o)
 		case Notice:
 			r.note(o.Line)
 		case Event:
@@ -686,8 +717,7 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 				// cannot trust is not one to try another name with.
 				for _, m := range more {
 					if p, ok := m.(Print); ok {
-						fmt.Fprintln(r.Out, p.Line)
-						tracePrint(r.logger(log), p.Line)
+						r.printResult(p)
 					}
 				}
 				return false, fmt.Errorf("peer: %w", bindErr)
@@ -760,9 +790,6 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 	ep := newEndpoint(conn, log.With(slog.String("node", b.Name)), r.Faults, &r.Traffic)
 	r.ep = ep
 	go ep.read(func(in []datagram) (bool, bool) { return r.onDatagrams(ep, in) }, func() bool { return r.settle(ep) })
-	if r.Ready != nil {
-		r.Ready(r.ep.local)
-	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -286,6 +287,186 @@ func TestRunnerGivesUpOnASilentNeighbour(t *testing.T) {
 		defer traceMu.Unlock()
 		if !strings.Contains(trace.String(), "gave up: no acknowledgement") {
 			t.Errorf("the trace does not say it gave up:\n%s", trace.String())
+		}
+	})
+}
+
+// A peer whose stdout nobody reads (a pager left open, a full pipe) goes
+// on serving its ring: for a minute after its first result could not be
+// written, it takes its part in a setup, acknowledges its neighbour, and
+// answers the queries that reach it. Its trace, unread too, does not stop
+// it either. Before the runner wrote off its lock, the first result
+// stopped the peer, and its neighbour gave up on it after GiveUp.
+func TestRunnerServesWhileStdoutIsBlocked(t *testing.T) {
+	// A runner that writes under its lock again would leave a goroutine
+	// waiting for that lock, which stops the bubble's clock: fail in a
+	// minute of real time rather than at the package's timeout.
+	stuck := time.AfterFunc(time.Minute, func() {
+		panic("TestRunnerServesWhileStdoutIsBlocked stuck: a runner waits for its lock, held while writing where nobody reads")
+	})
+	defer stuck.Stop()
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeNet(t)
+		outR, outW := io.Pipe()
+		traceR, traceW := io.Pipe()
+		a := f.peer(0, nil, nil)
+		b := f.peer(1, outW, slog.New(slog.NewTextHandler(traceW, nil)))
+		f.register(a)
+		b.lines <- fmt.Sprintf("register %s %s %d", b.Name, b.Addr.Addr(), b.Addr.Port())
+		synctest.Wait() // registered, and stuck writing so
+		blocked := time.Now()
+		f.must(a, "setup-dht 2 "+a.Name) // b is the other member
+		c := f.peer(2, nil, nil)
+		f.register(c)
+		answeredByB := 0
+		for i := 0; time.Since(blocked) < time.Minute; i++ {
+			rec := f.data.Record(i * 7 % f.data.Len())
+			got := f.must(c, "query-dht "+c.Name+" "+rec.LongName)
+			if strings.Contains(got[0], "found at node "+b.Name) {
+				answeredByB++
+			}
+			time.Sleep(5 * time.Second)
+		}
+		if answeredByB == 0 {
+			t.Errorf("no query was answered by %s", b.Name)
+		}
+		// Read what b could not write, and end everything.
+		var out, trace bytes.Buffer
+		copied := make(chan struct{}, 2)
+		go func() { io.Copy(&out, outR); copied <- struct{}{} }()
+		go func() { io.Copy(&trace, traceR); copied <- struct{}{} }()
+		f.close()
+		outW.Close()
+		traceW.Close()
+		<-copied
+		<-copied
+		if st := a.Runner.Core.Stats(); st.GaveUp != 0 {
+			t.Errorf("%s gave up on its neighbour %d times", a.Name, st.GaveUp)
+		}
+		if out.String() != "register SUCCESS\n" {
+			t.Errorf("%s printed %q, want its one result", b.Name, out.String())
+		}
+		if !strings.Contains(trace.String(), "msg=recv") {
+			t.Errorf("%s's trace, once read, has no datagram received:\n%s", b.Name, trace.String())
+		}
+	})
+}
+
+// A peer that exits after deregister has written every result, however
+// slow its stdout, by the time Run returns (and the process ends).
+func TestRunnerWritesEverythingBeforeItExits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeNet(t)
+		defer f.close()
+		var out slowWriter
+		u := f.peer(0, &out, nil)
+		u.lines <- fmt.Sprintf("register %s %s %d", u.Name, u.Addr.Addr(), u.Addr.Port())
+		u.lines <- "deregister " + u.Name
+		<-u.done
+		if got, want := out.String(), "register SUCCESS\nderegister SUCCESS\n"; got != want {
+			t.Errorf("written when Run returned: %q, want %q", got, want)
+		}
+	})
+}
+
+// slowWriter takes a second to write.
+type slowWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *slowWriter) Write(b []byte) (int, error) {
+	time.Sleep(time.Second)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(b)
+}
+
+func (w *slowWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// Results that nobody reads stop the input, not the peer: past a bound of
+// results waiting, the runner reads no more lines; once they are read it
+// goes on, every result in order.
+func TestRunnerStopsReadingWhileResultsWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeNet(t)
+		defer f.close()
+		outR, outW := io.Pipe()
+		u := f.peer(0, outW, nil)
+		const total = 3 * maxPrinted
+		var mu sync.Mutex
+		typed := 0
+		go func() {
+			for i := range total {
+				u.lines <- fmt.Sprintf("nosuch%d", i)
+				mu.Lock()
+				typed++
+				mu.Unlock()
+			}
+			close(u.lines)
+		}()
+		synctest.Wait()
+		mu.Lock()
+		stalled := typed
+		mu.Unlock()
+		// A result a line: one being written, the others waiting.
+		if stalled != maxPrinted {
+			t.Errorf("with no result read, the runner read %d lines, want it to stop at %d", stalled, maxPrinted)
+		}
+		sc := bufio.NewScanner(outR)
+		for i := range total {
+			if !sc.Scan() {
+				t.Fatalf("result %d: %v", i, sc.Err())
+			}
+			if want := fmt.Sprintf("nosuch%d FAILURE: ", i); !strings.HasPrefix(sc.Text(), want) {
+				t.Fatalf("result %d is %q, want it to start with %q", i, sc.Text(), want)
+			}
+		}
+		<-u.done // input ended, unregistered: the peer exits
+		outR.Close()
+	})
+}
+
+// A trace that nobody reads keeps a bounded queue: what does not fit is
+// dropped and counted, and once the trace is read again it says how many
+// lines it dropped, after the ones it kept, in order.
+func TestTraceQueueDropsAndCounts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, w := io.Pipe()
+		log, flush := queueTrace(slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
+			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				if a.Key == slog.TimeKey {
+					return slog.Attr{}
+				}
+				return a
+			},
+		})))
+		const total = traceQueueLen + 100
+		for i := range total {
+			log.Info("line", "i", i)
+		}
+		go func() {
+			flush()
+			w.Close()
+		}()
+		sc := bufio.NewScanner(r)
+		kept, dropped := 0, -1
+		for sc.Scan() {
+			switch line := sc.Text(); {
+			case line == fmt.Sprintf("level=INFO msg=line i=%d", kept):
+				kept++
+			case dropped < 0 && strings.HasPrefix(line, `level=WARN msg="trace lines dropped" count=`):
+				fmt.Sscanf(line, `level=WARN msg="trace lines dropped" count=%d`, &dropped)
+			default:
+				t.Fatalf("after %d lines kept: %q", kept, line)
+			}
+		}
+		if kept < traceQueueLen || kept+dropped != total {
+			t.Errorf("%d lines kept and %d said dropped, want at least %d kept and %d in all", kept, dropped, traceQueueLen, total)
 		}
 	})
 }
