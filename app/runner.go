@@ -17,6 +17,7 @@ import (
 
 	"dht/app/state"
 	"dht/dataset"
+	"dht/internal/udpio"
 	"dht/store"
 	"dht/wire"
 )
@@ -41,24 +42,22 @@ type datagram struct {
 	err  error
 }
 
-// endpoint is one UDP socket with its reader goroutine, tracing and fault
-// injection. What the loop sends during one turn is written together by
-// flush.
+// endpoint is one socket with its reader, tracing and fault injection.
+// What the loop sends during one turn is written together by flush.
 type endpoint struct {
-	conn   *net.UDPConn
+	conn   udpio.Conn
 	local  netip.AddrPort
 	log    *slog.Logger
 	faults *Faults
 	tr     *Traffic
-	w      *batchWriter
-	// datagrams encoded and waiting for flush
-	out   [][]byte
-	to    []netip.AddrPort
+	// datagrams encoded and waiting for flush, their buffers kept for the
+	// next turn
+	out   []udpio.Message
 	types []wire.Type
 }
 
-// readBatch and writeBatch bound the datagrams one system call reads or
-// writes.
+// readBatch and writeBatch bound the datagrams one read hands over and one
+// flush writes at a time.
 const (
 	readBatch  = 64
 	writeBatch = 64
@@ -73,15 +72,10 @@ type Traffic struct {
 	Lost      atomic.Uint64 // dropped on purpose by Faults instead of being written
 }
 
-func newEndpoint(conn *net.UDPConn, log *slog.Logger, faults *Faults, tr *Traffic) *endpoint {
-	local, _ := netip.ParseAddrPort(conn.LocalAddr().String())
+func newEndpoint(conn udpio.Conn, log *slog.Logger, faults *Faults, tr *Traffic) *endpoint {
+	local := conn.LocalAddr()
 	log = log.With(slog.String("local", local.String()))
-	w, err := newBatchWriter(conn, writeBatch)
-	if err != nil {
-		panic(fmt.Sprintf("app: a UDP socket without a raw conn: %v", err)) // net.UDPConn always has one
-	}
-	e := &endpoint{conn: conn, local: local, log: log, faults: faults, tr: tr, w: w, out: make([][]byte, 0, writeBatch)}
-	return e
+	return &endpoint{conn: conn, local: local, log: log, faults: faults, tr: tr, out: make([]udpio.Message, 0, writeBatch)}
 }
 
 // read runs until the socket is closed, or until handle or settle reports
@@ -89,24 +83,23 @@ func newEndpoint(conn *net.UDPConn, log *slog.Logger, faults *Faults, tr *Traffi
 // handle. When handle asks to drain, read hands it whatever else is
 // waiting, without waiting for more, and then calls settle.
 func (e *endpoint) read(handle func([]datagram) (ok, drain bool), settle func() bool) {
-	r, err := newBatchReader(e.conn, readBatch, wire.MaxDatagram+1)
-	if err != nil {
-		panic(fmt.Sprintf("app: a UDP socket without a raw conn: %v", err))
+	ms := make([]udpio.Message, readBatch)
+	for i := range ms {
+		ms[i].Buf = make([]byte, wire.MaxDatagram+1)
 	}
 	ds := make([]datagram, readBatch)
 	lots := 0 // handled since the last settle, while draining
-	_ = r.serve(func(n int) (ok, again bool) {
-		if n == 0 { // drained: nothing else is waiting
+	_ = e.conn.ReadBatches(ms, func(lot []udpio.Message) (ok, more bool) {
+		if len(lot) == 0 { // drained: nothing else is waiting
 			lots = 0
 			return settle(), false
 		}
-		for i := range n {
-			from, b := r.msg(i)
+		for i, m := range lot {
 			d := &ds[i]
-			d.from, d.size = netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), len(b)
-			d.h, d.msg, d.err = wire.Decode(b)
+			d.from, d.size = m.Addr, m.N
+			d.h, d.msg, d.err = wire.Decode(m.Buf[:m.N])
 		}
-		ok, drain := handle(ds[:n])
+		ok, drain := handle(ds[:len(lot)])
 		if !ok {
 			return false, false
 		}
@@ -162,17 +155,8 @@ func traceAttrs(addr netip.AddrPort, id uint32, flags wire.Flags, m wire.Message
 
 // send encodes one datagram for the next flush, applying fault injection.
 func (e *endpoint) send(s Send) {
-	if len(e.out) == cap(e.out) {
-		e.flush()
-	}
-	k := len(e.out)
-	buf := e.out[:k+1][k]
-	if buf == nil {
-		buf = make([]byte, 0, wire.MaxDatagram)
-	}
-	b, err := wire.Append(buf[:0], s.ID, s.Flags, s.Msg)
-	if err != nil {
-		e.log.Error("cannot encode", slog.String("addr", s.To.String()), slog.String("type", s.Msg.Type().String()), slog.String("err", err.Error()))
+	b, ok := e.encode(s)
+	if !ok {
 		return
 	}
 	copies := 1
@@ -189,28 +173,47 @@ func (e *endpoint) send(s Send) {
 	if e.log.Enabled(context.Background(), slog.LevelInfo) {
 		e.log.LogAttrs(context.Background(), slog.LevelInfo, "send", traceAttrs(s.To, s.ID, s.Flags, s.Msg)...)
 	}
-	e.out = append(e.out, b)
-	e.to = append(e.to, s.To)
-	e.types = append(e.types, s.Msg.Type())
+	e.queue(b, s.To, s.Msg.Type())
 	if copies == 2 {
-		if len(e.out) == cap(e.out) {
-			e.flush()
-		}
-		k := len(e.out)
-		dup := e.out[:k+1][k]
-		e.out = append(e.out, append(dup[:0], b...))
-		e.to = append(e.to, s.To)
-		e.types = append(e.types, s.Msg.Type())
+		e.queue(append(e.room(), b...), s.To, s.Msg.Type())
 	}
+}
+
+// room returns the buffer of the next datagram queued, emptied, flushing
+// first if the batch is full.
+func (e *endpoint) room() []byte {
+	if len(e.out) == cap(e.out) {
+		e.flush()
+	}
+	k := len(e.out)
+	buf := e.out[:k+1][k].Buf
+	if buf == nil {
+		buf = make([]byte, 0, wire.MaxDatagram)
+	}
+	return buf[:0]
+}
+
+func (e *endpoint) encode(s Send) ([]byte, bool) {
+	b, err := wire.Append(e.room(), s.ID, s.Flags, s.Msg)
+	if err != nil {
+		e.log.Error("cannot encode", slog.String("addr", s.To.String()), slog.String("type", s.Msg.Type().String()), slog.String("err", err.Error()))
+		return nil, false
+	}
+	return b, true
+}
+
+func (e *endpoint) queue(b []byte, to netip.AddrPort, t wire.Type) {
+	e.out = append(e.out, udpio.Message{Buf: b, Addr: to})
+	e.types = append(e.types, t)
 }
 
 // flush writes what send encoded, in order.
 func (e *endpoint) flush() {
 	for i := 0; i < len(e.out); {
-		n, err := e.w.write(e.out[i:], e.to[i:])
+		n, err := e.conn.WriteBatch(e.out[i:])
 		for j := i; j < i+n; j++ {
 			e.tr.Datagrams.Add(1)
-			e.tr.Bytes.Add(uint64(len(e.out[j])))
+			e.tr.Bytes.Add(uint64(len(e.out[j].Buf)))
 			if e.types[j] == wire.TypeStore {
 				e.tr.Stores.Add(1)
 			}
@@ -221,13 +224,16 @@ func (e *endpoint) flush() {
 				break
 			}
 			if i < len(e.out) {
-				e.log.Warn("send failed", slog.String("addr", e.to[i].String()), slog.String("err", err.Error()))
+				e.log.Warn("send failed", slog.String("addr", e.out[i].Addr.String()), slog.String("err", err.Error()))
 			}
 			i++ // skip the datagram that failed
 		}
 	}
-	e.out, e.to, e.types = e.out[:0], e.to[:0], e.types[:0]
+	e.discard()
 }
+
+// discard forgets what waits for flush.
+func (e *endpoint) discard() { e.out, e.types = e.out[:0], e.types[:0] }
 
 func traceEvent(log *slog.Logger, ev Event) {
 	log.LogAttrs(context.Background(), ev.Level, ev.Msg, ev.Attrs...)
@@ -239,7 +245,11 @@ func traceEvent(log *slog.Logger, ev Event) {
 // timer. Whichever holds the runner's lock owns the core, the socket's
 // sending side and the file. Handing datagrams over a channel to one loop
 // instead would cost a goroutine switch, and a thread wake-up, on every
-// hop.
+// hop. Under the lock nothing is written that a slow reader could hold up:
+// results, notes and the hooks that follow them go to a printer, and the
+// trace to a queue, each written by a goroutine of its own. The lock does
+// cover the commit of a batch to disk, which the acknowledgements that
+// follow it must wait for.
 
 // deadline keeps a time.Timer set no later than a core's next deadline. It
 // moves the timer only to an earlier time: one that fires early, or for a
@@ -276,10 +286,12 @@ type ServerStore interface {
 
 // ServerRunner owns the server's socket and feeds its state machine.
 type ServerRunner struct {
-	Conn   *net.UDPConn
-	Core   *Server
-	Store  ServerStore
-	Log    *slog.Logger // nil: discard
+	Conn  udpio.Conn
+	Core  *Server
+	Store ServerStore
+	// Log is the trace; the runner queues what it logs for Log's handler,
+	// so that a slow stderr never holds up the protocol. nil: discard.
+	Log    *slog.Logger
 	Faults *Faults
 	Now    func() time.Time // nil: time.Now
 	// Traffic counts the datagrams the server sends.
@@ -293,7 +305,8 @@ type ServerRunner struct {
 // Run serves until ctx is done. A failure to persist ends it with an error:
 // the server does not answer what it could not make durable.
 func (r *ServerRunner) Run(ctx context.Context) error {
-	log := orDiscard(r.Log)
+	log, flushTrace := queueTrace(r.Log)
+	defer flushTrace()
 	now := r.Now
 	if now == nil {
 		now = time.Now
@@ -311,7 +324,7 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 				if err := r.Store.Save(o.State, o.Reply, o.Forget...); err != nil {
 					r.stopped = true
 					r.fail <- fmt.Errorf("server: persist: %w", err)
-					ep.out, ep.to, ep.types = ep.out[:0], ep.to[:0], ep.types[:0]
+					ep.discard()
 					return
 				}
 				tracePersistServer(log, o.State)
@@ -368,13 +381,6 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 	}
 }
 
-func orDiscard(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return l
-}
-
 // PeerStore is the peer's table file: the runner commits the core's batches
 // to it, and the core reads records from it (Table).
 type PeerStore interface {
@@ -386,49 +392,46 @@ type PeerStore interface {
 	Close() error
 }
 
-// writeResult writes a command's result to Out, as the stdout contract
-// spells it (Result.AppendText), or hands it over as it is to an Out that
-// is a ResultWriter, and traces it.
-func (r *PeerRunner) writeResult(log *slog.Logger, res Result) {
-	if w, ok := r.Out.(ResultWriter); ok {
-		w.WriteResult(res)
-	} else {
-		r.outBuf = append(res.AppendText(r.outBuf[:0]), '\n')
-		r.Out.Write(r.outBuf)
-	}
-	traceResult(r.logger(log), res)
-}
-
 // PeerRunner owns the peer's socket, stdin and table file, and feeds its
 // state machine.
 type PeerRunner struct {
 	Core *Peer
 	// Lines delivers input lines; closed at end of input.
 	Lines <-chan string
-	Out   io.Writer // results: their text, one Write each, or the Results to a ResultWriter
-	Log   *slog.Logger
+	// Out gets the results: their text, one Write each, or, if it is a
+	// ResultWriter, the Results themselves. It is written by a goroutine
+	// of the runner's own, in order, so that a reader who does not keep up
+	// holds up the input, never the protocol; Run returns once everything
+	// is written.
+	Out io.Writer
+	// Log is the trace; the runner queues what it logs for Log's handler,
+	// so that a slow stderr never holds up the protocol (past a bound it
+	// drops lines, and says how many). nil: discard.
+	Log *slog.Logger
 	// OpenStore opens the table file when the peer binds for register.
 	OpenStore func(name string) (PeerStore, error)
-	Faults    *Faults
-	Now       func() time.Time
-	// Ready, if set, is called with the bound address after each bind.
-	Ready func(netip.AddrPort)
+	// Listen binds the peer's socket; nil: udpio.Listen, a real one.
+	Listen func(netip.AddrPort) (udpio.Conn, error)
+	Faults *Faults
+	Now    func() time.Time
 	// Idle, if set, is called after each input the runner handles (a line,
 	// a datagram, a timer) that leaves the core idle (no command in progress
 	// or queued), with the number of lines read from Lines so far: whoever
 	// sent k lines knows the k-th has finished, its result lines written to
 	// Out, once it sees Idle(n) with n >= k. Drivers of scripts and prompts
-	// use it. Calls come one at a time, from Run's goroutine or the socket
-	// reader's.
+	// use it. Calls come one at a time, from the goroutine that writes Out,
+	// after what was written before them; calls that nothing was written
+	// between may come as one, with the later count.
 	Idle func(linesRead int)
 	// WantsLine, if set, is called after each input that leaves the core
 	// waiting for the next line as a Long Name (the server answered a
 	// query-dht typed without one), with the number of lines read so far:
-	// a prompt shows it.
+	// a prompt shows it. It is called as Idle is.
 	WantsLine func(linesRead int)
 	// Notes, if set, gets what the person at the peer should read that is
 	// no command's result: an input line refused as too long, and that
-	// input ended while the peer stays registered.
+	// input ended while the peer stays registered. It is written as Out
+	// is, in order with it.
 	Notes io.Writer
 	// Traffic counts the datagrams the peer sends.
 	Traffic Traffic
@@ -441,6 +444,7 @@ type PeerRunner struct {
 	store     PeerStore
 	storeName string
 	log       *slog.Logger
+	out       *printer
 	now       func() time.Time
 	tm        *deadline
 	quit      chan error    // exit (nil) or the failure that ends Run
@@ -459,14 +463,7 @@ type PeerRunner struct {
 // Run runs the peer until it deregisters, ctx is done, or input ends while
 // the peer holds no registration.
 func (r *PeerRunner) Run(ctx context.Context) (err error) {
-	r.log = orDiscard(r.Log)
-	r.now = r.Now
-	if r.now == nil {
-		r.now = time.Now
-	}
-	r.tm = newDeadline()
-	r.quit = make(chan error, 1)
-	r.idle = make(chan struct{}, 1)
+	defer r.start()()
 	defer r.awaitCloses()
 	defer func() {
 		r.mu.Lock()
@@ -491,6 +488,12 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 	}()
 	lines := r.Lines
 	for {
+		// While the output waits, no more input: a reader who does not
+		// keep up with the results stops the input, not the protocol.
+		in, room := lines, (<-chan struct{})(nil)
+		if r.out.full() {
+			in, room = nil, r.out.room
+		}
 		r.mu.Lock()
 		if r.awaitIdle && r.Core.Idle() && !r.stopped {
 			if !r.Core.Registered() {
@@ -513,7 +516,8 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 		case err := <-r.quit:
 			return err
 		case <-r.idle:
-		case line, ok := <-lines:
+		case <-room:
+		case line, ok := <-in:
 			// A register that follows may bind the address a refused
 			// one let go of.
 			r.awaitCloses()
@@ -542,11 +546,42 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 	}
 }
 
-// note writes a line for the person at the peer, or to the trace if no one
+// start sets up what Run's turns use, and returns what ends it once Run
+// has stopped: the writing of what is queued for Out and the trace.
+func (r *PeerRunner) start() (stop func()) {
+	log, flushTrace := queueTrace(r.Log)
+	r.log = log
+	r.out = newPrinter(r.Idle, r.WantsLine)
+	r.now = r.Now
+	if r.now == nil {
+		r.now = time.Now
+	}
+	r.tm = newDeadline()
+	r.quit = make(chan error, 1)
+	r.idle = make(chan struct{}, 1)
+	return func() {
+		r.tm.t.Stop()
+		r.out.close()
+		flushTrace()
+	}
+}
+
+// printResult queues a result for Out (as text, formatted in the one place
+// results are, or typed to a ResultWriter), and traces it; with mu held.
+func (r *PeerRunner) printResult(res Result) {
+	if w, ok := r.Out.(ResultWriter); ok {
+		r.out.writeResult(w, res)
+	} else {
+		r.out.write(r.Out, append(res.AppendText(nil), '\n'))
+	}
+	traceResult(r.logger(r.log), res)
+}
+
+// note queues a line for the person at the peer, or traces it if no one
 // reads Notes; with mu held.
 func (r *PeerRunner) note(line string) {
 	if r.Notes != nil {
-		fmt.Fprintln(r.Notes, line)
+		r.out.write(r.Notes, append([]byte(line), '\n'))
 		return
 	}
 	traceEvent(r.logger(r.log), event(line))
@@ -627,12 +662,10 @@ func (r *PeerRunner) handle(outs []Output) {
 			default:
 			}
 		}
-		if r.Idle != nil {
-			r.Idle(r.read)
-		}
+		r.out.hookIdle(r.read)
 	}
-	if r.WantsLine != nil && r.Core.WantsLongName() {
-		r.WantsLine(r.read)
+	if r.Core.WantsLongName() {
+		r.out.hookWantsLine(r.read)
 	}
 }
 
@@ -650,7 +683,7 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 			}
 			r.ep.send(o)
 		case Result:
-			r.writeResult(log, o)
+			r.printResult(o)
 		case Notice:
 			r.note(o.Line)
 		case Event:
@@ -692,7 +725,7 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 				// cannot trust is not one to try another name with.
 				for _, m := range more {
 					if res, ok := m.(Result); ok {
-						r.writeResult(log, res)
+						r.printResult(res)
 					}
 				}
 				return false, fmt.Errorf("peer: %w", bindErr)
@@ -745,7 +778,11 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 		r.ep.log = log.With(slog.String("node", b.Name))
 		return nil
 	}
-	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(b.Addr))
+	listen := r.Listen
+	if listen == nil {
+		listen = listenUDP
+	}
+	conn, err := listen(b.Addr)
 	if err != nil {
 		var oe *net.OpError
 		if errors.As(err, &oe) {
@@ -753,7 +790,6 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 		}
 		return fmt.Errorf("cannot bind %s: %w", b.Addr, err)
 	}
-	setBuffers(conn)
 	if old := r.ep; old != nil {
 		old.flush()
 		r.closeReleased()
@@ -762,10 +798,15 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 	ep := newEndpoint(conn, log.With(slog.String("node", b.Name)), r.Faults, &r.Traffic)
 	r.ep = ep
 	go ep.read(func(in []datagram) (bool, bool) { return r.onDatagrams(ep, in) }, func() bool { return r.settle(ep) })
-	if r.Ready != nil {
-		r.Ready(r.ep.local)
-	}
 	return nil
+}
+
+func listenUDP(a netip.AddrPort) (udpio.Conn, error) {
+	c, err := udpio.Listen(a)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // closeReleased closes the socket a refused register gave up, if no
@@ -785,23 +826,6 @@ func (r *PeerRunner) closeReleased() {
 		old.conn.Close()
 		close(done)
 	}()
-}
-
-// setBuffers asks for roomy socket buffers; the window keeps us well inside
-// them, this only absorbs bursts.
-func setBuffers(c *net.UDPConn) {
-	_ = c.SetReadBuffer(4 << 20)
-	_ = c.SetWriteBuffer(4 << 20)
-}
-
-// ListenServer opens the server's socket.
-func ListenServer(addr netip.AddrPort) (*net.UDPConn, error) {
-	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
-	if err != nil {
-		return nil, err
-	}
-	setBuffers(c)
-	return c, nil
 }
 
 // LinesFrom reads lines from r into a channel that is closed at end of

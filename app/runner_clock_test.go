@@ -2,7 +2,6 @@ package app
 
 import (
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
@@ -36,9 +35,8 @@ func TestRegisterTimedFromItsSend(t *testing.T) {
 			return store.OpenPeer(filepath.Join(dir, "dht-peer-"+name+".db"))
 		},
 	}
-	// What Run sets up before its first turn.
-	r.log, r.now, r.tm, r.quit = slog.New(slog.DiscardHandler), now, newDeadline(), make(chan error, 1)
-	defer r.tm.t.Stop()
+	r.Now = now
+	defer r.start()() // what Run sets up before its first turn
 
 	r.mu.Lock()
 	r.handle(r.Core.Input(now(), fmt.Sprintf("register slow 127.0.0.1 %d", ports[0])))

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"dht/app"
+	"dht/internal/udpio"
 	"dht/store"
 )
 
@@ -49,7 +50,7 @@ func serverCommand(e env) *cli.Command {
 			}
 			// The socket first: a server that cannot have its port creates
 			// no file.
-			conn, err := app.ListenServer(netip.AddrPortFrom(ip, port))
+			conn, err := udpio.Listen(netip.AddrPortFrom(ip, port))
 			if err != nil {
 				return fmt.Errorf("server: %w", err)
 			}

@@ -27,6 +27,7 @@ import (
 	"dht/dataset"
 	"dht/internal/cluster"
 	"dht/internal/loopback"
+	"dht/internal/udpio"
 )
 
 // Options say what to measure.
@@ -56,7 +57,7 @@ type Report struct {
 		OneHopUS float64 `json:"one_hop_us"` // token round a ring of Peers sockets, per hop
 		RTTUS    float64 `json:"rtt_us"`     // ping-pong between two sockets
 		// The same ring with each socket read and written as the
-		// runners do theirs (app.RunnerRingHop); not the floor the
+		// runners do theirs (runnerRingHop); not the floor the
 		// ratios use, shown beside it.
 		RunnerHopUS float64 `json:"one_hop_runner_io_us"`
 	} `json:"floor"`
@@ -127,7 +128,7 @@ func Run(o Options) (r Report, err error) {
 	if r.Floor.RTTUS, err = pingPong(2000); err != nil {
 		return r, err
 	}
-	if r.Floor.RunnerHopUS, err = app.RunnerRingHop(o.Peers, max(2000/o.Peers, 20)); err != nil {
+	if r.Floor.RunnerHopUS, err = runnerRingHop(o.Peers, max(2000/o.Peers, 20)); err != nil {
 		return r, err
 	}
 	dir, err := os.MkdirTemp("", "dht-bench-")
@@ -686,4 +687,78 @@ func PrintSweep(w io.Writer, o Options, rows []SweepRow) {
 		fmt.Fprintf(tw, "%g%%\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%d/%d\t\n", 100*r.Loss, r.Sent, r.Lost, r.Retransmits, r.DupsSuppressed, r.GaveUp, r.SetupMS, r.QueriesMS, r.Found, r.Queries)
 	}
 	tw.Flush()
+}
+
+// runnerRingHop passes a token round a ring of n sockets on 127.0.0.1,
+// each read and written as the runners read and write theirs (udpio: the
+// batch reader that waits without a read that finds nothing, the batch
+// writer), for laps laps, and returns the median time of one hop in
+// microseconds (the median lap over n): the floor of the runners' own I/O,
+// beside ringHop's, read through package net.
+func runnerRingHop(n, laps int) (float64, error) {
+	conns := make([]udpio.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := udpio.Listen(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 0))
+		if err != nil {
+			return 0, err
+		}
+		conns = append(conns, c)
+	}
+	per := make([]float64, 0, laps)
+	first := make(chan error, 1) // the first socket's reader, when the laps are done
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		ms := make([]udpio.Message, 64)
+		for j := range ms {
+			ms[j].Buf = make([]byte, 64)
+		}
+		out := []udpio.Message{{Buf: []byte("token"), Addr: conns[(i+1)%n].LocalAddr()}}
+		wg.Go(func() {
+			var t0 time.Time
+			var werr error
+			if i == 0 {
+				t0 = time.Now()
+				if _, err := c.WriteBatch(out); err != nil {
+					first <- err
+					return
+				}
+			}
+			err := c.ReadBatches(ms, func(lot []udpio.Message) (bool, bool) {
+				for _, m := range lot {
+					if i == 0 {
+						now := time.Now()
+						per = append(per, float64(now.Sub(t0))/float64(time.Microsecond)/float64(n))
+						if len(per) == laps {
+							return false, false
+						}
+						t0 = now
+					}
+					out[0].Buf = m.Buf[:m.N]
+					if _, werr = c.WriteBatch(out); werr != nil {
+						return false, false
+					}
+				}
+				return true, false
+			})
+			if i == 0 {
+				first <- errors.Join(werr, err)
+			}
+		})
+	}
+	err := <-first
+	for _, c := range conns {
+		c.Close() // ends the other readers
+	}
+	conns = nil
+	wg.Wait()
+	if err != nil {
+		return 0, err
+	}
+	slices.Sort(per)
+	return per[len(per)/2], nil
 }

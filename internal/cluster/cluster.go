@@ -25,6 +25,7 @@ import (
 	"dht/app"
 	"dht/dataset"
 	"dht/internal/loopback"
+	"dht/internal/udpio"
 	"dht/store"
 )
 
@@ -97,13 +98,13 @@ func Start(cfg Config) (*Cluster, error) {
 		db.Close()
 		return nil, err
 	}
-	conn, err := app.ListenServer(netip.AddrPortFrom(loopback.Addr, cfg.Port))
+	conn, err := udpio.Listen(netip.AddrPortFrom(loopback.Addr, cfg.Port))
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	c := &Cluster{cfg: cfg, srvDB: db, srvDone: make(chan struct{}), peers: map[string]*Peer{}}
-	c.server, _ = netip.ParseAddrPort(conn.LocalAddr().String())
+	c.server = conn.LocalAddr()
 	parent := cfg.Ctx
 	if parent == nil {
 		parent = context.Background()

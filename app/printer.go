@@ -1,0 +1,153 @@
+package app
+
+import (
+	"io"
+	"sync"
+)
+
+// printer writes what a peer shows its user (results on Out, notes on
+// Notes) and calls the hooks that follow them (Idle, WantsLine), in the
+// order the runner queued them, from a goroutine of its own. The runner
+// queues under its lock and goes on: a reader who does not keep up (a
+// pager, a full pipe) stops the input (Run reads no line while the queue
+// is full), never the protocol. Nothing queued is dropped.
+type printer struct {
+	idle, wantsLine func(linesRead int) // the runner's hooks; nil: none
+
+	mu      sync.Mutex
+	queue   []printJob
+	pending int // jobs queued or taken and not yet done
+	closed  bool
+	wake    chan struct{} // room for one: the queue has something
+	room    chan struct{} // room for one: the writer has done a job
+	done    chan struct{} // closed once everything is done after close
+}
+
+type printJob struct {
+	kind jobKind
+	w    io.Writer // jobWrite: text to w
+	text []byte
+	rw   ResultWriter // jobResult: res to rw
+	res  Result
+	n    int // jobIdle, jobWantsLine: lines read
+}
+
+type jobKind uint8
+
+const (
+	jobWrite jobKind = iota
+	jobResult
+	jobIdle
+	jobWantsLine
+)
+
+// maxPrinted is how many jobs may be waiting or under way before Run stops
+// reading input. A
+// line read yields a result or two; the bound keeps a peer fed by a fast
+// pipe, writing to a slow one, from holding its whole input as results.
+const maxPrinted = 256
+
+func newPrinter(idle, wantsLine func(int)) *printer {
+	p := &printer{idle: idle, wantsLine: wantsLine, wake: make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan struct{})}
+	go p.run()
+	return p
+}
+
+// write queues text (with its final newline) for w.
+func (p *printer) write(w io.Writer, text []byte) { p.push(printJob{kind: jobWrite, w: w, text: text}) }
+
+// writeResult queues res for w.
+func (p *printer) writeResult(w ResultWriter, res Result) {
+	p.push(printJob{kind: jobResult, rw: w, res: res})
+}
+
+// hookIdle and hookWantsLine queue a call of the hook, if the runner has
+// it. A hook queued right after a call of the same hook replaces it: a
+// ring member that serves datagrams while its user's terminal is not read
+// queues one, not one a datagram, and the hook sees the later count.
+func (p *printer) hookIdle(linesRead int) {
+	if p.idle != nil {
+		p.push(printJob{kind: jobIdle, n: linesRead})
+	}
+}
+
+func (p *printer) hookWantsLine(linesRead int) {
+	if p.wantsLine != nil {
+		p.push(printJob{kind: jobWantsLine, n: linesRead})
+	}
+}
+
+func (p *printer) push(j printJob) {
+	p.mu.Lock()
+	if k := len(p.queue); (j.kind == jobIdle || j.kind == jobWantsLine) && k > 0 && p.queue[k-1].kind == j.kind {
+		p.queue[k-1] = j
+	} else {
+		p.queue = append(p.queue, j)
+		p.pending++
+	}
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// full reports that Run should read no more input until room delivers.
+func (p *printer) full() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pending >= maxPrinted
+}
+
+func (p *printer) run() {
+	defer close(p.done)
+	var batch []printJob
+	for {
+		p.mu.Lock()
+		batch, p.queue = p.queue, batch[:0]
+		closed := p.closed
+		p.mu.Unlock()
+		if len(batch) == 0 {
+			if closed {
+				return
+			}
+			<-p.wake
+			continue
+		}
+		for i, j := range batch {
+			switch j.kind {
+			case jobWrite:
+				// An error here is the reader's to see (a closed pipe):
+				// the peer goes on serving its ring.
+				_, _ = j.w.Write(j.text)
+			case jobResult:
+				j.rw.WriteResult(j.res)
+			case jobIdle:
+				p.idle(j.n)
+			case jobWantsLine:
+				p.wantsLine(j.n)
+			}
+			batch[i] = printJob{}
+			p.mu.Lock()
+			p.pending--
+			p.mu.Unlock()
+			select {
+			case p.room <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// close writes everything queued and ends the writer; nothing may be
+// queued after it.
+func (p *printer) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	<-p.done
+}

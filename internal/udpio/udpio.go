@@ -1,0 +1,97 @@
+// Package udpio is the runners' UDP transport: Conn, a socket read and
+// written a batch of datagrams at a time, implemented by a real socket
+// (UDP, with recvmmsg and sendmmsg on Linux) and by an in-memory network
+// (Net) on which tests drive the runners under testing/synctest.
+//
+// A Conn is read by one goroutine, through ReadBatches, and written by
+// another, through WriteBatch; Close may come from any.
+package udpio
+
+import (
+	"net"
+	"net/netip"
+)
+
+// Message is one datagram.
+type Message struct {
+	// Buf, for a read, is the room for a datagram, which it fills from
+	// the start; for a write, it is the datagram.
+	Buf []byte
+	// N, for a read, is the datagram's length: it is Buf[:N]. A write
+	// ignores it.
+	N int
+	// Addr, for a read, is where the datagram came from; for a write,
+	// where it goes.
+	Addr netip.AddrPort
+}
+
+// Conn is a UDP socket read and written a batch of datagrams at a time.
+type Conn interface {
+	// ReadBatches reads datagrams into ms and hands each lot that one read
+	// returns to handle, as the first datagrams of ms, valid until handle
+	// returns. It serves until handle reports false (it returns nil) or
+	// the conn is closed (net.ErrClosed). With more, handle asks for one
+	// more read before waiting: it gets what is waiting, or an empty lot
+	// when nothing is.
+	ReadBatches(ms []Message, handle func(lot []Message) (ok, more bool)) error
+	// WriteBatch sends the datagrams of ms, in order, and returns how many
+	// it sent: all of them, or those before the first that failed, with
+	// its error (net.ErrClosed once the conn is closed). It may send
+	// fewer than len(ms) without an error when that is what one system
+	// call takes; the caller writes the rest.
+	WriteBatch(ms []Message) (int, error)
+	LocalAddr() netip.AddrPort
+	Close() error
+}
+
+// UDP is a real IPv4 UDP socket.
+type UDP struct {
+	c     *net.UDPConn
+	local netip.AddrPort
+	r     batchReader
+	w     batchWriter
+}
+
+// writeBatch bounds the datagrams one system call writes.
+const writeBatch = 64
+
+// Listen binds an IPv4 UDP socket to addr (port 0: one the system picks),
+// with roomy buffers. Its error is net.ListenUDP's.
+func Listen(addr netip.AddrPort) (*UDP, error) {
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return nil, err
+	}
+	// The runners' flow control keeps them well inside these; they only
+	// absorb bursts.
+	_ = c.SetReadBuffer(4 << 20)
+	_ = c.SetWriteBuffer(4 << 20)
+	u := &UDP{c: c}
+	local := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	u.local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	if err := u.r.init(c); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := u.w.init(c, writeBatch); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return u, nil
+}
+
+// ReadBatches is Conn's.
+func (u *UDP) ReadBatches(ms []Message, handle func(lot []Message) (ok, more bool)) error {
+	return u.r.serve(ms, handle)
+}
+
+// WriteBatch is Conn's. Every destination must be IPv4.
+func (u *UDP) WriteBatch(ms []Message) (int, error) { return u.w.write(ms) }
+
+// LocalAddr is the address the socket is bound to.
+func (u *UDP) LocalAddr() netip.AddrPort { return u.local }
+
+// Close closes the socket. It waits for a read under way in ReadBatches to
+// end its turn: a close from within handle must come from another
+// goroutine.
+func (u *UDP) Close() error { return u.c.Close() }
