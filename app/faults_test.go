@@ -1,12 +1,12 @@
 package app_test
 
 import (
-	"dht/app/state"
 	"fmt"
 	"strings"
 	"testing"
 
 	"dht/app"
+	"dht/app/state"
 	"dht/dataset"
 )
 

@@ -148,6 +148,12 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		if int(m.N) != p.n {
 			return []Output{event("store for another ring size ignored", attrAddr(from), slog.Int("ring", int(m.N)))}
 		}
+		if p.id == 0 {
+			// Stores start at the leader, which keeps its own records: one
+			// that comes back holds records no member takes (the members
+			// disagree on the ring), and would circle it for ever.
+			return []Output{event("dropped: a store came back to the leader", attrAddr(from), slog.Int("records", len(m.Records)))}
+		}
 		mine := 0
 		for i := range m.Records {
 			if dataset.ID(dataset.Pos(m.Records[i][3]), p.n) == p.id {
@@ -184,6 +190,12 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 	case wire.Query:
 		pos := dataset.Pos(m.LongName)
 		if dataset.ID(pos, p.n) != p.id {
+			if int(m.Hops) >= p.n-1 {
+				// Every id is within n-1 forwards of the node first
+				// asked: a query still unanswered after them would circle
+				// a ring whose members disagree on it, for ever.
+				return []Output{event("dropped: a query would loop", attrAddr(from), slog.Int("hops", int(m.Hops)), slog.Int("ring", p.n), slog.String("long_name", m.LongName))}
+			}
 			m.Hops++
 			if noAck {
 				return []Output{p.sendNoAck(p.right.Addr, m)}

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"dht/app/state"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"dht/app"
+	"dht/app/state"
 	"dht/dataset"
 )
 

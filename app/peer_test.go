@@ -1,12 +1,14 @@
 package app
 
 import (
-	"dht/app/state"
 	"errors"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"dht/app/state"
 	"dht/dataset"
 	"dht/wire"
 )
@@ -170,5 +172,47 @@ func TestLeaveFailureNamesTheLeavesMessage(t *testing.T) {
 	want := "dht-rebuilt FAILURE: teardown sent to " + fzRight.Addr.String() + " was not acknowledged"
 	if len(printed) != 1 || !strings.HasPrefix(printed[0], want) {
 		t.Fatalf("printed %q; want one line starting %q", printed, want)
+	}
+}
+
+// A ring message can never loop: a query is forwarded at most n-1 times,
+// and a store never passes the leader, whatever the members believe.
+func TestRingMessagesCannotLoop(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	querier := wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.9:5000")}
+	// "Aruba" is pos 138: id 0 of a ring of 3, not bob's (id 1).
+	for hops, forwarded := range map[uint16]bool{0: true, 1: true, 2: false, 40: false} {
+		p := fuzzPeer()
+		outs := p.Step(now, fzLeft.Addr, wire.Header{ID: 7, Flags: wire.FlagNoAck}, wire.Query{ReqID: 1, Querier: querier, Hops: hops, LongName: "Aruba"})
+		sent, dropped := false, false
+		for _, o := range outs {
+			switch o := o.(type) {
+			case Send:
+				q, ok := o.Msg.(wire.Query)
+				sent = ok && o.To == fzRight.Addr && q.Hops == hops+1
+			case Event:
+				dropped = dropped || o.Msg == "dropped: a query would loop"
+			}
+		}
+		if sent != forwarded || dropped == forwarded {
+			t.Errorf("query after %d hops in a ring of 3: forwarded %v, dropped %v; want forwarded %v", hops, sent, dropped, forwarded)
+		}
+	}
+	// The leader of a ring of 3 takes no store from its left.
+	p := fuzzPeer()
+	p.id = 0
+	outs := p.Step(now, fzLeft.Addr, wire.Header{ID: 8}, wire.Store{N: 3, Records: []wire.Record{dataset.Record{LongName: "Kingdom of Spain"}.Fields()}})
+	for _, o := range outs {
+		if s, ok := o.(Send); ok {
+			if _, ack := s.Msg.(wire.Ack); !ack {
+				t.Errorf("the leader sent %v for a store that came back to it", s.Msg.Type())
+			}
+		}
+	}
+	if p.Unsettled() || !slices.ContainsFunc(outs, func(o Output) bool {
+		e, ok := o.(Event)
+		return ok && e.Msg == "dropped: a store came back to the leader"
+	}) {
+		t.Errorf("a store back at the leader was not dropped and traced: %v", outs)
 	}
 }

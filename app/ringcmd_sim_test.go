@@ -1,11 +1,12 @@
 package app_test
 
 import (
-	"dht/app/state"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+
+	"dht/app/state"
 )
 
 // A peer refuses, before it sends anything, the leave-dht or teardown-dht

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"cmp"
-	"dht/app/state"
 	"flag"
 	"net/netip"
 	"slices"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"dht/app"
+	"dht/app/state"
 	"dht/dataset"
 	"dht/internal/simnet"
 )

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"dht/app/state"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"dht/app/state"
 	"dht/dataset"
 	"dht/diagram"
 	"dht/internal/simnet"

@@ -5,7 +5,6 @@ package simnet
 
 import (
 	"context"
-	"dht/app/state"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"dht/app"
+	"dht/app/state"
 	"dht/dataset"
 	"dht/store"
 	"dht/wire"
