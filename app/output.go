@@ -40,6 +40,10 @@ type Event struct {
 	Msg   string
 	Level slog.Level
 	Attrs []slog.Attr
+	// Drop marks a datagram dropped, from From: a runner summarises a
+	// flood of them rather than tracing each (dropSummary).
+	Drop bool
+	From netip.AddrPort
 }
 
 // PersistServer asks the server's runner to write the whole registry and, if
@@ -93,6 +97,14 @@ func (Exit) isOutput()          {}
 
 func event(msg string, attrs ...slog.Attr) Event {
 	return Event{Msg: msg, Level: slog.LevelWarn, Attrs: attrs}
+}
+
+// dropped is the Event of a datagram from `from` dropped, and why.
+func dropped(why string, from netip.AddrPort, attrs ...slog.Attr) Event {
+	if from.IsValid() {
+		attrs = append([]slog.Attr{attrAddr(from)}, attrs...)
+	}
+	return Event{Msg: "dropped: " + why, Level: slog.LevelWarn, Attrs: attrs, Drop: true, From: from}
 }
 
 func debugEvent(msg string, attrs ...slog.Attr) Event {

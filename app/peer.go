@@ -449,11 +449,11 @@ func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Me
 		wire.ResetID, wire.ResetLeft, wire.ResetRight, wire.RebuildDHT, wire.Rebuilt:
 		if !p.registered {
 			// No table file is open to keep a place in a ring in.
-			return []Output{event("dropped: this peer is not registered", attrAddr(from), slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))}
+			return []Output{dropped("this peer is not registered", from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))}
 		}
 		return p.onRing(now, from, h, m)
 	}
-	return []Output{event("dropped: a server request sent to a peer", attrAddr(from), slog.String("type", m.Type().String()))}
+	return []Output{dropped("a server request sent to a peer", from, slog.String("type", m.Type().String()))}
 }
 
 // onReply hands the server's reply to the command whose request it
@@ -464,7 +464,7 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 		rq = p.op.asking()
 	}
 	if from != p.cfg.Server || rq == nil || !rq.live || h.ID != rq.id {
-		return []Output{event("dropped: reply matches no request", attrAddr(from), slog.Uint64("id", uint64(h.ID)))}
+		return []Output{dropped("reply matches no request", from, slog.Uint64("id", uint64(h.ID)))}
 	}
 	rq.live = false
 	if rtt, ok := rq.tries.roundTrip(now); ok {
@@ -491,7 +491,7 @@ func (p *Peer) acked(now time.Time, from netip.AddrPort, id uint32, out []Output
 		if p.link.ackedBefore(from, id) {
 			return append(out, debugEvent("ack again: the message was sent more than once", attrAddr(from), slog.Uint64("id", uint64(id))))
 		}
-		return append(out, event("dropped: ack matches nothing in flight", attrAddr(from), slog.Uint64("id", uint64(id))))
+		return append(out, dropped("ack matches nothing in flight", from, slog.Uint64("id", uint64(id))))
 	}
 	out = append(out, more...)
 	switch o := p.op.(type) {

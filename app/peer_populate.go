@@ -1,6 +1,7 @@
 package app
 
 import (
+	"net/netip"
 	"time"
 
 	"dht/dataset"
@@ -116,7 +117,7 @@ func (p *Peer) feed(now time.Time, out []Output) []Output {
 func (p *Peer) populated(now time.Time) []Output {
 	pop := p.pop
 	if pop == nil {
-		return []Output{event("dropped: flush for no store round of ours")}
+		return []Output{dropped("flush for no store round of ours", netip.AddrPort{})}
 	}
 	p.pop = nil
 	if pop.leaver != nil {

@@ -111,7 +111,7 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		return nil
 	}
 	if why := p.expected(from, m); why != "" {
-		ev := event("dropped: "+why, attrAddr(from), slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))
+		ev := dropped(why, from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))
 		if _, late := m.(wire.QueryResult); late && !noAck {
 			// A late answer is still acknowledged, so that its sender stops.
 			p.link.ack(from, h.ID)
@@ -119,7 +119,7 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		return []Output{ev}
 	}
 	if _, ok := m.(wire.Store); ok && p.link.backlog(p.right.Addr) > p.backlogLimit() {
-		return []Output{event("dropped: right neighbour is behind; the left will retransmit", attrAddr(from), slog.Uint64("id", uint64(h.ID)))}
+		return []Output{dropped("right neighbour is behind; the left will retransmit", from, slog.Uint64("id", uint64(h.ID)))}
 	}
 	if !noAck {
 		p.link.seen.add(from, h.ID)
@@ -152,7 +152,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 			// Stores start at the leader, which keeps its own records: one
 			// that comes back holds records no member takes (the members
 			// disagree on the ring), and would circle it for ever.
-			return []Output{event("dropped: a store came back to the leader", attrAddr(from), slog.Int("records", len(m.Records)))}
+			return []Output{dropped("a store came back to the leader", from, slog.Int("records", len(m.Records)))}
 		}
 		mine := 0
 		for i := range m.Records {
@@ -194,7 +194,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 				// Every id is within n-1 forwards of the node first
 				// asked: a query still unanswered after them would circle
 				// a ring whose members disagree on it, for ever.
-				return []Output{event("dropped: a query would loop", attrAddr(from), slog.Int("hops", int(m.Hops)), slog.Int("ring", p.n), slog.String("long_name", m.LongName))}
+				return []Output{dropped("a query would loop", from, slog.Int("hops", int(m.Hops)), slog.Int("ring", p.n), slog.String("long_name", m.LongName))}
 			}
 			m.Hops++
 			if noAck {
@@ -235,7 +235,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 			if l, ok := p.op.(*leaveOp); ok && l.stage == leaveRenumbering {
 				return l.renumbered(p, now)
 			}
-			return []Output{event("dropped: reset-id of ours returned unexpectedly")}
+			return []Output{dropped("reset-id of ours returned unexpectedly", netip.AddrPort{})}
 		}
 		p.inRing, p.id, p.n = true, int(m.ID), int(m.N)
 		// Written with the rebuild's stores or flush, which follow.
@@ -291,5 +291,5 @@ func (p *Peer) teardownReturned(now time.Time, m wire.Teardown) []Output {
 			return o.tornDown(p, now)
 		}
 	}
-	return []Output{event("dropped: teardown of ours returned unexpectedly")}
+	return []Output{dropped("teardown of ours returned unexpectedly", netip.AddrPort{})}
 }

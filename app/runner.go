@@ -50,6 +50,8 @@ type endpoint struct {
 	log    *slog.Logger
 	faults *Faults
 	tr     *Traffic
+	now    func() time.Time
+	drops  dropSummary
 	// datagrams encoded and waiting for flush, their buffers kept for the
 	// next turn
 	out   []udpio.Message
@@ -72,10 +74,15 @@ type Traffic struct {
 	Lost      atomic.Uint64 // dropped on purpose by Faults instead of being written
 }
 
-func newEndpoint(conn udpio.Conn, log *slog.Logger, faults *Faults, tr *Traffic) *endpoint {
+func newEndpoint(conn udpio.Conn, log *slog.Logger, faults *Faults, tr *Traffic, now func() time.Time) *endpoint {
 	local := conn.LocalAddr()
 	log = log.With(slog.String("local", local.String()))
-	return &endpoint{conn: conn, local: local, log: log, faults: faults, tr: tr, out: make([]udpio.Message, 0, writeBatch)}
+	return &endpoint{conn: conn, local: local, log: log, faults: faults, tr: tr, now: now, out: make([]udpio.Message, 0, writeBatch)}
+}
+
+// traceDrop traces a datagram dropped, summarising a flood of them.
+func (e *endpoint) traceDrop(log *slog.Logger, ev Event) {
+	e.drops.trace(log, e.now(), ev)
 }
 
 // read runs until the socket is closed, or until handle or settle reports
@@ -131,7 +138,7 @@ func (e *endpoint) take(in []datagram, ds []Datagram) []Datagram {
 
 func (e *endpoint) traceRecv(d datagram) {
 	if d.err != nil {
-		e.log.Warn("drop", slog.String("addr", d.from.String()), slog.Int("bytes", d.size), slog.String("err", d.err.Error()))
+		e.traceDrop(e.log, dropped("not a datagram of ours", d.from, slog.Int("bytes", d.size), slog.String("err", d.err.Error())))
 		return
 	}
 	if e.log.Enabled(context.Background(), slog.LevelInfo) {
@@ -311,7 +318,7 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 	if now == nil {
 		now = time.Now
 	}
-	ep := newEndpoint(r.Conn, log, r.Faults, &r.Traffic)
+	ep := newEndpoint(r.Conn, log, r.Faults, &r.Traffic, now)
 	r.fail = make(chan error, 1)
 	tm := newDeadline()
 	handle := func(outs []Output) {
@@ -329,7 +336,11 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 				}
 				tracePersistServer(log, o.State)
 			case Event:
-				traceEvent(log, o)
+				if o.Drop {
+					ep.traceDrop(log, o)
+				} else {
+					traceEvent(log, o)
+				}
 			}
 		}
 		ep.flush()
@@ -339,6 +350,7 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 	defer func() {
 		r.mu.Lock()
 		r.stopped = true
+		ep.drops.flush(log)
 		r.mu.Unlock()
 	}()
 	var (
@@ -471,6 +483,7 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 		ep := r.ep
 		if ep != nil {
 			ep.flush()
+			ep.drops.flush(r.logger(r.log))
 		}
 		r.mu.Unlock()
 		// Outside mu: the close waits for the reader to end its turn, and
@@ -678,7 +691,7 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 		switch o := o.(type) {
 		case Send:
 			if r.ep == nil {
-				traceEvent(r.logger(log), event("dropped: no socket to send from", attrAddr(o.To), slog.String("type", o.Msg.Type().String())))
+				traceEvent(r.logger(log), dropped("no socket to send from", o.To, slog.String("type", o.Msg.Type().String())))
 				continue
 			}
 			r.ep.send(o)
@@ -687,7 +700,11 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 		case Notice:
 			r.note(o.Line)
 		case Event:
-			traceEvent(r.logger(log), o)
+			if o.Drop && r.ep != nil {
+				r.ep.traceDrop(r.logger(log), o)
+			} else {
+				traceEvent(r.logger(log), o)
+			}
 		case PersistPeer:
 			// What is ready to go goes before the commit, so that others
 			// work while this process waits for the disk.
@@ -795,7 +812,7 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 		r.closeReleased()
 		r.released = old
 	}
-	ep := newEndpoint(conn, log.With(slog.String("node", b.Name)), r.Faults, &r.Traffic)
+	ep := newEndpoint(conn, log.With(slog.String("node", b.Name)), r.Faults, &r.Traffic, r.now)
 	r.ep = ep
 	go ep.read(func(in []datagram) (bool, bool) { return r.onDatagrams(ep, in) }, func() bool { return r.settle(ep) })
 	return nil

@@ -567,3 +567,82 @@ func (l lockedWriter) Write(b []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(b)
 }
+
+// A flood of datagrams that are not ours costs the trace a few lines a
+// second, not a line each: in each second the first few of each reason,
+// then one line with how many more there were and from how many sources.
+func TestRunnerSummarisesAFloodOfDrops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := udpio.NewNet()
+		server := netip.MustParseAddrPort("10.0.0.1:4000")
+		conn, err := n.Listen(server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var trace bytes.Buffer
+		var traceMu sync.Mutex
+		r := &ServerRunner{
+			Conn:  conn,
+			Core:  NewServer(ServerConfig{Rand: rand.New(rand.NewPCG(1, 2))}, state.ServerState{}, nil),
+			Store: store.NewMemServer(),
+			Log:   slog.New(slog.NewTextHandler(lockedWriter{&traceMu, &trace}, nil)),
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		const seconds, perSecond, sources = 3, 4000, 40
+		var senders []udpio.Conn
+		for i := range sources {
+			c, err := n.Listen(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, byte(i / 200), byte(i%200 + 1)}), 666))
+			if err != nil {
+				t.Fatal(err)
+			}
+			senders = append(senders, c)
+		}
+		junk := []udpio.Message{{Buf: []byte("not a datagram of ours"), Addr: server}}
+		for range seconds {
+			for i := range perSecond {
+				if _, err := senders[i%sources].WriteBatch(junk); err != nil {
+					t.Fatal(err)
+				}
+				if i%500 == 0 {
+					synctest.Wait() // let the server read
+				}
+			}
+			synctest.Wait()
+			time.Sleep(time.Second)
+		}
+		synctest.Wait()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		for _, c := range senders {
+			c.Close()
+		}
+		traceMu.Lock()
+		defer traceMu.Unlock()
+		shown, summaries, counted := 0, 0, 0
+		for _, line := range strings.Split(strings.TrimSpace(trace.String()), "\n") {
+			switch {
+			case strings.Contains(line, `msg="dropped: not a datagram of ours"`):
+				shown++
+			case strings.Contains(line, `msg="dropped, and more like it"`):
+				summaries++
+				var c int
+				if _, err := fmt.Sscanf(line[strings.Index(line, "count=")+len("count="):], "%d", &c); err != nil {
+					t.Fatalf("summary without a count: %s", line)
+				}
+				counted += c
+				if !strings.Contains(line, fmt.Sprintf("sources=%d", sources)) {
+					t.Errorf("summary does not count the %d sources: %s", sources, line)
+				}
+			}
+		}
+		if shown > seconds*dropsShown || summaries > seconds+1 || shown+counted != seconds*perSecond {
+			t.Errorf("%d junk datagrams traced as %d lines and %d summaries counting %d: want at most %d lines a second, and every datagram counted",
+				seconds*perSecond, shown, summaries, counted, dropsShown)
+		}
+	})
+}

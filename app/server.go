@@ -133,12 +133,12 @@ func NotUnicast(ip netip.Addr) string {
 // Step handles one datagram from a client.
 func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
 	if !isRequest(m) {
-		return []Output{event("dropped: not a request", attrAddr(from), slog.String("type", m.Type().String()))}
+		return []Output{dropped("not a request", from, slog.String("type", m.Type().String()))}
 	}
 	if why := NotUnicast(from.Addr()); why != "" {
 		// No host sends from there: the source is forged, and an answer
 		// would go to a group or to every host on the link.
-		return []Output{event("dropped: source is not a unicast address", attrAddr(from), slog.String("why", why))}
+		return []Output{dropped("source is not a unicast address", from, slog.String("why", why))}
 	}
 	if c, ok := s.cache[from]; ok && c.id == h.ID {
 		return []Output{

@@ -3,7 +3,10 @@ package app
 import (
 	"context"
 	"log/slog"
+	"net/netip"
+	"slices"
 	"strings"
+	"time"
 
 	"dht/app/state"
 )
@@ -135,4 +138,74 @@ func (r *PeerRunner) logger(base *slog.Logger) *slog.Logger {
 		return r.ep.log
 	}
 	return base
+}
+
+// dropSummary keeps a flood of dropped datagrams from writing a trace line
+// each. In every second the first dropsShown drops of each reason are
+// traced as they come; the others are counted, with how many sources they
+// came from, and traced as one line per reason when the second is over
+// (or the runner stops): a flood costs a few lines a second, and bounded
+// memory.
+type dropSummary struct {
+	since time.Time
+	tally map[string]*dropTally
+}
+
+type dropTally struct {
+	shown, more int
+	sources     map[netip.Addr]struct{}
+}
+
+const (
+	dropsShown  = 5    // a second, for each reason
+	dropReasons = 32   // told apart in a second; the rest count as one
+	dropSources = 1024 // counted apart in a second, for each reason
+)
+
+// traceDropMore is the message of the line that counts the drops of a
+// reason not traced one by one.
+const traceDropMore = "dropped, and more like it"
+
+func (d *dropSummary) trace(log *slog.Logger, now time.Time, ev Event) {
+	if d.tally == nil || now.Sub(d.since) >= time.Second || now.Before(d.since) {
+		d.flush(log)
+		d.since = now
+	}
+	key := ev.Msg
+	t := d.tally[key]
+	if t == nil && len(d.tally) >= dropReasons {
+		key = "dropped: other reasons"
+		t = d.tally[key]
+	}
+	if t == nil {
+		t = &dropTally{sources: map[netip.Addr]struct{}{}}
+		d.tally[key] = t
+	}
+	if t.shown < dropsShown {
+		t.shown++
+		traceEvent(log, ev)
+		return
+	}
+	t.more++
+	if len(t.sources) < dropSources {
+		t.sources[ev.From.Addr()] = struct{}{}
+	}
+}
+
+// flush traces the count of each reason's drops not traced one by one.
+func (d *dropSummary) flush(log *slog.Logger) {
+	keys := make([]string, 0, len(d.tally))
+	for k, t := range d.tally {
+		if t.more > 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		t := d.tally[k]
+		log.LogAttrs(context.Background(), slog.LevelWarn, traceDropMore,
+			slog.String("reason", strings.TrimPrefix(k, "dropped: ")), slog.Int("count", t.more),
+			slog.Int("sources", len(t.sources)), slog.Duration("within", time.Second))
+	}
+	d.tally = map[string]*dropTally{}
 }
