@@ -9,6 +9,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"dht/app/state"
 	"dht/dataset"
+	"dht/store"
 	"dht/wire"
 )
 
@@ -426,5 +428,59 @@ func TestJoinLeaderWithoutDatasetSaysSo(t *testing.T) {
 	}
 	if len(sent[fzRight.Addr]) != 0 || p.identity() != before || p.joining != nil {
 		t.Fatalf("a join that failed at once sent %+v right and changed %+v -> %+v", sent[fzRight.Addr], before, p.identity())
+	}
+}
+
+// The joiner takes rebuilt only from the leader it asked; the leader's
+// rebuilt FAILURE ends the join with that reason, and any place the
+// leader gave it is forgotten.
+func TestJoinerHearsOnlyItsLeader(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	p := NewPeer(PeerConfig{Server: fzServer, Rand: rand.New(rand.NewPCG(1, 1))})
+	p.self, p.bound, p.registered = fzJoiner, true, true
+	table := store.NewMemPeer()
+	p.SetTable(table)
+	var req uint32
+	for _, o := range p.Input(now, "join-dht dave") {
+		if s, ok := o.(Send); ok && s.To == fzServer {
+			req = s.ID
+		}
+	}
+	ring := []wire.Member{fzSelf, fzRight, fzLeft} // bob leads
+	printed, sent := outcome(p.Step(now, fzServer, wire.Header{ID: req}, wire.Reply{OK: true, Members: ring}))
+	if len(printed) != 1 || printed[0] != "join-dht SUCCESS" {
+		t.Fatalf("printed %q, want join-dht SUCCESS", printed)
+	}
+	if j, ok := sent[fzSelf.Addr][0].(wire.Join); !ok || j.Joiner != fzJoiner || j.N != 3 {
+		t.Fatalf("sent the leader %+v, want join {dave, 3}", sent[fzSelf.Addr])
+	}
+	apply := func(outs []Output) []Output {
+		for _, o := range outs {
+			if b, ok := o.(PersistPeer); ok {
+				if err := table.Apply(b.Batch); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return outs
+	}
+	// The leader places it: set-id, then a store round passes.
+	apply(p.Step(now, fzSelf.Addr, wire.Header{ID: 1}, wire.SetID{ID: 3, N: 4, Left: fzLeft, Right: fzSelf}))
+	apply(p.Step(now, fzLeft.Addr, wire.Header{ID: 2}, wire.Store{N: 4, Records: []wire.Record{{3: "ab"}}}))
+	if id, recs, _ := table.Load(); !id.InRing || len(recs) != 1 {
+		t.Fatalf("the joiner's file: %+v, %d records; want its place and ab (pos 195, id 3 of 4)", id, len(recs))
+	}
+	for _, from := range []netip.AddrPort{fzRight.Addr, fzOther} {
+		outs := p.Step(now, from, wire.Header{ID: 3}, wire.Rebuilt{OK: true, NewLeader: "carol"})
+		if printed, sent := outcome(outs); len(printed) != 0 || len(sent) != 0 {
+			t.Fatalf("rebuilt from %s, not the leader: printed %q, sent %+v", from, printed, sent)
+		}
+	}
+	printed, _ = outcome(apply(p.Step(now, fzSelf.Addr, wire.Header{ID: 4}, wire.Rebuilt{Reason: "the join failed at the leader bob: why", NewLeader: "bob"})))
+	if len(printed) != 1 || printed[0] != "dht-rebuilt FAILURE: the join failed at the leader bob: why" {
+		t.Fatalf("printed %q", printed)
+	}
+	if id, recs, _ := table.Load(); id.InRing || len(recs) != 0 || p.inRing || !p.Idle() {
+		t.Fatalf("after the failed join the joiner's file holds %+v and %d records (in ring %v, idle %v)", id, len(recs), p.inRing, p.Idle())
 	}
 }
