@@ -224,14 +224,16 @@ func (c *Cluster) Stats() Stats {
 var finalName = map[string]string{
 	"setup-dht":    "dht-complete",
 	"leave-dht":    "dht-rebuilt",
+	"join-dht":     "dht-rebuilt",
 	"teardown-dht": "teardown-complete",
 }
 
 // Do types one command line at u and returns the result lines it printed
-// for it: one, or two for setup-dht, leave-dht and teardown-dht when the
-// first succeeds. A result may span lines (a found record). ctx bounds the
-// wait (a context, not a timer per command: arming a timer costs a wake-up
-// of the runtime's poller, which would show in the latencies measured).
+// for it: one, or two for setup-dht, leave-dht, join-dht and teardown-dht
+// when the first succeeds. A result may span lines (a found record). ctx
+// bounds the wait (a context, not a timer per command: arming a timer costs
+// a wake-up of the runtime's poller, which would show in the latencies
+// measured).
 func (u *User) Do(ctx context.Context, line string) ([]string, error) {
 	select {
 	case u.lines <- line:
