@@ -87,9 +87,9 @@ const (
 	TypeTeardown         Type = 21 // left → right
 	TypeResetID          Type = 22 // left → right
 	TypeResetLeft        Type = 23 // leaver → its right neighbour
-	TypeResetRight       Type = 24 // leaver → its left neighbour
+	TypeResetRight       Type = 24 // leaver → its left neighbour; join's leader → the last node
 	TypeRebuildDHT       Type = 25 // leaver → new leader
-	TypeRebuilt          Type = 26 // new leader → leaver
+	TypeRebuilt          Type = 26 // leader of the rebuild → leaver or joiner
 	TypeAck              Type = 27 // receiver → sender of any ring message
 	TypeJoin             Type = 28 // joiner → leader
 )
@@ -701,7 +701,7 @@ func (m QueryResult) LogValue() slog.Value {
 }
 
 // Teardown: name of the node that started it, bool keep neighbours (true
-// when the teardown is part of a leave).
+// when the teardown is part of a leave or a join).
 type Teardown struct {
 	Origin         string
 	KeepNeighbours bool
@@ -726,8 +726,8 @@ func (m Teardown) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("origin", m.Origin), slog.Bool("keep_neighbours", m.KeepNeighbours))
 }
 
-// ResetID: name of the leaver that started it, u16 id for the receiver,
-// u16 new ring size.
+// ResetID: name of the node that started it (the leaver, or the leader of
+// a join), u16 id for the receiver, u16 new ring size.
 type ResetID struct {
 	Origin string
 	ID     uint16
