@@ -16,7 +16,8 @@ import (
 // The peer is split by concern: this file holds the state machine's inputs
 // (lines, datagrams, time) and its place in the ring; peer_ops.go the user
 // commands in progress, each a type of its own; peer_ring.go the ring
-// messages; peer_populate.go the store round a leader runs.
+// messages; peer_populate.go the store round a leader runs; peer_join.go
+// join-dht, the joiner's command and the leader's role.
 
 // PeerConfig configures the peer state machine.
 type PeerConfig struct {
