@@ -29,7 +29,8 @@ var commandUsage = []struct{ name, args, what string }{
 	{"dht-complete", "NAME", "tell the server the DHT led by NAME is built (the leader sends it itself)"},
 	{"query-dht", "NAME [LONG NAME...]", "look up a Long Name (rest of the line, or the next line once the server agrees) through a random node"},
 	{"leave-dht", "NAME", "leave the DHT: tear it down, renumber, rebuild the smaller ring"},
-	{"dht-rebuilt", "NAME NEWLEADER", "tell the server the ring was rebuilt (the leaver sends it itself)"},
+	{"join-dht", "NAME", "join the DHT (NAME Free): its leader tears it down, takes NAME in last, rebuilds"},
+	{"dht-rebuilt", "NAME NEWLEADER", "tell the server the ring was rebuilt (the leaver or joiner sends it itself)"},
 	{"deregister", "NAME", "remove NAME from the registry; the peer then exits"},
 	{"teardown-dht", "NAME", "delete the DHT led by NAME"},
 	{"teardown-complete", "NAME", "tell the server the DHT is deleted (the leader sends it itself)"},
@@ -110,7 +111,7 @@ func parseCommand(line string) command {
 			return bad("name too long")
 		}
 		c.msg = wire.SetupDHT{N: uint16(n), Name: nm}
-	case CmdDHTComplete, CmdLeaveDHT, CmdDeregister, CmdTeardownDHT, CmdTeardownComplete:
+	case CmdDHTComplete, CmdLeaveDHT, CmdDeregister, CmdTeardownDHT, CmdTeardownComplete, CmdJoinDHT:
 		if !nargs(1) {
 			return bad("%s", usage(c.word))
 		}
@@ -129,6 +130,8 @@ func parseCommand(line string) command {
 			c.msg = wire.TeardownDHT{Name: nm}
 		case CmdTeardownComplete:
 			c.msg = wire.TeardownComplete{Name: nm}
+		case CmdJoinDHT:
+			c.msg = wire.JoinDHT{Name: nm}
 		}
 	case CmdDHTRebuilt:
 		if !nargs(2) {

@@ -63,6 +63,12 @@ func TestParseCommand(t *testing.T) {
 		{"dht-rebuilt bob", "usage: dht-rebuilt NAME NEWLEADER", nil},
 		{"dht-rebuilt bob carol", "", nil},
 		{"leave-dht bob extra", "usage: leave-dht NAME", nil},
+		{"join-dht dave", "", func(t *testing.T, c command) {
+			if c.cmd != CmdJoinDHT || c.msg != (wire.JoinDHT{Name: "dave"}) {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{"join-dht", "usage: join-dht NAME", nil},
 		{"deregister " + strings.Repeat("x", wire.MaxName+1), "name too long", nil},
 		{"sleep 200ms", "", func(t *testing.T, c command) {
 			if c.sleep.Milliseconds() != 200 {

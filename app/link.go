@@ -39,6 +39,7 @@ const (
 	tagResetLeft
 	tagResetRight
 	tagRebuild
+	tagJoin // the set-id and reset-right of a join its leader waits on
 )
 
 type outMsg struct {

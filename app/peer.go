@@ -16,7 +16,8 @@ import (
 // The peer is split by concern: this file holds the state machine's inputs
 // (lines, datagrams, time) and its place in the ring; peer_ops.go the user
 // commands in progress, each a type of its own; peer_ring.go the ring
-// messages; peer_populate.go the store round a leader runs.
+// messages; peer_populate.go the store round a leader runs; peer_join.go
+// join-dht, the joiner's command and the leader's role.
 
 // PeerConfig configures the peer state machine.
 type PeerConfig struct {
@@ -105,6 +106,7 @@ type Peer struct {
 	unsaved, clearSaved bool
 	pop                 *populate
 	leaver              netip.AddrPort // set by reset-left: whose rebuild-dht to accept
+	joining             *joinLead      // the join this node leads, as the ring's leader
 }
 
 // NewPeer builds a peer.
@@ -265,6 +267,8 @@ func (p *Peer) start(now time.Time, line string, out []Output) []Output {
 		o = &leaveOp{}
 	case CmdTeardownDHT:
 		o = &teardownOp{}
+	case CmdJoinDHT:
+		o = &joinOp{}
 	default:
 		o = &plainOp{}
 	}
@@ -325,8 +329,12 @@ func (p *Peer) failed(now time.Time, out []Output, r Result) []Output {
 }
 
 // finish ends the command in progress with its last result and starts the
-// next one.
+// next one. A join that fails before its leader reported it done is undone
+// here, whatever failed it.
 func (p *Peer) finish(now time.Time, out []Output, r Result) []Output {
+	if j, ok := p.op.(*joinOp); ok && j.stage == joinWaiting && !r.OK {
+		out = append(out, p.joinUndone()...)
+	}
 	p.op = nil
 	out = append(out, r)
 	return p.advance(now, out)
@@ -446,7 +454,7 @@ func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Me
 	case wire.Ack:
 		return p.onAck(now, from, h, m)
 	case wire.SetID, wire.Store, wire.Flush, wire.Query, wire.QueryResult, wire.Teardown,
-		wire.ResetID, wire.ResetLeft, wire.ResetRight, wire.RebuildDHT, wire.Rebuilt:
+		wire.ResetID, wire.ResetLeft, wire.ResetRight, wire.RebuildDHT, wire.Rebuilt, wire.Join:
 		if !p.registered {
 			// No table file is open to keep a place in a ring in.
 			return []Output{dropped("this peer is not registered", from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))}
@@ -504,6 +512,9 @@ func (p *Peer) acked(now time.Time, from netip.AddrPort, id uint32, out []Output
 			out = o.resetAcked(p, now, out)
 		}
 	}
+	if t == tagJoin && p.joining != nil {
+		out = p.joining.acked(p, now, out)
+	}
 	if p.pop != nil && from == p.right.Addr {
 		out = p.feed(now, out)
 	}
@@ -524,6 +535,9 @@ func (p *Peer) NextDeadline() (time.Time, bool) {
 		}
 		earlier(p.op.due())
 	}
+	if p.joining != nil {
+		earlier(p.joining.until)
+	}
 	return t, ok
 }
 
@@ -534,12 +548,18 @@ func (p *Peer) Tick(now time.Time) []Output {
 		out = append(out, event("gave up: no acknowledgement", attrAddr(g.to), slog.String("type", g.msg.Type().String())))
 	}
 	if p.pop != nil && p.pop.goneRight(p, gone) {
-		if l := p.pop.leaver; l != nil {
-			why := fmt.Sprintf("right neighbour %s stopped acknowledging stores", p.right.Addr)
-			out = append(out, p.rebuildFailed(*l, why)...)
-			out = append(out, p.link.send(now, l.Addr, wire.Rebuilt{Reason: why, NewLeader: p.self.Name}, tagNone, false)...)
+		why := fmt.Sprintf("right neighbour %s stopped acknowledging stores", p.right.Addr)
+		switch r := p.pop.tell; {
+		case r != nil && r.cmd == CmdJoinDHT:
+			out = append(out, p.joinFailed(now, r.to, why)...)
+		case r != nil:
+			out = append(out, p.rebuildFailed(*r, why)...)
+			out = append(out, p.link.send(now, r.to.Addr, wire.Rebuilt{Reason: why, NewLeader: p.self.Name}, tagNone, false)...)
 		}
 		p.pop = nil
+	}
+	if p.joining != nil {
+		out = p.joining.tick(p, now, gone, out)
 	}
 	o := p.op
 	if o == nil {

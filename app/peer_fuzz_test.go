@@ -77,6 +77,8 @@ func FuzzPeerSteps(f *testing.F) {
 		wire.Reply{OK: true, Members: []wire.Member{fzSelf, fzRight}},
 		wire.Ack{},
 		wire.Register{Name: "x", Addr: fzOther},
+		wire.Join{Joiner: wire.Member{Name: "zed", Addr: fzOther}, N: 3},
+		wire.Rebuilt{Reason: "refused", NewLeader: "alice"},
 	}
 	var seed []byte
 	for i, m := range msgs {
@@ -155,6 +157,9 @@ func TestPeerDropsInvalidRingMessages(t *testing.T) {
 		{"reset-right from the left", fzLeft.Addr, wire.ResetRight{Right: fzLeft}},
 		{"query for an invalid querier", fzLeft.Addr, wire.Query{ReqID: 1, Querier: zero, Hops: 1, LongName: "Aruba"}},
 		{"store from a stranger", fzOther, wire.Store{N: 3, Records: []wire.Record{{3: "Aruba"}}}},
+		{"join not from the joiner it names", fzLeft.Addr, wire.Join{Joiner: wire.Member{Name: "zed", Addr: fzOther}, N: 3}},
+		{"join for an invalid joiner", fzOther, wire.Join{Joiner: zero, N: 3}},
+		{"rebuilt with no leave or join waiting", fzRight.Addr, wire.Rebuilt{OK: true, NewLeader: "carol"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,13 +8,14 @@ import (
 	"dht/wire"
 )
 
-// populate is a store round led by this peer (setup or rebuild).
+// populate is a store round led by this peer (setup, or the rebuild of a
+// leave or a join).
 type populate struct {
 	n       int
 	data    dataset.Source // sent right in dataset order, but for this node's own
 	next    int            // the next record of data to look at
 	flushed bool
-	leaver  *wire.Member // rebuild: who to tell when done
+	tell    *report // rebuild: who to tell when done
 	// This node's own records: those before scanned went in the first
 	// commit (which clears the table); feed collects the others in own
 	// and commits them ownChunk at a time once the first is out.
@@ -29,11 +30,19 @@ type populate struct {
 // commit.
 const ownChunk = 8192
 
+// report is whom the leader of a rebuild tells with rebuilt that every
+// record is placed, or that the rebuild failed: the user who left, or the
+// one who joined.
+type report struct {
+	to  wire.Member
+	cmd Command // CmdLeaveDHT or CmdJoinDHT: the command the rebuild ends
+}
+
 // startPopulate keeps this node's records, commits them, and starts sending
-// the rest right. leaver is set for a rebuild.
-func (p *Peer) startPopulate(now time.Time, out []Output, data dataset.Source, leaver *wire.Member) []Output {
+// the rest right. tell is set for a rebuild.
+func (p *Peer) startPopulate(now time.Time, out []Output, data dataset.Source, tell *report) []Output {
 	p.clearTable()
-	pop := &populate{n: p.n, data: data, leaver: leaver}
+	pop := &populate{n: p.n, data: data, tell: tell}
 	var own []dataset.Record
 	for ; pop.scanned < data.Len() && len(own) < ownChunk; pop.scanned++ {
 		if r := data.Record(pop.scanned); dataset.ID(r.Pos(), p.n) == p.id {
@@ -120,8 +129,11 @@ func (p *Peer) populated(now time.Time) []Output {
 		return []Output{dropped("flush for no store round of ours", netip.AddrPort{})}
 	}
 	p.pop = nil
-	if pop.leaver != nil {
-		return p.link.send(now, pop.leaver.Addr, wire.Rebuilt{OK: true, NewLeader: p.self.Name}, tagNone, false)
+	if r := pop.tell; r != nil {
+		if r.cmd == CmdJoinDHT {
+			p.joining = nil // taken in: the join's part here is done
+		}
+		return p.link.send(now, r.to.Addr, wire.Rebuilt{OK: true, NewLeader: p.self.Name}, tagNone, false)
 	}
 	if o, ok := p.op.(*setupOp); ok {
 		return o.populated(p, now)

@@ -65,8 +65,20 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 			return "answers no query in progress"
 		}
 	case wire.Rebuilt:
-		if l, ok := p.op.(*leaveOp); !ok || l.stage != leaveRebuilding || from != l.right.Addr {
-			return "no leave is waiting for it"
+		switch o := p.op.(type) {
+		case *leaveOp:
+			if o.stage == leaveRebuilding && from == o.right.Addr {
+				return ""
+			}
+		case *joinOp:
+			if o.stage == joinWaiting && from == o.leader.Addr {
+				return ""
+			}
+		}
+		return "no leave or join is waiting for it"
+	case wire.Join:
+		if !validMember(m.Joiner) || from != m.Joiner.Addr {
+			return "not from the joiner it names"
 		}
 	}
 	switch m.(type) {
@@ -139,6 +151,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		p.inRing, p.id, p.n = true, int(m.ID), int(m.N)
 		p.left, p.right, p.neighbours = m.Left, m.Right, true
 		p.leaver = netip.AddrPort{}
+		p.joining = nil // a new ring: no join of the old one goes on
 		// Written with this node's stores, or at the flush: acknowledged
 		// at once, so the leader starts the stores without waiting for a
 		// disk.
@@ -225,6 +238,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		right := p.right.Addr
 		p.clearTable()
 		p.inRing = false
+		p.joining = nil
 		if !m.KeepNeighbours {
 			p.neighbours, p.left, p.right = false, wire.Member{}, wire.Member{}
 		}
@@ -232,6 +246,9 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		return append(out, p.link.send(now, right, m, tagNone, false)...)
 	case wire.ResetID:
 		if m.Origin == p.self.Name {
+			if j := p.joining; j != nil && j.step == leadRenumbering {
+				return j.renumberedBack(p, now, m)
+			}
 			if l, ok := p.op.(*leaveOp); ok && l.stage == leaveRenumbering {
 				return l.renumbered(p, now)
 			}
@@ -256,31 +273,44 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		data, err := p.cfg.LoadData()
 		if err != nil {
 			reason := "new leader cannot use its dataset: " + err.Error()
-			out := p.rebuildFailed(m.Leaver, "cannot use the dataset: "+err.Error())
+			out := p.rebuildFailed(report{to: m.Leaver, cmd: CmdLeaveDHT}, "cannot use the dataset: "+err.Error())
 			return append(out, p.link.send(now, m.Leaver.Addr, wire.Rebuilt{Reason: reason, NewLeader: p.self.Name}, tagNone, false)...)
 		}
-		leaver := m.Leaver
-		return p.startPopulate(now, nil, data, &leaver)
+		return p.startPopulate(now, nil, data, &report{to: m.Leaver, cmd: CmdLeaveDHT})
 	case wire.Rebuilt:
-		return p.op.(*leaveOp).rebuilt(p, now, m) // expected: the leave in progress
+		// expected: the leave or the join in progress
+		if j, ok := p.op.(*joinOp); ok {
+			return j.rebuilt(p, now, m)
+		}
+		return p.op.(*leaveOp).rebuilt(p, now, m)
+	case wire.Join:
+		return p.startJoin(now, m)
 	}
 	return nil
 }
 
-// rebuildFailed tells this node's user, as well as the leaver, that the
-// rebuild of a leave it was to lead failed here: the cause (a dataset
-// file, a neighbour) is this node's to see to, and nothing else would
-// print it.
-func (p *Peer) rebuildFailed(leaver wire.Member, why string) []Output {
+// rebuildFailed tells this node's user, as well as the leaver or the
+// joiner, that the rebuild of a leave or a join it was to lead failed
+// here: the cause (a dataset file, a neighbour) is this node's to see to,
+// and nothing else would print it.
+func (p *Peer) rebuildFailed(r report, why string) []Output {
+	who := "leaver"
+	if r.cmd == CmdJoinDHT {
+		who = "joiner"
+	}
 	return []Output{
-		resultFailed(CmdRebuildDHT, fmt.Sprintf("%s; the leave-dht of %s fails with it", why, leaver.Name)),
-		event("rebuild failed", slog.String("leaver", leaver.Name), slog.String("err", why)),
+		resultFailed(CmdRebuildDHT, fmt.Sprintf("%s; the %s of %s fails with it", why, r.cmd, r.to.Name)),
+		event("rebuild failed", slog.String(who, r.to.Name), slog.String("err", why)),
 	}
 }
 
 // teardownReturned: a teardown this node started came back round the ring,
-// to the teardown-dht or the leave-dht that sent it.
+// to the teardown-dht or the leave-dht that sent it, or the join this node
+// leads.
 func (p *Peer) teardownReturned(now time.Time, m wire.Teardown) []Output {
+	if j := p.joining; j != nil && j.step == leadTearing && m.KeepNeighbours {
+		return j.tornDown(p, now)
+	}
 	switch o := p.op.(type) {
 	case *teardownOp:
 		if o.stage == teardownTearing && !m.KeepNeighbours {

@@ -23,10 +23,12 @@ const (
 	CmdDeregister
 	CmdTeardownDHT
 	CmdTeardownComplete
+	CmdJoinDHT
 	CmdSleep
 	CmdHelp
 	// CmdRebuildDHT is no command a user types: it reports, at the node
-	// asked to lead a leave's rebuild, that the rebuild failed there.
+	// asked to lead the rebuild of a leave or a join, that the rebuild
+	// failed there.
 	CmdRebuildDHT
 )
 
@@ -41,6 +43,7 @@ var commandNames = [...]string{
 	CmdDeregister:       "deregister",
 	CmdTeardownDHT:      "teardown-dht",
 	CmdTeardownComplete: "teardown-complete",
+	CmdJoinDHT:          "join-dht",
 	CmdSleep:            "sleep",
 	CmdHelp:             "help",
 	CmdRebuildDHT:       "rebuild-dht",

@@ -24,7 +24,8 @@ const (
 // ServerConfig configures the server state machine.
 type ServerConfig struct {
 	// OpTimeout is how long the server waits for dht-complete, dht-rebuilt
-	// or teardown-complete before it rolls the operation back.
+	// (after a leave or a join) or teardown-complete before it rolls the
+	// operation back.
 	OpTimeout time.Duration
 	// Rand picks the members of a new ring and the node a query starts at.
 	Rand *rand.Rand
@@ -185,7 +186,7 @@ func (s *Server) pruneCache() {
 func isRequest(m wire.Message) bool {
 	switch m.(type) {
 	case wire.Register, wire.SetupDHT, wire.DHTComplete, wire.QueryDHT, wire.LeaveDHT,
-		wire.DHTRebuilt, wire.Deregister, wire.TeardownDHT, wire.TeardownComplete:
+		wire.DHTRebuilt, wire.Deregister, wire.TeardownDHT, wire.TeardownComplete, wire.JoinDHT:
 		return true
 	}
 	return false
@@ -218,6 +219,8 @@ func (s *Server) handle(now time.Time, from netip.AddrPort, m wire.Message) (rep
 		return s.teardown(now, from, m)
 	case wire.TeardownComplete:
 		return s.teardownComplete(from, m)
+	case wire.JoinDHT:
+		return s.join(now, from, m)
 	}
 	panic(fmt.Sprintf("server: %T is not a request", m))
 }
@@ -232,6 +235,8 @@ func (s *Server) waiting() string {
 		return fmt.Sprintf("server is waiting for dht-rebuilt from %s (leave-dht in progress)", s.dht.Leaver)
 	case state.PhaseTearing:
 		return fmt.Sprintf("server is waiting for teardown-complete from %s (teardown-dht in progress)", s.dht.Leader)
+	case state.PhaseJoining:
+		return fmt.Sprintf("server is waiting for dht-rebuilt from %s (join-dht in progress)", s.dht.Joiner)
 	}
 	return ""
 }
@@ -342,8 +347,8 @@ func (s *Server) complete(from netip.AddrPort, m wire.DHTComplete) (*wire.Reply,
 }
 
 // awaited checks the command that ends a wait: the server must be in
-// phase, and name must be the user it waits for (the leader, or the leaver)
-// asking from its address. idle is the answer when nothing of the kind is in
+// phase, and name must be the user it waits for (the leader, the leaver or
+// the joiner) asking from its address. idle is the answer when nothing of the kind is in
 // progress, notYou the one for another user.
 func (s *Server) awaited(from netip.AddrPort, name string, phase state.Phase, idle, notYou string) (*state.User, *wire.Reply) {
 	if s.dht.Phase != phase {
@@ -357,8 +362,11 @@ func (s *Server) awaited(from netip.AddrPort, name string, phase state.Phase, id
 		return nil, r
 	}
 	want := s.dht.Leader
-	if phase == state.PhaseLeaving {
+	switch phase {
+	case state.PhaseLeaving:
 		want = s.dht.Leaver
+	case state.PhaseJoining:
+		want = s.dht.Joiner
 	}
 	if u.Name != want {
 		return nil, fail("%s %s; %s", u.Name, notYou, s.waiting())
@@ -399,7 +407,10 @@ func (s *Server) leave(now time.Time, from netip.AddrPort, m wire.LeaveDHT) (*wi
 }
 
 func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bool) {
-	u, r := s.awaited(from, m.Name, state.PhaseLeaving, "no leave-dht is in progress", "did not ask to leave")
+	if s.dht.Phase == state.PhaseJoining {
+		return s.joined(from, m)
+	}
+	u, r := s.awaited(from, m.Name, state.PhaseLeaving, "no leave-dht or join-dht is in progress", "did not ask to leave")
 	if r != nil {
 		return r, false
 	}
@@ -417,6 +428,54 @@ func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, b
 	}
 	u.State = state.Free
 	if old := s.users[s.dht.Leader]; old != nil && old.Name != m.NewLeader && old.Name != u.Name {
+		old.State = state.InDHT
+	}
+	s.users[m.NewLeader].State = state.Leader
+	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring}
+	return ok(), true
+}
+
+// join lets a Free user into the ready DHT: the server waits for its
+// dht-rebuilt, and answers with the ring, leader first, so that the joiner
+// knows whom to ask (the leader takes it in, docs/DESIGN.md §7).
+func (s *Server) join(now time.Time, from netip.AddrPort, m wire.JoinDHT) (*wire.Reply, bool) {
+	u, r := s.idleCaller(from, m.Name)
+	if r != nil {
+		return r, false
+	}
+	switch {
+	case s.dht.Phase == state.PhaseNone:
+		return fail("no DHT exists%s", s.noteSuffix()), false
+	case u.State != state.Free:
+		return fail("%s already maintains the DHT (%s); only a Free user may join", u.Name, u.State), false
+	case len(s.dht.Members) >= MaxRing:
+		return fail("the DHT already has %d members, the most a ring may have", len(s.dht.Members)), false
+	}
+	members := make([]wire.Member, len(s.dht.Members))
+	for i, name := range s.dht.Members {
+		members[i] = wire.Member{Name: name, Addr: s.users[name].Addr}
+	}
+	s.dht.Phase, s.dht.Joiner, s.dht.Since = state.PhaseJoining, u.Name, now.UnixNano()
+	return ok(members...), true
+}
+
+// joined ends a join: the joiner is a member of the ring, placed where the
+// join put it, last, just before the leader (docs/DESIGN.md §7); NEWLEADER
+// may be any member of the larger ring, and the list starts at it.
+func (s *Server) joined(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bool) {
+	u, r := s.awaited(from, m.Name, state.PhaseJoining, "", "did not ask to join")
+	if r != nil {
+		return r, false
+	}
+	grown := append(slices.Clone(s.dht.Members), u.Name)
+	i := slices.Index(grown, m.NewLeader)
+	if i < 0 {
+		return fail("new leader %q is not a member of the DHT %s joined", m.NewLeader, u.Name), false
+	}
+	ring := make([]string, 0, len(grown))
+	ring = append(append(ring, grown[i:]...), grown[:i]...)
+	u.State = state.InDHT
+	if old := s.users[s.dht.Leader]; old != nil && old.Name != m.NewLeader {
 		old.State = state.InDHT
 	}
 	s.users[m.NewLeader].State = state.Leader
@@ -479,8 +538,7 @@ func (s *Server) noteSuffix() string {
 
 // NextDeadline is when Tick next has work: the end of the current wait.
 func (s *Server) NextDeadline() (time.Time, bool) {
-	switch s.dht.Phase {
-	case state.PhaseBuilding, state.PhaseLeaving, state.PhaseTearing:
+	if s.dht.Phase.Waiting() {
 		return time.Unix(0, s.dht.Since).Add(s.cfg.OpTimeout), true
 	}
 	return time.Time{}, false
@@ -502,6 +560,8 @@ func (s *Server) Tick(now time.Time) []Output {
 		what = fmt.Sprintf("leave-dht by %s got no dht-rebuilt", s.dht.Leaver)
 	case state.PhaseTearing:
 		what = fmt.Sprintf("teardown-dht led by %s got no teardown-complete", s.dht.Leader)
+	case state.PhaseJoining:
+		what = fmt.Sprintf("join-dht by %s got no dht-rebuilt", s.dht.Joiner)
 	}
 	s.note = fmt.Sprintf("%s within --op-timeout %s and was rolled back: the DHT was dissolved and its members are Free", what, s.cfg.OpTimeout)
 	s.dissolve()

@@ -62,6 +62,9 @@ func srvFuzz(t *testing.T, data []byte) {
 			m = wire.QueryDHT{Name: name}
 		case 4:
 			m = wire.LeaveDHT{Name: name}
+			if w&2 != 0 {
+				m = wire.JoinDHT{Name: name}
+			}
 		case 5:
 			m = wire.DHTRebuilt{Name: name, NewLeader: other}
 		case 6:
@@ -182,8 +185,21 @@ func srvFuzzSuccess(t *testing.T, from netip.AddrPort, m wire.Message, rep wire.
 		if before.DHT.Phase != state.PhaseReady || !slices.Contains(before.DHT.Members, m.Name) || len(before.DHT.Members) < 2 {
 			t.Fatalf("leave-dht by %s accepted in %+v", m.Name, before.DHT)
 		}
+	case wire.JoinDHT:
+		name = m.Name
+		if u, _ := srvFind(before, m.Name); before.DHT.Phase != state.PhaseReady || u.State != state.Free || len(before.DHT.Members) >= MaxRing ||
+			after.DHT.Joiner != m.Name || len(rep.Members) != len(before.DHT.Members) || rep.Members[0].Name != before.DHT.Leader {
+			t.Fatalf("join-dht by %s accepted in %+v, answered %+v", m.Name, before.DHT, rep)
+		}
 	case wire.DHTRebuilt:
 		name = m.Name
+		if before.DHT.Phase == state.PhaseJoining {
+			if before.DHT.Joiner != m.Name || after.DHT.Leader != m.NewLeader || !slices.Contains(after.DHT.Members, m.Name) ||
+				len(after.DHT.Members) != len(before.DHT.Members)+1 {
+				t.Fatalf("dht-rebuilt %+v: %+v -> %+v", m, before.DHT, after.DHT)
+			}
+			break
+		}
 		if before.DHT.Leaver != m.Name || m.NewLeader == m.Name || after.DHT.Leader != m.NewLeader || slices.Contains(after.DHT.Members, m.Name) ||
 			len(after.DHT.Members) != len(before.DHT.Members)-1 {
 			t.Fatalf("dht-rebuilt %+v: %+v -> %+v", m, before.DHT, after.DHT)
@@ -234,7 +250,7 @@ func srvFuzzInvariants(t *testing.T, st state.ServerState) {
 	}
 	d := st.DHT
 	if d.Phase == state.PhaseNone {
-		if d.Leader != "" || len(d.Members) != 0 || d.Leaver != "" || d.Since != 0 {
+		if d.Leader != "" || len(d.Members) != 0 || d.Leaver != "" || d.Joiner != "" || d.Since != 0 {
 			t.Fatalf("no DHT but %+v", d)
 		}
 		for _, u := range st.Users {
@@ -265,7 +281,7 @@ func srvFuzzInvariants(t *testing.T, st state.ServerState) {
 			t.Fatalf("%s is %s but not in the ring %v", u.Name, u.State, d.Members)
 		}
 	}
-	waiting := d.Phase == state.PhaseBuilding || d.Phase == state.PhaseLeaving || d.Phase == state.PhaseTearing
+	waiting := d.Phase == state.PhaseBuilding || d.Phase == state.PhaseLeaving || d.Phase == state.PhaseTearing || d.Phase == state.PhaseJoining
 	if waiting != (d.Since != 0) {
 		t.Fatalf("phase %s with Since %d", d.Phase, d.Since)
 	}
@@ -274,6 +290,12 @@ func srvFuzzInvariants(t *testing.T, st state.ServerState) {
 	}
 	if d.Phase == state.PhaseLeaving && (!slices.Contains(d.Members, d.Leaver) || len(d.Members) < 2) {
 		t.Fatalf("leaver %s in ring %v", d.Leaver, d.Members)
+	}
+	if (d.Phase == state.PhaseJoining) != (d.Joiner != "") {
+		t.Fatalf("phase %s with joiner %q", d.Phase, d.Joiner)
+	}
+	if d.Joiner != "" && (slices.Contains(d.Members, d.Joiner) || names[d.Joiner].State != state.Free) {
+		t.Fatalf("joiner %s (%+v) in ring %v", d.Joiner, names[d.Joiner], d.Members)
 	}
 }
 
@@ -300,7 +322,12 @@ func srvFuzzLifecycle() []byte {
 		[4]byte{3, 4, 0, 0}, [4]byte{3, 5, 0, 0}, // queries
 		[4]byte{4, 0, 0, 0},                                           // alice leaves
 		[4]byte{5, 0, 1, 0}, [4]byte{5, 0, 2, 0}, [4]byte{5, 0, 3, 0}, // rebuilt with various leaders
-		[4]byte{10, 0, 255, 0},                                                             // op-timeout
+		[4]byte{10, 0, 255, 0},                   // op-timeout
+		[4]byte{4, 4, 0, 2}, [4]byte{4, 1, 0, 2}, // erin joins carol's ring; bob's join refused meanwhile
+		[4]byte{5, 2, 1, 0}, [4]byte{11, 0, 0, 0}, // dht-rebuilt by carol refused; restart mid-join
+		[4]byte{5, 4, 2, 0},                      // dht-rebuilt erin carol
+		[4]byte{4, 1, 0, 2}, [4]byte{5, 1, 1, 0}, // bob joins, and leads
+		[4]byte{4, 0, 0, 2}, [4]byte{10, 0, 255, 0}, // alice joins; op-timeout rolls it back
 		[4]byte{1, 2, 3, 0}, [4]byte{2, 2, 0, 0}, [4]byte{7, 2, 0, 0}, [4]byte{8, 2, 0, 0}, // setup, complete, teardown by carol
 		[4]byte{6, 0, 0, 0}, [4]byte{6, 1, 0, 1}, [4]byte{12, 1, 0, 0},
 	)
@@ -324,7 +351,11 @@ func TestServerRandomWalk(t *testing.T) {
 			if rng.IntN(8) == 0 {
 				w = byte(rng.IntN(8)) // sometimes a wrong address or name
 			}
-			data = append(data, byte(rng.IntN(13)), byte(rng.IntN(7)), byte(rng.IntN(256)), w)
+			op := byte(rng.IntN(13))
+			if op == 4 && rng.IntN(2) == 0 {
+				w |= 2 // join-dht rather than leave-dht
+			}
+			data = append(data, op, byte(rng.IntN(7)), byte(rng.IntN(256)), w)
 		}
 		srvFuzz(t, data)
 		if t.Failed() {

@@ -715,9 +715,9 @@ func TestServerDHTRebuilt(t *testing.T) {
 		{name: "new leader is empty", start: bobLeaving, from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: ""},
 			fail: []string{"not a remaining member"}},
 		{name: "no leave-dht in progress", start: srvDHT(state.PhaseReady, ring), from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: "carol"},
-			fail: []string{"no leave-dht is in progress"}},
+			fail: []string{"no leave-dht or join-dht is in progress"}},
 		{name: "no DHT", start: srvFree("alice", "bob"), from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: "alice"},
-			fail: []string{"no leave-dht is in progress"}},
+			fail: []string{"no leave-dht or join-dht is in progress"}},
 	}
 	runSrvCases(t, cases)
 }
@@ -802,7 +802,7 @@ func TestServerTeardownComplete(t *testing.T) {
 	runSrvCases(t, cases)
 }
 
-// srvWaits are the three waits, with who the server waits for.
+// srvWaits are the four waits, with who the server waits for.
 var srvWaits = []struct {
 	name    string
 	start   state.ServerState
@@ -820,6 +820,8 @@ var srvWaits = []struct {
 		"waiting for dht-rebuilt from bob", "bob", wire.DHTRebuilt{Name: "bob", NewLeader: "carol"}, "carol", wire.DHTRebuilt{Name: "carol", NewLeader: "alice"}},
 	{"teardown-dht", srvDHT(state.PhaseTearing, []string{"alice", "bob", "carol"}, "dave", "erin"),
 		"waiting for teardown-complete from alice", "alice", wire.TeardownComplete{Name: "alice"}, "bob", wire.TeardownComplete{Name: "bob"}},
+	{"join-dht", srvJoining([]string{"alice", "bob", "carol"}, "dave", "erin"),
+		"waiting for dht-rebuilt from dave (join-dht in progress)", "dave", wire.DHTRebuilt{Name: "dave", NewLeader: "alice"}, "carol", wire.DHTRebuilt{Name: "carol", NewLeader: "alice"}},
 }
 
 func TestServerWaiting(t *testing.T) {
@@ -840,6 +842,7 @@ func TestServerWaiting(t *testing.T) {
 		{"leave-dht by leader", srvAddr("alice"), wire.LeaveDHT{Name: "alice"}},
 		{"deregister Free user", srvAddr("erin"), wire.Deregister{Name: "erin"}},
 		{"teardown-dht by leader", srvAddr("alice"), wire.TeardownDHT{Name: "alice"}},
+		{"join-dht by Free user", srvAddr("erin"), wire.JoinDHT{Name: "erin"}},
 	}
 	others := []wire.Message{
 		wire.DHTComplete{Name: "alice"},
@@ -1231,7 +1234,8 @@ func TestServerTick(t *testing.T) {
 	for _, w := range srvWaits {
 		awaitedFailure := map[string]string{
 			"setup-dht":    "no DHT is being set up",
-			"leave-dht":    "no leave-dht is in progress",
+			"leave-dht":    "no leave-dht or join-dht is in progress",
+			"join-dht":     "no leave-dht or join-dht is in progress",
 			"teardown-dht": "no teardown-dht is in progress",
 		}[w.name]
 		for _, late := range []time.Duration{0, time.Hour} {

@@ -71,7 +71,7 @@ func tracePersistPeer(log *slog.Logger, b state.Batch) {
 
 // tracePersistServer records the registry the server just made durable:
 // users as "name:State" joined by ",", the DHT's phase, leader, members in
-// ring order and leaver.
+// ring order, leaver and joiner.
 func tracePersistServer(log *slog.Logger, st state.ServerState) {
 	if !debugOn(log) {
 		return
@@ -82,7 +82,8 @@ func tracePersistServer(log *slog.Logger, st state.ServerState) {
 	}
 	traceDebug(log, TracePersist, slog.String("users", strings.Join(users, ",")),
 		slog.String("dht", st.DHT.Phase.String()), slog.String("leader", st.DHT.Leader),
-		slog.String("members", strings.Join(st.DHT.Members, ",")), slog.String("leaver", st.DHT.Leaver))
+		slog.String("members", strings.Join(st.DHT.Members, ",")), slog.String("leaver", st.DHT.Leaver),
+		slog.String("joiner", st.DHT.Joiner))
 }
 
 // Whatever runs the state machines besides the runners (the simulation)

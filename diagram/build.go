@@ -783,6 +783,7 @@ type serverState struct {
 	dht     string
 	members string
 	leaver  string
+	joiner  string
 }
 
 func (s *serverState) apply(a map[string]any) []string {
@@ -814,18 +815,20 @@ func (s *serverState) apply(a map[string]any) []string {
 	if len(changes) > 0 {
 		parts = append(parts, strings.Join(changes, ", "))
 	}
-	dht, members, leaver := str(a, "dht"), str(a, "members"), str(a, "leaver")
-	if s.known && (dht != s.dht || members != s.members || leaver != s.leaver) || !s.known && dht != "none" {
+	dht, members, leaver, joiner := str(a, "dht"), str(a, "members"), str(a, "leaver"), str(a, "joiner")
+	if s.known && (dht != s.dht || members != s.members || leaver != s.leaver || joiner != s.joiner) || !s.known && dht != "none" {
 		switch dht {
 		case "none", "":
 			parts = append(parts, "no DHT")
 		case "leaving":
 			parts = append(parts, fmt.Sprintf("DHT leaving (%s)", leaver))
+		case "joining":
+			parts = append(parts, fmt.Sprintf("DHT joining (%s)", joiner))
 		default:
 			parts = append(parts, fmt.Sprintf("DHT %s [%s]", dht, strings.ReplaceAll(members, ",", " ")))
 		}
 	}
-	s.known, s.users, s.dht, s.members, s.leaver = true, users, dht, members, leaver
+	s.known, s.users, s.dht, s.members, s.leaver, s.joiner = true, users, dht, members, leaver, joiner
 	return dbNote(parts)
 }
 
@@ -853,7 +856,7 @@ func label(e *Event, to, answers string) string {
 		return fmt.Sprintf("register %s %s", str(m, "name"), str(m, "addr"))
 	case "setup-dht":
 		return fmt.Sprintf("setup-dht %s %s", str(m, "ring"), str(m, "name"))
-	case "dht-complete", "query-dht", "leave-dht", "deregister", "teardown-dht", "teardown-complete":
+	case "dht-complete", "query-dht", "leave-dht", "deregister", "teardown-dht", "teardown-complete", "join-dht":
 		return t + " " + str(m, "name")
 	case "dht-rebuilt":
 		return fmt.Sprintf("dht-rebuilt %s %s", str(m, "name"), str(m, "new_leader"))
@@ -870,7 +873,7 @@ func label(e *Event, to, answers string) string {
 			return "SUCCESS"
 		case answers == "query-dht" && len(ms) == 1:
 			return "SUCCESS: ask " + ms[0]
-		case answers == "setup-dht":
+		case answers == "setup-dht" || answers == "join-dht":
 			return "SUCCESS: the ring, leader first: " + strings.Join(ms, " ")
 		}
 		return "SUCCESS [" + strings.Join(ms, " ") + "]"
@@ -900,20 +903,22 @@ func label(e *Event, to, answers string) string {
 		case to == origin:
 			return "teardown back at " + origin + ": every other node cleared"
 		case flag(m, "keep_neighbours"):
-			return "teardown for " + origin + "'s leave, keep neighbours"
+			return "teardown from " + origin + ", keep neighbours"
 		}
 		return "teardown from " + origin
 	case "reset-id":
 		if origin := str(m, "origin"); to == origin {
 			return fmt.Sprintf("reset-id back at %s: renumbering complete, ring of %s", origin, str(m, "ring"))
 		}
-		return fmt.Sprintf("reset-id: id %s in a ring of %s (%s leaves)", str(m, "node_id"), str(m, "ring"), str(m, "origin"))
+		return fmt.Sprintf("reset-id from %s: id %s in a ring of %s", str(m, "origin"), str(m, "node_id"), str(m, "ring"))
 	case "reset-left":
 		return "reset-left: your left is now " + memberName(str(m, "left"))
 	case "reset-right":
 		return "reset-right: your right is now " + memberName(str(m, "right"))
 	case "rebuild-dht":
 		return "rebuild-dht: lead a store round, report to " + memberName(str(m, "leaver"))
+	case "join":
+		return fmt.Sprintf("join: take %s in, ring of %s → %d", memberName(str(m, "joiner")), str(m, "ring"), num(m, "ring")+1)
 	case "rebuilt":
 		if !flag(m, "ok") {
 			return "rebuilt FAILURE: " + str(m, "reason")

@@ -312,12 +312,13 @@ func TestReturnLabels(t *testing.T) {
 		msg      map[string]any
 		to, want string
 	}{
-		{"reset-id", map[string]any{"origin": "bob", "node_id": 1.0, "ring": 2.0}, "alice", "reset-id: id 1 in a ring of 2 (bob leaves)"},
+		{"reset-id", map[string]any{"origin": "bob", "node_id": 1.0, "ring": 2.0}, "alice", "reset-id from bob: id 1 in a ring of 2"},
 		{"reset-id", map[string]any{"origin": "bob", "node_id": 2.0, "ring": 2.0}, "bob", "reset-id back at bob: renumbering complete, ring of 2"},
 		{"flush", map[string]any{"leader": "alice"}, "bob", "flush of alice's round"},
 		{"flush", map[string]any{"leader": "alice"}, "alice", "flush back at alice: every record committed"},
 		{"teardown", map[string]any{"origin": "alice"}, "alice", "teardown back at alice: every other node cleared"},
-		{"teardown", map[string]any{"origin": "bob", "keep_neighbours": true}, "carol", "teardown for bob's leave, keep neighbours"},
+		{"teardown", map[string]any{"origin": "bob", "keep_neighbours": true}, "carol", "teardown from bob, keep neighbours"},
+		{"join", map[string]any{"joiner": "dave@192.0.2.14:5000", "ring": 3.0}, "alice", "join: take dave in, ring of 3 → 4"},
 		{"teardown", map[string]any{"origin": "bob", "keep_neighbours": true}, "bob", "teardown back at bob: every other table cleared"},
 	} {
 		if got := label(&Event{Type: tc.typ, Msg: tc.msg}, tc.to, ""); got != tc.want {

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# Multi-host test: the real dht binary on six hosts that exist only for this
+# Multi-host test: the real dht binary on seven hosts that exist only for this
 # test. Each host is a network namespace with one veth interface into a
 # bridge that lives in a namespace of its own; the addresses are in
 # 10.231.0.0/24 and exist only inside these namespaces, so every datagram of
 # the test stays on that private bridge.
 #
 #   server  10.231.0.1    namespace dht<pid>-srv
-#   peers   10.231.0.11-15  namespaces dht<pid>-h1 .. dht<pid>-h5
+#   peers   10.231.0.11-16  namespaces dht<pid>-h1 .. dht<pid>-h6
 #
 # Each peer registers with its own host's address. The scenario: register
 # five users, setup-dht 4, query all 241 records from the Free host (each
 # answer checked: the right record, from the node the hash names), a missing
-# name, leave-dht of a member, all 241 again over the ring of three,
-# teardown-dht, deregister of all five (each peer process exits), and the
-# server stops cleanly on SIGTERM.
+# name, leave-dht of a member, all 241 again over the ring of three; then
+# the sixth host's user registers and joins (join-dht), and all 241 again
+# over the ring of four it is part of; teardown-dht, deregister of all six
+# (each peer process exits), and the server stops cleanly on SIGTERM.
 #
 # The script waits for every result line (with a timeout), never sleeps to
 # synchronise. It removes every namespace and stops every process it made,
@@ -39,7 +40,8 @@ BR_NS="$RUN-br"
 SRV_IP=10.231.0.1
 SRV_PORT=4000
 PEER_PORT=5000
-NAMES=(alice bob carol dave erin)
+NAMES=(alice bob carol dave erin frank)
+JOINER=frank # the sixth host's user registers later, and joins the ring
 NHOSTS=${#NAMES[@]}
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/dht-netns.XXXXXX")"
@@ -71,7 +73,7 @@ cleanup() {
 	done
 	if ((rc == 0)); then
 		rm -rf "$WORK"
-		say "PASS: 5 peers on 5 hosts, 241/241 records found twice (ring of 4, then 3), leave, teardown, deregister"
+		say "PASS: 6 peers on 6 hosts, 241/241 records found three times (ring of 4, 3 after a leave, 4 after a join), leave, join, teardown, deregister"
 	else
 		say "FAIL (exit $rc); logs kept in $WORK"
 	fi
@@ -204,6 +206,7 @@ do_cmd() {
 # --- the scenario ------------------------------------------------------------------
 
 for name in "${NAMES[@]}"; do
+	[ "$name" = "$JOINER" ] && continue
 	do_cmd "$name" "register $name ${HOST_OF[$name]} $PEER_PORT" "register SUCCESS"
 done
 say "5 users registered, each from its own host"
@@ -215,6 +218,7 @@ say "ring of 4: ${RING[*]}"
 
 FREE=""
 for name in "${NAMES[@]}"; do
+	[ "$name" = "$JOINER" ] && continue
 	case " ${RING[*]} " in *" $name "*) ;; *) FREE=$name ;; esac
 done
 [ -n "$FREE" ] || fail "no Free user after setup-dht 4"
@@ -278,6 +282,19 @@ query_all "$FREE" 3
 say "$FREE: $SUCCESSES/241 query-dht SUCCESS over the ring of 3"
 [ "$SUCCESSES" = 241 ] || fail "$SUCCESSES of 241 queries succeeded after leave"
 
+# The sixth host's user registers and joins: the leader takes it in as id 3,
+# between the last node and itself, and stays the leader.
+do_cmd "$JOINER" "register $JOINER ${HOST_OF[$JOINER]} $PEER_PORT" "register SUCCESS"
+do_cmd "$JOINER" "join-dht $JOINER" "join-dht SUCCESS"
+expect "$JOINER" "dht-rebuilt SUCCESS: new leader $LEADER"
+say "$JOINER (on ${HOST_OF[$JOINER]}) joined; $LEADER leads the ring of 4"
+query_all "$FREE" 4
+say "$FREE: $SUCCESSES/241 query-dht SUCCESS over the ring of 4 with $JOINER"
+[ "$SUCCESSES" = 241 ] || fail "$SUCCESSES of 241 queries succeeded after join"
+# Canada: slot 215, id 215 mod 4 = 3, the joiner's.
+do_cmd "$FREE" "query-dht $FREE Canada" "query-dht SUCCESS: found at node $JOINER (id 3)"
+for _ in 1 2 3 4 5 6 7 8 9; do next "$FREE"; done
+
 do_cmd "$LEADER" "teardown-dht $LEADER" "teardown-dht SUCCESS"
 expect "$LEADER" "teardown-complete SUCCESS"
 say "$LEADER tore the DHT down"
@@ -296,7 +313,7 @@ for name in "${NAMES[@]}"; do
 	esac
 	wait "${PID[$name]}" || fail "$name's peer exited with status $? after deregister"
 done
-say "5 users deregistered, every peer process exited with status 0"
+say "6 users deregistered, every peer process exited with status 0"
 
 # Every host's traffic crossed the bridge (the only way between namespaces).
 for port in p0 $(seq -f 'p%g' 1 "$NHOSTS"); do

@@ -202,8 +202,10 @@ func decodeUser(name string, v []byte) (state.User, error) {
 	return u, d.done()
 }
 
+// encodeDHT writes the joiner last, and only while there is one: a file
+// written before joins existed holds the same bytes, and reads the same.
 func encodeDHT(h state.DHT) ([]byte, error) {
-	if h.Phase > state.PhaseTearing {
+	if h.Phase > state.PhaseJoining {
 		return nil, fmt.Errorf("store: dht phase %d: %w", h.Phase, ErrInvalid)
 	}
 	if len(h.Members) > math.MaxUint16 {
@@ -218,6 +220,9 @@ func encodeDHT(h state.DHT) ([]byte, error) {
 	}
 	e.str("dht leaver", h.Leaver)
 	e.u64(uint64(h.Since))
+	if h.Joiner != "" {
+		e.str("dht joiner", h.Joiner)
+	}
 	return e.b, e.err
 }
 
@@ -225,7 +230,7 @@ func decodeDHT(v []byte) (state.DHT, error) {
 	d := dec{what: "dht state", b: v}
 	var h state.DHT
 	h.Phase = state.Phase(d.u8("phase"))
-	if d.err == nil && h.Phase > state.PhaseTearing {
+	if d.err == nil && h.Phase > state.PhaseJoining {
 		d.fail("unknown phase")
 	}
 	h.Leader = d.str("leader")
@@ -242,6 +247,12 @@ func decodeDHT(v []byte) (state.DHT, error) {
 	}
 	h.Leaver = d.str("leaver")
 	h.Since = int64(d.u64("since"))
+	if d.err == nil && len(d.b) > 0 {
+		h.Joiner = d.str("joiner")
+		if d.err == nil && h.Joiner == "" {
+			d.fail("joiner") // written only when there is one
+		}
+	}
 	return h, d.done()
 }
 

@@ -39,10 +39,11 @@
 //	string    u16 length, then that many bytes (any bytes: invalid UTF-8 is kept)
 //	addr      u8 length (0, 4 or 16), the IP address bytes, u16 port
 //	user      u8 state (0 Free, 1 Leader, 2 InDHT), addr
-//	dht       u8 phase (0 none, 1 building, 2 ready, 3 leaving, 4 tearing-down),
-//	          string leader, u16 count + that many strings (members in ring
-//	          order, leader first), string leaver, u64 unix nanoseconds when the
-//	          current wait started (0: no wait)
+//	dht       u8 phase (0 none, 1 building, 2 ready, 3 leaving, 4 tearing-down,
+//	          5 joining), string leader, u16 count + that many strings (members
+//	          in ring order, leader first), string leaver, u64 unix nanoseconds
+//	          when the current wait started (0: no wait), then, only while a
+//	          user joins, string joiner (a file without it has none)
 //	member    string name, addr
 //	identity  string name, addr, addr server, u8 in-ring (0 or 1), u32 id,
 //	          u32 ring size, member left, member right

@@ -40,6 +40,7 @@ type DHTJSON struct {
 	Leader       string   `json:"leader,omitempty"`
 	Members      []string `json:"members,omitempty"`
 	Leaver       string   `json:"leaver,omitempty"`
+	Joiner       string   `json:"joiner,omitempty"`
 	WaitingSince string   `json:"waiting_since,omitempty"` // RFC 3339, UTC
 }
 
@@ -175,7 +176,7 @@ func serverReport(path string, tx *bolt.Tx) (*ServerReport, error) {
 		r.Users = append(r.Users, UserJSON{Name: u.Name, IP: ip, Port: port, State: u.State.String()})
 	}
 	h := st.DHT
-	r.DHT = DHTJSON{Phase: h.Phase.String(), Leader: h.Leader, Members: h.Members, Leaver: h.Leaver}
+	r.DHT = DHTJSON{Phase: h.Phase.String(), Leader: h.Leader, Members: h.Members, Leaver: h.Leaver, Joiner: h.Joiner}
 	if h.Since != 0 {
 		r.DHT.WaitingSince = time.Unix(0, h.Since).UTC().Format(time.RFC3339Nano)
 	}
@@ -257,6 +258,9 @@ func (r *ServerReport) WriteText(w io.Writer) error {
 	}
 	if r.DHT.Leaver != "" {
 		fmt.Fprintf(&b, "  leaver:  %s\n", r.DHT.Leaver)
+	}
+	if r.DHT.Joiner != "" {
+		fmt.Fprintf(&b, "  joiner:  %s\n", r.DHT.Joiner)
 	}
 	if r.DHT.WaitingSince != "" {
 		fmt.Fprintf(&b, "  waiting since %s\n", r.DHT.WaitingSince)

@@ -51,6 +51,8 @@ func layoutSamples() map[Type]layoutSample {
 		TypeRebuildDHT: {msg: RebuildDHT{Leaver: member("erin")}, vars: n("erin")},
 		TypeRebuilt:    {msg: Rebuilt{Reason: "why", NewLeader: "bob"}, vars: map[string]int{"r": 3, "n": 3}},
 		TypeAck:        {msg: Ack{More: []uint32{2, 3, 4}}, vars: map[string]int{"k": 3}},
+		TypeJoinDHT:    {msg: JoinDHT{Name: "grace"}, vars: n("grace")},
+		TypeJoin:       {msg: Join{Joiner: member("grace"), N: 3}, vars: map[string]int{"j": 5}},
 	}
 }
 

@@ -34,9 +34,11 @@ func TestTypeString(t *testing.T) {
 		{TypeRebuildDHT, "rebuild-dht"},
 		{TypeRebuilt, "rebuilt"},
 		{TypeAck, "ack"},
+		{TypeJoinDHT, "join-dht"},
+		{TypeJoin, "join"},
 		{0, "type(0)"},
-		{11, "type(11)"},
-		{28, "type(28)"},
+		{12, "type(12)"},
+		{29, "type(29)"},
 		{255, "type(255)"},
 	}
 	for _, tt := range tests {

@@ -78,6 +78,7 @@ const (
 	TypeTeardownDHT      Type = 8  // client → server
 	TypeTeardownComplete Type = 9  // client → server
 	TypeReply            Type = 10 // server → client
+	TypeJoinDHT          Type = 11 // client → server
 	TypeSetID            Type = 16 // leader → member
 	TypeStore            Type = 17 // left → right
 	TypeFlush            Type = 18 // left → right, follows the stores
@@ -86,10 +87,11 @@ const (
 	TypeTeardown         Type = 21 // left → right
 	TypeResetID          Type = 22 // left → right
 	TypeResetLeft        Type = 23 // leaver → its right neighbour
-	TypeResetRight       Type = 24 // leaver → its left neighbour
+	TypeResetRight       Type = 24 // leaver → its left neighbour; join's leader → the last node
 	TypeRebuildDHT       Type = 25 // leaver → new leader
-	TypeRebuilt          Type = 26 // new leader → leaver
+	TypeRebuilt          Type = 26 // leader of the rebuild → leaver or joiner
 	TypeAck              Type = 27 // receiver → sender of any ring message
+	TypeJoin             Type = 28 // joiner → leader
 )
 
 // messages is the one table of message types, indexed by Type: each row
@@ -110,6 +112,7 @@ var messages = [...]struct {
 	TypeTeardownDHT:      {"teardown-dht", decodeAs[TeardownDHT]},
 	TypeTeardownComplete: {"teardown-complete", decodeAs[TeardownComplete]},
 	TypeReply:            {"reply", decodeAs[Reply]},
+	TypeJoinDHT:          {"join-dht", decodeAs[JoinDHT]},
 	TypeSetID:            {"set-id", decodeAs[SetID]},
 	TypeStore:            {"store", decodeAs[Store]},
 	TypeFlush:            {"flush", decodeAs[Flush]},
@@ -122,6 +125,7 @@ var messages = [...]struct {
 	TypeRebuildDHT:       {"rebuild-dht", decodeAs[RebuildDHT]},
 	TypeRebuilt:          {"rebuilt", decodeAs[Rebuilt]},
 	TypeAck:              {"ack", decodeAs[Ack]},
+	TypeJoin:             {"join", decodeAs[Join]},
 }
 
 // String returns the protocol's name of t, such as "setup-dht", or
@@ -363,6 +367,24 @@ func (m TeardownComplete) parse(d decoder) (TeardownComplete, decoder) {
 }
 
 func (m TeardownComplete) LogValue() slog.Value { return nameValue(m.Name) }
+
+// JoinDHT: name.
+type JoinDHT struct{ Name string }
+
+func (JoinDHT) Type() Type     { return TypeJoinDHT }
+func (m JoinDHT) bodyLen() int { return nameLen(m.Name) }
+
+func (m JoinDHT) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Name, "name")
+	return e.b, e.err
+}
+
+func (m JoinDHT) parse(d decoder) (JoinDHT, decoder) {
+	m.Name = d.name("name")
+	return m, d
+}
+
+func (m JoinDHT) LogValue() slog.Value { return nameValue(m.Name) }
 
 func nameValue(name string) slog.Value { return slog.GroupValue(slog.String("name", name)) }
 
@@ -679,7 +701,7 @@ func (m QueryResult) LogValue() slog.Value {
 }
 
 // Teardown: name of the node that started it, bool keep neighbours (true
-// when the teardown is part of a leave).
+// when the teardown is part of a leave or a join).
 type Teardown struct {
 	Origin         string
 	KeepNeighbours bool
@@ -704,8 +726,8 @@ func (m Teardown) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("origin", m.Origin), slog.Bool("keep_neighbours", m.KeepNeighbours))
 }
 
-// ResetID: name of the leaver that started it, u16 id for the receiver,
-// u16 new ring size.
+// ResetID: name of the node that started it (the leaver, or the leader of
+// a join), u16 id for the receiver, u16 new ring size.
 type ResetID struct {
 	Origin string
 	ID     uint16
@@ -820,6 +842,32 @@ func (m Rebuilt) LogValue() slog.Value {
 		return slog.GroupValue(slog.Bool("ok", m.OK), slog.String("new_leader", m.NewLeader))
 	}
 	return slog.GroupValue(slog.Bool("ok", m.OK), slog.String("reason", m.Reason), slog.String("new_leader", m.NewLeader))
+}
+
+// Join asks the leader of a ring of N to take the joiner in as node N:
+// joiner member, u16 ring size before the join.
+type Join struct {
+	Joiner Member
+	N      uint16
+}
+
+func (Join) Type() Type     { return TypeJoin }
+func (m Join) bodyLen() int { return memberLen(m.Joiner) + 2 }
+
+func (m Join) appendBody(e encoder) ([]byte, *Error) {
+	e.member(m.Joiner, "joiner")
+	e.u16(m.N)
+	return e.b, e.err
+}
+
+func (m Join) parse(d decoder) (Join, decoder) {
+	m.Joiner = d.member("joiner")
+	m.N = d.u16("n")
+	return m, d
+}
+
+func (m Join) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("joiner", m.Joiner.String()), slog.Int("ring", int(m.N)))
 }
 
 // Ack: list of u32 further ids acknowledged (at most MaxAcks); the header

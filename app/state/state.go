@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+
+	"dht/wire"
 )
 
 // State is a registered user's state in the server's registry.
@@ -56,6 +58,7 @@ const (
 	PhaseReady    Phase = 2 // usable
 	PhaseLeaving  Phase = 3 // a member is leaving, waiting for dht-rebuilt
 	PhaseTearing  Phase = 4 // waiting for teardown-complete
+	PhaseJoining  Phase = 5 // a Free user is joining, waiting for dht-rebuilt
 )
 
 func (p Phase) String() string {
@@ -70,6 +73,8 @@ func (p Phase) String() string {
 		return "leaving"
 	case PhaseTearing:
 		return "tearing-down"
+	case PhaseJoining:
+		return "joining"
 	}
 	return fmt.Sprintf("Phase(%d)", uint8(p))
 }
@@ -80,7 +85,15 @@ type DHT struct {
 	Leader  string
 	Members []string // ring order, leader first
 	Leaver  string
-	Since   int64 // unix nanoseconds when the current wait started; 0 if none
+	Joiner  string // the Free user joining, while the DHT is joining
+	Since   int64  // unix nanoseconds when the current wait started; 0 if none
+}
+
+// Waiting reports that the phase is a wait for the end of an operation
+// (dht-complete, dht-rebuilt or teardown-complete), which the server
+// bounds by its op timeout.
+func (p Phase) Waiting() bool {
+	return p == PhaseBuilding || p == PhaseLeaving || p == PhaseTearing || p == PhaseJoining
 }
 
 // ServerState is everything the server keeps across restarts except the
@@ -101,11 +114,13 @@ type CachedReply struct {
 // Check reports the first rule st breaks of those every state the server
 // saves keeps (a file whose state breaks one is refused when it is opened
 // or inspected): addresses valid and unique; with no DHT, no leader,
-// member, leaver or wait, and every user Free; with one, members that are
-// registered users, listed once, the leader first and in state Leader, the
-// others InDHT, every other user Free, a wait exactly while the DHT is
-// being built, left or torn down, and a leaver, one of two or more
-// members, exactly while it is left.
+// member, leaver, joiner or wait, and every user Free; with one, at most
+// wire.MaxMembers members that are registered users, listed once, the leader
+// first and in state Leader, the others InDHT, every other user Free, a
+// wait exactly while the DHT is being built, left, torn down or joined, a
+// leaver, one of two or more members, exactly while it is left, and a
+// joiner, a registered Free user outside a ring of fewer than wire.MaxMembers,
+// exactly while it is joined.
 func (st ServerState) Check() error {
 	users := make(map[string]User, len(st.Users))
 	addrs := make(map[netip.AddrPort]string, len(st.Users))
@@ -120,8 +135,8 @@ func (st ServerState) Check() error {
 	}
 	d := st.DHT
 	if d.Phase == PhaseNone {
-		if d.Leader != "" || len(d.Members) != 0 || d.Leaver != "" || d.Since != 0 {
-			return errors.New("no DHT, but a leader, members, a leaver or a wait")
+		if d.Leader != "" || len(d.Members) != 0 || d.Leaver != "" || d.Joiner != "" || d.Since != 0 {
+			return errors.New("no DHT, but a leader, members, a leaver, a joiner or a wait")
 		}
 		for _, u := range st.Users {
 			if u.State != Free {
@@ -132,6 +147,9 @@ func (st ServerState) Check() error {
 	}
 	if len(d.Members) == 0 || d.Members[0] != d.Leader {
 		return fmt.Errorf("the DHT's members do not start with its leader %s", quote(d.Leader))
+	}
+	if len(d.Members) > wire.MaxMembers {
+		return fmt.Errorf("the DHT has %d members, more than %d", len(d.Members), wire.MaxMembers)
 	}
 	for i, m := range d.Members {
 		if slices.Index(d.Members, m) != i {
@@ -154,8 +172,7 @@ func (st ServerState) Check() error {
 			return fmt.Errorf("user %s is %s, but not a member of the DHT", quote(u.Name), u.State)
 		}
 	}
-	waiting := d.Phase == PhaseBuilding || d.Phase == PhaseLeaving || d.Phase == PhaseTearing
-	if waiting != (d.Since != 0) {
+	if d.Phase.Waiting() != (d.Since != 0) {
 		return fmt.Errorf("DHT %s with a wait started at %d", d.Phase, d.Since)
 	}
 	if (d.Phase == PhaseLeaving) != (d.Leaver != "") {
@@ -163,6 +180,17 @@ func (st ServerState) Check() error {
 	}
 	if d.Leaver != "" && (!slices.Contains(d.Members, d.Leaver) || len(d.Members) < 2) {
 		return fmt.Errorf("leaver %s is not one of two or more members", quote(d.Leaver))
+	}
+	if (d.Phase == PhaseJoining) != (d.Joiner != "") {
+		return fmt.Errorf("DHT %s with joiner %s", d.Phase, quote(d.Joiner))
+	}
+	if d.Joiner != "" {
+		switch u, ok := users[d.Joiner]; {
+		case !ok || u.State != Free || slices.Contains(d.Members, d.Joiner):
+			return fmt.Errorf("joiner %s is not a registered Free user outside the DHT", quote(d.Joiner))
+		case len(d.Members) >= wire.MaxMembers:
+			return fmt.Errorf("joiner %s joins a DHT of %d members, the most there may be", quote(d.Joiner), len(d.Members))
+		}
 	}
 	return nil
 }

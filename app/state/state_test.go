@@ -142,3 +142,49 @@ func TestIdentityCheck(t *testing.T) {
 		})
 	}
 }
+
+// joining is a valid state: dave joins alice's ring of three.
+func joining() ServerState {
+	st := leaving()
+	st.DHT.Phase, st.DHT.Leaver, st.DHT.Joiner = PhaseJoining, "", "dave"
+	return st
+}
+
+// TestServerStateCheckJoining: the rules of a join, each broken once.
+func TestServerStateCheckJoining(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(*ServerState)
+		says string
+	}{
+		{"a DHT being joined", func(*ServerState) {}, ""},
+		{"a join with no joiner", func(st *ServerState) { st.DHT.Joiner = "" }, `DHT joining with joiner ""`},
+		{"a joiner while ready", func(st *ServerState) { st.DHT.Phase, st.DHT.Since = PhaseReady, 0 }, `DHT ready with joiner "dave"`},
+		{"a join with no wait", func(st *ServerState) { st.DHT.Since = 0 }, "DHT joining with a wait started at 0"},
+		{"a joiner that is a member", func(st *ServerState) { st.DHT.Joiner = "bob" }, `joiner "bob" is not a registered Free user outside the DHT`},
+		{"a joiner that is not registered", func(st *ServerState) { st.DHT.Joiner = "zed" }, `joiner "zed" is not a registered Free user`},
+		{"a joiner with no DHT", func(st *ServerState) {
+			*st = ServerState{Users: []User{{Name: "dave", Addr: ap("10.0.0.4:5004")}}, DHT: DHT{Joiner: "dave"}}
+		}, "no DHT, but a leader, members, a leaver, a joiner or a wait"},
+		{"a joiner of a full ring", func(st *ServerState) {
+			for i := len(st.DHT.Members); i < 64; i++ {
+				name := "m" + strings.Repeat("x", i)
+				st.Users = append(st.Users, User{Name: name, Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, 0, byte(i)}), 6000), State: InDHT})
+				st.DHT.Members = append(st.DHT.Members, name)
+			}
+		}, `joiner "dave" joins a DHT of 64 members`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := joining()
+			c.edit(&st)
+			err := st.Check()
+			switch {
+			case c.says == "" && err != nil:
+				t.Errorf("got %v, want nil", err)
+			case c.says != "" && (err == nil || !strings.Contains(err.Error(), c.says)):
+				t.Errorf("got %v, want an error saying %q", err, c.says)
+			}
+		})
+	}
+}

@@ -37,8 +37,8 @@ func demoCommand(e env) *cli.Command {
 		Usage: "start a server and a ring on 127.0.0.1 and narrate a session",
 		Description: "Starts a server and --peers peers in this process, all on 127.0.0.1, and runs a\n" +
 			"narrated session: register, setup-dht of a ring of all peers but one, queries from\n" +
-			"the one left out (with the node that answered and the hop count), a member leaving,\n" +
-			"teardown, and a last ring left standing. The bbolt files stay in the folder it\n" +
+			"the one left out (with the node that answered and the hop count), that user joining\n" +
+			"the ring, a member leaving, teardown, and a last ring left standing. The bbolt files stay in the folder it\n" +
 			"names, for 'dht inspect'. With --keep-running it then serves until Ctrl-C, so that\n" +
 			"'dht peer' in other terminals can register with the server and query the ring.",
 		Flags: append([]cli.Flag{
@@ -203,6 +203,20 @@ func (d *demo) run(n int, keep bool) error {
 	}
 	if _, err := d.do(ring[1], "query-dht "+ring[1]+" Aruba", "FAILURE"); err != nil {
 		return err
+	}
+
+	if len(ring) < app.MaxRing {
+		d.section("%s joins the ring", free)
+		d.say("The leader, %s, tears the ring down keeping neighbours, renumbers it for %d (every id stays),", leader, len(ring)+1)
+		d.say("places %s last, between %s and itself, and spreads the records over the larger ring.", free, ring[len(ring)-1])
+		if _, err := d.do(free, "join-dht "+free, "SUCCESS"); err != nil {
+			return err
+		}
+	} else {
+		d.section("%s cannot join: a ring has at most %d members", free, app.MaxRing)
+		if _, err := d.do(free, "join-dht "+free, "FAILURE"); err != nil {
+			return err
+		}
 	}
 
 	leaver := ring[len(ring)/2]

@@ -31,6 +31,7 @@ func TestDemo(t *testing.T) {
 				"query-dht SUCCESS: found at node ",
 				`query-dht FAILURE: "Kingdom of Atlantis" not found in the DHT`,
 				"only Free users may query",
+				"join-dht SUCCESS\ndht-rebuilt SUCCESS: new leader alice\n",
 				"leave-dht SUCCESS",
 				"dht-rebuilt SUCCESS: new leader ",
 				"teardown-complete SUCCESS",

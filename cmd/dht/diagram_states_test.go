@@ -35,6 +35,7 @@ var dhtPhases = diagram.Machine{
 		{Name: state.PhaseReady.String(), Detail: "the DHT answers queries"},
 		{Name: state.PhaseLeaving.String(), Detail: "waits for dht-rebuilt from the leaver"},
 		{Name: state.PhaseTearing.String(), Detail: "waits for teardown-complete from the leader"},
+		{Name: state.PhaseJoining.String(), Detail: "waits for dht-rebuilt from the joiner"},
 	},
 	Transitions: []diagram.Transition{
 		{From: "", To: "none", Label: "the server starts on an empty file"},
@@ -42,14 +43,17 @@ var dhtPhases = diagram.Machine{
 		{From: "building", To: "ready", Label: "dht-complete leader"},
 		{From: "ready", To: "leaving", Label: "leave-dht member"},
 		{From: "leaving", To: "ready", Label: "dht-rebuilt leaver new-leader"},
+		{From: "ready", To: "joining", Label: "join-dht free-user"},
+		{From: "joining", To: "ready", Label: "dht-rebuilt joiner leader"},
 		{From: "ready", To: "tearing-down", Label: "teardown-dht leader"},
 		{From: "tearing-down", To: "none", Label: "teardown-complete leader"},
 		{From: "building", To: "none", Label: "op-timeout: roll back", Exception: true},
 		{From: "leaving", To: "none", Label: "op-timeout: roll back", Exception: true},
 		{From: "tearing-down", To: "none", Label: "op-timeout: roll back", Exception: true},
+		{From: "joining", To: "none", Label: "op-timeout: roll back", Exception: true},
 	},
 	Notes: []string{
-		"While it waits (building, leaving, tearing-down), the server answers FAILURE to every",
+		"While it waits (building, leaving, tearing-down, joining), the server answers FAILURE to every",
 		"request but the one it waits for, saying what it waits for. A wait its initiator does",
 		"not finish within --op-timeout rolls back: the DHT is dissolved, every member Free.",
 	},
@@ -67,7 +71,7 @@ var userStates = diagram.Machine{
 	Transitions: []diagram.Transition{
 		{From: "", To: "Free", Label: "register name ip port"},
 		{From: "Free", To: "Leader", Label: "setup-dht n name"},
-		{From: "Free", To: "InDHT", Label: "setup-dht: picked at random"},
+		{From: "Free", To: "InDHT", Label: "setup-dht: picked at random; dht-rebuilt: it joined"},
 		{From: "Leader", To: "InDHT", Label: "dht-rebuilt: another leads"},
 		{From: "InDHT", To: "Leader", Label: "dht-rebuilt: names it the new leader"},
 		{From: "Leader", To: "Free", Label: "teardown-complete; dht-rebuilt: it left"},
@@ -91,7 +95,7 @@ var peerStages = []peerStage{
 	{[]string{"registerOp"}, diagram.State{Name: "bind", Detail: "the socket bound at the address being registered"}},
 	{[]string{"queryLongName"}, diagram.State{Name: "long-name", Detail: "the next line: the Long Name"}},
 	{[]string{"sleepOp"}, diagram.State{Name: "sleep", Detail: "the time to pass"}},
-	{[]string{"plainOp", "setupAsking", "setupCompleting", "leaveAsking", "leaveReporting", "teardownAsking", "teardownCompleting", "queryAsking"},
+	{[]string{"plainOp", "setupAsking", "setupCompleting", "leaveAsking", "leaveReporting", "teardownAsking", "teardownCompleting", "queryAsking", "joinAsking", "joinReporting"},
 		diagram.State{Name: "request", Detail: "the server's reply (the request is retransmitted until it comes)"}},
 	{[]string{"setupPlacing"}, diagram.State{Name: "set-id", Detail: "an ack of every set-id"}},
 	{[]string{"setupPopulating"}, diagram.State{Name: "populate", Detail: "the flush back: every record committed"}},
@@ -100,6 +104,7 @@ var peerStages = []peerStage{
 	{[]string{"leaveRenumbering"}, diagram.State{Name: "reset-id", Detail: "its reset-id back round the ring"}},
 	{[]string{"leaveClosing"}, diagram.State{Name: "resets", Detail: "acks of reset-left and reset-right"}},
 	{[]string{"leaveRebuilding"}, diagram.State{Name: "rebuild", Detail: "rebuilt from the new leader"}},
+	{[]string{"joinWaiting"}, diagram.State{Name: "join", Detail: "rebuilt from the leader, which takes it in"}},
 }
 
 // peerMachine is the stages of one user command at a peer: a line typed
@@ -124,6 +129,8 @@ func peerMachine() diagram.Machine {
 			{From: "reset-id", To: "resets", Label: "back: send reset-left and reset-right"},
 			{From: "resets", To: "rebuild", Label: "both acked: send rebuild-dht"},
 			{From: "rebuild", To: "request", Label: "rebuilt: send dht-rebuilt"},
+			{From: "request", To: "join", Label: "join-dht SUCCESS: send join to the leader"},
+			{From: "join", To: "request", Label: "rebuilt: send dht-rebuilt"},
 			{From: "request", To: "", Label: "the reply: print the result"},
 			{From: "query", To: "", Label: "query-result: print it"},
 			{From: "sleep", To: "", Label: "time passed"},
@@ -228,6 +235,7 @@ func TestServerMachinesCoverARun(t *testing.T) {
 	r.do(members[1], "leave-dht "+members[1], "leave-dht SUCCESS") // its right neighbour leads now
 	free := members[1]
 	r.do(free, "query-dht "+free+" Aruba", "query-dht SUCCESS")
+	r.do(free, "join-dht "+free, "join-dht SUCCESS") // it comes back, last
 	members, _ = r.ring()
 	r.do(members[0], "leave-dht "+members[0], "leave-dht SUCCESS") // the leader leaves
 	members, _ = r.ring()

@@ -170,6 +170,18 @@ var designScripts = []designScript{
 		},
 	},
 	{
+		name: "join-dht", title: "join-dht: join to the leader, teardown, reset-id for the larger ring, set-id and reset-right, rebuild, dht-rebuilt",
+		setup: setupRing,
+		shown: func(r designRun) string {
+			_, free := r.ring()
+			out := r.do(free[0], "join-dht "+free[0], "join-dht SUCCESS")
+			if len(out) != 2 || !strings.HasPrefix(out[1].String(), "dht-rebuilt SUCCESS: new leader alice") {
+				r.t.Fatalf("join-dht printed %q", out)
+			}
+			return "" // from the first line typed
+		},
+	},
+	{
 		name: "deregister", title: "deregister: only a Free user; its peer then exits",
 		setup: setupRing,
 		shown: func(r designRun) string {
@@ -302,6 +314,18 @@ var designRings = []designRing{
 				from = members[0]
 			}
 			return fmt.Sprintf("the same ring after leave-dht %s, and the same query", leaver),
+				[]string{"--query", queryLongName, "--from", from}
+		},
+	},
+	{
+		name: "ring-join",
+		run: func(r designRun) (string, []string) {
+			setupRing(r)
+			from := queryFrom(r)
+			_, free := r.ring()
+			joiner := free[0]
+			r.do(joiner, "join-dht "+joiner, "join-dht SUCCESS")
+			return fmt.Sprintf("the same ring after join-dht %s, and the same query", joiner),
 				[]string{"--query", queryLongName, "--from", from}
 		},
 	},

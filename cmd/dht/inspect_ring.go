@@ -110,6 +110,9 @@ func buildRing(server *store.ServerReport, peers []*store.PeerReport) *diagram.R
 		if server.DHT.Leaver != "" {
 			line += ", leaver " + server.DHT.Leaver
 		}
+		if server.DHT.Joiner != "" {
+			line += ", joiner " + server.DHT.Joiner
+		}
 		r.Info = append(r.Info, line)
 	default:
 		if server != nil {

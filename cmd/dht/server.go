@@ -18,14 +18,14 @@ func serverCommand(e env) *cli.Command {
 		Name:      "server",
 		Usage:     "run the always-on registry server",
 		ArgsUsage: "PORT",
-		Description: "Listens on UDP ADDR:PORT and answers the nine commands (register, setup-dht,\n" +
-			"dht-complete, query-dht, leave-dht, dht-rebuilt, deregister, teardown-dht,\n" +
+		Description: "Listens on UDP ADDR:PORT and answers the ten commands (register, setup-dht,\n" +
+			"dht-complete, query-dht, leave-dht, join-dht, dht-rebuilt, deregister, teardown-dht,\n" +
 			"teardown-complete). Registrations and the DHT state live in the bbolt file --db;\n" +
 			"a restart on the same file continues where the server was, a wait included.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "db", Value: "dht-server.db", Usage: "bbolt file holding the registry"},
 			&cli.StringFlag{Name: "addr", Value: "0.0.0.0", Usage: "IPv4 address to bind: one of this host's, or 0.0.0.0 for every interface"},
-			&cli.DurationFlag{Name: "op-timeout", Value: app.DefaultOpTimeout, Usage: "roll back a setup, leave or teardown whose initiator has not finished it within this time"},
+			&cli.DurationFlag{Name: "op-timeout", Value: app.DefaultOpTimeout, Usage: "roll back a setup, leave, join or teardown whose initiator has not finished it within this time"},
 			quietFlag(),
 			traceJSONFlag(),
 		}, faultFlags()...),

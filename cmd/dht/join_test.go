@@ -1,0 +1,134 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+)
+
+// join-dht with the real binary: a server and peers as separate processes
+// on 127.0.0.1.
+
+// TestBinaryJoin: a Free user joins a ring of three and takes id 3; every
+// record is found where the hash for four names it, and each file holds
+// exactly its records. The server is killed while it waits for the
+// joiner's dht-rebuilt and restarted: the join completes. The joiner
+// leaves (the ring is as it was), another user joins, and the first
+// queries every record again.
+func TestBinaryJoin(t *testing.T) {
+	dir, recs, ports := e2eSetup(t)
+	sport := strconv.Itoa(ports[0])
+	startServer := func() *proc {
+		s := startProc(t, "server", dir, "server", "--db", "server.db", "--addr", "127.0.0.1", sport)
+		s.waitTrace("msg=listening")
+		return s
+	}
+	server := startServer()
+	users := []string{"alice", "bob", "carol", "dave", "erin"}
+	peers := map[string]*proc{}
+	for i, u := range users {
+		p := startProc(t, u, dir, "peer", "--data", datasetPath(t), "127.0.0.1", sport)
+		peers[u] = p
+		p.do(fmt.Sprintf("register %s 127.0.0.1 %d", u, ports[i+1]), "register SUCCESS")
+	}
+	peers["bob"].do("join-dht bob", "join-dht FAILURE: no DHT exists")
+	ring := ringMembers(peers["alice"].do("setup-dht 3 alice", "setup-dht SUCCESS"))
+	peers["alice"].expect("dht-complete SUCCESS")
+	var free []string
+	for _, u := range users {
+		if !slices.Contains(ring, u) {
+			free = append(free, u)
+		}
+	}
+	joiner, querier := free[0], free[1]
+	before := queryAll(t, peers[querier], querier, recs, 3)
+	peers["alice"].do("join-dht alice", "join-dht FAILURE: alice already maintains the DHT (Leader)")
+
+	// The join stalls at the last node, stopped; the server, waiting for
+	// dht-rebuilt from the joiner, is killed and restarted.
+	last := ring[len(ring)-1]
+	if err := peers[last].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	peers[joiner].do("join-dht "+joiner, "join-dht SUCCESS")
+	peers[querier].do("query-dht "+querier+" Aruba", "query-dht FAILURE: server is waiting for dht-rebuilt from "+joiner+" (join-dht in progress)")
+	server.kill()
+	server = startServer()
+	if err := peers[last].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	peers[joiner].expect("dht-rebuilt SUCCESS: new leader alice")
+	grown := append(slices.Clone(ring), joiner)
+	checkCounts(t, queryAll(t, peers[querier], querier, recs, 4), grown, recs)
+
+	// The joiner leaves: the ring of three holds what it held.
+	peers[joiner].do("leave-dht "+joiner, "leave-dht SUCCESS")
+	peers[joiner].expect("dht-rebuilt SUCCESS: new leader alice")
+	after := queryAll(t, peers[joiner], joiner, recs, 3)
+	if fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("records per node %v before the join, %v after the joiner left", before, after)
+	}
+
+	// Another user joins; the files hold the ring of four, every record
+	// once, each in its slot at its node.
+	peers[querier].do("join-dht "+querier, "join-dht SUCCESS")
+	peers[querier].expect("dht-rebuilt SUCCESS: new leader alice")
+	grown = append(slices.Clone(ring), querier)
+	checkCounts(t, queryAll(t, peers[joiner], joiner, recs, 4), grown, recs)
+	for _, u := range grown {
+		if err := peers[u].cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := peers[u].wait(); err != nil {
+			t.Fatalf("%s exited with %v after SIGTERM", u, err)
+		}
+	}
+	total := 0
+	for id, u := range grown {
+		total += checkPeerFile(t, filepath.Join(dir, "dht-peer-"+u+".db"), u, id, 4)
+	}
+	if total != len(recs) {
+		t.Fatalf("the ring's files hold %d records, want %d", total, len(recs))
+	}
+}
+
+// TestBinaryJoinLossy runs every process with --fault-loss 0.2
+// --fault-dup 0.05: a join, every record found, the joiner's leave, a
+// second join and a teardown all complete.
+func TestBinaryJoinLossy(t *testing.T) {
+	dir, recs, ports := e2eSetup(t)
+	sport := strconv.Itoa(ports[0])
+	faults := func(seed int) []string {
+		return []string{"--quiet", "--fault-loss", "0.2", "--fault-dup", "0.05", "--fault-seed", strconv.Itoa(seed)}
+	}
+	startProc(t, "server", dir, append(append([]string{"server"}, faults(1)...), "--db", "server.db", "--addr", "127.0.0.1", sport)...)
+	users := []string{"alice", "bob", "carol", "dave", "erin"}
+	peers := map[string]*proc{}
+	for i, u := range users {
+		p := startProc(t, u, dir, append(append([]string{"peer", "--rto", "10ms"}, faults(i+2)...), "--data", datasetPath(t), "127.0.0.1", sport)...)
+		peers[u] = p
+		p.do(fmt.Sprintf("register %s 127.0.0.1 %d", u, ports[i+1]), "register SUCCESS")
+	}
+	ring := ringMembers(peers["alice"].do("setup-dht 3 alice", "setup-dht SUCCESS"))
+	peers["alice"].expect("dht-complete SUCCESS")
+	var free []string
+	for _, u := range users {
+		if !slices.Contains(ring, u) {
+			free = append(free, u)
+		}
+	}
+	joiner, other := free[0], free[1]
+	peers[joiner].do("join-dht "+joiner, "join-dht SUCCESS")
+	peers[joiner].expect("dht-rebuilt SUCCESS: new leader alice")
+	checkCounts(t, queryAll(t, peers[other], other, recs, 4), append(slices.Clone(ring), joiner), recs)
+	peers[joiner].do("leave-dht "+joiner, "leave-dht SUCCESS")
+	peers[joiner].expect("dht-rebuilt SUCCESS: new leader alice")
+	peers[other].do("join-dht "+other, "join-dht SUCCESS")
+	peers[other].expect("dht-rebuilt SUCCESS: new leader alice")
+	checkCounts(t, queryAll(t, peers[joiner], joiner, recs, 4), append(slices.Clone(ring), other), recs)
+	peers["alice"].do("teardown-dht alice", "teardown-dht SUCCESS")
+	peers["alice"].expect("teardown-complete SUCCESS")
+}
