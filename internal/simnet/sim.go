@@ -209,6 +209,26 @@ func (s *Sim) Down(addr netip.AddrPort) { s.down[addr] = true }
 // Up undoes Down.
 func (s *Sim) Up(addr netip.AddrPort) { delete(s.down, addr) }
 
+// Remove takes the process of user name out of the simulation, as if it
+// had died as it stands: it runs no timers, what arrives at its address is
+// lost, and Names, Process and Peer no longer know it. It returns the
+// process (nil if there is none), for Restore.
+func (s *Sim) Remove(name string) *Process {
+	p := s.procs[name]
+	if p != nil {
+		delete(s.procs, name)
+		delete(s.byAddr, p.Addr)
+	}
+	return p
+}
+
+// Restore puts back a process Remove took out, as it was then: its memory,
+// its table and its timers, now due.
+func (s *Sim) Restore(p *Process) {
+	s.procs[p.Name] = p
+	s.byAddr[p.Addr] = p
+}
+
 // Peer is the state machine of the peer started for user name, or nil.
 func (s *Sim) Peer(name string) *app.Peer {
 	if p := s.procs[name]; p != nil {
@@ -258,7 +278,7 @@ func (s *Sim) Do(name, line string) ([]app.Result, error) {
 			return p.Printed[before:], fmt.Errorf("sim: %s: %q did not finish (printed %q)", name, line, p.Printed[before:])
 		}
 	}
-	for i := 0; s.err == nil && s.busy(); i++ {
+	for i := 0; s.err == nil && s.Busy(); i++ {
 		if i == 1_000_000 || !s.Step() {
 			return p.Printed[before:], fmt.Errorf("sim: the network never settled after %q", line)
 		}
@@ -282,11 +302,12 @@ func (s *Sim) input(p *Process, line string) {
 	s.exec(p.Addr, p, p.Core.Input(s.now, line))
 }
 
-// busy reports datagrams in flight, or a peer with something to
-// retransmit. Do calls it once the peer typed at is idle (or waits for a
-// Long Name) and no other has a command in progress, so a peer's next
-// deadline is its link's.
-func (s *Sim) busy() bool {
+// Busy reports datagrams in flight, or a peer with a deadline pending (a
+// retransmission, a command or a join waiting). Do steps until it is false
+// once the peer typed at is idle (or waits for a Long Name), so that the
+// last messages are acknowledged; who steps by hand (Input, Step) may do
+// the same.
+func (s *Sim) Busy() bool {
 	if len(s.queue) > 0 {
 		return true
 	}

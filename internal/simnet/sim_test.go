@@ -70,3 +70,39 @@ func TestSimTraceRepeatable(t *testing.T) {
 		}
 	}
 }
+
+// A removed process is gone until restored: not listed, unreachable, no
+// timers. Restored, it retransmits the query whose answer it missed (Busy
+// says so) and hears the answer.
+func TestRemoveRestore(t *testing.T) {
+	s := New(1, netip.MustParseAddrPort("192.0.2.1:4000"))
+	addr := netip.MustParseAddrPort("192.0.2.11:5000")
+	s.AddPeer("alice", addr, nil)
+	if out, err := s.Do("alice", "register alice 192.0.2.11 5000"); err != nil || len(out) != 1 || !out[0].OK {
+		t.Fatalf("register printed %q, %v", out, err)
+	}
+	if s.Busy() {
+		t.Fatal("busy after Do")
+	}
+	if err := s.Input("alice", "query-dht alice Aruba"); err != nil {
+		t.Fatal(err)
+	}
+	p := s.Remove("alice")
+	if p == nil || s.Process("alice") != nil || s.Peer("alice") != nil || len(s.Names()) != 0 {
+		t.Fatal("alice is still known after Remove")
+	}
+	for s.Step() { // the server's answer is lost, and alice's timers do not run
+	}
+	if s.Busy() || len(p.Printed) != 1 {
+		t.Fatalf("busy %v, alice printed %q while removed", s.Busy(), p.Printed)
+	}
+	s.Restore(p)
+	if s.Process("alice") != p || !s.Busy() {
+		t.Fatal("alice is not back, or has nothing to do")
+	}
+	for s.Busy() && s.Step() {
+	}
+	if err := s.Err(); err != nil || len(p.Printed) != 2 || p.Printed[1].String() != "query-dht FAILURE: no DHT exists" {
+		t.Fatalf("after Restore alice printed %q (%v)", p.Printed, err)
+	}
+}
