@@ -81,10 +81,24 @@ type link struct {
 	late  dedup
 	stats *Stats
 	acks  []pendingAck // owed, not yet sent
-	rtt   rttEstimator
-	// ackRTT is the longest round trip of the messages the Ack being
-	// handled acknowledges (0: none sent once); endAck samples it.
-	ackRTT time.Duration
+	// Two estimates: of the round trips of stores, whose ack waits for
+	// the receiver's commit (a disk flush), and of every other ring
+	// message's, acknowledged at once. Mixed, the quick acks of set-ids
+	// would set the timeout of the first stores below a commit, and a
+	// window of them would be sent twice on a network that loses nothing.
+	rtt, storeRTT rttEstimator
+	// ackRTT and ackStoreRTT are the longest round trips of the messages
+	// the Ack being handled acknowledges (0: none sent once); endAck
+	// samples them.
+	ackRTT, ackStoreRTT time.Duration
+}
+
+// estimate is the round-trip estimate the timeouts of m follow.
+func (l *link) estimate(m wire.Message) *rttEstimator {
+	if _, ok := m.(wire.Store); ok {
+		return &l.storeRTT
+	}
+	return &l.rtt
 }
 
 func newLink(cfg LinkConfig, firstID uint32, stats *Stats) *link {
@@ -152,7 +166,7 @@ func (l *link) pump(now time.Time, to netip.AddrPort, d *dest, out []Output) []O
 			m.msg = l.coalesce(st, d)
 		}
 		m.id = l.newID()
-		m.tries.start(now, l.rtt.first(&l.cfg.Retry))
+		m.tries.start(now, l.estimate(m.msg).first(&l.cfg.Retry))
 		d.inflight = append(d.inflight, m)
 		l.stats.Sent++
 		out = append(out, Send{To: to, ID: m.id, Msg: m.msg})
@@ -201,7 +215,11 @@ func (l *link) acked(now time.Time, from netip.AddrPort, id uint32) (t tag, ok b
 	for i, m := range d.inflight {
 		if m.id == id {
 			if rtt, ok := m.tries.roundTrip(now); ok {
-				l.ackRTT = max(l.ackRTT, rtt)
+				if _, store := m.msg.(wire.Store); store {
+					l.ackStoreRTT = max(l.ackStoreRTT, rtt)
+				} else {
+					l.ackRTT = max(l.ackRTT, rtt)
+				}
 			} else {
 				l.late.add(from, id)
 			}
@@ -229,6 +247,10 @@ func (l *link) endAck() {
 		l.rtt.sample(l.ackRTT)
 		l.ackRTT = 0
 	}
+	if l.ackStoreRTT > 0 {
+		l.storeRTT.sample(l.ackStoreRTT)
+		l.ackStoreRTT = 0
+	}
 }
 
 // failure is a message the link gave up on.
@@ -248,7 +270,7 @@ func (l *link) tick(now time.Time) (out []Output, gone []failure) {
 			if !m.tries.due(now) {
 				continue
 			}
-			if !m.tries.again(now, &l.cfg.Retry, &l.rtt) {
+			if !m.tries.again(now, &l.cfg.Retry, l.estimate(m.msg)) {
 				dead = true
 				break
 			}

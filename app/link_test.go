@@ -36,16 +36,44 @@ func TestOneRTTSampleAnAck(t *testing.T) {
 			t.Fatalf("ack of %d matched nothing", id)
 		}
 	}
-	if l.rtt.srtt != 0 {
-		t.Fatalf("sampled before the Ack was handled: srtt %v", l.rtt.srtt)
+	if l.storeRTT.srtt != 0 {
+		t.Fatalf("sampled before the Ack was handled: srtt %v", l.storeRTT.srtt)
 	}
 	l.endAck()
-	if l.rtt.srtt != 10*time.Millisecond || l.rtt.rttvar != 5*time.Millisecond {
-		t.Fatalf("srtt %v rttvar %v; want one sample of 10ms (srtt 10ms, rttvar 5ms)", l.rtt.srtt, l.rtt.rttvar)
+	if l.storeRTT.srtt != 10*time.Millisecond || l.storeRTT.rttvar != 5*time.Millisecond {
+		t.Fatalf("srtt %v rttvar %v; want one sample of 10ms (srtt 10ms, rttvar 5ms)", l.storeRTT.srtt, l.storeRTT.rttvar)
+	}
+	if l.rtt.srtt != 0 {
+		t.Fatalf("stores' round trips went into the other messages' estimate: srtt %v", l.rtt.srtt)
 	}
 	l.endAck() // nothing acknowledged since: no sample
-	if l.rtt.srtt != 10*time.Millisecond {
-		t.Fatalf("an empty endAck sampled: srtt %v", l.rtt.srtt)
+	if l.storeRTT.srtt != 10*time.Millisecond {
+		t.Fatalf("an empty endAck sampled: srtt %v", l.storeRTT.srtt)
+	}
+}
+
+// The quick acks of set-ids do not set the timeout of the first stores:
+// a store's ack waits for its receiver's commit, so until a store's round
+// trip is measured a store waits the initial timeout, not the floor a
+// set-id's 50us round trip gives.
+func TestStoresHaveTheirOwnEstimate(t *testing.T) {
+	var st Stats
+	l := newLink(LinkConfig{}, 1, &st)
+	to := netip.MustParseAddrPort("10.0.0.2:5000")
+	t0 := time.Unix(1_700_000_000, 0)
+	out := l.send(t0, to, wire.SetID{ID: 1, N: 2}, tagSetID, false)
+	if _, ok, _ := l.acked(t0.Add(50*time.Microsecond), to, out[0].(Send).ID); !ok {
+		t.Fatal("the set-id's ack matched nothing")
+	}
+	l.endAck()
+	if got := l.rtt.first(&l.cfg.Retry); got != DefaultMinRTO {
+		t.Fatalf("after a 50us set-id, a set-id's timeout is %v, want the floor %v", got, DefaultMinRTO)
+	}
+	t1 := t0.Add(time.Millisecond)
+	l.send(t1, to, wire.Store{N: 2}, tagNone, false)
+	at, ok := l.deadline()
+	if !ok || at.Sub(t1) != DefaultRTO {
+		t.Fatalf("the first store times out after %v, want the initial %v", at.Sub(t1), DefaultRTO)
 	}
 }
 
@@ -98,7 +126,7 @@ func TestBackoffCapFollowsTheRoundTrip(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var st Stats
 			l := newLink(LinkConfig{}, 1, &st)
-			l.rtt.sample(c.rtt) // srtt rtt, rttvar rtt/2
+			l.storeRTT.sample(c.rtt) // srtt rtt, rttvar rtt/2
 			gaps := retransmitGaps(t, l, t0)
 			for i := 1; i < len(gaps); i++ {
 				if gaps[i] != min(2*gaps[i-1], c.wantCap) {

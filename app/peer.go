@@ -121,9 +121,11 @@ func NewPeer(cfg PeerConfig) *Peer {
 	p.serverRetry = ring
 	p.serverRetry.MinRTO, p.serverRetry.GiveUp = ring.RTO, cfg.RequestTimeout
 	// A query walks up to n-1 hops before its answer comes: it is first
-	// given twice what one hop is.
+	// given twice what one hop is. Its floor is higher than a hop's: on a
+	// ring that many users query at once an answer's time varies far more
+	// than its average, and a query sent again is a whole walk more.
 	p.queryRetry = ring
-	p.queryRetry.RTO, p.queryRetry.MinRTO, p.queryRetry.GiveUp = 2*ring.RTO, 2*ring.MinRTO, cfg.QueryTimeout
+	p.queryRetry.RTO, p.queryRetry.MinRTO, p.queryRetry.GiveUp = 2*ring.RTO, 5*ring.MinRTO, cfg.QueryTimeout
 	return p
 }
 
