@@ -211,6 +211,14 @@ func newSrvH(t *testing.T, st state.ServerState) *srvH {
 
 func (h *srvH) nextID() uint32 { h.id++; return h.id }
 
+// aliveAll sends an alive from every registered user, at h.now.
+func (h *srvH) aliveAll() {
+	h.t.Helper()
+	for _, u := range h.s.Snapshot().Users {
+		h.s.Step(h.now, u.Addr, wire.Header{Type: wire.TypeAlive, ID: h.nextID()}, wire.Alive{Name: u.Name})
+	}
+}
+
 type srvResult struct {
 	Reply   wire.Reply
 	Persist *PersistServer
@@ -1304,6 +1312,7 @@ func TestServerTick(t *testing.T) {
 
 				// Every former member is Free again: usable for a new DHT.
 				h.ok(srvAddr("bob"), wire.Deregister{Name: "bob"})
+				h.aliveAll() // silent through the wait: offline without this
 				h.ok(srvAddr("carol"), wire.SetupDHT{N: 4, Name: "carol"})
 				h.ok(srvAddr("carol"), wire.DHTComplete{Name: "carol"})
 				h.ok(srvAddr("carol"), wire.TeardownDHT{Name: "carol"})

@@ -303,7 +303,8 @@ func (s *Sim) input(p *Process, line string) {
 }
 
 // Busy reports datagrams in flight, or a peer with a deadline pending (a
-// retransmission, a command or a join waiting). Do steps until it is false
+// retransmission, a command or a join waiting; not the next alive, which
+// a registered peer always has). Do steps until it is false
 // once the peer typed at is idle (or waits for a Long Name), so that the
 // last messages are acknowledged; who steps by hand (Input, Step) may do
 // the same.
@@ -312,7 +313,7 @@ func (s *Sim) Busy() bool {
 		return true
 	}
 	for _, p := range s.procs {
-		if _, ok := p.Core.NextDeadline(); ok {
+		if _, ok := p.Core.Pending(); ok {
 			return true
 		}
 	}
