@@ -41,8 +41,12 @@ type ServerConfig struct {
 // DefaultOpTimeout is the server's default --op-timeout.
 const DefaultOpTimeout = 2 * time.Minute
 
-// DefaultDeadAfter is the server's default --dead-after.
-const DefaultDeadAfter = 15 * time.Second
+// DefaultDeadAfter is the server's default --dead-after; MinDeadAfter the
+// least it takes: a peer not yet told its pace sends alive every second.
+const (
+	DefaultDeadAfter = 15 * time.Second
+	MinDeadAfter     = 2 * aliveUntold
+)
 
 // alivesPerDeadAfter is how many alives a user is told to send within
 // DeadAfter: two may be lost before it is offline.
