@@ -193,6 +193,9 @@ func (s *Sim) Server() *app.Server { return s.server }
 // Seed is the seed the simulation was built with.
 func (s *Sim) Seed() uint64 { return s.seed }
 
+// Now is the virtual time.
+func (s *Sim) Now() time.Time { return s.now }
+
 // Err is what went wrong, if anything did: an output that could not be
 // carried out (a state its file would refuse, a bind of another address).
 // Nothing runs after it.
