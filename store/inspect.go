@@ -237,6 +237,10 @@ func orDash(s string) string {
 	return s
 }
 
+// LivenessNote is what inspect says of liveness: the file does not hold
+// it, and what a server started on the file makes of that.
+const LivenessNote = "liveness: not in the file; a server started on it counts every user as seen at its start, then offline once silent for its --dead-after"
+
 // WriteText writes the report for a person: the users table, then the DHT.
 func (r *ServerReport) WriteText(w io.Writer) error {
 	var b strings.Builder
@@ -264,6 +268,9 @@ func (r *ServerReport) WriteText(w io.Writer) error {
 	}
 	if r.DHT.WaitingSince != "" {
 		fmt.Fprintf(&b, "  waiting since %s\n", r.DHT.WaitingSince)
+	}
+	if len(r.Users) > 0 {
+		b.WriteString(LivenessNote + "\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -103,7 +103,7 @@ func TestInspectServer(t *testing.T) {
 	if err := rep.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"alice", "127.0.0.1:5001", "Leader", "10.0.0.2:5002", "dht: leaving", "members: alice bob carol", "leaver:  bob"} {
+	for _, s := range []string{"alice", "127.0.0.1:5001", "Leader", "10.0.0.2:5002", "dht: leaving", "members: alice bob carol", "leaver:  bob", LivenessNote} {
 		if !strings.Contains(text.String(), s) {
 			t.Errorf("text lacks %q:\n%s", s, text.String())
 		}
