@@ -78,7 +78,15 @@ type Server struct {
 	// was last seen when the server started.
 	lastSeen map[string]time.Time
 	started  time.Time
+	// seenDirty is when a user's LastSeen (to the second, for the file)
+	// first changed since the state was last persisted; zero if none did.
+	// Tick writes such changes seenFlush later if no command has first.
+	seenDirty time.Time
 }
+
+// seenFlush bounds how stale the LastSeen times in the file may get: one
+// commit every few seconds for all users together, never one per alive.
+const seenFlush = 5 * time.Second
 
 // NewServer builds a server from persisted state.
 func NewServer(cfg ServerConfig, st state.ServerState, replies []state.CachedReply) *Server {
@@ -196,9 +204,26 @@ func (s *Server) offline(now time.Time, name string) *wire.Reply {
 
 // seen records a sign of life from the user registered at from, if any.
 func (s *Server) seen(now time.Time, from netip.AddrPort) {
-	if name := s.byAddr[from]; name != "" {
-		s.lastSeen[name] = now
+	name := s.byAddr[from]
+	if name == "" {
+		return
 	}
+	s.lastSeen[name] = now
+	u := s.users[name]
+	if sec := now.Truncate(time.Second).UnixNano(); u.LastSeen != sec {
+		u.LastSeen = sec
+		if s.seenDirty.IsZero() {
+			s.seenDirty = now
+		}
+	}
+}
+
+// persist is the PersistServer of the whole state; it carries every
+// LastSeen change too.
+func (s *Server) persist(reply *state.CachedReply) PersistServer {
+	p := PersistServer{State: s.Snapshot(), Reply: reply, Forget: s.forget}
+	s.forget, s.seenDirty = nil, time.Time{}
+	return p
 }
 
 // alive takes a user's sign of life. It is never answered but with a
@@ -209,7 +234,7 @@ func (s *Server) alive(now time.Time, from netip.AddrPort, h wire.Header, m wire
 	if u == nil || u.Addr != from {
 		return []Output{dropped("alive for a user not registered at its source", from, slog.String("name", m.Name))}
 	}
-	s.lastSeen[u.Name] = now
+	s.seen(now, from)
 	pace := uint32(s.Pace().Milliseconds())
 	if m.PeriodMS == pace {
 		return nil
@@ -231,16 +256,17 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		// would go to a group or to every host on the link.
 		return []Output{dropped("source is not a unicast address", from, slog.String("why", why))}
 	}
-	// A request is a sign of life too, but only once it has been judged:
-	// setup-dht and join-dht refuse a caller that was silent until now.
-	defer s.seen(now, from)
 	if c, ok := s.cache[from]; ok && c.id == h.ID {
+		s.seen(now, from)
 		return []Output{
 			event("duplicate request: answering from cache", attrAddr(from), slog.Uint64("id", uint64(h.ID))),
 			Send{To: from, ID: h.ID, Msg: c.reply},
 		}
 	}
 	reply, changed := s.handle(now, from, m)
+	// A request is a sign of life too, but only once it has been judged:
+	// setup-dht and join-dht refuse a caller that was silent until now.
+	s.seen(now, from)
 	s.cache[from] = cachedReply{id: h.ID, reply: *reply}
 	if len(s.cache) > maxCache {
 		s.pruneCache()
@@ -251,8 +277,8 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		if err != nil {
 			panic(fmt.Sprintf("server: reply does not encode: %v", err))
 		}
-		out = append(out, PersistServer{State: s.Snapshot(), Reply: &state.CachedReply{Addr: from, ID: h.ID, Datagram: dg}, Forget: s.forget})
-		s.persisted[from], s.forget = true, nil
+		out = append(out, s.persist(&state.CachedReply{Addr: from, ID: h.ID, Datagram: dg}))
+		s.persisted[from] = true
 	}
 	return append(out, Send{To: from, ID: h.ID, Msg: *reply})
 }
@@ -640,8 +666,19 @@ func (s *Server) noteSuffix() string {
 	return " (" + s.note + ")"
 }
 
-// NextDeadline is when Tick next has work: the end of the current wait.
+// NextDeadline is when Tick next has work: the end of the current wait,
+// or the write of LastSeen changes.
 func (s *Server) NextDeadline() (time.Time, bool) {
+	t, ok := s.waitDeadline()
+	if !s.seenDirty.IsZero() {
+		if f := s.seenDirty.Add(seenFlush); !ok || f.Before(t) {
+			t, ok = f, true
+		}
+	}
+	return t, ok
+}
+
+func (s *Server) waitDeadline() (time.Time, bool) {
 	if s.dht.Phase.Waiting() {
 		return time.Unix(0, s.dht.Since).Add(s.cfg.OpTimeout), true
 	}
@@ -653,10 +690,17 @@ func (s *Server) NextDeadline() (time.Time, bool) {
 // former member Free (peers accept a new set-id whatever they held).
 func (s *Server) Tick(now time.Time) []Output {
 	s.clock(now)
-	at, ok := s.NextDeadline()
-	if !ok || now.Before(at) {
-		return nil
+	if at, ok := s.waitDeadline(); ok && !now.Before(at) {
+		return s.rollback()
 	}
+	if !s.seenDirty.IsZero() && !now.Before(s.seenDirty.Add(seenFlush)) {
+		return []Output{s.persist(nil)}
+	}
+	return nil
+}
+
+// rollback ends the wait that has lasted OpTimeout.
+func (s *Server) rollback() []Output {
 	var what string
 	switch s.dht.Phase {
 	case state.PhaseBuilding:
@@ -672,6 +716,6 @@ func (s *Server) Tick(now time.Time) []Output {
 	s.dissolve()
 	return []Output{
 		event("op-timeout rollback", slog.String("what", s.note)),
-		PersistServer{State: s.Snapshot()},
+		s.persist(nil),
 	}
 }

@@ -155,3 +155,52 @@ func TestServerAlivePace(t *testing.T) {
 		t.Error("a retransmitted request after an alive was run again")
 	}
 }
+
+// Signs of life reach the file coarsely: with the next command's commit,
+// or in one commit seenFlush after the first unwritten one; never one
+// commit per alive.
+func TestServerLastSeenWrittenInBatches(t *testing.T) {
+	h := newSrvH(t, srvFree("alice", "bob"))
+	h.s.Tick(srvT0)
+	if _, ok := h.s.NextDeadline(); ok {
+		t.Fatal("a deadline before any sign of life")
+	}
+	sec := func(d time.Duration) int64 { return srvT0.Add(d).UnixNano() }
+	for _, at := range []time.Duration{time.Second, 1500 * time.Millisecond, 2 * time.Second} {
+		h.now = srvT0.Add(at)
+		h.alive("alice") // wants no output: no PersistServer
+	}
+	h.now = srvT0.Add(3 * time.Second)
+	h.alive("bob")
+	if d, ok := h.s.NextDeadline(); !ok || !d.Equal(srvT0.Add(time.Second+seenFlush)) {
+		t.Fatalf("NextDeadline %v %v, want %v", d, ok, srvT0.Add(time.Second+seenFlush))
+	}
+	if outs := h.s.Tick(srvT0.Add(time.Second + seenFlush - time.Millisecond)); len(outs) != 0 {
+		t.Fatalf("Tick before the flush: %#v", outs)
+	}
+	outs := h.s.Tick(srvT0.Add(time.Second + seenFlush))
+	if len(outs) != 1 {
+		t.Fatalf("Tick at the flush: %#v, want one PersistServer", outs)
+	}
+	p := outs[0].(PersistServer)
+	if got := []int64{p.State.Users[0].LastSeen, p.State.Users[1].LastSeen}; got[0] != sec(2*time.Second) || got[1] != sec(3*time.Second) {
+		t.Fatalf("written LastSeen %v, want alice at 2s and bob at 3s", got)
+	}
+	if d, ok := h.s.NextDeadline(); ok {
+		t.Fatalf("a deadline %v after the flush", d)
+	}
+	// The next command's commit carries the signs of life since.
+	h.now = srvT0.Add(10 * time.Second)
+	h.alive("bob")
+	h.now = srvT0.Add(11 * time.Second)
+	r := h.ok(srvAddr("carol"), wire.Register{Name: "carol", Addr: srvAddr("carol")})
+	want := map[string]int64{"alice": sec(2 * time.Second), "bob": sec(10 * time.Second), "carol": sec(11 * time.Second)}
+	for _, u := range r.Persist.State.Users {
+		if u.LastSeen != want[u.Name] {
+			t.Errorf("%s written last seen at %v, want %v", u.Name, time.Unix(0, u.LastSeen).Sub(srvT0), time.Unix(0, want[u.Name]).Sub(srvT0))
+		}
+	}
+	if d, ok := h.s.NextDeadline(); ok {
+		t.Fatalf("a deadline %v after a command's commit", d)
+	}
+}
