@@ -107,7 +107,25 @@ type Peer struct {
 	pop                 *populate
 	leaver              netip.AddrPort // set by reset-left: whose rebuild-dht to accept
 	joining             *joinLead      // the join this node leads, as the ring's leader
+
+	// While registered, the peer sends the server an alive every
+	// alivePeriod (as the server's pace said; aliveUntold until it has),
+	// next at aliveAt.
+	alivePeriod time.Duration
+	aliveAt     time.Time
 }
+
+// aliveUntold is how often a registered peer sends alive before the
+// server's pace has told it how often to: often enough for any
+// --dead-after the server accepts.
+const aliveUntold = time.Second
+
+// Bounds on the period a pace may set, so that a wrong one neither floods
+// the server nor silences the peer.
+const (
+	minAlivePeriod = 100 * time.Millisecond
+	maxAlivePeriod = time.Hour
+)
 
 // NewPeer builds a peer.
 func NewPeer(cfg PeerConfig) *Peer {
@@ -453,6 +471,8 @@ func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Me
 	switch m := m.(type) {
 	case wire.Reply:
 		return p.onReply(now, from, h, m)
+	case wire.Pace:
+		return p.onPace(now, from, m)
 	case wire.Ack:
 		return p.onAck(now, from, h, m)
 	case wire.SetID, wire.Store, wire.Flush, wire.Query, wire.QueryResult, wire.Teardown,
@@ -523,8 +543,56 @@ func (p *Peer) acked(now time.Time, from netip.AddrPort, id uint32, out []Output
 	return out
 }
 
-// NextDeadline is when Tick next has work.
+// startAlive starts the alives once register has succeeded: the first
+// after a period, the register itself having been a sign of life.
+func (p *Peer) startAlive(now time.Time) {
+	p.aliveAt = now.Add(p.alivePeriodOrUntold())
+}
+
+func (p *Peer) alivePeriodOrUntold() time.Duration {
+	if p.alivePeriod == 0 {
+		return aliveUntold
+	}
+	return p.alivePeriod
+}
+
+// onPace takes the server's word on how often to send alive.
+func (p *Peer) onPace(now time.Time, from netip.AddrPort, m wire.Pace) []Output {
+	if from != p.cfg.Server || !p.registered {
+		return []Output{dropped("pace not from the server this peer is registered with", from)}
+	}
+	d := min(max(time.Duration(m.PeriodMS)*time.Millisecond, minAlivePeriod), maxAlivePeriod)
+	p.alivePeriod = d
+	if next := now.Add(d); next.Before(p.aliveAt) {
+		p.aliveAt = next
+	}
+	return nil
+}
+
+// aliveDue sends the alive due at now, if one is.
+func (p *Peer) aliveDue(now time.Time, out []Output) []Output {
+	if !p.registered || p.aliveAt.IsZero() || now.Before(p.aliveAt) {
+		return out
+	}
+	p.aliveAt = now.Add(p.alivePeriodOrUntold())
+	p.stats.Sent++
+	return append(out, Send{To: p.cfg.Server, ID: p.link.newID(),
+		Msg: wire.Alive{Name: p.self.Name, PeriodMS: uint32(p.alivePeriod.Milliseconds())}})
+}
+
+// NextDeadline is when Tick next has work: Pending's, or the next alive
+// while registered.
 func (p *Peer) NextDeadline() (time.Time, bool) {
+	t, ok := p.Pending()
+	if p.registered && !p.aliveAt.IsZero() && (!ok || p.aliveAt.Before(t)) {
+		t, ok = p.aliveAt, true
+	}
+	return t, ok
+}
+
+// Pending is when Tick next has work other than the alives a registered
+// peer sends forever: a retransmission, a command's or a join's limit.
+func (p *Peer) Pending() (time.Time, bool) {
 	t, ok := p.link.deadline()
 	earlier := func(d time.Time) {
 		if !d.IsZero() && (!ok || d.Before(t)) {
@@ -546,6 +614,7 @@ func (p *Peer) NextDeadline() (time.Time, bool) {
 // Tick retransmits, gives up, and times out the command in progress.
 func (p *Peer) Tick(now time.Time) []Output {
 	out, gone := p.link.tick(now)
+	out = p.aliveDue(now, out)
 	for _, g := range gone {
 		out = append(out, event("gave up: no acknowledgement", attrAddr(g.to), slog.String("type", g.msg.Type().String())))
 	}

@@ -166,6 +166,7 @@ func (o *registerOp) failing() Command { return CmdRegister }
 func (o *registerOp) answered(p *Peer, now time.Time, _ Command, _ wire.Reply) []Output {
 	p.registered = true
 	p.self.Name = o.rq.msg.(wire.Register).Name
+	p.startAlive(now)
 	return p.finish(now, []Output{p.persist(false, nil)}, resultOK(CmdRegister))
 }
 

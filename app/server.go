@@ -29,10 +29,28 @@ type ServerConfig struct {
 	OpTimeout time.Duration
 	// Rand picks the members of a new ring and the node a query starts at.
 	Rand *rand.Rand
+	// DeadAfter is how long a registered user may stay silent before it is
+	// offline: setup-dht and join-dht neither pick nor accept it.
+	DeadAfter time.Duration
+	// Started is when the server started: every user counts as seen then,
+	// so a restart gives each DeadAfter to show up. Zero: at the first
+	// Step or Tick.
+	Started time.Time
 }
 
 // DefaultOpTimeout is the server's default --op-timeout.
 const DefaultOpTimeout = 2 * time.Minute
+
+// DefaultDeadAfter is the server's default --dead-after; MinDeadAfter the
+// least it takes: a peer not yet told its pace sends alive every second.
+const (
+	DefaultDeadAfter = 15 * time.Second
+	MinDeadAfter     = 2 * aliveUntold
+)
+
+// alivesPerDeadAfter is how many alives a user is told to send within
+// DeadAfter: two may be lost before it is offline.
+const alivesPerDeadAfter = 3
 
 type cachedReply struct {
 	id    uint32
@@ -55,7 +73,20 @@ type Server struct {
 	// note explains the last rollback, for answers that would otherwise
 	// look like the operation never happened.
 	note string
+	// lastSeen is each user's last sign of life (an alive or any request
+	// from its address). It lives in memory only: a user missing from it
+	// was last seen when the server started.
+	lastSeen map[string]time.Time
+	started  time.Time
+	// seenDirty is when a user's LastSeen (to the second, for the file)
+	// first changed since the state was last persisted; zero if none did.
+	// Tick writes such changes seenFlush later if no command has first.
+	seenDirty time.Time
 }
+
+// seenFlush bounds how stale the LastSeen times in the file may get: one
+// commit every few seconds for all users together, never one per alive.
+const seenFlush = 5 * time.Second
 
 // NewServer builds a server from persisted state.
 func NewServer(cfg ServerConfig, st state.ServerState, replies []state.CachedReply) *Server {
@@ -65,8 +96,12 @@ func NewServer(cfg ServerConfig, st state.ServerState, replies []state.CachedRep
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(1, 2))
 	}
+	if cfg.DeadAfter <= 0 {
+		cfg.DeadAfter = DefaultDeadAfter
+	}
 	s := &Server{cfg: cfg, users: map[string]*state.User{}, byAddr: map[netip.AddrPort]string{}, dht: st.DHT,
-		cache: map[netip.AddrPort]cachedReply{}, persisted: map[netip.AddrPort]bool{}}
+		cache: map[netip.AddrPort]cachedReply{}, persisted: map[netip.AddrPort]bool{},
+		lastSeen: map[string]time.Time{}, started: cfg.Started}
 	for _, u := range st.Users {
 		u := u
 		s.users[u.Name] = &u
@@ -131,8 +166,88 @@ func NotUnicast(ip netip.Addr) string {
 	return ""
 }
 
+// Pace is how often a registered user is told to send an alive.
+func (s *Server) Pace() time.Duration { return s.cfg.DeadAfter / alivesPerDeadAfter }
+
+// clock notes the server's start at its first input when the
+// configuration did not say when it was.
+func (s *Server) clock(now time.Time) {
+	if s.started.IsZero() {
+		s.started = now
+	}
+}
+
+// Silent is how long user name has been silent at now, and whether that
+// makes it offline (silent for more than DeadAfter).
+func (s *Server) Silent(now time.Time, name string) (time.Duration, bool) {
+	s.clock(now)
+	last, ok := s.lastSeen[name]
+	if !ok {
+		last = s.started
+	}
+	d := max(now.Sub(last), 0)
+	return d, d > s.cfg.DeadAfter
+}
+
+func (s *Server) online(now time.Time, name string) bool {
+	_, off := s.Silent(now, name)
+	return !off
+}
+
+// offline is the FAILURE for a user that is offline, or nil.
+func (s *Server) offline(now time.Time, name string) *wire.Reply {
+	if d, off := s.Silent(now, name); off {
+		return fail("%s is offline: silent for %s (--dead-after %s)", name, d.Round(time.Millisecond), s.cfg.DeadAfter)
+	}
+	return nil
+}
+
+// seen records a sign of life from the user registered at from, if any.
+func (s *Server) seen(now time.Time, from netip.AddrPort) {
+	name := s.byAddr[from]
+	if name == "" {
+		return
+	}
+	s.lastSeen[name] = now
+	u := s.users[name]
+	if sec := now.Truncate(time.Second).UnixNano(); u.LastSeen != sec {
+		u.LastSeen = sec
+		if s.seenDirty.IsZero() {
+			s.seenDirty = now
+		}
+	}
+}
+
+// persist is the PersistServer of the whole state; it carries every
+// LastSeen change too.
+func (s *Server) persist(reply *state.CachedReply) PersistServer {
+	p := PersistServer{State: s.Snapshot(), Reply: reply, Forget: s.forget}
+	s.forget, s.seenDirty = nil, time.Time{}
+	return p
+}
+
+// alive takes a user's sign of life. It is never answered but with a
+// Pace, and only when the sender's period is not the server's: a Pace is
+// shorter than any Alive.
+func (s *Server) alive(now time.Time, from netip.AddrPort, h wire.Header, m wire.Alive) []Output {
+	u := s.users[m.Name]
+	if u == nil || u.Addr != from {
+		return []Output{dropped("alive for a user not registered at its source", from, slog.String("name", m.Name))}
+	}
+	s.seen(now, from)
+	pace := uint32(s.Pace().Milliseconds())
+	if m.PeriodMS == pace {
+		return nil
+	}
+	return []Output{Send{To: from, ID: h.ID, Msg: wire.Pace{PeriodMS: pace}}}
+}
+
 // Step handles one datagram from a client.
 func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
+	s.clock(now)
+	if a, ok := m.(wire.Alive); ok && NotUnicast(from.Addr()) == "" {
+		return s.alive(now, from, h, a)
+	}
 	if !isRequest(m) {
 		return []Output{dropped("not a request", from, slog.String("type", m.Type().String()))}
 	}
@@ -142,12 +257,16 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		return []Output{dropped("source is not a unicast address", from, slog.String("why", why))}
 	}
 	if c, ok := s.cache[from]; ok && c.id == h.ID {
+		s.seen(now, from)
 		return []Output{
 			event("duplicate request: answering from cache", attrAddr(from), slog.Uint64("id", uint64(h.ID))),
 			Send{To: from, ID: h.ID, Msg: c.reply},
 		}
 	}
 	reply, changed := s.handle(now, from, m)
+	// A request is a sign of life too, but only once it has been judged:
+	// setup-dht and join-dht refuse a caller that was silent until now.
+	s.seen(now, from)
 	s.cache[from] = cachedReply{id: h.ID, reply: *reply}
 	if len(s.cache) > maxCache {
 		s.pruneCache()
@@ -158,8 +277,8 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		if err != nil {
 			panic(fmt.Sprintf("server: reply does not encode: %v", err))
 		}
-		out = append(out, PersistServer{State: s.Snapshot(), Reply: &state.CachedReply{Addr: from, ID: h.ID, Datagram: dg}, Forget: s.forget})
-		s.persisted[from], s.forget = true, nil
+		out = append(out, s.persist(&state.CachedReply{Addr: from, ID: h.ID, Datagram: dg}))
+		s.persisted[from] = true
 	}
 	return append(out, Send{To: from, ID: h.ID, Msg: *reply})
 }
@@ -309,11 +428,18 @@ func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wi
 		}
 		return fail("only %d users are registered, %d needed", len(s.users), n), false
 	}
+	if r := s.offline(now, leader.Name); r != nil {
+		return r, false
+	}
 	var free []string
 	for name, u := range s.users {
-		if name != leader.Name && u.State == state.Free {
+		if name != leader.Name && u.State == state.Free && s.online(now, name) {
 			free = append(free, name)
 		}
+	}
+	if len(free) < n-1 {
+		return fail("only %d of the %d registered users are live (not silent for --dead-after %s), %d needed",
+			len(free)+1, len(s.users), s.cfg.DeadAfter, n), false
 	}
 	slices.Sort(free) // map order must not leak into a seeded choice
 	s.cfg.Rand.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
@@ -451,6 +577,9 @@ func (s *Server) join(now time.Time, from netip.AddrPort, m wire.JoinDHT) (*wire
 	case len(s.dht.Members) >= MaxRing:
 		return fail("the DHT already has %d members, the most a ring may have", len(s.dht.Members)), false
 	}
+	if r := s.offline(now, u.Name); r != nil {
+		return r, false
+	}
 	members := make([]wire.Member, len(s.dht.Members))
 	for i, name := range s.dht.Members {
 		members[i] = wire.Member{Name: name, Addr: s.users[name].Addr}
@@ -493,6 +622,7 @@ func (s *Server) deregister(from netip.AddrPort, m wire.Deregister) (*wire.Reply
 	}
 	delete(s.users, u.Name)
 	delete(s.byAddr, u.Addr)
+	delete(s.lastSeen, u.Name)
 	return ok(), true
 }
 
@@ -536,8 +666,19 @@ func (s *Server) noteSuffix() string {
 	return " (" + s.note + ")"
 }
 
-// NextDeadline is when Tick next has work: the end of the current wait.
+// NextDeadline is when Tick next has work: the end of the current wait,
+// or the write of LastSeen changes.
 func (s *Server) NextDeadline() (time.Time, bool) {
+	t, ok := s.waitDeadline()
+	if !s.seenDirty.IsZero() {
+		if f := s.seenDirty.Add(seenFlush); !ok || f.Before(t) {
+			t, ok = f, true
+		}
+	}
+	return t, ok
+}
+
+func (s *Server) waitDeadline() (time.Time, bool) {
 	if s.dht.Phase.Waiting() {
 		return time.Unix(0, s.dht.Since).Add(s.cfg.OpTimeout), true
 	}
@@ -548,10 +689,18 @@ func (s *Server) NextDeadline() (time.Time, bool) {
 // OpTimeout. Every rollback ends in the same consistent state: no DHT, every
 // former member Free (peers accept a new set-id whatever they held).
 func (s *Server) Tick(now time.Time) []Output {
-	at, ok := s.NextDeadline()
-	if !ok || now.Before(at) {
-		return nil
+	s.clock(now)
+	if at, ok := s.waitDeadline(); ok && !now.Before(at) {
+		return s.rollback()
 	}
+	if !s.seenDirty.IsZero() && !now.Before(s.seenDirty.Add(seenFlush)) {
+		return []Output{s.persist(nil)}
+	}
+	return nil
+}
+
+// rollback ends the wait that has lasted OpTimeout.
+func (s *Server) rollback() []Output {
 	var what string
 	switch s.dht.Phase {
 	case state.PhaseBuilding:
@@ -567,6 +716,6 @@ func (s *Server) Tick(now time.Time) []Output {
 	s.dissolve()
 	return []Output{
 		event("op-timeout rollback", slog.String("what", s.note)),
-		PersistServer{State: s.Snapshot()},
+		s.persist(nil),
 	}
 }

@@ -116,8 +116,26 @@ func srvFuzz(t *testing.T, data []byte) {
 				last[k] = v
 			}
 			continue
-		case 12: // a stray non-request with a fresh id
+		case 12: // a stray non-request with a fresh id, or an alive
 			ids[from]++
+			if w&2 != 0 {
+				before := s.Snapshot()
+				for _, o := range s.Step(now, from, wire.Header{Type: wire.TypeAlive, ID: ids[from]}, wire.Alive{Name: name, PeriodMS: uint32(v) * 100}) {
+					switch o := o.(type) {
+					case Event:
+					case Send:
+						if _, ok := o.Msg.(wire.Pace); !ok || o.To != from {
+							t.Fatalf("alive answered with %#v", o)
+						}
+					default:
+						t.Fatalf("alive produced %#v", o)
+					}
+				}
+				if !srvSameState(before, s.Snapshot()) {
+					t.Fatalf("alive changed the state")
+				}
+				continue
+			}
 			outs := s.Step(now, from, wire.Header{Type: wire.TypeAck, ID: 1<<31 + ids[from]}, wire.Ack{})
 			for _, o := range outs {
 				if _, ok := o.(Event); !ok {

@@ -109,9 +109,15 @@ func srvMany(n, nameLen int) state.ServerState {
 	return st
 }
 
+// srvNorm also forgets each user's LastSeen: a sign of life, not a change
+// of state (the liveness tests look at it).
 func srvNorm(st state.ServerState) state.ServerState {
 	if len(st.Users) == 0 {
 		st.Users = nil
+	}
+	st.Users = slices.Clone(st.Users)
+	for i := range st.Users {
+		st.Users[i].LastSeen = 0
 	}
 	if len(st.DHT.Members) == 0 {
 		st.DHT.Members = nil
@@ -210,6 +216,14 @@ func newSrvH(t *testing.T, st state.ServerState) *srvH {
 }
 
 func (h *srvH) nextID() uint32 { h.id++; return h.id }
+
+// aliveAll sends an alive from every registered user, at h.now.
+func (h *srvH) aliveAll() {
+	h.t.Helper()
+	for _, u := range h.s.Snapshot().Users {
+		h.s.Step(h.now, u.Addr, wire.Header{Type: wire.TypeAlive, ID: h.nextID()}, wire.Alive{Name: u.Name})
+	}
+}
 
 type srvResult struct {
 	Reply   wire.Reply
@@ -1304,6 +1318,7 @@ func TestServerTick(t *testing.T) {
 
 				// Every former member is Free again: usable for a new DHT.
 				h.ok(srvAddr("bob"), wire.Deregister{Name: "bob"})
+				h.aliveAll() // silent through the wait: offline without this
 				h.ok(srvAddr("carol"), wire.SetupDHT{N: 4, Name: "carol"})
 				h.ok(srvAddr("carol"), wire.DHTComplete{Name: "carol"})
 				h.ok(srvAddr("carol"), wire.TeardownDHT{Name: "carol"})

@@ -188,6 +188,11 @@ func encodeUser(u state.User) ([]byte, error) {
 	e := enc{b: make([]byte, 0, 24)}
 	e.u8(uint8(u.State))
 	e.addr(u.Addr)
+	// Last seen goes last, and only once known: a file written before
+	// liveness existed holds the same bytes, and reads the same.
+	if u.LastSeen != 0 {
+		e.u64(uint64(u.LastSeen))
+	}
 	return e.b, e.err
 }
 
@@ -199,6 +204,12 @@ func decodeUser(name string, v []byte) (state.User, error) {
 		d.fail("unknown state")
 	}
 	u.Addr = d.addr("addr")
+	if d.err == nil && len(d.b) > 0 {
+		u.LastSeen = int64(d.u64("last seen"))
+		if d.err == nil && u.LastSeen == 0 {
+			d.fail("last seen") // written only when known
+		}
+	}
 	return u, d.done()
 }
 

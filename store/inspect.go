@@ -32,6 +32,11 @@ type UserJSON struct {
 	IP    string `json:"ip"`
 	Port  uint16 `json:"port"`
 	State string `json:"state"`
+	// LastSeen is the user's last sign of life as the server last wrote
+	// it (RFC 3339, UTC, to the second), if it wrote one.
+	LastSeen string `json:"last_seen,omitempty"`
+
+	seen int64 // LastSeen in unix nanoseconds, for the text form
 }
 
 // DHTJSON is the DHT state in a ServerReport.
@@ -173,7 +178,11 @@ func serverReport(path string, tx *bolt.Tx) (*ServerReport, error) {
 	r := &ServerReport{Kind: kindServer, Users: []UserJSON{}}
 	for _, u := range st.Users {
 		ip, port := splitAddr(u.Addr)
-		r.Users = append(r.Users, UserJSON{Name: u.Name, IP: ip, Port: port, State: u.State.String()})
+		uj := UserJSON{Name: u.Name, IP: ip, Port: port, State: u.State.String(), seen: u.LastSeen}
+		if u.LastSeen != 0 {
+			uj.LastSeen = time.Unix(0, u.LastSeen).UTC().Format(time.RFC3339)
+		}
+		r.Users = append(r.Users, uj)
 	}
 	h := st.DHT
 	r.DHT = DHTJSON{Phase: h.Phase.String(), Leader: h.Leader, Members: h.Members, Leaver: h.Leaver, Joiner: h.Joiner}
@@ -237,15 +246,30 @@ func orDash(s string) string {
 	return s
 }
 
+// LivenessNote is what inspect says of the LAST SEEN and SILENT columns,
+// and of what a server started on the file makes of them.
+const LivenessNote = "liveness: LAST SEEN is each user's last sign of life as the server last wrote it (to the second,\n" +
+	"  at most a few seconds stale); SILENT, how long before the latest in the file: a user silent\n" +
+	"  for more than the server's --dead-after (default 15s) was offline then. A server started on\n" +
+	"  this file gives every user --dead-after from its start to show up."
+
 // WriteText writes the report for a person: the users table, then the DHT.
 func (r *ServerReport) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "server file: %d users\n", len(r.Users))
 	if len(r.Users) > 0 {
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  NAME\tADDRESS\tSTATE")
+		var latest int64
 		for _, u := range r.Users {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", u.Name, addrText(u.IP, u.Port), u.State)
+			latest = max(latest, u.seen)
+		}
+		fmt.Fprintln(tw, "  NAME\tADDRESS\tSTATE\tLAST SEEN\tSILENT")
+		for _, u := range r.Users {
+			seen, silent := "-", "-"
+			if u.seen != 0 {
+				seen, silent = u.LastSeen, time.Duration(latest-u.seen).String()
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", u.Name, addrText(u.IP, u.Port), u.State, seen, silent)
 		}
 		tw.Flush()
 	}
@@ -264,6 +288,9 @@ func (r *ServerReport) WriteText(w io.Writer) error {
 	}
 	if r.DHT.WaitingSince != "" {
 		fmt.Fprintf(&b, "  waiting since %s\n", r.DHT.WaitingSince)
+	}
+	if len(r.Users) > 0 {
+		b.WriteString(LivenessNote + "\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -77,10 +77,10 @@ func TestInspectServer(t *testing.T) {
 	want := &ServerReport{
 		Kind: "server",
 		Users: []UserJSON{
-			{"alice", "127.0.0.1", 5001, "Leader"},
-			{"bob", "10.0.0.2", 5002, "InDHT"},
-			{"carol", "127.0.0.1", 5003, "InDHT"},
-			{"dave", "10.0.0.4", 5004, "Free"},
+			{Name: "alice", IP: "127.0.0.1", Port: 5001, State: "Leader"},
+			{Name: "bob", IP: "10.0.0.2", Port: 5002, State: "InDHT"},
+			{Name: "carol", IP: "127.0.0.1", Port: 5003, State: "InDHT"},
+			{Name: "dave", IP: "10.0.0.4", Port: 5004, State: "Free"},
 		},
 		DHT: DHTJSON{Phase: "leaving", Leader: "alice", Members: []string{"alice", "bob", "carol"},
 			Leaver: "bob", WaitingSince: "2023-11-14T22:13:20.123456789Z"},
@@ -103,7 +103,7 @@ func TestInspectServer(t *testing.T) {
 	if err := rep.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"alice", "127.0.0.1:5001", "Leader", "10.0.0.2:5002", "dht: leaving", "members: alice bob carol", "leaver:  bob"} {
+	for _, s := range []string{"alice", "127.0.0.1:5001", "Leader", "10.0.0.2:5002", "dht: leaving", "members: alice bob carol", "leaver:  bob", "LAST SEEN"} {
 		if !strings.Contains(text.String(), s) {
 			t.Errorf("text lacks %q:\n%s", s, text.String())
 		}

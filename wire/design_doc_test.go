@@ -53,6 +53,8 @@ func layoutSamples() map[Type]layoutSample {
 		TypeAck:        {msg: Ack{More: []uint32{2, 3, 4}}, vars: map[string]int{"k": 3}},
 		TypeJoinDHT:    {msg: JoinDHT{Name: "grace"}, vars: n("grace")},
 		TypeJoin:       {msg: Join{Joiner: member("grace"), N: 3}, vars: map[string]int{"j": 5}},
+		TypeAlive:      {msg: Alive{Name: "heidi", PeriodMS: 5000}, vars: n("heidi")},
+		TypePace:       {msg: Pace{PeriodMS: 5000}},
 	}
 }
 

@@ -37,7 +37,9 @@ func TestTypeString(t *testing.T) {
 		{TypeJoinDHT, "join-dht"},
 		{TypeJoin, "join"},
 		{0, "type(0)"},
-		{12, "type(12)"},
+		{TypeAlive, "alive"},
+		{TypePace, "pace"},
+		{14, "type(14)"},
 		{29, "type(29)"},
 		{255, "type(255)"},
 	}

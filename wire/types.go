@@ -79,6 +79,8 @@ const (
 	TypeTeardownComplete Type = 9  // client → server
 	TypeReply            Type = 10 // server → client
 	TypeJoinDHT          Type = 11 // client → server
+	TypeAlive            Type = 12 // registered client → server, unanswered
+	TypePace             Type = 13 // server → client, answers an alive with the wrong period
 	TypeSetID            Type = 16 // leader → member
 	TypeStore            Type = 17 // left → right
 	TypeFlush            Type = 18 // left → right, follows the stores
@@ -113,6 +115,8 @@ var messages = [...]struct {
 	TypeTeardownComplete: {"teardown-complete", decodeAs[TeardownComplete]},
 	TypeReply:            {"reply", decodeAs[Reply]},
 	TypeJoinDHT:          {"join-dht", decodeAs[JoinDHT]},
+	TypeAlive:            {"alive", decodeAs[Alive]},
+	TypePace:             {"pace", decodeAs[Pace]},
 	TypeSetID:            {"set-id", decodeAs[SetID]},
 	TypeStore:            {"store", decodeAs[Store]},
 	TypeFlush:            {"flush", decodeAs[Flush]},
@@ -385,6 +389,56 @@ func (m JoinDHT) parse(d decoder) (JoinDHT, decoder) {
 }
 
 func (m JoinDHT) LogValue() slog.Value { return nameValue(m.Name) }
+
+// Alive is a registered user's sign of life: name, u32 the period in
+// milliseconds its sender now sends one at (0: not told yet). The server
+// does not answer it, but with a Pace when the period is not the one it
+// wants; an Alive is always longer than a Pace, so the answer never
+// amplifies a forged one.
+type Alive struct {
+	Name     string
+	PeriodMS uint32
+}
+
+func (Alive) Type() Type     { return TypeAlive }
+func (m Alive) bodyLen() int { return nameLen(m.Name) + 4 }
+
+func (m Alive) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Name, "name")
+	e.u32(m.PeriodMS)
+	return e.b, e.err
+}
+
+func (m Alive) parse(d decoder) (Alive, decoder) {
+	m.Name = d.name("name")
+	m.PeriodMS = d.u32("period")
+	return m, d
+}
+
+func (m Alive) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", m.Name), slog.Uint64("period_ms", uint64(m.PeriodMS)))
+}
+
+// Pace tells a registered user how often to send Alive: u32 period in
+// milliseconds.
+type Pace struct{ PeriodMS uint32 }
+
+func (Pace) Type() Type     { return TypePace }
+func (m Pace) bodyLen() int { return 4 }
+
+func (m Pace) appendBody(e encoder) ([]byte, *Error) {
+	e.u32(m.PeriodMS)
+	return e.b, e.err
+}
+
+func (m Pace) parse(d decoder) (Pace, decoder) {
+	m.PeriodMS = d.u32("period")
+	return m, d
+}
+
+func (m Pace) LogValue() slog.Value {
+	return slog.GroupValue(slog.Uint64("period_ms", uint64(m.PeriodMS)))
+}
 
 func nameValue(name string) slog.Value { return slog.GroupValue(slog.String("name", name)) }
 

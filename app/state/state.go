@@ -46,6 +46,10 @@ type User struct {
 	Name  string
 	Addr  netip.AddrPort
 	State State
+	// LastSeen is the user's last sign of life the server wrote down,
+	// in unix nanoseconds, to the second; 0 if none was. It is for
+	// inspect: a restarted server does not judge liveness by it.
+	LastSeen int64
 }
 
 // Phase is where the one DHT the server knows about stands.

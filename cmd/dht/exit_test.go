@@ -29,6 +29,7 @@ func TestExitStatus(t *testing.T) {
 		{"server with a bad port", []string{"server", "70000"}, 2},
 		{"server with a bad address", []string{"server", "--addr", "::1", "4000"}, 2},
 		{"server with an unknown flag", []string{"server", "--frobnicate", "4000"}, 2},
+		{"server with too short a --dead-after", []string{"server", "--dead-after", "500ms", "4000"}, 2},
 		{"server with an unusable file", []string{"server", "--addr", "127.0.0.1", "--db", filepath.Join(missing, "s.db"), "4000"}, 1}, // 1 too if the port is taken
 		{"peer with one argument", []string{"peer", "127.0.0.1"}, 2},
 		{"peer with a bad address", []string{"peer", "1.2.3", "4000"}, 2},
@@ -64,7 +65,7 @@ func TestHelp(t *testing.T) {
 		want []string
 	}{
 		{"", []string{"server", "peer", "inspect", "demo", "play"}},
-		{"server", []string{"dht server [command options] PORT", "--db", "--addr", "--op-timeout", "--quiet", "--fault-loss"}},
+		{"server", []string{"dht server [command options] PORT", "--db", "--addr", "--dead-after", "--op-timeout", "--quiet", "--fault-loss"}},
 		{"peer", []string{"dht peer [command options] SERVER_IPV4 SERVER_PORT", "(default: the embedded StatsCountry.csv, 241 records)", "prompt", "register NAME IPV4 PORT", "query-dht NAME [LONG NAME...]", "sleep DURATION", "--data", "--db", "--rto", "--give-up", "--window", "--query-timeout"}},
 		{"inspect", []string{"dht inspect [command options] FILE", "--json", "--wait"}},
 		{"demo", []string{"dht demo [command options]", "--data", "--peers", "--dir", "--port", "--keep-running", "--seed", "--trace"}},

@@ -21,10 +21,13 @@ func serverCommand(e env) *cli.Command {
 		Description: "Listens on UDP ADDR:PORT and answers the ten commands (register, setup-dht,\n" +
 			"dht-complete, query-dht, leave-dht, join-dht, dht-rebuilt, deregister, teardown-dht,\n" +
 			"teardown-complete). Registrations and the DHT state live in the bbolt file --db;\n" +
-			"a restart on the same file continues where the server was, a wait included.",
+			"a restart on the same file continues where the server was, a wait included.\n" +
+			"Registered peers send alive every --dead-after/3, as the server tells them; a user\n" +
+			"silent for --dead-after is offline: setup-dht and join-dht neither pick nor accept it.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "db", Value: "dht-server.db", Usage: "bbolt file holding the registry"},
 			&cli.StringFlag{Name: "addr", Value: "0.0.0.0", Usage: "IPv4 address to bind: one of this host's, or 0.0.0.0 for every interface"},
+			&cli.DurationFlag{Name: "dead-after", Value: app.DefaultDeadAfter, Usage: "a registered user silent this long is offline (at least " + app.MinDeadAfter.String() + ")"},
 			&cli.DurationFlag{Name: "op-timeout", Value: app.DefaultOpTimeout, Usage: "roll back a setup, leave, join or teardown whose initiator has not finished it within this time"},
 			quietFlag(),
 			traceJSONFlag(),
@@ -43,6 +46,9 @@ func serverCommand(e env) *cli.Command {
 			}
 			if c.Duration("op-timeout") <= 0 {
 				return usagef("--op-timeout must be positive")
+			}
+			if d := c.Duration("dead-after"); d < app.MinDeadAfter {
+				return usagef("--dead-after must be at least %s, got %s", app.MinDeadAfter, d)
 			}
 			faults, err := faultsFrom(c)
 			if err != nil {
@@ -71,7 +77,8 @@ func serverCommand(e env) *cli.Command {
 			defer closeTrace()
 			log.Info("listening", "addr", conn.LocalAddr().String(), "db", c.String("db"), "users", len(st.Users), "dht", st.DHT.Phase.String())
 			seed := uint64(time.Now().UnixNano())
-			core := app.NewServer(app.ServerConfig{OpTimeout: c.Duration("op-timeout"), Rand: rand.New(rand.NewPCG(seed, seed>>1))}, st, replies)
+			core := app.NewServer(app.ServerConfig{OpTimeout: c.Duration("op-timeout"), DeadAfter: c.Duration("dead-after"),
+				Started: time.Now(), Rand: rand.New(rand.NewPCG(seed, seed>>1))}, st, replies)
 			ctx, cancel := signalContext()
 			defer cancel()
 			r := &app.ServerRunner{Conn: conn, Core: core, Store: db, Log: log, Faults: faults}

@@ -131,7 +131,7 @@ func New(seed uint64, server netip.AddrPort) *Sim {
 // newServer builds the server's state machine from what it persisted,
 // drawing its random choices from the seed and stream.
 func (s *Sim) newServer(stream uint64, st state.ServerState, replies []state.CachedReply) *app.Server {
-	return app.NewServer(app.ServerConfig{Rand: rand.New(rand.NewPCG(s.seed, stream)), OpTimeout: time.Minute}, st, replies)
+	return app.NewServer(app.ServerConfig{Rand: rand.New(rand.NewPCG(s.seed, stream)), OpTimeout: time.Minute, Started: s.now}, st, replies)
 }
 
 // SetTrace sends the trace of every process to h from now on; nil stops
@@ -192,6 +192,9 @@ func (s *Sim) Server() *app.Server { return s.server }
 
 // Seed is the seed the simulation was built with.
 func (s *Sim) Seed() uint64 { return s.seed }
+
+// Now is the virtual time.
+func (s *Sim) Now() time.Time { return s.now }
 
 // Err is what went wrong, if anything did: an output that could not be
 // carried out (a state its file would refuse, a bind of another address).
@@ -303,7 +306,8 @@ func (s *Sim) input(p *Process, line string) {
 }
 
 // Busy reports datagrams in flight, or a peer with a deadline pending (a
-// retransmission, a command or a join waiting). Do steps until it is false
+// retransmission, a command or a join waiting; not the next alive, which
+// a registered peer always has). Do steps until it is false
 // once the peer typed at is idle (or waits for a Long Name), so that the
 // last messages are acknowledged; who steps by hand (Input, Step) may do
 // the same.
@@ -312,7 +316,7 @@ func (s *Sim) Busy() bool {
 		return true
 	}
 	for _, p := range s.procs {
-		if _, ok := p.Core.NextDeadline(); ok {
+		if _, ok := p.Core.Pending(); ok {
 			return true
 		}
 	}

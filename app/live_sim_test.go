@@ -1,0 +1,57 @@
+package app_test
+
+// Liveness in the simulation (SPEC §7 "Members that die"): a registered
+// peer that dies is offline once silent for --dead-after, and setup-dht
+// neither counts nor picks it; the living keep themselves online by their
+// alives alone.
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"dht/app"
+	"dht/app/state"
+)
+
+// idle runs the simulation, alives and all, for d of virtual time.
+func idle(t *testing.T, s *simNet, d time.Duration) {
+	t.Helper()
+	until := s.Now().Add(d)
+	for s.Now().Before(until) {
+		if !s.step() {
+			t.Fatalf("seed %d: nothing left to run %v before %v", s.Seed(), until.Sub(s.Now()), until)
+		}
+	}
+}
+
+func TestSetupNeverPicksADeadPeer(t *testing.T) {
+	for _, seed := range seeds(t, 12) {
+		s := newSim(t, seed)
+		names := joinUsers(t, s, 5)
+		dead := names[2]
+		s.Remove(dead) // killed: it sends nothing more, and gets nothing
+		idle(t, s, app.DefaultDeadAfter+2*time.Second)
+		if d, off := s.Server().Silent(s.Now(), dead); !off {
+			t.Fatalf("seed %d: %s dead for %v is not offline", seed, dead, d)
+		}
+		for _, n := range names {
+			if _, off := s.Server().Silent(s.Now(), n); off && n != dead {
+				t.Fatalf("seed %d: %s, alive and idle, is offline", seed, n)
+			}
+		}
+		out := s.mustDo(names[0], "setup-dht 5 "+names[0], "setup-dht FAILURE")
+		if !strings.Contains(out[0], "only 4 of the 5 registered users are live") {
+			t.Fatalf("seed %d: %q, want it to say only 4 of 5 are live", seed, out[0])
+		}
+		s.mustDo(names[0], "setup-dht 4 "+names[0], "setup-dht SUCCESS")
+		st := s.Server().Snapshot()
+		if st.DHT.Phase != state.PhaseReady || len(st.DHT.Members) != 4 || slices.Contains(st.DHT.Members, dead) {
+			t.Fatalf("seed %d: DHT %+v, want the 4 live users, ready, without %s", seed, st.DHT, dead)
+		}
+		if u := st.Users[slices.IndexFunc(st.Users, func(u state.User) bool { return u.Name == dead })]; u.State != state.Free {
+			t.Fatalf("seed %d: %s is %s, want Free: an offline user keeps its registration", seed, dead, u.State)
+		}
+	}
+}

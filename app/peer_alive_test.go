@@ -1,0 +1,101 @@
+package app
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"dht/wire"
+)
+
+// alives runs p's timers from now to until and returns when it sent an
+// alive, and what each carried.
+func alives(t *testing.T, p *Peer, now, until time.Time) ([]time.Time, []wire.Alive) {
+	t.Helper()
+	var at []time.Time
+	var sent []wire.Alive
+	for range 10_000 {
+		d, ok := p.NextDeadline()
+		if !ok || d.After(until) {
+			break
+		}
+		now = d
+		for _, o := range p.Tick(now) {
+			if s, ok := o.(Send); ok {
+				a, isAlive := s.Msg.(wire.Alive)
+				if !isAlive || s.To != fzServer {
+					t.Fatalf("Tick sent %#v to %s, want only alives to the server", s.Msg, s.To)
+				}
+				at, sent = append(at, now), append(sent, a)
+			}
+		}
+	}
+	return at, sent
+}
+
+// A registered peer sends alive on the period the server's pace gives it
+// (every second until told), and none before register nor after
+// deregister.
+func TestPeerSendsAliveWhileRegistered(t *testing.T) {
+	p := NewPeer(PeerConfig{Server: fzServer, Rand: rand.New(rand.NewPCG(1, 1))})
+	t0 := time.Unix(1_700_000_000, 0)
+	if _, ok := p.NextDeadline(); ok {
+		t.Fatal("a peer not registered has a deadline")
+	}
+	now := t0
+	p.Input(now, "register bob "+fzSelf.Addr.Addr().String()+" 5000")
+	var req uint32
+	for _, o := range p.Bound(now, fzSelf.Addr, nil) {
+		if s, ok := o.(Send); ok {
+			req = s.ID
+		}
+	}
+	p.Step(now, fzServer, wire.Header{ID: req}, wire.Reply{OK: true})
+	if !p.Registered() {
+		t.Fatal("not registered")
+	}
+
+	// Untold: every second, saying period 0.
+	at, sent := alives(t, p, now, t0.Add(3500*time.Millisecond))
+	if len(at) != 3 || !at[0].Equal(t0.Add(time.Second)) || !at[2].Equal(t0.Add(3*time.Second)) {
+		t.Fatalf("alives untold at %v, want at 1s, 2s, 3s", at)
+	}
+	for _, a := range sent {
+		if a.Name != "bob" || a.PeriodMS != 0 {
+			t.Fatalf("alive %+v, want bob with period 0", a)
+		}
+	}
+	// Told 5s: the one already due at 4s comes, then one every 5s, saying
+	// 5000.
+	now = at[2]
+	if outs := p.Step(now, fzServer, wire.Header{ID: 1}, wire.Pace{PeriodMS: 5000}); len(outs) != 0 {
+		t.Fatalf("pace: %#v", outs)
+	}
+	// A pace from a stranger changes nothing.
+	p.Step(now, fzOther, wire.Header{ID: 2}, wire.Pace{PeriodMS: 100})
+	at, sent = alives(t, p, now, now.Add(16*time.Second))
+	if len(at) != 4 || !at[0].Equal(now.Add(time.Second)) || !at[3].Equal(now.Add(16*time.Second)) || sent[0].PeriodMS != 5000 {
+		t.Fatalf("alives after a 5s pace at %v (%+v), want at +1s, +6s, +11s, +16s with period 5000", at, sent)
+	}
+
+	// Deregistered: no more alives, no deadline.
+	now = at[3]
+	var dereg uint32
+	for _, o := range p.Input(now, "deregister bob") {
+		if s, ok := o.(Send); ok {
+			dereg = s.ID
+		}
+	}
+	p.Step(now, fzServer, wire.Header{ID: dereg}, wire.Reply{OK: true})
+	if p.Registered() {
+		t.Fatal("still registered after deregister")
+	}
+	if d, ok := p.NextDeadline(); ok {
+		t.Fatalf("deadline %v after deregister", d)
+	}
+	for _, o := range p.Tick(now.Add(time.Minute)) {
+		if _, ok := o.(Send); ok {
+			t.Fatalf("sent %#v after deregister", o)
+		}
+	}
+}

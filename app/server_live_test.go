@@ -1,0 +1,206 @@
+package app
+
+// Liveness at the server (SPEC.md §7 "Members that die"): a user silent for
+// DeadAfter is offline; setup-dht and join-dht neither pick nor accept it.
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"dht/app/state"
+	"dht/wire"
+)
+
+// alive sends an alive from each of names at h.now, with the server's
+// pace, and wants no answer.
+func (h *srvH) alive(names ...string) {
+	h.t.Helper()
+	pace := uint32(h.s.Pace().Milliseconds())
+	for _, n := range names {
+		outs := h.s.Step(h.now, srvAddr(n), wire.Header{Type: wire.TypeAlive, ID: h.nextID()}, wire.Alive{Name: n, PeriodMS: pace})
+		if len(outs) != 0 {
+			h.t.Fatalf("alive from %s at its pace: %#v, want nothing", n, outs)
+		}
+	}
+}
+
+func TestServerSetupDHTPicksOnlyLiveUsers(t *testing.T) {
+	everyone := []string{"alice", "bob", "carol", "dave", "erin", "frank"}
+	for seed := range uint64(50) {
+		cfg := srvConfig()
+		cfg.Rand = rand.New(rand.NewPCG(seed, 7))
+		h := &srvH{t: t, s: NewServer(cfg, srvFree(everyone...), nil), now: srvT0, id: 1000}
+		h.s.Tick(srvT0) // the server starts: everyone counts as seen now
+		h.now = srvT0.Add(DefaultDeadAfter + time.Second)
+		h.alive("alice", "carol", "erin") // bob, dave and frank have been silent since the start
+		r := h.ok(srvAddr("alice"), wire.SetupDHT{N: 3, Name: "alice"})
+		var got []string
+		for _, m := range r.Reply.Members {
+			got = append(got, m.Name)
+		}
+		slices.Sort(got)
+		if want := []string{"alice", "carol", "erin"}; !slices.Equal(got, want) {
+			t.Fatalf("seed %d: setup-dht 3 picked %v, want the live %v", seed, got, want)
+		}
+	}
+}
+
+func TestServerSetupDHTCountsOnlyLiveUsers(t *testing.T) {
+	h := newSrvH(t, srvFree("alice", "bob", "carol", "dave", "erin"))
+	h.s.Tick(srvT0)
+	h.now = srvT0.Add(20 * time.Second)
+	h.alive("alice", "bob", "carol")
+	h.fail(srvAddr("alice"), wire.SetupDHT{N: 4, Name: "alice"}, "only 3 of the 5 registered users are live", "4 needed")
+	// A sign of life from dave makes four.
+	h.alive("dave")
+	h.ok(srvAddr("alice"), wire.SetupDHT{N: 4, Name: "alice"})
+}
+
+func TestServerSetupDHTRefusesAnOfflineLeader(t *testing.T) {
+	h := newSrvH(t, srvFree("alice", "bob", "carol"))
+	h.s.Tick(srvT0)
+	h.now = srvT0.Add(20 * time.Second)
+	h.alive("bob", "carol")
+	h.fail(srvAddr("alice"), wire.SetupDHT{N: 2, Name: "alice"}, "alice is offline: silent for 20s", "--dead-after 15s")
+	// That request was a sign of life: alice is online again.
+	h.ok(srvAddr("alice"), wire.SetupDHT{N: 2, Name: "alice"})
+}
+
+func TestServerJoinDHTRefusesAnOfflineJoiner(t *testing.T) {
+	h := newSrvH(t, srvDHT(state.PhaseReady, []string{"alice", "bob"}, "carol"))
+	h.s.Tick(srvT0)
+	h.now = srvT0.Add(30 * time.Second)
+	h.alive("alice", "bob")
+	h.fail(srvAddr("carol"), wire.JoinDHT{Name: "carol"}, "carol is offline: silent for 30s")
+	h.now = h.now.Add(DefaultDeadAfter + time.Second)
+	h.alive("alice", "bob", "carol") // an alive brings carol back
+	h.ok(srvAddr("carol"), wire.JoinDHT{Name: "carol"})
+}
+
+// Any request from a user's address is a sign of life, even a refused one
+// (here a query while no DHT exists).
+func TestServerAnyRequestIsASignOfLife(t *testing.T) {
+	h := newSrvH(t, srvFree("alice", "bob"))
+	h.s.Tick(srvT0)
+	h.now = srvT0.Add(time.Minute)
+	if _, off := h.s.Silent(h.now, "bob"); !off {
+		t.Fatal("bob silent for a minute is not offline")
+	}
+	h.fail(srvAddr("bob"), wire.QueryDHT{Name: "bob"}, "no DHT exists")
+	if d, off := h.s.Silent(h.now, "bob"); off || d != 0 {
+		t.Fatalf("after a request bob is silent for %v (offline %v), want 0, online", d, off)
+	}
+	h.alive("alice")
+	h.ok(srvAddr("alice"), wire.SetupDHT{N: 2, Name: "alice"})
+}
+
+// A restart gives every user DeadAfter to show up, whatever it did before.
+func TestServerRestartGraceForEveryUser(t *testing.T) {
+	restart := srvT0.Add(time.Hour)
+	cfg := srvConfig()
+	cfg.Started = restart
+	h := &srvH{t: t, s: NewServer(cfg, srvFree("alice", "bob", "carol"), nil), now: restart.Add(DefaultDeadAfter)}
+	for _, n := range []string{"alice", "bob", "carol"} {
+		if d, off := h.s.Silent(h.now, n); off || d != DefaultDeadAfter {
+			t.Fatalf("%s at the end of the grace: silent %v, offline %v; want %v, online", n, d, off, DefaultDeadAfter)
+		}
+	}
+	h.now = restart.Add(DefaultDeadAfter + time.Millisecond)
+	h.alive("bob")
+	h.fail(srvAddr("bob"), wire.SetupDHT{N: 2, Name: "bob"}, "only 1 of the 3 registered users are live")
+}
+
+// The server answers an alive only with a pace, only when the sender's
+// period is wrong, and never with more bytes than it got; an alive that
+// does not come from its user's address changes nothing.
+func TestServerAlivePace(t *testing.T) {
+	h := newSrvH(t, srvFree("alice"))
+	h.s.Tick(srvT0)
+	h.now = srvT0.Add(time.Minute)
+	for _, name := range []string{"a", "alice"} {
+		in := wire.Alive{Name: name}
+		outs := h.s.Step(h.now, srvAddr("alice"), wire.Header{Type: wire.TypeAlive, ID: 5}, in)
+		if name != "alice" {
+			if len(outs) != 1 || !outs[0].(Event).Drop {
+				t.Fatalf("alive naming %s from alice's address: %#v, want one drop", name, outs)
+			}
+			if _, off := h.s.Silent(h.now, "alice"); !off {
+				t.Fatal("an alive naming another user brought alice online")
+			}
+			continue
+		}
+		if len(outs) != 1 {
+			t.Fatalf("alive with period 0: %#v, want one Send of a pace", outs)
+		}
+		send := outs[0].(Send)
+		if p, ok := send.Msg.(wire.Pace); !ok || send.To != srvAddr("alice") || send.ID != 5 || time.Duration(p.PeriodMS)*time.Millisecond != DefaultDeadAfter/3 {
+			t.Fatalf("answer %#v, want a pace of %v to alice with id 5", send, DefaultDeadAfter/3)
+		}
+		if out, least := wire.EncodedLen(send.Msg), wire.EncodedLen(wire.Alive{Name: "a"}); out >= least {
+			t.Errorf("pace is %d bytes, the shortest alive %d", out, least)
+		}
+	}
+	if _, off := h.s.Silent(h.now, "alice"); off {
+		t.Fatal("alice offline after her alive")
+	}
+	h.alive("alice") // at the pace: no answer
+	// An alive does not replace the cached reply to a request.
+	h.step(srvAddr("alice"), 9, wire.SetupDHT{N: 2, Name: "alice"})
+	h.alive("alice")
+	before := h.s.Snapshot()
+	r := h.step(srvAddr("alice"), 9, wire.SetupDHT{N: 2, Name: "alice"})
+	if r.Persist != nil || !srvSameState(before, h.s.Snapshot()) {
+		t.Error("a retransmitted request after an alive was run again")
+	}
+}
+
+// Signs of life reach the file coarsely: with the next command's commit,
+// or in one commit seenFlush after the first unwritten one; never one
+// commit per alive.
+func TestServerLastSeenWrittenInBatches(t *testing.T) {
+	h := newSrvH(t, srvFree("alice", "bob"))
+	h.s.Tick(srvT0)
+	if _, ok := h.s.NextDeadline(); ok {
+		t.Fatal("a deadline before any sign of life")
+	}
+	sec := func(d time.Duration) int64 { return srvT0.Add(d).UnixNano() }
+	for _, at := range []time.Duration{time.Second, 1500 * time.Millisecond, 2 * time.Second} {
+		h.now = srvT0.Add(at)
+		h.alive("alice") // wants no output: no PersistServer
+	}
+	h.now = srvT0.Add(3 * time.Second)
+	h.alive("bob")
+	if d, ok := h.s.NextDeadline(); !ok || !d.Equal(srvT0.Add(time.Second+seenFlush)) {
+		t.Fatalf("NextDeadline %v %v, want %v", d, ok, srvT0.Add(time.Second+seenFlush))
+	}
+	if outs := h.s.Tick(srvT0.Add(time.Second + seenFlush - time.Millisecond)); len(outs) != 0 {
+		t.Fatalf("Tick before the flush: %#v", outs)
+	}
+	outs := h.s.Tick(srvT0.Add(time.Second + seenFlush))
+	if len(outs) != 1 {
+		t.Fatalf("Tick at the flush: %#v, want one PersistServer", outs)
+	}
+	p := outs[0].(PersistServer)
+	if got := []int64{p.State.Users[0].LastSeen, p.State.Users[1].LastSeen}; got[0] != sec(2*time.Second) || got[1] != sec(3*time.Second) {
+		t.Fatalf("written LastSeen %v, want alice at 2s and bob at 3s", got)
+	}
+	if d, ok := h.s.NextDeadline(); ok {
+		t.Fatalf("a deadline %v after the flush", d)
+	}
+	// The next command's commit carries the signs of life since.
+	h.now = srvT0.Add(10 * time.Second)
+	h.alive("bob")
+	h.now = srvT0.Add(11 * time.Second)
+	r := h.ok(srvAddr("carol"), wire.Register{Name: "carol", Addr: srvAddr("carol")})
+	want := map[string]int64{"alice": sec(2 * time.Second), "bob": sec(10 * time.Second), "carol": sec(11 * time.Second)}
+	for _, u := range r.Persist.State.Users {
+		if u.LastSeen != want[u.Name] {
+			t.Errorf("%s written last seen at %v, want %v", u.Name, time.Unix(0, u.LastSeen).Sub(srvT0), time.Unix(0, want[u.Name]).Sub(srvT0))
+		}
+	}
+	if d, ok := h.s.NextDeadline(); ok {
+		t.Fatalf("a deadline %v after a command's commit", d)
+	}
+}
