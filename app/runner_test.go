@@ -29,40 +29,10 @@ func TestRunnerRebindsInTheOldSocketsTurn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := make(chan string, 3)
-	out := make(chan printed, 8)
-	dir := t.TempDir()
-	r := &app.PeerRunner{
-		Core: app.NewPeer(app.PeerConfig{
-			Server:   server,
-			LoadData: func() (dataset.Source, error) { return dataset.SyntheticSource{N: 10, Seed: 1}, nil },
-			Rand:     rand.New(rand.NewPCG(1, 2)),
-		}),
-		Lines: lines,
-		Out:   lineWriter(out),
-		OpenStore: func(name string) (app.PeerStore, error) {
-			return store.OpenPeer(filepath.Join(dir, "dht-peer-"+name+".db"))
-		},
-	}
-	// Both typed at once: the second waits in the core for the first.
-	lines <- fmt.Sprintf("register %s 127.0.0.1 %d", taken, ports[0])
-	lines <- fmt.Sprintf("register newcomer 127.0.0.1 %d", ports[1])
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	next := func() string {
-		t.Helper()
-		select {
-		case p := <-out:
-			return p.line
-		case err := <-done:
-			t.Fatalf("the peer stopped: %v", err)
-		case <-ctx.Done():
-			t.Fatal("no result within a minute: the rebind is stuck")
-		}
-		return ""
-	}
+	lines, next, done := runPeer(t, server, rand.New(rand.NewPCG(1, 2)),
+		// Both typed at once: the second waits in the core for the first.
+		fmt.Sprintf("register %s 127.0.0.1 %d", taken, ports[0]),
+		fmt.Sprintf("register newcomer 127.0.0.1 %d", ports[1]))
 	if got := next(); !strings.HasPrefix(got, "register FAILURE") {
 		t.Fatalf("first register: %q, want a refusal (%s is taken)", got, taken)
 	}
@@ -88,41 +58,12 @@ func TestRunnerRefusedRegisterFreesItsAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := make(chan string, 4)
-	out := make(chan printed, 16)
-	dir := t.TempDir()
-	r := &app.PeerRunner{
-		Core: app.NewPeer(app.PeerConfig{
-			Server:   server,
-			LoadData: func() (dataset.Source, error) { return dataset.SyntheticSource{N: 10, Seed: 1}, nil },
-		}),
-		Lines: lines,
-		Out:   lineWriter(out),
-		OpenStore: func(name string) (app.PeerStore, error) {
-			return store.OpenPeer(filepath.Join(dir, "dht-peer-"+name+".db"))
-		},
-	}
 	// Refused, and retried at the same address: typed at once, the retry
 	// usually starts in the turn that handles the refusal, and takes the
 	// socket back; otherwise it binds the address again.
-	lines <- fmt.Sprintf("register %s 127.0.0.1 %d", taken, ports[1])
-	lines <- fmt.Sprintf("register other 127.0.0.1 %d", ports[1])
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	next := func() string {
-		t.Helper()
-		select {
-		case p := <-out:
-			return p.line
-		case err := <-done:
-			t.Fatalf("the peer stopped: %v", err)
-		case <-ctx.Done():
-			t.Fatal("no result within a minute")
-		}
-		return ""
-	}
+	lines, next, done := runPeer(t, server, nil,
+		fmt.Sprintf("register %s 127.0.0.1 %d", taken, ports[1]),
+		fmt.Sprintf("register other 127.0.0.1 %d", ports[1]))
 	if got := next(); !strings.HasPrefix(got, "register FAILURE") {
 		t.Fatalf("first register: %q, want a refusal (%s is taken)", got, taken)
 	}
@@ -138,17 +79,7 @@ func TestRunnerRefusedRegisterFreesItsAddress(t *testing.T) {
 	}
 
 	// Refused, and the next line typed later: by then the port is free.
-	lines = make(chan string, 4)
-	r = &app.PeerRunner{
-		Core:  app.NewPeer(app.PeerConfig{Server: server}),
-		Lines: lines,
-		Out:   lineWriter(out),
-		OpenStore: func(name string) (app.PeerStore, error) {
-			return store.OpenPeer(filepath.Join(dir, "dht-peer-"+name+".db"))
-		},
-	}
-	done = make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	lines, next, done = runPeer(t, server, nil)
 	lines <- fmt.Sprintf("register %s 127.0.0.1 %d", taken, ports[0])
 	if got := next(); !strings.HasPrefix(got, "register FAILURE") {
 		t.Fatalf("register: %q, want a refusal (%s is taken)", got, taken)
@@ -167,6 +98,50 @@ func TestRunnerRefusedRegisterFreesItsAddress(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+}
+
+// runPeer runs a peer (a PeerRunner, its table files in a temporary
+// folder) against server, with the first lines already typed. It returns
+// where further lines go, a function that returns the peer's next result
+// line (failing the test if the peer stops or nothing comes within a
+// minute), and Run's result.
+func runPeer(t *testing.T, server netip.AddrPort, rng *rand.Rand, first ...string) (lines chan<- string, next func() string, done <-chan error) {
+	t.Helper()
+	in := make(chan string, len(first)+4)
+	for _, l := range first {
+		in <- l
+	}
+	out := make(chan printed, 16)
+	dir := t.TempDir()
+	r := &app.PeerRunner{
+		Core: app.NewPeer(app.PeerConfig{
+			Server:   server,
+			LoadData: func() (dataset.Source, error) { return dataset.SyntheticSource{N: 10, Seed: 1}, nil },
+			Rand:     rng,
+		}),
+		Lines: in,
+		Out:   lineWriter(out),
+		OpenStore: func(name string) (app.PeerStore, error) {
+			return store.OpenPeer(filepath.Join(dir, "dht-peer-"+name+".db"))
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	ran := make(chan error, 1)
+	go func() { ran <- r.Run(ctx) }()
+	next = func() string {
+		t.Helper()
+		select {
+		case p := <-out:
+			return p.line
+		case err := <-ran:
+			t.Fatalf("the peer stopped: %v", err)
+		case <-ctx.Done():
+			t.Fatal("no result within a minute (a rebind stuck?)")
+		}
+		return ""
+	}
+	return in, next, ran
 }
 
 // startServer starts a server on 127.0.0.1, for a runner under test to
