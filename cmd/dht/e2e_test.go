@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -251,6 +252,39 @@ func ringMembers(setupLine string) []string {
 	return strings.Fields(setupLine[strings.LastIndex(setupLine, ": ")+2:])
 }
 
+// e2eUsers are the users of the end-to-end tests, registered from
+// ports[1:] in order.
+var e2eUsers = []string{"alice", "bob", "carol", "dave", "erin"}
+
+// e2eServer starts the binary's server on 127.0.0.1:sport with its file
+// server.db in dir, with flags added first, and waits until it listens
+// (a server whose trace is silenced is not waited for).
+func e2eServer(t *testing.T, dir, sport string, flags ...string) *proc {
+	t.Helper()
+	s := startProc(t, "server", dir, append(append([]string{"server"}, flags...), "--db", "server.db", "--addr", "127.0.0.1", sport)...)
+	if !slices.Contains(flags, "--quiet") {
+		s.waitTrace("msg=listening")
+	}
+	return s
+}
+
+// e2ePeers starts a peer for each of e2eUsers, with flags(i) added first,
+// and registers it at ports[i+1].
+func e2ePeers(t *testing.T, dir, sport string, ports []int, flags func(i int) []string) map[string]*proc {
+	t.Helper()
+	peers := map[string]*proc{}
+	for i, u := range e2eUsers {
+		args := append(append([]string{"peer"}, flags(i)...), "--data", datasetPath(t), "127.0.0.1", sport)
+		p := startProc(t, u, dir, args...)
+		peers[u] = p
+		p.do(fmt.Sprintf("register %s 127.0.0.1 %d", u, ports[i+1]), "register SUCCESS")
+	}
+	return peers
+}
+
+// noFlags is e2ePeers' flags for peers with none.
+func noFlags(int) []string { return nil }
+
 // e2eSetup gives an end-to-end test a folder, the dataset and six free
 // ports (the server's first).
 func e2eSetup(t *testing.T) (dir string, recs []dataset.Record, ports []int) {
@@ -268,20 +302,10 @@ func e2eSetup(t *testing.T) (dir string, recs []dataset.Record, ports []int) {
 func TestBinaryEndToEnd(t *testing.T) {
 	dir, recs, ports := e2eSetup(t)
 	sport := strconv.Itoa(ports[0])
-	startServer := func() *proc {
-		s := startProc(t, "server", dir, "server", "--db", "server.db", "--addr", "127.0.0.1", sport)
-		s.waitTrace("msg=listening")
-		return s
-	}
+	startServer := func() *proc { return e2eServer(t, dir, sport) }
 	server := startServer()
-
-	users := []string{"alice", "bob", "carol", "dave", "erin"}
-	peers := map[string]*proc{}
-	for i, u := range users {
-		p := startProc(t, u, dir, "peer", "--data", datasetPath(t), "127.0.0.1", sport)
-		peers[u] = p
-		p.do(fmt.Sprintf("register %s 127.0.0.1 %d", u, ports[i+1]), "register SUCCESS")
-	}
+	users := e2eUsers
+	peers := e2ePeers(t, dir, sport, ports, noFlags)
 	// FAILURE rules reach the user through the real server.
 	peers["bob"].do("register bob 127.0.0.1 "+strconv.Itoa(ports[2]), "register FAILURE")
 	peers["bob"].do("setup-dht 9 bob", "setup-dht FAILURE: only 5 users are registered")
@@ -468,15 +492,9 @@ func TestBinaryLossy(t *testing.T) {
 	faults := func(seed int) []string {
 		return []string{"--quiet", "--fault-loss", "0.2", "--fault-dup", "0.05", "--fault-seed", strconv.Itoa(seed)}
 	}
-	server := startProc(t, "server", dir, append(append([]string{"server"}, faults(1)...), "--db", "server.db", "--addr", "127.0.0.1", sport)...)
-	_ = server
-	users := []string{"alice", "bob", "carol", "dave", "erin"}
-	peers := map[string]*proc{}
-	for i, u := range users {
-		p := startProc(t, u, dir, append(append([]string{"peer", "--rto", "10ms"}, faults(i+2)...), "--data", datasetPath(t), "127.0.0.1", sport)...)
-		peers[u] = p
-		p.do(fmt.Sprintf("register %s 127.0.0.1 %d", u, ports[i+1]), "register SUCCESS")
-	}
+	e2eServer(t, dir, sport, faults(1)...)
+	users := e2eUsers
+	peers := e2ePeers(t, dir, sport, ports, func(i int) []string { return append([]string{"--rto", "10ms"}, faults(i+2)...) })
 	ring := ringMembers(peers["alice"].do("setup-dht 4 alice", "setup-dht SUCCESS"))
 	peers["alice"].expect("dht-complete SUCCESS")
 	free := ""

@@ -21,19 +21,10 @@ import (
 func TestBinaryJoin(t *testing.T) {
 	dir, recs, ports := e2eSetup(t)
 	sport := strconv.Itoa(ports[0])
-	startServer := func() *proc {
-		s := startProc(t, "server", dir, "server", "--db", "server.db", "--addr", "127.0.0.1", sport)
-		s.waitTrace("msg=listening")
-		return s
-	}
+	startServer := func() *proc { return e2eServer(t, dir, sport) }
 	server := startServer()
-	users := []string{"alice", "bob", "carol", "dave", "erin"}
-	peers := map[string]*proc{}
-	for i, u := range users {
-		p := startProc(t, u, dir, "peer", "--data", datasetPath(t), "127.0.0.1", sport)
-		peers[u] = p
-		p.do(fmt.Sprintf("register %s 127.0.0.1 %d", u, ports[i+1]), "register SUCCESS")
-	}
+	users := e2eUsers
+	peers := e2ePeers(t, dir, sport, ports, noFlags)
 	peers["bob"].do("join-dht bob", "join-dht FAILURE: no DHT exists")
 	ring := ringMembers(peers["alice"].do("setup-dht 3 alice", "setup-dht SUCCESS"))
 	peers["alice"].expect("dht-complete SUCCESS")
@@ -104,14 +95,9 @@ func TestBinaryJoinLossy(t *testing.T) {
 	faults := func(seed int) []string {
 		return []string{"--quiet", "--fault-loss", "0.2", "--fault-dup", "0.05", "--fault-seed", strconv.Itoa(seed)}
 	}
-	startProc(t, "server", dir, append(append([]string{"server"}, faults(1)...), "--db", "server.db", "--addr", "127.0.0.1", sport)...)
-	users := []string{"alice", "bob", "carol", "dave", "erin"}
-	peers := map[string]*proc{}
-	for i, u := range users {
-		p := startProc(t, u, dir, append(append([]string{"peer", "--rto", "10ms"}, faults(i+2)...), "--data", datasetPath(t), "127.0.0.1", sport)...)
-		peers[u] = p
-		p.do(fmt.Sprintf("register %s 127.0.0.1 %d", u, ports[i+1]), "register SUCCESS")
-	}
+	e2eServer(t, dir, sport, faults(1)...)
+	users := e2eUsers
+	peers := e2ePeers(t, dir, sport, ports, func(i int) []string { return append([]string{"--rto", "10ms"}, faults(i+2)...) })
 	ring := ringMembers(peers["alice"].do("setup-dht 3 alice", "setup-dht SUCCESS"))
 	peers["alice"].expect("dht-complete SUCCESS")
 	var free []string
