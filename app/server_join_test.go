@@ -113,16 +113,7 @@ func srvAddrOf(st state.ServerState, name string) netip.AddrPort {
 func TestServerJoinDHTRebuilt(t *testing.T) {
 	ring := []string{"alice", "bob", "carol"}
 	daveJoining := srvJoining(ring, "dave", "erin")
-	joined := func(leader string, members []string, states map[string]state.State) func(*testing.T, wire.Reply, state.ServerState) {
-		return func(t *testing.T, _ wire.Reply, st state.ServerState) {
-			t.Helper()
-			want := state.DHT{Phase: state.PhaseReady, Leader: leader, Members: members}
-			if !reflect.DeepEqual(st.DHT, want) {
-				t.Errorf("DHT = %+v, want %+v", st.DHT, want)
-			}
-			srvStates(t, st, states)
-		}
-	}
+	joined := srvReady
 	const F, L, I = state.Free, state.Leader, state.InDHT
 	cases := []srvCase{
 		{name: "the leader stays", start: daveJoining, from: srvAddr("dave"), msg: wire.DHTRebuilt{Name: "dave", NewLeader: "alice"},

@@ -678,19 +678,23 @@ func TestServerLeaveDHT(t *testing.T) {
 	runSrvCases(t, cases)
 }
 
+// srvReady checks that a request left the DHT ready, led by leader, with
+// members in ring order, and the users in states.
+func srvReady(leader string, members []string, states map[string]state.State) func(*testing.T, wire.Reply, state.ServerState) {
+	return func(t *testing.T, _ wire.Reply, st state.ServerState) {
+		t.Helper()
+		want := state.DHT{Phase: state.PhaseReady, Leader: leader, Members: members}
+		if !reflect.DeepEqual(st.DHT, want) {
+			t.Errorf("DHT = %+v, want %+v", st.DHT, want)
+		}
+		srvStates(t, st, states)
+	}
+}
+
 func TestServerDHTRebuilt(t *testing.T) {
 	ring := []string{"alice", "bob", "carol", "dave"}
 	bobLeaving := srvLeaving(ring, "bob", "erin")
-	rebuilt := func(leader string, members []string, states map[string]state.State) func(*testing.T, wire.Reply, state.ServerState) {
-		return func(t *testing.T, _ wire.Reply, st state.ServerState) {
-			t.Helper()
-			want := state.DHT{Phase: state.PhaseReady, Leader: leader, Members: members}
-			if !reflect.DeepEqual(st.DHT, want) {
-				t.Errorf("DHT = %+v, want %+v", st.DHT, want)
-			}
-			srvStates(t, st, states)
-		}
-	}
+	rebuilt := srvReady
 	const F, L, I = state.Free, state.Leader, state.InDHT
 	cases := []srvCase{
 		{name: "middle node leaves, right neighbour leads", start: bobLeaving, from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: "carol"},
