@@ -1,8 +1,11 @@
 package app
 
 import (
+	"net/netip"
 	"testing"
 	"time"
+
+	"dht/wire"
 )
 
 // TestRetrySchedule: a first timeout from the policy until a round trip is
@@ -49,5 +52,31 @@ func TestRetrySchedule(t *testing.T) {
 	slow.sample(300 * time.Millisecond)
 	if got, want := slow.ceiling(&p), 4*slow.measured(&p); got != want || got <= DefaultMaxRTO {
 		t.Errorf("ceiling on a 300ms path: %v, want %v", got, want)
+	}
+}
+
+// A request to the server is not sent again before the initial timeout,
+// however quick the server's replies have been: the server commits before
+// it answers, and one slow disk flush must not send a request twice.
+func TestServerRequestFloor(t *testing.T) {
+	server := netip.MustParseAddrPort("10.0.0.100:4000")
+	self := netip.MustParseAddrPort("10.0.0.1:5000")
+	p := NewPeer(PeerConfig{Server: server})
+	t0 := time.Unix(1e9, 0)
+	p.Input(t0, "register alice 10.0.0.1 5000")
+	outs := p.Bound(t0, self, nil)
+	send, ok := outs[len(outs)-1].(Send)
+	if !ok {
+		t.Fatalf("register sent %v", outs)
+	}
+	t1 := t0.Add(100 * time.Microsecond)
+	p.Step(t1, server, wire.Header{ID: send.ID}, wire.Reply{OK: true})
+	if !p.Registered() {
+		t.Fatal("not registered")
+	}
+	p.Input(t1, "deregister alice")
+	at, ok := p.NextDeadline()
+	if !ok || at.Sub(t1) < DefaultRTO {
+		t.Errorf("after a 100us reply, the next request is sent again %v after it was sent, want no sooner than %v", at.Sub(t1), DefaultRTO)
 	}
 }
