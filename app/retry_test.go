@@ -80,3 +80,15 @@ func TestServerRequestFloor(t *testing.T) {
 		t.Errorf("after a 100us reply, the next request is sent again %v after it was sent, want no sooner than %v", at.Sub(t1), DefaultRTO)
 	}
 }
+
+// A query is not sent again before 10ms, however quick answers have been:
+// with many queriers an answer's time varies far more than its mean.
+func TestQueryFloor(t *testing.T) {
+	p := NewPeer(PeerConfig{})
+	for range 20 {
+		p.queryRTT.sample(70 * time.Microsecond)
+	}
+	if got := p.queryRTT.first(&p.queryRetry); got != 5*DefaultMinRTO {
+		t.Errorf("after quick answers a query waits %v before it is sent again, want %v", got, 5*DefaultMinRTO)
+	}
+}
