@@ -191,7 +191,7 @@ func (l *link) coalesce(st wire.Store, d *dest) wire.Store {
 		for _, r := range next.Records {
 			add += wire.RecordLen(r)
 		}
-		if size+add > wire.MaxDatagram {
+		if size+add > wire.MaxMessage {
 			break
 		}
 		if !merged {

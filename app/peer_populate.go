@@ -98,7 +98,7 @@ func (p *Peer) feed(now time.Time, out []Output) []Output {
 			}
 			f := r.Fields()
 			l := wire.RecordLen(f)
-			if len(recs) > 0 && size+l > wire.MaxDatagram {
+			if len(recs) > 0 && size+l > wire.MaxMessage {
 				break // r goes first in the next datagram
 			}
 			recs = append(recs, f)

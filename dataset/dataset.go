@@ -29,8 +29,9 @@ const (
 // of ours, so the figures are restated here; a test in package app checks
 // them against wire's encoder.
 const (
-	// MaxDatagram is the largest datagram (wire.MaxDatagram).
-	MaxDatagram = 1472
+	// MaxDatagram is the largest datagram without its authentication
+	// trailer (wire.MaxMessage).
+	MaxDatagram = 1472 - 24
 	// answerOverhead is a found query answer without its record and Long
 	// Name: header 9, request id 4, found 1, node name 1+15, node id 2,
 	// hops 2.

@@ -12,6 +12,11 @@ type Header struct {
 	Type  Type
 	ID    uint32
 	Flags Flags
+	// With FlagAuth: the trailer's seq and tag, and Signed, the bytes the
+	// tag covers (header, body and seq), for Verify. Zero otherwise.
+	Seq    uint64
+	Tag    Tag
+	Signed string
 }
 
 const (
@@ -38,7 +43,8 @@ const _ = uint8(MaxName)
 // unchanged, when a name, field, reason or member list is over its limit,
 // an address is not a valid IPv4 address and port (an IPv4-mapped IPv6
 // address is not), flags has unknown bits, a QueryResult that was not found
-// carries a record, or the datagram would exceed MaxDatagram. (On error the
+// carries a record, or the datagram would exceed MaxMessage (the
+// authentication trailer is left room for). (On error the
 // spare capacity of b, past len(b), may have been written.)
 func Append(b []byte, id uint32, flags Flags, m Message) ([]byte, error) {
 	bm, ok := asBody(m)
@@ -57,7 +63,7 @@ func Append(b []byte, id uint32, flags Flags, m Message) ([]byte, error) {
 	e.b = binary.BigEndian.AppendUint32(e.b, id)
 	e.b = append(e.b, byte(flags))
 	out, err := bm.appendBody(e)
-	if err == nil && len(out)-start > MaxDatagram {
+	if err == nil && len(out)-start > MaxMessage {
 		err = &Error{Field: "datagram", Err: ErrTooLong}
 	}
 	if err != nil {
@@ -144,7 +150,19 @@ func Decode(b []byte) (Header, Message, error) {
 	if err != nil {
 		return h, nil, err
 	}
-	m, err := messages[h.Type].decode(h.Type, string(b[HeaderLen:]))
+	s := string(b) // one copy: the body's strings and Signed share it
+	body := s[HeaderLen:]
+	if h.Flags&FlagAuth != 0 {
+		if len(body) < AuthLen {
+			return h, nil, &Error{Type: h.Type, Field: "auth", Err: ErrShort}
+		}
+		end := len(s) - TagLen
+		h.Signed = s[:end]
+		h.Seq = binary.BigEndian.Uint64(b[end-SeqLen:])
+		copy(h.Tag[:], b[end:])
+		body = s[HeaderLen : end-SeqLen]
+	}
+	m, err := messages[h.Type].decode(h.Type, body)
 	if err != nil {
 		return h, nil, err
 	}

@@ -197,8 +197,8 @@ func TestRoundTrip(t *testing.T) {
 		members = append(members, Member{Name: string(rune('a' + i%26)), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), uint16(i))})
 	}
 	// Two records that fill a datagram exactly.
-	full := Store{N: 65535, Records: []Record{{3: field(1000)}, {3: field(MaxDatagram - StoreOverhead - 1018 - 18)}}}
-	if n := EncodedLen(full); n != MaxDatagram {
+	full := Store{N: 65535, Records: []Record{{3: field(1000)}, {3: field(MaxMessage - StoreOverhead - 1018 - 18)}}}
+	if n := EncodedLen(full); n != MaxMessage {
 		t.Fatalf("full store is %d bytes", n)
 	}
 	var every Record
@@ -328,7 +328,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"type-15", "4448 01 0f 00000001 00", ErrUnknownType, ""},
 		{"type-29", "4448 01 1d 00000001 00", ErrUnknownType, ""},
 		{"type-255", "4448 01 ff 00000001 00", ErrUnknownType, ""},
-		{"flags-4", "4448 01 1b 00000001 04", ErrFlags, "flags"},
+		{"flags-8", "4448 01 1b 00000001 08", ErrFlags, "flags"},
+		{"auth-short", "4448 01 1b 00000001 04 0000", ErrShort, "auth"},
 		{"flags-80", "4448 01 1b 00000001 80", ErrFlags, "flags"},
 		{"reply-bool", "4448 01 0a 00000001 00 02 0000 0000", ErrInvalid, "ok"},
 		{"rebuilt-bool", "4448 01 1a 00000001 00 ff 0000 0000", ErrInvalid, "ok"},
@@ -397,8 +398,8 @@ func TestDecodeHugeCountsDoNotAllocate(t *testing.T) {
 }
 
 func TestDecodeMaxDatagram(t *testing.T) {
-	st := Store{Records: []Record{{3: strings.Repeat("x", MaxField)}, {3: strings.Repeat("y", MaxDatagram-StoreOverhead-2*18-MaxField)}}}
-	b, err := Append(nil, 1, 0, st)
+	st := Store{Records: []Record{{3: strings.Repeat("x", MaxField)}, {3: strings.Repeat("y", MaxMessage-StoreOverhead-2*18-MaxField)}}}
+	b, err := AppendSigned(nil, 1, 0, st, 1, Key{})
 	if err != nil || len(b) != MaxDatagram {
 		t.Fatalf("Append = %d bytes, %v", len(b), err)
 	}

@@ -19,6 +19,9 @@ func (f Flags) String() string {
 	if f&FlagNoAck != 0 {
 		parts = append(parts, "no-ack")
 	}
+	if f&FlagAuth != 0 {
+		parts = append(parts, "auth")
+	}
 	if rest := f &^ knownFlags; rest != 0 {
 		parts = append(parts, "0x"+strconv.FormatUint(uint64(rest), 16))
 	}

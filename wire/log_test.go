@@ -58,7 +58,8 @@ func TestFlagsString(t *testing.T) {
 		{0, "none"},
 		{FlagRetransmit, "retransmit"},
 		{0x80, "0x80"},
-		{FlagRetransmit | 0x0c, "retransmit|0xc"},
+		{FlagRetransmit | 0x18, "retransmit|0x18"},
+		{FlagAuth | FlagNoAck, "no-ack|auth"},
 		{FlagNoAck | 0x80, "no-ack|0x80"},
 	}
 	for _, tt := range tests {

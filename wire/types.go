@@ -48,6 +48,9 @@ const (
 	// MaxDatagram keeps every datagram inside one 1500-byte Ethernet frame
 	// (1500 - 20 IPv4 - 8 UDP).
 	MaxDatagram = 1472
+	// MaxMessage is the most a datagram may take without its
+	// authentication trailer: every message leaves room for one.
+	MaxMessage = MaxDatagram - AuthLen
 	// MaxName is the longest name accepted on the wire (the protocol's user
 	// names are 1-15 letters; the wire is a little more lenient so that the
 	// server, not the decoder, gives the user the reason).
@@ -156,8 +159,11 @@ const (
 	// Only a query and its result may carry it (the querier retries the
 	// whole query instead); on any other message it is ignored.
 	FlagNoAck Flags = 1 << 1
+	// FlagAuth marks a datagram that ends with the authentication trailer
+	// (auth.go): AppendSigned sets it, Verify checks it.
+	FlagAuth Flags = 1 << 2
 
-	knownFlags = FlagRetransmit | FlagNoAck
+	knownFlags = FlagRetransmit | FlagNoAck | FlagAuth
 )
 
 // Member is one user as the ring knows it.
@@ -600,7 +606,7 @@ func (m Store) appendBody(e encoder) ([]byte, *Error) {
 			e.err.Field = "records[" + strconv.Itoa(i) + "]." + e.err.Field
 			break
 		}
-		if e.datagramLen() > MaxDatagram {
+		if e.datagramLen() > MaxMessage {
 			e.fail("records", ErrTooLong) // stop early: the caller sent far too many
 			break
 		}

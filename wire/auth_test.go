@@ -1,0 +1,63 @@
+package wire
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestSignedRoundTrip(t *testing.T) {
+	key := Key{1, 2, 3}
+	m := Query{ReqID: 7, Querier: bob, Hops: 1, LongName: "Aruba"}
+	b, err := AppendSigned(nil, 42, FlagNoAck, m, 0x0102030405060708, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != EncodedLen(m)+AuthLen {
+		t.Fatalf("len %d, want %d", len(b), EncodedLen(m)+AuthLen)
+	}
+	h, got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != Message(m) || h.ID != 42 || h.Flags != FlagNoAck|FlagAuth || h.Seq != 0x0102030405060708 {
+		t.Fatalf("decoded %+v %+v", h, got)
+	}
+	if !Verify(key, h) {
+		t.Fatal("Verify refused the right key")
+	}
+	if Verify(Key{1, 2, 4}, h) {
+		t.Fatal("Verify took a wrong key")
+	}
+	// Every single-bit change anywhere is refused (or does not decode).
+	for i := range b {
+		for bit := 0; bit < 8; bit++ {
+			c := append([]byte(nil), b...)
+			c[i] ^= 1 << bit
+			h, _, err := Decode(c)
+			if err == nil && Verify(key, h) {
+				t.Fatalf("byte %d bit %d flipped: still verifies", i, bit)
+			}
+		}
+	}
+	// An unsigned datagram never verifies.
+	u, _ := Append(nil, 42, 0, m)
+	h, _, _ = Decode(u)
+	if Verify(key, h) || Verify(Key{}, h) {
+		t.Fatal("unsigned datagram verified")
+	}
+}
+
+func TestEveryMessageLeavesRoomForTheTrailer(t *testing.T) {
+	var st Store
+	for EncodedLen(st) <= MaxMessage {
+		st.Records = append(st.Records, Record{"a", "b", "c", "d", "e", "f", "g", "h", "i"})
+	}
+	if _, err := Append(nil, 1, 0, st); !errors.Is(err, ErrTooLong) {
+		t.Fatalf("a store over MaxMessage: err = %v", err)
+	}
+	st.Records = st.Records[:len(st.Records)-1]
+	b, err := AppendSigned(nil, 1, 0, st, 1, Key{})
+	if err != nil || len(b) > MaxDatagram {
+		t.Fatalf("the largest store signed: %d bytes, err %v", len(b), err)
+	}
+}
