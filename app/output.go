@@ -22,12 +22,29 @@ import (
 type Output interface{ isOutput() }
 
 // Send asks the runner to encode Msg with the given header id and flags and
-// send it to To.
+// send it to To; with Sign, signed with Key and Seq (wire.AppendSigned).
+// Raw, when set, is the datagram already encoded (a reply the server
+// answered before and kept), sent as it is; Msg is then for the trace.
 type Send struct {
 	To    netip.AddrPort
 	ID    uint32
 	Flags wire.Flags
 	Msg   wire.Message
+	Sign  bool
+	Seq   uint64
+	Key   wire.Key
+	Raw   []byte
+}
+
+// Append appends the datagram s sends to b.
+func (s Send) Append(b []byte) ([]byte, error) {
+	switch {
+	case s.Raw != nil:
+		return append(b, s.Raw...), nil
+	case s.Sign:
+		return wire.AppendSigned(b, s.ID, s.Flags, s.Msg, s.Seq, s.Key)
+	}
+	return wire.Append(b, s.ID, s.Flags, s.Msg)
 }
 
 // A Result (result.go) is what a command yields for the user (stdout).

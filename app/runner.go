@@ -201,7 +201,7 @@ func (e *endpoint) room() []byte {
 }
 
 func (e *endpoint) encode(s Send) ([]byte, bool) {
-	b, err := wire.Append(e.room(), s.ID, s.Flags, s.Msg)
+	b, err := s.Append(e.room())
 	if err != nil {
 		e.log.Error("cannot encode", slog.String("addr", s.To.String()), slog.String("type", s.Msg.Type().String()), slog.String("err", err.Error()))
 		return nil, false

@@ -188,10 +188,16 @@ func encodeUser(u state.User) ([]byte, error) {
 	e := enc{b: make([]byte, 0, 24)}
 	e.u8(uint8(u.State))
 	e.addr(u.Addr)
-	// Last seen goes last, and only once known: a file written before
-	// liveness existed holds the same bytes, and reads the same.
-	if u.LastSeen != 0 {
+	// Last seen, then the secret and the sequence number, go last, and
+	// only once known: a file written before liveness (or secrets)
+	// existed holds the same bytes, and reads the same.
+	secret := !u.Secret.IsZero() || u.Seq != 0
+	if u.LastSeen != 0 || secret {
 		e.u64(uint64(u.LastSeen))
+	}
+	if secret {
+		e.b = append(e.b, u.Secret[:]...)
+		e.u64(u.Seq)
 	}
 	return e.b, e.err
 }
@@ -206,16 +212,20 @@ func decodeUser(name string, v []byte) (state.User, error) {
 	u.Addr = d.addr("addr")
 	if d.err == nil && len(d.b) > 0 {
 		u.LastSeen = int64(d.u64("last seen"))
-		if d.err == nil && u.LastSeen == 0 {
+		if d.err == nil && u.LastSeen == 0 && len(d.b) == 0 {
 			d.fail("last seen") // written only when known
 		}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		copy(u.Secret[:], d.take("secret", len(u.Secret)))
+		u.Seq = d.u64("sequence number")
 	}
 	return u, d.done()
 }
 
 // encodeDHT writes the joiner last, and only while there is one: a file
 // written before joins existed holds the same bytes, and reads the same.
-func encodeDHT(h state.DHT) ([]byte, error) {
+func encodeDHT(h state.DHT, lastEpoch uint64) ([]byte, error) {
 	if h.Phase > state.PhaseJoining {
 		return nil, fmt.Errorf("store: dht phase %d: %w", h.Phase, ErrInvalid)
 	}
@@ -231,15 +241,23 @@ func encodeDHT(h state.DHT) ([]byte, error) {
 	}
 	e.str("dht leaver", h.Leaver)
 	e.u64(uint64(h.Since))
-	if h.Joiner != "" {
+	// The joiner, then the ring's epoch and key and the last epoch given
+	// out, go last and only when set: a file written before they existed
+	// holds the same bytes, and reads the same.
+	keys := h.Epoch != 0 || !h.RingKey.IsZero() || lastEpoch != 0
+	if h.Joiner != "" || keys {
 		e.str("dht joiner", h.Joiner)
+	}
+	if keys {
+		e.u64(h.Epoch)
+		e.b = append(e.b, h.RingKey[:]...)
+		e.u64(lastEpoch)
 	}
 	return e.b, e.err
 }
 
-func decodeDHT(v []byte) (state.DHT, error) {
+func decodeDHT(v []byte) (h state.DHT, lastEpoch uint64, err error) {
 	d := dec{what: "dht state", b: v}
-	var h state.DHT
 	h.Phase = state.Phase(d.u8("phase"))
 	if d.err == nil && h.Phase > state.PhaseJoining {
 		d.fail("unknown phase")
@@ -260,11 +278,16 @@ func decodeDHT(v []byte) (state.DHT, error) {
 	h.Since = int64(d.u64("since"))
 	if d.err == nil && len(d.b) > 0 {
 		h.Joiner = d.str("joiner")
-		if d.err == nil && h.Joiner == "" {
+		if d.err == nil && h.Joiner == "" && len(d.b) == 0 {
 			d.fail("joiner") // written only when there is one
 		}
 	}
-	return h, d.done()
+	if d.err == nil && len(d.b) > 0 {
+		h.Epoch = d.u64("epoch")
+		copy(h.RingKey[:], d.take("ring key", len(h.RingKey)))
+		lastEpoch = d.u64("last epoch")
+	}
+	return h, lastEpoch, d.done()
 }
 
 func replyKey(a netip.AddrPort) (string, error) {
@@ -313,6 +336,13 @@ func encodeIdentity(id state.Identity) ([]byte, error) {
 		e.str("neighbour name", m.Name)
 		e.addr(m.Addr)
 	}
+	// The secret and the ring's epoch and key go last, and only once
+	// set: a file written before they existed reads the same.
+	if !id.Secret.IsZero() || id.Epoch != 0 || !id.RingKey.IsZero() {
+		e.b = append(e.b, id.Secret[:]...)
+		e.u64(id.Epoch)
+		e.b = append(e.b, id.RingKey[:]...)
+	}
 	return e.b, e.err
 }
 
@@ -327,6 +357,11 @@ func decodeIdentity(v []byte) (state.Identity, error) {
 	id.N = int(d.u32("ring size"))
 	id.Left = state.Member{Name: d.str("left name"), Addr: d.addr("left addr")}
 	id.Right = state.Member{Name: d.str("right name"), Addr: d.addr("right addr")}
+	if d.err == nil && len(d.b) > 0 {
+		copy(id.Secret[:], d.take("secret", len(id.Secret)))
+		id.Epoch = d.u64("epoch")
+		copy(id.RingKey[:], d.take("ring key", len(id.RingKey)))
+	}
 	return id, d.done()
 }
 

@@ -21,10 +21,10 @@ import (
 // app, docs/DESIGN.md "Who may command whom"); this package only appends and
 // checks the trailer.
 const (
-	SeqLen   = 8
-	TagLen   = 16
-	AuthLen  = SeqLen + TagLen
-	KeyLen   = 16 // the length of every key the protocol signs with
+	SeqLen  = 8
+	TagLen  = 16
+	AuthLen = SeqLen + TagLen
+	KeyLen  = 16 // the length of every key the protocol signs with
 )
 
 // Tag is an authentication tag.

@@ -327,6 +327,22 @@ func (d *decoder) u32(field string) uint32 {
 	return uint32(s[0])<<24 | uint32(s[1])<<16 | uint32(s[2])<<8 | uint32(s[3])
 }
 
+func (d *decoder) u64(field string) uint64 {
+	s, ok := d.take(8, field)
+	if !ok {
+		return 0
+	}
+	return binary.BigEndian.Uint64([]byte(s))
+}
+
+func (d *decoder) tag(field string) Tag {
+	var t Tag
+	if s, ok := d.take(TagLen, field); ok {
+		copy(t[:], s)
+	}
+	return t
+}
+
 func (d *decoder) bool(field string) bool {
 	v := d.u8(field)
 	if v > 1 {

@@ -60,7 +60,13 @@ type golden struct {
 
 var goldens = []golden{
 	{"register", 1, 0, Register{Name: "alice", Addr: alice.Addr},
-		"4448 01 01 00000001 00" + hAlice + hAliceAddr},
+		"4448 01 01 00000001 00" + hAlice + hAliceAddr + "00000000000000000000000000000000"},
+	{"register-cookie", 1, 0, Register{Name: "alice", Addr: alice.Addr, Cookie: Tag{0: 0xc0, 15: 0x0e}},
+		"4448 01 01 00000001 00" + hAlice + hAliceAddr + "c000000000000000000000000000000e"},
+	{"challenge", 2, 0, Challenge{Cookie: Tag{0: 0xc0, 15: 0x0e}},
+		"4448 01 1d 00000002 00 c000000000000000000000000000000e"},
+	{"tickets", 3, 0, Tickets{Name: "alice", From: 30},
+		"4448 01 1e 00000003 00" + hAlice + "001e"},
 	{"setup-dht", 2, 0, SetupDHT{N: 3, Name: "alice"},
 		"4448 01 02 00000002 00 0003" + hAlice},
 	{"dht-complete", 3, 0, DHTComplete{Name: "alice"},
@@ -78,11 +84,15 @@ var goldens = []golden{
 	{"teardown-complete", 9, 0, TeardownComplete{Name: "alice"},
 		"4448 01 09 00000009 00" + hAlice},
 	{"reply-ok", 0x0a0b0c0d, 0, Reply{OK: true, Members: []Member{alice, bob}},
-		"4448 01 0a 0a0b0c0d 00 01 0000 0002" + hAlice + hAliceAddr + hBob + hBobAddr},
+		"4448 01 0a 0a0b0c0d 00 01 0000 0002" + hAlice + hAliceAddr + hBob + hBobAddr + "0000000000000000 00 00"},
 	{"reply-failure", 11, 0, Reply{Reason: "in use"},
-		"4448 01 0a 0000000b 00 00 0006 696e20757365 0000"},
-	{"set-id", 12, 0, SetID{ID: 1, N: 2, Left: alice, Right: bob},
-		"4448 01 10 0000000c 00 0001 0002" + hAlice + hAliceAddr + hBob + hBobAddr},
+		"4448 01 0a 0000000b 00 00 0006 696e20757365 0000 0000000000000000 00 00"},
+	{"reply-credentials", 12, 0, Reply{OK: true, Members: []Member{alice}, Epoch: 0x0102, Key: Key{0: 0x4b, 15: 0x59},
+		Tickets: []Tag{{0: 0x71, 15: 0x72}}},
+		"4448 01 0a 0000000c 00 01 0000 0001" + hAlice + hAliceAddr + "0000000000000102 10 4b000000000000000000000000000059" +
+			"01 71000000000000000000000000000072"},
+	{"set-id", 12, 0, SetID{ID: 1, N: 2, Left: alice, Right: bob, Ticket: Tag{0: 0x71, 15: 0x72}},
+		"4448 01 10 0000000c 00 0001 0002" + hAlice + hAliceAddr + hBob + hBobAddr + "71000000000000000000000000000072"},
 	{"store", 13, FlagRetransmit, Store{N: 2, Records: []Record{aruba, curacao}},
 		"4448 01 11 0000000d 01 0002 0002 " + hAruba + " " + hCuracaoRec},
 	{"store-empty", 24, 0, Store{N: 1},
@@ -326,7 +336,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"type-0", "4448 01 00 00000001 00", ErrUnknownType, ""},
 		{"type-14", "4448 01 0e 00000001 00", ErrUnknownType, ""},
 		{"type-15", "4448 01 0f 00000001 00", ErrUnknownType, ""},
-		{"type-29", "4448 01 1d 00000001 00", ErrUnknownType, ""},
+		{"type-31", "4448 01 1f 00000001 00", ErrUnknownType, ""},
 		{"type-255", "4448 01 ff 00000001 00", ErrUnknownType, ""},
 		{"flags-8", "4448 01 1b 00000001 08", ErrFlags, "flags"},
 		{"auth-short", "4448 01 1b 00000001 04 0000", ErrShort, "auth"},
@@ -493,8 +503,9 @@ func TestAppendErrors(t *testing.T) {
 
 // A setup-dht reply for a ring of MaxMembers users with 15-letter names,
 // the longest the protocol allows, fits in one datagram:
-// 9 header + 1 ok + 2 reason + 2 count + 64 × (1 + 15 + 6) = 1422 bytes.
-// (With a two-byte name length it would be 1486 > MaxDatagram.)
+// 9 header + 1 ok + 2 reason + 2 count + 64 × (1 + 15 + 6) + 8 epoch +
+// 1 key length + 1 ticket count = 1432 bytes, 1456 signed. (With a
+// two-byte name length it would be 1496 > MaxMessage.)
 func TestReplyMaxRingFits(t *testing.T) {
 	members := make([]Member, MaxMembers)
 	for i := range members {
@@ -505,21 +516,21 @@ func TestReplyMaxRingFits(t *testing.T) {
 		t.Fatalf("name %q is not 15 bytes", members[63].Name)
 	}
 	r := Reply{OK: true, Members: members}
-	if n := EncodedLen(r); n != 1422 {
-		t.Errorf("EncodedLen = %d, want 1422", n)
+	if n := EncodedLen(r); n != 1432 {
+		t.Errorf("EncodedLen = %d, want 1432", n)
 	}
-	b, err := Append(nil, 9, 0, r)
+	b, err := AppendSigned(nil, 9, 0, r, 1, Key{1})
 	if err != nil {
 		t.Fatalf("Append: %v", err)
 	}
-	if len(b) != 1422 || len(b) > MaxDatagram {
-		t.Fatalf("Append = %d bytes, want 1422 (MaxDatagram %d)", len(b), MaxDatagram)
+	if len(b) != 1432+AuthLen || len(b) > MaxDatagram {
+		t.Fatalf("Append = %d bytes, want %d (MaxDatagram %d)", len(b), 1432+AuthLen, MaxDatagram)
 	}
 	h, m, err := Decode(b)
 	if err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
-	if h != (Header{Type: TypeReply, ID: 9}) {
+	if h.Type != TypeReply || h.ID != 9 || h.Seq != 1 || !Verify(Key{1}, h) {
 		t.Errorf("header = %+v", h)
 	}
 	if !reflect.DeepEqual(m, r) {
@@ -528,7 +539,7 @@ func TestReplyMaxRingFits(t *testing.T) {
 }
 
 // MaxMembers members with MaxName-byte names do not fit (9 + 1 + 2 + 2 +
-// 64 × (1 + 64 + 6) = 4558 bytes): Append says so and does not panic.
+// 64 × (1 + 64 + 6) + 10 = 4568 bytes): Append says so and does not panic.
 func TestReplyMaxNamesTooLong(t *testing.T) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -536,8 +547,8 @@ func TestReplyMaxNamesTooLong(t *testing.T) {
 		}
 	}()
 	r := Reply{OK: true, Members: slicesRepeat(Member{strings.Repeat("n", MaxName), alice.Addr}, MaxMembers)}
-	if n := EncodedLen(r); n != 4558 {
-		t.Errorf("EncodedLen = %d, want 4558", n)
+	if n := EncodedLen(r); n != 4568 {
+		t.Errorf("EncodedLen = %d, want 4568", n)
 	}
 	b, err := Append([]byte("xy"), 1, 0, r)
 	if !errors.Is(err, ErrTooLong) {

@@ -40,7 +40,8 @@ func TestTypeString(t *testing.T) {
 		{TypeAlive, "alive"},
 		{TypePace, "pace"},
 		{14, "type(14)"},
-		{29, "type(29)"},
+		{29, "challenge"},
+		{31, "type(31)"},
 		{255, "type(255)"},
 	}
 	for _, tt := range tests {

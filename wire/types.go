@@ -33,6 +33,7 @@
 package wire
 
 import (
+	"encoding/binary"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -97,6 +98,8 @@ const (
 	TypeRebuilt          Type = 26 // leader of the rebuild → leaver or joiner
 	TypeAck              Type = 27 // receiver → sender of any ring message
 	TypeJoin             Type = 28 // joiner → leader
+	TypeChallenge        Type = 29 // server → client, answers a register without a valid cookie
+	TypeTickets          Type = 30 // client → server: the leader asks for the rest of the tickets
 )
 
 // messages is the one table of message types, indexed by Type: each row
@@ -133,6 +136,8 @@ var messages = [...]struct {
 	TypeRebuilt:          {"rebuilt", decodeAs[Rebuilt]},
 	TypeAck:              {"ack", decodeAs[Ack]},
 	TypeJoin:             {"join", decodeAs[Join]},
+	TypeChallenge:        {"challenge", decodeAs[Challenge]},
+	TypeTickets:          {"tickets", decodeAs[Tickets]},
 }
 
 // String returns the protocol's name of t, such as "setup-dht", or
@@ -220,28 +225,36 @@ func decodeAs[M codec[M]](t Type, body string) (Message, error) {
 	return m, nil
 }
 
-// Register: name, addr.
+// Register: name, addr, 16-byte cookie (zero until the server has sent a
+// Challenge; the cookie also keeps a register larger than the challenge
+// its first copy gets).
 type Register struct {
-	Name string
-	Addr netip.AddrPort
+	Name   string
+	Addr   netip.AddrPort
+	Cookie Tag
 }
 
 func (Register) Type() Type     { return TypeRegister }
-func (m Register) bodyLen() int { return nameLen(m.Name) + addrLen }
+func (m Register) bodyLen() int { return nameLen(m.Name) + addrLen + TagLen }
 
 func (m Register) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Name, "name")
 	e.addr(m.Addr, "addr")
+	e.b = append(e.b, m.Cookie[:]...)
 	return e.b, e.err
 }
 
 func (m Register) parse(d decoder) (Register, decoder) {
 	m.Name = d.name("name")
 	m.Addr = d.addr("addr")
+	m.Cookie = d.tag("cookie")
 	return m, d
 }
 
 func (m Register) LogValue() slog.Value {
+	if m.Cookie != (Tag{}) {
+		return slog.GroupValue(slog.String("name", m.Name), slog.String("addr", m.Addr.String()), slog.Bool("cookie", true))
+	}
 	return slog.GroupValue(slog.String("name", m.Name), slog.String("addr", m.Addr.String()))
 }
 
@@ -474,18 +487,35 @@ func (m DHTRebuilt) LogValue() slog.Value {
 }
 
 // Reply answers a request to the server: bool ok, string reason (at most
-// MaxReason bytes, empty when ok), list of members. The header id echoes the
-// request's id.
+// MaxReason bytes, empty when ok), list of members, u64 epoch, u8 key
+// length (0 or 16) and the key, u8 ticket count and 16 bytes each. The
+// header id echoes the request's id.
+//
+// Epoch, Key and Tickets carry the credentials (docs/DESIGN.md, "Who may
+// command whom"): a register's reply carries the user's secret in Key; a
+// setup-dht's (or tickets') the ring's epoch and the tickets of the
+// members listed, from the first (Tickets may list fewer than Members:
+// the leader asks for the rest); a join-dht's the epoch and the joiner's
+// ticket in Key; a query-dht's the epoch, and Key is the query token.
 type Reply struct {
 	OK      bool
 	Reason  string
 	Members []Member
+	Epoch   uint64
+	Key     Key
+	Tickets []Tag
 }
+
+// MaxTickets bounds a reply's ticket list.
+const MaxTickets = MaxMembers
 
 func (Reply) Type() Type { return TypeReply }
 
 func (m Reply) bodyLen() int {
-	n := 1 + strLen(m.Reason) + 2
+	n := 1 + strLen(m.Reason) + 2 + 8 + 1 + 1 + TagLen*len(m.Tickets)
+	if !m.Key.IsZero() {
+		n += KeyLen
+	}
 	for i := range m.Members {
 		n += memberLen(m.Members[i])
 	}
@@ -506,21 +536,58 @@ func (m Reply) appendBody(e encoder) ([]byte, *Error) {
 			break
 		}
 	}
+	e.b = binary.BigEndian.AppendUint64(e.b, m.Epoch)
+	if m.Key.IsZero() {
+		e.b = append(e.b, 0)
+	} else {
+		e.b = append(e.b, KeyLen)
+		e.b = append(e.b, m.Key[:]...)
+	}
+	if len(m.Tickets) > MaxTickets {
+		e.fail("tickets", ErrTooLong)
+		return e.b, e.err
+	}
+	e.b = append(e.b, byte(len(m.Tickets)))
+	for _, t := range m.Tickets {
+		e.b = append(e.b, t[:]...)
+	}
 	return e.b, e.err
 }
 
 func (m Reply) parse(d decoder) (Reply, decoder) {
 	m.OK = d.bool("ok")
 	m.Reason = d.str(MaxReason, "reason")
-	n := d.count(MaxMembers, minMemberLen, "members")
-	if n == 0 {
-		return m, d
+	if n := d.count(MaxMembers, minMemberLen, "members"); n > 0 {
+		m.Members = make([]Member, n)
+		for i := range m.Members {
+			if m.Members[i] = d.member(""); d.err != nil { // count() left d.err nil
+				d.err.Field = "members[" + strconv.Itoa(i) + "]." + d.err.Field
+				return m, d
+			}
+		}
 	}
-	m.Members = make([]Member, n)
-	for i := range m.Members {
-		if m.Members[i] = d.member(""); d.err != nil { // count() left d.err nil
-			d.err.Field = "members[" + strconv.Itoa(i) + "]." + d.err.Field
-			break
+	m.Epoch = d.u64("epoch")
+	switch d.u8("key") {
+	case 0:
+	case KeyLen:
+		m.Key = Key(d.tag("key"))
+		if d.err == nil && m.Key.IsZero() {
+			d.fail("key", ErrInvalid) // a zero key is written as none
+		}
+	default:
+		d.fail("key", ErrInvalid)
+	}
+	n := int(d.u8("tickets"))
+	switch {
+	case d.err != nil:
+	case n > MaxTickets:
+		d.fail("tickets", ErrTooLong)
+	case n*TagLen > len(d.s)-d.off:
+		d.fail("tickets", ErrShort)
+	case n > 0:
+		m.Tickets = make([]Tag, n)
+		for i := range m.Tickets {
+			m.Tickets[i] = d.tag("tickets")
 		}
 	}
 	return m, d
@@ -542,25 +609,37 @@ func (m Reply) LogValue() slog.Value {
 		}
 		attrs = append(attrs, slog.String("members", sb.String()))
 	}
+	if m.Epoch != 0 {
+		attrs = append(attrs, slog.Uint64("epoch", m.Epoch))
+	}
+	if !m.Key.IsZero() {
+		attrs = append(attrs, slog.Bool("key", true)) // never the key itself
+	}
+	if len(m.Tickets) > 0 {
+		attrs = append(attrs, slog.Int("tickets", len(m.Tickets)))
+	}
 	return slog.GroupValue(attrs...)
 }
 
-// SetID: u16 id, u16 ring size, left member, right member.
+// SetID: u16 id, u16 ring size, left member, right member, the receiver's
+// 16-byte ticket for the ring (the server's vouching: docs/DESIGN.md).
 type SetID struct {
-	ID    uint16
-	N     uint16
-	Left  Member
-	Right Member
+	ID     uint16
+	N      uint16
+	Left   Member
+	Right  Member
+	Ticket Tag
 }
 
 func (SetID) Type() Type     { return TypeSetID }
-func (m SetID) bodyLen() int { return 2 + 2 + memberLen(m.Left) + memberLen(m.Right) }
+func (m SetID) bodyLen() int { return 2 + 2 + memberLen(m.Left) + memberLen(m.Right) + TagLen }
 
 func (m SetID) appendBody(e encoder) ([]byte, *Error) {
 	e.u16(m.ID)
 	e.u16(m.N)
 	e.member(m.Left, "left")
 	e.member(m.Right, "right")
+	e.b = append(e.b, m.Ticket[:]...)
 	return e.b, e.err
 }
 
@@ -569,6 +648,7 @@ func (m SetID) parse(d decoder) (SetID, decoder) {
 	m.N = d.u16("n")
 	m.Left = d.member("left")
 	m.Right = d.member("right")
+	m.Ticket = d.tag("ticket")
 	return m, d
 }
 
@@ -969,4 +1049,50 @@ func (m Ack) LogValue() slog.Value {
 		return slog.GroupValue()
 	}
 	return slog.GroupValue(slog.Any("more", m.More))
+}
+
+// Challenge: the 16-byte cookie a register must carry to be acted on. It
+// goes to the register's source address: only a process that receives
+// there can send the cookie back (return routability, docs/DESIGN.md).
+type Challenge struct{ Cookie Tag }
+
+func (Challenge) Type() Type     { return TypeChallenge }
+func (m Challenge) bodyLen() int { return TagLen }
+
+func (m Challenge) appendBody(e encoder) ([]byte, *Error) {
+	e.b = append(e.b, m.Cookie[:]...)
+	return e.b, e.err
+}
+
+func (m Challenge) parse(d decoder) (Challenge, decoder) {
+	m.Cookie = d.tag("cookie")
+	return m, d
+}
+
+func (m Challenge) LogValue() slog.Value { return slog.GroupValue() }
+
+// Tickets: name, u16 from. The leader of a ring too large for one reply's
+// tickets asks for those of the members from index From on.
+type Tickets struct {
+	Name string
+	From uint16
+}
+
+func (Tickets) Type() Type     { return TypeTickets }
+func (m Tickets) bodyLen() int { return nameLen(m.Name) + 2 }
+
+func (m Tickets) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Name, "name")
+	e.u16(m.From)
+	return e.b, e.err
+}
+
+func (m Tickets) parse(d decoder) (Tickets, decoder) {
+	m.Name = d.name("name")
+	m.From = d.u16("from")
+	return m, d
+}
+
+func (m Tickets) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", m.Name), slog.Int("from", int(m.From)))
 }

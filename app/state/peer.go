@@ -23,6 +23,12 @@ type Identity struct {
 	N      int
 	Left   Member
 	Right  Member
+	// Secret is the key the server gave at register (zero before).
+	Secret wire.Key
+	// Epoch is the largest ring epoch this peer has taken a set-id (or a
+	// join ticket) of; RingKey the key of that ring while InRing.
+	Epoch   uint64
+	RingKey wire.Key
 }
 
 // Batch is one logical change to a peer's file, written in one transaction.

@@ -50,6 +50,14 @@ type User struct {
 	// in unix nanoseconds, to the second; 0 if none was. It is for
 	// inspect: a restarted server does not judge liveness by it.
 	LastSeen int64
+	// Secret is the key the server gave the user at register: every later
+	// request of the user is signed with it. Zero for a file written
+	// before secrets existed (the user must register again from its
+	// address, and answer a challenge, to get one).
+	Secret wire.Key
+	// Seq is the sequence number of the user's last request the server
+	// acted on: a request is acted on only with a larger one.
+	Seq uint64
 }
 
 // Phase is where the one DHT the server knows about stands.
@@ -91,6 +99,10 @@ type DHT struct {
 	Leaver  string
 	Joiner  string // the Free user joining, while the DHT is joining
 	Since   int64  // unix nanoseconds when the current wait started; 0 if none
+	// Epoch numbers the ring the server set up (or healed): every ring
+	// message is signed with RingKey and carries Epoch. Zero with no DHT.
+	Epoch   uint64
+	RingKey wire.Key
 }
 
 // Waiting reports that the phase is a wait for the end of an operation
@@ -105,6 +117,10 @@ func (p Phase) Waiting() bool {
 type ServerState struct {
 	Users []User // sorted by name when loaded
 	DHT   DHT
+	// LastEpoch is the largest ring epoch the server has given out; the
+	// next ring gets a larger one, so that no ring message or set-id of an
+	// earlier ring is ever taken again.
+	LastEpoch uint64
 }
 
 // CachedReply is the last reply sent to a client address, kept so that a

@@ -333,7 +333,7 @@ func (s *Sim) exec(from netip.AddrPort, p *Process, outs []app.Output) {
 		outs = outs[1:]
 		switch o := o.(type) {
 		case app.Send:
-			b, err := wire.Append(nil, o.ID, o.Flags, o.Msg)
+			b, err := o.Append(nil)
 			if err != nil {
 				s.err = fmt.Errorf("sim: encode %s: %w", o.Msg.Type(), err)
 				return
