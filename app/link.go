@@ -42,8 +42,21 @@ const (
 	tagJoin // the set-id and reset-right of a join its leader waits on
 )
 
+// signer is the key and sequence number a datagram is signed with (zero
+// key: unsigned).
+type signer struct {
+	seq uint64
+	key wire.Key
+}
+
+// send is the Send of msg to `to`, signed by sg.
+func (sg signer) send(to netip.AddrPort, id uint32, flags wire.Flags, msg wire.Message) Send {
+	return Send{To: to, ID: id, Flags: flags, Msg: msg, Sign: !sg.key.IsZero(), Seq: sg.seq, Key: sg.key}
+}
+
 type outMsg struct {
 	id      uint32
+	sg      signer
 	msg     wire.Message
 	tag     tag
 	barrier bool // not sent before everything queued ahead of it is acknowledged
@@ -87,6 +100,8 @@ type link struct {
 	// would set the timeout of the first stores below a commit, and a
 	// window of them would be sent twice on a network that loses nothing.
 	rtt, storeRTT rttEstimator
+	// sg signs what the link sends: the ring's key and epoch.
+	sg signer
 	// ackRTT and ackStoreRTT are the longest round trips of the messages
 	// the Ack being handled acknowledges (0: none sent once); endAck
 	// samples them.
@@ -132,8 +147,14 @@ func (l *link) dest(to netip.AddrPort) *dest {
 // send queues msg for reliable delivery to `to` and transmits what the
 // window allows.
 func (l *link) send(now time.Time, to netip.AddrPort, msg wire.Message, t tag, barrier bool) []Output {
+	return l.sendSigned(now, to, msg, t, barrier, l.sg)
+}
+
+// sendSigned is send with the messages signed by sg, not the ring's signer
+// (a querier's query, signed with its token).
+func (l *link) sendSigned(now time.Time, to netip.AddrPort, msg wire.Message, t tag, barrier bool, sg signer) []Output {
 	d := l.dest(to)
-	d.queue = append(d.queue, &outMsg{msg: msg, tag: t, barrier: barrier})
+	d.queue = append(d.queue, &outMsg{msg: msg, tag: t, barrier: barrier, sg: sg})
 	return l.pump(now, to, d, nil)
 }
 
@@ -169,7 +190,7 @@ func (l *link) pump(now time.Time, to netip.AddrPort, d *dest, out []Output) []O
 		m.tries.start(now, l.estimate(m.msg).first(&l.cfg.Retry))
 		d.inflight = append(d.inflight, m)
 		l.stats.Sent++
-		out = append(out, Send{To: to, ID: m.id, Msg: m.msg})
+		out = append(out, m.sg.send(to, m.id, 0, m.msg))
 	}
 	if len(d.queue) == 0 && len(d.inflight) == 0 {
 		delete(l.dests, to)
@@ -276,7 +297,7 @@ func (l *link) tick(now time.Time) (out []Output, gone []failure) {
 			}
 			l.stats.Sent++
 			l.stats.Retransmits++
-			out = append(out, Send{To: to, ID: m.id, Flags: wire.FlagRetransmit, Msg: m.msg})
+			out = append(out, m.sg.send(to, m.id, wire.FlagRetransmit, m.msg))
 		}
 		if dead {
 			l.stats.GaveUp++
@@ -315,14 +336,17 @@ func (l *link) deadline() (time.Time, bool) {
 
 // ack queues an acknowledgement of message id from `to`; flushAcks sends
 // them.
-func (l *link) ack(to netip.AddrPort, id uint32) {
+func (l *link) ack(to netip.AddrPort, id uint32) { l.ackSigned(to, id, l.sg) }
+
+// ackSigned is ack with the Ack signed by sg (to a querier: its token).
+func (l *link) ackSigned(to netip.AddrPort, id uint32, sg signer) {
 	for i := range l.acks {
 		if l.acks[i].to == to {
 			l.acks[i].ids = append(l.acks[i].ids, id)
 			return
 		}
 	}
-	l.acks = append(l.acks, pendingAck{to: to, ids: []uint32{id}})
+	l.acks = append(l.acks, pendingAck{to: to, ids: []uint32{id}, sg: sg})
 }
 
 // flushAcks sends what ack queued: one Ack datagram per sender, carrying
@@ -336,7 +360,7 @@ func (l *link) flushAcks(out []Output) []Output {
 				more = ids[1:k]
 			}
 			l.stats.Sent++
-			out = append(out, Send{To: a.to, ID: ids[0], Msg: wire.Ack{More: more}})
+			out = append(out, a.sg.send(a.to, ids[0], 0, wire.Ack{More: more}))
 			ids = ids[k:]
 		}
 	}
@@ -345,6 +369,7 @@ func (l *link) flushAcks(out []Output) []Output {
 }
 
 type pendingAck struct {
+	sg  signer
 	to  netip.AddrPort
 	ids []uint32
 }

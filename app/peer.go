@@ -113,6 +113,8 @@ type Peer struct {
 	// next at aliveAt.
 	alivePeriod time.Duration
 	aliveAt     time.Time
+
+	cred credentials
 }
 
 // aliveUntold is how often a registered peer sends alive before the
@@ -329,9 +331,10 @@ func (p *Peer) Bound(now time.Time, addr netip.AddrPort, err error) []Output {
 func (p *Peer) ask(now time.Time, out []Output, rq *request, cmd Command, msg wire.Message) []Output {
 	rq.prepare(cmd, msg)
 	rq.id, rq.live = p.link.newID(), true
+	rq.sg = p.requestSigner(now)
 	rq.tries.start(now, p.serverRTT.first(&p.serverRetry))
 	p.stats.Sent++
-	return append(out, Send{To: p.cfg.Server, ID: rq.id, Msg: msg})
+	return append(out, rq.sg.send(p.cfg.Server, rq.id, 0, msg))
 }
 
 // failed ends the command in progress with a FAILURE; a register that
@@ -361,7 +364,8 @@ func (p *Peer) finish(now time.Time, out []Output, r Result) []Output {
 }
 
 func (p *Peer) identity() state.Identity {
-	id := state.Identity{Name: p.self.Name, Addr: p.self.Addr, Server: p.cfg.Server, InRing: p.inRing}
+	id := state.Identity{Name: p.self.Name, Addr: p.self.Addr, Server: p.cfg.Server, InRing: p.inRing,
+		Secret: p.cred.secret, Epoch: p.cred.epoch, RingKey: p.cred.ringKey}
 	if p.inRing {
 		id.ID, id.N = p.id, p.n
 	}
@@ -468,7 +472,12 @@ func (p *Peer) commitStores(out []Output, all bool) []Output {
 }
 
 func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
+	if why := p.authentic(from, h, m); why != "" {
+		return []Output{dropped(why, from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))}
+	}
 	switch m := m.(type) {
+	case wire.Challenge:
+		return p.onChallenge(now, from, h, m)
 	case wire.Reply:
 		return p.onReply(now, from, h, m)
 	case wire.Pace:
@@ -575,9 +584,14 @@ func (p *Peer) aliveDue(now time.Time, out []Output) []Output {
 		return out
 	}
 	p.aliveAt = now.Add(p.alivePeriodOrUntold())
+	if p.cred.secret.IsZero() {
+		return out // the server would not take it
+	}
 	p.stats.Sent++
-	return append(out, Send{To: p.cfg.Server, ID: p.link.newID(),
-		Msg: wire.Alive{Name: p.self.Name, PeriodMS: uint32(p.alivePeriod.Milliseconds())}})
+	p.cred.aliveSeq = nextSeq(p.cred.aliveSeq, now)
+	sg := signer{seq: p.cred.aliveSeq, key: p.cred.secret}
+	return append(out, sg.send(p.cfg.Server, p.link.newID(), 0,
+		wire.Alive{Name: p.self.Name, PeriodMS: uint32(p.alivePeriod.Milliseconds())}))
 }
 
 // NextDeadline is when Tick next has work: Pending's, or the next alive
@@ -645,7 +659,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 		}
 		p.stats.Sent++
 		p.stats.Retransmits++
-		out = append(out, Send{To: p.cfg.Server, ID: rq.id, Flags: wire.FlagRetransmit, Msg: rq.msg})
+		out = append(out, rq.sg.send(p.cfg.Server, rq.id, wire.FlagRetransmit, rq.msg))
 	}
 	if d := o.due(); !d.IsZero() && !now.Before(d) {
 		out = o.expire(p, now, out)

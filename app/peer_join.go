@@ -61,6 +61,12 @@ func (o *joinOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []O
 	if n < 1 || n >= MaxRing || slices.ContainsFunc(r.Members, func(m wire.Member) bool { return m.Addr == p.self.Addr }) {
 		return p.finish(now, out, resultFailed(CmdDHTRebuilt, "the server's ring has no place for this peer"))
 	}
+	if r.Epoch == 0 || r.Key.IsZero() {
+		return p.finish(now, out, resultFailed(CmdDHTRebuilt, "the server's reply carries no ticket for the ring"))
+	}
+	// The ticket gives the ring's key: the join and the ring's messages to
+	// this node are signed with it.
+	p.setRing(r.Epoch, ringKeyOf(p.cred.secret, r.Epoch, wire.Tag(r.Key)))
 	o.leader = r.Members[0]
 	o.begin(p, now, o.leader.Addr)
 	return append(out, p.link.send(now, o.leader.Addr, wire.Join{Joiner: p.self, N: uint16(n)}, tagNone, false)...)

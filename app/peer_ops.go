@@ -43,6 +43,7 @@ type operation interface {
 type request struct {
 	cmd   Command
 	msg   wire.Message
+	sg    signer // a retransmission is signed as the first copy was
 	id    uint32
 	tries tries
 	live  bool // sent and not yet answered
@@ -156,14 +157,21 @@ func (p *Peer) rebuiltAccepted(m wire.DHTRebuilt) []Output {
 // registerOp: register binds the address first, then asks the server.
 type registerOp struct {
 	noRing
-	bind netip.AddrPort
-	rq   request // live once bound
+	bind       netip.AddrPort
+	rq         request // live once bound
+	challenges int
 }
 
 func (o *registerOp) asking() *request { return &o.rq }
 func (o *registerOp) failing() Command { return CmdRegister }
 
-func (o *registerOp) answered(p *Peer, now time.Time, _ Command, _ wire.Reply) []Output {
+func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) []Output {
+	if !r.Key.IsZero() {
+		p.cred.secret, p.cred.seq = r.Key, 0
+	}
+	if p.cred.secret.IsZero() {
+		return p.failed(now, nil, resultFailed(CmdRegister, "the server's reply carries no secret"))
+	}
 	p.registered = true
 	p.self.Name = o.rq.msg.(wire.Register).Name
 	p.startAlive(now)
@@ -187,6 +195,11 @@ type setupOp struct {
 	stage   setupStage
 	data    dataset.Source
 	pending int // set-ids not yet acknowledged
+	// The server's reply: the ring, its epoch, and the members' tickets
+	// (asked for with tickets when one reply had no room for all).
+	members []wire.Member
+	epoch   uint64
+	tickets []wire.Tag
 }
 
 func (o *setupOp) asking() *request { return &o.rq }
@@ -202,7 +215,21 @@ func (o *setupOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 	if cmd == CmdDHTComplete {
 		return p.finish(now, nil, resultOK(CmdDHTComplete))
 	}
-	return o.place(p, now, r.Members)
+	if _, more := o.rq.msg.(wire.Tickets); !more {
+		o.members, o.epoch = r.Members, r.Epoch
+	} else if r.Epoch != o.epoch {
+		return p.finish(now, nil, resultFailed(CmdSetupDHT, "the server's tickets are for another ring"))
+	}
+	o.tickets = append(o.tickets, r.Tickets...)
+	switch {
+	case len(o.tickets) > len(o.members) || len(r.Tickets) == 0 && len(o.tickets) < len(o.members):
+		return p.finish(now, nil, resultFailed(CmdSetupDHT, "the server's reply has no ticket for every member"))
+	case len(o.tickets) < len(o.members):
+		return p.ask(now, nil, &o.rq, CmdSetupDHT, wire.Tickets{Name: p.self.Name, From: uint16(len(o.tickets))})
+	}
+	key := ringKeyOf(p.cred.secret, o.epoch, o.tickets[0])
+	p.setRing(o.epoch, key)
+	return o.place(p, now, o.members)
 }
 
 // place: the server named the ring; tell every member its place.
@@ -227,7 +254,7 @@ func (o *setupOp) place(p *Peer, now time.Time, members []wire.Member) []Output 
 	}
 	o.begin(p, now, waitOn...)
 	for i := 1; i < n; i++ {
-		msg := wire.SetID{ID: uint16(i), N: uint16(n), Left: members[i-1], Right: members[(i+1)%n]}
+		msg := wire.SetID{ID: uint16(i), N: uint16(n), Left: members[i-1], Right: members[(i+1)%n], Ticket: o.tickets[i]}
 		out = append(out, p.link.send(now, members[i].Addr, msg, tagSetID, false)...)
 	}
 	return out
@@ -467,6 +494,7 @@ type queryOp struct {
 	longName string
 	to       netip.AddrPort // the member the server named
 	reqID    uint32         // the query's id, which its answer echoes
+	sg       signer         // the token the server gave, and the ring's epoch
 	tries    tries          // under the query Retry policy
 	waitOn   [1]netip.AddrPort
 }
@@ -479,6 +507,7 @@ func (o *queryOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) []Ou
 		return p.finish(now, nil, resultFailed(CmdQueryDHT, "the server named no node to ask"))
 	}
 	o.to = r.Members[0].Addr
+	o.sg = signer{seq: r.Epoch, key: r.Key}
 	if o.longName == "" {
 		// Only now is the next line the Long Name: a query-dht the server
 		// refuses takes none, so the line goes on as a command.
@@ -512,7 +541,7 @@ func (o *queryOp) ask(p *Peer, now time.Time) []Output {
 	o.tries.start(now, p.queryRTT.first(&p.queryRetry))
 	o.waitOn[0] = o.to
 	q := wire.Query{ReqID: o.reqID, Querier: p.self, LongName: o.longName}
-	return []Output{p.sendNoAck(o.to, q)}
+	return []Output{p.sendNoAck(o.to, q, o.sg)}
 }
 
 // answer: the node that owns the Long Name answered.
@@ -541,7 +570,7 @@ func (o *queryOp) expire(p *Peer, now time.Time, out []Output) []Output {
 	}
 	p.stats.Retransmits++
 	q := wire.Query{ReqID: o.reqID, Querier: p.self, LongName: o.longName}
-	return append(out, p.link.send(now, o.to, q, tagNone, false)...)
+	return append(out, p.link.sendSigned(now, o.to, q, tagNone, false, o.sg)...)
 }
 
 func (o *queryOp) needs() []netip.AddrPort {

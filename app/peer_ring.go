@@ -104,9 +104,9 @@ func (p *Peer) backlogLimit() int { return 4 * p.link.cfg.Window }
 
 // sendNoAck sends m once, unacknowledged (FlagNoAck): a query or its
 // answer, which the querier retries end to end.
-func (p *Peer) sendNoAck(to netip.AddrPort, m wire.Message) Send {
+func (p *Peer) sendNoAck(to netip.AddrPort, m wire.Message, sg signer) Send {
 	p.stats.Sent++
-	return Send{To: to, ID: p.link.newID(), Flags: wire.FlagNoAck, Msg: m}
+	return sg.send(to, p.link.newID(), wire.FlagNoAck, m)
 }
 
 func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
@@ -117,9 +117,15 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 			noAck = true
 		}
 	}
+	// A querier holds no ring key: its query is acknowledged with its
+	// token.
+	sg := p.link.sg
+	if q, ok := m.(wire.Query); ok && from == q.Querier.Addr {
+		sg = p.tokenSigner(from)
+	}
 	if !noAck && p.link.seen.has(from, h.ID) {
 		p.stats.DupsSuppressed++
-		p.link.ack(from, h.ID)
+		p.link.ackSigned(from, h.ID, sg)
 		return nil
 	}
 	if why := p.expected(from, m); why != "" {
@@ -137,7 +143,7 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		p.link.seen.add(from, h.ID)
 		// The ack goes out after the batch, so after anything the message
 		// made us persist.
-		p.link.ack(from, h.ID)
+		p.link.ackSigned(from, h.ID, sg)
 	}
 	return p.handleRing(now, from, m, noAck)
 }
@@ -211,7 +217,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 			}
 			m.Hops++
 			if noAck {
-				return []Output{p.sendNoAck(p.right.Addr, m)}
+				return []Output{p.sendNoAck(p.right.Addr, m, p.tokenSigner(m.Querier.Addr))}
 			}
 			return p.link.send(now, p.right.Addr, m, tagNone, false)
 		}
@@ -221,7 +227,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 			res.Found, res.Record = true, r.Fields()
 		}
 		// The querier asks again if the answer is lost.
-		out := []Output{p.sendNoAck(m.Querier.Addr, res)}
+		out := []Output{p.sendNoAck(m.Querier.Addr, res, p.tokenSigner(m.Querier.Addr))}
 		if err != nil {
 			// Answered as not found: the querier hears from this node, and
 			// its log says why.

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
@@ -36,6 +37,9 @@ type ServerConfig struct {
 	// so a restart gives each DeadAfter to show up. Zero: at the first
 	// Step or Tick.
 	Started time.Time
+	// Keys is where users' secrets, ring keys and the cookie key come
+	// from: crypto/rand unless set (a simulation sets a seeded source).
+	Keys io.Reader
 }
 
 // DefaultOpTimeout is the server's default --op-timeout.
@@ -55,6 +59,12 @@ const alivesPerDeadAfter = 3
 type cachedReply struct {
 	id    uint32
 	reply wire.Reply
+	// seq and key: the request's sequence number and the key its reply
+	// was signed with (a retransmission must be signed with it too); raw,
+	// the datagram sent.
+	seq uint64
+	key wire.Key
+	raw []byte
 }
 
 // Server is the registry state machine. It never touches a socket, a clock
@@ -82,6 +92,11 @@ type Server struct {
 	// first changed since the state was last persisted; zero if none did.
 	// Tick writes such changes seenFlush later if no command has first.
 	seenDirty time.Time
+	// cookieKey signs the challenges' cookies; a new one at every start.
+	cookieKey wire.Key
+	// aliveSeq is each user's last alive's sequence number (memory only).
+	aliveSeq  map[string]uint64
+	lastEpoch uint64
 }
 
 // seenFlush bounds how stale the LastSeen times in the file may get: one
@@ -99,18 +114,26 @@ func NewServer(cfg ServerConfig, st state.ServerState, replies []state.CachedRep
 	if cfg.DeadAfter <= 0 {
 		cfg.DeadAfter = DefaultDeadAfter
 	}
+	if cfg.Keys == nil {
+		cfg.Keys = defaultKeys
+	}
 	s := &Server{cfg: cfg, users: map[string]*state.User{}, byAddr: map[netip.AddrPort]string{}, dht: st.DHT,
 		cache: map[netip.AddrPort]cachedReply{}, persisted: map[netip.AddrPort]bool{},
-		lastSeen: map[string]time.Time{}, started: cfg.Started}
+		lastSeen: map[string]time.Time{}, started: cfg.Started, aliveSeq: map[string]uint64{},
+		lastEpoch: max(st.LastEpoch, st.DHT.Epoch)}
+	s.cookieKey = newKey(cfg.Keys)
 	for _, u := range st.Users {
 		u := u
 		s.users[u.Name] = &u
 		s.byAddr[u.Addr] = u.Name
 	}
 	for _, r := range replies {
-		_, m, err := wire.Decode(r.Datagram)
+		h, m, err := wire.Decode(r.Datagram)
 		if rep, ok := m.(wire.Reply); err == nil && ok {
-			s.cache[r.Addr] = cachedReply{id: r.ID, reply: rep}
+			s.cache[r.Addr] = cachedReply{id: r.ID, reply: rep, seq: h.Seq, raw: r.Datagram}
+			if u := s.users[s.byAddr[r.Addr]]; u != nil && h.Flags&wire.FlagAuth != 0 {
+				s.cache[r.Addr] = cachedReply{id: r.ID, reply: rep, seq: h.Seq, key: u.Secret, raw: r.Datagram}
+			}
 			s.persisted[r.Addr] = true
 		} else {
 			s.forget = append(s.forget, r.Addr) // unusable: deleted with the next change
@@ -121,7 +144,7 @@ func NewServer(cfg ServerConfig, st state.ServerState, replies []state.CachedRep
 
 // Snapshot is the state as it would be persisted.
 func (s *Server) Snapshot() state.ServerState {
-	st := state.ServerState{DHT: s.dht}
+	st := state.ServerState{DHT: s.dht, LastEpoch: s.lastEpoch}
 	st.DHT.Members = slices.Clone(s.dht.Members)
 	for _, u := range s.users {
 		st.Users = append(st.Users, *u)
@@ -231,56 +254,206 @@ func (s *Server) persist(reply *state.CachedReply) PersistServer {
 // shorter than any Alive.
 func (s *Server) alive(now time.Time, from netip.AddrPort, h wire.Header, m wire.Alive) []Output {
 	u := s.users[m.Name]
-	if u == nil || u.Addr != from {
+	switch {
+	case u == nil || u.Addr != from:
 		return []Output{dropped("alive for a user not registered at its source", from, slog.String("name", m.Name))}
+	case !wire.Verify(u.Secret, h):
+		return []Output{dropped("alive not signed with the user's secret", from, slog.String("name", m.Name))}
+	case h.Seq <= s.aliveSeq[m.Name]:
+		return []Output{dropped("alive replayed", from, slog.String("name", m.Name))}
 	}
+	s.aliveSeq[m.Name] = h.Seq
 	s.seen(now, from)
 	pace := uint32(s.Pace().Milliseconds())
 	if m.PeriodMS == pace {
 		return nil
 	}
-	return []Output{Send{To: from, ID: h.ID, Msg: wire.Pace{PeriodMS: pace}}}
+	return []Output{Send{To: from, ID: h.ID, Msg: wire.Pace{PeriodMS: pace}, Sign: true, Seq: h.Seq, Key: u.Secret}}
 }
 
-// Step handles one datagram from a client.
+// Step handles one datagram from a client, as it came: it acts on a
+// request only once the request has proved that it comes from the user it
+// names (signed with the user's secret, with a sequence number larger than
+// any before), or, for a register without the secret, once a challenge
+// sent to its address has come back (docs/DESIGN.md §7).
 func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
 	s.clock(now)
-	if a, ok := m.(wire.Alive); ok && NotUnicast(from.Addr()) == "" {
+	if why := NotUnicast(from.Addr()); why != "" {
+		// No host sends from there: the source is forged, and an answer
+		// would go to a group or to every host on the link.
+		return []Output{dropped("source is not a unicast address", from, slog.String("why", why))}
+	}
+	if a, ok := m.(wire.Alive); ok {
 		return s.alive(now, from, h, a)
 	}
 	if !isRequest(m) {
 		return []Output{dropped("not a request", from, slog.String("type", m.Type().String()))}
 	}
+	signed := h.Flags&wire.FlagAuth != 0
+	if c, ok := s.cache[from]; ok && c.id == h.ID && c.seq == h.Seq && signed == !c.key.IsZero() &&
+		(!signed || wire.Verify(c.key, h)) && (signed || sameCookie(c, m)) {
+		s.seen(now, from)
+		return []Output{
+			event("duplicate request: answering from cache", attrAddr(from), slog.Uint64("id", uint64(h.ID))),
+			Send{To: from, ID: h.ID, Msg: c.reply, Raw: c.raw},
+		}
+	}
+	if r, ok := m.(wire.Register); ok && !signed {
+		return s.challenge(now, from, h, r)
+	}
+	name := requestName(m)
+	u := s.users[name]
+	switch {
+	case !signed:
+		return s.refuse(from, h, m, "request not signed", "not signed")
+	case u == nil:
+		return s.refuse(from, h, m, "request for a user not registered", name+" is not registered")
+	case u.Secret.IsZero() || !wire.Verify(u.Secret, h):
+		return s.refuse(from, h, m, "request not signed with the user's secret", "bad signature")
+	case h.Seq <= u.Seq:
+		return []Output{dropped("replayed request", from, slog.String("name", name), slog.Uint64("seq", h.Seq))}
+	}
+	u.Seq = h.Seq
+	s.dirty(now)
+	return s.serve(now, from, h, m, true, u.Secret)
+}
+
+// sameCookie reports whether m is the register with the cookie whose reply
+// c caches (an unsigned reply is signed with its cookie).
+func sameCookie(c cachedReply, m wire.Message) bool {
+	r, ok := m.(wire.Register)
+	return ok && wire.Key(r.Cookie) == c.key
+}
+
+// challenge answers a register that does not carry the user's secret. Without
+// a valid cookie it gets a Challenge, sent to its source and smaller than
+// the register (nothing else is done, nothing is kept); with one, the
+// sender has shown that it receives at that address, and the register is
+// acted on, its reply signed with the cookie.
+func (s *Server) challenge(now time.Time, from netip.AddrPort, h wire.Header, m wire.Register) []Output {
+	w := now.UnixNano() / int64(cookieWindow)
+	want := cookie(s.cookieKey, w, m.Name, m.Addr, from)
+	if m.Cookie != want && m.Cookie != cookie(s.cookieKey, w-1, m.Name, m.Addr, from) {
+		return []Output{
+			event("register without a valid cookie: challenged", attrAddr(from), slog.String("name", m.Name)),
+			Send{To: from, ID: h.ID, Msg: wire.Challenge{Cookie: want}},
+		}
+	}
+	return s.serve(now, from, h, m, false, wire.Key(m.Cookie))
+}
+
+// refuse answers a request that proved nothing: a FAILURE saying why, but
+// only if it is no larger than the request (a forged source must not make
+// the server a traffic amplifier), else nothing.
+func (s *Server) refuse(from netip.AddrPort, h wire.Header, m wire.Message, why, reason string) []Output {
+	out := []Output{dropped(why, from, slog.String("type", m.Type().String()))}
+	r := wire.Reply{Reason: reason}
+	if wire.EncodedLen(r) <= requestLen(h, m) {
+		out = append(out, Send{To: from, ID: h.ID, Msg: r})
+	}
+	return out
+}
+
+// requestLen is the length of the datagram that carried m.
+func requestLen(h wire.Header, m wire.Message) int {
+	if h.Flags&wire.FlagAuth != 0 {
+		return len(h.Signed) + wire.TagLen
+	}
+	return wire.EncodedLen(m)
+}
+
+// dirty notes a change to a user's persisted fields that no command
+// commits: Tick writes it within seenFlush.
+func (s *Server) dirty(now time.Time) {
+	if s.seenDirty.IsZero() {
+		s.seenDirty = now
+	}
+}
+
+// requestName is the user a request names.
+func requestName(m wire.Message) string {
+	switch m := m.(type) {
+	case wire.Register:
+		return m.Name
+	case wire.SetupDHT:
+		return m.Name
+	case wire.DHTComplete:
+		return m.Name
+	case wire.QueryDHT:
+		return m.Name
+	case wire.LeaveDHT:
+		return m.Name
+	case wire.DHTRebuilt:
+		return m.Name
+	case wire.Deregister:
+		return m.Name
+	case wire.TeardownDHT:
+		return m.Name
+	case wire.TeardownComplete:
+		return m.Name
+	case wire.JoinDHT:
+		return m.Name
+	case wire.Tickets:
+		return m.Name
+	}
+	return ""
+}
+
+// stepTrusted handles a request taken as authentic: Step once the request
+// has proved its origin, and the tests of the protocol's rules.
+func (s *Server) stepTrusted(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
+	s.clock(now)
+	if a, ok := m.(wire.Alive); ok && NotUnicast(from.Addr()) == "" {
+		u := s.users[a.Name]
+		if u == nil || u.Addr != from {
+			return []Output{dropped("alive for a user not registered at its source", from, slog.String("name", a.Name))}
+		}
+		s.seen(now, from)
+		pace := uint32(s.Pace().Milliseconds())
+		if a.PeriodMS == pace {
+			return nil
+		}
+		return []Output{Send{To: from, ID: h.ID, Msg: wire.Pace{PeriodMS: pace}}}
+	}
+	if !isRequest(m) {
+		return []Output{dropped("not a request", from, slog.String("type", m.Type().String()))}
+	}
 	if why := NotUnicast(from.Addr()); why != "" {
-		// No host sends from there: the source is forged, and an answer
-		// would go to a group or to every host on the link.
 		return []Output{dropped("source is not a unicast address", from, slog.String("why", why))}
 	}
 	if c, ok := s.cache[from]; ok && c.id == h.ID {
 		s.seen(now, from)
 		return []Output{
 			event("duplicate request: answering from cache", attrAddr(from), slog.Uint64("id", uint64(h.ID))),
-			Send{To: from, ID: h.ID, Msg: c.reply},
+			Send{To: from, ID: h.ID, Msg: c.reply, Raw: c.raw},
 		}
 	}
-	reply, changed := s.handle(now, from, m)
+	return s.serve(now, from, h, m, false, wire.Key{})
+}
+
+// serve acts on an authentic request and answers it, signed with key
+// (unsigned when key is zero); bySecret says the request was signed with
+// the user's secret.
+func (s *Server) serve(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message, bySecret bool, key wire.Key) []Output {
+	reply, changed := s.handle(now, from, m, bySecret)
 	// A request is a sign of life too, but only once it has been judged:
 	// setup-dht and join-dht refuse a caller that was silent until now.
 	s.seen(now, from)
-	s.cache[from] = cachedReply{id: h.ID, reply: *reply}
+	send := Send{To: from, ID: h.ID, Msg: *reply, Sign: !key.IsZero(), Seq: h.Seq, Key: key}
+	dg, err := send.Append(nil)
+	if err != nil {
+		panic(fmt.Sprintf("server: reply does not encode: %v", err))
+	}
+	s.cache[from] = cachedReply{id: h.ID, reply: *reply, seq: h.Seq, key: key, raw: dg}
 	if len(s.cache) > maxCache {
 		s.pruneCache()
 	}
 	var out []Output
 	if changed {
-		dg, err := wire.Append(nil, h.ID, 0, *reply)
-		if err != nil {
-			panic(fmt.Sprintf("server: reply does not encode: %v", err))
-		}
 		out = append(out, s.persist(&state.CachedReply{Addr: from, ID: h.ID, Datagram: dg}))
 		s.persisted[from] = true
 	}
-	return append(out, Send{To: from, ID: h.ID, Msg: *reply})
+	return append(out, send)
 }
 
 // maxCache bounds the in-memory reply cache: strangers sending requests
@@ -305,7 +478,7 @@ func (s *Server) pruneCache() {
 func isRequest(m wire.Message) bool {
 	switch m.(type) {
 	case wire.Register, wire.SetupDHT, wire.DHTComplete, wire.QueryDHT, wire.LeaveDHT,
-		wire.DHTRebuilt, wire.Deregister, wire.TeardownDHT, wire.TeardownComplete, wire.JoinDHT:
+		wire.DHTRebuilt, wire.Deregister, wire.TeardownDHT, wire.TeardownComplete, wire.JoinDHT, wire.Tickets:
 		return true
 	}
 	return false
@@ -318,10 +491,12 @@ func fail(format string, args ...any) *wire.Reply {
 func ok(members ...wire.Member) *wire.Reply { return &wire.Reply{OK: true, Members: members} }
 
 // handle applies one request; changed reports a state change to persist.
-func (s *Server) handle(now time.Time, from netip.AddrPort, m wire.Message) (reply *wire.Reply, changed bool) {
+func (s *Server) handle(now time.Time, from netip.AddrPort, m wire.Message, bySecret bool) (reply *wire.Reply, changed bool) {
 	switch m := m.(type) {
 	case wire.Register:
-		return s.register(from, m)
+		return s.register(from, m, bySecret)
+	case wire.Tickets:
+		return s.tickets(from, m), false
 	case wire.SetupDHT:
 		return s.setup(now, from, m)
 	case wire.DHTComplete:
@@ -385,7 +560,7 @@ func (s *Server) caller(from netip.AddrPort, name string) (*state.User, *wire.Re
 	return u, nil
 }
 
-func (s *Server) register(from netip.AddrPort, m wire.Register) (*wire.Reply, bool) {
+func (s *Server) register(from netip.AddrPort, m wire.Register, bySecret bool) (*wire.Reply, bool) {
 	if w := s.waiting(); w != "" {
 		return fail("%s", w), false
 	}
@@ -398,6 +573,8 @@ func (s *Server) register(from netip.AddrPort, m wire.Register) (*wire.Reply, bo
 		return fail("invalid address %s: need a port 1-65535", m.Addr), false
 	case m.Addr != from:
 		return fail("register %s must be sent from %s, the address it registers (it came from %s)", m.Name, m.Addr, from), false
+	case s.users[m.Name] != nil && s.users[m.Name].Addr == m.Addr:
+		return s.rejoin(s.users[m.Name], bySecret)
 	case s.users[m.Name] != nil:
 		return fail("%s is already registered", m.Name), false
 	case s.byAddr[m.Addr] != "":
@@ -405,11 +582,28 @@ func (s *Server) register(from netip.AddrPort, m wire.Register) (*wire.Reply, bo
 	case len(s.users) >= MaxUsers:
 		return fail("the registry is full (%d users)", MaxUsers), false
 	}
-	u := &state.User{Name: m.Name, Addr: m.Addr, State: state.Free}
+	u := &state.User{Name: m.Name, Addr: m.Addr, State: state.Free, Secret: newKey(s.cfg.Keys)}
 	s.users[m.Name] = u
 	s.byAddr[m.Addr] = m.Name
-	return ok(), true
+	return &wire.Reply{OK: true, Key: u.Secret}, true
 }
+
+// rejoin answers a register of a registered user from its own address: its
+// process restarted (SPEC §3). It keeps its state. Signed with its secret,
+// nothing else changes; without it (a new, empty file: the register came
+// with a challenge's cookie), the user gets a new secret and the old one
+// stops working.
+func (s *Server) rejoin(u *state.User, bySecret bool) (*wire.Reply, bool) {
+	r := &wire.Reply{OK: true}
+	if bySecret {
+		return r, false
+	}
+	u.Secret = newKey(s.cfg.Keys)
+	u.Seq = 0
+	r.Key = u.Secret
+	return r, true
+}
+
 
 func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wire.Reply, bool) {
 	leader, r := s.idleCaller(from, m.Name)
@@ -454,8 +648,49 @@ func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wi
 		members[i] = wire.Member{Name: u.Name, Addr: u.Addr}
 	}
 	s.dht = state.DHT{Phase: state.PhaseBuilding, Leader: leader.Name, Members: ring, Since: now.UnixNano()}
+	s.newRing()
 	s.note = ""
-	return ok(members...), true
+	r = ok(members...)
+	r.Epoch = s.dht.Epoch
+	r.Tickets = s.ringTickets(0, wire.MaxMessage-wire.EncodedLen(*r))
+	return r, true
+}
+
+// newRing gives the DHT a new epoch and ring key: a new ring's messages
+// and set-ids are not those of any ring before.
+func (s *Server) newRing() {
+	s.lastEpoch++
+	s.dht.Epoch, s.dht.RingKey = s.lastEpoch, newKey(s.cfg.Keys)
+}
+
+// ringTickets are the tickets of the members from index from on, as many as
+// fit in room bytes.
+func (s *Server) ringTickets(from, room int) []wire.Tag {
+	var ts []wire.Tag
+	for i := from; i < len(s.dht.Members) && room >= wire.TagLen; i++ {
+		ts = append(ts, ticket(s.users[s.dht.Members[i]].Secret, s.dht.Epoch, s.dht.RingKey))
+		room -= wire.TagLen
+	}
+	return ts
+}
+
+// tickets answers the leader of a ring being set up that asks for the
+// tickets the setup-dht reply had no room for.
+func (s *Server) tickets(from netip.AddrPort, m wire.Tickets) *wire.Reply {
+	u, r := s.caller(from, m.Name)
+	switch {
+	case r != nil:
+		return r
+	case s.dht.Phase != state.PhaseBuilding:
+		return fail("no DHT is being set up")
+	case u.Name != s.dht.Leader:
+		return fail("%s is not the leader of the DHT being set up", u.Name)
+	case int(m.From) >= len(s.dht.Members):
+		return fail("the ring has %d members; no ticket from index %d", len(s.dht.Members), m.From)
+	}
+	r = &wire.Reply{OK: true, Epoch: s.dht.Epoch}
+	r.Tickets = s.ringTickets(int(m.From), wire.MaxMessage-wire.EncodedLen(*r))
+	return r
 }
 
 // badRingSize is the one reason given for a setup-dht's N that is not a
@@ -512,7 +747,9 @@ func (s *Server) query(from netip.AddrPort, m wire.QueryDHT) *wire.Reply {
 		return fail("%s maintains the DHT (%s); only Free users may query", u.Name, u.State)
 	}
 	pick := s.users[s.dht.Members[s.cfg.Rand.IntN(len(s.dht.Members))]]
-	return ok(wire.Member{Name: pick.Name, Addr: pick.Addr})
+	r = ok(wire.Member{Name: pick.Name, Addr: pick.Addr})
+	r.Epoch, r.Key = s.dht.Epoch, queryToken(s.dht.RingKey, s.dht.Epoch, u.Addr)
+	return r
 }
 
 func (s *Server) leave(now time.Time, from netip.AddrPort, m wire.LeaveDHT) (*wire.Reply, bool) {
@@ -557,7 +794,7 @@ func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, b
 		old.State = state.InDHT
 	}
 	s.users[m.NewLeader].State = state.Leader
-	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring}
+	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring, Epoch: s.dht.Epoch, RingKey: s.dht.RingKey}
 	return ok(), true
 }
 
@@ -585,7 +822,9 @@ func (s *Server) join(now time.Time, from netip.AddrPort, m wire.JoinDHT) (*wire
 		members[i] = wire.Member{Name: name, Addr: s.users[name].Addr}
 	}
 	s.dht.Phase, s.dht.Joiner, s.dht.Since = state.PhaseJoining, u.Name, now.UnixNano()
-	return ok(members...), true
+	r = ok(members...)
+	r.Epoch, r.Key = s.dht.Epoch, wire.Key(ticket(u.Secret, s.dht.Epoch, s.dht.RingKey))
+	return r, true
 }
 
 // joined ends a join: the joiner is a member of the ring, placed where the
@@ -608,7 +847,7 @@ func (s *Server) joined(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bo
 		old.State = state.InDHT
 	}
 	s.users[m.NewLeader].State = state.Leader
-	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring}
+	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring, Epoch: s.dht.Epoch, RingKey: s.dht.RingKey}
 	return ok(), true
 }
 

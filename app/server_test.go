@@ -221,7 +221,7 @@ func (h *srvH) nextID() uint32 { h.id++; return h.id }
 func (h *srvH) aliveAll() {
 	h.t.Helper()
 	for _, u := range h.s.Snapshot().Users {
-		h.s.Step(h.now, u.Addr, wire.Header{Type: wire.TypeAlive, ID: h.nextID()}, wire.Alive{Name: u.Name})
+		h.s.stepTrusted(h.now, u.Addr, wire.Header{Type: wire.TypeAlive, ID: h.nextID()}, wire.Alive{Name: u.Name})
 	}
 }
 
@@ -300,7 +300,7 @@ func srvCheckOuts(t *testing.T, s *Server, from netip.AddrPort, id uint32, outs 
 // step sends m from `from` with header id and checks the shape of the outputs.
 func (h *srvH) step(from netip.AddrPort, id uint32, m wire.Message) srvResult {
 	h.t.Helper()
-	outs := h.s.Step(h.now, from, wire.Header{Type: m.Type(), ID: id}, m)
+	outs := h.s.stepTrusted(h.now, from, wire.Header{Type: m.Type(), ID: id}, m)
 	return srvCheckOuts(h.t, h.s, from, id, outs)
 }
 
@@ -470,7 +470,7 @@ func TestServerDropsNonUnicastSources(t *testing.T) {
 		t.Run(src, func(t *testing.T) {
 			from := netip.MustParseAddrPort(src)
 			s := NewServer(srvConfig(), srvFree("alice", "bob"), nil)
-			outs := s.Step(srvT0, from, wire.Header{Type: wire.TypeRegister, ID: 1}, wire.Register{Name: "carol", Addr: from})
+			outs := s.stepTrusted(srvT0, from, wire.Header{Type: wire.TypeRegister, ID: 1}, wire.Register{Name: "carol", Addr: from})
 			if len(outs) != 1 {
 				t.Fatalf("outputs %#v; want one Event", outs)
 			}
@@ -563,7 +563,7 @@ func TestServerSetupDHTDeterministicAndRandom(t *testing.T) {
 	st := srvFree("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 	ring := func(seed uint64) string {
 		s := NewServer(ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(rand.NewPCG(seed, 2))}, st, nil)
-		outs := s.Step(srvT0, srvAddr("alice"), wire.Header{ID: 1}, wire.SetupDHT{N: 3, Name: "alice"})
+		outs := s.stepTrusted(srvT0, srvAddr("alice"), wire.Header{ID: 1}, wire.SetupDHT{N: 3, Name: "alice"})
 		return strings.Join(s.Snapshot().DHT.Members, ",") + "|" + outs[len(outs)-1].(Send).Msg.(wire.Reply).Members[1].Name
 	}
 	t.Run("same seed, same ring", func(t *testing.T) {
@@ -1155,11 +1155,11 @@ func TestServerRestart(t *testing.T) {
 	regIDs := map[string]uint32{}
 	for i, n := range names {
 		regIDs[n] = uint32(100 + i)
-		outs := orig.Step(srvT0, srvAddr(n), wire.Header{ID: regIDs[n]}, wire.Register{Name: n, Addr: srvAddr(n)})
+		outs := orig.stepTrusted(srvT0, srvAddr(n), wire.Header{ID: regIDs[n]}, wire.Register{Name: n, Addr: srvAddr(n)})
 		p.apply(outs)
 	}
 	setup := srvReq{"alice", 200, wire.SetupDHT{N: 3, Name: "alice"}}
-	setupOuts := orig.Step(srvT0, srvAddr(setup.from), wire.Header{ID: setup.id}, setup.msg)
+	setupOuts := orig.stepTrusted(srvT0, srvAddr(setup.from), wire.Header{ID: setup.id}, setup.msg)
 	p.apply(setupOuts)
 	setupReply := setupOuts[len(setupOuts)-1].(Send).Msg.(wire.Reply)
 
@@ -1180,13 +1180,13 @@ func TestServerRestart(t *testing.T) {
 	t.Run("cached replies survive: retransmissions are not run again", func(t *testing.T) {
 		s := restart(t)
 		for _, n := range []string{"bob", "erin"} {
-			outs := s.Step(srvT0, srvAddr(n), wire.Header{ID: regIDs[n]}, wire.Register{Name: n, Addr: srvAddr(n)})
+			outs := s.stepTrusted(srvT0, srvAddr(n), wire.Header{ID: regIDs[n]}, wire.Register{Name: n, Addr: srvAddr(n)})
 			r := srvCheckOuts(t, s, srvAddr(n), regIDs[n], outs)
 			if !r.Reply.OK || r.Persist != nil {
 				t.Errorf("retransmitted register %s after restart: %+v persisted=%v, want the cached SUCCESS", n, r.Reply, r.Persist != nil)
 			}
 		}
-		outs := s.Step(srvT0, srvAddr("alice"), wire.Header{ID: setup.id}, setup.msg)
+		outs := s.stepTrusted(srvT0, srvAddr("alice"), wire.Header{ID: setup.id}, setup.msg)
 		if r := srvCheckOuts(t, s, srvAddr("alice"), setup.id, outs); !srvSameReply(r.Reply, setupReply) || r.Persist != nil {
 			t.Errorf("retransmitted setup-dht after restart: %+v, want the cached %+v", r.Reply, setupReply)
 		}
@@ -1221,8 +1221,8 @@ func TestServerRestart(t *testing.T) {
 			{member, 403, wire.Register{Name: member, Addr: srvAddr(member)}},
 		}
 		for i, r := range script {
-			o1 := orig.Step(srvT0, srvAddr(r.from), wire.Header{ID: r.id}, r.msg)
-			o2 := s.Step(srvT0, srvAddr(r.from), wire.Header{ID: r.id}, r.msg)
+			o1 := orig.stepTrusted(srvT0, srvAddr(r.from), wire.Header{ID: r.id}, r.msg)
+			o2 := s.stepTrusted(srvT0, srvAddr(r.from), wire.Header{ID: r.id}, r.msg)
 			res := srvCheckOuts(t, s, srvAddr(r.from), r.id, o2)
 			if !reflect.DeepEqual(srvNormOuts(o1), srvNormOuts(o2)) {
 				t.Fatalf("step %d %T: running server\n%#v\nrestarted server\n%#v", i, r.msg, o1, o2)
@@ -1381,7 +1381,7 @@ func TestServerNonRequest(t *testing.T) {
 			st := srvDHT(state.PhaseBuilding, []string{"alice", "bob"}, "carol")
 			s := NewServer(srvConfig(), st, nil)
 			for _, from := range []netip.AddrPort{srvAddr("bob"), srvStranger} {
-				outs := s.Step(srvT0, from, wire.Header{Type: m.Type(), ID: 77}, m)
+				outs := s.stepTrusted(srvT0, from, wire.Header{Type: m.Type(), ID: 77}, m)
 				for _, o := range outs {
 					if _, ok := o.(Event); !ok {
 						t.Errorf("non-request %T from %s produced %#v", m, from, o)
@@ -1398,7 +1398,7 @@ func TestServerNonRequest(t *testing.T) {
 		h := newSrvH(t, srvFree())
 		reg := wire.Register{Name: "carol", Addr: srvAddr("carol")}
 		h.step(srvAddr("carol"), 7, reg)
-		h.s.Step(srvT0, srvAddr("carol"), wire.Header{Type: wire.TypeAck, ID: 8}, wire.Ack{})
+		h.s.stepTrusted(srvT0, srvAddr("carol"), wire.Header{Type: wire.TypeAck, ID: 8}, wire.Ack{})
 		if r := h.step(srvAddr("carol"), 7, reg); !r.Reply.OK || r.Persist != nil {
 			t.Errorf("retransmission after an Ack: %+v, want the cached SUCCESS", r.Reply)
 		}
@@ -1411,7 +1411,7 @@ func TestServerNonRequestWithCachedID(t *testing.T) {
 	h := newSrvH(t, srvFree())
 	h.step(srvAddr("carol"), 7, wire.Register{Name: "carol", Addr: srvAddr("carol")})
 	for _, m := range []wire.Message{wire.Ack{}, wire.Reply{OK: true}} {
-		outs := h.s.Step(srvT0, srvAddr("carol"), wire.Header{Type: m.Type(), ID: 7}, m)
+		outs := h.s.stepTrusted(srvT0, srvAddr("carol"), wire.Header{Type: m.Type(), ID: 7}, m)
 		for _, o := range outs {
 			if _, ok := o.(Send); ok {
 				t.Errorf("%T with the cached id 7 got a reply: %#v", m, o)
@@ -1492,10 +1492,10 @@ func TestServerLifecycle(t *testing.T) {
 func TestServerReplyCacheBounded(t *testing.T) {
 	s := NewServer(ServerConfig{}, state.ServerState{}, nil)
 	alice := netip.MustParseAddrPort("10.0.0.1:5000")
-	s.Step(srvT0, alice, wire.Header{ID: 1}, wire.Register{Name: "alice", Addr: alice})
+	s.stepTrusted(srvT0, alice, wire.Header{ID: 1}, wire.Register{Name: "alice", Addr: alice})
 	for i := range 3 * maxCache {
 		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}), uint16(1000+i))
-		s.Step(srvT0, from, wire.Header{ID: 7}, wire.QueryDHT{Name: "nobody"})
+		s.stepTrusted(srvT0, from, wire.Header{ID: 7}, wire.QueryDHT{Name: "nobody"})
 	}
 	if len(s.cache) > maxCache {
 		t.Fatalf("cache holds %d answers, bound is %d", len(s.cache), maxCache)
@@ -1520,8 +1520,8 @@ func TestServerPersistedRepliesStayBounded(t *testing.T) {
 	for i := range users {
 		name := srvManyName(i, 6)
 		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 5000)
-		p.apply(s.Step(now, addr, wire.Header{ID: 1}, wire.Register{Name: name, Addr: addr}))
-		p.apply(s.Step(now, addr, wire.Header{ID: 2}, wire.Deregister{Name: name}))
+		p.apply(s.stepTrusted(now, addr, wire.Header{ID: 1}, wire.Register{Name: name, Addr: addr}))
+		p.apply(s.stepTrusted(now, addr, wire.Header{ID: 2}, wire.Deregister{Name: name}))
 		last = addr
 	}
 	if n := len(p.replies); n > maxCache+1 || n == 0 {
@@ -1529,7 +1529,7 @@ func TestServerPersistedRepliesStayBounded(t *testing.T) {
 	}
 	// The last deregister's reply survives a restart.
 	s = NewServer(srvConfig(), p.state, p.cached())
-	outs := s.Step(now, last, wire.Header{ID: 2}, wire.Deregister{Name: srvManyName(users-1, 6)})
+	outs := s.stepTrusted(now, last, wire.Header{ID: 2}, wire.Deregister{Name: srvManyName(users-1, 6)})
 	for _, o := range outs {
 		if send, ok := o.(Send); ok {
 			if r, ok := send.Msg.(wire.Reply); !ok || !r.OK {
@@ -1550,13 +1550,13 @@ func TestServerForgetsUnusableReplies(t *testing.T) {
 	// A retransmission of bob's id 7 is not answered from the broken
 	// cache entry: it runs (and fails: bob is registered already).
 	var first PersistServer
-	for _, o := range s.Step(now, bad, wire.Header{ID: 7}, wire.Register{Name: "bob", Addr: bad}) {
+	for _, o := range s.stepTrusted(now, bad, wire.Header{ID: 7}, wire.Register{Name: "bob", Addr: bad}) {
 		if p, ok := o.(PersistServer); ok {
 			t.Fatalf("a FAILURE persisted %+v", p)
 		}
 	}
 	alice := srvAddr("alice")
-	for _, o := range s.Step(now, alice, wire.Header{ID: 1}, wire.Register{Name: "alice", Addr: alice}) {
+	for _, o := range s.stepTrusted(now, alice, wire.Header{ID: 1}, wire.Register{Name: "alice", Addr: alice}) {
 		if p, ok := o.(PersistServer); ok {
 			first = p
 		}

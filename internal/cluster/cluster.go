@@ -111,8 +111,9 @@ func Start(cfg Config) (*Cluster, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(parent)
 	c.srv = &app.ServerRunner{
-		Conn:   conn,
-		Core:   app.NewServer(app.ServerConfig{Rand: rand.New(rand.NewPCG(cfg.Seed, 0x5e57e7))}, st, replies),
+		Conn: conn,
+		Core: app.NewServer(app.ServerConfig{Rand: rand.New(rand.NewPCG(cfg.Seed, 0x5e57e7)),
+			Keys: app.KeysFrom(rand.New(rand.NewPCG(cfg.Seed, 0x6b657973)))}, st, replies),
 		Store:  db,
 		Log:    c.logger("server"),
 		Faults: c.faults(0),

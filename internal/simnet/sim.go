@@ -131,7 +131,8 @@ func New(seed uint64, server netip.AddrPort) *Sim {
 // newServer builds the server's state machine from what it persisted,
 // drawing its random choices from the seed and stream.
 func (s *Sim) newServer(stream uint64, st state.ServerState, replies []state.CachedReply) *app.Server {
-	return app.NewServer(app.ServerConfig{Rand: rand.New(rand.NewPCG(s.seed, stream)), OpTimeout: time.Minute, Started: s.now}, st, replies)
+	return app.NewServer(app.ServerConfig{Rand: rand.New(rand.NewPCG(s.seed, stream)), Keys: app.KeysFrom(rand.New(rand.NewPCG(s.seed, stream^0x6b657973))),
+		OpTimeout: time.Minute, Started: s.now}, st, replies)
 }
 
 // SetTrace sends the trace of every process to h from now on; nil stops

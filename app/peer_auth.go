@@ -1,0 +1,158 @@
+package app
+
+// The peer's side of "who may command whom" (docs/DESIGN.md §7): which key
+// each datagram it takes must be signed with, and the keys it signs with.
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"dht/wire"
+)
+
+// credentials are what a peer holds to prove itself and to check others:
+// the secret the server gave it at register, the sequence numbers of its
+// requests and alives, and the ring it last took a place in (its epoch and
+// key). They are kept in the peer's file (state.Identity).
+type credentials struct {
+	secret   wire.Key
+	seq      uint64
+	aliveSeq uint64
+	epoch    uint64
+	ringKey  wire.Key
+}
+
+// setRing takes the ring (epoch, key): the link signs with it from now on.
+func (p *Peer) setRing(epoch uint64, key wire.Key) {
+	if epoch != p.cred.epoch || key != p.cred.ringKey {
+		p.unsaved = true
+	}
+	p.cred.epoch, p.cred.ringKey = epoch, key
+	p.link.sg = signer{seq: epoch, key: key}
+}
+
+// requestSigner signs the next request to the server: with the secret, and
+// a sequence number larger than any before (none before register).
+func (p *Peer) requestSigner(now time.Time) signer {
+	if p.cred.secret.IsZero() {
+		return signer{}
+	}
+	p.cred.seq = nextSeq(p.cred.seq, now)
+	return signer{seq: p.cred.seq, key: p.cred.secret}
+}
+
+// ringSigned reports whether h is signed with the ring this peer holds.
+func (p *Peer) ringSigned(h wire.Header) bool {
+	return !p.cred.ringKey.IsZero() && h.Seq == p.cred.epoch && wire.Verify(p.cred.ringKey, h)
+}
+
+// authentic says why the datagram (h, m) from `from` is not to be acted
+// on, or "" if it is: a reply, challenge or pace must come from the server,
+// signed with this peer's secret (a register's reply, before there is one,
+// with the challenge's cookie; an unsigned FAILURE is taken, and can do no
+// more than fail the request); a set-id must carry a ticket the server
+// made for this peer for a ring newer than any it took; a query must be
+// signed with the token the server gave its querier, or by a member of the
+// ring; its answer with the token of the query in progress; every other
+// ring message by a member of the ring this peer is in.
+func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) string {
+	switch m := m.(type) {
+	case wire.Reply, wire.Challenge:
+		if from != p.cfg.Server {
+			return "" // matches no request: said so where replies are matched
+		}
+		if r, ok := m.(wire.Reply); ok && !r.OK && h.Flags&wire.FlagAuth == 0 {
+			return ""
+		}
+		if _, ok := m.(wire.Challenge); ok {
+			if o, ok := p.op.(*registerOp); ok && p.cred.secret.IsZero() && o.rq.live {
+				return ""
+			}
+			return "challenge while no register waits for one"
+		}
+		key := p.cred.secret
+		if o, ok := p.op.(*registerOp); ok && key.IsZero() {
+			key = wire.Key(o.rq.msg.(wire.Register).Cookie)
+		}
+		if key.IsZero() || !wire.Verify(key, h) {
+			return "reply not signed with this peer's secret"
+		}
+	case wire.Pace:
+		if p.cred.secret.IsZero() || !wire.Verify(p.cred.secret, h) {
+			return "pace not signed with this peer's secret"
+		}
+	case wire.SetID:
+		if m.Ticket == (wire.Tag{}) {
+			// A joiner's: it holds the ring's key from its join-dht reply.
+			if !p.ringSigned(h) {
+				return "set-id without a ticket, not signed with this peer's ring"
+			}
+			return ""
+		}
+		if p.cred.secret.IsZero() {
+			return "set-id for a peer the server gave no secret"
+		}
+		key := ringKeyOf(p.cred.secret, h.Seq, m.Ticket)
+		switch {
+		case !wire.Verify(key, h):
+			return "set-id whose ticket the server did not make for this peer"
+		case h.Seq < p.cred.epoch || h.Seq == p.cred.epoch && key != p.cred.ringKey:
+			return "set-id of an earlier ring"
+		}
+		p.setRing(h.Seq, key)
+	case wire.Query:
+		if p.cred.ringKey.IsZero() || h.Seq != p.cred.epoch {
+			return "query for another ring"
+		}
+		if !wire.Verify(queryToken(p.cred.ringKey, p.cred.epoch, m.Querier.Addr), h) && !wire.Verify(p.cred.ringKey, h) {
+			return "query the server did not authorize"
+		}
+	case wire.QueryResult:
+		if q, ok := p.op.(*queryOp); !ok || q.sg.key.IsZero() || !wire.Verify(q.sg.key, h) {
+			return "answer not signed with the token of the query in progress"
+		}
+	case wire.Ack:
+		if q, ok := p.op.(*queryOp); ok && !q.sg.key.IsZero() && wire.Verify(q.sg.key, h) {
+			return ""
+		}
+		if !p.ringSigned(h) {
+			return "ack not signed with this peer's ring"
+		}
+	default:
+		if !p.ringSigned(h) {
+			return m.Type().String() + " not signed with this peer's ring"
+		}
+	}
+	return ""
+}
+
+// maxChallenges bounds how often one register answers a challenge: the
+// server challenges again only if its cookie key changed (it restarted).
+const maxChallenges = 3
+
+// onChallenge sends the register in progress again, with the cookie: the
+// server sent it to this peer's address, and only a process that receives
+// there can send it back.
+func (p *Peer) onChallenge(now time.Time, from netip.AddrPort, h wire.Header, c wire.Challenge) []Output {
+	o := p.op.(*registerOp) // authentic checked
+	if from != p.cfg.Server || h.ID != o.rq.id {
+		return []Output{dropped("challenge matches no request", from, slog.Uint64("id", uint64(h.ID)))}
+	}
+	if o.challenges++; o.challenges > maxChallenges {
+		return p.failed(now, nil, resultFailed(CmdRegister, fmt.Sprintf("the server challenged this register %d times", maxChallenges)))
+	}
+	if rtt, ok := o.rq.tries.roundTrip(now); ok {
+		p.serverRTT.sample(rtt)
+	}
+	m := o.rq.msg.(wire.Register)
+	m.Cookie = c.Cookie
+	return p.ask(now, nil, &o.rq, CmdRegister, m)
+}
+
+// tokenSigner signs a query from querier, and its answer, in the ring this
+// peer is in.
+func (p *Peer) tokenSigner(querier netip.AddrPort) signer {
+	return signer{seq: p.cred.epoch, key: queryToken(p.cred.ringKey, p.cred.epoch, querier)}
+}
