@@ -59,7 +59,7 @@ func TestJoinRefusedByTheLeaderSaysWhy(t *testing.T) {
 		{"a member joins", joinLeader, wire.Join{Joiner: fzRight, N: 3}, "the join was refused: carol is in the ring already"},
 		{"a join in progress", func() *Peer {
 			p := joinLeader()
-			p.Step(now, fzOther, wire.Header{ID: 1}, wire.Join{Joiner: wire.Member{Name: "erin", Addr: fzOther}, N: 3})
+			stepSigned(p, now, fzOther, wire.Header{ID: 1}, wire.Join{Joiner: wire.Member{Name: "erin", Addr: fzOther}, N: 3})
 			return p
 		}, wire.Join{Joiner: fzJoiner, N: 3}, "the join was refused: bob is already taking erin in"},
 	}
@@ -67,7 +67,7 @@ func TestJoinRefusedByTheLeaderSaysWhy(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			p := c.peer()
 			before := p.identity()
-			printed, sent := outcome(p.Step(now, c.join.Joiner.Addr, wire.Header{ID: 9}, c.join))
+			printed, sent := outcome(stepSigned(p, now, c.join.Joiner.Addr, wire.Header{ID: 9}, c.join))
 			got := sent[c.join.Joiner.Addr]
 			if len(got) != 1 {
 				t.Fatalf("sent the joiner %+v, want one rebuilt", got)
@@ -88,7 +88,7 @@ func TestJoinLeaderWithoutDatasetSaysSo(t *testing.T) {
 	p := joinLeader()
 	p.cfg.LoadData = func() (dataset.Source, error) { return nil, errors.New("dataset: d.csv: line 7: bad") }
 	before := p.identity()
-	printed, sent := outcome(p.Step(time.Unix(1_700_000_000, 0), fzJoiner.Addr, wire.Header{ID: 1}, wire.Join{Joiner: fzJoiner, N: 3}))
+	printed, sent := outcome(stepSigned(p, time.Unix(1_700_000_000, 0), fzJoiner.Addr, wire.Header{ID: 1}, wire.Join{Joiner: fzJoiner, N: 3}))
 	want := "rebuild-dht FAILURE: cannot use the dataset: dataset: d.csv: line 7: bad; the join-dht of dave fails with it"
 	if len(printed) != 1 || printed[0] != want {
 		t.Fatalf("the leader printed %q, want %q", printed, want)
@@ -109,6 +109,7 @@ func TestJoinerHearsOnlyItsLeader(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	p := NewPeer(PeerConfig{Server: fzServer, Rand: rand.New(rand.NewPCG(1, 1))})
 	p.self, p.bound, p.registered = fzJoiner, true, true
+	p.cred.secret = fzSecret
 	table := store.NewMemPeer()
 	p.SetTable(table)
 	var req uint32
@@ -118,7 +119,7 @@ func TestJoinerHearsOnlyItsLeader(t *testing.T) {
 		}
 	}
 	ring := []wire.Member{fzSelf, fzRight, fzLeft} // bob leads
-	printed, sent := outcome(p.Step(now, fzServer, wire.Header{ID: req}, wire.Reply{OK: true, Members: ring}))
+	printed, sent := outcome(stepSigned(p, now, fzServer, wire.Header{ID: req}, wire.Reply{OK: true, Members: ring}))
 	if len(printed) != 1 || printed[0] != "join-dht SUCCESS" {
 		t.Fatalf("printed %q, want join-dht SUCCESS", printed)
 	}
@@ -136,18 +137,18 @@ func TestJoinerHearsOnlyItsLeader(t *testing.T) {
 		return outs
 	}
 	// The leader places it: set-id, then a store round passes.
-	apply(p.Step(now, fzSelf.Addr, wire.Header{ID: 1}, wire.SetID{ID: 3, N: 4, Left: fzLeft, Right: fzSelf}))
-	apply(p.Step(now, fzLeft.Addr, wire.Header{ID: 2}, wire.Store{N: 4, Records: []wire.Record{{3: "ab"}}}))
+	apply(stepSigned(p, now, fzSelf.Addr, wire.Header{ID: 1}, wire.SetID{ID: 3, N: 4, Left: fzLeft, Right: fzSelf}))
+	apply(stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 2}, wire.Store{N: 4, Records: []wire.Record{{3: "ab"}}}))
 	if id, recs, _ := table.Load(); !id.InRing || len(recs) != 1 {
 		t.Fatalf("the joiner's file: %+v, %d records; want its place and ab (pos 195, id 3 of 4)", id, len(recs))
 	}
 	for _, from := range []netip.AddrPort{fzRight.Addr, fzOther} {
-		outs := p.Step(now, from, wire.Header{ID: 3}, wire.Rebuilt{OK: true, NewLeader: "carol"})
+		outs := stepSigned(p, now, from, wire.Header{ID: 3}, wire.Rebuilt{OK: true, NewLeader: "carol"})
 		if printed, sent := outcome(outs); len(printed) != 0 || len(sent) != 0 {
 			t.Fatalf("rebuilt from %s, not the leader: printed %q, sent %+v", from, printed, sent)
 		}
 	}
-	printed, _ = outcome(apply(p.Step(now, fzSelf.Addr, wire.Header{ID: 4}, wire.Rebuilt{Reason: "the join failed at the leader bob: why", NewLeader: "bob"})))
+	printed, _ = outcome(apply(stepSigned(p, now, fzSelf.Addr, wire.Header{ID: 4}, wire.Rebuilt{Reason: "the join failed at the leader bob: why", NewLeader: "bob"})))
 	if len(printed) != 1 || printed[0] != "dht-rebuilt FAILURE: the join failed at the leader bob: why" {
 		t.Fatalf("printed %q", printed)
 	}

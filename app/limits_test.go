@@ -57,9 +57,9 @@ func loadRecord(t *testing.T, r dataset.Record) error {
 // MaxNameLen letters); a byte more and Load refuses it, and the answer
 // cannot be encoded.
 func TestDatasetRecordLimitFitsOneDatagram(t *testing.T) {
-	if dataset.MaxDatagram != wire.MaxDatagram || dataset.MaxField != wire.MaxField || dataset.NumFields != wire.NumFields {
+	if dataset.MaxDatagram != wire.MaxMessage || dataset.MaxField != wire.MaxField || dataset.NumFields != wire.NumFields {
 		t.Fatalf("dataset's MaxDatagram %d, MaxField %d, NumFields %d; wire's %d, %d, %d",
-			dataset.MaxDatagram, dataset.MaxField, dataset.NumFields, wire.MaxDatagram, wire.MaxField, wire.NumFields)
+			dataset.MaxDatagram, dataset.MaxField, dataset.NumFields, wire.MaxMessage, wire.MaxField, wire.NumFields)
 	}
 	answer := func(r dataset.Record) wire.QueryResult {
 		return wire.QueryResult{ReqID: 1<<32 - 1, Found: true, Node: strings.Repeat("n", MaxNameLen), NodeID: MaxRing - 1,
@@ -70,7 +70,7 @@ func TestDatasetRecordLimitFitsOneDatagram(t *testing.T) {
 		if err := loadRecord(t, r); err != nil {
 			t.Fatalf("Long Name of %d: a record of MaxEncodedLen bytes refused: %v", longLen, err)
 		}
-		b, err := wire.Append(nil, 1, 0, answer(r))
+		b, err := wire.AppendSigned(nil, 1, 0, answer(r), 1, wire.Key{1})
 		if err != nil || len(b) != wire.MaxDatagram {
 			t.Fatalf("Long Name of %d: the answer is %d bytes, %v; want exactly %d", longLen, len(b), err, wire.MaxDatagram)
 		}

@@ -235,7 +235,7 @@ func TestAckOfARetransmittedMessageIsNoWarning(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	// Pos("aa") = 194, id 2: carol's, so bob forwards it to carol.
 	var id uint32
-	for _, o := range p.Step(now, fzLeft.Addr, wire.Header{ID: 7}, wire.Query{ReqID: 1, Querier: wire.Member{Name: "dave", Addr: fzOther}, Hops: 1, LongName: "aa"}) {
+	for _, o := range stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 7}, wire.Query{ReqID: 1, Querier: wire.Member{Name: "dave", Addr: fzOther}, Hops: 1, LongName: "aa"}) {
 		if s, ok := o.(Send); ok && s.To == fzRight.Addr {
 			id = s.ID
 		}
@@ -263,7 +263,7 @@ func TestAckOfARetransmittedMessageIsNoWarning(t *testing.T) {
 		}
 		return buf.String()
 	}
-	ack := func(id uint32) []Output { return p.Step(at, fzRight.Addr, wire.Header{ID: id}, wire.Ack{}) }
+	ack := func(id uint32) []Output { return stepSigned(p, at, fzRight.Addr, wire.Header{ID: id}, wire.Ack{}) }
 	if got := trace(ack(id)); got != "" {
 		t.Fatalf("the first ack traced %q", got)
 	}

@@ -50,7 +50,7 @@ func TestPeerSendsAliveWhileRegistered(t *testing.T) {
 			req = s.ID
 		}
 	}
-	p.Step(now, fzServer, wire.Header{ID: req}, wire.Reply{OK: true})
+	stepSigned(p, now, fzServer, wire.Header{ID: req}, wire.Reply{OK: true})
 	if !p.Registered() {
 		t.Fatal("not registered")
 	}
@@ -68,11 +68,11 @@ func TestPeerSendsAliveWhileRegistered(t *testing.T) {
 	// Told 5s: the one already due at 4s comes, then one every 5s, saying
 	// 5000.
 	now = at[2]
-	if outs := p.Step(now, fzServer, wire.Header{ID: 1}, wire.Pace{PeriodMS: 5000}); len(outs) != 0 {
+	if outs := stepSigned(p, now, fzServer, wire.Header{ID: 1}, wire.Pace{PeriodMS: 5000}); len(outs) != 0 {
 		t.Fatalf("pace: %#v", outs)
 	}
 	// A pace from a stranger changes nothing.
-	p.Step(now, fzOther, wire.Header{ID: 2}, wire.Pace{PeriodMS: 100})
+	stepSigned(p, now, fzOther, wire.Header{ID: 2}, wire.Pace{PeriodMS: 100})
 	at, sent = alives(t, p, now, now.Add(16*time.Second))
 	if len(at) != 4 || !at[0].Equal(now.Add(time.Second)) || !at[3].Equal(now.Add(16*time.Second)) || sent[0].PeriodMS != 5000 {
 		t.Fatalf("alives after a 5s pace at %v (%+v), want at +1s, +6s, +11s, +16s with period 5000", at, sent)
@@ -86,7 +86,7 @@ func TestPeerSendsAliveWhileRegistered(t *testing.T) {
 			dereg = s.ID
 		}
 	}
-	p.Step(now, fzServer, wire.Header{ID: dereg}, wire.Reply{OK: true})
+	stepSigned(p, now, fzServer, wire.Header{ID: dereg}, wire.Reply{OK: true})
 	if p.Registered() {
 		t.Fatal("still registered after deregister")
 	}

@@ -39,6 +39,7 @@ func fuzzPeer() *Peer {
 	// Its place in the ring, as its file holds it.
 	p.inRing, p.id, p.n, p.neighbours = true, id.ID, id.N, true
 	p.left, p.right = fzLeft, fzRight
+	giveCredentials(p)
 	return p
 }
 

@@ -21,7 +21,8 @@ func TestSetIDWrittenWithTheStores(t *testing.T) {
 	p := fuzzPeer()
 	now := time.Unix(1_700_000_000, 0)
 	step := func(id uint32, m wire.Message) []Output {
-		outs := p.Receive(now, []Datagram{{From: fzLeft.Addr, Header: wire.Header{ID: id}, Msg: m}})
+		h, m := signedFor(p, wire.Header{ID: id}, m)
+		outs := p.Receive(now, []Datagram{{From: fzLeft.Addr, Header: h, Msg: m}})
 		return append(outs, p.Settle()...)
 	}
 	var persists []state.Batch
@@ -73,7 +74,7 @@ func TestUnreadableTableAnswersNotFound(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	querier := wire.Member{Name: "dave", Addr: fzOther}
 	// Pos("ac") = 196, id 196 mod 3 = 1: bob's.
-	outs := p.Step(now, fzLeft.Addr, wire.Header{ID: 9, Flags: wire.FlagNoAck}, wire.Query{ReqID: 3, Querier: querier, LongName: "ac"})
+	outs := stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 9, Flags: wire.FlagNoAck}, wire.Query{ReqID: 3, Querier: querier, LongName: "ac"})
 	var answered, logged bool
 	for _, o := range outs {
 		switch o := o.(type) {
@@ -95,8 +96,8 @@ func TestNewLeaderWithoutDatasetSaysSo(t *testing.T) {
 	p := fuzzPeer() // bob; alice, his left, leaves
 	p.cfg.LoadData = func() (dataset.Source, error) { return nil, errors.New("dataset: d.csv: line 7: bad") }
 	now := time.Unix(1_700_000_000, 0)
-	p.Step(now, fzLeft.Addr, wire.Header{ID: 1}, wire.ResetLeft{Left: wire.Member{Name: "dave", Addr: fzOther}})
-	outs := p.Step(now, fzLeft.Addr, wire.Header{ID: 2}, wire.RebuildDHT{Leaver: fzLeft})
+	stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 1}, wire.ResetLeft{Left: wire.Member{Name: "dave", Addr: fzOther}})
+	outs := stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 2}, wire.RebuildDHT{Leaver: fzLeft})
 	var printed []string
 	told := false
 	for _, o := range outs {
@@ -123,8 +124,8 @@ func TestNewLeaderWithoutDatasetSaysSo(t *testing.T) {
 func TestNewLeaderWhoseStoresAreNotAcknowledgedSaysSo(t *testing.T) {
 	p := fuzzPeer() // bob; alice, his left, leaves; carol, his right, is silent
 	now := time.Unix(1_700_000_000, 0)
-	p.Step(now, fzLeft.Addr, wire.Header{ID: 1}, wire.ResetLeft{Left: wire.Member{Name: "dave", Addr: fzOther}})
-	p.Step(now, fzLeft.Addr, wire.Header{ID: 2}, wire.RebuildDHT{Leaver: fzLeft})
+	stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 1}, wire.ResetLeft{Left: wire.Member{Name: "dave", Addr: fzOther}})
+	stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 2}, wire.RebuildDHT{Leaver: fzLeft})
 	var printed []string
 	for range 1000 {
 		at, ok := p.NextDeadline()
@@ -149,14 +150,14 @@ func TestLeaveFailureNamesTheLeavesMessage(t *testing.T) {
 	p := fuzzPeer() // bob, id 1 of 3; carol, his right, stops answering
 	now := time.Unix(1_700_000_000, 0)
 	// Pos("aa") = 194, id 2: carol's, so bob forwards it to her.
-	p.Step(now, fzLeft.Addr, wire.Header{ID: 7}, wire.Query{ReqID: 1, Querier: wire.Member{Name: "dave", Addr: fzOther}, Hops: 1, LongName: "aa"})
+	stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 7}, wire.Query{ReqID: 1, Querier: wire.Member{Name: "dave", Addr: fzOther}, Hops: 1, LongName: "aa"})
 	var req uint32
 	for _, o := range p.Input(now, "leave-dht bob") {
 		if s, ok := o.(Send); ok && s.To == fzServer {
 			req = s.ID
 		}
 	}
-	p.Step(now, fzServer, wire.Header{ID: req}, wire.Reply{OK: true})
+	stepSigned(p, now, fzServer, wire.Header{ID: req}, wire.Reply{OK: true})
 	var printed []string
 	for range 10000 {
 		at, ok := p.NextDeadline()
@@ -183,7 +184,7 @@ func TestRingMessagesCannotLoop(t *testing.T) {
 	// "Aruba" is pos 138: id 0 of a ring of 3, not bob's (id 1).
 	for hops, forwarded := range map[uint16]bool{0: true, 1: true, 2: false, 40: false} {
 		p := fuzzPeer()
-		outs := p.Step(now, fzLeft.Addr, wire.Header{ID: 7, Flags: wire.FlagNoAck}, wire.Query{ReqID: 1, Querier: querier, Hops: hops, LongName: "Aruba"})
+		outs := stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 7, Flags: wire.FlagNoAck}, wire.Query{ReqID: 1, Querier: querier, Hops: hops, LongName: "Aruba"})
 		sent, dropped := false, false
 		for _, o := range outs {
 			switch o := o.(type) {
@@ -201,7 +202,7 @@ func TestRingMessagesCannotLoop(t *testing.T) {
 	// The leader of a ring of 3 takes no store from its left.
 	p := fuzzPeer()
 	p.id = 0
-	outs := p.Step(now, fzLeft.Addr, wire.Header{ID: 8}, wire.Store{N: 3, Records: []wire.Record{dataset.Record{LongName: "Kingdom of Spain"}.Fields()}})
+	outs := stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 8}, wire.Store{N: 3, Records: []wire.Record{dataset.Record{LongName: "Kingdom of Spain"}.Fields()}})
 	for _, o := range outs {
 		if s, ok := o.(Send); ok {
 			if _, ack := s.Msg.(wire.Ack); !ack {

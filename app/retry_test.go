@@ -70,7 +70,7 @@ func TestServerRequestFloor(t *testing.T) {
 		t.Fatalf("register sent %v", outs)
 	}
 	t1 := t0.Add(100 * time.Microsecond)
-	p.Step(t1, server, wire.Header{ID: send.ID}, wire.Reply{OK: true})
+	stepSigned(p, t1, server, wire.Header{ID: send.ID}, wire.Reply{OK: true})
 	if !p.Registered() {
 		t.Fatal("not registered")
 	}

@@ -22,7 +22,7 @@ func TestUnregisteredPeerDropsRingMessages(t *testing.T) {
 		wire.Query{ReqID: 1, Querier: fzRight, LongName: "Aruba"},
 	}
 	for i, m := range msgs {
-		outs := p.Step(now, fzLeft.Addr, wire.Header{Type: m.Type(), ID: uint32(i + 1)}, m)
+		outs := stepSigned(p, now, fzLeft.Addr, wire.Header{Type: m.Type(), ID: uint32(i + 1)}, m)
 		for _, o := range outs {
 			if _, ok := o.(Event); !ok {
 				t.Fatalf("%s: output %T %+v, want only a trace event", m.Type(), o, o)

@@ -290,8 +290,8 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		return []Output{dropped("not a request", from, slog.String("type", m.Type().String()))}
 	}
 	signed := h.Flags&wire.FlagAuth != 0
-	if c, ok := s.cache[from]; ok && c.id == h.ID && c.seq == h.Seq && signed == !c.key.IsZero() &&
-		(!signed || wire.Verify(c.key, h)) && (signed || sameCookie(c, m)) {
+	if c, ok := s.cache[from]; ok && c.id == h.ID && c.seq == h.Seq && !c.key.IsZero() &&
+		(signed && wire.Verify(c.key, h) || !signed && sameCookie(c, m)) {
 		s.seen(now, from)
 		return []Output{
 			event("duplicate request: answering from cache", attrAddr(from), slog.Uint64("id", uint64(h.ID))),
@@ -309,7 +309,7 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	case u == nil:
 		return s.refuse(from, h, m, "request for a user not registered", name+" is not registered")
 	case u.Secret.IsZero() || !wire.Verify(u.Secret, h):
-		return s.refuse(from, h, m, "request not signed with the user's secret", "bad signature")
+		return s.refuse(from, h, m, "request not signed with the user's secret", "not signed by "+name)
 	case h.Seq <= u.Seq:
 		return []Output{dropped("replayed request", from, slog.String("name", name), slog.Uint64("seq", h.Seq))}
 	}

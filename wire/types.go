@@ -487,9 +487,10 @@ func (m DHTRebuilt) LogValue() slog.Value {
 }
 
 // Reply answers a request to the server: bool ok, string reason (at most
-// MaxReason bytes, empty when ok), list of members, u64 epoch, u8 key
-// length (0 or 16) and the key, u8 ticket count and 16 bytes each. The
-// header id echoes the request's id.
+// MaxReason bytes, empty when ok), list of members, then the credentials:
+// u64 epoch, u8 key length (0 or 16) and the key, u8 ticket count and 16
+// bytes each, all three left out when the epoch is 0 and there is no key
+// and no ticket. The header id echoes the request's id.
 //
 // Epoch, Key and Tickets carry the credentials (docs/DESIGN.md, "Who may
 // command whom"): a register's reply carries the user's secret in Key; a
@@ -511,10 +512,16 @@ const MaxTickets = MaxMembers
 
 func (Reply) Type() Type { return TypeReply }
 
+// credentials reports whether the reply carries the credential fields.
+func (m Reply) credentials() bool { return m.Epoch != 0 || !m.Key.IsZero() || len(m.Tickets) > 0 }
+
 func (m Reply) bodyLen() int {
-	n := 1 + strLen(m.Reason) + 2 + 8 + 1 + 1 + TagLen*len(m.Tickets)
-	if !m.Key.IsZero() {
-		n += KeyLen
+	n := 1 + strLen(m.Reason) + 2
+	if m.credentials() {
+		n += 8 + 1 + 1 + TagLen*len(m.Tickets)
+		if !m.Key.IsZero() {
+			n += KeyLen
+		}
 	}
 	for i := range m.Members {
 		n += memberLen(m.Members[i])
@@ -535,6 +542,9 @@ func (m Reply) appendBody(e encoder) ([]byte, *Error) {
 			e.err.Field = "members[" + strconv.Itoa(i) + "]." + e.err.Field
 			break
 		}
+	}
+	if !m.credentials() {
+		return e.b, e.err
 	}
 	e.b = binary.BigEndian.AppendUint64(e.b, m.Epoch)
 	if m.Key.IsZero() {
@@ -566,6 +576,9 @@ func (m Reply) parse(d decoder) (Reply, decoder) {
 			}
 		}
 	}
+	if d.err != nil || d.off == len(d.s) {
+		return m, d // no credentials
+	}
 	m.Epoch = d.u64("epoch")
 	switch d.u8("key") {
 	case 0:
@@ -589,6 +602,8 @@ func (m Reply) parse(d decoder) (Reply, decoder) {
 		for i := range m.Tickets {
 			m.Tickets[i] = d.tag("tickets")
 		}
+	case m.Epoch == 0 && m.Key.IsZero():
+		d.fail("epoch", ErrInvalid) // all zero is written as none
 	}
 	return m, d
 }
