@@ -92,7 +92,8 @@ type Server struct {
 	// first changed since the state was last persisted; zero if none did.
 	// Tick writes such changes seenFlush later if no command has first.
 	seenDirty time.Time
-	// cookieKey signs the challenges' cookies; a new one at every start.
+	// cookieKey signs the challenges' cookies; a new one at every start
+	// (drawn at the first challenge).
 	cookieKey wire.Key
 	// aliveSeq is each user's last alive's sequence number (memory only).
 	aliveSeq  map[string]uint64
@@ -121,7 +122,6 @@ func NewServer(cfg ServerConfig, st state.ServerState, replies []state.CachedRep
 		cache: map[netip.AddrPort]cachedReply{}, persisted: map[netip.AddrPort]bool{},
 		lastSeen: map[string]time.Time{}, started: cfg.Started, aliveSeq: map[string]uint64{},
 		lastEpoch: max(st.LastEpoch, st.DHT.Epoch)}
-	s.cookieKey = newKey(cfg.Keys)
 	for _, u := range st.Users {
 		u := u
 		s.users[u.Name] = &u
@@ -331,6 +331,9 @@ func sameCookie(c cachedReply, m wire.Message) bool {
 // sender has shown that it receives at that address, and the register is
 // acted on, its reply signed with the cookie.
 func (s *Server) challenge(now time.Time, from netip.AddrPort, h wire.Header, m wire.Register) []Output {
+	if s.cookieKey.IsZero() {
+		s.cookieKey = newKey(s.cfg.Keys) // at the first: a server that never challenges draws none
+	}
 	w := now.UnixNano() / int64(cookieWindow)
 	want := cookie(s.cookieKey, w, m.Name, m.Addr, from)
 	if m.Cookie != want && m.Cookie != cookie(s.cookieKey, w-1, m.Name, m.Addr, from) {

@@ -44,18 +44,25 @@ func srvAddr(name string) netip.AddrPort {
 // srvStranger is an address no fixture registers.
 var srvStranger = netip.MustParseAddrPort("10.0.0.99:7000")
 
-func srvConfig() ServerConfig {
-	return ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(rand.NewPCG(1, 2))}
+func srvConfig() ServerConfig { return srvCfg(rand.New(rand.NewPCG(1, 2))) }
+
+// srvCfg draws the ring and the keys from r: a server built on a copy of
+// r draws the same.
+func srvCfg(r *rand.Rand) ServerConfig {
+	return ServerConfig{OpTimeout: srvTimeout, Rand: r, Keys: KeysFrom(r)}
 }
 
 // srvFree is a registry of Free users and no DHT.
 func srvFree(names ...string) state.ServerState {
 	var st state.ServerState
 	for _, n := range names {
-		st.Users = append(st.Users, state.User{Name: n, Addr: srvAddr(n), State: state.Free})
+		st.Users = append(st.Users, state.User{Name: n, Addr: srvAddr(n), State: state.Free, Secret: srvSecret(n)})
 	}
 	return st
 }
+
+// srvSecret is the secret the fixtures give user name.
+func srvSecret(name string) wire.Key { return wire.Key(wire.MAC(wire.Key{0x5e}, []byte(name))) }
 
 // srvDHT is a registry with a DHT in the given phase: ring[0] leads, the rest
 // of ring are InDHT, free are registered Free users. A waiting phase started
@@ -101,24 +108,27 @@ func srvMany(n, nameLen int) state.ServerState {
 	var st state.ServerState
 	for i := 0; i < n; i++ {
 		st.Users = append(st.Users, state.User{
-			Name:  srvManyName(i, nameLen),
-			Addr:  netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i / 200), byte(i%200 + 1)}), uint16(6000+i)),
-			State: state.Free,
+			Name:   srvManyName(i, nameLen),
+			Addr:   netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i / 200), byte(i%200 + 1)}), uint16(6000+i)),
+			State:  state.Free,
+			Secret: srvSecret(srvManyName(i, nameLen)),
 		})
 	}
 	return st
 }
 
-// srvNorm also forgets each user's LastSeen: a sign of life, not a change
-// of state (the liveness tests look at it).
+// srvNorm also forgets each user's LastSeen (a sign of life, not a change
+// of state: the liveness tests look at it) and the credentials (random;
+// the tests of auth.go look at them).
 func srvNorm(st state.ServerState) state.ServerState {
 	if len(st.Users) == 0 {
 		st.Users = nil
 	}
 	st.Users = slices.Clone(st.Users)
 	for i := range st.Users {
-		st.Users[i].LastSeen = 0
+		st.Users[i].LastSeen, st.Users[i].Secret, st.Users[i].Seq = 0, wire.Key{}, 0
 	}
+	st.DHT.Epoch, st.DHT.RingKey, st.LastEpoch = 0, wire.Key{}, 0
 	if len(st.DHT.Members) == 0 {
 		st.DHT.Members = nil
 	}
@@ -131,6 +141,7 @@ func srvNormReply(r wire.Reply) wire.Reply {
 	if len(r.Members) == 0 {
 		r.Members = nil
 	}
+	r.Epoch, r.Key, r.Tickets = 0, wire.Key{}, nil
 	return r
 }
 
@@ -443,7 +454,7 @@ func TestServerRegister(t *testing.T) {
 			"sent from another user's address", "must be sent from"),
 
 		withFail(reg("alice", other), "duplicate name", "alice is already registered"),
-		withFail(reg("alice", srvAddr("alice")), "same registration again with a new id", "alice is already registered"),
+		withCheck(reg("alice", srvAddr("alice")), "same registration again with a new id: a rejoin", okCheck("alice", srvAddr("alice"), 2)),
 		withFail(reg("carol", srvAddr("alice")), "duplicate address", "already registered by alice"),
 
 		withFail(regFrom("carol", netip.MustParseAddrPort("0.0.0.0:5003")), "unspecified IPv4", "invalid address", "any address"),
@@ -510,9 +521,27 @@ func srvCheckSetup(leader string, n int) func(*testing.T, wire.Reply, state.Serv
 			}
 			names = append(names, m.Name)
 		}
-		want := state.DHT{Phase: state.PhaseBuilding, Leader: leader, Members: names, Since: srvT0.UnixNano()}
+		want := state.DHT{Phase: state.PhaseBuilding, Leader: leader, Members: names, Since: srvT0.UnixNano(),
+			Epoch: st.DHT.Epoch, RingKey: st.DHT.RingKey}
 		if !reflect.DeepEqual(st.DHT, want) {
 			t.Errorf("DHT = %+v, want %+v", st.DHT, want)
+		}
+		// A new ring, and a ticket for every member listed, from the
+		// first, that gives that member (and only it) the ring's key.
+		if st.DHT.Epoch == 0 || st.DHT.Epoch != rep.Epoch || st.DHT.RingKey.IsZero() || st.LastEpoch != st.DHT.Epoch {
+			t.Errorf("epoch %d (reply %d, last %d), key %x", st.DHT.Epoch, rep.Epoch, st.LastEpoch, st.DHT.RingKey)
+		}
+		if len(rep.Tickets) == 0 || len(rep.Tickets) > n {
+			t.Errorf("%d tickets for %d members", len(rep.Tickets), n)
+		}
+		for i, tk := range rep.Tickets {
+			u, _ := srvFind(st, names[i])
+			if ringKeyOf(u.Secret, rep.Epoch, tk) != st.DHT.RingKey {
+				t.Errorf("ticket %d does not give %s the ring key", i, names[i])
+			}
+			if i > 0 && ringKeyOf(st.Users[0].Secret, rep.Epoch, tk) == st.DHT.RingKey && st.Users[0].Name != names[i] {
+				t.Errorf("ticket %d gives %s's ring key to %s", i, names[i], st.Users[0].Name)
+			}
 		}
 		for _, u := range st.Users {
 			want := state.Free
@@ -562,7 +591,7 @@ func TestServerSetupDHT(t *testing.T) {
 func TestServerSetupDHTDeterministicAndRandom(t *testing.T) {
 	st := srvFree("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 	ring := func(seed uint64) string {
-		s := NewServer(ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(rand.NewPCG(seed, 2))}, st, nil)
+		s := NewServer(srvCfg(rand.New(rand.NewPCG(seed, 2))), st, nil)
 		outs := s.stepTrusted(srvT0, srvAddr("alice"), wire.Header{ID: 1}, wire.SetupDHT{N: 3, Name: "alice"})
 		return strings.Join(s.Snapshot().DHT.Members, ",") + "|" + outs[len(outs)-1].(Send).Msg.(wire.Reply).Members[1].Name
 	}
@@ -763,7 +792,7 @@ func TestServerDeregister(t *testing.T) {
 		h := newSrvH(t, ready)
 		h.ok(srvAddr("carol"), wire.Deregister{Name: "carol"})
 		h.ok(srvAddr("carol"), wire.Register{Name: "carol", Addr: srvAddr("carol")})
-		h.fail(srvAddr("carol"), wire.Register{Name: "carol", Addr: srvAddr("carol")}, "already registered")
+		h.ok(srvAddr("carol"), wire.Register{Name: "carol", Addr: srvAddr("carol")}) // a rejoin
 		h.ok(srvAddr("carol"), wire.Deregister{Name: "carol"})
 		// Another user on the freed address, and carol elsewhere.
 		h.ok(srvAddr("carol"), wire.Register{Name: "dave", Addr: srvAddr("carol")})
@@ -926,7 +955,7 @@ func TestServerRetransmit(t *testing.T) {
 		st := h.s.Snapshot()
 		for i := 0; i < 3; i++ {
 			again := h.step(srvAddr("carol"), 7, reg)
-			if !srvSameReply(again.Reply, first.Reply) {
+			if !srvSameReply(again.Reply, first.Reply) || again.Reply.Key != first.Reply.Key {
 				t.Errorf("retransmission answered %+v, want %+v", again.Reply, first.Reply)
 			}
 			if again.Persist != nil {
@@ -936,9 +965,10 @@ func TestServerRetransmit(t *testing.T) {
 				t.Errorf("retransmission changed the state")
 			}
 		}
+		// A new id runs again: a rejoin, with a new secret.
 		r := h.step(srvAddr("carol"), 8, reg)
-		if r.Reply.OK || !strings.Contains(r.Reply.Reason, "carol is already registered") {
-			t.Errorf("new id: %+v, want FAILURE already registered", r.Reply)
+		if !r.Reply.OK || r.Persist == nil || r.Reply.Key.IsZero() || r.Reply.Key == first.Reply.Key {
+			t.Errorf("new id: %+v, want a rejoin with a new secret", r.Reply)
 		}
 	})
 
@@ -1022,11 +1052,11 @@ func TestServerRetransmit(t *testing.T) {
 
 	t.Run("only the last request of a sender is cached", func(t *testing.T) {
 		h := newSrvH(t, srvFree())
-		h.step(srvAddr("carol"), 7, wire.Register{Name: "carol", Addr: srvAddr("carol")})
+		first := h.step(srvAddr("carol"), 7, wire.Register{Name: "carol", Addr: srvAddr("carol")})
 		h.step(srvAddr("carol"), 8, wire.QueryDHT{Name: "carol"})
 		r := h.step(srvAddr("carol"), 7, wire.Register{Name: "carol", Addr: srvAddr("carol")})
-		if r.Reply.OK || !strings.Contains(r.Reply.Reason, "already registered") {
-			t.Errorf("old id after a newer request: %+v, want it run again (FAILURE already registered)", r.Reply)
+		if !r.Reply.OK || r.Reply.Key == first.Reply.Key {
+			t.Errorf("old id after a newer request: %+v, want it run again (a rejoin, with a new secret)", r.Reply)
 		}
 	})
 
@@ -1148,7 +1178,7 @@ type srvReq struct {
 
 func TestServerRestart(t *testing.T) {
 	pcg := rand.NewPCG(1, 2)
-	orig := NewServer(ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(pcg)}, state.ServerState{}, nil)
+	orig := NewServer(srvCfg(rand.New(pcg)), state.ServerState{}, nil)
 	p := &srvPersisted{replies: map[netip.AddrPort]state.CachedReply{}}
 	p.state = orig.Snapshot()
 	names := []string{"alice", "bob", "carol", "dave", "erin"}
@@ -1165,7 +1195,7 @@ func TestServerRestart(t *testing.T) {
 
 	restart := func(t *testing.T) *Server {
 		t.Helper()
-		s := NewServer(ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(srvClonePCG(t, pcg))}, p.state, p.cached())
+		s := NewServer(srvCfg(rand.New(srvClonePCG(t, pcg))), p.state, p.cached())
 		if !srvSameState(s.Snapshot(), orig.Snapshot()) {
 			t.Fatalf("restarted state\n%+v\nwant\n%+v", s.Snapshot(), orig.Snapshot())
 		}
@@ -1237,7 +1267,7 @@ func TestServerRestart(t *testing.T) {
 	})
 
 	t.Run("wait in progress rolls back after restart", func(t *testing.T) {
-		s := NewServer(ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(rand.NewPCG(1, 2))}, p.state, p.cached())
+		s := NewServer(srvCfg(rand.New(rand.NewPCG(1, 2))), p.state, p.cached())
 		if outs := s.Tick(srvT0.Add(srvTimeout - time.Nanosecond)); len(outs) != 0 {
 			t.Errorf("Tick before the deadline: %#v", outs)
 		}
@@ -1548,9 +1578,9 @@ func TestServerForgetsUnusableReplies(t *testing.T) {
 	s := NewServer(srvConfig(), srvFree("bob"), []state.CachedReply{{Addr: bad, ID: 7, Datagram: []byte("not a datagram")}})
 	now := time.Unix(1_700_000_000, 0)
 	// A retransmission of bob's id 7 is not answered from the broken
-	// cache entry: it runs (and fails: bob is registered already).
+	// cache entry: it runs (and fails: no DHT exists).
 	var first PersistServer
-	for _, o := range s.stepTrusted(now, bad, wire.Header{ID: 7}, wire.Register{Name: "bob", Addr: bad}) {
+	for _, o := range s.stepTrusted(now, bad, wire.Header{ID: 7}, wire.QueryDHT{Name: "bob"}) {
 		if p, ok := o.(PersistServer); ok {
 			t.Fatalf("a FAILURE persisted %+v", p)
 		}
