@@ -303,6 +303,13 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	}
 	name := requestName(m)
 	u := s.users[name]
+	if signed && (u == nil || !wire.Verify(u.Secret, h)) {
+		// A user asking for another (or for no user): authentic from
+		// the sender, it gets the rules' answer, which says why not.
+		if v := s.users[s.byAddr[from]]; v != nil && !v.Secret.IsZero() && wire.Verify(v.Secret, h) {
+			u = v
+		}
+	}
 	switch {
 	case !signed:
 		return s.refuse(from, h, m, "request not signed", "not signed")

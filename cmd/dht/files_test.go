@@ -227,8 +227,14 @@ func register(t *testing.T, server netip.AddrPort, name string, wait time.Durati
 			continue
 		}
 		if _, m, err := wire.Decode(buf[:n]); err == nil {
-			if r, ok := m.(wire.Reply); ok {
-				return r, true
+			switch m := m.(type) {
+			case wire.Reply:
+				return m, true
+			case wire.Challenge:
+				// Sent to this socket: the register goes again with it.
+				if dg, err = wire.Append(nil, 2, 0, wire.Register{Name: name, Addr: self, Cookie: m.Cookie}); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 	}
