@@ -94,6 +94,7 @@ const (
 	TypeRebuilt          Type = 26 // leader of the rebuild → leaver or joiner
 	TypeAck              Type = 27 // receiver → sender of any ring message
 	TypeJoin             Type = 28 // joiner → leader
+	TypeTornDown         Type = 50 // right → left, back to a teardown's origin
 )
 
 // messages is the one table of message types, indexed by Type: each row
@@ -130,6 +131,7 @@ var messages = [...]struct {
 	TypeRebuilt:          {"rebuilt", decodeAs[Rebuilt]},
 	TypeAck:              {"ack", decodeAs[Ack]},
 	TypeJoin:             {"join", decodeAs[Join]},
+	TypeTornDown:         {"torn-down", decodeAs[TornDown]},
 }
 
 // String returns the protocol's name of t, such as "setup-dht", or
@@ -779,6 +781,28 @@ func (m Teardown) parse(d decoder) (Teardown, decoder) {
 func (m Teardown) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("origin", m.Origin), slog.Bool("keep_neighbours", m.KeepNeighbours))
 }
+
+// TornDown: name of the teardown's origin. A node sends it to its left
+// neighbour of the torn-down ring once its own emptied table is committed
+// and, unless its right neighbour is the origin, its right neighbour's
+// torn-down came: the origin's right neighbour's says every table is on
+// disk.
+type TornDown struct{ Origin string }
+
+func (TornDown) Type() Type     { return TypeTornDown }
+func (m TornDown) bodyLen() int { return nameLen(m.Origin) }
+
+func (m TornDown) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Origin, "origin")
+	return e.b, e.err
+}
+
+func (m TornDown) parse(d decoder) (TornDown, decoder) {
+	m.Origin = d.name("origin")
+	return m, d
+}
+
+func (m TornDown) LogValue() slog.Value { return slog.GroupValue(slog.String("origin", m.Origin)) }
 
 // ResetID: name of the node that started it (the leaver, or the leader of
 // a join), u16 id for the receiver, u16 new ring size.
