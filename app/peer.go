@@ -107,6 +107,9 @@ type Peer struct {
 	pop                 *populate
 	leaver              netip.AddrPort // set by reset-left: whose rebuild-dht to accept
 	joining             *joinLead      // the join this node leads, as the ring's leader
+	// tearing: a teardown-dht's teardown passed here towards the last node;
+	// this node's torn-down goes left once its right neighbour's comes.
+	tearing *tornWait
 
 	// While registered, the peer sends the server an alive every
 	// alivePeriod (as the server's pace said; aliveUntold until it has),
@@ -484,7 +487,7 @@ func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Me
 		return p.onPace(now, from, m)
 	case wire.Ack:
 		return p.onAck(now, from, h, m)
-	case wire.SetID, wire.Store, wire.Flush, wire.Query, wire.QueryResult, wire.Teardown,
+	case wire.SetID, wire.Store, wire.Flush, wire.Query, wire.QueryResult, wire.Teardown, wire.TornDown,
 		wire.ResetID, wire.ResetLeft, wire.ResetRight, wire.RebuildDHT, wire.Rebuilt, wire.Join:
 		if !p.registered {
 			// No table file is open to keep a place in a ring in.

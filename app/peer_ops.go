@@ -430,6 +430,11 @@ type teardownOp struct {
 	ringPhase
 	rq    request
 	stage teardownStage
+	// left and right were this node's neighbours; back: the teardown came
+	// back round the ring; done: every other node's table is on disk (the
+	// right neighbour's torn-down came).
+	left, right netip.AddrPort
+	back, done  bool
 }
 
 func (o *teardownOp) asking() *request { return &o.rq }
@@ -449,16 +454,44 @@ func (o *teardownOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply)
 	o.stage = teardownTearing
 	o.begin(p, now, p.right.Addr)
 	if !p.neighbours || p.right.Addr == p.self.Addr {
+		o.back, o.done = true, true
 		return append(out, o.tornDown(p, now)...)
 	}
-	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name}, tagNone, false)...)
+	// The teardown goes first; this node's own table is committed while
+	// it travels (the runner sends before it commits).
+	o.left, o.right = p.left.Addr, p.right.Addr
+	out = append(out, p.link.send(now, o.right, wire.Teardown{Origin: p.self.Name}, tagNone, false)...)
+	p.clearTable()
+	p.leaveRing(false)
+	return append(out, p.persist(true, nil))
 }
 
 // tornDown: the teardown came back (or the ring is this node alone).
 func (o *teardownOp) tornDown(p *Peer, now time.Time) []Output {
-	p.clearTable()
-	p.leaveRing(false)
-	out := []Output{p.persist(true, nil)}
+	o.back = true
+	return o.complete(p, now)
+}
+
+// confirmed: the right neighbour's torn-down came: every other table is
+// on disk.
+func (o *teardownOp) confirmed(p *Peer, now time.Time) []Output {
+	o.done = true
+	return o.complete(p, now)
+}
+
+// complete sends teardown-complete once the teardown came back and every
+// table is on disk (this node's own was committed before it read either).
+func (o *teardownOp) complete(p *Peer, now time.Time) []Output {
+	if !o.back || !o.done {
+		return nil
+	}
+	var out []Output
+	if p.inRing || p.neighbours {
+		// Alone in its ring, the node forgets its place only now.
+		p.clearTable()
+		p.leaveRing(false)
+		out = append(out, p.persist(true, nil))
+	}
 	o.stage, o.ringPhase = teardownCompleting, ringPhase{}
 	return p.ask(now, out, &o.rq, CmdTeardownComplete, wire.TeardownComplete{Name: p.self.Name})
 }

@@ -42,7 +42,15 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 		if !validMember(m.Right) {
 			return "reset-right names an invalid neighbour"
 		}
-	case wire.Store, wire.Flush, wire.Teardown:
+	case wire.Teardown:
+		if !fromLeft && !p.tearingBack(from, m) {
+			return "not from the left neighbour"
+		}
+	case wire.TornDown:
+		if !p.tornDownFrom(from, m) {
+			return "no teardown waits for it from there"
+		}
+	case wire.Store, wire.Flush:
 		if !fromLeft {
 			return "not from the left neighbour"
 		}
@@ -153,6 +161,7 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, noAck bool) []Output {
 	switch m := m.(type) {
 	case wire.SetID:
+		p.tearing = nil
 		p.clearTable()
 		p.inRing, p.id, p.n = true, int(m.ID), int(m.N)
 		p.left, p.right, p.neighbours = m.Left, m.Right, true
@@ -240,16 +249,39 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		if m.Origin == p.self.Name {
 			return p.teardownReturned(now, m)
 		}
-		// Delete first, then forward to what was the right neighbour.
-		right := p.right.Addr
+		// Forward first: the runner sends it before this node's commit, so
+		// the nodes commit in parallel, not one after another.
+		right, last := p.right.Addr, p.right.Name == m.Origin
+		out := p.link.send(now, right, m, tagNone, false)
 		p.clearTable()
 		p.inRing = false
 		p.joining = nil
-		if !m.KeepNeighbours {
-			p.neighbours, p.left, p.right = false, wire.Member{}, wire.Member{}
+		if m.KeepNeighbours {
+			// A leave's or a join's: the emptied table is written with the
+			// rebuild's commit that follows at every node, before the
+			// rebuild is reported done.
+			p.deferPersist(true)
+			return out
 		}
-		out := []Output{p.persist(true, nil)}
-		return append(out, p.link.send(now, right, m, tagNone, false)...)
+		p.neighbours, p.left, p.right = false, wire.Member{}, wire.Member{}
+		// A teardown-dht's: the origin sends teardown-complete once every
+		// table is on disk, which the torn-downs coming back say. Sent
+		// after the commit (outputs run in order).
+		out = append(out, p.persist(true, nil))
+		if last {
+			return append(out, p.link.send(now, from, wire.TornDown{Origin: m.Origin}, tagNone, false)...)
+		}
+		p.tearing = &tornWait{origin: m.Origin, left: from, right: right}
+		return out
+	case wire.TornDown:
+		if o, ok := p.op.(*teardownOp); ok && m.Origin == p.self.Name {
+			return o.confirmed(p, now)
+		}
+		// Expected: from the right neighbour this node's teardown went to;
+		// this node's own commit was done before it read anything more.
+		left := p.tearing.left
+		p.tearing = nil
+		return p.link.send(now, left, m, tagNone, false)
 	case wire.ResetID:
 		if m.Origin == p.self.Name {
 			if j := p.joining; j != nil && j.step == leadRenumbering {
@@ -328,4 +360,28 @@ func (p *Peer) teardownReturned(now time.Time, m wire.Teardown) []Output {
 		}
 	}
 	return []Output{dropped("teardown of ours returned unexpectedly", netip.AddrPort{})}
+}
+
+// tornWait is a node's part in confirming a teardown-dht: the torn-down
+// from right goes on to left.
+type tornWait struct {
+	origin      string
+	left, right netip.AddrPort
+}
+
+// tearingBack: a teardown-dht this node started comes back from the
+// neighbour that was its left (the origin forgot its place when it sent
+// the teardown).
+func (p *Peer) tearingBack(from netip.AddrPort, m wire.Teardown) bool {
+	o, ok := p.op.(*teardownOp)
+	return ok && o.stage == teardownTearing && m.Origin == p.self.Name && !m.KeepNeighbours && from == o.left
+}
+
+// tornDownFrom: a torn-down may come from the right neighbour a
+// teardown-dht's teardown went to, here or at its origin.
+func (p *Peer) tornDownFrom(from netip.AddrPort, m wire.TornDown) bool {
+	if o, ok := p.op.(*teardownOp); ok && m.Origin == p.self.Name {
+		return o.stage == teardownTearing && from == o.right
+	}
+	return p.tearing != nil && from == p.tearing.right && m.Origin == p.tearing.origin
 }

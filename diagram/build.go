@@ -901,11 +901,16 @@ func label(e *Event, to, answers string) string {
 		case to == origin && flag(m, "keep_neighbours"):
 			return "teardown back at " + origin + ": every other table cleared"
 		case to == origin:
-			return "teardown back at " + origin + ": every other node cleared"
+			return "teardown back at " + origin
 		case flag(m, "keep_neighbours"):
 			return "teardown from " + origin + ", keep neighbours"
 		}
 		return "teardown from " + origin
+	case "torn-down":
+		if origin := str(m, "origin"); to == origin {
+			return "torn-down back at " + origin + ": every other table on disk"
+		}
+		return "torn-down: this table and those to the right on disk"
 	case "reset-id":
 		if origin := str(m, "origin"); to == origin {
 			return fmt.Sprintf("reset-id back at %s: renumbering complete, ring of %s", origin, str(m, "ring"))

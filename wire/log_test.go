@@ -28,6 +28,7 @@ func TestTypeString(t *testing.T) {
 		{TypeQuery, "query"},
 		{TypeQueryResult, "query-result"},
 		{TypeTeardown, "teardown"},
+		{TypeTornDown, "torn-down"},
 		{TypeResetID, "reset-id"},
 		{TypeResetLeft, "reset-left"},
 		{TypeResetRight, "reset-right"},

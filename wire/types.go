@@ -100,6 +100,7 @@ const (
 	TypeJoin             Type = 28 // joiner → leader
 	TypeChallenge        Type = 29 // server → client, answers a register without a valid cookie
 	TypeTickets          Type = 30 // client → server: the leader asks for the rest of the tickets
+	TypeTornDown         Type = 50 // right → left, back to a teardown's origin
 )
 
 // messages is the one table of message types, indexed by Type: each row
@@ -138,6 +139,7 @@ var messages = [...]struct {
 	TypeJoin:             {"join", decodeAs[Join]},
 	TypeChallenge:        {"challenge", decodeAs[Challenge]},
 	TypeTickets:          {"tickets", decodeAs[Tickets]},
+	TypeTornDown:         {"torn-down", decodeAs[TornDown]},
 }
 
 // String returns the protocol's name of t, such as "setup-dht", or
@@ -880,6 +882,28 @@ func (m Teardown) parse(d decoder) (Teardown, decoder) {
 func (m Teardown) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("origin", m.Origin), slog.Bool("keep_neighbours", m.KeepNeighbours))
 }
+
+// TornDown: name of the teardown's origin. A node sends it to its left
+// neighbour of the torn-down ring once its own emptied table is committed
+// and, unless its right neighbour is the origin, its right neighbour's
+// torn-down came: the origin's right neighbour's says every table is on
+// disk.
+type TornDown struct{ Origin string }
+
+func (TornDown) Type() Type     { return TypeTornDown }
+func (m TornDown) bodyLen() int { return nameLen(m.Origin) }
+
+func (m TornDown) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Origin, "origin")
+	return e.b, e.err
+}
+
+func (m TornDown) parse(d decoder) (TornDown, decoder) {
+	m.Origin = d.name("origin")
+	return m, d
+}
+
+func (m TornDown) LogValue() slog.Value { return slog.GroupValue(slog.String("origin", m.Origin)) }
 
 // ResetID: name of the node that started it (the leaver, or the leader of
 // a join), u16 id for the receiver, u16 new ring size.

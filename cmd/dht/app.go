@@ -70,7 +70,7 @@ func newApp(e env) *cli.App {
 		OnUsageError: func(c *cli.Context, err error, sub bool) error {
 			return usagef("%v (see 'dht --help')", err)
 		},
-		Commands: []*cli.Command{serverCommand(e), peerCommand(e), inspectCommand(e), demoCommand(e), playCommand(e), benchCommand(e), diagramCommand(e), ringCommand(e), versionCommand(e)},
+		Commands: []*cli.Command{serverCommand(e), peerCommand(e), inspectCommand(e), demoCommand(e), playCommand(e), benchCommand(e), benchFloorCommand(e), diagramCommand(e), ringCommand(e), versionCommand(e)},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usagef("unknown command %q (see 'dht --help')", c.Args().First())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 
@@ -26,7 +27,14 @@ func benchCommand(e env) *cli.Command {
 			"ping-pong round trip. Memory is reported as the peak RSS of the process and the\n" +
 			"peak of its anonymous memory (sampled; without the bbolt files' mapped pages).\n" +
 			"With --loss every socket drops that fraction of what it sends; --loss-sweep\n" +
-			"prints the loss table (0%, 10%, 30%) instead.",
+			"prints the loss table (0%, 10%, 30%) instead.\n\n" +
+			"With --processes the server, every node and every querier is a process of its\n" +
+			"own (dht server, dht peer), typed at through its stdin and read from its stdout,\n" +
+			"and the floors are measured between processes in the same run: a token round a\n" +
+			"ring of --peers processes, a ping-pong between two, one fdatasync on the disk the\n" +
+			"tables use. A command's floor is the commits that must follow one another on its\n" +
+			"critical path × the fdatasync floor + the datagrams on it × the hop floor.\n" +
+			"--cpuprofile is then a folder: one profile per process, NAME.pprof.",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "peers", Value: 8, Usage: "ring size N (2-64)"},
 			&cli.IntFlag{Name: "queriers", Value: 16, Usage: "concurrent querying users"},
@@ -41,6 +49,8 @@ func benchCommand(e env) *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of the table"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to this file"},
 			&cli.IntFlag{Name: "procs", Value: bench.DefaultProcs(), Usage: "GOMAXPROCS for the run: the whole cluster shares this process's scheduler (see docs/PERFORMANCE.md)"},
+			&cli.BoolFlag{Name: "processes", Usage: "run the server, every node and every querier as a dht process of its own (this binary), typed at through stdin, with floors measured between processes"},
+			&cli.StringFlag{Name: "bin", Hidden: true, Usage: "the dht binary --processes runs (default: this one)"},
 			&cli.StringFlag{Name: "scaling", Usage: "measure setup and query time for N = 2…64 (the dataset) and for 1k…100k synthetic records (N = 16), print the table and draw it as an SVG to this file"},
 		},
 		Action: func(c *cli.Context) error {
@@ -62,6 +72,9 @@ func benchCommand(e env) *cli.Command {
 				return usagef("--runs must be at least 1, --records and --window not negative")
 			case c.Int("procs") < 1:
 				return usagef("--procs must be at least 1")
+			}
+			if c.Bool("processes") {
+				return benchProcesses(c, e, o)
 			}
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(c.Int("procs")))
 			if path := c.String("cpuprofile"); path != "" {
@@ -128,6 +141,62 @@ func benchCommand(e env) *cli.Command {
 			return nil
 		},
 	}
+}
+
+// benchProcesses is dht bench --processes.
+func benchProcesses(c *cli.Context, e env, o bench.Options) error {
+	if c.Bool("loss-sweep") || c.String("scaling") != "" || o.Loss > 0 {
+		return usagef("--processes measures no loss and no scaling")
+	}
+	o.Binary = c.String("bin")
+	if o.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		o.Binary = exe
+	}
+	if dir := c.String("cpuprofile"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return err
+		}
+		o.ProfileDir = abs
+	}
+	if n := c.Int("records"); n > 0 {
+		o.Data, o.DataName = dataset.SyntheticSource{N: n, Seed: o.Seed}, fmt.Sprintf("%d synthetic records", n)
+	} else {
+		recs, name, err := dataset.LoadOrEmbedded(c.String("data"))
+		if err != nil {
+			return err
+		}
+		o.Data, o.DataName = dataset.Records(recs), name
+		if path := c.String("data"); path != "" {
+			abs, err := filepath.Abs(path)
+			if err != nil {
+				return err
+			}
+			o.DataFile = abs
+		}
+	}
+	var reps []bench.ProcReport
+	for range c.Int("runs") {
+		r, err := bench.RunProcesses(o)
+		if err != nil {
+			return err
+		}
+		reps = append(reps, r)
+		o.Seed++
+	}
+	r := bench.MedianProc(reps)
+	if c.Bool("json") {
+		return writeJSON(e.stdout, r)
+	}
+	bench.PrintProcReport(e.stdout, r)
+	return nil
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -82,4 +84,82 @@ func TestBenchLossSweep(t *testing.T) {
 			t.Errorf("loss %g: %d lost, %d retransmitted", r.Loss, r.Lost, r.Retransmits)
 		}
 	}
+}
+
+// A tiny --processes bench runs the server, every node and every querier
+// as processes of the built binary, measures its floors, reports every
+// figure with its floor and ratio, finds every record asked for, and
+// leaves no process behind. No timing is checked.
+func TestBenchProcesses(t *testing.T) {
+	bin := dhtBinary(t)
+	var out, errOut bytes.Buffer
+	profiles := t.TempDir()
+	args := []string{"dht", "bench", "--processes", "--bin", bin, "--peers", "3", "--queriers", "2", "--queries", "20",
+		"--data", datasetPath(t), "--cpuprofile", profiles, "--json"}
+	if code := run(args, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var r bench.ProcReport
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if r.Mode != "processes" || r.Peers != 3 || r.Queriers != 2 || r.Records != 241 || r.Runs != 1 {
+		t.Errorf("report describes mode %q, %d peers, %d queriers, %d records, %d runs", r.Mode, r.Peers, r.Queriers, r.Records, r.Runs)
+	}
+	if f := r.Floor; f.HopUS <= 0 || f.RTTUS <= 0 || f.FsyncUS <= 0 || f.PipeUS <= 0 {
+		t.Errorf("floors %+v", f)
+	}
+	for name, p := range map[string]bench.Phase{"setup": r.Setup, "leave": r.Leave, "teardown": r.Teardown} {
+		if p.MS <= 0 || p.Commits <= 0 || p.Datagrams <= 0 || p.FloorMS <= 0 || p.Ratio <= 0 {
+			t.Errorf("%s: %+v", name, p)
+		}
+	}
+	for _, q := range []bench.QueryReport{r.Single, r.Concurrent} {
+		if q.Queries != 20 || q.Found != 20 {
+			t.Errorf("%d queriers: found %d of %d", q.Queriers, q.Found, q.Queries)
+		}
+		if q.P50US <= 0 || q.P99US < q.P50US || q.MaxUS < q.P99US || q.PerSecond <= 0 || q.FloorRatio <= 0 {
+			t.Errorf("query figures %+v", q)
+		}
+	}
+	if r.Datagrams <= 0 || r.Bytes <= 0 {
+		t.Errorf("traffic: %v datagrams, %v bytes", r.Datagrams, r.Bytes)
+	}
+	// One profile per process of the cluster: the server and five peers.
+	if ps, _ := filepath.Glob(filepath.Join(profiles, "*.pprof")); len(ps) != 6 {
+		t.Errorf("profiles: %v", ps)
+	}
+	if left := processesOf(t, bin); len(left) > 0 {
+		t.Errorf("processes left running: %v", left)
+	}
+
+	out.Reset()
+	args = []string{"dht", "bench", "--processes", "--bin", bin, "--peers", "2", "--queriers", "1", "--queries", "5", "--runs", "2"}
+	if code := run(args, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{"hop (token round a ring of 2 processes)", "ping-pong between two processes", "fdatasync", "floor = commits × fdatasync + datagrams × hop",
+		"setup-dht → dht-complete", "query-dht → answer, 1 querier", "5 / 5", "leave-dht → dht-rebuilt", "teardown-dht → teardown-complete", "(runs ", "critical paths"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// processesOf lists the running processes of the binary bin.
+func processesOf(t *testing.T, bin string) []string {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		return nil
+	}
+	ents, _ := os.ReadDir("/proc")
+	var found []string
+	for _, e := range ents {
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err == nil && exe == bin {
+			cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			found = append(found, e.Name()+": "+strings.ReplaceAll(string(cmd), "\x00", " "))
+		}
+	}
+	return found
 }

@@ -200,7 +200,7 @@ var designScripts = []designScript{
 		},
 	},
 	{
-		name: "teardown-complete", title: "teardown-complete: the teardown is back at the leader",
+		name: "teardown-complete", title: "teardown-complete: the teardown is back at the leader, and the torn-downs",
 		setup: setupRing,
 		shown: func(r designRun) string {
 			members, _ := r.ring()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -44,7 +45,7 @@ func peerCommand(e env) *cli.Command {
 			&cli.DurationFlag{Name: "query-timeout", Value: app.DefaultQueryTimeout, Usage: "give up on a query with no answer after this long"},
 			quietFlag(),
 			traceJSONFlag(),
-		}, faultFlags()...),
+		}, append(faultFlags(), benchFlags()...)...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
 				return usagef("peer takes two arguments, SERVER_IPV4 SERVER_PORT (see 'dht peer --help')")
@@ -83,6 +84,11 @@ func peerCommand(e env) *cli.Command {
 				return err
 			}
 			defer closeTrace()
+			stopProfile, err := startProfile(c)
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
 			ctx, cancel := signalContext()
 			defer cancel()
 			r := &app.PeerRunner{
@@ -116,7 +122,8 @@ func peerCommand(e env) *cli.Command {
 				// Ctrl-D at a prompt leaves the cursor after it.
 				r.Notes = lineFirst{e.stderr}
 			}
-			return r.Run(ctx)
+			err = r.Run(ctx)
+			return errors.Join(err, writeStats(c, &r.Traffic, core.Stats()))
 		},
 	}
 }

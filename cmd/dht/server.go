@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -31,7 +32,7 @@ func serverCommand(e env) *cli.Command {
 			&cli.DurationFlag{Name: "op-timeout", Value: app.DefaultOpTimeout, Usage: "roll back a setup, leave, join or teardown whose initiator has not finished it within this time"},
 			quietFlag(),
 			traceJSONFlag(),
-		}, faultFlags()...),
+		}, append(faultFlags(), benchFlags()...)...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("server takes one argument, PORT (see 'dht server --help')")
@@ -75,6 +76,11 @@ func serverCommand(e env) *cli.Command {
 				return err
 			}
 			defer closeTrace()
+			stopProfile, err := startProfile(c)
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
 			log.Info("listening", "addr", conn.LocalAddr().String(), "db", c.String("db"), "users", len(st.Users), "dht", st.DHT.Phase.String())
 			seed := uint64(time.Now().UnixNano())
 			core := app.NewServer(app.ServerConfig{OpTimeout: c.Duration("op-timeout"), DeadAfter: c.Duration("dead-after"),
@@ -82,7 +88,8 @@ func serverCommand(e env) *cli.Command {
 			ctx, cancel := signalContext()
 			defer cancel()
 			r := &app.ServerRunner{Conn: conn, Core: core, Store: db, Log: log, Faults: faults}
-			return r.Run(ctx)
+			err = r.Run(ctx)
+			return errors.Join(err, writeStats(c, &r.Traffic, app.Stats{}))
 		},
 	}
 }

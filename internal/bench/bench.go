@@ -39,6 +39,16 @@ type Options struct {
 	Data                     dataset.Source // synthetic ones made as they are read: the bench holds no dataset
 	DataName                 string
 	SkipLeave                bool
+
+	// Binary, if set, is the dht binary whose processes RunProcesses runs.
+	Binary string
+	// DataFile is the --data the peers of RunProcesses are given (empty:
+	// the embedded dataset, or a file the bench writes of synthetic
+	// Data).
+	DataFile string
+	// ProfileDir, if set, gets a CPU profile of every process
+	// RunProcesses runs, NAME.pprof.
+	ProfileDir string
 }
 
 // Report is everything one bench run measured; with --runs, each
@@ -420,8 +430,12 @@ func pingPong(rounds int) (float64, error) {
 // procStatusMB reads one of the process's memory figures from
 // /proc/self/status (VmHWM: the peak resident set; RssAnon: the resident
 // memory not backed by files), 0 where /proc is missing.
-func procStatusMB(key string) float64 {
-	f, err := os.Open("/proc/self/status")
+func procStatusMB(key string) float64 { return statusMB("/proc/self/status", key) }
+
+// statusMB reads one memory figure, in MB, from a /proc/PID/status file, 0
+// where it is missing.
+func statusMB(path, key string) float64 {
+	f, err := os.Open(path)
 	if err != nil {
 		return 0
 	}
