@@ -27,7 +27,7 @@ func TestRingCommandsWithoutARing(t *testing.T) {
 		}
 	}
 	// Naming another user, the command goes to the server, which decides.
-	s.mustDo(free, "teardown-dht alice", "teardown-dht FAILURE: not signed by alice")
+	s.mustDo(free, "teardown-dht alice", "teardown-dht FAILURE: a request for alice must come from its registered address")
 
 	// The leader's process starts again on a new, empty file, at the
 	// same address: its register is a rejoin (after a challenge), but the
