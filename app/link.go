@@ -158,6 +158,19 @@ func (l *link) sendSigned(now time.Time, to netip.AddrPort, msg wire.Message, t 
 	return l.pump(now, to, d, nil)
 }
 
+// signerOf is the signer of message id in flight to `to`: its ack must be
+// signed with the same key. ok is false if no such message is in flight.
+func (l *link) signerOf(to netip.AddrPort, id uint32) (sg signer, ok bool) {
+	if d := l.dests[to]; d != nil {
+		for _, m := range d.inflight {
+			if m.id == id {
+				return m.sg, true
+			}
+		}
+	}
+	return signer{}, false
+}
+
 // backlog is the number of messages to `to` not yet acknowledged.
 func (l *link) backlog(to netip.AddrPort) int {
 	d := l.dests[to]

@@ -114,7 +114,12 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 			return "answer not signed with the token of the query in progress"
 		}
 	case wire.Ack:
-		if q, ok := p.op.(*queryOp); ok && !q.sg.key.IsZero() && wire.Verify(q.sg.key, h) {
+		// Signed with the key of the message it acknowledges (a query's
+		// token, for a querier), or, for one no longer in flight, the ring's.
+		if sg, ok := p.link.signerOf(from, h.ID); ok && !sg.key.IsZero() {
+			if h.Seq != sg.seq || !wire.Verify(sg.key, h) {
+				return "ack not signed with the key of the message it acknowledges"
+			}
 			return ""
 		}
 		if !p.ringSigned(h) {
