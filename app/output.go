@@ -34,6 +34,9 @@ type Send struct {
 	Seq   uint64
 	Key   wire.Key
 	Raw   []byte
+	// Quiet: the runner does not trace the datagram (an answer to one it
+	// counted with the drops).
+	Quiet bool
 }
 
 // Append appends the datagram s sends to b.

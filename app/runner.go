@@ -125,25 +125,33 @@ func (e *endpoint) read(handle func([]datagram) (ok, drain bool), settle func() 
 // maxDrain bounds the lots read before settling.
 const maxDrain = 16
 
-// take traces what read handed over and returns, in ds, what decoded.
-func (e *endpoint) take(in []datagram, ds []Datagram) []Datagram {
+// take hands what read handed over to step, one datagram at a time, and
+// returns the outputs appended to outs. It traces each datagram received,
+// but one step refused (its outputs start with a drop: the drop's line
+// says what came and why, and a flood of them is summarised, not traced
+// line by line) or one that did not decode.
+func (e *endpoint) take(in []datagram, outs []Output, step func(Datagram) []Output) []Output {
 	for _, d := range in {
-		e.traceRecv(d)
-		if d.err == nil {
-			ds = append(ds, Datagram{From: d.from, Header: d.h, Msg: d.msg})
+		if d.err != nil {
+			e.traceDrop(e.log, dropped("not a datagram of ours", d.from, slog.Int("bytes", d.size), slog.String("err", d.err.Error())))
+			continue
 		}
+		o := step(Datagram{From: d.from, Header: d.h, Msg: d.msg})
+		if ev, ok := firstOutput(o).(Event); !ok || !ev.Drop {
+			if e.log.Enabled(context.Background(), slog.LevelInfo) {
+				e.log.LogAttrs(context.Background(), slog.LevelInfo, "recv", traceAttrs(d.from, d.h.ID, d.h.Flags, d.msg)...)
+			}
+		}
+		outs = append(outs, o...)
 	}
-	return ds
+	return outs
 }
 
-func (e *endpoint) traceRecv(d datagram) {
-	if d.err != nil {
-		e.traceDrop(e.log, dropped("not a datagram of ours", d.from, slog.Int("bytes", d.size), slog.String("err", d.err.Error())))
-		return
+func firstOutput(o []Output) Output {
+	if len(o) == 0 {
+		return nil
 	}
-	if e.log.Enabled(context.Background(), slog.LevelInfo) {
-		e.log.LogAttrs(context.Background(), slog.LevelInfo, "recv", traceAttrs(d.from, d.h.ID, d.h.Flags, d.msg)...)
-	}
+	return o[0]
 }
 
 func traceAttrs(addr netip.AddrPort, id uint32, flags wire.Flags, m wire.Message) []slog.Attr {
@@ -177,7 +185,7 @@ func (e *endpoint) send(s Send) {
 			copies = 2
 		}
 	}
-	if e.log.Enabled(context.Background(), slog.LevelInfo) {
+	if !s.Quiet && e.log.Enabled(context.Background(), slog.LevelInfo) {
 		e.log.LogAttrs(context.Background(), slog.LevelInfo, "send", traceAttrs(s.To, s.ID, s.Flags, s.Msg)...)
 	}
 	e.queue(b, s.To, s.Msg.Type())
@@ -353,21 +361,15 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 		ep.drops.flush(log)
 		r.mu.Unlock()
 	}()
-	var (
-		ds   []Datagram
-		outs []Output // reused turn after turn
-	)
+	var outs []Output // reused turn after turn
 	go ep.read(func(in []datagram) (bool, bool) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.stopped {
 			return false, false
 		}
-		ds = ep.take(in, ds[:0])
 		t := now()
-		for _, d := range ds {
-			outs = append(outs, r.Core.Step(t, d.From, d.Header, d.Msg)...)
-		}
+		outs = ep.take(in, outs, func(d Datagram) []Output { return r.Core.Step(t, d.From, d.Header, d.Msg) })
 		handle(outs)
 		clear(outs) // keep nothing alive until the next turn
 		outs = outs[:0]
@@ -622,8 +624,11 @@ func (r *PeerRunner) onDatagrams(ep *endpoint, in []datagram) (ok, drain bool) {
 	if r.stopped || r.ep != ep {
 		return false, false
 	}
-	r.ds = r.ep.take(in, r.ds[:0])
-	outs := r.Core.Receive(r.now(), r.ds)
+	t := r.now()
+	outs := r.ep.take(in, nil, func(d Datagram) []Output {
+		r.ds = append(r.ds[:0], d)
+		return r.Core.Receive(t, r.ds)
+	})
 	if r.Core.Unsettled() {
 		exit, err := r.exec(outs)
 		if r.ep != nil {

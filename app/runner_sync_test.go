@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -572,6 +573,50 @@ func (l lockedWriter) Write(b []byte) (int, error) {
 // second, not a line each: in each second the first few of each reason,
 // then one line with how many more there were and from how many sources.
 func TestRunnerSummarisesAFloodOfDrops(t *testing.T) {
+	alice := netip.MustParseAddrPort("10.0.0.2:5000")
+	secret := wire.Key{0xa1}
+	registered := state.ServerState{Users: []state.User{{Name: "alice", Addr: alice, State: state.Free, Secret: secret, Seq: 1 << 40}}}
+	must := func(b []byte, err error) []byte {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	dereg := wire.Deregister{Name: "alice"}
+	for _, c := range []struct {
+		name   string
+		dg     []byte
+		reason string
+	}{
+		{"junk", []byte("not a datagram of ours"), "not a datagram of ours"},
+		// Well-formed requests that prove nothing: they cost no disk
+		// write, change nothing, and are traced as drops, not each.
+		{"unsigned request", must(wire.Append(nil, 7, 0, dereg)), "request not signed"},
+		{"signed with another key", must(wire.AppendSigned(nil, 7, 0, dereg, 1<<41, wire.Key{0xee})), "request not signed with the user's secret"},
+		{"replayed", must(wire.AppendSigned(nil, 7, 0, dereg, 5, secret)), "replayed request"},
+		{"unsigned register", must(wire.Append(nil, 7, 0, wire.Register{Name: "bob", Addr: alice})), ""},
+	} {
+		t.Run(c.name, func(t *testing.T) { floodServer(t, registered, c.dg, c.reason) })
+	}
+}
+
+// countingStore counts the server's commits.
+type countingStore struct {
+	ServerStore
+	saves atomic.Int64
+}
+
+func (s *countingStore) Save(st state.ServerState, reply *state.CachedReply, forget ...netip.AddrPort) error {
+	s.saves.Add(1)
+	return s.ServerStore.Save(st, reply, forget...)
+}
+
+// floodServer sends dg to a server from 40 sources, 4000 a second for 3
+// seconds: the trace shows a few drops a second for reason and a summary
+// that counts every one (reason ""; an unsigned register, which is
+// challenged: a few lines a second as well), and the server writes nothing
+// and ends as it began.
+func floodServer(t *testing.T, st state.ServerState, dg []byte, reason string) {
 	synctest.Test(t, func(t *testing.T) {
 		n := udpio.NewNet()
 		server := netip.MustParseAddrPort("10.0.0.1:4000")
@@ -581,10 +626,12 @@ func TestRunnerSummarisesAFloodOfDrops(t *testing.T) {
 		}
 		var trace bytes.Buffer
 		var traceMu sync.Mutex
+		db := &countingStore{ServerStore: store.NewMemServer()}
+		core := NewServer(ServerConfig{Rand: rand.New(rand.NewPCG(1, 2))}, st, nil)
 		r := &ServerRunner{
 			Conn:  conn,
-			Core:  NewServer(ServerConfig{Rand: rand.New(rand.NewPCG(1, 2))}, state.ServerState{}, nil),
-			Store: store.NewMemServer(),
+			Core:  core,
+			Store: db,
 			Log:   slog.New(slog.NewTextHandler(lockedWriter{&traceMu, &trace}, nil)),
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -599,7 +646,7 @@ func TestRunnerSummarisesAFloodOfDrops(t *testing.T) {
 			}
 			senders = append(senders, c)
 		}
-		junk := []udpio.Message{{Buf: []byte("not a datagram of ours"), Addr: server}}
+		junk := []udpio.Message{{Buf: dg, Addr: server}}
 		for range seconds {
 			for i := range perSecond {
 				if _, err := senders[i%sources].WriteBatch(junk); err != nil {
@@ -623,10 +670,23 @@ func TestRunnerSummarisesAFloodOfDrops(t *testing.T) {
 		}
 		traceMu.Lock()
 		defer traceMu.Unlock()
+		lines := strings.Split(strings.TrimSpace(trace.String()), "\n")
+		if max := seconds * (dropsShown + refusalsPerSecond + 2); len(lines) > max+2 {
+			t.Errorf("%d datagrams traced in %d lines, want at most %d", seconds*perSecond, len(lines), max)
+		}
+		if db.saves.Load() != 0 {
+			t.Errorf("the flood made %d commits", db.saves.Load())
+		}
+		if !srvSameState(core.Snapshot(), st) {
+			t.Errorf("the flood changed the state: %+v", core.Snapshot())
+		}
+		if reason == "" {
+			return
+		}
 		shown, summaries, counted := 0, 0, 0
-		for _, line := range strings.Split(strings.TrimSpace(trace.String()), "\n") {
+		for _, line := range lines {
 			switch {
-			case strings.Contains(line, `msg="dropped: not a datagram of ours"`):
+			case strings.Contains(line, `msg="dropped: `+reason+`"`):
 				shown++
 			case strings.Contains(line, `msg="dropped, and more like it"`):
 				summaries++
@@ -641,7 +701,7 @@ func TestRunnerSummarisesAFloodOfDrops(t *testing.T) {
 			}
 		}
 		if shown > seconds*dropsShown || summaries > seconds+1 || shown+counted != seconds*perSecond {
-			t.Errorf("%d junk datagrams traced as %d lines and %d summaries counting %d: want at most %d lines a second, and every datagram counted",
+			t.Errorf("%d datagrams traced as %d lines and %d summaries counting %d: want at most %d lines a second, and every datagram counted",
 				seconds*perSecond, shown, summaries, counted, dropsShown)
 		}
 	})

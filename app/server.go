@@ -98,6 +98,10 @@ type Server struct {
 	// aliveSeq is each user's last alive's sequence number (memory only).
 	aliveSeq  map[string]uint64
 	lastEpoch uint64
+	// refusals counts the answers to unproven requests in the second
+	// refusalSec (unix seconds).
+	refusalSec int64
+	refusals   int
 }
 
 // seenFlush bounds how stale the LastSeen times in the file may get: one
@@ -312,11 +316,11 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	}
 	switch {
 	case !signed:
-		return s.refuse(from, h, m, "request not signed", "not signed")
+		return s.refuse(now, from, h, m, "request not signed", "not signed")
 	case u == nil:
-		return s.refuse(from, h, m, "request for a user not registered", name+" is not registered")
+		return s.refuse(now, from, h, m, "request for a user not registered", name+" is not registered")
 	case u.Secret.IsZero() || !wire.Verify(u.Secret, h):
-		return s.refuse(from, h, m, "request not signed with the user's secret", "not signed by "+name)
+		return s.refuse(now, from, h, m, "request not signed with the user's secret", "not signed by "+name)
 	case h.Seq <= u.Seq:
 		return []Output{dropped("replayed request", from, slog.String("name", name), slog.Uint64("seq", h.Seq))}
 	}
@@ -344,9 +348,11 @@ func (s *Server) challenge(now time.Time, from netip.AddrPort, h wire.Header, m 
 	w := now.UnixNano() / int64(cookieWindow)
 	want := cookie(s.cookieKey, w, m.Name, m.Addr, from)
 	if m.Cookie != want && m.Cookie != cookie(s.cookieKey, w-1, m.Name, m.Addr, from) {
+		// Counted with the drops, and the challenge sent untraced: a
+		// flood of forged registers costs a few trace lines a second.
 		return []Output{
-			event("register without a valid cookie: challenged", attrAddr(from), slog.String("name", m.Name)),
-			Send{To: from, ID: h.ID, Msg: wire.Challenge{Cookie: want}},
+			dropped("register without a valid cookie; sent a challenge", from, slog.String("name", m.Name)),
+			Send{To: from, ID: h.ID, Msg: wire.Challenge{Cookie: want}, Quiet: true},
 		}
 	}
 	return s.serve(now, from, h, m, false, wire.Key(m.Cookie))
@@ -355,14 +361,24 @@ func (s *Server) challenge(now time.Time, from netip.AddrPort, h wire.Header, m 
 // refuse answers a request that proved nothing: a FAILURE saying why, but
 // only if it is no larger than the request (a forged source must not make
 // the server a traffic amplifier), else nothing.
-func (s *Server) refuse(from netip.AddrPort, h wire.Header, m wire.Message, why, reason string) []Output {
+//
+// At most refusalsPerSecond such answers go out in a second: a flood of
+// forged requests is counted among the drops, and costs no traffic.
+func (s *Server) refuse(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message, why, reason string) []Output {
 	out := []Output{dropped(why, from, slog.String("type", m.Type().String()))}
+	if sec := now.Unix(); sec != s.refusalSec {
+		s.refusalSec, s.refusals = sec, 0
+	}
 	r := wire.Reply{Reason: reason}
-	if wire.EncodedLen(r) <= requestLen(h, m) {
+	if wire.EncodedLen(r) <= requestLen(h, m) && s.refusals < refusalsPerSecond {
+		s.refusals++
 		out = append(out, Send{To: from, ID: h.ID, Msg: r})
 	}
 	return out
 }
+
+// refusalsPerSecond bounds the answers to requests that proved nothing.
+const refusalsPerSecond = 10
 
 // requestLen is the length of the datagram that carried m.
 func requestLen(h wire.Header, m wire.Message) int {
