@@ -1,0 +1,230 @@
+package app_test
+
+// The attacks of SPEC §7 "Who may command whom", each run against a
+// simulated ring: an off-path attacker sends any datagram, from its own
+// socket or with any source address, and may replay what it captured
+// earlier (as a former member could). None of it is acted on.
+
+import (
+	"net/netip"
+	"testing"
+
+	"dht/app"
+	"dht/app/state"
+	"dht/wire"
+)
+
+var (
+	stranger = netip.MustParseAddrPort("10.6.6.6:666")
+	victim   = netip.MustParseAddrPort("10.7.7.7:7")
+)
+
+// forged encodes m as an attacker can: unsigned, or signed with a key of
+// its own and the given seq (an epoch, a sequence number).
+func forged(t *testing.T, m wire.Message, seq uint64, key *wire.Key) []byte {
+	t.Helper()
+	var b []byte
+	var err error
+	if key == nil {
+		b, err = wire.Append(nil, 0xbad, 0, m)
+	} else {
+		b, err = wire.AppendSigned(nil, 0xbad, 0, m, seq, *key)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// attackerKeys: no key, and one of the attacker's own.
+var attackerKeys = []*wire.Key{nil, {0xee, 0xee}}
+
+// countTo counts the datagrams the simulation sends to addr from now on.
+func countTo(s *simNet, addr netip.AddrPort) *int {
+	n := new(int)
+	s.Tap = func(_, to netip.AddrPort, _ []byte) {
+		if to == addr {
+			*n++
+		}
+	}
+	return n
+}
+
+// A stranger's set-id (a place and neighbours of its choosing), store
+// (a forged record), teardown and reset-id, from its own socket or from a
+// neighbour's address, unsigned or signed with a key of its own, for this
+// ring's epoch or the next: the member takes none of it. Its place and its
+// table are unchanged, every record is found as the dataset has it, and
+// nothing is sent to the stranger.
+func TestStrangerCannotTakeOverAMember(t *testing.T) {
+	s, data := ringOfFour(t, 1)
+	target := s.Process(memberWithID(s, 1))
+	before := app.Identity(target.Core)
+	epoch := s.Server().Snapshot().DHT.Epoch
+	eve := wire.Member{Name: "eve", Addr: stranger}
+	aruba := data[0].Fields()
+	aruba[1] = "FORGED"
+	msgs := []wire.Message{
+		wire.SetID{ID: 3, N: 4, Left: eve, Right: eve, Ticket: wire.Tag{1, 2, 3}},
+		wire.SetID{ID: 3, N: 64, Left: before.Left, Right: before.Right},
+		wire.Store{N: 4, Records: []wire.Record{aruba}},
+		wire.Teardown{Origin: "eve"},
+		wire.ResetID{Origin: "eve", ID: 0, N: 1},
+	}
+	sent := countTo(s, stranger)
+	for _, from := range []netip.AddrPort{stranger, before.Left.Addr} {
+		for _, key := range attackerKeys {
+			for _, seq := range []uint64{epoch, epoch + 1} {
+				for _, m := range msgs {
+					s.Inject(from, target.Addr, forged(t, m, seq, key))
+				}
+			}
+		}
+	}
+	free := freeUser(s)
+	queryAll(t, s, free, data, 4)
+	if after := app.Identity(target.Core); after != before {
+		t.Fatalf("the member's place changed: %+v -> %+v", before, after)
+	}
+	s.checkRing(data)
+	if *sent != 0 {
+		t.Fatalf("%d datagrams sent to the stranger", *sent)
+	}
+}
+
+// Set-ids and stores captured from an earlier ring, replayed to the
+// members of the next (from the old leader's address, as they were sent):
+// refused, the new ring answers every query.
+func TestReplayedRingMessagesOfAnEarlierRing(t *testing.T) {
+	s := newSim(t, 2)
+	data := records(t)
+	setupFive(t, s)
+	type capture struct {
+		from, to netip.AddrPort
+		b        []byte
+	}
+	var captured []capture
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil {
+			switch m.(type) {
+			case wire.SetID, wire.Store, wire.Flush, wire.Teardown:
+				captured = append(captured, capture{from, to, b})
+			}
+		}
+	}
+	s.mustDo("alice", "setup-dht 4 alice", "setup-dht SUCCESS")
+	s.mustDo("alice", "teardown-dht alice", "teardown-dht SUCCESS")
+	s.Tap = nil
+	if len(captured) == 0 {
+		t.Fatal("nothing captured")
+	}
+	s.mustDo("bob", "setup-dht 3 bob", "setup-dht SUCCESS")
+	s.checkRing(data)
+	for _, c := range captured {
+		s.Inject(c.from, c.to, c.b)
+		// With another message id too, so that no duplicate
+		// suppression hides it: the id is signed, like everything else.
+		b := append([]byte(nil), c.b...)
+		b[7] ^= 0x55
+		s.Inject(c.from, c.to, b)
+	}
+	free := freeUser(s)
+	queryAll(t, s, free, data, 3)
+	s.checkRing(data)
+}
+
+// Requests captured and replayed, from the address they came from: an old
+// teardown-dht and teardown-complete do not dissolve a later ring, before
+// or after a server restart; an old deregister does not remove the user's
+// later registration.
+func TestReplayedRequestsAreNotRunAgain(t *testing.T) {
+	s := newSim(t, 3)
+	data := records(t)
+	setupFive(t, s)
+	type capture struct {
+		from netip.AddrPort
+		b    []byte
+	}
+	var captured []capture
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && to == simServer {
+			switch m.(type) {
+			case wire.TeardownDHT, wire.TeardownComplete, wire.Deregister:
+				captured = append(captured, capture{from, b})
+			}
+		}
+	}
+	s.mustDo("alice", "setup-dht 3 alice", "setup-dht SUCCESS")
+	s.mustDo("alice", "teardown-dht alice", "teardown-dht SUCCESS")
+	erin := s.Process("erin").Addr
+	s.mustDo("erin", "deregister erin", "deregister SUCCESS")
+	s.Tap = nil
+	if len(captured) != 3 {
+		t.Fatalf("captured %d requests", len(captured))
+	}
+	// erin again, from a new process at the same address; a new ring.
+	s.AddPeer("erin", erin, data)
+	s.mustDo("erin", "register erin "+erin.Addr().String()+" 5000", "register SUCCESS")
+	s.mustDo("alice", "setup-dht 4 alice", "setup-dht SUCCESS")
+	ready := s.Server().Snapshot()
+	replay := func() {
+		for _, c := range captured {
+			s.Inject(c.from, simServer, c.b)
+		}
+		queryAll(t, s, freeUser(s), data[:20], 4)
+		now := s.Server().Snapshot()
+		if now.DHT.Phase != state.PhaseReady || now.DHT.Epoch != ready.DHT.Epoch || len(now.Users) != 5 {
+			t.Fatalf("after the replay: DHT %+v, %d users", now.DHT, len(now.Users))
+		}
+	}
+	replay()
+	s.RestartServer()
+	replay()
+}
+
+// A query naming a third party as the querier, unsigned or signed with a
+// key of the attacker's own, sent to every member from the attacker's
+// socket or with the third party's address as its source: no member sends
+// the third party anything.
+func TestForgedQueryCannotAimTheRingAtAThirdParty(t *testing.T) {
+	s, data := ringOfFour(t, 4)
+	epoch := s.Server().Snapshot().DHT.Epoch
+	sent := countTo(s, victim)
+	q := wire.Query{ReqID: 1, Querier: wire.Member{Name: "victim", Addr: victim}, LongName: data[0].LongName}
+	for _, name := range s.Server().Snapshot().DHT.Members {
+		for _, from := range []netip.AddrPort{stranger, victim} {
+			for _, key := range attackerKeys {
+				s.Inject(from, s.Process(name).Addr, forged(t, q, epoch, key))
+			}
+		}
+	}
+	queryAll(t, s, freeUser(s), data[:10], 4)
+	if *sent != 0 {
+		t.Fatalf("%d datagrams sent to the third party", *sent)
+	}
+}
+
+// Requests with a forged source address: an unsigned deregister of a Free
+// user, teardown-dht and teardown-complete naming the leader, a register
+// squatting an address the attacker does not receive at (its challenge
+// goes there, and is lost), a register with a guessed cookie. The server
+// acts on none of them.
+func TestForgedSourceRequestsAreRefused(t *testing.T) {
+	s, data := ringOfFour(t, 5)
+	before := s.Server().Snapshot()
+	free := freeUser(s)
+	leader := leaderName(s)
+	squat := netip.MustParseAddrPort("10.0.0.99:5000")
+	for _, key := range attackerKeys {
+		s.Inject(s.Process(free).Addr, simServer, forged(t, wire.Deregister{Name: free}, 1<<62, key))
+		s.Inject(s.Process(leader).Addr, simServer, forged(t, wire.TeardownDHT{Name: leader}, 1<<62, key))
+		s.Inject(s.Process(leader).Addr, simServer, forged(t, wire.TeardownComplete{Name: leader}, 1<<62, key))
+	}
+	s.Inject(squat, simServer, forged(t, wire.Register{Name: "mallory", Addr: squat}, 0, nil))
+	s.Inject(squat, simServer, forged(t, wire.Register{Name: "mallory", Addr: squat, Cookie: wire.Tag{1}}, 0, nil))
+	queryAll(t, s, free, data[:10], 4)
+	after := s.Server().Snapshot()
+	if after.DHT.Phase != state.PhaseReady || after.DHT.Epoch != before.DHT.Epoch || len(after.Users) != len(before.Users) {
+		t.Fatalf("the server acted on forged requests: %+v, %d users (was %d)", after.DHT, len(after.Users), len(before.Users))
+	}
+}
