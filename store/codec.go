@@ -213,10 +213,11 @@ func decodeUser(name string, v []byte) (state.User, error) {
 	return u, d.done()
 }
 
-// encodeDHT writes the joiner last, and only while there is one: a file
-// written before joins existed holds the same bytes, and reads the same.
+// encodeDHT writes the joiner, then the epoch and the removed members, last,
+// and only when they are not empty: a file written before joins, or before
+// epochs, holds the same bytes, and reads the same.
 func encodeDHT(h state.DHT) ([]byte, error) {
-	if h.Phase > state.PhaseJoining {
+	if h.Phase > state.PhaseHealing {
 		return nil, fmt.Errorf("store: dht phase %d: %w", h.Phase, ErrInvalid)
 	}
 	if len(h.Members) > math.MaxUint16 {
@@ -231,8 +232,19 @@ func encodeDHT(h state.DHT) ([]byte, error) {
 	}
 	e.str("dht leaver", h.Leaver)
 	e.u64(uint64(h.Since))
-	if h.Joiner != "" {
+	tail := h.Epoch != 0 || len(h.Removed) != 0
+	if h.Joiner != "" || tail {
 		e.str("dht joiner", h.Joiner)
+	}
+	if tail {
+		e.u64(h.Epoch)
+		if len(h.Removed) > math.MaxUint16 {
+			return nil, fmt.Errorf("store: dht has %d removed members: %w", len(h.Removed), ErrInvalid)
+		}
+		e.u16(uint16(len(h.Removed)))
+		for _, r := range h.Removed {
+			e.str("dht removed member", r)
+		}
 	}
 	return e.b, e.err
 }
@@ -241,7 +253,7 @@ func decodeDHT(v []byte) (state.DHT, error) {
 	d := dec{what: "dht state", b: v}
 	var h state.DHT
 	h.Phase = state.Phase(d.u8("phase"))
-	if d.err == nil && h.Phase > state.PhaseJoining {
+	if d.err == nil && h.Phase > state.PhaseHealing {
 		d.fail("unknown phase")
 	}
 	h.Leader = d.str("leader")
@@ -260,8 +272,18 @@ func decodeDHT(v []byte) (state.DHT, error) {
 	h.Since = int64(d.u64("since"))
 	if d.err == nil && len(d.b) > 0 {
 		h.Joiner = d.str("joiner")
-		if d.err == nil && h.Joiner == "" {
-			d.fail("joiner") // written only when there is one
+		if d.err == nil && h.Joiner == "" && len(d.b) == 0 {
+			d.fail("joiner") // written only when there is one, or an epoch follows
+		}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		h.Epoch = d.u64("epoch")
+		n := int(d.u16("removed count"))
+		if d.err == nil && n*2 > len(d.b) {
+			d.fail("removed count")
+		}
+		for i := 0; d.err == nil && i < n; i++ {
+			h.Removed = append(h.Removed, d.str("removed member"))
 		}
 	}
 	return h, d.done()
@@ -313,6 +335,11 @@ func encodeIdentity(id state.Identity) ([]byte, error) {
 		e.str("neighbour name", m.Name)
 		e.addr(m.Addr)
 	}
+	// The epoch goes last, and only once known: a file written before
+	// epochs existed holds the same bytes, and reads the same.
+	if id.Epoch != 0 {
+		e.u64(id.Epoch)
+	}
 	return e.b, e.err
 }
 
@@ -327,6 +354,12 @@ func decodeIdentity(v []byte) (state.Identity, error) {
 	id.N = int(d.u32("ring size"))
 	id.Left = state.Member{Name: d.str("left name"), Addr: d.addr("left addr")}
 	id.Right = state.Member{Name: d.str("right name"), Addr: d.addr("right addr")}
+	if d.err == nil && len(d.b) > 0 {
+		id.Epoch = d.u64("epoch")
+		if d.err == nil && id.Epoch == 0 {
+			d.fail("epoch") // written only when known
+		}
+	}
 	return id, d.done()
 }
 

@@ -77,7 +77,7 @@ func TestDHTJoinerEncodingCompatible(t *testing.T) {
 	if _, err := decodeDHT(e.b); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("an empty joiner decodes with %v, want ErrCorrupt", err)
 	}
-	if _, err := encodeDHT(state.DHT{Phase: state.PhaseJoining + 1}); !errors.Is(err, ErrInvalid) {
+	if _, err := encodeDHT(state.DHT{Phase: state.PhaseHealing + 1}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("an unknown phase encodes with %v, want ErrInvalid", err)
 	}
 }

@@ -23,6 +23,10 @@ type Identity struct {
 	N      int
 	Left   Member
 	Right  Member
+	// Epoch is the server's number for the ring this place is in (DHT
+	// Epoch), 0 if none is known: a peer back from a crash keeps its
+	// place only if the server still counts it in that ring.
+	Epoch uint64
 }
 
 // Batch is one logical change to a peer's file, written in one transaction.
