@@ -87,6 +87,10 @@ func TestAllocations(t *testing.T) {
 				if len(m.Members) > 0 {
 					want++
 				}
+			case Heal:
+				if len(m.Members) > 0 {
+					want++
+				}
 			case Store:
 				if len(m.Records) > 0 {
 					want++

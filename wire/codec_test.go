@@ -78,9 +78,11 @@ var goldens = []golden{
 	{"teardown-complete", 9, 0, TeardownComplete{Name: "alice"},
 		"4448 01 09 00000009 00" + hAlice},
 	{"reply-ok", 0x0a0b0c0d, 0, Reply{OK: true, Members: []Member{alice, bob}},
-		"4448 01 0a 0a0b0c0d 00 01 0000 0002" + hAlice + hAliceAddr + hBob + hBobAddr},
+		"4448 01 0a 0a0b0c0d 00 01 0000 0002" + hAlice + hAliceAddr + hBob + hBobAddr + "00 0000000000000000"},
+	{"reply-rejoin", 0x0a0b0c0e, 0, Reply{OK: true, State: 2, Epoch: 0x0102030405060708},
+		"4448 01 0a 0a0b0c0e 00 01 0000 0000 02 0102030405060708"},
 	{"reply-failure", 11, 0, Reply{Reason: "in use"},
-		"4448 01 0a 0000000b 00 00 0006 696e20757365 0000"},
+		"4448 01 0a 0000000b 00 00 0006 696e20757365 0000 00 0000000000000000"},
 	{"set-id", 12, 0, SetID{ID: 1, N: 2, Left: alice, Right: bob},
 		"4448 01 10 0000000c 00 0001 0002" + hAlice + hAliceAddr + hBob + hBobAddr},
 	{"store", 13, FlagRetransmit, Store{N: 2, Records: []Record{aruba, curacao}},
@@ -88,17 +90,19 @@ var goldens = []golden{
 	{"store-empty", 24, 0, Store{N: 1},
 		"4448 01 11 00000018 00 0001 0000"},
 	{"flush", 14, 0, Flush{Leader: "alice", N: 2},
-		"4448 01 12 0000000e 00" + hAlice + "0002"},
+		"4448 01 12 0000000e 00" + hAlice + "0002 000000000000"},
+	{"flush-leader-addr", 14, 0, Flush{Leader: "alice", N: 2, LeaderAddr: alice.Addr},
+		"4448 01 12 0000000e 00" + hAlice + "0002" + hAliceAddr},
 	{"query", 15, 0, Query{ReqID: 0xdeadbeef, Querier: bob, Hops: 1, LongName: "Curaçao"},
 		"4448 01 13 0000000f 00 deadbeef" + hBob + hBobAddr + "0001" + hCuracao},
 	{"query-result-found", 16, 0, QueryResult{ReqID: 0xdeadbeef, Found: true, Node: "alice", Hops: 2, LongName: "Curaçao", Record: curacao},
 		"4448 01 14 00000010 00 deadbeef 01" + hAlice + "0000 0002" + hCuracao + " " + hCuracaoRec},
 	{"query-result-not-found", 17, FlagNoAck, QueryResult{ReqID: 1, Node: "bob", NodeID: 1, Hops: 3, LongName: "Atlantis"},
 		"4448 01 14 00000011 02 00000001 00" + hBob + "0001 0003 0008 41746c616e746973"},
-	{"teardown", 18, 0, Teardown{Origin: "alice", KeepNeighbours: true},
-		"4448 01 15 00000012 00" + hAlice + "01"},
+	{"teardown", 18, 0, Teardown{Origin: "alice", KeepNeighbours: true, OriginAddr: alice.Addr},
+		"4448 01 15 00000012 00" + hAlice + "01" + hAliceAddr},
 	{"reset-id", 19, 0, ResetID{Origin: "bob", ID: 1, N: 2},
-		"4448 01 16 00000013 00" + hBob + "0001 0002"},
+		"4448 01 16 00000013 00" + hBob + "0001 0002 000000000000"},
 	{"reset-left", 20, 0, ResetLeft{Left: alice},
 		"4448 01 17 00000014 00" + hAlice + hAliceAddr},
 	{"reset-right", 21, 0, ResetRight{Right: bob},
@@ -119,6 +123,12 @@ var goldens = []golden{
 		"4448 01 1b ffffffff 01 0000"},
 	{"ack-more", 7, 0, Ack{More: []uint32{8, 0x01020304}},
 		"4448 01 1b 00000007 00 0002 00000008 01020304"},
+	{"heal", 0x28, 0, Heal{Epoch: 5, Members: []Member{bob, alice}},
+		"4448 01 28 00000028 00 0000000000000005 0002" + hBob + hBobAddr + hAlice + hAliceAddr},
+	{"healed", 0x29, 0, Healed{Name: "bob", Epoch: 5},
+		"4448 01 29 00000029 00" + hBob + "0000000000000005"},
+	{"broken", 0x2a, 0, Broken{Node: alice, What: TypeTeardown},
+		"4448 01 2a 0000002a 00" + hAlice + hAliceAddr + "15"},
 }
 
 func TestGoldenCoversEveryType(t *testing.T) {
@@ -492,7 +502,8 @@ func TestAppendErrors(t *testing.T) {
 
 // A setup-dht reply for a ring of MaxMembers users with 15-letter names,
 // the longest the protocol allows, fits in one datagram:
-// 9 header + 1 ok + 2 reason + 2 count + 64 × (1 + 15 + 6) = 1422 bytes.
+// 9 header + 1 ok + 2 reason + 2 count + 64 × (1 + 15 + 6) + 1 state + 8
+// epoch = 1431 bytes.
 // (With a two-byte name length it would be 1486 > MaxDatagram.)
 func TestReplyMaxRingFits(t *testing.T) {
 	members := make([]Member, MaxMembers)
@@ -504,15 +515,15 @@ func TestReplyMaxRingFits(t *testing.T) {
 		t.Fatalf("name %q is not 15 bytes", members[63].Name)
 	}
 	r := Reply{OK: true, Members: members}
-	if n := EncodedLen(r); n != 1422 {
-		t.Errorf("EncodedLen = %d, want 1422", n)
+	if n := EncodedLen(r); n != 1431 {
+		t.Errorf("EncodedLen = %d, want 1431", n)
 	}
 	b, err := Append(nil, 9, 0, r)
 	if err != nil {
 		t.Fatalf("Append: %v", err)
 	}
-	if len(b) != 1422 || len(b) > MaxDatagram {
-		t.Fatalf("Append = %d bytes, want 1422 (MaxDatagram %d)", len(b), MaxDatagram)
+	if len(b) != 1431 || len(b) > MaxDatagram {
+		t.Fatalf("Append = %d bytes, want 1431 (MaxDatagram %d)", len(b), MaxDatagram)
 	}
 	h, m, err := Decode(b)
 	if err != nil {
@@ -527,7 +538,7 @@ func TestReplyMaxRingFits(t *testing.T) {
 }
 
 // MaxMembers members with MaxName-byte names do not fit (9 + 1 + 2 + 2 +
-// 64 × (1 + 64 + 6) = 4558 bytes): Append says so and does not panic.
+// 64 × (1 + 64 + 6) + 9 = 4567 bytes): Append says so and does not panic.
 func TestReplyMaxNamesTooLong(t *testing.T) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -535,8 +546,8 @@ func TestReplyMaxNamesTooLong(t *testing.T) {
 		}
 	}()
 	r := Reply{OK: true, Members: slicesRepeat(Member{strings.Repeat("n", MaxName), alice.Addr}, MaxMembers)}
-	if n := EncodedLen(r); n != 4558 {
-		t.Errorf("EncodedLen = %d, want 4558", n)
+	if n := EncodedLen(r); n != 4567 {
+		t.Errorf("EncodedLen = %d, want 4567", n)
 	}
 	b, err := Append([]byte("xy"), 1, 0, r)
 	if !errors.Is(err, ErrTooLong) {

@@ -36,7 +36,7 @@ func layoutSamples() map[Type]layoutSample {
 		TypeTeardownDHT:      {msg: TeardownDHT{Name: "al"}, vars: n("al")},
 		TypeTeardownComplete: {msg: TeardownComplete{Name: "alice"}, vars: n("alice")},
 		TypeReply: {msg: Reply{Reason: "no", Members: []Member{member("alice"), member("bo")}},
-			vars: map[string]int{"r": 2, "k": 2}, cells: map[string]int{"Σ(7+*nᵢ*)": 7 + 5 + 7 + 2}},
+			vars: map[string]int{"r": 2, "k": 2}, cells: map[string]int{"Σ(7+*nᵢ*)": 7 + 5 + 7 + 2, "14+*r*+Σ(7+*nᵢ*)": 14 + 2 + 21, "15+*r*+Σ(7+*nᵢ*)": 15 + 2 + 21}},
 		TypeSetID: {msg: SetID{ID: 1, N: 3, Left: member("alice"), Right: member("bo")}, vars: map[string]int{"a": 5, "b": 2}},
 		TypeStore: {msg: Store{N: 3, Records: []Record{rec, rec}},
 			vars: map[string]int{"k": 2}, cells: map[string]int{"…": 2 * RecordLen(rec)}},
@@ -55,6 +55,10 @@ func layoutSamples() map[Type]layoutSample {
 		TypeJoin:       {msg: Join{Joiner: member("grace"), N: 3}, vars: map[string]int{"j": 5}},
 		TypeAlive:      {msg: Alive{Name: "heidi", PeriodMS: 5000}, vars: n("heidi")},
 		TypePace:       {msg: Pace{PeriodMS: 5000}},
+		TypeHeal: {msg: Heal{Epoch: 3, Members: []Member{member("bob"), member("carol")}},
+			cells: map[string]int{"Σ(7+*nᵢ*)": 7 + 3 + 7 + 5}},
+		TypeHealed: {msg: Healed{Name: "bob", Epoch: 3}, vars: n("bob")},
+		TypeBroken: {msg: Broken{Node: member("carol"), What: TypeTeardown}, vars: n("carol")},
 	}
 }
 

@@ -94,6 +94,9 @@ const (
 	TypeRebuilt          Type = 26 // leader of the rebuild → leaver or joiner
 	TypeAck              Type = 27 // receiver → sender of any ring message
 	TypeJoin             Type = 28 // joiner → leader
+	TypeHeal             Type = 40 // server → the leader of a healed ring
+	TypeHealed           Type = 41 // that leader → server, once every record is placed
+	TypeBroken           Type = 42 // a node that gave up on its right neighbour → the origin of what it forwarded
 )
 
 // messages is the one table of message types, indexed by Type: each row
@@ -130,6 +133,9 @@ var messages = [...]struct {
 	TypeRebuilt:          {"rebuilt", decodeAs[Rebuilt]},
 	TypeAck:              {"ack", decodeAs[Ack]},
 	TypeJoin:             {"join", decodeAs[Join]},
+	TypeHeal:             {"heal", decodeAs[Heal]},
+	TypeHealed:           {"healed", decodeAs[Healed]},
+	TypeBroken:           {"broken", decodeAs[Broken]},
 }
 
 // String returns the protocol's name of t, such as "setup-dht", or
@@ -468,18 +474,23 @@ func (m DHTRebuilt) LogValue() slog.Value {
 }
 
 // Reply answers a request to the server: bool ok, string reason (at most
-// MaxReason bytes, empty when ok), list of members. The header id echoes the
-// request's id.
+// MaxReason bytes, empty when ok), list of members, u8 state and u64 epoch.
+// The header id echoes the request's id. State and Epoch answer a rejoin
+// (a register of a registered user from its own address): the user's state
+// (0 Free, 1 Leader, 2 InDHT) and, for a ring member, the DHT's epoch; both
+// are 0 otherwise.
 type Reply struct {
 	OK      bool
 	Reason  string
 	Members []Member
+	State   uint8
+	Epoch   uint64
 }
 
 func (Reply) Type() Type { return TypeReply }
 
 func (m Reply) bodyLen() int {
-	n := 1 + strLen(m.Reason) + 2
+	n := 1 + strLen(m.Reason) + 2 + 1 + 8
 	for i := range m.Members {
 		n += memberLen(m.Members[i])
 	}
@@ -497,26 +508,28 @@ func (m Reply) appendBody(e encoder) ([]byte, *Error) {
 	for i := range m.Members {
 		if e.member(m.Members[i], "") {
 			e.err.Field = "members[" + strconv.Itoa(i) + "]." + e.err.Field
-			break
+			return e.b, e.err
 		}
 	}
+	e.b = append(e.b, m.State)
+	e.u64(m.Epoch)
 	return e.b, e.err
 }
 
 func (m Reply) parse(d decoder) (Reply, decoder) {
 	m.OK = d.bool("ok")
 	m.Reason = d.str(MaxReason, "reason")
-	n := d.count(MaxMembers, minMemberLen, "members")
-	if n == 0 {
-		return m, d
-	}
-	m.Members = make([]Member, n)
-	for i := range m.Members {
-		if m.Members[i] = d.member(""); d.err != nil { // count() left d.err nil
-			d.err.Field = "members[" + strconv.Itoa(i) + "]." + d.err.Field
-			break
+	if n := d.count(MaxMembers, minMemberLen, "members"); n > 0 {
+		m.Members = make([]Member, n)
+		for i := range m.Members {
+			if m.Members[i] = d.member(""); d.err != nil { // count() left d.err nil
+				d.err.Field = "members[" + strconv.Itoa(i) + "]." + d.err.Field
+				return m, d
+			}
 		}
 	}
+	m.State = d.u8("state")
+	m.Epoch = d.u64("epoch")
 	return m, d
 }
 
@@ -535,6 +548,9 @@ func (m Reply) LogValue() slog.Value {
 			sb.WriteString(m.Members[i].Name)
 		}
 		attrs = append(attrs, slog.String("members", sb.String()))
+	}
+	if m.Epoch != 0 {
+		attrs = append(attrs, slog.Int("state", int(m.State)), slog.Uint64("epoch", m.Epoch))
 	}
 	return slog.GroupValue(attrs...)
 }
@@ -636,25 +652,29 @@ func (m Store) LogValue() slog.Value {
 }
 
 // Flush follows the stores of one populate round the ring: name of the
-// leader that started it, u16 ring size. A node commits its table before
-// forwarding it.
+// leader that started it, u16 ring size, the leader's addr (0.0.0.0:0 if
+// not given), where a node that gives up on its right neighbour says so
+// (Broken). A node commits its table before forwarding it.
 type Flush struct {
-	Leader string
-	N      uint16
+	Leader     string
+	N          uint16
+	LeaderAddr netip.AddrPort
 }
 
 func (Flush) Type() Type     { return TypeFlush }
-func (m Flush) bodyLen() int { return nameLen(m.Leader) + 2 }
+func (m Flush) bodyLen() int { return nameLen(m.Leader) + 2 + addrLen }
 
 func (m Flush) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Leader, "leader")
 	e.u16(m.N)
+	e.optAddr(m.LeaderAddr, "leader_addr")
 	return e.b, e.err
 }
 
 func (m Flush) parse(d decoder) (Flush, decoder) {
 	m.Leader = d.name("leader")
 	m.N = d.u16("n")
+	m.LeaderAddr = d.optAddr("leader_addr")
 	return m, d
 }
 
@@ -755,24 +775,28 @@ func (m QueryResult) LogValue() slog.Value {
 }
 
 // Teardown: name of the node that started it, bool keep neighbours (true
-// when the teardown is part of a leave or a join).
+// when the teardown is part of a leave or a join), the origin's addr
+// (0.0.0.0:0 if not given), for Broken.
 type Teardown struct {
 	Origin         string
 	KeepNeighbours bool
+	OriginAddr     netip.AddrPort
 }
 
 func (Teardown) Type() Type     { return TypeTeardown }
-func (m Teardown) bodyLen() int { return nameLen(m.Origin) + 1 }
+func (m Teardown) bodyLen() int { return nameLen(m.Origin) + 1 + addrLen }
 
 func (m Teardown) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Origin, "origin")
 	e.bool(m.KeepNeighbours)
+	e.optAddr(m.OriginAddr, "origin_addr")
 	return e.b, e.err
 }
 
 func (m Teardown) parse(d decoder) (Teardown, decoder) {
 	m.Origin = d.name("origin")
 	m.KeepNeighbours = d.bool("keep_neighbours")
+	m.OriginAddr = d.optAddr("origin_addr")
 	return m, d
 }
 
@@ -781,20 +805,23 @@ func (m Teardown) LogValue() slog.Value {
 }
 
 // ResetID: name of the node that started it (the leaver, or the leader of
-// a join), u16 id for the receiver, u16 new ring size.
+// a join), u16 id for the receiver, u16 new ring size, the origin's addr
+// (0.0.0.0:0 if not given), for Broken.
 type ResetID struct {
-	Origin string
-	ID     uint16
-	N      uint16
+	Origin     string
+	ID         uint16
+	N          uint16
+	OriginAddr netip.AddrPort
 }
 
 func (ResetID) Type() Type     { return TypeResetID }
-func (m ResetID) bodyLen() int { return nameLen(m.Origin) + 2 + 2 }
+func (m ResetID) bodyLen() int { return nameLen(m.Origin) + 2 + 2 + addrLen }
 
 func (m ResetID) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Origin, "origin")
 	e.u16(m.ID)
 	e.u16(m.N)
+	e.optAddr(m.OriginAddr, "origin_addr")
 	return e.b, e.err
 }
 
@@ -802,6 +829,7 @@ func (m ResetID) parse(d decoder) (ResetID, decoder) {
 	m.Origin = d.name("origin")
 	m.ID = d.u16("id")
 	m.N = d.u16("n")
+	m.OriginAddr = d.optAddr("origin_addr")
 	return m, d
 }
 
@@ -963,4 +991,120 @@ func (m Ack) LogValue() slog.Value {
 		return slog.GroupValue()
 	}
 	return slog.GroupValue(slog.Any("more", m.More))
+}
+
+// Heal tells the first live member of a ring that lost members that it
+// leads the healed ring: u64 epoch (the DHT's, after the heal), list of
+// members, itself first, in ring order. The server sends it again on its
+// own timer until the leader acknowledges it (Ack) or the heal ends; the
+// leader re-runs the setup's set-id and store round over them.
+type Heal struct {
+	Epoch   uint64
+	Members []Member
+}
+
+func (Heal) Type() Type { return TypeHeal }
+
+func (m Heal) bodyLen() int {
+	n := 8 + 2
+	for i := range m.Members {
+		n += memberLen(m.Members[i])
+	}
+	return n
+}
+
+func (m Heal) appendBody(e encoder) ([]byte, *Error) {
+	e.u64(m.Epoch)
+	if len(m.Members) > MaxMembers {
+		e.fail("members", ErrTooLong)
+		return e.b, e.err
+	}
+	e.u16(uint16(len(m.Members)))
+	for i := range m.Members {
+		if e.member(m.Members[i], "") {
+			e.err.Field = "members[" + strconv.Itoa(i) + "]." + e.err.Field
+			break
+		}
+	}
+	return e.b, e.err
+}
+
+func (m Heal) parse(d decoder) (Heal, decoder) {
+	m.Epoch = d.u64("epoch")
+	if n := d.count(MaxMembers, minMemberLen, "members"); n > 0 {
+		m.Members = make([]Member, n)
+		for i := range m.Members {
+			if m.Members[i] = d.member(""); d.err != nil {
+				d.err.Field = "members[" + strconv.Itoa(i) + "]." + d.err.Field
+				break
+			}
+		}
+	}
+	return m, d
+}
+
+func (m Heal) LogValue() slog.Value {
+	var sb strings.Builder
+	for i := range m.Members {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(m.Members[i].Name)
+	}
+	return slog.GroupValue(slog.Uint64("epoch", m.Epoch), slog.String("members", sb.String()), slog.Int("ring", len(m.Members)))
+}
+
+// Healed tells the server that the heal of epoch is done, every record
+// committed at its node: name of the leader, u64 epoch. The server
+// acknowledges it (Ack); the leader sends it again until it does.
+type Healed struct {
+	Name  string
+	Epoch uint64
+}
+
+func (Healed) Type() Type     { return TypeHealed }
+func (m Healed) bodyLen() int { return nameLen(m.Name) + 8 }
+
+func (m Healed) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Name, "name")
+	e.u64(m.Epoch)
+	return e.b, e.err
+}
+
+func (m Healed) parse(d decoder) (Healed, decoder) {
+	m.Name = d.name("name")
+	m.Epoch = d.u64("epoch")
+	return m, d
+}
+
+func (m Healed) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", m.Name), slog.Uint64("epoch", m.Epoch))
+}
+
+// Broken tells the node that started a ring phase (the Origin of a
+// teardown or a reset-id, the leader of a flush) that it cannot finish: the
+// sender gave up on its right neighbour, the member Node, which stopped
+// acknowledging a message of type What.
+type Broken struct {
+	Node Member
+	What Type
+}
+
+func (Broken) Type() Type     { return TypeBroken }
+func (m Broken) bodyLen() int { return memberLen(m.Node) + 1 }
+
+func (m Broken) appendBody(e encoder) ([]byte, *Error) {
+	e.member(m.Node, "node")
+	e.b = append(e.b, uint8(m.What))
+	return e.b, e.err
+}
+
+func (m Broken) parse(d decoder) (Broken, decoder) {
+	m.Node = d.member("node")
+	m.What = Type(d.u8("what"))
+	return m, d
+}
+
+func (m Broken) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("node", m.Node.String()), slog.String("what", m.What.String()))
 }
