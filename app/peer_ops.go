@@ -202,23 +202,24 @@ func (o *setupOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 	if cmd == CmdDHTComplete {
 		return p.finish(now, nil, resultOK(CmdDHTComplete))
 	}
-	return o.place(p, now, r.Members)
+	return o.place(p, now, r.Members, r.Epoch)
 }
 
 // place: the server named the ring; tell every member its place.
-func (o *setupOp) place(p *Peer, now time.Time, members []wire.Member) []Output {
+func (o *setupOp) place(p *Peer, now time.Time, members []wire.Member, epoch uint64) []Output {
 	names := make([]string, len(members))
 	for i, m := range members {
 		names[i] = m.Name
 	}
 	out := []Output{Result{Cmd: CmdSetupDHT, OK: true, Ring: names}}
+	out = append(out, p.abandon(now, "a new ring is being set up")...)
 	o.stage = setupPlacing
 	n := len(members)
 	if n < 1 || members[0].Addr != p.self.Addr {
 		return p.finish(now, out, resultFailed(CmdDHTComplete, "the server's ring does not start at this peer"))
 	}
 	p.clearTable()
-	p.inRing, p.id, p.n = true, 0, n
+	p.inRing, p.id, p.n, p.epoch = true, 0, n, epoch
 	p.left, p.right, p.neighbours = members[n-1], members[1%n], true
 	o.pending = n - 1
 	waitOn := make([]netip.AddrPort, 0, n-1)
@@ -227,7 +228,7 @@ func (o *setupOp) place(p *Peer, now time.Time, members []wire.Member) []Output 
 	}
 	o.begin(p, now, waitOn...)
 	for i := 1; i < n; i++ {
-		msg := wire.SetID{ID: uint16(i), N: uint16(n), Left: members[i-1], Right: members[(i+1)%n]}
+		msg := wire.SetID{ID: uint16(i), N: uint16(n), Left: members[i-1], Right: members[(i+1)%n], Epoch: epoch}
 		out = append(out, p.link.send(now, members[i].Addr, msg, tagSetID, false)...)
 	}
 	return out
@@ -300,6 +301,7 @@ type leaveOp struct {
 	left, right wire.Member // this node's neighbours when it left
 	n           int         // the ring's size when it left
 	pending     int         // resets not yet acknowledged
+	epoch       uint64      // the renumbered ring's, from the server's answer
 }
 
 func (o *leaveOp) asking() *request { return &o.rq }
@@ -322,9 +324,9 @@ func (o *leaveOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 	if !p.inRing || !p.neighbours {
 		return p.finish(now, out, resultFailed(CmdDHTRebuilt, "this peer holds no place in a ring"))
 	}
-	o.left, o.right, o.n = p.left, p.right, p.n
+	o.left, o.right, o.n, o.epoch = p.left, p.right, p.n, r.Epoch
 	o.begin(p, now, p.left.Addr, p.right.Addr)
-	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true}, tagNone, false)...)
+	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true, OriginAddr: p.self.Addr}, tagNone, false)...)
 }
 
 // tornDown: the teardown came back; renumber the others.
@@ -333,7 +335,7 @@ func (o *leaveOp) tornDown(p *Peer, now time.Time) []Output {
 	p.leaveRing(true)
 	out := []Output{p.persist(true, nil)}
 	o.stage = leaveRenumbering
-	return append(out, p.link.send(now, o.right.Addr, wire.ResetID{Origin: p.self.Name, ID: 0, N: uint16(o.n - 1)}, tagNone, false)...)
+	return append(out, p.link.send(now, o.right.Addr, wire.ResetID{Origin: p.self.Name, ID: 0, N: uint16(o.n - 1), OriginAddr: p.self.Addr, Epoch: o.epoch}, tagNone, false)...)
 }
 
 // renumbered: reset-id came back; point the neighbours at each other.
@@ -424,7 +426,7 @@ func (o *teardownOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply)
 	if !p.neighbours || p.right.Addr == p.self.Addr {
 		return append(out, o.tornDown(p, now)...)
 	}
-	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name}, tagNone, false)...)
+	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, OriginAddr: p.self.Addr}, tagNone, false)...)
 }
 
 // tornDown: the teardown came back (or the ring is this node alone).

@@ -76,6 +76,18 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 			}
 		}
 		return "no leave or join is waiting for it"
+	case wire.Heal:
+		if from != p.cfg.Server {
+			return "heal not from the server"
+		}
+		if len(m.Members) == 0 || m.Members[0].Addr != p.self.Addr || m.Members[0].Name != p.self.Name {
+			return "heal names another leader"
+		}
+		for _, mb := range m.Members {
+			if !validMember(mb) {
+				return "heal names an invalid member"
+			}
+		}
 	case wire.Join:
 		if !validMember(m.Joiner) || from != m.Joiner.Addr {
 			return "not from the joiner it names"
@@ -147,16 +159,21 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, noAck bool) []Output {
 	switch m := m.(type) {
 	case wire.SetID:
+		var out []Output
+		if j, ok := p.op.(*joinOp); !ok || j.stage != joinWaiting || from != j.leader.Addr {
+			// A new ring: nothing of the old one goes on here.
+			out = p.abandon(now, fmt.Sprintf("%s set this node up in a new ring", from))
+		}
 		p.clearTable()
-		p.inRing, p.id, p.n = true, int(m.ID), int(m.N)
+		p.inRing, p.id, p.n, p.epoch = true, int(m.ID), int(m.N), m.Epoch
 		p.left, p.right, p.neighbours = m.Left, m.Right, true
 		p.leaver = netip.AddrPort{}
-		p.joining = nil // a new ring: no join of the old one goes on
+		p.joining = nil
 		// Written with this node's stores, or at the flush: acknowledged
 		// at once, so the leader starts the stores without waiting for a
 		// disk.
 		p.deferPersist(true)
-		return nil
+		return out
 	case wire.Store:
 		if int(m.N) != p.n {
 			return []Output{event("store for another ring size ignored", attrAddr(from), slog.Int("ring", int(m.N)))}
@@ -240,6 +257,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		p.inRing = false
 		p.joining = nil
 		if !m.KeepNeighbours {
+			p.formerRight = p.right
 			p.neighbours, p.left, p.right = false, wire.Member{}, wire.Member{}
 		}
 		out := []Output{p.persist(true, nil)}
@@ -254,7 +272,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 			}
 			return []Output{dropped("reset-id of ours returned unexpectedly", netip.AddrPort{})}
 		}
-		p.inRing, p.id, p.n = true, int(m.ID), int(m.N)
+		p.inRing, p.id, p.n, p.epoch = true, int(m.ID), int(m.N), m.Epoch
 		// Written with the rebuild's stores or flush, which follow.
 		p.deferPersist(false)
 		m.ID++
@@ -285,6 +303,10 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		return p.op.(*leaveOp).rebuilt(p, now, m)
 	case wire.Join:
 		return p.startJoin(now, m)
+	case wire.Heal:
+		return p.startHeal(now, m)
+	case wire.Broken:
+		return p.onBroken(now, from, m)
 	}
 	return nil
 }

@@ -49,8 +49,11 @@ const (
 )
 
 // alivesPerDeadAfter is how many alives a user is told to send within
-// DeadAfter: two may be lost before it is offline.
-const alivesPerDeadAfter = 3
+// DeadAfter: nine may be lost before it is offline. An offline ring member
+// is removed from the ring, so a live one must not look offline on a lossy
+// network: at 20% loss, ten in a row are lost once in ten million windows
+// (three would be once in 125).
+const alivesPerDeadAfter = 10
 
 type cachedReply struct {
 	id    uint32
@@ -82,6 +85,11 @@ type Server struct {
 	// first changed since the state was last persisted; zero if none did.
 	// Tick writes such changes seenFlush later if no command has first.
 	seenDirty time.Time
+	// The heal in progress (server_heal.go): its leader has acknowledged
+	// it; else its next copy goes at healNext, healRTO after the last.
+	healAcked bool
+	healNext  time.Time
+	healRTO   time.Duration
 }
 
 // seenFlush bounds how stale the LastSeen times in the file may get: one
@@ -245,8 +253,15 @@ func (s *Server) alive(now time.Time, from netip.AddrPort, h wire.Header, m wire
 // Step handles one datagram from a client.
 func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
 	s.clock(now)
-	if a, ok := m.(wire.Alive); ok && NotUnicast(from.Addr()) == "" {
-		return s.alive(now, from, h, a)
+	if NotUnicast(from.Addr()) == "" {
+		switch m := m.(type) {
+		case wire.Alive:
+			return s.alive(now, from, h, m)
+		case wire.Ack:
+			return s.healAck(now, from, h, m)
+		case wire.Healed:
+			return s.healed(now, from, h, m)
+		}
 	}
 	if !isRequest(m) {
 		return []Output{dropped("not a request", from, slog.String("type", m.Type().String()))}
@@ -356,6 +371,8 @@ func (s *Server) waiting() string {
 		return fmt.Sprintf("server is waiting for teardown-complete from %s (teardown-dht in progress)", s.dht.Leader)
 	case state.PhaseJoining:
 		return fmt.Sprintf("server is waiting for dht-rebuilt from %s (join-dht in progress)", s.dht.Joiner)
+	case state.PhaseHealing:
+		return fmt.Sprintf("the DHT is healing (%s removed as offline); server is waiting for healed from %s", andList(s.dht.Removed), s.dht.Leader)
 	}
 	return ""
 }
@@ -453,9 +470,11 @@ func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wi
 		}
 		members[i] = wire.Member{Name: u.Name, Addr: u.Addr}
 	}
-	s.dht = state.DHT{Phase: state.PhaseBuilding, Leader: leader.Name, Members: ring, Since: now.UnixNano()}
+	s.dht = state.DHT{Phase: state.PhaseBuilding, Leader: leader.Name, Members: ring, Since: now.UnixNano(), Epoch: s.dht.Epoch + 1}
 	s.note = ""
-	return ok(members...), true
+	r = ok(members...)
+	r.Epoch = s.dht.Epoch // the new ring's: the leader hands it to every member
+	return r, true
 }
 
 // badRingSize is the one reason given for a setup-dht's N that is not a
@@ -528,8 +547,13 @@ func (s *Server) leave(now time.Time, from netip.AddrPort, m wire.LeaveDHT) (*wi
 	case len(s.dht.Members) < 2:
 		return fail("%s is the only node of the DHT; use teardown-dht", u.Name), false
 	}
+	// The renumbered ring's epoch is taken now, so that no heal of this
+	// ring can take the same one.
 	s.dht.Phase, s.dht.Leaver, s.dht.Since = state.PhaseLeaving, u.Name, now.UnixNano()
-	return ok(), true
+	s.dht.Epoch++
+	r = ok()
+	r.Epoch = s.dht.Epoch
+	return r, true
 }
 
 func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bool) {
@@ -557,7 +581,7 @@ func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, b
 		old.State = state.InDHT
 	}
 	s.users[m.NewLeader].State = state.Leader
-	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring}
+	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring, Epoch: s.dht.Epoch}
 	return ok(), true
 }
 
@@ -584,8 +608,12 @@ func (s *Server) join(now time.Time, from netip.AddrPort, m wire.JoinDHT) (*wire
 	for i, name := range s.dht.Members {
 		members[i] = wire.Member{Name: name, Addr: s.users[name].Addr}
 	}
+	// The larger ring's epoch is taken now, as a leave's.
 	s.dht.Phase, s.dht.Joiner, s.dht.Since = state.PhaseJoining, u.Name, now.UnixNano()
-	return ok(members...), true
+	s.dht.Epoch++
+	r = ok(members...)
+	r.Epoch = s.dht.Epoch
+	return r, true
 }
 
 // joined ends a join: the joiner is a member of the ring, placed where the
@@ -608,7 +636,7 @@ func (s *Server) joined(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bo
 		old.State = state.InDHT
 	}
 	s.users[m.NewLeader].State = state.Leader
-	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring}
+	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring, Epoch: s.dht.Epoch}
 	return ok(), true
 }
 
@@ -649,14 +677,16 @@ func (s *Server) teardownComplete(from netip.AddrPort, m wire.TeardownComplete) 
 	return ok(), true
 }
 
-// dissolve frees every member and forgets the DHT.
+// dissolve frees every member and forgets the DHT, but for its epoch:
+// epochs never repeat, so that a peer back from a crash never mistakes a
+// new ring for the one it remembers.
 func (s *Server) dissolve() {
 	for _, name := range s.dht.Members {
 		if u := s.users[name]; u != nil {
 			u.State = state.Free
 		}
 	}
-	s.dht = state.DHT{}
+	s.dht = state.DHT{Epoch: s.dht.Epoch}
 }
 
 func (s *Server) noteSuffix() string {
@@ -667,13 +697,23 @@ func (s *Server) noteSuffix() string {
 }
 
 // NextDeadline is when Tick next has work: the end of the current wait,
-// or the write of LastSeen changes.
+// the next copy of a heal, the time a member would turn offline, or the
+// write of LastSeen changes.
 func (s *Server) NextDeadline() (time.Time, bool) {
 	t, ok := s.waitDeadline()
-	if !s.seenDirty.IsZero() {
-		if f := s.seenDirty.Add(seenFlush); !ok || f.Before(t) {
-			t, ok = f, true
+	earlier := func(d time.Time) {
+		if !ok || d.Before(t) {
+			t, ok = d, true
 		}
+	}
+	if s.dht.Phase == state.PhaseHealing && !s.healAcked {
+		earlier(s.healNext)
+	}
+	if d, found := s.nextOffline(); found {
+		earlier(d)
+	}
+	if !s.seenDirty.IsZero() {
+		earlier(s.seenDirty.Add(seenFlush))
 	}
 	return t, ok
 }
@@ -690,8 +730,14 @@ func (s *Server) waitDeadline() (time.Time, bool) {
 // former member Free (peers accept a new set-id whatever they held).
 func (s *Server) Tick(now time.Time) []Output {
 	s.clock(now)
+	if out := s.checkLive(now); out != nil {
+		return out
+	}
 	if at, ok := s.waitDeadline(); ok && !now.Before(at) {
 		return s.rollback()
+	}
+	if s.dht.Phase == state.PhaseHealing && !s.healAcked && !now.Before(s.healNext) {
+		return s.sendHeal(now)
 	}
 	if !s.seenDirty.IsZero() && !now.Before(s.seenDirty.Add(seenFlush)) {
 		return []Output{s.persist(nil)}
@@ -711,6 +757,8 @@ func (s *Server) rollback() []Output {
 		what = fmt.Sprintf("teardown-dht led by %s got no teardown-complete", s.dht.Leader)
 	case state.PhaseJoining:
 		what = fmt.Sprintf("join-dht by %s got no dht-rebuilt", s.dht.Joiner)
+	case state.PhaseHealing:
+		what = fmt.Sprintf("the heal led by %s got no healed", s.dht.Leader)
 	}
 	s.note = fmt.Sprintf("%s within --op-timeout %s and was rolled back: the DHT was dissolved and its members are Free", what, s.cfg.OpTimeout)
 	s.dissolve()

@@ -45,8 +45,13 @@ func srvAddr(name string) netip.AddrPort {
 var srvStranger = netip.MustParseAddrPort("10.0.0.99:7000")
 
 func srvConfig() ServerConfig {
-	return ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(rand.NewPCG(1, 2))}
+	return ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(rand.NewPCG(1, 2)), DeadAfter: srvDeadAfter}
 }
+
+// srvDeadAfter is the tests' --dead-after: long, so that users who send no
+// alive stay live through the tests of other rules (server_heal_test.go
+// tests what an offline member does to the DHT).
+const srvDeadAfter = time.Hour
 
 // srvFree is a registry of Free users and no DHT.
 func srvFree(names ...string) state.ServerState {
@@ -122,7 +127,14 @@ func srvNorm(st state.ServerState) state.ServerState {
 	if len(st.DHT.Members) == 0 {
 		st.DHT.Members = nil
 	}
+	st.DHT.Epoch = 0 // TestServerEpoch checks them
 	return st
+}
+
+// dhtNoEpoch is d but for its epoch, which TestServerEpoch checks.
+func dhtNoEpoch(d state.DHT) state.DHT {
+	d.Epoch = 0
+	return d
 }
 
 func srvSameState(a, b state.ServerState) bool { return reflect.DeepEqual(srvNorm(a), srvNorm(b)) }
@@ -511,7 +523,7 @@ func srvCheckSetup(leader string, n int) func(*testing.T, wire.Reply, state.Serv
 			names = append(names, m.Name)
 		}
 		want := state.DHT{Phase: state.PhaseBuilding, Leader: leader, Members: names, Since: srvT0.UnixNano()}
-		if !reflect.DeepEqual(st.DHT, want) {
+		if !reflect.DeepEqual(dhtNoEpoch(st.DHT), want) {
 			t.Errorf("DHT = %+v, want %+v", st.DHT, want)
 		}
 		for _, u := range st.Users {
@@ -562,7 +574,7 @@ func TestServerSetupDHT(t *testing.T) {
 func TestServerSetupDHTDeterministicAndRandom(t *testing.T) {
 	st := srvFree("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 	ring := func(seed uint64) string {
-		s := NewServer(ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(rand.NewPCG(seed, 2))}, st, nil)
+		s := NewServer(ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(rand.NewPCG(seed, 2)), DeadAfter: srvDeadAfter}, st, nil)
 		outs := s.Step(srvT0, srvAddr("alice"), wire.Header{ID: 1}, wire.SetupDHT{N: 3, Name: "alice"})
 		return strings.Join(s.Snapshot().DHT.Members, ",") + "|" + outs[len(outs)-1].(Send).Msg.(wire.Reply).Members[1].Name
 	}
@@ -588,7 +600,7 @@ func TestServerDHTComplete(t *testing.T) {
 		{name: "leader", start: building, from: srvAddr("alice"), msg: wire.DHTComplete{Name: "alice"},
 			check: func(t *testing.T, _ wire.Reply, st state.ServerState) {
 				want := state.DHT{Phase: state.PhaseReady, Leader: "alice", Members: []string{"alice", "bob", "carol"}}
-				if !reflect.DeepEqual(st.DHT, want) {
+				if !reflect.DeepEqual(dhtNoEpoch(st.DHT), want) {
 					t.Errorf("DHT = %+v, want %+v", st.DHT, want)
 				}
 				srvStates(t, st, map[string]state.State{"alice": state.Leader, "bob": state.InDHT, "carol": state.InDHT, "dave": state.Free})
@@ -653,7 +665,7 @@ func TestServerLeaveDHT(t *testing.T) {
 		return func(t *testing.T, _ wire.Reply, st state.ServerState) {
 			want := state.DHT{Phase: state.PhaseLeaving, Leader: "alice", Members: []string{"alice", "bob", "carol", "dave"},
 				Leaver: leaver, Since: srvT0.UnixNano()}
-			if !reflect.DeepEqual(st.DHT, want) {
+			if !reflect.DeepEqual(dhtNoEpoch(st.DHT), want) {
 				t.Errorf("DHT = %+v, want %+v", st.DHT, want)
 			}
 			srvStates(t, st, map[string]state.State{"alice": state.Leader, "bob": state.InDHT, "carol": state.InDHT, "dave": state.InDHT, "erin": state.Free})
@@ -684,7 +696,7 @@ func srvReady(leader string, members []string, states map[string]state.State) fu
 	return func(t *testing.T, _ wire.Reply, st state.ServerState) {
 		t.Helper()
 		want := state.DHT{Phase: state.PhaseReady, Leader: leader, Members: members}
-		if !reflect.DeepEqual(st.DHT, want) {
+		if !reflect.DeepEqual(dhtNoEpoch(st.DHT), want) {
 			t.Errorf("DHT = %+v, want %+v", st.DHT, want)
 		}
 		srvStates(t, st, states)
@@ -784,7 +796,7 @@ func TestServerTeardownDHT(t *testing.T) {
 		{name: "leader", start: ready, from: srvAddr("alice"), msg: wire.TeardownDHT{Name: "alice"},
 			check: func(t *testing.T, _ wire.Reply, st state.ServerState) {
 				want := state.DHT{Phase: state.PhaseTearing, Leader: "alice", Members: []string{"alice", "bob", "carol"}, Since: srvT0.UnixNano()}
-				if !reflect.DeepEqual(st.DHT, want) {
+				if !reflect.DeepEqual(dhtNoEpoch(st.DHT), want) {
 					t.Errorf("DHT = %+v, want %+v", st.DHT, want)
 				}
 				srvStates(t, st, map[string]state.State{"alice": state.Leader, "bob": state.InDHT, "carol": state.InDHT, "dave": state.Free})
@@ -892,7 +904,7 @@ func TestServerWaiting(t *testing.T) {
 			t.Run("awaited message ends the wait", func(t *testing.T) {
 				h := newSrvH(t, w.start)
 				h.ok(srvAddr(w.awaitedFrom), w.awaited)
-				if _, ok := h.s.NextDeadline(); ok {
+				if h.s.Snapshot().DHT.Phase.Waiting() {
 					t.Errorf("still waiting after the awaited message")
 				}
 				// Other requests are served again.
@@ -1148,7 +1160,7 @@ type srvReq struct {
 
 func TestServerRestart(t *testing.T) {
 	pcg := rand.NewPCG(1, 2)
-	orig := NewServer(ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(pcg)}, state.ServerState{}, nil)
+	orig := NewServer(ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(pcg), DeadAfter: srvDeadAfter}, state.ServerState{}, nil)
 	p := &srvPersisted{replies: map[netip.AddrPort]state.CachedReply{}}
 	p.state = orig.Snapshot()
 	names := []string{"alice", "bob", "carol", "dave", "erin"}
@@ -1165,7 +1177,7 @@ func TestServerRestart(t *testing.T) {
 
 	restart := func(t *testing.T) *Server {
 		t.Helper()
-		s := NewServer(ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(srvClonePCG(t, pcg))}, p.state, p.cached())
+		s := NewServer(ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(srvClonePCG(t, pcg)), DeadAfter: srvDeadAfter}, p.state, p.cached())
 		if !srvSameState(s.Snapshot(), orig.Snapshot()) {
 			t.Fatalf("restarted state\n%+v\nwant\n%+v", s.Snapshot(), orig.Snapshot())
 		}
@@ -1237,7 +1249,7 @@ func TestServerRestart(t *testing.T) {
 	})
 
 	t.Run("wait in progress rolls back after restart", func(t *testing.T) {
-		s := NewServer(ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(rand.NewPCG(1, 2))}, p.state, p.cached())
+		s := NewServer(ServerConfig{OpTimeout: srvTimeout, Rand: rand.New(rand.NewPCG(1, 2)), DeadAfter: srvDeadAfter}, p.state, p.cached())
 		if outs := s.Tick(srvT0.Add(srvTimeout - time.Nanosecond)); len(outs) != 0 {
 			t.Errorf("Tick before the deadline: %#v", outs)
 		}
@@ -1278,6 +1290,7 @@ func TestServerTick(t *testing.T) {
 				}
 
 				h.now = deadline.Add(late)
+				h.aliveAll() // online: the op timeout, not liveness, ends the wait
 				outs := h.s.Tick(h.now)
 				var events, persists int
 				for _, o := range outs {

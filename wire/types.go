@@ -555,22 +555,25 @@ func (m Reply) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
-// SetID: u16 id, u16 ring size, left member, right member.
+// SetID: u16 id, u16 ring size, left member, right member, u64 the ring's
+// epoch (the server's, 0 if unknown).
 type SetID struct {
 	ID    uint16
 	N     uint16
 	Left  Member
 	Right Member
+	Epoch uint64
 }
 
 func (SetID) Type() Type     { return TypeSetID }
-func (m SetID) bodyLen() int { return 2 + 2 + memberLen(m.Left) + memberLen(m.Right) }
+func (m SetID) bodyLen() int { return 2 + 2 + memberLen(m.Left) + memberLen(m.Right) + 8 }
 
 func (m SetID) appendBody(e encoder) ([]byte, *Error) {
 	e.u16(m.ID)
 	e.u16(m.N)
 	e.member(m.Left, "left")
 	e.member(m.Right, "right")
+	e.u64(m.Epoch)
 	return e.b, e.err
 }
 
@@ -579,6 +582,7 @@ func (m SetID) parse(d decoder) (SetID, decoder) {
 	m.N = d.u16("n")
 	m.Left = d.member("left")
 	m.Right = d.member("right")
+	m.Epoch = d.u64("epoch")
 	return m, d
 }
 
@@ -807,21 +811,26 @@ func (m Teardown) LogValue() slog.Value {
 // ResetID: name of the node that started it (the leaver, or the leader of
 // a join), u16 id for the receiver, u16 new ring size, the origin's addr
 // (0.0.0.0:0 if not given), for Broken.
+//
+// It ends with u64 the epoch of the renumbered ring (the server's, 0 if
+// unknown).
 type ResetID struct {
 	Origin     string
 	ID         uint16
 	N          uint16
 	OriginAddr netip.AddrPort
+	Epoch      uint64
 }
 
 func (ResetID) Type() Type     { return TypeResetID }
-func (m ResetID) bodyLen() int { return nameLen(m.Origin) + 2 + 2 + addrLen }
+func (m ResetID) bodyLen() int { return nameLen(m.Origin) + 2 + 2 + addrLen + 8 }
 
 func (m ResetID) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Origin, "origin")
 	e.u16(m.ID)
 	e.u16(m.N)
 	e.optAddr(m.OriginAddr, "origin_addr")
+	e.u64(m.Epoch)
 	return e.b, e.err
 }
 
@@ -830,6 +839,7 @@ func (m ResetID) parse(d decoder) (ResetID, decoder) {
 	m.ID = d.u16("id")
 	m.N = d.u16("n")
 	m.OriginAddr = d.optAddr("origin_addr")
+	m.Epoch = d.u64("epoch")
 	return m, d
 }
 
@@ -927,24 +937,28 @@ func (m Rebuilt) LogValue() slog.Value {
 }
 
 // Join asks the leader of a ring of N to take the joiner in as node N:
-// joiner member, u16 ring size before the join.
+// joiner member, u16 ring size before the join, u64 the epoch of the
+// larger ring (from the server's answer to join-dht).
 type Join struct {
 	Joiner Member
 	N      uint16
+	Epoch  uint64
 }
 
 func (Join) Type() Type     { return TypeJoin }
-func (m Join) bodyLen() int { return memberLen(m.Joiner) + 2 }
+func (m Join) bodyLen() int { return memberLen(m.Joiner) + 2 + 8 }
 
 func (m Join) appendBody(e encoder) ([]byte, *Error) {
 	e.member(m.Joiner, "joiner")
 	e.u16(m.N)
+	e.u64(m.Epoch)
 	return e.b, e.err
 }
 
 func (m Join) parse(d decoder) (Join, decoder) {
 	m.Joiner = d.member("joiner")
 	m.N = d.u16("n")
+	m.Epoch = d.u64("epoch")
 	return m, d
 }
 
