@@ -90,6 +90,9 @@ type Server struct {
 	healAcked bool
 	healNext  time.Time
 	healRTO   time.Duration
+	// after: what a request's handling asks to send once its reply is out
+	// (the heal a rejoin started).
+	after []Output
 }
 
 // seenFlush bounds how stale the LastSeen times in the file may get: one
@@ -287,6 +290,8 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		s.pruneCache()
 	}
 	var out []Output
+	after := s.after
+	s.after = nil
 	if changed {
 		dg, err := wire.Append(nil, h.ID, 0, *reply)
 		if err != nil {
@@ -295,7 +300,7 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		out = append(out, s.persist(&state.CachedReply{Addr: from, ID: h.ID, Datagram: dg}))
 		s.persisted[from] = true
 	}
-	return append(out, Send{To: from, ID: h.ID, Msg: *reply})
+	return append(append(out, Send{To: from, ID: h.ID, Msg: *reply}), after...)
 }
 
 // maxCache bounds the in-memory reply cache: strangers sending requests
@@ -336,7 +341,7 @@ func ok(members ...wire.Member) *wire.Reply { return &wire.Reply{OK: true, Membe
 func (s *Server) handle(now time.Time, from netip.AddrPort, m wire.Message) (reply *wire.Reply, changed bool) {
 	switch m := m.(type) {
 	case wire.Register:
-		return s.register(from, m)
+		return s.register(now, from, m)
 	case wire.SetupDHT:
 		return s.setup(now, from, m)
 	case wire.DHTComplete:
@@ -372,6 +377,9 @@ func (s *Server) waiting() string {
 	case state.PhaseJoining:
 		return fmt.Sprintf("server is waiting for dht-rebuilt from %s (join-dht in progress)", s.dht.Joiner)
 	case state.PhaseHealing:
+		if len(s.dht.Removed) == 0 {
+			return fmt.Sprintf("the DHT is healing (a member restarted without its place); server is waiting for healed from %s", s.dht.Leader)
+		}
 		return fmt.Sprintf("the DHT is healing (%s removed as offline); server is waiting for healed from %s", andList(s.dht.Removed), s.dht.Leader)
 	}
 	return ""
@@ -402,7 +410,10 @@ func (s *Server) caller(from netip.AddrPort, name string) (*state.User, *wire.Re
 	return u, nil
 }
 
-func (s *Server) register(from netip.AddrPort, m wire.Register) (*wire.Reply, bool) {
+func (s *Server) register(now time.Time, from netip.AddrPort, m wire.Register) (*wire.Reply, bool) {
+	if u := s.users[m.Name]; u != nil && u.Addr == m.Addr && from == m.Addr {
+		return s.rejoin(now, u, m)
+	}
 	if w := s.waiting(); w != "" {
 		return fail("%s", w), false
 	}

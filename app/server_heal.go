@@ -100,6 +100,13 @@ func (s *Server) checkLive(now time.Time) []Output {
 // asks their leader to rebuild it; removed are the users whose being
 // offline started it.
 func (s *Server) heal(now time.Time, survivors, removed []string, why string) []Output {
+	s.healState(now, survivors, removed, why)
+	out := []Output{event("heal", slog.String("what", s.note), slog.Uint64("epoch", s.dht.Epoch)), s.persist(nil)}
+	return append(out, s.sendHeal(now)...)
+}
+
+// healState makes the heal the DHT's state.
+func (s *Server) healState(now time.Time, survivors, removed []string, why string) {
 	for _, m := range s.dht.Members {
 		s.users[m].State = state.Free
 	}
@@ -112,9 +119,8 @@ func (s *Server) heal(now time.Time, survivors, removed []string, why string) []
 	s.dht = state.DHT{Phase: state.PhaseHealing, Leader: survivors[0], Members: survivors, Since: now.UnixNano(),
 		Epoch: s.dht.Epoch + 1, Removed: removed}
 	s.note = fmt.Sprintf("%s: the ring heals to %d node(s) led by %s", why, len(survivors), survivors[0])
+
 	s.healAcked, s.healNext, s.healRTO = false, now, healRTO
-	out := []Output{event("heal", slog.String("what", s.note), slog.Uint64("epoch", s.dht.Epoch)), s.persist(nil)}
-	return append(out, s.sendHeal(now)...)
 }
 
 // sendHeal sends the heal in progress to its leader, and schedules the
@@ -197,4 +203,61 @@ func andList(names []string) string {
 		return strings.Join(names, "")
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+// rejoin is a register of a registered user, from its registered address
+// (SPEC §3): its peer restarted. It is the one place that decides on a
+// rejoin; the authentication of the rejoin (the user's secret, or a
+// return-routability check when the peer holds none) belongs here.
+//
+// The user keeps its state; the reply says which, and for a ring member
+// the DHT's epoch. A member whose file holds no place in the ring the
+// server counts it in (m.Epoch is another epoch) cannot serve that ring:
+// the ring heals with it, so that it gets a place and a table again, but
+// while the DHT is built or torn down (the leader's set-id or teardown
+// reaches it again).
+func (s *Server) rejoin(now time.Time, u *state.User, m wire.Register) (*wire.Reply, bool) {
+	s.seen(now, u.Addr)
+	member := slices.Contains(s.dht.Members, u.Name)
+	changed := false
+	if member && m.Epoch != s.dht.Epoch {
+		switch s.dht.Phase {
+		case state.PhaseReady, state.PhaseHealing, state.PhaseLeaving, state.PhaseJoining:
+			s.after = s.healAround(now, u.Name)
+			changed = true
+		}
+	}
+	r := ok()
+	r.State = uint8(u.State)
+	if slices.Contains(s.dht.Members, u.Name) {
+		r.Epoch = s.dht.Epoch
+	}
+	return r, changed
+}
+
+// healAround heals the ring with its live members, name among them, which
+// came back without its place; the caller persists.
+func (s *Server) healAround(now time.Time, name string) []Output {
+	d := s.dht
+	var survivors []string
+	for _, m := range d.Members {
+		if s.online(now, m) && m != d.Leaver {
+			survivors = append(survivors, m)
+		}
+	}
+	why := fmt.Sprintf("%s restarted without its place in the ring (epoch %d)", name, d.Epoch)
+	switch d.Phase {
+	case state.PhaseLeaving:
+		why += fmt.Sprintf("; leave-dht by %s was ended, and %s is Free", d.Leaver, d.Leaver)
+	case state.PhaseJoining:
+		why += fmt.Sprintf("; join-dht by %s was ended, and %s is Free", d.Joiner, d.Joiner)
+	}
+	var removed []string
+	for _, m := range d.Members {
+		if !slices.Contains(survivors, m) && m != d.Leaver {
+			removed = append(removed, m)
+		}
+	}
+	s.healState(now, survivors, removed, why)
+	return append([]Output{event("heal", slog.String("what", s.note), slog.Uint64("epoch", s.dht.Epoch))}, s.sendHeal(now)...)
 }

@@ -60,7 +60,7 @@ type golden struct {
 
 var goldens = []golden{
 	{"register", 1, 0, Register{Name: "alice", Addr: alice.Addr},
-		"4448 01 01 00000001 00" + hAlice + hAliceAddr},
+		"4448 01 01 00000001 00" + hAlice + hAliceAddr + "0000000000000000"},
 	{"setup-dht", 2, 0, SetupDHT{N: 3, Name: "alice"},
 		"4448 01 02 00000002 00 0003" + hAlice},
 	{"dht-complete", 3, 0, DHTComplete{Name: "alice"},

@@ -220,28 +220,36 @@ func decodeAs[M codec[M]](t Type, body string) (Message, error) {
 	return m, nil
 }
 
-// Register: name, addr.
+// Register: name, addr, u64 epoch. A peer that resumes a registration
+// from its file sends the epoch of the ring its file holds a place in (0
+// for none): the server's rejoin decision reads it.
 type Register struct {
-	Name string
-	Addr netip.AddrPort
+	Name  string
+	Addr  netip.AddrPort
+	Epoch uint64
 }
 
 func (Register) Type() Type     { return TypeRegister }
-func (m Register) bodyLen() int { return nameLen(m.Name) + addrLen }
+func (m Register) bodyLen() int { return nameLen(m.Name) + addrLen + 8 }
 
 func (m Register) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Name, "name")
 	e.addr(m.Addr, "addr")
+	e.u64(m.Epoch)
 	return e.b, e.err
 }
 
 func (m Register) parse(d decoder) (Register, decoder) {
 	m.Name = d.name("name")
 	m.Addr = d.addr("addr")
+	m.Epoch = d.u64("epoch")
 	return m, d
 }
 
 func (m Register) LogValue() slog.Value {
+	if m.Epoch != 0 {
+		return slog.GroupValue(slog.String("name", m.Name), slog.String("addr", m.Addr.String()), slog.Uint64("epoch", m.Epoch))
+	}
 	return slog.GroupValue(slog.String("name", m.Name), slog.String("addr", m.Addr.String()))
 }
 

@@ -135,7 +135,7 @@ type CachedReply struct {
 // leaver, one of two or more members, exactly while it is left, and a
 // joiner, a registered Free user outside a ring of fewer than wire.MaxMembers,
 // exactly while it is joined, and removed users, registered, Free and
-// listed once, exactly while it heals.
+// listed once, only while it heals.
 func (st ServerState) Check() error {
 	users := make(map[string]User, len(st.Users))
 	addrs := make(map[netip.AddrPort]string, len(st.Users))
@@ -210,7 +210,7 @@ func (st ServerState) Check() error {
 			return fmt.Errorf("joiner %s joins a DHT of %d members, the most there may be", quote(d.Joiner), len(d.Members))
 		}
 	}
-	if (d.Phase == PhaseHealing) != (len(d.Removed) != 0) {
+	if d.Phase != PhaseHealing && len(d.Removed) != 0 {
 		return fmt.Errorf("DHT %s with %d removed members", d.Phase, len(d.Removed))
 	}
 	for i, r := range d.Removed {
