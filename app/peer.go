@@ -327,7 +327,7 @@ func (p *Peer) Bound(now time.Time, addr netip.AddrPort, err error) []Output {
 		return p.failed(now, nil, resultFailed(CmdRegister, err.Error()))
 	}
 	p.self.Addr, p.bound = addr, true
-	return p.ask(now, nil, &o.rq, CmdRegister, o.rq.msg)
+	return p.ask(now, nil, &o.rq, o.rq.cmd, o.rq.msg)
 }
 
 // ask sends msg to the server as the request rq of the command in

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"dht/app/state"
 	"dht/dataset"
 	"dht/wire"
 )
@@ -137,7 +138,10 @@ func (o *plainOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 			p.registered, p.exited = false, true
 			p.lines = nil
 			p.op = nil
-			return []Output{resultOK(CmdDeregister), Exit{}}
+			// The file no longer holds a registration: a peer started on
+			// it registers anew rather than resume.
+			forget := PersistPeer{Batch: state.Batch{Identity: &state.Identity{}, Clear: true}}
+			return []Output{forget, resultOK(CmdDeregister), Exit{}}
 		}
 	}
 	return p.finish(now, nil, resultOK(cmd))
@@ -153,20 +157,31 @@ func (p *Peer) rebuiltAccepted(m wire.DHTRebuilt) []Output {
 	return []Output{p.persist(false, nil)}
 }
 
-// registerOp: register binds the address first, then asks the server.
+// registerOp: register binds the address first, then asks the server. A
+// resume is a register too, of the registration the peer's file holds.
 type registerOp struct {
 	noRing
-	bind netip.AddrPort
-	rq   request // live once bound
+	bind   netip.AddrPort
+	rq     request         // live once bound
+	resume *state.Identity // the file's, when this is a resume
 }
 
 func (o *registerOp) asking() *request { return &o.rq }
-func (o *registerOp) failing() Command { return CmdRegister }
 
-func (o *registerOp) answered(p *Peer, now time.Time, _ Command, _ wire.Reply) []Output {
+func (o *registerOp) failing() Command {
+	if o.resume != nil {
+		return CmdResume
+	}
+	return CmdRegister
+}
+
+func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) []Output {
 	p.registered = true
 	p.self.Name = o.rq.msg.(wire.Register).Name
 	p.startAlive(now)
+	if o.resume != nil {
+		return p.resumed(now, *o.resume, r)
+	}
 	return p.finish(now, []Output{p.persist(false, nil)}, resultOK(CmdRegister))
 }
 
