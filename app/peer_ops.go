@@ -227,6 +227,12 @@ func (o *setupOp) place(p *Peer, now time.Time, members []wire.Member, epoch uin
 		names[i] = m.Name
 	}
 	out := []Output{Result{Cmd: CmdSetupDHT, OK: true, Ring: names}}
+	if p.healing != nil {
+		// The server already heals this ring (a member restarted): the
+		// heal places it, not this setup.
+		o.stage = setupPlacing
+		return p.finish(now, out, resultFailed(CmdDHTComplete, "a member restarted during the setup; the server heals the ring instead"))
+	}
 	out = append(out, p.abandon(now, "a new ring is being set up")...)
 	o.stage = setupPlacing
 	n := len(members)

@@ -25,6 +25,10 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 		if !fromLeft {
 			return "not from the left neighbour"
 		}
+		if m.Epoch != 0 && m.Epoch < p.epoch {
+			// Left over from a leave or join that a heal replaced.
+			return fmt.Sprintf("reset-id of ring epoch %d, older than this node's %d", m.Epoch, p.epoch)
+		}
 		if m.N < 1 || int(m.N) > MaxRing || m.ID >= m.N && m.Origin != p.self.Name {
 			return fmt.Sprintf("reset-id %d of %d is not a place in a ring", m.ID, m.N)
 		}

@@ -212,17 +212,21 @@ func andList(names []string) string {
 //
 // The user keeps its state; the reply says which, and for a ring member
 // the DHT's epoch. A member whose file holds no place in the ring the
-// server counts it in (m.Epoch is another epoch) cannot serve that ring:
-// the ring heals with it, so that it gets a place and a table again, but
-// while the DHT is built or torn down (the leader's set-id or teardown
-// reaches it again).
+// server counts it in (m.Epoch is another epoch) cannot serve that ring,
+// and one back while a store round may be going may have lost records it
+// was forwarding: the ring heals with it, so that every record is placed
+// again (not while the DHT is torn down: it is dissolved anyway).
 func (s *Server) rejoin(now time.Time, u *state.User, m wire.Register) (*wire.Reply, bool) {
 	s.seen(now, u.Addr)
 	member := slices.Contains(s.dht.Members, u.Name)
 	changed := false
-	if member && m.Epoch != s.dht.Epoch {
+	// A member back while a store round may be going (setup, leave, join,
+	// heal) may have lost records it acknowledged and was still forwarding:
+	// the ring heals with it, as it does when its file holds another ring.
+	lost := s.dht.Phase != state.PhaseReady || m.Epoch != s.dht.Epoch
+	if member && lost {
 		switch s.dht.Phase {
-		case state.PhaseReady, state.PhaseHealing, state.PhaseLeaving, state.PhaseJoining:
+		case state.PhaseReady, state.PhaseBuilding, state.PhaseHealing, state.PhaseLeaving, state.PhaseJoining:
 			s.after = s.healAround(now, u.Name)
 			changed = true
 		}
@@ -247,6 +251,8 @@ func (s *Server) healAround(now time.Time, name string) []Output {
 	}
 	why := fmt.Sprintf("%s restarted without its place in the ring (epoch %d)", name, d.Epoch)
 	switch d.Phase {
+	case state.PhaseBuilding:
+		why = fmt.Sprintf("%s restarted while the ring was set up; setup-dht by %s ends in a heal", name, d.Leader)
 	case state.PhaseLeaving:
 		why += fmt.Sprintf("; leave-dht by %s was ended, and %s is Free", d.Leaver, d.Leaver)
 	case state.PhaseJoining:
