@@ -84,11 +84,12 @@ func cookie(key wire.Key, w int64, name string, addr, from netip.AddrPort) wire.
 }
 
 // nextSeq is the sequence number after last at now: larger than last, and
-// at least now in microseconds, so that a peer restarted on a file that
-// does not record it still counts upwards.
+// at least now in nanoseconds, so that a peer restarted on a file that
+// does not record it still counts upwards (it would have to have sent
+// more requests than nanoseconds passed before it restarted).
 func nextSeq(last uint64, now time.Time) uint64 {
 	seq := last + 1
-	if t := uint64(now.UnixMicro()); t > seq {
+	if t := uint64(now.UnixNano()); t > seq {
 		seq = t
 	}
 	return seq

@@ -46,7 +46,7 @@ func signedFor(p *Peer, h wire.Header, m wire.Message) (wire.Header, wire.Messag
 		}
 		if o, ok := p.op.(*joinOp); ok && o.stage == joinAsking {
 			if r, ok := m.(wire.Reply); ok && r.OK && r.Key.IsZero() {
-				r.Epoch, r.Key = fzEpoch, wire.Key(ticket(p.cred.secret, fzEpoch, fzRingKey))
+				r.KeyEpoch, r.Key = fzEpoch, wire.Key(ticket(p.cred.secret, fzEpoch, fzRingKey))
 				m = r
 			}
 		}

@@ -39,7 +39,9 @@ const (
 	tagResetLeft
 	tagResetRight
 	tagRebuild
-	tagJoin // the set-id and reset-right of a join its leader waits on
+	tagJoin   // the set-id and reset-right of a join its leader waits on
+	tagHeal   // the set-ids of a heal its leader waits on
+	tagHealed // the healed report to the server
 )
 
 // signer is the key and sequence number a datagram is signed with (zero

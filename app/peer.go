@@ -110,6 +110,12 @@ type Peer struct {
 	// tearing: a teardown-dht's teardown passed here towards the last node;
 	// this node's torn-down goes left once its right neighbour's comes.
 	tearing *tornWait
+	healing             *healLead      // the heal this node leads, as the server asked
+	// epoch is the server's number of the ring this place is in (0 if
+	// unknown); formerRight the right neighbour a teardown made this node
+	// forget, which a broken report may have to name.
+	epoch       uint64
+	formerRight wire.Member
 
 	// While registered, the peer sends the server an alive every
 	// alivePeriod (as the server's pace said; aliveUntold until it has),
@@ -326,7 +332,7 @@ func (p *Peer) Bound(now time.Time, addr netip.AddrPort, err error) []Output {
 		return p.failed(now, nil, resultFailed(CmdRegister, err.Error()))
 	}
 	p.self.Addr, p.bound = addr, true
-	return p.ask(now, nil, &o.rq, CmdRegister, o.rq.msg)
+	return p.ask(now, nil, &o.rq, o.rq.cmd, o.rq.msg)
 }
 
 // ask sends msg to the server as the request rq of the command in
@@ -368,9 +374,9 @@ func (p *Peer) finish(now time.Time, out []Output, r Result) []Output {
 
 func (p *Peer) identity() state.Identity {
 	id := state.Identity{Name: p.self.Name, Addr: p.self.Addr, Server: p.cfg.Server, InRing: p.inRing,
-		Secret: p.cred.secret, Epoch: p.cred.epoch, RingKey: p.cred.ringKey}
+		Secret: p.cred.secret, KeyEpoch: p.cred.epoch, RingKey: p.cred.ringKey}
 	if p.inRing {
-		id.ID, id.N = p.id, p.n
+		id.ID, id.N, id.Epoch = p.id, p.n, p.epoch
 	}
 	if p.neighbours {
 		id.Left, id.Right = p.left, p.right
@@ -488,7 +494,8 @@ func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Me
 	case wire.Ack:
 		return p.onAck(now, from, h, m)
 	case wire.SetID, wire.Store, wire.Flush, wire.Query, wire.QueryResult, wire.Teardown, wire.TornDown,
-		wire.ResetID, wire.ResetLeft, wire.ResetRight, wire.RebuildDHT, wire.Rebuilt, wire.Join:
+		wire.ResetID, wire.ResetLeft, wire.ResetRight, wire.RebuildDHT, wire.Rebuilt, wire.Join,
+		wire.Heal, wire.Broken:
 		if !p.registered {
 			// No table file is open to keep a place in a ring in.
 			return []Output{dropped("this peer is not registered", from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))}
@@ -548,6 +555,14 @@ func (p *Peer) acked(now time.Time, from netip.AddrPort, id uint32, out []Output
 	}
 	if t == tagJoin && p.joining != nil {
 		out = p.joining.acked(p, now, out)
+	}
+	if h := p.healing; h != nil {
+		switch t {
+		case tagHeal:
+			out = h.acked(p, now, out)
+		case tagHealed:
+			out = append(out, h.reported(p)...)
+		}
 	}
 	if p.pop != nil && from == p.right.Addr {
 		out = p.feed(now, out)
@@ -635,16 +650,12 @@ func (p *Peer) Tick(now time.Time) []Output {
 	for _, g := range gone {
 		out = append(out, event("gave up: no acknowledgement", attrAddr(g.to), slog.String("type", g.msg.Type().String())))
 	}
+	out = p.reportBroken(now, gone, out)
 	if p.pop != nil && p.pop.goneRight(p, gone) {
-		why := fmt.Sprintf("right neighbour %s stopped acknowledging stores", p.right.Addr)
-		switch r := p.pop.tell; {
-		case r != nil && r.cmd == CmdJoinDHT:
-			out = append(out, p.joinFailed(now, r.to, why)...)
-		case r != nil:
-			out = append(out, p.rebuildFailed(*r, why)...)
-			out = append(out, p.link.send(now, r.to.Addr, wire.Rebuilt{Reason: why, NewLeader: p.self.Name}, tagNone, false)...)
-		}
-		p.pop = nil
+		out = append(out, p.popFailed(now, fmt.Sprintf("right neighbour %s stopped acknowledging stores", p.right.Addr))...)
+	}
+	if p.healing != nil {
+		out = p.healTick(gone, out)
 	}
 	if p.joining != nil {
 		out = p.joining.tick(p, now, gone, out)

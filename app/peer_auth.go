@@ -83,6 +83,10 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 		if p.cred.secret.IsZero() || !wire.Verify(p.cred.secret, h) {
 			return "pace not signed with this peer's secret"
 		}
+	case wire.Heal:
+		if from != p.cfg.Server || p.cred.secret.IsZero() || !wire.Verify(p.cred.secret, h) {
+			return "heal not signed with this peer's secret by the server"
+		}
 	case wire.SetID:
 		if m.Ticket == (wire.Tag{}) {
 			// A joiner's: it holds the ring's key from its join-dht reply.
@@ -154,6 +158,13 @@ func (p *Peer) onChallenge(now time.Time, from netip.AddrPort, h wire.Header, c 
 	m := o.rq.msg.(wire.Register)
 	m.Cookie = c.Cookie
 	return p.ask(now, nil, &o.rq, CmdRegister, m)
+}
+
+// secretSigner signs what this peer sends the server outside a request (a
+// heal's ack, healed), with the next sequence number.
+func (p *Peer) secretSigner(now time.Time) signer {
+	p.cred.seq = nextSeq(p.cred.seq, now)
+	return signer{seq: p.cred.seq, key: p.cred.secret}
 }
 
 // tokenSigner signs a query from querier, and its answer, in the ring this

@@ -61,15 +61,15 @@ func (o *joinOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []O
 	if n < 1 || n >= MaxRing || slices.ContainsFunc(r.Members, func(m wire.Member) bool { return m.Addr == p.self.Addr }) {
 		return p.finish(now, out, resultFailed(CmdDHTRebuilt, "the server's ring has no place for this peer"))
 	}
-	if r.Epoch == 0 || r.Key.IsZero() {
+	if r.KeyEpoch == 0 || r.Key.IsZero() {
 		return p.finish(now, out, resultFailed(CmdDHTRebuilt, "the server's reply carries no ticket for the ring"))
 	}
 	// The ticket gives the ring's key: the join and the ring's messages to
 	// this node are signed with it.
-	p.setRing(r.Epoch, ringKeyOf(p.cred.secret, r.Epoch, wire.Tag(r.Key)))
+	p.setRing(r.KeyEpoch, ringKeyOf(p.cred.secret, r.KeyEpoch, wire.Tag(r.Key)))
 	o.leader = r.Members[0]
 	o.begin(p, now, o.leader.Addr)
-	return append(out, p.link.send(now, o.leader.Addr, wire.Join{Joiner: p.self, N: uint16(n)}, tagNone, false)...)
+	return append(out, p.link.send(now, o.leader.Addr, wire.Join{Joiner: p.self, N: uint16(n), Epoch: r.Epoch}, tagNone, false)...)
 }
 
 // rebuilt: the leader has taken this node in and placed every record, or
@@ -135,6 +135,7 @@ type joinLead struct {
 	data    dataset.Source
 	pending int       // set-id and reset-right not yet acknowledged
 	until   time.Time // the op timeout bounds the whole role
+	epoch   uint64    // the larger ring's
 }
 
 // refuseJoin says why this node cannot take the joiner in now ("" if it
@@ -168,13 +169,13 @@ func (p *Peer) startJoin(now time.Time, m wire.Join) []Output {
 	if err != nil {
 		return p.joinFailed(now, m.Joiner, "cannot use the dataset: "+err.Error())
 	}
-	j := &joinLead{joiner: m.Joiner, n: p.n, last: p.left, data: data, until: now.Add(p.cfg.OpTimeout)}
+	j := &joinLead{joiner: m.Joiner, n: p.n, last: p.left, data: data, until: now.Add(p.cfg.OpTimeout), epoch: m.Epoch}
 	p.joining = j
 	if p.right.Addr == p.self.Addr {
 		// A ring of one: nothing to tear down or renumber round it.
 		return j.tornDown(p, now)
 	}
-	return p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true}, tagNone, false)
+	return p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true, OriginAddr: p.self.Addr}, tagNone, false)
 }
 
 // tornDown: the teardown came back, every other table is cleared; this
@@ -187,7 +188,7 @@ func (j *joinLead) tornDown(p *Peer, now time.Time) []Output {
 		return j.renumbered(p, now, out)
 	}
 	j.step = leadRenumbering
-	return append(out, p.link.send(now, p.right.Addr, wire.ResetID{Origin: p.self.Name, ID: 1, N: uint16(j.n + 1)}, tagNone, false)...)
+	return append(out, p.link.send(now, p.right.Addr, wire.ResetID{Origin: p.self.Name, ID: 1, N: uint16(j.n + 1), OriginAddr: p.self.Addr, Epoch: j.epoch}, tagNone, false)...)
 }
 
 // renumberedBack: reset-id came back, with the id the next node would
@@ -202,8 +203,8 @@ func (j *joinLead) renumberedBack(p *Peer, now time.Time, m wire.ResetID) []Outp
 // renumbered: every node holds the larger size; the joiner takes its place
 // between the last node and this one.
 func (j *joinLead) renumbered(p *Peer, now time.Time, out []Output) []Output {
-	p.inRing, p.id, p.n = true, 0, j.n+1
-	set := wire.SetID{ID: uint16(j.n), N: uint16(j.n + 1), Left: j.last, Right: p.self}
+	p.inRing, p.id, p.n, p.epoch = true, 0, j.n+1, j.epoch
+	set := wire.SetID{ID: uint16(j.n), N: uint16(j.n + 1), Left: j.last, Right: p.self, Epoch: j.epoch}
 	j.step, j.pending = leadPlacing, 1
 	if j.last.Addr == p.self.Addr {
 		p.right = j.joiner // a ring of one: the joiner is both neighbours

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"dht/app/state"
 	"dht/dataset"
 	"dht/wire"
 )
@@ -138,7 +139,10 @@ func (o *plainOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 			p.registered, p.exited = false, true
 			p.lines = nil
 			p.op = nil
-			return []Output{resultOK(CmdDeregister), Exit{}}
+			// The file no longer holds a registration: a peer started on
+			// it registers anew rather than resume.
+			forget := PersistPeer{Batch: state.Batch{Identity: &state.Identity{}, Clear: true}}
+			return []Output{forget, resultOK(CmdDeregister), Exit{}}
 		}
 	}
 	return p.finish(now, nil, resultOK(cmd))
@@ -154,27 +158,42 @@ func (p *Peer) rebuiltAccepted(m wire.DHTRebuilt) []Output {
 	return []Output{p.persist(false, nil)}
 }
 
-// registerOp: register binds the address first, then asks the server.
+// registerOp: register binds the address first, then asks the server. A
+// resume is a register too, of the registration the peer's file holds.
 type registerOp struct {
 	noRing
 	bind       netip.AddrPort
-	rq         request // live once bound
+	rq         request         // live once bound
+	resume     *state.Identity // the file's, when this is a resume
 	challenges int
 }
 
 func (o *registerOp) asking() *request { return &o.rq }
-func (o *registerOp) failing() Command { return CmdRegister }
+
+func (o *registerOp) failing() Command {
+	if o.resume != nil {
+		return CmdResume
+	}
+	return CmdRegister
+}
 
 func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) []Output {
 	if !r.Key.IsZero() {
 		p.cred.secret, p.cred.seq = r.Key, 0
 	}
 	if p.cred.secret.IsZero() {
-		return p.failed(now, nil, resultFailed(CmdRegister, "the server's reply carries no secret"))
+		return p.failed(now, nil, resultFailed(o.failing(), "the server's reply carries no secret"))
+	}
+	if len(r.Tickets) == 1 && r.KeyEpoch != 0 {
+		// A ring member's rejoin: its ticket for the ring's key.
+		p.setRing(r.KeyEpoch, ringKeyOf(p.cred.secret, r.KeyEpoch, r.Tickets[0]))
 	}
 	p.registered = true
 	p.self.Name = o.rq.msg.(wire.Register).Name
 	p.startAlive(now)
+	if o.resume != nil {
+		return p.resumed(now, *o.resume, r)
+	}
 	return p.finish(now, []Output{p.persist(false, nil)}, resultOK(CmdRegister))
 }
 
@@ -195,11 +214,13 @@ type setupOp struct {
 	stage   setupStage
 	data    dataset.Source
 	pending int // set-ids not yet acknowledged
-	// The server's reply: the ring, its epoch, and the members' tickets
-	// (asked for with tickets when one reply had no room for all).
-	members []wire.Member
-	epoch   uint64
-	tickets []wire.Tag
+	// The server's reply: the ring, its epoch, the ring key's epoch and
+	// the members' tickets (asked for with tickets when one reply had no
+	// room for all).
+	members  []wire.Member
+	epoch    uint64
+	keyEpoch uint64
+	tickets  []wire.Tag
 }
 
 func (o *setupOp) asking() *request { return &o.rq }
@@ -215,37 +236,45 @@ func (o *setupOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 	if cmd == CmdDHTComplete {
 		return p.finish(now, nil, resultOK(CmdDHTComplete))
 	}
-	if _, more := o.rq.msg.(wire.Tickets); !more {
-		o.members, o.epoch = r.Members, r.Epoch
-	} else if r.Epoch != o.epoch {
+	_, more := o.rq.msg.(wire.Tickets)
+	if !more {
+		o.members, o.epoch, o.keyEpoch = r.Members, r.Epoch, r.KeyEpoch
+	} else if r.KeyEpoch != o.keyEpoch {
 		return p.finish(now, nil, resultFailed(CmdSetupDHT, "the server's tickets are for another ring"))
 	}
 	o.tickets = append(o.tickets, r.Tickets...)
 	switch {
-	case len(o.tickets) > len(o.members) || len(r.Tickets) == 0 && len(o.tickets) < len(o.members):
+	case len(o.tickets) > len(o.members) || more && len(r.Tickets) == 0 && len(o.tickets) < len(o.members):
 		return p.finish(now, nil, resultFailed(CmdSetupDHT, "the server's reply has no ticket for every member"))
 	case len(o.tickets) < len(o.members):
 		return p.ask(now, nil, &o.rq, CmdSetupDHT, wire.Tickets{Name: p.self.Name, From: uint16(len(o.tickets))})
 	}
-	key := ringKeyOf(p.cred.secret, o.epoch, o.tickets[0])
-	p.setRing(o.epoch, key)
-	return o.place(p, now, o.members)
+	key := ringKeyOf(p.cred.secret, o.keyEpoch, o.tickets[0])
+	p.setRing(o.keyEpoch, key)
+	return o.place(p, now, o.members, o.epoch)
 }
 
 // place: the server named the ring; tell every member its place.
-func (o *setupOp) place(p *Peer, now time.Time, members []wire.Member) []Output {
+func (o *setupOp) place(p *Peer, now time.Time, members []wire.Member, epoch uint64) []Output {
 	names := make([]string, len(members))
 	for i, m := range members {
 		names[i] = m.Name
 	}
 	out := []Output{Result{Cmd: CmdSetupDHT, OK: true, Ring: names}}
+	if p.healing != nil {
+		// The server already heals this ring (a member restarted): the
+		// heal places it, not this setup.
+		o.stage = setupPlacing
+		return p.finish(now, out, resultFailed(CmdDHTComplete, "a member restarted during the setup; the server heals the ring instead"))
+	}
+	out = append(out, p.abandon(now, "a new ring is being set up")...)
 	o.stage = setupPlacing
 	n := len(members)
 	if n < 1 || members[0].Addr != p.self.Addr {
 		return p.finish(now, out, resultFailed(CmdDHTComplete, "the server's ring does not start at this peer"))
 	}
 	p.clearTable()
-	p.inRing, p.id, p.n = true, 0, n
+	p.inRing, p.id, p.n, p.epoch = true, 0, n, epoch
 	p.left, p.right, p.neighbours = members[n-1], members[1%n], true
 	o.pending = n - 1
 	waitOn := make([]netip.AddrPort, 0, n-1)
@@ -254,7 +283,7 @@ func (o *setupOp) place(p *Peer, now time.Time, members []wire.Member) []Output 
 	}
 	o.begin(p, now, waitOn...)
 	for i := 1; i < n; i++ {
-		msg := wire.SetID{ID: uint16(i), N: uint16(n), Left: members[i-1], Right: members[(i+1)%n], Ticket: o.tickets[i]}
+		msg := wire.SetID{ID: uint16(i), N: uint16(n), Left: members[i-1], Right: members[(i+1)%n], Epoch: epoch, Ticket: o.tickets[i]}
 		out = append(out, p.link.send(now, members[i].Addr, msg, tagSetID, false)...)
 	}
 	return out
@@ -327,6 +356,7 @@ type leaveOp struct {
 	left, right wire.Member // this node's neighbours when it left
 	n           int         // the ring's size when it left
 	pending     int         // resets not yet acknowledged
+	epoch       uint64      // the renumbered ring's, from the server's answer
 }
 
 func (o *leaveOp) asking() *request { return &o.rq }
@@ -349,9 +379,9 @@ func (o *leaveOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 	if !p.inRing || !p.neighbours {
 		return p.finish(now, out, resultFailed(CmdDHTRebuilt, "this peer holds no place in a ring"))
 	}
-	o.left, o.right, o.n = p.left, p.right, p.n
+	o.left, o.right, o.n, o.epoch = p.left, p.right, p.n, r.Epoch
 	o.begin(p, now, p.left.Addr, p.right.Addr)
-	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true}, tagNone, false)...)
+	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true, OriginAddr: p.self.Addr}, tagNone, false)...)
 }
 
 // tornDown: the teardown came back; renumber the others.
@@ -360,7 +390,7 @@ func (o *leaveOp) tornDown(p *Peer, now time.Time) []Output {
 	p.leaveRing(true)
 	out := []Output{p.persist(true, nil)}
 	o.stage = leaveRenumbering
-	return append(out, p.link.send(now, o.right.Addr, wire.ResetID{Origin: p.self.Name, ID: 0, N: uint16(o.n - 1)}, tagNone, false)...)
+	return append(out, p.link.send(now, o.right.Addr, wire.ResetID{Origin: p.self.Name, ID: 0, N: uint16(o.n - 1), OriginAddr: p.self.Addr, Epoch: o.epoch}, tagNone, false)...)
 }
 
 // renumbered: reset-id came back; point the neighbours at each other.
@@ -460,7 +490,7 @@ func (o *teardownOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply)
 	// The teardown goes first; this node's own table is committed while
 	// it travels (the runner sends before it commits).
 	o.left, o.right = p.left.Addr, p.right.Addr
-	out = append(out, p.link.send(now, o.right, wire.Teardown{Origin: p.self.Name}, tagNone, false)...)
+	out = append(out, p.link.send(now, o.right, wire.Teardown{Origin: p.self.Name, OriginAddr: p.self.Addr}, tagNone, false)...)
 	p.clearTable()
 	p.leaveRing(false)
 	return append(out, p.persist(true, nil))
@@ -540,7 +570,7 @@ func (o *queryOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) []Ou
 		return p.finish(now, nil, resultFailed(CmdQueryDHT, "the server named no node to ask"))
 	}
 	o.to = r.Members[0].Addr
-	o.sg = signer{seq: r.Epoch, key: r.Key}
+	o.sg = signer{seq: r.KeyEpoch, key: r.Key}
 	if o.longName == "" {
 		// Only now is the next line the Long Name: a query-dht the server
 		// refuses takes none, so the line goes on as a command.

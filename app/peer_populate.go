@@ -116,7 +116,7 @@ func (p *Peer) feed(now time.Time, out []Output) []Output {
 	}
 	if pop.next == total && !pop.flushed {
 		pop.flushed = true
-		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n)}, tagNone, true)...)
+		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n), LeaderAddr: p.self.Addr}, tagNone, true)...)
 	}
 	return out
 }
@@ -134,6 +134,9 @@ func (p *Peer) populated(now time.Time) []Output {
 			p.joining = nil // taken in: the join's part here is done
 		}
 		return p.link.send(now, r.to.Addr, wire.Rebuilt{OK: true, NewLeader: p.self.Name}, tagNone, false)
+	}
+	if h := p.healing; h != nil && h.step == healPopulating {
+		return h.populated(p, now)
 	}
 	if o, ok := p.op.(*setupOp); ok {
 		return o.populated(p, now)

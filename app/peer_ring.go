@@ -25,6 +25,10 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 		if !fromLeft {
 			return "not from the left neighbour"
 		}
+		if m.Epoch != 0 && m.Epoch < p.epoch {
+			// Left over from a leave or join that a heal replaced.
+			return fmt.Sprintf("reset-id of ring epoch %d, older than this node's %d", m.Epoch, p.epoch)
+		}
 		if m.N < 1 || int(m.N) > MaxRing || m.ID >= m.N && m.Origin != p.self.Name {
 			return fmt.Sprintf("reset-id %d of %d is not a place in a ring", m.ID, m.N)
 		}
@@ -84,6 +88,18 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 			}
 		}
 		return "no leave or join is waiting for it"
+	case wire.Heal:
+		if from != p.cfg.Server {
+			return "heal not from the server"
+		}
+		if len(m.Members) == 0 || m.Members[0].Addr != p.self.Addr || m.Members[0].Name != p.self.Name {
+			return "heal names another leader"
+		}
+		for _, mb := range m.Members {
+			if !validMember(mb) {
+				return "heal names an invalid member"
+			}
+		}
 	case wire.Join:
 		if !validMember(m.Joiner) || from != m.Joiner.Addr {
 			return "not from the joiner it names"
@@ -128,8 +144,13 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	// A querier holds no ring key: its query is acknowledged with its
 	// token.
 	sg := p.link.sg
-	if q, ok := m.(wire.Query); ok && from == q.Querier.Addr {
-		sg = p.tokenSigner(from)
+	switch m := m.(type) {
+	case wire.Query:
+		if from == m.Querier.Addr {
+			sg = p.tokenSigner(from)
+		}
+	case wire.Heal:
+		sg = signer{seq: h.Seq, key: p.cred.secret} // the server knows no ring key of ours
 	}
 	if !noAck && p.link.seen.has(from, h.ID) {
 		p.stats.DupsSuppressed++
@@ -162,16 +183,21 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 	switch m := m.(type) {
 	case wire.SetID:
 		p.tearing = nil
+		var out []Output
+		if j, ok := p.op.(*joinOp); !ok || j.stage != joinWaiting || from != j.leader.Addr {
+			// A new ring: nothing of the old one goes on here.
+			out = p.abandon(now, fmt.Sprintf("%s set this node up in a new ring", from))
+		}
 		p.clearTable()
-		p.inRing, p.id, p.n = true, int(m.ID), int(m.N)
+		p.inRing, p.id, p.n, p.epoch = true, int(m.ID), int(m.N), m.Epoch
 		p.left, p.right, p.neighbours = m.Left, m.Right, true
 		p.leaver = netip.AddrPort{}
-		p.joining = nil // a new ring: no join of the old one goes on
+		p.joining = nil
 		// Written with this node's stores, or at the flush: acknowledged
 		// at once, so the leader starts the stores without waiting for a
 		// disk.
 		p.deferPersist(true)
-		return nil
+		return out
 	case wire.Store:
 		if int(m.N) != p.n {
 			return []Output{event("store for another ring size ignored", attrAddr(from), slog.Int("ring", int(m.N)))}
@@ -263,6 +289,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 			p.deferPersist(true)
 			return out
 		}
+		p.formerRight = p.right
 		p.neighbours, p.left, p.right = false, wire.Member{}, wire.Member{}
 		// A teardown-dht's: the origin sends teardown-complete once every
 		// table is on disk, which the torn-downs coming back say. Sent
@@ -292,7 +319,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 			}
 			return []Output{dropped("reset-id of ours returned unexpectedly", netip.AddrPort{})}
 		}
-		p.inRing, p.id, p.n = true, int(m.ID), int(m.N)
+		p.inRing, p.id, p.n, p.epoch = true, int(m.ID), int(m.N), m.Epoch
 		// Written with the rebuild's stores or flush, which follow.
 		p.deferPersist(false)
 		m.ID++
@@ -323,6 +350,10 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		return p.op.(*leaveOp).rebuilt(p, now, m)
 	case wire.Join:
 		return p.startJoin(now, m)
+	case wire.Heal:
+		return p.startHeal(now, m)
+	case wire.Broken:
+		return p.onBroken(now, from, m)
 	}
 	return nil
 }

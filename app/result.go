@@ -30,6 +30,13 @@ const (
 	// asked to lead the rebuild of a leave or a join, that the rebuild
 	// failed there.
 	CmdRebuildDHT
+	// CmdHeal is no command a user types: it reports, at the node the
+	// server asked to lead the heal of a ring that lost members, how the
+	// heal went there.
+	CmdHeal
+	// CmdResume is no command a user types: a peer started on the file of
+	// a registration rejoins the server, and says how that went.
+	CmdResume
 )
 
 var commandNames = [...]string{
@@ -47,6 +54,8 @@ var commandNames = [...]string{
 	CmdSleep:            "sleep",
 	CmdHelp:             "help",
 	CmdRebuildDHT:       "rebuild-dht",
+	CmdHeal:             "heal",
+	CmdResume:           "resume",
 }
 
 func (c Command) String() string {
@@ -86,6 +95,9 @@ type Result struct {
 	Answer Answer
 	// Text is the help text (help).
 	Text string
+	// Detail follows SUCCESS after a colon (resume: who, where, which
+	// state).
+	Detail string
 }
 
 // ResultWriter is an Out that takes each result as it is instead of its
@@ -140,7 +152,10 @@ func (r Result) AppendText(b []byte) []byte {
 	}
 	b = append(b, " SUCCESS"...)
 	switch {
-	case r.Cmd == CmdSetupDHT && len(r.Ring) > 0:
+	case r.Detail != "":
+		b = append(b, ": "...)
+		b = append(b, r.Detail...)
+	case (r.Cmd == CmdSetupDHT || r.Cmd == CmdHeal) && len(r.Ring) > 0:
 		b = append(b, ": ring of "...)
 		b = strconv.AppendInt(b, int64(len(r.Ring)), 10)
 		b = append(b, ':')

@@ -424,6 +424,11 @@ type PeerRunner struct {
 	Log *slog.Logger
 	// OpenStore opens the table file when the peer binds for register.
 	OpenStore func(name string) (PeerStore, error)
+	// Resume, if set, is the registration read from Store, a table file
+	// already open: Run starts by resuming it (Peer.Resume), before the
+	// first input line.
+	Resume *state.Identity
+	Store  PeerStore
 	// Listen binds the peer's socket; nil: udpio.Listen, a real one.
 	Listen func(netip.AddrPort) (udpio.Conn, error)
 	Faults *Faults
@@ -501,6 +506,13 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 			}
 		}
 	}()
+	if r.Resume != nil && r.Store != nil {
+		r.mu.Lock()
+		r.store, r.storeName = r.Store, r.Resume.Name
+		r.Core.SetTable(r.Store)
+		r.handle(r.Core.Resume(r.now(), *r.Resume))
+		r.mu.Unlock()
+	}
 	lines := r.Lines
 	for {
 		// While the output waits, no more input: a reader who does not

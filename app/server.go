@@ -53,8 +53,11 @@ const (
 )
 
 // alivesPerDeadAfter is how many alives a user is told to send within
-// DeadAfter: two may be lost before it is offline.
-const alivesPerDeadAfter = 3
+// DeadAfter: nine may be lost before it is offline. An offline ring member
+// is removed from the ring, so a live one must not look offline on a lossy
+// network: at 20% loss, ten in a row are lost once in ten million windows
+// (three would be once in 125).
+const alivesPerDeadAfter = 10
 
 type cachedReply struct {
 	id    uint32
@@ -96,12 +99,19 @@ type Server struct {
 	// (drawn at the first challenge).
 	cookieKey wire.Key
 	// aliveSeq is each user's last alive's sequence number (memory only).
-	aliveSeq  map[string]uint64
-	lastEpoch uint64
+	aliveSeq map[string]uint64
 	// refusals counts the answers to unproven requests in the second
 	// refusalSec (unix seconds).
 	refusalSec int64
 	refusals   int
+	// The heal in progress (server_heal.go): its leader has acknowledged
+	// it; else its next copy goes at healNext, healRTO after the last.
+	healAcked bool
+	healNext  time.Time
+	healRTO   time.Duration
+	// after: what a request's handling asks to send once its reply is out
+	// (the heal a rejoin started).
+	after []Output
 }
 
 // seenFlush bounds how stale the LastSeen times in the file may get: one
@@ -124,8 +134,7 @@ func NewServer(cfg ServerConfig, st state.ServerState, replies []state.CachedRep
 	}
 	s := &Server{cfg: cfg, users: map[string]*state.User{}, byAddr: map[netip.AddrPort]string{}, dht: st.DHT,
 		cache: map[netip.AddrPort]cachedReply{}, persisted: map[netip.AddrPort]bool{},
-		lastSeen: map[string]time.Time{}, started: cfg.Started, aliveSeq: map[string]uint64{},
-		lastEpoch: max(st.LastEpoch, st.DHT.Epoch)}
+		lastSeen: map[string]time.Time{}, started: cfg.Started, aliveSeq: map[string]uint64{}}
 	for _, u := range st.Users {
 		u := u
 		s.users[u.Name] = &u
@@ -148,7 +157,7 @@ func NewServer(cfg ServerConfig, st state.ServerState, replies []state.CachedRep
 
 // Snapshot is the state as it would be persisted.
 func (s *Server) Snapshot() state.ServerState {
-	st := state.ServerState{DHT: s.dht, LastEpoch: s.lastEpoch}
+	st := state.ServerState{DHT: s.dht}
 	st.DHT.Members = slices.Clone(s.dht.Members)
 	for _, u := range s.users {
 		st.Users = append(st.Users, *u)
@@ -287,8 +296,13 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		// would go to a group or to every host on the link.
 		return []Output{dropped("source is not a unicast address", from, slog.String("why", why))}
 	}
-	if a, ok := m.(wire.Alive); ok {
-		return s.alive(now, from, h, a)
+	switch m := m.(type) {
+	case wire.Alive:
+		return s.alive(now, from, h, m)
+	case wire.Ack:
+		return s.healAck(now, from, h, m, true)
+	case wire.Healed:
+		return s.healed(now, from, h, m, true)
 	}
 	if !isRequest(m) {
 		return []Output{dropped("not a request", from, slog.String("type", m.Type().String()))}
@@ -441,6 +455,12 @@ func (s *Server) stepTrusted(now time.Time, from netip.AddrPort, h wire.Header, 
 		}
 		return []Output{Send{To: from, ID: h.ID, Msg: wire.Pace{PeriodMS: pace}}}
 	}
+	switch m := m.(type) {
+	case wire.Ack:
+		return s.healAck(now, from, h, m, false)
+	case wire.Healed:
+		return s.healed(now, from, h, m, false)
+	}
 	if !isRequest(m) {
 		return []Output{dropped("not a request", from, slog.String("type", m.Type().String()))}
 	}
@@ -475,11 +495,13 @@ func (s *Server) serve(now time.Time, from netip.AddrPort, h wire.Header, m wire
 		s.pruneCache()
 	}
 	var out []Output
+	after := s.after
+	s.after = nil
 	if changed {
 		out = append(out, s.persist(&state.CachedReply{Addr: from, ID: h.ID, Datagram: dg}))
 		s.persisted[from] = true
 	}
-	return append(out, send)
+	return append(append(out, send), after...)
 }
 
 // maxCache bounds the in-memory reply cache: strangers sending requests
@@ -520,7 +542,7 @@ func ok(members ...wire.Member) *wire.Reply { return &wire.Reply{OK: true, Membe
 func (s *Server) handle(now time.Time, from netip.AddrPort, m wire.Message, bySecret bool) (reply *wire.Reply, changed bool) {
 	switch m := m.(type) {
 	case wire.Register:
-		return s.register(from, m, bySecret)
+		return s.register(now, from, m, bySecret)
 	case wire.Tickets:
 		return s.tickets(from, m), false
 	case wire.SetupDHT:
@@ -557,6 +579,11 @@ func (s *Server) waiting() string {
 		return fmt.Sprintf("server is waiting for teardown-complete from %s (teardown-dht in progress)", s.dht.Leader)
 	case state.PhaseJoining:
 		return fmt.Sprintf("server is waiting for dht-rebuilt from %s (join-dht in progress)", s.dht.Joiner)
+	case state.PhaseHealing:
+		if len(s.dht.Removed) == 0 {
+			return fmt.Sprintf("the DHT is healing (a member restarted without its place); server is waiting for healed from %s", s.dht.Leader)
+		}
+		return fmt.Sprintf("the DHT is healing (%s removed as offline); server is waiting for healed from %s", andList(s.dht.Removed), s.dht.Leader)
 	}
 	return ""
 }
@@ -586,7 +613,10 @@ func (s *Server) caller(from netip.AddrPort, name string) (*state.User, *wire.Re
 	return u, nil
 }
 
-func (s *Server) register(from netip.AddrPort, m wire.Register, bySecret bool) (*wire.Reply, bool) {
+func (s *Server) register(now time.Time, from netip.AddrPort, m wire.Register, bySecret bool) (*wire.Reply, bool) {
+	if u := s.users[m.Name]; u != nil && u.Addr == m.Addr && from == m.Addr {
+		return s.rejoin(now, u, m, bySecret)
+	}
 	if w := s.waiting(); w != "" {
 		return fail("%s", w), false
 	}
@@ -599,8 +629,6 @@ func (s *Server) register(from netip.AddrPort, m wire.Register, bySecret bool) (
 		return fail("invalid address %s: need a port 1-65535", m.Addr), false
 	case m.Addr != from:
 		return fail("register %s must be sent from %s, the address it registers (it came from %s)", m.Name, m.Addr, from), false
-	case s.users[m.Name] != nil && s.users[m.Name].Addr == m.Addr:
-		return s.rejoin(s.users[m.Name], bySecret)
 	case s.users[m.Name] != nil:
 		return fail("%s is already registered", m.Name), false
 	case s.byAddr[m.Addr] != "":
@@ -613,23 +641,6 @@ func (s *Server) register(from netip.AddrPort, m wire.Register, bySecret bool) (
 	s.byAddr[m.Addr] = m.Name
 	return &wire.Reply{OK: true, Key: u.Secret}, true
 }
-
-// rejoin answers a register of a registered user from its own address: its
-// process restarted (SPEC §3). It keeps its state. Signed with its secret,
-// nothing else changes; without it (a new, empty file: the register came
-// with a challenge's cookie), the user gets a new secret and the old one
-// stops working.
-func (s *Server) rejoin(u *state.User, bySecret bool) (*wire.Reply, bool) {
-	r := &wire.Reply{OK: true}
-	if bySecret {
-		return r, false
-	}
-	u.Secret = newKey(s.cfg.Keys)
-	u.Seq = 0
-	r.Key = u.Secret
-	return r, true
-}
-
 
 func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wire.Reply, bool) {
 	leader, r := s.idleCaller(from, m.Name)
@@ -673,20 +684,13 @@ func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wi
 		}
 		members[i] = wire.Member{Name: u.Name, Addr: u.Addr}
 	}
-	s.dht = state.DHT{Phase: state.PhaseBuilding, Leader: leader.Name, Members: ring, Since: now.UnixNano()}
-	s.newRing()
+	s.dht = state.DHT{Phase: state.PhaseBuilding, Leader: leader.Name, Members: ring, Since: now.UnixNano(), Epoch: s.dht.Epoch + 1}
+	s.dht.KeyEpoch, s.dht.RingKey = s.dht.Epoch, newKey(s.cfg.Keys) // a new ring key: no earlier ring's messages are taken
 	s.note = ""
 	r = ok(members...)
-	r.Epoch = s.dht.Epoch
+	r.Epoch, r.KeyEpoch = s.dht.Epoch, s.dht.KeyEpoch // the leader hands them to every member
 	r.Tickets = s.ringTickets(0, wire.MaxMessage-wire.EncodedLen(*r))
 	return r, true
-}
-
-// newRing gives the DHT a new epoch and ring key: a new ring's messages
-// and set-ids are not those of any ring before.
-func (s *Server) newRing() {
-	s.lastEpoch++
-	s.dht.Epoch, s.dht.RingKey = s.lastEpoch, newKey(s.cfg.Keys)
 }
 
 // ringTickets are the tickets of the members from index from on, as many as
@@ -694,7 +698,7 @@ func (s *Server) newRing() {
 func (s *Server) ringTickets(from, room int) []wire.Tag {
 	var ts []wire.Tag
 	for i := from; i < len(s.dht.Members) && room >= wire.TagLen; i++ {
-		ts = append(ts, ticket(s.users[s.dht.Members[i]].Secret, s.dht.Epoch, s.dht.RingKey))
+		ts = append(ts, ticket(s.users[s.dht.Members[i]].Secret, s.dht.KeyEpoch, s.dht.RingKey))
 		room -= wire.TagLen
 	}
 	return ts
@@ -714,7 +718,7 @@ func (s *Server) tickets(from netip.AddrPort, m wire.Tickets) *wire.Reply {
 	case int(m.From) >= len(s.dht.Members):
 		return fail("the ring has %d members; no ticket from index %d", len(s.dht.Members), m.From)
 	}
-	r = &wire.Reply{OK: true, Epoch: s.dht.Epoch}
+	r = &wire.Reply{OK: true, Epoch: s.dht.Epoch, KeyEpoch: s.dht.KeyEpoch}
 	r.Tickets = s.ringTickets(int(m.From), wire.MaxMessage-wire.EncodedLen(*r))
 	return r
 }
@@ -774,7 +778,7 @@ func (s *Server) query(from netip.AddrPort, m wire.QueryDHT) *wire.Reply {
 	}
 	pick := s.users[s.dht.Members[s.cfg.Rand.IntN(len(s.dht.Members))]]
 	r = ok(wire.Member{Name: pick.Name, Addr: pick.Addr})
-	r.Epoch, r.Key = s.dht.Epoch, queryToken(s.dht.RingKey, s.dht.Epoch, u.Addr)
+	r.KeyEpoch, r.Key = s.dht.KeyEpoch, queryToken(s.dht.RingKey, s.dht.KeyEpoch, u.Addr)
 	return r
 }
 
@@ -791,8 +795,13 @@ func (s *Server) leave(now time.Time, from netip.AddrPort, m wire.LeaveDHT) (*wi
 	case len(s.dht.Members) < 2:
 		return fail("%s is the only node of the DHT; use teardown-dht", u.Name), false
 	}
+	// The renumbered ring's epoch is taken now, so that no heal of this
+	// ring can take the same one.
 	s.dht.Phase, s.dht.Leaver, s.dht.Since = state.PhaseLeaving, u.Name, now.UnixNano()
-	return ok(), true
+	s.dht.Epoch++
+	r = ok()
+	r.Epoch = s.dht.Epoch
+	return r, true
 }
 
 func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bool) {
@@ -820,7 +829,8 @@ func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, b
 		old.State = state.InDHT
 	}
 	s.users[m.NewLeader].State = state.Leader
-	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring, Epoch: s.dht.Epoch, RingKey: s.dht.RingKey}
+	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring, Epoch: s.dht.Epoch,
+		KeyEpoch: s.dht.KeyEpoch, RingKey: s.dht.RingKey}
 	return ok(), true
 }
 
@@ -847,9 +857,12 @@ func (s *Server) join(now time.Time, from netip.AddrPort, m wire.JoinDHT) (*wire
 	for i, name := range s.dht.Members {
 		members[i] = wire.Member{Name: name, Addr: s.users[name].Addr}
 	}
+	// The larger ring's epoch is taken now, as a leave's.
 	s.dht.Phase, s.dht.Joiner, s.dht.Since = state.PhaseJoining, u.Name, now.UnixNano()
+	s.dht.Epoch++
 	r = ok(members...)
-	r.Epoch, r.Key = s.dht.Epoch, wire.Key(ticket(u.Secret, s.dht.Epoch, s.dht.RingKey))
+	r.Epoch, r.KeyEpoch = s.dht.Epoch, s.dht.KeyEpoch
+	r.Key = wire.Key(ticket(u.Secret, s.dht.KeyEpoch, s.dht.RingKey))
 	return r, true
 }
 
@@ -873,7 +886,8 @@ func (s *Server) joined(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bo
 		old.State = state.InDHT
 	}
 	s.users[m.NewLeader].State = state.Leader
-	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring, Epoch: s.dht.Epoch, RingKey: s.dht.RingKey}
+	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring, Epoch: s.dht.Epoch,
+		KeyEpoch: s.dht.KeyEpoch, RingKey: s.dht.RingKey}
 	return ok(), true
 }
 
@@ -914,14 +928,16 @@ func (s *Server) teardownComplete(from netip.AddrPort, m wire.TeardownComplete) 
 	return ok(), true
 }
 
-// dissolve frees every member and forgets the DHT.
+// dissolve frees every member and forgets the DHT, but for its epoch:
+// epochs never repeat, so that a peer back from a crash never mistakes a
+// new ring for the one it remembers.
 func (s *Server) dissolve() {
 	for _, name := range s.dht.Members {
 		if u := s.users[name]; u != nil {
 			u.State = state.Free
 		}
 	}
-	s.dht = state.DHT{}
+	s.dht = state.DHT{Epoch: s.dht.Epoch}
 }
 
 func (s *Server) noteSuffix() string {
@@ -932,13 +948,23 @@ func (s *Server) noteSuffix() string {
 }
 
 // NextDeadline is when Tick next has work: the end of the current wait,
-// or the write of LastSeen changes.
+// the next copy of a heal, the time a member would turn offline, or the
+// write of LastSeen changes.
 func (s *Server) NextDeadline() (time.Time, bool) {
 	t, ok := s.waitDeadline()
-	if !s.seenDirty.IsZero() {
-		if f := s.seenDirty.Add(seenFlush); !ok || f.Before(t) {
-			t, ok = f, true
+	earlier := func(d time.Time) {
+		if !ok || d.Before(t) {
+			t, ok = d, true
 		}
+	}
+	if s.dht.Phase == state.PhaseHealing && !s.healAcked {
+		earlier(s.healNext)
+	}
+	if d, found := s.nextOffline(); found {
+		earlier(d)
+	}
+	if !s.seenDirty.IsZero() {
+		earlier(s.seenDirty.Add(seenFlush))
 	}
 	return t, ok
 }
@@ -955,8 +981,14 @@ func (s *Server) waitDeadline() (time.Time, bool) {
 // former member Free (peers accept a new set-id whatever they held).
 func (s *Server) Tick(now time.Time) []Output {
 	s.clock(now)
+	if out := s.checkLive(now); out != nil {
+		return out
+	}
 	if at, ok := s.waitDeadline(); ok && !now.Before(at) {
 		return s.rollback()
+	}
+	if s.dht.Phase == state.PhaseHealing && !s.healAcked && !now.Before(s.healNext) {
+		return s.sendHeal(now)
 	}
 	if !s.seenDirty.IsZero() && !now.Before(s.seenDirty.Add(seenFlush)) {
 		return []Output{s.persist(nil)}
@@ -976,6 +1008,8 @@ func (s *Server) rollback() []Output {
 		what = fmt.Sprintf("teardown-dht led by %s got no teardown-complete", s.dht.Leader)
 	case state.PhaseJoining:
 		what = fmt.Sprintf("join-dht by %s got no dht-rebuilt", s.dht.Joiner)
+	case state.PhaseHealing:
+		what = fmt.Sprintf("the heal led by %s got no healed", s.dht.Leader)
 	}
 	s.note = fmt.Sprintf("%s within --op-timeout %s and was rolled back: the DHT was dissolved and its members are Free", what, s.cfg.OpTimeout)
 	s.dissolve()

@@ -299,7 +299,7 @@ func srvFuzzInvariants(t *testing.T, st state.ServerState) {
 			t.Fatalf("%s is %s but not in the ring %v", u.Name, u.State, d.Members)
 		}
 	}
-	waiting := d.Phase == state.PhaseBuilding || d.Phase == state.PhaseLeaving || d.Phase == state.PhaseTearing || d.Phase == state.PhaseJoining
+	waiting := d.Phase == state.PhaseBuilding || d.Phase == state.PhaseLeaving || d.Phase == state.PhaseTearing || d.Phase == state.PhaseJoining || d.Phase == state.PhaseHealing
 	if waiting != (d.Since != 0) {
 		t.Fatalf("phase %s with Since %d", d.Phase, d.Since)
 	}

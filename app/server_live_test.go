@@ -30,6 +30,7 @@ func TestServerSetupDHTPicksOnlyLiveUsers(t *testing.T) {
 	everyone := []string{"alice", "bob", "carol", "dave", "erin", "frank"}
 	for seed := range uint64(50) {
 		cfg := srvConfig()
+		cfg.DeadAfter = DefaultDeadAfter
 		cfg.Rand = rand.New(rand.NewPCG(seed, 7))
 		h := &srvH{t: t, s: NewServer(cfg, srvFree(everyone...), nil), now: srvT0, id: 1000}
 		h.s.Tick(srvT0) // the server starts: everyone counts as seen now
@@ -48,7 +49,7 @@ func TestServerSetupDHTPicksOnlyLiveUsers(t *testing.T) {
 }
 
 func TestServerSetupDHTCountsOnlyLiveUsers(t *testing.T) {
-	h := newSrvH(t, srvFree("alice", "bob", "carol", "dave", "erin"))
+	h := newLiveH(t, srvFree("alice", "bob", "carol", "dave", "erin"))
 	h.s.Tick(srvT0)
 	h.now = srvT0.Add(20 * time.Second)
 	h.alive("alice", "bob", "carol")
@@ -59,7 +60,7 @@ func TestServerSetupDHTCountsOnlyLiveUsers(t *testing.T) {
 }
 
 func TestServerSetupDHTRefusesAnOfflineLeader(t *testing.T) {
-	h := newSrvH(t, srvFree("alice", "bob", "carol"))
+	h := newLiveH(t, srvFree("alice", "bob", "carol"))
 	h.s.Tick(srvT0)
 	h.now = srvT0.Add(20 * time.Second)
 	h.alive("bob", "carol")
@@ -69,7 +70,7 @@ func TestServerSetupDHTRefusesAnOfflineLeader(t *testing.T) {
 }
 
 func TestServerJoinDHTRefusesAnOfflineJoiner(t *testing.T) {
-	h := newSrvH(t, srvDHT(state.PhaseReady, []string{"alice", "bob"}, "carol"))
+	h := newLiveH(t, srvDHT(state.PhaseReady, []string{"alice", "bob"}, "carol"))
 	h.s.Tick(srvT0)
 	h.now = srvT0.Add(30 * time.Second)
 	h.alive("alice", "bob")
@@ -82,7 +83,7 @@ func TestServerJoinDHTRefusesAnOfflineJoiner(t *testing.T) {
 // Any request from a user's address is a sign of life, even a refused one
 // (here a query while no DHT exists).
 func TestServerAnyRequestIsASignOfLife(t *testing.T) {
-	h := newSrvH(t, srvFree("alice", "bob"))
+	h := newLiveH(t, srvFree("alice", "bob"))
 	h.s.Tick(srvT0)
 	h.now = srvT0.Add(time.Minute)
 	if _, off := h.s.Silent(h.now, "bob"); !off {
@@ -100,6 +101,7 @@ func TestServerAnyRequestIsASignOfLife(t *testing.T) {
 func TestServerRestartGraceForEveryUser(t *testing.T) {
 	restart := srvT0.Add(time.Hour)
 	cfg := srvConfig()
+	cfg.DeadAfter = DefaultDeadAfter
 	cfg.Started = restart
 	h := &srvH{t: t, s: NewServer(cfg, srvFree("alice", "bob", "carol"), nil), now: restart.Add(DefaultDeadAfter)}
 	for _, n := range []string{"alice", "bob", "carol"} {
@@ -116,7 +118,7 @@ func TestServerRestartGraceForEveryUser(t *testing.T) {
 // period is wrong, and never with more bytes than it got; an alive that
 // does not come from its user's address changes nothing.
 func TestServerAlivePace(t *testing.T) {
-	h := newSrvH(t, srvFree("alice"))
+	h := newLiveH(t, srvFree("alice"))
 	h.s.Tick(srvT0)
 	h.now = srvT0.Add(time.Minute)
 	for _, name := range []string{"a", "alice"} {
@@ -135,8 +137,8 @@ func TestServerAlivePace(t *testing.T) {
 			t.Fatalf("alive with period 0: %#v, want one Send of a pace", outs)
 		}
 		send := outs[0].(Send)
-		if p, ok := send.Msg.(wire.Pace); !ok || send.To != srvAddr("alice") || send.ID != 5 || time.Duration(p.PeriodMS)*time.Millisecond != DefaultDeadAfter/3 {
-			t.Fatalf("answer %#v, want a pace of %v to alice with id 5", send, DefaultDeadAfter/3)
+		if p, ok := send.Msg.(wire.Pace); !ok || send.To != srvAddr("alice") || send.ID != 5 || time.Duration(p.PeriodMS)*time.Millisecond != DefaultDeadAfter/10 {
+			t.Fatalf("answer %#v, want a pace of %v to alice with id 5", send, DefaultDeadAfter/10)
 		}
 		if out, least := wire.EncodedLen(send.Msg), wire.EncodedLen(wire.Alive{Name: "a"}); out >= least {
 			t.Errorf("pace is %d bytes, the shortest alive %d", out, least)
@@ -160,7 +162,7 @@ func TestServerAlivePace(t *testing.T) {
 // or in one commit seenFlush after the first unwritten one; never one
 // commit per alive.
 func TestServerLastSeenWrittenInBatches(t *testing.T) {
-	h := newSrvH(t, srvFree("alice", "bob"))
+	h := newLiveH(t, srvFree("alice", "bob"))
 	h.s.Tick(srvT0)
 	if _, ok := h.s.NextDeadline(); ok {
 		t.Fatal("a deadline before any sign of life")
@@ -203,4 +205,12 @@ func TestServerLastSeenWrittenInBatches(t *testing.T) {
 	if d, ok := h.s.NextDeadline(); ok {
 		t.Fatalf("a deadline %v after a command's commit", d)
 	}
+}
+
+// newLiveH is newSrvH with the default --dead-after.
+func newLiveH(t *testing.T, st state.ServerState) *srvH {
+	t.Helper()
+	cfg := srvConfig()
+	cfg.DeadAfter = DefaultDeadAfter
+	return &srvH{t: t, s: NewServer(cfg, st, nil), now: srvT0, id: 1000}
 }

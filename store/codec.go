@@ -223,10 +223,12 @@ func decodeUser(name string, v []byte) (state.User, error) {
 	return u, d.done()
 }
 
-// encodeDHT writes the joiner last, and only while there is one: a file
-// written before joins existed holds the same bytes, and reads the same.
-func encodeDHT(h state.DHT, lastEpoch uint64) ([]byte, error) {
-	if h.Phase > state.PhaseJoining {
+// encodeDHT writes the joiner, then the epoch and the removed members,
+// then the ring key's epoch and the key, last, and only when they are not
+// empty: a file written before joins, epochs or keys holds the same bytes,
+// and reads the same.
+func encodeDHT(h state.DHT) ([]byte, error) {
+	if h.Phase > state.PhaseHealing {
 		return nil, fmt.Errorf("store: dht phase %d: %w", h.Phase, ErrInvalid)
 	}
 	if len(h.Members) > math.MaxUint16 {
@@ -241,25 +243,32 @@ func encodeDHT(h state.DHT, lastEpoch uint64) ([]byte, error) {
 	}
 	e.str("dht leaver", h.Leaver)
 	e.u64(uint64(h.Since))
-	// The joiner, then the ring's epoch and key and the last epoch given
-	// out, go last and only when set: a file written before they existed
-	// holds the same bytes, and reads the same.
-	keys := h.Epoch != 0 || !h.RingKey.IsZero() || lastEpoch != 0
-	if h.Joiner != "" || keys {
+	keys := h.KeyEpoch != 0 || !h.RingKey.IsZero()
+	tail := h.Epoch != 0 || len(h.Removed) != 0 || keys
+	if h.Joiner != "" || tail {
 		e.str("dht joiner", h.Joiner)
 	}
-	if keys {
+	if tail {
 		e.u64(h.Epoch)
+		if len(h.Removed) > math.MaxUint16 {
+			return nil, fmt.Errorf("store: dht has %d removed members: %w", len(h.Removed), ErrInvalid)
+		}
+		e.u16(uint16(len(h.Removed)))
+		for _, r := range h.Removed {
+			e.str("dht removed member", r)
+		}
+	}
+	if keys {
+		e.u64(h.KeyEpoch)
 		e.b = append(e.b, h.RingKey[:]...)
-		e.u64(lastEpoch)
 	}
 	return e.b, e.err
 }
 
-func decodeDHT(v []byte) (h state.DHT, lastEpoch uint64, err error) {
+func decodeDHT(v []byte) (h state.DHT, err error) {
 	d := dec{what: "dht state", b: v}
 	h.Phase = state.Phase(d.u8("phase"))
-	if d.err == nil && h.Phase > state.PhaseJoining {
+	if d.err == nil && h.Phase > state.PhaseHealing {
 		d.fail("unknown phase")
 	}
 	h.Leader = d.str("leader")
@@ -279,15 +288,24 @@ func decodeDHT(v []byte) (h state.DHT, lastEpoch uint64, err error) {
 	if d.err == nil && len(d.b) > 0 {
 		h.Joiner = d.str("joiner")
 		if d.err == nil && h.Joiner == "" && len(d.b) == 0 {
-			d.fail("joiner") // written only when there is one
+			d.fail("joiner") // written only when there is one, or an epoch follows
 		}
 	}
 	if d.err == nil && len(d.b) > 0 {
 		h.Epoch = d.u64("epoch")
-		copy(h.RingKey[:], d.take("ring key", len(h.RingKey)))
-		lastEpoch = d.u64("last epoch")
+		n := int(d.u16("removed count"))
+		if d.err == nil && n*2 > len(d.b) {
+			d.fail("removed count")
+		}
+		for i := 0; d.err == nil && i < n; i++ {
+			h.Removed = append(h.Removed, d.str("removed member"))
+		}
 	}
-	return h, lastEpoch, d.done()
+	if d.err == nil && len(d.b) > 0 {
+		h.KeyEpoch = d.u64("key epoch")
+		copy(h.RingKey[:], d.take("ring key", len(h.RingKey)))
+	}
+	return h, d.done()
 }
 
 func replyKey(a netip.AddrPort) (string, error) {
@@ -336,11 +354,16 @@ func encodeIdentity(id state.Identity) ([]byte, error) {
 		e.str("neighbour name", m.Name)
 		e.addr(m.Addr)
 	}
-	// The secret and the ring's epoch and key go last, and only once
-	// set: a file written before they existed reads the same.
-	if !id.Secret.IsZero() || id.Epoch != 0 || !id.RingKey.IsZero() {
-		e.b = append(e.b, id.Secret[:]...)
+	// The epoch, then the secret and the ring key, go last, and only once
+	// known: a file written before epochs or keys existed holds the same
+	// bytes, and reads the same.
+	keys := !id.Secret.IsZero() || id.KeyEpoch != 0 || !id.RingKey.IsZero()
+	if id.Epoch != 0 || keys {
 		e.u64(id.Epoch)
+	}
+	if keys {
+		e.b = append(e.b, id.Secret[:]...)
+		e.u64(id.KeyEpoch)
 		e.b = append(e.b, id.RingKey[:]...)
 	}
 	return e.b, e.err
@@ -358,8 +381,14 @@ func decodeIdentity(v []byte) (state.Identity, error) {
 	id.Left = state.Member{Name: d.str("left name"), Addr: d.addr("left addr")}
 	id.Right = state.Member{Name: d.str("right name"), Addr: d.addr("right addr")}
 	if d.err == nil && len(d.b) > 0 {
-		copy(id.Secret[:], d.take("secret", len(id.Secret)))
 		id.Epoch = d.u64("epoch")
+		if d.err == nil && id.Epoch == 0 && len(d.b) == 0 {
+			d.fail("epoch") // written only when known, or keys follow
+		}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		copy(id.Secret[:], d.take("secret", len(id.Secret)))
+		id.KeyEpoch = d.u64("key epoch")
 		copy(id.RingKey[:], d.take("ring key", len(id.RingKey)))
 	}
 	return id, d.done()

@@ -46,6 +46,8 @@ type DHTJSON struct {
 	Members      []string `json:"members,omitempty"`
 	Leaver       string   `json:"leaver,omitempty"`
 	Joiner       string   `json:"joiner,omitempty"`
+	Removed      []string `json:"removed,omitempty"` // while healing: the members taken out as offline
+	Epoch        uint64   `json:"epoch,omitempty"`
 	WaitingSince string   `json:"waiting_since,omitempty"` // RFC 3339, UTC
 }
 
@@ -60,7 +62,8 @@ type PeerReport struct {
 	RingSize *int        `json:"ring_size,omitempty"`
 	Left     *MemberJSON `json:"left,omitempty"`
 	Right    *MemberJSON `json:"right,omitempty"`
-	Slots    []SlotJSON  `json:"slots"` // non-empty slots only, by position
+	Epoch    uint64      `json:"epoch,omitempty"` // the server's number of the ring this place is in
+	Slots    []SlotJSON  `json:"slots"`           // non-empty slots only, by position
 	Records  int         `json:"records"`
 
 	server netip.AddrPort // shown in the text form only
@@ -185,7 +188,8 @@ func serverReport(path string, tx *bolt.Tx) (*ServerReport, error) {
 		r.Users = append(r.Users, uj)
 	}
 	h := st.DHT
-	r.DHT = DHTJSON{Phase: h.Phase.String(), Leader: h.Leader, Members: h.Members, Leaver: h.Leaver, Joiner: h.Joiner}
+	r.DHT = DHTJSON{Phase: h.Phase.String(), Leader: h.Leader, Members: h.Members, Leaver: h.Leaver, Joiner: h.Joiner,
+		Removed: h.Removed, Epoch: h.Epoch}
 	if h.Since != 0 {
 		r.DHT.WaitingSince = time.Unix(0, h.Since).UTC().Format(time.RFC3339Nano)
 	}
@@ -205,6 +209,7 @@ func peerReport(path string, tx *bolt.Tx) (*PeerReport, error) {
 		n, i := id.N, id.ID
 		r.ID, r.RingSize = &i, &n
 		r.Left, r.Right = memberJSON(id.Left), memberJSON(id.Right)
+		r.Epoch = id.Epoch
 	}
 	for i, sp := range spans {
 		end := len(recs)
@@ -286,6 +291,12 @@ func (r *ServerReport) WriteText(w io.Writer) error {
 	if r.DHT.Joiner != "" {
 		fmt.Fprintf(&b, "  joiner:  %s\n", r.DHT.Joiner)
 	}
+	if len(r.DHT.Removed) > 0 {
+		fmt.Fprintf(&b, "  removed as offline: %s\n", strings.Join(r.DHT.Removed, " "))
+	}
+	if r.DHT.Epoch != 0 {
+		fmt.Fprintf(&b, "  epoch:   %d\n", r.DHT.Epoch)
+	}
 	if r.DHT.WaitingSince != "" {
 		fmt.Fprintf(&b, "  waiting since %s\n", r.DHT.WaitingSince)
 	}
@@ -309,7 +320,11 @@ func (r *PeerReport) WriteText(w io.Writer) error {
 	if r.ID == nil {
 		b.WriteString("not in a DHT\n")
 	} else {
-		fmt.Fprintf(&b, "id %d in a ring of %d\n", *r.ID, *r.RingSize)
+		fmt.Fprintf(&b, "id %d in a ring of %d", *r.ID, *r.RingSize)
+		if r.Epoch != 0 {
+			fmt.Fprintf(&b, " (epoch %d)", r.Epoch)
+		}
+		b.WriteByte('\n')
 		for _, n := range []struct {
 			side string
 			m    *MemberJSON

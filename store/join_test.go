@@ -42,7 +42,7 @@ func TestServerJoinerRoundTrip(t *testing.T) {
 // without a joiner is written as it was.
 func TestDHTJoinerEncodingCompatible(t *testing.T) {
 	old := sampleState().DHT // a leave: no joiner
-	b, err := encodeDHT(old, 0)
+	b, err := encodeDHT(old)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,25 +59,25 @@ func TestDHTJoinerEncodingCompatible(t *testing.T) {
 	if !bytes.Equal(b, e.b) {
 		t.Fatalf("a DHT without a joiner encodes to\n%x\nnot as before\n%x", b, e.b)
 	}
-	got, _, err := decodeDHT(e.b)
+	got, err := decodeDHT(e.b)
 	if err != nil || !reflect.DeepEqual(got, old) {
 		t.Fatalf("an old value decodes to %+v, %v; want %+v", got, err, old)
 	}
 
 	joining := joiningState().DHT
-	b, err = encodeDHT(joining, 0)
+	b, err = encodeDHT(joining)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _, err := decodeDHT(b); err != nil || !reflect.DeepEqual(got, joining) {
+	if got, err := decodeDHT(b); err != nil || !reflect.DeepEqual(got, joining) {
 		t.Fatalf("decoded %+v, %v; want %+v", got, err, joining)
 	}
 	// An empty joiner is never written: one read back is damage.
 	e.str("", "")
-	if _, _, err := decodeDHT(e.b); !errors.Is(err, ErrCorrupt) {
+	if _, err := decodeDHT(e.b); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("an empty joiner decodes with %v, want ErrCorrupt", err)
 	}
-	if _, err := encodeDHT(state.DHT{Phase: state.PhaseJoining + 1}, 0); !errors.Is(err, ErrInvalid) {
+	if _, err := encodeDHT(state.DHT{Phase: state.PhaseHealing + 1}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("an unknown phase encodes with %v, want ErrInvalid", err)
 	}
 }

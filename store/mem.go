@@ -42,7 +42,7 @@ func (m *MemServer) Load() (state.ServerState, []state.CachedReply, error) {
 	}
 	if m.dht != nil {
 		var err error
-		if st.DHT, st.LastEpoch, err = decodeDHT(m.dht); err != nil {
+		if st.DHT, err = decodeDHT(m.dht); err != nil {
 			return state.ServerState{}, nil, err
 		}
 	}

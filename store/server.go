@@ -44,7 +44,7 @@ func prepareSave(st state.ServerState, reply *state.CachedReply, forget []netip.
 		}
 	}
 	var err error
-	if w.dht, err = encodeDHT(st.DHT, st.LastEpoch); err != nil {
+	if w.dht, err = encodeDHT(st.DHT); err != nil {
 		return w, err
 	}
 	if reply != nil {
@@ -122,7 +122,7 @@ func loadServer(tx *bolt.Tx) (state.ServerState, []state.CachedReply, error) {
 		return st, nil, err
 	}
 	if v := dhtB.Get(keyState); v != nil {
-		if st.DHT, st.LastEpoch, err = decodeDHT(v); err != nil {
+		if st.DHT, err = decodeDHT(v); err != nil {
 			return st, nil, err
 		}
 	}

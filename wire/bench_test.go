@@ -90,6 +90,13 @@ func TestAllocations(t *testing.T) {
 				if len(m.Tickets) > 0 {
 					want++
 				}
+			case Heal:
+				if len(m.Members) > 0 {
+					want++
+				}
+				if len(m.Tickets) > 0 {
+					want++
+				}
 			case Store:
 				if len(m.Records) > 0 {
 					want++

@@ -189,6 +189,17 @@ func (e *encoder) fail(field string, err error) {
 
 func (e *encoder) u16(v uint16) { e.b = binary.BigEndian.AppendUint16(e.b, v) }
 func (e *encoder) u32(v uint32) { e.b = binary.BigEndian.AppendUint32(e.b, v) }
+func (e *encoder) u64(v uint64) { e.b = binary.BigEndian.AppendUint64(e.b, v) }
+
+// optAddr encodes an address that may be absent (the zero AddrPort) as
+// 0.0.0.0:0.
+func (e *encoder) optAddr(a netip.AddrPort, field string) {
+	if !a.IsValid() {
+		e.b = append(e.b, 0, 0, 0, 0, 0, 0)
+		return
+	}
+	e.addr(a, field)
+}
 
 func (e *encoder) bool(v bool) {
 	if v {
@@ -328,11 +339,17 @@ func (d *decoder) u32(field string) uint32 {
 }
 
 func (d *decoder) u64(field string) uint64 {
-	s, ok := d.take(8, field)
-	if !ok {
-		return 0
+	hi := d.u32(field)
+	return uint64(hi)<<32 | uint64(d.u32(field))
+}
+
+// optAddr decodes what encoder.optAddr wrote: 0.0.0.0:0 is no address.
+func (d *decoder) optAddr(field string) netip.AddrPort {
+	a := d.addr(field)
+	if a == netip.AddrPortFrom(netip.AddrFrom4([4]byte{}), 0) {
+		return netip.AddrPort{}
 	}
-	return binary.BigEndian.Uint64([]byte(s))
+	return a
 }
 
 func (d *decoder) tag(field string) Tag {

@@ -60,9 +60,9 @@ type golden struct {
 
 var goldens = []golden{
 	{"register", 1, 0, Register{Name: "alice", Addr: alice.Addr},
-		"4448 01 01 00000001 00" + hAlice + hAliceAddr + "00000000000000000000000000000000"},
-	{"register-cookie", 1, 0, Register{Name: "alice", Addr: alice.Addr, Cookie: Tag{0: 0xc0, 15: 0x0e}},
-		"4448 01 01 00000001 00" + hAlice + hAliceAddr + "c000000000000000000000000000000e"},
+		"4448 01 01 00000001 00" + hAlice + hAliceAddr + "0000000000000000 00000000000000000000000000000000"},
+	{"register-cookie", 1, 0, Register{Name: "alice", Addr: alice.Addr, Epoch: 3, Cookie: Tag{0: 0xc0, 15: 0x0e}},
+		"4448 01 01 00000001 00" + hAlice + hAliceAddr + "0000000000000003 c000000000000000000000000000000e"},
 	{"challenge", 2, 0, Challenge{Cookie: Tag{0: 0xc0, 15: 0x0e}},
 		"4448 01 1d 00000002 00 c000000000000000000000000000000e"},
 	{"tickets", 3, 0, Tickets{Name: "alice", From: 30},
@@ -85,32 +85,36 @@ var goldens = []golden{
 		"4448 01 09 00000009 00" + hAlice},
 	{"reply-ok", 0x0a0b0c0d, 0, Reply{OK: true, Members: []Member{alice, bob}},
 		"4448 01 0a 0a0b0c0d 00 01 0000 0002" + hAlice + hAliceAddr + hBob + hBobAddr},
+	{"reply-rejoin", 0x0a0b0c0e, 0, Reply{OK: true, State: 2, Epoch: 0x0102030405060708},
+		"4448 01 0a 0a0b0c0e 00 01 0000 0000 02 0102030405060708 0000000000000000 00 00"},
 	{"reply-failure", 11, 0, Reply{Reason: "in use"},
 		"4448 01 0a 0000000b 00 00 0006 696e20757365 0000"},
-	{"reply-credentials", 12, 0, Reply{OK: true, Members: []Member{alice}, Epoch: 0x0102, Key: Key{0: 0x4b, 15: 0x59},
+	{"reply-credentials", 12, 0, Reply{OK: true, Members: []Member{alice}, Epoch: 0x0103, KeyEpoch: 0x0102, Key: Key{0: 0x4b, 15: 0x59},
 		Tickets: []Tag{{0: 0x71, 15: 0x72}}},
-		"4448 01 0a 0000000c 00 01 0000 0001" + hAlice + hAliceAddr + "0000000000000102 10 4b000000000000000000000000000059" +
+		"4448 01 0a 0000000c 00 01 0000 0001" + hAlice + hAliceAddr + "00 0000000000000103 0000000000000102 10 4b000000000000000000000000000059" +
 			"01 71000000000000000000000000000072"},
-	{"set-id", 12, 0, SetID{ID: 1, N: 2, Left: alice, Right: bob, Ticket: Tag{0: 0x71, 15: 0x72}},
-		"4448 01 10 0000000c 00 0001 0002" + hAlice + hAliceAddr + hBob + hBobAddr + "71000000000000000000000000000072"},
+	{"set-id", 12, 0, SetID{ID: 1, N: 2, Left: alice, Right: bob, Epoch: 3, Ticket: Tag{0: 0x71, 15: 0x72}},
+		"4448 01 10 0000000c 00 0001 0002" + hAlice + hAliceAddr + hBob + hBobAddr + "0000000000000003 71000000000000000000000000000072"},
 	{"store", 13, FlagRetransmit, Store{N: 2, Records: []Record{aruba, curacao}},
 		"4448 01 11 0000000d 01 0002 0002 " + hAruba + " " + hCuracaoRec},
 	{"store-empty", 24, 0, Store{N: 1},
 		"4448 01 11 00000018 00 0001 0000"},
 	{"flush", 14, 0, Flush{Leader: "alice", N: 2},
-		"4448 01 12 0000000e 00" + hAlice + "0002"},
+		"4448 01 12 0000000e 00" + hAlice + "0002 000000000000"},
+	{"flush-leader-addr", 14, 0, Flush{Leader: "alice", N: 2, LeaderAddr: alice.Addr},
+		"4448 01 12 0000000e 00" + hAlice + "0002" + hAliceAddr},
 	{"query", 15, 0, Query{ReqID: 0xdeadbeef, Querier: bob, Hops: 1, LongName: "Curaçao"},
 		"4448 01 13 0000000f 00 deadbeef" + hBob + hBobAddr + "0001" + hCuracao},
 	{"query-result-found", 16, 0, QueryResult{ReqID: 0xdeadbeef, Found: true, Node: "alice", Hops: 2, LongName: "Curaçao", Record: curacao},
 		"4448 01 14 00000010 00 deadbeef 01" + hAlice + "0000 0002" + hCuracao + " " + hCuracaoRec},
 	{"query-result-not-found", 17, FlagNoAck, QueryResult{ReqID: 1, Node: "bob", NodeID: 1, Hops: 3, LongName: "Atlantis"},
 		"4448 01 14 00000011 02 00000001 00" + hBob + "0001 0003 0008 41746c616e746973"},
-	{"teardown", 18, 0, Teardown{Origin: "alice", KeepNeighbours: true},
-		"4448 01 15 00000012 00" + hAlice + "01"},
+	{"teardown", 18, 0, Teardown{Origin: "alice", KeepNeighbours: true, OriginAddr: alice.Addr},
+		"4448 01 15 00000012 00" + hAlice + "01" + hAliceAddr},
 	{"torn-down", 50, 0, TornDown{Origin: "alice"},
 		"4448 01 32 00000032 00" + hAlice},
 	{"reset-id", 19, 0, ResetID{Origin: "bob", ID: 1, N: 2},
-		"4448 01 16 00000013 00" + hBob + "0001 0002"},
+		"4448 01 16 00000013 00" + hBob + "0001 0002 000000000000 0000000000000000"},
 	{"reset-left", 20, 0, ResetLeft{Left: alice},
 		"4448 01 17 00000014 00" + hAlice + hAliceAddr},
 	{"reset-right", 21, 0, ResetRight{Right: bob},
@@ -121,8 +125,8 @@ var goldens = []golden{
 		"4448 01 1a 00000017 00 01 0000" + hAlice},
 	{"join-dht", 25, 0, JoinDHT{Name: "bob"},
 		"4448 01 0b 00000019 00" + hBob},
-	{"join", 26, 0, Join{Joiner: bob, N: 2},
-		"4448 01 1c 0000001a 00" + hBob + hBobAddr + "0002"},
+	{"join", 26, 0, Join{Joiner: bob, N: 2, Epoch: 4},
+		"4448 01 1c 0000001a 00" + hBob + hBobAddr + "0002 0000000000000004"},
 	{"alive", 27, 0, Alive{Name: "bob", PeriodMS: 5000},
 		"4448 01 0c 0000001b 00" + hBob + "00001388"},
 	{"pace", 27, 0, Pace{PeriodMS: 5000},
@@ -131,6 +135,12 @@ var goldens = []golden{
 		"4448 01 1b ffffffff 01 0000"},
 	{"ack-more", 7, 0, Ack{More: []uint32{8, 0x01020304}},
 		"4448 01 1b 00000007 00 0002 00000008 01020304"},
+	{"heal", 0x28, 0, Heal{Epoch: 5, Members: []Member{bob, alice}, KeyEpoch: 3, Tickets: []Tag{{0: 0x71, 15: 0x72}}},
+		"4448 01 28 00000028 00 0000000000000005 0002" + hBob + hBobAddr + hAlice + hAliceAddr + "0000000000000003 01 71000000000000000000000000000072"},
+	{"healed", 0x29, 0, Healed{Name: "bob", Epoch: 5},
+		"4448 01 29 00000029 00" + hBob + "0000000000000005"},
+	{"broken", 0x2a, 0, Broken{Node: alice, What: TypeTeardown},
+		"4448 01 2a 0000002a 00" + hAlice + hAliceAddr + "15"},
 }
 
 func TestGoldenCoversEveryType(t *testing.T) {
@@ -301,8 +311,8 @@ func TestTruncated(t *testing.T) {
 		t.Run(g.name, func(t *testing.T) {
 			b := unhex(t, g.hex)
 			bare := -1
-			if r, ok := g.msg.(Reply); ok && r.credentials() {
-				r.Epoch, r.Key, r.Tickets = 0, Key{}, nil
+			if r, ok := g.msg.(Reply); ok && r.tail() {
+				r.State, r.Epoch, r.KeyEpoch, r.Key, r.Tickets = 0, 0, 0, Key{}, nil
 				bare = EncodedLen(r)
 			}
 			for n := range len(b) {
@@ -326,7 +336,7 @@ func TestTrailing(t *testing.T) {
 		t.Run(g.name, func(t *testing.T) {
 			b := append(unhex(t, g.hex), 0)
 			want := ErrTrailing
-			if r, ok := g.msg.(Reply); ok && !r.credentials() {
+			if r, ok := g.msg.(Reply); ok && !r.tail() {
 				want = ErrShort // a byte after the members starts the credentials
 			}
 			if _, _, err := Decode(b); !errors.Is(err, want) {
@@ -520,9 +530,9 @@ func TestAppendErrors(t *testing.T) {
 
 // A setup-dht reply for a ring of MaxMembers users with 15-letter names,
 // the longest the protocol allows, fits in one datagram:
-// 9 header + 1 ok + 2 reason + 2 count + 64 × (1 + 15 + 6) + 8 epoch +
-// 1 key length + 1 ticket count = 1432 bytes, 1456 signed. (With a
-// two-byte name length it would be 1496 > MaxMessage.)
+// 9 header + 1 ok + 2 reason + 2 count + 64 × (1 + 15 + 6) + 1 state +
+// 8 epoch + 8 key epoch + 1 key length + 1 ticket count = 1441 bytes,
+// 1465 signed. (With a two-byte name length it would be 1505 > MaxMessage.)
 func TestReplyMaxRingFits(t *testing.T) {
 	members := make([]Member, MaxMembers)
 	for i := range members {
@@ -532,16 +542,16 @@ func TestReplyMaxRingFits(t *testing.T) {
 	if len(members[63].Name) != 15 {
 		t.Fatalf("name %q is not 15 bytes", members[63].Name)
 	}
-	r := Reply{OK: true, Members: members, Epoch: 1}
-	if n := EncodedLen(r); n != 1432 {
-		t.Errorf("EncodedLen = %d, want 1432", n)
+	r := Reply{OK: true, Members: members, Epoch: 1, KeyEpoch: 1}
+	if n := EncodedLen(r); n != 1441 {
+		t.Errorf("EncodedLen = %d, want 1441", n)
 	}
 	b, err := AppendSigned(nil, 9, 0, r, 1, Key{1})
 	if err != nil {
 		t.Fatalf("Append: %v", err)
 	}
-	if len(b) != 1432+AuthLen || len(b) > MaxDatagram {
-		t.Fatalf("Append = %d bytes, want %d (MaxDatagram %d)", len(b), 1432+AuthLen, MaxDatagram)
+	if len(b) != 1441+AuthLen || len(b) > MaxDatagram {
+		t.Fatalf("Append = %d bytes, want %d (MaxDatagram %d)", len(b), 1441+AuthLen, MaxDatagram)
 	}
 	h, m, err := Decode(b)
 	if err != nil {

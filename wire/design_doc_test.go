@@ -35,9 +35,9 @@ func layoutSamples() map[Type]layoutSample {
 		TypeDeregister:       {msg: Deregister{Name: "frank"}, vars: n("frank")},
 		TypeTeardownDHT:      {msg: TeardownDHT{Name: "al"}, vars: n("al")},
 		TypeTeardownComplete: {msg: TeardownComplete{Name: "alice"}, vars: n("alice")},
-		TypeReply: {msg: Reply{Reason: "no", Members: []Member{member("alice"), member("bo")}, Epoch: 7, Key: Key{1}, Tickets: []Tag{{2}}},
+		TypeReply: {msg: Reply{Reason: "no", Members: []Member{member("alice"), member("bo")}, State: 2, Epoch: 8, KeyEpoch: 7, Key: Key{1}, Tickets: []Tag{{2}}},
 			vars: map[string]int{"r": 2, "k": 2, "s": 7 + 5 + 7 + 2, "c": 16, "t": 1}, cells: map[string]int{"Σ(7+*nᵢ*)": 7 + 5 + 7 + 2}},
-		TypeSetID:     {msg: SetID{ID: 1, N: 3, Left: member("alice"), Right: member("bo")}, vars: map[string]int{"a": 5, "b": 2}},
+		TypeSetID:     {msg: SetID{ID: 1, N: 3, Left: member("alice"), Right: member("bo"), Epoch: 3}, vars: map[string]int{"a": 5, "b": 2}},
 		TypeChallenge: {msg: Challenge{Cookie: Tag{1}}},
 		TypeTickets:   {msg: Tickets{Name: "alice", From: 30}, vars: n("alice")},
 		TypeStore: {msg: Store{N: 3, Records: []Record{rec, rec}},
@@ -58,6 +58,10 @@ func layoutSamples() map[Type]layoutSample {
 		TypeJoin:       {msg: Join{Joiner: member("grace"), N: 3}, vars: map[string]int{"j": 5}},
 		TypeAlive:      {msg: Alive{Name: "heidi", PeriodMS: 5000}, vars: n("heidi")},
 		TypePace:       {msg: Pace{PeriodMS: 5000}},
+		TypeHeal: {msg: Heal{Epoch: 3, Members: []Member{member("bob"), member("carol")}, KeyEpoch: 2, Tickets: []Tag{{1}, {2}}},
+			vars: map[string]int{"s": 7 + 3 + 7 + 5, "t": 2}, cells: map[string]int{"Σ(7+*nᵢ*)": 7 + 3 + 7 + 5}},
+		TypeHealed: {msg: Healed{Name: "bob", Epoch: 3}, vars: n("bob")},
+		TypeBroken: {msg: Broken{Node: member("carol"), What: TypeTeardown}, vars: n("carol")},
 	}
 }
 

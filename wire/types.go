@@ -33,7 +33,6 @@
 package wire
 
 import (
-	"encoding/binary"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -100,6 +99,9 @@ const (
 	TypeJoin             Type = 28 // joiner → leader
 	TypeChallenge        Type = 29 // server → client, answers a register without a valid cookie
 	TypeTickets          Type = 30 // client → server: the leader asks for the rest of the tickets
+	TypeHeal             Type = 40 // server → the leader of a healed ring
+	TypeHealed           Type = 41 // that leader → server, once every record is placed
+	TypeBroken           Type = 42 // a node that gave up on its right neighbour → the origin of what it forwarded
 	TypeTornDown         Type = 50 // right → left, back to a teardown's origin
 )
 
@@ -139,6 +141,9 @@ var messages = [...]struct {
 	TypeJoin:             {"join", decodeAs[Join]},
 	TypeChallenge:        {"challenge", decodeAs[Challenge]},
 	TypeTickets:          {"tickets", decodeAs[Tickets]},
+	TypeHeal:             {"heal", decodeAs[Heal]},
+	TypeHealed:           {"healed", decodeAs[Healed]},
+	TypeBroken:           {"broken", decodeAs[Broken]},
 	TypeTornDown:         {"torn-down", decodeAs[TornDown]},
 }
 
@@ -227,21 +232,25 @@ func decodeAs[M codec[M]](t Type, body string) (Message, error) {
 	return m, nil
 }
 
-// Register: name, addr, 16-byte cookie (zero until the server has sent a
-// Challenge; the cookie also keeps a register larger than the challenge
-// its first copy gets).
+// Register: name, addr, u64 epoch, 16-byte cookie. A peer that resumes a
+// registration from its file sends the epoch of the ring its file holds a
+// place in (0 for none): the server's rejoin decision reads it. The cookie
+// is zero until the server has sent a Challenge; it also keeps a register
+// larger than the challenge its first copy gets.
 type Register struct {
 	Name   string
 	Addr   netip.AddrPort
+	Epoch  uint64
 	Cookie Tag
 }
 
 func (Register) Type() Type     { return TypeRegister }
-func (m Register) bodyLen() int { return nameLen(m.Name) + addrLen + TagLen }
+func (m Register) bodyLen() int { return nameLen(m.Name) + addrLen + 8 + TagLen }
 
 func (m Register) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Name, "name")
 	e.addr(m.Addr, "addr")
+	e.u64(m.Epoch)
 	e.b = append(e.b, m.Cookie[:]...)
 	return e.b, e.err
 }
@@ -249,15 +258,20 @@ func (m Register) appendBody(e encoder) ([]byte, *Error) {
 func (m Register) parse(d decoder) (Register, decoder) {
 	m.Name = d.name("name")
 	m.Addr = d.addr("addr")
+	m.Epoch = d.u64("epoch")
 	m.Cookie = d.tag("cookie")
 	return m, d
 }
 
 func (m Register) LogValue() slog.Value {
-	if m.Cookie != (Tag{}) {
-		return slog.GroupValue(slog.String("name", m.Name), slog.String("addr", m.Addr.String()), slog.Bool("cookie", true))
+	attrs := []slog.Attr{slog.String("name", m.Name), slog.String("addr", m.Addr.String())}
+	if m.Epoch != 0 {
+		attrs = append(attrs, slog.Uint64("epoch", m.Epoch))
 	}
-	return slog.GroupValue(slog.String("name", m.Name), slog.String("addr", m.Addr.String()))
+	if m.Cookie != (Tag{}) {
+		attrs = append(attrs, slog.Bool("cookie", true))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // SetupDHT: u16 n, name.
@@ -489,24 +503,30 @@ func (m DHTRebuilt) LogValue() slog.Value {
 }
 
 // Reply answers a request to the server: bool ok, string reason (at most
-// MaxReason bytes, empty when ok), list of members, then the credentials:
-// u64 epoch, u8 key length (0 or 16) and the key, u8 ticket count and 16
-// bytes each, all three left out when the epoch is 0 and there is no key
-// and no ticket. The header id echoes the request's id.
+// MaxReason bytes, empty when ok), list of members, then a tail: u8 state,
+// u64 epoch, u64 key epoch, u8 key length (0 or 16) and the key, u8
+// ticket count and 16 bytes each; the tail is left out when all of it is
+// zero (most replies, every FAILURE). The header id echoes the request's
+// id.
 //
-// Epoch, Key and Tickets carry the credentials (docs/DESIGN.md, "Who may
-// command whom"): a register's reply carries the user's secret in Key; a
-// setup-dht's (or tickets') the ring's epoch and the tickets of the
-// members listed, from the first (Tickets may list fewer than Members:
-// the leader asks for the rest); a join-dht's the epoch and the joiner's
-// ticket in Key; a query-dht's the epoch, and Key is the query token.
+// State and Epoch answer a rejoin (a register of a registered user from
+// its own address): the user's state (0 Free, 1 Leader, 2 InDHT) and, for
+// a ring member, the DHT's epoch; a setup-dht's, leave-dht's and
+// join-dht's reply give the epoch of the ring they make. KeyEpoch, Key and
+// Tickets carry the credentials (docs/DESIGN.md §9): a register's reply
+// the user's secret in Key; a setup-dht's (or tickets') the key epoch and
+// the tickets of the members listed, from the first (Tickets may list
+// fewer than Members: the leader asks for the rest); a join-dht's the
+// joiner's ticket in Key; a query-dht's the query token in Key.
 type Reply struct {
-	OK      bool
-	Reason  string
-	Members []Member
-	Epoch   uint64
-	Key     Key
-	Tickets []Tag
+	OK       bool
+	Reason   string
+	Members  []Member
+	State    uint8
+	Epoch    uint64
+	KeyEpoch uint64
+	Key      Key
+	Tickets  []Tag
 }
 
 // MaxTickets bounds a reply's ticket list.
@@ -514,13 +534,15 @@ const MaxTickets = MaxMembers
 
 func (Reply) Type() Type { return TypeReply }
 
-// credentials reports whether the reply carries the credential fields.
-func (m Reply) credentials() bool { return m.Epoch != 0 || !m.Key.IsZero() || len(m.Tickets) > 0 }
+// tail reports whether the reply carries its tail.
+func (m Reply) tail() bool {
+	return m.State != 0 || m.Epoch != 0 || m.KeyEpoch != 0 || !m.Key.IsZero() || len(m.Tickets) > 0
+}
 
 func (m Reply) bodyLen() int {
 	n := 1 + strLen(m.Reason) + 2
-	if m.credentials() {
-		n += 8 + 1 + 1 + TagLen*len(m.Tickets)
+	if m.tail() {
+		n += 1 + 8 + 8 + 1 + 1 + TagLen*len(m.Tickets)
 		if !m.Key.IsZero() {
 			n += KeyLen
 		}
@@ -542,13 +564,15 @@ func (m Reply) appendBody(e encoder) ([]byte, *Error) {
 	for i := range m.Members {
 		if e.member(m.Members[i], "") {
 			e.err.Field = "members[" + strconv.Itoa(i) + "]." + e.err.Field
-			break
+			return e.b, e.err
 		}
 	}
-	if !m.credentials() {
+	if !m.tail() {
 		return e.b, e.err
 	}
-	e.b = binary.BigEndian.AppendUint64(e.b, m.Epoch)
+	e.b = append(e.b, m.State)
+	e.u64(m.Epoch)
+	e.u64(m.KeyEpoch)
 	if m.Key.IsZero() {
 		e.b = append(e.b, 0)
 	} else {
@@ -579,9 +603,11 @@ func (m Reply) parse(d decoder) (Reply, decoder) {
 		}
 	}
 	if d.err != nil || d.off == len(d.s) {
-		return m, d // no credentials
+		return m, d // no tail
 	}
+	m.State = d.u8("state")
 	m.Epoch = d.u64("epoch")
+	m.KeyEpoch = d.u64("key_epoch")
 	switch d.u8("key") {
 	case 0:
 	case KeyLen:
@@ -604,8 +630,8 @@ func (m Reply) parse(d decoder) (Reply, decoder) {
 		for i := range m.Tickets {
 			m.Tickets[i] = d.tag("tickets")
 		}
-	case m.Epoch == 0 && m.Key.IsZero():
-		d.fail("epoch", ErrInvalid) // all zero is written as none
+	case !m.tail():
+		d.fail("tail", ErrInvalid) // all zero is written as none
 	}
 	return m, d
 }
@@ -627,7 +653,7 @@ func (m Reply) LogValue() slog.Value {
 		attrs = append(attrs, slog.String("members", sb.String()))
 	}
 	if m.Epoch != 0 {
-		attrs = append(attrs, slog.Uint64("epoch", m.Epoch))
+		attrs = append(attrs, slog.Int("state", int(m.State)), slog.Uint64("epoch", m.Epoch))
 	}
 	if !m.Key.IsZero() {
 		attrs = append(attrs, slog.Bool("key", true)) // never the key itself
@@ -638,24 +664,30 @@ func (m Reply) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
-// SetID: u16 id, u16 ring size, left member, right member, the receiver's
-// 16-byte ticket for the ring (the server's vouching: docs/DESIGN.md).
+// SetID: u16 id, u16 ring size, left member, right member, u64 the ring's
+// epoch (the server's, 0 if unknown), the receiver's 16-byte ticket for
+// the ring (the server's vouching, docs/DESIGN.md §9; zero for a joiner,
+// which has its own from the server).
 type SetID struct {
 	ID     uint16
 	N      uint16
 	Left   Member
 	Right  Member
+	Epoch  uint64
 	Ticket Tag
 }
 
-func (SetID) Type() Type     { return TypeSetID }
-func (m SetID) bodyLen() int { return 2 + 2 + memberLen(m.Left) + memberLen(m.Right) + TagLen }
+func (SetID) Type() Type { return TypeSetID }
+func (m SetID) bodyLen() int {
+	return 2 + 2 + memberLen(m.Left) + memberLen(m.Right) + 8 + TagLen
+}
 
 func (m SetID) appendBody(e encoder) ([]byte, *Error) {
 	e.u16(m.ID)
 	e.u16(m.N)
 	e.member(m.Left, "left")
 	e.member(m.Right, "right")
+	e.u64(m.Epoch)
 	e.b = append(e.b, m.Ticket[:]...)
 	return e.b, e.err
 }
@@ -665,6 +697,7 @@ func (m SetID) parse(d decoder) (SetID, decoder) {
 	m.N = d.u16("n")
 	m.Left = d.member("left")
 	m.Right = d.member("right")
+	m.Epoch = d.u64("epoch")
 	m.Ticket = d.tag("ticket")
 	return m, d
 }
@@ -739,25 +772,29 @@ func (m Store) LogValue() slog.Value {
 }
 
 // Flush follows the stores of one populate round the ring: name of the
-// leader that started it, u16 ring size. A node commits its table before
-// forwarding it.
+// leader that started it, u16 ring size, the leader's addr (0.0.0.0:0 if
+// not given), where a node that gives up on its right neighbour says so
+// (Broken). A node commits its table before forwarding it.
 type Flush struct {
-	Leader string
-	N      uint16
+	Leader     string
+	N          uint16
+	LeaderAddr netip.AddrPort
 }
 
 func (Flush) Type() Type     { return TypeFlush }
-func (m Flush) bodyLen() int { return nameLen(m.Leader) + 2 }
+func (m Flush) bodyLen() int { return nameLen(m.Leader) + 2 + addrLen }
 
 func (m Flush) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Leader, "leader")
 	e.u16(m.N)
+	e.optAddr(m.LeaderAddr, "leader_addr")
 	return e.b, e.err
 }
 
 func (m Flush) parse(d decoder) (Flush, decoder) {
 	m.Leader = d.name("leader")
 	m.N = d.u16("n")
+	m.LeaderAddr = d.optAddr("leader_addr")
 	return m, d
 }
 
@@ -858,24 +895,28 @@ func (m QueryResult) LogValue() slog.Value {
 }
 
 // Teardown: name of the node that started it, bool keep neighbours (true
-// when the teardown is part of a leave or a join).
+// when the teardown is part of a leave or a join), the origin's addr
+// (0.0.0.0:0 if not given), for Broken.
 type Teardown struct {
 	Origin         string
 	KeepNeighbours bool
+	OriginAddr     netip.AddrPort
 }
 
 func (Teardown) Type() Type     { return TypeTeardown }
-func (m Teardown) bodyLen() int { return nameLen(m.Origin) + 1 }
+func (m Teardown) bodyLen() int { return nameLen(m.Origin) + 1 + addrLen }
 
 func (m Teardown) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Origin, "origin")
 	e.bool(m.KeepNeighbours)
+	e.optAddr(m.OriginAddr, "origin_addr")
 	return e.b, e.err
 }
 
 func (m Teardown) parse(d decoder) (Teardown, decoder) {
 	m.Origin = d.name("origin")
 	m.KeepNeighbours = d.bool("keep_neighbours")
+	m.OriginAddr = d.optAddr("origin_addr")
 	return m, d
 }
 
@@ -906,20 +947,28 @@ func (m TornDown) parse(d decoder) (TornDown, decoder) {
 func (m TornDown) LogValue() slog.Value { return slog.GroupValue(slog.String("origin", m.Origin)) }
 
 // ResetID: name of the node that started it (the leaver, or the leader of
-// a join), u16 id for the receiver, u16 new ring size.
+// a join), u16 id for the receiver, u16 new ring size, the origin's addr
+// (0.0.0.0:0 if not given), for Broken.
+//
+// It ends with u64 the epoch of the renumbered ring (the server's, 0 if
+// unknown).
 type ResetID struct {
-	Origin string
-	ID     uint16
-	N      uint16
+	Origin     string
+	ID         uint16
+	N          uint16
+	OriginAddr netip.AddrPort
+	Epoch      uint64
 }
 
 func (ResetID) Type() Type     { return TypeResetID }
-func (m ResetID) bodyLen() int { return nameLen(m.Origin) + 2 + 2 }
+func (m ResetID) bodyLen() int { return nameLen(m.Origin) + 2 + 2 + addrLen + 8 }
 
 func (m ResetID) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Origin, "origin")
 	e.u16(m.ID)
 	e.u16(m.N)
+	e.optAddr(m.OriginAddr, "origin_addr")
+	e.u64(m.Epoch)
 	return e.b, e.err
 }
 
@@ -927,6 +976,8 @@ func (m ResetID) parse(d decoder) (ResetID, decoder) {
 	m.Origin = d.name("origin")
 	m.ID = d.u16("id")
 	m.N = d.u16("n")
+	m.OriginAddr = d.optAddr("origin_addr")
+	m.Epoch = d.u64("epoch")
 	return m, d
 }
 
@@ -1024,24 +1075,28 @@ func (m Rebuilt) LogValue() slog.Value {
 }
 
 // Join asks the leader of a ring of N to take the joiner in as node N:
-// joiner member, u16 ring size before the join.
+// joiner member, u16 ring size before the join, u64 the epoch of the
+// larger ring (from the server's answer to join-dht).
 type Join struct {
 	Joiner Member
 	N      uint16
+	Epoch  uint64
 }
 
 func (Join) Type() Type     { return TypeJoin }
-func (m Join) bodyLen() int { return memberLen(m.Joiner) + 2 }
+func (m Join) bodyLen() int { return memberLen(m.Joiner) + 2 + 8 }
 
 func (m Join) appendBody(e encoder) ([]byte, *Error) {
 	e.member(m.Joiner, "joiner")
 	e.u16(m.N)
+	e.u64(m.Epoch)
 	return e.b, e.err
 }
 
 func (m Join) parse(d decoder) (Join, decoder) {
 	m.Joiner = d.member("joiner")
 	m.N = d.u16("n")
+	m.Epoch = d.u64("epoch")
 	return m, d
 }
 
@@ -1134,4 +1189,148 @@ func (m Tickets) parse(d decoder) (Tickets, decoder) {
 
 func (m Tickets) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("name", m.Name), slog.Int("from", int(m.From)))
+}
+
+// Heal tells the first live member of a ring that lost members that it
+// leads the healed ring: u64 epoch (the DHT's, after the heal), list of
+// members, itself first, in ring order, u64 the ring key's epoch, u8
+// ticket count and the members' tickets for the ring key, from the first,
+// as many as fit (docs/DESIGN.md §9: a member whose setup was cut short
+// may not hold the key yet). The server sends it again on its
+// own timer until the leader acknowledges it (Ack) or the heal ends; the
+// leader re-runs the setup's set-id and store round over them.
+type Heal struct {
+	Epoch    uint64
+	Members  []Member
+	KeyEpoch uint64
+	Tickets  []Tag
+}
+
+func (Heal) Type() Type { return TypeHeal }
+
+func (m Heal) bodyLen() int {
+	n := 8 + 2 + 8 + 1 + TagLen*len(m.Tickets)
+	for i := range m.Members {
+		n += memberLen(m.Members[i])
+	}
+	return n
+}
+
+func (m Heal) appendBody(e encoder) ([]byte, *Error) {
+	e.u64(m.Epoch)
+	if len(m.Members) > MaxMembers {
+		e.fail("members", ErrTooLong)
+		return e.b, e.err
+	}
+	e.u16(uint16(len(m.Members)))
+	for i := range m.Members {
+		if e.member(m.Members[i], "") {
+			e.err.Field = "members[" + strconv.Itoa(i) + "]." + e.err.Field
+			return e.b, e.err
+		}
+	}
+	e.u64(m.KeyEpoch)
+	if len(m.Tickets) > MaxTickets {
+		e.fail("tickets", ErrTooLong)
+		return e.b, e.err
+	}
+	e.b = append(e.b, byte(len(m.Tickets)))
+	for _, t := range m.Tickets {
+		e.b = append(e.b, t[:]...)
+	}
+	return e.b, e.err
+}
+
+func (m Heal) parse(d decoder) (Heal, decoder) {
+	m.Epoch = d.u64("epoch")
+	if n := d.count(MaxMembers, minMemberLen, "members"); n > 0 {
+		m.Members = make([]Member, n)
+		for i := range m.Members {
+			if m.Members[i] = d.member(""); d.err != nil {
+				d.err.Field = "members[" + strconv.Itoa(i) + "]." + d.err.Field
+				return m, d
+			}
+		}
+	}
+	m.KeyEpoch = d.u64("key_epoch")
+	n := int(d.u8("tickets"))
+	switch {
+	case d.err != nil:
+	case n > MaxTickets:
+		d.fail("tickets", ErrTooLong)
+	case n*TagLen > len(d.s)-d.off:
+		d.fail("tickets", ErrShort)
+	case n > 0:
+		m.Tickets = make([]Tag, n)
+		for i := range m.Tickets {
+			m.Tickets[i] = d.tag("tickets")
+		}
+	}
+	return m, d
+}
+
+func (m Heal) LogValue() slog.Value {
+	var sb strings.Builder
+	for i := range m.Members {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(m.Members[i].Name)
+	}
+	return slog.GroupValue(slog.Uint64("epoch", m.Epoch), slog.String("members", sb.String()), slog.Int("ring", len(m.Members)))
+}
+
+// Healed tells the server that the heal of epoch is done, every record
+// committed at its node: name of the leader, u64 epoch. The server
+// acknowledges it (Ack); the leader sends it again until it does.
+type Healed struct {
+	Name  string
+	Epoch uint64
+}
+
+func (Healed) Type() Type     { return TypeHealed }
+func (m Healed) bodyLen() int { return nameLen(m.Name) + 8 }
+
+func (m Healed) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Name, "name")
+	e.u64(m.Epoch)
+	return e.b, e.err
+}
+
+func (m Healed) parse(d decoder) (Healed, decoder) {
+	m.Name = d.name("name")
+	m.Epoch = d.u64("epoch")
+	return m, d
+}
+
+func (m Healed) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", m.Name), slog.Uint64("epoch", m.Epoch))
+}
+
+// Broken tells the node that started a ring phase (the Origin of a
+// teardown or a reset-id, the leader of a flush) that it cannot finish: the
+// sender gave up on its right neighbour, the member Node, which stopped
+// acknowledging a message of type What.
+type Broken struct {
+	Node Member
+	What Type
+}
+
+func (Broken) Type() Type     { return TypeBroken }
+func (m Broken) bodyLen() int { return memberLen(m.Node) + 1 }
+
+func (m Broken) appendBody(e encoder) ([]byte, *Error) {
+	e.member(m.Node, "node")
+	e.b = append(e.b, uint8(m.What))
+	return e.b, e.err
+}
+
+func (m Broken) parse(d decoder) (Broken, decoder) {
+	m.Node = d.member("node")
+	m.What = Type(d.u8("what"))
+	return m, d
+}
+
+func (m Broken) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("node", m.Node.String()), slog.String("what", m.What.String()))
 }

@@ -23,12 +23,17 @@ type Identity struct {
 	N      int
 	Left   Member
 	Right  Member
-	// Secret is the key the server gave at register (zero before).
-	Secret wire.Key
-	// Epoch is the largest ring epoch this peer has taken a set-id (or a
-	// join ticket) of; RingKey the key of that ring while InRing.
-	Epoch   uint64
-	RingKey wire.Key
+	// Epoch is the server's number for the ring this place is in (DHT
+	// Epoch), 0 if none is known: a peer back from a crash keeps its
+	// place only if the server still counts it in that ring.
+	Epoch uint64
+	// Secret is the key the server gave at register (zero before);
+	// KeyEpoch and RingKey the ring key this peer last took (with a set-id
+	// or a join ticket), kept after it leaves the ring: a set-id of a key
+	// epoch not larger is refused.
+	Secret   wire.Key
+	KeyEpoch uint64
+	RingKey  wire.Key
 }
 
 // Batch is one logical change to a peer's file, written in one transaction.

@@ -71,6 +71,7 @@ const (
 	PhaseLeaving  Phase = 3 // a member is leaving, waiting for dht-rebuilt
 	PhaseTearing  Phase = 4 // waiting for teardown-complete
 	PhaseJoining  Phase = 5 // a Free user is joining, waiting for dht-rebuilt
+	PhaseHealing  Phase = 6 // offline members removed, waiting for the new leader's healed
 )
 
 func (p Phase) String() string {
@@ -87,6 +88,8 @@ func (p Phase) String() string {
 		return "tearing-down"
 	case PhaseJoining:
 		return "joining"
+	case PhaseHealing:
+		return "healing"
 	}
 	return fmt.Sprintf("Phase(%d)", uint8(p))
 }
@@ -99,17 +102,26 @@ type DHT struct {
 	Leaver  string
 	Joiner  string // the Free user joining, while the DHT is joining
 	Since   int64  // unix nanoseconds when the current wait started; 0 if none
-	// Epoch numbers the ring the server set up (or healed): every ring
-	// message is signed with RingKey and carries Epoch. Zero with no DHT.
-	Epoch   uint64
-	RingKey wire.Key
+	// Epoch numbers the rings this DHT has been: it grows at every setup,
+	// heal, leave and join, so that a peer back from a crash can tell
+	// whether the ring it remembers is still the server's. It is kept
+	// when the DHT is dissolved: epochs never repeat.
+	Epoch uint64
+	// Removed are the users the heal in progress took out of the ring as
+	// offline (now Free); only while the DHT is healing.
+	Removed []string
+	// RingKey signs every ring message of this DHT, with KeyEpoch (the
+	// Epoch of the setup or heal that made it) as the trailer's seq
+	// (docs/DESIGN.md §9). A leave or a join keeps them.
+	KeyEpoch uint64
+	RingKey  wire.Key
 }
 
 // Waiting reports that the phase is a wait for the end of an operation
 // (dht-complete, dht-rebuilt or teardown-complete), which the server
 // bounds by its op timeout.
 func (p Phase) Waiting() bool {
-	return p == PhaseBuilding || p == PhaseLeaving || p == PhaseTearing || p == PhaseJoining
+	return p == PhaseBuilding || p == PhaseLeaving || p == PhaseTearing || p == PhaseJoining || p == PhaseHealing
 }
 
 // ServerState is everything the server keeps across restarts except the
@@ -117,10 +129,6 @@ func (p Phase) Waiting() bool {
 type ServerState struct {
 	Users []User // sorted by name when loaded
 	DHT   DHT
-	// LastEpoch is the largest ring epoch the server has given out; the
-	// next ring gets a larger one, so that no ring message or set-id of an
-	// earlier ring is ever taken again.
-	LastEpoch uint64
 }
 
 // CachedReply is the last reply sent to a client address, kept so that a
@@ -140,7 +148,8 @@ type CachedReply struct {
 // wait exactly while the DHT is being built, left, torn down or joined, a
 // leaver, one of two or more members, exactly while it is left, and a
 // joiner, a registered Free user outside a ring of fewer than wire.MaxMembers,
-// exactly while it is joined.
+// exactly while it is joined, and removed users, registered, Free and
+// listed once, only while it heals.
 func (st ServerState) Check() error {
 	users := make(map[string]User, len(st.Users))
 	addrs := make(map[netip.AddrPort]string, len(st.Users))
@@ -157,6 +166,9 @@ func (st ServerState) Check() error {
 	if d.Phase == PhaseNone {
 		if d.Leader != "" || len(d.Members) != 0 || d.Leaver != "" || d.Joiner != "" || d.Since != 0 {
 			return errors.New("no DHT, but a leader, members, a leaver, a joiner or a wait")
+		}
+		if len(d.Removed) != 0 {
+			return errors.New("no DHT, but members removed from it")
 		}
 		for _, u := range st.Users {
 			if u.State != Free {
@@ -210,6 +222,17 @@ func (st ServerState) Check() error {
 			return fmt.Errorf("joiner %s is not a registered Free user outside the DHT", quote(d.Joiner))
 		case len(d.Members) >= wire.MaxMembers:
 			return fmt.Errorf("joiner %s joins a DHT of %d members, the most there may be", quote(d.Joiner), len(d.Members))
+		}
+	}
+	if d.Phase != PhaseHealing && len(d.Removed) != 0 {
+		return fmt.Errorf("DHT %s with %d removed members", d.Phase, len(d.Removed))
+	}
+	for i, r := range d.Removed {
+		switch u, ok := users[r]; {
+		case !ok || u.State != Free || slices.Contains(d.Members, r):
+			return fmt.Errorf("removed member %s is not a registered Free user outside the DHT", quote(r))
+		case slices.Index(d.Removed, r) != i:
+			return fmt.Errorf("removed member %s is listed twice", quote(r))
 		}
 	}
 	return nil

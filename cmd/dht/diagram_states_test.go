@@ -36,6 +36,7 @@ var dhtPhases = diagram.Machine{
 		{Name: state.PhaseLeaving.String(), Detail: "waits for dht-rebuilt from the leaver"},
 		{Name: state.PhaseTearing.String(), Detail: "waits for teardown-complete from the leader"},
 		{Name: state.PhaseJoining.String(), Detail: "waits for dht-rebuilt from the joiner"},
+		{Name: state.PhaseHealing.String(), Detail: "waits for healed from the new leader"},
 	},
 	Transitions: []diagram.Transition{
 		{From: "", To: "none", Label: "the server starts on an empty file"},
@@ -51,11 +52,20 @@ var dhtPhases = diagram.Machine{
 		{From: "leaving", To: "none", Label: "op-timeout: roll back", Exception: true},
 		{From: "tearing-down", To: "none", Label: "op-timeout: roll back", Exception: true},
 		{From: "joining", To: "none", Label: "op-timeout: roll back", Exception: true},
+		{From: "ready", To: "healing", Label: "offline: a member; heal the survivors", Exception: true},
+		{From: "leaving", To: "healing", Label: "offline: a member; heal", Exception: true},
+		{From: "joining", To: "healing", Label: "offline: a member or the joiner; heal", Exception: true},
+		{From: "healing", To: "ready", Label: "healed leader epoch", Exception: true},
+		{From: "healing", To: "none", Label: "op-timeout: roll back; or every member offline", Exception: true},
+		{From: "building", To: "none", Label: "offline: a member; roll back", Exception: true},
+		{From: "tearing-down", To: "none", Label: "offline: a member; dissolve", Exception: true},
 	},
 	Notes: []string{
-		"While it waits (building, leaving, tearing-down, joining), the server answers FAILURE to every",
-		"request but the one it waits for, saying what it waits for. A wait its initiator does",
-		"not finish within --op-timeout rolls back: the DHT is dissolved, every member Free.",
+		"While it waits (building, leaving, tearing-down, joining, healing), the server answers FAILURE to",
+		"every request but the one it waits for, saying what it waits for. A wait its initiator does",
+		"not finish within --op-timeout rolls back: the DHT is dissolved, every member Free. A member",
+		"silent for --dead-after is offline: the ring heals without it, again if another goes offline",
+		"meanwhile (docs/DESIGN.md §6).",
 	},
 }
 
@@ -207,7 +217,7 @@ func TestServerMachinesMatchTheProtocol(t *testing.T) {
 		for _, tr := range m.Transitions {
 			first, _, _ := strings.Cut(tr.Label, " ")
 			first = strings.TrimRight(first, ":;")
-			if tr.From != "" && !slices.Contains(types, first) && first != "op-timeout" {
+			if tr.From != "" && !slices.Contains(types, first) && first != "op-timeout" && first != "offline" {
 				t.Errorf("%s: transition %s → %s is labelled %q, which names no request", m.Title, tr.From, tr.To, tr.Label)
 			}
 		}

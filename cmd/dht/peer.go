@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -33,6 +34,8 @@ func peerCommand(e env) *cli.Command {
 			"The peer binds IPV4:PORT when it registers and sends everything from there. Its\n" +
 			"local table lives in the bbolt file --db. It keeps running at end of input while\n" +
 			"registered (it says so on stderr), and exits after deregister or on SIGINT/SIGTERM.\n" +
+			"Started on a --db file that holds a registration, it resumes it first: it binds that\n" +
+			"address, rejoins the server and prints resume SUCCESS or resume FAILURE.\n" +
 			"A query-dht typed without its Long Name asks the server first: after SUCCESS the next\n" +
 			"line is the Long Name (at a terminal the peer asks for it), after FAILURE it is a\n" +
 			"command of its own. A line over 1 MiB is refused, with a note on stderr.",
@@ -105,6 +108,25 @@ func peerCommand(e env) *cli.Command {
 					}
 					return store.OpenPeer(path)
 				},
+			}
+			if dbPath != "" {
+				// A file that holds a registration is resumed.
+				if _, err := os.Stat(dbPath); err == nil {
+					st, err := store.OpenPeer(dbPath)
+					if err != nil {
+						return fmt.Errorf("peer: %w", err)
+					}
+					id, _, err := st.Load()
+					if err != nil {
+						st.Close()
+						return fmt.Errorf("peer: %w", err)
+					}
+					if id.Name != "" {
+						r.Resume, r.Store = &id, st
+					} else if err := st.Close(); err != nil {
+						return fmt.Errorf("peer: %w", err)
+					}
+				}
 			}
 			if isTerminal(e.stdin) {
 				// Results only on stdout: the prompt and the hint go to stderr.

@@ -63,12 +63,15 @@ type Sim struct {
 	saddr  netip.AddrPort
 	slog   *slog.Logger
 	procs  map[string]*Process
+	gone   map[string]*Process // taken out by Remove; Restart may bring them back
 	byAddr map[netip.AddrPort]*Process
-	down   map[netip.AddrPort]bool
-	trace  slog.Handler
-	steps  int
-	stats  Stats
-	err    error
+	// restarts counts the peers Restart started again: it seeds them.
+	restarts uint64
+	down     map[netip.AddrPort]bool
+	trace    slog.Handler
+	steps    int
+	stats    Stats
+	err      error
 }
 
 // Stats counts what the simulated network and server went through.
@@ -102,7 +105,8 @@ type Process struct {
 	// closed it since). Exited: it ended after deregister.
 	Bound, Exited bool
 
-	log *slog.Logger
+	log  *slog.Logger
+	load func() (dataset.Source, error)
 }
 
 // simLatency is how long every datagram takes.
@@ -123,6 +127,7 @@ func New(seed uint64, server netip.AddrPort) *Sim {
 		sstore: store.NewMemServer(),
 		saddr:  server,
 		procs:  map[string]*Process{},
+		gone:   map[string]*Process{},
 		byAddr: map[netip.AddrPort]*Process{},
 		down:   map[netip.AddrPort]bool{},
 		Batch:  true,
@@ -180,16 +185,51 @@ func (c simClock) WithGroup(name string) slog.Handler {
 // AddPeer starts a peer process, not yet registered, for user name; it may
 // bind only addr. data is the dataset it spreads when it leads a ring.
 func (s *Sim) AddPeer(name string, addr netip.AddrPort, data []dataset.Record) {
-	p := &Process{Name: name, Addr: addr, Table: store.NewMemPeer()}
+	p := &Process{Name: name, Addr: addr, Table: store.NewMemPeer(),
+		load: func() (dataset.Source, error) { return dataset.Records(data), nil }}
 	p.Core = app.NewPeer(app.PeerConfig{
 		Server:   s.saddr,
-		LoadData: func() (dataset.Source, error) { return dataset.Records(data), nil },
+		LoadData: p.load,
 		Rand:     rand.New(rand.NewPCG(s.seed, uint64(len(s.procs))+100)),
 	})
 	p.Core.SetTable(p.Table)
 	p.log = s.logger(name, addr)
 	s.procs[name] = p
 	s.byAddr[addr] = p
+}
+
+// Restart is a kill -9 of user name's process and a new one started on its
+// file (the table as committed): the new peer resumes the registration the
+// file holds (app.Peer.Resume) and reads input as usual. Datagrams in
+// flight to the old process are lost; nothing it had not committed
+// survives. It reports false if there is no such process or its file holds
+// no registration.
+func (s *Sim) Restart(name string) bool {
+	p := s.procs[name]
+	if p == nil {
+		p = s.gone[name]
+	}
+	if p == nil {
+		return false
+	}
+	id, _, err := p.Table.Load()
+	if err != nil || id.Name == "" {
+		return false
+	}
+	s.queue = slices.DeleteFunc(s.queue, func(q simPacket) bool { return q.to == p.Addr })
+	s.restarts++
+	p.Core = app.NewPeer(app.PeerConfig{
+		Server:   s.saddr,
+		LoadData: p.load,
+		Rand:     rand.New(rand.NewPCG(s.seed, 1000+s.restarts)),
+	})
+	p.Core.SetTable(p.Table)
+	p.Bound, p.Exited = false, false
+	delete(s.gone, name)
+	s.procs[name], s.byAddr[p.Addr] = p, p
+	delete(s.down, p.Addr)
+	s.exec(p.Addr, p, p.Core.Resume(s.now, id))
+	return true
 }
 
 // Server is the server's state machine (a new one after each restart).
@@ -226,6 +266,7 @@ func (s *Sim) Remove(name string) *Process {
 	if p != nil {
 		delete(s.procs, name)
 		delete(s.byAddr, p.Addr)
+		s.gone[name] = p
 	}
 	return p
 }
@@ -233,6 +274,7 @@ func (s *Sim) Remove(name string) *Process {
 // Restore puts back a process Remove took out, as it was then: its memory,
 // its table and its timers, now due.
 func (s *Sim) Restore(p *Process) {
+	delete(s.gone, p.Name)
 	s.procs[p.Name] = p
 	s.byAddr[p.Addr] = p
 }

@@ -1,0 +1,212 @@
+package app_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"dht/app"
+	"dht/app/state"
+	"dht/dataset"
+	"dht/internal/simnet"
+)
+
+// kill takes user name's process out for good: it sends nothing more and
+// gets nothing.
+func kill(s *simNet, name string) *simnet.Process {
+	p := s.Process(name)
+	s.Down(p.Addr)
+	s.Remove(name)
+	return p
+}
+
+// wantCounts checks that each member holds exactly the records the hash
+// gives its id in a ring of the members' number.
+func wantCounts(t *testing.T, s *simNet, data []dataset.Record) {
+	t.Helper()
+	d := s.Server().Snapshot().DHT
+	n := len(d.Members)
+	want := make([]int, n)
+	for _, r := range data {
+		want[dataset.ID(r.Pos(), n)]++
+	}
+	got := recordsByNode(t, s)
+	for _, name := range d.Members {
+		id := app.Identity(s.Process(name).Core).ID
+		if got[name] != want[id] {
+			t.Fatalf("seed %d: %s (id %d of %d) holds %d records, the hash gives it %d", s.Seed(), name, id, n, got[name], want[id])
+		}
+	}
+}
+
+// A member that dies is removed once offline: the ring heals to the
+// survivors (a dead leader replaced by the next live member in ring
+// order), every record is found again, each node holds what the hash gives
+// it in the smaller ring, and the removed user stays registered, Free.
+// Members die one after another, and two together, until one is left.
+func TestHealAfterDeaths(t *testing.T) {
+	data := records(t)
+	cases := []struct {
+		name   string
+		deaths [][]int // ids killed together, round after round
+	}{
+		{"a member", [][]int{{2}}},
+		{"the leader", [][]int{{0}}},
+		{"one after another down to one", [][]int{{1}, {0}, {1}, {0}}},
+		{"two together", [][]int{{0, 3}}},
+	}
+	for _, c := range cases {
+		for _, seed := range seeds(t, 2) {
+			t.Run(fmt.Sprint(c.name, "/seed=", seed), func(t *testing.T) {
+				s := newSim(t, seed)
+				users := joinUsers(t, s, 6)
+				s.mustDo(users[0], "setup-dht 5 "+users[0], "setup-dht SUCCESS")
+				querier := freeUser(s)
+				for _, round := range c.deaths {
+					before := s.Server().Snapshot().DHT
+					var dead []string
+					for _, id := range round {
+						dead = append(dead, memberWithID(s, id))
+					}
+					for _, name := range dead {
+						kill(s, name)
+					}
+					for _, name := range dead {
+						settleHeal(t, s, name)
+					}
+					after := s.Server().Snapshot()
+					if len(after.DHT.Members) != len(before.Members)-len(dead) {
+						t.Fatalf("seed %d: healed to %v from %v without %v", seed, after.DHT.Members, before.Members, dead)
+					}
+					// Survivors keep ring order from the old leader, or from the
+					// first live member after it.
+					var order []string
+					for _, m := range before.Members {
+						if !slices.Contains(dead, m) {
+							order = append(order, m)
+						}
+					}
+					if !slices.Equal(after.DHT.Members, order) {
+						t.Fatalf("seed %d: healed ring %v, want %v", seed, after.DHT.Members, order)
+					}
+					if after.DHT.Epoch <= before.Epoch {
+						t.Fatalf("seed %d: epoch %d after the heal, %d before", seed, after.DHT.Epoch, before.Epoch)
+					}
+					for _, u := range after.Users {
+						if slices.Contains(dead, u.Name) && u.State != state.Free {
+							t.Fatalf("seed %d: removed %s is %s, want Free", seed, u.Name, u.State)
+						}
+					}
+					s.checkRing(data)
+					wantCounts(t, s, data)
+					queryAll(t, s, querier, data, len(after.DHT.Members))
+				}
+			})
+		}
+	}
+}
+
+// If every member dies, the DHT is dissolved and a new one can be set up.
+func TestHealEveryMemberDead(t *testing.T) {
+	data := records(t)
+	s := newSim(t, 1)
+	users := joinUsers(t, s, 5)
+	s.mustDo(users[0], "setup-dht 3 "+users[0], "setup-dht SUCCESS")
+	for _, m := range s.Server().Snapshot().DHT.Members {
+		kill(s, m)
+	}
+	idle(t, s, app.DefaultDeadAfter+2*time.Second)
+	free := s.Names()
+	if d := s.Server().Snapshot().DHT; d.Phase != state.PhaseNone {
+		t.Fatalf("DHT %+v, want it dissolved", d)
+	}
+	out := s.mustDo(free[0], "query-dht "+free[0]+" Aruba", "query-dht FAILURE: no DHT exists")
+	if !strings.Contains(out[0], "no member of the DHT is live") {
+		t.Errorf("%q does not say why the DHT is gone", out[0])
+	}
+	s.mustDo(free[0], "setup-dht 2 "+free[0], "setup-dht SUCCESS")
+	s.checkRing(data)
+}
+
+// While the ring heals, the server refuses other requests saying so, and
+// names the member it removed.
+func TestHealRefusesOthers(t *testing.T) {
+	s := newSim(t, 3)
+	users := joinUsers(t, s, 5)
+	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	victim := memberWithID(s, 2)
+	kill(s, victim)
+	for s.Server().Snapshot().DHT.Phase != state.PhaseHealing {
+		if !s.step() {
+			t.Fatal("no heal started")
+		}
+	}
+	free := freeUser(s)
+	out := s.mustDo(free, "query-dht "+free+" Aruba", "query-dht FAILURE: the DHT is healing")
+	if !strings.Contains(out[0], victim+" removed as offline") {
+		t.Errorf("%q does not name %s", out[0], victim)
+	}
+	settleHeal(t, s, victim)
+}
+
+// The leader of a heal that dies during it is replaced: the server heals
+// again with the rest.
+func TestHealLeaderDiesDuringHeal(t *testing.T) {
+	data := records(t)
+	s := newSim(t, 4)
+	users := joinUsers(t, s, 6)
+	s.mustDo(users[0], "setup-dht 5 "+users[0], "setup-dht SUCCESS")
+	first := memberWithID(s, 0)
+	kill(s, first)
+	for s.Server().Snapshot().DHT.Phase != state.PhaseHealing {
+		if !s.step() {
+			t.Fatal("no heal started")
+		}
+	}
+	second := s.Server().Snapshot().DHT.Leader
+	kill(s, second) // before its heal is done
+	settleHeal(t, s, second)
+	if d := s.Server().Snapshot().DHT; len(d.Members) != 3 || slices.Contains(d.Members, first) {
+		t.Fatalf("DHT %+v, want the 3 survivors", d)
+	}
+	s.checkRing(data)
+	queryAll(t, s, freeUser(s), data, 3)
+}
+
+// No false removals: with 20% loss and duplicates, a ready DHT idle for
+// ten --dead-after keeps every member, and the server heals nothing.
+func TestHealNoFalseRemovalsAtLoss(t *testing.T) {
+	for _, seed := range seeds(t, 8) {
+		s := newSim(t, seed)
+		users := joinUsers(t, s, 5)
+		s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+		epoch := s.Server().Snapshot().DHT.Epoch
+		s.Loss, s.Dup = 0.2, 0.05
+		idle(t, s, 10*app.DefaultDeadAfter)
+		if d := s.Server().Snapshot().DHT; d.Phase != state.PhaseReady || len(d.Members) != 4 || d.Epoch != epoch {
+			t.Fatalf("seed %d: after idling at 20%% loss the DHT is %+v, want the ring of 4 as it was", seed, d)
+		}
+	}
+}
+
+// A ring phase that cannot finish because a node is gone fails at its
+// origin within the give-up time, naming the node, when the node is not
+// the origin's neighbour: the node before it reports back (broken).
+func TestTeardownNamesADeadNodeFarAway(t *testing.T) {
+	s := newSim(t, 5)
+	users := joinUsers(t, s, 5)
+	s.mustDo(users[0], "setup-dht 5 "+users[0], "setup-dht SUCCESS")
+	leader := leaderName(s)
+	victim := memberWithID(s, 2)
+	kill(s, victim)
+	start := s.Now()
+	out := s.mustDo(leader, "teardown-dht "+leader, "teardown-dht SUCCESS")
+	if len(out) != 2 || !strings.HasPrefix(out[1], "teardown-complete FAILURE: the ring is broken at "+victim) {
+		t.Fatalf("teardown printed %q, want a FAILURE naming %s", out, victim)
+	}
+	if took := s.Now().Sub(start); took > app.DefaultGiveUp+time.Second {
+		t.Fatalf("the FAILURE came after %v, more than the give-up time %v", took, app.DefaultGiveUp)
+	}
+}

@@ -1,0 +1,264 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"dht/dataset"
+	"dht/wire"
+)
+
+// A heal (docs/DESIGN.md §6, Healing) is led by the node the server names
+// in a heal message: the first live member of a ring that lost members.
+// It is a role, not a command of its user, who may be typing meanwhile:
+//
+//  1. this node takes id 0 of the survivors' ring and sends set-id to
+//     every other survivor, as a setup does (a set-id replaces whatever
+//     place and table the receiver held);
+//  2. once every set-id is acknowledged, the store round over the new ring,
+//     the flush behind it;
+//  3. once the flush is back, healed to the server, sent again until the
+//     server acknowledges it.
+//
+// A failure here (a survivor that does not acknowledge, the server silent)
+// ends the role with heal FAILURE; the server heals again without a member
+// that went offline meanwhile, or rolls the heal back at its op timeout.
+
+type healStep uint8
+
+const (
+	healPlacing    healStep = iota // set-id sent to every other survivor
+	healPopulating                 // the store round over the healed ring
+	healReporting                  // healed sent to the server
+)
+
+// healLead is this node's part as the leader of a heal.
+type healLead struct {
+	epoch   uint64
+	members []wire.Member // this node first
+	step    healStep
+	data    dataset.Source
+	pending int // set-ids not yet acknowledged
+}
+
+// startHeal: the server named this node the leader of the heal of epoch
+// m.Epoch (expected checked that it came from the server and names this
+// node first).
+func (p *Peer) startHeal(now time.Time, m wire.Heal) []Output {
+	if h := p.healing; h != nil && m.Epoch <= h.epoch {
+		return []Output{dropped("heal of an older epoch", p.cfg.Server, slog.Uint64("epoch", m.Epoch))}
+	}
+	out := p.abandon(now, fmt.Sprintf("the server asked %s to heal the ring", p.self.Name))
+	data, err := p.cfg.LoadData()
+	if err != nil {
+		return append(out, resultFailed(CmdHeal, "cannot use the dataset: "+err.Error()))
+	}
+	n := len(m.Members)
+	if len(m.Tickets) > 0 && m.KeyEpoch != 0 {
+		// This node's ticket: the ring's key, should its setup have been
+		// cut short before it had it.
+		p.setRing(m.KeyEpoch, ringKeyOf(p.cred.secret, m.KeyEpoch, m.Tickets[0]))
+	}
+	h := &healLead{epoch: m.Epoch, members: m.Members, data: data, pending: n - 1}
+	p.healing = h
+	p.clearTable()
+	p.inRing, p.id, p.n, p.epoch = true, 0, n, m.Epoch
+	p.left, p.right, p.neighbours = m.Members[n-1], m.Members[1%n], true
+	p.leaver = netip.AddrPort{}
+	p.deferPersist(true) // written with the store round's first commit
+	if n == 1 {
+		return h.placed(p, now, out)
+	}
+	for i := 1; i < n; i++ {
+		set := wire.SetID{ID: uint16(i), N: uint16(n), Left: m.Members[i-1], Right: m.Members[(i+1)%n], Epoch: m.Epoch}
+		if i < len(m.Tickets) {
+			set.Ticket = m.Tickets[i]
+		}
+		out = append(out, p.link.send(now, m.Members[i].Addr, set, tagHeal, false)...)
+	}
+	return out
+}
+
+// acked: a survivor has its place; once all have, the records go round.
+func (h *healLead) acked(p *Peer, now time.Time, out []Output) []Output {
+	if h.step != healPlacing {
+		return out
+	}
+	if h.pending--; h.pending > 0 {
+		return out
+	}
+	return h.placed(p, now, out)
+}
+
+func (h *healLead) placed(p *Peer, now time.Time, out []Output) []Output {
+	h.step = healPopulating
+	data := h.data
+	h.data = nil
+	return p.startPopulate(now, out, data, nil)
+}
+
+// populated: every record is committed at its node; tell the server.
+func (h *healLead) populated(p *Peer, now time.Time) []Output {
+	h.step = healReporting
+	return p.link.sendSigned(now, p.cfg.Server, wire.Healed{Name: p.self.Name, Epoch: h.epoch}, tagHealed, false, p.secretSigner(now))
+}
+
+// reported: the server has the healed report; the role is done.
+func (h *healLead) reported(p *Peer) []Output {
+	p.healing = nil
+	names := make([]string, len(h.members))
+	for i, m := range h.members {
+		names[i] = m.Name
+	}
+	return []Output{Result{Cmd: CmdHeal, OK: true, Ring: names}}
+}
+
+// healFailed ends the heal this node leads.
+func (p *Peer) healFailed(why string) []Output {
+	h := p.healing
+	p.healing = nil
+	if p.pop != nil && p.pop.tell == nil {
+		p.pop = nil
+	}
+	return []Output{
+		resultFailed(CmdHeal, fmt.Sprintf("%s; the server heals again without a member that went offline, or rolls the heal back", why)),
+		event("heal failed", slog.Uint64("epoch", h.epoch), slog.String("err", why)),
+	}
+}
+
+// healTick fails the heal when a survivor or the server stops
+// acknowledging.
+func (p *Peer) healTick(gone []failure, out []Output) []Output {
+	for _, g := range gone {
+		if g.tag == tagHeal || g.tag == tagHealed {
+			return append(out, p.healFailed(fmt.Sprintf("%s sent to %s was not acknowledged within %s", g.msg.Type(), g.to, p.link.cfg.GiveUp))...)
+		}
+	}
+	return out
+}
+
+// abandon ends whatever this node was doing in the ring it had: a new ring
+// is being set up over it (a heal, or a set-id from its leader). The
+// commands of its user in a ring phase fail, saying why; so do a rebuild or
+// a join it leads, and their leaver or joiner hears it.
+func (p *Peer) abandon(now time.Time, why string) []Output {
+	var out []Output
+	if p.pop != nil && p.pop.tell != nil {
+		out = append(out, p.popFailed(now, why)...)
+	}
+	p.pop = nil
+	if p.joining != nil {
+		out = append(out, p.joinFailed(now, p.joining.joiner, why)...)
+	}
+	if p.healing != nil {
+		out = append(out, p.healFailed(why)...)
+	}
+	switch o := p.op.(type) {
+	case *setupOp:
+		if o.stage == setupPlacing || o.stage == setupPopulating {
+			return p.finish(now, out, resultFailed(CmdDHTComplete, why))
+		}
+	case *leaveOp:
+		if o.stage != leaveAsking && o.stage != leaveReporting {
+			return p.finish(now, out, resultFailed(CmdDHTRebuilt, why))
+		}
+	case *teardownOp:
+		if o.stage == teardownTearing {
+			return p.finish(now, out, resultFailed(CmdTeardownComplete, why))
+		}
+	}
+	return out
+}
+
+// popFailed ends the store round this node leads, and tells whoever it
+// was for: the leaver or the joiner of a rebuild, or the heal.
+func (p *Peer) popFailed(now time.Time, why string) []Output {
+	var out []Output
+	switch r := p.pop.tell; {
+	case r != nil && r.cmd == CmdJoinDHT:
+		out = p.joinFailed(now, r.to, why)
+	case r != nil:
+		out = p.rebuildFailed(*r, why)
+		out = append(out, p.link.send(now, r.to.Addr, wire.Rebuilt{Reason: why, NewLeader: p.self.Name}, tagNone, false)...)
+	case p.healing != nil:
+		out = p.healFailed(why)
+	}
+	p.pop = nil
+	return out
+}
+
+// reportBroken tells the origin of each ring phase this node forwarded a
+// message of, and gave up on with its right neighbour, that the phase
+// cannot finish, naming the neighbour: the origin, which waits for its
+// message to come back round, would otherwise wait for its op timeout.
+func (p *Peer) reportBroken(now time.Time, gone []failure, out []Output) []Output {
+	told := map[netip.AddrPort]bool{}
+	for _, g := range gone {
+		var origin netip.AddrPort
+		switch m := g.msg.(type) {
+		case wire.Teardown:
+			if m.Origin != p.self.Name {
+				origin = m.OriginAddr
+			}
+		case wire.ResetID:
+			if m.Origin != p.self.Name {
+				origin = m.OriginAddr
+			}
+		case wire.Flush:
+			if m.Leader != p.self.Name {
+				origin = m.LeaderAddr
+			}
+		}
+		if !origin.IsValid() || told[origin] || origin == g.to {
+			continue
+		}
+		told[origin] = true
+		node := wire.Member{Addr: g.to}
+		for _, m := range []wire.Member{p.right, p.formerRight} {
+			if m.Addr == g.to {
+				node.Name = m.Name
+			}
+		}
+		out = append(out, event("ring phase broken: telling its origin", attrAddr(origin), slog.String("node", node.String()), slog.String("type", g.msg.Type().String())))
+		out = append(out, p.link.send(now, origin, wire.Broken{Node: node, What: g.msg.Type()}, tagNone, false)...)
+	}
+	return out
+}
+
+// onBroken: a node on the way of a ring phase of ours gave up on its right
+// neighbour; the phase cannot finish.
+func (p *Peer) onBroken(now time.Time, from netip.AddrPort, m wire.Broken) []Output {
+	who := m.Node.Addr.String()
+	if m.Node.Name != "" {
+		who = m.Node.Name + " (" + who + ")"
+	}
+	why := fmt.Sprintf("the ring is broken at %s: it stopped acknowledging %s from %s for %s", who, m.What, from, p.link.cfg.GiveUp)
+	switch m.What {
+	case wire.TypeStore, wire.TypeFlush:
+		if p.pop == nil {
+			break
+		}
+		out := p.popFailed(now, why)
+		if o, ok := p.op.(*setupOp); ok && o.stage == setupPopulating {
+			return p.finish(now, out, resultFailed(CmdDHTComplete, why))
+		}
+		return out
+	case wire.TypeTeardown, wire.TypeResetID:
+		if j := p.joining; j != nil && (j.step == leadTearing || j.step == leadRenumbering) {
+			return p.joinFailed(now, j.joiner, why)
+		}
+		switch o := p.op.(type) {
+		case *teardownOp:
+			if o.stage == teardownTearing && m.What == wire.TypeTeardown {
+				return p.finish(now, nil, resultFailed(CmdTeardownComplete, why))
+			}
+		case *leaveOp:
+			if o.stage == leaveTearing || o.stage == leaveRenumbering {
+				return p.finish(now, nil, resultFailed(CmdDHTRebuilt, why))
+			}
+		}
+	}
+	return []Output{dropped("broken for no ring phase of ours", from, slog.String("node", m.Node.String()), slog.String("what", m.What.String()))}
+}

@@ -1,0 +1,70 @@
+package app
+
+import (
+	"fmt"
+	"time"
+
+	"dht/app/state"
+	"dht/wire"
+)
+
+// Resume (docs/DESIGN.md §5, Resume): a peer started on a file that holds a
+// registration takes it back without being told. It binds the registered
+// address and sends a register of the same name from it, carrying the
+// epoch of the ring its file holds a place in: a rejoin (Server.rejoin).
+// The server answers with the user's state and, for a ring member, the
+// DHT's epoch. If the server counts it in the ring its file holds (the
+// same epoch), the peer takes back its id, ring size, neighbours and table
+// and answers queries again; otherwise it discards that ring state (the
+// server, if it still counts it a member, heals the ring with it). One
+// result line says which: resume SUCCESS: … or resume FAILURE: reason.
+
+// Resume starts the rejoin of the registration id, read from the peer's
+// file (whose table the runner has given the core with SetTable). Input
+// lines wait until it is done.
+func (p *Peer) Resume(now time.Time, id state.Identity) []Output {
+	if p.registered || p.op != nil || id.Name == "" {
+		return []Output{resultFailed(CmdResume, "nothing to resume")}
+	}
+	o := &registerOp{bind: id.Addr, resume: &id}
+	// The file's credentials: the rejoin is signed with the secret (none
+	// in a file written before secrets: the server challenges it).
+	p.cred.secret = id.Secret
+	p.setRing(id.KeyEpoch, id.RingKey)
+	// The file does not keep the sequence number: count from a
+	// millisecond past the clock, where the process before, which counted
+	// from its clock too, cannot have got to.
+	p.cred.seq = uint64(now.Add(time.Millisecond).UnixNano())
+	var epoch uint64
+	if id.InRing {
+		epoch = id.Epoch
+	}
+	o.rq.prepare(CmdResume, wire.Register{Name: id.Name, Addr: id.Addr, Epoch: epoch})
+	p.op = o
+	return []Output{Bind{Name: id.Name, Addr: id.Addr}}
+}
+
+// resumed: the server took the rejoin.
+func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply) []Output {
+	st := state.State(r.State)
+	detail := fmt.Sprintf("%s %s %s", id.Name, id.Addr, st)
+	member := st == state.Leader || st == state.InDHT
+	if member && id.InRing && r.Epoch == id.Epoch && id.Epoch != 0 {
+		p.inRing, p.id, p.n, p.epoch = true, id.ID, id.N, id.Epoch
+		p.left, p.right, p.neighbours = id.Left, id.Right, id.Left.Name != ""
+		detail += fmt.Sprintf(", id %d of a ring of %d, epoch %d, its table taken back", id.ID, id.N, id.Epoch)
+		return p.finish(now, []Output{p.persist(false, nil)}, Result{Cmd: CmdResume, OK: true, Detail: detail})
+	}
+	if id.InRing || id.Left.Name != "" {
+		p.clearTable()
+		p.leaveRing(false)
+		switch {
+		case member:
+			detail += fmt.Sprintf("; the ring it held (epoch %d) is not the server's (epoch %d): its place and table were discarded, and the ring heals with it", id.Epoch, r.Epoch)
+		default:
+			detail += fmt.Sprintf("; the ring it held (epoch %d) no longer counts it: its place and table were discarded", id.Epoch)
+		}
+		return p.finish(now, []Output{p.persist(true, nil)}, Result{Cmd: CmdResume, OK: true, Detail: detail})
+	}
+	return p.finish(now, []Output{p.persist(false, nil)}, Result{Cmd: CmdResume, OK: true, Detail: detail})
+}

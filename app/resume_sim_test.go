@@ -1,0 +1,131 @@
+package app_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"dht/app"
+	"dht/app/state"
+)
+
+// restart kills user name's process and starts a new one on its file,
+// then runs the network until the resume is done and the ring settled;
+// it returns the resume's result line.
+func restart(t *testing.T, s *simNet, name string) string {
+	t.Helper()
+	if !s.Restart(name) {
+		t.Fatalf("seed %d: %s: nothing to restart", s.Seed(), name)
+	}
+	p := s.Process(name)
+	before := len(p.Printed) // the resume prints once the server answers
+	for i := 0; !p.Core.Idle() || s.Busy(); i++ {
+		if i == 1_000_000 || !s.step() {
+			t.Fatalf("seed %d: %s never resumed (printed %q)", s.Seed(), name, texts(p.Printed[before:]))
+		}
+	}
+	out := texts(p.Printed[before:])
+	if len(out) == 0 {
+		t.Fatalf("seed %d: %s printed nothing on resume", s.Seed(), name)
+	}
+	return out[0]
+}
+
+// A member or the leader killed and restarted on its file resumes: the
+// server still counts it in the same ring, so it takes back its place and
+// its table, the ring answers every query without a heal, and the resumed
+// leader tears the ring down.
+func TestResumeKeepsThePlace(t *testing.T) {
+	data := records(t)
+	for _, who := range []string{"member", "leader"} {
+		for _, seed := range seeds(t, 3) {
+			t.Run(fmt.Sprint(who, "/seed=", seed), func(t *testing.T) {
+				s := newSim(t, seed)
+				users := joinUsers(t, s, 5)
+				s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+				epoch := s.Server().Snapshot().DHT.Epoch
+				name := memberWithID(s, 2)
+				if who == "leader" {
+					name = leaderName(s)
+				}
+				place := app.Identity(s.Process(name).Core)
+				line := restart(t, s, name)
+				if !strings.HasPrefix(line, "resume SUCCESS: "+name) || !strings.Contains(line, "its table taken back") {
+					t.Fatalf("resume printed %q", line)
+				}
+				if got := app.Identity(s.Process(name).Core); got != place {
+					t.Fatalf("place after resume %+v, want %+v", got, place)
+				}
+				if d := s.Server().Snapshot().DHT; d.Epoch != epoch || d.Phase != state.PhaseReady {
+					t.Fatalf("DHT %+v after the resume, want the same ring (epoch %d)", d, epoch)
+				}
+				s.checkRing(data)
+				queryAll(t, s, freeUser(s), data, 4)
+				if who == "leader" {
+					out := s.mustDo(name, "teardown-dht "+name, "teardown-dht SUCCESS")
+					if len(out) != 2 || out[1] != "teardown-complete SUCCESS" {
+						t.Fatalf("teardown from the resumed leader printed %q", out)
+					}
+				} else {
+					out := s.mustDo(name, "leave-dht "+name, "leave-dht SUCCESS")
+					if len(out) != 2 || !strings.HasPrefix(out[1], "dht-rebuilt SUCCESS") {
+						t.Fatalf("leave from the resumed member printed %q", out)
+					}
+					s.checkRing(data)
+					s.mustDo(name, "deregister "+name, "deregister SUCCESS")
+				}
+			})
+		}
+	}
+}
+
+// A member killed for good is removed by a heal; started again on its
+// file afterwards, it resumes as a Free user, discards the ring state it
+// held, and can deregister (after which its file holds no registration).
+func TestResumeAfterTheRingHealed(t *testing.T) {
+	data := records(t)
+	s := newSim(t, 7)
+	users := joinUsers(t, s, 5)
+	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	name := memberWithID(s, 1)
+	kill(s, name)
+	settleHeal(t, s, name)
+	line := restart(t, s, name)
+	if !strings.HasPrefix(line, "resume SUCCESS: "+name) || !strings.Contains(line, " Free") || !strings.Contains(line, "discarded") {
+		t.Fatalf("resume printed %q", line)
+	}
+	if place, _ := s.Place(name); place.InRing {
+		t.Fatalf("the file still holds a place: %+v", place)
+	}
+	s.checkRing(data)
+	queryAll(t, s, name, data, 3)
+	s.mustDo(name, "deregister "+name, "deregister SUCCESS")
+	if place, _ := s.Place(name); place.Name != "" {
+		t.Fatalf("after deregister the file still holds %+v", place)
+	}
+	if s.Restart(name) {
+		t.Fatal("a deregistered file resumed")
+	}
+}
+
+// A peer restarted on a new, empty file, registering the same name from
+// the same address, rejoins; a member among them makes the ring heal with
+// it, and every record is found again.
+func TestRejoinOnAnEmptyFile(t *testing.T) {
+	data := records(t)
+	s := newSim(t, 8)
+	users := joinUsers(t, s, 5)
+	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	name := memberWithID(s, 3)
+	addr := s.Process(name).Addr
+	kill(s, name)
+	s.AddPeer(name, addr, data)
+	s.Up(addr)
+	s.mustDo(name, fmt.Sprintf("register %s %s %d", name, addr.Addr(), addr.Port()), "register SUCCESS")
+	settleHeal(t, s, "")
+	s.checkRing(data)
+	if d := s.Server().Snapshot().DHT; len(d.Members) != 4 {
+		t.Fatalf("DHT %+v, want the 4 members", d)
+	}
+	queryAll(t, s, freeUser(s), data, 4)
+}

@@ -1,0 +1,305 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"dht/app/state"
+	"dht/wire"
+)
+
+// Members that die (docs/DESIGN.md §6, Healing). The server's Tick looks
+// at the members of the DHT, and at the user it waits for: one silent for
+// more than DeadAfter is offline, and the DHT does not wait for it.
+//
+//   - While the DHT is set up or torn down, the operation is ended: the DHT
+//     is dissolved and its members are Free (a setup has nothing to heal; a
+//     teardown was going to free them anyway).
+//   - Otherwise (ready, leaving, joining, healing) the ring heals: the live
+//     members, in ring order from the leader (the first live one if the
+//     leader is offline), become the ring; a leaver and a joiner are Free;
+//     the server sends heal to the new leader, which re-runs the setup's
+//     set-id and store round over them and reports healed. A heal that
+//     loses another member heals again with the rest; one that is not done
+//     within OpTimeout is rolled back (dissolved). With no live member
+//     left, the DHT is dissolved.
+
+// healRTO is how long the server first waits for the new leader to
+// acknowledge a heal before it sends it again; it doubles up to
+// healMaxRTO.
+const (
+	healRTO    = 200 * time.Millisecond
+	healMaxRTO = 2 * time.Second
+)
+
+// healID is the message id of the heal of epoch: the same in every copy,
+// so that the leader acts on one and acknowledges each.
+func healID(epoch uint64) uint32 {
+	if id := uint32(epoch); id != 0 {
+		return id
+	}
+	return 1
+}
+
+// checkLive ends or heals the DHT when a user it needs is offline; nil
+// when none is.
+func (s *Server) checkLive(now time.Time) []Output {
+	d := s.dht
+	if d.Phase == state.PhaseNone {
+		return nil
+	}
+	var gone []string
+	for _, m := range d.Members {
+		if !s.online(now, m) {
+			gone = append(gone, m)
+		}
+	}
+	if d.Phase == state.PhaseJoining && !s.online(now, d.Joiner) {
+		gone = append(gone, d.Joiner)
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	why := fmt.Sprintf("%s offline (silent for more than --dead-after %s)", andList(gone), s.cfg.DeadAfter)
+	switch d.Phase {
+	case state.PhaseBuilding, state.PhaseTearing:
+		what := fmt.Sprintf("setup-dht led by %s was rolled back", d.Leader)
+		if d.Phase == state.PhaseTearing {
+			what = fmt.Sprintf("teardown-dht led by %s was ended", d.Leader)
+		}
+		s.note = fmt.Sprintf("%s: %s; the DHT was dissolved and its members are Free", what, why)
+		s.dissolve()
+		return []Output{event("offline member: DHT dissolved", slog.String("what", s.note)), s.persist(nil)}
+	}
+	var survivors []string
+	for _, m := range d.Members {
+		if !slices.Contains(gone, m) && m != d.Leaver {
+			survivors = append(survivors, m)
+		}
+	}
+	var ended string
+	switch d.Phase {
+	case state.PhaseLeaving:
+		ended = fmt.Sprintf("; leave-dht by %s was ended, and %s is Free", d.Leaver, d.Leaver)
+	case state.PhaseJoining:
+		ended = fmt.Sprintf("; join-dht by %s was ended, and %s is Free", d.Joiner, d.Joiner)
+	}
+	if len(survivors) == 0 {
+		s.note = fmt.Sprintf("%s%s: no member of the DHT is live, so it was dissolved", why, ended)
+		s.dissolve()
+		return []Output{event("offline members: DHT dissolved", slog.String("what", s.note)), s.persist(nil)}
+	}
+	return s.heal(now, survivors, gone, why+ended)
+}
+
+// heal makes survivors (in ring order, the new leader first) the ring and
+// asks their leader to rebuild it; removed are the users whose being
+// offline started it.
+func (s *Server) heal(now time.Time, survivors, removed []string, why string) []Output {
+	s.healState(now, survivors, removed, why)
+	out := []Output{event("heal", slog.String("what", s.note), slog.Uint64("epoch", s.dht.Epoch)), s.persist(nil)}
+	return append(out, s.sendHeal(now)...)
+}
+
+// healState makes the heal the DHT's state.
+func (s *Server) healState(now time.Time, survivors, removed []string, why string) {
+	for _, m := range s.dht.Members {
+		s.users[m].State = state.Free
+	}
+	for i, m := range survivors {
+		s.users[m].State = state.InDHT
+		if i == 0 {
+			s.users[m].State = state.Leader
+		}
+	}
+	// The ring key stays (docs/DESIGN.md §9): the survivors hold it, and
+	// the heal's set-ids are signed with it.
+	s.dht = state.DHT{Phase: state.PhaseHealing, Leader: survivors[0], Members: survivors, Since: now.UnixNano(),
+		Epoch: s.dht.Epoch + 1, Removed: removed, KeyEpoch: s.dht.KeyEpoch, RingKey: s.dht.RingKey}
+	s.note = fmt.Sprintf("%s: the ring heals to %d node(s) led by %s", why, len(survivors), survivors[0])
+
+	s.healAcked, s.healNext, s.healRTO = false, now, healRTO
+}
+
+// sendHeal sends the heal in progress to its leader, and schedules the
+// next copy.
+func (s *Server) sendHeal(now time.Time) []Output {
+	members := make([]wire.Member, len(s.dht.Members))
+	for i, name := range s.dht.Members {
+		members[i] = wire.Member{Name: name, Addr: s.users[name].Addr}
+	}
+	var flags wire.Flags
+	if s.healNext.Before(now) || s.healRTO > healRTO {
+		flags = wire.FlagRetransmit
+	}
+	s.healNext = now.Add(s.healRTO)
+	s.healRTO = min(2*s.healRTO, healMaxRTO)
+	// Signed with the leader's secret: only the server names a heal's leader.
+	heal := wire.Heal{Epoch: s.dht.Epoch, Members: members, KeyEpoch: s.dht.KeyEpoch}
+	if !s.dht.RingKey.IsZero() {
+		heal.Tickets = s.ringTickets(0, wire.MaxMessage-wire.EncodedLen(heal))
+	}
+	return []Output{Send{To: members[0].Addr, ID: healID(s.dht.Epoch), Flags: flags, Msg: heal,
+		Sign: true, Seq: s.dht.Epoch, Key: s.users[s.dht.Leader].Secret}}
+}
+
+// healAck: the leader of the heal has it.
+//
+// With verify (Step), the ack must be signed with the leader's secret.
+func (s *Server) healAck(now time.Time, from netip.AddrPort, h wire.Header, a wire.Ack, verify bool) []Output {
+	if s.dht.Phase == state.PhaseHealing && !s.healAcked && from == s.users[s.dht.Leader].Addr &&
+		(!verify || wire.Verify(s.users[s.dht.Leader].Secret, h)) {
+		id := healID(s.dht.Epoch)
+		if h.ID == id || slices.Contains(a.More, id) {
+			s.healAcked = true
+			s.seen(now, from)
+			return nil
+		}
+	}
+	return []Output{dropped("ack matches no heal in progress", from, slog.Uint64("id", uint64(h.ID)))}
+}
+
+// healed: the leader reports the heal of an epoch done. It is acknowledged
+// whenever it comes from the user it names, so that the leader stops
+// sending it; only the heal in progress ends.
+//
+// With verify (Step), it must be signed with the user's secret; it is
+// acted on once (a copy, or a replay, only finds no heal in progress), so
+// its sequence number is only noted. The ack is signed as it was.
+func (s *Server) healed(now time.Time, from netip.AddrPort, h wire.Header, m wire.Healed, verify bool) []Output {
+	u := s.users[m.Name]
+	if u == nil || u.Addr != from || m.Epoch > s.dht.Epoch {
+		return []Output{dropped("healed from no leader of a heal", from, slog.String("name", m.Name))}
+	}
+	if verify && !wire.Verify(u.Secret, h) {
+		return []Output{dropped("healed not signed with the user's secret", from, slog.String("name", m.Name))}
+	}
+	u.Seq = max(u.Seq, h.Seq)
+	s.seen(now, from)
+	ack := Send{To: from, ID: h.ID, Msg: wire.Ack{}, Sign: verify, Seq: h.Seq, Key: u.Secret}
+	if s.dht.Phase != state.PhaseHealing || m.Epoch != s.dht.Epoch || m.Name != s.dht.Leader {
+		return []Output{debugEvent("healed for a heal no longer in progress", attrAddr(from), slog.Uint64("epoch", m.Epoch)), ack}
+	}
+	s.dht.Phase, s.dht.Since, s.dht.Removed = state.PhaseReady, 0, nil
+	s.note = ""
+	return []Output{s.persist(nil), ack}
+}
+
+// nextOffline is when the first user the DHT needs turns offline, if no
+// sign of life comes from it first.
+func (s *Server) nextOffline() (time.Time, bool) {
+	if s.started.IsZero() {
+		return time.Time{}, false // every user counts as seen at the first Step or Tick
+	}
+	var t time.Time
+	found := false
+	check := func(name string) {
+		last, ok := s.lastSeen[name]
+		if !ok {
+			last = s.started
+		}
+		at := last.Add(s.cfg.DeadAfter + 1)
+		if !found || at.Before(t) {
+			t, found = at, true
+		}
+	}
+	for _, m := range s.dht.Members {
+		check(m)
+	}
+	if s.dht.Phase == state.PhaseJoining {
+		check(s.dht.Joiner)
+	}
+	return t, found
+}
+
+// andList is "a", "a and b", "a, b and c".
+func andList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+// rejoin is a register of a registered user, from its registered address
+// (SPEC §3): its peer restarted. It is the one place that decides on a
+// rejoin; the authentication of the rejoin (the user's secret, or a
+// return-routability check when the peer holds none) belongs here.
+//
+// The user keeps its state; the reply says which, and for a ring member
+// the DHT's epoch. A member whose file holds no place in the ring the
+// server counts it in (m.Epoch is another epoch) cannot serve that ring,
+// and one back while a store round may be going may have lost records it
+// was forwarding: the ring heals with it, so that every record is placed
+// again (not while the DHT is torn down: it is dissolved anyway).
+//
+// Signed with the user's secret, the secret stays; without it (a new,
+// empty file: the register came with a challenge's cookie), the user gets
+// a new secret, which the reply carries, and the old one stops working. A
+// ring member's reply carries its ticket for the ring's key too: a peer on
+// a new file has none, and a heal of its ring is signed with it.
+func (s *Server) rejoin(now time.Time, u *state.User, m wire.Register, bySecret bool) (*wire.Reply, bool) {
+	s.seen(now, u.Addr)
+	if !bySecret {
+		// First: a heal this rejoin starts is signed with the new secret.
+		u.Secret, u.Seq = newKey(s.cfg.Keys), 0
+	}
+	member := slices.Contains(s.dht.Members, u.Name)
+	changed := false
+	// A member back while a store round may be going (setup, leave, join,
+	// heal) may have lost records it acknowledged and was still forwarding:
+	// the ring heals with it, as it does when its file holds another ring.
+	lost := s.dht.Phase != state.PhaseReady || m.Epoch != s.dht.Epoch
+	if member && lost {
+		switch s.dht.Phase {
+		case state.PhaseReady, state.PhaseBuilding, state.PhaseHealing, state.PhaseLeaving, state.PhaseJoining:
+			s.after = s.healAround(now, u.Name)
+			changed = true
+		}
+	}
+	r := ok()
+	r.State = uint8(u.State)
+	if !bySecret {
+		r.Key, changed = u.Secret, true
+	}
+	if slices.Contains(s.dht.Members, u.Name) {
+		r.Epoch = s.dht.Epoch
+		if !s.dht.RingKey.IsZero() {
+			r.KeyEpoch = s.dht.KeyEpoch
+			r.Tickets = []wire.Tag{ticket(u.Secret, s.dht.KeyEpoch, s.dht.RingKey)}
+		}
+	}
+	return r, changed
+}
+
+// healAround heals the ring with its live members, name among them, which
+// came back without its place; the caller persists.
+func (s *Server) healAround(now time.Time, name string) []Output {
+	d := s.dht
+	var survivors []string
+	for _, m := range d.Members {
+		if s.online(now, m) && m != d.Leaver {
+			survivors = append(survivors, m)
+		}
+	}
+	why := fmt.Sprintf("%s restarted without its place in the ring (epoch %d)", name, d.Epoch)
+	switch d.Phase {
+	case state.PhaseBuilding:
+		why = fmt.Sprintf("%s restarted while the ring was set up; setup-dht by %s ends in a heal", name, d.Leader)
+	case state.PhaseLeaving:
+		why += fmt.Sprintf("; leave-dht by %s was ended, and %s is Free", d.Leaver, d.Leaver)
+	case state.PhaseJoining:
+		why += fmt.Sprintf("; join-dht by %s was ended, and %s is Free", d.Joiner, d.Joiner)
+	}
+	var removed []string
+	for _, m := range d.Members {
+		if !slices.Contains(survivors, m) && m != d.Leaver {
+			removed = append(removed, m)
+		}
+	}
+	s.healState(now, survivors, removed, why)
+	return append([]Output{event("heal", slog.String("what", s.note), slog.Uint64("epoch", s.dht.Epoch))}, s.sendHeal(now)...)
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"dht/dataset"
+)
+
+// Members that die, with real processes: each peer keeps its file (--db);
+// the server declares a silent user offline after --dead-after 3s.
+//
+//   - a member, then the leader, killed with kill -9 and started again on
+//     their files resume (resume SUCCESS, the place and table taken back):
+//     241 of 241 found, and the resumed leader tears the ring down;
+//   - a member killed for good: the ring heals to n-1 (the leader says heal
+//     SUCCESS), 241 found at the nodes the hash names for n-1; started again
+//     later, it resumes as Free and deregisters;
+//   - the leader killed for good: the next member leads the healed ring;
+//   - every member killed: the DHT is dissolved, and a new setup-dht works.
+func TestBinaryResumeAndHeal(t *testing.T) {
+	dir, recs, ports := e2eSetup(t)
+	sport := strconv.Itoa(ports[0])
+	server := e2eServer(t, dir, sport, "--dead-after", "3s")
+	dbOf := func(u string) string { return filepath.Join(dir, u+".db") }
+	peers := e2ePeers(t, dir, sport, ports, func(i int) []string { return []string{"--db", dbOf(e2eUsers[i])} })
+	start := func(u string) *proc {
+		p := startProc(t, u, dir, "peer", "--db", dbOf(u), "--data", datasetPath(t), "127.0.0.1", sport)
+		peers[u] = p
+		return p
+	}
+
+	ring := ringMembers(peers["alice"].do("setup-dht 4 alice", "setup-dht SUCCESS"))
+	peers["alice"].expect("dht-complete SUCCESS")
+	free := ""
+	for _, u := range e2eUsers {
+		if !slices.Contains(ring, u) {
+			free = u
+		}
+	}
+
+	// kill -9 and restart: the member, then the leader.
+	for _, u := range []string{ring[2], ring[0]} {
+		peers[u].kill()
+		line := start(u).expect("resume SUCCESS: " + u)
+		if !strings.Contains(line, "its table taken back") {
+			t.Fatalf("%s resumed with %q", u, line)
+		}
+		if got := queryAll(t, peers[free], free, recs, 4); len(got) != 4 {
+			t.Fatalf("after %s resumed, records at %v", u, got)
+		}
+	}
+	peers["alice"].do("teardown-dht alice", "teardown-dht SUCCESS")
+	peers["alice"].expect("teardown-complete SUCCESS")
+
+	// kill -9 a member for good: the ring heals to 3.
+	ring = ringMembers(peers["alice"].do("setup-dht 4 alice", "setup-dht SUCCESS"))
+	peers["alice"].expect("dht-complete SUCCESS")
+	victim := ring[2]
+	peers[victim].kill()
+	healed := ringMembers(peers["alice"].expect("heal SUCCESS: ring of 3: "))
+	if slices.Contains(healed, victim) || healed[0] != "alice" {
+		t.Fatalf("healed ring %v, want alice's without %s", healed, victim)
+	}
+	counts := queryAll(t, peers[free], free, recs, 3)
+	want := map[string]int{}
+	for _, r := range recs {
+		want[healed[dataset.ID(r.Pos(), 3)]]++
+	}
+	if fmt.Sprint(counts) != fmt.Sprint(want) {
+		t.Fatalf("per node %v, the hash for 3 gives %v", counts, want)
+	}
+	// Started again, it is Free.
+	line := start(victim).expect("resume SUCCESS: " + victim)
+	if !strings.Contains(line, " Free") {
+		t.Fatalf("%s resumed with %q, want Free", victim, line)
+	}
+	peers[victim].do("deregister "+victim, "deregister SUCCESS")
+
+	// kill -9 the leader for good: the next member leads.
+	peers["alice"].kill()
+	healed = ringMembers(peers[healed[1]].expect("heal SUCCESS: ring of 2: "))
+	queryAll(t, peers[free], free, recs, 2)
+
+	// Every member: the DHT is dissolved; a new one can be set up.
+	for _, u := range healed {
+		peers[u].kill()
+	}
+	server.waitTrace("no member of the DHT is live, so it was dissolved")
+	peers[free].do("query-dht "+free+" Aruba", "query-dht FAILURE: no DHT exists")
+	again := healed[0]
+	if l := start(again).expect("resume SUCCESS: " + again); !strings.Contains(l, " Free") {
+		t.Fatalf("%s resumed with %q, want Free", again, l)
+	}
+	peers[free].do("setup-dht 2 "+free, "setup-dht SUCCESS")
+	peers[free].expect("dht-complete SUCCESS")
+}
