@@ -110,7 +110,7 @@ type Peer struct {
 	// tearing: a teardown-dht's teardown passed here towards the last node;
 	// this node's torn-down goes left once its right neighbour's comes.
 	tearing *tornWait
-	healing             *healLead      // the heal this node leads, as the server asked
+	healing *healLead // the heal this node leads, as the server asked
 	// epoch is the server's number of the ring this place is in (0 if
 	// unknown); formerRight the right neighbour a teardown made this node
 	// forget, which a broken report may have to name.

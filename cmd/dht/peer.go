@@ -112,19 +112,15 @@ func peerCommand(e env) *cli.Command {
 			if dbPath != "" {
 				// A file that holds a registration is resumed.
 				if _, err := os.Stat(dbPath); err == nil {
-					st, err := store.OpenPeer(dbPath)
-					if err != nil {
-						return fmt.Errorf("peer: %w", err)
-					}
-					id, _, err := st.Load()
-					if err != nil {
-						st.Close()
-						return fmt.Errorf("peer: %w", err)
-					}
-					if id.Name != "" {
-						r.Resume, r.Store = &id, st
-					} else if err := st.Close(); err != nil {
-						return fmt.Errorf("peer: %w", err)
+					// A file that cannot be opened is refused by the register
+					// that opens it, as with no resume.
+					if st, err := store.OpenPeer(dbPath); err == nil {
+						id, _, err := st.Load()
+						if err == nil && id.Name != "" {
+							r.Resume, r.Store = &id, st
+						} else if err := st.Close(); err != nil {
+							return fmt.Errorf("peer: %w", err)
+						}
 					}
 				}
 			}
