@@ -307,11 +307,7 @@ func TestBinaryEndToEnd(t *testing.T) {
 	users := e2eUsers
 	peers := e2ePeers(t, dir, sport, ports, noFlags)
 	// FAILURE rules reach the user through the real server.
-<<<<<<< HEAD
 	peers["bob"].do("register bob 127.0.0.1 "+strconv.Itoa(ports[2]), "register SUCCESS") // a rejoin: the same name from its own address
-=======
-	peers["bob"].do("register bob 127.0.0.1 "+strconv.Itoa(ports[2]), "register SUCCESS") // a rejoin (SPEC §3)
->>>>>>> heal
 	peers["bob"].do("setup-dht 9 bob", "setup-dht FAILURE: only 5 users are registered")
 	peers["bob"].do("teardown-dht alice", "teardown-dht FAILURE: a request for alice must come from its registered address")
 	peers["bob"].do("frobnicate", "frobnicate FAILURE: unknown command")
