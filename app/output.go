@@ -34,8 +34,8 @@ type Send struct {
 	Seq   uint64
 	Key   wire.Key
 	Raw   []byte
-	// Quiet: the runner does not trace the datagram (an answer to one it
-	// counted with the drops).
+	// Quiet: the runner traces the datagram at the debug level only (an
+	// answer to one it counted with the drops).
 	Quiet bool
 }
 

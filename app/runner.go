@@ -126,10 +126,10 @@ func (e *endpoint) read(handle func([]datagram) (ok, drain bool), settle func() 
 const maxDrain = 16
 
 // take hands what read handed over to step, one datagram at a time, and
-// returns the outputs appended to outs. It traces each datagram received,
-// but one step refused (its outputs start with a drop: the drop's line
-// says what came and why, and a flood of them is summarised, not traced
-// line by line) or one that did not decode.
+// returns the outputs appended to outs. It traces each datagram received;
+// one step refused (its outputs start with a drop: the drop's line says
+// what came and why, and a flood of them is summarised) at the debug
+// level, which the trace on stderr leaves out.
 func (e *endpoint) take(in []datagram, outs []Output, step func(Datagram) []Output) []Output {
 	for _, d := range in {
 		if d.err != nil {
@@ -137,10 +137,12 @@ func (e *endpoint) take(in []datagram, outs []Output, step func(Datagram) []Outp
 			continue
 		}
 		o := step(Datagram{From: d.from, Header: d.h, Msg: d.msg})
-		if ev, ok := firstOutput(o).(Event); !ok || !ev.Drop {
-			if e.log.Enabled(context.Background(), slog.LevelInfo) {
-				e.log.LogAttrs(context.Background(), slog.LevelInfo, "recv", traceAttrs(d.from, d.h.ID, d.h.Flags, d.msg)...)
-			}
+		level := slog.LevelInfo
+		if ev, ok := firstOutput(o).(Event); ok && ev.Drop {
+			level = slog.LevelDebug // for --trace-json's diagrams; stderr leaves it out
+		}
+		if e.log.Enabled(context.Background(), level) {
+			e.log.LogAttrs(context.Background(), level, "recv", traceAttrs(d.from, d.h.ID, d.h.Flags, d.msg)...)
 		}
 		outs = append(outs, o...)
 	}
@@ -185,8 +187,12 @@ func (e *endpoint) send(s Send) {
 			copies = 2
 		}
 	}
-	if !s.Quiet && e.log.Enabled(context.Background(), slog.LevelInfo) {
-		e.log.LogAttrs(context.Background(), slog.LevelInfo, "send", traceAttrs(s.To, s.ID, s.Flags, s.Msg)...)
+	level := slog.LevelInfo
+	if s.Quiet {
+		level = slog.LevelDebug
+	}
+	if e.log.Enabled(context.Background(), level) {
+		e.log.LogAttrs(context.Background(), level, "send", traceAttrs(s.To, s.ID, s.Flags, s.Msg)...)
 	}
 	e.queue(b, s.To, s.Msg.Type())
 	if copies == 2 {
