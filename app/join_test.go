@@ -139,6 +139,7 @@ func TestJoinerHearsOnlyItsLeader(t *testing.T) {
 	// The leader places it: set-id, then a store round passes.
 	apply(stepSigned(p, now, fzSelf.Addr, wire.Header{ID: 1}, wire.SetID{ID: 3, N: 4, Left: fzLeft, Right: fzSelf}))
 	apply(stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 2}, wire.Store{N: 4, Records: []wire.Record{{3: "ab"}}}))
+	apply(stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 4}, wire.Flush{Leader: fzSelf.Name, N: 4}))
 	if id, recs, _ := table.Load(); !id.InRing || len(recs) != 1 {
 		t.Fatalf("the joiner's file: %+v, %d records; want its place and ab (pos 195, id 3 of 4)", id, len(recs))
 	}

@@ -440,11 +440,11 @@ func (p *Peer) StepBatch(now time.Time, batch []Datagram) []Output {
 	return append(p.Receive(now, batch), p.Settle()...)
 }
 
-// Receive handles datagrams in order but settles nothing: the records their
-// stores brought to this node are not committed, and nothing is
-// acknowledged, until Settle. A runner that finds more datagrams waiting
-// while Unsettled receives them too before it settles, so that one commit
-// and one Ack per sender cover them all.
+// Receive handles datagrams in order but settles nothing: nothing is
+// acknowledged, and a due commit of stored records is not made, until
+// Settle. A runner that finds more datagrams waiting while Unsettled
+// receives them too before it settles, so that one commit and one Ack per
+// sender cover them all.
 func (p *Peer) Receive(now time.Time, batch []Datagram) []Output {
 	var out []Output
 	for _, d := range batch {
@@ -458,15 +458,23 @@ func (p *Peer) Receive(now time.Time, batch []Datagram) []Output {
 	return out
 }
 
-// Unsettled reports stored records not yet committed.
-func (p *Peer) Unsettled() bool { return len(p.uncommitted) > 0 }
+// Unsettled reports that Settle will commit: ownChunk stored records or
+// more wait for the disk.
+func (p *Peer) Unsettled() bool { return len(p.uncommitted) >= ownChunk }
 
-// Settle commits, in one transaction, the records that stores brought to
-// this node since the last Settle, then acknowledges everything received
-// since: one Ack to each sender, after the commit, so that an acknowledged
-// store is on disk.
+// Settle acknowledges everything received since the last Settle, one Ack
+// to each sender; first it commits the records stores brought to this node
+// if ownChunk or more wait, so that what a node holds in memory does not
+// grow with the dataset. The others are committed when the flush passes,
+// before it goes on: the flush, not a store's ack, says that a node's
+// records are on disk, so acknowledging a store waits for no disk and the
+// stores of a round flow round the ring while each node commits once.
 func (p *Peer) Settle() []Output {
-	return p.link.flushAcks(p.commitStores(nil, false))
+	var out []Output
+	if p.Unsettled() {
+		out = p.commitStores(nil, false)
+	}
+	return p.link.flushAcks(out)
 }
 
 // commitStores persists the records stored here and not yet committed;

@@ -223,8 +223,9 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 					fwd = append(fwd, *f)
 					continue
 				}
-				// Committed at Settle and then forgotten: the record may
-				// share the datagram's bytes until then.
+				// Committed at the flush (or at Settle, once ownChunk
+				// wait) and then forgotten: the record may share the
+				// datagram's bytes until then.
 				p.uncommitted = append(p.uncommitted, dataset.FromFields(*f))
 			}
 		}
@@ -236,9 +237,9 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		if m.Leader == p.self.Name {
 			return p.populated(now)
 		}
-		// Every store before the flush was acknowledged, so committed
-		// (commitStores): the flush may go on once a change of place
-		// still unwritten is.
+		// Every store before the flush has come (the flush follows only
+		// acknowledged stores): this node's records, and its place if
+		// still unwritten, are committed before the flush goes on.
 		out := p.commitStores(nil, true)
 		return append(out, p.link.send(now, p.right.Addr, m, tagNone, true)...)
 	case wire.Query:

@@ -13,11 +13,11 @@ import (
 	"dht/wire"
 )
 
-// set-id is acknowledged at once, without a commit of its own: the new
-// place in the ring is written with the node's stores (here, one that
-// brings a record of its own), in the same transaction, which clears what
-// the file held before.
-func TestSetIDWrittenWithTheStores(t *testing.T) {
+// set-id and stores are acknowledged at once, without a commit of their
+// own: the new place in the ring and the records the stores bring are
+// written in one transaction when the flush passes, which clears what the
+// file held before, and the flush goes on only after it.
+func TestSetIDAndStoresWrittenAtTheFlush(t *testing.T) {
 	p := fuzzPeer()
 	now := time.Unix(1_700_000_000, 0)
 	step := func(id uint32, m wire.Message) []Output {
@@ -26,15 +26,18 @@ func TestSetIDWrittenWithTheStores(t *testing.T) {
 		return append(outs, p.Settle()...)
 	}
 	var persists []state.Batch
-	acks := 0
+	acks, flushAfter := 0, false
 	count := func(outs []Output) {
 		for _, o := range outs {
 			switch o := o.(type) {
 			case PersistPeer:
 				persists = append(persists, o.Batch)
 			case Send:
-				if _, ok := o.Msg.(wire.Ack); ok {
+				switch o.Msg.(type) {
+				case wire.Ack:
 					acks++
+				case wire.Flush:
+					flushAfter = len(persists) == 1
 				}
 			}
 		}
@@ -50,12 +53,22 @@ func TestSetIDWrittenWithTheStores(t *testing.T) {
 		t.Fatalf("test record hashes to id %d", got)
 	}
 	count(step(2, wire.Store{N: 3, Records: []wire.Record{mine, {3: "ab"}}}))
-	if len(persists) != 1 || acks != 2 {
-		t.Fatalf("store: %d commits, %d acks; want 1 and 2", len(persists), acks)
+	if len(persists) != 0 || acks != 2 {
+		t.Fatalf("store: %d commits, %d acks; want 0 and 2", len(persists), acks)
+	}
+	// The forwarded store is acknowledged by the right neighbour: the
+	// flush may then go on.
+	for _, o := range p.link.dests[fzRight.Addr].inflight {
+		h, m := signedFor(p, wire.Header{ID: o.id}, wire.Ack{})
+		p.Receive(now, []Datagram{{From: fzRight.Addr, Header: h, Msg: m}})
+	}
+	count(step(3, wire.Flush{Leader: fzLeft.Name, N: 3}))
+	if len(persists) != 1 || !flushAfter {
+		t.Fatalf("flush: %d commits, flush sent after it %v; want 1 and true", len(persists), flushAfter)
 	}
 	b := persists[0]
 	if !b.Clear || b.Identity == nil || b.Identity.ID != 2 || b.Identity.N != 3 || len(b.Put) != 1 || b.Put[0].LongName != "aa" {
-		t.Fatalf("the stores' commit is %+v; want the table cleared, id 2 of 3 and the record", b)
+		t.Fatalf("the flush's commit is %+v; want the table cleared, id 2 of 3 and the record", b)
 	}
 }
 
