@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"reflect"
 	"testing"
@@ -43,6 +44,27 @@ func FuzzDecode(f *testing.F) {
 		}
 		if m.Type() != h.Type {
 			t.Fatalf("header type %v, message type %v", h.Type, m.Type())
+		}
+		if h.Flags&FlagAuth != 0 {
+			// Signed: the body re-encodes to the bytes before the trailer,
+			// and the trailer is what Decode reports.
+			if n := EncodedLen(m) + AuthLen; n != len(b) {
+				t.Fatalf("EncodedLen + AuthLen = %d for a %d-byte signed datagram", n, len(b))
+			}
+			out, err := Append(nil, h.ID, h.Flags&^FlagAuth, m)
+			if err != nil {
+				t.Fatalf("Append of a decoded %#v: %v", m, err)
+			}
+			want := bytes.Clone(b[:len(b)-AuthLen])
+			want[8] &^= byte(FlagAuth)
+			if !bytes.Equal(out, want) {
+				t.Fatalf("re-encoding differs:\n in %x\nout %x", want, out)
+			}
+			end := len(b) - TagLen
+			if h.Signed != string(b[:end]) || h.Seq != binary.BigEndian.Uint64(b[end-SeqLen:end]) || !bytes.Equal(h.Tag[:], b[end:]) {
+				t.Fatalf("trailer decoded as seq %d tag %x signed %d bytes", h.Seq, h.Tag, len(h.Signed))
+			}
+			return
 		}
 		if n := EncodedLen(m); n != len(b) {
 			t.Fatalf("EncodedLen = %d for a %d-byte datagram", n, len(b))
