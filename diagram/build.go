@@ -853,6 +853,9 @@ func label(e *Event, to, answers string) string {
 	t := e.Type
 	switch t {
 	case "register":
+		if epoch := str(m, "epoch"); epoch != "" {
+			return fmt.Sprintf("register %s %s: a rejoin, its file in the ring of epoch %s", str(m, "name"), str(m, "addr"), epoch)
+		}
 		return fmt.Sprintf("register %s %s", str(m, "name"), str(m, "addr"))
 	case "setup-dht":
 		return fmt.Sprintf("setup-dht %s %s", str(m, "ring"), str(m, "name"))
@@ -869,6 +872,8 @@ func label(e *Event, to, answers string) string {
 			ms[i] = memberName(ms[i])
 		}
 		switch {
+		case ms[0] == "" && answers == "register" && str(m, "epoch") != "":
+			return "SUCCESS: a member of the ring of epoch " + str(m, "epoch")
 		case ms[0] == "":
 			return "SUCCESS"
 		case answers == "query-dht" && len(ms) == 1:
@@ -924,6 +929,10 @@ func label(e *Event, to, answers string) string {
 		return "rebuild-dht: lead a store round, report to " + memberName(str(m, "leaver"))
 	case "join":
 		return fmt.Sprintf("join: take %s in, ring of %s → %d", memberName(str(m, "joiner")), str(m, "ring"), num(m, "ring")+1)
+	case "heal":
+		return fmt.Sprintf("heal: lead the ring of epoch %s, %s", str(m, "epoch"), strings.ReplaceAll(str(m, "members"), ",", " "))
+	case "healed":
+		return fmt.Sprintf("healed %s: every record of epoch %s placed", str(m, "name"), str(m, "epoch"))
 	case "rebuilt":
 		if !flag(m, "ok") {
 			return "rebuilt FAILURE: " + str(m, "reason")

@@ -14,7 +14,9 @@ import (
 	"testing"
 
 	"dht/app"
+	"dht/app/state"
 	"dht/dataset"
+	"dht/diagram"
 	"dht/internal/simnet"
 )
 
@@ -48,6 +50,30 @@ type designRun struct {
 	inputs map[string]int
 	start  *string
 	shown  bool
+	// trace is the file the run's trace goes to, if any.
+	trace string
+}
+
+// nextSend is the --from match of the next datagram of type typ that
+// process sends: one more than it sent so far, as the trace shows.
+func (r designRun) nextSend(process, typ string) string {
+	r.t.Helper()
+	f, err := os.Open(r.trace)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer f.Close()
+	evs, err := diagram.Read(f)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	n := 1
+	for _, e := range evs {
+		if e.Process == process && e.Dir == diagram.DirSend && e.Type == typ {
+			n++
+		}
+	}
+	return fmt.Sprintf("%s:%s:%s@%d", process, diagram.DirSend, typ, n)
 }
 
 // do types line at user's peer and checks the first line printed.
@@ -74,13 +100,14 @@ func (r designRun) registerAll() {
 	}
 }
 
-// ring lists the members in id order, and the users outside it.
+// ring lists the members in id order, and the users outside it (a
+// killed user is in neither).
 func (r designRun) ring() (members, free []string) {
 	byID := map[int]string{}
 	for _, u := range designUsers {
 		if place, err := r.sim.Place(u); err == nil && place.InRing {
 			byID[place.ID] = u
-		} else if r.sim.Peer(u).Registered() {
+		} else if p := r.sim.Peer(u); p != nil && p.Registered() { // nil: killed
 			free = append(free, u)
 		}
 	}
@@ -208,6 +235,82 @@ var designScripts = []designScript{
 			return members[len(members)-1] + ":send:teardown"
 		},
 	},
+	{
+		name: "resume", title: "resume: a member killed (kill -9) and restarted on its file rejoins, takes back its place and table, and answers a query",
+		setup: setupRing,
+		shown: func(r designRun) string {
+			// The member the hash gives queryLongName, so that the query
+			// after the resume is answered by it.
+			members, free := r.ring()
+			name := members[dataset.ID(dataset.Pos(queryLongName), len(members))]
+			from := r.nextSend(name, "register") // the rejoin
+			out := r.restart(name)
+			if len(out) == 0 || !strings.HasPrefix(out[0].String(), "resume SUCCESS: "+name) || !strings.Contains(out[0].String(), "its table taken back") {
+				r.t.Fatalf("%s: the resume printed %q", name, out)
+			}
+			out = r.do(free[0], "query-dht "+free[0]+" "+queryLongName, "query-dht SUCCESS")
+			if out[0].Answer.Node != name {
+				r.t.Fatalf("the query was answered by %s, want the resumed %s", out[0].Answer.Node, name)
+			}
+			return from
+		},
+	},
+	{
+		name: "heal", title: "heal: a member killed for good is offline after --dead-after, and the server has the ring healed (set-id, stores, flush, healed), then a query",
+		setup: setupRing,
+		shown: func(r designRun) string {
+			members, free := r.ring()
+			gone := members[1]
+			r.kill(gone)
+			r.settleHeal(gone)
+			if m, _ := r.ring(); len(m) != len(members)-1 {
+				r.t.Fatalf("the ring after the heal is %q", m)
+			}
+			r.do(free[0], "query-dht "+free[0]+" "+queryLongName, "query-dht SUCCESS")
+			return "server:event:heal"
+		},
+	},
+}
+
+// restart is a kill -9 of user name's peer and a new one started on its
+// file (simnet.Sim.Restart); it runs the network until the resume is done
+// and returns what the new process printed.
+func (r designRun) restart(name string) []app.Result {
+	r.t.Helper()
+	if !r.sim.Restart(name) {
+		r.t.Fatalf("%s: nothing to restart", name)
+	}
+	p := r.sim.Process(name)
+	before := len(p.Printed)
+	for i := 0; !p.Core.Idle() || r.sim.Busy(); i++ {
+		if i == 1_000_000 || !r.sim.Step() {
+			r.t.Fatalf("%s never resumed (printed %q; %v)", name, p.Printed[before:], r.sim.Err())
+		}
+	}
+	return slices.Clone(p.Printed[before:])
+}
+
+// kill is a kill -9 of user name's peer for good: it sends nothing more,
+// and what is sent to it is lost.
+func (r designRun) kill(name string) {
+	r.sim.Down(r.sim.Process(name).Addr)
+	r.sim.Remove(name)
+}
+
+// settleHeal runs the network (virtual time: the --dead-after the server
+// waits costs nothing) until the server counts the ring healed without
+// gone and nothing is in flight.
+func (r designRun) settleHeal(gone string) {
+	r.t.Helper()
+	for i := 0; ; i++ {
+		d := r.sim.Server().Snapshot().DHT
+		if d.Phase == state.PhaseReady && !slices.Contains(d.Members, gone) && !r.sim.Busy() {
+			return
+		}
+		if i == 1_000_000 || !r.sim.Step() {
+			r.t.Fatalf("the ring never healed without %s (DHT %+v; %v)", gone, d, r.sim.Err())
+		}
+	}
 }
 
 // runDesignScript runs sc and writes its trace, as --trace-json would, to
@@ -225,7 +328,7 @@ func runDesignScript(t *testing.T, sc designScript, data []dataset.Record, path 
 		sim.AddPeer(u, designAddr(i), data)
 	}
 	start := ""
-	r := designRun{t: t, sim: sim, inputs: map[string]int{}, start: &start}
+	r := designRun{t: t, sim: sim, inputs: map[string]int{}, start: &start, trace: path}
 	sc.setup(r)
 	r.shown = true
 	if from := sc.shown(r); from != "" {
