@@ -61,7 +61,7 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 	switch m := m.(type) {
 	case wire.Reply, wire.Challenge:
 		if from != p.cfg.Server {
-			return "" // matches no request: said so where replies are matched
+			return m.Type().String() + " not from the server"
 		}
 		if r, ok := m.(wire.Reply); ok && !r.OK && h.Flags&wire.FlagAuth == 0 {
 			return ""
@@ -71,6 +71,11 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 				return ""
 			}
 			return "challenge while no register waits for one"
+		}
+		if _, ok := m.(wire.Reply); ok {
+			if rq := p.asking(); rq == nil || !rq.live || rq.id != h.ID {
+				return "reply matches no request (a late copy)"
+			}
 		}
 		key := p.cred.secret
 		if o, ok := p.op.(*registerOp); ok && key.IsZero() {
@@ -114,7 +119,10 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 			return "query the server did not authorize"
 		}
 	case wire.QueryResult:
-		if q, ok := p.op.(*queryOp); !ok || q.sg.key.IsZero() || !wire.Verify(q.sg.key, h) {
+		if q, ok := p.op.(*queryOp); !ok || q.stage != queryWalking || q.reqID != m.ReqID {
+			return "answers no query in progress (a late copy)"
+		}
+		if q := p.op.(*queryOp); q.sg.key.IsZero() || !wire.Verify(q.sg.key, h) {
 			return "answer not signed with the token of the query in progress"
 		}
 	case wire.Ack:
@@ -145,8 +153,8 @@ const maxChallenges = 3
 // server sent it to this peer's address, and only a process that receives
 // there can send it back.
 func (p *Peer) onChallenge(now time.Time, from netip.AddrPort, h wire.Header, c wire.Challenge) []Output {
-	o := p.op.(*registerOp) // authentic checked
-	if from != p.cfg.Server || h.ID != o.rq.id {
+	o, ok := p.op.(*registerOp)
+	if !ok || from != p.cfg.Server || !o.rq.live || h.ID != o.rq.id {
 		return []Output{dropped("challenge matches no request", from, slog.Uint64("id", uint64(h.ID)))}
 	}
 	if o.challenges++; o.challenges > maxChallenges {
@@ -171,4 +179,12 @@ func (p *Peer) secretSigner(now time.Time) signer {
 // peer is in.
 func (p *Peer) tokenSigner(querier netip.AddrPort) signer {
 	return signer{seq: p.cred.epoch, key: queryToken(p.cred.ringKey, p.cred.epoch, querier)}
+}
+
+// asking is the request of the command in progress, or nil.
+func (p *Peer) asking() *request {
+	if p.op == nil {
+		return nil
+	}
+	return p.op.asking()
 }
