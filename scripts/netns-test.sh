@@ -13,8 +13,10 @@
 # answer checked: the right record, from the node the hash names), a missing
 # name, leave-dht of a member, all 241 again over the ring of three; then
 # the sixth host's user registers and joins (join-dht), and all 241 again
-# over the ring of four it is part of; teardown-dht, deregister of all six
-# (each peer process exits), and the server stops cleanly on SIGTERM.
+# over the ring of four it is part of; a member killed with kill -9 and
+# started again on its file (--db) resumes its place (resume SUCCESS), and
+# all 241 again; teardown-dht, deregister of all six (each peer process
+# exits), and the server stops cleanly on SIGTERM.
 #
 # The script waits for every result line (with a timeout), never sleeps to
 # synchronise. It removes every namespace and stops every process it made,
@@ -73,7 +75,7 @@ cleanup() {
 	done
 	if ((rc == 0)); then
 		rm -rf "$WORK"
-		say "PASS: 6 peers on 6 hosts, 241/241 records found three times (ring of 4, 3 after a leave, 4 after a join), leave, join, teardown, deregister"
+		say "PASS: 6 peers on 6 hosts, 241/241 records found four times (ring of 4, 3 after a leave, 4 after a join, 4 after a member killed with SIGKILL resumed), leave, join, kill -9 and resume, teardown, deregister"
 	else
 		say "FAIL (exit $rc); logs kept in $WORK"
 	fi
@@ -294,6 +296,44 @@ say "$FREE: $SUCCESSES/241 query-dht SUCCESS over the ring of 4 with $JOINER"
 # Canada: slot 215, id 215 mod 4 = 3, the joiner's.
 do_cmd "$FREE" "query-dht $FREE Canada" "query-dht SUCCESS: found at node $JOINER (id 3)"
 for _ in 1 2 3 4 5 6 7 8 9; do next "$FREE"; done
+
+# A member killed with kill -9 and started again on its host with its file
+# (--db): it resumes its registration and its place in the ring, table
+# included, and the ring answers all 241 again. The new process reads and
+# writes the same FIFOs, which this script still holds open.
+VICTIM=${RING[1]}
+[ "$VICTIM" != "$LEADER" ] && [ "$VICTIM" != "$FREE" ] || fail "no member to kill: ring ${RING[*]}, leader $LEADER"
+# Between the two processes the stdout FIFO would have no writer, and a
+# read of it would see end of file: this script holds a writer meanwhile.
+exec {hold}>"$WORK/$VICTIM.pipe"
+kill -KILL "${PID[$VICTIM]}"
+st=0
+wait "${PID[$VICTIM]}" 2>/dev/null || st=$? # 2>: no "Killed" notice
+((st == 137)) || fail "$VICTIM's peer exited with status $st, not killed by SIGKILL"
+KEEP=()
+for p in "${PIDS[@]}"; do
+	[ "$p" = "${PID[$VICTIM]}" ] || KEEP+=("$p")
+done
+PIDS=("${KEEP[@]}")
+say "$VICTIM's peer killed with SIGKILL"
+VHOST=
+for i in $(seq 1 "$NHOSTS"); do
+	[ "${NAMES[$((i - 1))]}" = "$VICTIM" ] && VHOST="$RUN-h$i"
+done
+ip netns exec "$VHOST" "$BIN" peer "${DATA_FLAG[@]}" --db "$WORK/$VICTIM.db" "$SRV_IP" "$SRV_PORT" \
+	<"$WORK/$VICTIM.in" >"$WORK/$VICTIM.pipe" 2>>"$WORK/$VICTIM.err" &
+PID[$VICTIM]=$!
+PIDS+=("$!")
+expect "$VICTIM" "resume SUCCESS: $VICTIM ${HOST_OF[$VICTIM]}:$PEER_PORT "
+case "$LINE" in
+*"its table taken back"*) ;;
+*) fail "$VICTIM resumed without its place in the ring: '$LINE'" ;;
+esac
+exec {hold}>&-
+say "$VICTIM restarted on its file: ${LINE#resume SUCCESS: }"
+query_all "$FREE" 4
+say "$FREE: $SUCCESSES/241 query-dht SUCCESS over the ring of 4 after $VICTIM resumed"
+[ "$SUCCESSES" = 241 ] || fail "$SUCCESSES of 241 queries succeeded after $VICTIM resumed"
 
 do_cmd "$LEADER" "teardown-dht $LEADER" "teardown-dht SUCCESS"
 expect "$LEADER" "teardown-complete SUCCESS"

@@ -119,12 +119,36 @@ func startProcIn(t *testing.T, name, dir string, stdin *os.File, args ...string)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// DHT_E2E_TRACES=DIR keeps every process's stdout and stderr in DIR
+	// (one file per process and stream), to read after a failure.
+	var tee [2]*os.File
+	if d := os.Getenv("DHT_E2E_TRACES"); d != "" {
+		for i, s := range []string{"out", "err"} {
+			f, err := os.Create(filepath.Join(d, fmt.Sprintf("%s.%s.%d.%s", t.Name(), name, p.cmd.Process.Pid, s)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tee[i] = f
+		}
+	}
 	var wg sync.WaitGroup
 	pump := func(r io.Reader, ch chan string) {
 		defer wg.Done()
+		var f *os.File
+		if ch == p.out {
+			f = tee[0]
+		} else {
+			f = tee[1]
+		}
+		if f != nil {
+			defer f.Close()
+		}
 		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
+			if f != nil {
+				fmt.Fprintf(f, "%s %s\n", time.Now().Format("15:04:05.000000"), sc.Text())
+			}
 			select {
 			case ch <- sc.Text():
 			default: // a full trace channel drops lines rather than block the process
