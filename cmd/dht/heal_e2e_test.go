@@ -105,3 +105,38 @@ func TestBinaryResumeAndHeal(t *testing.T) {
 	peers[free].do("setup-dht 2 "+free, "setup-dht SUCCESS")
 	peers[free].expect("dht-complete SUCCESS")
 }
+
+// No false removals: every process drops 20% of the datagrams it sends
+// (--fault-loss), the server declares a user offline after --dead-after
+// 3s, and a ring of 4 left idle for more than three times that is still the ring of
+// 4 afterwards. The leader printed nothing in the meantime (a heal would
+// have printed heal SUCCESS before its next result), the queries are
+// answered at the nodes the hash names for 4, and the teardown covers 4.
+func TestBinaryNoFalseRemovalsAtLoss(t *testing.T) {
+	dir, recs, ports := e2eSetup(t)
+	sport := strconv.Itoa(ports[0])
+	e2eServer(t, dir, sport, "--dead-after", "3s", "--fault-loss", "0.2", "--fault-seed", "99")
+	peers := e2ePeers(t, dir, sport, ports, func(i int) []string {
+		return []string{"--quiet", "--fault-loss", "0.2", "--fault-seed", strconv.Itoa(i + 1)}
+	})
+	ring := ringMembers(peers["alice"].do("setup-dht 4 alice", "setup-dht SUCCESS"))
+	peers["alice"].expect("dht-complete SUCCESS")
+	free := ""
+	for _, u := range e2eUsers {
+		if !slices.Contains(ring, u) {
+			free = u
+		}
+	}
+	peers[free].send("sleep 10s") // the ring idles: only alives go, a fifth of them lost
+	some := recs[:80]
+	counts := queryAll(t, peers[free], free, some, 4)
+	want := map[string]int{}
+	for _, r := range some {
+		want[ring[dataset.ID(r.Pos(), 4)]]++
+	}
+	if fmt.Sprint(counts) != fmt.Sprint(want) {
+		t.Fatalf("per node %v, the hash for the ring of 4 %v gives %v", counts, ring, want)
+	}
+	peers["alice"].do("teardown-dht alice", "teardown-dht SUCCESS")
+	peers["alice"].expect("teardown-complete SUCCESS")
+}
