@@ -113,7 +113,7 @@ type Peer struct {
 	// committing: a store round's flush passed here towards the last node;
 	// this node's committed goes left once its right neighbour's comes.
 	committing *commitWait
-	healing *healLead // the heal this node leads, as the server asked
+	healing    *healLead // the heal this node leads, as the server asked
 	// epoch is the server's number of the ring this place is in (0 if
 	// unknown); formerRight the right neighbour a teardown made this node
 	// forget, which a broken report may have to name.

@@ -20,7 +20,7 @@ type populate struct {
 	// came).
 	right      netip.AddrPort
 	back, done bool
-	tell    *report // rebuild: who to tell when done
+	tell       *report // rebuild: who to tell when done
 	// This node's own records: those before scanned went in the first
 	// commit (which clears the table); feed collects the others in own
 	// and commits them ownChunk at a time once the first is out.
