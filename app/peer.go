@@ -110,7 +110,10 @@ type Peer struct {
 	// tearing: a teardown-dht's teardown passed here towards the last node;
 	// this node's torn-down goes left once its right neighbour's comes.
 	tearing *tornWait
-	healing *healLead // the heal this node leads, as the server asked
+	// committing: a store round's flush passed here towards the last node;
+	// this node's committed goes left once its right neighbour's comes.
+	committing *commitWait
+	healing    *healLead // the heal this node leads, as the server asked
 	// epoch is the server's number of the ring this place is in (0 if
 	// unknown); formerRight the right neighbour a teardown made this node
 	// forget, which a broken report may have to name.
@@ -399,10 +402,12 @@ func (p *Peer) deferPersist(clear bool) {
 }
 
 // clearTable forgets the records not yet committed and the store round
-// in progress; the persist that goes with it clears the file.
+// in progress (led here, or passing); the persist that goes with it
+// clears the file.
 func (p *Peer) clearTable() {
 	p.uncommitted = nil
 	p.pop = nil
+	p.committing = nil
 }
 
 // leaveRing forgets this node's place: its id and, unless keep, its
@@ -501,7 +506,7 @@ func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Me
 		return p.onPace(now, from, m)
 	case wire.Ack:
 		return p.onAck(now, from, h, m)
-	case wire.SetID, wire.Store, wire.Flush, wire.Query, wire.QueryResult, wire.Teardown, wire.TornDown,
+	case wire.SetID, wire.Store, wire.Flush, wire.Committed, wire.Query, wire.QueryResult, wire.Teardown, wire.TornDown,
 		wire.ResetID, wire.ResetLeft, wire.ResetRight, wire.RebuildDHT, wire.Rebuilt, wire.Join,
 		wire.Heal, wire.Broken:
 		if !p.registered {

@@ -15,7 +15,12 @@ type populate struct {
 	data    dataset.Source // sent right in dataset order, but for this node's own
 	next    int            // the next record of data to look at
 	flushed bool
-	tell    *report // rebuild: who to tell when done
+	// right: where the flush went; back: it came back round the ring;
+	// done: every other node's table is on disk (the committed from right
+	// came).
+	right      netip.AddrPort
+	back, done bool
+	tell       *report // rebuild: who to tell when done
 	// This node's own records: those before scanned went in the first
 	// commit (which clears the table); feed collects the others in own
 	// and commits them ownChunk at a time once the first is out.
@@ -115,19 +120,33 @@ func (p *Peer) feed(now time.Time, out []Output) []Output {
 		pop.own = nil
 	}
 	if pop.next == total && !pop.flushed {
-		pop.flushed = true
+		pop.flushed, pop.right = true, p.right.Addr
 		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n), LeaderAddr: p.self.Addr}, tagNone, true)...)
 	}
 	return out
 }
 
-// populated: the flush came back (or the ring is this node alone), so every
-// record is committed at its node.
-func (p *Peer) populated(now time.Time) []Output {
+// popReturned: the flush came back (back), or the committed from the right
+// neighbour (done). The round is over when both have: this node's own
+// records were committed before it sent the flush.
+func (p *Peer) popReturned(now time.Time, back, done bool) []Output {
 	pop := p.pop
 	if pop == nil {
 		return []Output{dropped("flush for no store round of ours", netip.AddrPort{})}
 	}
+	pop.back = pop.back || back
+	pop.done = pop.done || done
+	if !pop.back || !pop.done {
+		return nil
+	}
+	return p.populated(now)
+}
+
+// populated: the flush came back and every other node's table is on disk
+// (or the ring is this node alone), so every record is committed at its
+// node.
+func (p *Peer) populated(now time.Time) []Output {
+	pop := p.pop
 	p.pop = nil
 	if r := pop.tell; r != nil {
 		if r.cmd == CmdJoinDHT {

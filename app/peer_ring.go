@@ -58,6 +58,10 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 		if !fromLeft {
 			return "not from the left neighbour"
 		}
+	case wire.Committed:
+		if !p.committedFrom(from, m) {
+			return "no store round waits for it from there"
+		}
 	case wire.Query:
 		if !fromLeft && m.Hops != 0 {
 			return "forwarded query not from the left neighbour"
@@ -235,13 +239,32 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		return nil
 	case wire.Flush:
 		if m.Leader == p.self.Name {
-			return p.populated(now)
+			return p.popReturned(now, true, false)
 		}
 		// Every store before the flush has come (the flush follows only
-		// acknowledged stores): this node's records, and its place if
-		// still unwritten, are committed before the flush goes on.
-		out := p.commitStores(nil, true)
-		return append(out, p.link.send(now, p.right.Addr, m, tagNone, true)...)
+		// acknowledged stores). Forward first: the runner sends it before
+		// this node's commit of its records (and of its place if still
+		// unwritten), so the nodes commit in parallel, not one after
+		// another. The leader reports the round done only once every
+		// table is on disk, which the committeds coming back say.
+		right, last := p.right.Addr, p.right.Name == m.Leader
+		out := p.link.send(now, right, m, tagNone, true)
+		out = p.commitStores(out, true)
+		if last {
+			// Sent after the commit (outputs run in order).
+			return append(out, p.link.send(now, from, wire.Committed{Leader: m.Leader}, tagNone, false)...)
+		}
+		p.committing = &commitWait{leader: m.Leader, left: from, right: right}
+		return out
+	case wire.Committed:
+		if m.Leader == p.self.Name {
+			return p.popReturned(now, false, true)
+		}
+		// Expected: from the right neighbour this node's flush went to;
+		// this node's own commit was done before it read anything more.
+		left := p.committing.left
+		p.committing = nil
+		return p.link.send(now, left, m, tagNone, false)
 	case wire.Query:
 		pos := dataset.Pos(m.LongName)
 		if dataset.ID(pos, p.n) != p.id {
@@ -399,6 +422,22 @@ func (p *Peer) teardownReturned(now time.Time, m wire.Teardown) []Output {
 type tornWait struct {
 	origin      string
 	left, right netip.AddrPort
+}
+
+// commitWait is a node's part in confirming a store round: the committed
+// from right goes on to left.
+type commitWait struct {
+	leader      string
+	left, right netip.AddrPort
+}
+
+// committedFrom: a committed may come from the right neighbour a round's
+// flush went to, here or at its leader.
+func (p *Peer) committedFrom(from netip.AddrPort, m wire.Committed) bool {
+	if m.Leader == p.self.Name {
+		return p.pop != nil && p.pop.flushed && from == p.pop.right
+	}
+	return p.committing != nil && from == p.committing.right && m.Leader == p.committing.leader
 }
 
 // tearingBack: a teardown-dht this node started comes back from the

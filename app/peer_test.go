@@ -16,17 +16,20 @@ import (
 // set-id and stores are acknowledged at once, without a commit of their
 // own: the new place in the ring and the records the stores bring are
 // written in one transaction when the flush passes, which clears what the
-// file held before, and the flush goes on only after it.
+// file held before. The flush goes on before that commit, so that the
+// nodes commit in parallel; the committed that reports this node's table
+// (and those to its right) on disk goes left only after it.
 func TestSetIDAndStoresWrittenAtTheFlush(t *testing.T) {
 	p := fuzzPeer()
 	now := time.Unix(1_700_000_000, 0)
-	step := func(id uint32, m wire.Message) []Output {
+	stepFrom := func(from netip.AddrPort, id uint32, m wire.Message) []Output {
 		h, m := signedFor(p, wire.Header{ID: id}, m)
-		outs := p.Receive(now, []Datagram{{From: fzLeft.Addr, Header: h, Msg: m}})
+		outs := p.Receive(now, []Datagram{{From: from, Header: h, Msg: m}})
 		return append(outs, p.Settle()...)
 	}
+	step := func(id uint32, m wire.Message) []Output { return stepFrom(fzLeft.Addr, id, m) }
 	var persists []state.Batch
-	acks, flushAfter := 0, false
+	acks, flushBefore, committedAfter := 0, false, false
 	count := func(outs []Output) {
 		for _, o := range outs {
 			switch o := o.(type) {
@@ -37,7 +40,9 @@ func TestSetIDAndStoresWrittenAtTheFlush(t *testing.T) {
 				case wire.Ack:
 					acks++
 				case wire.Flush:
-					flushAfter = len(persists) == 1
+					flushBefore = len(persists) == 0
+				case wire.Committed:
+					committedAfter = len(persists) == 1 && o.To == fzLeft.Addr
 				}
 			}
 		}
@@ -63,8 +68,12 @@ func TestSetIDAndStoresWrittenAtTheFlush(t *testing.T) {
 		p.Receive(now, []Datagram{{From: fzRight.Addr, Header: h, Msg: m}})
 	}
 	count(step(3, wire.Flush{Leader: fzLeft.Name, N: 3}))
-	if len(persists) != 1 || !flushAfter {
-		t.Fatalf("flush: %d commits, flush sent after it %v; want 1 and true", len(persists), flushAfter)
+	if len(persists) != 1 || !flushBefore || committedAfter {
+		t.Fatalf("flush: %d commits, flush sent before it %v, committed sent %v; want 1, true and false", len(persists), flushBefore, committedAfter)
+	}
+	count(stepFrom(fzRight.Addr, 4, wire.Committed{Leader: fzLeft.Name}))
+	if len(persists) != 1 || !committedAfter {
+		t.Fatalf("committed from the right: %d commits, committed sent left after the commit %v; want 1 and true", len(persists), committedAfter)
 	}
 	b := persists[0]
 	if !b.Clear || b.Identity == nil || b.Identity.ID != 2 || b.Identity.N != 3 || len(b.Put) != 1 || b.Put[0].LongName != "aa" {

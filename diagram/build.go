@@ -889,7 +889,7 @@ func label(e *Event, to, answers string) string {
 		return fmt.Sprintf("store (%s records)", str(m, "records"))
 	case "flush":
 		if leader := str(m, "leader"); to == leader {
-			return "flush back at " + leader + ": every record committed"
+			return "flush back at " + leader + ": every record received"
 		}
 		return fmt.Sprintf("flush of %s's round", str(m, "leader"))
 	case "query":
@@ -911,6 +911,11 @@ func label(e *Event, to, answers string) string {
 			return "teardown from " + origin + ", keep neighbours"
 		}
 		return "teardown from " + origin
+	case "committed":
+		if leader := str(m, "leader"); to == leader {
+			return "committed back at " + leader + ": every other table on disk"
+		}
+		return "committed: this table and those to the right on disk"
 	case "torn-down":
 		if origin := str(m, "origin"); to == origin {
 			return "torn-down back at " + origin + ": every other table on disk"

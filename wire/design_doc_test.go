@@ -48,6 +48,7 @@ func layoutSamples() map[Type]layoutSample {
 			vars: map[string]int{"n": 3, "L": 5}, cells: map[string]int{"…": RecordLen(rec)}},
 		TypeTeardown:   {msg: Teardown{Origin: "alice", KeepNeighbours: true}, vars: n("alice")},
 		TypeTornDown:   {msg: TornDown{Origin: "alice"}, vars: n("alice")},
+		TypeCommitted:  {msg: Committed{Leader: "alice"}, vars: n("alice")},
 		TypeResetID:    {msg: ResetID{Origin: "erin", N: 3}, vars: n("erin")},
 		TypeResetLeft:  {msg: ResetLeft{Left: member("carol")}, vars: n("carol")},
 		TypeResetRight: {msg: ResetRight{Right: member("al")}, vars: n("al")},

@@ -29,6 +29,7 @@ func TestTypeString(t *testing.T) {
 		{TypeQueryResult, "query-result"},
 		{TypeTeardown, "teardown"},
 		{TypeTornDown, "torn-down"},
+		{TypeCommitted, "committed"},
 		{TypeResetID, "reset-id"},
 		{TypeResetLeft, "reset-left"},
 		{TypeResetRight, "reset-right"},

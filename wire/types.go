@@ -103,6 +103,7 @@ const (
 	TypeHealed           Type = 41 // that leader → server, once every record is placed
 	TypeBroken           Type = 42 // a node that gave up on its right neighbour → the origin of what it forwarded
 	TypeTornDown         Type = 50 // right → left, back to a teardown's origin
+	TypeCommitted        Type = 51 // right → left, back to a store round's leader
 )
 
 // messages is the one table of message types, indexed by Type: each row
@@ -145,6 +146,7 @@ var messages = [...]struct {
 	TypeHealed:           {"healed", decodeAs[Healed]},
 	TypeBroken:           {"broken", decodeAs[Broken]},
 	TypeTornDown:         {"torn-down", decodeAs[TornDown]},
+	TypeCommitted:        {"committed", decodeAs[Committed]},
 }
 
 // String returns the protocol's name of t, such as "setup-dht", or
@@ -945,6 +947,28 @@ func (m TornDown) parse(d decoder) (TornDown, decoder) {
 }
 
 func (m TornDown) LogValue() slog.Value { return slog.GroupValue(slog.String("origin", m.Origin)) }
+
+// Committed: name of the store round's leader (the flush's). A node sends
+// it to its left neighbour once the records the round brought it are
+// committed and, unless its right neighbour is the leader, its right
+// neighbour's committed came: the leader's right neighbour's says every
+// table of the round is on disk.
+type Committed struct{ Leader string }
+
+func (Committed) Type() Type     { return TypeCommitted }
+func (m Committed) bodyLen() int { return nameLen(m.Leader) }
+
+func (m Committed) appendBody(e encoder) ([]byte, *Error) {
+	e.name(m.Leader, "leader")
+	return e.b, e.err
+}
+
+func (m Committed) parse(d decoder) (Committed, decoder) {
+	m.Leader = d.name("leader")
+	return m, d
+}
+
+func (m Committed) LogValue() slog.Value { return slog.GroupValue(slog.String("leader", m.Leader)) }
 
 // ResetID: name of the node that started it (the leaver, or the leader of
 // a join), u16 id for the receiver, u16 new ring size, the origin's addr

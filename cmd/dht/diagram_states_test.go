@@ -108,7 +108,7 @@ var peerStages = []peerStage{
 	{[]string{"plainOp", "setupAsking", "setupCompleting", "leaveAsking", "leaveReporting", "teardownAsking", "teardownCompleting", "queryAsking", "joinAsking", "joinReporting"},
 		diagram.State{Name: "request", Detail: "the server's reply (the request is retransmitted until it comes)"}},
 	{[]string{"setupPlacing"}, diagram.State{Name: "set-id", Detail: "an ack of every set-id"}},
-	{[]string{"setupPopulating"}, diagram.State{Name: "populate", Detail: "the flush back: every record committed"}},
+	{[]string{"setupPopulating"}, diagram.State{Name: "populate", Detail: "the flush back and the committed: every table on disk"}},
 	{[]string{"queryWalking"}, diagram.State{Name: "query", Detail: "the query-result (the query is sent again until it comes)"}},
 	{[]string{"leaveTearing", "teardownTearing"}, diagram.State{Name: "teardown", Detail: "its teardown back round the ring"}},
 	{[]string{"leaveRenumbering"}, diagram.State{Name: "reset-id", Detail: "its reset-id back round the ring"}},

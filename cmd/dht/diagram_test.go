@@ -79,7 +79,7 @@ func TestDiagramOfRealRun(t *testing.T) {
 		"Note over alice: $ register alice 127.0.0.1",
 		"alice->>server: setup-dht 3 alice",
 		"alice->>bob: set-id", "alice->>carol: set-id",
-		"store ×", "flush of alice's round", "flush back at alice: every record committed · acked",
+		"store ×", "flush of alice's round", "flush back at alice: every record received · acked",
 		"alice->>server: dht-complete alice",
 		"alice->>server: teardown-complete alice",
 		"Note over alice: dht-complete SUCCESS",
