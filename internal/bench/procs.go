@@ -98,12 +98,12 @@ type Phase struct {
 // follows them.
 const (
 	setupPath = "3 commits (the server's setup-dht, the last node's table, the server's dht-complete); " +
-		"n+4 datagrams (setup-dht and its reply, n-1 store hops to the last node, the last hop back to the leader, dht-complete and its reply)"
+		"2n+2 datagrams (setup-dht and its reply, n-1 store hops to the last node, n-1 hops of committed back to the leader, dht-complete and its reply)"
 	teardownPath = "3 commits (the server's teardown-dht, the nodes' emptied tables, in parallel, the server's teardown-complete); " +
-		"n+4 datagrams (teardown-dht and its reply, n-1 hops to the last node, one back to the leader, teardown-complete and its reply)"
+		"2n+2 datagrams (teardown-dht and its reply, n-1 hops to the last node, n-1 hops of torn-down back to the leader, teardown-complete and its reply)"
 	leavePath = "3 commits (the server's leave-dht, the nodes' new tables, in parallel, the server's dht-rebuilt); " +
-		"3n+6 datagrams (leave-dht and its reply, the teardown's n hops, reset-id's n, reset-left/right 1, rebuild-dht 1, n-2 store hops, " +
-		"the last hop back to the new leader, rebuilt to the leaver, dht-rebuilt and its reply)"
+		"4n+3 datagrams (leave-dht and its reply, the teardown's n hops, reset-id's n, reset-left/right 1, rebuild-dht 1, n-2 store hops, " +
+		"n-2 hops of committed back to the new leader, rebuilt to the leaver, dht-rebuilt and its reply)"
 )
 
 func (p *Phase) set(ms float64, commits, datagrams int, f ProcFloor) {
@@ -355,7 +355,7 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 		return r, err
 	}
 	n := o.Peers
-	r.Setup.set(ms(time.Since(start)), 3, n+4, r.Floor)
+	r.Setup.set(ms(time.Since(start)), 3, 2*n+2, r.Floor)
 	_, ringText, _ := strings.Cut(out[0], ": ring of ")
 	ring := strings.Fields(ringText)
 	if len(ring) != n+1 {
@@ -382,12 +382,12 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 		if _, err := leaver.do("leave-dht " + leaver.name); err != nil {
 			return r, err
 		}
-		r.Leave.set(ms(time.Since(start)), 3, 3*n+6, r.Floor)
+		r.Leave.set(ms(time.Since(start)), 3, 4*n+3, r.Floor)
 		start = time.Now()
 		if _, err := newLeader.do("teardown-dht " + newLeader.name); err != nil {
 			return r, err
 		}
-		r.Teardown.set(ms(time.Since(start)), 3, (n-1)+4, r.Floor)
+		r.Teardown.set(ms(time.Since(start)), 3, 2*(n-1)+2, r.Floor)
 	}
 
 	for _, c := range ps.all {
@@ -415,15 +415,29 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	return r, nil
 }
 
-// awaitBound waits until a process has bound UDP port on 127.0.0.1.
+// awaitBound waits until a process has bound UDP port on 127.0.0.1. It
+// does not bind the port to find out (the server could then find it taken
+// and exit): it sends a byte there from a connected socket, and the port
+// is bound once that no longer comes back refused (an ICMP port
+// unreachable) within a short wait. The server drops the byte as not a
+// datagram of ours.
 func awaitBound(port uint16, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback.Addr, port)))
+	if err != nil {
+		return fmt.Errorf("bench: probe port %d: %w", port, err)
+	}
+	defer c.Close()
+	buf := make([]byte, 64)
 	for time.Now().Before(deadline) {
-		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback.Addr, port)))
-		if err != nil {
-			return nil
+		if _, err := c.Write([]byte{0}); err == nil {
+			c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			_, err = c.Read(buf)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return nil // not refused: something listens there
+			}
 		}
-		c.Close()
 		time.Sleep(time.Millisecond)
 	}
 	return fmt.Errorf("bench: the server did not bind port %d within %v", port, limit)
