@@ -21,6 +21,11 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 		if !validMember(m.Left) || !validMember(m.Right) {
 			return "set-id names an invalid neighbour"
 		}
+		if m.Epoch != 0 && m.Epoch < p.epoch {
+			// A late copy from a setup that a heal replaced: taken, it
+			// would empty the table the heal's stores filled.
+			return fmt.Sprintf("set-id of ring epoch %d, older than this node's %d", m.Epoch, p.epoch)
+		}
 	case wire.ResetID:
 		if !fromLeft {
 			return "not from the left neighbour"
