@@ -201,6 +201,18 @@ func (e *encoder) optAddr(a netip.AddrPort, field string) {
 	e.addr(a, field)
 }
 
+// tags encodes a u8 count and the tags, at most MaxTickets.
+func (e *encoder) tags(ts []Tag, field string) {
+	if len(ts) > MaxTickets {
+		e.fail(field, ErrTooLong)
+		return
+	}
+	e.b = append(e.b, byte(len(ts)))
+	for _, t := range ts {
+		e.b = append(e.b, t[:]...)
+	}
+}
+
 func (e *encoder) bool(v bool) {
 	if v {
 		e.b = append(e.b, 1)
@@ -350,6 +362,27 @@ func (d *decoder) optAddr(field string) netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return a
+}
+
+// tags decodes a u8 count and that many tags, at most MaxTickets; nil
+// for none.
+func (d *decoder) tags(field string) []Tag {
+	n := int(d.u8(field))
+	switch {
+	case d.err != nil || n == 0:
+		return nil
+	case n > MaxTickets:
+		d.fail(field, ErrTooLong)
+		return nil
+	case n*TagLen > len(d.s)-d.off:
+		d.fail(field, ErrShort)
+		return nil
+	}
+	ts := make([]Tag, n)
+	for i := range ts {
+		ts[i] = d.tag(field)
+	}
+	return ts
 }
 
 func (d *decoder) tag(field string) Tag {

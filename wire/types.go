@@ -581,14 +581,7 @@ func (m Reply) appendBody(e encoder) ([]byte, *Error) {
 		e.b = append(e.b, KeyLen)
 		e.b = append(e.b, m.Key[:]...)
 	}
-	if len(m.Tickets) > MaxTickets {
-		e.fail("tickets", ErrTooLong)
-		return e.b, e.err
-	}
-	e.b = append(e.b, byte(len(m.Tickets)))
-	for _, t := range m.Tickets {
-		e.b = append(e.b, t[:]...)
-	}
+	e.tags(m.Tickets, "tickets")
 	return e.b, e.err
 }
 
@@ -620,19 +613,8 @@ func (m Reply) parse(d decoder) (Reply, decoder) {
 	default:
 		d.fail("key", ErrInvalid)
 	}
-	n := int(d.u8("tickets"))
-	switch {
-	case d.err != nil:
-	case n > MaxTickets:
-		d.fail("tickets", ErrTooLong)
-	case n*TagLen > len(d.s)-d.off:
-		d.fail("tickets", ErrShort)
-	case n > 0:
-		m.Tickets = make([]Tag, n)
-		for i := range m.Tickets {
-			m.Tickets[i] = d.tag("tickets")
-		}
-	case !m.tail():
+	m.Tickets = d.tags("tickets")
+	if d.err == nil && !m.tail() {
 		d.fail("tail", ErrInvalid) // all zero is written as none
 	}
 	return m, d
@@ -1254,14 +1236,7 @@ func (m Heal) appendBody(e encoder) ([]byte, *Error) {
 		}
 	}
 	e.u64(m.KeyEpoch)
-	if len(m.Tickets) > MaxTickets {
-		e.fail("tickets", ErrTooLong)
-		return e.b, e.err
-	}
-	e.b = append(e.b, byte(len(m.Tickets)))
-	for _, t := range m.Tickets {
-		e.b = append(e.b, t[:]...)
-	}
+	e.tags(m.Tickets, "tickets")
 	return e.b, e.err
 }
 
@@ -1277,19 +1252,7 @@ func (m Heal) parse(d decoder) (Heal, decoder) {
 		}
 	}
 	m.KeyEpoch = d.u64("key_epoch")
-	n := int(d.u8("tickets"))
-	switch {
-	case d.err != nil:
-	case n > MaxTickets:
-		d.fail("tickets", ErrTooLong)
-	case n*TagLen > len(d.s)-d.off:
-		d.fail("tickets", ErrShort)
-	case n > 0:
-		m.Tickets = make([]Tag, n)
-		for i := range m.Tickets {
-			m.Tickets[i] = d.tag("tickets")
-		}
-	}
+	m.Tickets = d.tags("tickets")
 	return m, d
 }
 
