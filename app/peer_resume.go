@@ -48,12 +48,13 @@ func (p *Peer) Resume(now time.Time, id state.Identity) []Output {
 func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply) []Output {
 	st := state.State(r.State)
 	detail := fmt.Sprintf("%s %s %s", id.Name, id.Addr, st)
+
 	member := st == state.Leader || st == state.InDHT
 	if member && id.InRing && r.Epoch == id.Epoch && id.Epoch != 0 {
 		p.inRing, p.id, p.n, p.epoch = true, id.ID, id.N, id.Epoch
 		p.left, p.right, p.neighbours = id.Left, id.Right, id.Left.Name != ""
 		detail += fmt.Sprintf(", id %d of a ring of %d, epoch %d, its table taken back", id.ID, id.N, id.Epoch)
-		return p.finish(now, []Output{p.persist(false, nil)}, Result{Cmd: CmdResume, OK: true, Detail: detail})
+		return p.finish(now, []Output{p.persist(false, nil)}, Result{Cmd: CmdResume, OK: true, Detail: withNote(detail, r)})
 	}
 	if id.InRing || id.Left.Name != "" {
 		p.clearTable()
@@ -64,7 +65,17 @@ func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply) []Output 
 		default:
 			detail += fmt.Sprintf("; the ring it held (epoch %d) no longer counts it: its place and table were discarded", id.Epoch)
 		}
-		return p.finish(now, []Output{p.persist(true, nil)}, Result{Cmd: CmdResume, OK: true, Detail: detail})
+		return p.finish(now, []Output{p.persist(true, nil)}, Result{Cmd: CmdResume, OK: true, Detail: withNote(detail, r)})
 	}
-	return p.finish(now, []Output{p.persist(false, nil)}, Result{Cmd: CmdResume, OK: true, Detail: detail})
+	return p.finish(now, []Output{p.persist(false, nil)}, Result{Cmd: CmdResume, OK: true, Detail: withNote(detail, r)})
+}
+
+// withNote adds to a resume's detail what the server said of the DHT: why
+// the ring heals with this peer, and what became of a setup, leave or join
+// in progress.
+func withNote(detail string, r wire.Reply) string {
+	if r.Reason == "" {
+		return detail
+	}
+	return detail + "; " + r.Reason
 }

@@ -129,3 +129,31 @@ func TestRejoinOnAnEmptyFile(t *testing.T) {
 	}
 	queryAll(t, s, freeUser(s), data, 4)
 }
+
+// The peer that typed setup-dht, killed while the ring is being set up and
+// started again on its file, is told what became of its setup: the ring
+// heals with it, and its resume line says so.
+func TestResumeSaysWhatBecameOfTheSetup(t *testing.T) {
+	for _, seed := range seeds(t, 3) {
+		s := newSim(t, seed)
+		users := joinUsers(t, s, 5)
+		leader := users[0]
+		s.input(leader, "setup-dht 4 "+leader)
+		for i := 0; i < 8 && s.step(); i++ {
+		}
+		if !s.Restart(leader) {
+			t.Fatalf("seed %d: nothing to restart", seed)
+		}
+		settle(t, s)
+		var resume string
+		for _, r := range s.Process(leader).Printed {
+			if r.Cmd == app.CmdResume {
+				resume = r.String()
+			}
+		}
+		if !strings.Contains(resume, "setup-dht by "+leader+" ends in a heal") {
+			t.Fatalf("seed %d: %s's resume said %q", seed, leader, resume)
+		}
+		checkSettled(t, s, records(t))
+	}
+}

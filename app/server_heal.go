@@ -230,7 +230,9 @@ func andList(names []string) string {
 // return-routability check when the peer holds none) belongs here.
 //
 // The user keeps its state; the reply says which, and for a ring member
-// the DHT's epoch. A member whose file holds no place in the ring the
+// the DHT's epoch; when the rejoin makes the ring heal, its reason says
+// why (and what became of a setup, leave or join in progress): the one
+// SUCCESS that carries a reason. A member whose file holds no place in the ring the
 // server counts it in (m.Epoch is another epoch) cannot serve that ring,
 // and one back while a store round may be going may have lost records it
 // was forwarding: the ring heals with it, so that every record is placed
@@ -262,6 +264,11 @@ func (s *Server) rejoin(now time.Time, u *state.User, m wire.Register, bySecret 
 	}
 	r := ok()
 	r.State = uint8(u.State)
+	if s.after != nil {
+		// What became of the DHT, and of an operation the user's process
+		// was part of: the resumed peer says so.
+		r.Reason = s.note
+	}
 	if !bySecret {
 		r.Key, changed = u.Secret, true
 	}
