@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"dht/app"
 	"dht/app/state"
@@ -153,6 +154,42 @@ func TestResumeSaysWhatBecameOfTheSetup(t *testing.T) {
 		}
 		if !strings.Contains(resume, "setup-dht by "+leader+" ends in a heal") {
 			t.Fatalf("seed %d: %s's resume said %q", seed, leader, resume)
+		}
+		checkSettled(t, s, records(t))
+	}
+}
+
+// The leader of a teardown, killed during it and started again on its
+// file: the DHT is dissolved at its rejoin (nothing else would send
+// teardown-complete), not after --op-timeout, and its resume line says so.
+func TestResumeEndsTheTeardownItLed(t *testing.T) {
+	for _, seed := range seeds(t, 3) {
+		s := newSim(t, seed)
+		users := joinUsers(t, s, 5)
+		leader := users[0]
+		s.mustDo(leader, "setup-dht 4 "+leader, "setup-dht SUCCESS")
+		s.input(leader, "teardown-dht "+leader)
+		for i := 0; i < 4 && s.step(); i++ {
+		}
+		if !s.Restart(leader) {
+			t.Fatalf("seed %d: nothing to restart", seed)
+		}
+		restarted := s.Now()
+		settle(t, s)
+		if took := s.Now().Sub(restarted); took >= time.Minute {
+			t.Fatalf("seed %d: the server waited %v (its op timeout) for a teardown nobody runs", seed, took)
+		}
+		var resume string
+		for _, r := range s.Process(leader).Printed {
+			if r.Cmd == app.CmdResume {
+				resume = r.String()
+			}
+		}
+		if !strings.Contains(resume, "restarted during its teardown-dht: the DHT was dissolved") {
+			t.Fatalf("seed %d: %s's resume said %q", seed, leader, resume)
+		}
+		if st := s.Server().Snapshot(); st.DHT.Phase != state.PhaseNone {
+			t.Fatalf("seed %d: DHT %+v after the teardown's leader came back", seed, st.DHT)
 		}
 		checkSettled(t, s, records(t))
 	}

@@ -262,9 +262,19 @@ func (s *Server) rejoin(now time.Time, u *state.User, m wire.Register, bySecret 
 			changed = true
 		}
 	}
+	ended := false
+	if s.dht.Phase == state.PhaseTearing && u.Name == s.dht.Leader {
+		// The leader of a teardown restarted: its process no longer runs
+		// the teardown, and nothing would send teardown-complete. The DHT
+		// was being dissolved: it is, now, rather than at --op-timeout.
+		s.note = fmt.Sprintf("%s restarted during its teardown-dht: the DHT was dissolved and its members are Free", u.Name)
+		s.dissolve()
+		changed, ended = true, true
+		s.after = append(s.after, event("teardown's leader restarted: DHT dissolved", slog.String("what", s.note)))
+	}
 	r := ok()
 	r.State = uint8(u.State)
-	if s.after != nil {
+	if s.after != nil || ended {
 		// What became of the DHT, and of an operation the user's process
 		// was part of: the resumed peer says so.
 		r.Reason = s.note
