@@ -299,11 +299,7 @@ func queryOrder(rng *rand.Rand, records, n int) []int {
 // one at a time), and checks every answer against the dataset.
 func queryPhase(ctx context.Context, users []*cluster.Peer, data dataset.Source, order []int, hopUS float64) (QueryReport, error) {
 	q := QueryReport{Queriers: len(users), Queries: len(order)}
-	type sample struct {
-		us   float64
-		hops int
-	}
-	samples := make([][]sample, len(users))
+	samples := make([][]querySample, len(users))
 	found := make([]int, len(users))
 	errs := make([]error, len(users))
 	var wg sync.WaitGroup
@@ -328,7 +324,7 @@ func queryPhase(ctx context.Context, users []*cluster.Peer, data dataset.Source,
 				if ok {
 					found[i]++
 				}
-				samples[i] = append(samples[i], sample{us, hops})
+				samples[i] = append(samples[i], querySample{us, hops})
 			}
 		}()
 	}
@@ -337,22 +333,7 @@ func queryPhase(ctx context.Context, users []*cluster.Peer, data dataset.Source,
 	if err := errors.Join(errs...); err != nil {
 		return q, err
 	}
-	var lat, ratio []float64
-	hops := 0
-	for i := range users {
-		q.Found += found[i]
-		for _, s := range samples[i] {
-			lat = append(lat, s.us)
-			ratio = append(ratio, s.us/(float64(s.hops+3)*hopUS))
-			hops += s.hops
-		}
-	}
-	slices.Sort(lat)
-	slices.Sort(ratio)
-	q.P50US, q.P99US, q.MaxUS = quantile(lat, 0.5), quantile(lat, 0.99), lat[len(lat)-1]
-	q.PerSecond = float64(len(order)) / elapsed.Seconds()
-	q.MeanHops = float64(hops) / float64(len(lat))
-	q.FloorRatio = quantile(ratio, 0.5)
+	q.summarise(found, samples, elapsed, hopUS, 3)
 	return q, nil
 }
 
@@ -775,4 +756,33 @@ func runnerRingHop(n, laps int) (float64, error) {
 	}
 	slices.Sort(per)
 	return per[len(per)/2], nil
+}
+
+// querySample is one query's latency and hop count.
+type querySample struct {
+	us   float64
+	hops int
+}
+
+// summarise fills q from the queriers' counts of records found and their
+// samples: the latency quantiles, the rate over elapsed, the mean hops,
+// and the median of each latency over (hops + legs) hops of hopUS, legs
+// being the datagrams a query takes beside its forwards.
+func (q *QueryReport) summarise(found []int, samples [][]querySample, elapsed time.Duration, hopUS float64, legs int) {
+	var lat, ratio []float64
+	hops := 0
+	for i := range samples {
+		q.Found += found[i]
+		for _, s := range samples[i] {
+			lat = append(lat, s.us)
+			ratio = append(ratio, s.us/(float64(s.hops+legs)*hopUS))
+			hops += s.hops
+		}
+	}
+	slices.Sort(lat)
+	slices.Sort(ratio)
+	q.P50US, q.P99US, q.MaxUS = quantile(lat, 0.5), quantile(lat, 0.99), lat[len(lat)-1]
+	q.PerSecond = float64(q.Queries) / elapsed.Seconds()
+	q.MeanHops = float64(hops) / float64(len(lat))
+	q.FloorRatio = quantile(ratio, 0.5)
 }

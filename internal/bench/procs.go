@@ -447,11 +447,7 @@ func awaitBound(port uint16, limit time.Duration) error {
 // asks one at a time), and checks every answer against the dataset.
 func procQueryPhase(users []*child, data dataset.Source, order []int, hopUS float64) (QueryReport, error) {
 	q := QueryReport{Queriers: len(users), Queries: len(order)}
-	type sample struct {
-		us   float64
-		hops int
-	}
-	samples := make([][]sample, len(users))
+	samples := make([][]querySample, len(users))
 	found := make([]int, len(users))
 	errs := make([]error, len(users))
 	var wg sync.WaitGroup
@@ -471,7 +467,7 @@ func procQueryPhase(users []*child, data dataset.Source, order []int, hopUS floa
 				if ok {
 					found[i]++
 				}
-				samples[i] = append(samples[i], sample{us, hops})
+				samples[i] = append(samples[i], querySample{us, hops})
 			}
 		})
 	}
@@ -480,22 +476,7 @@ func procQueryPhase(users []*child, data dataset.Source, order []int, hopUS floa
 	if err := errors.Join(errs...); err != nil {
 		return q, err
 	}
-	var lat, ratio []float64
-	hops := 0
-	for i := range users {
-		q.Found += found[i]
-		for _, s := range samples[i] {
-			lat = append(lat, s.us)
-			ratio = append(ratio, s.us/(float64(s.hops+4)*hopUS))
-			hops += s.hops
-		}
-	}
-	slices.Sort(lat)
-	slices.Sort(ratio)
-	q.P50US, q.P99US, q.MaxUS = quantile(lat, 0.5), quantile(lat, 0.99), lat[len(lat)-1]
-	q.PerSecond = float64(len(order)) / elapsed.Seconds()
-	q.MeanHops = float64(hops) / float64(len(lat))
-	q.FloorRatio = quantile(ratio, 0.5)
+	q.summarise(found, samples, elapsed, hopUS, 4)
 	return q, nil
 }
 
