@@ -51,7 +51,7 @@ func TestCrashRestartAtEveryStep(t *testing.T) {
 	}
 	for _, o := range ops {
 		for _, loss := range []float64{0, 0.1} {
-			for _, seed := range seeds(t, 1) {
+			for _, seed := range seeds(t, 3) {
 				for step := 1; step <= 60; step += 3 {
 					t.Run(fmt.Sprintf("%s/loss=%v/seed=%d/step=%d", o.name, loss, seed, step), func(t *testing.T) {
 						s := newSim(t, seed)
