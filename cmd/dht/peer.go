@@ -94,9 +94,11 @@ func peerCommand(e env) *cli.Command {
 			defer stopProfile()
 			ctx, cancel := signalContext()
 			defer cancel()
+			stdin, restore := pollable(e.stdin)
+			defer restore()
 			r := &app.PeerRunner{
 				Core:   core,
-				Lines:  app.LinesFrom(e.stdin, ctx.Done()),
+				Lines:  app.LinesFrom(stdin, ctx.Done()),
 				Out:    e.stdout,
 				Notes:  e.stderr,
 				Log:    log,

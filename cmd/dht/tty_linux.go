@@ -24,3 +24,25 @@ func isTerminal(r io.Reader) bool {
 	}
 	return terr == nil
 }
+
+// pollable returns stdin as a file the runtime's poller reads when it is
+// a pipe (a FIFO), and a function that puts it back: a blocking read of a
+// pipe parks a thread in the kernel, and every line then costs a thread
+// hand-off; a non-blocking one is woken by the poller with the sockets. A
+// terminal or a regular file is left as it is.
+func pollable(r io.Reader) (io.Reader, func()) {
+	f, ok := r.(*os.File)
+	if !ok {
+		return r, func() {}
+	}
+	st, err := f.Stat()
+	if err != nil || st.Mode()&os.ModeNamedPipe == 0 {
+		return r, func() {}
+	}
+	fd := int(f.Fd())
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return r, func() {}
+	}
+	nb := os.NewFile(uintptr(fd), f.Name())
+	return nb, func() { _ = unix.SetNonblock(fd, false) }
+}
