@@ -39,10 +39,25 @@ func pollable(r io.Reader) (io.Reader, func()) {
 	if err != nil || st.Mode()&os.ModeNamedPipe == 0 {
 		return r, func() {}
 	}
-	fd := int(f.Fd())
+	// A file of its own (a duplicate of the descriptor): the runtime's
+	// file closes its descriptor when it is collected, which must never
+	// be the caller's (in a test, that number may belong to another file
+	// by then).
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return r, func() {}
+	}
+	fd := -1
+	if err := sc.Control(func(orig uintptr) { fd, err = unix.Dup(int(orig)) }); err != nil || fd < 0 {
+		return r, func() {}
+	}
 	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
 		return r, func() {}
 	}
 	nb := os.NewFile(uintptr(fd), f.Name())
-	return nb, func() { _ = unix.SetNonblock(fd, false) }
+	return nb, func() {
+		_ = unix.SetNonblock(fd, false) // shared with the caller's descriptor
+		nb.Close()
+	}
 }
