@@ -825,12 +825,7 @@ func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, b
 		}
 	}
 	u.State = state.Free
-	if old := s.users[s.dht.Leader]; old != nil && old.Name != m.NewLeader && old.Name != u.Name {
-		old.State = state.InDHT
-	}
-	s.users[m.NewLeader].State = state.Leader
-	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring, Epoch: s.dht.Epoch,
-		KeyEpoch: s.dht.KeyEpoch, RingKey: s.dht.RingKey}
+	s.rebuiltRing(m.NewLeader, ring)
 	return ok(), true
 }
 
@@ -882,13 +877,20 @@ func (s *Server) joined(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bo
 	ring := make([]string, 0, len(grown))
 	ring = append(append(ring, grown[i:]...), grown[:i]...)
 	u.State = state.InDHT
-	if old := s.users[s.dht.Leader]; old != nil && old.Name != m.NewLeader {
+	s.rebuiltRing(m.NewLeader, ring)
+	return ok(), true
+}
+
+// rebuiltRing makes ring (newLeader first) the ready DHT after a leave or
+// a join: the old leader, if it stays, is InDHT, newLeader the Leader; the
+// epoch and the ring key stay.
+func (s *Server) rebuiltRing(newLeader string, ring []string) {
+	if old := s.users[s.dht.Leader]; old != nil && old.Name != newLeader && slices.Contains(ring, old.Name) {
 		old.State = state.InDHT
 	}
-	s.users[m.NewLeader].State = state.Leader
-	s.dht = state.DHT{Phase: state.PhaseReady, Leader: m.NewLeader, Members: ring, Epoch: s.dht.Epoch,
+	s.users[newLeader].State = state.Leader
+	s.dht = state.DHT{Phase: state.PhaseReady, Leader: newLeader, Members: ring, Epoch: s.dht.Epoch,
 		KeyEpoch: s.dht.KeyEpoch, RingKey: s.dht.RingKey}
-	return ok(), true
 }
 
 func (s *Server) deregister(from netip.AddrPort, m wire.Deregister) (*wire.Reply, bool) {
