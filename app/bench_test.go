@@ -22,7 +22,18 @@ func ringNode(tb testing.TB) *Peer {
 	p.inRing, p.id, p.n, p.neighbours = true, 3, 8, true
 	p.left = wire.Member{Name: "bob", Addr: netip.MustParseAddrPort("10.0.0.12:5000")}
 	p.right = wire.Member{Name: "dave", Addr: netip.MustParseAddrPort("10.0.0.14:5000")}
+	giveCredentials(p) // every datagram is signed and verified, as in a ring
 	return p
+}
+
+// signed is the datagram sg signs, as a neighbour or a querier sends it.
+func signed(tb testing.TB, sg signer, id uint32, flags wire.Flags, m wire.Message) []byte {
+	tb.Helper()
+	b, err := sg.send(netip.AddrPort{}, id, flags, m).Append(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }
 
 // encodeAll encodes every Send as the runner does, into a reused buffer.
@@ -30,7 +41,7 @@ func encodeAll(tb testing.TB, outs []Output, buf []byte) []byte {
 	for _, o := range outs {
 		if s, ok := o.(Send); ok {
 			var err error
-			if buf, err = wire.Append(buf[:0], s.ID, s.Flags, s.Msg); err != nil {
+			if buf, err = s.Append(buf[:0]); err != nil {
 				tb.Fatal(err)
 			}
 		}
@@ -50,10 +61,7 @@ func BenchmarkRingHopQuery(b *testing.B) {
 		}
 	}
 	q := wire.Query{ReqID: 9, Querier: wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}, Hops: 2, LongName: name}
-	dg, err := wire.Append(nil, 77, wire.FlagNoAck, q)
-	if err != nil {
-		b.Fatal(err)
-	}
+	dg := signed(b, p.tokenSigner(q.Querier.Addr), 77, wire.FlagNoAck, q)
 	buf := make([]byte, 0, wire.MaxDatagram)
 	now := time.Unix(1e9, 0)
 	batch := make([]Datagram, 1)
@@ -77,7 +85,7 @@ func BenchmarkRingHopStore(b *testing.B) {
 	size := wire.StoreOverhead
 	for _, r := range records(b) {
 		f := r.Fields()
-		if dataset.ID(r.Pos(), 8) == 3 || size+wire.RecordLen(f) > wire.MaxDatagram {
+		if dataset.ID(r.Pos(), 8) == 3 || size+wire.RecordLen(f) > wire.MaxMessage {
 			continue
 		}
 		st.Records = append(st.Records, f)
@@ -91,7 +99,7 @@ func BenchmarkRingHopStore(b *testing.B) {
 	b.SetBytes(int64(size))
 	for b.Loop() {
 		id++
-		dg, err := wire.Append(buf[:0], id, 0, st)
+		dg, err := p.link.sg.send(p.left.Addr, id, 0, st).Append(buf[:0])
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -108,8 +116,17 @@ func BenchmarkRingHopStore(b *testing.B) {
 			}
 		}
 		buf = encodeAll(b, outs, buf)
-		batch[0] = Datagram{From: p.right.Addr, Header: wire.Header{Type: wire.TypeAck, ID: fwd}, Msg: wire.Ack{}}
-		p.StepBatch(now, batch)
+		ack, err := p.link.sg.send(p.right.Addr, fwd, 0, wire.Ack{}).Append(buf[:0])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if h, m, err = wire.Decode(ack); err != nil {
+			b.Fatal(err)
+		}
+		batch[0] = Datagram{From: p.right.Addr, Header: h, Msg: m}
+		if outs := p.StepBatch(now, batch); p.link.backlog(p.right.Addr) != 0 {
+			b.Fatalf("the forward was not acknowledged: %v", outs)
+		}
 	}
 }
 
@@ -136,9 +153,7 @@ func BenchmarkQueryAtOwner(b *testing.B) {
 	querier := wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}
 	dgs := make([][]byte, len(mine))
 	for i, r := range mine {
-		if dgs[i], err = wire.Append(nil, uint32(i+1), wire.FlagNoAck, wire.Query{ReqID: 9, Querier: querier, Hops: 2, LongName: r.LongName}); err != nil {
-			b.Fatal(err)
-		}
+		dgs[i] = signed(b, p.tokenSigner(querier.Addr), uint32(i+1), wire.FlagNoAck, wire.Query{ReqID: 9, Querier: querier, Hops: 2, LongName: r.LongName})
 	}
 	buf := make([]byte, 0, wire.MaxDatagram)
 	now := time.Unix(1e9, 0)
@@ -165,10 +180,8 @@ func BenchmarkQueryAtOwner(b *testing.B) {
 func BenchmarkQueryAnswered(b *testing.B) {
 	rec := records(b)[17]
 	res := wire.QueryResult{ReqID: 9, Found: true, Node: "carol", NodeID: 3, Hops: 2, LongName: rec.LongName, Record: rec.Fields()}
-	dg, err := wire.Append(nil, 1, wire.FlagNoAck, res)
-	if err != nil {
-		b.Fatal(err)
-	}
+	token := signer{seq: fzEpoch, key: wire.Key{0x7a}} // the server's token for this query
+	dg := signed(b, token, 1, wire.FlagNoAck, res)
 	server := netip.MustParseAddrPort("10.0.0.1:4000")
 	p := NewPeer(PeerConfig{Server: server})
 	p.self = wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}
@@ -179,7 +192,7 @@ func BenchmarkQueryAnswered(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		// The query in flight, as queryOp.ask leaves it.
-		q := &queryOp{stage: queryWalking, longName: rec.LongName, to: owner, reqID: 9}
+		q := &queryOp{stage: queryWalking, longName: rec.LongName, to: owner, reqID: 9, sg: token}
 		q.tries.start(now, time.Second)
 		p.op = q
 		h, m, err := wire.Decode(dg)

@@ -119,12 +119,20 @@ func TestJoinerHearsOnlyItsLeader(t *testing.T) {
 		}
 	}
 	ring := []wire.Member{fzSelf, fzRight, fzLeft} // bob leads
-	printed, sent := outcome(stepSigned(p, now, fzServer, wire.Header{ID: req}, wire.Reply{OK: true, Members: ring}))
+	outs := stepSigned(p, now, fzServer, wire.Header{ID: req}, wire.Reply{OK: true, Members: ring})
+	printed, sent := outcome(outs)
 	if len(printed) != 1 || printed[0] != "join-dht SUCCESS" {
 		t.Fatalf("printed %q, want join-dht SUCCESS", printed)
 	}
 	if j, ok := sent[fzSelf.Addr][0].(wire.Join); !ok || j.Joiner != fzJoiner || j.N != 3 {
 		t.Fatalf("sent the leader %+v, want join {dave, 3}", sent[fzSelf.Addr])
+	}
+	// The leader acknowledges the join: a flush to it waits for that, and
+	// so does this node's commit.
+	for _, o := range outs {
+		if s, ok := o.(Send); ok && s.To == fzSelf.Addr {
+			stepSigned(p, now, fzSelf.Addr, wire.Header{ID: s.ID}, wire.Ack{})
+		}
 	}
 	apply := func(outs []Output) []Output {
 		for _, o := range outs {

@@ -580,7 +580,7 @@ func (p *Peer) acked(now time.Time, from netip.AddrPort, id uint32, out []Output
 	if p.pop != nil && from == p.right.Addr {
 		out = p.feed(now, out)
 	}
-	return out
+	return p.flushLeft(now, from, out)
 }
 
 // startAlive starts the alives once register has succeeded: the first

@@ -21,10 +21,13 @@ type populate struct {
 	right      netip.AddrPort
 	back, done bool
 	tell       *report // rebuild: who to tell when done
-	// This node's own records: those before scanned went in the first
-	// commit (which clears the table); feed collects the others in own
-	// and commits them ownChunk at a time once the first is out.
+	// This node's own records: those before scanned go in the first
+	// commit (which clears the table), made once the flush has left, or
+	// before if a second chunk of own records needs it out; feed collects
+	// the others in own and commits them ownChunk at a time once the first
+	// is out.
 	scanned  int
+	first    []dataset.Record
 	own      []dataset.Record
 	firstOut bool
 }
@@ -54,10 +57,9 @@ func (p *Peer) startPopulate(now time.Time, out []Output, data dataset.Source, t
 			own = append(own, r)
 		}
 	}
-	first := p.persist(true, own)
 	p.pop = pop
 	if p.n == 1 {
-		out = append(out, first)
+		out = append(out, p.persist(true, own))
 		own = nil
 		for i := pop.scanned; i < data.Len(); i++ {
 			if own = append(own, data.Record(i)); len(own) == ownChunk || i == data.Len()-1 {
@@ -67,22 +69,30 @@ func (p *Peer) startPopulate(now time.Time, out []Output, data dataset.Source, t
 		}
 		return append(out, p.populated(now)...)
 	}
-	// The stores go first: the other nodes work while this one commits,
-	// and the flush cannot come back before it has. The second feed goes
-	// on past a chunk of own records the first could not commit before
-	// the first commit was out.
-	out = p.feed(now, out)
-	out = append(out, first)
-	pop.firstOut = true
+	// The stores go first, and this node commits once its flush has left:
+	// a commit made earlier would keep it from reading the acks that let
+	// the flush go, for as long as its disk takes, while the others
+	// commit when the flush passes them. The flush cannot come back before
+	// this node has committed (the runner carries out a step's outputs
+	// before it reads the next datagram).
+	pop.first = own
 	return p.feed(now, out)
+}
+
+// firstCommit is the commit of this node's first records, which clears
+// its table.
+func (pop *populate) firstCommit(p *Peer, out []Output) []Output {
+	pop.firstOut = true
+	out = append(out, p.persist(true, pop.first))
+	pop.first = nil
+	return out
 }
 
 // feed sends stores right while the window has room, then the flush.
 func (p *Peer) feed(now time.Time, out []Output) []Output {
 	pop := p.pop
 	total := pop.data.Len()
-	held := false // a chunk of own records waits for the first commit
-	for pop.next < total && !held && p.link.unsent(p.right.Addr) == 0 {
+	for pop.next < total && p.link.unsent(p.right.Addr) == 0 {
 		size := wire.StoreOverhead
 		var recs []wire.Record
 		for ; pop.next < total; pop.next++ {
@@ -92,8 +102,10 @@ func (p *Peer) feed(now time.Time, out []Output) []Output {
 					continue // in the first commit
 				}
 				if len(pop.own) == ownChunk {
-					if held = !pop.firstOut; held {
-						break
+					if !pop.firstOut {
+						// Bounded memory: the first commit goes now, the
+						// chunk after it.
+						out = pop.firstCommit(p, out)
 					}
 					out = append(out, p.persist(false, pop.own))
 					pop.own = nil
@@ -113,15 +125,20 @@ func (p *Peer) feed(now time.Time, out []Output) []Output {
 			out = append(out, p.link.send(now, p.right.Addr, wire.Store{N: uint16(pop.n), Records: recs}, tagNone, false)...)
 		}
 	}
-	if pop.next == total && len(pop.own) > 0 && pop.firstOut {
-		// Committed before the flush can come back: the runner carries
-		// out a step's outputs before it reads the next datagram.
-		out = append(out, p.persist(false, pop.own))
-		pop.own = nil
-	}
 	if pop.next == total && !pop.flushed {
 		pop.flushed, pop.right = true, p.right.Addr
 		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n), LeaderAddr: p.self.Addr}, tagNone, true)...)
+	}
+	if pop.flushed && p.link.unsent(pop.right) == 0 {
+		// The flush has left: commit, before it can come back (the runner
+		// carries out a step's outputs before it reads the next datagram).
+		if !pop.firstOut {
+			out = pop.firstCommit(p, out)
+		}
+		if len(pop.own) > 0 {
+			out = append(out, p.persist(false, pop.own))
+			pop.own = nil
+		}
 	}
 	return out
 }

@@ -254,13 +254,18 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		// table is on disk, which the committeds coming back say.
 		right, last := p.right.Addr, p.right.Name == m.Leader
 		out := p.link.send(now, right, m, tagNone, true)
-		out = p.commitStores(out, true)
-		if last {
-			// Sent after the commit (outputs run in order).
-			return append(out, p.link.send(now, from, wire.Committed{Leader: m.Leader}, tagNone, false)...)
+		cw := &commitWait{leader: m.Leader, left: from, right: right, last: last}
+		if p.link.unsent(right) > 0 {
+			// The flush waits behind stores the right neighbour has not
+			// acknowledged. Committing now would keep this node from
+			// reading those acks for as long as its disk takes, and hold
+			// the flush, and every commit after it, that long: the commit
+			// is made when the flush leaves (flushLeft).
+			cw.held = true
+			p.committing = cw
+			return out
 		}
-		p.committing = &commitWait{leader: m.Leader, left: from, right: right}
-		return out
+		return p.committed(now, out, cw)
 	case wire.Committed:
 		if m.Leader == p.self.Name {
 			return p.popReturned(now, false, true)
@@ -434,6 +439,32 @@ type tornWait struct {
 type commitWait struct {
 	leader      string
 	left, right netip.AddrPort
+	// last: right is the leader, so the committed starts here. held: the
+	// flush has not left yet, nor has this node committed.
+	last, held bool
+}
+
+// committed commits this node's records once its flush has left, and
+// starts the committed back if it is the last node.
+func (p *Peer) committed(now time.Time, out []Output, cw *commitWait) []Output {
+	cw.held = false
+	out = p.commitStores(out, true)
+	if cw.last {
+		// Sent after the commit (outputs run in order).
+		p.committing = nil
+		return append(out, p.link.send(now, cw.left, wire.Committed{Leader: cw.leader}, tagNone, false)...)
+	}
+	p.committing = cw
+	return out
+}
+
+// flushLeft makes the commit a held flush waited for, once the acks from
+// the right neighbour have let the flush go.
+func (p *Peer) flushLeft(now time.Time, from netip.AddrPort, out []Output) []Output {
+	if cw := p.committing; cw != nil && cw.held && from == cw.right && p.link.unsent(from) == 0 {
+		return p.committed(now, out, cw)
+	}
+	return out
 }
 
 // committedFrom: a committed may come from the right neighbour a round's
@@ -442,7 +473,10 @@ func (p *Peer) committedFrom(from netip.AddrPort, m wire.Committed) bool {
 	if m.Leader == p.self.Name {
 		return p.pop != nil && p.pop.flushed && from == p.pop.right
 	}
-	return p.committing != nil && from == p.committing.right && m.Leader == p.committing.leader
+	// Not while this node's flush is held: a committed can only answer a
+	// flush that has left (one that comes earlier answers an older round's).
+	c := p.committing
+	return c != nil && !c.held && from == c.right && m.Leader == c.leader
 }
 
 // tearingBack: a teardown-dht this node started comes back from the

@@ -239,3 +239,103 @@ func TestRingMessagesCannotLoop(t *testing.T) {
 		t.Errorf("a store back at the leader was not dropped and traced: %v", outs)
 	}
 }
+
+// A flush that reaches a node while stores it forwarded are still
+// unacknowledged waits for them (it must not overtake a store), and so
+// does the node's commit: committing at once would keep the node from
+// reading the acks that let the flush go for as long as its disk takes,
+// and every node to its right would wait that long for the flush. The
+// commit is made in the step whose ack lets the flush leave, after it.
+// A committed from the right while the flush is held answers an older
+// round, and is not taken for this one's.
+func TestHeldFlushCommitsWhenItLeaves(t *testing.T) {
+	p := fuzzPeer()
+	now := time.Unix(1_700_000_000, 0)
+	step := func(from netip.AddrPort, id uint32, m wire.Message) []Output {
+		h, m := signedFor(p, wire.Header{ID: id}, m)
+		return append(p.Receive(now, []Datagram{{From: from, Header: h, Msg: m}}), p.Settle()...)
+	}
+	// order lists the flushes sent and the commits made, in output order.
+	order := func(outs []Output) (got []string) {
+		for _, o := range outs {
+			switch o := o.(type) {
+			case PersistPeer:
+				got = append(got, "commit")
+			case Send:
+				switch o.Msg.(type) {
+				case wire.Flush:
+					got = append(got, "flush")
+				case wire.Committed:
+					got = append(got, "committed")
+				}
+			}
+		}
+		return got
+	}
+	step(fzLeft.Addr, 1, wire.SetID{ID: 2, N: 3, Left: fzLeft, Right: fzRight})
+	step(fzLeft.Addr, 2, wire.Store{N: 3, Records: []wire.Record{{3: "aa"}, {3: "ab"}}}) // "ab" goes right
+	if got := order(step(fzLeft.Addr, 3, wire.Flush{Leader: fzLeft.Name, N: 3})); len(got) != 0 {
+		t.Fatalf("flush with a store unacknowledged on the right: %q; want nothing yet", got)
+	}
+	if got := order(step(fzRight.Addr, 9, wire.Committed{Leader: fzLeft.Name})); len(got) != 0 {
+		t.Fatalf("a committed while the flush is held: %q; want it dropped", got)
+	}
+	var ack []Output
+	for _, o := range p.link.dests[fzRight.Addr].inflight {
+		ack = append(ack, step(fzRight.Addr, o.id, wire.Ack{})...)
+	}
+	if got := order(ack); !slices.Equal(got, []string{"flush", "commit"}) {
+		t.Fatalf("the ack that lets the flush go: %q; want [flush commit]", got)
+	}
+	if got := order(step(fzRight.Addr, 10, wire.Committed{Leader: fzLeft.Name})); !slices.Equal(got, []string{"committed"}) {
+		t.Fatalf("the committed from the right: %q; want it sent left", got)
+	}
+}
+
+// The leader of a store round sends its stores, then its flush once they
+// are acknowledged, and commits its own records only after the flush has
+// left: while it commits it reads no acks, and the flush would wait.
+func TestLeaderCommitsAfterItsFlushLeaves(t *testing.T) {
+	p := fuzzPeer()
+	giveCredentials(p)
+	now := time.Unix(1_700_000_000, 0)
+	p.inRing, p.id, p.n, p.neighbours = true, 0, 3, true
+	data := dataset.Records{{LongName: "aa"}, {LongName: "ab"}, {LongName: "ac"}} // ids 2, 0, 1 of 3
+	outs := p.startPopulate(now, nil, data, nil)
+	var got []string
+	var inflight []uint32
+	for _, o := range outs {
+		switch o := o.(type) {
+		case PersistPeer:
+			got = append(got, "commit")
+		case Send:
+			if _, ok := o.Msg.(wire.Store); ok {
+				got = append(got, "store")
+				inflight = append(inflight, o.ID)
+			}
+		}
+	}
+	if !slices.Equal(got, []string{"store"}) {
+		t.Fatalf("the round starts with %q; want [store] (no commit before the flush)", got)
+	}
+	got = nil
+	for _, id := range inflight {
+		h, m := signedFor(p, wire.Header{ID: id}, wire.Ack{})
+		for _, o := range p.Step(now, p.right.Addr, h, m) {
+			switch o := o.(type) {
+			case PersistPeer:
+				got = append(got, "commit")
+				if !o.Batch.Clear || len(o.Batch.Put) != 1 || o.Batch.Put[0].LongName != "ab" {
+					t.Fatalf("the leader's commit is %+v; want the table cleared and ab", o.Batch)
+				}
+			case Send:
+				if _, ok := o.Msg.(wire.Flush); ok {
+					got = append(got, "flush")
+				}
+			}
+		}
+	}
+	if !slices.Equal(got, []string{"flush", "commit"}) {
+		t.Fatalf("the ack of the stores: %q; want [flush commit]", got)
+	}
+}
