@@ -96,10 +96,12 @@ func peerCommand(e env) *cli.Command {
 			defer cancel()
 			stdin, restore := pollable(e.stdin)
 			defer restore()
+			stdout, restoreOut := pollableOut(e.stdout)
+			defer restoreOut()
 			r := &app.PeerRunner{
 				Core:   core,
 				Lines:  app.LinesFrom(stdin, ctx.Done()),
-				Out:    e.stdout,
+				Out:    stdout,
 				Notes:  e.stderr,
 				Log:    log,
 				Faults: faults,

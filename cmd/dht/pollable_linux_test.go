@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A piped stdin is read through the runtime's poller: the file pollable
+// A piped stdin is read through the runtime's poller: the reader pollable
 // returns takes a read deadline (only a polled file does), reads what the
 // pipe brings, and restore makes the pipe blocking again. A regular file
 // is returned as it is.
@@ -27,9 +29,9 @@ func TestPollableStdin(t *testing.T) {
 		t.Fatal("a blocking pipe takes a read deadline: the test proves nothing")
 	}
 	in, restore := pollable(r)
-	f, ok := in.(*os.File)
-	if !ok || f == r {
-		t.Fatalf("pollable gave %T, the same file: %v", in, f == r)
+	f, ok := in.(*rawPipe)
+	if !ok {
+		t.Fatalf("pollable gave %T, want a *rawPipe", in)
 	}
 	if err := f.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
 		t.Fatalf("the piped stdin is not polled: %v", err)
@@ -59,5 +61,58 @@ func TestPollableStdin(t *testing.T) {
 		t.Fatalf("a regular file was replaced by %v", in)
 	} else {
 		restore()
+	}
+}
+
+// A piped stdout is written through the poller: a write larger than the
+// pipe holds waits (in the poller, not in the kernel) until the reader
+// drains it, and arrives whole, in order; restore makes the pipe blocking
+// again. The end of a pipe reads as io.EOF.
+func TestPollableStdout(t *testing.T) {
+	var fds [2]int
+	if err := unix.Pipe(fds[:]); err != nil {
+		t.Fatal(err)
+	}
+	r, w := os.NewFile(uintptr(fds[0]), "reader"), os.NewFile(uintptr(fds[1]), "stdout")
+	defer r.Close()
+	out, restore := pollableOut(w)
+	if _, ok := out.(*rawPipe); !ok {
+		t.Fatalf("pollableOut gave %T, want a *rawPipe", out)
+	}
+	want := make([]byte, 1<<20) // 16 times a pipe's 64 KiB
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(r)
+		got <- b
+	}()
+	if n, err := out.Write(want); n != len(want) || err != nil {
+		t.Fatalf("write: %d of %d, %v", n, len(want), err)
+	}
+	restore()
+	if fl, err := unix.FcntlInt(uintptr(fds[1]), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+		t.Fatalf("after restore the pipe is non-blocking: flags %#x, %v", fl, err)
+	}
+	w.Close()
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("read %d bytes, not what was written (%d)", len(b), len(want))
+	}
+
+	// The reading side: what is written, then the end.
+	if err := unix.Pipe(fds[:]); err != nil {
+		t.Fatal(err)
+	}
+	r, w = os.NewFile(uintptr(fds[0]), "stdin"), os.NewFile(uintptr(fds[1]), "pipe")
+	defer r.Close()
+	in, restoreIn := pollable(r)
+	defer restoreIn()
+	if _, err := w.WriteString("help\n"); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if b, err := io.ReadAll(in); err != nil || string(b) != "help\n" {
+		t.Fatalf("read %q, %v; want the line, then the end", b, err)
 	}
 }

@@ -20,3 +20,7 @@ func isTerminal(r io.Reader) bool {
 
 // pollable returns r as it is: only Linux reads stdin through the poller.
 func pollable(r io.Reader) (io.Reader, func()) { return r, func() {} }
+
+// pollableOut returns w as it is: only Linux writes stdout through the
+// poller.
+func pollableOut(w io.Writer) (io.Writer, func()) { return w, func() {} }
