@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -409,5 +410,55 @@ func TestParseByteOrderMark(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatal("a BOM changed the records")
+	}
+}
+
+// A Loader reads its file every time but parses only bytes it has not
+// parsed: the same file gives the same records (the same slice, not parsed
+// again), a changed file its new records, a broken one its error, and the
+// embedded dataset is parsed once.
+func TestLoaderParsesOnlyChangedBytes(t *testing.T) {
+	raw, err := os.ReadFile(realPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "data.csv")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := &Loader{Path: path}
+	first, name, err := l.Load()
+	if err != nil || len(first) != 241 || name != path {
+		t.Fatalf("first load: %d records, %q, %v", len(first), name, err)
+	}
+	again, _, err := l.Load()
+	if err != nil || &again[0] != &first[0] {
+		t.Fatalf("the same file was parsed again (%v)", err)
+	}
+	changed := bytes.Replace(raw, []byte("Aruba"), []byte("Arubb"), 1)
+	if err := os.WriteFile(path, changed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := l.Load()
+	if err != nil || &recs[0] == &first[0] || !slices.ContainsFunc(recs, func(r Record) bool { return r.ShortName == "Arubb" }) {
+		t.Fatalf("a changed file did not give its new records (%v)", err)
+	}
+	if err := os.WriteFile(path, []byte("not,a,dataset\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Load(); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("a broken file loaded: %v", err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Load(); err == nil {
+		t.Fatal("a missing file loaded")
+	}
+	var e Loader
+	a, name, err := e.Load()
+	b, _, err2 := e.Load()
+	if err != nil || err2 != nil || name != EmbeddedName || len(a) != 241 || &a[0] != &b[0] {
+		t.Fatalf("embedded: %d records, %q, %v %v; parsed once: %v", len(a), name, err, err2, len(b) > 0 && &a[0] == &b[0])
 	}
 }

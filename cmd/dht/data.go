@@ -18,10 +18,14 @@ func dataFlag(usage string) cli.Flag {
 
 // loadData is a peer's LoadData: the dataset (the file at path, or the
 // embedded one when path is empty), read and checked again each time the
-// peer leads a ring.
+// peer leads a ring, and parsed again only when its bytes changed. The
+// first parse is made at once, in the background, so that the first
+// setup-dht does not wait for it.
 func loadData(path string) func() (dataset.Source, error) {
+	l := &dataset.Loader{Path: path}
+	go l.Load() // an error is reported by the Load that needs the records
 	return func() (dataset.Source, error) {
-		recs, _, err := dataset.LoadOrEmbedded(path)
+		recs, _, err := l.Load()
 		if err != nil {
 			return nil, err
 		}
