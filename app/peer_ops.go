@@ -384,13 +384,16 @@ func (o *leaveOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true, OriginAddr: p.self.Addr}, tagNone, false)...)
 }
 
-// tornDown: the teardown came back; renumber the others.
+// tornDown: the teardown came back; renumber the others. The reset-id
+// goes before this node's commit of its emptied table (the runner sends
+// what is ready before it commits), so that the renumbering goes round
+// while the leaver's disk works: it comes back only after the commit.
 func (o *leaveOp) tornDown(p *Peer, now time.Time) []Output {
 	p.clearTable()
 	p.leaveRing(true)
-	out := []Output{p.persist(true, nil)}
 	o.stage = leaveRenumbering
-	return append(out, p.link.send(now, o.right.Addr, wire.ResetID{Origin: p.self.Name, ID: 0, N: uint16(o.n - 1), OriginAddr: p.self.Addr, Epoch: o.epoch}, tagNone, false)...)
+	out := p.link.send(now, o.right.Addr, wire.ResetID{Origin: p.self.Name, ID: 0, N: uint16(o.n - 1), OriginAddr: p.self.Addr, Epoch: o.epoch}, tagNone, false)
+	return append(out, p.persist(true, nil))
 }
 
 // renumbered: reset-id came back; point the neighbours at each other.

@@ -339,3 +339,31 @@ func TestLeaderCommitsAfterItsFlushLeaves(t *testing.T) {
 		t.Fatalf("the ack of the stores: %q; want [flush commit]", got)
 	}
 }
+
+// A leaver whose teardown came back sends reset-id before it commits its
+// emptied table, so that the renumbering goes round the ring while its
+// disk works (the runner sends what is ready before it commits).
+func TestLeaverRenumbersBeforeItCommits(t *testing.T) {
+	p := fuzzPeer()
+	giveCredentials(p)
+	now := time.Unix(1_700_000_000, 0)
+	o := &leaveOp{stage: leaveTearing, left: fzLeft, right: fzRight, n: 3, epoch: fzEpoch}
+	p.op = o
+	var got []string
+	for _, out := range p.teardownReturned(now, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true}) {
+		switch out := out.(type) {
+		case PersistPeer:
+			got = append(got, "commit")
+			if !out.Batch.Clear || out.Batch.Identity == nil || out.Batch.Identity.InRing {
+				t.Fatalf("the leaver commits %+v; want its table cleared and no place", out.Batch)
+			}
+		case Send:
+			if r, ok := out.Msg.(wire.ResetID); ok && out.To == fzRight.Addr && r.ID == 0 && r.N == 2 {
+				got = append(got, "reset-id")
+			}
+		}
+	}
+	if !slices.Equal(got, []string{"reset-id", "commit"}) {
+		t.Fatalf("the teardown back at the leaver gives %q; want [reset-id commit]", got)
+	}
+}
