@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -532,4 +533,46 @@ func TestBinaryLossy(t *testing.T) {
 	peers[ring[1]].expect("dht-rebuilt SUCCESS: new leader " + ring[2])
 	peers[ring[2]].do("teardown-dht "+ring[2], "teardown-dht SUCCESS")
 	peers[ring[2]].expect("teardown-complete SUCCESS")
+}
+
+// A peer whose stdout reader has gone (a closed pipe) goes on: results it
+// cannot write are dropped, and it keeps serving its commands and its ring,
+// here register and then deregister, after which it exits with status 0.
+// (os.Stdout would have been killed by SIGPIPE at its first result.)
+func TestBinaryPeerOutlivesItsStdoutReader(t *testing.T) {
+	dir := t.TempDir()
+	ports := freePorts(t, 2)
+	sport := fmt.Sprint(ports[0])
+	srv := e2eServer(t, dir, sport)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(dhtBinary(t), "peer", "--quiet", "--db", "alice.db", "127.0.0.1", sport)
+	cmd.Dir, cmd.Stdout = dir, w
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	r.Close() // nobody reads the peer's stdout any more
+	fmt.Fprintf(in, "register alice 127.0.0.1 %d\nderegister alice\n", ports[1])
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the peer ended with %v; want status 0 after deregister\n%s", err, stderr.String())
+		}
+	case <-time.After(lineWait):
+		cmd.Process.Kill()
+		t.Fatalf("the peer did not exit after deregister\n%s", stderr.String())
+	}
+	in.Close()
+	srv.waitTrace("type=deregister")
 }
