@@ -22,6 +22,36 @@ type credentials struct {
 	aliveSeq uint64
 	epoch    uint64
 	ringKey  wire.Key
+
+	// tokens caches the query tokens of the ring (tokensOf) by querier:
+	// a query's hop verifies its token and signs its forward with it, and
+	// deriving it is an HMAC of its own.
+	tokens   map[netip.AddrPort]wire.Key
+	tokensOf ringID
+}
+
+// ringID names a ring's keys: its epoch and its key.
+type ringID struct {
+	epoch uint64
+	key   wire.Key
+}
+
+// maxTokens bounds the query-token cache; a full cache is emptied.
+const maxTokens = 4096
+
+// queryToken is queryToken of this peer's ring, derived once a querier
+// while the ring lasts.
+func (c *credentials) queryToken(querier netip.AddrPort) wire.Key {
+	ring := ringID{c.epoch, c.ringKey}
+	if c.tokens == nil || c.tokensOf != ring || len(c.tokens) >= maxTokens {
+		c.tokens, c.tokensOf = make(map[netip.AddrPort]wire.Key), ring
+	}
+	t, ok := c.tokens[querier]
+	if !ok {
+		t = queryToken(c.ringKey, c.epoch, querier)
+		c.tokens[querier] = t
+	}
+	return t
 }
 
 // setRing takes the ring (epoch, key): the link signs with it from now on.
@@ -115,7 +145,7 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 		if p.cred.ringKey.IsZero() || h.Seq != p.cred.epoch {
 			return "query for another ring"
 		}
-		if !wire.Verify(queryToken(p.cred.ringKey, p.cred.epoch, m.Querier.Addr), h) && !wire.Verify(p.cred.ringKey, h) {
+		if !wire.Verify(p.cred.queryToken(m.Querier.Addr), h) && !wire.Verify(p.cred.ringKey, h) {
 			return "query the server did not authorize"
 		}
 	case wire.QueryResult:
@@ -178,7 +208,7 @@ func (p *Peer) secretSigner(now time.Time) signer {
 // tokenSigner signs a query from querier, and its answer, in the ring this
 // peer is in.
 func (p *Peer) tokenSigner(querier netip.AddrPort) signer {
-	return signer{seq: p.cred.epoch, key: queryToken(p.cred.ringKey, p.cred.epoch, querier)}
+	return signer{seq: p.cred.epoch, key: p.cred.queryToken(querier)}
 }
 
 // asking is the request of the command in progress, or nil.

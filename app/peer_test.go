@@ -367,3 +367,29 @@ func TestLeaverRenumbersBeforeItCommits(t *testing.T) {
 		t.Fatalf("the teardown back at the leaver gives %q; want [reset-id commit]", got)
 	}
 }
+
+// A peer derives a querier's token once a ring and keeps it: the token is
+// the one queryToken derives for the ring the peer is in now, a new ring
+// (epoch or key) derives it again, and the cache is bounded.
+func TestQueryTokensFollowTheRing(t *testing.T) {
+	p := fuzzPeer()
+	giveCredentials(p)
+	querier := netip.MustParseAddrPort("10.0.0.99:7000")
+	if got, want := p.tokenSigner(querier).key, queryToken(fzRingKey, fzEpoch, querier); got != want {
+		t.Fatalf("token %x, want %x", got, want)
+	}
+	p.setRing(fzEpoch+1, wire.Key{0x55})
+	if got, want := p.tokenSigner(querier).key, queryToken(wire.Key{0x55}, fzEpoch+1, querier); got != want {
+		t.Fatalf("after a new ring: token %x, want %x (a token of the old ring was kept)", got, want)
+	}
+	p.setRing(fzEpoch+1, wire.Key{0x56}) // same epoch, another key
+	if got, want := p.tokenSigner(querier).key, queryToken(wire.Key{0x56}, fzEpoch+1, querier); got != want {
+		t.Fatalf("after a new key: token %x, want %x", got, want)
+	}
+	for i := range maxTokens + 10 {
+		p.tokenSigner(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 7000))
+	}
+	if len(p.cred.tokens) > maxTokens {
+		t.Fatalf("%d tokens cached, more than %d", len(p.cred.tokens), maxTokens)
+	}
+}
