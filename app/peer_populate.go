@@ -12,6 +12,7 @@ import (
 // leave or a join).
 type populate struct {
 	n       int
+	round   uint32 // drawn for this round: its flush and committeds carry it
 	data    dataset.Source // sent right in dataset order, but for this node's own
 	next    int            // the next record of data to look at
 	flushed bool
@@ -50,7 +51,7 @@ type report struct {
 // the rest right. tell is set for a rebuild.
 func (p *Peer) startPopulate(now time.Time, out []Output, data dataset.Source, tell *report) []Output {
 	p.clearTable()
-	pop := &populate{n: p.n, data: data, tell: tell}
+	pop := &populate{n: p.n, round: p.link.newID(), data: data, tell: tell}
 	var own []dataset.Record
 	for ; pop.scanned < data.Len() && len(own) < ownChunk; pop.scanned++ {
 		if r := data.Record(pop.scanned); dataset.ID(r.Pos(), p.n) == p.id {
@@ -127,7 +128,7 @@ func (p *Peer) feed(now time.Time, out []Output) []Output {
 	}
 	if pop.next == total && !pop.flushed {
 		pop.flushed, pop.right = true, p.right.Addr
-		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n), LeaderAddr: p.self.Addr}, tagNone, true)...)
+		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n), LeaderAddr: p.self.Addr, Round: pop.round}, tagNone, true)...)
 	}
 	if pop.flushed && p.link.unsent(pop.right) == 0 {
 		// The flush has left: commit, before it can come back (the runner

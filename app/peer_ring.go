@@ -59,9 +59,16 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 		if !p.tornDownFrom(from, m) {
 			return "no teardown waits for it from there"
 		}
-	case wire.Store, wire.Flush:
+	case wire.Store:
 		if !fromLeft {
 			return "not from the left neighbour"
+		}
+	case wire.Flush:
+		if !fromLeft {
+			return "not from the left neighbour"
+		}
+		if m.Leader == p.self.Name && (p.pop == nil || m.Round != p.pop.round) {
+			return "flush of no store round of ours (a late copy of an earlier round's)"
 		}
 	case wire.Committed:
 		if !p.committedFrom(from, m) {
@@ -254,7 +261,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		// table is on disk, which the committeds coming back say.
 		right, last := p.right.Addr, p.right.Name == m.Leader
 		out := p.link.send(now, right, m, tagNone, true)
-		cw := &commitWait{leader: m.Leader, left: from, right: right, last: last}
+		cw := &commitWait{leader: m.Leader, round: m.Round, left: from, right: right, last: last}
 		if p.link.unsent(right) > 0 {
 			// The flush waits behind stores the right neighbour has not
 			// acknowledged. Committing now would keep this node from
@@ -438,6 +445,7 @@ type tornWait struct {
 // from right goes on to left.
 type commitWait struct {
 	leader      string
+	round       uint32 // the flush's
 	left, right netip.AddrPort
 	// last: right is the leader, so the committed starts here. held: the
 	// flush has not left yet, nor has this node committed.
@@ -452,7 +460,7 @@ func (p *Peer) committed(now time.Time, out []Output, cw *commitWait) []Output {
 	if cw.last {
 		// Sent after the commit (outputs run in order).
 		p.committing = nil
-		return append(out, p.link.send(now, cw.left, wire.Committed{Leader: cw.leader}, tagNone, false)...)
+		return append(out, p.link.send(now, cw.left, wire.Committed{Leader: cw.leader, Round: cw.round}, tagNone, false)...)
 	}
 	p.committing = cw
 	return out
@@ -471,12 +479,12 @@ func (p *Peer) flushLeft(now time.Time, from netip.AddrPort, out []Output) []Out
 // flush went to, here or at its leader.
 func (p *Peer) committedFrom(from netip.AddrPort, m wire.Committed) bool {
 	if m.Leader == p.self.Name {
-		return p.pop != nil && p.pop.flushed && from == p.pop.right
+		return p.pop != nil && p.pop.flushed && from == p.pop.right && m.Round == p.pop.round
 	}
 	// Not while this node's flush is held: a committed can only answer a
 	// flush that has left (one that comes earlier answers an older round's).
 	c := p.committing
-	return c != nil && !c.held && from == c.right && m.Leader == c.leader
+	return c != nil && !c.held && from == c.right && m.Leader == c.leader && m.Round == c.round
 }
 
 // tearingBack: a teardown-dht this node started comes back from the

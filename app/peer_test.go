@@ -393,3 +393,60 @@ func TestQueryTokensFollowTheRing(t *testing.T) {
 		t.Fatalf("%d tokens cached, more than %d", len(p.cred.tokens), maxTokens)
 	}
 }
+
+// A store round's leader takes back only its own round's flush and
+// committed: a late copy of an earlier round's (of a setup a heal
+// replaced, say, signed with the same ring key) is dropped, so the round
+// is not reported done before its own flush has gone round and every
+// table is on disk.
+func TestLeaderTakesBackOnlyItsRound(t *testing.T) {
+	p := fuzzPeer()
+	giveCredentials(p)
+	now := time.Unix(1_700_000_000, 0)
+	p.inRing, p.id, p.n, p.neighbours = true, 0, 3, true
+	data := dataset.Records{{LongName: "aa"}, {LongName: "ab"}, {LongName: "ac"}}
+	outs := p.startPopulate(now, nil, data, nil)
+	for _, o := range outs {
+		if s, ok := o.(Send); ok {
+			h, m := signedFor(p, wire.Header{ID: s.ID}, wire.Ack{})
+			outs = append(outs, p.Step(now, p.right.Addr, h, m)...)
+		}
+	}
+	var round uint32
+	for _, o := range outs {
+		if s, ok := o.(Send); ok {
+			if f, ok := s.Msg.(wire.Flush); ok {
+				round = f.Round
+			}
+		}
+	}
+	if p.pop == nil || !p.pop.flushed || round != p.pop.round {
+		t.Fatalf("the leader's flush did not leave (round %d, pop %+v)", round, p.pop)
+	}
+	step := func(from netip.AddrPort, id uint32, m wire.Message) []Output {
+		h, m := signedFor(p, wire.Header{ID: id}, m)
+		return p.Step(now, from, h, m)
+	}
+	done := func(outs []Output) bool {
+		for _, o := range outs {
+			if s, ok := o.(Send); ok {
+				if _, ok := s.Msg.(wire.DHTComplete); ok {
+					return true
+				}
+			}
+		}
+		return p.pop == nil
+	}
+	p.op = &setupOp{stage: setupPopulating}
+	stale := round + 1
+	if done(step(p.left.Addr, 101, wire.Flush{Leader: p.self.Name, N: 3, Round: stale})) ||
+		done(step(p.right.Addr, 102, wire.Committed{Leader: p.self.Name, Round: stale})) {
+		t.Fatal("an earlier round's flush and committed ended this round")
+	}
+	if !p.pop.back && !p.pop.done && done(step(p.left.Addr, 103, wire.Flush{Leader: p.self.Name, N: 3, Round: round})) {
+		t.Fatal("the round ended on its flush alone")
+	}
+	if !done(step(p.right.Addr, 104, wire.Committed{Leader: p.self.Name, Round: round})) {
+		t.Fatal("the round's own flush and committed did not end it")
+	}
+}

@@ -758,20 +758,26 @@ func (m Store) LogValue() slog.Value {
 // Flush follows the stores of one populate round the ring: name of the
 // leader that started it, u16 ring size, the leader's addr (0.0.0.0:0 if
 // not given), where a node that gives up on its right neighbour says so
-// (Broken). A node commits its table before forwarding it.
+// (Broken), and u32 the round: a number the leader draws for each round,
+// which the committeds coming back carry, so that neither a late flush nor
+// a late committed of an earlier round of the same leader (a setup a heal
+// replaced, say) is taken for this round's. A node commits its table once
+// it has forwarded it.
 type Flush struct {
 	Leader     string
 	N          uint16
 	LeaderAddr netip.AddrPort
+	Round      uint32
 }
 
 func (Flush) Type() Type     { return TypeFlush }
-func (m Flush) bodyLen() int { return nameLen(m.Leader) + 2 + addrLen }
+func (m Flush) bodyLen() int { return nameLen(m.Leader) + 2 + addrLen + 4 }
 
 func (m Flush) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Leader, "leader")
 	e.u16(m.N)
 	e.optAddr(m.LeaderAddr, "leader_addr")
+	e.u32(m.Round)
 	return e.b, e.err
 }
 
@@ -779,11 +785,12 @@ func (m Flush) parse(d decoder) (Flush, decoder) {
 	m.Leader = d.name("leader")
 	m.N = d.u16("n")
 	m.LeaderAddr = d.optAddr("leader_addr")
+	m.Round = d.u32("round")
 	return m, d
 }
 
 func (m Flush) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("leader", m.Leader), slog.Int("ring", int(m.N)))
+	return slog.GroupValue(slog.String("leader", m.Leader), slog.Int("ring", int(m.N)), slog.Uint64("round", uint64(m.Round)))
 }
 
 // Query: u32 request id (chosen by the querier), querier member, u16 hops
@@ -930,27 +937,34 @@ func (m TornDown) parse(d decoder) (TornDown, decoder) {
 
 func (m TornDown) LogValue() slog.Value { return slog.GroupValue(slog.String("origin", m.Origin)) }
 
-// Committed: name of the store round's leader (the flush's). A node sends
-// it to its left neighbour once the records the round brought it are
-// committed and, unless its right neighbour is the leader, its right
-// neighbour's committed came: the leader's right neighbour's says every
-// table of the round is on disk.
-type Committed struct{ Leader string }
+// Committed: name of the store round's leader and u32 the round (the
+// flush's). A node sends it to its left neighbour once the records the
+// round brought it are committed and, unless its right neighbour is the
+// leader, its right neighbour's committed came: the leader's right
+// neighbour's says every table of the round is on disk.
+type Committed struct {
+	Leader string
+	Round  uint32
+}
 
 func (Committed) Type() Type     { return TypeCommitted }
-func (m Committed) bodyLen() int { return nameLen(m.Leader) }
+func (m Committed) bodyLen() int { return nameLen(m.Leader) + 4 }
 
 func (m Committed) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Leader, "leader")
+	e.u32(m.Round)
 	return e.b, e.err
 }
 
 func (m Committed) parse(d decoder) (Committed, decoder) {
 	m.Leader = d.name("leader")
+	m.Round = d.u32("round")
 	return m, d
 }
 
-func (m Committed) LogValue() slog.Value { return slog.GroupValue(slog.String("leader", m.Leader)) }
+func (m Committed) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("leader", m.Leader), slog.Uint64("round", uint64(m.Round)))
+}
 
 // ResetID: name of the node that started it (the leaver, or the leader of
 // a join), u16 id for the receiver, u16 new ring size, the origin's addr
