@@ -175,7 +175,7 @@ func (p *Peer) startJoin(now time.Time, m wire.Join) []Output {
 		// A ring of one: nothing to tear down or renumber round it.
 		return j.tornDown(p, now)
 	}
-	return p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true, OriginAddr: p.self.Addr}, tagNone, false)
+	return p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true, OriginAddr: p.self.Addr, Epoch: p.epoch}, tagNone, false)
 }
 
 // tornDown: the teardown came back, every other table is cleared; this

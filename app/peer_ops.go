@@ -381,7 +381,7 @@ func (o *leaveOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 	}
 	o.left, o.right, o.n, o.epoch = p.left, p.right, p.n, r.Epoch
 	o.begin(p, now, p.left.Addr, p.right.Addr)
-	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true, OriginAddr: p.self.Addr}, tagNone, false)...)
+	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true, OriginAddr: p.self.Addr, Epoch: p.epoch}, tagNone, false)...)
 }
 
 // tornDown: the teardown came back; renumber the others. The reset-id
@@ -493,7 +493,7 @@ func (o *teardownOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply)
 	// The teardown goes first; this node's own table is committed while
 	// it travels (the runner sends before it commits).
 	o.left, o.right = p.left.Addr, p.right.Addr
-	out = append(out, p.link.send(now, o.right, wire.Teardown{Origin: p.self.Name, OriginAddr: p.self.Addr}, tagNone, false)...)
+	out = append(out, p.link.send(now, o.right, wire.Teardown{Origin: p.self.Name, OriginAddr: p.self.Addr, Epoch: p.epoch}, tagNone, false)...)
 	p.clearTable()
 	p.leaveRing(false)
 	return append(out, p.persist(true, nil))

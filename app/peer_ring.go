@@ -55,6 +55,12 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 		if !fromLeft && !p.tearingBack(from, m) {
 			return "not from the left neighbour"
 		}
+		if m.Epoch != 0 && m.Epoch < p.epoch {
+			// Left over from a leave, a join or a teardown that a heal
+			// replaced: its origin may be out of the ring, so it would
+			// go round for ever, emptying every table it passes.
+			return fmt.Sprintf("teardown of ring epoch %d, older than this node's %d", m.Epoch, p.epoch)
+		}
 	case wire.TornDown:
 		if !p.tornDownFrom(from, m) {
 			return "no teardown waits for it from there"

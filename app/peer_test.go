@@ -450,3 +450,39 @@ func TestLeaderTakesBackOnlyItsRound(t *testing.T) {
 		t.Fatal("the round's own flush and committed did not end it")
 	}
 }
+
+// A teardown of an earlier ring is dropped: one left over from a leave
+// whose leaver a heal removed would go round the healed ring for ever
+// (its origin is gone), emptying every table it passed. One of the node's
+// own ring is taken.
+func TestTeardownOfAnEarlierRingIsDropped(t *testing.T) {
+	p := fuzzPeer()
+	giveCredentials(p)
+	now := time.Unix(1_700_000_000, 0)
+	p.inRing, p.id, p.n, p.epoch = true, 2, 3, 9
+	step := func(id uint32, m wire.Message) []Output {
+		h, m := signedFor(p, wire.Header{ID: id}, m)
+		return p.Step(now, fzLeft.Addr, h, m)
+	}
+	for _, o := range step(1, wire.Teardown{Origin: "carol", KeepNeighbours: true, Epoch: 8}) {
+		if s, ok := o.(Send); ok {
+			if _, ok := s.Msg.(wire.Teardown); ok {
+				t.Fatal("a teardown of ring epoch 8 was forwarded by a node of epoch 9")
+			}
+		}
+	}
+	if !p.inRing {
+		t.Fatal("a teardown of ring epoch 8 emptied a node of epoch 9")
+	}
+	forwarded := false
+	for _, o := range step(2, wire.Teardown{Origin: "carol", KeepNeighbours: true, Epoch: 9}) {
+		if s, ok := o.(Send); ok {
+			if _, ok := s.Msg.(wire.Teardown); ok {
+				forwarded = true
+			}
+		}
+	}
+	if !forwarded || p.inRing {
+		t.Fatalf("the teardown of the node's own ring: forwarded %v, still in the ring %v", forwarded, p.inRing)
+	}
+}

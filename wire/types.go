@@ -887,20 +887,24 @@ func (m QueryResult) LogValue() slog.Value {
 
 // Teardown: name of the node that started it, bool keep neighbours (true
 // when the teardown is part of a leave or a join), the origin's addr
-// (0.0.0.0:0 if not given), for Broken.
+// (0.0.0.0:0 if not given), for Broken, and u64 the epoch of the ring it
+// tears down (the origin's; 0 if unknown): a node of a later ring drops
+// it.
 type Teardown struct {
 	Origin         string
 	KeepNeighbours bool
 	OriginAddr     netip.AddrPort
+	Epoch          uint64
 }
 
 func (Teardown) Type() Type     { return TypeTeardown }
-func (m Teardown) bodyLen() int { return nameLen(m.Origin) + 1 + addrLen }
+func (m Teardown) bodyLen() int { return nameLen(m.Origin) + 1 + addrLen + 8 }
 
 func (m Teardown) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Origin, "origin")
 	e.bool(m.KeepNeighbours)
 	e.optAddr(m.OriginAddr, "origin_addr")
+	e.u64(m.Epoch)
 	return e.b, e.err
 }
 
@@ -908,11 +912,12 @@ func (m Teardown) parse(d decoder) (Teardown, decoder) {
 	m.Origin = d.name("origin")
 	m.KeepNeighbours = d.bool("keep_neighbours")
 	m.OriginAddr = d.optAddr("origin_addr")
+	m.Epoch = d.u64("epoch")
 	return m, d
 }
 
 func (m Teardown) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("origin", m.Origin), slog.Bool("keep_neighbours", m.KeepNeighbours))
+	return slog.GroupValue(slog.String("origin", m.Origin), slog.Bool("keep_neighbours", m.KeepNeighbours), slog.Uint64("epoch", m.Epoch))
 }
 
 // TornDown: name of the teardown's origin. A node sends it to its left
