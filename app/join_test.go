@@ -57,6 +57,12 @@ func TestJoinRefusedByTheLeaderSaysWhy(t *testing.T) {
 		{"not the leader", fuzzPeer, wire.Join{Joiner: fzJoiner, N: 3}, "the join was refused: bob leads no ring"},
 		{"another ring size", joinLeader, wire.Join{Joiner: fzJoiner, N: 2}, "the join was refused: bob leads a ring of 3, not 2"},
 		{"a member joins", joinLeader, wire.Join{Joiner: fzRight, N: 3}, "the join was refused: carol is in the ring already"},
+		// A late copy of a join the server ended, the ring healed since.
+		{"a join of an earlier ring", func() *Peer {
+			p := joinLeader()
+			p.epoch = 3
+			return p
+		}, wire.Join{Joiner: fzJoiner, N: 3, Epoch: 2}, "the join was refused: the join is for ring epoch 2, and bob's ring is already at epoch 3"},
 		{"a join in progress", func() *Peer {
 			p := joinLeader()
 			stepSigned(p, now, fzOther, wire.Header{ID: 1}, wire.Join{Joiner: wire.Member{Name: "erin", Addr: fzOther}, N: 3})
