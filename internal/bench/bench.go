@@ -113,6 +113,11 @@ type QueryReport struct {
 	PerSecond  float64 `json:"per_second"`
 	MeanHops   float64 `json:"mean_hops"`
 	FloorRatio float64 `json:"floor_ratio"` // median over queries of latency / ((hops + 3) × one hop)
+	// Between processes: the CPU time and the context switches of every
+	// process of the cluster and of the bench itself during the phase,
+	// over its queries (what bounds the queries per second).
+	CPUUSPerQuery    float64 `json:"cpu_us_per_query,omitempty"`
+	SwitchesPerQuery float64 `json:"context_switches_per_query,omitempty"`
 }
 
 // DefaultProcs is the bench's GOMAXPROCS: twice the CPUs. The cluster is

@@ -79,6 +79,11 @@ type ProcFloor struct {
 	// stdout: what the driver adds to every command it times. Shown, in no
 	// floor.
 	PipeUS float64 `json:"pipe_rtt_us"`
+	// HopCPUUS is the CPU time a relay of the token ring spends on a hop
+	// (woken, read, send, asleep again): the least a datagram costs the
+	// machine between processes, which bounds how many queries a second
+	// the CPUs can carry.
+	HopCPUUS float64 `json:"hop_cpu_us,omitempty"`
 }
 
 // Phase is a command's time against its floor: the commits that must
@@ -284,10 +289,10 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	watchdog := time.AfterFunc(benchTimeout, ps.kill)
 	defer watchdog.Stop()
 
-	if r.Floor.HopUS, err = procRingHop(ps, o.Peers, max(2000/o.Peers, 20)); err != nil {
+	if r.Floor.HopUS, r.Floor.HopCPUUS, err = procRingHop(ps, o.Peers, max(2000/o.Peers, 20)); err != nil {
 		return r, err
 	}
-	hop2, err := procRingHop(ps, 2, 1000)
+	hop2, _, err := procRingHop(ps, 2, 1000)
 	if err != nil {
 		return r, err
 	}
@@ -370,11 +375,20 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	}
 	rng := rand.New(rand.NewPCG(o.Seed, 0x9e))
 	order := queryOrder(rng, o.Data.Len(), o.Queries)
-	if r.Single, err = procQueryPhase(free[:1], o.Data, order, r.Floor.HopUS); err != nil {
-		return r, err
+	cluster := make([]int, 0, len(users)+2)
+	for _, c := range ps.all {
+		cluster = append(cluster, c.cmd.Process.Pid)
 	}
-	if r.Concurrent, err = procQueryPhase(free[:o.Queriers], o.Data, order, r.Floor.HopUS); err != nil {
-		return r, err
+	cluster = append(cluster, os.Getpid())
+	for _, ph := range []struct {
+		rep   *QueryReport
+		users []*child
+	}{{&r.Single, free[:1]}, {&r.Concurrent, free[:o.Queriers]}} {
+		before := usage(cluster)
+		if *ph.rep, err = procQueryPhase(ph.users, o.Data, order, r.Floor.HopUS); err != nil {
+			return r, err
+		}
+		ph.rep.setUsage(before, usage(cluster))
 	}
 	if !o.SkipLeave {
 		leaver, newLeader := byName[ring[1]], byName[ring[2%len(ring)]]
@@ -480,6 +494,49 @@ func procQueryPhase(users []*child, data dataset.Source, order []int, hopUS floa
 	return q, nil
 }
 
+// cpuUsage is CPU time and context switches summed over processes.
+type cpuUsage struct {
+	cpuNS, switches float64
+}
+
+// usage sums the CPU time (schedstat) and the context switches (status)
+// of every thread of the processes pids; a process gone is left out. Linux
+// only: elsewhere it is zero, and the report leaves the figures out.
+func usage(pids []int) (u cpuUsage) {
+	for _, pid := range pids {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+		for _, t := range tasks {
+			if b, err := os.ReadFile(filepath.Join(t, "schedstat")); err == nil {
+				if f := strings.Fields(string(b)); len(f) > 0 {
+					ns, _ := strconv.ParseFloat(f[0], 64)
+					u.cpuNS += ns
+				}
+			}
+			b, err := os.ReadFile(filepath.Join(t, "status"))
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				k, v, ok := strings.Cut(line, ":")
+				if ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
+					n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+					u.switches += n
+				}
+			}
+		}
+	}
+	return u
+}
+
+// setUsage sets the phase's CPU time and context switches a query.
+func (q *QueryReport) setUsage(before, after cpuUsage) {
+	if q.Queries == 0 || after.cpuNS == 0 {
+		return
+	}
+	q.CPUUSPerQuery = (after.cpuNS - before.cpuNS) / 1e3 / float64(q.Queries)
+	q.SwitchesPerQuery = (after.switches - before.switches) / float64(q.Queries)
+}
+
 // checkLines reports the hop count of a query's printed answer and
 // whether it found the record, every field byte for byte.
 func checkLines(lines []string, rec dataset.Record) (hops int, ok bool) {
@@ -503,25 +560,25 @@ func checkLines(lines []string, rec dataset.Record) (hops int, ok bool) {
 // procRingHop passes a token round a ring of n processes (this one and
 // n-1 dht bench-floor relays), laps times, and returns the median time of
 // one hop in microseconds (the median lap over n).
-func procRingHop(ps *procs, n, laps int) (float64, error) {
+func procRingHop(ps *procs, n, laps int) (hopUS, cpuUS float64, err error) {
 	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback.Addr, 0)))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer conn.Close()
 	relays := make([]*child, n-1)
 	addrs := make([]netip.AddrPort, n-1)
 	for i := range relays {
 		if relays[i], err = ps.start(fmt.Sprintf("relay%d", i), "bench-floor", "relay"); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		defer relays[i].in.Close()
 		l, err := relays[i].line()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if addrs[i], err = netip.ParseAddrPort(l); err != nil {
-			return 0, fmt.Errorf("bench: relay printed %q", l)
+			return 0, 0, fmt.Errorf("bench: relay printed %q", l)
 		}
 	}
 	own := netip.MustParseAddrPort(conn.LocalAddr().String())
@@ -531,26 +588,37 @@ func procRingHop(ps *procs, n, laps int) (float64, error) {
 			next = addrs[i+1]
 		}
 		if _, err := io.WriteString(r.in, next.String()+"\n"); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	buf := make([]byte, 64)
 	per := make([]float64, 0, laps)
+	pids := make([]int, len(relays))
+	for i, r := range relays {
+		pids[i] = r.cmd.Process.Pid
+	}
+	var before cpuUsage
 	for k := range laps + 5 {
+		if k == 5 {
+			before = usage(pids)
+		}
 		t0 := time.Now()
 		if _, err := conn.WriteToUDPAddrPort(buf[:8], addrs[0]); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, _, err := conn.ReadFromUDPAddrPort(buf); err != nil {
-			return 0, fmt.Errorf("bench: the token did not come back round %d processes: %w", n, err)
+			return 0, 0, fmt.Errorf("bench: the token did not come back round %d processes: %w", n, err)
 		}
 		if k >= 5 { // the first laps wake processes that have just started
 			per = append(per, float64(time.Since(t0))/float64(time.Microsecond)/float64(n))
 		}
 	}
+	if after := usage(pids); after.cpuNS > 0 {
+		cpuUS = (after.cpuNS - before.cpuNS) / 1e3 / float64(laps*len(relays))
+	}
 	slices.Sort(per)
-	return quantile(per, 0.5), nil
+	return quantile(per, 0.5), cpuUS, nil
 }
 
 // pipeFloor is the median time of a line written to a child's stdin and
@@ -659,6 +727,7 @@ func MedianProc(rs []ProcReport) ProcReport {
 		func(x *ProcReport) *float64 { return &x.Floor.RTTUS },
 		func(x *ProcReport) *float64 { return &x.Floor.FsyncUS },
 		func(x *ProcReport) *float64 { return &x.Floor.PipeUS },
+		func(x *ProcReport) *float64 { return &x.Floor.HopCPUUS },
 		func(x *ProcReport) *float64 { return &x.Datagrams },
 		func(x *ProcReport) *float64 { return &x.Bytes },
 		func(x *ProcReport) *float64 { return &x.Retransmits },
@@ -688,6 +757,8 @@ func MedianProc(rs []ProcReport) ProcReport {
 		med(func(x *ProcReport) *float64 { return &q(x).PerSecond })
 		med(func(x *ProcReport) *float64 { return &q(x).MeanHops })
 		med(func(x *ProcReport) *float64 { return &q(x).FloorRatio })
+		med(func(x *ProcReport) *float64 { return &q(x).CPUUSPerQuery })
+		med(func(x *ProcReport) *float64 { return &q(x).SwitchesPerQuery })
 		for i := range rs {
 			q(&r).Found = min(q(&r).Found, q(&rs[i]).Found)
 		}
@@ -729,6 +800,9 @@ func PrintProcReport(w io.Writer, r ProcReport) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "floor\thop (token round a ring of %d processes)\t%.1f µs\n", r.Peers, r.Floor.HopUS)
+	if r.Floor.HopCPUUS > 0 {
+		fmt.Fprintf(tw, "\tCPU a hop costs a relay of that ring\t%.1f µs\n", r.Floor.HopCPUUS)
+	}
 	fmt.Fprintf(tw, "\tping-pong between two processes\t%.1f µs\n", r.Floor.RTTUS)
 	fmt.Fprintf(tw, "\tfdatasync of a 4 KiB write, the tables' disk\t%.0f µs\n", r.Floor.FsyncUS)
 	fmt.Fprintf(tw, "\ta line to a process and back (in every command timed, in no floor)\t%.1f µs\n", r.Floor.PipeUS)
@@ -753,6 +827,13 @@ func PrintProcReport(w io.Writer, r ProcReport) {
 		fmt.Fprintf(tw, "\tqueries per second\t%.0f%s\n", q.PerSecond, perSecond)
 		fmt.Fprintf(tw, "\tfound / asked, mean hops\t%d / %d, %.2f\n", q.Found, q.Queries, q.MeanHops)
 		fmt.Fprintf(tw, "\tmedian of latency / ((hops + 4) × hop)\t%.2f%s\n", q.FloorRatio, ratio)
+		if q.CPUUSPerQuery > 0 {
+			fmt.Fprintf(tw, "\tCPU / context switches a query, every process and the bench\t%.0f µs / %.1f\n", q.CPUUSPerQuery, q.SwitchesPerQuery)
+		}
+		if i == 1 && r.Floor.HopCPUUS > 0 && q.MeanHops > 0 {
+			fmt.Fprintf(tw, "\tthe CPUs' ceiling at the relays' cost: CPUs / ((hops + 4) × CPU a hop)\t%d / (%.2f × %.1f µs) = %.0f/s\n",
+				r.CPUs, q.MeanHops+4, r.Floor.HopCPUUS, float64(r.CPUs)*1e6/((q.MeanHops+4)*r.Floor.HopCPUUS))
+		}
 	}
 	if r.Leave.MS > 0 {
 		phase("leave-dht → dht-rebuilt", r.Leave, "leave_floor_ratio")
