@@ -12,7 +12,7 @@ import (
 // leave or a join).
 type populate struct {
 	n       int
-	round   uint32 // drawn for this round: its flush and committeds carry it
+	round   uint32         // drawn for this round: its flush and committeds carry it
 	data    dataset.Source // sent right in dataset order, but for this node's own
 	next    int            // the next record of data to look at
 	flushed bool
