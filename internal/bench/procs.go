@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -375,20 +376,26 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	}
 	rng := rand.New(rand.NewPCG(o.Seed, 0x9e))
 	order := queryOrder(rng, o.Data.Len(), o.Queries)
-	cluster := make([]int, 0, len(users)+2)
+	roles := map[string][]int{"bench": {os.Getpid()}}
 	for _, c := range ps.all {
-		cluster = append(cluster, c.cmd.Process.Pid)
+		switch {
+		case c.name == "server":
+			roles["server"] = append(roles["server"], c.cmd.Process.Pid)
+		case slices.Contains(ring, c.name):
+			roles["nodes"] = append(roles["nodes"], c.cmd.Process.Pid)
+		case byName[c.name] != nil:
+			roles["queriers"] = append(roles["queriers"], c.cmd.Process.Pid)
+		}
 	}
-	cluster = append(cluster, os.Getpid())
 	for _, ph := range []struct {
 		rep   *QueryReport
 		users []*child
 	}{{&r.Single, free[:1]}, {&r.Concurrent, free[:o.Queriers]}} {
-		before := usage(cluster)
+		before := usageOf(roles)
 		if *ph.rep, err = procQueryPhase(ph.users, o.Data, order, r.Floor.HopUS); err != nil {
 			return r, err
 		}
-		ph.rep.setUsage(before, usage(cluster))
+		ph.rep.setUsage(before, usageOf(roles))
 	}
 	if !o.SkipLeave {
 		leaver, newLeader := byName[ring[1]], byName[ring[2%len(ring)]]
@@ -528,13 +535,36 @@ func usage(pids []int) (u cpuUsage) {
 	return u
 }
 
-// setUsage sets the phase's CPU time and context switches a query.
-func (q *QueryReport) setUsage(before, after cpuUsage) {
-	if q.Queries == 0 || after.cpuNS == 0 {
+// usageOf is usage of each role's processes.
+func usageOf(roles map[string][]int) map[string]cpuUsage {
+	u := make(map[string]cpuUsage, len(roles))
+	for role, pids := range roles {
+		u[role] = usage(pids)
+	}
+	return u
+}
+
+// setUsage sets the phase's CPU time and context switches a query, in
+// all and by role.
+func (q *QueryReport) setUsage(before, after map[string]cpuUsage) {
+	if q.Queries == 0 {
 		return
 	}
-	q.CPUUSPerQuery = (after.cpuNS - before.cpuNS) / 1e3 / float64(q.Queries)
-	q.SwitchesPerQuery = (after.switches - before.switches) / float64(q.Queries)
+	var cpu, switches float64
+	for role, a := range after {
+		b := before[role]
+		if a.cpuNS == 0 {
+			return // no /proc here
+		}
+		if q.CPUUSByRole == nil {
+			q.CPUUSByRole = map[string]float64{}
+		}
+		q.CPUUSByRole[role] = (a.cpuNS - b.cpuNS) / 1e3 / float64(q.Queries)
+		cpu += a.cpuNS - b.cpuNS
+		switches += a.switches - b.switches
+	}
+	q.CPUUSPerQuery = cpu / 1e3 / float64(q.Queries)
+	q.SwitchesPerQuery = switches / float64(q.Queries)
 }
 
 // checkLines reports the hop count of a query's printed answer and
@@ -759,6 +789,18 @@ func MedianProc(rs []ProcReport) ProcReport {
 		med(func(x *ProcReport) *float64 { return &q(x).FloorRatio })
 		med(func(x *ProcReport) *float64 { return &q(x).CPUUSPerQuery })
 		med(func(x *ProcReport) *float64 { return &q(x).SwitchesPerQuery })
+		if byRole := q(&r).CPUUSByRole; byRole != nil {
+			byRole = maps.Clone(byRole) // r's map is the first run's
+			for role := range byRole {
+				v := make([]float64, len(rs))
+				for i := range rs {
+					v[i] = q(&rs[i]).CPUUSByRole[role]
+				}
+				slices.Sort(v)
+				byRole[role] = v[len(v)/2]
+			}
+			q(&r).CPUUSByRole = byRole
+		}
 		for i := range rs {
 			q(&r).Found = min(q(&r).Found, q(&rs[i]).Found)
 		}
@@ -829,6 +871,8 @@ func PrintProcReport(w io.Writer, r ProcReport) {
 		fmt.Fprintf(tw, "\tmedian of latency / ((hops + 4) × hop)\t%.2f%s\n", q.FloorRatio, ratio)
 		if q.CPUUSPerQuery > 0 {
 			fmt.Fprintf(tw, "\tCPU / context switches a query, every process and the bench\t%.0f µs / %.1f\n", q.CPUUSPerQuery, q.SwitchesPerQuery)
+			c := q.CPUUSByRole
+			fmt.Fprintf(tw, "\tCPU a query: server / ring nodes / queriers / bench\t%.0f / %.0f / %.0f / %.0f µs\n", c["server"], c["nodes"], c["queriers"], c["bench"])
 		}
 		if i == 1 && r.Floor.HopCPUUS > 0 && q.MeanHops > 0 {
 			fmt.Fprintf(tw, "\tthe CPUs' ceiling at the relays' cost: CPUs / ((hops + 4) × CPU a hop)\t%d / (%.2f × %.1f µs) = %.0f/s\n",
