@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -36,6 +37,19 @@ func TestBenchSmoke(t *testing.T) {
 		}
 		if q.P50US <= 0 || q.P99US < q.P50US || q.MaxUS < q.P99US || q.PerSecond <= 0 || q.FloorRatio <= 0 {
 			t.Errorf("query figures %+v", q)
+		}
+		// What the phase cost: CPU in every role (every query wakes the
+		// server, a node and its querier, and the bench types it), and
+		// their sum.
+		sum := 0.0
+		for _, role := range []string{"server", "nodes", "queriers", "bench"} {
+			if q.CPUUSByRole[role] <= 0 {
+				t.Errorf("%d queriers: no CPU for %s: %v", q.Queriers, role, q.CPUUSByRole)
+			}
+			sum += q.CPUUSByRole[role]
+		}
+		if q.CPUUSPerQuery <= 0 || q.SwitchesPerQuery <= 0 || math.Abs(sum-q.CPUUSPerQuery) > 1e-6*q.CPUUSPerQuery {
+			t.Errorf("%d queriers: CPU %v µs and %v switches a query, by role %v", q.Queriers, q.CPUUSPerQuery, q.SwitchesPerQuery, q.CPUUSByRole)
 		}
 	}
 	if r.Floor.OneHopUS <= 0 || r.Floor.RTTUS <= 0 || r.Floor.RunnerHopUS <= 0 || r.Setup.MS <= 0 || r.Setup.RecordHops <= 0 || r.Setup.StoreDatagrams <= 0 ||
@@ -106,7 +120,7 @@ func TestBenchProcesses(t *testing.T) {
 	if r.Mode != "processes" || r.Peers != 3 || r.Queriers != 2 || r.Records != 241 || r.Runs != 1 {
 		t.Errorf("report describes mode %q, %d peers, %d queriers, %d records, %d runs", r.Mode, r.Peers, r.Queriers, r.Records, r.Runs)
 	}
-	if f := r.Floor; f.HopUS <= 0 || f.RTTUS <= 0 || f.FsyncUS <= 0 || f.PipeUS <= 0 {
+	if f := r.Floor; f.HopUS <= 0 || f.RTTUS <= 0 || f.FsyncUS <= 0 || f.PipeUS <= 0 || f.HopCPUUS <= 0 {
 		t.Errorf("floors %+v", f)
 	}
 	for name, p := range map[string]bench.Phase{"setup": r.Setup, "leave": r.Leave, "teardown": r.Teardown} {
@@ -120,6 +134,19 @@ func TestBenchProcesses(t *testing.T) {
 		}
 		if q.P50US <= 0 || q.P99US < q.P50US || q.MaxUS < q.P99US || q.PerSecond <= 0 || q.FloorRatio <= 0 {
 			t.Errorf("query figures %+v", q)
+		}
+		// What the phase cost: CPU in every role (every query wakes the
+		// server, a node and its querier, and the bench types it), and
+		// their sum.
+		sum := 0.0
+		for _, role := range []string{"server", "nodes", "queriers", "bench"} {
+			if q.CPUUSByRole[role] <= 0 {
+				t.Errorf("%d queriers: no CPU for %s: %v", q.Queriers, role, q.CPUUSByRole)
+			}
+			sum += q.CPUUSByRole[role]
+		}
+		if q.CPUUSPerQuery <= 0 || q.SwitchesPerQuery <= 0 || math.Abs(sum-q.CPUUSPerQuery) > 1e-6*q.CPUUSPerQuery {
+			t.Errorf("%d queriers: CPU %v µs and %v switches a query, by role %v", q.Queriers, q.CPUUSPerQuery, q.SwitchesPerQuery, q.CPUUSByRole)
 		}
 	}
 	if r.Datagrams <= 0 || r.Bytes <= 0 {
@@ -139,7 +166,8 @@ func TestBenchProcesses(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 	for _, want := range []string{"hop (token round a ring of 2 processes)", "ping-pong between two processes", "fdatasync", "floor = commits × fdatasync + datagrams × hop",
-		"setup-dht → dht-complete", "query-dht → answer, 1 querier", "5 / 5", "leave-dht → dht-rebuilt", "teardown-dht → teardown-complete", "(runs ", "critical paths"} {
+		"setup-dht → dht-complete", "query-dht → answer, 1 querier", "5 / 5", "leave-dht → dht-rebuilt", "teardown-dht → teardown-complete", "(runs ", "critical paths",
+		"CPU a hop costs a relay of that ring", "CPU / context switches a query", "CPU a query: server / ring nodes / queriers / bench", "the CPUs' ceiling"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
