@@ -11,32 +11,29 @@ import (
 // populate is a store round led by this peer (setup, or the rebuild of a
 // leave or a join).
 type populate struct {
-	n       int
-	round   uint32         // drawn for this round: its flush and committeds carry it
-	data    dataset.Source // sent right in dataset order, but for this node's own
-	next    int            // the next record of data to look at
-	flushed bool
+	n     int
+	round uint32         // drawn for this round: its flush and committeds carry it
+	data  dataset.Source // the records, read by index
+	// order is data's indices, the farthest node's records first and this
+	// node's own last (from nonOwn on); next is the next of the others to
+	// send.
+	order        []int32
+	nonOwn, next int
+	flushed      bool
 	// right: where the flush went; back: it came back round the ring;
 	// done: every other node's table is on disk (the committed from right
 	// came).
 	right      netip.AddrPort
 	back, done bool
 	tell       *report // rebuild: who to tell when done
-	// This node's own records: those before scanned go in the first
-	// commit (which clears the table), made once the flush has left, or
-	// before if a second chunk of own records needs it out; feed collects
-	// the others in own and commits them ownChunk at a time once the first
-	// is out.
-	scanned  int
-	first    []dataset.Record
-	own      []dataset.Record
-	firstOut bool
+	ownOut     bool    // this node's own records are committed
 }
 
-// ownChunk is the most of its own records a leader commits at once. It
-// finds them as it walks the dataset, so a dataset of any size costs it
-// bounded memory; for any ring the real dataset makes, they all go in one
-// commit.
+// ownChunk is the most records a node commits at once: a leader commits
+// its own ownChunk at a time, and a node commits what stores brought it
+// once ownChunk wait, so that what either holds is bounded whatever the
+// dataset's size. For any ring the real dataset makes, a node commits
+// once.
 const ownChunk = 8192
 
 // report is whom the leader of a rebuild tells with rebuilt that every
@@ -47,27 +44,49 @@ type report struct {
 	cmd Command // CmdLeaveDHT or CmdJoinDHT: the command the rebuild ends
 }
 
-// startPopulate keeps this node's records, commits them, and starts sending
-// the rest right. tell is set for a rebuild.
+// spreadOrder is the order a leader sends data in: grouped by owner, the
+// farthest round the ring from the leader first, its own last. A store
+// then mostly carries one node's records, which that node keeps whole:
+// the others forward the datagrams as they came, full, rather than one a
+// hop thinner each time (an eighth of every datagram would stay at each
+// node of a ring of 8, and the datagrams sent in all nearly double). The
+// nearest node's records leave last and go one hop, so the flush follows
+// the last store round the ring sooner. nonOwn is where the leader's own
+// start.
+func spreadOrder(data dataset.Source, n, leader int) (order []int32, nonOwn int) {
+	total := data.Len()
+	dist := make([]uint8, total) // n is at most 64
+	var count [wire.MaxMembers + 1]int
+	for i := range total {
+		d := (dataset.ID(data.Record(i).Pos(), n) - leader + n) % n
+		dist[i] = uint8(d)
+		count[d]++
+	}
+	// Farthest (n-1) first, down to 1, then the leader's own (0).
+	var at [wire.MaxMembers + 1]int
+	pos := 0
+	for d := n - 1; d >= 1; d-- {
+		at[d], pos = pos, pos+count[d]
+	}
+	nonOwn, at[0] = pos, pos
+	order = make([]int32, total)
+	for i, d := range dist {
+		order[at[d]] = int32(i)
+		at[d]++
+	}
+	return order, nonOwn
+}
+
+// startPopulate starts sending the records right, farthest owner first,
+// and commits this node's own once its flush has left. tell is set for a
+// rebuild.
 func (p *Peer) startPopulate(now time.Time, out []Output, data dataset.Source, tell *report) []Output {
 	p.clearTable()
 	pop := &populate{n: p.n, round: p.link.newID(), data: data, tell: tell}
-	var own []dataset.Record
-	for ; pop.scanned < data.Len() && len(own) < ownChunk; pop.scanned++ {
-		if r := data.Record(pop.scanned); dataset.ID(r.Pos(), p.n) == p.id {
-			own = append(own, r)
-		}
-	}
+	pop.order, pop.nonOwn = spreadOrder(data, p.n, p.id)
 	p.pop = pop
 	if p.n == 1 {
-		out = append(out, p.persist(true, own))
-		own = nil
-		for i := pop.scanned; i < data.Len(); i++ {
-			if own = append(own, data.Record(i)); len(own) == ownChunk || i == data.Len()-1 {
-				out = append(out, p.persist(false, own))
-				own = nil
-			}
-		}
+		out = pop.commitOwn(p, out)
 		return append(out, p.populated(now)...)
 	}
 	// The stores go first, and this node commits once its flush has left:
@@ -76,70 +95,51 @@ func (p *Peer) startPopulate(now time.Time, out []Output, data dataset.Source, t
 	// commit when the flush passes them. The flush cannot come back before
 	// this node has committed (the runner carries out a step's outputs
 	// before it reads the next datagram).
-	pop.first = own
 	return p.feed(now, out)
 }
 
-// firstCommit is the commit of this node's first records, which clears
-// its table.
-func (pop *populate) firstCommit(p *Peer, out []Output) []Output {
-	pop.firstOut = true
-	out = append(out, p.persist(true, pop.first))
-	pop.first = nil
+// commitOwn commits this node's own records, ownChunk at a time; the
+// first commit clears its table.
+func (pop *populate) commitOwn(p *Peer, out []Output) []Output {
+	pop.ownOut = true
+	own := pop.order[pop.nonOwn:]
+	for first := true; first || len(own) > 0; first = false {
+		k := min(len(own), ownChunk)
+		recs := make([]dataset.Record, k)
+		for i, j := range own[:k] {
+			recs[i] = pop.data.Record(int(j))
+		}
+		out = append(out, p.persist(first, recs))
+		own = own[k:]
+	}
 	return out
 }
 
 // feed sends stores right while the window has room, then the flush.
 func (p *Peer) feed(now time.Time, out []Output) []Output {
 	pop := p.pop
-	total := pop.data.Len()
-	for pop.next < total && p.link.unsent(p.right.Addr) == 0 {
+	for pop.next < pop.nonOwn && p.link.unsent(p.right.Addr) == 0 {
 		size := wire.StoreOverhead
 		var recs []wire.Record
-		for ; pop.next < total; pop.next++ {
-			r := pop.data.Record(pop.next)
-			if dataset.ID(r.Pos(), pop.n) == p.id {
-				if pop.next < pop.scanned {
-					continue // in the first commit
-				}
-				if len(pop.own) == ownChunk {
-					if !pop.firstOut {
-						// Bounded memory: the first commit goes now, the
-						// chunk after it.
-						out = pop.firstCommit(p, out)
-					}
-					out = append(out, p.persist(false, pop.own))
-					pop.own = nil
-				}
-				pop.own = append(pop.own, r)
-				continue
-			}
-			f := r.Fields()
+		for ; pop.next < pop.nonOwn; pop.next++ {
+			f := pop.data.Record(int(pop.order[pop.next])).Fields()
 			l := wire.RecordLen(f)
 			if len(recs) > 0 && size+l > wire.MaxMessage {
-				break // r goes first in the next datagram
+				break // it goes first in the next datagram
 			}
 			recs = append(recs, f)
 			size += l
 		}
-		if len(recs) > 0 {
-			out = append(out, p.link.send(now, p.right.Addr, wire.Store{N: uint16(pop.n), Records: recs}, tagNone, false)...)
-		}
+		out = append(out, p.link.send(now, p.right.Addr, wire.Store{N: uint16(pop.n), Records: recs}, tagNone, false)...)
 	}
-	if pop.next == total && !pop.flushed {
+	if pop.next == pop.nonOwn && !pop.flushed {
 		pop.flushed, pop.right = true, p.right.Addr
 		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n), LeaderAddr: p.self.Addr, Round: pop.round}, tagNone, true)...)
 	}
-	if pop.flushed && p.link.unsent(pop.right) == 0 {
+	if pop.flushed && !pop.ownOut && p.link.unsent(pop.right) == 0 {
 		// The flush has left: commit, before it can come back (the runner
 		// carries out a step's outputs before it reads the next datagram).
-		if !pop.firstOut {
-			out = pop.firstCommit(p, out)
-		}
-		if len(pop.own) > 0 {
-			out = append(out, p.persist(false, pop.own))
-			pop.own = nil
-		}
+		out = pop.commitOwn(p, out)
 	}
 	return out
 }

@@ -81,13 +81,11 @@ func (c persistCounter) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// A leader walks its dataset as it sends and commits the records it keeps
-// at most app.OwnChunk at a time, however many there are: its memory does not
-// grow with the dataset. Checked on a ring of two, on a ring of three where
-// nearly every record hashes to the leader (so that the first walk, bounded
-// by the window only for records sent on, meets more than a chunk of its
-// own before the first commit is out), and on the ring of one a leave
-// leaves, whose leader keeps everything. Every record still ends up in its
+// A leader commits the records it keeps at most app.OwnChunk at a time,
+// however many there are: it holds their indices, not the records. Checked
+// on a ring of two, on a ring of three where nearly every record hashes to
+// the leader, and on the ring of one a leave leaves, whose leader keeps
+// everything. Every record still ends up in its
 // node's file, exactly once.
 func TestLeaderCommitsItsRecordsInChunks(t *testing.T) {
 	src := dataset.SyntheticSource{N: 7 * app.OwnChunk, Seed: 4}
