@@ -107,7 +107,7 @@ func TestBenchProcesses(t *testing.T) {
 	if r.Mode != "processes" || r.Peers != 3 || r.Queriers != 2 || r.Records != 241 || r.Runs != 1 {
 		t.Errorf("report describes mode %q, %d peers, %d queriers, %d records, %d runs", r.Mode, r.Peers, r.Queriers, r.Records, r.Runs)
 	}
-	if f := r.Floor; f.HopUS <= 0 || f.RTTUS <= 0 || f.FsyncUS <= 0 || f.PipeUS <= 0 || f.HopCPUUS <= 0 {
+	if f := r.Floor; f.HopUS <= 0 || f.RTTUS <= 0 || f.FsyncUS <= 0 || f.ParallelCommitUS <= 0 || f.PipeUS <= 0 || f.HopCPUUS <= 0 {
 		t.Errorf("floors %+v", f)
 	}
 	for name, p := range map[string]bench.Phase{"setup": r.Setup, "leave": r.Leave, "teardown": r.Teardown} {
@@ -154,7 +154,8 @@ func TestBenchProcesses(t *testing.T) {
 	}
 	for _, want := range []string{"hop (token round a ring of 2 processes)", "ping-pong between two processes", "fdatasync", "floor = commits × fdatasync + datagrams × hop",
 		"setup-dht → dht-complete", "query-dht → answer, 1 querier", "5 / 5", "leave-dht → dht-rebuilt", "teardown-dht → teardown-complete", "(runs ", "critical paths",
-		"CPU a hop costs a relay of that ring", "CPU / context switches a query", "CPU a query: server / ring nodes / queriers / bench", "the CPUs' ceiling"} {
+		"CPU a hop costs a relay of that ring", "CPU / context switches a query", "CPU a query: server / ring nodes / queriers / bench", "the CPUs' ceiling",
+		"2 commits at once (2 × write + fdatasync each, a file each), till the last"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

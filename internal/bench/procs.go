@@ -76,6 +76,12 @@ type ProcFloor struct {
 	HopUS   float64 `json:"hop_us"`       // a token round a ring of Peers processes, per hop
 	RTTUS   float64 `json:"rtt_us"`       // ping-pong between two processes
 	FsyncUS float64 `json:"fdatasync_us"` // one fdatasync of a 4 KiB write, in the folder of the tables
+	// ParallelCommitUS is Peers commits at once, each a 4 KiB write and
+	// fdatasync twice (as a bbolt commit syncs its pages, then its meta
+	// page) to a file of its own, until the last is done: what the
+	// nodes' commits in parallel cost on this disk. Shown, in no floor
+	// (the floors count one fdatasync for them).
+	ParallelCommitUS float64 `json:"parallel_commits_us,omitempty"`
 	// PipeUS is a line written to a child's stdin and read back from its
 	// stdout: what the driver adds to every command it times. Shown, in no
 	// floor.
@@ -299,6 +305,9 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	}
 	r.Floor.RTTUS = 2 * hop2
 	if r.Floor.FsyncUS, err = fsyncFloor(dir, 200); err != nil {
+		return r, err
+	}
+	if r.Floor.ParallelCommitUS, err = parallelCommits(dir, o.Peers, 50); err != nil {
 		return r, err
 	}
 	if r.Floor.PipeUS, err = pipeFloor(ps, 1000); err != nil {
@@ -710,6 +719,65 @@ func fsyncFloor(dir string, rounds int) (float64, error) {
 	return quantile(per, 0.5), nil
 }
 
+// parallelCommits is the median time n goroutines, each with a file of its
+// own, take to write 4 KiB and fdatasync twice, started together, until
+// the last is done. Each fdatasync is a system call of its own thread, as
+// the commits of n processes are.
+func parallelCommits(dir string, n, rounds int) (float64, error) {
+	files := make([]*os.File, n)
+	page := make([]byte, 4096)
+	for i := range files {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("commit-floor-%d", i)))
+		if err != nil {
+			return 0, err
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		// Allocated once, as fsyncFloor's.
+		if _, err := f.Write(page); err != nil {
+			return 0, err
+		}
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
+		files[i] = f
+	}
+	per := make([]float64, 0, rounds)
+	errs := make([]error, n)
+	for range rounds {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i, f := range files {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				buf := make([]byte, len(page))
+				<-start
+				for k := range 2 {
+					buf[0] = byte(k)
+					if _, err := f.WriteAt(buf, 0); err != nil {
+						errs[i] = err
+						return
+					}
+					if err := fdatasync(f); err != nil {
+						errs[i] = err
+						return
+					}
+				}
+			}()
+		}
+		t0 := time.Now()
+		close(start)
+		wg.Wait()
+		per = append(per, float64(time.Since(t0))/float64(time.Microsecond))
+		if err := errors.Join(errs...); err != nil {
+			return 0, err
+		}
+	}
+	slices.Sort(per)
+	return quantile(per, 0.5), nil
+}
+
 // writeCSV writes a dataset as a CSV file dht peer --data reads.
 func writeCSV(path string, data dataset.Source) error {
 	f, err := os.Create(path)
@@ -756,6 +824,7 @@ func MedianProc(rs []ProcReport) ProcReport {
 		func(x *ProcReport) *float64 { return &x.Floor.HopUS },
 		func(x *ProcReport) *float64 { return &x.Floor.RTTUS },
 		func(x *ProcReport) *float64 { return &x.Floor.FsyncUS },
+		func(x *ProcReport) *float64 { return &x.Floor.ParallelCommitUS },
 		func(x *ProcReport) *float64 { return &x.Floor.PipeUS },
 		func(x *ProcReport) *float64 { return &x.Floor.HopCPUUS },
 		func(x *ProcReport) *float64 { return &x.Datagrams },
@@ -847,6 +916,9 @@ func PrintProcReport(w io.Writer, r ProcReport) {
 	}
 	fmt.Fprintf(tw, "\tping-pong between two processes\t%.1f µs\n", r.Floor.RTTUS)
 	fmt.Fprintf(tw, "\tfdatasync of a 4 KiB write, the tables' disk\t%.0f µs\n", r.Floor.FsyncUS)
+	if r.Floor.ParallelCommitUS > 0 {
+		fmt.Fprintf(tw, "\t%d commits at once (2 × write + fdatasync each, a file each), till the last (in no floor)\t%.0f µs\n", r.Peers, r.Floor.ParallelCommitUS)
+	}
 	fmt.Fprintf(tw, "\ta line to a process and back (in every command timed, in no floor)\t%.1f µs\n", r.Floor.PipeUS)
 	phase := func(name string, p Phase, key string) {
 		fmt.Fprintf(tw, "%s\ttime / floor\t%.2f ms / %.2f ms\n", name, p.MS, p.FloorMS)
