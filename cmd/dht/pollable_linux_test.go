@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"dht/internal/rawpipe"
 )
 
 // A piped stdin is read through the runtime's poller: the reader pollable
@@ -29,9 +31,9 @@ func TestPollableStdin(t *testing.T) {
 		t.Fatal("a blocking pipe takes a read deadline: the test proves nothing")
 	}
 	in, restore := pollable(r)
-	f, ok := in.(*rawPipe)
+	f, ok := in.(*rawpipe.Pipe)
 	if !ok {
-		t.Fatalf("pollable gave %T, want a *rawPipe", in)
+		t.Fatalf("pollable gave %T, want a *rawpipe.Pipe", in)
 	}
 	if err := f.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
 		t.Fatalf("the piped stdin is not polled: %v", err)
@@ -76,8 +78,8 @@ func TestPollableStdout(t *testing.T) {
 	r, w := os.NewFile(uintptr(fds[0]), "reader"), os.NewFile(uintptr(fds[1]), "stdout")
 	defer r.Close()
 	out, restore := pollableOut(w)
-	if _, ok := out.(*rawPipe); !ok {
-		t.Fatalf("pollableOut gave %T, want a *rawPipe", out)
+	if _, ok := out.(*rawpipe.Pipe); !ok {
+		t.Fatalf("pollableOut gave %T, want a *rawpipe.Pipe", out)
 	}
 	want := make([]byte, 1<<20) // 16 times a pipe's 64 KiB
 	for i := range want {

@@ -25,6 +25,7 @@ import (
 
 	"dht/dataset"
 	"dht/internal/loopback"
+	"dht/internal/rawpipe"
 )
 
 // ProcReport is what one run of dht bench --processes measured: every node,
@@ -169,19 +170,74 @@ func (ps *procs) start(name string, args ...string) (*child, error) {
 	}
 	defer errf.Close()
 	c.cmd.Stderr = errf
-	if c.in, err = c.cmd.StdinPipe(); err != nil {
-		return nil, err
-	}
-	out, err := c.cmd.StdoutPipe()
+	// The pipes are the bench's own, and it reads and writes its ends
+	// through the poller with raw system calls (rawpipe), as dht peer
+	// does its stdin and stdout: os/exec's pipes are read with Syscall,
+	// which wakes this process's sysmon for every line, CPU that 16
+	// queriers' lines take from the cluster on the same CPUs.
+	inR, inW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	c.out = bufio.NewReaderSize(out, 64<<10)
-	if err := c.cmd.Start(); err != nil {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, err
+	}
+	c.cmd.Stdin, c.cmd.Stdout = inR, outW
+	err = c.cmd.Start()
+	inR.Close() // the child's ends: it has them now
+	outW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
 		return nil, fmt.Errorf("bench: start %s: %w", ps.bin, err)
 	}
+	c.in, c.out = newEnds(inW, outR)
 	ps.all = append(ps.all, c)
 	return c, nil
+}
+
+// ends are the bench's ends of a child's stdin and stdout: raw pipes where
+// rawpipe makes them, the files as they are elsewhere.
+type ends struct {
+	w      io.Writer
+	files  []*os.File
+	pipes  []*rawpipe.Pipe
+	closed bool
+}
+
+func newEnds(in, out *os.File) (io.WriteCloser, *bufio.Reader) {
+	e := &ends{w: in, files: []*os.File{in, out}}
+	var r io.Reader = out
+	if p := rawpipe.Of(in); p != nil {
+		e.w = p
+		e.pipes = append(e.pipes, p)
+	}
+	if p := rawpipe.Of(out); p != nil {
+		r = p
+		e.pipes = append(e.pipes, p)
+	}
+	return e, bufio.NewReaderSize(r, 64<<10)
+}
+
+func (e *ends) Write(b []byte) (int, error) { return e.w.Write(b) }
+
+// Close closes both ends: the child reads the end of its input, and a read
+// of its output returns.
+func (e *ends) Close() error {
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	for _, p := range e.pipes {
+		p.Restore()
+	}
+	for _, f := range e.files {
+		f.Close()
+	}
+	return nil
 }
 
 // stop ends every process: SIGTERM (a peer closes its file cleanly and
