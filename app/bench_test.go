@@ -209,3 +209,34 @@ func BenchmarkQueryAnswered(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLeaderSendsStores is a leader of a ring of 8 starting a store
+// round of the dataset: the records ordered by owner, packed into stores,
+// each signed and encoded as the runner does, up to the window; the rest of
+// the round's sends follow as acks come.
+func BenchmarkLeaderSendsStores(b *testing.B) {
+	data := dataset.Records(records(b))
+	buf := make([]byte, 0, wire.MaxDatagram)
+	now := time.Unix(1e9, 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		p := ringNode(b)
+		p.id = 0
+		b.StartTimer()
+		outs := p.startPopulate(now, nil, data, nil)
+		sends := 0
+		for _, o := range outs {
+			if s, ok := o.(Send); ok {
+				var err error
+				if buf, err = s.Append(buf[:0]); err != nil {
+					b.Fatal(err)
+				}
+				sends++
+			}
+		}
+		if sends < 10 {
+			b.Fatalf("the leader sent %d datagrams", sends)
+		}
+	}
+}
