@@ -11,8 +11,13 @@ import (
 )
 
 // roundEvent is one line of a store round's trace: a datagram sent or
-// received, or a commit, at a node.
-type roundEvent struct{ what, node, typ string }
+// received, or a commit, at a node; for a store, the Long Name of its
+// first record, and whether it was sent again.
+type roundEvent struct {
+	what, node, typ string
+	first           string
+	again           bool
+}
 
 // roundTrace keeps, in order, the datagrams sent and received and the
 // commits of every peer.
@@ -29,12 +34,21 @@ func (o roundTrace) WithAttrs(as []slog.Attr) slog.Handler {
 func (o roundTrace) WithGroup(string) slog.Handler { return o }
 func (o roundTrace) Handle(_ context.Context, r slog.Record) error {
 	var e roundEvent
-	visit := func(a slog.Attr) bool {
+	var visit func(a slog.Attr) bool
+	visit = func(a slog.Attr) bool {
 		switch a.Key {
 		case "node":
 			e.node = a.Value.String()
 		case "type":
 			e.typ = a.Value.String()
+		case "retransmit":
+			e.again = true
+		case "first":
+			e.first = a.Value.String()
+		case "msg":
+			for _, g := range a.Value.Resolve().Group() {
+				visit(g)
+			}
 		}
 		return true
 	}

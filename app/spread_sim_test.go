@@ -1,64 +1,13 @@
 package app_test
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"testing"
 
 	"dht/dataset"
 	"dht/wire"
 )
-
-// storeSends is a trace handler that keeps, for every store a node sends
-// for the first time, the node and the Long Name of its first record.
-type storeSends struct {
-	sends *[]storeSend
-	attrs []slog.Attr
-}
-
-type storeSend struct{ node, first string }
-
-func (o storeSends) Enabled(context.Context, slog.Level) bool { return true }
-func (o storeSends) WithAttrs(as []slog.Attr) slog.Handler {
-	o.attrs = append(slices.Clone(o.attrs), as...)
-	return o
-}
-func (o storeSends) WithGroup(string) slog.Handler { return o }
-func (o storeSends) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "send" {
-		return nil
-	}
-	var s storeSend
-	store, again := false, false
-	var visit func(a slog.Attr) bool
-	visit = func(a slog.Attr) bool {
-		switch a.Key {
-		case "node":
-			s.node = a.Value.String()
-		case "type":
-			store = a.Value.String() == wire.TypeStore.String()
-		case "retransmit":
-			again = true
-		case "first":
-			s.first = a.Value.String()
-		case "msg":
-			for _, g := range a.Value.Resolve().Group() {
-				visit(g)
-			}
-		}
-		return true
-	}
-	for _, a := range o.attrs {
-		visit(a)
-	}
-	r.Attrs(visit)
-	if store && !again {
-		*o.sends = append(*o.sends, s)
-	}
-	return nil
-}
 
 // A leader sends the records farthest owner first, grouped by owner, so
 // that a store mostly carries one node's records and the nodes before it
@@ -78,8 +27,8 @@ func TestLeaderSendsTheFarthestOwnersRecordsFirst(t *testing.T) {
 		p := s.addPeer(names[i], data)
 		s.mustDo(names[i], fmt.Sprintf("register %s %s %d", names[i], p.Addr.Addr(), p.Addr.Port()), "register SUCCESS")
 	}
-	var sends []storeSend
-	s.SetTrace(storeSends{sends: &sends})
+	var events []roundEvent
+	s.SetTrace(roundTrace{events: &events})
 	s.mustDo(names[0], fmt.Sprintf("setup-dht %d %s", n, names[0]), "setup-dht SUCCESS")
 	s.SetTrace(nil)
 	s.checkRing(data)
@@ -88,10 +37,13 @@ func TestLeaderSendsTheFarthestOwnersRecordsFirst(t *testing.T) {
 	// backwards, from the farthest (id n-1) to the nearest (id 1).
 	var owners []int
 	perNode := map[string]int{}
-	for _, st := range sends {
-		perNode[st.node]++
-		if st.node == names[0] {
-			owners = append(owners, dataset.ID(dataset.Pos(st.first), n))
+	for _, e := range events {
+		if e.what != "send" || e.typ != wire.TypeStore.String() || e.again {
+			continue
+		}
+		perNode[e.node]++
+		if e.node == names[0] {
+			owners = append(owners, dataset.ID(dataset.Pos(e.first), n))
 		}
 	}
 	if len(owners) == 0 || owners[0] != n-1 || owners[len(owners)-1] != 1 || !slices.IsSortedFunc(owners, func(a, b int) int { return b - a }) {
