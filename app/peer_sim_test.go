@@ -81,8 +81,8 @@ func (c persistCounter) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// A leader commits the records it keeps at most app.OwnChunk at a time,
-// however many there are: it holds their indices, not the records. Checked
+// A leader commits the records it keeps at most app.OwnChunk a
+// transaction, however many there are. Checked
 // on a ring of two, on a ring of three where nearly every record hashes to
 // the leader, and on the ring of one a leave leaves, whose leader keeps
 // everything. Every record still ends up in its
