@@ -14,9 +14,9 @@ import (
 )
 
 // A piped stdin is read through the runtime's poller: the reader pollable
-// returns takes a read deadline (only a polled file does), reads what the
-// pipe brings, and restore makes the pipe blocking again. A regular file
-// is returned as it is.
+// returns takes a read deadline (only a polled file does) and reads what
+// the pipe brings, while the shell's pipe stays blocking, before restore
+// and after. A regular file is returned as it is.
 func TestPollableStdin(t *testing.T) {
 	// Blocking, as a shell makes a pipe to a command's stdin (os.Pipe's
 	// are non-blocking).
@@ -37,6 +37,9 @@ func TestPollableStdin(t *testing.T) {
 	}
 	if err := f.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
 		t.Fatalf("the piped stdin is not polled: %v", err)
+	}
+	if fl, err := unix.FcntlInt(uintptr(fds[0]), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+		t.Fatalf("the shell's pipe became non-blocking: flags %#x, %v", fl, err)
 	}
 	if _, err := w.WriteString("register alice 127.0.0.1 5000\n"); err != nil {
 		t.Fatal(err)
@@ -68,8 +71,8 @@ func TestPollableStdin(t *testing.T) {
 
 // A piped stdout is written through the poller: a write larger than the
 // pipe holds waits (in the poller, not in the kernel) until the reader
-// drains it, and arrives whole, in order; restore makes the pipe blocking
-// again. The end of a pipe reads as io.EOF.
+// drains it, and arrives whole, in order; the pipe is blocking after
+// restore. The end of a pipe reads as io.EOF.
 func TestPollableStdout(t *testing.T) {
 	var fds [2]int
 	if err := unix.Pipe(fds[:]); err != nil {

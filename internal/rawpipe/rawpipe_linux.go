@@ -6,6 +6,7 @@ package rawpipe
 import (
 	"io"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 	"unsafe"
@@ -24,12 +25,20 @@ type Pipe struct {
 	f  *os.File
 	rc syscall.RawConn
 	fd int
+	// shared: the descriptor is a duplicate of the caller's, whose
+	// non-blocking flag it shares (the pipe could not be opened again).
+	shared bool
 }
 
-// Of makes a Pipe of a duplicate of v's descriptor if v is a
-// pipe, else nil. A descriptor of its own: the runtime's file closes its
-// descriptor when it is collected, which must never be the caller's (in a
-// test, that number may belong to another file by then).
+// Of makes a Pipe of v if v is a pipe, else nil. The pipe is opened again
+// through /proc/self/fd, which gives a description of its own: its
+// non-blocking flag is not the caller's, which stays as it was (a shell's
+// pipe is blocking, and so is whatever else writes to it, such as a
+// command run after dht in the same pipeline, even if dht is killed).
+// Where that open fails (no /proc mounted, say) it falls back to a duplicate of the caller's descriptor, made non-blocking
+// until Restore. A descriptor of its own either way: the runtime's file
+// closes its descriptor when it is collected, which must never be the
+// caller's (in a test, that number may belong to another file by then).
 func Of(v any) *Pipe {
 	f, ok := v.(*os.File)
 	if !ok {
@@ -43,12 +52,27 @@ func Of(v any) *Pipe {
 	if err != nil {
 		return nil
 	}
-	fd := -1
-	if err := sc.Control(func(orig uintptr) { fd, err = unix.Dup(int(orig)) }); err != nil || fd < 0 {
-		return nil
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
+	fd, shared := -1, false
+	var cerr error
+	err = sc.Control(func(orig uintptr) {
+		var fl int
+		if fl, cerr = unix.FcntlInt(orig, unix.F_GETFL, 0); cerr != nil {
+			return
+		}
+		if fd, cerr = openAgain(int(orig), fl&unix.O_ACCMODE|unix.O_NONBLOCK|unix.O_CLOEXEC); cerr == nil {
+			return
+		}
+		shared = true
+		if fd, cerr = unix.Dup(int(orig)); cerr != nil {
+			return
+		}
+		unix.CloseOnExec(fd)
+		if cerr = unix.SetNonblock(fd, true); cerr != nil {
+			unix.Close(fd)
+			fd = -1
+		}
+	})
+	if err != nil || cerr != nil || fd < 0 {
 		return nil
 	}
 	nb := os.NewFile(uintptr(fd), f.Name())
@@ -57,13 +81,21 @@ func Of(v any) *Pipe {
 		nb.Close()
 		return nil
 	}
-	return &Pipe{f: nb, rc: rc, fd: fd}
+	return &Pipe{f: nb, rc: rc, fd: fd, shared: shared}
 }
 
-// Restore puts the caller's descriptor back to blocking (the two share
-// the flag) and closes the duplicate.
+// openAgain opens the file of descriptor fd again, a description of its
+// own; tests make it fail.
+var openAgain = func(fd, flags int) (int, error) {
+	return unix.Open("/proc/self/fd/"+strconv.Itoa(fd), flags, 0)
+}
+
+// Restore closes the Pipe's descriptor; a duplicate's shared flag is put
+// back to blocking first.
 func (p *Pipe) Restore() {
-	_ = unix.SetNonblock(p.fd, false) // shared with the caller's descriptor
+	if p.shared {
+		_ = unix.SetNonblock(p.fd, false)
+	}
 	p.f.Close()
 }
 
