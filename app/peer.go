@@ -473,11 +473,16 @@ func (p *Peer) Unsettled() bool { return len(p.uncommitted) >= ownChunk }
 // grow with the dataset. The others are committed when the flush passes,
 // before it goes on: the flush, not a store's ack, says that a node's
 // records are on disk, so acknowledging a store waits for no disk and the
-// stores of a round flow round the ring while each node commits once.
+// stores of a round flow round the ring while each node commits once. A
+// leader that keeps more records than ownChunk commits a chunk of them too
+// (populate.settle).
 func (p *Peer) Settle() []Output {
 	var out []Output
 	if p.Unsettled() {
 		out = p.commitStores(nil, false)
+	}
+	if p.pop != nil {
+		out = p.pop.settle(p, out)
 	}
 	return p.link.flushAcks(out)
 }

@@ -26,7 +26,11 @@ type populate struct {
 	right      netip.AddrPort
 	back, done bool
 	tell       *report // rebuild: who to tell when done
-	ownOut     bool    // this node's own records are committed
+	// ownNext is the next of this node's own records (in order, from
+	// nonOwn on) to commit; cleared: the first commit, which clears the
+	// table, is made.
+	ownNext int
+	cleared bool
 }
 
 // ownChunk is the most records a node commits at once: a leader commits
@@ -84,6 +88,7 @@ func (p *Peer) startPopulate(now time.Time, out []Output, data dataset.Source, t
 	p.clearTable()
 	pop := &populate{n: p.n, round: p.link.newID(), data: data, tell: tell}
 	pop.order, pop.nonOwn = spreadOrder(data, p.n, p.id)
+	pop.ownNext = pop.nonOwn
 	p.pop = pop
 	if p.n == 1 {
 		out = pop.commitOwn(p, out)
@@ -98,19 +103,39 @@ func (p *Peer) startPopulate(now time.Time, out []Output, data dataset.Source, t
 	return p.feed(now, out)
 }
 
-// commitOwn commits this node's own records, ownChunk at a time; the
-// first commit clears its table.
+// ownLeft is the number of this node's own records not yet committed.
+func (pop *populate) ownLeft() int { return len(pop.order) - pop.ownNext }
+
+// commitChunk commits the next ownChunk of this node's own records (the
+// first commit clears its table, records or none).
+func (pop *populate) commitChunk(p *Peer, out []Output) []Output {
+	k := min(pop.ownLeft(), ownChunk)
+	recs := make([]dataset.Record, k)
+	for i, j := range pop.order[pop.ownNext : pop.ownNext+k] {
+		recs[i] = pop.data.Record(int(j))
+	}
+	pop.ownNext += k
+	out = append(out, p.persist(!pop.cleared, recs))
+	pop.cleared = true
+	return out
+}
+
+// commitOwn commits the rest of this node's own records, ownChunk at a
+// time.
 func (pop *populate) commitOwn(p *Peer, out []Output) []Output {
-	pop.ownOut = true
-	own := pop.order[pop.nonOwn:]
-	for first := true; first || len(own) > 0; first = false {
-		k := min(len(own), ownChunk)
-		recs := make([]dataset.Record, k)
-		for i, j := range own[:k] {
-			recs[i] = pop.data.Record(int(j))
-		}
-		out = append(out, p.persist(first, recs))
-		own = own[k:]
+	for !pop.cleared || pop.ownLeft() > 0 {
+		out = pop.commitChunk(p, out)
+	}
+	return out
+}
+
+// settle commits a chunk of this node's own records at the end of a
+// turn while it keeps more than one commit takes and its flush has not
+// left (the rest goes once it has): it holds no more than a chunk of
+// records at a time, however many it keeps.
+func (pop *populate) settle(p *Peer, out []Output) []Output {
+	if pop.ownLeft() > ownChunk && !pop.flushed {
+		out = pop.commitChunk(p, out)
 	}
 	return out
 }
@@ -136,7 +161,7 @@ func (p *Peer) feed(now time.Time, out []Output) []Output {
 		pop.flushed, pop.right = true, p.right.Addr
 		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n), LeaderAddr: p.self.Addr, Round: pop.round}, tagNone, true)...)
 	}
-	if pop.flushed && !pop.ownOut && p.link.unsent(pop.right) == 0 {
+	if pop.flushed && (!pop.cleared || pop.ownLeft() > 0) && p.link.unsent(pop.right) == 0 {
 		// The flush has left: commit, before it can come back (the runner
 		// carries out a step's outputs before it reads the next datagram).
 		out = pop.commitOwn(p, out)

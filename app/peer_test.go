@@ -2,6 +2,7 @@ package app
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -484,5 +485,74 @@ func TestTeardownOfAnEarlierRingIsDropped(t *testing.T) {
 	}
 	if !forwarded || p.inRing {
 		t.Fatalf("the teardown of the node's own ring: forwarded %v, still in the ring %v", forwarded, p.inRing)
+	}
+}
+
+// A leader that keeps more records than one commit takes commits them a
+// chunk at each turn of its sending, not all in the turn its flush leaves:
+// it holds no more than a chunk of records at a time, however many it
+// keeps. A ring of 2 whose leader keeps about 3.5 chunks, every store and
+// the flush acknowledged by its right neighbour as they come.
+func TestLeaderHoldsAChunkOfItsRecordsAtATime(t *testing.T) {
+	p := ringNode(t)
+	p.id, p.n = 0, 2
+	data := dataset.SyntheticSource{N: 7 * ownChunk, Seed: 4}
+	own := 0
+	for i := range data.Len() {
+		if dataset.ID(data.Record(i).Pos(), 2) == 0 {
+			own++
+		}
+	}
+	now := time.Unix(1e9, 0)
+	committed, flushed := 0, false
+	var right []uint32 // sent right, not yet acknowledged
+	// step checks what one step of the core did: at most one commit of
+	// the leader's records.
+	step := func(what string, outs []Output) {
+		t.Helper()
+		persists := 0
+		for _, o := range outs {
+			switch o := o.(type) {
+			case PersistPeer:
+				persists++
+				committed += len(o.Batch.Put)
+				if len(o.Batch.Put) > ownChunk || o.Batch.Clear != (committed == len(o.Batch.Put)) {
+					t.Fatalf("%s: a commit of %d records, clear %v", what, len(o.Batch.Put), o.Batch.Clear)
+				}
+			case Send:
+				if o.To == p.right.Addr {
+					right = append(right, o.ID)
+					if _, ok := o.Msg.(wire.Flush); ok {
+						flushed = true
+					}
+				}
+			}
+		}
+		if persists > 1 {
+			t.Fatalf("%s: %d commits of the leader's records at once", what, persists)
+		}
+	}
+	step("the start", p.startPopulate(now, nil, data, nil))
+	for acks := 0; len(right) > 0; acks++ {
+		if acks > 100_000 {
+			t.Fatal("the round never ended")
+		}
+		k := min(len(right), 1+wire.MaxAcks)
+		dg, err := p.link.sg.send(p.right.Addr, right[0], 0, wire.Ack{More: right[1:k]}).Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		right = right[k:]
+		h, m, err := wire.Decode(dg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		step(fmt.Sprintf("ack %d", acks), p.StepBatch(now, []Datagram{{From: p.right.Addr, Header: h, Msg: m}}))
+	}
+	if !flushed {
+		t.Fatal("the leader sent no flush")
+	}
+	if own <= 3*ownChunk || committed != own {
+		t.Fatalf("the leader keeps %d records and committed %d", own, committed)
 	}
 }
