@@ -63,6 +63,17 @@ type outMsg struct {
 	tag     tag
 	barrier bool // not sent before everything queued ahead of it is acknowledged
 	tries   tries
+	// held: the acks of the messages this one forwards, owed once it is
+	// sent (see sendHolding).
+	held []heldAck
+}
+
+// heldAck is an ack owed to `to` for message id, signed by sg, held until
+// what the message brought has been sent on.
+type heldAck struct {
+	to netip.AddrPort
+	id uint32
+	sg signer
 }
 
 type dest struct {
@@ -152,6 +163,19 @@ func (l *link) send(now time.Time, to netip.AddrPort, msg wire.Message, t tag, b
 	return l.sendSigned(now, to, msg, t, barrier, l.sg)
 }
 
+// sendHolding is send of a message that forwards what another brought:
+// that message's ack, held, is owed once this one is sent (at once if the
+// window has room). A node then acknowledges a store from its left only
+// when the records it passes on have left for its right neighbour, so a
+// left neighbour never has more than a window in flight beyond what the
+// right can take: the pipeline's flow control, without dropping stores
+// for the left to send again.
+func (l *link) sendHolding(now time.Time, to netip.AddrPort, msg wire.Message, held heldAck) []Output {
+	d := l.dest(to)
+	d.queue = append(d.queue, &outMsg{msg: msg, sg: l.sg, held: []heldAck{held}})
+	return l.pump(now, to, d, nil)
+}
+
 // sendSigned is send with the messages signed by sg, not the ring's signer
 // (a querier's query, signed with its token).
 func (l *link) sendSigned(now time.Time, to netip.AddrPort, msg wire.Message, t tag, barrier bool, sg signer) []Output {
@@ -199,8 +223,12 @@ func (l *link) pump(now time.Time, to netip.AddrPort, d *dest, out []Output) []O
 		}
 		d.queue = d.queue[1:]
 		if st, ok := m.msg.(wire.Store); ok {
-			m.msg = l.coalesce(st, d)
+			m.msg = l.coalesce(st, m, d)
 		}
+		for _, h := range m.held {
+			l.ackSigned(h.to, h.id, h.sg)
+		}
+		m.held = nil
 		m.id = l.newID()
 		m.tries.start(now, l.estimate(m.msg).first(&l.cfg.Retry))
 		d.inflight = append(d.inflight, m)
@@ -213,9 +241,10 @@ func (l *link) pump(now time.Time, to netip.AddrPort, d *dest, out []Output) []O
 	return out
 }
 
-// coalesce merges the stores queued right behind st into it while the
-// datagram has room: a slow neighbour gets fewer, fuller datagrams.
-func (l *link) coalesce(st wire.Store, d *dest) wire.Store {
+// coalesce merges the stores queued right behind st (m's) into it while
+// the datagram has room, and their held acks into m's: a slow neighbour
+// gets fewer, fuller datagrams.
+func (l *link) coalesce(st wire.Store, m *outMsg, d *dest) wire.Store {
 	size := wire.EncodedLen(st)
 	merged := false
 	for len(d.queue) > 0 {
@@ -235,6 +264,7 @@ func (l *link) coalesce(st wire.Store, d *dest) wire.Store {
 			merged = true
 		}
 		st.Records = append(st.Records, next.Records...)
+		m.held = append(m.held, d.queue[0].held...)
 		size += add
 		d.queue = d.queue[1:]
 	}

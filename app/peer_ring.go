@@ -192,11 +192,60 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	}
 	if !noAck {
 		p.link.seen.add(from, h.ID)
+	}
+	if st, ok := m.(wire.Store); ok && !noAck {
+		// Acknowledged once what it passes on has left (link.sendHolding).
+		return p.onStore(now, from, st, heldAck{to: from, id: h.ID, sg: sg})
+	}
+	if !noAck {
 		// The ack goes out after the batch, so after anything the message
 		// made us persist.
 		p.link.ackSigned(from, h.ID, sg)
 	}
 	return p.handleRing(now, from, m, noAck)
+}
+
+// onStore keeps the records of store m whose id is this node's and
+// forwards the rest right; m is acknowledged (ack) once the forward has
+// left, or at once if nothing goes on.
+func (p *Peer) onStore(now time.Time, from netip.AddrPort, m wire.Store, ack heldAck) []Output {
+	if int(m.N) != p.n {
+		p.link.ackSigned(ack.to, ack.id, ack.sg)
+		return []Output{event("store for another ring size ignored", attrAddr(from), slog.Int("ring", int(m.N)))}
+	}
+	if p.id == 0 {
+		// Stores start at the leader, which keeps its own records: one
+		// that comes back holds records no member takes (the members
+		// disagree on the ring), and would circle it for ever.
+		p.link.ackSigned(ack.to, ack.id, ack.sg)
+		return []Output{dropped("a store came back to the leader", from, slog.Int("records", len(m.Records)))}
+	}
+	mine := 0
+	for i := range m.Records {
+		if dataset.ID(dataset.Pos(m.Records[i][3]), p.n) == p.id {
+			mine++
+		}
+	}
+	fwd := m.Records // most stores only pass through: forward them as they came
+	if mine > 0 {
+		fwd = make([]wire.Record, 0, len(m.Records)-mine)
+		for i := range m.Records {
+			f := &m.Records[i]
+			if dataset.ID(dataset.Pos(f[3]), p.n) != p.id {
+				fwd = append(fwd, *f)
+				continue
+			}
+			// Committed at the flush (or at Settle, once ownChunk
+			// wait) and then forgotten: the record may share the
+			// datagram's bytes until then.
+			p.uncommitted = append(p.uncommitted, dataset.FromFields(*f))
+		}
+	}
+	if len(fwd) == 0 {
+		p.link.ackSigned(ack.to, ack.id, ack.sg)
+		return nil
+	}
+	return p.link.sendHolding(now, p.right.Addr, wire.Store{N: m.N, Records: fwd}, ack)
 }
 
 // handleRing acts on a ring message; noAck says it came unacknowledged (a
@@ -220,41 +269,6 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		// disk.
 		p.deferPersist(true)
 		return out
-	case wire.Store:
-		if int(m.N) != p.n {
-			return []Output{event("store for another ring size ignored", attrAddr(from), slog.Int("ring", int(m.N)))}
-		}
-		if p.id == 0 {
-			// Stores start at the leader, which keeps its own records: one
-			// that comes back holds records no member takes (the members
-			// disagree on the ring), and would circle it for ever.
-			return []Output{dropped("a store came back to the leader", from, slog.Int("records", len(m.Records)))}
-		}
-		mine := 0
-		for i := range m.Records {
-			if dataset.ID(dataset.Pos(m.Records[i][3]), p.n) == p.id {
-				mine++
-			}
-		}
-		fwd := m.Records // most stores only pass through: forward them as they came
-		if mine > 0 {
-			fwd = make([]wire.Record, 0, len(m.Records)-mine)
-			for i := range m.Records {
-				f := &m.Records[i]
-				if dataset.ID(dataset.Pos(f[3]), p.n) != p.id {
-					fwd = append(fwd, *f)
-					continue
-				}
-				// Committed at the flush (or at Settle, once ownChunk
-				// wait) and then forgotten: the record may share the
-				// datagram's bytes until then.
-				p.uncommitted = append(p.uncommitted, dataset.FromFields(*f))
-			}
-		}
-		if len(fwd) > 0 {
-			return p.link.send(now, p.right.Addr, wire.Store{N: m.N, Records: fwd}, tagNone, false)
-		}
-		return nil
 	case wire.Flush:
 		if m.Leader == p.self.Name {
 			return p.popReturned(now, true, false)

@@ -556,3 +556,84 @@ func TestLeaderHoldsAChunkOfItsRecordsAtATime(t *testing.T) {
 		t.Fatalf("the leader keeps %d records and committed %d", own, committed)
 	}
 }
+
+// A node acknowledges a store from its left once what it passes on has
+// left for its right neighbour: while its window to the right is full, the
+// left's stores wait unacknowledged, and the left, its own window full,
+// sends no more. Before, the node acknowledged every store on receipt and
+// dropped stores from its left once 4 windows waited behind a slow right
+// neighbour, for the left to send again: at 0% loss, a setup of 100,000
+// records over 16 processes sent some 11,000 stores twice.
+func TestStoreAcknowledgedOnceItsForwardHasLeft(t *testing.T) {
+	p := ringNode(t) // id 3 of 8
+	now := time.Unix(1e9, 0)
+	var rec wire.Record
+	for _, r := range records(t) {
+		if dataset.ID(r.Pos(), 8) != 3 {
+			rec = r.Fields()
+			break
+		}
+	}
+	// from the left: store id, through the runner's path (Receive, Settle)
+	store := func(id uint32) (acked []uint32, fwd []uint32) {
+		t.Helper()
+		dg, err := p.link.sg.send(p.left.Addr, id, 0, wire.Store{N: 8, Records: []wire.Record{rec}}).Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, m, err := wire.Decode(dg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return storeTraffic(p.StepBatch(now, []Datagram{{From: p.left.Addr, Header: h, Msg: m}}), p)
+	}
+	window := p.link.cfg.Window
+	var inflight []uint32
+	for i := range window {
+		acked, fwd := store(uint32(100 + i))
+		if len(acked) != 1 || acked[0] != uint32(100+i) || len(fwd) != 1 {
+			t.Fatalf("store %d with room in the window: acked %v, forwarded %v; want it acked and forwarded at once", i, acked, fwd)
+		}
+		inflight = append(inflight, fwd[0])
+	}
+	acked, fwd := store(500)
+	if len(acked) != 0 || len(fwd) != 0 {
+		t.Fatalf("a store behind a full window: acked %v, forwarded %v; want it held", acked, fwd)
+	}
+	// The right neighbour acknowledges one: the held forward leaves, and
+	// the left's store is acknowledged.
+	dg, err := p.link.sg.send(p.right.Addr, inflight[0], 0, wire.Ack{}).Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, m, err := wire.Decode(dg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked, fwd = storeTraffic(p.StepBatch(now, []Datagram{{From: p.right.Addr, Header: h, Msg: m}}), p)
+	if len(acked) != 1 || acked[0] != 500 || len(fwd) != 1 {
+		t.Fatalf("once the right acknowledged: acked %v, forwarded %v; want 500 acked and its forward sent", acked, fwd)
+	}
+}
+
+// storeTraffic is what outs acknowledged to p's left neighbour (every id of its
+// acks) and the ids of the stores it sent right.
+func storeTraffic(outs []Output, p *Peer) (acked, fwd []uint32) {
+	for _, o := range outs {
+		s, ok := o.(Send)
+		if !ok {
+			continue
+		}
+		switch m := s.Msg.(type) {
+		case wire.Ack:
+			if s.To == p.left.Addr {
+				acked = append(append(acked, s.ID), m.More...)
+			}
+		case wire.Store:
+			if s.To == p.right.Addr {
+				fwd = append(fwd, s.ID)
+			}
+		}
+	}
+	return acked, fwd
+}
