@@ -560,10 +560,10 @@ func TestLeaderHoldsAChunkOfItsRecordsAtATime(t *testing.T) {
 // A node acknowledges a store from its left once what it passes on has
 // left for its right neighbour: while its window to the right is full, the
 // left's stores wait unacknowledged, and the left, its own window full,
-// sends no more. Before, the node acknowledged every store on receipt and
-// dropped stores from its left once 4 windows waited behind a slow right
-// neighbour, for the left to send again: at 0% loss, a setup of 100,000
-// records over 16 processes sent some 11,000 stores twice.
+// sends no more. Acknowledged on receipt, stores would pile up behind a
+// slow right neighbour until the backlog rule dropped them for the left to
+// send again (at 0% loss, some 11,000 in a setup and a leave of 100,000
+// records over 16 processes).
 func TestStoreAcknowledgedOnceItsForwardHasLeft(t *testing.T) {
 	p := ringNode(t) // id 3 of 8
 	now := time.Unix(1e9, 0)
