@@ -189,6 +189,7 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 		err = preallocate(path, preallocSize)
 	}
 	if err == nil {
+		h.raw = newRawFile(db, h.f)
 		err = h.check()
 	}
 	if err != nil {
@@ -263,9 +264,25 @@ type file struct {
 	// fails may remove it.
 	created bool
 
+	// raw makes the commits' writes and syncs, and the checks, without
+	// the Go runtime (rawio_linux.go); nil: bbolt's and os's own calls.
+	raw rawIO
+	// io is held by update and taken by close: raw works on the file's
+	// descriptor, which must not be closed (and its number reused) under it.
+	io     sync.RWMutex
+	closed bool
+
 	mu     sync.Mutex
 	size   int64 // after the last check: bbolt never shrinks a file
-	broken error // a panic or fault in bbolt: see guard
+	broken error // a panic or fault in bbolt, or a failed sync: see guard
+}
+
+// rawIO is what rawFile does for a file.
+type rawIO interface {
+	// sync puts the last commit's meta page on disk.
+	sync() error
+	// stat reports whether path names the open file, and its size.
+	stat(path string) (same bool, size int64, err error)
 }
 
 // opener is bbolt's OpenFile. It takes bbolt's lock first, so that no other
@@ -331,29 +348,45 @@ func (h *file) verify(f *os.File, exclusive bool, timeout time.Duration, created
 // that no later open will see, and reading a page past the end of a
 // truncated one is a SIGBUS.
 func (h *file) check() error {
-	fi, err := h.f.Stat()
-	if errors.Is(err, os.ErrClosed) {
-		return ErrClosed
-	}
-	if err != nil {
-		return fmt.Errorf("store: %s: %w", h.path, err)
-	}
-	cur, err := os.Stat(h.path)
+	same, size, err := h.stat()
 	switch {
+	case errors.Is(err, os.ErrClosed):
+		return ErrClosed
 	case errors.Is(err, fs.ErrNotExist):
 		return gone(h.path, "was deleted")
 	case err != nil:
 		return fmt.Errorf("store: %s: %w", h.path, err)
-	case !os.SameFile(fi, cur):
+	case !same:
 		return gone(h.path, "was replaced by another file")
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if fi.Size() < h.size {
-		return gone(h.path, fmt.Sprintf("was truncated from %d to %d bytes", h.size, fi.Size()))
+	if size < h.size {
+		return gone(h.path, fmt.Sprintf("was truncated from %d to %d bytes", h.size, size))
 	}
-	h.size = fi.Size()
+	h.size = size
 	return nil
+}
+
+// stat reports whether path still names the open file, and its size; an
+// error wrapping os.ErrClosed once the file is closed, fs.ErrNotExist if
+// nothing is at path.
+func (h *file) stat() (same bool, size int64, err error) {
+	if h.raw != nil {
+		if h.closed {
+			return false, 0, os.ErrClosed
+		}
+		return h.raw.stat(h.path)
+	}
+	fi, err := h.f.Stat()
+	if err != nil {
+		return false, 0, err
+	}
+	cur, err := os.Stat(h.path)
+	if err != nil {
+		return false, fi.Size(), err
+	}
+	return os.SameFile(fi, cur), fi.Size(), nil
 }
 
 func gone(path, what string) error {
@@ -366,6 +399,8 @@ func gone(path, what string) error {
 // update runs fn in a read-write transaction, between two checks of the
 // file: a change is reported done only once it is in the file at path.
 func (h *file) update(db *bolt.DB, fn func(*bolt.Tx) error) error {
+	h.io.RLock()
+	defer h.io.RUnlock()
 	if err := h.failed(); err != nil {
 		return err
 	}
@@ -374,6 +409,18 @@ func (h *file) update(db *bolt.DB, fn func(*bolt.Tx) error) error {
 	}
 	if err := h.guard(func() error { return db.Update(fn) }); err != nil {
 		return dbErr(err)
+	}
+	if h.raw != nil {
+		if err := h.raw.sync(); err != nil {
+			// The commit is in bbolt's map but maybe not on disk, and a
+			// second fdatasync may succeed without writing what the first
+			// failed to: no later change is made on top of it.
+			err = fmt.Errorf("store: %w: the last change may not be on disk", err)
+			h.mu.Lock()
+			h.broken = err
+			h.mu.Unlock()
+			return err
+		}
 	}
 	return h.check()
 }
@@ -418,6 +465,9 @@ func (h *file) failed() error {
 // close closes db (nil: not open), or only the file under it if bbolt
 // stopped halfway through something (guard).
 func (h *file) close(db *bolt.DB) error {
+	h.io.Lock()
+	defer h.io.Unlock()
+	h.closed = true
 	switch {
 	case h.failed() != nil && h.f != nil:
 		_ = h.f.Close() // lets go of the lock; the map stays until the process ends

@@ -1,0 +1,5 @@
+package store
+
+import "syscall"
+
+const sysFstatat = syscall.SYS_NEWFSTATAT

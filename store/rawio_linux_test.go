@@ -1,0 +1,193 @@
+//go:build linux && (amd64 || arm64)
+
+package store
+
+import (
+	"errors"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"dht/app/state"
+)
+
+// rawCall is one raw system call a commit made: a write at off, or an
+// fdatasync (off -1).
+type rawCall struct {
+	op  string
+	off int64
+}
+
+// watchRaw records the raw calls made until the test ends, passing each to
+// the real one unless fail says to fail it (with EIO) instead: fail sees
+// the call and how many were made before it.
+func watchRaw(t *testing.T, fail func(c rawCall, before int) bool) *[]rawCall {
+	t.Helper()
+	var calls []rawCall
+	pw, fs := rawPwrite, rawFdatasync
+	t.Cleanup(func() { rawPwrite, rawFdatasync = pw, fs })
+	rawPwrite = func(fd int, b []byte, off int64) (int, error) {
+		c := rawCall{"write", off}
+		calls = append(calls, c)
+		if fail != nil && fail(c, len(calls)-1) {
+			return 0, syscall.EIO
+		}
+		return pw(fd, b, off)
+	}
+	rawFdatasync = func(fd int) error {
+		c := rawCall{"fdatasync", -1}
+		calls = append(calls, c)
+		if fail != nil && fail(c, len(calls)-1) {
+			return syscall.EIO
+		}
+		return fs(fd)
+	}
+	return &calls
+}
+
+// mustBeBboltsOrder checks that calls are one commit as bbolt makes it
+// with its syncs on: pages, fdatasync, the meta page (offset below meta),
+// fdatasync; nothing else.
+func mustBeBboltsOrder(t *testing.T, calls []rawCall, meta int64) {
+	t.Helper()
+	n := len(calls)
+	ok := n >= 4 &&
+		calls[n-1].op == "fdatasync" &&
+		calls[n-2].op == "write" && calls[n-2].off < meta &&
+		calls[n-3].op == "fdatasync" &&
+		!slices.ContainsFunc(calls[:n-3], func(c rawCall) bool { return c.op != "write" || c.off < meta })
+	if !ok {
+		t.Fatalf("one commit made %v; want its pages written, fdatasync, the meta page (offset < %d), fdatasync", calls, meta)
+	}
+}
+
+// TestCommitsAreRawInBboltsOrder: a peer's and a server's commits go
+// through the raw calls, in bbolt's order, with bbolt's own syncs off, and
+// what they wrote reads back after a reopen.
+func TestCommitsAreRawInBboltsOrder(t *testing.T) {
+	dir := t.TempDir()
+	recs := synthetic(30, 1)
+	id := sampleIdentity()
+	peerPath := filepath.Join(dir, "peer.db")
+	p, err := OpenPeer(peerPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.file.raw == nil || !p.db.NoSync {
+		t.Fatalf("peer file: raw %v, bbolt's NoSync %v; want raw calls and bbolt's syncs off", p.file.raw, p.db.NoSync)
+	}
+	calls := watchRaw(t, nil)
+	mustApply(t, p, state.Batch{Identity: &id, Clear: true, Put: recs})
+	mustBeBboltsOrder(t, *calls, int64(2*p.db.Info().PageSize))
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	serverPath := filepath.Join(dir, "server.db")
+	s, err := OpenServer(serverPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.file.raw == nil || !s.db.NoSync {
+		t.Fatalf("server file: raw %v, bbolt's NoSync %v", s.file.raw, s.db.NoSync)
+	}
+	*calls = nil
+	st := sampleState()
+	if err := s.Save(st, nil); err != nil {
+		t.Fatal(err)
+	}
+	mustBeBboltsOrder(t, *calls, int64(2*s.db.Info().PageSize))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	p, err = OpenPeer(peerPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	gotID, got := mustLoadPeer(t, p)
+	if gotID != id || len(got) != len(recs) {
+		t.Fatalf("peer file after reopen: %+v, %d records; want %+v, %d", gotID, len(got), id, len(recs))
+	}
+	s, err = OpenServer(serverPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	gotState, _ := mustLoadServer(t, s)
+	st.Users = sortedUsers(st.Users)
+	if !reflect.DeepEqual(gotState, st) {
+		t.Fatalf("server file after reopen: %+v, want %+v", gotState, st)
+	}
+}
+
+// TestFailedRawCalls: a write or an fdatasync that fails fails the commit
+// with an error naming the file; a commit whose pages or meta page did not
+// reach the disk leaves the file as it was; a failed fdatasync after the
+// meta page stops the file taking changes, since what it wrote may not be
+// on disk and another fdatasync would not say so.
+func TestFailedRawCalls(t *testing.T) {
+	before, after := synthetic(5, 1), synthetic(30, 2)
+	id := sampleIdentity()
+	for _, tc := range []struct {
+		name  string
+		fail  func(calls []rawCall, c rawCall, meta int64) bool
+		stuck bool
+		want  string
+	}{
+		{"a page's write", func(calls []rawCall, c rawCall, meta int64) bool {
+			return c.op == "write" && c.off >= meta
+		}, false, "write"},
+		{"the sync before the meta page", func(calls []rawCall, c rawCall, meta int64) bool {
+			return c.op == "fdatasync" && !slices.ContainsFunc(calls, func(c rawCall) bool { return c.op == "write" && c.off < meta })
+		}, false, "fdatasync"},
+		{"the sync after the meta page", func(calls []rawCall, c rawCall, meta int64) bool {
+			return c.op == "fdatasync" && slices.ContainsFunc(calls, func(c rawCall) bool { return c.op == "write" && c.off < meta })
+		}, true, "the last change may not be on disk"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "peer.db")
+			p, err := OpenPeer(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustApply(t, p, state.Batch{Identity: &id, Put: before})
+			meta := int64(2 * p.db.Info().PageSize)
+			var calls *[]rawCall
+			calls = watchRaw(t, func(c rawCall, n int) bool { return tc.fail((*calls)[:n], c, meta) })
+			err = p.Apply(state.Batch{Identity: &id, Clear: true, Put: after})
+			if err == nil || !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Apply with %s failing: %v; want EIO naming %s and saying %q", tc.name, err, path, tc.want)
+			}
+			*calls = nil
+			if tc.stuck {
+				again := p.Apply(state.Batch{Identity: &id, Put: before[:1]})
+				if again == nil || again.Error() != err.Error() || len(*calls) != 0 {
+					t.Fatalf("the change after it: %v, %d raw calls; want the same error, and none", again, len(*calls))
+				}
+				_ = p.Close() // on disk is either state, as after a crash
+				return
+			}
+			// bbolt rolled the commit back: the file takes the next change.
+			rawPwrite, rawFdatasync = pwrite, fdatasync
+			more := synthetic(3, 3)
+			mustApply(t, p, state.Batch{Identity: &id, Put: more})
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			p, err = OpenPeer(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			_, got := mustLoadPeer(t, p)
+			if len(got) != len(before)+len(more) {
+				t.Fatalf("after the failed commit, one more and a reopen: %d records, want %d", len(got), len(before)+len(more))
+			}
+		})
+	}
+}
