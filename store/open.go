@@ -8,11 +8,22 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
+
+// rawCalls: see RawCalls.
+var rawCalls atomic.Bool
+
+// RawCalls says whether the files opened from now on commit, and check
+// that they are still in place, with raw system calls (on Linux; see
+// rawio_linux.go). They save a process on one P the runtime's wake-ups
+// around every call, but keep the P while the disk works: for a process
+// with one file that commits, not for one where several do at once.
+func RawCalls(on bool) { rawCalls.Store(on) }
 
 // openTimeout bounds the wait for another process's file lock.
 const openTimeout = time.Second
@@ -189,7 +200,9 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 		err = preallocate(path, preallocSize)
 	}
 	if err == nil {
-		h.raw = newRawFile(db, h.f)
+		if rawCalls.Load() {
+			h.raw = newRawFile(db, h.f)
+		}
 		err = h.check()
 	}
 	if err != nil {

@@ -24,6 +24,11 @@ import (
 // thread and its P, and wakes nobody; the process reads no datagram during a
 // commit either way (it commits on the goroutine that handles them).
 //
+// A raw call keeps its P for as long as the disk takes, so it is for a
+// process with one file that commits (dht server, dht peer: RawCalls): in
+// a process where several files commit at once (an in-process cluster),
+// syncs holding every P would stop the others in their tracks.
+//
 // bbolt makes its writes through a hook of its own (DB.ops.writeAt, set to
 // the file's WriteAt when it opens) and syncs unless DB.NoSync. rawFile
 // sets the hook to a raw pwrite and NoSync, and syncs in bbolt's order

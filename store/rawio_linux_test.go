@@ -26,6 +26,7 @@ type rawCall struct {
 // the call and how many were made before it.
 func watchRaw(t *testing.T, fail func(c rawCall, before int) bool) *[]rawCall {
 	t.Helper()
+	useRaw(t)
 	var calls []rawCall
 	pw, fs := rawPwrite, rawFdatasync
 	t.Cleanup(func() { rawPwrite, rawFdatasync = pw, fs })
@@ -48,6 +49,12 @@ func watchRaw(t *testing.T, fail func(c rawCall, before int) bool) *[]rawCall {
 	return &calls
 }
 
+// useRaw makes the files the test opens use the raw calls.
+func useRaw(t *testing.T) {
+	RawCalls(true)
+	t.Cleanup(func() { RawCalls(false) })
+}
+
 // mustBeBboltsOrder checks that calls are one commit as bbolt makes it
 // with its syncs on: pages, fdatasync, the meta page (offset below meta),
 // fdatasync; nothing else.
@@ -68,6 +75,7 @@ func mustBeBboltsOrder(t *testing.T, calls []rawCall, meta int64) {
 // through the raw calls, in bbolt's order, with bbolt's own syncs off, and
 // what they wrote reads back after a reopen.
 func TestCommitsAreRawInBboltsOrder(t *testing.T) {
+	useRaw(t)
 	dir := t.TempDir()
 	recs := synthetic(30, 1)
 	id := sampleIdentity()
@@ -150,6 +158,7 @@ func TestFailedRawCalls(t *testing.T) {
 		}, true, "the last change may not be on disk"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			useRaw(t)
 			path := filepath.Join(t.TempDir(), "peer.db")
 			p, err := OpenPeer(path)
 			if err != nil {
@@ -189,5 +198,27 @@ func TestFailedRawCalls(t *testing.T) {
 				t.Fatalf("after the failed commit, one more and a reopen: %d records, want %d", len(got), len(before)+len(more))
 			}
 		})
+	}
+}
+
+// TestRawCallsKeepTheFileContracts runs the tests of a file deleted,
+// replaced, truncated or closed under its process, and of the files' round
+// trips, with the raw calls on: the checks around a commit are made with
+// them too.
+func TestRawCallsKeepTheFileContracts(t *testing.T) {
+	useRaw(t)
+	for _, tc := range []struct {
+		name string
+		test func(*testing.T)
+	}{
+		{"server file changed", TestServerFileChangedWhileOpen},
+		{"peer file changed", TestPeerFileChangedWhileOpen},
+		{"deleted during a commit", TestCommitToFileDeletedMeanwhile},
+		{"server contract", TestServerContract},
+		{"peer contract", TestPeerContract},
+		{"server restart", TestServerRestart},
+		{"peer restart", TestPeerRestart},
+	} {
+		t.Run(tc.name, tc.test)
 	}
 }

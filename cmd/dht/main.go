@@ -6,6 +6,8 @@ package main
 import (
 	"os"
 	"runtime"
+
+	"dht/store"
 )
 
 func main() {
@@ -14,20 +16,23 @@ func main() {
 }
 
 // oneProc runs a server or a peer on one P unless GOMAXPROCS says
-// otherwise. Either does its work one datagram or line at a time under one
+// otherwise, its file committed with raw system calls (store.RawCalls). Either does its work one datagram or line at a time under one
 // lock, so a second P buys it nothing, and costs it: every goroutine made
 // ready (the socket's reader, the printer, the timer) wakes another thread
 // to look for work, a futex wake-up and context switches a datagram, which
 // with a process per node is most of what a datagram costs (perf,
-// --processes: a third fewer context switches a query). A commit blocking
-// in fdatasync still gives its P to another thread (the runtime takes it
-// back from a blocked system call).
+// --processes: a third fewer context switches a query). Its commits keep
+// the P while the disk works (no other goroutine of it had anything to do
+// meanwhile), instead of waking the runtime's monitor to hand it over.
 func oneProc(args []string) {
-	if len(args) < 2 || os.Getenv("GOMAXPROCS") != "" {
+	if len(args) < 2 {
 		return
 	}
 	switch args[1] {
 	case "server", "peer":
-		runtime.GOMAXPROCS(1)
+		store.RawCalls(true)
+		if os.Getenv("GOMAXPROCS") == "" {
+			runtime.GOMAXPROCS(1)
+		}
 	}
 }
