@@ -5,7 +5,9 @@
 //
 // Every change the protocol core asks for is written in one bbolt read-write
 // transaction (ServerDB.Save, PeerDB.Apply), so a crash leaves either the state
-// before the change or the state after it. fsync stays on. Files are opened with
+// before the change or the state after it. fsync stays on: in dht server and
+// dht peer (RawCalls) the store makes bbolt's writes and syncs itself, with
+// raw system calls, in bbolt's order. Files are opened with
 // a lock timeout: bbolt's file lock is exclusive, and a second process opening
 // the same file gets ErrLocked instead of hanging.
 //
