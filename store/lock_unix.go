@@ -5,6 +5,7 @@ package store
 import (
 	"errors"
 	"os"
+	"syscall"
 	"time"
 
 	berrors "go.etcd.io/bbolt/errors"
@@ -30,4 +31,13 @@ func lockFile(f *os.File, exclusive bool, timeout time.Duration) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// written is how much of the file is on disk blocks, holes left out (its
+// size where the system does not say).
+func written(fi os.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int64(st.Blocks) * 512
+	}
+	return fi.Size()
 }

@@ -151,7 +151,7 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 	var db *bolt.DB
 	err := h.guard(func() error {
 		var err error
-		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, OpenFile: h.opener(true, openTimeout)})
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, OpenFile: h.opener(true, openTimeout), InitialMmapSize: preallocSize})
 		if err != nil {
 			db = nil
 			return openErr(path, err, "another process", openTimeout)
@@ -197,7 +197,7 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 		})
 	})
 	if err == nil {
-		err = preallocate(path, preallocSize)
+		err = preallocate(db, path, preallocSize)
 	}
 	if err == nil {
 		if rawCalls.Load() {
@@ -218,21 +218,31 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 }
 
 // preallocSize is how much of a file is written once, with zeros, when it
-// is smaller. bbolt grows a file by truncating it, which leaves a hole:
+// is not yet. bbolt grows a file by truncating it, which leaves a hole:
 // every commit that then writes into the hole makes the filesystem allocate
 // blocks and journal that, and bbolt's growth costs an fsync of its own.
 // Overwriting blocks already written costs a commit only the data flushes,
-// and a ring's setup is a handful of commits in a row.
+// and a ring's setup is a handful of commits in a row. bbolt maps that
+// much from the open (InitialMmapSize): it maps a new file's first 32 KiB
+// otherwise, and the first commits that go past the map remap it, each an
+// munmap (a TLB shootdown of every CPU), an mmap and an fstat. (Mapped
+// that far, bbolt's first commit truncates a new file to preallocSize:
+// the hole the zeros then fill.)
 const preallocSize = 1 << 20
 
 // writeAt is (*os.File).WriteAt; tests make it fail as a full disk does.
 var writeAt = (*os.File).WriteAt
 
-// preallocate writes zeros from the end of the file at path to size, and
-// syncs them. bbolt neither reads nor writes past its last page until it
-// grows, so the region is free to write while bbolt has the file open. If
-// it fails (a full disk), it cuts the file back to where it began.
-func preallocate(path string, size int64) (err error) {
+// preallocate writes zeros from the end of db's pages to size, and syncs
+// them, unless the file at path has that much written already. bbolt
+// neither reads nor writes past its last page until it grows, so the
+// region is free to write while bbolt has the file open. If it fails (a
+// full disk), it cuts the file back to the end of db's pages.
+func preallocate(db *bolt.DB, path string, size int64) (err error) {
+	var pages int64
+	if err := db.View(func(tx *bolt.Tx) error { pages = tx.Size(); return nil }); err != nil {
+		return fileErr("preallocate", path, err)
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return fileErr("preallocate", path, err)
@@ -242,15 +252,15 @@ func preallocate(path string, size int64) (err error) {
 	if err != nil {
 		return fileErr("preallocate", path, err)
 	}
-	if st.Size() >= size {
+	if written(st) >= size || pages >= size {
 		return nil
 	}
 	defer func() {
 		if err != nil {
-			_ = f.Truncate(st.Size())
+			_ = f.Truncate(pages)
 		}
 	}()
-	if _, err := writeAt(f, make([]byte, size-st.Size()), st.Size()); err != nil {
+	if _, err := writeAt(f, make([]byte, size-pages), pages); err != nil {
 		return fileErr("preallocate", path, err)
 	}
 	if err := f.Sync(); err != nil {
