@@ -1003,7 +1003,7 @@ func PrintProcReport(w io.Writer, r ProcReport) {
 			fmt.Fprintf(tw, "\tCPU a query: server / ring nodes / queriers / bench\t%.0f / %.0f / %.0f / %.0f µs\n", c["server"], c["nodes"], c["queriers"], c["bench"])
 		}
 		if i == 1 && r.Floor.HopCPUUS > 0 && q.MeanHops > 0 {
-			fmt.Fprintf(tw, "\tthe CPUs' ceiling at the relays' cost: CPUs / ((hops + 4) × CPU a hop)\t%d / (%.2f × %.1f µs) = %.0f/s\n",
+			fmt.Fprintf(tw, "\tat a relay's CPU a datagram, one wake-up each: CPUs / ((hops + 4) × CPU a hop)\t%d / (%.2f × %.1f µs) = %.0f/s\n",
 				r.CPUs, q.MeanHops+4, r.Floor.HopCPUUS, float64(r.CPUs)*1e6/((q.MeanHops+4)*r.Floor.HopCPUUS))
 		}
 	}
