@@ -56,7 +56,7 @@ func (e *enc) boolean(v bool) {
 }
 
 func (e *enc) int32(what string, v int) {
-	if v < 0 || v > math.MaxUint32 {
+	if v < 0 || uint64(v) > math.MaxUint32 {
 		if e.err == nil {
 			e.err = fmt.Errorf("store: %s %d out of range: %w", what, v, ErrInvalid)
 		}
