@@ -34,6 +34,12 @@
 // whole Long Name, so colliding records never shadow each other and a lookup
 // compares the Long Name byte for byte.
 //
+// A new file is made in two commits: the first writes 256 KiB into a bucket
+// "spare", the second deletes it and writes the meta bucket and the
+// buckets above, so that the file's first commits reuse those pages. A file
+// holding only "spare" is one whose creation stopped between the two; the
+// next open makes it a dht file.
+//
 // # Values
 //
 // All integers are big-endian.

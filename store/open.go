@@ -100,12 +100,13 @@ func notDHT(path, why string, cause error) error {
 }
 
 // checkMeta reports the kind written in a dht file, or an error when tx is
-// not a dht file of a version we know. A bbolt file with no buckets at all
+// not a dht file of a version we know. A bbolt file with no buckets at all,
+// or only the spare pages of a creation that stopped halfway (open),
 // returns "" (a fresh file).
 func checkMeta(path string, tx *bolt.Tx) (string, error) {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
-		if hasBuckets(tx) {
+		if hasBuckets(tx, bucketSpare) {
 			return "", notDHT(path, "bbolt database without dht meta bucket", nil)
 		}
 		return "", nil
@@ -123,10 +124,27 @@ func checkMeta(path string, tx *bolt.Tx) (string, error) {
 	return kind, nil
 }
 
-func hasBuckets(tx *bolt.Tx) bool {
-	k, _ := tx.Cursor().First()
-	return k != nil
+// hasBuckets reports whether tx holds a bucket other than except.
+func hasBuckets(tx *bolt.Tx, except []byte) bool {
+	c := tx.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if !bytes.Equal(k, except) {
+			return true
+		}
+	}
+	return false
 }
+
+// bucketSpare holds, for one commit while a file is created, spareBytes
+// that the next commit deletes: the file's first commits then reuse those
+// pages instead of adding pages past bbolt's last. A commit that adds
+// pages makes bbolt fstat the file (DB.fileSize, through os.File.Stat: a
+// system call that wakes the runtime's sysmon, which then polls every 20 µs
+// through the commit's syncs), and without spare pages a node's first
+// commits all do.
+var bucketSpare = []byte("spare")
+
+const spareBytes = 256 << 10
 
 // fileErr says what failed on the file at path, naming the path once: an
 // *fs.PathError names it already.
@@ -176,8 +194,25 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 		if err != nil || got != "" {
 			return err
 		}
-		// A fresh file (we hold its lock): make it a dht file of this kind.
+		// A fresh file (we hold its lock): make it a dht file of this
+		// kind, with spare pages. Stopped between the two commits, it is
+		// still a fresh file to the next open.
+		if err := db.Update(func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists(bucketSpare)
+			if err != nil {
+				return fmt.Errorf("store: create spare pages: %w", err)
+			}
+			if err := b.Put(bucketSpare, make([]byte, spareBytes)); err != nil {
+				return fmt.Errorf("store: create spare pages: %w", err)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
 		return db.Update(func(tx *bolt.Tx) error {
+			if err := tx.DeleteBucket(bucketSpare); err != nil {
+				return fmt.Errorf("store: free spare pages: %w", err)
+			}
 			meta, err := tx.CreateBucket(bucketMeta)
 			if err != nil {
 				return fmt.Errorf("store: create meta bucket: %w", err)
