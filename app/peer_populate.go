@@ -170,8 +170,8 @@ func (p *Peer) feed(now time.Time, out []Output) []Output {
 }
 
 // popReturned: the flush came back (back), or the committed from the right
-// neighbour (done). The round is over when both have: this node's own
-// records were committed before it sent the flush.
+// neighbour (done). The round is over when both have, and this node's own
+// records are committed.
 func (p *Peer) popReturned(now time.Time, back, done bool) []Output {
 	pop := p.pop
 	if pop == nil {
@@ -182,7 +182,15 @@ func (p *Peer) popReturned(now time.Time, back, done bool) []Output {
 	if !pop.back || !pop.done {
 		return nil
 	}
-	return p.populated(now)
+	// This node's own records went to disk when feed saw its flush leave,
+	// unless another message queued to the right neighbour behind the
+	// flush (a late flush of a round a heal replaced, passing through) hid
+	// that: then they go now, before the round is reported done.
+	var out []Output
+	if !pop.cleared || pop.ownLeft() > 0 {
+		out = pop.commitOwn(p, out)
+	}
+	return append(out, p.populated(now)...)
 }
 
 // populated: the flush came back and every other node's table is on disk
