@@ -159,3 +159,28 @@ func TestHealLeaderCommitsItsOwnRecords(t *testing.T) {
 	settle(t, s)
 	checkSettled(t, s, data)
 }
+
+// TestHealDropsALateResetRight replays the schedule where a join's
+// reset-right outlived the join: the join leader's reset-right to the last
+// node was lost, a member was killed and came back, the server healed the
+// ring without the joiner, and the join leader's retransmission of the
+// reset-right then reached the last node of the healed ring, which pointed
+// its right at the joiner, outside the ring (10% loss, seed 210, the crash
+// after 10 steps). reset-left and reset-right now carry the epoch of their
+// ring, and a node of a later ring drops them.
+func TestHealDropsALateResetRight(t *testing.T) {
+	data := records(t)
+	s := newSim(t, 210)
+	users := joinUsers(t, s, 5)
+	s.mustDo(users[0], "setup-dht 3 "+users[0], "setup-dht SUCCESS")
+	s.Loss = 0.1
+	joiner, victim := freeUser(s), memberWithID(s, 1)
+	s.input(joiner, "join-dht "+joiner)
+	for i := 0; i < 10 && s.step(); i++ {
+	}
+	if !s.Restart(victim) {
+		t.Fatalf("%s: nothing to restart", victim)
+	}
+	settle(t, s)
+	checkSettled(t, s, data)
+}

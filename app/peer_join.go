@@ -214,7 +214,7 @@ func (j *joinLead) renumbered(p *Peer, now time.Time, out []Output) []Output {
 		p.right = j.joiner // a ring of one: the joiner is both neighbours
 	} else {
 		j.pending++
-		out = append(out, p.link.send(now, j.last.Addr, wire.ResetRight{Right: j.joiner}, tagJoin, false)...)
+		out = append(out, p.link.send(now, j.last.Addr, wire.ResetRight{Right: j.joiner, Epoch: j.epoch}, tagJoin, false)...)
 	}
 	p.left = j.joiner
 	p.deferPersist(false) // written with the store round's first commit

@@ -399,8 +399,8 @@ func (o *leaveOp) tornDown(p *Peer, now time.Time) []Output {
 // renumbered: reset-id came back; point the neighbours at each other.
 func (o *leaveOp) renumbered(p *Peer, now time.Time) []Output {
 	o.stage, o.pending = leaveClosing, 2
-	out := p.link.send(now, o.right.Addr, wire.ResetLeft{Left: o.left}, tagResetLeft, false)
-	return append(out, p.link.send(now, o.left.Addr, wire.ResetRight{Right: o.right}, tagResetRight, false)...)
+	out := p.link.send(now, o.right.Addr, wire.ResetLeft{Left: o.left, Epoch: o.epoch}, tagResetLeft, false)
+	return append(out, p.link.send(now, o.left.Addr, wire.ResetRight{Right: o.right, Epoch: o.epoch}, tagResetRight, false)...)
 }
 
 // resetAcked: once both neighbours point at each other, the right one

@@ -44,12 +44,21 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 		if !validMember(m.Left) {
 			return "reset-left names an invalid neighbour"
 		}
+		if m.Epoch != 0 && m.Epoch < p.epoch {
+			// Left over from a leave that a heal replaced.
+			return fmt.Sprintf("reset-left of ring epoch %d, older than this node's %d", m.Epoch, p.epoch)
+		}
 	case wire.ResetRight:
 		if !p.neighbours || from != p.right.Addr {
 			return "not from the right neighbour"
 		}
 		if !validMember(m.Right) {
 			return "reset-right names an invalid neighbour"
+		}
+		if m.Epoch != 0 && m.Epoch < p.epoch {
+			// Left over from a leave or a join that a heal replaced: taken,
+			// it would point the healed ring at a node outside it.
+			return fmt.Sprintf("reset-right of ring epoch %d, older than this node's %d", m.Epoch, p.epoch)
 		}
 	case wire.Teardown:
 		if !fromLeft && !p.tearingBack(from, m) {

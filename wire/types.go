@@ -1010,37 +1010,50 @@ func (m ResetID) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("origin", m.Origin), slog.Int("node_id", int(m.ID)), slog.Int("ring", int(m.N)))
 }
 
-// ResetLeft: the receiver's new left neighbour (member).
-type ResetLeft struct{ Left Member }
+// ResetLeft: the receiver's new left neighbour (member), then u64 the
+// epoch of the ring it belongs to (the server's, 0 if unknown): a node of a
+// later ring drops it.
+type ResetLeft struct {
+	Left  Member
+	Epoch uint64
+}
 
 func (ResetLeft) Type() Type     { return TypeResetLeft }
-func (m ResetLeft) bodyLen() int { return memberLen(m.Left) }
+func (m ResetLeft) bodyLen() int { return memberLen(m.Left) + 8 }
 
 func (m ResetLeft) appendBody(e encoder) ([]byte, *Error) {
 	e.member(m.Left, "left")
+	e.u64(m.Epoch)
 	return e.b, e.err
 }
 
 func (m ResetLeft) parse(d decoder) (ResetLeft, decoder) {
 	m.Left = d.member("left")
+	m.Epoch = d.u64("epoch")
 	return m, d
 }
 
 func (m ResetLeft) LogValue() slog.Value { return memberValue("left", m.Left) }
 
-// ResetRight: the receiver's new right neighbour (member).
-type ResetRight struct{ Right Member }
+// ResetRight: the receiver's new right neighbour (member), then u64 the
+// epoch of the ring it belongs to, as in ResetLeft.
+type ResetRight struct {
+	Right Member
+	Epoch uint64
+}
 
 func (ResetRight) Type() Type     { return TypeResetRight }
-func (m ResetRight) bodyLen() int { return memberLen(m.Right) }
+func (m ResetRight) bodyLen() int { return memberLen(m.Right) + 8 }
 
 func (m ResetRight) appendBody(e encoder) ([]byte, *Error) {
 	e.member(m.Right, "right")
+	e.u64(m.Epoch)
 	return e.b, e.err
 }
 
 func (m ResetRight) parse(d decoder) (ResetRight, decoder) {
 	m.Right = d.member("right")
+	m.Epoch = d.u64("epoch")
 	return m, d
 }
 
