@@ -167,7 +167,8 @@ func TestHealLeaderCommitsItsOwnRecords(t *testing.T) {
 // reset-right then reached the last node of the healed ring, which pointed
 // its right at the joiner, outside the ring (10% loss, seed 210, the crash
 // after 10 steps). reset-left and reset-right now carry the epoch of their
-// ring, and a node of a later ring drops them.
+// ring, and a node of a later ring drops them; and a join that fails stops
+// sending its messages.
 func TestHealDropsALateResetRight(t *testing.T) {
 	data := records(t)
 	s := newSim(t, 210)
@@ -183,4 +184,9 @@ func TestHealDropsALateResetRight(t *testing.T) {
 	}
 	settle(t, s)
 	checkSettled(t, s, data)
+	// The failed join's leader stopped sending its reset-right, rather
+	// than sending it until it gave up on the last node.
+	if n := s.Process(users[0]).Core.Stats().GaveUp; n != 0 {
+		t.Fatalf("the join's leader gave up on %d destination(s); want none", n)
+	}
 }

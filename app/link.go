@@ -184,6 +184,30 @@ func (l *link) sendSigned(now time.Time, to netip.AddrPort, msg wire.Message, t 
 	return l.pump(now, to, d, nil)
 }
 
+// cancel stops delivering the messages tagged t, queued or in flight to
+// any destination: what they would do no longer applies (a join that
+// failed). Their acks, if they come, are taken as late ones.
+func (l *link) cancel(now time.Time, t tag) []Output {
+	var out []Output
+	for _, to := range l.sortedDests() {
+		d := l.dests[to]
+		keep := func(ms []*outMsg) []*outMsg {
+			kept := ms[:0]
+			for _, m := range ms {
+				if m.tag != t {
+					kept = append(kept, m)
+				} else if m.id != 0 {
+					l.late.add(to, m.id)
+				}
+			}
+			return kept
+		}
+		d.inflight, d.queue = keep(d.inflight), keep(d.queue)
+		out = l.pump(now, to, d, out)
+	}
+	return out
+}
+
 // signerOf is the signer of message id in flight to `to`: its ack must be
 // signed with the same key. ok is false if no such message is in flight.
 func (l *link) signerOf(to netip.AddrPort, id uint32) (sg signer, ok bool) {

@@ -274,3 +274,49 @@ func TestAckOfARetransmittedMessageIsNoWarning(t *testing.T) {
 		t.Fatalf("an ack for a message never sent traced %q, want a warning", got)
 	}
 }
+
+// A cancelled message is neither retransmitted nor counted against its
+// destination: the others to it go on as before, and a late ack of the
+// cancelled one is taken as such.
+func TestCancelledMessagesAreSentNoMore(t *testing.T) {
+	var st Stats
+	l := newLink(LinkConfig{}, 1, &st)
+	last := netip.MustParseAddrPort("10.0.0.2:5000")
+	joiner := netip.MustParseAddrPort("10.0.0.3:5000")
+	t0 := time.Unix(1_700_000_000, 0)
+	id := func(out []Output) uint32 {
+		t.Helper()
+		if len(out) != 1 {
+			t.Fatalf("sent %d datagrams, want 1", len(out))
+		}
+		return out[0].(Send).ID
+	}
+	reset := id(l.send(t0, last, wire.ResetRight{Right: wire.Member{Name: "joiner", Addr: joiner}}, tagJoin, false))
+	other := id(l.send(t0, last, wire.Teardown{Origin: "x"}, tagNone, false))
+	set := id(l.send(t0, joiner, wire.SetID{ID: 3, N: 4}, tagJoin, false))
+	if out := l.cancel(t0, tagJoin); len(out) != 0 {
+		t.Fatalf("cancel sent %v", out)
+	}
+	out, gone := l.tick(t0.Add(2 * DefaultRTO))
+	if len(gone) != 0 {
+		t.Fatalf("gave up on %v", gone)
+	}
+	var again []uint32
+	for _, o := range out {
+		again = append(again, o.(Send).ID)
+	}
+	if !slices.Equal(again, []uint32{other}) {
+		t.Fatalf("retransmitted %v; want only %d (the uncancelled message)", again, other)
+	}
+	if l.backlog(joiner) != 0 || l.backlog(last) != 1 {
+		t.Fatalf("backlog: joiner %d, last node %d; want 0 and 1", l.backlog(joiner), l.backlog(last))
+	}
+	for _, c := range []struct {
+		to netip.AddrPort
+		id uint32
+	}{{last, reset}, {joiner, set}} {
+		if _, ok, _ := l.acked(t0, c.to, c.id); ok || !l.ackedBefore(c.to, c.id) {
+			t.Fatalf("ack of cancelled %d: matched %v, late %v; want a late ack", c.id, ok, l.ackedBefore(c.to, c.id))
+		}
+	}
+}

@@ -258,7 +258,10 @@ func (p *Peer) joinFailed(now time.Time, joiner wire.Member, why string) []Outpu
 	if p.pop != nil && p.pop.tell != nil && p.pop.tell.cmd == CmdJoinDHT {
 		p.pop = nil
 	}
-	out := p.rebuildFailed(report{to: joiner, cmd: CmdJoinDHT}, why)
+	// The join's reset-right and set-id, if not yet acknowledged, are
+	// sent no more: a copy taken late would point a node at the joiner.
+	out := p.link.cancel(now, tagJoin)
+	out = append(out, p.rebuildFailed(report{to: joiner, cmd: CmdJoinDHT}, why)...)
 	reason := fmt.Sprintf("the join failed at the leader %s: %s", p.self.Name, why)
 	return append(out, p.link.send(now, joiner.Addr, wire.Rebuilt{Reason: reason, NewLeader: p.self.Name}, tagNone, false)...)
 }
