@@ -144,20 +144,33 @@ func checkSettled(t *testing.T, s *simNet, data []dataset.Record) {
 // with none: the ring held 159 of 241 records. The round is now over only
 // once the leader's own records are committed.
 func TestHealLeaderCommitsItsOwnRecords(t *testing.T) {
+	crashAfter(t, 64, 4, 25, func(s *simNet) (typist, line, victim string) {
+		leaver := memberWithID(s, 1)
+		return leaver, "leave-dht " + leaver, leaver
+	})
+}
+
+// crashAfter replays one schedule of TestCrashRestartAtEveryStep: with the
+// simulation seeded with seed, a ring of n of 5 users, then 10% loss, the
+// line op gives typed, and its victim killed and started again after that
+// many steps; the ring must settle whole. It returns the simulation.
+func crashAfter(t *testing.T, seed uint64, n, steps int, op func(*simNet) (typist, line, victim string)) *simNet {
+	t.Helper()
 	data := records(t)
-	s := newSim(t, 64)
+	s := newSim(t, seed)
 	users := joinUsers(t, s, 5)
-	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	s.mustDo(users[0], fmt.Sprintf("setup-dht %d %s", n, users[0]), "setup-dht SUCCESS")
 	s.Loss = 0.1
-	leaver := memberWithID(s, 1)
-	s.input(leaver, "leave-dht "+leaver)
-	for i := 0; i < 25 && s.step(); i++ {
+	typist, line, victim := op(s)
+	s.input(typist, line)
+	for i := 0; i < steps && s.step(); i++ {
 	}
-	if !s.Restart(leaver) {
-		t.Fatalf("%s: nothing to restart", leaver)
+	if !s.Restart(victim) {
+		t.Fatalf("%s: nothing to restart", victim)
 	}
 	settle(t, s)
 	checkSettled(t, s, data)
+	return s
 }
 
 // TestHealDropsALateResetRight replays the schedule where a join's
@@ -170,23 +183,13 @@ func TestHealLeaderCommitsItsOwnRecords(t *testing.T) {
 // ring, and a node of a later ring drops them; and a join that fails stops
 // sending its messages.
 func TestHealDropsALateResetRight(t *testing.T) {
-	data := records(t)
-	s := newSim(t, 210)
-	users := joinUsers(t, s, 5)
-	s.mustDo(users[0], "setup-dht 3 "+users[0], "setup-dht SUCCESS")
-	s.Loss = 0.1
-	joiner, victim := freeUser(s), memberWithID(s, 1)
-	s.input(joiner, "join-dht "+joiner)
-	for i := 0; i < 10 && s.step(); i++ {
-	}
-	if !s.Restart(victim) {
-		t.Fatalf("%s: nothing to restart", victim)
-	}
-	settle(t, s)
-	checkSettled(t, s, data)
+	s := crashAfter(t, 210, 3, 10, func(s *simNet) (typist, line, victim string) {
+		joiner := freeUser(s)
+		return joiner, "join-dht " + joiner, memberWithID(s, 1)
+	})
 	// The failed join's leader stopped sending its reset-right, rather
 	// than sending it until it gave up on the last node.
-	if n := s.Process(users[0]).Core.Stats().GaveUp; n != 0 {
+	if n := s.Process(s.Server().Snapshot().DHT.Leader).Core.Stats().GaveUp; n != 0 {
 		t.Fatalf("the join's leader gave up on %d destination(s); want none", n)
 	}
 }
