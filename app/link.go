@@ -230,6 +230,19 @@ func (l *link) backlog(to netip.AddrPort) int {
 	return len(d.queue) + len(d.inflight)
 }
 
+// queued reports whether a message that match accepts waits, not yet
+// sent, in the queue to `to`.
+func (l *link) queued(to netip.AddrPort, match func(wire.Message) bool) bool {
+	if d := l.dests[to]; d != nil {
+		for _, m := range d.queue {
+			if match(m.msg) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // unsent is the number of messages to `to` waiting for window space.
 func (l *link) unsent(to netip.AddrPort) int {
 	d := l.dests[to]

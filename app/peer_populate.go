@@ -161,12 +161,23 @@ func (p *Peer) feed(now time.Time, out []Output) []Output {
 		pop.flushed, pop.right = true, p.right.Addr
 		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n), LeaderAddr: p.self.Addr, Round: pop.round}, tagNone, true)...)
 	}
-	if pop.flushed && (!pop.cleared || pop.ownLeft() > 0) && p.link.unsent(pop.right) == 0 {
+	if pop.flushed && (!pop.cleared || pop.ownLeft() > 0) && !pop.flushQueued(p) {
 		// The flush has left: commit, before it can come back (the runner
 		// carries out a step's outputs before it reads the next datagram).
 		out = pop.commitOwn(p, out)
 	}
 	return out
+}
+
+// flushQueued reports whether this round's flush still waits to leave for
+// the right neighbour; once it has, so have the stores ahead of it. Other
+// messages may wait behind it (a late flush of a replaced round, passing
+// through): they do not hold this node's commit.
+func (pop *populate) flushQueued(p *Peer) bool {
+	return p.link.queued(pop.right, func(m wire.Message) bool {
+		f, ok := m.(wire.Flush)
+		return ok && f.Leader == p.self.Name && f.Round == pop.round
+	})
 }
 
 // popReturned: the flush came back (back), or the committed from the right
@@ -182,10 +193,9 @@ func (p *Peer) popReturned(now time.Time, back, done bool) []Output {
 	if !pop.back || !pop.done {
 		return nil
 	}
-	// This node's own records went to disk when feed saw its flush leave,
-	// unless another message queued to the right neighbour behind the
-	// flush (a late flush of a round a heal replaced, passing through) hid
-	// that: then they go now, before the round is reported done.
+	// This node's own records went to disk when feed saw its flush leave;
+	// should anything have kept them back, they go now, before the round
+	// is reported done.
 	var out []Output
 	if !pop.cleared || pop.ownLeft() > 0 {
 		out = pop.commitOwn(p, out)

@@ -557,6 +557,64 @@ func TestLeaderHoldsAChunkOfItsRecordsAtATime(t *testing.T) {
 	}
 }
 
+// A leader commits its own records in the step its flush leaves, even
+// when another message waits behind the flush for the same neighbour (a
+// late flush of a replaced round passing through): it held them until the
+// round came back otherwise, and with them its table's clearing, which the
+// late flush's commit could then take with no records.
+func TestLeaderCommitsWhenItsFlushLeavesWhateverWaitsBehind(t *testing.T) {
+	p := ringNode(t)
+	p.id, p.n = 0, 2
+	now := time.Unix(1e9, 0)
+	data := dataset.SyntheticSource{N: 40, Seed: 5}
+	var right []uint32
+	var flushed, committed bool
+	step := func(outs []Output) {
+		for _, o := range outs {
+			switch o := o.(type) {
+			case PersistPeer:
+				committed = committed || len(o.Batch.Put) > 0
+			case Send:
+				if o.To == p.right.Addr {
+					right = append(right, o.ID)
+					if f, ok := o.Msg.(wire.Flush); ok && f.Leader == p.self.Name {
+						flushed = true
+					}
+				}
+			}
+		}
+	}
+	step(p.startPopulate(now, nil, data, nil))
+	if flushed || len(right) == 0 {
+		t.Fatalf("the flush left before the stores were acknowledged (flushed %v, %d sent)", flushed, len(right))
+	}
+	// Queued behind the leader's flush, as a barrier: it leaves only once
+	// the flush is acknowledged.
+	step(p.link.send(now, p.right.Addr, wire.Flush{Leader: "someone", N: 2, Round: 99}, tagNone, true))
+	for !flushed {
+		if len(right) == 0 {
+			t.Fatal("no flush and nothing left to acknowledge")
+		}
+		k := min(len(right), 1+wire.MaxAcks)
+		dg, err := p.link.sg.send(p.right.Addr, right[0], 0, wire.Ack{More: right[1:k]}).Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		right = right[k:]
+		h, m, err := wire.Decode(dg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		step(p.StepBatch(now, []Datagram{{From: p.right.Addr, Header: h, Msg: m}}))
+	}
+	if p.link.unsent(p.right.Addr) == 0 {
+		t.Fatal("nothing waits behind the flush: the test tests nothing")
+	}
+	if !committed {
+		t.Fatal("the flush left and the leader has not committed its records")
+	}
+}
+
 // A node acknowledges a store from its left once what it passes on has
 // left for its right neighbour: while its window to the right is full, the
 // left's stores wait unacknowledged, and the left, its own window full,
