@@ -537,17 +537,9 @@ func TestLeaderHoldsAChunkOfItsRecordsAtATime(t *testing.T) {
 		if acks > 100_000 {
 			t.Fatal("the round never ended")
 		}
-		k := min(len(right), 1+wire.MaxAcks)
-		dg, err := p.link.sg.send(p.right.Addr, right[0], 0, wire.Ack{More: right[1:k]}).Append(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		right = right[k:]
-		h, m, err := wire.Decode(dg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		step(fmt.Sprintf("ack %d", acks), p.StepBatch(now, []Datagram{{From: p.right.Addr, Header: h, Msg: m}}))
+		var outs []Output
+		right, outs = ackFromRight(t, p, now, right)
+		step(fmt.Sprintf("ack %d", acks), outs)
 	}
 	if !flushed {
 		t.Fatal("the leader sent no flush")
@@ -555,6 +547,22 @@ func TestLeaderHoldsAChunkOfItsRecordsAtATime(t *testing.T) {
 	if own <= 3*ownChunk || committed != own {
 		t.Fatalf("the leader keeps %d records and committed %d", own, committed)
 	}
+}
+
+// ackFromRight has p's right neighbour acknowledge the first messages of
+// right (as many as one Ack carries), and returns the rest and what p did.
+func ackFromRight(t *testing.T, p *Peer, now time.Time, right []uint32) ([]uint32, []Output) {
+	t.Helper()
+	k := min(len(right), 1+wire.MaxAcks)
+	dg, err := p.link.sg.send(p.right.Addr, right[0], 0, wire.Ack{More: right[1:k]}).Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, m, err := wire.Decode(dg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return right[k:], p.StepBatch(now, []Datagram{{From: p.right.Addr, Header: h, Msg: m}})
 }
 
 // A leader commits its own records in the step its flush leaves, even
@@ -595,17 +603,9 @@ func TestLeaderCommitsWhenItsFlushLeavesWhateverWaitsBehind(t *testing.T) {
 		if len(right) == 0 {
 			t.Fatal("no flush and nothing left to acknowledge")
 		}
-		k := min(len(right), 1+wire.MaxAcks)
-		dg, err := p.link.sg.send(p.right.Addr, right[0], 0, wire.Ack{More: right[1:k]}).Append(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		right = right[k:]
-		h, m, err := wire.Decode(dg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		step(p.StepBatch(now, []Datagram{{From: p.right.Addr, Header: h, Msg: m}}))
+		var outs []Output
+		right, outs = ackFromRight(t, p, now, right)
+		step(outs)
 	}
 	if p.link.unsent(p.right.Addr) == 0 {
 		t.Fatal("nothing waits behind the flush: the test tests nothing")
