@@ -61,7 +61,11 @@ type outMsg struct {
 	sg      signer
 	msg     wire.Message
 	tag     tag
-	barrier bool // not sent before everything queued ahead of it is acknowledged
+	// barrier: not acted on before everything sent ahead of it has come.
+	// A flush goes at once, naming what is in flight ahead of it
+	// (withAfter); any other barrier is sent only once everything ahead
+	// of it is acknowledged.
+	barrier bool
 	tries   tries
 	// held: the acks of the messages this one forwards, owed once it is
 	// sent (see sendHolding).
@@ -255,8 +259,12 @@ func (l *link) unsent(to netip.AddrPort) int {
 func (l *link) pump(now time.Time, to netip.AddrPort, d *dest, out []Output) []Output {
 	for len(d.queue) > 0 && len(d.inflight) < l.cfg.Window {
 		m := d.queue[0]
-		if m.barrier && len(d.inflight) > 0 {
-			break
+		if m.barrier {
+			msg, ok := withAfter(m.msg, d.inflight)
+			if !ok && len(d.inflight) > 0 {
+				break
+			}
+			m.msg = msg
 		}
 		d.queue = d.queue[1:]
 		if st, ok := m.msg.(wire.Store); ok {
@@ -276,6 +284,26 @@ func (l *link) pump(now time.Time, to netip.AddrPort, d *dest, out []Output) []O
 		delete(l.dests, to)
 	}
 	return out
+}
+
+// withAfter is barrier message msg sent with the messages ahead of it in
+// flight: a flush naming their ids, for its receiver to act on it only
+// once they have all come. ok is false for a message that cannot name
+// them (any other type, or more than wire.MaxAfter ahead): it waits for
+// their acks.
+func withAfter(msg wire.Message, ahead []*outMsg) (_ wire.Message, ok bool) {
+	f, isFlush := msg.(wire.Flush)
+	if !isFlush || len(ahead) > wire.MaxAfter {
+		return msg, false
+	}
+	f.After = nil
+	if len(ahead) > 0 {
+		f.After = make([]uint32, len(ahead))
+		for i, m := range ahead {
+			f.After[i] = m.id
+		}
+	}
+	return f, true
 }
 
 // coalesce merges the stores queued right behind st (m's) into it while
@@ -333,6 +361,17 @@ func (l *link) acked(now time.Time, from netip.AddrPort, id uint32) (t tag, ok b
 	return tagNone, false, nil
 }
 
+// unseen is how many of ids, messages from `from`, have not come.
+func (l *link) unseen(from netip.AddrPort, ids []uint32) int {
+	n := 0
+	for _, id := range ids {
+		if !l.seen.has(from, id) {
+			n++
+		}
+	}
+	return n
+}
+
 // ackedBefore reports that id, sent to `from` more than once, was
 // acknowledged already: an ack that matches nothing in flight, for it, is
 // the answer to another copy.
@@ -369,13 +408,18 @@ func (l *link) tick(now time.Time) (out []Output, gone []failure) {
 	for _, to := range l.sortedDests() {
 		d := l.dests[to]
 		dead := false
-		for _, m := range d.inflight {
+		for i, m := range d.inflight {
 			if !m.tries.due(now) {
 				continue
 			}
 			if !m.tries.again(now, &l.cfg.Retry, l.estimate(m.msg)) {
 				dead = true
 				break
+			}
+			if m.barrier {
+				// Only what is still in flight ahead of it: the rest has
+				// come, or was given up on.
+				m.msg, _ = withAfter(m.msg, d.inflight[:i])
 			}
 			l.stats.Sent++
 			l.stats.Retransmits++

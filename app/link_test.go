@@ -320,3 +320,69 @@ func TestCancelledMessagesAreSentNoMore(t *testing.T) {
 		}
 	}
 }
+
+// A flush goes right behind the messages in flight to the same neighbour,
+// naming them, instead of waiting for their acks; sent again, it names only
+// those still unacknowledged. Any other barrier waits for the acks, and so
+// does a flush with more ahead of it than a flush can name.
+func TestFlushGoesBehindWhatItNames(t *testing.T) {
+	var st Stats
+	to := netip.MustParseAddrPort("10.0.0.2:5000")
+	t0 := time.Unix(1_700_000_000, 0)
+	sent := func(outs []Output) (ids []uint32, flush *wire.Flush) {
+		for _, o := range outs {
+			s := o.(Send)
+			ids = append(ids, s.ID)
+			if f, ok := s.Msg.(wire.Flush); ok {
+				flush = &f
+			}
+		}
+		return ids, flush
+	}
+	l := newLink(LinkConfig{}, 1, &st)
+	var stores []uint32
+	for range 3 {
+		ids, _ := sent(l.send(t0, to, wire.Store{N: 2}, tagNone, false))
+		stores = append(stores, ids...)
+	}
+	_, f := sent(l.send(t0, to, wire.Flush{Leader: "alice", N: 2, After: []uint32{99}}, tagNone, true))
+	if f == nil || !slices.Equal(f.After, stores) {
+		t.Fatalf("flush behind 3 stores in flight: %+v; want it sent at once, after %v", f, stores)
+	}
+	if _, ok, _ := l.acked(t0, to, stores[1]); !ok {
+		t.Fatal("the ack of the second store matched nothing")
+	}
+	var again *wire.Flush
+	for at := t0; again == nil && at.Before(t0.Add(time.Minute)); at = at.Add(time.Millisecond) {
+		out, _ := l.tick(at)
+		_, again = sent(out)
+	}
+	if again == nil || !slices.Equal(again.After, []uint32{stores[0], stores[2]}) {
+		t.Fatalf("flush sent again with the second store acknowledged: %+v; want after %v", again, []uint32{stores[0], stores[2]})
+	}
+
+	// Another barrier waits for the acks.
+	l = newLink(LinkConfig{}, 1, &st)
+	ids, _ := sent(l.send(t0, to, wire.Store{N: 2}, tagNone, false))
+	if got, _ := sent(l.send(t0, to, wire.Teardown{Origin: "alice"}, tagNone, true)); len(got) != 0 {
+		t.Fatal("a teardown sent as a barrier went before the store ahead of it was acknowledged")
+	}
+	if _, _, out := l.acked(t0, to, ids[0]); len(out) != 1 {
+		t.Fatalf("the store's ack let %d messages go; want the teardown", len(out))
+	}
+
+	// So does a flush with more ahead than it can name.
+	l = newLink(LinkConfig{Window: 2 * wire.MaxAfter}, 1, &st)
+	stores = nil
+	for range wire.MaxAfter + 1 {
+		ids, _ := sent(l.send(t0, to, wire.Store{N: 2}, tagNone, false))
+		stores = append(stores, ids...)
+	}
+	if got, _ := sent(l.send(t0, to, wire.Flush{Leader: "alice", N: 2}, tagNone, true)); len(got) != 0 {
+		t.Fatalf("a flush went behind %d messages in flight; it names at most %d", len(stores), wire.MaxAfter)
+	}
+	_, _, out := l.acked(t0, to, stores[0])
+	if _, f := sent(out); f == nil || !slices.Equal(f.After, stores[1:]) {
+		t.Fatalf("once one was acknowledged: %+v; want the flush, after the other %d", f, wire.MaxAfter)
+	}
+}

@@ -85,6 +85,12 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 		if m.Leader == p.self.Name && (p.pop == nil || m.Round != p.pop.round) {
 			return "flush of no store round of ours (a late copy of an earlier round's)"
 		}
+		if n := p.link.unseen(from, m.After); n > 0 {
+			// Sent right behind them, it came first: the left sends it
+			// again, and by then they will have come too (or they are
+			// given up on, and it names them no more).
+			return fmt.Sprintf("flush ahead of %d of the messages sent before it", n)
+		}
 	case wire.Committed:
 		if !p.committedFrom(from, m) {
 			return "no store round waits for it from there"
@@ -282,13 +288,14 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		if m.Leader == p.self.Name {
 			return p.popReturned(now, true, false)
 		}
-		// Every store before the flush has come (the flush follows only
-		// acknowledged stores). Forward first: the runner sends it before
-		// this node's commit of its records (and of its place if still
-		// unwritten), so the nodes commit in parallel, not one after
-		// another. The leader reports the round done only once every
-		// table is on disk, which the committeds coming back say.
+		// Every store before the flush has come (it names those its left
+		// neighbour had not seen acknowledged). Forward first: the runner
+		// sends it before this node's commit of its records (and of its
+		// place if still unwritten), so the nodes commit in parallel, not
+		// one after another. The leader reports the round done only once
+		// every table is on disk, which the committeds coming back say.
 		right, last := p.right.Addr, p.right.Name == m.Leader
+		m.After = nil // the link names what this node sent ahead of it
 		out := p.link.send(now, right, m, tagNone, true)
 		cw := &commitWait{leader: m.Leader, round: m.Round, left: from, right: right, last: last}
 		if p.link.unsent(right) > 0 {

@@ -241,16 +241,17 @@ func TestRingMessagesCannotLoop(t *testing.T) {
 	}
 }
 
-// A flush that reaches a node while stores it forwarded are still
-// unacknowledged waits for them (it must not overtake a store), and so
-// does the node's commit: committing at once would keep the node from
-// reading the acks that let the flush go for as long as its disk takes,
-// and every node to its right would wait that long for the flush. The
-// commit is made in the step whose ack lets the flush leave, after it.
-// A committed from the right while the flush is held answers an older
-// round, and is not taken for this one's.
+// A flush that reaches a node while its window to the right is full
+// waits behind the stores it forwarded, and so does the node's commit:
+// committing at once would keep the node from reading the acks that let
+// the flush go for as long as its disk takes, and every node to its right
+// would wait that long for the flush. The commit is made in the step
+// whose ack lets the flush leave, after it. A committed from the right
+// while the flush is held answers an older round, and is not taken for
+// this one's.
 func TestHeldFlushCommitsWhenItLeaves(t *testing.T) {
 	p := fuzzPeer()
+	p.link.cfg.Window = 1 // the store forwarded fills it
 	now := time.Unix(1_700_000_000, 0)
 	step := func(from netip.AddrPort, id uint32, m wire.Message) []Output {
 		h, m := signedFor(p, wire.Header{ID: id}, m)
@@ -276,7 +277,7 @@ func TestHeldFlushCommitsWhenItLeaves(t *testing.T) {
 	step(fzLeft.Addr, 1, wire.SetID{ID: 2, N: 3, Left: fzLeft, Right: fzRight})
 	step(fzLeft.Addr, 2, wire.Store{N: 3, Records: []wire.Record{{3: "aa"}, {3: "ab"}}}) // "ab" goes right
 	if got := order(step(fzLeft.Addr, 3, wire.Flush{Leader: fzLeft.Name, N: 3})); len(got) != 0 {
-		t.Fatalf("flush with a store unacknowledged on the right: %q; want nothing yet", got)
+		t.Fatalf("flush with the window to the right full: %q; want nothing yet", got)
 	}
 	if got := order(step(fzRight.Addr, 9, wire.Committed{Leader: fzLeft.Name})); len(got) != 0 {
 		t.Fatalf("a committed while the flush is held: %q; want it dropped", got)
@@ -293,12 +294,69 @@ func TestHeldFlushCommitsWhenItLeaves(t *testing.T) {
 	}
 }
 
-// The leader of a store round sends its stores, then its flush once they
-// are acknowledged, and commits its own records only after the flush has
-// left: while it commits it reads no acks, and the flush would wait.
+// A flush names the messages sent ahead of it that its sender had not seen
+// acknowledged: a node that has not received them all drops it,
+// unacknowledged, for its left neighbour to send again, and neither
+// forwards it nor commits. Once they have come it does both, and the flush
+// it forwards names the store it sent ahead of it.
+func TestFlushWaitsForWhatItNames(t *testing.T) {
+	p := fuzzPeer()
+	now := time.Unix(1_700_000_000, 0)
+	step := func(from netip.AddrPort, id uint32, m wire.Message) []Output {
+		h, m := signedFor(p, wire.Header{ID: id}, m)
+		return append(p.Receive(now, []Datagram{{From: from, Header: h, Msg: m}}), p.Settle()...)
+	}
+	type seen struct {
+		flush   *wire.Flush
+		acked   []uint32
+		commits int
+		stores  []uint32
+	}
+	look := func(outs []Output) (s seen) {
+		for _, o := range outs {
+			switch o := o.(type) {
+			case PersistPeer:
+				s.commits++
+			case Send:
+				switch m := o.Msg.(type) {
+				case wire.Flush:
+					s.flush = &m
+				case wire.Ack:
+					s.acked = append(append(s.acked, o.ID), m.More...)
+				case wire.Store:
+					s.stores = append(s.stores, o.ID)
+				}
+			}
+		}
+		return s
+	}
+	step(fzLeft.Addr, 1, wire.SetID{ID: 2, N: 3, Left: fzLeft, Right: fzRight})
+	fwd := look(step(fzLeft.Addr, 2, wire.Store{N: 3, Records: []wire.Record{{3: "aa"}, {3: "ab"}}})) // "ab" goes right
+	if len(fwd.stores) != 1 {
+		t.Fatalf("the store sent %d stores right; want 1", len(fwd.stores))
+	}
+	flush := wire.Flush{Leader: fzLeft.Name, N: 3, After: []uint32{2, 4}}
+	if got := look(step(fzLeft.Addr, 3, flush)); got.flush != nil || got.commits != 0 || slices.Contains(got.acked, 3) {
+		t.Fatalf("flush ahead of store 4: %+v; want it dropped, unacknowledged", got)
+	}
+	step(fzLeft.Addr, 4, wire.Store{N: 3, Records: []wire.Record{{3: "aa"}}})
+	got := look(step(fzLeft.Addr, 3, flush))
+	if got.flush == nil || got.commits != 1 || !slices.Contains(got.acked, 3) {
+		t.Fatalf("flush again, store 4 come: %+v; want it forwarded, acknowledged and the table committed", got)
+	}
+	if !slices.Equal(got.flush.After, fwd.stores) {
+		t.Fatalf("the flush forwarded names %v; want the store this node sent ahead of it, %v", got.flush.After, fwd.stores)
+	}
+}
+
+// The leader of a store round sends its stores, then its flush (here,
+// its window full, once they are acknowledged), and commits its own
+// records only after the flush has left: while it commits it reads no
+// acks, and the flush would wait.
 func TestLeaderCommitsAfterItsFlushLeaves(t *testing.T) {
 	p := fuzzPeer()
 	giveCredentials(p)
+	p.link.cfg.Window = 1
 	now := time.Unix(1_700_000_000, 0)
 	p.inRing, p.id, p.n, p.neighbours = true, 0, 3, true
 	data := dataset.Records{{LongName: "aa"}, {LongName: "ab"}, {LongName: "ac"}} // ids 2, 0, 1 of 3
@@ -573,6 +631,7 @@ func ackFromRight(t *testing.T, p *Peer, now time.Time, right []uint32) ([]uint3
 func TestLeaderCommitsWhenItsFlushLeavesWhateverWaitsBehind(t *testing.T) {
 	p := ringNode(t)
 	p.id, p.n = 0, 2
+	p.link.cfg.Window = 1 // the flush waits for the stores' acks
 	now := time.Unix(1e9, 0)
 	data := dataset.SyntheticSource{N: 40, Seed: 5}
 	var right []uint32
@@ -594,7 +653,7 @@ func TestLeaderCommitsWhenItsFlushLeavesWhateverWaitsBehind(t *testing.T) {
 	}
 	step(p.startPopulate(now, nil, data, nil))
 	if flushed || len(right) == 0 {
-		t.Fatalf("the flush left before the stores were acknowledged (flushed %v, %d sent)", flushed, len(right))
+		t.Fatalf("the flush left with the window full (flushed %v, %d sent)", flushed, len(right))
 	}
 	// Queued behind the leader's flush, as a barrier: it leaves only once
 	// the flush is acknowledged.

@@ -101,6 +101,10 @@ func TestAllocations(t *testing.T) {
 				if len(m.Records) > 0 {
 					want++
 				}
+			case Flush:
+				if len(m.After) > 0 {
+					want++
+				}
 			case Ack:
 				if len(m.More) > 0 {
 					want++

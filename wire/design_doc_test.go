@@ -42,7 +42,7 @@ func layoutSamples() map[Type]layoutSample {
 		TypeTickets:   {msg: Tickets{Name: "alice", From: 30}, vars: n("alice")},
 		TypeStore: {msg: Store{N: 3, Records: []Record{rec, rec}},
 			vars: map[string]int{"k": 2}, cells: map[string]int{"…": 2 * RecordLen(rec)}},
-		TypeFlush: {msg: Flush{Leader: "alice", N: 4}, vars: n("alice")},
+		TypeFlush: {msg: Flush{Leader: "alice", N: 4, After: []uint32{5, 6}}, vars: map[string]int{"n": 5, "k": 2}},
 		TypeQuery: {msg: Query{ReqID: 9, Querier: member("dave"), Hops: 2, LongName: "Aruba"}, vars: map[string]int{"q": 4, "L": 5}},
 		TypeQueryResult: {msg: QueryResult{ReqID: 9, Found: true, Node: "bob", NodeID: 1, Hops: 2, LongName: "Aruba", Record: rec},
 			vars: map[string]int{"n": 3, "L": 5}, cells: map[string]int{"…": RecordLen(rec)}},

@@ -65,6 +65,8 @@ const (
 	MaxMembers = 64
 	// MaxAcks bounds the further ids one Ack carries.
 	MaxAcks = 256
+	// MaxAfter bounds the ids a Flush says must come before it.
+	MaxAfter = 64
 )
 
 // Type names a message. The values are part of the format: append only.
@@ -758,26 +760,39 @@ func (m Store) LogValue() slog.Value {
 // Flush follows the stores of one populate round the ring: name of the
 // leader that started it, u16 ring size, the leader's addr (0.0.0.0:0 if
 // not given), where a node that gives up on its right neighbour says so
-// (Broken), and u32 the round: a number the leader draws for each round,
+// (Broken), u32 the round: a number the leader draws for each round,
 // which the committeds coming back carry, so that neither a late flush nor
 // a late committed of an earlier round of the same leader (a setup a heal
-// replaced, say) is taken for this round's. A node commits its table once
-// it has forwarded it.
+// replaced, say) is taken for this round's; and after, the ids of the
+// messages its sender had sent to the receiver before it and not yet seen
+// acknowledged when it sent it (at most MaxAfter): the receiver acts on the
+// flush only once it has received every one of them, so the flush travels
+// right behind the stores, in the same write, instead of waiting for their
+// acks. A node commits its table once it has forwarded it.
 type Flush struct {
 	Leader     string
 	N          uint16
 	LeaderAddr netip.AddrPort
 	Round      uint32
+	After      []uint32
 }
 
 func (Flush) Type() Type     { return TypeFlush }
-func (m Flush) bodyLen() int { return nameLen(m.Leader) + 2 + addrLen + 4 }
+func (m Flush) bodyLen() int { return nameLen(m.Leader) + 2 + addrLen + 4 + 2 + 4*len(m.After) }
 
 func (m Flush) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Leader, "leader")
 	e.u16(m.N)
 	e.optAddr(m.LeaderAddr, "leader_addr")
 	e.u32(m.Round)
+	if len(m.After) > MaxAfter {
+		e.fail("after", ErrTooLong)
+		return e.b, e.err
+	}
+	e.u16(uint16(len(m.After)))
+	for _, id := range m.After {
+		e.u32(id)
+	}
 	return e.b, e.err
 }
 
@@ -786,11 +801,21 @@ func (m Flush) parse(d decoder) (Flush, decoder) {
 	m.N = d.u16("n")
 	m.LeaderAddr = d.optAddr("leader_addr")
 	m.Round = d.u32("round")
+	if n := d.count(MaxAfter, 4, "after"); n > 0 {
+		m.After = make([]uint32, n)
+		for i := range m.After {
+			m.After[i] = d.u32("after")
+		}
+	}
 	return m, d
 }
 
 func (m Flush) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("leader", m.Leader), slog.Int("ring", int(m.N)), slog.Uint64("round", uint64(m.Round)))
+	attrs := []slog.Attr{slog.String("leader", m.Leader), slog.Int("ring", int(m.N)), slog.Uint64("round", uint64(m.Round))}
+	if len(m.After) > 0 {
+		attrs = append(attrs, slog.Int("after", len(m.After)))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // Query: u32 request id (chosen by the querier), querier member, u16 hops
