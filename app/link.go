@@ -57,10 +57,10 @@ func (sg signer) send(to netip.AddrPort, id uint32, flags wire.Flags, msg wire.M
 }
 
 type outMsg struct {
-	id      uint32
-	sg      signer
-	msg     wire.Message
-	tag     tag
+	id  uint32
+	sg  signer
+	msg wire.Message
+	tag tag
 	// barrier: not acted on before everything sent ahead of it has come.
 	// A flush goes at once, naming what is in flight ahead of it
 	// (withAfter); any other barrier is sent only once everything ahead
