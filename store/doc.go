@@ -7,7 +7,9 @@
 // transaction (ServerDB.Save, PeerDB.Apply), so a crash leaves either the state
 // before the change or the state after it. fsync stays on: in dht server and
 // dht peer (RawCalls) the store makes bbolt's writes and syncs itself, with
-// raw system calls, in bbolt's order. Files are opened with
+// raw system calls, one fdatasync a commit; the commit's meta page records
+// the pages it wrote (commitrec.go), and an open rolls back a commit the
+// disk did not take whole. Files are opened with
 // a lock timeout: bbolt's file lock is exclusive, and a second process opening
 // the same file gets ErrLocked instead of hanging.
 //

@@ -337,7 +337,9 @@ type file struct {
 
 // rawIO is what rawFile does for a file.
 type rawIO interface {
-	// sync puts the last commit's meta page on disk.
+	// begin starts a commit.
+	begin()
+	// sync puts the last commit on disk.
 	sync() error
 	// stat reports whether path names the open file, and its size.
 	stat(path string) (same bool, size int64, err error)
@@ -388,6 +390,17 @@ func (h *file) verify(f *os.File, exclusive bool, timeout time.Duration, created
 		}
 		return notDHT(h.path, "empty file (a dht file never is, unless it was truncated)", nil)
 	}
+	switch off, txid, torn, err := tornCommit(f, fi.Size()); {
+	case err != nil:
+		return fmt.Errorf("store: read %s: %w", h.path, err)
+	case torn && !exclusive:
+		return damaged(h.path, "", fmt.Sprintf("its last commit (transaction %d) did not reach the disk whole "+
+			"(the machine stopped while it was written); dht server or dht peer rolls it back when it opens the file", txid), nil)
+	case torn:
+		if err := rollBack(f, off); err != nil {
+			return fmt.Errorf("store: %s: roll back its last commit (transaction %d), which did not reach the disk whole: %w", h.path, txid, err)
+		}
+	}
 	var ve *verifyError
 	switch err := verifyFile(f, fi.Size()); {
 	case errors.Is(err, errNoMeta):
@@ -398,6 +411,16 @@ func (h *file) verify(f *os.File, exclusive bool, timeout time.Duration, created
 		return fmt.Errorf("store: read %s: %w", h.path, err)
 	}
 	return nil
+}
+
+// rollBack makes bbolt take the meta page before the one at off, whose
+// commit did not reach the disk whole (tornCommit): it clears that meta
+// page's checksum, and syncs. The next commit writes over it.
+func rollBack(f *os.File, off int64) error {
+	if _, err := f.WriteAt(make([]byte, 8), off+pageHeaderSize+56); err != nil {
+		return err
+	}
+	return f.Sync()
 }
 
 // check reports whether the file is still the one at path and no shorter
@@ -465,7 +488,14 @@ func (h *file) update(db *bolt.DB, fn func(*bolt.Tx) error) error {
 	if err := h.check(); err != nil {
 		return err
 	}
-	if err := h.guard(func() error { return db.Update(fn) }); err != nil {
+	body := fn
+	if h.raw != nil {
+		body = func(tx *bolt.Tx) error {
+			h.raw.begin() // under bbolt's lock: this commit's record, whatever the last did
+			return fn(tx)
+		}
+	}
+	if err := h.guard(func() error { return db.Update(body) }); err != nil {
 		return dbErr(err)
 	}
 	if h.raw != nil {

@@ -31,15 +31,20 @@ import (
 //
 // bbolt makes its writes through a hook of its own (DB.ops.writeAt, set to
 // the file's WriteAt when it opens) and syncs unless DB.NoSync. rawFile
-// sets the hook to a raw pwrite and NoSync, and syncs in bbolt's order
-// itself: the pages a commit writes, fdatasync, the meta page (pages 0 and
-// 1), and, once Commit returns, fdatasync again (sync, which update calls
-// before it reports the change done). A bbolt whose DB has no such hook
+// sets the hook to a raw pwrite and NoSync, and makes a commit with one
+// fdatasync: the pages a commit writes, the meta page (pages 0 and 1) with
+// a record of those pages (commitrec.go), and, once Commit returns,
+// fdatasync (sync, which update calls before it reports the change done).
+// The record lets an open tell a commit the disk did not take whole, and
+// roll it back. A commit whose pages do not fit in the record syncs them
+// before its meta page, as bbolt does. A bbolt whose DB has no such hook
 // (not the version go.mod names) is left as it is: newRawFile returns nil.
 type rawFile struct {
-	fd   int
-	path string
-	meta int64 // offsets below it are bbolt's meta pages
+	fd       int
+	path     string
+	meta     int64 // offsets below it are bbolt's meta pages
+	pageSize int
+	rec      commitRec // of the commit under way
 }
 
 // The raw calls, variables so that tests can watch and fail them. They
@@ -63,21 +68,30 @@ func newRawFile(db *bolt.DB, f *os.File) rawIO {
 	if err != nil {
 		return nil
 	}
-	r := &rawFile{fd: -1, path: f.Name(), meta: 2 * int64(db.Info().PageSize)}
+	ps := db.Info().PageSize
+	r := &rawFile{fd: -1, path: f.Name(), meta: 2 * int64(ps), pageSize: ps}
 	if err := rc.Control(func(fd uintptr) { r.fd = int(fd) }); err != nil || r.fd < 0 {
 		return nil
 	}
 	writeAt = func(b []byte, off int64) (int, error) {
-		if off < r.meta {
-			// The meta page names the pages just written: they go to
-			// disk first.
-			if err := rawFdatasync(r.fd); err != nil {
-				return 0, &os.PathError{Op: "fdatasync", Path: r.path, Err: err}
+		if off < r.meta && len(b) >= recEnd {
+			// The meta page names the pages just written, and carries
+			// their record; too many runs for it, they go to disk first.
+			if !r.rec.fits() {
+				if err := rawFdatasync(r.fd); err != nil {
+					return 0, &os.PathError{Op: "fdatasync", Path: r.path, Err: err}
+				}
+				r.rec.reset()
 			}
+			r.rec.txid = native.Uint64(b[pageHeaderSize+48:])
+			r.rec.put(b) // bbolt's buffer, made for this write
 		}
 		n, err := rawPwrite(r.fd, b, off)
 		if err != nil {
 			return n, &os.PathError{Op: "write", Path: r.path, Err: err}
+		}
+		if off >= r.meta {
+			r.rec.wrote(uint64(off/int64(ps)), b, ps)
 		}
 		return n, nil
 	}
@@ -86,7 +100,10 @@ func newRawFile(db *bolt.DB, f *os.File) rawIO {
 	return r
 }
 
-// sync puts the meta page of the last commit on disk.
+// begin starts a commit's record.
+func (r *rawFile) begin() { r.rec.reset() }
+
+// sync puts the last commit on disk: its pages and its meta page.
 func (r *rawFile) sync() error {
 	if err := rawFdatasync(r.fd); err != nil {
 		return &os.PathError{Op: "fdatasync", Path: r.path, Err: err}

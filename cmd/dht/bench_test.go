@@ -155,7 +155,7 @@ func TestBenchProcesses(t *testing.T) {
 	for _, want := range []string{"hop (token round a ring of 2 processes)", "ping-pong between two processes", "fdatasync", "floor = commits × fdatasync + datagrams × hop",
 		"setup-dht → dht-complete", "query-dht → answer, 1 querier", "5 / 5", "leave-dht → dht-rebuilt", "teardown-dht → teardown-complete", "(runs ", "critical paths",
 		"CPU a hop costs a relay of that ring", "CPU / context switches a query", "CPU a query: server / ring nodes / queriers / bench", "at a relay's CPU a datagram, one wake-up each",
-		"2 commits at once (2 × write + fdatasync each, a file each), till the last"} {
+		"2 commits at once (2 page writes + fdatasync each, a file each), till the last"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

@@ -1,0 +1,167 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+)
+
+// A commit record says what a commit made with one fdatasync wrote before
+// its meta page, so that an open can tell whether all of it reached the
+// disk.
+//
+// bbolt commits with two fdatasyncs: the pages, then the meta page that
+// names them, so that the meta page never reaches the disk before them. A
+// file committed with the raw calls (rawio_linux.go) writes the pages and
+// the meta page and syncs once, and the meta page carries this record of
+// the pages written: their runs and a CRC-32C of their bytes, in the order
+// written, with the transaction's id. Whatever order the disk puts the
+// writes in when the power goes, the record and the meta page it sits in
+// arrive together, since it lies in the page's first 512-byte sector
+// (bbolt's meta ends at byte 80): if the meta page bbolt would use carries
+// a record of its transaction and the pages it names do not hold what was
+// written, the commit is torn, and the open that writes the file rolls it
+// back to the meta page before (openers: file.verify). That commit was
+// never reported done, since its fdatasync had not returned; the one
+// before it was, and its pages are intact: bbolt writes a commit into
+// pages that were free when the commit before it was made.
+//
+// A commit whose pages make more runs than the record holds syncs them
+// before its meta page, as bbolt does, and records none. A meta page with
+// no record, or one of another transaction (the page was last written
+// with bbolt's own syncs), is taken as it is.
+type commitRec struct {
+	txid uint64
+	crc  uint32
+	runs []pageRun
+}
+
+// pageRun is n pages from pgid, written by one commit.
+type pageRun struct {
+	pgid uint64
+	n    uint32
+}
+
+const (
+	recOff     = 96         // in the meta page: after bbolt's page header (16) and meta (64), with room
+	recEnd     = 512        // the page's first sector, written whole
+	recMagic   = 0x64687431 // "dht1"
+	recHeader  = 4 + 8 + 4 + 2
+	recRunSize = 8 + 4
+	maxRuns    = (recEnd - recOff - recHeader) / recRunSize
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+var le = binary.LittleEndian
+
+// reset starts the record of a new commit.
+func (r *commitRec) reset() {
+	r.txid, r.crc, r.runs = 0, 0, r.runs[:0]
+}
+
+// wrote adds b, written at page pgid, to the record.
+func (r *commitRec) wrote(pgid uint64, b []byte, pageSize int) {
+	n := uint32((len(b) + pageSize - 1) / pageSize)
+	r.crc = crc32.Update(r.crc, castagnoli, b)
+	if k := len(r.runs); k > 0 && r.runs[k-1].pgid+uint64(r.runs[k-1].n) == pgid {
+		r.runs[k-1].n += n
+		return
+	}
+	r.runs = append(r.runs, pageRun{pgid, n})
+}
+
+// recRuns is the most runs a record is given: maxRuns, less in tests.
+var recRuns = maxRuns
+
+// fits reports whether the record's runs fit in a meta page.
+func (r *commitRec) fits() bool { return len(r.runs) <= recRuns }
+
+// put writes the record into meta page page (at least recEnd bytes).
+func (r *commitRec) put(page []byte) {
+	b := page[recOff:recEnd]
+	clear(b)
+	le.PutUint32(b[0:], recMagic)
+	le.PutUint64(b[4:], r.txid)
+	le.PutUint32(b[12:], r.crc)
+	le.PutUint16(b[16:], uint16(len(r.runs)))
+	for i, run := range r.runs {
+		at := b[recHeader+i*recRunSize:]
+		le.PutUint64(at, run.pgid)
+		le.PutUint32(at[8:], run.n)
+	}
+}
+
+// readRec reads the record in meta page page (its first recEnd bytes); ok
+// is false if there is none.
+func readRec(page []byte) (r commitRec, ok bool) {
+	if len(page) < recEnd {
+		return r, false
+	}
+	b := page[recOff:recEnd]
+	if le.Uint32(b) != recMagic {
+		return r, false
+	}
+	n := int(le.Uint16(b[16:]))
+	if n > maxRuns {
+		return r, false
+	}
+	r.txid, r.crc = le.Uint64(b[4:]), le.Uint32(b[12:])
+	r.runs = make([]pageRun, n)
+	for i := range r.runs {
+		at := b[recHeader+i*recRunSize:]
+		r.runs[i] = pageRun{le.Uint64(at), le.Uint32(at[8:])}
+	}
+	return r, true
+}
+
+// tornCommit looks at the meta page bbolt would use in the file r (size
+// bytes): if it carries a commit record of its transaction and the pages
+// the record names do not hold what the commit wrote, it reports that meta
+// page's offset and transaction; torn is false otherwise, and for a file
+// that is no bbolt file (verifyFile says what is wrong with it).
+func tornCommit(r io.ReaderAt, size int64) (off int64, txid uint64, torn bool, err error) {
+	v := verifier{r: r, size: size}
+	ps, ok := v.pageSize()
+	if !ok || ps < 1024 || ps > 1<<24 || uint64(size) < 2*ps {
+		return 0, 0, false, nil
+	}
+	m0, _ := v.readMeta(0)
+	m1, _ := v.readMeta(int64(ps))
+	m, off := m0, int64(0)
+	if m1.txid > m0.txid {
+		m, off = m1, int64(ps)
+	}
+	if !m.valid {
+		// bbolt takes the other one, which no commit with one sync
+		// wrote over since its pages were synced.
+		return 0, 0, false, nil
+	}
+	page := make([]byte, recEnd)
+	if _, err := r.ReadAt(page, off); err != nil {
+		return 0, 0, false, err
+	}
+	rec, ok := readRec(page)
+	if !ok || rec.txid != m.txid {
+		return 0, 0, false, nil
+	}
+	var crc uint32
+	buf := make([]byte, 0, 64*ps)
+	for _, run := range rec.runs {
+		start, n := int64(run.pgid)*int64(ps), int64(run.n)*int64(ps)
+		if run.pgid < 2 || run.n == 0 || run.pgid >= m.pgid || uint64(run.n) > m.pgid-run.pgid || start+n > size {
+			return off, m.txid, true, nil // its pages are not all there
+		}
+		for n > 0 {
+			k := min(n, int64(cap(buf)))
+			b := buf[:k]
+			if _, err := r.ReadAt(b, start); err != nil {
+				return 0, 0, false, fmt.Errorf("read page %d: %w", start/int64(ps), err)
+			}
+			crc = crc32.Update(crc, castagnoli, b)
+			start, n = start+k, n-k
+		}
+	}
+	return off, m.txid, crc != rec.crc, nil
+}
