@@ -142,7 +142,10 @@ func checkSettled(t *testing.T, s *simNet, data []dataset.Record) {
 // the leader never saw its flush leave, and its records (and with them the
 // clearing of its table) waited for a commit that the late flush then made
 // with none: the ring held 159 of 241 records. The round is now over only
-// once the leader's own records are committed.
+// once the leader's own records are committed: the committed that ends it
+// is sent by the leader after that commit. (The protocol's timing has
+// changed since, so this schedule plays out differently; it must still
+// settle whole.)
 func TestHealLeaderCommitsItsOwnRecords(t *testing.T) {
 	crashAfter(t, 64, 4, 25, func(s *simNet) (typist, line, victim string) {
 		leaver := memberWithID(s, 1)
@@ -171,25 +174,4 @@ func crashAfter(t *testing.T, seed uint64, n, steps int, op func(*simNet) (typis
 	settle(t, s)
 	checkSettled(t, s, data)
 	return s
-}
-
-// TestHealDropsALateResetRight replays the schedule where a join's
-// reset-right outlived the join: the join leader's reset-right to the last
-// node was lost, a member was killed and came back, the server healed the
-// ring without the joiner, and the join leader's retransmission of the
-// reset-right then reached the last node of the healed ring, which pointed
-// its right at the joiner, outside the ring (10% loss, seed 210, the crash
-// after 10 steps). reset-left and reset-right now carry the epoch of their
-// ring, and a node of a later ring drops them; and a join that fails stops
-// sending its messages.
-func TestHealDropsALateResetRight(t *testing.T) {
-	s := crashAfter(t, 210, 3, 10, func(s *simNet) (typist, line, victim string) {
-		joiner := freeUser(s)
-		return joiner, "join-dht " + joiner, memberWithID(s, 1)
-	})
-	// The failed join's leader stopped sending its reset-right, rather
-	// than sending it until it gave up on the last node.
-	if n := s.Process(s.Server().Snapshot().DHT.Leader).Core.Stats().GaveUp; n != 0 {
-		t.Fatalf("the join's leader gave up on %d destination(s); want none", n)
-	}
 }

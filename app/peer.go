@@ -107,11 +107,12 @@ type Peer struct {
 	pop                 *populate
 	leaver              netip.AddrPort // set by reset-left: whose rebuild-dht to accept
 	joining             *joinLead      // the join this node leads, as the ring's leader
-	// tearing: a teardown-dht's teardown passed here towards the last node;
-	// this node's torn-down goes left once its right neighbour's comes.
+	// tearing: a teardown-dht's teardown passed here; the torn-down behind
+	// it goes right once it comes from the left.
 	tearing *tornWait
-	// committing: a store round's flush passed here towards the last node;
-	// this node's committed goes left once its right neighbour's comes.
+	// committing: a store round's flush passed here; the committed
+	// behind it goes right once it has come from the left and this node's
+	// table is on disk.
 	committing *commitWait
 	healing    *healLead // the heal this node leads, as the server asked
 	// epoch is the server's number of the ring this place is in (0 if

@@ -491,12 +491,14 @@ func (o *teardownOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply)
 		return append(out, o.tornDown(p, now)...)
 	}
 	// The teardown goes first; this node's own table is committed while
-	// it travels (the runner sends before it commits).
+	// it travels (the runner sends before it commits), and the torn-down
+	// follows, which each node passes on once its own table is on disk.
 	o.left, o.right = p.left.Addr, p.right.Addr
 	out = append(out, p.link.send(now, o.right, wire.Teardown{Origin: p.self.Name, OriginAddr: p.self.Addr, Epoch: p.epoch}, tagNone, false)...)
 	p.clearTable()
 	p.leaveRing(false)
-	return append(out, p.persist(true, nil))
+	out = append(out, p.persist(true, nil))
+	return append(out, p.link.send(now, o.right, wire.TornDown{Origin: p.self.Name}, tagNone, false)...)
 }
 
 // tornDown: the teardown came back (or the ring is this node alone).
@@ -505,8 +507,7 @@ func (o *teardownOp) tornDown(p *Peer, now time.Time) []Output {
 	return o.complete(p, now)
 }
 
-// confirmed: the right neighbour's torn-down came: every other table is
-// on disk.
+// confirmed: the torn-down came back: every table is on disk.
 func (o *teardownOp) confirmed(p *Peer, now time.Time) []Output {
 	o.done = true
 	return o.complete(p, now)

@@ -12,7 +12,7 @@ import (
 // leave or a join).
 type populate struct {
 	n     int
-	round uint32         // drawn for this round: its flush and committeds carry it
+	round uint32         // drawn for this round: its flush and committed carry it
 	data  dataset.Source // the records, read by index
 	// order is data's indices, the farthest node's records first and this
 	// node's own last (from nonOwn on); next is the next of the others to
@@ -31,6 +31,9 @@ type populate struct {
 	// table, is made.
 	ownNext int
 	cleared bool
+	// committedSent: this node's own records are committed, and the
+	// committed that follows the flush round the ring has left.
+	committedSent bool
 }
 
 // ownChunk is the most records a node commits at once: a leader commits
@@ -161,10 +164,14 @@ func (p *Peer) feed(now time.Time, out []Output) []Output {
 		pop.flushed, pop.right = true, p.right.Addr
 		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n), LeaderAddr: p.self.Addr, Round: pop.round}, tagNone, true)...)
 	}
-	if pop.flushed && (!pop.cleared || pop.ownLeft() > 0) && !pop.flushQueued(p) {
+	if pop.flushed && !pop.committedSent && !pop.flushQueued(p) {
 		// The flush has left: commit, before it can come back (the runner
-		// carries out a step's outputs before it reads the next datagram).
+		// carries out a step's outputs before it reads the next datagram),
+		// and send the committed after it, which each node passes on once
+		// its own table is on disk.
 		out = pop.commitOwn(p, out)
+		pop.committedSent = true
+		out = append(out, p.link.send(now, pop.right, wire.Committed{Leader: p.self.Name, Round: pop.round}, tagNone, false)...)
 	}
 	return out
 }
@@ -180,9 +187,9 @@ func (pop *populate) flushQueued(p *Peer) bool {
 	})
 }
 
-// popReturned: the flush came back (back), or the committed from the right
-// neighbour (done). The round is over when both have, and this node's own
-// records are committed.
+// popReturned: the flush came back (back), or the committed behind it
+// (done). The round is over when both have: every record was received,
+// and every table is on disk, this node's first.
 func (p *Peer) popReturned(now time.Time, back, done bool) []Output {
 	pop := p.pop
 	if pop == nil {
@@ -193,14 +200,7 @@ func (p *Peer) popReturned(now time.Time, back, done bool) []Output {
 	if !pop.back || !pop.done {
 		return nil
 	}
-	// This node's own records went to disk when feed saw its flush leave;
-	// should anything have kept them back, they go now, before the round
-	// is reported done.
-	var out []Output
-	if !pop.cleared || pop.ownLeft() > 0 {
-		out = pop.commitOwn(p, out)
-	}
-	return append(out, p.populated(now)...)
+	return p.populated(now)
 }
 
 // populated: the flush came back and every other node's table is on disk

@@ -293,11 +293,12 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		// sends it before this node's commit of its records (and of its
 		// place if still unwritten), so the nodes commit in parallel, not
 		// one after another. The leader reports the round done only once
-		// every table is on disk, which the committeds coming back say.
-		right, last := p.right.Addr, p.right.Name == m.Leader
+		// every table is on disk, which the committed that follows the
+		// flush round the ring says.
+		right := p.right.Addr
 		m.After = nil // the link names what this node sent ahead of it
 		out := p.link.send(now, right, m, tagNone, true)
-		cw := &commitWait{leader: m.Leader, round: m.Round, left: from, right: right, last: last}
+		cw := &commitWait{leader: m.Leader, round: m.Round, left: from, right: right}
 		if p.link.unsent(right) > 0 {
 			// The flush waits behind stores the right neighbour has not
 			// acknowledged. Committing now would keep this node from
@@ -313,11 +314,17 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		if m.Leader == p.self.Name {
 			return p.popReturned(now, false, true)
 		}
-		// Expected: from the right neighbour this node's flush went to;
-		// this node's own commit was done before it read anything more.
-		left := p.committing.left
-		p.committing = nil
-		return p.link.send(now, left, m, tagNone, false)
+		// Expected: from the left neighbour the round's flush came from,
+		// whose table, and every one before it, is on disk. It goes on
+		// once this node's is too: at once, unless its flush is held
+		// (the commit is made, and the committed sent on, when the flush
+		// leaves).
+		cw := p.committing
+		cw.fromLeft = true
+		if cw.held {
+			return nil
+		}
+		return p.passCommitted(now, nil, cw)
 	case wire.Query:
 		pos := dataset.Pos(m.LongName)
 		if dataset.ID(pos, p.n) != p.id {
@@ -354,7 +361,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		}
 		// Forward first: the runner sends it before this node's commit, so
 		// the nodes commit in parallel, not one after another.
-		right, last := p.right.Addr, p.right.Name == m.Origin
+		right := p.right.Addr
 		out := p.link.send(now, right, m, tagNone, false)
 		p.clearTable()
 		p.inRing = false
@@ -369,23 +376,22 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		p.formerRight = p.right
 		p.neighbours, p.left, p.right = false, wire.Member{}, wire.Member{}
 		// A teardown-dht's: the origin sends teardown-complete once every
-		// table is on disk, which the torn-downs coming back say. Sent
-		// after the commit (outputs run in order).
+		// table is on disk, which the torn-down that follows the teardown
+		// round the ring says; this node passes it on once it has come
+		// from the left, after this commit.
 		out = append(out, p.persist(true, nil))
-		if last {
-			return append(out, p.link.send(now, from, wire.TornDown{Origin: m.Origin}, tagNone, false)...)
-		}
 		p.tearing = &tornWait{origin: m.Origin, left: from, right: right}
 		return out
 	case wire.TornDown:
 		if o, ok := p.op.(*teardownOp); ok && m.Origin == p.self.Name {
 			return o.confirmed(p, now)
 		}
-		// Expected: from the right neighbour this node's teardown went to;
-		// this node's own commit was done before it read anything more.
-		left := p.tearing.left
+		// Expected: from the left neighbour the teardown came from, whose
+		// table, and every one before it, is on disk; this node's own
+		// commit was done before it read anything more.
+		right := p.tearing.right
 		p.tearing = nil
-		return p.link.send(now, left, m, tagNone, false)
+		return p.link.send(now, right, m, tagNone, false)
 	case wire.ResetID:
 		if m.Origin == p.self.Name {
 			if j := p.joining; j != nil && j.step == leadRenumbering {
@@ -471,35 +477,41 @@ func (p *Peer) teardownReturned(now time.Time, m wire.Teardown) []Output {
 }
 
 // tornWait is a node's part in confirming a teardown-dht: the torn-down
-// from right goes on to left.
+// from the left goes on to the right.
 type tornWait struct {
 	origin      string
 	left, right netip.AddrPort
 }
 
 // commitWait is a node's part in confirming a store round: the committed
-// from right goes on to left.
+// from the left goes on to the right.
 type commitWait struct {
 	leader      string
 	round       uint32 // the flush's
 	left, right netip.AddrPort
-	// last: right is the leader, so the committed starts here. held: the
-	// flush has not left yet, nor has this node committed.
-	last, held bool
+	// held: the flush has not left yet, nor has this node committed.
+	// fromLeft: the committed from the left neighbour came.
+	held, fromLeft bool
 }
 
 // committed commits this node's records once its flush has left, and
-// starts the committed back if it is the last node.
+// sends the committed on if it came from the left meanwhile.
 func (p *Peer) committed(now time.Time, out []Output, cw *commitWait) []Output {
 	cw.held = false
 	out = p.commitStores(out, true)
-	if cw.last {
-		// Sent after the commit (outputs run in order).
-		p.committing = nil
-		return append(out, p.link.send(now, cw.left, wire.Committed{Leader: cw.leader, Round: cw.round}, tagNone, false)...)
-	}
 	p.committing = cw
+	if cw.fromLeft {
+		return p.passCommitted(now, out, cw)
+	}
 	return out
+}
+
+// passCommitted sends the round's committed on to the right neighbour:
+// this node's table is on disk, and so is every one from the leader's to
+// it. Sent after the commit (outputs run in order).
+func (p *Peer) passCommitted(now time.Time, out []Output, cw *commitWait) []Output {
+	p.committing = nil
+	return append(out, p.link.send(now, cw.right, wire.Committed{Leader: cw.leader, Round: cw.round}, tagNone, false)...)
 }
 
 // flushLeft makes the commit a held flush waited for, once the acks from
@@ -511,16 +523,15 @@ func (p *Peer) flushLeft(now time.Time, from netip.AddrPort, out []Output) []Out
 	return out
 }
 
-// committedFrom: a committed may come from the right neighbour a round's
-// flush went to, here or at its leader.
+// committedFrom: a committed may come from the left neighbour a round's
+// flush came from, here, or back at its leader from its left neighbour
+// once the leader has sent it.
 func (p *Peer) committedFrom(from netip.AddrPort, m wire.Committed) bool {
 	if m.Leader == p.self.Name {
-		return p.pop != nil && p.pop.flushed && from == p.pop.right && m.Round == p.pop.round
+		return p.pop != nil && p.pop.committedSent && p.neighbours && from == p.left.Addr && m.Round == p.pop.round
 	}
-	// Not while this node's flush is held: a committed can only answer a
-	// flush that has left (one that comes earlier answers an older round's).
 	c := p.committing
-	return c != nil && !c.held && from == c.right && m.Leader == c.leader && m.Round == c.round
+	return c != nil && !c.fromLeft && from == c.left && m.Leader == c.leader && m.Round == c.round
 }
 
 // tearingBack: a teardown-dht this node started comes back from the
@@ -531,11 +542,12 @@ func (p *Peer) tearingBack(from netip.AddrPort, m wire.Teardown) bool {
 	return ok && o.stage == teardownTearing && m.Origin == p.self.Name && !m.KeepNeighbours && from == o.left
 }
 
-// tornDownFrom: a torn-down may come from the right neighbour a
-// teardown-dht's teardown went to, here or at its origin.
+// tornDownFrom: a torn-down may come from the left neighbour a
+// teardown-dht's teardown came from, here, or back at its origin from its
+// left neighbour.
 func (p *Peer) tornDownFrom(from netip.AddrPort, m wire.TornDown) bool {
 	if o, ok := p.op.(*teardownOp); ok && m.Origin == p.self.Name {
-		return o.stage == teardownTearing && from == o.right
+		return o.stage == teardownTearing && from == o.left
 	}
-	return p.tearing != nil && from == p.tearing.right && m.Origin == p.tearing.origin
+	return p.tearing != nil && from == p.tearing.left && m.Origin == p.tearing.origin
 }

@@ -18,8 +18,9 @@ import (
 // own: the new place in the ring and the records the stores bring are
 // written in one transaction when the flush passes, which clears what the
 // file held before. The flush goes on before that commit, so that the
-// nodes commit in parallel; the committed that reports this node's table
-// (and those to its right) on disk goes left only after it.
+// nodes commit in parallel; the committed that follows the flush from the
+// left, which reports the tables from the leader's to the left
+// neighbour's on disk, goes right only after it.
 func TestSetIDAndStoresWrittenAtTheFlush(t *testing.T) {
 	p := fuzzPeer()
 	now := time.Unix(1_700_000_000, 0)
@@ -29,6 +30,7 @@ func TestSetIDAndStoresWrittenAtTheFlush(t *testing.T) {
 		return append(outs, p.Settle()...)
 	}
 	step := func(id uint32, m wire.Message) []Output { return stepFrom(fzLeft.Addr, id, m) }
+	_ = stepFrom
 	var persists []state.Batch
 	acks, flushBefore, committedAfter := 0, false, false
 	count := func(outs []Output) {
@@ -43,7 +45,7 @@ func TestSetIDAndStoresWrittenAtTheFlush(t *testing.T) {
 				case wire.Flush:
 					flushBefore = len(persists) == 0
 				case wire.Committed:
-					committedAfter = len(persists) == 1 && o.To == fzLeft.Addr
+					committedAfter = len(persists) == 1 && o.To == fzRight.Addr
 				}
 			}
 		}
@@ -72,9 +74,9 @@ func TestSetIDAndStoresWrittenAtTheFlush(t *testing.T) {
 	if len(persists) != 1 || !flushBefore || committedAfter {
 		t.Fatalf("flush: %d commits, flush sent before it %v, committed sent %v; want 1, true and false", len(persists), flushBefore, committedAfter)
 	}
-	count(stepFrom(fzRight.Addr, 4, wire.Committed{Leader: fzLeft.Name}))
+	count(step(4, wire.Committed{Leader: fzLeft.Name}))
 	if len(persists) != 1 || !committedAfter {
-		t.Fatalf("committed from the right: %d commits, committed sent left after the commit %v; want 1 and true", len(persists), committedAfter)
+		t.Fatalf("committed from the left: %d commits, committed sent right after the commit %v; want 1 and true", len(persists), committedAfter)
 	}
 	b := persists[0]
 	if !b.Clear || b.Identity == nil || b.Identity.ID != 2 || b.Identity.N != 3 || len(b.Put) != 1 || b.Put[0].LongName != "aa" {
@@ -246,9 +248,9 @@ func TestRingMessagesCannotLoop(t *testing.T) {
 // committing at once would keep the node from reading the acks that let
 // the flush go for as long as its disk takes, and every node to its right
 // would wait that long for the flush. The commit is made in the step
-// whose ack lets the flush leave, after it. A committed from the right
-// while the flush is held answers an older round, and is not taken for
-// this one's.
+// whose ack lets the flush leave, after it; a committed from the left that
+// came meanwhile goes on right after the commit, not before. One from the
+// right is no committed of this round's.
 func TestHeldFlushCommitsWhenItLeaves(t *testing.T) {
 	p := fuzzPeer()
 	p.link.cfg.Window = 1 // the store forwarded fills it
@@ -280,7 +282,10 @@ func TestHeldFlushCommitsWhenItLeaves(t *testing.T) {
 		t.Fatalf("flush with the window to the right full: %q; want nothing yet", got)
 	}
 	if got := order(step(fzRight.Addr, 9, wire.Committed{Leader: fzLeft.Name})); len(got) != 0 {
-		t.Fatalf("a committed while the flush is held: %q; want it dropped", got)
+		t.Fatalf("a committed from the right: %q; want it dropped", got)
+	}
+	if got := order(step(fzLeft.Addr, 10, wire.Committed{Leader: fzLeft.Name})); len(got) != 0 {
+		t.Fatalf("the committed from the left while the flush is held: %q; want nothing sent before the commit", got)
 	}
 	var ack []Output
 	for _, o := range p.link.dests[fzRight.Addr].inflight {
@@ -289,8 +294,17 @@ func TestHeldFlushCommitsWhenItLeaves(t *testing.T) {
 	if got := order(ack); !slices.Equal(got, []string{"flush", "commit"}) {
 		t.Fatalf("the ack that lets the flush go: %q; want [flush commit]", got)
 	}
-	if got := order(step(fzRight.Addr, 10, wire.Committed{Leader: fzLeft.Name})); !slices.Equal(got, []string{"committed"}) {
-		t.Fatalf("the committed from the right: %q; want it sent left", got)
+	// The committed, sent after the commit, waits in the window of one
+	// behind the flush.
+	if d := p.link.dests[fzRight.Addr]; d == nil || len(d.queue) != 1 {
+		t.Fatalf("the committed from the left is not queued after the commit for the right neighbour")
+	}
+	ack = nil
+	for _, o := range p.link.dests[fzRight.Addr].inflight {
+		ack = append(ack, step(fzRight.Addr, o.id, wire.Ack{})...)
+	}
+	if got := order(ack); !slices.Equal(got, []string{"committed"}) {
+		t.Fatalf("the flush's ack: %q; want the committed sent right", got)
 	}
 }
 
@@ -499,13 +513,16 @@ func TestLeaderTakesBackOnlyItsRound(t *testing.T) {
 	p.op = &setupOp{stage: setupPopulating}
 	stale := round + 1
 	if done(step(p.left.Addr, 101, wire.Flush{Leader: p.self.Name, N: 3, Round: stale})) ||
-		done(step(p.right.Addr, 102, wire.Committed{Leader: p.self.Name, Round: stale})) {
+		done(step(p.left.Addr, 102, wire.Committed{Leader: p.self.Name, Round: stale})) {
 		t.Fatal("an earlier round's flush and committed ended this round")
 	}
 	if !p.pop.back && !p.pop.done && done(step(p.left.Addr, 103, wire.Flush{Leader: p.self.Name, N: 3, Round: round})) {
 		t.Fatal("the round ended on its flush alone")
 	}
-	if !done(step(p.right.Addr, 104, wire.Committed{Leader: p.self.Name, Round: round})) {
+	if done(step(p.right.Addr, 104, wire.Committed{Leader: p.self.Name, Round: round})) {
+		t.Fatal("the round's committed from the right ended it")
+	}
+	if !done(step(p.left.Addr, 105, wire.Committed{Leader: p.self.Name, Round: round})) {
 		t.Fatal("the round's own flush and committed did not end it")
 	}
 }
@@ -543,6 +560,58 @@ func TestTeardownOfAnEarlierRingIsDropped(t *testing.T) {
 	}
 	if !forwarded || p.inRing {
 		t.Fatalf("the teardown of the node's own ring: forwarded %v, still in the ring %v", forwarded, p.inRing)
+	}
+}
+
+// A reset-left or reset-right of an earlier ring is dropped: one left over
+// from a leave or a join that a heal replaced (its retransmission outliving
+// the heal) would point the healed ring at a node outside it. Those of the
+// node's own ring are taken.
+func TestResetOfAnEarlierRingIsDropped(t *testing.T) {
+	p := fuzzPeer()
+	giveCredentials(p)
+	now := time.Unix(1_700_000_000, 0)
+	p.inRing, p.id, p.n, p.epoch = true, 2, 3, 9
+	outsider := wire.Member{Name: "joiner", Addr: netip.MustParseAddrPort("10.0.0.9:5000")}
+	step := func(from netip.AddrPort, id uint32, m wire.Message) []Output {
+		h, m := signedFor(p, wire.Header{ID: id}, m)
+		return p.Step(now, from, h, m)
+	}
+	dropped := func(outs []Output) bool {
+		ev, ok := firstOutput(outs).(Event)
+		return ok && ev.Drop && strings.Contains(ev.Msg, "older than this node's 9")
+	}
+	if outs := step(fzRight.Addr, 1, wire.ResetRight{Right: outsider, Epoch: 8}); !dropped(outs) || p.right != fzRight {
+		t.Fatalf("a reset-right of ring epoch 8 at a node of epoch 9: %v, right %v; want it dropped", outs, p.right)
+	}
+	if outs := step(fzLeft.Addr, 2, wire.ResetLeft{Left: outsider, Epoch: 8}); !dropped(outs) || p.left != fzLeft {
+		t.Fatalf("a reset-left of ring epoch 8 at a node of epoch 9: %v, left %v; want it dropped", outs, p.left)
+	}
+	step(fzRight.Addr, 3, wire.ResetRight{Right: outsider, Epoch: 9})
+	step(fzLeft.Addr, 4, wire.ResetLeft{Left: outsider, Epoch: 9})
+	if p.right != outsider || p.left != outsider {
+		t.Fatalf("resets of the node's own ring: left %v, right %v; want both %v", p.left, p.right, outsider)
+	}
+}
+
+// A join that fails stops sending its reset-right and set-id: a copy taken
+// late, after a heal, would point a node of the healed ring at the joiner,
+// outside it.
+func TestFailedJoinSendsItsResetsNoMore(t *testing.T) {
+	p := ringNode(t)
+	now := time.Unix(1e9, 0)
+	joiner := wire.Member{Name: "joiner", Addr: netip.MustParseAddrPort("10.0.0.9:5000")}
+	p.link.send(now, p.right.Addr, wire.ResetRight{Right: joiner, Epoch: p.epoch}, tagJoin, false)
+	p.link.send(now, joiner.Addr, wire.SetID{ID: 1, N: 3, Left: p.self, Right: p.right, Epoch: p.epoch}, tagJoin, false)
+	p.joinFailed(now, joiner, "test")
+	for at := now; at.Before(now.Add(time.Minute)); at = at.Add(10 * time.Millisecond) {
+		out, _ := p.link.tick(at)
+		for _, o := range out {
+			switch o.(Send).Msg.(type) {
+			case wire.ResetRight, wire.SetID:
+				t.Fatalf("%v after the join failed: %+v", at.Sub(now), o)
+			}
+		}
 	}
 }
 

@@ -54,8 +54,8 @@ func (o orderTrace) Handle(_ context.Context, r slog.Record) error {
 
 // The nodes commit their emptied tables in parallel (each forwards the
 // teardown before it commits), yet the leader sends teardown-complete only
-// after every table is cleared on disk, which the torn-downs coming back
-// tell it; with loss and duplicates too.
+// after every table is cleared on disk, which the torn-down that follows
+// the teardown round the ring tells it; with loss and duplicates too.
 func TestTeardownCompletesAfterEveryCommit(t *testing.T) {
 	for _, c := range []struct {
 		n         int

@@ -913,14 +913,14 @@ func label(e *Event, to, answers string) string {
 		return "teardown from " + origin
 	case "committed":
 		if leader := str(m, "leader"); to == leader {
-			return "committed back at " + leader + ": every other table on disk"
+			return "committed back at " + leader + ": every table on disk"
 		}
-		return "committed: this table and those to the right on disk"
+		return "committed: every table from " + str(m, "leader") + "'s to the sender's on disk"
 	case "torn-down":
 		if origin := str(m, "origin"); to == origin {
-			return "torn-down back at " + origin + ": every other table on disk"
+			return "torn-down back at " + origin + ": every table emptied on disk"
 		}
-		return "torn-down: this table and those to the right on disk"
+		return "torn-down: every table from " + str(m, "origin") + "'s to the sender's emptied on disk"
 	case "reset-id":
 		if origin := str(m, "origin"); to == origin {
 			return fmt.Sprintf("reset-id back at %s: renumbering complete, ring of %s", origin, str(m, "ring"))

@@ -111,12 +111,12 @@ type Phase struct {
 // follows them.
 const (
 	setupPath = "3 commits (the server's setup-dht, the last node's table, the server's dht-complete); " +
-		"2n+2 datagrams (setup-dht and its reply, n-1 store hops to the last node, n-1 hops of committed back to the leader, dht-complete and its reply)"
+		"n+4 datagrams (setup-dht and its reply, n-1 store hops to the last node, the committed's hop from it to the leader once its commit is done, dht-complete and its reply)"
 	teardownPath = "3 commits (the server's teardown-dht, the nodes' emptied tables, in parallel, the server's teardown-complete); " +
-		"2n+2 datagrams (teardown-dht and its reply, n-1 hops to the last node, n-1 hops of torn-down back to the leader, teardown-complete and its reply)"
+		"n+4 datagrams (teardown-dht and its reply, n-1 hops to the last node, the torn-down's hop from it to the leader once its commit is done, teardown-complete and its reply)"
 	leavePath = "3 commits (the server's leave-dht, the nodes' new tables, in parallel, the server's dht-rebuilt); " +
-		"4n+3 datagrams (leave-dht and its reply, the teardown's n hops, reset-id's n, reset-left/right 1, rebuild-dht 1, n-2 store hops, " +
-		"n-2 hops of committed back to the new leader, rebuilt to the leaver, dht-rebuilt and its reply)"
+		"3n+6 datagrams (leave-dht and its reply, the teardown's n hops, reset-id's n, reset-left/right 1, rebuild-dht 1, n-2 store hops, " +
+		"the committed's hop from the last node to the new leader, rebuilt to the leaver, dht-rebuilt and its reply)"
 )
 
 func (p *Phase) set(ms float64, commits, datagrams int, f ProcFloor) {
@@ -426,7 +426,7 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 		return r, err
 	}
 	n := o.Peers
-	r.Setup.set(ms(time.Since(start)), 3, 2*n+2, r.Floor)
+	r.Setup.set(ms(time.Since(start)), 3, n+4, r.Floor)
 	_, ringText, _ := strings.Cut(out[0], ": ring of ")
 	ring := strings.Fields(ringText)
 	if len(ring) != n+1 {
@@ -468,12 +468,12 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 		if _, err := leaver.do("leave-dht " + leaver.name); err != nil {
 			return r, err
 		}
-		r.Leave.set(ms(time.Since(start)), 3, 4*n+3, r.Floor)
+		r.Leave.set(ms(time.Since(start)), 3, 3*n+6, r.Floor)
 		start = time.Now()
 		if _, err := newLeader.do("teardown-dht " + newLeader.name); err != nil {
 			return r, err
 		}
-		r.Teardown.set(ms(time.Since(start)), 3, 2*(n-1)+2, r.Floor)
+		r.Teardown.set(ms(time.Since(start)), 3, (n-1)+4, r.Floor)
 	}
 
 	for _, c := range ps.all {
