@@ -436,6 +436,17 @@ func (l *link) tick(now time.Time) (out []Output, gone []failure) {
 	return out, gone
 }
 
+// postpone moves every retransmission timeout d later: for d the node
+// read nothing (a commit), so acks that came meanwhile wait unread, and
+// what waits for them would otherwise be sent again before they are read.
+func (l *link) postpone(d time.Duration) {
+	for _, dst := range l.dests {
+		for _, m := range dst.inflight {
+			m.tries.next = m.tries.next.Add(d)
+		}
+	}
+}
+
 // sortedDests keeps retransmission order independent of map order, so that
 // a seeded simulation replays exactly.
 func (l *link) sortedDests() []netip.AddrPort {

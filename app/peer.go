@@ -631,6 +631,16 @@ func (p *Peer) aliveDue(now time.Time, out []Output) []Output {
 		wire.Alive{Name: p.self.Name, PeriodMS: uint32(p.alivePeriod.Milliseconds())}))
 }
 
+// Deaf tells the peer it read nothing for d (its runner was committing):
+// the ring messages waiting for acks, which may have come meanwhile and
+// wait unread, are sent again that much later, not before the acks are
+// read.
+func (p *Peer) Deaf(d time.Duration) {
+	if d > 0 {
+		p.link.postpone(d)
+	}
+}
+
 // NextDeadline is when Tick next has work: Pending's, or the next alive
 // while registered.
 func (p *Peer) NextDeadline() (time.Time, bool) {

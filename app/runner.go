@@ -737,9 +737,13 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 			if r.store == nil {
 				return false, fmt.Errorf("peer: persist before the table file is open")
 			}
+			began := r.now()
 			if err := r.store.Apply(o.Batch); err != nil {
 				return false, fmt.Errorf("peer: persist: %w", err)
 			}
+			// The socket was not read meanwhile: what waits for an ack
+			// that came during the commit waits that much longer.
+			r.Core.Deaf(r.now().Sub(began))
 			tracePersistPeer(r.logger(log), o.Batch)
 		case DiscardStore:
 			if r.store != nil {

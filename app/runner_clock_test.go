@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"dht/app/state"
 	"dht/internal/loopback"
 	"dht/store"
+	"dht/wire"
 )
 
 // A register's request is timed from when it is sent, after the table
@@ -62,5 +64,50 @@ func TestRegisterTimedFromItsSend(t *testing.T) {
 	}
 	if !ok || !at.After(opened) {
 		t.Fatalf("the request's next deadline is %v (set: %v), before the file was open at %v: it was timed from before the file opened", at, ok, opened)
+	}
+}
+
+// slowPeerStore is a table whose commits take clock time.
+type slowPeerStore struct {
+	PeerStore
+	took func()
+}
+
+func (s slowPeerStore) Apply(b state.Batch) error {
+	s.took()
+	return s.PeerStore.Apply(b)
+}
+
+// A commit the runner makes is time the peer reads nothing: acks that
+// came meanwhile wait unread, so the ring messages waiting for them are
+// sent again that much later, not by a tick that comes before the acks
+// are read (one did, after the long commits of 64 nodes at once, and sent
+// their stores again).
+func TestCommitPostponesRetransmissions(t *testing.T) {
+	clock := time.Unix(1_700_000_000, 0)
+	p := ringNode(t)
+	r := &PeerRunner{Core: p, Now: func() time.Time { return clock }}
+	defer r.start()()
+	const took = 200 * time.Millisecond
+	r.store = slowPeerStore{PeerStore: store.NewMemPeer(), took: func() { clock = clock.Add(took) }}
+	p.link.send(clock, p.right.Addr, wire.Store{N: 2}, tagNone, false)
+	due, ok := p.link.deadline()
+	if !ok {
+		t.Fatal("nothing in flight")
+	}
+	r.mu.Lock()
+	_, err := r.exec([]Output{PersistPeer{Batch: state.Batch{}}})
+	r.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if moved, _ := p.link.deadline(); moved.Sub(due) != took {
+		t.Fatalf("after a commit of %v the store's timeout moved %v", took, moved.Sub(due))
+	}
+	if out, _ := p.link.tick(due); len(out) != 0 {
+		t.Fatalf("at its old timeout, right after the commit: %v sent again; want nothing", out)
+	}
+	if out, _ := p.link.tick(due.Add(took)); len(out) != 1 {
+		t.Fatalf("%v later: %d sent again; want the store", took, len(out))
 	}
 }
