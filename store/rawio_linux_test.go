@@ -192,20 +192,7 @@ func TestFailedRawCalls(t *testing.T) {
 			}
 			// bbolt rolled the commit back: the file takes the next change.
 			rawPwrite, rawFdatasync = pwrite, fdatasync
-			more := synthetic(3, 3)
-			mustApply(t, p, state.Batch{Identity: &id, Put: more})
-			if err := p.Close(); err != nil {
-				t.Fatal(err)
-			}
-			p, err = OpenPeer(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
-			_, got := mustLoadPeer(t, p)
-			if len(got) != len(before)+len(more) {
-				t.Fatalf("after the failed commit, one more and a reopen: %d records, want %d", len(got), len(before)+len(more))
-			}
+			mustTakeMore(t, p, path, id, len(before))
 		})
 	}
 }
@@ -295,17 +282,25 @@ func TestTornCommitRolledBack(t *testing.T) {
 	if gotID, got := mustLoadPeer(t, p); gotID != id || len(got) != len(before) {
 		t.Fatalf("after the roll back: %+v, %d records; want the commit before, %d records", gotID, len(got), len(before))
 	}
+	mustTakeMore(t, p, path, id, len(before))
+}
+
+// mustTakeMore commits three more records to p, closes it, and checks
+// that its file at path, reopened, holds them and the had it held before:
+// the file takes changes again.
+func mustTakeMore(t *testing.T, p *PeerDB, path string, id state.Identity, had int) {
+	t.Helper()
 	more := synthetic(3, 3)
 	mustApply(t, p, state.Batch{Identity: &id, Put: more})
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	p, err = OpenPeer(path)
+	p, err := OpenPeer(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if _, got := mustLoadPeer(t, p); len(got) != len(before)+len(more) {
-		t.Fatalf("a commit after the roll back, reopened: %d records; want %d", len(got), len(before)+len(more))
+	if _, got := mustLoadPeer(t, p); len(got) != had+len(more) {
+		t.Fatalf("one more commit, reopened: %d records; want %d", len(got), had+len(more))
 	}
 }

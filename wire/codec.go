@@ -188,6 +188,19 @@ func (e *encoder) fail(field string, err error) {
 }
 
 func (e *encoder) u16(v uint16) { e.b = binary.BigEndian.AppendUint16(e.b, v) }
+
+// ids encodes a list of message ids: a u16 count, at most max, then a u32
+// each.
+func (e *encoder) ids(ids []uint32, max int, field string) {
+	if len(ids) > max {
+		e.fail(field, ErrTooLong)
+		return
+	}
+	e.u16(uint16(len(ids)))
+	for _, id := range ids {
+		e.u32(id)
+	}
+}
 func (e *encoder) u32(v uint32) { e.b = binary.BigEndian.AppendUint32(e.b, v) }
 func (e *encoder) u64(v uint64) { e.b = binary.BigEndian.AppendUint64(e.b, v) }
 
@@ -454,6 +467,20 @@ func (d *decoder) record(r *Record) bool {
 		r[i] = d.str(MaxField, fieldNames[i])
 	}
 	return d.err != nil
+}
+
+// ids decodes a list of message ids: a u16 count, at most max, then a u32
+// each. None is nil.
+func (d *decoder) ids(max int, field string) []uint32 {
+	n := d.count(max, 4, field)
+	if n == 0 {
+		return nil
+	}
+	ids := make([]uint32, n)
+	for i := range ids {
+		ids[i] = d.u32(field)
+	}
+	return ids
 }
 
 // count reads a list count and checks it against max and against the

@@ -785,14 +785,7 @@ func (m Flush) appendBody(e encoder) ([]byte, *Error) {
 	e.u16(m.N)
 	e.optAddr(m.LeaderAddr, "leader_addr")
 	e.u32(m.Round)
-	if len(m.After) > MaxAfter {
-		e.fail("after", ErrTooLong)
-		return e.b, e.err
-	}
-	e.u16(uint16(len(m.After)))
-	for _, id := range m.After {
-		e.u32(id)
-	}
+	e.ids(m.After, MaxAfter, "after")
 	return e.b, e.err
 }
 
@@ -801,12 +794,7 @@ func (m Flush) parse(d decoder) (Flush, decoder) {
 	m.N = d.u16("n")
 	m.LeaderAddr = d.optAddr("leader_addr")
 	m.Round = d.u32("round")
-	if n := d.count(MaxAfter, 4, "after"); n > 0 {
-		m.After = make([]uint32, n)
-		for i := range m.After {
-			m.After[i] = d.u32("after")
-		}
-	}
+	m.After = d.ids(MaxAfter, "after")
 	return m, d
 }
 
@@ -1176,26 +1164,12 @@ func (Ack) Type() Type     { return TypeAck }
 func (m Ack) bodyLen() int { return 2 + 4*len(m.More) }
 
 func (m Ack) appendBody(e encoder) ([]byte, *Error) {
-	if len(m.More) > MaxAcks {
-		e.fail("more", ErrTooLong)
-		return e.b, e.err
-	}
-	e.u16(uint16(len(m.More)))
-	for _, id := range m.More {
-		e.u32(id)
-	}
+	e.ids(m.More, MaxAcks, "more")
 	return e.b, e.err
 }
 
 func (m Ack) parse(d decoder) (Ack, decoder) {
-	n := d.count(MaxAcks, 4, "more")
-	if n == 0 {
-		return m, d
-	}
-	m.More = make([]uint32, n)
-	for i := range m.More {
-		m.More[i] = d.u32("more")
-	}
+	m.More = d.ids(MaxAcks, "more")
 	return m, d
 }
 
