@@ -300,11 +300,12 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		out := p.link.send(now, right, m, tagNone, true)
 		cw := &commitWait{leader: m.Leader, round: m.Round, left: from, right: right}
 		if p.link.unsent(right) > 0 {
-			// The flush waits behind stores the right neighbour has not
-			// acknowledged. Committing now would keep this node from
-			// reading those acks for as long as its disk takes, and hold
-			// the flush, and every commit after it, that long: the commit
-			// is made when the flush leaves (flushLeft).
+			// The flush waits for room in the window to the right (or
+			// behind more unacknowledged stores than it can name).
+			// Committing now would keep this node from reading the acks
+			// that make room for as long as its disk takes, and hold the
+			// flush, and every commit after it, that long: the commit is
+			// made when the flush leaves (flushLeft).
 			cw.held = true
 			p.committing = cw
 			return out
