@@ -247,6 +247,15 @@ func (l *link) queued(to netip.AddrPort, match func(wire.Message) bool) bool {
 	return false
 }
 
+// flushQueued reports whether the flush of leader's round waits, not yet
+// sent, in the queue to `to`.
+func (l *link) flushQueued(to netip.AddrPort, leader string, round uint32) bool {
+	return l.queued(to, func(m wire.Message) bool {
+		f, ok := m.(wire.Flush)
+		return ok && f.Leader == leader && f.Round == round
+	})
+}
+
 // unsent is the number of messages to `to` waiting for window space.
 func (l *link) unsent(to netip.AddrPort) int {
 	d := l.dests[to]

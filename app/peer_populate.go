@@ -181,10 +181,7 @@ func (p *Peer) feed(now time.Time, out []Output) []Output {
 // messages may wait behind it (a late flush of a replaced round, passing
 // through): they do not hold this node's commit.
 func (pop *populate) flushQueued(p *Peer) bool {
-	return p.link.queued(pop.right, func(m wire.Message) bool {
-		f, ok := m.(wire.Flush)
-		return ok && f.Leader == p.self.Name && f.Round == pop.round
-	})
+	return p.link.flushQueued(pop.right, p.self.Name, pop.round)
 }
 
 // popReturned: the flush came back (back), or the committed behind it

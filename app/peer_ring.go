@@ -299,7 +299,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		m.After = nil // the link names what this node sent ahead of it
 		out := p.link.send(now, right, m, tagNone, true)
 		cw := &commitWait{leader: m.Leader, round: m.Round, left: from, right: right}
-		if p.link.unsent(right) > 0 {
+		if p.link.flushQueued(right, m.Leader, m.Round) {
 			// The flush waits for room in the window to the right (or
 			// behind more unacknowledged stores than it can name).
 			// Committing now would keep this node from reading the acks
@@ -518,7 +518,7 @@ func (p *Peer) passCommitted(now time.Time, out []Output, cw *commitWait) []Outp
 // flushLeft makes the commit a held flush waited for, once the acks from
 // the right neighbour have let the flush go.
 func (p *Peer) flushLeft(now time.Time, from netip.AddrPort, out []Output) []Output {
-	if cw := p.committing; cw != nil && cw.held && from == cw.right && p.link.unsent(from) == 0 {
+	if cw := p.committing; cw != nil && cw.held && from == cw.right && !p.link.flushQueued(from, cw.leader, cw.round) {
 		return p.committed(now, out, cw)
 	}
 	return out

@@ -308,6 +308,43 @@ func TestHeldFlushCommitsWhenItLeaves(t *testing.T) {
 	}
 }
 
+// A member whose flush waits for room in its window commits in the step
+// the flush leaves, even when another message waits behind the flush: the
+// commit waits for the flush, not for everything queued to the right.
+func TestHeldFlushCommitsWhateverWaitsBehind(t *testing.T) {
+	p := fuzzPeer()
+	p.link.cfg.Window = 1
+	now := time.Unix(1_700_000_000, 0)
+	step := func(from netip.AddrPort, id uint32, m wire.Message) []Output {
+		h, m := signedFor(p, wire.Header{ID: id}, m)
+		return append(p.Receive(now, []Datagram{{From: from, Header: h, Msg: m}}), p.Settle()...)
+	}
+	commits := func(outs []Output) (n int) {
+		for _, o := range outs {
+			if _, ok := o.(PersistPeer); ok {
+				n++
+			}
+		}
+		return n
+	}
+	step(fzLeft.Addr, 1, wire.SetID{ID: 2, N: 3, Left: fzLeft, Right: fzRight})
+	step(fzLeft.Addr, 2, wire.Store{N: 3, Records: []wire.Record{{3: "aa"}, {3: "ab"}}}) // "ab" goes right
+	if n := commits(step(fzLeft.Addr, 3, wire.Flush{Leader: fzLeft.Name, N: 3})); n != 0 {
+		t.Fatalf("the flush with the window full: %d commits; want none yet", n)
+	}
+	p.link.send(now, p.right.Addr, wire.Query{ReqID: 7, Querier: fzLeft, LongName: "x"}, tagNone, false)
+	var n int
+	for _, o := range p.link.dests[fzRight.Addr].inflight {
+		n += commits(step(fzRight.Addr, o.id, wire.Ack{}))
+	}
+	if p.link.unsent(fzRight.Addr) == 0 {
+		t.Fatal("nothing waits behind the flush: the test tests nothing")
+	}
+	if n != 1 {
+		t.Fatalf("the ack that let the flush go, a query waiting behind it: %d commits; want 1", n)
+	}
+}
+
 // A flush names the messages sent ahead of it that its sender had not seen
 // acknowledged: a node that has not received them all drops it,
 // unacknowledged, for its left neighbour to send again, and neither
