@@ -34,8 +34,9 @@ func alives(t *testing.T, p *Peer, now, until time.Time) ([]time.Time, []wire.Al
 }
 
 // A registered peer sends alive on the period the server's pace gives it
-// (every second until told), and none before register nor after
-// deregister.
+// (every second until told, the first a quarter of a second after the
+// register, for the server's pace to come soon), and none before register
+// nor after deregister.
 func TestPeerSendsAliveWhileRegistered(t *testing.T) {
 	p := NewPeer(PeerConfig{Server: fzServer, Rand: rand.New(rand.NewPCG(1, 1))})
 	t0 := time.Unix(1_700_000_000, 0)
@@ -55,19 +56,19 @@ func TestPeerSendsAliveWhileRegistered(t *testing.T) {
 		t.Fatal("not registered")
 	}
 
-	// Untold: every second, saying period 0.
+	// Untold: the first after 250ms, then every second, saying period 0.
 	at, sent := alives(t, p, now, t0.Add(3500*time.Millisecond))
-	if len(at) != 3 || !at[0].Equal(t0.Add(time.Second)) || !at[2].Equal(t0.Add(3*time.Second)) {
-		t.Fatalf("alives untold at %v, want at 1s, 2s, 3s", at)
+	if len(at) != 4 || !at[0].Equal(t0.Add(250*time.Millisecond)) || !at[3].Equal(t0.Add(3250*time.Millisecond)) {
+		t.Fatalf("alives untold at %v, want at 250ms, 1.25s, 2.25s, 3.25s", at)
 	}
 	for _, a := range sent {
 		if a.Name != "bob" || a.PeriodMS != 0 {
 			t.Fatalf("alive %+v, want bob with period 0", a)
 		}
 	}
-	// Told 5s: the one already due at 4s comes, then one every 5s, saying
-	// 5000.
-	now = at[2]
+	// Told 5s: the one already due at 4.25s comes, then one every 5s,
+	// saying 5000.
+	now = at[3]
 	if outs := stepSigned(p, now, fzServer, wire.Header{ID: 1}, wire.Pace{PeriodMS: 5000}); len(outs) != 0 {
 		t.Fatalf("pace: %#v", outs)
 	}
