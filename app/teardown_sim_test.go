@@ -11,7 +11,7 @@ import (
 )
 
 // orderTrace keeps, in order, the peers' commits that cleared a table, the
-// torn-downs received and the teardown-completes sent.
+// torn-down received at each node and the teardown-completes sent.
 type orderTrace struct {
 	events *[]string
 	attrs  []slog.Attr
