@@ -234,26 +234,17 @@ func (l *link) backlog(to netip.AddrPort) int {
 	return len(d.queue) + len(d.inflight)
 }
 
-// queued reports whether a message that match accepts waits, not yet
+// flushQueued reports whether the flush of leader's round waits, not yet
 // sent, in the queue to `to`.
-func (l *link) queued(to netip.AddrPort, match func(wire.Message) bool) bool {
+func (l *link) flushQueued(to netip.AddrPort, leader string, round uint32) bool {
 	if d := l.dests[to]; d != nil {
 		for _, m := range d.queue {
-			if match(m.msg) {
+			if f, ok := m.msg.(wire.Flush); ok && f.Leader == leader && f.Round == round {
 				return true
 			}
 		}
 	}
 	return false
-}
-
-// flushQueued reports whether the flush of leader's round waits, not yet
-// sent, in the queue to `to`.
-func (l *link) flushQueued(to netip.AddrPort, leader string, round uint32) bool {
-	return l.queued(to, func(m wire.Message) bool {
-		f, ok := m.(wire.Flush)
-		return ok && f.Leader == leader && f.Round == round
-	})
 }
 
 // unsent is the number of messages to `to` waiting for window space.

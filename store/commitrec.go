@@ -127,15 +127,8 @@ func tornCommit(r io.ReaderAt, size int64) (off int64, txid uint64, torn bool, e
 	if !ok || ps < 1024 || ps > 1<<24 || uint64(size) < 2*ps {
 		return 0, 0, false, nil
 	}
-	m0, _ := v.readMeta(0)
-	m1, _ := v.readMeta(int64(ps))
-	m, off := m0, int64(0)
-	if m1.txid > m0.txid {
-		m, off = m1, int64(ps)
-	}
+	m, off := v.inUse(ps)
 	if !m.valid {
-		// bbolt takes the other one, which no commit with one sync
-		// wrote over since its pages were synced.
 		return 0, 0, false, nil
 	}
 	page := make([]byte, recEnd)

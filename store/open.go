@@ -417,7 +417,7 @@ func (h *file) verify(f *os.File, exclusive bool, timeout time.Duration, created
 // commit did not reach the disk whole (tornCommit): it clears that meta
 // page's checksum, and syncs. The next commit writes over it.
 func rollBack(f *os.File, off int64) error {
-	if _, err := f.WriteAt(make([]byte, 8), off+pageHeaderSize+56); err != nil {
+	if _, err := f.WriteAt(make([]byte, 8), off+pageHeaderSize+metaChecksum); err != nil {
 		return err
 	}
 	return f.Sync()

@@ -40,11 +40,10 @@ import (
 // before its meta page, as bbolt does. A bbolt whose DB has no such hook
 // (not the version go.mod names) is left as it is: newRawFile returns nil.
 type rawFile struct {
-	fd       int
-	path     string
-	meta     int64 // offsets below it are bbolt's meta pages
-	pageSize int
-	rec      commitRec // of the commit under way
+	fd   int
+	path string
+	meta int64     // offsets below it are bbolt's meta pages
+	rec  commitRec // of the commit under way
 }
 
 // The raw calls, variables so that tests can watch and fail them. They
@@ -69,7 +68,7 @@ func newRawFile(db *bolt.DB, f *os.File) rawIO {
 		return nil
 	}
 	ps := db.Info().PageSize
-	r := &rawFile{fd: -1, path: f.Name(), meta: 2 * int64(ps), pageSize: ps}
+	r := &rawFile{fd: -1, path: f.Name(), meta: 2 * int64(ps)}
 	if err := rc.Control(func(fd uintptr) { r.fd = int(fd) }); err != nil || r.fd < 0 {
 		return nil
 	}
@@ -83,7 +82,7 @@ func newRawFile(db *bolt.DB, f *os.File) rawIO {
 				}
 				r.rec.reset()
 			}
-			r.rec.txid = native.Uint64(b[pageHeaderSize+48:])
+			r.rec.txid = native.Uint64(b[pageHeaderSize+metaTxid:])
 			r.rec.put(b) // bbolt's buffer, made for this write
 		}
 		n, err := rawPwrite(r.fd, b, off)

@@ -43,6 +43,8 @@ const (
 	pageHeaderSize = 16 // id u64, flags u16, count u16, overflow u32
 	elemSize       = 16 // leaf: flags, pos, ksize, vsize u32; branch: pos, ksize u32, pgid u64
 	metaSize       = 64 // magic, version, page size, flags u32; root, sequence, freelist, pgid, txid, checksum u64
+	metaTxid       = 48 // the txid's offset in the meta
+	metaChecksum   = 56 // the checksum's: of the meta's bytes before it
 	bucketSize     = 16 // a bucket's value: root pgid u64, sequence u64 (then an inline page if root is 0)
 
 	branchPage   = 0x01
@@ -97,15 +99,15 @@ func (v *verifier) readMeta(off int64) (m meta, ok bool) {
 	}
 	f := b[pageHeaderSize:]
 	h := fnv.New64a()
-	h.Write(f[:56])
+	h.Write(f[:metaChecksum])
 	m = meta{
 		valid: native.Uint32(f[0:]) == boltMagic && native.Uint32(f[4:]) == boltVersion &&
-			native.Uint64(f[56:]) == h.Sum64(),
+			native.Uint64(f[metaChecksum:]) == h.Sum64(),
 		pageSize: uint64(native.Uint32(f[8:])),
 		root:     native.Uint64(f[16:]),
 		freelist: native.Uint64(f[32:]),
 		pgid:     native.Uint64(f[40:]),
-		txid:     native.Uint64(f[48:]),
+		txid:     native.Uint64(f[metaTxid:]),
 	}
 	return m, true
 }
@@ -128,6 +130,22 @@ func (v *verifier) pageSize() (uint64, bool) {
 	return 0, false
 }
 
+// inUse is the meta page bbolt uses, of the two at page size ps, and its
+// offset: the one with the higher txid if it is valid, else the other (not
+// valid either: no meta page is).
+func (v *verifier) inUse(ps uint64) (m meta, off int64) {
+	m0, _ := v.readMeta(0)
+	m1, _ := v.readMeta(int64(ps))
+	a, b, offA, offB := m0, m1, int64(0), int64(ps)
+	if m1.txid > m0.txid {
+		a, b, offA, offB = m1, m0, offB, offA
+	}
+	if !a.valid {
+		return b, offB
+	}
+	return a, offA
+}
+
 func (v *verifier) run() error {
 	ps, ok := v.pageSize()
 	if !ok {
@@ -140,17 +158,7 @@ func (v *verifier) run() error {
 	if uint64(v.size) < 2*ps {
 		return bad("truncated: %d bytes cannot hold the two meta pages of %d bytes", v.size, ps)
 	}
-	m0, _ := v.readMeta(0)
-	m1, _ := v.readMeta(int64(ps))
-	// bbolt uses the meta with the higher txid if it is valid, else the other.
-	a, b := m0, m1
-	if m1.txid > m0.txid {
-		a, b = m1, m0
-	}
-	m := a
-	if !a.valid {
-		m = b
-	}
+	m, _ := v.inUse(ps)
 	if !m.valid {
 		return errNoMeta
 	}
