@@ -214,7 +214,8 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	}
 	if !noAck {
 		// The ack goes out after the batch, so after anything the message
-		// made us persist.
+		// made us persist (but a flush's, which goes before the commit it
+		// makes: see committed).
 		p.link.ackSigned(from, h.ID, sg)
 	}
 	return p.handleRing(now, from, m, noAck)
@@ -499,6 +500,12 @@ type commitWait struct {
 // sends the committed on if it came from the left meanwhile.
 func (p *Peer) committed(now time.Time, out []Output, cw *commitWait) []Output {
 	cw.held = false
+	// The acks owed go first: a store's says its records came and went
+	// on, the flush's that it came, neither that they are on disk (the
+	// committed says that). Held for the commit, they came late to a left
+	// neighbour that had sent the stores and the flush in one write, which
+	// sent them all again once the commit outlasted its timeout.
+	out = p.link.flushAcks(out)
 	out = p.commitStores(out, true)
 	p.committing = cw
 	if cw.fromLeft {

@@ -345,6 +345,50 @@ func TestHeldFlushCommitsWhateverWaitsBehind(t *testing.T) {
 	}
 }
 
+// A node that reads its left neighbour's stores and flush together, as they
+// are sent, acknowledges them before the commit the flush makes: the acks
+// say the records came and went on, not that they are on disk, and held
+// for the commit they reached the left after its timeouts (a real run's
+// leader sent every store and its flush again).
+func TestStoresAndFlushAcknowledgedBeforeTheCommit(t *testing.T) {
+	p := fuzzPeer()
+	now := time.Unix(1_700_000_000, 0)
+	dg := func(id uint32, m wire.Message) Datagram {
+		h, m := signedFor(p, wire.Header{ID: id}, m)
+		return Datagram{From: fzLeft.Addr, Header: h, Msg: m}
+	}
+	p.Receive(now, []Datagram{dg(1, wire.SetID{ID: 2, N: 3, Left: fzLeft, Right: fzRight})})
+	p.Settle()
+	outs := p.Receive(now, []Datagram{
+		dg(2, wire.Store{N: 3, Records: []wire.Record{{3: "aa"}, {3: "ab"}}}), // "ab" goes right
+		dg(3, wire.Flush{Leader: fzLeft.Name, N: 3, After: []uint32{2}}),
+	})
+	outs = append(outs, p.Settle()...)
+	acked, commit := map[uint32]int{}, -1
+	for i, o := range outs {
+		switch o := o.(type) {
+		case PersistPeer:
+			if commit < 0 {
+				commit = i
+			}
+		case Send:
+			if a, ok := o.Msg.(wire.Ack); ok && o.To == fzLeft.Addr {
+				for _, id := range append([]uint32{o.ID}, a.More...) {
+					acked[id] = i
+				}
+			}
+		}
+	}
+	if commit < 0 {
+		t.Fatalf("no commit at the flush: %v", outs)
+	}
+	for _, id := range []uint32{2, 3} {
+		if at, ok := acked[id]; !ok || at > commit {
+			t.Fatalf("message %d acknowledged at output %d (sent: %v), the commit at %d: want the ack first", id, at, ok, commit)
+		}
+	}
+}
+
 // A flush names the messages sent ahead of it that its sender had not seen
 // acknowledged: a node that has not received them all drops it,
 // unacknowledged, for its left neighbour to send again, and neither
