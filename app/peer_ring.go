@@ -214,8 +214,8 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	}
 	if !noAck {
 		// The ack goes out after the batch, so after anything the message
-		// made us persist (but a flush's, which goes before the commit it
-		// makes: see committed).
+		// made us persist (but a flush's or a teardown's, which goes
+		// before the commit it makes: see committed).
 		p.link.ackSigned(from, h.ID, sg)
 	}
 	return p.handleRing(now, from, m, noAck)
@@ -380,7 +380,11 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		// A teardown-dht's: the origin sends teardown-complete once every
 		// table is on disk, which the torn-down that follows the teardown
 		// round the ring says; this node passes it on once it has come
-		// from the left, after this commit.
+		// from the left, after this commit. The teardown's ack says it
+		// came, not that the table is emptied on disk: it goes first, so
+		// that the left does not send the teardown again for as long as
+		// this commit takes (see committed).
+		out = p.link.flushAcks(out)
 		out = append(out, p.persist(true, nil))
 		p.tearing = &tornWait{origin: m.Origin, left: from, right: right}
 		return out

@@ -389,6 +389,35 @@ func TestStoresAndFlushAcknowledgedBeforeTheCommit(t *testing.T) {
 	}
 }
 
+// A node acknowledges a teardown-dht's teardown before it commits its
+// emptied table: the ack says the teardown came; the torn-down that
+// follows says the table is on disk.
+func TestTeardownAcknowledgedBeforeTheCommit(t *testing.T) {
+	p := fuzzPeer()
+	giveCredentials(p)
+	now := time.Unix(1_700_000_000, 0)
+	p.inRing, p.id, p.n, p.neighbours = true, 2, 3, true
+	p.left, p.right = fzLeft, fzRight
+	h, m := signedFor(p, wire.Header{ID: 7}, wire.Teardown{Origin: fzLeft.Name})
+	outs := append(p.Receive(now, []Datagram{{From: fzLeft.Addr, Header: h, Msg: m}}), p.Settle()...)
+	ack, commit := -1, -1
+	for i, o := range outs {
+		switch o := o.(type) {
+		case PersistPeer:
+			if commit < 0 {
+				commit = i
+			}
+		case Send:
+			if _, ok := o.Msg.(wire.Ack); ok && o.To == fzLeft.Addr && o.ID == 7 && ack < 0 {
+				ack = i
+			}
+		}
+	}
+	if ack < 0 || commit < 0 || ack > commit {
+		t.Fatalf("the teardown's ack at output %d, the commit of the emptied table at %d: want both, the ack first (%v)", ack, commit, outs)
+	}
+}
+
 // A flush names the messages sent ahead of it that its sender had not seen
 // acknowledged: a node that has not received them all drops it,
 // unacknowledged, for its left neighbour to send again, and neither
