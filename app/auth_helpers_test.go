@@ -62,8 +62,8 @@ func signedFor(p *Peer, h wire.Header, m wire.Message) (wire.Header, wire.Messag
 	case wire.Query:
 		sg = p.tokenSigner(mm.Querier.Addr)
 	case wire.QueryResult:
-		if q, ok := p.op.(*queryOp); ok {
-			sg = q.sg
+		if w, ok := p.walkOf(mm.ReqID); ok {
+			sg = w.q.sg
 		}
 	default:
 		sg = p.link.sg

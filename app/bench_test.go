@@ -194,7 +194,7 @@ func BenchmarkQueryAnswered(b *testing.B) {
 		// The query in flight, as queryOp.ask leaves it.
 		q := &queryOp{stage: queryWalking, longName: rec.LongName, to: owner, reqID: 9, sg: token}
 		q.tries.start(now, time.Second)
-		p.op = q
+		p.walks = append(p.walks[:0], &walk{q: q})
 		h, m, err := wire.Decode(dg)
 		if err != nil {
 			b.Fatal(err)

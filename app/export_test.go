@@ -23,3 +23,13 @@ func Lookup(p *Peer, longName string) (dataset.Record, bool, error) { return p.l
 // Abandon drops the command p has in progress, as if its process had died
 // with it.
 func Abandon(p *Peer) { p.op = nil }
+
+// Walks is how many of p's queries are in the ring.
+func Walks(p *Peer) (n int) {
+	for _, w := range p.walks {
+		if !w.done && w.q != nil {
+			n++
+		}
+	}
+	return n
+}

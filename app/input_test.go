@@ -212,3 +212,44 @@ func TestOverlongLines(t *testing.T) {
 	s.mustDo(free, strings.Repeat("x", 1025), "query-dht FAILURE: Long Name too long (1025 bytes, at most 1024)")
 	s.mustDo(free, "query-dht "+free+" Aruba", "query-dht SUCCESS")
 }
+
+// The whole dataset's queries typed at once (a script piping them into
+// dht peer) walk the ring several at a time over a network that loses,
+// duplicates and delays datagrams: every one is answered, found, and
+// printed in the order typed, with its record.
+func TestQueriesTypedAtOnceOverALossyNetwork(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3} {
+		s, data := ringOfFour(t, seed)
+		s.Loss, s.Dup, s.Delay = 0.1, 0.05, 2e6
+		free := freeUser(s)
+		var lines []string
+		for _, r := range data {
+			lines = append(lines, "query-dht "+free+" "+r.LongName)
+		}
+		p := s.Process(free)
+		before := len(p.Printed)
+		for _, l := range lines {
+			s.input(free, l)
+		}
+		most := 0
+		for !p.Core.Idle() {
+			most = max(most, app.Walks(p.Core))
+			if !s.step() {
+				t.Fatalf("seed %d: the queries never finished", seed)
+			}
+		}
+		if most < 2 {
+			t.Errorf("seed %d: at most %d query in the ring at once", seed, most)
+		}
+		out := texts(p.Printed[before:])
+		if len(out) != len(data) {
+			t.Fatalf("seed %d: %d queries typed, %d results printed", seed, len(data), len(out))
+		}
+		for i, r := range data {
+			first, rest, _ := strings.Cut(out[i], "\n")
+			if !strings.HasPrefix(first, "query-dht SUCCESS") || !strings.Contains(rest, "Long Name: "+r.LongName+"\n") {
+				t.Fatalf("seed %d: result %d, for %q: %q", seed, i, r.LongName, out[i])
+			}
+		}
+	}
+}

@@ -89,6 +89,9 @@ type Peer struct {
 
 	lines []string
 	op    operation
+	// walks: the queries in the ring, and the results waiting behind
+	// them, in the order typed (walk.go).
+	walks []*walk
 	// inputEnded: no more lines will come, so a query-dht that still
 	// needs its Long Name fails instead of waiting for it.
 	inputEnded bool
@@ -166,7 +169,7 @@ func NewPeer(cfg PeerConfig) *Peer {
 func (p *Peer) Stats() Stats { return p.stats }
 
 // Idle reports that no command is in progress or waiting.
-func (p *Peer) Idle() bool { return p.op == nil && len(p.lines) == 0 }
+func (p *Peer) Idle() bool { return p.op == nil && len(p.lines) == 0 && len(p.walks) == 0 }
 
 // WantsLongName reports that the command in progress waits for the next
 // input line, as the Long Name: query-dht typed without one, which the
@@ -231,7 +234,7 @@ func (p *Peer) advance(now time.Time, out []Output) []Output {
 			out = q.takeLongName(p, now, p.nextLine(), out)
 		case wantsName && p.inputEnded:
 			return p.finish(now, out, resultFailed(CmdQueryDHT, "input ended before the Long Name"))
-		case p.op == nil && len(p.lines) > 0:
+		case p.op == nil && len(p.lines) > 0 && p.mayStart(p.lines[0]):
 			out = p.start(now, p.nextLine(), out)
 		default:
 			return out
@@ -262,11 +265,11 @@ func (p *Peer) start(now time.Time, line string, out []Output) []Output {
 	}
 	c := parseCommand(line)
 	if c.usageReason != "" {
-		return append(out, Result{Cmd: c.cmd, Word: c.word, Reason: c.usageReason})
+		return p.emit(out, Result{Cmd: c.cmd, Word: c.word, Reason: c.usageReason})
 	}
 	switch c.cmd {
 	case CmdHelp:
-		return append(out, Result{Cmd: CmdHelp, OK: true, Text: HelpText()})
+		return p.emit(out, Result{Cmd: CmdHelp, OK: true, Text: HelpText()})
 	case CmdSleep:
 		p.op = &sleepOp{until: now.Add(c.sleep)}
 		return out
@@ -280,20 +283,20 @@ func (p *Peer) start(now time.Time, line string, out []Output) []Output {
 	}
 	switch {
 	case !p.registered:
-		return append(out, resultFailed(c.cmd, "not registered: register first (the peer sends from the address it registers)"))
+		return p.emit(out, resultFailed(c.cmd, "not registered: register first (the peer sends from the address it registers)"))
 	case ringPart(c.msg) == p.self.Name && !(p.inRing && p.neighbours):
 		// The server may count this user in the ring when this peer
 		// knows of none (a process that lost its file), and would wait
 		// for a part this peer cannot play. Naming another user, the
 		// command goes as typed: the server decides.
-		return append(out, resultFailed(c.cmd, "this peer holds no place in a ring"))
+		return p.emit(out, resultFailed(c.cmd, "this peer holds no place in a ring"))
 	}
 	var o operation
 	switch c.cmd {
 	case CmdSetupDHT:
 		data, err := p.cfg.LoadData()
 		if err != nil {
-			return append(out, resultFailed(c.cmd, "cannot use the dataset: "+err.Error()))
+			return p.emit(out, resultFailed(c.cmd, "cannot use the dataset: "+err.Error()))
 		}
 		o = &setupOp{data: data}
 	case CmdQueryDHT:
@@ -372,7 +375,7 @@ func (p *Peer) finish(now time.Time, out []Output, r Result) []Output {
 		out = append(out, p.joinUndone()...)
 	}
 	p.op = nil
-	out = append(out, r)
+	out = p.emit(out, r)
 	return p.advance(now, out)
 }
 
@@ -670,6 +673,7 @@ func (p *Peer) Pending() (time.Time, bool) {
 		}
 		earlier(p.op.due())
 	}
+	p.walksDue(earlier)
 	if p.joining != nil {
 		earlier(p.joining.until)
 	}
@@ -693,6 +697,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 	if p.joining != nil {
 		out = p.joining.tick(p, now, gone, out)
 	}
+	out = p.tickWalks(now, gone, out)
 	o := p.op
 	if o == nil {
 		return out

@@ -149,10 +149,11 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 			return "query the server did not authorize"
 		}
 	case wire.QueryResult:
-		if q, ok := p.op.(*queryOp); !ok || q.stage != queryWalking || q.reqID != m.ReqID {
+		w, ok := p.walkOf(m.ReqID)
+		if !ok {
 			return "answers no query in progress (a late copy)"
 		}
-		if q := p.op.(*queryOp); q.sg.key.IsZero() || !wire.Verify(q.sg.key, h) {
+		if q := w.q; q.sg.key.IsZero() || !wire.Verify(q.sg.key, h) {
 			return "answer not signed with the token of the query in progress"
 		}
 	case wire.Ack:

@@ -86,7 +86,7 @@ func (r *ringPhase) expired(p *Peer, now time.Time, out []Output, c Command) []O
 // those the command's own message rather than another that was in flight
 // to the same peer (a query this node was forwarding, say), so that the
 // FAILURE names what the command was waiting for.
-func opFailure(p *Peer, o operation, gone []failure) (failure, bool) {
+func opFailure(p *Peer, o waiter, gone []failure) (failure, bool) {
 	var first failure
 	found := false
 	needs := o.needs()
@@ -102,6 +102,12 @@ func opFailure(p *Peer, o operation, gone []failure) (failure, bool) {
 		}
 	}
 	return first, found
+}
+
+// waiter is what opFailure asks of a command, or of a walk.
+type waiter interface {
+	needs() []netip.AddrPort
+	sent(p *Peer, m wire.Message) bool
 }
 
 // sleepOp: sleep DURATION holds the next input line back.
@@ -554,8 +560,12 @@ const (
 	queryWalking                    // the query sent to the member; waiting for the answer
 )
 
-// queryOp: query-dht, from the request to the ring's answer.
+// queryOp: query-dht, from the request to the ring's answer. It is the
+// command in progress while it asks the server (and waits for its Long
+// Name); once the query is sent into the ring it is a walk (walk.go), and
+// the next input line may start.
 type queryOp struct {
+	noRing
 	rq       request
 	stage    queryStage
 	longName string
@@ -581,7 +591,7 @@ func (o *queryOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) []Ou
 		o.stage = queryLongName
 		return p.advance(now, nil)
 	}
-	return o.ask(p, now)
+	return o.ask(p, now, nil)
 }
 
 // takeLongName: the line after a query-dht the server answered is its Long
@@ -595,24 +605,28 @@ func (o *queryOp) takeLongName(p *Peer, now time.Time, line string, out []Output
 		return p.finish(now, out, resultFailed(CmdQueryDHT, fmt.Sprintf("Long Name too long (%d bytes, at most %d)", len(name), wire.MaxField)))
 	}
 	o.longName = name
-	return append(out, o.ask(p, now)...)
+	return o.ask(p, now, out)
 }
 
-// ask sends the query to the member the server named. The first attempt
+// ask sends the query to the member the server named, and makes it a walk:
+// the command is over for the input, which goes on. The first attempt
 // travels without acknowledgements, the answer being the only one the
 // querier needs; if none comes within the retry time, the query is sent
 // again, hop by hop reliably.
-func (o *queryOp) ask(p *Peer, now time.Time) []Output {
+func (o *queryOp) ask(p *Peer, now time.Time, out []Output) []Output {
 	o.stage = queryWalking
 	o.reqID = p.link.newID()
 	o.tries.start(now, p.queryRTT.first(&p.queryRetry))
 	o.waitOn[0] = o.to
 	q := wire.Query{ReqID: o.reqID, Querier: p.self, LongName: o.longName}
-	return []Output{p.sendNoAck(o.to, q, o.sg)}
+	out = append(out, p.sendNoAck(o.to, q, o.sg))
+	p.walks = append(p.walks, &walk{q: o})
+	p.op = nil
+	return p.advance(now, out)
 }
 
 // answer: the node that owns the Long Name answered.
-func (o *queryOp) answer(p *Peer, now time.Time, r wire.QueryResult) []Output {
+func (o *queryOp) answer(p *Peer, now time.Time, r wire.QueryResult) Result {
 	if rtt, ok := o.tries.roundTrip(now); ok {
 		p.queryRTT.sample(rtt)
 	}
@@ -620,34 +634,16 @@ func (o *queryOp) answer(p *Peer, now time.Time, r wire.QueryResult) []Output {
 	if r.Found {
 		a.Record = dataset.FromFields(r.Record)
 	}
-	return p.finish(now, nil, Result{Cmd: CmdQueryDHT, OK: r.Found, Answer: a})
+	return Result{Cmd: CmdQueryDHT, OK: r.Found, Answer: a}
 }
 
-func (o *queryOp) due() time.Time {
-	if o.stage != queryWalking {
-		return time.Time{}
-	}
-	return o.tries.next
-}
-
-// expire sends the query again, reliably this time, or gives up.
-func (o *queryOp) expire(p *Peer, now time.Time, out []Output) []Output {
+// retry sends the query again, reliably this time, or, past the query's
+// limit, reports that it gives up.
+func (o *queryOp) retry(p *Peer, now time.Time, out []Output) ([]Output, bool) {
 	if !o.tries.again(now, &p.queryRetry, &p.queryRTT) {
-		return p.finish(now, out, resultFailed(CmdQueryDHT, fmt.Sprintf("no answer from the ring within %s", p.queryRetry.GiveUp)))
+		return out, false
 	}
 	p.stats.Retransmits++
 	q := wire.Query{ReqID: o.reqID, Querier: p.self, LongName: o.longName}
-	return append(out, p.link.sendSigned(now, o.to, q, tagNone, false, o.sg)...)
-}
-
-func (o *queryOp) needs() []netip.AddrPort {
-	if o.stage != queryWalking {
-		return nil
-	}
-	return o.waitOn[:]
-}
-
-func (o *queryOp) sent(_ *Peer, m wire.Message) bool {
-	q, ok := m.(wire.Query)
-	return ok && o.stage == queryWalking && q.ReqID == o.reqID
+	return append(out, p.link.sendSigned(now, o.to, q, tagNone, false, o.sg)...), true
 }

@@ -110,7 +110,7 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 			return "rebuild-dht names an invalid leaver"
 		}
 	case wire.QueryResult:
-		if q, ok := p.op.(*queryOp); !ok || q.stage != queryWalking || m.ReqID != q.reqID {
+		if _, ok := p.walkOf(m.ReqID); !ok {
 			return "answers no query in progress"
 		}
 	case wire.Rebuilt:
@@ -356,7 +356,8 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		}
 		return out
 	case wire.QueryResult:
-		return p.op.(*queryOp).answer(p, now, m) // expected: the query in progress
+		w, _ := p.walkOf(m.ReqID) // expected: a query in the ring
+		return p.walked(now, w, w.q.answer(p, now, m), nil)
 	case wire.Teardown:
 		if m.Origin == p.self.Name {
 			return p.teardownReturned(now, m)

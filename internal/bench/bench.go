@@ -118,6 +118,7 @@ type QueryReport struct {
 	// over its queries (what bounds the queries per second).
 	CPUUSPerQuery    float64 `json:"cpu_us_per_query,omitempty"`
 	SwitchesPerQuery float64 `json:"context_switches_per_query,omitempty"`
+	FaultsPerQuery   float64 `json:"page_faults_per_query,omitempty"`
 	// CPUUSByRole splits CPUUSPerQuery: server, nodes (the ring's
 	// members), queriers (every user outside the ring), bench.
 	CPUUSByRole map[string]float64 `json:"cpu_us_per_query_by_role,omitempty"`

@@ -53,6 +53,11 @@ type ProcReport struct {
 	// query, hops forwards, the answer).
 	Single     QueryReport `json:"query_single"`
 	Concurrent QueryReport `json:"query_concurrent"`
+	// Ahead is Concurrent's queries with every querier's lines typed at
+	// once, as a script piped into dht peer types them: each peer has
+	// several queries in the ring at once. Its latencies are from the
+	// phase's start, so only the rate, the answers and the CPU are shown.
+	Ahead QueryReport `json:"query_typed_ahead"`
 
 	// Over the whole run, summed over the processes (each writes its
 	// counters when it stops).
@@ -307,6 +312,11 @@ func (c *child) do(line string) ([]string, error) {
 	if _, err := io.WriteString(c.in, line+"\n"); err != nil {
 		return nil, fmt.Errorf("%s: stdin: %w", c.name, err)
 	}
+	return c.result(line)
+}
+
+// result reads what the peer printed for line, as do says.
+func (c *child) result(line string) ([]string, error) {
 	typed, _, _ := strings.Cut(line, " ")
 	var lines []string
 	for want := typed; want != ""; {
@@ -455,9 +465,15 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	for _, ph := range []struct {
 		rep   *QueryReport
 		users []*child
-	}{{&r.Single, free[:1]}, {&r.Concurrent, free[:o.Queriers]}} {
+		ahead bool
+	}{{&r.Single, free[:1], false}, {&r.Concurrent, free[:o.Queriers], false}, {&r.Ahead, free[:o.Queriers], true}} {
 		before := usageOf(roles)
-		if *ph.rep, err = procQueryPhase(ph.users, o.Data, order, r.Floor.HopUS); err != nil {
+		if ph.ahead {
+			*ph.rep, err = procQueryAhead(ph.users, o.Data, order)
+		} else {
+			*ph.rep, err = procQueryPhase(ph.users, o.Data, order, r.Floor.HopUS)
+		}
+		if err != nil {
 			return r, err
 		}
 		ph.rep.setUsage(before, usageOf(roles))
@@ -566,9 +582,58 @@ func procQueryPhase(users []*child, data dataset.Source, order []int, hopUS floa
 	return q, nil
 }
 
+// procQueryAhead runs the queries spread over the users as a script piped
+// into each would type them: all of a user's lines written at once, its
+// answers read as they come, in the order typed, and every one checked
+// against the dataset.
+func procQueryAhead(users []*child, data dataset.Source, order []int) (QueryReport, error) {
+	q := QueryReport{Queriers: len(users), Queries: len(order)}
+	found, hops := make([]int, len(users)), make([]int, len(users))
+	errs := make([]error, 2*len(users))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, u := range users {
+		var lines []string
+		for j := i; j < len(order); j += len(users) {
+			lines = append(lines, "query-dht "+u.name+" "+data.Record(order[j]).LongName)
+		}
+		wg.Go(func() {
+			if _, err := io.WriteString(u.in, strings.Join(lines, "\n")+"\n"); err != nil {
+				errs[2*i] = fmt.Errorf("%s: stdin: %w", u.name, err)
+			}
+		})
+		wg.Go(func() {
+			for k, j := 0, i; j < len(order); k, j = k+1, j+len(users) {
+				out, err := u.result(lines[k])
+				if err != nil {
+					errs[2*i+1] = err
+					return
+				}
+				h, ok := checkLines(out, data.Record(order[j]))
+				if ok {
+					found[i]++
+				}
+				hops[i] += h
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		return q, err
+	}
+	for i := range users {
+		q.Found += found[i]
+		q.MeanHops += float64(hops[i])
+	}
+	q.MeanHops /= float64(len(order))
+	q.PerSecond = float64(len(order)) / elapsed.Seconds()
+	return q, nil
+}
+
 // cpuUsage is CPU time and context switches summed over processes.
 type cpuUsage struct {
-	cpuNS, switches float64
+	cpuNS, switches, faults float64
 }
 
 // usage sums the CPU time (schedstat) and the context switches (status)
@@ -576,6 +641,17 @@ type cpuUsage struct {
 // only: elsewhere it is zero, and the report leaves the figures out.
 func usage(pids []int) (u cpuUsage) {
 	for _, pid := range pids {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			// After the command's name: state is field 3, minflt 10,
+			// majflt 12.
+			if _, rest, ok := strings.Cut(string(b), ") "); ok {
+				if f := strings.Fields(rest); len(f) > 9 {
+					minflt, _ := strconv.ParseFloat(f[7], 64)
+					majflt, _ := strconv.ParseFloat(f[9], 64)
+					u.faults += minflt + majflt
+				}
+			}
+		}
 		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
 		for _, t := range tasks {
 			if b, err := os.ReadFile(filepath.Join(t, "schedstat")); err == nil {
@@ -615,7 +691,7 @@ func (q *QueryReport) setUsage(before, after map[string]cpuUsage) {
 	if q.Queries == 0 {
 		return
 	}
-	var cpu, switches float64
+	var cpu, switches, faults float64
 	for role, a := range after {
 		b := before[role]
 		if a.cpuNS == 0 {
@@ -627,7 +703,9 @@ func (q *QueryReport) setUsage(before, after map[string]cpuUsage) {
 		q.CPUUSByRole[role] = (a.cpuNS - b.cpuNS) / 1e3 / float64(q.Queries)
 		cpu += a.cpuNS - b.cpuNS
 		switches += a.switches - b.switches
+		faults += a.faults - b.faults
 	}
+	q.FaultsPerQuery = faults / float64(q.Queries)
 	q.CPUUSPerQuery = cpu / 1e3 / float64(q.Queries)
 	q.SwitchesPerQuery = switches / float64(q.Queries)
 }
@@ -905,6 +983,7 @@ func MedianProc(rs []ProcReport) ProcReport {
 	for _, q := range []func(*ProcReport) *QueryReport{
 		func(x *ProcReport) *QueryReport { return &x.Single },
 		func(x *ProcReport) *QueryReport { return &x.Concurrent },
+		func(x *ProcReport) *QueryReport { return &x.Ahead },
 	} {
 		med(func(x *ProcReport) *float64 { return &q(x).P50US })
 		med(func(x *ProcReport) *float64 { return &q(x).P99US })
@@ -914,6 +993,7 @@ func MedianProc(rs []ProcReport) ProcReport {
 		med(func(x *ProcReport) *float64 { return &q(x).FloorRatio })
 		med(func(x *ProcReport) *float64 { return &q(x).CPUUSPerQuery })
 		med(func(x *ProcReport) *float64 { return &q(x).SwitchesPerQuery })
+		med(func(x *ProcReport) *float64 { return &q(x).FaultsPerQuery })
 		if byRole := q(&r).CPUUSByRole; byRole != nil {
 			byRole = maps.Clone(byRole) // r's map is the first run's
 			for role := range byRole {
@@ -938,12 +1018,13 @@ func MedianProc(rs []ProcReport) ProcReport {
 		return [2]float64{lo, hi}
 	}
 	r.Spread = map[string][2]float64{
-		"setup_ms":                    spread(func(x *ProcReport) float64 { return x.Setup.MS }),
-		"setup_floor_ratio":           spread(func(x *ProcReport) float64 { return x.Setup.Ratio }),
-		"query_single_floor_ratio":    spread(func(x *ProcReport) float64 { return x.Single.FloorRatio }),
-		"query_concurrent_per_second": spread(func(x *ProcReport) float64 { return x.Concurrent.PerSecond }),
-		"leave_floor_ratio":           spread(func(x *ProcReport) float64 { return x.Leave.Ratio }),
-		"teardown_floor_ratio":        spread(func(x *ProcReport) float64 { return x.Teardown.Ratio }),
+		"setup_ms":                     spread(func(x *ProcReport) float64 { return x.Setup.MS }),
+		"setup_floor_ratio":            spread(func(x *ProcReport) float64 { return x.Setup.Ratio }),
+		"query_single_floor_ratio":     spread(func(x *ProcReport) float64 { return x.Single.FloorRatio }),
+		"query_concurrent_per_second":  spread(func(x *ProcReport) float64 { return x.Concurrent.PerSecond }),
+		"query_typed_ahead_per_second": spread(func(x *ProcReport) float64 { return x.Ahead.PerSecond }),
+		"leave_floor_ratio":            spread(func(x *ProcReport) float64 { return x.Leave.Ratio }),
+		"teardown_floor_ratio":         spread(func(x *ProcReport) float64 { return x.Teardown.Ratio }),
 	}
 	return r
 }
@@ -998,13 +1079,27 @@ func PrintProcReport(w io.Writer, r ProcReport) {
 		fmt.Fprintf(tw, "\tfound / asked, mean hops\t%d / %d, %.2f\n", q.Found, q.Queries, q.MeanHops)
 		fmt.Fprintf(tw, "\tmedian of latency / ((hops + 4) × hop)\t%.2f%s\n", q.FloorRatio, ratio)
 		if q.CPUUSPerQuery > 0 {
-			fmt.Fprintf(tw, "\tCPU / context switches a query, every process and the bench\t%.0f µs / %.1f\n", q.CPUUSPerQuery, q.SwitchesPerQuery)
+			fmt.Fprintf(tw, "\tCPU / context switches / page faults a query, every process and the bench\t%.0f µs / %.1f / %.2f\n", q.CPUUSPerQuery, q.SwitchesPerQuery, q.FaultsPerQuery)
 			c := q.CPUUSByRole
 			fmt.Fprintf(tw, "\tCPU a query: server / ring nodes / queriers / bench\t%.0f / %.0f / %.0f / %.0f µs\n", c["server"], c["nodes"], c["queriers"], c["bench"])
 		}
 		if i == 1 && r.Floor.HopCPUUS > 0 && q.MeanHops > 0 {
 			fmt.Fprintf(tw, "\tat a relay's CPU a datagram, one wake-up each: CPUs / ((hops + 4) × CPU a hop)\t%d / (%.2f × %.1f µs) = %.0f/s\n",
 				r.CPUs, q.MeanHops+4, r.Floor.HopCPUUS, float64(r.CPUs)*1e6/((q.MeanHops+4)*r.Floor.HopCPUUS))
+		}
+	}
+	if q := r.Ahead; q.Queries > 0 {
+		name := fmt.Sprintf("query-dht → answer, %d querier", q.Queriers)
+		if q.Queriers != 1 {
+			name += "s"
+		}
+		fmt.Fprintf(tw, "%s, typed ahead\tqueries per second\t%.0f%s\n", name, q.PerSecond, spread("query_typed_ahead_per_second", "%.0f"))
+		fmt.Fprintf(tw, "\t(each querier's lines written at once, as a script's pipe)\t\n")
+		fmt.Fprintf(tw, "\tfound / asked, mean hops\t%d / %d, %.2f\n", q.Found, q.Queries, q.MeanHops)
+		if q.CPUUSPerQuery > 0 {
+			fmt.Fprintf(tw, "\tCPU / context switches / page faults a query, every process and the bench\t%.0f µs / %.1f / %.2f\n", q.CPUUSPerQuery, q.SwitchesPerQuery, q.FaultsPerQuery)
+			c := q.CPUUSByRole
+			fmt.Fprintf(tw, "\tCPU a query: server / ring nodes / queriers / bench\t%.0f / %.0f / %.0f / %.0f µs\n", c["server"], c["nodes"], c["queriers"], c["bench"])
 		}
 	}
 	if r.Leave.MS > 0 {
