@@ -36,26 +36,43 @@ type Key [KeyLen]byte
 // IsZero reports whether k is all zero bytes (no key).
 func (k Key) IsZero() bool { return k == Key{} }
 
-// macPool keeps HMAC states, each keyed with the last key it used.
-var macPool = sync.Pool{New: func() any { return new(macState) }}
+// macPool keeps HMAC states, each keyed with the keys it used last.
+var macPool = sync.Pool{New: func() any { return &macState{hs: make(map[Key]hash.Hash)} }}
+
+// macKeys bounds the keys one macState keeps an HMAC for. A ring node
+// signs and checks with its ring key and one query token a querier; with
+// one HMAC kept, queries from 16 queriers interleaved made a new one (its
+// key schedule, two hash states) nearly every time: a check cost 655 ns
+// and 6 allocations, against 234 ns and 1 (BenchmarkVerifyManyKeys).
+const macKeys = 64
 
 type macState struct {
-	key Key
-	h   hash.Hash
+	hs  map[Key]hash.Hash
 	sum [sha256.Size]byte
 }
 
-func (s *macState) tag(key Key, parts ...[]byte) Tag {
-	if s.h == nil || s.key != key {
-		s.key, s.h = key, hmac.New(sha256.New, key[:])
-	} else {
-		s.h.Reset()
+// hmac is an HMAC under key, ready to write to.
+func (s *macState) hmac(key Key) hash.Hash {
+	h, ok := s.hs[key]
+	if ok {
+		h.Reset()
+		return h
 	}
+	if len(s.hs) >= macKeys {
+		clear(s.hs)
+	}
+	h = hmac.New(sha256.New, key[:])
+	s.hs[key] = h
+	return h
+}
+
+func (s *macState) tag(key Key, parts ...[]byte) Tag {
+	h := s.hmac(key)
 	for _, p := range parts {
-		s.h.Write(p)
+		h.Write(p)
 	}
 	var t Tag
-	copy(t[:], s.h.Sum(s.sum[:0]))
+	copy(t[:], h.Sum(s.sum[:0]))
 	return t
 }
 
@@ -89,13 +106,9 @@ func Verify(key Key, h Header) bool {
 		return false
 	}
 	s := macPool.Get().(*macState)
-	if s.h == nil || s.key != key {
-		s.key, s.h = key, hmac.New(sha256.New, key[:])
-	} else {
-		s.h.Reset()
-	}
-	s.h.Write(unsafe.Slice(unsafe.StringData(h.Signed), len(h.Signed))) // read only
-	sum := s.h.Sum(s.sum[:0])
+	mac := s.hmac(key)
+	mac.Write(unsafe.Slice(unsafe.StringData(h.Signed), len(h.Signed))) // read only
+	sum := mac.Sum(s.sum[:0])
 	ok := subtle.ConstantTimeCompare(sum[:TagLen], h.Tag[:]) == 1
 	macPool.Put(s)
 	return ok

@@ -61,3 +61,25 @@ func TestEveryMessageLeavesRoomForTheTrailer(t *testing.T) {
 		t.Fatalf("the largest store signed: %d bytes, err %v", len(b), err)
 	}
 }
+
+// An HMAC kept for a key gives the same tags as a new one, whichever keys
+// were used between, past the number kept too.
+func TestMACsOfManyKeys(t *testing.T) {
+	want := map[Key]Tag{}
+	for round := range 3 {
+		for i := range macKeys + 8 {
+			k := Key{byte(i), byte(i >> 8), 9}
+			got := MAC(k, []byte("part one"), []byte("part two"))
+			if round == 0 {
+				want[k] = got
+				continue
+			}
+			if got != want[k] {
+				t.Fatalf("round %d, key %d: tag %x, first %x", round, i, got, want[k])
+			}
+		}
+	}
+	if MAC(Key{1}, []byte("a")) == MAC(Key{2}, []byte("a")) {
+		t.Fatal("two keys, one tag")
+	}
+}

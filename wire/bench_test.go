@@ -118,3 +118,27 @@ func TestAllocations(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkVerifyManyKeys is a ring node checking queries from 16
+// queriers in turn: each query signed with its querier's token.
+func BenchmarkVerifyManyKeys(b *testing.B) {
+	const keys = 16
+	hs := make([]Header, keys)
+	for i := range hs {
+		d, err := AppendSigned(nil, uint32(i), FlagNoAck, Query{ReqID: 7, Querier: bob, LongName: "Republic of Albania"}, 3, Key{byte(i), 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if hs[i], _, err = Decode(d); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if !Verify(Key{byte(i), 1}, hs[i]) {
+			b.Fatal("refused")
+		}
+		i = (i + 1) % keys
+	}
+}
