@@ -2,6 +2,7 @@ package app
 
 import (
 	"io"
+	"reflect"
 	"sync"
 )
 
@@ -21,6 +22,7 @@ type printer struct {
 	wake    chan struct{} // room for one: the queue has something
 	room    chan struct{} // room for one: the writer has done a job
 	done    chan struct{} // closed once everything is done after close
+	joined  []byte        // the writer's buffer for texts written together
 }
 
 type printJob struct {
@@ -114,12 +116,28 @@ func (p *printer) run() {
 			<-p.wake
 			continue
 		}
-		for i, j := range batch {
+		for i := 0; i < len(batch); i++ {
+			j := batch[i]
 			switch j.kind {
 			case jobWrite:
+				// The texts queued one after another for the same writer
+				// go in one write: a pipe's reader is woken once for
+				// them, not once a result.
+				text := j.text
+				for i+1 < len(batch) && batch[i+1].kind == jobWrite && sameWriter(batch[i+1].w, j.w) {
+					if len(text) == len(j.text) {
+						text = append(p.joined[:0], text...)
+					}
+					text = append(text, batch[i+1].text...)
+					p.done1(batch, i)
+					i++
+				}
 				// An error here is the reader's to see (a closed pipe):
 				// the peer goes on serving its ring.
-				_, _ = j.w.Write(j.text)
+				_, _ = j.w.Write(text)
+				if len(text) != len(j.text) {
+					p.joined = text[:0]
+				}
 			case jobResult:
 				j.rw.WriteResult(j.res)
 			case jobIdle:
@@ -127,15 +145,28 @@ func (p *printer) run() {
 			case jobWantsLine:
 				p.wantsLine(j.n)
 			}
-			batch[i] = printJob{}
-			p.mu.Lock()
-			p.pending--
-			p.mu.Unlock()
-			select {
-			case p.room <- struct{}{}:
-			default:
-			}
+			p.done1(batch, i)
 		}
+	}
+}
+
+// sameWriter reports whether a and b are the same writer; a writer whose
+// type cannot be compared (a func) is the same as none.
+func sameWriter(a, b io.Writer) bool {
+	t := reflect.TypeOf(a)
+	return t == reflect.TypeOf(b) && t.Comparable() && a == b
+}
+
+// done1 marks batch[i] done: it is no longer pending, and the runner may
+// read input again if it waited for room.
+func (p *printer) done1(batch []printJob, i int) {
+	batch[i] = printJob{}
+	p.mu.Lock()
+	p.pending--
+	p.mu.Unlock()
+	select {
+	case p.room <- struct{}{}:
+	default:
 	}
 }
 

@@ -40,3 +40,50 @@ func TestPrinterCallsHooksAfterTheirOutput(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// Texts queued for the same writer while the printer was busy go in one
+// write (a pipe's reader wakes once for them), in order; a text for
+// another writer, or a hook, between them splits them.
+func TestPrinterJoinsWritesQueuedTogether(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var got []string
+		p := newPrinter(func(n int) { got = append(got, fmt.Sprintf("idle %d", n)) }, nil)
+		release := make(chan struct{})
+		out := &namedWriter{name: "out", got: &got, release: release}
+		notes := &namedWriter{name: "notes", got: &got}
+		p.write(out, []byte("a\n"))
+		synctest.Wait() // the printer is writing "a"
+		p.write(out, []byte("b\n"))
+		p.write(out, []byte("c\n"))
+		p.write(notes, []byte("n\n"))
+		p.write(out, []byte("d\n"))
+		p.hookIdle(1)
+		p.write(out, []byte("e\n"))
+		p.write(out, []byte("f\n"))
+		close(release)
+		p.close()
+		want := []string{"out a\n", "out b\nc\n", "notes n\n", "out d\n", "idle 1", "out e\nf\n"}
+		if !slices.Equal(got, want) {
+			t.Errorf("written %q, want %q", got, want)
+		}
+		if p.pending != 0 {
+			t.Errorf("%d jobs still pending", p.pending)
+		}
+	})
+}
+
+// namedWriter notes what it is given under its name, once release (if
+// any) is closed.
+type namedWriter struct {
+	name    string
+	got     *[]string
+	release chan struct{}
+}
+
+func (w *namedWriter) Write(b []byte) (int, error) {
+	if w.release != nil {
+		<-w.release
+	}
+	*w.got = append(*w.got, w.name+" "+string(b))
+	return len(b), nil
+}
