@@ -123,20 +123,22 @@ func (p *printer) run() {
 				// The texts queued one after another for the same writer
 				// go in one write: a pipe's reader is woken once for
 				// them, not once a result.
-				text := j.text
+				text, first := j.text, i
 				for i+1 < len(batch) && batch[i+1].kind == jobWrite && sameWriter(batch[i+1].w, j.w) {
-					if len(text) == len(j.text) {
+					if i == first {
 						text = append(p.joined[:0], text...)
 					}
 					text = append(text, batch[i+1].text...)
-					p.done1(batch, i)
 					i++
 				}
 				// An error here is the reader's to see (a closed pipe):
 				// the peer goes on serving its ring.
 				_, _ = j.w.Write(text)
-				if len(text) != len(j.text) {
+				if i != first {
 					p.joined = text[:0]
+				}
+				for ; first < i; first++ {
+					p.done1(batch, first)
 				}
 			case jobResult:
 				j.rw.WriteResult(j.res)
