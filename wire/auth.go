@@ -61,7 +61,8 @@ func (s *macState) hmac(key Key) hash.Hash {
 	if len(s.hs) >= macKeys {
 		clear(s.hs)
 	}
-	h = hmac.New(sha256.New, key[:])
+	k := key // escapes to hmac.New: a copy, so that key itself need not
+	h = hmac.New(sha256.New, k[:])
 	s.hs[key] = h
 	return h
 }
