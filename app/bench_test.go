@@ -240,3 +240,46 @@ func BenchmarkLeaderSendsStores(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkQuerierCycle is a querier's whole part of one query, as a
+// script typing queries ahead drives it: the line typed, the server's reply
+// to its query-dht (the query goes into the ring), the owner's answer, and
+// the result as stdout shows it; every datagram decoded, checked, signed
+// and encoded as the runner does.
+func BenchmarkQuerierCycle(b *testing.B) {
+	rec := records(b)[17]
+	q := newQuerier(&testing.T{})
+	token := signer{seq: fzEpoch, key: q.token}
+	secret := signer{seq: 1, key: fzSecret}
+	line := "query-dht erin " + rec.LongName
+	buf := make([]byte, 0, wire.MaxDatagram)
+	batch := make([]Datagram, 1)
+	var text []byte
+	step := func(from netip.AddrPort, d []byte) []Output {
+		h, m, err := wire.Decode(d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		batch[0] = Datagram{From: from, Header: h, Msg: m}
+		return q.p.StepBatch(q.now, batch)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		outs := q.p.Input(q.now, line)
+		buf = encodeAll(b, outs, buf)
+		asks, _ := q.sent(outs)
+		reply := wire.Reply{OK: true, Members: []wire.Member{{Name: "bob", Addr: q.member}}, KeyEpoch: fzEpoch, Key: q.token}
+		outs = step(q.server, signed(b, secret, asks[0], 0, reply))
+		buf = encodeAll(b, outs, buf)
+		_, walks := q.sent(outs)
+		res := wire.QueryResult{ReqID: walks[rec.LongName], Found: true, Node: "carol", NodeID: 3, Hops: 2, LongName: rec.LongName, Record: rec.Fields()}
+		for _, o := range step(q.member, signed(b, token, 1, wire.FlagNoAck, res)) {
+			if r, ok := o.(Result); ok {
+				text = r.AppendText(text[:0])
+			}
+		}
+		if len(text) == 0 {
+			b.Fatal("no result")
+		}
+	}
+}
