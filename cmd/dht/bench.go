@@ -39,6 +39,7 @@ func benchCommand(e env) *cli.Command {
 			&cli.IntFlag{Name: "peers", Value: 8, Usage: "ring size N (2-64)"},
 			&cli.IntFlag{Name: "queriers", Value: 16, Usage: "concurrent querying users"},
 			&cli.IntFlag{Name: "queries", Value: 2410, Usage: "queries in each query phase (each record in turn, shuffled)"},
+			&cli.IntFlag{Name: "queries-ahead", Value: 24100, Usage: "with --processes: queries in the phase whose queriers type them all at once (it measures a rate: long enough that filling and draining the queriers' pipelines is a small part of it)"},
 			&cli.IntFlag{Name: "records", Usage: "use this many synthetic records of the same shape instead of the dataset"},
 			dataFlag("the dataset (without --records)"),
 			&cli.IntFlag{Name: "runs", Value: 1, Usage: "repeat the whole bench and report the median of each figure"},
@@ -147,6 +148,9 @@ func benchCommand(e env) *cli.Command {
 func benchProcesses(c *cli.Context, e env, o bench.Options) error {
 	if c.Bool("loss-sweep") || c.String("scaling") != "" || o.Loss > 0 {
 		return usagef("--processes measures no loss and no scaling")
+	}
+	if o.QueriesAhead = c.Int("queries-ahead"); o.QueriesAhead < 1 {
+		return usagef("--queries-ahead must be at least 1")
 	}
 	o.Binary = c.String("bin")
 	if o.Binary == "" {

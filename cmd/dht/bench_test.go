@@ -95,7 +95,7 @@ func TestBenchProcesses(t *testing.T) {
 	bin := dhtBinary(t)
 	var out, errOut bytes.Buffer
 	profiles := t.TempDir()
-	args := []string{"dht", "bench", "--processes", "--bin", bin, "--peers", "3", "--queriers", "2", "--queries", "20",
+	args := []string{"dht", "bench", "--processes", "--bin", bin, "--peers", "3", "--queriers", "2", "--queries", "20", "--queries-ahead", "20",
 		"--data", datasetPath(t), "--cpuprofile", profiles, "--json"}
 	if code := run(args, strings.NewReader(""), &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
@@ -152,12 +152,12 @@ func TestBenchProcesses(t *testing.T) {
 	}
 
 	out.Reset()
-	args = []string{"dht", "bench", "--processes", "--bin", bin, "--peers", "2", "--queriers", "1", "--queries", "5", "--runs", "2"}
+	args = []string{"dht", "bench", "--processes", "--bin", bin, "--peers", "2", "--queriers", "1", "--queries", "5", "--queries-ahead", "7", "--runs", "2"}
 	if code := run(args, strings.NewReader(""), &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 	for _, want := range []string{"hop (token round a ring of 2 processes)", "ping-pong between two processes", "fdatasync", "floor = commits × fdatasync + datagrams × hop",
-		"setup-dht → dht-complete", "query-dht → answer, 1 querier", "5 / 5", "leave-dht → dht-rebuilt", "teardown-dht → teardown-complete", "(runs ", "critical paths",
+		"setup-dht → dht-complete", "query-dht → answer, 1 querier", "5 / 5", "7 / 7", "leave-dht → dht-rebuilt", "teardown-dht → teardown-complete", "(runs ", "critical paths",
 		"CPU a hop costs a relay of that ring", "CPU / context switches / page faults a query", "query-dht → answer, 1 querier, typed ahead", "CPU a query: server / ring nodes / queriers / bench", "at a relay's CPU a datagram, one wake-up each",
 		"2 commits at once (2 page writes + fdatasync each, a file each), till the last"} {
 		if !strings.Contains(out.String(), want) {

@@ -43,6 +43,7 @@ func TestExitStatus(t *testing.T) {
 		{"demo with a missing dataset", []string{"demo", "--data", filepath.Join(missing, "d.csv")}, 1},
 		{"bench with no processors", []string{"bench", "--procs", "0"}, 2},
 		{"bench with a ring of one", []string{"bench", "--peers", "1"}, 2},
+		{"bench typing no query ahead", []string{"bench", "--processes", "--queries-ahead", "0"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

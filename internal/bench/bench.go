@@ -39,6 +39,9 @@ type Options struct {
 	Data                     dataset.Source // synthetic ones made as they are read: the bench holds no dataset
 	DataName                 string
 	SkipLeave                bool
+	// QueriesAhead is how many queries RunProcesses's typed-ahead phase
+	// asks (0: Queries).
+	QueriesAhead int
 
 	// Binary, if set, is the dht binary whose processes RunProcesses runs.
 	Binary string

@@ -462,6 +462,10 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 			roles["queriers"] = append(roles["queriers"], c.cmd.Process.Pid)
 		}
 	}
+	aheadOrder := order
+	if o.QueriesAhead > 0 {
+		aheadOrder = queryOrder(rng, o.Data.Len(), o.QueriesAhead)
+	}
 	for _, ph := range []struct {
 		rep   *QueryReport
 		users []*child
@@ -469,7 +473,7 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	}{{&r.Single, free[:1], false}, {&r.Concurrent, free[:o.Queriers], false}, {&r.Ahead, free[:o.Queriers], true}} {
 		before := usageOf(roles)
 		if ph.ahead {
-			*ph.rep, err = procQueryAhead(ph.users, o.Data, order)
+			*ph.rep, err = procQueryAhead(ph.users, o.Data, aheadOrder)
 		} else {
 			*ph.rep, err = procQueryPhase(ph.users, o.Data, order, r.Floor.HopUS)
 		}
