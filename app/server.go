@@ -143,10 +143,15 @@ func NewServer(cfg ServerConfig, st state.ServerState, replies []state.CachedRep
 	for _, r := range replies {
 		h, m, err := wire.Decode(r.Datagram)
 		if rep, ok := m.(wire.Reply); err == nil && ok {
-			s.cache[r.Addr] = cachedReply{id: r.ID, reply: rep, seq: h.Seq, raw: r.Datagram}
-			if u := s.users[s.byAddr[r.Addr]]; u != nil && h.Flags&wire.FlagAuth != 0 {
-				s.cache[r.Addr] = cachedReply{id: r.ID, reply: rep, seq: h.Seq, key: u.Secret, raw: r.Datagram}
+			c := cachedReply{id: r.ID, reply: rep, seq: h.Seq, raw: r.Datagram}
+			if h.Flags&wire.FlagAuth != 0 {
+				if u := s.users[s.byAddr[r.Addr]]; u != nil {
+					c.key = u.Secret
+				} else {
+					c.key = r.Key // a deregister's: its user is gone
+				}
 			}
+			s.cache[r.Addr] = c
 			s.persisted[r.Addr] = true
 		} else {
 			s.forget = append(s.forget, r.Addr) // unusable: deleted with the next change
@@ -498,7 +503,14 @@ func (s *Server) serve(now time.Time, from netip.AddrPort, h wire.Header, m wire
 	after := s.after
 	s.after = nil
 	if changed {
-		out = append(out, s.persist(&state.CachedReply{Addr: from, ID: h.ID, Datagram: dg}))
+		c := &state.CachedReply{Addr: from, ID: h.ID, Datagram: dg}
+		if _, ok := m.(wire.Deregister); ok && reply.OK {
+			// The user and its secret are gone: the cached reply keeps
+			// the key, so that a retransmission that reaches a restarted
+			// server is still checked, and answered SUCCESS again.
+			c.Key = key
+		}
+		out = append(out, s.persist(c))
 		s.persisted[from] = true
 	}
 	return append(append(out, send), after...)

@@ -1642,3 +1642,56 @@ func srvHealStarted(outs []Output) bool {
 	}
 	return false
 }
+
+// A deregister whose reply was lost when the server stopped gets that
+// SUCCESS again from the restarted server, not "not registered": the user
+// and its secret are gone, so the cached reply keeps the key that checks
+// the retransmission (and nothing else: another request, or one signed
+// with another key, is not answered from it).
+func TestDeregisterRetransmittedAfterRestart(t *testing.T) {
+	s := NewServer(srvConfig(), srvFree("alice", "bob"), nil)
+	p := &srvPersisted{replies: map[netip.AddrPort]state.CachedReply{}}
+	p.state = s.Snapshot()
+	signedReq := func(id uint32, flags wire.Flags, m wire.Message, seq uint64, key wire.Key) (wire.Header, wire.Message) {
+		d, err := wire.AppendSigned(nil, id, flags, m, seq, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, msg, err := wire.Decode(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h, msg
+	}
+	h, m := signedReq(77, 0, wire.Deregister{Name: "bob"}, 5, srvSecret("bob"))
+	outs := s.Step(srvT0, srvAddr("bob"), h, m)
+	p.apply(outs)
+	if r := srvCheckOuts(t, s, srvAddr("bob"), 77, outs); !r.Reply.OK {
+		t.Fatalf("deregister: %+v", r.Reply)
+	}
+	restarted := NewServer(srvConfig(), p.state, p.cached())
+	reply := func(outs []Output) (wire.Reply, bool) {
+		for _, o := range outs {
+			if snd, ok := o.(Send); ok {
+				r, ok := snd.Msg.(wire.Reply)
+				return r, ok
+			}
+		}
+		return wire.Reply{}, false
+	}
+	h, m = signedReq(77, wire.FlagRetransmit, wire.Deregister{Name: "bob"}, 5, srvSecret("bob"))
+	outs = restarted.Step(srvT0.Add(time.Second), srvAddr("bob"), h, m)
+	if r, ok := reply(outs); !ok || !r.OK {
+		t.Fatalf("the deregister sent again after the restart: %v; want the cached SUCCESS", outs)
+	}
+	for _, o := range outs {
+		if _, ok := o.(PersistServer); ok {
+			t.Fatal("the cached answer persisted something")
+		}
+	}
+	// Signed with another key, the same request is refused as before.
+	h, m = signedReq(77, wire.FlagRetransmit, wire.Deregister{Name: "bob"}, 5, wire.Key{0xba, 0xd})
+	if r, ok := reply(restarted.Step(srvT0.Add(time.Second), srvAddr("bob"), h, m)); ok && r.OK {
+		t.Fatal("a deregister signed with another key got the cached SUCCESS")
+	}
+}

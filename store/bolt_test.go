@@ -12,6 +12,7 @@ import (
 
 	"dht/app/state"
 	"dht/dataset"
+	"dht/wire"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -361,5 +362,46 @@ func TestLookupReadsAfterEachWrite(t *testing.T) {
 	}
 	if _, _, err := db.Lookup(recs[0].LongName); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Lookup after Close: %v, want ErrClosed", err)
+	}
+}
+
+// A cached reply with a key (a deregister's, whose user is gone) reads back
+// with it; one without reads back without, and so does a reply written
+// before replies could carry a key (the id, then the datagram).
+func TestCachedReplyKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "server.db")
+	db, err := OpenServer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := sampleState()
+	keyed := state.CachedReply{Addr: ap("127.0.0.1:5001"), ID: 42, Datagram: []byte("DH reply"), Key: wire.Key{0, 9, 8, 7}}
+	plain := state.CachedReply{Addr: ap("127.0.0.1:5002"), ID: 43, Datagram: []byte("DH other")}
+	if err := db.Save(st, &keyed); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Save(st, &plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = OpenServer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, replies := mustLoadServer(t, db)
+	if !reflect.DeepEqual(replies, []state.CachedReply{keyed, plain}) {
+		t.Fatalf("after reopen: %+v", replies)
+	}
+	for _, v := range [][]byte{{0, 0, 0, 42, 'D', 'H'}, {0, 0, 0, 42, replyKeyMark, 1, 2}} {
+		r, err := decodeReply("127.0.0.1:5001", v)
+		switch {
+		case v[4] == 'D' && (err != nil || r.ID != 42 || string(r.Datagram) != "DH" || !r.Key.IsZero()):
+			t.Errorf("a reply written without a key: %+v, %v", r, err)
+		case v[4] == replyKeyMark && !errors.Is(err, ErrCorrupt):
+			t.Errorf("a key cut short: %+v, %v; want ErrCorrupt", r, err)
+		}
 	}
 }

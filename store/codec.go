@@ -320,10 +320,17 @@ func encodeReply(r state.CachedReply) (key string, v []byte, err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	v = make([]byte, 0, 4+len(r.Datagram))
+	v = make([]byte, 0, 4+1+len(r.Key)+len(r.Datagram))
 	v = binary.BigEndian.AppendUint32(v, r.ID)
+	if !r.Key.IsZero() {
+		// A datagram starts with the magic, never with a zero byte.
+		v = append(append(v, replyKeyMark), r.Key[:]...)
+	}
 	return key, append(v, r.Datagram...), nil
 }
+
+// replyKeyMark follows a reply's id when its key comes next.
+const replyKeyMark = 0
 
 func decodeReply(key string, v []byte) (state.CachedReply, error) {
 	a, err := netip.ParseAddrPort(key)
@@ -334,8 +341,16 @@ func decodeReply(key string, v []byte) (state.CachedReply, error) {
 		return state.CachedReply{}, fmt.Errorf("store: reply for %s is cut short: %w", key, ErrCorrupt)
 	}
 	r := state.CachedReply{Addr: a, ID: binary.BigEndian.Uint32(v)}
-	if len(v) > 4 {
-		r.Datagram = append([]byte(nil), v[4:]...)
+	v = v[4:]
+	if len(v) > 0 && v[0] == replyKeyMark {
+		if len(v) < 1+len(r.Key) {
+			return state.CachedReply{}, fmt.Errorf("store: reply for %s: its key is cut short: %w", key, ErrCorrupt)
+		}
+		copy(r.Key[:], v[1:])
+		v = v[1+len(r.Key):]
+	}
+	if len(v) > 0 {
+		r.Datagram = append([]byte(nil), v...)
 	}
 	return r, nil
 }

@@ -137,6 +137,10 @@ type CachedReply struct {
 	Addr     netip.AddrPort
 	ID       uint32
 	Datagram []byte
+	// Key checks a retransmission of the request when no user holds it
+	// any more: the secret of a user the request deregistered (zero for
+	// every other reply, checked with its user's secret).
+	Key wire.Key
 }
 
 // Check reports the first rule st breaks of those every state the server
