@@ -396,15 +396,11 @@ func TestBinaryEndToEnd(t *testing.T) {
 	// so the teardown stalls, kill the server while it waits for
 	// teardown-complete, restart it, let the member go on.
 	newLeader, other := ring[0], ring[1]
-	if err := peers[other].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	pauseProcess(t, peers[other].cmd.Process)
 	peers[newLeader].do("teardown-dht "+newLeader, "teardown-dht SUCCESS")
 	server.kill()
 	server = startServer()
-	if err := peers[other].cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	resumeProcess(t, peers[other].cmd.Process)
 	peers[newLeader].expect("teardown-complete SUCCESS")
 
 	// Deregister ends the peer process.

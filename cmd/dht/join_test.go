@@ -41,16 +41,12 @@ func TestBinaryJoin(t *testing.T) {
 	// The join stalls at the last node, stopped; the server, waiting for
 	// dht-rebuilt from the joiner, is killed and restarted.
 	last := ring[len(ring)-1]
-	if err := peers[last].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	pauseProcess(t, peers[last].cmd.Process)
 	peers[joiner].do("join-dht "+joiner, "join-dht SUCCESS")
 	peers[querier].do("query-dht "+querier+" Aruba", "query-dht FAILURE: server is waiting for dht-rebuilt from "+joiner+" (join-dht in progress)")
 	server.kill()
 	server = startServer()
-	if err := peers[last].cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	resumeProcess(t, peers[last].cmd.Process)
 	peers[joiner].expect("dht-rebuilt SUCCESS: new leader alice")
 	grown := append(slices.Clone(ring), joiner)
 	checkCounts(t, queryAll(t, peers[querier], querier, recs, 4), grown, recs)
