@@ -379,6 +379,11 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	if r.Floor.PipeUS, err = pipeFloor(ps, 1000); err != nil {
 		return r, err
 	}
+	// From here the bench only types at its children and reads them, on
+	// one P, as a dht peer runs: with a second, the runtime woke another
+	// thread for each reader a pipe made ready, and that thread spun
+	// looking for work on the CPUs the cluster runs on.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 
 	dataArgs := []string{}
 	if o.DataFile != "" {
