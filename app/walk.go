@@ -39,8 +39,8 @@ func (p *Peer) mayStart(line string) bool {
 	if len(p.walks) == 0 {
 		return true
 	}
-	if len(p.walks) >= maxWalks {
-		return false
+	if len(p.walks) >= maxWalks || len(line) > MaxInputLine {
+		return false // a line too long waits, and is refused in its turn
 	}
 	c := parseCommand(line)
 	return c.usageReason == "" && c.cmd == CmdQueryDHT && c.longName != ""
