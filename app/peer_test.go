@@ -364,21 +364,7 @@ func TestStoresAndFlushAcknowledgedBeforeTheCommit(t *testing.T) {
 		dg(3, wire.Flush{Leader: fzLeft.Name, N: 3, After: []uint32{2}}),
 	})
 	outs = append(outs, p.Settle()...)
-	acked, commit := map[uint32]int{}, -1
-	for i, o := range outs {
-		switch o := o.(type) {
-		case PersistPeer:
-			if commit < 0 {
-				commit = i
-			}
-		case Send:
-			if a, ok := o.Msg.(wire.Ack); ok && o.To == fzLeft.Addr {
-				for _, id := range append([]uint32{o.ID}, a.More...) {
-					acked[id] = i
-				}
-			}
-		}
-	}
+	acked, commit := acksAndCommit(outs, fzLeft.Addr)
 	if commit < 0 {
 		t.Fatalf("no commit at the flush: %v", outs)
 	}
@@ -387,6 +373,30 @@ func TestStoresAndFlushAcknowledgedBeforeTheCommit(t *testing.T) {
 			t.Fatalf("message %d acknowledged at output %d (sent: %v), the commit at %d: want the ack first", id, at, ok, commit)
 		}
 	}
+}
+
+// acksAndCommit reads a step's outputs: the index of the output that
+// acknowledges each message id to `to`, and the index of the first commit
+// (-1: none).
+func acksAndCommit(outs []Output, to netip.AddrPort) (acked map[uint32]int, commit int) {
+	acked, commit = map[uint32]int{}, -1
+	for i, o := range outs {
+		switch o := o.(type) {
+		case PersistPeer:
+			if commit < 0 {
+				commit = i
+			}
+		case Send:
+			if a, ok := o.Msg.(wire.Ack); ok && o.To == to {
+				for _, id := range append([]uint32{o.ID}, a.More...) {
+					if _, seen := acked[id]; !seen {
+						acked[id] = i
+					}
+				}
+			}
+		}
+	}
+	return acked, commit
 }
 
 // A node acknowledges a teardown-dht's teardown before it commits its
@@ -400,18 +410,10 @@ func TestTeardownAcknowledgedBeforeTheCommit(t *testing.T) {
 	p.left, p.right = fzLeft, fzRight
 	h, m := signedFor(p, wire.Header{ID: 7}, wire.Teardown{Origin: fzLeft.Name})
 	outs := append(p.Receive(now, []Datagram{{From: fzLeft.Addr, Header: h, Msg: m}}), p.Settle()...)
-	ack, commit := -1, -1
-	for i, o := range outs {
-		switch o := o.(type) {
-		case PersistPeer:
-			if commit < 0 {
-				commit = i
-			}
-		case Send:
-			if _, ok := o.Msg.(wire.Ack); ok && o.To == fzLeft.Addr && o.ID == 7 && ack < 0 {
-				ack = i
-			}
-		}
+	acked, commit := acksAndCommit(outs, fzLeft.Addr)
+	ack, ok := acked[7]
+	if !ok {
+		ack = -1
 	}
 	if ack < 0 || commit < 0 || ack > commit {
 		t.Fatalf("the teardown's ack at output %d, the commit of the emptied table at %d: want both, the ack first (%v)", ack, commit, outs)
