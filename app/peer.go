@@ -88,7 +88,10 @@ type Peer struct {
 	exited     bool
 
 	lines []string
-	op    operation
+	// head is lines[0] parsed, once mayStart has had to read it (headRead).
+	head     command
+	headRead bool
+	op       operation
 	// walks: the queries in the ring, and the results waiting behind
 	// them, in the order typed (walk.go).
 	walks []*walk
@@ -234,8 +237,9 @@ func (p *Peer) advance(now time.Time, out []Output) []Output {
 			out = q.takeLongName(p, now, p.nextLine(), out)
 		case wantsName && p.inputEnded:
 			return p.finish(now, out, resultFailed(CmdQueryDHT, "input ended before the Long Name"))
-		case p.op == nil && len(p.lines) > 0 && p.mayStart(p.lines[0]):
-			out = p.start(now, p.nextLine(), out)
+		case p.op == nil && len(p.lines) > 0 && p.mayStart():
+			c, read := p.head, p.headRead
+			out = p.start(now, p.nextLine(), c, read, out)
 		default:
 			return out
 		}
@@ -247,6 +251,7 @@ func (p *Peer) nextLine() string {
 	line := p.lines[0]
 	p.lines[0] = ""
 	p.lines = p.lines[1:]
+	p.head, p.headRead = command{}, false
 	return line
 }
 
@@ -258,12 +263,15 @@ func tooLong(line string) Notice {
 	return Notice{Line: fmt.Sprintf("input: a line of more than %d bytes ignored (it began %q...)", MaxInputLine, head)}
 }
 
-// start begins the command on one input line.
-func (p *Peer) start(now time.Time, line string, out []Output) []Output {
+// start begins the command on one input line, c if read says mayStart
+// parsed it already.
+func (p *Peer) start(now time.Time, line string, c command, read bool, out []Output) []Output {
 	if len(line) > MaxInputLine {
 		return append(out, tooLong(line))
 	}
-	c := parseCommand(line)
+	if !read {
+		c = parseCommand(line)
+	}
 	if c.usageReason != "" {
 		return p.emit(out, Result{Cmd: c.cmd, Word: c.word, Reason: c.usageReason})
 	}

@@ -33,16 +33,20 @@ func (w *walk) sent(_ *Peer, m wire.Message) bool {
 	return ok && q.ReqID == w.q.reqID
 }
 
-// mayStart reports whether line may start now, the command in progress
-// being over: with walks in the ring, only a query-dht with its Long Name.
-func (p *Peer) mayStart(line string) bool {
+// mayStart reports whether the next line may start now, the command in
+// progress being over: with walks in the ring, only a query-dht with its
+// Long Name. The line is parsed once (head), however often it is asked.
+func (p *Peer) mayStart() bool {
 	if len(p.walks) == 0 {
 		return true
 	}
-	if len(p.walks) >= maxWalks || len(line) > MaxInputLine {
+	if len(p.walks) >= maxWalks || len(p.lines[0]) > MaxInputLine {
 		return false // a line too long waits, and is refused in its turn
 	}
-	c := parseCommand(line)
+	if !p.headRead {
+		p.head, p.headRead = parseCommand(p.lines[0]), true
+	}
+	c := &p.head
 	return c.usageReason == "" && c.cmd == CmdQueryDHT && c.longName != ""
 }
 

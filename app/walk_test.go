@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"strings"
 	"testing"
@@ -288,5 +289,35 @@ func TestLateWalkHoldsTheOthers(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A line that must wait for the walks (here a help) is read once, not
+// again each time a walk ends; it starts once the last has ended.
+func TestWaitingLineParsedOnce(t *testing.T) {
+	q := newQuerier(t)
+	var out []Output
+	for _, n := range []string{"Aruba", "Republic of Chile"} {
+		out = append(out, q.p.Input(q.now, "query-dht erin "+n)...)
+	}
+	out = append(out, q.p.Input(q.now, "help")...)
+	asks, _ := q.sent(out)
+	reqs := map[string]uint32{}
+	for len(asks) == 1 {
+		var walks map[string]uint32
+		asks, walks = q.sent(q.reply(asks[0]))
+		maps.Copy(reqs, walks)
+	}
+	if !q.p.headRead || q.p.head.cmd != CmdHelp {
+		t.Fatalf("help waits behind two walks: read %v as %v", q.p.headRead, q.p.head.cmd)
+	}
+	q.p.head.cmd = CmdHelp + 100 // what a second parse would undo
+	if got := printed(q.answer(reqs["Aruba"], "Aruba", true)); len(got) != 1 || q.p.head.cmd != CmdHelp+100 {
+		t.Fatalf("a walk ended: printed %q, the waiting line read again (%v)", got, q.p.head.cmd)
+	}
+	q.p.head.cmd = CmdHelp
+	got := printed(q.answer(reqs["Republic of Chile"], "Republic of Chile", true))
+	if strings.Join(got, "|") != "query-dht found Republic of Chile|help SUCCESS" || q.p.headRead {
+		t.Fatalf("the last walk ended: printed %q, head still read %v", got, q.p.headRead)
 	}
 }
