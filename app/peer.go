@@ -308,7 +308,10 @@ func (p *Peer) start(now time.Time, line string, c command, read bool, out []Out
 		}
 		o = &setupOp{data: data}
 	case CmdQueryDHT:
-		o = &queryOp{longName: c.longName}
+		if c.longName != "" {
+			return p.askAhead(now, out, c.msg, c.longName)
+		}
+		o = &queryOp{}
 	case CmdLeaveDHT:
 		o = &leaveOp{}
 	case CmdTeardownDHT:
@@ -538,14 +541,14 @@ func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Me
 // onReply hands the server's reply to the command whose request it
 // answers.
 func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire.Reply) []Output {
-	var rq *request
-	if p.op != nil {
-		rq = p.op.asking()
-	}
-	if from != p.cfg.Server || rq == nil || !rq.live || h.ID != rq.id {
+	rq, w := p.requestOf(h.ID)
+	if from != p.cfg.Server || rq == nil {
 		return []Output{dropped("reply matches no request", from, slog.Uint64("id", uint64(h.ID)))}
 	}
 	rq.live = false
+	if w != nil {
+		return p.walkAnswered(now, w, r)
+	}
 	if rtt, ok := rq.tries.roundTrip(now); ok {
 		p.serverRTT.sample(rtt)
 	}
@@ -574,10 +577,6 @@ func (p *Peer) acked(now time.Time, from netip.AddrPort, id uint32, out []Output
 	}
 	out = append(out, more...)
 	switch o := p.op.(type) {
-	case *setupOp:
-		if t == tagSetID {
-			out = o.setIDAcked(p, now, out)
-		}
 	case *leaveOp:
 		if t == tagResetLeft || t == tagResetRight {
 			out = o.resetAcked(p, now, out)

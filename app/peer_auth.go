@@ -103,7 +103,7 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 			return "challenge while no register waits for one"
 		}
 		if _, ok := m.(wire.Reply); ok {
-			if rq := p.asking(); rq == nil || !rq.live || rq.id != h.ID {
+			if rq, _ := p.requestOf(h.ID); rq == nil {
 				return "reply matches no request (a late copy)"
 			}
 		}
@@ -212,10 +212,18 @@ func (p *Peer) tokenSigner(querier netip.AddrPort) signer {
 	return signer{seq: p.cred.epoch, key: p.cred.queryToken(querier)}
 }
 
-// asking is the request of the command in progress, or nil.
-func (p *Peer) asking() *request {
-	if p.op == nil {
-		return nil
+// requestOf is the request waiting for the reply with id: the command in
+// progress's, or a query's typed ahead (with its walk); nil if none.
+func (p *Peer) requestOf(id uint32) (*request, *walk) {
+	if p.op != nil {
+		if rq := p.op.asking(); rq != nil && rq.live && rq.id == id {
+			return rq, nil
+		}
 	}
-	return p.op.asking()
+	for _, w := range p.walks {
+		if !w.done && w.q != nil && w.q.rq.live && w.q.rq.id == id {
+			return &w.q.rq, w
+		}
+	}
+	return nil, nil
 }

@@ -157,7 +157,7 @@ func (p *Peer) abandon(now time.Time, why string) []Output {
 	}
 	switch o := p.op.(type) {
 	case *setupOp:
-		if o.stage == setupPlacing || o.stage == setupPopulating {
+		if o.stage == setupPopulating {
 			return p.finish(now, out, resultFailed(CmdDHTComplete, why))
 		}
 	case *leaveOp:

@@ -207,8 +207,7 @@ type setupStage uint8
 
 const (
 	setupAsking     setupStage = iota // setup-dht sent to the server
-	setupPlacing                      // set-id sent to every member
-	setupPopulating                   // the records going round; the flush follows them
+	setupPopulating                   // set-ids sent, the records going round behind them; the flush follows
 	setupCompleting                   // dht-complete sent to the server
 )
 
@@ -216,10 +215,9 @@ const (
 // dht-complete.
 type setupOp struct {
 	ringPhase
-	rq      request
-	stage   setupStage
-	data    dataset.Source
-	pending int // set-ids not yet acknowledged
+	rq    request
+	stage setupStage
+	data  dataset.Source
 	// The server's reply: the ring, its epoch, the ring key's epoch and
 	// the members' tickets (asked for with tickets when one reply had no
 	// room for all).
@@ -270,11 +268,9 @@ func (o *setupOp) place(p *Peer, now time.Time, members []wire.Member, epoch uin
 	if p.healing != nil {
 		// The server already heals this ring (a member restarted): the
 		// heal places it, not this setup.
-		o.stage = setupPlacing
 		return p.finish(now, out, resultFailed(CmdDHTComplete, "a member restarted during the setup; the server heals the ring instead"))
 	}
 	out = append(out, p.abandon(now, "a new ring is being set up")...)
-	o.stage = setupPlacing
 	n := len(members)
 	if n < 1 || members[0].Addr != p.self.Addr {
 		return p.finish(now, out, resultFailed(CmdDHTComplete, "the server's ring does not start at this peer"))
@@ -282,7 +278,6 @@ func (o *setupOp) place(p *Peer, now time.Time, members []wire.Member, epoch uin
 	p.clearTable()
 	p.inRing, p.id, p.n, p.epoch = true, 0, n, epoch
 	p.left, p.right, p.neighbours = members[n-1], members[1%n], true
-	o.pending = n - 1
 	waitOn := make([]netip.AddrPort, 0, n-1)
 	for _, m := range members[1:] {
 		waitOn = append(waitOn, m.Addr)
@@ -292,19 +287,19 @@ func (o *setupOp) place(p *Peer, now time.Time, members []wire.Member, epoch uin
 		msg := wire.SetID{ID: uint16(i), N: uint16(n), Left: members[i-1], Right: members[(i+1)%n], Epoch: epoch, Ticket: o.tickets[i]}
 		out = append(out, p.link.send(now, members[i].Addr, msg, tagSetID, false)...)
 	}
-	return out
-}
-
-// setIDAcked: once every member has its place, the records go round.
-func (o *setupOp) setIDAcked(p *Peer, now time.Time, out []Output) []Output {
-	if o.stage != setupPlacing {
-		return out
-	}
-	if o.pending--; o.pending > 0 {
-		return out
-	}
+	// The records go round right behind the set-ids, without waiting for
+	// their acks (a round trip to the slowest member): a member's set-id
+	// leaves before the stores that reach it through its left neighbour,
+	// so it is in its socket first unless lost; a store that comes before
+	// it is signed with a ring key the member does not have yet (every
+	// setup draws a new one), so it is dropped unacknowledged and sent
+	// again, like a lost one. The set-ids' acks end nothing: the committed
+	// back round the ring says every member took its place and its
+	// records. A member that never acknowledges its set-id fails the
+	// command as a neighbour that stops acknowledging does. (A heal keeps
+	// the ring key, so there a store could reach a survivor still placed
+	// in the old ring: its leader waits for the set-ids' acks.)
 	o.stage = setupPopulating
-	o.ringPhase.until = now.Add(p.cfg.OpTimeout)
 	data := o.data
 	o.data = nil
 	return p.startPopulate(now, out, data, nil)
@@ -320,7 +315,7 @@ func (o *setupOp) populated(p *Peer, now time.Time) []Output {
 }
 
 func (o *setupOp) due() time.Time {
-	if o.stage == setupPlacing || o.stage == setupPopulating {
+	if o.stage == setupPopulating {
 		return o.until
 	}
 	return time.Time{}
@@ -580,11 +575,9 @@ func (o *queryOp) asking() *request { return &o.rq }
 func (o *queryOp) failing() Command { return CmdQueryDHT }
 
 func (o *queryOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) []Output {
-	if len(r.Members) != 1 {
-		return p.finish(now, nil, resultFailed(CmdQueryDHT, "the server named no node to ask"))
+	if why := o.named(r); why != "" {
+		return p.finish(now, nil, resultFailed(CmdQueryDHT, why))
 	}
-	o.to = r.Members[0].Addr
-	o.sg = signer{seq: r.KeyEpoch, key: r.Key}
 	if o.longName == "" {
 		// Only now is the next line the Long Name: a query-dht the server
 		// refuses takes none, so the line goes on as a command.
@@ -614,15 +607,31 @@ func (o *queryOp) takeLongName(p *Peer, now time.Time, line string, out []Output
 // querier needs; if none comes within the retry time, the query is sent
 // again, hop by hop reliably.
 func (o *queryOp) ask(p *Peer, now time.Time, out []Output) []Output {
+	out = o.send(p, now, out)
+	p.walks = append(p.walks, &walk{q: o})
+	p.op = nil
+	return p.advance(now, out)
+}
+
+// send sends the query into the ring, to the member the server named.
+func (o *queryOp) send(p *Peer, now time.Time, out []Output) []Output {
 	o.stage = queryWalking
 	o.reqID = p.link.newID()
 	o.tries.start(now, p.queryRTT.first(&p.queryRetry))
 	o.waitOn[0] = o.to
 	q := wire.Query{ReqID: o.reqID, Querier: p.self, LongName: o.longName}
-	out = append(out, p.sendNoAck(o.to, q, o.sg))
-	p.walks = append(p.walks, &walk{q: o})
-	p.op = nil
-	return p.advance(now, out)
+	return append(out, p.sendNoAck(o.to, q, o.sg))
+}
+
+// named takes the member and the token from the server's SUCCESS, or says
+// why the reply names no member to ask.
+func (o *queryOp) named(r wire.Reply) string {
+	if len(r.Members) != 1 {
+		return "the server named no node to ask"
+	}
+	o.to = r.Members[0].Addr
+	o.sg = signer{seq: r.KeyEpoch, key: r.Key}
+	return ""
 }
 
 // answer: the node that owns the Long Name answered.

@@ -140,7 +140,12 @@ func TestResumeSaysWhatBecameOfTheSetup(t *testing.T) {
 		users := joinUsers(t, s, 5)
 		leader := users[0]
 		s.input(leader, "setup-dht 4 "+leader)
-		for i := 0; i < 8 && s.step(); i++ {
+		// Killed once the server named the ring, before anything else:
+		// the set-ids and the stores are on their way.
+		for !printedCmd(s, leader, app.CmdSetupDHT) && s.step() {
+		}
+		if printedCmd(s, leader, app.CmdDHTComplete) {
+			t.Fatalf("seed %d: the setup ended before the restart", seed)
 		}
 		if !s.Restart(leader) {
 			t.Fatalf("seed %d: nothing to restart", seed)
@@ -193,4 +198,14 @@ func TestResumeEndsTheTeardownItLed(t *testing.T) {
 		}
 		checkSettled(t, s, records(t))
 	}
+}
+
+// printedCmd says whether name has printed a result of cmd.
+func printedCmd(s *simNet, name string, cmd app.Command) bool {
+	for _, r := range s.Process(name).Printed {
+		if r.Cmd == cmd {
+			return true
+		}
+	}
+	return false
 }

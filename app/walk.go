@@ -8,15 +8,22 @@ import (
 	"dht/wire"
 )
 
-// A walk is a query sent into the ring, waiting for its answer. The
-// server's part of a query-dht is one exchange at a time, like every
-// request; once the query is sent into the ring, the command is over for
-// the input: a query-dht typed next (with its Long Name on its line) may
-// start while up to maxWalks queries walk, so a script that pipes queries
-// has several in the ring at once. Every other command waits until each
-// walk is answered or given up. Results are printed in the order their
-// commands were typed: an answer that comes before those of the queries
-// typed earlier waits for them.
+// A walk is a query-dht typed with its Long Name, from its request to the
+// server to the ring's answer. It is over for the input as soon as it is
+// asked: the next line may start at once if it is such a query-dht too,
+// while up to maxWalks walk, so a script that pipes queries has several
+// asked of the server and several in the ring at once. Every other command
+// waits until each walk is answered or given up. Results are printed in
+// the order their commands were typed: an answer that comes before those
+// of the queries typed earlier waits for them.
+//
+// A walk's request is answered like any other, but it is not sent again
+// as it was if no reply comes: it is asked again as a new request (a new
+// id and sequence number). The server takes a user's requests only in the
+// order of their sequence numbers and keeps the reply to the last, so a
+// retransmission of a request it has since seen the next of would be
+// dropped as a replay; a query-dht changes nothing at the server, so
+// asking it again is safe.
 type walk struct {
 	q    *queryOp // nil: a result with no walk of its own, waiting its turn
 	res  Result
@@ -60,10 +67,30 @@ func (p *Peer) emit(out []Output, r Result) []Output {
 	return out
 }
 
+// askAhead starts a query-dht typed with its Long Name: a walk, asking the
+// server, after which the input goes on.
+func (p *Peer) askAhead(now time.Time, out []Output, msg wire.Message, longName string) []Output {
+	o := &queryOp{longName: longName}
+	p.walks = append(p.walks, &walk{q: o})
+	return p.ask(now, out, &o.rq, CmdQueryDHT, msg)
+}
+
+// walkAnswered: the server answered w's query-dht; on SUCCESS the query
+// goes into the ring.
+func (p *Peer) walkAnswered(now time.Time, w *walk, r wire.Reply) []Output {
+	if !r.OK {
+		return p.walked(now, w, resultFailed(CmdQueryDHT, r.Reason), nil)
+	}
+	if why := w.q.named(r); why != "" {
+		return p.walked(now, w, resultFailed(CmdQueryDHT, why), nil)
+	}
+	return w.q.send(p, now, nil)
+}
+
 // walkOf is the walk in the ring whose query has id reqID.
 func (p *Peer) walkOf(reqID uint32) (*walk, bool) {
 	for _, w := range p.walks {
-		if !w.done && w.q != nil && w.q.reqID == reqID {
+		if !w.done && w.q != nil && w.q.stage == queryWalking && w.q.reqID == reqID {
 			return w, true
 		}
 	}
@@ -90,7 +117,11 @@ func (p *Peer) walked(now time.Time, w *walk, r Result, out []Output) []Output {
 // walksDue is when the earliest walk's retry is due.
 func (p *Peer) walksDue(earlier func(time.Time)) {
 	for _, w := range p.walks {
-		if !w.done && w.q != nil {
+		switch {
+		case w.done || w.q == nil:
+		case w.q.stage == queryAsking:
+			earlier(w.q.rq.tries.next)
+		default:
 			earlier(w.q.tries.next)
 		}
 	}
@@ -104,15 +135,21 @@ func (p *Peer) tickWalks(now time.Time, gone []failure, out []Output) []Output {
 		if w.done || w.q == nil {
 			continue
 		}
+		var ok bool
 		if g, ok := opFailure(p, w, gone); ok {
 			out = p.walked(now, w, resultFailed(CmdQueryDHT, fmt.Sprintf("%s sent to %s was not acknowledged within %s", g.msg.Type(), g.to, p.link.cfg.GiveUp)), out)
 			i = -1 // the walks ahead may have gone: look again from the first
 			continue
 		}
+		if w.q.stage == queryAsking {
+			if out, ok = p.askAgain(now, w, out); !ok {
+				i = -1
+			}
+			continue
+		}
 		if !w.q.tries.due(now) {
 			continue
 		}
-		var ok bool
 		if out, ok = w.q.retry(p, now, out); !ok {
 			out = p.walked(now, w, resultFailed(CmdQueryDHT, fmt.Sprintf("no answer from the ring within %s", p.queryRetry.GiveUp)), out)
 			i = -1
@@ -136,4 +173,21 @@ func (p *Peer) holdWalks(now time.Time, w *walk) {
 			o.q.tries.next = until
 		}
 	}
+}
+
+// askAgain asks the server again for a walk whose reply is due, as a new
+// request; false: the server did not answer within its limit, and the walk
+// ended with a FAILURE.
+func (p *Peer) askAgain(now time.Time, w *walk, out []Output) ([]Output, bool) {
+	rq := &w.q.rq
+	if !rq.live || !rq.tries.due(now) {
+		return out, true
+	}
+	if !rq.tries.again(now, &p.serverRetry, &p.serverRTT) {
+		return p.walked(now, w, resultFailed(CmdQueryDHT, fmt.Sprintf("no answer from the server at %s within %s", p.cfg.Server, p.serverRetry.GiveUp)), out), false
+	}
+	rq.id, rq.sg = p.link.newID(), p.requestSigner(now)
+	p.stats.Sent++
+	p.stats.Retransmits++
+	return append(out, rq.sg.send(p.cfg.Server, rq.id, 0, rq.msg)), true
 }

@@ -54,6 +54,19 @@ func (q *querier) sent(out []Output) (asks []uint32, walks map[string]uint32) {
 	return asks, walks
 }
 
+// replyAll answers every query-dht in asks, in order, and returns the
+// queries sent into the ring (request ids by Long Name) and any query-dht
+// sent meanwhile.
+func (q *querier) replyAll(asks []uint32) (more []uint32, walks map[string]uint32) {
+	walks = map[string]uint32{}
+	for _, id := range asks {
+		a, w := q.sent(q.reply(id))
+		more = append(more, a...)
+		maps.Copy(walks, w)
+	}
+	return more, walks
+}
+
 // reply is the server's SUCCESS to the query-dht with id.
 func (q *querier) reply(id uint32) []Output {
 	r := wire.Reply{OK: true, Members: []wire.Member{{Name: "bob", Addr: q.member}}, KeyEpoch: fzEpoch, Key: q.token}
@@ -93,11 +106,12 @@ func printed(out []Output) []string {
 	return got
 }
 
-// Queries typed ahead walk the ring together: once the first query is in
-// the ring, the next query-dht goes to the server in the same turn, one
-// request at a time as ever; the answers, whatever order they come in, are
-// printed in the order the queries were typed, and a command that is not a
-// query-dht waits for every walk.
+// Queries typed ahead walk the ring together: each query-dht typed with
+// its Long Name goes to the server at once, without waiting for the reply
+// to the one before (their sequence numbers in the order sent); a reply
+// sends its query into the ring, whatever order the replies come in; the
+// answers are printed in the order the queries were typed, and a command
+// that is not a query-dht waits for every walk.
 func TestQueriesTypedAheadWalkTogether(t *testing.T) {
 	q := newQuerier(t)
 	names := []string{"Aruba", "Republic of Chile", "Kingdom of Spain"}
@@ -107,27 +121,36 @@ func TestQueriesTypedAheadWalkTogether(t *testing.T) {
 	}
 	out = append(out, q.p.Input(q.now, "help")...)
 	asks, _ := q.sent(out)
-	if len(asks) != 1 {
-		t.Fatalf("typed three queries: %d query-dht sent at once; want 1 (one request to the server at a time)", len(asks))
+	if len(asks) != len(names) {
+		t.Fatalf("typed three queries: %d query-dht sent at once; want 3", len(asks))
 	}
+	var last uint64
+	for _, o := range out {
+		if s, ok := o.(Send); ok {
+			if s.Seq <= last {
+				t.Fatalf("query-dht sent with sequence number %d after %d", s.Seq, last)
+			}
+			last = s.Seq
+		}
+	}
+	if got := printed(out); len(got) != 0 {
+		t.Fatalf("typed ahead, printed %q before any reply", got)
+	}
+	// The server's replies, the second first: each sends its own query.
 	reqs := map[string]uint32{}
-	for i, n := range names {
-		out = q.reply(asks[0])
-		next, walks := q.sent(out)
-		if len(walks) != 1 || walks[n] == 0 {
-			t.Fatalf("reply %d: queries sent %v; want %q", i, walks, n)
+	for _, i := range []int{1, 0, 2} {
+		out = q.reply(asks[i])
+		more, walks := q.sent(out)
+		if len(walks) != 1 || walks[names[i]] == 0 || len(more) != 0 {
+			t.Fatalf("reply to %q: queries sent %v, query-dht %v; want the query for it alone", names[i], walks, more)
 		}
-		reqs[n] = walks[n]
-		if want := 1; i < len(names)-1 && len(next) != want {
-			t.Fatalf("reply %d: the query for %q in the ring, %d query-dht sent for the next one; want %d", i, n, len(next), want)
-		}
-		if i == len(names)-1 && len(next) != 0 {
-			t.Fatalf("the last query in the ring: %d query-dht sent", len(next))
-		}
+		reqs[names[i]] = walks[names[i]]
 		if got := printed(out); len(got) != 0 {
-			t.Fatalf("reply %d printed %q before any answer", i, got)
+			t.Fatalf("reply to %q printed %q before any answer", names[i], got)
 		}
-		asks = next
+	}
+	if out := q.reply(asks[0]); !droppedAs(out, "reply matches no request") {
+		t.Fatalf("a second copy of a reply: %v", out)
 	}
 	if q.p.Idle() {
 		t.Fatal("three queries in the ring, and the peer says it is idle")
@@ -153,6 +176,78 @@ func TestQueriesTypedAheadWalkTogether(t *testing.T) {
 	}
 }
 
+// A query-dht typed ahead whose reply does not come is asked again as a
+// new request (a new id, a larger sequence number: the server, which has
+// seen the requests sent after it, would drop the same request again as
+// a replay); a reply to the first copy is then no longer taken. Past the
+// server's limit the walk ends with a FAILURE in its turn.
+func TestWalkAskedAgainAsANewRequest(t *testing.T) {
+	q := newQuerier(t)
+	q.p.serverRetry.GiveUp = 3 * time.Second
+	out := q.p.Input(q.now, "query-dht erin Aruba")
+	out = append(out, q.p.Input(q.now, "query-dht erin Republic of Chile")...)
+	asks, _ := q.sent(out)
+	if len(asks) != 2 {
+		t.Fatalf("two queries typed: %d query-dht sent", len(asks))
+	}
+	seqOf := func(out []Output, id uint32) uint64 {
+		for _, o := range out {
+			if s, ok := o.(Send); ok && s.ID == id {
+				return s.Seq
+			}
+		}
+		t.Fatalf("no datagram with id %d in %v", id, out)
+		return 0
+	}
+	lastSeq := seqOf(out, asks[1])
+	_, walks := q.sent(q.reply(asks[1])) // Chile answered; Aruba's lost
+	if walks["Republic of Chile"] == 0 {
+		t.Fatalf("the second query-dht's reply sent %v", walks)
+	}
+	at, ok := q.p.Pending()
+	if !ok {
+		t.Fatal("a query-dht unanswered, and no deadline")
+	}
+	q.now = at
+	out = q.p.Tick(q.now)
+	again, _ := q.sent(out)
+	if len(again) != 1 || again[0] == asks[0] || again[0] == asks[1] {
+		t.Fatalf("the unanswered query-dht (id %d) asked again as %v; want one new id", asks[0], again)
+	}
+	for _, o := range out {
+		if s, ok := o.(Send); ok && s.ID == again[0] && s.Flags&wire.FlagRetransmit != 0 {
+			t.Fatal("asked again flagged as a retransmission of the same request")
+		}
+	}
+	if seq := seqOf(out, again[0]); seq <= lastSeq {
+		t.Fatalf("asked again with sequence number %d, not above the last sent, %d", seq, lastSeq)
+	}
+	if out := q.reply(asks[0]); !droppedAs(out, "reply matches no request") {
+		t.Fatalf("the first copy's reply, once asked again: %v", out)
+	}
+	// No reply to the new request either: the walk is given up in its
+	// turn, before the second query's answer is printed.
+	var got []string
+	for i := 0; i < 10000 && len(got) == 0; i++ {
+		at, ok := q.p.Pending()
+		if !ok {
+			t.Fatal("a query-dht unanswered, and no deadline")
+		}
+		q.now = at
+		got = printed(q.p.Tick(q.now))
+		if i == 0 {
+			got = append(got, printed(q.answer(walks["Republic of Chile"], "Republic of Chile", true))...)
+		}
+	}
+	want := []string{"query-dht FAILURE: no answer from the server at 10.0.0.1:4000 within 3s", "query-dht found Republic of Chile"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("printed %q; want %q", got, want)
+	}
+	if !q.p.Idle() {
+		t.Fatal("every walk ended, and the peer is not idle")
+	}
+}
+
 // droppedAs reports whether out drops a datagram for reason.
 func droppedAs(out []Output, reason string) bool {
 	for _, o := range out {
@@ -173,10 +268,10 @@ func TestWalkGivenUpInItsTurn(t *testing.T) {
 	out = append(out, q.p.Input(q.now, "query-dht erin Republic of Chile")...)
 	out = append(out, q.p.Input(q.now, "query-dht erin Kingdom of Spain")...)
 	asks, _ := q.sent(out)
-	asks, w1 := q.sent(q.reply(asks[0])) // Aruba in the ring; Chile asked
-	asks, w2 := q.sent(q.reply(asks[0])) // Chile in the ring; Spain asked
+	_, w1 := q.sent(q.reply(asks[0])) // Aruba in the ring
+	_, w2 := q.sent(q.reply(asks[1])) // Chile in the ring
 	// The server refuses the third.
-	refused := stepSigned(q.p, q.now, q.server, wire.Header{ID: asks[0]}, wire.Reply{Reason: "no DHT exists"})
+	refused := stepSigned(q.p, q.now, q.server, wire.Header{ID: asks[2]}, wire.Reply{Reason: "no DHT exists"})
 	if got := printed(refused); len(got) != 0 {
 		t.Fatalf("a refused query-dht behind two walks printed %q at once", got)
 	}
@@ -213,8 +308,8 @@ func TestWalkGivenUpInItsTurn(t *testing.T) {
 	}
 }
 
-// At most maxWalks queries are in the ring at once: the next query-dht
-// goes to the server only once an answer has come.
+// At most maxWalks queries are asked or in the ring at once: the next
+// query-dht goes to the server only once an answer has come.
 func TestWalksBounded(t *testing.T) {
 	q := newQuerier(t)
 	var out []Output
@@ -222,13 +317,12 @@ func TestWalksBounded(t *testing.T) {
 		out = append(out, q.p.Input(q.now, fmt.Sprintf("query-dht erin Land %d", i))...)
 	}
 	asks, _ := q.sent(out)
-	reqs := map[string]uint32{}
-	for len(asks) == 1 {
-		var walks map[string]uint32
-		asks, walks = q.sent(q.reply(asks[0]))
-		for n, id := range walks {
-			reqs[n] = id
-		}
+	if len(asks) != maxWalks {
+		t.Fatalf("%d query-dht sent before the input waited; want %d", len(asks), maxWalks)
+	}
+	more, reqs := q.replyAll(asks)
+	if len(more) != 0 {
+		t.Fatalf("the replies sent %d query-dht more", len(more))
 	}
 	if len(reqs) != maxWalks {
 		t.Fatalf("%d queries in the ring before the input waited; want %d", len(reqs), maxWalks)
@@ -252,9 +346,7 @@ func TestLateWalkHoldsTheOthers(t *testing.T) {
 		out = append(out, q.p.Input(q.now, "query-dht erin "+n)...)
 	}
 	asks, _ := q.sent(out)
-	for len(asks) == 1 {
-		asks, _ = q.sent(q.reply(asks[0]))
-	}
+	q.replyAll(asks)
 	resent := func(out []Output) (n int) {
 		for _, o := range out {
 			if s, ok := o.(Send); ok {
@@ -302,12 +394,7 @@ func TestWaitingLineParsedOnce(t *testing.T) {
 	}
 	out = append(out, q.p.Input(q.now, "help")...)
 	asks, _ := q.sent(out)
-	reqs := map[string]uint32{}
-	for len(asks) == 1 {
-		var walks map[string]uint32
-		asks, walks = q.sent(q.reply(asks[0]))
-		maps.Copy(reqs, walks)
-	}
+	_, reqs := q.replyAll(asks)
 	if !q.p.headRead || q.p.head.cmd != CmdHelp {
 		t.Fatalf("help waits behind two walks: read %v as %v", q.p.headRead, q.p.head.cmd)
 	}
