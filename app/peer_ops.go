@@ -555,10 +555,11 @@ const (
 	queryWalking                    // the query sent to the member; waiting for the answer
 )
 
-// queryOp: query-dht, from the request to the ring's answer. It is the
-// command in progress while it asks the server (and waits for its Long
-// Name); once the query is sent into the ring it is a walk (walk.go), and
-// the next input line may start.
+// queryOp: query-dht, from the request to the ring's answer. Typed with
+// its Long Name it is a walk from its request on (walk.go): the next input
+// line may start at once. Typed without, it is the command in progress
+// while it asks the server and waits for its Long Name, the next line;
+// once the query is sent into the ring it is a walk too.
 type queryOp struct {
 	noRing
 	rq       request
@@ -578,13 +579,10 @@ func (o *queryOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) []Ou
 	if why := o.named(r); why != "" {
 		return p.finish(now, nil, resultFailed(CmdQueryDHT, why))
 	}
-	if o.longName == "" {
-		// Only now is the next line the Long Name: a query-dht the server
-		// refuses takes none, so the line goes on as a command.
-		o.stage = queryLongName
-		return p.advance(now, nil)
-	}
-	return o.ask(p, now, nil)
+	// Only now is the next line the Long Name: a query-dht the server
+	// refuses takes none, so the line goes on as a command.
+	o.stage = queryLongName
+	return p.advance(now, nil)
 }
 
 // takeLongName: the line after a query-dht the server answered is its Long

@@ -30,7 +30,8 @@ type walk struct {
 	done bool
 }
 
-// maxWalks bounds the queries one peer has in the ring at once.
+// maxWalks bounds the queries one peer has asked of the server or in the
+// ring at once.
 const maxWalks = 32
 
 func (w *walk) needs() []netip.AddrPort { return w.q.waitOn[:] }
@@ -41,7 +42,7 @@ func (w *walk) sent(_ *Peer, m wire.Message) bool {
 }
 
 // mayStart reports whether the next line may start now, the command in
-// progress being over: with walks in the ring, only a query-dht with its
+// progress being over: with walks going, only a query-dht with its
 // Long Name. The line is parsed once (head), however often it is asked.
 func (p *Peer) mayStart() bool {
 	if len(p.walks) == 0 {
