@@ -408,3 +408,39 @@ func TestWaitingLineParsedOnce(t *testing.T) {
 		t.Fatalf("the last walk ended: printed %q, head still read %v", got, q.p.headRead)
 	}
 }
+
+// A line too long to be a command, queued behind walks, waits without
+// being parsed (a megabyte split into fields at every answer), and is
+// refused in its turn, once the walks before it have ended; the query
+// typed after it then starts.
+func TestLineTooLongWaitsUnparsed(t *testing.T) {
+	q := newQuerier(t)
+	var out []Output
+	for _, n := range []string{"Aruba", "Republic of Chile"} {
+		out = append(out, q.p.Input(q.now, "query-dht erin "+n)...)
+	}
+	long := "query-dht erin " + strings.Repeat("x", MaxInputLine)
+	out = append(out, q.p.Input(q.now, long)...)
+	out = append(out, q.p.Input(q.now, "query-dht erin Kingdom of Spain")...)
+	asks, _ := q.sent(out)
+	if len(asks) != 2 {
+		t.Fatalf("%d query-dht sent; want the two before the long line", len(asks))
+	}
+	_, reqs := q.replyAll(asks)
+	if q.p.headRead {
+		t.Fatal("the line too long was parsed while it waits")
+	}
+	if got := printed(q.answer(reqs["Aruba"], "Aruba", true)); len(got) != 1 || q.p.headRead {
+		t.Fatalf("a walk ended: printed %q, the line too long parsed: %v", got, q.p.headRead)
+	}
+	out = q.answer(reqs["Republic of Chile"], "Republic of Chile", true)
+	var notice bool
+	for _, o := range out {
+		if n, ok := o.(Notice); ok && strings.HasPrefix(n.Line, "input: a line of more than ") {
+			notice = true
+		}
+	}
+	if asks, _ := q.sent(out); !notice || len(asks) != 1 {
+		t.Fatalf("the last walk ended: notice %v, %d query-dht sent; want the notice and the next query asked", notice, len(asks))
+	}
+}
