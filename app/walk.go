@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -187,8 +188,10 @@ func (p *Peer) askAgain(now time.Time, w *walk, out []Output) ([]Output, bool) {
 	if !rq.tries.again(now, &p.serverRetry, &p.serverRTT) {
 		return p.walked(now, w, resultFailed(CmdQueryDHT, fmt.Sprintf("no answer from the server at %s within %s", p.cfg.Server, p.serverRetry.GiveUp)), out), false
 	}
+	was := rq.id
 	rq.id, rq.sg = p.link.newID(), p.requestSigner(now)
 	p.stats.Sent++
 	p.stats.Retransmits++
+	out = append(out, debugEvent("query-dht asked again as a new request: no reply", slog.Uint64("id", uint64(was)), slog.Uint64("new_id", uint64(rq.id))))
 	return append(out, rq.sg.send(p.cfg.Server, rq.id, 0, rq.msg)), true
 }

@@ -219,6 +219,9 @@ func TestWalkAskedAgainAsANewRequest(t *testing.T) {
 			t.Fatal("asked again flagged as a retransmission of the same request")
 		}
 	}
+	if !droppedAs(out, "query-dht asked again as a new request") {
+		t.Error("asking again left no trace event")
+	}
 	if seq := seqOf(out, again[0]); seq <= lastSeq {
 		t.Fatalf("asked again with sequence number %d, not above the last sent, %d", seq, lastSeq)
 	}
