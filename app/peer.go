@@ -687,6 +687,11 @@ func (p *Peer) Pending() (time.Time, bool) {
 	return t, ok
 }
 
+// serverSilent is why a request the server never answered failed.
+func (p *Peer) serverSilent() string {
+	return fmt.Sprintf("no answer from the server at %s within %s", p.cfg.Server, p.serverRetry.GiveUp)
+}
+
 // Tick retransmits, gives up, and times out the command in progress.
 func (p *Peer) Tick(now time.Time) []Output {
 	out, gone := p.link.tick(now)
@@ -714,7 +719,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 	}
 	if rq := o.asking(); rq != nil && rq.live && rq.tries.due(now) {
 		if !rq.tries.again(now, &p.serverRetry, &p.serverRTT) {
-			return p.failed(now, out, resultFailed(rq.cmd, fmt.Sprintf("no answer from the server at %s within %s", p.cfg.Server, p.serverRetry.GiveUp)))
+			return p.failed(now, out, resultFailed(rq.cmd, p.serverSilent()))
 		}
 		p.stats.Sent++
 		p.stats.Retransmits++

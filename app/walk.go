@@ -137,12 +137,12 @@ func (p *Peer) tickWalks(now time.Time, gone []failure, out []Output) []Output {
 		if w.done || w.q == nil {
 			continue
 		}
-		var ok bool
 		if g, ok := opFailure(p, w, gone); ok {
 			out = p.walked(now, w, resultFailed(CmdQueryDHT, fmt.Sprintf("%s sent to %s was not acknowledged within %s", g.msg.Type(), g.to, p.link.cfg.GiveUp)), out)
 			i = -1 // the walks ahead may have gone: look again from the first
 			continue
 		}
+		var ok bool
 		if w.q.stage == queryAsking {
 			if out, ok = p.askAgain(now, w, out); !ok {
 				i = -1
@@ -186,7 +186,7 @@ func (p *Peer) askAgain(now time.Time, w *walk, out []Output) ([]Output, bool) {
 		return out, true
 	}
 	if !rq.tries.again(now, &p.serverRetry, &p.serverRTT) {
-		return p.walked(now, w, resultFailed(CmdQueryDHT, fmt.Sprintf("no answer from the server at %s within %s", p.cfg.Server, p.serverRetry.GiveUp)), out), false
+		return p.walked(now, w, resultFailed(CmdQueryDHT, p.serverSilent()), out), false
 	}
 	was := rq.id
 	rq.id, rq.sg = p.link.newID(), p.requestSigner(now)
