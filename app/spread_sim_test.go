@@ -19,14 +19,7 @@ import (
 // records share one with the next owner's.
 func TestLeaderSendsTheFarthestOwnersRecordsFirst(t *testing.T) {
 	const n = 8
-	data := records(t)
-	s := newSim(t, 5)
-	names := registered(t, s, n, data)
-	var events []roundEvent
-	s.SetTrace(roundTrace{events: &events})
-	s.mustDo(names[0], fmt.Sprintf("setup-dht %d %s", n, names[0]), "setup-dht SUCCESS")
-	s.SetTrace(nil)
-	s.checkRing(data)
+	s, names, events := tracedSetup(t, 5, n)
 
 	// The leader's stores: their first records' owners go round the ring
 	// backwards, from the farthest (id n-1) to the nearest (id 1).
@@ -48,7 +41,7 @@ func TestLeaderSendsTheFarthestOwnersRecordsFirst(t *testing.T) {
 	// Every hop: at most the datagrams the bytes that cross it fill, and
 	// one more for each owner past it whose records share a datagram.
 	bytesPast := make([]int, n) // bytesPast[k]: of the records owned past node k
-	for _, r := range data {
+	for _, r := range records(t) {
 		for k := range dataset.ID(r.Pos(), n) {
 			bytesPast[k] += wire.RecordLen(r.Fields())
 		}
@@ -67,16 +60,25 @@ func TestLeaderSendsTheFarthestOwnersRecordsFirst(t *testing.T) {
 	t.Logf("stores sent in a setup of %d: %d (at most %d)", n, total, bound)
 }
 
-// registered registers n peers, usera, userb, …, and returns their names.
-func registered(t *testing.T, s *simNet, n int, data []dataset.Record) []string {
+// tracedSetup registers n peers, usera, userb, …, has the first set up a
+// ring of all n with the dataset, checks the ring, and returns the
+// simulation, the names and the datagrams and commits of the setup.
+func tracedSetup(t *testing.T, seed uint64, n int) (*simNet, []string, []roundEvent) {
 	t.Helper()
+	data := records(t)
+	s := newSim(t, seed)
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("user%c", 'a'+i)
 		p := s.addPeer(names[i], data)
 		s.mustDo(names[i], fmt.Sprintf("register %s %s %d", names[i], p.Addr.Addr(), p.Addr.Port()), "register SUCCESS")
 	}
-	return names
+	var events []roundEvent
+	s.SetTrace(roundTrace{events: &events})
+	s.mustDo(names[0], fmt.Sprintf("setup-dht %d %s", n, names[0]), "setup-dht SUCCESS")
+	s.SetTrace(nil)
+	s.checkRing(data)
+	return s, names, events
 }
 
 // The leader of a setup sends its stores right behind its set-ids, in the
@@ -87,14 +89,7 @@ func registered(t *testing.T, s *simNet, n int, data []dataset.Record) []string 
 // sent again: the lossy simulations of setup cover that.
 func TestStoresLeaveWithTheSetIDs(t *testing.T) {
 	const n = 8
-	data := records(t)
-	s := newSim(t, 3)
-	names := registered(t, s, n, data)
-	var events []roundEvent
-	s.SetTrace(roundTrace{events: &events})
-	s.mustDo(names[0], fmt.Sprintf("setup-dht %d %s", n, names[0]), "setup-dht SUCCESS")
-	s.SetTrace(nil)
-	s.checkRing(data)
+	_, names, events := tracedSetup(t, 3, n)
 	leader := names[0]
 	first := index(events, 0, "send", leader, wire.TypeSetID.String())
 	store := index(events, first, "send", leader, wire.TypeStore.String())
