@@ -546,11 +546,11 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 		return []Output{dropped("reply matches no request", from, slog.Uint64("id", uint64(h.ID)))}
 	}
 	rq.live = false
-	if w != nil {
-		return p.walkAnswered(now, w, r)
-	}
 	if rtt, ok := rq.tries.roundTrip(now); ok {
 		p.serverRTT.sample(rtt)
+	}
+	if w != nil {
+		return p.walkAnswered(now, w, r)
 	}
 	if !r.OK {
 		return p.failed(now, nil, resultFailed(rq.cmd, r.Reason))

@@ -152,6 +152,9 @@ func TestQueriesTypedAheadWalkTogether(t *testing.T) {
 	if out := q.reply(asks[0]); !droppedAs(out, "reply matches no request") {
 		t.Fatalf("a second copy of a reply: %v", out)
 	}
+	if q.p.serverRTT.srtt == 0 {
+		t.Error("the replies to queries typed ahead measured no round trip to the server")
+	}
 	if q.p.Idle() {
 		t.Fatal("three queries in the ring, and the peer says it is idle")
 	}
