@@ -97,8 +97,14 @@ func TestBenchProcesses(t *testing.T) {
 	profiles := t.TempDir()
 	args := []string{"dht", "bench", "--processes", "--bin", bin, "--peers", "3", "--queriers", "2", "--queries", "20", "--queries-ahead", "20",
 		"--data", datasetPath(t), "--cpuprofile", profiles, "--json"}
+	// The bench types at its children on one P, and gives the caller's
+	// GOMAXPROCS back.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(3))
 	if code := run(args, strings.NewReader(""), &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if got := runtime.GOMAXPROCS(0); got != 3 {
+		t.Errorf("the bench left GOMAXPROCS at %d, not the 3 it was given", got)
 	}
 	var r bench.ProcReport
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
