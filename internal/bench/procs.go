@@ -108,11 +108,6 @@ type Phase struct {
 	Datagrams int     `json:"serial_datagrams"`
 	FloorMS   float64 `json:"floor_ms"`
 	Ratio     float64 `json:"floor_ratio"`
-	// CPUMS is the CPU time the server's and the users' processes spent
-	// from the command typed to its last result (0 where /proc is
-	// missing). Shown, in no floor: over the machine's CPUs it is the
-	// least the command could take here if no CPU ever idled.
-	CPUMS float64 `json:"cpu_ms,omitempty"`
 }
 
 // The critical paths the floors count (n: the ring's size before the
@@ -413,8 +408,7 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	}
 	stats := func(name string) string { return filepath.Join(dir, name+".stats") }
 	srvArgs := append([]string{"server", "--quiet", "--db", filepath.Join(dir, "dht-server.db"), "--stats", stats("server")}, profile("server")...)
-	srv, err := ps.start("server", append(srvArgs, srvPort)...)
-	if err != nil {
+	if _, err := ps.start("server", append(srvArgs, srvPort)...); err != nil {
 		return r, err
 	}
 	if err := awaitBound(ports[0], 10*time.Second); err != nil {
@@ -440,15 +434,7 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 		}
 	}
 
-	// The CPU of a command: the server's and every user's process.
-	cluster := []int{srv.cmd.Process.Pid}
-	for _, u := range users {
-		cluster = append(cluster, u.cmd.Process.Pid)
-	}
-	cpuSince := func(before cpuUsage) float64 { return (usage(cluster).cpuNS - before.cpuNS) / 1e6 }
-
 	leader := users[0]
-	before := usage(cluster)
 	start := time.Now()
 	out, err := leader.do(fmt.Sprintf("setup-dht %d %s", o.Peers, leader.name))
 	if err != nil {
@@ -456,7 +442,6 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	}
 	n := o.Peers
 	r.Setup.set(ms(time.Since(start)), 3, n+4, r.Floor)
-	r.Setup.CPUMS = cpuSince(before)
 	_, ringText, _ := strings.Cut(out[0], ": ring of ")
 	ring := strings.Fields(ringText)
 	if len(ring) != n+1 {
@@ -504,20 +489,16 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	}
 	if !o.SkipLeave {
 		leaver, newLeader := byName[ring[1]], byName[ring[2%len(ring)]]
-		before = usage(cluster)
 		start = time.Now()
 		if _, err := leaver.do("leave-dht " + leaver.name); err != nil {
 			return r, err
 		}
 		r.Leave.set(ms(time.Since(start)), 3, 3*n+6, r.Floor)
-		r.Leave.CPUMS = cpuSince(before)
-		before = usage(cluster)
 		start = time.Now()
 		if _, err := newLeader.do("teardown-dht " + newLeader.name); err != nil {
 			return r, err
 		}
 		r.Teardown.set(ms(time.Since(start)), 3, (n-1)+4, r.Floor)
-		r.Teardown.CPUMS = cpuSince(before)
 	}
 
 	for _, c := range ps.all {
@@ -1031,7 +1012,6 @@ func MedianProc(rs []ProcReport) ProcReport {
 		med(func(x *ProcReport) *float64 { return &ph(x).MS })
 		med(func(x *ProcReport) *float64 { return &ph(x).FloorMS })
 		med(func(x *ProcReport) *float64 { return &ph(x).Ratio })
-		med(func(x *ProcReport) *float64 { return &ph(x).CPUMS })
 	}
 	for _, q := range []func(*ProcReport) *QueryReport{
 		func(x *ProcReport) *QueryReport { return &x.Single },
@@ -1114,9 +1094,6 @@ func PrintProcReport(w io.Writer, r ProcReport) {
 		fmt.Fprintf(tw, "%s\ttime / floor\t%.2f ms / %.2f ms\n", name, p.MS, p.FloorMS)
 		fmt.Fprintf(tw, "\tratio\t%.2f%s\n", p.Ratio, spread(key, "%.2f"))
 		fmt.Fprintf(tw, "\tfloor = commits × fdatasync + datagrams × hop\t%d × %.0f µs + %d × %.1f µs\n", p.Commits, r.Floor.FsyncUS, p.Datagrams, r.Floor.HopUS)
-		if p.CPUMS > 0 {
-			fmt.Fprintf(tw, "\tCPU of the server and the users / CPUs (in no floor)\t%.1f ms / %d = %.1f ms\n", p.CPUMS, r.CPUs, p.CPUMS/float64(r.CPUs))
-		}
 	}
 	phase("setup-dht → dht-complete", r.Setup, "setup_floor_ratio")
 	for i, q := range []QueryReport{r.Single, r.Concurrent} {
