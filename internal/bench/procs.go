@@ -873,9 +873,9 @@ func fsyncFloor(dir string, rounds int) (float64, error) {
 // reads the file's times, after which Linux stamps the next change
 // finely. A write that leaves the times as they were (the next one within
 // the same tick of the clock, in a loop) spares the fdatasync the inode's
-// write: on ext4 without a journal, the disk the bench was measured on,
-// that is a third write to wait for: 4 to 5 of 50 fdatasyncs in such a
-// loop made it, against every one with this (a trace of block requests).
+// write, on ext4 without a journal (the disk the bench was measured on) a
+// third request to wait for. In a trace of block requests, 4 to 5 of 50
+// fdatasyncs in such a loop wrote the inode, and every one with this.
 func staleTimes(f *os.File) error {
 	old := time.Unix(1, 0)
 	return os.Chtimes(f.Name(), old, old)
