@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The query order asks every record in turn, each pass shuffled, and a
@@ -95,5 +97,36 @@ func TestMedianReport(t *testing.T) {
 	}
 	if one := Median(rs[:1]); one.Spread != nil {
 		t.Errorf("one run has a spread: %+v", one.Spread)
+	}
+}
+
+// The floors' files have their times set back before each timed write, so
+// that the write changes them, as every commit's write does (and the
+// fdatasync writes the inode too, as a commit's does).
+func TestFloorWritesChangeTheFileTimes(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "floor"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := staleTimes(f); err != nil {
+		t.Fatal(err)
+	}
+	before, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !before.ModTime().Equal(time.Unix(1, 0)) {
+		t.Fatalf("times set back to %v, want %v", before.ModTime(), time.Unix(1, 0))
+	}
+	if _, err := f.WriteAt(make([]byte, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	after, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.ModTime().Equal(before.ModTime()) {
+		t.Fatalf("the write left the modification time at %v", after.ModTime())
 	}
 }
