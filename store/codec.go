@@ -420,18 +420,31 @@ func recordKey(r dataset.Record) (pos int, key string, err error) {
 	return pos, r.LongName, nil
 }
 
-func encodeRecord(r dataset.Record) ([]byte, error) {
-	f := r.Fields()
+// recordLen is the length of r encoded.
+func recordLen(r dataset.Record) int {
 	size := 0
-	for _, s := range f {
+	for _, s := range r.Fields() {
 		size += 2 + len(s)
 	}
-	e := enc{b: make([]byte, 0, size)}
-	for i, s := range f {
-		e.str("record field "+dataset.Headers[i], s)
+	return size
+}
+
+// appendRecord appends r encoded to b.
+func appendRecord(b []byte, r dataset.Record) ([]byte, error) {
+	e := enc{b: b}
+	for i, s := range r.Fields() {
+		e.str(recordFieldWhat[i], s)
 	}
 	return e.b, e.err
 }
+
+// recordFieldWhat names each field in appendRecord's errors.
+var recordFieldWhat = func() (what [dataset.NumFields]string) {
+	for i, h := range dataset.Headers {
+		what[i] = "record field " + h
+	}
+	return what
+}()
 
 // decodeRecord copies the fields into one string of their own (a query
 // decodes one record from the file, and its fields leave the transaction).

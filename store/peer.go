@@ -33,16 +33,24 @@ func prepareApply(b state.Batch) (peerWrite, error) {
 		w.identity = v
 	}
 	w.put = make([]slotKV, 0, len(b.Put))
+	// Every value goes into one buffer, sized first: one allocation for
+	// the batch rather than one a record (bbolt keeps the slices it is
+	// given until the commit, and none outlives it).
+	size := 0
+	for _, r := range b.Put {
+		size += recordLen(r)
+	}
+	buf := make([]byte, 0, size)
 	for _, r := range b.Put {
 		pos, k, err := recordKey(r)
 		if err != nil {
 			return w, err
 		}
-		v, err := encodeRecord(r)
-		if err != nil {
+		start := len(buf)
+		if buf, err = appendRecord(buf, r); err != nil {
 			return w, err
 		}
-		w.put = append(w.put, slotKV{pos, kv{k, v}})
+		w.put = append(w.put, slotKV{pos, kv{k, buf[start:len(buf):len(buf)]}})
 	}
 	return w, nil
 }
@@ -100,15 +108,14 @@ func (p *PeerDB) Apply(b state.Batch) error {
 	p.endRead()
 	return p.file.update(p.db, func(tx *bolt.Tx) error {
 		if w.clear {
+			// The root's keys name the buckets: a cursor lists them
+			// without opening each (tx.ForEach would).
 			var slots [][]byte
-			err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-				if _, ok := slotPos(name); ok {
-					slots = append(slots, append([]byte(nil), name...))
+			c := tx.Cursor()
+			for name, _ := c.First(); name != nil; name, _ = c.Next() {
+				if pos, ok := slotPos(name); ok {
+					slots = append(slots, slotBucket(pos))
 				}
-				return nil
-			})
-			if err != nil {
-				return err
 			}
 			for _, name := range slots {
 				if err := tx.DeleteBucket(name); err != nil {
