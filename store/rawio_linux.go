@@ -44,6 +44,11 @@ type rawFile struct {
 	path string
 	meta int64     // offsets below it are bbolt's meta pages
 	rec  commitRec // of the commit under way
+	// The open file's device and inode, which do not change while it is
+	// open, and path as the system call takes it: a check is then one
+	// stat of the path.
+	dev, ino uint64
+	cpath    *byte
 }
 
 // The raw calls, variables so that tests can watch and fail them. They
@@ -70,6 +75,14 @@ func newRawFile(db *bolt.DB, f *os.File) rawIO {
 	ps := db.Info().PageSize
 	r := &rawFile{fd: -1, path: f.Name(), meta: 2 * int64(ps)}
 	if err := rc.Control(func(fd uintptr) { r.fd = int(fd) }); err != nil || r.fd < 0 {
+		return nil
+	}
+	var open syscall.Stat_t
+	if err := syscall.Fstat(r.fd, &open); err != nil {
+		return nil
+	}
+	r.dev, r.ino = uint64(open.Dev), uint64(open.Ino)
+	if r.cpath, err = syscall.BytePtrFromString(r.path); err != nil {
 		return nil
 	}
 	writeAt = func(b []byte, off int64) (int, error) {
@@ -110,21 +123,25 @@ func (r *rawFile) sync() error {
 	return nil
 }
 
-// stat reports whether path names the open file, and that file's size.
+// stat reports whether path names the open file, and that file's size:
+// one stat of path, compared with the open file's device and inode (if
+// path names another file, its size does not matter).
 func (r *rawFile) stat(path string) (same bool, size int64, err error) {
-	var open, named syscall.Stat_t
-	if _, _, e := syscall.RawSyscall(syscall.SYS_FSTAT, uintptr(r.fd), uintptr(unsafe.Pointer(&open)), 0); e != 0 {
-		return false, 0, &os.PathError{Op: "fstat", Path: path, Err: e}
+	p := r.cpath
+	if path != r.path {
+		if p, err = syscall.BytePtrFromString(path); err != nil {
+			return false, 0, &os.PathError{Op: "stat", Path: path, Err: err}
+		}
 	}
-	p, err := syscall.BytePtrFromString(path)
-	if err != nil {
-		return false, 0, &os.PathError{Op: "stat", Path: path, Err: err}
-	}
+	var named syscall.Stat_t
 	const atFDCWD = ^uintptr(99) // -100
 	if _, _, e := syscall.RawSyscall6(sysFstatat, atFDCWD, uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(&named)), 0, 0, 0); e != 0 {
-		return false, open.Size, &os.PathError{Op: "stat", Path: path, Err: e}
+		return false, 0, &os.PathError{Op: "stat", Path: path, Err: e}
 	}
-	return open.Dev == named.Dev && open.Ino == named.Ino, open.Size, nil
+	if uint64(named.Dev) != r.dev || uint64(named.Ino) != r.ino {
+		return false, 0, nil
+	}
+	return true, named.Size, nil
 }
 
 func pwrite(fd int, b []byte, off int64) (int, error) {
