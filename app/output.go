@@ -77,7 +77,13 @@ type PersistServer struct {
 
 // PersistPeer asks the peer's runner to apply one batch to its table file in
 // one transaction.
-type PersistPeer struct{ Batch state.Batch }
+type PersistPeer struct {
+	Batch state.Batch
+	// Tidy: no output before it waits for this commit (the file catches
+	// up with a change the server already holds), so the runner may let
+	// the results queued before it be written while the disk works.
+	Tidy bool
+}
 
 // Bind asks the peer's runner to bind its UDP socket to Addr and to report
 // the result with Peer.Bound.

@@ -139,7 +139,7 @@ func (o *plainOp) failing() Command { return o.rq.cmd }
 func (o *plainOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []Output {
 	switch m := o.rq.msg.(type) {
 	case wire.DHTRebuilt:
-		return p.finish(now, p.rebuiltAccepted(m), Result{Cmd: CmdDHTRebuilt, OK: true, NewLeader: m.NewLeader})
+		return p.rebuiltAccepted(now, m)
 	case wire.Deregister:
 		if m.Name == p.self.Name {
 			p.registered, p.exited = false, true
@@ -154,14 +154,21 @@ func (o *plainOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 	return p.finish(now, nil, resultOK(cmd))
 }
 
-// rebuiltAccepted: the server took dht-rebuilt; if it named this peer as
-// the user who left, this peer is out of the ring.
-func (p *Peer) rebuiltAccepted(m wire.DHTRebuilt) []Output {
+// rebuiltAccepted: the server took dht-rebuilt, which ends the command;
+// if it named this peer as the user who left, this peer is out of the
+// ring. Its file drops the neighbours after the result: the result is the
+// server's, and a peer that stops before the commit finds on resuming that
+// the ring no longer counts it, and drops them then.
+func (p *Peer) rebuiltAccepted(now time.Time, m wire.DHTRebuilt) []Output {
+	res := Result{Cmd: CmdDHTRebuilt, OK: true, NewLeader: m.NewLeader}
 	if m.Name != p.self.Name {
-		return nil
+		return p.finish(now, nil, res)
 	}
 	p.leaveRing(false)
-	return []Output{p.persist(false, nil)}
+	out := p.finish(now, nil, res)
+	tidy := p.persist(false, nil)
+	tidy.Tidy = true
+	return append(out, tidy)
 }
 
 // registerOp: register binds the address first, then asks the server. A
@@ -372,7 +379,7 @@ func (o *leaveOp) failing() Command {
 func (o *leaveOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []Output {
 	if cmd == CmdDHTRebuilt {
 		m := o.rq.msg.(wire.DHTRebuilt)
-		return p.finish(now, p.rebuiltAccepted(m), Result{Cmd: CmdDHTRebuilt, OK: true, NewLeader: m.NewLeader})
+		return p.rebuiltAccepted(now, m)
 	}
 	// Tear the ring's tables down, keeping neighbours.
 	out := []Output{resultOK(CmdLeaveDHT)}

@@ -553,6 +553,52 @@ func TestLeaverRenumbersBeforeItCommits(t *testing.T) {
 	}
 }
 
+// A leaver's dht-rebuilt SUCCESS is the server's: the commit that drops
+// the neighbours from its file comes after the result, marked Tidy (no
+// output before it waits for it), so that the line is not held up by the
+// disk. A member that reports another's leave commits nothing.
+func TestLeaverPrintsBeforeItForgetsItsNeighbours(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	for _, c := range []struct {
+		name   string
+		leaver string
+		want   []string
+	}{
+		{"the leaver", fzSelf.Name, []string{"dht-rebuilt SUCCESS: new leader carol", "tidy commit"}},
+		{"another's leave", "dave", []string{"dht-rebuilt SUCCESS: new leader carol"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := fuzzPeer()
+			giveCredentials(p)
+			p.leaveRing(true) // the teardown came back: no place, the neighbours kept
+			o := &plainOp{}
+			p.op = o
+			var req uint32
+			for _, out := range p.ask(now, nil, &o.rq, CmdDHTRebuilt, wire.DHTRebuilt{Name: c.leaver, NewLeader: "carol"}) {
+				if s, ok := out.(Send); ok && s.To == fzServer {
+					req = s.ID
+				}
+			}
+			var got []string
+			for _, out := range stepSigned(p, now, fzServer, wire.Header{ID: req}, wire.Reply{OK: true}) {
+				switch out := out.(type) {
+				case Result:
+					got = append(got, out.String())
+				case PersistPeer:
+					id := out.Batch.Identity
+					if !out.Tidy || id == nil || id.InRing || id.Left.Name != "" || id.Right.Name != "" {
+						t.Fatalf("the commit after dht-rebuilt: %+v; want a tidy one of no place and no neighbours", out)
+					}
+					got = append(got, "tidy commit")
+				}
+			}
+			if !slices.Equal(got, c.want) {
+				t.Fatalf("the reply to dht-rebuilt gives %q; want %q", got, c.want)
+			}
+		})
+	}
+}
+
 // A peer derives a querier's token once a ring and keeps it: the token is
 // the one queryToken derives for the ring the peer is in now, a new ring
 // (epoch or key) derives it again, and the cache is bounded.

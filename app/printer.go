@@ -94,6 +94,13 @@ func (p *printer) push(j printJob) {
 	}
 }
 
+// busy reports whether anything queued is not yet done.
+func (p *printer) busy() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pending > 0
+}
+
 // full reports that Run should read no more input until room delivers.
 func (p *printer) full() bool {
 	p.mu.Lock()

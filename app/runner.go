@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -736,6 +737,15 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 			}
 			if r.store == nil {
 				return false, fmt.Errorf("peer: persist before the table file is open")
+			}
+			// The printer's turn first: the commit keeps this process's
+			// only P for as long as the disk takes (raw system calls),
+			// and nothing queued waits for it. A few turns, not a wait:
+			// the scheduler takes the yielder back first one time in 61,
+			// and a printer held up by its reader must not hold the
+			// commit.
+			for i := 0; o.Tidy && i < 3 && r.out.busy(); i++ {
+				runtime.Gosched()
 			}
 			began := r.now()
 			if err := r.store.Apply(o.Batch); err != nil {

@@ -5,6 +5,9 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,5 +112,47 @@ func TestCommitPostponesRetransmissions(t *testing.T) {
 	}
 	if out, _ := p.link.tick(due.Add(took)); len(out) != 1 {
 		t.Fatalf("%v later: %d sent again; want the store", took, len(out))
+	}
+}
+
+// lineWriter is an Out that says whether a line was written yet.
+type lineWriter struct {
+	mu   sync.Mutex
+	text strings.Builder
+}
+
+func (w *lineWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.text.Write(b)
+}
+
+func (w *lineWriter) has(s string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Contains(w.text.String(), s)
+}
+
+// A Tidy commit lets the results queued before it be written first: a
+// peer runs on one P, and its commits keep that P for as long as the disk
+// takes (raw system calls), so without a turn for the printer the line
+// would wait for the disk. Here on one P, the commit checks that the line
+// is out when it starts.
+func TestTidyCommitComesAfterTheResults(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	out := &lineWriter{}
+	r := &PeerRunner{Core: ringNode(t), Out: out}
+	defer r.start()()
+	const line = "dht-rebuilt SUCCESS: new leader carol"
+	var printedFirst, committed bool
+	r.store = slowPeerStore{PeerStore: store.NewMemPeer(), took: func() { printedFirst, committed = out.has(line), true }}
+	r.mu.Lock()
+	_, err := r.exec([]Output{Result{Cmd: CmdDHTRebuilt, OK: true, NewLeader: "carol"}, PersistPeer{Tidy: true}})
+	r.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !committed || !printedFirst {
+		t.Fatalf("committed %v, the result written before the commit began %v; want both", committed, printedFirst)
 	}
 }
