@@ -385,6 +385,11 @@ func (p *Peer) finish(now time.Time, out []Output, r Result) []Output {
 	if j, ok := p.op.(*joinOp); ok && j.stage == joinWaiting && !r.OK {
 		out = append(out, p.joinUndone()...)
 	}
+	if _, ok := p.op.(*leaveOp); ok && p.unsaved {
+		// A leave that ends before its rebuild-dht left: the emptied
+		// table and lost place it put off (leaveOp.tornDown).
+		out = append(out, p.persist(false, nil))
+	}
 	p.op = nil
 	out = p.emit(out, r)
 	return p.advance(now, out)

@@ -392,16 +392,20 @@ func (o *leaveOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true, OriginAddr: p.self.Addr, Epoch: p.epoch}, tagNone, false)...)
 }
 
-// tornDown: the teardown came back; renumber the others. The reset-id
-// goes before this node's commit of its emptied table (the runner sends
-// what is ready before it commits), so that the renumbering goes round
-// while the leaver's disk works: it comes back only after the commit.
+// tornDown: the teardown came back; renumber the others. The leaver's
+// emptied table and lost place are committed once rebuild-dht has left
+// (resetAcked), as the other nodes write theirs with the rebuild's
+// commit: a commit here would keep the leaver from reading the reset-id
+// when it comes back, and the reset-left and reset-right that follow
+// would wait for its disk. If the leave ends before (finish), the commit
+// is made then. A leaver stopped meanwhile resumes on a file that still
+// holds its place, which the ring no longer counts: resumed drops it.
 func (o *leaveOp) tornDown(p *Peer, now time.Time) []Output {
 	p.clearTable()
 	p.leaveRing(true)
+	p.deferPersist(true)
 	o.stage = leaveRenumbering
-	out := p.link.send(now, o.right.Addr, wire.ResetID{Origin: p.self.Name, ID: 0, N: uint16(o.n - 1), OriginAddr: p.self.Addr, Epoch: o.epoch}, tagNone, false)
-	return append(out, p.persist(true, nil))
+	return p.link.send(now, o.right.Addr, wire.ResetID{Origin: p.self.Name, ID: 0, N: uint16(o.n - 1), OriginAddr: p.self.Addr, Epoch: o.epoch}, tagNone, false)
 }
 
 // renumbered: reset-id came back; point the neighbours at each other.
@@ -422,7 +426,8 @@ func (o *leaveOp) resetAcked(p *Peer, now time.Time, out []Output) []Output {
 	}
 	o.stage = leaveRebuilding
 	o.ringPhase.until = now.Add(p.cfg.OpTimeout)
-	return append(out, p.link.send(now, o.right.Addr, wire.RebuildDHT{Leaver: p.self}, tagRebuild, false)...)
+	out = append(out, p.link.send(now, o.right.Addr, wire.RebuildDHT{Leaver: p.self}, tagRebuild, false)...)
+	return append(out, p.persist(true, nil)) // after the send: the rebuild starts while the disk works
 }
 
 // rebuilt: the new leader has placed every record, or could not.

@@ -525,31 +525,56 @@ func TestLeaderCommitsAfterItsFlushLeaves(t *testing.T) {
 	}
 }
 
-// A leaver whose teardown came back sends reset-id before it commits its
-// emptied table, so that the renumbering goes round the ring while its
-// disk works (the runner sends what is ready before it commits).
-func TestLeaverRenumbersBeforeItCommits(t *testing.T) {
-	p := fuzzPeer()
-	giveCredentials(p)
+// A leaver whose teardown came back renumbers the ring, points its
+// neighbours at each other and sends rebuild-dht before it commits its
+// emptied table: a commit any earlier would keep it from reading the
+// reset-id coming back, and the rest would wait for its disk. A leave
+// that ends before rebuild-dht left makes the commit as it ends.
+func TestLeaverCommitsOnceRebuildDHTHasLeft(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	o := &leaveOp{stage: leaveTearing, left: fzLeft, right: fzRight, n: 3, epoch: fzEpoch}
-	p.op = o
-	var got []string
-	for _, out := range p.teardownReturned(now, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true}) {
-		switch out := out.(type) {
-		case PersistPeer:
-			got = append(got, "commit")
-			if !out.Batch.Clear || out.Batch.Identity == nil || out.Batch.Identity.InRing {
-				t.Fatalf("the leaver commits %+v; want its table cleared and no place", out.Batch)
-			}
-		case Send:
-			if r, ok := out.Msg.(wire.ResetID); ok && out.To == fzRight.Addr && r.ID == 0 && r.N == 2 {
-				got = append(got, "reset-id")
+	leaver := func() (*Peer, *leaveOp) {
+		p := fuzzPeer()
+		giveCredentials(p)
+		o := &leaveOp{stage: leaveTearing, left: fzLeft, right: fzRight, n: 3, epoch: fzEpoch}
+		o.ringPhase.until = now.Add(time.Minute)
+		p.op = o
+		return p, o
+	}
+	steps := func(t *testing.T, outs []Output) []string {
+		t.Helper()
+		var got []string
+		for _, out := range outs {
+			switch out := out.(type) {
+			case PersistPeer:
+				got = append(got, "commit")
+				id := out.Batch.Identity
+				if !out.Batch.Clear || id == nil || id.InRing || id.Left != fzLeft || id.Right != fzRight {
+					t.Fatalf("the leaver commits %+v; want its table cleared, no place, its neighbours kept", out.Batch)
+				}
+			case Send:
+				got = append(got, out.Msg.Type().String())
+			case Result:
+				got = append(got, out.String())
 			}
 		}
+		return got
 	}
-	if !slices.Equal(got, []string{"reset-id", "commit"}) {
-		t.Fatalf("the teardown back at the leaver gives %q; want [reset-id commit]", got)
+
+	p, o := leaver()
+	var got []string
+	got = append(got, steps(t, p.teardownReturned(now, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true}))...)
+	got = append(got, steps(t, o.renumbered(p, now))...)
+	got = append(got, steps(t, o.resetAcked(p, now, nil))...)
+	got = append(got, steps(t, o.resetAcked(p, now, nil))...)
+	if want := []string{"reset-id", "reset-left", "reset-right", "rebuild-dht", "commit"}; !slices.Equal(got, want) {
+		t.Fatalf("the leave from its teardown's return gives %q; want %q", got, want)
+	}
+
+	p, o = leaver()
+	got = steps(t, p.teardownReturned(now, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true}))
+	got = append(got, steps(t, o.expire(p, now.Add(time.Minute), nil))...)
+	if want := []string{"reset-id", "commit", "dht-rebuilt FAILURE: the ring did not finish within " + p.cfg.OpTimeout.String()}; !slices.Equal(got, want) {
+		t.Fatalf("a leave ending before its rebuild-dht: %q; want %q", got, want)
 	}
 }
 
