@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// classFaultsChild is set in the environment of the child
+// TestWarmClasses starts: "warm" (warmHeap) or "touched" (the heap touched
+// and collected, nothing else).
+const classFaultsChild = "DHT_TEST_CLASS_FAULTS"
+
+// minorFaults is the process's minor page faults so far.
+func minorFaults(t *testing.T) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return ru.Minflt
+}
+
+// TestClassFaultsChild is TestWarmClasses's child: on one P, as a server
+// or a peer runs, it prints the page faults taken by a first use of the
+// small size classes: about 8 KiB of objects of each of 40 sizes, with
+// pointers and without, kept.
+func TestClassFaultsChild(t *testing.T) {
+	mode := os.Getenv(classFaultsChild)
+	if mode == "" {
+		t.Skip("run by TestWarmClasses")
+	}
+	runtime.GOMAXPROCS(1)
+	switch mode {
+	case "warm":
+		warmHeap()
+	case "touched":
+		touch(warmBytes)
+		runtime.GC()
+	}
+	var (
+		plain [][]byte
+		ptrs  [][]*byte
+	)
+	before := minorFaults(t)
+	for size := 16; size <= 32<<10; size += 16 + size/5 {
+		for range max(1, 8<<10/size) {
+			plain = append(plain, make([]byte, size))
+			ptrs = append(ptrs, make([]*byte, size/8))
+		}
+	}
+	after := minorFaults(t)
+	runtime.KeepAlive(plain)
+	runtime.KeepAlive(ptrs)
+	fmt.Printf("faults %d\n", after-before)
+}
+
+// TestWarmClasses: after warmHeap, a fresh process's first use of the size
+// classes takes a fraction of the page faults it takes with the heap only
+// touched (the runtime's records of each class's spans are made on first
+// use, outside the heap).
+func TestWarmClasses(t *testing.T) {
+	faults := func(mode string) int64 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestClassFaultsChild$", "-test.v")
+		cmd.Env = append(os.Environ(), classFaultsChild+"="+mode)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child (%s): %v\n%s", mode, err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if v, ok := strings.CutPrefix(line, "faults "); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+		t.Fatalf("child (%s) printed no figure:\n%s", mode, out)
+		return 0
+	}
+	// The median of three children each: a child under the race detector
+	// now and then faults for its shadow memory as well.
+	median := func(mode string) int64 {
+		f := []int64{faults(mode), faults(mode), faults(mode)}
+		slices.Sort(f)
+		return f[1]
+	}
+	warm, touched := median("warm"), median("touched")
+	if touched < 20 || warm*2 > touched {
+		t.Fatalf("page faults of a first use of the size classes: %d warmed, %d with the heap only touched; want at least 20 touched, and at most half of that warmed", warm, touched)
+	}
+	t.Logf("page faults of a first use of the size classes: %d warmed, %d with the heap only touched", warm, touched)
+}
