@@ -3,11 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 )
@@ -66,23 +63,7 @@ func TestClassFaultsChild(t *testing.T) {
 // use, outside the heap).
 func TestWarmClasses(t *testing.T) {
 	faults := func(mode string) int64 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestClassFaultsChild$", "-test.v")
-		cmd.Env = append(os.Environ(), classFaultsChild+"="+mode)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("child (%s): %v\n%s", mode, err, out)
-		}
-		for _, line := range strings.Split(string(out), "\n") {
-			if v, ok := strings.CutPrefix(line, "faults "); ok {
-				n, err := strconv.ParseInt(v, 10, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return n
-			}
-		}
-		t.Fatalf("child (%s) printed no figure:\n%s", mode, out)
-		return 0
+		return childFigure(t, "TestClassFaultsChild", classFaultsChild, mode, "faults ")
 	}
 	// The median of three children each: a child under the race detector
 	// now and then faults for its shadow memory as well.

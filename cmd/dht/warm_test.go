@@ -34,27 +34,35 @@ func TestFreeHeapChild(t *testing.T) {
 // process's heap holds far less.
 func TestWarmHeap(t *testing.T) {
 	free := func(mode string) uint64 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestFreeHeapChild$", "-test.v")
-		cmd.Env = append(os.Environ(), freeHeapChild+"="+mode)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("child (%s): %v\n%s", mode, err, out)
-		}
-		for _, line := range strings.Split(string(out), "\n") {
-			if v, ok := strings.CutPrefix(line, "free "); ok {
-				n, err := strconv.ParseUint(v, 10, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return n
-			}
-		}
-		t.Fatalf("child (%s) printed no figure:\n%s", mode, out)
-		return 0
+		return uint64(childFigure(t, "TestFreeHeapChild", freeHeapChild, mode, "free "))
 	}
 	warm, cold := free("warm"), free("cold")
 	if warm < warmBytes/2 || warm < cold+warmBytes/4 {
 		t.Fatalf("free heap in memory: %d bytes warmed, %d not; want at least %d warmed, and %d more than not", warm, cold, warmBytes/2, warmBytes/4)
 	}
 	t.Logf("free heap in memory: %d bytes warmed, %d not", warm, cold)
+}
+
+// childFigure runs the test named run of this test binary in a child
+// process, with env set to mode, and returns the number the child prints
+// after prefix.
+func childFigure(t *testing.T, run, env, mode, prefix string) int64 {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+run+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env+"="+mode)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child (%s): %v\n%s", mode, err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("child (%s) printed no figure:\n%s", mode, out)
+	return 0
 }
