@@ -47,13 +47,13 @@ func oneProc(args []string) {
 // touched.
 const warmBytes = 4 << 20
 
-// warmHeap touches warmBytes of heap, makes spans of every small size
-// class (warmClasses), and collects it all, so that the heap's first
-// warmBytes are pages already in memory, free for the allocations that
-// follow, and so is what the runtime keeps beside the heap for each size
-// class: its spans' records and mark bits, its span sets' blocks. Otherwise
-// a server or a peer takes a page fault for each of those the first time
-// its commands need one: over the 9 processes of a fresh setup of 8, 440
+// warmHeap touches warmBytes of heap, makes a few hundred spans of the
+// small size classes (warmClasses), and collects it all, twice (as it was
+// measured), so that the heap's first warmBytes are pages already in
+// memory, free for the allocations that follow, and so is what the runtime
+// keeps beside the heap for the spans: their records and mark bits, the
+// span sets' blocks. Otherwise a server or a peer takes a page fault for
+// each of those the first time its commands need one: over the 9 processes of a fresh setup of 8, 440
 // faults with nothing warmed, 80-130 with the heap touched (the span
 // sets' blocks, mark bits, interface tables), 2-20 with both (and 55-60 a
 // later setup, 5-7); each a trap to the kernel, 10-20 µs of CPU on this
