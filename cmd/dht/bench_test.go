@@ -120,6 +120,11 @@ func TestBenchProcesses(t *testing.T) {
 		if p.MS <= 0 || p.Commits <= 0 || p.Datagrams <= 0 || p.FloorMS <= 0 || p.Ratio <= 0 {
 			t.Errorf("%s: %+v", name, p)
 		}
+		// What the command cost the server and the peers, and the least
+		// time that takes on this machine's CPUs.
+		if p.CPUMS <= 0 || math.Abs(p.CPUBoundMS*float64(r.CPUs)-p.CPUMS) > 1e-9*p.CPUMS {
+			t.Errorf("%s: CPU %v ms, over %d CPUs %v ms", name, p.CPUMS, r.CPUs, p.CPUBoundMS)
+		}
 	}
 	for i, q := range []bench.QueryReport{r.Single, r.Concurrent, r.Ahead} {
 		if q.Queries != 20 || q.Found != 20 {
@@ -165,7 +170,7 @@ func TestBenchProcesses(t *testing.T) {
 	for _, want := range []string{"hop (token round a ring of 2 processes)", "ping-pong between two processes", "fdatasync", "floor = commits × fdatasync + datagrams × hop",
 		"setup-dht → dht-complete", "query-dht → answer, 1 querier", "5 / 5", "7 / 7", "leave-dht → dht-rebuilt", "teardown-dht → teardown-complete", "(runs ", "critical paths",
 		"CPU a hop costs a relay of that ring", "CPU / context switches / page faults a query", "query-dht → answer, 1 querier, typed ahead", "CPU a query: server / ring nodes / queriers / bench", "at a relay's CPU a datagram, one wake-up each",
-		"2 commits at once (2 page writes + fdatasync each, a file each), till the last"} {
+		"2 commits at once (2 page writes + fdatasync each, a file each), till the last", "CPU of the server and the peers, and that over the"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

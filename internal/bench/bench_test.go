@@ -130,3 +130,42 @@ func TestFloorWritesChangeTheFileTimes(t *testing.T) {
 		t.Fatalf("the write left the modification time at %v", after.ModTime())
 	}
 }
+
+// A command's CPU is what the server and the peers spent on it, and its
+// bound that over the machine's CPUs; over runs each is the median, and
+// the table gives both with the bound's ratio to the floor. Without /proc
+// (no CPU read) the phase has none, and the table leaves the line out.
+func TestProcPhaseCPU(t *testing.T) {
+	var p Phase
+	p.set(8, 3, 12, ProcFloor{FsyncUS: 200, HopUS: 50}) // floor 1.2 ms
+	p.setCPU(cpuUsage{cpuNS: 1e6}, cpuUsage{cpuNS: 11e6}, 2)
+	if p.CPUMS != 10 || p.CPUBoundMS != 5 {
+		t.Fatalf("CPU %v ms, bound %v ms; want 10 and 5", p.CPUMS, p.CPUBoundMS)
+	}
+	var none Phase
+	none.setCPU(cpuUsage{}, cpuUsage{}, 2)
+	if none.CPUMS != 0 || none.CPUBoundMS != 0 {
+		t.Fatalf("no /proc: %+v", none)
+	}
+	runs := make([]ProcReport, 3)
+	for i, cpu := range []float64{30, 10, 20} {
+		runs[i].CPUs = 2
+		runs[i].Setup.set(8, 3, 12, ProcFloor{FsyncUS: 200, HopUS: 50})
+		runs[i].Setup.setCPU(cpuUsage{}, cpuUsage{cpuNS: cpu * 1e6}, 2)
+	}
+	r := MedianProc(runs)
+	if r.Setup.CPUMS != 20 || r.Setup.CPUBoundMS != 10 {
+		t.Fatalf("median CPU %v ms, bound %v ms; want 20 and 10", r.Setup.CPUMS, r.Setup.CPUBoundMS)
+	}
+	var b strings.Builder
+	PrintProcReport(&b, r)
+	if want := "20.00 ms, 10.00 ms (8.3)"; !strings.Contains(b.String(), want) {
+		t.Errorf("the table lacks %q:\n%s", want, b.String())
+	}
+	b.Reset()
+	r.Setup.CPUMS, r.Setup.CPUBoundMS = 0, 0
+	PrintProcReport(&b, r)
+	if strings.Contains(b.String(), "CPU of the server and the peers") {
+		t.Errorf("a CPU line without CPU figures:\n%s", b.String())
+	}
+}

@@ -108,6 +108,12 @@ type Phase struct {
 	Datagrams int     `json:"serial_datagrams"`
 	FloorMS   float64 `json:"floor_ms"`
 	Ratio     float64 `json:"floor_ratio"`
+	// CPUMS is the CPU time the server and the peers spent from the
+	// command typed to its result read, summed over them; CPUBoundMS is
+	// that over the machine's CPUs: the command cannot take less while
+	// they share them. Both 0 where /proc is missing.
+	CPUMS      float64 `json:"cpu_ms,omitempty"`
+	CPUBoundMS float64 `json:"cpu_bound_ms,omitempty"`
 }
 
 // The critical paths the floors count (n: the ring's size before the
@@ -128,6 +134,16 @@ func (p *Phase) set(ms float64, commits, datagrams int, f ProcFloor) {
 	p.MS, p.Commits, p.Datagrams = ms, commits, datagrams
 	p.FloorMS = (float64(commits)*f.FsyncUS + float64(datagrams)*f.HopUS) / 1000
 	p.Ratio = p.MS / p.FloorMS
+}
+
+// setCPU sets the phase's CPU from the usage of the server and the peers
+// before and after it, on a machine of cpus CPUs.
+func (p *Phase) setCPU(before, after cpuUsage, cpus int) {
+	if after.cpuNS == 0 || cpus <= 0 {
+		return // no /proc here
+	}
+	p.CPUMS = (after.cpuNS - before.cpuNS) / 1e6
+	p.CPUBoundMS = p.CPUMS / float64(cpus)
 }
 
 // ProcStats is what a server or peer started with --stats writes when it
@@ -434,7 +450,15 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 		}
 	}
 
+	// The server and every peer: what a command's CPU is summed over.
+	cluster := []int{}
+	for _, c := range ps.all {
+		if c.name == "server" || byName[c.name] != nil {
+			cluster = append(cluster, c.cmd.Process.Pid)
+		}
+	}
 	leader := users[0]
+	before := usage(cluster)
 	start := time.Now()
 	out, err := leader.do(fmt.Sprintf("setup-dht %d %s", o.Peers, leader.name))
 	if err != nil {
@@ -442,6 +466,7 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	}
 	n := o.Peers
 	r.Setup.set(ms(time.Since(start)), 3, n+4, r.Floor)
+	r.Setup.setCPU(before, usage(cluster), r.CPUs)
 	_, ringText, _ := strings.Cut(out[0], ": ring of ")
 	ring := strings.Fields(ringText)
 	if len(ring) != n+1 {
@@ -489,16 +514,20 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	}
 	if !o.SkipLeave {
 		leaver, newLeader := byName[ring[1]], byName[ring[2%len(ring)]]
+		before = usage(cluster)
 		start = time.Now()
 		if _, err := leaver.do("leave-dht " + leaver.name); err != nil {
 			return r, err
 		}
 		r.Leave.set(ms(time.Since(start)), 3, 3*n+6, r.Floor)
+		r.Leave.setCPU(before, usage(cluster), r.CPUs)
+		before = usage(cluster)
 		start = time.Now()
 		if _, err := newLeader.do("teardown-dht " + newLeader.name); err != nil {
 			return r, err
 		}
 		r.Teardown.set(ms(time.Since(start)), 3, (n-1)+4, r.Floor)
+		r.Teardown.setCPU(before, usage(cluster), r.CPUs)
 	}
 
 	for _, c := range ps.all {
@@ -1012,6 +1041,8 @@ func MedianProc(rs []ProcReport) ProcReport {
 		med(func(x *ProcReport) *float64 { return &ph(x).MS })
 		med(func(x *ProcReport) *float64 { return &ph(x).FloorMS })
 		med(func(x *ProcReport) *float64 { return &ph(x).Ratio })
+		med(func(x *ProcReport) *float64 { return &ph(x).CPUMS })
+		med(func(x *ProcReport) *float64 { return &ph(x).CPUBoundMS })
 	}
 	for _, q := range []func(*ProcReport) *QueryReport{
 		func(x *ProcReport) *QueryReport { return &x.Single },
@@ -1094,6 +1125,9 @@ func PrintProcReport(w io.Writer, r ProcReport) {
 		fmt.Fprintf(tw, "%s\ttime / floor\t%.2f ms / %.2f ms\n", name, p.MS, p.FloorMS)
 		fmt.Fprintf(tw, "\tratio\t%.2f%s\n", p.Ratio, spread(key, "%.2f"))
 		fmt.Fprintf(tw, "\tfloor = commits × fdatasync + datagrams × hop\t%d × %.0f µs + %d × %.1f µs\n", p.Commits, r.Floor.FsyncUS, p.Datagrams, r.Floor.HopUS)
+		if p.CPUMS > 0 {
+			fmt.Fprintf(tw, "\tCPU of the server and the peers, and that over the %d CPUs (× the floor)\t%.2f ms, %.2f ms (%.1f)\n", r.CPUs, p.CPUMS, p.CPUBoundMS, p.CPUBoundMS/p.FloorMS)
+		}
 	}
 	phase("setup-dht → dht-complete", r.Setup, "setup_floor_ratio")
 	for i, q := range []QueryReport{r.Single, r.Concurrent} {
