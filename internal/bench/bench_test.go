@@ -2,9 +2,11 @@ package bench
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -138,12 +140,14 @@ func TestFloorWritesChangeTheFileTimes(t *testing.T) {
 func TestProcPhaseCPU(t *testing.T) {
 	var p Phase
 	p.set(8, 3, 12, ProcFloor{FsyncUS: 200, HopUS: 50}) // floor 1.2 ms
-	p.setCPU(cpuUsage{cpuNS: 1e6}, cpuUsage{cpuNS: 11e6}, 2)
-	if p.CPUMS != 10 || p.CPUBoundMS != 5 {
-		t.Fatalf("CPU %v ms, bound %v ms; want 10 and 5", p.CPUMS, p.CPUBoundMS)
+	// Three threads read before, one gone by the second reading, one
+	// started in between (counted from its start).
+	p.setCPU([]float64{1e6, 2e6, 5e6}, []float64{4e6, 9e6, -1, 3e6}, 2)
+	if p.CPUMS != 13 || p.CPUBoundMS != 6.5 {
+		t.Fatalf("CPU %v ms, bound %v ms; want 13 and 6.5", p.CPUMS, p.CPUBoundMS)
 	}
 	var none Phase
-	none.setCPU(cpuUsage{}, cpuUsage{}, 2)
+	none.setCPU(nil, nil, 2)
 	if none.CPUMS != 0 || none.CPUBoundMS != 0 {
 		t.Fatalf("no /proc: %+v", none)
 	}
@@ -151,7 +155,7 @@ func TestProcPhaseCPU(t *testing.T) {
 	for i, cpu := range []float64{30, 10, 20} {
 		runs[i].CPUs = 2
 		runs[i].Setup.set(8, 3, 12, ProcFloor{FsyncUS: 200, HopUS: 50})
-		runs[i].Setup.setCPU(cpuUsage{}, cpuUsage{cpuNS: cpu * 1e6}, 2)
+		runs[i].Setup.setCPU([]float64{0}, []float64{cpu * 1e6}, 2)
 	}
 	r := MedianProc(runs)
 	if r.Setup.CPUMS != 20 || r.Setup.CPUBoundMS != 10 {
@@ -167,5 +171,27 @@ func TestProcPhaseCPU(t *testing.T) {
 	PrintProcReport(&b, r)
 	if strings.Contains(b.String(), "CPU of the server and the peers") {
 		t.Errorf("a CPU line without CPU figures:\n%s", b.String())
+	}
+}
+
+// The meter reads the CPU time of every thread of the processes it was
+// given, through files it keeps open (what it makes of threads started
+// or gone between two readings: TestProcPhaseCPU).
+func TestCPUMeter(t *testing.T) {
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		t.Skip("no /proc")
+	}
+	m := newCPUMeter([]int{os.Getpid()})
+	defer m.close()
+	before := m.read()
+	if len(before) == 0 || slices.Contains(before, -1) {
+		t.Fatalf("readings %v", before)
+	}
+	// Spend some CPU: hash 16 MiB.
+	sum := sha256.Sum256(bytes.Repeat([]byte{1}, 16<<20))
+	_ = sum
+	m.refresh()
+	if got := cpuDelta(before, m.read()); got <= 0 {
+		t.Errorf("CPU between the readings %v ns", got)
 	}
 }

@@ -109,7 +109,9 @@ type Phase struct {
 	FloorMS   float64 `json:"floor_ms"`
 	Ratio     float64 `json:"floor_ratio"`
 	// CPUMS is the CPU time the server and the peers spent from the
-	// command typed to its result read, summed over them; CPUBoundMS is
+	// command typed to its result read, summed over them (the leave's and
+	// the teardown's over the server and the ring's nodes, the others
+	// idle); CPUBoundMS is
 	// that over the machine's CPUs: the command cannot take less while
 	// they share them. Both 0 where /proc is missing.
 	CPUMS      float64 `json:"cpu_ms,omitempty"`
@@ -136,13 +138,14 @@ func (p *Phase) set(ms float64, commits, datagrams int, f ProcFloor) {
 	p.Ratio = p.MS / p.FloorMS
 }
 
-// setCPU sets the phase's CPU from the usage of the server and the peers
-// before and after it, on a machine of cpus CPUs.
-func (p *Phase) setCPU(before, after cpuUsage, cpus int) {
-	if after.cpuNS == 0 || cpus <= 0 {
+// setCPU sets the phase's CPU from the server's and the peers' threads'
+// CPU time (cpuMeter) before and after it, on a machine of cpus CPUs.
+func (p *Phase) setCPU(before, after []float64, cpus int) {
+	ns := cpuDelta(before, after)
+	if ns <= 0 || cpus <= 0 {
 		return // no /proc here
 	}
-	p.CPUMS = (after.cpuNS - before.cpuNS) / 1e6
+	p.CPUMS = ns / 1e6
 	p.CPUBoundMS = p.CPUMS / float64(cpus)
 }
 
@@ -457,8 +460,10 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 			cluster = append(cluster, c.cmd.Process.Pid)
 		}
 	}
+	meter := newCPUMeter(cluster)
+	defer func() { meter.close() }()
 	leader := users[0]
-	before := usage(cluster)
+	before := meter.read()
 	start := time.Now()
 	out, err := leader.do(fmt.Sprintf("setup-dht %d %s", o.Peers, leader.name))
 	if err != nil {
@@ -466,7 +471,8 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	}
 	n := o.Peers
 	r.Setup.set(ms(time.Since(start)), 3, n+4, r.Floor)
-	r.Setup.setCPU(before, usage(cluster), r.CPUs)
+	meter.refresh()
+	r.Setup.setCPU(before, meter.read(), r.CPUs)
 	_, ringText, _ := strings.Cut(out[0], ": ring of ")
 	ring := strings.Fields(ringText)
 	if len(ring) != n+1 {
@@ -514,20 +520,26 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	}
 	if !o.SkipLeave {
 		leaver, newLeader := byName[ring[1]], byName[ring[2%len(ring)]]
-		before = usage(cluster)
+		// The leave and the teardown are the ring's and the server's.
+		meter.close()
+		meter = newCPUMeter(slices.Concat(roles["server"], roles["nodes"]))
+		before = meter.read()
 		start = time.Now()
 		if _, err := leaver.do("leave-dht " + leaver.name); err != nil {
 			return r, err
 		}
 		r.Leave.set(ms(time.Since(start)), 3, 3*n+6, r.Floor)
-		r.Leave.setCPU(before, usage(cluster), r.CPUs)
-		before = usage(cluster)
+		// Threads started during the leave (rare) are opened after the
+		// teardown and count there: the teardown is typed at once.
+		after := meter.read()
+		r.Leave.setCPU(before, after, r.CPUs)
 		start = time.Now()
 		if _, err := newLeader.do("teardown-dht " + newLeader.name); err != nil {
 			return r, err
 		}
 		r.Teardown.set(ms(time.Since(start)), 3, (n-1)+4, r.Floor)
-		r.Teardown.setCPU(before, usage(cluster), r.CPUs)
+		meter.refresh()
+		r.Teardown.setCPU(after, meter.read(), r.CPUs)
 	}
 
 	for _, c := range ps.all {
