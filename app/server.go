@@ -355,6 +355,10 @@ func sameCookie(c cachedReply, m wire.Message) bool {
 	return ok && wire.Key(r.Cookie) == c.key
 }
 
+// challengedMsg is the trace line of a register answered with a challenge:
+// every peer's first, or one from a forged source.
+const challengedMsg = "register challenged: no valid cookie"
+
 // challenge answers a register that does not carry the user's secret. Without
 // a valid cookie it gets a Challenge, sent to its source and smaller than
 // the register (nothing else is done, nothing is kept); with one, the
@@ -367,12 +371,13 @@ func (s *Server) challenge(now time.Time, from netip.AddrPort, h wire.Header, m 
 	w := now.UnixNano() / int64(cookieWindow)
 	want := cookie(s.cookieKey, w, m.Name, m.Addr, from)
 	if m.Cookie != want && m.Cookie != cookie(s.cookieKey, w-1, m.Name, m.Addr, from) {
-		// Counted with the drops, and the challenge sent untraced: a
-		// flood of forged registers costs a few trace lines a second.
-		return []Output{
-			dropped("register without a valid cookie; sent a challenge", from, slog.String("name", m.Name)),
-			Send{To: from, ID: h.ID, Msg: wire.Challenge{Cookie: want}, Quiet: true},
-		}
+		// Every peer's first register comes so: traced at the info level,
+		// not as a warning, but counted with the drops, and the challenge
+		// sent untraced, so that a flood of forged registers costs a few
+		// trace lines a second.
+		ev := dropped("", from, slog.String("name", m.Name))
+		ev.Msg, ev.Level = challengedMsg, slog.LevelInfo
+		return []Output{ev, Send{To: from, ID: h.ID, Msg: wire.Challenge{Cookie: want}, Quiet: true}}
 	}
 	return s.serve(now, from, h, m, false, wire.Key(m.Cookie))
 }

@@ -9,6 +9,7 @@ package app
 // test files of the package.
 
 import (
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
@@ -520,6 +521,29 @@ func TestServerDropsNonUnicastSources(t *testing.T) {
 				t.Fatal("carol was registered")
 			}
 		})
+	}
+}
+
+// A register without a cookie, as every peer's first is, gets a challenge
+// and changes nothing; it is traced at the info level, not as a warning of
+// a datagram dropped, and counted with the drops so that a flood of them
+// is summarised.
+func TestServerChallengeIsNotAWarning(t *testing.T) {
+	s := NewServer(srvConfig(), srvFree("alice", "bob"), nil)
+	from := srvAddr("carol")
+	outs := s.Step(srvT0, from, wire.Header{Type: wire.TypeRegister, ID: 1}, wire.Register{Name: "carol", Addr: from})
+	if len(outs) != 2 {
+		t.Fatalf("outputs %#v; want an Event and a Challenge", outs)
+	}
+	ev, ok := outs[0].(Event)
+	if !ok || ev.Level != slog.LevelInfo || !ev.Drop || strings.HasPrefix(ev.Msg, "dropped") || !strings.Contains(ev.Msg, "challenged") {
+		t.Errorf("event %#v; want an info line saying the register was challenged, counted with the drops", outs[0])
+	}
+	if snd, ok := outs[1].(Send); !ok || snd.To != from || snd.Msg.Type() != wire.TypeChallenge {
+		t.Errorf("output %#v; want a Challenge to the register's source", outs[1])
+	}
+	if _, ok := srvFind(s.Snapshot(), "carol"); ok {
+		t.Fatal("carol was registered without a cookie")
 	}
 }
 
