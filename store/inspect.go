@@ -312,7 +312,13 @@ func (r *ServerReport) WriteText(w io.Writer) error {
 // bytes are written as they are stored.
 func (r *PeerReport) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "peer %s at %s", orDash(r.Name), addrText(r.IP, r.Port))
+	if r.Name == "" {
+		// A file whose user deregistered, or never registered: it keeps
+		// no name and no address to show.
+		b.WriteString("peer file of no registered user (deregistered, or never registered)")
+	} else {
+		fmt.Fprintf(&b, "peer %s at %s", r.Name, addrText(r.IP, r.Port))
+	}
 	if r.server.IsValid() {
 		fmt.Fprintf(&b, ", server %s", r.server)
 	}

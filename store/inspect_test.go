@@ -284,6 +284,27 @@ func TestInspectPeerOutsideDHT(t *testing.T) {
 	}
 }
 
+// A peer file of a user who deregistered (or never registered) says so,
+// rather than "peer - at -".
+func TestInspectPeerUnregistered(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "peer.db")
+	writePeer(t, path, state.Batch{Identity: &state.Identity{}})
+	r, err := inspect(t, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	if err := r.(*PeerReport).WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if first, _, _ := strings.Cut(text.String(), "\n"); first != "peer file of no registered user (deregistered, or never registered)" {
+		t.Fatalf("text: %s", text.String())
+	}
+	if !strings.Contains(text.String(), "not in a DHT\n0 records in 0 slots\n") {
+		t.Fatalf("text: %s", text.String())
+	}
+}
+
 func TestInspectErrors(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing.db")
