@@ -112,7 +112,22 @@ type Server struct {
 	// after: what a request's handling asks to send once its reply is out
 	// (the heal a rejoin started).
 	after []Output
+	// judgeAt: a Tick came late to a judgement (a member offline, an
+	// operation timed out), and it is made at judgeAt instead, once what
+	// waited on the socket meanwhile has been read (see Tick).
+	judgeAt time.Time
 }
+
+// A Tick more than lateTick after a judgement fell due means the server did
+// not run when it was due: stopped, starved of CPU, or its commit held up
+// by the disk. The alives, dht-completes and other requests that came
+// meanwhile wait on its socket, unread, and judged now every member would
+// be silent since before the stall: the judgement waits drainWait, while
+// the socket is read, then is made on what it brought.
+const (
+	lateTick  = 25 * time.Millisecond
+	drainWait = 25 * time.Millisecond
+)
 
 // seenFlush bounds how stale the LastSeen times in the file may get: one
 // commit every few seconds for all users together, never one per alive.
@@ -970,7 +985,10 @@ func (s *Server) noteSuffix() string {
 // the next copy of a heal, the time a member would turn offline, or the
 // write of LastSeen changes.
 func (s *Server) NextDeadline() (time.Time, bool) {
-	t, ok := s.waitDeadline()
+	t, ok := s.judgementDue()
+	if !s.judgeAt.IsZero() && (!ok || t.Before(s.judgeAt)) {
+		t, ok = s.judgeAt, true // a late judgement waits for the socket to be read
+	}
 	earlier := func(d time.Time) {
 		if !ok || d.Before(t) {
 			t, ok = d, true
@@ -979,11 +997,19 @@ func (s *Server) NextDeadline() (time.Time, bool) {
 	if s.dht.Phase == state.PhaseHealing && !s.healAcked {
 		earlier(s.healNext)
 	}
-	if d, found := s.nextOffline(); found {
-		earlier(d)
-	}
 	if !s.seenDirty.IsZero() {
 		earlier(s.seenDirty.Add(seenFlush))
+	}
+	return t, ok
+}
+
+// judgementDue is when Tick next has to judge on what it has heard: the
+// first member to fall silent for DeadAfter, or the waiting operation's
+// timeout.
+func (s *Server) judgementDue() (time.Time, bool) {
+	t, ok := s.waitDeadline()
+	if d, found := s.nextOffline(); found && (!ok || d.Before(t)) {
+		t, ok = d, true
 	}
 	return t, ok
 }
@@ -1000,11 +1026,16 @@ func (s *Server) waitDeadline() (time.Time, bool) {
 // former member Free (peers accept a new set-id whatever they held).
 func (s *Server) Tick(now time.Time) []Output {
 	s.clock(now)
-	if out := s.checkLive(now); out != nil {
-		return out
-	}
-	if at, ok := s.waitDeadline(); ok && !now.Before(at) {
-		return s.rollback()
+	switch judge, late := s.judging(now); {
+	case judge:
+		if out := s.checkLive(now); out != nil {
+			return out
+		}
+		if at, ok := s.waitDeadline(); ok && !now.Before(at) {
+			return s.rollback()
+		}
+	case late > 0:
+		return []Output{event("late: judging liveness and timeouts once the socket is read", slog.Duration("late", late))}
 	}
 	if s.dht.Phase == state.PhaseHealing && !s.healAcked && !now.Before(s.healNext) {
 		return s.sendHeal(now)
@@ -1013,6 +1044,30 @@ func (s *Server) Tick(now time.Time) []Output {
 		return []Output{s.persist(nil)}
 	}
 	return nil
+}
+
+// judging reports whether Tick may judge at now on what the server has
+// heard: not when the judgement fell due more than lateTick ago (the
+// server did not run meanwhile, see lateTick: late is by how much, and the
+// judgement waits drainWait), nor until drainWait after such a Tick.
+func (s *Server) judging(now time.Time) (judge bool, late time.Duration) {
+	due, ok := s.judgementDue()
+	if !ok || now.Before(due) {
+		s.judgeAt = time.Time{}
+		return true, 0 // nothing to judge
+	}
+	if !s.judgeAt.IsZero() {
+		if now.Before(s.judgeAt) {
+			return false, 0 // the socket is being read
+		}
+		due = s.judgeAt
+	}
+	if late := now.Sub(due); late > lateTick {
+		s.judgeAt = now.Add(drainWait)
+		return false, late
+	}
+	s.judgeAt = time.Time{}
+	return true, 0
 }
 
 // rollback ends the wait that has lasted OpTimeout.

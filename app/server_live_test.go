@@ -6,6 +6,7 @@ package app
 import (
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -214,3 +215,58 @@ func newLiveH(t *testing.T, st state.ServerState) *srvH {
 	cfg.DeadAfter = DefaultDeadAfter
 	return &srvH{t: t, s: NewServer(cfg, st, nil), now: srvT0, id: 1000}
 }
+
+// A server that did not run for longer than DeadAfter (stopped, starved of
+// CPU, its commit held up by the disk) finds its Tick late and the alives
+// of that time waiting, unread, on its socket: it reads them before it
+// judges, and a ring whose members all kept sending stays as it is. One
+// that sent nothing meanwhile is offline all the same, drainWait later.
+func TestServerLateTickReadsBeforeItJudges(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	for _, dead := range []string{"", "bob"} {
+		h := newLiveH(t, srvDHT(state.PhaseReady, ring))
+		h.s.Tick(srvT0)
+		h.alive(ring...)
+		due, ok := h.s.judgementDue()
+		if !ok || !due.Equal(srvT0.Add(DefaultDeadAfter+1)) {
+			t.Fatalf("judgement due %v %v, want DeadAfter after the alives", due, ok)
+		}
+		// The server stalls a minute; its Tick comes first once it runs.
+		h.now = srvT0.Add(time.Minute)
+		before := h.s.Snapshot()
+		outs := h.s.Tick(h.now)
+		if len(outs) != 1 || !strings.HasPrefix(outs[0].(Event).Msg, "late:") || !srvSameState(before, h.s.Snapshot()) {
+			t.Fatalf("the late Tick: %#v; want one Event saying it waits, and nothing changed", outs)
+		}
+		// The LastSeen times are written meanwhile; nothing is judged.
+		for range 2 {
+			outs := h.s.Tick(h.now.Add(drainWait / 2))
+			if len(outs) > 1 || len(outs) == 1 && !isPersist(outs[0]) || !srvSameState(before, h.s.Snapshot()) {
+				t.Fatalf("a Tick while the socket is read: %#v", outs)
+			}
+		}
+		if at, _ := h.s.NextDeadline(); !at.Equal(h.now.Add(drainWait)) {
+			t.Fatalf("NextDeadline %v after the late Tick, want drainWait later", at.Sub(h.now))
+		}
+		// What waited on the socket: the alives sent during the stall.
+		for _, n := range ring {
+			if n != dead {
+				h.alive(n)
+			}
+		}
+		h.now = h.now.Add(drainWait)
+		outs = h.s.Tick(h.now)
+		st := h.s.Snapshot()
+		if dead == "" {
+			if len(outs) != 0 || !srvSameState(before, st) {
+				t.Fatalf("every member sent alives through the stall, yet: %#v, DHT %+v", outs, st.DHT)
+			}
+			continue
+		}
+		if st.DHT.Phase != state.PhaseHealing || slices.Contains(st.DHT.Members, dead) || len(st.DHT.Members) != 2 {
+			t.Fatalf("%s sent nothing: DHT %+v, want a heal without it", dead, st.DHT)
+		}
+	}
+}
+
+func isPersist(o Output) bool { _, ok := o.(PersistServer); return ok }

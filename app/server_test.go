@@ -1360,6 +1360,19 @@ func TestServerTick(t *testing.T) {
 
 				h.now = deadline.Add(late)
 				h.aliveAll() // online: the op timeout, not liveness, ends the wait
+				if late > 0 {
+					// A Tick that late means the server did not run
+					// meanwhile: it waits drainWait for what waited on
+					// its socket (a completion may be there) first.
+					outs := h.s.Tick(h.now)
+					if len(outs) != 1 || !strings.HasPrefix(outs[0].(Event).Msg, "late:") || !srvSameState(before, h.s.Snapshot()) {
+						t.Fatalf("a Tick an hour late: %#v; want one Event saying it waits, and nothing changed", outs)
+					}
+					if d, ok := h.s.NextDeadline(); !ok || !d.Equal(h.now.Add(drainWait)) {
+						t.Fatalf("NextDeadline after a late Tick = %v %v, want drainWait later", d, ok)
+					}
+					h.now = h.now.Add(drainWait)
+				}
 				outs := h.s.Tick(h.now)
 				var events, persists int
 				for _, o := range outs {
