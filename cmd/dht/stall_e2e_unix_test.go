@@ -3,6 +3,7 @@
 package main
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,7 +26,7 @@ func TestBinaryServerStallIsNoDeath(t *testing.T) {
 	peers["alice"].expect("dht-complete SUCCESS")
 	free := ""
 	for _, u := range e2eUsers {
-		if !strings.Contains(strings.Join(ring, " "), u) {
+		if !slices.Contains(ring, u) {
 			free = u
 		}
 	}
