@@ -134,6 +134,11 @@ type Peer struct {
 	aliveAt     time.Time
 
 	cred credentials
+
+	// judgeAt: a Tick came late (the peer did not run: see lateTick), and
+	// what it would have judged (give-ups, an operation's limit) waits
+	// until judgeAt, while the socket is read.
+	judgeAt time.Time
 }
 
 // aliveUntold is how often a registered peer sends alive before the
@@ -673,6 +678,14 @@ func (p *Peer) NextDeadline() (time.Time, bool) {
 // Pending is when Tick next has work other than the alives a registered
 // peer sends forever: a retransmission, a command's or a join's limit.
 func (p *Peer) Pending() (time.Time, bool) {
+	t, ok := p.pending()
+	if !p.judgeAt.IsZero() && (!ok || t.Before(p.judgeAt)) {
+		t, ok = p.judgeAt, true // a late Tick waits for the socket to be read
+	}
+	return t, ok
+}
+
+func (p *Peer) pending() (time.Time, bool) {
 	t, ok := p.link.deadline()
 	earlier := func(d time.Time) {
 		if !d.IsZero() && (!ok || d.Before(t)) {
@@ -699,6 +712,23 @@ func (p *Peer) serverSilent() string {
 
 // Tick retransmits, gives up, and times out the command in progress.
 func (p *Peer) Tick(now time.Time) []Output {
+	// As the server's (lateTick): a Tick more than lateTick after its
+	// work fell due means the peer did not run meanwhile, and the acks
+	// and replies of that time wait on its socket; it gives nothing up
+	// before they are read. Its alives go on.
+	if due, ok := p.pending(); ok && !now.Before(due) {
+		if !p.judgeAt.IsZero() {
+			if now.Before(p.judgeAt) {
+				return p.aliveDue(now, nil)
+			}
+			due = p.judgeAt
+		}
+		if late := now.Sub(due); late > lateTick {
+			p.judgeAt = now.Add(drainWait)
+			return append(p.aliveDue(now, nil), event("late: giving up on nothing until the socket is read", slog.Duration("late", late)))
+		}
+	}
+	p.judgeAt = time.Time{}
 	out, gone := p.link.tick(now)
 	out = p.aliveDue(now, out)
 	for _, g := range gone {

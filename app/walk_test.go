@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -448,5 +449,43 @@ func TestLineTooLongWaitsUnparsed(t *testing.T) {
 	}
 	if asks, _ := q.sent(out); !notice || len(asks) != 1 {
 		t.Fatalf("the last walk ended: notice %v, %d query-dht sent; want the notice and the next query asked", notice, len(asks))
+	}
+}
+
+// A querier that did not run for longer than a query's GiveUp (stopped,
+// starved of CPU) finds its Tick late, and the answer that came meanwhile
+// waiting unread: it gives nothing up before it has read it. A query with
+// no answer waiting fails all the same, drainWait later.
+func TestLateTickReadsBeforeGivingUp(t *testing.T) {
+	for _, answered := range []bool{true, false} {
+		q := newQuerier(t)
+		q.p.queryRetry.GiveUp = 2 * time.Second
+		asks, _ := q.sent(q.p.Input(q.now, "query-dht erin Aruba"))
+		_, walks := q.sent(q.reply(asks[0]))
+		// The peer stalls a minute; its Tick comes first once it runs.
+		q.now = q.now.Add(time.Minute)
+		out := q.p.Tick(q.now)
+		if got := printed(out); len(got) != 0 || !slices.ContainsFunc(out, func(o Output) bool {
+			e, ok := o.(Event)
+			return ok && strings.HasPrefix(e.Msg, "late:")
+		}) {
+			t.Fatalf("the late Tick: %#v; want an event saying it waits, and nothing printed", out)
+		}
+		if at, _ := q.p.Pending(); !at.Equal(q.now.Add(drainWait)) {
+			t.Fatalf("Pending %v after the late Tick, want drainWait later", at.Sub(q.now))
+		}
+		var got []string
+		if answered { // it came during the stall, and is read now
+			got = printed(q.answer(walks["Aruba"], "Aruba", true))
+		}
+		q.now = q.now.Add(drainWait)
+		got = append(got, printed(q.p.Tick(q.now))...)
+		want := "query-dht found Aruba"
+		if !answered {
+			want = "query-dht FAILURE: no answer from the ring within 2s"
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Fatalf("answered %v: printed %q, want %q", answered, got, want)
+		}
 	}
 }
