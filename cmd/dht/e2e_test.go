@@ -307,6 +307,18 @@ func e2ePeers(t *testing.T, dir, sport string, ports []int, flags func(i int) []
 	return peers
 }
 
+// e2eFree is the first of e2eUsers a setup left out of ring.
+func e2eFree(t *testing.T, ring []string) string {
+	t.Helper()
+	for _, u := range e2eUsers {
+		if !slices.Contains(ring, u) {
+			return u
+		}
+	}
+	t.Fatalf("no Free user outside %v", ring)
+	return ""
+}
+
 // noFlags is e2ePeers' flags for peers with none.
 func noFlags(int) []string { return nil }
 

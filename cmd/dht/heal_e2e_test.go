@@ -37,15 +37,7 @@ func TestBinaryResumeAndHeal(t *testing.T) {
 	ring := ringMembers(peers["alice"].do("setup-dht 4 alice", "setup-dht SUCCESS"))
 	peers["alice"].expect("dht-complete SUCCESS")
 	// The one user setup-dht 4 left out queries; each setup picks anew.
-	freeOf := func(ring []string) string {
-		for _, u := range e2eUsers {
-			if !slices.Contains(ring, u) {
-				return u
-			}
-		}
-		t.Fatalf("no Free user outside %v", ring)
-		return ""
-	}
+	freeOf := func(ring []string) string { return e2eFree(t, ring) }
 	free := freeOf(ring)
 
 	// kill -9 and restart: the member, then the leader.
@@ -121,12 +113,7 @@ func TestBinaryNoFalseRemovalsAtLoss(t *testing.T) {
 	})
 	ring := ringMembers(peers["alice"].do("setup-dht 4 alice", "setup-dht SUCCESS"))
 	peers["alice"].expect("dht-complete SUCCESS")
-	free := ""
-	for _, u := range e2eUsers {
-		if !slices.Contains(ring, u) {
-			free = u
-		}
-	}
+	free := e2eFree(t, ring)
 	peers[free].send("sleep 10s") // the ring idles: only alives go, a fifth of them lost
 	some := recs[:80]
 	counts := queryAll(t, peers[free], free, some, 4)

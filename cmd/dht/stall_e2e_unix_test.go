@@ -3,7 +3,6 @@
 package main
 
 import (
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,12 +23,7 @@ func TestBinaryServerStallIsNoDeath(t *testing.T) {
 	peers := e2ePeers(t, dir, sport, ports, noFlags)
 	ring := ringMembers(peers["alice"].do("setup-dht 4 alice", "setup-dht SUCCESS"))
 	peers["alice"].expect("dht-complete SUCCESS")
-	free := ""
-	for _, u := range e2eUsers {
-		if !slices.Contains(ring, u) {
-			free = u
-		}
-	}
+	free := e2eFree(t, ring)
 	pid := server.cmd.Process.Pid
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
