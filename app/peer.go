@@ -135,10 +135,10 @@ type Peer struct {
 
 	cred credentials
 
-	// judgeAt: a Tick came late (the peer did not run: see lateTick), and
-	// what it would have judged (give-ups, an operation's limit) waits
-	// until judgeAt, while the socket is read.
-	judgeAt time.Time
+	// late holds back the judgements of a late Tick (give-ups, an
+	// operation's or a query's limit) until what waited on the socket is
+	// read.
+	late lateGuard
 }
 
 // aliveUntold is how often a registered peer sends alive before the
@@ -678,11 +678,7 @@ func (p *Peer) NextDeadline() (time.Time, bool) {
 // Pending is when Tick next has work other than the alives a registered
 // peer sends forever: a retransmission, a command's or a join's limit.
 func (p *Peer) Pending() (time.Time, bool) {
-	t, ok := p.pending()
-	if !p.judgeAt.IsZero() && (!ok || t.Before(p.judgeAt)) {
-		t, ok = p.judgeAt, true // a late Tick waits for the socket to be read
-	}
-	return t, ok
+	return p.late.deadline(p.pending())
 }
 
 func (p *Peer) pending() (time.Time, bool) {
@@ -712,23 +708,17 @@ func (p *Peer) serverSilent() string {
 
 // Tick retransmits, gives up, and times out the command in progress.
 func (p *Peer) Tick(now time.Time) []Output {
-	// As the server's (lateTick): a Tick more than lateTick after its
-	// work fell due means the peer did not run meanwhile, and the acks
-	// and replies of that time wait on its socket; it gives nothing up
-	// before they are read. Its alives go on.
-	if due, ok := p.pending(); ok && !now.Before(due) {
-		if !p.judgeAt.IsZero() {
-			if now.Before(p.judgeAt) {
-				return p.aliveDue(now, nil)
-			}
-			due = p.judgeAt
+	// After a stall of its own (lateTick) the peer gives nothing up
+	// before the acks and answers that came meanwhile are read; its
+	// alives go on.
+	due, ok := p.pending()
+	if judge, late := p.late.judging(now, due, ok); !judge {
+		out := p.aliveDue(now, nil)
+		if late > 0 {
+			out = append(out, event("late: giving up on nothing until the socket is read", slog.Duration("late", late)))
 		}
-		if late := now.Sub(due); late > lateTick {
-			p.judgeAt = now.Add(drainWait)
-			return append(p.aliveDue(now, nil), event("late: giving up on nothing until the socket is read", slog.Duration("late", late)))
-		}
+		return out
 	}
-	p.judgeAt = time.Time{}
 	out, gone := p.link.tick(now)
 	out = p.aliveDue(now, out)
 	for _, g := range gone {

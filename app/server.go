@@ -112,22 +112,10 @@ type Server struct {
 	// after: what a request's handling asks to send once its reply is out
 	// (the heal a rejoin started).
 	after []Output
-	// judgeAt: a Tick came late to a judgement (a member offline, an
-	// operation timed out), and it is made at judgeAt instead, once what
-	// waited on the socket meanwhile has been read (see Tick).
-	judgeAt time.Time
+	// late holds back the judgements of a late Tick (a member offline,
+	// an operation timed out) until what waited on the socket is read.
+	late lateGuard
 }
-
-// A Tick more than lateTick after a judgement fell due means the server did
-// not run when it was due: stopped, starved of CPU, or its commit held up
-// by the disk. The alives, dht-completes and other requests that came
-// meanwhile wait on its socket, unread, and judged now every member would
-// be silent since before the stall: the judgement waits drainWait, while
-// the socket is read, then is made on what it brought.
-const (
-	lateTick  = 25 * time.Millisecond
-	drainWait = 25 * time.Millisecond
-)
 
 // seenFlush bounds how stale the LastSeen times in the file may get: one
 // commit every few seconds for all users together, never one per alive.
@@ -985,10 +973,7 @@ func (s *Server) noteSuffix() string {
 // the next copy of a heal, the time a member would turn offline, or the
 // write of LastSeen changes.
 func (s *Server) NextDeadline() (time.Time, bool) {
-	t, ok := s.judgementDue()
-	if !s.judgeAt.IsZero() && (!ok || t.Before(s.judgeAt)) {
-		t, ok = s.judgeAt, true // a late judgement waits for the socket to be read
-	}
+	t, ok := s.late.deadline(s.judgementDue())
 	earlier := func(d time.Time) {
 		if !ok || d.Before(t) {
 			t, ok = d, true
@@ -1026,7 +1011,8 @@ func (s *Server) waitDeadline() (time.Time, bool) {
 // former member Free (peers accept a new set-id whatever they held).
 func (s *Server) Tick(now time.Time) []Output {
 	s.clock(now)
-	switch judge, late := s.judging(now); {
+	due, ok := s.judgementDue()
+	switch judge, late := s.late.judging(now, due, ok); {
 	case judge:
 		if out := s.checkLive(now); out != nil {
 			return out
@@ -1044,30 +1030,6 @@ func (s *Server) Tick(now time.Time) []Output {
 		return []Output{s.persist(nil)}
 	}
 	return nil
-}
-
-// judging reports whether Tick may judge at now on what the server has
-// heard: not when the judgement fell due more than lateTick ago (the
-// server did not run meanwhile, see lateTick: late is by how much, and the
-// judgement waits drainWait), nor until drainWait after such a Tick.
-func (s *Server) judging(now time.Time) (judge bool, late time.Duration) {
-	due, ok := s.judgementDue()
-	if !ok || now.Before(due) {
-		s.judgeAt = time.Time{}
-		return true, 0 // nothing to judge
-	}
-	if !s.judgeAt.IsZero() {
-		if now.Before(s.judgeAt) {
-			return false, 0 // the socket is being read
-		}
-		due = s.judgeAt
-	}
-	if late := now.Sub(due); late > lateTick {
-		s.judgeAt = now.Add(drainWait)
-		return false, late
-	}
-	s.judgeAt = time.Time{}
-	return true, 0
 }
 
 // rollback ends the wait that has lasted OpTimeout.

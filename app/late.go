@@ -1,0 +1,53 @@
+package app
+
+import "time"
+
+// A Tick more than lateTick after a judgement fell due (a member silent
+// for DeadAfter, an operation's or a query's limit, a give-up) means the
+// core's process did not run when it was due: stopped, starved of CPU, or
+// its commit held up by the disk. The alives, acks and answers that came
+// meanwhile wait on its socket, unread, and judged now everyone would look
+// silent since before the stall: the judgement waits drainWait, while the
+// socket is read, then is made on what it brought.
+const (
+	lateTick  = 25 * time.Millisecond
+	drainWait = 25 * time.Millisecond
+)
+
+// lateGuard holds a core's judgements back after a late Tick (the server's
+// and the peer's each keep one).
+type lateGuard struct {
+	at time.Time // judge no sooner (zero: no Tick came late)
+}
+
+// judging reports whether a Tick at now may judge, the first judgement
+// having fallen due at due (ok false: none is due): not when that was more
+// than lateTick ago (late says by how much, and the judgement waits
+// drainWait), nor until drainWait after such a Tick.
+func (g *lateGuard) judging(now, due time.Time, ok bool) (judge bool, late time.Duration) {
+	if !ok || now.Before(due) {
+		g.at = time.Time{}
+		return true, 0 // nothing to judge
+	}
+	if !g.at.IsZero() {
+		if now.Before(g.at) {
+			return false, 0 // the socket is being read
+		}
+		due = g.at
+	}
+	if late := now.Sub(due); late > lateTick {
+		g.at = now.Add(drainWait)
+		return false, late
+	}
+	g.at = time.Time{}
+	return true, 0
+}
+
+// deadline is when the next judgement may be made, given that the first
+// falls due at t: no sooner than a late Tick's wait ends.
+func (g *lateGuard) deadline(t time.Time, ok bool) (time.Time, bool) {
+	if !g.at.IsZero() && (!ok || t.Before(g.at)) {
+		return g.at, true
+	}
+	return t, ok
+}
