@@ -345,7 +345,7 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 				ep.flush()
 				if err := r.Store.Save(o.State, o.Reply, o.Forget...); err != nil {
 					r.stopped = true
-					r.fail <- fmt.Errorf("server: persist: %w", err)
+					r.fail <- fmt.Errorf("server: %w", commitFailed("registry", err))
 					ep.discard()
 					return
 				}
@@ -749,7 +749,10 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 			}
 			began := r.now()
 			if err := r.store.Apply(o.Batch); err != nil {
-				return false, fmt.Errorf("peer: persist: %w", err)
+				// Fail-stop, as a crash: nothing that follows the commit
+				// (a committed, a result) goes out, and the file keeps
+				// its last whole commit, which a restart resumes from.
+				return false, fmt.Errorf("peer: %w", commitFailed("table", err))
 			}
 			// The socket was not read meanwhile: what waits for an ack
 			// that came during the commit waits that much longer.
@@ -931,4 +934,12 @@ func (l *lineReader) next() (string, bool) {
 		b := bytes.TrimSuffix(l.buf, []byte("\n"))
 		return string(bytes.TrimSuffix(b, []byte("\r"))), true
 	}
+}
+
+// commitFailed is why a process stops when its file refuses a commit (a
+// full disk, a failing one): it stops as if it had crashed, having sent
+// nothing that claims the commit, and a restart on the same file takes up
+// its last whole commit.
+func commitFailed(what string, err error) error {
+	return fmt.Errorf("cannot commit the %s, stopping: %w (what this process reported done is on disk; start it again on the same --db once the disk is fixed)", what, err)
 }

@@ -1,18 +1,22 @@
 package app
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"dht/app/state"
 	"dht/internal/loopback"
+	"dht/internal/udpio"
 	"dht/store"
 	"dht/wire"
 )
@@ -154,5 +158,58 @@ func TestTidyCommitComesAfterTheResults(t *testing.T) {
 	}
 	if !committed || !printedFirst {
 		t.Fatalf("committed %v, the result written before the commit began %v; want both", committed, printedFirst)
+	}
+}
+
+// failingPeerStore is a table whose disk is full.
+type failingPeerStore struct{ PeerStore }
+
+func (failingPeerStore) Apply(state.Batch) error {
+	return &os.PathError{Op: "write", Path: "dht-peer-carol.db", Err: syscall.ENOSPC}
+}
+
+// A commit the disk refuses stops the peer as a crash would, and says so:
+// what was queued before the commit (the acks of what came) goes out, and
+// nothing after it does (the committed that would claim the records are
+// on disk, the result), so no node is told of a table that is not there.
+func TestCommitRefusedStopsThePeer(t *testing.T) {
+	n := udpio.NewNet()
+	p := ringNode(t)
+	right, err := n.Listen(p.right.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer right.Close()
+	conn, err := n.Listen(p.self.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := &PeerRunner{Core: p}
+	defer r.start()()
+	r.ep = newEndpoint(conn, r.log, nil, &r.Traffic, time.Now)
+	r.store = failingPeerStore{store.NewMemPeer()}
+	ack := Send{To: p.right.Addr, ID: 7, Msg: wire.Ack{}}
+	committed := Send{To: p.right.Addr, ID: 8, Msg: wire.Committed{Leader: "alice", Round: 1}}
+	r.mu.Lock()
+	exit, err := r.exec([]Output{ack, PersistPeer{Batch: state.Batch{}}, committed, Result{Cmd: CmdSetupDHT}})
+	r.mu.Unlock()
+	if exit || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "cannot commit the table, stopping") || !strings.Contains(err.Error(), "start it again on the same --db") {
+		t.Fatalf("exec = %v, %v; want the commit's ENOSPC, saying the peer stops and how to resume", exit, err)
+	}
+	if got := r.Traffic.Datagrams.Load(); got != 1 {
+		t.Fatalf("%d datagrams sent; want the ack queued before the commit, and nothing after it", got)
+	}
+	var types []wire.Type
+	_ = right.ReadBatches([]udpio.Message{{Buf: make([]byte, wire.MaxDatagram+1)}}, func(lot []udpio.Message) (bool, bool) {
+		for _, m := range lot {
+			if _, msg, err := wire.Decode(m.Buf[:m.N]); err == nil {
+				types = append(types, msg.Type())
+			}
+		}
+		return len(lot) > 0, true
+	})
+	if len(types) != 1 || types[0] != wire.TypeAck {
+		t.Fatalf("the right neighbour got %v; want the ack alone", types)
 	}
 }
