@@ -740,7 +740,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 		return out
 	}
 	if g, ok := opFailure(p, o, gone); ok {
-		return p.finish(now, out, resultFailed(o.failing(), fmt.Sprintf("%s sent to %s was not acknowledged within %s", g.msg.Type(), g.to, p.link.cfg.GiveUp)))
+		return p.finish(now, out, resultFailed(o.failing(), p.unacked(g)))
 	}
 	if rq := o.asking(); rq != nil && rq.live && rq.tries.due(now) {
 		if !rq.tries.again(now, &p.serverRetry, &p.serverRTT) {

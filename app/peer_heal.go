@@ -133,7 +133,7 @@ func (p *Peer) healFailed(why string) []Output {
 func (p *Peer) healTick(gone []failure, out []Output) []Output {
 	for _, g := range gone {
 		if g.tag == tagHeal || g.tag == tagHealed {
-			return append(out, p.healFailed(fmt.Sprintf("%s sent to %s was not acknowledged within %s", g.msg.Type(), g.to, p.link.cfg.GiveUp))...)
+			return append(out, p.healFailed(p.unacked(g))...)
 		}
 	}
 	return out

@@ -241,7 +241,7 @@ func (j *joinLead) acked(p *Peer, now time.Time, out []Output) []Output {
 func (j *joinLead) tick(p *Peer, now time.Time, gone []failure, out []Output) []Output {
 	for _, g := range gone {
 		if g.to == p.right.Addr || g.to == j.last.Addr || g.to == j.joiner.Addr {
-			return append(out, p.joinFailed(now, j.joiner, fmt.Sprintf("%s sent to %s was not acknowledged within %s", g.msg.Type(), g.to, p.link.cfg.GiveUp))...)
+			return append(out, p.joinFailed(now, j.joiner, p.unacked(g))...)
 		}
 	}
 	if !now.Before(j.until) {

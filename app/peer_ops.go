@@ -481,6 +481,8 @@ type teardownOp struct {
 	// right neighbour's torn-down came).
 	left, right netip.AddrPort
 	back, done  bool
+	// rightName names right, for a failure that says who went silent.
+	rightName string
 }
 
 func (o *teardownOp) asking() *request { return &o.rq }
@@ -506,7 +508,7 @@ func (o *teardownOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply)
 	// The teardown goes first; this node's own table is committed while
 	// it travels (the runner sends before it commits), and the torn-down
 	// follows, which each node passes on once its own table is on disk.
-	o.left, o.right = p.left.Addr, p.right.Addr
+	o.left, o.right, o.rightName = p.left.Addr, p.right.Addr, p.right.Name
 	out = append(out, p.link.send(now, o.right, wire.Teardown{Origin: p.self.Name, OriginAddr: p.self.Addr, Epoch: p.epoch}, tagNone, false)...)
 	p.clearTable()
 	p.leaveRing(false)
@@ -665,4 +667,53 @@ func (o *queryOp) retry(p *Peer, now time.Time, out []Output) ([]Output, bool) {
 	p.stats.Retransmits++
 	q := wire.Query{ReqID: o.reqID, Querier: p.self, LongName: o.longName}
 	return append(out, p.link.sendSigned(now, o.to, q, tagNone, false, o.sg)...), true
+}
+
+// unacked is why a command failed when the link gave up on g: what was
+// sent, to whom (by name where this node knows it), and, for a store,
+// that the silence may be further on: a node acknowledges a store once
+// it has passed on what it forwards, so a node that stopped holds back
+// the acks of every node before it.
+func (p *Peer) unacked(g failure) string {
+	why := fmt.Sprintf("%s sent to %s was not acknowledged within %s", g.msg.Type(), p.named(g.to), p.link.cfg.GiveUp)
+	if _, ok := g.msg.(wire.Store); ok {
+		why += " (it, or a node after it, stopped taking stores)"
+	}
+	return why
+}
+
+// named is addr as "NAME (ADDR)" when it is a neighbour's, or a member's
+// the command under way knows (a setup's ring, the neighbours a teardown
+// or a leave started with), else the address alone.
+func (p *Peer) named(addr netip.AddrPort) string {
+	name := ""
+	switch {
+	case p.neighbours && addr == p.right.Addr:
+		name = p.right.Name
+	case p.neighbours && addr == p.left.Addr:
+		name = p.left.Name
+	default:
+		switch o := p.op.(type) {
+		case *setupOp:
+			for _, m := range o.members {
+				if m.Addr == addr {
+					name = m.Name
+				}
+			}
+		case *teardownOp:
+			if addr == o.right {
+				name = o.rightName
+			}
+		case *leaveOp:
+			for _, m := range []wire.Member{o.left, o.right} {
+				if m.Addr == addr {
+					name = m.Name
+				}
+			}
+		}
+	}
+	if name == "" {
+		return addr.String()
+	}
+	return name + " (" + addr.String() + ")"
 }

@@ -195,7 +195,7 @@ func TestLeaveFailureNamesTheLeavesMessage(t *testing.T) {
 			}
 		}
 	}
-	want := "dht-rebuilt FAILURE: teardown sent to " + fzRight.Addr.String() + " was not acknowledged"
+	want := "dht-rebuilt FAILURE: teardown sent to " + fzRight.Name + " (" + fzRight.Addr.String() + ") was not acknowledged"
 	if len(printed) != 1 || !strings.HasPrefix(printed[0], want) {
 		t.Fatalf("printed %q; want one line starting %q", printed, want)
 	}

@@ -355,7 +355,7 @@ func TestRunnerGivesUpOnASilentNeighbour(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got) != 2 || got[0] != "teardown-dht SUCCESS" || !strings.Contains(got[1], "teardown sent to "+b.Addr.String()+" was not acknowledged within "+DefaultGiveUp.String()) {
+		if len(got) != 2 || got[0] != "teardown-dht SUCCESS" || !strings.Contains(got[1], "teardown sent to "+b.Name+" ("+b.Addr.String()+") was not acknowledged within "+DefaultGiveUp.String()) {
 			t.Fatalf("teardown with a silent neighbour printed %q, want SUCCESS, then a FAILURE that names it", got)
 		}
 		// The request to the server and its answer take no time here. In

@@ -138,7 +138,7 @@ func (p *Peer) tickWalks(now time.Time, gone []failure, out []Output) []Output {
 			continue
 		}
 		if g, ok := opFailure(p, w, gone); ok {
-			out = p.walked(now, w, resultFailed(CmdQueryDHT, fmt.Sprintf("%s sent to %s was not acknowledged within %s", g.msg.Type(), g.to, p.link.cfg.GiveUp)), out)
+			out = p.walked(now, w, resultFailed(CmdQueryDHT, p.unacked(g)), out)
 			i = -1 // the walks ahead may have gone: look again from the first
 			continue
 		}
