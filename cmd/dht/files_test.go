@@ -80,7 +80,8 @@ func runWithin(t *testing.T, d time.Duration, stdin string, args ...string) (cod
 
 // TestDamagedFileRefused: the server, the peer and inspect refuse a file
 // that is damaged, cut short or inconsistent with exit status 1 and one
-// clear line naming the file, never a panic (whose status is 2).
+// clear line naming the file, never a panic (whose status is 2); a peer
+// started on such a --db says so as its resume, before any command.
 func TestDamagedFileRefused(t *testing.T) {
 	damage := func(change func(path string) error) func(t *testing.T, kind, path string) {
 		return func(t *testing.T, kind, path string) {
@@ -128,9 +129,16 @@ func TestDamagedFileRefused(t *testing.T) {
 				{"server", sp, "", []string{"server", "--quiet", "--db", sp, "--addr", "127.0.0.1", server}, ""},
 				{"server", sp, "", []string{"inspect", sp}, ""},
 				{"peer", pp, "", []string{"inspect", pp}, ""},
-				{"peer", pp, "register alice 127.0.0.1 " + peer + "\n",
-					[]string{"peer", "--quiet", "--db", pp, "127.0.0.1", server}, "register FAILURE: "},
+				// Named with --db, the file is the peer's to resume: it
+				// fails at once, with no command typed.
+				{"peer", pp, "", []string{"peer", "--quiet", "--db", pp, "127.0.0.1", server}, "resume FAILURE: cannot open the table file: "},
+				// The default file of the user a register names.
+				{"peer", "dht-peer-alice.db", "register alice 127.0.0.1 " + peer + "\n",
+					[]string{"peer", "--quiet", "127.0.0.1", server}, "register FAILURE: cannot open the table file: "},
 			} {
+				if run.args[0] == "peer" {
+					t.Chdir(dir)
+				}
 				code, out, errOut := runWithin(t, 20*time.Second, run.stdin, run.args...)
 				says := c.says[run.kind]
 				if code != 1 || !strings.HasPrefix(errOut, "dht: ") || !strings.Contains(errOut, run.path) ||

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"dht/app"
+	"dht/app/state"
 	"dht/store"
 )
 
@@ -35,7 +36,8 @@ func peerCommand(e env) *cli.Command {
 			"local table lives in the bbolt file --db. It keeps running at end of input while\n" +
 			"registered (it says so on stderr), and exits after deregister or on SIGINT/SIGTERM.\n" +
 			"Started on a --db file that holds a registration, it resumes it first: it binds that\n" +
-			"address, rejoins the server and prints resume SUCCESS or resume FAILURE.\n" +
+			"address, rejoins the server and prints resume SUCCESS or resume FAILURE; a --db\n" +
+			"file it cannot open (damaged, foreign, in use) fails there, with exit status 1.\n" +
 			"A query-dht typed without its Long Name asks the server first: after SUCCESS the next\n" +
 			"line is the Long Name (at a terminal the peer asks for it), after FAILURE it is a\n" +
 			"command of its own. A line over 1 MiB is refused, with a note on stderr.",
@@ -114,17 +116,25 @@ func peerCommand(e env) *cli.Command {
 				},
 			}
 			if dbPath != "" {
-				// A file that holds a registration is resumed.
+				// A file that holds a registration is resumed. One that is
+				// there but cannot be opened or read (damaged, foreign, a
+				// server's, held by another process) fails at once: the
+				// peer would open the same path for any register.
 				if _, err := os.Stat(dbPath); err == nil {
-					// A file that cannot be opened is refused by the register
-					// that opens it, as with no resume.
-					if st, err := store.OpenPeer(dbPath); err == nil {
-						id, _, err := st.Load()
-						if err == nil && id.Name != "" {
+					st, err := store.OpenPeer(dbPath)
+					if err == nil {
+						var id state.Identity
+						if id, _, err = st.Load(); err != nil {
+							err = errors.Join(err, st.Close())
+						} else if id.Name != "" {
 							r.Resume, r.Store = &id, st
 						} else if err := st.Close(); err != nil {
 							return fmt.Errorf("peer: %w", err)
 						}
+					}
+					if err != nil {
+						fmt.Fprintf(stdout, "resume FAILURE: cannot open the table file: %v\n", err)
+						return fmt.Errorf("peer: cannot open the table file: %w", err)
 					}
 				}
 			}
