@@ -234,7 +234,7 @@ func (p *Peer) onBroken(now time.Time, from netip.AddrPort, m wire.Broken) []Out
 	if m.Node.Name != "" {
 		who = m.Node.Name + " (" + who + ")"
 	}
-	why := fmt.Sprintf("the ring is broken at %s: it stopped acknowledging %s from %s for %s", who, m.What, from, p.link.cfg.GiveUp)
+	why := fmt.Sprintf("the ring is broken at %s: it stopped acknowledging %s from %s for %s", who, m.What, p.named(from), p.link.cfg.GiveUp)
 	switch m.What {
 	case wire.TypeStore, wire.TypeFlush:
 		if p.pop == nil {

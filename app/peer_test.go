@@ -163,7 +163,7 @@ func TestNewLeaderWhoseStoresAreNotAcknowledgedSaysSo(t *testing.T) {
 			}
 		}
 	}
-	if len(printed) != 1 || !strings.HasPrefix(printed[0], "rebuild-dht FAILURE: right neighbour "+fzRight.Addr.String()+" stopped acknowledging stores") {
+	if len(printed) != 1 || !strings.HasPrefix(printed[0], "rebuild-dht FAILURE: right neighbour "+fzRight.Name+" ("+fzRight.Addr.String()+") stopped acknowledging stores") {
 		t.Fatalf("the new leader printed %q; want one rebuild-dht FAILURE line naming its right neighbour", printed)
 	}
 }
