@@ -939,7 +939,13 @@ func (l *lineReader) next() (string, bool) {
 // commitFailed is why a process stops when its file refuses a commit (a
 // full disk, a failing one): it stops as if it had crashed, having sent
 // nothing that claims the commit, and a restart on the same file takes up
-// its last whole commit.
+// its last whole commit; unless the file is gone from under it (deleted,
+// replaced, cut short), which the error says.
 func commitFailed(what string, err error) error {
+	if errors.Is(err, store.ErrGone) {
+		// Nothing to resume from at that path: the error says what became
+		// of the file.
+		return fmt.Errorf("cannot commit the %s, stopping: %w", what, err)
+	}
 	return fmt.Errorf("cannot commit the %s, stopping: %w (what this process reported done is on disk; start it again on the same --db once the disk is fixed)", what, err)
 }

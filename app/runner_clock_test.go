@@ -213,3 +213,25 @@ func TestCommitRefusedStopsThePeer(t *testing.T) {
 		t.Fatalf("the right neighbour got %v; want the ack alone", types)
 	}
 }
+
+// goneMemStore is a table whose file was deleted while in use.
+type goneMemStore struct{ PeerStore }
+
+func (goneMemStore) Apply(state.Batch) error {
+	return fmt.Errorf("store: dht-peer-carol.db was deleted while in use: %w", store.ErrGone)
+}
+
+// A file gone from under the peer stops it too, without the advice to
+// start again on the same file, which holds nothing any more.
+func TestCommitOnAGoneFileStopsThePeer(t *testing.T) {
+	p := ringNode(t)
+	r := &PeerRunner{Core: p}
+	defer r.start()()
+	r.store = goneMemStore{store.NewMemPeer()}
+	r.mu.Lock()
+	_, err := r.exec([]Output{PersistPeer{Batch: state.Batch{}}})
+	r.mu.Unlock()
+	if !errors.Is(err, store.ErrGone) || !strings.Contains(err.Error(), "cannot commit the table, stopping") || strings.Contains(err.Error(), "same --db") {
+		t.Fatalf("exec = %v; want ErrGone, saying the peer stops, and no advice to resume from the file", err)
+	}
+}
