@@ -568,19 +568,19 @@ func (s *Server) handle(now time.Time, from netip.AddrPort, m wire.Message, bySe
 	case wire.SetupDHT:
 		return s.setup(now, from, m)
 	case wire.DHTComplete:
-		return s.complete(from, m)
+		return s.complete(now, from, m)
 	case wire.QueryDHT:
-		return s.query(from, m), false
+		return s.query(now, from, m), false
 	case wire.LeaveDHT:
 		return s.leave(now, from, m)
 	case wire.DHTRebuilt:
-		return s.rebuilt(from, m)
+		return s.rebuilt(now, from, m)
 	case wire.Deregister:
-		return s.deregister(from, m)
+		return s.deregister(now, from, m)
 	case wire.TeardownDHT:
 		return s.teardown(now, from, m)
 	case wire.TeardownComplete:
-		return s.teardownComplete(from, m)
+		return s.teardownComplete(now, from, m)
 	case wire.JoinDHT:
 		return s.join(now, from, m)
 	}
@@ -588,8 +588,22 @@ func (s *Server) handle(now time.Time, from netip.AddrPort, m wire.Message, bySe
 }
 
 // waiting is the FAILURE every request but the awaited one gets while an
-// operation is in progress; "" when the server waits for nothing.
-func (s *Server) waiting() string {
+// operation is in progress, with how long the server waits before it rolls
+// the operation back; "" when the server waits for nothing.
+func (s *Server) waiting(now time.Time) string {
+	w := s.awaiting()
+	if w == "" {
+		return ""
+	}
+	if at, ok := s.waitDeadline(); ok {
+		left := max(at.Sub(now), 0).Round(time.Second)
+		w += fmt.Sprintf("; rolled back in %s unless it comes (--op-timeout %s)", left, s.cfg.OpTimeout)
+	}
+	return w
+}
+
+// awaiting says what the server waits for, and from whom.
+func (s *Server) awaiting() string {
 	switch s.dht.Phase {
 	case state.PhaseBuilding:
 		return fmt.Sprintf("server is waiting for dht-complete from %s (setup-dht in progress)", s.dht.Leader)
@@ -610,8 +624,8 @@ func (s *Server) waiting() string {
 
 // idleCaller is caller for a request that may not come while the server
 // waits for the end of an operation.
-func (s *Server) idleCaller(from netip.AddrPort, name string) (*state.User, *wire.Reply) {
-	if w := s.waiting(); w != "" {
+func (s *Server) idleCaller(now time.Time, from netip.AddrPort, name string) (*state.User, *wire.Reply) {
+	if w := s.waiting(now); w != "" {
 		return nil, fail("%s", w)
 	}
 	return s.caller(from, name)
@@ -637,7 +651,7 @@ func (s *Server) register(now time.Time, from netip.AddrPort, m wire.Register, b
 	if u := s.users[m.Name]; u != nil && u.Addr == m.Addr && from == m.Addr {
 		return s.rejoin(now, u, m, bySecret)
 	}
-	if w := s.waiting(); w != "" {
+	if w := s.waiting(now); w != "" {
 		return fail("%s", w), false
 	}
 	switch {
@@ -663,7 +677,7 @@ func (s *Server) register(now time.Time, from netip.AddrPort, m wire.Register, b
 }
 
 func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wire.Reply, bool) {
-	leader, r := s.idleCaller(from, m.Name)
+	leader, r := s.idleCaller(now, from, m.Name)
 	if r != nil {
 		return r, false
 	}
@@ -749,8 +763,8 @@ func badRingSize(got string) string {
 	return fmt.Sprintf("ring size N must be a whole number from 2 to %d, got %s", MaxRing, got)
 }
 
-func (s *Server) complete(from netip.AddrPort, m wire.DHTComplete) (*wire.Reply, bool) {
-	if _, r := s.awaited(from, m.Name, state.PhaseBuilding, "no DHT is being set up", "is not the leader of the DHT being set up"); r != nil {
+func (s *Server) complete(now time.Time, from netip.AddrPort, m wire.DHTComplete) (*wire.Reply, bool) {
+	if _, r := s.awaited(now, from, m.Name, state.PhaseBuilding, "no DHT is being set up", "is not the leader of the DHT being set up"); r != nil {
 		return r, false
 	}
 	s.dht.Phase, s.dht.Since = state.PhaseReady, 0
@@ -761,9 +775,9 @@ func (s *Server) complete(from netip.AddrPort, m wire.DHTComplete) (*wire.Reply,
 // phase, and name must be the user it waits for (the leader, the leaver or
 // the joiner) asking from its address. idle is the answer when nothing of the kind is in
 // progress, notYou the one for another user.
-func (s *Server) awaited(from netip.AddrPort, name string, phase state.Phase, idle, notYou string) (*state.User, *wire.Reply) {
+func (s *Server) awaited(now time.Time, from netip.AddrPort, name string, phase state.Phase, idle, notYou string) (*state.User, *wire.Reply) {
 	if s.dht.Phase != phase {
-		if w := s.waiting(); w != "" {
+		if w := s.waiting(now); w != "" {
 			return nil, fail("%s", w)
 		}
 		return nil, fail("%s%s", idle, s.noteSuffix())
@@ -780,13 +794,13 @@ func (s *Server) awaited(from netip.AddrPort, name string, phase state.Phase, id
 		want = s.dht.Joiner
 	}
 	if u.Name != want {
-		return nil, fail("%s %s; %s", u.Name, notYou, s.waiting())
+		return nil, fail("%s %s; %s", u.Name, notYou, s.waiting(now))
 	}
 	return u, nil
 }
 
-func (s *Server) query(from netip.AddrPort, m wire.QueryDHT) *wire.Reply {
-	u, r := s.idleCaller(from, m.Name)
+func (s *Server) query(now time.Time, from netip.AddrPort, m wire.QueryDHT) *wire.Reply {
+	u, r := s.idleCaller(now, from, m.Name)
 	if r != nil {
 		return r
 	}
@@ -803,7 +817,7 @@ func (s *Server) query(from netip.AddrPort, m wire.QueryDHT) *wire.Reply {
 }
 
 func (s *Server) leave(now time.Time, from netip.AddrPort, m wire.LeaveDHT) (*wire.Reply, bool) {
-	u, r := s.idleCaller(from, m.Name)
+	u, r := s.idleCaller(now, from, m.Name)
 	if r != nil {
 		return r, false
 	}
@@ -824,11 +838,11 @@ func (s *Server) leave(now time.Time, from netip.AddrPort, m wire.LeaveDHT) (*wi
 	return r, true
 }
 
-func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bool) {
+func (s *Server) rebuilt(now time.Time, from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bool) {
 	if s.dht.Phase == state.PhaseJoining {
-		return s.joined(from, m)
+		return s.joined(now, from, m)
 	}
-	u, r := s.awaited(from, m.Name, state.PhaseLeaving, "no leave-dht or join-dht is in progress", "did not ask to leave")
+	u, r := s.awaited(now, from, m.Name, state.PhaseLeaving, "no leave-dht or join-dht is in progress", "did not ask to leave")
 	if r != nil {
 		return r, false
 	}
@@ -853,7 +867,7 @@ func (s *Server) rebuilt(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, b
 // dht-rebuilt, and answers with the ring, leader first, so that the joiner
 // knows whom to ask (the leader takes it in, docs/DESIGN.md §7).
 func (s *Server) join(now time.Time, from netip.AddrPort, m wire.JoinDHT) (*wire.Reply, bool) {
-	u, r := s.idleCaller(from, m.Name)
+	u, r := s.idleCaller(now, from, m.Name)
 	if r != nil {
 		return r, false
 	}
@@ -884,8 +898,8 @@ func (s *Server) join(now time.Time, from netip.AddrPort, m wire.JoinDHT) (*wire
 // joined ends a join: the joiner is a member of the ring, placed where the
 // join put it, last, just before the leader (docs/DESIGN.md §7); NEWLEADER
 // may be any member of the larger ring, and the list starts at it.
-func (s *Server) joined(from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bool) {
-	u, r := s.awaited(from, m.Name, state.PhaseJoining, "", "did not ask to join")
+func (s *Server) joined(now time.Time, from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bool) {
+	u, r := s.awaited(now, from, m.Name, state.PhaseJoining, "", "did not ask to join")
 	if r != nil {
 		return r, false
 	}
@@ -913,8 +927,8 @@ func (s *Server) rebuiltRing(newLeader string, ring []string) {
 		KeyEpoch: s.dht.KeyEpoch, RingKey: s.dht.RingKey}
 }
 
-func (s *Server) deregister(from netip.AddrPort, m wire.Deregister) (*wire.Reply, bool) {
-	u, r := s.idleCaller(from, m.Name)
+func (s *Server) deregister(now time.Time, from netip.AddrPort, m wire.Deregister) (*wire.Reply, bool) {
+	u, r := s.idleCaller(now, from, m.Name)
 	if r != nil {
 		return r, false
 	}
@@ -928,7 +942,7 @@ func (s *Server) deregister(from netip.AddrPort, m wire.Deregister) (*wire.Reply
 }
 
 func (s *Server) teardown(now time.Time, from netip.AddrPort, m wire.TeardownDHT) (*wire.Reply, bool) {
-	u, r := s.idleCaller(from, m.Name)
+	u, r := s.idleCaller(now, from, m.Name)
 	if r != nil {
 		return r, false
 	}
@@ -942,8 +956,8 @@ func (s *Server) teardown(now time.Time, from netip.AddrPort, m wire.TeardownDHT
 	return ok(), true
 }
 
-func (s *Server) teardownComplete(from netip.AddrPort, m wire.TeardownComplete) (*wire.Reply, bool) {
-	if _, r := s.awaited(from, m.Name, state.PhaseTearing, "no teardown-dht is in progress", "is not the leader of the DHT"); r != nil {
+func (s *Server) teardownComplete(now time.Time, from netip.AddrPort, m wire.TeardownComplete) (*wire.Reply, bool) {
+	if _, r := s.awaited(now, from, m.Name, state.PhaseTearing, "no teardown-dht is in progress", "is not the leader of the DHT"); r != nil {
 		return r, false
 	}
 	s.dissolve()

@@ -1732,3 +1732,28 @@ func TestDeregisterRetransmittedAfterRestart(t *testing.T) {
 		t.Fatal("a deregister signed with another key got the cached SUCCESS")
 	}
 }
+
+// A request refused while the server waits says what it waits for, from
+// whom, and how long it will wait before it rolls the operation back.
+func TestServerWaitSaysWhenItRollsBack(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	for _, c := range []struct {
+		name  string
+		start state.ServerState
+		after time.Duration
+		says  string
+	}{
+		{"a setup, 30s in", srvDHT(state.PhaseBuilding, ring, "dave"), 30 * time.Second,
+			"server is waiting for dht-complete from alice (setup-dht in progress); rolled back in 30s unless it comes (--op-timeout 1m0s)"},
+		{"a teardown, at once", srvDHT(state.PhaseTearing, ring, "dave"), 0,
+			"server is waiting for teardown-complete from alice (teardown-dht in progress); rolled back in 1m0s unless it comes (--op-timeout 1m0s)"},
+		{"a setup past its time, before the tick", srvDHT(state.PhaseBuilding, ring, "dave"), 3 * time.Minute,
+			"rolled back in 0s unless it comes"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newSrvH(t, c.start)
+			h.now = srvT0.Add(c.after)
+			h.fail(srvAddr("dave"), wire.QueryDHT{Name: "dave"}, c.says)
+		})
+	}
+}
