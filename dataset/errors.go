@@ -18,6 +18,10 @@ var (
 	ErrRecordTooLong = errors.New("record too long for one datagram")
 	// ErrEmptyLongName means a record has an empty Long Name (the key).
 	ErrEmptyLongName = errors.New("empty Long Name")
+	// ErrUntypable means a Long Name cannot be typed as a query: it starts
+	// or ends with white space, which the peer trims from a query line, or
+	// holds a line break, which ends one.
+	ErrUntypable = errors.New("Long Name no query line can carry")
 	// ErrDuplicate means two records share a Long Name.
 	ErrDuplicate = errors.New("duplicate Long Name")
 	// ErrNoRecords means the input has a header but no records.

@@ -68,6 +68,9 @@ func checkRecords(t *testing.T, recs []Record) {
 		if r.LongName == "" {
 			t.Fatalf("record %d: empty Long Name", i)
 		}
+		if why := untypable(r.LongName); why != "" {
+			t.Fatalf("record %d: Long Name %q %s", i, r.LongName, why)
+		}
 		if seen[r.LongName] {
 			t.Fatalf("record %d: duplicate Long Name %q", i, r.LongName)
 		}

@@ -30,7 +30,8 @@ func Load(path string) ([]Record, error) {
 // parse reads StatsCountry.csv from r, for Load and Embedded. The first row
 // must be exactly Headers; every other row is a record of NumFields fields,
 // none longer than MaxField, that fits one datagram (MaxEncodedLen), with a
-// non-empty Long Name that no other record has. There must be at least
+// non-empty Long Name that a query line can carry and that no other record
+// has. There must be at least
 // one record. Line ends may be LF, CRLF or bare CR, and the last line may lack
 // one; apart from that every field keeps the file's bytes, valid UTF-8 or not.
 // Errors name the 1-based file line they concern.
@@ -61,12 +62,29 @@ func parse(r io.Reader) ([]Record, error) {
 		if rec.LongName == "" {
 			return nil, fmt.Errorf("line %d: %w", line, ErrEmptyLongName)
 		}
+		if why := untypable(rec.LongName); why != "" {
+			return nil, fmt.Errorf("line %d: %w: %s %s", line, ErrUntypable, quoteShort(rec.LongName), why)
+		}
 		if prev, ok := first[rec.LongName]; ok {
 			return nil, fmt.Errorf("line %d: %w %q (first on line %d)", line, ErrDuplicate, rec.LongName, prev)
 		}
 		first[rec.LongName] = line
 	}
 	return recs, nil
+}
+
+// untypable says why no query line can carry longName, or "": the peer
+// takes a query's Long Name as the rest of one input line, trimmed of white
+// space, so a record whose key starts or ends with white space, or holds a
+// line break, could be stored but never found.
+func untypable(longName string) string {
+	switch {
+	case strings.ContainsAny(longName, "\n\r"):
+		return "holds a line break"
+	case strings.TrimSpace(longName) != longName:
+		return "starts or ends with white space"
+	}
+	return ""
 }
 
 // normaliseLineEnds turns CRLF and then every remaining CR into LF, so that
