@@ -39,7 +39,8 @@ type RingQuery struct {
 	LongName     string
 	Pos          int // the key's slot, 0..352
 	From, Target int
-	// Found says whether Target holds the record.
+	// Found says whether Target holds the record (false, and not known,
+	// when Target's file was not read: RingNode.Missing).
 	Found bool
 }
 
@@ -108,7 +109,10 @@ func (r *Ring) queryText() string {
 		walk = append(walk, r.Nodes[(q.From+k)%n].Name)
 	}
 	found := "holds it and answers the querier"
-	if !q.Found {
+	switch {
+	case r.Nodes[q.Target].Missing:
+		found = "would hold it; its file was not read, so whether it has the record is not known"
+	case !q.Found:
 		found = "would hold it, has no such record, and answers the querier: not found"
 	}
 	return fmt.Sprintf("query %q: slot %d, id %d mod %d = %d; from %s: %s, %s; %s %s",
@@ -265,7 +269,10 @@ func (r *Ring) SVG() []byte {
 		}
 		outward(q.From, -skew, true, fmt.Sprintf("query %q from the querier", q.LongName), false)
 		answer := "query-result to the querier: found"
-		if !q.Found {
+		switch {
+		case r.Nodes[q.Target].Missing:
+			answer = "query-result to the querier (its file not read)"
+		case !q.Found:
 			answer = "query-result to the querier: not found"
 		}
 		outward(q.Target, skew, false, answer, true)

@@ -69,6 +69,15 @@ func TestRingText(t *testing.T) {
 			t.Errorf("the text lacks %q:\n%s", want, got)
 		}
 	}
+	// A walk that ends at a member whose file was not read cannot say
+	// what that member answers.
+	r.Query = &RingQuery{LongName: "Aruba", Pos: 140, From: 0, Target: 2}
+	if got := r.Text(); !strings.Contains(got, "n2 would hold it; its file was not read, so whether it has the record is not known") || strings.Contains(got, "no such record") {
+		t.Errorf("a walk to a member whose file was not read:\n%s", got)
+	}
+	if text := svgText(t, r.SVG()); !strings.Contains(text, "query-result to the querier (its file not read)") || strings.Contains(text, "not found") {
+		t.Errorf("the drawing of a walk to a member whose file was not read says:\n%s", text)
+	}
 	if h := (&RingQuery{From: 2, Target: 2}).Hops(3); h != 0 {
 		t.Errorf("a query that starts at its node: %d hops", h)
 	}

@@ -25,7 +25,9 @@ func ringCommand(e env) *cli.Command {
 			"records, in id order, which is the way every ring message travels (to the right\n" +
 			"neighbour, id + 1), and the leader. The server's file gives the ring's order; the\n" +
 			"peers' files give each member's place and table, and where they disagree the\n" +
-			"output says so. Without the server's file, the peers' files alone make the ring.\n" +
+			"output says so. Without the server's file, the peers' files alone make the ring:\n" +
+			"their ring size and ids, and their neighbours for the members whose files are not\n" +
+			"given (drawn without a table; '?' where no file names the member).\n" +
 			"With --query, it draws the walk of a query for that Long Name from the member\n" +
 			"--from (the server picks that member at random; default the leader).",
 		Flags: []cli.Flag{
@@ -87,6 +89,63 @@ func ringCommand(e env) *cli.Command {
 	}
 }
 
+// unknownMember stands for a ring member no file read names.
+const unknownMember = "?"
+
+// peersRing is the ring as the peers' files hold it, without the server's:
+// of the ring size most files give (the larger on a tie), each file's
+// member at the id it gives, and an id no file holds named by its
+// neighbour's file where one names it (unknownMember where none does), so
+// that the files of some members draw the whole ring, the others missing.
+// A file of another ring size, or of an id another file took, is a
+// warning and stays out.
+func peersRing(peers []*store.PeerReport, byName map[string]*store.PeerReport, warn func(string, ...any)) []string {
+	sizes := map[int]int{}
+	for _, p := range peers {
+		if p.ID != nil && byName[p.Name] == p {
+			sizes[*p.RingSize]++
+		}
+	}
+	n := 0
+	for size, count := range sizes {
+		if count > sizes[n] || count == sizes[n] && size > n {
+			n = size
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	members := make([]string, n)
+	var placed []int // ids, in the order of the files
+	for _, p := range peers {
+		switch {
+		case p.ID == nil || byName[p.Name] != p:
+		case *p.RingSize != n || *p.ID < 0 || *p.ID >= n:
+			warn("%s's file says id %d of %d; the other files say a ring of %d", p.Name, *p.ID, *p.RingSize, n)
+		case members[*p.ID] != "":
+			warn("%s's file says id %d, which %s's file says too; the ring shows %s", p.Name, *p.ID, members[*p.ID], members[*p.ID])
+		default:
+			members[*p.ID] = p.Name
+			placed = append(placed, *p.ID)
+		}
+	}
+	for _, i := range placed {
+		p := byName[members[i]]
+		if l := (i + n - 1) % n; members[l] == "" && p.Left != nil {
+			members[l] = p.Left.Name
+		}
+		if r := (i + 1) % n; members[r] == "" && p.Right != nil {
+			members[r] = p.Right.Name
+		}
+	}
+	for i := range members {
+		if members[i] == "" {
+			members[i] = unknownMember
+		}
+	}
+	return members
+}
+
 // buildRing makes the ring the files hold: in the server's ring order when
 // the server has a DHT, else in the order of the ids the peers' files give.
 // Every disagreement between the files is a warning.
@@ -120,19 +179,7 @@ func buildRing(server *store.ServerReport, peers []*store.PeerReport) *diagram.R
 		} else {
 			r.Info = append(r.Info, "no server file: the ring as the peers' files hold it")
 		}
-		var inRing []*store.PeerReport
-		for _, p := range peers {
-			if p.ID != nil && byName[p.Name] == p {
-				inRing = append(inRing, p)
-			}
-		}
-		slices.SortStableFunc(inRing, func(a, b *store.PeerReport) int { return *a.ID - *b.ID })
-		for i, p := range inRing {
-			if *p.ID != i {
-				warn("%s's file says id %d; it is drawn as member %d of %d", p.Name, *p.ID, i, len(inRing))
-			}
-			members = append(members, p.Name)
-		}
+		members = peersRing(peers, byName, warn)
 		if len(members) > 0 {
 			leader = members[0]
 		}
@@ -144,6 +191,15 @@ func buildRing(server *store.ServerReport, peers []*store.PeerReport) *diagram.R
 			addrs[u.Name] = joinAddr(u.IP, u.Port)
 		}
 	}
+	// A member whose file was not read has the address its neighbours'
+	// files give, when the server's file gives none.
+	for _, p := range peers {
+		for _, m := range []*store.MemberJSON{p.Left, p.Right} {
+			if m != nil && addrs[m.Name] == "" {
+				addrs[m.Name] = joinAddr(m.IP, m.Port)
+			}
+		}
+	}
 	total := 0
 	var missing []string
 	for i, name := range members {
@@ -151,7 +207,11 @@ func buildRing(server *store.ServerReport, peers []*store.PeerReport) *diagram.R
 		p := byName[name]
 		if p == nil {
 			nd.Missing = true
-			missing = append(missing, name)
+			if name == unknownMember {
+				missing = append(missing, fmt.Sprintf("id %d (no file names it)", i))
+			} else {
+				missing = append(missing, name)
+			}
 			r.Nodes = append(r.Nodes, nd)
 			continue
 		}

@@ -97,6 +97,16 @@ func TestRingCommand(t *testing.T) {
 			"ring of 3",
 			"not in the ring: " + free[0] + " (192.0.2.",
 		}, []string{"warning"}},
+		// One member's file alone: its id, ring size and neighbours place
+		// the others, drawn without files, at the addresses it names.
+		{"one member's file, no server's", []string{"ring", "--query", "Aruba", peerFile(peers, members[1])}, []string{
+			"ring of 3",
+			"id 0  " + members[0] + "  192.0.2.",
+			"id 1  " + members[1] + " ",
+			"id 2  " + members[2] + " ",
+			"no file read of " + members[0] + ", " + members[2],
+			members[0] + " would hold it; its file was not read, so whether it has the record is not known",
+		}, []string{"warning", "no such record"}},
 		{"a member's file missing", append([]string{"ring", server}, without(peers, members[1])...), []string{
 			"  " + members[1] + "    192.0.2.12:5000        (no file read)",
 			"166 records in the ring's files; no file read of " + members[1],
