@@ -403,7 +403,7 @@ func TestRead(t *testing.T) {
 	if len(evs) != 2 || evs[0].Process != "bob" || evs[1].ID != 4294967295 || str(evs[1].Msg, "name") != "bob" {
 		t.Fatalf("read %+v", evs)
 	}
-	if _, err := Read(strings.NewReader("{\"time\":\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
+	if _, err := Read(strings.NewReader("{\"time\":\n")); err == nil || !strings.Contains(err.Error(), "line 1: not a line of a --trace-json trace (JSON: ") {
 		t.Fatalf("a broken line: %v", err)
 	}
 	// Two processes in one file: unnamed lines stay unnamed.

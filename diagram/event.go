@@ -72,7 +72,7 @@ func Read(r io.Reader) ([]Event, error) {
 		}
 		var e Event
 		if err := json.Unmarshal(b, &e); err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
+			return nil, fmt.Errorf("line %d: not a line of a --trace-json trace (JSON: %w)", line, err)
 		}
 		evs = append(evs, e)
 	}
