@@ -122,8 +122,8 @@ type Peer struct {
 	committing *commitWait
 	healing    *healLead // the heal this node leads, as the server asked
 	// epoch is the server's number of the ring this place is in (0 if
-	// unknown); formerRight the right neighbour a teardown made this node
-	// forget, which a broken report may have to name.
+	// unknown); formerRight the right neighbour this node last forgot (a
+	// teardown's), which a broken report or a failure may have to name.
 	epoch       uint64
 	formerRight wire.Member
 
@@ -440,6 +440,9 @@ func (p *Peer) clearTable() {
 func (p *Peer) leaveRing(keepNeighbours bool) {
 	p.inRing = false
 	if !keepNeighbours {
+		if p.neighbours {
+			p.formerRight = p.right
+		}
 		p.neighbours, p.left, p.right = false, wire.Member{}, wire.Member{}
 	}
 }

@@ -232,7 +232,7 @@ func (p *Peer) reportBroken(now time.Time, gone []failure, out []Output) []Outpu
 func (p *Peer) onBroken(now time.Time, from netip.AddrPort, m wire.Broken) []Output {
 	who := m.Node.Addr.String()
 	if m.Node.Name != "" {
-		who = m.Node.Name + " (" + who + ")"
+		who = label(m.Node)
 	}
 	why := fmt.Sprintf("the ring is broken at %s: it stopped acknowledging %s from %s for %s", who, m.What, p.named(from), p.link.cfg.GiveUp)
 	switch m.What {

@@ -481,8 +481,6 @@ type teardownOp struct {
 	// right neighbour's torn-down came).
 	left, right netip.AddrPort
 	back, done  bool
-	// rightName names right, for a failure that says who went silent.
-	rightName string
 }
 
 func (o *teardownOp) asking() *request { return &o.rq }
@@ -508,7 +506,7 @@ func (o *teardownOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply)
 	// The teardown goes first; this node's own table is committed while
 	// it travels (the runner sends before it commits), and the torn-down
 	// follows, which each node passes on once its own table is on disk.
-	o.left, o.right, o.rightName = p.left.Addr, p.right.Addr, p.right.Name
+	o.left, o.right = p.left.Addr, p.right.Addr
 	out = append(out, p.link.send(now, o.right, wire.Teardown{Origin: p.self.Name, OriginAddr: p.self.Addr, Epoch: p.epoch}, tagNone, false)...)
 	p.clearTable()
 	p.leaveRing(false)
@@ -682,38 +680,27 @@ func (p *Peer) unacked(g failure) string {
 	return why
 }
 
-// named is addr as "NAME (ADDR)" when it is a neighbour's, or a member's
-// the command under way knows (a setup's ring, the neighbours a teardown
-// or a leave started with), else the address alone.
+// named is addr as "NAME (ADDR)" when this node knows whose it is (its
+// neighbours, the setup's ring it leads, the neighbours of the leave it
+// makes, the right neighbour it last forgot), else the address alone.
 func (p *Peer) named(addr netip.AddrPort) string {
-	name := ""
-	switch {
-	case p.neighbours && addr == p.right.Addr:
-		name = p.right.Name
-	case p.neighbours && addr == p.left.Addr:
-		name = p.left.Name
-	default:
-		switch o := p.op.(type) {
-		case *setupOp:
-			for _, m := range o.members {
-				if m.Addr == addr {
-					name = m.Name
-				}
-			}
-		case *teardownOp:
-			if addr == o.right {
-				name = o.rightName
-			}
-		case *leaveOp:
-			for _, m := range []wire.Member{o.left, o.right} {
-				if m.Addr == addr {
-					name = m.Name
-				}
-			}
+	var known []wire.Member
+	if p.neighbours {
+		known = append(known, p.right, p.left)
+	}
+	switch o := p.op.(type) {
+	case *setupOp:
+		known = append(known, o.members...)
+	case *leaveOp:
+		known = append(known, o.left, o.right)
+	}
+	for _, m := range append(known, p.formerRight) {
+		if m.Addr == addr && m.Name != "" {
+			return label(m)
 		}
 	}
-	if name == "" {
-		return addr.String()
-	}
-	return name + " (" + addr.String() + ")"
+	return addr.String()
 }
+
+// label is how a failure names a member: "NAME (ADDR)".
+func label(m wire.Member) string { return m.Name + " (" + m.Addr.String() + ")" }

@@ -15,6 +15,7 @@ func TestUnackedNamesTheSilentMember(t *testing.T) {
 	p := ringNode(t) // carol, between bob and dave
 	stranger := netip.MustParseAddrPort("10.0.0.99:5000")
 	eve := wire.Member{Name: "eve", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}
+	p.formerRight = eve // as the teardown it started left it
 	for _, c := range []struct {
 		name string
 		op   operation
@@ -29,7 +30,7 @@ func TestUnackedNamesTheSilentMember(t *testing.T) {
 			"reset-right sent to bob (10.0.0.12:5000) was not acknowledged within 10s"},
 		{"set-id to a member of the setup", &setupOp{members: []wire.Member{p.self, eve}}, failure{to: eve.Addr, msg: wire.SetID{}},
 			"set-id sent to eve (10.0.0.15:5000) was not acknowledged within 10s"},
-		{"teardown to the right it started with", &teardownOp{right: eve.Addr, rightName: eve.Name}, failure{to: eve.Addr, msg: wire.Teardown{}},
+		{"teardown to the right it forgot", &teardownOp{right: eve.Addr}, failure{to: eve.Addr, msg: wire.Teardown{}},
 			"teardown sent to eve (10.0.0.15:5000) was not acknowledged within 10s"},
 		{"an address it knows no name for", nil, failure{to: stranger, msg: wire.Query{}},
 			"query sent to 10.0.0.99:5000 was not acknowledged within 10s"},
