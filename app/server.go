@@ -42,8 +42,14 @@ type ServerConfig struct {
 	Keys io.Reader
 }
 
-// DefaultOpTimeout is the server's default --op-timeout.
-const DefaultOpTimeout = 2 * time.Minute
+// DefaultOpTimeout is the server's default --op-timeout; MinOpTimeout the
+// least it takes: below a second it would roll back setups still at work
+// (a leader on another host, a larger dataset), for no gain, since a member
+// that is gone ends a wait by --dead-after anyway.
+const (
+	DefaultOpTimeout = 2 * time.Minute
+	MinOpTimeout     = time.Second
+)
 
 // DefaultDeadAfter is the server's default --dead-after; MinDeadAfter the
 // least it takes: a peer not yet told its pace sends alive every second.

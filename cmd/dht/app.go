@@ -72,6 +72,9 @@ func newApp(e env) *cli.App {
 		},
 		Commands: []*cli.Command{serverCommand(e), peerCommand(e), inspectCommand(e), demoCommand(e), playCommand(e), benchCommand(e), benchFloorCommand(e), diagramCommand(e), ringCommand(e), versionCommand(e)},
 		Action: func(c *cli.Context) error {
+			if c.Args().First() == "help" { // as git and go have it: dht help [COMMAND]
+				return helpCommand(c)
+			}
 			if c.NArg() > 0 {
 				return usagef("unknown command %q (see 'dht --help')", c.Args().First())
 			}
@@ -85,6 +88,24 @@ func newApp(e env) *cli.App {
 		cmd.Before = flagsFirst(cmd)
 	}
 	return a
+}
+
+// helpCommand is "dht help [COMMAND]": the same text as "dht --help" or
+// "dht COMMAND --help". The help command urfave/cli would add is hidden,
+// as its list of commands would name it beside the real ones.
+func helpCommand(c *cli.Context) error {
+	args := c.Args().Tail()
+	switch {
+	case len(args) == 0:
+		return cli.ShowAppHelp(c)
+	case len(args) > 1:
+		return usagef("help takes at most one command (see 'dht --help')")
+	}
+	cmd := c.App.Command(args[0])
+	if cmd == nil || cmd.Hidden {
+		return usagef("unknown command %q (see 'dht --help')", args[0])
+	}
+	return cli.ShowCommandHelp(c, cmd.Name)
 }
 
 // flagsFirst refuses a flag written after the positional arguments (the

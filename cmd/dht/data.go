@@ -18,17 +18,23 @@ func dataFlag(usage string) cli.Flag {
 
 // loadData is a peer's LoadData: the dataset (the file at path, or the
 // embedded one when path is empty), read and checked again each time the
-// peer leads a ring, and parsed again only when its bytes changed. The
-// first parse is made at once, in the background, so that the first
-// setup-dht does not wait for it.
-func loadData(path string) func() (dataset.Source, error) {
+// peer leads a ring, and parsed again only when its bytes changed. A file
+// is read and checked at once, so that a path mistyped or a file that does
+// not load stops the peer at start rather than at its first setup-dht;
+// the embedded dataset is parsed in the background, so that neither the
+// start nor the first setup-dht waits for it.
+func loadData(path string) (func() (dataset.Source, error), error) {
 	l := &dataset.Loader{Path: path}
-	go l.Load() // an error is reported by the Load that needs the records
+	if path == "" {
+		go l.Load() // cannot fail: it is checked by the tests
+	} else if _, _, err := l.Load(); err != nil {
+		return nil, err
+	}
 	return func() (dataset.Source, error) {
 		recs, _, err := l.Load()
 		if err != nil {
 			return nil, err
 		}
 		return dataset.Records(recs), nil
-	}
+	}, nil
 }

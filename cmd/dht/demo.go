@@ -64,6 +64,10 @@ func demoCommand(e env) *cli.Command {
 			if err != nil {
 				return fmt.Errorf("demo: %w", err)
 			}
+			data, err := loadData(c.String("data"))
+			if err != nil { // the file changed since
+				return fmt.Errorf("demo: %w", err)
+			}
 			wd, err := openWorkDir(c, "dht-demo-")
 			if err != nil {
 				return err
@@ -81,7 +85,7 @@ func demoCommand(e env) *cli.Command {
 			}
 			ctx, cancel := signalContext()
 			defer cancel()
-			cl, err := cluster.Start(cluster.Config{Dir: wd.path, Data: loadData(c.String("data")), Seed: seed, Port: uint16(c.Uint("port")), Log: clusterTrace(trace), Ctx: ctx})
+			cl, err := cluster.Start(cluster.Config{Dir: wd.path, Data: data, Seed: seed, Port: uint16(c.Uint("port")), Log: clusterTrace(trace), Ctx: ctx})
 			if err != nil {
 				wd.done()
 				return err

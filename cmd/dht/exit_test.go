@@ -30,6 +30,7 @@ func TestExitStatus(t *testing.T) {
 		{"server with a bad address", []string{"server", "--addr", "::1", "4000"}, 2},
 		{"server with an unknown flag", []string{"server", "--frobnicate", "4000"}, 2},
 		{"server with too short a --dead-after", []string{"server", "--dead-after", "500ms", "4000"}, 2},
+		{"server with too short an --op-timeout", []string{"server", "--op-timeout", "500ms", "4000"}, 2},
 		{"server with an unusable file", []string{"server", "--addr", "127.0.0.1", "--db", filepath.Join(missing, "s.db"), "4000"}, 1}, // 1 too if the port is taken
 		{"peer with one argument", []string{"peer", "127.0.0.1"}, 2},
 		{"peer with a bad address", []string{"peer", "1.2.3", "4000"}, 2},
@@ -74,9 +75,9 @@ func TestHelp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run("help "+tt.cmd, func(t *testing.T) {
-			args := []string{"--help"}
+			args, helpArgs := []string{"--help"}, []string{"help"}
 			if tt.cmd != "" {
-				args = []string{tt.cmd, "--help"}
+				args, helpArgs = []string{tt.cmd, "--help"}, []string{"help", tt.cmd}
 			}
 			code, out, errOut := runDHT(t, "", args...)
 			if code != 0 || errOut != "" {
@@ -86,6 +87,11 @@ func TestHelp(t *testing.T) {
 				if !strings.Contains(out, w) {
 					t.Errorf("help lacks %q:\n%s", w, out)
 				}
+			}
+			// dht help [COMMAND] prints the same.
+			code, helpOut, errOut := runDHT(t, "", helpArgs...)
+			if code != 0 || errOut != "" || helpOut != out {
+				t.Errorf("dht %s: exit %d, stderr %q, stdout differs from dht %s:\n%s", strings.Join(helpArgs, " "), code, errOut, strings.Join(args, " "), helpOut)
 			}
 		})
 	}
@@ -107,6 +113,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"inspect", "x.db", "--json"}, "flags go before FILE: --json (see 'dht inspect --help')"},
 		{[]string{"demo", "--peers", "x"}, `invalid value "x" for flag -peers: parse error (see 'dht demo --help')`},
 		{[]string{"version", "x"}, "version takes no arguments (see 'dht version --help')"},
+		{[]string{"server", "--op-timeout", "1ns", "4000"}, "--op-timeout must be at least 1s, got 1ns"},
+		{[]string{"help", "frobnicate"}, `unknown command "frobnicate" (see 'dht --help')`},
+		{[]string{"help", "bench-floor"}, `unknown command "bench-floor" (see 'dht --help')`},
+		{[]string{"help", "peer", "server"}, "help takes at most one command (see 'dht --help')"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

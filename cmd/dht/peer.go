@@ -37,7 +37,9 @@ func peerCommand(e env) *cli.Command {
 			"registered (it says so on stderr), and exits after deregister or on SIGINT/SIGTERM.\n" +
 			"Started on a --db file that holds a registration, it resumes it first: it binds that\n" +
 			"address, rejoins the server and prints resume SUCCESS or resume FAILURE; a --db\n" +
-			"file it cannot open (damaged, foreign, in use) fails there, with exit status 1.\n" +
+			"file it cannot open (damaged, foreign, in use) fails there, with exit status 1;\n" +
+			"a --data file that cannot be read or does not load stops it at start (status 1),\n" +
+			"and is read again at each setup-dht.\n" +
 			"A query-dht typed without its Long Name asks the server first: after SUCCESS the next\n" +
 			"line is the Long Name (at a terminal the peer asks for it), after FAILURE it is a\n" +
 			"command of its own. A line over 1 MiB is refused, with a note on stderr.",
@@ -70,12 +72,15 @@ func peerCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			dataPath := c.String("data")
+			data, err := loadData(c.String("data"))
+			if err != nil {
+				return fmt.Errorf("peer: %w", err)
+			}
 			dbPath := c.String("db")
 			seed := uint64(time.Now().UnixNano())
 			core := app.NewPeer(app.PeerConfig{
 				Server:   netip.AddrPortFrom(ip, port),
-				LoadData: loadData(dataPath),
+				LoadData: data,
 				Rand:     rand.New(rand.NewPCG(seed, seed>>3)),
 				Link: app.LinkConfig{
 					Retry:  app.Retry{RTO: c.Duration("rto"), GiveUp: c.Duration("give-up")},

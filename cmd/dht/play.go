@@ -117,6 +117,10 @@ func playCommand(e env) *cli.Command {
 // playIn runs a scenario with its files in dir and returns how many
 // expectations were met.
 func playIn(c *cli.Context, dir string, sc *playScenario, seed uint64, trace, stdout io.Writer) (int, error) {
+	data, err := loadData(c.String("data"))
+	if err != nil {
+		return 0, fmt.Errorf("play: %w", err)
+	}
 	ports, err := loopback.FreePorts(len(sc.keys))
 	if err != nil {
 		return 0, err
@@ -127,7 +131,7 @@ func playIn(c *cli.Context, dir string, sc *playScenario, seed uint64, trace, st
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	cl, err := cluster.Start(cluster.Config{Dir: dir, Data: loadData(c.String("data")), Seed: seed, Log: clusterTrace(trace), Ctx: ctx})
+	cl, err := cluster.Start(cluster.Config{Dir: dir, Data: data, Seed: seed, Log: clusterTrace(trace), Ctx: ctx})
 	if err != nil {
 		return 0, err
 	}
