@@ -210,3 +210,51 @@ func TestTeardownNamesADeadNodeFarAway(t *testing.T) {
 		t.Fatalf("the FAILURE came after %v, more than the give-up time %v", took, app.DefaultGiveUp)
 	}
 }
+
+// A member that stops running (SIGSTOP, a suspended host: Remove keeps its
+// memory and timers) past --dead-after is healed out of the ring. Running
+// again, it learns so from the server's pace, within a period of its
+// alives, and drops its place and table, in memory and in its file, as a
+// restarted process does at its resume; the healed ring answers every
+// query, and a later setup may pick the user again.
+func TestStalledMemberLearnsTheRingHealedWithoutIt(t *testing.T) {
+	data := records(t)
+	for _, id := range []int{2, 0} { // a member; the leader
+		for _, seed := range seeds(t, 2) {
+			t.Run(fmt.Sprintf("id=%d/seed=%d", id, seed), func(t *testing.T) {
+				s := newSim(t, seed)
+				users := joinUsers(t, s, 5)
+				s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+				stalled := memberWithID(s, id)
+				before := app.Identity(s.Process(stalled).Core)
+				p := s.Remove(stalled)
+				settleHeal(t, s, stalled)
+				if app.Identity(p.Core) != before {
+					t.Fatalf("seed %d: %s changed while it did not run", seed, stalled)
+				}
+				s.Restore(p)
+				start := s.Now()
+				for app.Identity(p.Core).InRing {
+					if s.Now().Sub(start) > time.Minute || !s.step() {
+						t.Fatalf("seed %d: %s still holds its place in the ring of epoch %d, %v after it ran again", seed, stalled, before.Epoch, s.Now().Sub(start))
+					}
+				}
+				for s.Busy() && s.step() {
+				}
+				id, recs, err := p.Table.Load()
+				if err != nil || id.InRing || id.Left.Name != "" || len(recs) != 0 || id.Name != stalled {
+					t.Fatalf("seed %d: %s's file after it learnt: %+v, %d records, %v; want it registered with no place and no records", seed, stalled, id, len(recs), err)
+				}
+				n := len(s.Server().Snapshot().DHT.Members)
+				s.checkRing(data)
+				wantCounts(t, s, data)
+				queryAll(t, s, stalled, data, n)
+				leader := leaderName(s)
+				s.mustDo(leader, "teardown-dht "+leader, "teardown-dht SUCCESS")
+				s.mustDo(stalled, "setup-dht 4 "+stalled, "setup-dht SUCCESS")
+				s.checkRing(data)
+				queryAll(t, s, freeUser(s), data, 4)
+			})
+		}
+	}
+}

@@ -629,7 +629,8 @@ func (p *Peer) alivePeriodOrUntold() time.Duration {
 	return p.alivePeriod
 }
 
-// onPace takes the server's word on how often to send alive.
+// onPace takes the server's word on how often to send alive, and on
+// whether the ring this node holds a place in still counts it.
 func (p *Peer) onPace(now time.Time, from netip.AddrPort, m wire.Pace) []Output {
 	if from != p.cfg.Server || !p.registered {
 		return []Output{dropped("pace not from the server this peer is registered with", from)}
@@ -639,7 +640,36 @@ func (p *Peer) onPace(now time.Time, from netip.AddrPort, m wire.Pace) []Output 
 	if next := now.Add(d); next.Before(p.aliveAt) {
 		p.aliveAt = next
 	}
+	if m.Gone != 0 && p.inRing && p.epoch == m.Gone {
+		return p.placeGone(now)
+	}
 	return nil
+}
+
+// placeGone drops this node's place and table: the server counts it in
+// no ring of their epoch (it was silent past --dead-after and the ring
+// healed without it, or the ring was dissolved) while this process did
+// not run, or could not be heard. What a restarted process does at its
+// resume, a running one does here, and says so on stderr.
+func (p *Peer) placeGone(now time.Time) []Output {
+	why := fmt.Sprintf("the server counts %s in no ring of epoch %d", p.self.Name, p.epoch)
+	note := Notice{Line: fmt.Sprintf("%s is Free: the server counts it in no ring of epoch %d (healed out of it as offline, or the ring dissolved, while this process was stopped or cut off); its place (id %d of a ring of %d) and table are discarded",
+		p.self.Name, p.epoch, p.id, p.n)}
+	out := p.abandon(now, why)
+	p.tearing = nil
+	p.leaver = netip.AddrPort{}
+	p.clearTable()
+	p.leaveRing(false)
+	return append(out, p.persist(true, nil), note)
+}
+
+// placeEpoch is the epoch of the ring this node holds a place in, 0 if
+// none: what its alives carry.
+func (p *Peer) placeEpoch() uint64 {
+	if !p.inRing {
+		return 0
+	}
+	return p.epoch
 }
 
 // aliveDue sends the alive due at now, if one is.
@@ -655,7 +685,7 @@ func (p *Peer) aliveDue(now time.Time, out []Output) []Output {
 	p.cred.aliveSeq = nextSeq(p.cred.aliveSeq, now)
 	sg := signer{seq: p.cred.aliveSeq, key: p.cred.secret}
 	return append(out, sg.send(p.cfg.Server, p.link.newID(), 0,
-		wire.Alive{Name: p.self.Name, PeriodMS: uint32(p.alivePeriod.Milliseconds())}))
+		wire.Alive{Name: p.self.Name, PeriodMS: uint32(p.alivePeriod.Milliseconds()), Epoch: p.placeEpoch()}))
 }
 
 // Deaf tells the peer it read nothing for d (its runner was committing):

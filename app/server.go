@@ -291,11 +291,36 @@ func (s *Server) alive(now time.Time, from netip.AddrPort, h wire.Header, m wire
 	}
 	s.aliveSeq[m.Name] = h.Seq
 	s.seen(now, from)
-	pace := uint32(s.Pace().Milliseconds())
-	if m.PeriodMS == pace {
+	pace, ok := s.paceFor(u, m)
+	if !ok {
 		return nil
 	}
-	return []Output{Send{To: from, ID: h.ID, Msg: wire.Pace{PeriodMS: pace}, Sign: true, Seq: h.Seq, Key: u.Secret}}
+	return []Output{Send{To: from, ID: h.ID, Msg: pace, Sign: true, Seq: h.Seq, Key: u.Secret}}
+}
+
+// paceFor is the answer to u's alive m, if it needs one: a Pace when m's
+// period is not the server's, or when m names a place in a ring the server
+// counts u in no longer (then Gone is that ring's epoch).
+func (s *Server) paceFor(u *state.User, m wire.Alive) (wire.Pace, bool) {
+	p := wire.Pace{PeriodMS: uint32(s.Pace().Milliseconds()), Gone: s.placeGone(u, m.Epoch)}
+	return p, m.PeriodMS != p.PeriodMS || p.Gone != 0
+}
+
+// placeGone is epoch when u, whose peer holds a place in the ring of that
+// epoch, is in no such ring: u is Free (healed out of it as offline, the
+// ring dissolved or rolled back meanwhile), and not the joiner of the join
+// in progress, who is Free in the join's own epoch until its dht-rebuilt.
+// Else 0. Epochs never repeat, so a place of a gone epoch never counts
+// again, and a late Pace cannot take a newer place: the peer drops only a
+// place of the epoch named.
+func (s *Server) placeGone(u *state.User, epoch uint64) uint64 {
+	if epoch == 0 || u.State != state.Free {
+		return 0
+	}
+	if d := s.dht; d.Phase == state.PhaseJoining && d.Joiner == u.Name && epoch == d.Epoch {
+		return 0
+	}
+	return epoch
 }
 
 // Step handles one datagram from a client, as it came: it acts on a
@@ -468,11 +493,11 @@ func (s *Server) stepTrusted(now time.Time, from netip.AddrPort, h wire.Header, 
 			return []Output{dropped("alive for a user not registered at its source", from, slog.String("name", a.Name))}
 		}
 		s.seen(now, from)
-		pace := uint32(s.Pace().Milliseconds())
-		if a.PeriodMS == pace {
+		pace, ok := s.paceFor(u, a)
+		if !ok {
 			return nil
 		}
-		return []Output{Send{To: from, ID: h.ID, Msg: wire.Pace{PeriodMS: pace}}}
+		return []Output{Send{To: from, ID: h.ID, Msg: pace}}
 	}
 	switch m := m.(type) {
 	case wire.Ack:

@@ -270,3 +270,67 @@ func TestServerLateTickReadsBeforeItJudges(t *testing.T) {
 }
 
 func isPersist(o Output) bool { _, ok := o.(PersistServer); return ok }
+
+// An alive carries the epoch of the ring its sender holds a place in. The
+// server's pace says that place is gone (Gone, the alive's epoch) when it
+// counts the user Free and the user is not the joiner of the join in
+// progress: the ring was healed without it, dissolved, or rolled back. A
+// member, or the joiner in its join's epoch, is never told so, and an alive
+// at the pace that names no place, or a live one, gets no answer at all.
+func TestServerPaceSaysThePlaceIsGone(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	ready := func(epoch uint64) state.ServerState {
+		st := srvDHT(state.PhaseReady, ring, "dave", "erin")
+		st.DHT.Epoch = epoch
+		return st
+	}
+	none := srvFree("alice", "dave")
+	none.DHT.Epoch = 7 // kept when the DHT was dissolved
+	joining := srvJoining(ring, "dave", "erin")
+	joining.DHT.Epoch = 8
+	tests := []struct {
+		name  string
+		st    state.ServerState
+		user  string
+		epoch uint64
+		gone  uint64 // 0: no pace at all
+	}{
+		{"a Free user healed out of the ring", ready(8), "dave", 7, 7},
+		{"a Free user, the DHT dissolved since", none, "alice", 7, 7},
+		{"a Free user with a place of a ring the server never had", ready(8), "erin", 9, 9},
+		{"a member in the ring's epoch", ready(8), "bob", 8, 0},
+		{"a member a leave or join has not renumbered yet", ready(8), "bob", 7, 0},
+		{"the leader", ready(8), "alice", 8, 0},
+		{"a Free user with no place", ready(8), "dave", 0, 0},
+		{"the joiner, in its join's epoch", joining, "dave", 8, 0},
+		{"the joiner, with a place of an older ring", joining, "dave", 5, 5},
+		{"a Free user during a join not its own", joining, "erin", 8, 8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newLiveH(t, tt.st)
+			pace := uint32(h.s.Pace().Milliseconds())
+			in := wire.Alive{Name: tt.user, PeriodMS: pace, Epoch: tt.epoch}
+			outs := h.s.stepTrusted(h.now, srvAddr(tt.user), wire.Header{Type: wire.TypeAlive, ID: 5}, in)
+			if tt.gone == 0 {
+				if len(outs) != 0 {
+					t.Fatalf("alive %+v: %#v, want no answer", in, outs)
+				}
+				return
+			}
+			if len(outs) != 1 {
+				t.Fatalf("alive %+v: %#v, want one pace", in, outs)
+			}
+			send := outs[0].(Send)
+			if p, ok := send.Msg.(wire.Pace); !ok || send.To != srvAddr(tt.user) || p.Gone != tt.gone || p.PeriodMS != pace {
+				t.Fatalf("alive %+v: answer %#v, want a pace to %s with gone %d", in, send, tt.user, tt.gone)
+			}
+			if out, got := wire.EncodedLen(send.Msg), wire.EncodedLen(in); out >= got {
+				t.Errorf("pace is %d bytes, the alive %d", out, got)
+			}
+			if !srvSameState(tt.st, h.s.Snapshot()) {
+				t.Error("an alive changed the registry")
+			}
+		})
+	}
+}

@@ -430,53 +430,67 @@ func (m JoinDHT) parse(d decoder) (JoinDHT, decoder) {
 func (m JoinDHT) LogValue() slog.Value { return nameValue(m.Name) }
 
 // Alive is a registered user's sign of life: name, u32 the period in
-// milliseconds its sender now sends one at (0: not told yet). The server
-// does not answer it, but with a Pace when the period is not the one it
-// wants; an Alive is always longer than a Pace, so the answer never
-// amplifies a forged one.
+// milliseconds its sender now sends one at (0: not told yet), u64 the
+// epoch of the ring its sender holds a place in (0: none). The server does
+// not answer it, but with a Pace when the period is not the one it wants
+// or the place is in a ring it no longer counts the user in; an Alive is
+// always longer than a Pace, so the answer never amplifies a forged one.
 type Alive struct {
 	Name     string
 	PeriodMS uint32
+	Epoch    uint64
 }
 
 func (Alive) Type() Type     { return TypeAlive }
-func (m Alive) bodyLen() int { return nameLen(m.Name) + 4 }
+func (m Alive) bodyLen() int { return nameLen(m.Name) + 4 + 8 }
 
 func (m Alive) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Name, "name")
 	e.u32(m.PeriodMS)
+	e.u64(m.Epoch)
 	return e.b, e.err
 }
 
 func (m Alive) parse(d decoder) (Alive, decoder) {
 	m.Name = d.name("name")
 	m.PeriodMS = d.u32("period")
+	m.Epoch = d.u64("epoch")
 	return m, d
 }
 
 func (m Alive) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("name", m.Name), slog.Uint64("period_ms", uint64(m.PeriodMS)))
+	return slog.GroupValue(slog.String("name", m.Name), slog.Uint64("period_ms", uint64(m.PeriodMS)), slog.Uint64("epoch", m.Epoch))
 }
 
 // Pace tells a registered user how often to send Alive: u32 period in
-// milliseconds.
-type Pace struct{ PeriodMS uint32 }
+// milliseconds; and u64 gone: the epoch its Alive named, when the server
+// counts the user in no ring of that epoch any more (it is Free, and that
+// ring was healed without it, left, or dissolved), 0 otherwise.
+type Pace struct {
+	PeriodMS uint32
+	Gone     uint64
+}
 
 func (Pace) Type() Type     { return TypePace }
-func (m Pace) bodyLen() int { return 4 }
+func (m Pace) bodyLen() int { return 4 + 8 }
 
 func (m Pace) appendBody(e encoder) ([]byte, *Error) {
 	e.u32(m.PeriodMS)
+	e.u64(m.Gone)
 	return e.b, e.err
 }
 
 func (m Pace) parse(d decoder) (Pace, decoder) {
 	m.PeriodMS = d.u32("period")
+	m.Gone = d.u64("gone")
 	return m, d
 }
 
 func (m Pace) LogValue() slog.Value {
-	return slog.GroupValue(slog.Uint64("period_ms", uint64(m.PeriodMS)))
+	if m.Gone == 0 {
+		return slog.GroupValue(slog.Uint64("period_ms", uint64(m.PeriodMS)))
+	}
+	return slog.GroupValue(slog.Uint64("period_ms", uint64(m.PeriodMS)), slog.Uint64("gone", m.Gone))
 }
 
 func nameValue(name string) slog.Value { return slog.GroupValue(slog.String("name", name)) }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,6 +48,33 @@ func TestBinaryServerStallIsNoDeath(t *testing.T) {
 		}
 		break
 	}
+	peers["alice"].do("teardown-dht alice", "teardown-dht SUCCESS")
+	peers["alice"].expect("teardown-complete SUCCESS")
+}
+
+// A member that stops running (SIGSTOP) for longer than --dead-after is
+// healed out of the ring. Running again, it is told so by the server's
+// pace: it drops its place and table and says so on stderr, and, Free
+// now, may query the healed ring.
+func TestBinaryStalledMemberLearnsItWasHealedOut(t *testing.T) {
+	dir, recs, ports := e2eSetup(t)
+	sport := strconv.Itoa(ports[0])
+	e2eServer(t, dir, sport, "--dead-after", "2s")
+	peers := e2ePeers(t, dir, sport, ports, noFlags)
+	ring := ringMembers(peers["alice"].do("setup-dht 4 alice", "setup-dht SUCCESS"))
+	peers["alice"].expect("dht-complete SUCCESS")
+	stalled := peers[ring[2]]
+	pid := stalled.cmd.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	survivors := append(slices.Clone(ring[:2]), ring[3])
+	peers["alice"].expect("heal SUCCESS: ring of 3: " + strings.Join(survivors, " "))
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stalled.waitTrace(ring[2] + " is Free: the server counts it in no ring of epoch 1 (healed out of it as offline")
+	queryAll(t, stalled, ring[2], recs[:20], 3)
 	peers["alice"].do("teardown-dht alice", "teardown-dht SUCCESS")
 	peers["alice"].expect("teardown-complete SUCCESS")
 }
