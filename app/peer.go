@@ -653,7 +653,7 @@ func (p *Peer) onPace(now time.Time, from netip.AddrPort, m wire.Pace) []Output 
 // resume, a running one does here, and says so on stderr.
 func (p *Peer) placeGone(now time.Time) []Output {
 	why := fmt.Sprintf("the server counts %s in no ring of epoch %d", p.self.Name, p.epoch)
-	note := Notice{Line: fmt.Sprintf("%s is Free: the server counts it in no ring of epoch %d (healed out of it as offline, or the ring dissolved, while this process was stopped or cut off); its place (id %d of a ring of %d) and table are discarded",
+	note := Notice{Line: fmt.Sprintf("%s is Free: the server counts it in no ring of epoch %d (it was healed out of that ring as offline, or the ring was dissolved); its place (id %d of a ring of %d) and table are discarded",
 		p.self.Name, p.epoch, p.id, p.n)}
 	out := p.abandon(now, why)
 	p.tearing = nil

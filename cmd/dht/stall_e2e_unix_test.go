@@ -73,7 +73,7 @@ func TestBinaryStalledMemberLearnsItWasHealedOut(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	stalled.waitTrace(ring[2] + " is Free: the server counts it in no ring of epoch 1 (healed out of it as offline")
+	stalled.waitTrace(ring[2] + " is Free: the server counts it in no ring of epoch 1 (it was healed out of that ring as offline")
 	queryAll(t, stalled, ring[2], recs[:20], 3)
 	peers["alice"].do("teardown-dht alice", "teardown-dht SUCCESS")
 	peers["alice"].expect("teardown-complete SUCCESS")
