@@ -51,8 +51,9 @@ func countTo(s *simNet, addr netip.AddrPort) *int {
 }
 
 // A stranger's set-id (a place and neighbours of its choosing), store
-// (a forged record), teardown and reset-id, from its own socket or from a
-// neighbour's address, unsigned or signed with a key of its own, for this
+// (a forged record), teardown, reset-id and pace (saying the member's ring
+// is gone), from its own socket or from a neighbour's or the server's
+// address, unsigned or signed with a key of its own, for this
 // ring's epoch or the next: the member takes none of it. Its place and its
 // table are unchanged, every record is found as the dataset has it, and
 // nothing is sent to the stranger.
@@ -70,9 +71,11 @@ func TestStrangerCannotTakeOverAMember(t *testing.T) {
 		wire.Store{N: 4, Records: []wire.Record{aruba}},
 		wire.Teardown{Origin: "eve"},
 		wire.ResetID{Origin: "eve", ID: 0, N: 1},
+		// The server's word that the member's ring is gone (forged).
+		wire.Pace{PeriodMS: 100, Gone: epoch},
 	}
 	sent := countTo(s, stranger)
-	for _, from := range []netip.AddrPort{stranger, before.Left.Addr} {
+	for _, from := range []netip.AddrPort{stranger, before.Left.Addr, simServer} {
 		for _, key := range attackerKeys {
 			for _, seq := range []uint64{epoch, epoch + 1} {
 				for _, m := range msgs {
