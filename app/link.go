@@ -192,17 +192,31 @@ func (l *link) sendSigned(now time.Time, to netip.AddrPort, msg wire.Message, t 
 // any destination: what they would do no longer applies (a join that
 // failed). Their acks, if they come, are taken as late ones.
 func (l *link) cancel(now time.Time, t tag) []Output {
+	return l.cancelWhere(now, func(m *outMsg) bool { return m.tag == t })
+}
+
+// cancelWhere stops delivering the messages drop picks, queued or in
+// flight to any destination. Their acks, if they come, are taken as late
+// ones; the acks a queued one held for what it forwards are owed still,
+// and go out.
+func (l *link) cancelWhere(now time.Time, drop func(*outMsg) bool) []Output {
 	var out []Output
 	for _, to := range l.sortedDests() {
 		d := l.dests[to]
 		keep := func(ms []*outMsg) []*outMsg {
 			kept := ms[:0]
 			for _, m := range ms {
-				if m.tag != t {
+				if !drop(m) {
 					kept = append(kept, m)
-				} else if m.id != 0 {
+					continue
+				}
+				if m.id != 0 {
 					l.late.add(to, m.id)
 				}
+				for _, h := range m.held {
+					l.ackSigned(h.to, h.id, h.sg)
+				}
+				m.held = nil
 			}
 			return kept
 		}

@@ -640,7 +640,17 @@ func (p *Peer) onPace(now time.Time, from netip.AddrPort, m wire.Pace) []Output 
 	if next := now.Add(d); next.Before(p.aliveAt) {
 		p.aliveAt = next
 	}
-	if m.Gone != 0 && p.inRing && p.epoch == m.Gone {
+	if m.Gone == 0 {
+		return nil
+	}
+	if o, ok := p.op.(*joinOp); ok && o.stage == joinWaiting && o.epoch == m.Gone {
+		// The join this node waits to be taken into was ended (its leader
+		// restarted without its place, or went offline, and the ring
+		// healed without the joiner): nothing would tell it otherwise
+		// before the op timeout.
+		return p.finish(now, nil, resultFailed(CmdDHTRebuilt, fmt.Sprintf("the server ended the join (epoch %d): %s is Free, outside the ring (healed or dissolved meanwhile)", o.epoch, p.self.Name)))
+	}
+	if p.inRing && p.epoch == m.Gone {
 		return p.placeGone(now)
 	}
 	return nil
@@ -663,13 +673,16 @@ func (p *Peer) placeGone(now time.Time) []Output {
 	return append(out, p.persist(true, nil), note)
 }
 
-// placeEpoch is the epoch of the ring this node holds a place in, 0 if
-// none: what its alives carry.
+// placeEpoch is the epoch of the ring this node holds a place in, or of
+// the join it waits to be placed by; 0 if none: what its alives carry.
 func (p *Peer) placeEpoch() uint64 {
-	if !p.inRing {
-		return 0
+	if p.inRing {
+		return p.epoch
 	}
-	return p.epoch
+	if o, ok := p.op.(*joinOp); ok && o.stage == joinWaiting {
+		return o.epoch
+	}
+	return 0
 }
 
 // aliveDue sends the alive due at now, if one is.

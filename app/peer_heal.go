@@ -144,7 +144,19 @@ func (p *Peer) healTick(gone []failure, out []Output) []Output {
 // commands of its user in a ring phase fail, saying why; so do a rebuild or
 // a join it leads, and their leaver or joiner hears it.
 func (p *Peer) abandon(now time.Time, why string) []Output {
-	var out []Output
+	// What this node still had to deliver of the old ring's phases goes no
+	// further: its retransmissions would reach nodes of the new ring,
+	// which drop them unacknowledged if they no longer fit, and a flush
+	// of the new ring sent after them would wait behind them (it names
+	// what went before it on the link). Queries go on: their walks are
+	// the querier's.
+	out := p.link.cancelWhere(now, func(m *outMsg) bool {
+		switch m.msg.(type) {
+		case wire.Query, wire.QueryResult:
+			return false
+		}
+		return true
+	})
 	if p.pop != nil && p.pop.tell != nil {
 		out = append(out, p.popFailed(now, why)...)
 	}

@@ -38,6 +38,7 @@ type joinOp struct {
 	rq     request
 	stage  joinStage
 	leader wire.Member // the leader the server named, which takes this node in
+	epoch  uint64      // the join's, from the server's answer: the ring this node waits to be placed in
 }
 
 func (o *joinOp) asking() *request { return &o.rq }
@@ -67,7 +68,7 @@ func (o *joinOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []O
 	// The ticket gives the ring's key: the join and the ring's messages to
 	// this node are signed with it.
 	p.setRing(r.KeyEpoch, ringKeyOf(p.cred.secret, r.KeyEpoch, wire.Tag(r.Key)))
-	o.leader = r.Members[0]
+	o.leader, o.epoch = r.Members[0], r.Epoch
 	o.begin(p, now, o.leader.Addr)
 	return append(out, p.link.send(now, o.leader.Addr, wire.Join{Joiner: p.self, N: uint16(n), Epoch: r.Epoch}, tagNone, false)...)
 }

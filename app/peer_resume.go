@@ -60,6 +60,13 @@ func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply) []Output 
 		p.clearTable()
 		p.leaveRing(false)
 		switch {
+		case !id.InRing:
+			// Only neighbours: it was giving up its id in a leave or a join
+			// (a teardown that keeps them) when it stopped.
+			detail += "; the neighbours it kept from a leave or join under way were discarded"
+			if member {
+				detail += ", and the ring heals with it"
+			}
 		case member:
 			detail += fmt.Sprintf("; the ring it held (epoch %d) is not the server's (epoch %d): its place and table were discarded, and the ring heals with it", id.Epoch, r.Epoch)
 		default:

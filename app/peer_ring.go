@@ -10,6 +10,31 @@ import (
 	"dht/wire"
 )
 
+// ofEarlierRing reports that m belongs to a ring, or a store round, this
+// node's have replaced, which expected drops: a ring phase of an older
+// epoch, or the flush or the committed of a store round this node led
+// before the one it leads now, if any (round numbers never repeat).
+func (p *Peer) ofEarlierRing(m wire.Message) bool {
+	var epoch uint64
+	switch m := m.(type) {
+	case wire.Flush:
+		return m.Leader == p.self.Name && (p.pop == nil || m.Round != p.pop.round)
+	case wire.Committed:
+		return m.Leader == p.self.Name && (p.pop == nil || m.Round != p.pop.round)
+	case wire.SetID:
+		epoch = m.Epoch
+	case wire.ResetID:
+		epoch = m.Epoch
+	case wire.ResetLeft:
+		epoch = m.Epoch
+	case wire.ResetRight:
+		epoch = m.Epoch
+	case wire.Teardown:
+		epoch = m.Epoch
+	}
+	return epoch != 0 && epoch < p.epoch
+}
+
 // expected says whether a ring message may come from `from`, and why not.
 func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 	fromLeft := p.neighbours && from == p.left.Addr
@@ -199,6 +224,13 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		if _, late := m.(wire.QueryResult); late && !noAck {
 			// A late answer is still acknowledged, so that its sender stops.
 			p.link.ack(from, h.ID)
+		}
+		if p.ofEarlierRing(m) {
+			// Taken, never to be acted on (epochs never repeat): its sender,
+			// a member of this ring still, stops sending it, and a flush
+			// it sent after it, which names it, is no longer held back.
+			p.link.seen.add(from, h.ID)
+			p.link.ackSigned(from, h.ID, sg)
 		}
 		return []Output{ev}
 	}

@@ -1006,3 +1006,57 @@ func storeTraffic(outs []Output, p *Peer) (acked, fwd []uint32) {
 	}
 	return acked, fwd
 }
+
+// A ring message of an earlier ring is dropped, and acknowledged all the
+// same (and remembered as seen): its sender, a node of this ring still
+// that has not dropped it (a process that did not run while the ring was
+// replaced), stops sending it, and a flush of this ring sent after it on
+// the same link, which names it, is not held back for it. So is the flush
+// or committed of a store round this node led before. A message dropped
+// as early (a flush ahead of what it names) is not acknowledged: it must
+// come again.
+func TestARingMessageOfAnEarlierRingIsAcknowledged(t *testing.T) {
+	p := fuzzPeer()
+	giveCredentials(p)
+	now := time.Unix(1_700_000_000, 0)
+	p.inRing, p.id, p.n, p.epoch = true, 1, 3, 9
+	step := func(id uint32, m wire.Message) (dropped, acked bool) {
+		h, m := signedFor(p, wire.Header{ID: id}, m)
+		for _, o := range p.Step(now, fzLeft.Addr, h, m) {
+			switch o := o.(type) {
+			case Event:
+				dropped = dropped || o.Drop
+			case Send:
+				if a, ok := o.Msg.(wire.Ack); ok && o.To == fzLeft.Addr && (o.ID == id || slices.Contains(a.More, id)) {
+					acked = true
+				}
+			}
+		}
+		return dropped, acked
+	}
+	stale := []wire.Message{
+		wire.Teardown{Origin: "alice", KeepNeighbours: true, Epoch: 8},
+		wire.ResetID{Origin: "alice", ID: 2, N: 3, Epoch: 8},
+		wire.ResetLeft{Left: fzLeft, Epoch: 8},
+		wire.Flush{Leader: fzSelf.Name, N: 3, Round: 77},
+		wire.Committed{Leader: fzSelf.Name, Round: 77},
+	}
+	for i, m := range stale {
+		id := uint32(10 + i)
+		for copy := range 2 {
+			if dropped, acked := step(id, m); copy == 0 && !dropped || !acked {
+				t.Fatalf("%T %+v (copy %d): dropped %v, acknowledged %v; want dropped and acknowledged", m, m, copy, dropped, acked)
+			}
+		}
+		if p.link.unseen(fzLeft.Addr, []uint32{id}) != 0 {
+			t.Fatalf("%T %+v not remembered as seen: a flush naming it would wait for it", m, m)
+		}
+	}
+	if !p.inRing || p.epoch != 9 || p.id != 1 {
+		t.Fatalf("the node's place changed: in ring %v, id %d, epoch %d", p.inRing, p.id, p.epoch)
+	}
+	// A flush of another leader's round, ahead of a message it names.
+	if dropped, acked := step(30, wire.Flush{Leader: "alice", N: 3, Round: 5, After: []uint32{29}}); !dropped || acked {
+		t.Fatalf("a flush ahead of what it names: dropped %v, acknowledged %v; want dropped, not acknowledged", dropped, acked)
+	}
+}
