@@ -3,6 +3,7 @@ package app_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,6 +219,11 @@ func TestJoinWhoseLeaderRestarts(t *testing.T) {
 						if s.Now().Sub(crashed) > 30*time.Second || i == 3_000_000 || !s.step() {
 							t.Fatalf("seed %d: not settled %v after the leader's restart (DHT %+v; %s printed %q)", seed, s.Now().Sub(crashed),
 								s.Server().Snapshot().DHT, joiner, texts(s.Process(joiner).Printed))
+						}
+					}
+					for _, line := range texts(s.Process(leader).Printed) {
+						if strings.HasPrefix(line, "resume ") && strings.Contains(line, "(epoch 0)") {
+							t.Fatalf("seed %d: the resume line names no ring: %q", seed, line)
 						}
 					}
 					d := s.Server().Snapshot().DHT
