@@ -108,9 +108,12 @@ type link struct {
 	// once it has committed what it brought, and a commit slower than the
 	// timeout (a slow disk, a loaded machine) has the message sent again
 	// on a network that loses nothing.
-	late  dedup
-	stats *Stats
-	acks  []pendingAck // owed, not yet sent
+	late dedup
+	// dropped: messages given up on by cancel, whose ack may still come
+	// and means nothing (their receiver took them; nothing waits on it).
+	dropped dedup
+	stats   *Stats
+	acks    []pendingAck // owed, not yet sent
 	// Two estimates: of the round trips of stores, whose ack waits for
 	// the receiver's commit (a disk flush), and of every other ring
 	// message's, acknowledged at once. Mixed, the quick acks of set-ids
@@ -136,7 +139,7 @@ func (l *link) estimate(m wire.Message) *rttEstimator {
 func newLink(cfg LinkConfig, firstID uint32, stats *Stats) *link {
 	seed := uint64(firstID)*0x9e3779b97f4a7c15 + 1
 	return &link{cfg: cfg.withDefaults(), nextID: firstID, dests: map[netip.AddrPort]*dest{},
-		seen: newDedup(1<<16, seed), late: newDedup(lateAcks, ^seed), stats: stats}
+		seen: newDedup(1<<16, seed), late: newDedup(lateAcks, ^seed), dropped: newDedup(lateAcks, seed^0x5bd1e995), stats: stats}
 }
 
 // lateAcks is how many retransmitted messages the link remembers once
@@ -190,14 +193,14 @@ func (l *link) sendSigned(now time.Time, to netip.AddrPort, msg wire.Message, t 
 
 // cancel stops delivering the messages tagged t, queued or in flight to
 // any destination: what they would do no longer applies (a join that
-// failed). Their acks, if they come, are taken as late ones.
+// failed). Their acks, if they come, are taken without a word.
 func (l *link) cancel(now time.Time, t tag) []Output {
 	return l.cancelWhere(now, func(m *outMsg) bool { return m.tag == t })
 }
 
 // cancelWhere stops delivering the messages drop picks, queued or in
-// flight to any destination. Their acks, if they come, are taken as late
-// ones; the acks a queued one held for what it forwards are owed still,
+// flight to any destination. Their acks, if they come, are taken without a
+// word (ackDropped); the acks a queued one held for what it forwards are owed still,
 // and go out.
 func (l *link) cancelWhere(now time.Time, drop func(*outMsg) bool) []Output {
 	var out []Output
@@ -211,7 +214,7 @@ func (l *link) cancelWhere(now time.Time, drop func(*outMsg) bool) []Output {
 					continue
 				}
 				if m.id != 0 {
-					l.late.add(to, m.id)
+					l.dropped.add(to, m.id)
 				}
 				for _, h := range m.held {
 					l.ackSigned(h.to, h.id, h.sg)
@@ -390,6 +393,10 @@ func (l *link) unseen(from netip.AddrPort, ids []uint32) int {
 // acknowledged already: an ack that matches nothing in flight, for it, is
 // the answer to another copy.
 func (l *link) ackedBefore(from netip.AddrPort, id uint32) bool { return l.late.has(from, id) }
+
+// ackDropped reports that id, sent to `from`, was cancelled in flight: its
+// ack, if it comes, ends nothing.
+func (l *link) ackDropped(from netip.AddrPort, id uint32) bool { return l.dropped.has(from, id) }
 
 // endAck feeds the round trip of the Ack just handled into the estimate:
 // one sample an Ack, the longest of the messages it acknowledges. A node

@@ -390,6 +390,20 @@ func (p *Peer) finish(now time.Time, out []Output, r Result) []Output {
 	if j, ok := p.op.(*joinOp); ok && j.stage == joinWaiting && !r.OK {
 		out = append(out, p.joinUndone()...)
 	}
+	switch p.op.(type) {
+	case *leaveOp, *teardownOp:
+		// What a leave or teardown, done or failed, still had in flight
+		// round the ring (a copy whose ack was lost, to a node that
+		// restarted since) goes no further: no one waits for it any more,
+		// and a node that no longer knows it drops it, unacknowledged.
+		out = append(out, p.link.cancelWhere(now, func(m *outMsg) bool {
+			switch m.msg.(type) {
+			case wire.Teardown, wire.TornDown, wire.ResetID, wire.ResetLeft, wire.ResetRight, wire.RebuildDHT:
+				return true
+			}
+			return false
+		})...)
+	}
 	if _, ok := p.op.(*leaveOp); ok && p.unsaved {
 		// A leave that ends before its rebuild-dht left: the emptied
 		// table and lost place it put off (leaveOp.tornDown).
@@ -583,6 +597,9 @@ func (p *Peer) onAck(now time.Time, from netip.AddrPort, h wire.Header, a wire.A
 func (p *Peer) acked(now time.Time, from netip.AddrPort, id uint32, out []Output) []Output {
 	t, ok, more := p.link.acked(now, from, id)
 	if !ok {
+		if p.link.ackDropped(from, id) {
+			return out
+		}
 		if p.link.ackedBefore(from, id) {
 			return append(out, debugEvent("ack again: the message was sent more than once", attrAddr(from), slog.Uint64("id", uint64(id))))
 		}
@@ -640,47 +657,85 @@ func (p *Peer) onPace(now time.Time, from netip.AddrPort, m wire.Pace) []Output 
 	if next := now.Add(d); next.Before(p.aliveAt) {
 		p.aliveAt = next
 	}
-	if m.Gone == 0 {
+	if m.Gone == 0 || m.Gone != p.placeEpoch() {
 		return nil
 	}
-	if o, ok := p.op.(*joinOp); ok && o.stage == joinWaiting && o.epoch == m.Gone {
-		// The join this node waits to be taken into was ended (its leader
-		// restarted without its place, or went offline, and the ring
-		// healed without the joiner): nothing would tell it otherwise
-		// before the op timeout.
-		return p.finish(now, nil, resultFailed(CmdDHTRebuilt, fmt.Sprintf("the server ended the join (epoch %d): %s is Free, outside the ring (healed or dissolved meanwhile)", o.epoch, p.self.Name)))
-	}
-	if p.inRing && p.epoch == m.Gone {
-		return p.placeGone(now)
-	}
-	return nil
+	return p.ringGone(now, m.Gone)
 }
 
-// placeGone drops this node's place and table: the server counts it in
-// no ring of their epoch (it was silent past --dead-after and the ring
-// healed without it, or the ring was dissolved) while this process did
-// not run, or could not be heard. What a restarted process does at its
-// resume, a running one does here, and says so on stderr.
-func (p *Peer) placeGone(now time.Time) []Output {
-	why := fmt.Sprintf("the server counts %s in no ring of epoch %d", p.self.Name, p.epoch)
+// ringGone: the server counts this node in no ring of epoch, the one it
+// holds a place in, or the one its join, leave or teardown in progress
+// works at.
+// Either the ring was replaced while this process did not run or could not
+// be heard (it was healed out as offline, or the ring was dissolved), or
+// the join or leave was ended by the server (its leader, or a member,
+// restarted without its place, or went offline, and the ring healed):
+// nothing else would tell this node before the op timeout. The join or
+// leave fails; the place and table are dropped, in memory and in the file,
+// as a restarted process does at its resume.
+func (p *Peer) ringGone(now time.Time, epoch uint64) []Output {
+	what := ""
+	switch o := p.op.(type) {
+	case *joinOp:
+		if o.stage == joinWaiting {
+			what = "join"
+		}
+	case *leaveOp:
+		if leaveRunning(o.stage) {
+			what = "leave"
+		}
+	case *teardownOp:
+		if o.stage == teardownTearing {
+			what = "teardown"
+		}
+	}
+	if what != "" {
+		why := fmt.Sprintf("the server ended the %s (epoch %d): %s is Free, outside the ring (healed or dissolved meanwhile)", what, epoch, p.self.Name)
+		out := p.abandon(now, why) // the leave fails here
+		if _, ok := p.op.(*joinOp); ok {
+			out = p.finish(now, out, resultFailed(CmdDHTRebuilt, why)) // and drops what the join gave
+		}
+		return append(out, p.dropPlace()...)
+	}
 	note := Notice{Line: fmt.Sprintf("%s is Free: the server counts it in no ring of epoch %d (it was healed out of that ring as offline, or the ring was dissolved); its place (id %d of a ring of %d) and table are discarded",
-		p.self.Name, p.epoch, p.id, p.n)}
-	out := p.abandon(now, why)
+		p.self.Name, epoch, p.id, p.n)}
+	out := p.abandon(now, fmt.Sprintf("the server counts %s in no ring of epoch %d", p.self.Name, epoch))
+	return append(append(out, p.dropPlace()...), note)
+}
+
+// dropPlace forgets this node's place, neighbours and table, and writes
+// that to its file; nothing if it holds none.
+func (p *Peer) dropPlace() []Output {
 	p.tearing = nil
 	p.leaver = netip.AddrPort{}
+	if !p.inRing && !p.neighbours {
+		return nil
+	}
 	p.clearTable()
 	p.leaveRing(false)
-	return append(out, p.persist(true, nil), note)
+	return []Output{p.persist(true, nil)}
 }
 
 // placeEpoch is the epoch of the ring this node holds a place in, or of
-// the join it waits to be placed by; 0 if none: what its alives carry.
+// the join, the leave or the teardown in progress that places it,
+// renumbers its ring or tears it down; 0 if none: what its alives carry.
 func (p *Peer) placeEpoch() uint64 {
 	if p.inRing {
 		return p.epoch
 	}
-	if o, ok := p.op.(*joinOp); ok && o.stage == joinWaiting {
-		return o.epoch
+	switch o := p.op.(type) {
+	case *joinOp:
+		if o.stage == joinWaiting {
+			return o.epoch
+		}
+	case *leaveOp:
+		if leaveRunning(o.stage) {
+			return o.epoch
+		}
+	case *teardownOp:
+		if o.stage == teardownTearing {
+			return p.epoch // the ring it tears down, whose place it gave up when it sent the teardown
+		}
 	}
 	return 0
 }

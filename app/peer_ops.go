@@ -277,6 +277,14 @@ func (o *setupOp) place(p *Peer, now time.Time, members []wire.Member, epoch uin
 		// heal places it, not this setup.
 		return p.finish(now, out, resultFailed(CmdDHTComplete, "a member restarted during the setup; the server heals the ring instead"))
 	}
+	if epoch != 0 && epoch < p.epoch {
+		// The answer came late (lost, asked again, answered from the
+		// server's cache), after a heal that replaced this setup's ring
+		// had placed this node and ended: set up now, the ring of the
+		// earlier epoch would undo the heal, and its members drop its
+		// messages.
+		return p.finish(now, out, resultFailed(CmdDHTComplete, fmt.Sprintf("a member restarted during the setup; the server healed the ring instead (epoch %d)", p.epoch)))
+	}
 	out = append(out, p.abandon(now, "a new ring is being set up")...)
 	n := len(members)
 	if n < 1 || members[0].Addr != p.self.Addr {
@@ -354,6 +362,10 @@ const (
 	leaveRebuilding                    // rebuild-dht sent to the new leader
 	leaveReporting                     // dht-rebuilt sent to the server
 )
+
+// leaveRunning: the server took the leave, and this node works at it in
+// the ring (neither asking the server nor reporting to it).
+func leaveRunning(s leaveStage) bool { return s > leaveAsking && s < leaveReporting }
 
 // leaveOp: leave-dht, from the request to the server's answer to
 // dht-rebuilt.

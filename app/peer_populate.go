@@ -162,7 +162,7 @@ func (p *Peer) feed(now time.Time, out []Output) []Output {
 	}
 	if pop.next == pop.nonOwn && !pop.flushed {
 		pop.flushed, pop.right = true, p.right.Addr
-		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n), LeaderAddr: p.self.Addr, Round: pop.round}, tagNone, true)...)
+		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n), LeaderAddr: p.self.Addr, Round: pop.round, Epoch: p.epoch}, tagNone, true)...)
 	}
 	if pop.flushed && !pop.committedSent && !pop.flushQueued(p) {
 		// The flush has left: commit, before it can come back (the runner
@@ -171,7 +171,7 @@ func (p *Peer) feed(now time.Time, out []Output) []Output {
 		// its own table is on disk.
 		out = pop.commitOwn(p, out)
 		pop.committedSent = true
-		out = append(out, p.link.send(now, pop.right, wire.Committed{Leader: p.self.Name, Round: pop.round}, tagNone, false)...)
+		out = append(out, p.link.send(now, pop.right, wire.Committed{Leader: p.self.Name, Round: pop.round, Epoch: p.epoch}, tagNone, false)...)
 	}
 	return out
 }
@@ -206,19 +206,31 @@ func (p *Peer) popReturned(now time.Time, back, done bool) []Output {
 func (p *Peer) populated(now time.Time) []Output {
 	pop := p.pop
 	p.pop = nil
+	// The round is over: its flush and committed, if a copy is still
+	// unacknowledged (the ack lost, its receiver restarted since, which
+	// would drop it), go no further.
+	out := p.link.cancelWhere(now, func(m *outMsg) bool {
+		switch m := m.msg.(type) {
+		case wire.Flush:
+			return m.Leader == p.self.Name && m.Round == pop.round
+		case wire.Committed:
+			return m.Leader == p.self.Name && m.Round == pop.round
+		}
+		return false
+	})
 	if r := pop.tell; r != nil {
 		if r.cmd == CmdJoinDHT {
 			p.joining = nil // taken in: the join's part here is done
 		}
-		return p.link.send(now, r.to.Addr, wire.Rebuilt{OK: true, NewLeader: p.self.Name}, tagNone, false)
+		return append(out, p.link.send(now, r.to.Addr, wire.Rebuilt{OK: true, NewLeader: p.self.Name}, tagNone, false)...)
 	}
 	if h := p.healing; h != nil && h.step == healPopulating {
-		return h.populated(p, now)
+		return append(out, h.populated(p, now)...)
 	}
 	if o, ok := p.op.(*setupOp); ok {
-		return o.populated(p, now)
+		return append(out, o.populated(p, now)...)
 	}
-	return nil
+	return out
 }
 
 // goneRight reports that the link gave up on the right neighbour, which

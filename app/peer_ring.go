@@ -12,15 +12,45 @@ import (
 
 // ofEarlierRing reports that m belongs to a ring, or a store round, this
 // node's have replaced, which expected drops: a ring phase of an older
-// epoch, or the flush or the committed of a store round this node led
-// before the one it leads now, if any (round numbers never repeat).
+// epoch, the flush or the committed of a store round this node led before
+// the one it leads now, if any (round numbers never repeat), a teardown,
+// torn-down or reset at a node outside any ring, or a rebuilt for a leave
+// or join this node no longer runs.
 func (p *Peer) ofEarlierRing(m wire.Message) bool {
 	var epoch uint64
 	switch m := m.(type) {
 	case wire.Flush:
-		return m.Leader == p.self.Name && (p.pop == nil || m.Round != p.pop.round)
+		if m.Leader == p.self.Name && (p.pop == nil || m.Round != p.pop.round) {
+			return true
+		}
+		epoch = m.Epoch
 	case wire.Committed:
-		return m.Leader == p.self.Name && (p.pop == nil || m.Round != p.pop.round)
+		if m.Leader == p.self.Name && (p.pop == nil || m.Round != p.pop.round) {
+			return true
+		}
+		epoch = m.Epoch
+	case wire.TornDown:
+		// At a node with no neighbours and no teardown passed (a process
+		// restarted after the teardown went by): the teardown it follows
+		// would have been dropped here too.
+		return m.Origin != p.self.Name && p.tearing == nil && !p.neighbours
+	case wire.Rebuilt:
+		// With no leave or join of this node's own under way (its process
+		// restarted during it): nothing here will ever wait for it.
+		switch o := p.op.(type) {
+		case *leaveOp:
+			return !leaveRunning(o.stage)
+		case *joinOp:
+			return o.stage != joinWaiting
+		}
+		return true
+	case wire.Teardown:
+		if m.Origin != p.self.Name && !p.neighbours {
+			// At a node outside any ring (a member restarted during the
+			// teardown, which dissolved the DHT): nothing here to tear down.
+			return true
+		}
+		epoch = m.Epoch
 	case wire.SetID:
 		epoch = m.Epoch
 	case wire.ResetID:
@@ -29,8 +59,14 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 		epoch = m.Epoch
 	case wire.ResetRight:
 		epoch = m.Epoch
-	case wire.Teardown:
-		epoch = m.Epoch
+	}
+	switch m.(type) {
+	case wire.ResetID, wire.ResetLeft, wire.ResetRight:
+		if !p.neighbours {
+			// At a node outside any ring (the leaver, restarted after its
+			// leave was done): there is nothing here to renumber.
+			return true
+		}
 	}
 	return epoch != 0 && epoch < p.epoch
 }
@@ -107,6 +143,12 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 		if !fromLeft {
 			return "not from the left neighbour"
 		}
+		if m.Epoch != 0 && m.Epoch < p.epoch {
+			// A store round of a ring a heal (or a leave, a join) replaced,
+			// sent before its sender took the new ring: passed on, it would
+			// be held up at a node that knows nothing of its round.
+			return fmt.Sprintf("flush of ring epoch %d, older than this node's %d", m.Epoch, p.epoch)
+		}
 		if m.Leader == p.self.Name && (p.pop == nil || m.Round != p.pop.round) {
 			return "flush of no store round of ours (a late copy of an earlier round's)"
 		}
@@ -117,6 +159,9 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 			return fmt.Sprintf("flush ahead of %d of the messages sent before it", n)
 		}
 	case wire.Committed:
+		if m.Epoch != 0 && m.Epoch < p.epoch {
+			return fmt.Sprintf("committed of ring epoch %d, older than this node's %d", m.Epoch, p.epoch)
+		}
 		if !p.committedFrom(from, m) {
 			return "no store round waits for it from there"
 		}
@@ -331,7 +376,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		right := p.right.Addr
 		m.After = nil // the link names what this node sent ahead of it
 		out := p.link.send(now, right, m, tagNone, true)
-		cw := &commitWait{leader: m.Leader, round: m.Round, left: from, right: right}
+		cw := &commitWait{leader: m.Leader, round: m.Round, epoch: m.Epoch, left: from, right: right}
 		if p.link.flushQueued(right, m.Leader, m.Round) {
 			// The flush waits for room in the window to the right (or
 			// behind more unacknowledged stores than it can name).
@@ -527,6 +572,7 @@ type tornWait struct {
 type commitWait struct {
 	leader      string
 	round       uint32 // the flush's
+	epoch       uint64 // the flush's
 	left, right netip.AddrPort
 	// held: the flush has not left yet, nor has this node committed.
 	// fromLeft: the committed from the left neighbour came.
@@ -556,7 +602,7 @@ func (p *Peer) committed(now time.Time, out []Output, cw *commitWait) []Output {
 // it. Sent after the commit (outputs run in order).
 func (p *Peer) passCommitted(now time.Time, out []Output, cw *commitWait) []Output {
 	p.committing = nil
-	return append(out, p.link.send(now, cw.right, wire.Committed{Leader: cw.leader, Round: cw.round}, tagNone, false)...)
+	return append(out, p.link.send(now, cw.right, wire.Committed{Leader: cw.leader, Round: cw.round, Epoch: cw.epoch}, tagNone, false)...)
 }
 
 // flushLeft makes the commit a held flush waited for, once the acks from

@@ -263,14 +263,22 @@ func (s *Server) rejoin(now time.Time, u *state.User, m wire.Register, bySecret 
 		}
 	}
 	ended := false
-	if s.dht.Phase == state.PhaseTearing && u.Name == s.dht.Leader {
-		// The leader of a teardown restarted: its process no longer runs
-		// the teardown, and nothing would send teardown-complete. The DHT
-		// was being dissolved: it is, now, rather than at --op-timeout.
-		s.note = fmt.Sprintf("%s restarted during its teardown-dht: the DHT was dissolved and its members are Free", u.Name)
+	if s.dht.Phase == state.PhaseTearing && member {
+		// A member of a ring being torn down restarted: its process no
+		// longer runs the teardown. The leader's would send no
+		// teardown-complete; another's would drop the torn-down that must
+		// pass it (it no longer knows the teardown that came before), and
+		// the round would never end. The DHT was being dissolved: it is,
+		// now, rather than at --op-timeout; the teardown's leader learns
+		// it from its next pace.
+		if u.Name == s.dht.Leader {
+			s.note = fmt.Sprintf("%s restarted during its teardown-dht: the DHT was dissolved and its members are Free", u.Name)
+		} else {
+			s.note = fmt.Sprintf("%s restarted during the teardown-dht led by %s: the DHT was dissolved and its members are Free", u.Name, s.dht.Leader)
+		}
 		s.dissolve()
 		changed, ended = true, true
-		s.after = append(s.after, event("teardown's leader restarted: DHT dissolved", slog.String("what", s.note)))
+		s.after = append(s.after, event("a member restarted during a teardown: DHT dissolved", slog.String("what", s.note)))
 	}
 	r := ok()
 	r.State = uint8(u.State)

@@ -777,7 +777,9 @@ func (m Store) LogValue() slog.Value {
 // (Broken), u32 the round: a number the leader draws for each round,
 // which the committeds coming back carry, so that neither a late flush nor
 // a late committed of an earlier round of the same leader (a setup a heal
-// replaced, say) is taken for this round's; and after, the ids of the
+// replaced, say) is taken for this round's; u64 the ring's epoch (0 if
+// unknown), so that a node of a later ring drops a round of an earlier one
+// (another leader's, which its number does not tell); and after, the ids of the
 // messages its sender had sent to the receiver before it and not yet seen
 // acknowledged when it sent it (at most MaxAfter): the receiver acts on the
 // flush only once it has received every one of them, so the flush travels
@@ -788,17 +790,19 @@ type Flush struct {
 	N          uint16
 	LeaderAddr netip.AddrPort
 	Round      uint32
+	Epoch      uint64
 	After      []uint32
 }
 
 func (Flush) Type() Type     { return TypeFlush }
-func (m Flush) bodyLen() int { return nameLen(m.Leader) + 2 + addrLen + 4 + 2 + 4*len(m.After) }
+func (m Flush) bodyLen() int { return nameLen(m.Leader) + 2 + addrLen + 4 + 8 + 2 + 4*len(m.After) }
 
 func (m Flush) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Leader, "leader")
 	e.u16(m.N)
 	e.optAddr(m.LeaderAddr, "leader_addr")
 	e.u32(m.Round)
+	e.u64(m.Epoch)
 	e.ids(m.After, MaxAfter, "after")
 	return e.b, e.err
 }
@@ -808,6 +812,7 @@ func (m Flush) parse(d decoder) (Flush, decoder) {
 	m.N = d.u16("n")
 	m.LeaderAddr = d.optAddr("leader_addr")
 	m.Round = d.u32("round")
+	m.Epoch = d.u64("epoch")
 	m.After = d.ids(MaxAfter, "after")
 	return m, d
 }
@@ -969,28 +974,31 @@ func (m TornDown) parse(d decoder) (TornDown, decoder) {
 
 func (m TornDown) LogValue() slog.Value { return slog.GroupValue(slog.String("origin", m.Origin)) }
 
-// Committed: name of the store round's leader and u32 the round (the
-// flush's). A node sends it to its left neighbour once the records the
+// Committed: name of the store round's leader, u32 the round and u64 the
+// ring's epoch (the flush's). A node sends it to its left neighbour once the records the
 // round brought it are committed and, unless its right neighbour is the
 // leader, its right neighbour's committed came: the leader's right
 // neighbour's says every table of the round is on disk.
 type Committed struct {
 	Leader string
 	Round  uint32
+	Epoch  uint64
 }
 
 func (Committed) Type() Type     { return TypeCommitted }
-func (m Committed) bodyLen() int { return nameLen(m.Leader) + 4 }
+func (m Committed) bodyLen() int { return nameLen(m.Leader) + 4 + 8 }
 
 func (m Committed) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Leader, "leader")
 	e.u32(m.Round)
+	e.u64(m.Epoch)
 	return e.b, e.err
 }
 
 func (m Committed) parse(d decoder) (Committed, decoder) {
 	m.Leader = d.name("leader")
 	m.Round = d.u32("round")
+	m.Epoch = d.u64("epoch")
 	return m, d
 }
 
