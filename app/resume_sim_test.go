@@ -209,3 +209,54 @@ func printedCmd(s *simNet, name string, cmd app.Command) bool {
 	}
 	return false
 }
+
+// A member that restarts during a teardown-dht, after the teardown passed
+// it, no longer knows the teardown, and would drop the torn-down that must
+// pass it: its rejoin dissolves the DHT at once, its resume line says so,
+// and the teardown's leader ends its command within seconds, saying why,
+// instead of at a give-up or its op timeout.
+func TestResumeOfAMemberEndsTheTeardown(t *testing.T) {
+	for _, seed := range seeds(t, 3) {
+		s := newSim(t, seed)
+		users := joinUsers(t, s, 5)
+		leader := users[0]
+		s.mustDo(leader, "setup-dht 4 "+leader, "setup-dht SUCCESS")
+		member := memberWithID(s, 2)
+		s.input(leader, "teardown-dht "+leader)
+		for app.Identity(s.Process(member).Core).InRing {
+			if !s.step() {
+				t.Fatalf("seed %d: the teardown never reached %s", seed, member)
+			}
+		}
+		if !s.Restart(member) {
+			t.Fatalf("seed %d: nothing to restart", seed)
+		}
+		restarted := s.Now()
+		settle(t, s)
+		if took := s.Now().Sub(restarted); took > settleBound {
+			t.Fatalf("seed %d: settled %v after the restart", seed, took)
+		}
+		var resume string
+		for _, r := range s.Process(member).Printed {
+			if r.Cmd == app.CmdResume {
+				resume = r.String()
+			}
+		}
+		if want := "restarted during the teardown-dht led by " + leader + ": the DHT was dissolved"; !strings.Contains(resume, want) {
+			t.Fatalf("seed %d: %s's resume said %q, want %q", seed, member, resume, want)
+		}
+		if st := s.Server().Snapshot(); st.DHT.Phase != state.PhaseNone {
+			t.Fatalf("seed %d: DHT %+v after a member of the torn ring came back", seed, st.DHT)
+		}
+		printed := texts(s.Process(leader).Printed)
+		// The leader's command ends either way, saying why: told by its
+		// pace, or, if the torn-down had come round before the restart, by
+		// the server's answer to its teardown-complete.
+		last := printed[len(printed)-1]
+		if !strings.HasPrefix(last, "teardown-complete FAILURE: the server ended the teardown") &&
+			!(strings.HasPrefix(last, "teardown-complete FAILURE: ") && strings.Contains(last, member+" restarted during the teardown-dht")) {
+			t.Fatalf("seed %d: the leader printed %q last", seed, last)
+		}
+		checkSettled(t, s, records(t))
+	}
+}
