@@ -196,7 +196,7 @@ func crashAfter(t *testing.T, seed uint64, n, steps int, op func(*simNet) (typis
 
 // A join's leader killed and restarted on its file at any step of the
 // join, with and without loss: the server ends the join and heals the ring
-// with the restarted leader, and within seconds, not at the server's or
+// with the restarted leader, and within settleBound, not at the server's or
 // the joiner's op timeout (2 minutes), the ring is ready again with its
 // three members (or four, if the join was done before the crash), and the
 // joiner's command is over: it learns that its join was ended from the
@@ -232,7 +232,7 @@ func TestJoinWhoseLeaderRestarts(t *testing.T) {
 						if idle {
 							break
 						}
-						if s.Now().Sub(crashed) > 30*time.Second || i == 3_000_000 || !s.step() {
+						if s.Now().Sub(crashed) > settleBound || i == 3_000_000 || !s.step() {
 							t.Fatalf("seed %d: not settled %v after the leader's restart (DHT %+v; %s printed %q)", seed, s.Now().Sub(crashed),
 								s.Server().Snapshot().DHT, joiner, texts(s.Process(joiner).Printed))
 						}

@@ -14,8 +14,9 @@ import (
 // node's have replaced, which expected drops: a ring phase of an older
 // epoch, the flush or the committed of a store round this node led before
 // the one it leads now, if any (round numbers never repeat), a teardown,
-// torn-down or reset at a node outside any ring, or a rebuilt for a leave
-// or join this node no longer runs.
+// torn-down or reset at a node outside any ring, a reset-id back at an
+// origin that no longer renumbers, or a rebuilt for a leave or join this
+// node no longer runs.
 func (p *Peer) ofEarlierRing(m wire.Message) bool {
 	var epoch uint64
 	switch m := m.(type) {
@@ -60,6 +61,11 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 	case wire.ResetRight:
 		epoch = m.Epoch
 	}
+	if r, ok := m.(wire.ResetID); ok && r.Origin == p.self.Name && !p.renumbering() {
+		// Back at its origin, which no longer renumbers (a copy whose
+		// ack was lost, to an origin restarted since): nothing waits for it.
+		return true
+	}
 	switch m.(type) {
 	case wire.ResetID, wire.ResetLeft, wire.ResetRight:
 		if !p.neighbours {
@@ -69,6 +75,16 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 		}
 	}
 	return epoch != 0 && epoch < p.epoch
+}
+
+// renumbering: a reset-id this node started (for its leave, or for a join
+// it leads) is going round.
+func (p *Peer) renumbering() bool {
+	if j := p.joining; j != nil && j.step == leadRenumbering {
+		return true
+	}
+	l, ok := p.op.(*leaveOp)
+	return ok && l.stage == leaveRenumbering
 }
 
 // expected says whether a ring message may come from `from`, and why not.
