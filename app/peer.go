@@ -827,7 +827,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 	}
 	out = p.reportBroken(now, gone, out)
 	if p.pop != nil && p.pop.goneRight(p, gone) {
-		out = append(out, p.popFailed(now, fmt.Sprintf("right neighbour %s stopped acknowledging stores", p.named(p.right.Addr)))...)
+		out = append(out, p.popFailed(now, fmt.Sprintf("right neighbour %s stopped acknowledging stores", p.named(p.right.Addr)), false)...)
 	}
 	if p.healing != nil {
 		out = p.healTick(gone, out)

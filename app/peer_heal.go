@@ -157,12 +157,16 @@ func (p *Peer) abandon(now time.Time, why string) []Output {
 		}
 		return true
 	})
+	// The leaver or the joiner is told once, unacknowledged: the server
+	// that ended the ring told it too (its pace, or its resume's answer),
+	// and one restarted since could not check the message, nor so stop
+	// its retransmissions.
 	if p.pop != nil && p.pop.tell != nil {
-		out = append(out, p.popFailed(now, why)...)
+		out = append(out, p.popFailed(now, why, true)...)
 	}
 	p.pop = nil
 	if p.joining != nil {
-		out = append(out, p.joinFailed(now, p.joining.joiner, why)...)
+		out = append(out, p.joinFailed(now, p.joining.joiner, why, true)...)
 	}
 	if p.healing != nil {
 		out = append(out, p.healFailed(why)...)
@@ -185,15 +189,16 @@ func (p *Peer) abandon(now time.Time, why string) []Output {
 }
 
 // popFailed ends the store round this node leads, and tells whoever it
-// was for: the leaver or the joiner of a rebuild, or the heal.
-func (p *Peer) popFailed(now time.Time, why string) []Output {
+// was for: the leaver or the joiner of a rebuild (once, unacknowledged, if
+// once), or the heal.
+func (p *Peer) popFailed(now time.Time, why string, once bool) []Output {
 	var out []Output
 	switch r := p.pop.tell; {
 	case r != nil && r.cmd == CmdJoinDHT:
-		out = p.joinFailed(now, r.to, why)
+		out = p.joinFailed(now, r.to, why, once)
 	case r != nil:
 		out = p.rebuildFailed(*r, why)
-		out = append(out, p.link.send(now, r.to.Addr, wire.Rebuilt{Reason: why, NewLeader: p.self.Name}, tagNone, false)...)
+		out = append(out, p.tell(now, r.to.Addr, wire.Rebuilt{Reason: why, NewLeader: p.self.Name}, once)...)
 	case p.healing != nil:
 		out = p.healFailed(why)
 	}
@@ -252,14 +257,14 @@ func (p *Peer) onBroken(now time.Time, from netip.AddrPort, m wire.Broken) []Out
 		if p.pop == nil {
 			break
 		}
-		out := p.popFailed(now, why)
+		out := p.popFailed(now, why, false)
 		if o, ok := p.op.(*setupOp); ok && o.stage == setupPopulating {
 			return p.finish(now, out, resultFailed(CmdDHTComplete, why))
 		}
 		return out
 	case wire.TypeTeardown, wire.TypeResetID:
 		if j := p.joining; j != nil && (j.step == leadTearing || j.step == leadRenumbering) {
-			return p.joinFailed(now, j.joiner, why)
+			return p.joinFailed(now, j.joiner, why, false)
 		}
 		switch o := p.op.(type) {
 		case *teardownOp:

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -172,7 +173,7 @@ func (p *Peer) startJoin(now time.Time, m wire.Join) []Output {
 	}
 	data, err := p.cfg.LoadData()
 	if err != nil {
-		return p.joinFailed(now, m.Joiner, "cannot use the dataset: "+err.Error())
+		return p.joinFailed(now, m.Joiner, "cannot use the dataset: "+err.Error(), false)
 	}
 	j := &joinLead{joiner: m.Joiner, n: p.n, last: p.left, data: data, until: now.Add(p.cfg.OpTimeout), epoch: m.Epoch}
 	p.joining = j
@@ -200,7 +201,7 @@ func (j *joinLead) tornDown(p *Peer, now time.Time) []Output {
 // take: the joiner's, if the ring has the n nodes the server listed.
 func (j *joinLead) renumberedBack(p *Peer, now time.Time, m wire.ResetID) []Output {
 	if int(m.ID) != j.n {
-		return p.joinFailed(now, j.joiner, fmt.Sprintf("the ring has %d nodes, not the %d the server listed", m.ID, j.n))
+		return p.joinFailed(now, j.joiner, fmt.Sprintf("the ring has %d nodes, not the %d the server listed", m.ID, j.n), false)
 	}
 	return j.renumbered(p, now, nil)
 }
@@ -242,11 +243,11 @@ func (j *joinLead) acked(p *Peer, now time.Time, out []Output) []Output {
 func (j *joinLead) tick(p *Peer, now time.Time, gone []failure, out []Output) []Output {
 	for _, g := range gone {
 		if g.to == p.right.Addr || g.to == j.last.Addr || g.to == j.joiner.Addr {
-			return append(out, p.joinFailed(now, j.joiner, p.unacked(g))...)
+			return append(out, p.joinFailed(now, j.joiner, p.unacked(g), false)...)
 		}
 	}
 	if !now.Before(j.until) {
-		return append(out, p.joinFailed(now, j.joiner, fmt.Sprintf("the ring did not finish within %s", p.cfg.OpTimeout))...)
+		return append(out, p.joinFailed(now, j.joiner, fmt.Sprintf("the ring did not finish within %s", p.cfg.OpTimeout), false)...)
 	}
 	return out
 }
@@ -254,7 +255,7 @@ func (j *joinLead) tick(p *Peer, now time.Time, gone []failure, out []Output) []
 // joinFailed ends the join this node leads, or was to: its user hears why,
 // and so does the joiner, which then does not report to the server; the
 // server rolls the join back at its op timeout.
-func (p *Peer) joinFailed(now time.Time, joiner wire.Member, why string) []Output {
+func (p *Peer) joinFailed(now time.Time, joiner wire.Member, why string, once bool) []Output {
 	p.joining = nil
 	if p.pop != nil && p.pop.tell != nil && p.pop.tell.cmd == CmdJoinDHT {
 		p.pop = nil
@@ -264,5 +265,14 @@ func (p *Peer) joinFailed(now time.Time, joiner wire.Member, why string) []Outpu
 	out := p.link.cancel(now, tagJoin)
 	out = append(out, p.rebuildFailed(report{to: joiner, cmd: CmdJoinDHT}, why)...)
 	reason := fmt.Sprintf("the join failed at the leader %s: %s", p.self.Name, why)
-	return append(out, p.link.send(now, joiner.Addr, wire.Rebuilt{Reason: reason, NewLeader: p.self.Name}, tagNone, false)...)
+	return append(out, p.tell(now, joiner.Addr, wire.Rebuilt{Reason: reason, NewLeader: p.self.Name}, once)...)
+}
+
+// tell sends a leaver or a joiner the rebuilt that ends its operation:
+// reliably, or, if once, once and unacknowledged.
+func (p *Peer) tell(now time.Time, to netip.AddrPort, m wire.Rebuilt, once bool) []Output {
+	if once {
+		return []Output{p.sendNoAck(to, m, p.link.sg)}
+	}
+	return p.link.send(now, to, m, tagNone, false)
 }

@@ -31,10 +31,15 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 		}
 		epoch = m.Epoch
 	case wire.TornDown:
+		if m.Origin == p.self.Name {
+			// Back at its origin, which no longer tears down (restarted
+			// since: its rejoin dissolved the DHT).
+			return !p.tearingDown()
+		}
 		// At a node with no neighbours and no teardown passed (a process
 		// restarted after the teardown went by): the teardown it follows
 		// would have been dropped here too.
-		return m.Origin != p.self.Name && p.tearing == nil && !p.neighbours
+		return p.tearing == nil && !p.neighbours
 	case wire.Rebuilt:
 		// With no leave or join of this node's own under way (its process
 		// restarted during it): nothing here will ever wait for it.
@@ -46,6 +51,9 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 		}
 		return true
 	case wire.Teardown:
+		if m.Origin == p.self.Name && !p.tearingDown() && !p.neighbours {
+			return true // back at an origin that no longer tears down
+		}
 		if m.Origin != p.self.Name && !p.neighbours {
 			// At a node outside any ring (a member restarted during the
 			// teardown, which dissolved the DHT): nothing here to tear down.
@@ -75,6 +83,12 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 		}
 	}
 	return epoch != 0 && epoch < p.epoch
+}
+
+// tearingDown: a teardown-dht this node started is going round.
+func (p *Peer) tearingDown() bool {
+	o, ok := p.op.(*teardownOp)
+	return ok && o.stage == teardownTearing
 }
 
 // renumbering: a reset-id this node started (for its leave, or for a join
@@ -250,7 +264,9 @@ func validMember(m wire.Member) bool {
 func (p *Peer) backlogLimit() int { return 4 * p.link.cfg.Window }
 
 // sendNoAck sends m once, unacknowledged (FlagNoAck): a query or its
-// answer, which the querier retries end to end.
+// answer, which the querier retries end to end, or the rebuilt that tells
+// a leaver or a joiner the server ended its operation (which the server
+// tells it too).
 func (p *Peer) sendNoAck(to netip.AddrPort, m wire.Message, sg signer) Send {
 	p.stats.Sent++
 	return sg.send(to, p.link.newID(), wire.FlagNoAck, m)
@@ -260,7 +276,7 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	noAck := false
 	if h.Flags&wire.FlagNoAck != 0 {
 		switch m.(type) {
-		case wire.Query, wire.QueryResult:
+		case wire.Query, wire.QueryResult, wire.Rebuilt:
 			noAck = true
 		}
 	}

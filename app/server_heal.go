@@ -262,6 +262,14 @@ func (s *Server) rejoin(now time.Time, u *state.User, m wire.Register, bySecret 
 			changed = true
 		}
 	}
+	if s.dht.Phase == state.PhaseJoining && u.Name == s.dht.Joiner {
+		// The joiner restarted: its process no longer runs the join, and
+		// nothing would send dht-rebuilt. The ring, which the join's leader
+		// may be reshaping, heals with its members, now rather than at
+		// --op-timeout.
+		s.after = s.healAroundFor(now, u.Name, fmt.Sprintf("%s restarted during its join-dht", u.Name))
+		changed = true
+	}
 	ended := false
 	if s.dht.Phase == state.PhaseTearing && member {
 		// A member of a ring being torn down restarted: its process no
@@ -303,6 +311,13 @@ func (s *Server) rejoin(now time.Time, u *state.User, m wire.Register, bySecret 
 // healAround heals the ring with its live members, name among them, which
 // came back without its place; the caller persists.
 func (s *Server) healAround(now time.Time, name string) []Output {
+	return s.healAroundFor(now, name, fmt.Sprintf("%s restarted without its place in the ring (epoch %d)", name, s.dht.Epoch))
+}
+
+// healAroundFor heals the ring with its live members, name among them or
+// not, for the reason why (what it says of an operation in progress is
+// added); the caller persists.
+func (s *Server) healAroundFor(now time.Time, name, why string) []Output {
 	d := s.dht
 	var survivors []string
 	for _, m := range d.Members {
@@ -310,7 +325,6 @@ func (s *Server) healAround(now time.Time, name string) []Output {
 			survivors = append(survivors, m)
 		}
 	}
-	why := fmt.Sprintf("%s restarted without its place in the ring (epoch %d)", name, d.Epoch)
 	switch d.Phase {
 	case state.PhaseBuilding:
 		why = fmt.Sprintf("%s restarted while the ring was set up; setup-dht by %s ends in a heal", name, d.Leader)
