@@ -127,3 +127,43 @@ func TestBinaryNoFalseRemovalsAtLoss(t *testing.T) {
 	peers["alice"].do("teardown-dht alice", "teardown-dht SUCCESS")
 	peers["alice"].expect("teardown-complete SUCCESS")
 }
+
+// A join's leader killed with kill -9 right after join-dht succeeded, and
+// started again on its file: whatever step the join had reached, the
+// joiner's command ends (dht-rebuilt SUCCESS, or FAILURE saying the join
+// was ended), the leader resumes (and heals the ring if the join did not
+// finish), and a Free user finds every record at the node the hash names.
+// Found by hand: the joiner waited for its op timeout, 2 minutes, and the
+// heal never finished.
+func TestBinaryJoinWhoseLeaderIsKilled(t *testing.T) {
+	dir, recs, ports := e2eSetup(t)
+	sport := strconv.Itoa(ports[0])
+	e2eServer(t, dir, sport)
+	dbOf := func(u string) string { return filepath.Join(dir, u+".db") }
+	peers := e2ePeers(t, dir, sport, ports, func(i int) []string { return []string{"--quiet", "--db", dbOf(e2eUsers[i])} })
+	ring := ringMembers(peers["alice"].do("setup-dht 3 alice", "setup-dht SUCCESS"))
+	peers["alice"].expect("dht-complete SUCCESS")
+	var free []string
+	for _, u := range e2eUsers {
+		if !slices.Contains(ring, u) {
+			free = append(free, u)
+		}
+	}
+	joiner, querier := free[0], free[1]
+	peers[joiner].do("join-dht "+joiner, "join-dht SUCCESS")
+	peers["alice"].kill()
+	alice := startProc(t, "alice again", dir, "peer", "--quiet", "--db", dbOf("alice"), "--data", datasetPath(t), "127.0.0.1", sport)
+	alice.expect("resume SUCCESS: alice")
+	n := 4
+	line := peers[joiner].expect("dht-rebuilt ")
+	t.Logf("%s: %s", joiner, line)
+	if !strings.HasPrefix(line, "dht-rebuilt SUCCESS") {
+		n = 3
+		alice.expect("heal SUCCESS: ring of 3")
+	}
+	if got := queryAll(t, peers[querier], querier, recs, n); len(got) != n {
+		t.Fatalf("records at %v, want %d nodes", got, n)
+	}
+	alice.do("teardown-dht alice", "teardown-dht SUCCESS")
+	alice.expect("teardown-complete SUCCESS")
+}
