@@ -169,11 +169,7 @@ func TestResumeSaysWhatBecameOfTheSetup(t *testing.T) {
 // teardown-complete), not after --op-timeout, and its resume line says so.
 func TestResumeEndsTheTeardownItLed(t *testing.T) {
 	for _, seed := range seeds(t, 3) {
-		s := newSim(t, seed)
-		users := joinUsers(t, s, 5)
-		leader := users[0]
-		s.mustDo(leader, "setup-dht 4 "+leader, "setup-dht SUCCESS")
-		s.input(leader, "teardown-dht "+leader)
+		s, leader := tearingDown(t, seed)
 		for i := 0; i < 4 && s.step(); i++ {
 		}
 		if !s.Restart(leader) {
@@ -184,12 +180,7 @@ func TestResumeEndsTheTeardownItLed(t *testing.T) {
 		if took := s.Now().Sub(restarted); took >= time.Minute {
 			t.Fatalf("seed %d: the server waited %v (its op timeout) for a teardown nobody runs", seed, took)
 		}
-		var resume string
-		for _, r := range s.Process(leader).Printed {
-			if r.Cmd == app.CmdResume {
-				resume = r.String()
-			}
-		}
+		resume := resumeLine(s, leader)
 		if !strings.Contains(resume, "restarted during its teardown-dht: the DHT was dissolved") {
 			t.Fatalf("seed %d: %s's resume said %q", seed, leader, resume)
 		}
@@ -217,12 +208,8 @@ func printedCmd(s *simNet, name string, cmd app.Command) bool {
 // instead of at a give-up or its op timeout.
 func TestResumeOfAMemberEndsTheTeardown(t *testing.T) {
 	for _, seed := range seeds(t, 3) {
-		s := newSim(t, seed)
-		users := joinUsers(t, s, 5)
-		leader := users[0]
-		s.mustDo(leader, "setup-dht 4 "+leader, "setup-dht SUCCESS")
+		s, leader := tearingDown(t, seed)
 		member := memberWithID(s, 2)
-		s.input(leader, "teardown-dht "+leader)
 		for app.Identity(s.Process(member).Core).InRing {
 			if !s.step() {
 				t.Fatalf("seed %d: the teardown never reached %s", seed, member)
@@ -236,12 +223,7 @@ func TestResumeOfAMemberEndsTheTeardown(t *testing.T) {
 		if took := s.Now().Sub(restarted); took > settleBound {
 			t.Fatalf("seed %d: settled %v after the restart", seed, took)
 		}
-		var resume string
-		for _, r := range s.Process(member).Printed {
-			if r.Cmd == app.CmdResume {
-				resume = r.String()
-			}
-		}
+		resume := resumeLine(s, member)
 		if want := "restarted during the teardown-dht led by " + leader + ": the DHT was dissolved"; !strings.Contains(resume, want) {
 			t.Fatalf("seed %d: %s's resume said %q, want %q", seed, member, resume, want)
 		}
@@ -259,4 +241,25 @@ func TestResumeOfAMemberEndsTheTeardown(t *testing.T) {
 		}
 		checkSettled(t, s, records(t))
 	}
+}
+
+// resumeLine is the last resume result name printed, "" if none.
+func resumeLine(s *simNet, name string) string {
+	var line string
+	for _, r := range s.Process(name).Printed {
+		if r.Cmd == app.CmdResume {
+			line = r.String()
+		}
+	}
+	return line
+}
+
+// tearingDown sets up a ring of 4 of 5 users and types teardown-dht at its
+// leader, whom it returns; the teardown has not started.
+func tearingDown(t *testing.T, seed uint64) (*simNet, string) {
+	s := newSim(t, seed)
+	leader := joinUsers(t, s, 5)[0]
+	s.mustDo(leader, "setup-dht 4 "+leader, "setup-dht SUCCESS")
+	s.input(leader, "teardown-dht "+leader)
+	return s, leader
 }

@@ -319,6 +319,17 @@ func e2eFree(t *testing.T, ring []string) string {
 	return ""
 }
 
+// e2eOutside is e2eUsers a setup left out of ring, in order.
+func e2eOutside(ring []string) []string {
+	var free []string
+	for _, u := range e2eUsers {
+		if !slices.Contains(ring, u) {
+			free = append(free, u)
+		}
+	}
+	return free
+}
+
 // noFlags is e2ePeers' flags for peers with none.
 func noFlags(int) []string { return nil }
 

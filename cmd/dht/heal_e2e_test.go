@@ -143,12 +143,7 @@ func TestBinaryJoinWhoseLeaderIsKilled(t *testing.T) {
 	peers := e2ePeers(t, dir, sport, ports, func(i int) []string { return []string{"--quiet", "--db", dbOf(e2eUsers[i])} })
 	ring := ringMembers(peers["alice"].do("setup-dht 3 alice", "setup-dht SUCCESS"))
 	peers["alice"].expect("dht-complete SUCCESS")
-	var free []string
-	for _, u := range e2eUsers {
-		if !slices.Contains(ring, u) {
-			free = append(free, u)
-		}
-	}
+	free := e2eOutside(ring)
 	joiner, querier := free[0], free[1]
 	peers[joiner].do("join-dht "+joiner, "join-dht SUCCESS")
 	peers["alice"].kill()

@@ -92,16 +92,10 @@ func TestBinaryJoinLossy(t *testing.T) {
 		return []string{"--quiet", "--fault-loss", "0.2", "--fault-dup", "0.05", "--fault-seed", strconv.Itoa(seed)}
 	}
 	e2eServer(t, dir, sport, faults(1)...)
-	users := e2eUsers
 	peers := e2ePeers(t, dir, sport, ports, func(i int) []string { return append([]string{"--rto", "10ms"}, faults(i+2)...) })
 	ring := ringMembers(peers["alice"].do("setup-dht 3 alice", "setup-dht SUCCESS"))
 	peers["alice"].expect("dht-complete SUCCESS")
-	var free []string
-	for _, u := range users {
-		if !slices.Contains(ring, u) {
-			free = append(free, u)
-		}
-	}
+	free := e2eOutside(ring)
 	joiner, other := free[0], free[1]
 	peers[joiner].do("join-dht "+joiner, "join-dht SUCCESS")
 	peers[joiner].expect("dht-rebuilt SUCCESS: new leader alice")
