@@ -273,3 +273,46 @@ func TestJoinWhoseLeaderRestarts(t *testing.T) {
 		}
 	}
 }
+
+// The server killed (SIGKILL) and restarted on its file at any step of
+// setup, leave, join and teardown, with and without loss: the operation
+// goes on or is ended, and commands and the server wait no more than
+// settleBound after the restart; a ready ring is whole and answers.
+func TestServerCrashAtEveryStep(t *testing.T) {
+	data := records(t)
+	ops := []struct {
+		name string
+		n    int // the ring set up before, 0 for none
+		line func(s *simNet, leader string) (typist, line string)
+	}{
+		{"setup", 0, func(_ *simNet, l string) (string, string) { return l, "setup-dht 4 " + l }},
+		{"leave", 4, func(s *simNet, _ string) (string, string) { m := memberWithID(s, 1); return m, "leave-dht " + m }},
+		{"join", 3, func(s *simNet, _ string) (string, string) { f := freeUser(s); return f, "join-dht " + f }},
+		{"teardown", 4, func(_ *simNet, l string) (string, string) { return l, "teardown-dht " + l }},
+	}
+	for _, o := range ops {
+		for _, loss := range []float64{0, 0.1} {
+			for _, seed := range seeds(t, 3) {
+				for step := 1; step <= 60; step += 3 {
+					t.Run(fmt.Sprintf("%s/loss=%v/seed=%d/step=%d", o.name, loss, seed, step), func(t *testing.T) {
+						s := newSim(t, seed)
+						leader := joinUsers(t, s, 5)[0]
+						if o.n > 0 {
+							s.mustDo(leader, fmt.Sprintf("setup-dht %d %s", o.n, leader), "setup-dht SUCCESS")
+						}
+						s.Loss = loss
+						s.input(o.line(s, leader))
+						for i := 0; i < step && s.step(); i++ {
+						}
+						s.RestartServer()
+						restarted := s.Now()
+						if d := settleResolved(t, s).Sub(restarted); d > settleBound {
+							t.Fatalf("seed %d: commands and the server still waited %v after the server's restart (DHT %+v)", seed, d, s.Server().Snapshot().DHT)
+						}
+						checkSettled(t, s, data)
+					})
+				}
+			}
+		}
+	}
+}
