@@ -279,35 +279,46 @@ func TestJoinWhoseLeaderRestarts(t *testing.T) {
 // goes on or is ended, and commands and the server wait no more than
 // settleBound after the restart; a ready ring is whole and answers.
 func TestServerCrashAtEveryStep(t *testing.T) {
+	atEveryStep(t, 3, func(s *simNet, _ []string) { s.RestartServer() })
+}
+
+// stepOps are the operations atEveryStep disrupts: the ring set up before
+// (0: none) and what is typed, by whom.
+var stepOps = []struct {
+	name string
+	n    int
+	line func(s *simNet, leader string) (typist, line string)
+}{
+	{"setup", 0, func(_ *simNet, l string) (string, string) { return l, "setup-dht 4 " + l }},
+	{"leave", 4, func(s *simNet, _ string) (string, string) { m := memberWithID(s, 1); return m, "leave-dht " + m }},
+	{"join", 3, func(s *simNet, _ string) (string, string) { f := freeUser(s); return f, "join-dht " + f }},
+	{"teardown", 4, func(_ *simNet, l string) (string, string) { return l, "teardown-dht " + l }},
+}
+
+// atEveryStep runs each of stepOps over 5 users, 3 seeds, 0 and 10% loss,
+// and disrupts it after 1, 1+stride, … steps (up to 60); disrupt's last
+// event is the one measured from: commands and the server must wait no
+// more than settleBound after it, and a ready ring be whole and answer.
+func atEveryStep(t *testing.T, stride int, disrupt func(s *simNet, users []string)) {
 	data := records(t)
-	ops := []struct {
-		name string
-		n    int // the ring set up before, 0 for none
-		line func(s *simNet, leader string) (typist, line string)
-	}{
-		{"setup", 0, func(_ *simNet, l string) (string, string) { return l, "setup-dht 4 " + l }},
-		{"leave", 4, func(s *simNet, _ string) (string, string) { m := memberWithID(s, 1); return m, "leave-dht " + m }},
-		{"join", 3, func(s *simNet, _ string) (string, string) { f := freeUser(s); return f, "join-dht " + f }},
-		{"teardown", 4, func(_ *simNet, l string) (string, string) { return l, "teardown-dht " + l }},
-	}
-	for _, o := range ops {
+	for _, o := range stepOps {
 		for _, loss := range []float64{0, 0.1} {
 			for _, seed := range seeds(t, 3) {
-				for step := 1; step <= 60; step += 3 {
+				for step := 1; step <= 60; step += stride {
 					t.Run(fmt.Sprintf("%s/loss=%v/seed=%d/step=%d", o.name, loss, seed, step), func(t *testing.T) {
 						s := newSim(t, seed)
-						leader := joinUsers(t, s, 5)[0]
+						users := joinUsers(t, s, 5)
 						if o.n > 0 {
-							s.mustDo(leader, fmt.Sprintf("setup-dht %d %s", o.n, leader), "setup-dht SUCCESS")
+							s.mustDo(users[0], fmt.Sprintf("setup-dht %d %s", o.n, users[0]), "setup-dht SUCCESS")
 						}
 						s.Loss = loss
-						s.input(o.line(s, leader))
+						s.input(o.line(s, users[0]))
 						for i := 0; i < step && s.step(); i++ {
 						}
-						s.RestartServer()
-						restarted := s.Now()
-						if d := settleResolved(t, s).Sub(restarted); d > settleBound {
-							t.Fatalf("seed %d: commands and the server still waited %v after the server's restart (DHT %+v)", seed, d, s.Server().Snapshot().DHT)
+						disrupt(s, users)
+						after := s.Now()
+						if d := settleResolved(t, s).Sub(after); d > settleBound {
+							t.Fatalf("seed %d: commands and the server still waited %v after the disruption (DHT %+v)", seed, d, s.Server().Snapshot().DHT)
 						}
 						checkSettled(t, s, data)
 					})

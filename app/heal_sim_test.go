@@ -266,46 +266,11 @@ func TestStalledMemberLearnsTheRingHealedWithoutIt(t *testing.T) {
 // learns it at its next alive, and commands and the server wait no more
 // than settleBound after it runs again; a ready ring is whole and answers.
 func TestStallAtEveryStep(t *testing.T) {
-	data := records(t)
-	ops := []struct {
-		name string
-		n    int
-		line func(s *simNet, leader string) (typist, line string)
-	}{
-		{"setup", 0, func(_ *simNet, l string) (string, string) { return l, "setup-dht 4 " + l }},
-		{"leave", 4, func(s *simNet, _ string) (string, string) { m := memberWithID(s, 1); return m, "leave-dht " + m }},
-		{"join", 3, func(s *simNet, _ string) (string, string) { f := freeUser(s); return f, "join-dht " + f }},
-		{"teardown", 4, func(_ *simNet, l string) (string, string) { return l, "teardown-dht " + l }},
-	}
-	for _, o := range ops {
-		for _, loss := range []float64{0, 0.1} {
-			for _, seed := range seeds(t, 3) {
-				for step := 1; step <= 60; step += 6 {
-					t.Run(fmt.Sprintf("%s/loss=%v/seed=%d/step=%d", o.name, loss, seed, step), func(t *testing.T) {
-						s := newSim(t, seed)
-						users := joinUsers(t, s, 5)
-						leader := users[0]
-						if o.n > 0 {
-							s.mustDo(leader, fmt.Sprintf("setup-dht %d %s", o.n, leader), "setup-dht SUCCESS")
-						}
-						s.Loss = loss
-						s.input(o.line(s, leader))
-						for i := 0; i < step && s.step(); i++ {
-						}
-						victim := users[2] // a member, or the user left out
-						p := s.Remove(victim)
-						stopped := s.Now()
-						for s.Now().Sub(stopped) < 40*time.Second && s.step() {
-						}
-						s.Restore(p)
-						back := s.Now()
-						if d := settleResolved(t, s).Sub(back); d > settleBound {
-							t.Fatalf("seed %d: commands and the server still waited %v after %s ran again (DHT %+v)", seed, d, victim, s.Server().Snapshot().DHT)
-						}
-						checkSettled(t, s, data)
-					})
-				}
-			}
+	atEveryStep(t, 6, func(s *simNet, users []string) {
+		p := s.Remove(users[2]) // a member, or the user left out
+		stopped := s.Now()
+		for s.Now().Sub(stopped) < 40*time.Second && s.step() {
 		}
-	}
+		s.Restore(p)
+	})
 }
