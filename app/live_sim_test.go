@@ -55,3 +55,36 @@ func TestSetupNeverPicksADeadPeer(t *testing.T) {
 		}
 	}
 }
+
+// A member that goes silent while its ring is set up makes the server roll
+// the setup back at --dead-after (3 s here, below the peers' give-up of
+// 10 s): the leader, still spreading the records, learns it from the pace
+// that answers its next alive and ends its command at once, instead of
+// at its give-up.
+func TestSetupRolledBackEndsTheLeadersCommand(t *testing.T) {
+	for _, seed := range seeds(t, 3) {
+		s := newSim(t, seed)
+		s.SetDeadAfter(3 * time.Second)
+		users := joinUsers(t, s, 5)
+		leader := users[0]
+		s.input(leader, "setup-dht 4 "+leader)
+		p := s.Process(leader)
+		for len(p.Printed) < 2 { // register, then setup-dht
+			if !s.step() {
+				t.Fatalf("seed %d: setup-dht never answered", seed)
+			}
+		}
+		silent := s.Server().Snapshot().DHT.Members[1] // a member the setup picked
+		s.Remove(silent)
+		stopped := s.Now()
+		for !p.Core.Idle() {
+			if !s.step() {
+				t.Fatalf("seed %d: the leader's command never ended", seed)
+			}
+		}
+		last := texts(p.Printed)[len(p.Printed)-1]
+		if took := s.Now().Sub(stopped); took > 5*time.Second || !strings.HasPrefix(last, "dht-complete FAILURE: the server ended the setup (epoch 1)") {
+			t.Fatalf("seed %d: %v after %s went silent the leader printed %q", seed, took, silent, last)
+		}
+	}
+}

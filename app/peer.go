@@ -664,8 +664,8 @@ func (p *Peer) onPace(now time.Time, from netip.AddrPort, m wire.Pace) []Output 
 }
 
 // ringGone: the server counts this node in no ring of epoch, the one it
-// holds a place in, or the one its join, leave or teardown in progress
-// works at.
+// holds a place in, or the one its setup, join, leave or teardown in
+// progress works at.
 // Either the ring was replaced while this process did not run or could not
 // be heard (it was healed out as offline, or the ring was dissolved), or
 // the join or leave was ended by the server (its leader, or a member,
@@ -688,10 +688,14 @@ func (p *Peer) ringGone(now time.Time, epoch uint64) []Output {
 		if o.stage == teardownTearing {
 			what = "teardown"
 		}
+	case *setupOp:
+		if o.stage == setupPopulating {
+			what = "setup"
+		}
 	}
 	if what != "" {
 		why := fmt.Sprintf("the server ended the %s (epoch %d): %s is Free, outside the ring (healed or dissolved meanwhile)", what, epoch, p.self.Name)
-		out := p.abandon(now, why) // the leave fails here
+		out := p.abandon(now, why) // a setup, a leave or a teardown fails here
 		if _, ok := p.op.(*joinOp); ok {
 			out = p.finish(now, out, resultFailed(CmdDHTRebuilt, why)) // and drops what the join gave
 		}

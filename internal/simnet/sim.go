@@ -68,10 +68,12 @@ type Sim struct {
 	// restarts counts the peers Restart started again: it seeds them.
 	restarts uint64
 	down     map[netip.AddrPort]bool
-	trace    slog.Handler
-	steps    int
-	stats    Stats
-	err      error
+	// deadAfter is the server's --dead-after (0: the default).
+	deadAfter time.Duration
+	trace     slog.Handler
+	steps     int
+	stats     Stats
+	err       error
 }
 
 // Stats counts what the simulated network and server went through.
@@ -141,7 +143,14 @@ func New(seed uint64, server netip.AddrPort) *Sim {
 // drawing its random choices from the seed and stream.
 func (s *Sim) newServer(stream uint64, st state.ServerState, replies []state.CachedReply) *app.Server {
 	return app.NewServer(app.ServerConfig{Rand: rand.New(rand.NewPCG(s.seed, stream)), Keys: app.KeysFrom(rand.New(rand.NewPCG(s.seed, stream^0x6b657973))),
-		OpTimeout: time.Minute, Started: s.now}, st, replies)
+		OpTimeout: time.Minute, DeadAfter: s.deadAfter, Started: s.now}, st, replies)
+}
+
+// SetDeadAfter gives the server --dead-after d. It starts the server
+// afresh: call it before anything is sent to it.
+func (s *Sim) SetDeadAfter(d time.Duration) {
+	s.deadAfter = d
+	s.server = s.newServer(1, state.ServerState{}, nil)
 }
 
 // SetTrace sends the trace of every process to h from now on; nil stops
