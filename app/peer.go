@@ -665,14 +665,14 @@ func (p *Peer) onPace(now time.Time, from netip.AddrPort, m wire.Pace) []Output 
 
 // ringGone: the server counts this node in no ring of epoch, the one it
 // holds a place in, or the one its setup, join, leave or teardown in
-// progress works at.
-// Either the ring was replaced while this process did not run or could not
-// be heard (it was healed out as offline, or the ring was dissolved), or
-// the join or leave was ended by the server (its leader, or a member,
-// restarted without its place, or went offline, and the ring healed):
-// nothing else would tell this node before the op timeout. The join or
-// leave fails; the place and table are dropped, in memory and in the file,
-// as a restarted process does at its resume.
+// progress works at. Either the ring was replaced while this process did
+// not run or could not be heard (it was healed out as offline, or the ring
+// was dissolved), or the server ended the operation (a member restarted
+// without its place, or went offline, and the ring healed or was rolled
+// back): nothing else would tell this node before its give-up or op
+// timeout. The operation fails, saying so; the place and table are
+// dropped, in memory and in the file, as a restarted process does at its
+// resume.
 func (p *Peer) ringGone(now time.Time, epoch uint64) []Output {
 	what := ""
 	switch o := p.op.(type) {
