@@ -21,12 +21,12 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 	var epoch uint64
 	switch m := m.(type) {
 	case wire.Flush:
-		if m.Leader == p.self.Name && (p.pop == nil || m.Round != p.pop.round) {
+		if p.earlierRoundOfOurs(m.Leader, m.Round) {
 			return true
 		}
 		epoch = m.Epoch
 	case wire.Committed:
-		if m.Leader == p.self.Name && (p.pop == nil || m.Round != p.pop.round) {
+		if p.earlierRoundOfOurs(m.Leader, m.Round) {
 			return true
 		}
 		epoch = m.Epoch
@@ -40,6 +40,14 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 		// restarted after the teardown went by): the teardown it follows
 		// would have been dropped here too.
 		return p.tearing == nil && !p.neighbours
+	case wire.Teardown:
+		// At a node outside any ring (a member restarted during the
+		// teardown, which dissolved the DHT), or back at an origin that
+		// no longer tears down: nothing here to tear down.
+		if !p.neighbours && (m.Origin != p.self.Name || !p.tearingDown()) {
+			return true
+		}
+		epoch = m.Epoch
 	case wire.Rebuilt:
 		// With no leave or join of this node's own under way (its process
 		// restarted during it): nothing here will ever wait for it.
@@ -50,39 +58,37 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 			return o.stage != joinWaiting
 		}
 		return true
-	case wire.Teardown:
-		if m.Origin == p.self.Name && !p.tearingDown() && !p.neighbours {
-			return true // back at an origin that no longer tears down
-		}
-		if m.Origin != p.self.Name && !p.neighbours {
-			// At a node outside any ring (a member restarted during the
-			// teardown, which dissolved the DHT): nothing here to tear down.
-			return true
-		}
-		epoch = m.Epoch
 	case wire.SetID:
 		epoch = m.Epoch
 	case wire.ResetID:
-		epoch = m.Epoch
-	case wire.ResetLeft:
-		epoch = m.Epoch
-	case wire.ResetRight:
-		epoch = m.Epoch
-	}
-	if r, ok := m.(wire.ResetID); ok && r.Origin == p.self.Name && !p.renumbering() {
-		// Back at its origin, which no longer renumbers (a copy whose
-		// ack was lost, to an origin restarted since): nothing waits for it.
-		return true
-	}
-	switch m.(type) {
-	case wire.ResetID, wire.ResetLeft, wire.ResetRight:
-		if !p.neighbours {
-			// At a node outside any ring (the leaver, restarted after its
-			// leave was done): there is nothing here to renumber.
+		if m.Origin == p.self.Name && !p.renumbering() {
+			// Back at its origin, which no longer renumbers (a copy whose
+			// ack was lost, to an origin restarted since).
 			return true
 		}
+		if !p.neighbours {
+			return true // at a node outside any ring: nothing to renumber
+		}
+		epoch = m.Epoch
+	case wire.ResetLeft:
+		if !p.neighbours {
+			return true
+		}
+		epoch = m.Epoch
+	case wire.ResetRight:
+		if !p.neighbours {
+			return true
+		}
+		epoch = m.Epoch
 	}
 	return epoch != 0 && epoch < p.epoch
+}
+
+// earlierRoundOfOurs: a flush or a committed of leader's round is of a
+// store round this node led before the one it leads now, if any (round
+// numbers never repeat).
+func (p *Peer) earlierRoundOfOurs(leader string, round uint32) bool {
+	return leader == p.self.Name && (p.pop == nil || round != p.pop.round)
 }
 
 // tearingDown: a teardown-dht this node started is going round.
@@ -179,7 +185,7 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 			// be held up at a node that knows nothing of its round.
 			return fmt.Sprintf("flush of ring epoch %d, older than this node's %d", m.Epoch, p.epoch)
 		}
-		if m.Leader == p.self.Name && (p.pop == nil || m.Round != p.pop.round) {
+		if p.earlierRoundOfOurs(m.Leader, m.Round) {
 			return "flush of no store round of ours (a late copy of an earlier round's)"
 		}
 		if n := p.link.unseen(from, m.After); n > 0 {

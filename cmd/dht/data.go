@@ -30,11 +30,16 @@ func loadData(path string) (func() (dataset.Source, error), error) {
 	} else if _, _, err := l.Load(); err != nil {
 		return nil, err
 	}
+	return loaderData(l), nil
+}
+
+// loaderData is LoadData over l: what it loads each time it is asked.
+func loaderData(l *dataset.Loader) func() (dataset.Source, error) {
 	return func() (dataset.Source, error) {
 		recs, _, err := l.Load()
 		if err != nil {
 			return nil, err
 		}
 		return dataset.Records(recs), nil
-	}, nil
+	}
 }

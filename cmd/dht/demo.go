@@ -60,12 +60,11 @@ func demoCommand(e env) *cli.Command {
 			if c.Uint("port") > 65535 {
 				return usagef("--port must be 0 to 65535")
 			}
-			recs, dataName, err := dataset.LoadOrEmbedded(c.String("data"))
+			// One loader: the narration counts its records, the peers load
+			// from it (and read the file again, parsing it only if changed).
+			loader := &dataset.Loader{Path: c.String("data")}
+			recs, dataName, err := loader.Load()
 			if err != nil {
-				return fmt.Errorf("demo: %w", err)
-			}
-			data, err := loadData(c.String("data"))
-			if err != nil { // the file changed since
 				return fmt.Errorf("demo: %w", err)
 			}
 			wd, err := openWorkDir(c, "dht-demo-")
@@ -85,7 +84,7 @@ func demoCommand(e env) *cli.Command {
 			}
 			ctx, cancel := signalContext()
 			defer cancel()
-			cl, err := cluster.Start(cluster.Config{Dir: wd.path, Data: data, Seed: seed, Port: uint16(c.Uint("port")), Log: clusterTrace(trace), Ctx: ctx})
+			cl, err := cluster.Start(cluster.Config{Dir: wd.path, Data: loaderData(loader), Seed: seed, Port: uint16(c.Uint("port")), Log: clusterTrace(trace), Ctx: ctx})
 			if err != nil {
 				wd.done()
 				return err
