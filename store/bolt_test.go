@@ -53,6 +53,9 @@ func TestPeerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got, err := db.Identity(); err != nil || got != (state.Identity{}) {
+		t.Fatalf("a new file's identity: %+v, %v; want none", got, err)
+	}
 	id := sampleIdentity()
 	mustApply(t, db, state.Batch{Identity: &id, Put: []dataset.Record{aruba, arbua, civ, zaf}})
 	if err := db.Close(); err != nil {
@@ -66,6 +69,9 @@ func TestPeerRestart(t *testing.T) {
 	gotID, recs := mustLoadPeer(t, db)
 	if gotID != id || !reflect.DeepEqual(recs, slotOrder(aruba, arbua, civ, zaf)) {
 		t.Fatalf("after reopen: %+v %q", gotID, recs)
+	}
+	if got, err := db.Identity(); err != nil || got != id {
+		t.Fatalf("Identity after reopen: %+v, %v; want %+v", got, err, id)
 	}
 }
 

@@ -172,21 +172,45 @@ func (p *PeerDB) Load() (state.Identity, []dataset.Record, error) {
 	return id, recs, nil
 }
 
+// Identity reads the registration and place the file holds (zero if none
+// was ever written), without its table.
+func (p *PeerDB) Identity() (state.Identity, error) {
+	var id state.Identity
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err := p.file.guard(func() error {
+		return p.db.View(func(tx *bolt.Tx) error {
+			var err error
+			id, err = loadIdentity(tx)
+			return err
+		})
+	})
+	if err != nil {
+		return state.Identity{}, dbErr(err)
+	}
+	return id, nil
+}
+
+// loadIdentity reads a peer file's identity (zero if none).
+func loadIdentity(tx *bolt.Tx) (state.Identity, error) {
+	if b := tx.Bucket(bucketIdentity); b != nil {
+		if v := b.Get(keyIdentity); v != nil {
+			return decodeIdentity(v)
+		}
+	}
+	return state.Identity{}, nil
+}
+
 // loadPeer reads a peer file. slot is called with each non-empty slot's
 // position and the index in the returned records where it starts.
 func loadPeer(tx *bolt.Tx, slot func(pos, start int)) (state.Identity, []dataset.Record, error) {
-	var id state.Identity
-	if b := tx.Bucket(bucketIdentity); b != nil {
-		if v := b.Get(keyIdentity); v != nil {
-			var err error
-			if id, err = decodeIdentity(v); err != nil {
-				return state.Identity{}, nil, err
-			}
-		}
+	id, err := loadIdentity(tx)
+	if err != nil {
+		return state.Identity{}, nil, err
 	}
 	var recs []dataset.Record
 	// Bucket names sort by position, so this walks the slots in order.
-	err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+	err = tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 		pos, ok := slotPos(name)
 		if !ok {
 			return nil

@@ -129,7 +129,7 @@ func peerCommand(e env) *cli.Command {
 					st, err := store.OpenPeer(dbPath)
 					if err == nil {
 						var id state.Identity
-						if id, _, err = st.Load(); err != nil {
+						if id, err = st.Identity(); err != nil {
 							err = errors.Join(err, st.Close())
 						} else if id.Name != "" {
 							r.Resume, r.Store = &id, st
