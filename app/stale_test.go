@@ -1,0 +1,200 @@
+package app
+
+// What a node can never act on, and what it no longer needs to deliver,
+// once a ring, a store round or an operation is over (docs/DESIGN.md,
+// healing): each rule on its own, as the simulations of crashes and
+// restarts rely on them together.
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"dht/wire"
+)
+
+// Each message a node can never act on is dropped and acknowledged, so
+// that its sender stops: at a node outside any ring (a process restarted
+// after the ring phase passed it), back at an origin that no longer runs
+// the phase, a rebuilt for no leave or join of its own, a flush of an
+// earlier epoch.
+func TestEveryMessageANodeCanNeverActOnIsAcknowledged(t *testing.T) {
+	outside := func(p *Peer) { p.inRing, p.neighbours, p.left, p.right = false, false, wire.Member{}, wire.Member{} }
+	inRing := func(p *Peer) {}
+	tests := []struct {
+		name  string
+		setup func(*Peer)
+		from  netip.AddrPort
+		m     wire.Message
+	}{
+		{"a flush of an earlier epoch", inRing, fzLeft.Addr, wire.Flush{Leader: "alice", N: 3, Round: 5, Epoch: 8}},
+		{"a committed of an earlier epoch", inRing, fzLeft.Addr, wire.Committed{Leader: "alice", Round: 5, Epoch: 8}},
+		{"a teardown at a node outside any ring", outside, fzLeft.Addr, wire.Teardown{Origin: "alice", Epoch: 9}},
+		{"a teardown back at an origin that no longer tears down", outside, fzLeft.Addr, wire.Teardown{Origin: fzSelf.Name, Epoch: 9}},
+		{"a torn-down at a node outside any ring", outside, fzLeft.Addr, wire.TornDown{Origin: "alice"}},
+		{"a torn-down back at an origin that no longer tears down", inRing, fzLeft.Addr, wire.TornDown{Origin: fzSelf.Name}},
+		{"a reset-id at a node outside any ring", outside, fzLeft.Addr, wire.ResetID{Origin: "alice", ID: 1, N: 3, Epoch: 9}},
+		{"a reset-id back at an origin that no longer renumbers", inRing, fzRight.Addr, wire.ResetID{Origin: fzSelf.Name, ID: 3, N: 3, Epoch: 9}},
+		{"a reset-left at a node outside any ring", outside, fzLeft.Addr, wire.ResetLeft{Left: fzRight, Epoch: 9}},
+		{"a reset-right at a node outside any ring", outside, fzRight.Addr, wire.ResetRight{Right: fzLeft, Epoch: 9}},
+		{"a rebuilt for no leave or join of this node's", inRing, fzRight.Addr, wire.Rebuilt{Reason: "late", NewLeader: "carol"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := fuzzPeer()
+			p.epoch = 9
+			tt.setup(p)
+			before := p.identity()
+			h, m := signedFor(p, wire.Header{ID: 40}, tt.m)
+			var dropped, acked bool
+			for _, o := range p.Step(time.Unix(1_700_000_000, 0), tt.from, h, m) {
+				switch o := o.(type) {
+				case Event:
+					dropped = dropped || o.Drop
+				case Send:
+					if a, ok := o.Msg.(wire.Ack); ok && o.To == tt.from && (o.ID == 40 || slices.Contains(a.More, 40)) {
+						acked = true
+					}
+				}
+			}
+			if !dropped || !acked {
+				t.Fatalf("dropped %v, acknowledged %v; want both", dropped, acked)
+			}
+			if p.link.unseen(tt.from, []uint32{40}) != 0 {
+				t.Fatal("not remembered as seen: a flush naming it would wait for it")
+			}
+			if after := p.identity(); after != before {
+				t.Fatalf("the node's place changed: %+v -> %+v", before, after)
+			}
+		})
+	}
+}
+
+// sentAgain runs p's link for a minute from now and returns the messages
+// it sends again, each once.
+func sentAgain(p *Peer, now time.Time) []wire.Message {
+	var msgs []wire.Message
+	seen := map[uint32]bool{}
+	for at := now; at.Before(now.Add(time.Minute)); at = at.Add(10 * time.Millisecond) {
+		out, _ := p.link.tick(at)
+		for _, o := range out {
+			if s, ok := o.(Send); ok && !seen[s.ID] {
+				seen[s.ID] = true
+				msgs = append(msgs, s.Msg)
+			}
+		}
+	}
+	return msgs
+}
+
+// onlyQuery: what was sent again is the query alone.
+func onlyQuery(msgs []wire.Message) bool {
+	return len(msgs) == 1 && msgs[0].Type() == wire.TypeQuery
+}
+
+// When a store round is over, the flush and committed it sent (a copy
+// whose ack was lost, to a node restarted since) are sent no more; when a
+// leave or a teardown ends, done or failed, neither is what it sent round
+// the ring; when a new ring is set up over a node, nothing of the old ring
+// goes on, queries aside. Their acks, if they come, are taken silently.
+func TestWhatNoOneWaitsForIsSentNoMore(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	query := wire.Query{ReqID: 1, Querier: wire.Member{Name: "erin", Addr: fzOther}, LongName: "Aruba"}
+
+	t.Run("a store round that is over", func(t *testing.T) {
+		p := fuzzPeer()
+		p.pop = &populate{round: 7}
+		p.link.send(now, fzRight.Addr, wire.Flush{Leader: fzSelf.Name, N: 3, Round: 7}, tagNone, false)
+		p.link.send(now, fzRight.Addr, wire.Committed{Leader: fzSelf.Name, Round: 7}, tagNone, false)
+		p.link.send(now, fzRight.Addr, wire.Committed{Leader: "alice", Round: 3}, tagNone, false)
+		p.populated(now)
+		if got := sentAgain(p, now); len(got) != 1 || got[0] != (wire.Committed{Leader: "alice", Round: 3}) {
+			t.Fatalf("sent again %+v; want only the other leader's committed", got)
+		}
+	})
+	for _, ended := range []struct {
+		name string
+		op   operation
+		last Result
+	}{
+		{"a leave that failed", &leaveOp{stage: leaveRenumbering}, resultFailed(CmdDHTRebuilt, "test")},
+		{"a teardown that failed", &teardownOp{stage: teardownTearing}, resultFailed(CmdTeardownComplete, "test")},
+	} {
+		t.Run(ended.name, func(t *testing.T) {
+			p := fuzzPeer()
+			p.op = ended.op
+			p.link.send(now, fzRight.Addr, wire.ResetID{Origin: fzSelf.Name, N: 2, Epoch: 9}, tagNone, false)
+			p.link.send(now, fzRight.Addr, wire.Teardown{Origin: fzSelf.Name, Epoch: 9}, tagNone, false)
+			p.link.send(now, fzRight.Addr, query, tagNone, false)
+			p.finish(now, nil, ended.last)
+			if got := sentAgain(p, now); !onlyQuery(got) {
+				t.Fatalf("sent again %+v; want only the query", got)
+			}
+		})
+	}
+	t.Run("a new ring over the node", func(t *testing.T) {
+		p := fuzzPeer()
+		p.link.send(now, fzRight.Addr, wire.Teardown{Origin: "alice", Epoch: 1}, tagNone, false)
+		flush := p.link.send(now, fzRight.Addr, wire.Flush{Leader: "alice", N: 3, Round: 2, Epoch: 1}, tagNone, false)
+		p.link.send(now, fzRight.Addr, query, tagNone, false)
+		p.abandon(now, "test")
+		if got := sentAgain(p, now); !onlyQuery(got) {
+			t.Fatalf("sent again %+v; want only the query", got)
+		}
+		// The ack of a message no longer sent ends nothing, and says nothing.
+		if out := p.acked(now, fzRight.Addr, flush[0].(Send).ID, nil); len(out) != 0 {
+			t.Fatalf("the ack of a cancelled flush: %v; want nothing", out)
+		}
+	})
+}
+
+// A leader whose join the server's heal ends tells the joiner once,
+// unacknowledged: the server tells it too, and a joiner restarted since
+// could not check the message, so a reliable copy would be sent again
+// until the give-up.
+func TestAJoinEndedByAHealIsToldOnce(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	p := fuzzPeer()
+	joiner := wire.Member{Name: "dave", Addr: netip.MustParseAddrPort("10.0.0.9:5000")}
+	p.joining = &joinLead{joiner: joiner}
+	var told bool
+	for _, o := range p.abandon(now, "the server asked bob to heal the ring") {
+		if s, ok := o.(Send); ok && s.To == joiner.Addr {
+			if _, ok := s.Msg.(wire.Rebuilt); ok && s.Flags&wire.FlagNoAck != 0 {
+				told = true
+			}
+		}
+	}
+	if !told {
+		t.Fatal("the joiner was not told, once and unacknowledged")
+	}
+	if got := sentAgain(p, now); len(got) != 0 {
+		t.Fatalf("sent again %+v; want nothing", got)
+	}
+}
+
+// A setup-dht answer that comes after a heal placed this node in a later
+// ring (the answer lost, asked again, answered from the server's cache)
+// does not set up the earlier ring over the healed one.
+func TestALateSetupAnswerDoesNotUndoAHeal(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	p := fuzzPeer()
+	p.epoch = 5
+	o := &setupOp{stage: setupAsking}
+	p.op = o
+	members := []wire.Member{fzSelf, fzRight, fzLeft}
+	out := o.place(p, now, members, 3)
+	last := out[len(out)-1]
+	if r, ok := last.(Result); !ok || r.Cmd != CmdDHTComplete || r.OK {
+		t.Fatalf("last output %#v; want dht-complete FAILURE", last)
+	}
+	for _, o := range out {
+		if s, ok := o.(Send); ok {
+			t.Fatalf("sent %#v for the earlier ring", s.Msg)
+		}
+	}
+	if p.epoch != 5 || p.id != 1 {
+		t.Fatalf("the node's place changed: id %d, epoch %d", p.id, p.epoch)
+	}
+}
