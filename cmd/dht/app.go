@@ -59,8 +59,9 @@ func newApp(e env) *cli.App {
 		Name:  "dht",
 		Usage: "a distributed hash table on a ring overlay, over UDP",
 		Description: "One always-on server keeps the registry of users; peers build a ring, spread the\n" +
-			"StatsCountry dataset round it, answer queries by walking the ring, and survive a\n" +
-			"member leaving. Results go to stdout, the trace of every datagram to stderr.",
+			"StatsCountry dataset round it, answer queries by walking the ring, take members in\n" +
+			"and let them leave, and heal round a member that dies. Results go to stdout, the\n" +
+			"trace of every datagram to stderr.",
 		Reader:          e.stdin,
 		Writer:          e.stdout,
 		ErrWriter:       e.stderr,
