@@ -132,6 +132,10 @@ type Peer struct {
 	// next at aliveAt.
 	alivePeriod time.Duration
 	aliveAt     time.Time
+	// quit is the operation this peer gave up while the server waited for
+	// it to finish it, which its next quitAlives alives name (giveUp).
+	quit     quitNote
+	quitLeft int
 
 	cred credentials
 
@@ -387,6 +391,9 @@ func (p *Peer) failed(now time.Time, out []Output, r Result) []Output {
 // next one. A join that fails before its leader reported it done is undone
 // here, whatever failed it.
 func (p *Peer) finish(now time.Time, out []Output, r Result) []Output {
+	if !r.OK {
+		p.giveUp(now)
+	}
 	if j, ok := p.op.(*joinOp); ok && j.stage == joinWaiting && !r.OK {
 		out = append(out, p.joinUndone()...)
 	}
@@ -756,8 +763,52 @@ func (p *Peer) aliveDue(now time.Time, out []Output) []Output {
 	p.stats.Sent++
 	p.cred.aliveSeq = nextSeq(p.cred.aliveSeq, now)
 	sg := signer{seq: p.cred.aliveSeq, key: p.cred.secret}
-	return append(out, sg.send(p.cfg.Server, p.link.newID(), 0,
-		wire.Alive{Name: p.self.Name, PeriodMS: uint32(p.alivePeriod.Milliseconds()), Epoch: p.placeEpoch()}))
+	m := wire.Alive{Name: p.self.Name, PeriodMS: uint32(p.alivePeriod.Milliseconds()), Epoch: p.placeEpoch()}
+	if p.quitLeft > 0 {
+		p.quitLeft--
+		m.QuitOp, m.Quit = p.quit.op, p.quit.epoch
+	}
+	return append(out, sg.send(p.cfg.Server, p.link.newID(), 0, m))
+}
+
+// quitNote names an operation this peer gave up: the type of the request
+// that started it, and its epoch.
+type quitNote struct {
+	op    wire.Type
+	epoch uint64
+}
+
+// quitAlives is how many alives name an operation given up: the first is
+// sent at once, the others a period apart, in case one is lost.
+const quitAlives = 3
+
+// giveUp: the command in progress fails. If the server took it (a setup,
+// leave, join or teardown it answered with its epoch) and waits for this
+// peer to finish it with dht-complete, dht-rebuilt or teardown-complete,
+// which will not come, an alive sent now says so, and the server ends the
+// operation at once (Server.quit) instead of at its --op-timeout.
+func (p *Peer) giveUp(now time.Time) {
+	q := p.awaited()
+	if q.epoch == 0 || !p.registered || p.aliveAt.IsZero() {
+		return
+	}
+	p.quit, p.quitLeft, p.aliveAt = q, quitAlives, now
+}
+
+// awaited is the operation in progress the server took and waits for this
+// peer to finish; epoch 0 when there is none.
+func (p *Peer) awaited() quitNote {
+	switch o := p.op.(type) {
+	case *setupOp:
+		return quitNote{wire.TypeSetupDHT, o.epoch}
+	case *leaveOp:
+		return quitNote{wire.TypeLeaveDHT, o.epoch}
+	case *joinOp:
+		return quitNote{wire.TypeJoinDHT, o.epoch}
+	case *teardownOp:
+		return quitNote{wire.TypeTeardownDHT, o.epoch}
+	}
+	return quitNote{}
 }
 
 // Deaf tells the peer it read nothing for d (its runner was committing):

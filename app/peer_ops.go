@@ -493,6 +493,7 @@ type teardownOp struct {
 	// right neighbour's torn-down came).
 	left, right netip.AddrPort
 	back, done  bool
+	epoch       uint64 // the ring's, once the server took the teardown
 }
 
 func (o *teardownOp) asking() *request { return &o.rq }
@@ -509,7 +510,7 @@ func (o *teardownOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply)
 		return p.finish(now, nil, resultOK(CmdTeardownComplete))
 	}
 	out := []Output{resultOK(CmdTeardownDHT)}
-	o.stage = teardownTearing
+	o.stage, o.epoch = teardownTearing, p.epoch
 	o.begin(p, now, p.right.Addr)
 	if !p.neighbours || p.right.Addr == p.self.Addr {
 		o.back, o.done = true, true

@@ -291,11 +291,12 @@ func (s *Server) alive(now time.Time, from netip.AddrPort, h wire.Header, m wire
 	}
 	s.aliveSeq[m.Name] = h.Seq
 	s.seen(now, from)
+	out := s.quit(now, u, m.QuitOp, m.Quit)
 	pace, ok := s.paceFor(u, m)
 	if !ok {
-		return nil
+		return out
 	}
-	return []Output{Send{To: from, ID: h.ID, Msg: pace, Sign: true, Seq: h.Seq, Key: u.Secret}}
+	return append(out, Send{To: from, ID: h.ID, Msg: pace, Sign: true, Seq: h.Seq, Key: u.Secret})
 }
 
 // paceFor is the answer to u's alive m, if it needs one: a Pace when m's
@@ -493,11 +494,12 @@ func (s *Server) stepTrusted(now time.Time, from netip.AddrPort, h wire.Header, 
 			return []Output{dropped("alive for a user not registered at its source", from, slog.String("name", a.Name))}
 		}
 		s.seen(now, from)
+		out := s.quit(now, u, a.QuitOp, a.Quit)
 		pace, ok := s.paceFor(u, a)
 		if !ok {
-			return nil
+			return out
 		}
-		return []Output{Send{To: from, ID: h.ID, Msg: pace}}
+		return append(out, Send{To: from, ID: h.ID, Msg: pace})
 	}
 	switch m := m.(type) {
 	case wire.Ack:

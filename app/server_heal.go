@@ -96,6 +96,42 @@ func (s *Server) checkLive(now time.Time) []Output {
 	return s.heal(now, survivors, gone, why+ended)
 }
 
+// quit ends at once the operation u's peer started and gave up, its
+// alive says (op: the type of the request that started it; epoch: its
+// epoch), when it is the one the server waits for u to finish: a setup or
+// a teardown is dissolved, as it would be at --op-timeout or once a member
+// is offline; a leave or a join heals the ring round the leaver or the
+// joiner, who is Free, as when a member restarts during one. Otherwise
+// nil: the pair names one operation (a setup, leave and join each take a
+// new epoch; a teardown keeps its ring's), and the alive that carries it
+// is signed and never taken twice (alive), so a late or replayed one ends
+// nothing else.
+func (s *Server) quit(now time.Time, u *state.User, op wire.Type, epoch uint64) []Output {
+	d := s.dht
+	if epoch == 0 || epoch != d.Epoch {
+		return nil
+	}
+	var what string
+	switch {
+	case op == wire.TypeSetupDHT && d.Phase == state.PhaseBuilding && d.Leader == u.Name:
+		what = fmt.Sprintf("setup-dht led by %s was rolled back", u.Name)
+	case op == wire.TypeTeardownDHT && d.Phase == state.PhaseTearing && d.Leader == u.Name:
+		what = fmt.Sprintf("teardown-dht led by %s was ended", u.Name)
+	case op == wire.TypeLeaveDHT && d.Phase == state.PhaseLeaving && d.Leaver == u.Name,
+		op == wire.TypeJoinDHT && d.Phase == state.PhaseJoining && d.Joiner == u.Name:
+		if slices.ContainsFunc(d.Members, func(m string) bool { return m != d.Leaver && s.online(now, m) }) {
+			out := s.healAroundFor(now, u.Name, fmt.Sprintf("%s's peer gave up its %s", u.Name, op))
+			return slices.Insert(out, 1, Output(s.persist(nil))) // after the heal's event, before its sends
+		}
+		what = fmt.Sprintf("%s by %s was ended", op, u.Name)
+	default:
+		return nil
+	}
+	s.note = fmt.Sprintf("%s: its peer gave it up; the DHT was dissolved and its members are Free", what)
+	s.dissolve()
+	return []Output{event("operation given up: DHT dissolved", slog.String("what", s.note)), s.persist(nil)}
+}
+
 // heal makes survivors (in ring order, the new leader first) the ring and
 // asks their leader to rebuild it; removed are the users whose being
 // offline started it.

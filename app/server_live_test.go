@@ -5,6 +5,7 @@ package app
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -332,5 +333,140 @@ func TestServerPaceSaysThePlaceIsGone(t *testing.T) {
 				t.Error("an alive changed the registry")
 			}
 		})
+	}
+}
+
+// An alive that names an operation its user's peer gave up (the type of
+// the request that started it, and its epoch) ends that operation at once,
+// if the server still waits for that user to finish it: a setup or a
+// teardown is dissolved, a leave or a join heals the ring round the leaver
+// or the joiner. Any other quit ends nothing: another user's, an earlier
+// epoch's, another operation's at the same epoch (a setup's, given up
+// long ago, while that ring is torn down).
+func TestServerEndsAnOperationItsPeerGaveUp(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	at8 := func(st state.ServerState) state.ServerState {
+		st.DHT.Epoch = 8
+		return st
+	}
+	building := at8(srvDHT(state.PhaseBuilding, ring, "dave", "erin"))
+	tearing := at8(srvDHT(state.PhaseTearing, ring, "dave", "erin"))
+	leaving := at8(srvLeaving(ring, "bob", "dave", "erin"))
+	joining := at8(srvJoining(ring, "dave", "erin"))
+	ready := at8(srvDHT(state.PhaseReady, ring, "dave", "erin"))
+	const (
+		setup    = wire.TypeSetupDHT
+		teardown = wire.TypeTeardownDHT
+		leave    = wire.TypeLeaveDHT
+		joinOp   = wire.TypeJoinDHT
+	)
+	tests := []struct {
+		name    string
+		st      state.ServerState
+		user    string
+		op      wire.Type
+		epoch   uint64
+		phase   state.Phase // once ended; PhaseReady with ended false
+		members []string    // of the healed ring
+		ended   bool
+	}{
+		{"the leader gives up its setup", building, "alice", setup, 8, state.PhaseNone, nil, true},
+		{"the leader gives up its teardown", tearing, "alice", teardown, 8, state.PhaseNone, nil, true},
+		{"the leaver gives up its leave", leaving, "bob", leave, 8, state.PhaseHealing, []string{"alice", "carol"}, true},
+		{"the joiner gives up its join", joining, "dave", joinOp, 8, state.PhaseHealing, ring, true},
+		{"a member names the setup", building, "bob", setup, 8, 0, nil, false},
+		{"a Free user names the setup", building, "dave", setup, 8, 0, nil, false},
+		{"the leader names an earlier setup", building, "alice", setup, 7, 0, nil, false},
+		{"the leader names the setup as a teardown", building, "alice", teardown, 8, 0, nil, false},
+		{"a setup of the ring being torn down", tearing, "alice", setup, 8, 0, nil, false},
+		{"another member names the leave", leaving, "carol", leave, 8, 0, nil, false},
+		{"the joiner names the join as a leave", joining, "dave", leave, 8, 0, nil, false},
+		{"a setup of the ready ring", ready, "alice", setup, 8, 0, nil, false},
+		{"no epoch", building, "alice", setup, 0, 0, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newLiveH(t, tt.st)
+			pace := uint32(h.s.Pace().Milliseconds())
+			in := wire.Alive{Name: tt.user, PeriodMS: pace, QuitOp: tt.op, Quit: tt.epoch}
+			outs := h.s.stepTrusted(h.now, srvAddr(tt.user), wire.Header{Type: wire.TypeAlive, ID: 5}, in)
+			got := h.s.Snapshot()
+			if !tt.ended {
+				if len(outs) != 0 || !srvSameState(tt.st, got) {
+					t.Fatalf("alive %+v: %#v, state %+v: want nothing done", in, outs, got.DHT)
+				}
+				return
+			}
+			if got.DHT.Phase != tt.phase || !slices.Equal(got.DHT.Members, tt.members) || !strings.Contains(h.s.note, tt.user+"'s peer gave up") && !strings.Contains(h.s.note, "its peer gave it up") {
+				t.Fatalf("alive %+v: DHT %+v, note %q; want %s with members %v, saying the peer gave it up", in, got.DHT, h.s.note, tt.phase, tt.members)
+			}
+			for _, u := range got.Users {
+				if want := state.Free; (u.Name == tt.user || !slices.Contains(tt.members, u.Name)) && u.State != want {
+					t.Errorf("%s is %s, want %s", u.Name, u.State, want)
+				}
+			}
+			persisted, healed := false, false
+			for _, o := range outs {
+				switch o := o.(type) {
+				case PersistServer:
+					persisted = srvSameState(got, o.State)
+				case Send:
+					if _, ok := o.Msg.(wire.Heal); ok {
+						healed = persisted && o.To == srvAddr(tt.members[0])
+					}
+				}
+			}
+			if !persisted || healed != (tt.phase == state.PhaseHealing) {
+				t.Fatalf("alive %+v: %#v; want the new state persisted, then (healing) the heal sent to its leader", in, outs)
+			}
+		})
+	}
+}
+
+// A quit is taken only from an alive its user signed, with a sequence
+// number above its last: one forged (unsigned, signed with another key, or
+// sent from another address) or replayed ends nothing.
+func TestServerTakesAQuitOnlyFromItsUser(t *testing.T) {
+	st := srvDHT(state.PhaseBuilding, []string{"alice", "bob", "carol"}, "dave")
+	st.DHT.Epoch = 8
+	quit := wire.Alive{Name: "alice", QuitOp: wire.TypeSetupDHT, Quit: 8}
+	step := func(h *srvH, from netip.AddrPort, seq uint64, key *wire.Key) {
+		t.Helper()
+		var b []byte
+		var err error
+		if key == nil {
+			b, err = wire.Append(nil, 7, 0, quit)
+		} else {
+			b, err = wire.AppendSigned(nil, 7, 0, quit, seq, *key)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		hd, m, err := wire.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.s.Step(h.now, from, hd, m)
+	}
+	h := newLiveH(t, st)
+	other := wire.Key{0xee}
+	step(h, srvAddr("alice"), 0, nil)
+	step(h, srvAddr("alice"), 50, &other)
+	step(h, srvAddr("dave"), 50, &st.Users[0].Secret) // alice's secret, from dave's address
+	if !srvSameState(st, h.s.Snapshot()) {
+		t.Fatalf("a forged quit changed the state: %+v", h.s.Snapshot().DHT)
+	}
+	alice := srvSecret("alice")
+	step(h, srvAddr("alice"), 40, &alice)
+	if ph := h.s.Snapshot().DHT.Phase; ph != state.PhaseNone {
+		t.Fatalf("alice's own quit left the DHT %s, want it dissolved", ph)
+	}
+	// Replayed into a setup of the same epoch (a fixture: epochs grow).
+	h = newLiveH(t, st)
+	step(h, srvAddr("alice"), 60, &alice) // the last alice sent
+	h.s.users["alice"].State, h.s.dht = state.Leader, st.DHT
+	step(h, srvAddr("alice"), 60, &alice)
+	if ph := h.s.Snapshot().DHT.Phase; ph != state.PhaseBuilding {
+		t.Fatalf("a replayed quit left the DHT %s, want it still building", ph)
 	}
 }

@@ -431,23 +431,34 @@ func (m JoinDHT) LogValue() slog.Value { return nameValue(m.Name) }
 
 // Alive is a registered user's sign of life: name, u32 the period in
 // milliseconds its sender now sends one at (0: not told yet), u64 the
-// epoch of the ring its sender holds a place in (0: none). The server does
-// not answer it, but with a Pace when the period is not the one it wants
+// epoch of the ring its sender holds a place in (0: none), then the
+// operation its sender started and gave up, which the server then ends at
+// once: u8 the type of the request that started it (setup-dht, leave-dht,
+// join-dht, teardown-dht; 0: none) and u64 its epoch. The server does not
+// answer it, but with a Pace when the period is not the one it wants
 // or the place is in a ring it no longer counts the user in; an Alive is
 // always longer than a Pace, so the answer never amplifies a forged one.
 type Alive struct {
 	Name     string
 	PeriodMS uint32
 	Epoch    uint64
+	// QuitOp and Quit: the operation given up (its request's type) and
+	// its epoch. The pair names one operation: a setup, a leave and a
+	// join each take a new epoch, and a teardown is the only other
+	// operation at its ring's epoch.
+	QuitOp Type
+	Quit   uint64
 }
 
 func (Alive) Type() Type     { return TypeAlive }
-func (m Alive) bodyLen() int { return nameLen(m.Name) + 4 + 8 }
+func (m Alive) bodyLen() int { return nameLen(m.Name) + 4 + 8 + 1 + 8 }
 
 func (m Alive) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Name, "name")
 	e.u32(m.PeriodMS)
 	e.u64(m.Epoch)
+	e.b = append(e.b, uint8(m.QuitOp))
+	e.u64(m.Quit)
 	return e.b, e.err
 }
 
@@ -455,11 +466,17 @@ func (m Alive) parse(d decoder) (Alive, decoder) {
 	m.Name = d.name("name")
 	m.PeriodMS = d.u32("period")
 	m.Epoch = d.u64("epoch")
+	m.QuitOp = Type(d.u8("quit type"))
+	m.Quit = d.u64("quit epoch")
 	return m, d
 }
 
 func (m Alive) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("name", m.Name), slog.Uint64("period_ms", uint64(m.PeriodMS)), slog.Uint64("epoch", m.Epoch))
+	attrs := []slog.Attr{slog.String("name", m.Name), slog.Uint64("period_ms", uint64(m.PeriodMS)), slog.Uint64("epoch", m.Epoch)}
+	if m.QuitOp != 0 || m.Quit != 0 {
+		attrs = append(attrs, slog.String("quit", m.QuitOp.String()), slog.Uint64("quit_epoch", m.Quit))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 // Pace tells a registered user how often to send Alive: u32 period in

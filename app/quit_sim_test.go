@@ -1,0 +1,130 @@
+package app_test
+
+// An operation its initiator gave up is ended by the server at once (the
+// initiator's alive says so, Server.quit), not at --op-timeout.
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"dht/app/state"
+)
+
+// quitEnds is how long, in simulated time, the server may take to end an
+// operation once its initiator gave it up: the alive that says so is sent
+// at once. The simulation's --op-timeout is a minute.
+const quitEnds = time.Second
+
+// TestAGivenUpOperationEndsAtOnce cuts one user off for the ring (what
+// arrives at its address is lost, while its alives still reach the server,
+// as behind a one-way partition), so that the initiator of a setup,
+// teardown, leave or join gives up at its neighbour's give-up (10 s); the
+// server, which hears from everyone, would wait for its --op-timeout. It
+// ends the operation as the initiator's next alive arrives: a setup or a
+// teardown is dissolved, a leave or a join heals the ring round the leaver
+// or the joiner. Once the cut is mended, the users go on at once.
+func TestAGivenUpOperationEndsAtOnce(t *testing.T) {
+	type testCase struct {
+		name string
+		ring bool // a ring of 4 of the 5 users is set up first
+		// who types line; cut is the user cut off once the server took
+		// it (members: the ring the server set up, the leader first).
+		who, line func(users, members []string) string
+		cut       func(users, members []string) string
+		waiting   state.Phase // the server's, while the operation runs
+		ended     state.Phase // once the server ended it
+	}
+	free := func(users, members []string) string {
+		return users[slices.IndexFunc(users, func(u string) bool { return !slices.Contains(members, u) })]
+	}
+	cases := []testCase{
+		{name: "setup", who: func(u, _ []string) string { return u[0] },
+			line:    func(u, _ []string) string { return "setup-dht 4 " + u[0] },
+			cut:     func(_, m []string) string { return m[2] },
+			waiting: state.PhaseBuilding, ended: state.PhaseNone},
+		{name: "teardown", ring: true, who: func(_, m []string) string { return m[0] },
+			line:    func(_, m []string) string { return "teardown-dht " + m[0] },
+			cut:     func(_, m []string) string { return m[2] },
+			waiting: state.PhaseTearing, ended: state.PhaseNone},
+		{name: "leave", ring: true, who: func(_, m []string) string { return m[1] },
+			line:    func(_, m []string) string { return "leave-dht " + m[1] },
+			cut:     func(_, m []string) string { return m[2] },
+			waiting: state.PhaseLeaving, ended: state.PhaseHealing},
+		{name: "join", ring: true, who: free,
+			line:    func(u, m []string) string { return "join-dht " + free(u, m) },
+			cut:     func(_, m []string) string { return m[0] },
+			waiting: state.PhaseJoining, ended: state.PhaseHealing},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, seed := range seeds(t, 3) {
+				s := newSim(t, seed)
+				users := joinUsers(t, s, 5)
+				var members []string
+				if c.ring {
+					s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+					members = s.Server().Snapshot().DHT.Members
+				}
+				who := c.who(users, members)
+				p := s.Process(who)
+				printed := len(p.Printed)
+				s.input(who, c.line(users, members))
+				for len(p.Printed) == printed {
+					if !s.step() {
+						t.Fatalf("seed %d: %s never answered", seed, c.line(users, members))
+					}
+				}
+				if !p.Printed[printed].OK {
+					t.Fatalf("seed %d: %s: %s", seed, c.line(users, members), p.Printed[printed])
+				}
+				members = s.Server().Snapshot().DHT.Members
+				cut := s.Process(c.cut(users, members))
+				s.Down(cut.Addr)
+				for !p.Core.Idle() {
+					if !s.step() {
+						t.Fatalf("seed %d: %s never ended", seed, c.line(users, members))
+					}
+				}
+				last := p.Printed[len(p.Printed)-1].String()
+				if !strings.Contains(last, "FAILURE") {
+					t.Fatalf("seed %d: with %s cut off, %s ended %q", seed, cut.Name, who, last)
+				}
+				gaveUp := s.Now()
+				if ph := s.Server().Snapshot().DHT.Phase; ph != c.waiting {
+					t.Fatalf("seed %d: the server is %s when %s gave up, want still %s", seed, ph, who, c.waiting)
+				}
+				s.Up(cut.Addr)
+				for s.Server().Snapshot().DHT.Phase == c.waiting && s.Now().Sub(gaveUp) < 5*quitEnds {
+					if !s.step() {
+						t.Fatalf("seed %d: nothing left to run", seed)
+					}
+				}
+				st := s.Server().Snapshot()
+				if took := s.Now().Sub(gaveUp); st.DHT.Phase != c.ended || took > quitEnds {
+					t.Fatalf("seed %d: %v after %s gave up (%q) the server is %s, want %s within %v", seed, took, who, last, st.DHT.Phase, c.ended, quitEnds)
+				}
+				if i := slices.IndexFunc(st.Users, func(u state.User) bool { return u.Name == who }); c.ended == state.PhaseHealing && st.Users[i].State != state.Free {
+					t.Fatalf("seed %d: %s is %s after the server ended its %s, want Free", seed, who, st.Users[i].State, c.name)
+				}
+				// The users go on: a healed ring is whole again, and a
+				// dissolved one can be set up anew at once.
+				if c.ended == state.PhaseHealing {
+					for s.Server().Snapshot().DHT.Phase != state.PhaseReady {
+						if !s.step() {
+							t.Fatalf("seed %d: the heal never ended", seed)
+						}
+					}
+					s.checkRing(records(t))
+					if slices.Contains(s.Server().Snapshot().DHT.Members, who) {
+						t.Fatalf("seed %d: %s is in the healed ring %v", seed, who, s.Server().Snapshot().DHT.Members)
+					}
+					continue
+				}
+				s.mustDo(users[4], "setup-dht 4 "+users[4], "setup-dht SUCCESS")
+				s.checkRing(records(t))
+			}
+		})
+	}
+}
