@@ -695,7 +695,8 @@ func (p *Peer) unacked(g failure) string {
 
 // named is addr as "NAME (ADDR)" when this node knows whose it is (its
 // neighbours, the setup's ring it leads, the neighbours of the leave it
-// makes, the right neighbour it last forgot), else the address alone.
+// makes, the leader of the join it asked for, the right neighbour it last
+// forgot), else the address alone.
 func (p *Peer) named(addr netip.AddrPort) string {
 	var known []wire.Member
 	if p.neighbours {
@@ -706,6 +707,8 @@ func (p *Peer) named(addr netip.AddrPort) string {
 		known = append(known, o.members...)
 	case *leaveOp:
 		known = append(known, o.left, o.right)
+	case *joinOp:
+		known = append(known, o.leader)
 	}
 	for _, m := range append(known, p.formerRight) {
 		if m.Addr == addr && m.Name != "" {

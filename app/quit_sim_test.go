@@ -88,8 +88,9 @@ func TestAGivenUpOperationEndsAtOnce(t *testing.T) {
 					}
 				}
 				last := p.Printed[len(p.Printed)-1].String()
-				if !strings.Contains(last, "FAILURE") {
-					t.Fatalf("seed %d: with %s cut off, %s ended %q", seed, cut.Name, who, last)
+				// The failure names the user cut off, as well as its address.
+				if !strings.Contains(last, "FAILURE") || !strings.Contains(last, cut.Name+" ("+cut.Addr.String()+")") {
+					t.Fatalf("seed %d: with %s cut off, %s ended %q, want a FAILURE naming it", seed, cut.Name, who, last)
 				}
 				gaveUp := s.Now()
 				if ph := s.Server().Snapshot().DHT.Phase; ph != c.waiting {
