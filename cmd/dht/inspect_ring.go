@@ -46,6 +46,7 @@ func ringCommand(e env) *cli.Command {
 			}
 			var server *store.ServerReport
 			var peers []*store.PeerReport
+			var unregistered []string // peer files that hold no registration
 			for _, path := range c.Args().Slice() {
 				rep, err := store.Inspect(path, c.Duration("wait"))
 				if err != nil {
@@ -58,12 +59,19 @@ func ringCommand(e env) *cli.Command {
 					}
 					server = r
 				case *store.PeerReport:
+					if r.Name == "" {
+						unregistered = append(unregistered, path)
+						continue
+					}
 					peers = append(peers, r)
 				default:
 					return fmt.Errorf("%s: unknown report %T", path, rep)
 				}
 			}
 			ring := buildRing(server, peers)
+			if len(unregistered) > 0 {
+				ring.Info = append(ring.Info, "no registration (deregistered, or never registered) in "+strings.Join(unregistered, ", "))
+			}
 			ring.Title = c.String("title")
 			if name := c.String("query"); name != "" {
 				if len(ring.Nodes) == 0 {

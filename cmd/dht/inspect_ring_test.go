@@ -10,6 +10,7 @@ import (
 
 	"dht/dataset"
 	"dht/internal/simnet"
+	"dht/store"
 )
 
 // ringRun is a scripted run in simnet.Sim whose files are written to a folder
@@ -70,6 +71,15 @@ func TestRingCommand(t *testing.T) {
 	}
 	r.do(members[1], "leave-dht "+members[1], "leave-dht SUCCESS")
 	serverAfter, peersAfter := r.files()
+	// The file of a peer that never registered (or deregistered).
+	nobody := filepath.Join(t.TempDir(), "dht-peer-nobody.db")
+	db, err := store.OpenPeer(nobody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -117,6 +127,10 @@ func TestRingCommand(t *testing.T) {
 			"warning: " + members[1] + "'s file says id 1 of 3, but it is not a member of the ring",
 			"warning: " + members[2] + " holds 38 records whose id (slot mod 2) is not 0",
 		}, nil},
+		{"a file of no registration", append([]string{"ring", server, nobody}, peers...), []string{
+			"not in the ring: " + free[0] + " (192.0.2.",
+			"no registration (deregistered, or never registered) in " + nobody,
+		}, []string{"warning", "()"}},
 		{"a leaver's file after the leave", append([]string{"ring", serverAfter}, peersAfter...), []string{
 			"ring of 2",
 			"not in the ring: " + members[1],
