@@ -65,8 +65,17 @@ func peerCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Duration("rto") <= 0 || c.Duration("give-up") <= 0 || c.Int("window") < 1 || c.Int("window") > 1024 || c.Duration("query-timeout") <= 0 {
-				return usagef("--rto, --give-up and --query-timeout must be positive, --window 1-1024")
+			switch rto, giveUp, w := c.Duration("rto"), c.Duration("give-up"), c.Int("window"); {
+			case rto <= 0:
+				return usagef("--rto must be positive, got %s", rto)
+			case giveUp <= rto:
+				// A peer that gives up before its first retransmission
+				// gives up on every datagram lost once.
+				return usagef("--give-up must be longer than --rto (%s), got %s", rto, giveUp)
+			case w < 1 || w > 1024:
+				return usagef("--window must be 1-1024, got %d", w)
+			case c.Duration("query-timeout") <= 0:
+				return usagef("--query-timeout must be positive, got %s", c.Duration("query-timeout"))
 			}
 			faults, err := faultsFrom(c)
 			if err != nil {
