@@ -4,12 +4,15 @@ package app_test
 // initiator's alive says so, Server.quit), not at --op-timeout.
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"dht/app"
 	"dht/app/state"
+	"dht/wire"
 )
 
 // quitEnds is how long, in simulated time, the server may take to end an
@@ -69,6 +72,14 @@ func TestAGivenUpOperationEndsAtOnce(t *testing.T) {
 				}
 				who := c.who(users, members)
 				p := s.Process(who)
+				var quits []time.Time // when who's alives naming a quit were sent
+				s.Tap = func(from, to netip.AddrPort, b []byte) {
+					if _, m, err := wire.Decode(b); err == nil && from == p.Addr && to == simServer {
+						if a, ok := m.(wire.Alive); ok && a.Quit != 0 {
+							quits = append(quits, s.Now())
+						}
+					}
+				}
 				printed := len(p.Printed)
 				s.input(who, c.line(users, members))
 				for len(p.Printed) == printed {
@@ -121,10 +132,16 @@ func TestAGivenUpOperationEndsAtOnce(t *testing.T) {
 					if slices.Contains(s.Server().Snapshot().DHT.Members, who) {
 						t.Fatalf("seed %d: %s is in the healed ring %v", seed, who, s.Server().Snapshot().DHT.Members)
 					}
-					continue
+				} else {
+					s.mustDo(users[4], "setup-dht 4 "+users[4], "setup-dht SUCCESS")
+					s.checkRing(records(t))
 				}
-				s.mustDo(users[4], "setup-dht 4 "+users[4], "setup-dht SUCCESS")
-				s.checkRing(records(t))
+				// The quit went in the alive sent at once, and in the next
+				// two, in case one was lost; then no more.
+				idle(t, s, 2*app.DefaultDeadAfter/10)
+				if len(quits) != 3 || !quits[0].Equal(gaveUp) {
+					t.Fatalf("seed %d: %s's alives named its quit at %v, want 3 of them, the first at %v", seed, who, quits, gaveUp)
+				}
 			}
 		})
 	}
