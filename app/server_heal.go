@@ -120,7 +120,7 @@ func (s *Server) quit(now time.Time, u *state.User, op wire.Type, epoch uint64) 
 	case op == wire.TypeLeaveDHT && d.Phase == state.PhaseLeaving && d.Leaver == u.Name,
 		op == wire.TypeJoinDHT && d.Phase == state.PhaseJoining && d.Joiner == u.Name:
 		if slices.ContainsFunc(d.Members, func(m string) bool { return m != d.Leaver && s.online(now, m) }) {
-			out := s.healAroundFor(now, u.Name, fmt.Sprintf("%s's peer gave up its %s", u.Name, op))
+			out := s.healAroundFor(now, u.Name, u.Name+"'s peer gave up")
 			return slices.Insert(out, 1, Output(s.persist(nil))) // after the heal's event, before its sends
 		}
 		what = fmt.Sprintf("%s by %s was ended", op, u.Name)
