@@ -47,7 +47,7 @@ func peerCommand(e env) *cli.Command {
 			dataFlag("the dataset this peer spreads when it leads a ring"),
 			&cli.StringFlag{Name: "db", Usage: "bbolt file of the local table (default dht-peer-NAME.db)"},
 			&cli.DurationFlag{Name: "rto", Value: app.DefaultRTO, Usage: fmt.Sprintf("retransmission timeout until round trips are measured (then measured, at least %v; doubles on each retry, up to %v or 4 x the measured timeout)", app.DefaultMinRTO, app.DefaultMaxRTO)},
-			&cli.DurationFlag{Name: "give-up", Value: app.DefaultGiveUp, Usage: "declare a neighbour, or the server, gone after retransmitting to it for this long"},
+			&cli.DurationFlag{Name: "give-up", Value: app.DefaultGiveUp, Usage: "declare a neighbour, or the server, gone after retransmitting to it for this long (longer than --rto)"},
 			&cli.IntFlag{Name: "window", Value: app.DefaultWindow, Usage: "most unacknowledged ring messages to one neighbour"},
 			&cli.DurationFlag{Name: "query-timeout", Value: app.DefaultQueryTimeout, Usage: "give up on a query with no answer after this long"},
 			quietFlag(),
