@@ -297,6 +297,15 @@ func (p *Peer) start(now time.Time, line string, c command, read bool, out []Out
 			p.op = o
 			return append(out, Bind{Name: c.msg.(wire.Register).Name, Addr: c.bind})
 		}
+		if c.msg.(wire.Register).Name == p.self.Name && c.bind == p.self.Addr {
+			// Its own registration again, from the address it holds: a
+			// rejoin, signed with its secret; and should the server no
+			// longer know the user (started on a new file), a new
+			// registration once this address answers its challenge.
+			o := &registerOp{bind: c.bind}
+			p.op = o
+			return p.ask(now, out, &o.rq, CmdRegister, c.msg)
+		}
 	}
 	switch {
 	case !p.registered:

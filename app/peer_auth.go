@@ -97,7 +97,7 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 			return ""
 		}
 		if _, ok := m.(wire.Challenge); ok {
-			if o, ok := p.op.(*registerOp); ok && p.cred.secret.IsZero() && o.rq.live {
+			if o, ok := p.op.(*registerOp); ok && o.rq.live {
 				return ""
 			}
 			return "challenge while no register waits for one"
@@ -193,6 +193,14 @@ func (p *Peer) onChallenge(now time.Time, from netip.AddrPort, h wire.Header, c 
 	}
 	if rtt, ok := o.rq.tries.roundTrip(now); ok {
 		p.serverRTT.sample(rtt)
+	}
+	if !p.cred.secret.IsZero() {
+		// The server challenges a register signed with a secret only when
+		// it does not know the user (started on a new file, or the user
+		// deregistered): the secret is of no use any more, and the
+		// register goes unsigned, with the cookie, for a new one.
+		p.cred.secret, p.cred.seq = wire.Key{}, 0
+		o.anew = true
 	}
 	m := o.rq.msg.(wire.Register)
 	m.Cookie = c.Cookie

@@ -179,6 +179,10 @@ type registerOp struct {
 	rq         request         // live once bound
 	resume     *state.Identity // the file's, when this is a resume
 	challenges int
+	// anew: the server challenged this register though it was signed
+	// with the user's secret: it did not know the user, and registers it
+	// anew (onChallenge).
+	anew bool
 }
 
 func (o *registerOp) asking() *request { return &o.rq }
@@ -192,7 +196,12 @@ func (o *registerOp) failing() Command {
 
 func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) []Output {
 	if !r.Key.IsZero() {
+		// A new secret: the rings taken with the old one say nothing of
+		// the next (a set-id's ticket is made with the secret, so one of
+		// them replayed does not verify), and a server started on a new
+		// file counts its epochs from 1 again.
 		p.cred.secret, p.cred.seq = r.Key, 0
+		p.cred.epoch, p.cred.ringKey = 0, wire.Key{}
 	}
 	if p.cred.secret.IsZero() {
 		return p.failed(now, nil, resultFailed(o.failing(), "the server's reply carries no secret"))
@@ -205,9 +214,20 @@ func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) [
 	p.self.Name = o.rq.msg.(wire.Register).Name
 	p.startAlive(now)
 	if o.resume != nil {
-		return p.resumed(now, *o.resume, r)
+		return p.resumed(now, *o.resume, r, o.anew)
 	}
-	return p.finish(now, []Output{p.persist(false, nil)}, resultOK(CmdRegister))
+	res := resultOK(CmdRegister)
+	var out []Output
+	if o.anew {
+		res.Detail = registeredAnew(p.self.Name)
+		if p.inRing || p.neighbours {
+			// The server knows no ring with this user in it.
+			res.Detail += fmt.Sprintf("; its place (id %d of a ring of %d) and table were discarded", p.id, p.n)
+			out = p.abandon(now, fmt.Sprintf("the server did not know %s", p.self.Name))
+			out = append(out, p.dropPlace()...)
+		}
+	}
+	return p.finish(now, append(out, p.persist(false, nil)), res)
 }
 
 type setupStage uint8

@@ -45,9 +45,12 @@ func (p *Peer) Resume(now time.Time, id state.Identity) []Output {
 }
 
 // resumed: the server took the rejoin.
-func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply) []Output {
+func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply, anew bool) []Output {
 	st := state.State(r.State)
 	detail := fmt.Sprintf("%s %s %s", id.Name, id.Addr, st)
+	if anew {
+		detail += ", " + registeredAnew(id.Name)
+	}
 
 	member := st == state.Leader || st == state.InDHT
 	if member && id.InRing && r.Epoch == id.Epoch && id.Epoch != 0 {
@@ -75,6 +78,13 @@ func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply) []Output 
 		return p.finish(now, []Output{p.persist(true, nil)}, Result{Cmd: CmdResume, OK: true, Detail: withNote(detail, r)})
 	}
 	return p.finish(now, []Output{p.persist(false, nil)}, Result{Cmd: CmdResume, OK: true, Detail: withNote(detail, r)})
+}
+
+// registeredAnew says that the server, which did not know the user (it
+// was started on a new file, or the user deregistered), registered it
+// anew, with a new secret, once its address answered a challenge.
+func registeredAnew(name string) string {
+	return fmt.Sprintf("registered anew (the server did not know %s)", name)
 }
 
 // withNote adds to a resume's detail what the server said of the DHT: why

@@ -263,3 +263,52 @@ func tearingDown(t *testing.T, seed uint64) (*simNet, string) {
 	s.input(leader, "teardown-dht "+leader)
 	return s, leader
 }
+
+// A server started on a new, empty file knows no one: each user's request
+// gets "not registered", and each registers again, typing register at its
+// running peer, or by restarting it on its file: the register, signed with
+// a secret the server never gave, is challenged as a new one, and the peer
+// says it was registered anew. A member's place is discarded (at its resume,
+// or at the pace that answers its next alive), and a new ring can be set up.
+func TestServerOnANewFileRegistersEachUserAnew(t *testing.T) {
+	for _, seed := range seeds(t, 3) {
+		s := newSim(t, seed)
+		users := joinUsers(t, s, 5)
+		s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+		free := freeUser(s)
+		restarted := memberWithID(s, 2)
+		s.RestartServerOnANewFile()
+
+		s.mustDo(free, "query-dht "+free+" Aruba", "query-dht FAILURE: "+free+" is not registered")
+		for _, u := range users {
+			if u == restarted {
+				continue
+			}
+			a := s.Process(u).Addr
+			id := app.Identity(s.Process(u).Core)
+			out := s.mustDo(u, fmt.Sprintf("register %s %s %d", u, a.Addr(), a.Port()), "register SUCCESS")
+			want := "register SUCCESS: registered anew (the server did not know " + u + ")"
+			if id.InRing {
+				want += fmt.Sprintf("; its place (id %d of a ring of 4) and table were discarded", id.ID)
+			}
+			if out[0] != want {
+				t.Fatalf("seed %d: %s printed %q, want %q", seed, u, out[0], want)
+			}
+		}
+		if !s.Restart(restarted) {
+			t.Fatalf("seed %d: nothing to restart", seed)
+		}
+		settle(t, s)
+		resume := texts(s.Process(restarted).Printed)
+		if want := "resume SUCCESS: " + restarted + " " + s.Process(restarted).Addr.String() + " Free, registered anew (the server did not know " + restarted + "); the ring it held (epoch 1) no longer counts it"; !strings.HasPrefix(resume[len(resume)-1], want) {
+			t.Fatalf("seed %d: %s's resume said %q, want it to start %q", seed, restarted, resume[len(resume)-1], want)
+		}
+		for _, u := range users {
+			if id := app.Identity(s.Process(u).Core); id.InRing || !s.Process(u).Core.Registered() {
+				t.Fatalf("seed %d: %s still holds a place (%+v), or is not registered", seed, u, id)
+			}
+		}
+		s.mustDo(users[1], "setup-dht 5 "+users[1], "setup-dht SUCCESS")
+		s.checkRing(records(t))
+	}
+}

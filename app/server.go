@@ -372,6 +372,13 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	case !signed:
 		return s.refuse(now, from, h, m, "request not signed", "not signed")
 	case u == nil:
+		if r, ok := m.(wire.Register); ok {
+			// The register of a user this server does not know, signed
+			// with a secret it never gave (it was started on a new file,
+			// or deregistered the user): a new registration, once its
+			// address answers a challenge, as one without a secret.
+			return s.challenge(now, from, h, r)
+		}
 		return s.refuse(now, from, h, m, "request for a user not registered", name+" is not registered")
 	case u.Secret.IsZero() || !wire.Verify(u.Secret, h):
 		return s.refuse(now, from, h, m, "request not signed with the user's secret", "not signed by "+name)

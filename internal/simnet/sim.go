@@ -542,6 +542,16 @@ func (s *Sim) restartServer() {
 	s.stats.Restarts++
 }
 
+// RestartServerOnANewFile is a SIGKILL of the server and a start on a new,
+// empty file: every registration and the DHT are lost, and the peers'
+// secrets mean nothing to it.
+func (s *Sim) RestartServerOnANewFile() {
+	s.sstore = store.NewMemServer()
+	s.server = s.newServer(uint64(s.steps), state.ServerState{}, nil)
+	s.queue = slices.DeleteFunc(s.queue, func(p simPacket) bool { return p.to == s.saddr })
+	s.stats.Restarts++
+}
+
 func (s *Sim) earliest() int {
 	best := 0
 	for i, p := range s.queue {
