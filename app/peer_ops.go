@@ -198,10 +198,14 @@ func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) [
 	if !r.Key.IsZero() {
 		// A new secret: the rings taken with the old one say nothing of
 		// the next (a set-id's ticket is made with the secret, so one of
-		// them replayed does not verify), and a server started on a new
-		// file counts its epochs from 1 again.
+		// them replayed does not verify, and every ring message is signed
+		// with its ring's key), and a server started on a new file counts
+		// its epochs from 1 again: neither the ring key's epoch nor the
+		// ring epoch this node last held is a floor any more (a place
+		// the server still counts is taken back from the file, resumed;
+		// one it does not is dropped below).
 		p.cred.secret, p.cred.seq = r.Key, 0
-		p.cred.epoch, p.cred.ringKey = 0, wire.Key{}
+		p.cred.epoch, p.cred.ringKey, p.epoch = 0, wire.Key{}, 0
 	}
 	if p.cred.secret.IsZero() {
 		return p.failed(now, nil, resultFailed(o.failing(), "the server's reply carries no secret"))

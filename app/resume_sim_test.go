@@ -275,6 +275,9 @@ func TestServerOnANewFileRegistersEachUserAnew(t *testing.T) {
 		s := newSim(t, seed)
 		users := joinUsers(t, s, 5)
 		s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+		// A leave: the ring's epoch is 2, past the 1 a new file starts at.
+		leaver := memberWithID(s, 1)
+		s.mustDo(leaver, "leave-dht "+leaver, "leave-dht SUCCESS")
 		free := freeUser(s)
 		restarted := memberWithID(s, 2)
 		s.RestartServerOnANewFile()
@@ -289,7 +292,7 @@ func TestServerOnANewFileRegistersEachUserAnew(t *testing.T) {
 			out := s.mustDo(u, fmt.Sprintf("register %s %s %d", u, a.Addr(), a.Port()), "register SUCCESS")
 			want := "register SUCCESS: registered anew (the server did not know " + u + ")"
 			if id.InRing {
-				want += fmt.Sprintf("; its place (id %d of a ring of 4) and table were discarded", id.ID)
+				want += fmt.Sprintf("; its place (id %d of a ring of %d) and table were discarded", id.ID, id.N)
 			}
 			if out[0] != want {
 				t.Fatalf("seed %d: %s printed %q, want %q", seed, u, out[0], want)
@@ -300,7 +303,7 @@ func TestServerOnANewFileRegistersEachUserAnew(t *testing.T) {
 		}
 		settle(t, s)
 		resume := texts(s.Process(restarted).Printed)
-		if want := "resume SUCCESS: " + restarted + " " + s.Process(restarted).Addr.String() + " Free, registered anew (the server did not know " + restarted + "); the ring it held (epoch 1) no longer counts it"; !strings.HasPrefix(resume[len(resume)-1], want) {
+		if want := "resume SUCCESS: " + restarted + " " + s.Process(restarted).Addr.String() + " Free, registered anew (the server did not know " + restarted + "); the ring it held (epoch 2) no longer counts it"; !strings.HasPrefix(resume[len(resume)-1], want) {
 			t.Fatalf("seed %d: %s's resume said %q, want it to start %q", seed, restarted, resume[len(resume)-1], want)
 		}
 		for _, u := range users {
