@@ -754,7 +754,7 @@ func (p *Peer) placeEpoch() uint64 {
 		}
 	case *teardownOp:
 		if o.stage == teardownTearing {
-			return p.epoch // the ring it tears down, whose place it gave up when it sent the teardown
+			return o.epoch // the ring it tears down, whose place it gave up when it sent the teardown
 		}
 	}
 	return 0
