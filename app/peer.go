@@ -297,14 +297,19 @@ func (p *Peer) start(now time.Time, line string, c command, read bool, out []Out
 			p.op = o
 			return append(out, Bind{Name: c.msg.(wire.Register).Name, Addr: c.bind})
 		}
-		if c.msg.(wire.Register).Name == p.self.Name && c.bind == p.self.Addr {
+		if m := c.msg.(wire.Register); m.Name == p.self.Name && c.bind == p.self.Addr {
 			// Its own registration again, from the address it holds: a
-			// rejoin, signed with its secret; and should the server no
-			// longer know the user (started on a new file), a new
-			// registration once this address answers its challenge.
+			// rejoin, signed with its secret, naming the ring it holds a
+			// place in as a resume does (so that the server does not
+			// heal the ring round a member that lost nothing); and should
+			// the server no longer know the user (started on a new file),
+			// a new registration once this address answers its challenge.
+			if p.inRing {
+				m.Epoch = p.epoch
+			}
 			o := &registerOp{bind: c.bind}
 			p.op = o
-			return p.ask(now, out, &o.rq, CmdRegister, c.msg)
+			return p.ask(now, out, &o.rq, CmdRegister, m)
 		}
 	}
 	switch {

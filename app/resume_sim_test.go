@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -280,6 +281,17 @@ func TestServerOnANewFileRegistersEachUserAnew(t *testing.T) {
 		s.mustDo(leaver, "leave-dht "+leaver, "leave-dht SUCCESS")
 		free := freeUser(s)
 		restarted := memberWithID(s, 2)
+		// While the server knows it, a register typed again at a member's
+		// running peer is a rejoin by its secret: nothing changes.
+		again := memberWithID(s, 0)
+		a := s.Process(again).Addr
+		before := s.Server().Snapshot()
+		if out := s.mustDo(again, fmt.Sprintf("register %s %s %d", again, a.Addr(), a.Port()), "register SUCCESS"); out[0] != "register SUCCESS" {
+			t.Fatalf("seed %d: %s's register again printed %q, want plain SUCCESS", seed, again, out[0])
+		}
+		if id := app.Identity(s.Process(again).Core); !id.InRing || !reflect.DeepEqual(s.Server().Snapshot().DHT, before.DHT) {
+			t.Fatalf("seed %d: after %s's register again: its place %+v, the DHT %+v (was %+v)", seed, again, id, s.Server().Snapshot().DHT, before.DHT)
+		}
 		s.RestartServerOnANewFile()
 
 		s.mustDo(free, "query-dht "+free+" Aruba", "query-dht FAILURE: "+free+" is not registered")
