@@ -188,3 +188,52 @@ func TestDesignDocLayouts(t *testing.T) {
 		}
 	}
 }
+
+// The worked example under the header's table in docs/DESIGN.md is the
+// encoder's bytes: a first register of alice at 127.0.0.1:5001 with id
+// 0x01020304, its length as the text gives it, and its retransmission
+// differing only in the flags byte.
+func TestDesignDocHeaderExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/DESIGN.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)Example, a first `register alice 127\\.0\\.0\\.1 5001` with id 0x01020304.*?`([0-9a-f ×|]+)`\\s*\\((\\d+) bytes\\); its retransmission differs only in the flags byte \\(`(\\d\\d)`\\)").FindSubmatch(doc)
+	if m == nil {
+		t.Fatal("DESIGN.md has no worked example of the header")
+	}
+	var want []byte
+	fields := strings.Fields(strings.ReplaceAll(string(m[1]), "|", " "))
+	for i := 0; i < len(fields); i++ {
+		v, err := strconv.ParseUint(fields[i], 16, 8)
+		if err != nil {
+			t.Fatalf("byte %q: %v", fields[i], err)
+		}
+		times := 1
+		if i+1 < len(fields) && strings.HasPrefix(fields[i+1], "×") {
+			times, _ = strconv.Atoi(strings.TrimPrefix(fields[i+1], "×"))
+			i++
+		}
+		for range times {
+			want = append(want, byte(v))
+		}
+	}
+	reg := Register{Name: "alice", Addr: netip.MustParseAddrPort("127.0.0.1:5001")}
+	got, err := Append(nil, 0x01020304, 0, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("the example reads\n% x\nthe encoder gives\n% x", want, got)
+	}
+	if n, _ := strconv.Atoi(string(m[2])); n != len(got) {
+		t.Errorf("the example says %d bytes; the encoder gives %d", n, len(got))
+	}
+	again, err := Append(nil, 0x01020304, FlagRetransmit, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := strconv.ParseUint(string(m[3]), 16, 8); again[8] != byte(f) || string(again[:8]) != string(got[:8]) || string(again[9:]) != string(got[9:]) {
+		t.Errorf("the retransmission is % x; the example says flags %s", again, m[3])
+	}
+}
