@@ -78,9 +78,11 @@ func queryToken(ringKey wire.Key, epoch uint64, querier netip.AddrPort) wire.Key
 const cookieWindow = 30 * time.Second
 
 // cookie is the server's cookie for a register of name at addr sent from
-// from, in window w.
-func cookie(key wire.Key, w int64, name string, addr, from netip.AddrPort) wire.Tag {
-	return wire.MAC(key, labelCookie, u64(uint64(w)), []byte(name), addrBytes(addr), addrBytes(from))
+// from, in window w, while the registration of name is bound (see
+// Server.cookieBinding): a cookie is taken once, as the registration it
+// made, or a rejoin's new secret, changes bound.
+func cookie(key wire.Key, w int64, name string, addr, from netip.AddrPort, bound []byte) wire.Tag {
+	return wire.MAC(key, labelCookie, u64(uint64(w)), []byte(name), addrBytes(addr), addrBytes(from), bound)
 }
 
 // nextSeq is the sequence number after last at now: larger than last, and

@@ -71,7 +71,7 @@ func signedFor(p *Peer, h wire.Header, m wire.Message) (wire.Header, wire.Messag
 	if sg.key.IsZero() {
 		return h, m
 	}
-	b, err := sg.send(netip.AddrPort{}, h.ID, h.Flags, m).Append(nil)
+	b, err := sg.send(p.self.Addr, h.ID, h.Flags, m).Append(nil)
 	if err != nil {
 		panic(err)
 	}

@@ -26,10 +26,11 @@ func ringNode(tb testing.TB) *Peer {
 	return p
 }
 
-// signed is the datagram sg signs, as a neighbour or a querier sends it.
-func signed(tb testing.TB, sg signer, id uint32, flags wire.Flags, m wire.Message) []byte {
+// signed is the datagram sg signs for to, as a neighbour or a querier
+// sends it.
+func signed(tb testing.TB, sg signer, to netip.AddrPort, id uint32, flags wire.Flags, m wire.Message) []byte {
 	tb.Helper()
-	b, err := sg.send(netip.AddrPort{}, id, flags, m).Append(nil)
+	b, err := sg.send(to, id, flags, m).Append(nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func BenchmarkRingHopQuery(b *testing.B) {
 		}
 	}
 	q := wire.Query{ReqID: 9, Querier: wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}, Hops: 2, LongName: name}
-	dg := signed(b, p.tokenSigner(q.Querier.Addr), 77, wire.FlagNoAck, q)
+	dg := signed(b, p.tokenSigner(q.Querier.Addr), p.self.Addr, 77, wire.FlagNoAck, q)
 	buf := make([]byte, 0, wire.MaxDatagram)
 	now := time.Unix(1e9, 0)
 	batch := make([]Datagram, 1)
@@ -99,7 +100,7 @@ func BenchmarkRingHopStore(b *testing.B) {
 	b.SetBytes(int64(size))
 	for b.Loop() {
 		id++
-		dg, err := p.link.sg.send(p.left.Addr, id, 0, st).Append(buf[:0])
+		dg, err := p.link.sg.send(p.self.Addr, id, 0, st).Append(buf[:0])
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -116,7 +117,7 @@ func BenchmarkRingHopStore(b *testing.B) {
 			}
 		}
 		buf = encodeAll(b, outs, buf)
-		ack, err := p.link.sg.send(p.right.Addr, fwd, 0, wire.Ack{}).Append(buf[:0])
+		ack, err := p.link.sg.send(p.self.Addr, fwd, 0, wire.Ack{}).Append(buf[:0])
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -153,7 +154,7 @@ func BenchmarkQueryAtOwner(b *testing.B) {
 	querier := wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}
 	dgs := make([][]byte, len(mine))
 	for i, r := range mine {
-		dgs[i] = signed(b, p.tokenSigner(querier.Addr), uint32(i+1), wire.FlagNoAck, wire.Query{ReqID: 9, Querier: querier, Hops: 2, LongName: r.LongName})
+		dgs[i] = signed(b, p.tokenSigner(querier.Addr), p.self.Addr, uint32(i+1), wire.FlagNoAck, wire.Query{ReqID: 9, Querier: querier, Hops: 2, LongName: r.LongName})
 	}
 	buf := make([]byte, 0, wire.MaxDatagram)
 	now := time.Unix(1e9, 0)
@@ -181,10 +182,10 @@ func BenchmarkQueryAnswered(b *testing.B) {
 	rec := records(b)[17]
 	res := wire.QueryResult{ReqID: 9, Found: true, Node: "carol", NodeID: 3, Hops: 2, LongName: rec.LongName, Record: rec.Fields()}
 	token := signer{seq: fzEpoch, key: wire.Key{0x7a}} // the server's token for this query
-	dg := signed(b, token, 1, wire.FlagNoAck, res)
 	server := netip.MustParseAddrPort("10.0.0.1:4000")
 	p := NewPeer(PeerConfig{Server: server})
 	p.self = wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}
+	dg := signed(b, token, p.self.Addr, 1, wire.FlagNoAck, res)
 	p.bound, p.registered = true, true
 	owner := netip.MustParseAddrPort("10.0.0.13:5000")
 	now := time.Unix(1e9, 0)
@@ -269,11 +270,11 @@ func BenchmarkQuerierCycle(b *testing.B) {
 		buf = encodeAll(b, outs, buf)
 		asks, _ := q.sent(outs)
 		reply := wire.Reply{OK: true, Members: []wire.Member{{Name: "bob", Addr: q.member}}, KeyEpoch: fzEpoch, Key: q.token}
-		outs = step(q.server, signed(b, secret, asks[0], 0, reply))
+		outs = step(q.server, signed(b, secret, q.p.self.Addr, asks[0], 0, reply))
 		buf = encodeAll(b, outs, buf)
 		_, walks := q.sent(outs)
 		res := wire.QueryResult{ReqID: walks[rec.LongName], Found: true, Node: "carol", NodeID: 3, Hops: 2, LongName: rec.LongName, Record: rec.Fields()}
-		for _, o := range step(q.member, signed(b, token, 1, wire.FlagNoAck, res)) {
+		for _, o := range step(q.member, signed(b, token, q.p.self.Addr, 1, wire.FlagNoAck, res)) {
 			if r, ok := o.(Result); ok {
 				text = r.AppendText(text[:0])
 			}

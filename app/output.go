@@ -22,18 +22,23 @@ import (
 type Output interface{ isOutput() }
 
 // Send asks the runner to encode Msg with the given header id and flags and
-// send it to To; with Sign, signed with Key and Seq (wire.AppendSigned).
+// send it to To; with Sign, signed with Key and Seq for To
+// (wire.AppendSignedTo: the tag covers the address, so the datagram is
+// good nowhere else), or, with ToServer, for whatever address the server
+// was reached at (wire.AppendSigned: a user's requests, alives and acks,
+// signed with its secret, which no other peer holds).
 // Raw, when set, is the datagram already encoded (a reply the server
 // answered before and kept), sent as it is; Msg is then for the trace.
 type Send struct {
-	To    netip.AddrPort
-	ID    uint32
-	Flags wire.Flags
-	Msg   wire.Message
-	Sign  bool
-	Seq   uint64
-	Key   wire.Key
-	Raw   []byte
+	To       netip.AddrPort
+	ID       uint32
+	Flags    wire.Flags
+	Msg      wire.Message
+	Sign     bool
+	ToServer bool
+	Seq      uint64
+	Key      wire.Key
+	Raw      []byte
 	// Quiet: the runner traces the datagram at the debug level only (an
 	// answer to one it counted with the drops).
 	Quiet bool
@@ -44,8 +49,10 @@ func (s Send) Append(b []byte) ([]byte, error) {
 	switch {
 	case s.Raw != nil:
 		return append(b, s.Raw...), nil
-	case s.Sign:
+	case s.Sign && s.ToServer:
 		return wire.AppendSigned(b, s.ID, s.Flags, s.Msg, s.Seq, s.Key)
+	case s.Sign:
+		return wire.AppendSignedTo(b, s.ID, s.Flags, s.Msg, s.Seq, s.Key, s.To)
 	}
 	return wire.Append(b, s.ID, s.Flags, s.Msg)
 }

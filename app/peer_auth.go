@@ -70,12 +70,12 @@ func (p *Peer) requestSigner(now time.Time) signer {
 		return signer{}
 	}
 	p.cred.seq = nextSeq(p.cred.seq, now)
-	return signer{seq: p.cred.seq, key: p.cred.secret}
+	return signer{seq: p.cred.seq, key: p.cred.secret, toServer: true}
 }
 
 // ringSigned reports whether h is signed with the ring this peer holds.
 func (p *Peer) ringSigned(h wire.Header) bool {
-	return !p.cred.ringKey.IsZero() && h.Seq == p.cred.epoch && wire.Verify(p.cred.ringKey, h)
+	return !p.cred.ringKey.IsZero() && h.Seq == p.cred.epoch && wire.VerifyAt(p.cred.ringKey, h, p.self.Addr)
 }
 
 // authentic says why the datagram (h, m) from `from` is not to be acted
@@ -111,15 +111,15 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 		if o, ok := p.op.(*registerOp); ok && key.IsZero() {
 			key = wire.Key(o.rq.msg.(wire.Register).Cookie)
 		}
-		if key.IsZero() || !wire.Verify(key, h) {
+		if key.IsZero() || !wire.VerifyAt(key, h, p.self.Addr) {
 			return "reply not signed with this peer's secret"
 		}
 	case wire.Pace:
-		if p.cred.secret.IsZero() || !wire.Verify(p.cred.secret, h) {
+		if p.cred.secret.IsZero() || !wire.VerifyAt(p.cred.secret, h, p.self.Addr) {
 			return "pace not signed with this peer's secret"
 		}
 	case wire.Heal:
-		if from != p.cfg.Server || p.cred.secret.IsZero() || !wire.Verify(p.cred.secret, h) {
+		if from != p.cfg.Server || p.cred.secret.IsZero() || !wire.VerifyAt(p.cred.secret, h, p.self.Addr) {
 			return "heal not signed with this peer's secret by the server"
 		}
 	case wire.SetID:
@@ -135,7 +135,7 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 		}
 		key := ringKeyOf(p.cred.secret, h.Seq, m.Ticket)
 		switch {
-		case !wire.Verify(key, h):
+		case !wire.VerifyAt(key, h, p.self.Addr):
 			return "set-id whose ticket the server did not make for this peer"
 		case h.Seq < p.cred.epoch || h.Seq == p.cred.epoch && key != p.cred.ringKey:
 			return "set-id of an earlier ring"
@@ -145,7 +145,7 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 		if p.cred.ringKey.IsZero() || h.Seq != p.cred.epoch {
 			return "query for another ring"
 		}
-		if !wire.Verify(p.cred.queryToken(m.Querier.Addr), h) && !wire.Verify(p.cred.ringKey, h) {
+		if !wire.VerifyAt(p.cred.queryToken(m.Querier.Addr), h, p.self.Addr) && !wire.VerifyAt(p.cred.ringKey, h, p.self.Addr) {
 			return "query the server did not authorize"
 		}
 	case wire.QueryResult:
@@ -153,14 +153,14 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 		if !ok {
 			return "answers no query in progress (a late copy)"
 		}
-		if q := w.q; q.sg.key.IsZero() || !wire.Verify(q.sg.key, h) {
+		if q := w.q; q.sg.key.IsZero() || !wire.VerifyAt(q.sg.key, h, p.self.Addr) {
 			return "answer not signed with the token of the query in progress"
 		}
 	case wire.Ack:
 		// Signed with the key of the message it acknowledges (a query's
 		// token, for a querier), or, for one no longer in flight, the ring's.
 		if sg, ok := p.link.signerOf(from, h.ID); ok && !sg.key.IsZero() {
-			if h.Seq != sg.seq || !wire.Verify(sg.key, h) {
+			if h.Seq != sg.seq || !wire.VerifyAt(sg.key, h, p.self.Addr) {
 				return "ack not signed with the key of the message it acknowledges"
 			}
 			return ""
@@ -211,7 +211,7 @@ func (p *Peer) onChallenge(now time.Time, from netip.AddrPort, h wire.Header, c 
 // heal's ack, healed), with the next sequence number.
 func (p *Peer) secretSigner(now time.Time) signer {
 	p.cred.seq = nextSeq(p.cred.seq, now)
-	return signer{seq: p.cred.seq, key: p.cred.secret}
+	return signer{seq: p.cred.seq, key: p.cred.secret, toServer: true}
 }
 
 // tokenSigner signs a query from querier, and its answer, in the ring this

@@ -295,7 +295,7 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 			sg = p.tokenSigner(from)
 		}
 	case wire.Heal:
-		sg = signer{seq: h.Seq, key: p.cred.secret} // the server knows no ring key of ours
+		sg = signer{seq: h.Seq, key: p.cred.secret, toServer: true} // the server knows no ring key of ours
 	}
 	if !noAck && p.link.seen.has(from, h.ID) {
 		p.stats.DupsSuppressed++

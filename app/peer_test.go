@@ -864,7 +864,7 @@ func TestLeaderHoldsAChunkOfItsRecordsAtATime(t *testing.T) {
 func ackFromRight(t *testing.T, p *Peer, now time.Time, right []uint32) ([]uint32, []Output) {
 	t.Helper()
 	k := min(len(right), 1+wire.MaxAcks)
-	dg, err := p.link.sg.send(p.right.Addr, right[0], 0, wire.Ack{More: right[1:k]}).Append(nil)
+	dg, err := p.link.sg.send(p.self.Addr, right[0], 0, wire.Ack{More: right[1:k]}).Append(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -946,7 +946,7 @@ func TestStoreAcknowledgedOnceItsForwardHasLeft(t *testing.T) {
 	// from the left: store id, through the runner's path (Receive, Settle)
 	store := func(id uint32) (acked []uint32, fwd []uint32) {
 		t.Helper()
-		dg, err := p.link.sg.send(p.left.Addr, id, 0, wire.Store{N: 8, Records: []wire.Record{rec}}).Append(nil)
+		dg, err := p.link.sg.send(p.self.Addr, id, 0, wire.Store{N: 8, Records: []wire.Record{rec}}).Append(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -971,7 +971,7 @@ func TestStoreAcknowledgedOnceItsForwardHasLeft(t *testing.T) {
 	}
 	// The right neighbour acknowledges one: the held forward leaves, and
 	// the left's store is acknowledged.
-	dg, err := p.link.sg.send(p.right.Addr, inflight[0], 0, wire.Ack{}).Append(nil)
+	dg, err := p.link.sg.send(p.self.Addr, inflight[0], 0, wire.Ack{}).Append(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,6 +104,13 @@ type Server struct {
 	// cookieKey signs the challenges' cookies; a new one at every start
 	// (drawn at the first challenge).
 	cookieKey wire.Key
+	// removed: the names deregistered within the last two cookie windows,
+	// each with a number of its own (from removals, counting), that the
+	// cookies for the name are bound to; removedAll is bound to every
+	// name's, and moves on when removed is full.
+	removed    map[string]removal
+	removals   uint64
+	removedAll uint64
 	// aliveSeq is each user's last alive's sequence number (memory only).
 	aliveSeq map[string]uint64
 	// refusals counts the answers to unproven requests in the second
@@ -411,8 +418,9 @@ func (s *Server) challenge(now time.Time, from netip.AddrPort, h wire.Header, m 
 		s.cookieKey = newKey(s.cfg.Keys) // at the first: a server that never challenges draws none
 	}
 	w := now.UnixNano() / int64(cookieWindow)
-	want := cookie(s.cookieKey, w, m.Name, m.Addr, from)
-	if m.Cookie != want && m.Cookie != cookie(s.cookieKey, w-1, m.Name, m.Addr, from) {
+	bound := s.cookieBinding(now, m.Name)
+	want := cookie(s.cookieKey, w, m.Name, m.Addr, from, bound)
+	if m.Cookie != want && m.Cookie != cookie(s.cookieKey, w-1, m.Name, m.Addr, from, bound) {
 		// Every peer's first register comes so: traced at the info level,
 		// not as a warning, but counted with the drops, and the challenge
 		// sent untraced, so that a flood of forged registers costs a few
@@ -422,6 +430,56 @@ func (s *Server) challenge(now time.Time, from netip.AddrPort, h wire.Header, m 
 		return []Output{ev, Send{To: from, ID: h.ID, Msg: wire.Challenge{Cookie: want}, Quiet: true}}
 	}
 	return s.serve(now, from, h, m, false, wire.Key(m.Cookie))
+}
+
+// removal is when a name was deregistered, and its number.
+type removal struct {
+	at time.Time
+	n  uint64
+}
+
+// maxRemoved bounds the names whose removal the cookies remember.
+const maxRemoved = 4096
+
+// cookieBinding is what a cookie for a register of name is bound to, so
+// that it is acted on once, whoever sends it again (SPEC §7: a replayed
+// request is never run again): the secret of the user registered as
+// name, which its registration or a rejoin by cookie sets anew; for a name
+// not registered, the number of its last removal, which a deregister sets
+// anew, so that a register replayed after a deregister is challenged,
+// not acted on. A removal is remembered for two cookie windows, as long as
+// a cookie is good for; with more than maxRemoved names removed in that
+// time, removedAll moves on instead, and every cookie for a name not
+// registered is refused (its peer is challenged again).
+func (s *Server) cookieBinding(now time.Time, name string) []byte {
+	if u := s.users[name]; u != nil {
+		return u.Secret[:]
+	}
+	r := s.removed[name]
+	if !r.at.IsZero() && now.Sub(r.at) > 2*cookieWindow {
+		r.n = 0
+	}
+	return append(u64(s.removedAll), u64(r.n)...)
+}
+
+// forgetName notes that name was deregistered at now (cookieBinding).
+func (s *Server) forgetName(now time.Time, name string) {
+	if s.removed == nil {
+		s.removed = map[string]removal{}
+	}
+	if len(s.removed) >= maxRemoved {
+		for k, r := range s.removed {
+			if now.Sub(r.at) > 2*cookieWindow {
+				delete(s.removed, k)
+			}
+		}
+	}
+	if len(s.removed) >= maxRemoved {
+		clear(s.removed)
+		s.removedAll++
+	}
+	s.removals++
+	s.removed[name] = removal{at: now, n: s.removals}
 }
 
 // refuse answers a request that proved nothing: a FAILURE saying why, but
@@ -978,6 +1036,7 @@ func (s *Server) deregister(now time.Time, from netip.AddrPort, m wire.Deregiste
 	delete(s.users, u.Name)
 	delete(s.byAddr, u.Addr)
 	delete(s.lastSeen, u.Name)
+	s.forgetName(now, u.Name)
 	return ok(), true
 }
 

@@ -547,6 +547,94 @@ func TestServerChallengeIsNotAWarning(t *testing.T) {
 	}
 }
 
+// A register's cookie is acted on once (SPEC §7: a replayed request is
+// never run again): the register that brought it back, sent again with
+// another id (an unsigned register's id is not signed), gets a challenge,
+// not a new secret that would lock the user's peer out; nor does a
+// rejoin's (a peer on a new file, registered anew); and after a
+// deregister it gets a challenge, not the registration back. A new
+// challenge's cookie registers the name again at once.
+func TestServerTakesACookieOnce(t *testing.T) {
+	s := NewServer(srvConfig(), srvFree("alice", "bob"), nil)
+	from := srvAddr("carol")
+	reg := wire.Register{Name: "carol", Addr: from}
+	now := srvT0
+	id := uint32(0)
+	send := func(m wire.Register) (wire.Challenge, *wire.Reply) {
+		t.Helper()
+		id++
+		now = now.Add(time.Second)
+		for _, o := range s.Step(now, from, wire.Header{Type: wire.TypeRegister, ID: id}, m) {
+			if snd, ok := o.(Send); ok {
+				switch msg := snd.Msg.(type) {
+				case wire.Challenge:
+					return msg, nil
+				case wire.Reply:
+					return wire.Challenge{}, &msg
+				}
+			}
+		}
+		t.Fatalf("register %+v: neither a challenge nor a reply", m)
+		return wire.Challenge{}, nil
+	}
+	register := func() wire.Register {
+		t.Helper()
+		c, r := send(reg)
+		if r != nil {
+			t.Fatalf("a register without a cookie was answered %+v", *r)
+		}
+		withCookie := reg
+		withCookie.Cookie = c.Cookie
+		if _, r := send(withCookie); r == nil || !r.OK || r.Key.IsZero() {
+			t.Fatalf("the register with its cookie got %+v, want SUCCESS with a secret", r)
+		}
+		return withCookie
+	}
+	secret := func() wire.Key {
+		u, ok := srvFind(s.Snapshot(), "carol")
+		if !ok {
+			return wire.Key{}
+		}
+		return u.Secret
+	}
+
+	used := register()
+	first := secret()
+	if _, r := send(used); r != nil {
+		t.Fatalf("the register sent again with its cookie got %+v; want a challenge", *r)
+	}
+	if secret() != first {
+		t.Fatal("the register sent again changed carol's secret")
+	}
+	// A rejoin by cookie (carol's peer on a new file): a new secret, once.
+	rejoin := register()
+	second := secret()
+	if second == first {
+		t.Fatal("the rejoin by cookie kept the old secret")
+	}
+	if _, r := send(rejoin); r != nil {
+		t.Fatalf("the rejoin sent again with its cookie got %+v; want a challenge", *r)
+	}
+	if secret() != second {
+		t.Fatal("the rejoin sent again changed carol's secret")
+	}
+
+	s.stepTrusted(now, from, wire.Header{Type: wire.TypeDeregister, ID: 99}, wire.Deregister{Name: "carol"})
+	if _, ok := srvFind(s.Snapshot(), "carol"); ok {
+		t.Fatal("carol is still registered")
+	}
+	if _, r := send(used); r != nil {
+		t.Fatalf("after the deregister, the register sent again got %+v; want a challenge", *r)
+	}
+	if _, ok := srvFind(s.Snapshot(), "carol"); ok {
+		t.Fatal("the register sent again registered carol")
+	}
+	register()
+	if secret().IsZero() || secret() == first || secret() == second {
+		t.Fatal("carol registered again without a new secret")
+	}
+}
+
 // srvCheckSetup checks a setup-dht SUCCESS: n distinct members, leader first,
 // registered addresses, states Leader/InDHT/Free, phase Building since now.
 func srvCheckSetup(leader string, n int) func(*testing.T, wire.Reply, state.ServerState) {

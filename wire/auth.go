@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"hash"
+	"net/netip"
 	"sync"
 	"unsafe"
 )
@@ -15,6 +16,9 @@ import (
 //	offset      size field
 //	len-24      8    seq  the sender's sequence number or ring epoch (u64)
 //	len-16      16   tag  HMAC-SHA256(key, every byte before the tag), first 16 bytes
+//
+// and for a datagram to a peer the tag also covers the address it is sent
+// to (AppendSignedTo, VerifyAt).
 //
 // The body lies between the header and the trailer. Which key signs a
 // message, and what seq means for it, is the protocol's business (package
@@ -100,15 +104,58 @@ func AppendSigned(b []byte, id uint32, flags Flags, m Message, seq uint64, key K
 	return append(out, t[:]...), nil
 }
 
+// AppendSignedTo is AppendSigned for a datagram to a peer: its tag also
+// covers to, the address it is sent to, which the datagram does not carry
+// (ToBytes). A copy sent anywhere else does not verify there, whoever
+// sends it: a message signed with a key several peers hold (a ring's)
+// cannot be redirected from the peer it was for to another one.
+func AppendSignedTo(b []byte, id uint32, flags Flags, m Message, seq uint64, key Key, to netip.AddrPort) ([]byte, error) {
+	start := len(b)
+	out, err := Append(b, id, flags|FlagAuth, m)
+	if err != nil {
+		return b, err
+	}
+	out = binary.BigEndian.AppendUint64(out, seq)
+	var dst [toLen]byte
+	t := MAC(key, out[start:], toBytes(&dst, to))
+	return append(out, t[:]...), nil
+}
+
+// toLen is the length of an address as a tag covers it: the IPv6 form of
+// the address (an IPv4 address mapped into it), then the port.
+const toLen = 18
+
+func toBytes(b *[toLen]byte, a netip.AddrPort) []byte {
+	ip := a.Addr().As16()
+	copy(b[:16], ip[:])
+	binary.BigEndian.PutUint16(b[16:], a.Port())
+	return b[:]
+}
+
 // Verify reports whether h, a header Decode returned, carries the
-// authentication trailer and its tag is that of the datagram under key.
+// authentication trailer and its tag is that of the datagram under key
+// (AppendSigned).
 func Verify(key Key, h Header) bool {
+	return verify(key, h, nil)
+}
+
+// VerifyAt is Verify for a datagram that arrived at address at, signed
+// for it (AppendSignedTo).
+func VerifyAt(key Key, h Header, at netip.AddrPort) bool {
+	var dst [toLen]byte
+	return verify(key, h, toBytes(&dst, at))
+}
+
+func verify(key Key, h Header, to []byte) bool {
 	if h.Flags&FlagAuth == 0 || len(h.Signed) < HeaderLen+SeqLen {
 		return false
 	}
 	s := macPool.Get().(*macState)
 	mac := s.hmac(key)
 	mac.Write(unsafe.Slice(unsafe.StringData(h.Signed), len(h.Signed))) // read only
+	if to != nil {
+		mac.Write(to)
+	}
 	sum := mac.Sum(s.sum[:0])
 	ok := subtle.ConstantTimeCompare(sum[:TagLen], h.Tag[:]) == 1
 	macPool.Put(s)

@@ -3,8 +3,51 @@ package wire
 import (
 	"errors"
 	"hash"
+	"net/netip"
 	"testing"
 )
+
+// A datagram signed for a peer's address verifies there only: not at
+// another address (another port, another host, the same host's IPv6
+// form is the same address), not unbound, and an unbound signature does
+// not verify at any address.
+func TestSignedForAnAddress(t *testing.T) {
+	key := Key{9}
+	at := netip.MustParseAddrPort("10.0.0.7:5000")
+	m := ResetRight{Right: bob, Epoch: 3}
+	b, err := AppendSignedTo(nil, 5, 0, m, 3, key, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != EncodedLen(m)+AuthLen {
+		t.Fatalf("len %d, want %d: the address is not in the datagram", len(b), EncodedLen(m)+AuthLen)
+	}
+	h, _, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !VerifyAt(key, h, at) || !VerifyAt(key, h, netip.MustParseAddrPort("[::ffff:10.0.0.7]:5000")) {
+		t.Fatal("VerifyAt refused the address it was signed for")
+	}
+	for _, other := range []string{"10.0.0.7:5001", "10.0.0.8:5000", "0.0.0.0:0"} {
+		if VerifyAt(key, h, netip.MustParseAddrPort(other)) {
+			t.Errorf("signed for %s, it verifies at %s", at, other)
+		}
+	}
+	if Verify(key, h) {
+		t.Error("signed for an address, it verifies unbound")
+	}
+	if VerifyAt(Key{8}, h, at) {
+		t.Error("VerifyAt took a wrong key")
+	}
+	u, err := AppendSigned(nil, 5, 0, m, 3, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _, _ := Decode(u); VerifyAt(key, h, at) {
+		t.Error("signed unbound, it verifies at an address")
+	}
+}
 
 func TestSignedRoundTrip(t *testing.T) {
 	key := Key{1, 2, 3}

@@ -42,7 +42,7 @@ import (
 // Magic and Version open every datagram.
 const (
 	Magic   uint16 = 0x4448
-	Version uint8  = 2
+	Version uint8  = 3
 
 	HeaderLen = 9
 	// MaxDatagram keeps every datagram inside one 1500-byte Ethernet frame

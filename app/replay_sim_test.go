@@ -1,0 +1,228 @@
+package app_test
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"slices"
+	"testing"
+
+	"dht/app"
+	"dht/app/state"
+	"dht/dataset"
+)
+
+// Every datagram of a DHT's life, captured as it was sent (an attacker
+// who could read the traffic, which SPEC §7's cannot), is sent again
+// after each command: to where it went, from where it came; from a
+// stranger's socket; from where it came to every other process and to the
+// server; and with its message id changed. Nothing of it is acted on,
+// whatever the stage: the server's state, each peer's place, secret, ring
+// key and table, and what each user sees on stdout stay as they were; the
+// ring answers every query; and the stranger is sent back no more bytes
+// than it sent.
+//
+// The life: seven users register; a ring of four is set up and queried; a
+// member leaves; a user joins; a member dies, the ring heals round it, and
+// it comes back Free; a member is killed and resumes its place; the ring is
+// torn down; another ring of three is set up; a user deregisters; the
+// server restarts on its file.
+func TestEverythingCapturedReplayedAnywhereIsIgnored(t *testing.T) {
+	data := records(t)
+	for _, seed := range seeds(t, 2) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			s := newSim(t, seed)
+			r := &replayer{s: s, t: t, data: data}
+			s.Tap = r.tap
+			r.capturing = true
+			users := joinUsers(t, s, 7)
+			r.check("after the registers")
+
+			s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+			queryAll(t, s, freeUser(s), data[:12], 4)
+			r.check("after a setup and queries")
+
+			s.mustDo(memberWithID(s, 2), "leave-dht "+memberWithID(s, 2), "leave-dht SUCCESS")
+			r.check("after a leave")
+
+			join(t, s, freeUser(s), data)
+			r.check("after a join")
+
+			dead := memberWithID(s, 1)
+			kill(s, dead)
+			settleHeal(t, s, dead)
+			r.check("after a heal round a dead member")
+			t.Logf("%s: %s", dead, restart(t, s, dead))
+			r.check("after the dead member came back")
+
+			member := memberWithID(s, 2)
+			restart(t, s, member)
+			r.check("after a member resumed its place")
+
+			leader := leaderName(s)
+			s.mustDo(leader, "teardown-dht "+leader, "teardown-dht SUCCESS")
+			r.check("after a teardown")
+
+			next := freeUser(s)
+			s.mustDo(next, "setup-dht 3 "+next, "setup-dht SUCCESS")
+			r.check("after a second setup")
+
+			gone := freeUser(s)
+			s.mustDo(gone, "deregister "+gone, "deregister SUCCESS")
+			r.check("after a deregister")
+
+			s.RestartServer()
+			r.check("after the server restarted")
+			t.Logf("seed %d: %d datagrams captured, each sent again up to %d ways after each of %d commands; %d bytes to the stranger for %d from it",
+				seed, len(r.captured), r.ways, r.checks, r.toStranger, r.fromStranger)
+		})
+	}
+}
+
+type captured struct {
+	from, to netip.AddrPort
+	b        []byte
+}
+
+type replayer struct {
+	s    *simNet
+	t    *testing.T
+	data []dataset.Record
+
+	capturing bool
+	captured  []captured
+	// Bytes sent to the stranger by the processes, and by it to them.
+	toStranger, fromStranger int
+	ways, checks             int
+}
+
+func (r *replayer) tap(from, to netip.AddrPort, b []byte) {
+	if to == stranger {
+		r.toStranger += len(b)
+	}
+	if r.capturing {
+		r.captured = append(r.captured, captured{from, to, b})
+	}
+}
+
+// view is what a replay must not change.
+type view struct {
+	server state.ServerState
+	peers  map[string]peerView
+}
+
+type peerView struct {
+	place           state.Identity
+	printed         int
+	bound, exited   bool
+	registered      bool
+	records         int
+	storedIdentity  state.Identity
+	unsettled, idle bool
+}
+
+func (r *replayer) view() view {
+	st := r.s.Server().Snapshot()
+	st.Users = slices.Clone(st.Users)
+	for i := range st.Users {
+		st.Users[i].LastSeen = 0 // a live user's alives go on
+	}
+	v := view{server: st, peers: map[string]peerView{}}
+	for _, name := range r.s.Names() {
+		p := r.s.Process(name)
+		id, recs, err := p.Table.Load()
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		v.peers[name] = peerView{place: app.Identity(p.Core), printed: len(p.Printed), bound: p.Bound, exited: p.Exited,
+			registered: p.Core.Registered(), records: len(recs), storedIdentity: id, unsettled: p.Core.Unsettled(), idle: p.Core.Idle()}
+	}
+	return v
+}
+
+// check sends every datagram captured so far again, every way, then
+// checks that nothing changed and that a ring, if there is one, answers.
+func (r *replayer) check(when string) {
+	t, s := r.t, r.s
+	t.Helper()
+	r.capturing = false
+	defer func() { r.capturing = true }()
+	r.checks++
+	before := r.view()
+	procs := []netip.AddrPort{simServer}
+	for _, name := range s.Names() {
+		procs = append(procs, s.Process(name).Addr)
+	}
+	var batch []captured
+	send := func(c captured) {
+		if c.from == stranger {
+			r.fromStranger += len(c.b)
+		}
+		batch = append(batch, c)
+		if len(batch) == 256 {
+			r.flush(when, batch)
+			batch = batch[:0]
+		}
+	}
+	r.ways = 3 + len(procs) - 2 // as it was, from a stranger, another id, to every other process
+	for way := range 4 {
+		for _, c := range r.captured {
+			switch way {
+			case 0:
+				send(c)
+			case 1:
+				send(captured{stranger, c.to, c.b})
+			case 2:
+				changed := slices.Clone(c.b)
+				changed[7] ^= 0x55 // the message id: signed, like the rest
+				send(captured{c.from, c.to, changed})
+			case 3:
+				for _, to := range procs {
+					if to != c.to && to != c.from {
+						send(captured{c.from, to, c.b})
+					}
+				}
+			}
+		}
+		r.flush(when, batch)
+		batch = batch[:0]
+		r.compare(fmt.Sprintf("%s, way %d", when, way), before)
+	}
+	if r.toStranger > r.fromStranger {
+		t.Fatalf("seed %d, %s: %d bytes sent to the stranger, which sent %d", s.Seed(), when, r.toStranger, r.fromStranger)
+	}
+	if d := s.Server().Snapshot().DHT; d.Phase == state.PhaseReady {
+		s.checkRing(r.data)
+		if free := freeUser(s); free != "" {
+			queryAll(t, s, free, r.data[:8], len(d.Members))
+		}
+	}
+}
+
+func (r *replayer) compare(when string, before view) {
+	t, s := r.t, r.s
+	t.Helper()
+	after := r.view()
+	if !reflect.DeepEqual(before.server, after.server) {
+		t.Fatalf("seed %d, %s: the replay changed the server's state:\n%+v\n->\n%+v", s.Seed(), when, before.server, after.server)
+	}
+	for name, b := range before.peers {
+		if a := after.peers[name]; !reflect.DeepEqual(a, b) {
+			p := s.Process(name)
+			t.Fatalf("seed %d, %s: the replay changed %s:\n%+v\n->\n%+v\nit printed %q", s.Seed(), when, name, b, a, texts(p.Printed[min(b.printed, len(p.Printed)):]))
+		}
+	}
+}
+
+// flush injects batch and runs the network until it has settled.
+func (r *replayer) flush(when string, batch []captured) {
+	r.t.Helper()
+	for _, c := range batch {
+		r.s.Inject(c.from, c.to, c.b)
+	}
+	for i := 0; r.s.Busy(); i++ {
+		if i == 1_000_000 || !r.s.step() {
+			r.t.Fatalf("seed %d, %s: the network never settled after a replay", r.s.Seed(), when)
+		}
+	}
+}
