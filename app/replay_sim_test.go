@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"dht/app"
@@ -223,6 +224,93 @@ func (r *replayer) flush(when string, batch []captured) {
 	for i := 0; r.s.Busy(); i++ {
 		if i == 1_000_000 || !r.s.step() {
 			r.t.Fatalf("seed %d, %s: the network never settled after a replay", r.s.Seed(), when)
+		}
+	}
+}
+
+// The same, sent in the middle of each command rather than between them:
+// a few steps into a setup, a query, a leave, a join, a teardown, a second
+// setup and a deregister (how many steps in, the seed and the command
+// choose), everything captured so far arrives again, every way. Each
+// command still prints what it prints undisturbed, and each ring it leaves
+// holds every record once and answers.
+func TestCapturedDatagramsReplayedDuringEachCommand(t *testing.T) {
+	data := records(t)
+	offsets := []int{1, 3, 8, 20, 45, 100, 220}
+	for _, seed := range seeds(t, 7) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			s := newSim(t, seed)
+			r := &replayer{s: s, t: t, data: data}
+			s.Tap = r.tap
+			r.capturing = true
+			users := joinUsers(t, s, 6)
+			cmd := 0
+			during := func(user, line string, want ...string) {
+				t.Helper()
+				p := s.Process(user)
+				before := len(p.Printed)
+				s.input(user, line)
+				steps := offsets[(int(seed)+cmd)%len(offsets)]
+				cmd++
+				for i := 0; i < steps && s.step(); i++ {
+				}
+				r.capturing = false
+				r.injectAll()
+				r.capturing = true
+				for i := 0; !p.Core.Idle() || s.Busy(); i++ {
+					if i == 2_000_000 || !s.step() {
+						t.Fatalf("seed %d: %q never finished; %s printed %q", seed, line, user, texts(p.Printed[before:]))
+					}
+				}
+				out := texts(p.Printed[before:])
+				ok := len(out) == len(want)
+				for i := 0; ok && i < len(want); i++ {
+					ok = strings.HasPrefix(out[i], want[i])
+				}
+				if !ok {
+					t.Fatalf("seed %d: %q (everything captured sent again after %d steps) printed %q, want lines starting %q", seed, line, steps, out, want)
+				}
+				if d := s.Server().Snapshot().DHT; d.Phase == state.PhaseReady {
+					s.checkRing(data)
+				}
+			}
+			during(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS", "dht-complete SUCCESS")
+			free := freeUser(s)
+			during(free, "query-dht "+free+" "+data[7].LongName, "query-dht SUCCESS: found")
+			leaver := memberWithID(s, 2)
+			during(leaver, "leave-dht "+leaver, "leave-dht SUCCESS", "dht-rebuilt SUCCESS")
+			joiner := freeUser(s)
+			during(joiner, "join-dht "+joiner, "join-dht SUCCESS", "dht-rebuilt SUCCESS")
+			queryAll(t, s, freeUser(s), data[:20], 4)
+			leader := leaderName(s)
+			during(leader, "teardown-dht "+leader, "teardown-dht SUCCESS", "teardown-complete SUCCESS")
+			next := users[5]
+			during(next, "setup-dht 3 "+next, "setup-dht SUCCESS", "dht-complete SUCCESS")
+			queryAll(t, s, freeUser(s), data, 3)
+			gone := freeUser(s)
+			during(gone, "deregister "+gone, "deregister SUCCESS")
+		})
+	}
+}
+
+// injectAll puts everything captured so far on the network again, every
+// way check does, without running it.
+func (r *replayer) injectAll() {
+	var procs []netip.AddrPort
+	procs = append(procs, simServer)
+	for _, name := range r.s.Names() {
+		procs = append(procs, r.s.Process(name).Addr)
+	}
+	for _, c := range r.captured {
+		r.s.Inject(c.from, c.to, c.b)
+		r.s.Inject(stranger, c.to, c.b)
+		changed := slices.Clone(c.b)
+		changed[7] ^= 0x55
+		r.s.Inject(c.from, c.to, changed)
+		for _, to := range procs {
+			if to != c.to && to != c.from {
+				r.s.Inject(c.from, to, c.b)
+			}
 		}
 	}
 }
