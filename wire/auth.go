@@ -53,6 +53,7 @@ const macKeys = 64
 type macState struct {
 	hs  map[Key]hash.Hash
 	sum [sha256.Size]byte
+	to  [toLen]byte // the address a tag covers, written here: no allocation
 }
 
 // hmac is an HMAC under key, ready to write to.
@@ -116,8 +117,9 @@ func AppendSignedTo(b []byte, id uint32, flags Flags, m Message, seq uint64, key
 		return b, err
 	}
 	out = binary.BigEndian.AppendUint64(out, seq)
-	var dst [toLen]byte
-	t := MAC(key, out[start:], toBytes(&dst, to))
+	ms := macPool.Get().(*macState)
+	t := ms.tag(key, out[start:], toBytes(&ms.to, to))
+	macPool.Put(ms)
 	return append(out, t[:]...), nil
 }
 
@@ -142,19 +144,18 @@ func Verify(key Key, h Header) bool {
 // VerifyAt is Verify for a datagram that arrived at address at, signed
 // for it (AppendSignedTo).
 func VerifyAt(key Key, h Header, at netip.AddrPort) bool {
-	var dst [toLen]byte
-	return verify(key, h, toBytes(&dst, at))
+	return verify(key, h, &at)
 }
 
-func verify(key Key, h Header, to []byte) bool {
+func verify(key Key, h Header, at *netip.AddrPort) bool {
 	if h.Flags&FlagAuth == 0 || len(h.Signed) < HeaderLen+SeqLen {
 		return false
 	}
 	s := macPool.Get().(*macState)
 	mac := s.hmac(key)
 	mac.Write(unsafe.Slice(unsafe.StringData(h.Signed), len(h.Signed))) // read only
-	if to != nil {
-		mac.Write(to)
+	if at != nil {
+		mac.Write(toBytes(&s.to, *at))
 	}
 	sum := mac.Sum(s.sum[:0])
 	ok := subtle.ConstantTimeCompare(sum[:TagLen], h.Tag[:]) == 1
