@@ -777,7 +777,7 @@ func (p *Peer) aliveDue(now time.Time, out []Output) []Output {
 	p.stats.Sent++
 	p.cred.aliveSeq = nextSeq(p.cred.aliveSeq, now)
 	sg := signer{seq: p.cred.aliveSeq, key: p.cred.secret, toServer: true}
-	m := wire.Alive{Name: p.self.Name, PeriodMS: uint32(p.alivePeriod.Milliseconds()), Epoch: p.placeEpoch()}
+	m := wire.Alive{Name: p.self.Name, PeriodMS: uint32(p.alivePeriod.Milliseconds()), Epoch: p.placeEpoch(), KeyEpoch: p.cred.epoch}
 	if p.quitLeft > 0 {
 		p.quitLeft--
 		m.QuitOp, m.Quit = p.quit.op, p.quit.epoch

@@ -180,8 +180,8 @@ type registerOp struct {
 	resume     *state.Identity // the file's, when this is a resume
 	challenges int
 	// anew: the server challenged this register though it was signed
-	// with the user's secret: it did not know the user, and registers it
-	// anew (onChallenge).
+	// with the user's secret: it did not hold that secret, and registers
+	// the user anew (onChallenge).
 	anew bool
 }
 
@@ -227,7 +227,7 @@ func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) [
 		if p.inRing || p.neighbours {
 			// The server knows no ring with this user in it.
 			res.Detail += fmt.Sprintf("; its place (id %d of a ring of %d) and table were discarded", p.id, p.n)
-			out = p.abandon(now, fmt.Sprintf("the server did not know %s", p.self.Name))
+			out = p.abandon(now, fmt.Sprintf("the server did not hold %s's secret", p.self.Name))
 			out = append(out, p.dropPlace()...)
 		}
 	}

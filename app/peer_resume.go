@@ -80,11 +80,12 @@ func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply, anew bool
 	return p.finish(now, []Output{p.persist(false, nil)}, Result{Cmd: CmdResume, OK: true, Detail: withNote(detail, r)})
 }
 
-// registeredAnew says that the server, which did not know the user (it
-// was started on a new file, or the user deregistered), registered it
-// anew, with a new secret, once its address answered a challenge.
+// registeredAnew says that the server, which did not hold the user's
+// secret (it was started on a new file or put back on an older one, or the
+// user deregistered), registered it anew, with a new secret, once its
+// address answered a challenge.
 func registeredAnew(name string) string {
-	return fmt.Sprintf("registered anew (the server did not know %s)", name)
+	return fmt.Sprintf("registered anew (the server did not hold %s's secret)", name)
 }
 
 // withNote adds to a resume's detail what the server said of the DHT: why

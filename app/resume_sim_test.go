@@ -302,7 +302,7 @@ func TestServerOnANewFileRegistersEachUserAnew(t *testing.T) {
 			a := s.Process(u).Addr
 			id := app.Identity(s.Process(u).Core)
 			out := s.mustDo(u, fmt.Sprintf("register %s %s %d", u, a.Addr(), a.Port()), "register SUCCESS")
-			want := "register SUCCESS: registered anew (the server did not know " + u + ")"
+			want := "register SUCCESS: registered anew (the server did not hold " + u + "'s secret)"
 			if id.InRing {
 				want += fmt.Sprintf("; its place (id %d of a ring of %d) and table were discarded", id.ID, id.N)
 			}
@@ -315,7 +315,7 @@ func TestServerOnANewFileRegistersEachUserAnew(t *testing.T) {
 		}
 		settle(t, s)
 		resume := texts(s.Process(restarted).Printed)
-		if want := "resume SUCCESS: " + restarted + " " + s.Process(restarted).Addr.String() + " Free, registered anew (the server did not know " + restarted + "); the ring it held (epoch 2) no longer counts it"; !strings.HasPrefix(resume[len(resume)-1], want) {
+		if want := "resume SUCCESS: " + restarted + " " + s.Process(restarted).Addr.String() + " Free, registered anew (the server did not hold " + restarted + "'s secret); the ring it held (epoch 2) no longer counts it"; !strings.HasPrefix(resume[len(resume)-1], want) {
 			t.Fatalf("seed %d: %s's resume said %q, want it to start %q", seed, restarted, resume[len(resume)-1], want)
 		}
 		for _, u := range users {
@@ -325,5 +325,70 @@ func TestServerOnANewFileRegistersEachUserAnew(t *testing.T) {
 		}
 		s.mustDo(users[1], "setup-dht 5 "+users[1], "setup-dht SUCCESS")
 		s.checkRing(records(t))
+	}
+}
+
+// The server put back on an older copy of its file (a backup restored)
+// while its peers run: the copy records alice's ring of four at epoch 1;
+// since, that ring was torn down, another set up and left (epoch 3), and
+// a Free user's peer was started again on an empty file (a rejoin by
+// cookie: a secret the copy does not hold). The peers' alives name epochs
+// the copy never reached: the server dissolves the ring it recorded, every
+// peer drops the place it holds, and the next ring is newer than any ring
+// key a peer took; the user whose secret the copy lacks types register and
+// is registered anew. A new ring of five is set up and answers every query.
+// The same with the later ring torn down before the copy is put back: no
+// peer holds a place, and the ring keys the peers took tell the server.
+func TestServerPutBackOnAnOlderFile(t *testing.T) {
+	data := records(t)
+	for _, seed := range seeds(t, 3) {
+		for _, standing := range []bool{true, false} {
+			t.Run(fmt.Sprintf("seed=%d/ring standing=%v", seed, standing), func(t *testing.T) {
+				s := newSim(t, seed)
+				users := joinUsers(t, s, 6)
+				s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+				copied := s.CopyServerFile()
+				s.mustDo(users[0], "teardown-dht "+users[0], "teardown-dht SUCCESS")
+				s.mustDo(users[1], "setup-dht 3 "+users[1], "setup-dht SUCCESS")
+				s.mustDo(memberWithID(s, 1), "leave-dht "+memberWithID(s, 1), "leave-dht SUCCESS")
+				moved := freeUser(s)
+				addr := s.Process(moved).Addr
+				kill(s, moved)
+				s.AddPeer(moved, addr, data)
+				s.Up(addr)
+				s.mustDo(moved, fmt.Sprintf("register %s %s %d", moved, addr.Addr(), addr.Port()), "register SUCCESS")
+				newest := s.Server().Snapshot().DHT.Epoch
+				if !standing {
+					newest = s.Server().Snapshot().DHT.KeyEpoch // the peers keep it
+					s.mustDo(leaderName(s), "teardown-dht "+leaderName(s), "teardown-dht SUCCESS")
+				}
+
+				s.RestartServerOnACopy(copied)
+				if d := s.Server().Snapshot().DHT; d.Phase != state.PhaseReady || d.Epoch >= newest {
+					t.Fatalf("seed %d: the copy records %+v", seed, d)
+				}
+				idle(t, s, 3*app.DefaultDeadAfter/10) // every peer's alive comes, and the paces go back
+				d := s.Server().Snapshot().DHT
+				if d.Phase != state.PhaseNone || d.Epoch < newest {
+					t.Fatalf("seed %d: after the alives the server has %+v, want no DHT and epoch at least %d", seed, d, newest)
+				}
+				for _, name := range s.Names() {
+					if id := app.Identity(s.Process(name).Core); id.InRing {
+						t.Fatalf("seed %d: %s still holds a place: %+v", seed, name, id)
+					}
+				}
+				query := s.mustDo(users[2], "query-dht "+users[2]+" "+data[0].LongName, "query-dht FAILURE: no DHT exists")
+				if !strings.Contains(query[0], "older than the ring of epoch") {
+					t.Errorf("seed %d: %q does not say why the DHT is gone", seed, query[0])
+				}
+				out := s.mustDo(moved, fmt.Sprintf("register %s %s %d", moved, addr.Addr(), addr.Port()), "register SUCCESS")
+				if want := "register SUCCESS: registered anew (the server did not hold " + moved + "'s secret)"; out[0] != want {
+					t.Errorf("seed %d: %q, want %q", seed, out[0], want)
+				}
+				s.mustDo(users[5], "setup-dht 5 "+users[5], "setup-dht SUCCESS")
+				s.checkRing(data)
+				queryAll(t, s, freeUser(s), data, 5)
+			})
+		}
 	}
 }

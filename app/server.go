@@ -298,12 +298,51 @@ func (s *Server) alive(now time.Time, from netip.AddrPort, h wire.Header, m wire
 	}
 	s.aliveSeq[m.Name] = h.Seq
 	s.seen(now, from)
-	out := s.quit(now, u, m.QuitOp, m.Quit)
+	out := s.outdated(u, max(m.Epoch, m.KeyEpoch))
+	out = append(out, s.quit(now, u, m.QuitOp, m.Quit)...)
 	pace, ok := s.paceFor(u, m)
 	if !ok {
 		return out
 	}
 	return append(out, Send{To: from, ID: h.ID, Msg: pace, Sign: true, Seq: h.Seq, Key: u.Secret})
+}
+
+// outdated takes epoch e, of a ring place or a ring key, from an authentic
+// alive or rejoin of u. Epochs come from this server, which writes each to
+// its file before anyone hears of it: one above its own means that its file
+// is older than what its peers know (put back from an older copy). The
+// DHT it recorded is dissolved (its members may be in another ring by now,
+// which this server cannot vouch for), and its epochs go on from e, so that
+// the next setup's set-ids are newer than any ring key a peer took (a
+// member refuses a set-id of an epoch not above its key's as an earlier
+// ring's). The places the peers hold are then of rings it counts no one
+// in: their next paces say so, and they drop them.
+func (s *Server) outdated(u *state.User, e uint64) []Output {
+	ev, ok := s.outdate(u, e)
+	if !ok {
+		return nil
+	}
+	return []Output{ev, s.persist(nil)}
+}
+
+// outdate is outdated's change, and the event that says so, without the
+// commit (a rejoin's reply carries it).
+func (s *Server) outdate(u *state.User, e uint64) (Event, bool) {
+	if e <= s.dht.Epoch {
+		return Event{}, false
+	}
+	was := s.dht
+	if was.Phase != state.PhaseNone {
+		s.note = fmt.Sprintf("this server's file is older than the ring of epoch %d that %s's peer knows (was it put back from an older copy?): the DHT it recorded (epoch %d, led by %s) was dissolved and its members are Free; set up a new one",
+			e, u.Name, was.Epoch, was.Leader)
+		s.dissolve()
+	}
+	s.dht.Epoch = e
+	msg := "this server's file is older than its peers' rings: epochs go on from theirs"
+	if was.Phase != state.PhaseNone {
+		msg = "this server's file is older than its peers' rings: epochs go on from theirs, DHT dissolved"
+	}
+	return event(msg, slog.String("name", u.Name), slog.Uint64("their_epoch", e), slog.Uint64("file_epoch", was.Epoch), slog.String("dht", was.Phase.String())), true
 }
 
 // paceFor is the answer to u's alive m, if it needs one: a Pace when m's
@@ -388,6 +427,13 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		}
 		return s.refuse(now, from, h, m, "request for a user not registered", name+" is not registered")
 	case u.Secret.IsZero() || !wire.Verify(u.Secret, h):
+		if r, ok := m.(wire.Register); ok && from == u.Addr && r.Addr == u.Addr {
+			// The user's own register, from its registered address, signed
+			// with a secret this server does not hold (its file is older
+			// than the user's last registration): a rejoin like that of a
+			// peer on a new file, once the address answers a challenge.
+			return s.challenge(now, from, h, r)
+		}
 		return s.refuse(now, from, h, m, "request not signed with the user's secret", "not signed by "+name)
 	case h.Seq <= u.Seq:
 		return []Output{dropped("replayed request", from, slog.String("name", name), slog.Uint64("seq", h.Seq))}
@@ -559,7 +605,8 @@ func (s *Server) stepTrusted(now time.Time, from netip.AddrPort, h wire.Header, 
 			return []Output{dropped("alive for a user not registered at its source", from, slog.String("name", a.Name))}
 		}
 		s.seen(now, from)
-		out := s.quit(now, u, a.QuitOp, a.Quit)
+		out := s.outdated(u, max(a.Epoch, a.KeyEpoch))
+		out = append(out, s.quit(now, u, a.QuitOp, a.Quit)...)
 		pace, ok := s.paceFor(u, a)
 		if !ok {
 			return out

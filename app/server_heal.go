@@ -285,8 +285,14 @@ func (s *Server) rejoin(now time.Time, u *state.User, m wire.Register, bySecret 
 		// First: a heal this rejoin starts is signed with the new secret.
 		u.Secret, u.Seq = newKey(s.cfg.Keys), 0
 	}
+	changed, ended := false, false
+	recorded := s.dht.Phase != state.PhaseNone
+	if ev, ok := s.outdate(u, m.Epoch); ok {
+		// The peer holds a place in a ring newer than this server's file.
+		s.after = append(s.after, ev)
+		changed, ended = true, recorded
+	}
 	member := slices.Contains(s.dht.Members, u.Name)
-	changed := false
 	// A member back while a store round may be going (setup, leave, join,
 	// heal) may have lost records it acknowledged and was still forwarding:
 	// the ring heals with it, as it does when its file holds another ring.
@@ -306,7 +312,6 @@ func (s *Server) rejoin(now time.Time, u *state.User, m wire.Register, bySecret 
 		s.after = s.healAroundFor(now, u.Name, fmt.Sprintf("%s restarted during its join-dht", u.Name))
 		changed = true
 	}
-	ended := false
 	if s.dht.Phase == state.PhaseTearing && member {
 		// A member of a ring being torn down restarted: its process no
 		// longer runs the teardown. The leader's would send no

@@ -298,7 +298,6 @@ func TestServerPaceSaysThePlaceIsGone(t *testing.T) {
 	}{
 		{"a Free user healed out of the ring", ready(8), "dave", 7, 7},
 		{"a Free user, the DHT dissolved since", none, "alice", 7, 7},
-		{"a Free user with a place of a ring the server never had", ready(8), "erin", 9, 9},
 		{"a member in the ring's epoch", ready(8), "bob", 8, 0},
 		{"a member a leave or join has not renumbered yet", ready(8), "bob", 7, 0},
 		{"the leader", ready(8), "alice", 8, 0},
@@ -333,6 +332,93 @@ func TestServerPaceSaysThePlaceIsGone(t *testing.T) {
 				t.Error("an alive changed the registry")
 			}
 		})
+	}
+}
+
+// Epochs come from the server, which writes each to its file before any
+// peer hears of it: an alive or a rejoin naming a ring place or a ring key
+// of a larger epoch says that the server's file is older than its peers'
+// rings (put back from a copy). The DHT it recorded, in whatever phase, is
+// dissolved, saying why; its epochs go on from the peer's, so that the
+// next setup's ring is newer than every ring key a peer took; the change
+// is written; and a place the peer holds is gone (the pace says so).
+// Epochs not above the server's change nothing.
+func TestServerFileOlderThanItsPeersRings(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	at := func(st state.ServerState, phase state.Phase, epoch uint64) state.ServerState {
+		st.DHT.Phase, st.DHT.Epoch = phase, epoch
+		return st
+	}
+	tests := []struct {
+		name            string
+		st              state.ServerState
+		user            string
+		epoch, keyEpoch uint64
+		want            uint64 // the server's epoch after; 0: unchanged
+		gone            uint64
+	}{
+		{"a Free user's place", at(srvDHT(state.PhaseReady, ring, "dave", "erin"), state.PhaseReady, 8), "erin", 9, 9, 9, 9},
+		{"a member's ring key, its place of the server's epoch", at(srvDHT(state.PhaseReady, ring, "dave"), state.PhaseReady, 8), "bob", 8, 11, 11, 8},
+		{"a Free user's ring key, no DHT recorded", at(srvFree("alice", "dave"), state.PhaseNone, 7), "dave", 0, 12, 12, 0},
+		{"during a teardown", at(srvDHT(state.PhaseTearing, ring, "dave"), state.PhaseTearing, 5), "alice", 6, 6, 6, 6},
+		{"a member, the server's epoch", at(srvDHT(state.PhaseReady, ring, "dave"), state.PhaseReady, 8), "bob", 8, 8, 0, 0},
+		{"a Free user's older ring key", at(srvFree("alice", "dave"), state.PhaseNone, 7), "dave", 0, 3, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newLiveH(t, tt.st)
+			pace := uint32(h.s.Pace().Milliseconds())
+			in := wire.Alive{Name: tt.user, PeriodMS: pace, Epoch: tt.epoch, KeyEpoch: tt.keyEpoch}
+			outs := h.s.stepTrusted(h.now, srvAddr(tt.user), wire.Header{Type: wire.TypeAlive, ID: 5}, in)
+			after := h.s.Snapshot()
+			var persisted *PersistServer
+			var gone uint64
+			for _, o := range outs {
+				switch o := o.(type) {
+				case PersistServer:
+					persisted = &o
+				case Send:
+					if p, ok := o.Msg.(wire.Pace); ok {
+						gone = p.Gone
+					}
+				}
+			}
+			if tt.want == 0 {
+				if !srvSameState(tt.st, after) || after.DHT.Epoch != tt.st.DHT.Epoch || persisted != nil {
+					t.Fatalf("alive %+v changed the state: %+v, outputs %#v", in, after.DHT, outs)
+				}
+				return
+			}
+			if after.DHT.Phase != state.PhaseNone || after.DHT.Epoch != tt.want {
+				t.Fatalf("alive %+v: DHT %+v, want none at epoch %d", in, after.DHT, tt.want)
+			}
+			for _, u := range after.Users {
+				if u.State != state.Free {
+					t.Errorf("%s is %s, want Free", u.Name, u.State)
+				}
+			}
+			if persisted == nil || persisted.State.DHT.Epoch != tt.want {
+				t.Fatalf("the change was not written: %#v", outs)
+			}
+			if gone != tt.gone {
+				t.Errorf("pace says gone %d, want %d", gone, tt.gone)
+			}
+			if tt.st.DHT.Phase != state.PhaseNone {
+				h.fail(srvAddr("dave"), wire.QueryDHT{Name: "dave"}, "no DHT exists", "older than the ring of epoch")
+			}
+			// The next ring is newer than anything the peers hold.
+			h.ok(srvAddr("alice"), wire.SetupDHT{N: 2, Name: "alice"})
+			if e := h.s.Snapshot().DHT; e.Epoch != tt.want+1 || e.KeyEpoch != tt.want+1 {
+				t.Errorf("the next setup is at epoch %d, key epoch %d; want %d", e.Epoch, e.KeyEpoch, tt.want+1)
+			}
+		})
+	}
+	// A member's rejoin naming a newer ring: the same, said in the reply.
+	h := newLiveH(t, srvDHT(state.PhaseReady, ring, "dave"))
+	h.s.dht.Epoch = 4
+	r := h.ok(srvAddr("bob"), wire.Register{Name: "bob", Addr: srvAddr("bob"), Epoch: 9})
+	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseNone || d.Epoch != 9 || r.Reply.State != uint8(state.Free) || !strings.Contains(r.Reply.Reason, "older than the ring of epoch 9") {
+		t.Fatalf("rejoin naming epoch 9 at a server of epoch 4: reply %+v, DHT %+v", r.Reply, d)
 	}
 }
 

@@ -57,7 +57,7 @@ func layoutSamples() map[Type]layoutSample {
 		TypeAck:        {msg: Ack{More: []uint32{2, 3, 4}}, vars: map[string]int{"k": 3}},
 		TypeJoinDHT:    {msg: JoinDHT{Name: "grace"}, vars: n("grace")},
 		TypeJoin:       {msg: Join{Joiner: member("grace"), N: 3}, vars: map[string]int{"j": 5}},
-		TypeAlive:      {msg: Alive{Name: "heidi", PeriodMS: 5000, Epoch: 4, QuitOp: TypeTeardownDHT, Quit: 4}, vars: n("heidi")},
+		TypeAlive:      {msg: Alive{Name: "heidi", PeriodMS: 5000, Epoch: 4, QuitOp: TypeTeardownDHT, Quit: 4, KeyEpoch: 3}, vars: n("heidi")},
 		TypePace:       {msg: Pace{PeriodMS: 5000, Gone: 4}},
 		TypeHeal: {msg: Heal{Epoch: 3, Members: []Member{member("bob"), member("carol")}, KeyEpoch: 2, Tickets: []Tag{{1}, {2}}},
 			vars: map[string]int{"s": 7 + 3 + 7 + 5, "t": 2}, cells: map[string]int{"Σ(7+*nᵢ*)": 7 + 3 + 7 + 5}},

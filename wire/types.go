@@ -434,7 +434,12 @@ func (m JoinDHT) LogValue() slog.Value { return nameValue(m.Name) }
 // epoch of the ring its sender holds a place in (0: none), then the
 // operation its sender started and gave up, which the server then ends at
 // once: u8 the type of the request that started it (setup-dht, leave-dht,
-// join-dht, teardown-dht; 0: none) and u64 its epoch. The server does not
+// join-dht, teardown-dht; 0: none) and u64 its epoch; and u64 the epoch
+// of the ring key its sender last took (kept after it leaves the ring; 0:
+// none), so that a server whose file is older than its peers' rings
+// learns it (it dissolves the DHT it recorded and counts epochs on from
+// there: a set-id of an epoch not above a peer's key epoch is refused as
+// an earlier ring's). The server does not
 // answer it, but with a Pace when the period is not the one it wants
 // or the place is in a ring it no longer counts the user in; an Alive is
 // always longer than a Pace, so the answer never amplifies a forged one.
@@ -446,12 +451,13 @@ type Alive struct {
 	// its epoch. The pair names one operation: a setup, a leave and a
 	// join each take a new epoch, and a teardown is the only other
 	// operation at its ring's epoch.
-	QuitOp Type
-	Quit   uint64
+	QuitOp   Type
+	Quit     uint64
+	KeyEpoch uint64
 }
 
 func (Alive) Type() Type     { return TypeAlive }
-func (m Alive) bodyLen() int { return nameLen(m.Name) + 4 + 8 + 1 + 8 }
+func (m Alive) bodyLen() int { return nameLen(m.Name) + 4 + 8 + 1 + 8 + 8 }
 
 func (m Alive) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Name, "name")
@@ -459,6 +465,7 @@ func (m Alive) appendBody(e encoder) ([]byte, *Error) {
 	e.u64(m.Epoch)
 	e.b = append(e.b, uint8(m.QuitOp))
 	e.u64(m.Quit)
+	e.u64(m.KeyEpoch)
 	return e.b, e.err
 }
 
@@ -468,11 +475,12 @@ func (m Alive) parse(d decoder) (Alive, decoder) {
 	m.Epoch = d.u64("epoch")
 	m.QuitOp = Type(d.u8("quit type"))
 	m.Quit = d.u64("quit epoch")
+	m.KeyEpoch = d.u64("key epoch")
 	return m, d
 }
 
 func (m Alive) LogValue() slog.Value {
-	attrs := []slog.Attr{slog.String("name", m.Name), slog.Uint64("period_ms", uint64(m.PeriodMS)), slog.Uint64("epoch", m.Epoch)}
+	attrs := []slog.Attr{slog.String("name", m.Name), slog.Uint64("period_ms", uint64(m.PeriodMS)), slog.Uint64("epoch", m.Epoch), slog.Uint64("key_epoch", m.KeyEpoch)}
 	if m.QuitOp != 0 || m.Quit != 0 {
 		attrs = append(attrs, slog.String("quit", m.QuitOp.String()), slog.Uint64("quit_epoch", m.Quit))
 	}

@@ -552,6 +552,40 @@ func (s *Sim) RestartServerOnANewFile() {
 	s.stats.Restarts++
 }
 
+// ServerFile is a copy of the server's file as it stands: what an operator
+// backs up.
+type ServerFile struct {
+	st      state.ServerState
+	replies []state.CachedReply
+}
+
+// CopyServerFile copies the server's file as it stands.
+func (s *Sim) CopyServerFile() ServerFile {
+	st, replies, err := s.sstore.Load()
+	if err != nil {
+		s.err = fmt.Errorf("sim: copy the server's file: %w", err)
+	}
+	return ServerFile{st, replies}
+}
+
+// RestartServerOnACopy is a SIGKILL of the server and a start on f, an
+// older copy of its file put back (a backup restored): registrations, the
+// DHT and its epoch as they were when f was copied.
+func (s *Sim) RestartServerOnACopy(f ServerFile) {
+	s.sstore = store.NewMemServer()
+	for _, r := range f.replies {
+		if err := s.sstore.Save(f.st, &r); err != nil {
+			s.err = fmt.Errorf("sim: put the copy back: %w", err)
+			return
+		}
+	}
+	if err := s.sstore.Save(f.st, nil); err != nil {
+		s.err = fmt.Errorf("sim: put the copy back: %w", err)
+		return
+	}
+	s.restartServer()
+}
+
 func (s *Sim) earliest() int {
 	best := 0
 	for i, p := range s.queue {
