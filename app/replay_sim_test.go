@@ -33,9 +33,7 @@ func TestEverythingCapturedReplayedAnywhereIsIgnored(t *testing.T) {
 	for _, seed := range seeds(t, 2) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			s := newSim(t, seed)
-			r := &replayer{s: s, t: t, data: data}
-			s.Tap = r.tap
-			r.capturing = true
+			r := newReplayer(t, s, data)
 			users := joinUsers(t, s, 7)
 			r.check("after the registers")
 
@@ -97,6 +95,44 @@ type replayer struct {
 	ways, checks             int
 }
 
+// newReplayer captures every datagram s sends from now on.
+func newReplayer(t *testing.T, s *simNet, data []dataset.Record) *replayer {
+	r := &replayer{s: s, t: t, data: data, capturing: true}
+	s.Tap = r.tap
+	return r
+}
+
+// again puts what way w makes of c through send: 0 c as it was, 1 from the
+// stranger, 2 with another message id (signed, like the rest), 3 from its
+// sender to each of procs (the server and every peer) it did not go to.
+func again(c captured, w int, procs []netip.AddrPort, send func(captured)) {
+	switch w {
+	case 0:
+		send(c)
+	case 1:
+		send(captured{stranger, c.to, c.b})
+	case 2:
+		changed := slices.Clone(c.b)
+		changed[7] ^= 0x55
+		send(captured{c.from, c.to, changed})
+	case 3:
+		for _, to := range procs {
+			if to != c.to && to != c.from {
+				send(captured{c.from, to, c.b})
+			}
+		}
+	}
+}
+
+// procs is the address of the server and of every peer.
+func (r *replayer) procs() []netip.AddrPort {
+	out := []netip.AddrPort{simServer}
+	for _, name := range r.s.Names() {
+		out = append(out, r.s.Process(name).Addr)
+	}
+	return out
+}
+
 func (r *replayer) tap(from, to netip.AddrPort, b []byte) {
 	if to == stranger {
 		r.toStranger += len(b)
@@ -150,10 +186,7 @@ func (r *replayer) check(when string) {
 	defer func() { r.capturing = true }()
 	r.checks++
 	before := r.view()
-	procs := []netip.AddrPort{simServer}
-	for _, name := range s.Names() {
-		procs = append(procs, s.Process(name).Addr)
-	}
+	procs := r.procs()
 	var batch []captured
 	send := func(c captured) {
 		if c.from == stranger {
@@ -168,22 +201,7 @@ func (r *replayer) check(when string) {
 	r.ways = 3 + len(procs) - 2 // as it was, from a stranger, another id, to every other process
 	for way := range 4 {
 		for _, c := range r.captured {
-			switch way {
-			case 0:
-				send(c)
-			case 1:
-				send(captured{stranger, c.to, c.b})
-			case 2:
-				changed := slices.Clone(c.b)
-				changed[7] ^= 0x55 // the message id: signed, like the rest
-				send(captured{c.from, c.to, changed})
-			case 3:
-				for _, to := range procs {
-					if to != c.to && to != c.from {
-						send(captured{c.from, to, c.b})
-					}
-				}
-			}
+			again(c, way, procs, send)
 		}
 		r.flush(when, batch)
 		batch = batch[:0]
@@ -240,9 +258,7 @@ func TestCapturedDatagramsReplayedDuringEachCommand(t *testing.T) {
 	for _, seed := range seeds(t, 7) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			s := newSim(t, seed)
-			r := &replayer{s: s, t: t, data: data}
-			s.Tap = r.tap
-			r.capturing = true
+			r := newReplayer(t, s, data)
 			users := joinUsers(t, s, 6)
 			cmd := 0
 			during := func(user, line string, want ...string) {
@@ -296,21 +312,10 @@ func TestCapturedDatagramsReplayedDuringEachCommand(t *testing.T) {
 // injectAll puts everything captured so far on the network again, every
 // way check does, without running it.
 func (r *replayer) injectAll() {
-	var procs []netip.AddrPort
-	procs = append(procs, simServer)
-	for _, name := range r.s.Names() {
-		procs = append(procs, r.s.Process(name).Addr)
-	}
+	procs := r.procs()
 	for _, c := range r.captured {
-		r.s.Inject(c.from, c.to, c.b)
-		r.s.Inject(stranger, c.to, c.b)
-		changed := slices.Clone(c.b)
-		changed[7] ^= 0x55
-		r.s.Inject(c.from, c.to, changed)
-		for _, to := range procs {
-			if to != c.to && to != c.from {
-				r.s.Inject(c.from, to, c.b)
-			}
+		for way := range 4 {
+			again(c, way, procs, func(c captured) { r.s.Inject(c.from, c.to, c.b) })
 		}
 	}
 }

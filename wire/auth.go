@@ -107,7 +107,8 @@ func AppendSigned(b []byte, id uint32, flags Flags, m Message, seq uint64, key K
 
 // AppendSignedTo is AppendSigned for a datagram to a peer: its tag also
 // covers to, the address it is sent to, which the datagram does not carry
-// (ToBytes). A copy sent anywhere else does not verify there, whoever
+// (its IPv6 form, an IPv4 address mapped into it, then the port: toBytes).
+// A copy sent anywhere else does not verify there, whoever
 // sends it: a message signed with a key several peers hold (a ring's)
 // cannot be redirected from the peer it was for to another one.
 func AppendSignedTo(b []byte, id uint32, flags Flags, m Message, seq uint64, key Key, to netip.AddrPort) ([]byte, error) {
