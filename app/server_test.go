@@ -635,6 +635,62 @@ func TestServerTakesACookieOnce(t *testing.T) {
 	}
 }
 
+// The names whose deregister the cookies remember stay bounded: past
+// maxRemoved names deregistered within two cookie windows, the server
+// forgets them all and every cookie made for a name not registered is
+// refused (its register challenged again), so a replay of one is still
+// not acted on; a fresh challenge's cookie registers at once.
+func TestServerRemembersBoundedRemovals(t *testing.T) {
+	s := NewServer(srvConfig(), state.ServerState{}, nil)
+	now := srvT0
+	from := netip.MustParseAddrPort("10.9.0.1:5000")
+	reg := wire.Register{Name: "zed", Addr: from}
+	challenge := func() wire.Tag {
+		t.Helper()
+		for _, o := range s.Step(now, from, wire.Header{Type: wire.TypeRegister, ID: 1}, reg) {
+			if snd, ok := o.(Send); ok {
+				if c, ok := snd.Msg.(wire.Challenge); ok {
+					return c.Cookie
+				}
+			}
+		}
+		t.Fatal("no challenge")
+		return wire.Tag{}
+	}
+	early := challenge() // zed's cookie, before the churn
+	for i := range maxRemoved + 1 {
+		name := "u" + string(rune('a'+i/676%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i%26))
+		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 8, byte(i >> 8), byte(i)}), 5000)
+		s.stepTrusted(now, addr, wire.Header{Type: wire.TypeRegister, ID: 1}, wire.Register{Name: name, Addr: addr})
+		s.stepTrusted(now, addr, wire.Header{Type: wire.TypeDeregister, ID: 2}, wire.Deregister{Name: name})
+	}
+	if len(s.removed) > maxRemoved || len(s.users) != 0 {
+		t.Fatalf("%d removals remembered (at most %d), %d users", len(s.removed), maxRemoved, len(s.users))
+	}
+	withEarly := reg
+	withEarly.Cookie = early
+	for _, o := range s.Step(now, from, wire.Header{Type: wire.TypeRegister, ID: 2}, withEarly) {
+		if snd, ok := o.(Send); ok {
+			if _, ok := snd.Msg.(wire.Reply); ok {
+				t.Fatalf("a cookie made before the removals overflowed was taken: %#v", snd)
+			}
+		}
+	}
+	fresh := reg
+	fresh.Cookie = challenge()
+	var got *wire.Reply
+	for _, o := range s.Step(now, from, wire.Header{Type: wire.TypeRegister, ID: 3}, fresh) {
+		if snd, ok := o.(Send); ok {
+			if r, ok := snd.Msg.(wire.Reply); ok {
+				got = &r
+			}
+		}
+	}
+	if got == nil || !got.OK {
+		t.Fatalf("a fresh cookie after the overflow got %+v", got)
+	}
+}
+
 // srvCheckSetup checks a setup-dht SUCCESS: n distinct members, leader first,
 // registered addresses, states Leader/InDHT/Free, phase Building since now.
 func srvCheckSetup(leader string, n int) func(*testing.T, wire.Reply, state.ServerState) {
