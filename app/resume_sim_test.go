@@ -9,6 +9,7 @@ import (
 
 	"dht/app"
 	"dht/app/state"
+	"dht/store"
 )
 
 // restart kills user name's process and starts a new one on its file,
@@ -391,4 +392,40 @@ func TestServerPutBackOnAnOlderFile(t *testing.T) {
 			})
 		}
 	}
+}
+
+// A peer restarted on an older copy of its own file (a backup restored),
+// whose secret the server replaced since (the user registered again from
+// an empty file): its resume is signed with a secret the server no longer
+// holds, from the user's address; the server challenges it, and the user
+// is registered anew, then leads a ring of five.
+func TestResumeOnAnOlderCopyOfThePeersFile(t *testing.T) {
+	data := records(t)
+	s := newSim(t, 11)
+	users := joinUsers(t, s, 5)
+	name := users[2]
+	addr := s.Process(name).Addr
+	id, recs, err := s.Process(name).Table.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := store.NewMemPeer()
+	if err := backup.Apply(state.Batch{Identity: &id, Clear: true, Put: recs}); err != nil {
+		t.Fatal(err)
+	}
+	kill(s, name)
+	s.AddPeer(name, addr, data)
+	s.Up(addr)
+	s.mustDo(name, fmt.Sprintf("register %s %s %d", name, addr.Addr(), addr.Port()), "register SUCCESS")
+	if now, _, _ := s.Process(name).Table.Load(); now.Secret == id.Secret {
+		t.Fatal("registering from an empty file kept the old secret")
+	}
+
+	kill(s, name).Table = backup
+	line := restart(t, s, name)
+	if want := "resume SUCCESS: " + name + " " + addr.String() + " Free, registered anew (the server did not hold " + name + "'s secret)"; line != want {
+		t.Fatalf("resume printed %q, want %q", line, want)
+	}
+	s.mustDo(name, "setup-dht 5 "+name, "setup-dht SUCCESS")
+	s.checkRing(data)
 }
