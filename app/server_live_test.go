@@ -19,10 +19,8 @@ import (
 // pace, and wants no answer.
 func (h *srvH) alive(names ...string) {
 	h.t.Helper()
-	pace := uint32(h.s.Pace().Milliseconds())
 	for _, n := range names {
-		outs := h.s.stepTrusted(h.now, srvAddr(n), wire.Header{Type: wire.TypeAlive, ID: h.nextID()}, wire.Alive{Name: n, PeriodMS: pace})
-		if len(outs) != 0 {
+		if _, outs := h.aliveAtPace(wire.Alive{Name: n}); len(outs) != 0 {
 			h.t.Fatalf("alive from %s at its pace: %#v, want nothing", n, outs)
 		}
 	}
@@ -210,6 +208,13 @@ func TestServerLastSeenWrittenInBatches(t *testing.T) {
 }
 
 // newLiveH is newSrvH with the default --dead-after.
+// aliveAtPace sends in from its user's address, at the period the server
+// asks for, and returns it as sent with what the server did.
+func (h *srvH) aliveAtPace(in wire.Alive) (wire.Alive, []Output) {
+	in.PeriodMS = uint32(h.s.Pace().Milliseconds())
+	return in, h.s.stepTrusted(h.now, srvAddr(in.Name), wire.Header{Type: wire.TypeAlive, ID: h.nextID()}, in)
+}
+
 func newLiveH(t *testing.T, st state.ServerState) *srvH {
 	t.Helper()
 	cfg := srvConfig()
@@ -309,9 +314,7 @@ func TestServerPaceSaysThePlaceIsGone(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newLiveH(t, tt.st)
-			pace := uint32(h.s.Pace().Milliseconds())
-			in := wire.Alive{Name: tt.user, PeriodMS: pace, Epoch: tt.epoch}
-			outs := h.s.stepTrusted(h.now, srvAddr(tt.user), wire.Header{Type: wire.TypeAlive, ID: 5}, in)
+			in, outs := h.aliveAtPace(wire.Alive{Name: tt.user, Epoch: tt.epoch})
 			if tt.gone == 0 {
 				if len(outs) != 0 {
 					t.Fatalf("alive %+v: %#v, want no answer", in, outs)
@@ -322,7 +325,7 @@ func TestServerPaceSaysThePlaceIsGone(t *testing.T) {
 				t.Fatalf("alive %+v: %#v, want one pace", in, outs)
 			}
 			send := outs[0].(Send)
-			if p, ok := send.Msg.(wire.Pace); !ok || send.To != srvAddr(tt.user) || p.Gone != tt.gone || p.PeriodMS != pace {
+			if p, ok := send.Msg.(wire.Pace); !ok || send.To != srvAddr(tt.user) || p.Gone != tt.gone || p.PeriodMS != in.PeriodMS {
 				t.Fatalf("alive %+v: answer %#v, want a pace to %s with gone %d", in, send, tt.user, tt.gone)
 			}
 			if out, got := wire.EncodedLen(send.Msg), wire.EncodedLen(in); out >= got {
@@ -367,9 +370,7 @@ func TestServerFileOlderThanItsPeersRings(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newLiveH(t, tt.st)
-			pace := uint32(h.s.Pace().Milliseconds())
-			in := wire.Alive{Name: tt.user, PeriodMS: pace, Epoch: tt.epoch, KeyEpoch: tt.keyEpoch}
-			outs := h.s.stepTrusted(h.now, srvAddr(tt.user), wire.Header{Type: wire.TypeAlive, ID: 5}, in)
+			in, outs := h.aliveAtPace(wire.Alive{Name: tt.user, Epoch: tt.epoch, KeyEpoch: tt.keyEpoch})
 			after := h.s.Snapshot()
 			var persisted *PersistServer
 			var gone uint64
@@ -473,9 +474,7 @@ func TestServerEndsAnOperationItsPeerGaveUp(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newLiveH(t, tt.st)
-			pace := uint32(h.s.Pace().Milliseconds())
-			in := wire.Alive{Name: tt.user, PeriodMS: pace, QuitOp: tt.op, Quit: tt.epoch}
-			outs := h.s.stepTrusted(h.now, srvAddr(tt.user), wire.Header{Type: wire.TypeAlive, ID: 5}, in)
+			in, outs := h.aliveAtPace(wire.Alive{Name: tt.user, QuitOp: tt.op, Quit: tt.epoch})
 			got := h.s.Snapshot()
 			if !tt.ended {
 				if len(outs) != 0 || !srvSameState(tt.st, got) {
