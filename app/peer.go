@@ -307,7 +307,7 @@ func (p *Peer) start(now time.Time, line string, c command, read bool, out []Out
 			if p.inRing {
 				m.Epoch = p.epoch
 			}
-			o := &registerOp{bind: c.bind}
+			o := &registerOp{bind: c.bind, again: true}
 			p.op = o
 			return p.ask(now, out, &o.rq, CmdRegister, m)
 		}

@@ -183,6 +183,9 @@ type registerOp struct {
 	// with the user's secret: it did not hold that secret, and registers
 	// the user anew (onChallenge).
 	anew bool
+	// again: typed at a peer that holds this registration already (a
+	// rejoin, whatever the server answers).
+	again bool
 }
 
 func (o *registerOp) asking() *request { return &o.rq }
@@ -221,6 +224,7 @@ func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) [
 		return p.resumed(now, *o.resume, r, o.anew)
 	}
 	res := resultOK(CmdRegister)
+	res.Detail = p.rejoined(r, o.again)
 	var out []Output
 	if o.anew {
 		res.Detail = registeredAnew(p.self.Name)
@@ -232,6 +236,29 @@ func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) [
 		}
 	}
 	return p.finish(now, append(out, p.persist(false, nil)), res)
+}
+
+// rejoined says what a register that the server took as a rejoin left the
+// user as (SPEC §3: the reply says which state and, for a ring member,
+// which DHT), with the server's note when the rejoin made the ring heal;
+// "" for a new registration. A rejoin as Free from a process that held no
+// registration (a new, empty file) reads as a new one: it is one, to the
+// user.
+func (p *Peer) rejoined(r wire.Reply, again bool) string {
+	st := state.State(r.State)
+	if st == state.Free && r.Reason == "" && !again {
+		return ""
+	}
+	d := fmt.Sprintf("rejoined: %s is %s", p.self.Name, st)
+	if st != state.Free {
+		d += fmt.Sprintf(" in the DHT of epoch %d", r.Epoch)
+		if p.inRing && p.epoch == r.Epoch {
+			d += fmt.Sprintf(", id %d of a ring of %d", p.id, p.n)
+		} else if r.Reason == "" {
+			d += ", without its place here"
+		}
+	}
+	return withNote(d, r)
 }
 
 type setupStage uint8

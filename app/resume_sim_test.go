@@ -124,13 +124,54 @@ func TestRejoinOnAnEmptyFile(t *testing.T) {
 	kill(s, name)
 	s.AddPeer(name, addr, data)
 	s.Up(addr)
-	s.mustDo(name, fmt.Sprintf("register %s %s %d", name, addr.Addr(), addr.Port()), "register SUCCESS")
+	out := s.mustDo(name, fmt.Sprintf("register %s %s %d", name, addr.Addr(), addr.Port()), "register SUCCESS")
+	// SPEC §3: the reply says which state, and which DHT.
+	want := fmt.Sprintf("register SUCCESS: rejoined: %s is InDHT in the DHT of epoch 2; %s restarted without its place in the ring (epoch 1): the ring heals to 4 node(s) led by %s", name, name, users[0])
+	if out[0] != want {
+		t.Fatalf("%s printed %q, want %q", name, out[0], want)
+	}
 	settleHeal(t, s, "")
 	s.checkRing(data)
 	if d := s.Server().Snapshot().DHT; len(d.Members) != 4 {
 		t.Fatalf("DHT %+v, want the 4 members", d)
 	}
 	queryAll(t, s, freeUser(s), data, 4)
+}
+
+// A register typed again at the peer that holds the registration is a
+// rejoin, and its line says so: which state, and for a member which DHT
+// and its place; a new registration's line says nothing more.
+func TestRegisterAgainSaysWhatTheUserIs(t *testing.T) {
+	s := newSim(t, 3)
+	users := joinUsers(t, s, 4)
+	s.mustDo(users[0], "setup-dht 3 "+users[0], "setup-dht SUCCESS")
+	again := func(name string) string {
+		addr := s.Process(name).Addr
+		out := s.mustDo(name, fmt.Sprintf("register %s %s %d", name, addr.Addr(), addr.Port()), "register SUCCESS")
+		return out[0]
+	}
+	free := freeUser(s)
+	if got, want := again(free), "register SUCCESS: rejoined: "+free+" is Free"; got != want {
+		t.Fatalf("%s printed %q, want %q", free, got, want)
+	}
+	member := memberWithID(s, 2)
+	if got, want := again(member), "register SUCCESS: rejoined: "+member+" is InDHT in the DHT of epoch 1, id 2 of a ring of 3"; got != want {
+		t.Fatalf("%s printed %q, want %q", member, got, want)
+	}
+	if got, want := again(users[0]), "register SUCCESS: rejoined: "+users[0]+" is Leader in the DHT of epoch 1, id 0 of a ring of 3"; got != want {
+		t.Fatalf("%s printed %q, want %q", users[0], got, want)
+	}
+	// Nothing changed: no heal, the ring answers.
+	settle(t, s)
+	if d := s.Server().Snapshot().DHT; d.Epoch != 1 || len(d.Members) != 3 {
+		t.Fatalf("DHT %+v, want the ring of epoch 1 untouched", d)
+	}
+	queryAll(t, s, free, records(t), 3)
+	// A new registration says nothing more.
+	p := s.addPeer("zed", records(t))
+	if out := s.do("zed", fmt.Sprintf("register zed %s %d", p.Addr.Addr(), p.Addr.Port())); len(out) != 1 || out[0] != "register SUCCESS" {
+		t.Fatalf("zed printed %q, want register SUCCESS", out)
+	}
 }
 
 // The peer that typed setup-dht, killed while the ring is being set up and
@@ -287,8 +328,8 @@ func TestServerOnANewFileRegistersEachUserAnew(t *testing.T) {
 		again := memberWithID(s, 0)
 		a := s.Process(again).Addr
 		before := s.Server().Snapshot()
-		if out := s.mustDo(again, fmt.Sprintf("register %s %s %d", again, a.Addr(), a.Port()), "register SUCCESS"); out[0] != "register SUCCESS" {
-			t.Fatalf("seed %d: %s's register again printed %q, want plain SUCCESS", seed, again, out[0])
+		if out, want := s.mustDo(again, fmt.Sprintf("register %s %s %d", again, a.Addr(), a.Port()), "register SUCCESS"), "register SUCCESS: rejoined: "+again+" is Leader in the DHT of epoch 2, id 0 of a ring of 3"; out[0] != want {
+			t.Fatalf("seed %d: %s's register again printed %q, want %q", seed, again, out[0], want)
 		}
 		if id := app.Identity(s.Process(again).Core); !id.InRing || !reflect.DeepEqual(s.Server().Snapshot().DHT, before.DHT) {
 			t.Fatalf("seed %d: after %s's register again: its place %+v, the DHT %+v (was %+v)", seed, again, id, s.Server().Snapshot().DHT, before.DHT)
