@@ -189,7 +189,7 @@ func (p *Peer) onChallenge(now time.Time, from netip.AddrPort, h wire.Header, c 
 		return []Output{dropped("challenge matches no request", from, slog.Uint64("id", uint64(h.ID)))}
 	}
 	if o.challenges++; o.challenges > maxChallenges {
-		return p.failed(now, nil, resultFailed(CmdRegister, fmt.Sprintf("the server challenged this register %d times", maxChallenges)))
+		return p.failed(now, nil, resultFailed(o.failing(), fmt.Sprintf("the server challenged this register %d times", maxChallenges)))
 	}
 	if rtt, ok := o.rq.tries.roundTrip(now); ok {
 		p.serverRTT.sample(rtt)
@@ -204,7 +204,8 @@ func (p *Peer) onChallenge(now time.Time, from netip.AddrPort, h wire.Header, c 
 	}
 	m := o.rq.msg.(wire.Register)
 	m.Cookie = c.Cookie
-	return p.ask(now, nil, &o.rq, CmdRegister, m)
+	// Still a resume, when it is one: its result is the resume line.
+	return p.ask(now, nil, &o.rq, o.failing(), m)
 }
 
 // secretSigner signs what this peer sends the server outside a request (a

@@ -370,6 +370,46 @@ func TestServerOnANewFileRegistersEachUserAnew(t *testing.T) {
 	}
 }
 
+// A peer restarted on its file while a server that does not know it (on a
+// new file) waits for a setup to complete: the server challenges the
+// resume's register, as a new one, and refuses it while it waits. The one
+// line the restart prints is the resume's, saying why (it said "register
+// FAILURE" when the challenge came).
+func TestResumeChallengedAndRefusedSaysResume(t *testing.T) {
+	s := newSim(t, 5)
+	users := joinUsers(t, s, 5)
+	s.RestartServerOnANewFile()
+	for _, u := range users[:3] {
+		a := s.Process(u).Addr
+		s.mustDo(u, fmt.Sprintf("register %s %s %d", u, a.Addr(), a.Port()), "register SUCCESS: registered anew")
+	}
+	// A setup of the three that cannot complete: a member is cut off.
+	s.Down(s.Process(users[2]).Addr)
+	s.input(users[0], "setup-dht 3 "+users[0])
+	for !printedCmd(s, users[0], app.CmdSetupDHT) && s.step() {
+	}
+	if d := s.Server().Snapshot().DHT; d.Phase != state.PhaseBuilding {
+		t.Fatalf("DHT %+v, want a setup in progress", d)
+	}
+	restarted := users[4]
+	before := len(s.Process(restarted).Printed)
+	if !s.Restart(restarted) {
+		t.Fatal("nothing to restart")
+	}
+	for len(s.Process(restarted).Printed) == before && s.step() {
+	}
+	out := texts(s.Process(restarted).Printed[before:])
+	want := "resume FAILURE: server is waiting for dht-complete from " + users[0] + " (setup-dht in progress)"
+	if len(out) != 1 || !strings.HasPrefix(out[0], want) {
+		t.Fatalf("%s printed %q, want one line starting %q", restarted, out, want)
+	}
+	settle(t, s)
+	s.Up(s.Process(users[2]).Addr)
+	// Once the server waits no more, register registers the user anew.
+	a := s.Process(restarted).Addr
+	s.mustDo(restarted, fmt.Sprintf("register %s %s %d", restarted, a.Addr(), a.Port()), "register SUCCESS")
+}
+
 // The server put back on an older copy of its file (a backup restored)
 // while its peers run: the copy records alice's ring of four at epoch 1;
 // since, that ring was torn down, another set up and left (epoch 3), and
