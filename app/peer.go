@@ -370,7 +370,7 @@ func (p *Peer) Bound(now time.Time, addr netip.AddrPort, err error) []Output {
 		return nil
 	}
 	if err != nil {
-		return p.failed(now, nil, resultFailed(CmdRegister, err.Error()))
+		return p.failed(now, nil, resultFailed(o.failing(), err.Error()))
 	}
 	p.self.Addr, p.bound = addr, true
 	return p.ask(now, nil, &o.rq, o.rq.cmd, o.rq.msg)

@@ -1060,3 +1060,33 @@ func TestARingMessageOfAnEarlierRingIsAcknowledged(t *testing.T) {
 		t.Fatalf("a flush ahead of what it names: dropped %v, acknowledged %v; want dropped, not acknowledged", dropped, acked)
 	}
 }
+
+// A resume whose address cannot be bound (another process holds it) fails
+// as a resume: its one line is resume FAILURE, naming the address, and the
+// peer is left unregistered, reading commands (it said register FAILURE).
+func TestResumeThatCannotBindSaysResume(t *testing.T) {
+	server := netip.MustParseAddrPort("10.0.0.100:4000")
+	self := netip.MustParseAddrPort("10.0.0.1:5000")
+	p := NewPeer(PeerConfig{Server: server})
+	t0 := time.Unix(1e9, 0)
+	outs := p.Resume(t0, state.Identity{Name: "alice", Addr: self, Secret: wire.Key{1}})
+	if len(outs) != 1 {
+		t.Fatalf("resume asked for %v, want a bind", outs)
+	}
+	if b, ok := outs[0].(Bind); !ok || b.Addr != self {
+		t.Fatalf("resume asked for %v, want a bind of %v", outs[0], self)
+	}
+	var res []string
+	for _, o := range p.Bound(t0, self, errors.New("cannot bind 10.0.0.1:5000: bind: address already in use")) {
+		if r, ok := o.(Result); ok {
+			res = append(res, r.String())
+		}
+	}
+	want := "resume FAILURE: cannot bind 10.0.0.1:5000: bind: address already in use"
+	if len(res) != 1 || res[0] != want {
+		t.Fatalf("printed %q, want %q", res, want)
+	}
+	if p.Registered() || !p.Idle() {
+		t.Fatalf("registered %v, idle %v: want unregistered and reading commands", p.Registered(), p.Idle())
+	}
+}
