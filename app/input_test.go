@@ -105,12 +105,13 @@ func TestQueryLongNameOnTheNextLine(t *testing.T) {
 		t.Run("no DHT/"+w.name, func(t *testing.T) {
 			s := newSim(t, 3)
 			setupFive(t, s)
-			lines := []string{"query-dht bob", "Aruba", "query-dht bob Aruba", "help"}
+			lines := []string{"query-dht bob", "Aruba", "query-dht bob Aruba", "sleep 1ms", "help"}
 			want := []string{
 				"query-dht FAILURE: no DHT exists",
 				"Aruba FAILURE: unknown command (type help for the list)",
 				"query-dht FAILURE: no DHT exists",
-				"commands (one per line; blank lines and lines starting with # are skipped):",
+				"sleep SUCCESS", // every command prints its line (SPEC §5)
+				"help SUCCESS",
 			}
 			if got := summary(w.do(t, s, "bob", lines)); !slices.Equal(got, want) {
 				t.Fatalf("printed %q, want %q", got, want)

@@ -122,8 +122,8 @@ func (*sleepOp) failing() Command                                        { retur
 func (o *sleepOp) due() time.Time                                        { return o.until }
 
 func (o *sleepOp) expire(p *Peer, now time.Time, out []Output) []Output {
-	p.op = nil // a sleep prints nothing
-	return p.advance(now, out)
+	// Its one line, as every command's (SPEC §5), once the pause is over.
+	return p.finish(now, out, resultOK(CmdSleep))
 }
 
 // plainOp is a command that is one request to the server: dht-complete,

@@ -127,6 +127,8 @@ func (r Result) String() string { return string(r.AppendText(nil)) }
 // as they are. There is no final newline.
 func (r Result) AppendText(b []byte) []byte {
 	if r.Cmd == CmdHelp && r.OK {
+		// The result line, then the list.
+		b = append(b, "help SUCCESS\n"...)
 		return append(b, r.Text...)
 	}
 	if r.Cmd == CmdUnknown {

@@ -24,7 +24,7 @@ func TestResultText(t *testing.T) {
 			`query-dht FAILURE: "Kingdom of \"Atlantis\"" not found in the DHT (answered by node carol, id 1, after 1 hop)`},
 		{Result{Cmd: CmdQueryDHT, OK: true, Answer: Answer{Answered: true, LongName: "Aruba", Node: "dave", NodeID: 0, Hops: 2, Record: aruba}},
 			"query-dht SUCCESS: found at node dave (id 0) after 2 hops\nCountry Code: ABW\nShort Name: Aruba\nTable Name: Aruba\nLong Name: Aruba\n2-Alpha Code: AW\nCurrency Unit: Aruban florin\nRegion: Latin America & Caribbean\nWB-2 Code: AW\nLatest Population Census: 2010"},
-		{Result{Cmd: CmdHelp, OK: true, Text: "commands:\n  help"}, "commands:\n  help"},
+		{Result{Cmd: CmdHelp, OK: true, Text: "commands:\n  help"}, "help SUCCESS\ncommands:\n  help"},
 	}
 	for _, tt := range tests {
 		if got := tt.r.String(); got != tt.want {

@@ -86,7 +86,7 @@ func TestRunnerRefusedRegisterFreesItsAddress(t *testing.T) {
 	}
 	// The peer reads this line only once the socket is closed.
 	lines <- "help"
-	if got := next(); !strings.HasPrefix(got, "commands (") {
+	if got := next(); !strings.HasPrefix(got, "help SUCCESS\ncommands (") {
 		t.Fatalf("help: %q", got)
 	}
 	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ports[0])))

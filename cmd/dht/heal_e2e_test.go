@@ -114,7 +114,7 @@ func TestBinaryNoFalseRemovalsAtLoss(t *testing.T) {
 	ring := ringMembers(peers["alice"].do("setup-dht 4 alice", "setup-dht SUCCESS"))
 	peers["alice"].expect("dht-complete SUCCESS")
 	free := e2eFree(t, ring)
-	peers[free].send("sleep 10s") // the ring idles: only alives go, a fifth of them lost
+	peers[free].do("sleep 10s", "sleep SUCCESS") // the ring idles: only alives go, a fifth of them lost
 	some := recs[:80]
 	counts := queryAll(t, peers[free], free, some, 4)
 	want := map[string]int{}

@@ -145,7 +145,7 @@ func TestPeerPromptAtTerminal(t *testing.T) {
 	if got := p.errOut.String(); got != "type help for commands\n"+strings.Repeat(peerPrompt, 3) {
 		t.Fatalf("stderr: %q", got)
 	}
-	if o := p.out.String(); !strings.HasPrefix(o, "commands (") || !strings.HasSuffix(o, "frobnicate FAILURE: unknown command (type help for the list)\n") || strings.Contains(o, peerPrompt) {
+	if o := p.out.String(); !strings.HasPrefix(o, "help SUCCESS\ncommands (") || !strings.HasSuffix(o, "frobnicate FAILURE: unknown command (type help for the list)\n") || strings.Contains(o, peerPrompt) {
 		t.Fatalf("stdout: %q", o)
 	}
 }

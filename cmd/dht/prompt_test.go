@@ -12,7 +12,7 @@ func TestPeerNoPromptWhenPiped(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	if !strings.HasPrefix(out, "commands (") || !strings.HasSuffix(out, "frobnicate FAILURE: unknown command (type help for the list)\n") {
+	if !strings.HasPrefix(out, "help SUCCESS\ncommands (") || !strings.HasSuffix(out, "frobnicate FAILURE: unknown command (type help for the list)\n") {
 		t.Fatalf("stdout:\n%s", out)
 	}
 	if errOut != "" {
