@@ -593,6 +593,17 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 	if from != p.cfg.Server || rq == nil {
 		return []Output{dropped("reply matches no request", from, slog.Uint64("id", uint64(h.ID)))}
 	}
+	if !r.OK && r.Epoch != 0 {
+		// The server took a later request of this user's than this one.
+		if r.Epoch > p.cred.seq {
+			return p.behind(now, rq, r)
+		}
+		// One of this process's own, typed ahead: this one may have been
+		// acted on, its answer lost (the server keeps one answer an
+		// address). It goes on as if no answer had come: sent again as it
+		// was, or for a query asked again as a new request.
+		return []Output{dropped("the server took a later request of this peer's; this one waits for its own answer", from, slog.Uint64("id", uint64(h.ID)))}
+	}
 	rq.live = false
 	if rtt, ok := rq.tries.roundTrip(now); ok {
 		p.serverRTT.sample(rtt)
@@ -604,6 +615,18 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 		return p.failed(now, nil, resultFailed(rq.cmd, r.Reason))
 	}
 	return p.op.answered(p, now, rq.cmd, r)
+}
+
+// behind: the server took a request of this user's with a sequence number
+// above rq's and above every one this process used (Server.behind), which
+// it names in the epoch field: the process before ran on a clock ahead of
+// this one's, and rq was not acted on. The count goes on above the number
+// named, and rq is asked again, as a new request.
+func (p *Peer) behind(now time.Time, rq *request, r wire.Reply) []Output {
+	ev := event("the server took a later sequence number from this user (its process before counted from a clock ahead of this one's): asking again above it",
+		slog.Uint64("seq", rq.sg.seq), slog.Uint64("last", r.Epoch))
+	p.cred.seq = r.Epoch
+	return p.ask(now, []Output{ev}, rq, rq.cmd, rq.msg)
 }
 
 func (p *Peer) onAck(now time.Time, from netip.AddrPort, h wire.Header, a wire.Ack) []Output {

@@ -217,6 +217,9 @@ func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) [
 		// A ring member's rejoin: its ticket for the ring's key.
 		p.setRing(r.KeyEpoch, ringKeyOf(p.cred.secret, r.KeyEpoch, r.Tickets[0]))
 	}
+	// The server counts this process's alives from the register's
+	// sequence number (Server.rejoin).
+	p.cred.aliveSeq = max(p.cred.aliveSeq, o.rq.sg.seq)
 	p.registered = true
 	p.self.Name = o.rq.msg.(wire.Register).Name
 	p.startAlive(now)

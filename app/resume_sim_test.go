@@ -3,6 +3,7 @@ package app_test
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -509,4 +510,49 @@ func TestResumeOnAnOlderCopyOfThePeersFile(t *testing.T) {
 	}
 	s.mustDo(name, "setup-dht 5 "+name, "setup-dht SUCCESS")
 	s.checkRing(data)
+}
+
+// A member's host whose clock is behind the one its peer ran on before
+// (set back an hour, or a process moved to another host with its file):
+// the peer started again signs its requests with sequence numbers below
+// the last the server took from it, and its alives too. The server tells
+// it the last it took (a FAILURE carrying it, signed, to the user's
+// address only), the peer goes on above it, and the resume takes its place
+// back; its alives count (the rejoin starts them again), so it stays in
+// the ring. Without, the server dropped every request as replayed: resume
+// FAILURE (no answer from the server), and the ring healed without it.
+func TestResumeOnAClockBehind(t *testing.T) {
+	for _, ahead := range []time.Duration{time.Hour, 0} {
+		t.Run(fmt.Sprintf("clock before %v ahead", ahead), func(t *testing.T) {
+			data := records(t)
+			s := newSim(t, 7)
+			users := joinUsers(t, s, 4)
+			s.mustDo(users[0], "setup-dht 3 "+users[0], "setup-dht SUCCESS")
+			member := memberWithID(s, 2)
+			p := s.Process(member)
+			// Its host's clock an hour ahead: a request and alives signed
+			// then.
+			p.Clock = ahead
+			s.mustDo(member, fmt.Sprintf("register %s %s %d", member, p.Addr.Addr(), p.Addr.Port()), "register SUCCESS: rejoined")
+			idle(t, s, 5*time.Second)
+			// Started again on its file, on a host whose clock is right.
+			p.Clock = 0
+			before := len(p.Printed)
+			if !s.Restart(member) {
+				t.Fatal("nothing to restart")
+			}
+			for len(p.Printed) == before && s.step() {
+			}
+			out := texts(p.Printed[before:])
+			if want := "resume SUCCESS: " + member + " " + p.Addr.String() + " InDHT, id 2 of a ring of 3"; len(out) != 1 || !strings.HasPrefix(out[0], want) {
+				t.Fatalf("%s printed %q, want %q", member, out, want)
+			}
+			// Past --dead-after: its alives count, no heal.
+			idle(t, s, 3*time.Minute)
+			if d := s.Server().Snapshot().DHT; d.Epoch != 1 || !slices.Contains(d.Members, member) {
+				t.Fatalf("DHT %+v: want the ring of epoch 1 with %s in it", d, member)
+			}
+			queryAll(t, s, freeUser(s), data, 3)
+		})
+	}
 }

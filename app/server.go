@@ -113,6 +113,9 @@ type Server struct {
 	removedAll uint64
 	// aliveSeq is each user's last alive's sequence number (memory only).
 	aliveSeq map[string]uint64
+	// reqSeq is the sequence number of the request being served, when it
+	// is signed with the user's secret; else 0.
+	reqSeq uint64
 	// refusals counts the answers to unproven requests in the second
 	// refusalSec (unix seconds).
 	refusalSec int64
@@ -435,12 +438,33 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 			return s.challenge(now, from, h, r)
 		}
 		return s.refuse(now, from, h, m, "request not signed with the user's secret", "not signed by "+name)
+	case h.Seq <= u.Seq && from == u.Addr:
+		return s.behind(from, h, u)
 	case h.Seq <= u.Seq:
 		return []Output{dropped("replayed request", from, slog.String("name", name), slog.Uint64("seq", h.Seq))}
 	}
 	u.Seq = h.Seq
 	s.dirty(now)
 	return s.serve(now, from, h, m, true, u.Secret)
+}
+
+// behind answers a request of u's, from its address and signed with its
+// secret, whose sequence number is not above the last one taken from u:
+// either a replay, or a new request from a peer whose clock is behind the
+// one it ran on before (a host's clock set back, a file moved to another
+// host), which counts from its clock when it starts and would be refused
+// until that clock caught up. It is not acted on; the FAILURE tells the
+// last sequence number taken (in the epoch field), and the peer goes on
+// above it. The answer goes to u's registered address only, signed with
+// u's secret (no one else can make a peer jump its count), and is not
+// cached: a replay gets the user a datagram it ignores (it asked nothing
+// with that id), and a stranger nothing.
+func (s *Server) behind(from netip.AddrPort, h wire.Header, u *state.User) []Output {
+	r := wire.Reply{Reason: "sequence number behind the last one taken", Epoch: u.Seq}
+	return []Output{
+		dropped("request behind the user's sequence numbers: told the last taken", from, slog.String("name", u.Name), slog.Uint64("seq", h.Seq), slog.Uint64("last", u.Seq)),
+		Send{To: from, ID: h.ID, Msg: r, Sign: true, Seq: h.Seq, Key: u.Secret},
+	}
 }
 
 // sameCookie reports whether m is the register with the cookie whose reply
@@ -639,6 +663,10 @@ func (s *Server) stepTrusted(now time.Time, from netip.AddrPort, h wire.Header, 
 // (unsigned when key is zero); bySecret says the request was signed with
 // the user's secret.
 func (s *Server) serve(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message, bySecret bool, key wire.Key) []Output {
+	s.reqSeq = 0
+	if bySecret {
+		s.reqSeq = h.Seq
+	}
 	reply, changed := s.handle(now, from, m, bySecret)
 	// A request is a sign of life too, but only once it has been judged:
 	// setup-dht and join-dht refuse a caller that was silent until now.

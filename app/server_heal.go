@@ -281,6 +281,15 @@ func andList(names []string) string {
 // a new file has none, and a heal of its ring is signed with it.
 func (s *Server) rejoin(now time.Time, u *state.User, m wire.Register, bySecret bool) (*wire.Reply, bool) {
 	s.seen(now, u.Addr)
+	// A new process: the alives of the one before, counted from another
+	// clock perhaps (a host's set back since), do not bound its own, which
+	// go on above this register's sequence number (registerOp.answered);
+	// with a new secret, none from before verifies anyway.
+	if bySecret {
+		s.aliveSeq[u.Name] = s.reqSeq
+	} else {
+		delete(s.aliveSeq, u.Name)
+	}
 	if !bySecret {
 		// First: a heal this rejoin starts is signed with the new secret.
 		u.Secret, u.Seq = newKey(s.cfg.Keys), 0

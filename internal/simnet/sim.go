@@ -106,10 +106,17 @@ type Process struct {
 	// Bound: its socket is open (a register bound it, and no refusal
 	// closed it since). Exited: it ended after deregister.
 	Bound, Exited bool
+	// Clock is how far its host's clock is ahead of the simulation's
+	// (behind, if negative): its core is given the simulation's time plus
+	// Clock, and its deadlines are taken back by it.
+	Clock time.Duration
 
 	log  *slog.Logger
 	load func() (dataset.Source, error)
 }
+
+// now is the time on its host's clock when the simulation's is t.
+func (p *Process) now(t time.Time) time.Time { return t.Add(p.Clock) }
 
 // simLatency is how long every datagram takes.
 const simLatency = 20 * time.Microsecond
@@ -237,7 +244,7 @@ func (s *Sim) Restart(name string) bool {
 	delete(s.gone, name)
 	s.procs[name], s.byAddr[p.Addr] = p, p
 	delete(s.down, p.Addr)
-	s.exec(p.Addr, p, p.Core.Resume(s.now, id))
+	s.exec(p.Addr, p, p.Core.Resume(p.now(s.now), id))
 	return true
 }
 
@@ -358,7 +365,7 @@ func (s *Sim) Input(name, line string) error {
 
 func (s *Sim) input(p *Process, line string) {
 	app.TraceTyped(p.log, line, !p.Core.Idle())
-	s.exec(p.Addr, p, p.Core.Input(s.now, line))
+	s.exec(p.Addr, p, p.Core.Input(p.now(s.now), line))
 }
 
 // Busy reports datagrams in flight, or a peer with a deadline pending (a
@@ -434,7 +441,7 @@ func (s *Sim) exec(from netip.AddrPort, p *Process, outs []app.Output) {
 				err = fmt.Errorf("sim: %s may only bind %s", p.Name, p.Addr)
 			}
 			p.Bound = err == nil
-			outs = append(p.Core.Bound(s.now, o.Addr, err), outs...)
+			outs = append(p.Core.Bound(p.now(s.now), o.Addr, err), outs...)
 		case app.Unbind:
 			p.Bound = false
 		case app.Exit:
@@ -491,7 +498,8 @@ func (s *Sim) Step() bool {
 	}
 	for _, name := range s.Names() {
 		p := s.procs[name]
-		if at, ok := p.Core.NextDeadline(); ok && (kind == 0 || at.Before(next)) {
+		if at, ok := p.Core.NextDeadline(); ok && (kind == 0 || at.Add(-p.Clock).Before(next)) {
+			at = at.Add(-p.Clock)
 			next, kind, tp = at, 3, p
 		}
 	}
@@ -510,7 +518,7 @@ func (s *Sim) Step() bool {
 	case 2:
 		s.exec(s.saddr, nil, s.server.Tick(s.now))
 	case 3:
-		s.exec(tp.Addr, tp, tp.Core.Tick(s.now))
+		s.exec(tp.Addr, tp, tp.Core.Tick(tp.now(s.now)))
 	}
 	if s.steps++; s.RestartEvery > 0 && s.steps%s.RestartEvery == 0 {
 		s.restartServer()
@@ -621,7 +629,7 @@ func (s *Sim) deliver(pkt simPacket) {
 	d := app.Datagram{From: pkt.from, Header: h, Msg: m}
 	app.TraceRecv(p.log, d)
 	if !s.Batch {
-		s.exec(p.Addr, p, p.Core.Step(s.now, pkt.from, h, m))
+		s.exec(p.Addr, p, p.Core.Step(p.now(s.now), pkt.from, h, m))
 		return
 	}
 	batch := []app.Datagram{d}
@@ -644,5 +652,5 @@ func (s *Sim) deliver(pkt simPacket) {
 		app.TraceRecv(p.log, d)
 		batch = append(batch, d)
 	}
-	s.exec(p.Addr, p, p.Core.StepBatch(s.now, batch))
+	s.exec(p.Addr, p, p.Core.StepBatch(p.now(s.now), batch))
 }
