@@ -79,7 +79,7 @@ func TestBenchLossSweep(t *testing.T) {
 	}
 	for _, r := range rows {
 		if r.Queries != 241 || r.Found != 241 {
-			t.Errorf("loss %g: found %d of %d", r.Loss, r.Found, r.Queries)
+			t.Errorf("loss %g: found %d of %d (%q)", r.Loss, r.Found, r.Queries, r.NotFound)
 		}
 		if r.Loss > 0 && (r.Lost == 0 || r.Retransmits == 0) {
 			t.Errorf("loss %g: %d lost, %d retransmitted", r.Loss, r.Lost, r.Retransmits)

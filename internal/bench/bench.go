@@ -614,6 +614,9 @@ type SweepRow struct {
 	QueriesMS      float64 `json:"queries_ms"`
 	Queries        int     `json:"queries"`
 	Found          int     `json:"found"`
+	// NotFound is the first line of the first few results that were not
+	// the record asked for.
+	NotFound []string `json:"not_found,omitempty"`
 }
 
 // LossSweep runs, at each loss rate, a setup and one query per record from
@@ -670,6 +673,9 @@ func sweepOnce(o Options, loss float64) (row SweepRow, err error) {
 			if len(res) > 0 {
 				if _, ok := checkAnswer(res[0], rec); ok {
 					row.Found++
+				} else if len(row.NotFound) < 5 {
+					line, _, _ := strings.Cut(res[0].String(), "\n")
+					row.NotFound = append(row.NotFound, line)
 				}
 			}
 		}
