@@ -752,7 +752,7 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 				// Fail-stop, as a crash: nothing that follows the commit
 				// (a committed, a result) goes out, and the file keeps
 				// its last whole commit, which a restart resumes from.
-				return false, fmt.Errorf("peer: %w", commitFailed("table", err))
+				return false, fmt.Errorf("peer: %w", commitFailed("file (registration, place and table)", err))
 			}
 			// The socket was not read meanwhile: what waits for an ack
 			// that came during the commit waits that much longer.

@@ -194,7 +194,7 @@ func TestCommitRefusedStopsThePeer(t *testing.T) {
 	r.mu.Lock()
 	exit, err := r.exec([]Output{ack, PersistPeer{Batch: state.Batch{}}, committed, Result{Cmd: CmdSetupDHT}})
 	r.mu.Unlock()
-	if exit || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "cannot commit the table, stopping") || !strings.Contains(err.Error(), "start it again on the same --db") {
+	if exit || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "cannot commit the file (registration, place and table), stopping") || !strings.Contains(err.Error(), "start it again on the same --db") {
 		t.Fatalf("exec = %v, %v; want the commit's ENOSPC, saying the peer stops and how to resume", exit, err)
 	}
 	if got := r.Traffic.Datagrams.Load(); got != 1 {
@@ -231,7 +231,7 @@ func TestCommitOnAGoneFileStopsThePeer(t *testing.T) {
 	r.mu.Lock()
 	_, err := r.exec([]Output{PersistPeer{Batch: state.Batch{}}})
 	r.mu.Unlock()
-	if !errors.Is(err, store.ErrGone) || !strings.Contains(err.Error(), "cannot commit the table, stopping") || strings.Contains(err.Error(), "same --db") {
+	if !errors.Is(err, store.ErrGone) || !strings.Contains(err.Error(), "cannot commit the file (registration, place and table), stopping") || strings.Contains(err.Error(), "same --db") {
 		t.Fatalf("exec = %v; want ErrGone, saying the peer stops, and no advice to resume from the file", err)
 	}
 }
