@@ -387,6 +387,29 @@ func (p *Peer) ask(now time.Time, out []Output, rq *request, cmd Command, msg wi
 	return append(out, rq.sg.send(p.cfg.Server, rq.id, 0, msg))
 }
 
+// Stop ends what the user typed and has not had its line yet, the process
+// being stopped (SIGINT, SIGTERM): each command yields its line (SPEC §5).
+// The queries typed ahead print theirs in order, those answered as they
+// were; then the command in progress, as its failure. Nothing is sent: the
+// process exits, and its file keeps what it last committed.
+func (p *Peer) Stop(now time.Time) []Output {
+	const why = "the peer was stopped before it finished"
+	var out []Output
+	for _, w := range p.walks {
+		if w.done {
+			out = append(out, w.res)
+		} else {
+			out = append(out, resultFailed(CmdQueryDHT, why))
+		}
+	}
+	p.walks = nil
+	if p.op != nil {
+		out = append(out, resultFailed(p.op.failing(), why))
+		p.op = nil
+	}
+	return out
+}
+
 // failed ends the command in progress with a FAILURE; a register that
 // failed lets go of the table file opened for it, and of the address it
 // bound.

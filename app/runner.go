@@ -546,6 +546,13 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 		r.mu.Unlock()
 		select {
 		case <-ctx.Done():
+			// Stopped (SIGINT, SIGTERM): the command in progress still
+			// gets its line, which the printer writes before Run returns.
+			r.mu.Lock()
+			if !r.stopped {
+				r.handle(r.Core.Stop(r.now()))
+			}
+			r.mu.Unlock()
 			return nil
 		case err := <-r.quit:
 			return err

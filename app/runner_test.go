@@ -7,15 +7,18 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"dht/app"
+	"dht/app/state"
 	"dht/dataset"
 	"dht/internal/cluster"
 	"dht/internal/loopback"
 	"dht/store"
+	"dht/wire"
 )
 
 // A register refused by the server may be retried at another address. When
@@ -181,4 +184,62 @@ type lineWriter chan printed
 func (w lineWriter) Write(b []byte) (int, error) {
 	w <- printed{line: strings.TrimSuffix(string(b), "\n")}
 	return len(b), nil
+}
+
+// A peer stopped (SIGINT, SIGTERM: its context ends) while a command is in
+// progress still prints that command's line, before Run returns: here a
+// sleep of an hour, and a resume whose server does not answer.
+func TestStoppedPeerPrintsTheCommandInProgress(t *testing.T) {
+	silent := netip.MustParseAddrPort("127.0.0.1:9") // nothing answers there
+	t.Run("sleep", func(t *testing.T) {
+		in := make(chan string) // unbuffered: a send returns once the runner took the line
+		out := make(chan printed, 4)
+		r := &app.PeerRunner{Core: app.NewPeer(app.PeerConfig{Server: silent}), Lines: in, Out: lineWriter(out)}
+		ctx, cancel := context.WithCancel(context.Background())
+		ran := make(chan error, 1)
+		go func() { ran <- r.Run(ctx) }()
+		in <- "sleep 1h"
+		cancel()
+		if err := <-ran; err != nil {
+			t.Fatal(err)
+		}
+		close(out)
+		var got []string
+		for p := range out {
+			got = append(got, p.line)
+		}
+		if want := []string{"sleep FAILURE: the peer was stopped before it finished"}; !slices.Equal(got, want) {
+			t.Fatalf("printed %q, want %q", got, want)
+		}
+	})
+	t.Run("resume", func(t *testing.T) {
+		dir := t.TempDir()
+		st, err := store.OpenPeer(filepath.Join(dir, "p.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports, err := loopback.FreePorts(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := state.Identity{Name: "alice", Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ports[0]), Secret: wire.Key{1}}
+		out := make(chan printed, 4)
+		r := &app.PeerRunner{Core: app.NewPeer(app.PeerConfig{Server: silent}), Lines: make(chan string), Out: lineWriter(out),
+			Resume: &id, Store: st}
+		ctx, cancel := context.WithCancel(context.Background())
+		ran := make(chan error, 1)
+		go func() { ran <- r.Run(ctx) }()
+		cancel()
+		if err := <-ran; err != nil {
+			t.Fatal(err)
+		}
+		close(out)
+		var got []string
+		for p := range out {
+			got = append(got, p.line)
+		}
+		if want := []string{"resume FAILURE: the peer was stopped before it finished"}; !slices.Equal(got, want) {
+			t.Fatalf("printed %q, want %q", got, want)
+		}
+	})
 }
