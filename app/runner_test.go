@@ -193,28 +193,14 @@ func TestStoppedPeerPrintsTheCommandInProgress(t *testing.T) {
 	silent := netip.MustParseAddrPort("127.0.0.1:9") // nothing answers there
 	t.Run("sleep", func(t *testing.T) {
 		in := make(chan string) // unbuffered: a send returns once the runner took the line
-		out := make(chan printed, 4)
-		r := &app.PeerRunner{Core: app.NewPeer(app.PeerConfig{Server: silent}), Lines: in, Out: lineWriter(out)}
-		ctx, cancel := context.WithCancel(context.Background())
-		ran := make(chan error, 1)
-		go func() { ran <- r.Run(ctx) }()
-		in <- "sleep 1h"
-		cancel()
-		if err := <-ran; err != nil {
-			t.Fatal(err)
-		}
-		close(out)
-		var got []string
-		for p := range out {
-			got = append(got, p.line)
-		}
+		r := &app.PeerRunner{Core: app.NewPeer(app.PeerConfig{Server: silent}), Lines: in}
+		got := stoppedAfter(t, r, func() { in <- "sleep 1h" })
 		if want := []string{"sleep FAILURE: the peer was stopped before it finished"}; !slices.Equal(got, want) {
 			t.Fatalf("printed %q, want %q", got, want)
 		}
 	})
 	t.Run("resume", func(t *testing.T) {
-		dir := t.TempDir()
-		st, err := store.OpenPeer(filepath.Join(dir, "p.db"))
+		st, err := store.OpenPeer(filepath.Join(t.TempDir(), "p.db"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -223,23 +209,32 @@ func TestStoppedPeerPrintsTheCommandInProgress(t *testing.T) {
 			t.Fatal(err)
 		}
 		id := state.Identity{Name: "alice", Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ports[0]), Secret: wire.Key{1}}
-		out := make(chan printed, 4)
-		r := &app.PeerRunner{Core: app.NewPeer(app.PeerConfig{Server: silent}), Lines: make(chan string), Out: lineWriter(out),
-			Resume: &id, Store: st}
-		ctx, cancel := context.WithCancel(context.Background())
-		ran := make(chan error, 1)
-		go func() { ran <- r.Run(ctx) }()
-		cancel()
-		if err := <-ran; err != nil {
-			t.Fatal(err)
-		}
-		close(out)
-		var got []string
-		for p := range out {
-			got = append(got, p.line)
-		}
+		r := &app.PeerRunner{Core: app.NewPeer(app.PeerConfig{Server: silent}), Lines: make(chan string), Resume: &id, Store: st}
+		got := stoppedAfter(t, r, func() {})
 		if want := []string{"resume FAILURE: the peer was stopped before it finished"}; !slices.Equal(got, want) {
 			t.Fatalf("printed %q, want %q", got, want)
 		}
 	})
+}
+
+// stoppedAfter runs r, does what, stops r (its context ends), and returns
+// the lines r printed by the time Run returned.
+func stoppedAfter(t *testing.T, r *app.PeerRunner, what func()) []string {
+	t.Helper()
+	out := make(chan printed, 16)
+	r.Out = lineWriter(out)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- r.Run(ctx) }()
+	what()
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	close(out)
+	var got []string
+	for p := range out {
+		got = append(got, p.line)
+	}
+	return got
 }
