@@ -257,8 +257,6 @@ func (p *Peer) rejoined(r wire.Reply, again bool) string {
 		d += fmt.Sprintf(" in the DHT of epoch %d", r.Epoch)
 		if p.inRing && p.epoch == r.Epoch {
 			d += fmt.Sprintf(", id %d of a ring of %d", p.id, p.n)
-		} else if r.Reason == "" {
-			d += ", without its place here"
 		}
 	}
 	return withNote(d, r)
