@@ -90,6 +90,12 @@ type PersistPeer struct {
 	// up with a change the server already holds), so the runner may let
 	// the results queued before it be written while the disk works.
 	Tidy bool
+	// Forget: the deregister's, which clears the registration the server
+	// has already removed. Its result goes before it: a commit refused
+	// here stops the process still, but the user is deregistered all the
+	// same, and a file left holding the registration registers the user
+	// anew when a peer is started on it.
+	Forget string
 }
 
 // Bind asks the peer's runner to bind its UDP socket to Addr and to report

@@ -146,9 +146,10 @@ func (o *plainOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 			p.lines, p.head, p.headRead = nil, command{}, false
 			p.op = nil
 			// The file no longer holds a registration: a peer started on
-			// it registers anew rather than resume.
-			forget := PersistPeer{Batch: state.Batch{Identity: &state.Identity{}, Clear: true}}
-			return []Output{forget, resultOK(CmdDeregister), Exit{}}
+			// it registers anew rather than resume. The server's answer is
+			// the command's result, whatever becomes of that commit.
+			forget := PersistPeer{Batch: state.Batch{Identity: &state.Identity{}, Clear: true}, Forget: m.Name}
+			return []Output{resultOK(CmdDeregister), forget, Exit{}}
 		}
 	}
 	return p.finish(now, nil, resultOK(cmd))

@@ -756,6 +756,9 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 			}
 			began := r.now()
 			if err := r.store.Apply(o.Batch); err != nil {
+				if o.Forget != "" {
+					return false, fmt.Errorf("peer: %w", forgetFailed(o.Forget, err))
+				}
 				// Fail-stop, as a crash: nothing that follows the commit
 				// (a committed, a result) goes out, and the file keeps
 				// its last whole commit, which a restart resumes from.
@@ -941,6 +944,16 @@ func (l *lineReader) next() (string, bool) {
 		b := bytes.TrimSuffix(l.buf, []byte("\n"))
 		return string(bytes.TrimSuffix(b, []byte("\r"))), true
 	}
+}
+
+// forgetFailed is why a peer stops when its file refuses the commit of a
+// deregister the server has made: the user is deregistered, and the file
+// may still hold the registration.
+func forgetFailed(name string, err error) error {
+	if errors.Is(err, store.ErrGone) {
+		return fmt.Errorf("%s is deregistered, but the file could not be cleared, stopping: %w", name, err)
+	}
+	return fmt.Errorf("%s is deregistered, but the file could not be cleared, stopping: %w (a peer started on the same --db registers %s anew)", name, err, name)
 }
 
 // commitFailed is why a process stops when its file refuses a commit (a

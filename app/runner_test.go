@@ -2,10 +2,12 @@ package app_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -110,12 +112,17 @@ func TestRunnerRefusedRegisterFreesItsAddress(t *testing.T) {
 // minute), and Run's result.
 func runPeer(t *testing.T, server netip.AddrPort, rng *rand.Rand, first ...string) (lines chan<- string, next func() string, done <-chan error) {
 	t.Helper()
+	return runPeerIn(t, t.TempDir(), server, rng, first...)
+}
+
+// runPeerIn is runPeer with the peer's files in dir.
+func runPeerIn(t *testing.T, dir string, server netip.AddrPort, rng *rand.Rand, first ...string) (lines chan<- string, next func() string, done <-chan error) {
+	t.Helper()
 	in := make(chan string, len(first)+4)
 	for _, l := range first {
 		in <- l
 	}
 	out := make(chan printed, 16)
-	dir := t.TempDir()
 	r := &app.PeerRunner{
 		Core: app.NewPeer(app.PeerConfig{
 			Server:   server,
@@ -138,6 +145,13 @@ func runPeer(t *testing.T, server netip.AddrPort, rng *rand.Rand, first ...strin
 		case p := <-out:
 			return p.line
 		case err := <-ran:
+			// What the peer printed is all written before Run returns.
+			select {
+			case p := <-out:
+				ran <- err
+				return p.line
+			default:
+			}
 			t.Fatalf("the peer stopped: %v", err)
 		case <-ctx.Done():
 			t.Fatal("no result within a minute (a rebind stuck?)")
@@ -145,6 +159,40 @@ func runPeer(t *testing.T, server netip.AddrPort, rng *rand.Rand, first ...strin
 		return ""
 	}
 	return in, next, ran
+}
+
+// A deregister whose file is deleted before it: the server deregisters
+// the user, so the command's line says so, and then the peer stops on the
+// commit that would have cleared the file, saying that the user is
+// deregistered all the same.
+func TestDeregisterOnAFileDeletedPrintsItsLine(t *testing.T) {
+	server, _ := startServer(t)
+	ports, err := loopback.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	lines, next, done := runPeerIn(t, dir, server, nil, fmt.Sprintf("register dave 127.0.0.1 %d", ports[0]))
+	if got := next(); got != "register SUCCESS" {
+		t.Fatalf("register: %q", got)
+	}
+	if err := os.Remove(filepath.Join(dir, "dht-peer-dave.db")); err != nil {
+		t.Fatal(err)
+	}
+	lines <- "deregister dave"
+	if got := next(); got != "deregister SUCCESS" {
+		t.Fatalf("deregister: %q", got)
+	}
+	err = <-done
+	if !errors.Is(err, store.ErrGone) || !strings.Contains(err.Error(), "dave is deregistered, but the file could not be cleared, stopping") {
+		t.Fatalf("Run: %v; want the file gone, saying dave is deregistered", err)
+	}
+	// The server holds no dave any more: the name is free at another
+	// address.
+	_, again, _ := runPeer(t, server, nil, fmt.Sprintf("register dave 127.0.0.1 %d", ports[1]))
+	if got := again(); got != "register SUCCESS" {
+		t.Fatalf("register dave again elsewhere: %q", got)
+	}
 }
 
 // startServer starts a server on 127.0.0.1, for a runner under test to
