@@ -5,7 +5,7 @@
 //
 //	offset size field
 //	0      2    magic   0x44 0x48 ("DH")
-//	2      1    version 1
+//	2      1    version 3
 //	3      1    type    (Type)
 //	4      4    id      message id; a reply or Ack echoes the id of the message it answers
 //	8      1    flags   (Flags); unknown bits are rejected
@@ -104,8 +104,8 @@ const (
 	TypeHeal             Type = 40 // server → the leader of a healed ring
 	TypeHealed           Type = 41 // that leader → server, once every record is placed
 	TypeBroken           Type = 42 // a node that gave up on its right neighbour → the origin of what it forwarded
-	TypeTornDown         Type = 50 // right → left, back to a teardown's origin
-	TypeCommitted        Type = 51 // right → left, back to a store round's leader
+	TypeTornDown         Type = 50 // left → right behind the teardown, round to its origin
+	TypeCommitted        Type = 51 // left → right behind the flush, round to the store round's leader
 )
 
 // messages is the one table of message types, indexed by Type: each row
@@ -172,8 +172,10 @@ const (
 	FlagRetransmit Flags = 1 << 0
 	// FlagNoAck marks a message its sender does not retransmit: the
 	// receiver neither acknowledges it nor suppresses it as a duplicate.
-	// Only a query and its result may carry it (the querier retries the
-	// whole query instead); on any other message it is ignored.
+	// Only a query and its result (the querier retries the whole query
+	// instead) and the rebuilt a leader sends once when the server's heal
+	// ends its leave or join may carry it; on any other message it is
+	// ignored.
 	FlagNoAck Flags = 1 << 1
 	// FlagAuth marks a datagram that ends with the authentication trailer
 	// (auth.go): AppendSigned sets it, Verify checks it.
@@ -977,11 +979,10 @@ func (m Teardown) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("origin", m.Origin), slog.Bool("keep_neighbours", m.KeepNeighbours), slog.Uint64("epoch", m.Epoch))
 }
 
-// TornDown: name of the teardown's origin. A node sends it to its left
-// neighbour of the torn-down ring once its own emptied table is committed
-// and, unless its right neighbour is the origin, its right neighbour's
-// torn-down came: the origin's right neighbour's says every table is on
-// disk.
+// TornDown: name of the teardown's origin. It follows the teardown round
+// the ring: a node passes it on to its right neighbour once it has come
+// from its left and its own emptied table is committed, so the one that
+// reaches the origin says every table is on disk.
 type TornDown struct{ Origin string }
 
 func (TornDown) Type() Type     { return TypeTornDown }
@@ -1000,10 +1001,10 @@ func (m TornDown) parse(d decoder) (TornDown, decoder) {
 func (m TornDown) LogValue() slog.Value { return slog.GroupValue(slog.String("origin", m.Origin)) }
 
 // Committed: name of the store round's leader, u32 the round and u64 the
-// ring's epoch (the flush's). A node sends it to its left neighbour once the records the
-// round brought it are committed and, unless its right neighbour is the
-// leader, its right neighbour's committed came: the leader's right
-// neighbour's says every table of the round is on disk.
+// ring's epoch (the flush's). It follows the flush round the ring: a node
+// passes it on to its right neighbour once it has come from its left and
+// the records the round brought it are committed, so the one that reaches
+// the leader says every table of the round is on disk.
 type Committed struct {
 	Leader string
 	Round  uint32
