@@ -169,6 +169,9 @@ func parseCommand(line string) command {
 		}
 		c.sleep = d
 	case CmdHelp:
+		if !nargs(0) {
+			return bad("%s", usage(c.word))
+		}
 	default:
 		return bad("unknown command (type help for the list)")
 	}

@@ -78,6 +78,7 @@ func TestParseCommand(t *testing.T) {
 		{"sleep forever", "invalid duration", nil},
 		{"sleep -1s", "invalid duration", nil},
 		{"help", "", nil},
+		{"help me", "usage: help", nil},
 		{"frobnicate now", "unknown command", nil},
 	}
 	for _, tt := range tests {

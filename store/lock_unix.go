@@ -20,16 +20,19 @@ func lockFile(f *os.File, exclusive bool, timeout time.Duration) error {
 	if exclusive {
 		how = unix.LOCK_EX | unix.LOCK_NB
 	}
-	start := time.Now()
+	// A timeout of zero tries once (bbolt's zero waits for ever, which
+	// no caller here wants: every wait says how long it waits).
+	deadline := time.Now().Add(timeout)
 	for {
 		err := unix.Flock(int(f.Fd()), how)
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			return err
 		}
-		if timeout != 0 && time.Since(start) > timeout-50*time.Millisecond {
+		left := time.Until(deadline)
+		if left <= 0 {
 			return berrors.ErrTimeout
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(min(left, 50*time.Millisecond))
 	}
 }
 

@@ -10,8 +10,10 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -69,7 +71,7 @@ func newApp(e env) *cli.App {
 		ExitErrHandler:  func(*cli.Context, error) {},
 		Version:         version(),
 		OnUsageError: func(c *cli.Context, err error, sub bool) error {
-			return usagef("%v (see 'dht --help')", err)
+			return usagef("%s (see 'dht --help')", flagError(err, nil))
 		},
 		Commands: []*cli.Command{serverCommand(e), peerCommand(e), inspectCommand(e), demoCommand(e), playCommand(e), benchCommand(e), benchFloorCommand(e), diagramCommand(e), ringCommand(e), versionCommand(e)},
 		Action: func(c *cli.Context) error {
@@ -84,11 +86,48 @@ func newApp(e env) *cli.App {
 	}
 	for _, cmd := range a.Commands {
 		cmd.OnUsageError = func(c *cli.Context, err error, sub bool) error {
-			return usagef("%v (see 'dht %s --help')", err, cmd.Name)
+			return usagef("%s (see 'dht %s --help')", flagError(err, cmd.Flags), cmd.Name)
 		}
 		cmd.Before = flagsFirst(cmd)
 	}
 	return a
+}
+
+// The errors of package flag, which urfave/cli passes on: they name a flag
+// with one dash, and a value they cannot parse as a "parse error".
+var (
+	flagUnknown = regexp.MustCompile(`^flag provided but not defined: -+(\S+)$`)
+	flagInvalid = regexp.MustCompile(`^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-+([^:\s]+): .*$`)
+)
+
+// flagError says what is wrong with a flag as the help names it (--name),
+// and what its value must look like.
+func flagError(err error, flags []cli.Flag) string {
+	msg := err.Error()
+	if m := flagUnknown.FindStringSubmatch(msg); m != nil {
+		return "unknown flag --" + m[1]
+	}
+	m := flagInvalid.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	need := ""
+	for _, f := range flags {
+		if !slices.Contains(f.Names(), m[2]) {
+			continue
+		}
+		switch f.(type) {
+		case *cli.DurationFlag:
+			need = ": need a duration, e.g. 200ms, 15s or 2m"
+		case *cli.IntFlag, *cli.UintFlag, *cli.Uint64Flag, *cli.Int64Flag:
+			need = ": need a whole number"
+		case *cli.Float64Flag:
+			need = ": need a number, e.g. 0.1"
+		case *cli.BoolFlag:
+			need = ": need true or false"
+		}
+	}
+	return fmt.Sprintf("invalid value %s for --%s%s", m[1], m[2], need)
 }
 
 // helpCommand is "dht help [COMMAND]": the same text as "dht --help" or

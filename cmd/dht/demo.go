@@ -38,9 +38,10 @@ func demoCommand(e env) *cli.Command {
 		Description: "Starts a server and --peers peers in this process, all on 127.0.0.1, and runs a\n" +
 			"narrated session: register, setup-dht of a ring of all peers but one, queries from\n" +
 			"the one left out (with the node that answered and the hop count), that user joining\n" +
-			"the ring, a member leaving, teardown, and a last ring left standing. The bbolt files stay in the folder it\n" +
-			"names, for 'dht inspect'. With --keep-running it then serves until Ctrl-C, so that\n" +
-			"'dht peer' in other terminals can register with the server and query the ring.",
+			"the ring, a member leaving, teardown, and a last ring left standing. The bbolt files\n" +
+			"are kept for 'dht inspect' in --dir, or with --keep. With --keep-running it then\n" +
+			"serves until Ctrl-C, so that 'dht peer' in other terminals can register with the\n" +
+			"server and query the ring (its files are kept then).",
 		Flags: append([]cli.Flag{
 			dataFlag("the dataset the leader spreads round the ring"),
 			&cli.IntFlag{Name: "peers", Value: 5, Usage: fmt.Sprintf("how many peers (3 to %d)", app.MaxRing+1)},

@@ -105,13 +105,18 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--frobnicate"}, "flag provided but not defined: -frobnicate (see 'dht --help')"},
+		{[]string{"--frobnicate"}, "unknown flag --frobnicate (see 'dht --help')"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate" (see 'dht --help')`},
-		{[]string{"server", "--frobnicate", "4000"}, "flag provided but not defined: -frobnicate (see 'dht server --help')"},
+		{[]string{"server", "--frobnicate", "4000"}, "unknown flag --frobnicate (see 'dht server --help')"},
 		{[]string{"server", "4000", "--db", "x.db"}, "flags go before PORT: --db (see 'dht server --help')"},
 		{[]string{"peer", "127.0.0.1", "4000", "--quiet"}, "flags go before SERVER_IPV4 SERVER_PORT: --quiet (see 'dht peer --help')"},
 		{[]string{"inspect", "x.db", "--json"}, "flags go before FILE: --json (see 'dht inspect --help')"},
-		{[]string{"demo", "--peers", "x"}, `invalid value "x" for flag -peers: parse error (see 'dht demo --help')`},
+		{[]string{"demo", "--peers", "x"}, `invalid value "x" for --peers: need a whole number (see 'dht demo --help')`},
+		{[]string{"server", "--dead-after", "5", "4000"}, `invalid value "5" for --dead-after: need a duration, e.g. 200ms, 15s or 2m (see 'dht server --help')`},
+		{[]string{"bench", "--loss", "x"}, `invalid value "x" for --loss: need a number, e.g. 0.1 (see 'dht bench --help')`},
+		{[]string{"inspect", "--json=maybe", "x.db"}, `invalid value "maybe" for --json: need true or false (see 'dht inspect --help')`},
+		{[]string{"inspect", "--wait", "-1s", "x.db"}, "--wait must not be negative, got -1s (0 tries once)"},
+		{[]string{"ring", "--wait", "-1s", "x.db"}, "--wait must not be negative, got -1s (0 tries once)"},
 		{[]string{"version", "x"}, "version takes no arguments (see 'dht version --help')"},
 		{[]string{"server", "--op-timeout", "1ns", "4000"}, "--op-timeout must be at least 1s, got 1ns"},
 		{[]string{"peer", "--rto", "0s", "127.0.0.1", "4000"}, "--rto must be positive, got 0s"},

@@ -20,11 +20,14 @@ func inspectCommand(e env) *cli.Command {
 			"slot by slot. A file held by a running process is reported as such after --wait.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object (invalid UTF-8 in records becomes U+FFFD)"},
-			&cli.DurationFlag{Name: "wait", Value: 500 * time.Millisecond, Usage: "how long to wait for a file held by a running process"},
+			&cli.DurationFlag{Name: "wait", Value: 500 * time.Millisecond, Usage: "how long to wait for a file held by a running process (0: try once)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("inspect takes one argument, FILE (see 'dht inspect --help')")
+			}
+			if c.Duration("wait") < 0 {
+				return usagef("--wait must not be negative, got %s (0 tries once)", c.Duration("wait"))
 			}
 			rep, err := store.Inspect(c.Args().First(), c.Duration("wait"))
 			if err != nil {

@@ -35,11 +35,14 @@ func ringCommand(e env) *cli.Command {
 			&cli.StringFlag{Name: "query", Usage: "draw the walk of a query for `LONG_NAME`"},
 			&cli.StringFlag{Name: "from", Usage: "the member `NAME` the query starts at (default: the leader)"},
 			&cli.StringFlag{Name: "title", Usage: "title drawn above the ring"},
-			&cli.DurationFlag{Name: "wait", Value: 500 * time.Millisecond, Usage: "how long to wait for a file held by a running process"},
+			&cli.DurationFlag{Name: "wait", Value: 500 * time.Millisecond, Usage: "how long to wait for a file held by a running process (0: try once)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return usagef("ring takes the server's file and the peers' files (see 'dht ring --help')")
+			}
+			if c.Duration("wait") < 0 {
+				return usagef("--wait must not be negative, got %s (0 tries once)", c.Duration("wait"))
 			}
 			if c.String("from") != "" && c.String("query") == "" {
 				return usagef("--from is where a --query starts: give --query too")
