@@ -361,6 +361,8 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 		ep.flush()
 		at, ok := r.Core.NextDeadline()
 		tm.set(now(), at, ok)
+		at, ok = ep.drops.due()
+		tm.set(now(), at, ok)
 	}
 	defer func() {
 		r.mu.Lock()
@@ -395,6 +397,7 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 			r.mu.Lock()
 			tm.fired()
 			if !r.stopped {
+				ep.drops.tick(ep.log, now())
 				handle(r.Core.Tick(now()))
 			}
 			r.mu.Unlock()
@@ -580,6 +583,9 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 			r.mu.Lock()
 			r.tm.fired()
 			if !r.stopped {
+				if r.ep != nil {
+					r.ep.drops.tick(r.logger(r.log), r.now())
+				}
 				r.handle(r.Core.Tick(r.now()))
 			}
 			r.mu.Unlock()
@@ -699,6 +705,10 @@ func (r *PeerRunner) handle(outs []Output) {
 	}
 	at, ok := r.Core.NextDeadline()
 	r.tm.set(r.now(), at, ok)
+	if r.ep != nil {
+		at, ok = r.ep.drops.due()
+		r.tm.set(r.now(), at, ok)
+	}
 	if r.Core.Idle() {
 		if r.awaitIdle {
 			select {

@@ -150,6 +150,9 @@ func (r *PeerRunner) logger(base *slog.Logger) *slog.Logger {
 type dropSummary struct {
 	since time.Time
 	tally map[string]*dropTally
+	// counted: drops counted, not yet traced; their line is due a second
+	// after since, whether more come or not (the runner's timer).
+	counted int
 }
 
 type dropTally struct {
@@ -188,8 +191,21 @@ func (d *dropSummary) trace(log *slog.Logger, now time.Time, ev Event) {
 		return
 	}
 	t.more++
+	d.counted++
 	if len(t.sources) < dropSources {
 		t.sources[ev.From.Addr()] = struct{}{}
+	}
+}
+
+// due is when the counts of this second are to be traced, if any wait.
+func (d *dropSummary) due() (time.Time, bool) {
+	return d.since.Add(time.Second), d.counted > 0
+}
+
+// tick traces the counts once their second is over.
+func (d *dropSummary) tick(log *slog.Logger, now time.Time) {
+	if at, ok := d.due(); ok && !now.Before(at) {
+		d.flush(log)
 	}
 }
 
@@ -209,4 +225,5 @@ func (d *dropSummary) flush(log *slog.Logger) {
 			slog.Int("sources", len(t.sources)), slog.Duration("within", time.Second))
 	}
 	d.tally = map[string]*dropTally{}
+	d.counted = 0
 }
