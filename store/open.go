@@ -321,6 +321,9 @@ type file struct {
 	// created: opener made the file (it was not there), so an open that
 	// fails may remove it.
 	created bool
+	// rolledBack: the transaction of the commit the open rolled back, as
+	// one that did not reach the disk whole; 0 if none.
+	rolledBack uint64
 
 	// raw makes the commits' writes and syncs, and the checks, without
 	// the Go runtime (rawio_linux.go); nil: bbolt's and os's own calls.
@@ -395,11 +398,12 @@ func (h *file) verify(f *os.File, exclusive bool, timeout time.Duration, created
 		return fmt.Errorf("store: read %s: %w", h.path, err)
 	case torn && !exclusive:
 		return damaged(h.path, "", fmt.Sprintf("its last commit (transaction %d) did not reach the disk whole "+
-			"(the machine stopped while it was written); dht server or dht peer rolls it back when it opens the file", txid), nil)
+			"(the machine stopped while it was written, or the file was damaged since); dht server or dht peer rolls it back when it opens the file", txid), nil)
 	case torn:
 		if err := rollBack(f, off); err != nil {
 			return fmt.Errorf("store: %s: roll back its last commit (transaction %d), which did not reach the disk whole: %w", h.path, txid, err)
 		}
+		h.rolledBack = txid
 	}
 	var ve *verifyError
 	switch err := verifyFile(f, fi.Size()); {
@@ -411,6 +415,16 @@ func (h *file) verify(f *os.File, exclusive bool, timeout time.Duration, created
 		return fmt.Errorf("store: read %s: %w", h.path, err)
 	}
 	return nil
+}
+
+// rollbackNote says what the open did to a file whose last commit did not
+// reach the disk whole, or "" if it found none: the process goes on from
+// the commit before, and the person running it should know.
+func (h *file) rollbackNote() string {
+	if h.rolledBack == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s: its last commit (transaction %d) did not reach the disk whole (the machine stopped while it was written, or the file was damaged since): rolled back to the commit before it", h.path, h.rolledBack)
 }
 
 // rollBack makes bbolt take the meta page before the one at off, whose

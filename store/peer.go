@@ -312,6 +312,10 @@ func (p *PeerDB) Discard() error {
 }
 
 // Close closes the file.
+// RolledBack says, for the person running the peer, that the open rolled
+// back a last commit that did not reach the disk whole; "" if it did not.
+func (p *PeerDB) RolledBack() string { return p.file.rollbackNote() }
+
 func (p *PeerDB) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -282,6 +282,10 @@ func TestTornCommitRolledBack(t *testing.T) {
 	if gotID, got := mustLoadPeer(t, p); gotID != id || len(got) != len(before) {
 		t.Fatalf("after the roll back: %+v, %d records; want the commit before, %d records", gotID, len(got), len(before))
 	}
+	// The process says so (dht peer and dht server write it to stderr).
+	if note := p.RolledBack(); !strings.Contains(note, path+": its last commit (transaction ") || !strings.Contains(note, "rolled back to the commit before it") {
+		t.Fatalf("RolledBack() = %q; want it to name the file and the commit rolled back", note)
+	}
 	mustTakeMore(t, p, path, id, len(before))
 }
 
@@ -302,5 +306,8 @@ func mustTakeMore(t *testing.T, p *PeerDB, path string, id state.Identity, had i
 	defer p.Close()
 	if _, got := mustLoadPeer(t, p); len(got) != had+len(more) {
 		t.Fatalf("one more commit, reopened: %d records; want %d", len(got), had+len(more))
+	}
+	if note := p.RolledBack(); note != "" {
+		t.Fatalf("a whole file, reopened, says %q", note)
 	}
 }

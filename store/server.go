@@ -208,3 +208,7 @@ func (s *ServerDB) Save(st state.ServerState, reply *state.CachedReply, forget .
 
 // Close closes the file.
 func (s *ServerDB) Close() error { return s.file.close(s.db) }
+
+// RolledBack says, for the person running the server, that the open rolled
+// back a last commit that did not reach the disk whole; "" if it did not.
+func (s *ServerDB) RolledBack() string { return s.file.rollbackNote() }

@@ -126,7 +126,14 @@ func peerCommand(e env) *cli.Command {
 					if path == "" {
 						path = fmt.Sprintf("dht-peer-%s.db", name)
 					}
-					return store.OpenPeer(path)
+					st, err := store.OpenPeer(path)
+					if err != nil {
+						return nil, err
+					}
+					if note := st.RolledBack(); note != "" {
+						fmt.Fprintln(e.stderr, note)
+					}
+					return st, nil
 				},
 			}
 			if dbPath != "" {
@@ -137,6 +144,9 @@ func peerCommand(e env) *cli.Command {
 				if _, err := os.Stat(dbPath); err == nil {
 					st, err := store.OpenPeer(dbPath)
 					if err == nil {
+						if note := st.RolledBack(); note != "" {
+							fmt.Fprintln(e.stderr, note)
+						}
 						var id state.Identity
 						if id, err = st.Identity(); err != nil {
 							err = errors.Join(err, st.Close())

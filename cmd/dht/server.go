@@ -67,6 +67,9 @@ func serverCommand(e env) *cli.Command {
 				return err
 			}
 			defer db.Close()
+			if note := db.RolledBack(); note != "" {
+				fmt.Fprintln(e.stderr, note)
+			}
 			st, replies, err := db.Load()
 			if err != nil {
 				return err
