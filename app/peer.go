@@ -86,6 +86,9 @@ type Peer struct {
 	bound      bool
 	registered bool
 	exited     bool
+	// unresumed: the registration of the file whose resume failed, until
+	// a register succeeds: what the user may type to try again.
+	unresumed *wire.Member
 
 	lines []string
 	// head is lines[0] parsed, once mayStart has had to read it (headRead).
@@ -313,6 +316,9 @@ func (p *Peer) start(now time.Time, line string, c command, read bool, out []Out
 		}
 	}
 	switch {
+	case !p.registered && p.unresumed != nil:
+		u := p.unresumed
+		return p.emit(out, resultFailed(c.cmd, fmt.Sprintf("not registered: the resume of %s failed; type 'register %s %s %d' to try again", u.Name, u.Name, u.Addr.Addr(), u.Addr.Port())))
 	case !p.registered:
 		return p.emit(out, resultFailed(c.cmd, "not registered: register first (the peer sends from the address it registers)"))
 	case ringPart(c.msg) == p.self.Name && !(p.inRing && p.neighbours):
@@ -414,7 +420,10 @@ func (p *Peer) Stop(now time.Time) []Output {
 // failed lets go of the table file opened for it, and of the address it
 // bound.
 func (p *Peer) failed(now time.Time, out []Output, r Result) []Output {
-	if _, ok := p.op.(*registerOp); ok && !p.registered {
+	if o, ok := p.op.(*registerOp); ok && !p.registered {
+		if o.resume != nil {
+			p.unresumed = &wire.Member{Name: o.resume.Name, Addr: o.resume.Addr}
+		}
 		out = append(out, DiscardStore{})
 		if p.bound {
 			p.bound, p.self.Addr = false, netip.AddrPort{}

@@ -1089,4 +1089,16 @@ func TestResumeThatCannotBindSaysResume(t *testing.T) {
 	if p.Registered() || !p.Idle() {
 		t.Fatalf("registered %v, idle %v: want unregistered and reading commands", p.Registered(), p.Idle())
 	}
+	// A command that needs the registration says how to try the resume
+	// again.
+	res = nil
+	for _, o := range p.Input(t0, "query-dht alice Aruba") {
+		if r, ok := o.(Result); ok {
+			res = append(res, r.String())
+		}
+	}
+	want = "query-dht FAILURE: not registered: the resume of alice failed; type 'register alice 10.0.0.1 5000' to try again"
+	if len(res) != 1 || res[0] != want {
+		t.Fatalf("printed %q, want %q", res, want)
+	}
 }

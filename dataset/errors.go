@@ -21,7 +21,7 @@ var (
 	// ErrUntypable means a Long Name cannot be typed as a query: it starts
 	// or ends with white space, which the peer trims from a query line, or
 	// holds a line break, which ends one.
-	ErrUntypable = errors.New("Long Name no query line can carry")
+	ErrUntypable = errors.New("Long Name that no query can be typed with")
 	// ErrDuplicate means two records share a Long Name.
 	ErrDuplicate = errors.New("duplicate Long Name")
 	// ErrNoRecords means the input has a header but no records.

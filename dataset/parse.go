@@ -63,7 +63,7 @@ func parse(r io.Reader) ([]Record, error) {
 			return nil, fmt.Errorf("line %d: %w", line, ErrEmptyLongName)
 		}
 		if why := untypable(rec.LongName); why != "" {
-			return nil, fmt.Errorf("line %d: %w: %s %s", line, ErrUntypable, quoteShort(rec.LongName), why)
+			return nil, fmt.Errorf("line %d: %w: %s %s (a query takes the rest of one line, trimmed)", line, ErrUntypable, quoteShort(rec.LongName), why)
 		}
 		if prev, ok := first[rec.LongName]; ok {
 			return nil, fmt.Errorf("line %d: %w %q (first on line %d)", line, ErrDuplicate, rec.LongName, prev)

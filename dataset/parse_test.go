@@ -288,9 +288,9 @@ func TestParseErrors(t *testing.T) {
 		{"empty Long Name", header + row("X") + row(""), ErrEmptyLongName, "line 3: empty Long Name"},
 		// A query line is trimmed and ends at a line break: such a record
 		// could be stored and never found.
-		{"Long Name with a trailing space", header + row("X") + row("Aruba "), ErrUntypable, `line 3: Long Name no query line can carry: "Aruba " starts or ends with white space`},
-		{"Long Name with a leading tab", header + row("\tAruba"), ErrUntypable, `line 2: Long Name no query line can carry: "\tAruba" starts or ends with white space`},
-		{"Long Name on two lines", header + row("X") + "A,B,T,\"two\nlines\",AA,M,R,AA,1\n", ErrUntypable, `line 3: Long Name no query line can carry: "two\nlines" holds a line break`},
+		{"Long Name with a trailing space", header + row("X") + row("Aruba "), ErrUntypable, `line 3: Long Name that no query can be typed with: "Aruba " starts or ends with white space (a query takes the rest of one line, trimmed)`},
+		{"Long Name with a leading tab", header + row("\tAruba"), ErrUntypable, `line 2: Long Name that no query can be typed with: "\tAruba" starts or ends with white space (a query takes the rest of one line, trimmed)`},
+		{"Long Name on two lines", header + row("X") + "A,B,T,\"two\nlines\",AA,M,R,AA,1\n", ErrUntypable, `line 3: Long Name that no query can be typed with: "two\nlines" holds a line break (a query takes the rest of one line, trimmed)`},
 		{"field too long", header + row(strings.Repeat("x", MaxField+1)), ErrFieldTooLong, `line 2: field too long: "Long Name" is 1025 bytes, max 1024`},
 		// Nine fields of 200 bytes each pass the field check; encoded, with
 		// the Long Name again, they are 9*202 + 202 = 2,020 bytes.
