@@ -248,3 +248,24 @@ func register(t *testing.T, server netip.AddrPort, name string, wait time.Durati
 	}
 	return wire.Reply{}, false
 }
+
+// TestPeerDBInAFolderNotThere: a --db whose folder is not there, or is a
+// file, fails at start (the file would be made at the first register,
+// which would fail), exit status 1, one line naming the folder.
+func TestPeerDBInAFolderNotThere(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(file, []byte("notes\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(freePorts(t, 1)[0])
+	for _, c := range []struct{ db, says string }{
+		{filepath.Join(dir, "gone", "alice.db"), "there is no folder " + filepath.Join(dir, "gone")},
+		{filepath.Join(file, "alice.db"), file + " is not a folder"},
+	} {
+		code, out, errOut := runDHT(t, "register alice 127.0.0.1 5001\n", "peer", "--quiet", "--db", c.db, "127.0.0.1", port)
+		if code != 1 || out != "" || !strings.HasPrefix(errOut, "dht: peer: --db "+c.db+": "+c.says) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("--db %s: exit %d, stdout %q, stderr %q; want 1, nothing, and one line saying %q", c.db, code, out, errOut, c.says)
+		}
+	}
+}

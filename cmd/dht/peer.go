@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -141,7 +143,19 @@ func peerCommand(e env) *cli.Command {
 				// there but cannot be opened or read (damaged, foreign, a
 				// server's, held by another process) fails at once: the
 				// peer would open the same path for any register.
-				if _, err := os.Stat(dbPath); err == nil {
+				_, err := os.Stat(dbPath)
+				if err != nil {
+					// Made at the first register: a folder that is not
+					// there would fail it, so say so now.
+					dir := filepath.Dir(dbPath)
+					switch fi, derr := os.Stat(dir); {
+					case errors.Is(derr, fs.ErrNotExist):
+						return fmt.Errorf("peer: --db %s: there is no folder %s (the file is made at register, in a folder that exists)", dbPath, dir)
+					case derr == nil && !fi.IsDir():
+						return fmt.Errorf("peer: --db %s: %s is not a folder", dbPath, dir)
+					}
+				}
+				if err == nil {
 					st, err := store.OpenPeer(dbPath)
 					if err == nil {
 						if note := st.RolledBack(); note != "" {
