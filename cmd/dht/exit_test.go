@@ -149,13 +149,18 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// TestTableFileError: a register whose table file cannot be opened blames
-// the file, names its path once, and binds nothing.
+// TestTableFileError: a register whose table file cannot be opened (here
+// its default path, dht-peer-NAME.db, is a folder) blames the file, names
+// its path once, and binds nothing.
 func TestTableFileError(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "missing", "p.db")
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "dht-peer-p.db"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
 	port := freePorts(t, 1)[0]
-	code, out, errOut := runDHT(t, fmt.Sprintf("register p 127.0.0.1 %d\n", port), "peer", "--quiet", "--db", db, "127.0.0.1", "4000")
-	want := "register FAILURE: cannot open the table file: store: open " + db + ": no such file or directory\n"
+	code, out, errOut := runDHT(t, fmt.Sprintf("register p 127.0.0.1 %d\n", port), "peer", "--quiet", "127.0.0.1", "4000")
+	want := "register FAILURE: cannot open the table file: store: open dht-peer-p.db: is a directory\n"
 	if code != 0 || out != want {
 		t.Errorf("exit %d, stdout %q, stderr %q; want 0 and %q", code, out, errOut, want)
 	}
