@@ -6,7 +6,9 @@ package app_test
 // earlier (as a former member could). None of it is acted on.
 
 import (
+	"encoding/binary"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"dht/app"
@@ -229,5 +231,97 @@ func TestForgedSourceRequestsAreRefused(t *testing.T) {
 	after := s.Server().Snapshot()
 	if after.DHT.Phase != state.PhaseReady || after.DHT.Epoch != before.DHT.Epoch || len(after.Users) != len(before.Users) {
 		t.Fatalf("the server acted on forged requests: %+v, %d users (was %d)", after.DHT, len(after.Users), len(before.Users))
+	}
+}
+
+// A member's message ids are read by whoever it sends a ring message to (a
+// querier reads its query-result's header). A FAILURE forged from the
+// server's address, unsigned (all a server that does not know the user can
+// send), with the ids that follow them, sent while the member's
+// teardown-dht is in flight: the member must not take it for the server's
+// answer (it would print the attacker's words while the server waits for
+// its teardown-complete), so its request ids follow nothing it sent.
+func TestForgedFailureCannotGuessARequestID(t *testing.T) {
+	s, data := ringOfFour(t, 1)
+	leader := s.Server().Snapshot().DHT.Leader
+	free := freeUser(s)
+	from, to := s.Process(leader).Addr, s.Process(free).Addr
+	var seen []uint32 // the ids of what the leader sent the querier
+	s.Tap = func(src, dst netip.AddrPort, b []byte) {
+		if src == from && dst == to {
+			if h, _, err := wire.Decode(b); err == nil {
+				seen = append(seen, h.ID)
+			}
+		}
+	}
+	queryAll(t, s, free, data, 4)
+	s.Tap = nil
+	if len(seen) == 0 {
+		t.Fatal("the leader answered no query")
+	}
+	last := seen[len(seen)-1]
+	p := s.Process(leader)
+	before := len(p.Printed)
+	s.input(leader, "teardown-dht "+leader)
+	for id := last - 64; id != last+4096; id++ {
+		b := forged(t, wire.Reply{OK: false, Reason: "FORGED"}, 0, nil)
+		binary.BigEndian.PutUint32(b[4:8], id)
+		s.Inject(simServer, from, b)
+	}
+	for !p.Core.Idle() {
+		if !s.step() {
+			t.Fatal("the network stopped before the teardown ended")
+		}
+	}
+	got := texts(p.Printed[before:])
+	if want := []string{"teardown-dht SUCCESS", "teardown-complete SUCCESS"}; !slices.Equal(got, want) {
+		t.Fatalf("the leader printed %q, want %q", got, want)
+	}
+}
+
+// A user forging its own requests: signed with its own secret (which the
+// attacker holds, as any registered user does), with new sequence numbers,
+// from a third party's address. The server acts on none and answers none
+// (an answer, larger than the request, would go where the user aimed it);
+// and replays of a request the user sent, from its own address, get at
+// most ten answers a second.
+func TestAUserCannotAimTheServerAtAThirdParty(t *testing.T) {
+	s, data := ringOfFour(t, 7)
+	before := s.Server().Snapshot()
+	mallory := freeUser(s)
+	own := s.Process(mallory).Addr
+	secret := app.Identity(s.Process(mallory).Core).Secret
+	sent := countTo(s, victim)
+	seq := uint64(1 << 62)
+	for range 50 {
+		for _, m := range []wire.Message{wire.QueryDHT{Name: mallory}, wire.JoinDHT{Name: mallory}, wire.Deregister{Name: mallory}, wire.SetupDHT{N: 2, Name: mallory}} {
+			seq++
+			s.Inject(victim, simServer, forged(t, m, seq, &secret))
+		}
+	}
+	queryAll(t, s, mallory, data[:10], 4)
+	if *sent != 0 {
+		t.Fatalf("%d datagrams sent to the third party", *sent)
+	}
+	after := s.Server().Snapshot()
+	if after.DHT.Phase != state.PhaseReady || after.DHT.Epoch != before.DHT.Epoch || len(after.Users) != len(before.Users) {
+		t.Fatalf("the server acted on forged requests: %+v, %d users (was %d)", after.DHT, len(after.Users), len(before.Users))
+	}
+	// A request behind the user's sequence numbers, replayed at once from
+	// its own address.
+	answers := 0
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if h, _, err := wire.Decode(b); err == nil && from == simServer && to == own && h.ID == 0xbad {
+			answers++
+		}
+	}
+	for range 100 {
+		s.Inject(own, simServer, forged(t, wire.QueryDHT{Name: mallory}, 1, &secret))
+	}
+	for s.Busy() {
+		s.step()
+	}
+	if answers < 1 || answers > 10 {
+		t.Fatalf("100 replays at once got %d answers; want one at least (the user's clock may be behind) and ten at most", answers)
 	}
 }

@@ -26,7 +26,9 @@ type PeerConfig struct {
 	// is sent and when this peer becomes the leader of a rebuilt ring; the
 	// leader reads the records by index as it sends them.
 	LoadData func() (dataset.Source, error)
-	// Rand seeds the first message id.
+	// Rand seeds the first message id and draws every request's (a
+	// stranger must not guess them: cryptographically strong outside
+	// tests).
 	Rand *rand.Rand
 	// Link tunes the ring's reliable delivery; its Retry is the policy
 	// every exchange follows (server requests and queries too).
@@ -82,10 +84,11 @@ type Peer struct {
 	serverRetry, queryRetry Retry
 	serverRTT, queryRTT     rttEstimator
 
-	self       wire.Member // Addr valid once bound, Name once registered
-	bound      bool
-	registered bool
-	exited     bool
+	self          wire.Member // Addr valid once bound, Name once registered
+	bound         bool
+	registered    bool
+	exited        bool
+	lastRequestID uint32 // requestID's last
 	// unresumed: the registration of the file whose resume failed, until
 	// a register succeeds: what the user may type to try again.
 	unresumed *wire.Member
@@ -386,11 +389,29 @@ func (p *Peer) Bound(now time.Time, addr netip.AddrPort, err error) []Output {
 // progress, and waits for the reply.
 func (p *Peer) ask(now time.Time, out []Output, rq *request, cmd Command, msg wire.Message) []Output {
 	rq.prepare(cmd, msg)
-	rq.id, rq.live = p.link.newID(), true
+	rq.id, rq.live = p.requestID(), true
 	rq.sg = p.requestSigner(now)
 	rq.tries.start(now, p.serverRTT.first(&p.serverRetry))
 	p.stats.Sent++
 	return append(out, rq.sg.send(p.cfg.Server, rq.id, 0, msg))
+}
+
+// requestID is the message id of a new request to the server: drawn at
+// random, unlike the link's counter, which everyone this peer sends a ring
+// message to reads (a querier reads a query-result's). A FAILURE the
+// server could not sign (it does not know the user) is taken for the
+// request in flight whose id it carries, so that id must not be one a
+// stranger can guess; and no two requests in flight share one, nor does a
+// request share its predecessor's, which the server's reply cache would
+// take for a retransmission.
+func (p *Peer) requestID() uint32 {
+	for {
+		id := p.cfg.Rand.Uint32()
+		if rq, _ := p.requestOf(id); id != 0 && id != p.lastRequestID && rq == nil {
+			p.lastRequestID = id
+			return id
+		}
+	}
 }
 
 // Stop ends what the user typed and has not had its line yet, the process

@@ -439,9 +439,16 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		}
 		return s.refuse(now, from, h, m, "request not signed with the user's secret", "not signed by "+name)
 	case h.Seq <= u.Seq && from == u.Addr:
-		return s.behind(from, h, u)
+		return s.behind(now, from, h, u)
 	case h.Seq <= u.Seq:
 		return []Output{dropped("replayed request", from, slog.String("name", name), slog.Uint64("seq", h.Seq))}
+	case from != u.Addr:
+		// Authentic, from another address than its user's: a peer sends
+		// everything from the address it registered, so the source is
+		// forged, by the user itself (no one else holds the secret). Not
+		// acted on, and not answered: an answer would let the user aim
+		// the server's replies, larger than its requests, at any address.
+		return []Output{dropped("signed request not from its user's address", from, slog.String("name", u.Name), slog.String("registered", u.Addr.String()))}
 	}
 	u.Seq = h.Seq
 	s.dirty(now)
@@ -456,15 +463,17 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 // until that clock caught up. It is not acted on; the FAILURE tells the
 // last sequence number taken (in the epoch field), and the peer goes on
 // above it. The answer goes to u's registered address only, signed with
-// u's secret (no one else can make a peer jump its count), and is not
-// cached: a replay gets the user a datagram it ignores (it asked nothing
-// with that id), and a stranger nothing.
-func (s *Server) behind(from netip.AddrPort, h wire.Header, u *state.User) []Output {
-	r := wire.Reply{Reason: "sequence number behind the last one taken", Epoch: u.Seq}
-	return []Output{
-		dropped("request behind the user's sequence numbers: told the last taken", from, slog.String("name", u.Name), slog.Uint64("seq", h.Seq), slog.Uint64("last", u.Seq)),
-		Send{To: from, ID: h.ID, Msg: r, Sign: true, Seq: h.Seq, Key: u.Secret},
+// u's secret (no one else can make a peer jump its count), ten a second at
+// most (replays of a captured request get no more), and is not cached: a
+// replay gets the user a datagram it ignores (it asked nothing with that
+// id), and a stranger nothing.
+func (s *Server) behind(now time.Time, from netip.AddrPort, h wire.Header, u *state.User) []Output {
+	out := []Output{dropped("request behind the user's sequence numbers: told the last taken", from, slog.String("name", u.Name), slog.Uint64("seq", h.Seq), slog.Uint64("last", u.Seq))}
+	if s.mayRefuse(now) {
+		r := wire.Reply{Reason: "sequence number behind the last one taken", Epoch: u.Seq}
+		out = append(out, Send{To: from, ID: h.ID, Msg: r, Sign: true, Seq: h.Seq, Key: u.Secret})
 	}
+	return out
 }
 
 // sameCookie reports whether m is the register with the cookie whose reply
@@ -560,15 +569,24 @@ func (s *Server) forgetName(now time.Time, name string) {
 // forged requests is counted among the drops, and costs no traffic.
 func (s *Server) refuse(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message, why, reason string) []Output {
 	out := []Output{dropped(why, from, slog.String("type", m.Type().String()))}
-	if sec := now.Unix(); sec != s.refusalSec {
-		s.refusalSec, s.refusals = sec, 0
-	}
 	r := wire.Reply{Reason: reason}
-	if wire.EncodedLen(r) <= requestLen(h, m) && s.refusals < refusalsPerSecond {
-		s.refusals++
+	if wire.EncodedLen(r) <= requestLen(h, m) && s.mayRefuse(now) {
 		out = append(out, Send{To: from, ID: h.ID, Msg: r})
 	}
 	return out
+}
+
+// mayRefuse counts an answer to a request that is not acted on, and
+// reports whether it may go: at most refusalsPerSecond a second.
+func (s *Server) mayRefuse(now time.Time) bool {
+	if sec := now.Unix(); sec != s.refusalSec {
+		s.refusalSec, s.refusals = sec, 0
+	}
+	if s.refusals >= refusalsPerSecond {
+		return false
+	}
+	s.refusals++
+	return true
 }
 
 // refusalsPerSecond bounds the answers to requests that proved nothing.

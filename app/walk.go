@@ -189,7 +189,7 @@ func (p *Peer) askAgain(now time.Time, w *walk, out []Output) ([]Output, bool) {
 		return p.walked(now, w, resultFailed(CmdQueryDHT, p.serverSilent()), out), false
 	}
 	was := rq.id
-	rq.id, rq.sg = p.link.newID(), p.requestSigner(now)
+	rq.id, rq.sg = p.requestID(), p.requestSigner(now)
 	p.stats.Sent++
 	p.stats.Retransmits++
 	out = append(out, debugEvent("query-dht asked again as a new request: no reply", slog.Uint64("id", uint64(was)), slog.Uint64("new_id", uint64(rq.id))))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -282,4 +283,16 @@ func parseIPv4(s string, anyOK bool) (netip.Addr, error) {
 		return netip.Addr{}, usagef("invalid IPv4 address %q: %s; need one host's address, e.g. 127.0.0.1", s, why)
 	}
 	return ip, nil
+}
+
+// strongRand is the randomness of a server or a peer: ChaCha8 seeded from
+// the system's cryptographic source, so that what it draws (a peer's
+// request ids, which a forged FAILURE would have to match) cannot be
+// guessed from what it drew before.
+func strongRand() *rand.Rand {
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // Read never fails on the systems Go supports
+	}
+	return rand.New(rand.NewChaCha8(seed))
 }

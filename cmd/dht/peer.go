@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -88,11 +86,10 @@ func peerCommand(e env) *cli.Command {
 				return fmt.Errorf("peer: %w", err)
 			}
 			dbPath := c.String("db")
-			seed := uint64(time.Now().UnixNano())
 			core := app.NewPeer(app.PeerConfig{
 				Server:   netip.AddrPortFrom(ip, port),
 				LoadData: data,
-				Rand:     rand.New(rand.NewPCG(seed, seed>>3)),
+				Rand:     strongRand(),
 				Link: app.LinkConfig{
 					Retry:  app.Retry{RTO: c.Duration("rto"), GiveUp: c.Duration("give-up")},
 					Window: c.Int("window"),

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"time"
 
@@ -85,9 +84,8 @@ func serverCommand(e env) *cli.Command {
 			}
 			defer stopProfile()
 			log.Info("listening", "addr", conn.LocalAddr().String(), "db", c.String("db"), "users", len(st.Users), "dht", st.DHT.Phase.String())
-			seed := uint64(time.Now().UnixNano())
 			core := app.NewServer(app.ServerConfig{OpTimeout: c.Duration("op-timeout"), DeadAfter: c.Duration("dead-after"),
-				Started: time.Now(), Rand: rand.New(rand.NewPCG(seed, seed>>1))}, st, replies)
+				Started: time.Now(), Rand: strongRand()}, st, replies)
 			ctx, cancel := signalContext()
 			defer cancel()
 			r := &app.ServerRunner{Conn: conn, Core: core, Store: db, Log: log, Faults: faults}
