@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"dht/app"
 	"dht/app/state"
@@ -323,5 +324,56 @@ func TestAUserCannotAimTheServerAtAThirdParty(t *testing.T) {
 	}
 	if answers < 1 || answers > 10 {
 		t.Fatalf("100 replays at once got %d answers; want one at least (the user's clock may be behind) and ten at most", answers)
+	}
+}
+
+// Alives captured from a member, replayed after it died and the server
+// restarted: the server wrote each user's last alive's number down with
+// its signs of life, so the replays are refused as such, and the dead
+// member shows no sign of life.
+func TestAlivesReplayedAfterAServerRestart(t *testing.T) {
+	s, _ := ringOfFour(t, 8)
+	name := memberWithID(s, 2)
+	addr := s.Process(name).Addr
+	var captured [][]byte
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && from == addr && to == simServer {
+			if _, ok := m.(wire.Alive); ok {
+				captured = append(captured, b)
+			}
+		}
+	}
+	runFor := func(d time.Duration) {
+		for end := s.Now().Add(d); s.Now().Before(end); {
+			if !s.step() {
+				t.Fatal("the simulation stopped")
+			}
+		}
+	}
+	runFor(10 * time.Second)
+	s.Tap = nil
+	if len(captured) < 3 {
+		t.Fatalf("captured %d alives", len(captured))
+	}
+	runFor(6 * time.Second) // the server writes its signs of life within 5 s
+	s.Remove(name)
+	runFor(3 * time.Second)
+	s.RestartServer()
+	seen := func() int64 {
+		for _, u := range s.Server().Snapshot().Users {
+			if u.Name == name {
+				return u.LastSeen
+			}
+		}
+		t.Fatalf("%s is not registered", name)
+		return 0
+	}
+	was := seen()
+	for _, b := range captured {
+		s.Inject(addr, simServer, b)
+	}
+	runFor(2 * time.Second)
+	if now := seen(); now != was {
+		t.Fatalf("replayed alives counted as signs of life: %s last seen %v, was %v", name, time.Unix(0, now), time.Unix(0, was))
 	}
 }

@@ -111,8 +111,6 @@ type Server struct {
 	removed    map[string]removal
 	removals   uint64
 	removedAll uint64
-	// aliveSeq is each user's last alive's sequence number (memory only).
-	aliveSeq map[string]uint64
 	// reqSeq is the sequence number of the request being served, when it
 	// is signed with the user's secret; else 0.
 	reqSeq uint64
@@ -153,7 +151,7 @@ func NewServer(cfg ServerConfig, st state.ServerState, replies []state.CachedRep
 	}
 	s := &Server{cfg: cfg, users: map[string]*state.User{}, byAddr: map[netip.AddrPort]string{}, dht: st.DHT,
 		cache: map[netip.AddrPort]cachedReply{}, persisted: map[netip.AddrPort]bool{},
-		lastSeen: map[string]time.Time{}, started: cfg.Started, aliveSeq: map[string]uint64{}}
+		lastSeen: map[string]time.Time{}, started: cfg.Started}
 	for _, u := range st.Users {
 		u := u
 		s.users[u.Name] = &u
@@ -296,10 +294,11 @@ func (s *Server) alive(now time.Time, from netip.AddrPort, h wire.Header, m wire
 		return []Output{dropped("alive for a user not registered at its source", from, slog.String("name", m.Name))}
 	case !wire.Verify(u.Secret, h):
 		return []Output{dropped("alive not signed with the user's secret", from, slog.String("name", m.Name))}
-	case h.Seq <= s.aliveSeq[m.Name]:
+	case h.Seq <= u.AliveSeq:
 		return []Output{dropped("alive replayed", from, slog.String("name", m.Name))}
 	}
-	s.aliveSeq[m.Name] = h.Seq
+	u.AliveSeq = h.Seq
+	s.dirty(now) // written with LastSeen, within seenFlush
 	s.seen(now, from)
 	out := s.outdated(u, max(m.Epoch, m.KeyEpoch))
 	out = append(out, s.quit(now, u, m.QuitOp, m.Quit)...)

@@ -284,17 +284,21 @@ func (s *Server) rejoin(now time.Time, u *state.User, m wire.Register, bySecret 
 	// A new process: the alives of the one before, counted from another
 	// clock perhaps (a host's set back since), do not bound its own, which
 	// go on above this register's sequence number (registerOp.answered);
-	// with a new secret, none from before verifies anyway.
+	// with a new secret, none from before verifies anyway. A count that
+	// goes back (a clock behind) is committed with the reply: a file left
+	// holding the higher one would refuse the new process's alives after
+	// a restart.
+	was := u.AliveSeq
 	if bySecret {
-		s.aliveSeq[u.Name] = s.reqSeq
+		u.AliveSeq = s.reqSeq
 	} else {
-		delete(s.aliveSeq, u.Name)
+		u.AliveSeq = 0
 	}
 	if !bySecret {
 		// First: a heal this rejoin starts is signed with the new secret.
 		u.Secret, u.Seq = newKey(s.cfg.Keys), 0
 	}
-	changed, ended := false, false
+	changed, ended := u.AliveSeq < was, false
 	recorded := s.dht.Phase != state.PhaseNone
 	if ev, ok := s.outdate(u, m.Epoch); ok {
 		// The peer holds a place in a ring newer than this server's file.

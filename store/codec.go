@@ -188,9 +188,10 @@ func encodeUser(u state.User) ([]byte, error) {
 	e := enc{b: make([]byte, 0, 24)}
 	e.u8(uint8(u.State))
 	e.addr(u.Addr)
-	// Last seen, then the secret and the sequence number, go last, and
-	// only once known: a file written before liveness (or secrets)
-	// existed holds the same bytes, and reads the same.
+	// Last seen, then the secret and the sequence number, then the last
+	// alive's, go last, and only once known: a file written before
+	// liveness (or secrets, or alives' numbers) existed holds the same
+	// bytes, and reads the same.
 	secret := !u.Secret.IsZero() || u.Seq != 0
 	if u.LastSeen != 0 || secret {
 		e.u64(uint64(u.LastSeen))
@@ -198,6 +199,9 @@ func encodeUser(u state.User) ([]byte, error) {
 	if secret {
 		e.b = append(e.b, u.Secret[:]...)
 		e.u64(u.Seq)
+		if u.AliveSeq != 0 {
+			e.u64(u.AliveSeq)
+		}
 	}
 	return e.b, e.err
 }
@@ -219,6 +223,12 @@ func decodeUser(name string, v []byte) (state.User, error) {
 	if d.err == nil && len(d.b) > 0 {
 		copy(u.Secret[:], d.take("secret", len(u.Secret)))
 		u.Seq = d.u64("sequence number")
+	}
+	if d.err == nil && len(d.b) > 0 {
+		u.AliveSeq = d.u64("alive sequence number")
+		if d.err == nil && u.AliveSeq == 0 {
+			d.fail("alive sequence number") // written only when known
+		}
 	}
 	return u, d.done()
 }

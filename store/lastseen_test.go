@@ -45,6 +45,35 @@ func TestUserLastSeenCodec(t *testing.T) {
 	}
 }
 
+// The last alive's number follows the sequence number, only once known:
+// a file written before it existed reads the same, and a zero written out
+// is damage.
+func TestUserAliveSeqCodec(t *testing.T) {
+	u := state.User{Name: "alice", Addr: ap("127.0.0.1:5001"), State: state.InDHT, LastSeen: seenT.UnixNano(), Secret: [16]byte{7}, Seq: 41}
+	b, err := encodeUser(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := len(b)
+	u.AliveSeq = 1 << 60
+	b, err = encodeUser(u)
+	if err != nil || len(b) != base+8 {
+		t.Fatalf("user with AliveSeq: %d bytes, %v; want %d", len(b), err, base+8)
+	}
+	if got, err := decodeUser("alice", b); err != nil || got != u {
+		t.Fatalf("decoded %+v %v, want %+v", got, err, u)
+	}
+	if got, err := decodeUser("alice", b[:base]); err != nil || got.AliveSeq != 0 || got.Seq != 41 {
+		t.Fatalf("a user written without AliveSeq decodes as %+v %v", got, err)
+	}
+	if _, err := decodeUser("alice", append(b[:base:base], make([]byte, 8)...)); err == nil {
+		t.Error("an AliveSeq of zero written out decodes")
+	}
+	if _, err := decodeUser("alice", b[:base+5]); err == nil {
+		t.Error("a cut AliveSeq decodes")
+	}
+}
+
 func TestServerLastSeenRoundTrip(t *testing.T) {
 	st := sampleState()
 	for i := range st.Users {

@@ -58,6 +58,13 @@ type User struct {
 	// Seq is the sequence number of the user's last request the server
 	// acted on: a request is acted on only with a larger one.
 	Seq uint64
+	// AliveSeq is the sequence number of the user's last alive the server
+	// took: an alive counts only with a larger one. Written as LastSeen
+	// is (coarsely, never a commit per alive), so that alives captured
+	// before a server restart, replayed after it, do not count again but
+	// for the last few seconds' before it. 0: none since a rejoin with a
+	// new secret.
+	AliveSeq uint64
 }
 
 // Phase is where the one DHT the server knows about stands.
