@@ -377,3 +377,31 @@ func TestAlivesReplayedAfterAServerRestart(t *testing.T) {
 		t.Fatalf("replayed alives counted as signs of life: %s last seen %v, was %v", name, time.Unix(0, now), time.Unix(0, was))
 	}
 }
+
+// A querier holding its token sends its own query, acked (a retry's
+// flags), with a third party's address as the source: the member takes a
+// query only from its querier or from its left neighbour, so nothing goes
+// to the third party (its ack would), and the querier's queries are
+// answered as before.
+func TestTokenHolderCannotAimAcksAtAThirdParty(t *testing.T) {
+	s, data := ringOfFour(t, 9)
+	epoch := s.Server().Snapshot().DHT.Epoch
+	mallory := freeUser(s)
+	sent := countTo(s, victim)
+	for _, name := range s.Server().Snapshot().DHT.Members {
+		to := s.Process(name).Addr
+		token := app.QueryToken(s.Process(name).Core, s.Process(mallory).Addr)
+		m := wire.Query{ReqID: 7, Querier: wire.Member{Name: mallory, Addr: s.Process(mallory).Addr}, LongName: data[0].LongName}
+		b, err := wire.AppendSignedTo(nil, 0xbad, wire.FlagRetransmit, m, epoch, token, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 20 {
+			s.Inject(victim, to, b)
+		}
+	}
+	queryAll(t, s, mallory, data[:10], 4)
+	if *sent != 0 {
+		t.Fatalf("%d datagrams sent to the third party", *sent)
+	}
+}

@@ -1,8 +1,11 @@
 package app
 
 import (
+	"net/netip"
+
 	"dht/app/state"
 	"dht/dataset"
+	"dht/wire"
 )
 
 // What the tests in package app_test see of the inside of package app.
@@ -19,6 +22,10 @@ func Identity(p *Peer) state.Identity { return p.identity() }
 
 // Lookup reads a record from p's table as p does to answer a query.
 func Lookup(p *Peer, longName string) (dataset.Record, bool, error) { return p.lookup(longName) }
+
+// QueryToken is the key p's ring signs the queries of querier with, which
+// the server gives querier with its query-dht answer.
+func QueryToken(p *Peer, querier netip.AddrPort) wire.Key { return p.cred.queryToken(querier) }
 
 // Abandon drops the command p has in progress, as if its process had died
 // with it.

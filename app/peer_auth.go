@@ -148,6 +148,12 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 		if !wire.VerifyAt(p.cred.queryToken(m.Querier.Addr), h, p.self.Addr) && !wire.VerifyAt(p.cred.ringKey, h, p.self.Addr) {
 			return "query the server did not authorize"
 		}
+		if from != m.Querier.Addr && !(p.neighbours && from == p.left.Addr) {
+			// A query comes from its querier or round the ring: from
+			// anywhere else, its source is forged (by a holder of the
+			// token), and its ack would go there.
+			return "query from neither its querier nor the left neighbour"
+		}
 	case wire.QueryResult:
 		w, ok := p.walkOf(m.ReqID)
 		if !ok {
