@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"runtime/debug"
@@ -393,7 +394,23 @@ func (h *file) verify(f *os.File, exclusive bool, timeout time.Duration, created
 		}
 		return notDHT(h.path, "empty file (a dht file never is, unless it was truncated)", nil)
 	}
-	switch off, txid, torn, err := tornCommit(f, fi.Size()); {
+	// A torn last commit is rolled back, but only once the file as it
+	// would then be has been checked: a file refused is not written to
+	// (each open of a damaged file would otherwise damage it further).
+	off, txid, torn, err := tornCommit(f, fi.Size())
+	if err != nil {
+		return fmt.Errorf("store: read %s: %w", h.path, err)
+	}
+	var view io.ReaderAt = f
+	if torn {
+		view = rolledBackView{f, off}
+	}
+	var ve *verifyError
+	switch err := verifyFile(view, fi.Size()); {
+	case errors.Is(err, errNoMeta):
+		return notDHT(h.path, "not a bbolt database", nil)
+	case errors.As(err, &ve):
+		return damaged(h.path, "", ve.why, nil)
 	case err != nil:
 		return fmt.Errorf("store: read %s: %w", h.path, err)
 	case torn && !exclusive:
@@ -405,16 +422,23 @@ func (h *file) verify(f *os.File, exclusive bool, timeout time.Duration, created
 		}
 		h.rolledBack = txid
 	}
-	var ve *verifyError
-	switch err := verifyFile(f, fi.Size()); {
-	case errors.Is(err, errNoMeta):
-		return notDHT(h.path, "not a bbolt database", nil)
-	case errors.As(err, &ve):
-		return damaged(h.path, "", ve.why, nil)
-	case err != nil:
-		return fmt.Errorf("store: read %s: %w", h.path, err)
-	}
 	return nil
+}
+
+// rolledBackView reads a file as rollBack(at) would leave it, without
+// writing it: the meta page at at reads with a cleared checksum.
+type rolledBackView struct {
+	r  io.ReaderAt
+	at int64
+}
+
+func (v rolledBackView) ReadAt(b []byte, off int64) (int, error) {
+	n, err := v.r.ReadAt(b, off)
+	lo := v.at + pageHeaderSize + metaChecksum
+	for i := max(lo, off); i < min(lo+8, off+int64(n)); i++ {
+		b[i-off] = 0
+	}
+	return n, err
 }
 
 // rollbackNote says what the open did to a file whose last commit did not

@@ -3,6 +3,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -309,5 +310,55 @@ func mustTakeMore(t *testing.T, p *PeerDB, path string, id state.Identity, had i
 	}
 	if note := p.RolledBack(); note != "" {
 		t.Fatalf("a whole file, reopened, says %q", note)
+	}
+}
+
+// TestARefusedFileIsNotWritten: a peer file cut short (its last commit's
+// pages gone, and more) is refused at open, and the open writes nothing:
+// rolling the torn commit back first left the file worse at every try,
+// until nothing took it for a bbolt file. Every try, and inspect, give the
+// same reason.
+func TestARefusedFileIsNotWritten(t *testing.T) {
+	useRaw(t)
+	path := filepath.Join(t.TempDir(), "peer.db")
+	id := sampleIdentity()
+	p, err := OpenPeer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		mustApply(t, p, state.Batch{Identity: &id, Clear: true, Put: synthetic(30, uint64(i+1))})
+	}
+	ps := int64(p.db.Info().PageSize)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 4*ps); err != nil {
+		t.Fatal(err)
+	}
+	cut, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	for range 3 {
+		if _, err := OpenPeer(path); !errors.Is(err, ErrDamaged) {
+			t.Fatalf("open of a file cut short: %v; want it refused as damaged", err)
+		} else {
+			reasons = append(reasons, err.Error())
+		}
+		if now, err := os.ReadFile(path); err != nil || !bytes.Equal(now, cut) {
+			t.Fatalf("a refused open wrote to the file (%v)", err)
+		}
+	}
+	if _, err := Inspect(path, time.Second); err == nil {
+		t.Fatal("inspect took the file")
+	} else {
+		reasons = append(reasons, err.Error())
+	}
+	for _, r := range reasons[1:] {
+		if r != reasons[0] {
+			t.Fatalf("the reasons differ: %q", reasons)
+		}
 	}
 }
