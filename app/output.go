@@ -123,16 +123,23 @@ type Notice struct{ Line string }
 // should end once pending output is written.
 type Exit struct{}
 
-func (Send) isOutput()          {}
-func (Result) isOutput()        {}
-func (Event) isOutput()         {}
-func (PersistServer) isOutput() {}
-func (PersistPeer) isOutput()   {}
-func (Bind) isOutput()          {}
-func (DiscardStore) isOutput()  {}
-func (Unbind) isOutput()        {}
-func (Notice) isOutput()        {}
-func (Exit) isOutput()          {}
+// TableUnreadable tells the peer's runner that its table file could not be
+// read (damaged, cut short under it): the process stops, as on a commit
+// its file refuses, rather than answer for records it cannot see; the ring
+// heals round it and places them again.
+type TableUnreadable struct{ Err error }
+
+func (Send) isOutput()            {}
+func (Result) isOutput()          {}
+func (Event) isOutput()           {}
+func (PersistServer) isOutput()   {}
+func (PersistPeer) isOutput()     {}
+func (Bind) isOutput()            {}
+func (DiscardStore) isOutput()    {}
+func (Unbind) isOutput()          {}
+func (Notice) isOutput()          {}
+func (Exit) isOutput()            {}
+func (TableUnreadable) isOutput() {}
 
 func event(msg string, attrs ...slog.Attr) Event {
 	return Event{Msg: msg, Level: slog.LevelWarn, Attrs: attrs}

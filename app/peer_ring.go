@@ -459,17 +459,17 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		}
 		res := wire.QueryResult{ReqID: m.ReqID, Node: p.self.Name, NodeID: uint16(p.id), Hops: m.Hops, LongName: m.LongName}
 		r, ok, err := p.lookup(m.LongName)
+		if err != nil {
+			// Not answered: "not found" would be false for a record this
+			// node holds in a file it cannot read. The process stops; the
+			// querier asks again, and the ring heals round this node.
+			return []Output{TableUnreadable{Err: err}}
+		}
 		if ok {
 			res.Found, res.Record = true, r.Fields()
 		}
 		// The querier asks again if the answer is lost.
-		out := []Output{p.sendNoAck(m.Querier.Addr, res, p.tokenSigner(m.Querier.Addr))}
-		if err != nil {
-			// Answered as not found: the querier hears from this node, and
-			// its log says why.
-			out = append(out, event("table read failed; answered not found", slog.String("long_name", m.LongName), slog.String("err", err.Error())))
-		}
-		return out
+		return []Output{p.sendNoAck(m.Querier.Addr, res, p.tokenSigner(m.Querier.Addr))}
 	case wire.QueryResult:
 		w, _ := p.walkOf(m.ReqID) // expected: a query in the ring
 		return p.walked(now, w, w.q.answer(p, now, m), nil)

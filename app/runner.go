@@ -811,6 +811,8 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 		case Exit:
 			traceDebug(r.logger(log), TraceExit)
 			exit = true
+		case TableUnreadable:
+			return false, fmt.Errorf("peer: cannot read the table file, stopping (the ring heals without this node): %w", o.Err)
 		}
 	}
 	return exit, nil

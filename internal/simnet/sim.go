@@ -447,6 +447,9 @@ func (s *Sim) exec(from netip.AddrPort, p *Process, outs []app.Output) {
 		case app.Exit:
 			p.Exited = true
 			app.TraceOutput(log, o)
+		case app.TableUnreadable:
+			s.err = fmt.Errorf("sim: %s cannot read its table: %w", p.Name, o.Err)
+			return
 		}
 	}
 }
