@@ -297,10 +297,10 @@ func preallocate(db *bolt.DB, path string, size int64) (err error) {
 		}
 	}()
 	if _, err := writeAt(f, make([]byte, size-pages), pages); err != nil {
-		return fileErr("preallocate", path, err)
+		return fmt.Errorf("%w (a dht file is written out to %d KiB when made)", fileErr("preallocate", path, err), size>>10)
 	}
 	if err := f.Sync(); err != nil {
-		return fileErr("preallocate", path, err)
+		return fmt.Errorf("%w (a dht file is written out to %d KiB when made)", fileErr("preallocate", path, err), size>>10)
 	}
 	return f.Close()
 }
