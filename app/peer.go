@@ -139,9 +139,9 @@ type Peer struct {
 	alivePeriod time.Duration
 	aliveAt     time.Time
 	// quit is the operation this peer gave up while the server waited for
-	// it to finish it, which its next quitAlives alives name (giveUp).
-	quit     quitNote
-	quitLeft int
+	// it to finish it, which its alives name until quitUntil (giveUp).
+	quit      quitNote
+	quitUntil time.Time
 
 	cred credentials
 
@@ -854,8 +854,7 @@ func (p *Peer) aliveDue(now time.Time, out []Output) []Output {
 	p.cred.aliveSeq = nextSeq(p.cred.aliveSeq, now)
 	sg := signer{seq: p.cred.aliveSeq, key: p.cred.secret, toServer: true}
 	m := wire.Alive{Name: p.self.Name, PeriodMS: uint32(p.alivePeriod.Milliseconds()), Epoch: p.placeEpoch(), KeyEpoch: p.cred.epoch}
-	if p.quitLeft > 0 {
-		p.quitLeft--
+	if now.Before(p.quitUntil) {
 		m.QuitOp, m.Quit = p.quit.op, p.quit.epoch
 	}
 	return append(out, sg.send(p.cfg.Server, p.link.newID(), 0, m))
@@ -868,9 +867,14 @@ type quitNote struct {
 	epoch uint64
 }
 
-// quitAlives is how many alives name an operation given up: the first is
-// sent at once, the others a period apart, in case one is lost.
-const quitAlives = 3
+// quitFor is how long alives name an operation given up, the first sent at
+// once: as long as the server waits for it by default (--op-timeout), so
+// that a server down, or a notice lost, when the peer gave up still ends
+// the operation when it hears the next, rather than roll the DHT back at
+// its timeout. The server acts on one (Server.quit) and ignores the rest:
+// by then it no longer waits for that operation, and a new one takes a new
+// epoch.
+const quitFor = DefaultOpTimeout
 
 // giveUp: the command in progress fails. If the server took it (a setup,
 // leave, join or teardown it answered with its epoch) and waits for this
@@ -882,7 +886,7 @@ func (p *Peer) giveUp(now time.Time) {
 	if q.epoch == 0 || !p.registered || p.aliveAt.IsZero() {
 		return
 	}
-	p.quit, p.quitLeft, p.aliveAt = q, quitAlives, now
+	p.quit, p.quitUntil, p.aliveAt = q, now.Add(quitFor), now
 }
 
 // awaited is the operation in progress the server took and waits for this

@@ -136,13 +136,59 @@ func TestAGivenUpOperationEndsAtOnce(t *testing.T) {
 					s.mustDo(users[4], "setup-dht 4 "+users[4], "setup-dht SUCCESS")
 					s.checkRing(records(t))
 				}
-				// The quit went in the alive sent at once, and in the next
-				// two, in case one was lost; then no more.
+				// The quit went in the alive sent at once, and goes in the
+				// next, in case one was lost or the server was down.
 				idle(t, s, 2*app.DefaultDeadAfter/10)
 				if len(quits) != 3 || !quits[0].Equal(gaveUp) {
-					t.Fatalf("seed %d: %s's alives named its quit at %v, want 3 of them, the first at %v", seed, who, quits, gaveUp)
+					t.Fatalf("seed %d: %s's alives named its quit at %v, want each of them, the first at %v", seed, who, quits, gaveUp)
 				}
 			}
 		})
+	}
+}
+
+// A leave given up while the server cannot be reached (down, or cut off)
+// for longer than a few alive periods: the alives that follow still name
+// it, so the server ends it (the ring heals round the leaver) once it
+// hears one, not at its --op-timeout, when it would have rolled the DHT
+// back and dissolved it.
+func TestAQuitReachesAServerBackLater(t *testing.T) {
+	const down = 10 * time.Second // under --dead-after: no one is offline for it
+	s := newSim(t, 11)
+	users := joinUsers(t, s, 5)
+	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	members := s.Server().Snapshot().DHT.Members
+	who := members[1]
+	p := s.Process(who)
+	printed := len(p.Printed)
+	s.input(who, "leave-dht "+who)
+	for len(p.Printed) == printed {
+		if !s.step() {
+			t.Fatal("leave-dht never answered")
+		}
+	}
+	cut := s.Process(members[2])
+	s.Down(cut.Addr)
+	for !p.Core.Idle() {
+		if !s.step() {
+			t.Fatal("the leave never ended")
+		}
+	}
+	gaveUp := s.Now()
+	s.Down(simServer)
+	for s.Now().Sub(gaveUp) < down {
+		if !s.step() {
+			t.Fatal("nothing left to run")
+		}
+	}
+	s.Up(simServer)
+	s.Up(cut.Addr)
+	for s.Server().Snapshot().DHT.Phase == state.PhaseLeaving && s.Now().Sub(gaveUp) < app.DefaultOpTimeout {
+		if !s.step() {
+			t.Fatal("nothing left to run")
+		}
+	}
+	if took, ph := s.Now().Sub(gaveUp), s.Server().Snapshot().DHT.Phase; ph != state.PhaseHealing || took > down+2*app.DefaultDeadAfter/10 {
+		t.Fatalf("%v after %s gave up its leave, with the server unreachable for the first %v, the server is %s; want it healing within two alive periods of coming back", took, who, down, ph)
 	}
 }
