@@ -296,10 +296,10 @@ func preallocate(db *bolt.DB, path string, size int64) (err error) {
 			_ = f.Truncate(pages)
 		}
 	}()
-	if _, err := writeAt(f, make([]byte, size-pages), pages); err != nil {
-		return fmt.Errorf("%w (a dht file is written out to %d KiB when made)", fileErr("preallocate", path, err), size>>10)
+	if _, err = writeAt(f, make([]byte, size-pages), pages); err == nil {
+		err = f.Sync()
 	}
-	if err := f.Sync(); err != nil {
+	if err != nil {
 		return fmt.Errorf("%w (a dht file is written out to %d KiB when made)", fileErr("preallocate", path, err), size>>10)
 	}
 	return f.Close()
@@ -414,8 +414,7 @@ func (h *file) verify(f *os.File, exclusive bool, timeout time.Duration, created
 	case err != nil:
 		return fmt.Errorf("store: read %s: %w", h.path, err)
 	case torn && !exclusive:
-		return damaged(h.path, "", fmt.Sprintf("its last commit (transaction %d) did not reach the disk whole "+
-			"(the machine stopped while it was written, or the file was damaged since); dht server or dht peer rolls it back when it opens the file", txid), nil)
+		return damaged(h.path, "", fmt.Sprintf("%s; dht server or dht peer rolls it back when it opens the file", tornWhy(txid)), nil)
 	case torn:
 		if err := rollBack(f, off); err != nil {
 			return fmt.Errorf("store: %s: roll back its last commit (transaction %d), which did not reach the disk whole: %w", h.path, txid, err)
@@ -448,7 +447,13 @@ func (h *file) rollbackNote() string {
 	if h.rolledBack == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%s: its last commit (transaction %d) did not reach the disk whole (the machine stopped while it was written, or the file was damaged since): rolled back to the commit before it", h.path, h.rolledBack)
+	return fmt.Sprintf("%s: %s: rolled back to the commit before it", h.path, tornWhy(h.rolledBack))
+}
+
+// tornWhy says what a torn last commit is, for inspect and for the open
+// that rolls it back alike.
+func tornWhy(txid uint64) string {
+	return fmt.Sprintf("its last commit (transaction %d) did not reach the disk whole (the machine stopped while it was written, or the file was damaged since)", txid)
 }
 
 // rollBack makes bbolt take the meta page before the one at off, whose

@@ -311,11 +311,11 @@ func (p *PeerDB) Discard() error {
 	return nil
 }
 
-// Close closes the file.
 // RolledBack says, for the person running the peer, that the open rolled
 // back a last commit that did not reach the disk whole; "" if it did not.
 func (p *PeerDB) RolledBack() string { return p.file.rollbackNote() }
 
+// Close closes the file.
 func (p *PeerDB) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -125,12 +125,9 @@ func peerCommand(e env) *cli.Command {
 					if path == "" {
 						path = fmt.Sprintf("dht-peer-%s.db", name)
 					}
-					st, err := store.OpenPeer(path)
+					st, err := openPeerFile(e, path)
 					if err != nil {
 						return nil, err
-					}
-					if note := st.RolledBack(); note != "" {
-						fmt.Fprintln(e.stderr, note)
 					}
 					return st, nil
 				},
@@ -140,8 +137,7 @@ func peerCommand(e env) *cli.Command {
 				// there but cannot be opened or read (damaged, foreign, a
 				// server's, held by another process) fails at once: the
 				// peer would open the same path for any register.
-				_, err := os.Stat(dbPath)
-				if err != nil {
+				if _, err := os.Stat(dbPath); err != nil {
 					// Made at the first register: a folder that is not
 					// there would fail it, so say so now.
 					dir := filepath.Dir(dbPath)
@@ -151,13 +147,9 @@ func peerCommand(e env) *cli.Command {
 					case derr == nil && !fi.IsDir():
 						return fmt.Errorf("peer: --db %s: %s is not a folder", dbPath, dir)
 					}
-				}
-				if err == nil {
-					st, err := store.OpenPeer(dbPath)
+				} else {
+					st, err := openPeerFile(e, dbPath)
 					if err == nil {
-						if note := st.RolledBack(); note != "" {
-							fmt.Fprintln(e.stderr, note)
-						}
 						var id state.Identity
 						if id, err = st.Identity(); err != nil {
 							err = errors.Join(err, st.Close())
@@ -203,4 +195,17 @@ func (l lineFirst) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return l.w.Write(b)
+}
+
+// openPeerFile opens the peer's table file, and says on stderr when the
+// open rolled back a last commit that did not reach the disk whole.
+func openPeerFile(e env, path string) (*store.PeerDB, error) {
+	st, err := store.OpenPeer(path)
+	if err != nil {
+		return nil, err
+	}
+	if note := st.RolledBack(); note != "" {
+		fmt.Fprintln(e.stderr, note)
+	}
+	return st, nil
 }
