@@ -92,6 +92,11 @@ type Server struct {
 	// note explains the last rollback, for answers that would otherwise
 	// look like the operation never happened.
 	note string
+	// ended: why the leave or join a user asked for was ended without its
+	// dht-rebuilt (a heal while the server waited for it), for the
+	// dht-rebuilt that comes after all. An entry goes with the user's next
+	// leave-dht, join-dht or deregister; the map holds one a user at most.
+	ended map[string]string
 	// lastSeen is each user's last sign of life (an alive or any request
 	// from its address). It lives in memory only: a user missing from it
 	// was last seen when the server started.
@@ -970,6 +975,9 @@ func (s *Server) awaited(now time.Time, from netip.AddrPort, name string, phase 
 		if w := s.waiting(now); w != "" {
 			return nil, fail("%s", w)
 		}
+		if why := s.ended[name]; why != "" {
+			return nil, fail("%s", why)
+		}
 		return nil, fail("%s%s", idle, s.noteSuffix())
 	}
 	u, r := s.caller(from, name)
@@ -1021,6 +1029,7 @@ func (s *Server) leave(now time.Time, from netip.AddrPort, m wire.LeaveDHT) (*wi
 	}
 	// The renumbered ring's epoch is taken now, so that no heal of this
 	// ring can take the same one.
+	delete(s.ended, u.Name)
 	s.dht.Phase, s.dht.Leaver, s.dht.Since = state.PhaseLeaving, u.Name, now.UnixNano()
 	s.dht.Epoch++
 	r = ok()
@@ -1077,6 +1086,7 @@ func (s *Server) join(now time.Time, from netip.AddrPort, m wire.JoinDHT) (*wire
 		members[i] = wire.Member{Name: name, Addr: s.users[name].Addr}
 	}
 	// The larger ring's epoch is taken now, as a leave's.
+	delete(s.ended, u.Name)
 	s.dht.Phase, s.dht.Joiner, s.dht.Since = state.PhaseJoining, u.Name, now.UnixNano()
 	s.dht.Epoch++
 	r = ok(members...)
@@ -1128,6 +1138,7 @@ func (s *Server) deregister(now time.Time, from netip.AddrPort, m wire.Deregiste
 	delete(s.users, u.Name)
 	delete(s.byAddr, u.Addr)
 	delete(s.lastSeen, u.Name)
+	delete(s.ended, u.Name)
 	s.forgetName(now, u.Name)
 	return ok(), true
 }

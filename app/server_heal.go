@@ -93,7 +93,23 @@ func (s *Server) checkLive(now time.Time) []Output {
 		s.dissolve()
 		return []Output{event("offline members: DHT dissolved", slog.String("what", s.note)), s.persist(nil)}
 	}
+	switch d.Phase {
+	case state.PhaseLeaving:
+		s.endedFor(d.Leaver, "leave-dht", why)
+	case state.PhaseJoining:
+		s.endedFor(d.Joiner, "join-dht", why)
+	}
 	return s.heal(now, survivors, gone, why+ended)
+}
+
+// endedFor keeps why the op (leave-dht or join-dht) that name asked for
+// ended without its dht-rebuilt, for the dht-rebuilt that may still come
+// from its peer (a peer stopped, then continued, finishes its part).
+func (s *Server) endedFor(name, op, why string) {
+	if s.ended == nil {
+		s.ended = make(map[string]string)
+	}
+	s.ended[name] = fmt.Sprintf("the %s of %s was ended before its dht-rebuilt came: %s; the ring was healed without %s, who is Free", op, name, why, name)
 }
 
 // quit ends at once the operation u's peer started and gave up, its

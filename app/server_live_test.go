@@ -555,3 +555,54 @@ func TestServerTakesAQuitOnlyFromItsUser(t *testing.T) {
 		t.Fatalf("a replayed quit left the DHT %s, want it still building", ph)
 	}
 }
+
+// A leaver or a joiner silent for DeadAfter while the server waits for its
+// dht-rebuilt has its leave or join ended by the heal; a peer that was only
+// stopped finishes its part when it runs again, and its dht-rebuilt then
+// hears why the server no longer waits for it, not that nothing of the kind
+// is in progress. Another user's dht-rebuilt, or one after the user's next
+// leave-dht, is answered as before.
+func TestServerDHTRebuiltAfterItsOperationWasHealedAway(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	for _, c := range []struct {
+		name      string
+		st        state.ServerState
+		user, op  string
+		live      []string
+		newLeader string
+	}{
+		{"a leaver", srvLeaving(ring, "bob", "dave"), "bob", "leave-dht", []string{"alice", "carol", "dave"}, "carol"},
+		{"a joiner", srvJoining(ring, "dave", "erin"), "dave", "join-dht", []string{"alice", "bob", "carol", "erin"}, "alice"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newLiveH(t, c.st)
+			h.s.Tick(srvT0)
+			for h.now.Before(srvT0.Add(DefaultDeadAfter)) {
+				h.now = h.now.Add(time.Second)
+				h.alive(c.live...)
+				h.s.Tick(h.now)
+			}
+			h.now, _ = h.s.judgementDue() // the user's silence turns DeadAfter long
+			h.s.Tick(h.now)
+			d := h.s.Snapshot().DHT
+			if d.Phase != state.PhaseHealing || d.Leader != "alice" {
+				t.Fatalf("%s silent for DeadAfter: DHT %+v, want a heal led by alice", c.user, d)
+			}
+			h.s.stepTrusted(h.now, srvAddr("alice"), wire.Header{Type: wire.TypeHealed, ID: h.nextID()}, wire.Healed{Name: "alice", Epoch: d.Epoch})
+			if d := h.s.Snapshot().DHT; d.Phase != state.PhaseReady {
+				t.Fatalf("after the healed: DHT %+v, want it ready", d)
+			}
+			h.fail(srvAddr(c.user), wire.DHTRebuilt{Name: c.user, NewLeader: c.newLeader},
+				"the "+c.op+" of "+c.user+" was ended before its dht-rebuilt came: "+c.user+" offline (silent for more than --dead-after 15s)",
+				"healed without "+c.user+", who is Free")
+			h.fail(srvAddr("erin"), wire.DHTRebuilt{Name: "erin", NewLeader: "alice"}, "no leave-dht or join-dht is in progress")
+			if c.op == "leave-dht" {
+				return
+			}
+			h.ok(srvAddr("dave"), wire.JoinDHT{Name: "dave"})
+			h.now = h.now.Add(time.Second)
+			h.s.Tick(h.now)
+			h.fail(srvAddr("erin"), wire.QueryDHT{Name: "erin"}, "waiting for dht-rebuilt from dave")
+		})
+	}
+}
