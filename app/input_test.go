@@ -123,8 +123,9 @@ func TestQueryLongNameOnTheNextLine(t *testing.T) {
 // The end of input is no surprise: a registered peer says on Notes that it
 // goes on serving (an unregistered one exits: see
 // TestRunnerRefusedRegisterFreesItsAddress).
-// A line longer than MaxInputLine is refused with a note, and the lines
-// after it are read as usual.
+// A line longer than MaxInputLine is refused with a result line, as any
+// command, starting with the word it began with, and the lines after it
+// are read as usual.
 func TestRunnerInputEndAndLongLines(t *testing.T) {
 	server, _ := startServer(t)
 	ports, err := loopback.FreePorts(1)
@@ -154,8 +155,6 @@ func TestRunnerInputEndAndLongLines(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	wantNotes := []string{
-		fmt.Sprintf(`input: a line of more than %d bytes ignored (it began "help yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"...)`, app.MaxInputLine),
-		fmt.Sprintf(`input: a line of more than %d bytes ignored (it began "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"...)`, app.MaxInputLine),
 		"input ended; still registered as zed, serving the ring until stopped (Ctrl-C or SIGTERM)",
 	}
 	var gotNotes []string
@@ -176,11 +175,13 @@ func TestRunnerInputEndAndLongLines(t *testing.T) {
 	// its input.
 	var got []string
 	for len(out) > 0 {
-		got = append(got, (<-out).line)
+		got = append(got, strings.Split((<-out).line, "\n")...) // results queued together go in one write
 	}
 	want := []string{
+		fmt.Sprintf(`help FAILURE: a line of more than %d bytes, not read as a command (it began "help yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"...)`, app.MaxInputLine),
 		"register SUCCESS",
 		"query-dht FAILURE: no DHT exists",
+		fmt.Sprintf(`xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... FAILURE: a line of more than %d bytes, not read as a command (it began "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"...)`, app.MaxInputLine),
 		"query-dht FAILURE: Long Name too long (2000 bytes, at most 1024)",
 	}
 	if !slices.Equal(got, want) {
@@ -193,16 +194,24 @@ func TestRunnerInputEndAndLongLines(t *testing.T) {
 	}
 }
 
-// A line over MaxInputLine is no command; as the Long Name a query-dht
-// waits for, it fails that query-dht.
+// A line over MaxInputLine is no command: it gets a FAILURE line of its
+// own, named by its first word; as the Long Name a query-dht waits for, it
+// fails that query-dht.
 func TestOverlongLines(t *testing.T) {
 	p := app.NewPeer(app.PeerConfig{Server: simServer})
-	outs := p.Input(time.Unix(1_700_000_000, 0), "register "+strings.Repeat("a", app.MaxInputLine))
-	if len(outs) != 1 {
-		t.Fatalf("outputs %+v, want one notice", outs)
-	}
-	if n, ok := outs[0].(app.Notice); !ok || !strings.HasPrefix(n.Line, "input: a line of more than ") {
-		t.Fatalf("output %+v, want a notice", outs[0])
+	for line, want := range map[string]string{
+		"register " + strings.Repeat("a", app.MaxInputLine):             `register FAILURE: a line of more than 1048576 bytes, not read as a command (it began "register aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"...)`,
+		"  frob" + strings.Repeat(" a", app.MaxInputLine):               `frob FAILURE: a line of more than 1048576 bytes, not read as a command (it began "  frob a a a a a a a a a a a a a a a a a"...)`,
+		strings.Repeat("é", 20) + strings.Repeat(" ", app.MaxInputLine): `éééééééééééééééééééé FAILURE: a line of more than 1048576 bytes, not read as a command (it began "éééééééééééééééééééé"...)`,
+		strings.Repeat("\t", app.MaxInputLine) + "x":                    `input FAILURE: a line of more than 1048576 bytes, not read as a command (it began "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t"...)`,
+	} {
+		outs := p.Input(time.Unix(1_700_000_000, 0), line)
+		if len(outs) != 1 {
+			t.Fatalf("outputs %+v, want one result", outs)
+		}
+		if r, ok := outs[0].(app.Result); !ok || r.String() != want {
+			t.Fatalf("output %+v, want the result %q", outs[0], want)
+		}
 	}
 
 	s, _ := ringOfFour(t, 6)

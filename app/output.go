@@ -115,8 +115,8 @@ type DiscardStore struct{}
 type Unbind struct{}
 
 // Notice is a line for the person at the peer that is no command's result
-// (stderr, beside the trace but not silenced with it): an input line
-// refused before it became a command.
+// (stderr, beside the trace but not silenced with it): that the ring was
+// healed without this node while it did not run, say.
 type Notice struct{ Line string }
 
 // Exit tells the peer's runner that the user is deregistered and the process

@@ -270,19 +270,30 @@ func (p *Peer) nextLine() string {
 	return line
 }
 
-// tooLong refuses an input line over MaxInputLine: it is no command, and
-// the note for the person typing goes to stderr, not among the results.
-func tooLong(line string) Notice {
+// tooLong refuses an input line over MaxInputLine as a whole, with the
+// result line any command gets, so that a script's results stay one a
+// line: it starts with the command the line names (the first word, cut to
+// what the line began with when it names none).
+func tooLong(line string) Result {
 	const show = 40
 	head := line[:min(len(line), show)]
-	return Notice{Line: fmt.Sprintf("input: a line of more than %d bytes ignored (it began %q...)", MaxInputLine, head)}
+	r := Result{Cmd: CmdUnknown, Word: "input",
+		Reason: fmt.Sprintf("a line of more than %d bytes, not read as a command (it began %q...)", MaxInputLine, head)}
+	if f := strings.Fields(head); len(f) > 0 {
+		r.Cmd, _ = commandNamed(f[0])
+		r.Word = f[0]
+		if len(f) == 1 && strings.HasSuffix(head, f[0]) && !strings.ContainsAny(line[len(head):len(head)+1], " \t") {
+			r.Word += "..." // the word goes on past what is shown
+		}
+	}
+	return r
 }
 
 // start begins the command on one input line, c if read says mayStart
 // parsed it already.
 func (p *Peer) start(now time.Time, line string, c command, read bool, out []Output) []Output {
 	if len(line) > MaxInputLine {
-		return append(out, tooLong(line))
+		return p.emit(out, tooLong(line))
 	}
 	if !read {
 		c = parseCommand(line)

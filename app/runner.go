@@ -458,8 +458,8 @@ type PeerRunner struct {
 	// a prompt shows it. It is called as Idle is.
 	WantsLine func(linesRead int)
 	// Notes, if set, gets what the person at the peer should read that is
-	// no command's result: an input line refused as too long, and that
-	// input ended while the peer stays registered. It is written as Out
+	// no command's result: that input ended while the peer stays
+	// registered, that the ring was healed without it. It is written as Out
 	// is, in order with it.
 	Notes io.Writer
 	// Traffic counts the datagrams the peer sends.

@@ -443,7 +443,7 @@ func TestLineTooLongWaitsUnparsed(t *testing.T) {
 	out = q.answer(reqs["Republic of Chile"], "Republic of Chile", true)
 	var notice bool
 	for _, o := range out {
-		if n, ok := o.(Notice); ok && strings.HasPrefix(n.Line, "input: a line of more than ") {
+		if r, ok := o.(Result); ok && r.Cmd == CmdQueryDHT && strings.HasPrefix(r.Reason, "a line of more than ") {
 			notice = true
 		}
 	}

@@ -42,7 +42,7 @@ func peerCommand(e env) *cli.Command {
 			"and is read again at each setup-dht.\n" +
 			"A query-dht typed without its Long Name asks the server first: after SUCCESS the next\n" +
 			"line is the Long Name (at a terminal the peer asks for it), after FAILURE it is a\n" +
-			"command of its own. A line over 1 MiB is refused, with a note on stderr.",
+			"command of its own. A line over 1 MiB is refused as a whole (a FAILURE line).",
 		Flags: append([]cli.Flag{
 			dataFlag("the dataset this peer spreads when it leads a ring"),
 			&cli.StringFlag{Name: "db", Usage: "bbolt file of the local table (default dht-peer-NAME.db)"},
