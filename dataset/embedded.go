@@ -43,7 +43,9 @@ func LoadOrEmbedded(path string) ([]Record, string, error) {
 
 // A Loader loads a dataset each time it is asked: the file at Path (read
 // again every time, so that a changed file is seen), or the embedded
-// dataset when Path is empty. It parses only bytes it has not parsed
+// dataset when Path is empty. A Path that is no regular file (a pipe, as
+// the shell's <(…) makes, a FIFO, a device) is read until it loads once,
+// and its records are kept: what was read from it cannot be read again. It parses only bytes it has not parsed
 // before: a peer loads and checks its dataset before each ring it leads,
 // and parsing is most of that (about 350 µs for StatsCountry.csv). The
 // records it returns are shared between calls and must not be changed.
@@ -53,28 +55,41 @@ type Loader struct {
 	mu   sync.Mutex
 	data []byte   // the bytes last parsed
 	recs []Record // what they parsed to
+	once bool     // recs came from a Path that is no regular file
 }
 
 // Load returns the dataset's records and a name for it fit for messages.
 // Errors are those of LoadOrEmbedded.
 func (l *Loader) Load() ([]Record, string, error) {
 	name, data := EmbeddedName, embedded
+	once := false
 	if l.Path != "" {
 		name = l.Path
-		var err error
-		if data, err = os.ReadFile(l.Path); err != nil {
+		l.mu.Lock()
+		kept, recs := l.once, l.recs
+		l.mu.Unlock()
+		if kept {
+			return recs, name, nil
+		}
+		fi, err := os.Stat(l.Path)
+		if err == nil {
+			once = !fi.Mode().IsRegular()
+			data, err = os.ReadFile(l.Path)
+		}
+		if err != nil {
 			return nil, name, fmt.Errorf("dataset: %w", err)
 		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.recs != nil && bytes.Equal(data, l.data) {
+		l.once = l.once || once
 		return l.recs, name, nil
 	}
 	recs, err := parse(bytes.NewReader(data))
 	if err != nil {
 		return nil, name, fmt.Errorf("dataset: %s: %w", name, err)
 	}
-	l.data, l.recs = data, recs
+	l.data, l.recs, l.once = data, recs, once
 	return recs, name, nil
 }
