@@ -97,6 +97,13 @@ type Server struct {
 	// dht-rebuilt that comes after all. An entry goes with the user's next
 	// leave-dht, join-dht or deregister; the map holds one a user at most.
 	ended map[string]string
+	// claimed: the largest epoch a peer claimed that did not dissolve the
+	// DHT (outdate); newEpoch goes on from it.
+	claimed uint64
+	// places: the ring place (its epoch; 0 for none) each user's last alive
+	// named, since the DHT last became ready or the server started
+	// (outdate, nobodyInRing).
+	places map[string]uint64
 	// lastSeen is each user's last sign of life (an alive or any request
 	// from its address). It lives in memory only: a user missing from it
 	// was last seen when the server started.
@@ -304,12 +311,25 @@ func (s *Server) alive(now time.Time, from netip.AddrPort, h wire.Header, m wire
 	}
 	u.AliveSeq = h.Seq
 	s.dirty(now) // written with LastSeen, within seenFlush
+	return s.takeAlive(now, from, h, u, m, true)
+}
+
+// takeAlive acts on u's alive m, taken as authentic; its pace, if any, is
+// signed when sign is set.
+func (s *Server) takeAlive(now time.Time, from netip.AddrPort, h wire.Header, u *state.User, m wire.Alive, sign bool) []Output {
 	s.seen(now, from)
+	if s.places == nil {
+		s.places = make(map[string]uint64)
+	}
+	s.places[u.Name] = m.Epoch
 	out := s.outdated(u, max(m.Epoch, m.KeyEpoch))
 	out = append(out, s.quit(now, u, m.QuitOp, m.Quit)...)
 	pace, ok := s.paceFor(u, m)
 	if !ok {
 		return out
+	}
+	if !sign {
+		return append(out, Send{To: from, ID: h.ID, Msg: pace})
 	}
 	return append(out, Send{To: from, ID: h.ID, Msg: pace, Sign: true, Seq: h.Seq, Key: u.Secret})
 }
@@ -334,8 +354,22 @@ func (s *Server) outdated(u *state.User, e uint64) []Output {
 
 // outdate is outdated's change, and the event that says so, without the
 // commit (a rejoin's reply carries it).
+//
+// Any user can claim any epoch with its own secret, so a claim dissolves
+// the DHT recorded only when it comes from one of its members (the leaver
+// among them), or when that DHT is ready and every member, in its last
+// alive since, names no place in it (the ring was torn down after the
+// copy, say, and another, of none of its members, set up): a Free user, a
+// joiner included, cannot end a ring that stands with one alive. A claim
+// not believed so far only makes the next epoch taken (newEpoch) larger
+// than it, which changes no one's place: epochs never repeat. No claim
+// takes them past maxClaimedEpoch: they never wrap.
 func (s *Server) outdate(u *state.User, e uint64) (Event, bool) {
-	if e <= s.dht.Epoch {
+	if e <= s.dht.Epoch || e > maxClaimedEpoch {
+		return Event{}, false
+	}
+	if s.dht.Phase != state.PhaseNone && !slices.Contains(s.dht.Members, u.Name) && !s.nobodyInRing() {
+		s.claimed = max(s.claimed, e) // the next epoch taken goes on from it
 		return Event{}, false
 	}
 	was := s.dht
@@ -344,13 +378,37 @@ func (s *Server) outdate(u *state.User, e uint64) (Event, bool) {
 			e, u.Name, was.Epoch, was.Leader)
 		s.dissolve()
 	}
-	s.dht.Epoch = e
+	s.dht.Epoch = max(e, s.claimed)
 	msg := "this server's file is older than its peers' rings: epochs go on from theirs"
 	if was.Phase != state.PhaseNone {
 		msg = "this server's file is older than its peers' rings: epochs go on from theirs, DHT dissolved"
 	}
 	return event(msg, slog.String("name", u.Name), slog.Uint64("their_epoch", e), slog.Uint64("file_epoch", was.Epoch), slog.String("dht", was.Phase.String())), true
 }
+
+// newEpoch is the epoch a setup, leave, join or heal takes: above every
+// epoch before, and every one a peer claimed.
+func (s *Server) newEpoch() uint64 { return max(s.dht.Epoch, s.claimed) + 1 }
+
+// nobodyInRing reports whether the DHT is ready and every member's last
+// alive since it became ready (or since the server started) named no place
+// in it.
+func (s *Server) nobodyInRing() bool {
+	if s.dht.Phase != state.PhaseReady {
+		return false
+	}
+	for _, m := range s.dht.Members {
+		if e, ok := s.places[m]; !ok || e == s.dht.Epoch {
+			return false
+		}
+	}
+	return true
+}
+
+// maxClaimedEpoch is the largest epoch a peer's claim moves the server's
+// epochs to: far above what a server makes (one a setup, leave, join or
+// heal), far below where they would wrap.
+const maxClaimedEpoch = 1 << 48
 
 // paceFor is the answer to u's alive m, if it needs one: a Pace when m's
 // period is not the server's, or when m names a place in a ring the server
@@ -650,14 +708,7 @@ func (s *Server) stepTrusted(now time.Time, from netip.AddrPort, h wire.Header, 
 		if u == nil || u.Addr != from {
 			return []Output{dropped("alive for a user not registered at its source", from, slog.String("name", a.Name))}
 		}
-		s.seen(now, from)
-		out := s.outdated(u, max(a.Epoch, a.KeyEpoch))
-		out = append(out, s.quit(now, u, a.QuitOp, a.Quit)...)
-		pace, ok := s.paceFor(u, a)
-		if !ok {
-			return out
-		}
-		return append(out, Send{To: from, ID: h.ID, Msg: pace})
+		return s.takeAlive(now, from, h, u, a, false)
 	}
 	switch m := m.(type) {
 	case wire.Ack:
@@ -913,7 +964,7 @@ func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wi
 		}
 		members[i] = wire.Member{Name: u.Name, Addr: u.Addr}
 	}
-	s.dht = state.DHT{Phase: state.PhaseBuilding, Leader: leader.Name, Members: ring, Since: now.UnixNano(), Epoch: s.dht.Epoch + 1}
+	s.dht = state.DHT{Phase: state.PhaseBuilding, Leader: leader.Name, Members: ring, Since: now.UnixNano(), Epoch: s.newEpoch()}
 	s.dht.KeyEpoch, s.dht.RingKey = s.dht.Epoch, newKey(s.cfg.Keys) // a new ring key: no earlier ring's messages are taken
 	s.note = ""
 	r = ok(members...)
@@ -963,6 +1014,7 @@ func (s *Server) complete(now time.Time, from netip.AddrPort, m wire.DHTComplete
 		return r, false
 	}
 	s.dht.Phase, s.dht.Since = state.PhaseReady, 0
+	s.places = nil
 	return ok(), true
 }
 
@@ -1031,7 +1083,7 @@ func (s *Server) leave(now time.Time, from netip.AddrPort, m wire.LeaveDHT) (*wi
 	// ring can take the same one.
 	delete(s.ended, u.Name)
 	s.dht.Phase, s.dht.Leaver, s.dht.Since = state.PhaseLeaving, u.Name, now.UnixNano()
-	s.dht.Epoch++
+	s.dht.Epoch = s.newEpoch()
 	r = ok()
 	r.Epoch = s.dht.Epoch
 	return r, true
@@ -1088,7 +1140,7 @@ func (s *Server) join(now time.Time, from netip.AddrPort, m wire.JoinDHT) (*wire
 	// The larger ring's epoch is taken now, as a leave's.
 	delete(s.ended, u.Name)
 	s.dht.Phase, s.dht.Joiner, s.dht.Since = state.PhaseJoining, u.Name, now.UnixNano()
-	s.dht.Epoch++
+	s.dht.Epoch = s.newEpoch()
 	r = ok(members...)
 	r.Epoch, r.KeyEpoch = s.dht.Epoch, s.dht.KeyEpoch
 	r.Key = wire.Key(ticket(u.Secret, s.dht.KeyEpoch, s.dht.RingKey))
@@ -1123,6 +1175,7 @@ func (s *Server) rebuiltRing(newLeader string, ring []string) {
 		old.State = state.InDHT
 	}
 	s.users[newLeader].State = state.Leader
+	s.places = nil
 	s.dht = state.DHT{Phase: state.PhaseReady, Leader: newLeader, Members: ring, Epoch: s.dht.Epoch,
 		KeyEpoch: s.dht.KeyEpoch, RingKey: s.dht.RingKey}
 }

@@ -171,7 +171,7 @@ func (s *Server) healState(now time.Time, survivors, removed []string, why strin
 	// The ring key stays (docs/DESIGN.md §9): the survivors hold it, and
 	// the heal's set-ids are signed with it.
 	s.dht = state.DHT{Phase: state.PhaseHealing, Leader: survivors[0], Members: survivors, Since: now.UnixNano(),
-		Epoch: s.dht.Epoch + 1, Removed: removed, KeyEpoch: s.dht.KeyEpoch, RingKey: s.dht.RingKey}
+		Epoch: s.newEpoch(), Removed: removed, KeyEpoch: s.dht.KeyEpoch, RingKey: s.dht.RingKey}
 	s.note = fmt.Sprintf("%s: the ring heals to %d node(s) led by %s", why, len(survivors), survivors[0])
 
 	s.healAcked, s.healNext, s.healRTO = false, now, healRTO
@@ -237,6 +237,7 @@ func (s *Server) healed(now time.Time, from netip.AddrPort, h wire.Header, m wir
 		return []Output{debugEvent("healed for a heal no longer in progress", attrAddr(from), slog.Uint64("epoch", m.Epoch)), ack}
 	}
 	s.dht.Phase, s.dht.Since, s.dht.Removed = state.PhaseReady, 0, nil
+	s.places = nil
 	s.note = ""
 	return []Output{s.persist(nil), ack}
 }

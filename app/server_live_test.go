@@ -345,7 +345,10 @@ func TestServerPaceSaysThePlaceIsGone(t *testing.T) {
 // dissolved, saying why; its epochs go on from the peer's, so that the
 // next setup's ring is newer than every ring key a peer took; the change
 // is written; and a place the peer holds is gone (the pace says so).
-// Epochs not above the server's change nothing.
+// Epochs not above the server's change nothing; nor does the claim of a
+// user who is no member of the DHT recorded (a Free user, the joiner: any
+// user could end a ring so), nor an epoch past maxClaimedEpoch (the next
+// setup's would wrap to 0, below every ring a peer took).
 func TestServerFileOlderThanItsPeersRings(t *testing.T) {
 	ring := []string{"alice", "bob", "carol"}
 	at := func(st state.ServerState, phase state.Phase, epoch uint64) state.ServerState {
@@ -360,7 +363,15 @@ func TestServerFileOlderThanItsPeersRings(t *testing.T) {
 		want            uint64 // the server's epoch after; 0: unchanged
 		gone            uint64
 	}{
-		{"a Free user's place", at(srvDHT(state.PhaseReady, ring, "dave", "erin"), state.PhaseReady, 8), "erin", 9, 9, 9, 9},
+		{"a Free user's place, no DHT recorded", at(srvFree("alice", "erin"), state.PhaseNone, 8), "erin", 9, 9, 9, 9},
+		{"a member's place", at(srvDHT(state.PhaseReady, ring, "dave", "erin"), state.PhaseReady, 8), "carol", 9, 9, 9, 9},
+		{"the leaver's place", at(srvLeaving(ring, "bob", "dave"), state.PhaseLeaving, 8), "bob", 9, 9, 9, 9},
+		// Claims no one is believed in: they change nothing.
+		{"a Free user's place beside a DHT", at(srvDHT(state.PhaseReady, ring, "dave", "erin"), state.PhaseReady, 8), "erin", 9, 9, 0, 0},
+		{"a Free user's ring key beside a DHT", at(srvDHT(state.PhaseReady, ring, "dave", "erin"), state.PhaseReady, 8), "erin", 0, 1000, 0, 0},
+		{"the joiner's ring key", at(srvJoining(ring, "dave", "erin"), state.PhaseJoining, 8), "dave", 8, 9, 0, 0},
+		{"a member's epoch past the bound", at(srvDHT(state.PhaseReady, ring, "dave"), state.PhaseReady, 8), "bob", 1<<64 - 1, 0, 0, 0},
+		{"a Free user's epoch past the bound, no DHT", at(srvFree("alice", "dave"), state.PhaseNone, 7), "dave", 0, maxClaimedEpoch + 1, 0, 0},
 		{"a member's ring key, its place of the server's epoch", at(srvDHT(state.PhaseReady, ring, "dave"), state.PhaseReady, 8), "bob", 8, 11, 11, 8},
 		{"a Free user's ring key, no DHT recorded", at(srvFree("alice", "dave"), state.PhaseNone, 7), "dave", 0, 12, 12, 0},
 		{"during a teardown", at(srvDHT(state.PhaseTearing, ring, "dave"), state.PhaseTearing, 5), "alice", 6, 6, 6, 6},
@@ -604,5 +615,50 @@ func TestServerDHTRebuiltAfterItsOperationWasHealedAway(t *testing.T) {
 			h.s.Tick(h.now)
 			h.fail(srvAddr("erin"), wire.QueryDHT{Name: "erin"}, "waiting for dht-rebuilt from dave")
 		})
+	}
+}
+
+// A registered user who is no member of the standing DHT claims, in its
+// own signed alive or rejoin, a ring of a later epoch: the claim cannot be
+// checked, so it dissolves nothing (an attacker's one alive ended every
+// ring so, and one naming 2^64-1 made the next setup's epoch wrap to 0,
+// below every ring key the peers held). The next epoch taken still goes
+// past a claim within maxClaimedEpoch, so epochs never repeat. Once every
+// member's alive since the DHT became ready names no place in it, the
+// claim is believed: the server's file is older than its peers' rings.
+func TestFreeUserCannotDissolveTheDHT(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	st := srvDHT(state.PhaseReady, ring, "erin")
+	st.DHT.Epoch = 8
+	h := newLiveH(t, st)
+	h.s.Tick(srvT0)
+	for _, e := range []uint64{9, 1000, maxClaimedEpoch + 1, 1<<64 - 1} {
+		h.aliveAtPace(wire.Alive{Name: "erin", Epoch: e, KeyEpoch: e})
+		h.ok(srvAddr("erin"), wire.Register{Name: "erin", Addr: srvAddr("erin"), Epoch: e})
+		if got := h.s.Snapshot(); !srvSameState(st, got) {
+			t.Fatalf("erin claimed epoch %d: DHT %+v, want it as it was", e, got.DHT)
+		}
+	}
+	for _, m := range ring { // every member holds its place: still nothing
+		h.aliveAtPace(wire.Alive{Name: m, Epoch: 8, KeyEpoch: 8})
+	}
+	h.aliveAtPace(wire.Alive{Name: "erin", Epoch: 1000})
+	if got := h.s.Snapshot(); !srvSameState(st, got) {
+		t.Fatalf("DHT %+v, want it as it was", got.DHT)
+	}
+	h.ok(srvAddr("bob"), wire.LeaveDHT{Name: "bob"})
+	if e := h.s.Snapshot().DHT.Epoch; e != 1001 {
+		t.Fatalf("the leave took epoch %d, want 1001, past erin's claim", e)
+	}
+
+	// Every member says it holds no place of the ring recorded.
+	h = newLiveH(t, st)
+	h.s.Tick(srvT0)
+	for _, m := range ring {
+		h.aliveAtPace(wire.Alive{Name: m, KeyEpoch: 8})
+	}
+	h.aliveAtPace(wire.Alive{Name: "erin", Epoch: 12, KeyEpoch: 11})
+	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseNone || d.Epoch != 12 {
+		t.Fatalf("no member holds a place in the DHT, erin one of epoch 12: DHT %+v, want none at epoch 12", d)
 	}
 }
