@@ -4,6 +4,7 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 )
@@ -71,12 +72,8 @@ func (l *Loader) Load() ([]Record, string, error) {
 		if kept {
 			return recs, name, nil
 		}
-		fi, err := os.Stat(l.Path)
-		if err == nil {
-			once = !fi.Mode().IsRegular()
-			data, err = os.ReadFile(l.Path)
-		}
-		if err != nil {
+		var err error
+		if data, once, err = readData(l.Path); err != nil {
 			return nil, name, fmt.Errorf("dataset: %w", err)
 		}
 	}
@@ -92,4 +89,22 @@ func (l *Loader) Load() ([]Record, string, error) {
 	}
 	l.data, l.recs, l.once = data, recs, once
 	return recs, name, nil
+}
+
+// readData reads the file at path, and whether it is no regular file (it
+// cannot be read again).
+func readData(path string) (data []byte, once bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, false, err
+	}
+	if data, err = io.ReadAll(f); err != nil {
+		return nil, false, err // a *PathError, as os.ReadFile's
+	}
+	return data, !fi.Mode().IsRegular(), nil
 }
