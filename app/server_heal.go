@@ -188,6 +188,9 @@ func (s *Server) sendHeal(now time.Time) []Output {
 	if s.healNext.Before(now) || s.healRTO > healRTO {
 		flags = wire.FlagRetransmit
 	}
+	// The timer is not in the file: a server started during a heal (the
+	// file's phase) has none, and starts it as healState does.
+	s.healRTO = max(s.healRTO, healRTO)
 	s.healNext = now.Add(s.healRTO)
 	s.healRTO = min(2*s.healRTO, healMaxRTO)
 	// Signed with the leader's secret: only the server names a heal's leader.

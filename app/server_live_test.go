@@ -662,3 +662,46 @@ func TestFreeUserCannotDissolveTheDHT(t *testing.T) {
 		t.Fatalf("no member holds a place in the DHT, erin one of epoch 12: DHT %+v, want none at epoch 12", d)
 	}
 }
+
+// A server started on a file whose DHT is healing (it stopped during the
+// heal) sends the heal to its leader at once and then on its timer, as a
+// heal started in the same run: healRTO, doubling to healMaxRTO. Its
+// timer's state is not in the file; a zero back-off sent a copy on every
+// turn of the loop (430,000 in 6 s, found by an operator's review).
+func TestServerRestartedDuringAHealSendsItOnItsTimer(t *testing.T) {
+	st := srvDHT(state.PhaseReady, []string{"alice", "bob", "carol"}, "dave")
+	st.DHT.Phase, st.DHT.Epoch, st.DHT.Since, st.DHT.Removed = state.PhaseHealing, 5, srvT0.UnixNano(), []string{"dave"}
+	h := newLiveH(t, st)
+	now := srvT0
+	var gaps []time.Duration
+	var last time.Time
+	for len(gaps) < 6 {
+		outs := h.s.Tick(now)
+		for _, o := range outs {
+			if snd, ok := o.(Send); ok {
+				if _, ok := snd.Msg.(wire.Heal); !ok {
+					continue
+				}
+				if !last.IsZero() {
+					gaps = append(gaps, now.Sub(last))
+				}
+				last = now
+			}
+		}
+		next, ok := h.s.NextDeadline()
+		if !ok || !next.After(now) && len(outs) == 0 {
+			t.Fatalf("after %d heals at %v: next deadline %v %v", len(gaps)+1, now.Sub(srvT0), next.Sub(srvT0), ok)
+		}
+		if next.After(now) {
+			now = next
+		}
+		for _, m := range []string{"alice", "bob", "carol"} { // the members stay live
+			h.now = now
+			h.aliveAtPace(wire.Alive{Name: m, Epoch: 5})
+		}
+	}
+	want := []time.Duration{healRTO, 2 * healRTO, 4 * healRTO, 8 * healRTO, healMaxRTO, healMaxRTO}
+	if !slices.Equal(gaps, want) {
+		t.Fatalf("heal copies %v apart, want %v", gaps, want)
+	}
+}
