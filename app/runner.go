@@ -12,8 +12,10 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"dht/app/state"
@@ -797,6 +799,20 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 			// that follows is timed from it.
 			bindErr := r.bind(o, log)
 			more := r.Core.Bound(r.now(), o.Addr, bindErr)
+			if bindErr != nil && slices.ContainsFunc(more, isResumeFailure) {
+				// The file is this user's: no other name or address is
+				// to be tried with it.
+				for _, m := range more {
+					if res, ok := m.(Result); ok {
+						r.printResult(res)
+					}
+				}
+				hint := ""
+				if errors.Is(bindErr, syscall.EADDRINUSE) {
+					hint = fmt.Sprintf(" (is a peer of %s running already?)", o.Name)
+				}
+				return false, fmt.Errorf("peer: the resume of %s failed: %w%s", o.Name, bindErr, hint)
+			}
 			if refusedFile(bindErr) {
 				// The register fails, and so does the process: a file it
 				// cannot trust is not one to try another name with.
@@ -816,6 +832,11 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 		}
 	}
 	return exit, nil
+}
+
+func isResumeFailure(o Output) bool {
+	r, ok := o.(Result)
+	return ok && r.Cmd == CmdResume && !r.OK
 }
 
 // refusedFile reports whether err is a table file refused for what it

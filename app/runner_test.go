@@ -286,3 +286,38 @@ func stoppedAfter(t *testing.T, r *app.PeerRunner, what func()) []string {
 	}
 	return got
 }
+
+// A resume that cannot bind the address in its file (another process has
+// it: the same user's peer started twice, a copy of its file) prints its
+// FAILURE line and stops the peer with an error (status 1), as a file in
+// use does: the file is this user's, and no other name or address is to be
+// tried with it. It ran on with status 0 at the end of its input.
+func TestResumeThatCannotBindStopsThePeer(t *testing.T) {
+	held, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	st, err := store.OpenPeer(filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := state.Identity{Name: "alice", Addr: held.LocalAddr().(*net.UDPAddr).AddrPort(), Secret: wire.Key{1}}
+	out := make(chan printed, 16)
+	lines := make(chan string)
+	close(lines) // no input: without the stop, the peer ends at once with status 0
+	r := &app.PeerRunner{Core: app.NewPeer(app.PeerConfig{Server: netip.MustParseAddrPort("127.0.0.1:9")}),
+		Lines: lines, Resume: &id, Store: st, Out: lineWriter(out)}
+	err = r.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "the resume of alice failed: cannot bind "+id.Addr.String()) || !strings.Contains(err.Error(), "is a peer of alice running already?") {
+		t.Fatalf("Run: %v; want the resume's failure", err)
+	}
+	close(out)
+	var got []string
+	for p := range out {
+		got = append(got, p.line)
+	}
+	if len(got) != 1 || !strings.HasPrefix(got[0], "resume FAILURE: cannot bind "+id.Addr.String()) {
+		t.Fatalf("printed %q, want the resume FAILURE line", got)
+	}
+}
