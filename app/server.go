@@ -133,8 +133,11 @@ type Server struct {
 	// The heal in progress (server_heal.go): its leader has acknowledged
 	// it; else its next copy goes at healNext, healRTO after the last.
 	healAcked bool
-	healNext  time.Time
-	healRTO   time.Duration
+	// healWhy: why the heal in progress began, for the answers while it
+	// runs (in memory: a server started during a heal has none).
+	healWhy  string
+	healNext time.Time
+	healRTO  time.Duration
 	// after: what a request's handling asks to send once its reply is out
 	// (the heal a rejoin started).
 	after []Output
@@ -861,7 +864,10 @@ func (s *Server) awaiting() string {
 		return fmt.Sprintf("server is waiting for dht-rebuilt from %s (join-dht in progress)", s.dht.Joiner)
 	case state.PhaseHealing:
 		if len(s.dht.Removed) == 0 {
-			return fmt.Sprintf("the DHT is healing (a member restarted without its place); server is waiting for healed from %s", s.dht.Leader)
+			if s.healWhy != "" {
+				return fmt.Sprintf("the DHT is healing (%s); server is waiting for healed from %s", s.healWhy, s.dht.Leader)
+			}
+			return fmt.Sprintf("the DHT is healing; server is waiting for healed from %s", s.dht.Leader)
 		}
 		return fmt.Sprintf("the DHT is healing (%s removed as offline); server is waiting for healed from %s", andList(s.dht.Removed), s.dht.Leader)
 	}
@@ -1287,7 +1293,7 @@ func (s *Server) Tick(now time.Time) []Output {
 			return out
 		}
 		if at, ok := s.waitDeadline(); ok && !now.Before(at) {
-			return s.rollback()
+			return s.rollback(now)
 		}
 	case late > 0:
 		return []Output{event("late: judging liveness and timeouts once the socket is read", slog.Duration("late", late))}
@@ -1301,8 +1307,17 @@ func (s *Server) Tick(now time.Time) []Output {
 	return nil
 }
 
-// rollback ends the wait that has lasted OpTimeout.
-func (s *Server) rollback() []Output {
+// rollback ends the wait that has lasted OpTimeout. A join's heals the
+// ring round the joiner, as when the joiner goes offline or gives it up,
+// if a member is online: a Free user's join, stalled, ends nobody's place
+// but its own.
+func (s *Server) rollback(now time.Time) []Output {
+	if d := s.dht; d.Phase == state.PhaseJoining && slices.ContainsFunc(d.Members, func(m string) bool { return s.online(now, m) }) {
+		why := fmt.Sprintf("no dht-rebuilt came within --op-timeout %s", s.cfg.OpTimeout)
+		s.endedFor(d.Joiner, "join-dht", why)
+		out := s.healAroundFor(now, d.Joiner, fmt.Sprintf("join-dht by %s: %s", d.Joiner, why))
+		return slices.Insert(out, 1, Output(s.persist(nil))) // after the heal's event, before its sends
+	}
 	var what string
 	switch s.dht.Phase {
 	case state.PhaseBuilding:

@@ -173,6 +173,7 @@ func (s *Server) healState(now time.Time, survivors, removed []string, why strin
 	s.dht = state.DHT{Phase: state.PhaseHealing, Leader: survivors[0], Members: survivors, Since: now.UnixNano(),
 		Epoch: s.newEpoch(), Removed: removed, KeyEpoch: s.dht.KeyEpoch, RingKey: s.dht.RingKey}
 	s.note = fmt.Sprintf("%s: the ring heals to %d node(s) led by %s", why, len(survivors), survivors[0])
+	s.healWhy = why
 
 	s.healAcked, s.healNext, s.healRTO = false, now, healRTO
 }

@@ -1475,6 +1475,9 @@ func TestServerRestart(t *testing.T) {
 
 func TestServerTick(t *testing.T) {
 	for _, w := range srvWaits {
+		if w.name == "join-dht" {
+			continue // heals round the joiner: TestServerJoinTimeoutHealsRoundTheJoiner
+		}
 		awaitedFailure := map[string]string{
 			"setup-dht":    "no DHT is being set up",
 			"leave-dht":    "no leave-dht or join-dht is in progress",
@@ -1900,4 +1903,30 @@ func TestServerWaitSaysWhenItRollsBack(t *testing.T) {
 			h.fail(srvAddr("dave"), wire.QueryDHT{Name: "dave"}, c.says)
 		})
 	}
+}
+
+// A join-dht whose joiner sends no dht-rebuilt within --op-timeout ends as
+// one whose joiner went offline or gave it up: the ring heals round the
+// joiner, who is Free, and nobody else's place ends (a Free user who asked
+// to join and then stalled dissolved the DHT, found by a red-team review).
+// The joiner's dht-rebuilt, if it comes after all, hears why.
+func TestServerJoinTimeoutHealsRoundTheJoiner(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	h := newSrvH(t, srvJoining(ring, "dave", "erin"))
+	h.now = srvT0.Add(srvTimeout)
+	h.aliveAll()
+	outs := h.s.Tick(h.now)
+	d := h.s.Snapshot().DHT
+	if d.Phase != state.PhaseHealing || !slices.Equal(d.Members, ring) || d.Leader != "alice" {
+		t.Fatalf("the join timed out: DHT %+v, want a heal of %v", d, ring)
+	}
+	srvStates(t, h.s.Snapshot(), map[string]state.State{"alice": state.Leader, "bob": state.InDHT, "carol": state.InDHT, "dave": state.Free, "erin": state.Free})
+	if !srvHealStarted(outs) || !slices.ContainsFunc(outs, isPersist) {
+		t.Fatalf("Tick: %#v, want the heal persisted and sent", outs)
+	}
+	h.fail(srvAddr("erin"), wire.QueryDHT{Name: "erin"}, "the DHT is healing (join-dht by dave: no dht-rebuilt came within --op-timeout 1m0s")
+	h.s.stepTrusted(h.now, srvAddr("alice"), wire.Header{Type: wire.TypeHealed, ID: h.nextID()}, wire.Healed{Name: "alice", Epoch: d.Epoch})
+	h.fail(srvAddr("dave"), wire.DHTRebuilt{Name: "dave", NewLeader: "alice"}, "the join-dht of dave was ended before its dht-rebuilt came: no dht-rebuilt came within --op-timeout")
+	h.ok(srvAddr("erin"), wire.QueryDHT{Name: "erin"})
+
 }
