@@ -274,3 +274,45 @@ func TestStallAtEveryStep(t *testing.T) {
 		s.Restore(p)
 	})
 }
+
+// A member stopped after a leave's teardown passed it (its table cleared,
+// its neighbours kept for the renumbering, its file still showing its
+// place until the rebuild's commit) while the ring healed without it: run
+// again, it names that place in its alives, hears that the server counts
+// it in no ring of that epoch, and drops place, neighbours and table, in
+// memory and in its file, saying so. It named no place, and kept the old
+// one in its file for as long as it ran (a new user's review: a member
+// stopped during leave-dht and continued after the heal).
+func TestMemberStoppedInALeaveLearnsTheRingHealedWithoutIt(t *testing.T) {
+	for _, seed := range seeds(t, 2) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			s := newSim(t, seed)
+			users := joinUsers(t, s, 5)
+			s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+			leaver, stopped := memberWithID(s, 1), memberWithID(s, 3)
+			s.input(leaver, "leave-dht "+leaver)
+			for app.Identity(s.Process(stopped).Core).InRing {
+				if !s.step() {
+					t.Fatalf("seed %d: the leave's teardown never reached %s", seed, stopped)
+				}
+			}
+			p := s.Remove(stopped)
+			settleHeal(t, s, stopped)
+			s.Restore(p)
+			start := s.Now()
+			for {
+				id, recs, err := p.Table.Load()
+				mem := app.Identity(p.Core)
+				if err == nil && !id.InRing && id.Left.Name == "" && len(recs) == 0 && !mem.InRing && mem.Left.Name == "" {
+					break
+				}
+				if s.Now().Sub(start) > time.Minute || !s.step() {
+					t.Fatalf("seed %d: %s holds in memory %+v, in its file %+v (%d records, %v), %v after it ran again", seed, stopped, mem, id, len(recs), err, s.Now().Sub(start))
+				}
+			}
+			for s.Busy() && s.step() {
+			}
+			queryAll(t, s, stopped, records(t), len(s.Server().Snapshot().DHT.Members))
+		})
+	}
+}

@@ -849,6 +849,14 @@ func (p *Peer) placeEpoch() uint64 {
 			return o.epoch // the ring it tears down, whose place it gave up when it sent the teardown
 		}
 	}
+	if p.neighbours {
+		// A leave's or a join's teardown passed this node: its table is
+		// cleared, its neighbours kept for the renumbering, and its file
+		// still shows its place until the rebuild's commit. Should the
+		// server have healed the ring without it meanwhile, the pace says
+		// so, and the place goes.
+		return p.epoch
+	}
 	return 0
 }
 
