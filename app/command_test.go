@@ -2,6 +2,7 @@ package app
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -142,7 +143,8 @@ func FuzzCommand(f *testing.F) {
 				if !utf8.ValidString(line) {
 					continue
 				}
-				if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(o.String(), f[0]) && f[0] != "help" {
+				// The word as typed, or quoted if it is not printable.
+				if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(o.String(), f[0]) && !strings.HasPrefix(o.String(), strconv.Quote(f[0])) && f[0] != "help" {
 					t.Fatalf("%q printed %q", line, o.String())
 				}
 			}

@@ -95,7 +95,7 @@ func TestJoinLeaderWithoutDatasetSaysSo(t *testing.T) {
 	p.cfg.LoadData = func() (dataset.Source, error) { return nil, errors.New("dataset: d.csv: line 7: bad") }
 	before := p.identity()
 	printed, sent := outcome(stepSigned(p, time.Unix(1_700_000_000, 0), fzJoiner.Addr, wire.Header{ID: 1}, wire.Join{Joiner: fzJoiner, N: 3}))
-	want := "rebuild-dht FAILURE: cannot use the dataset: dataset: d.csv: line 7: bad; the join-dht of dave fails with it"
+	want := "rebuild-dht FAILURE: cannot use the dataset: d.csv: line 7: bad; the join-dht of dave fails with it"
 	if len(printed) != 1 || printed[0] != want {
 		t.Fatalf("the leader printed %q, want %q", printed, want)
 	}

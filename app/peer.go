@@ -347,7 +347,7 @@ func (p *Peer) start(now time.Time, line string, c command, read bool, out []Out
 	case CmdSetupDHT:
 		data, err := p.cfg.LoadData()
 		if err != nil {
-			return p.emit(out, resultFailed(c.cmd, "cannot use the dataset: "+err.Error()))
+			return p.emit(out, resultFailed(c.cmd, datasetUnusable(err)))
 		}
 		o = &setupOp{data: data}
 	case CmdQueryDHT:
@@ -1023,4 +1023,10 @@ func (p *Peer) Tick(now time.Time) []Output {
 		out = o.expire(p, now, out)
 	}
 	return out
+}
+
+// datasetUnusable is the reason a ring command fails when its leader's
+// dataset does not load, said once ("dataset: " opens the loader's errors).
+func datasetUnusable(err error) string {
+	return "cannot use the dataset: " + strings.TrimPrefix(err.Error(), "dataset: ")
 }

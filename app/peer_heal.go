@@ -53,7 +53,7 @@ func (p *Peer) startHeal(now time.Time, m wire.Heal) []Output {
 	out := p.abandon(now, fmt.Sprintf("the server asked %s to heal the ring", p.self.Name))
 	data, err := p.cfg.LoadData()
 	if err != nil {
-		return append(out, resultFailed(CmdHeal, "cannot use the dataset: "+err.Error()))
+		return append(out, resultFailed(CmdHeal, datasetUnusable(err)))
 	}
 	n := len(m.Members)
 	if len(m.Tickets) > 0 && m.KeyEpoch != 0 {

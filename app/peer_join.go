@@ -173,7 +173,7 @@ func (p *Peer) startJoin(now time.Time, m wire.Join) []Output {
 	}
 	data, err := p.cfg.LoadData()
 	if err != nil {
-		return p.joinFailed(now, m.Joiner, "cannot use the dataset: "+err.Error(), false)
+		return p.joinFailed(now, m.Joiner, datasetUnusable(err), false)
 	}
 	j := &joinLead{joiner: m.Joiner, n: p.n, last: p.left, data: data, until: now.Add(p.cfg.OpTimeout), epoch: m.Epoch}
 	p.joining = j

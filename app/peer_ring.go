@@ -543,7 +543,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		data, err := p.cfg.LoadData()
 		if err != nil {
 			reason := "new leader cannot use its dataset: " + err.Error()
-			out := p.rebuildFailed(report{to: m.Leaver, cmd: CmdLeaveDHT}, "cannot use the dataset: "+err.Error())
+			out := p.rebuildFailed(report{to: m.Leaver, cmd: CmdLeaveDHT}, datasetUnusable(err))
 			return append(out, p.link.send(now, m.Leaver.Addr, wire.Rebuilt{Reason: reason, NewLeader: p.self.Name}, tagNone, false)...)
 		}
 		return p.startPopulate(now, nil, data, &report{to: m.Leaver, cmd: CmdLeaveDHT})

@@ -142,7 +142,7 @@ func TestNewLeaderWithoutDatasetSaysSo(t *testing.T) {
 	if !told {
 		t.Fatalf("outputs %+v: the leaver was not told", outs)
 	}
-	if len(printed) != 1 || !strings.HasPrefix(printed[0], "rebuild-dht FAILURE: cannot use the dataset: dataset: d.csv: line 7: bad") ||
+	if len(printed) != 1 || !strings.HasPrefix(printed[0], "rebuild-dht FAILURE: cannot use the dataset: d.csv: line 7: bad") ||
 		!strings.Contains(printed[0], "leave-dht of alice fails") {
 		t.Fatalf("the new leader printed %q; want one rebuild-dht FAILURE line with the dataset's error and the leaver", printed)
 	}

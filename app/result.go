@@ -2,6 +2,9 @@ package app
 
 import (
 	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"dht/dataset"
 )
@@ -132,7 +135,7 @@ func (r Result) AppendText(b []byte) []byte {
 		return append(b, r.Text...)
 	}
 	if r.Cmd == CmdUnknown {
-		b = append(b, r.Word...)
+		b = appendWord(b, r.Word)
 	} else {
 		b = append(b, r.Cmd.String()...)
 	}
@@ -197,3 +200,13 @@ func appendHops(b []byte, n int) []byte {
 func resultOK(c Command) Result { return Result{Cmd: c, OK: true} }
 
 func resultFailed(c Command, reason string) Result { return Result{Cmd: c, Reason: reason} }
+
+// appendWord appends a word typed as a command as it was typed, or quoted
+// (Go syntax) if it holds a control character or bytes that are not UTF-8,
+// which would reach the terminal reading stdout as they are.
+func appendWord(b []byte, word string) []byte {
+	if utf8.ValidString(word) && !strings.ContainsFunc(word, unicode.IsControl) {
+		return append(b, word...)
+	}
+	return strconv.AppendQuote(b, word)
+}

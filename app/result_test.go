@@ -44,3 +44,22 @@ func TestCommandNames(t *testing.T) {
 		t.Errorf("commandNamed(unknown) = %v, true", c)
 	}
 }
+
+// An unknown command's line starts with the word as typed, quoted when it
+// holds a control character or bytes that are not UTF-8: they would reach
+// the terminal that reads stdout as they are (an escape sequence typed, or
+// piped in, clearing the screen or retitling the window).
+func TestUnknownWordQuotedWhenNotPrintable(t *testing.T) {
+	for word, want := range map[string]string{
+		"frob":             "frob FAILURE: x",
+		"héllo":            "héllo FAILURE: x",
+		"help\x00help":     `"help\x00help" FAILURE: x`,
+		"\xff\xfe":         `"\xff\xfe" FAILURE: x`,
+		"query-dht\x7fbob": `"query-dht\x7fbob" FAILURE: x`,
+		"\x1b[2J":          `"\x1b[2J" FAILURE: x`,
+	} {
+		if got := (Result{Cmd: CmdUnknown, Word: word, Reason: "x"}).String(); got != want {
+			t.Errorf("word %q: %q, want %q", word, got, want)
+		}
+	}
+}

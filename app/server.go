@@ -913,6 +913,8 @@ func (s *Server) register(now time.Time, from netip.AddrPort, m wire.Register, b
 		return fail("invalid address %s: %s; need a unicast IPv4 address", m.Addr, NotUnicast(m.Addr.Addr())), false
 	case m.Addr.Port() == 0:
 		return fail("invalid address %s: need a port 1-65535", m.Addr), false
+	case m.Addr != from && s.byAddr[from] != "":
+		return fail("register %s must be sent from %s, the address it registers; it came from %s, where %s is registered (a peer registers one user: start another peer for %s)", m.Name, m.Addr, from, s.byAddr[from], m.Name), false
 	case m.Addr != from:
 		return fail("register %s must be sent from %s, the address it registers (it came from %s)", m.Name, m.Addr, from), false
 	case s.users[m.Name] != nil:

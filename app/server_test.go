@@ -1930,3 +1930,13 @@ func TestServerJoinTimeoutHealsRoundTheJoiner(t *testing.T) {
 	h.ok(srvAddr("erin"), wire.QueryDHT{Name: "erin"})
 
 }
+
+// A register from an address where another user is registered (typed at a
+// peer that is registered already) says so, and what to do: it read as if
+// the address typed were wrong.
+func TestServerRegisterFromAnotherUsersAddress(t *testing.T) {
+	h := newSrvH(t, srvFree("bob"))
+	h.fail(srvAddr("bob"), wire.Register{Name: "bobby", Addr: srvStranger},
+		"register bobby must be sent from "+srvStranger.String()+", the address it registers; it came from "+srvAddr("bob").String()+", where bob is registered (a peer registers one user: start another peer for bobby)")
+	h.fail(srvAddr("carol"), wire.Register{Name: "bobby", Addr: srvStranger}, "(it came from "+srvAddr("carol").String()+")")
+}

@@ -68,7 +68,7 @@ func TestSetupWithADatasetBrokenAfterStart(t *testing.T) {
 	if err := os.WriteFile(data, good[:len(good)/2], 0o644); err != nil { // cut inside a record
 		t.Fatal(err)
 	}
-	alice.do("setup-dht 2 alice", "setup-dht FAILURE: cannot use the dataset: dataset: "+data)
+	alice.do("setup-dht 2 alice", "setup-dht FAILURE: cannot use the dataset: "+data)
 	bob.do("query-dht bob Aruba", "query-dht FAILURE: no DHT exists")
 
 	if err := os.WriteFile(data, good, 0o644); err != nil {

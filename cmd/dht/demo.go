@@ -252,6 +252,9 @@ func (d *demo) run(n int, keep bool) error {
 
 	if d.keep {
 		d.section("Look at the files")
+		if keep {
+			d.say("once this demo has stopped (each process holds its own file while it runs):")
+		}
 		for _, f := range cl.Files() {
 			d.say("  dht inspect %s", f)
 		}

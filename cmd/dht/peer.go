@@ -36,7 +36,8 @@ func peerCommand(e env) *cli.Command {
 			"local table lives in the bbolt file --db. It keeps running at end of input while\n" +
 			"registered (it says so on stderr), and exits after deregister or on SIGINT/SIGTERM.\n" +
 			"Started on a --db file that holds a registration, it resumes it first: it binds that\n" +
-			"address, rejoins the server and prints resume SUCCESS or resume FAILURE; a --db\n" +
+			"address, rejoins the server and prints resume SUCCESS or resume FAILURE (so give\n" +
+			"--db to resume: the default dht-peer-NAME.db is named only once NAME registers); a --db\n" +
 			"file it cannot open (damaged, foreign, in use) fails there, with exit status 1;\n" +
 			"a --data file that cannot be read or does not load stops it at start (status 1),\n" +
 			"and is read again at each setup-dht.\n" +
