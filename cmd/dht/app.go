@@ -106,6 +106,10 @@ var (
 func flagError(err error, flags []cli.Flag) string {
 	msg := err.Error()
 	if m := flagUnknown.FindStringSubmatch(msg); m != nil {
+		if _, err := strconv.Atoi(m[1]); err == nil {
+			// "-1" where a port or a number goes: taken for a flag.
+			return fmt.Sprintf("-%s is not a flag, and no argument here takes a negative number", m[1])
+		}
 		return "unknown flag --" + m[1]
 	}
 	m := flagInvalid.FindStringSubmatch(msg)
@@ -154,6 +158,9 @@ func helpCommand(c *cli.Context) error {
 func flagsFirst(cmd *cli.Command) cli.BeforeFunc {
 	return func(c *cli.Context) error {
 		for _, arg := range c.Args().Slice() {
+			if _, err := strconv.Atoi(arg); err == nil {
+				continue // a negative number: the argument's own check refuses it
+			}
 			if len(arg) > 1 && arg[0] == '-' {
 				what := cmd.ArgsUsage
 				if what == "" {

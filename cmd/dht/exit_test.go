@@ -127,6 +127,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"help", "frobnicate"}, `unknown command "frobnicate" (see 'dht --help')`},
 		{[]string{"help", "bench-floor"}, `unknown command "bench-floor" (see 'dht --help')`},
 		{[]string{"help", "peer", "server"}, "help takes at most one command (see 'dht --help')"},
+		// A negative number is no flag: the port's own check, or said so.
+		{[]string{"server", "-1"}, "-1 is not a flag, and no argument here takes a negative number (see 'dht server --help')"},
+		{[]string{"peer", "127.0.0.1", "-1"}, `invalid port "-1": need 1-65535`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
