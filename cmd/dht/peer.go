@@ -168,8 +168,15 @@ func peerCommand(e env) *cli.Command {
 			}
 			if isTerminal(e.stdin) {
 				// Results only on stdout: the prompt and the hint go to stderr.
-				fmt.Fprint(e.stderr, "type help for commands\n"+peerPrompt)
 				prompted := 0
+				if r.Resume != nil {
+					// The prompt follows the resume's line, not the hint:
+					// the first idle, once the resume is done, shows it.
+					fmt.Fprint(e.stderr, "type help for commands\n")
+					prompted = -1
+				} else {
+					fmt.Fprint(e.stderr, "type help for commands\n"+peerPrompt)
+				}
 				prompt := func(text string) func(int) {
 					return func(linesRead int) {
 						if linesRead > prompted {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -228,5 +229,46 @@ func TestPeerCtrlDWhileRegistered(t *testing.T) {
 	}
 	if err := carol.wait(); err != nil {
 		t.Fatalf("carol after SIGTERM: %v", err)
+	}
+}
+
+// A peer resumed at a terminal shows its prompt after the resume's line,
+// not before it: the prompt, written first, was left in front of the
+// resume line, and none followed it (a new user's review).
+func TestPeerPromptFollowsTheResume(t *testing.T) {
+	dir, _, ports := e2eSetup(t)
+	sport := strconv.Itoa(ports[0])
+	server := startProc(t, "server", dir, "server", "--db", "server.db", "--addr", "127.0.0.1", sport)
+	server.waitTrace("msg=listening")
+	alice := startProc(t, "alice", dir, "peer", "--quiet", "--db", "alice.db", "127.0.0.1", sport)
+	alice.do("register alice 127.0.0.1 "+strconv.Itoa(ports[1]), "register SUCCESS")
+	if err := alice.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.wait(); err != nil {
+		t.Fatalf("alice after SIGTERM: %v", err)
+	}
+	master, slave := openPTY(t)
+	t.Cleanup(func() { slave.Close(); master.Close() })
+	both := &notifyBuffer{wrote: make(chan struct{}, 1)} // stdout and stderr, as a terminal shows them
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"dht", "peer", "--quiet", "--db", filepath.Join(dir, "alice.db"), "127.0.0.1", sport}, slave, both, both)
+	}()
+	both.waitFor(t, peerPrompt, 1)
+	want := "type help for commands\nresume SUCCESS: alice 127.0.0.1:" + strconv.Itoa(ports[1]) + " Free\n" + peerPrompt
+	if got := both.String(); got != want {
+		t.Fatalf("the terminal shows %q, want %q", got, want)
+	}
+	if _, err := master.WriteString("deregister alice\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, both.String())
+		}
+	case <-time.After(lineWait):
+		t.Fatal("the peer did not exit after deregister")
 	}
 }
