@@ -219,9 +219,9 @@ func (s *Server) healAck(now time.Time, from netip.AddrPort, h wire.Header, a wi
 	return []Output{dropped("ack matches no heal in progress", from, slog.Uint64("id", uint64(h.ID)))}
 }
 
-// healed: the leader reports the heal of an epoch done. It is acknowledged
-// whenever it comes from the user it names, so that the leader stops
-// sending it; only the heal in progress ends.
+// healed: the leader reports the heal of an epoch done. The heal in
+// progress ends; the one that ended the wait, reported again (its ack
+// lost), is acknowledged again; one ended or replaced meanwhile is not.
 //
 // With verify (Step), it must be signed with the user's secret; it is
 // acted on once (a copy, or a replay, only finds no heal in progress), so
@@ -237,8 +237,16 @@ func (s *Server) healed(now time.Time, from netip.AddrPort, h wire.Header, m wir
 	u.Seq = max(u.Seq, h.Seq)
 	s.seen(now, from)
 	ack := Send{To: from, ID: h.ID, Msg: wire.Ack{}, Sign: verify, Seq: h.Seq, Key: u.Secret}
-	if s.dht.Phase != state.PhaseHealing || m.Epoch != s.dht.Epoch || m.Name != s.dht.Leader {
-		return []Output{debugEvent("healed for a heal no longer in progress", attrAddr(from), slog.Uint64("epoch", m.Epoch)), ack}
+	if m.Epoch != s.dht.Epoch || m.Name != s.dht.Leader || s.dht.Phase != state.PhaseHealing && s.dht.Phase != state.PhaseReady {
+		// The heal was ended (the DHT dissolved, or healed again) while
+		// its leader worked at it: no ack, so that it does not report a
+		// ring the server no longer has; its next pace tells it (or a
+		// new heal's set-id), and its heal fails saying why.
+		return []Output{dropped("healed for a heal that was ended or replaced", from, slog.Uint64("epoch", m.Epoch))}
+	}
+	if s.dht.Phase != state.PhaseHealing {
+		// The heal that ended this ring's wait: its ack was lost.
+		return []Output{debugEvent("healed again for the heal that ended", attrAddr(from), slog.Uint64("epoch", m.Epoch)), ack}
 	}
 	s.dht.Phase, s.dht.Since, s.dht.Removed = state.PhaseReady, 0, nil
 	s.places = nil

@@ -705,3 +705,48 @@ func TestServerRestartedDuringAHealSendsItOnItsTimer(t *testing.T) {
 		t.Fatalf("heal copies %v apart, want %v", gaps, want)
 	}
 }
+
+// A heal's leader that reports a heal the server ended meanwhile (the DHT
+// dissolved, or healed again without another member) gets no ack: acked,
+// it printed heal SUCCESS for a ring the server no longer had (an
+// operator's review: every member stopped past --dead-after, the DHT
+// dissolved, the heal's leader run again). The heal that ended the wait,
+// reported again because its ack was lost, is acked again.
+func TestServerAcksOnlyTheHealThatEnded(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	healing := func() *srvH {
+		st := srvDHT(state.PhaseReady, ring, "dave")
+		st.DHT.Phase, st.DHT.Epoch, st.DHT.Since, st.DHT.Removed = state.PhaseHealing, 5, srvT0.UnixNano(), []string{"dave"}
+		h := newSrvH(t, st)
+		h.s.Tick(srvT0)
+		return h
+	}
+	healed := func(h *srvH, epoch uint64) bool {
+		for _, o := range h.s.stepTrusted(h.now, srvAddr("alice"), wire.Header{Type: wire.TypeHealed, ID: h.nextID()}, wire.Healed{Name: "alice", Epoch: epoch}) {
+			if snd, ok := o.(Send); ok {
+				if _, ok := snd.Msg.(wire.Ack); ok {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	h := healing()
+	if !healed(h, 5) || h.s.Snapshot().DHT.Phase != state.PhaseReady || !healed(h, 5) {
+		t.Fatal("the heal in progress, reported twice: want it ended and both acked")
+	}
+	h = healing()
+	h.now = srvT0.Add(srvTimeout)
+	h.s.Tick(h.now) // rolled back: dissolved
+	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseNone {
+		t.Fatalf("DHT %+v, want it rolled back", d)
+	}
+	if healed(h, 5) {
+		t.Fatal("a heal of a dissolved DHT was acked")
+	}
+	h = healing()
+	h.s.heal(h.now, []string{"alice", "carol"}, []string{"bob"}, "bob offline") // healed again, at epoch 6
+	if healed(h, 5) {
+		t.Fatal("a heal replaced by a later one was acked")
+	}
+}
