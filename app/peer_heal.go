@@ -50,7 +50,13 @@ func (p *Peer) startHeal(now time.Time, m wire.Heal) []Output {
 	if h := p.healing; h != nil && m.Epoch <= h.epoch {
 		return []Output{dropped("heal of an older epoch", p.cfg.Server, slog.Uint64("epoch", m.Epoch))}
 	}
-	out := p.abandon(now, fmt.Sprintf("the server asked %s to heal the ring", p.self.Name))
+	var out []Output
+	if h := p.healing; h != nil {
+		// The server healed again (another member went offline): this
+		// heal fails as replaced, not as one the server will heal again.
+		out = p.healEnded(fmt.Sprintf("the server replaced it with the heal of epoch %d", m.Epoch))
+	}
+	out = append(out, p.abandon(now, fmt.Sprintf("the server asked %s to heal the ring", p.self.Name))...)
 	data, err := p.cfg.LoadData()
 	if err != nil {
 		return append(out, resultFailed(CmdHeal, datasetUnusable(err)))
@@ -117,13 +123,18 @@ func (h *healLead) reported(p *Peer) []Output {
 
 // healFailed ends the heal this node leads.
 func (p *Peer) healFailed(why string) []Output {
+	return p.healEnded(fmt.Sprintf("%s; the server heals again without a member that went offline, or rolls the heal back", why))
+}
+
+// healEnded ends the heal this node leads, with heal FAILURE: why.
+func (p *Peer) healEnded(why string) []Output {
 	h := p.healing
 	p.healing = nil
 	if p.pop != nil && p.pop.tell == nil {
 		p.pop = nil
 	}
 	return []Output{
-		resultFailed(CmdHeal, fmt.Sprintf("%s; the server heals again without a member that went offline, or rolls the heal back", why)),
+		resultFailed(CmdHeal, why),
 		event("heal failed", slog.Uint64("epoch", h.epoch), slog.String("err", why)),
 	}
 }

@@ -198,3 +198,29 @@ func TestALateSetupAnswerDoesNotUndoAHeal(t *testing.T) {
 		t.Fatalf("the node's place changed: id %d, epoch %d", p.id, p.epoch)
 	}
 }
+
+// A heal that the server replaces with a later one (another member went
+// offline) fails as replaced, naming the new heal's epoch; it said that
+// the server had asked for a heal and would heal again, which it had
+// already done (an operator's review). The later heal starts.
+func TestAHealReplacedSaysSo(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	p := fuzzPeer()
+	members := []wire.Member{fzSelf, fzRight, fzLeft}
+	p.startHeal(now, wire.Heal{Epoch: 5, Members: members})
+	if p.healing == nil {
+		t.Fatal("the first heal did not start")
+	}
+	var got []string
+	for _, o := range p.startHeal(now, wire.Heal{Epoch: 6, Members: members[:2]}) {
+		if r, ok := o.(Result); ok {
+			got = append(got, r.String())
+		}
+	}
+	if want := []string{"heal FAILURE: the server replaced it with the heal of epoch 6"}; !slices.Equal(got, want) {
+		t.Fatalf("printed %q, want %q", got, want)
+	}
+	if h := p.healing; h == nil || h.epoch != 6 {
+		t.Fatalf("healing %+v, want the heal of epoch 6", h)
+	}
+}
