@@ -676,7 +676,7 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 		return p.walkAnswered(now, w, r)
 	}
 	if !r.OK {
-		return p.failed(now, nil, resultFailed(rq.cmd, r.Reason))
+		return p.failed(now, nil, resultFailed(rq.cmd, p.notKnown(r.Reason)))
 	}
 	return p.op.answered(p, now, rq.cmd, r)
 }
@@ -1029,4 +1029,15 @@ func (p *Peer) Tick(now time.Time) []Output {
 // dataset does not load, said once ("dataset: " opens the loader's errors).
 func datasetUnusable(err error) string {
 	return "cannot use the dataset: " + strings.TrimPrefix(err.Error(), "dataset: ")
+}
+
+// notKnown adds to the server's "NAME is not registered", when NAME is
+// this peer's own user, what to do: the server lost the registration (a
+// new file, or one from before it), and a register makes it anew.
+func (p *Peer) notKnown(reason string) string {
+	if !p.registered || reason != p.self.Name+" is not registered" {
+		return reason
+	}
+	a := p.self.Addr
+	return fmt.Sprintf("%s (the server no longer knows it: started on a new or older file?); type 'register %s %s %d' to register anew", reason, p.self.Name, a.Addr(), a.Port())
 }

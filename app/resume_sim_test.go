@@ -337,7 +337,11 @@ func TestServerOnANewFileRegistersEachUserAnew(t *testing.T) {
 		}
 		s.RestartServerOnANewFile()
 
-		s.mustDo(free, "query-dht "+free+" Aruba", "query-dht FAILURE: "+free+" is not registered")
+		fa := s.Process(free).Addr
+		out := s.mustDo(free, "query-dht "+free+" Aruba", "query-dht FAILURE: "+free+" is not registered")
+		if want := fmt.Sprintf("query-dht FAILURE: %s is not registered (the server no longer knows it: started on a new or older file?); type 'register %s %s %d' to register anew", free, free, fa.Addr(), fa.Port()); out[0] != want {
+			t.Fatalf("seed %d: %q, want %q", seed, out[0], want)
+		}
 		for _, u := range users {
 			if u == restarted {
 				continue

@@ -81,7 +81,7 @@ func (p *Peer) askAhead(now time.Time, out []Output, msg wire.Message, longName 
 // goes into the ring.
 func (p *Peer) walkAnswered(now time.Time, w *walk, r wire.Reply) []Output {
 	if !r.OK {
-		return p.walked(now, w, resultFailed(CmdQueryDHT, r.Reason), nil)
+		return p.walked(now, w, resultFailed(CmdQueryDHT, p.notKnown(r.Reason)), nil)
 	}
 	if why := w.q.named(r); why != "" {
 		return p.walked(now, w, resultFailed(CmdQueryDHT, why), nil)
