@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -200,5 +202,39 @@ func TestDemoKeepRunning(t *testing.T) {
 	demo.expect("Stopping.")
 	if err := demo.wait(); err != nil {
 		t.Fatalf("demo exited with %v after SIGINT", err)
+	}
+}
+
+// A demo whose reader goes away (dht demo | head -3) still removes its
+// folder: SIGPIPE killed it at its next line, and the folder stayed (a new
+// user's review).
+func TestDemoReaderGoneRemovesItsFolder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	tmp := t.TempDir()
+	cmd := exec.Command(dhtBinary(t), "demo", "--peers", "3", "--seed", "3")
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil { // one line, as head -1
+		t.Fatal(err)
+	}
+	out.Close()
+	err = cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		t.Fatalf("the demo was killed by %v", ws.Signal())
+	}
+	if err != nil {
+		t.Logf("the demo ended: %v", err)
+	}
+	left, err := filepath.Glob(filepath.Join(tmp, "dht-demo-*"))
+	if err != nil || len(left) != 0 {
+		t.Fatalf("folders left under $TMPDIR: %v %v", left, err)
 	}
 }
