@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -261,5 +262,35 @@ func TestQueriesTypedAtOnceOverALossyNetwork(t *testing.T) {
 				t.Fatalf("seed %d: result %d, for %q: %q", seed, i, r.LongName, out[i])
 			}
 		}
+	}
+}
+
+// ttyReader reads like a terminal: each read returns the next chunk, an
+// empty chunk is an end of input (Ctrl-D) that later reads go on after.
+type ttyReader struct{ chunks []string }
+
+func (r *ttyReader) Read(b []byte) (int, error) {
+	if len(r.chunks) == 0 {
+		return 0, io.EOF
+	}
+	c := r.chunks[0]
+	r.chunks = r.chunks[1:]
+	if c == "" {
+		return 0, io.EOF
+	}
+	return copy(b, c), nil
+}
+
+// A line ended by Ctrl-D rather than Enter is the last line: the input
+// ends there, as from a pipe or a file. A terminal reads on after it, and
+// the peer went on reading what was typed next (a new user's review:
+// "regis", Ctrl-D, Ctrl-D, then help was answered).
+func TestInputEndsAfterALineWithoutItsEnd(t *testing.T) {
+	var got []string
+	for line := range app.LinesFrom(&ttyReader{chunks: []string{"help\n", "regis", "", "help\n"}}, nil) {
+		got = append(got, line)
+	}
+	if want := []string{"help", "regis"}; !slices.Equal(got, want) {
+		t.Fatalf("lines %q, want %q", got, want)
 	}
 }

@@ -957,6 +957,11 @@ func LinesFrom(r io.Reader, done <-chan struct{}) <-chan string {
 type lineReader struct {
 	br  *bufio.Reader
 	buf []byte
+	// ended: the input ended after a last line without its line end. A
+	// terminal reads on after an end of input (Ctrl-D after a partial
+	// line, then again): the input still ends there, as it would from a
+	// pipe or a file.
+	ended bool
 }
 
 // next returns the next line; false at the end of input.
@@ -965,6 +970,9 @@ func (l *lineReader) next() (string, bool) {
 	// peer sees whether what is kept is longer than that.
 	const room = MaxInputLine + 2
 	l.buf = l.buf[:0]
+	if l.ended {
+		return "", false
+	}
 	for {
 		frag, err := l.br.ReadSlice('\n')
 		l.buf = append(l.buf, frag[:min(len(frag), room-len(l.buf))]...)
@@ -973,6 +981,8 @@ func (l *lineReader) next() (string, bool) {
 			continue
 		case err != nil && len(l.buf) == 0:
 			return "", false
+		case err != nil:
+			l.ended = true
 		}
 		b := bytes.TrimSuffix(l.buf, []byte("\n"))
 		return string(bytes.TrimSuffix(b, []byte("\r"))), true
