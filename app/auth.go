@@ -39,9 +39,10 @@ func addrBytes(a netip.AddrPort) []byte {
 }
 
 var (
-	labelTicket = []byte("dht ticket")
-	labelQuery  = []byte("dht query")
-	labelCookie = []byte("dht cookie")
+	labelTicket  = []byte("dht ticket")
+	labelQuery   = []byte("dht query")
+	labelRebuilt = []byte("dht rebuilt")
+	labelCookie  = []byte("dht cookie")
 )
 
 // ticketPad is what a member's secret makes of a ring's epoch: the ring
@@ -59,6 +60,15 @@ func ticket(secret wire.Key, epoch uint64, ringKey wire.Key) wire.Tag {
 		pad[i] ^= ringKey[i]
 	}
 	return pad
+}
+
+// rebuiltProof is a new leader's word, with its secret, that it rebuilt
+// the ring of epoch for the leaver or joiner user: the server takes that
+// user's dht-rebuilt only with it, so that no one ends a leave or a join
+// that did not happen (a Free user's join-dht and dht-rebuilt made it a
+// member of a ring that never took it in).
+func rebuiltProof(secret wire.Key, user string, epoch uint64) wire.Tag {
+	return wire.MAC(secret, labelRebuilt, []byte(user), u64(epoch))
 }
 
 // ringKeyOf recovers the ring key from the member's ticket.

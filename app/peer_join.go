@@ -84,7 +84,7 @@ func (o *joinOp) rebuilt(p *Peer, now time.Time, m wire.Rebuilt) []Output {
 		return p.finish(now, nil, resultFailed(CmdDHTRebuilt, fmt.Sprintf("%s reported the join done, but gave this peer no place", o.leader.Name)))
 	}
 	o.stage, o.ringPhase = joinReporting, ringPhase{}
-	return p.ask(now, nil, &o.rq, CmdDHTRebuilt, wire.DHTRebuilt{Name: p.self.Name, NewLeader: m.NewLeader})
+	return p.ask(now, nil, &o.rq, CmdDHTRebuilt, wire.DHTRebuilt{Name: p.self.Name, NewLeader: m.NewLeader, Proof: m.Proof})
 }
 
 func (o *joinOp) due() time.Time {

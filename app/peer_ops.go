@@ -501,7 +501,7 @@ func (o *leaveOp) rebuilt(p *Peer, now time.Time, m wire.Rebuilt) []Output {
 		return p.finish(now, nil, resultFailed(CmdDHTRebuilt, m.Reason))
 	}
 	o.stage, o.ringPhase = leaveReporting, ringPhase{}
-	return p.ask(now, nil, &o.rq, CmdDHTRebuilt, wire.DHTRebuilt{Name: p.self.Name, NewLeader: m.NewLeader})
+	return p.ask(now, nil, &o.rq, CmdDHTRebuilt, wire.DHTRebuilt{Name: p.self.Name, NewLeader: m.NewLeader, Proof: m.Proof})
 }
 
 func (o *leaveOp) due() time.Time {

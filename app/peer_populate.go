@@ -222,7 +222,10 @@ func (p *Peer) populated(now time.Time) []Output {
 		if r.cmd == CmdJoinDHT {
 			p.joining = nil // taken in: the join's part here is done
 		}
-		return append(out, p.link.send(now, r.to.Addr, wire.Rebuilt{OK: true, NewLeader: p.self.Name}, tagNone, false)...)
+		// The proof, for the server: this node, whom the server knows by
+		// its secret, did the rebuild of this epoch for r.to.
+		done := wire.Rebuilt{OK: true, NewLeader: p.self.Name, Proof: rebuiltProof(p.cred.secret, r.to.Name, p.epoch)}
+		return append(out, p.link.send(now, r.to.Addr, done, tagNone, false)...)
 	}
 	if h := p.healing; h != nil && h.step == healPopulating {
 		return append(out, h.populated(p, now)...)

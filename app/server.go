@@ -1109,6 +1109,9 @@ func (s *Server) rebuilt(now time.Time, from netip.AddrPort, m wire.DHTRebuilt) 
 	if i < 0 || m.NewLeader == u.Name {
 		return fail("new leader %q is not a remaining member of the DHT", m.NewLeader), false
 	}
+	if r := s.unvouched(now, u.Name, m.NewLeader, m.Proof); r != nil {
+		return r, false
+	}
 	// Keep ring order, starting at the new leader.
 	var ring []string
 	for k := range s.dht.Members {
@@ -1168,11 +1171,28 @@ func (s *Server) joined(now time.Time, from netip.AddrPort, m wire.DHTRebuilt) (
 	if i < 0 {
 		return fail("new leader %q is not a member of the DHT %s joined", m.NewLeader, u.Name), false
 	}
+	// The leader the join-dht reply named took the joiner in, whoever
+	// leads now.
+	if r := s.unvouched(now, u.Name, s.dht.Leader, m.Proof); r != nil {
+		return r, false
+	}
 	ring := make([]string, 0, len(grown))
 	ring = append(append(ring, grown[i:]...), grown[:i]...)
 	u.State = state.InDHT
 	s.rebuiltRing(m.NewLeader, ring)
 	return ok(), true
+}
+
+// unvouched refuses a dht-rebuilt whose proof is not the rebuilder's (by:
+// the new leader of a leave, the leader that took a joiner in) for user
+// and this epoch (rebuiltProof): the rebuild did not happen, or not for
+// this leave or join. A user's word alone made a Free user a member of a
+// ring that never took it in, or renumbered a ring at the server only.
+func (s *Server) unvouched(now time.Time, user, by string, proof wire.Tag) *wire.Reply {
+	if proof != rebuiltProof(s.users[by].Secret, user, s.dht.Epoch) {
+		return fail("%s has not vouched for the rebuild of epoch %d (the peer sends dht-rebuilt itself, with that proof, once the rebuild is done); %s", by, s.dht.Epoch, s.waiting(now))
+	}
+	return nil
 }
 
 // rebuiltRing makes ring (newLeader first) the ready DHT after a leave or

@@ -42,7 +42,7 @@ import (
 // Magic and Version open every datagram.
 const (
 	Magic   uint16 = 0x4448
-	Version uint8  = 3
+	Version uint8  = 4
 
 	HeaderLen = 9
 	// MaxDatagram keeps every datagram inside one 1500-byte Ethernet frame
@@ -522,24 +522,29 @@ func (m Pace) LogValue() slog.Value {
 
 func nameValue(name string) slog.Value { return slog.GroupValue(slog.String("name", name)) }
 
-// DHTRebuilt: name, new leader's name.
+// DHTRebuilt: name, new leader's name, the new leader's 16-byte proof.
 type DHTRebuilt struct {
 	Name      string
 	NewLeader string
+	// Proof is the new leader's word that the rebuild is done (Rebuilt's,
+	// passed on); zero when the user typed the command.
+	Proof Tag
 }
 
 func (DHTRebuilt) Type() Type     { return TypeDHTRebuilt }
-func (m DHTRebuilt) bodyLen() int { return nameLen(m.Name) + nameLen(m.NewLeader) }
+func (m DHTRebuilt) bodyLen() int { return nameLen(m.Name) + nameLen(m.NewLeader) + TagLen }
 
 func (m DHTRebuilt) appendBody(e encoder) ([]byte, *Error) {
 	e.name(m.Name, "name")
 	e.name(m.NewLeader, "new_leader")
+	e.b = append(e.b, m.Proof[:]...)
 	return e.b, e.err
 }
 
 func (m DHTRebuilt) parse(d decoder) (DHTRebuilt, decoder) {
 	m.Name = d.name("name")
 	m.NewLeader = d.name("new_leader")
+	m.Proof = d.tag("proof")
 	return m, d
 }
 
@@ -1142,20 +1147,24 @@ func memberValue(key string, m Member) slog.Value {
 	return slog.GroupValue(slog.String(key, m.String()))
 }
 
-// Rebuilt: bool ok, string reason, name of the new leader.
+// Rebuilt: bool ok, string reason, name of the new leader, 16-byte proof.
 type Rebuilt struct {
 	OK        bool
 	Reason    string
 	NewLeader string
+	// Proof, when OK: a MAC with the new leader's secret, which the
+	// server checks in the dht-rebuilt that passes it on; zero otherwise.
+	Proof Tag
 }
 
 func (Rebuilt) Type() Type     { return TypeRebuilt }
-func (m Rebuilt) bodyLen() int { return 1 + strLen(m.Reason) + nameLen(m.NewLeader) }
+func (m Rebuilt) bodyLen() int { return 1 + strLen(m.Reason) + nameLen(m.NewLeader) + TagLen }
 
 func (m Rebuilt) appendBody(e encoder) ([]byte, *Error) {
 	e.bool(m.OK)
 	e.str(m.Reason, MaxReason, "reason")
 	e.name(m.NewLeader, "new_leader")
+	e.b = append(e.b, m.Proof[:]...)
 	return e.b, e.err
 }
 
@@ -1163,6 +1172,7 @@ func (m Rebuilt) parse(d decoder) (Rebuilt, decoder) {
 	m.OK = d.bool("ok")
 	m.Reason = d.str(MaxReason, "reason")
 	m.NewLeader = d.name("new_leader")
+	m.Proof = d.tag("proof")
 	return m, d
 }
 
