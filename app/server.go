@@ -101,9 +101,9 @@ type Server struct {
 	// DHT (outdate); newEpoch goes on from it.
 	claimed uint64
 	// places: the ring place (its epoch; 0 for none) each user's last alive
-	// named, since the DHT last became ready or the server started
-	// (outdate, nobodyInRing).
-	places map[string]uint64
+	// named, and how many alives in a row named it, since the DHT last
+	// became ready or the server started (outdate, nobodyInRing).
+	places map[string]placeSeen
 	// lastSeen is each user's last sign of life (an alive or any request
 	// from its address). It lives in memory only: a user missing from it
 	// was last seen when the server started.
@@ -322,10 +322,23 @@ func (s *Server) alive(now time.Time, from netip.AddrPort, h wire.Header, m wire
 func (s *Server) takeAlive(now time.Time, from netip.AddrPort, h wire.Header, u *state.User, m wire.Alive, sign bool) []Output {
 	s.seen(now, from)
 	if s.places == nil {
-		s.places = make(map[string]uint64)
+		s.places = make(map[string]placeSeen)
 	}
-	s.places[u.Name] = m.Epoch
-	out := s.outdated(u, max(m.Epoch, m.KeyEpoch))
+	if p := s.places[u.Name]; p.n > 0 && p.epoch == m.Epoch {
+		s.places[u.Name] = placeSeen{m.Epoch, p.n + 1}
+	} else {
+		s.places[u.Name] = placeSeen{m.Epoch, 1}
+	}
+	var out []Output
+	if s.nobodyInRing() {
+		// Every member's peer says it holds no place in the ring the
+		// server counts it in: a server put back on an older file whose
+		// ring was torn down since, say. Nothing else would end it.
+		s.note = fmt.Sprintf("no member holds a place in the DHT of epoch %d that this server recorded (was its file put back from an older copy?): it was dissolved and its members are Free; set up a new one", s.dht.Epoch)
+		s.dissolve()
+		out = append(out, event("no member holds a place in the DHT: dissolved", slog.String("what", s.note)), s.persist(nil))
+	}
+	out = append(out, s.outdated(u, max(m.Epoch, m.KeyEpoch))...)
 	out = append(out, s.quit(now, u, m.QuitOp, m.Quit)...)
 	pace, ok := s.paceFor(u, m)
 	if !ok {
@@ -360,13 +373,13 @@ func (s *Server) outdated(u *state.User, e uint64) []Output {
 //
 // Any user can claim any epoch with its own secret, so a claim dissolves
 // the DHT recorded only when it comes from one of its members (the leaver
-// among them), or when that DHT is ready and every member, in its last
-// alive since, names no place in it (the ring was torn down after the
-// copy, say, and another, of none of its members, set up): a Free user, a
-// joiner included, cannot end a ring that stands with one alive. A claim
-// not believed so far only makes the next epoch taken (newEpoch) larger
-// than it, which changes no one's place: epochs never repeat. No claim
-// takes them past maxClaimedEpoch: they never wrap.
+// among them); when that DHT is ready and every member's last two alives
+// name no place in it (the ring was torn down after the copy, say, and
+// another, of none of its members, set up), takeAlive dissolves it, claim
+// or none. A Free user, a joiner included, cannot end a ring that stands
+// with one alive. A claim not believed so far only makes the next epoch
+// taken (newEpoch) larger than it, which changes no one's place: epochs
+// never repeat. No claim takes them past maxClaimedEpoch: they never wrap.
 func (s *Server) outdate(u *state.User, e uint64) (Event, bool) {
 	if e <= s.dht.Epoch || e > maxClaimedEpoch {
 		return Event{}, false
@@ -393,15 +406,22 @@ func (s *Server) outdate(u *state.User, e uint64) (Event, bool) {
 // epoch before, and every one a peer claimed.
 func (s *Server) newEpoch() uint64 { return max(s.dht.Epoch, s.claimed) + 1 }
 
+// placeSeen is the place a user's alives name, and how many in a row did.
+type placeSeen struct {
+	epoch uint64
+	n     int
+}
+
 // nobodyInRing reports whether the DHT is ready and every member's last
-// alive since it became ready (or since the server started) named no place
-// in it.
+// two alives since it became ready (or since the server started) named no
+// place in it: two, so that an alive sent before its member took its
+// place, and delayed past the end of the operation, is not taken for it.
 func (s *Server) nobodyInRing() bool {
 	if s.dht.Phase != state.PhaseReady {
 		return false
 	}
 	for _, m := range s.dht.Members {
-		if e, ok := s.places[m]; !ok || e == s.dht.Epoch {
+		if p, ok := s.places[m]; !ok || p.epoch == s.dht.Epoch || p.n < 2 {
 			return false
 		}
 	}
