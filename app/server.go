@@ -866,7 +866,11 @@ func (s *Server) waiting(now time.Time) string {
 	}
 	if at, ok := s.waitDeadline(); ok {
 		left := max(at.Sub(now), 0).Round(time.Second)
-		w += fmt.Sprintf("; rolled back in %s unless it comes (--op-timeout %s)", left, s.cfg.OpTimeout)
+		end := "rolled back"
+		if s.dht.Phase == state.PhaseJoining {
+			end = fmt.Sprintf("ended (the ring heals without %s)", s.dht.Joiner)
+		}
+		w += fmt.Sprintf("; %s in %s unless it comes (--op-timeout %s)", end, left, s.cfg.OpTimeout)
 	}
 	return w
 }

@@ -1898,6 +1898,8 @@ func TestServerWaitSaysWhenItRollsBack(t *testing.T) {
 			"server is waiting for teardown-complete from alice (teardown-dht in progress); rolled back in 1m0s unless it comes (--op-timeout 1m0s)"},
 		{"a setup past its time, before the tick", srvDHT(state.PhaseBuilding, ring, "dave"), 3 * time.Minute,
 			"rolled back in 0s unless it comes"},
+		{"a join, 10s in", srvJoining(ring, "dave", "erin"), 10 * time.Second,
+			"server is waiting for dht-rebuilt from dave (join-dht in progress); ended (the ring heals without dave) in 50s unless it comes (--op-timeout 1m0s)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := newSrvH(t, c.start)
