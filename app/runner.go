@@ -799,29 +799,28 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 			// that follows is timed from it.
 			bindErr := r.bind(o, log)
 			more := r.Core.Bound(r.now(), o.Addr, bindErr)
-			if bindErr != nil && slices.ContainsFunc(more, isResumeFailure) {
+			var stop error
+			switch {
+			case bindErr != nil && slices.ContainsFunc(more, isResumeFailure):
 				// The file is this user's: no other name or address is
 				// to be tried with it.
-				for _, m := range more {
-					if res, ok := m.(Result); ok {
-						r.printResult(res)
-					}
-				}
 				hint := ""
 				if errors.Is(bindErr, syscall.EADDRINUSE) {
 					hint = fmt.Sprintf(" (is a peer of %s running already?)", o.Name)
 				}
-				return false, fmt.Errorf("peer: the resume of %s failed: %w%s", o.Name, bindErr, hint)
-			}
-			if refusedFile(bindErr) {
+				stop = fmt.Errorf("peer: the resume of %s failed: %w%s", o.Name, bindErr, hint)
+			case refusedFile(bindErr):
 				// The register fails, and so does the process: a file it
 				// cannot trust is not one to try another name with.
+				stop = fmt.Errorf("peer: %w", bindErr)
+			}
+			if stop != nil {
 				for _, m := range more {
 					if res, ok := m.(Result); ok {
 						r.printResult(res)
 					}
 				}
-				return false, fmt.Errorf("peer: %w", bindErr)
+				return false, stop
 			}
 			outs = append(more, outs...)
 		case Exit:

@@ -81,23 +81,23 @@ func (s *Server) checkLive(now time.Time) []Output {
 			survivors = append(survivors, m)
 		}
 	}
-	var ended string
+	var ended, op, who string // the leave or the join the heal ends
 	switch d.Phase {
 	case state.PhaseLeaving:
-		ended = fmt.Sprintf("; leave-dht by %s was ended, and %s is Free", d.Leaver, d.Leaver)
+		op, who = "leave-dht", d.Leaver
 	case state.PhaseJoining:
-		ended = fmt.Sprintf("; join-dht by %s was ended, and %s is Free", d.Joiner, d.Joiner)
+		op, who = "join-dht", d.Joiner
+	}
+	if who != "" {
+		ended = fmt.Sprintf("; %s by %s was ended, and %s is Free", op, who, who)
 	}
 	if len(survivors) == 0 {
 		s.note = fmt.Sprintf("%s%s: no member of the DHT is live, so it was dissolved", why, ended)
 		s.dissolve()
 		return []Output{event("offline members: DHT dissolved", slog.String("what", s.note)), s.persist(nil)}
 	}
-	switch d.Phase {
-	case state.PhaseLeaving:
-		s.endedFor(d.Leaver, "leave-dht", why)
-	case state.PhaseJoining:
-		s.endedFor(d.Joiner, "join-dht", why)
+	if who != "" {
+		s.endedFor(who, op, why)
 	}
 	return s.heal(now, survivors, gone, why+ended)
 }
