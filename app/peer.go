@@ -132,6 +132,11 @@ type Peer struct {
 	// teardown's), which a broken report or a failure may have to name.
 	epoch       uint64
 	formerRight wire.Member
+	// counted: the server counts this node in the ring of its key, though
+	// the node holds no place in it (a member back from a restart that
+	// had none saved, whose rejoin gave it the key): the ring's set-ids
+	// are for it (holdsRing).
+	counted bool
 
 	// While registered, the peer sends the server an alive every
 	// alivePeriod (as the server's pace said; aliveUntold until it has),
@@ -820,6 +825,7 @@ func (p *Peer) ringGone(now time.Time, epoch uint64) []Output {
 func (p *Peer) dropPlace() []Output {
 	p.tearing = nil
 	p.leaver = netip.AddrPort{}
+	p.counted = false
 	if !p.inRing && !p.neighbours {
 		return nil
 	}

@@ -78,6 +78,36 @@ func (p *Peer) ringSigned(h wire.Header) bool {
 	return !p.cred.ringKey.IsZero() && h.Seq == p.cred.epoch && wire.VerifyAt(p.cred.ringKey, h, p.self.Addr)
 }
 
+// holdsRing reports whether this node is in the ring of its key, or on its
+// way into it or out of it: it holds a place or neighbours, a teardown
+// passes it, its own join waits for its leader, its leave or teardown goes
+// round, or the server counts it in the ring though it has no place yet.
+// A node that left the ring keeps the key (its epoch is the floor of the
+// set-ids it takes), but takes nothing more signed with it than copies of
+// what it took before, to acknowledge them again: a former member's
+// messages, captured and replayed, would place it in a ring that is gone,
+// and have it acknowledge them to whatever source they carry.
+func (p *Peer) holdsRing() bool {
+	if p.inRing || p.neighbours || p.tearing != nil || p.counted {
+		return true
+	}
+	switch o := p.op.(type) {
+	case *joinOp:
+		return o.stage == joinWaiting
+	case *leaveOp:
+		return leaveRunning(o.stage)
+	case *teardownOp:
+		return o.stage == teardownTearing
+	}
+	return false
+}
+
+// leftRing: the datagram (h from from), signed with the key this node
+// holds, belongs to a ring it has left and is no copy of one it took.
+func (p *Peer) leftRing(from netip.AddrPort, h wire.Header) bool {
+	return !p.holdsRing() && !p.link.seen.has(from, h.ID)
+}
+
 // authentic says why the datagram (h, m) from `from` is not to be acted
 // on, or "" if it is: a reply, challenge or pace must come from the server,
 // signed with this peer's secret (a register's reply, before there is one,
@@ -128,6 +158,9 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 			if !p.ringSigned(h) {
 				return "set-id without a ticket, not signed with this peer's ring"
 			}
+			if p.leftRing(from, h) {
+				return "set-id without a ticket, of a ring this node left"
+			}
 			return ""
 		}
 		if p.cred.secret.IsZero() {
@@ -139,6 +172,8 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 			return "set-id whose ticket the server did not make for this peer"
 		case h.Seq < p.cred.epoch || h.Seq == p.cred.epoch && key != p.cred.ringKey:
 			return "set-id of an earlier ring"
+		case h.Seq == p.cred.epoch && p.leftRing(from, h):
+			return "set-id of a ring this node left"
 		}
 		p.setRing(h.Seq, key)
 	case wire.Query:

@@ -214,8 +214,10 @@ func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) [
 	if p.cred.secret.IsZero() {
 		return p.failed(now, nil, resultFailed(o.failing(), "the server's reply carries no secret"))
 	}
-	if len(r.Tickets) == 1 && r.KeyEpoch != 0 {
-		// A ring member's rejoin: its ticket for the ring's key.
+	// A ring member's rejoin carries its ticket for the ring's key, whose
+	// set-ids are for it even if it holds no place (holdsRing).
+	p.counted = len(r.Tickets) == 1 && r.KeyEpoch != 0
+	if p.counted {
 		p.setRing(r.KeyEpoch, ringKeyOf(p.cred.secret, r.KeyEpoch, r.Tickets[0]))
 	}
 	// The server counts this process's alives from the register's
