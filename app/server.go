@@ -1244,6 +1244,7 @@ func (s *Server) deregister(now time.Time, from netip.AddrPort, m wire.Deregiste
 	delete(s.byAddr, u.Addr)
 	delete(s.lastSeen, u.Name)
 	delete(s.ended, u.Name)
+	delete(s.places, u.Name)
 	s.forgetName(now, u.Name)
 	return ok(), true
 }
