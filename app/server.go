@@ -1354,15 +1354,21 @@ func (s *Server) Tick(now time.Time) []Output {
 	return nil
 }
 
-// rollback ends the wait that has lasted OpTimeout. A join's heals the
-// ring round the joiner, as when the joiner goes offline or gives it up,
-// if a member is online: a Free user's join, stalled, ends nobody's place
-// but its own.
+// rollback ends the wait that has lasted OpTimeout. A join's or a leave's
+// heals the ring round the joiner or the leaver, as when it goes offline
+// or gives its operation up, if another member is online: a Free user's
+// join, or a member's leave, stalled, ends nobody's place but its own.
 func (s *Server) rollback(now time.Time) []Output {
-	if d := s.dht; d.Phase == state.PhaseJoining && slices.ContainsFunc(d.Members, func(m string) bool { return s.online(now, m) }) {
+	d := s.dht
+	op, who := "join-dht", d.Joiner
+	if d.Phase == state.PhaseLeaving {
+		op, who = "leave-dht", d.Leaver
+	}
+	if (d.Phase == state.PhaseJoining || d.Phase == state.PhaseLeaving) &&
+		slices.ContainsFunc(d.Members, func(m string) bool { return m != d.Leaver && s.online(now, m) }) {
 		why := fmt.Sprintf("no dht-rebuilt came within --op-timeout %s", s.cfg.OpTimeout)
-		s.endedFor(d.Joiner, "join-dht", why)
-		out := s.healAroundFor(now, d.Joiner, fmt.Sprintf("join-dht by %s: %s", d.Joiner, why))
+		s.endedFor(who, op, why)
+		out := s.healAroundFor(now, who, fmt.Sprintf("%s by %s: %s", op, who, why))
 		return slices.Insert(out, 1, Output(s.persist(nil))) // after the heal's event, before its sends
 	}
 	var what string

@@ -1477,8 +1477,8 @@ func TestServerRestart(t *testing.T) {
 
 func TestServerTick(t *testing.T) {
 	for _, w := range srvWaits {
-		if w.name == "join-dht" {
-			continue // heals round the joiner: TestServerJoinTimeoutHealsRoundTheJoiner
+		if w.name == "join-dht" || w.name == "leave-dht" {
+			continue // heals round the joiner or leaver: TestServerJoinOrLeaveTimeoutHealsRoundIt
 		}
 		awaitedFailure := map[string]string{
 			"setup-dht":    "no DHT is being set up",
@@ -1909,30 +1909,45 @@ func TestServerWaitSaysWhenItRollsBack(t *testing.T) {
 	}
 }
 
-// A join-dht whose joiner sends no dht-rebuilt within --op-timeout ends as
-// one whose joiner went offline or gave it up: the ring heals round the
-// joiner, who is Free, and nobody else's place ends (a Free user who asked
-// to join and then stalled dissolved the DHT, found by a red-team review).
-// The joiner's dht-rebuilt, if it comes after all, hears why.
-func TestServerJoinTimeoutHealsRoundTheJoiner(t *testing.T) {
+// A join-dht whose joiner, or a leave-dht whose leaver, sends no
+// dht-rebuilt within --op-timeout ends as one whose joiner or leaver went
+// offline or gave it up: the ring heals round it, and it is Free; nobody
+// else's place ends (a Free user who asked to join, or a member who asked
+// to leave, and then stalled dissolved the DHT, found by red-team reviews).
+// Its dht-rebuilt, if it comes after all, hears why.
+func TestServerJoinOrLeaveTimeoutHealsRoundIt(t *testing.T) {
 	ring := []string{"alice", "bob", "carol"}
-	h := newSrvH(t, srvJoining(ring, "dave", "erin"))
-	h.now = srvT0.Add(srvTimeout)
-	h.aliveAll()
-	outs := h.s.Tick(h.now)
-	d := h.s.Snapshot().DHT
-	if d.Phase != state.PhaseHealing || !slices.Equal(d.Members, ring) || d.Leader != "alice" {
-		t.Fatalf("the join timed out: DHT %+v, want a heal of %v", d, ring)
+	for _, c := range []struct {
+		op, who string
+		start   state.ServerState
+		healed  []string
+		states  map[string]state.State
+		leader  string // the rebuilder a dht-rebuilt names
+	}{
+		{"join-dht", "dave", srvJoining(ring, "dave", "erin"), ring,
+			map[string]state.State{"alice": state.Leader, "bob": state.InDHT, "carol": state.InDHT, "dave": state.Free, "erin": state.Free}, "alice"},
+		{"leave-dht", "bob", srvLeaving(ring, "bob", "erin"), []string{"alice", "carol"},
+			map[string]state.State{"alice": state.Leader, "bob": state.Free, "carol": state.InDHT, "erin": state.Free}, "carol"},
+	} {
+		t.Run(c.op, func(t *testing.T) {
+			h := newSrvH(t, c.start)
+			h.now = srvT0.Add(srvTimeout)
+			h.aliveAll()
+			outs := h.s.Tick(h.now)
+			d := h.s.Snapshot().DHT
+			if d.Phase != state.PhaseHealing || !slices.Equal(d.Members, c.healed) || d.Leader != "alice" {
+				t.Fatalf("the %s timed out: DHT %+v, want a heal of %v", c.op, d, c.healed)
+			}
+			srvStates(t, h.s.Snapshot(), c.states)
+			if !srvHealStarted(outs) || !slices.ContainsFunc(outs, isPersist) {
+				t.Fatalf("Tick: %#v, want the heal persisted and sent", outs)
+			}
+			h.fail(srvAddr("erin"), wire.QueryDHT{Name: "erin"}, "the DHT is healing ("+c.op+" by "+c.who+": no dht-rebuilt came within --op-timeout 1m0s")
+			h.s.stepTrusted(h.now, srvAddr("alice"), wire.Header{Type: wire.TypeHealed, ID: h.nextID()}, wire.Healed{Name: "alice", Epoch: d.Epoch})
+			h.fail(srvAddr(c.who), wire.DHTRebuilt{Name: c.who, NewLeader: c.leader}, "the "+c.op+" of "+c.who+" was ended before its dht-rebuilt came: no dht-rebuilt came within --op-timeout")
+			h.ok(srvAddr("erin"), wire.QueryDHT{Name: "erin"})
+		})
 	}
-	srvStates(t, h.s.Snapshot(), map[string]state.State{"alice": state.Leader, "bob": state.InDHT, "carol": state.InDHT, "dave": state.Free, "erin": state.Free})
-	if !srvHealStarted(outs) || !slices.ContainsFunc(outs, isPersist) {
-		t.Fatalf("Tick: %#v, want the heal persisted and sent", outs)
-	}
-	h.fail(srvAddr("erin"), wire.QueryDHT{Name: "erin"}, "the DHT is healing (join-dht by dave: no dht-rebuilt came within --op-timeout 1m0s")
-	h.s.stepTrusted(h.now, srvAddr("alice"), wire.Header{Type: wire.TypeHealed, ID: h.nextID()}, wire.Healed{Name: "alice", Epoch: d.Epoch})
-	h.fail(srvAddr("dave"), wire.DHTRebuilt{Name: "dave", NewLeader: "alice"}, "the join-dht of dave was ended before its dht-rebuilt came: no dht-rebuilt came within --op-timeout")
-	h.ok(srvAddr("erin"), wire.QueryDHT{Name: "erin"})
-
 }
 
 // A register from an address where another user is registered (typed at a

@@ -49,12 +49,10 @@ var dhtPhases = diagram.Machine{
 		{From: "ready", To: "tearing-down", Label: "teardown-dht leader"},
 		{From: "tearing-down", To: "none", Label: "teardown-complete leader"},
 		{From: "building", To: "none", Label: "op-timeout: roll back", Exception: true},
-		{From: "leaving", To: "none", Label: "op-timeout: roll back", Exception: true},
 		{From: "tearing-down", To: "none", Label: "op-timeout: roll back", Exception: true},
-		{From: "joining", To: "none", Label: "op-timeout: roll back", Exception: true},
 		{From: "ready", To: "healing", Label: "offline: a member; heal the survivors", Exception: true},
-		{From: "leaving", To: "healing", Label: "offline: a member; heal", Exception: true},
-		{From: "joining", To: "healing", Label: "offline: a member or the joiner; heal", Exception: true},
+		{From: "leaving", To: "healing", Label: "offline: a member; op-timeout; heal", Exception: true},
+		{From: "joining", To: "healing", Label: "offline: a member or the joiner; op-timeout; heal", Exception: true},
 		{From: "healing", To: "ready", Label: "healed leader epoch", Exception: true},
 		{From: "healing", To: "none", Label: "op-timeout: roll back; or every member offline", Exception: true},
 		{From: "building", To: "none", Label: "offline: a member; roll back", Exception: true},
@@ -63,9 +61,9 @@ var dhtPhases = diagram.Machine{
 	Notes: []string{
 		"While it waits (building, leaving, tearing-down, joining, healing), the server answers FAILURE to",
 		"every request but the one it waits for, saying what it waits for. A wait its initiator does",
-		"not finish within --op-timeout rolls back: the DHT is dissolved, every member Free. A member",
-		"silent for --dead-after is offline: the ring heals without it, again if another goes offline",
-		"meanwhile (docs/DESIGN.md §6).",
+		"not finish within --op-timeout rolls back: the DHT is dissolved, every member Free (a leave or",
+		"a join heals the ring round its leaver or joiner). A member silent for --dead-after is",
+		"offline: the ring heals without it, again if another goes offline meanwhile (docs/DESIGN.md §6).",
 	},
 }
 
