@@ -158,3 +158,41 @@ func tornCommit(r io.ReaderAt, size int64) (off int64, txid uint64, torn bool, e
 	}
 	return off, m.txid, crc != rec.crc, nil
 }
+
+// lostCommit looks for a last commit whose meta page was damaged after it
+// reached the disk: the meta page bbolt would not use fails its checksum
+// (not one rollBack cleared, which reads 0), yet carries the commit record
+// of the transaction right after the one bbolt would use. That commit was
+// whole when it was written (its record and its meta page share the
+// page's first sector, which a disk writes whole; a commit whose pages did
+// not all arrive is tornCommit's), so it was reported done: bbolt, taking
+// the meta page before it, would read the file without it, and say
+// nothing. It reports that commit's transaction; lost is false otherwise.
+func lostCommit(r io.ReaderAt, size int64) (txid uint64, lost bool, err error) {
+	v := verifier{r: r, size: size}
+	ps, ok := v.pageSize()
+	if !ok || ps < 1024 || ps > 1<<24 || uint64(size) < 2*ps {
+		return 0, false, nil
+	}
+	m, off := v.inUse(ps)
+	if !m.valid {
+		return 0, false, nil
+	}
+	other := int64(ps) - off
+	page := make([]byte, recEnd)
+	if _, err := r.ReadAt(page, other); err != nil {
+		return 0, false, err
+	}
+	om, _ := v.readMeta(other)
+	rec, ok := readRec(page)
+	cleared := native.Uint64(page[pageHeaderSize+metaChecksum:]) == 0
+	if om.valid || cleared || !ok || rec.txid != m.txid+1 {
+		return 0, false, nil
+	}
+	return rec.txid, true, nil
+}
+
+// lostWhy says what lostCommit found, for inspect and for an open alike.
+func lostWhy(txid uint64) string {
+	return fmt.Sprintf("the meta page of its last commit (transaction %d) is damaged, though that commit reached the disk whole: read from the meta page before it, the file would lack a change reported done", txid)
+}

@@ -401,6 +401,11 @@ func (h *file) verify(f *os.File, exclusive bool, timeout time.Duration, created
 	if err != nil {
 		return fmt.Errorf("store: read %s: %w", h.path, err)
 	}
+	if txid, lost, err := lostCommit(f, fi.Size()); err != nil {
+		return fmt.Errorf("store: read %s: %w", h.path, err)
+	} else if lost {
+		return damaged(h.path, "", lostWhy(txid), nil)
+	}
 	var view io.ReaderAt = f
 	if torn {
 		view = rolledBackView{f, off}

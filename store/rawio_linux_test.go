@@ -5,6 +5,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -288,6 +289,68 @@ func TestTornCommitRolledBack(t *testing.T) {
 		t.Fatalf("RolledBack() = %q; want it to name the file and the commit rolled back", note)
 	}
 	mustTakeMore(t, p, path, id, len(before))
+}
+
+// TestDamagedLastMetaPageRefused: a byte of the last commit's meta page
+// damaged after the commit reached the disk (its record, in the same
+// sector, intact) made bbolt read the file from the meta page before it,
+// silently without that commit, which had been reported done (an
+// operator's review: a server file read back "building" after dht-complete,
+// and rolled the setup back). Inspect and an open for writing refuse the
+// file, saying so; the meta page the open of a torn commit clears
+// (TestTornCommitRolledBack) is not taken for damage.
+func TestDamagedLastMetaPageRefused(t *testing.T) {
+	useRaw(t)
+	for _, at := range []int{pageHeaderSize, pageHeaderSize + 16, pageHeaderSize + metaTxid - 1, pageHeaderSize + metaChecksum + 3} {
+		path := filepath.Join(t.TempDir(), "peer.db")
+		id := sampleIdentity()
+		p, err := OpenPeer(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustApply(t, p, state.Batch{Identity: &id, Clear: true, Put: synthetic(5, 1)})
+		mustApply(t, p, state.Batch{Identity: &id, Clear: true, Put: synthetic(30, 2)})
+		ps := int64(p.db.Info().PageSize)
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := f.Stat()
+		if _, lost, err := lostCommit(f, fi.Size()); lost || err != nil {
+			t.Fatalf("the file as written: lost %v, %v; want nothing lost", lost, err)
+		}
+		var newest int64
+		var txid uint64
+		for _, off := range []int64{0, ps} {
+			b := make([]byte, pageHeaderSize+metaSize)
+			if _, err := f.ReadAt(b, off); err != nil {
+				t.Fatal(err)
+			}
+			if tx := native.Uint64(b[pageHeaderSize+metaTxid:]); tx > txid {
+				newest, txid = off, tx
+			}
+		}
+		b := make([]byte, 1)
+		f.ReadAt(b, newest+int64(at))
+		b[0] ^= 0x20
+		if _, err := f.WriteAt(b, newest+int64(at)); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		want := fmt.Sprintf("the meta page of its last commit (transaction %d) is damaged", txid)
+		if _, err := Inspect(path, time.Second); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("byte %d flipped: inspect says %v; want %q", at, err, want)
+		}
+		if p, err := OpenPeer(path); err == nil || !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), want) {
+			if p != nil {
+				p.Close()
+			}
+			t.Fatalf("byte %d flipped: open says %v; want %q", at, err, want)
+		}
+	}
 }
 
 // mustTakeMore commits three more records to p, closes it, and checks
