@@ -34,7 +34,7 @@ func peerCommand(e env) *cli.Command {
 			app.HelpText() + "\n\n" +
 			"The peer binds IPV4:PORT when it registers and sends everything from there. Its\n" +
 			"local table lives in the bbolt file --db. It keeps running at end of input while\n" +
-			"registered (it says so on stderr), and exits after deregister or on SIGINT/SIGTERM.\n" +
+			"registered (it says so on stderr); exits after deregister, or on SIGINT, SIGTERM, SIGHUP.\n" +
 			"Started on a --db file that holds a registration, it resumes it first: it binds that\n" +
 			"address, rejoins the server and prints resume SUCCESS or resume FAILURE (so give\n" +
 			"--db to resume: the default dht-peer-NAME.db is named only once NAME registers); a --db\n" +
