@@ -74,7 +74,18 @@ type cachedReply struct {
 	seq uint64
 	key wire.Key
 	raw []byte
+	// second and answers: how many times the reply was sent again in the
+	// second (in Unix seconds) it was last sent again (maxAgain a second).
+	second  int64
+	answers int
 }
+
+// maxAgain is how many times a second a cached reply is sent again: a
+// peer retransmits a request a few times a second at most; a user that
+// sends its own request again and again (a replay of its own, or a loop)
+// gets no more, and its copies are dropped, counted with the other drops,
+// instead of a line of trace each, and an answer each.
+const maxAgain = 10
 
 // Server is the registry state machine. It never touches a socket, a clock
 // or a file: Step and Tick return what to persist and send.
@@ -484,11 +495,7 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	signed := h.Flags&wire.FlagAuth != 0
 	if c, ok := s.cache[from]; ok && c.id == h.ID && c.seq == h.Seq && !c.key.IsZero() &&
 		(signed && wire.Verify(c.key, h) || !signed && sameCookie(c, m)) {
-		s.seen(now, from)
-		return []Output{
-			event("duplicate request: answering from cache", attrAddr(from), slog.Uint64("id", uint64(h.ID))),
-			Send{To: from, ID: h.ID, Msg: c.reply, Raw: c.raw},
-		}
+		return s.again(now, from, h, c)
 	}
 	if r, ok := m.(wire.Register); ok && !signed {
 		return s.challenge(now, from, h, r)
@@ -746,13 +753,27 @@ func (s *Server) stepTrusted(now time.Time, from netip.AddrPort, h wire.Header, 
 		return []Output{dropped("source is not a unicast address", from, slog.String("why", why))}
 	}
 	if c, ok := s.cache[from]; ok && c.id == h.ID {
-		s.seen(now, from)
-		return []Output{
-			event("duplicate request: answering from cache", attrAddr(from), slog.Uint64("id", uint64(h.ID))),
-			Send{To: from, ID: h.ID, Msg: c.reply, Raw: c.raw},
-		}
+		return s.again(now, from, h, c)
 	}
 	return s.serve(now, from, h, m, false, wire.Key{})
+}
+
+// again answers a retransmission of the request whose reply c holds, from
+// the cache, at most maxAgain times a second.
+func (s *Server) again(now time.Time, from netip.AddrPort, h wire.Header, c cachedReply) []Output {
+	s.seen(now, from)
+	if sec := now.Unix(); c.second != sec {
+		c.second, c.answers = sec, 0
+	}
+	c.answers++
+	s.cache[from] = c
+	if c.answers > maxAgain {
+		return []Output{dropped(fmt.Sprintf("duplicate request answered %d times this second already", maxAgain), from, slog.Uint64("id", uint64(h.ID)))}
+	}
+	return []Output{
+		event("duplicate request: answering from cache", attrAddr(from), slog.Uint64("id", uint64(h.ID))),
+		Send{To: from, ID: h.ID, Msg: c.reply, Raw: c.raw},
+	}
 }
 
 // serve acts on an authentic request and answers it, signed with key

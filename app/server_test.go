@@ -1141,6 +1141,37 @@ func TestServerWaitingAwaitedFromWrongUserSaysWhat(t *testing.T) {
 }
 
 func TestServerRetransmit(t *testing.T) {
+	t.Run("a request sent again and again is answered maxAgain times a second", func(t *testing.T) {
+		// A red-team review: a user that sent its own query-dht 43,540
+		// times in 3 s got as many answers, and the server wrote three
+		// lines of trace for each.
+		h := newSrvH(t, srvFree("alice"))
+		q := wire.QueryDHT{Name: "alice"}
+		h.step(srvAddr("alice"), 7, q)
+		for _, at := range []time.Duration{0, 100 * time.Millisecond, time.Second} {
+			h.now = srvT0.Add(at)
+			answered, dropped := 0, 0
+			for range 3 * maxAgain {
+				for _, o := range h.s.stepTrusted(h.now, srvAddr("alice"), wire.Header{Type: q.Type(), ID: 7}, q) {
+					switch o := o.(type) {
+					case Send:
+						answered++
+					case Event:
+						if o.Drop {
+							dropped++
+						}
+					}
+				}
+			}
+			want := maxAgain
+			if at == 100*time.Millisecond {
+				want = 0 // the same second: its answers are spent
+			}
+			if answered != want || dropped != 3*maxAgain-want {
+				t.Fatalf("at %v: %d copies answered, %d dropped; want %d answered, the rest dropped", at, answered, dropped, want)
+			}
+		}
+	})
 	t.Run("register twice with the same id answers SUCCESS twice and runs once", func(t *testing.T) {
 		h := newSrvH(t, srvFree("alice"))
 		reg := wire.Register{Name: "carol", Addr: srvAddr("carol")}
