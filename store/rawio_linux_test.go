@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"dht/app/state"
+	"dht/dataset"
 )
 
 // rawCall is one raw system call a commit made: a write at off, or an
@@ -233,22 +234,7 @@ func TestTornCommitRolledBack(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "peer.db")
 	id := sampleIdentity()
 	before, torn := synthetic(5, 1), synthetic(30, 2)
-	p, err := OpenPeer(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustApply(t, p, state.Batch{Identity: &id, Clear: true, Put: before})
-	mustApply(t, p, state.Batch{Identity: &id, Clear: true, Put: torn})
-	ps := int64(p.db.Info().PageSize)
-	if err := p.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, _ := f.Stat()
+	f, fi, ps := twoCommits(t, path, id, before, torn)
 	// The newer meta page, its record, and a page it names: lost.
 	var newest []byte
 	var txid uint64
@@ -277,7 +263,7 @@ func TestTornCommitRolledBack(t *testing.T) {
 	if _, err := Inspect(path, time.Second); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "did not reach the disk whole") {
 		t.Fatalf("inspect of the torn file: %v; want it reported as a commit that did not reach the disk whole", err)
 	}
-	p, err = OpenPeer(path)
+	p, err := OpenPeer(path)
 	if err != nil {
 		t.Fatalf("open of the torn file: %v; want the last commit rolled back", err)
 	}
@@ -289,6 +275,32 @@ func TestTornCommitRolledBack(t *testing.T) {
 		t.Fatalf("RolledBack() = %q; want it to name the file and the commit rolled back", note)
 	}
 	mustTakeMore(t, p, path, id, len(before))
+}
+
+// twoCommits makes a peer file at path with two commits of id's table,
+// before and then last, and opens it for reading and writing: the file, its
+// size, and its page size.
+func twoCommits(t *testing.T, path string, id state.Identity, before, last []dataset.Record) (*os.File, os.FileInfo, int64) {
+	t.Helper()
+	p, err := OpenPeer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, p, state.Batch{Identity: &id, Clear: true, Put: before})
+	mustApply(t, p, state.Batch{Identity: &id, Clear: true, Put: last})
+	ps := int64(p.db.Info().PageSize)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, fi, ps
 }
 
 // TestDamagedLastMetaPageRefused: a byte of the last commit's meta page
@@ -304,21 +316,7 @@ func TestDamagedLastMetaPageRefused(t *testing.T) {
 	for _, at := range []int{pageHeaderSize, pageHeaderSize + 16, pageHeaderSize + metaTxid - 1, pageHeaderSize + metaChecksum + 3} {
 		path := filepath.Join(t.TempDir(), "peer.db")
 		id := sampleIdentity()
-		p, err := OpenPeer(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mustApply(t, p, state.Batch{Identity: &id, Clear: true, Put: synthetic(5, 1)})
-		mustApply(t, p, state.Batch{Identity: &id, Clear: true, Put: synthetic(30, 2)})
-		ps := int64(p.db.Info().PageSize)
-		if err := p.Close(); err != nil {
-			t.Fatal(err)
-		}
-		f, err := os.OpenFile(path, os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fi, _ := f.Stat()
+		f, fi, ps := twoCommits(t, path, id, synthetic(5, 1), synthetic(30, 2))
 		if _, lost, err := lostCommit(f, fi.Size()); lost || err != nil {
 			t.Fatalf("the file as written: lost %v, %v; want nothing lost", lost, err)
 		}
