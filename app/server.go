@@ -495,7 +495,7 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	signed := h.Flags&wire.FlagAuth != 0
 	if c, ok := s.cache[from]; ok && c.id == h.ID && c.seq == h.Seq && !c.key.IsZero() &&
 		(signed && wire.Verify(c.key, h) || !signed && sameCookie(c, m)) {
-		return s.again(now, from, h, c)
+		return s.again(now, from, h, c, true)
 	}
 	if r, ok := m.(wire.Register); ok && !signed {
 		return s.challenge(now, from, h, r)
@@ -753,21 +753,22 @@ func (s *Server) stepTrusted(now time.Time, from netip.AddrPort, h wire.Header, 
 		return []Output{dropped("source is not a unicast address", from, slog.String("why", why))}
 	}
 	if c, ok := s.cache[from]; ok && c.id == h.ID {
-		return s.again(now, from, h, c)
+		return s.again(now, from, h, c, false)
 	}
 	return s.serve(now, from, h, m, false, wire.Key{})
 }
 
 // again answers a retransmission of the request whose reply c holds, from
-// the cache, at most maxAgain times a second.
-func (s *Server) again(now time.Time, from netip.AddrPort, h wire.Header, c cachedReply) []Output {
+// the cache; with limit (Step: from the network), at most maxAgain times a
+// second.
+func (s *Server) again(now time.Time, from netip.AddrPort, h wire.Header, c cachedReply, limit bool) []Output {
 	s.seen(now, from)
 	if sec := now.Unix(); c.second != sec {
 		c.second, c.answers = sec, 0
 	}
 	c.answers++
 	s.cache[from] = c
-	if c.answers > maxAgain {
+	if limit && c.answers > maxAgain {
 		return []Output{dropped(fmt.Sprintf("duplicate request answered %d times this second already", maxAgain), from, slog.Uint64("id", uint64(h.ID)))}
 	}
 	return []Output{

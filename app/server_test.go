@@ -1145,14 +1145,22 @@ func TestServerRetransmit(t *testing.T) {
 		// A red-team review: a user that sent its own query-dht 43,540
 		// times in 3 s got as many answers, and the server wrote three
 		// lines of trace for each.
-		h := newSrvH(t, srvFree("alice"))
-		q := wire.QueryDHT{Name: "alice"}
-		h.step(srvAddr("alice"), 7, q)
+		s := NewServer(srvConfig(), srvFree("alice"), nil)
+		b, err := wire.AppendSigned(nil, 7, 0, wire.QueryDHT{Name: "alice"}, 5, srvSecret("alice"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, q, err := wire.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := srvCheckOuts(t, s, srvAddr("alice"), 7, s.Step(srvT0, srvAddr("alice"), h, q)); r.Reply.Reason == "" {
+			t.Fatalf("query-dht with no DHT: %+v; want FAILURE", r.Reply)
+		}
 		for _, at := range []time.Duration{0, 100 * time.Millisecond, time.Second} {
-			h.now = srvT0.Add(at)
 			answered, dropped := 0, 0
 			for range 3 * maxAgain {
-				for _, o := range h.s.stepTrusted(h.now, srvAddr("alice"), wire.Header{Type: q.Type(), ID: 7}, q) {
+				for _, o := range s.Step(srvT0.Add(at), srvAddr("alice"), h, q) {
 					switch o := o.(type) {
 					case Send:
 						answered++
