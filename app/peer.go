@@ -431,12 +431,17 @@ func (p *Peer) requestID() uint32 {
 }
 
 // Stop ends what the user typed and has not had its line yet, the process
-// being stopped (SIGINT, SIGTERM): each command yields its line (SPEC §5).
-// The queries typed ahead print theirs in order, those answered as they
-// were; then the command in progress, as its failure. Nothing is sent: the
-// process exits, and its file keeps what it last committed.
+// being stopped (SIGINT, SIGTERM, SIGHUP): each command yields its line
+// (SPEC §5). The queries typed ahead print theirs in order, those answered
+// as they were; then the command in progress, as its failure. Nothing is
+// sent: the process exits, and its file keeps what it last committed.
 func (p *Peer) Stop(now time.Time) []Output {
-	const why = "the peer was stopped before it finished"
+	return p.StopFor(now, "the peer was stopped before it finished")
+}
+
+// StopFor is Stop with why as the reason of each failure: the process
+// stops on an error of its own (a commit its file refused).
+func (p *Peer) StopFor(now time.Time, why string) []Output {
 	var out []Output
 	for _, w := range p.walks {
 		if w.done {

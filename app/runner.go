@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -700,6 +701,15 @@ func (r *PeerRunner) handle(outs []Output) {
 	exit, err := r.exec(outs)
 	if r.ep != nil {
 		r.ep.flush()
+	}
+	if err != nil {
+		// The process stops on an error of its own (its file refused a
+		// commit): each command typed still gets its line, saying why.
+		for _, o := range r.Core.StopFor(r.now(), "the peer stopped: "+strings.TrimPrefix(err.Error(), "peer: ")) {
+			if res, ok := o.(Result); ok {
+				r.printResult(res)
+			}
+		}
 	}
 	if err != nil || exit {
 		r.stop(err)

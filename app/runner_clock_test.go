@@ -235,3 +235,27 @@ func TestCommitOnAGoneFileStopsThePeer(t *testing.T) {
 		t.Fatalf("exec = %v; want ErrGone, saying the peer stops, and no advice to resume from the file", err)
 	}
 }
+
+// A commit the disk refuses stops the peer, and the command typed and not
+// yet answered still gets its line, saying why (SPEC §5: each command
+// yields one line): an operator's review saw a setup's leader exit with
+// the reason on stderr only, its dht-complete never printed.
+func TestCommitRefusedEndsTheCommandInProgress(t *testing.T) {
+	out := &lineWriter{}
+	p := ringNode(t)
+	r := &PeerRunner{Core: p, Out: out}
+	stop := r.start()
+	r.store = failingPeerStore{store.NewMemPeer()}
+	r.mu.Lock()
+	r.handle(p.Input(time.Now(), "leave-dht carol"))
+	r.handle([]Output{PersistPeer{Batch: state.Batch{}}})
+	r.mu.Unlock()
+	stop()
+	const want = "leave-dht FAILURE: the peer stopped: cannot commit the file (registration, place and table), stopping: write dht-peer-carol.db: no space left on device"
+	if !out.has(want) {
+		t.Fatalf("printed %q; want a line starting %q", out.text.String(), want)
+	}
+	if err := <-r.quit; !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("the runner stopped with %v; want the commit's ENOSPC", err)
+	}
+}
