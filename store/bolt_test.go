@@ -343,3 +343,26 @@ func TestCachedReplyKeys(t *testing.T) {
 		}
 	}
 }
+
+// A path that is a symbolic link to a file that is not there is refused
+// saying so, for a server's file and a peer's: the open made with O_EXCL
+// (so that two processes never both make the file) found the link there
+// and its target not, and said "no such file or directory" of a path that
+// is there (an operator's review).
+func TestOpenDanglingSymlink(t *testing.T) {
+	dir := t.TempDir()
+	path, target := filepath.Join(dir, "link.db"), filepath.Join(dir, "moved.db")
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	want := "open " + path + ": a symbolic link to " + target + ", which is not there"
+	if _, err := OpenServer(path); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("OpenServer: %v; want %q", err, want)
+	}
+	if _, err := OpenPeer(path); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("OpenPeer: %v; want %q", err, want)
+	}
+	if _, err := os.Lstat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the target: %v; want it not made", err)
+	}
+}

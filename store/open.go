@@ -366,6 +366,9 @@ func (h *file) opener(exclusive bool, timeout time.Duration) func(string, int, o
 			}
 		}
 		if err != nil {
+			if to, lerr := os.Readlink(name); lerr == nil && errors.Is(err, fs.ErrNotExist) {
+				return nil, &fs.PathError{Op: "open", Path: name, Err: fmt.Errorf("a symbolic link to %s, which is not there", to)}
+			}
 			return nil, err
 		}
 		if err := h.verify(f, exclusive, timeout, created); err != nil {

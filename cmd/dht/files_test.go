@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -250,21 +251,30 @@ func register(t *testing.T, server netip.AddrPort, name string, wait time.Durati
 }
 
 // TestPeerDBInAFolderNotThere: a --db whose folder is not there, or is a
-// file, fails at start (the file would be made at the first register,
-// which would fail), exit status 1, one line naming the folder.
+// file, or a path that cannot be followed (a loop of symbolic links, one to
+// a file that is not there), fails at start (the file would be made at the
+// first register, which would fail), exit status 1, one line saying why.
+// An operator's review found the links failing only at register, the peer
+// going on (exit 0), and a dangling link reported as "no such file".
 func TestPeerDBInAFolderNotThere(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "notes.txt")
 	if err := os.WriteFile(file, []byte("notes\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	loop, dangling := filepath.Join(dir, "loop.db"), filepath.Join(dir, "dangling.db")
+	if err := errors.Join(os.Symlink(loop, loop), os.Symlink(filepath.Join(dir, "moved.db"), dangling)); err != nil {
+		t.Fatal(err)
+	}
 	port := strconv.Itoa(freePorts(t, 1)[0])
 	for _, c := range []struct{ db, says string }{
-		{filepath.Join(dir, "gone", "alice.db"), "there is no folder " + filepath.Join(dir, "gone")},
-		{filepath.Join(file, "alice.db"), file + " is not a folder"},
+		{filepath.Join(dir, "gone", "alice.db"), ": there is no folder " + filepath.Join(dir, "gone")},
+		{filepath.Join(file, "alice.db"), ": " + file + " is not a folder"},
+		{loop, ": too many levels of symbolic links"},
+		{dangling, " is a symbolic link to " + filepath.Join(dir, "moved.db") + ", which is not there"},
 	} {
 		code, out, errOut := runDHT(t, "register alice 127.0.0.1 5001\n", "peer", "--quiet", "--db", c.db, "127.0.0.1", port)
-		if code != 1 || out != "" || !strings.HasPrefix(errOut, "dht: peer: --db "+c.db+": "+c.says) || strings.Count(errOut, "\n") != 1 {
+		if code != 1 || out != "" || !strings.HasPrefix(errOut, "dht: peer: --db "+c.db+c.says) || strings.Count(errOut, "\n") != 1 {
 			t.Errorf("--db %s: exit %d, stdout %q, stderr %q; want 1, nothing, and one line saying %q", c.db, code, out, errOut, c.says)
 		}
 	}

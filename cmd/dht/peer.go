@@ -140,13 +140,20 @@ func peerCommand(e env) *cli.Command {
 				// peer would open the same path for any register.
 				if _, err := os.Stat(dbPath); err != nil {
 					// Made at the first register: a folder that is not
-					// there would fail it, so say so now.
+					// there would fail it, and so would a path that cannot
+					// be followed, so say so now.
 					dir := filepath.Dir(dbPath)
 					switch fi, derr := os.Stat(dir); {
 					case errors.Is(derr, fs.ErrNotExist):
 						return fmt.Errorf("peer: --db %s: there is no folder %s (the file is made at register, in a folder that exists)", dbPath, dir)
 					case derr == nil && !fi.IsDir():
 						return fmt.Errorf("peer: --db %s: %s is not a folder", dbPath, dir)
+					}
+					if to, lerr := os.Readlink(dbPath); lerr == nil && errors.Is(err, fs.ErrNotExist) {
+						return fmt.Errorf("peer: --db %s is a symbolic link to %s, which is not there (the file is made at register: give the path of the file itself)", dbPath, to)
+					}
+					if pe := (*fs.PathError)(nil); errors.As(err, &pe) && !errors.Is(err, fs.ErrNotExist) {
+						return fmt.Errorf("peer: --db %s: %w", dbPath, pe.Err)
 					}
 				} else {
 					st, err := openPeerFile(e, dbPath)
