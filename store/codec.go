@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"net/netip"
 	"strings"
@@ -432,20 +433,28 @@ func recordKey(r dataset.Record) (pos int, key string, err error) {
 
 // recordLen is the length of r encoded.
 func recordLen(r dataset.Record) int {
-	size := 0
+	size := recordSum
 	for _, s := range r.Fields() {
 		size += 2 + len(s)
 	}
 	return size
 }
 
-// appendRecord appends r encoded to b.
+// recordSum is the size of a record's checksum: a CRC-32C of its fields as
+// encoded, after them. bbolt checks a commit's meta page, not the pages it
+// names: a byte of a record changed on the disk since (a page a commit
+// left alone for a long time) would be read back as a record of the
+// dataset, and a query answered with it.
+const recordSum = 4
+
+// appendRecord appends r encoded to b: its fields, then their checksum.
 func appendRecord(b []byte, r dataset.Record) ([]byte, error) {
+	start := len(b)
 	e := enc{b: b}
 	for i, s := range r.Fields() {
 		e.str(recordFieldWhat[i], s)
 	}
-	return e.b, e.err
+	return binary.BigEndian.AppendUint32(e.b, crc32.Checksum(e.b[start:], castagnoli)), e.err
 }
 
 // recordFieldWhat names each field in appendRecord's errors.
@@ -459,7 +468,10 @@ var recordFieldWhat = func() (what [dataset.NumFields]string) {
 // decodeRecord copies the fields into one string of their own (a query
 // decodes one record from the file, and its fields leave the transaction).
 func decodeRecord(key string, v []byte) (dataset.Record, error) {
-	d := dec{what: "record", key: key, b: v}
+	if len(v) < recordSum || binary.BigEndian.Uint32(v[len(v)-recordSum:]) != crc32.Checksum(v[:len(v)-recordSum], castagnoli) {
+		return dataset.Record{}, fmt.Errorf("store: the record under key %s fails its checksum (the file changed on the disk since it was written): %w", quote(key), ErrCorrupt)
+	}
+	d := dec{what: "record", key: key, b: v[:len(v)-recordSum]}
 	var raw [dataset.NumFields][]byte
 	size := 0
 	for i := range raw {

@@ -512,3 +512,53 @@ func FuzzDamagedFile(f *testing.F) {
 		openDamaged(t, t.TempDir(), kind, c, size)
 	})
 }
+
+// A byte of a record changed on the disk after its commit (a page no later
+// commit wrote, which nothing of bbolt's checks) is found by the record's
+// checksum: inspect, the open and a lookup refuse the file, where the
+// record was read back changed, and a query would have answered with it
+// (an operator's review: "S11658" read back as "S11o58").
+func TestRecordChangedOnTheDiskIsFound(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "peer.db")
+	id := sampleIdentity()
+	recs := synthetic(40, 7)
+	p, err := OpenPeer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, p, state.Batch{Identity: &id, Clear: true, Put: recs})
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := recs[17]
+	v, err := appendRecord(nil, victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(b, v)
+	if at < 0 || bytes.Count(b, v) != 1 {
+		t.Fatalf("the record is %d times in the file; want once", bytes.Count(b, v))
+	}
+	b[at+len(v)-recordSum-2] ^= 0x20 // a byte of its last field
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const want = "fails its checksum"
+	if _, err := Inspect(path, time.Second); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("inspect: %v; want the file damaged, a record failing its checksum", err)
+	}
+	if p, err := OpenPeer(path); err == nil {
+		_, got, lerr := p.Load()
+		r, _, qerr := p.Lookup(victim.LongName)
+		p.Close()
+		if lerr == nil || qerr == nil {
+			t.Fatalf("open took the file: Load %d records, %v; Lookup %+v, %v; want the record refused", len(got), lerr, r, qerr)
+		}
+	} else if !strings.Contains(err.Error(), want) {
+		t.Fatalf("open: %v; want a record failing its checksum", err)
+	}
+}

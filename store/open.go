@@ -29,8 +29,14 @@ func RawCalls(on bool) { rawCalls.Store(on) }
 // openTimeout bounds the wait for another process's file lock.
 const openTimeout = time.Second
 
-// fileVersion is the layout version written under meta/"version".
-const fileVersion = 1
+// fileVersion is the layout version written under meta/"version", by
+// kind: a peer's is 2 since each record carries a checksum (appendRecord).
+func fileVersion(kind string) byte {
+	if kind == kindPeer {
+		return 2
+	}
+	return 1
+}
 
 const (
 	kindServer = "server"
@@ -116,9 +122,13 @@ func checkMeta(path string, tx *bolt.Tx) (string, error) {
 	if kind != kindServer && kind != kindPeer {
 		return "", notDHT(path, fmt.Sprintf("unknown kind %q", kind), nil)
 	}
-	if v := meta.Get(keyVersion); !bytes.Equal(v, []byte{fileVersion}) {
+	if v := meta.Get(keyVersion); !bytes.Equal(v, []byte{fileVersion(kind)}) {
+		hint := ""
+		if kind == kindPeer && bytes.Equal(v, []byte{1}) {
+			hint = " (written by an earlier dht, whose records carry no checksum: start the peer on a new --db, and register again)"
+		}
 		return "", &kindError{
-			msg:  fmt.Sprintf("store: %s: %s file version %v, this program reads version %d", path, kind, v, fileVersion),
+			msg:  fmt.Sprintf("store: %s: %s file version %v, this program reads version %d%s", path, kind, v, fileVersion(kind), hint),
 			kind: ErrVersion,
 		}
 	}
@@ -221,7 +231,7 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 			if err := meta.Put(keyKind, []byte(kind)); err != nil {
 				return fmt.Errorf("store: put kind: %w", err)
 			}
-			if err := meta.Put(keyVersion, []byte{fileVersion}); err != nil {
+			if err := meta.Put(keyVersion, []byte{fileVersion(kind)}); err != nil {
 				return fmt.Errorf("store: put version: %w", err)
 			}
 			for _, b := range buckets {
