@@ -345,7 +345,7 @@ func (p *Peer) start(now time.Time, line string, c command, read bool, out []Out
 		// knows of none (a process that lost its file), and would wait
 		// for a part this peer cannot play. Naming another user, the
 		// command goes as typed: the server decides.
-		return p.emit(out, resultFailed(c.cmd, "this peer holds no place in a ring"))
+		return p.emit(out, resultFailed(c.cmd, notInRing(p.self.Name)))
 	}
 	var o operation
 	switch c.cmd {
@@ -823,6 +823,12 @@ func (p *Peer) ringGone(now time.Time, epoch uint64) []Output {
 		p.self.Name, epoch, p.id, p.n)}
 	out := p.abandon(now, fmt.Sprintf("the server counts %s in no ring of epoch %d", p.self.Name, epoch))
 	return append(append(out, p.dropPlace()...), note)
+}
+
+// notInRing is why a peer refuses a leave-dht or teardown-dht of its own
+// user, or cannot go on with its leave: it holds no place in a ring.
+func notInRing(name string) string {
+	return fmt.Sprintf("%s holds no place in a ring (leave-dht and teardown-dht are for a member of the DHT)", name)
 }
 
 // dropPlace forgets this node's place, neighbours and table, and writes

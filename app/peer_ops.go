@@ -452,7 +452,7 @@ func (o *leaveOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 	out := []Output{resultOK(CmdLeaveDHT)}
 	o.stage = leaveTearing
 	if !p.inRing || !p.neighbours {
-		return p.finish(now, out, resultFailed(CmdDHTRebuilt, "this peer holds no place in a ring"))
+		return p.finish(now, out, resultFailed(CmdDHTRebuilt, notInRing(p.self.Name)))
 	}
 	o.left, o.right, o.n, o.epoch = p.left, p.right, p.n, r.Epoch
 	o.begin(p, now, p.left.Addr, p.right.Addr)
