@@ -82,7 +82,7 @@ func parseCommand(line string) command {
 			return bad("%s", usage(c.word))
 		}
 		if !ValidName(args[0]) {
-			return bad("invalid user name %q: letters only, 1 to %d", args[0], MaxNameLen)
+			return bad("invalid user name %q: ASCII letters only (A-Z, a-z), 1 to %d", args[0], MaxNameLen)
 		}
 		ip, err := netip.ParseAddr(args[1])
 		if err != nil || !ip.Is4() {

@@ -935,7 +935,7 @@ func (s *Server) caller(from netip.AddrPort, name string) (*state.User, *wire.Re
 	u := s.users[name]
 	if u == nil {
 		if !ValidName(name) {
-			return nil, fail("invalid user name %q: letters only, 1 to %d", name, MaxNameLen)
+			return nil, fail("invalid user name %q: ASCII letters only (A-Z, a-z), 1 to %d", name, MaxNameLen)
 		}
 		return nil, fail("%s is not registered", name)
 	}
@@ -954,11 +954,13 @@ func (s *Server) register(now time.Time, from netip.AddrPort, m wire.Register, b
 	}
 	switch {
 	case !ValidName(m.Name):
-		return fail("invalid user name %q: letters only, 1 to %d", m.Name, MaxNameLen), false
+		return fail("invalid user name %q: ASCII letters only (A-Z, a-z), 1 to %d", m.Name, MaxNameLen), false
 	case NotUnicast(m.Addr.Addr()) != "":
 		return fail("invalid address %s: %s; need a unicast IPv4 address", m.Addr, NotUnicast(m.Addr.Addr())), false
 	case m.Addr.Port() == 0:
 		return fail("invalid address %s: need a port 1-65535", m.Addr), false
+	case m.Addr != from && s.byAddr[from] == m.Name:
+		return fail("%s is registered at %s, where this register came from: a user keeps the address it registered (to move it, deregister %s, which ends its peer, and start a peer for %s at %s)", m.Name, from, m.Name, m.Name, m.Addr), false
 	case m.Addr != from && s.byAddr[from] != "":
 		return fail("register %s must be sent from %s, the address it registers; it came from %s, where %s is registered (a peer registers one user: start another peer for %s)", m.Name, m.Addr, from, s.byAddr[from], m.Name), false
 	case m.Addr != from:

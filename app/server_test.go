@@ -1997,6 +1997,10 @@ func TestServerRegisterFromAnotherUsersAddress(t *testing.T) {
 	h.fail(srvAddr("bob"), wire.Register{Name: "bobby", Addr: srvStranger},
 		"register bobby must be sent from "+srvStranger.String()+", the address it registers; it came from "+srvAddr("bob").String()+", where bob is registered (a peer registers one user: start another peer for bobby)")
 	h.fail(srvAddr("carol"), wire.Register{Name: "bobby", Addr: srvStranger}, "(it came from "+srvAddr("carol").String()+")")
+	// The same user, at another address, from its own peer (a new user's
+	// review: "start another peer for bob" read as nonsense at bob's).
+	h.fail(srvAddr("bob"), wire.Register{Name: "bob", Addr: srvStranger},
+		"bob is registered at "+srvAddr("bob").String()+", where this register came from: a user keeps the address it registered (to move it, deregister bob, which ends its peer, and start a peer for bob at "+srvStranger.String()+")")
 }
 
 // srvVouched is m with the new leader's proof filled in, if m is a
