@@ -45,6 +45,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
+	if m := noHelpTopic.FindStringSubmatch(err.Error()); m != nil {
+		// urfave/cli's words, status 3, for a word after --help.
+		err = usagef("no help for %q: --help takes no arguments (see 'dht help COMMAND')", m[1])
+	}
 	fmt.Fprintf(stderr, "dht: %v\n", err)
 	var ue usageError
 	if errors.As(err, &ue) {
@@ -93,6 +97,9 @@ func newApp(e env) *cli.App {
 	}
 	return a
 }
+
+// noHelpTopic is urfave/cli's error for a word after --help.
+var noHelpTopic = regexp.MustCompile(`^No help topic for '(.*)'$`)
 
 // The errors of package flag, which urfave/cli passes on: they name a flag
 // with one dash, and a value they cannot parse as a "parse error".
@@ -224,8 +231,11 @@ func faultFlags() []cli.Flag {
 
 func faultsFrom(c *cli.Context) (*app.Faults, error) {
 	loss, dup := c.Float64("fault-loss"), c.Float64("fault-dup")
-	if loss < 0 || loss >= 1 || dup < 0 || dup > 1 {
-		return nil, usagef("--fault-loss must be in [0,1) and --fault-dup in [0,1]")
+	switch {
+	case loss < 0 || loss >= 1:
+		return nil, usagef("--fault-loss must be in [0,1), got %g", loss)
+	case dup < 0 || dup > 1:
+		return nil, usagef("--fault-dup must be in [0,1], got %g", dup)
 	}
 	if loss == 0 && dup == 0 {
 		return nil, nil

@@ -46,7 +46,7 @@ func benchCommand(e env) *cli.Command {
 			&cli.Float64Flag{Name: "loss", Usage: "every socket drops this fraction (0-1) of the datagrams it sends"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seeds the server's choices, the query order and the loss"},
 			&cli.BoolFlag{Name: "loss-sweep", Usage: "run setup and one query per record at 0%, 10% and 30% loss and print that table"},
-			&cli.IntFlag{Name: "window", Usage: "most unacknowledged ring messages to one neighbour (0: the default)"},
+			&cli.IntFlag{Name: "window", Usage: "most unacknowledged ring messages to one neighbour, 0-1024 (0: the peer's default)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of the table"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to this file"},
 			&cli.IntFlag{Name: "procs", Value: bench.DefaultProcs(), Usage: "GOMAXPROCS for the run: the whole cluster shares this process's scheduler (see docs/PERFORMANCE.md)"},
@@ -69,8 +69,12 @@ func benchCommand(e env) *cli.Command {
 				return usagef("--queriers and --queries must be at least 1")
 			case o.Loss < 0 || o.Loss >= 1:
 				return usagef("--loss must be in [0,1)")
-			case c.Int("runs") < 1 || c.Int("records") < 0 || o.Window < 0:
-				return usagef("--runs must be at least 1, --records and --window not negative")
+			case c.Int("runs") < 1:
+				return usagef("--runs must be at least 1, got %d", c.Int("runs"))
+			case c.Int("records") < 0:
+				return usagef("--records must not be negative (0: the dataset), got %d", c.Int("records"))
+			case o.Window < 0 || o.Window > 1024:
+				return usagef("--window must be 0-1024 (0: the default), got %d", o.Window)
 			case c.Int("procs") < 1:
 				return usagef("--procs must be at least 1")
 			}

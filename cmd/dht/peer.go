@@ -46,10 +46,10 @@ func peerCommand(e env) *cli.Command {
 			"command of its own. A line over 1 MiB is refused as a whole (a FAILURE line).",
 		Flags: append([]cli.Flag{
 			dataFlag("the dataset this peer spreads when it leads a ring"),
-			&cli.StringFlag{Name: "db", Usage: "bbolt file of the local table (default dht-peer-NAME.db)"},
+			&cli.StringFlag{Name: "db", Usage: "bbolt file of the local table (default: dht-peer-NAME.db, named at register)"},
 			&cli.DurationFlag{Name: "rto", Value: app.DefaultRTO, Usage: fmt.Sprintf("retransmission timeout until round trips are measured (then measured, at least %v; doubles on each retry, up to %v or 4 x the measured timeout)", app.DefaultMinRTO, app.DefaultMaxRTO)},
 			&cli.DurationFlag{Name: "give-up", Value: app.DefaultGiveUp, Usage: "declare a neighbour, or the server, gone after retransmitting to it for this long (longer than --rto)"},
-			&cli.IntFlag{Name: "window", Value: app.DefaultWindow, Usage: "most unacknowledged ring messages to one neighbour"},
+			&cli.IntFlag{Name: "window", Value: app.DefaultWindow, Usage: "most unacknowledged ring messages to one neighbour, 1-1024"},
 			&cli.DurationFlag{Name: "query-timeout", Value: app.DefaultQueryTimeout, Usage: "give up on a query with no answer after this long"},
 			quietFlag(),
 			traceJSONFlag(),
