@@ -253,7 +253,8 @@ func register(t *testing.T, server netip.AddrPort, name string, wait time.Durati
 // TestPeerDBInAFolderNotThere: a --db whose folder is not there, or is a
 // file, or a path that cannot be followed (a loop of symbolic links, one to
 // a file that is not there), fails at start (the file would be made at the
-// first register, which would fail), exit status 1, one line saying why.
+// first register, which would fail), or a folder, exit status 1, one line
+// saying why (a folder was a "resume FAILURE" with nothing to resume).
 // An operator's review found the links failing only at register, the peer
 // going on (exit 0), and a dangling link reported as "no such file".
 func TestPeerDBInAFolderNotThere(t *testing.T) {
@@ -272,6 +273,7 @@ func TestPeerDBInAFolderNotThere(t *testing.T) {
 		{filepath.Join(file, "alice.db"), ": " + file + " is not a folder"},
 		{loop, ": too many levels of symbolic links"},
 		{dangling, " is a symbolic link to " + filepath.Join(dir, "moved.db") + ", which is not there"},
+		{dir, " is a folder: give the path of a file"},
 	} {
 		code, out, errOut := runDHT(t, "register alice 127.0.0.1 5001\n", "peer", "--quiet", "--db", c.db, "127.0.0.1", port)
 		if code != 1 || out != "" || !strings.HasPrefix(errOut, "dht: peer: --db "+c.db+c.says) || strings.Count(errOut, "\n") != 1 {

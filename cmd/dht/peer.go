@@ -138,7 +138,9 @@ func peerCommand(e env) *cli.Command {
 				// there but cannot be opened or read (damaged, foreign, a
 				// server's, held by another process) fails at once: the
 				// peer would open the same path for any register.
-				if _, err := os.Stat(dbPath); err != nil {
+				if fi, err := os.Stat(dbPath); err == nil && fi.IsDir() {
+					return fmt.Errorf("peer: --db %s is a folder: give the path of a file (made at register), or of the file to resume", dbPath)
+				} else if err != nil {
 					// Made at the first register: a folder that is not
 					// there would fail it, and so would a path that cannot
 					// be followed, so say so now.
