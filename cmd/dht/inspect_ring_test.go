@@ -174,6 +174,12 @@ func TestRingCommand(t *testing.T) {
 		if b, err := os.ReadFile(path); err != nil || !bytes.HasPrefix(b, []byte("<svg ")) {
 			t.Fatalf("%s: %v %.100q", path, err, b)
 		}
+		// A FILE that cannot be written fails before the text is printed.
+		dir := t.TempDir()
+		code, text, errOut = runDHT(t, "", append([]string{"ring", "--svg", dir, server}, peers...)...)
+		if code != 1 || text != "" || !strings.Contains(errOut, dir) {
+			t.Fatalf("--svg to a folder: exit %d, stdout %q, stderr %q; want 1, nothing printed, the folder named", code, text, errOut)
+		}
 	})
 
 	for _, tc := range []struct {
