@@ -121,8 +121,12 @@ var _ gocsv.CSVReader = (*rowReader)(nil)
 // Read returns the next row, or an error naming its line if it is malformed.
 func (rr *rowReader) Read() ([]string, error) {
 	row, err := rr.r.Read()
+	if pe := (*csv.ParseError)(nil); errors.As(err, &pe) {
+		// Said as every other check says it: "line N: why".
+		return nil, fmt.Errorf("line %d, column %d: %w", pe.Line, pe.Column, pe.Err)
+	}
 	if err != nil {
-		return nil, err // io.EOF, or a *csv.ParseError that names the line
+		return nil, err // io.EOF
 	}
 	line, _ := rr.r.FieldPos(0)
 	isHeader := len(rr.lines) == 0
