@@ -156,7 +156,7 @@ func TestRunnerInputEndAndLongLines(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	wantNotes := []string{
-		"input ended; still registered as zed, serving the ring until stopped (Ctrl-C or SIGTERM)",
+		"input ended; still registered as zed, which a setup-dht may pick for its ring: running until stopped (Ctrl-C or SIGTERM)",
 	}
 	var gotNotes []string
 	for len(gotNotes) < len(wantNotes) {

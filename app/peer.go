@@ -208,6 +208,10 @@ func (p *Peer) Registered() bool { return p.registered }
 // Name is the registered name ("" before register succeeds).
 func (p *Peer) Name() string { return p.self.Name }
 
+// InRing reports whether this peer holds a place in a ring, or the
+// neighbours of one (a leave or a join passed it).
+func (p *Peer) InRing() bool { return p.inRing || p.neighbours }
+
 // SetTable gives the core its table file to read, once the runner has
 // opened it (nil: none open; lookups find nothing).
 func (p *Peer) SetTable(t Table) { p.table = t }

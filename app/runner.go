@@ -547,7 +547,11 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 			}
 			// Nothing more will change that: say it once.
 			r.awaitIdle = false
-			r.note(fmt.Sprintf("input ended; still registered as %s, serving the ring until stopped (Ctrl-C or SIGTERM)", r.Core.Name()))
+			if r.Core.InRing() {
+				r.note(fmt.Sprintf("input ended; still registered as %s, serving the ring until stopped (Ctrl-C or SIGTERM)", r.Core.Name()))
+			} else {
+				r.note(fmt.Sprintf("input ended; still registered as %s, which a setup-dht may pick for its ring: running until stopped (Ctrl-C or SIGTERM)", r.Core.Name()))
+			}
 		}
 		r.mu.Unlock()
 		select {
@@ -557,6 +561,9 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 			r.mu.Lock()
 			if !r.stopped {
 				r.handle(r.Core.Stop(r.now()))
+				if r.Core.InRing() {
+					r.note(fmt.Sprintf("stopped while %s holds a place in the ring: started again on the same --db it resumes it; if not, the server heals the ring without it once it is silent for --dead-after", r.Core.Name()))
+				}
 			}
 			r.mu.Unlock()
 			return nil

@@ -201,8 +201,10 @@ func TestPeerPromptsForTheLongName(t *testing.T) {
 }
 
 // Ctrl-D at a terminal while registered ends the input, says so on
-// stderr, and the peer goes on serving the ring (here: it is chosen for
-// one) until SIGTERM.
+// stderr (a Free user's peer, that a setup may pick it), and the peer goes
+// on serving the ring (here: it is chosen for one) until SIGTERM, which it
+// says it stops in (a new user's review: it stopped without a word of what
+// becomes of its place).
 func TestPeerCtrlDWhileRegistered(t *testing.T) {
 	dir, _, ports := e2eSetup(t)
 	sport := strconv.Itoa(ports[0])
@@ -219,7 +221,7 @@ func TestPeerCtrlDWhileRegistered(t *testing.T) {
 	if _, err := master.WriteString("\x04"); err != nil { // VEOF at the start of a line
 		t.Fatal(err)
 	}
-	carol.waitTrace("input ended; still registered as carol, serving the ring until stopped (Ctrl-C or SIGTERM)")
+	carol.waitTrace("input ended; still registered as carol, which a setup-dht may pick for its ring: running until stopped (Ctrl-C or SIGTERM)")
 	alice := startProc(t, "alice", dir, "peer", "--quiet", "--data", datasetPath(t), "--db", "alice.db", "127.0.0.1", sport)
 	alice.do("register alice 127.0.0.1 "+strconv.Itoa(ports[1]), "register SUCCESS")
 	alice.do("setup-dht 2 alice", "setup-dht SUCCESS: ring of 2: alice carol")
@@ -227,6 +229,7 @@ func TestPeerCtrlDWhileRegistered(t *testing.T) {
 	if err := carol.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	carol.waitTrace("stopped while carol holds a place in the ring: started again on the same --db it resumes it")
 	if err := carol.wait(); err != nil {
 		t.Fatalf("carol after SIGTERM: %v", err)
 	}
