@@ -97,7 +97,7 @@ func TestLocked(t *testing.T) {
 	}{
 		{"OpenServer", func() error { _, err := OpenServer(server); return err }, 3 * time.Second, "in use by another process"},
 		{"OpenPeer", func() error { _, err := OpenPeer(peer); return err }, 3 * time.Second, "in use by another process"},
-		{"Inspect server", func() error { _, err := Inspect(server, 100*time.Millisecond); return err }, time.Second, "in use by a running process"},
+		{"Inspect server", func() error { _, err := Inspect(server, 100*time.Millisecond); return err }, time.Second, "in use by a running process (lock not released within 100ms): stop it (SIGTERM or Ctrl-C) to read its file"},
 		{"Inspect peer", func() error { _, err := Inspect(peer, 100*time.Millisecond); return err }, time.Second, "in use by a running process"},
 		// --wait 0: one try, not bbolt's wait for ever.
 		{"Inspect, no wait", func() error { _, err := Inspect(peer, 0); return err }, 10 * time.Second, "in use by a running process"},

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -143,7 +144,11 @@ func Inspect(path string, timeout time.Duration) (report any, err error) {
 		db, err = bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: timeout, OpenFile: h.opener(false, timeout)})
 		if err != nil {
 			db = nil
-			return openErr(path, err, "a running process", timeout)
+			err = openErr(path, err, "a running process", timeout)
+			if errors.Is(err, ErrLocked) {
+				err = fmt.Errorf("%w: stop it (SIGTERM or Ctrl-C) to read its file", err)
+			}
+			return err
 		}
 		return db.View(func(tx *bolt.Tx) error {
 			kind, err := checkMeta(path, tx)
