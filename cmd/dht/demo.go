@@ -251,7 +251,14 @@ func (d *demo) run(n int, keep bool) error {
 		return err
 	}
 
-	d.section("A last ring of %d, left standing so the files have something to show", n-1)
+	why := "set up again after the teardown"
+	switch {
+	case keep:
+		why = "left standing for you to use"
+	case d.keep:
+		why = "left standing so the files have something to show"
+	}
+	d.section("A last ring of %d, %s", n-1, why)
 	if _, err := d.do(leader, fmt.Sprintf("setup-dht %d %s", n-1, leader), "SUCCESS"); err != nil {
 		return err
 	}

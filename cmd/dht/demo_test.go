@@ -103,6 +103,11 @@ func TestDemoTempFolder(t *testing.T) {
 				if !strings.Contains(out, "bbolt files removed (--keep or --dir keeps them)") {
 					t.Errorf("the demo does not say its files are gone:\n%s", out)
 				}
+				// Its last ring is not said to be left for the files it
+				// removes (a new user's review).
+				if strings.Contains(out, "so the files have something to show") {
+					t.Errorf("the demo says its last ring is left for files it removes:\n%s", out)
+				}
 				return
 			}
 			if len(left) != 1 {
@@ -113,6 +118,9 @@ func TestDemoTempFolder(t *testing.T) {
 			}
 			if _, err := os.Stat(filepath.Join(left[0], "dht-server.db")); err != nil {
 				t.Error(err)
+			}
+			if !strings.Contains(out, "left standing so the files have something to show") {
+				t.Errorf("the demo does not say its last ring is left for its files:\n%s", out)
 			}
 		})
 	}
