@@ -930,19 +930,29 @@ func (p *Peer) giveUp(now time.Time) {
 }
 
 // awaited is the operation in progress the server took and waits for this
-// peer to finish; epoch 0 when there is none.
+// peer to finish; epoch 0 when there is none. One whose request went
+// unanswered is named by the request's sequence number instead (larger
+// than any epoch): the server may have taken it and lost the answer, or
+// answered only after this peer gave up (its disk stalled), and it knows
+// the number (Server.quit).
 func (p *Peer) awaited() quitNote {
+	var q quitNote
 	switch o := p.op.(type) {
 	case *setupOp:
-		return quitNote{wire.TypeSetupDHT, o.epoch}
+		q = quitNote{wire.TypeSetupDHT, o.epoch}
 	case *leaveOp:
-		return quitNote{wire.TypeLeaveDHT, o.epoch}
+		q = quitNote{wire.TypeLeaveDHT, o.epoch}
 	case *joinOp:
-		return quitNote{wire.TypeJoinDHT, o.epoch}
+		q = quitNote{wire.TypeJoinDHT, o.epoch}
 	case *teardownOp:
-		return quitNote{wire.TypeTeardownDHT, o.epoch}
+		q = quitNote{wire.TypeTeardownDHT, o.epoch}
+	default:
+		return quitNote{}
 	}
-	return quitNote{}
+	if rq := p.op.asking(); q.epoch == 0 && rq != nil && rq.msg != nil && rq.msg.Type() == q.op && rq.sg.seq > maxClaimedEpoch {
+		q.epoch = rq.sg.seq
+	}
+	return q
 }
 
 // Deaf tells the peer it read nothing for d (its runner was committing):

@@ -192,3 +192,42 @@ func TestAQuitReachesAServerBackLater(t *testing.T) {
 		t.Fatalf("%v after %s gave up its leave, with the server unreachable for the first %v, the server is %s; want it healing within two alive periods of coming back", took, who, down, ph)
 	}
 }
+
+// A setup-dht whose answers never reach its peer (the server took it; its
+// disk stalled, or its replies were lost, past the peer's give-up) fails at
+// the peer, which names the request's sequence number in its next alive:
+// the server ends the setup at once, and the users go on, where the server
+// refused everything until --op-timeout (an operator's review).
+func TestASetupGivenUpUnansweredEndsAtOnce(t *testing.T) {
+	for _, seed := range seeds(t, 3) {
+		s := newSim(t, seed)
+		users := joinUsers(t, s, 5)
+		p := s.Process(users[0])
+		s.Down(p.Addr) // the server's answers are lost; what it sends goes
+		printed := len(p.Printed)
+		s.input(users[0], "setup-dht 4 "+users[0])
+		for len(p.Printed) == printed {
+			if !s.step() {
+				t.Fatalf("seed %d: the setup never ended", seed)
+			}
+		}
+		if last := p.Printed[printed].String(); !strings.HasPrefix(last, "setup-dht FAILURE: no answer from the server") {
+			t.Fatalf("seed %d: the setup printed %q, want it given up for want of an answer", seed, last)
+		}
+		gaveUp := s.Now()
+		if ph := s.Server().Snapshot().DHT.Phase; ph != state.PhaseBuilding {
+			t.Fatalf("seed %d: the server is %s when the setup was given up, want building (it took the request)", seed, ph)
+		}
+		for s.Server().Snapshot().DHT.Phase == state.PhaseBuilding && s.Now().Sub(gaveUp) < 5*quitEnds {
+			if !s.step() {
+				t.Fatalf("seed %d: nothing left to run", seed)
+			}
+		}
+		if took := s.Now().Sub(gaveUp); s.Server().Snapshot().DHT.Phase != state.PhaseNone || took > quitEnds {
+			t.Fatalf("seed %d: %v after the setup was given up the server is %s, want none within %v", seed, took, s.Server().Snapshot().DHT.Phase, quitEnds)
+		}
+		s.Up(p.Addr)
+		s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+		s.checkRing(records(t))
+	}
+}

@@ -124,6 +124,18 @@ func (s *Server) endedFor(name, op, why string) {
 // nothing else.
 func (s *Server) quit(now time.Time, u *state.User, op wire.Type, epoch uint64) []Output {
 	d := s.dht
+	if epoch > maxClaimedEpoch {
+		// No epoch but a request's sequence number (above any epoch): the
+		// peer gave the request up with no answer (the server, or its
+		// disk, stalled longer than the peer's give-up time). The
+		// operation it started, if the server took it, is the one whose
+		// answer the cache holds for that number.
+		c, ok := s.cache[u.Addr]
+		if !ok || c.seq != epoch || !c.reply.OK {
+			return nil
+		}
+		epoch = c.reply.Epoch
+	}
 	if epoch == 0 || epoch != d.Epoch {
 		return nil
 	}

@@ -787,3 +787,51 @@ func TestServerForgetsADeregisteredUser(t *testing.T) {
 		}
 	}
 }
+
+// A peer that gave up a setup-dht with no answer (the server's disk
+// stalled longer than its give-up time, and the server took the request
+// after all) names the request's sequence number in its alive: the server
+// ends the setup it took for that request at once, instead of refusing
+// every request until --op-timeout (an operator's review: two minutes of
+// "waiting for dht-complete from alice" while alice's peer ran no setup).
+// Another number, or a request the server refused, ends nothing.
+func TestServerEndsASetupWhoseRequestItsPeerGaveUp(t *testing.T) {
+	const seq = 1 << 60 // a peer's sequence numbers are its clock's nanoseconds
+	for _, c := range []struct {
+		name  string
+		n     uint16 // of the setup-dht
+		quit  uint64
+		ended bool
+	}{
+		{"its number", 3, seq, true},
+		{"another number", 3, seq + 1, false},
+		{"a setup the server refused", 9, seq, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newLiveH(t, srvFree("alice", "bob", "carol", "dave"))
+			h.s.Tick(srvT0)
+			h.aliveAll()
+			b, err := wire.AppendSigned(nil, 7, 0, wire.SetupDHT{N: c.n, Name: "alice"}, seq, srvSecret("alice"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			hd, m, err := wire.Decode(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.s.Step(h.now, srvAddr("alice"), hd, m)
+			before := h.s.Snapshot()
+			if took := before.DHT.Phase == state.PhaseBuilding; took != (c.n == 3) {
+				t.Fatalf("setup-dht %d: DHT %+v", c.n, before.DHT)
+			}
+			h.aliveAtPace(wire.Alive{Name: "alice", QuitOp: wire.TypeSetupDHT, Quit: c.quit})
+			got := h.s.Snapshot()
+			if ended := got.DHT.Phase == state.PhaseNone && before.DHT.Phase == state.PhaseBuilding; ended != c.ended {
+				t.Fatalf("alive naming %d: DHT %+v, note %q; want ended %v", c.quit, got.DHT, h.s.note, c.ended)
+			}
+			if !c.ended && !srvSameState(before, got) {
+				t.Fatalf("alive naming %d changed the state: %+v", c.quit, got.DHT)
+			}
+		})
+	}
+}
