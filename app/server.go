@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"log/slog"
@@ -271,6 +272,15 @@ func (s *Server) Silent(now time.Time, name string) (time.Duration, bool) {
 	}
 	d := max(now.Sub(last), 0)
 	return d, d > s.cfg.DeadAfter
+}
+
+// unheard is 1 for a user nothing came from since this server started, 0
+// for one heard from.
+func (s *Server) unheard(name string) int {
+	if _, ok := s.lastSeen[name]; ok {
+		return 0
+	}
+	return 1
 }
 
 func (s *Server) online(now time.Time, name string) bool {
@@ -1010,6 +1020,11 @@ func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wi
 	}
 	slices.Sort(free) // map order must not leak into a seeded choice
 	s.cfg.Rand.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
+	// Users heard from since this server started go first: one not heard
+	// yet is online only by the grace a start gives every user, and may be
+	// gone (a new user's review: a setup just after a restart picked a
+	// peer stopped before it, and was rolled back at its --dead-after).
+	slices.SortStableFunc(free, func(a, b string) int { return cmp.Compare(s.unheard(a), s.unheard(b)) })
 	ring := append([]string{leader.Name}, free[:n-1]...)
 	leader.State = state.Leader
 	members := make([]wire.Member, n)

@@ -835,3 +835,34 @@ func TestServerEndsASetupWhoseRequestItsPeerGaveUp(t *testing.T) {
 		})
 	}
 }
+
+// A server just started gives every user of its file --dead-after to show
+// up, so that none is offline for the time the server did not run; a setup
+// in that time picks the users it has heard from first, and one not heard
+// from yet only to make up the ring (a new user's review: a setup right
+// after a restart picked a peer stopped before it, and was rolled back at
+// its --dead-after).
+func TestServerSetupPicksUsersHeardFromFirst(t *testing.T) {
+	users := []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace"}
+	heard := []string{"alice", "carol", "erin", "grace"}
+	for seed := range uint64(20) {
+		cfg := srvCfg(rand.New(rand.NewPCG(seed, 7)))
+		cfg.DeadAfter = DefaultDeadAfter
+		h := &srvH{t: t, s: NewServer(cfg, srvFree(users...), nil), now: srvT0, id: 1000}
+		h.s.Tick(srvT0)
+		h.now = srvT0.Add(time.Second)
+		h.alive(heard...)
+		r := h.ok(srvAddr("alice"), wire.SetupDHT{N: 4, Name: "alice"})
+		for _, m := range r.Reply.Members {
+			if !slices.Contains(heard, m.Name) {
+				t.Fatalf("seed %d: the ring %v has %s, not heard from since the start, while 4 were", seed, r.Reply.Members, m.Name)
+			}
+		}
+		// Five wanted: one not heard from makes up the ring.
+		h = &srvH{t: t, s: NewServer(cfg, srvFree(users...), nil), now: srvT0.Add(time.Second), id: 1000}
+		h.alive(heard...)
+		if r := h.ok(srvAddr("alice"), wire.SetupDHT{N: 5, Name: "alice"}); len(r.Reply.Members) != 5 {
+			t.Fatalf("seed %d: setup-dht 5: %+v", seed, r.Reply)
+		}
+	}
+}
