@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -46,11 +47,19 @@ type pageRun struct {
 const (
 	recOff     = 96         // in the meta page: after bbolt's page header (16) and meta (64), with room
 	recEnd     = 512        // the page's first sector, written whole
-	recMagic   = 0x64687431 // "dht1"
+	recMagic1  = 0x64687431 // "dht1": a record without a checksum of its own
+	recMagic   = 0x64687432 // "dht2": its last 4 bytes, a CRC-32C of the rest (recSumAt)
 	recHeader  = 4 + 8 + 4 + 2
 	recRunSize = 8 + 4
-	maxRuns    = (recEnd - recOff - recHeader) / recRunSize
+	recSumAt   = recEnd - recOff - 4
+	maxRuns    = (recSumAt - recHeader) / recRunSize
 )
+
+// errRecDamaged: the record of the meta page bbolt would use fails its
+// own checksum. It reaches the disk with its meta page, in the page's first
+// sector, which a disk writes whole: it was damaged since, and whether the
+// commit's pages are whole cannot be told.
+var errRecDamaged = errors.New("the record of the last commit is damaged")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -91,21 +100,37 @@ func (r *commitRec) put(page []byte) {
 		le.PutUint64(at, run.pgid)
 		le.PutUint32(at[8:], run.n)
 	}
+	le.PutUint32(b[recSumAt:], crc32.Checksum(b[:recSumAt], castagnoli))
 }
 
 // readRec reads the record in meta page page (its first recEnd bytes); ok
 // is false if there is none.
 func readRec(page []byte) (r commitRec, ok bool) {
+	r, ok, _ = readRecChecked(page)
+	return r, ok
+}
+
+// readRecChecked is readRec, and damaged when the record fails its own
+// checksum (ok is then false).
+func readRecChecked(page []byte) (r commitRec, ok, damaged bool) {
 	if len(page) < recEnd {
-		return r, false
+		return r, false, false
 	}
 	b := page[recOff:recEnd]
-	if le.Uint32(b) != recMagic {
-		return r, false
+	limit := maxRuns
+	switch le.Uint32(b) {
+	case recMagic:
+		if le.Uint32(b[recSumAt:]) != crc32.Checksum(b[:recSumAt], castagnoli) {
+			return r, false, true
+		}
+	case recMagic1: // written before records had a checksum, up to the sector's end
+		limit = (recEnd - recOff - recHeader) / recRunSize
+	default:
+		return r, false, false
 	}
 	n := int(le.Uint16(b[16:]))
-	if n > maxRuns {
-		return r, false
+	if n > limit {
+		return r, false, false
 	}
 	r.txid, r.crc = le.Uint64(b[4:]), le.Uint32(b[12:])
 	r.runs = make([]pageRun, n)
@@ -113,7 +138,7 @@ func readRec(page []byte) (r commitRec, ok bool) {
 		at := b[recHeader+i*recRunSize:]
 		r.runs[i] = pageRun{le.Uint64(at), le.Uint32(at[8:])}
 	}
-	return r, true
+	return r, true, false
 }
 
 // tornCommit looks at the meta page bbolt would use in the file r (size
@@ -135,7 +160,10 @@ func tornCommit(r io.ReaderAt, size int64) (off int64, txid uint64, torn bool, e
 	if _, err := r.ReadAt(page, off); err != nil {
 		return 0, 0, false, err
 	}
-	rec, ok := readRec(page)
+	rec, ok, damaged := readRecChecked(page)
+	if damaged {
+		return 0, m.txid, false, errRecDamaged
+	}
 	if !ok || rec.txid != m.txid {
 		return 0, 0, false, nil
 	}

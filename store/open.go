@@ -411,6 +411,9 @@ func (h *file) verify(f *os.File, exclusive bool, timeout time.Duration, created
 	// would then be has been checked: a file refused is not written to
 	// (each open of a damaged file would otherwise damage it further).
 	off, txid, torn, err := tornCommit(f, fi.Size())
+	if errors.Is(err, errRecDamaged) {
+		return damaged(h.path, "", fmt.Sprintf("the commit record of its last commit (transaction %d) is damaged: whether that commit reached the disk whole cannot be told", txid), nil)
+	}
 	if err != nil {
 		return fmt.Errorf("store: read %s: %w", h.path, err)
 	}

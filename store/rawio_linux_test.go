@@ -351,6 +351,51 @@ func TestDamagedLastMetaPageRefused(t *testing.T) {
 	}
 }
 
+// TestDamagedCommitRecordRefused: a byte of the last commit's record
+// damaged after the commit (the record reaches the disk whole, with its
+// meta page, so a torn write cannot do it) was taken for a torn commit,
+// and the open rolled the file back past a commit reported done (an
+// operator's review). The record's own checksum tells them apart: the file
+// is refused, by inspect and by the open alike, and not rolled back.
+func TestDamagedCommitRecordRefused(t *testing.T) {
+	useRaw(t)
+	for _, at := range []int{recOff + 4, recOff + 12, recOff + recHeader + 3} { // its txid, its pages' CRC, a run
+		path := filepath.Join(t.TempDir(), "peer.db")
+		f, fi, ps := twoCommits(t, path, sampleIdentity(), synthetic(5, 1), synthetic(30, 2))
+		if _, _, torn, err := tornCommit(f, fi.Size()); torn || err != nil {
+			t.Fatalf("the file as written: torn %v, %v; want whole", torn, err)
+		}
+		var newest int64
+		var txid uint64
+		for _, off := range []int64{0, ps} {
+			b := make([]byte, pageHeaderSize+metaSize)
+			if _, err := f.ReadAt(b, off); err != nil {
+				t.Fatal(err)
+			}
+			if tx := native.Uint64(b[pageHeaderSize+metaTxid:]); tx > txid {
+				newest, txid = off, tx
+			}
+		}
+		b := make([]byte, 1)
+		f.ReadAt(b, newest+int64(at))
+		b[0] ^= 0x04
+		if _, err := f.WriteAt(b, newest+int64(at)); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		want := fmt.Sprintf("the commit record of its last commit (transaction %d) is damaged", txid)
+		if _, err := Inspect(path, time.Second); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("byte %d flipped: inspect says %v; want %q", at, err, want)
+		}
+		if p, err := OpenPeer(path); err == nil || !strings.Contains(err.Error(), want) {
+			if p != nil {
+				p.Close()
+			}
+			t.Fatalf("byte %d flipped: open says %v; want %q, the file not rolled back", at, err, want)
+		}
+	}
+}
+
 // mustTakeMore commits three more records to p, closes it, and checks
 // that its file at path, reopened, holds them and the had it held before:
 // the file takes changes again.
