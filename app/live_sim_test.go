@@ -86,5 +86,14 @@ func TestSetupRolledBackEndsTheLeadersCommand(t *testing.T) {
 		if took := s.Now().Sub(stopped); took > 5*time.Second || !strings.HasPrefix(last, "dht-complete FAILURE: the server ended the setup (epoch 1)") {
 			t.Fatalf("seed %d: %v after %s went silent the leader printed %q", seed, took, silent, last)
 		}
+		// The failure says where to learn why, and that is so (a new
+		// user's review: the leader heard that its setup ended, not why).
+		if !strings.Contains(last, "query-dht "+leader+" say, tells why") {
+			t.Fatalf("seed %d: the leader printed %q, not where to learn why", seed, last)
+		}
+		why := s.do(leader, "query-dht "+leader+" Aruba")
+		if len(why) == 0 || !strings.Contains(why[0], "rolled back: "+silent+" offline") {
+			t.Fatalf("seed %d: query-dht at the leader printed %q; want why the setup ended", seed, why)
+		}
 	}
 }

@@ -816,7 +816,7 @@ func (p *Peer) ringGone(now time.Time, epoch uint64) []Output {
 		}
 	}
 	if what != "" {
-		why := fmt.Sprintf("the server ended the %s (epoch %d): %s is Free, outside the ring (healed or dissolved meanwhile)", what, epoch, p.self.Name)
+		why := fmt.Sprintf("the server ended the %s (epoch %d): %s is Free, outside the ring (healed or dissolved meanwhile; the server's answer to a request, query-dht %s say, tells why)", what, epoch, p.self.Name, p.self.Name)
 		out := p.abandon(now, why) // a setup, a leave or a teardown fails here
 		if _, ok := p.op.(*joinOp); ok {
 			out = p.finish(now, out, resultFailed(CmdDHTRebuilt, why)) // and drops what the join gave
