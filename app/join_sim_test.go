@@ -56,7 +56,7 @@ func join(t *testing.T, s *simNet, user string, data []dataset.Record) {
 		}
 	}
 	out := texts(p.Printed[printed:])
-	want := []string{"join-dht SUCCESS", "dht-rebuilt SUCCESS: new leader " + before.Leader}
+	want := []string{"join-dht SUCCESS", fmt.Sprintf("dht-rebuilt SUCCESS: joined as id %d of a ring of %d, led by %s", len(before.Members), len(before.Members)+1, before.Leader)}
 	if strings.Join(out, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("seed %d: join-dht %s printed %q, want %q", s.Seed(), user, out, want)
 	}

@@ -54,7 +54,9 @@ func (o *joinOp) failing() Command {
 func (o *joinOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []Output {
 	if cmd == CmdDHTRebuilt {
 		m := o.rq.msg.(wire.DHTRebuilt)
-		return p.finish(now, nil, Result{Cmd: CmdDHTRebuilt, OK: true, NewLeader: m.NewLeader})
+		// A join keeps the leader: the line says where this node is.
+		return p.finish(now, nil, Result{Cmd: CmdDHTRebuilt, OK: true, NewLeader: m.NewLeader,
+			Detail: fmt.Sprintf("joined as id %d of a ring of %d, led by %s", p.id, p.n, m.NewLeader)})
 	}
 	// The server named the ring, leader first: ask the leader.
 	out := []Output{resultOK(CmdJoinDHT)}

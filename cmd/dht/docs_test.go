@@ -202,7 +202,7 @@ var designScripts = []designScript{
 		shown: func(r designRun) string {
 			_, free := r.ring()
 			out := r.do(free[0], "join-dht "+free[0], "join-dht SUCCESS")
-			if len(out) != 2 || !strings.HasPrefix(out[1].String(), "dht-rebuilt SUCCESS: new leader alice") {
+			if len(out) != 2 || !strings.HasPrefix(out[1].String(), "dht-rebuilt SUCCESS: joined as id 3 of a ring of 4, led by alice") {
 				r.t.Fatalf("join-dht printed %q", out)
 			}
 			return "" // from the first line typed

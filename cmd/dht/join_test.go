@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -47,7 +48,7 @@ func TestBinaryJoin(t *testing.T) {
 	server.kill()
 	server = startServer()
 	resumeProcess(t, peers[last].cmd.Process)
-	peers[joiner].expect("dht-rebuilt SUCCESS: new leader alice")
+	expectJoined(t, peers[joiner], "alice")
 	grown := append(slices.Clone(ring), joiner)
 	checkCounts(t, queryAll(t, peers[querier], querier, recs, 4), grown, recs)
 
@@ -62,7 +63,7 @@ func TestBinaryJoin(t *testing.T) {
 	// Another user joins; the files hold the ring of four, every record
 	// once, each in its slot at its node.
 	peers[querier].do("join-dht "+querier, "join-dht SUCCESS")
-	peers[querier].expect("dht-rebuilt SUCCESS: new leader alice")
+	expectJoined(t, peers[querier], "alice")
 	grown = append(slices.Clone(ring), querier)
 	checkCounts(t, queryAll(t, peers[joiner], joiner, recs, 4), grown, recs)
 	for _, u := range grown {
@@ -98,13 +99,22 @@ func TestBinaryJoinLossy(t *testing.T) {
 	free := e2eOutside(ring)
 	joiner, other := free[0], free[1]
 	peers[joiner].do("join-dht "+joiner, "join-dht SUCCESS")
-	peers[joiner].expect("dht-rebuilt SUCCESS: new leader alice")
+	expectJoined(t, peers[joiner], "alice")
 	checkCounts(t, queryAll(t, peers[other], other, recs, 4), append(slices.Clone(ring), joiner), recs)
 	peers[joiner].do("leave-dht "+joiner, "leave-dht SUCCESS")
 	peers[joiner].expect("dht-rebuilt SUCCESS: new leader alice")
 	peers[other].do("join-dht "+other, "join-dht SUCCESS")
-	peers[other].expect("dht-rebuilt SUCCESS: new leader alice")
+	expectJoined(t, peers[other], "alice")
 	checkCounts(t, queryAll(t, peers[joiner], joiner, recs, 4), append(slices.Clone(ring), other), recs)
 	peers["alice"].do("teardown-dht alice", "teardown-dht SUCCESS")
 	peers["alice"].expect("teardown-complete SUCCESS")
+}
+
+// expectJoined waits for p's line of a join done: where it joined, and the
+// leader, which a join keeps.
+func expectJoined(t *testing.T, p *proc, leader string) {
+	t.Helper()
+	if line := p.expect("dht-rebuilt SUCCESS: joined as id "); !strings.HasSuffix(line, ", led by "+leader) {
+		t.Fatalf("%s: %q; want the join led by %s", p.name, line, leader)
+	}
 }

@@ -73,7 +73,7 @@ func TestBinaryReplayedCapture(t *testing.T) {
 	leader := strings.TrimPrefix(peers[leaver].expect("dht-rebuilt SUCCESS: new leader "), "dht-rebuilt SUCCESS: new leader ")
 	joiner := e2eOutside(append(slices.Clone(ring), querier))[0]
 	peers[joiner].do("join-dht "+joiner, "join-dht SUCCESS")
-	peers[joiner].expect("dht-rebuilt SUCCESS: new leader " + leader)
+	expectJoined(t, peers[joiner], leader)
 	queryAll(t, peers[querier], querier, recs[:40], 3)
 	captured := c.stop()
 	if len(captured) < 100 {
