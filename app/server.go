@@ -899,8 +899,11 @@ func (s *Server) waiting(now time.Time) string {
 	if at, ok := s.waitDeadline(); ok {
 		left := max(at.Sub(now), 0).Round(time.Second)
 		end := "rolled back"
-		if s.dht.Phase == state.PhaseJoining {
+		switch s.dht.Phase {
+		case state.PhaseJoining:
 			end = fmt.Sprintf("ended (the ring heals without %s)", s.dht.Joiner)
+		case state.PhaseLeaving:
+			end = fmt.Sprintf("ended (the ring heals without %s)", s.dht.Leaver)
 		}
 		w += fmt.Sprintf("; %s in %s unless it comes (--op-timeout %s)", end, left, s.cfg.OpTimeout)
 	}

@@ -1939,6 +1939,8 @@ func TestServerWaitSaysWhenItRollsBack(t *testing.T) {
 			"rolled back in 0s unless it comes"},
 		{"a join, 10s in", srvJoining(ring, "dave", "erin"), 10 * time.Second,
 			"server is waiting for dht-rebuilt from dave (join-dht in progress); ended (the ring heals without dave) in 50s unless it comes (--op-timeout 1m0s)"},
+		{"a leave, 10s in", srvLeaving(ring, "bob", "dave"), 10 * time.Second,
+			"server is waiting for dht-rebuilt from bob (leave-dht in progress); ended (the ring heals without bob) in 50s unless it comes (--op-timeout 1m0s)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := newSrvH(t, c.start)
