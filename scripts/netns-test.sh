@@ -288,7 +288,7 @@ say "$FREE: $SUCCESSES/241 query-dht SUCCESS over the ring of 3"
 # between the last node and itself, and stays the leader.
 do_cmd "$JOINER" "register $JOINER ${HOST_OF[$JOINER]} $PEER_PORT" "register SUCCESS"
 do_cmd "$JOINER" "join-dht $JOINER" "join-dht SUCCESS"
-expect "$JOINER" "dht-rebuilt SUCCESS: new leader $LEADER"
+expect "$JOINER" "dht-rebuilt SUCCESS: joined as id 3 of a ring of 4, led by $LEADER"
 say "$JOINER (on ${HOST_OF[$JOINER]}) joined; $LEADER leads the ring of 4"
 query_all "$FREE" 4
 say "$FREE: $SUCCESSES/241 query-dht SUCCESS over the ring of 4 with $JOINER"
