@@ -312,42 +312,12 @@ func twoCommits(t *testing.T, path string, id state.Identity, before, last []dat
 // file, saying so; the meta page the open of a torn commit clears
 // (TestTornCommitRolledBack) is not taken for damage.
 func TestDamagedLastMetaPageRefused(t *testing.T) {
-	useRaw(t)
 	for _, at := range []int{pageHeaderSize, pageHeaderSize + 16, pageHeaderSize + metaTxid - 1, pageHeaderSize + metaChecksum + 3} {
-		path := filepath.Join(t.TempDir(), "peer.db")
-		id := sampleIdentity()
-		f, fi, ps := twoCommits(t, path, id, synthetic(5, 1), synthetic(30, 2))
-		if _, lost, err := lostCommit(f, fi.Size()); lost || err != nil {
-			t.Fatalf("the file as written: lost %v, %v; want nothing lost", lost, err)
-		}
-		var newest int64
-		var txid uint64
-		for _, off := range []int64{0, ps} {
-			b := make([]byte, pageHeaderSize+metaSize)
-			if _, err := f.ReadAt(b, off); err != nil {
-				t.Fatal(err)
+		damageLastCommit(t, at, 0x20, "the meta page of its last commit (transaction %d) is damaged", func(f *os.File, size int64) {
+			if _, lost, err := lostCommit(f, size); lost || err != nil {
+				t.Fatalf("the file as written: lost %v, %v; want nothing lost", lost, err)
 			}
-			if tx := native.Uint64(b[pageHeaderSize+metaTxid:]); tx > txid {
-				newest, txid = off, tx
-			}
-		}
-		b := make([]byte, 1)
-		f.ReadAt(b, newest+int64(at))
-		b[0] ^= 0x20
-		if _, err := f.WriteAt(b, newest+int64(at)); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		want := fmt.Sprintf("the meta page of its last commit (transaction %d) is damaged", txid)
-		if _, err := Inspect(path, time.Second); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), want) {
-			t.Fatalf("byte %d flipped: inspect says %v; want %q", at, err, want)
-		}
-		if p, err := OpenPeer(path); err == nil || !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), want) {
-			if p != nil {
-				p.Close()
-			}
-			t.Fatalf("byte %d flipped: open says %v; want %q", at, err, want)
-		}
+		})
 	}
 }
 
@@ -358,41 +328,54 @@ func TestDamagedLastMetaPageRefused(t *testing.T) {
 // operator's review). The record's own checksum tells them apart: the file
 // is refused, by inspect and by the open alike, and not rolled back.
 func TestDamagedCommitRecordRefused(t *testing.T) {
-	useRaw(t)
 	for _, at := range []int{recOff + 4, recOff + 12, recOff + recHeader + 3} { // its txid, its pages' CRC, a run
-		path := filepath.Join(t.TempDir(), "peer.db")
-		f, fi, ps := twoCommits(t, path, sampleIdentity(), synthetic(5, 1), synthetic(30, 2))
-		if _, _, torn, err := tornCommit(f, fi.Size()); torn || err != nil {
-			t.Fatalf("the file as written: torn %v, %v; want whole", torn, err)
-		}
-		var newest int64
-		var txid uint64
-		for _, off := range []int64{0, ps} {
-			b := make([]byte, pageHeaderSize+metaSize)
-			if _, err := f.ReadAt(b, off); err != nil {
-				t.Fatal(err)
+		damageLastCommit(t, at, 0x04, "the commit record of its last commit (transaction %d) is damaged", func(f *os.File, size int64) {
+			if _, _, torn, err := tornCommit(f, size); torn || err != nil {
+				t.Fatalf("the file as written: torn %v, %v; want whole", torn, err)
 			}
-			if tx := native.Uint64(b[pageHeaderSize+metaTxid:]); tx > txid {
-				newest, txid = off, tx
-			}
-		}
-		b := make([]byte, 1)
-		f.ReadAt(b, newest+int64(at))
-		b[0] ^= 0x04
-		if _, err := f.WriteAt(b, newest+int64(at)); err != nil {
+		})
+	}
+}
+
+// damageLastCommit makes a peer file of two commits (with the raw calls),
+// has whole check it as written, flips the bits mask of byte at of the
+// meta page of its last commit, and wants inspect and the open to refuse
+// it, saying want (a format with the transaction's id).
+func damageLastCommit(t *testing.T, at int, mask byte, want string, whole func(*os.File, int64)) {
+	t.Helper()
+	useRaw(t)
+	path := filepath.Join(t.TempDir(), "peer.db")
+	f, fi, ps := twoCommits(t, path, sampleIdentity(), synthetic(5, 1), synthetic(30, 2))
+	whole(f, fi.Size())
+	var newest int64
+	var txid uint64
+	for _, off := range []int64{0, ps} {
+		b := make([]byte, pageHeaderSize+metaSize)
+		if _, err := f.ReadAt(b, off); err != nil {
 			t.Fatal(err)
 		}
-		f.Close()
-		want := fmt.Sprintf("the commit record of its last commit (transaction %d) is damaged", txid)
-		if _, err := Inspect(path, time.Second); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), want) {
-			t.Fatalf("byte %d flipped: inspect says %v; want %q", at, err, want)
+		if tx := native.Uint64(b[pageHeaderSize+metaTxid:]); tx > txid {
+			newest, txid = off, tx
 		}
-		if p, err := OpenPeer(path); err == nil || !strings.Contains(err.Error(), want) {
-			if p != nil {
-				p.Close()
-			}
-			t.Fatalf("byte %d flipped: open says %v; want %q, the file not rolled back", at, err, want)
+	}
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, newest+int64(at)); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= mask
+	if _, err := f.WriteAt(b, newest+int64(at)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	want = fmt.Sprintf(want, txid)
+	if _, err := Inspect(path, time.Second); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("byte %d flipped: inspect says %v; want %q", at, err, want)
+	}
+	if p, err := OpenPeer(path); err == nil || !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), want) {
+		if p != nil {
+			p.Close()
 		}
+		t.Fatalf("byte %d flipped: open says %v; want %q, the file neither taken nor rolled back", at, err, want)
 	}
 }
 
