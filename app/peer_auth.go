@@ -83,10 +83,11 @@ func (p *Peer) ringSigned(h wire.Header) bool {
 // passes it, its own join waits for its leader, its leave or teardown goes
 // round, or the server counts it in the ring though it has no place yet.
 // A node that left the ring keeps the key (its epoch is the floor of the
-// set-ids it takes), but takes nothing more signed with it than copies of
-// what it took before, to acknowledge them again: a former member's
-// messages, captured and replayed, would place it in a ring that is gone,
-// and have it acknowledge them to whatever source they carry.
+// set-ids it takes), but takes no set-id signed with it other than a copy
+// of one it took, to acknowledge it again: a set-id captured from that
+// ring and replayed would place it in a ring that is gone. The ring's other
+// messages it takes only to drop them, acknowledged so that a sender
+// stops (ofEarlierRing, expected).
 func (p *Peer) holdsRing() bool {
 	if p.inRing || p.neighbours || p.tearing != nil || p.counted {
 		return true
