@@ -551,6 +551,11 @@ func (p *Peer) clearTable() {
 // leaveRing forgets this node's place: its id and, unless keep, its
 // neighbours.
 func (p *Peer) leaveRing(keepNeighbours bool) {
+	if p.inRing || p.neighbours {
+		// It held its place: the server no longer counts it in without
+		// one (holdsRing).
+		p.counted = false
+	}
 	p.inRing = false
 	if !keepNeighbours {
 		if p.neighbours {

@@ -224,3 +224,22 @@ func TestAHealReplacedSaysSo(t *testing.T) {
 		t.Fatalf("healing %+v, want the heal of epoch 6", h)
 	}
 }
+
+// A member whose rejoin counted it in a ring it held no place in (its
+// ticket taken, its place to come by set-id) takes that ring's set-ids
+// while the server counts it; once it held a place and gave it up (a
+// teardown passed it), the rejoin counts no more: a set-id of that ring,
+// replayed, is refused, as at any node that left the ring.
+func TestACountedMemberThatLeftTakesNoSetIDAgain(t *testing.T) {
+	p := fuzzPeer()
+	p.inRing, p.neighbours, p.left, p.right = false, false, wire.Member{}, wire.Member{}
+	p.counted = true
+	if !p.holdsRing() {
+		t.Fatal("a member counted in by its rejoin does not hold the ring")
+	}
+	p.inRing, p.neighbours = true, true // its set-id came
+	p.leaveRing(false)                  // a teardown passed it
+	if p.holdsRing() {
+		t.Fatal("after its place went, the node still holds the ring by its rejoin")
+	}
+}
