@@ -87,7 +87,7 @@ func TestInconsistentFiles(t *testing.T) {
 			return tx.Cursor().Bucket().Put([]byte("stray"), []byte("x"))
 		}), `a value "stray" where only buckets belong`},
 		{"a user whose state does not decode", kindServer, raw(kindServer, func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketUsers).Put([]byte("dave"), []byte{7, 4, 10, 0, 0, 4, 0x13, 0x8c})
+			return tx.Bucket(bucketUsers).Put([]byte("dave"), seal([]byte{7, 4, 10, 0, 0, 4, 0x13, 0x8c}))
 		}), "a value does not decode"},
 	}
 	for _, c := range cases {

@@ -177,6 +177,32 @@ func (d *dec) done() error {
 	return d.err
 }
 
+// ---- checksums ----
+
+// valueSum is the size of the checksum that ends every value of a server
+// file and a peer's identity: a CRC-32C of the bytes before it. As for a
+// record (recordSum), bbolt checks a commit's meta page, not the pages it
+// names: a byte changed on the disk since would be read back as a user's
+// state, address or secret, or as the DHT's members.
+const valueSum = 4
+
+// seal appends v's checksum to v.
+func seal(v []byte) []byte {
+	return binary.BigEndian.AppendUint32(v, crc32.Checksum(v, castagnoli))
+}
+
+// unseal checks the checksum that ends v, a value of a file whose values
+// carry one (sealed), and returns v without it; what names the value.
+func unseal(sealed bool, what string, v []byte) ([]byte, error) {
+	if !sealed {
+		return v, nil
+	}
+	if len(v) < valueSum || binary.BigEndian.Uint32(v[len(v)-valueSum:]) != crc32.Checksum(v[:len(v)-valueSum], castagnoli) {
+		return nil, fmt.Errorf("store: %s fails its checksum (the file changed on the disk since it was written): %w", what, ErrCorrupt)
+	}
+	return v[:len(v)-valueSum], nil
+}
+
 // ---- server values ----
 
 func encodeUser(u state.User) ([]byte, error) {

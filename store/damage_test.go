@@ -162,8 +162,11 @@ func realFilePath(kind string) string {
 	return filepath.Join("testdata", "damage", kind+".db.gz")
 }
 
-func readRealFile(kind string) (image, error) {
-	f, err := os.Open(realFilePath(kind))
+func readRealFile(kind string) (image, error) { return readImage(realFilePath(kind)) }
+
+// readImage reads the used pages of a bbolt file, gzipped at path.
+func readImage(path string) (image, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return image{}, err
 	}
@@ -177,7 +180,7 @@ func readRealFile(kind string) (image, error) {
 		return image{}, err
 	}
 	if used, err := usedPages(data); err != nil || used*testPageSize != len(data) {
-		return image{}, fmt.Errorf("%s: %d bytes, not the used pages of a bbolt file (%v)", realFilePath(kind), len(data), err)
+		return image{}, fmt.Errorf("%s: %d bytes, not the used pages of a bbolt file (%v)", path, len(data), err)
 	}
 	return image{data: data}, nil
 }

@@ -172,7 +172,7 @@ func TestCommitToFileDeletedMeanwhile(t *testing.T) {
 		if err := os.Remove(path); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketUsers).Put([]byte("erin"), []byte{0, 4, 10, 0, 0, 5, 0x13, 0x8d})
+		return tx.Bucket(bucketUsers).Put([]byte("erin"), seal([]byte{0, 4, 10, 0, 0, 5, 0x13, 0x8d}))
 	})
 	mustBeGone(t, path, err)
 }

@@ -34,21 +34,32 @@ func (m *MemServer) Load() (state.ServerState, []state.CachedReply, error) {
 	}
 	var st state.ServerState
 	for _, name := range slices.Sorted(maps.Keys(m.users)) {
-		u, err := decodeUser(name, m.users[name])
+		v, err := unseal(true, "user "+quote(name), m.users[name])
+		if err != nil {
+			return state.ServerState{}, nil, err
+		}
+		u, err := decodeUser(name, v)
 		if err != nil {
 			return state.ServerState{}, nil, err
 		}
 		st.Users = append(st.Users, u)
 	}
 	if m.dht != nil {
-		var err error
-		if st.DHT, err = decodeDHT(m.dht); err != nil {
+		v, err := unseal(true, "the dht state", m.dht)
+		if err != nil {
+			return state.ServerState{}, nil, err
+		}
+		if st.DHT, err = decodeDHT(v); err != nil {
 			return state.ServerState{}, nil, err
 		}
 	}
 	var replies []state.CachedReply
 	for _, k := range slices.Sorted(maps.Keys(m.replies)) {
-		r, err := decodeReply(k, m.replies[k])
+		v, err := unseal(true, "the reply cached for "+k, m.replies[k])
+		if err != nil {
+			return state.ServerState{}, nil, err
+		}
+		r, err := decodeReply(k, v)
 		if err != nil {
 			return state.ServerState{}, nil, err
 		}
@@ -137,8 +148,11 @@ func (m *MemPeer) Load() (state.Identity, []dataset.Record, error) {
 	}
 	var id state.Identity
 	if m.identity != nil {
-		var err error
-		if id, err = decodeIdentity(m.identity); err != nil {
+		v, err := unseal(true, "the identity", m.identity)
+		if err != nil {
+			return state.Identity{}, nil, err
+		}
+		if id, err = decodeIdentity(v); err != nil {
 			return state.Identity{}, nil, err
 		}
 	}

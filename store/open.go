@@ -30,12 +30,25 @@ func RawCalls(on bool) { rawCalls.Store(on) }
 const openTimeout = time.Second
 
 // fileVersion is the layout version written under meta/"version", by
-// kind: a peer's is 2 since each record carries a checksum (appendRecord).
+// kind: a server's is 2 and a peer's 3 since every value they hold carries
+// a checksum (seal; a peer's records since version 2, appendRecord).
 func fileVersion(kind string) byte {
 	if kind == kindPeer {
-		return 2
+		return 3
 	}
-	return 1
+	return 2
+}
+
+// unsealedVersion is the version before fileVersion, whose values other
+// than a peer's records carry no checksum: such a file is read as it is
+// (inspect), and sealed when a process opens it to write (upgrade).
+func unsealedVersion(kind string) byte { return fileVersion(kind) - 1 }
+
+// sealedValues reports whether the values of tx, a dht file of the
+// current or the unsealed version (checkMeta), carry their checksums.
+func sealedValues(tx *bolt.Tx) bool {
+	meta := tx.Bucket(bucketMeta)
+	return meta != nil && bytes.Equal(meta.Get(keyVersion), []byte{fileVersion(string(meta.Get(keyKind)))})
 }
 
 const (
@@ -122,17 +135,52 @@ func checkMeta(path string, tx *bolt.Tx) (string, error) {
 	if kind != kindServer && kind != kindPeer {
 		return "", notDHT(path, fmt.Sprintf("unknown kind %q", kind), nil)
 	}
-	if v := meta.Get(keyVersion); !bytes.Equal(v, []byte{fileVersion(kind)}) {
+	if v := meta.Get(keyVersion); !bytes.Equal(v, []byte{fileVersion(kind)}) && !bytes.Equal(v, []byte{unsealedVersion(kind)}) {
 		hint := ""
 		if kind == kindPeer && bytes.Equal(v, []byte{1}) {
 			hint = " (written by an earlier dht, whose records carry no checksum: start the peer on a new --db, and register again)"
 		}
 		return "", &kindError{
-			msg:  fmt.Sprintf("store: %s: %s file version %v, this program reads version %d%s", path, kind, v, fileVersion(kind), hint),
+			msg:  fmt.Sprintf("store: %s: %s file version %v, this program reads versions %d and %d%s", path, kind, v, unsealedVersion(kind), fileVersion(kind), hint),
 			kind: ErrVersion,
 		}
 	}
 	return kind, nil
+}
+
+// upgrade seals every value of tx, a file of kind's unsealed version
+// (checkMeta), and writes the current version: values are checked when
+// they are read, not here, as in a file of the current version.
+func upgrade(path string, tx *bolt.Tx, kind string) error {
+	for _, name := range sealedBuckets[kind] {
+		b := tx.Bucket(name)
+		if b == nil {
+			return damaged(path, kind+" file", "a bucket is missing", nil)
+		}
+		var all []kv
+		if err := b.ForEach(func(k, v []byte) error {
+			all = append(all, kv{string(k), seal(bytes.Clone(v))})
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, e := range all {
+			if err := b.Put([]byte(e.k), e.v); err != nil {
+				return fmt.Errorf("store: seal %s/%s: %w", name, quote(e.k), err)
+			}
+		}
+	}
+	if err := tx.Bucket(bucketMeta).Put(keyVersion, []byte{fileVersion(kind)}); err != nil {
+		return fmt.Errorf("store: put version: %w", err)
+	}
+	return nil
+}
+
+// sealedBuckets are, by kind, the buckets whose values seal checksums
+// (a peer's records carry their own, appendRecord).
+var sealedBuckets = map[string][][]byte{
+	kindServer: {bucketUsers, bucketDHT, bucketReplies},
+	kindPeer:   {bucketIdentity},
 }
 
 // hasBuckets reports whether tx holds a bucket other than except.
@@ -185,7 +233,10 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 			db = nil
 			return openErr(path, err, "another process", openTimeout)
 		}
-		var got string
+		var (
+			got    string
+			sealed bool
+		)
 		err = db.View(func(tx *bolt.Tx) error {
 			var err error
 			if got, err = checkMeta(path, tx); err != nil {
@@ -198,12 +249,16 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 				}
 			}
 			if got != "" {
+				sealed = sealedValues(tx)
 				return checkLayout(path, tx, kind)
 			}
 			return nil
 		})
-		if err != nil || got != "" {
+		if err != nil || got != "" && sealed {
 			return err
+		}
+		if got != "" {
+			return db.Update(func(tx *bolt.Tx) error { return upgrade(path, tx, kind) })
 		}
 		// A fresh file (we hold its lock): make it a dht file of this
 		// kind, with spare pages. Stopped between the two commits, it is

@@ -30,7 +30,7 @@ func prepareApply(b state.Batch) (peerWrite, error) {
 		if err != nil {
 			return w, err
 		}
-		w.identity = v
+		w.identity = seal(v)
 	}
 	w.put = make([]slotKV, 0, len(b.Put))
 	// Every value goes into one buffer, sized first: one allocation for
@@ -195,6 +195,10 @@ func (p *PeerDB) Identity() (state.Identity, error) {
 func loadIdentity(tx *bolt.Tx) (state.Identity, error) {
 	if b := tx.Bucket(bucketIdentity); b != nil {
 		if v := b.Get(keyIdentity); v != nil {
+			v, err := unseal(sealedValues(tx), "the identity", v)
+			if err != nil {
+				return state.Identity{}, err
+			}
 			return decodeIdentity(v)
 		}
 	}

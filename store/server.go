@@ -35,7 +35,7 @@ func prepareSave(st state.ServerState, reply *state.CachedReply, forget []netip.
 		if err != nil {
 			return w, err
 		}
-		w.users = append(w.users, kv{u.Name, v})
+		w.users = append(w.users, kv{u.Name, seal(v)})
 	}
 	slices.SortFunc(w.users, func(a, b kv) int { return strings.Compare(a.k, b.k) })
 	for i := 1; i < len(w.users); i++ {
@@ -47,12 +47,13 @@ func prepareSave(st state.ServerState, reply *state.CachedReply, forget []netip.
 	if w.dht, err = encodeDHT(st.DHT); err != nil {
 		return w, err
 	}
+	w.dht = seal(w.dht)
 	if reply != nil {
 		k, v, err := encodeReply(*reply)
 		if err != nil {
 			return w, err
 		}
-		w.reply = &kv{k, v}
+		w.reply = &kv{k, seal(v)}
 	}
 	for _, a := range forget {
 		k, err := replyKey(a)
@@ -113,7 +114,12 @@ func loadServer(tx *bolt.Tx) (state.ServerState, []state.CachedReply, error) {
 	if err != nil {
 		return st, nil, err
 	}
+	sealed := sealedValues(tx)
 	err = users.ForEach(func(k, v []byte) error {
+		v, err := unseal(sealed, "user "+quote(string(k)), v)
+		if err != nil {
+			return err
+		}
 		u, err := decodeUser(string(k), v)
 		st.Users = append(st.Users, u)
 		return err
@@ -122,11 +128,18 @@ func loadServer(tx *bolt.Tx) (state.ServerState, []state.CachedReply, error) {
 		return st, nil, err
 	}
 	if v := dhtB.Get(keyState); v != nil {
+		if v, err = unseal(sealed, "the dht state", v); err != nil {
+			return st, nil, err
+		}
 		if st.DHT, err = decodeDHT(v); err != nil {
 			return st, nil, err
 		}
 	}
 	err = repB.ForEach(func(k, v []byte) error {
+		v, err := unseal(sealed, "the reply cached for "+string(k), v)
+		if err != nil {
+			return err
+		}
 		r, err := decodeReply(string(k), v)
 		replies = append(replies, r)
 		return err
