@@ -149,9 +149,21 @@ func checkMeta(path string, tx *bolt.Tx) (string, error) {
 }
 
 // upgrade seals every value of tx, a file of kind's unsealed version
-// (checkMeta), and writes the current version: values are checked when
-// they are read, not here, as in a file of the current version.
+// (checkMeta), and writes the current version. A file that the open would
+// refuse (a value that does not decode, a state that breaks the rules) is
+// refused as it is, unchanged: sealed, its damage would pass for data.
 func upgrade(path string, tx *bolt.Tx, kind string) error {
+	if kind == kindServer {
+		st, _, err := loadServer(tx)
+		if err := refuse(path, kind, err, st.Check()); err != nil {
+			return err
+		}
+	} else {
+		id, _, err := loadPeer(tx, func(int, int) {})
+		if err := refuse(path, kind, err, id.Check()); err != nil {
+			return err
+		}
+	}
 	for _, name := range sealedBuckets[kind] {
 		b := tx.Bucket(name)
 		if b == nil {

@@ -164,6 +164,38 @@ func TestUnsealedFilesAreReadAndUpgraded(t *testing.T) {
 	}
 }
 
+// TestUnsealedDamagedFileLeftAsItIs: an unsealed file whose value does
+// not decode is refused by the open that would seal it, and left as it
+// was: sealed, its damage would pass for data at the next open.
+func TestUnsealedDamagedFileLeftAsItIs(t *testing.T) {
+	img, err := readImage(filepath.Join("testdata", "upgrade", "server-v1.db.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "server.db")
+	img.write(t, path, preallocSize)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUsers).Put([]byte("dave"), []byte{7, 4, 10, 0, 0, 4, 0x13, 0x8c})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	before := fileSum(t, path)
+	if s, err := OpenServer(path); err == nil {
+		s.Close()
+		t.Fatal("open took a file with a user whose state does not decode")
+	} else if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "a value does not decode") {
+		t.Fatalf("open: %v; want the file refused, a value that does not decode", err)
+	}
+	if fileSum(t, path) != before || fileVersionOf(t, path) != unsealedVersion(kindServer) {
+		t.Fatal("the refused open changed the file")
+	}
+}
+
 func fileVersionOf(t *testing.T, path string) byte {
 	t.Helper()
 	var v []byte
