@@ -244,6 +244,21 @@ func (l *link) signerOf(to netip.AddrPort, id uint32) (sg signer, ok bool) {
 	return signer{}, false
 }
 
+// pending reports whether a message that match picks waits, queued or in
+// flight, to `to`.
+func (l *link) pending(to netip.AddrPort, match func(wire.Message) bool) bool {
+	if d := l.dests[to]; d != nil {
+		for _, ms := range [2][]*outMsg{d.queue, d.inflight} {
+			for _, m := range ms {
+				if match(m.msg) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // backlog is the number of messages to `to` not yet acknowledged.
 func (l *link) backlog(to netip.AddrPort) int {
 	d := l.dests[to]

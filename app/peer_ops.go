@@ -646,6 +646,7 @@ type queryOp struct {
 	stage    queryStage
 	longName string
 	to       netip.AddrPort // the member the server named
+	toName   string         // its name
 	reqID    uint32         // the query's id, which its answer echoes
 	sg       signer         // the token the server gave, and the ring's epoch
 	tries    tries          // under the query Retry policy
@@ -707,7 +708,7 @@ func (o *queryOp) named(r wire.Reply) string {
 	if len(r.Members) != 1 {
 		return "the server named no node to ask"
 	}
-	o.to = r.Members[0].Addr
+	o.to, o.toName = r.Members[0].Addr, r.Members[0].Name
 	o.sg = signer{seq: r.KeyEpoch, key: r.Key}
 	return ""
 }
@@ -725,14 +726,54 @@ func (o *queryOp) answer(p *Peer, now time.Time, r wire.QueryResult) Result {
 }
 
 // retry sends the query again, reliably this time, or, past the query's
-// limit, reports that it gives up.
+// limit, reports that it gives up. While a copy sent reliably is still
+// unacknowledged, the link sends that one again and no other goes: a node
+// that no longer takes it (one that left the ring since the server named
+// it) would otherwise get a stream of copies for every retry.
 func (o *queryOp) retry(p *Peer, now time.Time, out []Output) ([]Output, bool) {
 	if !o.tries.again(now, &p.queryRetry, &p.queryRTT) {
 		return out, false
 	}
+	if p.link.pending(o.to, o.isCopy) {
+		return out, true
+	}
 	p.stats.Retransmits++
 	q := wire.Query{ReqID: o.reqID, Querier: p.self, LongName: o.longName}
 	return append(out, p.link.sendSigned(now, o.to, q, tagNone, false, o.sg)...), true
+}
+
+// unacked is why the query failed when the link gave up on g: for the
+// query sent to the member the server named, that it never acknowledged it.
+func (o *queryOp) unacked(p *Peer, g failure) string {
+	if _, ok := g.msg.(wire.Query); !ok || g.to != o.to {
+		return p.unacked(g)
+	}
+	return o.silent(p.link.cfg.GiveUp)
+}
+
+// unanswered is why the query failed when its own limit passed: the node
+// the server named never acknowledged it, or the ring never answered.
+func (o *queryOp) unanswered(p *Peer) string {
+	if p.link.pending(o.to, o.isCopy) {
+		return o.silent(p.queryRetry.GiveUp)
+	}
+	return fmt.Sprintf("no answer from the ring within %s", p.queryRetry.GiveUp)
+}
+
+// silent: the node the server named never acknowledged the query. The
+// ring may have changed since the server named it.
+func (o *queryOp) silent(within time.Duration) string {
+	who := o.to.String()
+	if o.toName != "" {
+		who = label(wire.Member{Name: o.toName, Addr: o.to})
+	}
+	return fmt.Sprintf("no answer within %s: %s, the node the server named, never acknowledged the query (it may have left the ring or stopped since; query-dht asks the server anew)", within, who)
+}
+
+// isCopy reports whether m is this query, sent reliably.
+func (o *queryOp) isCopy(m wire.Message) bool {
+	q, ok := m.(wire.Query)
+	return ok && q.ReqID == o.reqID
 }
 
 // unacked is why a command failed when the link gave up on g: what was

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -138,7 +137,7 @@ func (p *Peer) tickWalks(now time.Time, gone []failure, out []Output) []Output {
 			continue
 		}
 		if g, ok := opFailure(p, w, gone); ok {
-			out = p.walked(now, w, resultFailed(CmdQueryDHT, p.unacked(g)), out)
+			out = p.walked(now, w, resultFailed(CmdQueryDHT, w.q.unacked(p, g)), out)
 			i = -1 // the walks ahead may have gone: look again from the first
 			continue
 		}
@@ -153,7 +152,7 @@ func (p *Peer) tickWalks(now time.Time, gone []failure, out []Output) []Output {
 			continue
 		}
 		if out, ok = w.q.retry(p, now, out); !ok {
-			out = p.walked(now, w, resultFailed(CmdQueryDHT, fmt.Sprintf("no answer from the ring within %s", p.queryRetry.GiveUp)), out)
+			out = p.walked(now, w, resultFailed(CmdQueryDHT, w.q.unanswered(p)), out)
 			i = -1
 			continue
 		}

@@ -303,7 +303,8 @@ func TestWalkGivenUpInItsTurn(t *testing.T) {
 		}
 		got = printed(out)
 	}
-	want := []string{"query-dht FAILURE: no answer from the ring within 2s", "query-dht found Republic of Chile", "query-dht FAILURE: no DHT exists"}
+	want := []string{"query-dht FAILURE: no answer within 2s: bob (10.0.0.12:5000), the node the server named, never acknowledged the query (it may have left the ring or stopped since; query-dht asks the server anew)",
+		"query-dht found Republic of Chile", "query-dht FAILURE: no DHT exists"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("printed %q; want %q", got, want)
 	}
@@ -487,5 +488,41 @@ func TestLateTickReadsBeforeGivingUp(t *testing.T) {
 		if len(got) != 1 || got[0] != want {
 			t.Fatalf("answered %v: printed %q, want %q", answered, got, want)
 		}
+	}
+}
+
+// A query whose node never acknowledges it (one that left the ring since
+// the server named it drops it) travels as one stream: after the first,
+// unacknowledged attempt, one copy sent reliably, which the link sends
+// again until it gives up; the query's own retries add no other copy. The
+// failure names the node and says what to do.
+func TestQueryToASilentNodeIsOneStream(t *testing.T) {
+	q := newQuerier(t)
+	asks, _ := q.sent(q.p.Input(q.now, "query-dht erin Aruba"))
+	q.reply(asks[0])
+	ids := map[uint32]int{} // link ids of the copies, and how often each went
+	var got []string
+	for i := 0; i < 100000 && len(got) == 0; i++ {
+		at, ok := q.p.Pending()
+		if !ok {
+			t.Fatal("a walk unanswered, and the peer has no deadline")
+		}
+		q.now = at
+		out := q.p.Tick(q.now)
+		for _, o := range out {
+			if s, ok := o.(Send); ok {
+				if _, ok := s.Msg.(wire.Query); ok {
+					ids[s.ID]++
+				}
+			}
+		}
+		got = printed(out)
+	}
+	if len(ids) != 1 {
+		t.Errorf("the query went as %d reliable copies %v; want one, sent again by the link", len(ids), ids)
+	}
+	want := "query-dht FAILURE: no answer within 10s: bob (10.0.0.12:5000), the node the server named, never acknowledged the query (it may have left the ring or stopped since; query-dht asks the server anew)"
+	if len(got) != 1 || got[0] != want {
+		t.Fatalf("printed %q; want %q", got, want)
 	}
 }
