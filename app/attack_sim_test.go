@@ -451,3 +451,33 @@ func TestTokenHolderCannotAimAcksAtAThirdParty(t *testing.T) {
 		t.Fatalf("%d datagrams sent to the third party", *sent)
 	}
 }
+
+// A token holder's query, sent reliably with a member's left neighbour as
+// its source and the ids that neighbour sends next (which its answers
+// show), is not taken as the neighbour's forward: that is signed with the
+// ring's key. Taken, each id went into the member's duplicate filter as
+// one of the neighbour's, and the neighbour's real messages with those ids
+// (the teardown and stores of the next join) were acknowledged and
+// dropped as copies: records lost with every command printing SUCCESS, or
+// a join that never ended. mallory then joins; every record is where the
+// hash says.
+func TestTokenHolderCannotPoisonTheDuplicateFilter(t *testing.T) {
+	s, data := ringOfFour(t, 9)
+	epoch := s.Server().Snapshot().DHT.KeyEpoch
+	mallory := freeUser(s)
+	querier := wire.Member{Name: mallory, Addr: s.Process(mallory).Addr}
+	target := s.Process(memberWithID(s, 2))
+	left := s.Process(app.Identity(target.Core).Left.Name)
+	token := app.QueryToken(target.Core, querier.Addr)
+	next := app.NextID(left.Core)
+	for id := next + 1; id <= next+400; id++ {
+		m := wire.Query{ReqID: 7, Querier: querier, Hops: 1, LongName: data[0].LongName}
+		b, err := wire.AppendSignedTo(nil, id, 0, m, epoch, token, target.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Inject(left.Addr, target.Addr, b)
+	}
+	s.mustDo(mallory, "join-dht "+mallory, "join-dht SUCCESS")
+	s.checkRing(data)
+}

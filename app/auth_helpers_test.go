@@ -68,10 +68,15 @@ func signedFor(p *Peer, h wire.Header, m wire.Message) (wire.Header, wire.Messag
 	default:
 		sg = p.link.sg
 	}
+	return signedWith(h, m, sg, p.self.Addr)
+}
+
+// signedWith is m with header h signed by sg for the peer at self.
+func signedWith(h wire.Header, m wire.Message, sg signer, self netip.AddrPort) (wire.Header, wire.Message) {
 	if sg.key.IsZero() {
 		return h, m
 	}
-	b, err := sg.send(p.self.Addr, h.ID, h.Flags, m).Append(nil)
+	b, err := sg.send(self, h.ID, h.Flags, m).Append(nil)
 	if err != nil {
 		panic(err)
 	}
@@ -82,9 +87,15 @@ func signedFor(p *Peer, h wire.Header, m wire.Message) (wire.Header, wire.Messag
 	return h2, m2
 }
 
-// stepSigned is p.Step of m signed as signedFor says.
+// stepSigned is p.Step of m signed as signedFor says; a query that a
+// member forwards reliably (from another than its querier), with the
+// ring's key.
 func stepSigned(p *Peer, now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
-	h, m = signedFor(p, h, m)
+	if q, ok := m.(wire.Query); ok && from != q.Querier.Addr && h.Flags&wire.FlagNoAck == 0 {
+		h, m = signedWith(h, m, p.link.sg, p.self.Addr)
+	} else {
+		h, m = signedFor(p, h, m)
+	}
 	return p.Step(now, from, h, m)
 }
 

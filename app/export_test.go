@@ -27,6 +27,9 @@ func Lookup(p *Peer, longName string) (dataset.Record, bool, error) { return p.l
 // the server gives querier with its query-dht answer.
 func QueryToken(p *Peer, querier netip.AddrPort) wire.Key { return p.cred.queryToken(querier) }
 
+// NextID is the id p's link gives the next ring message it sends.
+func NextID(p *Peer) uint32 { return p.link.nextID }
+
 // Abandon drops the command p has in progress, as if its process had died
 // with it.
 func Abandon(p *Peer) { p.op = nil }

@@ -181,14 +181,27 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 		if p.cred.ringKey.IsZero() || h.Seq != p.cred.epoch {
 			return "query for another ring"
 		}
-		if !wire.VerifyAt(p.cred.queryToken(m.Querier.Addr), h, p.self.Addr) && !wire.VerifyAt(p.cred.ringKey, h, p.self.Addr) {
-			return "query the server did not authorize"
-		}
 		if from != m.Querier.Addr && !(p.neighbours && from == p.left.Addr) {
 			// A query comes from its querier or round the ring: from
 			// anywhere else, its source is forged (by a holder of the
 			// token), and its ack would go there.
 			return "query from neither its querier nor the left neighbour"
+		}
+		if from != m.Querier.Addr && h.Flags&wire.FlagNoAck == 0 {
+			// Forwarded reliably, it is the left neighbour's ring message,
+			// signed with the ring's key: its id goes into the duplicate
+			// filter as one of the neighbour's. Signed with a token, its
+			// source may be forged by the token's holder, who reads the
+			// neighbour's next ids off its answers: the neighbour's real
+			// message with such an id (a store, a teardown) would be
+			// acknowledged and dropped as a copy.
+			if !wire.VerifyAt(p.cred.ringKey, h, p.self.Addr) {
+				return "query forwarded reliably, not signed with this peer's ring"
+			}
+			break
+		}
+		if !wire.VerifyAt(p.cred.queryToken(m.Querier.Addr), h, p.self.Addr) && !wire.VerifyAt(p.cred.ringKey, h, p.self.Addr) {
+			return "query the server did not authorize"
 		}
 	case wire.QueryResult:
 		w, ok := p.walkOf(m.ReqID)
