@@ -954,7 +954,7 @@ func (p *Peer) awaited() quitNote {
 	default:
 		return quitNote{}
 	}
-	if rq := p.op.asking(); q.epoch == 0 && rq != nil && rq.msg != nil && rq.msg.Type() == q.op && rq.sg.seq > maxClaimedEpoch {
+	if rq := p.op.asking(); q.epoch == 0 && rq != nil && rq.msg != nil && rq.msg.Type() == q.op && rq.sg.seq >= seqFloor {
 		q.epoch = rq.sg.seq
 	}
 	return q

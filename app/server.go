@@ -454,6 +454,12 @@ func (s *Server) nobodyInRing() bool {
 // heal), far below where they would wrap.
 const maxClaimedEpoch = 1 << 48
 
+// seqFloor separates the two numbers an alive's quit field carries: every
+// epoch is below it (claims stop at maxClaimedEpoch, and a server makes one
+// epoch an operation after that), every request's sequence number above it
+// (nanoseconds since 1970, which passed it in 1972).
+const seqFloor = 1 << 56
+
 // paceFor is the answer to u's alive m, if it needs one: a Pace when m's
 // period is not the server's, or when m names a place in a ring the server
 // counts u in no longer (then Gone is that ring's epoch).

@@ -124,7 +124,7 @@ func (s *Server) endedFor(name, op, why string) {
 // nothing else.
 func (s *Server) quit(now time.Time, u *state.User, op wire.Type, epoch uint64) []Output {
 	d := s.dht
-	if epoch > maxClaimedEpoch {
+	if epoch >= seqFloor {
 		// No epoch but a request's sequence number (above any epoch): the
 		// peer gave the request up with no answer (the server, or its
 		// disk, stalled longer than the peer's give-up time). The

@@ -836,6 +836,26 @@ func TestServerEndsASetupWhoseRequestItsPeerGaveUp(t *testing.T) {
 	}
 }
 
+// A user's claim moves the server's epochs up to maxClaimedEpoch, and the
+// epochs it then makes go on above it: a setup's, named in the alive of a
+// leader that gave it up, is still an epoch, not a request's sequence
+// number (a red-team review: past 2^48 every epoch was taken for one, and
+// a given-up setup held the server until --op-timeout).
+func TestServerEndsAGivenUpSetupPastAClaimedEpoch(t *testing.T) {
+	h := newLiveH(t, srvFree("alice", "bob", "carol", "dave", "erin"))
+	h.s.Tick(srvT0)
+	h.aliveAll()
+	h.aliveAtPace(wire.Alive{Name: "erin", Epoch: maxClaimedEpoch})
+	r := h.ok(srvAddr("alice"), wire.SetupDHT{N: 3, Name: "alice"})
+	if r.Reply.Epoch <= maxClaimedEpoch || h.s.Snapshot().DHT.Phase != state.PhaseBuilding {
+		t.Fatalf("setup after the claim: epoch %d, DHT %+v; want one past %d, building", r.Reply.Epoch, h.s.Snapshot().DHT, uint64(maxClaimedEpoch))
+	}
+	h.aliveAtPace(wire.Alive{Name: "alice", QuitOp: wire.TypeSetupDHT, Quit: r.Reply.Epoch})
+	if got := h.s.Snapshot().DHT; got.Phase != state.PhaseNone {
+		t.Fatalf("alice gave up the setup of epoch %d: DHT %+v, want it dissolved at once", r.Reply.Epoch, got)
+	}
+}
+
 // A server just started gives every user of its file --dead-after to show
 // up, so that none is offline for the time the server did not run; a setup
 // in that time picks the users it has heard from first, and one not heard
