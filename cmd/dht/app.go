@@ -86,7 +86,13 @@ func newApp(e env) *cli.App {
 			if c.NArg() > 0 {
 				return usagef("unknown command %q (see 'dht --help')", c.Args().First())
 			}
-			return cli.ShowAppHelp(c)
+			// No command: a usage error, naming the commands; dht --help
+			// and dht help show the whole help.
+			var names []string
+			for _, cmd := range c.App.VisibleCommands() {
+				names = append(names, cmd.Name)
+			}
+			return usagef("no command given: one of %s (see 'dht --help')", strings.Join(names, ", "))
 		},
 	}
 	for _, cmd := range a.Commands {

@@ -21,7 +21,7 @@ func TestExitStatus(t *testing.T) {
 		args []string
 		code int
 	}{
-		{"no command shows the help", nil, 0},
+		{"no command shows the help, a usage error", nil, 2},
 		{"--help", []string{"--help"}, 0},
 		{"an unknown command", []string{"frobnicate"}, 2},
 		{"an unknown global flag", []string{"--frobnicate"}, 2},
