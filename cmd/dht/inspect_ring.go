@@ -44,7 +44,13 @@ func ringCommand(e env) *cli.Command {
 			if c.Duration("wait") < 0 {
 				return usagef("--wait must not be negative, got %s (0 tries once)", c.Duration("wait"))
 			}
-			if c.String("from") != "" && c.String("query") == "" {
+			// A Long Name as the peer takes one typed: its spaces around it
+			// trimmed, and not empty.
+			query := strings.TrimSpace(c.String("query"))
+			if c.IsSet("query") && query == "" {
+				return usagef("--query needs a Long Name, got %q", c.String("query"))
+			}
+			if c.String("from") != "" && query == "" {
 				return usagef("--from is where a --query starts: give --query too")
 			}
 			var server *store.ServerReport
@@ -76,7 +82,7 @@ func ringCommand(e env) *cli.Command {
 				ring.Info = append(ring.Info, "no registration (deregistered, or never registered) in "+strings.Join(unregistered, ", "))
 			}
 			ring.Title = c.String("title")
-			if name := c.String("query"); name != "" {
+			if name := query; name != "" {
 				if len(ring.Nodes) == 0 {
 					return fmt.Errorf("--query: the files hold no ring to walk")
 				}

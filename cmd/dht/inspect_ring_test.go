@@ -190,6 +190,8 @@ func TestRingCommand(t *testing.T) {
 	}{
 		{"no files", []string{"ring"}, 2, "ring takes the server's file and the peers' files"},
 		{"--from alone", []string{"ring", "--from", members[0], server}, 2, "--from is where a --query starts"},
+		{"an empty --query", []string{"ring", "--query", "", server}, 2, `--query needs a Long Name, got ""`},
+		{"a --query of spaces", []string{"ring", "--query", "   ", server}, 2, `--query needs a Long Name, got "   "`},
 		{"--from outside the ring", append([]string{"ring", "--query", "Aruba", "--from", free[0], server}, peers...), 2, "--from " + free[0] + ": not a member of the ring"},
 		{"two servers", []string{"ring", server, serverAfter}, 2, "a second server file"},
 		{"a query without a ring", []string{"ring", "--query", "Aruba", peerFile(peers, free[0])}, 1, "the files hold no ring"},
