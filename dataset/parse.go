@@ -133,8 +133,8 @@ func (rr *rowReader) Read() ([]string, error) {
 	rr.lines = append(rr.lines, line)
 	if isHeader {
 		if !isHeaderRow(row) {
-			return nil, fmt.Errorf("line %d: %w: header is %s, want the %d StatsCountry.csv headers",
-				line, ErrHeader, quoteShort(strings.Join(row, ",")), NumFields)
+			return nil, fmt.Errorf("line %d: %w: header is %s: %s",
+				line, ErrHeader, quoteShort(strings.Join(row, ",")), headerMismatch(row))
 		}
 		return row, nil
 	}
@@ -173,6 +173,19 @@ func (rr *rowReader) ReadAll() ([][]string, error) {
 		return nil, fmt.Errorf("line %d: %w: only a header", rr.lines[0], ErrNoRecords)
 	}
 	return rows, nil
+}
+
+// headerMismatch says where row, not the header, departs from it.
+func headerMismatch(row []string) string {
+	if len(row) != NumFields {
+		return fmt.Sprintf("%d columns, want the %d StatsCountry.csv headers %s", len(row), NumFields, strings.Join(Headers[:], ","))
+	}
+	for i, h := range Headers {
+		if row[i] != h {
+			return fmt.Sprintf("column %d is %s, want %q", i+1, quoteShort(row[i]), h)
+		}
+	}
+	return "the header"
 }
 
 func isHeaderRow(row []string) bool {

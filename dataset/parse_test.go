@@ -280,9 +280,11 @@ func TestParseErrors(t *testing.T) {
 		msg     string
 	}{
 		{"header with a tenth column", strings.TrimSuffix(header, "\n") + ",Extra\n" + row("X"), ErrHeader, "line 1: wrong header"},
-		{"header in another order", "Short Name,Country Code,Table Name,Long Name,2-Alpha Code,Currency Unit,Region,WB-2 Code,Latest Population Census\n" + row("X"), ErrHeader, "line 1"},
-		{"header in lower case", strings.ToLower(header) + row("X"), ErrHeader, "line 1"},
-		{"header with trailing space", strings.Replace(header, "Census", "Census ", 1) + row("X"), ErrHeader, "line 1"},
+		{"header with a tenth column, said", strings.TrimSuffix(header, "\n") + ",Extra\n" + row("X"), ErrHeader, "10 columns, want the 9 StatsCountry.csv headers Country Code,Short Name,"},
+		{"header in another order", "Short Name,Country Code,Table Name,Long Name,2-Alpha Code,Currency Unit,Region,WB-2 Code,Latest Population Census\n" + row("X"), ErrHeader, `line 1: wrong header: header is "Short Name,Country Code,`},
+		{"header in another order, said", "Short Name,Country Code,Table Name,Long Name,2-Alpha Code,Currency Unit,Region,WB-2 Code,Latest Population Census\n" + row("X"), ErrHeader, `column 1 is "Short Name", want "Country Code"`},
+		{"header in lower case", strings.ToLower(header) + row("X"), ErrHeader, `column 1 is "country code", want "Country Code"`},
+		{"header with trailing space", strings.Replace(header, "Census", "Census ", 1) + row("X"), ErrHeader, `column 9 is "Latest Population Census ", want "Latest Population Census"`},
 		{"long row", header + row("X") + "A,B,C,D,E,F,G,H,I,J\n", ErrFieldCount, "line 3: wrong number of fields: 10, want 9"},
 		{"one-field row", header + row("X") + "lonely\n", ErrFieldCount, "line 3: wrong number of fields: 1"},
 		{"empty Long Name", header + row("X") + row(""), ErrEmptyLongName, "line 3: empty Long Name"},
