@@ -6,6 +6,7 @@ package app_test
 // alives alone.
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"dht/app"
 	"dht/app/state"
+	"dht/wire"
 )
 
 // idle runs the simulation, alives and all, for d of virtual time.
@@ -94,6 +96,57 @@ func TestSetupRolledBackEndsTheLeadersCommand(t *testing.T) {
 		why := s.do(leader, "query-dht "+leader+" Aruba")
 		if len(why) == 0 || !strings.Contains(why[0], "rolled back: "+silent+" offline") {
 			t.Fatalf("seed %d: query-dht at the leader printed %q; want why the setup ended", seed, why)
+		}
+	}
+}
+
+// A server restarted with a much shorter --dead-after than before paces
+// every registered user as it starts: their peers, which sent alives at
+// the old server's pace (a tenth of its --dead-after), send at the new one
+// from then on, and no live member is taken for offline and healed out of
+// the ring (an operator's review: 1m then 5s healed a ring of 6 to 2, with
+// every peer running). Without the start's paces the first alive of each
+// came 6 s apart, after the 5 s a start gives.
+func TestServerRestartedWithAShorterDeadAfterKeepsLiveMembers(t *testing.T) {
+	for _, seed := range seeds(t, 3) {
+		s := newSim(t, seed)
+		s.SetDeadAfter(time.Minute)
+		users := joinUsers(t, s, 5)
+		s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+		members := s.Server().Snapshot().DHT.Members
+		// Right after a round of alives, so that the next comes a whole
+		// old period (6 s) after the restart.
+		alives := 0
+		s.Tap = func(_, to netip.AddrPort, b []byte) {
+			if _, m, err := wire.Decode(b); err == nil && to == simServer {
+				if _, ok := m.(wire.Alive); ok {
+					alives++
+				}
+			}
+		}
+		for start := s.Now(); s.Now().Sub(start) < 10*time.Second || alives < len(users); {
+			if s.Now().Sub(start) < 10*time.Second {
+				alives = 0
+			}
+			if !s.step() {
+				t.Fatalf("seed %d: nothing left to run", seed)
+			}
+		}
+		s.Tap = nil
+		s.RestartServerWith(5 * time.Second)
+		for start := s.Now(); s.Now().Sub(start) < 30*time.Second; {
+			if !s.step() {
+				t.Fatalf("seed %d: nothing left to run", seed)
+			}
+		}
+		st := s.Server().Snapshot()
+		if st.DHT.Phase != state.PhaseReady || !slices.Equal(st.DHT.Members, members) {
+			t.Fatalf("seed %d: 30 s after the restart the DHT is %s with %v; want ready with %v, every peer running", seed, st.DHT.Phase, st.DHT.Members, members)
+		}
+		for _, u := range users {
+			if _, off := s.Server().Silent(s.Now(), u); off {
+				t.Fatalf("seed %d: %s is offline, its peer running", seed, u)
+			}
 		}
 	}
 }

@@ -388,7 +388,7 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 		return true, false
 	}, nil)
 	r.mu.Lock()
-	handle(nil)
+	handle(r.Core.Start(now()))
 	r.mu.Unlock()
 	for {
 		select {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -466,6 +467,28 @@ const seqFloor = 1 << 56
 func (s *Server) paceFor(u *state.User, m wire.Alive) (wire.Pace, bool) {
 	p := wire.Pace{PeriodMS: uint32(s.Pace().Milliseconds()), Gone: s.placeGone(u, m.Epoch)}
 	return p, m.PeriodMS != p.PeriodMS || p.Gone != 0
+}
+
+// Start is what the server sends as it starts: a pace to every registered
+// user. A peer sends its alives as often as the server it last heard from
+// told it (that server's --dead-after over alivesPerDeadAfter); restarted
+// with a shorter --dead-after, the server would otherwise hear from its
+// users only once it had taken them for offline, since it paces a peer in
+// answer to an alive, and heal live members out of the ring (an operator's
+// review: a ring of 6 healed to 2 with every peer running). A pace lost
+// here is made up by the answer to the user's next alive.
+func (s *Server) Start(now time.Time) []Output {
+	s.clock(now)
+	var out []Output
+	pace := wire.Pace{PeriodMS: uint32(s.Pace().Milliseconds())}
+	for _, name := range slices.Sorted(maps.Keys(s.users)) {
+		u := s.users[name]
+		if u.Secret.IsZero() {
+			continue
+		}
+		out = append(out, Send{To: u.Addr, ID: uint32(len(out) + 1), Msg: pace, Sign: true, Key: u.Secret})
+	}
+	return out
 }
 
 // placeGone is epoch when u, whose peer holds a place in the ring of that

@@ -551,6 +551,13 @@ func (s *Sim) restartServer() {
 	s.server = s.newServer(uint64(s.steps), st, replies)
 	s.queue = slices.DeleteFunc(s.queue, func(p simPacket) bool { return p.to == s.saddr })
 	s.stats.Restarts++
+	s.exec(s.saddr, nil, s.server.Start(s.now))
+}
+
+// RestartServerWith is RestartServer with --dead-after d from now on.
+func (s *Sim) RestartServerWith(d time.Duration) {
+	s.deadAfter = d
+	s.restartServer()
 }
 
 // RestartServerOnANewFile is a SIGKILL of the server and a start on a new,
