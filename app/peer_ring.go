@@ -388,7 +388,9 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		var out []Output
 		if j, ok := p.op.(*joinOp); !ok || j.stage != joinWaiting || from != j.leader.Addr {
 			// A new ring: nothing of the old one goes on here.
-			out = p.abandon(now, fmt.Sprintf("%s set this node up in a new ring", from))
+			// Said of this node by name: a leaver or a joiner whose
+			// rebuild this node ran is told the same words.
+			out = p.abandon(now, fmt.Sprintf("%s set %s up in a new ring (epoch %d)", p.named(from), p.self.Name, m.Epoch))
 		}
 		p.clearTable()
 		p.inRing, p.id, p.n, p.epoch = true, int(m.ID), int(m.N), m.Epoch

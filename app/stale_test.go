@@ -6,6 +6,7 @@ package app
 // restarts rely on them together.
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -242,4 +243,25 @@ func TestACountedMemberThatLeftTakesNoSetIDAgain(t *testing.T) {
 	if p.holdsRing() {
 		t.Fatal("after its place went, the node still holds the ring by its rejoin")
 	}
+}
+
+// A set-id of a new ring (a heal the server started) ends what this node
+// was doing in the old one, saying who set whom up, by name: a leaver or
+// a joiner whose rebuild this node ran is told the same words, and "this
+// node" would be another than itself there (an operator's review).
+func TestNewRingEndsTheCommandSayingWho(t *testing.T) {
+	p := fuzzPeer() // bob, id 1 of 3, left fzLeft
+	now := time.Unix(1_700_000_000, 0)
+	p.op = &teardownOp{stage: teardownTearing}
+	out := stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 9}, wire.SetID{ID: 1, N: 2, Left: fzLeft, Right: fzLeft, Epoch: 7})
+	want := fmt.Sprintf("teardown-complete FAILURE: %s set %s up in a new ring (epoch 7)", label(fzLeft), fzSelf.Name)
+	for _, o := range out {
+		if r, ok := o.(Result); ok {
+			if r.String() != want {
+				t.Fatalf("printed %q; want %q", r.String(), want)
+			}
+			return
+		}
+	}
+	t.Fatalf("no result in %v; want %q", out, want)
 }
