@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"dht/app/state"
+	"dht/dataset"
+	"dht/store"
 	"dht/wire"
 )
 
@@ -98,5 +101,42 @@ func TestPeerSendsAliveWhileRegistered(t *testing.T) {
 		if _, ok := o.(Send); ok {
 			t.Fatalf("sent %#v after deregister", o)
 		}
+	}
+}
+
+// A register that leaves the peer outside any ring empties the table of
+// the file it registers in: after a resume that failed (the server
+// unreachable), the user types register, and the file still held the
+// records of the place it had (an operator's review: 'not in a DHT', then
+// 61 records in 44 slots).
+func TestRegisterOutsideARingEmptiesTheTable(t *testing.T) {
+	p := NewPeer(PeerConfig{Server: fzServer, Rand: rand.New(rand.NewPCG(1, 1))})
+	table := store.NewMemPeer()
+	id := state.Identity{Name: "bob", Addr: fzSelf.Addr, InRing: true, ID: 1, N: 3, Left: fzLeft, Right: fzRight}
+	if err := table.Apply(state.Batch{Identity: &id, Put: []dataset.Record{{LongName: "Republic of Albania", CountryCode: "ALB"}}}); err != nil {
+		t.Fatal(err)
+	}
+	p.SetTable(table)
+	now := time.Unix(1_700_000_000, 0)
+	p.Input(now, "register bob "+fzSelf.Addr.Addr().String()+" 5000")
+	var req uint32
+	for _, o := range p.Bound(now, fzSelf.Addr, nil) {
+		if s, ok := o.(Send); ok {
+			req = s.ID
+		}
+	}
+	for _, o := range stepSigned(p, now, fzServer, wire.Header{ID: req}, wire.Reply{OK: true}) {
+		if pp, ok := o.(PersistPeer); ok {
+			if err := table.Apply(pp.Batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !p.Registered() {
+		t.Fatal("not registered")
+	}
+	got, recs, err := table.Load()
+	if err != nil || got.InRing || len(recs) != 0 {
+		t.Fatalf("after the register the file holds %+v and %d records (%v); want no place and no record", got, len(recs), err)
 	}
 }

@@ -241,7 +241,10 @@ func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) [
 			out = append(out, p.dropPlace()...)
 		}
 	}
-	return p.finish(now, append(out, p.persist(false, nil)), res)
+	// A peer outside any ring keeps no table: the file it registers in may
+	// hold one of a place it had (a resume that failed, then register
+	// typed), which no ring counts.
+	return p.finish(now, append(out, p.persist(!p.inRing && !p.neighbours, nil)), res)
 }
 
 // rejoined says what a register that the server took as a rejoin left the
