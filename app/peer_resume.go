@@ -71,7 +71,9 @@ func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply, anew bool
 				detail += ", and the ring heals with it"
 			}
 		case member:
-			detail += fmt.Sprintf("; the ring it held (epoch %d) is not the server's (epoch %d): its place and table were discarded, and the ring heals with it", id.Epoch, r.Epoch)
+			// Not the server's epoch: it is the heal's this rejoin
+			// started, which the server's note says.
+			detail += fmt.Sprintf("; the ring it held (epoch %d) is no longer the server's: its place and table were discarded, and the ring heals with it", id.Epoch)
 		default:
 			detail += fmt.Sprintf("; the ring it held (epoch %d) no longer counts it: its place and table were discarded", id.Epoch)
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"dht/app/state"
 	"dht/wire"
 )
 
@@ -264,4 +265,26 @@ func TestNewRingEndsTheCommandSayingWho(t *testing.T) {
 		}
 	}
 	t.Fatalf("no result in %v; want %q", out, want)
+}
+
+// A member resumed on a file whose ring the server no longer counts is
+// told which ring it held, not the epoch of the heal its own rejoin began
+// (which the server's note gives): the line said "the ring it held (epoch
+// 2) is not the server's (epoch 3)", and then that it "restarted without
+// its place in the ring (epoch 2)" (an operator's review).
+func TestResumeOfAnOutdatedPlaceNamesItsRing(t *testing.T) {
+	p := fuzzPeer()
+	now := time.Unix(1_700_000_000, 0)
+	id := state.Identity{Name: "bob", Addr: fzSelf.Addr, InRing: true, ID: 1, N: 3, Left: fzLeft, Right: fzRight, Epoch: 2}
+	note := "bob restarted without its place in the ring (epoch 2): the ring heals to 3 node(s) led by alice"
+	var got string
+	for _, o := range p.resumed(now, id, wire.Reply{OK: true, State: uint8(state.InDHT), Epoch: 3, Reason: note}, false) {
+		if r, ok := o.(Result); ok {
+			got = r.String()
+		}
+	}
+	want := "resume SUCCESS: bob " + fzSelf.Addr.String() + " InDHT; the ring it held (epoch 2) is no longer the server's: its place and table were discarded, and the ring heals with it; " + note
+	if got != want {
+		t.Fatalf("printed %q\nwant    %q", got, want)
+	}
 }
