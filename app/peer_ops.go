@@ -760,17 +760,21 @@ func (o *queryOp) unanswered(p *Peer) string {
 	if p.link.pending(o.to, o.isCopy) {
 		return o.silent(p.queryRetry.GiveUp)
 	}
-	return fmt.Sprintf("no answer from the ring within %s", p.queryRetry.GiveUp)
+	return fmt.Sprintf("no answer from the ring within %s (asked %s, the node the server named; a node on the way from it to the one that holds the Long Name may have stopped)", p.queryRetry.GiveUp, o.who())
+}
+
+// who is the node the server named, as a failure names it.
+func (o *queryOp) who() string {
+	if o.toName == "" {
+		return o.to.String()
+	}
+	return label(wire.Member{Name: o.toName, Addr: o.to})
 }
 
 // silent: the node the server named never acknowledged the query. The
 // ring may have changed since the server named it.
 func (o *queryOp) silent(within time.Duration) string {
-	who := o.to.String()
-	if o.toName != "" {
-		who = label(wire.Member{Name: o.toName, Addr: o.to})
-	}
-	return fmt.Sprintf("no answer within %s: %s, the node the server named, never acknowledged the query (it may have left the ring or stopped since; query-dht asks the server anew)", within, who)
+	return fmt.Sprintf("no answer within %s: %s, the node the server named, never acknowledged the query (it may have left the ring or stopped since; query-dht asks the server anew)", within, o.who())
 }
 
 // isCopy reports whether m is this query, sent reliably.

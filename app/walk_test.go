@@ -483,7 +483,7 @@ func TestLateTickReadsBeforeGivingUp(t *testing.T) {
 		got = append(got, printed(q.p.Tick(q.now))...)
 		want := "query-dht found Aruba"
 		if !answered {
-			want = "query-dht FAILURE: no answer from the ring within 2s"
+			want = "query-dht FAILURE: no answer from the ring within 2s (asked bob (10.0.0.12:5000), the node the server named; a node on the way from it to the one that holds the Long Name may have stopped)"
 		}
 		if len(got) != 1 || got[0] != want {
 			t.Fatalf("answered %v: printed %q, want %q", answered, got, want)
