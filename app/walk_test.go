@@ -83,6 +83,30 @@ func (q *querier) answer(reqID uint32, longName string, found bool) []Output {
 	return stepSigned(q.p, q.now, netip.MustParseAddrPort("10.0.0.13:5000"), wire.Header{ID: 77, Flags: wire.FlagNoAck}, r)
 }
 
+// tickUntilPrinted runs the querier's timers until it prints, showing
+// see each datagram it sends meanwhile; it returns what it printed.
+func (q *querier) tickUntilPrinted(see func(Send)) []string {
+	q.t.Helper()
+	for range 100000 {
+		at, ok := q.p.Pending()
+		if !ok {
+			q.t.Fatal("a walk unanswered, and the peer has no deadline")
+		}
+		q.now = at
+		out := q.p.Tick(q.now)
+		for _, o := range out {
+			if s, ok := o.(Send); ok {
+				see(s)
+			}
+		}
+		if got := printed(out); len(got) > 0 {
+			return got
+		}
+	}
+	q.t.Fatal("nothing printed")
+	return nil
+}
+
 // printed is what out prints: each result's first words and Long Name.
 func printed(out []Output) []string {
 	var got []string
@@ -285,24 +309,12 @@ func TestWalkGivenUpInItsTurn(t *testing.T) {
 	if got := printed(q.answer(w2["Republic of Chile"], "Republic of Chile", true)); len(got) != 0 {
 		t.Fatalf("the second walk's answer printed %q before the first walk ended", got)
 	}
-	var got []string
 	retries := 0
-	for i := 0; i < 10000 && len(got) == 0; i++ {
-		at, ok := q.p.Pending()
-		if !ok {
-			t.Fatal("a walk unanswered, and the peer has no deadline")
+	got := q.tickUntilPrinted(func(s Send) {
+		if m, ok := s.Msg.(wire.Query); ok && m.ReqID == w1["Aruba"] {
+			retries++
 		}
-		q.now = at
-		out := q.p.Tick(q.now)
-		for _, o := range out {
-			if s, ok := o.(Send); ok {
-				if m, ok := s.Msg.(wire.Query); ok && m.ReqID == w1["Aruba"] {
-					retries++
-				}
-			}
-		}
-		got = printed(out)
-	}
+	})
 	want := []string{"query-dht FAILURE: no answer within 2s: bob (10.0.0.12:5000), the node the server named, never acknowledged the query (it may have left the ring or stopped since; query-dht asks the server anew)",
 		"query-dht found Republic of Chile", "query-dht FAILURE: no DHT exists"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
@@ -501,23 +513,11 @@ func TestQueryToASilentNodeIsOneStream(t *testing.T) {
 	asks, _ := q.sent(q.p.Input(q.now, "query-dht erin Aruba"))
 	q.reply(asks[0])
 	ids := map[uint32]int{} // link ids of the copies, and how often each went
-	var got []string
-	for i := 0; i < 100000 && len(got) == 0; i++ {
-		at, ok := q.p.Pending()
-		if !ok {
-			t.Fatal("a walk unanswered, and the peer has no deadline")
+	got := q.tickUntilPrinted(func(s Send) {
+		if _, ok := s.Msg.(wire.Query); ok {
+			ids[s.ID]++
 		}
-		q.now = at
-		out := q.p.Tick(q.now)
-		for _, o := range out {
-			if s, ok := o.(Send); ok {
-				if _, ok := s.Msg.(wire.Query); ok {
-					ids[s.ID]++
-				}
-			}
-		}
-		got = printed(out)
-	}
+	})
 	if len(ids) != 1 {
 		t.Errorf("the query went as %d reliable copies %v; want one, sent again by the link", len(ids), ids)
 	}

@@ -94,18 +94,7 @@ func TestInconsistentFiles(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), c.kind+".db")
 			c.write(t, path)
-			var err error
-			if c.kind == kindServer {
-				var db *ServerDB
-				if db, err = OpenServer(path); err == nil {
-					db.Close()
-				}
-			} else {
-				var db *PeerDB
-				if db, err = OpenPeer(path); err == nil {
-					db.Close()
-				}
-			}
+			err := openAs(c.kind, path)
 			_, ierr := inspect(t, path)
 			for what, err := range map[string]error{"open": err, "Inspect": ierr} {
 				if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), c.says) {

@@ -80,18 +80,7 @@ func TestValueChangedOnTheDiskIsFound(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, ierr := inspect(t, path)
-			var oerr error
-			if c.kind == kindServer {
-				var db *ServerDB
-				if db, oerr = OpenServer(path); oerr == nil {
-					db.Close()
-				}
-			} else {
-				var db *PeerDB
-				if db, oerr = OpenPeer(path); oerr == nil {
-					db.Close()
-				}
-			}
+			oerr := openAs(c.kind, path)
 			for what, err := range map[string]error{"inspect": ierr, "open": oerr} {
 				if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), c.says) || !strings.Contains(err.Error(), path) {
 					t.Errorf("%s: %v; want the file refused, saying %q", what, err, c.says)
@@ -283,16 +272,28 @@ func TestOtherVersionsRefused(t *testing.T) {
 		}
 		db.Close()
 		_, ierr := inspect(t, path)
-		var oerr error
-		if c.kind == kindServer {
-			_, oerr = OpenServer(path)
-		} else {
-			_, oerr = OpenPeer(path)
-		}
+		oerr := openAs(c.kind, path)
 		for what, err := range map[string]error{"inspect": ierr, "open": oerr} {
 			if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), c.says) {
 				t.Errorf("%s version %d, %s: %v; want it refused, saying %q", c.kind, c.version, what, err, c.says)
 			}
 		}
 	}
+}
+
+// openAs opens the file at path as a server's or a peer's file (kind),
+// closes it if it opened, and returns the open's error.
+func openAs(kind, path string) error {
+	if kind == kindServer {
+		db, err := OpenServer(path)
+		if err == nil {
+			db.Close()
+		}
+		return err
+	}
+	db, err := OpenPeer(path)
+	if err == nil {
+		db.Close()
+	}
+	return err
 }
