@@ -104,6 +104,12 @@ type link struct {
 	nextID uint32
 	dests  map[netip.AddrPort]*dest
 	seen   dedup
+	// queries: the ids of the queries their queriers sent reliably, kept
+	// apart from seen: a querier sends as many as it likes, and in seen
+	// they would push out the ring's own messages, whose copies would then
+	// be taken again as new (a set-id placing this node again, a store
+	// taken twice).
+	queries dedup
 	// late: messages sent more than once and acknowledged since. Their
 	// receiver acknowledges every copy, so an ack for one of them comes
 	// again, and is no sign of trouble: a receiver acknowledges a message
@@ -141,8 +147,13 @@ func (l *link) estimate(m wire.Message) *rttEstimator {
 func newLink(cfg LinkConfig, firstID uint32, stats *Stats) *link {
 	seed := uint64(firstID)*0x9e3779b97f4a7c15 + 1
 	return &link{cfg: cfg.withDefaults(), nextID: firstID, dests: map[netip.AddrPort]*dest{},
-		seen: newDedup(1<<16, seed), late: newDedup(lateAcks, ^seed), dropped: newDedup(lateAcks, seed^0x5bd1e995), stats: stats}
+		seen: newDedup(1<<16, seed), queries: newDedup(queriesSeen, seed^0x27d4eb2f), late: newDedup(lateAcks, ^seed),
+		dropped: newDedup(lateAcks, seed^0x5bd1e995), stats: stats}
 }
+
+// queriesSeen is how many querier's queries the link remembers: a
+// querier's retries come within its query timeout.
+const queriesSeen = 1 << 12
 
 // lateAcks is how many retransmitted messages the link remembers once
 // acknowledged (see link.late): a window's worth to each of a few

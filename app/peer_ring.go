@@ -297,7 +297,11 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	case wire.Heal:
 		sg = signer{seq: h.Seq, key: p.cred.secret, toServer: true} // the server knows no ring key of ours
 	}
-	if !noAck && p.link.seen.has(from, h.ID) {
+	seen := &p.link.seen
+	if q, ok := m.(wire.Query); ok && from == q.Querier.Addr {
+		seen = &p.link.queries
+	}
+	if !noAck && seen.has(from, h.ID) {
 		p.stats.DupsSuppressed++
 		p.link.ackSigned(from, h.ID, sg)
 		return nil
@@ -312,7 +316,7 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 			// Taken, never to be acted on (epochs never repeat): its sender,
 			// a member of this ring still, stops sending it, and a flush
 			// it sent after it, which names it, is no longer held back.
-			p.link.seen.add(from, h.ID)
+			seen.add(from, h.ID)
 			p.link.ackSigned(from, h.ID, sg)
 		}
 		return []Output{ev}
@@ -321,7 +325,7 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		return []Output{dropped("right neighbour is behind; the left will retransmit", from, slog.Uint64("id", uint64(h.ID)))}
 	}
 	if !noAck {
-		p.link.seen.add(from, h.ID)
+		seen.add(from, h.ID)
 	}
 	if st, ok := m.(wire.Store); ok && !noAck {
 		// Acknowledged once what it passes on has left (link.sendHolding).

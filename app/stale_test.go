@@ -288,3 +288,25 @@ func TestResumeOfAnOutdatedPlaceNamesItsRing(t *testing.T) {
 		t.Fatalf("printed %q\nwant    %q", got, want)
 	}
 }
+
+// A querier's queries, sent reliably, as many as it likes, are kept in a
+// duplicate filter of their own: in the ring's they pushed out the ids of
+// the ring's own messages (65,536 of them), and a late copy of one, a
+// store here, was then taken again as new (a red-team review: a set-id
+// taken twice after a token holder's flood).
+func TestQueriesDoNotPushRingMessagesOutOfTheFilter(t *testing.T) {
+	p := fuzzPeer() // bob, id 1 of 3
+	now := time.Unix(1_700_000_000, 0)
+	// Pos("bb") = 196: id 1, bob's own (not found), so nothing is forwarded.
+	store := wire.Store{N: 3, Records: []wire.Record{{"AAA", "s", "t", "Kingdom of Spain"}}}
+	stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 500}, store)
+	querier := wire.Member{Name: "dave", Addr: fzOther}
+	for id := uint32(1); id <= 70_000; id++ {
+		stepSigned(p, now, fzOther, wire.Header{ID: id}, wire.Query{ReqID: id, Querier: querier, LongName: "bb"})
+	}
+	before := p.stats.DupsSuppressed
+	stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 500, Flags: wire.FlagRetransmit}, store)
+	if p.stats.DupsSuppressed != before+1 {
+		t.Fatal("after 70,000 queries, a copy of the left neighbour's store was taken again as new")
+	}
+}
