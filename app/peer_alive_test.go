@@ -117,6 +117,7 @@ func TestRegisterOutsideARingEmptiesTheTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.SetTable(table)
+	p.unresumed = &wire.Member{Name: "bob", Addr: fzSelf.Addr} // its resume failed
 	now := time.Unix(1_700_000_000, 0)
 	p.Input(now, "register bob "+fzSelf.Addr.Addr().String()+" 5000")
 	var req uint32

@@ -199,6 +199,9 @@ func (o *registerOp) failing() Command {
 }
 
 func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) []Output {
+	// The file of a resume that failed may hold a table of a place this
+	// register does not take back.
+	stale := p.unresumed != nil
 	if !r.Key.IsZero() {
 		// A new secret: the rings taken with the old one say nothing of
 		// the next (a set-id's ticket is made with the secret, so one of
@@ -241,10 +244,10 @@ func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) [
 			out = append(out, p.dropPlace()...)
 		}
 	}
-	// A peer outside any ring keeps no table: the file it registers in may
-	// hold one of a place it had (a resume that failed, then register
-	// typed), which no ring counts.
-	return p.finish(now, append(out, p.persist(!p.inRing && !p.neighbours, nil)), res)
+	// A peer outside any ring keeps no table: after a resume that failed,
+	// the file it registers in may hold one of the place it had, which no
+	// ring counts.
+	return p.finish(now, append(out, p.persist(stale && !p.inRing && !p.neighbours, nil)), res)
 }
 
 // rejoined says what a register that the server took as a rejoin left the
