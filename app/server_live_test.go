@@ -886,3 +886,43 @@ func TestServerSetupPicksUsersHeardFromFirst(t *testing.T) {
 		}
 	}
 }
+
+// Start's pace goes to every registered user, and, unacknowledged, twice
+// more, a quarter of --dead-after apart, to each not heard from since:
+// one lost took a live member out of the ring after a restart with a
+// shorter --dead-after (an operator's review, at 20% loss).
+func TestServerStartPacesUntilHeard(t *testing.T) {
+	h := newLiveH(t, srvFree("alice", "bob", "carol"))
+	paced := func(out []Output) (to []string) {
+		for _, o := range out {
+			if s, ok := o.(Send); ok {
+				if p, ok := s.Msg.(wire.Pace); ok && s.Sign && p.PeriodMS == uint32(h.s.Pace().Milliseconds()) {
+					for _, name := range []string{"alice", "bob", "carol"} {
+						if s.To == srvAddr(name) && wire.Key(s.Key) == srvSecret(name) {
+							to = append(to, name)
+						}
+					}
+				}
+			}
+		}
+		return to
+	}
+	if got := paced(h.s.Start(h.now)); !slices.Equal(got, []string{"alice", "bob", "carol"}) {
+		t.Fatalf("Start paced %v; want every user", got)
+	}
+	h.aliveAtPace(wire.Alive{Name: "bob"})
+	var rounds [][]string
+	for range 10 {
+		at, ok := h.s.NextDeadline()
+		if !ok {
+			break
+		}
+		h.now = at
+		if got := paced(h.s.Tick(h.now)); len(got) > 0 {
+			rounds = append(rounds, got)
+		}
+	}
+	if len(rounds) != 2 || !slices.Equal(rounds[0], []string{"alice", "carol"}) || !slices.Equal(rounds[1], []string{"alice", "carol"}) {
+		t.Fatalf("after Start, paced %v; want alice and carol twice (bob was heard from)", rounds)
+	}
+}
