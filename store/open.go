@@ -136,12 +136,19 @@ func checkMeta(path string, tx *bolt.Tx) (string, error) {
 		return "", notDHT(path, fmt.Sprintf("unknown kind %q", kind), nil)
 	}
 	if v := meta.Get(keyVersion); !bytes.Equal(v, []byte{fileVersion(kind)}) && !bytes.Equal(v, []byte{unsealedVersion(kind)}) {
-		hint := ""
-		if kind == kindPeer && bytes.Equal(v, []byte{1}) {
+		what, hint := fmt.Sprintf("a version of %d bytes", len(v)), ""
+		if len(v) == 1 {
+			what = fmt.Sprintf("version %d", v[0])
+		}
+		switch {
+		case len(v) != 1:
+		case kind == kindPeer && v[0] == 1:
 			hint = " (written by an earlier dht, whose records carry no checksum: start the peer on a new --db, and register again)"
+		case v[0] > fileVersion(kind):
+			hint = " (written by a later dht: run that one on it)"
 		}
 		return "", &kindError{
-			msg:  fmt.Sprintf("store: %s: %s file version %v, this program reads versions %d and %d%s", path, kind, v, unsealedVersion(kind), fileVersion(kind), hint),
+			msg:  fmt.Sprintf("store: %s: %s file of %s, this program reads versions %d and %d%s", path, kind, what, unsealedVersion(kind), fileVersion(kind), hint),
 			kind: ErrVersion,
 		}
 	}
@@ -270,7 +277,14 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 			return err
 		}
 		if got != "" {
-			return db.Update(func(tx *bolt.Tx) error { return upgrade(path, tx, kind) })
+			err := db.Update(func(tx *bolt.Tx) error { return upgrade(path, tx, kind) })
+			if ke := (*kindError)(nil); err != nil && !errors.As(err, &ke) {
+				// The commit failed (a full or failing disk): bbolt wrote
+				// the meta page last, so the file is whole either way.
+				err = fmt.Errorf("store: %s: cannot seal its values for file version %d: %w; the file is whole, at version %d or %d: open it again once the disk is fixed",
+					path, fileVersion(kind), err, unsealedVersion(kind), fileVersion(kind))
+			}
+			return err
 		}
 		// A fresh file (we hold its lock): make it a dht file of this
 		// kind, with spare pages. Stopped between the two commits, it is

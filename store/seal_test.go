@@ -248,10 +248,10 @@ func TestOtherVersionsRefused(t *testing.T) {
 		version byte
 		says    string
 	}{
-		{kindPeer, 1, "peer file version [1], this program reads versions 2 and 3 (written by an earlier dht, whose records carry no checksum: start the peer on a new --db"},
-		{kindPeer, 4, "peer file version [4], this program reads versions 2 and 3"},
-		{kindServer, 3, "server file version [3], this program reads versions 1 and 2"},
-		{kindServer, 0, "server file version [0], this program reads versions 1 and 2"},
+		{kindPeer, 1, "peer file of version 1, this program reads versions 2 and 3 (written by an earlier dht, whose records carry no checksum: start the peer on a new --db"},
+		{kindPeer, 4, "peer file of version 4, this program reads versions 2 and 3 (written by a later dht: run that one on it)"},
+		{kindServer, 3, "server file of version 3, this program reads versions 1 and 2 (written by a later dht: run that one on it)"},
+		{kindServer, 0, "server file of version 0, this program reads versions 1 and 2"},
 	} {
 		path := filepath.Join(t.TempDir(), c.kind+".db")
 		if c.kind == kindServer {
