@@ -479,12 +479,12 @@ func (s *Server) paceFor(u *state.User, m wire.Alive) (wire.Pace, bool) {
 // with a shorter --dead-after, the server would otherwise hear from its
 // users only once it had taken them for offline, since it paces a peer in
 // answer to an alive, and heal live members out of the ring (an operator's
-// review: a ring of 6 healed to 2 with every peer running). A pace lost
-// here is made up by the answer to the user's next alive.
+// review: a ring of 6 healed to 2 with every peer running).
 //
 // The pace is not acknowledged: it goes again, twice, a quarter of
 // DeadAfter apart, to each user not heard from since (an operator's
-// review: one lost at 20% loss took a live member out of the ring).
+// review: one lost at 20% loss took a live member out of the ring); a
+// user heard from gets its pace in answer to its alive, as ever.
 func (s *Server) Start(now time.Time) []Output {
 	s.clock(now)
 	s.repaces = startRepaces
@@ -496,7 +496,7 @@ func (s *Server) Start(now time.Time) []Output {
 const startRepaces = 2
 
 // paceUnheard paces every registered user (all) or every one not heard
-// from since the start, and schedules the next round while Start's last.
+// from since the start, and schedules Start's next round, if one is left.
 func (s *Server) paceUnheard(now time.Time, all bool) []Output {
 	s.repace = time.Time{}
 	if s.repaces > 0 {
