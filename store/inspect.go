@@ -25,6 +25,8 @@ type ServerReport struct {
 	Kind  string     `json:"kind"` // "server"
 	Users []UserJSON `json:"users"`
 	DHT   DHTJSON    `json:"dht"`
+
+	sealed bool // its values carry checksums (fileVersion); text form only
 }
 
 // UserJSON is one registration in a ServerReport.
@@ -68,6 +70,7 @@ type PeerReport struct {
 	Records  int         `json:"records"`
 
 	server netip.AddrPort // shown in the text form only
+	sealed bool           // its values carry checksums (fileVersion); text form only
 }
 
 // MemberJSON is a neighbour in a PeerReport.
@@ -183,7 +186,7 @@ func serverReport(path string, tx *bolt.Tx) (*ServerReport, error) {
 	if err := refuse(path, kindServer, err, st.Check()); err != nil {
 		return nil, err
 	}
-	r := &ServerReport{Kind: kindServer, Users: []UserJSON{}}
+	r := &ServerReport{Kind: kindServer, Users: []UserJSON{}, sealed: sealedValues(tx)}
 	for _, u := range st.Users {
 		ip, port := splitAddr(u.Addr)
 		uj := UserJSON{Name: u.Name, IP: ip, Port: port, State: u.State.String(), seen: u.LastSeen}
@@ -208,7 +211,7 @@ func peerReport(path string, tx *bolt.Tx) (*PeerReport, error) {
 	if err := refuse(path, kindPeer, err, id.Check()); err != nil {
 		return nil, err
 	}
-	r := &PeerReport{Kind: kindPeer, Name: id.Name, Slots: []SlotJSON{}, Records: len(recs), server: id.Server}
+	r := &PeerReport{Kind: kindPeer, Name: id.Name, Slots: []SlotJSON{}, Records: len(recs), server: id.Server, sealed: sealedValues(tx)}
 	r.IP, r.Port = splitAddr(id.Addr)
 	if id.InRing {
 		n, i := id.N, id.ID
@@ -308,8 +311,19 @@ func (r *ServerReport) WriteText(w io.Writer) error {
 	if len(r.Users) > 0 {
 		b.WriteString(LivenessNote + "\n")
 	}
+	b.WriteString(versionLine(kindServer, r.sealed))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// versionLine is the text form's last line: the file's layout version,
+// and, for the version before, what opening it does.
+func versionLine(kind string, sealed bool) string {
+	if sealed {
+		return fmt.Sprintf("file version %d\n", fileVersion(kind))
+	}
+	return fmt.Sprintf("file version %d: its values carry no checksums; a %s that opens it seals them (version %d), and earlier builds then refuse it\n",
+		unsealedVersion(kind), kind, fileVersion(kind))
 }
 
 // WriteText writes the report for a person: identity, neighbours, then each
@@ -351,6 +365,7 @@ func (r *PeerReport) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, "  %s | %s\n", f.LongName, f.CountryCode)
 		}
 	}
+	b.WriteString(versionLine(kindPeer, r.sealed))
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -84,6 +84,7 @@ func TestInspectServer(t *testing.T) {
 		},
 		DHT: DHTJSON{Phase: "leaving", Leader: "alice", Members: []string{"alice", "bob", "carol"},
 			Leaver: "bob", WaitingSince: "2023-11-14T22:13:20.123456789Z"},
+		sealed: true,
 	}
 	if !reflect.DeepEqual(rep, want) {
 		t.Fatalf("got  %+v\nwant %+v", rep, want)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -111,6 +112,9 @@ func TestUnsealedFilesAreReadAndUpgraded(t *testing.T) {
 			if err != nil {
 				t.Fatalf("inspect of the unsealed file: %v", err)
 			}
+			if text := reportText(t, before); !strings.HasSuffix(text, fmt.Sprintf("file version %d: its values carry no checksums; a %s that opens it seals them (version %d), and earlier builds then refuse it\n", unsealedVersion(c.kind), c.kind, fileVersion(c.kind))) {
+				t.Fatalf("inspect of the unsealed file ends %q; want its version said", text[max(0, len(text)-200):])
+			}
 			var loaded any
 			if c.kind == kindServer {
 				db, err := OpenServer(path)
@@ -142,6 +146,9 @@ func TestUnsealedFilesAreReadAndUpgraded(t *testing.T) {
 			after, err := inspect(t, path)
 			if err != nil {
 				t.Fatalf("inspect of the upgraded file: %v", err)
+			}
+			if text := reportText(t, after); !strings.HasSuffix(text, fmt.Sprintf("\nfile version %d\n", fileVersion(c.kind))) {
+				t.Fatalf("inspect of the upgraded file ends %q; want its version said", text[max(0, len(text)-200):])
 			}
 			if !reflect.DeepEqual(jsonOf(t, before), jsonOf(t, after)) {
 				t.Fatalf("the upgrade changed what the file says:\nbefore %s\nafter  %s", jsonOf(t, before), jsonOf(t, after))
@@ -296,4 +303,23 @@ func openAs(kind, path string) error {
 		db.Close()
 	}
 	return err
+}
+
+// reportText is an Inspect report's text form.
+func reportText(t *testing.T, r any) string {
+	t.Helper()
+	var b strings.Builder
+	var err error
+	switch r := r.(type) {
+	case *ServerReport:
+		err = r.WriteText(&b)
+	case *PeerReport:
+		err = r.WriteText(&b)
+	default:
+		t.Fatalf("report %T", r)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
