@@ -104,12 +104,11 @@ func TestPeerSendsAliveWhileRegistered(t *testing.T) {
 	}
 }
 
-// A register that leaves the peer outside any ring empties the table of
-// the file it registers in: after a resume that failed (the server
-// unreachable), the user types register, and the file still held the
-// records of the place it had (an operator's review: 'not in a DHT', then
-// 61 records in 44 slots).
-func TestRegisterOutsideARingEmptiesTheTable(t *testing.T) {
+// A register after a resume that failed (the server unreachable), which
+// leaves the peer outside any ring, empties the table of the file: it
+// still held the records of the place it had (an operator's review: 'not
+// in a DHT', then 61 records in 44 slots).
+func TestRegisterAfterAFailedResumeEmptiesTheTable(t *testing.T) {
 	p := NewPeer(PeerConfig{Server: fzServer, Rand: rand.New(rand.NewPCG(1, 1))})
 	table := store.NewMemPeer()
 	id := state.Identity{Name: "bob", Addr: fzSelf.Addr, InRing: true, ID: 1, N: 3, Left: fzLeft, Right: fzRight}
