@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -131,8 +132,9 @@ func TestDamagedFileRefused(t *testing.T) {
 				{"server", sp, "", []string{"inspect", sp}, ""},
 				{"peer", pp, "", []string{"inspect", pp}, ""},
 				// Named with --db, the file is the peer's to resume: it
-				// fails at once, with no command typed.
-				{"peer", pp, "", []string{"peer", "--quiet", "--db", pp, "127.0.0.1", server}, "resume FAILURE: cannot open the table file: "},
+				// fails at once, with no command typed; one no longer a
+				// dht file holds no registration, and no resume fails.
+				{"peer", pp, "", []string{"peer", "--quiet", "--db", pp, "127.0.0.1", server}, resumeOut(c.name)},
 				// The default file of the user a register names.
 				{"peer", "dht-peer-alice.db", "register alice 127.0.0.1 " + peer + "\n",
 					[]string{"peer", "--quiet", "127.0.0.1", server}, "register FAILURE: cannot open the table file: "},
@@ -151,6 +153,38 @@ func TestDamagedFileRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// resumeOut is what a peer started on --db of a file damaged as the case
+// named says prints on stdout.
+func resumeOut(damage string) string {
+	if damage == "cut to nothing" {
+		return ""
+	}
+	return "resume FAILURE: cannot open the table file: "
+}
+
+// TestPeerOnNoPeersFile: a peer started on a --db that is no peer's file
+// (another program's, a server's) says so on stderr and exits 1, with no
+// resume line: such a file holds no registration to resume (a new user's
+// review: 'resume FAILURE' for a file it never registered in).
+func TestPeerOnNoPeersFile(t *testing.T) {
+	dir := t.TempDir()
+	junk, srv := filepath.Join(dir, "junk.db"), filepath.Join(dir, "server.db")
+	if err := os.WriteFile(junk, bytes.Repeat([]byte("junk"), 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dhtFile(t, "server", srv, false)
+	port := strconv.Itoa(freePorts(t, 1)[0])
+	for path, says := range map[string]string{
+		junk: "peer: --db " + junk + " is no peer's file (store: " + junk + " is not a dht database file: not a bbolt database): give the path of a peer's file to resume, or of a new one",
+		srv:  "peer: --db " + srv + " is no peer's file (store: " + srv + " is a server file, not a peer file)",
+	} {
+		code, out, errOut := runWithin(t, 20*time.Second, "", "peer", "--quiet", "--db", path, "127.0.0.1", port)
+		if code != 1 || out != "" || !strings.Contains(errOut, says) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("peer --db %s: exit %d, stdout %q, stderr %q; want 1, nothing on stdout, one line saying %q", path, code, out, errOut, says)
+		}
 	}
 }
 

@@ -169,6 +169,11 @@ func peerCommand(e env) *cli.Command {
 							return fmt.Errorf("peer: %w", err)
 						}
 					}
+					if errors.Is(err, store.ErrNotDHT) || errors.Is(err, store.ErrWrongKind) {
+						// No peer's file: it holds no registration, so there
+						// is no resume to fail.
+						return fmt.Errorf("peer: --db %s is no peer's file (%w): give the path of a peer's file to resume, or of a new one", dbPath, err)
+					}
 					if err != nil {
 						fmt.Fprintf(stdout, "resume FAILURE: cannot open the table file: %v\n", err)
 						return fmt.Errorf("peer: cannot open the table file: %w", err)
