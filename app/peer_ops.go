@@ -656,6 +656,7 @@ type queryOp struct {
 	reqID    uint32         // the query's id, which its answer echoes
 	sg       signer         // the token the server gave, and the ring's epoch
 	tries    tries          // under the query Retry policy
+	copies   int            // sent reliably (retry)
 	waitOn   [1]netip.AddrPort
 }
 
@@ -743,6 +744,15 @@ func (o *queryOp) retry(p *Peer, now time.Time, out []Output) ([]Output, bool) {
 	if p.link.pending(o.to, o.isCopy) {
 		return out, true
 	}
+	// Each copy waits twice as long as the one before for its answer,
+	// past the retry policy's cap: a copy the node acknowledged goes on
+	// hop by hop, reliably, and only its answer may be lost, while each
+	// copy is a whole walk more, which every node forwards again to one
+	// that stopped (a new user's review: a copy every 100 ms, 2,769
+	// datagrams in 10 s from the node before the stopped one, and the
+	// retries of every query typed with it held back).
+	o.tries.next = now.Add(o.tries.rto << min(o.copies, 16))
+	o.copies++
 	p.stats.Retransmits++
 	q := wire.Query{ReqID: o.reqID, Querier: p.self, LongName: o.longName}
 	return append(out, p.link.sendSigned(now, o.to, q, tagNone, false, o.sg)...), true

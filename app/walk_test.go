@@ -526,3 +526,46 @@ func TestQueryToASilentNodeIsOneStream(t *testing.T) {
 		t.Fatalf("printed %q; want %q", got, want)
 	}
 }
+
+// A query whose node acknowledges every copy, but whose answer never
+// comes (a node further on stopped), is sent reliably less and less
+// often, each copy waiting twice as long as the one before: each copy is
+// a whole walk, which every node forwards to the stopped one (a new
+// user's review: a copy every 100 ms, 2,769 datagrams in 10 s from the
+// node before the stopped one).
+func TestQueryCopiesBounded(t *testing.T) {
+	q := newQuerier(t)
+	asks, _ := q.sent(q.p.Input(q.now, "query-dht erin Aruba"))
+	q.reply(asks[0])
+	copies := map[uint32]bool{}
+	var got []string
+	for range 100000 {
+		at, ok := q.p.Pending()
+		if !ok {
+			t.Fatal("a walk unanswered, and the peer has no deadline")
+		}
+		q.now = at
+		out := q.p.Tick(q.now)
+		for _, o := range out {
+			if s, ok := o.(Send); ok && s.Flags&wire.FlagNoAck == 0 {
+				if _, ok := s.Msg.(wire.Query); ok {
+					copies[s.ID] = true
+					// The member takes it, and acknowledges it with the
+					// key it came signed with.
+					h, m := signedWith(wire.Header{ID: s.ID}, wire.Ack{}, signer{seq: fzEpoch, key: q.token}, q.p.self.Addr)
+					q.p.Step(q.now, q.member, h, m)
+				}
+			}
+		}
+		if got = printed(out); len(got) > 0 {
+			break
+		}
+	}
+	// From the policy's least timeout, 10 ms, doubling: 9 copies in 10 s.
+	if len(copies) == 0 || len(copies) > 10 {
+		t.Errorf("the query went reliably %d times in 10 s; want 1 to 10", len(copies))
+	}
+	if len(got) != 1 || !strings.HasPrefix(got[0], "query-dht FAILURE: no answer from the ring within 10s (asked bob") {
+		t.Fatalf("printed %q; want the ring's silence, naming bob", got)
+	}
+}
