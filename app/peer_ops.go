@@ -773,7 +773,13 @@ func (o *queryOp) unanswered(p *Peer) string {
 	if p.link.pending(o.to, o.isCopy) {
 		return o.silent(p.queryRetry.GiveUp)
 	}
-	return fmt.Sprintf("no answer from the ring within %s (asked %s, the node the server named; a node on the way from it to the one that holds the Long Name may have stopped)", p.queryRetry.GiveUp, o.who())
+	if o.copies == 0 {
+		// Only the first attempt went, unacknowledged (the retries of
+		// the queries typed with it came first): nothing says where it
+		// stopped.
+		return fmt.Sprintf("no answer within %s to the query sent to %s, the node the server named: it, or a node on the way from it to the one that holds the Long Name, may have stopped", p.queryRetry.GiveUp, o.who())
+	}
+	return fmt.Sprintf("no answer from the ring within %s (asked %s, the node the server named, which took the query; a node on the way from it to the one that holds the Long Name may have stopped)", p.queryRetry.GiveUp, o.who())
 }
 
 // who is the node the server named, as a failure names it.

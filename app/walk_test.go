@@ -495,7 +495,7 @@ func TestLateTickReadsBeforeGivingUp(t *testing.T) {
 		got = append(got, printed(q.p.Tick(q.now))...)
 		want := "query-dht found Aruba"
 		if !answered {
-			want = "query-dht FAILURE: no answer from the ring within 2s (asked bob (10.0.0.12:5000), the node the server named; a node on the way from it to the one that holds the Long Name may have stopped)"
+			want = "query-dht FAILURE: no answer within 2s to the query sent to bob (10.0.0.12:5000), the node the server named: it, or a node on the way from it to the one that holds the Long Name, may have stopped"
 		}
 		if len(got) != 1 || got[0] != want {
 			t.Fatalf("answered %v: printed %q, want %q", answered, got, want)
@@ -565,7 +565,7 @@ func TestQueryCopiesBounded(t *testing.T) {
 	if len(copies) == 0 || len(copies) > 10 {
 		t.Errorf("the query went reliably %d times in 10 s; want 1 to 10", len(copies))
 	}
-	if len(got) != 1 || !strings.HasPrefix(got[0], "query-dht FAILURE: no answer from the ring within 10s (asked bob") {
+	if len(got) != 1 || got[0] != "query-dht FAILURE: no answer from the ring within 10s (asked bob (10.0.0.12:5000), the node the server named, which took the query; a node on the way from it to the one that holds the Long Name may have stopped)" {
 		t.Fatalf("printed %q; want the ring's silence, naming bob", got)
 	}
 }
