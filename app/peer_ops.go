@@ -187,12 +187,15 @@ type registerOp struct {
 	// again: typed at a peer that holds this registration already (a
 	// rejoin, whatever the server answers).
 	again bool
+	// typed: a resume the user asked for again by typing register after
+	// the one at the start failed; its result is the register's.
+	typed bool
 }
 
 func (o *registerOp) asking() *request { return &o.rq }
 
 func (o *registerOp) failing() Command {
-	if o.resume != nil {
+	if o.resume != nil && !o.typed {
 		return CmdResume
 	}
 	return CmdRegister
@@ -226,11 +229,11 @@ func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) [
 	// The server counts this process's alives from the register's
 	// sequence number (Server.rejoin).
 	p.cred.aliveSeq = max(p.cred.aliveSeq, o.rq.sg.seq)
-	p.registered, p.unresumed = true, nil
+	p.registered, p.unresumed, p.unresumedID = true, nil, nil
 	p.self.Name = o.rq.msg.(wire.Register).Name
 	p.startAlive(now)
 	if o.resume != nil {
-		return p.resumed(now, *o.resume, r, o.anew)
+		return p.resumed(now, *o.resume, r, o.anew, o.failing())
 	}
 	res := resultOK(CmdRegister)
 	res.Detail = p.rejoined(r, o.again)

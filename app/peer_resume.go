@@ -45,7 +45,7 @@ func (p *Peer) Resume(now time.Time, id state.Identity) []Output {
 }
 
 // resumed: the server took the rejoin.
-func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply, anew bool) []Output {
+func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply, anew bool, cmd Command) []Output {
 	st := state.State(r.State)
 	detail := fmt.Sprintf("%s %s %s", id.Name, id.Addr, st)
 	if anew {
@@ -57,7 +57,7 @@ func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply, anew bool
 		p.inRing, p.id, p.n, p.epoch = true, id.ID, id.N, id.Epoch
 		p.left, p.right, p.neighbours = id.Left, id.Right, id.Left.Name != ""
 		detail += fmt.Sprintf(", id %d of a ring of %d, epoch %d, its table taken back", id.ID, id.N, id.Epoch)
-		return p.finish(now, []Output{p.persist(false, nil)}, Result{Cmd: CmdResume, OK: true, Detail: withNote(detail, r)})
+		return p.finish(now, []Output{p.persist(false, nil)}, Result{Cmd: cmd, OK: true, Detail: withNote(detail, r)})
 	}
 	if id.InRing || id.Left.Name != "" {
 		p.clearTable()
@@ -77,9 +77,9 @@ func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply, anew bool
 		default:
 			detail += fmt.Sprintf("; the ring it held (epoch %d) no longer counts it: its place and table were discarded", id.Epoch)
 		}
-		return p.finish(now, []Output{p.persist(true, nil)}, Result{Cmd: CmdResume, OK: true, Detail: withNote(detail, r)})
+		return p.finish(now, []Output{p.persist(true, nil)}, Result{Cmd: cmd, OK: true, Detail: withNote(detail, r)})
 	}
-	return p.finish(now, []Output{p.persist(false, nil)}, Result{Cmd: CmdResume, OK: true, Detail: withNote(detail, r)})
+	return p.finish(now, []Output{p.persist(false, nil)}, Result{Cmd: cmd, OK: true, Detail: withNote(detail, r)})
 }
 
 // registeredAnew says that the server, which did not hold the user's

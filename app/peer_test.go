@@ -1073,7 +1073,8 @@ func TestResumeThatCannotBindSaysResume(t *testing.T) {
 	self := netip.MustParseAddrPort("10.0.0.1:5000")
 	p := NewPeer(PeerConfig{Server: server})
 	t0 := time.Unix(1e9, 0)
-	outs := p.Resume(t0, state.Identity{Name: "alice", Addr: self, Secret: wire.Key{1}})
+	outs := p.Resume(t0, state.Identity{Name: "alice", Addr: self, Secret: wire.Key{1}, InRing: true, ID: 1, N: 3, Epoch: 4,
+		Left: wire.Member{Name: "carol", Addr: netip.MustParseAddrPort("10.0.0.3:5000")}, Right: wire.Member{Name: "bob", Addr: netip.MustParseAddrPort("10.0.0.2:5000")}})
 	if len(outs) != 1 {
 		t.Fatalf("resume asked for %v, want a bind", outs)
 	}
@@ -1086,7 +1087,7 @@ func TestResumeThatCannotBindSaysResume(t *testing.T) {
 			res = append(res, r.String())
 		}
 	}
-	want := "resume FAILURE: cannot bind 10.0.0.1:5000: bind: address already in use"
+	want := "resume FAILURE: cannot bind 10.0.0.1:5000: bind: address already in use; type 'register alice 10.0.0.1 5000' to try again"
 	if len(res) != 1 || res[0] != want {
 		t.Fatalf("printed %q, want %q", res, want)
 	}
@@ -1102,6 +1103,34 @@ func TestResumeThatCannotBindSaysResume(t *testing.T) {
 		}
 	}
 	want = "query-dht FAILURE: not registered: the resume of alice failed; type 'register alice 10.0.0.1 5000' to try again"
+	if len(res) != 1 || res[0] != want {
+		t.Fatalf("printed %q, want %q", res, want)
+	}
+	// That register resumes the file's registration again, naming its
+	// place as the resume at the start did (a new user's review: typed,
+	// it named none, and the server healed the ring round a member that
+	// had lost nothing); its result is the register's.
+	if outs := p.Input(t0, "register alice 10.0.0.1 5000"); len(outs) != 1 {
+		t.Fatalf("register after the failed resume asked for %v, want a bind", outs)
+	} else if b, ok := outs[0].(Bind); !ok || b.Addr != self {
+		t.Fatalf("register after the failed resume asked for %v, want a bind of %v", outs[0], self)
+	}
+	var req uint32
+	for _, o := range p.Bound(t0, self, nil) {
+		if s, ok := o.(Send); ok {
+			if m, ok := s.Msg.(wire.Register); !ok || m.Name != "alice" || m.Epoch != 4 {
+				t.Fatalf("sent %+v, want alice's register naming the place of epoch 4", s.Msg)
+			}
+			req = s.ID
+		}
+	}
+	res = nil
+	for _, o := range stepSigned(p, t0, server, wire.Header{ID: req}, wire.Reply{OK: true, State: uint8(state.InDHT), Epoch: 4}) {
+		if r, ok := o.(Result); ok {
+			res = append(res, r.String())
+		}
+	}
+	want = "register SUCCESS: alice 10.0.0.1:5000 InDHT, id 1 of a ring of 3, epoch 4, its table taken back"
 	if len(res) != 1 || res[0] != want {
 		t.Fatalf("printed %q, want %q", res, want)
 	}

@@ -278,7 +278,7 @@ func TestResumeOfAnOutdatedPlaceNamesItsRing(t *testing.T) {
 	id := state.Identity{Name: "bob", Addr: fzSelf.Addr, InRing: true, ID: 1, N: 3, Left: fzLeft, Right: fzRight, Epoch: 2}
 	note := "bob restarted without its place in the ring (epoch 2): the ring heals to 3 node(s) led by alice"
 	var got string
-	for _, o := range p.resumed(now, id, wire.Reply{OK: true, State: uint8(state.InDHT), Epoch: 3, Reason: note}, false) {
+	for _, o := range p.resumed(now, id, wire.Reply{OK: true, State: uint8(state.InDHT), Epoch: 3, Reason: note}, false, CmdResume) {
 		if r, ok := o.(Result); ok {
 			got = r.String()
 		}
