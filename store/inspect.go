@@ -320,7 +320,7 @@ func (r *ServerReport) WriteText(w io.Writer) error {
 // and, for the version before, what opening it does.
 func versionLine(kind string, sealed bool) string {
 	if sealed {
-		return fmt.Sprintf("file version %d\n", fileVersion(kind))
+		return fmt.Sprintf("file version %d (this build's for a %s file)\n", fileVersion(kind), kind)
 	}
 	return fmt.Sprintf("file version %d: its values carry no checksums; a %s that opens it seals them (version %d), and earlier builds then refuse it\n",
 		unsealedVersion(kind), kind, fileVersion(kind))

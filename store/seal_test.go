@@ -147,7 +147,7 @@ func TestUnsealedFilesAreReadAndUpgraded(t *testing.T) {
 			if err != nil {
 				t.Fatalf("inspect of the upgraded file: %v", err)
 			}
-			if text := reportText(t, after); !strings.HasSuffix(text, fmt.Sprintf("\nfile version %d\n", fileVersion(c.kind))) {
+			if text := reportText(t, after); !strings.HasSuffix(text, fmt.Sprintf("\nfile version %d (this build's for a %s file)\n", fileVersion(c.kind), c.kind)) {
 				t.Fatalf("inspect of the upgraded file ends %q; want its version said", text[max(0, len(text)-200):])
 			}
 			if !reflect.DeepEqual(jsonOf(t, before), jsonOf(t, after)) {
