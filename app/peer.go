@@ -89,11 +89,10 @@ type Peer struct {
 	registered    bool
 	exited        bool
 	lastRequestID uint32 // requestID's last
-	// unresumed: the registration of the file whose resume failed, until
-	// a register succeeds: what the user may type to try again; and the
-	// file's identity, which that register resumes.
-	unresumed   *wire.Member
-	unresumedID *state.Identity
+	// unresumed: the identity of the file whose resume failed, until a
+	// register succeeds: its registration is what the user may type to
+	// try again, and that register resumes it.
+	unresumed *state.Identity
 
 	lines []string
 	// head is lines[0] parsed, once mayStart has had to read it (headRead).
@@ -319,7 +318,7 @@ func (p *Peer) start(now time.Time, line string, c command, read bool, out []Out
 		p.op = &sleepOp{until: now.Add(c.sleep)}
 		return out
 	case CmdRegister:
-		if u := p.unresumedID; !p.registered && p.op == nil && u != nil && c.msg.(wire.Register).Name == u.Name && c.bind == u.Addr {
+		if u := p.unresumed; !p.registered && p.op == nil && u != nil && c.msg.(wire.Register).Name == u.Name && c.bind == u.Addr {
 			// The resume that failed, asked again: the file's place is
 			// taken back if the server still counts it, as at the start.
 			out = append(out, p.Resume(now, *u)...)
@@ -479,8 +478,7 @@ func (p *Peer) StopFor(now time.Time, why string) []Output {
 func (p *Peer) failed(now time.Time, out []Output, r Result) []Output {
 	if o, ok := p.op.(*registerOp); ok && !p.registered {
 		if o.resume != nil {
-			p.unresumed = &wire.Member{Name: o.resume.Name, Addr: o.resume.Addr}
-			p.unresumedID = o.resume
+			p.unresumed = o.resume
 			r.Reason += fmt.Sprintf("; type 'register %s %s %d' to try again", o.resume.Name, o.resume.Addr.Addr(), o.resume.Addr.Port())
 		}
 		out = append(out, DiscardStore{})

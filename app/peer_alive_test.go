@@ -107,7 +107,9 @@ func TestPeerSendsAliveWhileRegistered(t *testing.T) {
 // A register after a resume that failed (the server unreachable), which
 // leaves the peer outside any ring, empties the table of the file: it
 // still held the records of the place it had (an operator's review: 'not
-// in a DHT', then 61 records in 44 slots).
+// in a DHT', then 61 records in 44 slots). Here under another name than
+// the file's (the file's own would resume it again, which drops a place
+// the server no longer counts as a resume does).
 func TestRegisterAfterAFailedResumeEmptiesTheTable(t *testing.T) {
 	p := NewPeer(PeerConfig{Server: fzServer, Rand: rand.New(rand.NewPCG(1, 1))})
 	table := store.NewMemPeer()
@@ -116,12 +118,15 @@ func TestRegisterAfterAFailedResumeEmptiesTheTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.SetTable(table)
-	p.unresumed = &wire.Member{Name: "bob", Addr: fzSelf.Addr} // its resume failed
+	p.unresumed = &id // its resume failed
 	now := time.Unix(1_700_000_000, 0)
-	p.Input(now, "register bob "+fzSelf.Addr.Addr().String()+" 5000")
+	p.Input(now, "register dave "+fzSelf.Addr.Addr().String()+" 5000")
 	var req uint32
 	for _, o := range p.Bound(now, fzSelf.Addr, nil) {
 		if s, ok := o.(Send); ok {
+			if m, ok := s.Msg.(wire.Register); !ok || m.Name != "dave" {
+				t.Fatalf("sent %+v, want dave's register", s.Msg)
+			}
 			req = s.ID
 		}
 	}

@@ -229,7 +229,7 @@ func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) [
 	// The server counts this process's alives from the register's
 	// sequence number (Server.rejoin).
 	p.cred.aliveSeq = max(p.cred.aliveSeq, o.rq.sg.seq)
-	p.registered, p.unresumed, p.unresumedID = true, nil, nil
+	p.registered, p.unresumed = true, nil
 	p.self.Name = o.rq.msg.(wire.Register).Name
 	p.startAlive(now)
 	if o.resume != nil {
