@@ -226,9 +226,12 @@ func versionCommand(e env) *cli.Command {
 	}
 }
 
-// faultFlags are the testing flags that make a process's socket lossy.
+// faultFlags are the testing flags that make a process's socket lossy, after
+// the help flag: urfave/cli lists a command whose flags have categories by
+// category, from the flags given here, and would leave out the one it adds.
 func faultFlags() []cli.Flag {
 	return []cli.Flag{
+		cli.HelpFlag,
 		&cli.Float64Flag{Name: "fault-loss", Usage: "testing: drop this fraction (0-1) of the datagrams this process sends", Category: "testing"},
 		&cli.Float64Flag{Name: "fault-dup", Usage: "testing: send this fraction (0-1) of the datagrams twice", Category: "testing"},
 		&cli.Uint64Flag{Name: "fault-seed", Usage: "testing: seed of the fault injection (0: from the clock)", Category: "testing"},

@@ -67,9 +67,9 @@ func TestHelp(t *testing.T) {
 		want []string
 	}{
 		{"", []string{"server", "peer", "inspect", "demo", "play"}},
-		{"server", []string{"dht server [command options] PORT", "--db", "--addr", "--dead-after", "--op-timeout", "--quiet", "--fault-loss"}},
-		{"peer", []string{"dht peer [command options] SERVER_IPV4 SERVER_PORT", "(default: the embedded StatsCountry.csv, 241 records)", "prompt", "register NAME IPV4 PORT", "query-dht NAME [LONG NAME...]", "sleep DURATION", "--data", "--db", "--rto", "--give-up", "--window", "--query-timeout"}},
-		{"inspect", []string{"dht inspect [command options] FILE", "--json", "--wait"}},
+		{"server", []string{"dht server [command options] PORT", "--db", "--addr", "--dead-after", "--op-timeout", "--quiet", "--fault-loss", "--help, -h"}},
+		{"peer", []string{"dht peer [command options] SERVER_IPV4 SERVER_PORT", "(default: the embedded StatsCountry.csv, 241 records)", "prompt", "register NAME IPV4 PORT", "query-dht NAME [LONG NAME...]", "sleep DURATION", "--data", "--db", "--rto", "--give-up", "--window", "--query-timeout", "--help, -h"}},
+		{"inspect", []string{"dht inspect [command options] FILE", "--json", "--wait", "--help, -h"}},
 		{"demo", []string{"dht demo [command options]", "--data", "--peers", "--dir", "--port", "--keep-running", "--seed", "--trace"}},
 		{"play", []string{"dht play [command options] FILE", "${PORT:KEY}", "expect SUCCESS|FAILURE [TEXT]", "sleep DURATION", "seed N", "--data", "--dir", "--seed", "--timeout", "--trace"}},
 	}
