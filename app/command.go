@@ -91,11 +91,11 @@ func parseCommand(line string) command {
 		if why := NotUnicast(ip); why != "" {
 			return bad("invalid IPv4 address %q: %s; need a unicast address such as 127.0.0.1", args[1], why)
 		}
-		port, err := strconv.ParseUint(args[2], 10, 16)
-		if err != nil || port == 0 {
-			return bad("invalid port %q: need 1-65535", args[2])
+		port, why := ParsePort(args[2])
+		if why != "" {
+			return bad("%s", why)
 		}
-		c.bind = netip.AddrPortFrom(ip, uint16(port))
+		c.bind = netip.AddrPortFrom(ip, port)
 		c.msg = wire.Register{Name: args[0], Addr: c.bind}
 	case CmdSetupDHT:
 		if !nargs(2) {
@@ -176,4 +176,19 @@ func parseCommand(line string) command {
 		return bad("unknown command (type help for the list)")
 	}
 	return c
+}
+
+// ParsePort reads a UDP port as a user writes it: 1-65535 in decimal, with
+// no sign and no leading zero (an address refuses them too: 049007 is read
+// as octal by some tools, as decimal by others). why says what is wrong,
+// "" when nothing is.
+func ParsePort(s string) (port uint16, why string) {
+	p, err := strconv.ParseUint(s, 10, 16)
+	switch {
+	case err != nil || p == 0:
+		return 0, fmt.Sprintf("invalid port %q: need 1-65535", s)
+	case s[0] == '0':
+		return 0, fmt.Sprintf("invalid port %q: write it without leading zeros (%d)", s, p)
+	}
+	return uint16(p), ""
 }

@@ -36,6 +36,7 @@ func TestParseCommand(t *testing.T) {
 		{"register alice 10.255.255.255 5000", "", nil}, // may be a subnet's broadcast: only the host knows
 		{"register alice 127.0.0.1 0", "invalid port", nil},
 		{"register alice 127.0.0.1 65536", "invalid port", nil},
+		{"register alice 127.0.0.1 05001", "without leading zeros", nil},
 		{"setup-dht 4 alice", "", func(t *testing.T, c command) {
 			if m := c.msg.(wire.SetupDHT); m.N != 4 || m.Name != "alice" {
 				t.Errorf("got %+v", m)

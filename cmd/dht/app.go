@@ -289,11 +289,11 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func parsePort(s string) (uint16, error) {
-	p, err := strconv.ParseUint(s, 10, 16)
-	if err != nil || p == 0 {
-		return 0, usagef("invalid port %q: need 1-65535", s)
+	p, why := app.ParsePort(s)
+	if why != "" {
+		return 0, usagef("%s", why)
 	}
-	return uint16(p), nil
+	return p, nil
 }
 
 // parseIPv4 parses one host's IPv4 address (see app.NotUnicast); with

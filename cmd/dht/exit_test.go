@@ -136,6 +136,8 @@ func TestUsageErrors(t *testing.T) {
 		// A negative number is no flag: the port's own check, or said so.
 		{[]string{"server", "-1"}, "-1 is not a flag, and no argument here takes a negative number (see 'dht server --help')"},
 		{[]string{"peer", "127.0.0.1", "-1"}, `invalid port "-1": need 1-65535`},
+		{[]string{"server", "04000"}, `invalid port "04000": write it without leading zeros (4000)`},
+		{[]string{"peer", "127.0.0.1", "+4000"}, `invalid port "+4000": need 1-65535`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
