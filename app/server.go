@@ -1356,7 +1356,12 @@ func (s *Server) teardown(now time.Time, from netip.AddrPort, m wire.TeardownDHT
 		return fail("%s is not the leader of the DHT (%s is)", u.Name, s.dht.Leader), false
 	}
 	s.dht.Phase, s.dht.Since = state.PhaseTearing, now.UnixNano()
-	return ok(), true
+	// The epoch, as a setup's, a leave's and a join's reply carries theirs:
+	// a peer that gave the request up unanswered names it by its sequence
+	// number, and quit finds the teardown by this reply in the cache.
+	r = ok()
+	r.Epoch = s.dht.Epoch
+	return r, true
 }
 
 func (s *Server) teardownComplete(now time.Time, from netip.AddrPort, m wire.TeardownComplete) (*wire.Reply, bool) {

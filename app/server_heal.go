@@ -354,6 +354,14 @@ func (s *Server) rejoin(now time.Time, u *state.User, m wire.Register, bySecret 
 	if member && lost {
 		switch s.dht.Phase {
 		case state.PhaseReady, state.PhaseBuilding, state.PhaseHealing, state.PhaseLeaving, state.PhaseJoining:
+			// A leaver's or joiner's peer still running may send its
+			// dht-rebuilt: it is told why its operation ended.
+			d := s.dht
+			if d.Phase == state.PhaseLeaving && d.Leaver != u.Name {
+				s.endedFor(d.Leaver, "leave-dht", u.Name+" restarted without its place in the ring")
+			} else if d.Phase == state.PhaseJoining {
+				s.endedFor(d.Joiner, "join-dht", u.Name+" restarted without its place in the ring")
+			}
 			s.after = s.healAround(now, u.Name)
 			changed = true
 		}
@@ -427,6 +435,13 @@ func (s *Server) healAroundFor(now time.Time, name, why string) []Output {
 		why += fmt.Sprintf("; leave-dht by %s was ended, and %s is Free", d.Leaver, d.Leaver)
 	case state.PhaseJoining:
 		why += fmt.Sprintf("; join-dht by %s was ended, and %s is Free", d.Joiner, d.Joiner)
+	}
+	if len(survivors) == 0 {
+		// The leaver or the joiner back, every other member offline but
+		// not yet judged so (a Tick comes after the socket is read, late).
+		s.note = fmt.Sprintf("%s: no member of the DHT is live, so it was dissolved", why)
+		s.dissolve()
+		return []Output{event("no live member: DHT dissolved", slog.String("what", s.note))}
 	}
 	var removed []string
 	for _, m := range d.Members {

@@ -836,6 +836,117 @@ func TestServerEndsASetupWhoseRequestItsPeerGaveUp(t *testing.T) {
 	}
 }
 
+// The same for a teardown-dht: its SUCCESS carries the ring's epoch, so the
+// cached answer the alive's sequence number finds names the teardown (a
+// code review: a bare SUCCESS ended nothing, and the server said "waiting
+// for teardown-complete" until --op-timeout).
+func TestServerEndsATeardownWhoseRequestItsPeerGaveUp(t *testing.T) {
+	const seq = 1 << 60
+	st := srvDHT(state.PhaseReady, []string{"alice", "bob"})
+	st.DHT.Epoch = 4
+	h := newLiveH(t, st)
+	h.s.Tick(srvT0)
+	h.aliveAll()
+	b, err := wire.AppendSigned(nil, 7, 0, wire.TeardownDHT{Name: "alice"}, seq, srvSecret("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd, m, err := wire.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.s.Step(h.now, srvAddr("alice"), hd, m)
+	if p := h.s.Snapshot().DHT.Phase; p != state.PhaseTearing {
+		t.Fatalf("teardown-dht not taken: phase %v", p)
+	}
+	h.aliveAtPace(wire.Alive{Name: "alice", Epoch: 4, QuitOp: wire.TypeTeardownDHT, Quit: seq + 1})
+	if p := h.s.Snapshot().DHT.Phase; p != state.PhaseTearing {
+		t.Fatalf("an alive naming another request ended the teardown: phase %v", p)
+	}
+	h.aliveAtPace(wire.Alive{Name: "alice", Epoch: 4, QuitOp: wire.TypeTeardownDHT, Quit: seq})
+	if got := h.s.Snapshot(); got.DHT.Phase != state.PhaseNone {
+		t.Fatalf("alice gave up its teardown-dht unanswered: DHT %+v; want it dissolved at once", got.DHT)
+	}
+}
+
+// A leaver or a joiner whose peer restarts while every other member is
+// offline, not yet judged so (the server's Tick runs after its socket is
+// read, and the server stalled past --dead-after), leaves no one to heal
+// with: the DHT is dissolved, saying why (a code review: the server
+// panicked, index out of range, with real processes too).
+func TestServerRejoinWithNoLiveMemberDissolves(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		st   func() state.ServerState
+		who  string
+	}{
+		{"the leaver", func() state.ServerState {
+			st := srvLeaving([]string{"alice", "bob"}, "alice", "carol")
+			st.DHT.Epoch, st.DHT.Since = 5, srvT0.UnixNano()
+			return st
+		}, "alice"},
+		{"the joiner", func() state.ServerState {
+			st := srvDHT(state.PhaseJoining, []string{"alice", "bob"}, "carol")
+			st.DHT.Joiner, st.DHT.Since, st.DHT.Epoch = "carol", srvT0.UnixNano(), 5
+			return st
+		}, "carol"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newLiveH(t, c.st())
+			h.s.Tick(srvT0)
+			h.now = srvT0.Add(DefaultDeadAfter + time.Second) // the others silent since the start
+			h.alive(c.who)
+			out := h.s.stepTrusted(h.now, srvAddr(c.who), wire.Header{Type: wire.TypeRegister, ID: 77},
+				wire.Register{Name: c.who, Addr: srvAddr(c.who), Epoch: 5})
+			got := h.s.Snapshot()
+			if got.DHT.Phase != state.PhaseNone {
+				t.Fatalf("DHT %+v, want it dissolved", got.DHT)
+			}
+			for _, u := range got.Users {
+				if u.State != state.Free {
+					t.Errorf("%s is %v, want Free", u.Name, u.State)
+				}
+			}
+			var said bool
+			for _, o := range out {
+				if snd, ok := o.(Send); ok {
+					if r, ok := snd.Msg.(wire.Reply); ok && r.OK && strings.Contains(r.Reason, "no member of the DHT is live, so it was dissolved") {
+						said = true
+					}
+				}
+			}
+			if !said {
+				t.Errorf("the rejoin's answer does not say the DHT was dissolved: %+v", out)
+			}
+		})
+	}
+}
+
+// A member that restarts during a leave or a join heals the ring without
+// the leaver or the joiner, whose peer runs on and may yet send its
+// dht-rebuilt: that is answered with why its operation ended, as after a
+// heal round an offline member, not with "no leave-dht or join-dht is in
+// progress".
+func TestServerRejoinDuringALeaveSaysWhyItEnded(t *testing.T) {
+	st := srvLeaving([]string{"alice", "bob", "carol"}, "alice", "dave")
+	st.DHT.Epoch, st.DHT.Since = 5, srvT0.UnixNano()
+	h := newLiveH(t, st)
+	h.s.Tick(srvT0)
+	h.aliveAll()
+	h.s.stepTrusted(h.now, srvAddr("bob"), wire.Header{Type: wire.TypeRegister, ID: 77},
+		wire.Register{Name: "bob", Addr: srvAddr("bob"), Epoch: 4})
+	d := h.s.Snapshot().DHT
+	if d.Phase != state.PhaseHealing || slices.Contains(d.Members, "alice") {
+		t.Fatalf("DHT %+v, want a heal without alice", d)
+	}
+	h.s.stepTrusted(h.now, srvAddr(d.Leader), wire.Header{Type: wire.TypeHealed, ID: h.nextID()}, wire.Healed{Name: d.Leader, Epoch: d.Epoch})
+	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseReady {
+		t.Fatalf("after the healed: DHT %+v, want it ready", d)
+	}
+	h.fail(srvAddr("alice"), wire.DHTRebuilt{Name: "alice", NewLeader: "bob"},
+		"the leave-dht of alice was ended before its dht-rebuilt came: bob restarted")
+}
+
 // A user's claim moves the server's epochs up to maxClaimedEpoch, and the
 // epochs it then makes go on above it: a setup's, named in the alive of a
 // leader that gave it up, is still an epoch, not a request's sequence

@@ -562,7 +562,8 @@ func (m DHTRebuilt) LogValue() slog.Value {
 // State and Epoch answer a rejoin (a register of a registered user from
 // its own address): the user's state (0 Free, 1 Leader, 2 InDHT) and, for
 // a ring member, the DHT's epoch; a setup-dht's, leave-dht's and
-// join-dht's reply give the epoch of the ring they make. KeyEpoch, Key and
+// join-dht's reply give the epoch of the ring they make, a teardown-dht's
+// that of the ring it tears down. KeyEpoch, Key and
 // Tickets carry the credentials (docs/DESIGN.md §9): a register's reply
 // the user's secret in Key; a setup-dht's (or tickets') the key epoch and
 // the tickets of the members listed, from the first (Tickets may list
