@@ -63,12 +63,16 @@ func ticket(secret wire.Key, epoch uint64, ringKey wire.Key) wire.Tag {
 }
 
 // rebuiltProof is a new leader's word, with its secret, that it rebuilt
-// the ring of epoch for the leaver or joiner user: the server takes that
-// user's dht-rebuilt only with it, so that no one ends a leave or a join
-// that did not happen (a Free user's join-dht and dht-rebuilt made it a
-// member of a ring that never took it in).
-func rebuiltProof(secret wire.Key, user string, epoch uint64) wire.Tag {
-	return wire.MAC(secret, labelRebuilt, []byte(user), u64(epoch))
+// the ring of epoch for the leaver or joiner user, led by newLeader: the
+// server takes that user's dht-rebuilt only with it, so that no one ends a
+// leave or a join that did not happen (a Free user's join-dht and
+// dht-rebuilt made it a member of a ring that never took it in), nor names
+// a leader the ring does not have (a joiner named itself, and the server
+// sent the next joiner to a node that leads nothing). Names are letters,
+// each after its length.
+func rebuiltProof(secret wire.Key, user, newLeader string, epoch uint64) wire.Tag {
+	return wire.MAC(secret, labelRebuilt, []byte{byte(len(user))}, []byte(user),
+		[]byte{byte(len(newLeader))}, []byte(newLeader), u64(epoch))
 }
 
 // ringKeyOf recovers the ring key from the member's ticket.

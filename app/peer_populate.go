@@ -224,7 +224,7 @@ func (p *Peer) populated(now time.Time) []Output {
 		}
 		// The proof, for the server: this node, whom the server knows by
 		// its secret, did the rebuild of this epoch for r.to.
-		done := wire.Rebuilt{OK: true, NewLeader: p.self.Name, Proof: rebuiltProof(p.cred.secret, r.to.Name, p.epoch)}
+		done := wire.Rebuilt{OK: true, NewLeader: p.self.Name, Proof: rebuiltProof(p.cred.secret, r.to.Name, p.self.Name, p.epoch)}
 		return append(out, p.link.send(now, r.to.Addr, done, tagNone, false)...)
 	}
 	if h := p.healing; h != nil && h.step == healPopulating {

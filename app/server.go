@@ -19,9 +19,9 @@ import (
 
 // Limits enforced by the server (and written in the README).
 const (
-	MaxNameLen = 15   // user names: ASCII letters only, 1..15
-	MaxRing    = 64   // largest ring: a setup-dht reply lists every member in one datagram
-	MaxUsers   = 1024 // registrations the server keeps
+	MaxNameLen = state.MaxNameLen // user names: ASCII letters only, 1..15
+	MaxRing    = 64               // largest ring: a setup-dht reply lists every member in one datagram
+	MaxUsers   = 1024             // registrations the server keeps
 )
 
 // ServerConfig configures the server state machine.
@@ -220,41 +220,11 @@ func (s *Server) Snapshot() state.ServerState {
 	return st
 }
 
-// ValidName reports whether name is a legal user name.
-func ValidName(name string) bool {
-	if len(name) < 1 || len(name) > MaxNameLen {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
-			return false
-		}
-	}
-	return true
-}
+// ValidName reports whether name is a legal user name (state.ValidName).
+func ValidName(name string) bool { return state.ValidName(name) }
 
-// NotUnicast says why ip cannot be a user's address (nor the server's, to
-// send to): it is not IPv4, or is the unspecified address, a broadcast or
-// multicast address, or in a block no host holds. It is "" for an address a
-// peer can bind and receive its own replies at.
-func NotUnicast(ip netip.Addr) string {
-	switch {
-	case !ip.Is4():
-		return "not an IPv4 address"
-	case ip.IsUnspecified():
-		return "0.0.0.0 means any address, not one host"
-	case ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		return "255.255.255.255 is the broadcast address"
-	case ip.IsMulticast():
-		return ip.String() + " is a multicast address (224.0.0.0/4)"
-	case ip.As4()[0] == 0:
-		return ip.String() + " is in 0.0.0.0/8, which names no host"
-	case ip.As4()[0] >= 240:
-		return ip.String() + " is in the reserved block 240.0.0.0/4"
-	}
-	return ""
-}
+// NotUnicast says why ip cannot be a user's address (state.NotUnicast).
+func NotUnicast(ip netip.Addr) string { return state.NotUnicast(ip) }
 
 // Pace is how often a registered user is told to send an alive.
 func (s *Server) Pace() time.Duration { return s.cfg.DeadAfter / alivesPerDeadAfter }
@@ -1228,7 +1198,7 @@ func (s *Server) rebuilt(now time.Time, from netip.AddrPort, m wire.DHTRebuilt) 
 	if i < 0 || m.NewLeader == u.Name {
 		return fail("new leader %q is not a remaining member of the DHT", m.NewLeader), false
 	}
-	if r := s.unvouched(now, u.Name, m.NewLeader, m.Proof); r != nil {
+	if r := s.unvouched(now, u.Name, m.NewLeader, m.NewLeader, m.Proof); r != nil {
 		return r, false
 	}
 	// Keep ring order, starting at the new leader.
@@ -1292,7 +1262,7 @@ func (s *Server) joined(now time.Time, from netip.AddrPort, m wire.DHTRebuilt) (
 	}
 	// The leader the join-dht reply named took the joiner in, whoever
 	// leads now.
-	if r := s.unvouched(now, u.Name, s.dht.Leader, m.Proof); r != nil {
+	if r := s.unvouched(now, u.Name, s.dht.Leader, m.NewLeader, m.Proof); r != nil {
 		return r, false
 	}
 	ring := make([]string, 0, len(grown))
@@ -1303,13 +1273,14 @@ func (s *Server) joined(now time.Time, from netip.AddrPort, m wire.DHTRebuilt) (
 }
 
 // unvouched refuses a dht-rebuilt whose proof is not the rebuilder's (by:
-// the new leader of a leave, the leader that took a joiner in) for user
-// and this epoch (rebuiltProof): the rebuild did not happen, or not for
-// this leave or join. A user's word alone made a Free user a member of a
-// ring that never took it in, or renumbered a ring at the server only.
-func (s *Server) unvouched(now time.Time, user, by string, proof wire.Tag) *wire.Reply {
-	if proof != rebuiltProof(s.users[by].Secret, user, s.dht.Epoch) {
-		return fail("%s has not vouched for the rebuild of epoch %d (the peer sends dht-rebuilt itself, with that proof, once the rebuild is done); %s", by, s.dht.Epoch, s.waiting(now))
+// the new leader of a leave, the leader that took a joiner in) for user,
+// newLeader and this epoch (rebuiltProof): the rebuild did not happen, or
+// not for this leave or join, or not with that leader. A user's word alone
+// made a Free user a member of a ring that never took it in, renumbered a
+// ring at the server only, or named a leader the ring does not have.
+func (s *Server) unvouched(now time.Time, user, by, newLeader string, proof wire.Tag) *wire.Reply {
+	if proof != rebuiltProof(s.users[by].Secret, user, newLeader, s.dht.Epoch) {
+		return fail("%s has not vouched for the rebuild of epoch %d led by %s (the peer sends dht-rebuilt itself, with that proof, once the rebuild is done); %s", by, s.dht.Epoch, newLeader, s.waiting(now))
 	}
 	return nil
 }

@@ -2016,7 +2016,7 @@ func srvVouched(s *Server, m wire.Message) wire.Message {
 			by = s.dht.Leader // a join's
 		}
 		if u := s.users[by]; u != nil {
-			r.Proof = rebuiltProof(u.Secret, r.Name, s.dht.Epoch)
+			r.Proof = rebuiltProof(u.Secret, r.Name, r.NewLeader, s.dht.Epoch)
 		}
 		return r
 	}
@@ -2030,7 +2030,10 @@ func srvVouched(s *Server, m wire.Message) wire.Message {
 // renumbered the ring at the server only with leave-dht and dht-rebuilt,
 // no ring message sent (a red-team review: three datagrams, then a claim
 // of a later epoch from the new "member" dissolved the DHT). A typed
-// dht-rebuilt carries none.
+// dht-rebuilt carries none. The proof names the new leader: a joiner that
+// named another (itself) with its leader's proof had the server send the
+// next joiner to a node that led nothing (a red-team review: a failed join
+// and a heal of the whole ring for each).
 func TestServerDHTRebuiltNeedsTheNewLeadersProof(t *testing.T) {
 	ring := []string{"alice", "bob", "carol"}
 	for _, c := range []struct {
@@ -2051,12 +2054,17 @@ func TestServerDHTRebuiltNeedsTheNewLeadersProof(t *testing.T) {
 				id := h.nextID()
 				return srvCheckOuts(t, h.s, srvAddr(c.user), id, h.s.stepTrusted(h.now, srvAddr(c.user), wire.Header{Type: m.Type(), ID: id}, m))
 			}
+			other := "carol" // a leader the rebuilder did not name
+			if c.newLeader == other {
+				other = "alice"
+			}
 			for why, proof := range map[string]wire.Tag{
 				"none (typed)":              {},
-				"the user's own":            rebuiltProof(srvSecret(c.user), c.user, 7),
-				"another member's":          rebuiltProof(srvSecret("bob"), c.user, 7),
-				"the right node's, epoch 6": rebuiltProof(srvSecret(c.by), c.user, 6),
-				"for another user":          rebuiltProof(srvSecret(c.by), "erin", 7),
+				"the user's own":            rebuiltProof(srvSecret(c.user), c.user, c.newLeader, 7),
+				"another member's":          rebuiltProof(srvSecret("bob"), c.user, c.newLeader, 7),
+				"the right node's, epoch 6": rebuiltProof(srvSecret(c.by), c.user, c.newLeader, 6),
+				"for another user":          rebuiltProof(srvSecret(c.by), "erin", c.newLeader, 7),
+				"for another leader":        rebuiltProof(srvSecret(c.by), c.user, other, 7),
 			} {
 				if why == "another member's" && c.by == "bob" {
 					continue
@@ -2068,7 +2076,7 @@ func TestServerDHTRebuiltNeedsTheNewLeadersProof(t *testing.T) {
 					t.Fatalf("proof %s changed the state: %+v", why, h.s.Snapshot().DHT)
 				}
 			}
-			if r := send(rebuiltProof(srvSecret(c.by), c.user, 7)); !r.Reply.OK || h.s.Snapshot().DHT.Phase != state.PhaseReady {
+			if r := send(rebuiltProof(srvSecret(c.by), c.user, c.newLeader, 7)); !r.Reply.OK || h.s.Snapshot().DHT.Phase != state.PhaseReady {
 				t.Fatalf("%s's proof: %+v, DHT %+v; want SUCCESS and the DHT ready", c.by, r.Reply, h.s.Snapshot().DHT)
 			}
 		})

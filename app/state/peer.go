@@ -46,9 +46,10 @@ type Batch struct {
 
 // Check reports the first rule a peer's saved identity breaks (a file
 // whose identity breaks one is refused when it is opened or inspected): it
-// names the peer and its address and the server's; in a ring its id is
-// below the ring size, outside one both are 0; a neighbour has an address
-// exactly when it has a name.
+// names the peer and its address and the server's, each as a register
+// would take it; in a ring its id is below the ring size, at most
+// wire.MaxMembers, outside one both are 0; a neighbour has an address
+// exactly when it has a name, both as a register would take them.
 func (id Identity) Check() error {
 	if id == (Identity{}) {
 		return nil // none saved
@@ -56,8 +57,14 @@ func (id Identity) Check() error {
 	if id.Name == "" || !id.Addr.IsValid() || id.Addr.Port() == 0 || !id.Server.IsValid() || id.Server.Port() == 0 {
 		return errors.New("the identity lacks the peer's name, its address or the server's")
 	}
-	if id.InRing && (id.N < 1 || id.ID >= id.N) {
-		return fmt.Errorf("id %d in a ring of %d", id.ID, id.N)
+	if why := badUser("the peer's", id.Name, id.Addr); why != "" {
+		return errors.New(why)
+	}
+	if why := NotUnicast(id.Server.Addr()); why != "" {
+		return fmt.Errorf("the server's address %s: %s", id.Server, why)
+	}
+	if id.InRing && (id.N < 1 || id.N > wire.MaxMembers || id.ID >= id.N) {
+		return fmt.Errorf("id %d in a ring of %d (rings have 1 to %d nodes)", id.ID, id.N, wire.MaxMembers)
 	}
 	if !id.InRing && (id.ID != 0 || id.N != 0) {
 		return fmt.Errorf("id %d in a ring of %d, but not in a ring", id.ID, id.N)
@@ -65,6 +72,9 @@ func (id Identity) Check() error {
 	for _, m := range [2]Member{id.Left, id.Right} {
 		if (m.Name != "") != (m.Addr.IsValid() && m.Addr.Port() != 0) {
 			return fmt.Errorf("neighbour %s at %v", quote(m.Name), m.Addr)
+		}
+		if why := badUser("neighbour", m.Name, m.Addr); m.Name != "" && why != "" {
+			return errors.New(why)
 		}
 	}
 	return nil

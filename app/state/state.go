@@ -165,8 +165,8 @@ func (st ServerState) Check() error {
 	users := make(map[string]User, len(st.Users))
 	addrs := make(map[netip.AddrPort]string, len(st.Users))
 	for _, u := range st.Users {
-		if !u.Addr.IsValid() || u.Addr.Port() == 0 {
-			return fmt.Errorf("user %s has no address", quote(u.Name))
+		if why := badUser("user", u.Name, u.Addr); why != "" {
+			return errors.New(why)
 		}
 		if other, ok := addrs[u.Addr]; ok {
 			return fmt.Errorf("users %s and %s have the same address %s", quote(other), quote(u.Name), u.Addr)
@@ -251,3 +251,58 @@ func (st ServerState) Check() error {
 
 // quote is for names in error messages: they may hold any bytes.
 func quote(s string) string { return fmt.Sprintf("%q", s) }
+
+// MaxNameLen is the longest user name.
+const MaxNameLen = 15
+
+// ValidName reports whether name is a legal user name: ASCII letters only,
+// 1 to MaxNameLen.
+func ValidName(name string) bool {
+	if len(name) < 1 || len(name) > MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// NotUnicast says why ip cannot be a user's address (nor the server's, to
+// send to): it is not IPv4, or is the unspecified address, a broadcast or
+// multicast address, or in a block no host holds. It is "" for an address a
+// peer can bind and receive its own replies at.
+func NotUnicast(ip netip.Addr) string {
+	switch {
+	case !ip.Is4():
+		return "not an IPv4 address"
+	case ip.IsUnspecified():
+		return "0.0.0.0 means any address, not one host"
+	case ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "255.255.255.255 is the broadcast address"
+	case ip.IsMulticast():
+		return ip.String() + " is a multicast address (224.0.0.0/4)"
+	case ip.As4()[0] == 0:
+		return ip.String() + " is in 0.0.0.0/8, which names no host"
+	case ip.As4()[0] >= 240:
+		return ip.String() + " is in the reserved block 240.0.0.0/4"
+	}
+	return ""
+}
+
+// badUser says what a register would have refused in a user's name or
+// address as a file holds them ("" when nothing): the file was not written
+// by a dht.
+func badUser(what, name string, addr netip.AddrPort) string {
+	switch {
+	case !ValidName(name):
+		return fmt.Sprintf("%s name %s is not 1 to %d ASCII letters", what, quote(name), MaxNameLen)
+	case !addr.IsValid() || addr.Port() == 0:
+		return fmt.Sprintf("%s %s has no address", what, quote(name))
+	case NotUnicast(addr.Addr()) != "":
+		return fmt.Sprintf("%s %s at %s: %s", what, quote(name), addr, NotUnicast(addr.Addr()))
+	}
+	return ""
+}

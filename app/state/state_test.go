@@ -54,6 +54,15 @@ func TestServerStateCheck(t *testing.T) {
 		{"a user with no address", func(st *ServerState) {
 			user(st, "dave").Addr = netip.AddrPort{}
 		}, `user "dave" has no address`},
+		{"a user at the broadcast address", func(st *ServerState) {
+			user(st, "dave").Addr = ap("255.255.255.255:5004")
+		}, `user "dave" at 255.255.255.255:5004: 255.255.255.255 is the broadcast address`},
+		{"a user at a multicast address", func(st *ServerState) {
+			user(st, "dave").Addr = ap("224.0.0.1:5004")
+		}, "224.0.0.1 is a multicast address"},
+		{"a user name no register takes", func(st *ServerState) {
+			user(st, "dave").Name = "bad name!"
+		}, `user name "bad name!" is not 1 to 15 ASCII letters`},
 		{"two users at one address", func(st *ServerState) {
 			user(st, "dave").Addr = user(st, "bob").Addr
 		}, "have the same address"},
@@ -124,6 +133,14 @@ func TestIdentityCheck(t *testing.T) {
 		{"a neighbour without an address", func(id *Identity) {
 			id.Left.Addr = netip.AddrPort{}
 		}, `neighbour "carol"`},
+		{"a ring larger than any", func(id *Identity) { id.N = 1<<31 - 1 }, "id 1 in a ring of 2147483647 (rings have 1 to 64 nodes)"},
+		{"a ring of 65", func(id *Identity) { id.N = 65 }, "a ring of 65"},
+		{"a ring of 64", func(id *Identity) { id.N = 64 }, ""},
+		{"a name no register takes", func(id *Identity) { id.Name = "al1ce" }, `the peer's name "al1ce" is not 1 to 15 ASCII letters`},
+		{"a multicast address", func(id *Identity) { id.Addr = ap("239.1.2.3:5001") }, "239.1.2.3 is a multicast address"},
+		{"a broadcast server", func(id *Identity) { id.Server = ap("255.255.255.255:4000") }, "the server's address 255.255.255.255:4000: 255.255.255.255 is the broadcast address"},
+		{"a neighbour's name no register takes", func(id *Identity) { id.Right.Name = "b o b" }, `neighbour name "b o b"`},
+		{"a neighbour at 0.0.0.0", func(id *Identity) { id.Left.Addr = ap("0.0.0.0:5003") }, `neighbour "carol" at 0.0.0.0:5003`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -168,7 +185,7 @@ func TestServerStateCheckJoining(t *testing.T) {
 		}, "no DHT, but a leader, members, a leaver, a joiner or a wait"},
 		{"a joiner of a full ring", func(st *ServerState) {
 			for i := len(st.DHT.Members); i < 64; i++ {
-				name := "m" + strings.Repeat("x", i)
+				name := "m" + string(rune('a'+i/26)) + string(rune('a'+i%26))
 				st.Users = append(st.Users, User{Name: name, Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, 0, byte(i)}), 6000), State: InDHT})
 				st.DHT.Members = append(st.DHT.Members, name)
 			}
