@@ -22,6 +22,9 @@ var (
 	// or ends with white space, which the peer trims from a query line, or
 	// holds a line break, which ends one.
 	ErrUntypable = errors.New("Long Name that no query can be typed with")
+	// ErrLineBreak means a field holds a line break: a query's answer
+	// prints one field a line, "Header: value".
+	ErrLineBreak = errors.New("field with a line break")
 	// ErrDuplicate means two records share a Long Name.
 	ErrDuplicate = errors.New("duplicate Long Name")
 	// ErrNoRecords means the input has a header but no records.

@@ -31,7 +31,7 @@ func Load(path string) ([]Record, error) {
 // must be exactly Headers; every other row is a record of NumFields fields,
 // none longer than MaxField, that fits one datagram (MaxEncodedLen), with a
 // non-empty Long Name that a query line can carry and that no other record
-// has. There must be at least
+// has, and no line break in any field. There must be at least
 // one record. Line ends may be LF, CRLF or bare CR, and the last line may lack
 // one; apart from that every field keeps the file's bytes, valid UTF-8 or not.
 // Errors name the 1-based file line they concern.
@@ -64,6 +64,11 @@ func parse(r io.Reader) ([]Record, error) {
 		}
 		if why := untypable(rec.LongName); why != "" {
 			return nil, fmt.Errorf("line %d: %w: %s %s (a query takes the rest of one line, trimmed)", line, ErrUntypable, quoteShort(rec.LongName), why)
+		}
+		for j, f := range rec.Fields() {
+			if strings.ContainsAny(f, "\n\r") {
+				return nil, fmt.Errorf("line %d: %w: %q is %s (a query's answer prints each field on one line)", line, ErrLineBreak, Headers[j], quoteShort(f))
+			}
 		}
 		if prev, ok := first[rec.LongName]; ok {
 			return nil, fmt.Errorf("line %d: %w %q (first on line %d)", line, ErrDuplicate, rec.LongName, prev)
