@@ -46,8 +46,13 @@ func typeOneByOne(t *testing.T, s *simNet, user string, lines []string) []string
 
 // A query-dht typed without its Long Name takes the next line as the Long
 // Name once the server has answered SUCCESS, and only then: refused, it
-// takes none, and the next line is a command. The lines are taken in the
-// order they came, the same whether they came at once or one by one.
+// takes none, and the next line is a command. The Long Name's line is taken
+// as it is, though blank lines and comments are skipped where a command
+// would come: an empty one gives the query up (at a terminal, the way to
+// cancel the Long Name prompt), one beginning with # is a Long Name (a
+// new-user review: the comment was skipped and the next command read as
+// the Long Name). The lines are taken in the order they came, the same
+// whether they came at once or one by one.
 func TestQueryLongNameOnTheNextLine(t *testing.T) {
 	type typing func(*testing.T, *simNet, string, []string) []string
 	ways := []struct {
@@ -79,17 +84,20 @@ func TestQueryLongNameOnTheNextLine(t *testing.T) {
 			lines := []string{
 				"query-dht " + free,
 				"Aruba",
-				"query-dht " + free,
-				"# a comment is no Long Name",
+				"# a comment where a command would come",
 				"",
-				"Republic of Chile",
+				"query-dht " + free,
+				"", // no Long Name: the query is given up
+				"query-dht " + free,
+				"# Republic of Chile", // the line as it is
 				"query-dht " + free + " Kingdom of Spain",
 				"query-dht " + free,
 				"Kingdom of Atlantis",
 			}
 			want := []string{
 				found("Aruba"),
-				found("Republic of Chile"),
+				"query-dht FAILURE: an empty line for the Long Name: no query sent",
+				`query-dht FAILURE: "# Republic of Chile" not found in the DHT`,
 				found("Kingdom of Spain"),
 				`query-dht FAILURE: "Kingdom of Atlantis" not found in the DHT`,
 			}
@@ -106,7 +114,7 @@ func TestQueryLongNameOnTheNextLine(t *testing.T) {
 		t.Run("no DHT/"+w.name, func(t *testing.T) {
 			s := newSim(t, 3)
 			setupFive(t, s)
-			lines := []string{"query-dht bob", "Aruba", "query-dht bob Aruba", "sleep 1ms", "help"}
+			lines := []string{"query-dht bob", "Aruba", "query-dht bob Aruba", "", "# comment", "sleep 1ms", "help"}
 			want := []string{
 				"query-dht FAILURE: no DHT exists",
 				"Aruba FAILURE: unknown command (type help for the list)",

@@ -226,19 +226,21 @@ const MaxInputLine = 1 << 20
 // they came, whenever they came: each starts a command once the one before
 // has finished, but for the line after a query-dht typed without its Long
 // Name, which is that Long Name if the server answers the query-dht
-// SUCCESS (and a command of its own otherwise). Blank lines and comments
-// are skipped wherever they come.
+// SUCCESS, taken as it is (a Long Name may begin with #; an empty line
+// gives the query up), and a command of its own otherwise. Blank lines and
+// comments are skipped where a command would come.
 func (p *Peer) Input(now time.Time, line string) []Output {
 	if p.exited || p.inputEnded {
 		return nil
 	}
-	line = strings.TrimRight(line, "\r\n")
-	t := strings.TrimSpace(line)
-	if t == "" || strings.HasPrefix(t, "#") {
-		return nil
-	}
-	p.lines = append(p.lines, line)
+	p.lines = append(p.lines, strings.TrimRight(line, "\r\n"))
 	return p.advance(now, nil)
+}
+
+// noCommand reports a blank line or a comment.
+func noCommand(line string) bool {
+	t := strings.TrimSpace(line)
+	return t == "" || strings.HasPrefix(t, "#")
 }
 
 // EndOfInput says no more lines will come: a query-dht waiting for its
@@ -262,6 +264,8 @@ func (p *Peer) advance(now time.Time, out []Output) []Output {
 			out = q.takeLongName(p, now, p.nextLine(), out)
 		case wantsName && p.inputEnded:
 			return p.finish(now, out, resultFailed(CmdQueryDHT, "input ended before the Long Name"))
+		case p.op == nil && len(p.lines) > 0 && noCommand(p.lines[0]):
+			p.nextLine()
 		case p.op == nil && len(p.lines) > 0 && p.mayStart():
 			c, read := p.head, p.headRead
 			out = p.start(now, p.nextLine(), c, read, out)
