@@ -413,6 +413,7 @@ func (p *Peer) Bound(now time.Time, addr netip.AddrPort, err error) []Output {
 		return nil
 	}
 	if err != nil {
+		o.unbound = o.failing() == CmdResume
 		return p.failed(now, nil, resultFailed(o.failing(), err.Error()))
 	}
 	p.self.Addr, p.bound = addr, true
@@ -483,7 +484,9 @@ func (p *Peer) failed(now time.Time, out []Output, r Result) []Output {
 	if o, ok := p.op.(*registerOp); ok && !p.registered {
 		if o.resume != nil {
 			p.unresumed = o.resume
-			r.Reason += fmt.Sprintf("; type 'register %s %s %d' to try again", o.resume.Name, o.resume.Addr.Addr(), o.resume.Addr.Port())
+			if !o.unbound {
+				r.Reason += fmt.Sprintf("; type 'register %s %s %d' to try again", o.resume.Name, o.resume.Addr.Addr(), o.resume.Addr.Port())
+			}
 		}
 		out = append(out, DiscardStore{})
 		if p.bound {

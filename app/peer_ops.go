@@ -190,6 +190,11 @@ type registerOp struct {
 	// typed: a resume the user asked for again by typing register after
 	// the one at the start failed; its result is the register's.
 	typed bool
+	// unbound: the resume at the start could not bind its address; the
+	// runner stops the process on it (the file is this user's, and no
+	// other address is to be tried with it), so its line does not say to
+	// type a register.
+	unbound bool
 }
 
 func (o *registerOp) asking() *request { return &o.rq }

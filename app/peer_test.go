@@ -1065,6 +1065,37 @@ func TestARingMessageOfAnEarlierRingIsAcknowledged(t *testing.T) {
 	}
 }
 
+// A resume the server never answers fails as a resume, and its line says
+// how to try it again: the peer reads commands on.
+func TestResumeWithNoAnswerSaysHowToTryAgain(t *testing.T) {
+	server := netip.MustParseAddrPort("10.0.0.100:4000")
+	self := netip.MustParseAddrPort("10.0.0.1:5000")
+	p := NewPeer(PeerConfig{Server: server})
+	now := time.Unix(1e9, 0)
+	p.Resume(now, state.Identity{Name: "alice", Addr: self, Secret: wire.Key{1}})
+	var res []string
+	collect := func(outs []Output) {
+		for _, o := range outs {
+			if r, ok := o.(Result); ok {
+				res = append(res, r.String())
+			}
+		}
+	}
+	collect(p.Bound(now, self, nil))
+	for i := 0; len(res) == 0 && i < 1000; i++ {
+		at, ok := p.NextDeadline()
+		if !ok {
+			t.Fatal("the resume waits for nothing")
+		}
+		now = at
+		collect(p.Tick(now))
+	}
+	want := "resume FAILURE: no answer from the server at 10.0.0.100:4000 within 10s; type 'register alice 10.0.0.1 5000' to try again"
+	if len(res) != 1 || res[0] != want {
+		t.Fatalf("printed %q, want %q", res, want)
+	}
+}
+
 // A resume whose address cannot be bound (another process holds it) fails
 // as a resume: its one line is resume FAILURE, naming the address, and the
 // peer is left unregistered, reading commands (it said register FAILURE).
@@ -1087,7 +1118,9 @@ func TestResumeThatCannotBindSaysResume(t *testing.T) {
 			res = append(res, r.String())
 		}
 	}
-	want := "resume FAILURE: cannot bind 10.0.0.1:5000: bind: address already in use; type 'register alice 10.0.0.1 5000' to try again"
+	// The runner stops the process on it (TestResumeThatCannotBindStopsThePeer):
+	// the line says nothing of typing a register.
+	want := "resume FAILURE: cannot bind 10.0.0.1:5000: bind: address already in use"
 	if len(res) != 1 || res[0] != want {
 		t.Fatalf("printed %q, want %q", res, want)
 	}

@@ -291,7 +291,8 @@ func stoppedAfter(t *testing.T, r *app.PeerRunner, what func()) []string {
 // it: the same user's peer started twice, a copy of its file) prints its
 // FAILURE line and stops the peer with an error (status 1), as a file in
 // use does: the file is this user's, and no other name or address is to be
-// tried with it. It ran on with status 0 at the end of its input.
+// tried with it. It ran on with status 0 at the end of its input. Its line
+// does not say to type a register, as a resume that failed otherwise does.
 func TestResumeThatCannotBindStopsThePeer(t *testing.T) {
 	held, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -319,5 +320,10 @@ func TestResumeThatCannotBindStopsThePeer(t *testing.T) {
 	}
 	if len(got) != 1 || !strings.HasPrefix(got[0], "resume FAILURE: cannot bind "+id.Addr.String()) {
 		t.Fatalf("printed %q, want the resume FAILURE line", got)
+	}
+	// The process stops: nothing is to be typed (a new-user review: the
+	// line said to type a register at a peer that had exited).
+	if strings.Contains(got[0], "type 'register") {
+		t.Fatalf("printed %q: it tells the user to type into a process that stops", got)
 	}
 }
