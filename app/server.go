@@ -959,10 +959,25 @@ func (s *Server) awaiting() string {
 // idleCaller is caller for a request that may not come while the server
 // waits for the end of an operation.
 func (s *Server) idleCaller(now time.Time, from netip.AddrPort, name string) (*state.User, *wire.Reply) {
+	if r := invalidName(name); r != nil {
+		return nil, r
+	}
 	if w := s.waiting(now); w != "" {
 		return nil, fail("%s", w)
 	}
 	return s.caller(from, name)
+}
+
+// invalidName refuses a request naming a user no register could make,
+// saying so before anything else: a name that cannot be registered makes
+// every other reason beside the point.
+func invalidName(names ...string) *wire.Reply {
+	for _, name := range names {
+		if !ValidName(name) {
+			return fail("invalid user name %q: ASCII letters only (A-Z, a-z), 1 to %d", name, MaxNameLen)
+		}
+	}
+	return nil
 }
 
 // caller checks that name is registered and that the request came from its
@@ -970,8 +985,8 @@ func (s *Server) idleCaller(now time.Time, from netip.AddrPort, name string) (*s
 func (s *Server) caller(from netip.AddrPort, name string) (*state.User, *wire.Reply) {
 	u := s.users[name]
 	if u == nil {
-		if !ValidName(name) {
-			return nil, fail("invalid user name %q: ASCII letters only (A-Z, a-z), 1 to %d", name, MaxNameLen)
+		if r := invalidName(name); r != nil {
+			return nil, r
 		}
 		return nil, fail("%s is not registered", name)
 	}
@@ -988,9 +1003,10 @@ func (s *Server) register(now time.Time, from netip.AddrPort, m wire.Register, b
 	if w := s.waiting(now); w != "" {
 		return fail("%s", w), false
 	}
+	if r := invalidName(m.Name); r != nil {
+		return r, false
+	}
 	switch {
-	case !ValidName(m.Name):
-		return fail("invalid user name %q: ASCII letters only (A-Z, a-z), 1 to %d", m.Name, MaxNameLen), false
 	case NotUnicast(m.Addr.Addr()) != "":
 		return fail("invalid address %s: %s; need a unicast IPv4 address", m.Addr, NotUnicast(m.Addr.Addr())), false
 	case m.Addr.Port() == 0:
@@ -1120,6 +1136,9 @@ func (s *Server) complete(now time.Time, from netip.AddrPort, m wire.DHTComplete
 // the joiner) asking from its address. idle is the answer when nothing of the kind is in
 // progress, notYou the one for another user.
 func (s *Server) awaited(now time.Time, from netip.AddrPort, name string, phase state.Phase, idle, notYou string) (*state.User, *wire.Reply) {
+	if r := invalidName(name); r != nil {
+		return nil, r
+	}
 	if s.dht.Phase != phase {
 		if w := s.waiting(now); w != "" {
 			return nil, fail("%s", w)
@@ -1187,6 +1206,9 @@ func (s *Server) leave(now time.Time, from netip.AddrPort, m wire.LeaveDHT) (*wi
 }
 
 func (s *Server) rebuilt(now time.Time, from netip.AddrPort, m wire.DHTRebuilt) (*wire.Reply, bool) {
+	if r := invalidName(m.Name, m.NewLeader); r != nil {
+		return r, false
+	}
 	if s.dht.Phase == state.PhaseJoining {
 		return s.joined(now, from, m)
 	}

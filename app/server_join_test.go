@@ -141,7 +141,7 @@ func TestServerJoinDHTRebuilt(t *testing.T) {
 		{name: "new leader unregistered", start: daveJoining, from: srvAddr("dave"), msg: wire.DHTRebuilt{Name: "dave", NewLeader: "zed"},
 			fail: []string{"not a member of the DHT"}},
 		{name: "new leader empty", start: daveJoining, from: srvAddr("dave"), msg: wire.DHTRebuilt{Name: "dave", NewLeader: ""},
-			fail: []string{"not a member of the DHT"}},
+			fail: []string{`invalid user name ""`}},
 	}
 	runSrvCases(t, cases)
 }

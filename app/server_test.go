@@ -823,6 +823,8 @@ func TestServerDHTComplete(t *testing.T) {
 		{name: "unregistered", start: building, from: srvAddr("zed"), msg: wire.DHTComplete{Name: "zed"}, fail: []string{"zed is not registered"}},
 		{name: "leader's name from another address", start: building, from: srvAddr("bob"), msg: wire.DHTComplete{Name: "alice"}, fail: []string{"must come from"}},
 		{name: "no setup-dht", start: srvFree("alice", "bob"), from: srvAddr("alice"), msg: wire.DHTComplete{Name: "alice"}, fail: []string{"no DHT is being set up"}},
+		{name: "no setup-dht, a name no register makes", start: srvFree("alice", "bob"), from: srvAddr("alice"), msg: wire.DHTComplete{Name: "1"}, fail: []string{`invalid user name "1"`}},
+		{name: "a name no register makes while the server waits", start: building, from: srvAddr("dave"), msg: wire.TeardownDHT{Name: "d4ve"}, fail: []string{`invalid user name "d4ve"`}},
 		{name: "DHT already complete", start: srvDHT(state.PhaseReady, []string{"alice", "bob"}), from: srvAddr("alice"),
 			msg: wire.DHTComplete{Name: "alice"}, fail: []string{"no DHT is being set up"}},
 	}
@@ -956,7 +958,12 @@ func TestServerDHTRebuilt(t *testing.T) {
 		{name: "new leader is the leaver", start: bobLeaving, from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: "bob"},
 			fail: []string{"not a remaining member"}},
 		{name: "new leader is empty", start: bobLeaving, from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: ""},
-			fail: []string{"not a remaining member"}},
+			fail: []string{`invalid user name ""`}},
+		// A name no register could make is said first, whatever the state
+		// (a new-user review: 'dht-rebuilt ab c9' was told no leave was in
+		// progress).
+		{name: "no leave-dht in progress, a new leader no register makes", start: srvDHT(state.PhaseReady, ring), from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: "c9"},
+			fail: []string{`invalid user name "c9"`}},
 		{name: "no leave-dht in progress", start: srvDHT(state.PhaseReady, ring), from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: "carol"},
 			fail: []string{"no leave-dht or join-dht is in progress"}},
 		{name: "no DHT", start: srvFree("alice", "bob"), from: srvAddr("bob"), msg: wire.DHTRebuilt{Name: "bob", NewLeader: "alice"},
