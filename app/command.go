@@ -38,7 +38,12 @@ var commandUsage = []struct{ name, args, what string }{
 	{"help", "", "this list"},
 }
 
-// HelpText is what the help command prints.
+// stopping, after the commands in what help prints, says how a peer stops:
+// no command does but deregister.
+const stopping = "Ctrl-C (SIGINT or SIGTERM) stops the peer, its file closed; the end of input (Ctrl-D)\n" +
+	"stops it only while it is not registered (registered, it goes on serving its ring)"
+
+// HelpText is the list of commands the help command prints.
 func HelpText() string {
 	var b strings.Builder
 	b.WriteString("commands (one per line; blank lines and lines starting with # are skipped):\n")

@@ -317,7 +317,7 @@ func (p *Peer) start(now time.Time, line string, c command, read bool, out []Out
 	}
 	switch c.cmd {
 	case CmdHelp:
-		return p.emit(out, Result{Cmd: CmdHelp, OK: true, Text: HelpText()})
+		return p.emit(out, Result{Cmd: CmdHelp, OK: true, Text: HelpText() + "\n" + stopping})
 	case CmdSleep:
 		p.op = &sleepOp{until: now.Add(c.sleep)}
 		return out

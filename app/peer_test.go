@@ -1168,3 +1168,21 @@ func TestResumeThatCannotBindSaysResume(t *testing.T) {
 		t.Fatalf("printed %q, want %q", res, want)
 	}
 }
+
+// help lists the commands and says how the peer stops, since no command
+// but deregister ends it (a new-user review: 'exit' and 'quit' were tried,
+// and the list named no way out).
+func TestHelpSaysHowThePeerStops(t *testing.T) {
+	p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.100:4000")})
+	var text string
+	for _, o := range p.Input(time.Unix(1e9, 0), "help") {
+		if r, ok := o.(Result); ok && r.Cmd == CmdHelp && r.OK {
+			text = r.String()
+		}
+	}
+	for _, want := range []string{"help SUCCESS", "register NAME IPV4 PORT", "Ctrl-C (SIGINT or SIGTERM) stops the peer", "the end of input (Ctrl-D)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("help printed %q, lacking %q", text, want)
+		}
+	}
+}
