@@ -83,6 +83,8 @@ type Peer struct {
 	// queries, end to end.
 	serverRetry, queryRetry Retry
 	serverRTT, queryRTT     rttEstimator
+	// serverHeard: an answer or a challenge has come from the server.
+	serverHeard bool
 
 	self          wire.Member // Addr valid once bound, Name once registered
 	bound         bool
@@ -705,7 +707,7 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 		// was, or for a query asked again as a new request.
 		return []Output{dropped("the server took a later request of this peer's; this one waits for its own answer", from, slog.Uint64("id", uint64(h.ID)))}
 	}
-	rq.live = false
+	rq.live, p.serverHeard = false, true
 	if rtt, ok := rq.tries.roundTrip(now); ok {
 		p.serverRTT.sample(rtt)
 	}
@@ -1024,9 +1026,14 @@ func (p *Peer) pending() (time.Time, bool) {
 	return t, ok
 }
 
-// serverSilent is why a request the server never answered failed.
+// serverSilent is why a request the server never answered failed; if
+// nothing ever came from there, the address may be wrong.
 func (p *Peer) serverSilent() string {
-	return fmt.Sprintf("no answer from the server at %s within %s", p.cfg.Server, p.serverRetry.GiveUp)
+	why := fmt.Sprintf("no answer from the server at %s within %s", p.cfg.Server, p.serverRetry.GiveUp)
+	if !p.serverHeard {
+		why += " (nothing has come from there yet: is a dht server running at that address?)"
+	}
+	return why
 }
 
 // Tick retransmits, gives up, and times out the command in progress.

@@ -246,6 +246,7 @@ func (p *Peer) onChallenge(now time.Time, from netip.AddrPort, h wire.Header, c 
 	if o.challenges++; o.challenges > maxChallenges {
 		return p.failed(now, nil, resultFailed(o.failing(), fmt.Sprintf("the server challenged this register %d times", maxChallenges)))
 	}
+	p.serverHeard = true
 	if rtt, ok := o.rq.tries.roundTrip(now); ok {
 		p.serverRTT.sample(rtt)
 	}

@@ -1090,7 +1090,7 @@ func TestResumeWithNoAnswerSaysHowToTryAgain(t *testing.T) {
 		now = at
 		collect(p.Tick(now))
 	}
-	want := "resume FAILURE: no answer from the server at 10.0.0.100:4000 within 10s; type 'register alice 10.0.0.1 5000' to try again"
+	want := "resume FAILURE: no answer from the server at 10.0.0.100:4000 within 10s (nothing has come from there yet: is a dht server running at that address?); type 'register alice 10.0.0.1 5000' to try again"
 	if len(res) != 1 || res[0] != want {
 		t.Fatalf("printed %q, want %q", res, want)
 	}
