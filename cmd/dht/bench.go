@@ -73,6 +73,8 @@ func benchCommand(e env) *cli.Command {
 				return usagef("--runs must be at least 1, got %d", c.Int("runs"))
 			case c.Int("records") < 0:
 				return usagef("--records must not be negative (0: the dataset), got %d", c.Int("records"))
+			case c.Int("records") > 0 && c.IsSet("data"):
+				return usagef("--records and --data are two datasets: give one")
 			case o.Window < 0 || o.Window > 1024:
 				return usagef("--window must be 0-1024 (0: the default), got %d", o.Window)
 			case c.Int("procs") < 1:

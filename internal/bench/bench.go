@@ -557,8 +557,8 @@ func PrintReport(w io.Writer, r Report) {
 	if r.Runs > 1 {
 		runs = fmt.Sprintf(", median of %d runs", r.Runs)
 	}
-	fmt.Fprintf(w, "dht bench: %d peers, %d queriers, %d records (%s), loss %g%%%s, %s/%s, %d CPUs, GOMAXPROCS %d\n\n",
-		r.Peers, r.Queriers, r.Records, r.Dataset, 100*r.Loss, runs, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), r.Procs)
+	fmt.Fprintf(w, "dht bench: %d peers, %s, %d records (%s), loss %g%%%s, %s/%s, %d CPUs, GOMAXPROCS %d\n\n",
+		r.Peers, queriers(r.Queriers), r.Records, r.Dataset, 100*r.Loss, runs, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), r.Procs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "loopback floor\tone hop (ring of %d sockets)\t%.1f µs\n", r.Peers, r.Floor.OneHopUS)
 	fmt.Fprintf(tw, "\tping-pong round trip\t%.1f µs\n", r.Floor.RTTUS)
@@ -803,4 +803,12 @@ func (q *QueryReport) summarise(found []int, samples [][]querySample, elapsed ti
 	q.PerSecond = float64(q.Queries) / elapsed.Seconds()
 	q.MeanHops = float64(hops) / float64(len(lat))
 	q.FloorRatio = quantile(ratio, 0.5)
+}
+
+// queriers is n queriers, in words.
+func queriers(n int) string {
+	if n == 1 {
+		return "1 querier"
+	}
+	return fmt.Sprintf("%d queriers", n)
 }

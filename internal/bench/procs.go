@@ -1112,8 +1112,8 @@ func PrintProcReport(w io.Writer, r ProcReport) {
 	if r.Runs > 1 {
 		runs = fmt.Sprintf(", median of %d runs", r.Runs)
 	}
-	fmt.Fprintf(w, "dht bench --processes: %d peers, %d queriers, %d records (%s)%s, %s/%s, %d CPUs\n",
-		r.Peers, r.Queriers, r.Records, r.Dataset, runs, runtime.GOOS, runtime.GOARCH, r.CPUs)
+	fmt.Fprintf(w, "dht bench --processes: %d peers, %s, %d records (%s)%s, %s/%s, %d CPUs\n",
+		r.Peers, queriers(r.Queriers), r.Records, r.Dataset, runs, runtime.GOOS, runtime.GOARCH, r.CPUs)
 	fmt.Fprintf(w, "every node, the server and every querier a dht process, typed at through stdin, read from stdout\n\n")
 	spread := func(key, verb string) string {
 		v, ok := r.Spread[key]
