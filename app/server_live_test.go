@@ -788,6 +788,21 @@ func TestServerForgetsADeregisteredUser(t *testing.T) {
 	}
 }
 
+// signedWithSeq steps m, signed by user with the sequence number seq (a
+// peer's are its clock's nanoseconds), through the server's checks.
+func (h *srvH) signedWithSeq(user string, m wire.Message, seq uint64) {
+	h.t.Helper()
+	b, err := wire.AppendSigned(nil, 7, 0, m, seq, srvSecret(user))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	hd, msg, err := wire.Decode(b)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.s.Step(h.now, srvAddr(user), hd, msg)
+}
+
 // A peer that gave up a setup-dht with no answer (the server's disk
 // stalled longer than its give-up time, and the server took the request
 // after all) names the request's sequence number in its alive: the server
@@ -811,15 +826,7 @@ func TestServerEndsASetupWhoseRequestItsPeerGaveUp(t *testing.T) {
 			h := newLiveH(t, srvFree("alice", "bob", "carol", "dave"))
 			h.s.Tick(srvT0)
 			h.aliveAll()
-			b, err := wire.AppendSigned(nil, 7, 0, wire.SetupDHT{N: c.n, Name: "alice"}, seq, srvSecret("alice"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			hd, m, err := wire.Decode(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.s.Step(h.now, srvAddr("alice"), hd, m)
+			h.signedWithSeq("alice", wire.SetupDHT{N: c.n, Name: "alice"}, seq)
 			before := h.s.Snapshot()
 			if took := before.DHT.Phase == state.PhaseBuilding; took != (c.n == 3) {
 				t.Fatalf("setup-dht %d: DHT %+v", c.n, before.DHT)
@@ -847,15 +854,7 @@ func TestServerEndsATeardownWhoseRequestItsPeerGaveUp(t *testing.T) {
 	h := newLiveH(t, st)
 	h.s.Tick(srvT0)
 	h.aliveAll()
-	b, err := wire.AppendSigned(nil, 7, 0, wire.TeardownDHT{Name: "alice"}, seq, srvSecret("alice"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hd, m, err := wire.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.s.Step(h.now, srvAddr("alice"), hd, m)
+	h.signedWithSeq("alice", wire.TeardownDHT{Name: "alice"}, seq)
 	if p := h.s.Snapshot().DHT.Phase; p != state.PhaseTearing {
 		t.Fatalf("teardown-dht not taken: phase %v", p)
 	}
