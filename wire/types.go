@@ -5,7 +5,7 @@
 //
 //	offset size field
 //	0      2    magic   0x44 0x48 ("DH")
-//	2      1    version 3
+//	2      1    version 4
 //	3      1    type    (Type)
 //	4      4    id      message id; a reply or Ack echoes the id of the message it answers
 //	8      1    flags   (Flags); unknown bits are rejected
