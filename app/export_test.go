@@ -43,3 +43,7 @@ func Walks(p *Peer) (n int) {
 	}
 	return n
 }
+
+// ServerNote is what the server says of its last rollback, heal or
+// dissolve.
+func ServerNote(s *Server) string { return s.note }

@@ -316,3 +316,38 @@ func TestMemberStoppedInALeaveLearnsTheRingHealedWithoutIt(t *testing.T) {
 		})
 	}
 }
+
+// A server killed while a ring heals, and started again after longer than
+// --op-timeout, gives the heal the whole op timeout from its start: the
+// time it was down does not count. The heal's leader finished meanwhile
+// and gave its healed up; the server's heal, sent again, gets it again,
+// and the ring stands (an operator's review: the restarted server rolled
+// the heal back 50 ms after its start, 3 ms before the leader's healed
+// came, and dissolved a ring of 7 live members).
+func TestServerDownPastTheOpTimeoutDuringAHeal(t *testing.T) {
+	data := records(t)
+	for _, seed := range seeds(t, 3) {
+		s := newSim(t, seed)
+		users := joinUsers(t, s, 6)
+		s.mustDo(users[0], "setup-dht 5 "+users[0], "setup-dht SUCCESS")
+		querier := freeUser(s)
+		victim := memberWithID(s, 2)
+		kill(s, victim)
+		for s.Server().Snapshot().DHT.Phase != state.PhaseHealing {
+			if !s.step() {
+				t.Fatalf("seed %d: no heal began", seed)
+			}
+		}
+		s.KillServer()
+		for start := s.Now(); s.Now().Sub(start) < 2*time.Minute; {
+			if !s.step() {
+				break
+			}
+		}
+		s.RestartServer()
+		settleHeal(t, s, victim)
+		s.checkRing(data)
+		wantCounts(t, s, data)
+		queryAll(t, s, querier, data, len(s.Server().Snapshot().DHT.Members))
+	}
+}

@@ -329,7 +329,7 @@ func settleHeal(t *testing.T, s *simNet, gone string) {
 			return
 		}
 		if d.Phase == state.PhaseNone && !s.Busy() {
-			t.Fatalf("seed %d: the DHT was dissolved, not healed", s.Seed())
+			t.Fatalf("seed %d: the DHT was dissolved, not healed (%s)", s.Seed(), app.ServerNote(s.Server()))
 		}
 		if i == 2_000_000 || !s.step() {
 			t.Fatalf("seed %d: the ring never healed without %s (DHT %+v)", s.Seed(), gone, d)

@@ -130,6 +130,11 @@ type Peer struct {
 	// table is on disk.
 	committing *commitWait
 	healing    *healLead // the heal this node leads, as the server asked
+	// healDone is the epoch of the last heal this node led to the end of
+	// its store round and whose healed the server never acknowledged: a
+	// copy of that heal from the server (restarted meanwhile) is answered
+	// with healed again. An acknowledged heal's copy (a replay) is not.
+	healDone uint64
 	// epoch is the server's number of the ring this place is in (0 if
 	// unknown); formerRight the right neighbour this node last forgot (a
 	// teardown's), which a broken report or a failure may have to name.

@@ -87,6 +87,19 @@ func (p *Peer) startHeal(now time.Time, m wire.Heal) []Output {
 	return out
 }
 
+// healAgain: the server sent again the heal of epoch m.Epoch, which this
+// node led to the end of its store round and whose healed it gave up
+// (the server was down longer than the give-up): the ring stands, so the
+// role goes on where it ended, reporting healed, rather than placing and
+// filling the ring again; nil when this node has no such heal.
+func (p *Peer) healAgain(now time.Time, m wire.Heal) []Output {
+	if p.healing != nil || m.Epoch == 0 || m.Epoch != p.healDone || m.Epoch != p.epoch || !p.inRing || p.id != 0 || p.pop != nil {
+		return nil
+	}
+	p.healing = &healLead{epoch: m.Epoch, members: m.Members}
+	return p.healing.populated(p, now)
+}
+
 // acked: a survivor has its place; once all have, the records go round.
 func (h *healLead) acked(p *Peer, now time.Time, out []Output) []Output {
 	if h.step != healPlacing {
@@ -107,13 +120,13 @@ func (h *healLead) placed(p *Peer, now time.Time, out []Output) []Output {
 
 // populated: every record is committed at its node; tell the server.
 func (h *healLead) populated(p *Peer, now time.Time) []Output {
-	h.step = healReporting
+	h.step, p.healDone = healReporting, h.epoch
 	return p.link.sendSigned(now, p.cfg.Server, wire.Healed{Name: p.self.Name, Epoch: h.epoch}, tagHealed, false, p.secretSigner(now))
 }
 
 // reported: the server has the healed report; the role is done.
 func (h *healLead) reported(p *Peer) []Output {
-	p.healing = nil
+	p.healing, p.healDone = nil, 0
 	names := make([]string, len(h.members))
 	for i, m := range h.members {
 		names[i] = m.Name

@@ -304,6 +304,9 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	if !noAck && seen.has(from, h.ID) {
 		p.stats.DupsSuppressed++
 		p.link.ackSigned(from, h.ID, sg)
+		if hm, ok := m.(wire.Heal); ok && from == p.cfg.Server {
+			return p.healAgain(now, hm)
+		}
 		return nil
 	}
 	if why := p.expected(from, m); why != "" {

@@ -122,6 +122,9 @@ type Server struct {
 	// was last seen when the server started.
 	lastSeen map[string]time.Time
 	started  time.Time
+	// startedAt is when Start ran (a process's start): a wait the file
+	// held is given its op timeout from then (waitDeadline).
+	startedAt time.Time
 	// seenDirty is when a user's LastSeen (to the second, for the file)
 	// first changed since the state was last persisted; zero if none did.
 	// Tick writes such changes seenFlush later if no command has first.
@@ -454,9 +457,11 @@ func (s *Server) paceFor(u *state.User, m wire.Alive) (wire.Pace, bool) {
 // The pace is not acknowledged: it goes again, twice, a quarter of
 // DeadAfter apart, to each user not heard from since (an operator's
 // review: one lost at 20% loss took a live member out of the ring); a
-// user heard from gets its pace in answer to its alive, as ever.
+// user heard from gets its pace in answer to its alive, as ever. A wait
+// the file holds is given its whole op timeout from now.
 func (s *Server) Start(now time.Time) []Output {
 	s.clock(now)
+	s.startedAt = now
 	s.repaces = startRepaces
 	return s.paceUnheard(now, true)
 }
@@ -1418,10 +1423,16 @@ func (s *Server) judgementDue() (time.Time, bool) {
 }
 
 func (s *Server) waitDeadline() (time.Time, bool) {
-	if s.dht.Phase.Waiting() {
-		return time.Unix(0, s.dht.Since).Add(s.cfg.OpTimeout), true
+	if !s.dht.Phase.Waiting() {
+		return time.Time{}, false
 	}
-	return time.Time{}, false
+	// A wait its file held when the server started counts from the start:
+	// the time the server was down is no time its peers had to reach it.
+	since := time.Unix(0, s.dht.Since)
+	if since.Before(s.startedAt) {
+		since = s.startedAt
+	}
+	return since.Add(s.cfg.OpTimeout), true
 }
 
 // Tick rolls back an operation whose initiator has not finished it within

@@ -946,6 +946,45 @@ func TestServerRejoinDuringALeaveSaysWhyItEnded(t *testing.T) {
 		"the leave-dht of alice was ended before its dht-rebuilt came: bob restarted")
 }
 
+// A wait the server's file held when it started (it was killed during a
+// join, and down longer than --op-timeout) gives the joiner the whole op
+// timeout from the start: the time the server was down was no time the
+// joiner's peer could reach it (an operator's review: the restarted server
+// rolled the join back 25 ms after its start, 86 ms before the joiner's
+// dht-rebuilt came). A wait begun after the start counts from its own
+// beginning, as ever.
+func TestServerStartedOnAWaitGivesItTheOpTimeout(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	st := srvJoining(ring, "dave", "erin")
+	st.DHT.Epoch, st.DHT.Since = 5, srvT0.Add(-time.Hour).UnixNano()
+	cfg := srvConfig()
+	cfg.Started = srvT0
+	h := &srvH{t: t, s: NewServer(cfg, st, nil), now: srvT0, id: 1000}
+	h.s.Start(srvT0)
+	tickUntil := func(end time.Time) { // as a runner ticks, every user alive
+		for h.now.Before(end) {
+			h.now = h.now.Add(10 * time.Millisecond)
+			if h.now.Sub(srvT0)%time.Second == 0 {
+				h.alive("alice", "bob", "carol", "dave", "erin")
+			}
+			h.s.Tick(h.now)
+		}
+	}
+	tickUntil(srvT0.Add(srvTimeout - time.Second))
+	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseJoining {
+		t.Fatalf("%v after the start: DHT %+v, want the join still waited for", srvTimeout-time.Second, d)
+	}
+	h.ok(srvAddr("dave"), wire.DHTRebuilt{Name: "dave", NewLeader: "alice"})
+	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseReady || !slices.Contains(d.Members, "dave") {
+		t.Fatalf("after dave's dht-rebuilt: DHT %+v, want dave a member", d)
+	}
+	h.ok(srvAddr("erin"), wire.JoinDHT{Name: "erin"})
+	tickUntil(h.now.Add(srvTimeout + time.Second))
+	if d := h.s.Snapshot().DHT; d.Phase == state.PhaseJoining {
+		t.Fatalf("a join begun after the start, %v old: DHT %+v, want it ended", srvTimeout, d)
+	}
+}
+
 // A user's claim moves the server's epochs up to maxClaimedEpoch, and the
 // epochs it then makes go on above it: a setup's, named in the alive of a
 // leader that gave it up, is still an epoch, not a request's sequence

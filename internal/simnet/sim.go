@@ -68,6 +68,8 @@ type Sim struct {
 	// restarts counts the peers Restart started again: it seeds them.
 	restarts uint64
 	down     map[netip.AddrPort]bool
+	// serverGone: the server was killed and is not restarted yet.
+	serverGone bool
 	// deadAfter is the server's --dead-after (0: the default).
 	deadAfter time.Duration
 	trace     slog.Handler
@@ -496,7 +498,7 @@ func (s *Sim) Step() bool {
 	if len(s.queue) > 0 {
 		next, kind = s.queue[s.earliest()].at, 1
 	}
-	if at, ok := s.server.NextDeadline(); ok && (kind == 0 || at.Before(next)) {
+	if at, ok := s.server.NextDeadline(); ok && !s.serverGone && (kind == 0 || at.Before(next)) {
 		next, kind = at, 2
 	}
 	for _, name := range s.Names() {
@@ -541,6 +543,11 @@ func (s *Sim) Inject(from, to netip.AddrPort, b []byte) {
 // RestartServer is a SIGKILL of the server and a restart on the same file.
 func (s *Sim) RestartServer() { s.restartServer() }
 
+// KillServer is a SIGKILL of the server, restarted only by a RestartServer:
+// meanwhile it gets nothing and its timers do not fire, and its file stays
+// as it was, however long the peers run on.
+func (s *Sim) KillServer() { s.serverGone = true }
+
 // restartServer is a SIGKILL of the server and a restart on the same file.
 func (s *Sim) restartServer() {
 	st, replies, err := s.sstore.Load()
@@ -548,7 +555,7 @@ func (s *Sim) restartServer() {
 		s.err = fmt.Errorf("sim: restart the server: %w", err)
 		return
 	}
-	s.server = s.newServer(uint64(s.steps), st, replies)
+	s.server, s.serverGone = s.newServer(uint64(s.steps), st, replies), false
 	s.queue = slices.DeleteFunc(s.queue, func(p simPacket) bool { return p.to == s.saddr })
 	s.stats.Restarts++
 	s.exec(s.saddr, nil, s.server.Start(s.now))
@@ -565,7 +572,7 @@ func (s *Sim) RestartServerWith(d time.Duration) {
 // secrets mean nothing to it.
 func (s *Sim) RestartServerOnANewFile() {
 	s.sstore = store.NewMemServer()
-	s.server = s.newServer(uint64(s.steps), state.ServerState{}, nil)
+	s.server, s.serverGone = s.newServer(uint64(s.steps), state.ServerState{}, nil), false
 	s.queue = slices.DeleteFunc(s.queue, func(p simPacket) bool { return p.to == s.saddr })
 	s.stats.Restarts++
 }
@@ -628,6 +635,9 @@ func (s *Sim) deliver(pkt simPacket) {
 		return
 	}
 	if pkt.to == s.saddr {
+		if s.serverGone {
+			return
+		}
 		app.TraceRecv(s.slog, app.Datagram{From: pkt.from, Header: h, Msg: m})
 		s.exec(s.saddr, nil, s.server.Step(s.now, pkt.from, h, m))
 		return
