@@ -2,10 +2,12 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -50,6 +52,32 @@ var fileChanges = []struct {
 			t.Fatal(err)
 		}
 	}, nil},
+	// Written over in place (cp): the file keeps its identity and its
+	// size, and another program's commits are in it (an operator's review:
+	// a server acknowledged a join and a register into such a file, and
+	// the file it left was refused as damaged at the next start).
+	{"another file copied over it", func(t *testing.T, path string) {
+		other := filepath.Join(t.TempDir(), "other.db")
+		db, err := OpenServer(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 5 { // more commits than the open one had
+			if err := db.Save(state.ServerState{}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil { // the same file, truncated and written
+			t.Fatal(err)
+		}
+	}, nil}, // the other server's file, with no user
 	{"truncated to 0", func(t *testing.T, path string) {
 		if err := os.Truncate(path, 0); err != nil {
 			t.Fatal(err)
@@ -175,4 +203,30 @@ func TestCommitToFileDeletedMeanwhile(t *testing.T) {
 		return tx.Bucket(bucketUsers).Put([]byte("erin"), seal([]byte{0, 4, 10, 0, 0, 5, 0x13, 0x8d}))
 	})
 	mustBeGone(t, path, err)
+}
+
+// TestTouchedFileGoesOn: a file whose times another program changed (a
+// touch, a backup tool setting them back) but not its content takes the
+// next commit: the check reads the meta page in use, which is still this
+// process's last commit.
+func TestTouchedFileGoesOn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "server.db")
+	db, err := OpenServer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st := sampleState()
+	if err := db.Save(st, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, at := range []time.Time{time.Now().Add(time.Hour), time.Unix(1e9, 0)} {
+		if err := os.Chtimes(path, at, at); err != nil {
+			t.Fatal(err)
+		}
+		st.Users = append(st.Users, state.User{Name: []string{"erin", "fred"}[i], Addr: ap(fmt.Sprintf("10.0.0.%d:5005", 50+i))})
+		if err := db.Save(st, nil); err != nil {
+			t.Fatalf("after a touch to %v: %v", at, err)
+		}
+	}
 }

@@ -330,7 +330,10 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 		if rawCalls.Load() {
 			h.raw = newRawFile(db, h.f)
 		}
-		err = h.check()
+		var txid uint64
+		if err = db.View(func(tx *bolt.Tx) error { txid = uint64(tx.ID()); return nil }); err == nil {
+			err = h.check(txid)
+		}
 	}
 	if err != nil {
 		_ = h.close(db)
@@ -428,6 +431,13 @@ type file struct {
 	mu     sync.Mutex
 	size   int64 // after the last check: bbolt never shrinks a file
 	broken error // a panic or fault in bbolt, or a failed sync: see guard
+	// txid and mtime: the transaction this process's last commit (or its
+	// open) left the file at, and the file's modification time after it.
+	// Another program's write (a copy over the file, which keeps it and
+	// its size) moves the time: the check before a commit then reads the
+	// meta page in use, which must still be that transaction's.
+	txid  uint64
+	mtime int64
 }
 
 // rawIO is what rawFile does for a file.
@@ -436,8 +446,9 @@ type rawIO interface {
 	begin()
 	// sync puts the last commit on disk.
 	sync() error
-	// stat reports whether path names the open file, and its size.
-	stat(path string) (same bool, size int64, err error)
+	// stat reports whether path names the open file, its size and its
+	// modification time (Unix nanoseconds).
+	stat(path string) (same bool, size, mtime int64, err error)
 }
 
 // opener is bbolt's OpenFile. It takes bbolt's lock first, so that no other
@@ -568,13 +579,16 @@ func rollBack(f *os.File, off int64) error {
 	return f.Sync()
 }
 
-// check reports whether the file is still the one at path and no shorter
-// than it was at the last check. bbolt writes to the file it opened and
-// reads it through a memory map: a file deleted or replaced takes commits
-// that no later open will see, and reading a page past the end of a
-// truncated one is a SIGBUS.
-func (h *file) check() error {
-	same, size, err := h.stat()
+// check reports whether the file is still the one at path, no shorter
+// than it was at the last check, and, unless commit names the transaction
+// this process just left it at, not written by another program since
+// (txid). bbolt writes to the file it opened and reads it through a
+// memory map: a file deleted or replaced takes commits that no later open
+// will see, reading a page past the end of a truncated one is a SIGBUS,
+// and a file copied over takes commits onto pages bbolt's memory says are
+// free while the copy uses them.
+func (h *file) check(commit uint64) error {
+	same, size, mtime, err := h.stat()
 	switch {
 	case errors.Is(err, os.ErrClosed):
 		return ErrClosed
@@ -591,28 +605,42 @@ func (h *file) check() error {
 		return gone(h.path, fmt.Sprintf("was truncated from %d to %d bytes", h.size, size))
 	}
 	h.size = size
+	switch {
+	case commit != 0:
+		h.txid, h.mtime = commit, mtime
+	case mtime != h.mtime && h.txid != 0:
+		v := verifier{r: h.f, size: size}
+		var m meta
+		if ps, ok := v.pageSize(); ok {
+			m, _ = v.inUse(ps)
+		}
+		if !m.valid || m.txid != h.txid {
+			return gone(h.path, fmt.Sprintf("was written by another program (its last commit is no longer this process's, transaction %d)", h.txid))
+		}
+		h.mtime = mtime // touched, not written
+	}
 	return nil
 }
 
-// stat reports whether path still names the open file, and its size; an
-// error wrapping os.ErrClosed once the file is closed, fs.ErrNotExist if
-// nothing is at path.
-func (h *file) stat() (same bool, size int64, err error) {
+// stat reports whether path still names the open file, its size and its
+// modification time; an error wrapping os.ErrClosed once the file is
+// closed, fs.ErrNotExist if nothing is at path.
+func (h *file) stat() (same bool, size, mtime int64, err error) {
 	if h.raw != nil {
 		if h.closed {
-			return false, 0, os.ErrClosed
+			return false, 0, 0, os.ErrClosed
 		}
 		return h.raw.stat(h.path)
 	}
 	fi, err := h.f.Stat()
 	if err != nil {
-		return false, 0, err
+		return false, 0, 0, err
 	}
 	cur, err := os.Stat(h.path)
 	if err != nil {
-		return false, fi.Size(), err
+		return false, fi.Size(), 0, err
 	}
-	return os.SameFile(fi, cur), fi.Size(), nil
+	return os.SameFile(fi, cur), fi.Size(), fi.ModTime().UnixNano(), nil
 }
 
 func gone(path, what string) error {
@@ -630,15 +658,16 @@ func (h *file) update(db *bolt.DB, fn func(*bolt.Tx) error) error {
 	if err := h.failed(); err != nil {
 		return err
 	}
-	if err := h.check(); err != nil {
+	if err := h.check(0); err != nil {
 		return err
 	}
-	body := fn
-	if h.raw != nil {
-		body = func(tx *bolt.Tx) error {
+	var txid uint64 // of this commit
+	body := func(tx *bolt.Tx) error {
+		if h.raw != nil {
 			h.raw.begin() // under bbolt's lock: this commit's record, whatever the last did
-			return fn(tx)
 		}
+		txid = uint64(tx.ID())
+		return fn(tx)
 	}
 	if err := h.guard(func() error { return db.Update(body) }); err != nil {
 		return dbErr(err)
@@ -655,7 +684,7 @@ func (h *file) update(db *bolt.DB, fn func(*bolt.Tx) error) error {
 			return err
 		}
 	}
-	return h.check()
+	return h.check(txid)
 }
 
 // errPanic is the cause of an error made from a panic in bbolt.

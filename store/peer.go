@@ -286,7 +286,7 @@ func (p *PeerDB) Discard() error {
 	empty := false
 	// A file that is no longer the one at path is left alone: the path may
 	// name another process's file now.
-	err := p.file.check()
+	err := p.file.check(0)
 	if err == nil {
 		err = p.file.guard(func() error {
 			return p.db.View(func(tx *bolt.Tx) error {

@@ -126,22 +126,22 @@ func (r *rawFile) sync() error {
 // stat reports whether path names the open file, and that file's size:
 // one stat of path, compared with the open file's device and inode (if
 // path names another file, its size does not matter).
-func (r *rawFile) stat(path string) (same bool, size int64, err error) {
+func (r *rawFile) stat(path string) (same bool, size, mtime int64, err error) {
 	p := r.cpath
 	if path != r.path {
 		if p, err = syscall.BytePtrFromString(path); err != nil {
-			return false, 0, &os.PathError{Op: "stat", Path: path, Err: err}
+			return false, 0, 0, &os.PathError{Op: "stat", Path: path, Err: err}
 		}
 	}
 	var named syscall.Stat_t
 	const atFDCWD = ^uintptr(99) // -100
 	if _, _, e := syscall.RawSyscall6(sysFstatat, atFDCWD, uintptr(unsafe.Pointer(p)), uintptr(unsafe.Pointer(&named)), 0, 0, 0); e != 0 {
-		return false, 0, &os.PathError{Op: "stat", Path: path, Err: e}
+		return false, 0, 0, &os.PathError{Op: "stat", Path: path, Err: e}
 	}
 	if uint64(named.Dev) != r.dev || uint64(named.Ino) != r.ino {
-		return false, 0, nil
+		return false, 0, 0, nil
 	}
-	return true, named.Size, nil
+	return true, named.Size, named.Mtim.Nano(), nil
 }
 
 func pwrite(fd int, b []byte, off int64) (int, error) {
