@@ -310,3 +310,21 @@ func TestQueriesDoNotPushRingMessagesOutOfTheFilter(t *testing.T) {
 		t.Fatal("after 70,000 queries, a copy of the left neighbour's store was taken again as new")
 	}
 }
+
+// A querier's queries sent reliably go on in the right link's queue, as
+// stores do, only while that link keeps up: past backlogLimit they are
+// dropped unacknowledged (their sender sends them again). One querier's
+// flood grew a member's queue to a gigabyte, and the ring's own messages
+// waited behind it until a teardown was rolled back (a red-team review).
+func TestQueriesCannotGrowTheRightLinksQueue(t *testing.T) {
+	p := fuzzPeer() // bob, id 1 of 3; its right neighbour acknowledges nothing here
+	now := time.Unix(1_700_000_000, 0)
+	querier := wire.Member{Name: "dave", Addr: fzOther}
+	// Pos("Aruba") = 138: id 0, forwarded right.
+	for id := uint32(1); id <= 10_000; id++ {
+		stepSigned(p, now, fzOther, wire.Header{ID: id}, wire.Query{ReqID: id, Querier: querier, LongName: "Aruba"})
+	}
+	if got, limit := p.link.backlog(fzRight.Addr), p.backlogLimit(); got > limit+1 {
+		t.Fatalf("10,000 reliable queries left %d waiting for the right neighbour, more than %d", got, limit)
+	}
+}
