@@ -97,6 +97,8 @@ type Peer struct {
 	unresumed *state.Identity
 
 	lines []string
+	// linesBytes is the length of lines, summed (InputFull).
+	linesBytes int
 	// head is lines[0] parsed, once mayStart has had to read it (headRead).
 	head     command
 	headRead bool
@@ -240,8 +242,25 @@ func (p *Peer) Input(now time.Time, line string) []Output {
 	if p.exited || p.inputEnded {
 		return nil
 	}
-	p.lines = append(p.lines, strings.TrimRight(line, "\r\n"))
+	line = strings.TrimRight(line, "\r\n")
+	p.lines = append(p.lines, line)
+	p.linesBytes += len(line)
 	return p.advance(now, nil)
+}
+
+// The input a peer holds, read ahead of the command in progress, at most:
+// past either, InputFull tells the runner to read no more until commands
+// have taken some (a file piped in while the server is slow, or lines of
+// a mebibyte each, filled the memory).
+const (
+	maxHeldLines = 1 << 16
+	maxHeldBytes = 16 << 20
+)
+
+// InputFull reports that the lines read ahead are as many, or as large,
+// as a peer holds: the runner stops reading its input until they are not.
+func (p *Peer) InputFull() bool {
+	return len(p.lines) >= maxHeldLines || p.linesBytes >= maxHeldBytes
 }
 
 // noCommand reports a blank line or a comment.
@@ -287,6 +306,7 @@ func (p *Peer) nextLine() string {
 	line := p.lines[0]
 	p.lines[0] = ""
 	p.lines = p.lines[1:]
+	p.linesBytes -= len(line)
 	p.head, p.headRead = command{}, false
 	return line
 }

@@ -143,7 +143,7 @@ func (o *plainOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 	case wire.Deregister:
 		if m.Name == p.self.Name {
 			p.registered, p.exited = false, true
-			p.lines, p.head, p.headRead = nil, command{}, false
+			p.lines, p.linesBytes, p.head, p.headRead = nil, 0, command{}, false
 			p.op = nil
 			// The file no longer holds a registration: a peer started on
 			// it registers anew rather than resume. The server's answer is

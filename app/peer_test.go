@@ -1186,3 +1186,46 @@ func TestHelpSaysHowThePeerStops(t *testing.T) {
 		}
 	}
 }
+
+// A peer holds at most maxHeldBytes (or maxHeldLines) of input read ahead
+// of the command in progress: past that, InputFull tells its runner to
+// read no more until commands have taken some (a red-team review: 400
+// lines of a mebibyte, typed while the server was stopped, took 430 MB).
+func TestInputHeldIsBounded(t *testing.T) {
+	p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.100:4000")})
+	now := time.Unix(1e9, 0)
+	p.Input(now, "sleep 1h") // the command in progress: every later line waits
+	long := "query-dht bob " + strings.Repeat("E", MaxInputLine)
+	n := 0
+	for ; !p.InputFull(); n++ {
+		if n > maxHeldBytes/MaxInputLine+1 {
+			t.Fatalf("%d lines of %d bytes held, and the input is not full", n, len(long))
+		}
+		p.Input(now, long)
+	}
+	if n != maxHeldBytes/len(long)+1 {
+		t.Fatalf("full after %d lines of %d bytes, want %d", n, len(long), maxHeldBytes/len(long)+1)
+	}
+	// The sleep ends: the lines are taken (refused, each too long), and
+	// the input is no longer full.
+	var refused int
+	for _, o := range p.Tick(now.Add(time.Hour)) {
+		if r, ok := o.(Result); ok && strings.Contains(r.Reason, "a line of more than") {
+			refused++
+		}
+	}
+	if refused != n || p.InputFull() {
+		t.Fatalf("after the sleep: %d lines refused of %d, input full %v", refused, n, p.InputFull())
+	}
+	short := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("10.0.0.100:4000")})
+	short.Input(now, "sleep 1h")
+	for i := 0; i < maxHeldLines; i++ {
+		if short.InputFull() {
+			t.Fatalf("full after %d short lines, want %d", i, maxHeldLines)
+		}
+		short.Input(now, "help")
+	}
+	if !short.InputFull() {
+		t.Fatalf("%d lines held, and the input is not full", maxHeldLines)
+	}
+}

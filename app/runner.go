@@ -480,8 +480,9 @@ type PeerRunner struct {
 	now       func() time.Time
 	tm        *deadline
 	quit      chan error    // exit (nil) or the failure that ends Run
-	idle      chan struct{} // a turn left the core idle while awaitIdle
+	idle      chan struct{} // a turn left the core idle while awaitIdle, or able to take input again while held
 	awaitIdle bool          // input ended: Run waits for the core to be idle
+	held      bool          // the core holds as much input as it takes (InputFull): none is read
 	ds        []Datagram
 	outBuf    []byte // a result as written to Out, reused
 	// released is the socket of a refused register, closed when the turn
@@ -535,6 +536,9 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 			in, room = nil, r.out.room
 		}
 		r.mu.Lock()
+		if r.held = r.Core.InputFull(); r.held {
+			in = nil // until a turn takes some (handle)
+		}
 		if r.awaitIdle && r.Core.Idle() && !r.stopped {
 			if !r.Core.Registered() {
 				r.mu.Unlock()
@@ -727,6 +731,13 @@ func (r *PeerRunner) handle(outs []Output) {
 	if r.ep != nil {
 		at, ok = r.ep.drops.due()
 		r.tm.set(r.now(), at, ok)
+	}
+	if r.held && !r.Core.InputFull() {
+		r.held = false
+		select {
+		case r.idle <- struct{}{}:
+		default:
+		}
 	}
 	if r.Core.Idle() {
 		if r.awaitIdle {
