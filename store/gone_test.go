@@ -230,3 +230,33 @@ func TestTouchedFileGoesOn(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentSavesAreThisProcesss: commits made at once through one
+// ServerDB (safe for concurrent use) are each this process's: the check
+// before one does not take the time another moved for another program's
+// write.
+func TestConcurrentSavesAreThisProcesss(t *testing.T) {
+	db, err := OpenServer(filepath.Join(t.TempDir(), "server.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st := sampleState()
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			for range 300 {
+				if err := db.Save(st, nil); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

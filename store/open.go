@@ -427,6 +427,10 @@ type file struct {
 	// descriptor, which must not be closed (and its number reused) under it.
 	io     sync.RWMutex
 	closed bool
+	// commits is held by update from its first check to its last: the
+	// check before a commit reads the file's time, which a commit under
+	// way moves.
+	commits sync.Mutex
 
 	mu     sync.Mutex
 	size   int64 // after the last check: bbolt never shrinks a file
@@ -655,6 +659,8 @@ func gone(path, what string) error {
 func (h *file) update(db *bolt.DB, fn func(*bolt.Tx) error) error {
 	h.io.RLock()
 	defer h.io.RUnlock()
+	h.commits.Lock()
+	defer h.commits.Unlock()
 	if err := h.failed(); err != nil {
 		return err
 	}
