@@ -235,14 +235,16 @@ const MaxInputLine = 1 << 20
 // they came, whenever they came: each starts a command once the one before
 // has finished, but for the line after a query-dht typed without its Long
 // Name, which is that Long Name if the server answers the query-dht
-// SUCCESS, taken as it is (a Long Name may begin with #; an empty line
-// gives the query up), and a command of its own otherwise. Blank lines and
-// comments are skipped where a command would come.
+// SUCCESS (and a command of its own otherwise). Blank lines and comments
+// are skipped wherever they come (SPEC §5), before a Long Name too.
 func (p *Peer) Input(now time.Time, line string) []Output {
 	if p.exited || p.inputEnded {
 		return nil
 	}
 	line = strings.TrimRight(line, "\r\n")
+	if noCommand(line) {
+		return nil
+	}
 	p.lines = append(p.lines, line)
 	p.linesBytes += len(line)
 	return p.advance(now, nil)
@@ -290,8 +292,6 @@ func (p *Peer) advance(now time.Time, out []Output) []Output {
 			out = q.takeLongName(p, now, p.nextLine(), out)
 		case wantsName && p.inputEnded:
 			return p.finish(now, out, resultFailed(CmdQueryDHT, "input ended before the Long Name"))
-		case p.op == nil && len(p.lines) > 0 && noCommand(p.lines[0]):
-			p.nextLine()
 		case p.op == nil && len(p.lines) > 0 && p.mayStart():
 			c, read := p.head, p.headRead
 			out = p.start(now, p.nextLine(), c, read, out)

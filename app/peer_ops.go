@@ -690,8 +690,6 @@ func (o *queryOp) takeLongName(p *Peer, now time.Time, line string, out []Output
 		return p.finish(now, out, resultFailed(CmdQueryDHT, fmt.Sprintf("Long Name too long (a line of more than %d bytes)", MaxInputLine)))
 	case len(name) > wire.MaxField:
 		return p.finish(now, out, resultFailed(CmdQueryDHT, fmt.Sprintf("Long Name too long (%d bytes, at most %d)", len(name), wire.MaxField)))
-	case name == "":
-		return p.finish(now, out, resultFailed(CmdQueryDHT, "an empty line for the Long Name: no query sent"))
 	}
 	o.longName = name
 	return o.ask(p, now, out)

@@ -42,9 +42,9 @@ func peerCommand(e env) *cli.Command {
 			"a --data file that cannot be read or does not load stops it at start (status 1),\n" +
 			"and is read again at each setup-dht.\n" +
 			"A query-dht typed without its Long Name asks the server first: after SUCCESS the next\n" +
-			"line is the Long Name, whole but for white space at its ends (at a terminal the peer\n" +
-			"asks for it; an empty line gives the query up), after FAILURE it is a command of its\n" +
-			"own. A line over 1 MiB is refused as a whole (a FAILURE line).",
+			"line (blank and # lines skipped, as everywhere) is the Long Name, trimmed of white space\n" +
+			"(at a terminal the peer asks for it), after FAILURE it is a command of its own. A line\n" +
+			"over 1 MiB is refused as a whole (a FAILURE line).",
 		Flags: append([]cli.Flag{
 			dataFlag("the dataset this peer spreads when it leads a ring"),
 			&cli.StringFlag{Name: "db", Usage: "bbolt file of the local table (default: dht-peer-NAME.db, named at register)"},
