@@ -37,7 +37,7 @@ func alives(t *testing.T, p *Peer, now, until time.Time) ([]time.Time, []wire.Al
 }
 
 // A registered peer sends alive on the period the server's pace gives it
-// (every second until told, the first a quarter of a second after the
+// (every 250 ms until told, the first a quarter of that after the
 // register, for the server's pace to come soon), and none before register
 // nor after deregister.
 func TestPeerSendsAliveWhileRegistered(t *testing.T) {
@@ -59,17 +59,17 @@ func TestPeerSendsAliveWhileRegistered(t *testing.T) {
 		t.Fatal("not registered")
 	}
 
-	// Untold: the first after 250ms, then every second, saying period 0.
-	at, sent := alives(t, p, now, t0.Add(3500*time.Millisecond))
-	if len(at) != 4 || !at[0].Equal(t0.Add(250*time.Millisecond)) || !at[3].Equal(t0.Add(3250*time.Millisecond)) {
-		t.Fatalf("alives untold at %v, want at 250ms, 1.25s, 2.25s, 3.25s", at)
+	// Untold: the first after 62.5ms, then every 250ms, saying period 0.
+	at, sent := alives(t, p, now, t0.Add(900*time.Millisecond))
+	if len(at) != 4 || !at[0].Equal(t0.Add(62500*time.Microsecond)) || !at[3].Equal(t0.Add(812500*time.Microsecond)) {
+		t.Fatalf("alives untold at %v, want at 62.5ms, 312.5ms, 562.5ms, 812.5ms", at)
 	}
 	for _, a := range sent {
 		if a.Name != "bob" || a.PeriodMS != 0 {
 			t.Fatalf("alive %+v, want bob with period 0", a)
 		}
 	}
-	// Told 5s: the one already due at 4.25s comes, then one every 5s,
+	// Told 5s: the one already due at 1.0625s comes, then one every 5s,
 	// saying 5000.
 	now = at[3]
 	if outs := stepSigned(p, now, fzServer, wire.Header{ID: 1}, wire.Pace{PeriodMS: 5000}); len(outs) != 0 {
@@ -78,8 +78,8 @@ func TestPeerSendsAliveWhileRegistered(t *testing.T) {
 	// A pace from a stranger changes nothing.
 	stepSigned(p, now, fzOther, wire.Header{ID: 2}, wire.Pace{PeriodMS: 100})
 	at, sent = alives(t, p, now, now.Add(16*time.Second))
-	if len(at) != 4 || !at[0].Equal(now.Add(time.Second)) || !at[3].Equal(now.Add(16*time.Second)) || sent[0].PeriodMS != 5000 {
-		t.Fatalf("alives after a 5s pace at %v (%+v), want at +1s, +6s, +11s, +16s with period 5000", at, sent)
+	if len(at) != 4 || !at[0].Equal(now.Add(250*time.Millisecond)) || !at[3].Equal(now.Add(15250*time.Millisecond)) || sent[0].PeriodMS != 5000 {
+		t.Fatalf("alives after a 5s pace at %v (%+v), want at +250ms, +5.25s, +10.25s, +15.25s with period 5000", at, sent)
 	}
 
 	// Deregistered: no more alives, no deadline.
