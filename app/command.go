@@ -178,6 +178,9 @@ func parseCommand(line string) command {
 			return bad("%s", usage(c.word))
 		}
 	default:
+		if near := nearCommand(c.word); near != "" {
+			return bad("unknown command; did you mean %s? (type help for the list)", near)
+		}
 		return bad("unknown command (type help for the list)")
 	}
 	return c
@@ -196,4 +199,43 @@ func ParsePort(s string) (port uint16, why string) {
 		return 0, fmt.Sprintf("invalid port %q: write it without leading zeros (%d)", s, p)
 	}
 	return uint16(p), ""
+}
+
+// nearCommand is the command word a user probably meant by word, or "":
+// the same but for case, '_' for '-' or a dash left out (Query-DHT,
+// query_dht, querydht), or one letter wrong, missing, extra or swapped
+// with the next (qeury-dht, regster).
+func nearCommand(word string) string {
+	fold := func(s string) string {
+		return strings.ReplaceAll(strings.ReplaceAll(strings.ToLower(s), "_", ""), "-", "")
+	}
+	w := fold(word)
+	for _, c := range commandUsage {
+		if name := fold(c.name); w == name || len(w) >= 4 && oneEditApart(w, name) {
+			return c.name
+		}
+	}
+	return ""
+}
+
+// oneEditApart reports whether a and b differ by one letter changed,
+// added or removed, or two neighbours swapped.
+func oneEditApart(a, b string) bool {
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	if len(b)-len(a) > 1 {
+		return false
+	}
+	i := 0
+	for i < len(a) && a[i] == b[i] {
+		i++
+	}
+	if i == len(a) {
+		return len(a) != len(b) // one added at the end (equal: no edit)
+	}
+	if len(a) < len(b) {
+		return a[i:] == b[i+1:]
+	}
+	return a[i+1:] == b[i+1:] || i+1 < len(a) && a[i] == b[i+1] && a[i+1] == b[i] && a[i+2:] == b[i+2:]
 }

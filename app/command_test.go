@@ -152,3 +152,22 @@ func FuzzCommand(f *testing.F) {
 		}
 	})
 }
+
+// A word near a command's name gets the name suggested (a new-user
+// review: Query-dht, query-DHT and query_dht were only 'unknown').
+func TestUnknownCommandSuggestsANearOne(t *testing.T) {
+	for word, want := range map[string]string{
+		"Query-dht": "query-dht", "query-DHT": "query-dht", "query_dht": "query-dht", "querydht": "query-dht",
+		"qeury-dht": "query-dht", "regster": "register", "registerr": "register", "HELP": "help",
+		"setup-dth": "setup-dht", "teardown": "", "Aruba": "", "exit": "", "quit": "", "sleeep": "sleep",
+	} {
+		c := parseCommand(word + " alice")
+		got := c.usageReason
+		switch {
+		case want == "" && got != "unknown command (type help for the list)":
+			t.Errorf("%s: %q, want no suggestion", word, got)
+		case want != "" && got != "unknown command; did you mean "+want+"? (type help for the list)":
+			t.Errorf("%s: %q, want %s suggested", word, got, want)
+		}
+	}
+}
