@@ -1073,7 +1073,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 	if judge, late := p.late.judging(now, due, ok); !judge {
 		out := p.aliveDue(now, nil)
 		if late > 0 {
-			out = append(out, event("late: giving up on nothing until the socket is read", slog.Duration("late", late)))
+			out = append(out, event("late: this process did not run for a while (stopped, or starved of CPU); it reads what came meanwhile before it gives up on any peer or the server", slog.Duration("late", late)))
 		}
 		return out
 	}

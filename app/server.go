@@ -1455,7 +1455,7 @@ func (s *Server) Tick(now time.Time) []Output {
 			return s.rollback(now)
 		}
 	case late > 0:
-		return []Output{event("late: judging liveness and timeouts once the socket is read", slog.Duration("late", late))}
+		return []Output{event("late: this process did not run for a while (stopped, or starved of CPU); it reads what came meanwhile before it judges who is offline or what timed out", slog.Duration("late", late))}
 	}
 	if s.dht.Phase == state.PhaseHealing && !s.healAcked && !now.Before(s.healNext) {
 		return s.sendHeal(now)
