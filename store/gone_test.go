@@ -90,6 +90,21 @@ var fileChanges = []struct {
 	}, ErrDamaged},
 }
 
+// savedServer is a server file in a new folder, open, sampleState saved.
+func savedServer(t *testing.T) (string, *ServerDB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "server.db")
+	db, err := OpenServer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Save(sampleState(), nil); err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	return path, db
+}
+
 // mustBeGone checks that err reports the file at path gone from under us.
 func mustBeGone(t *testing.T, path string, err error) {
 	t.Helper()
@@ -105,16 +120,9 @@ func mustBeGone(t *testing.T, path string, err error) {
 func TestServerFileChangedWhileOpen(t *testing.T) {
 	for _, c := range fileChanges {
 		t.Run(c.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "server.db")
-			db, err := OpenServer(path)
-			if err != nil {
-				t.Fatal(err)
-			}
+			path, db := savedServer(t)
 			defer db.Close()
 			st := sampleState()
-			if err := db.Save(st, nil); err != nil {
-				t.Fatal(err)
-			}
 			c.change(t, path)
 			st.Users = append(st.Users, state.User{Name: "erin", Addr: ap("10.0.0.5:5005")})
 			mustBeGone(t, path, db.Save(st, nil))
@@ -210,16 +218,9 @@ func TestCommitToFileDeletedMeanwhile(t *testing.T) {
 // next commit: the check reads the meta page in use, which is still this
 // process's last commit.
 func TestTouchedFileGoesOn(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "server.db")
-	db, err := OpenServer(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, db := savedServer(t)
 	defer db.Close()
 	st := sampleState()
-	if err := db.Save(st, nil); err != nil {
-		t.Fatal(err)
-	}
 	for i, at := range []time.Time{time.Now().Add(time.Hour), time.Unix(1e9, 0)} {
 		if err := os.Chtimes(path, at, at); err != nil {
 			t.Fatal(err)
