@@ -2,8 +2,10 @@ package app_test
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"dht/app"
 	"dht/app/state"
@@ -133,4 +135,26 @@ func TestOpTimeoutRollsBackDeadLeader(t *testing.T) {
 	s.Up(s.Process("alice").Addr)
 	s.mustDo("bob", "setup-dht 4 bob", "setup-dht SUCCESS")
 	s.checkRing(data)
+}
+
+// A querier far from the server and the ring (200 ms each way, more than
+// the retry time of an unmeasured link) gets every answer: the replies to
+// the ids its query-dht went with before it was asked again answer it, and
+// its round trips, measured, set its timeouts (an operator's review: from
+// 160 ms of round trip every query failed, 'no answer from the server').
+// Typed ahead too.
+func TestQueriesFromAFarHost(t *testing.T) {
+	s, data := ringOfFour(t, 3)
+	free := freeUser(s)
+	s.Slow = map[netip.AddrPort]time.Duration{s.Process(free).Addr: 200 * time.Millisecond}
+	s.mustDo(free, "query-dht "+free+" Aruba", "query-dht SUCCESS")
+	var lines []string
+	for _, r := range data[:40] {
+		lines = append(lines, "query-dht "+free+" "+r.LongName)
+	}
+	for i, got := range typeAtOnce(t, s, free, lines) {
+		if !strings.HasPrefix(got, "query-dht SUCCESS") {
+			t.Fatalf("query %d typed ahead from the far host: %q", i, got)
+		}
+	}
 }

@@ -457,6 +457,7 @@ func (p *Peer) ask(now time.Time, out []Output, rq *request, cmd Command, msg wi
 	rq.id, rq.live = p.requestID(), true
 	rq.sg = p.requestSigner(now)
 	rq.tries.start(now, p.serverRTT.first(&p.serverRetry))
+	rq.sentAt = now
 	p.stats.Sent++
 	return append(out, rq.sg.send(p.cfg.Server, rq.id, 0, msg))
 }
@@ -736,7 +737,9 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 		return []Output{dropped("the server took a later request of this peer's; this one waits for its own answer", from, slog.Uint64("id", uint64(h.ID)))}
 	}
 	rq.live, p.serverHeard = false, true
-	if rtt, ok := rq.tries.roundTrip(now); ok {
+	if w != nil {
+		p.serverRTT.sample(walkRoundTrip(rq, h.ID, now))
+	} else if rtt, ok := rq.tries.roundTrip(now); ok {
 		p.serverRTT.sample(rtt)
 	}
 	if w != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	"dht/wire"
@@ -286,9 +287,23 @@ func (p *Peer) requestOf(id uint32) (*request, *walk) {
 		}
 	}
 	for _, w := range p.walks {
-		if !w.done && w.q != nil && w.q.rq.live && w.q.rq.id == id {
+		if !w.done && w.q != nil && w.q.rq.live && (w.q.rq.id == id || slices.ContainsFunc(w.q.rq.asked, func(a askedAs) bool { return a.id == id })) {
 			return &w.q.rq, w
 		}
 	}
 	return nil, nil
+}
+
+// walkRoundTrip is the round trip a reply with id times for the query-dht
+// rq, asked again as new requests, each sent once: exact.
+func walkRoundTrip(rq *request, id uint32, now time.Time) time.Duration {
+	if id == rq.id {
+		return now.Sub(rq.sentAt)
+	}
+	for _, a := range rq.asked {
+		if a.id == id {
+			return now.Sub(a.at)
+		}
+	}
+	return 0
 }

@@ -48,7 +48,24 @@ type request struct {
 	id    uint32
 	tries tries
 	live  bool // sent and not yet answered
+	// A query-dht asked again goes as a new request, with a new id
+	// (askAgain): sentAt is when the one with id went, asked the ids it
+	// went with before and when, the latest last. A reply to any of them
+	// answers the query, and times its round trip exactly: on a link
+	// slower than the retry time, each reply came after its id was
+	// replaced, and the query failed though every copy was answered.
+	sentAt time.Time
+	asked  []askedAs
 }
+
+// askedAs is an id a query-dht went with, and when.
+type askedAs struct {
+	id uint32
+	at time.Time
+}
+
+// maxAsked is how many earlier ids of a query-dht a reply may answer.
+const maxAsked = 32
 
 func (rq *request) prepare(cmd Command, msg wire.Message) {
 	*rq = request{cmd: cmd, msg: msg}

@@ -188,7 +188,11 @@ func (p *Peer) askAgain(now time.Time, w *walk, out []Output) ([]Output, bool) {
 		return p.walked(now, w, resultFailed(CmdQueryDHT, p.serverSilent()), out), false
 	}
 	was := rq.id
-	rq.id, rq.sg = p.requestID(), p.requestSigner(now)
+	if len(rq.asked) == maxAsked {
+		rq.asked = rq.asked[1:]
+	}
+	rq.asked = append(rq.asked, askedAs{id: was, at: rq.sentAt})
+	rq.id, rq.sg, rq.sentAt = p.requestID(), p.requestSigner(now), now
 	p.stats.Sent++
 	p.stats.Retransmits++
 	out = append(out, debugEvent("query-dht asked again as a new request: no reply", slog.Uint64("id", uint64(was)), slog.Uint64("new_id", uint64(rq.id))))

@@ -52,6 +52,9 @@ type Sim struct {
 	// Tap, if set, sees every datagram sent (not those Inject adds): an
 	// attacker's capture, for the tests that replay it.
 	Tap func(from, to netip.AddrPort, b []byte)
+	// Slow gives the link of an address a latency of its own: a datagram
+	// from or to it takes that much longer (a host far away).
+	Slow map[netip.AddrPort]time.Duration
 
 	seed   uint64
 	rng    *rand.Rand // network faults
@@ -473,7 +476,7 @@ func (s *Sim) transmit(from, to netip.AddrPort, b []byte) {
 		s.stats.Duplicated++
 	}
 	for i := range n {
-		d := simLatency
+		d := simLatency + s.Slow[from] + s.Slow[to]
 		if s.Delay > 0 {
 			d += time.Duration(s.rng.Int64N(int64(s.Delay)))
 		}
