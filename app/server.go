@@ -54,10 +54,11 @@ const (
 )
 
 // DefaultDeadAfter is the server's default --dead-after; MinDeadAfter the
-// least it takes: a peer not yet told its pace sends alive every second.
+// least it takes: a peer not yet told its pace sends eight alives in it
+// (aliveUntold), one told sends ten.
 const (
 	DefaultDeadAfter = 15 * time.Second
-	MinDeadAfter     = 2 * aliveUntold
+	MinDeadAfter     = 2 * time.Second
 )
 
 // alivesPerDeadAfter is how many alives a user is told to send within
@@ -1455,7 +1456,7 @@ func (s *Server) Tick(now time.Time) []Output {
 			return s.rollback(now)
 		}
 	case late > 0:
-		return []Output{event("late: this process did not run for a while (stopped, or starved of CPU); it reads what came meanwhile before it judges who is offline or what timed out", slog.Duration("late", late))}
+		return []Output{event("late: this process did not run for a while (stopped, or starved of CPU); it reads what came meanwhile before it judges who went silent and what waited too long", slog.Duration("late", late))}
 	}
 	if s.dht.Phase == state.PhaseHealing && !s.healAcked && !now.Before(s.healNext) {
 		return s.sendHeal(now)
