@@ -15,10 +15,11 @@ func diagramCommand(e env) *cli.Command {
 		Usage:     "draw a time-space diagram from --trace-json files of one run",
 		ArgsUsage: "TRACE.jsonl...",
 		Description: "Reads the structured traces that `dht server` and `dht peer` write with\n" +
-			"--trace-json (one file per process, or one file for all) and draws the run as a\n" +
-			"sequence diagram: one lifeline per process, every datagram an arrow in causal\n" +
-			"order, actions (commands typed, results printed, changes persisted, drops) as\n" +
-			"notes. The server comes first, then the ring's members by id, then the others.\n" +
+			"--trace-json (a file of its own for each process: one opened by two is garbled)\n" +
+			"and draws the run as a sequence diagram: one lifeline per process, every datagram\n" +
+			"an arrow in causal order, actions (commands typed, results printed, changes\n" +
+			"persisted, drops) as notes. The server comes first, then the ring's members by\n" +
+			"id, then the others.\n" +
 			"Acks are folded into the messages they acknowledge, and runs of store traffic\n" +
 			"into one arrow per edge. Writes Mermaid sequenceDiagram text (to stdout, or\n" +
 			"--mermaid FILE) and, with --svg, an SVG image.",
@@ -38,6 +39,9 @@ func diagramCommand(e env) *cli.Command {
 			opt := diagram.Options{Title: c.String("title"), Fold: c.Int("fold")}
 			if opt.Fold < 0 {
 				return usagef("--fold must be 0 or more")
+			}
+			if c.String("mermaid") == "-" && c.String("svg") == "-" {
+				return usagef("--mermaid - and --svg - would both write to stdout: give one of them a FILE")
 			}
 			if opt.Fold == 0 {
 				opt.Fold = -1

@@ -126,6 +126,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "--window", "2000"}, "--window must be 0-1024 (0: the default), got 2000"},
 		{[]string{"bench", "--records", "-5"}, "--records must not be negative (0: the dataset), got -5"},
 		{[]string{"bench", "--records", "10", "--data", "x.csv"}, "--records and --data are two datasets: give one"},
+		{[]string{"diagram", "--mermaid", "-", "--svg", "-", "x.jsonl"}, "--mermaid - and --svg - would both write to stdout: give one of them a FILE"},
 		{[]string{"server", "--fault-loss", "2", "4000"}, "--fault-loss must be in [0,1), got 2"},
 		{[]string{"server", "--fault-dup", "-1", "4000"}, "--fault-dup must be in [0,1], got -1"},
 		{[]string{"server", "--help", "extra"}, `no help for "extra": --help takes no arguments (see 'dht help COMMAND')`},

@@ -257,6 +257,15 @@ func parseScenario(path string, src []byte) (*playScenario, error) {
 				return nil, bad("want expect SUCCESS|FAILURE [TEXT], got %q", rest)
 			}
 			text := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(strings.TrimPrefix(rest, "expect")), f[1]))
+			if strings.Count(text, "${") != len(playPlaceholder.FindAllString(text, -1)) {
+				return nil, bad("unknown placeholder in %q: the only one is ${PORT:KEY}", text)
+			}
+			for _, pm := range playPlaceholder.FindAllStringSubmatch(text, -1) {
+				if !seen[pm[1]] {
+					seen[pm[1]] = true
+					sc.keys = append(sc.keys, pm[1])
+				}
+			}
 			sc.steps = append(sc.steps, playStep{pos: pos, kind: playStepExpect, user: user, want: f[1], text: text})
 			continue
 		}
@@ -288,13 +297,19 @@ func playSleepArg(f []string) (time.Duration, error) {
 	return d, nil
 }
 
+// playPorts is s with each ${PORT:KEY} replaced by KEY's port.
+func playPorts(s string, ports map[string]uint16) string {
+	return playPlaceholder.ReplaceAllStringFunc(s, func(ph string) string {
+		return strconv.Itoa(int(ports[playPlaceholder.FindStringSubmatch(ph)[1]]))
+	})
+}
+
 // playOutcome sums up what a command printed: SUCCESS, FAILURE, or "" when
-// it printed no result line (help's text is none).
+// it printed no result line.
 func playOutcome(printed []app.Result) string {
 	res := ""
 	for _, r := range printed {
 		switch {
-		case r.Cmd == app.CmdHelp && r.OK: // its text, no result line
 		case !r.OK:
 			return "FAILURE"
 		default:
@@ -328,9 +343,7 @@ func play(cl *cluster.Cluster, steps []playStep, ports map[string]uint16, timeou
 				return met, fmt.Errorf("%s: %w", s.pos, err)
 			}
 		case playStepType:
-			line := playPlaceholder.ReplaceAllStringFunc(s.text, func(ph string) string {
-				return strconv.Itoa(int(ports[playPlaceholder.FindStringSubmatch(ph)[1]]))
-			})
+			line := playPorts(s.text, ports)
 			fmt.Fprintf(out, "%s> %s\n", s.user, line)
 			l := lastOf[s.user]
 			if l == nil || !cl.Peer(s.user).WantsLongName() {
@@ -356,13 +369,14 @@ func play(cl *cluster.Cluster, steps []playStep, ports map[string]uint16, timeou
 			}
 			got := playOutcome(l.printed)
 			ok := got == s.want
-			if ok && s.text != "" {
-				ok = slices.ContainsFunc(playLines(l.printed), func(line string) bool { return strings.Contains(line, s.text) })
+			text := playPorts(s.text, ports)
+			if ok && text != "" {
+				ok = slices.ContainsFunc(playLines(l.printed), func(line string) bool { return strings.Contains(line, text) })
 			}
 			if !ok {
 				want := s.want
-				if s.text != "" {
-					want += " with " + strconv.Quote(s.text)
+				if text != "" {
+					want += " with " + strconv.Quote(text)
 				}
 				return met, fmt.Errorf("%s: %s: expected %s from %q, which printed:\n%s", s.pos, s.user, want, l.line, playIndent(playLines(l.printed)))
 			}

@@ -131,6 +131,23 @@ bob: deregister bob
 	}
 }
 
+// TestPlayExpectations: help's line is a SUCCESS to expect, as it prints
+// one, and an expectation's text has its ${PORT:KEY} replaced as a typed
+// line's does (a new-user review: both failed).
+func TestPlayExpectations(t *testing.T) {
+	f := writeScenario(t, `
+alice: help
+alice: expect SUCCESS
+alice: register alice 127.0.0.1 ${PORT:a}
+alice: expect SUCCESS
+bob: register bob 127.0.0.1 ${PORT:a}
+bob: expect FAILURE cannot bind 127.0.0.1:${PORT:a}
+`)
+	if code, out, errOut := runDHT(t, "", "play", "--dir", t.TempDir(), f); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
 // TestPlayFailures: every way a play goes wrong, with its exit status and
 // what it says.
 func TestPlayFailures(t *testing.T) {
@@ -300,7 +317,7 @@ func TestPlayOutcome(t *testing.T) {
 		want    string
 	}{
 		{nil, ""},
-		{[]app.Result{{Cmd: app.CmdHelp, OK: true, Text: "commands (one per line; blank lines and lines starting with # are skipped):"}}, ""},
+		{[]app.Result{{Cmd: app.CmdHelp, OK: true, Text: "commands (one per line; blank lines and lines starting with # are skipped):"}}, "SUCCESS"},
 		{[]app.Result{{Cmd: app.CmdRegister, OK: true}}, "SUCCESS"},
 		{[]app.Result{{Cmd: app.CmdSetupDHT, OK: true, Ring: []string{"a", "b"}}, {Cmd: app.CmdDHTComplete, OK: true}}, "SUCCESS"},
 		{[]app.Result{{Cmd: app.CmdLeaveDHT, OK: true}, {Cmd: app.CmdLeaveDHT, Reason: "bob did not answer"}}, "FAILURE"},
