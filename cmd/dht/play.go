@@ -213,6 +213,20 @@ type playScenario struct {
 func parseScenario(path string, src []byte) (*playScenario, error) {
 	sc := &playScenario{}
 	seen := map[string]bool{}
+	// placeholders notes the keys of text's placeholders, in order of
+	// first use; false if text holds one that is not ${PORT:KEY}.
+	placeholders := func(text string) bool {
+		if strings.Count(text, "${") != len(playPlaceholder.FindAllString(text, -1)) {
+			return false
+		}
+		for _, pm := range playPlaceholder.FindAllStringSubmatch(text, -1) {
+			if !seen[pm[1]] {
+				seen[pm[1]] = true
+				sc.keys = append(sc.keys, pm[1])
+			}
+		}
+		return true
+	}
 	lines := bufio.NewScanner(bytes.NewReader(src))
 	lines.Buffer(make([]byte, 64<<10), 1<<20)
 	for n := 1; lines.Scan(); n++ {
@@ -257,26 +271,14 @@ func parseScenario(path string, src []byte) (*playScenario, error) {
 				return nil, bad("want expect SUCCESS|FAILURE [TEXT], got %q", rest)
 			}
 			text := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(strings.TrimPrefix(rest, "expect")), f[1]))
-			if strings.Count(text, "${") != len(playPlaceholder.FindAllString(text, -1)) {
+			if !placeholders(text) {
 				return nil, bad("unknown placeholder in %q: the only one is ${PORT:KEY}", text)
-			}
-			for _, pm := range playPlaceholder.FindAllStringSubmatch(text, -1) {
-				if !seen[pm[1]] {
-					seen[pm[1]] = true
-					sc.keys = append(sc.keys, pm[1])
-				}
 			}
 			sc.steps = append(sc.steps, playStep{pos: pos, kind: playStepExpect, user: user, want: f[1], text: text})
 			continue
 		}
-		if strings.Count(rest, "${") != len(playPlaceholder.FindAllString(rest, -1)) {
+		if !placeholders(rest) {
 			return nil, bad("unknown placeholder in %q: the only one is ${PORT:KEY}", rest)
-		}
-		for _, pm := range playPlaceholder.FindAllStringSubmatch(rest, -1) {
-			if !seen[pm[1]] {
-				seen[pm[1]] = true
-				sc.keys = append(sc.keys, pm[1])
-			}
 		}
 		sc.steps = append(sc.steps, playStep{pos: pos, kind: playStepType, user: user, text: rest})
 	}
