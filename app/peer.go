@@ -738,7 +738,9 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 	}
 	rq.live, p.serverHeard = false, true
 	if w != nil {
-		p.serverRTT.sample(walkRoundTrip(rq, h.ID, now))
+		if rtt := walkRoundTrip(rq, h.ID, now); rtt > 0 {
+			p.serverRTT.sample(rtt)
+		}
 	} else if rtt, ok := rq.tries.roundTrip(now); ok {
 		p.serverRTT.sample(rtt)
 	}

@@ -327,7 +327,7 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	if _, ok := m.(wire.Store); ok && p.link.backlog(p.right.Addr) > p.backlogLimit() {
 		return []Output{dropped("right neighbour is behind; the left will retransmit", from, slog.Uint64("id", uint64(h.ID)))}
 	}
-	if q, ok := m.(wire.Query); ok && !noAck && p.link.backlog(p.right.Addr) > p.backlogLimit() && dataset.ID(dataset.Pos(q.LongName), p.n) != p.id {
+	if q, ok := m.(wire.Query); ok && !noAck && p.n > 0 && p.link.backlog(p.right.Addr) > p.backlogLimit() && dataset.ID(dataset.Pos(q.LongName), p.n) != p.id {
 		// A query sent reliably goes on in the right link's queue, as a
 		// store does: one querier's token flood grew it without bound (a
 		// red-team review: 1 GB at one member, and the ring's own
