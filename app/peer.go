@@ -738,9 +738,7 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 	}
 	rq.live, p.serverHeard = false, true
 	if w != nil {
-		if rtt := walkRoundTrip(rq, h.ID, now); rtt > 0 {
-			p.serverRTT.sample(rtt)
-		}
+		p.serverRTT.sample(walkRoundTrip(rq, h.ID, now))
 	} else if rtt, ok := rq.tries.roundTrip(now); ok {
 		p.serverRTT.sample(rtt)
 	}
