@@ -249,7 +249,11 @@ func (e *endpoint) flush() {
 				break
 			}
 			if i < len(e.out) {
-				e.log.Warn("send failed", slog.String("addr", e.out[i].Addr.String()), slog.String("err", err.Error()))
+				// Counted with the drops: a send refused at every
+				// retransmission (a firewall's EPERM) is a few lines a
+				// second, not one each.
+				to := e.out[i].Addr
+				e.drops.trace(e.log, e.now(), Event{Msg: "send failed: " + err.Error(), Level: slog.LevelWarn, Attrs: []slog.Attr{attrAddr(to)}, From: to})
 			}
 			i++ // skip the datagram that failed
 		}
