@@ -269,6 +269,23 @@ func validMember(m wire.Member) bool {
 // them unacknowledged, and the left retransmits once the right caught up.
 func (p *Peer) backlogLimit() int { return 4 * p.link.cfg.Window }
 
+// queuesRight reports that m, taken, may go on in the right link's queue,
+// which the sender's retransmission can wait for while that queue is past
+// backlogLimit (unacknowledged, it comes again): a store, or a query sent
+// reliably (by its querier or the left neighbour) that this node does not
+// answer. A querier's token flood of such queries grew the queue to a
+// gigabyte, and the ring's own messages waited behind it (a red-team
+// review: a teardown rolled back).
+func (p *Peer) queuesRight(m wire.Message, noAck bool) bool {
+	switch m := m.(type) {
+	case wire.Store:
+		return true
+	case wire.Query:
+		return !noAck && p.n > 0 && dataset.ID(dataset.Pos(m.LongName), p.n) != p.id
+	}
+	return false
+}
+
 // sendNoAck sends m once, unacknowledged (FlagNoAck): a query or its
 // answer, which the querier retries end to end, or the rebuilt that tells
 // a leaver or a joiner the server ended its operation (which the server
@@ -324,16 +341,8 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		}
 		return []Output{ev}
 	}
-	if _, ok := m.(wire.Store); ok && p.link.backlog(p.right.Addr) > p.backlogLimit() {
-		return []Output{dropped("right neighbour is behind; the left will retransmit", from, slog.Uint64("id", uint64(h.ID)))}
-	}
-	if q, ok := m.(wire.Query); ok && !noAck && p.n > 0 && p.link.backlog(p.right.Addr) > p.backlogLimit() && dataset.ID(dataset.Pos(q.LongName), p.n) != p.id {
-		// A query sent reliably goes on in the right link's queue, as a
-		// store does: one querier's token flood grew it without bound (a
-		// red-team review: 1 GB at one member, and the ring's own
-		// messages behind it, a teardown rolled back). Unacknowledged, it
-		// comes again from its sender.
-		return []Output{dropped("right neighbour is behind; a query sent reliably waits for its next copy", from, slog.Uint64("id", uint64(h.ID)))}
+	if p.link.backlog(p.right.Addr) > p.backlogLimit() && p.queuesRight(m, noAck) {
+		return []Output{dropped("right neighbour is behind; the sender will send it again", from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))}
 	}
 	if !noAck {
 		seen.add(from, h.ID)
