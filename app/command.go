@@ -178,6 +178,10 @@ func parseCommand(line string) command {
 			return bad("%s", usage(c.word))
 		}
 	default:
+		switch strings.ToLower(c.word) {
+		case "exit", "quit", "bye", "logout":
+			return bad("unknown command: Ctrl-C (SIGINT or SIGTERM) stops the peer (type help for the list)")
+		}
 		if near := nearCommand(c.word); near != "" {
 			return bad("unknown command; did you mean %s? (type help for the list)", near)
 		}

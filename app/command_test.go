@@ -159,7 +159,7 @@ func TestUnknownCommandSuggestsANearOne(t *testing.T) {
 	for word, want := range map[string]string{
 		"Query-dht": "query-dht", "query-DHT": "query-dht", "query_dht": "query-dht", "querydht": "query-dht",
 		"qeury-dht": "query-dht", "regster": "register", "registerr": "register", "HELP": "help",
-		"setup-dth": "setup-dht", "teardown": "", "Aruba": "", "exit": "", "quit": "", "sleeep": "sleep",
+		"setup-dth": "setup-dht", "teardown": "", "Aruba": "", "sleeep": "sleep",
 	} {
 		c := parseCommand(word + " alice")
 		got := c.usageReason
@@ -168,6 +168,15 @@ func TestUnknownCommandSuggestsANearOne(t *testing.T) {
 			t.Errorf("%s: %q, want no suggestion", word, got)
 		case want != "" && got != "unknown command; did you mean "+want+"? (type help for the list)":
 			t.Errorf("%s: %q, want %s suggested", word, got, want)
+		}
+	}
+}
+
+// exit and quit, which a user tries first, say how the peer stops.
+func TestExitSaysHowThePeerStops(t *testing.T) {
+	for _, word := range []string{"exit", "quit", "QUIT", "bye"} {
+		if got := parseCommand(word).usageReason; got != "unknown command: Ctrl-C (SIGINT or SIGTERM) stops the peer (type help for the list)" {
+			t.Errorf("%s: %q", word, got)
 		}
 	}
 }
