@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -87,10 +85,6 @@ func demoCommand(e env) *cli.Command {
 			}
 			ctx, cancel := signalContext()
 			defer cancel()
-			// A reader that goes away (dht demo | head) fails the writes
-			// to stdout rather than killing the process before it removes
-			// its folder.
-			signal.Ignore(syscall.SIGPIPE)
 			cl, err := cluster.Start(cluster.Config{Dir: wd.path, Data: loaderData(loader), Seed: seed, Port: uint16(c.Uint("port")), Log: clusterTrace(trace), Ctx: ctx})
 			if err != nil {
 				wd.done()

@@ -214,36 +214,47 @@ func TestDemoKeepRunning(t *testing.T) {
 	}
 }
 
-// A demo whose reader goes away (dht demo | head -3) still removes its
-// folder: SIGPIPE killed it at its next line, and the folder stayed (a new
-// user's review).
-func TestDemoReaderGoneRemovesItsFolder(t *testing.T) {
+// A demo or play whose reader goes away (dht demo | head -1) still removes
+// its folder: SIGPIPE killed it at its next line, and the folder stayed (a
+// new user's review; and a tools review for play).
+func TestReaderGoneRemovesTheFolder(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	tmp := t.TempDir()
-	cmd := exec.Command(dhtBinary(t), "demo", "--peers", "3", "--seed", "3")
-	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil { // one line, as head -1
-		t.Fatal(err)
-	}
-	out.Close()
-	err = cmd.Wait()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		t.Fatalf("the demo was killed by %v", ws.Signal())
-	}
-	if err != nil {
-		t.Logf("the demo ended: %v", err)
-	}
-	left, err := filepath.Glob(filepath.Join(tmp, "dht-demo-*"))
-	if err != nil || len(left) != 0 {
-		t.Fatalf("folders left under $TMPDIR: %v %v", left, err)
+	scenario := writeScenario(t, "a: register a 127.0.0.1 ${PORT:a}\nb: register b 127.0.0.1 ${PORT:b}\nc: register c 127.0.0.1 ${PORT:c}\na: setup-dht 2 a\nc: query-dht c Aruba\na: teardown-dht a\n")
+	for _, tc := range []struct {
+		prefix string
+		args   []string
+	}{
+		{"dht-demo-", []string{"demo", "--peers", "3", "--seed", "3"}},
+		{"dht-play-", []string{"play", scenario}},
+	} {
+		t.Run(tc.args[0], func(t *testing.T) {
+			tmp := t.TempDir()
+			cmd := exec.Command(dhtBinary(t), tc.args...)
+			cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bufio.NewReader(out).ReadString('\n'); err != nil { // one line, as head -1
+				t.Fatal(err)
+			}
+			out.Close()
+			err = cmd.Wait()
+			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				t.Fatalf("%s was killed by %v", tc.args[0], ws.Signal())
+			}
+			if err != nil {
+				t.Logf("%s ended: %v", tc.args[0], err)
+			}
+			left, err := filepath.Glob(filepath.Join(tmp, tc.prefix+"*"))
+			if err != nil || len(left) != 0 {
+				t.Fatalf("folders left under $TMPDIR: %v %v", left, err)
+			}
+		})
 	}
 }

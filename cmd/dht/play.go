@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -159,6 +161,9 @@ func workDirFlags() []cli.Flag {
 }
 
 func openWorkDir(c *cli.Context, prefix string) (workDir, error) {
+	// A reader that goes away (dht demo | head) fails the writes to stdout
+	// rather than killing the process before it removes its folder.
+	signal.Ignore(syscall.SIGPIPE)
 	if dir := c.String("dir"); dir != "" {
 		return workDir{path: dir, keep: true}, nil
 	}
