@@ -15,6 +15,9 @@ import (
 // TestExitStatus: 0 on normal exit, 2 on usage errors, 1 on runtime
 // failures, for every command.
 func TestExitStatus(t *testing.T) {
+	// A usage error that regresses runs the command for real: its files go
+	// to a folder of the test's, not into the package's.
+	t.Chdir(t.TempDir())
 	missing := filepath.Join(t.TempDir(), "missing")
 	tests := []struct {
 		name string
@@ -101,6 +104,9 @@ func TestHelp(t *testing.T) {
 // stderr that says what is wrong and where the help is, exit status 2, and
 // nothing on stdout.
 func TestUsageErrors(t *testing.T) {
+	// A usage error that regresses runs the command for real: its files go
+	// to a folder of the test's, not into the package's.
+	t.Chdir(t.TempDir())
 	tests := []struct {
 		args []string
 		want string
