@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"dht/app/state"
 	"dht/dataset"
 	"dht/internal/simnet"
+	"dht/wire"
 )
 
 // kill takes user name's process out for good: it sends nothing more and
@@ -350,4 +352,51 @@ func TestServerDownPastTheOpTimeoutDuringAHeal(t *testing.T) {
 		wantCounts(t, s, data)
 		queryAll(t, s, querier, data, len(s.Server().Snapshot().DHT.Members))
 	}
+}
+
+// A copy of a heal of an earlier epoch that reaches its leader after the
+// ring moved on (a leave), once the leader's duplicate filter no longer
+// holds its id (the process restarted and resumed), is dropped as of an
+// earlier ring. It was acted on: the leader emptied its table, took the
+// old ring's place and epoch, and the ring the server counted ready lost
+// most of its records for good (a code review).
+func TestLateHealOfAnEarlierEpochIsDropped(t *testing.T) {
+	data := records(t)
+	s := newSim(t, 1)
+	users := joinUsers(t, s, 5)
+	var heal []byte
+	var healTo netip.AddrPort
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeHeal {
+			heal, healTo = slices.Clone(b), to
+		}
+	}
+	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	dead := memberWithID(s, 3)
+	kill(s, dead)
+	settleHeal(t, s, dead)
+	s.Tap = nil
+	leader := leaderName(s)
+	if heal == nil || healTo != s.Process(leader).Addr {
+		t.Fatalf("no heal to the leader %s seen", leader)
+	}
+	leaver := memberWithID(s, 1)
+	s.mustDo(leaver, "leave-dht "+leaver, "leave-dht SUCCESS")
+	if !s.Restart(leader) {
+		t.Fatal("the leader did not restart")
+	}
+	settle(t, s)
+	s.checkRing(data)
+	before := app.Identity(s.Process(leader).Core)
+
+	s.Process(leader).Printed = nil
+	s.Inject(simServer, healTo, heal)
+	settle(t, s)
+	if after := app.Identity(s.Process(leader).Core); after.ID != before.ID || after.N != before.N || after.Epoch != before.Epoch {
+		t.Fatalf("%s took the late heal: its place went from id %d of %d, epoch %d, to id %d of %d, epoch %d", leader, before.ID, before.N, before.Epoch, after.ID, after.N, after.Epoch)
+	}
+	if p := texts(s.Process(leader).Printed); len(p) != 0 {
+		t.Fatalf("%s printed %q after the late heal", leader, p)
+	}
+	s.checkRing(data)
 }

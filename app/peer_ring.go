@@ -60,6 +60,8 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 		return true
 	case wire.SetID:
 		epoch = m.Epoch
+	case wire.Heal:
+		epoch = m.Epoch
 	case wire.ResetID:
 		if m.Origin == p.self.Name && !p.renumbering() {
 			// Back at its origin, which no longer renumbers (a copy whose
@@ -242,6 +244,13 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 			if !validMember(mb) {
 				return "heal names an invalid member"
 			}
+		}
+		if m.Epoch < p.epoch {
+			// A copy the server has since gone past (it outlived this
+			// node's duplicate filter: a restart of its process): taken,
+			// it would empty a table of the ring that stands for a place
+			// in one that does not.
+			return fmt.Sprintf("heal of ring epoch %d, older than this node's %d", m.Epoch, p.epoch)
 		}
 	case wire.Join:
 		if !validMember(m.Joiner) || from != m.Joiner.Addr {
