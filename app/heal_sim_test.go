@@ -400,3 +400,51 @@ func TestLateHealOfAnEarlierEpochIsDropped(t *testing.T) {
 	}
 	s.checkRing(data)
 }
+
+// The server's ack of healed is lost, and a member's leave-dht reaches the
+// server before the leader's next copy of healed: the server, at the
+// leave's epoch, dropped every further copy unacknowledged, and the leader,
+// whose heal had succeeded, printed heal FAILURE after its give-up (a code
+// review). The last heal that ended its wait is acknowledged again.
+func TestHealedAckedAgainAfterTheRingMovedOn(t *testing.T) {
+	s := newSim(t, 1)
+	users := joinUsers(t, s, 5)
+	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	leader := leaderName(s)
+	leaderAddr := s.Process(leader).Addr
+	dead := memberWithID(s, 3)
+	kill(s, dead)
+	var t0 time.Time
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && from == simServer && to == leaderAddr && m.Type() == wire.TypeAck && t0.IsZero() {
+			t0 = s.Now()
+			s.Down(leaderAddr) // this one ack is lost
+		}
+	}
+	for i := 0; t0.IsZero(); i++ {
+		if i > 2_000_000 || !s.Step() {
+			t.Fatal("no ack of healed seen")
+		}
+	}
+	// The ack is on its way (and will be lost); the leave-dht, typed now,
+	// reaches the server before the leader's next copy of healed.
+	s.Process(leader).Printed = nil
+	leaver := memberWithID(s, 1)
+	if err := s.Input(leaver, "leave-dht "+leaver); err != nil {
+		t.Fatal(err)
+	}
+	// The leader hears nothing until the server has answered the leave-dht.
+	leaverAddr := s.Process(leaver).Addr
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && from == simServer && to == leaverAddr && m.Type() == wire.TypeReply {
+			s.Up(leaderAddr)
+		}
+	}
+	settle(t, s)
+	if got := texts(s.Process(leaver).Printed); len(got) < 2 || got[len(got)-2] != "leave-dht SUCCESS" || !strings.HasPrefix(got[len(got)-1], "dht-rebuilt SUCCESS") {
+		t.Fatalf("%s printed %q, want the leave to succeed", leaver, got)
+	}
+	if got := texts(s.Process(leader).Printed); len(got) != 1 || !strings.HasPrefix(got[0], "heal SUCCESS") {
+		t.Fatalf("%s printed %q, want heal SUCCESS", leader, got)
+	}
+}

@@ -155,6 +155,13 @@ type Server struct {
 	healWhy  string
 	healNext time.Time
 	healRTO  time.Duration
+	// healedLast: the leader and epoch of the last heal that ended the
+	// wait (in memory), whose healed is acknowledged again after the ring
+	// moved on, in case the first ack was lost.
+	healedLast struct {
+		name  string
+		epoch uint64
+	}
 	// after: what a request's handling asks to send once its reply is out
 	// (the heal a rejoin started).
 	after []Output

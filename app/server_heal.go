@@ -233,7 +233,8 @@ func (s *Server) healAck(now time.Time, from netip.AddrPort, h wire.Header, a wi
 
 // healed: the leader reports the heal of an epoch done. The heal in
 // progress ends; the one that ended the wait, reported again (its ack
-// lost), is acknowledged again; one ended or replaced meanwhile is not.
+// lost), is acknowledged again, even once the ring has moved on; one ended
+// or replaced meanwhile is not.
 //
 // With verify (Step), it must be signed with the user's secret; it is
 // acted on once (a copy, or a replay, only finds no heal in progress), so
@@ -249,6 +250,13 @@ func (s *Server) healed(now time.Time, from netip.AddrPort, h wire.Header, m wir
 	u.Seq = max(u.Seq, h.Seq)
 	s.seen(now, from)
 	ack := Send{To: from, ID: h.ID, Msg: wire.Ack{}, Sign: verify, Seq: h.Seq, Key: u.Secret}
+	if l := s.healedLast; m.Epoch == l.epoch && m.Name == l.name {
+		// The heal that ended its wait, reported again: its ack was lost.
+		// Acknowledged even once the ring has moved on (a leave, a join,
+		// a teardown typed right after it, another heal): unacknowledged,
+		// its leader would give up and say its heal failed.
+		return []Output{debugEvent("healed again for the heal that ended", attrAddr(from), slog.Uint64("epoch", m.Epoch)), ack}
+	}
 	if m.Epoch != s.dht.Epoch || m.Name != s.dht.Leader || s.dht.Phase != state.PhaseHealing && s.dht.Phase != state.PhaseReady {
 		// The heal was ended (the DHT dissolved, or healed again) while
 		// its leader worked at it: no ack, so that it does not report a
@@ -257,12 +265,14 @@ func (s *Server) healed(now time.Time, from netip.AddrPort, h wire.Header, m wir
 		return []Output{dropped("healed for a heal that was ended or replaced", from, slog.Uint64("epoch", m.Epoch))}
 	}
 	if s.dht.Phase != state.PhaseHealing {
-		// The heal that ended this ring's wait: its ack was lost.
+		// The heal that ended this ring's wait, its ack lost, at a server
+		// restarted since (healedLast is in memory).
 		return []Output{debugEvent("healed again for the heal that ended", attrAddr(from), slog.Uint64("epoch", m.Epoch)), ack}
 	}
 	s.dht.Phase, s.dht.Since, s.dht.Removed = state.PhaseReady, 0, nil
 	s.places = nil
 	s.note = ""
+	s.healedLast.name, s.healedLast.epoch = m.Name, m.Epoch
 	return []Output{s.persist(nil), ack}
 }
 
