@@ -79,3 +79,22 @@ func (id Identity) Check() error {
 	}
 	return nil
 }
+
+// CheckTable reports the first record of a peer's table that its place
+// does not own: a node keeps only the records whose id in its ring is its
+// own, and a peer outside any ring holds none (every change of place
+// clears the table in the commit that writes the place).
+func (id Identity) CheckTable(recs []dataset.Record) error {
+	if !id.InRing {
+		if len(recs) > 0 {
+			return fmt.Errorf("%d records, but no place in a ring (the first: %s)", len(recs), quote(recs[0].LongName))
+		}
+		return nil
+	}
+	for _, r := range recs {
+		if owner := r.Pos() % id.N; owner != id.ID {
+			return fmt.Errorf("record %s (slot %d) belongs to id %d of a ring of %d, not to this node's id %d", quote(r.LongName), r.Pos(), owner, id.N, id.ID)
+		}
+	}
+	return nil
+}

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"dht/dataset"
 )
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
@@ -201,6 +203,33 @@ func TestServerStateCheckJoining(t *testing.T) {
 				t.Errorf("got %v, want nil", err)
 			case c.says != "" && (err == nil || !strings.Contains(err.Error(), c.says)):
 				t.Errorf("got %v, want an error saying %q", err, c.says)
+			}
+		})
+	}
+}
+
+// CheckTable: a node holds only the records its place owns (pos mod N is
+// its id), and none outside a ring; simnet checks every commit with it.
+func TestIdentityCheckTable(t *testing.T) {
+	rec := func(long string) dataset.Record { return dataset.Record{LongName: long} }
+	aruba := rec("Aruba") // pos 138: id 0 of 3, id 0 of 2, id 2 of 4
+	cases := []struct {
+		name string
+		id   Identity
+		recs []dataset.Record
+		says string // "" when the table is the place's
+	}{
+		{"outside any ring, no records", Identity{Name: "alice"}, nil, ""},
+		{"outside any ring, a record", Identity{Name: "alice"}, []dataset.Record{aruba}, `1 records, but no place in a ring (the first: "Aruba")`},
+		{"its own record", Identity{InRing: true, ID: 0, N: 3}, []dataset.Record{aruba}, ""},
+		{"a lone node holds every record", Identity{InRing: true, ID: 0, N: 1}, []dataset.Record{aruba, rec("Republic of South Africa")}, ""},
+		{"another id's record", Identity{InRing: true, ID: 1, N: 4}, []dataset.Record{aruba}, `record "Aruba" (slot 138) belongs to id 2 of a ring of 4, not to this node's id 1`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.id.CheckTable(c.recs)
+			if c.says == "" && err != nil || c.says != "" && (err == nil || err.Error() != c.says) {
+				t.Fatalf("CheckTable: %v, want %q", err, c.says)
 			}
 		})
 	}

@@ -435,6 +435,10 @@ func (s *Sim) exec(from netip.AddrPort, p *Process, outs []app.Output) {
 				s.err = err
 				return
 			}
+			if id, recs, err := p.Table.Load(); err != nil || id.CheckTable(recs) != nil {
+				s.err = fmt.Errorf("sim: %s's table, as saved, is one its file would be refused for: %v%w", p.Name, err, id.CheckTable(recs))
+				return
+			}
 			app.TraceOutput(log, o)
 		case app.DiscardStore:
 			// A new process would start from a new file.
