@@ -261,3 +261,80 @@ func TestConcurrentSavesAreThisProcesss(t *testing.T) {
 		}
 	}
 }
+
+// A Long Name a live peer's file does not find is checked before the ring
+// answers "not found": a record's checksum catches a changed value, but an
+// earlier copy of the file written over it in place (cp), or a changed
+// key, only read as a missing record, and a member of a settled ring makes
+// no commit that would notice (an operator's review: a member answered 75
+// of 241 Long Names "not found", and went on running).
+func TestLookupOfAMissingNameChecksTheFile(t *testing.T) {
+	open := func(t *testing.T) (string, *PeerDB) {
+		path := filepath.Join(t.TempDir(), "peer.db")
+		db, err := OpenPeer(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return path, db
+	}
+	lookup := func(t *testing.T, db *PeerDB, r dataset.Record) error {
+		t.Helper()
+		got, found, err := db.Lookup(r.LongName)
+		if err == nil && (!found || got != r) {
+			t.Fatalf("Lookup(%q): found %v, %+v", r.LongName, found, got)
+		}
+		return err
+	}
+	id := sampleIdentity()
+	t.Run("an earlier copy written over it", func(t *testing.T) {
+		path, db := open(t)
+		mustApply(t, db, state.Batch{Identity: &id, Put: []dataset.Record{aruba}})
+		earlier, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustApply(t, db, state.Batch{Identity: &id, Put: []dataset.Record{civ}})
+		if err := lookup(t, db, aruba); err != nil { // a read open, as a member has
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, earlier, 0o600); err != nil { // in place, as cp does
+			t.Fatal(err)
+		}
+		_, found, err := db.Lookup(civ.LongName)
+		if err == nil {
+			t.Fatalf("Lookup(%q) in the earlier copy: found %v, no error; want the file refused", civ.LongName, found)
+		}
+		if !errors.Is(err, ErrGone) && !errors.Is(err, ErrDamaged) {
+			t.Fatalf("Lookup: %v; want ErrGone or ErrDamaged", err)
+		}
+	})
+	t.Run("a key changed", func(t *testing.T) {
+		path, db := open(t)
+		recs := synthetic(40, 7)
+		mustApply(t, db, state.Batch{Identity: &id, Put: recs})
+		victim := recs[17]
+		if err := lookup(t, db, recs[3]); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := strings.Index(string(b), victim.LongName) // the key: a leaf holds it before its value
+		if at < 0 {
+			t.Fatalf("%q is not in the file", victim.LongName)
+		}
+		if _, err := f.WriteAt([]byte{b[at+1] ^ 0x20}, int64(at+1)); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if _, found, err := db.Lookup(victim.LongName); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("Lookup(%q) under a changed key: found %v, %v; want ErrCorrupt", victim.LongName, found, err)
+		}
+	})
+}

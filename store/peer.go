@@ -257,12 +257,12 @@ func (p *PeerDB) Lookup(longName string) (r dataset.Record, found bool, err erro
 			p.rd = tx
 		}
 		b := p.rd.Bucket(slotBucket(pos))
-		if b == nil {
-			return nil
+		var v []byte
+		if b != nil {
+			v = b.Get([]byte(longName))
 		}
-		v := b.Get([]byte(longName))
 		if v == nil {
-			return nil
+			return p.notFound(pos, b)
 		}
 		var err error
 		r, err = decodeSlotRecord(pos, longName, v)
@@ -273,6 +273,27 @@ func (p *PeerDB) Lookup(longName string) (r dataset.Record, found bool, err erro
 		return dataset.Record{}, false, err
 	}
 	return r, found, nil
+}
+
+// notFound makes sure that a Long Name not in slot pos (bucket b, nil if
+// the slot is empty) is not there because the file is whole and this
+// process's, before the ring answers "not found": a record's checksum
+// finds a changed value, but a changed key, or a file another program
+// copied over this one while it was open, only reads as a record missing,
+// and a member of a settled ring makes no commit that would notice. It
+// reads the slot's every record (a query for a missing name is rare) and
+// checks the file as a commit does. Under p.mu, in guard.
+func (p *PeerDB) notFound(pos int, b *bolt.Bucket) error {
+	if err := p.file.check(0); err != nil {
+		return err
+	}
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error {
+		_, err := decodeSlotRecord(pos, string(k), v)
+		return err
+	})
 }
 
 // Discard closes the file and, if nothing was ever written to it (no
