@@ -114,6 +114,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--frobnicate"}, "unknown flag --frobnicate (see 'dht --help')"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate" (see 'dht --help')`},
 		{[]string{"server", "--frobnicate", "4000"}, "unknown flag --frobnicate (see 'dht server --help')"},
+		{[]string{"server", "--db", "", "4000"}, "--db needs a file name (without --db the server's file is dht-server.db)"},
+		{[]string{"peer", "--db", "", "127.0.0.1", "4000"}, "--db needs a file name (without --db the peer's file is dht-peer-NAME.db, named at register)"},
 		{[]string{"server", "4000", "--db", "x.db"}, "flags go before PORT: --db (see 'dht server --help')"},
 		{[]string{"peer", "127.0.0.1", "4000", "--quiet"}, "flags go before SERVER_IPV4 SERVER_PORT: --quiet (see 'dht peer --help')"},
 		{[]string{"inspect", "x.db", "--json"}, "flags go before FILE: --json (see 'dht inspect --help')"},

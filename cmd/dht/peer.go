@@ -88,6 +88,9 @@ func peerCommand(e env) *cli.Command {
 				return fmt.Errorf("peer: %w", err)
 			}
 			dbPath := c.String("db")
+			if c.IsSet("db") && dbPath == "" {
+				return usagef("--db needs a file name (without --db the peer's file is dht-peer-NAME.db, named at register)")
+			}
 			core := app.NewPeer(app.PeerConfig{
 				Server:   netip.AddrPortFrom(ip, port),
 				LoadData: data,

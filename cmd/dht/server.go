@@ -50,6 +50,9 @@ func serverCommand(e env) *cli.Command {
 			if d := c.Duration("dead-after"); d < app.MinDeadAfter {
 				return usagef("--dead-after must be at least %s, got %s", app.MinDeadAfter, d)
 			}
+			if c.String("db") == "" {
+				return usagef("--db needs a file name (without --db the server's file is dht-server.db)")
+			}
 			faults, err := faultsFrom(c)
 			if err != nil {
 				return err
