@@ -336,6 +336,7 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 		}
 	}
 	if err != nil {
+		err = h.refused(err)
 		_ = h.close(db)
 		if h.created {
 			// Made by this open and never finished (a full disk): leave
@@ -417,8 +418,12 @@ type file struct {
 	// fails may remove it.
 	created bool
 	// rolledBack: the transaction of the commit the open rolled back, as
-	// one that did not reach the disk whole; 0 if none.
+	// one that did not reach the disk whole; 0 if none. undoAt and
+	// undoSum: the meta page whose checksum the roll-back cleared, and
+	// that checksum (refused).
 	rolledBack uint64
+	undoAt     int64
+	undoSum    []byte
 
 	// raw makes the commits' writes and syncs, and the checks, without
 	// the Go runtime (rawio_linux.go); nil: bbolt's and os's own calls.
@@ -533,12 +538,41 @@ func (h *file) verify(f *os.File, exclusive bool, timeout time.Duration, created
 	case torn && !exclusive:
 		return damaged(h.path, "", fmt.Sprintf("%s; dht server or dht peer rolls it back when it opens the file", tornWhy(txid)), nil)
 	case torn:
-		if err := rollBack(f, off); err != nil {
+		sum, err := rollBack(f, off)
+		if err != nil {
 			return fmt.Errorf("store: %s: roll back its last commit (transaction %d), which did not reach the disk whole: %w", h.path, txid, err)
 		}
-		h.rolledBack = txid
+		h.rolledBack, h.undoAt, h.undoSum = txid, off, sum
 	}
 	return nil
+}
+
+// refused is err, the reason the open refuses the file's values, for a
+// file whose torn last commit the open rolled back: the pages are checked
+// before the roll-back, the values only after it, through bbolt. The
+// roll-back is undone (no commit has been made since), so the file is
+// left as the open found it rather than with a cleared meta page that
+// later opens would misread, and the error says both.
+func (h *file) refused(err error) error {
+	if h.rolledBack == 0 || h.f == nil || err == nil {
+		return err
+	}
+	at := h.undoAt + pageHeaderSize + metaChecksum
+	var cur [8]byte
+	if _, rerr := h.f.ReadAt(cur[:], at); rerr != nil || cur != [8]byte{} {
+		return err // written since: the roll-back stands
+	}
+	what := "the file is left as it was"
+	if _, werr := h.f.WriteAt(h.undoSum, at); werr != nil {
+		what = "the roll-back could not be undone: " + werr.Error()
+	} else if serr := h.f.Sync(); serr != nil {
+		what = "the undoing of the roll-back may not be on disk: " + serr.Error()
+	}
+	msg := fmt.Sprintf("%s; and %s: %s", err, tornWhy(h.rolledBack), what)
+	if ke := (*kindError)(nil); errors.As(err, &ke) {
+		return &kindError{msg: msg, kind: ke.kind, cause: ke.cause}
+	}
+	return errors.New(msg)
 }
 
 // rolledBackView reads a file as rollBack(at) would leave it, without
@@ -576,11 +610,15 @@ func tornWhy(txid uint64) string {
 // rollBack makes bbolt take the meta page before the one at off, whose
 // commit did not reach the disk whole (tornCommit): it clears that meta
 // page's checksum, and syncs. The next commit writes over it.
-func rollBack(f *os.File, off int64) error {
-	if _, err := f.WriteAt(make([]byte, 8), off+pageHeaderSize+metaChecksum); err != nil {
-		return err
+func rollBack(f *os.File, off int64) (cleared []byte, err error) {
+	cleared = make([]byte, 8)
+	if _, err := f.ReadAt(cleared, off+pageHeaderSize+metaChecksum); err != nil {
+		return nil, err
 	}
-	return f.Sync()
+	if _, err := f.WriteAt(make([]byte, 8), off+pageHeaderSize+metaChecksum); err != nil {
+		return nil, err
+	}
+	return cleared, f.Sync()
 }
 
 // check reports whether the file is still the one at path, no shorter

@@ -91,6 +91,7 @@ func OpenPeer(path string) (*PeerDB, error) {
 	p := &PeerDB{db: db, file: h}
 	id, _, err := p.Load()
 	if err = refuse(path, kindPeer, err, id.Check()); err != nil {
+		err = h.refused(err)
 		p.Close()
 		return nil, err
 	}

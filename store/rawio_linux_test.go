@@ -277,6 +277,71 @@ func TestTornCommitRolledBack(t *testing.T) {
 	mustTakeMore(t, p, path, id, len(before))
 }
 
+// A torn last commit over a commit whose values are damaged too: the open
+// checks the pages before it rolls the torn commit back, but the values only
+// after, through bbolt. It refused the file, and left it rolled back, so
+// that every later open, inspect and server or peer alike, called it "not a
+// bbolt database" (an operator's review). The roll-back is undone: the file
+// is as the open found it, and each open says the same of it.
+func TestTornCommitOverADamagedOneIsLeftAsItWas(t *testing.T) {
+	useRaw(t)
+	path := filepath.Join(t.TempDir(), "peer.db")
+	id := sampleIdentity()
+	before, torn := synthetic(5, 1), synthetic(30, 2)
+	f, _, ps := twoCommits(t, path, id, before, torn)
+	var newest []byte
+	var txid uint64
+	for _, off := range []int64{0, ps} {
+		page := make([]byte, recEnd)
+		if _, err := f.ReadAt(page, off); err != nil {
+			t.Fatal(err)
+		}
+		if tx := native.Uint64(page[pageHeaderSize+48:]); tx > txid {
+			newest, txid = page, tx
+		}
+	}
+	rec, ok := readRec(newest)
+	if !ok || len(rec.runs) == 0 {
+		t.Fatalf("the last commit's meta page carries no record naming its pages")
+	}
+	// A page of the last commit lost, and a value of the commit before changed.
+	if _, err := f.WriteAt(make([]byte, ps), int64(rec.runs[len(rec.runs)-1].pgid)*ps); err != nil {
+		t.Fatal(err)
+	}
+	v, err := appendRecord(nil, before[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(b, v)
+	if at < 0 || bytes.Count(b, v) != 1 {
+		t.Fatalf("the record is %d times in the file; want once", bytes.Count(b, v))
+	}
+	if _, err := f.WriteAt([]byte{b[at+len(v)-recordSum-2] ^ 0x20}, int64(at+len(v)-recordSum-2)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	found, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		_, err := OpenPeer(path)
+		if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "fails its checksum") || !strings.Contains(err.Error(), "did not reach the disk whole") || !strings.Contains(err.Error(), "the file is left as it was") {
+			t.Fatalf("open %d: %v; want the file refused, saying both what is damaged and that the last commit is torn, and that the file is left as it was", i+1, err)
+		}
+		if now, rerr := os.ReadFile(path); rerr != nil || !bytes.Equal(now, found) {
+			t.Fatalf("open %d changed the file it refused (%v)", i+1, rerr)
+		}
+		if _, err := Inspect(path, time.Second); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "did not reach the disk whole") {
+			t.Fatalf("inspect after open %d: %v; want the torn commit reported", i+1, err)
+		}
+	}
+}
+
 // twoCommits makes a peer file at path with two commits of id's table,
 // before and then last, and opens it for reading and writing: the file, its
 // size, and its page size.

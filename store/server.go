@@ -84,6 +84,7 @@ func OpenServer(path string) (*ServerDB, error) {
 	s := &ServerDB{db: db, file: h}
 	st, _, err := s.Load()
 	if err = refuse(path, kindServer, err, st.Check()); err != nil {
+		err = h.refused(err)
 		s.Close()
 		return nil, err
 	}
