@@ -269,8 +269,8 @@ func TestDiscard(t *testing.T) {
 			if _, _, err := db.Lookup("Aruba"); !errors.Is(err, ErrClosed) {
 				t.Fatalf("Lookup after Discard: %v", err)
 			}
-			if !c.kept {
-				return
+			if !c.kept || c.batch.Identity == nil {
+				return // records without a place are kept, and refused at the next open
 			}
 			db, err = OpenPeer(path)
 			if err != nil {

@@ -7,6 +7,9 @@ import (
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
+
+	"dht/app/state"
+	"dht/dataset"
 )
 
 // What an existing file of each kind holds, besides the meta bucket: the
@@ -74,4 +77,14 @@ func refuse(path, kind string, loadErr, checkErr error) error {
 		return inconsistent(path, kind+" file", checkErr.Error())
 	}
 	return nil
+}
+
+// checkPeer is the rules a peer file's values keep: its identity's
+// (state.Identity.Check), and a table its place owns (CheckTable: every
+// change of place clears the table in the commit that writes the place).
+func checkPeer(id state.Identity, recs []dataset.Record) error {
+	if err := id.Check(); err != nil {
+		return err
+	}
+	return id.CheckTable(recs)
 }

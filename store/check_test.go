@@ -60,7 +60,15 @@ func TestInconsistentFiles(t *testing.T) {
 		}), `member "zed" is not registered`},
 		{"a peer id outside its ring", kindPeer, identity(func(id *state.Identity) {
 			id.ID = 3
-		}), "id 3 in a ring of 3"},
+		}), "id 3 in a ring of 1"},
+		// A table its place does not own (a code review: opened, and
+		// inspected as the peer's, though no commit of a peer writes one).
+		{"a record another id owns", kindPeer, identity(func(id *state.Identity) {
+			id.ID, id.N = 1, 3
+		}), `record "Aruba" (slot 138) belongs to id 0 of a ring of 3, not to this node's id 1`},
+		{"records outside any ring", kindPeer, identity(func(id *state.Identity) {
+			id.InRing, id.ID, id.N, id.Left, id.Right = false, 0, 0, state.Member{}, state.Member{}
+		}), `1 record, but no place in a ring (the first: "Aruba")`},
 		{"a server file without its users", kindServer, raw(kindServer, func(tx *bolt.Tx) error {
 			return tx.DeleteBucket(bucketUsers)
 		}), "a bucket is missing"},

@@ -300,7 +300,7 @@ func slotOrder(recs ...dataset.Record) []dataset.Record {
 func sampleIdentity() state.Identity {
 	return state.Identity{
 		Name: "alice", Addr: ap("127.0.0.1:5001"), Server: ap("127.0.0.1:4000"),
-		InRing: true, ID: 1, N: 3,
+		InRing: true, ID: 0, N: 1, // a lone node: it owns every record
 		Left:  state.Member{Name: "carol", Addr: ap("127.0.0.1:5003")},
 		Right: state.Member{Name: "bob", Addr: ap("10.0.0.2:5002")},
 	}

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"dht/app/state"
+	"dht/dataset"
 )
 
 const testPageSize = 4096
@@ -101,8 +102,9 @@ func serverLife(t testing.TB, db *ServerDB) state.ServerState {
 }
 
 // peerLife writes the commits of a peer's life to db: it registers, joins a
-// ring of 3 as id 1 and takes 241 records in three batches, the ring is
-// rebuilt (the table cleared and filled again) as id 0 of 2.
+// ring of 3 as id 1 and takes its records of 723 in three batches, the ring
+// is rebuilt (the table cleared and filled again) as id 0 of 2 with its
+// records of the first 400.
 func peerLife(t testing.TB, db *PeerDB) state.Identity {
 	t.Helper()
 	id := state.Identity{Name: "alice", Addr: netip.MustParseAddrPort("127.0.0.1:5001"), Server: netip.MustParseAddrPort("127.0.0.1:4000")}
@@ -113,15 +115,18 @@ func peerLife(t testing.TB, db *PeerDB) state.Identity {
 		}
 	}
 	apply(state.Batch{Identity: &id})
-	recs := synthetic(241, 7)
+	recs := synthetic(723, 7)
+	owned := func(recs []dataset.Record) []dataset.Record {
+		return slices.DeleteFunc(slices.Clone(recs), func(r dataset.Record) bool { return r.Pos()%id.N != id.ID })
+	}
 	id.InRing, id.ID, id.N = true, 1, 3
 	id.Left = state.Member{Name: "bob", Addr: netip.MustParseAddrPort("127.0.0.1:5002")}
 	id.Right = state.Member{Name: "carol", Addr: netip.MustParseAddrPort("127.0.0.1:5003")}
-	apply(state.Batch{Identity: &id, Put: recs[:80]})
-	apply(state.Batch{Identity: &id, Put: recs[80:160]})
-	apply(state.Batch{Identity: &id, Put: recs[160:]})
+	apply(state.Batch{Identity: &id, Put: owned(recs[:240])})
+	apply(state.Batch{Identity: &id, Put: owned(recs[240:480])})
+	apply(state.Batch{Identity: &id, Put: owned(recs[480:])})
 	id.ID, id.N, id.Left = 0, 2, id.Right
-	apply(state.Batch{Identity: &id, Clear: true, Put: recs[:200]})
+	apply(state.Batch{Identity: &id, Clear: true, Put: owned(recs[:400])})
 	return id
 }
 
@@ -426,7 +431,10 @@ func openDamagedPeer(t *testing.T, path string) error {
 			t.Fatalf("Lookup(%q) = %v %v %v, want the loaded record", r.LongName, got, ok, err)
 		}
 	}
-	extra := synthetic(3, 99)
+	var extra []dataset.Record // records its place owns: none outside a ring
+	if id.InRing {
+		extra = slices.DeleteFunc(synthetic(30, 99), func(r dataset.Record) bool { return r.Pos()%id.N != id.ID })
+	}
 	if err := db.Apply(state.Batch{Identity: &id, Put: extra}); err != nil {
 		t.Fatalf("commit to an accepted file: %v", err)
 	}

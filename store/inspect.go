@@ -208,7 +208,7 @@ func peerReport(path string, tx *bolt.Tx) (*PeerReport, error) {
 	type span struct{ pos, start int }
 	var spans []span
 	id, recs, err := loadPeer(tx, func(pos, start int) { spans = append(spans, span{pos, start}) })
-	if err := refuse(path, kindPeer, err, id.Check()); err != nil {
+	if err := refuse(path, kindPeer, err, checkPeer(id, recs)); err != nil {
 		return nil, err
 	}
 	r := &PeerReport{Kind: kindPeer, Name: id.Name, Slots: []SlotJSON{}, Records: len(recs), server: id.Server, sealed: sealedValues(tx)}

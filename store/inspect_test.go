@@ -159,7 +159,7 @@ func TestInspectPeer(t *testing.T) {
 	if want := []string{"id", "ip", "kind", "left", "name", "port", "records", "right", "ring_size", "slots"}; !slices.Equal(keys, want) {
 		t.Errorf("keys %v, want %v", keys, want)
 	}
-	if m["kind"] != "peer" || m["name"] != "alice" || m["id"] != 1.0 || m["ring_size"] != 3.0 || m["records"] != 4.0 {
+	if m["kind"] != "peer" || m["name"] != "alice" || m["id"] != 0.0 || m["ring_size"] != 1.0 || m["records"] != 4.0 {
 		t.Errorf("identity fields: %s", raw)
 	}
 	wantLeft := map[string]any{"name": "carol", "ip": "127.0.0.1", "port": 5003.0}
@@ -232,7 +232,7 @@ func TestInspectPeer(t *testing.T) {
 	}
 	for _, s := range []string{
 		"peer alice at 127.0.0.1:5001, server 127.0.0.1:4000\n",
-		"id 1 in a ring of 3\n",
+		"id 0 in a ring of 1\n",
 		"left:  carol 127.0.0.1:5003\n",
 		"right: bob 10.0.0.2:5002\n",
 		"4 records in 3 slots\n",

@@ -166,8 +166,8 @@ func upgrade(path string, tx *bolt.Tx, kind string) error {
 			return err
 		}
 	} else {
-		id, _, err := loadPeer(tx, func(int, int) {})
-		if err := refuse(path, kind, err, id.Check()); err != nil {
+		id, recs, err := loadPeer(tx, func(int, int) {})
+		if err := refuse(path, kind, err, checkPeer(id, recs)); err != nil {
 			return err
 		}
 	}

@@ -89,8 +89,8 @@ func OpenPeer(path string) (*PeerDB, error) {
 		return nil, err
 	}
 	p := &PeerDB{db: db, file: h}
-	id, _, err := p.Load()
-	if err = refuse(path, kindPeer, err, id.Check()); err != nil {
+	id, recs, err := p.Load()
+	if err = refuse(path, kindPeer, err, checkPeer(id, recs)); err != nil {
 		err = h.refused(err)
 		p.Close()
 		return nil, err

@@ -87,7 +87,11 @@ func (id Identity) Check() error {
 func (id Identity) CheckTable(recs []dataset.Record) error {
 	if !id.InRing {
 		if len(recs) > 0 {
-			return fmt.Errorf("%d records, but no place in a ring (the first: %s)", len(recs), quote(recs[0].LongName))
+			word := "records"
+			if len(recs) == 1 {
+				word = "record"
+			}
+			return fmt.Errorf("%d %s, but no place in a ring (the first: %s)", len(recs), word, quote(recs[0].LongName))
 		}
 		return nil
 	}

@@ -220,7 +220,7 @@ func TestIdentityCheckTable(t *testing.T) {
 		says string // "" when the table is the place's
 	}{
 		{"outside any ring, no records", Identity{Name: "alice"}, nil, ""},
-		{"outside any ring, a record", Identity{Name: "alice"}, []dataset.Record{aruba}, `1 records, but no place in a ring (the first: "Aruba")`},
+		{"outside any ring, a record", Identity{Name: "alice"}, []dataset.Record{aruba}, `1 record, but no place in a ring (the first: "Aruba")`},
 		{"its own record", Identity{InRing: true, ID: 0, N: 3}, []dataset.Record{aruba}, ""},
 		{"a lone node holds every record", Identity{InRing: true, ID: 0, N: 1}, []dataset.Record{aruba, rec("Republic of South Africa")}, ""},
 		{"another id's record", Identity{InRing: true, ID: 1, N: 4}, []dataset.Record{aruba}, `record "Aruba" (slot 138) belongs to id 2 of a ring of 4, not to this node's id 1`},
