@@ -16,7 +16,9 @@ for target in linux/386 linux/arm64 windows/amd64 darwin/arm64; do
 	echo "vet for $target"
 	GOOS="${target%/*}" GOARCH="${target#*/}" go vet ./...
 done
-go test -race -count=1 ./...
+# A package of end-to-end tests takes minutes on a loaded machine: room
+# beyond go test's default of 10 minutes a package.
+go test -race -count=1 -timeout 20m ./...
 
 for target in "./wire FuzzDecode 300000" "./dataset FuzzParse 100000" "./app FuzzCommand 20000" \
 	"./app FuzzServerSteps 50000" "./app FuzzPeerSteps 20000" "./store FuzzDamagedFile 5000"; do

@@ -79,7 +79,7 @@ func TestDiagramOfRealRun(t *testing.T) {
 		"Note over alice: $ register alice 127.0.0.1",
 		"alice->>server: setup-dht 3 alice",
 		"alice->>bob: set-id", "alice->>carol: set-id",
-		"store ×", "flush of alice's round", "flush back at alice: every record received · acked",
+		"store ×", "flush of alice's round",
 		"alice->>server: dht-complete alice",
 		"alice->>server: teardown-complete alice",
 		"Note over alice: dht-complete SUCCESS",
@@ -89,9 +89,26 @@ func TestDiagramOfRealRun(t *testing.T) {
 			t.Errorf("the diagram lacks %q:\n%s", want, text)
 		}
 	}
-	// Every store and ack arrived (loopback loses nothing): no lost arrows.
-	if strings.Contains(text, "-x") {
-		t.Errorf("lost datagrams in a loopback run:\n%s", text)
+	// The flush back is acked; a process starved of CPU past its
+	// retransmission timeout sends it again, and the ack then goes with the
+	// copy marked [retransmit].
+	flat := strings.ReplaceAll(text, "<br/>", " ")
+	if !regexp.MustCompile(`flush back at alice: every record received( \[retransmit\])? · acked`).MatchString(flat) {
+		t.Errorf("the diagram lacks an acked flush back at alice:\n%s", text)
+	}
+	// Every store and ack arrived (loopback loses nothing): no lost arrows,
+	// but for the answer to a deregister sent again, which may come after
+	// the first answer made the peer exit.
+	lostAnswer := regexp.MustCompile(`^\s*server--x(\w+): SUCCESS \[lost\]$`)
+	for _, l := range strings.Split(text, "\n") {
+		m := lostAnswer.FindStringSubmatch(l)
+		if m != nil && strings.Contains(text, m[1]+"->>server: deregister "+m[1]+" [retransmit]") {
+			continue
+		}
+		if strings.Contains(l, "-x") {
+			t.Errorf("lost datagrams in a loopback run:\n%s", text)
+			break
+		}
 	}
 	svg, err := os.ReadFile(filepath.Join(dir, "run.svg"))
 	if err != nil {
