@@ -481,3 +481,68 @@ func TestTokenHolderCannotPoisonTheDuplicateFilter(t *testing.T) {
 	s.mustDo(mallory, "join-dht "+mallory, "join-dht SUCCESS")
 	s.checkRing(data)
 }
+
+// A dead member's captured request, or a dead heal leader's captured
+// healed, sent again from its address once a second after it died, kept it
+// in the ring for ever: the server counted the copy a sign of life (the
+// request answered from the reply cache; the healed verified, then found
+// stale). Only the user's alives, and a request or healed acted on, are.
+// A red team's replays; the reply cache lives in the server's file, so a
+// server restart did not end it.
+func TestReplaysKeepNoDeadMemberInTheRing(t *testing.T) {
+	runReplaying := func(t *testing.T, s *simNet, from netip.AddrPort, b []byte, dead string) {
+		t.Helper()
+		next := s.Now()
+		for end := s.Now().Add(5 * app.DefaultDeadAfter); s.Now().Before(end); {
+			if !s.Now().Before(next) {
+				s.Inject(from, simServer, b)
+				next = s.Now().Add(time.Second)
+			}
+			if !s.step() {
+				t.Fatal("the simulation stopped")
+			}
+		}
+		if d := s.Server().Snapshot().DHT; slices.Contains(d.Members, dead) {
+			t.Fatalf("%s, dead for %v (--dead-after %v), is still a member (%v, %v): the ring never healed", dead, 5*app.DefaultDeadAfter, app.DefaultDeadAfter, d.Phase, d.Members)
+		}
+	}
+	t.Run("a request", func(t *testing.T) {
+		s, data := ringOfFour(t, 1)
+		victim := memberWithID(s, 2)
+		addr := s.Process(victim).Addr
+		var captured []byte
+		s.Tap = func(from, to netip.AddrPort, b []byte) {
+			if _, m, err := wire.Decode(b); err == nil && from == addr && to == simServer && m.Type() == wire.TypeQueryDHT {
+				captured = slices.Clone(b)
+			}
+		}
+		s.mustDo(victim, "query-dht "+victim+" "+data[0].LongName, "query-dht FAILURE")
+		s.Tap = nil
+		if captured == nil {
+			t.Fatal("no query-dht seen")
+		}
+		kill(s, victim)
+		s.RestartServer()
+		runReplaying(t, s, addr, captured, victim)
+	})
+	t.Run("a healed", func(t *testing.T) {
+		s, _ := ringOfFour(t, 1)
+		dead := memberWithID(s, 3)
+		var healed []byte
+		var from netip.AddrPort
+		s.Tap = func(f, to netip.AddrPort, b []byte) {
+			if _, m, err := wire.Decode(b); err == nil && to == simServer && m.Type() == wire.TypeHealed {
+				healed, from = slices.Clone(b), f
+			}
+		}
+		kill(s, dead)
+		settleHeal(t, s, dead)
+		s.Tap = nil
+		if healed == nil {
+			t.Fatal("no healed seen")
+		}
+		leader := leaderName(s)
+		kill(s, leader)
+		runReplaying(t, s, from, healed, leader)
+	})
+}

@@ -808,7 +808,9 @@ func (s *Server) stepTrusted(now time.Time, from netip.AddrPort, h wire.Header, 
 // the cache; with limit (Step: from the network), at most maxAgain times a
 // second.
 func (s *Server) again(now time.Time, from netip.AddrPort, h wire.Header, c cachedReply, limit bool) []Output {
-	s.seen(now, from)
+	// Not a sign of life: anyone who captured the request can send it
+	// again, and would keep a dead member in the ring (a red team's
+	// replay). The user's own alives are.
 	if sec := now.Unix(); c.second != sec {
 		c.second, c.answers = sec, 0
 	}

@@ -248,7 +248,6 @@ func (s *Server) healed(now time.Time, from netip.AddrPort, h wire.Header, m wir
 		return []Output{dropped("healed not signed with the user's secret", from, slog.String("name", m.Name))}
 	}
 	u.Seq = max(u.Seq, h.Seq)
-	s.seen(now, from)
 	ack := Send{To: from, ID: h.ID, Msg: wire.Ack{}, Sign: verify, Seq: h.Seq, Key: u.Secret}
 	if l := s.healedLast; m.Epoch == l.epoch && m.Name == l.name {
 		// The heal that ended its wait, reported again: its ack was lost.
@@ -269,6 +268,10 @@ func (s *Server) healed(now time.Time, from netip.AddrPort, h wire.Header, m wir
 		// restarted since (healedLast is in memory).
 		return []Output{debugEvent("healed again for the heal that ended", attrAddr(from), slog.Uint64("epoch", m.Epoch)), ack}
 	}
+	// A sign of life only when acted on: a copy, or a replay, is not (a
+	// red team kept a dead heal leader in the ring by replaying its
+	// healed); the leader's alives are.
+	s.seen(now, from)
 	s.dht.Phase, s.dht.Since, s.dht.Removed = state.PhaseReady, 0, nil
 	s.places = nil
 	s.note = ""
