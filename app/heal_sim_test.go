@@ -448,3 +448,54 @@ func TestHealedAckedAgainAfterTheRingMovedOn(t *testing.T) {
 		t.Fatalf("%s printed %q, want heal SUCCESS", leader, got)
 	}
 }
+
+// A copy of the heal of the ring that stands, replayed to its leader after
+// a restart emptied the leader's duplicate filter, is dropped: it was taken
+// as new, and the leader placed the healed ring and filled it again (every
+// table emptied and refilled) and printed a heal line nobody asked for (a
+// red team's replay).
+func TestHealOfTheStandingRingReplayedAfterARestartIsDropped(t *testing.T) {
+	data := records(t)
+	s := newSim(t, 1)
+	users := joinUsers(t, s, 5)
+	var heal []byte
+	var healTo netip.AddrPort
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeHeal {
+			heal, healTo = slices.Clone(b), to
+		}
+	}
+	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	dead := memberWithID(s, 3)
+	kill(s, dead)
+	settleHeal(t, s, dead)
+	leader := leaderName(s)
+	if heal == nil || healTo != s.Process(leader).Addr {
+		t.Fatalf("no heal to the leader %s seen", leader)
+	}
+	if !s.Restart(leader) {
+		t.Fatal("the leader did not restart")
+	}
+	settle(t, s)
+	var placed int
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && (m.Type() == wire.TypeSetID || m.Type() == wire.TypeStore) {
+			placed++
+		}
+	}
+	for _, n := range s.Names() {
+		s.Process(n).Printed = nil
+	}
+	s.Inject(simServer, healTo, heal)
+	settle(t, s)
+	s.Tap = nil
+	for _, n := range s.Names() {
+		if p := texts(s.Process(n).Printed); len(p) != 0 {
+			t.Errorf("%s printed %q after the replayed heal", n, p)
+		}
+	}
+	if placed > 0 {
+		t.Errorf("the replayed heal placed and filled the ring again: %d set-ids and stores", placed)
+	}
+	s.checkRing(data)
+}

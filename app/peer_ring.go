@@ -61,7 +61,7 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 	case wire.SetID:
 		epoch = m.Epoch
 	case wire.Heal:
-		epoch = m.Epoch
+		return p.staleHeal(m)
 	case wire.ResetID:
 		if m.Origin == p.self.Name && !p.renumbering() {
 			// Back at its origin, which no longer renumbers (a copy whose
@@ -84,6 +84,14 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 		epoch = m.Epoch
 	}
 	return epoch != 0 && epoch < p.epoch
+}
+
+// staleHeal: m is a heal this node has been past: of an earlier epoch
+// than its ring's, or of the ring it holds, but for the heal it led and
+// still reports (healAgain: the server, restarted, sends it again). A heal
+// of the server's is always of an epoch no node holds yet.
+func (p *Peer) staleHeal(m wire.Heal) bool {
+	return p.epoch != 0 && (m.Epoch < p.epoch || m.Epoch == p.epoch && m.Epoch != p.healDone)
 }
 
 // earlierRoundOfOurs: a flush or a committed of leader's round is of a
@@ -245,12 +253,13 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 				return "heal names an invalid member"
 			}
 		}
-		if m.Epoch < p.epoch {
-			// A copy the server has since gone past (it outlived this
-			// node's duplicate filter: a restart of its process): taken,
-			// it would empty a table of the ring that stands for a place
-			// in one that does not.
-			return fmt.Sprintf("heal of ring epoch %d, older than this node's %d", m.Epoch, p.epoch)
+		if p.staleHeal(m) {
+			// A copy that outlived this node's duplicate filter (a
+			// restart of its process): of an earlier epoch, taken, it
+			// would empty a table of the ring that stands for a place in
+			// one that does not; of the ring this node holds, it would
+			// place and fill that ring again.
+			return fmt.Sprintf("heal of ring epoch %d, and this node's is %d", m.Epoch, p.epoch)
 		}
 	case wire.Join:
 		if !validMember(m.Joiner) || from != m.Joiner.Addr {
