@@ -27,7 +27,7 @@ func signedFor(p *Peer, h wire.Header, m wire.Message) (wire.Header, wire.Messag
 	var sg signer
 	switch mm := m.(type) {
 	case wire.Reply, wire.Challenge, wire.Pace:
-		sg.key = p.cred.secret
+		sg.key, sg.seq = p.cred.secret, h.Seq // the sequence number of what it answers, if given
 		if o, ok := p.op.(*registerOp); ok && sg.key.IsZero() {
 			if o.rq.msg.(wire.Register).Cookie == (wire.Tag{}) {
 				// The server challenges a register first: the peer sends

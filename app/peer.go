@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -153,6 +154,10 @@ type Peer struct {
 	// next at aliveAt.
 	alivePeriod time.Duration
 	aliveAt     time.Time
+	// alivesSent: the sequence numbers of the last alives sent, which a
+	// pace that lengthens the period must answer (onPace).
+	alivesSent [16]uint64
+	alivesNext int
 	// quit is the operation this peer gave up while the server waited for
 	// it to finish it, which its alives name until quitUntil (giveUp).
 	quit      quitNote
@@ -703,7 +708,7 @@ func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Me
 	case wire.Reply:
 		return p.onReply(now, from, h, m)
 	case wire.Pace:
-		return p.onPace(now, from, m)
+		return p.onPace(now, from, h, m)
 	case wire.Ack:
 		return p.onAck(now, from, h, m)
 	case wire.SetID, wire.Store, wire.Flush, wire.Committed, wire.Query, wire.QueryResult, wire.Teardown, wire.TornDown,
@@ -825,16 +830,23 @@ func (p *Peer) alivePeriodOrUntold() time.Duration {
 }
 
 // onPace takes the server's word on how often to send alive, and on
-// whether the ring this node holds a place in still counts it.
-func (p *Peer) onPace(now time.Time, from netip.AddrPort, m wire.Pace) []Output {
+// whether the ring this node holds a place in still counts it. A pace
+// that lengthens the period is taken only in answer to one of the last
+// alives sent: a pace is signed but carries no sequence number of its own
+// (the server's at its start is 0), and a pace captured from a server run
+// with a long --dead-after, sent again once the server runs with a short
+// one, silenced a live member until it was healed out (a red team).
+func (p *Peer) onPace(now time.Time, from netip.AddrPort, h wire.Header, m wire.Pace) []Output {
 	if from != p.cfg.Server || !p.registered {
 		return []Output{dropped("pace not from the server this peer is registered with", from)}
 	}
 	d := min(max(time.Duration(m.PeriodMS)*time.Millisecond, minAlivePeriod), maxAlivePeriod)
-	p.alivePeriod = d
-	if next := now.Add(d); next.Before(p.aliveAt) {
-		p.aliveAt = next
-	}
+	if d <= p.alivePeriodOrUntold() || h.Seq != 0 && slices.Contains(p.alivesSent[:], h.Seq) {
+		p.alivePeriod = d
+		if next := now.Add(d); next.Before(p.aliveAt) {
+			p.aliveAt = next
+		}
+	} // else its ring news still counts (epochs never repeat); the period comes with the answer to the next alive
 	if m.Gone == 0 || m.Gone != p.placeEpoch() {
 		return nil
 	}
@@ -948,6 +960,8 @@ func (p *Peer) aliveDue(now time.Time, out []Output) []Output {
 	}
 	p.stats.Sent++
 	p.cred.aliveSeq = nextSeq(p.cred.aliveSeq, now)
+	p.alivesSent[p.alivesNext] = p.cred.aliveSeq
+	p.alivesNext = (p.alivesNext + 1) % len(p.alivesSent)
 	sg := signer{seq: p.cred.aliveSeq, key: p.cred.secret, toServer: true}
 	m := wire.Alive{Name: p.self.Name, PeriodMS: uint32(p.alivePeriod.Milliseconds()), Epoch: p.placeEpoch(), KeyEpoch: p.cred.epoch}
 	if now.Before(p.quitUntil) {

@@ -69,10 +69,19 @@ func TestPeerSendsAliveWhileRegistered(t *testing.T) {
 			t.Fatalf("alive %+v, want bob with period 0", a)
 		}
 	}
-	// Told 5s: the one already due at 1.0625s comes, then one every 5s,
-	// saying 5000.
+	// A pace that lengthens the period answers none of its alives (a
+	// server's start pace, or one captured and sent again): not taken.
 	now = at[3]
 	if outs := stepSigned(p, now, fzServer, wire.Header{ID: 1}, wire.Pace{PeriodMS: 5000}); len(outs) != 0 {
+		t.Fatalf("pace: %#v", outs)
+	}
+	if at, sent := alives(t, p, now, now.Add(600*time.Millisecond)); len(at) != 2 || !at[1].Equal(now.Add(500*time.Millisecond)) || sent[1].PeriodMS != 0 {
+		t.Fatalf("alives after a pace answering no alive at %v (%+v), want every 250ms still, period 0", at, sent)
+	}
+	// Told 5s in answer to its last alive: the one already due comes,
+	// then one every 5s, saying 5000.
+	now = now.Add(500 * time.Millisecond)
+	if outs := stepSigned(p, now, fzServer, wire.Header{ID: 1, Seq: p.cred.aliveSeq}, wire.Pace{PeriodMS: 5000}); len(outs) != 0 {
 		t.Fatalf("pace: %#v", outs)
 	}
 	// A pace from a stranger changes nothing.
