@@ -362,24 +362,7 @@ func TestServerDownPastTheOpTimeoutDuringAHeal(t *testing.T) {
 // most of its records for good (a code review).
 func TestLateHealOfAnEarlierEpochIsDropped(t *testing.T) {
 	data := records(t)
-	s := newSim(t, 1)
-	users := joinUsers(t, s, 5)
-	var heal []byte
-	var healTo netip.AddrPort
-	s.Tap = func(from, to netip.AddrPort, b []byte) {
-		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeHeal {
-			heal, healTo = slices.Clone(b), to
-		}
-	}
-	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
-	dead := memberWithID(s, 3)
-	kill(s, dead)
-	settleHeal(t, s, dead)
-	s.Tap = nil
-	leader := leaderName(s)
-	if heal == nil || healTo != s.Process(leader).Addr {
-		t.Fatalf("no heal to the leader %s seen", leader)
-	}
+	s, heal, healTo, leader := healedWithItsHeal(t)
 	leaver := memberWithID(s, 1)
 	s.mustDo(leaver, "leave-dht "+leaver, "leave-dht SUCCESS")
 	if !s.Restart(leader) {
@@ -456,23 +439,7 @@ func TestHealedAckedAgainAfterTheRingMovedOn(t *testing.T) {
 // red team's replay).
 func TestHealOfTheStandingRingReplayedAfterARestartIsDropped(t *testing.T) {
 	data := records(t)
-	s := newSim(t, 1)
-	users := joinUsers(t, s, 5)
-	var heal []byte
-	var healTo netip.AddrPort
-	s.Tap = func(from, to netip.AddrPort, b []byte) {
-		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeHeal {
-			heal, healTo = slices.Clone(b), to
-		}
-	}
-	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
-	dead := memberWithID(s, 3)
-	kill(s, dead)
-	settleHeal(t, s, dead)
-	leader := leaderName(s)
-	if heal == nil || healTo != s.Process(leader).Addr {
-		t.Fatalf("no heal to the leader %s seen", leader)
-	}
+	s, heal, healTo, leader := healedWithItsHeal(t)
 	if !s.Restart(leader) {
 		t.Fatal("the leader did not restart")
 	}
@@ -498,4 +465,27 @@ func TestHealOfTheStandingRingReplayedAfterARestartIsDropped(t *testing.T) {
 		t.Errorf("the replayed heal placed and filled the ring again: %d set-ids and stores", placed)
 	}
 	s.checkRing(data)
+}
+
+// healedWithItsHeal is a ring of 4 healed to 3 (id 3 killed), the heal
+// datagram the server sent its leader, as captured, and the leader.
+func healedWithItsHeal(t *testing.T) (s *simNet, heal []byte, healTo netip.AddrPort, leader string) {
+	t.Helper()
+	s = newSim(t, 1)
+	users := joinUsers(t, s, 5)
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeHeal {
+			heal, healTo = slices.Clone(b), to
+		}
+	}
+	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	dead := memberWithID(s, 3)
+	kill(s, dead)
+	settleHeal(t, s, dead)
+	s.Tap = nil
+	leader = leaderName(s)
+	if heal == nil || healTo != s.Process(leader).Addr {
+		t.Fatalf("no heal to the leader %s seen", leader)
+	}
+	return s, heal, healTo, leader
 }

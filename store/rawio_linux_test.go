@@ -236,18 +236,7 @@ func TestTornCommitRolledBack(t *testing.T) {
 	before, torn := synthetic(5, 1), synthetic(30, 2)
 	f, fi, ps := twoCommits(t, path, id, before, torn)
 	// The newer meta page, its record, and a page it names: lost.
-	var newest []byte
-	var txid uint64
-	for _, off := range []int64{0, ps} {
-		page := make([]byte, recEnd)
-		if _, err := f.ReadAt(page, off); err != nil {
-			t.Fatal(err)
-		}
-		if tx := native.Uint64(page[pageHeaderSize+48:]); tx > txid {
-			newest, txid = page, tx
-		}
-	}
-	rec, ok := readRec(newest)
+	rec, txid, ok := lastCommitRecord(t, f, ps)
 	if !ok || rec.txid != txid || len(rec.runs) == 0 {
 		t.Fatalf("the last commit's meta page carries %+v (ok %v); want a record of transaction %d naming its pages", rec, ok, txid)
 	}
@@ -289,18 +278,7 @@ func TestTornCommitOverADamagedOneIsLeftAsItWas(t *testing.T) {
 	id := sampleIdentity()
 	before, torn := synthetic(5, 1), synthetic(30, 2)
 	f, _, ps := twoCommits(t, path, id, before, torn)
-	var newest []byte
-	var txid uint64
-	for _, off := range []int64{0, ps} {
-		page := make([]byte, recEnd)
-		if _, err := f.ReadAt(page, off); err != nil {
-			t.Fatal(err)
-		}
-		if tx := native.Uint64(page[pageHeaderSize+48:]); tx > txid {
-			newest, txid = page, tx
-		}
-	}
-	rec, ok := readRec(newest)
+	rec, _, ok := lastCommitRecord(t, f, ps)
 	if !ok || len(rec.runs) == 0 {
 		t.Fatalf("the last commit's meta page carries no record naming its pages")
 	}
@@ -340,6 +318,25 @@ func TestTornCommitOverADamagedOneIsLeftAsItWas(t *testing.T) {
 			t.Fatalf("inspect after open %d: %v; want the torn commit reported", i+1, err)
 		}
 	}
+}
+
+// lastCommitRecord reads the commit record on the newer meta page of f
+// (page size ps), and that page's transaction.
+func lastCommitRecord(t *testing.T, f *os.File, ps int64) (commitRec, uint64, bool) {
+	t.Helper()
+	var newest []byte
+	var txid uint64
+	for _, off := range []int64{0, ps} {
+		page := make([]byte, recEnd)
+		if _, err := f.ReadAt(page, off); err != nil {
+			t.Fatal(err)
+		}
+		if tx := native.Uint64(page[pageHeaderSize+48:]); tx > txid {
+			newest, txid = page, tx
+		}
+	}
+	rec, ok := readRec(newest)
+	return rec, txid, ok
 }
 
 // twoCommits makes a peer file at path with two commits of id's table,
