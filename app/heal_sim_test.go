@@ -489,3 +489,30 @@ func healedWithItsHeal(t *testing.T) (s *simNet, heal []byte, healTo netip.AddrP
 	}
 	return s, heal, healTo, leader
 }
+
+// The late copy of a heal reaching its former leader after the ring healed
+// without it and its process restarted (its resume discards its place): the
+// ring epoch its file held is its floor still, so the copy is dropped. It
+// was taken (the floor was 0), and the Free user's peer placed a ring that
+// was gone and printed a heal FAILURE nobody asked for (a review of this
+// session's commits).
+func TestLateHealAtALeaderThatLostItsPlaceIsDropped(t *testing.T) {
+	data := records(t)
+	s, heal, healTo, leader := healedWithItsHeal(t)
+	s.Remove(leader)
+	settleHeal(t, s, leader)
+	if !s.Restart(leader) {
+		t.Fatal("the leader did not restart")
+	}
+	settle(t, s)
+	if app.Identity(s.Process(leader).Core).InRing {
+		t.Fatalf("%s resumed a place in the ring that healed without it", leader)
+	}
+	s.Process(leader).Printed = nil
+	s.Inject(simServer, healTo, heal)
+	settle(t, s)
+	if id := app.Identity(s.Process(leader).Core); id.InRing || len(s.Process(leader).Printed) != 0 {
+		t.Fatalf("%s, Free, took the late heal: in a ring %v, printed %q", leader, id.InRing, texts(s.Process(leader).Printed))
+	}
+	s.checkRing(data)
+}

@@ -59,6 +59,13 @@ func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply, anew bool
 		detail += fmt.Sprintf(", id %d of a ring of %d, epoch %d, its table taken back", id.ID, id.N, id.Epoch)
 		return p.finish(now, []Output{p.persist(false, nil)}, Result{Cmd: cmd, OK: true, Detail: withNote(detail, r)})
 	}
+	// The ring epoch it last held stays its floor, as in a process that
+	// ran on (a late copy of that ring's heal is stale here too), unless
+	// the server gave a new secret: then it may count its epochs anew
+	// (registerOp.answered).
+	if r.Key.IsZero() {
+		p.epoch = max(p.epoch, id.Epoch)
+	}
 	if id.InRing || id.Left.Name != "" {
 		p.clearTable()
 		p.leaveRing(false)
@@ -79,7 +86,9 @@ func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply, anew bool
 		}
 		return p.finish(now, []Output{p.persist(true, nil)}, Result{Cmd: cmd, OK: true, Detail: withNote(detail, r)})
 	}
-	return p.finish(now, []Output{p.persist(false, nil)}, Result{Cmd: cmd, OK: true, Detail: withNote(detail, r)})
+	// No place, so no table: one an earlier build left (a register after a
+	// failed resume kept it) is cleared.
+	return p.finish(now, []Output{p.persist(true, nil)}, Result{Cmd: cmd, OK: true, Detail: withNote(detail, r)})
 }
 
 // registeredAnew says that the server, which did not hold the user's

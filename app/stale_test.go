@@ -328,3 +328,27 @@ func TestQueriesCannotGrowTheRightLinksQueue(t *testing.T) {
 		t.Fatalf("10,000 reliable queries left %d waiting for the right neighbour, more than %d", got, limit)
 	}
 }
+
+// A Free user's file that holds a table (builds before 56e5909 kept one
+// after a register that followed a failed resume; the open takes such a
+// file) is cleared by the resume: the persist clears the table, and the
+// ring epoch the file held stays a floor, as in a process that ran on.
+func TestResumeAsFreeClearsATableLeftByAnEarlierBuild(t *testing.T) {
+	p := fuzzPeer() // its table file holds a record
+	p.inRing, p.id, p.n, p.epoch = false, 0, 0, 0
+	p.leaveRing(false) // a process just started: no place
+	now := time.Unix(1_700_000_000, 0)
+	id := state.Identity{Name: "bob", Addr: fzSelf.Addr, Epoch: 2}
+	cleared := false
+	for _, o := range p.resumed(now, id, wire.Reply{OK: true, State: uint8(state.Free)}, false, CmdResume) {
+		if pp, ok := o.(PersistPeer); ok && pp.Batch.Clear && pp.Batch.Identity != nil && !pp.Batch.Identity.InRing {
+			cleared = true
+		}
+	}
+	if !cleared {
+		t.Fatal("the resume as a Free user does not clear the table")
+	}
+	if p.epoch != 2 {
+		t.Fatalf("ring epoch floor %d after the resume, want the file's 2", p.epoch)
+	}
+}

@@ -66,9 +66,6 @@ func TestInconsistentFiles(t *testing.T) {
 		{"a record another id owns", kindPeer, identity(func(id *state.Identity) {
 			id.ID, id.N = 1, 3
 		}), `record "Aruba" (slot 138) belongs to id 0 of a ring of 3, not to this node's id 1`},
-		{"records outside any ring", kindPeer, identity(func(id *state.Identity) {
-			id.InRing, id.ID, id.N, id.Left, id.Right = false, 0, 0, state.Member{}, state.Member{}
-		}), `1 record, but no place in a ring (the first: "Aruba")`},
 		{"a server file without its users", kindServer, raw(kindServer, func(tx *bolt.Tx) error {
 			return tx.DeleteBucket(bucketUsers)
 		}), "a bucket is missing"},

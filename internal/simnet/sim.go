@@ -438,6 +438,9 @@ func (s *Sim) exec(from netip.AddrPort, p *Process, outs []app.Output) {
 			if id, recs, err := p.Table.Load(); err != nil || id.CheckTable(recs) != nil {
 				s.err = fmt.Errorf("sim: %s's table, as saved, is one its file would be refused for: %v%w", p.Name, err, id.CheckTable(recs))
 				return
+			} else if !id.InRing && len(recs) > 0 {
+				s.err = fmt.Errorf("sim: %s saved %d records with no place in a ring", p.Name, len(recs))
+				return
 			}
 			app.TraceOutput(log, o)
 		case app.DiscardStore:
