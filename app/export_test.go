@@ -2,6 +2,7 @@ package app
 
 import (
 	"net/netip"
+	"time"
 
 	"dht/app/state"
 	"dht/dataset"
@@ -47,3 +48,6 @@ func Walks(p *Peer) (n int) {
 // ServerNote is what the server says of its last rollback, heal or
 // dissolve.
 func ServerNote(s *Server) string { return s.note }
+
+// AlivePeriod is the period p sends its alives at.
+func AlivePeriod(p *Peer) time.Duration { return p.alivePeriodOrUntold() }

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -154,10 +153,6 @@ type Peer struct {
 	// next at aliveAt.
 	alivePeriod time.Duration
 	aliveAt     time.Time
-	// alivesSent: the sequence numbers of the last alives sent, which a
-	// pace that lengthens the period must answer (onPace).
-	alivesSent [16]uint64
-	alivesNext int
 	// quit is the operation this peer gave up while the server waited for
 	// it to finish it, which its alives name until quitUntil (giveUp).
 	quit      quitNote
@@ -829,19 +824,27 @@ func (p *Peer) alivePeriodOrUntold() time.Duration {
 	return p.alivePeriod
 }
 
+// paceAnswers is how long after an alive a pace that answers it may
+// lengthen the alive period: longer than any round trip to the server (a
+// peer 4 s of round trip away, with 16 alives a window, never took one).
+const paceAnswers = 30 * time.Second
+
 // onPace takes the server's word on how often to send alive, and on
 // whether the ring this node holds a place in still counts it. A pace
-// that lengthens the period is taken only in answer to one of the last
-// alives sent: a pace is signed but carries no sequence number of its own
-// (the server's at its start is 0), and a pace captured from a server run
-// with a long --dead-after, sent again once the server runs with a short
-// one, silenced a live member until it was healed out (a red team).
+// that lengthens the period is taken only in answer to an alive sent in
+// the last paceAnswers: a pace is signed but carries no sequence number of
+// its own (the server's at its start is 0), and a pace captured from a
+// server run with a long --dead-after, sent again once the server runs
+// with a short one, silenced a live member until it was healed out (a red
+// team). An alive's sequence number is its sending time in nanoseconds,
+// or just above the last (nextSeq).
 func (p *Peer) onPace(now time.Time, from netip.AddrPort, h wire.Header, m wire.Pace) []Output {
 	if from != p.cfg.Server || !p.registered {
 		return []Output{dropped("pace not from the server this peer is registered with", from)}
 	}
 	d := min(max(time.Duration(m.PeriodMS)*time.Millisecond, minAlivePeriod), maxAlivePeriod)
-	if d <= p.alivePeriodOrUntold() || h.Seq != 0 && slices.Contains(p.alivesSent[:], h.Seq) {
+	answers := h.Seq != 0 && h.Seq <= p.cred.aliveSeq && h.Seq >= uint64(now.Add(-paceAnswers).UnixNano())
+	if d <= p.alivePeriodOrUntold() || answers {
 		p.alivePeriod = d
 		if next := now.Add(d); next.Before(p.aliveAt) {
 			p.aliveAt = next
@@ -960,8 +963,6 @@ func (p *Peer) aliveDue(now time.Time, out []Output) []Output {
 	}
 	p.stats.Sent++
 	p.cred.aliveSeq = nextSeq(p.cred.aliveSeq, now)
-	p.alivesSent[p.alivesNext] = p.cred.aliveSeq
-	p.alivesNext = (p.alivesNext + 1) % len(p.alivesSent)
 	sg := signer{seq: p.cred.aliveSeq, key: p.cred.secret, toServer: true}
 	m := wire.Alive{Name: p.self.Name, PeriodMS: uint32(p.alivePeriod.Milliseconds()), Epoch: p.placeEpoch(), KeyEpoch: p.cred.epoch}
 	if now.Before(p.quitUntil) {
