@@ -492,10 +492,9 @@ func healedWithItsHeal(t *testing.T) (s *simNet, heal []byte, healTo netip.AddrP
 
 // The late copy of a heal reaching its former leader after the ring healed
 // without it and its process restarted (its resume discards its place): the
-// ring epoch its file held is its floor still, so the copy is dropped. It
-// was taken (the floor was 0), and the Free user's peer placed a ring that
-// was gone and printed a heal FAILURE nobody asked for (a review of this
-// session's commits).
+// ring epoch its file held is its floor still, so the copy is dropped.
+// Taken, it would make the Free user's peer place a ring that is gone and
+// print a heal FAILURE nobody asked for.
 func TestLateHealAtALeaderThatLostItsPlaceIsDropped(t *testing.T) {
 	data := records(t)
 	s, heal, healTo, leader := healedWithItsHeal(t)

@@ -12,10 +12,10 @@ import (
 
 // The server restarted with a shorter, then a longer --dead-after, at loss
 // and delay: no live member is healed out, and every peer's alive period
-// converges to the new server's tenth. A user heard from since the start
-// got none of the start round's later paces; with the first and the
-// answer to its alive lost, it sent at the old period and was healed out
-// (5 of 200 seeds; a review of this session's commits).
+// converges to the new server's tenth. A user heard from since the start,
+// at the old period, gets the start round's later paces too: with the
+// first and the answer to its alive lost, it would send at the old period
+// and be healed out (5 of 200 seeds, at 5% loss).
 func TestDeadAfterChangedBothWaysAtLoss(t *testing.T) {
 	for _, seed := range seeds(t, 200) {
 		s := newSim(t, seed)
@@ -67,9 +67,8 @@ func TestDeadAfterChangedBothWaysAtLoss(t *testing.T) {
 }
 
 // A peer far away (2.1 s each way) takes the pace that lengthens its alive
-// period, which answers an alive sent 4.2 s before: taken only in answer to
-// one of the last 16 alives (16 at the untold 250 ms), it never was (a
-// review of this session's commits).
+// period, which answers an alive it sent 4.2 s before: a window of its last
+// 16 alives (4 s at the untold 250 ms) would never take it.
 func TestAFarPeerTakesTheServersPace(t *testing.T) {
 	s := newSim(t, 1)
 	users := joinUsers(t, s, 3)

@@ -506,8 +506,8 @@ func (s *Server) paceUnheard(now time.Time, all bool) []Output {
 			// goes again only to the others. One heard at another period
 			// (its start pace lost) gets it again too: should the pace
 			// answering its alive be lost as well, it would send at the
-			// old period, longer than --dead-after (a review of this
-			// session's commits: 5 seeds of 200 at 5% loss).
+			// old period, longer than --dead-after
+			// (TestDeadAfterChangedBothWaysAtLoss).
 			continue
 		}
 		out = append(out, Send{To: u.Addr, ID: uint32(len(out) + 1), Msg: pace, Sign: true, Key: u.Secret})
