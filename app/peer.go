@@ -826,7 +826,8 @@ func (p *Peer) alivePeriodOrUntold() time.Duration {
 
 // paceAnswers is how long after an alive a pace that answers it may
 // lengthen the alive period: longer than any round trip to the server (a
-// peer 4 s of round trip away, with 16 alives a window, never took one).
+// window of the last few alives would never take the answer at a peer 4 s
+// of round trip away: TestAFarPeerTakesTheServersPace).
 const paceAnswers = 30 * time.Second
 
 // onPace takes the server's word on how often to send alive, and on
