@@ -284,14 +284,14 @@ func register(t *testing.T, server netip.AddrPort, name string, wait time.Durati
 	return wire.Reply{}, false
 }
 
-// TestPeerDBInAFolderNotThere: a --db whose folder is not there, or is a
+// TestDBInAFolderNotThere: a peer's or a server's --db whose folder is not there, or is a
 // file, or a path that cannot be followed (a loop of symbolic links, one to
 // a file that is not there), fails at start (the file would be made at the
 // first register, which would fail), or a folder, exit status 1, one line
 // saying why (a folder was a "resume FAILURE" with nothing to resume).
 // An operator's review found the links failing only at register, the peer
 // going on (exit 0), and a dangling link reported as "no such file".
-func TestPeerDBInAFolderNotThere(t *testing.T) {
+func TestDBInAFolderNotThere(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "notes.txt")
 	if err := os.WriteFile(file, []byte("notes\n"), 0o600); err != nil {
@@ -308,10 +308,17 @@ func TestPeerDBInAFolderNotThere(t *testing.T) {
 		{loop, ": too many levels of symbolic links"},
 		{dangling, " is a symbolic link to " + filepath.Join(dir, "moved.db") + ", which is not there"},
 		{dir, " is a folder: give the path of a file"},
+		{filepath.Join(dir, "new.db") + "/", ": there is no folder " + filepath.Join(dir, "new.db")},
 	} {
 		code, out, errOut := runDHT(t, "register alice 127.0.0.1 5001\n", "peer", "--quiet", "--db", c.db, "127.0.0.1", port)
 		if code != 1 || out != "" || !strings.HasPrefix(errOut, "dht: peer: --db "+c.db+c.says) || strings.Count(errOut, "\n") != 1 {
 			t.Errorf("--db %s: exit %d, stdout %q, stderr %q; want 1, nothing, and one line saying %q", c.db, code, out, errOut, c.says)
+		}
+		// The server says the same of its --db ('open new.db/: is a
+		// directory' for a folder not there, an operator's review).
+		code, out, errOut = runDHT(t, "", "server", "--addr", "127.0.0.1", "--db", c.db, port)
+		if code != 1 || out != "" || !strings.HasPrefix(errOut, "dht: server: --db "+c.db+c.says) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("server --db %s: exit %d, stdout %q, stderr %q; want 1, nothing, and one line saying %q", c.db, code, out, errOut, c.says)
 		}
 	}
 }

@@ -4,10 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/netip"
-	"os"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -142,26 +139,9 @@ func peerCommand(e env) *cli.Command {
 				// there but cannot be opened or read (damaged, foreign, a
 				// server's, held by another process) fails at once: the
 				// peer would open the same path for any register.
-				if fi, err := os.Stat(dbPath); err == nil && fi.IsDir() {
-					return fmt.Errorf("peer: --db %s is a folder: give the path of a file (made at register), or of the file to resume", dbPath)
-				} else if err != nil {
-					// Made at the first register: a folder that is not
-					// there would fail it, and so would a path that cannot
-					// be followed, so say so now.
-					dir := filepath.Dir(dbPath)
-					switch fi, derr := os.Stat(dir); {
-					case errors.Is(derr, fs.ErrNotExist):
-						return fmt.Errorf("peer: --db %s: there is no folder %s (the file is made at register, in a folder that exists)", dbPath, dir)
-					case derr == nil && !fi.IsDir():
-						return fmt.Errorf("peer: --db %s: %s is not a folder", dbPath, dir)
-					}
-					if to, lerr := os.Readlink(dbPath); lerr == nil && errors.Is(err, fs.ErrNotExist) {
-						return fmt.Errorf("peer: --db %s is a symbolic link to %s, which is not there (the file is made at register: give the path of the file itself)", dbPath, to)
-					}
-					if pe := (*fs.PathError)(nil); errors.As(err, &pe) && !errors.Is(err, fs.ErrNotExist) {
-						return fmt.Errorf("peer: --db %s: %w", dbPath, pe.Err)
-					}
-				} else {
+				if exists, err := dbPathProblem("peer", dbPath, "made at register", ", or of the file to resume"); err != nil {
+					return err
+				} else if exists { // else it is made at the first register
 					st, err := openPeerFile(e, dbPath)
 					if err == nil {
 						var id state.Identity

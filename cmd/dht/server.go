@@ -57,6 +57,9 @@ func serverCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			if _, err := dbPathProblem("server", c.String("db"), "made at start", ""); err != nil {
+				return err
+			}
 			// The socket first: a server that cannot have its port creates
 			// no file.
 			conn, err := udpio.Listen(netip.AddrPortFrom(ip, port))
