@@ -284,10 +284,11 @@ func register(t *testing.T, server netip.AddrPort, name string, wait time.Durati
 	return wire.Reply{}, false
 }
 
-// TestDBInAFolderNotThere: a peer's or a server's --db whose folder is not there, or is a
-// file, or a path that cannot be followed (a loop of symbolic links, one to
-// a file that is not there), fails at start (the file would be made at the
-// first register, which would fail), or a folder, exit status 1, one line
+// TestDBInAFolderNotThere: a peer's or a server's --db whose folder is not
+// there, or is a file, or a path that cannot be followed (a loop of
+// symbolic links, one to a file that is not there), fails at start (the
+// peer's file would be made at the first register, which would fail), or
+// a folder, exit status 1, one line
 // saying why (a folder was a "resume FAILURE" with nothing to resume).
 // An operator's review found the links failing only at register, the peer
 // going on (exit 0), and a dangling link reported as "no such file".
