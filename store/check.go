@@ -80,8 +80,8 @@ func refuse(path, kind string, loadErr, checkErr error) error {
 }
 
 // checkPeer is the rules a peer file's values keep: its identity's
-// (state.Identity.Check), and a table its place owns (CheckTable: every
-// change of place clears the table in the commit that writes the place).
+// (state.Identity.Check), and, in a ring, a table of its place's records
+// only (state.Identity.CheckTable).
 func checkPeer(id state.Identity, recs []dataset.Record) error {
 	if err := id.Check(); err != nil {
 		return err
