@@ -11,9 +11,9 @@ import (
 	"dht/wire"
 )
 
-// alives runs p's timers from now to until and returns when it sent an
+// alives runs p's timers up to until and returns when it sent an
 // alive, and what each carried.
-func alives(t *testing.T, p *Peer, now, until time.Time) ([]time.Time, []wire.Alive) {
+func alives(t *testing.T, p *Peer, until time.Time) ([]time.Time, []wire.Alive) {
 	t.Helper()
 	var at []time.Time
 	var sent []wire.Alive
@@ -22,7 +22,7 @@ func alives(t *testing.T, p *Peer, now, until time.Time) ([]time.Time, []wire.Al
 		if !ok || d.After(until) {
 			break
 		}
-		now = d
+		now := d
 		for _, o := range p.Tick(now) {
 			if s, ok := o.(Send); ok {
 				a, isAlive := s.Msg.(wire.Alive)
@@ -60,7 +60,7 @@ func TestPeerSendsAliveWhileRegistered(t *testing.T) {
 	}
 
 	// Untold: the first after 62.5ms, then every 250ms, saying period 0.
-	at, sent := alives(t, p, now, t0.Add(900*time.Millisecond))
+	at, sent := alives(t, p, t0.Add(900*time.Millisecond))
 	if len(at) != 4 || !at[0].Equal(t0.Add(62500*time.Microsecond)) || !at[3].Equal(t0.Add(812500*time.Microsecond)) {
 		t.Fatalf("alives untold at %v, want at 62.5ms, 312.5ms, 562.5ms, 812.5ms", at)
 	}
@@ -75,7 +75,7 @@ func TestPeerSendsAliveWhileRegistered(t *testing.T) {
 	if outs := stepSigned(p, now, fzServer, wire.Header{ID: 1}, wire.Pace{PeriodMS: 5000}); len(outs) != 0 {
 		t.Fatalf("pace: %#v", outs)
 	}
-	if at, sent := alives(t, p, now, now.Add(600*time.Millisecond)); len(at) != 2 || !at[1].Equal(now.Add(500*time.Millisecond)) || sent[1].PeriodMS != 0 {
+	if at, sent := alives(t, p, now.Add(600*time.Millisecond)); len(at) != 2 || !at[1].Equal(now.Add(500*time.Millisecond)) || sent[1].PeriodMS != 0 {
 		t.Fatalf("alives after a pace answering no alive at %v (%+v), want every 250ms still, period 0", at, sent)
 	}
 	// Told 5s in answer to its last alive: the one already due comes,
@@ -86,7 +86,7 @@ func TestPeerSendsAliveWhileRegistered(t *testing.T) {
 	}
 	// A pace from a stranger changes nothing.
 	stepSigned(p, now, fzOther, wire.Header{ID: 2}, wire.Pace{PeriodMS: 100})
-	at, sent = alives(t, p, now, now.Add(16*time.Second))
+	at, sent = alives(t, p, now.Add(16*time.Second))
 	if len(at) != 4 || !at[0].Equal(now.Add(250*time.Millisecond)) || !at[3].Equal(now.Add(15250*time.Millisecond)) || sent[0].PeriodMS != 5000 {
 		t.Fatalf("alives after a 5s pace at %v (%+v), want at +250ms, +5.25s, +10.25s, +15.25s with period 5000", at, sent)
 	}

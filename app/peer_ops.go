@@ -90,7 +90,6 @@ func (r *ringPhase) begin(p *Peer, now time.Time, waitOn ...netip.AddrPort) {
 	r.until, r.waitOn = now.Add(p.cfg.OpTimeout), waitOn
 }
 
-func (r *ringPhase) due() time.Time          { return r.until }
 func (r *ringPhase) needs() []netip.AddrPort { return r.waitOn }
 
 // expired fails the command whose ring phase took too long.

@@ -488,7 +488,6 @@ type PeerRunner struct {
 	awaitIdle bool          // input ended: Run waits for the core to be idle
 	held      bool          // the core holds as much input as it takes (InputFull): none is read
 	ds        []Datagram
-	outBuf    []byte // a result as written to Out, reused
 	// released is the socket of a refused register, closed when the turn
 	// that gave it up ends unless a register in the same turn takes its
 	// address again; closing holds one channel for each close under way,

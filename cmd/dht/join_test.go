@@ -46,7 +46,7 @@ func TestBinaryJoin(t *testing.T) {
 	peers[joiner].do("join-dht "+joiner, "join-dht SUCCESS")
 	peers[querier].do("query-dht "+querier+" Aruba", "query-dht FAILURE: server is waiting for dht-rebuilt from "+joiner+" (join-dht in progress)")
 	server.kill()
-	server = startServer()
+	startServer()
 	resumeProcess(t, peers[last].cmd.Process)
 	expectJoined(t, peers[joiner], "alice")
 	grown := append(slices.Clone(ring), joiner)
