@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The project's test command: vet (for this system and four others), every
-# test under the race detector, a bounded run of every fuzz target, and the
-# multi-host test in network namespaces (needs root; outside CI it is
-# skipped with a warning).
+# The project's test command: vet (for this system and four others),
+# staticcheck, every test under the race detector, a bounded run of every
+# fuzz target, and the multi-host test in network namespaces (needs root;
+# outside CI it is skipped with a warning).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Fuzzing runs a fixed number of inputs per target (a time budget ends with a
@@ -10,7 +10,10 @@ cd "$(dirname "$0")/.."
 FUZZSCALE="${FUZZSCALE:-1}"
 
 go vet ./...
-# The same checks, tests included, for 32-bit and for the other systems a
+# staticcheck (pinned; fetched through the module proxy, go.mod untouched),
+# configured by staticcheck.conf.
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+# The same vet checks, tests included, for 32-bit and for the other systems a
 # user may build on (type-checked, not run: this machine runs none of them).
 for target in linux/386 linux/arm64 windows/amd64 darwin/arm64; do
 	echo "vet for $target"
