@@ -1121,6 +1121,18 @@ func TestServerWaiting(t *testing.T) {
 				h := newSrvH(t, w.start)
 				h.fail(srvAddr(w.wrongFrom), w.wrong, w.wrongFrom)
 			})
+			t.Run("a rejoin is taken and the wait goes on", func(t *testing.T) {
+				// A register from a user's own address is its process
+				// come back (SPEC §5, resume): the one request a wait
+				// does not refuse, since a member restarted during the
+				// command must be able to rejoin for the command to end.
+				h := newSrvH(t, w.start)
+				h.ok(srvAddr("erin"), wire.Register{Name: "erin", Addr: srvAddr("erin")})
+				if !h.s.Snapshot().DHT.Phase.Waiting() {
+					t.Errorf("a Free user's rejoin ended the wait")
+				}
+				h.fail(srvAddr("dave"), wire.QueryDHT{Name: "dave"}, w.waitFor)
+			})
 			t.Run("awaited message ends the wait", func(t *testing.T) {
 				h := newSrvH(t, w.start)
 				h.ok(srvAddr(w.awaitedFrom), w.awaited)
