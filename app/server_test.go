@@ -355,15 +355,18 @@ func (h *srvH) ok(from netip.AddrPort, m wire.Message) srvResult {
 	if !r.Reply.OK {
 		h.t.Fatalf("%T %+v from %s: FAILURE %q, want SUCCESS", m, m, from, r.Reply.Reason)
 	}
-	if _, query := m.(wire.QueryDHT); query {
+	switch m.(type) {
+	case wire.QueryDHT, wire.Tickets: // they read the state
 		if r.Persist != nil {
-			h.t.Errorf("query-dht emitted a PersistServer")
+			h.t.Errorf("%T emitted a PersistServer", m)
 		}
 		if !srvSameState(before, h.s.Snapshot()) {
-			h.t.Errorf("query-dht changed the state")
+			h.t.Errorf("%T changed the state", m)
 		}
-	} else if r.Persist == nil {
-		h.t.Errorf("%T SUCCESS without a PersistServer before the Send", m)
+	default:
+		if r.Persist == nil {
+			h.t.Errorf("%T SUCCESS without a PersistServer before the Send", m)
+		}
 	}
 	return r
 }
@@ -2098,6 +2101,44 @@ func TestServerDHTRebuiltNeedsTheNewLeadersProof(t *testing.T) {
 			if r := send(rebuiltProof(srvSecret(c.by), c.user, c.newLeader, 7)); !r.Reply.OK || h.s.Snapshot().DHT.Phase != state.PhaseReady {
 				t.Fatalf("%s's proof: %+v, DHT %+v; want SUCCESS and the DHT ready", c.by, r.Reply, h.s.Snapshot().DHT)
 			}
+		})
+	}
+}
+
+// tickets (the leader of a ring being set up asks for the tickets its
+// setup-dht reply had no room for) is answered to that leader only, and
+// each ticket gives its member the ring's key.
+func TestServerTickets(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	building := srvDHT(state.PhaseBuilding, ring, "dave")
+	building.DHT.Epoch, building.DHT.KeyEpoch, building.DHT.RingKey = 3, 3, wire.Key{7, 7, 7}
+
+	h := newSrvH(t, building)
+	r := h.ok(srvAddr("alice"), wire.Tickets{Name: "alice", From: 1})
+	if r.Reply.Epoch != 3 || r.Reply.KeyEpoch != 3 || len(r.Reply.Tickets) != 2 {
+		t.Fatalf("tickets from 1: epoch %d, key epoch %d, %d tickets; want 3, 3 and 2", r.Reply.Epoch, r.Reply.KeyEpoch, len(r.Reply.Tickets))
+	}
+	for i, tk := range r.Reply.Tickets {
+		if ringKeyOf(srvSecret(ring[1+i]), 3, tk) != building.DHT.RingKey {
+			t.Errorf("ticket %d does not give %s the ring key", i, ring[1+i])
+		}
+	}
+
+	for _, c := range []struct {
+		name string
+		st   state.ServerState
+		from string
+		m    wire.Tickets
+		want string
+	}{
+		{"a member not the leader", building, "bob", wire.Tickets{Name: "bob", From: 1}, "bob is not the leader of the DHT being set up"},
+		{"a Free user", building, "dave", wire.Tickets{Name: "dave", From: 1}, "dave is not the leader of the DHT being set up"},
+		{"another's name", building, "bob", wire.Tickets{Name: "alice", From: 1}, "must come from its registered address"},
+		{"past the last member", building, "alice", wire.Tickets{Name: "alice", From: 3}, "the ring has 3 members; no ticket from index 3"},
+		{"a ring set up", srvDHT(state.PhaseReady, ring, "dave"), "alice", wire.Tickets{Name: "alice", From: 1}, "no DHT is being set up"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			newSrvH(t, c.st).fail(srvAddr(c.from), c.m, c.want)
 		})
 	}
 }
