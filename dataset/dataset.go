@@ -19,6 +19,11 @@ const (
 	NumFields = 9
 	// MaxField is the longest field, in bytes, that Load accepts.
 	MaxField = 1024
+	// MaxFile is the most bytes a dataset may have (64 MiB, some 270
+	// times StatsCountry.csv's records at their longest): a larger input,
+	// or one that never ends (--data /dev/zero), is refused once this
+	// much has been read, instead of being read until memory runs out.
+	MaxFile = 64 << 20
 )
 
 // A record travels alone in two messages, and must fit one datagram in

@@ -3,8 +3,8 @@ package dataset
 import (
 	"bytes"
 	_ "embed"
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 )
@@ -103,7 +103,9 @@ func readData(path string) (data []byte, once bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if data, err = io.ReadAll(f); err != nil {
+	if data, err = readAll(f); errors.Is(err, ErrTooLarge) {
+		return nil, false, fmt.Errorf("%s: %w", path, err)
+	} else if err != nil {
 		return nil, false, err // a *PathError, as os.ReadFile's
 	}
 	return data, !fi.Mode().IsRegular(), nil

@@ -1,6 +1,9 @@
 package dataset
 
-import "errors"
+import (
+	"errors"
+	"io"
+)
 
 // Errors returned by Load and Embedded, wrapped with the line they concern.
 // Match them with errors.Is.
@@ -29,4 +32,16 @@ var (
 	ErrDuplicate = errors.New("duplicate Long Name")
 	// ErrNoRecords means the input has a header but no records.
 	ErrNoRecords = errors.New("no records")
+	// ErrTooLarge means the input has more than MaxFile bytes.
+	ErrTooLarge = errors.New("larger than 64 MiB, the most a dataset may have")
 )
+
+// readAll reads r to its end, or fails with ErrTooLarge once it has read
+// more than MaxFile bytes.
+func readAll(r io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxFile+1))
+	if err == nil && len(data) > MaxFile {
+		return nil, ErrTooLarge
+	}
+	return data, err
+}

@@ -36,7 +36,10 @@ func Load(path string) ([]Record, error) {
 // one; apart from that every field keeps the file's bytes, valid UTF-8 or not.
 // Errors name the 1-based file line they concern.
 func parse(r io.Reader) ([]Record, error) {
-	data, err := io.ReadAll(r)
+	data, err := readAll(r)
+	if errors.Is(err, ErrTooLarge) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}

@@ -475,3 +475,42 @@ func TestLoaderParsesOnlyChangedBytes(t *testing.T) {
 		t.Fatalf("embedded: %d records, %q, %v %v; parsed once: %v", len(a), name, err, err2, len(b) > 0 && &a[0] == &b[0])
 	}
 }
+
+// zeros is an input that never ends, as --data /dev/zero.
+type zeros struct{ n int64 }
+
+func (z *zeros) Read(b []byte) (int, error) {
+	clear(b)
+	z.n += int64(len(b))
+	return len(b), nil
+}
+
+// An input larger than MaxFile, or one that never ends, is refused once
+// MaxFile bytes are read, by every way a dataset is loaded; one of
+// MaxFile bytes is read (and refused for what it holds).
+func TestDatasetTooLarge(t *testing.T) {
+	z := &zeros{}
+	if _, err := parse(z); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("parse of an endless input: %v, want ErrTooLarge", err)
+	}
+	if z.n > 2*MaxFile {
+		t.Errorf("parse read %d bytes of an endless input", z.n)
+	}
+	dir := t.TempDir()
+	big, atMost := filepath.Join(dir, "big.csv"), filepath.Join(dir, "atmost.csv")
+	if err := os.WriteFile(big, make([]byte, MaxFile+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(atMost, make([]byte, MaxFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(big); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), big) {
+		t.Errorf("Load: %v, want ErrTooLarge naming the file", err)
+	}
+	if _, _, err := (&Loader{Path: big}).Load(); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), big) {
+		t.Errorf("Loader.Load: %v, want ErrTooLarge naming the file", err)
+	}
+	if _, err := Load(atMost); err == nil || errors.Is(err, ErrTooLarge) {
+		t.Errorf("Load of %d zero bytes: %v, want a refusal of what it holds", MaxFile, err)
+	}
+}
