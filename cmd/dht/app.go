@@ -232,18 +232,18 @@ func versionCommand(e env) *cli.Command {
 func faultFlags() []cli.Flag {
 	return []cli.Flag{
 		cli.HelpFlag,
-		&cli.Float64Flag{Name: "fault-loss", Usage: "testing: drop this fraction (0-1) of the datagrams this process sends", Category: "testing"},
-		&cli.Float64Flag{Name: "fault-dup", Usage: "testing: send this fraction (0-1) of the datagrams twice", Category: "testing"},
+		&cli.Float64Flag{Name: "fault-loss", Usage: "testing: drop this fraction, in [0,1), of the datagrams this process sends", Category: "testing"},
+		&cli.Float64Flag{Name: "fault-dup", Usage: "testing: send this fraction, in [0,1], of the datagrams twice", Category: "testing"},
 		&cli.Uint64Flag{Name: "fault-seed", Usage: "testing: seed of the fault injection (0: from the clock)", Category: "testing"},
 	}
 }
 
 func faultsFrom(c *cli.Context) (*app.Faults, error) {
 	loss, dup := c.Float64("fault-loss"), c.Float64("fault-dup")
-	switch {
-	case loss < 0 || loss >= 1:
+	switch { // written so that NaN is out of range
+	case !(loss >= 0 && loss < 1):
 		return nil, usagef("--fault-loss must be in [0,1), got %g", loss)
-	case dup < 0 || dup > 1:
+	case !(dup >= 0 && dup <= 1):
 		return nil, usagef("--fault-dup must be in [0,1], got %g", dup)
 	}
 	if loss == 0 && dup == 0 {

@@ -43,7 +43,7 @@ func benchCommand(e env) *cli.Command {
 			&cli.IntFlag{Name: "records", Usage: "use this many synthetic records of the same shape instead of the dataset"},
 			dataFlag("the dataset (without --records)"),
 			&cli.IntFlag{Name: "runs", Value: 1, Usage: "repeat the whole bench and report the median of each figure"},
-			&cli.Float64Flag{Name: "loss", Usage: "every socket drops this fraction (0-1) of the datagrams it sends"},
+			&cli.Float64Flag{Name: "loss", Usage: "every socket drops this fraction, in [0,1), of the datagrams it sends"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seeds the server's choices, the query order and the loss"},
 			&cli.BoolFlag{Name: "loss-sweep", Usage: "run setup and one query per record at 0%, 10% and 30% loss and print that table"},
 			&cli.IntFlag{Name: "window", Usage: "most unacknowledged ring messages to one neighbour, 0-1024 (0: the peer's default)"},
@@ -67,8 +67,8 @@ func benchCommand(e env) *cli.Command {
 				return usagef("--peers must be 2-%d", app.MaxRing)
 			case o.Queriers < 1 || o.Queries < 1:
 				return usagef("--queriers and --queries must be at least 1")
-			case o.Loss < 0 || o.Loss >= 1:
-				return usagef("--loss must be in [0,1)")
+			case !(o.Loss >= 0 && o.Loss < 1): // NaN too
+				return usagef("--loss must be in [0,1), got %g", o.Loss)
 			case c.Int("runs") < 1:
 				return usagef("--runs must be at least 1, got %d", c.Int("runs"))
 			case c.Int("records") < 0:

@@ -13,6 +13,13 @@ func dataFlag(usage string) cli.Flag {
 		Name:        "data",
 		Usage:       usage + ": a CSV file with StatsCountry.csv's nine columns",
 		DefaultText: "the embedded StatsCountry.csv, 241 records",
+		Action: func(_ *cli.Context, path string) error {
+			if path == "" {
+				// As --db "": most often an empty shell variable.
+				return usagef("--data needs a file name (without --data the embedded StatsCountry.csv is used)")
+			}
+			return nil
+		},
 	}
 }
 

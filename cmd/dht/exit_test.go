@@ -116,6 +116,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"server", "--frobnicate", "4000"}, "unknown flag --frobnicate (see 'dht server --help')"},
 		{[]string{"server", "--db", "", "4000"}, "--db needs a file name (without --db the server's file is dht-server.db)"},
 		{[]string{"peer", "--db", "", "127.0.0.1", "4000"}, "--db needs a file name (without --db the peer's file is dht-peer-NAME.db, named at register)"},
+		{[]string{"peer", "--data", "", "127.0.0.1", "4000"}, "--data needs a file name (without --data the embedded StatsCountry.csv is used)"},
+		{[]string{"demo", "--data", ""}, "--data needs a file name (without --data the embedded StatsCountry.csv is used)"},
+		{[]string{"server", "--fault-loss", "nan", "4000"}, "--fault-loss must be in [0,1), got NaN"},
+		{[]string{"peer", "--fault-dup", "NaN", "127.0.0.1", "4000"}, "--fault-dup must be in [0,1], got NaN"},
+		{[]string{"bench", "--loss", "nan"}, "--loss must be in [0,1), got NaN"},
 		{[]string{"server", "4000", "--db", "x.db"}, "flags go before PORT: --db (see 'dht server --help')"},
 		{[]string{"peer", "127.0.0.1", "4000", "--quiet"}, "flags go before SERVER_IPV4 SERVER_PORT: --quiet (see 'dht peer --help')"},
 		{[]string{"inspect", "x.db", "--json"}, "flags go before FILE: --json (see 'dht inspect --help')"},
@@ -253,5 +258,27 @@ func TestServerPortInUseCreatesNoFile(t *testing.T) {
 	}
 	if _, err := os.Lstat(db); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("%s was created (%v)", db, err)
+	}
+}
+
+// failingInput reads one line, then fails as a folder given as stdin does.
+type failingInput struct{ sent bool }
+
+func (f *failingInput) Read(b []byte) (int, error) {
+	if !f.sent {
+		f.sent = true
+		return copy(b, "# a comment\n"), nil
+	}
+	return 0, errors.New("read /dev/stdin: is a directory")
+}
+
+// A peer whose standard input fails says so on stderr and takes it as the
+// end of its input, where before it ended as silently as at an end of file.
+func TestPeerSaysItsInputFailed(t *testing.T) {
+	t.Chdir(t.TempDir())
+	var out, errOut strings.Builder
+	code := run([]string{"dht", "peer", "--quiet", "127.0.0.1", "4000"}, &failingInput{}, &out, &errOut)
+	if want := "dht: peer: standard input cannot be read, taken as its end: read /dev/stdin: is a directory\n"; code != 0 || out.String() != "" || errOut.String() != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 0, nothing and %q", code, out.String(), errOut.String(), want)
 	}
 }

@@ -113,11 +113,13 @@ func peerCommand(e env) *cli.Command {
 			defer cancel()
 			stdin, restore := pollable(e.stdin)
 			defer restore()
+			// A read error ends the input as its end does, and is said.
+			in := &readErrNote{r: stdin, w: e.stderr}
 			stdout, restoreOut := pollableOut(e.stdout)
 			defer restoreOut()
 			r := &app.PeerRunner{
 				Core:   core,
-				Lines:  app.LinesFrom(stdin, ctx.Done()),
+				Lines:  app.LinesFrom(in, ctx.Done()),
 				Out:    stdout,
 				Notes:  e.stderr,
 				Log:    log,
@@ -191,6 +193,24 @@ func peerCommand(e env) *cli.Command {
 			return errors.Join(err, writeStats(c, &r.Traffic, core.Stats()))
 		},
 	}
+}
+
+// readErrNote reads from r and, at the first error other than the end of
+// input, writes a line saying so to w (stdin cannot be read: a folder, a
+// device that fails); the peer takes it as the end of its input.
+type readErrNote struct {
+	r      io.Reader
+	w      io.Writer
+	failed bool
+}
+
+func (n *readErrNote) Read(b []byte) (int, error) {
+	k, err := n.r.Read(b)
+	if err != nil && err != io.EOF && !n.failed {
+		n.failed = true
+		fmt.Fprintf(n.w, "dht: peer: standard input cannot be read, taken as its end: %v\n", err)
+	}
+	return k, err
 }
 
 // lineFirst starts what it writes on a line of its own.
