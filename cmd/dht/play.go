@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -234,7 +235,8 @@ func parseScenario(path string, src []byte) (*playScenario, error) {
 	}
 	lines := bufio.NewScanner(bytes.NewReader(src))
 	lines.Buffer(make([]byte, 64<<10), 1<<20)
-	for n := 1; lines.Scan(); n++ {
+	n := 1
+	for ; lines.Scan(); n++ {
 		pos := path + ":" + strconv.Itoa(n)
 		line := strings.TrimSpace(lines.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -287,7 +289,9 @@ func parseScenario(path string, src []byte) (*playScenario, error) {
 		}
 		sc.steps = append(sc.steps, playStep{pos: pos, kind: playStepType, user: user, text: rest})
 	}
-	if err := lines.Err(); err != nil {
+	if err := lines.Err(); errors.Is(err, bufio.ErrTooLong) {
+		return nil, fmt.Errorf("%s:%d: a line longer than 1 MiB", path, n)
+	} else if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return sc, nil

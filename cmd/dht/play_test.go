@@ -191,6 +191,12 @@ func TestPlayFailures(t *testing.T) {
 			stderr:   []string{"t.play:2: want USER: LINE"},
 		},
 		{
+			name:     "a line longer than 1 MiB",
+			scenario: "# fine\nalice: help\nalice: query-dht alice " + strings.Repeat("x", 1<<20) + "\n",
+			code:     1,
+			stderr:   []string{"t.play:3: a line longer than 1 MiB"},
+		},
+		{
 			name:     "a bad expect",
 			scenario: "alice: help\nalice: expect MAYBE\n",
 			code:     1,
