@@ -78,3 +78,32 @@ func TestAFarPeerTakesTheServersPace(t *testing.T) {
 		t.Fatalf("the far peer %s sends alives every %v after 60 s, want the server's 1.5s", users[2], got)
 	}
 }
+
+// A server with a --dead-after over ten hours paces at an hour, the most a
+// peer takes: its pace and the peer's period agree, and an alive is not
+// answered. A pace of dead-after/10 (two hours, and past 2³² ms for the
+// longest) was cut to an hour by every peer, whose every alive the server
+// then answered with a pace, one datagram more each.
+func TestALongDeadAfterPacesAtAnHour(t *testing.T) {
+	s := newSim(t, 1)
+	s.SetDeadAfter(20 * time.Hour)
+	users := joinUsers(t, s, 3)
+	run := func(d time.Duration) {
+		for start := s.Now(); s.Now().Sub(start) < d; {
+			if !s.step() {
+				t.Fatal("nothing left to run")
+			}
+		}
+	}
+	run(90 * time.Minute)
+	for _, u := range users {
+		if got := app.AlivePeriod(s.Peer(u)); got != time.Hour {
+			t.Errorf("%s sends alives every %v, want an hour", u, got)
+		}
+	}
+	before := s.Stats().Sent
+	run(3 * time.Hour)
+	if sent := s.Stats().Sent - before; sent > len(users)*3 {
+		t.Errorf("%d datagrams in 3 hours from %d users at an alive an hour; want the alives alone, no paces", sent, len(users))
+	}
+}

@@ -240,8 +240,11 @@ func ValidName(name string) bool { return state.ValidName(name) }
 // NotUnicast says why ip cannot be a user's address (state.NotUnicast).
 func NotUnicast(ip netip.Addr) string { return state.NotUnicast(ip) }
 
-// Pace is how often a registered user is told to send an alive.
-func (s *Server) Pace() time.Duration { return s.cfg.DeadAfter / alivesPerDeadAfter }
+// Pace is how often a registered user is told to send an alive: a tenth
+// of DeadAfter, but no longer than the longest period a peer takes.
+func (s *Server) Pace() time.Duration {
+	return min(s.cfg.DeadAfter/alivesPerDeadAfter, maxAlivePeriod)
+}
 
 // clock notes the server's start at its first input when the
 // configuration did not say when it was.

@@ -22,8 +22,9 @@ func serverCommand(e env) *cli.Command {
 			"dht-complete, query-dht, leave-dht, join-dht, dht-rebuilt, deregister, teardown-dht,\n" +
 			"teardown-complete). Registrations and the DHT state live in the bbolt file --db;\n" +
 			"a restart on the same file continues where the server was, a wait included.\n" +
-			"Registered peers send alive every --dead-after/10, as the server tells them; a user\n" +
-			"silent for --dead-after is offline: setup-dht and join-dht neither pick nor accept it.",
+			"Registered peers send alive every --dead-after/10 (at most every hour), as the server\n" +
+			"tells them; a user silent for --dead-after is offline: setup-dht and join-dht neither\n" +
+			"pick nor accept it.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "db", Value: "dht-server.db", Usage: "bbolt file holding the registry"},
 			&cli.StringFlag{Name: "addr", Value: "0.0.0.0", Usage: "IPv4 address to bind: one of this host's, or 0.0.0.0 for every interface"},
