@@ -91,7 +91,7 @@ func parseCommand(line string) command {
 		}
 		ip, err := netip.ParseAddr(args[1])
 		if err != nil || !ip.Is4() {
-			return bad("invalid IPv4 address %q: need a unicast dotted-decimal address such as 127.0.0.1", args[1])
+			return bad("invalid IPv4 address %q: %s", args[1], IPv4Syntax(args[1], "a unicast dotted-decimal address such as 127.0.0.1"))
 		}
 		if why := NotUnicast(ip); why != "" {
 			return bad("invalid IPv4 address %q: %s; need a unicast address such as 127.0.0.1", args[1], why)
@@ -242,4 +242,24 @@ func oneEditApart(a, b string) bool {
 		return a[i:] == b[i+1:]
 	}
 	return a[i+1:] == b[i+1:] || i+1 < len(a) && a[i] == b[i+1] && a[i+1] == b[i] && a[i+2:] == b[i+2:]
+}
+
+// IPv4Syntax says what is wrong with s, which does not parse as an IPv4
+// address: a number written with a leading zero (which some tools read as
+// octal, and netip refuses), or else that it needs want.
+func IPv4Syntax(s, want string) string {
+	parts := strings.Split(s, ".")
+	if len(parts) == 4 {
+		zeros := false
+		for _, p := range parts {
+			if p == "" || strings.Trim(p, "0123456789") != "" {
+				return "need " + want
+			}
+			zeros = zeros || len(p) > 1 && p[0] == '0'
+		}
+		if zeros {
+			return "write its four numbers without leading zeros, e.g. 127.0.0.1"
+		}
+	}
+	return "need " + want
 }

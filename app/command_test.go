@@ -27,6 +27,8 @@ func TestParseCommand(t *testing.T) {
 		{"register al1ce 127.0.0.1 5000", "invalid user name", nil},
 		{"register abcdefghijklmnop 127.0.0.1 5000", "invalid user name", nil},
 		{"register alice ::1 5000", "invalid IPv4 address", nil},
+		{"register alice 127.0.0.01 5000", `invalid IPv4 address "127.0.0.01": write its four numbers without leading zeros, e.g. 127.0.0.1`, nil},
+		{"register alice 1.2.3.x 5000", `invalid IPv4 address "1.2.3.x": need a unicast dotted-decimal address such as 127.0.0.1`, nil},
 		{"register alice 224.0.0.1 5000", "invalid IPv4 address \"224.0.0.1\": 224.0.0.1 is a multicast address", nil},
 		{"register q 255.255.255.255 20031", "invalid IPv4 address \"255.255.255.255\": 255.255.255.255 is the broadcast address", nil},
 		{"register alice 239.1.2.3 5000", "multicast", nil},

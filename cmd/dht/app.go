@@ -301,7 +301,7 @@ func parsePort(s string) (uint16, error) {
 func parseIPv4(s string, anyOK bool) (netip.Addr, error) {
 	ip, err := netip.ParseAddr(s)
 	if err != nil || !ip.Is4() {
-		return netip.Addr{}, usagef("invalid IPv4 address %q: need dotted decimal, e.g. 127.0.0.1", s)
+		return netip.Addr{}, usagef("invalid IPv4 address %q: %s", s, app.IPv4Syntax(s, "dotted decimal, e.g. 127.0.0.1"))
 	}
 	if anyOK && ip.IsUnspecified() {
 		return ip, nil

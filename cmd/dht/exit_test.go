@@ -121,6 +121,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"server", "--fault-loss", "nan", "4000"}, "--fault-loss must be in [0,1), got NaN"},
 		{[]string{"peer", "--fault-dup", "NaN", "127.0.0.1", "4000"}, "--fault-dup must be in [0,1], got NaN"},
 		{[]string{"bench", "--loss", "nan"}, "--loss must be in [0,1), got NaN"},
+		{[]string{"peer", "127.0.0.01", "4000"}, `invalid IPv4 address "127.0.0.01": write its four numbers without leading zeros, e.g. 127.0.0.1`},
 		{[]string{"server", "4000", "--db", "x.db"}, "flags go before PORT: --db (see 'dht server --help')"},
 		{[]string{"peer", "127.0.0.1", "4000", "--quiet"}, "flags go before SERVER_IPV4 SERVER_PORT: --quiet (see 'dht peer --help')"},
 		{[]string{"inspect", "x.db", "--json"}, "flags go before FILE: --json (see 'dht inspect --help')"},

@@ -19,7 +19,7 @@ func ringCommand(e env) *cli.Command {
 	return &cli.Command{
 		Name:      "ring",
 		Usage:     "draw the ring from the bbolt files of a run",
-		ArgsUsage: "SERVER_DB PEER_DB...",
+		ArgsUsage: "[SERVER_DB] PEER_DB...",
 		Description: "Reads the server's file and the peers' files, read-only as 'dht inspect' does,\n" +
 			"and shows the ring they hold: each member's name, id, address and number of\n" +
 			"records, in id order, which is the way every ring message travels (to the right\n" +
