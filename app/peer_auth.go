@@ -251,6 +251,15 @@ func (p *Peer) onChallenge(now time.Time, from netip.AddrPort, h wire.Header, c 
 	if rtt, ok := o.rq.tries.roundTrip(now); ok {
 		p.serverRTT.sample(rtt)
 	}
+	if r := o.resume; r != nil && !o.typed && !p.cred.secret.IsZero() && r.Server.IsValid() && r.Server != p.cfg.Server {
+		// The resume at the start, of a file registered with another
+		// server, which does not know the user: most likely the peer was
+		// started with a mistyped server address. Registered anew here,
+		// the user would lose its place in the ring of the file's server.
+		return p.failed(now, nil, resultFailed(CmdResume, fmt.Sprintf(
+			"the server at %s does not know %s, whose file was registered with the server at %s: nothing was changed; to resume there, start the peer with %s %d (a register typed here registers %s anew with this server, and its place in a ring is discarded)",
+			p.cfg.Server, r.Name, r.Server, r.Server.Addr(), r.Server.Port(), r.Name)))
+	}
 	if !p.cred.secret.IsZero() {
 		// The server challenges a register signed with a secret only when
 		// it does not know the user (started on a new file, or the user

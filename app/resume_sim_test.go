@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"fmt"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -559,4 +560,47 @@ func TestResumeOnAClockBehind(t *testing.T) {
 			queryAll(t, s, freeUser(s), data, 3)
 		})
 	}
+}
+
+// A peer started on its file with another server's address than the one
+// its file was registered with (a mistyped port, say), where that server
+// does not know the user: the resume fails, saying so, and changes
+// nothing; registered anew there, the user would lose its place in the
+// ring of the file's server. A register typed then registers it anew.
+func TestResumeWithAnotherServersAddressChangesNothing(t *testing.T) {
+	s := newSim(t, 3)
+	users := joinUsers(t, s, 3)
+	s.mustDo(users[0], "setup-dht 3 "+users[0], "setup-dht SUCCESS")
+	member := users[1]
+	p := s.Process(member)
+	id, _, err := p.Table.Load()
+	if err != nil || !id.InRing {
+		t.Fatalf("%s's file: %+v, %v; want a place in the ring", member, id, err)
+	}
+	elsewhere := netip.MustParseAddrPort("10.9.9.9:4000")
+	id.Server = elsewhere // the file is of the server at 10.9.9.9:4000
+	if err := p.Table.Apply(state.Batch{Identity: &id}); err != nil {
+		t.Fatal(err)
+	}
+	s.RestartServerOnANewFile() // the server this peer is started with does not know it
+	file := p.Table
+	before := len(p.Printed)
+	if !s.Restart(member) {
+		t.Fatal("nothing to restart")
+	}
+	for len(s.Process(member).Printed) == before && s.step() {
+	}
+	out := texts(s.Process(member).Printed[before:])
+	want := fmt.Sprintf("resume FAILURE: the server at %s does not know %s, whose file was registered with the server at %s: nothing was changed; to resume there, start the peer with 10.9.9.9 4000", simServer, member, elsewhere)
+	if len(out) != 1 || !strings.HasPrefix(out[0], want) {
+		t.Fatalf("%s printed %q, want one line starting %q", member, out, want)
+	}
+	if after, _, err := file.Load(); err != nil || after != id {
+		t.Errorf("the file holds %+v (%v), want it unchanged: %+v", after, err, id)
+	}
+	if st := s.Server().Snapshot(); len(st.Users) != 0 {
+		t.Errorf("the server registered %+v", st.Users)
+	}
+	a := p.Addr
+	s.mustDo(member, fmt.Sprintf("register %s %s %d", member, a.Addr(), a.Port()), fmt.Sprintf("register SUCCESS: %s %s Free, registered anew", member, a))
 }
