@@ -515,3 +515,51 @@ func TestLateHealAtALeaderThatLostItsPlaceIsDropped(t *testing.T) {
 	}
 	s.checkRing(data)
 }
+
+// A heal whose leader gives up (a survivor silent past the leader's
+// give-up, not yet offline) is reported in the leader's next alive, and
+// the server heals again at once, led by the next member: before, the
+// server waited for its --op-timeout and then dissolved a DHT whose
+// members were all live (a liveness review, with real processes).
+func TestAHealGivenUpIsHealedAgain(t *testing.T) {
+	data := records(t)
+	for _, seed := range seeds(t, 3) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			s := newSim(t, seed)
+			s.SetDeadAfter(30 * time.Second)
+			users := joinUsers(t, s, 6)
+			s.mustDo(users[0], "setup-dht 5 "+users[0], "setup-dht SUCCESS")
+			querier := freeUser(s)
+			dead, leader, silent := memberWithID(s, 2), memberWithID(s, 0), memberWithID(s, 3)
+			kill(s, dead)
+			for s.Server().Snapshot().DHT.Phase != state.PhaseHealing {
+				if !s.step() {
+					t.Fatal("no heal began")
+				}
+			}
+			// The survivor is silent for 15 s: past the heal leader's
+			// give-up (10 s), within --dead-after (30 s).
+			s.Down(s.Process(silent).Addr)
+			for up := s.Now().Add(15 * time.Second); s.Now().Before(up); {
+				if !s.step() {
+					t.Fatal("nothing left to run")
+				}
+			}
+			s.Up(s.Process(silent).Addr)
+			settleHeal(t, s, dead)
+			d := s.Server().Snapshot().DHT
+			if len(d.Members) != 4 || !slices.Contains(d.Members, silent) {
+				t.Fatalf("DHT %+v, want the four live members", d)
+			}
+			var failed bool
+			for _, r := range s.Process(leader).Printed {
+				failed = failed || r.Cmd == app.CmdHeal && !r.OK && strings.Contains(r.Reason, "the server is told, and heals the ring again led by another member")
+			}
+			if !failed {
+				t.Errorf("%s printed %q, want its heal FAILURE saying the server is told", leader, texts(s.Process(leader).Printed))
+			}
+			wantCounts(t, s, data)
+			queryAll(t, s, querier, data, 4)
+		})
+	}
+}

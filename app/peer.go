@@ -1106,7 +1106,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 		out = append(out, p.popFailed(now, fmt.Sprintf("right neighbour %s stopped acknowledging stores", p.named(p.right.Addr)), false)...)
 	}
 	if p.healing != nil {
-		out = p.healTick(gone, out)
+		out = p.healTick(now, gone, out)
 	}
 	if p.joining != nil {
 		out = p.joining.tick(p, now, gone, out)

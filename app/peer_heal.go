@@ -59,7 +59,8 @@ func (p *Peer) startHeal(now time.Time, m wire.Heal) []Output {
 	out = append(out, p.abandon(now, fmt.Sprintf("the server asked %s to heal the ring", p.self.Name))...)
 	data, err := p.cfg.LoadData()
 	if err != nil {
-		return append(out, resultFailed(CmdHeal, datasetUnusable(err)))
+		p.quitHeal(now, m.Epoch)
+		return append(out, resultFailed(CmdHeal, datasetUnusable(err)+healQuitNote))
 	}
 	n := len(m.Members)
 	if len(m.Tickets) > 0 && m.KeyEpoch != 0 {
@@ -139,6 +140,27 @@ func (p *Peer) healFailed(why string) []Output {
 	return p.healEnded(fmt.Sprintf("%s; the server heals again without a member that went offline, or rolls the heal back", why))
 }
 
+// healQuitNote ends the line of a heal this node gave up.
+const healQuitNote = "; the server is told, and heals the ring again led by another member"
+
+// healGaveUp ends the heal this node leads, which cannot go on here (a
+// survivor stopped acknowledging its set-id or its stores), and has the
+// server told, so that it heals again at once (Server.quitHeal) rather
+// than wait for its --op-timeout and dissolve the DHT.
+func (p *Peer) healGaveUp(now time.Time, why string) []Output {
+	p.quitHeal(now, p.healing.epoch)
+	return p.healEnded(why + healQuitNote)
+}
+
+// quitHeal: the alive sent now, and those after it for a while, say that
+// this node gave up the heal of epoch.
+func (p *Peer) quitHeal(now time.Time, epoch uint64) {
+	if !p.registered || p.aliveAt.IsZero() {
+		return
+	}
+	p.quit, p.quitUntil, p.aliveAt = quitNote{wire.TypeHeal, epoch}, now.Add(quitFor), now
+}
+
 // healEnded ends the heal this node leads, with heal FAILURE: why.
 func (p *Peer) healEnded(why string) []Output {
 	h := p.healing
@@ -153,10 +175,15 @@ func (p *Peer) healEnded(why string) []Output {
 }
 
 // healTick fails the heal when a survivor or the server stops
-// acknowledging.
-func (p *Peer) healTick(gone []failure, out []Output) []Output {
+// acknowledging. A survivor's silence is the server's to know; the
+// server's own is not (it may be down: the ring stands, and a server
+// restarted sends the heal again, healAgain).
+func (p *Peer) healTick(now time.Time, gone []failure, out []Output) []Output {
 	for _, g := range gone {
-		if g.tag == tagHeal || g.tag == tagHealed {
+		switch g.tag {
+		case tagHeal:
+			return append(out, p.healGaveUp(now, p.unacked(g))...)
+		case tagHealed:
 			return append(out, p.healFailed(p.unacked(g))...)
 		}
 	}
@@ -224,7 +251,7 @@ func (p *Peer) popFailed(now time.Time, why string, once bool) []Output {
 		out = p.rebuildFailed(*r, why)
 		out = append(out, p.tell(now, r.to.Addr, wire.Rebuilt{Reason: why, NewLeader: p.self.Name}, once)...)
 	case p.healing != nil:
-		out = p.healFailed(why)
+		out = p.healGaveUp(now, why)
 	}
 	p.pop = nil
 	return out

@@ -847,9 +847,10 @@ func (p *Peer) unacked(g failure) string {
 }
 
 // named is addr as "NAME (ADDR)" when this node knows whose it is (its
-// neighbours, the setup's ring it leads, the neighbours of the leave it
-// makes, the leader of the join it asked for, the right neighbour it last
-// forgot), else the address alone.
+// neighbours, the setup's or the heal's ring it leads, the neighbours of
+// the leave it makes, the leader of the join it asked for, the right
+// neighbour it last forgot), "the server (ADDR)" for the server's, else
+// the address alone.
 func (p *Peer) named(addr netip.AddrPort) string {
 	var known []wire.Member
 	if p.neighbours {
@@ -863,10 +864,16 @@ func (p *Peer) named(addr netip.AddrPort) string {
 	case *joinOp:
 		known = append(known, o.leader)
 	}
+	if p.healing != nil {
+		known = append(known, p.healing.members...)
+	}
 	for _, m := range append(known, p.formerRight) {
 		if m.Addr == addr && m.Name != "" {
 			return label(m)
 		}
+	}
+	if addr == p.cfg.Server {
+		return "the server (" + addr.String() + ")"
 	}
 	return addr.String()
 }

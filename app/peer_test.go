@@ -1229,3 +1229,62 @@ func TestInputHeldIsBounded(t *testing.T) {
 		t.Fatalf("%d lines held, and the input is not full", maxHeldLines)
 	}
 }
+
+// A heal this node cannot lead (its dataset does not load, or a survivor
+// stops acknowledging its set-id) fails, and its next alive, sent at once,
+// says it gave that heal up: the server heals again (Server.quitHeal)
+// rather than wait for its --op-timeout.
+func TestAHealGivenUpIsToldInTheNextAlive(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		broken bool // the dataset does not load; else the survivors are silent
+		why    string
+	}{
+		{"its dataset does not load", true, "cannot use the dataset: d.csv: line 7: bad"},
+		{"a survivor is silent", false, "set-id sent to " + fzLeft.Name + " (" + fzLeft.Addr.String() + ") was not acknowledged"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := fuzzPeer() // bob
+			if c.broken {
+				p.cfg.LoadData = func() (dataset.Source, error) { return nil, errors.New("dataset: d.csv: line 7: bad") }
+			}
+			now := time.Unix(1_700_000_000, 0)
+			p.aliveAt = now.Add(time.Second)
+			epoch := fzEpoch + 3
+			heal := wire.Heal{Epoch: epoch, Members: []wire.Member{fzSelf, fzRight, fzLeft}}
+			h, m := signedWith(wire.Header{ID: 70}, heal, signer{seq: 1, key: p.cred.secret}, p.self.Addr)
+			outs := p.Step(now, fzServer, h, m)
+			var failed string
+			var quit *wire.Alive
+			for range 1000 {
+				for _, o := range outs {
+					switch o := o.(type) {
+					case Result:
+						if o.Cmd == CmdHeal && !o.OK {
+							failed = o.String()
+						}
+					case Send:
+						if a, ok := o.Msg.(wire.Alive); ok && failed != "" && quit == nil {
+							quit = &a
+						}
+					}
+				}
+				if quit != nil {
+					break
+				}
+				at, ok := p.NextDeadline()
+				if !ok {
+					break
+				}
+				now = at
+				outs = p.Tick(now)
+			}
+			if !strings.Contains(failed, c.why) || !strings.HasSuffix(failed, "; the server is told, and heals the ring again led by another member") {
+				t.Fatalf("printed %q; want heal FAILURE with %q, saying the server is told", failed, c.why)
+			}
+			if quit == nil || quit.QuitOp != wire.TypeHeal || quit.Quit != epoch {
+				t.Fatalf("the alive after it: %+v; want it to name the heal of epoch %d given up", quit, epoch)
+			}
+		})
+	}
+}

@@ -158,6 +158,10 @@ type Server struct {
 	healWhy  string
 	healNext time.Time
 	healRTO  time.Duration
+	// healQuitters: the members that led a heal of this ring and gave it
+	// up (their alives said so), since a heal began for another reason
+	// (in memory); none of them is asked to lead the next (quitHeal).
+	healQuitters map[string]bool
 	// healedLast: the leader and epoch of the last heal that ended the
 	// wait (in memory), whose healed is acknowledged again after the ring
 	// moved on, in case the first ack was lost.

@@ -145,6 +145,8 @@ func (s *Server) quit(now time.Time, u *state.User, op wire.Type, epoch uint64) 
 		what = fmt.Sprintf("setup-dht led by %s was rolled back", u.Name)
 	case op == wire.TypeTeardownDHT && d.Phase == state.PhaseTearing && d.Leader == u.Name:
 		what = fmt.Sprintf("teardown-dht led by %s was ended", u.Name)
+	case op == wire.TypeHeal && d.Phase == state.PhaseHealing && d.Leader == u.Name:
+		return s.quitHeal(now, u)
 	case op == wire.TypeLeaveDHT && d.Phase == state.PhaseLeaving && d.Leaver == u.Name,
 		op == wire.TypeJoinDHT && d.Phase == state.PhaseJoining && d.Joiner == u.Name:
 		if slices.ContainsFunc(d.Members, func(m string) bool { return m != d.Leaver && s.online(now, m) }) {
@@ -158,6 +160,37 @@ func (s *Server) quit(now time.Time, u *state.User, op wire.Type, epoch uint64) 
 	s.note = fmt.Sprintf("%s: its peer gave it up; the DHT was dissolved and its members are Free", what)
 	s.dissolve()
 	return []Output{event("operation given up: DHT dissolved", slog.String("what", s.note)), s.persist(nil)}
+}
+
+// quitHeal: u, the leader of the heal in progress, gave it up (a survivor
+// stopped acknowledging its set-id or its stores, or its dataset would
+// not load). The ring heals again at once, the same members led by the
+// next one in ring order that has not given up a heal of this ring;
+// waiting for --op-timeout would end in a dissolve, every member live. A
+// survivor that stopped is healed out once it is offline. When every
+// member has given a heal up, the DHT is dissolved.
+func (s *Server) quitHeal(now time.Time, u *state.User) []Output {
+	d := s.dht
+	quitters := s.healQuitters
+	if quitters == nil {
+		quitters = make(map[string]bool)
+	}
+	quitters[u.Name] = true
+	k := slices.Index(d.Members, u.Name)
+	for i := 1; i <= len(d.Members); i++ {
+		next := d.Members[(k+i)%len(d.Members)]
+		if quitters[next] {
+			continue
+		}
+		at := (k + i) % len(d.Members)
+		survivors := append(slices.Clone(d.Members[at:]), d.Members[:at]...)
+		out := s.heal(now, survivors, d.Removed, fmt.Sprintf("%s gave up the heal it led", u.Name))
+		s.healQuitters = quitters // healState forgets them: this heal goes on from the last
+		return out
+	}
+	s.note = fmt.Sprintf("every member of the ring gave up a heal it led (the last %s): the DHT was dissolved and its members are Free", u.Name)
+	s.dissolve()
+	return []Output{event("every heal given up: DHT dissolved", slog.String("what", s.note)), s.persist(nil)}
 }
 
 // heal makes survivors (in ring order, the new leader first) the ring and
@@ -186,6 +219,7 @@ func (s *Server) healState(now time.Time, survivors, removed []string, why strin
 		Epoch: s.newEpoch(), Removed: removed, KeyEpoch: s.dht.KeyEpoch, RingKey: s.dht.RingKey}
 	s.note = fmt.Sprintf("%s: the ring heals to %d node(s) led by %s", why, len(survivors), survivors[0])
 	s.healWhy = why
+	s.healQuitters = nil
 
 	s.healAcked, s.healNext, s.healRTO = false, now, healRTO
 }

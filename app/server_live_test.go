@@ -1075,3 +1075,58 @@ func TestServerStartPacesUntilHeard(t *testing.T) {
 		t.Fatalf("after Start, paced %v; want alice and carol twice (bob was heard from)", rounds)
 	}
 }
+
+// The leader of a heal that gives it up (its alive says so) has the ring
+// heal again at once, the same members led by the next in ring order that
+// has not given up a heal of it; when every member has, the DHT is
+// dissolved. A quit of the heal by another member, or of an earlier
+// heal, ends nothing.
+func TestServerHealsAgainWhenItsLeaderGivesUp(t *testing.T) {
+	healing := srvDHT(state.PhaseHealing, []string{"alice", "bob", "carol"}, "dave")
+	healing.DHT.Epoch = 8
+	for _, c := range []struct {
+		name  string
+		user  string
+		epoch uint64
+	}{{"a member not its leader", "bob", 8}, {"an earlier heal", "alice", 7}, {"a Free user", "dave", 8}} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newLiveH(t, healing)
+			if _, outs := h.aliveAtPace(wire.Alive{Name: c.user, QuitOp: wire.TypeHeal, Quit: c.epoch}); len(outs) != 0 || !srvSameState(healing, h.s.Snapshot()) {
+				t.Fatalf("%#v, DHT %+v: want nothing done", outs, h.s.Snapshot().DHT)
+			}
+		})
+	}
+
+	h := newLiveH(t, healing)
+	for _, step := range []struct {
+		quitter string
+		members []string // of the next heal; nil: dissolved
+	}{
+		{"alice", []string{"bob", "carol", "alice"}},
+		{"bob", []string{"carol", "alice", "bob"}},
+		{"carol", nil},
+	} {
+		before := h.s.Snapshot().DHT
+		_, outs := h.aliveAtPace(wire.Alive{Name: step.quitter, QuitOp: wire.TypeHeal, Quit: before.Epoch})
+		d := h.s.Snapshot().DHT
+		if step.members == nil {
+			if d.Phase != state.PhaseNone || !strings.Contains(h.s.note, "every member of the ring gave up a heal it led (the last carol)") {
+				t.Fatalf("%s gave up the last heal: DHT %+v, note %q; want it dissolved, saying why", step.quitter, d, h.s.note)
+			}
+			break
+		}
+		if d.Phase != state.PhaseHealing || d.Epoch <= before.Epoch || !slices.Equal(d.Members, step.members) || d.Leader != step.members[0] {
+			t.Fatalf("%s gave up: DHT %+v; want a new heal of %v", step.quitter, d, step.members)
+		}
+		sent := false
+		for _, o := range outs {
+			if s, ok := o.(Send); ok {
+				hm, isHeal := s.Msg.(wire.Heal)
+				sent = sent || isHeal && s.To == srvAddr(step.members[0]) && hm.Epoch == d.Epoch
+			}
+		}
+		if !sent || !strings.Contains(h.s.note, step.quitter+" gave up the heal it led") {
+			t.Fatalf("%s gave up: %#v, note %q; want the heal sent to %s, saying why", step.quitter, outs, h.s.note, step.members[0])
+		}
+	}
+}
