@@ -888,14 +888,14 @@ func (p *Peer) ringGone(now time.Time, epoch uint64) []Output {
 		}
 	}
 	if what != "" {
-		why := fmt.Sprintf("the server ended the %s (epoch %d): %s is Free, outside the ring (healed or dissolved meanwhile; the server's answer to a request, query-dht %s say, tells why)", what, epoch, p.self.Name, p.self.Name)
+		why := fmt.Sprintf("the server ended the %s (epoch %d): %s is Free, outside the ring (the server healed the ring without it or dissolved it meanwhile: a member went offline or restarted, or the %s passed --op-timeout)", what, epoch, p.self.Name, what)
 		out := p.abandon(now, why) // a setup, a leave or a teardown fails here
 		if _, ok := p.op.(*joinOp); ok {
 			out = p.finish(now, out, resultFailed(CmdDHTRebuilt, why)) // and drops what the join gave
 		}
 		return append(out, p.dropPlace()...)
 	}
-	note := Notice{Line: fmt.Sprintf("%s is Free: the server counts it in no ring of epoch %d (it was healed out of that ring as offline, or the ring was dissolved); its place (id %d of a ring of %d) and table are discarded",
+	note := Notice{Line: fmt.Sprintf("%s is Free: the server counts it in no ring of epoch %d (it was healed out of that ring as offline, the ring was dissolved, or its leave or teardown ended there); its place (id %d of a ring of %d) and table are discarded",
 		p.self.Name, epoch, p.id, p.n)}
 	out := p.abandon(now, fmt.Sprintf("the server counts %s in no ring of epoch %d", p.self.Name, epoch))
 	return append(append(out, p.dropPlace()...), note)
@@ -1121,7 +1121,14 @@ func (p *Peer) Tick(now time.Time) []Output {
 	}
 	if rq := o.asking(); rq != nil && rq.live && rq.tries.due(now) {
 		if !rq.tries.again(now, &p.serverRetry, &p.serverRTT) {
-			return p.failed(now, out, resultFailed(rq.cmd, p.serverSilent()))
+			why := p.serverSilent()
+			switch rq.cmd {
+			case CmdDHTComplete, CmdDHTRebuilt, CmdTeardownComplete:
+				// The ring's part is done: a server stalled, not gone, may
+				// still read it and finish the operation.
+				why += fmt.Sprintf("; the server may still take it when it runs again (its answer to this peer's next request, query-dht %s say, tells what became of the DHT)", p.self.Name)
+			}
+			return p.failed(now, out, resultFailed(rq.cmd, why))
 		}
 		p.stats.Sent++
 		p.stats.Retransmits++

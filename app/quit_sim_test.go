@@ -231,3 +231,30 @@ func TestASetupGivenUpUnansweredEndsAtOnce(t *testing.T) {
 		s.checkRing(records(t))
 	}
 }
+
+// A dht-complete the server does not answer within the give-up (the
+// server stopped, or stalled, after the setup began) fails saying that the
+// server may still take it: the ring's part is done, and a server that
+// runs again finishes the setup with it.
+func TestAReportUnansweredMayStillBeTaken(t *testing.T) {
+	s := newSim(t, 1)
+	users := joinUsers(t, s, 4)
+	p := s.Process(users[0])
+	printed := len(p.Printed)
+	s.input(users[0], "setup-dht 3 "+users[0])
+	for len(p.Printed) == printed {
+		if !s.step() {
+			t.Fatal("the setup never began")
+		}
+	}
+	s.KillServer()
+	for len(p.Printed) == printed+1 {
+		if !s.step() {
+			t.Fatal("the setup never ended")
+		}
+	}
+	want := "dht-complete FAILURE: no answer from the server at " + simServer.String() + " within 10s; the server may still take it when it runs again (its answer to this peer's next request, query-dht " + users[0] + " say, tells what became of the DHT)"
+	if got := p.Printed[printed+1].String(); got != want {
+		t.Fatalf("printed %q, want %q", got, want)
+	}
+}
