@@ -150,3 +150,35 @@ func TestServerRestartedWithAShorterDeadAfterKeepsLiveMembers(t *testing.T) {
 		}
 	}
 }
+
+// A leave that the server ends (a member went silent during it: the ring
+// heals round the leaver) fails at the leaver saying that the ring heals
+// without it; the server's answers say why while it heals, not once it has
+// healed, and the line says so (a liveness review: it promised that a
+// request's answer would tell why, which after the heal none did).
+func TestALeaveTheServerEndedSaysTheRingHeals(t *testing.T) {
+	s := newSim(t, 2)
+	s.SetDeadAfter(3 * time.Second)
+	users := joinUsers(t, s, 5)
+	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	leaver, silent := memberWithID(s, 1), memberWithID(s, 3)
+	p := s.Process(leaver)
+	printed := len(p.Printed)
+	s.input(leaver, "leave-dht "+leaver)
+	for len(p.Printed) == printed {
+		if !s.step() {
+			t.Fatal("leave-dht never answered")
+		}
+	}
+	s.Remove(silent)
+	for !p.Core.Idle() {
+		if !s.step() {
+			t.Fatal("the leave never ended")
+		}
+	}
+	last := texts(p.Printed)[len(p.Printed)-1]
+	if want := "dht-rebuilt FAILURE: the server ended the leave (epoch "; !strings.HasPrefix(last, want) ||
+		!strings.Contains(last, leaver+" is Free, outside the ring, which the server heals without it (a member went offline or restarted, or the leave passed --op-timeout; while it heals, the server's answers say why)") {
+		t.Fatalf("the leaver printed %q", last)
+	}
+}

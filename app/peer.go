@@ -888,7 +888,12 @@ func (p *Peer) ringGone(now time.Time, epoch uint64) []Output {
 		}
 	}
 	if what != "" {
-		why := fmt.Sprintf("the server ended the %s (epoch %d): %s is Free, outside the ring (the server healed the ring without it or dissolved it meanwhile: a member went offline or restarted, or the %s passed --op-timeout)", what, epoch, p.self.Name, what)
+		why := fmt.Sprintf("the server ended the %s (epoch %d): %s is Free, outside the ring (dissolved meanwhile; the server's answer to a request, query-dht %s say, tells why)", what, epoch, p.self.Name, p.self.Name)
+		if what == "leave" || what == "join" {
+			// Healed round the leaver or the joiner: the server's answers
+			// say why only while the ring heals.
+			why = fmt.Sprintf("the server ended the %s (epoch %d): %s is Free, outside the ring, which the server heals without it (a member went offline or restarted, or the %s passed --op-timeout; while it heals, the server's answers say why)", what, epoch, p.self.Name, what)
+		}
 		out := p.abandon(now, why) // a setup, a leave or a teardown fails here
 		if _, ok := p.op.(*joinOp); ok {
 			out = p.finish(now, out, resultFailed(CmdDHTRebuilt, why)) // and drops what the join gave
