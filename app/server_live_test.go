@@ -1130,3 +1130,27 @@ func TestServerHealsAgainWhenItsLeaderGivesUp(t *testing.T) {
 		}
 	}
 }
+
+// The ack of a heal that comes behind its healed (a ring of one places
+// itself and reports at once) is no drop: the trace said "dropped: ack
+// matches no heal in progress" at WARN for every such heal (a liveness
+// review). An ack of no heal still is.
+func TestServerTakesTheAckOfAHealThatEnded(t *testing.T) {
+	healing := srvDHT(state.PhaseHealing, []string{"alice"}, "bob")
+	healing.DHT.Epoch = 8
+	h := newLiveH(t, healing)
+	h.s.stepTrusted(h.now, srvAddr("alice"), wire.Header{Type: wire.TypeHealed, ID: h.nextID()}, wire.Healed{Name: "alice", Epoch: 8})
+	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseReady {
+		t.Fatalf("after the healed: DHT %+v, want it ready", d)
+	}
+	for _, c := range []struct {
+		from string
+		id   uint32
+		drop bool
+	}{{"alice", healID(8), false}, {"alice", healID(7), true}, {"bob", healID(8), true}} {
+		outs := h.s.stepTrusted(h.now, srvAddr(c.from), wire.Header{Type: wire.TypeAck, ID: c.id}, wire.Ack{})
+		if len(outs) != 1 || outs[0].(Event).Drop != c.drop {
+			t.Errorf("ack %d from %s: %#v; want one event, a drop: %v", c.id, c.from, outs, c.drop)
+		}
+	}
+}
