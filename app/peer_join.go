@@ -97,7 +97,7 @@ func (o *joinOp) due() time.Time {
 }
 
 func (o *joinOp) expire(p *Peer, now time.Time, out []Output) []Output {
-	return o.expired(p, now, out, CmdDHTRebuilt)
+	return o.expired(p, now, out, CmdDHTRebuilt, "the rebuilt of the leader "+label(o.leader))
 }
 
 func (o *joinOp) sent(_ *Peer, m wire.Message) bool {

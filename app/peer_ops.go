@@ -92,9 +92,10 @@ func (r *ringPhase) begin(p *Peer, now time.Time, waitOn ...netip.AddrPort) {
 
 func (r *ringPhase) needs() []netip.AddrPort { return r.waitOn }
 
-// expired fails the command whose ring phase took too long.
-func (r *ringPhase) expired(p *Peer, now time.Time, out []Output, c Command) []Output {
-	return p.finish(now, out, resultFailed(c, fmt.Sprintf("the ring did not finish within %s", p.cfg.OpTimeout)))
+// expired fails the command whose ring phase took too long, saying what
+// it waited for.
+func (r *ringPhase) expired(p *Peer, now time.Time, out []Output, c Command, waited string) []Output {
+	return p.finish(now, out, resultFailed(c, fmt.Sprintf("the ring did not finish within %s: it waited for %s", p.cfg.OpTimeout, waited)))
 }
 
 // opFailure picks, among the messages the link gave up on, the one that
@@ -422,7 +423,7 @@ func (o *setupOp) due() time.Time {
 }
 
 func (o *setupOp) expire(p *Peer, now time.Time, out []Output) []Output {
-	return o.expired(p, now, out, CmdDHTComplete)
+	return o.expired(p, now, out, CmdDHTComplete, "the committed behind the records to come back round the ring")
 }
 
 func (o *setupOp) sent(p *Peer, m wire.Message) bool {
@@ -544,7 +545,16 @@ func (o *leaveOp) due() time.Time {
 }
 
 func (o *leaveOp) expire(p *Peer, now time.Time, out []Output) []Output {
-	return o.expired(p, now, out, CmdDHTRebuilt)
+	waited := "the teardown to come back round the ring"
+	switch o.stage {
+	case leaveRenumbering:
+		waited = "the reset-id to come back round the ring"
+	case leaveClosing:
+		waited = "the acks of reset-left and reset-right"
+	case leaveRebuilding:
+		waited = "the rebuilt of the new leader " + label(o.right)
+	}
+	return o.expired(p, now, out, CmdDHTRebuilt, waited)
 }
 
 func (o *leaveOp) sent(p *Peer, m wire.Message) bool {
@@ -649,7 +659,7 @@ func (o *teardownOp) due() time.Time {
 }
 
 func (o *teardownOp) expire(p *Peer, now time.Time, out []Output) []Output {
-	return o.expired(p, now, out, CmdTeardownComplete)
+	return o.expired(p, now, out, CmdTeardownComplete, "the torn-down behind the teardown to come back round the ring")
 }
 
 func (o *teardownOp) sent(p *Peer, m wire.Message) bool {

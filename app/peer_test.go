@@ -577,7 +577,7 @@ func TestLeaverCommitsOnceRebuildDHTHasLeft(t *testing.T) {
 	p, o = leaver()
 	got = steps(t, p.teardownReturned(now, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true}))
 	got = append(got, steps(t, o.expire(p, now.Add(time.Minute), nil))...)
-	if want := []string{"reset-id", "commit", "dht-rebuilt FAILURE: the ring did not finish within " + p.cfg.OpTimeout.String()}; !slices.Equal(got, want) {
+	if want := []string{"reset-id", "commit", "dht-rebuilt FAILURE: the ring did not finish within " + p.cfg.OpTimeout.String() + ": it waited for the reset-id to come back round the ring"}; !slices.Equal(got, want) {
 		t.Fatalf("a leave ending before its rebuild-dht: %q; want %q", got, want)
 	}
 }
