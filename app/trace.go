@@ -158,6 +158,7 @@ type dropSummary struct {
 type dropTally struct {
 	shown, more int
 	sources     map[netip.Addr]struct{}
+	level       slog.Level // the highest of its drops': a count of challenged registers is no warning
 }
 
 const (
@@ -182,9 +183,10 @@ func (d *dropSummary) trace(log *slog.Logger, now time.Time, ev Event) {
 		t = d.tally[key]
 	}
 	if t == nil {
-		t = &dropTally{sources: map[netip.Addr]struct{}{}}
+		t = &dropTally{sources: map[netip.Addr]struct{}{}, level: ev.Level}
 		d.tally[key] = t
 	}
+	t.level = max(t.level, ev.Level)
 	if t.shown < dropsShown {
 		t.shown++
 		traceEvent(log, ev)
@@ -220,7 +222,7 @@ func (d *dropSummary) flush(log *slog.Logger) {
 	slices.Sort(keys)
 	for _, k := range keys {
 		t := d.tally[k]
-		log.LogAttrs(context.Background(), slog.LevelWarn, traceDropMore,
+		log.LogAttrs(context.Background(), t.level, traceDropMore,
 			slog.String("reason", strings.TrimPrefix(k, "dropped: ")), slog.Int("count", t.more),
 			slog.Int("sources", len(t.sources)), slog.Duration("within", time.Second))
 	}
