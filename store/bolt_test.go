@@ -100,7 +100,7 @@ func TestLocked(t *testing.T) {
 		{"Inspect server", func() error { _, err := Inspect(server, 100*time.Millisecond); return err }, time.Second, "in use by a running process (lock not released within 100ms): stop it (SIGTERM or Ctrl-C) to read its file"},
 		{"Inspect peer", func() error { _, err := Inspect(peer, 100*time.Millisecond); return err }, time.Second, "in use by a running process"},
 		// --wait 0: one try, not bbolt's wait for ever.
-		{"Inspect, no wait", func() error { _, err := Inspect(peer, 0); return err }, 10 * time.Second, "in use by a running process"},
+		{"Inspect, no wait", func() error { _, err := Inspect(peer, 0); return err }, 10 * time.Second, "in use by a running process (its lock held, tried once)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

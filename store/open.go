@@ -79,8 +79,12 @@ func openErr(path string, err error, running string, timeout time.Duration) erro
 	case errors.As(err, &ke):
 		return err // from file.opener: already says what is wrong
 	case errors.Is(err, berrors.ErrTimeout):
+		held := fmt.Sprintf("lock not released within %v", timeout)
+		if timeout <= 0 {
+			held = "its lock held, tried once"
+		}
 		return &kindError{
-			msg:  fmt.Sprintf("store: %s is in use by %s (lock not released within %v)", path, running, timeout),
+			msg:  fmt.Sprintf("store: %s is in use by %s (%s)", path, running, held),
 			kind: ErrLocked,
 		}
 	case errors.As(err, &pe):
