@@ -283,3 +283,19 @@ func TestPeerSaysItsInputFailed(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q; want 0, nothing and %q", code, out.String(), errOut.String(), want)
 	}
 }
+
+// closedInput fails as a read under way does when the peer closes its
+// stdin as it exits.
+type closedInput struct{}
+
+func (closedInput) Read([]byte) (int, error) { return 0, os.ErrClosed }
+
+// That is no failure of the input: nothing is said (a review saw the note
+// at every exit of a peer reading a pipe).
+func TestPeerSaysNothingOfItsOwnClose(t *testing.T) {
+	t.Chdir(t.TempDir())
+	var out, errOut strings.Builder
+	if code := run([]string{"dht", "peer", "--quiet", "127.0.0.1", "4000"}, closedInput{}, &out, &errOut); code != 0 || errOut.String() != "" {
+		t.Errorf("exit %d, stderr %q; want 0 and nothing", code, errOut.String())
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -206,7 +207,9 @@ type readErrNote struct {
 
 func (n *readErrNote) Read(b []byte) (int, error) {
 	k, err := n.r.Read(b)
-	if err != nil && err != io.EOF && !n.failed {
+	// os.ErrClosed: the peer closed its stdin as it exits (rawpipe's
+	// Restore), under a read still waiting.
+	if err != nil && err != io.EOF && !errors.Is(err, os.ErrClosed) && !n.failed {
 		n.failed = true
 		fmt.Fprintf(n.w, "dht: peer: standard input cannot be read, taken as its end: %v\n", err)
 	}

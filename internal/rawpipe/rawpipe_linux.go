@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -28,6 +29,9 @@ type Pipe struct {
 	// shared: the descriptor is a duplicate of the caller's, whose
 	// non-blocking flag it shares (the pipe could not be opened again).
 	shared bool
+	// restored: Restore closed it; a read or write under way then fails
+	// with os.ErrClosed, as os.File's do.
+	restored atomic.Bool
 }
 
 // Of makes a Pipe of v if v is a pipe, else nil. The pipe is opened again
@@ -96,7 +100,18 @@ func (p *Pipe) Restore() {
 	if p.shared {
 		_ = unix.SetNonblock(p.fd, false)
 	}
+	p.restored.Store(true)
 	p.f.Close()
+}
+
+// closedErr is err, a failure of the poller's, as os.ErrClosed once the
+// Pipe is closed (the poller's own error says "use of closed file" and
+// matches nothing exported).
+func (p *Pipe) closedErr(op string, err error) error {
+	if p.restored.Load() {
+		return &os.PathError{Op: op, Path: p.f.Name(), Err: os.ErrClosed}
+	}
+	return err
 }
 
 // SetReadDeadline is the file's: the poller's wait ends at it.
@@ -118,7 +133,7 @@ func (p *Pipe) Read(b []byte) (int, error) {
 	})
 	switch {
 	case err != nil:
-		return 0, err
+		return 0, p.closedErr("read", err)
 	case errno != 0:
 		return 0, &os.PathError{Op: "read", Path: p.f.Name(), Err: errno}
 	case n == 0:
@@ -142,7 +157,7 @@ func (p *Pipe) Write(b []byte) (int, error) {
 		})
 		switch {
 		case err != nil:
-			return done, err
+			return done, p.closedErr("write", err)
 		case errno != 0:
 			return done, &os.PathError{Op: "write", Path: p.f.Name(), Err: errno}
 		}

@@ -138,3 +138,27 @@ func TestOfRefusesAFile(t *testing.T) {
 		t.Fatal("Of took a writer that is no file")
 	}
 }
+
+// A read waiting in the poller when Restore closes the Pipe fails with an
+// error matching os.ErrClosed, as os.File's does: a peer that closes its
+// stdin as it exits is not told its input failed.
+func TestReadUnderwayWhenRestoredFailsAsClosed(t *testing.T) {
+	r, w := blockingPipe(t)
+	defer r.Close()
+	defer w.Close()
+	p := Of(r)
+	if p == nil {
+		t.Fatal("no Pipe of a pipe")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Read(make([]byte, 16))
+		done <- err
+	}()
+	// The read waits in the poller: nothing was written. Restore ends it
+	// whether it is waiting yet or not.
+	p.Restore()
+	if err := <-done; !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("read under way: %v; want os.ErrClosed", err)
+	}
+}
