@@ -95,6 +95,10 @@ type Peer struct {
 	// register succeeds: its registration is what the user may type to
 	// try again, and that register resumes it.
 	unresumed *state.Identity
+	// elsewhere: that resume failed because the server does not hold the
+	// user's secret and the file is another server's (registerOp.elsewhere):
+	// a register typed registers the user anew with this server.
+	elsewhere bool
 
 	lines []string
 	// linesBytes is the length of lines, summed (InputFull).
@@ -383,6 +387,9 @@ func (p *Peer) start(now time.Time, line string, c command, read bool, out []Out
 		}
 	}
 	switch {
+	case !p.registered && p.unresumed != nil && p.elsewhere:
+		u := p.unresumed
+		return p.emit(out, resultFailed(c.cmd, fmt.Sprintf("not registered: the resume of %s failed, its file being of the server at %s (typing 'register %s %s %d' registers %s anew with this server)", u.Name, u.Server, u.Name, u.Addr.Addr(), u.Addr.Port(), u.Name)))
 	case !p.registered && p.unresumed != nil:
 		u := p.unresumed
 		return p.emit(out, resultFailed(c.cmd, fmt.Sprintf("not registered: the resume of %s failed; type 'register %s %s %d' to try again", u.Name, u.Name, u.Addr.Addr(), u.Addr.Port())))
@@ -514,8 +521,8 @@ func (p *Peer) StopFor(now time.Time, why string) []Output {
 func (p *Peer) failed(now time.Time, out []Output, r Result) []Output {
 	if o, ok := p.op.(*registerOp); ok && !p.registered {
 		if o.resume != nil {
-			p.unresumed = o.resume
-			if !o.unbound {
+			p.unresumed, p.elsewhere = o.resume, o.elsewhere
+			if !o.unbound && !o.elsewhere {
 				r.Reason += fmt.Sprintf("; type 'register %s %s %d' to try again", o.resume.Name, o.resume.Addr.Addr(), o.resume.Addr.Port())
 			}
 		}
@@ -1129,9 +1136,9 @@ func (p *Peer) Tick(now time.Time) []Output {
 			why := p.serverSilent()
 			switch rq.cmd {
 			case CmdDHTComplete, CmdDHTRebuilt, CmdTeardownComplete:
-				// The ring's part is done: a server stalled, not gone, may
-				// still read it and finish the operation.
-				why += fmt.Sprintf("; the server may still take it when it runs again (its answer to this peer's next request, query-dht %s say, tells what became of the DHT)", p.self.Name)
+				// The ring's part is done: a server stalled, not gone nor
+				// restarted, may still read it and finish the operation.
+				why += fmt.Sprintf("; a server only stalled may still take it (its answer to this peer's next request, query-dht %s say, tells what became of the DHT)", p.self.Name)
 			}
 			return p.failed(now, out, resultFailed(rq.cmd, why))
 		}

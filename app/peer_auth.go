@@ -256,9 +256,10 @@ func (p *Peer) onChallenge(now time.Time, from netip.AddrPort, h wire.Header, c 
 		// server, which does not know the user: most likely the peer was
 		// started with a mistyped server address. Registered anew here,
 		// the user would lose its place in the ring of the file's server.
+		o.elsewhere = true
 		return p.failed(now, nil, resultFailed(CmdResume, fmt.Sprintf(
-			"the server at %s does not know %s, whose file was registered with the server at %s: nothing was changed; to resume there, start the peer with %s %d (a register typed here registers %s anew with this server, and its place in a ring is discarded)",
-			p.cfg.Server, r.Name, r.Server, r.Server.Addr(), r.Server.Port(), r.Name)))
+			"the server at %s does not hold %s's secret, and %s's file was registered with the server at %s: nothing was changed; to resume there, start the peer with %s %d (typing 'register %s %s %d' registers %s anew with this server, and its place in a ring is discarded)",
+			p.cfg.Server, r.Name, r.Name, r.Server, r.Server.Addr(), r.Server.Port(), r.Name, r.Addr.Addr(), r.Addr.Port(), r.Name)))
 	}
 	if !p.cred.secret.IsZero() {
 		// The server challenges a register signed with a secret only when

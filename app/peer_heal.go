@@ -20,11 +20,12 @@ import (
 //  2. once every set-id is acknowledged, the store round over the new ring,
 //     the flush behind it;
 //  3. once the flush is back, healed to the server, sent again until the
-//     server acknowledges it.
+//     server acknowledges it (anew past the give-up: the ring is healed).
 //
-// A failure here (a survivor that does not acknowledge, the server silent)
-// ends the role with heal FAILURE; the server heals again without a member
-// that went offline meanwhile, or rolls the heal back at its op timeout.
+// A survivor that does not acknowledge, or a dataset that does not load,
+// ends the role with heal FAILURE, and this node's alives say it gave the
+// heal up: the server heals again, led by another member (quitHeal), and
+// without a member that went offline meanwhile.
 
 type healStep uint8
 
@@ -41,6 +42,9 @@ type healLead struct {
 	step    healStep
 	data    dataset.Source
 	pending int // set-ids not yet acknowledged
+	// unheard: the server acknowledged no healed within the give-up; it
+	// is sent again, anew, until it does (said once).
+	unheard bool
 }
 
 // startHeal: the server named this node the leader of the heal of epoch
@@ -141,7 +145,7 @@ func (p *Peer) healFailed(why string) []Output {
 }
 
 // healQuitNote ends the line of a heal this node gave up.
-const healQuitNote = "; the server is told, and heals the ring again led by another member"
+const healQuitNote = "; the server is told, and heals the ring again, led by another member while one can lead"
 
 // healGaveUp ends the heal this node leads, which cannot go on here (a
 // survivor stopped acknowledging its set-id or its stores), and has the
@@ -150,6 +154,16 @@ const healQuitNote = "; the server is told, and heals the ring again led by anot
 func (p *Peer) healGaveUp(now time.Time, why string) []Output {
 	p.quitHeal(now, p.healing.epoch)
 	return p.healEnded(why + healQuitNote)
+}
+
+// healGivenUpAgain: the server sent again the heal m, which this node gave
+// up (a server restarted, or back, after its alives stopped naming it):
+// they name it again, so that the server heals again rather than wait for
+// the healed it will not get.
+func (p *Peer) healGivenUpAgain(now time.Time, m wire.Heal) {
+	if p.quit.op == wire.TypeHeal && p.quit.epoch == m.Epoch && p.healing == nil {
+		p.quitHeal(now, m.Epoch)
+	}
 }
 
 // quitHeal: the alive sent now, and those after it for a while, say that
@@ -174,17 +188,25 @@ func (p *Peer) healEnded(why string) []Output {
 	}
 }
 
-// healTick fails the heal when a survivor or the server stops
-// acknowledging. A survivor's silence is the server's to know; the
-// server's own is not (it may be down: the ring stands, and a server
-// restarted sends the heal again, healAgain).
+// healTick fails the heal when a survivor stops acknowledging: the server
+// is told (healGaveUp). The server's own silence ends nothing: the ring is
+// healed, and the healed that says so is sent again, anew, until the
+// server takes it (a server stalled or cut off has acknowledged the heal,
+// and would wait for its --op-timeout and dissolve the ring; one
+// restarted sends the heal again), or a pace or another heal says the
+// ring has moved on.
 func (p *Peer) healTick(now time.Time, gone []failure, out []Output) []Output {
 	for _, g := range gone {
 		switch g.tag {
 		case tagHeal:
 			return append(out, p.healGaveUp(now, p.unacked(g))...)
 		case tagHealed:
-			return append(out, p.healFailed(p.unacked(g))...)
+			h := p.healing
+			if !h.unheard {
+				h.unheard = true
+				out = append(out, Notice{Line: fmt.Sprintf("heal: %s; the ring is healed, and healed goes on being sent until the server takes it", p.unacked(g))})
+			}
+			return append(out, h.populated(p, now)...)
 		}
 	}
 	return out

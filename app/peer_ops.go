@@ -212,6 +212,10 @@ type registerOp struct {
 	// other address is to be tried with it), so its line does not say to
 	// type a register.
 	unbound bool
+	// elsewhere: the resume at the start, of a file registered with
+	// another server, which does not hold the user's secret: it stopped
+	// there (onChallenge).
+	elsewhere bool
 }
 
 func (o *registerOp) asking() *request { return &o.rq }
@@ -251,7 +255,7 @@ func (o *registerOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) [
 	// The server counts this process's alives from the register's
 	// sequence number (Server.rejoin).
 	p.cred.aliveSeq = max(p.cred.aliveSeq, o.rq.sg.seq)
-	p.registered, p.unresumed = true, nil
+	p.registered, p.unresumed, p.elsewhere = true, nil, false
 	p.self.Name = o.rq.msg.(wire.Register).Name
 	p.startAlive(now)
 	if o.resume != nil {

@@ -340,11 +340,15 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		p.stats.DupsSuppressed++
 		p.link.ackSigned(from, h.ID, sg)
 		if hm, ok := m.(wire.Heal); ok && from == p.cfg.Server {
+			p.healGivenUpAgain(now, hm)
 			return p.healAgain(now, hm)
 		}
 		return nil
 	}
 	if why := p.expected(from, m); why != "" {
+		if hm, ok := m.(wire.Heal); ok && from == p.cfg.Server {
+			p.healGivenUpAgain(now, hm)
+		}
 		ev := dropped(why, from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))
 		if _, late := m.(wire.QueryResult); late && !noAck {
 			// A late answer is still acknowledged, so that its sender stops.

@@ -1279,7 +1279,7 @@ func TestAHealGivenUpIsToldInTheNextAlive(t *testing.T) {
 				now = at
 				outs = p.Tick(now)
 			}
-			if !strings.Contains(failed, c.why) || !strings.HasSuffix(failed, "; the server is told, and heals the ring again led by another member") {
+			if !strings.Contains(failed, c.why) || !strings.HasSuffix(failed, "; the server is told, and heals the ring again, led by another member while one can lead") {
 				t.Fatalf("printed %q; want heal FAILURE with %q, saying the server is told", failed, c.why)
 			}
 			if quit == nil || quit.QuitOp != wire.TypeHeal || quit.Quit != epoch {

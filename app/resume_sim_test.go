@@ -591,9 +591,14 @@ func TestResumeWithAnotherServersAddressChangesNothing(t *testing.T) {
 	for len(s.Process(member).Printed) == before && s.step() {
 	}
 	out := texts(s.Process(member).Printed[before:])
-	want := fmt.Sprintf("resume FAILURE: the server at %s does not know %s, whose file was registered with the server at %s: nothing was changed; to resume there, start the peer with 10.9.9.9 4000", simServer, member, elsewhere)
-	if len(out) != 1 || !strings.HasPrefix(out[0], want) {
-		t.Fatalf("%s printed %q, want one line starting %q", member, out, want)
+	a := p.Addr
+	want := fmt.Sprintf("resume FAILURE: the server at %s does not hold %s's secret, and %s's file was registered with the server at %s: nothing was changed; to resume there, start the peer with 10.9.9.9 4000 (typing 'register %s %s %d' registers %s anew with this server, and its place in a ring is discarded)", simServer, member, member, elsewhere, member, a.Addr(), a.Port(), member)
+	if len(out) != 1 || out[0] != want {
+		t.Fatalf("%s printed %q, want %q (no invitation to try again)", member, out, want)
+	}
+	// A command typed meanwhile says the same, not "try again".
+	if got, want := s.do(member, "query-dht "+member+" Aruba"), fmt.Sprintf("query-dht FAILURE: not registered: the resume of %s failed, its file being of the server at %s (typing 'register %s %s %d' registers %s anew with this server)", member, elsewhere, member, a.Addr(), a.Port(), member); len(got) != 1 || got[0] != want {
+		t.Errorf("query-dht printed %q, want %q", got, want)
 	}
 	if after, _, err := file.Load(); err != nil || after != id {
 		t.Errorf("the file holds %+v (%v), want it unchanged: %+v", after, err, id)
@@ -601,6 +606,5 @@ func TestResumeWithAnotherServersAddressChangesNothing(t *testing.T) {
 	if st := s.Server().Snapshot(); len(st.Users) != 0 {
 		t.Errorf("the server registered %+v", st.Users)
 	}
-	a := p.Addr
 	s.mustDo(member, fmt.Sprintf("register %s %s %d", member, a.Addr(), a.Port()), fmt.Sprintf("register SUCCESS: %s %s Free, registered anew", member, a))
 }

@@ -165,32 +165,48 @@ func (s *Server) quit(now time.Time, u *state.User, op wire.Type, epoch uint64) 
 // quitHeal: u, the leader of the heal in progress, gave it up (a survivor
 // stopped acknowledging its set-id or its stores, or its dataset would
 // not load). The ring heals again at once, the same members led by the
-// next one in ring order that has not given up a heal of this ring;
-// waiting for --op-timeout would end in a dissolve, every member live. A
-// survivor that stopped is healed out once it is offline. When every
-// member has given a heal up, the DHT is dissolved.
+// next one in ring order that has not given up a heal of this ring, one
+// heard from lately first; waiting for --op-timeout would end in a
+// dissolve, every member live. A survivor that stopped is healed out once
+// it is offline. When every member has given a heal up, the server waits
+// for that (a member that died after it gave up, not yet offline, makes
+// every later leader give up too) or for its --op-timeout, and says so.
 func (s *Server) quitHeal(now time.Time, u *state.User) []Output {
 	d := s.dht
 	quitters := s.healQuitters
+	if quitters[u.Name] {
+		return nil // its alives name the heal it gave up for a while: the first was acted on
+	}
 	if quitters == nil {
 		quitters = make(map[string]bool)
 	}
 	quitters[u.Name] = true
 	k := slices.Index(d.Members, u.Name)
+	next := -1
 	for i := 1; i <= len(d.Members); i++ {
-		next := d.Members[(k+i)%len(d.Members)]
-		if quitters[next] {
+		at := (k + i) % len(d.Members)
+		m := d.Members[at]
+		if quitters[m] {
 			continue
 		}
-		at := (k + i) % len(d.Members)
-		survivors := append(slices.Clone(d.Members[at:]), d.Members[:at]...)
-		out := s.heal(now, survivors, d.Removed, fmt.Sprintf("%s gave up the heal it led", u.Name))
-		s.healQuitters = quitters // healState forgets them: this heal goes on from the last
-		return out
+		if next < 0 {
+			next = at
+		}
+		if silent, _ := s.Silent(now, m); silent <= 2*s.Pace() {
+			next = at
+			break
+		}
 	}
-	s.note = fmt.Sprintf("every member of the ring gave up a heal it led (the last %s): the DHT was dissolved and its members are Free", u.Name)
-	s.dissolve()
-	return []Output{event("every heal given up: DHT dissolved", slog.String("what", s.note)), s.persist(nil)}
+	if next < 0 {
+		s.healQuitters = quitters
+		s.healWhy = fmt.Sprintf("%s; every member gave up a heal of it, the last %s: it waits for a member to go offline, then heals without it", s.healWhy, u.Name)
+		s.note = s.healWhy
+		return []Output{event("every member gave up a heal: waiting for one to go offline or for --op-timeout", slog.String("what", s.note))}
+	}
+	survivors := append(slices.Clone(d.Members[next:]), d.Members[:next]...)
+	out := s.heal(now, survivors, d.Removed, fmt.Sprintf("%s gave up the heal it led", u.Name))
+	s.healQuitters = quitters // healState forgets them: this heal goes on from the last
+	return out
 }
 
 // heal makes survivors (in ring order, the new leader first) the ring and

@@ -1078,9 +1078,11 @@ func TestServerStartPacesUntilHeard(t *testing.T) {
 
 // The leader of a heal that gives it up (its alive says so) has the ring
 // heal again at once, the same members led by the next in ring order that
-// has not given up a heal of it; when every member has, the DHT is
-// dissolved. A quit of the heal by another member, or of an earlier
-// heal, ends nothing.
+// has not given up a heal of it, one heard from lately first; when every
+// member has, the server waits for a member to go offline (one dead since
+// it gave up makes every later leader give up) or for its --op-timeout,
+// saying so, and the next copies of the quit change nothing. A quit of the
+// heal by another member, or of an earlier heal, ends nothing.
 func TestServerHealsAgainWhenItsLeaderGivesUp(t *testing.T) {
 	healing := srvDHT(state.PhaseHealing, []string{"alice", "bob", "carol"}, "dave")
 	healing.DHT.Epoch = 8
@@ -1110,8 +1112,13 @@ func TestServerHealsAgainWhenItsLeaderGivesUp(t *testing.T) {
 		_, outs := h.aliveAtPace(wire.Alive{Name: step.quitter, QuitOp: wire.TypeHeal, Quit: before.Epoch})
 		d := h.s.Snapshot().DHT
 		if step.members == nil {
-			if d.Phase != state.PhaseNone || !strings.Contains(h.s.note, "every member of the ring gave up a heal it led (the last carol)") {
-				t.Fatalf("%s gave up the last heal: DHT %+v, note %q; want it dissolved, saying why", step.quitter, d, h.s.note)
+			if d.Phase != state.PhaseHealing || d.Epoch != before.Epoch || len(outs) != 1 || !strings.Contains(h.s.waiting(h.now), "every member gave up a heal of it, the last carol: it waits for a member to go offline") {
+				t.Fatalf("%s gave up the last heal: %#v, DHT %+v, wait %q; want the heal waiting, saying why", step.quitter, outs, d, h.s.waiting(h.now))
+			}
+			h.now = h.now.Add(time.Second)
+			waiting, wait := h.s.Snapshot(), h.s.waiting(h.now)
+			if _, outs := h.aliveAtPace(wire.Alive{Name: step.quitter, QuitOp: wire.TypeHeal, Quit: before.Epoch}); len(outs) != 0 || !srvSameState(waiting, h.s.Snapshot()) || h.s.waiting(h.now) != wait {
+				t.Fatalf("the quit again: %#v, wait %q; want nothing done", outs, h.s.waiting(h.now))
 			}
 			break
 		}
@@ -1152,5 +1159,21 @@ func TestServerTakesTheAckOfAHealThatEnded(t *testing.T) {
 		if len(outs) != 1 || outs[0].(Event).Drop != c.drop {
 			t.Errorf("ack %d from %s: %#v; want one event, a drop: %v", c.id, c.from, outs, c.drop)
 		}
+	}
+}
+
+// The next leader of a heal given up is one heard from lately: a member
+// silent for a while, though not yet offline (most likely the survivor
+// the leader gave up on), is passed over while another can lead.
+func TestServerHealsAgainLedByAMemberHeardLately(t *testing.T) {
+	healing := srvDHT(state.PhaseHealing, []string{"alice", "bob", "carol", "dave"}, "erin")
+	healing.DHT.Epoch = 8
+	h := newLiveH(t, healing)
+	h.aliveAll()
+	h.now = h.now.Add(3 * h.s.Pace())
+	h.alive("alice", "carol", "dave") // bob silent for three alives' time
+	h.aliveAtPace(wire.Alive{Name: "alice", QuitOp: wire.TypeHeal, Quit: 8})
+	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseHealing || !slices.Equal(d.Members, []string{"carol", "dave", "alice", "bob"}) {
+		t.Fatalf("DHT %+v; want a heal led by carol, bob passed over", d)
 	}
 }

@@ -449,10 +449,11 @@ type Alive struct {
 	Name     string
 	PeriodMS uint32
 	Epoch    uint64
-	// QuitOp and Quit: the operation given up (its request's type) and
-	// its epoch. The pair names one operation: a setup, a leave and a
-	// join each take a new epoch, and a teardown is the only other
-	// operation at its ring's epoch.
+	// QuitOp and Quit: the operation given up (its request's type, or
+	// TypeHeal for a heal the sender led) and its epoch. The pair names
+	// one operation: a setup, a leave, a join and a heal each take a new
+	// epoch, and a teardown is the only other operation at its ring's
+	// epoch.
 	QuitOp   Type
 	Quit     uint64
 	KeyEpoch uint64
