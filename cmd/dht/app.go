@@ -154,7 +154,7 @@ func flagError(err error, flags []cli.Flag) string {
 func helpCommand(c *cli.Context) error {
 	args := c.Args().Tail()
 	switch {
-	case len(args) == 0:
+	case len(args) == 0, len(args) == 1 && args[0] == "help": // dht help help, as git has it
 		return cli.ShowAppHelp(c)
 	case len(args) > 1:
 		return usagef("help takes at most one command (see 'dht --help')")

@@ -96,6 +96,12 @@ func TestHelp(t *testing.T) {
 			if code != 0 || errOut != "" || helpOut != out {
 				t.Errorf("dht %s: exit %d, stderr %q, stdout differs from dht %s:\n%s", strings.Join(helpArgs, " "), code, errOut, strings.Join(args, " "), helpOut)
 			}
+			if tt.cmd == "" {
+				// dht help help: the help, as git gives it.
+				if code, again, errOut := runDHT(t, "", "help", "help"); code != 0 || errOut != "" || again != out {
+					t.Errorf("dht help help: exit %d, stderr %q, stdout differs from dht --help:\n%s", code, errOut, again)
+				}
+			}
 		})
 	}
 }
