@@ -766,3 +766,47 @@ func TestEveryHealGivenUpWaitsForTheDeadToGoOffline(t *testing.T) {
 		})
 	}
 }
+
+// A healed the server never takes (it is cut off for good) is sent again
+// for as long as a server waits by default, no longer: the role then ends
+// with heal FAILURE, and the leader sends no more healed (a review saw it
+// sent for ever, the role never ending and every setup its user led
+// failing).
+func TestAHealedNeverTakenEndsTheRole(t *testing.T) {
+	s := newSim(t, 1)
+	s.SetDeadAfter(10 * time.Minute)
+	users := joinUsers(t, s, 4)
+	s.mustDo(users[0], "setup-dht 3 "+users[0], "setup-dht SUCCESS")
+	kill(s, memberWithID(s, 2))
+	healed := 0
+	var lastHealed time.Time
+	s.Tap = func(_, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeHealed {
+			if healed++; healed == 1 {
+				s.Down(simServer) // cut off for good once the ring is healed
+			}
+			lastHealed = s.Now()
+		}
+	}
+	for healed == 0 {
+		if !s.step() {
+			t.Fatal("no healed")
+		}
+	}
+	cut := s.Now()
+	leader := s.Process(s.Server().Snapshot().DHT.Leader)
+	for s.Now().Sub(cut) < 5*time.Minute && s.step() {
+	}
+	var ended string
+	for _, r := range leader.Printed {
+		if r.Cmd == app.CmdHeal {
+			ended = r.String()
+		}
+	}
+	if !strings.HasPrefix(ended, "heal FAILURE: healed sent to the server") {
+		t.Fatalf("%s printed %q, want the heal to end, failed, naming the server", leader.Name, texts(leader.Printed))
+	}
+	if d := lastHealed.Sub(cut); d < 2*time.Minute || d > 2*time.Minute+30*time.Second {
+		t.Errorf("healed sent for %v after the cut (%d in all), want about two minutes and a give-up", d, healed)
+	}
+}

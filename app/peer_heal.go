@@ -42,9 +42,10 @@ type healLead struct {
 	step    healStep
 	data    dataset.Source
 	pending int // set-ids not yet acknowledged
-	// unheard: the server acknowledged no healed within the give-up; it
-	// is sent again, anew, until it does (said once).
-	unheard bool
+	// unheard: when the server first acknowledged no healed within the
+	// give-up; it is sent again, anew, until it does (said once), for as
+	// long as the server's default --op-timeout.
+	unheard time.Time
 }
 
 // startHeal: the server named this node the leader of the heal of epoch
@@ -189,12 +190,13 @@ func (p *Peer) healEnded(why string) []Output {
 }
 
 // healTick fails the heal when a survivor stops acknowledging: the server
-// is told (healGaveUp). The server's own silence ends nothing: the ring is
-// healed, and the healed that says so is sent again, anew, until the
-// server takes it (a server stalled or cut off has acknowledged the heal,
-// and would wait for its --op-timeout and dissolve the ring; one
-// restarted sends the heal again), or a pace or another heal says the
-// ring has moved on.
+// is told (healGaveUp). The server's silence does not end it at once: the
+// ring is healed, and the healed that says so is sent again, anew, until
+// the server takes it (a server stalled or cut off has acknowledged the
+// heal, and would wait for its --op-timeout and dissolve the ring; one
+// restarted sends the heal again), for as long as a server waits by
+// default (quitFor), and while this node still leads the ring it healed.
+// A pace or another heal ends it sooner if the ring has moved on.
 func (p *Peer) healTick(now time.Time, gone []failure, out []Output) []Output {
 	for _, g := range gone {
 		switch g.tag {
@@ -202,9 +204,12 @@ func (p *Peer) healTick(now time.Time, gone []failure, out []Output) []Output {
 			return append(out, p.healGaveUp(now, p.unacked(g))...)
 		case tagHealed:
 			h := p.healing
-			if !h.unheard {
-				h.unheard = true
-				out = append(out, Notice{Line: fmt.Sprintf("heal: %s; the ring is healed, and healed goes on being sent until the server takes it", p.unacked(g))})
+			if p.epoch != h.epoch || !p.inRing || p.id != 0 || !h.unheard.IsZero() && now.Sub(h.unheard) >= quitFor {
+				return append(out, p.healFailed(p.unacked(g))...)
+			}
+			if h.unheard.IsZero() {
+				h.unheard = now
+				out = append(out, Notice{Line: fmt.Sprintf("heal: %s; the ring is healed, and healed goes on being sent until the server takes it, for up to %s", p.unacked(g), quitFor)})
 			}
 			return append(out, h.populated(p, now)...)
 		}

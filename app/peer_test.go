@@ -1288,3 +1288,42 @@ func TestAHealGivenUpIsToldInTheNextAlive(t *testing.T) {
 		})
 	}
 }
+
+// A copy of a heal this node gave up, under an id its duplicate filter no
+// longer holds (a restarted server's, say) and after its alives stopped
+// naming the heal, has them name it again: the server that sent it waits
+// for the healed otherwise.
+func TestACopyOfAHealGivenUpHasTheAlivesNameItAgain(t *testing.T) {
+	p := fuzzPeer() // bob; the survivors are silent
+	now := time.Unix(1_700_000_000, 0)
+	p.aliveAt = now.Add(time.Second)
+	epoch := fzEpoch + 3
+	heal := wire.Heal{Epoch: epoch, Members: []wire.Member{fzSelf, fzRight, fzLeft}}
+	h, m := signedWith(wire.Header{ID: 70}, heal, signer{seq: 1, key: p.cred.secret}, p.self.Addr)
+	p.Step(now, fzServer, h, m)
+	for p.healing != nil {
+		at, ok := p.NextDeadline()
+		if !ok {
+			t.Fatal("the heal never ended")
+		}
+		now = at
+		p.Tick(now)
+	}
+	now = now.Add(quitFor + time.Minute) // its alives name the heal no longer
+	for at, ok := p.NextDeadline(); ok && !at.After(now); at, ok = p.NextDeadline() {
+		p.Tick(at)
+	}
+	h, m = signedWith(wire.Header{ID: 71}, heal, signer{seq: 2, key: p.cred.secret}, p.self.Addr)
+	p.Step(now, fzServer, h, m)
+	var quit *wire.Alive
+	for _, o := range p.Tick(now) {
+		if s, ok := o.(Send); ok {
+			if a, ok := s.Msg.(wire.Alive); ok {
+				quit = &a
+			}
+		}
+	}
+	if quit == nil || quit.QuitOp != wire.TypeHeal || quit.Quit != epoch {
+		t.Fatalf("the alive after the copy: %+v; want it to name the heal of epoch %d given up", quit, epoch)
+	}
+}

@@ -162,6 +162,11 @@ type Server struct {
 	// up (their alives said so), since a heal began for another reason
 	// (in memory); none of them is asked to lead the next (quitHeal).
 	healQuitters map[string]bool
+	// healRetry: every member gave up a heal of this ring, the last
+	// healLastQuit; unless a member goes offline first, the ring heals
+	// again then (retryHeal). Zero: no such wait.
+	healRetry    time.Time
+	healLastQuit string
 	// healedLast: the leader and epoch of the last heal that ended the
 	// wait (in memory), whose healed is acknowledged again after the ring
 	// moved on, in case the first ack was lost.
@@ -984,13 +989,17 @@ func (s *Server) awaiting() string {
 	case state.PhaseJoining:
 		return fmt.Sprintf("server is waiting for dht-rebuilt from %s (join-dht in progress)", s.dht.Joiner)
 	case state.PhaseHealing:
-		if len(s.dht.Removed) == 0 {
-			if s.healWhy != "" {
-				return fmt.Sprintf("the DHT is healing (%s); server is waiting for healed from %s", s.healWhy, s.dht.Leader)
-			}
-			return fmt.Sprintf("the DHT is healing; server is waiting for healed from %s", s.dht.Leader)
+		why := s.healWhy
+		if len(s.dht.Removed) > 0 {
+			why = andList(s.dht.Removed) + " removed as offline"
 		}
-		return fmt.Sprintf("the DHT is healing (%s removed as offline); server is waiting for healed from %s", andList(s.dht.Removed), s.dht.Leader)
+		if !s.healRetry.IsZero() {
+			return fmt.Sprintf("the DHT is healing (%s); every member gave up a heal of it, the last %s: the server heals it again without a member that goes offline, or at %s", why, s.healLastQuit, s.healRetry.UTC().Format(time.TimeOnly))
+		}
+		if why != "" {
+			return fmt.Sprintf("the DHT is healing (%s); server is waiting for healed from %s", why, s.dht.Leader)
+		}
+		return fmt.Sprintf("the DHT is healing; server is waiting for healed from %s", s.dht.Leader)
 	}
 	return ""
 }
@@ -1436,6 +1445,9 @@ func (s *Server) NextDeadline() (time.Time, bool) {
 	if s.dht.Phase == state.PhaseHealing && !s.healAcked {
 		earlier(s.healNext)
 	}
+	if s.dht.Phase == state.PhaseHealing && !s.healRetry.IsZero() {
+		earlier(s.healRetry)
+	}
 	if !s.repace.IsZero() {
 		earlier(s.repace)
 	}
@@ -1490,6 +1502,9 @@ func (s *Server) Tick(now time.Time) []Output {
 		}
 	case late > 0:
 		return []Output{event("late: this process did not run for a while (stopped, or starved of CPU); it reads what came meanwhile before it judges who went silent and what waited too long", slog.Duration("late", late))}
+	}
+	if s.dht.Phase == state.PhaseHealing && !s.healRetry.IsZero() && !now.Before(s.healRetry) {
+		return s.retryHeal(now)
 	}
 	if s.dht.Phase == state.PhaseHealing && !s.healAcked && !now.Before(s.healNext) {
 		return s.sendHeal(now)

@@ -168,11 +168,13 @@ func (s *Server) quit(now time.Time, u *state.User, op wire.Type, epoch uint64) 
 // next one in ring order that has not given up a heal of this ring, one
 // heard from lately first; waiting for --op-timeout would end in a
 // dissolve, every member live. A survivor that stopped is healed out once
-// it is offline. When every member has given a heal up, the server waits
-// for that (a member that died after it gave up, not yet offline, makes
-// every later leader give up too) or for its --op-timeout, and says so.
+// it is offline. When every member has given a heal up (a member dead
+// since it gave up, not yet offline, makes every later leader give up on
+// it), the server waits: a member offline heals the ring without it, and
+// after DeadAfter, by when a member silent meanwhile is offline or back, a
+// new round begins (retryHeal). The heals of one such episode keep the
+// first one's start, so --op-timeout bounds them all.
 func (s *Server) quitHeal(now time.Time, u *state.User) []Output {
-	d := s.dht
 	quitters := s.healQuitters
 	if quitters[u.Name] {
 		return nil // its alives name the heal it gave up for a while: the first was acted on
@@ -181,39 +183,65 @@ func (s *Server) quitHeal(now time.Time, u *state.User) []Output {
 		quitters = make(map[string]bool)
 	}
 	quitters[u.Name] = true
-	k := slices.Index(d.Members, u.Name)
-	next := -1
+	next := s.nextHealLeader(now, u.Name, quitters)
+	if next == "" {
+		s.healQuitters, s.healLastQuit, s.healRetry = quitters, u.Name, now.Add(s.cfg.DeadAfter)
+		return []Output{event("every member gave up a heal: the ring heals again without a member that goes offline, or in --dead-after", slog.String("last", u.Name))}
+	}
+	out := s.healAgainLedBy(now, next, fmt.Sprintf("%s gave up the heal it led", u.Name))
+	s.healQuitters = quitters // healState forgets them: this heal goes on from the last
+	return out
+}
+
+// nextHealLeader is the member after `after`, in ring order, that is not
+// in quitters, one heard from within two alive periods first; "" if none.
+func (s *Server) nextHealLeader(now time.Time, after string, quitters map[string]bool) string {
+	d := s.dht
+	k := slices.Index(d.Members, after)
+	next := ""
 	for i := 1; i <= len(d.Members); i++ {
-		at := (k + i) % len(d.Members)
-		m := d.Members[at]
+		m := d.Members[(k+i)%len(d.Members)]
 		if quitters[m] {
 			continue
 		}
-		if next < 0 {
-			next = at
+		if next == "" {
+			next = m
 		}
 		if silent, _ := s.Silent(now, m); silent <= 2*s.Pace() {
-			next = at
-			break
+			return m
 		}
 	}
-	if next < 0 {
-		s.healQuitters = quitters
-		s.healWhy = fmt.Sprintf("%s; every member gave up a heal of it, the last %s: it waits for a member to go offline, then heals without it", s.healWhy, u.Name)
-		s.note = s.healWhy
-		return []Output{event("every member gave up a heal: waiting for one to go offline or for --op-timeout", slog.String("what", s.note))}
-	}
-	survivors := append(slices.Clone(d.Members[next:]), d.Members[:next]...)
-	out := s.heal(now, survivors, d.Removed, fmt.Sprintf("%s gave up the heal it led", u.Name))
-	s.healQuitters = quitters // healState forgets them: this heal goes on from the last
-	return out
+	return next
+}
+
+// healAgainLedBy heals the ring of the heal in progress again, the same
+// members in ring order led by leader, keeping the first heal's start.
+func (s *Server) healAgainLedBy(now time.Time, leader, why string) []Output {
+	d := s.dht
+	at := slices.Index(d.Members, leader)
+	survivors := append(slices.Clone(d.Members[at:]), d.Members[:at]...)
+	return s.healSince(now, survivors, d.Removed, why, d.Since)
+}
+
+// retryHeal: every member gave up a heal of this ring DeadAfter ago, and
+// none went offline since: the ones silent then are back. A new round,
+// led by a member heard from lately.
+func (s *Server) retryHeal(now time.Time) []Output {
+	last := s.healLastQuit
+	return s.healAgainLedBy(now, s.nextHealLeader(now, last, nil), fmt.Sprintf("every member gave up a heal of it, the last %s, and none went offline since", last))
 }
 
 // heal makes survivors (in ring order, the new leader first) the ring and
 // asks their leader to rebuild it; removed are the users whose being
 // offline started it.
 func (s *Server) heal(now time.Time, survivors, removed []string, why string) []Output {
+	return s.healSince(now, survivors, removed, why, now.UnixNano())
+}
+
+// healSince is heal, the wait counted from since (unix nanoseconds).
+func (s *Server) healSince(now time.Time, survivors, removed []string, why string, since int64) []Output {
 	s.healState(now, survivors, removed, why)
+	s.dht.Since = since
 	out := []Output{event("heal", slog.String("what", s.note), slog.Uint64("epoch", s.dht.Epoch)), s.persist(nil)}
 	return append(out, s.sendHeal(now)...)
 }
@@ -235,7 +263,7 @@ func (s *Server) healState(now time.Time, survivors, removed []string, why strin
 		Epoch: s.newEpoch(), Removed: removed, KeyEpoch: s.dht.KeyEpoch, RingKey: s.dht.RingKey}
 	s.note = fmt.Sprintf("%s: the ring heals to %d node(s) led by %s", why, len(survivors), survivors[0])
 	s.healWhy = why
-	s.healQuitters = nil
+	s.healQuitters, s.healLastQuit, s.healRetry = nil, "", time.Time{}
 
 	s.healAcked, s.healNext, s.healRTO = false, now, healRTO
 }

@@ -1079,13 +1079,15 @@ func TestServerStartPacesUntilHeard(t *testing.T) {
 // The leader of a heal that gives it up (its alive says so) has the ring
 // heal again at once, the same members led by the next in ring order that
 // has not given up a heal of it, one heard from lately first; when every
-// member has, the server waits for a member to go offline (one dead since
-// it gave up makes every later leader give up) or for its --op-timeout,
-// saying so, and the next copies of the quit change nothing. A quit of the
-// heal by another member, or of an earlier heal, ends nothing.
+// member has, the server waits, saying so (a member dead since it gave up
+// makes every later leader give up, and heals out once offline), the next
+// copies of the quit changing nothing, and after --dead-after, no member
+// offline, it begins a new round. Every heal of it keeps the first one's
+// start (--op-timeout bounds them all). A quit of the heal by another
+// member, or of an earlier heal, ends nothing.
 func TestServerHealsAgainWhenItsLeaderGivesUp(t *testing.T) {
 	healing := srvDHT(state.PhaseHealing, []string{"alice", "bob", "carol"}, "dave")
-	healing.DHT.Epoch = 8
+	healing.DHT.Epoch, healing.DHT.Since = 8, srvT0.UnixNano()
 	for _, c := range []struct {
 		name  string
 		user  string
@@ -1112,7 +1114,7 @@ func TestServerHealsAgainWhenItsLeaderGivesUp(t *testing.T) {
 		_, outs := h.aliveAtPace(wire.Alive{Name: step.quitter, QuitOp: wire.TypeHeal, Quit: before.Epoch})
 		d := h.s.Snapshot().DHT
 		if step.members == nil {
-			if d.Phase != state.PhaseHealing || d.Epoch != before.Epoch || len(outs) != 1 || !strings.Contains(h.s.waiting(h.now), "every member gave up a heal of it, the last carol: it waits for a member to go offline") {
+			if d.Phase != state.PhaseHealing || d.Epoch != before.Epoch || len(outs) != 1 || !strings.Contains(h.s.waiting(h.now), "every member gave up a heal of it, the last carol: the server heals it again without a member that goes offline, or at ") {
 				t.Fatalf("%s gave up the last heal: %#v, DHT %+v, wait %q; want the heal waiting, saying why", step.quitter, outs, d, h.s.waiting(h.now))
 			}
 			h.now = h.now.Add(time.Second)
@@ -1120,7 +1122,17 @@ func TestServerHealsAgainWhenItsLeaderGivesUp(t *testing.T) {
 			if _, outs := h.aliveAtPace(wire.Alive{Name: step.quitter, QuitOp: wire.TypeHeal, Quit: before.Epoch}); len(outs) != 0 || !srvSameState(waiting, h.s.Snapshot()) || h.s.waiting(h.now) != wait {
 				t.Fatalf("the quit again: %#v, wait %q; want nothing done", outs, h.s.waiting(h.now))
 			}
+			// --dead-after on, every member heard from: a new round.
+			h.now = srvT0.Add(DefaultDeadAfter)
+			h.alive("alice", "bob", "carol")
+			h.s.Tick(h.now)
+			if d := h.s.Snapshot().DHT; d.Phase != state.PhaseHealing || d.Epoch != before.Epoch+1 || d.Leader != "alice" || d.Since != srvT0.UnixNano() {
+				t.Fatalf("--dead-after after every member gave up: DHT %+v; want a new heal led by alice, from the first heal's start", d)
+			}
 			break
+		}
+		if d.Since != srvT0.UnixNano() {
+			t.Errorf("the heal after %s gave up counts its wait from %v, want the first heal's start", step.quitter, time.Unix(0, d.Since))
 		}
 		if d.Phase != state.PhaseHealing || d.Epoch <= before.Epoch || !slices.Equal(d.Members, step.members) || d.Leader != step.members[0] {
 			t.Fatalf("%s gave up: DHT %+v; want a new heal of %v", step.quitter, d, step.members)
