@@ -1189,3 +1189,15 @@ func TestServerHealsAgainLedByAMemberHeardLately(t *testing.T) {
 		t.Fatalf("DHT %+v; want a heal led by carol, bob passed over", d)
 	}
 }
+
+// The wait after every member gave up a heal says so when the heal began
+// with a member removed as offline, the common case, too.
+func TestServerSaysEveryMemberGaveUpAHealOfARingThatLostOne(t *testing.T) {
+	healing := srvDHT(state.PhaseHealing, []string{"alice"}, "erin")
+	healing.DHT.Epoch, healing.DHT.Since, healing.DHT.Removed = 8, srvT0.UnixNano(), []string{"erin"}
+	h := newLiveH(t, healing)
+	h.aliveAtPace(wire.Alive{Name: "alice", QuitOp: wire.TypeHeal, Quit: 8})
+	if w := h.s.waiting(h.now); !strings.Contains(w, "the DHT is healing (erin removed as offline); every member gave up a heal of it, the last alice") {
+		t.Fatalf("wait %q; want it to say every member gave up", w)
+	}
+}
