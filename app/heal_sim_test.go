@@ -525,11 +525,7 @@ func TestAHealGivenUpIsHealedAgain(t *testing.T) {
 	data := records(t)
 	for _, seed := range seeds(t, 3) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			s := newSim(t, seed)
-			s.SetDeadAfter(30 * time.Second)
-			users := joinUsers(t, s, 6)
-			s.mustDo(users[0], "setup-dht 5 "+users[0], "setup-dht SUCCESS")
-			querier := freeUser(s)
+			s, querier := ringOfFive(t, seed, 30*time.Second)
 			dead, leader, silent := memberWithID(s, 2), memberWithID(s, 0), memberWithID(s, 3)
 			kill(s, dead)
 			for s.Server().Snapshot().DHT.Phase != state.PhaseHealing {
@@ -540,11 +536,7 @@ func TestAHealGivenUpIsHealedAgain(t *testing.T) {
 			// The survivor is silent for 15 s: past the heal leader's
 			// give-up (10 s), within --dead-after (30 s).
 			s.Down(s.Process(silent).Addr)
-			for up := s.Now().Add(15 * time.Second); s.Now().Before(up); {
-				if !s.step() {
-					t.Fatal("nothing left to run")
-				}
-			}
+			runFor(t, s, 15*time.Second)
 			s.Up(s.Process(silent).Addr)
 			settleHeal(t, s, dead)
 			d := s.Server().Snapshot().DHT
@@ -573,11 +565,7 @@ func TestAHealGivenUpInItsStoreRoundIsHealedAgain(t *testing.T) {
 	for _, seed := range seeds(t, 3) {
 		for _, pick := range []int{1, 2} { // new id of the silent one: 1 = leader's right neighbour, 2 = further
 			t.Run(fmt.Sprint("seed=", seed, "/silent-newid=", pick), func(t *testing.T) {
-				s := newSim(t, seed)
-				s.SetDeadAfter(60 * time.Second)
-				users := joinUsers(t, s, 6)
-				s.mustDo(users[0], "setup-dht 5 "+users[0], "setup-dht SUCCESS")
-				querier := freeUser(s)
+				s, querier := ringOfFive(t, seed, 60*time.Second)
 				dead := memberWithID(s, 2)
 				silent := memberWithID(s, 1)
 				if pick == 2 {
@@ -597,21 +585,11 @@ func TestAHealGivenUpInItsStoreRoundIsHealedAgain(t *testing.T) {
 				}
 				s.Down(s.Process(silent).Addr)
 				start := s.Now()
-				for up := s.Now().Add(15 * time.Second); s.Now().Before(up); {
-					if !s.step() {
-						t.Fatal("nothing left to run")
-					}
-				}
+				runFor(t, s, 15*time.Second)
 				s.Up(s.Process(silent).Addr)
 				settleHeal(t, s, dead)
 				t.Logf("healed after %v; epochs %d -> %d", s.Now().Sub(start), ep, s.Server().Snapshot().DHT.Epoch)
-				for _, n := range s.Names() {
-					for _, r := range s.Process(n).Printed {
-						if r.Cmd == app.CmdHeal {
-							t.Logf("%s: %s", n, r.String())
-						}
-					}
-				}
+				logHeals(t, s)
 				d := s.Server().Snapshot().DHT
 				if len(d.Members) != 4 || !slices.Contains(d.Members, silent) {
 					t.Fatalf("DHT %+v, want the four live members", d)
@@ -632,11 +610,7 @@ func TestAHealedLostToAServerCutOffIsSentAgain(t *testing.T) {
 	data := records(t)
 	for _, seed := range seeds(t, 3) {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-			s := newSim(t, seed)
-			s.SetDeadAfter(60 * time.Second)
-			users := joinUsers(t, s, 6)
-			s.mustDo(users[0], "setup-dht 5 "+users[0], "setup-dht SUCCESS")
-			querier := freeUser(s)
+			s, querier := ringOfFive(t, seed, 60*time.Second)
 			dead := memberWithID(s, 2)
 			kill(s, dead)
 			saddr := simServer
@@ -657,11 +631,7 @@ func TestAHealedLostToAServerCutOffIsSentAgain(t *testing.T) {
 					t.Fatal("no healed")
 				}
 			}
-			for up := s.Now().Add(15 * time.Second); s.Now().Before(up); {
-				if !s.step() {
-					t.Fatal("nothing left to run")
-				}
-			}
+			runFor(t, s, 15*time.Second)
 			s.Up(saddr)
 			s.Tap = nil
 			start := s.Now()
@@ -684,11 +654,7 @@ func TestAHealGivenUpWhileTheServerIsDownIsHealedAgain(t *testing.T) {
 			data := records(t)
 			for _, seed := range seeds(t, 3) {
 				t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
-					s := newSim(t, seed)
-					s.SetDeadAfter(30 * time.Second)
-					users := joinUsers(t, s, 6)
-					s.mustDo(users[0], "setup-dht 5 "+users[0], "setup-dht SUCCESS")
-					querier := freeUser(s)
+					s, querier := ringOfFive(t, seed, 30*time.Second)
 					dead, silent := memberWithID(s, 2), memberWithID(s, 3)
 					kill(s, dead)
 					for s.Server().Snapshot().DHT.Phase != state.PhaseHealing {
@@ -698,25 +664,12 @@ func TestAHealGivenUpWhileTheServerIsDownIsHealedAgain(t *testing.T) {
 					}
 					s.Down(s.Process(silent).Addr)
 					s.KillServer()
-					run := func(d time.Duration) {
-						for up := s.Now().Add(d); s.Now().Before(up); {
-							if !s.step() {
-								t.Fatal("nothing left to run")
-							}
-						}
-					}
-					run(15 * time.Second)
+					runFor(t, s, 15*time.Second)
 					s.Up(s.Process(silent).Addr)
-					run(downFor)
+					runFor(t, s, downFor)
 					s.RestartServer()
 					settleHeal(t, s, dead)
-					for _, n := range s.Names() {
-						for _, r := range s.Process(n).Printed {
-							if r.Cmd == app.CmdHeal {
-								t.Logf("%s: %s", n, r.String())
-							}
-						}
-					}
+					logHeals(t, s)
 					wantCounts(t, s, data)
 					queryAll(t, s, querier, data, 4)
 				})
@@ -809,4 +762,37 @@ func TestAHealedNeverTakenEndsTheRole(t *testing.T) {
 	if d := lastHealed.Sub(cut); d < 2*time.Minute || d > 2*time.Minute+30*time.Second {
 		t.Errorf("healed sent for %v after the cut (%d in all), want about two minutes and a give-up", d, healed)
 	}
+}
+
+// runFor runs the simulation for d of its time.
+func runFor(t *testing.T, s *simNet, d time.Duration) {
+	t.Helper()
+	for up := s.Now().Add(d); s.Now().Before(up); {
+		if !s.step() {
+			t.Fatal("nothing left to run")
+		}
+	}
+}
+
+// logHeals logs every heal line the peers printed.
+func logHeals(t *testing.T, s *simNet) {
+	t.Helper()
+	for _, n := range s.Names() {
+		for _, r := range s.Process(n).Printed {
+			if r.Cmd == app.CmdHeal {
+				t.Logf("%s: %s", n, r.String())
+			}
+		}
+	}
+}
+
+// ringOfFive is a simulation (seed, --dead-after deadAfter) of six users
+// of whom five make a ring set up by the first, and the sixth, Free.
+func ringOfFive(t *testing.T, seed uint64, deadAfter time.Duration) (*simNet, string) {
+	t.Helper()
+	s := newSim(t, seed)
+	s.SetDeadAfter(deadAfter)
+	users := joinUsers(t, s, 6)
+	s.mustDo(users[0], "setup-dht 5 "+users[0], "setup-dht SUCCESS")
+	return s, freeUser(s)
 }
