@@ -62,11 +62,16 @@ func TestClassFaultsChild(t *testing.T) {
 // touched (the runtime's records of each class's spans are made on first
 // use, outside the heap).
 func TestWarmClasses(t *testing.T) {
+	if raceDetector {
+		// Its shadow memory faults with the heap, hundreds of times in
+		// each child, as many warmed as not, and swamps the count.
+		// scripts/test.sh runs this test without it.
+		t.Skip("under the race detector the page faults of its shadow memory swamp the count (scripts/test.sh runs this test without it)")
+	}
 	faults := func(mode string) int64 {
 		return childFigure(t, "TestClassFaultsChild", classFaultsChild, mode, "faults ")
 	}
-	// The median of three children each: a child under the race detector
-	// now and then faults for its shadow memory as well.
+	// The median of three children each.
 	median := func(mode string) int64 {
 		f := []int64{faults(mode), faults(mode), faults(mode)}
 		slices.Sort(f)
