@@ -1445,9 +1445,6 @@ func (s *Server) NextDeadline() (time.Time, bool) {
 	if s.dht.Phase == state.PhaseHealing && !s.healAcked {
 		earlier(s.healNext)
 	}
-	if s.dht.Phase == state.PhaseHealing && !s.healRetry.IsZero() {
-		earlier(s.healRetry)
-	}
 	if !s.repace.IsZero() {
 		earlier(s.repace)
 	}
@@ -1458,11 +1455,14 @@ func (s *Server) NextDeadline() (time.Time, bool) {
 }
 
 // judgementDue is when Tick next has to judge on what it has heard: the
-// first member to fall silent for DeadAfter, or the waiting operation's
-// timeout.
+// first member to fall silent for DeadAfter, the waiting operation's
+// timeout, or a new round of a heal every member gave up (healRetry).
 func (s *Server) judgementDue() (time.Time, bool) {
 	t, ok := s.waitDeadline()
 	if d, found := s.nextOffline(); found && (!ok || d.Before(t)) {
+		t, ok = d, true
+	}
+	if d := s.healRetry; s.dht.Phase == state.PhaseHealing && !d.IsZero() && (!ok || d.Before(t)) {
 		t, ok = d, true
 	}
 	return t, ok
@@ -1500,11 +1500,12 @@ func (s *Server) Tick(now time.Time) []Output {
 		if at, ok := s.waitDeadline(); ok && !now.Before(at) {
 			return s.rollback(now)
 		}
+		if s.dht.Phase == state.PhaseHealing && !s.healRetry.IsZero() && !now.Before(s.healRetry) {
+			// A judgement too: none went offline meanwhile.
+			return s.retryHeal(now)
+		}
 	case late > 0:
 		return []Output{event("late: this process did not run for a while (stopped, or starved of CPU); it reads what came meanwhile before it judges who went silent and what waited too long", slog.Duration("late", late))}
-	}
-	if s.dht.Phase == state.PhaseHealing && !s.healRetry.IsZero() && !now.Before(s.healRetry) {
-		return s.retryHeal(now)
 	}
 	if s.dht.Phase == state.PhaseHealing && !s.healAcked && !now.Before(s.healNext) {
 		return s.sendHeal(now)

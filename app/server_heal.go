@@ -171,9 +171,11 @@ func (s *Server) quit(now time.Time, u *state.User, op wire.Type, epoch uint64) 
 // it is offline. When every member has given a heal up (a member dead
 // since it gave up, not yet offline, makes every later leader give up on
 // it), the server waits: a member offline heals the ring without it, and
-// after DeadAfter, by when a member silent meanwhile is offline or back, a
-// new round begins (retryHeal). The heals of one such episode keep the
-// first one's start, so --op-timeout bounds them all.
+// after DeadAfter and two alive periods, by when a member silent meanwhile
+// is offline or back, a new round begins (retryHeal, a judgement Tick
+// makes with the others). The heals of one such episode keep the first
+// one's start, so --op-timeout bounds them all; a heal without a member
+// gone offline starts a new one.
 func (s *Server) quitHeal(now time.Time, u *state.User) []Output {
 	quitters := s.healQuitters
 	if quitters[u.Name] {
@@ -185,7 +187,9 @@ func (s *Server) quitHeal(now time.Time, u *state.User) []Output {
 	quitters[u.Name] = true
 	next := s.nextHealLeader(now, u.Name, quitters)
 	if next == "" {
-		s.healQuitters, s.healLastQuit, s.healRetry = quitters, u.Name, now.Add(s.cfg.DeadAfter)
+		// Past DeadAfter and two alive periods, a member silent since
+		// then has been judged offline (silent for more than DeadAfter).
+		s.healQuitters, s.healLastQuit, s.healRetry = quitters, u.Name, now.Add(s.cfg.DeadAfter+2*s.Pace())
 		return []Output{event("every member gave up a heal: the ring heals again without a member that goes offline, or in --dead-after", slog.String("last", u.Name))}
 	}
 	out := s.healAgainLedBy(now, next, fmt.Sprintf("%s gave up the heal it led", u.Name))

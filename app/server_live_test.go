@@ -1122,9 +1122,18 @@ func TestServerHealsAgainWhenItsLeaderGivesUp(t *testing.T) {
 			if _, outs := h.aliveAtPace(wire.Alive{Name: step.quitter, QuitOp: wire.TypeHeal, Quit: before.Epoch}); len(outs) != 0 || !srvSameState(waiting, h.s.Snapshot()) || h.s.waiting(h.now) != wait {
 				t.Fatalf("the quit again: %#v, wait %q; want nothing done", outs, h.s.waiting(h.now))
 			}
-			// --dead-after on, every member heard from: a new round.
-			h.now = srvT0.Add(DefaultDeadAfter)
+			// --dead-after and two alive periods on, every member heard
+			// from meanwhile: a new round.
+			retry := h.s.healRetry
+			if want := h.now.Add(-time.Second).Add(DefaultDeadAfter + 2*h.s.Pace()); !retry.Equal(want) {
+				t.Fatalf("the new round is due at %v, want %v", retry, want)
+			}
+			h.now = retry.Add(-time.Second)
 			h.alive("alice", "bob", "carol")
+			if h.s.Tick(h.now); h.s.Snapshot().DHT.Epoch != before.Epoch {
+				t.Fatalf("a second before the new round: DHT %+v", h.s.Snapshot().DHT)
+			}
+			h.now = retry
 			h.s.Tick(h.now)
 			if d := h.s.Snapshot().DHT; d.Phase != state.PhaseHealing || d.Epoch != before.Epoch+1 || d.Leader != "alice" || d.Since != srvT0.UnixNano() {
 				t.Fatalf("--dead-after after every member gave up: DHT %+v; want a new heal led by alice, from the first heal's start", d)
@@ -1199,5 +1208,69 @@ func TestServerSaysEveryMemberGaveUpAHealOfARingThatLostOne(t *testing.T) {
 	h.aliveAtPace(wire.Alive{Name: "alice", QuitOp: wire.TypeHeal, Quit: 8})
 	if w := h.s.waiting(h.now); !strings.Contains(w, "the DHT is healing (erin removed as offline); every member gave up a heal of it, the last alice") {
 		t.Fatalf("wait %q; want it to say every member gave up", w)
+	}
+}
+
+// everyoneQuitsTheHeal has alice, bob and carol, in turn, give up the heal
+// each is asked to lead.
+func everyoneQuitsTheHeal(h *srvH) {
+	h.t.Helper()
+	for _, q := range []string{"alice", "bob", "carol"} {
+		d := h.s.Snapshot().DHT
+		if d.Leader != q {
+			h.t.Fatalf("the heal is led by %s, want %s", d.Leader, q)
+		}
+		h.aliveAtPace(wire.Alive{Name: q, QuitOp: wire.TypeHeal, Quit: d.Epoch})
+	}
+}
+
+// After every member gave up a heal, a member silent since is healed out
+// once offline, and no new round comes first: the round is due past
+// --dead-after by two alive periods (it was due at --dead-after exactly,
+// when the silent member is not yet offline, and a nanosecond later a heal
+// without it replaced the new round).
+func TestAHealOfEveryMemberGivenUpHealsOutTheSilentOne(t *testing.T) {
+	healing := srvDHT(state.PhaseHealing, []string{"alice", "bob", "carol"}, "dave")
+	healing.DHT.Epoch, healing.DHT.Since = 8, srvT0.UnixNano()
+	h := newLiveH(t, healing)
+	h.s.Tick(h.now)
+	h.alive("alice", "bob", "carol")
+	everyoneQuitsTheHeal(h)
+	epoch := h.s.Snapshot().DHT.Epoch
+	var heals [][]string
+	for next := h.now; h.now.Before(srvT0.Add(40 * time.Second)); {
+		if d, ok := h.s.NextDeadline(); ok && d.Before(next) {
+			h.now = d
+			h.s.Tick(h.now)
+		} else {
+			h.now = next
+			h.alive("bob", "carol") // alice silent
+			next = next.Add(time.Second)
+		}
+		if d := h.s.Snapshot().DHT; d.Epoch != epoch {
+			heals, epoch = append(heals, d.Members), d.Epoch
+		}
+	}
+	if len(heals) != 1 || slices.Contains(heals[0], "alice") {
+		t.Fatalf("heals after every member gave up: %v; want one, without alice", heals)
+	}
+}
+
+// The new round is a judgement like the others: a server that did not run
+// for a while (stopped) reads what came meanwhile before it begins one.
+func TestAHealsNewRoundWaitsForWhatCameMeanwhile(t *testing.T) {
+	healing := srvDHT(state.PhaseHealing, []string{"alice", "bob", "carol"}, "dave")
+	healing.DHT.Epoch, healing.DHT.Since = 8, srvT0.UnixNano()
+	h := newLiveH(t, healing)
+	h.s.Tick(h.now)
+	h.alive("alice", "bob", "carol")
+	everyoneQuitsTheHeal(h)
+	epoch := h.s.Snapshot().DHT.Epoch
+	h.now = h.now.Add(20 * time.Second) // stopped past the round and --dead-after
+	h.s.Tick(h.now)
+	h.now = h.now.Add(time.Millisecond)
+	h.s.Tick(h.now)
+	if d := h.s.Snapshot().DHT; d.Epoch != epoch {
+		t.Fatalf("the server began a heal (%+v) before it read what came while it did not run", d)
 	}
 }
