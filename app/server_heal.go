@@ -190,7 +190,7 @@ func (s *Server) quitHeal(now time.Time, u *state.User) []Output {
 		// Past DeadAfter and two alive periods, a member silent since
 		// then has been judged offline (silent for more than DeadAfter).
 		s.healQuitters, s.healLastQuit, s.healRetry = quitters, u.Name, now.Add(s.cfg.DeadAfter+2*s.Pace())
-		return []Output{event("every member gave up a heal: the ring heals again without a member that goes offline, or in --dead-after", slog.String("last", u.Name))}
+		return []Output{event("every member gave up a heal: the ring heals again without a member that goes offline, or at the time given", slog.String("last", u.Name), slog.Time("again", s.healRetry))}
 	}
 	out := s.healAgainLedBy(now, next, fmt.Sprintf("%s gave up the heal it led", u.Name))
 	s.healQuitters = quitters // healState forgets them: this heal goes on from the last
