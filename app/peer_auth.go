@@ -253,7 +253,7 @@ func (p *Peer) onChallenge(now time.Time, from netip.AddrPort, h wire.Header, c 
 	}
 	if r := o.resume; r != nil && !o.typed && !p.cred.secret.IsZero() && r.Server.IsValid() && r.Server != p.cfg.Server {
 		// The resume at the start, of a file registered with another
-		// server, which does not know the user: most likely the peer was
+		// server, which does not hold the user's secret: most likely the peer was
 		// started with a mistyped server address. Registered anew here,
 		// the user would lose its place in the ring of the file's server.
 		o.elsewhere = true
