@@ -1211,10 +1211,16 @@ func TestServerSaysEveryMemberGaveUpAHealOfARingThatLostOne(t *testing.T) {
 	}
 }
 
-// everyoneQuitsTheHeal has alice, bob and carol, in turn, give up the heal
-// each is asked to lead.
-func everyoneQuitsTheHeal(h *srvH) {
-	h.t.Helper()
+// everyoneQuitsTheHeal is a server healing the ring of alice, bob and
+// carol (epoch 8), each of whom, in turn, gave up the heal it was asked to
+// lead.
+func everyoneQuitsTheHeal(t *testing.T) *srvH {
+	t.Helper()
+	healing := srvDHT(state.PhaseHealing, []string{"alice", "bob", "carol"}, "dave")
+	healing.DHT.Epoch, healing.DHT.Since = 8, srvT0.UnixNano()
+	h := newLiveH(t, healing)
+	h.s.Tick(h.now)
+	h.alive("alice", "bob", "carol")
 	for _, q := range []string{"alice", "bob", "carol"} {
 		d := h.s.Snapshot().DHT
 		if d.Leader != q {
@@ -1222,6 +1228,7 @@ func everyoneQuitsTheHeal(h *srvH) {
 		}
 		h.aliveAtPace(wire.Alive{Name: q, QuitOp: wire.TypeHeal, Quit: d.Epoch})
 	}
+	return h
 }
 
 // After every member gave up a heal, a member silent since is healed out
@@ -1230,12 +1237,7 @@ func everyoneQuitsTheHeal(h *srvH) {
 // when the silent member is not yet offline, and a nanosecond later a heal
 // without it replaced the new round).
 func TestAHealOfEveryMemberGivenUpHealsOutTheSilentOne(t *testing.T) {
-	healing := srvDHT(state.PhaseHealing, []string{"alice", "bob", "carol"}, "dave")
-	healing.DHT.Epoch, healing.DHT.Since = 8, srvT0.UnixNano()
-	h := newLiveH(t, healing)
-	h.s.Tick(h.now)
-	h.alive("alice", "bob", "carol")
-	everyoneQuitsTheHeal(h)
+	h := everyoneQuitsTheHeal(t)
 	epoch := h.s.Snapshot().DHT.Epoch
 	var heals [][]string
 	for next := h.now; h.now.Before(srvT0.Add(40 * time.Second)); {
@@ -1259,12 +1261,7 @@ func TestAHealOfEveryMemberGivenUpHealsOutTheSilentOne(t *testing.T) {
 // The new round is a judgement like the others: a server that did not run
 // for a while (stopped) reads what came meanwhile before it begins one.
 func TestAHealsNewRoundWaitsForWhatCameMeanwhile(t *testing.T) {
-	healing := srvDHT(state.PhaseHealing, []string{"alice", "bob", "carol"}, "dave")
-	healing.DHT.Epoch, healing.DHT.Since = 8, srvT0.UnixNano()
-	h := newLiveH(t, healing)
-	h.s.Tick(h.now)
-	h.alive("alice", "bob", "carol")
-	everyoneQuitsTheHeal(h)
+	h := everyoneQuitsTheHeal(t)
 	epoch := h.s.Snapshot().DHT.Epoch
 	h.now = h.now.Add(20 * time.Second) // stopped past the round and --dead-after
 	h.s.Tick(h.now)
