@@ -69,7 +69,7 @@ func TestWarmClasses(t *testing.T) {
 		t.Skip("under the race detector the page faults of its shadow memory swamp the count (scripts/test.sh runs this test without it)")
 	}
 	faults := func(mode string) int64 {
-		return childFigure(t, "TestClassFaultsChild", classFaultsChild, mode, "faults ")
+		return childFigure(t, "TestClassFaultsChild", "faults ", classFaultsChild+"="+mode)
 	}
 	// The median of three children each.
 	median := func(mode string) int64 {
