@@ -111,6 +111,10 @@ func parseCommand(line string) command {
 			// The server checks the range, with the same words.
 			return bad("%s", badRingSize(strconv.Quote(args[0])))
 		}
+		if len(args[0]) > 1 && args[0][0] == '0' {
+			// As a port: 010 is 8 to some tools, 10 to others.
+			return bad("ring size N %q: write it without leading zeros (%d)", args[0], n)
+		}
 		nm, ok := name(1)
 		if !ok {
 			return bad("name too long")
