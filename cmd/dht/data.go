@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"time"
+
 	"github.com/urfave/cli/v2"
 
 	"dht/dataset"
@@ -29,16 +33,29 @@ func dataFlag(usage string) cli.Flag {
 // is read and checked at once, so that a path mistyped or a file that does
 // not load stops the peer at start rather than at its first setup-dht;
 // the embedded dataset is parsed in the background, so that neither the
-// start nor the first setup-dht waits for it.
-func loadData(path string) (func() (dataset.Source, error), error) {
+// start nor the first setup-dht waits for it. A file still not read after
+// dataWaitNote (a FIFO nothing has opened to write, a pipe whose writer
+// has not closed it) is said on notes, once: the peer waits for it.
+func loadData(path string, notes io.Writer) (func() (dataset.Source, error), error) {
 	l := &dataset.Loader{Path: path}
 	if path == "" {
 		go l.Load() // cannot fail: it is checked by the tests
-	} else if _, _, err := l.Load(); err != nil {
+		return loaderData(l), nil
+	}
+	note := time.AfterFunc(dataWaitNote, func() {
+		fmt.Fprintf(notes, "dht: still reading --data %s: a pipe or a FIFO is read until every writer has closed it, and a FIFO first waits for one to open it (Ctrl-C stops)\n", path)
+	})
+	_, _, err := l.Load()
+	note.Stop()
+	if err != nil {
 		return nil, err
 	}
 	return loaderData(l), nil
 }
+
+// dataWaitNote is how long loadData waits for a --data file before it says
+// it is waiting.
+var dataWaitNote = 2 * time.Second
 
 // loaderData is LoadData over l: what it loads each time it is asked.
 func loaderData(l *dataset.Loader) func() (dataset.Source, error) {

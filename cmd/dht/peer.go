@@ -81,7 +81,7 @@ func peerCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			data, err := loadData(c.String("data"))
+			data, err := loadData(c.String("data"), e.stderr)
 			if err != nil {
 				return fmt.Errorf("peer: %w", err)
 			}

@@ -99,7 +99,7 @@ func playCommand(e env) *cli.Command {
 			if c.Bool("trace") {
 				trace = e.stderr
 			}
-			n, err := playIn(c, wd.path, sc, seed, trace, e.stdout)
+			n, err := playIn(c, wd.path, sc, seed, trace, e.stdout, e.stderr)
 			where, derr := wd.done()
 			if err != nil {
 				return err
@@ -118,9 +118,9 @@ func playCommand(e env) *cli.Command {
 }
 
 // playIn runs a scenario with its files in dir and returns how many
-// expectations were met.
-func playIn(c *cli.Context, dir string, sc *playScenario, seed uint64, trace, stdout io.Writer) (int, error) {
-	data, err := loadData(c.String("data"))
+// expectations were met; notes takes what loadData says.
+func playIn(c *cli.Context, dir string, sc *playScenario, seed uint64, trace, stdout, notes io.Writer) (int, error) {
+	data, err := loadData(c.String("data"), notes)
 	if err != nil {
 		return 0, fmt.Errorf("play: %w", err)
 	}
