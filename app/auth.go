@@ -1,6 +1,6 @@
 package app
 
-// Who may command whom (docs/DESIGN.md §7): the keys the protocol signs
+// Who may command whom (docs/DESIGN.md §9): the keys the protocol signs
 // with, how they are derived, and the checks a server and a peer make on
 // every datagram before its message is acted on. Package wire appends and
 // checks the trailer; this file decides which key and which sequence

@@ -1,6 +1,6 @@
 package app
 
-// The peer's side of "who may command whom" (docs/DESIGN.md §7): which key
+// The peer's side of "who may command whom" (docs/DESIGN.md §9): which key
 // each datagram it takes must be signed with, and the keys it signs with.
 
 import (

@@ -8,7 +8,7 @@ import (
 	"dht/wire"
 )
 
-// Resume (docs/DESIGN.md §5, Resume): a peer started on a file that holds a
+// Resume (docs/DESIGN.md §6, Resume): a peer started on a file that holds a
 // registration takes it back without being told. It binds the registered
 // address and sends a register of the same name from it, carrying the
 // epoch of the ring its file holds a place in: a rejoin (Server.rejoin).

@@ -548,7 +548,7 @@ func (s *Server) placeGone(u *state.User, epoch uint64) uint64 {
 // request only once the request has proved that it comes from the user it
 // names (signed with the user's secret, with a sequence number larger than
 // any before), or, for a register without the secret, once a challenge
-// sent to its address has come back (docs/DESIGN.md §7).
+// sent to its address has come back (docs/DESIGN.md §9).
 func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
 	s.clock(now)
 	if why := NotUnicast(from.Addr()); why != "" {

@@ -557,8 +557,9 @@ func (m DHTRebuilt) LogValue() slog.Value {
 // MaxReason bytes, empty when ok), list of members, then a tail: u8 state,
 // u64 epoch, u64 key epoch, u8 key length (0 or 16) and the key, u8
 // ticket count and 16 bytes each; the tail is left out when all of it is
-// zero (most replies, every FAILURE). The header id echoes the request's
-// id.
+// zero (most replies, every FAILURE but one to a request whose sequence
+// number is behind, whose epoch is the last one taken). The header id
+// echoes the request's id.
 //
 // State and Epoch answer a rejoin (a register of a registered user from
 // its own address): the user's state (0 Free, 1 Leader, 2 InDHT) and, for

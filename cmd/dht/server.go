@@ -29,7 +29,7 @@ func serverCommand(e env) *cli.Command {
 			&cli.StringFlag{Name: "db", Value: "dht-server.db", Usage: "bbolt file holding the registry"},
 			&cli.StringFlag{Name: "addr", Value: "0.0.0.0", Usage: "IPv4 address to bind: one of this host's, or 0.0.0.0 for every interface"},
 			&cli.DurationFlag{Name: "dead-after", Value: app.DefaultDeadAfter, Usage: "a registered user silent this long is offline (at least " + app.MinDeadAfter.String() + ")"},
-			&cli.DurationFlag{Name: "op-timeout", Value: app.DefaultOpTimeout, Usage: "roll back a setup, leave, join, teardown or heal whose initiator or leader has not finished it within this time (at least " + app.MinOpTimeout.String() + ")"},
+			&cli.DurationFlag{Name: "op-timeout", Value: app.DefaultOpTimeout, Usage: "end a setup, leave, join, teardown or heal whose initiator or leader has not finished it within this time: a leave or a join heals round its leaver or joiner while another member is online, anything else dissolves the DHT (at least " + app.MinOpTimeout.String() + ")"},
 			quietFlag(),
 			traceJSONFlag(),
 		}, append(faultFlags(), benchFlags()...)...),
