@@ -142,17 +142,25 @@ func (r *PeerRunner) logger(base *slog.Logger) *slog.Logger {
 }
 
 // dropSummary keeps a flood of dropped datagrams from writing a trace line
-// each. In every second the first dropsShown drops of each reason are
-// traced as they come; the others are counted, with how many sources they
-// came from, and traced as one line per reason when the second is over
-// (or the runner stops): a flood costs a few lines a second, and bounded
-// memory.
+// each. In every window the first dropsShown drops of each reason, and
+// dropsShownAll of all, are traced as they come; the others are counted,
+// with how many sources they came from, and traced as one line per reason
+// when the window is over (or the runner stops). A window lasts a second;
+// one that starts as the last one ends with drops counted (a flood goes
+// on) lasts twice as long as the last, up to dropSpanMax: a flood of any
+// shape costs a few lines a second at first, and a few lines a minute
+// after a few minutes, in bounded memory.
 type dropSummary struct {
 	since time.Time
+	span  time.Duration // of the window that started at since
 	tally map[string]*dropTally
-	// counted: drops counted, not yet traced; their line is due a second
-	// after since, whether more come or not (the runner's timer).
+	// shown: drops traced one by one in this window.
+	shown int
+	// counted: drops counted, not yet traced; their line is due at the
+	// window's end, whether more come or not (the runner's timer).
 	counted int
+	// flooded: this window counted drops (its lines may be out already).
+	flooded bool
 }
 
 type dropTally struct {
@@ -162,9 +170,11 @@ type dropTally struct {
 }
 
 const (
-	dropsShown  = 5    // a second, for each reason
-	dropReasons = 32   // told apart in a second; the rest count as one
-	dropSources = 1024 // counted apart in a second, for each reason
+	dropsShown    = 5                // a window, for each reason
+	dropsShownAll = 10               // a window, all reasons
+	dropReasons   = 16               // told apart in a window; the rest count as one
+	dropSources   = 1024             // counted apart in a window, for each reason
+	dropSpanMax   = 64 * time.Second // the longest window
 )
 
 // traceDropMore is the message of the line that counts the drops of a
@@ -172,9 +182,8 @@ const (
 const traceDropMore = "dropped, and more like it"
 
 func (d *dropSummary) trace(log *slog.Logger, now time.Time, ev Event) {
-	if d.tally == nil || now.Sub(d.since) >= time.Second || now.Before(d.since) {
-		d.flush(log)
-		d.since = now
+	if d.tally == nil || !now.Before(d.since.Add(d.span)) || now.Before(d.since) {
+		d.next(log, now)
 	}
 	key := ev.Msg
 	t := d.tally[key]
@@ -187,24 +196,40 @@ func (d *dropSummary) trace(log *slog.Logger, now time.Time, ev Event) {
 		d.tally[key] = t
 	}
 	t.level = max(t.level, ev.Level)
-	if t.shown < dropsShown {
+	if t.shown < dropsShown && d.shown < dropsShownAll {
 		t.shown++
+		d.shown++
 		traceEvent(log, ev)
 		return
 	}
 	t.more++
 	d.counted++
+	d.flooded = true
 	if len(t.sources) < dropSources {
 		t.sources[ev.From.Addr()] = struct{}{}
 	}
 }
 
-// due is when the counts of this second are to be traced, if any wait.
-func (d *dropSummary) due() (time.Time, bool) {
-	return d.since.Add(time.Second), d.counted > 0
+// next ends the window, tracing its counts, and starts one at now: twice
+// as long as the last when the last counted drops and now is within a
+// window's length of its end, a second otherwise.
+func (d *dropSummary) next(log *slog.Logger, now time.Time) {
+	goesOn := d.flooded && !now.Before(d.since) && now.Before(d.since.Add(2*d.span))
+	d.flush(log)
+	d.since, d.shown, d.flooded = now, 0, false
+	if goesOn {
+		d.span = min(2*d.span, dropSpanMax)
+	} else {
+		d.span = time.Second
+	}
 }
 
-// tick traces the counts once their second is over.
+// due is when the counts of this window are to be traced, if any wait.
+func (d *dropSummary) due() (time.Time, bool) {
+	return d.since.Add(d.span), d.counted > 0
+}
+
+// tick traces the counts once their window is over.
 func (d *dropSummary) tick(log *slog.Logger, now time.Time) {
 	if at, ok := d.due(); ok && !now.Before(at) {
 		d.flush(log)
@@ -224,7 +249,7 @@ func (d *dropSummary) flush(log *slog.Logger) {
 		t := d.tally[k]
 		log.LogAttrs(context.Background(), t.level, traceDropMore,
 			slog.String("reason", strings.TrimPrefix(k, "dropped: ")), slog.Int("count", t.more),
-			slog.Int("sources", len(t.sources)), slog.Duration("within", time.Second))
+			slog.Int("sources", len(t.sources)), slog.Duration("within", d.span))
 	}
 	d.tally = map[string]*dropTally{}
 	d.counted = 0

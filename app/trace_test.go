@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -43,5 +44,93 @@ func TestDropCountAtTheDropsLevel(t *testing.T) {
 		if !strings.Contains(count, c.want) || !strings.Contains(count, "count=3") {
 			t.Errorf("%s: the count's line %q; want it at %s, counting 3", c.ev.Msg, count, c.want)
 		}
+	}
+}
+
+// dropLines runs a dropSummary as a runner does (its counts traced when
+// due, by the timer) over drops, each at its time, and returns the trace's
+// lines: those of drops traced one by one, and the counts' lines with the
+// drops they count.
+func dropLines(t *testing.T, d *dropSummary, drops []timedDrop) (shown, countLines, counted int) {
+	t.Helper()
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	for _, dr := range drops {
+		if at, ok := d.due(); ok && !dr.at.Before(at) {
+			d.tick(log, at)
+		}
+		d.trace(log, dr.at, dr.ev)
+	}
+	if at, ok := d.due(); ok {
+		d.tick(log, at)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		switch {
+		case l == "":
+		case strings.Contains(l, traceDropMore):
+			countLines++
+			var n int
+			if _, err := fmt.Sscanf(l[strings.Index(l, " count=")+len(" count="):], "%d", &n); err != nil {
+				t.Fatalf("a count's line without a count: %s", l)
+			}
+			counted += n
+		case strings.Contains(l, "msg=\"dropped: "):
+			shown++
+		default:
+			t.Fatalf("a line neither a drop nor a count: %s", l)
+		}
+	}
+	return shown, countLines, counted
+}
+
+type timedDrop struct {
+	at time.Time
+	ev Event
+}
+
+// A flood that never ends is not traced line by line for ever (SPEC §7),
+// whatever its shape: 40 reasons (every message type, signed and not, as
+// an attacker's review sent them), each 5 times a second, under the 5 a
+// second traced for each reason, are 200 drops a second, and were 200
+// lines a second. Now at most dropsShownAll drops a window are traced one
+// by one, and a window that follows a flood lasts twice the last, up to
+// dropSpanMax: ten minutes of it take a few hundred lines, every drop
+// counted. After a quiet spell the window is a second again, so the next
+// burst is traced at once.
+func TestASteadyFloodIsSummarisedEverLonger(t *testing.T) {
+	const reasons, perSecond, seconds = 40, 5, 600
+	start := time.Unix(1_700_000_000, 0)
+	var drops []timedDrop
+	for i := range seconds * reasons * perSecond {
+		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 5000)
+		drops = append(drops, timedDrop{
+			at: start.Add(time.Duration(i) * time.Second / (reasons * perSecond)),
+			ev: dropped(fmt.Sprintf("reason %d", i%reasons), from),
+		})
+	}
+	var d dropSummary
+	shown, countLines, counted := dropLines(t, &d, drops)
+	if shown+counted != len(drops) {
+		t.Fatalf("%d drops: %d traced and %d counted", len(drops), shown, counted)
+	}
+	if lines := shown + countLines; lines > seconds {
+		t.Fatalf("%d drops in %d s traced in %d lines (%d one by one, %d counts); want under one a second", len(drops), seconds, lines, shown, countLines)
+	}
+	t.Logf("%d drops in %d s traced in %d lines (%d one by one, %d counts)", len(drops), seconds, shown+countLines, shown, countLines)
+	if d.span != dropSpanMax {
+		t.Fatalf("the window after ten minutes of flood lasts %s; want %s", d.span, dropSpanMax)
+	}
+
+	// Ten minutes of quiet, then a burst of 30 in a second: 10 traced at
+	// once, the rest counted within the second.
+	quiet := drops[len(drops)-1].at.Add(10 * time.Minute)
+	var burst []timedDrop
+	for i := range 30 {
+		burst = append(burst, timedDrop{quiet.Add(time.Duration(i) * time.Millisecond), dropped("reason 0", netip.MustParseAddrPort("10.2.0.1:5000"))})
+	}
+	shown, countLines, counted = dropLines(t, &d, burst)
+	if shown != min(dropsShown, dropsShownAll) || counted != 30-shown || countLines != 1 || d.span != time.Second {
+		t.Fatalf("a burst after a quiet spell: %d traced, %d counted in %d lines, window %s; want %d traced, the rest counted in a line, a window of a second",
+			shown, counted, countLines, d.span, min(dropsShown, dropsShownAll))
 	}
 }
