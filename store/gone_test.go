@@ -309,6 +309,36 @@ func TestLookupOfAMissingNameChecksTheFile(t *testing.T) {
 			t.Fatalf("Lookup: %v; want ErrGone or ErrDamaged", err)
 		}
 	})
+	// A ring's members make the same commits, so their files are at the
+	// same transaction: another member's file copied over this one (an
+	// operator's review: a member answered "not found" for its whole share
+	// of the records, and a later commit damaged the file) is told by the
+	// file's fingerprint, not by its transaction.
+	t.Run("a sibling's file at the same transaction written over it", func(t *testing.T) {
+		path, db := open(t)
+		siblingPath, sibling := open(t)
+		other := id
+		other.Name, other.Addr, other.ID = "bob", ap("10.0.0.2:5002"), 1
+		mustApply(t, db, state.Batch{Identity: &id, Put: []dataset.Record{aruba}})
+		mustApply(t, sibling, state.Batch{Identity: &other, Put: []dataset.Record{civ}})
+		if err := lookup(t, db, aruba); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(siblingPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil { // in place, as cp does
+			t.Fatal(err)
+		}
+		_, found, err := db.Lookup(aruba.LongName)
+		if err == nil {
+			t.Fatalf("Lookup(%q) in the sibling's file: found %v, no error; want the file refused", aruba.LongName, found)
+		}
+		if !errors.Is(err, ErrGone) {
+			t.Fatalf("Lookup: %v; want ErrGone", err)
+		}
+	})
 	t.Run("a key changed", func(t *testing.T) {
 		path, db := open(t)
 		recs := synthetic(40, 7)

@@ -451,6 +451,10 @@ type file struct {
 	// meta page in use, which must still be that transaction's.
 	txid  uint64
 	mtime int64
+	// sum: the fingerprint of the file after that commit: a copy of a
+	// file at the same transaction (a member of the same ring, whose
+	// commits were the same in number) differs from it there.
+	sum uint32
 }
 
 // rawIO is what rawFile does for a file.
@@ -639,7 +643,7 @@ func (h *file) check(commit uint64) error {
 	case errors.Is(err, os.ErrClosed):
 		return ErrClosed
 	case errors.Is(err, fs.ErrNotExist):
-		return gone(h.path, "was deleted")
+		return gone(h.path, "was deleted or moved")
 	case err != nil:
 		return fmt.Errorf("store: %s: %w", h.path, err)
 	case !same:
@@ -653,14 +657,13 @@ func (h *file) check(commit uint64) error {
 	h.size = size
 	switch {
 	case commit != 0:
+		v := verifier{r: h.f, size: size}
+		_, h.sum = v.fingerprint()
 		h.txid, h.mtime = commit, mtime
 	case mtime != h.mtime && h.txid != 0:
 		v := verifier{r: h.f, size: size}
-		var m meta
-		if ps, ok := v.pageSize(); ok {
-			m, _ = v.inUse(ps)
-		}
-		if !m.valid || m.txid != h.txid {
+		m, sum := v.fingerprint()
+		if !m.valid || m.txid != h.txid || sum != h.sum {
 			return gone(h.path, fmt.Sprintf("was written by another program (its last commit is no longer this process's, transaction %d)", h.txid))
 		}
 		h.mtime = mtime // touched, not written

@@ -217,6 +217,7 @@ func TestRawCallsKeepTheFileContracts(t *testing.T) {
 		{"peer contract", TestPeerContract},
 		{"server restart", TestServerRestart},
 		{"peer restart", TestPeerRestart},
+		{"a missing name checks the file", TestLookupOfAMissingNameChecksTheFile},
 	} {
 		t.Run(tc.name, tc.test)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"hash/fnv"
 	"io"
 	"math/bits"
@@ -144,6 +145,27 @@ func (v *verifier) inUse(ps uint64) (m meta, off int64) {
 		return b, offB
 	}
 	return a, offA
+}
+
+// fingerprint is the meta page in use and a CRC-32C of its first sector
+// and of the first sector of the root page it names: bbolt's meta, the
+// record of the commit's pages when the raw calls made it (commitrec.go),
+// and the top of the tree. Two files at the same transaction (the members
+// of a ring, set up together, make the same commits) differ in it: a
+// process that finds its file's time moved tells a copy of another file
+// put over it by its fingerprint, which its last commit left.
+func (v *verifier) fingerprint() (m meta, sum uint32) {
+	ps, ok := v.pageSize()
+	if !ok {
+		return meta{}, 0
+	}
+	m, off := v.inUse(ps)
+	var b [recEnd]byte
+	for _, at := range []int64{off, int64(min(m.root, uint64(v.size)/ps) * ps)} {
+		n, _ := v.r.ReadAt(b[:min(int64(len(b)), max(v.size-at, 0))], at)
+		sum = crc32.Update(sum, castagnoli, b[:n])
+	}
+	return m, sum
 }
 
 func (v *verifier) run() error {

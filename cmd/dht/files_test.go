@@ -198,7 +198,7 @@ func TestServerStopsWhenItsFileGoes(t *testing.T) {
 		change func(path string) error
 		says   string
 	}{
-		{"deleted", os.Remove, "was deleted while in use"},
+		{"deleted", os.Remove, "was deleted or moved while in use"},
 		{"cut to two pages", func(path string) error { return os.Truncate(path, 8192) }, "was truncated from"},
 		{"cut to nothing", func(path string) error { return os.Truncate(path, 0) }, "was truncated from"},
 	} {
