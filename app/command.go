@@ -113,6 +113,9 @@ func parseCommand(line string) command {
 		}
 		if len(args[0]) > 1 && args[0][0] == '0' {
 			// As a port: 010 is 8 to some tools, 10 to others.
+			if n < 2 || n > MaxRing {
+				return bad("%s", badRingSize(strconv.Quote(args[0])))
+			}
 			return bad("ring size N %q: write it without leading zeros (%d)", args[0], n)
 		}
 		nm, ok := name(1)

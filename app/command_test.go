@@ -49,7 +49,8 @@ func TestParseCommand(t *testing.T) {
 		{"setup-dht 4", "usage: setup-dht N NAME", nil},
 		{"setup-dht 1 alice", "", nil}, // the server decides n ≥ 2
 		{"setup-dht 03 alice", `ring size N "03": write it without leading zeros (3)`, nil},
-		{"setup-dht 00 alice", `ring size N "00": write it without leading zeros (0)`, nil},
+		{"setup-dht 00 alice", `ring size N must be a whole number from 2 to 64, got "00"`, nil},
+		{"setup-dht 065 alice", `ring size N must be a whole number from 2 to 64, got "065"`, nil},
 		{"query-dht bob Republic of Albania", "", func(t *testing.T, c command) {
 			if c.longName != "Republic of Albania" {
 				t.Errorf("long name %q", c.longName)

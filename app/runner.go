@@ -374,7 +374,7 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 	defer func() {
 		r.mu.Lock()
 		r.stopped = true
-		ep.drops.flush(log)
+		ep.drops.flush(log, now())
 		r.mu.Unlock()
 	}()
 	var outs []Output // reused turn after turn
@@ -507,7 +507,7 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 		ep := r.ep
 		if ep != nil {
 			ep.flush()
-			ep.drops.flush(r.logger(r.log))
+			ep.drops.flush(r.logger(r.log), r.now())
 		}
 		r.mu.Unlock()
 		// Outside mu: the close waits for the reader to end its turn, and

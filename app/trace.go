@@ -142,39 +142,44 @@ func (r *PeerRunner) logger(base *slog.Logger) *slog.Logger {
 }
 
 // dropSummary keeps a flood of dropped datagrams from writing a trace line
-// each. In every window the first dropsShown drops of each reason, and
-// dropsShownAll of all, are traced as they come; the others are counted,
-// with how many sources they came from, and traced as one line per reason
-// when the window is over (or the runner stops). A window lasts a second;
-// one that starts as the last one ends with drops counted (a flood goes
-// on) lasts twice as long as the last, up to dropSpanMax: a flood of any
-// shape costs a few lines a second at first, and a few lines a minute
-// after a few minutes, in bounded memory.
+// each. Each reason has a window of its own (16 reasons told apart, the
+// rest as one). A window lasts a second, and its first dropsShown drops
+// are traced as they come. A window that follows one of two drops or more
+// of its reason, its first drop coming within a window's length of that
+// one's end (the reason goes on), lasts twice as long, up to dropSpanMax,
+// and only its first drop is traced as it comes. The others are counted,
+// with how many sources they came from, and traced as one line when the
+// window is over (or the runner stops). So the drop of a reason new, or
+// quiet for a while, is traced at once; and a reason that goes on, at any
+// rate, costs two lines a window, a few a minute after two minutes, in
+// bounded memory.
 type dropSummary struct {
-	since time.Time
-	span  time.Duration // of the window that started at since
 	tally map[string]*dropTally
-	// shown: drops traced one by one in this window.
-	shown int
-	// counted: drops counted, not yet traced; their line is due at the
-	// window's end, whether more come or not (the runner's timer).
+	// counted: drops counted, not yet traced; their lines are due at
+	// their windows' ends, whether more come or not (the runner's timer).
 	counted int
-	// flooded: this window counted drops (its lines may be out already).
-	flooded bool
 }
 
+// dropTally is a reason's window.
 type dropTally struct {
-	shown, more int
-	sources     map[netip.Addr]struct{}
-	level       slog.Level // the highest of its drops': a count of challenged registers is no warning
+	since time.Time
+	span  time.Duration
+	// goesOn: the window follows one of the same reason (it doubled):
+	// its first drop is traced, the rest counted.
+	goesOn bool
+	// n: drops in this window; shown of them traced one by one, more
+	// counted and not yet traced.
+	n, shown, more int
+	sources        map[netip.Addr]struct{}
+	level          slog.Level // the highest of its drops': a count of challenged registers is no warning
 }
 
 const (
-	dropsShown    = 5                // a window, for each reason
-	dropsShownAll = 10               // a window, all reasons
-	dropReasons   = 16               // told apart in a window; the rest count as one
-	dropSources   = 1024             // counted apart in a window, for each reason
-	dropSpanMax   = 64 * time.Second // the longest window
+	dropsShown  = 5                // in a reason's first window
+	dropReasons = 16               // told apart; the rest count as one
+	dropSources = 1024             // counted apart in a window, for each reason
+	dropSpanMax = 64 * time.Second // the longest window
+	dropOthers  = "dropped: other reasons"
 )
 
 // traceDropMore is the message of the line that counts the drops of a
@@ -182,75 +187,122 @@ const (
 const traceDropMore = "dropped, and more like it"
 
 func (d *dropSummary) trace(log *slog.Logger, now time.Time, ev Event) {
-	if d.tally == nil || !now.Before(d.since.Add(d.span)) || now.Before(d.since) {
-		d.next(log, now)
+	if d.tally == nil {
+		d.tally = map[string]*dropTally{}
 	}
 	key := ev.Msg
 	t := d.tally[key]
 	if t == nil && len(d.tally) >= dropReasons {
-		key = "dropped: other reasons"
-		t = d.tally[key]
+		d.forgetQuiet(now)
+		if len(d.tally) >= dropReasons {
+			key = dropOthers
+			t = d.tally[key]
+		}
 	}
-	if t == nil {
-		t = &dropTally{sources: map[netip.Addr]struct{}{}, level: ev.Level}
+	switch {
+	case t == nil:
+		t = &dropTally{since: now, span: time.Second, sources: map[netip.Addr]struct{}{}, level: ev.Level}
 		d.tally[key] = t
+	case !now.Before(t.end()) || now.Before(t.since):
+		goesOn := t.n >= 2 && !now.Before(t.since) && now.Before(t.end().Add(t.span))
+		d.flushOne(log, key, t, t.end())
+		t.since, t.n, t.shown, t.more, t.level = now, 0, 0, 0, ev.Level
+		t.sources = map[netip.Addr]struct{}{}
+		t.goesOn = goesOn
+		if goesOn {
+			t.span = min(2*t.span, dropSpanMax)
+		} else {
+			t.span = time.Second
+		}
 	}
 	t.level = max(t.level, ev.Level)
-	if t.shown < dropsShown && d.shown < dropsShownAll {
+	t.n++
+	if t.shown < dropsShown && !(t.goesOn && t.shown > 0) {
 		t.shown++
-		d.shown++
 		traceEvent(log, ev)
 		return
 	}
 	t.more++
 	d.counted++
-	d.flooded = true
 	if len(t.sources) < dropSources {
 		t.sources[ev.From.Addr()] = struct{}{}
 	}
 }
 
-// next ends the window, tracing its counts, and starts one at now: twice
-// as long as the last when the last counted drops and now is within a
-// window's length of its end, a second otherwise.
-func (d *dropSummary) next(log *slog.Logger, now time.Time) {
-	goesOn := d.flooded && !now.Before(d.since) && now.Before(d.since.Add(2*d.span))
-	d.flush(log)
-	d.since, d.shown, d.flooded = now, 0, false
-	if goesOn {
-		d.span = min(2*d.span, dropSpanMax)
-	} else {
-		d.span = time.Second
-	}
-}
+func (t *dropTally) end() time.Time { return t.since.Add(t.span) }
 
-// due is when the counts of this window are to be traced, if any wait.
-func (d *dropSummary) due() (time.Time, bool) {
-	return d.since.Add(d.span), d.counted > 0
-}
-
-// tick traces the counts once their window is over.
-func (d *dropSummary) tick(log *slog.Logger, now time.Time) {
-	if at, ok := d.due(); ok && !now.Before(at) {
-		d.flush(log)
-	}
-}
-
-// flush traces the count of each reason's drops not traced one by one.
-func (d *dropSummary) flush(log *slog.Logger) {
-	keys := make([]string, 0, len(d.tally))
+// forgetQuiet forgets the reasons quiet since a window's length after
+// their window's end (their next window would last a second, as a new
+// reason's), with nothing left to trace: room for a new one.
+func (d *dropSummary) forgetQuiet(now time.Time) {
 	for k, t := range d.tally {
-		if t.more > 0 {
-			keys = append(keys, k)
+		if t.more == 0 && !now.Before(t.end().Add(t.span)) {
+			delete(d.tally, k)
 		}
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		t := d.tally[k]
-		log.LogAttrs(context.Background(), t.level, traceDropMore,
-			slog.String("reason", strings.TrimPrefix(k, "dropped: ")), slog.Int("count", t.more),
-			slog.Int("sources", len(t.sources)), slog.Duration("within", d.span))
+}
+
+// due is when the first of the counts waiting is to be traced, if any
+// waits.
+func (d *dropSummary) due() (at time.Time, ok bool) {
+	if d.counted == 0 {
+		return time.Time{}, false
 	}
-	d.tally = map[string]*dropTally{}
-	d.counted = 0
+	for _, t := range d.tally {
+		if t.more > 0 && (!ok || t.end().Before(at)) {
+			at, ok = t.end(), true
+		}
+	}
+	return at, ok
+}
+
+// tick traces the counts whose window is over.
+func (d *dropSummary) tick(log *slog.Logger, now time.Time) {
+	if d.counted == 0 {
+		return
+	}
+	for _, k := range d.reasons() {
+		if t := d.tally[k]; t.more > 0 && !now.Before(t.end()) {
+			d.flushOne(log, k, t, t.end())
+		}
+	}
+}
+
+// flush traces every count waiting, as the runner stops at now.
+func (d *dropSummary) flush(log *slog.Logger, now time.Time) {
+	for _, k := range d.reasons() {
+		t := d.tally[k]
+		end := t.end()
+		if now.Before(end) {
+			end = now
+		}
+		if end.Before(t.since) {
+			end = t.since
+		}
+		d.flushOne(log, k, t, end)
+	}
+}
+
+// reasons are the reasons told apart, in order.
+func (d *dropSummary) reasons() []string {
+	keys := make([]string, 0, len(d.tally))
+	for k := range d.tally {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// flushOne traces the count of a reason's drops not traced one by one, in
+// its window up to end, if there are any.
+func (d *dropSummary) flushOne(log *slog.Logger, key string, t *dropTally, end time.Time) {
+	if t.more == 0 {
+		return
+	}
+	log.LogAttrs(context.Background(), t.level, traceDropMore,
+		slog.String("reason", strings.TrimPrefix(key, "dropped: ")), slog.Int("count", t.more),
+		slog.Int("sources", len(t.sources)), slog.Duration("within", end.Sub(t.since)))
+	d.counted -= t.more
+	t.more = 0
+	clear(t.sources)
 }
