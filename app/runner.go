@@ -1033,12 +1033,17 @@ func forgetFailed(name string, err error) error {
 // full disk, a failing one): it stops as if it had crashed, having sent
 // nothing that claims the commit, and a restart on the same file takes up
 // its last whole commit; unless the file is gone from under it (deleted,
-// replaced, cut short), which the error says.
+// replaced, cut short) or damaged, which the error says.
 func commitFailed(what string, err error) error {
-	if errors.Is(err, store.ErrGone) {
+	switch {
+	case errors.Is(err, store.ErrGone):
 		// Nothing to resume from at that path: the error says what became
 		// of the file.
 		return fmt.Errorf("cannot commit the %s, stopping: %w", what, err)
+	case errors.Is(err, store.ErrDamaged):
+		// bbolt failed on pages it found damaged (or written by another
+		// program): what was reported done may be damaged with them.
+		return fmt.Errorf("cannot commit the %s, stopping: %w (dht inspect says what the file holds; a start on it refuses it if it is damaged on disk)", what, err)
 	}
 	return fmt.Errorf("cannot commit the %s, stopping: %w (what this process reported done is on disk; start it again on the same --db once the disk is fixed)", what, err)
 }

@@ -236,6 +236,30 @@ func TestCommitOnAGoneFileStopsThePeer(t *testing.T) {
 	}
 }
 
+// damagedMemStore is a table whose file bbolt found damaged in a commit.
+type damagedMemStore struct{ PeerStore }
+
+func (damagedMemStore) Apply(state.Batch) error {
+	return fmt.Errorf("store: file dht-peer-carol.db is damaged: bbolt failed on it: page 4 already freed: %w", store.ErrDamaged)
+}
+
+// A file bbolt finds damaged in a commit stops the peer without the word
+// that what it reported done is on disk, or the advice to start again on
+// the same file (an operator's review: after another program wrote the
+// file, an acknowledged register was gone at the restart).
+func TestCommitOnADamagedFileStopsThePeer(t *testing.T) {
+	p := ringNode(t)
+	r := &PeerRunner{Core: p}
+	defer r.start()()
+	r.store = damagedMemStore{store.NewMemPeer()}
+	r.mu.Lock()
+	_, err := r.exec([]Output{PersistPeer{Batch: state.Batch{}}})
+	r.mu.Unlock()
+	if !errors.Is(err, store.ErrDamaged) || !strings.Contains(err.Error(), "stopping") || strings.Contains(err.Error(), "is on disk") || strings.Contains(err.Error(), "same --db") {
+		t.Fatalf("exec = %v; want ErrDamaged, saying the peer stops, and neither that its work is on disk nor to resume from the file", err)
+	}
+}
+
 // A commit the disk refuses stops the peer, and the command typed and not
 // yet answered still gets its line, saying why (SPEC §5: each command
 // yields one line): an operator's review saw a setup's leader exit with
