@@ -822,6 +822,7 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 		case Unbind:
 			if r.ep != nil {
 				r.ep.flush()
+				r.ep.drops.flush(r.ep.log, r.now())
 				traceEvent(r.logger(log), event("closing the socket of a refused register", attrAddr(r.ep.local)))
 				r.released, r.ep = r.ep, nil
 			}
@@ -922,6 +923,7 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 	}
 	if old := r.ep; old != nil {
 		old.flush()
+		old.drops.flush(old.log, r.now())
 		r.closeReleased()
 		r.released = old
 	}

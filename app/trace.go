@@ -142,17 +142,17 @@ func (r *PeerRunner) logger(base *slog.Logger) *slog.Logger {
 }
 
 // dropSummary keeps a flood of dropped datagrams from writing a trace line
-// each. Each reason has a window of its own (16 reasons told apart, the
-// rest as one). A window lasts a second, and its first dropsShown drops
-// are traced as they come. A window that follows one of two drops or more
-// of its reason, its first drop coming within a window's length of that
-// one's end (the reason goes on), lasts twice as long, up to dropSpanMax,
-// and only its first drop is traced as it comes. The others are counted,
-// with how many sources they came from, and traced as one line when the
-// window is over (or the runner stops). So the drop of a reason new, or
-// quiet for a while, is traced at once; and a reason that goes on, at any
-// rate, costs two lines a window, a few a minute after two minutes, in
-// bounded memory.
+// each. Each reason has a window of its own (dropReasons told apart, more
+// than an off-path sender can bring about; the rest as one), and traces
+// the first drop of each window as it comes; the others are counted, with
+// how many sources they came from, and traced as one line when the window
+// is over (or the runner stops). A reason's first window lasts a second;
+// while the reason comes back within dropSpanMax of its window's end, each
+// window lasts twice the last, up to dropSpanMax. So the drop of a reason
+// new, or quiet for dropSpanMax, is traced at once; a reason that comes
+// back, steadily or in bursts, at any rate, costs at most two lines a
+// window: 14 in its first two minutes (windows of 1 to 64 s), then two a
+// minute, in bounded memory.
 type dropSummary struct {
 	tally map[string]*dropTally
 	// counted: drops counted, not yet traced; their lines are due at
@@ -160,25 +160,21 @@ type dropSummary struct {
 	counted int
 }
 
-// dropTally is a reason's window.
+// dropTally is a reason's window: since its first drop, traced, for span;
+// more drops counted, not yet traced, from sources.
 type dropTally struct {
-	since time.Time
-	span  time.Duration
-	// goesOn: the window follows one of the same reason (it doubled):
-	// its first drop is traced, the rest counted.
-	goesOn bool
-	// n: drops in this window; shown of them traced one by one, more
-	// counted and not yet traced.
-	n, shown, more int
-	sources        map[netip.Addr]struct{}
-	level          slog.Level // the highest of its drops': a count of challenged registers is no warning
+	since   time.Time
+	span    time.Duration
+	more    int
+	sources map[netip.Addr]struct{}
+	level   slog.Level // the highest of its drops': a count of challenged registers is no warning
 }
 
 const (
-	dropsShown  = 5                // in a reason's first window
-	dropReasons = 16               // told apart; the rest count as one
-	dropSources = 1024             // counted apart in a window, for each reason
-	dropSpanMax = 64 * time.Second // the longest window
+	dropsShown  = 1                // a window, for each reason
+	dropReasons = 128              // told apart (more than the code has for datagrams that prove nothing); the rest count as one
+	dropSources = 128              // counted apart in a window, for each reason
+	dropSpanMax = 64 * time.Second // the longest window, and the quiet that makes a reason new
 	dropOthers  = "dropped: other reasons"
 )
 
@@ -201,27 +197,22 @@ func (d *dropSummary) trace(log *slog.Logger, now time.Time, ev Event) {
 	}
 	switch {
 	case t == nil:
-		t = &dropTally{since: now, span: time.Second, sources: map[netip.Addr]struct{}{}, level: ev.Level}
-		d.tally[key] = t
+		d.tally[key] = &dropTally{since: now, span: time.Second, sources: map[netip.Addr]struct{}{}, level: ev.Level}
+		traceEvent(log, ev)
+		return
 	case !now.Before(t.end()) || now.Before(t.since):
-		goesOn := t.n >= 2 && !now.Before(t.since) && now.Before(t.end().Add(t.span))
+		goesOn := !now.Before(t.since) && now.Before(t.end().Add(dropSpanMax))
 		d.flushOne(log, key, t, t.end())
-		t.since, t.n, t.shown, t.more, t.level = now, 0, 0, 0, ev.Level
-		t.sources = map[netip.Addr]struct{}{}
-		t.goesOn = goesOn
+		t.since, t.level = now, ev.Level
 		if goesOn {
 			t.span = min(2*t.span, dropSpanMax)
 		} else {
 			t.span = time.Second
 		}
-	}
-	t.level = max(t.level, ev.Level)
-	t.n++
-	if t.shown < dropsShown && !(t.goesOn && t.shown > 0) {
-		t.shown++
 		traceEvent(log, ev)
 		return
 	}
+	t.level = max(t.level, ev.Level)
 	t.more++
 	d.counted++
 	if len(t.sources) < dropSources {
@@ -231,12 +222,12 @@ func (d *dropSummary) trace(log *slog.Logger, now time.Time, ev Event) {
 
 func (t *dropTally) end() time.Time { return t.since.Add(t.span) }
 
-// forgetQuiet forgets the reasons quiet since a window's length after
-// their window's end (their next window would last a second, as a new
-// reason's), with nothing left to trace: room for a new one.
+// forgetQuiet forgets the reasons quiet for dropSpanMax since their
+// window's end (their next window would last a second, as a new reason's),
+// with nothing left to trace: room for a new one.
 func (d *dropSummary) forgetQuiet(now time.Time) {
 	for k, t := range d.tally {
-		if t.more == 0 && !now.Before(t.end().Add(t.span)) {
+		if t.more == 0 && !now.Before(t.end().Add(dropSpanMax)) {
 			delete(d.tally, k)
 		}
 	}
