@@ -453,8 +453,11 @@ type file struct {
 	mtime int64
 	// sum: the fingerprint of the file after that commit: a copy of a
 	// file at the same transaction (a member of the same ring, whose
-	// commits were the same in number) differs from it there.
-	sum uint32
+	// commits were the same in number) differs from it there. With
+	// metaOnly, that of the meta page alone, which the raw calls keep as
+	// they write it (rawIO.metaSum): a commit reads nothing back.
+	sum      uint32
+	metaOnly bool
 }
 
 // rawIO is what rawFile does for a file.
@@ -466,6 +469,11 @@ type rawIO interface {
 	// stat reports whether path names the open file, its size and its
 	// modification time (Unix nanoseconds).
 	stat(path string) (same bool, size, mtime int64, err error)
+	// metaSum is a CRC-32C of the first sector of the meta page the last
+	// commit wrote, its record included; false if that record names no
+	// pages (a commit with too many runs for it), and there is then no
+	// telling two files at the same transaction apart by it.
+	metaSum() (uint32, bool)
 }
 
 // opener is bbolt's OpenFile. It takes bbolt's lock first, so that no other
@@ -657,12 +665,18 @@ func (h *file) check(commit uint64) error {
 	h.size = size
 	switch {
 	case commit != 0:
-		v := verifier{r: h.f, size: size}
-		_, h.sum = v.fingerprint()
+		h.metaOnly = false
+		if h.raw != nil {
+			h.sum, h.metaOnly = h.raw.metaSum()
+		}
+		if !h.metaOnly {
+			v := verifier{r: h.f, size: size}
+			_, h.sum = v.fingerprint(false)
+		}
 		h.txid, h.mtime = commit, mtime
 	case mtime != h.mtime && h.txid != 0:
 		v := verifier{r: h.f, size: size}
-		m, sum := v.fingerprint()
+		m, sum := v.fingerprint(h.metaOnly)
 		if !m.valid || m.txid != h.txid || sum != h.sum {
 			return gone(h.path, fmt.Sprintf("was written by another program (its last commit is no longer this process's, transaction %d)", h.txid))
 		}

@@ -3,6 +3,7 @@
 package store
 
 import (
+	"hash/crc32"
 	"os"
 	"reflect"
 	"syscall"
@@ -49,6 +50,11 @@ type rawFile struct {
 	// stat of the path.
 	dev, ino uint64
 	cpath    *byte
+	// lastSum: a CRC-32C of the first sector of the last meta page
+	// written, record included but for its own checksum (metaSumEnd), if
+	// its record names pages (see rawIO.metaSum).
+	lastSum   uint32
+	lastSumOK bool
 }
 
 // The raw calls, variables so that tests can watch and fail them. They
@@ -97,6 +103,7 @@ func newRawFile(db *bolt.DB, f *os.File) rawIO {
 			}
 			r.rec.txid = native.Uint64(b[pageHeaderSize+metaTxid:])
 			r.rec.put(b) // bbolt's buffer, made for this write
+			r.lastSum, r.lastSumOK = crc32.Checksum(b[:metaSumEnd], castagnoli), len(r.rec.runs) > 0
 		}
 		n, err := rawPwrite(r.fd, b, off)
 		if err != nil {
@@ -113,7 +120,9 @@ func newRawFile(db *bolt.DB, f *os.File) rawIO {
 }
 
 // begin starts a commit's record.
-func (r *rawFile) begin() { r.rec.reset() }
+func (r *rawFile) begin() { r.rec.reset(); r.lastSumOK = false }
+
+func (r *rawFile) metaSum() (uint32, bool) { return r.lastSum, r.lastSumOK }
 
 // sync puts the last commit on disk: its pages and its meta page.
 func (r *rawFile) sync() error {

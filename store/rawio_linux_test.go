@@ -218,6 +218,8 @@ func TestRawCallsKeepTheFileContracts(t *testing.T) {
 		{"server restart", TestServerRestart},
 		{"peer restart", TestPeerRestart},
 		{"a missing name checks the file", TestLookupOfAMissingNameChecksTheFile},
+		{"a touched file goes on", TestTouchedFileGoesOn},
+		{"concurrent saves are this process's", TestConcurrentSavesAreThisProcesss},
 	} {
 		t.Run(tc.name, tc.test)
 	}

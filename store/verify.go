@@ -148,25 +148,40 @@ func (v *verifier) inUse(ps uint64) (m meta, off int64) {
 }
 
 // fingerprint is the meta page in use and a CRC-32C of its first sector
-// and of the first sector of the root page it names: bbolt's meta, the
-// record of the commit's pages when the raw calls made it (commitrec.go),
-// and the top of the tree. Two files at the same transaction (the members
-// of a ring, set up together, make the same commits) differ in it: a
-// process that finds its file's time moved tells a copy of another file
-// put over it by its fingerprint, which its last commit left.
-func (v *verifier) fingerprint() (m meta, sum uint32) {
+// and, unless metaOnly, of the first sector of the root page it names:
+// bbolt's meta, the record of the commit's pages when the raw calls made
+// it (commitrec.go), and the top of the tree. Two files at the same
+// transaction (the members of a ring, set up together, make the same
+// commits) differ in it: a process that finds its file's time moved tells
+// a copy of another file put over it by its fingerprint, which its last
+// commit left. The record alone tells them apart when it names the pages
+// written (their CRC): metaOnly.
+func (v *verifier) fingerprint(metaOnly bool) (m meta, sum uint32) {
 	ps, ok := v.pageSize()
 	if !ok {
 		return meta{}, 0
 	}
 	m, off := v.inUse(ps)
+	at := []int64{off, int64(min(m.root, uint64(v.size)/ps) * ps)}
+	if metaOnly {
+		at = at[:1]
+	}
 	var b [recEnd]byte
-	for _, at := range []int64{off, int64(min(m.root, uint64(v.size)/ps) * ps)} {
+	for i, at := range at {
 		n, _ := v.r.ReadAt(b[:min(int64(len(b)), max(v.size-at, 0))], at)
+		if i == 0 {
+			n = min(n, metaSumEnd)
+		}
 		sum = crc32.Update(sum, castagnoli, b[:n])
 	}
 	return m, sum
 }
+
+// metaSumEnd is where a meta page's fingerprint ends: before its record's
+// own checksum. A CRC over bytes that end with their own CRC-32C is the
+// same whatever those bytes are (CRCs are linear): two meta pages alike
+// but for their records would have the same.
+const metaSumEnd = recOff + recSumAt
 
 func (v *verifier) run() error {
 	ps, ok := v.pageSize()
