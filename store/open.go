@@ -470,7 +470,8 @@ type rawIO interface {
 	// modification time (Unix nanoseconds).
 	stat(path string) (same bool, size, mtime int64, err error)
 	// metaSum is a CRC-32C of the first sector of the meta page the last
-	// commit wrote, its record included; false if that record names no
+	// commit wrote, its record included but for the record's own checksum
+	// (as verifier.fingerprint reads it back); false if that record names no
 	// pages (a commit with too many runs for it), and there is then no
 	// telling two files at the same transaction apart by it.
 	metaSum() (uint32, bool)
