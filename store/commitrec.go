@@ -167,24 +167,38 @@ func tornCommit(r io.ReaderAt, size int64) (off int64, txid uint64, torn bool, e
 	if !ok || rec.txid != m.txid {
 		return 0, 0, false, nil
 	}
-	var crc uint32
+	crc, whole, err := runsCRC(r, size, ps, m.pgid, rec.runs)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	if !whole {
+		return off, m.txid, true, nil // its pages are not all there
+	}
+	return off, m.txid, crc != rec.crc, nil
+}
+
+// runsCRC is the CRC-32C of the pages runs name in r (size bytes, pages of
+// ps bytes), read in order, as commitRec.wrote summed them as they were
+// written; whole is false if a run lies outside the pages below the
+// high-water mark hwm or past the file's end.
+func runsCRC(r io.ReaderAt, size int64, ps, hwm uint64, runs []pageRun) (crc uint32, whole bool, err error) {
 	buf := make([]byte, 0, 64*ps)
-	for _, run := range rec.runs {
+	for _, run := range runs {
 		start, n := int64(run.pgid)*int64(ps), int64(run.n)*int64(ps)
-		if run.pgid < 2 || run.n == 0 || run.pgid >= m.pgid || uint64(run.n) > m.pgid-run.pgid || start+n > size {
-			return off, m.txid, true, nil // its pages are not all there
+		if run.pgid < 2 || run.n == 0 || run.pgid >= hwm || uint64(run.n) > hwm-run.pgid || start+n > size {
+			return 0, false, nil
 		}
 		for n > 0 {
 			k := min(n, int64(cap(buf)))
 			b := buf[:k]
 			if _, err := r.ReadAt(b, start); err != nil {
-				return 0, 0, false, fmt.Errorf("read page %d: %w", start/int64(ps), err)
+				return 0, false, fmt.Errorf("read page %d: %w", start/int64(ps), err)
 			}
 			crc = crc32.Update(crc, castagnoli, b)
 			start, n = start+k, n-k
 		}
 	}
-	return off, m.txid, crc != rec.crc, nil
+	return crc, true, nil
 }
 
 // lostCommit looks for a last commit whose meta page was damaged after it

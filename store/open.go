@@ -458,6 +458,11 @@ type file struct {
 	// they write it (rawIO.metaSum): a commit reads nothing back.
 	sum      uint32
 	metaOnly bool
+	// pages and pagesCRC: the pages that commit wrote and their CRC-32C,
+	// when its record could not name them (rawIO.pagesSum): the check
+	// reads them back, which tells a file laid out alike from this one.
+	pages    []pageRun
+	pagesCRC uint32
 }
 
 // rawIO is what rawFile does for a file.
@@ -475,6 +480,9 @@ type rawIO interface {
 	// pages (a commit with too many runs for it), and there is then no
 	// telling two files at the same transaction apart by it.
 	metaSum() (uint32, bool)
+	// pagesSum is, when the last commit's record could not name its pages
+	// (metaSum false), those pages and their CRC-32C; none otherwise.
+	pagesSum() ([]pageRun, uint32)
 }
 
 // opener is bbolt's OpenFile. It takes bbolt's lock first, so that no other
@@ -666,9 +674,11 @@ func (h *file) check(commit uint64) error {
 	h.size = size
 	switch {
 	case commit != 0:
-		h.metaOnly = false
+		h.metaOnly, h.pages = false, h.pages[:0]
 		if h.raw != nil {
 			h.sum, h.metaOnly = h.raw.metaSum()
+			runs, crc := h.raw.pagesSum()
+			h.pages, h.pagesCRC = append(h.pages, runs...), crc
 		}
 		if !h.metaOnly {
 			v := verifier{r: h.f, size: size}
@@ -678,7 +688,12 @@ func (h *file) check(commit uint64) error {
 	case mtime != h.mtime && h.txid != 0:
 		v := verifier{r: h.f, size: size}
 		m, sum := v.fingerprint(h.metaOnly)
-		if !m.valid || m.txid != h.txid || sum != h.sum {
+		same := m.valid && m.txid == h.txid && sum == h.sum
+		if same && len(h.pages) > 0 {
+			crc, whole, err := runsCRC(h.f, size, m.pageSize, m.pgid, h.pages)
+			same = err == nil && whole && crc == h.pagesCRC
+		}
+		if !same {
 			return gone(h.path, fmt.Sprintf("was written by another program (its last commit is no longer this process's, transaction %d)", h.txid))
 		}
 		h.mtime = mtime // touched, not written

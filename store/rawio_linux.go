@@ -55,6 +55,10 @@ type rawFile struct {
 	// its record names pages (see rawIO.metaSum).
 	lastSum   uint32
 	lastSumOK bool
+	// lastRuns and lastRunsCRC: the pages the last commit wrote and their
+	// CRC-32C, when its record could not name them (rawIO.pagesSum).
+	lastRuns    []pageRun
+	lastRunsCRC uint32
 }
 
 // The raw calls, variables so that tests can watch and fail them. They
@@ -95,10 +99,12 @@ func newRawFile(db *bolt.DB, f *os.File) rawIO {
 		if off < r.meta && len(b) >= recEnd {
 			// The meta page names the pages just written, and carries
 			// their record; too many runs for it, they go to disk first.
+			r.lastRuns = r.lastRuns[:0]
 			if !r.rec.fits() {
 				if err := rawFdatasync(r.fd); err != nil {
 					return 0, &os.PathError{Op: "fdatasync", Path: r.path, Err: err}
 				}
+				r.lastRuns, r.lastRunsCRC = append(r.lastRuns, r.rec.runs...), r.rec.crc
 				r.rec.reset()
 			}
 			r.rec.txid = native.Uint64(b[pageHeaderSize+metaTxid:])
@@ -120,9 +126,11 @@ func newRawFile(db *bolt.DB, f *os.File) rawIO {
 }
 
 // begin starts a commit's record.
-func (r *rawFile) begin() { r.rec.reset(); r.lastSumOK = false }
+func (r *rawFile) begin() { r.rec.reset(); r.lastSumOK, r.lastRuns = false, r.lastRuns[:0] }
 
 func (r *rawFile) metaSum() (uint32, bool) { return r.lastSum, r.lastSumOK }
+
+func (r *rawFile) pagesSum() ([]pageRun, uint32) { return r.lastRuns, r.lastRunsCRC }
 
 // sync puts the last commit on disk: its pages and its meta page.
 func (r *rawFile) sync() error {
