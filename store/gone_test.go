@@ -269,15 +269,6 @@ func TestConcurrentSavesAreThisProcesss(t *testing.T) {
 // no commit that would notice (an operator's review: a member answered 75
 // of 241 Long Names "not found", and went on running).
 func TestLookupOfAMissingNameChecksTheFile(t *testing.T) {
-	open := func(t *testing.T) (string, *PeerDB) {
-		path := filepath.Join(t.TempDir(), "peer.db")
-		db, err := OpenPeer(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return path, db
-	}
 	lookup := func(t *testing.T, db *PeerDB, r dataset.Record) error {
 		t.Helper()
 		got, found, err := db.Lookup(r.LongName)
@@ -288,7 +279,7 @@ func TestLookupOfAMissingNameChecksTheFile(t *testing.T) {
 	}
 	id := sampleIdentity()
 	t.Run("an earlier copy written over it", func(t *testing.T) {
-		path, db := open(t)
+		path, db := openPeerIn(t)
 		mustApply(t, db, state.Batch{Identity: &id, Put: []dataset.Record{aruba}})
 		earlier, err := os.ReadFile(path)
 		if err != nil {
@@ -315,8 +306,8 @@ func TestLookupOfAMissingNameChecksTheFile(t *testing.T) {
 	// of the records, and a later commit damaged the file) is told by the
 	// file's fingerprint, not by its transaction.
 	t.Run("a sibling's file at the same transaction written over it", func(t *testing.T) {
-		path, db := open(t)
-		siblingPath, sibling := open(t)
+		path, db := openPeerIn(t)
+		siblingPath, sibling := openPeerIn(t)
 		other := id
 		other.Name, other.Addr, other.ID = "bob", ap("10.0.0.2:5002"), 1
 		mustApply(t, db, state.Batch{Identity: &id, Put: []dataset.Record{aruba}})
@@ -324,13 +315,7 @@ func TestLookupOfAMissingNameChecksTheFile(t *testing.T) {
 		if err := lookup(t, db, aruba); err != nil {
 			t.Fatal(err)
 		}
-		b, err := os.ReadFile(siblingPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, b, 0o600); err != nil { // in place, as cp does
-			t.Fatal(err)
-		}
+		copyOver(t, siblingPath, path)
 		_, found, err := db.Lookup(aruba.LongName)
 		if err == nil {
 			t.Fatalf("Lookup(%q) in the sibling's file: found %v, no error; want the file refused", aruba.LongName, found)
@@ -340,7 +325,7 @@ func TestLookupOfAMissingNameChecksTheFile(t *testing.T) {
 		}
 	})
 	t.Run("a key changed", func(t *testing.T) {
-		path, db := open(t)
+		path, db := openPeerIn(t)
 		recs := synthetic(40, 7)
 		mustApply(t, db, state.Batch{Identity: &id, Put: recs})
 		victim := recs[17]
@@ -367,4 +352,29 @@ func TestLookupOfAMissingNameChecksTheFile(t *testing.T) {
 			t.Fatalf("Lookup(%q) under a changed key: found %v, %v; want ErrCorrupt", victim.LongName, found, err)
 		}
 	})
+}
+
+// copyOver writes the file at from over the file at to, in place, as cp
+// does: the file at to keeps its identity and its size.
+func copyOver(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openPeerIn opens a new peer file in a folder of t's, closed when t ends.
+func openPeerIn(t *testing.T) (string, *PeerDB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "peer.db")
+	db, err := OpenPeer(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return path, db
 }

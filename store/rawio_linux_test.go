@@ -528,17 +528,8 @@ func TestASiblingCopyIsToldWithoutARecord(t *testing.T) {
 	useRaw(t)
 	recRuns = 0
 	t.Cleanup(func() { recRuns = maxRuns })
-	open := func() (string, *PeerDB) {
-		path := filepath.Join(t.TempDir(), "peer.db")
-		db, err := OpenPeer(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return path, db
-	}
-	path, db := open()
-	siblingPath, sibling := open()
+	path, db := openPeerIn(t)
+	siblingPath, sibling := openPeerIn(t)
 	id := sampleIdentity()
 	other := id
 	other.Name = "bobby" // as long as alice
@@ -548,19 +539,13 @@ func TestASiblingCopyIsToldWithoutARecord(t *testing.T) {
 	if _, _, err := db.Lookup("missing"); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(siblingPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil { // in place, as cp does
-		t.Fatal(err)
-	}
+	copyOver(t, siblingPath, path)
 	if _, _, err := db.Lookup("missing too"); !errors.Is(err, ErrGone) {
 		got, _ := db.Identity()
 		t.Fatalf("Lookup after the sibling's copy: %v (the file says it is %q); want ErrGone", err, got.Name)
 	}
 	// And a touch alone still passes, after such a commit.
-	path2, db2 := open()
+	path2, db2 := openPeerIn(t)
 	mustApply(t, db2, state.Batch{Identity: &id, Put: recs})
 	at := time.Now().Add(time.Hour)
 	if err := os.Chtimes(path2, at, at); err != nil {
