@@ -516,6 +516,66 @@ func TestLateHealAtALeaderThatLostItsPlaceIsDropped(t *testing.T) {
 	s.checkRing(data)
 }
 
+// The same copy reaching its former leader after it left the ring with
+// leave-dht and its process restarted: the file of a Free peer keeps the
+// epoch of the last ring it held, the floor its process had. Taken (an
+// attacker's review replayed a captured heal so), it had the Free peer
+// place and fill a ring that is gone: set-ids and 120 stores at former
+// members for one datagram, and a heal FAILURE nobody asked for. A file
+// of an earlier build kept no epoch outside a ring: there the ring key it
+// took since is the floor (the heal's key is older).
+func TestLateHealAtALeaderThatLeftAndRestartedIsDropped(t *testing.T) {
+	for _, earlierFile := range []bool{false, true} {
+		t.Run(fmt.Sprintf("earlier-file=%v", earlierFile), func(t *testing.T) {
+			data := records(t)
+			s, heal, healTo, leader := healedWithItsHeal(t)
+			s.mustDo(leader, "leave-dht "+leader, "leave-dht SUCCESS")
+			settle(t, s)
+			if earlierFile {
+				// A new ring key since: teardown and a setup without it.
+				s.mustDo(leaderName(s), "teardown-dht "+leaderName(s), "teardown-dht SUCCESS")
+				settle(t, s)
+				s.mustDo(leader, "setup-dht 2 "+leader, "setup-dht SUCCESS")
+				settle(t, s)
+				s.mustDo(leader, "teardown-dht "+leader, "teardown-dht SUCCESS")
+				settle(t, s)
+				tbl := s.Process(leader).Table
+				id, _, err := tbl.Load()
+				if err != nil || id.InRing || id.Epoch == 0 {
+					t.Fatalf("%s's file: %+v, %v", leader, id, err)
+				}
+				id.Epoch = 0
+				if err := tbl.Apply(state.Batch{Identity: &id}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if line := restart(t, s, leader); !strings.HasPrefix(line, "resume SUCCESS") || !strings.Contains(line, " Free") {
+				t.Fatalf("%s resumed: %q", leader, line)
+			}
+			var sent int
+			s.Tap = func(from, to netip.AddrPort, b []byte) {
+				if from == healTo {
+					sent++
+				}
+			}
+			s.Process(leader).Printed = nil
+			s.Inject(simServer, healTo, heal)
+			settle(t, s)
+			s.Tap = nil
+			if id := app.Identity(s.Process(leader).Core); id.InRing || len(s.Process(leader).Printed) != 0 {
+				t.Fatalf("%s, Free, took the late heal: in a ring %v, printed %q", leader, id.InRing, texts(s.Process(leader).Printed))
+			}
+			// Its alives may fall in the wait, nothing else.
+			if sent > 2 {
+				t.Errorf("%s sent %d datagrams after the replayed heal", leader, sent)
+			}
+			if !earlierFile {
+				s.checkRing(data)
+			}
+		})
+	}
+}
+
 // A heal whose leader gives up (a survivor silent past the leader's
 // give-up, not yet offline) is reported in the leader's next alive, and
 // the server heals again at once, led by the next member: before, the

@@ -571,9 +571,9 @@ func (p *Peer) finish(now time.Time, out []Output, r Result) []Output {
 
 func (p *Peer) identity() state.Identity {
 	id := state.Identity{Name: p.self.Name, Addr: p.self.Addr, Server: p.cfg.Server, InRing: p.inRing,
-		Secret: p.cred.secret, KeyEpoch: p.cred.epoch, RingKey: p.cred.ringKey}
+		Secret: p.cred.secret, KeyEpoch: p.cred.epoch, RingKey: p.cred.ringKey, Epoch: p.epoch}
 	if p.inRing {
-		id.ID, id.N, id.Epoch = p.id, p.n, p.epoch
+		id.ID, id.N = p.id, p.n
 	}
 	if p.neighbours {
 		id.Left, id.Right = p.left, p.right

@@ -87,10 +87,15 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 }
 
 // staleHeal: m is a heal this node has been past: of an earlier epoch
-// than its ring's, or of the ring it holds, but for the heal it led and
-// still reports (healAgain: the server, restarted, sends it again). A heal
-// of the server's is always of an epoch no node holds yet.
+// than its ring's (or than the last ring it held, which its file keeps),
+// or of the ring it holds, but for the heal it led and still reports
+// (healAgain: the server, restarted, sends it again); or of a ring whose
+// key is older than the last this node took. A heal of the server's is
+// always of an epoch no node holds yet, with the DHT's key.
 func (p *Peer) staleHeal(m wire.Heal) bool {
+	if m.KeyEpoch != 0 && m.KeyEpoch < p.cred.epoch {
+		return true
+	}
 	return p.epoch != 0 && (m.Epoch < p.epoch || m.Epoch == p.epoch && m.Epoch != p.healDone)
 }
 
@@ -259,6 +264,9 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 			// would empty a table of the ring that stands for a place in
 			// one that does not; of the ring this node holds, it would
 			// place and fill that ring again.
+			if m.KeyEpoch != 0 && m.KeyEpoch < p.cred.epoch {
+				return fmt.Sprintf("heal of a ring keyed at epoch %d, and this node took the key of epoch %d", m.KeyEpoch, p.cred.epoch)
+			}
 			return fmt.Sprintf("heal of ring epoch %d, and this node's is %d", m.Epoch, p.epoch)
 		}
 	case wire.Join:

@@ -25,7 +25,10 @@ type Identity struct {
 	Right  Member
 	// Epoch is the server's number for the ring this place is in (DHT
 	// Epoch), 0 if none is known: a peer back from a crash keeps its
-	// place only if the server still counts it in that ring.
+	// place only if the server still counts it in that ring. Outside a
+	// ring it is the epoch of the last ring the peer held a place in,
+	// kept after it left: a heal of that epoch or an earlier one is a
+	// copy of the past (Peer.staleHeal), after a restart too.
 	Epoch uint64
 	// Secret is the key the server gave at register (zero before);
 	// KeyEpoch and RingKey the ring key this peer last took (with a set-id
