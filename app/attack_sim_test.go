@@ -546,3 +546,51 @@ func TestReplaysKeepNoDeadMemberInTheRing(t *testing.T) {
 		runReplaying(t, s, from, healed, leader)
 	})
 }
+
+// Every query datagram of a querier's walks (its first attempts, sent
+// without acknowledgement, to the member the server named, and their
+// forwards round the ring), captured and sent again 50 times each from
+// where it came: no copy is answered. Answered (an attacker's review),
+// each copy sent the querier the whole record, 2.4 times the bytes of the
+// copy, for as long as the ring's key lasted, with two trace lines each.
+func TestACapturedQueryReplayedIsAnsweredOnce(t *testing.T) {
+	s, data := ringOfFour(t, 5)
+	querier := freeUser(s)
+	qaddr := s.Process(querier).Addr
+	type capture struct {
+		from, to netip.AddrPort
+		b        []byte
+	}
+	var caught []capture
+	forwards := 0
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if h, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeQuery && h.Flags&wire.FlagNoAck != 0 {
+			caught = append(caught, capture{from, to, slices.Clone(b)})
+			if m.(wire.Query).Hops > 0 {
+				forwards++
+			}
+		}
+	}
+	queryAll(t, s, querier, data[:10], 4)
+	s.Tap = nil
+	if len(caught) < 10 || forwards == 0 {
+		t.Fatalf("captured %d queries, %d of them forwards", len(caught), forwards)
+	}
+	answers := 0
+	s.Tap = func(_, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && to == qaddr && m.Type() == wire.TypeQueryResult {
+			answers++
+		}
+	}
+	for range 50 {
+		for _, c := range caught {
+			s.Inject(c.from, c.to, c.b)
+		}
+	}
+	settle(t, s)
+	s.Tap = nil
+	if answers != 0 {
+		t.Fatalf("%d copies of %d captured queries were answered", answers, len(caught))
+	}
+	queryAll(t, s, querier, data[10:20], 4)
+}

@@ -110,6 +110,12 @@ type link struct {
 	// be taken again as new (a set-id placing this node again, a store
 	// taken twice).
 	queries dedup
+	// unacked: the ids of the queries sent without acknowledgement (a
+	// querier's first attempt, and its forwards), which nothing sends
+	// twice (a query asked again goes as a new one): a copy is a
+	// duplicate of the network's or a replay, and answered again it would
+	// send the querier a record for every copy.
+	unacked dedup
 	// late: messages sent more than once and acknowledged since. Their
 	// receiver acknowledges every copy, so an ack for one of them comes
 	// again, and is no sign of trouble: a receiver acknowledges a message
@@ -147,13 +153,19 @@ func (l *link) estimate(m wire.Message) *rttEstimator {
 func newLink(cfg LinkConfig, firstID uint32, stats *Stats) *link {
 	seed := uint64(firstID)*0x9e3779b97f4a7c15 + 1
 	return &link{cfg: cfg.withDefaults(), nextID: firstID, dests: map[netip.AddrPort]*dest{},
-		seen: newDedup(1<<16, seed), queries: newDedup(queriesSeen, seed^0x27d4eb2f), late: newDedup(lateAcks, ^seed),
+		seen: newDedup(1<<16, seed), queries: newDedup(queriesSeen, seed^0x27d4eb2f),
+		unacked: newDedup(unackedQueriesSeen, seed^0x165667b1), late: newDedup(lateAcks, ^seed),
 		dropped: newDedup(lateAcks, seed^0x5bd1e995), stats: stats}
 }
 
 // queriesSeen is how many querier's queries the link remembers: a
 // querier's retries come within its query timeout.
 const queriesSeen = 1 << 12
+
+// unackedQueriesSeen is how many queries sent without acknowledgement the
+// link remembers: about two seconds of them at a node of a ring of 8
+// queried at 15,000 queries a second, hours of them at a person's rate.
+const unackedQueriesSeen = 1 << 14
 
 // lateAcks is how many retransmitted messages the link remembers once
 // acknowledged (see link.late): a window's worth to each of a few

@@ -353,6 +353,10 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		}
 		return nil
 	}
+	if _, ok := m.(wire.Query); ok && noAck && p.link.unacked.has(from, h.ID) {
+		p.stats.DupsSuppressed++
+		return []Output{dropped("a copy of a query already taken", from, slog.Uint64("id", uint64(h.ID)))}
+	}
 	if why := p.expected(from, m); why != "" {
 		if hm, ok := m.(wire.Heal); ok && from == p.cfg.Server {
 			p.healGivenUpAgain(now, hm)
@@ -376,6 +380,8 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	}
 	if !noAck {
 		seen.add(from, h.ID)
+	} else if _, ok := m.(wire.Query); ok {
+		p.link.unacked.add(from, h.ID)
 	}
 	if st, ok := m.(wire.Store); ok && !noAck {
 		// Acknowledged once what it passes on has left (link.sendHolding).
