@@ -52,6 +52,10 @@ type batchReader struct {
 	names []unix.RawSockaddrAny
 	iovs  []unix.Iovec
 	hdrs  []mmsghdr
+	// With replies (a socket bound to every address): room for each
+	// datagram's IP_PKTINFO, which says the address it was sent to.
+	replies *replyFrom
+	ctrl    []byte
 
 	// While serving (fields, not captures: a closure that captures
 	// escapes, and would cost allocations every turn).
@@ -81,6 +85,9 @@ func (r *batchReader) serve(ms []Message, handle func([]Message) (ok, more bool)
 		r.names = make([]unix.RawSockaddrAny, len(ms))
 		r.iovs = make([]unix.Iovec, len(ms))
 		r.hdrs = make([]mmsghdr, len(ms))
+		if r.replies != nil {
+			r.ctrl = make([]byte, len(ms)*pktinfoSpace)
+		}
 	}
 	for i := range ms {
 		if len(ms[i].Buf) == 0 {
@@ -107,6 +114,10 @@ func (r *batchReader) serveFD(fd uintptr) bool {
 	for {
 		for i := range ms {
 			r.hdrs[i].hdr.Namelen = unix.SizeofSockaddrAny
+			if r.replies != nil {
+				r.hdrs[i].hdr.Control = &r.ctrl[i*pktinfoSpace]
+				r.hdrs[i].hdr.SetControllen(pktinfoSpace)
+			}
 		}
 		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(ms)), unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
@@ -124,6 +135,9 @@ func (r *batchReader) serveFD(fd uintptr) bool {
 		for i := range int(n) {
 			ms[i].N = int(r.hdrs[i].n)
 			ms[i].Addr = r.from(i)
+		}
+		if r.replies != nil && n > 0 {
+			r.noteReplies(int(n))
 		}
 		ok, more := r.handle(ms[:n])
 		if !ok {
@@ -151,12 +165,70 @@ func (r *batchReader) from(i int) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
+// noteReplies records, for each of the first n datagrams read, the
+// address it was sent to as the one to answer its sender from.
+func (r *batchReader) noteReplies(n int) {
+	r.replies.mu.Lock()
+	defer r.replies.mu.Unlock()
+	for i := range n {
+		if to, ok := pktinfoDst(&r.hdrs[i].hdr, r.ctrl[i*pktinfoSpace:(i+1)*pktinfoSpace]); ok {
+			r.replies.note(r.ms[i].Addr, to)
+		}
+	}
+}
+
+// pktinfoDst is the destination address an IP_PKTINFO control message
+// read with h says (ipi_addr).
+func pktinfoDst(h *unix.Msghdr, ctrl []byte) (netip.Addr, bool) {
+	n := int(h.Controllen)
+	for off := 0; off+unix.SizeofCmsghdr <= n; {
+		c := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[off]))
+		l := int(c.Len)
+		if l < unix.SizeofCmsghdr || off+l > n {
+			break
+		}
+		if c.Level == unix.IPPROTO_IP && c.Type == unix.IP_PKTINFO && l >= unix.CmsgLen(unix.SizeofInet4Pktinfo) {
+			info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&ctrl[off+unix.CmsgLen(0)]))
+			return netip.AddrFrom4(info.Addr), true
+		}
+		off += unix.CmsgSpace(l - unix.CmsgLen(0))
+	}
+	return netip.Addr{}, false
+}
+
+// pktinfoSpace is the room one IP_PKTINFO control message takes.
+var pktinfoSpace = unix.CmsgSpace(unix.SizeofInet4Pktinfo)
+
+// answerFromDst asks the socket, bound to every address, to say with each
+// datagram the address it was sent to (IP_PKTINFO), and returns the
+// replyFrom its reads fill and its writes follow.
+func answerFromDst(c *net.UDPConn) (*replyFrom, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+	}); err != nil {
+		return nil, err
+	}
+	if serr != nil {
+		return nil, serr
+	}
+	return newReplyFrom(), nil
+}
+
 // batchWriter sends many datagrams per call.
 type batchWriter struct {
 	rc    syscall.RawConn
 	names []unix.RawSockaddrInet4
 	iovs  []unix.Iovec
 	hdrs  []mmsghdr
+	// With replies: each datagram's IP_PKTINFO, naming the address to
+	// send it from.
+	replies *replyFrom
+	ctrl    []byte
 
 	// One write's state, in fields for the reason batchReader's are.
 	n, sent int
@@ -170,8 +242,25 @@ func (w *batchWriter) init(c *net.UDPConn, n int) error {
 		return err
 	}
 	w.rc, w.names, w.iovs, w.hdrs = rc, make([]unix.RawSockaddrInet4, n), make([]unix.Iovec, n), make([]mmsghdr, n)
+	if w.replies != nil {
+		w.ctrl = make([]byte, n*pktinfoSpace)
+	}
 	w.loop = w.writeFD
 	return nil
+}
+
+// setSource gives datagram i an IP_PKTINFO naming the address to send it
+// from (ipi_spec_dst).
+func (w *batchWriter) setSource(i int, from netip.Addr) {
+	ctrl := w.ctrl[i*pktinfoSpace : (i+1)*pktinfoSpace]
+	clear(ctrl)
+	c := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
+	c.Level, c.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+	c.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+	info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&ctrl[unix.CmsgLen(0)]))
+	info.Spec_dst = from.As4()
+	w.hdrs[i].hdr.Control = &ctrl[0]
+	w.hdrs[i].hdr.SetControllen(pktinfoSpace)
 }
 
 // write is WriteBatch: at most len(w.hdrs) datagrams a call.
@@ -197,6 +286,15 @@ func (w *batchWriter) write(ms []Message) (int, error) {
 		w.hdrs[i].hdr.Iov = &w.iovs[i]
 		w.hdrs[i].hdr.SetIovlen(1)
 	}
+	if w.replies != nil {
+		w.replies.mu.Lock()
+		for i := range n {
+			if from, ok := w.replies.to[ms[i].Addr]; ok {
+				w.setSource(i, from)
+			}
+		}
+		w.replies.mu.Unlock()
+	}
 	w.n, w.sent, w.err = n, 0, nil
 	err := w.rc.Write(w.loop)
 	if err != nil {
@@ -209,7 +307,7 @@ func (w *batchWriter) writeFD(fd uintptr) bool {
 	for w.sent < w.n {
 		var k uintptr
 		var errno syscall.Errno
-		if w.n-w.sent == 1 {
+		if w.n-w.sent == 1 && w.hdrs[w.sent].hdr.Controllen == 0 {
 			// sendto costs less than sendmmsg for one.
 			h := &w.hdrs[w.sent]
 			_, _, errno = unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(w.iovs[w.sent].Base)), uintptr(w.iovs[w.sent].Len), 0,
@@ -225,6 +323,12 @@ func (w *batchWriter) writeFD(fd uintptr) bool {
 		case unix.EAGAIN:
 			return false // wait until writable
 		default:
+			if h := &w.hdrs[w.sent].hdr; h.Controllen != 0 {
+				// The address its sender wrote to is no longer this
+				// host's: the system chooses one.
+				h.Control, h.Controllen = nil, 0
+				continue
+			}
 			w.err = errno
 			return true
 		}

@@ -10,7 +10,14 @@ import (
 
 // Elsewhere a socket is read and written one datagram per call.
 
-type batchReader struct{ c *net.UDPConn }
+type batchReader struct {
+	c       *net.UDPConn
+	replies *replyFrom // always nil here
+}
+
+// answerFromDst: this build has no way to learn where a datagram was
+// sent; the system chooses each source.
+func answerFromDst(*net.UDPConn) (*replyFrom, error) { return nil, nil }
 
 func (r *batchReader) init(c *net.UDPConn) error { r.c = c; return nil }
 
@@ -40,7 +47,10 @@ func (r *batchReader) serve(ms []Message, handle func([]Message) (ok, more bool)
 	}
 }
 
-type batchWriter struct{ c *net.UDPConn }
+type batchWriter struct {
+	c       *net.UDPConn
+	replies *replyFrom // always nil here
+}
 
 func (w *batchWriter) init(c *net.UDPConn, _ int) error { w.c = c; return nil }
 

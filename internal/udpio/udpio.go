@@ -10,6 +10,7 @@ package udpio
 import (
 	"net"
 	"net/netip"
+	"sync"
 )
 
 // Message is one datagram.
@@ -69,6 +70,14 @@ func Listen(addr netip.AddrPort) (*UDP, error) {
 	u := &UDP{c: c}
 	local := c.LocalAddr().(*net.UDPAddr).AddrPort()
 	u.local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	if u.local.Addr().IsUnspecified() {
+		replies, err := answerFromDst(c)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		u.r.replies, u.w.replies = replies, replies
+	}
 	if err := u.r.init(c); err != nil {
 		c.Close()
 		return nil, err
@@ -95,3 +104,39 @@ func (u *UDP) LocalAddr() netip.AddrPort { return u.local }
 // end its turn: a close from within handle must come from another
 // goroutine.
 func (u *UDP) Close() error { return u.c.Close() }
+
+// replyFrom is, for a socket bound to every address of its host, the
+// address each remote last sent a datagram to: what is sent to that
+// remote goes from there. Left to the system, the source of a datagram is
+// the address of the route to its destination, which on a host of several
+// addresses need not be the one the remote wrote to, and a remote that
+// takes only what comes from the address it wrote to (a peer, from its
+// server) would drop every answer. A real socket keeps it where the system
+// says where a datagram was sent (IP_PKTINFO, Linux); elsewhere it is nil,
+// and a server on a host of several addresses is given one with --addr.
+type replyFrom struct {
+	mu sync.Mutex
+	to map[netip.AddrPort]netip.Addr
+}
+
+// maxReplyFrom bounds the remotes remembered: a stream of strangers
+// pushes out others, which are answered from the system's choice until
+// they send again.
+const maxReplyFrom = 4096
+
+func newReplyFrom() *replyFrom { return &replyFrom{to: map[netip.AddrPort]netip.Addr{}} }
+
+// note: remote sent a datagram to local. Called with mu held.
+func (r *replyFrom) note(remote netip.AddrPort, local netip.Addr) {
+	old, ok := r.to[remote]
+	if ok && old == local {
+		return
+	}
+	if !ok && len(r.to) >= maxReplyFrom {
+		for k := range r.to {
+			delete(r.to, k)
+			break
+		}
+	}
+	r.to[remote] = local
+}
