@@ -41,7 +41,10 @@ type env struct {
 // run is main without os.Exit: 0 normal, 2 usage errors, 1 runtime failures.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := newApp(env{stdin: stdin, stdout: stdout, stderr: stderr})
-	err := a.Run(args)
+	err := decimalFlags(args, a)
+	if err == nil {
+		err = a.Run(args)
+	}
 	if err == nil {
 		return 0
 	}
@@ -146,6 +149,89 @@ func flagError(err error, flags []cli.Flag) string {
 		}
 	}
 	return fmt.Sprintf("invalid value %s for --%s%s", m[1], m[2], need)
+}
+
+// decimalFlags refuses, before urfave/cli parses them, a number flag's
+// value written other than in decimal. Package flag, which parses them,
+// takes 046040 for octal (19488), 0x46 for hex, 0b11 and 1_0 too, and
+// hex floats, where the ports and ring sizes given as arguments refuse
+// even a leading zero: a user who typed one got another port than asked.
+func decimalFlags(args []string, a *cli.App) error {
+	if len(args) < 2 {
+		return nil
+	}
+	cmd := a.Command(args[1])
+	if cmd == nil {
+		return nil
+	}
+	type kind int
+	const (
+		takesNone kind = iota + 1
+		other // takes a value, not a number
+		whole
+		real
+	)
+	kinds := map[string]kind{}
+	for _, f := range cmd.Flags {
+		k := other
+		switch f.(type) {
+		case *cli.IntFlag, *cli.UintFlag, *cli.Uint64Flag, *cli.Int64Flag:
+			k = whole
+		case *cli.Float64Flag:
+			k = real
+		case *cli.BoolFlag:
+			k = takesNone
+		}
+		for _, n := range f.Names() {
+			kinds[n] = k
+		}
+	}
+	rest := args[2:]
+	for i := 0; i < len(rest); i++ {
+		arg := rest[i]
+		if arg == "--" || len(arg) < 2 || arg[0] != '-' {
+			return nil // the arguments: flags go before them
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		k := kinds[name]
+		if k == 0 || k == takesNone {
+			continue // unknown (urfave/cli says so), or a switch
+		}
+		if !hasVal {
+			if i+1 == len(rest) {
+				return nil
+			}
+			i++
+			val = rest[i]
+		}
+		// Only what package flag would take otherwise than as written: the
+		// rest gets the flag's own words.
+		switch {
+		case k == other:
+		case k == whole && !wholeDecimal.MatchString(val) && parsesAsInt(val):
+			hint := ""
+			if t := strings.TrimLeft(val, "0"); t != val && wholeDecimal.MatchString(t) {
+				hint = fmt.Sprintf(" (%s)", t)
+			}
+			return usagef("invalid value %q for --%s: need a whole number in decimal, without leading zeros%s (see 'dht %s --help')", val, name, hint, cmd.Name)
+		case k == real && strings.ContainsAny(val, "xX_") && parsesAsFloat(val):
+			return usagef("invalid value %q for --%s: need a number in decimal, e.g. 0.1 (see 'dht %s --help')", val, name, cmd.Name)
+		}
+	}
+	return nil
+}
+
+var wholeDecimal = regexp.MustCompile(`^-?(0|[1-9][0-9]*)$`)
+
+func parsesAsInt(v string) bool {
+	_, err := strconv.ParseInt(v, 0, 64)
+	_, uerr := strconv.ParseUint(v, 0, 64)
+	return err == nil || uerr == nil
+}
+
+func parsesAsFloat(v string) bool {
+	_, err := strconv.ParseFloat(v, 64)
+	return err == nil
 }
 
 // helpCommand is "dht help [COMMAND]": the same text as "dht --help" or

@@ -232,6 +232,43 @@ func TestAddressesOfNoHostRefused(t *testing.T) {
 	}
 }
 
+// A number flag's value is decimal, as the ports and ring sizes given as
+// arguments are: package flag, which parses it, took 046040 for octal
+// (port 19488), 0x46 for hex, 0b11, 1_0, and 0x.8p0 for a fraction, and a
+// user who typed a leading zero got another port than asked (a new user's
+// review). Nothing starts: each is refused with status 2, before anything
+// binds or opens a file.
+func TestNumberFlagsAreDecimal(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "missing", "p.db") // opening it would fail with status 1
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"demo", "--port", "046040"}, `invalid value "046040" for --port: need a whole number in decimal, without leading zeros (46040)`},
+		{[]string{"demo", "--port=0x46"}, `invalid value "0x46" for --port`},
+		{[]string{"demo", "--peers", "0b11"}, `invalid value "0b11" for --peers`},
+		{[]string{"demo", "--peers", "1_0"}, `invalid value "1_0" for --peers`},
+		{[]string{"bench", "--runs", "007"}, `(7)`},
+		{[]string{"peer", "--db", db, "--window", "0x20", "127.0.0.1", "4000"}, `invalid value "0x20" for --window`},
+		{[]string{"peer", "--db=" + db, "--window=010", "127.0.0.1", "4000"}, `invalid value "010" for --window`},
+		{[]string{"peer", "--db", db, "--fault-loss", "0x.8p0", "127.0.0.1", "4000"}, `invalid value "0x.8p0" for --fault-loss: need a number in decimal`},
+		{[]string{"peer", "--db", db, "--fault-dup", "0_1", "127.0.0.1", "4000"}, `invalid value "0_1" for --fault-dup`},
+		{[]string{"server", "--db", db, "--fault-loss", "0x1p-2", "4000"}, `invalid value "0x1p-2" for --fault-loss`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errOut := runDHT(t, "", tt.args...)
+			if code != 2 || !strings.Contains(errOut, tt.want) || out != "" {
+				t.Fatalf("exit %d, stderr %q; want 2 and a message with %q\nstdout:\n%s", code, errOut, tt.want, out)
+			}
+		})
+	}
+	// Decimal values pass on to the flags' own checks.
+	if code, _, errOut := runDHT(t, "", "peer", "--db", db, "--window", "2000", "--fault-loss", "0.5", "127.0.0.1", "4000"); code != 2 || !strings.Contains(errOut, "--window") || strings.Contains(errOut, "decimal") {
+		t.Fatalf("exit %d, stderr %q; want the window's range", code, errOut)
+	}
+}
+
 // play's --seed, when absent, gives way to the file's seed line: its help
 // says so rather than "(default: 1)".
 func TestPlaySeedHelpNamesTheFileSeed(t *testing.T) {
