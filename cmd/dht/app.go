@@ -167,7 +167,7 @@ func decimalFlags(args []string, a *cli.App) error {
 	type kind int
 	const (
 		takesNone kind = iota + 1
-		other // takes a value, not a number
+		other          // takes a value, not a number
 		whole
 		real
 	)
