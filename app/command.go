@@ -62,6 +62,16 @@ func usage(name string) string {
 	return ""
 }
 
+// invalidUserName says why name is no user's, quoting at most its first
+// 32 bytes.
+func invalidUserName(name string) string {
+	q := strconv.Quote(name)
+	if len(name) > 32 {
+		q = fmt.Sprintf("%s… (%d bytes)", strconv.Quote(name[:32]), len(name))
+	}
+	return fmt.Sprintf("invalid user name %s: ASCII letters only (A-Z, a-z), 1 to %d", q, MaxNameLen)
+}
+
 // parseCommand turns one input line into a command. A line it cannot use
 // yields a command with usageReason set; nothing is sent for it.
 func parseCommand(line string) command {
@@ -75,8 +85,12 @@ func parseCommand(line string) command {
 		return c
 	}
 	nargs := func(n int) bool { return len(args) == n }
+	// A name no register could make is refused here, with register's
+	// words, as every line the peer cannot use: nothing is sent for it.
+	badName := ""
 	name := func(i int) (string, bool) {
-		if len(args[i]) > wire.MaxName {
+		if !ValidName(args[i]) {
+			badName = invalidUserName(args[i])
 			return "", false
 		}
 		return args[i], true
@@ -87,7 +101,7 @@ func parseCommand(line string) command {
 			return bad("%s", usage(c.word))
 		}
 		if !ValidName(args[0]) {
-			return bad("invalid user name %q: ASCII letters only (A-Z, a-z), 1 to %d", args[0], MaxNameLen)
+			return bad("%s", invalidUserName(args[0]))
 		}
 		ip, err := netip.ParseAddr(args[1])
 		if err != nil || !ip.Is4() {
@@ -120,7 +134,7 @@ func parseCommand(line string) command {
 		}
 		nm, ok := name(1)
 		if !ok {
-			return bad("name too long")
+			return bad("%s", badName)
 		}
 		c.msg = wire.SetupDHT{N: uint16(n), Name: nm}
 	case CmdDHTComplete, CmdLeaveDHT, CmdDeregister, CmdTeardownDHT, CmdTeardownComplete, CmdJoinDHT:
@@ -129,7 +143,7 @@ func parseCommand(line string) command {
 		}
 		nm, ok := name(0)
 		if !ok {
-			return bad("name too long")
+			return bad("%s", badName)
 		}
 		switch c.cmd {
 		case CmdDHTComplete:
@@ -152,7 +166,7 @@ func parseCommand(line string) command {
 		a, ok1 := name(0)
 		b, ok2 := name(1)
 		if !ok1 || !ok2 {
-			return bad("name too long")
+			return bad("%s", badName)
 		}
 		c.msg = wire.DHTRebuilt{Name: a, NewLeader: b}
 	case CmdQueryDHT:
@@ -161,7 +175,7 @@ func parseCommand(line string) command {
 		}
 		nm, ok := name(0)
 		if !ok {
-			return bad("name too long")
+			return bad("%s", badName)
 		}
 		c.msg = wire.QueryDHT{Name: nm}
 		rest := strings.TrimSpace(line)

@@ -76,7 +76,17 @@ func TestParseCommand(t *testing.T) {
 			}
 		}},
 		{"join-dht", "usage: join-dht NAME", nil},
-		{"deregister " + strings.Repeat("x", wire.MaxName+1), "name too long", nil},
+		{"deregister " + strings.Repeat("x", wire.MaxName+1), `invalid user name "` + strings.Repeat("x", 32) + `"… (65 bytes): ASCII letters only (A-Z, a-z), 1 to 15`, nil},
+		// A name no register could make is refused here, not sent to the
+		// server (a new user's review: README says a line the peer cannot
+		// use sends nothing).
+		{"deregister al1ce", `invalid user name "al1ce": ASCII letters only`, nil},
+		{"query-dht abcdefghijklmnopq Aruba", `invalid user name "abcdefghijklmnopq"`, nil},
+		{"setup-dht 2 al1ce", `invalid user name "al1ce"`, nil},
+		{"dht-rebuilt ivy b0b", `invalid user name "b0b"`, nil},
+		{"dht-rebuilt b0b ivy", `invalid user name "b0b"`, nil},
+		{"teardown-dht jos\u00e9", `invalid user name`, nil},
+		{"join-dht a_b", `invalid user name "a_b"`, nil},
 		{"sleep 200ms", "", func(t *testing.T, c command) {
 			if c.sleep.Milliseconds() != 200 {
 				t.Errorf("sleep %v", c.sleep)
