@@ -407,9 +407,19 @@ func TestRead(t *testing.T) {
 		t.Fatalf("a broken line: %v", err)
 	}
 	// Two processes in one file: unnamed lines stay unnamed.
-	two := `{"process":""}` + "\n" + `{"process":"a"}` + "\n" + `{"process":"b"}` + "\n"
-	if evs, _ := Read(strings.NewReader(two)); evs[0].Process != "" {
-		t.Fatalf("unnamed line given to %q", evs[0].Process)
+	line := func(process string) string {
+		return `{"time":"2020-02-02T12:00:00Z","dir":"event","process":"` + process + `"}` + "\n"
+	}
+	two := line("") + line("a") + line("b")
+	if evs, err := Read(strings.NewReader(two)); err != nil || evs[0].Process != "" {
+		t.Fatalf("unnamed line given to %q (%v)", evs[0].Process, err)
+	}
+	// JSON that is no trace's (a new user's review: it drew a diagram of
+	// one empty note).
+	for _, other := range []string{`{"a":1}`, `{"time":"2020-02-02T12:00:00Z"}`, `{"dir":"send"}`, `{"time":"2020-02-02T12:00:00Z","dir":"sideways"}`, `[]`, `"x"`} {
+		if _, err := Read(strings.NewReader(line("a") + other + "\n")); err == nil || !strings.Contains(err.Error(), "line 2: not a line of a --trace-json trace") {
+			t.Errorf("%s: %v", other, err)
+		}
 	}
 }
 

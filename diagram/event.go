@@ -74,6 +74,11 @@ func Read(r io.Reader) ([]Event, error) {
 		if err := json.Unmarshal(b, &e); err != nil {
 			return nil, fmt.Errorf("line %d: not a line of a --trace-json trace (JSON: %w)", line, err)
 		}
+		// JSON of another kind: every line of a trace has its time and
+		// its direction.
+		if e.Time.IsZero() || e.Dir != DirSend && e.Dir != DirRecv && e.Dir != DirEvent {
+			return nil, fmt.Errorf("line %d: not a line of a --trace-json trace (it needs \"time\" and \"dir\": send, recv or event)", line)
+		}
 		evs = append(evs, e)
 	}
 	if err := sc.Err(); err != nil {
