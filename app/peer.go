@@ -1033,7 +1033,8 @@ func (p *Peer) awaited() quitNote {
 	default:
 		return quitNote{}
 	}
-	if rq := p.op.asking(); q.epoch == 0 && rq != nil && rq.msg != nil && rq.msg.Type() == q.op && rq.sg.seq >= seqFloor {
+	// A request the server answered FAILURE is nothing it waits for.
+	if rq := p.op.asking(); q.epoch == 0 && rq != nil && rq.live && rq.msg != nil && rq.msg.Type() == q.op && rq.sg.seq >= seqFloor {
 		q.epoch = rq.sg.seq
 	}
 	return q

@@ -232,6 +232,46 @@ func TestASetupGivenUpUnansweredEndsAtOnce(t *testing.T) {
 	}
 }
 
+// A setup, leave, join or teardown the server refused is nothing it waits
+// for: the peer's alives name no operation given up. They named the
+// refused request's number for --op-timeout (a new user's review read
+// 'quit=teardown-dht' in two minutes of alives after a teardown-dht by a
+// member); the server ignored it.
+func TestARefusedOperationIsNotNamedGivenUp(t *testing.T) {
+	s := newSim(t, 1)
+	users := joinUsers(t, s, 5)
+	s.mustDo(users[0], "setup-dht 3 "+users[0], "setup-dht SUCCESS")
+	member := s.Server().Snapshot().DHT.Members[1]
+	free := users[0]
+	for _, u := range users {
+		if !slices.Contains(s.Server().Snapshot().DHT.Members, u) {
+			free = u
+		}
+	}
+	for _, c := range []struct{ who, line string }{
+		{member, "teardown-dht " + member},
+		{free, "leave-dht " + free},
+		{member, "join-dht " + member},
+		{free, "setup-dht 2 " + free},
+	} {
+		p := s.Process(c.who)
+		quits := 0
+		s.Tap = func(from, to netip.AddrPort, b []byte) {
+			if _, m, err := wire.Decode(b); err == nil && from == p.Addr && to == simServer {
+				if a, ok := m.(wire.Alive); ok && a.Quit != 0 {
+					quits++
+				}
+			}
+		}
+		s.mustDo(c.who, c.line, strings.Fields(c.line)[0]+" FAILURE")
+		runFor(t, s, 10*time.Second)
+		s.Tap = nil
+		if quits != 0 {
+			t.Errorf("%s: %d alives named an operation given up", c.line, quits)
+		}
+	}
+}
+
 // A dht-complete the server does not answer within the give-up (the
 // server stopped, or stalled, after the setup began) fails saying that a
 // server only stalled may still take it: the ring's part is done, and a
