@@ -41,6 +41,7 @@ type env struct {
 // run is main without os.Exit: 0 normal, 2 usage errors, 1 runtime failures.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := newApp(env{stdin: stdin, stdout: stdout, stderr: stderr})
+	args = helpAnywhere(args, a)
 	err := decimalFlags(args, a)
 	if err == nil {
 		err = a.Run(args)
@@ -126,6 +127,9 @@ func flagError(err error, flags []cli.Flag) string {
 			// "-1" where a port or a number goes: taken for a flag.
 			return fmt.Sprintf("-%s is not a flag, and no argument here takes a negative number", m[1])
 		}
+		if len(m[1]) == 1 {
+			return "unknown flag -" + m[1] // as typed: a letter takes one dash
+		}
 		return "unknown flag --" + m[1]
 	}
 	m := flagInvalid.FindStringSubmatch(msg)
@@ -149,6 +153,24 @@ func flagError(err error, flags []cli.Flag) string {
 		}
 	}
 	return fmt.Sprintf("invalid value %s for --%s%s", m[1], m[2], need)
+}
+
+// helpAnywhere: a command's --help (or -h) typed anywhere among its
+// arguments, as 'dht peer 127.0.0.1 4000 --help', shows the command's help,
+// as it does before them, rather than a complaint about where it goes.
+func helpAnywhere(args []string, a *cli.App) []string {
+	if len(args) < 3 || a.Command(args[1]) == nil {
+		return args
+	}
+	for _, arg := range args[2:] {
+		if arg == "--" {
+			break
+		}
+		if arg == "--help" || arg == "-h" {
+			return []string{args[0], args[1], "--help"}
+		}
+	}
+	return args
 }
 
 // decimalFlags refuses, before urfave/cli parses them, a number flag's
@@ -240,7 +262,7 @@ func parsesAsFloat(v string) bool {
 func helpCommand(c *cli.Context) error {
 	args := c.Args().Tail()
 	switch {
-	case len(args) == 0, len(args) == 1 && args[0] == "help": // dht help help, as git has it
+	case len(args) == 0, len(args) == 1 && (args[0] == "help" || args[0] == "--help" || args[0] == "-h"): // dht help help, as git has it
 		return cli.ShowAppHelp(c)
 	case len(args) > 1:
 		return usagef("help takes at most one command (see 'dht --help')")

@@ -118,6 +118,8 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"--frobnicate"}, "unknown flag --frobnicate (see 'dht --help')"},
+		{[]string{"-x"}, "unknown flag -x (see 'dht --help')"}, // as typed
+		{[]string{"peer", "--quiet", "-x", "127.0.0.1", "4000"}, "unknown flag -x (see 'dht peer --help')"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate" (see 'dht --help')`},
 		{[]string{"server", "--frobnicate", "4000"}, "unknown flag --frobnicate (see 'dht server --help')"},
 		{[]string{"server", "--db", "", "4000"}, "--db needs a file name (without --db the server's file is dht-server.db)"},
@@ -149,7 +151,6 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"diagram", "--mermaid", "-", "--svg", "-", "x.jsonl"}, "--mermaid - and --svg - would both write to stdout: give one of them a FILE"},
 		{[]string{"server", "--fault-loss", "2", "4000"}, "--fault-loss must be in [0,1), got 2"},
 		{[]string{"server", "--fault-dup", "-1", "4000"}, "--fault-dup must be in [0,1], got -1"},
-		{[]string{"server", "--help", "extra"}, `no help for "extra": --help takes no arguments (see 'dht help COMMAND')`},
 		{[]string{"--help", "extra"}, `no help for "extra": --help takes no arguments (see 'dht help COMMAND')`},
 		{[]string{"peer", "--query-timeout", "-1s", "127.0.0.1", "4000"}, "--query-timeout must be positive, got -1s"},
 		{[]string{"help", "frobnicate"}, `unknown command "frobnicate" (see 'dht --help')`},
@@ -168,6 +169,35 @@ func TestUsageErrors(t *testing.T) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want 2, nothing, %q", code, out, errOut, "dht: "+tt.want+"\n")
 			}
 		})
+	}
+}
+
+// A command's --help or -h shows its help wherever it is typed among its
+// arguments, and 'dht help --help' the whole help: a new user's review got
+// "flags go before …", "no help for …" and "unknown command "--help"".
+func TestHelpAnywhere(t *testing.T) {
+	t.Chdir(t.TempDir())
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"peer", "127.0.0.1", "46000", "--help"}, "NAME:\n   dht peer - "},
+		{[]string{"peer", "--quiet", "127.0.0.1", "46000", "-h"}, "NAME:\n   dht peer - "},
+		{[]string{"server", "--help", "46010"}, "NAME:\n   dht server - "},
+		{[]string{"inspect", "x.db", "--help"}, "NAME:\n   dht inspect - "},
+		{[]string{"help", "--help"}, "NAME:\n   dht - "},
+		{[]string{"help", "-h"}, "NAME:\n   dht - "},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errOut := runDHT(t, "", tt.args...)
+			if code != 0 || errOut != "" || !strings.HasPrefix(out, tt.want) {
+				t.Errorf("exit %d, stderr %q, stdout %.60q; want 0 and the help", code, errOut, out)
+			}
+		})
+	}
+	if entries, _ := os.ReadDir("."); len(entries) != 0 {
+		t.Errorf("the help left %d files", len(entries))
 	}
 }
 
