@@ -1060,7 +1060,14 @@ func (s *Server) register(now time.Time, from netip.AddrPort, m wire.Register, b
 	case m.Addr.Port() == 0:
 		return fail("invalid address %s: need a port 1-65535", m.Addr), false
 	case m.Addr != from && s.byAddr[from] == m.Name:
-		return fail("%s is registered at %s, where this register came from: a user keeps the address it registered (to move it, deregister %s, which ends its peer, and start a peer for %s at %s)", m.Name, from, m.Name, m.Name, m.Addr), false
+		first := ""
+		switch s.users[m.Name].State {
+		case state.Leader:
+			first = fmt.Sprintf("leave the DHT (leave-dht %s, or teardown-dht %s), then ", m.Name, m.Name)
+		case state.InDHT:
+			first = fmt.Sprintf("leave the DHT (leave-dht %s), then ", m.Name)
+		}
+		return fail("%s is registered at %s, where this register came from: a user keeps the address it registered (to move it, %sderegister %s, which ends its peer, and start a peer for %s at %s)", m.Name, from, first, m.Name, m.Name, m.Addr), false
 	case m.Addr != from && s.byAddr[from] != "":
 		return fail("register %s must be sent from %s, the address it registers; it came from %s, where %s is registered (a peer registers one user: start another peer for %s)", m.Name, m.Addr, from, s.byAddr[from], m.Name), false
 	case m.Addr != from:

@@ -2025,6 +2025,13 @@ func TestServerRegisterFromAnotherUsersAddress(t *testing.T) {
 	// review: "start another peer for bob" read as nonsense at bob's).
 	h.fail(srvAddr("bob"), wire.Register{Name: "bob", Addr: srvStranger},
 		"bob is registered at "+srvAddr("bob").String()+", where this register came from: a user keeps the address it registered (to move it, deregister bob, which ends its peer, and start a peer for bob at "+srvStranger.String()+")")
+	// A ring member cannot deregister: the way says to leave first (a new
+	// user's review).
+	h = newSrvH(t, srvDHT(state.PhaseReady, []string{"alice", "bob"}))
+	h.fail(srvAddr("alice"), wire.Register{Name: "alice", Addr: srvStranger},
+		"(to move it, leave the DHT (leave-dht alice, or teardown-dht alice), then deregister alice, which ends its peer, and start a peer for alice at "+srvStranger.String()+")")
+	h.fail(srvAddr("bob"), wire.Register{Name: "bob", Addr: srvStranger},
+		"(to move it, leave the DHT (leave-dht bob), then deregister bob, which ends its peer, and start a peer for bob at "+srvStranger.String()+")")
 }
 
 // srvVouched is m with the new leader's proof filled in, if m is a
