@@ -85,6 +85,10 @@ type Peer struct {
 	serverRTT, queryRTT     rttEstimator
 	// serverHeard: an answer or a challenge has come from the server.
 	serverHeard bool
+	// strayServer: where a reply or challenge came from last that was
+	// not the server's address, but its port: the server's host answering
+	// from another of its addresses, which the peer does not trust.
+	strayServer netip.AddrPort
 
 	self          wire.Member // Addr valid once bound, Name once registered
 	bound         bool
@@ -1090,7 +1094,10 @@ func (p *Peer) pending() (time.Time, bool) {
 // nothing ever came from there, the address may be wrong.
 func (p *Peer) serverSilent() string {
 	why := fmt.Sprintf("no answer from the server at %s within %s", p.cfg.Server, p.serverRetry.GiveUp)
-	if !p.serverHeard {
+	switch {
+	case p.strayServer.IsValid() && !p.serverHeard:
+		why += fmt.Sprintf(" (answers came from %s instead, and were dropped: only the server's address is trusted; give the peer that address, or start the server with --addr %s)", p.strayServer, p.cfg.Server.Addr())
+	case !p.serverHeard:
 		why += " (nothing has come from there yet: is a dht server running at that address?)"
 	}
 	return why

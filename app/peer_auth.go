@@ -123,6 +123,9 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 	switch m := m.(type) {
 	case wire.Reply, wire.Challenge:
 		if from != p.cfg.Server {
+			if from.Port() == p.cfg.Server.Port() {
+				p.strayServer = from
+			}
 			return m.Type().String() + " not from the server"
 		}
 		if r, ok := m.(wire.Reply); ok && !r.OK && h.Flags&wire.FlagAuth == 0 {

@@ -1096,6 +1096,42 @@ func TestResumeWithNoAnswerSaysHowToTryAgain(t *testing.T) {
 	}
 }
 
+// A register whose answers come from the server's port at another
+// address (a server bound to every address of a host that answers from
+// another than the one the peer was given, on a system that cannot say
+// where a datagram was sent) says so, and what to do: it read as if no
+// server were running (a new user's review).
+func TestRegisterAnsweredFromElsewhereSaysSo(t *testing.T) {
+	server := netip.MustParseAddrPort("10.0.0.100:4000")
+	self := netip.MustParseAddrPort("10.0.0.1:5000")
+	other := netip.MustParseAddrPort("10.0.0.99:4000")
+	p := NewPeer(PeerConfig{Server: server})
+	now := time.Unix(1e9, 0)
+	var res []string
+	collect := func(outs []Output) {
+		for _, o := range outs {
+			if r, ok := o.(Result); ok {
+				res = append(res, r.String())
+			}
+		}
+	}
+	collect(p.Input(now, "register alice 10.0.0.1 5000"))
+	collect(p.Bound(now, self, nil))
+	collect(p.Step(now, other, wire.Header{ID: 1}, wire.Challenge{Cookie: wire.Tag{7}}))
+	for i := 0; len(res) == 0 && i < 1000; i++ {
+		at, ok := p.NextDeadline()
+		if !ok {
+			t.Fatal("the register waits for nothing")
+		}
+		now = at
+		collect(p.Tick(now))
+	}
+	want := "register FAILURE: no answer from the server at 10.0.0.100:4000 within 10s (answers came from 10.0.0.99:4000 instead, and were dropped: only the server's address is trusted; give the peer that address, or start the server with --addr 10.0.0.100)"
+	if len(res) != 1 || res[0] != want {
+		t.Fatalf("printed %q, want %q", res, want)
+	}
+}
+
 // A resume whose address cannot be bound (another process holds it) fails
 // as a resume: its one line is resume FAILURE, naming the address, and the
 // peer is left unregistered, reading commands (it said register FAILURE).
