@@ -68,7 +68,7 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 			// ack was lost, to an origin restarted since).
 			return true
 		}
-		if !p.neighbours {
+		if !p.neighbours || p.numberedBy(m) {
 			return true // at a node outside any ring: nothing to renumber
 		}
 		epoch = m.Epoch
@@ -97,6 +97,18 @@ func (p *Peer) staleHeal(m wire.Heal) bool {
 		return true
 	}
 	return p.epoch != 0 && (m.Epoch < p.epoch || m.Epoch == p.epoch && m.Epoch != p.healDone)
+}
+
+// numberedBy: reset-id m would give this node the place it holds, in the
+// ring of the same epoch: a copy of the one that numbered it, whose
+// renumbering is over (a node takes a reset-id only once, and its place
+// reaches its file only with the store round that follows, by when its
+// left has its ack). A copy that outlived its duplicate filter (its
+// process restarted, its place taken back) and sent round again would come
+// back to an origin no longer renumbering, unacknowledged, and be sent
+// again until given up.
+func (p *Peer) numberedBy(m wire.ResetID) bool {
+	return p.inRing && m.Epoch != 0 && m.Epoch == p.epoch && int(m.ID) == p.id && int(m.N) == p.n && m.Origin != p.self.Name
 }
 
 // earlierRoundOfOurs: a flush or a committed of leader's round is of a
@@ -148,6 +160,9 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 		}
 		if m.N < 1 || int(m.N) > MaxRing || m.ID >= m.N && m.Origin != p.self.Name {
 			return fmt.Sprintf("reset-id %d of %d is not a place in a ring", m.ID, m.N)
+		}
+		if p.numberedBy(m) {
+			return fmt.Sprintf("reset-id %d of %d of ring epoch %d: the place this node holds (a copy)", m.ID, m.N, m.Epoch)
 		}
 	case wire.ResetLeft:
 		if !fromLeft {

@@ -7,10 +7,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"dht/app"
 	"dht/app/state"
 	"dht/dataset"
+	"dht/wire"
 )
 
 // Every datagram of a DHT's life, captured as it was sent (an attacker
@@ -328,4 +330,57 @@ func (r *replayer) injectAll() {
 			})
 		}
 	}
+}
+
+// A reset-id of the last leave, captured, sent again from the left
+// neighbour it came from to a member restarted since (its duplicate filter
+// empty, its place taken back): it numbers the member as it already is,
+// and goes no further. Passed on (an attacker's review), it went round
+// the ring to the leaver, which dropped it, and the node before it sent it
+// 85 times and then told the leaver its ring phase was broken.
+func TestAReplayedResetIDAtARestartedMemberGoesNoFurther(t *testing.T) {
+	s, data := ringOfFour(t, 3)
+	leaver := memberWithID(s, 1)
+	type capture struct {
+		from, to netip.AddrPort
+		b        []byte
+	}
+	var caught []capture
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeResetID {
+			caught = append(caught, capture{from, to, slices.Clone(b)})
+		}
+	}
+	s.mustDo(leaver, "leave-dht "+leaver, "leave-dht SUCCESS")
+	settle(t, s)
+	s.Tap = nil
+	var c capture
+	target := ""
+	for _, k := range caught {
+		for _, name := range s.Server().Snapshot().DHT.Members {
+			if id := app.Identity(s.Process(name).Core); s.Process(name).Addr == k.to && id.Left.Addr == k.from {
+				c, target = k, name
+			}
+		}
+	}
+	if target == "" {
+		t.Fatalf("no reset-id captured from a member's left neighbour (%d captured)", len(caught))
+	}
+	if line := restart(t, s, target); !strings.Contains(line, "its table taken back") {
+		t.Fatalf("%s resumed: %q", target, line)
+	}
+	sent := 0
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && (m.Type() == wire.TypeResetID || m.Type() == wire.TypeBroken) {
+			sent++
+		}
+	}
+	s.Process(target).Printed = nil
+	s.Inject(c.from, c.to, c.b)
+	runFor(t, s, time.Minute)
+	s.Tap = nil
+	if sent != 0 {
+		t.Errorf("the copy made the ring send %d reset-ids and brokens", sent)
+	}
+	s.checkRing(data)
 }
