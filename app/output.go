@@ -30,7 +30,11 @@ type Output interface{ isOutput() }
 // Raw, when set, is the datagram already encoded (a reply the server
 // answered before and kept), sent as it is; Msg is then for the trace.
 type Send struct {
-	To       netip.AddrPort
+	To netip.AddrPort
+	// From is the address to send it from, on a socket bound to every
+	// address (the server's runner fills it in: Server.ReplyFrom); zero,
+	// the system's choice.
+	From     netip.Addr
 	ID       uint32
 	Flags    wire.Flags
 	Msg      wire.Message

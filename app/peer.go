@@ -635,7 +635,10 @@ func (p *Peer) lookup(longName string) (dataset.Record, bool, error) {
 
 // Datagram is one decoded datagram, for StepBatch.
 type Datagram struct {
-	From   netip.AddrPort
+	From netip.AddrPort
+	// Local is the address it was sent to, where the socket says (one
+	// bound to every address); zero otherwise.
+	Local  netip.Addr
 	Header wire.Header
 	Msg    wire.Message
 }

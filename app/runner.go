@@ -39,11 +39,12 @@ func (f *Faults) active() bool { return f != nil && (f.Loss > 0 || f.Dup > 0) }
 
 // datagram is what a socket reader hands the loop.
 type datagram struct {
-	from netip.AddrPort
-	h    wire.Header
-	msg  wire.Message
-	size int
-	err  error
+	from  netip.AddrPort
+	local netip.Addr // where it was sent, if the socket says
+	h     wire.Header
+	msg   wire.Message
+	size  int
+	err   error
 }
 
 // endpoint is one socket with its reader, tracing and fault injection.
@@ -107,7 +108,7 @@ func (e *endpoint) read(handle func([]datagram) (ok, drain bool), settle func() 
 		}
 		for i, m := range lot {
 			d := &ds[i]
-			d.from, d.size = m.Addr, m.N
+			d.from, d.local, d.size = m.Addr, m.Local, m.N
 			d.h, d.msg, d.err = wire.Decode(m.Buf[:m.N])
 		}
 		ok, drain := handle(ds[:len(lot)])
@@ -140,7 +141,7 @@ func (e *endpoint) take(in []datagram, outs []Output, step func(Datagram) []Outp
 			e.traceDrop(e.log, dropped("not a datagram of ours", d.from, slog.Int("bytes", d.size), slog.String("err", d.err.Error())))
 			continue
 		}
-		o := step(Datagram{From: d.from, Header: d.h, Msg: d.msg})
+		o := step(Datagram{From: d.from, Local: d.local, Header: d.h, Msg: d.msg})
 		level := slog.LevelInfo
 		if ev, ok := firstOutput(o).(Event); ok && ev.Drop {
 			level = slog.LevelDebug // for --trace-json's diagrams; stderr leaves it out
@@ -198,9 +199,9 @@ func (e *endpoint) send(s Send) {
 	if e.log.Enabled(context.Background(), level) {
 		e.log.LogAttrs(context.Background(), level, "send", traceAttrs(s.To, s.ID, s.Flags, s.Msg)...)
 	}
-	e.queue(b, s.To, s.Msg.Type())
+	e.queue(b, s.To, s.From, s.Msg.Type())
 	if copies == 2 {
-		e.queue(append(e.room(), b...), s.To, s.Msg.Type())
+		e.queue(append(e.room(), b...), s.To, s.From, s.Msg.Type())
 	}
 }
 
@@ -227,8 +228,8 @@ func (e *endpoint) encode(s Send) ([]byte, bool) {
 	return b, true
 }
 
-func (e *endpoint) queue(b []byte, to netip.AddrPort, t wire.Type) {
-	e.out = append(e.out, udpio.Message{Buf: b, Addr: to})
+func (e *endpoint) queue(b []byte, to netip.AddrPort, from netip.Addr, t wire.Type) {
+	e.out = append(e.out, udpio.Message{Buf: b, Addr: to, Local: from})
 	e.types = append(e.types, t)
 }
 
@@ -347,6 +348,9 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 		for _, o := range outs {
 			switch o := o.(type) {
 			case Send:
+				if !o.From.IsValid() {
+					o.From = r.Core.ReplyFrom(o.To)
+				}
 				ep.send(o)
 			case PersistServer:
 				ep.flush()
@@ -385,7 +389,23 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 			return false, false
 		}
 		t := now()
-		outs = ep.take(in, outs, func(d Datagram) []Output { return r.Core.Step(t, d.From, d.Header, d.Msg) })
+		outs = ep.take(in, outs, func(d Datagram) []Output {
+			o := r.Core.StepAt(t, d.From, d.Local, d.Header, d.Msg)
+			// An answer to a sender the server has not heard from
+			// authentically (a register's challenge, a refusal) goes
+			// from where this datagram was sent; a user's, from where its
+			// requests and alives go (ReplyFrom), whatever a datagram
+			// with its source forged says.
+			for i, out := range o {
+				if s, ok := out.(Send); ok && s.To == d.From && !s.From.IsValid() {
+					if s.From = r.Core.ReplyFrom(s.To); !s.From.IsValid() {
+						s.From = d.Local
+					}
+					o[i] = s
+				}
+			}
+			return o
+		})
 		handle(outs)
 		clear(outs) // keep nothing alive until the next turn
 		outs = outs[:0]

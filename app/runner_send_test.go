@@ -34,7 +34,7 @@ func TestRefusedSendsAreSummarised(t *testing.T) {
 	e := newEndpoint(refusingConn{}, log, nil, &Traffic{}, func() time.Time { return now })
 	to := netip.MustParseAddrPort("10.0.0.2:5000")
 	for range 100 {
-		e.queue([]byte("x"), to, wire.TypeQuery)
+		e.queue([]byte("x"), to, netip.Addr{}, wire.TypeQuery)
 		e.flush()
 	}
 	now = now.Add(time.Second)

@@ -93,7 +93,13 @@ const maxAgain = 10
 // Server is the registry state machine. It never touches a socket, a clock
 // or a file: Step and Tick return what to persist and send.
 type Server struct {
-	cfg    ServerConfig
+	cfg ServerConfig
+	// at: the address the datagram in hand was sent to (StepAt), where
+	// the socket says. heardAt: the address each registered user's last
+	// authentic request or alive was sent to, what the server sends the
+	// user goes from (ReplyFrom); in memory, bounded.
+	at      netip.Addr
+	heardAt map[netip.AddrPort]netip.Addr
 	users  map[string]*state.User
 	byAddr map[netip.AddrPort]string
 	dht    state.DHT
@@ -335,6 +341,7 @@ func (s *Server) alive(now time.Time, from netip.AddrPort, h wire.Header, m wire
 		return []Output{dropped("alive replayed", from, slog.String("name", m.Name))}
 	}
 	u.AliveSeq = h.Seq
+	s.heard(from)
 	s.dirty(now) // written with LastSeen, within seenFlush
 	return s.takeAlive(now, from, h, u, m, true)
 }
@@ -618,8 +625,52 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		return []Output{dropped("signed request not from its user's address", from, slog.String("name", u.Name), slog.String("registered", u.Addr.String()))}
 	}
 	u.Seq = h.Seq
+	s.heard(from)
 	s.dirty(now)
 	return s.serve(now, from, h, m, true, u.Secret)
+}
+
+// StepAt is Step for a datagram sent to the server's address at (zero:
+// not known): a user's authentic request or alive sent to one of the
+// host's addresses has what the server sends the user go from there.
+func (s *Server) StepAt(now time.Time, from netip.AddrPort, at netip.Addr, h wire.Header, m wire.Message) []Output {
+	s.at = at
+	defer func() { s.at = netip.Addr{} }()
+	return s.Step(now, from, h, m)
+}
+
+// ReplyFrom is the address of the server's host to send to `to` from: the
+// one its user's last authentic request or alive was sent to; zero if
+// none is known (the system chooses). Only an authentic datagram sets it:
+// one with the user's source forged, sent to another of the host's
+// addresses, would otherwise have the user's answers and heals come from
+// an address it drops them from (a review's spoofed junk kept a heal's
+// leader from its heal until the DHT was dissolved).
+func (s *Server) ReplyFrom(to netip.AddrPort) netip.Addr { return s.heardAt[to] }
+
+// maxHeardAt bounds heardAt: only registered users' addresses go in, but
+// a user's address outlives its deregistration there.
+const maxHeardAt = 4096
+
+// heard notes that the datagram in hand, from `from`, was authentic.
+func (s *Server) heard(from netip.AddrPort) {
+	if !s.at.IsValid() {
+		return
+	}
+	if s.heardAt == nil {
+		s.heardAt = make(map[netip.AddrPort]netip.Addr)
+	}
+	old, ok := s.heardAt[from]
+	if ok && old == s.at {
+		return
+	}
+	if !ok && len(s.heardAt) >= maxHeardAt {
+		for k := range s.heardAt {
+			delete(s.heardAt, k)
+			break
+		}
+	}
+	s.heardAt[from] = s.at
 }
 
 // behind answers a request of u's, from its address and signed with its

@@ -1271,3 +1271,50 @@ func TestAHealsNewRoundWaitsForWhatCameMeanwhile(t *testing.T) {
 		t.Fatalf("the server began a heal (%+v) before it read what came while it did not run", d)
 	}
 }
+
+// What the server sends a user goes from the address of its host the
+// user's last authentic request or alive was sent to (ReplyFrom), on a
+// server bound to every address. A datagram with the user's source forged
+// (junk, unsigned, signed with another key, or a replayed alive), sent to
+// another of the host's addresses, changes nothing: a review's spoofed
+// junk had the heal leader's heals sent from an address it drops them
+// from, until the server dissolved the DHT.
+func TestServerRepliesFromWhereTheUserWroteOnly(t *testing.T) {
+	h := newLiveH(t, srvDHT(state.PhaseReady, []string{"alice", "bob"}))
+	h.s.Tick(srvT0)
+	first, other := netip.MustParseAddr("10.0.0.101"), netip.MustParseAddr("10.9.9.9")
+	alice := srvAddr("alice")
+	at := func(to netip.Addr, seq uint64, key wire.Key, m wire.Message) {
+		t.Helper()
+		b, err := wire.AppendSigned(nil, h.nextID(), 0, m, seq, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hd, msg, err := wire.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.s.StepAt(h.now, alice, to, hd, msg)
+	}
+	alive := wire.Alive{Name: "alice", PeriodMS: uint32(h.s.Pace().Milliseconds())}
+	if got := h.s.ReplyFrom(alice); got.IsValid() {
+		t.Fatalf("ReplyFrom before anything came: %v", got)
+	}
+	at(first, 100, srvSecret("alice"), alive)
+	if got := h.s.ReplyFrom(alice); got != first {
+		t.Fatalf("after alice's alive to %v: ReplyFrom %v", first, got)
+	}
+	// Forged, to another address.
+	at(other, 101, wire.Key{0xee}, alive)                                                                               // signed with another key
+	at(other, 100, srvSecret("alice"), alive)                                                                           // replayed
+	at(other, 5, wire.Key{0xee}, wire.QueryDHT{Name: "alice"})                                                          // a request not signed with its secret
+	h.s.StepAt(h.now, alice, other, wire.Header{Type: wire.TypeQueryDHT, ID: h.nextID()}, wire.QueryDHT{Name: "alice"}) // unsigned
+	if got := h.s.ReplyFrom(alice); got != first {
+		t.Fatalf("after forged datagrams to %v: ReplyFrom %v, want %v", other, got, first)
+	}
+	// alice's own request, to the other address.
+	at(other, 200, srvSecret("alice"), wire.QueryDHT{Name: "alice"})
+	if got := h.s.ReplyFrom(alice); got != other {
+		t.Fatalf("after alice's request to %v: ReplyFrom %v", other, got)
+	}
+}

@@ -52,9 +52,9 @@ type batchReader struct {
 	names []unix.RawSockaddrAny
 	iovs  []unix.Iovec
 	hdrs  []mmsghdr
-	// With replies (a socket bound to every address): room for each
+	// With pktinfo (a socket bound to every address): room for each
 	// datagram's IP_PKTINFO, which says the address it was sent to.
-	replies *replyFrom
+	pktinfo bool
 	ctrl    []byte
 
 	// While serving (fields, not captures: a closure that captures
@@ -85,7 +85,7 @@ func (r *batchReader) serve(ms []Message, handle func([]Message) (ok, more bool)
 		r.names = make([]unix.RawSockaddrAny, len(ms))
 		r.iovs = make([]unix.Iovec, len(ms))
 		r.hdrs = make([]mmsghdr, len(ms))
-		if r.replies != nil {
+		if r.pktinfo {
 			r.ctrl = make([]byte, len(ms)*pktinfoSpace)
 		}
 	}
@@ -114,7 +114,7 @@ func (r *batchReader) serveFD(fd uintptr) bool {
 	for {
 		for i := range ms {
 			r.hdrs[i].hdr.Namelen = unix.SizeofSockaddrAny
-			if r.replies != nil {
+			if r.pktinfo {
 				r.hdrs[i].hdr.Control = &r.ctrl[i*pktinfoSpace]
 				r.hdrs[i].hdr.SetControllen(pktinfoSpace)
 			}
@@ -135,9 +135,9 @@ func (r *batchReader) serveFD(fd uintptr) bool {
 		for i := range int(n) {
 			ms[i].N = int(r.hdrs[i].n)
 			ms[i].Addr = r.from(i)
-		}
-		if r.replies != nil && n > 0 {
-			r.noteReplies(int(n))
+			if r.pktinfo {
+				ms[i].Local, _ = pktinfoDst(&r.hdrs[i].hdr, r.ctrl[i*pktinfoSpace:(i+1)*pktinfoSpace])
+			}
 		}
 		ok, more := r.handle(ms[:n])
 		if !ok {
@@ -165,18 +165,6 @@ func (r *batchReader) from(i int) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// noteReplies records, for each of the first n datagrams read, the
-// address it was sent to as the one to answer its sender from.
-func (r *batchReader) noteReplies(n int) {
-	r.replies.mu.Lock()
-	defer r.replies.mu.Unlock()
-	for i := range n {
-		if to, ok := pktinfoDst(&r.hdrs[i].hdr, r.ctrl[i*pktinfoSpace:(i+1)*pktinfoSpace]); ok {
-			r.replies.note(r.ms[i].Addr, to)
-		}
-	}
-}
-
 // pktinfoDst is the destination address an IP_PKTINFO control message
 // read with h says (ipi_addr).
 func pktinfoDst(h *unix.Msghdr, ctrl []byte) (netip.Addr, bool) {
@@ -199,25 +187,25 @@ func pktinfoDst(h *unix.Msghdr, ctrl []byte) (netip.Addr, bool) {
 // pktinfoSpace is the room one IP_PKTINFO control message takes.
 var pktinfoSpace = unix.CmsgSpace(unix.SizeofInet4Pktinfo)
 
-// answerFromDst asks the socket, bound to every address, to say with each
-// datagram the address it was sent to (IP_PKTINFO), and returns the
-// replyFrom its reads fill and its writes follow.
-func answerFromDst(c *net.UDPConn) (*replyFrom, error) {
+// enablePktinfo asks the socket, bound to every address, to say with each
+// datagram the address it was sent to (IP_PKTINFO); reads then fill in
+// Message.Local, and writes send from it.
+func enablePktinfo(c *net.UDPConn) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
 		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
 	}); err != nil {
-		return nil, err
+		return err
 	}
-	if serr != nil {
-		return nil, serr
-	}
-	return newReplyFrom(), nil
+	return serr
 }
+
+// pktinfoOK: this system can say where a datagram was sent.
+const pktinfoOK = true
 
 // batchWriter sends many datagrams per call.
 type batchWriter struct {
@@ -225,9 +213,9 @@ type batchWriter struct {
 	names []unix.RawSockaddrInet4
 	iovs  []unix.Iovec
 	hdrs  []mmsghdr
-	// With replies: each datagram's IP_PKTINFO, naming the address to
+	// With pktinfo: each datagram's IP_PKTINFO, naming the address to
 	// send it from.
-	replies *replyFrom
+	pktinfo bool
 	ctrl    []byte
 
 	// One write's state, in fields for the reason batchReader's are.
@@ -242,7 +230,7 @@ func (w *batchWriter) init(c *net.UDPConn, n int) error {
 		return err
 	}
 	w.rc, w.names, w.iovs, w.hdrs = rc, make([]unix.RawSockaddrInet4, n), make([]unix.Iovec, n), make([]mmsghdr, n)
-	if w.replies != nil {
+	if w.pktinfo {
 		w.ctrl = make([]byte, n*pktinfoSpace)
 	}
 	w.loop = w.writeFD
@@ -286,14 +274,12 @@ func (w *batchWriter) write(ms []Message) (int, error) {
 		w.hdrs[i].hdr.Iov = &w.iovs[i]
 		w.hdrs[i].hdr.SetIovlen(1)
 	}
-	if w.replies != nil {
-		w.replies.mu.Lock()
+	if w.pktinfo {
 		for i := range n {
-			if from, ok := w.replies.to[ms[i].Addr]; ok {
-				w.setSource(i, from)
+			if ms[i].Local.Is4() {
+				w.setSource(i, ms[i].Local)
 			}
 		}
-		w.replies.mu.Unlock()
 	}
 	w.n, w.sent, w.err = n, 0, nil
 	err := w.rc.Write(w.loop)

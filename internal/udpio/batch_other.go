@@ -12,12 +12,14 @@ import (
 
 type batchReader struct {
 	c       *net.UDPConn
-	replies *replyFrom // always nil here
+	pktinfo bool // never set here
 }
 
-// answerFromDst: this build has no way to learn where a datagram was
-// sent; the system chooses each source.
-func answerFromDst(*net.UDPConn) (*replyFrom, error) { return nil, nil }
+// pktinfoOK: this build has no way to learn where a datagram was sent;
+// the system chooses each source.
+const pktinfoOK = false
+
+func enablePktinfo(*net.UDPConn) error { return nil }
 
 func (r *batchReader) init(c *net.UDPConn) error { r.c = c; return nil }
 
@@ -49,7 +51,7 @@ func (r *batchReader) serve(ms []Message, handle func([]Message) (ok, more bool)
 
 type batchWriter struct {
 	c       *net.UDPConn
-	replies *replyFrom // always nil here
+	pktinfo bool // never set here
 }
 
 func (w *batchWriter) init(c *net.UDPConn, _ int) error { w.c = c; return nil }

@@ -10,7 +10,6 @@ package udpio
 import (
 	"net"
 	"net/netip"
-	"sync"
 )
 
 // Message is one datagram.
@@ -24,6 +23,13 @@ type Message struct {
 	// Addr, for a read, is where the datagram came from; for a write,
 	// where it goes.
 	Addr netip.AddrPort
+	// Local, on a socket bound to every address of its host (0.0.0.0)
+	// where the system says (Linux), is for a read the address the
+	// datagram was sent to, and for a write the address to send it from
+	// (zero: the system's choice, the address of the route to Addr,
+	// which on a host of several addresses need not be the one a remote
+	// wrote to). Elsewhere a read leaves it zero and a write ignores it.
+	Local netip.Addr
 }
 
 // Conn is a UDP socket read and written a batch of datagrams at a time.
@@ -70,13 +76,12 @@ func Listen(addr netip.AddrPort) (*UDP, error) {
 	u := &UDP{c: c}
 	local := c.LocalAddr().(*net.UDPAddr).AddrPort()
 	u.local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
-	if u.local.Addr().IsUnspecified() {
-		replies, err := answerFromDst(c)
-		if err != nil {
+	if u.local.Addr().IsUnspecified() && pktinfoOK {
+		if err := enablePktinfo(c); err != nil {
 			c.Close()
 			return nil, err
 		}
-		u.r.replies, u.w.replies = replies, replies
+		u.r.pktinfo, u.w.pktinfo = true, true
 	}
 	if err := u.r.init(c); err != nil {
 		c.Close()
@@ -104,39 +109,3 @@ func (u *UDP) LocalAddr() netip.AddrPort { return u.local }
 // end its turn: a close from within handle must come from another
 // goroutine.
 func (u *UDP) Close() error { return u.c.Close() }
-
-// replyFrom is, for a socket bound to every address of its host, the
-// address each remote last sent a datagram to: what is sent to that
-// remote goes from there. Left to the system, the source of a datagram is
-// the address of the route to its destination, which on a host of several
-// addresses need not be the one the remote wrote to, and a remote that
-// takes only what comes from the address it wrote to (a peer, from its
-// server) would drop every answer. A real socket keeps it where the system
-// says where a datagram was sent (IP_PKTINFO, Linux); elsewhere it is nil,
-// and a server on a host of several addresses is given one with --addr.
-type replyFrom struct {
-	mu sync.Mutex
-	to map[netip.AddrPort]netip.Addr
-}
-
-// maxReplyFrom bounds the remotes remembered: a stream of strangers
-// pushes out others, which are answered from the system's choice until
-// they send again.
-const maxReplyFrom = 4096
-
-func newReplyFrom() *replyFrom { return &replyFrom{to: map[netip.AddrPort]netip.Addr{}} }
-
-// note: remote sent a datagram to local. Called with mu held.
-func (r *replyFrom) note(remote netip.AddrPort, local netip.Addr) {
-	old, ok := r.to[remote]
-	if ok && old == local {
-		return
-	}
-	if !ok && len(r.to) >= maxReplyFrom {
-		for k := range r.to {
-			delete(r.to, k)
-			break
-		}
-	}
-	r.to[remote] = local
-}
