@@ -1073,7 +1073,7 @@ func TestResumeWithNoAnswerSaysHowToTryAgain(t *testing.T) {
 	p := NewPeer(PeerConfig{Server: server})
 	now := time.Unix(1e9, 0)
 	p.Resume(now, state.Identity{Name: "alice", Addr: self, Secret: wire.Key{1}})
-	res := untilResult(t, p, now, p.Bound(now, self, nil))
+	res := untilResult(t, p, p.Bound(now, self, nil))
 	want := "resume FAILURE: no answer from the server at 10.0.0.100:4000 within 10s (nothing has come from there yet: is a dht server running at that address?); type 'register alice 10.0.0.1 5000' to try again"
 	if len(res) != 1 || res[0] != want {
 		t.Fatalf("printed %q, want %q", res, want)
@@ -1094,16 +1094,16 @@ func TestRegisterAnsweredFromElsewhereSaysSo(t *testing.T) {
 	out := p.Input(now, "register alice 10.0.0.1 5000")
 	out = append(out, p.Bound(now, self, nil)...)
 	out = append(out, p.Step(now, other, wire.Header{ID: 1}, wire.Challenge{Cookie: wire.Tag{7}})...)
-	res := untilResult(t, p, now, out)
+	res := untilResult(t, p, out)
 	want := "register FAILURE: no answer from the server at 10.0.0.100:4000 within 10s (answers came from 10.0.0.99:4000 instead, and were dropped: only the server's address is trusted; give the peer that address, or start the server with --addr 10.0.0.100)"
 	if len(res) != 1 || res[0] != want {
 		t.Fatalf("printed %q, want %q", res, want)
 	}
 }
 
-// untilResult runs p's clock, from now, until it prints a result: the
-// result lines of out and of its ticks.
-func untilResult(t *testing.T, p *Peer, now time.Time, out []Output) []string {
+// untilResult runs p's clock until it prints a result: the result lines
+// of out and of its ticks.
+func untilResult(t *testing.T, p *Peer, out []Output) []string {
 	t.Helper()
 	var res []string
 	collect := func(outs []Output) {
@@ -1119,8 +1119,7 @@ func untilResult(t *testing.T, p *Peer, now time.Time, out []Output) []string {
 		if !ok {
 			t.Fatal("the command waits for nothing")
 		}
-		now = at
-		collect(p.Tick(now))
+		collect(p.Tick(at))
 	}
 	return res
 }

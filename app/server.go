@@ -100,10 +100,10 @@ type Server struct {
 	// user goes from (ReplyFrom); in memory, bounded.
 	at      netip.Addr
 	heardAt map[netip.AddrPort]netip.Addr
-	users  map[string]*state.User
-	byAddr map[netip.AddrPort]string
-	dht    state.DHT
-	cache  map[netip.AddrPort]cachedReply
+	users   map[string]*state.User
+	byAddr  map[netip.AddrPort]string
+	dht     state.DHT
+	cache   map[netip.AddrPort]cachedReply
 	// persisted: the addresses whose reply is in the file. forget: those
 	// pruned from cache, whose replies the next PersistServer deletes, so
 	// that the file's cache stays bounded too (and forget with it).
