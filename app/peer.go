@@ -984,7 +984,11 @@ func (p *Peer) aliveDue(now time.Time, out []Output) []Output {
 	p.stats.Sent++
 	p.cred.aliveSeq = nextSeq(p.cred.aliveSeq, now)
 	sg := signer{seq: p.cred.aliveSeq, key: p.cred.secret, toServer: true}
-	m := wire.Alive{Name: p.self.Name, PeriodMS: uint32(p.alivePeriod.Milliseconds()), Epoch: p.placeEpoch(), KeyEpoch: p.cred.epoch}
+	// KeyEpoch claims the largest epoch this peer knows outside its place:
+	// its ring key's, or the last ring it held (its floor: it refuses a
+	// set-id of an older epoch). A server put back on an older file takes
+	// its next epochs past both.
+	m := wire.Alive{Name: p.self.Name, PeriodMS: uint32(p.alivePeriod.Milliseconds()), Epoch: p.placeEpoch(), KeyEpoch: max(p.cred.epoch, p.epoch)}
 	if now.Before(p.quitUntil) {
 		m.QuitOp, m.Quit = p.quit.op, p.quit.epoch
 	}

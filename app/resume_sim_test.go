@@ -608,3 +608,40 @@ func TestResumeWithAnotherServersAddressChangesNothing(t *testing.T) {
 	}
 	s.mustDo(member, fmt.Sprintf("register %s %s %d", member, a.Addr(), a.Port()), fmt.Sprintf("register SUCCESS: %s %s Free, registered anew", member, a))
 }
+
+// The server put back on a copy of its file taken after the first setup
+// (key epoch 1), while since a second ring (key epoch 2) lost two members
+// by leave-dht (epochs 3 and 4) and was torn down: its last members'
+// floor is epoch 4, which their alives claim with their ring key's epoch,
+// so the next setup's epoch is above it. Claiming only the key epoch (a
+// review), the setup took epoch 3, which those members refused as older
+// than their floor, and failed; with the floor kept in the peers' files
+// it failed after their restarts too.
+func TestSetupAfterAnOlderServerFileIsAboveEveryPeersFloor(t *testing.T) {
+	for _, restartPeers := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart-peers=%v", restartPeers), func(t *testing.T) {
+			s := newSim(t, 1)
+			users := joinUsers(t, s, 6)
+			s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+			copied := s.CopyServerFile()
+			s.mustDo(users[0], "teardown-dht "+users[0], "teardown-dht SUCCESS")
+			s.mustDo(users[1], "setup-dht 4 "+users[1], "setup-dht SUCCESS")
+			s.mustDo(memberWithID(s, 1), "leave-dht "+memberWithID(s, 1), "leave-dht SUCCESS")
+			s.mustDo(memberWithID(s, 1), "leave-dht "+memberWithID(s, 1), "leave-dht SUCCESS")
+			s.mustDo(leaderName(s), "teardown-dht "+leaderName(s), "teardown-dht SUCCESS")
+			if restartPeers {
+				for _, n := range s.Names() {
+					restart(t, s, n)
+				}
+			}
+			s.RestartServerOnACopy(copied)
+			idle(t, s, 3*app.DefaultDeadAfter/10)
+			out := s.do(users[2], "setup-dht 6 "+users[2])
+			if len(out) != 2 || out[1] != "dht-complete SUCCESS" {
+				settle(t, s)
+				t.Fatalf("setup after the older copy printed %q; server: %s", out, app.ServerNote(s.Server()))
+			}
+			s.checkRing(records(t))
+		})
+	}
+}

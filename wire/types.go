@@ -454,8 +454,11 @@ type Alive struct {
 	// one operation: a setup, a leave, a join and a heal each take a new
 	// epoch, and a teardown is the only other operation at its ring's
 	// epoch.
-	QuitOp   Type
-	Quit     uint64
+	QuitOp Type
+	Quit   uint64
+	// KeyEpoch: the larger of the epoch of the ring key the sender last
+	// took and of the last ring it held, both kept after it leaves the
+	// ring: a server on an older file takes its epochs past it.
 	KeyEpoch uint64
 }
 
