@@ -85,6 +85,9 @@ type Peer struct {
 	serverRTT, queryRTT     rttEstimator
 	// serverHeard: an answer or a challenge has come from the server.
 	serverHeard bool
+	// holding: a change of ring is under way (held); the next input line
+	// waits for it.
+	holding bool
 	// strayServer: where a reply or challenge came from last that was
 	// not the server's address, but its port: the server's host answering
 	// from another of its addresses, which the peer does not trust.
@@ -295,6 +298,9 @@ func (p *Peer) EndOfInput(now time.Time) []Output {
 // advance hands queued lines over, in order: as the Long Name of the
 // query-dht that waits for one, or as commands while none is in progress.
 func (p *Peer) advance(now time.Time, out []Output) []Output {
+	if p.holding {
+		return out // held's caller goes on once the change is made
+	}
 	for !p.exited {
 		q, wantsName := p.op.(*queryOp)
 		wantsName = wantsName && q.stage == queryLongName
@@ -882,6 +888,27 @@ func (p *Peer) onPace(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 // dropped, in memory and in the file, as a restarted process does at its
 // resume.
 func (p *Peer) ringGone(now time.Time, epoch uint64) []Output {
+	return p.held(now, func() []Output { return p.ringEnded(now, epoch) })
+}
+
+// held runs change, a change of ring that may end the command in
+// progress, with the next input line held back until it is made: a
+// command typed behind the one ended starts once this node's new state is
+// set, and is not taken for the one ended (a chaos review: a join-dht
+// typed behind a leave-dht the server ended got the leave's failure, and
+// its request, sent and answered, was given up).
+func (p *Peer) held(now time.Time, change func() []Output) []Output {
+	if p.holding {
+		return change()
+	}
+	p.holding = true
+	out := change()
+	p.holding = false
+	return p.advance(now, out)
+}
+
+// ringEnded is ringGone's change.
+func (p *Peer) ringEnded(now time.Time, epoch uint64) []Output {
 	what := ""
 	switch o := p.op.(type) {
 	case *joinOp:
@@ -909,7 +936,7 @@ func (p *Peer) ringGone(now time.Time, epoch uint64) []Output {
 			why = fmt.Sprintf("the server ended the %s (epoch %d): %s is Free, outside the ring, which the server heals without it (a member went offline or restarted, or the %s passed --op-timeout; while it heals, the server's answers say why)", what, epoch, p.self.Name, what)
 		}
 		out := p.abandon(now, why) // a setup, a leave or a teardown fails here
-		if _, ok := p.op.(*joinOp); ok {
+		if what == "join" {
 			out = p.finish(now, out, resultFailed(CmdDHTRebuilt, why)) // and drops what the join gave
 		}
 		return append(out, p.dropPlace()...)

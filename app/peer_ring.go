@@ -459,24 +459,7 @@ func (p *Peer) onStore(now time.Time, from netip.AddrPort, m wire.Store, ack hel
 func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, noAck bool) []Output {
 	switch m := m.(type) {
 	case wire.SetID:
-		p.tearing = nil
-		var out []Output
-		if j, ok := p.op.(*joinOp); !ok || j.stage != joinWaiting || from != j.leader.Addr {
-			// A new ring: nothing of the old one goes on here.
-			// Said of this node by name: a leaver or a joiner whose
-			// rebuild this node ran is told the same words.
-			out = p.abandon(now, fmt.Sprintf("%s set %s up in a new ring (epoch %d)", p.named(from), p.self.Name, m.Epoch))
-		}
-		p.clearTable()
-		p.inRing, p.id, p.n, p.epoch = true, int(m.ID), int(m.N), m.Epoch
-		p.left, p.right, p.neighbours = m.Left, m.Right, true
-		p.leaver = netip.AddrPort{}
-		p.joining = nil
-		// Written with this node's stores, or at the flush: acknowledged
-		// at once, so the leader starts the stores without waiting for a
-		// disk.
-		p.deferPersist(true)
-		return out
+		return p.held(now, func() []Output { return p.placed(now, from, m) })
 	case wire.Flush:
 		if m.Leader == p.self.Name {
 			return p.popReturned(now, true, false)
@@ -633,7 +616,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 	case wire.Join:
 		return p.startJoin(now, m)
 	case wire.Heal:
-		return p.startHeal(now, m)
+		return p.held(now, func() []Output { return p.startHeal(now, m) })
 	case wire.Broken:
 		return p.onBroken(now, from, m)
 	}
@@ -756,4 +739,27 @@ func (p *Peer) tornDownFrom(from netip.AddrPort, m wire.TornDown) bool {
 		return o.stage == teardownTearing && from == o.left
 	}
 	return p.tearing != nil && from == p.tearing.left && m.Origin == p.tearing.origin
+}
+
+// placed: a set-id placed this node in a ring (its setup's, a heal's, or
+// the join it waits in).
+func (p *Peer) placed(now time.Time, from netip.AddrPort, m wire.SetID) []Output {
+	p.tearing = nil
+	var out []Output
+	if j, ok := p.op.(*joinOp); !ok || j.stage != joinWaiting || from != j.leader.Addr {
+		// A new ring: nothing of the old one goes on here.
+		// Said of this node by name: a leaver or a joiner whose
+		// rebuild this node ran is told the same words.
+		out = p.abandon(now, fmt.Sprintf("%s set %s up in a new ring (epoch %d)", p.named(from), p.self.Name, m.Epoch))
+	}
+	p.clearTable()
+	p.inRing, p.id, p.n, p.epoch = true, int(m.ID), int(m.N), m.Epoch
+	p.left, p.right, p.neighbours = m.Left, m.Right, true
+	p.leaver = netip.AddrPort{}
+	p.joining = nil
+	// Written with this node's stores, or at the flush: acknowledged
+	// at once, so the leader starts the stores without waiting for a
+	// disk.
+	p.deferPersist(true)
+	return out
 }

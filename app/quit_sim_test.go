@@ -300,3 +300,61 @@ func TestAReportUnansweredMayStillBeTaken(t *testing.T) {
 		t.Fatalf("printed %q, want %q", got, want)
 	}
 }
+
+// A command typed behind one the server ends (a member of the ring went
+// offline while a leave-dht or a setup-dht ran) runs once the change is
+// made, as itself: its own result line, and the one ended gets one. The
+// server's news ended the leave, whose end started the next line, a
+// join-dht, and then failed that join with the leave's reason: the leave's
+// FAILURE printed twice, the join's line never, and the join's request,
+// sent and answered, given up (a chaos review, real processes).
+func TestACommandTypedBehindOneTheServerEndsRunsAsItself(t *testing.T) {
+	for _, c := range []struct{ first, result string }{
+		{"leave-dht", "dht-rebuilt FAILURE: the server ended the leave"},
+		{"setup-dht", "dht-complete FAILURE: the server ended the setup"},
+	} {
+		t.Run(c.first, func(t *testing.T) {
+			s := newSim(t, 1)
+			s.SetDeadAfter(2 * time.Second)
+			users := joinUsers(t, s, 4)
+			who, first := users[1], ""
+			switch c.first {
+			case "leave-dht":
+				s.mustDo(users[0], "setup-dht 3 "+users[0], "setup-dht SUCCESS")
+				members := s.Server().Snapshot().DHT.Members
+				who = members[1]
+				kill(s, members[2]) // offline 2 s after its last alive
+				first = "leave-dht " + who
+			case "setup-dht":
+				for _, u := range users[1:] {
+					kill(s, u)
+				}
+				who = users[0]
+				// Taken while the others are not yet offline; the setup
+				// ends when they are.
+				first = "setup-dht 2 " + who
+			}
+			p := s.Process(who)
+			s.input(who, first)
+			s.input(who, "join-dht "+who)
+			for i := 0; !p.Core.Idle() || s.Busy(); i++ {
+				if i == 1_000_000 || !s.step() {
+					t.Fatalf("%s never went idle: printed %q", who, texts(p.Printed))
+				}
+			}
+			got := texts(p.Printed)
+			ended, joins := 0, 0
+			for _, l := range got {
+				if strings.HasPrefix(l, c.result) {
+					ended++
+				}
+				if strings.HasPrefix(l, "join-dht ") {
+					joins++
+				}
+			}
+			if ended != 1 || joins != 1 {
+				t.Fatalf("printed %q: want one %q and one join-dht line", got, c.result)
+			}
+		})
+	}
+}
