@@ -391,16 +391,14 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 		t := now()
 		outs = ep.take(in, outs, func(d Datagram) []Output {
 			o := r.Core.StepAt(t, d.From, d.Local, d.Header, d.Msg)
-			// An answer to a sender the server has not heard from
-			// authentically (a register's challenge, a refusal) goes
-			// from where this datagram was sent; a user's, from where its
-			// requests and alives go (ReplyFrom), whatever a datagram
-			// with its source forged says.
+			// An answer goes from where the datagram it answers was
+			// sent: one with a user's source forged then moves only the
+			// source of an answer the user drops, and changes nothing
+			// (what the server starts itself goes from ReplyFrom, which
+			// only an authentic datagram sets).
 			for i, out := range o {
 				if s, ok := out.(Send); ok && s.To == d.From && !s.From.IsValid() {
-					if s.From = r.Core.ReplyFrom(s.To); !s.From.IsValid() {
-						s.From = d.Local
-					}
+					s.From = d.Local
 					o[i] = s
 				}
 			}

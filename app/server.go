@@ -95,15 +95,12 @@ const maxAgain = 10
 type Server struct {
 	cfg ServerConfig
 	// at: the address the datagram in hand was sent to (StepAt), where
-	// the socket says. heardAt: the address each registered user's last
-	// authentic request or alive was sent to, what the server sends the
-	// user goes from (ReplyFrom); in memory, bounded.
-	at      netip.Addr
-	heardAt map[netip.AddrPort]netip.Addr
-	users   map[string]*state.User
-	byAddr  map[netip.AddrPort]string
-	dht     state.DHT
-	cache   map[netip.AddrPort]cachedReply
+	// the socket says.
+	at     netip.Addr
+	users  map[string]*state.User
+	byAddr map[netip.AddrPort]string
+	dht    state.DHT
+	cache  map[netip.AddrPort]cachedReply
 	// persisted: the addresses whose reply is in the file. forget: those
 	// pruned from cache, whose replies the next PersistServer deletes, so
 	// that the file's cache stays bounded too (and forget with it).
@@ -341,7 +338,7 @@ func (s *Server) alive(now time.Time, from netip.AddrPort, h wire.Header, m wire
 		return []Output{dropped("alive replayed", from, slog.String("name", m.Name))}
 	}
 	u.AliveSeq = h.Seq
-	s.heard(from)
+	s.heard(u)
 	s.dirty(now) // written with LastSeen, within seenFlush
 	return s.takeAlive(now, from, h, u, m, true)
 }
@@ -625,7 +622,7 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		return []Output{dropped("signed request not from its user's address", from, slog.String("name", u.Name), slog.String("registered", u.Addr.String()))}
 	}
 	u.Seq = h.Seq
-	s.heard(from)
+	s.heard(u)
 	s.dirty(now)
 	return s.serve(now, from, h, m, true, u.Secret)
 }
@@ -639,38 +636,29 @@ func (s *Server) StepAt(now time.Time, from netip.AddrPort, at netip.Addr, h wir
 	return s.Step(now, from, h, m)
 }
 
-// ReplyFrom is the address of the server's host to send to `to` from: the
-// one its user's last authentic request or alive was sent to; zero if
-// none is known (the system chooses). Only an authentic datagram sets it:
-// one with the user's source forged, sent to another of the host's
-// addresses, would otherwise have the user's answers and heals come from
-// an address it drops them from (a review's spoofed junk kept a heal's
-// leader from its heal until the DHT was dissolved).
-func (s *Server) ReplyFrom(to netip.AddrPort) netip.Addr { return s.heardAt[to] }
+// ReplyFrom is the address of the server's host to send what it starts
+// itself (a pace, a heal) to `to` from: the one its user's last authentic
+// request or alive was sent to (state.User.Via, kept in the file); zero
+// if none is known (the system chooses). Only an authentic datagram sets
+// it: one with the user's source forged, sent to another of the host's
+// addresses, would otherwise have the user's heals come from an address
+// it drops them from (a review's spoofed junk kept a heal's leader from
+// its heal until the DHT was dissolved). An answer to a datagram goes
+// from where that datagram was sent (the runner).
+func (s *Server) ReplyFrom(to netip.AddrPort) netip.Addr {
+	if u := s.users[s.byAddr[to]]; u != nil {
+		return u.Via
+	}
+	return netip.Addr{}
+}
 
-// maxHeardAt bounds heardAt: only registered users' addresses go in, but
-// a user's address outlives its deregistration there.
-const maxHeardAt = 4096
-
-// heard notes that the datagram in hand, from `from`, was authentic.
-func (s *Server) heard(from netip.AddrPort) {
-	if !s.at.IsValid() {
-		return
+// heard notes that the datagram in hand, u's, was authentic: what the
+// server starts sending u goes from where it was sent. The caller marks
+// the state dirty.
+func (s *Server) heard(u *state.User) {
+	if s.at.IsValid() {
+		u.Via = s.at
 	}
-	if s.heardAt == nil {
-		s.heardAt = make(map[netip.AddrPort]netip.Addr)
-	}
-	old, ok := s.heardAt[from]
-	if ok && old == s.at {
-		return
-	}
-	if !ok && len(s.heardAt) >= maxHeardAt {
-		for k := range s.heardAt {
-			delete(s.heardAt, k)
-			break
-		}
-	}
-	s.heardAt[from] = s.at
 }
 
 // behind answers a request of u's, from its address and signed with its

@@ -1317,4 +1317,15 @@ func TestServerRepliesFromWhereTheUserWroteOnly(t *testing.T) {
 	if got := h.s.ReplyFrom(alice); got != other {
 		t.Fatalf("after alice's request to %v: ReplyFrom %v", other, got)
 	}
+	// Kept in the file: a server restarted on it sends alice its start
+	// pace from there (a review: from the system's choice, dropped, and a
+	// server restarted with a shorter --dead-after healed running members
+	// out of the ring).
+	again := NewServer(srvConfig(), h.s.Snapshot(), nil)
+	if got := again.ReplyFrom(alice); got != other {
+		t.Fatalf("after a restart: ReplyFrom %v, want %v", got, other)
+	}
+	if got := again.ReplyFrom(srvAddr("bob")); got.IsValid() {
+		t.Fatalf("bob, heard from nowhere: ReplyFrom %v", got)
+	}
 }

@@ -226,8 +226,12 @@ func encodeUser(u state.User) ([]byte, error) {
 	if secret {
 		e.b = append(e.b, u.Secret[:]...)
 		e.u64(u.Seq)
-		if u.AliveSeq != 0 {
+		if u.AliveSeq != 0 || u.Via.Is4() {
 			e.u64(u.AliveSeq)
+		}
+		if u.Via.Is4() {
+			a := u.Via.As4()
+			e.b = append(e.b, a[:]...)
 		}
 	}
 	return e.b, e.err
@@ -253,8 +257,17 @@ func decodeUser(name string, v []byte) (state.User, error) {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		u.AliveSeq = d.u64("alive sequence number")
-		if d.err == nil && u.AliveSeq == 0 {
-			d.fail("alive sequence number") // written only when known
+		if d.err == nil && u.AliveSeq == 0 && len(d.b) == 0 {
+			d.fail("alive sequence number") // written only when known, or the address follows
+		}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		b := d.take("address written to", 4)
+		if d.err == nil {
+			u.Via = netip.AddrFrom4([4]byte(b))
+			if state.NotUnicast(u.Via) != "" {
+				d.fail("address written to")
+			}
 		}
 	}
 	return u, d.done()

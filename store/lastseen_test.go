@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -71,6 +72,36 @@ func TestUserAliveSeqCodec(t *testing.T) {
 	}
 	if _, err := decodeUser("alice", b[:base+5]); err == nil {
 		t.Error("a cut AliveSeq decodes")
+	}
+}
+
+// The address a user wrote to follows the last alive's number (written,
+// zero, when no alive came yet), only once known: a file written before
+// it existed reads the same; an address no host has is damage.
+func TestUserViaCodec(t *testing.T) {
+	u := state.User{Name: "alice", Addr: ap("127.0.0.1:5001"), State: state.InDHT, LastSeen: seenT.UnixNano(), Secret: [16]byte{7}, Seq: 41}
+	b, err := encodeUser(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := len(b)
+	for _, alive := range []uint64{0, 1 << 60} {
+		u.AliveSeq, u.Via = alive, netip.MustParseAddr("10.0.0.2")
+		b, err = encodeUser(u)
+		if err != nil || len(b) != base+12 {
+			t.Fatalf("user with Via: %d bytes, %v; want %d", len(b), err, base+12)
+		}
+		if got, err := decodeUser("alice", b); err != nil || got != u {
+			t.Fatalf("decoded %+v %v, want %+v", got, err, u)
+		}
+		if _, err := decodeUser("alice", b[:base+10]); err == nil {
+			t.Error("a cut address decodes")
+		}
+		for _, bad := range [][4]byte{{224, 0, 0, 1}, {0, 0, 0, 0}, {255, 255, 255, 255}} {
+			if _, err := decodeUser("alice", append(b[:base+8:base+8], bad[:]...)); err == nil {
+				t.Errorf("address %v decodes", bad)
+			}
+		}
 	}
 }
 

@@ -65,6 +65,12 @@ type User struct {
 	// for the last few seconds' before it. 0: none since a rejoin with a
 	// new secret.
 	AliveSeq uint64
+	// Via is the address of the server's host that the user's last
+	// authentic request or alive was sent to, on a server bound to every
+	// address where the system says (zero otherwise): what the server
+	// sends the user goes from there, after a restart too (a peer takes
+	// only what comes from the address it was given). Written as LastSeen.
+	Via netip.Addr
 }
 
 // Phase is where the one DHT the server knows about stands.
