@@ -11,6 +11,7 @@ import (
 
 	"dht/app"
 	"dht/app/state"
+	"dht/internal/simnet"
 	"dht/store"
 )
 
@@ -432,12 +433,7 @@ func TestServerPutBackOnAnOlderFile(t *testing.T) {
 	for _, seed := range seeds(t, 3) {
 		for _, standing := range []bool{true, false} {
 			t.Run(fmt.Sprintf("seed=%d/ring standing=%v", seed, standing), func(t *testing.T) {
-				s := newSim(t, seed)
-				users := joinUsers(t, s, 6)
-				s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
-				copied := s.CopyServerFile()
-				s.mustDo(users[0], "teardown-dht "+users[0], "teardown-dht SUCCESS")
-				s.mustDo(users[1], "setup-dht 3 "+users[1], "setup-dht SUCCESS")
+				s, users, copied := copiedThenNewRing(t, seed, 3)
 				s.mustDo(memberWithID(s, 1), "leave-dht "+memberWithID(s, 1), "leave-dht SUCCESS")
 				moved := freeUser(s)
 				addr := s.Process(moved).Addr
@@ -624,12 +620,7 @@ func TestResumeWithAnotherServersAddressChangesNothing(t *testing.T) {
 func TestSetupAfterAnOlderServerFileIsAboveEveryPeersFloor(t *testing.T) {
 	for _, restartPeers := range []bool{false, true} {
 		t.Run(fmt.Sprintf("restart-peers=%v", restartPeers), func(t *testing.T) {
-			s := newSim(t, 1)
-			users := joinUsers(t, s, 6)
-			s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
-			copied := s.CopyServerFile()
-			s.mustDo(users[0], "teardown-dht "+users[0], "teardown-dht SUCCESS")
-			s.mustDo(users[1], "setup-dht 4 "+users[1], "setup-dht SUCCESS")
+			s, users, copied := copiedThenNewRing(t, 1, 4)
 			s.mustDo(memberWithID(s, 1), "leave-dht "+memberWithID(s, 1), "leave-dht SUCCESS")
 			s.mustDo(memberWithID(s, 1), "leave-dht "+memberWithID(s, 1), "leave-dht SUCCESS")
 			s.mustDo(leaderName(s), "teardown-dht "+leaderName(s), "teardown-dht SUCCESS")
@@ -648,4 +639,18 @@ func TestSetupAfterAnOlderServerFileIsAboveEveryPeersFloor(t *testing.T) {
 			s.checkRing(records(t))
 		})
 	}
+}
+
+// copiedThenNewRing: six users, a ring of 4 set up by the first, a copy of
+// the server's file taken then, the ring torn down and a ring of n set up
+// by the second.
+func copiedThenNewRing(t *testing.T, seed uint64, n int) (*simNet, []string, simnet.ServerFile) {
+	t.Helper()
+	s := newSim(t, seed)
+	users := joinUsers(t, s, 6)
+	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	copied := s.CopyServerFile()
+	s.mustDo(users[0], "teardown-dht "+users[0], "teardown-dht SUCCESS")
+	s.mustDo(users[1], fmt.Sprintf("setup-dht %d %s", n, users[1]), "setup-dht SUCCESS")
+	return s, users, copied
 }
