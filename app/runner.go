@@ -397,7 +397,7 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 			// (what the server starts itself goes from ReplyFrom, which
 			// only an authentic datagram sets).
 			for i, out := range o {
-				if s, ok := out.(Send); ok && s.To == d.From && !s.From.IsValid() {
+				if s, ok := out.(Send); ok && s.To == d.From && !s.From.IsValid() && NotUnicast(d.Local) == "" {
 					s.From = d.Local
 					o[i] = s
 				}

@@ -656,7 +656,11 @@ func (s *Server) ReplyFrom(to netip.AddrPort) netip.Addr {
 // server starts sending u goes from where it was sent. The caller marks
 // the state dirty.
 func (s *Server) heard(u *state.User) {
-	if s.at.IsValid() {
+	// One of the host's addresses: a datagram sent to a broadcast or a
+	// multicast address reaches a socket bound to every address too, and
+	// nothing can be sent from there (a review: the file kept it, and
+	// would not read back).
+	if s.at.Is4() && NotUnicast(s.at) == "" {
 		u.Via = s.at
 	}
 }

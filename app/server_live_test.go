@@ -1312,6 +1312,14 @@ func TestServerRepliesFromWhereTheUserWroteOnly(t *testing.T) {
 	if got := h.s.ReplyFrom(alice); got != first {
 		t.Fatalf("after forged datagrams to %v: ReplyFrom %v, want %v", other, got, first)
 	}
+	// alice's own, sent to a broadcast or a multicast address (which a
+	// socket bound to every address takes too): nothing can be sent from
+	// there, and the file would not read it back (a review).
+	at(netip.MustParseAddr("255.255.255.255"), 150, srvSecret("alice"), alive)
+	at(netip.MustParseAddr("224.0.0.1"), 160, srvSecret("alice"), alive)
+	if got := h.s.ReplyFrom(alice); got != first {
+		t.Fatalf("after alice's alives to a broadcast and a multicast address: ReplyFrom %v, want %v", got, first)
+	}
 	// alice's own request, to the other address.
 	at(other, 200, srvSecret("alice"), wire.QueryDHT{Name: "alice"})
 	if got := h.s.ReplyFrom(alice); got != other {

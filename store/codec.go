@@ -226,10 +226,13 @@ func encodeUser(u state.User) ([]byte, error) {
 	if secret {
 		e.b = append(e.b, u.Secret[:]...)
 		e.u64(u.Seq)
-		if u.AliveSeq != 0 || u.Via.Is4() {
+		// The address written to, only one of a host's (as decodeUser
+		// reads it).
+		via := u.Via.Is4() && state.NotUnicast(u.Via) == ""
+		if u.AliveSeq != 0 || via {
 			e.u64(u.AliveSeq)
 		}
-		if u.Via.Is4() {
+		if via {
 			a := u.Via.As4()
 			e.b = append(e.b, a[:]...)
 		}

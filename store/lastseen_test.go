@@ -101,6 +101,16 @@ func TestUserViaCodec(t *testing.T) {
 			if _, err := decodeUser("alice", append(b[:base+8:base+8], bad[:]...)); err == nil {
 				t.Errorf("address %v decodes", bad)
 			}
+			// Nor is one written: the file would not read back (a review).
+			v := u
+			v.Via = netip.AddrFrom4(bad)
+			w, err := encodeUser(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := decodeUser("alice", w); err != nil || got.Via.IsValid() {
+				t.Errorf("a user with address %v written decodes as %+v, %v", bad, got, err)
+			}
 		}
 	}
 }
