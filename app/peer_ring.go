@@ -69,7 +69,7 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 			return true
 		}
 		if !p.neighbours || p.numberedBy(m) {
-			return true // at a node outside any ring: nothing to renumber
+			return true // at a node outside any ring, or numbered so already: nothing to renumber
 		}
 		epoch = m.Epoch
 	case wire.ResetLeft:
@@ -93,7 +93,7 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 // key is older than the last this node took. A heal of the server's is
 // always of an epoch no node holds yet, with the DHT's key.
 func (p *Peer) staleHeal(m wire.Heal) bool {
-	if m.KeyEpoch != 0 && m.KeyEpoch < p.cred.epoch {
+	if p.olderKey(m) {
 		return true
 	}
 	return p.epoch != 0 && (m.Epoch < p.epoch || m.Epoch == p.epoch && m.Epoch != p.healDone)
@@ -110,6 +110,9 @@ func (p *Peer) staleHeal(m wire.Heal) bool {
 func (p *Peer) numberedBy(m wire.ResetID) bool {
 	return p.inRing && m.Epoch != 0 && m.Epoch == p.epoch && int(m.ID) == p.id && int(m.N) == p.n && m.Origin != p.self.Name
 }
+
+// olderKey: heal m is of a ring keyed before the last key this node took.
+func (p *Peer) olderKey(m wire.Heal) bool { return m.KeyEpoch != 0 && m.KeyEpoch < p.cred.epoch }
 
 // earlierRoundOfOurs: a flush or a committed of leader's round is of a
 // store round this node led before the one it leads now, if any (round
@@ -279,7 +282,7 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 			// would empty a table of the ring that stands for a place in
 			// one that does not; of the ring this node holds, it would
 			// place and fill that ring again.
-			if m.KeyEpoch != 0 && m.KeyEpoch < p.cred.epoch {
+			if p.olderKey(m) {
 				return fmt.Sprintf("heal of a ring keyed at epoch %d, and this node took the key of epoch %d", m.KeyEpoch, p.cred.epoch)
 			}
 			return fmt.Sprintf("heal of ring epoch %d, and this node's is %d", m.Epoch, p.epoch)
