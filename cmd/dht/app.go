@@ -260,7 +260,14 @@ func parsesAsFloat(v string) bool {
 // "dht COMMAND --help". The help command urfave/cli would add is hidden,
 // as its list of commands would name it beside the real ones.
 func helpCommand(c *cli.Context) error {
-	args := c.Args().Tail()
+	// --help after the command named, as 'dht help peer --help', asks
+	// for the same help.
+	var args []string
+	for _, arg := range c.Args().Tail() {
+		if arg != "--help" && arg != "-h" || len(args) == 0 {
+			args = append(args, arg)
+		}
+	}
 	switch {
 	case len(args) == 0, len(args) == 1 && (args[0] == "help" || args[0] == "--help" || args[0] == "-h"): // dht help help, as git has it
 		return cli.ShowAppHelp(c)

@@ -156,6 +156,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"help", "frobnicate"}, `unknown command "frobnicate" (see 'dht --help')`},
 		{[]string{"help", "bench-floor"}, `unknown command "bench-floor" (see 'dht --help')`},
 		{[]string{"help", "peer", "server"}, "help takes at most one command (see 'dht --help')"},
+		// After --, --help is no help asked: an argument, in the wrong place.
+		{[]string{"peer", "--", "--help"}, "flags go before SERVER_IPV4 SERVER_PORT: --help (see 'dht peer --help')"},
 		// A negative number is no flag: the port's own check, or said so.
 		{[]string{"server", "-1"}, "-1 is not a flag, and no argument here takes a negative number (see 'dht server --help')"},
 		{[]string{"peer", "127.0.0.1", "-1"}, `invalid port "-1": need 1-65535`},
@@ -187,6 +189,8 @@ func TestHelpAnywhere(t *testing.T) {
 		{[]string{"inspect", "x.db", "--help"}, "NAME:\n   dht inspect - "},
 		{[]string{"help", "--help"}, "NAME:\n   dht - "},
 		{[]string{"help", "-h"}, "NAME:\n   dht - "},
+		{[]string{"help", "peer", "--help"}, "NAME:\n   dht peer - "},
+		{[]string{"help", "server", "-h", "--help"}, "NAME:\n   dht server - "},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
