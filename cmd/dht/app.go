@@ -23,6 +23,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"dht/app"
+	"dht/internal/udpio"
 )
 
 // usageError is a command line the user got wrong: exit status 2.
@@ -423,6 +424,9 @@ func parseIPv4(s string, anyOK bool) (netip.Addr, error) {
 	}
 	if why := app.NotUnicast(ip); why != "" {
 		return netip.Addr{}, usagef("invalid IPv4 address %q: %s; need one host's address, e.g. 127.0.0.1", s, why)
+	}
+	if err := udpio.NetBroadcastOf(ip); err != nil {
+		return netip.Addr{}, usagef("invalid IPv4 address %q: %v", s, err)
 	}
 	return ip, nil
 }

@@ -156,6 +156,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"help", "frobnicate"}, `unknown command "frobnicate" (see 'dht --help')`},
 		{[]string{"help", "bench-floor"}, `unknown command "bench-floor" (see 'dht --help')`},
 		{[]string{"help", "peer", "server"}, "help takes at most one command (see 'dht --help')"},
+		// A network's broadcast address is no host's either (the loopback's).
+		{[]string{"peer", "127.255.255.255", "4000"}, `invalid IPv4 address "127.255.255.255": 127.255.255.255 is the broadcast address of lo's network 127.0.0.0/8, not one host's address`},
+		{[]string{"server", "--addr", "127.255.255.255", "4000"}, `invalid IPv4 address "127.255.255.255": 127.255.255.255 is the broadcast address of lo's network 127.0.0.0/8, not one host's address`},
 		// After --, --help is no help asked: an argument, in the wrong place.
 		{[]string{"peer", "--", "--help"}, "flags go before SERVER_IPV4 SERVER_PORT: --help (see 'dht peer --help')"},
 		// A negative number is no flag: the port's own check, or said so.

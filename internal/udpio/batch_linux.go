@@ -165,8 +165,14 @@ func (r *batchReader) from(i int) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// pktinfoDst is the destination address an IP_PKTINFO control message
-// read with h says (ipi_addr).
+// pktinfoDst is the address to answer from that an IP_PKTINFO control
+// message read with h says (ipi_spec_dst): for a datagram sent to one of
+// the host's addresses, that address (ipi_addr, the header's destination);
+// for one sent to a broadcast (255.255.255.255, or a network's, as
+// 127.255.255.255, which no check of the address alone can tell from a
+// host's) or to a multicast group, the host's address on the route back
+// to the sender, where ipi_addr would be the broadcast or the group, which
+// no datagram can be sent from.
 func pktinfoDst(h *unix.Msghdr, ctrl []byte) (netip.Addr, bool) {
 	n := int(h.Controllen)
 	for off := 0; off+unix.SizeofCmsghdr <= n; {
@@ -177,7 +183,7 @@ func pktinfoDst(h *unix.Msghdr, ctrl []byte) (netip.Addr, bool) {
 		}
 		if c.Level == unix.IPPROTO_IP && c.Type == unix.IP_PKTINFO && l >= unix.CmsgLen(unix.SizeofInet4Pktinfo) {
 			info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&ctrl[off+unix.CmsgLen(0)]))
-			return netip.AddrFrom4(info.Addr), true
+			return netip.AddrFrom4(info.Spec_dst), true
 		}
 		off += unix.CmsgSpace(l - unix.CmsgLen(0))
 	}

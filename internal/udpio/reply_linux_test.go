@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A socket bound to every address (a server's default, 0.0.0.0) says with
@@ -62,6 +64,24 @@ func TestASocketOnEveryAddressSaysWhereADatagramWentAndSendsFromThere(t *testing
 		if local, from := read(); local != to || from.String() != to {
 			t.Errorf("wrote to %s:%d: read as sent to %s, answered from %v", to, port, local, from)
 		}
+	}
+	// A datagram to the loopback network's broadcast address, which no
+	// check of the address alone tells from a host's: read as sent to the
+	// address on the route back (127.0.0.1), answered from there; the
+	// header's destination, 127.255.255.255, is no address to send from.
+	rc, err := cl.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1) }); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	if _, err := cl.WriteToUDPAddrPort([]byte("ping"), netip.AddrPortFrom(netip.MustParseAddr("127.255.255.255"), port)); err != nil {
+		t.Fatal(err)
+	}
+	if local, from := read(); local != "127.0.0.1" || from.String() != "127.0.0.1" {
+		t.Errorf("wrote to 127.255.255.255:%d: read as sent to %s, answered from %v; want 127.0.0.1, the route back's", port, local, from)
 	}
 	// The echo stops: this goroutine writes from now on (one writer).
 	if _, err := cl.WriteToUDPAddrPort([]byte("stop"), netip.AddrPortFrom(loopback.Addr(), port)); err != nil {

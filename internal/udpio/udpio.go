@@ -8,6 +8,7 @@
 package udpio
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 )
@@ -25,7 +26,9 @@ type Message struct {
 	Addr netip.AddrPort
 	// Local, on a socket bound to every address of its host (0.0.0.0)
 	// where the system says (Linux), is for a read the address the
-	// datagram was sent to, and for a write the address to send it from
+	// datagram was sent to (for one sent to a broadcast or multicast
+	// address, the host's address on the route back to its sender: the
+	// address to answer from), and for a write the address to send it from
 	// (zero: the system's choice, the address of the route to Addr,
 	// which on a host of several addresses need not be the one a remote
 	// wrote to). Elsewhere a read leaves it zero and a write ignores it.
@@ -63,8 +66,13 @@ type UDP struct {
 const writeBatch = 64
 
 // Listen binds an IPv4 UDP socket to addr (port 0: one the system picks),
-// with roomy buffers. Its error is net.ListenUDP's.
+// with roomy buffers. Its error is net.ListenUDP's, or a NetBroadcast: the
+// system binds a network's broadcast address, as a host's, but a socket
+// there is no one host's.
 func Listen(addr netip.AddrPort) (*UDP, error) {
+	if err := NetBroadcastOf(addr.Addr()); err != nil {
+		return nil, err
+	}
 	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
 	if err != nil {
 		return nil, err
@@ -109,3 +117,55 @@ func (u *UDP) LocalAddr() netip.AddrPort { return u.local }
 // end its turn: a close from within handle must come from another
 // goroutine.
 func (u *UDP) Close() error { return u.c.Close() }
+
+// NetBroadcast is the error of a bind to the broadcast address of one of
+// the host's networks (127.255.255.255 on the loopback's 127.0.0.0/8):
+// what is sent there goes to every socket on the port, and what a socket
+// there sends goes from an address no answer comes back to.
+type NetBroadcast struct {
+	Addr      netip.Addr
+	Interface string
+	Net       netip.Prefix
+}
+
+func (e *NetBroadcast) Error() string {
+	return fmt.Sprintf("%s is the broadcast address of %s's network %s, not one host's address", e.Addr, e.Interface, e.Net)
+}
+
+// NetBroadcastOf says whether ip is the broadcast address of a network of
+// one of the host's interfaces, a *NetBroadcast (nil if not, or if they
+// cannot be listed).
+func NetBroadcastOf(ip netip.Addr) error {
+	if !ip.Is4() || ip.IsUnspecified() {
+		return nil
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	for _, ifc := range ifs {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			n, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			p, ok := netip.AddrFromSlice(n.IP.To4())
+			ones, bits := n.Mask.Size()
+			if !ok || bits != 32 || ones > 30 { // a /31 or /32 has no broadcast address
+				continue
+			}
+			b := p.As4()
+			for i := range b {
+				b[i] |= ^n.Mask[i]
+			}
+			if netip.AddrFrom4(b) == ip {
+				return &NetBroadcast{Addr: ip, Interface: ifc.Name, Net: netip.PrefixFrom(p, ones).Masked()}
+			}
+		}
+	}
+	return nil
+}
