@@ -110,7 +110,7 @@ func TestUnreadableTableStopsThePeer(t *testing.T) {
 		t.Fatalf("output %+v: want TableUnreadable", outs[0])
 	}
 	r := &PeerRunner{Core: p}
-	defer r.start()()
+	defer r.start()(nil)
 	r.mu.Lock()
 	_, err := r.exec(outs)
 	r.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"io"
 	"reflect"
 	"sync"
+	"time"
 )
 
 // printer writes what a peer shows its user (results on Out, notes on
@@ -180,8 +181,9 @@ func (p *printer) done1(batch []printJob, i int) {
 }
 
 // close writes everything queued and ends the writer; nothing may be
-// queued after it.
-func (p *printer) close() {
+// queued after it. It returns early, with what is left unwritten, once
+// giveUp is closed (see graceAfter).
+func (p *printer) close(giveUp <-chan struct{}) {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
@@ -189,5 +191,38 @@ func (p *printer) close() {
 	case p.wake <- struct{}{}:
 	default:
 	}
-	<-p.done
+	select {
+	case <-p.done:
+	case <-giveUp:
+	}
+}
+
+// stopGrace is how long a runner stopped by a signal waits for its output
+// and its trace to be written before it returns without them. A variable
+// for the tests.
+var stopGrace = 2 * time.Second
+
+// graceAfter returns a channel closed stopGrace after stop is, for the
+// waits of a runner's end for its output and its trace: a reader that does
+// not read (a pager left open, a full pipe, a paused consumer) would
+// otherwise keep a process asked to stop from ever stopping, a second
+// signal too. Its socket and its file are closed by then; what that reader
+// would not read is all that is lost. end releases what watches stop.
+func graceAfter(stop <-chan struct{}) (giveUp <-chan struct{}, end func()) {
+	c, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		select {
+		case <-stop:
+		case <-ended:
+			return
+		}
+		t := time.NewTimer(stopGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			close(c)
+		case <-ended:
+		}
+	}()
+	return c, func() { close(ended) }
 }

@@ -30,7 +30,7 @@ func TestPrinterCallsHooksAfterTheirOutput(t *testing.T) {
 		p.hookWantsLine(3)
 		p.hookIdle(3)
 		close(release)
-		p.close()
+		p.close(nil)
 		if want := []string{"a", "idle 2", "b", "wants 3", "idle 3"}; !slices.Equal(got, want) {
 			t.Errorf("printed and called %q, want %q", got, want)
 		}
@@ -61,7 +61,7 @@ func TestPrinterJoinsWritesQueuedTogether(t *testing.T) {
 		p.write(out, []byte("e\n"))
 		p.write(out, []byte("f\n"))
 		close(release)
-		p.close()
+		p.close(nil)
 		want := []string{"out a\n", "out b\nc\n", "notes n\n", "out d\n", "idle 1", "out e\nf\n"}
 		if !slices.Equal(got, want) {
 			t.Errorf("written %q, want %q", got, want)

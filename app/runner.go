@@ -336,7 +336,11 @@ type ServerRunner struct {
 // the server does not answer what it could not make durable.
 func (r *ServerRunner) Run(ctx context.Context) error {
 	log, flushTrace := queueTrace(r.Log)
-	defer flushTrace()
+	defer func() {
+		giveUp, end := graceAfter(ctx.Done())
+		flushTrace(giveUp)
+		end()
+	}()
 	now := r.Now
 	if now == nil {
 		now = time.Now
@@ -517,7 +521,7 @@ type PeerRunner struct {
 // Run runs the peer until it deregisters, ctx is done, or input ends while
 // the peer holds no registration.
 func (r *PeerRunner) Run(ctx context.Context) (err error) {
-	defer r.start()()
+	defer r.start()(ctx.Done())
 	defer r.awaitCloses()
 	defer func() {
 		r.mu.Lock()
@@ -629,8 +633,9 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 }
 
 // start sets up what Run's turns use, and returns what ends it once Run
-// has stopped: the writing of what is queued for Out and the trace.
-func (r *PeerRunner) start() (stop func()) {
+// has stopped: the writing of what is queued for Out and the trace, for
+// stopGrace at most once signal is closed (graceAfter).
+func (r *PeerRunner) start() (stop func(signal <-chan struct{})) {
 	log, flushTrace := queueTrace(r.Log)
 	r.log = log
 	r.out = newPrinter(r.Idle, r.WantsLine)
@@ -641,10 +646,12 @@ func (r *PeerRunner) start() (stop func()) {
 	r.tm = newDeadline()
 	r.quit = make(chan error, 1)
 	r.idle = make(chan struct{}, 1)
-	return func() {
+	return func(signal <-chan struct{}) {
 		r.tm.t.Stop()
-		r.out.close()
-		flushTrace()
+		giveUp, end := graceAfter(signal)
+		defer end()
+		r.out.close(giveUp)
+		flushTrace(giveUp)
 	}
 }
 

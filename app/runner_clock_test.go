@@ -45,7 +45,7 @@ func TestRegisterTimedFromItsSend(t *testing.T) {
 		},
 	}
 	r.Now = now
-	defer r.start()() // what Run sets up before its first turn
+	defer r.start()(nil) // what Run sets up before its first turn
 
 	r.mu.Lock()
 	r.handle(r.Core.Input(now(), fmt.Sprintf("register slow 127.0.0.1 %d", ports[0])))
@@ -94,7 +94,7 @@ func TestCommitPostponesRetransmissions(t *testing.T) {
 	clock := time.Unix(1_700_000_000, 0)
 	p := ringNode(t)
 	r := &PeerRunner{Core: p, Now: func() time.Time { return clock }}
-	defer r.start()()
+	defer r.start()(nil)
 	const took = 200 * time.Millisecond
 	r.store = slowPeerStore{PeerStore: store.NewMemPeer(), took: func() { clock = clock.Add(took) }}
 	p.link.send(clock, p.right.Addr, wire.Store{N: 2}, tagNone, false)
@@ -146,7 +146,7 @@ func TestTidyCommitComesAfterTheResults(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	out := &lineWriter{}
 	r := &PeerRunner{Core: ringNode(t), Out: out}
-	defer r.start()()
+	defer r.start()(nil)
 	const line = "dht-rebuilt SUCCESS: new leader carol"
 	var printedFirst, committed bool
 	r.store = slowPeerStore{PeerStore: store.NewMemPeer(), took: func() { printedFirst, committed = out.has(line), true }}
@@ -186,7 +186,7 @@ func TestCommitRefusedStopsThePeer(t *testing.T) {
 	}
 	defer conn.Close()
 	r := &PeerRunner{Core: p}
-	defer r.start()()
+	defer r.start()(nil)
 	r.ep = newEndpoint(conn, r.log, nil, &r.Traffic, time.Now)
 	r.store = failingPeerStore{store.NewMemPeer()}
 	ack := Send{To: p.right.Addr, ID: 7, Msg: wire.Ack{}}
@@ -240,7 +240,7 @@ func TestCommitOnAGoneOrDamagedFileStopsThePeer(t *testing.T) {
 		r.mu.Lock()
 		_, got := r.exec([]Output{PersistPeer{Batch: state.Batch{}}})
 		r.mu.Unlock()
-		stop()
+		stop(nil)
 		if !errors.Is(got, errors.Unwrap(err)) || !strings.Contains(got.Error(), "cannot commit the file (registration, place and table), stopping") ||
 			strings.Contains(got.Error(), "is on disk") || strings.Contains(got.Error(), "same --db") {
 			t.Errorf("exec = %v; want %v, saying the peer stops, and neither that its work is on disk nor to resume from the file", got, errors.Unwrap(err))
@@ -262,7 +262,7 @@ func TestCommitRefusedEndsTheCommandInProgress(t *testing.T) {
 	r.handle(p.Input(time.Now(), "leave-dht carol"))
 	r.handle([]Output{PersistPeer{Batch: state.Batch{}}})
 	r.mu.Unlock()
-	stop()
+	stop(nil)
 	const want = "leave-dht FAILURE: the peer stopped: cannot commit the file (registration, place and table), stopping: write dht-peer-carol.db: no space left on device"
 	if !out.has(want) {
 		t.Fatalf("printed %q; want a line starting %q", out.text.String(), want)

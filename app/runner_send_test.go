@@ -55,7 +55,7 @@ func TestDropsCountedAtAClosedSocketAreTraced(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&trace, nil))
 	now := time.Unix(1_700_000_000, 0)
 	r := &PeerRunner{Core: ringNode(t), now: func() time.Time { return now }}
-	defer r.start()()
+	defer r.start()(nil)
 	r.ep = newEndpoint(refusingConn{}, log, nil, &Traffic{}, r.now)
 	for range 10 {
 		r.ep.traceDrop(log, dropped("junk", netip.MustParseAddrPort("10.9.0.1:666")))

@@ -536,7 +536,7 @@ func TestTraceQueueDropsAndCounts(t *testing.T) {
 			log.Info("line", "i", i)
 		}
 		go func() {
-			flush()
+			flush(nil)
 			w.Close()
 		}()
 		sc := bufio.NewScanner(r)

@@ -35,17 +35,21 @@ const traceDropped = "trace lines dropped"
 
 // queueTrace returns a logger that queues what it logs for l's handler,
 // and a function that writes what is queued and stops the queue (nothing
-// logged after it is written). A nil or discarding l is returned as a
-// discarding logger that needs no goroutine.
-func queueTrace(l *slog.Logger) (*slog.Logger, func()) {
+// logged after it is written), or returns early, with what is left
+// unwritten, once giveUp is closed (graceAfter). A nil or discarding l is returned as a discarding
+// logger that needs no goroutine.
+func queueTrace(l *slog.Logger) (*slog.Logger, func(giveUp <-chan struct{})) {
 	if l == nil || l.Handler() == slog.DiscardHandler {
-		return slog.New(slog.DiscardHandler), func() {}
+		return slog.New(slog.DiscardHandler), func(<-chan struct{}) {}
 	}
 	q := &traceQueue{ch: make(chan queuedRecord, traceQueueLen), base: l.Handler(), quit: make(chan struct{}), done: make(chan struct{})}
 	go q.run()
-	return slog.New(queueHandler{q: q, h: l.Handler()}), func() {
+	return slog.New(queueHandler{q: q, h: l.Handler()}), func(giveUp <-chan struct{}) {
 		close(q.quit)
-		<-q.done
+		select {
+		case <-q.done:
+		case <-giveUp:
+		}
 	}
 }
 
