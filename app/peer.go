@@ -170,6 +170,10 @@ type Peer struct {
 	quitUntil time.Time
 
 	cred credentials
+	// ticketRing is the ring a set-id's ticket gives, which authentic
+	// found, for the step of that set-id only: taken with the set-id, not
+	// before (a set-id dropped changes nothing), and its ack signed with it.
+	ticketRing signer
 
 	// late holds back the judgements of a late Tick (give-ups, an
 	// operation's or a query's limit) until what waited on the socket is
@@ -714,6 +718,7 @@ func (p *Peer) commitStores(out []Output, all bool) []Output {
 }
 
 func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
+	p.ticketRing = signer{}
 	if why := p.authentic(from, h, m); why != "" {
 		return []Output{dropped(why, from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))}
 	}

@@ -180,7 +180,7 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 		case h.Seq == p.cred.epoch && p.leftRing(from, h):
 			return "set-id of a ring this node left"
 		}
-		p.setRing(h.Seq, key)
+		p.ticketRing = signer{seq: h.Seq, key: key}
 	case wire.Query:
 		if p.cred.ringKey.IsZero() || h.Seq != p.cred.epoch {
 			return "query for another ring"

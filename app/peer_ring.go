@@ -357,7 +357,16 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		}
 	case wire.Heal:
 		sg = signer{seq: h.Seq, key: p.cred.secret, toServer: true} // the server knows no ring key of ours
+	case wire.SetID:
+		if !p.ticketRing.key.IsZero() {
+			sg = p.ticketRing // the ring its sender, the leader, holds
+		}
 	}
+	var ticketRing signer
+	if _, ok := m.(wire.SetID); ok {
+		ticketRing = p.ticketRing
+	}
+	p.ticketRing = signer{}
 	seen := &p.link.seen
 	if q, ok := m.(wire.Query); ok && from == q.Querier.Addr {
 		seen = &p.link.queries
@@ -395,6 +404,9 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	}
 	if p.link.backlog(p.right.Addr) > p.backlogLimit() && p.queuesRight(m, noAck) {
 		return []Output{dropped("right neighbour is behind; the sender will send it again", from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))}
+	}
+	if !ticketRing.key.IsZero() {
+		p.setRing(ticketRing.seq, ticketRing.key) // the set-id is taken
 	}
 	if !noAck {
 		seen.add(from, h.ID)
