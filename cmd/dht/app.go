@@ -26,6 +26,15 @@ import (
 	"dht/internal/udpio"
 )
 
+// The longest durations the flags take: the protocol doubles and adds
+// them (a timeout is twice --rto, a backoff four times it), and a day's
+// wait is already no wait a user means; past them the sums would
+// overflow (a review: --rto 1300000h made the first query timeout 0).
+const (
+	maxRTO  = time.Minute
+	maxWait = 24 * time.Hour
+)
+
 // usageError is a command line the user got wrong: exit status 2.
 type usageError struct{ msg string }
 

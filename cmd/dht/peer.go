@@ -46,10 +46,10 @@ func peerCommand(e env) *cli.Command {
 		Flags: append([]cli.Flag{
 			dataFlag("the dataset this peer spreads when it leads a ring"),
 			&cli.StringFlag{Name: "db", Usage: "bbolt file of the local table (default: dht-peer-NAME.db, named at register)"},
-			&cli.DurationFlag{Name: "rto", Value: app.DefaultRTO, Usage: fmt.Sprintf("retransmission timeout until round trips are measured (then measured, at least %v; doubles on each retry, up to %v or 4 x the measured timeout)", app.DefaultMinRTO, app.DefaultMaxRTO)},
-			&cli.DurationFlag{Name: "give-up", Value: app.DefaultGiveUp, Usage: "declare a neighbour, or the server, gone after retransmitting to it for this long (longer than --rto)"},
+			&cli.DurationFlag{Name: "rto", Value: app.DefaultRTO, Usage: fmt.Sprintf("retransmission timeout until round trips are measured, at most %v (then measured, at least %v; doubles on each retry, up to %v or 4 x the measured timeout)", maxRTO, app.DefaultMinRTO, app.DefaultMaxRTO)},
+			&cli.DurationFlag{Name: "give-up", Value: app.DefaultGiveUp, Usage: "declare a neighbour, or the server, gone after retransmitting to it for this long (longer than --rto, at most " + maxWait.String() + ")"},
 			&cli.IntFlag{Name: "window", Value: app.DefaultWindow, Usage: "most unacknowledged ring messages to one neighbour, 1-1024"},
-			&cli.DurationFlag{Name: "query-timeout", Value: app.DefaultQueryTimeout, Usage: "give up on a query with no answer after this long"},
+			&cli.DurationFlag{Name: "query-timeout", Value: app.DefaultQueryTimeout, Usage: "give up on a query with no answer after this long (at most " + maxWait.String() + ")"},
 			quietFlag(),
 			traceJSONFlag(),
 		}, append(faultFlags(), benchFlags()...)...),
@@ -66,16 +66,18 @@ func peerCommand(e env) *cli.Command {
 				return err
 			}
 			switch rto, giveUp, w := c.Duration("rto"), c.Duration("give-up"), c.Int("window"); {
-			case rto <= 0:
-				return usagef("--rto must be positive, got %s", rto)
+			case rto <= 0 || rto > maxRTO:
+				return usagef("--rto must be positive and at most %s, got %s", maxRTO, rto)
+			case giveUp > maxWait:
+				return usagef("--give-up must be at most %s, got %s", maxWait, giveUp)
 			case giveUp <= rto:
 				// A peer that gives up before its first retransmission
 				// gives up on every datagram lost once.
 				return usagef("--give-up must be longer than --rto (%s), got %s", rto, giveUp)
 			case w < 1 || w > 1024:
 				return usagef("--window must be 1-1024, got %d", w)
-			case c.Duration("query-timeout") <= 0:
-				return usagef("--query-timeout must be positive, got %s", c.Duration("query-timeout"))
+			case c.Duration("query-timeout") <= 0 || c.Duration("query-timeout") > maxWait:
+				return usagef("--query-timeout must be positive and at most %s, got %s", maxWait, c.Duration("query-timeout"))
 			}
 			faults, err := faultsFrom(c)
 			if err != nil {

@@ -28,8 +28,8 @@ func serverCommand(e env) *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "db", Value: "dht-server.db", Usage: "bbolt file holding the registry"},
 			&cli.StringFlag{Name: "addr", Value: "0.0.0.0", Usage: "IPv4 address to bind: one of this host's, or 0.0.0.0 for every interface"},
-			&cli.DurationFlag{Name: "dead-after", Value: app.DefaultDeadAfter, Usage: "a registered user silent this long is offline (at least " + app.MinDeadAfter.String() + ")"},
-			&cli.DurationFlag{Name: "op-timeout", Value: app.DefaultOpTimeout, Usage: "end a setup, leave, join, teardown or heal whose initiator or leader has not finished it within this time: a leave or a join heals round its leaver or joiner while another member is online, anything else dissolves the DHT (at least " + app.MinOpTimeout.String() + ")"},
+			&cli.DurationFlag{Name: "dead-after", Value: app.DefaultDeadAfter, Usage: "a registered user silent this long is offline (" + app.MinDeadAfter.String() + " to " + maxWait.String() + ")"},
+			&cli.DurationFlag{Name: "op-timeout", Value: app.DefaultOpTimeout, Usage: "end a setup, leave, join, teardown or heal whose initiator or leader has not finished it within this time: a leave or a join heals round its leaver or joiner while another member is online, anything else dissolves the DHT (" + app.MinOpTimeout.String() + " to " + maxWait.String() + ")"},
 			quietFlag(),
 			traceJSONFlag(),
 		}, append(faultFlags(), benchFlags()...)...),
@@ -45,11 +45,11 @@ func serverCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			if d := c.Duration("op-timeout"); d < app.MinOpTimeout {
-				return usagef("--op-timeout must be at least %s, got %s", app.MinOpTimeout, d)
+			if d := c.Duration("op-timeout"); d < app.MinOpTimeout || d > maxWait {
+				return usagef("--op-timeout must be %s to %s, got %s", app.MinOpTimeout, maxWait, d)
 			}
-			if d := c.Duration("dead-after"); d < app.MinDeadAfter {
-				return usagef("--dead-after must be at least %s, got %s", app.MinDeadAfter, d)
+			if d := c.Duration("dead-after"); d < app.MinDeadAfter || d > maxWait {
+				return usagef("--dead-after must be %s to %s, got %s", app.MinDeadAfter, maxWait, d)
 			}
 			if c.String("db") == "" {
 				return usagef("--db needs a file name (without --db the server's file is dht-server.db)")
