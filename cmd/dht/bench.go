@@ -85,6 +85,9 @@ func benchCommand(e env) *cli.Command {
 			}
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(c.Int("procs")))
 			if path := c.String("cpuprofile"); path != "" {
+				if err := checkOutput("cpuprofile", path, outProfile); err != nil {
+					return err
+				}
 				f, err := os.Create(path)
 				if err != nil {
 					return err

@@ -60,6 +60,9 @@ func diagramCommand(e env) *cli.Command {
 				}
 				opt.From = m
 			}
+			if err := checkOutputs([]output{{"mermaid", c.String("mermaid"), outMermaid}, {"svg", c.String("svg"), outSVG}}, c.Args().Slice()...); err != nil {
+				return err
+			}
 			var files [][]diagram.Event
 			for _, path := range c.Args().Slice() {
 				f, err := os.Open(path)

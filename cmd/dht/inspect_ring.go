@@ -53,6 +53,9 @@ func ringCommand(e env) *cli.Command {
 			if c.String("from") != "" && query == "" {
 				return usagef("--from is where a --query starts: give --query too")
 			}
+			if err := checkOutput("svg", c.String("svg"), outSVG, c.Args().Slice()...); err != nil {
+				return err
+			}
 			var server *store.ServerReport
 			var peers []*store.PeerReport
 			var unregistered []string // peer files that hold no registration

@@ -91,6 +91,9 @@ func peerCommand(e env) *cli.Command {
 			if c.IsSet("db") && dbPath == "" {
 				return usagef("--db needs a file name (without --db the peer's file is dht-peer-NAME.db, named at register)")
 			}
+			if err := checkOutput("trace-json", c.String("trace-json"), outTrace, dbPath); err != nil {
+				return err
+			}
 			core := app.NewPeer(app.PeerConfig{
 				Server:   netip.AddrPortFrom(ip, port),
 				LoadData: data,

@@ -54,6 +54,9 @@ func serverCommand(e env) *cli.Command {
 			if c.String("db") == "" {
 				return usagef("--db needs a file name (without --db the server's file is dht-server.db)")
 			}
+			if err := checkOutput("trace-json", c.String("trace-json"), outTrace, c.String("db")); err != nil {
+				return err
+			}
 			faults, err := faultsFrom(c)
 			if err != nil {
 				return err

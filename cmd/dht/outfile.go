@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// outKind is what a flag's output FILE holds once written, by the bytes
+// it starts with: a file that exists and starts otherwise is not one this
+// flag wrote, and is not written over.
+type outKind struct {
+	what    string   // "an SVG image"
+	starts  [][]byte // what such a file starts with
+	example string   // a name to suggest
+}
+
+var (
+	outSVG     = outKind{"an SVG image", [][]byte{[]byte("<svg"), []byte("<?xml")}, "ring.svg"}
+	outMermaid = outKind{"a Mermaid diagram", [][]byte{[]byte("sequenceDiagram"), []byte("---")}, "run.mmd"}
+	outTrace   = outKind{"a JSON trace", [][]byte{[]byte("{")}, "trace.jsonl"}
+	outProfile = outKind{"a CPU profile", [][]byte{{0x1f, 0x8b}}, "cpu.pprof"}
+)
+
+// bboltMagic is where a bbolt file (a dht server's or peer's) says what
+// it is: the magic number of its first meta page, after the page header.
+var bboltMagic = []byte{0xed, 0xda, 0x0c, 0xed}
+
+// checkOutput refuses, before anything is read or written, a flag's
+// output path that would overwrite what the user did not mean to: one of
+// the files the command reads, or a file that exists, is not empty and
+// holds something other than kind (a database, a trace, a text) — a
+// forgotten FILE after --svg takes the next word, the server's file, as
+// its name. "-" (stdout), a missing file, an empty one and anything but
+// a regular file (a FIFO, /dev/null) pass.
+func checkOutput(flag, path string, kind outKind, reads ...string) error {
+	if path == "" || path == "-" {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		abs, _ := filepath.Abs(path)
+		for _, r := range reads {
+			if ra, _ := filepath.Abs(r); ra == abs {
+				return sameAsRead(flag, path, kind)
+			}
+		}
+		return nil
+	}
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil // the write says what it says
+	}
+	for _, r := range reads {
+		if ri, err := os.Stat(r); err == nil && os.SameFile(fi, ri) {
+			return sameAsRead(flag, path, kind)
+		}
+	}
+	if fi.Size() == 0 {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil // the write says what it says
+	}
+	defer f.Close()
+	head := make([]byte, 20)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	for _, s := range kind.starts {
+		if bytes.HasPrefix(head, s) {
+			return nil
+		}
+	}
+	held := "something else"
+	if len(head) >= 20 && bytes.Equal(head[16:20], bboltMagic) {
+		held = "a bbolt database (a dht server's or peer's file?)"
+	}
+	return usagef("--%s %s: the file exists and holds %s, not %s; remove it first if it is to go, or give --%s another FILE (e.g. %s)",
+		flag, path, held, kind.what, flag, kind.example)
+}
+
+func sameAsRead(flag, path string, kind outKind) error {
+	return usagef("--%s %s is also a file this command reads or writes: give --%s a FILE of its own (e.g. %s)", flag, path, flag, kind.example)
+}
+
+// checkOutputs is checkOutput for each of several flags' paths, and
+// refuses two that name one file.
+func checkOutputs(outs []output, reads ...string) error {
+	for i, o := range outs {
+		if err := checkOutput(o.flag, o.path, o.kind, reads...); err != nil {
+			return err
+		}
+		for _, p := range outs[:i] {
+			if o.path != "" && o.path != "-" && p.path != "" && samePath(p.path, o.path) {
+				return usagef("--%s and --%s name one file, %s: give each its own", p.flag, o.flag, o.path)
+			}
+		}
+	}
+	return nil
+}
+
+type output struct {
+	flag, path string
+	kind       outKind
+}
+
+func samePath(a, b string) bool {
+	if ai, err := os.Stat(a); err == nil {
+		if bi, err := os.Stat(b); err == nil {
+			return os.SameFile(ai, bi)
+		}
+	}
+	aa, _ := filepath.Abs(a)
+	ba, _ := filepath.Abs(b)
+	return aa == ba
+}

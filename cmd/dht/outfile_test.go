@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"dht/store"
+)
+
+// An output flag's FILE is not written over what the user did not mean:
+// a forgotten name after --svg took the next word, the server's file, as
+// its own, and wrote an image over it; --trace-json truncated a running
+// peer's file, or the server's own --db (a new user's review). Each such
+// command fails with status 2, changing nothing.
+func TestOutputFilesAreNotWrittenOver(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	srv, err := store.OpenServer("server.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	peer, err := store.OpenPeer("peer.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer.Close()
+	trace := `{"time":"2026-12-07T06:43:47.159603081Z","process":"server","dir":"event","event":"listening"}` + "\n"
+	files := map[string]string{
+		"a.jsonl":   trace,
+		"b.jsonl":   trace,
+		"notes.txt": "my notes\n",
+	}
+	for name, text := range files {
+		if err := os.WriteFile(name, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The servers' port is held: were a check missing, the server would
+	// fail to bind (status 1) rather than run.
+	held, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	port := strconv.Itoa(held.LocalAddr().(*net.UDPAddr).Port)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ring", "--svg", "server.db", "peer.db"}, "--svg server.db: the file exists and holds a bbolt database (a dht server's or peer's file?), not an SVG image; remove it first if it is to go, or give --svg another FILE (e.g. ring.svg)"},
+		{[]string{"ring", "--svg", "peer.db", "peer.db"}, "--svg peer.db is also a file this command reads or writes: give --svg a FILE of its own (e.g. ring.svg)"},
+		{[]string{"diagram", "--svg", "a.jsonl", "b.jsonl"}, "--svg a.jsonl: the file exists and holds something else, not an SVG image"},
+		{[]string{"diagram", "--mermaid", "b.jsonl", "a.jsonl", "b.jsonl"}, "--mermaid b.jsonl is also a file this command reads or writes"},
+		{[]string{"diagram", "--mermaid", "d.out", "--svg", "./d.out", "a.jsonl"}, "--mermaid and --svg name one file, ./d.out: give each its own"},
+		{[]string{"server", "--db", "server.db", "--trace-json", "server.db", "--addr", "127.0.0.1", port}, "--trace-json server.db is also a file this command reads or writes"},
+		{[]string{"server", "--db", "new.db", "--trace-json", "./new.db", "--addr", "127.0.0.1", port}, "--trace-json ./new.db is also a file this command reads or writes"},
+		{[]string{"server", "--db", "s2.db", "--trace-json", "server.db", "--addr", "127.0.0.1", port}, "--trace-json server.db: the file exists and holds a bbolt database"},
+		{[]string{"peer", "--trace-json", "peer.db", "127.0.0.1", "4000"}, "--trace-json peer.db: the file exists and holds a bbolt database"},
+		{[]string{"peer", "--db", "peer.db", "--trace-json", "peer.db", "127.0.0.1", "4000"}, "--trace-json peer.db is also a file this command reads or writes"},
+		{[]string{"peer", "--trace-json", "notes.txt", "127.0.0.1", "4000"}, "--trace-json notes.txt: the file exists and holds something else, not a JSON trace"},
+	}
+	before := snapshot(t, dir)
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errOut := runDHT(t, "", tt.args...)
+			if code != 2 || out != "" || !strings.HasPrefix(errOut, "dht: "+tt.want) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 2 and %q", code, out, errOut, tt.want)
+			}
+			if after := snapshot(t, dir); !equalFiles(before, after) {
+				t.Fatalf("the files changed: %d before, %d after", len(before), len(after))
+			}
+		})
+	}
+}
+
+// What an output flag may write over: its own kind of file, an empty
+// file, what is not a regular file, a file not there yet, stdout.
+func TestOutputFilesOfTheirOwnKindAreWritten(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		path string
+		kind outKind
+	}{
+		{write("old.svg", `<svg xmlns="http://www.w3.org/2000/svg"></svg>`), outSVG},
+		{write("old.mmd", "sequenceDiagram\n"), outMermaid},
+		{write("titled.mmd", "---\ntitle: x\n---\nsequenceDiagram\n"), outMermaid},
+		{write("old.jsonl", `{"time":"x"}`), outTrace},
+		{write("old.pprof", "\x1f\x8b\x08"), outProfile},
+		{write("empty", ""), outSVG},
+		{os.DevNull, outTrace},
+		{filepath.Join(dir, "new.svg"), outSVG},
+		{"-", outSVG},
+	}
+	for _, tt := range tests {
+		if err := checkOutput("x", tt.path, tt.kind, filepath.Join(dir, "input.db")); err != nil {
+			t.Errorf("%s: %v", tt.path, err)
+		}
+	}
+	// And what it may not: another kind.
+	for _, kind := range []outKind{outSVG, outMermaid, outTrace, outProfile} {
+		if err := checkOutput("x", filepath.Join(dir, "old.svg"), kind); kind.what != outSVG.what && err == nil {
+			t.Errorf("an SVG image taken as %s", kind.what)
+		}
+	}
+}
+
+func snapshot(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	m := map[string][]byte{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[e.Name()] = b
+	}
+	return m
+}
+
+func equalFiles(a, b map[string][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || !bytes.Equal(v, w) {
+			return false
+		}
+	}
+	return true
+}
