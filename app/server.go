@@ -1424,7 +1424,10 @@ func (s *Server) deregister(now time.Time, from netip.AddrPort, m wire.Deregiste
 		return r, false
 	}
 	if u.State != state.Free {
-		return fail("%s maintains the DHT (%s); leave it first", u.Name, u.State), false
+		if u.State == state.Leader && len(s.dht.Members) == 1 {
+			return fail("%s maintains the DHT (%s), its only node; tear it down first (teardown-dht %s)", u.Name, u.State, u.Name), false
+		}
+		return fail("%s maintains the DHT (%s); leave it first (leave-dht %s)", u.Name, u.State, u.Name), false
 	}
 	delete(s.users, u.Name)
 	delete(s.byAddr, u.Addr)
