@@ -944,6 +944,9 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 		if errors.As(err, &oe) {
 			err = oe.Err // without "listen udp4 ADDR", said below
 		}
+		if errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return fmt.Errorf("cannot bind %s: %w (%s is not an address of this host)", b.Addr, err, b.Addr.Addr())
+		}
 		return fmt.Errorf("cannot bind %s: %w", b.Addr, err)
 	}
 	if old := r.ep; old != nil {

@@ -94,7 +94,7 @@ func TestLocked(t *testing.T) {
 		open func() error
 		says string
 	}{
-		{"OpenServer", func() error { _, err := OpenServer(server); return err }, "in use by another process"},
+		{"OpenServer", func() error { _, err := OpenServer(server); return err }, "in use by another process (lock not released within 1s): a dht server or peer runs on it already; stop that one first, or give this one a file of its own"},
 		{"OpenPeer", func() error { _, err := OpenPeer(peer); return err }, "in use by another process"},
 		{"Inspect server", func() error { _, err := Inspect(server, 100*time.Millisecond); return err }, "in use by a running process (lock not released within 100ms): stop it (SIGTERM or Ctrl-C) to read its file"},
 		{"Inspect peer", func() error { _, err := Inspect(peer, 100*time.Millisecond); return err }, "in use by a running process"},

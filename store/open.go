@@ -254,7 +254,11 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, OpenFile: h.opener(true, openTimeout), InitialMmapSize: preallocSize})
 		if err != nil {
 			db = nil
-			return openErr(path, err, "another process", openTimeout)
+			if err = openErr(path, err, "another process", openTimeout); errors.Is(err, ErrLocked) {
+				// A dht file is open in one process at a time.
+				err = fmt.Errorf("%w: a dht server or peer runs on it already; stop that one first, or give this one a file of its own", err)
+			}
+			return err
 		}
 		var (
 			got    string

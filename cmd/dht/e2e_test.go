@@ -375,6 +375,7 @@ func TestBinaryEndToEnd(t *testing.T) {
 	mallory := startProc(t, "mallory", elsewhere, "peer", "--data", datasetPath(t), "127.0.0.1", sport)
 	mallory.do("register alice 127.0.0.1 "+strconv.Itoa(freePorts(t, 1)[0]), "register FAILURE")
 	mallory.do("register zed 127.0.0.1 "+strconv.Itoa(ports[1]), "register FAILURE: cannot bind 127.0.0.1:"+strconv.Itoa(ports[1])+": ")
+	mallory.do("register zed 198.51.100.1 "+strconv.Itoa(ports[1]), "register FAILURE: cannot bind 198.51.100.1:"+strconv.Itoa(ports[1])+": bind: cannot assign requested address (198.51.100.1 is not an address of this host)")
 	// The loopback's broadcast address binds, as a host's would; no answer
 	// would come back to it.
 	mallory.do("register zed 127.255.255.255 "+strconv.Itoa(ports[1]), "register FAILURE: cannot bind 127.255.255.255:"+strconv.Itoa(ports[1])+": 127.255.255.255 is the broadcast address of lo's network 127.0.0.0/8, not one host's address")

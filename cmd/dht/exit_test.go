@@ -386,3 +386,14 @@ func TestPeerSaysNothingOfItsOwnClose(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want 0 and nothing", code, errOut.String())
 	}
 }
+
+// A server given an address this host does not have says so (a new
+// user's review: only the system's "cannot assign requested address").
+func TestServerOnAnAddressNotThisHostsSaysSo(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "s.db")
+	const elsewhere = "198.51.100.1" // TEST-NET-2: no host's
+	code, out, errOut := runDHT(t, "", "server", "--quiet", "--db", db, "--addr", elsewhere, "4000")
+	if code != 1 || !strings.Contains(errOut, "cannot assign requested address ("+elsewhere+" is not an address of this host)") {
+		t.Fatalf("exit %d, stderr %q; want 1 and the address named not this host's\nstdout:\n%s", code, errOut, out)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -67,6 +68,9 @@ func serverCommand(e env) *cli.Command {
 			// The socket first: a server that cannot have its port creates
 			// no file.
 			conn, err := udpio.Listen(netip.AddrPortFrom(ip, port))
+			if errors.Is(err, syscall.EADDRNOTAVAIL) {
+				return fmt.Errorf("server: %w (%s is not an address of this host)", err, ip)
+			}
 			if err != nil {
 				return fmt.Errorf("server: %w", err)
 			}
