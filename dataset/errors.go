@@ -32,6 +32,9 @@ var (
 	ErrDuplicate = errors.New("duplicate Long Name")
 	// ErrNoRecords means the input has a header but no records.
 	ErrNoRecords = errors.New("no records")
+	// ErrBinary means the input holds a NUL byte, which no CSV text has:
+	// a binary file, given by mistake.
+	ErrBinary = errors.New("not a CSV text file")
 	// ErrTooLarge means the input has more than MaxFile bytes.
 	ErrTooLarge = errors.New("larger than 64 MiB, the most a dataset may have")
 )

@@ -45,6 +45,11 @@ func parse(r io.Reader) ([]Record, error) {
 	}
 	// Spreadsheet programs often save a UTF-8 byte-order mark first.
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		// Said as such, rather than as a header of escaped bytes.
+		line := 1 + bytes.Count(normaliseLineEnds(data[:i]), []byte("\n"))
+		return nil, fmt.Errorf("line %d: %w: it holds a NUL byte (a binary file?)", line, ErrBinary)
+	}
 	cr := csv.NewReader(bytes.NewReader(normaliseLineEnds(data)))
 	// Field counts are checked by rowReader, which names the column layout.
 	cr.FieldsPerRecord = -1
@@ -186,7 +191,11 @@ func (rr *rowReader) ReadAll() ([][]string, error) {
 // headerMismatch says where row, not the header, departs from it.
 func headerMismatch(row []string) string {
 	if len(row) != NumFields {
-		return fmt.Sprintf("%d columns, want the %d StatsCountry.csv headers %s", len(row), NumFields, strings.Join(Headers[:], ","))
+		cols := "columns"
+		if len(row) == 1 {
+			cols = "column"
+		}
+		return fmt.Sprintf("%d %s, want the %d StatsCountry.csv headers %s", len(row), cols, NumFields, strings.Join(Headers[:], ","))
 	}
 	for i, h := range Headers {
 		if row[i] != h {

@@ -63,8 +63,17 @@ func diagramCommand(e env) *cli.Command {
 			if err := checkOutputs([]output{{"mermaid", c.String("mermaid"), outMermaid}, {"svg", c.String("svg"), outSVG}}, c.Args().Slice()...); err != nil {
 				return err
 			}
+			args := c.Args().Slice()
+			for i, path := range args {
+				for _, before := range args[:i] {
+					if samePath(before, path) {
+						// Its events would be drawn twice.
+						return usagef("%s is given twice (as %s too): give each process's trace once", path, before)
+					}
+				}
+			}
 			var files [][]diagram.Event
-			for _, path := range c.Args().Slice() {
+			for _, path := range args {
 				f, err := os.Open(path)
 				if err != nil {
 					return err

@@ -58,6 +58,7 @@ func TestOutputFilesAreNotWrittenOver(t *testing.T) {
 		{[]string{"diagram", "--svg", "a.jsonl", "b.jsonl"}, "--svg a.jsonl: the file exists and holds something else, not an SVG image"},
 		{[]string{"diagram", "--mermaid", "b.jsonl", "a.jsonl", "b.jsonl"}, "--mermaid b.jsonl is also a file this command reads or writes"},
 		{[]string{"diagram", "--mermaid", "d.out", "--svg", "./d.out", "a.jsonl"}, "--mermaid and --svg name one file, ./d.out: give each its own"},
+		{[]string{"diagram", "a.jsonl", "b.jsonl", "./a.jsonl"}, "./a.jsonl is given twice (as a.jsonl too): give each process's trace once"},
 		{[]string{"server", "--db", "server.db", "--trace-json", "server.db", "--addr", "127.0.0.1", port}, "--trace-json server.db is also a file this command reads or writes"},
 		{[]string{"server", "--db", "new.db", "--trace-json", "./new.db", "--addr", "127.0.0.1", port}, "--trace-json ./new.db is also a file this command reads or writes"},
 		{[]string{"server", "--db", "s2.db", "--trace-json", "server.db", "--addr", "127.0.0.1", port}, "--trace-json server.db: the file exists and holds a bbolt database"},
