@@ -921,6 +921,15 @@ func (s *Server) serve(now time.Time, from netip.AddrPort, h wire.Header, m wire
 	var out []Output
 	after := s.after
 	s.after = nil
+	if !changed && bySecret && !readOnly(m) {
+		// A refusal changes no state but the request's number, which must
+		// be on file before the answer leaves: else the request, captured
+		// and replayed at the server restarted on its file, is taken as
+		// new, and may succeed where it failed (a deregister once the
+		// user's ring is gone). Its answer goes with it, as a success's:
+		// a retransmission that reaches the restarted server gets it.
+		changed = true
+	}
 	if changed {
 		c := &state.CachedReply{Addr: from, ID: h.ID, Datagram: dg}
 		if _, ok := m.(wire.Deregister); ok && reply.OK {
@@ -952,6 +961,16 @@ func (s *Server) pruneCache() {
 			}
 		}
 	}
+}
+
+// readOnly reports a request that changes nothing, whatever its answer:
+// run again, it is answered again (a query-dht, setup's further tickets).
+func readOnly(m wire.Message) bool {
+	switch m.(type) {
+	case wire.QueryDHT, wire.Tickets:
+		return true
+	}
+	return false
 }
 
 func isRequest(m wire.Message) bool {

@@ -1337,3 +1337,77 @@ func TestServerRepliesFromWhereTheUserWroteOnly(t *testing.T) {
 		t.Fatalf("bob, heard from nowhere: ReplyFrom %v", got)
 	}
 }
+
+// A request the server refused goes to the file with its number, and its
+// answer, before the refusal leaves: captured and replayed at the server
+// restarted on that file, once the user's state has changed without a
+// request of its own (its ring torn down by its leader), it is not taken
+// (an attacker's review: bob's refused deregister, replayed so, removed
+// bob, whose peer ran on unaware). A retransmission of it, from bob, gets
+// the same refusal.
+func TestARefusedRequestReplayedAtARestartedServerIsNotTaken(t *testing.T) {
+	const seq = 1 << 60
+	h := newLiveH(t, srvDHT(state.PhaseReady, []string{"alice", "bob"}))
+	h.s.Tick(srvT0)
+	h.aliveAll()
+	captured, err := wire.AppendSigned(nil, 7, 0, wire.Deregister{Name: "bob"}, seq, srvSecret("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := func(s *Server) wire.Reply {
+		t.Helper()
+		hd, msg, err := wire.Decode(captured)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep *wire.Reply
+		for _, o := range s.Step(h.now, srvAddr("bob"), hd, msg) {
+			if snd, ok := o.(Send); ok {
+				if r, ok := snd.Msg.(wire.Reply); ok {
+					rep = &r
+				}
+			}
+		}
+		if rep == nil {
+			return wire.Reply{Reason: "(no answer)"}
+		}
+		return *rep
+	}
+	hd, msg, err := wire.Decode(captured)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file *PersistServer
+	var refusal wire.Reply
+	for _, o := range h.s.Step(h.now, srvAddr("bob"), hd, msg) {
+		switch o := o.(type) {
+		case PersistServer:
+			file = &o
+		case Send:
+			refusal, _ = o.Msg.(wire.Reply)
+		}
+	}
+	if refusal.OK || !strings.Contains(refusal.Reason, "maintains the DHT") {
+		t.Fatalf("deregister of a ring member: %+v", refusal)
+	}
+	if file == nil || file.Reply == nil {
+		t.Fatalf("the refusal left before its request's number was on file (persisted %+v)", file)
+	}
+	// The server restarts on its file, and the ring is torn down by its
+	// leader: bob is Free.
+	st := file.State
+	st.DHT = state.DHT{}
+	for i := range st.Users {
+		st.Users[i].State = state.Free
+	}
+	cfg := srvConfig()
+	cfg.DeadAfter = DefaultDeadAfter
+	restarted := NewServer(cfg, st, []state.CachedReply{*file.Reply})
+	restarted.Tick(h.now)
+	if got := step(restarted); got.OK || got.Reason != refusal.Reason {
+		t.Fatalf("the deregister replayed after the restart: %+v; want the refusal again, %q", got, refusal.Reason)
+	}
+	if _, ok := srvFind(restarted.Snapshot(), "bob"); !ok {
+		t.Fatal("bob was removed by the replayed deregister")
+	}
+}

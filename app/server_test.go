@@ -256,9 +256,10 @@ type srvResult struct {
 }
 
 // srvCheckOuts checks the shape of the outputs of one request: Events, at
-// most one PersistServer (only for a SUCCESS, with the reply cached in it and
-// the state after the step), and last the Send of the Reply to the sender
-// with the request's id.
+// most one PersistServer (only for a SUCCESS of these unsigned requests, with
+// the reply cached in it and the state after the step; a signed request's
+// refusal is persisted too, for its number), and last the Send of the Reply
+// to the sender with the request's id.
 func srvCheckOuts(t *testing.T, s *Server, from netip.AddrPort, id uint32, outs []Output) srvResult {
 	t.Helper()
 	if len(outs) == 0 {
