@@ -557,7 +557,9 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	s.clock(now)
 	if why := NotUnicast(from.Addr()); why != "" {
 		// No host sends from there: the source is forged, and an answer
-		// would go to a group or to every host on the link.
+		// would go to a group or to every host on the link. (A network's
+		// broadcast address passes here; the socket, SO_BROADCAST off,
+		// refuses to send to it.)
 		return []Output{dropped("source is not a unicast address", from, slog.String("why", why))}
 	}
 	switch m := m.(type) {

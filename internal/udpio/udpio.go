@@ -8,6 +8,7 @@
 package udpio
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -76,6 +77,16 @@ func Listen(addr netip.AddrPort) (*UDP, error) {
 	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
 	if err != nil {
 		return nil, err
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = noBroadcast(fd) }); err != nil || serr != nil {
+		c.Close()
+		return nil, fmt.Errorf("udpio: SO_BROADCAST off: %w", errors.Join(err, serr))
 	}
 	// The runners' flow control keeps them well inside these; they only
 	// absorb bursts.

@@ -248,3 +248,41 @@ func TestBatchIONoAllocations(t *testing.T) {
 		t.Fatalf("%.1f allocations a write and read, want 0", allocs)
 	}
 }
+
+// A socket sends nothing to a broadcast address: a forged source such as
+// 127.255.255.255 (the loopback's, no host's, and no check of the address
+// alone tells it from one), answered, reached every socket on the port, on
+// a LAN every host (an attacker's review: 1,500 challenges to each
+// bystander for 1,500 forged registers). A bystander on every address
+// reads the unicast datagram sent after the broadcast one first.
+func TestASocketSendsNothingToABroadcastAddress(t *testing.T) {
+	bystander, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bystander.Close()
+	port := uint16(bystander.LocalAddr().(*net.UDPAddr).Port)
+	for _, bind := range []netip.Addr{loopback.Addr(), netip.IPv4Unspecified()} {
+		c, err := Listen(netip.AddrPortFrom(bind, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bcast := netip.AddrPortFrom(netip.MustParseAddr("127.255.255.255"), port)
+		if n, err := c.WriteBatch([]Message{{Buf: []byte("broadcast"), Addr: bcast}}); n != 0 && err == nil {
+			t.Errorf("bound to %v: a write to %v sent %d datagrams, no error", bind, bcast, n)
+		}
+		if _, err := c.WriteBatch([]Message{{Buf: []byte("unicast"), Addr: netip.AddrPortFrom(loopback.Addr(), port)}}); err != nil {
+			t.Fatal(err)
+		}
+		bystander.SetReadDeadline(time.Now().Add(20 * time.Second))
+		buf := make([]byte, 64)
+		n, _, err := bystander.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(buf[:n]); got != "unicast" {
+			t.Errorf("bound to %v: the bystander read %q first; want only the unicast datagram", bind, got)
+		}
+		c.Close()
+	}
+}
