@@ -673,7 +673,9 @@ func floodServer(t *testing.T, st state.ServerState, dg []byte, reason string) {
 		for _, c := range senders {
 			c.Close()
 		}
-		if max := seconds * (dropsShown + refusalsPerSecond + 2); len(lines) > max+2 {
+		// The refusals (ten a second) go untraced: an attacker's review
+		// counted 36,000 lines an hour of them from 430 bytes a second.
+		if max := seconds * (dropsShown + 2); len(lines) > max+2 {
 			t.Errorf("%d datagrams traced in %d lines, want at most %d", seconds*perSecond, len(lines), max)
 		}
 		if db.saves.Load() != 0 {

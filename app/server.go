@@ -783,7 +783,10 @@ func (s *Server) refuse(now time.Time, from netip.AddrPort, h wire.Header, m wir
 	out := []Output{dropped(why, from, slog.String("type", m.Type().String()))}
 	r := wire.Reply{Reason: reason}
 	if wire.EncodedLen(r) <= requestLen(h, m) && s.mayRefuse(now) {
-		out = append(out, Send{To: from, ID: h.ID, Msg: r})
+		// Sent untraced (but at the debug level), as a challenge is: the
+		// drop above says it, and a stream of forged requests costs the
+		// trace the drops' few lines a second, not a line a refusal too.
+		out = append(out, Send{To: from, ID: h.ID, Msg: r, Quiet: true})
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -120,7 +121,7 @@ func peerCommand(e env) *cli.Command {
 			stdin, restore := pollable(e.stdin)
 			defer restore()
 			// A read error ends the input as its end does, and is said.
-			in := &readErrNote{r: stdin, w: e.stderr}
+			in := &readErrNote{r: stdin, w: e.stderr, terminal: isTerminal(e.stdin)}
 			stdout, restoreOut := pollableOut(e.stdout)
 			defer restoreOut()
 			r := &app.PeerRunner{
@@ -205,13 +206,20 @@ func peerCommand(e env) *cli.Command {
 // input, writes a line saying so to w (stdin cannot be read: a folder, a
 // device that fails); the peer takes it as the end of its input.
 type readErrNote struct {
-	r      io.Reader
-	w      io.Writer
-	failed bool
+	r        io.Reader
+	w        io.Writer
+	terminal bool // stdin is a terminal
+	failed   bool
 }
 
 func (n *readErrNote) Read(b []byte) (int, error) {
 	k, err := n.r.Read(b)
+	if n.terminal && errors.Is(err, syscall.EIO) {
+		// The terminal hung up (its window closed, the pseudo-terminal's
+		// other end gone): a read waiting then sees the end of input, one
+		// begun after it EIO. Either is the end of input, and no error.
+		return k, io.EOF
+	}
 	// os.ErrClosed: the peer closed its stdin as it exits (rawpipe's
 	// Restore), under a read still waiting.
 	if err != nil && err != io.EOF && !errors.Is(err, os.ErrClosed) && !n.failed {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -273,5 +275,29 @@ func TestPeerPromptFollowsTheResume(t *testing.T) {
 		}
 	case <-time.After(lineWait):
 		t.Fatal("the peer did not exit after deregister")
+	}
+}
+
+// failingReader fails every read with err.
+type failingReader struct{ err error }
+
+func (f failingReader) Read([]byte) (int, error) { return 0, f.err }
+
+// A terminal that hangs up fails a read begun after it with EIO (one that
+// waited sees the end of input): at a terminal that is the end of input,
+// said by no error line (TestPeerPromptAtTerminal, on a loaded machine,
+// found "standard input cannot be read … input/output error" after its
+// hang-up). From anything else EIO is an error, and said.
+func TestATerminalHungUpIsTheEndOfInput(t *testing.T) {
+	for _, terminal := range []bool{true, false} {
+		var note strings.Builder
+		n := &readErrNote{r: failingReader{syscall.EIO}, w: &note, terminal: terminal}
+		_, err := n.Read(make([]byte, 8))
+		if terminal && (err != io.EOF || note.Len() != 0) {
+			t.Errorf("a terminal's EIO: %v, note %q; want the end of input, unsaid", err, note.String())
+		}
+		if !terminal && (!errors.Is(err, syscall.EIO) || !strings.Contains(note.String(), "standard input cannot be read, taken as its end: input/output error")) {
+			t.Errorf("a file's EIO: %v, note %q; want it said", err, note.String())
+		}
 	}
 }
