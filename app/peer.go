@@ -526,6 +526,11 @@ func (p *Peer) StopFor(now time.Time, why string) []Output {
 		out = append(out, resultFailed(p.op.failing(), why))
 		p.op = nil
 	}
+	if p.healing != nil {
+		// A heal this node leads gets its line too (the server heals
+		// again without it).
+		out = append(out, p.healEnded(why)...)
+	}
 	return out
 }
 

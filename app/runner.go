@@ -516,6 +516,8 @@ type PeerRunner struct {
 	// closed when it is done.
 	released *endpoint
 	closing  []chan struct{}
+	// unrun is what followed a commit the disk refused, not carried out.
+	unrun []Output
 }
 
 // Run runs the peer until it deregisters, ctx is done, or input ends while
@@ -743,8 +745,20 @@ func (r *PeerRunner) handle(outs []Output) {
 	}
 	if err != nil {
 		// The process stops on an error of its own (its file refused a
-		// commit): each command typed still gets its line, saying why.
-		for _, o := range r.Core.StopFor(r.now(), "the peer stopped: "+strings.TrimPrefix(err.Error(), "peer: ")) {
+		// commit): each command typed still gets its line, saying why;
+		// so does one whose result followed the commit (a resume's, whose
+		// line a script reads; a query's answer stands as it was).
+		why := "the peer stopped: " + strings.TrimPrefix(err.Error(), "peer: ")
+		for _, o := range r.unrun {
+			if res, ok := o.(Result); ok {
+				if res.Cmd != CmdQueryDHT {
+					res = resultFailed(res.Cmd, why)
+				}
+				r.printResult(res)
+			}
+		}
+		r.unrun = nil
+		for _, o := range r.Core.StopFor(r.now(), why) {
 			if res, ok := o.(Result); ok {
 				r.printResult(res)
 			}
@@ -830,6 +844,8 @@ func (r *PeerRunner) exec(outs []Output) (exit bool, err error) {
 				// Fail-stop, as a crash: nothing that follows the commit
 				// (a committed, a result) goes out, and the file keeps
 				// its last whole commit, which a restart resumes from.
+				// The results that followed it are said failed (handle).
+				r.unrun = outs
 				return false, fmt.Errorf("peer: %w", commitFailed("file (registration, place and table)", err))
 			}
 			// The socket was not read meanwhile: what waits for an ack

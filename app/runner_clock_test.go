@@ -271,3 +271,30 @@ func TestCommitRefusedEndsTheCommandInProgress(t *testing.T) {
 		t.Fatalf("the runner stopped with %v; want the commit's ENOSPC", err)
 	}
 }
+
+// So does a resume whose result followed the commit the disk refused,
+// and a heal this node leads (a chaos review, disks filled: a restart
+// that stopped so printed no resume line, a heal's leader no heal line,
+// both only the reason on stderr). A query's answer that followed it is
+// printed as it was: the commit was not its.
+func TestCommitRefusedStillSaysWhatFollowedIt(t *testing.T) {
+	out := &lineWriter{}
+	p := ringNode(t)
+	p.healing = &healLead{epoch: 9, members: []wire.Member{p.self, p.right}}
+	r := &PeerRunner{Core: p, Out: out}
+	stop := r.start()
+	r.store = failingPeerStore{store.NewMemPeer()}
+	r.mu.Lock()
+	r.handle([]Output{PersistPeer{Batch: state.Batch{}}, Result{Cmd: CmdResume, OK: true, Reason: "carol 10.0.0.3:5000 Free"}})
+	r.mu.Unlock()
+	stop(nil)
+	const why = ": the peer stopped: cannot commit the file (registration, place and table), stopping: write dht-peer-carol.db: no space left on device"
+	for _, want := range []string{"resume FAILURE" + why, "heal FAILURE" + why} {
+		if !out.has(want) {
+			t.Errorf("printed %q; want a line starting %q", out.text.String(), want)
+		}
+	}
+	if strings.Contains(out.text.String(), "SUCCESS") {
+		t.Errorf("printed %q: a SUCCESS whose commit the disk refused", out.text.String())
+	}
+}
