@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // outKind is what a flag's output FILE holds once written, by the bytes
@@ -16,13 +17,14 @@ type outKind struct {
 	what    string   // "an SVG image"
 	starts  [][]byte // what such a file starts with
 	example string   // a name to suggest
+	dash    bool     // "-" is stdout (else a file named "-")
 }
 
 var (
-	outSVG     = outKind{"an SVG image", [][]byte{[]byte("<svg"), []byte("<?xml")}, "ring.svg"}
-	outMermaid = outKind{"a Mermaid diagram", [][]byte{[]byte("sequenceDiagram"), []byte("---")}, "run.mmd"}
-	outTrace   = outKind{"a JSON trace", [][]byte{[]byte("{")}, "trace.jsonl"}
-	outProfile = outKind{"a CPU profile", [][]byte{{0x1f, 0x8b}}, "cpu.pprof"}
+	outSVG     = outKind{"an SVG image", [][]byte{[]byte("<svg"), []byte("<?xml")}, "ring.svg", true}
+	outMermaid = outKind{"a Mermaid diagram", [][]byte{[]byte("sequenceDiagram"), []byte("---")}, "run.mmd", true}
+	outTrace   = outKind{"a JSON trace", [][]byte{[]byte("{")}, "trace.jsonl", false}
+	outProfile = outKind{"a CPU profile", [][]byte{{0x1f, 0x8b}}, "cpu.pprof", false}
 )
 
 // bboltMagic is where a bbolt file (a dht server's or peer's) says what
@@ -34,10 +36,12 @@ var bboltMagic = []byte{0xed, 0xda, 0x0c, 0xed}
 // the files the command reads, or a file that exists, is not empty and
 // holds something other than kind (a database, a trace, a text) — a
 // forgotten FILE after --svg takes the next word, the server's file, as
-// its name. "-" (stdout), a missing file, an empty one and anything but
-// a regular file (a FIFO, /dev/null) pass.
+// its name. "-" where it means stdout, a missing file, an empty one and
+// anything but a regular file (a FIFO, /dev/null) pass. A command that
+// makes a file it reads (a server's new --db) checks again once it has:
+// a path named otherwise (a symbolic link) may be the same file.
 func checkOutput(flag, path string, kind outKind, reads ...string) error {
-	if path == "" || path == "-" {
+	if path == "" || path == "-" && kind.dash {
 		return nil
 	}
 	fi, err := os.Stat(path)
@@ -78,6 +82,12 @@ func checkOutput(flag, path string, kind outKind, reads ...string) error {
 	if len(head) >= 20 && bytes.Equal(head[16:20], bboltMagic) {
 		held = "a bbolt database (a dht server's or peer's file?)"
 	}
+	if strings.HasPrefix(filepath.Clean(path), "/dev/") || strings.HasPrefix(filepath.Clean(path), "/proc/") {
+		// /dev/stdout sent to a file (>> log): opening it again would
+		// truncate that file.
+		return usagef("--%s %s is a file that holds %s, not %s, which opening it would empty: send that output to a pipe or a new file, or give --%s a FILE of its own (e.g. %s)",
+			flag, path, held, kind.what, flag, kind.example)
+	}
 	return usagef("--%s %s: the file exists and holds %s, not %s; remove it first if it is to go, or give --%s another FILE (e.g. %s)",
 		flag, path, held, kind.what, flag, kind.example)
 }
@@ -94,7 +104,7 @@ func checkOutputs(outs []output, reads ...string) error {
 			return err
 		}
 		for _, p := range outs[:i] {
-			if o.path != "" && o.path != "-" && p.path != "" && samePath(p.path, o.path) {
+			if o.path != "" && (o.path != "-" || !o.kind.dash) && p.path != "" && samePath(p.path, o.path) {
 				return usagef("--%s and --%s name one file, %s: give each its own", p.flag, o.flag, o.path)
 			}
 		}

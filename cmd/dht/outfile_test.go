@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -62,6 +64,8 @@ func TestOutputFilesAreNotWrittenOver(t *testing.T) {
 		{[]string{"server", "--db", "server.db", "--trace-json", "server.db", "--addr", "127.0.0.1", port}, "--trace-json server.db is also a file this command reads or writes"},
 		{[]string{"server", "--db", "new.db", "--trace-json", "./new.db", "--addr", "127.0.0.1", port}, "--trace-json ./new.db is also a file this command reads or writes"},
 		{[]string{"server", "--db", "s2.db", "--trace-json", "server.db", "--addr", "127.0.0.1", port}, "--trace-json server.db: the file exists and holds a bbolt database"},
+		// "-" is no stdout for a trace (nor a profile): a file named "-".
+		{[]string{"server", "--db", "-", "--trace-json", "-", "--addr", "127.0.0.1", port}, "--trace-json - is also a file this command reads or writes"},
 		{[]string{"peer", "--trace-json", "peer.db", "127.0.0.1", "4000"}, "--trace-json peer.db: the file exists and holds a bbolt database"},
 		{[]string{"peer", "--db", "peer.db", "--trace-json", "peer.db", "127.0.0.1", "4000"}, "--trace-json peer.db is also a file this command reads or writes"},
 		{[]string{"peer", "--trace-json", "notes.txt", "127.0.0.1", "4000"}, "--trace-json notes.txt: the file exists and holds something else, not a JSON trace"},
@@ -145,4 +149,49 @@ func equalFiles(a, b map[string][]byte) bool {
 		}
 	}
 	return true
+}
+
+// A --db the server makes is checked against --trace-json again once it
+// is made: under another name (a symbolic link to its folder) it is the
+// same file, which the trace would have emptied (a review: the first
+// registration lost, the server stopped on its truncated file).
+func TestATraceIsNotTheDatabaseUnderAnotherName(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if err := os.Mkdir("real", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real", "link"); err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(freePorts(t, 1)[0])
+	code, out, errOut := runDHT(t, "", "server", "--quiet", "--db", "link/new.db", "--trace-json", "real/new.db", "--addr", "127.0.0.1", port)
+	const want = "dht: --trace-json real/new.db is also a file this command reads or writes"
+	if code != 2 || out != "" || !strings.HasPrefix(errOut, want) {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 2 and %q", code, out, errOut, want)
+	}
+	if _, err := store.Inspect("link/new.db", 0); err != nil {
+		t.Fatalf("the database: %v", err)
+	}
+}
+
+// /dev/stdout (or /proc/self/fd/N) sent to a file that holds something
+// else (>> log): opening it again would empty it; said so.
+func TestAnOutputThatIsAnOpenFileIsNotEmptied(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc/self/fd is Linux's")
+	}
+	f, err := os.CreateTemp(t.TempDir(), "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("an old log line\n"); err != nil {
+		t.Fatal(err)
+	}
+	path := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	err = checkOutput("trace-json", path, outTrace)
+	if err == nil || !strings.Contains(err.Error(), "which opening it would empty: send that output to a pipe or a new file") {
+		t.Fatalf("checkOutput(%s) = %v", path, err)
+	}
 }

@@ -30,6 +30,11 @@ func openTrace(c *cli.Context, stderr io.Writer, node string) (*slog.Logger, fun
 	if path == "" {
 		return text, func() error { return nil }, nil
 	}
+	// Checked before (Action), and again now that a --db made since is
+	// there: the same file under another name is found so.
+	if err := checkOutput("trace-json", path, outTrace, c.String("db")); err != nil {
+		return nil, nil, err
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--trace-json: %w", err)
