@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
+	"dht/app/state"
 	"dht/store"
 )
 
@@ -193,5 +196,42 @@ func TestAnOutputThatIsAnOpenFileIsNotEmptied(t *testing.T) {
 	err = checkOutput("trace-json", path, outTrace)
 	if err == nil || !strings.Contains(err.Error(), "which opening it would empty: send that output to a pipe or a new file") {
 		t.Fatalf("checkOutput(%s) = %v", path, err)
+	}
+}
+
+// A peer file that cannot be opened for writing (a read-only disk, its
+// mode; here the error is given) but holds no registration has no resume
+// to fail: the peer says so rather than print a resume FAILURE line (a new
+// user's review). One that holds a registration, or that is in use, is a
+// resume that fails.
+func TestAnUnregisteredFileHasNoResumeToFail(t *testing.T) {
+	dir := t.TempDir()
+	free := filepath.Join(dir, "free.db")
+	p, err := store.OpenPeer(free)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	ro := &os.PathError{Op: "open", Path: free, Err: syscall.EROFS}
+	if !unregisteredFile(free, ro) {
+		t.Error("a peer file with no registration, not writable: want no resume to fail")
+	}
+	registered := filepath.Join(dir, "alice.db")
+	if p, err = store.OpenPeer(registered); err != nil {
+		t.Fatal(err)
+	}
+	id := state.Identity{Name: "alice", Addr: netip.MustParseAddrPort("127.0.0.1:5001"), Server: netip.MustParseAddrPort("127.0.0.1:4000")}
+	if err := p.Apply(state.Batch{Identity: &id}); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	if unregisteredFile(registered, ro) {
+		t.Error("a registration's file, not writable: want its resume failed")
+	}
+	if unregisteredFile(free, fmt.Errorf("in use: %w", store.ErrLocked)) {
+		t.Error("a file in use: want its resume failed")
+	}
+	if unregisteredFile(filepath.Join(dir, "server.db"), ro) {
+		t.Error("no such file: want its resume failed")
 	}
 }

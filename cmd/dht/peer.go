@@ -167,6 +167,9 @@ func peerCommand(e env) *cli.Command {
 						// is no resume to fail.
 						return fmt.Errorf("peer: --db %s is no peer's file (%w): give the path of a peer's file to resume, or of a new one", dbPath, err)
 					}
+					if err != nil && unregisteredFile(dbPath, err) {
+						return fmt.Errorf("peer: cannot open the table file: %w (it holds no registration: nothing to resume)", err)
+					}
 					if err != nil {
 						fmt.Fprintf(stdout, "resume FAILURE: cannot open the table file: %v\n", err)
 						return fmt.Errorf("peer: cannot open the table file: %w", err)
@@ -200,6 +203,18 @@ func peerCommand(e env) *cli.Command {
 			return errors.Join(err, writeStats(c, &r.Traffic, core.Stats()))
 		},
 	}
+}
+
+// unregisteredFile reports whether the peer file at path, which could not
+// be opened for writing (err: a read-only disk, its mode), holds no
+// registration when read: then there is no resume to fail.
+func unregisteredFile(path string, err error) bool {
+	if errors.Is(err, store.ErrLocked) {
+		return false // in use: what it holds is its process's
+	}
+	rep, ierr := store.Inspect(path, 0)
+	pr, ok := rep.(*store.PeerReport)
+	return ierr == nil && ok && pr.Name == ""
 }
 
 // readErrNote reads from r and, at the first error other than the end of
