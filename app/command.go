@@ -40,8 +40,9 @@ var commandUsage = []struct{ name, args, what string }{
 
 // stopping, after the commands in what help prints, says how a peer stops:
 // no command does but deregister.
-const stopping = "Ctrl-C (SIGINT or SIGTERM) stops the peer, its file closed; the end of input (Ctrl-D)\n" +
-	"stops it only while it is not registered (registered, it goes on serving its ring)"
+const stopping = "Ctrl-C (SIGINT, SIGTERM, or SIGHUP: the terminal closed) stops the peer, its file closed;\n" +
+	"the end of input (Ctrl-D) stops it only while it is not registered (registered, it goes on\n" +
+	"serving its ring)"
 
 // HelpText is the list of commands the help command prints.
 func HelpText() string {

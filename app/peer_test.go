@@ -1208,7 +1208,7 @@ func TestHelpSaysHowThePeerStops(t *testing.T) {
 			text = r.String()
 		}
 	}
-	for _, want := range []string{"help SUCCESS", "register NAME IPV4 PORT", "Ctrl-C (SIGINT or SIGTERM) stops the peer", "the end of input (Ctrl-D)"} {
+	for _, want := range []string{"help SUCCESS", "register NAME IPV4 PORT", "Ctrl-C (SIGINT, SIGTERM, or SIGHUP: the terminal closed) stops the peer", "the end of input (Ctrl-D)"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("help printed %q, lacking %q", text, want)
 		}

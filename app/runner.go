@@ -57,6 +57,7 @@ type endpoint struct {
 	tr     *Traffic
 	now    func() time.Time
 	drops  dropSummary
+	quiet  quietLines
 	// datagrams encoded and waiting for flush, their buffers kept for the
 	// next turn
 	out   []udpio.Message
@@ -193,7 +194,7 @@ func (e *endpoint) send(s Send) {
 		}
 	}
 	level := slog.LevelInfo
-	if s.Quiet {
+	if s.Quiet && !e.quiet.show(e.now()) {
 		level = slog.LevelDebug
 	}
 	if e.log.Enabled(context.Background(), level) {

@@ -70,3 +70,26 @@ func TestDropsCountedAtAClosedSocketAreTraced(t *testing.T) {
 		t.Fatalf("the trace as the socket closed:\n%s\nwant the count of the drops not traced (%s)", trace.String(), want)
 	}
 }
+
+// The endpoint traces a quiet send as quietLines says: two challenges in a
+// second, one line (and none only at the debug level).
+func TestAQuietSendIsTracedOnceAWindow(t *testing.T) {
+	var trace bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&trace, nil))
+	now := time.Unix(1_700_000_000, 0)
+	n := udpio.NewNet()
+	conn, err := n.Listen(netip.MustParseAddrPort("10.0.0.1:4000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	e := newEndpoint(conn, log, nil, &Traffic{}, func() time.Time { return now })
+	to := netip.MustParseAddrPort("10.0.0.2:5000")
+	for id := range uint32(2) {
+		e.send(Send{To: to, ID: 7 + id, Msg: wire.Challenge{Cookie: wire.Tag{1}}, Quiet: true})
+	}
+	e.flush()
+	if got := strings.Count(trace.String(), "msg=send"); got != 1 {
+		t.Fatalf("two quiet sends within a second traced %d times:\n%s", got, trace.String())
+	}
+}

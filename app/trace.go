@@ -297,3 +297,30 @@ func (d *dropSummary) flushOne(log *slog.Logger, key string, t *dropTally, end t
 	t.more = 0
 	clear(t.sources)
 }
+
+// quietLines traces the sends marked Quiet (a challenge, a refusal: what
+// anyone can make the server send) as the drops they answer are: the first
+// of a window at the info level, the others of that window at the debug
+// level only; a window lasts a second, and twice the last while they keep
+// coming, up to dropSpanMax. So a user's one register has its challenge
+// traced as every datagram is (SPEC §5), and a flood of forged requests
+// costs a few lines in its first minutes, then about one a minute (§7).
+type quietLines struct {
+	since time.Time
+	span  time.Duration
+}
+
+// show reports whether a quiet send at now is traced at the info level.
+func (q *quietLines) show(now time.Time) bool {
+	end := q.since.Add(q.span)
+	if q.span != 0 && !now.Before(q.since) && now.Before(end) {
+		return false
+	}
+	if q.span != 0 && !now.Before(q.since) && now.Before(end.Add(dropSpanMax)) {
+		q.span = min(2*q.span, dropSpanMax)
+	} else {
+		q.span = time.Second
+	}
+	q.since = now
+	return true
+}

@@ -198,3 +198,36 @@ func TestADropOfANewReasonIsTracedAtOnce(t *testing.T) {
 		t.Fatalf("the drop of a new reason traced as %q; want its own line, with its address", line)
 	}
 }
+
+// What anyone can make the server send (a challenge, a refusal: Quiet) is
+// traced as the drops they answer are: a user's one register has its
+// challenge traced, as every datagram is (SPEC §5; a review of the docs
+// found it untraced), and a steady flood of forged requests costs a few
+// lines its first two minutes, then about one a minute (§7; an attacker's
+// review counted 603 refusal lines a minute), not one a datagram.
+func TestQuietSendsAreTracedAsTheDropsAre(t *testing.T) {
+	var q quietLines
+	t0 := time.Unix(1_700_000_000, 0)
+	if !q.show(t0) {
+		t.Fatal("the first quiet send untraced")
+	}
+	if q.show(t0.Add(500 * time.Millisecond)) {
+		t.Fatal("a second quiet send within the second traced")
+	}
+	// Ten minutes of ten a second.
+	lines := 0
+	for i := 1; i <= 6000; i++ {
+		if q.show(t0.Add(time.Second + time.Duration(i)*100*time.Millisecond)) {
+			lines++
+		}
+	}
+	if lines < 10 || lines > 16 {
+		t.Fatalf("6,000 quiet sends in ten minutes traced %d times; want windows of 1 to 64 s, about 14", lines)
+	}
+	// Quiet for longer than the longest window: the next is traced at once,
+	// and its window is a second again.
+	later := t0.Add(time.Hour)
+	if !q.show(later) || q.show(later.Add(500*time.Millisecond)) || !q.show(later.Add(1100*time.Millisecond)) {
+		t.Fatal("after an hour's quiet: want the first traced, then windows from a second")
+	}
+}

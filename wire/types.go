@@ -171,8 +171,9 @@ const (
 	// and counters.
 	FlagRetransmit Flags = 1 << 0
 	// FlagNoAck marks a message its sender does not retransmit: the
-	// receiver neither acknowledges it nor suppresses it as a duplicate.
-	// Only a query and its result (the querier retries the whole query
+	// receiver does not acknowledge it, and keeps it out of the duplicate
+	// filter of acknowledged messages (a query's copy is dropped by a
+	// filter of its own: docs/DESIGN.md, queries). Only a query and its result (the querier retries the whole query
 	// instead) and the rebuilt a leader sends once when the server's heal
 	// ends its leave or join may carry it; on any other message it is
 	// ignored.
