@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	mrand "math/rand/v2"
 	"net/netip"
 	"time"
@@ -104,6 +105,9 @@ func cookie(key wire.Key, w int64, name string, addr, from netip.AddrPort, bound
 // does not record it still counts upwards (it would have to have sent
 // more requests than nanoseconds passed before it restarted).
 func nextSeq(last uint64, now time.Time) uint64 {
+	if last == math.MaxUint64 {
+		return last // never wraps to 0, below every number taken
+	}
 	seq := last + 1
 	if t := uint64(now.UnixNano()); t > seq {
 		seq = t

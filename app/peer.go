@@ -755,8 +755,13 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 	if from != p.cfg.Server || rq == nil {
 		return []Output{dropped("reply matches no request", from, slog.Uint64("id", uint64(h.ID)))}
 	}
-	if !r.OK && r.Epoch != 0 {
+	if !r.OK && r.Epoch != 0 && h.Flags&wire.FlagAuth != 0 {
 		// The server took a later request of this user's than this one.
+		// Only a signed FAILURE says so: an unsigned one (which anyone
+		// who learnt the request's id can send from the server's address)
+		// fails the request and does no more (an attacker's review: a
+		// forged number near 2^64 moved this user's past any the server
+		// could take again, for good).
 		if r.Epoch > p.cred.seq {
 			return p.behind(now, rq, r)
 		}

@@ -3,6 +3,7 @@ package app
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
@@ -203,5 +204,52 @@ func TestPeerDropsInvalidRingMessages(t *testing.T) {
 				t.Fatalf("state changed: %+v -> %+v, %d records on file, %d to commit", before, after, tableRecords(t, p), len(p.uncommitted))
 			}
 		})
+	}
+}
+
+// The server's notice that it took a later sequence number of this user's
+// (a FAILURE naming it) moves the peer's numbers only when signed with the
+// user's secret: an unsigned FAILURE, which anyone who learnt a request's
+// id can send from the server's address, fails the request and does no
+// more (an attacker's review: a forged 2^64-2 moved the user's numbers to
+// the top, where the next wrapped to 0, below every number the server had
+// taken, and the user could never be heard again, not even to deregister).
+func TestOnlyASignedFailureMovesThePeersSequenceNumbers(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	asked := func(p *Peer) (uint32, uint64) {
+		t.Helper()
+		for _, o := range p.Input(now, "query-dht bob Aruba") {
+			if s, ok := o.(Send); ok && s.To == fzServer {
+				return s.ID, p.cred.seq
+			}
+		}
+		t.Fatal("no request sent")
+		return 0, 0
+	}
+	forged := wire.Reply{Reason: "sequence number behind the last one taken", Epoch: math.MaxUint64 - 1}
+
+	p := fuzzPeer()
+	id, seq := asked(p)
+	p.Step(now, fzServer, wire.Header{Type: wire.TypeReply, ID: id}, forged)
+	if p.cred.seq != seq {
+		t.Fatalf("an unsigned FAILURE moved the sequence number from %d to %d", seq, p.cred.seq)
+	}
+
+	p = fuzzPeer()
+	id, seq = asked(p)
+	behind := forged
+	behind.Epoch = seq + 1000
+	var again uint64
+	for _, o := range stepSigned(p, now, fzServer, wire.Header{Type: wire.TypeReply, ID: id, Seq: seq}, behind) {
+		if s, ok := o.(Send); ok && s.To == fzServer {
+			again = p.cred.seq
+		}
+	}
+	if again <= behind.Epoch {
+		t.Fatalf("the server's signed notice of %d: asked again at %d; want above it", behind.Epoch, again)
+	}
+
+	if got := nextSeq(math.MaxUint64, now); got != math.MaxUint64 {
+		t.Fatalf("nextSeq(2^64-1) = %d; want no wrap", got)
 	}
 }

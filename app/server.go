@@ -683,7 +683,7 @@ func (s *Server) behind(now time.Time, from netip.AddrPort, h wire.Header, u *st
 	out := []Output{dropped("request behind the user's sequence numbers: told the last taken", from, slog.String("name", u.Name), slog.Uint64("seq", h.Seq), slog.Uint64("last", u.Seq))}
 	if s.mayRefuse(now) {
 		r := wire.Reply{Reason: "sequence number behind the last one taken", Epoch: u.Seq}
-		out = append(out, Send{To: from, ID: h.ID, Msg: r, Sign: true, Seq: h.Seq, Key: u.Secret})
+		out = append(out, Send{To: from, ID: h.ID, Msg: r, Sign: true, Seq: h.Seq, Key: u.Secret, Quiet: true})
 	}
 	return out
 }
