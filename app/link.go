@@ -538,13 +538,25 @@ func (l *link) ack(to netip.AddrPort, id uint32) { l.ackSigned(to, id, l.sg) }
 
 // ackSigned is ack with the Ack signed by sg (to a querier: its token).
 func (l *link) ackSigned(to netip.AddrPort, id uint32, sg signer) {
+	l.ackQueued(to, id, sg, false)
+}
+
+// ackCopy is ackSigned for a copy of a message already taken: an ack that
+// carries only such ids is traced as the drops are (Send.Quiet), since a
+// copy captured and replayed from any source has its ack go there.
+func (l *link) ackCopy(to netip.AddrPort, id uint32, sg signer) {
+	l.ackQueued(to, id, sg, true)
+}
+
+func (l *link) ackQueued(to netip.AddrPort, id uint32, sg signer, copyOf bool) {
 	for i := range l.acks {
 		if l.acks[i].to == to {
 			l.acks[i].ids = append(l.acks[i].ids, id)
+			l.acks[i].copies = l.acks[i].copies && copyOf
 			return
 		}
 	}
-	l.acks = append(l.acks, pendingAck{to: to, ids: []uint32{id}, sg: sg})
+	l.acks = append(l.acks, pendingAck{to: to, ids: []uint32{id}, sg: sg, copies: copyOf})
 }
 
 // flushAcks sends what ack queued: one Ack datagram per sender, carrying
@@ -558,7 +570,9 @@ func (l *link) flushAcks(out []Output) []Output {
 				more = ids[1:k]
 			}
 			l.stats.Sent++
-			out = append(out, a.sg.send(a.to, ids[0], 0, wire.Ack{More: more}))
+			snd := a.sg.send(a.to, ids[0], 0, wire.Ack{More: more})
+			snd.Quiet = a.copies
+			out = append(out, snd)
 			ids = ids[k:]
 		}
 	}
@@ -567,9 +581,10 @@ func (l *link) flushAcks(out []Output) []Output {
 }
 
 type pendingAck struct {
-	sg  signer
-	to  netip.AddrPort
-	ids []uint32
+	sg     signer
+	to     netip.AddrPort
+	ids    []uint32
+	copies bool // every id is a copy's (ackCopy)
 }
 
 // dedup remembers the last `size` (source, id) pairs seen. It grows to

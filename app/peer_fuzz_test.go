@@ -3,6 +3,7 @@ package app
 import (
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -251,5 +252,35 @@ func TestOnlyASignedFailureMovesThePeersSequenceNumbers(t *testing.T) {
 
 	if got := nextSeq(math.MaxUint64, now); got != math.MaxUint64 {
 		t.Fatalf("nextSeq(2^64-1) = %d; want no wrap", got)
+	}
+}
+
+// A copy of a ring message already taken is acknowledged again, so that
+// its sender stops, and is traced as a drop (the runner then traces its
+// receipt at the debug level, and a flood of such drops is summarised),
+// its ack as a quiet send: a captured copy sent again and again, from any
+// source, cost two trace lines a copy, without end (an attacker's review).
+func TestACopyOfARingMessageIsAcknowledgedQuietly(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	p := fuzzPeer()
+	st := wire.Store{N: 3, Records: []wire.Record{{3: "Aruba", 0: "ABW"}}}
+	h := wire.Header{Type: wire.TypeStore, ID: 77}
+	stepSigned(p, now, fzLeft.Addr, h, st)
+	p.Tick(now)
+	outs := stepSigned(p, now, fzLeft.Addr, h, st)
+	ev, ok := firstOutput(outs).(Event)
+	if !ok || !ev.Drop || ev.Level != slog.LevelInfo || !strings.Contains(ev.Msg, "a copy of a message already taken") {
+		t.Fatalf("a copy: first output %#v; want a drop at the info level", firstOutput(outs))
+	}
+	var ack *Send
+	for _, o := range append(outs, p.Tick(now)...) {
+		if s, ok := o.(Send); ok {
+			if _, isAck := s.Msg.(wire.Ack); isAck && s.To == fzLeft.Addr {
+				ack = &s
+			}
+		}
+	}
+	if ack == nil || !ack.Quiet {
+		t.Fatalf("a copy's ack: %+v; want one, quiet", ack)
 	}
 }

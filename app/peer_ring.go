@@ -373,12 +373,19 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	}
 	if !noAck && seen.has(from, h.ID) {
 		p.stats.DupsSuppressed++
-		p.link.ackSigned(from, h.ID, sg)
 		if hm, ok := m.(wire.Heal); ok && from == p.cfg.Server {
+			p.link.ackSigned(from, h.ID, sg)
 			p.healGivenUpAgain(now, hm)
 			return p.healAgain(now, hm)
 		}
-		return nil
+		// Acknowledged again, so that its sender stops; traced as the
+		// drops are (its ack too): a copy captured and sent again and
+		// again, from any source, costs the trace a few lines a minute
+		// (an attacker's review: two lines a copy, without end).
+		p.link.ackCopy(from, h.ID, sg)
+		ev := dropped("a copy of a message already taken: acknowledged again", from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))
+		ev.Level = slog.LevelInfo
+		return []Output{ev}
 	}
 	if _, ok := m.(wire.Query); ok && noAck && p.link.unacked.has(from, h.ID) {
 		p.stats.DupsSuppressed++
@@ -398,7 +405,7 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 			// a member of this ring still, stops sending it, and a flush
 			// it sent after it, which names it, is no longer held back.
 			seen.add(from, h.ID)
-			p.link.ackSigned(from, h.ID, sg)
+			p.link.ackCopy(from, h.ID, sg)
 		}
 		return []Output{ev}
 	}
