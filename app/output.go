@@ -43,8 +43,9 @@ type Send struct {
 	Seq      uint64
 	Key      wire.Key
 	Raw      []byte
-	// Quiet: the runner traces the datagram at the debug level only (an
-	// answer to one it counted with the drops).
+	// Quiet: the runner traces the datagram as drops are (quietLines): at
+	// the info level the first of its type in a window, the others
+	// at the debug level only (an answer to one counted with the drops).
 	Quiet bool
 }
 

@@ -194,7 +194,7 @@ func (e *endpoint) send(s Send) {
 		}
 	}
 	level := slog.LevelInfo
-	if s.Quiet && !e.quiet.show(e.now()) {
+	if s.Quiet && !e.quiet.show(s.Msg.Type(), e.now()) {
 		level = slog.LevelDebug
 	}
 	if e.log.Enabled(context.Background(), level) {
@@ -747,13 +747,19 @@ func (r *PeerRunner) handle(outs []Output) {
 	if err != nil {
 		// The process stops on an error of its own (its file refused a
 		// commit): each command typed still gets its line, saying why;
-		// so does one whose result followed the commit (a resume's, whose
-		// line a script reads; a query's answer stands as it was).
+		// so does one whose result followed the commit: a success that
+		// may rest on it (a resume's, whose line a script reads) is a
+		// failure, saying why; a failure, a query's answer, help's list
+		// and a sleep's end stand as they were.
 		why := "the peer stopped: " + strings.TrimPrefix(err.Error(), "peer: ")
 		for _, o := range r.unrun {
 			if res, ok := o.(Result); ok {
-				if res.Cmd != CmdQueryDHT {
-					res = resultFailed(res.Cmd, why)
+				switch res.Cmd {
+				case CmdQueryDHT, CmdHelp, CmdSleep, CmdUnknown:
+				default:
+					if res.OK {
+						res = resultFailed(res.Cmd, why)
+					}
 				}
 				r.printResult(res)
 			}

@@ -285,7 +285,11 @@ func TestCommitRefusedStillSaysWhatFollowedIt(t *testing.T) {
 	stop := r.start()
 	r.store = failingPeerStore{store.NewMemPeer()}
 	r.mu.Lock()
-	r.handle([]Output{PersistPeer{Batch: state.Batch{}}, Result{Cmd: CmdResume, OK: true, Reason: "carol 10.0.0.3:5000 Free"}})
+	r.handle([]Output{PersistPeer{Batch: state.Batch{}}, Result{Cmd: CmdResume, OK: true, Reason: "carol 10.0.0.3:5000 Free"},
+		// Lines typed after it, which the commit was not for (a review:
+		// they became "help FAILURE: the peer stopped…", and an unknown
+		// command's line lost its word).
+		Result{Cmd: CmdHelp, OK: true, Reason: "the list"}, Result{Cmd: CmdUnknown, Word: "bogus", Reason: "unknown command (type help for the list)"}})
 	r.mu.Unlock()
 	stop(nil)
 	const why = ": the peer stopped: cannot commit the file (registration, place and table), stopping: write dht-peer-carol.db: no space left on device"
@@ -294,7 +298,12 @@ func TestCommitRefusedStillSaysWhatFollowedIt(t *testing.T) {
 			t.Errorf("printed %q; want a line starting %q", out.text.String(), want)
 		}
 	}
-	if strings.Contains(out.text.String(), "SUCCESS") {
-		t.Errorf("printed %q: a SUCCESS whose commit the disk refused", out.text.String())
+	for _, want := range []string{"help SUCCESS", "bogus FAILURE: unknown command (type help for the list)"} {
+		if !out.has(want) {
+			t.Errorf("printed %q; want a line starting %q, as it was", out.text.String(), want)
+		}
+	}
+	if strings.Contains(out.text.String(), "resume SUCCESS") {
+		t.Errorf("printed %q: a resume SUCCESS whose commit the disk refused", out.text.String())
 	}
 }

@@ -714,8 +714,8 @@ func (s *Server) challenge(now time.Time, from netip.AddrPort, h wire.Header, m 
 	if m.Cookie != want && m.Cookie != cookie(s.cookieKey, w-1, m.Name, m.Addr, from, bound) {
 		// Every peer's first register comes so: traced at the info level,
 		// not as a warning, but counted with the drops, and the challenge
-		// sent untraced, so that a flood of forged registers costs a few
-		// trace lines a second.
+		// sent quiet (traced as the drops are), so that a flood of forged
+		// registers costs a few trace lines a minute.
 		ev := dropped("", from, slog.String("name", m.Name))
 		ev.Msg, ev.Level = challengedMsg, slog.LevelInfo
 		return []Output{ev, Send{To: from, ID: h.ID, Msg: wire.Challenge{Cookie: want}, Quiet: true}}
@@ -783,9 +783,9 @@ func (s *Server) refuse(now time.Time, from netip.AddrPort, h wire.Header, m wir
 	out := []Output{dropped(why, from, slog.String("type", m.Type().String()))}
 	r := wire.Reply{Reason: reason}
 	if wire.EncodedLen(r) <= requestLen(h, m) && s.mayRefuse(now) {
-		// Sent untraced (but at the debug level), as a challenge is: the
+		// Sent quiet, as a challenge is (traced as the drops are): the
 		// drop above says it, and a stream of forged requests costs the
-		// trace the drops' few lines a second, not a line a refusal too.
+		// trace a few lines a minute, not a line a refusal too.
 		out = append(out, Send{To: from, ID: h.ID, Msg: r, Quiet: true})
 	}
 	return out

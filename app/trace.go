@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"dht/app/state"
+	"dht/wire"
 )
 
 // Besides one line per datagram (LevelInfo) and one per Event (at its
@@ -298,29 +299,43 @@ func (d *dropSummary) flushOne(log *slog.Logger, key string, t *dropTally, end t
 	clear(t.sources)
 }
 
-// quietLines traces the sends marked Quiet (a challenge, a refusal: what
-// anyone can make the server send) as the drops they answer are: the first
-// of a window at the info level, the others of that window at the debug
-// level only; a window lasts a second, and twice the last while they keep
-// coming, up to dropSpanMax. So a user's one register has its challenge
-// traced as every datagram is (SPEC §5), and a flood of forged requests
-// costs a few lines in its first minutes, then about one a minute (§7).
-type quietLines struct {
+// quietLines traces the sends marked Quiet (a challenge, a refusal, the ack
+// of a copy: what anyone can make a process send) as the drops they answer
+// are: for each type of message, the first of a window at the info level,
+// the others of that window at the debug level only; a window lasts a
+// second, and twice the last while they keep coming, up to dropSpanMax.
+// The drops they answer count them (the summary lines). So a user's
+// register alone has its challenge traced as every datagram is (SPEC §5),
+// and a flood of forged requests, from any number of sources, costs a few
+// lines in its first minutes, then about one a minute (§7). Destinations
+// are not told apart: a forged source costs nothing.
+type quietLines map[wire.Type]*quietWindow
+
+type quietWindow struct {
 	since time.Time
 	span  time.Duration
 }
 
-// show reports whether a quiet send at now is traced at the info level.
-func (q *quietLines) show(now time.Time) bool {
-	end := q.since.Add(q.span)
-	if q.span != 0 && !now.Before(q.since) && now.Before(end) {
+// show reports whether a quiet send of type t at now is traced at the
+// info level.
+func (q *quietLines) show(t wire.Type, now time.Time) bool {
+	if *q == nil {
+		*q = quietLines{}
+	}
+	w := (*q)[t]
+	if w == nil {
+		w = &quietWindow{}
+		(*q)[t] = w
+	}
+	end := w.since.Add(w.span)
+	if w.span != 0 && !now.Before(w.since) && now.Before(end) {
 		return false
 	}
-	if q.span != 0 && !now.Before(q.since) && now.Before(end.Add(dropSpanMax)) {
-		q.span = min(2*q.span, dropSpanMax)
+	if w.span != 0 && !now.Before(w.since) && now.Before(end.Add(dropSpanMax)) {
+		w.span = min(2*w.span, dropSpanMax)
 	} else {
-		q.span = time.Second
+		w.span = time.Second
 	}
-	q.since = now
+	w.since = now
 	return true
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"dht/wire"
 )
 
 // The line that counts the drops of a reason past the first few a second
@@ -208,16 +210,19 @@ func TestADropOfANewReasonIsTracedAtOnce(t *testing.T) {
 func TestQuietSendsAreTracedAsTheDropsAre(t *testing.T) {
 	var q quietLines
 	t0 := time.Unix(1_700_000_000, 0)
-	if !q.show(t0) {
+	if !q.show(wire.TypeChallenge, t0) {
 		t.Fatal("the first quiet send untraced")
 	}
-	if q.show(t0.Add(500 * time.Millisecond)) {
-		t.Fatal("a second quiet send within the second traced")
+	if q.show(wire.TypeChallenge, t0.Add(500*time.Millisecond)) {
+		t.Fatal("a second quiet send of the type within the second traced")
+	}
+	if !q.show(wire.TypeReply, t0.Add(500*time.Millisecond)) {
+		t.Fatal("the first quiet send of another type untraced")
 	}
 	// Ten minutes of ten a second.
 	lines := 0
 	for i := 1; i <= 6000; i++ {
-		if q.show(t0.Add(time.Second + time.Duration(i)*100*time.Millisecond)) {
+		if q.show(wire.TypeChallenge, t0.Add(time.Second+time.Duration(i)*100*time.Millisecond)) {
 			lines++
 		}
 	}
@@ -227,7 +232,7 @@ func TestQuietSendsAreTracedAsTheDropsAre(t *testing.T) {
 	// Quiet for longer than the longest window: the next is traced at once,
 	// and its window is a second again.
 	later := t0.Add(time.Hour)
-	if !q.show(later) || q.show(later.Add(500*time.Millisecond)) || !q.show(later.Add(1100*time.Millisecond)) {
+	if !q.show(wire.TypeChallenge, later) || q.show(wire.TypeChallenge, later.Add(500*time.Millisecond)) || !q.show(wire.TypeChallenge, later.Add(1100*time.Millisecond)) {
 		t.Fatal("after an hour's quiet: want the first traced, then windows from a second")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"dht/app/state"
 	"dht/store"
@@ -168,13 +169,41 @@ func TestATraceIsNotTheDatabaseUnderAnotherName(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := strconv.Itoa(freePorts(t, 1)[0])
-	code, out, errOut := runDHT(t, "", "server", "--quiet", "--db", "link/new.db", "--trace-json", "real/new.db", "--addr", "127.0.0.1", port)
+	// Were the check missing, the server would run: the test fails then
+	// rather than wait for it.
+	type result struct {
+		code        int
+		out, errOut string
+	}
+	run := func(args ...string) result {
+		t.Helper()
+		done := make(chan result, 1)
+		go func() {
+			code, out, errOut := runDHT(t, "", args...)
+			done <- result{code, out, errOut}
+		}()
+		select {
+		case r := <-done:
+			return r
+		case <-time.After(time.Minute):
+			t.Fatalf("dht %s runs on: want it refused", strings.Join(args, " "))
+			return result{}
+		}
+	}
 	const want = "dht: --trace-json real/new.db is also a file this command reads or writes"
-	if code != 2 || out != "" || !strings.HasPrefix(errOut, want) {
-		t.Fatalf("exit %d, stdout %q, stderr %q; want 2 and %q", code, out, errOut, want)
+	r := run("server", "--quiet", "--db", "link/new.db", "--trace-json", "real/new.db", "--addr", "127.0.0.1", port)
+	if r.code != 2 || r.out != "" || !strings.HasPrefix(r.errOut, want) {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 2 and %q", r.code, r.out, r.errOut, want)
 	}
 	if _, err := store.Inspect("link/new.db", 0); err != nil {
 		t.Fatalf("the database: %v", err)
+	}
+	// A peer's --db is made at its register, after the trace: refused
+	// then, the trace being that file (a review: "--db link/new.db is no
+	// peer's file … empty file").
+	r = run("peer", "--quiet", "--db", "link/peer.db", "--trace-json", "real/peer.db", "127.0.0.1", port)
+	if want := "dht: --trace-json real/peer.db is also a file this command reads or writes"; r.code != 2 || !strings.HasPrefix(r.errOut, want) {
+		t.Fatalf("peer: exit %d, stdout %q, stderr %q; want 2 and %q", r.code, r.out, r.errOut, want)
 	}
 }
 

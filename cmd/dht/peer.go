@@ -111,6 +111,11 @@ func peerCommand(e env) *cli.Command {
 				return err
 			}
 			defer closeTrace()
+			if tr := c.String("trace-json"); dbPath != "" && tr != "" && samePath(dbPath, tr) {
+				// A --db not made yet, named otherwise (a symbolic link):
+				// the trace just made is that file.
+				return sameAsRead("trace-json", tr, outTrace)
+			}
 			stopProfile, err := startProfile(c)
 			if err != nil {
 				return err
