@@ -45,25 +45,16 @@ func checkOutput(flag, path string, kind outKind, reads ...string) error {
 		return nil
 	}
 	fi, err := os.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		abs, _ := filepath.Abs(path)
-		for _, r := range reads {
-			if ra, _ := filepath.Abs(r); ra == abs {
-				return sameAsRead(flag, path, kind)
-			}
-		}
-		return nil
-	}
-	if err != nil || !fi.Mode().IsRegular() {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil // the write says what it says
 	}
 	for _, r := range reads {
-		if ri, err := os.Stat(r); err == nil && os.SameFile(fi, ri) {
+		if r != "" && samePath(path, r) {
 			return sameAsRead(flag, path, kind)
 		}
 	}
-	if fi.Size() == 0 {
-		return nil
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
+		return nil // not there yet, not a file, or empty
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -117,6 +108,8 @@ type output struct {
 	kind       outKind
 }
 
+// samePath reports whether a and b name one file: the same file if both
+// are there, else the same absolute path.
 func samePath(a, b string) bool {
 	if ai, err := os.Stat(a); err == nil {
 		if bi, err := os.Stat(b); err == nil {
