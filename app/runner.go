@@ -712,6 +712,7 @@ func (r *PeerRunner) onDatagrams(ep *endpoint, in []datagram) (ok, drain bool) {
 			r.ep.flush()
 		}
 		if err != nil || exit {
+			r.stopFailed(err)
 			r.stop(err)
 			return false, false
 		}
@@ -737,6 +738,40 @@ func (r *PeerRunner) stop(err error) {
 	r.quit <- err // room for one, and nothing is handled once stopped
 }
 
+// stopFailed, for a runner that stops on an error of its own (its file
+// refused a commit; nil: none), prints a line for each command typed and
+// not yet answered, saying why; with mu held.
+func (r *PeerRunner) stopFailed(err error) {
+	if err == nil {
+		return
+	}
+	// The process stops on an error of its own (its file refused a
+	// commit): each command typed still gets its line, saying why;
+	// so does one whose result followed the commit: a success that
+	// may rest on it (a resume's, whose line a script reads) is a
+	// failure, saying why; a failure, a query's answer, help's list
+	// and a sleep's end stand as they were.
+	why := "the peer stopped: " + strings.TrimPrefix(err.Error(), "peer: ")
+	for _, o := range r.unrun {
+		if res, ok := o.(Result); ok {
+			switch res.Cmd {
+			case CmdQueryDHT, CmdHelp, CmdSleep, CmdUnknown:
+			default:
+				if res.OK {
+					res = resultFailed(res.Cmd, why)
+				}
+			}
+			r.printResult(res)
+		}
+	}
+	r.unrun = nil
+	for _, o := range r.Core.StopFor(r.now(), why) {
+		if res, ok := o.(Result); ok {
+			r.printResult(res)
+		}
+	}
+}
+
 // handle carries out a core's outputs, sends what they sent, and sets the
 // timer; with mu held. An exit or a failure stops the runner.
 func (r *PeerRunner) handle(outs []Output) {
@@ -744,33 +779,7 @@ func (r *PeerRunner) handle(outs []Output) {
 	if r.ep != nil {
 		r.ep.flush()
 	}
-	if err != nil {
-		// The process stops on an error of its own (its file refused a
-		// commit): each command typed still gets its line, saying why;
-		// so does one whose result followed the commit: a success that
-		// may rest on it (a resume's, whose line a script reads) is a
-		// failure, saying why; a failure, a query's answer, help's list
-		// and a sleep's end stand as they were.
-		why := "the peer stopped: " + strings.TrimPrefix(err.Error(), "peer: ")
-		for _, o := range r.unrun {
-			if res, ok := o.(Result); ok {
-				switch res.Cmd {
-				case CmdQueryDHT, CmdHelp, CmdSleep, CmdUnknown:
-				default:
-					if res.OK {
-						res = resultFailed(res.Cmd, why)
-					}
-				}
-				r.printResult(res)
-			}
-		}
-		r.unrun = nil
-		for _, o := range r.Core.StopFor(r.now(), why) {
-			if res, ok := o.(Result); ok {
-				r.printResult(res)
-			}
-		}
-	}
+	r.stopFailed(err)
 	if err != nil || exit {
 		r.stop(err)
 		return

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -204,6 +205,12 @@ func TestATraceIsNotTheDatabaseUnderAnotherName(t *testing.T) {
 	r = run("peer", "--quiet", "--db", "link/peer.db", "--trace-json", "real/peer.db", "127.0.0.1", port)
 	if want := "dht: --trace-json real/peer.db is also a file this command reads or writes"; r.code != 2 || !strings.HasPrefix(r.errOut, want) {
 		t.Fatalf("peer: exit %d, stdout %q, stderr %q; want 2 and %q", r.code, r.out, r.errOut, want)
+	}
+	// And changes nothing: the trace it made is gone, so the command
+	// without --trace-json makes its --db (a review: the empty file left
+	// was refused as 'no peer's file').
+	if _, err := os.Lstat("real/peer.db"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused trace left real/peer.db (%v)", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"os"
 	"syscall"
@@ -106,16 +107,24 @@ func peerCommand(e env) *cli.Command {
 				RequestTimeout: c.Duration("give-up"),
 				QueryTimeout:   c.Duration("query-timeout"),
 			})
+			tr := c.String("trace-json")
+			_, statErr := os.Stat(tr)
+			traceIsNew := tr != "" && errors.Is(statErr, fs.ErrNotExist)
 			log, closeTrace, err := openTrace(c, e.stderr, "") // the runner names the node once it knows the user
 			if err != nil {
 				return err
 			}
-			defer closeTrace()
-			if tr := c.String("trace-json"); dbPath != "" && tr != "" && samePath(dbPath, tr) {
+			if dbPath != "" && tr != "" && samePath(dbPath, tr) {
 				// A --db not made yet, named otherwise (a symbolic link):
-				// the trace just made is that file.
+				// the trace just made is that file, which goes again, as
+				// it was not there before.
+				closeTrace()
+				if traceIsNew {
+					_ = os.Remove(tr)
+				}
 				return sameAsRead("trace-json", tr, outTrace)
 			}
+			defer closeTrace()
 			stopProfile, err := startProfile(c)
 			if err != nil {
 				return err
