@@ -93,9 +93,6 @@ func peerCommand(e env) *cli.Command {
 			if c.IsSet("db") && dbPath == "" {
 				return usagef("--db needs a file name (without --db the peer's file is dht-peer-NAME.db, named at register)")
 			}
-			if err := checkOutput("trace-json", c.String("trace-json"), outTrace, dbPath); err != nil {
-				return err
-			}
 			core := app.NewPeer(app.PeerConfig{
 				Server:   netip.AddrPortFrom(ip, port),
 				LoadData: data,
@@ -107,9 +104,14 @@ func peerCommand(e env) *cli.Command {
 				RequestTimeout: c.Duration("give-up"),
 				QueryTimeout:   c.Duration("query-timeout"),
 			})
+			// openTrace checks --trace-json against --db before it makes
+			// the file; a --db not made yet is checked once it is (below).
 			tr := c.String("trace-json")
-			_, statErr := os.Stat(tr)
-			traceIsNew := tr != "" && errors.Is(statErr, fs.ErrNotExist)
+			traceIsNew := false
+			if tr != "" {
+				_, statErr := os.Stat(tr)
+				traceIsNew = errors.Is(statErr, fs.ErrNotExist)
+			}
 			log, closeTrace, err := openTrace(c, e.stderr, "") // the runner names the node once it knows the user
 			if err != nil {
 				return err
