@@ -214,6 +214,27 @@ func TestATraceIsNotTheDatabaseUnderAnotherName(t *testing.T) {
 	}
 }
 
+// Without --db the table's file is named at register: a --trace-json of
+// that name is refused then, by name, and the trace is left as it is (a
+// review: the register failed "… empty file", which named neither).
+func TestATraceIsNotTheDefaultTableFile(t *testing.T) {
+	t.Chdir(t.TempDir())
+	ports := freePorts(t, 2)
+	code, out, errOut := runDHT(t, fmt.Sprintf("register carol 127.0.0.1 %d\n", ports[1]),
+		"peer", "--quiet", "--trace-json", "dht-peer-carol.db", "127.0.0.1", strconv.Itoa(ports[0]))
+	const want = "register FAILURE: cannot open the table file: dht-peer-carol.db is this peer's --trace-json file: name the table with --db, or send the trace elsewhere\n"
+	if code != 0 || out != want {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and %q", code, out, errOut, want)
+	}
+	b, err := os.ReadFile("dht-peer-carol.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > 0 && b[0] != '[' && b[0] != '{' {
+		t.Fatalf("dht-peer-carol.db holds %q…, not the trace", b[:min(len(b), 16)])
+	}
+}
+
 // /dev/stdout (or /proc/self/fd/N) sent to a file that holds something
 // else (>> log): opening it again would empty it; said so.
 func TestAnOutputThatIsAnOpenFileIsNotEmptied(t *testing.T) {

@@ -151,6 +151,11 @@ func peerCommand(e env) *cli.Command {
 					path := dbPath
 					if path == "" {
 						path = fmt.Sprintf("dht-peer-%s.db", name)
+						// Named only now: the trace, made at the start,
+						// may be that file (--db was checked then).
+						if tr != "" && samePath(path, tr) {
+							return nil, fmt.Errorf("%s is this peer's --trace-json file: name the table with --db, or send the trace elsewhere", path)
+						}
 					}
 					st, err := openPeerFile(e, path)
 					if err != nil {
