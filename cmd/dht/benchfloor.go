@@ -110,6 +110,9 @@ func startProfile(c *cli.Context) (stop func(), err error) {
 	if path == "" {
 		return func() {}, nil
 	}
+	if err := checkOutput("cpuprofile", path, outProfile, c.String("db")); err != nil {
+		return nil, err
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err

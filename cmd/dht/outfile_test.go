@@ -196,8 +196,48 @@ func TestATraceIsNotTheDatabaseUnderAnotherName(t *testing.T) {
 	if r.code != 2 || r.out != "" || !strings.HasPrefix(r.errOut, want) {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want 2 and %q", r.code, r.out, r.errOut, want)
 	}
-	if _, err := store.Inspect("link/new.db", 0); err != nil {
-		t.Fatalf("the database: %v", err)
+	// The --db the server made before the trace was refused goes again:
+	// a refused command leaves no file (a review: it left an empty
+	// registry behind).
+	if _, err := os.Lstat("real/new.db"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused server left real/new.db (%v)", err)
+	}
+	// A peer's --cpuprofile refused once the trace is made: the trace
+	// goes again.
+	if err := os.WriteFile("notes.txt", []byte("mine\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = run("peer", "--quiet", "--trace-json", "t.json", "--cpuprofile", "notes.txt", "127.0.0.1", port)
+	if want := "dht: --cpuprofile notes.txt: the file exists and holds something else, not a CPU profile"; r.code != 2 || !strings.HasPrefix(r.errOut, want) {
+		t.Fatalf("peer --cpuprofile: exit %d, stdout %q, stderr %q; want 2 and %q", r.code, r.out, r.errOut, want)
+	}
+	if _, err := os.Lstat("t.json"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused peer left t.json (%v)", err)
+	}
+	// A --db that was there is kept, whatever is refused.
+	if code, _, errOut := runDHT(t, "", "inspect", "link/new.db"); code == 0 {
+		t.Fatalf("inspect of a file that should not be there: %s", errOut)
+	}
+	r = run("server", "--quiet", "--db", "link/kept.db", "--cpuprofile", "real/kept.db", "--addr", "127.0.0.1", port)
+	if want := "dht: --cpuprofile real/kept.db is also a file this command reads or writes"; r.code != 2 || !strings.HasPrefix(r.errOut, want) {
+		t.Fatalf("server --cpuprofile: exit %d, stdout %q, stderr %q; want 2 and %q", r.code, r.out, r.errOut, want)
+	}
+	if _, err := os.Lstat("real/kept.db"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused server left real/kept.db (%v)", err)
+	}
+	db, err := store.OpenServer("real/old.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r = run("server", "--quiet", "--db", "real/old.db", "--cpuprofile", "link/old.db", "--addr", "127.0.0.1", port)
+	if want := "dht: --cpuprofile link/old.db is also a file this command reads or writes"; r.code != 2 || !strings.HasPrefix(r.errOut, want) {
+		t.Fatalf("server --cpuprofile: exit %d, stdout %q, stderr %q; want 2 and %q", r.code, r.out, r.errOut, want)
+	}
+	if _, err := store.Inspect("real/old.db", 0); err != nil {
+		t.Fatalf("the database that was there: %v", err)
 	}
 	// A peer's --db is made at its register, after the trace: refused
 	// then, the trace being that file (a review: "--db link/new.db is no

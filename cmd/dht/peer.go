@@ -126,11 +126,16 @@ func peerCommand(e env) *cli.Command {
 				}
 				return sameAsRead("trace-json", tr, outTrace)
 			}
-			defer closeTrace()
 			stopProfile, err := startProfile(c)
 			if err != nil {
+				// Refused: the trace just made goes again.
+				closeTrace()
+				if traceIsNew {
+					_ = os.Remove(tr)
+				}
 				return err
 			}
+			defer closeTrace()
 			defer stopProfile()
 			ctx, cancel := signalContext()
 			defer cancel()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"syscall"
 	"time"
 
@@ -62,7 +63,8 @@ func serverCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := dbPathProblem("server", c.String("db"), "made at start", ""); err != nil {
+			existed, err := dbPathProblem("server", c.String("db"), "made at start", "")
+			if err != nil {
 				return err
 			}
 			// The socket first: a server that cannot have its port creates
@@ -87,14 +89,22 @@ func serverCommand(e env) *cli.Command {
 			if err != nil {
 				return err
 			}
+			// A file made just now is taken back when the command is
+			// refused after all: a refused command changes nothing.
+			refused := func(err error) error {
+				if !existed {
+					err = errors.Join(err, db.Close(), os.Remove(c.String("db")))
+				}
+				return err
+			}
 			log, closeTrace, err := openTrace(c, e.stderr, "server")
 			if err != nil {
-				return err
+				return refused(err)
 			}
 			defer closeTrace()
 			stopProfile, err := startProfile(c)
 			if err != nil {
-				return err
+				return refused(err)
 			}
 			defer stopProfile()
 			log.Info("listening", "addr", conn.LocalAddr().String(), "db", c.String("db"), "users", len(st.Users), "dht", st.DHT.Phase.String())
