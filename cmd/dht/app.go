@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -48,13 +49,46 @@ type env struct {
 	stdout, stderr io.Writer
 }
 
+// checkedWriter keeps the first error a write returned, for output
+// whose writes are not checked one by one (fmt.Fprint*, help, --version):
+// a command whose output was lost (a full disk) does not exit 0.
+type checkedWriter struct {
+	w   io.Writer
+	mu  sync.Mutex
+	err error
+}
+
+func (c *checkedWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	if err != nil {
+		c.mu.Lock()
+		if c.err == nil {
+			c.err = err
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// check is err, or else the first write's error.
+func (c *checkedWriter) check(err error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		return c.err
+	}
+	return err
+}
+
 // run is main without os.Exit: 0 normal, 2 usage errors, 1 runtime failures.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := newApp(env{stdin: stdin, stdout: stdout, stderr: stderr})
+	help := &checkedWriter{w: stdout} // help and --version
+	a.Writer = help
 	args = helpAnywhere(args, a)
 	err := decimalFlags(args, a)
 	if err == nil {
-		err = a.Run(args)
+		err = help.check(a.Run(args))
 	}
 	if err == nil {
 		return 0

@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -62,99 +64,151 @@ func benchCommand(e env) *cli.Command {
 				Peers: c.Int("peers"), Queriers: c.Int("queriers"), Queries: c.Int("queries"),
 				Loss: c.Float64("loss"), Seed: c.Uint64("seed"), Window: c.Int("window"),
 			}
+			maxQueriers := maxBenchQueriers
+			if c.Bool("processes") {
+				maxQueriers = maxProcQueriers
+			}
 			switch {
 			case o.Peers < 2 || o.Peers > app.MaxRing:
 				return usagef("--peers must be 2-%d", app.MaxRing)
 			case o.Queriers < 1 || o.Queries < 1:
 				return usagef("--queriers and --queries must be at least 1")
+			case o.Queriers > maxQueriers && c.Bool("processes"):
+				return usagef("--queriers must be at most %d with --processes (each is a process), got %d", maxQueriers, o.Queriers)
+			case o.Queriers > maxQueriers:
+				return usagef("--queriers must be at most %d, got %d", maxQueriers, o.Queriers)
 			case !(o.Loss >= 0 && o.Loss < 1): // NaN too
 				return usagef("--loss must be in [0,1), got %g", o.Loss)
 			case c.Int("runs") < 1:
 				return usagef("--runs must be at least 1, got %d", c.Int("runs"))
-			case c.Int("records") < 0:
-				return usagef("--records must not be negative (0: the dataset), got %d", c.Int("records"))
+			case c.Int("records") < 0 || c.Int("records") > maxBenchRecords:
+				return usagef("--records must be 0-%d (0: the dataset), got %d", maxBenchRecords, c.Int("records"))
 			case c.Int("records") > 0 && c.IsSet("data"):
 				return usagef("--records and --data are two datasets: give one")
 			case o.Window < 0 || o.Window > 1024:
 				return usagef("--window must be 0-1024 (0: the default), got %d", o.Window)
 			case c.Int("procs") < 1:
 				return usagef("--procs must be at least 1")
+			case c.String("scaling") == "-":
+				return usagef("--scaling needs a FILE for the SVG: the table goes to stdout")
 			}
+			// A signal stops the bench: its cluster or processes end and
+			// its files go, and no figures are printed.
+			ctx, cancel := signalContext()
+			defer cancel()
+			o.Ctx = ctx
+			out := &checkedWriter{w: e.stdout}
+			var err error
 			if c.Bool("processes") {
-				return benchProcesses(c, e, o)
-			}
-			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(c.Int("procs")))
-			if path := c.String("cpuprofile"); path != "" {
-				if err := checkOutput("cpuprofile", path, outProfile); err != nil {
-					return err
-				}
-				f, err := os.Create(path)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
-			}
-			if n := c.Int("records"); n > 0 {
-				o.Data, o.DataName = dataset.SyntheticSource{N: n, Seed: o.Seed}, fmt.Sprintf("%d synthetic records", n)
+				err = benchProcesses(c, out, o)
 			} else {
-				recs, name, err := dataset.LoadOrEmbedded(c.String("data"))
-				if err != nil {
-					return err
-				}
-				o.Data, o.DataName = dataset.Records(recs), name
+				err = benchInProcess(c, out, o)
 			}
-			if path := c.String("scaling"); path != "" {
-				byN, byRecords, err := bench.Scaling(o, c.Int("runs"), []int{1000, 3000, 10000, 30000, 100000})
-				if err != nil {
-					return err
-				}
-				if c.Bool("json") {
-					if err := writeJSON(e.stdout, map[string][]bench.ScalingPoint{"by_peers": byN, "by_records": byRecords}); err != nil {
-						return err
-					}
-				} else {
-					bench.PrintScaling(e.stdout, byN, byRecords)
-				}
-				note := fmt.Sprintf("each point the median of %d run(s), %d queries; %s/%s, %d CPUs, GOMAXPROCS %d; a setup includes committing every table to disk", c.Int("runs"), o.Queries, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0))
-				return bench.WriteScalingSVG(path, byN, byRecords, note)
+			if ctx.Err() != nil {
+				return errors.New("bench: stopped by a signal before it finished: no figures (its processes are ended and its files removed)")
 			}
-			if c.Bool("loss-sweep") {
-				rows, err := bench.LossSweep(o)
-				if err != nil {
-					return err
-				}
-				if c.Bool("json") {
-					return writeJSON(e.stdout, rows)
-				}
-				bench.PrintSweep(e.stdout, o, rows)
-				return nil
-			}
-			var reps []bench.Report
-			for range c.Int("runs") {
-				r, err := bench.Run(o)
-				if err != nil {
-					return err
-				}
-				reps = append(reps, r)
-				o.Seed++
-			}
-			r := bench.Median(reps)
-			r.Procs = runtime.GOMAXPROCS(0)
-			if c.Bool("json") {
-				return writeJSON(e.stdout, r)
-			}
-			bench.PrintReport(e.stdout, r)
-			return nil
+			return out.check(err)
 		},
 	}
 }
 
+// The most records and queriers a bench takes: the largest the figures
+// go to (docs/PERFORMANCE.md), with room; more would fail late, on memory or
+// on open files.
+const (
+	maxBenchRecords  = 1_000_000
+	maxBenchQueriers = 1024
+	maxProcQueriers  = 64
+)
+
+// benchInProcess is dht bench without --processes.
+func benchInProcess(c *cli.Context, stdout io.Writer, o bench.Options) error {
+	if c.Bool("loss-sweep") && c.String("scaling") != "" {
+		return usagef("--loss-sweep and --scaling are two benches: give one")
+	}
+	// Every output is checked before the first is made.
+	if err := checkOutputs([]output{{"cpuprofile", c.String("cpuprofile"), outProfile}, {"scaling", c.String("scaling"), outSVG}}, c.String("data")); err != nil {
+		return err
+	}
+	if n := c.Int("records"); n > 0 {
+		o.Data, o.DataName = dataset.SyntheticSource{N: n, Seed: o.Seed}, fmt.Sprintf("%d synthetic records", n)
+	} else {
+		recs, name, err := dataset.LoadOrEmbedded(c.String("data"))
+		if err != nil {
+			return err
+		}
+		o.Data, o.DataName = dataset.Records(recs), name
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(c.Int("procs")))
+	if path := c.String("cpuprofile"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if path := c.String("scaling"); path != "" {
+		// The SVG's file is opened now, so that a path that cannot be
+		// written fails before the minutes the table takes; one made now
+		// goes again if the table fails.
+		_, statErr := os.Stat(path)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+		if err != nil {
+			return err
+		}
+		f.Close()
+		byN, byRecords, err := bench.Scaling(o, c.Int("runs"), []int{1000, 3000, 10000, 30000, 100000})
+		if err != nil {
+			if errors.Is(statErr, fs.ErrNotExist) {
+				_ = os.Remove(path)
+			}
+			return err
+		}
+		if c.Bool("json") {
+			if err := writeJSON(stdout, map[string][]bench.ScalingPoint{"by_peers": byN, "by_records": byRecords}); err != nil {
+				return err
+			}
+		} else {
+			bench.PrintScaling(stdout, byN, byRecords)
+		}
+		note := fmt.Sprintf("each point the median of %d run(s), %d queries; %s/%s, %d CPUs, GOMAXPROCS %d; a setup includes committing every table to disk", c.Int("runs"), o.Queries, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0))
+		return bench.WriteScalingSVG(path, byN, byRecords, note)
+	}
+	if c.Bool("loss-sweep") {
+		rows, err := bench.LossSweep(o)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return writeJSON(stdout, rows)
+		}
+		bench.PrintSweep(stdout, o, rows)
+		return nil
+	}
+	var reps []bench.Report
+	for range c.Int("runs") {
+		r, err := bench.Run(o)
+		if err != nil {
+			return err
+		}
+		reps = append(reps, r)
+		o.Seed++
+	}
+	r := bench.Median(reps)
+	r.Procs = runtime.GOMAXPROCS(0)
+	if c.Bool("json") {
+		return writeJSON(stdout, r)
+	}
+	bench.PrintReport(stdout, r)
+	return nil
+}
+
 // benchProcesses is dht bench --processes.
-func benchProcesses(c *cli.Context, e env, o bench.Options) error {
+func benchProcesses(c *cli.Context, stdout io.Writer, o bench.Options) error {
 	if c.Bool("loss-sweep") || c.String("scaling") != "" || o.Loss > 0 {
 		return usagef("--processes measures no loss and no scaling")
 	}
@@ -168,16 +222,6 @@ func benchProcesses(c *cli.Context, e env, o bench.Options) error {
 			return err
 		}
 		o.Binary = exe
-	}
-	if dir := c.String("cpuprofile"); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		abs, err := filepath.Abs(dir)
-		if err != nil {
-			return err
-		}
-		o.ProfileDir = abs
 	}
 	if n := c.Int("records"); n > 0 {
 		o.Data, o.DataName = dataset.SyntheticSource{N: n, Seed: o.Seed}, fmt.Sprintf("%d synthetic records", n)
@@ -195,6 +239,16 @@ func benchProcesses(c *cli.Context, e env, o bench.Options) error {
 			o.DataFile = abs
 		}
 	}
+	if dir := c.String("cpuprofile"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return err
+		}
+		o.ProfileDir = abs
+	}
 	var reps []bench.ProcReport
 	for range c.Int("runs") {
 		r, err := bench.RunProcesses(o)
@@ -206,9 +260,9 @@ func benchProcesses(c *cli.Context, e env, o bench.Options) error {
 	}
 	r := bench.MedianProc(reps)
 	if c.Bool("json") {
-		return writeJSON(e.stdout, r)
+		return writeJSON(stdout, r)
 	}
-	bench.PrintProcReport(e.stdout, r)
+	bench.PrintProcReport(stdout, r)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"dht/dataset"
 	"dht/internal/bench"
 )
 
@@ -193,4 +195,111 @@ func processesOf(t *testing.T, bin string) []string {
 		}
 	}
 	return found
+}
+
+// A bench stopped from outside (SIGINT, SIGTERM: Options.Ctx) ends its
+// processes and removes its files, and gives no figures (a new user's
+// review: a SIGTERM left 25 processes running and their folder).
+func TestBenchStopsWhenTold(t *testing.T) {
+	bin := dhtBinary(t)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	recs, _, err := dataset.LoadOrEmbedded("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := bench.Options{Peers: 3, Queriers: 2, Queries: 20, QueriesAhead: 20, Seed: 1, Binary: bin,
+		Data: dataset.Records(recs), DataName: "the dataset"}
+
+	// Told before it starts: it starts nothing.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	o.Ctx = ctx
+	if _, err := bench.RunProcesses(o); err == nil {
+		t.Fatal("RunProcesses ran to the end, stopped before it started")
+	}
+	if _, err := bench.Run(o); err == nil {
+		t.Fatal("Run ran to the end, stopped before it started")
+	}
+	leftIn(t, tmp)
+
+	// Told while its processes run: they end, and it returns.
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	o.Ctx = ctx
+	done := make(chan error, 1)
+	go func() {
+		_, err := bench.RunProcesses(o)
+		done <- err
+	}()
+	var dir string
+	for dir == "" {
+		select {
+		case err := <-done:
+			t.Fatalf("RunProcesses returned (%v) before its processes were seen", err)
+		default:
+		}
+		// Its first processes have their stderr files in its folder.
+		if m, _ := filepath.Glob(filepath.Join(tmp, "dht-bench-procs-*", "*.stderr")); len(m) > 0 {
+			dir = filepath.Dir(m[0])
+		} else {
+			runtime.Gosched()
+		}
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("RunProcesses gave figures, stopped while it ran")
+	}
+	// No process is left in its folder (every child's working directory).
+	if runtime.GOOS == "linux" {
+		procs, _ := filepath.Glob("/proc/[0-9]*/cwd")
+		for _, p := range procs {
+			if cwd, err := os.Readlink(p); err == nil && strings.HasPrefix(cwd, dir) {
+				t.Errorf("%s is still running in the bench's folder", filepath.Dir(p))
+			}
+		}
+	}
+	leftIn(t, tmp)
+}
+
+// leftIn fails the test if a bench left a file or folder in dir.
+func leftIn(t *testing.T, dir string) {
+	t.Helper()
+	if es, err := os.ReadDir(dir); err != nil || len(es) > 0 {
+		t.Errorf("the bench left %v in its temporary folder (%v)", es, err)
+	}
+}
+
+// Every output of a bench is checked, and every input read, before it
+// measures anything or makes any file (a new user's review: --scaling
+// wrote over a text file, and over a missing folder failed only after the
+// minutes of its table; --cpuprofile was made before --data was read).
+func TestBenchChecksBeforeItMeasures(t *testing.T) {
+	t.Chdir(t.TempDir())
+	if err := os.WriteFile("notes.svg", []byte("my notes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runDHT(t, "", "bench", "--scaling", "notes.svg")
+	if want := "dht: --scaling notes.svg: the file exists and holds something else, not an SVG image"; code != 2 || out != "" || !strings.HasPrefix(errOut, want) {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 2 and %q", code, out, errOut, want)
+	}
+	if b, _ := os.ReadFile("notes.svg"); string(b) != "my notes\n" {
+		t.Errorf("notes.svg now holds %q", b)
+	}
+	code, out, errOut = runDHT(t, "", "bench", "--scaling", "nowhere/s.svg")
+	if want := "dht: open nowhere/s.svg: no such file or directory\n"; code != 1 || out != "" || errOut != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 1 and %q", code, out, errOut, want)
+	}
+	for _, args := range [][]string{
+		{"bench", "--cpuprofile", "new.prof", "--data", "missing.csv"},
+		{"bench", "--processes", "--cpuprofile", "profiles", "--data", "missing.csv"},
+	} {
+		code, out, errOut := runDHT(t, "", args...)
+		if code != 1 || out != "" || !strings.Contains(errOut, "missing.csv") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 1 and the missing file named", args, code, out, errOut)
+		}
+	}
+	if es, _ := os.ReadDir("."); len(es) != 1 {
+		t.Errorf("the refused benches left %v", es)
+	}
 }

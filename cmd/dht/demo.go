@@ -90,7 +90,8 @@ func demoCommand(e env) *cli.Command {
 				wd.done()
 				return err
 			}
-			d := &demo{cl: cl, out: e.stdout, recs: recs, data: dataName, dataFlag: c.String("data"), seed: seed, keep: wd.keep}
+			out := &checkedWriter{w: e.stdout}
+			d := &demo{cl: cl, out: out, recs: recs, data: dataName, dataFlag: c.String("data"), seed: seed, keep: wd.keep}
 			err = d.run(n, c.Bool("keep-running"))
 			if serr := cl.Stop(); err == nil && serr != nil {
 				err = serr
@@ -102,7 +103,7 @@ func demoCommand(e env) *cli.Command {
 			if err == nil {
 				err = derr
 			}
-			return err
+			return out.check(err)
 		},
 	}
 }

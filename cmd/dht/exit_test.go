@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -153,7 +155,14 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"peer", "--rto", "1m", "127.0.0.1", "4000"}, "--give-up must be longer than --rto (1m0s), got 10s"},
 		{[]string{"peer", "--window", "0", "127.0.0.1", "4000"}, "--window must be 1-1024, got 0"},
 		{[]string{"bench", "--window", "2000"}, "--window must be 0-1024 (0: the default), got 2000"},
-		{[]string{"bench", "--records", "-5"}, "--records must not be negative (0: the dataset), got -5"},
+		{[]string{"bench", "--records", "-5"}, "--records must be 0-1000000 (0: the dataset), got -5"},
+		// Past these a bench failed late, on memory or open files (a new
+		// user's review: a crash of the runtime; two minutes of forks).
+		{[]string{"bench", "--records", "99999999999"}, "--records must be 0-1000000 (0: the dataset), got 99999999999"},
+		{[]string{"bench", "--queriers", "100000"}, "--queriers must be at most 1024, got 100000"},
+		{[]string{"bench", "--processes", "--queriers", "5000"}, "--queriers must be at most 64 with --processes (each is a process), got 5000"},
+		{[]string{"bench", "--scaling", "-"}, "--scaling needs a FILE for the SVG: the table goes to stdout"},
+		{[]string{"bench", "--scaling", "s.svg", "--loss-sweep"}, "--loss-sweep and --scaling are two benches: give one"},
 		{[]string{"bench", "--records", "10", "--data", "x.csv"}, "--records and --data are two datasets: give one"},
 		{[]string{"diagram", "--mermaid", "-", "--svg", "-", "x.jsonl"}, "--mermaid - and --svg - would both write to stdout: give one of them a FILE"},
 		{[]string{"server", "--fault-loss", "2", "4000"}, "--fault-loss must be in [0,1), got 2"},
@@ -395,5 +404,28 @@ func TestServerOnAnAddressNotThisHostsSaysSo(t *testing.T) {
 	code, out, errOut := runDHT(t, "", "server", "--quiet", "--db", db, "--addr", elsewhere, "4000")
 	if code != 1 || !strings.Contains(errOut, "cannot assign requested address ("+elsewhere+" is not an address of this host)") {
 		t.Fatalf("exit %d, stderr %q; want 1 and the address named not this host's\nstdout:\n%s", code, errOut, out)
+	}
+}
+
+// fullWriter is a stdout on a full disk.
+type fullWriter struct{}
+
+func (fullWriter) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
+
+// A command whose output cannot be written says so and exits 1, rather
+// than 0 with its output lost (a new user's review: --version, help,
+// play and demo exited 0 with stdout on /dev/full).
+func TestLostOutputIsAFailure(t *testing.T) {
+	play, err := filepath.Abs("../../examples/register-retry.play")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	for _, args := range [][]string{{"--version"}, {"help"}, {"help", "peer"}, {"play", play}} {
+		var errOut bytes.Buffer
+		code := run(append([]string{"dht"}, args...), strings.NewReader(""), fullWriter{}, &errOut)
+		if want := "dht: no space left on device\n"; code != 1 || errOut.String() != want {
+			t.Errorf("%v: exit %d, stderr %q; want 1 and %q", args, code, errOut.String(), want)
+		}
 	}
 }

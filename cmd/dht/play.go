@@ -99,7 +99,8 @@ func playCommand(e env) *cli.Command {
 			if c.Bool("trace") {
 				trace = e.stderr
 			}
-			n, err := playIn(c, wd.path, sc, seed, trace, e.stdout, e.stderr)
+			out := &checkedWriter{w: e.stdout}
+			n, err := playIn(c, wd.path, sc, seed, trace, out, e.stderr)
 			where, derr := wd.done()
 			if err != nil {
 				return err
@@ -111,8 +112,8 @@ func playCommand(e env) *cli.Command {
 			if n == 1 {
 				plural = ""
 			}
-			fmt.Fprintf(e.stdout, "# %s: %d expectation%s met; %s\n", path, n, plural, where)
-			return nil
+			fmt.Fprintf(out, "# %s: %d expectation%s met; %s\n", path, n, plural, where)
+			return out.check(nil)
 		},
 	}
 }

@@ -52,6 +52,18 @@ type Options struct {
 	// ProfileDir, if set, gets a CPU profile of every process
 	// RunProcesses runs, NAME.pprof.
 	ProfileDir string
+	// Ctx, done, stops the bench (SIGINT, SIGTERM): its cluster or its
+	// processes are ended and its files removed, and it returns an error.
+	// Nil: never.
+	Ctx context.Context
+}
+
+// ctx is o.Ctx, or a context that is never done.
+func (o Options) ctx() context.Context {
+	if o.Ctx == nil {
+		return context.Background()
+	}
+	return o.Ctx
 }
 
 // Report is everything one bench run measured; with --runs, each
@@ -172,7 +184,7 @@ func Run(o Options) (r Report, err error) {
 		r.PeakRSSMB, r.PeakAnonMB = procStatusMB("VmHWM"), mem.stop()
 	}()
 	t0 := cl.Traffic()
-	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
+	ctx, cancel := context.WithTimeout(o.ctx(), benchTimeout)
 	defer cancel()
 
 	leader := users[0]
@@ -232,7 +244,7 @@ func startCluster(dir string, o Options, users int, loss float64) (*cluster.Clus
 	data := o.Data
 	cl, err := cluster.Start(cluster.Config{
 		Dir: dir, Data: func() (dataset.Source, error) { return data, nil }, Seed: o.Seed, Loss: loss,
-		Link: app.LinkConfig{Window: o.Window},
+		Link: app.LinkConfig{Window: o.Window}, Ctx: o.ctx(),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -242,7 +254,7 @@ func startCluster(dir string, o Options, users int, loss float64) (*cluster.Clus
 		cl.Stop()
 		return nil, nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(o.ctx(), time.Minute)
 	defer cancel()
 	ps := make([]*cluster.Peer, users)
 	for i := range ps {
@@ -624,6 +636,9 @@ type SweepRow struct {
 func LossSweep(o Options) ([]SweepRow, error) {
 	var rows []SweepRow
 	for _, loss := range []float64{0, 0.1, 0.3} {
+		if err := o.ctx().Err(); err != nil {
+			return rows, err
+		}
 		row, err := sweepOnce(o, loss)
 		if err != nil {
 			return rows, fmt.Errorf("loss %g: %w", loss, err)
@@ -645,7 +660,7 @@ func sweepOnce(o Options, loss float64) (row SweepRow, err error) {
 		return row, err
 	}
 	t0 := cl.Traffic()
-	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
+	ctx, cancel := context.WithTimeout(o.ctx(), benchTimeout)
 	defer cancel()
 	leader := users[0]
 	var querier *cluster.Peer

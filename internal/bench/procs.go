@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -188,6 +189,7 @@ func (ps *procs) start(name string, args ...string) (*child, error) {
 	c := &child{name: name, stderr: filepath.Join(ps.dir, name+".stderr")}
 	c.cmd = exec.Command(ps.bin, args...)
 	c.cmd.Dir = ps.dir
+	c.cmd.SysProcAttr = childAttr() // ended with the bench, even by SIGKILL
 	errf, err := os.Create(c.stderr)
 	if err != nil {
 		return nil, err
@@ -290,10 +292,12 @@ func (ps *procs) stop() {
 	}
 }
 
-// kill ends every process at once (the watchdog).
+// kill ends every process at once (the watchdog, a signal), and starts
+// no more.
 func (ps *procs) kill() {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
+	ps.stopped = true
 	for _, c := range ps.all {
 		c.cmd.Process.Kill()
 	}
@@ -380,6 +384,9 @@ func RunProcesses(o Options) (r ProcReport, err error) {
 	defer ps.stop()
 	watchdog := time.AfterFunc(benchTimeout, ps.kill)
 	defer watchdog.Stop()
+	// Stopped from outside: every read ends as the watchdog's do.
+	stopKill := context.AfterFunc(o.ctx(), ps.kill)
+	defer stopKill()
 
 	if r.Floor.HopUS, r.Floor.HopCPUUS, err = procRingHop(ps, o.Peers, max(2000/o.Peers, 20)); err != nil {
 		return r, err

@@ -37,6 +37,9 @@ func Scaling(o Options, runs int, sizes []int) (byN, byRecords []ScalingPoint, e
 		debug.FreeOSMemory()
 		var reps []Report
 		for i := range runs {
+			if err := o.ctx().Err(); err != nil {
+				return ScalingPoint{}, err
+			}
 			o.Seed += uint64(i)
 			r, err := Run(o)
 			if err != nil {
