@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -93,24 +95,91 @@ func diagramCommand(e env) *cli.Command {
 			if mmd == "" && svg != "-" {
 				mmd = "-" // Mermaid to stdout unless the SVG goes there
 			}
-			if mmd != "" {
-				if err := writeOut(e, mmd, d.Mermaid()); err != nil {
+			// Every output is opened before any is written: one that
+			// cannot be fails the command with nothing written.
+			var outs []*outFile
+			for _, o := range []struct {
+				path string
+				b    func() []byte
+			}{{mmd, d.Mermaid}, {svg, d.SVG}} {
+				if o.path == "" {
+					continue
+				}
+				f, err := openOut(o.path)
+				if err != nil {
+					for _, f := range outs {
+						f.abandon()
+					}
 					return err
 				}
+				f.b = o.b
+				outs = append(outs, f)
 			}
-			if svg != "" {
-				return writeOut(e, svg, d.SVG())
+			for i, f := range outs {
+				if err := f.write(e); err != nil {
+					for _, f := range outs[i+1:] {
+						f.abandon()
+					}
+					return err
+				}
 			}
 			return nil
 		},
 	}
 }
 
-// writeOut writes b to path, or to stdout for "-".
-func writeOut(e env, path string, b []byte) error {
+// outFile is an output opened, not yet written: a file, or stdout ("-").
+type outFile struct {
+	path string
+	f    *os.File
+	made bool // the open made the file
+	b    func() []byte
+}
+
+// openOut opens path for writing without emptying it, or stdout for "-".
+func openOut(path string) (*outFile, error) {
+	o := &outFile{path: path}
 	if path == "-" {
+		return o, nil
+	}
+	_, err := os.Lstat(path)
+	o.made = errors.Is(err, fs.ErrNotExist)
+	if o.f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// write writes the output whole, in place of what the file held.
+func (o *outFile) write(e env) error {
+	b := o.b()
+	if o.f == nil {
 		_, err := e.stdout.Write(b)
 		return err
 	}
-	return os.WriteFile(path, b, 0o644)
+	err := o.f.Truncate(0)
+	if err == nil {
+		_, err = o.f.Write(b)
+	}
+	return errors.Join(err, o.f.Close())
+}
+
+// abandon closes an output never written; a file it made goes.
+func (o *outFile) abandon() {
+	if o.f != nil {
+		o.f.Close()
+		if o.made {
+			os.Remove(o.path)
+		}
+	}
+}
+
+// writeOut writes b to path, or to stdout for "-".
+func writeOut(e env, path string, b []byte) error {
+	o, err := openOut(path)
+	if err != nil {
+		return err
+	}
+	o.b = func() []byte { return b }
+	return o.write(e)
 }

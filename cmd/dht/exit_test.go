@@ -161,6 +161,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "--records", "99999999999"}, "--records must be 0-1000000 (0: the dataset), got 99999999999"},
 		{[]string{"bench", "--queriers", "100000"}, "--queriers must be at most 1024, got 100000"},
 		{[]string{"bench", "--processes", "--queriers", "5000"}, "--queriers must be at most 64 with --processes (each is a process), got 5000"},
+		{[]string{"ring", "--query", strings.Repeat("x", 1025), "x.db"}, "--query: Long Name too long (1025 bytes, at most 1024)"},
 		{[]string{"bench", "--scaling", "-"}, "--scaling needs a FILE for the SVG: the table goes to stdout"},
 		{[]string{"bench", "--scaling", "s.svg", "--loss-sweep"}, "--loss-sweep and --scaling are two benches: give one"},
 		{[]string{"bench", "--records", "10", "--data", "x.csv"}, "--records and --data are two datasets: give one"},

@@ -13,6 +13,7 @@ import (
 	"dht/dataset"
 	"dht/diagram"
 	"dht/store"
+	"dht/wire"
 )
 
 func ringCommand(e env) *cli.Command {
@@ -49,6 +50,10 @@ func ringCommand(e env) *cli.Command {
 			query := strings.TrimSpace(c.String("query"))
 			if c.IsSet("query") && query == "" {
 				return usagef("--query needs a Long Name, got %q", c.String("query"))
+			}
+			if len(query) > wire.MaxField {
+				// As query-dht refuses it: no query could ask for it.
+				return usagef("--query: Long Name too long (%d bytes, at most %d)", len(query), wire.MaxField)
 			}
 			if c.String("from") != "" && query == "" {
 				return usagef("--from is where a --query starts: give --query too")

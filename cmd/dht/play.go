@@ -38,7 +38,9 @@ for a terminal; it is usually the name the peer registers). play waits until
 that peer has finished the command (its result lines are printed) before it
 reads the next line, so a scenario runs the same way every time. A query-dht
 with no Long Name waits for the server's answer only: after SUCCESS the
-peer's next line is its Long Name; after FAILURE it is a command of its own.
+peer's next line is its Long Name, and the query's result lines, which an
+expect checks, come after that line; after FAILURE it is a command of its
+own.
 
 USER: expect SUCCESS|FAILURE [TEXT] checks USER's last command: SUCCESS if
 it printed at least one result line and no FAILURE, FAILURE if one of its
@@ -215,6 +217,18 @@ type playScenario struct {
 	seed  *uint64  // from a seed line
 }
 
+// maxPlayLabel is the longest user label a play file may use.
+const maxPlayLabel = 64
+
+// quoteShort quotes s, or its first 80 bytes and its length if longer: an
+// error names the line, not a page of it.
+func quoteShort(s string) string {
+	if len(s) <= 80 {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:80]), len(s))
+}
+
 // parseScenario reads the whole file before anything runs, so a mistake on
 // its last line costs nothing.
 func parseScenario(path string, src []byte) (*playScenario, error) {
@@ -243,6 +257,13 @@ func parseScenario(path string, src []byte) (*playScenario, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
+		if n == 1 {
+			// A byte-order mark some editors write: no part of the text.
+			line = strings.TrimSpace(strings.TrimPrefix(line, "\ufeff"))
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+		}
 		bad := func(format string, a ...any) error {
 			return fmt.Errorf("%s: %s", pos, fmt.Sprintf(format, a...))
 		}
@@ -256,7 +277,7 @@ func parseScenario(path string, src []byte) (*playScenario, error) {
 				}
 				v, err := strconv.ParseUint(strings.Join(f[1:], " "), 10, 64)
 				if err != nil {
-					return nil, bad("want seed N (a whole number), got %q", line)
+					return nil, bad("want seed N (a whole number), got %s", quoteShort(line))
 				}
 				sc.seed = &v
 			case "sleep":
@@ -266,27 +287,31 @@ func parseScenario(path string, src []byte) (*playScenario, error) {
 				}
 				sc.steps = append(sc.steps, playStep{pos: pos, kind: playStepSleep, d: d})
 			default:
-				return nil, bad("want USER: LINE, USER: expect SUCCESS|FAILURE [TEXT], sleep DURATION or seed N, got %q", line)
+				return nil, bad("want USER: LINE, USER: expect SUCCESS|FAILURE [TEXT], sleep DURATION or seed N, got %s", quoteShort(line))
 			}
 			continue
 		}
 		user, rest := m[1], m[2]
+		if len(user) > maxPlayLabel {
+			// It names the user's table file, dht-peer-USER.db.
+			return nil, bad("a user label is at most %d characters, got %s", maxPlayLabel, quoteShort(user))
+		}
 		if rest == "" {
 			return nil, bad("nothing to type after %q", user+":")
 		}
 		if f := strings.Fields(rest); f[0] == "expect" {
 			if len(f) < 2 || (f[1] != "SUCCESS" && f[1] != "FAILURE") {
-				return nil, bad("want expect SUCCESS|FAILURE [TEXT], got %q", rest)
+				return nil, bad("want expect SUCCESS|FAILURE [TEXT], got %s", quoteShort(rest))
 			}
 			text := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(strings.TrimPrefix(rest, "expect")), f[1]))
 			if !placeholders(text) {
-				return nil, bad("unknown placeholder in %q: the only one is ${PORT:KEY}", text)
+				return nil, bad("unknown placeholder in %s: the only one is ${PORT:KEY}", quoteShort(text))
 			}
 			sc.steps = append(sc.steps, playStep{pos: pos, kind: playStepExpect, user: user, want: f[1], text: text})
 			continue
 		}
 		if !placeholders(rest) {
-			return nil, bad("unknown placeholder in %q: the only one is ${PORT:KEY}", rest)
+			return nil, bad("unknown placeholder in %s: the only one is ${PORT:KEY}", quoteShort(rest))
 		}
 		sc.steps = append(sc.steps, playStep{pos: pos, kind: playStepType, user: user, text: rest})
 	}

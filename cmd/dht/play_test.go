@@ -148,6 +148,17 @@ bob: expect FAILURE cannot bind 127.0.0.1:${PORT:a}
 	}
 }
 
+// A play file that starts with a byte-order mark (some editors write
+// one) is read as without it (a new user's review: refused on line 1).
+func TestPlayFileWithAByteOrderMark(t *testing.T) {
+	for _, first := range []string{"# a comment\n", "alice: help\n"} {
+		f := writeScenario(t, "\ufeff"+first+"alice: help\nalice: expect SUCCESS\n")
+		if code, out, errOut := runDHT(t, "", "play", "--dir", t.TempDir(), f); code != 0 || !strings.Contains(out, "1 expectation met") {
+			t.Errorf("%q: exit %d\n%s\n%s", first, code, out, errOut)
+		}
+	}
+}
+
 // TestPlayFailures: every way a play goes wrong, with its exit status and
 // what it says.
 func TestPlayFailures(t *testing.T) {
@@ -195,6 +206,22 @@ func TestPlayFailures(t *testing.T) {
 			scenario: "# fine\nalice: help\nalice: query-dht alice " + strings.Repeat("x", 1<<20) + "\n",
 			code:     1,
 			stderr:   []string{"t.play:3: a line longer than 1 MiB"},
+		},
+		{
+			// A new user's review: a binary given as the play file gave a
+			// 16,019-byte error line.
+			name:     "a long bad line is quoted short",
+			scenario: strings.Repeat("\x7fELF", 3000) + "\n",
+			code:     1,
+			stderr:   []string{`t.play:1: want USER: LINE, USER: expect SUCCESS|FAILURE [TEXT], sleep DURATION or seed N, got "\x7fELF\x7fELF`, `… (12000 bytes)` + "\n"},
+		},
+		{
+			// It names the user's table file: 300 letters failed late,
+			// at the register.
+			name:     "a user label too long",
+			scenario: strings.Repeat("a", 65) + ": help\n",
+			code:     1,
+			stderr:   []string{"t.play:1: a user label is at most 64 characters, got \"aaaa"},
 		},
 		{
 			name:     "a bad expect",

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -99,5 +101,43 @@ func TestDiagramCommandErrors(t *testing.T) {
 		if code := run(tc.args, strings.NewReader(""), &out, &errOut); code != tc.code || !strings.Contains(errOut.String(), tc.want) {
 			t.Errorf("%q: exit %d, stderr %q; want exit %d and %q", tc.args, code, errOut.String(), tc.code, tc.want)
 		}
+	}
+}
+
+// Every output of dht diagram is opened before any is written: one that
+// cannot be fails the command with nothing written, and a FILE it made
+// goes (a new user's review: the Mermaid file was written over, or
+// printed, before the --svg path failed).
+func TestDiagramWritesNothingWhenAnOutputFails(t *testing.T) {
+	t.Chdir(t.TempDir())
+	trace := `{"time":"2026-12-07T09:31:16.557Z","process":"zed","dir":"send","local":"127.0.0.1:46991","remote":"127.0.0.1:46992","type":"register","id":39678957,"msg":{"addr":"127.0.0.1:46991","name":"zed"}}` + "\n"
+	if err := os.WriteFile("zed.jsonl", []byte(trace), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile("kept.mmd", []byte("sequenceDiagram\n    Note over a: kept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"diagram", "--mermaid", "kept.mmd", "--svg", "nowhere/x.svg", "zed.jsonl"},
+		{"diagram", "--mermaid", "new.mmd", "--svg", "nowhere/x.svg", "zed.jsonl"},
+		{"diagram", "--svg", "nowhere/x.svg", "zed.jsonl"},
+	} {
+		code, out, errOut := runDHT(t, "", args...)
+		if want := "dht: open nowhere/x.svg: no such file or directory\n"; code != 1 || out != "" || errOut != want {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 1, nothing, %q", args, code, out, errOut, want)
+		}
+	}
+	if b, _ := os.ReadFile("kept.mmd"); string(b) != "sequenceDiagram\n    Note over a: kept\n" {
+		t.Errorf("kept.mmd now holds %q", b)
+	}
+	if _, err := os.Lstat("new.mmd"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the failed diagram left new.mmd (%v)", err)
+	}
+	// And with nothing failing, both are written, the old text replaced.
+	if code, _, errOut := runDHT(t, "", "diagram", "--mermaid", "kept.mmd", "--svg", "x.svg", "zed.jsonl"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if b, _ := os.ReadFile("kept.mmd"); !strings.Contains(string(b), "zed->>") || strings.Contains(string(b), "kept") {
+		t.Errorf("kept.mmd holds %q", b)
 	}
 }
