@@ -292,18 +292,20 @@ func (p *Peer) reportBroken(now time.Time, gone []failure, out []Output) []Outpu
 	told := map[netip.AddrPort]bool{}
 	for _, g := range gone {
 		var origin netip.AddrPort
+		var epoch uint64
+		var round uint32
 		switch m := g.msg.(type) {
 		case wire.Teardown:
 			if m.Origin != p.self.Name {
-				origin = m.OriginAddr
+				origin, epoch = m.OriginAddr, m.Epoch
 			}
 		case wire.ResetID:
 			if m.Origin != p.self.Name {
-				origin = m.OriginAddr
+				origin, epoch = m.OriginAddr, m.Epoch
 			}
 		case wire.Flush:
 			if m.Leader != p.self.Name {
-				origin = m.LeaderAddr
+				origin, epoch, round = m.LeaderAddr, m.Epoch, m.Round
 			}
 		}
 		if !origin.IsValid() || told[origin] || origin == g.to {
@@ -317,7 +319,7 @@ func (p *Peer) reportBroken(now time.Time, gone []failure, out []Output) []Outpu
 			}
 		}
 		out = append(out, event("ring phase broken: telling its origin", attrAddr(origin), slog.String("node", node.String()), slog.String("type", g.msg.Type().String())))
-		out = append(out, p.link.send(now, origin, wire.Broken{Node: node, What: g.msg.Type()}, tagNone, false)...)
+		out = append(out, p.link.send(now, origin, wire.Broken{Node: node, What: g.msg.Type(), Epoch: epoch, Round: round}, tagNone, false)...)
 	}
 	return out
 }
@@ -330,9 +332,17 @@ func (p *Peer) onBroken(now time.Time, from netip.AddrPort, m wire.Broken) []Out
 		who = label(m.Node)
 	}
 	why := fmt.Sprintf("the ring is broken at %s: it stopped acknowledging %s from %s for %s", who, m.What, p.named(from), p.link.cfg.GiveUp)
+	// Only a report of the phase under way counts: the message it names,
+	// by type, epoch and a flush's round, must be one this node sent in
+	// it (an attacker's review: a broken captured in an earlier join,
+	// sent again from anywhere, failed every later join; the ring's key
+	// outlives the phases it signs).
+	phase := func(teardownEpoch, resetEpoch uint64) bool {
+		return m.Epoch != 0 && (m.What == wire.TypeTeardown && m.Epoch == teardownEpoch || m.What == wire.TypeResetID && m.Epoch == resetEpoch)
+	}
 	switch m.What {
-	case wire.TypeStore, wire.TypeFlush:
-		if p.pop == nil {
+	case wire.TypeFlush:
+		if pop := p.pop; pop == nil || !pop.flushed || m.Epoch != pop.epoch || m.Round != pop.round {
 			break
 		}
 		out := p.popFailed(now, why, false)
@@ -341,16 +351,16 @@ func (p *Peer) onBroken(now time.Time, from netip.AddrPort, m wire.Broken) []Out
 		}
 		return out
 	case wire.TypeTeardown, wire.TypeResetID:
-		if j := p.joining; j != nil && (j.step == leadTearing || j.step == leadRenumbering) {
+		if j := p.joining; j != nil && (j.step == leadTearing || j.step == leadRenumbering) && phase(j.ringEpoch, j.epoch) {
 			return p.joinFailed(now, j.joiner, why, false)
 		}
 		switch o := p.op.(type) {
 		case *teardownOp:
-			if o.stage == teardownTearing && m.What == wire.TypeTeardown {
+			if o.stage == teardownTearing && phase(o.epoch, 0) {
 				return p.finish(now, nil, resultFailed(CmdTeardownComplete, why))
 			}
 		case *leaveOp:
-			if o.stage == leaveTearing || o.stage == leaveRenumbering {
+			if (o.stage == leaveTearing || o.stage == leaveRenumbering) && phase(o.ringEpoch, o.epoch) {
 				return p.finish(now, nil, resultFailed(CmdDHTRebuilt, why))
 			}
 		}

@@ -140,6 +140,9 @@ type joinLead struct {
 	pending int       // set-id and reset-right not yet acknowledged
 	until   time.Time // the op timeout bounds the whole role
 	epoch   uint64    // the larger ring's
+	// ringEpoch is the ring's before the join, which its teardown
+	// carries (a broken names it).
+	ringEpoch uint64
 }
 
 // refuseJoin says why this node cannot take the joiner in now ("" if it
@@ -177,7 +180,7 @@ func (p *Peer) startJoin(now time.Time, m wire.Join) []Output {
 	if err != nil {
 		return p.joinFailed(now, m.Joiner, datasetUnusable(err), false)
 	}
-	j := &joinLead{joiner: m.Joiner, n: p.n, last: p.left, data: data, until: now.Add(p.cfg.OpTimeout), epoch: m.Epoch}
+	j := &joinLead{joiner: m.Joiner, n: p.n, last: p.left, data: data, until: now.Add(p.cfg.OpTimeout), epoch: m.Epoch, ringEpoch: p.epoch}
 	p.joining = j
 	if p.right.Addr == p.self.Addr {
 		// A ring of one: nothing to tear down or renumber round it.

@@ -467,6 +467,7 @@ type leaveOp struct {
 	n           int         // the ring's size when it left
 	pending     int         // resets not yet acknowledged
 	epoch       uint64      // the renumbered ring's, from the server's answer
+	ringEpoch   uint64      // the ring's it left, which its teardown carries
 }
 
 func (o *leaveOp) asking() *request { return &o.rq }
@@ -489,7 +490,7 @@ func (o *leaveOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 	if !p.inRing || !p.neighbours {
 		return p.finish(now, out, resultFailed(CmdDHTRebuilt, notInRing(p.self.Name)))
 	}
-	o.left, o.right, o.n, o.epoch = p.left, p.right, p.n, r.Epoch
+	o.left, o.right, o.n, o.epoch, o.ringEpoch = p.left, p.right, p.n, r.Epoch, p.epoch
 	o.begin(p, now, p.left.Addr, p.right.Addr)
 	return append(out, p.link.send(now, p.right.Addr, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true, OriginAddr: p.self.Addr, Epoch: p.epoch}, tagNone, false)...)
 }

@@ -13,6 +13,7 @@ import (
 type populate struct {
 	n     int
 	round uint32         // drawn for this round: its flush and committed carry it
+	epoch uint64         // the ring's, as its flush carries it (a broken names both)
 	data  dataset.Source // the records, read by index
 	// order is data's indices, the farthest node's records first and this
 	// node's own last (from nonOwn on); next is the next of the others to
@@ -161,7 +162,7 @@ func (p *Peer) feed(now time.Time, out []Output) []Output {
 		out = append(out, p.link.send(now, p.right.Addr, wire.Store{N: uint16(pop.n), Records: recs}, tagNone, false)...)
 	}
 	if pop.next == pop.nonOwn && !pop.flushed {
-		pop.flushed, pop.right = true, p.right.Addr
+		pop.flushed, pop.right, pop.epoch = true, p.right.Addr, p.epoch
 		out = append(out, p.link.send(now, p.right.Addr, wire.Flush{Leader: p.self.Name, N: uint16(pop.n), LeaderAddr: p.self.Addr, Round: pop.round, Epoch: p.epoch}, tagNone, true)...)
 	}
 	if pop.flushed && !pop.committedSent && !pop.flushQueued(p) {

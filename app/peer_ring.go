@@ -59,6 +59,9 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 		}
 		return true
 	case wire.SetID:
+		if p.placedBy(m) {
+			return true
+		}
 		epoch = m.Epoch
 	case wire.Heal:
 		return p.staleHeal(m)
@@ -111,6 +114,12 @@ func (p *Peer) numberedBy(m wire.ResetID) bool {
 	return p.inRing && m.Epoch != 0 && m.Epoch == p.epoch && int(m.ID) == p.id && int(m.N) == p.n && m.Origin != p.self.Name
 }
 
+// placedBy: set-id m names the place this node holds, in the ring it is
+// in (a copy of the one that placed it).
+func (p *Peer) placedBy(m wire.SetID) bool {
+	return p.inRing && p.neighbours && m.Epoch != 0 && m.Epoch == p.epoch && int(m.ID) == p.id && int(m.N) == p.n && m.Left == p.left && m.Right == p.right
+}
+
 // olderKey: heal m is of a ring keyed before the last key this node took.
 func (p *Peer) olderKey(m wire.Heal) bool { return m.KeyEpoch != 0 && m.KeyEpoch < p.cred.epoch }
 
@@ -152,6 +161,12 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 			// A late copy from a setup that a heal replaced: taken, it
 			// would empty the table the heal's stores filled.
 			return fmt.Sprintf("set-id of ring epoch %d, older than this node's %d", m.Epoch, p.epoch)
+		}
+		if p.placedBy(m) {
+			// Taken again, it would empty the table its stores filled (an
+			// attacker's review: copies from many sources, two trace
+			// lines each).
+			return fmt.Sprintf("set-id %d of %d of ring epoch %d: the place this node holds (a copy)", m.ID, m.N, m.Epoch)
 		}
 	case wire.ResetID:
 		if !fromLeft {

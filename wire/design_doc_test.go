@@ -62,7 +62,7 @@ func layoutSamples() map[Type]layoutSample {
 		TypeHeal: {msg: Heal{Epoch: 3, Members: []Member{member("bob"), member("carol")}, KeyEpoch: 2, Tickets: []Tag{{1}, {2}}},
 			vars: map[string]int{"s": 7 + 3 + 7 + 5, "t": 2}, cells: map[string]int{"Σ(7+*nᵢ*)": 7 + 3 + 7 + 5}},
 		TypeHealed: {msg: Healed{Name: "bob", Epoch: 3}, vars: n("bob")},
-		TypeBroken: {msg: Broken{Node: member("carol"), What: TypeTeardown}, vars: n("carol")},
+		TypeBroken: {msg: Broken{Node: member("carol"), What: TypeTeardown, Epoch: 4}, vars: n("carol")},
 	}
 }
 

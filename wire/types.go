@@ -5,7 +5,7 @@
 //
 //	offset size field
 //	0      2    magic   0x44 0x48 ("DH")
-//	2      1    version 5
+//	2      1    version 6
 //	3      1    type    (Type)
 //	4      4    id      message id; a reply or Ack echoes the id of the message it answers
 //	8      1    flags   (Flags); unknown bits are rejected
@@ -42,7 +42,7 @@ import (
 // Magic and Version open every datagram.
 const (
 	Magic   uint16 = 0x4448
-	Version uint8  = 5
+	Version uint8  = 6
 
 	HeaderLen = 9
 	// MaxDatagram keeps every datagram inside one 1500-byte Ethernet frame
@@ -1393,27 +1393,36 @@ func (m Healed) LogValue() slog.Value {
 // Broken tells the node that started a ring phase (the Origin of a
 // teardown or a reset-id, the leader of a flush) that it cannot finish: the
 // sender gave up on its right neighbour, the member Node, which stopped
-// acknowledging a message of type What.
+// acknowledging a message of type What. Epoch and Round are that
+// message's (Round a flush's, else 0): they tie the report to the phase,
+// so that a copy of one sent in an earlier phase fails no later one.
 type Broken struct {
-	Node Member
-	What Type
+	Node  Member
+	What  Type
+	Epoch uint64
+	Round uint32
 }
 
 func (Broken) Type() Type     { return TypeBroken }
-func (m Broken) bodyLen() int { return memberLen(m.Node) + 1 }
+func (m Broken) bodyLen() int { return memberLen(m.Node) + 1 + 8 + 4 }
 
 func (m Broken) appendBody(e encoder) ([]byte, *Error) {
 	e.member(m.Node, "node")
 	e.b = append(e.b, uint8(m.What))
+	e.u64(m.Epoch)
+	e.u32(m.Round)
 	return e.b, e.err
 }
 
 func (m Broken) parse(d decoder) (Broken, decoder) {
 	m.Node = d.member("node")
 	m.What = Type(d.u8("what"))
+	m.Epoch = d.u64("epoch")
+	m.Round = d.u32("round")
 	return m, d
 }
 
 func (m Broken) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("node", m.Node.String()), slog.String("what", m.What.String()))
+	return slog.GroupValue(slog.String("node", m.Node.String()), slog.String("what", m.What.String()),
+		slog.Uint64("epoch", m.Epoch), slog.Uint64("round", uint64(m.Round)))
 }
