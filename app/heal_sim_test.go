@@ -972,3 +972,66 @@ func TestACopyOfTheSetIDOfThePlaceHeldIsDropped(t *testing.T) {
 	s.checkRing(data)
 	queryAll(t, s, freeUser(s), data, 4)
 }
+
+// A leader stopped (SIGSTOP, a suspended host) for longer than the
+// give-up time but less than --dead-after, right after one of its set-ids
+// was lost, sends it again once it runs, and its setup succeeds: its stall
+// is not the member's silence (a chaos review: it gave up on the live
+// member at once, failed the setup and named the member as the cause).
+func TestALeaderStalledPastTheGiveUpBlamesNoLiveMember(t *testing.T) {
+	s := newSim(t, 11)
+	users := joinUsers(t, s, 5)
+	leader := users[0]
+	lost := ""
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeSetID && from == s.Process(leader).Addr && lost == "" {
+			for _, n := range s.Names() {
+				if s.Process(n).Addr == to {
+					lost = n
+				}
+			}
+			s.Down(to) // this set-id is lost on the way
+		}
+		if h, m, err := wire.Decode(b); err == nil {
+			t.Logf("DBG0 %v %s -> %s %s %d", s.Now().Format("05.000000"), from, to, m.Type(), h.ID)
+		}
+	}
+	if err := s.Input(leader, "setup-dht 5 "+leader); err != nil {
+		t.Fatal(err)
+	}
+	for lost == "" {
+		if !s.step() {
+			t.Fatal("the leader sent no set-id")
+		}
+	}
+	s.Tap = nil
+	// The leader stops before it can send the set-id again; once the
+	// lost set-id's time to arrive is past, the member hears again.
+	p := s.Stop(leader)
+	before := len(p.Printed)
+	for until := s.Now().Add(time.Millisecond); s.Now().Before(until); {
+		if !s.step() {
+			t.Fatal("nothing left to run")
+		}
+	}
+	s.Up(s.Process(lost).Addr)
+	runFor(t, s, app.DefaultGiveUp+2*time.Second-time.Millisecond) // under the server's --dead-after
+	if d := app.DefaultDeadAfter; app.DefaultGiveUp+2*time.Second >= d {
+		t.Fatalf("the stall (%v) is not under --dead-after (%v)", app.DefaultGiveUp+2*time.Second, d)
+	}
+	s.Cont(p)
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if h, m, err := wire.Decode(b); err == nil {
+			t.Logf("DBG %v %s -> %s %s %d", s.Now().Format("05.000000"), from, to, m.Type(), h.ID)
+		}
+	}
+	for i := 0; !p.Core.Idle() || s.Busy(); i++ {
+		if i == 1_000_000 || !s.step() {
+			t.Fatalf("the setup never ended (printed %q)", texts(p.Printed[before:]))
+		}
+	}
+	if out := texts(p.Printed[before:]); len(out) != 1 || !strings.HasPrefix(out[0], "dht-complete SUCCESS") {
+		t.Fatalf("after its stall the leader printed %q, want dht-complete SUCCESS (the set-id to %s was lost before it); server: %s", out, lost, app.ServerNote(s.Server()))
+	}
+	s.checkRing(records(t))
+}

@@ -122,6 +122,15 @@ func (t *tries) due(now time.Time) bool { return !now.Before(t.next) }
 // estimator's ceiling, which it backs off to), or reports false when the
 // exchange has had GiveUp to be answered.
 func (t *tries) again(now time.Time, p *Retry, e *rttEstimator) bool {
+	if late := now.Sub(t.next); late > lateTick {
+		// This process did not run when the retransmission was due
+		// (stopped, suspended, starved of CPU): a copy lost before the
+		// stall had no second chance meanwhile, so that time is not the
+		// destination's silence and does not count towards GiveUp (a
+		// chaos review: a leader paused between --give-up and
+		// --dead-after gave up on a live member at once, and blamed it).
+		t.firstSent = t.firstSent.Add(late)
+	}
 	if now.Sub(t.firstSent) >= p.GiveUp {
 		return false
 	}

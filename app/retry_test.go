@@ -55,6 +55,38 @@ func TestRetrySchedule(t *testing.T) {
 	}
 }
 
+// A retransmission that comes late (the process stopped or starved of CPU)
+// does not count the stall as the destination's silence: the message is
+// sent again, and given up only after GiveUp of retransmissions on time
+// (a chaos review: a leader paused longer than the give-up time gave up
+// on a live member as soon as it ran again).
+func TestRetryStallIsNoSilence(t *testing.T) {
+	p := Retry{}.withDefaults()
+	var e rttEstimator
+	t0 := time.Unix(0, 0)
+	var tr tries
+	tr.start(t0, e.first(&p))
+	now := tr.next
+	for now.Sub(t0) < 4*time.Second {
+		if !tr.again(now, &p, &e) {
+			t.Fatalf("gave up after %v", now.Sub(t0))
+		}
+		now = tr.next
+	}
+	before := now.Sub(t0)
+	stall := 2 * DefaultGiveUp
+	now = now.Add(stall)
+	if !tr.again(now, &p, &e) {
+		t.Fatalf("gave up on the first retransmission after a stall of %v", stall)
+	}
+	for now = tr.next; tr.again(now, &p, &e); now = tr.next {
+	}
+	// Silence while the process ran: before the stall, and after it.
+	if ran := now.Sub(t0) - stall; ran < DefaultGiveUp || ran > DefaultGiveUp+4*DefaultRTO+lateTick {
+		t.Errorf("gave up after %v of silence while running (%v before the stall), want %v", ran, before, DefaultGiveUp)
+	}
+}
+
 // A request to the server is not sent again before the initial timeout,
 // however quick the server's replies have been: the server commits before
 // it answers, and one slow disk flush must not send a request twice.

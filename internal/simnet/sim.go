@@ -71,6 +71,9 @@ type Sim struct {
 	// restarts counts the peers Restart started again: it seeds them.
 	restarts uint64
 	down     map[netip.AddrPort]bool
+	// held is what came for a process Stop stopped, kept as its socket
+	// keeps it, for Cont.
+	held map[netip.AddrPort][]simPacket
 	// serverGone: the server was killed and is not restarted yet.
 	serverGone bool
 	// deadAfter is the server's --dead-after (0: the default).
@@ -144,6 +147,7 @@ func New(seed uint64, server netip.AddrPort) *Sim {
 		gone:   map[string]*Process{},
 		byAddr: map[netip.AddrPort]*Process{},
 		down:   map[netip.AddrPort]bool{},
+		held:   map[netip.AddrPort][]simPacket{},
 		Batch:  true,
 	}
 	s.server = s.newServer(1, state.ServerState{}, nil)
@@ -298,6 +302,30 @@ func (s *Sim) Restore(p *Process) {
 	delete(s.gone, p.Name)
 	s.procs[p.Name] = p
 	s.byAddr[p.Addr] = p
+}
+
+// Stop stops the process of user name as SIGSTOP does (a suspended host
+// too): it runs nothing, and what arrives at its address waits in its
+// socket, which Cont delivers. It returns the process (nil if none).
+func (s *Sim) Stop(name string) *Process {
+	p := s.Remove(name)
+	if p != nil {
+		s.held[p.Addr] = []simPacket{}
+	}
+	return p
+}
+
+// Cont runs again a process Stop stopped: its timers are due, and what
+// came meanwhile is read, in the order it came.
+func (s *Sim) Cont(p *Process) {
+	s.Restore(p)
+	for _, pkt := range s.held[p.Addr] {
+		pkt.at = s.now
+		s.seq++
+		pkt.seq = s.seq
+		s.queue = append(s.queue, pkt)
+	}
+	delete(s.held, p.Addr)
 }
 
 // Peer is the state machine of the peer started for user name, or nil.
@@ -650,6 +678,10 @@ func (s *Sim) deliver(pkt simPacket) {
 		}
 		app.TraceRecv(s.slog, app.Datagram{From: pkt.from, Header: h, Msg: m})
 		s.exec(s.saddr, nil, s.server.Step(s.now, pkt.from, h, m))
+		return
+	}
+	if held, ok := s.held[pkt.to]; ok {
+		s.held[pkt.to] = append(held, pkt) // its process is stopped
 		return
 	}
 	p := s.byAddr[pkt.to]

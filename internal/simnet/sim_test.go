@@ -2,6 +2,7 @@ package simnet
 
 import (
 	"bytes"
+	"dht/wire"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -104,5 +105,40 @@ func TestRemoveRestore(t *testing.T) {
 	}
 	if err := s.Err(); err != nil || len(p.Printed) != 2 || p.Printed[1].String() != "query-dht FAILURE: no DHT exists" {
 		t.Fatalf("after Restore alice printed %q (%v)", p.Printed, err)
+	}
+}
+
+// A stopped process runs nothing, and what comes for it waits, as in its
+// socket, until Cont: then it reads it.
+func TestStopCont(t *testing.T) {
+	s := New(1, netip.MustParseAddrPort("192.0.2.1:4000"))
+	addr := netip.MustParseAddrPort("192.0.2.11:5000")
+	s.AddPeer("alice", addr, nil)
+	if out, err := s.Do("alice", "register alice 192.0.2.11 5000"); err != nil || len(out) != 1 || !out[0].OK {
+		t.Fatalf("register printed %q, %v", out, err)
+	}
+	if err := s.Input("alice", "query-dht alice Aruba"); err != nil {
+		t.Fatal(err)
+	}
+	p := s.Stop("alice")
+	if p == nil || s.Process("alice") != nil {
+		t.Fatal("alice is still running after Stop")
+	}
+	for s.Step() { // the server's answer waits; alice's timers do not run
+	}
+	if len(p.Printed) != 1 {
+		t.Fatalf("alice printed %q while stopped", p.Printed)
+	}
+	asked := 0
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && from == addr && m.Type() == wire.TypeQueryDHT {
+			asked++
+		}
+	}
+	s.Cont(p)
+	for s.Busy() && s.Step() {
+	}
+	if err := s.Err(); err != nil || len(p.Printed) != 2 || p.Printed[1].String() != "query-dht FAILURE: no DHT exists" || asked != 0 {
+		t.Fatalf("after Cont alice printed %q (%v), asking the server %d more times; want the answer that waited read", p.Printed, err, asked)
 	}
 }
