@@ -51,3 +51,7 @@ func ServerNote(s *Server) string { return s.note }
 
 // AlivePeriod is the period p sends its alives at.
 func AlivePeriod(p *Peer) time.Duration { return p.alivePeriodOrUntold() }
+
+// ClearPending reports that the peer's next commit clears its table (a
+// new place taken, its stores to come).
+func ClearPending(p *Peer) bool { return p.unsaved && p.clearSaved }

@@ -12,12 +12,19 @@ import "time"
 const (
 	lateTick  = 25 * time.Millisecond
 	drainWait = 25 * time.Millisecond
+	// maxDrains bounds the waits in a row: a process whose every Tick
+	// comes late (a CPU quota of a few percent, a stop-and-continue
+	// cycle) still judges, on what it read in between, rather than never
+	// (a code review: a query to a silent member was neither sent again
+	// nor given up, for ever).
+	maxDrains = 2
 )
 
 // lateGuard holds a core's judgements back after a late Tick (the server's
 // and the peer's each keep one).
 type lateGuard struct {
-	at time.Time // judge no sooner (zero: no Tick came late)
+	at     time.Time // judge no sooner (zero: no Tick came late)
+	drains int       // waits in a row so far
 }
 
 // judging reports whether a Tick at now may judge, the first judgement
@@ -26,7 +33,7 @@ type lateGuard struct {
 // drainWait), nor until drainWait after such a Tick.
 func (g *lateGuard) judging(now, due time.Time, ok bool) (judge bool, late time.Duration) {
 	if !ok || now.Before(due) {
-		g.at = time.Time{}
+		g.at, g.drains = time.Time{}, 0
 		return true, 0 // nothing to judge
 	}
 	if !g.at.IsZero() {
@@ -35,11 +42,12 @@ func (g *lateGuard) judging(now, due time.Time, ok bool) (judge bool, late time.
 		}
 		due = g.at
 	}
-	if late := now.Sub(due); late > lateTick {
+	if late := now.Sub(due); late > lateTick && g.drains < maxDrains {
 		g.at = now.Add(drainWait)
+		g.drains++
 		return false, late
 	}
-	g.at = time.Time{}
+	g.at, g.drains = time.Time{}, 0
 	return true, 0
 }
 

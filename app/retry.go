@@ -108,6 +108,9 @@ type tries struct {
 	next      time.Time
 	rto       time.Duration
 	sent      int
+	// stalled is how much of this process's own stalls the give-up has
+	// been spared so far (again), at most GiveUp.
+	stalled time.Duration
 }
 
 // start records the first transmission, with timeout rto.
@@ -122,14 +125,19 @@ func (t *tries) due(now time.Time) bool { return !now.Before(t.next) }
 // estimator's ceiling, which it backs off to), or reports false when the
 // exchange has had GiveUp to be answered.
 func (t *tries) again(now time.Time, p *Retry, e *rttEstimator) bool {
-	if late := now.Sub(t.next); late > lateTick {
+	if late := min(now.Sub(t.next), p.GiveUp-t.stalled); late > lateTick {
 		// This process did not run when the retransmission was due
 		// (stopped, suspended, starved of CPU): a copy lost before the
 		// stall had no second chance meanwhile, so that time is not the
 		// destination's silence and does not count towards GiveUp (a
 		// chaos review: a leader paused between --give-up and
 		// --dead-after gave up on a live member at once, and blamed it).
+		// Stalls are spared up to GiveUp in all, so that a message is
+		// given up within twice GiveUp and the last stall, however often
+		// this process stalls (a code review: retries late by 1 s each
+		// stretched a 10 s give-up to 95 s).
 		t.firstSent = t.firstSent.Add(late)
+		t.stalled += late
 	}
 	if now.Sub(t.firstSent) >= p.GiveUp {
 		return false

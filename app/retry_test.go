@@ -74,16 +74,29 @@ func TestRetryStallIsNoSilence(t *testing.T) {
 		now = tr.next
 	}
 	before := now.Sub(t0)
-	stall := 2 * DefaultGiveUp
+	stall := DefaultGiveUp + 2*time.Second // past the give-up, under --dead-after
 	now = now.Add(stall)
 	if !tr.again(now, &p, &e) {
 		t.Fatalf("gave up on the first retransmission after a stall of %v", stall)
 	}
 	for now = tr.next; tr.again(now, &p, &e); now = tr.next {
 	}
-	// Silence while the process ran: before the stall, and after it.
-	if ran := now.Sub(t0) - stall; ran < DefaultGiveUp || ran > DefaultGiveUp+4*DefaultRTO+lateTick {
-		t.Errorf("gave up after %v of silence while running (%v before the stall), want %v", ran, before, DefaultGiveUp)
+	// Silence while the process ran: before the stall, and after it; the
+	// stall is spared up to GiveUp.
+	spared := min(stall, DefaultGiveUp)
+	if ran := now.Sub(t0) - spared; ran < DefaultGiveUp || ran > DefaultGiveUp+4*DefaultRTO+lateTick {
+		t.Errorf("gave up after %v (%v before a stall of %v), want %v and the %v spared", now.Sub(t0), before, stall, DefaultGiveUp, spared)
+	}
+
+	// A process that stalls at every retransmission gives up within twice
+	// GiveUp and a stall, not never (a code review: 1 s late each time
+	// stretched 10 s to 95 s).
+	tr.start(t0, e.first(&p))
+	now = tr.next
+	for late := time.Second; tr.again(now, &p, &e); now = tr.next.Add(late) {
+		if now.Sub(t0) > 2*DefaultGiveUp+late+4*DefaultRTO {
+			t.Fatalf("still no give-up after %v of stalls", now.Sub(t0))
+		}
 	}
 }
 

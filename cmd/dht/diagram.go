@@ -150,18 +150,28 @@ func openOut(path string) (*outFile, error) {
 	return o, nil
 }
 
-// write writes the output whole, in place of what the file held.
+// write writes the output whole, in place of what a regular file held (a
+// device or a pipe, /dev/stdout say, cannot be truncated, nor need be); a
+// file the open made goes again if the write fails.
 func (o *outFile) write(e env) error {
 	b := o.b()
 	if o.f == nil {
 		_, err := e.stdout.Write(b)
 		return err
 	}
-	err := o.f.Truncate(0)
+	var err error
+	if fi, serr := o.f.Stat(); serr != nil {
+		err = serr
+	} else if fi.Mode().IsRegular() {
+		err = o.f.Truncate(0)
+	}
 	if err == nil {
 		_, err = o.f.Write(b)
 	}
-	return errors.Join(err, o.f.Close())
+	if err = errors.Join(err, o.f.Close()); err != nil && o.made {
+		os.Remove(o.path)
+	}
+	return err
 }
 
 // abandon closes an output never written; a file it made goes.

@@ -120,3 +120,13 @@ func samePath(a, b string) bool {
 	ba, _ := filepath.Abs(b)
 	return aa == ba
 }
+
+// newFile reports whether path names no file yet (so one made for it is
+// the command's own, to remove if the command is refused after all).
+func newFile(path string) bool {
+	if path == "" {
+		return false
+	}
+	_, err := os.Lstat(path)
+	return errors.Is(err, fs.ErrNotExist)
+}

@@ -214,6 +214,28 @@ func TestATraceIsNotTheDatabaseUnderAnotherName(t *testing.T) {
 	if _, err := os.Lstat("t.json"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the refused peer left t.json (%v)", err)
 	}
+	// Nor is a trace that was there emptied, by a server or a peer, nor
+	// a --db made (a code review: the profile was checked after the trace
+	// was opened, which truncates it).
+	const old = `{"msg":"an old trace"}` + "\n"
+	if err := os.WriteFile("old.json", []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"server", "--quiet", "--db", "s.db", "--trace-json", "old.json", "--cpuprofile", "notes.txt", "--addr", "127.0.0.1", port},
+		{"peer", "--quiet", "--trace-json", "old.json", "--cpuprofile", "notes.txt", "127.0.0.1", port},
+	} {
+		r = run(args...)
+		if want := "dht: --cpuprofile notes.txt: the file exists and holds something else"; r.code != 2 || !strings.HasPrefix(r.errOut, want) {
+			t.Fatalf("%v: exit %d, stderr %q; want 2 and %q", args, r.code, r.errOut, want)
+		}
+		if b, _ := os.ReadFile("old.json"); string(b) != old {
+			t.Fatalf("%v: old.json now holds %q", args, b)
+		}
+	}
+	if _, err := os.Lstat("s.db"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused server left s.db (%v)", err)
+	}
 	// A --db that was there is kept, whatever is refused.
 	if code, _, errOut := runDHT(t, "", "inspect", "link/new.db"); code == 0 {
 		t.Fatalf("inspect of a file that should not be there: %s", errOut)

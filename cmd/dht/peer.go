@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/netip"
 	"os"
 	"syscall"
@@ -107,11 +106,12 @@ func peerCommand(e env) *cli.Command {
 			// openTrace checks --trace-json against --db before it makes
 			// the file; a --db not made yet is checked once it is (below).
 			tr := c.String("trace-json")
-			traceIsNew := false
-			if tr != "" {
-				_, statErr := os.Stat(tr)
-				traceIsNew = errors.Is(statErr, fs.ErrNotExist)
+			// The profile is checked before the trace is made: a refused
+			// command empties no file.
+			if err := checkOutputs([]output{{"trace-json", tr, outTrace}, {"cpuprofile", c.String("cpuprofile"), outProfile}}, dbPath); err != nil {
+				return err
 			}
+			traceIsNew := newFile(tr)
 			log, closeTrace, err := openTrace(c, e.stderr, "") // the runner names the node once it knows the user
 			if err != nil {
 				return err

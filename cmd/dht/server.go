@@ -56,9 +56,12 @@ func serverCommand(e env) *cli.Command {
 			if c.String("db") == "" {
 				return usagef("--db needs a file name (without --db the server's file is dht-server.db)")
 			}
-			if err := checkOutput("trace-json", c.String("trace-json"), outTrace, c.String("db")); err != nil {
+			// Every output is checked before the first is made: a refused
+			// command empties no file.
+			if err := checkOutputs([]output{{"trace-json", c.String("trace-json"), outTrace}, {"cpuprofile", c.String("cpuprofile"), outProfile}}, c.String("db")); err != nil {
 				return err
 			}
+			traceIsNew := newFile(c.String("trace-json"))
 			faults, err := faultsFrom(c)
 			if err != nil {
 				return err
@@ -104,6 +107,11 @@ func serverCommand(e env) *cli.Command {
 			defer closeTrace()
 			stopProfile, err := startProfile(c)
 			if err != nil {
+				// Refused: the trace just made goes again.
+				closeTrace()
+				if traceIsNew {
+					_ = os.Remove(c.String("trace-json"))
+				}
 				return refused(err)
 			}
 			defer stopProfile()

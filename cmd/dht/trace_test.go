@@ -133,6 +133,11 @@ func TestDiagramWritesNothingWhenAnOutputFails(t *testing.T) {
 	if _, err := os.Lstat("new.mmd"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the failed diagram left new.mmd (%v)", err)
 	}
+	// A device is written, not truncated (a code review: /dev/null and
+	// /dev/stdout to a pipe failed with EINVAL).
+	if code, out, errOut := runDHT(t, "", "diagram", "--mermaid", os.DevNull, "zed.jsonl"); code != 0 || out != "" {
+		t.Errorf("--mermaid %s: exit %d, stdout %q, stderr %q", os.DevNull, code, out, errOut)
+	}
 	// And with nothing failing, both are written, the old text replaced.
 	if code, _, errOut := runDHT(t, "", "diagram", "--mermaid", "kept.mmd", "--svg", "x.svg", "zed.jsonl"); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)

@@ -2,7 +2,6 @@ package simnet
 
 import (
 	"bytes"
-	"dht/wire"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"dht/dataset"
+	"dht/wire"
 )
 
 func records(t *testing.T) []dataset.Record {
