@@ -179,6 +179,15 @@ type Peer struct {
 	// operation's or a query's limit) until what waited on the socket is
 	// read.
 	late lateGuard
+
+	// storesLost: this node gave up on stores it had taken and forwarded
+	// to its right neighbour, to, in the ring of epoch: the round they
+	// belong to has lost records, and its flush, should it come after
+	// (a flush names only the stores still in flight), goes no further.
+	storesLost struct {
+		epoch uint64
+		to    wire.Member
+	}
 }
 
 // aliveUntold is how often a registered peer sends alive before the
@@ -1171,6 +1180,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 		out = append(out, event("gave up: no acknowledgement", attrAddr(g.to), slog.String("type", g.msg.Type().String())))
 	}
 	out = p.reportBroken(now, gone, out)
+	p.noteStoresLost(gone)
 	if p.pop != nil && p.pop.goneRight(p, gone) {
 		out = append(out, p.popFailed(now, fmt.Sprintf("right neighbour %s stopped acknowledging stores", p.named(p.right.Addr)), false)...)
 	}

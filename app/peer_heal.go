@@ -324,6 +324,34 @@ func (p *Peer) reportBroken(now time.Time, gone []failure, out []Output) []Outpu
 	return out
 }
 
+// noteStoresLost remembers stores given up (storesLost): a store carries
+// no round nor leader to report to, its round's flush does.
+func (p *Peer) noteStoresLost(gone []failure) {
+	for _, g := range gone {
+		if _, ok := g.msg.(wire.Store); ok && p.epoch != 0 {
+			p.storesLost.epoch, p.storesLost.to = p.epoch, wire.Member{Addr: g.to}
+			if p.right.Addr == g.to {
+				p.storesLost.to = p.right
+			}
+			return
+		}
+	}
+}
+
+// flushAfterLostStores: flush m of this node's ring came after stores of
+// its round were given up here (storesLost): the round lost records, so
+// the flush goes no further, and its leader is told which node stopped
+// taking them, as for a flush given up.
+func (p *Peer) flushAfterLostStores(now time.Time, m wire.Flush) ([]Output, bool) {
+	lost := p.storesLost
+	if lost.epoch == 0 || lost.epoch != m.Epoch || !m.LeaderAddr.IsValid() {
+		return nil, false
+	}
+	out := []Output{event("ring phase broken: the flush came after stores this node gave up; telling its leader", attrAddr(m.LeaderAddr),
+		slog.String("node", lost.to.String()), slog.Uint64("round", uint64(m.Round)))}
+	return append(out, p.link.send(now, m.LeaderAddr, wire.Broken{Node: lost.to, What: wire.TypeStore, Epoch: m.Epoch, Round: m.Round}, tagNone, false)...), true
+}
+
 // onBroken: a node on the way of a ring phase of ours gave up on its right
 // neighbour; the phase cannot finish.
 func (p *Peer) onBroken(now time.Time, from netip.AddrPort, m wire.Broken) []Output {
@@ -341,7 +369,7 @@ func (p *Peer) onBroken(now time.Time, from netip.AddrPort, m wire.Broken) []Out
 		return m.Epoch != 0 && (m.What == wire.TypeTeardown && m.Epoch == teardownEpoch || m.What == wire.TypeResetID && m.Epoch == resetEpoch)
 	}
 	switch m.What {
-	case wire.TypeFlush:
+	case wire.TypeStore, wire.TypeFlush: // a store's: reported when the round's flush came after it
 		if pop := p.pop; pop == nil || !pop.flushed || m.Epoch != pop.epoch || m.Round != pop.round {
 			break
 		}

@@ -501,6 +501,9 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		if m.Leader == p.self.Name {
 			return p.popReturned(now, true, false)
 		}
+		if out, lost := p.flushAfterLostStores(now, m); lost {
+			return out
+		}
 		// Every store before the flush has come (it names those its left
 		// neighbour had not seen acknowledged). Forward first: the runner
 		// sends it before this node's commit of its records (and of its

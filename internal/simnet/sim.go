@@ -52,6 +52,9 @@ type Sim struct {
 	// Tap, if set, sees every datagram sent (not those Inject adds): an
 	// attacker's capture, for the tests that replay it.
 	Tap func(from, to netip.AddrPort, b []byte)
+	// Lose, if set, is asked about every datagram sent (after Tap): true
+	// loses it on the way, as Loss would.
+	Lose func(from, to netip.AddrPort, b []byte) bool
 	// Slow gives the link of an address a latency of its own: a datagram
 	// from or to it takes that much longer (a host far away).
 	Slow map[netip.AddrPort]time.Duration
@@ -501,7 +504,7 @@ func (s *Sim) transmit(from, to netip.AddrPort, b []byte) {
 		s.Tap(from, to, slices.Clone(b))
 	}
 	s.stats.Sent++
-	if s.rng.Float64() < s.Loss {
+	if s.rng.Float64() < s.Loss || s.Lose != nil && s.Lose(from, to, b) {
 		s.stats.Dropped++
 		return
 	}
