@@ -130,14 +130,8 @@ func benchInProcess(c *cli.Context, stdout io.Writer, o bench.Options) error {
 	if err := checkOutputs([]output{{"cpuprofile", c.String("cpuprofile"), outProfile}, {"scaling", c.String("scaling"), outSVG}}, c.String("data")); err != nil {
 		return err
 	}
-	if n := c.Int("records"); n > 0 {
-		o.Data, o.DataName = dataset.SyntheticSource{N: n, Seed: o.Seed}, fmt.Sprintf("%d synthetic records", n)
-	} else {
-		recs, name, err := dataset.LoadOrEmbedded(c.String("data"))
-		if err != nil {
-			return err
-		}
-		o.Data, o.DataName = dataset.Records(recs), name
+	if err := benchData(c, &o); err != nil {
+		return err
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(c.Int("procs")))
 	if path := c.String("cpuprofile"); path != "" {
@@ -189,14 +183,9 @@ func benchInProcess(c *cli.Context, stdout io.Writer, o bench.Options) error {
 		bench.PrintSweep(stdout, o, rows)
 		return nil
 	}
-	var reps []bench.Report
-	for range c.Int("runs") {
-		r, err := bench.Run(o)
-		if err != nil {
-			return err
-		}
-		reps = append(reps, r)
-		o.Seed++
+	reps, err := repeat(c.Int("runs"), o, bench.Run)
+	if err != nil {
+		return err
 	}
 	r := bench.Median(reps)
 	r.Procs = runtime.GOMAXPROCS(0)
@@ -223,21 +212,8 @@ func benchProcesses(c *cli.Context, stdout io.Writer, o bench.Options) error {
 		}
 		o.Binary = exe
 	}
-	if n := c.Int("records"); n > 0 {
-		o.Data, o.DataName = dataset.SyntheticSource{N: n, Seed: o.Seed}, fmt.Sprintf("%d synthetic records", n)
-	} else {
-		recs, name, err := dataset.LoadOrEmbedded(c.String("data"))
-		if err != nil {
-			return err
-		}
-		o.Data, o.DataName = dataset.Records(recs), name
-		if path := c.String("data"); path != "" {
-			abs, err := filepath.Abs(path)
-			if err != nil {
-				return err
-			}
-			o.DataFile = abs
-		}
+	if err := benchData(c, &o); err != nil {
+		return err
 	}
 	if dir := c.String("cpuprofile"); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -249,14 +225,9 @@ func benchProcesses(c *cli.Context, stdout io.Writer, o bench.Options) error {
 		}
 		o.ProfileDir = abs
 	}
-	var reps []bench.ProcReport
-	for range c.Int("runs") {
-		r, err := bench.RunProcesses(o)
-		if err != nil {
-			return err
-		}
-		reps = append(reps, r)
-		o.Seed++
+	reps, err := repeat(c.Int("runs"), o, bench.RunProcesses)
+	if err != nil {
+		return err
 	}
 	r := bench.MedianProc(reps)
 	if c.Bool("json") {
@@ -264,6 +235,43 @@ func benchProcesses(c *cli.Context, stdout io.Writer, o bench.Options) error {
 	}
 	bench.PrintProcReport(stdout, r)
 	return nil
+}
+
+// benchData sets o's dataset: --records synthetic records, or --data (the
+// embedded dataset without it), which the processes of --processes are
+// given too.
+func benchData(c *cli.Context, o *bench.Options) error {
+	if n := c.Int("records"); n > 0 {
+		o.Data, o.DataName = dataset.SyntheticSource{N: n, Seed: o.Seed}, fmt.Sprintf("%d synthetic records", n)
+		return nil
+	}
+	recs, name, err := dataset.LoadOrEmbedded(c.String("data"))
+	if err != nil {
+		return err
+	}
+	o.Data, o.DataName = dataset.Records(recs), name
+	if path := c.String("data"); path != "" {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return err
+		}
+		o.DataFile = abs
+	}
+	return nil
+}
+
+// repeat runs a bench n times, the seed one higher each run.
+func repeat[R any](n int, o bench.Options, run func(bench.Options) (R, error)) ([]R, error) {
+	var reps []R
+	for range n {
+		r, err := run(o)
+		if err != nil {
+			return nil, err
+		}
+		reps = append(reps, r)
+		o.Seed++
+	}
+	return reps, nil
 }
 
 func writeJSON(w io.Writer, v any) error {
