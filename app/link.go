@@ -456,11 +456,15 @@ func (l *link) endAck() {
 	}
 }
 
-// failure is a message the link gave up on.
+// failure is a message the link gave up on. stalled, if not 0, is how
+// late this process ran the retransmission it gave up at: a stall of its
+// own just before, beyond what the give-up spares (tries.again), so the
+// silence may be its own.
 type failure struct {
-	to  netip.AddrPort
-	msg wire.Message
-	tag tag
+	to      netip.AddrPort
+	msg     wire.Message
+	tag     tag
+	stalled time.Duration
 }
 
 // tick retransmits what is due and gives up on destinations that stayed
@@ -469,11 +473,15 @@ func (l *link) tick(now time.Time) (out []Output, gone []failure) {
 	for _, to := range l.sortedDests() {
 		d := l.dests[to]
 		dead := false
+		var stalled time.Duration
 		for i, m := range d.inflight {
 			if !m.tries.due(now) {
 				continue
 			}
-			if !m.tries.again(now, &l.cfg.Retry, l.estimate(m.msg)) {
+			if late := now.Sub(m.tries.next); !m.tries.again(now, &l.cfg.Retry, l.estimate(m.msg)) {
+				if late > lateTick {
+					stalled = late
+				}
 				dead = true
 				break
 			}
@@ -489,7 +497,7 @@ func (l *link) tick(now time.Time) (out []Output, gone []failure) {
 		if dead {
 			l.stats.GaveUp++
 			for _, m := range append(d.inflight, d.queue...) {
-				gone = append(gone, failure{to: to, msg: m.msg, tag: m.tag})
+				gone = append(gone, failure{to: to, msg: m.msg, tag: m.tag, stalled: stalled})
 			}
 			delete(l.dests, to)
 		}

@@ -386,3 +386,42 @@ func TestFlushGoesBehindWhatItNames(t *testing.T) {
 		t.Fatalf("once one was acknowledged: %+v; want the flush, after the other %d", f, wire.MaxAfter)
 	}
 }
+
+// A give-up that comes right after a stall of this process's own, beyond
+// what the give-up spares, says so: the failure carries the stall, and its
+// reason says the silence may be this process's (a review: a leader
+// stopped past twice the give-up named its live neighbour as the cause).
+// One on time carries none.
+func TestAGiveUpAfterAStallSaysSo(t *testing.T) {
+	for _, stall := range []time.Duration{0, 3 * DefaultGiveUp} {
+		var st Stats
+		l := newLink(LinkConfig{}, 1, &st)
+		to := netip.MustParseAddrPort("10.0.0.2:5000")
+		t0 := time.Unix(1_700_000_000, 0)
+		l.send(t0, to, wire.Store{N: 2}, tagNone, false)
+		now := t0
+		var gone []failure
+		for len(gone) == 0 {
+			at, ok := l.deadline()
+			if !ok {
+				t.Fatal("nothing pending, nothing given up")
+			}
+			now = at
+			if stall > 0 && now.Sub(t0) > DefaultGiveUp/2 {
+				now, stall = now.Add(stall), -stall // once
+			}
+			_, gone = l.tick(now)
+		}
+		want := time.Duration(0)
+		if stall < 0 {
+			want = -stall
+		}
+		if g := gone[0]; g.stalled < want || want == 0 && g.stalled != 0 {
+			t.Errorf("stall %v: the failure carries %v", -stall, g.stalled)
+		}
+		note := stalledNote(gone[0].stalled)
+		if (want > 0) != strings.Contains(note, "this process itself had not run for") {
+			t.Errorf("stall %v: note %q", -stall, note)
+		}
+	}
+}

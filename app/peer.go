@@ -1182,7 +1182,11 @@ func (p *Peer) Tick(now time.Time) []Output {
 	out = p.reportBroken(now, gone, out)
 	p.noteStoresLost(gone)
 	if p.pop != nil && p.pop.goneRight(p, gone) {
-		out = append(out, p.popFailed(now, fmt.Sprintf("right neighbour %s stopped acknowledging stores", p.named(p.right.Addr)), false)...)
+		var stalled time.Duration
+		for _, g := range gone {
+			stalled = max(stalled, g.stalled)
+		}
+		out = append(out, p.popFailed(now, fmt.Sprintf("right neighbour %s stopped acknowledging stores", p.named(p.right.Addr))+stalledNote(stalled), false)...)
 	}
 	if p.healing != nil {
 		out = p.healTick(now, gone, out)

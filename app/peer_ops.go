@@ -858,7 +858,18 @@ func (p *Peer) unacked(g failure) string {
 	if _, ok := g.msg.(wire.Store); ok {
 		why += " (it, or a node after it, stopped taking stores)"
 	}
-	return why
+	return why + stalledNote(g.stalled)
+}
+
+// stalledNote says, after a give-up that came right after a stall of this
+// process's own (failure.stalled), that the silence may be its own: the
+// node named may be live (a review: a leader stopped past twice the
+// give-up named its live neighbour as the cause).
+func stalledNote(stalled time.Duration) string {
+	if stalled <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("; but this process itself had not run for %s (stopped, or starved of CPU), so the silence may be its own", stalled.Round(time.Millisecond))
 }
 
 // named is addr as "NAME (ADDR)" when this node knows whose it is (its
