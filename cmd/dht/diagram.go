@@ -92,7 +92,7 @@ func diagramCommand(e env) *cli.Command {
 				return err
 			}
 			mmd, svg := c.String("mermaid"), c.String("svg")
-			if mmd == "" && svg != "-" {
+			if mmd == "" && !toStdout(e, svg) {
 				mmd = "-" // Mermaid to stdout unless the SVG goes there
 			}
 			// Every output is opened before any is written: one that
@@ -126,6 +126,24 @@ func diagramCommand(e env) *cli.Command {
 			return nil
 		},
 	}
+}
+
+// toStdout reports whether path names this process's stdout: "-", or the
+// file stdout is (/dev/stdout, /proc/self/fd/1, the terminal's device).
+func toStdout(e env, path string) bool {
+	if path == "-" {
+		return true
+	}
+	f, ok := e.stdout.(*os.File)
+	if path == "" || !ok {
+		return false
+	}
+	pi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	si, err := f.Stat()
+	return err == nil && os.SameFile(pi, si)
 }
 
 // outFile is an output opened, not yet written: a file, or stdout ("-").

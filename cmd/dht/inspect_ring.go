@@ -108,7 +108,7 @@ func ringCommand(e env) *cli.Command {
 					return err
 				}
 			}
-			if svg != "-" {
+			if !toStdout(e, svg) {
 				if _, err := fmt.Fprint(e.stdout, ring.Text()); err != nil {
 					return err
 				}

@@ -8,10 +8,13 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 
 	"dht/diagram"
+	"dht/store"
 	"dht/wire"
 )
 
@@ -109,6 +112,7 @@ func TestDiagramCommandErrors(t *testing.T) {
 // goes (a new user's review: the Mermaid file was written over, or
 // printed, before the --svg path failed).
 func TestDiagramWritesNothingWhenAnOutputFails(t *testing.T) {
+	bin := dhtBinary(t) // built from the package's folder
 	t.Chdir(t.TempDir())
 	trace := `{"time":"2026-12-07T09:31:16.557Z","process":"zed","dir":"send","local":"127.0.0.1:46991","remote":"127.0.0.1:46992","type":"register","id":39678957,"msg":{"addr":"127.0.0.1:46991","name":"zed"}}` + "\n"
 	if err := os.WriteFile("zed.jsonl", []byte(trace), 0o644); err != nil {
@@ -137,6 +141,26 @@ func TestDiagramWritesNothingWhenAnOutputFails(t *testing.T) {
 	// /dev/stdout to a pipe failed with EINVAL).
 	if code, out, errOut := runDHT(t, "", "diagram", "--mermaid", os.DevNull, "zed.jsonl"); code != 0 || out != "" {
 		t.Errorf("--mermaid %s: exit %d, stdout %q, stderr %q", os.DevNull, code, out, errOut)
+	}
+	// The SVG to /dev/stdout is stdout: the Mermaid text does not go there
+	// too (a code review: both came out, one after the other).
+	if runtime.GOOS == "linux" {
+		b, err := exec.Command(bin, "diagram", "--svg", "/dev/stdout", "zed.jsonl").Output() // a pipe
+		if err != nil || !strings.HasPrefix(string(b), "<svg") || strings.Contains(string(b), "sequenceDiagram") {
+			t.Errorf("--svg /dev/stdout: %v; stdout %.80q…", err, b)
+		}
+		// dht ring likewise: the image alone, without the text.
+		db, err := store.OpenServer("s.db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		b, err = exec.Command(bin, "ring", "--svg", "/dev/stdout", "s.db").Output()
+		if err != nil || !strings.HasPrefix(string(b), "<svg") || strings.Contains(string(b), "no ring") {
+			t.Errorf("ring --svg /dev/stdout: %v; stdout %.80q…", err, b)
+		}
 	}
 	// And with nothing failing, both are written, the old text replaced.
 	if code, _, errOut := runDHT(t, "", "diagram", "--mermaid", "kept.mmd", "--svg", "x.svg", "zed.jsonl"); code != 0 {
