@@ -76,8 +76,8 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 		}
 		epoch = m.Epoch
 	case wire.ResetLeft:
-		if !p.neighbours {
-			return true
+		if !p.neighbours || p.leftAlready(m) {
+			return true // at a node outside any ring, or pointed so already: nothing to reset
 		}
 		epoch = m.Epoch
 	case wire.ResetRight:
@@ -118,6 +118,19 @@ func (p *Peer) numberedBy(m wire.ResetID) bool {
 // in (a copy of the one that placed it).
 func (p *Peer) placedBy(m wire.SetID) bool {
 	return p.inRing && p.neighbours && m.Epoch != 0 && m.Epoch == p.epoch && int(m.ID) == p.id && int(m.N) == p.n && m.Left == p.left && m.Right == p.right
+}
+
+// leftAlready: reset-left m names the left neighbour this node has: a
+// copy of the one that pointed it there, whose leave is over. A leaver's
+// reset-left comes from the leaver, this node's left until it is taken,
+// and names another node; a copy sent with the left neighbour's address
+// as its source (the tag names the receiver, not the sender, and the
+// duplicate filter holds the leaver's id, not the left's), taken, would
+// make the left this node's leaver, and a copy of the leave's rebuild-dht
+// from there would have this node empty its table and spread the dataset
+// round the ring again.
+func (p *Peer) leftAlready(m wire.ResetLeft) bool {
+	return p.neighbours && m.Left == p.left
 }
 
 // olderKey: heal m is of a ring keyed before the last key this node took.
@@ -193,6 +206,9 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 			// Left over from a leave that a heal replaced.
 			return fmt.Sprintf("reset-left of ring epoch %d, older than this node's %d", m.Epoch, p.epoch)
 		}
+		if p.leftAlready(m) {
+			return fmt.Sprintf("reset-left to %s, the left neighbour this node has (a copy)", m.Left)
+		}
 	case wire.ResetRight:
 		if !p.neighbours || from != p.right.Addr {
 			return "not from the right neighbour"
@@ -257,7 +273,9 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 			return "query names an invalid querier"
 		}
 	case wire.RebuildDHT:
-		if !p.leaver.IsValid() || from != p.leaver {
+		if !p.leaver.IsValid() || from != p.leaver || p.neighbours && from == p.left.Addr {
+			// The leaver pointed this node at its own left before it
+			// sent this: it is never this node's left neighbour.
 			return "not from the node that just left"
 		}
 		if !validMember(m.Leaver) {
@@ -268,13 +286,19 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 			return "answers no query in progress"
 		}
 	case wire.Rebuilt:
+		// Its sender names itself: a rebuilt of an earlier leave or join
+		// of this user, sent again with the address of the node it waits
+		// for now as its source (the tag names the receiver, and the
+		// duplicate filter the first sender), names another node, and
+		// would end this one with that node's word (an attacker's
+		// review: a later leave failed so, its rebuild done).
 		switch o := p.op.(type) {
 		case *leaveOp:
-			if o.stage == leaveRebuilding && from == o.right.Addr {
+			if o.stage == leaveRebuilding && from == o.right.Addr && m.NewLeader == o.right.Name {
 				return ""
 			}
 		case *joinOp:
-			if o.stage == joinWaiting && from == o.leader.Addr {
+			if o.stage == joinWaiting && from == o.leader.Addr && m.NewLeader == o.leader.Name {
 				return ""
 			}
 		}

@@ -80,6 +80,55 @@ func TestEverythingCapturedReplayedAnywhereIsIgnored(t *testing.T) {
 	}
 }
 
+// The same life, and everything captured sent again after each command to
+// where it went with, as its source, each address its receiver takes ring
+// messages from at that time (its left and right neighbours, the server):
+// the sources its checks of where a message comes from let through.
+// Nothing of it is acted on (an attacker's review: a leave's reset-left and
+// rebuild-dht so sent to the new leader made it empty its table and spread
+// the dataset round the ring again).
+func TestEverythingCapturedReplayedFromTheReceiversNeighboursIsIgnored(t *testing.T) {
+	data := records(t)
+	for _, seed := range seeds(t, 2) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			s := newSim(t, seed)
+			r := newReplayer(t, s, data)
+			r.fromNeighbours = true
+			users := joinUsers(t, s, 7)
+			s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+			queryAll(t, s, freeUser(s), data[:12], 4)
+			r.check("after a setup and queries")
+
+			s.mustDo(memberWithID(s, 2), "leave-dht "+memberWithID(s, 2), "leave-dht SUCCESS")
+			r.check("after a leave")
+
+			join(t, s, freeUser(s), data)
+			r.check("after a join")
+
+			s.mustDo(memberWithID(s, 1), "leave-dht "+memberWithID(s, 1), "leave-dht SUCCESS")
+			r.check("after a second leave")
+
+			dead := memberWithID(s, 1)
+			kill(s, dead)
+			settleHeal(t, s, dead)
+			r.check("after a heal round a dead member")
+
+			member := memberWithID(s, 1)
+			restart(t, s, member)
+			r.check("after a member resumed its place")
+
+			leader := leaderName(s)
+			s.mustDo(leader, "teardown-dht "+leader, "teardown-dht SUCCESS")
+			r.check("after a teardown")
+
+			next := freeUser(s)
+			s.mustDo(next, "setup-dht 3 "+next, "setup-dht SUCCESS")
+			r.check("after a second setup")
+			t.Logf("seed %d: %d datagrams captured, each sent again from up to %d sources after each of %d commands", seed, len(r.captured), r.ways, r.checks)
+		})
+	}
+}
+
 type captured struct {
 	from, to netip.AddrPort
 	b        []byte
@@ -95,6 +144,24 @@ type replayer struct {
 	// Bytes sent to the stranger by the processes, and by it to them.
 	toStranger, fromStranger int
 	ways, checks             int
+	// fromNeighbours: check sends everything again only way 4 (again),
+	// and fails if the processes send anything but acks, alives, paces
+	// and queries meanwhile (phases): a ring phase started by a copy.
+	fromNeighbours bool
+	phases         []string
+}
+
+// nameOf is the user at addr, or addr.
+func (s *simNet) nameOf(addr netip.AddrPort) string {
+	for _, n := range s.Names() {
+		if s.Process(n).Addr == addr {
+			return n
+		}
+	}
+	if addr == simServer {
+		return "the server"
+	}
+	return addr.String()
 }
 
 // newReplayer captures every datagram s sends from now on.
@@ -126,6 +193,26 @@ func again(c captured, w int, procs []netip.AddrPort, send func(captured)) {
 	}
 }
 
+// fromItsNeighbours puts c through send (way 4) to where it went, from
+// each address its receiver takes ring messages from now, other than its
+// sender: its left and right neighbours and the server. The tag of a
+// datagram names its receiver, not its sender, and the duplicate filter
+// holds (sender, id) pairs: a copy from another source is no duplicate.
+func (r *replayer) fromItsNeighbours(c captured, send func(captured)) {
+	from := []netip.AddrPort{simServer}
+	for _, name := range r.s.Names() {
+		if p := r.s.Process(name); p.Addr == c.to {
+			id := app.Identity(p.Core)
+			from = append(from, id.Left.Addr, id.Right.Addr)
+		}
+	}
+	for _, f := range from {
+		if f.IsValid() && f != c.from && f != c.to {
+			send(captured{f, c.to, c.b})
+		}
+	}
+}
+
 // procs is the address of the server and of every peer.
 func (r *replayer) procs() []netip.AddrPort {
 	out := []netip.AddrPort{simServer}
@@ -138,6 +225,15 @@ func (r *replayer) procs() []netip.AddrPort {
 func (r *replayer) tap(from, to netip.AddrPort, b []byte) {
 	if to == stranger {
 		r.toStranger += len(b)
+	}
+	if !r.capturing && r.fromNeighbours {
+		if _, m, err := wire.Decode(b); err == nil {
+			switch m.(type) {
+			case wire.Ack, wire.Alive, wire.Pace, wire.Reply, wire.Query, wire.QueryResult, wire.QueryDHT:
+			default:
+				r.phases = append(r.phases, fmt.Sprintf("%s from %s to %s", m.Type(), r.s.nameOf(from), r.s.nameOf(to)))
+			}
+		}
 	}
 	if r.capturing {
 		r.captured = append(r.captured, captured{from, to, b})
@@ -201,13 +297,24 @@ func (r *replayer) check(when string) {
 		}
 	}
 	r.ways = 3 + len(procs) - 2 // as it was, from a stranger, another id, to every other process
-	for way := range 4 {
+	ways := []int{0, 1, 2, 3}
+	if r.fromNeighbours {
+		ways, r.ways = []int{4}, 3
+	}
+	for _, way := range ways {
 		for _, c := range r.captured {
+			if way == 4 {
+				r.fromItsNeighbours(c, send)
+				continue
+			}
 			again(c, way, procs, send)
 		}
 		r.flush(when, batch)
 		batch = batch[:0]
 		r.compare(fmt.Sprintf("%s, way %d", when, way), before)
+	}
+	if len(r.phases) > 0 {
+		t.Fatalf("seed %d, %s: the copies made the processes send %d ring messages: %q", s.Seed(), when, len(r.phases), r.phases[:min(len(r.phases), 12)])
 	}
 	if r.toStranger > r.fromStranger {
 		t.Fatalf("seed %d, %s: %d bytes sent to the stranger, which sent %d", s.Seed(), when, r.toStranger, r.fromStranger)
