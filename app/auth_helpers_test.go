@@ -22,11 +22,13 @@ var (
 // query is signed with its querier's token, an answer with the token of
 // p's query; any other ring message with p's ring. The unit tests of the
 // protocol's rules use it so that their datagrams pass the checks of
-// auth.go, which have tests of their own.
-func signedFor(p *Peer, h wire.Header, m wire.Message) (wire.Header, wire.Message) {
+// auth.go, which have tests of their own. from is where it comes from: a
+// peer's tag covers its own address.
+func signedFor(p *Peer, from netip.AddrPort, h wire.Header, m wire.Message) (wire.Header, wire.Message) {
 	var sg signer
 	switch mm := m.(type) {
 	case wire.Reply, wire.Challenge, wire.Pace:
+		from = netip.AddrPort{}               // the server signs for the peer alone
 		sg.key, sg.seq = p.cred.secret, h.Seq // the sequence number of what it answers, if given
 		if o, ok := p.op.(*registerOp); ok && sg.key.IsZero() {
 			if o.rq.msg.(wire.Register).Cookie == (wire.Tag{}) {
@@ -68,14 +70,17 @@ func signedFor(p *Peer, h wire.Header, m wire.Message) (wire.Header, wire.Messag
 	default:
 		sg = p.link.sg
 	}
-	return signedWith(h, m, sg, p.self.Addr)
+	return signedWith(h, m, sg, from, p.self.Addr)
 }
 
-// signedWith is m with header h signed by sg for the peer at self.
-func signedWith(h wire.Header, m wire.Message, sg signer, self netip.AddrPort) (wire.Header, wire.Message) {
+// signedWith is m with header h signed by sg for the peer at self, as the
+// peer at from sends it; from the server (sg.toServer, or a zero from),
+// for self alone.
+func signedWith(h wire.Header, m wire.Message, sg signer, from, self netip.AddrPort) (wire.Header, wire.Message) {
 	if sg.key.IsZero() {
 		return h, m
 	}
+	sg.from = from
 	b, err := sg.send(self, h.ID, h.Flags, m).Append(nil)
 	if err != nil {
 		panic(err)
@@ -87,14 +92,20 @@ func signedWith(h wire.Header, m wire.Message, sg signer, self netip.AddrPort) (
 	return h2, m2
 }
 
+// as is sg as the peer at from signs with it (signer.from).
+func (sg signer) as(from netip.AddrPort) signer {
+	sg.from = from
+	return sg
+}
+
 // stepSigned is p.Step of m signed as signedFor says; a query that a
 // member forwards reliably (from another than its querier), with the
 // ring's key.
 func stepSigned(p *Peer, now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
 	if q, ok := m.(wire.Query); ok && from != q.Querier.Addr && h.Flags&wire.FlagNoAck == 0 {
-		h, m = signedWith(h, m, p.link.sg, p.self.Addr)
+		h, m = signedWith(h, m, p.link.sg, from, p.self.Addr)
 	} else {
-		h, m = signedFor(p, h, m)
+		h, m = signedFor(p, from, h, m)
 	}
 	return p.Step(now, from, h, m)
 }

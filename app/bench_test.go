@@ -62,7 +62,7 @@ func BenchmarkRingHopQuery(b *testing.B) {
 		}
 	}
 	q := wire.Query{ReqID: 9, Querier: wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}, Hops: 2, LongName: name}
-	dg := signed(b, p.tokenSigner(q.Querier.Addr), p.self.Addr, 77, wire.FlagNoAck, q)
+	dg := signed(b, p.tokenSigner(q.Querier.Addr).as(q.Querier.Addr), p.self.Addr, 77, wire.FlagNoAck, q)
 	buf := make([]byte, 0, wire.MaxDatagram)
 	now := time.Unix(1e9, 0)
 	batch := make([]Datagram, 1)
@@ -100,7 +100,7 @@ func BenchmarkRingHopStore(b *testing.B) {
 	b.SetBytes(int64(size))
 	for b.Loop() {
 		id++
-		dg, err := p.link.sg.send(p.self.Addr, id, 0, st).Append(buf[:0])
+		dg, err := p.link.sg.as(p.left.Addr).send(p.self.Addr, id, 0, st).Append(buf[:0])
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -117,7 +117,7 @@ func BenchmarkRingHopStore(b *testing.B) {
 			}
 		}
 		buf = encodeAll(b, outs, buf)
-		ack, err := p.link.sg.send(p.self.Addr, fwd, 0, wire.Ack{}).Append(buf[:0])
+		ack, err := p.link.sg.as(p.right.Addr).send(p.self.Addr, fwd, 0, wire.Ack{}).Append(buf[:0])
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -154,7 +154,7 @@ func BenchmarkQueryAtOwner(b *testing.B) {
 	querier := wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}
 	dgs := make([][]byte, len(mine))
 	for i, r := range mine {
-		dgs[i] = signed(b, p.tokenSigner(querier.Addr), p.self.Addr, uint32(i+1), wire.FlagNoAck, wire.Query{ReqID: 9, Querier: querier, Hops: 2, LongName: r.LongName})
+		dgs[i] = signed(b, p.tokenSigner(querier.Addr).as(querier.Addr), p.self.Addr, uint32(i+1), wire.FlagNoAck, wire.Query{ReqID: 9, Querier: querier, Hops: 2, LongName: r.LongName})
 	}
 	buf := make([]byte, 0, wire.MaxDatagram)
 	now := time.Unix(1e9, 0)
@@ -185,9 +185,9 @@ func BenchmarkQueryAnswered(b *testing.B) {
 	server := netip.MustParseAddrPort("10.0.0.1:4000")
 	p := NewPeer(PeerConfig{Server: server})
 	p.self = wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}
-	dg := signed(b, token, p.self.Addr, 1, wire.FlagNoAck, res)
-	p.bound, p.registered = true, true
 	owner := netip.MustParseAddrPort("10.0.0.13:5000")
+	dg := signed(b, token.as(owner), p.self.Addr, 1, wire.FlagNoAck, res)
+	p.bound, p.registered = true, true
 	now := time.Unix(1e9, 0)
 	batch := make([]Datagram, 1)
 	b.ReportAllocs()
@@ -274,7 +274,7 @@ func BenchmarkQuerierCycle(b *testing.B) {
 		buf = encodeAll(b, outs, buf)
 		_, walks := q.sent(outs)
 		res := wire.QueryResult{ReqID: walks[rec.LongName], Found: true, Node: "carol", NodeID: 3, Hops: 2, LongName: rec.LongName, Record: rec.Fields()}
-		for _, o := range step(q.member, signed(b, token, q.p.self.Addr, 1, wire.FlagNoAck, res)) {
+		for _, o := range step(q.member, signed(b, token.as(q.member), q.p.self.Addr, 1, wire.FlagNoAck, res)) {
 			if r, ok := o.(Result); ok {
 				text = r.AppendText(text[:0])
 			}

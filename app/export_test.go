@@ -55,3 +55,7 @@ func AlivePeriod(p *Peer) time.Duration { return p.alivePeriodOrUntold() }
 // ClearPending reports that the peer's next commit clears its table (a
 // new place taken, its stores to come).
 func ClearPending(p *Peer) bool { return p.unsaved && p.clearSaved }
+
+// ForgetCopies empties p's record of the ring messages it took, as a
+// restarted process starts with none.
+func ForgetCopies(p *Peer) { p.link.seen = newDedup(p.link.seen.size, 1) }

@@ -46,16 +46,19 @@ const (
 
 // signer is the key and sequence number a datagram is signed with (zero
 // key: unsigned); toServer: the user's secret, for the server, which
-// checks it whatever address it was reached at (Send.ToServer).
+// checks it whatever address it was reached at (Send.ToServer); from, for
+// a datagram to another peer: this peer's own address, which the tag
+// covers with the receiver's (Send.From).
 type signer struct {
 	seq      uint64
 	key      wire.Key
 	toServer bool
+	from     netip.AddrPort
 }
 
 // send is the Send of msg to `to`, signed by sg.
 func (sg signer) send(to netip.AddrPort, id uint32, flags wire.Flags, msg wire.Message) Send {
-	return Send{To: to, ID: id, Flags: flags, Msg: msg, Sign: !sg.key.IsZero(), ToServer: sg.toServer, Seq: sg.seq, Key: sg.key}
+	return Send{To: to, ID: id, Flags: flags, Msg: msg, Sign: !sg.key.IsZero(), ToServer: sg.toServer, Seq: sg.seq, Key: sg.key, Self: sg.from}
 }
 
 type outMsg struct {

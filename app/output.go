@@ -24,7 +24,9 @@ type Output interface{ isOutput() }
 // Send asks the runner to encode Msg with the given header id and flags and
 // send it to To; with Sign, signed with Key and Seq for To
 // (wire.AppendSignedTo: the tag covers the address, so the datagram is
-// good nowhere else), or, with ToServer, for whatever address the server
+// good nowhere else) and, from a peer, from Self, the peer's own address
+// (wire.AppendSignedBetween: a copy sent again from anywhere else is
+// good nowhere), or, with ToServer, for whatever address the server
 // was reached at (wire.AppendSigned: a user's requests, alives and acks,
 // signed with its secret, which no other peer holds).
 // Raw, when set, is the datagram already encoded (a reply the server
@@ -42,7 +44,11 @@ type Send struct {
 	ToServer bool
 	Seq      uint64
 	Key      wire.Key
-	Raw      []byte
+	// Self: a peer's own address, which the tag of its datagram to
+	// another peer covers too; zero from the server, which may answer
+	// from any of its addresses.
+	Self netip.AddrPort
+	Raw  []byte
 	// Quiet: the runner traces the datagram as drops are (quietLines): at
 	// the info level the first of its type in a window, the others
 	// at the debug level only (an answer to one counted with the drops).
@@ -56,6 +62,8 @@ func (s Send) Append(b []byte) ([]byte, error) {
 		return append(b, s.Raw...), nil
 	case s.Sign && s.ToServer:
 		return wire.AppendSigned(b, s.ID, s.Flags, s.Msg, s.Seq, s.Key)
+	case s.Sign && s.Self.IsValid():
+		return wire.AppendSignedBetween(b, s.ID, s.Flags, s.Msg, s.Seq, s.Key, s.Self, s.To)
 	case s.Sign:
 		return wire.AppendSignedTo(b, s.ID, s.Flags, s.Msg, s.Seq, s.Key, s.To)
 	}

@@ -61,7 +61,7 @@ func (p *Peer) setRing(epoch uint64, key wire.Key) {
 		p.unsaved = true
 	}
 	p.cred.epoch, p.cred.ringKey = epoch, key
-	p.link.sg = signer{seq: epoch, key: key}
+	p.link.sg = signer{seq: epoch, key: key, from: p.self.Addr}
 }
 
 // requestSigner signs the next request to the server: with the secret, and
@@ -75,8 +75,15 @@ func (p *Peer) requestSigner(now time.Time) signer {
 }
 
 // ringSigned reports whether h is signed with the ring this peer holds.
-func (p *Peer) ringSigned(h wire.Header) bool {
-	return !p.cred.ringKey.IsZero() && h.Seq == p.cred.epoch && wire.VerifyAt(p.cred.ringKey, h, p.self.Addr)
+func (p *Peer) ringSigned(from netip.AddrPort, h wire.Header) bool {
+	return !p.cred.ringKey.IsZero() && h.Seq == p.cred.epoch && p.signedBetween(p.cred.ringKey, h, from)
+}
+
+// signedBetween: h is signed with key by the peer at from for this one
+// (wire.AppendSignedBetween), so a copy sent again with another source
+// is not.
+func (p *Peer) signedBetween(key wire.Key, h wire.Header, from netip.AddrPort) bool {
+	return wire.VerifyBetween(key, h, from, p.self.Addr)
 }
 
 // holdsRing reports whether this node is in the ring of its key, or on its
@@ -160,7 +167,7 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 	case wire.SetID:
 		if m.Ticket == (wire.Tag{}) {
 			// A joiner's: it holds the ring's key from its join-dht reply.
-			if !p.ringSigned(h) {
+			if !p.ringSigned(from, h) {
 				return "set-id without a ticket, not signed with this peer's ring"
 			}
 			if p.leftRing(from, h) {
@@ -173,14 +180,14 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 		}
 		key := ringKeyOf(p.cred.secret, h.Seq, m.Ticket)
 		switch {
-		case !wire.VerifyAt(key, h, p.self.Addr):
+		case !p.signedBetween(key, h, from):
 			return "set-id whose ticket the server did not make for this peer"
 		case h.Seq < p.cred.epoch || h.Seq == p.cred.epoch && key != p.cred.ringKey:
 			return "set-id of an earlier ring"
 		case h.Seq == p.cred.epoch && p.leftRing(from, h):
 			return "set-id of a ring this node left"
 		}
-		p.ticketRing = signer{seq: h.Seq, key: key}
+		p.ticketRing = signer{seq: h.Seq, key: key, from: p.self.Addr}
 	case wire.Query:
 		if p.cred.ringKey.IsZero() || h.Seq != p.cred.epoch {
 			return "query for another ring"
@@ -199,12 +206,12 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 			// neighbour's next ids off its answers: the neighbour's real
 			// message with such an id (a store, a teardown) would be
 			// acknowledged and dropped as a copy.
-			if !wire.VerifyAt(p.cred.ringKey, h, p.self.Addr) {
+			if !p.signedBetween(p.cred.ringKey, h, from) {
 				return "query forwarded reliably, not signed with this peer's ring"
 			}
 			break
 		}
-		if !wire.VerifyAt(p.cred.queryToken(m.Querier.Addr), h, p.self.Addr) && !wire.VerifyAt(p.cred.ringKey, h, p.self.Addr) {
+		if !p.signedBetween(p.cred.queryToken(m.Querier.Addr), h, from) && !p.signedBetween(p.cred.ringKey, h, from) {
 			return "query the server did not authorize"
 		}
 	case wire.QueryResult:
@@ -212,23 +219,25 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 		if !ok {
 			return "answers no query in progress (a late copy)"
 		}
-		if q := w.q; q.sg.key.IsZero() || !wire.VerifyAt(q.sg.key, h, p.self.Addr) {
+		if q := w.q; q.sg.key.IsZero() || !p.signedBetween(q.sg.key, h, from) {
 			return "answer not signed with the token of the query in progress"
 		}
 	case wire.Ack:
 		// Signed with the key of the message it acknowledges (a query's
 		// token, for a querier), or, for one no longer in flight, the ring's.
 		if sg, ok := p.link.signerOf(from, h.ID); ok && !sg.key.IsZero() {
-			if h.Seq != sg.seq || !wire.VerifyAt(sg.key, h, p.self.Addr) {
+			// The server's is signed for this peer only: it may answer
+			// from any of its addresses.
+			if h.Seq != sg.seq || sg.toServer && !wire.VerifyAt(sg.key, h, p.self.Addr) || !sg.toServer && !p.signedBetween(sg.key, h, from) {
 				return "ack not signed with the key of the message it acknowledges"
 			}
 			return ""
 		}
-		if !p.ringSigned(h) {
+		if !p.ringSigned(from, h) {
 			return "ack not signed with this peer's ring"
 		}
 	default:
-		if !p.ringSigned(h) {
+		if !p.ringSigned(from, h) {
 			return m.Type().String() + " not signed with this peer's ring"
 		}
 	}
@@ -288,7 +297,7 @@ func (p *Peer) secretSigner(now time.Time) signer {
 // tokenSigner signs a query from querier, and its answer, in the ring this
 // peer is in.
 func (p *Peer) tokenSigner(querier netip.AddrPort) signer {
-	return signer{seq: p.cred.epoch, key: p.cred.queryToken(querier)}
+	return signer{seq: p.cred.epoch, key: p.cred.queryToken(querier), from: p.self.Addr}
 }
 
 // requestOf is the request waiting for the reply with id: the command in

@@ -703,7 +703,7 @@ func (o *queryOp) asking() *request { return &o.rq }
 func (o *queryOp) failing() Command { return CmdQueryDHT }
 
 func (o *queryOp) answered(p *Peer, now time.Time, _ Command, r wire.Reply) []Output {
-	if why := o.named(r); why != "" {
+	if why := o.named(r, p.self.Addr); why != "" {
 		return p.finish(now, nil, resultFailed(CmdQueryDHT, why))
 	}
 	// Only now is the next line the Long Name: a query-dht the server
@@ -749,13 +749,14 @@ func (o *queryOp) send(p *Peer, now time.Time, out []Output) []Output {
 }
 
 // named takes the member and the token from the server's SUCCESS, or says
-// why the reply names no member to ask.
-func (o *queryOp) named(r wire.Reply) string {
+// why the reply names no member to ask; self is the querier's address,
+// which the query's tag covers.
+func (o *queryOp) named(r wire.Reply, self netip.AddrPort) string {
 	if len(r.Members) != 1 {
 		return "the server named no node to ask"
 	}
 	o.to, o.toName = r.Members[0].Addr, r.Members[0].Name
-	o.sg = signer{seq: r.KeyEpoch, key: r.Key}
+	o.sg = signer{seq: r.KeyEpoch, key: r.Key, from: self}
 	return ""
 }
 

@@ -25,7 +25,7 @@ func TestSetIDAndStoresWrittenAtTheFlush(t *testing.T) {
 	p := fuzzPeer()
 	now := time.Unix(1_700_000_000, 0)
 	stepFrom := func(from netip.AddrPort, id uint32, m wire.Message) []Output {
-		h, m := signedFor(p, wire.Header{ID: id}, m)
+		h, m := signedFor(p, from, wire.Header{ID: id}, m)
 		outs := p.Receive(now, []Datagram{{From: from, Header: h, Msg: m}})
 		return append(outs, p.Settle()...)
 	}
@@ -67,7 +67,7 @@ func TestSetIDAndStoresWrittenAtTheFlush(t *testing.T) {
 	// The forwarded store is acknowledged by the right neighbour: the
 	// flush may then go on.
 	for _, o := range p.link.dests[fzRight.Addr].inflight {
-		h, m := signedFor(p, wire.Header{ID: o.id}, wire.Ack{})
+		h, m := signedFor(p, fzRight.Addr, wire.Header{ID: o.id}, wire.Ack{})
 		p.Receive(now, []Datagram{{From: fzRight.Addr, Header: h, Msg: m}})
 	}
 	count(step(3, wire.Flush{Leader: fzLeft.Name, N: 3}))
@@ -260,7 +260,7 @@ func TestHeldFlushCommitsWhenItLeaves(t *testing.T) {
 	p.link.cfg.Window = 1 // the store forwarded fills it
 	now := time.Unix(1_700_000_000, 0)
 	step := func(from netip.AddrPort, id uint32, m wire.Message) []Output {
-		h, m := signedFor(p, wire.Header{ID: id}, m)
+		h, m := signedFor(p, from, wire.Header{ID: id}, m)
 		return append(p.Receive(now, []Datagram{{From: from, Header: h, Msg: m}}), p.Settle()...)
 	}
 	// order lists the flushes sent and the commits made, in output order.
@@ -320,7 +320,7 @@ func TestHeldFlushCommitsWhateverWaitsBehind(t *testing.T) {
 	p.link.cfg.Window = 1
 	now := time.Unix(1_700_000_000, 0)
 	step := func(from netip.AddrPort, id uint32, m wire.Message) []Output {
-		h, m := signedFor(p, wire.Header{ID: id}, m)
+		h, m := signedFor(p, from, wire.Header{ID: id}, m)
 		return append(p.Receive(now, []Datagram{{From: from, Header: h, Msg: m}}), p.Settle()...)
 	}
 	commits := func(outs []Output) (n int) {
@@ -358,7 +358,7 @@ func TestStoresAndFlushAcknowledgedBeforeTheCommit(t *testing.T) {
 	p := fuzzPeer()
 	now := time.Unix(1_700_000_000, 0)
 	dg := func(id uint32, m wire.Message) Datagram {
-		h, m := signedFor(p, wire.Header{ID: id}, m)
+		h, m := signedFor(p, fzLeft.Addr, wire.Header{ID: id}, m)
 		return Datagram{From: fzLeft.Addr, Header: h, Msg: m}
 	}
 	p.Receive(now, []Datagram{dg(1, wire.SetID{ID: 2, N: 3, Left: fzLeft, Right: fzRight})})
@@ -412,7 +412,7 @@ func TestTeardownAcknowledgedBeforeTheCommit(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	p.inRing, p.id, p.n, p.neighbours = true, 2, 3, true
 	p.left, p.right = fzLeft, fzRight
-	h, m := signedFor(p, wire.Header{ID: 7}, wire.Teardown{Origin: fzLeft.Name})
+	h, m := signedFor(p, fzLeft.Addr, wire.Header{ID: 7}, wire.Teardown{Origin: fzLeft.Name})
 	outs := append(p.Receive(now, []Datagram{{From: fzLeft.Addr, Header: h, Msg: m}}), p.Settle()...)
 	acked, commit := acksAndCommit(outs, fzLeft.Addr)
 	ack, ok := acked[7]
@@ -433,7 +433,7 @@ func TestFlushWaitsForWhatItNames(t *testing.T) {
 	p := fuzzPeer()
 	now := time.Unix(1_700_000_000, 0)
 	step := func(from netip.AddrPort, id uint32, m wire.Message) []Output {
-		h, m := signedFor(p, wire.Header{ID: id}, m)
+		h, m := signedFor(p, from, wire.Header{ID: id}, m)
 		return append(p.Receive(now, []Datagram{{From: from, Header: h, Msg: m}}), p.Settle()...)
 	}
 	type seen struct {
@@ -509,7 +509,7 @@ func TestLeaderCommitsAfterItsFlushLeaves(t *testing.T) {
 	}
 	got = nil
 	for _, id := range inflight {
-		h, m := signedFor(p, wire.Header{ID: id}, wire.Ack{})
+		h, m := signedFor(p, p.right.Addr, wire.Header{ID: id}, wire.Ack{})
 		for _, o := range p.Step(now, p.right.Addr, h, m) {
 			switch o := o.(type) {
 			case PersistPeer:
@@ -668,7 +668,7 @@ func TestLeaderTakesBackOnlyItsRound(t *testing.T) {
 	outs := p.startPopulate(now, nil, data, nil)
 	for _, o := range outs {
 		if s, ok := o.(Send); ok {
-			h, m := signedFor(p, wire.Header{ID: s.ID}, wire.Ack{})
+			h, m := signedFor(p, p.right.Addr, wire.Header{ID: s.ID}, wire.Ack{})
 			outs = append(outs, p.Step(now, p.right.Addr, h, m)...)
 		}
 	}
@@ -684,7 +684,7 @@ func TestLeaderTakesBackOnlyItsRound(t *testing.T) {
 		t.Fatalf("the leader's flush did not leave (round %d, pop %+v)", round, p.pop)
 	}
 	step := func(from netip.AddrPort, id uint32, m wire.Message) []Output {
-		h, m := signedFor(p, wire.Header{ID: id}, m)
+		h, m := signedFor(p, from, wire.Header{ID: id}, m)
 		return p.Step(now, from, h, m)
 	}
 	done := func(outs []Output) bool {
@@ -724,7 +724,7 @@ func TestTeardownOfAnEarlierRingIsDropped(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	p.inRing, p.id, p.n, p.epoch = true, 2, 3, 9
 	step := func(id uint32, m wire.Message) []Output {
-		h, m := signedFor(p, wire.Header{ID: id}, m)
+		h, m := signedFor(p, fzLeft.Addr, wire.Header{ID: id}, m)
 		return p.Step(now, fzLeft.Addr, h, m)
 	}
 	for _, o := range step(1, wire.Teardown{Origin: "carol", KeepNeighbours: true, Epoch: 8}) {
@@ -761,7 +761,7 @@ func TestResetOfAnEarlierRingIsDropped(t *testing.T) {
 	p.inRing, p.id, p.n, p.epoch = true, 2, 3, 9
 	outsider := wire.Member{Name: "joiner", Addr: netip.MustParseAddrPort("10.0.0.9:5000")}
 	step := func(from netip.AddrPort, id uint32, m wire.Message) []Output {
-		h, m := signedFor(p, wire.Header{ID: id}, m)
+		h, m := signedFor(p, from, wire.Header{ID: id}, m)
 		return p.Step(now, from, h, m)
 	}
 	dropped := func(outs []Output) bool {
@@ -868,7 +868,7 @@ func TestLeaderHoldsAChunkOfItsRecordsAtATime(t *testing.T) {
 func ackFromRight(t *testing.T, p *Peer, now time.Time, right []uint32) ([]uint32, []Output) {
 	t.Helper()
 	k := min(len(right), 1+wire.MaxAcks)
-	dg, err := p.link.sg.send(p.self.Addr, right[0], 0, wire.Ack{More: right[1:k]}).Append(nil)
+	dg, err := p.link.sg.as(p.right.Addr).send(p.self.Addr, right[0], 0, wire.Ack{More: right[1:k]}).Append(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -950,7 +950,7 @@ func TestStoreAcknowledgedOnceItsForwardHasLeft(t *testing.T) {
 	// from the left: store id, through the runner's path (Receive, Settle)
 	store := func(id uint32) (acked []uint32, fwd []uint32) {
 		t.Helper()
-		dg, err := p.link.sg.send(p.self.Addr, id, 0, wire.Store{N: 8, Records: []wire.Record{rec}}).Append(nil)
+		dg, err := p.link.sg.as(p.left.Addr).send(p.self.Addr, id, 0, wire.Store{N: 8, Records: []wire.Record{rec}}).Append(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -975,7 +975,7 @@ func TestStoreAcknowledgedOnceItsForwardHasLeft(t *testing.T) {
 	}
 	// The right neighbour acknowledges one: the held forward leaves, and
 	// the left's store is acknowledged.
-	dg, err := p.link.sg.send(p.self.Addr, inflight[0], 0, wire.Ack{}).Append(nil)
+	dg, err := p.link.sg.as(p.right.Addr).send(p.self.Addr, inflight[0], 0, wire.Ack{}).Append(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1025,7 +1025,7 @@ func TestARingMessageOfAnEarlierRingIsAcknowledged(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	p.inRing, p.id, p.n, p.epoch = true, 1, 3, 9
 	step := func(id uint32, m wire.Message) (dropped, acked bool) {
-		h, m := signedFor(p, wire.Header{ID: id}, m)
+		h, m := signedFor(p, fzLeft.Addr, wire.Header{ID: id}, m)
 		for _, o := range p.Step(now, fzLeft.Addr, h, m) {
 			switch o := o.(type) {
 			case Event:
@@ -1280,7 +1280,7 @@ func TestAHealGivenUpIsToldInTheNextAlive(t *testing.T) {
 			p.aliveAt = now.Add(time.Second)
 			epoch := fzEpoch + 3
 			heal := wire.Heal{Epoch: epoch, Members: []wire.Member{fzSelf, fzRight, fzLeft}}
-			h, m := signedWith(wire.Header{ID: 70}, heal, signer{seq: 1, key: p.cred.secret}, p.self.Addr)
+			h, m := signedWith(wire.Header{ID: 70}, heal, signer{seq: 1, key: p.cred.secret}, netip.AddrPort{}, p.self.Addr)
 			outs := p.Step(now, fzServer, h, m)
 			var failed string
 			var quit *wire.Alive
@@ -1327,7 +1327,7 @@ func TestACopyOfAHealGivenUpHasTheAlivesNameItAgain(t *testing.T) {
 	p.aliveAt = now.Add(time.Second)
 	epoch := fzEpoch + 3
 	heal := wire.Heal{Epoch: epoch, Members: []wire.Member{fzSelf, fzRight, fzLeft}}
-	h, m := signedWith(wire.Header{ID: 70}, heal, signer{seq: 1, key: p.cred.secret}, p.self.Addr)
+	h, m := signedWith(wire.Header{ID: 70}, heal, signer{seq: 1, key: p.cred.secret}, netip.AddrPort{}, p.self.Addr)
 	p.Step(now, fzServer, h, m)
 	for p.healing != nil {
 		at, ok := p.NextDeadline()
@@ -1341,7 +1341,7 @@ func TestACopyOfAHealGivenUpHasTheAlivesNameItAgain(t *testing.T) {
 	for at, ok := p.NextDeadline(); ok && !at.After(now); at, ok = p.NextDeadline() {
 		p.Tick(at)
 	}
-	h, m = signedWith(wire.Header{ID: 71}, heal, signer{seq: 2, key: p.cred.secret}, p.self.Addr)
+	h, m = signedWith(wire.Header{ID: 71}, heal, signer{seq: 2, key: p.cred.secret}, netip.AddrPort{}, p.self.Addr)
 	p.Step(now, fzServer, h, m)
 	var quit *wire.Alive
 	for _, o := range p.Tick(now) {

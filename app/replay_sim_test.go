@@ -491,3 +491,61 @@ func TestAReplayedResetIDAtARestartedMemberGoesNoFurther(t *testing.T) {
 	}
 	s.checkRing(data)
 }
+
+// Every ring message of a setup and a leave, sent again to its receiver
+// from each other member's address, fails its tag: the tag covers its
+// sender's address as well as its receiver's, so no copy of a member's
+// message passes for another's, whatever checks of where a message comes
+// from the receiver makes after it.
+func TestARingMessageSentAgainFromAnotherSourceFailsItsTag(t *testing.T) {
+	data := records(t)
+	s := newSim(t, 5)
+	users := joinUsers(t, s, 6)
+	var caught []captured
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		h, m, err := wire.Decode(b)
+		if err != nil || h.Flags&wire.FlagAuth == 0 || from == simServer || to == simServer {
+			return
+		}
+		switch m.(type) {
+		case wire.Query, wire.QueryResult:
+			return // checked against a query in progress first
+		}
+		caught = append(caught, captured{from, to, slices.Clone(b)})
+	}
+	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	s.mustDo(memberWithID(s, 2), "leave-dht "+memberWithID(s, 2), "leave-dht SUCCESS")
+	s.Tap = nil
+	if len(caught) < 50 {
+		t.Fatalf("%d ring messages captured", len(caught))
+	}
+	var msgs []string
+	s.SetTrace(msgTrace{&msgs})
+	sent := 0
+	for _, c := range caught {
+		for _, name := range users {
+			if f := s.Process(name).Addr; f != c.from && f != c.to {
+				s.Inject(f, c.to, c.b)
+				sent++
+			}
+		}
+	}
+	runFor(t, s, time.Second)
+	s.SetTrace(nil)
+	tagged := 0
+	var other []string
+	for _, m := range msgs {
+		switch {
+		case !strings.HasPrefix(m, "dropped"):
+		case strings.Contains(m, "not signed") || strings.Contains(m, "did not make"):
+			tagged++
+		default:
+			other = append(other, m)
+		}
+	}
+	if tagged != sent || len(other) > 0 {
+		t.Errorf("of %d copies %d dropped for their tag; dropped otherwise: %q", sent, tagged, other)
+	}
+	s.checkRing(data)
+	queryAll(t, s, freeUser(s), data, 3)
+}

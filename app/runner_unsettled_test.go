@@ -56,7 +56,7 @@ func commitRefusedAmidStores(t *testing.T, stores int) {
 	id := uint32(100)
 	mk := func(m wire.Message) {
 		id++
-		b, err := p.link.sg.send(p.self.Addr, id, 0, m).Append(nil)
+		b, err := p.link.sg.as(p.left.Addr).send(p.self.Addr, id, 0, m).Append(nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -48,7 +48,7 @@ func TestEveryMessageANodeCanNeverActOnIsAcknowledged(t *testing.T) {
 			p.epoch = 9
 			tt.setup(p)
 			before := p.identity()
-			h, m := signedFor(p, wire.Header{ID: 40}, tt.m)
+			h, m := signedFor(p, tt.from, wire.Header{ID: 40}, tt.m)
 			var dropped, acked bool
 			for _, o := range p.Step(time.Unix(1_700_000_000, 0), tt.from, h, m) {
 				switch o := o.(type) {

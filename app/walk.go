@@ -82,7 +82,7 @@ func (p *Peer) walkAnswered(now time.Time, w *walk, r wire.Reply) []Output {
 	if !r.OK {
 		return p.walked(now, w, resultFailed(CmdQueryDHT, p.notKnown(r.Reason)), nil)
 	}
-	if why := w.q.named(r); why != "" {
+	if why := w.q.named(r, p.self.Addr); why != "" {
 		return p.walked(now, w, resultFailed(CmdQueryDHT, why), nil)
 	}
 	return w.q.send(p, now, nil)

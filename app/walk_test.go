@@ -579,7 +579,7 @@ func TestQueryCopiesBounded(t *testing.T) {
 					copies[s.ID] = true
 					// The member takes it, and acknowledges it with the
 					// key it came signed with.
-					h, m := signedWith(wire.Header{ID: s.ID}, wire.Ack{}, signer{seq: fzEpoch, key: q.token}, q.p.self.Addr)
+					h, m := signedWith(wire.Header{ID: s.ID}, wire.Ack{}, signer{seq: fzEpoch, key: q.token}, q.member, q.p.self.Addr)
 					q.p.Step(q.now, q.member, h, m)
 				}
 			}

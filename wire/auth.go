@@ -18,7 +18,8 @@ import (
 //	len-16      16   tag  HMAC-SHA256(key, every byte before the tag), first 16 bytes
 //
 // and for a datagram to a peer the tag also covers the address it is sent
-// to (AppendSignedTo, VerifyAt).
+// to (AppendSignedTo, VerifyAt), and for one from a peer to a peer the
+// address it is sent from as well (AppendSignedBetween, VerifyBetween).
 //
 // The body lies between the header and the trailer. Which key signs a
 // message, and what seq means for it, is the protocol's business (package
@@ -54,6 +55,7 @@ type macState struct {
 	hs  map[Key]hash.Hash
 	sum [sha256.Size]byte
 	to  [toLen]byte // the address a tag covers, written here: no allocation
+	fr  [toLen]byte // the address it is sent from, likewise
 }
 
 // hmac is an HMAC under key, ready to write to.
@@ -124,6 +126,25 @@ func AppendSignedTo(b []byte, id uint32, flags Flags, m Message, seq uint64, key
 	return append(out, t[:]...), nil
 }
 
+// AppendSignedBetween is AppendSignedTo for a datagram from one peer to
+// another: its tag also covers from, the sender's own address (to, then
+// from, each as toBytes). A copy sent again with another source does not
+// verify: whoever lacks the key cannot make a message of one peer's pass
+// for another's (a receiver checks where a message comes from, and its
+// duplicate filter holds the ids of each sender).
+func AppendSignedBetween(b []byte, id uint32, flags Flags, m Message, seq uint64, key Key, from, to netip.AddrPort) ([]byte, error) {
+	start := len(b)
+	out, err := Append(b, id, flags|FlagAuth, m)
+	if err != nil {
+		return b, err
+	}
+	out = binary.BigEndian.AppendUint64(out, seq)
+	ms := macPool.Get().(*macState)
+	t := ms.tag(key, out[start:], toBytes(&ms.to, to), toBytes(&ms.fr, from))
+	macPool.Put(ms)
+	return append(out, t[:]...), nil
+}
+
 // toLen is the length of an address as a tag covers it: the IPv6 form of
 // the address (an IPv4 address mapped into it), then the port.
 const toLen = 18
@@ -148,7 +169,17 @@ func VerifyAt(key Key, h Header, at netip.AddrPort) bool {
 	return verify(key, h, &at)
 }
 
+// VerifyBetween is VerifyAt for a datagram that came from address from
+// to address at, signed for both (AppendSignedBetween).
+func VerifyBetween(key Key, h Header, from, at netip.AddrPort) bool {
+	return verifyFrom(key, h, &at, &from)
+}
+
 func verify(key Key, h Header, at *netip.AddrPort) bool {
+	return verifyFrom(key, h, at, nil)
+}
+
+func verifyFrom(key Key, h Header, at, from *netip.AddrPort) bool {
 	if h.Flags&FlagAuth == 0 || len(h.Signed) < HeaderLen+SeqLen {
 		return false
 	}
@@ -157,6 +188,9 @@ func verify(key Key, h Header, at *netip.AddrPort) bool {
 	mac.Write(unsafe.Slice(unsafe.StringData(h.Signed), len(h.Signed))) // read only
 	if at != nil {
 		mac.Write(toBytes(&s.to, *at))
+	}
+	if from != nil {
+		mac.Write(toBytes(&s.fr, *from))
 	}
 	sum := mac.Sum(s.sum[:0])
 	ok := subtle.ConstantTimeCompare(sum[:TagLen], h.Tag[:]) == 1

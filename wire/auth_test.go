@@ -49,6 +49,52 @@ func TestSignedForAnAddress(t *testing.T) {
 	}
 }
 
+// A datagram signed between two peers verifies only as coming from its
+// sender to its receiver: not from another source, not at another
+// address, not as signed for the receiver alone; and one signed for the
+// receiver alone does not verify as coming from anyone.
+func TestSignedBetweenTwoAddresses(t *testing.T) {
+	key := Key{9}
+	from := netip.MustParseAddrPort("10.0.0.6:5000")
+	at := netip.MustParseAddrPort("10.0.0.7:5000")
+	m := ResetLeft{Left: bob, Epoch: 3}
+	b, err := AppendSignedBetween(nil, 5, 0, m, 3, key, from, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != EncodedLen(m)+AuthLen {
+		t.Fatalf("len %d, want %d: the addresses are not in the datagram", len(b), EncodedLen(m)+AuthLen)
+	}
+	h, _, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !VerifyBetween(key, h, from, at) || !VerifyBetween(key, h, netip.MustParseAddrPort("[::ffff:10.0.0.6]:5000"), at) {
+		t.Fatal("VerifyBetween refused the addresses it was signed for")
+	}
+	for _, other := range []string{"10.0.0.6:5001", "10.0.0.8:5000", "0.0.0.0:0"} {
+		if VerifyBetween(key, h, netip.MustParseAddrPort(other), at) {
+			t.Errorf("signed from %s, it verifies from %s", from, other)
+		}
+	}
+	if VerifyBetween(key, h, at, from) {
+		t.Error("signed from one to the other, it verifies the other way round")
+	}
+	if VerifyAt(key, h, at) || Verify(key, h) {
+		t.Error("signed between two addresses, it verifies for the receiver alone or unbound")
+	}
+	if VerifyBetween(Key{8}, h, from, at) {
+		t.Error("VerifyBetween took a wrong key")
+	}
+	u, err := AppendSignedTo(nil, 5, 0, m, 3, key, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _, _ := Decode(u); VerifyBetween(key, h, from, at) || VerifyBetween(key, h, netip.AddrPort{}, at) {
+		t.Error("signed for the receiver alone, it verifies as coming from an address")
+	}
+}
+
 func TestSignedRoundTrip(t *testing.T) {
 	key := Key{1, 2, 3}
 	m := Query{ReqID: 7, Querier: bob, Hops: 1, LongName: "Aruba"}

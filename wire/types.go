@@ -5,7 +5,7 @@
 //
 //	offset size field
 //	0      2    magic   0x44 0x48 ("DH")
-//	2      1    version 6
+//	2      1    version 7
 //	3      1    type    (Type)
 //	4      4    id      message id; a reply or Ack echoes the id of the message it answers
 //	8      1    flags   (Flags); unknown bits are rejected
@@ -42,7 +42,7 @@ import (
 // Magic and Version open every datagram.
 const (
 	Magic   uint16 = 0x4448
-	Version uint8  = 6
+	Version uint8  = 7
 
 	HeaderLen = 9
 	// MaxDatagram keeps every datagram inside one 1500-byte Ethernet frame
