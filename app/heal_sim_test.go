@@ -1112,3 +1112,77 @@ func TestAFlushDoesNotPassStoresGivenUp(t *testing.T) {
 		t.Errorf("after the failed setup the DHT is %+v, want none", d)
 	}
 }
+
+// A broken reporting a flush (a round of the ring's key, which outlives
+// joins and heals), captured when a join's store round failed at a dead
+// node and sent again from a stranger's address while a later join's
+// round goes round, fails nothing: its epoch and round are not the
+// phase under way.
+func TestABrokenFlushOfAnEarlierRoundFailsNoLaterOne(t *testing.T) {
+	s := newSim(t, 5)
+	users := joinUsers(t, s, 7)
+	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	leader := leaderName(s)
+	var free []string
+	for _, u := range users {
+		if !slices.Contains(s.Server().Snapshot().DHT.Members, u) {
+			free = append(free, u)
+		}
+	}
+	var caught [][]byte
+	flushed := false
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		_, m, err := wire.Decode(b)
+		if err != nil {
+			return
+		}
+		switch m.(type) {
+		case wire.Flush:
+			if from == s.Process(leader).Addr {
+				flushed = true
+			}
+		case wire.Broken:
+			if to == s.Process(leader).Addr {
+				caught = append(caught, slices.Clone(b))
+			}
+		}
+	}
+	if err := s.Input(free[0], "join-dht "+free[0]); err != nil {
+		t.Fatal(err)
+	}
+	for !flushed {
+		if !s.step() {
+			t.Fatal("the join's round never flushed")
+		}
+	}
+	victim := memberWithID(s, 2)
+	kill(s, victim)
+	settleHeal(t, s, victim)
+	s.Tap = nil
+	if len(caught) == 0 {
+		t.Fatalf("no broken to the leader %s captured", leader)
+	}
+	if l := leaderName(s); l != leader {
+		t.Skipf("the healed ring is led by %s, not %s", l, leader)
+	}
+	if _, m, _ := wire.Decode(caught[0]); m.(wire.Broken).What != wire.TypeFlush {
+		t.Fatalf("caught %+v, not a flush's", m)
+	} else {
+		t.Logf("replaying %+v", m)
+	}
+	stranger := netip.MustParseAddrPort("127.0.0.1:45590")
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeFlush && from == s.Process(leader).Addr && stranger.IsValid() {
+			s.Inject(stranger, from, caught[0])
+			stranger = netip.AddrPort{}
+		}
+	}
+	out := s.mustDo(free[1], "join-dht "+free[1], "join-dht SUCCESS")
+	s.Tap = nil
+	if stranger.IsValid() {
+		t.Fatal("the join's flush never left the leader")
+	}
+	if len(out) != 2 || !strings.HasPrefix(out[1], "dht-rebuilt SUCCESS") {
+		t.Fatalf("the join into the healed ring printed %q, want dht-rebuilt SUCCESS", out)
+	}
+}

@@ -482,7 +482,7 @@ func (l *link) tick(now time.Time) (out []Output, gone []failure) {
 				continue
 			}
 			if late := now.Sub(m.tries.next); !m.tries.again(now, &l.cfg.Retry, l.estimate(m.msg)) {
-				if late > lateTick {
+				if m.tries.unspared > lateTick {
 					stalled = late
 				}
 				dead = true

@@ -425,3 +425,32 @@ func TestAGiveUpAfterAStallSaysSo(t *testing.T) {
 		}
 	}
 }
+
+// A short stall (well under the give-up, so wholly spared by tries.again)
+// that happens to fall on the retransmission a message is given up at
+// does not make the reason say the silence may be this process's own:
+// the destination was silent for the whole give-up while the process ran.
+func TestAFullySparedStallAddsNoNote(t *testing.T) {
+	var st Stats
+	l := newLink(LinkConfig{}, 1, &st)
+	to := netip.MustParseAddrPort("10.0.0.2:5000")
+	t0 := time.Unix(1_700_000_000, 0)
+	l.send(t0, to, wire.Store{N: 2}, tagNone, false)
+	var gone []failure
+	for len(gone) == 0 {
+		at, ok := l.deadline()
+		if !ok {
+			t.Fatal("nothing pending")
+		}
+		if at.Sub(t0) >= DefaultGiveUp {
+			at = at.Add(100 * time.Millisecond) // a 100 ms hiccup at the give-up
+		}
+		_, gone = l.tick(at)
+		if len(gone) > 0 {
+			t.Logf("given up at %v, silence while running %v", at.Sub(t0), at.Sub(t0)-100*time.Millisecond)
+		}
+	}
+	if note := stalledNote(gone[0].stalled); strings.Contains(note, "this process itself had not run") {
+		t.Errorf("a fully spared 100 ms stall at the give-up: note %q", note)
+	}
+}

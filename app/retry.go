@@ -111,6 +111,10 @@ type tries struct {
 	// stalled is how much of this process's own stalls the give-up has
 	// been spared so far (again), at most GiveUp.
 	stalled time.Duration
+	// unspared is how much of the last retransmission's lateness again
+	// could not spare (GiveUp spared already): a give-up then may come
+	// of this process's own silence.
+	unspared time.Duration
 }
 
 // start records the first transmission, with timeout rto.
@@ -125,6 +129,7 @@ func (t *tries) due(now time.Time) bool { return !now.Before(t.next) }
 // estimator's ceiling, which it backs off to), or reports false when the
 // exchange has had GiveUp to be answered.
 func (t *tries) again(now time.Time, p *Retry, e *rttEstimator) bool {
+	t.unspared = max(now.Sub(t.next), 0)
 	if late := min(now.Sub(t.next), p.GiveUp-t.stalled); late > lateTick {
 		// This process did not run when the retransmission was due
 		// (stopped, suspended, starved of CPU): a copy lost before the
@@ -138,6 +143,7 @@ func (t *tries) again(now time.Time, p *Retry, e *rttEstimator) bool {
 		// stretched a 10 s give-up to 95 s).
 		t.firstSent = t.firstSent.Add(late)
 		t.stalled += late
+		t.unspared -= late
 	}
 	if now.Sub(t.firstSent) >= p.GiveUp {
 		return false

@@ -26,7 +26,7 @@ func diagramCommand(e env) *cli.Command {
 			"into one arrow per edge. Writes Mermaid sequenceDiagram text (to stdout, or\n" +
 			"--mermaid FILE) and, with --svg, an SVG image.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "mermaid", TakesFile: true, Usage: "write the Mermaid text to `FILE` (default: stdout, unless --svg -)"},
+			&cli.StringFlag{Name: "mermaid", TakesFile: true, Usage: "write the Mermaid text to `FILE` (default: stdout, unless the SVG goes there: --svg - or /dev/stdout)"},
 			&cli.StringFlag{Name: "svg", TakesFile: true, Usage: "write the SVG image to `FILE` (- for stdout)"},
 			&cli.StringFlag{Name: "title", Usage: "title drawn above the diagram"},
 			&cli.StringFlag{Name: "from", Usage: "start at the event matching `PROCESS:DIR:WHAT[@N]` (DIR send, recv or event; WHAT a message type or event name; empty parts match anything; @N the N-th match), e.g. carol:send:flush"},
@@ -42,7 +42,7 @@ func diagramCommand(e env) *cli.Command {
 			if opt.Fold < 0 {
 				return usagef("--fold must be 0 or more")
 			}
-			if c.String("mermaid") == "-" && c.String("svg") == "-" {
+			if toStdout(e, c.String("mermaid")) && toStdout(e, c.String("svg")) {
 				return usagef("--mermaid - and --svg - would both write to stdout: give one of them a FILE")
 			}
 			if opt.Fold == 0 {
@@ -105,7 +105,7 @@ func diagramCommand(e env) *cli.Command {
 				if o.path == "" {
 					continue
 				}
-				f, err := openOut(o.path)
+				f, err := openOut(e, o.path)
 				if err != nil {
 					for _, f := range outs {
 						f.abandon()
@@ -154,10 +154,13 @@ type outFile struct {
 	b    func() []byte
 }
 
-// openOut opens path for writing without emptying it, or stdout for "-".
-func openOut(path string) (*outFile, error) {
+// openOut opens path for writing without emptying it, or stdout for "-"
+// or another name of stdout (/dev/stdout): written through the descriptor
+// it has, not opened again, so that '>> FILE' appends and what went to
+// stdout before stays.
+func openOut(e env, path string) (*outFile, error) {
 	o := &outFile{path: path}
-	if path == "-" {
+	if toStdout(e, path) {
 		return o, nil
 	}
 	_, err := os.Lstat(path)
@@ -204,7 +207,7 @@ func (o *outFile) abandon() {
 
 // writeOut writes b to path, or to stdout for "-".
 func writeOut(e env, path string, b []byte) error {
-	o, err := openOut(path)
+	o, err := openOut(e, path)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ func ringCommand(e env) *cli.Command {
 			"With --query, it draws the walk of a query for that Long Name from the member\n" +
 			"--from (the server picks that member at random; default the leader).",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "svg", TakesFile: true, Usage: "draw the ring as an SVG image in `FILE` as well as the text (-: on stdout, instead of the text)"},
+			&cli.StringFlag{Name: "svg", TakesFile: true, Usage: "draw the ring as an SVG image in `FILE` as well as the text (- or /dev/stdout: on stdout, instead of the text)"},
 			&cli.StringFlag{Name: "query", Usage: "draw the walk of a query for `LONG_NAME`"},
 			&cli.StringFlag{Name: "from", Usage: "the member `NAME` the query starts at (default: the leader)"},
 			&cli.StringFlag{Name: "title", Usage: "title drawn above the ring"},

@@ -297,6 +297,20 @@ func TestATraceIsNotTheDefaultTableFile(t *testing.T) {
 	}
 }
 
+// Likewise a --cpuprofile of the default table file's name: refused at
+// register, by name (a review: 'not a dht database file: empty file',
+// the peer exiting 1).
+func TestAProfileIsNotTheDefaultTableFile(t *testing.T) {
+	t.Chdir(t.TempDir())
+	ports := freePorts(t, 2)
+	code, out, errOut := runDHT(t, fmt.Sprintf("register carol 127.0.0.1 %d\n", ports[1]),
+		"peer", "--quiet", "--cpuprofile", "dht-peer-carol.db", "127.0.0.1", strconv.Itoa(ports[0]))
+	const want = "register FAILURE: cannot open the table file: dht-peer-carol.db is this peer's --cpuprofile file: name the table with --db, or send the profile elsewhere\n"
+	if code != 0 || out != want {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and %q", code, out, errOut, want)
+	}
+}
+
 // /dev/stdout (or /proc/self/fd/N) sent to a file that holds something
 // else (>> log): opening it again would empty it; said so.
 func TestAnOutputThatIsAnOpenFileIsNotEmptied(t *testing.T) {

@@ -161,6 +161,9 @@ func peerCommand(e env) *cli.Command {
 						if tr != "" && samePath(path, tr) {
 							return nil, fmt.Errorf("%s is this peer's --trace-json file: name the table with --db, or send the trace elsewhere", path)
 						}
+						if pr := c.String("cpuprofile"); pr != "" && samePath(path, pr) {
+							return nil, fmt.Errorf("%s is this peer's --cpuprofile file: name the table with --db, or send the profile elsewhere", path)
+						}
 					}
 					st, err := openPeerFile(e, path)
 					if err != nil {

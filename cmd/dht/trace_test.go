@@ -149,6 +149,30 @@ func TestDiagramWritesNothingWhenAnOutputFails(t *testing.T) {
 		if err != nil || !strings.HasPrefix(string(b), "<svg") || strings.Contains(string(b), "sequenceDiagram") {
 			t.Errorf("--svg /dev/stdout: %v; stdout %.80q…", err, b)
 		}
+		// --mermaid - with the SVG to /dev/stdout is both to stdout, refused
+		// as --mermaid - --svg - is (into a file, the SVG's open emptied
+		// the Mermaid text written before it).
+		if err := exec.Command(bin, "diagram", "--mermaid", "-", "--svg", "/dev/stdout", "zed.jsonl").Run(); err == nil {
+			t.Errorf("--mermaid - --svg /dev/stdout: exit 0, want 2")
+		}
+		// '>> FILE' appends: /dev/stdout is written through, not opened
+		// again and emptied.
+		for range 2 {
+			f, err := os.OpenFile("all.svg", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, "diagram", "--svg", "/dev/stdout", "zed.jsonl")
+			cmd.Stdout = f
+			err = cmd.Run()
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if b, _ := os.ReadFile("all.svg"); strings.Count(string(b), "<svg") != 2 {
+			t.Errorf("two --svg /dev/stdout >> all.svg: %d images, want 2", strings.Count(string(b), "<svg"))
+		}
 		// dht ring likewise: the image alone, without the text.
 		db, err := store.OpenServer("s.db")
 		if err != nil {
