@@ -298,3 +298,17 @@ func TestInputEndsAfterALineWithoutItsEnd(t *testing.T) {
 		t.Fatalf("lines %q, want %q", got, want)
 	}
 }
+
+// A script saved by an editor that writes a byte-order mark (Notepad)
+// starts with U+FEFF: dht play and the dataset loader drop it, and so does
+// the peer's input, else its first command is "unknown" although it reads
+// as the right one.
+func TestInputDropsALeadingByteOrderMark(t *testing.T) {
+	var got []string
+	for line := range app.LinesFrom(strings.NewReader("\ufeffhelp\r\n\ufeffhelp\n"), nil) {
+		got = append(got, line)
+	}
+	if want := []string{"help", "\ufeffhelp"}; !slices.Equal(got, want) {
+		t.Fatalf("lines %q, want %q", got, want)
+	}
+}

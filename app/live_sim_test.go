@@ -90,7 +90,7 @@ func TestSetupRolledBackEndsTheLeadersCommand(t *testing.T) {
 		}
 		// The failure says where to learn why, and that is so (a new
 		// user's review: the leader heard that its setup ended, not why).
-		if !strings.Contains(last, "query-dht "+leader+" say, tells why") {
+		if !strings.Contains(last, "such as query-dht "+leader+", tells why") {
 			t.Fatalf("seed %d: the leader printed %q, not where to learn why", seed, last)
 		}
 		why := s.do(leader, "query-dht "+leader+" Aruba")

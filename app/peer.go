@@ -953,7 +953,7 @@ func (p *Peer) ringEnded(now time.Time, epoch uint64) []Output {
 		}
 	}
 	if what != "" {
-		why := fmt.Sprintf("the server ended the %s (epoch %d): %s is Free, outside the ring (dissolved meanwhile; the server's answer to a request, query-dht %s say, tells why)", what, epoch, p.self.Name, p.self.Name)
+		why := fmt.Sprintf("the server ended the %s (epoch %d): %s is Free, outside the ring (dissolved meanwhile; the server's answer to a request, such as query-dht %s, tells why)", what, epoch, p.self.Name, p.self.Name)
 		if what == "leave" || what == "join" {
 			// Healed round the leaver or the joiner: the server's answers
 			// say why only while the ring heals.
@@ -1209,7 +1209,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 			case CmdDHTComplete, CmdDHTRebuilt, CmdTeardownComplete:
 				// The ring's part is done: a server stalled, not gone nor
 				// restarted, may still read it and finish the operation.
-				why += fmt.Sprintf("; a server only stalled may still take it (its answer to this peer's next request, query-dht %s say, tells what became of the DHT)", p.self.Name)
+				why += fmt.Sprintf("; a server only stalled may still take it (its answer to this peer's next request, such as query-dht %s, tells what became of the DHT)", p.self.Name)
 			}
 			return p.failed(now, out, resultFailed(rq.cmd, why))
 		}

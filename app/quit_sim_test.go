@@ -295,7 +295,7 @@ func TestAReportUnansweredMayStillBeTaken(t *testing.T) {
 			t.Fatal("the setup never ended")
 		}
 	}
-	want := "dht-complete FAILURE: no answer from the server at " + simServer.String() + " within 10s; a server only stalled may still take it (its answer to this peer's next request, query-dht " + users[0] + " say, tells what became of the DHT)"
+	want := "dht-complete FAILURE: no answer from the server at " + simServer.String() + " within 10s; a server only stalled may still take it (its answer to this peer's next request, such as query-dht " + users[0] + ", tells what became of the DHT)"
 	if got := p.Printed[printed+1].String(); got != want {
 		t.Fatalf("printed %q, want %q", got, want)
 	}

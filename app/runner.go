@@ -1054,6 +1054,10 @@ type lineReader struct {
 	// line, then again): the input still ends there, as it would from a
 	// pipe or a file.
 	ended bool
+	// started: a line was returned; a byte-order mark (U+FEFF, which some
+	// editors write first) is dropped from the first line only, as dht
+	// play and the dataset loader drop it.
+	started bool
 }
 
 // next returns the next line; false at the end of input.
@@ -1077,6 +1081,10 @@ func (l *lineReader) next() (string, bool) {
 			l.ended = true
 		}
 		b := bytes.TrimSuffix(l.buf, []byte("\n"))
+		if !l.started {
+			l.started = true
+			b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+		}
 		return string(bytes.TrimSuffix(b, []byte("\r"))), true
 	}
 }

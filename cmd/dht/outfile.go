@@ -53,8 +53,11 @@ func checkOutput(flag, path string, kind outKind, reads ...string) error {
 			return sameAsRead(flag, path, kind)
 		}
 	}
+	if err == nil && fi.IsDir() {
+		return usagef("--%s %s is a folder: give --%s a FILE (e.g. %s)", flag, path, flag, kind.example)
+	}
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
-		return nil // not there yet, not a file, or empty
+		return nil // not there yet, not a file (a pipe, a device), or empty
 	}
 	f, err := os.Open(path)
 	if err != nil {
