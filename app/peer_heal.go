@@ -244,7 +244,7 @@ func (p *Peer) abandon(now time.Time, why string) []Output {
 	}
 	p.pop = nil
 	if p.joining != nil {
-		out = append(out, p.joinFailed(now, p.joining.joiner, why, true)...)
+		out = append(out, p.joinFailed(now, p.joining.joiner, p.joining.epoch, why, true)...)
 	}
 	if p.healing != nil {
 		out = append(out, p.healFailed(why)...)
@@ -273,10 +273,10 @@ func (p *Peer) popFailed(now time.Time, why string, once bool) []Output {
 	var out []Output
 	switch r := p.pop.tell; {
 	case r != nil && r.cmd == CmdJoinDHT:
-		out = p.joinFailed(now, r.to, why, once)
+		out = p.joinFailed(now, r.to, r.epoch, why, once)
 	case r != nil:
 		out = p.rebuildFailed(*r, why)
-		out = append(out, p.tell(now, r.to.Addr, wire.Rebuilt{Reason: why, NewLeader: p.self.Name}, once)...)
+		out = append(out, p.tell(now, r.to.Addr, wire.Rebuilt{Reason: why, NewLeader: p.self.Name, Epoch: r.epoch}, once)...)
 	case p.healing != nil:
 		out = p.healGaveUp(now, why)
 	}
@@ -380,7 +380,7 @@ func (p *Peer) onBroken(now time.Time, from netip.AddrPort, m wire.Broken) []Out
 		return out
 	case wire.TypeTeardown, wire.TypeResetID:
 		if j := p.joining; j != nil && (j.step == leadTearing || j.step == leadRenumbering) && phase(j.ringEpoch, j.epoch) {
-			return p.joinFailed(now, j.joiner, why, false)
+			return p.joinFailed(now, j.joiner, j.epoch, why, false)
 		}
 		switch o := p.op.(type) {
 		case *teardownOp:

@@ -174,11 +174,11 @@ func (p *Peer) refuseJoin(m wire.Join) string {
 // that a leader that cannot rebuild changes nothing.
 func (p *Peer) startJoin(now time.Time, m wire.Join) []Output {
 	if why := p.refuseJoin(m); why != "" {
-		return p.link.send(now, m.Joiner.Addr, wire.Rebuilt{Reason: "the join was refused: " + why, NewLeader: p.self.Name}, tagNone, false)
+		return p.link.send(now, m.Joiner.Addr, wire.Rebuilt{Reason: "the join was refused: " + why, NewLeader: p.self.Name, Epoch: m.Epoch}, tagNone, false)
 	}
 	data, err := p.cfg.LoadData()
 	if err != nil {
-		return p.joinFailed(now, m.Joiner, datasetUnusable(err), false)
+		return p.joinFailed(now, m.Joiner, m.Epoch, datasetUnusable(err), false)
 	}
 	j := &joinLead{joiner: m.Joiner, n: p.n, last: p.left, data: data, until: now.Add(p.cfg.OpTimeout), epoch: m.Epoch, ringEpoch: p.epoch}
 	p.joining = j
@@ -206,7 +206,7 @@ func (j *joinLead) tornDown(p *Peer, now time.Time) []Output {
 // take: the joiner's, if the ring has the n nodes the server listed.
 func (j *joinLead) renumberedBack(p *Peer, now time.Time, m wire.ResetID) []Output {
 	if int(m.ID) != j.n {
-		return p.joinFailed(now, j.joiner, fmt.Sprintf("the ring has %d nodes, not the %d the server listed", m.ID, j.n), false)
+		return p.joinFailed(now, j.joiner, j.epoch, fmt.Sprintf("the ring has %d nodes, not the %d the server listed", m.ID, j.n), false)
 	}
 	return j.renumbered(p, now, nil)
 }
@@ -240,7 +240,7 @@ func (j *joinLead) acked(p *Peer, now time.Time, out []Output) []Output {
 	j.step = leadPopulating
 	data := j.data
 	j.data = nil
-	return p.startPopulate(now, out, data, &report{to: j.joiner, cmd: CmdJoinDHT})
+	return p.startPopulate(now, out, data, &report{to: j.joiner, cmd: CmdJoinDHT, epoch: j.epoch})
 }
 
 // tick fails the join when a node it needs stops acknowledging, or when it
@@ -248,11 +248,11 @@ func (j *joinLead) acked(p *Peer, now time.Time, out []Output) []Output {
 func (j *joinLead) tick(p *Peer, now time.Time, gone []failure, out []Output) []Output {
 	for _, g := range gone {
 		if g.to == p.right.Addr || g.to == j.last.Addr || g.to == j.joiner.Addr {
-			return append(out, p.joinFailed(now, j.joiner, p.unacked(g), false)...)
+			return append(out, p.joinFailed(now, j.joiner, j.epoch, p.unacked(g), false)...)
 		}
 	}
 	if !now.Before(j.until) {
-		return append(out, p.joinFailed(now, j.joiner, fmt.Sprintf("the ring did not finish within %s", p.cfg.OpTimeout), false)...)
+		return append(out, p.joinFailed(now, j.joiner, j.epoch, fmt.Sprintf("the ring did not finish within %s", p.cfg.OpTimeout), false)...)
 	}
 	return out
 }
@@ -260,7 +260,7 @@ func (j *joinLead) tick(p *Peer, now time.Time, gone []failure, out []Output) []
 // joinFailed ends the join this node leads, or was to: its user hears why,
 // and so does the joiner, which then does not report to the server; the
 // server rolls the join back at its op timeout.
-func (p *Peer) joinFailed(now time.Time, joiner wire.Member, why string, once bool) []Output {
+func (p *Peer) joinFailed(now time.Time, joiner wire.Member, epoch uint64, why string, once bool) []Output {
 	p.joining = nil
 	if p.pop != nil && p.pop.tell != nil && p.pop.tell.cmd == CmdJoinDHT {
 		p.pop = nil
@@ -268,9 +268,9 @@ func (p *Peer) joinFailed(now time.Time, joiner wire.Member, why string, once bo
 	// The join's reset-right and set-id, if not yet acknowledged, are
 	// sent no more: a copy taken late would point a node at the joiner.
 	out := p.link.cancel(now, tagJoin)
-	out = append(out, p.rebuildFailed(report{to: joiner, cmd: CmdJoinDHT}, why)...)
+	out = append(out, p.rebuildFailed(report{to: joiner, cmd: CmdJoinDHT, epoch: epoch}, why)...)
 	reason := fmt.Sprintf("the join failed at the leader %s: %s", p.self.Name, why)
-	return append(out, p.tell(now, joiner.Addr, wire.Rebuilt{Reason: reason, NewLeader: p.self.Name}, once)...)
+	return append(out, p.tell(now, joiner.Addr, wire.Rebuilt{Reason: reason, NewLeader: p.self.Name, Epoch: epoch}, once)...)
 }
 
 // tell sends a leaver or a joiner the rebuilt that ends its operation:

@@ -50,6 +50,9 @@ const ownChunk = 8192
 type report struct {
 	to  wire.Member
 	cmd Command // CmdLeaveDHT or CmdJoinDHT: the command the rebuild ends
+	// epoch is that command's, as r.to knows it (the renumbered ring's,
+	// the larger ring's): every rebuilt to it carries it.
+	epoch uint64
 }
 
 // spreadOrder is the order a leader sends data in: grouped by owner, the
@@ -225,7 +228,7 @@ func (p *Peer) populated(now time.Time) []Output {
 		}
 		// The proof, for the server: this node, whom the server knows by
 		// its secret, did the rebuild of this epoch for r.to.
-		done := wire.Rebuilt{OK: true, NewLeader: p.self.Name, Proof: rebuiltProof(p.cred.secret, r.to.Name, p.self.Name, p.epoch)}
+		done := wire.Rebuilt{OK: true, NewLeader: p.self.Name, Proof: rebuiltProof(p.cred.secret, r.to.Name, p.self.Name, p.epoch), Epoch: r.epoch}
 		return append(out, p.link.send(now, r.to.Addr, done, tagNone, false)...)
 	}
 	if h := p.healing; h != nil && h.step == healPopulating {

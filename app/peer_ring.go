@@ -286,19 +286,19 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 			return "answers no query in progress"
 		}
 	case wire.Rebuilt:
-		// Its sender names itself: a rebuilt of an earlier leave or join
-		// of this user, sent again with the address of the node it waits
-		// for now as its source (the tag names the receiver, and the
-		// duplicate filter the first sender), names another node, and
-		// would end this one with that node's word (an attacker's
-		// review: a later leave failed so, its rebuild done).
+		// Its sender names itself, and it names the epoch of the leave or
+		// join it ends: a rebuilt of an earlier leave or join of this
+		// user, sent again (from the node it waits for now, the tag
+		// covering both addresses; after a restart, whose duplicate
+		// filter is empty), would end this one with an earlier word (an
+		// attacker's review: a later leave failed so, its rebuild done).
 		switch o := p.op.(type) {
 		case *leaveOp:
-			if o.stage == leaveRebuilding && from == o.right.Addr && m.NewLeader == o.right.Name {
+			if o.stage == leaveRebuilding && from == o.right.Addr && m.NewLeader == o.right.Name && m.Epoch == o.epoch {
 				return ""
 			}
 		case *joinOp:
-			if o.stage == joinWaiting && from == o.leader.Addr && m.NewLeader == o.leader.Name {
+			if o.stage == joinWaiting && from == o.leader.Addr && m.NewLeader == o.leader.Name && m.Epoch == o.epoch {
 				return ""
 			}
 		}
@@ -667,10 +667,12 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		data, err := p.cfg.LoadData()
 		if err != nil {
 			reason := "new leader cannot use its dataset: " + err.Error()
-			out := p.rebuildFailed(report{to: m.Leaver, cmd: CmdLeaveDHT}, datasetUnusable(err))
-			return append(out, p.link.send(now, m.Leaver.Addr, wire.Rebuilt{Reason: reason, NewLeader: p.self.Name}, tagNone, false)...)
+			out := p.rebuildFailed(report{to: m.Leaver, cmd: CmdLeaveDHT, epoch: p.epoch}, datasetUnusable(err))
+			return append(out, p.link.send(now, m.Leaver.Addr, wire.Rebuilt{Reason: reason, NewLeader: p.self.Name, Epoch: p.epoch}, tagNone, false)...)
 		}
-		return p.startPopulate(now, nil, data, &report{to: m.Leaver, cmd: CmdLeaveDHT})
+		// The reset-id that came before it numbered this node in the
+		// leave's ring: its epoch is the leave's.
+		return p.startPopulate(now, nil, data, &report{to: m.Leaver, cmd: CmdLeaveDHT, epoch: p.epoch})
 	case wire.Rebuilt:
 		// expected: the leave or the join in progress
 		if j, ok := p.op.(*joinOp); ok {

@@ -790,7 +790,7 @@ func TestFailedJoinSendsItsResetsNoMore(t *testing.T) {
 	joiner := wire.Member{Name: "joiner", Addr: netip.MustParseAddrPort("10.0.0.9:5000")}
 	p.link.send(now, p.right.Addr, wire.ResetRight{Right: joiner, Epoch: p.epoch}, tagJoin, false)
 	p.link.send(now, joiner.Addr, wire.SetID{ID: 1, N: 3, Left: p.self, Right: p.right, Epoch: p.epoch}, tagJoin, false)
-	p.joinFailed(now, joiner, "test", false)
+	p.joinFailed(now, joiner, p.epoch, "test", false)
 	for at := now; at.Before(now.Add(time.Minute)); at = at.Add(10 * time.Millisecond) {
 		out, _ := p.link.tick(at)
 		for _, o := range out {

@@ -560,3 +560,53 @@ func TestARebuiltOfAnEarlierJoinEndsNoLaterOne(t *testing.T) {
 	settle(t, s)
 	s.checkRing(data)
 }
+
+// The rebuilt that ended a member's leave, captured, sent again from the
+// node that sent it when the same user leaves once more (it joined again
+// in between, as the last node, whose right neighbour is that same new
+// leader), to a user whose record of the messages it took is gone (as
+// after a restart): the tag holds (same sender, same receiver) and the
+// duplicate filter no longer does, but the rebuilt names the epoch of the
+// first leave, and the second leave succeeds. Taken, it ended the leave
+// with the first leave's proof, which the server refused, and the ring
+// healed without the user.
+func TestARebuiltOfAnEarlierLeaveFromItsOwnSenderEndsNoLaterOne(t *testing.T) {
+	data := records(t)
+	s := newSim(t, 6)
+	users := joinUsers(t, s, 6)
+	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	x := memberWithID(s, 2)
+	addr := s.Process(x).Addr
+	caught := tapTypes(s, wire.TypeRebuilt)
+	s.mustDo(x, "leave-dht "+x, "leave-dht SUCCESS")
+	settle(t, s)
+	s.Tap = nil
+	var old tapped
+	for _, c := range *caught {
+		if c.to == addr {
+			old = c
+		}
+	}
+	if old.b == nil {
+		t.Fatalf("no rebuilt to %s captured", x)
+	}
+	join(t, s, x, data)
+	if right := app.Identity(s.Process(x).Core).Right.Addr; right != old.from {
+		t.Fatalf("%s's right is %s, not %s, which sent the first leave's rebuilt", x, s.nameOf(right), s.nameOf(old.from))
+	}
+	sent := 0
+	s.Tap = func(from, to netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeRebuildDHT && from == addr {
+			app.ForgetCopies(s.Process(x).Core)
+			s.Inject(old.from, addr, old.b)
+			sent++
+		}
+	}
+	out := s.mustDo(x, "leave-dht "+x, "leave-dht SUCCESS")
+	s.Tap = nil
+	if sent == 0 || len(out) != 2 || !strings.HasPrefix(out[1], "dht-rebuilt SUCCESS") {
+		t.Fatalf("the second leave (%d copies of the first's rebuilt sent from %s) printed %q, want dht-rebuilt SUCCESS", sent, s.nameOf(old.from), out)
+	}
+	settle(t, s)
+	s.checkRing(data)
+}

@@ -5,7 +5,7 @@
 //
 //	offset size field
 //	0      2    magic   0x44 0x48 ("DH")
-//	2      1    version 7
+//	2      1    version 8
 //	3      1    type    (Type)
 //	4      4    id      message id; a reply or Ack echoes the id of the message it answers
 //	8      1    flags   (Flags); unknown bits are rejected
@@ -42,7 +42,7 @@ import (
 // Magic and Version open every datagram.
 const (
 	Magic   uint16 = 0x4448
-	Version uint8  = 7
+	Version uint8  = 8
 
 	HeaderLen = 9
 	// MaxDatagram keeps every datagram inside one 1500-byte Ethernet frame
@@ -1154,7 +1154,8 @@ func memberValue(key string, m Member) slog.Value {
 	return slog.GroupValue(slog.String(key, m.String()))
 }
 
-// Rebuilt: bool ok, string reason, name of the new leader, 16-byte proof.
+// Rebuilt: bool ok, string reason, name of the new leader, 16-byte proof,
+// u64 epoch.
 type Rebuilt struct {
 	OK        bool
 	Reason    string
@@ -1162,16 +1163,20 @@ type Rebuilt struct {
 	// Proof, when OK: a MAC with the new leader's secret, which the
 	// server checks in the dht-rebuilt that passes it on; zero otherwise.
 	Proof Tag
+	// Epoch is that of the leave or join it ends, as its user knows it
+	// from the server's answer: a rebuilt of an earlier one is no answer.
+	Epoch uint64
 }
 
 func (Rebuilt) Type() Type     { return TypeRebuilt }
-func (m Rebuilt) bodyLen() int { return 1 + strLen(m.Reason) + nameLen(m.NewLeader) + TagLen }
+func (m Rebuilt) bodyLen() int { return 1 + strLen(m.Reason) + nameLen(m.NewLeader) + TagLen + 8 }
 
 func (m Rebuilt) appendBody(e encoder) ([]byte, *Error) {
 	e.bool(m.OK)
 	e.str(m.Reason, MaxReason, "reason")
 	e.name(m.NewLeader, "new_leader")
 	e.b = append(e.b, m.Proof[:]...)
+	e.u64(m.Epoch)
 	return e.b, e.err
 }
 
@@ -1180,14 +1185,15 @@ func (m Rebuilt) parse(d decoder) (Rebuilt, decoder) {
 	m.Reason = d.str(MaxReason, "reason")
 	m.NewLeader = d.name("new_leader")
 	m.Proof = d.tag("proof")
+	m.Epoch = d.u64("epoch")
 	return m, d
 }
 
 func (m Rebuilt) LogValue() slog.Value {
 	if m.Reason == "" {
-		return slog.GroupValue(slog.Bool("ok", m.OK), slog.String("new_leader", m.NewLeader))
+		return slog.GroupValue(slog.Bool("ok", m.OK), slog.String("new_leader", m.NewLeader), slog.Uint64("epoch", m.Epoch))
 	}
-	return slog.GroupValue(slog.Bool("ok", m.OK), slog.String("reason", m.Reason), slog.String("new_leader", m.NewLeader))
+	return slog.GroupValue(slog.Bool("ok", m.OK), slog.String("reason", m.Reason), slog.String("new_leader", m.NewLeader), slog.Uint64("epoch", m.Epoch))
 }
 
 // Join asks the leader of a ring of N to take the joiner in as node N:
