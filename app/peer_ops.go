@@ -533,8 +533,17 @@ func (o *leaveOp) resetAcked(p *Peer, now time.Time, out []Output) []Output {
 	return append(out, p.persist(true, nil)) // after the send: the rebuild starts while the disk works
 }
 
-// rebuilt: the new leader has placed every record, or could not.
-func (o *leaveOp) rebuilt(p *Peer, now time.Time, m wire.Rebuilt) []Output {
+// rebuilt: the new leader has placed every record, or could not. One
+// sent once (ended: unacknowledged) comes of the server moving the ring on
+// while the new leader rebuilt it (a heal's set-id or request, the ring
+// dissolved): the server ended the leave, and its reason is the new
+// leader's view of that.
+func (o *leaveOp) rebuilt(p *Peer, now time.Time, m wire.Rebuilt, ended bool) []Output {
+	if !m.OK && ended {
+		return p.finish(now, nil, resultFailed(CmdDHTRebuilt, fmt.Sprintf(
+			"the server ended the leave (epoch %d) while the new leader %s rebuilt the ring (%s: %s): %s is Free, outside the ring, which the server heals without it or dissolved (its answers say which)",
+			o.epoch, label(o.right), o.right.Name, m.Reason, p.self.Name)))
+	}
 	if !m.OK {
 		return p.finish(now, nil, resultFailed(CmdDHTRebuilt, m.Reason))
 	}

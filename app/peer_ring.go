@@ -678,7 +678,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		if j, ok := p.op.(*joinOp); ok {
 			return j.rebuilt(p, now, m)
 		}
-		return p.op.(*leaveOp).rebuilt(p, now, m)
+		return p.op.(*leaveOp).rebuilt(p, now, m, noAck)
 	case wire.Join:
 		return p.startJoin(now, m)
 	case wire.Heal:

@@ -1355,3 +1355,37 @@ func TestACopyOfAHealGivenUpHasTheAlivesNameItAgain(t *testing.T) {
 		t.Fatalf("the alive after the copy: %+v; want it to name the heal of epoch %d given up", quit, epoch)
 	}
 }
+
+// A leaver whose new leader tells it, once (unacknowledged), that its
+// rebuild ended because the server moved the ring on (a heal's set-id
+// reached it first) says what that means for it: the server ended the
+// leave, and it is outside the ring. The new leader's own words name the
+// heal's leader by address only (a chaos review: the leaver printed
+// "dht-rebuilt FAILURE: 127.0.0.1:49101 set bob up in a new ring (epoch
+// 3)" and no more). A failure the new leader reports of its own rebuild
+// (acknowledged) is its words alone.
+func TestALeaveEndedByTheServerAtTheNewLeaderSaysSo(t *testing.T) {
+	for _, ended := range []bool{true, false} {
+		p := fuzzPeer()
+		now := time.Unix(1_700_000_000, 0)
+		p.op = &leaveOp{stage: leaveRebuilding, left: fzLeft, right: fzRight, n: 3, epoch: 9, ringEpoch: 8}
+		var flags wire.Flags
+		if ended {
+			flags = wire.FlagNoAck
+		}
+		why := "10.0.0.7:5000 set carol up in a new ring (epoch 10)"
+		var got []string
+		for _, o := range stepSigned(p, now, fzRight.Addr, wire.Header{ID: 5, Flags: flags}, wire.Rebuilt{Reason: why, NewLeader: fzRight.Name, Epoch: 9}) {
+			if r, ok := o.(Result); ok {
+				got = append(got, r.String())
+			}
+		}
+		want := "dht-rebuilt FAILURE: " + why
+		if ended {
+			want = "dht-rebuilt FAILURE: the server ended the leave (epoch 9) while the new leader carol (10.0.0.3:5000) rebuilt the ring (carol: " + why + "): bob is Free, outside the ring, which the server heals without it or dissolved (its answers say which)"
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("ended %v: printed %q, want %q", ended, got, want)
+		}
+	}
+}
