@@ -174,11 +174,17 @@ func TestRingCommand(t *testing.T) {
 		if b, err := os.ReadFile(path); err != nil || !bytes.HasPrefix(b, []byte("<svg ")) {
 			t.Fatalf("%s: %v %.100q", path, err, b)
 		}
-		// A FILE that cannot be written fails before the text is printed.
+		// A FILE that cannot be written fails before the text is printed;
+		// a folder is a usage error.
 		dir := t.TempDir()
 		code, text, errOut = runDHT(t, "", append([]string{"ring", "--svg", dir, server}, peers...)...)
-		if code != 1 || text != "" || !strings.Contains(errOut, dir) {
-			t.Fatalf("--svg to a folder: exit %d, stdout %q, stderr %q; want 1, nothing printed, the folder named", code, text, errOut)
+		if code != 2 || text != "" || !strings.Contains(errOut, dir+" is a folder") {
+			t.Fatalf("--svg to a folder: exit %d, stdout %q, stderr %q; want 2, nothing printed, the folder named", code, text, errOut)
+		}
+		nowhere := filepath.Join(dir, "no such folder", "ring.svg")
+		code, text, errOut = runDHT(t, "", append([]string{"ring", "--svg", nowhere, server}, peers...)...)
+		if code != 1 || text != "" || !strings.Contains(errOut, nowhere) {
+			t.Fatalf("--svg into a missing folder: exit %d, stdout %q, stderr %q; want 1, nothing printed, the file named", code, text, errOut)
 		}
 	})
 
