@@ -180,6 +180,10 @@ type Peer struct {
 	// read.
 	late lateGuard
 
+	// wait is when the command in progress began, and when it next says
+	// what it still waits for (waitNote).
+	wait waitNote
+
 	// storesLost: this node gave up on stores it had taken and forwarded
 	// to its right neighbour, to, in the ring of epoch: the round they
 	// belong to has lost records, and its flush, should it come after
@@ -1140,6 +1144,9 @@ func (p *Peer) pending() (time.Time, bool) {
 			earlier(rq.tries.next)
 		}
 		earlier(p.op.due())
+		if t, ok := p.waitNoteDue(); ok {
+			earlier(t)
+		}
 	}
 	p.walksDue(earlier)
 	if p.joining != nil {
@@ -1220,7 +1227,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 	if d := o.due(); !d.IsZero() && !now.Before(d) {
 		out = o.expire(p, now, out)
 	}
-	return out
+	return p.noteWait(now, out)
 }
 
 // datasetUnusable is the reason a ring command fails when its leader's

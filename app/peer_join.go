@@ -97,8 +97,10 @@ func (o *joinOp) due() time.Time {
 }
 
 func (o *joinOp) expire(p *Peer, now time.Time, out []Output) []Output {
-	return o.expired(p, now, out, CmdDHTRebuilt, "the rebuilt of the leader "+label(o.leader))
+	return o.expired(p, now, out, CmdDHTRebuilt, o.waited())
 }
+
+func (o *joinOp) waited() string { return "the rebuilt of the leader " + label(o.leader) }
 
 func (o *joinOp) sent(_ *Peer, m wire.Message) bool {
 	_, ok := m.(wire.Join)

@@ -427,7 +427,11 @@ func (o *setupOp) due() time.Time {
 }
 
 func (o *setupOp) expire(p *Peer, now time.Time, out []Output) []Output {
-	return o.expired(p, now, out, CmdDHTComplete, "the committed behind the records to come back round the ring")
+	return o.expired(p, now, out, CmdDHTComplete, o.waited())
+}
+
+func (o *setupOp) waited() string {
+	return "the committed behind the records to come back round the ring"
 }
 
 func (o *setupOp) sent(p *Peer, m wire.Message) bool {
@@ -559,16 +563,19 @@ func (o *leaveOp) due() time.Time {
 }
 
 func (o *leaveOp) expire(p *Peer, now time.Time, out []Output) []Output {
-	waited := "the teardown to come back round the ring"
+	return o.expired(p, now, out, CmdDHTRebuilt, o.waited())
+}
+
+func (o *leaveOp) waited() string {
 	switch o.stage {
 	case leaveRenumbering:
-		waited = "the reset-id to come back round the ring"
+		return "the reset-id to come back round the ring"
 	case leaveClosing:
-		waited = "the acks of reset-left and reset-right"
+		return "the acks of reset-left and reset-right"
 	case leaveRebuilding:
-		waited = "the rebuilt of the new leader " + label(o.right)
+		return "the rebuilt of the new leader " + label(o.right)
 	}
-	return o.expired(p, now, out, CmdDHTRebuilt, waited)
+	return "the teardown to come back round the ring"
 }
 
 func (o *leaveOp) sent(p *Peer, m wire.Message) bool {
@@ -673,7 +680,11 @@ func (o *teardownOp) due() time.Time {
 }
 
 func (o *teardownOp) expire(p *Peer, now time.Time, out []Output) []Output {
-	return o.expired(p, now, out, CmdTeardownComplete, "the torn-down behind the teardown to come back round the ring")
+	return o.expired(p, now, out, CmdTeardownComplete, o.waited())
+}
+
+func (o *teardownOp) waited() string {
+	return "the torn-down behind the teardown to come back round the ring"
 }
 
 func (o *teardownOp) sent(p *Peer, m wire.Message) bool {
