@@ -438,7 +438,8 @@ func TestTokenHolderCannotAimAcksAtAThirdParty(t *testing.T) {
 		to := s.Process(name).Addr
 		token := app.QueryToken(s.Process(name).Core, s.Process(mallory).Addr)
 		m := wire.Query{ReqID: 7, Querier: wire.Member{Name: mallory, Addr: s.Process(mallory).Addr}, LongName: data[0].LongName}
-		b, err := wire.AppendSignedTo(nil, 0xbad, wire.FlagRetransmit, m, epoch, token, to)
+		// Signed as the token's holder can: from the source it forges.
+		b, err := wire.AppendSignedBetween(nil, 0xbad, wire.FlagRetransmit, m, epoch, token, victim, to)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -472,7 +473,8 @@ func TestTokenHolderCannotPoisonTheDuplicateFilter(t *testing.T) {
 	next := app.NextID(left.Core)
 	for id := next + 1; id <= next+400; id++ {
 		m := wire.Query{ReqID: 7, Querier: querier, Hops: 1, LongName: data[0].LongName}
-		b, err := wire.AppendSignedTo(nil, id, 0, m, epoch, token, target.Addr)
+		// Signed as the token's holder can: from the neighbour's address.
+		b, err := wire.AppendSignedBetween(nil, id, 0, m, epoch, token, left.Addr, target.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -113,8 +113,9 @@ type link struct {
 	// be taken again as new (a set-id placing this node again, a store
 	// taken twice).
 	queries dedup
-	// unacked: the ids of the queries sent without acknowledgement (a
-	// querier's first attempt, and its forwards), which nothing sends
+	// unacked: the queries sent without acknowledgement (a querier's
+	// first attempt, and its forwards), by querier and the querier's id
+	// for the query (Query.ReqID, not a sender's header id), which nothing sends
 	// twice (a query asked again goes as a new one): a copy is a
 	// duplicate of the network's or a replay, and answered again it would
 	// send the querier a record for every copy.

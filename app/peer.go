@@ -481,6 +481,10 @@ func (p *Peer) Bound(now time.Time, addr netip.AddrPort, err error) []Output {
 		return p.failed(now, nil, resultFailed(o.failing(), err.Error()))
 	}
 	p.self.Addr, p.bound = addr, true
+	// A resume took its ring key from the file before it bound: what the
+	// link sends from now on (an ack of what a neighbour sends before the
+	// rejoin's reply) is signed from this address, as a neighbour checks.
+	p.link.sg.from = addr
 	return p.ask(now, nil, &o.rq, o.rq.cmd, o.rq.msg)
 }
 

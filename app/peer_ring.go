@@ -426,7 +426,13 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		ev.Level = slog.LevelInfo
 		return []Output{ev}
 	}
-	if _, ok := m.(wire.Query); ok && noAck && p.link.unacked.has(from, h.ID) {
+	// An unacknowledged query is known by its querier and the querier's
+	// id for it, which only a holder of the querier's token can sign: by
+	// its sender and header id, a token holder forging the left
+	// neighbour's source with the ids it sends next (its answers show
+	// them) had the neighbour's forwards of other queriers' queries
+	// dropped here as copies.
+	if q, ok := m.(wire.Query); ok && noAck && p.link.unacked.has(q.Querier.Addr, q.ReqID) {
 		p.stats.DupsSuppressed++
 		return []Output{dropped("a copy of a query already taken", from, slog.Uint64("id", uint64(h.ID)))}
 	}
@@ -456,8 +462,8 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	}
 	if !noAck {
 		seen.add(from, h.ID)
-	} else if _, ok := m.(wire.Query); ok {
-		p.link.unacked.add(from, h.ID)
+	} else if q, ok := m.(wire.Query); ok {
+		p.link.unacked.add(q.Querier.Addr, q.ReqID)
 	}
 	if st, ok := m.(wire.Store); ok && !noAck {
 		// Acknowledged once what it passes on has left (link.sendHolding).

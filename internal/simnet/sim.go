@@ -432,6 +432,13 @@ func (s *Sim) exec(from netip.AddrPort, p *Process, outs []app.Output) {
 		outs = outs[1:]
 		switch o := o.(type) {
 		case app.Send:
+			if p != nil && o.Sign && !o.ToServer && o.To != s.saddr && o.Self != p.Addr {
+				// The tag of a datagram from one peer to another covers
+				// its sender's address, which the receiver checks with
+				// the source: signed from any other, it is refused there.
+				s.err = fmt.Errorf("sim: %s signs a %s to %s from %v, not from its address %s", p.Name, o.Msg.Type(), o.To, o.Self, p.Addr)
+				return
+			}
 			b, err := o.Append(nil)
 			if err != nil {
 				s.err = fmt.Errorf("sim: encode %s: %w", o.Msg.Type(), err)
