@@ -78,8 +78,15 @@ func (o *joinOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []O
 
 // rebuilt: the leader has taken this node in and placed every record, or
 // could not.
-func (o *joinOp) rebuilt(p *Peer, now time.Time, m wire.Rebuilt) []Output {
+// rebuilt: the leader has taken this node in, or could not. One sent once
+// (ended: unacknowledged) comes of the server moving the ring on while the
+// leader took it in (leaveOp.rebuilt).
+func (o *joinOp) rebuilt(p *Peer, now time.Time, m wire.Rebuilt, ended bool) []Output {
 	switch {
+	case !m.OK && ended:
+		return p.finish(now, nil, resultFailed(CmdDHTRebuilt, fmt.Sprintf(
+			"the server ended the join (epoch %d) while the leader %s took %s in (%s): %s is Free, outside the ring, which the server heals without it or dissolved (its answers say which)",
+			o.epoch, label(o.leader), p.self.Name, m.Reason, p.self.Name)))
 	case !m.OK:
 		return p.finish(now, nil, resultFailed(CmdDHTRebuilt, m.Reason))
 	case !p.inRing:

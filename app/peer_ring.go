@@ -682,7 +682,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 	case wire.Rebuilt:
 		// expected: the leave or the join in progress
 		if j, ok := p.op.(*joinOp); ok {
-			return j.rebuilt(p, now, m)
+			return j.rebuilt(p, now, m, noAck)
 		}
 		return p.op.(*leaveOp).rebuilt(p, now, m, noAck)
 	case wire.Join:

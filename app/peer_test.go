@@ -1389,3 +1389,34 @@ func TestALeaveEndedByTheServerAtTheNewLeaderSaysSo(t *testing.T) {
 		}
 	}
 }
+
+// A joiner whose leader tells it, once (unacknowledged), that the join
+// ended because the server moved the ring on says so, as a leaver does
+// (TestALeaveEndedByTheServerAtTheNewLeaderSaysSo); a refusal the leader
+// sends of its own (acknowledged) is its words alone.
+func TestAJoinEndedByTheServerAtTheLeaderSaysSo(t *testing.T) {
+	for _, ended := range []bool{true, false} {
+		p := fuzzPeer()
+		now := time.Unix(1_700_000_000, 0)
+		p.inRing, p.neighbours = false, false
+		p.op = &joinOp{stage: joinWaiting, leader: fzLeft, epoch: 9}
+		var flags wire.Flags
+		if ended {
+			flags = wire.FlagNoAck
+		}
+		why := "the join failed at the leader alice: 10.0.0.7:5000 set alice up in a new ring (epoch 10)"
+		var got []string
+		for _, o := range stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 5, Flags: flags}, wire.Rebuilt{Reason: why, NewLeader: fzLeft.Name, Epoch: 9}) {
+			if r, ok := o.(Result); ok {
+				got = append(got, r.String())
+			}
+		}
+		want := "dht-rebuilt FAILURE: " + why
+		if ended {
+			want = "dht-rebuilt FAILURE: the server ended the join (epoch 9) while the leader alice (10.0.0.1:5000) took bob in (" + why + "): bob is Free, outside the ring, which the server heals without it or dissolved (its answers say which)"
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("ended %v: printed %q, want %q", ended, got, want)
+		}
+	}
+}
