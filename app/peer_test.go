@@ -1356,67 +1356,54 @@ func TestACopyOfAHealGivenUpHasTheAlivesNameItAgain(t *testing.T) {
 	}
 }
 
-// A leaver whose new leader tells it, once (unacknowledged), that its
-// rebuild ended because the server moved the ring on (a heal's set-id
-// reached it first) says what that means for it: the server ended the
-// leave, and it is outside the ring. The new leader's own words name the
-// heal's leader by address only (a chaos review: the leaver printed
-// "dht-rebuilt FAILURE: 127.0.0.1:49101 set bob up in a new ring (epoch
-// 3)" and no more). A failure the new leader reports of its own rebuild
+// A leaver or a joiner whose leader tells it, once (unacknowledged), that
+// the rebuild ended because the server moved the ring on (a heal's set-id
+// reached the leader first) says what that means for it: the server ended
+// the leave or the join, and it is outside the ring. The leader's own
+// words name the heal's leader by address only (a chaos review: the leaver
+// printed "dht-rebuilt FAILURE: 127.0.0.1:49101 set bob up in a new ring
+// (epoch 3)" and no more). A failure the leader reports of its own
 // (acknowledged) is its words alone.
-func TestALeaveEndedByTheServerAtTheNewLeaderSaysSo(t *testing.T) {
-	for _, ended := range []bool{true, false} {
-		p := fuzzPeer()
-		now := time.Unix(1_700_000_000, 0)
-		p.op = &leaveOp{stage: leaveRebuilding, left: fzLeft, right: fzRight, n: 3, epoch: 9, ringEpoch: 8}
-		var flags wire.Flags
-		if ended {
-			flags = wire.FlagNoAck
-		}
-		why := "10.0.0.7:5000 set carol up in a new ring (epoch 10)"
-		var got []string
-		for _, o := range stepSigned(p, now, fzRight.Addr, wire.Header{ID: 5, Flags: flags}, wire.Rebuilt{Reason: why, NewLeader: fzRight.Name, Epoch: 9}) {
-			if r, ok := o.(Result); ok {
-				got = append(got, r.String())
+func TestALeaveOrJoinEndedByTheServerAtTheLeaderSaysSo(t *testing.T) {
+	const tail = ": bob is Free, outside the ring, which the server heals without it or dissolved (its answers say which)"
+	for _, tc := range []struct {
+		name, why, ended string
+		op               func() operation
+		from             wire.Member
+	}{
+		{"leave", "10.0.0.7:5000 set carol up in a new ring (epoch 10)",
+			"the server ended the leave (epoch 9) while the new leader carol (10.0.0.3:5000) rebuilt the ring (carol: %s)" + tail,
+			func() operation {
+				return &leaveOp{stage: leaveRebuilding, left: fzLeft, right: fzRight, n: 3, epoch: 9, ringEpoch: 8}
+			}, fzRight},
+		{"join", "the join failed at the leader alice: 10.0.0.7:5000 set alice up in a new ring (epoch 10)",
+			"the server ended the join (epoch 9) while the leader alice (10.0.0.1:5000) took bob in (%s)" + tail,
+			func() operation { return &joinOp{stage: joinWaiting, leader: fzLeft, epoch: 9} }, fzLeft},
+	} {
+		for _, ended := range []bool{true, false} {
+			p := fuzzPeer()
+			now := time.Unix(1_700_000_000, 0)
+			p.op = tc.op()
+			if tc.name == "join" {
+				p.inRing, p.neighbours = false, false
 			}
-		}
-		want := "dht-rebuilt FAILURE: " + why
-		if ended {
-			want = "dht-rebuilt FAILURE: the server ended the leave (epoch 9) while the new leader carol (10.0.0.3:5000) rebuilt the ring (carol: " + why + "): bob is Free, outside the ring, which the server heals without it or dissolved (its answers say which)"
-		}
-		if len(got) != 1 || got[0] != want {
-			t.Errorf("ended %v: printed %q, want %q", ended, got, want)
-		}
-	}
-}
-
-// A joiner whose leader tells it, once (unacknowledged), that the join
-// ended because the server moved the ring on says so, as a leaver does
-// (TestALeaveEndedByTheServerAtTheNewLeaderSaysSo); a refusal the leader
-// sends of its own (acknowledged) is its words alone.
-func TestAJoinEndedByTheServerAtTheLeaderSaysSo(t *testing.T) {
-	for _, ended := range []bool{true, false} {
-		p := fuzzPeer()
-		now := time.Unix(1_700_000_000, 0)
-		p.inRing, p.neighbours = false, false
-		p.op = &joinOp{stage: joinWaiting, leader: fzLeft, epoch: 9}
-		var flags wire.Flags
-		if ended {
-			flags = wire.FlagNoAck
-		}
-		why := "the join failed at the leader alice: 10.0.0.7:5000 set alice up in a new ring (epoch 10)"
-		var got []string
-		for _, o := range stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 5, Flags: flags}, wire.Rebuilt{Reason: why, NewLeader: fzLeft.Name, Epoch: 9}) {
-			if r, ok := o.(Result); ok {
-				got = append(got, r.String())
+			var flags wire.Flags
+			if ended {
+				flags = wire.FlagNoAck
 			}
-		}
-		want := "dht-rebuilt FAILURE: " + why
-		if ended {
-			want = "dht-rebuilt FAILURE: the server ended the join (epoch 9) while the leader alice (10.0.0.1:5000) took bob in (" + why + "): bob is Free, outside the ring, which the server heals without it or dissolved (its answers say which)"
-		}
-		if len(got) != 1 || got[0] != want {
-			t.Errorf("ended %v: printed %q, want %q", ended, got, want)
+			var got []string
+			for _, o := range stepSigned(p, now, tc.from.Addr, wire.Header{ID: 5, Flags: flags}, wire.Rebuilt{Reason: tc.why, NewLeader: tc.from.Name, Epoch: 9}) {
+				if r, ok := o.(Result); ok {
+					got = append(got, r.String())
+				}
+			}
+			want := "dht-rebuilt FAILURE: " + tc.why
+			if ended {
+				want = "dht-rebuilt FAILURE: " + fmt.Sprintf(tc.ended, tc.why)
+			}
+			if len(got) != 1 || got[0] != want {
+				t.Errorf("%s, ended %v: printed %q, want %q", tc.name, ended, got, want)
+			}
 		}
 	}
 }

@@ -459,6 +459,53 @@ func TestAFloodAtAMemberIsTracedAsDrops(t *testing.T) {
 	t.Logf("%d datagrams (%d kinds) at %s: %d trace records but the datagrams'", rounds*len(copies), len(copies), target, len(trace))
 }
 
+// leftAndBack sets up a ring of 4 and has its member of id 2 leave, then
+// join again; it returns that member, its address and the rebuilt that
+// ended its leave, captured.
+func leftAndBack(t *testing.T, s *simNet, data []dataset.Record) (x string, addr netip.AddrPort, old tapped) {
+	t.Helper()
+	users := joinUsers(t, s, 6)
+	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	x = memberWithID(s, 2)
+	addr = s.Process(x).Addr
+	caught := tapTypes(s, wire.TypeRebuilt)
+	s.mustDo(x, "leave-dht "+x, "leave-dht SUCCESS")
+	settle(t, s)
+	s.Tap = nil
+	for _, c := range *caught {
+		if c.to == addr {
+			old = c
+		}
+	}
+	if old.b == nil {
+		t.Fatalf("no rebuilt to %s captured", x)
+	}
+	join(t, s, x, data)
+	return x, addr, old
+}
+
+// rebuiltAgain has user (at addr) type line, and each time it sends a
+// message of type typ, has b sent to it from src (after before, if set);
+// the command must end in dht-rebuilt SUCCESS all the same.
+func rebuiltAgain(t *testing.T, s *simNet, user string, addr netip.AddrPort, line string, typ wire.Type, src netip.AddrPort, b []byte, before func()) {
+	t.Helper()
+	sent := 0
+	s.Tap = func(from, to netip.AddrPort, d []byte) {
+		if _, m, err := wire.Decode(d); err == nil && m.Type() == typ && from == addr {
+			if before != nil {
+				before()
+			}
+			s.Inject(src, addr, b)
+			sent++
+		}
+	}
+	out := s.do(user, line)
+	s.Tap = nil
+	if sent == 0 || len(out) != 2 || !strings.HasSuffix(out[0], " SUCCESS") || !strings.HasPrefix(out[1], "dht-rebuilt SUCCESS") {
+		t.Fatalf("%q (%d copies of an earlier rebuilt sent from %s) printed %q, want dht-rebuilt SUCCESS", line, sent, s.nameOf(src), out)
+	}
+}
+
 // The rebuilt that ended a member's leave, captured, sent again to the
 // same user when it leaves once more (it joined again in between, and the
 // node that sent it left, the ring's key the same), with its new right
@@ -468,24 +515,7 @@ func TestAFloodAtAMemberIsTracedAsDrops(t *testing.T) {
 func TestARebuiltOfAnEarlierLeaveEndsNoLaterOne(t *testing.T) {
 	data := records(t)
 	s := newSim(t, 4)
-	users := joinUsers(t, s, 6)
-	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
-	x := memberWithID(s, 2)
-	addr := s.Process(x).Addr
-	caught := tapTypes(s, wire.TypeRebuilt)
-	s.mustDo(x, "leave-dht "+x, "leave-dht SUCCESS")
-	settle(t, s)
-	s.Tap = nil
-	var old []byte
-	for _, c := range *caught {
-		if c.to == addr {
-			old = c.b
-		}
-	}
-	if old == nil {
-		t.Fatalf("no rebuilt to %s captured", x)
-	}
-	join(t, s, x, data)
+	x, addr, old := leftAndBack(t, s, data)
 	// The leader, the node that sent that rebuilt and x's right
 	// neighbour now, leaves: x's right is another node.
 	leader := leaderName(s)
@@ -495,18 +525,7 @@ func TestARebuiltOfAnEarlierLeaveEndsNoLaterOne(t *testing.T) {
 	if right == s.Process(leader).Addr {
 		t.Fatalf("%s's right is still %s", x, leader)
 	}
-	sent := 0
-	s.Tap = func(from, to netip.AddrPort, b []byte) {
-		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeRebuildDHT && from == addr {
-			s.Inject(right, addr, old)
-			sent++
-		}
-	}
-	out := s.mustDo(x, "leave-dht "+x, "leave-dht SUCCESS")
-	s.Tap = nil
-	if sent == 0 || len(out) != 2 || !strings.HasPrefix(out[1], "dht-rebuilt SUCCESS") {
-		t.Fatalf("the second leave (%d copies of the first's rebuilt sent from %s) printed %q, want dht-rebuilt SUCCESS", sent, s.nameOf(right), out)
-	}
+	rebuiltAgain(t, s, x, addr, "leave-dht "+x, wire.TypeRebuildDHT, right, old.b, nil)
 	settle(t, s)
 	s.checkRing(data)
 }
@@ -545,18 +564,7 @@ func TestARebuiltOfAnEarlierJoinEndsNoLaterOne(t *testing.T) {
 	s.mustDo(leader, "leave-dht "+leader, "leave-dht SUCCESS")
 	settle(t, s)
 	next := s.Process(leaderName(s)).Addr
-	sent := 0
-	s.Tap = func(from, to netip.AddrPort, b []byte) {
-		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeJoin && from == addr {
-			s.Inject(next, addr, old)
-			sent++
-		}
-	}
-	out = s.mustDo(joiner, "join-dht "+joiner, "join-dht SUCCESS")
-	s.Tap = nil
-	if sent == 0 || len(out) != 2 || !strings.HasPrefix(out[1], "dht-rebuilt SUCCESS") {
-		t.Fatalf("the second join (%d copies of the first's rebuilt sent from %s) printed %q, want dht-rebuilt SUCCESS", sent, s.nameOf(next), out)
-	}
+	rebuiltAgain(t, s, joiner, addr, "join-dht "+joiner, wire.TypeJoin, next, old, nil)
 	settle(t, s)
 	s.checkRing(data)
 }
@@ -573,40 +581,11 @@ func TestARebuiltOfAnEarlierJoinEndsNoLaterOne(t *testing.T) {
 func TestARebuiltOfAnEarlierLeaveFromItsOwnSenderEndsNoLaterOne(t *testing.T) {
 	data := records(t)
 	s := newSim(t, 6)
-	users := joinUsers(t, s, 6)
-	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
-	x := memberWithID(s, 2)
-	addr := s.Process(x).Addr
-	caught := tapTypes(s, wire.TypeRebuilt)
-	s.mustDo(x, "leave-dht "+x, "leave-dht SUCCESS")
-	settle(t, s)
-	s.Tap = nil
-	var old tapped
-	for _, c := range *caught {
-		if c.to == addr {
-			old = c
-		}
-	}
-	if old.b == nil {
-		t.Fatalf("no rebuilt to %s captured", x)
-	}
-	join(t, s, x, data)
+	x, addr, old := leftAndBack(t, s, data)
 	if right := app.Identity(s.Process(x).Core).Right.Addr; right != old.from {
 		t.Fatalf("%s's right is %s, not %s, which sent the first leave's rebuilt", x, s.nameOf(right), s.nameOf(old.from))
 	}
-	sent := 0
-	s.Tap = func(from, to netip.AddrPort, b []byte) {
-		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeRebuildDHT && from == addr {
-			app.ForgetCopies(s.Process(x).Core)
-			s.Inject(old.from, addr, old.b)
-			sent++
-		}
-	}
-	out := s.mustDo(x, "leave-dht "+x, "leave-dht SUCCESS")
-	s.Tap = nil
-	if sent == 0 || len(out) != 2 || !strings.HasPrefix(out[1], "dht-rebuilt SUCCESS") {
-		t.Fatalf("the second leave (%d copies of the first's rebuilt sent from %s) printed %q, want dht-rebuilt SUCCESS", sent, s.nameOf(old.from), out)
-	}
+	rebuiltAgain(t, s, x, addr, "leave-dht "+x, wire.TypeRebuildDHT, old.from, old.b, func() { app.ForgetCopies(s.Process(x).Core) })
 	settle(t, s)
 	s.checkRing(data)
 }

@@ -39,15 +39,7 @@ func TestEverythingCapturedReplayedAnywhereIsIgnored(t *testing.T) {
 			users := joinUsers(t, s, 7)
 			r.check("after the registers")
 
-			s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
-			queryAll(t, s, freeUser(s), data[:12], 4)
-			r.check("after a setup and queries")
-
-			s.mustDo(memberWithID(s, 2), "leave-dht "+memberWithID(s, 2), "leave-dht SUCCESS")
-			r.check("after a leave")
-
-			join(t, s, freeUser(s), data)
-			r.check("after a join")
+			r.setupLeaveJoin(users[0])
 
 			dead := memberWithID(s, 1)
 			kill(s, dead)
@@ -60,13 +52,7 @@ func TestEverythingCapturedReplayedAnywhereIsIgnored(t *testing.T) {
 			restart(t, s, member)
 			r.check("after a member resumed its place")
 
-			leader := leaderName(s)
-			s.mustDo(leader, "teardown-dht "+leader, "teardown-dht SUCCESS")
-			r.check("after a teardown")
-
-			next := freeUser(s)
-			s.mustDo(next, "setup-dht 3 "+next, "setup-dht SUCCESS")
-			r.check("after a second setup")
+			r.teardownAndSetup()
 
 			gone := freeUser(s)
 			s.mustDo(gone, "deregister "+gone, "deregister SUCCESS")
@@ -95,15 +81,7 @@ func TestEverythingCapturedReplayedFromTheReceiversNeighboursIsIgnored(t *testin
 			r := newReplayer(t, s, data)
 			r.fromNeighbours = true
 			users := joinUsers(t, s, 7)
-			s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
-			queryAll(t, s, freeUser(s), data[:12], 4)
-			r.check("after a setup and queries")
-
-			s.mustDo(memberWithID(s, 2), "leave-dht "+memberWithID(s, 2), "leave-dht SUCCESS")
-			r.check("after a leave")
-
-			join(t, s, freeUser(s), data)
-			r.check("after a join")
+			r.setupLeaveJoin(users[0])
 
 			s.mustDo(memberWithID(s, 1), "leave-dht "+memberWithID(s, 1), "leave-dht SUCCESS")
 			r.check("after a second leave")
@@ -117,16 +95,41 @@ func TestEverythingCapturedReplayedFromTheReceiversNeighboursIsIgnored(t *testin
 			restart(t, s, member)
 			r.check("after a member resumed its place")
 
-			leader := leaderName(s)
-			s.mustDo(leader, "teardown-dht "+leader, "teardown-dht SUCCESS")
-			r.check("after a teardown")
-
-			next := freeUser(s)
-			s.mustDo(next, "setup-dht 3 "+next, "setup-dht SUCCESS")
-			r.check("after a second setup")
+			r.teardownAndSetup()
 			t.Logf("seed %d: %d datagrams captured, each sent again from up to %d sources after each of %d commands", seed, len(r.captured), r.ways, r.checks)
 		})
 	}
+}
+
+// setupLeaveJoin: leader sets up a ring of four, which is queried; its
+// member of id 2 leaves; a Free user joins. Everything captured is sent
+// again after each.
+func (r *replayer) setupLeaveJoin(leader string) {
+	r.t.Helper()
+	s, t := r.s, r.t
+	s.mustDo(leader, "setup-dht 4 "+leader, "setup-dht SUCCESS")
+	queryAll(t, s, freeUser(s), r.data[:12], 4)
+	r.check("after a setup and queries")
+
+	s.mustDo(memberWithID(s, 2), "leave-dht "+memberWithID(s, 2), "leave-dht SUCCESS")
+	r.check("after a leave")
+
+	join(t, s, freeUser(s), r.data)
+	r.check("after a join")
+}
+
+// teardownAndSetup: the leader tears the ring down, and a Free user sets
+// up a ring of three. Everything captured is sent again after each.
+func (r *replayer) teardownAndSetup() {
+	r.t.Helper()
+	s := r.s
+	leader := leaderName(s)
+	s.mustDo(leader, "teardown-dht "+leader, "teardown-dht SUCCESS")
+	r.check("after a teardown")
+
+	next := freeUser(s)
+	s.mustDo(next, "setup-dht 3 "+next, "setup-dht SUCCESS")
+	r.check("after a second setup")
 }
 
 type captured struct {
