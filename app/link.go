@@ -531,6 +531,26 @@ func (l *link) sortedDests() []netip.AddrPort {
 	return keys
 }
 
+// stalest is the message in flight to one of dests, sent more than once,
+// that has waited longest for its ack, and where it went: what a ring
+// phase that waits on dests is held up by, given up at GiveUp (false:
+// nothing sent there is overdue).
+func (l *link) stalest(dests []netip.AddrPort) (netip.AddrPort, *outMsg, bool) {
+	var to netip.AddrPort
+	var best *outMsg
+	for _, k := range l.sortedDests() {
+		if !slices.Contains(dests, k) {
+			continue
+		}
+		for _, m := range l.dests[k].inflight {
+			if m.tries.sent > 1 && (best == nil || m.tries.firstSent.Before(best.tries.firstSent)) {
+				to, best = k, m
+			}
+		}
+	}
+	return to, best, best != nil
+}
+
 func (l *link) deadline() (time.Time, bool) {
 	var t time.Time
 	found := false

@@ -1148,9 +1148,9 @@ func (p *Peer) pending() (time.Time, bool) {
 			earlier(rq.tries.next)
 		}
 		earlier(p.op.due())
-		if t, ok := p.waitNoteDue(); ok {
-			earlier(t)
-		}
+	}
+	if t, ok := p.waitNoteDue(); ok {
+		earlier(t)
 	}
 	p.walksDue(earlier)
 	if p.joining != nil {
@@ -1208,7 +1208,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 	out = p.tickWalks(now, gone, out)
 	o := p.op
 	if o == nil {
-		return out
+		return p.noteWait(now, out)
 	}
 	if g, ok := opFailure(p, o, gone); ok {
 		return p.finish(now, out, resultFailed(o.failing(), p.unacked(g)))

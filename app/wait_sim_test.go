@@ -1,9 +1,13 @@
 package app_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"dht/app"
 )
 
 // A command that waits says what for, as it waits, once it has waited 2s
@@ -41,9 +45,15 @@ func TestAWaitSaysWhatItWaitsFor(t *testing.T) {
 	if len(out) != 2 || !strings.HasPrefix(out[1], "teardown-complete FAILURE") {
 		t.Fatalf("teardown with %s stopped printed %q", member, out)
 	}
-	want := []string{"teardown-complete: waiting for the torn-down behind the teardown to come back round the ring (it fails in 1m58s, at --op-timeout 2m0s), for 2s so far"}
-	if got := notes(); !slices.Equal(got, want) {
-		t.Errorf("the teardown said %q, want %q", got, want)
+	// It names the member that does not acknowledge, and the give-up
+	// that fails the teardown 10s in, not the 2m limit of a ring phase
+	// (a new user's review: the note said "it fails in 1m58s, at
+	// --op-timeout 2m0s", a flag the peer does not have, and the
+	// teardown failed 8s later).
+	got := notes()
+	if len(got) != 1 || !strings.HasPrefix(got[0], "teardown-complete: waiting for the torn-down behind the teardown to come back round the ring, and for "+member+" (") ||
+		!strings.HasSuffix(got[0], ") to acknowledge the teardown sent to it (it fails in 8s, at --give-up 10s), for 2s so far") {
+		t.Errorf("the teardown said %q, want it to name %s and the give-up, 8s away", got, member)
 	}
 
 	s.Down(simServer)
@@ -52,8 +62,64 @@ func TestAWaitSaysWhatItWaitsFor(t *testing.T) {
 	if len(out) != 1 || !strings.HasPrefix(out[0], "deregister FAILURE: no answer from the server") {
 		t.Fatalf("deregister at a server that is down printed %q", out)
 	}
-	want = []string{"deregister: waiting for the server at " + simServer.String() + " to answer deregister (it gives up in 8s), for 2s so far"}
+	want := []string{"deregister: waiting for the server at " + simServer.String() + " to answer deregister (this peer gives up in 8s), for 2s so far"}
 	if got := notes(); !slices.Equal(got, want) {
 		t.Errorf("the deregister said %q, want %q", got, want)
+	}
+}
+
+// A query typed with its Long Name (a walk) says what it waits for too:
+// the server's answer to its query-dht, or the ring's answer, and how many
+// more queries wait behind it (a new user's review: "query-dht carol
+// Aruba" at a stopped server printed nothing for 10s).
+func TestAWaitingQuerySaysWhatItWaitsFor(t *testing.T) {
+	data := records(t)
+	s := newSim(t, 8)
+	users := joinUsers(t, s, 4)
+	var msgs []string
+	s.SetTrace(msgTrace{&msgs})
+	notes := func() []string {
+		var out []string
+		for _, m := range msgs {
+			if strings.Contains(m, ": waiting for ") {
+				out = append(out, m)
+			}
+		}
+		msgs = msgs[:0]
+		return out
+	}
+	s.mustDo(users[0], "setup-dht 3 "+users[0], "setup-dht SUCCESS")
+	free := freeUser(s)
+	var owner string
+	name := data[0].LongName
+	for _, n := range s.Server().Snapshot().DHT.Members {
+		if found, _, _ := app.Lookup(s.Process(n).Core, name); found.LongName == name {
+			owner = n
+		}
+	}
+	kill(s, owner)
+	out := s.do(free, "query-dht "+free+" "+name)
+	if len(out) != 1 || !strings.HasPrefix(out[0], "query-dht FAILURE") {
+		t.Fatalf("a query for a record of %s, killed, printed %q", owner, out)
+	}
+	got := notes()
+	if len(got) != 1 || !strings.HasPrefix(got[0], "query-dht: waiting for the answer to the query for "+fmt.Sprintf("%q", name)+", asked of ") ||
+		!strings.HasSuffix(got[0], "(this peer gives up in 8s, at --query-timeout 10s), for 2s so far") {
+		t.Errorf("the query said %q", got)
+	}
+
+	s.Down(simServer)
+	// Five queries typed a second apart: the notes of queries are one
+	// stream, every 10s, not one each as each becomes the oldest, the
+	// one before given up (and none once the oldest's limit has come).
+	for _, r := range data[1:6] {
+		s.input(free, "query-dht "+free+" "+r.LongName)
+		runFor(t, s, time.Second)
+	}
+	runFor(t, s, 30*time.Second)
+	got = notes()
+	if len(got) != 1 || !strings.HasPrefix(got[0], "query-dht: waiting for the server at "+simServer.String()+" to answer query-dht (this peer gives up in 8s); ") ||
+		!strings.HasSuffix(got[0], " more queries wait behind it, for 2s so far") {
+		t.Errorf("five queries at a server that is down said %q, want one note", got)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -43,7 +44,7 @@ func loadData(path string, notes io.Writer) (func() (dataset.Source, error), err
 		return loaderData(l), nil
 	}
 	note := time.AfterFunc(dataWaitNote, func() {
-		fmt.Fprintf(notes, "dht: still reading --data %s: a pipe or a FIFO is read until every writer has closed it, and a FIFO first waits for one to open it (Ctrl-C stops)\n", path)
+		fmt.Fprintf(notes, "dht: still reading --data %s: %s (Ctrl-C stops)\n", path, dataWaitReason(path))
 	})
 	_, _, err := l.Load()
 	note.Stop()
@@ -51,6 +52,17 @@ func loadData(path string, notes io.Writer) (func() (dataset.Source, error), err
 		return nil, err
 	}
 	return loaderData(l), nil
+}
+
+// dataWaitReason is why reading the --data file at path may take long:
+// a regular file is only large (a new user's review: a 64 MiB file, read
+// and checked in 7s, was said to be a pipe or a FIFO), anything else may
+// wait for its writer.
+func dataWaitReason(path string) string {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+		return fmt.Sprintf("a file of %.1f MiB, each of its records checked", float64(fi.Size())/(1<<20))
+	}
+	return "a pipe or a FIFO is read until every writer has closed it, and a FIFO first waits for one to open it"
 }
 
 // dataWaitNote is how long loadData waits for a --data file before it says

@@ -85,3 +85,24 @@ func TestDataFromAFIFOSaysItWaits(t *testing.T) {
 		t.Fatalf("more notes: %q", <-notes)
 	}
 }
+
+// TestDataWaitReasonOfAFileIsItsSize: a regular --data file slow to read
+// is large, not a pipe waiting for its writer (a new user's review: a
+// 64 MiB file was said to be "a pipe or a FIFO").
+func TestDataWaitReasonOfAFileIsItsSize(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "data.csv")
+	if err := os.WriteFile(file, make([]byte, 3<<19), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := dataWaitReason(file); strings.Contains(got, "FIFO") || !strings.Contains(got, "a file of 1.5 MiB") {
+		t.Errorf("a regular file's reason is %q, want its size and no FIFO", got)
+	}
+	fifo := filepath.Join(dir, "data.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no FIFO here: %v", err)
+	}
+	if got := dataWaitReason(fifo); !strings.Contains(got, "a FIFO first waits for one to open it") {
+		t.Errorf("a FIFO's reason is %q", got)
+	}
+}
