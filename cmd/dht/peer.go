@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -207,6 +209,8 @@ func peerCommand(e env) *cli.Command {
 			}
 			if isTerminal(e.stdin) {
 				// Results only on stdout: the prompt and the hint go to stderr.
+				ap := &atPrompt{w: e.stderr}
+				in.typed = ap.typed
 				prompted := 0
 				if r.Resume != nil {
 					// The prompt follows the resume's line, not the hint:
@@ -214,19 +218,20 @@ func peerCommand(e env) *cli.Command {
 					fmt.Fprint(e.stderr, "type help for commands\n")
 					prompted = -1
 				} else {
-					fmt.Fprint(e.stderr, "type help for commands\n"+peerPrompt)
+					ap.show("type help for commands\n" + peerPrompt)
 				}
 				prompt := func(text string) func(int) {
 					return func(linesRead int) {
-						if linesRead > prompted {
-							prompted = linesRead
-							fmt.Fprint(e.stderr, text)
+						if linesRead > prompted || ap.wasInterrupted() {
+							prompted = max(prompted, linesRead)
+							ap.show(text)
 						}
 					}
 				}
 				r.Idle, r.WantsLine = prompt(peerPrompt), prompt(longNamePrompt)
-				// Ctrl-D at a prompt leaves the cursor after it.
-				r.Notes = lineFirst{e.stderr}
+				// What comes while a prompt waits (Ctrl-D leaves the cursor
+				// after it) starts a line of its own.
+				r.Out, r.Notes = offPrompt{ap, r.Out}, offPrompt{ap, e.stderr}
 			}
 			err = r.Run(ctx)
 			return errors.Join(err, writeStats(c, &r.Traffic, core.Stats()))
@@ -254,10 +259,14 @@ type readErrNote struct {
 	w        io.Writer
 	terminal bool // stdin is a terminal
 	failed   bool
+	typed    func([]byte) // if set, given what is read
 }
 
 func (n *readErrNote) Read(b []byte) (int, error) {
 	k, err := n.r.Read(b)
+	if k > 0 && n.typed != nil {
+		n.typed(b[:k])
+	}
 	if n.terminal && errors.Is(err, syscall.EIO) {
 		// The terminal hung up (its window closed, the pseudo-terminal's
 		// other end gone): a read waiting then sees the end of input, one
@@ -273,14 +282,61 @@ func (n *readErrNote) Read(b []byte) (int, error) {
 	return k, err
 }
 
-// lineFirst starts what it writes on a line of its own.
-type lineFirst struct{ w io.Writer }
+// atPrompt keeps what the peer writes at a terminal off its prompt's
+// line. Written while the prompt waits for a line (a heal's or a resume's
+// result, the note that input ended), it starts a line of its own, and
+// the prompt is shown again once the peer is idle (a new user's review: a
+// heal's result was printed after "dht> " as if typed, and no prompt
+// followed); written once a line was typed (its Enter ended the prompt's
+// line: a wait's note), it follows at once, with no blank line.
+type atPrompt struct {
+	mu          sync.Mutex
+	w           io.Writer // where the prompt goes: stderr
+	shown       bool      // the prompt ends the terminal's last line
+	interrupted bool      // something was written after a prompt: show it again
+}
 
-func (l lineFirst) Write(b []byte) (int, error) {
-	if _, err := io.WriteString(l.w, "\n"); err != nil {
-		return 0, err
+func (a *atPrompt) show(text string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fmt.Fprint(a.w, text)
+	a.shown, a.interrupted = true, false
+}
+
+// typed: b was read from the terminal; a line ends the prompt's.
+func (a *atPrompt) typed(b []byte) {
+	if bytes.IndexByte(b, '\n') >= 0 {
+		a.mu.Lock()
+		a.shown = false
+		a.mu.Unlock()
 	}
-	return l.w.Write(b)
+}
+
+// before: something is about to be written.
+func (a *atPrompt) before() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.shown {
+		_, _ = io.WriteString(a.w, "\n")
+		a.shown, a.interrupted = false, true
+	}
+}
+
+func (a *atPrompt) wasInterrupted() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.interrupted
+}
+
+// offPrompt writes to w, off the prompt's line.
+type offPrompt struct {
+	a *atPrompt
+	w io.Writer
+}
+
+func (o offPrompt) Write(b []byte) (int, error) {
+	o.a.before()
+	return o.w.Write(b)
 }
 
 // openPeerFile opens the peer's table file, and says on stderr when the

@@ -301,3 +301,23 @@ func TestATerminalHungUpIsTheEndOfInput(t *testing.T) {
 		}
 	}
 }
+
+// At a terminal, a wait's note follows the typed line at once, with no
+// blank line (its Enter ended the prompt's line), and the prompt comes
+// back after the command's result (a new user's review: each note began
+// with a blank line).
+func TestAWaitNoteAtATerminal(t *testing.T) {
+	ports := freePorts(t, 2) // nothing listens on the first: no server there
+	dir := t.TempDir()
+	p := startTerminalPeer(t, "--give-up", "3s", "--db", filepath.Join(dir, "erin.db"), "127.0.0.1", strconv.Itoa(ports[0]))
+	p.typeLine("register erin 127.0.0.1 "+strconv.Itoa(ports[1]), peerPrompt, 2)
+	note := "register: waiting for the server at 127.0.0.1:" + strconv.Itoa(ports[0]) + " to answer register (this peer gives up in 1s), for 2s so far\n"
+	if got, want := p.errOut.String(), "type help for commands\n"+peerPrompt+note+peerPrompt; got != want {
+		t.Fatalf("stderr: %q, want %q", got, want)
+	}
+	if o := p.out.String(); !strings.HasPrefix(o, "register FAILURE: no answer from the server") {
+		t.Fatalf("stdout: %q", o)
+	}
+	p.master.Close()
+	p.exited("when its terminal hung up")
+}
