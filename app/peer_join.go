@@ -77,8 +77,7 @@ func (o *joinOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []O
 }
 
 // rebuilt: the leader has taken this node in and placed every record, or
-// could not.
-// rebuilt: the leader has taken this node in, or could not. One sent once
+// could not. One sent once
 // (ended: unacknowledged) comes of the server moving the ring on while the
 // leader took it in (leaveOp.rebuilt).
 func (o *joinOp) rebuilt(p *Peer, now time.Time, m wire.Rebuilt, ended bool) []Output {

@@ -166,7 +166,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "--scaling", "s.svg", "--loss-sweep"}, "--loss-sweep and --scaling are two benches: give one"},
 		{[]string{"bench", "--records", "10", "--data", "x.csv"}, "--records and --data are two datasets: give one"},
 		{[]string{"diagram", "--mermaid", "-", "--svg", "-", "x.jsonl"}, "--mermaid - and --svg - would both write to stdout: give one of them a FILE"},
-		{[]string{"diagram", "--svg", ".", "x.jsonl"}, "--svg . is a folder: give --svg a FILE (e.g. ring.svg)"},
+		{[]string{"diagram", "--svg", ".", "x.jsonl"}, "--svg . is a folder: give --svg a FILE (e.g. image.svg)"},
 		{[]string{"peer", "--trace-json", ".", "127.0.0.1", "4000"}, "--trace-json . is a folder: give --trace-json a FILE (e.g. trace.jsonl)"},
 		{[]string{"server", "--fault-loss", "2", "4000"}, "--fault-loss must be in [0,1), got 2"},
 		{[]string{"server", "--fault-dup", "-1", "4000"}, "--fault-dup must be in [0,1], got -1"},

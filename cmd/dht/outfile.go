@@ -21,7 +21,7 @@ type outKind struct {
 }
 
 var (
-	outSVG     = outKind{"an SVG image", [][]byte{[]byte("<svg"), []byte("<?xml")}, "ring.svg", true}
+	outSVG     = outKind{"an SVG image", [][]byte{[]byte("<svg"), []byte("<?xml")}, "image.svg", true}
 	outMermaid = outKind{"a Mermaid diagram", [][]byte{[]byte("sequenceDiagram"), []byte("---")}, "run.mmd", true}
 	outTrace   = outKind{"a JSON trace", [][]byte{[]byte("{")}, "trace.jsonl", false}
 	outProfile = outKind{"a CPU profile", [][]byte{{0x1f, 0x8b}}, "cpu.pprof", false}

@@ -60,8 +60,8 @@ func TestOutputFilesAreNotWrittenOver(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"ring", "--svg", "server.db", "peer.db"}, "--svg server.db: the file exists and holds a bbolt database (a dht server's or peer's file?), not an SVG image; remove it first if it is to go, or give --svg another FILE (e.g. ring.svg)"},
-		{[]string{"ring", "--svg", "peer.db", "peer.db"}, "--svg peer.db is also a file this command reads or writes: give --svg a FILE of its own (e.g. ring.svg)"},
+		{[]string{"ring", "--svg", "server.db", "peer.db"}, "--svg server.db: the file exists and holds a bbolt database (a dht server's or peer's file?), not an SVG image; remove it first if it is to go, or give --svg another FILE (e.g. image.svg)"},
+		{[]string{"ring", "--svg", "peer.db", "peer.db"}, "--svg peer.db is also a file this command reads or writes: give --svg a FILE of its own (e.g. image.svg)"},
 		{[]string{"diagram", "--svg", "a.jsonl", "b.jsonl"}, "--svg a.jsonl: the file exists and holds something else, not an SVG image"},
 		{[]string{"diagram", "--mermaid", "b.jsonl", "a.jsonl", "b.jsonl"}, "--mermaid b.jsonl is also a file this command reads or writes"},
 		{[]string{"diagram", "--mermaid", "d.out", "--svg", "./d.out", "a.jsonl"}, "--mermaid and --svg name one file, ./d.out: give each its own"},
