@@ -192,6 +192,11 @@ type Peer struct {
 		epoch uint64
 		to    wire.Member
 	}
+
+	// resumedIn is the epoch of the place this process took back from its
+	// file at its resume: the store rounds of that ring before it were
+	// done, their commits in the file (roundBeforeResume).
+	resumedIn uint64
 }
 
 // aliveUntold is how often a registered peer sends alive before the

@@ -56,6 +56,7 @@ func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply, anew bool
 	if member && id.InRing && r.Epoch == id.Epoch && id.Epoch != 0 {
 		p.inRing, p.id, p.n, p.epoch = true, id.ID, id.N, id.Epoch
 		p.left, p.right, p.neighbours = id.Left, id.Right, id.Left.Name != ""
+		p.resumedIn = id.Epoch
 		detail += fmt.Sprintf(", id %d of a ring of %d, epoch %d, its table taken back", id.ID, id.N, id.Epoch)
 		return p.finish(now, []Output{p.persist(false, nil)}, Result{Cmd: cmd, OK: true, Detail: withNote(detail, r)})
 	}

@@ -445,7 +445,7 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 			// A late answer is still acknowledged, so that its sender stops.
 			p.link.ack(from, h.ID)
 		}
-		if p.ofEarlierRing(m) {
+		if p.ofEarlierRing(m) || p.roundBeforeResume(from, m) {
 			// Taken, never to be acted on (epochs never repeat): its sender,
 			// a member of this ring still, stops sending it, and a flush
 			// it sent after it, which names it, is no longer held back.
@@ -793,6 +793,17 @@ func (p *Peer) committedFrom(from netip.AddrPort, m wire.Committed) bool {
 	}
 	c := p.committing
 	return c != nil && !c.fromLeft && from == c.left && m.Leader == c.leader && m.Round == c.round
+}
+
+// roundBeforeResume: m, a committed from the left neighbour that no round
+// here waits for, is of the ring whose place this process took back at its
+// resume: its round was done before (the place and table in the file were
+// committed at its flush), and its ack was lost as the process before
+// stopped. Acknowledged, so that the left stops sending it (a chaos
+// review: 102 copies over 10s, then "gave up" on the live member).
+func (p *Peer) roundBeforeResume(from netip.AddrPort, m wire.Message) bool {
+	c, ok := m.(wire.Committed)
+	return ok && p.resumedIn != 0 && c.Epoch == p.resumedIn && p.epoch == p.resumedIn && p.neighbours && from == p.left.Addr
 }
 
 // tearingBack: a teardown-dht this node started comes back from the
