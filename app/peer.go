@@ -747,7 +747,11 @@ func (p *Peer) commitStores(out []Output, all bool) []Output {
 func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
 	p.ticketRing = signer{}
 	if why := p.authentic(from, h, m); why != "" {
-		return []Output{dropped(why, from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))}
+		ev := dropped(why, from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))
+		if why == ackAgain {
+			ev.Level = slog.LevelDebug // what a working network does
+		}
+		return []Output{ev}
 	}
 	switch m := m.(type) {
 	case wire.Challenge:

@@ -234,6 +234,13 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 			return ""
 		}
 		if !p.ringSigned(from, h) {
+			if p.link.ackedBefore(from, h.ID) || p.link.ackDropped(from, h.ID) {
+				// Its message was acknowledged before, or given up: a
+				// querier's query sent twice gets two acks, the second
+				// after the first ended it, and a querier holds no ring
+				// key to check it with. Dropped all the same, quietly.
+				return ackAgain
+			}
 			return "ack not signed with this peer's ring"
 		}
 	default:
@@ -243,6 +250,10 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 	}
 	return ""
 }
+
+// ackAgain is why an ack of a message no longer in flight, that this peer
+// cannot check, is dropped without a warning.
+const ackAgain = "ack again of a message acknowledged or given up before"
 
 // maxChallenges bounds how often one register answers a challenge: the
 // server challenges again only if its cookie key changed (it restarted).
