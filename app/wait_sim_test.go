@@ -10,18 +10,12 @@ import (
 	"dht/app"
 )
 
-// A command that waits says what for, as it waits, once it has waited 2s
-// and every 10s after (a new user's review: a register at a server that
-// is down, or a teardown with a stopped member, showed nothing for 10s,
-// then a FAILURE): the server's answer, and when the peer gives up on it;
-// a ring phase, and when it fails. A command that waits for nothing says
-// nothing.
-func TestAWaitSaysWhatItWaitsFor(t *testing.T) {
-	s := newSim(t, 7)
-	users := joinUsers(t, s, 4)
+// waitNotes traces s from now on; each call returns the wait notes
+// traced since the last.
+func waitNotes(s *simNet) func() []string {
 	var msgs []string
 	s.SetTrace(msgTrace{&msgs})
-	notes := func() []string {
+	return func() []string {
 		var out []string
 		for _, m := range msgs {
 			if strings.Contains(m, ": waiting for ") {
@@ -31,6 +25,18 @@ func TestAWaitSaysWhatItWaitsFor(t *testing.T) {
 		msgs = msgs[:0]
 		return out
 	}
+}
+
+// A command that waits says what for, as it waits, once it has waited 2s
+// and every 10s after (a new user's review: a register at a server that
+// is down, or a teardown with a stopped member, showed nothing for 10s,
+// then a FAILURE): the server's answer, and when the peer gives up on it;
+// a ring phase, and when it fails. A command that waits for nothing says
+// nothing.
+func TestAWaitSaysWhatItWaitsFor(t *testing.T) {
+	s := newSim(t, 7)
+	users := joinUsers(t, s, 4)
+	notes := waitNotes(s)
 
 	s.mustDo(users[0], "sleep 5s", "sleep SUCCESS")
 	s.mustDo(users[0], "setup-dht 3 "+users[0], "setup-dht SUCCESS")
@@ -76,18 +82,7 @@ func TestAWaitingQuerySaysWhatItWaitsFor(t *testing.T) {
 	data := records(t)
 	s := newSim(t, 8)
 	users := joinUsers(t, s, 4)
-	var msgs []string
-	s.SetTrace(msgTrace{&msgs})
-	notes := func() []string {
-		var out []string
-		for _, m := range msgs {
-			if strings.Contains(m, ": waiting for ") {
-				out = append(out, m)
-			}
-		}
-		msgs = msgs[:0]
-		return out
-	}
+	notes := waitNotes(s)
 	s.mustDo(users[0], "setup-dht 3 "+users[0], "setup-dht SUCCESS")
 	free := freeUser(s)
 	var owner string
