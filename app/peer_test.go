@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -1405,5 +1406,37 @@ func TestALeaveOrJoinEndedByTheServerAtTheLeaderSaysSo(t *testing.T) {
 				t.Errorf("%s, ended %v: printed %q, want %q", tc.name, ended, got, want)
 			}
 		}
+	}
+}
+
+// A flush that overtook a message it names, and a committed no round here
+// waits for (a copy whose ack was lost), are what a working network does:
+// dropped at the debug level, not warned of (a chaos review: hundreds of
+// such warnings in a healthy run at 15% loss). A message of another ring
+// key is still a warning.
+func TestDropsOfAWorkingNetworkAreNoWarnings(t *testing.T) {
+	p := fuzzPeer()
+	giveCredentials(p)
+	now := time.Unix(1_700_000_000, 0)
+	p.inRing, p.id, p.n, p.epoch = true, 1, 3, 9
+	p.left, p.right, p.neighbours = fzLeft, fzRight, true
+	level := func(id uint32, m wire.Message) (slog.Level, bool) {
+		h, m := signedFor(p, fzLeft.Addr, wire.Header{ID: id}, m)
+		for _, o := range p.Step(now, fzLeft.Addr, h, m) {
+			if e, ok := o.(Event); ok && e.Drop {
+				return e.Level, true
+			}
+		}
+		return 0, false
+	}
+	if l, ok := level(30, wire.Flush{Leader: "alice", N: 3, Round: 5, Epoch: 9, After: []uint32{29}}); !ok || l != slog.LevelDebug {
+		t.Errorf("a flush ahead of what it names: dropped %v at %v; want dropped at the debug level", ok, l)
+	}
+	if l, ok := level(31, wire.Committed{Leader: "alice", Round: 5, Epoch: 9}); !ok || l != slog.LevelDebug {
+		t.Errorf("a committed no round waits for: dropped %v at %v; want dropped at the debug level", ok, l)
+	}
+	p.cred.ringKey = wire.Key{0x99} // what comes is signed with another key
+	if l, ok := level(32, wire.Committed{Leader: "alice", Round: 5, Epoch: 9}); !ok || l != slog.LevelWarn {
+		t.Errorf("a committed under another key: dropped %v at %v; want a warning", ok, l)
 	}
 }
