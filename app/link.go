@@ -48,7 +48,7 @@ const (
 // key: unsigned); toServer: the user's secret, for the server, which
 // checks it whatever address it was reached at (Send.ToServer); from, for
 // a datagram to another peer: this peer's own address, which the tag
-// covers with the receiver's (Send.From).
+// covers with the receiver's (Send.Self).
 type signer struct {
 	seq      uint64
 	key      wire.Key

@@ -114,16 +114,7 @@ func AppendSigned(b []byte, id uint32, flags Flags, m Message, seq uint64, key K
 // sends it: a message signed with a key several peers hold (a ring's)
 // cannot be redirected from the peer it was for to another one.
 func AppendSignedTo(b []byte, id uint32, flags Flags, m Message, seq uint64, key Key, to netip.AddrPort) ([]byte, error) {
-	start := len(b)
-	out, err := Append(b, id, flags|FlagAuth, m)
-	if err != nil {
-		return b, err
-	}
-	out = binary.BigEndian.AppendUint64(out, seq)
-	ms := macPool.Get().(*macState)
-	t := ms.tag(key, out[start:], toBytes(&ms.to, to))
-	macPool.Put(ms)
-	return append(out, t[:]...), nil
+	return appendSignedAt(b, id, flags, m, seq, key, to, nil)
 }
 
 // AppendSignedBetween is AppendSignedTo for a datagram from one peer to
@@ -133,6 +124,12 @@ func AppendSignedTo(b []byte, id uint32, flags Flags, m Message, seq uint64, key
 // for another's (a receiver checks where a message comes from, and its
 // duplicate filter holds the ids of each sender).
 func AppendSignedBetween(b []byte, id uint32, flags Flags, m Message, seq uint64, key Key, from, to netip.AddrPort) ([]byte, error) {
+	return appendSignedAt(b, id, flags, m, seq, key, to, &from)
+}
+
+// appendSignedAt is AppendSignedTo, the tag covering from after to when
+// from is not nil (AppendSignedBetween).
+func appendSignedAt(b []byte, id uint32, flags Flags, m Message, seq uint64, key Key, to netip.AddrPort, from *netip.AddrPort) ([]byte, error) {
 	start := len(b)
 	out, err := Append(b, id, flags|FlagAuth, m)
 	if err != nil {
@@ -140,7 +137,12 @@ func AppendSignedBetween(b []byte, id uint32, flags Flags, m Message, seq uint64
 	}
 	out = binary.BigEndian.AppendUint64(out, seq)
 	ms := macPool.Get().(*macState)
-	t := ms.tag(key, out[start:], toBytes(&ms.to, to), toBytes(&ms.fr, from))
+	var t Tag
+	if from == nil {
+		t = ms.tag(key, out[start:], toBytes(&ms.to, to))
+	} else {
+		t = ms.tag(key, out[start:], toBytes(&ms.to, to), toBytes(&ms.fr, *from))
+	}
 	macPool.Put(ms)
 	return append(out, t[:]...), nil
 }
