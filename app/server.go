@@ -176,6 +176,10 @@ type Server struct {
 	healedLast struct {
 		name  string
 		epoch uint64
+		// second and answers: how many times its healed was acknowledged
+		// again in the second (Unix) it last was (maxAgain a second).
+		second  int64
+		answers int
 	}
 	// after: what a request's handling asks to send once its reply is out
 	// (the heal a rejoin started).

@@ -1,0 +1,113 @@
+package app_test
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"dht/app"
+	"dht/wire"
+)
+
+// traced is how a runner would trace what the server did with one
+// datagram: as a receive of its own (a line each, at the info level), or,
+// when the first output is a drop, as a drop (summarised); and how many
+// sends it made, and how many of those were traced one by one.
+func traced(out []app.Output) (recvLine bool, sends, loud int) {
+	recvLine = true
+	if len(out) > 0 {
+		if ev, ok := out[0].(app.Event); ok && ev.Drop {
+			recvLine = false
+		}
+	}
+	for _, o := range out {
+		if s, ok := o.(app.Send); ok {
+			sends++
+			if !s.Quiet {
+				loud++
+			}
+		}
+	}
+	return recvLine, sends, loud
+}
+
+// An off-path stranger who knows the address of the last heal's leader
+// (any member's, from a query-dht reply) and its epoch (a small number)
+// sends unsigned acks with the heal's id from that address: each was
+// taken as "the ack of the heal that ended", unchecked, and traced as a
+// receive, a line each, for ever (SPEC §7: bounded trace). Not signed with
+// the leader's secret, it is a drop like any other.
+func TestAForgedAckOfTheHealThatEndedIsADrop(t *testing.T) {
+	s, _, healTo, _ := healedWithItsHeal(t)
+	epoch := s.Server().Snapshot().DHT.Epoch
+	b, err := wire.Append(nil, uint32(epoch), 0, wire.Ack{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, m, err := wire.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := 0
+	for i := range 1000 {
+		out := s.Server().Step(s.Now().Add(time.Duration(i)*time.Millisecond), healTo, h, m)
+		if recv, _, _ := traced(out); recv {
+			lines++
+		}
+	}
+	if lines > 0 {
+		t.Fatalf("1000 forged unsigned acks of the heal that ended, from its leader's address: %d traced as receives, a line each; want each a drop", lines)
+	}
+}
+
+// The leader of the last heal (an insider), or whoever captured its
+// healed, sends that healed again and again from its address: the server
+// acknowledged every copy, at any rate, and traced each as a receive and
+// a send (two lines a copy, without end). Acknowledged again at most
+// maxAgain times a second, as a request answered from the cache is, and
+// traced as the drops are.
+func TestAHealedSentAgainAndAgainIsAcknowledgedAFewTimesASecond(t *testing.T) {
+	for _, restarted := range []bool{false, true} {
+		s := newSim(t, 1)
+		users := joinUsers(t, s, 5)
+		var healed []byte
+		var from netip.AddrPort
+		s.Tap = func(src, to netip.AddrPort, b []byte) {
+			if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeHealed && to == simServer {
+				healed, from = slices.Clone(b), src
+			}
+		}
+		s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+		dead := memberWithID(s, 3)
+		kill(s, dead)
+		settleHeal(t, s, dead)
+		s.Tap = nil
+		if healed == nil {
+			t.Fatal("no healed seen")
+		}
+		if restarted {
+			s.RestartServer()
+			settle(t, s)
+		}
+		h, m, err := wire.Decode(healed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := s.Now().Truncate(time.Second).Add(time.Second)
+		var lines, sends, loud int
+		for i := range 1000 {
+			out := s.Server().Step(start.Add(time.Duration(i)*time.Millisecond), from, h, m)
+			recv, n, l := traced(out)
+			if recv {
+				lines++
+			}
+			sends += n
+			loud += l
+		}
+		if lines > 0 || sends > 10 || loud > 0 {
+			t.Errorf("server restarted %v: a captured healed sent 1000 times in a second: %d traced as receives, %d acks sent (%d traced one by one); want none as receives, at most 10 acks, traced as quiet sends",
+				restarted, lines, sends, loud)
+		}
+	}
+}
