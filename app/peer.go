@@ -36,7 +36,8 @@ type PeerConfig struct {
 	// RequestTimeout bounds one request to the server, retransmissions
 	// included.
 	RequestTimeout time.Duration
-	// QueryTimeout bounds a query from query-dht to its answer.
+	// QueryTimeout bounds a query from the server's naming a member to
+	// the answer (query-dht's own request is bounded by RequestTimeout).
 	QueryTimeout time.Duration
 	// OpTimeout bounds each ring phase of setup, leave and teardown.
 	OpTimeout time.Duration

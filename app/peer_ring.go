@@ -125,11 +125,12 @@ func (p *Peer) placedBy(m wire.SetID) bool {
 // copy of the one that pointed it there, whose leave is over. A leaver's
 // reset-left comes from the leaver, this node's left until it is taken,
 // and names another node; a copy sent with the left neighbour's address
-// as its source (the tag names the receiver, not the sender, and the
-// duplicate filter holds the leaver's id, not the left's), taken, would
-// make the left this node's leaver, and a copy of the leave's rebuild-dht
-// from there would have this node empty its table and spread the dataset
-// round the ring again.
+// as its source, taken, would make the left this node's leaver, and a
+// copy of the leave's rebuild-dht from there would have this node empty
+// its table and spread the dataset round the ring again. The tag, which
+// covers the sender's address as well as the receiver's, stops such a
+// copy first; this check is the second line (the duplicate filter holds
+// the leaver's id, not the left's).
 func (p *Peer) leftAlready(m wire.ResetLeft) bool {
 	return p.neighbours && m.Left == p.left
 }

@@ -116,9 +116,10 @@ func (p *Peer) noteWait(now time.Time, out []Output) []Output {
 		// --op-timeout (which may end it sooner); a message its
 		// destination does not acknowledge fails it at --give-up, most
 		// often well before.
-		what = fmt.Sprintf("%s (it fails in %s at the latest)", w.ring.waited(), roundWait(w.op.due().Sub(now)))
+		what = fmt.Sprintf("%s (it fails in %s at the latest)", w.ring.waited(), roundWait(left))
 		if to, m, ok := p.link.stalest(w.op.needs()); ok {
-			if left := p.link.cfg.GiveUp - now.Sub(m.tries.firstSent); now.Add(left).Before(w.op.due()) {
+			if giveUp := p.link.cfg.GiveUp - now.Sub(m.tries.firstSent); now.Add(giveUp).Before(w.op.due()) {
+				left = giveUp // the limit that comes first
 				what = fmt.Sprintf("%s, and for %s to acknowledge the %s sent to it (it fails in %s, at --give-up %s)", w.ring.waited(), p.named(to), m.msg.Type(), roundWait(left), p.link.cfg.GiveUp)
 			}
 		}
