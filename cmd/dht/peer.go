@@ -145,6 +145,12 @@ func peerCommand(e env) *cli.Command {
 			defer restore()
 			// A read error ends the input as its end does, and is said.
 			in := &readErrNote{r: stdin, w: e.stderr, terminal: isTerminal(e.stdin)}
+			var ap *atPrompt // at a terminal: keeps what is written off the prompt's line
+			if in.terminal {
+				// Set before LinesFrom starts the goroutine that reads.
+				ap = &atPrompt{w: e.stderr}
+				in.typed = ap.typed
+			}
 			stdout, restoreOut := pollableOut(e.stdout)
 			defer restoreOut()
 			r := &app.PeerRunner{
@@ -209,8 +215,6 @@ func peerCommand(e env) *cli.Command {
 			}
 			if isTerminal(e.stdin) {
 				// Results only on stdout: the prompt and the hint go to stderr.
-				ap := &atPrompt{w: e.stderr}
-				in.typed = ap.typed
 				prompted := 0
 				if r.Resume != nil {
 					// The prompt follows the resume's line, not the hint:
