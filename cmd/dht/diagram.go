@@ -62,7 +62,15 @@ func diagramCommand(e env) *cli.Command {
 				}
 				opt.From = m
 			}
-			if err := checkOutputs([]output{{"mermaid", c.String("mermaid"), outMermaid}, {"svg", c.String("svg"), outSVG}}, c.Args().Slice()...); err != nil {
+			mmdOut, err := stdoutDash(e, "mermaid", c.String("mermaid"), outMermaid, c.Args().Slice())
+			if err != nil {
+				return err
+			}
+			svgOut, err := stdoutDash(e, "svg", c.String("svg"), outSVG, c.Args().Slice())
+			if err != nil {
+				return err
+			}
+			if err := checkOutputs([]output{{"mermaid", mmdOut, outMermaid}, {"svg", svgOut, outSVG}}, c.Args().Slice()...); err != nil {
 				return err
 			}
 			args := c.Args().Slice()
@@ -144,6 +152,22 @@ func toStdout(e env, path string) bool {
 	}
 	si, err := f.Stat()
 	return err == nil && os.SameFile(pi, si)
+}
+
+// stdoutDash is path as checkOutput is to judge it: "-" for any other
+// name of stdout (/dev/stdout), which openOut writes through the
+// descriptor stdout has, opening nothing again, so that it empties nothing
+// (>> FILE appends); still refused if it is a file the command reads.
+func stdoutDash(e env, flag, path string, kind outKind, reads []string) (string, error) {
+	if path == "-" || !toStdout(e, path) {
+		return path, nil
+	}
+	for _, r := range reads {
+		if r != "" && samePath(path, r) {
+			return "", sameAsRead(flag, path, kind)
+		}
+	}
+	return "-", nil
 }
 
 // outFile is an output opened, not yet written: a file, or stdout ("-").

@@ -58,7 +58,11 @@ func ringCommand(e env) *cli.Command {
 			if c.String("from") != "" && query == "" {
 				return usagef("--from is where a --query starts: give --query too")
 			}
-			if err := checkOutput("svg", c.String("svg"), outSVG, c.Args().Slice()...); err != nil {
+			svgOut, err := stdoutDash(e, "svg", c.String("svg"), outSVG, c.Args().Slice())
+			if err != nil {
+				return err
+			}
+			if err := checkOutput("svg", svgOut, outSVG, c.Args().Slice()...); err != nil {
 				return err
 			}
 			var server *store.ServerReport
