@@ -237,7 +237,9 @@ func nearCommand(word string) string {
 	}
 	w := fold(word)
 	for _, c := range commandUsage {
-		if name := fold(c.name); w == name || len(w) >= 4 && oneEditApart(w, name) {
+		// A command named without its -dht (query, setup, leave, join,
+		// teardown) is that command.
+		if name := fold(c.name); w == name || w+"dht" == name || len(w) >= 4 && oneEditApart(w, name) {
 			return c.name
 		}
 	}

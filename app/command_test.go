@@ -174,7 +174,8 @@ func TestUnknownCommandSuggestsANearOne(t *testing.T) {
 	for word, want := range map[string]string{
 		"Query-dht": "query-dht", "query-DHT": "query-dht", "query_dht": "query-dht", "querydht": "query-dht",
 		"qeury-dht": "query-dht", "regster": "register", "registerr": "register", "HELP": "help",
-		"setup-dth": "setup-dht", "teardown": "", "Aruba": "", "sleeep": "sleep",
+		"setup-dth": "setup-dht", "Aruba": "", "sleeep": "sleep", "dht": "", "complete": "",
+		"query": "query-dht", "setup": "setup-dht", "Leave": "leave-dht", "join": "join-dht", "teardown": "teardown-dht",
 	} {
 		c := parseCommand(word + " alice")
 		got := c.usageReason

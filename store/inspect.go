@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -131,7 +132,12 @@ func (r RecordJSON) MarshalJSON() ([]byte, error) {
 func Inspect(path string, timeout time.Duration) (report any, err error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("store: inspect: %w", err)
+		// Said as the other files refused are: the path, then why.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, notDHT(path, "not a regular file", nil)

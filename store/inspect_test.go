@@ -311,6 +311,10 @@ func TestInspectErrors(t *testing.T) {
 	missing := filepath.Join(dir, "missing.db")
 	if _, err := Inspect(missing, 100*time.Millisecond); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing file: got %v, want fs.ErrNotExist", err)
+	} else if want := missing + ": no such file or directory"; err.Error() != want {
+		// Said as other files refused are, the path first; not "store:
+		// inspect: stat ...".
+		t.Errorf("missing file: %q, want %q", err, want)
 	}
 	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Inspect created %s", missing)
