@@ -118,6 +118,11 @@ type Peer struct {
 	// walks: the queries in the ring, and the results waiting behind
 	// them, in the order typed (walk.go).
 	walks []*walk
+	// answered: the last queries answered here, with the token that
+	// signed each, so that a second answer to one of them (its first
+	// attempt's, slow, behind the reliable retry's) is known for what a
+	// working network does (walk.go).
+	answered answeredQueries
 	// inputEnded: no more lines will come, so a query-dht that still
 	// needs its Long Name fails instead of waiting for it.
 	inputEnded bool
@@ -749,7 +754,7 @@ func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Me
 	p.ticketRing = signer{}
 	if why := p.authentic(from, h, m); why != "" {
 		ev := dropped(why, from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))
-		if why == ackAgain {
+		if why == ackAgain || why == answerAgain {
 			ev.Level = slog.LevelDebug // what a working network does
 		}
 		return []Output{ev}

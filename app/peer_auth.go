@@ -217,6 +217,9 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 	case wire.QueryResult:
 		w, ok := p.walkOf(m.ReqID)
 		if !ok {
+			if key, ok := p.answered.key(m.ReqID); ok && p.signedBetween(key, h, from) {
+				return answerAgain
+			}
 			return "answers no query in progress (a late copy)"
 		}
 		if q := w.q; q.sg.key.IsZero() || !p.signedBetween(q.sg.key, h, from) {
@@ -250,6 +253,12 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 	}
 	return ""
 }
+
+// answerAgain is why the second answer to a query answered here, signed
+// with its token, is dropped without a warning: the first attempt's answer,
+// slow, arriving behind the answer to the reliable retry (or the other way
+// round).
+const answerAgain = "answer again to a query answered before"
 
 // ackAgain is why an ack of a message no longer in flight, that this peer
 // cannot check, is dropped without a warning.

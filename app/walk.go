@@ -198,3 +198,28 @@ func (p *Peer) askAgain(now time.Time, w *walk, out []Output) ([]Output, bool) {
 	out = append(out, debugEvent("query-dht asked again as a new request: no reply", slog.Uint64("id", uint64(was)), slog.Uint64("new_id", uint64(rq.id))))
 	return append(out, rq.sg.send(p.cfg.Server, rq.id, 0, rq.msg)), true
 }
+
+// answeredQueries are the last queries answered here (their request ids
+// and the tokens that signed their answers), oldest overwritten first.
+type answeredQueries struct {
+	ids  [2 * maxWalks]uint32
+	keys [2 * maxWalks]wire.Key
+	n    int // how many were ever added
+}
+
+func (a *answeredQueries) add(reqID uint32, key wire.Key) {
+	i := a.n % len(a.ids)
+	a.ids[i], a.keys[i] = reqID, key
+	a.n++
+}
+
+// key is the token of the query reqID answered here, if it is one of the
+// last answered.
+func (a *answeredQueries) key(reqID uint32) (wire.Key, bool) {
+	for i := range min(a.n, len(a.ids)) {
+		if a.ids[i] == reqID && !a.keys[i].IsZero() {
+			return a.keys[i], true
+		}
+	}
+	return wire.Key{}, false
+}

@@ -684,3 +684,49 @@ func TestASecondAckOfAQueryIsNoWarning(t *testing.T) {
 		t.Errorf("two acks of the query sent twice: drops at levels %v; want one, at the debug level", levels)
 	}
 }
+
+// The answer to a query's first attempt, slow, arriving behind the answer
+// to its reliable retry (a querier under load, on loopback), is a copy a
+// working network makes: dropped at the debug level, not as a warning on
+// stderr. An answer not signed with that query's token, or to a query not
+// asked here, still warns.
+func TestASecondAnswerToAQueryAnsweredIsNoWarning(t *testing.T) {
+	q := newQuerier(t)
+	asks, _ := q.sent(q.p.Input(q.now, "query-dht erin Aruba"))
+	_, walks := q.sent(q.reply(asks[0]))
+	id := walks["Aruba"]
+	w, ok := q.p.walkOf(id)
+	if !ok {
+		t.Fatal("no query in the ring")
+	}
+	sg := w.q.sg
+	owner := netip.MustParseAddrPort("10.0.0.13:5000")
+	answer := func(reqID uint32, sg signer) []Output {
+		r := wire.QueryResult{ReqID: reqID, Found: true, Node: "carol", NodeID: 2, Hops: 1, LongName: "Aruba"}
+		r.Record[3] = "Aruba"
+		h, m := signedWith(wire.Header{ID: 78, Flags: wire.FlagNoAck}, r, sg, owner, q.p.self.Addr)
+		return q.p.Step(q.now, owner, h, m)
+	}
+	if got := printed(answer(id, sg)); len(got) == 0 {
+		t.Fatal("the first answer printed nothing")
+	}
+	for _, c := range []struct {
+		what  string
+		reqID uint32
+		sg    signer
+		level slog.Level
+	}{
+		{"the same answer again", id, sg, slog.LevelDebug},
+		{"an answer signed with another token", id, signer{key: wire.Key{0x7b}, seq: sg.seq}, slog.LevelWarn},
+		{"an answer to a query not asked here", id + 1, sg, slog.LevelWarn},
+	} {
+		out := answer(c.reqID, c.sg)
+		ev, ok := firstOutput(out).(Event)
+		if !ok || !ev.Drop || ev.Level != c.level {
+			t.Errorf("%s: %+v; want a drop at level %v", c.what, firstOutput(out), c.level)
+		}
+		if got := printed(out); len(got) != 0 {
+			t.Errorf("%s printed %q", c.what, got)
+		}
+	}
+}
