@@ -494,7 +494,11 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 func (p *Peer) onStore(now time.Time, from netip.AddrPort, m wire.Store, ack heldAck) []Output {
 	if int(m.N) != p.n {
 		p.link.ackSigned(ack.to, ack.id, ack.sg)
-		return []Output{event("store for another ring size ignored", attrAddr(from), slog.Int("ring", int(m.N)))}
+		// Traced as the drops are (summarised): a copy captured in an
+		// earlier ring of the same key (a leave, a join and a heal keep
+		// it), sent again at a member restarted since, whose duplicate
+		// filter is empty, was a warning line each (SPEC §7).
+		return []Output{dropped("store for another ring size", from, slog.Int("ring", int(m.N)))}
 	}
 	if p.id == 0 {
 		// Stores start at the leader, which keeps its own records: one
