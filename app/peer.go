@@ -569,7 +569,10 @@ func (p *Peer) failed(now time.Time, out []Output, r Result) []Output {
 	if o, ok := p.op.(*registerOp); ok && !p.registered {
 		if o.resume != nil {
 			p.unresumed, p.elsewhere = o.resume, o.elsewhere
-			if !o.unbound && !o.elsewhere {
+			// The resume at the start says what to type to try again; a
+			// register the user typed says only why it failed (it is what
+			// they would type).
+			if !o.unbound && !o.elsewhere && o.failing() == CmdResume {
 				r.Reason += fmt.Sprintf("; type 'register %s %s %d' to try again", o.resume.Name, o.resume.Addr.Addr(), o.resume.Addr.Port())
 			}
 		}

@@ -614,6 +614,15 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 			// peer on a new file, once the address answers a challenge.
 			return s.challenge(now, from, h, r)
 		}
+		if r, ok := m.(wire.Register); ok && from != u.Addr {
+			// A register for a name registered at another address, signed
+			// with a secret this server never gave it (a peer started on a
+			// file of another server, or of this one before it lost its
+			// file): a new registration, challenged as one without a
+			// secret, gets the rules' answer (the name is taken), and the
+			// peer learns that its file is another server's.
+			return s.challenge(now, from, h, r)
+		}
 		return s.refuse(now, from, h, m, "request not signed with the user's secret", "not signed by "+name)
 	case h.Seq <= u.Seq && from == u.Addr:
 		return s.behind(now, from, h, u)
