@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -84,4 +88,31 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decode → encode → decode:\n got %+v %#v\nwant %+v %#v", h2, m2, h, m)
 		}
 	})
+}
+
+// The seed files under testdata/fuzz carry the current version: a seed of
+// an older one exercises only the version check, never a decoder (they
+// were left at version 2 through six versions).
+func TestFuzzSeedsCarryTheCurrentVersion(t *testing.T) {
+	files, err := filepath.Glob("testdata/fuzz/FuzzDecode/*")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no seed files: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(string(b), "\n")
+		if len(lines) < 2 || lines[0] != "go test fuzz v1" {
+			t.Fatalf("%s: not a seed file", f)
+		}
+		s, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if len(s) < 3 || s[2] != Version {
+			t.Errorf("%s: version %v, want %d (the seed exercises only the version check)", filepath.Base(f), []byte(s[2:3]), Version)
+		}
+	}
 }
