@@ -111,3 +111,74 @@ func TestAHealedSentAgainAndAgainIsAcknowledgedAFewTimesASecond(t *testing.T) {
 		}
 	}
 }
+
+// The leader's own ack of a heal, signed with its secret, captured and
+// sent again and again from its address once the heal has ended: each copy
+// is "the ack of the heal that ended", traced as a drop (summarised), not a
+// receive line each for ever (SPEC §7).
+func TestAReplayedAckOfTheHealThatEndedIsADrop(t *testing.T) {
+	s := newSim(t, 1)
+	users := joinUsers(t, s, 5)
+	var healID uint32
+	var ack []byte
+	var from netip.AddrPort
+	s.Tap = func(src, to netip.AddrPort, b []byte) {
+		h, m, err := wire.Decode(b)
+		if err != nil {
+			return
+		}
+		if m.Type() == wire.TypeHeal && src == simServer {
+			healID = h.ID
+		}
+		if a, ok := m.(wire.Ack); ok && to == simServer && healID != 0 && (h.ID == healID || slices.Contains(a.More, healID)) {
+			ack, from = slices.Clone(b), src
+		}
+	}
+	s.mustDo(users[0], "setup-dht 4 "+users[0], "setup-dht SUCCESS")
+	dead := memberWithID(s, 3)
+	kill(s, dead)
+	settleHeal(t, s, dead)
+	s.Tap = nil
+	if ack == nil {
+		t.Fatal("no ack of the heal seen")
+	}
+	h, m, err := wire.Decode(ack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := 0
+	for i := range 1000 {
+		out := s.Server().Step(s.Now().Add(time.Duration(i)*time.Millisecond), from, h, m)
+		if recv, _, _ := traced(out); recv {
+			lines++
+		}
+	}
+	if lines > 0 {
+		t.Fatalf("the leader's ack of the heal, captured and sent 1000 times from its address once the heal ended: %d traced as receives, a line each; want drops (summarised)", lines)
+	}
+}
+
+// The server's heal, captured and sent again and again from the server's
+// address to the leader that took it: as any other copy of a message
+// already taken, each is a drop and its ack a quiet send, not two lines a
+// copy without end.
+func TestAHealSentAgainAndAgainIsTracedAsADrop(t *testing.T) {
+	s, heal, _, leader := healedWithItsHeal(t)
+	h, m, err := wire.Decode(heal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.Peer(leader)
+	var lines, loud int
+	for i := range 1000 {
+		out := p.Step(s.Now().Add(time.Duration(i)*time.Millisecond), simServer, h, m)
+		recv, _, l := traced(out)
+		if recv {
+			lines++
+		}
+		loud += l
+	}
+	if lines > 0 || loud > 0 {
+		t.Fatalf("a captured heal sent 1000 times at its leader: %d traced as receives, %d acks traced one by one; want drops, quiet acks", lines, loud)
+	}
+}

@@ -415,9 +415,14 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	if !noAck && seen.has(from, h.ID) {
 		p.stats.DupsSuppressed++
 		if hm, ok := m.(wire.Heal); ok && from == p.cfg.Server {
-			p.link.ackSigned(from, h.ID, sg)
+			// Traced as any other copy is (its ack too): the server's
+			// heal, captured and sent again from its address, was two
+			// lines a copy, without end.
+			p.link.ackCopy(from, h.ID, sg)
 			p.healGivenUpAgain(now, hm)
-			return p.healAgain(now, hm)
+			ev := dropped("a copy of a heal already taken: acknowledged again", from, slog.Uint64("epoch", hm.Epoch), slog.Uint64("id", uint64(h.ID)))
+			ev.Level = slog.LevelInfo
+			return append([]Output{ev}, p.healAgain(now, hm)...)
 		}
 		// Acknowledged again, so that its sender stops; traced as the
 		// drops are (its ack too): a copy captured and sent again and
@@ -493,7 +498,7 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 // left, or at once if nothing goes on.
 func (p *Peer) onStore(now time.Time, from netip.AddrPort, m wire.Store, ack heldAck) []Output {
 	if int(m.N) != p.n {
-		p.link.ackSigned(ack.to, ack.id, ack.sg)
+		p.link.ackCopy(ack.to, ack.id, ack.sg) // quiet, as its drop is summarised
 		// Traced as the drops are (summarised): a copy captured in an
 		// earlier ring of the same key (a leave, a join and a heal keep
 		// it), sent again at a member restarted since, whose duplicate

@@ -318,7 +318,12 @@ func (s *Server) healAck(now time.Time, from netip.AddrPort, h wire.Header, a wi
 			// Signed with the leader's secret: unchecked, anyone who
 			// knew the leader's address and the epoch had a line of
 			// trace for each ack forged from there (SPEC §7).
-			return []Output{debugEvent("ack of the heal that ended", attrAddr(from), slog.Uint64("epoch", l.epoch))}
+			// Traced as a drop (its receive at the debug level,
+			// summarised): the leader's ack, captured and sent again
+			// from its address, was a receive line a copy (SPEC §7).
+			ev := dropped("ack of the heal that ended", from, slog.Uint64("epoch", l.epoch))
+			ev.Level = slog.LevelDebug
+			return []Output{ev}
 		}
 	}
 	return []Output{dropped("ack matches no heal in progress", from, slog.Uint64("id", uint64(h.ID)))}
@@ -386,8 +391,11 @@ func (s *Server) healedAgain(now time.Time, from netip.AddrPort, m wire.Healed, 
 	if l.answers++; l.answers > maxAgain {
 		return []Output{dropped(fmt.Sprintf("healed again for the heal that ended, acknowledged %d times this second already", maxAgain), from, slog.Uint64("epoch", m.Epoch))}
 	}
+	// At the info level, as a request answered from the cache: the first
+	// of a window is the only line that says a healed came (its receive
+	// is at the debug level).
 	ev := dropped("healed again for the heal that ended: acknowledged again", from, slog.Uint64("epoch", m.Epoch))
-	ev.Level = slog.LevelDebug
+	ev.Level = slog.LevelInfo
 	ack.Quiet = true
 	return []Output{ev, ack}
 }

@@ -4,6 +4,7 @@ package app
 // DeadAfter is offline; setup-dht and join-dht neither pick nor accept it.
 
 import (
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -1171,14 +1172,16 @@ func TestServerTakesTheAckOfAHealThatEnded(t *testing.T) {
 	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseReady {
 		t.Fatalf("after the healed: DHT %+v, want it ready", d)
 	}
+	// Taken: a drop at the debug level (summarised, and no warning);
+	// else a warning.
 	for _, c := range []struct {
-		from string
-		id   uint32
-		drop bool
-	}{{"alice", healID(8), false}, {"alice", healID(7), true}, {"bob", healID(8), true}} {
+		from  string
+		id    uint32
+		level slog.Level
+	}{{"alice", healID(8), slog.LevelDebug}, {"alice", healID(7), slog.LevelWarn}, {"bob", healID(8), slog.LevelWarn}} {
 		outs := h.s.stepTrusted(h.now, srvAddr(c.from), wire.Header{Type: wire.TypeAck, ID: c.id}, wire.Ack{})
-		if len(outs) != 1 || outs[0].(Event).Drop != c.drop {
-			t.Errorf("ack %d from %s: %#v; want one event, a drop: %v", c.id, c.from, outs, c.drop)
+		if len(outs) != 1 || !outs[0].(Event).Drop || outs[0].(Event).Level != c.level {
+			t.Errorf("ack %d from %s: %#v; want one event, a drop at level %v", c.id, c.from, outs, c.level)
 		}
 	}
 }

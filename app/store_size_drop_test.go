@@ -27,3 +27,24 @@ func TestAStoreForAnotherRingSizeIsTracedAsADrop(t *testing.T) {
 		t.Errorf("table holds %d records, want 1", n)
 	}
 }
+
+// As TestAStoreForAnotherRingSizeIsTracedAsADrop, counting the acks: each
+// store for another ring size, with a new id (a former member's forgery,
+// with the ring key), is acknowledged with a quiet send, not a line each
+// for ever (SPEC §7).
+func TestAStoreForAnotherRingSizeIsAckedQuietly(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	p := fuzzPeer()
+	loud := 0
+	for id := uint32(1); id <= 50; id++ {
+		out := stepSigned(p, now, fzLeft.Addr, wire.Header{ID: id}, wire.Store{N: 5, Records: []wire.Record{{"ABW", "", "", "Aruba", "", "", "", "", ""}}})
+		for _, o := range out {
+			if s, ok := o.(Send); ok && !s.Quiet {
+				loud++
+			}
+		}
+	}
+	if loud > 0 {
+		t.Errorf("50 stores for a ring of 5 at a node of a ring of 3: %d acks traced one by one; want quiet sends", loud)
+	}
+}
