@@ -73,6 +73,8 @@ func benchCommand(e env) *cli.Command {
 				return usagef("--peers must be 2-%d", app.MaxRing)
 			case o.Queriers < 1 || o.Queries < 1:
 				return usagef("--queriers and --queries must be at least 1")
+			case o.Queries > maxBenchQueries:
+				return usagef("--queries must be at most %d, got %d", maxBenchQueries, o.Queries)
 			case o.Queriers > maxQueriers && c.Bool("processes"):
 				return usagef("--queriers must be at most %d with --processes (each is a process), got %d", maxQueriers, o.Queriers)
 			case o.Queriers > maxQueriers:
@@ -117,12 +119,13 @@ func benchCommand(e env) *cli.Command {
 // on open files.
 const (
 	maxBenchRecords  = 1_000_000
+	maxBenchQueries  = 10_000_000 // each an int of the query order, more in one process
 	maxBenchQueriers = 1024
 	maxProcQueriers  = 64
 )
 
 // benchInProcess is dht bench without --processes.
-func benchInProcess(c *cli.Context, stdout io.Writer, o bench.Options) error {
+func benchInProcess(c *cli.Context, stdout io.Writer, o bench.Options) (err error) {
 	if c.Bool("loss-sweep") && c.String("scaling") != "" {
 		return usagef("--loss-sweep and --scaling are two benches: give one")
 	}
@@ -135,15 +138,25 @@ func benchInProcess(c *cli.Context, stdout io.Writer, o bench.Options) error {
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(c.Int("procs")))
 	if path := c.String("cpuprofile"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
+		f, cerr := os.Create(path)
+		if cerr != nil {
+			return cerr
+		}
+		// The profile is written as it is taken, and StopCPUProfile
+		// drops a write's error: a full disk would leave a cut profile
+		// and status 0.
+		pw := &checkedWriter{w: f}
+		if err := pprof.StartCPUProfile(pw); err != nil {
+			f.Close()
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		defer func() {
+			pprof.StopCPUProfile()
+			perr := pw.check(f.Close())
+			if err == nil && perr != nil {
+				err = fmt.Errorf("--cpuprofile %s: %w", path, perr)
+			}
+		}()
 	}
 	if path := c.String("scaling"); path != "" {
 		// The SVG's file is opened now, so that a path that cannot be
@@ -201,8 +214,8 @@ func benchProcesses(c *cli.Context, stdout io.Writer, o bench.Options) error {
 	if c.Bool("loss-sweep") || c.String("scaling") != "" || o.Loss > 0 {
 		return usagef("--processes measures no loss and no scaling")
 	}
-	if o.QueriesAhead = c.Int("queries-ahead"); o.QueriesAhead < 1 {
-		return usagef("--queries-ahead must be at least 1")
+	if o.QueriesAhead = c.Int("queries-ahead"); o.QueriesAhead < 1 || o.QueriesAhead > maxBenchQueries {
+		return usagef("--queries-ahead must be 1-%d, got %d", maxBenchQueries, o.QueriesAhead)
 	}
 	o.Binary = c.String("bin")
 	if o.Binary == "" {

@@ -303,3 +303,33 @@ func TestBenchChecksBeforeItMeasures(t *testing.T) {
 		t.Errorf("the refused benches left %v", es)
 	}
 }
+
+// A number of queries the bench cannot hold in memory is refused as a
+// usage error before anything runs (a review: --queries 4000000000 ended
+// in the runtime's "fatal error: out of memory", exit 2 with a stack
+// trace, its temporary folder left behind).
+func TestBenchRefusesTooManyQueries(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, args := range [][]string{
+		{"bench", "--queries", "10000001", "--data", "missing.csv"},
+		{"bench", "--processes", "--bin", "missing-dht", "--queries", "10000001"},
+		{"bench", "--processes", "--bin", "missing-dht", "--queries-ahead", "4000000000"},
+	} {
+		code, out, errOut := runDHT(t, "", args...)
+		if code != 2 || out != "" || !strings.Contains(errOut, "must be") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2 and the limit", args, code, out, errOut)
+		}
+	}
+}
+
+// A CPU profile that cannot be written (a full disk) fails the bench
+// (a review: --cpuprofile /dev/full printed the figures with status 0).
+func TestBenchProfileWriteFails(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full here")
+	}
+	code, _, errOut := runDHT(t, "", "bench", "--peers", "2", "--queriers", "1", "--queries", "10", "--cpuprofile", "/dev/full")
+	if code != 1 || !strings.Contains(errOut, "--cpuprofile /dev/full") {
+		t.Errorf("exit %d, stderr %q; want 1 and the profile's write error", code, errOut)
+	}
+}

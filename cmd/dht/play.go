@@ -105,6 +105,10 @@ func playCommand(e env) *cli.Command {
 			n, err := playIn(c, wd.path, sc, seed, trace, out, e.stderr)
 			where, derr := wd.done()
 			if err != nil {
+				if wd.keep && !c.IsSet("dir") {
+					// --keep's folder is named nowhere else.
+					return fmt.Errorf("%w (%s)", err, where)
+				}
 				return err
 			}
 			if derr != nil {

@@ -410,3 +410,22 @@ func TestPlayTrace(t *testing.T) {
 		}
 	}
 }
+
+// A play that fails with --keep keeps its new folder under $TMPDIR and
+// says where it is, as one that succeeds does.
+func TestPlayKeepNamesFolderOnFailure(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	f := writeScenario(t, "alice: register alice 127.0.0.1 ${PORT:a}\nalice: expect FAILURE\n")
+	code, out, errOut := runDHT(t, "", "play", "--keep", f)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", code, out, errOut)
+	}
+	kept, _ := filepath.Glob(filepath.Join(tmp, "dht-play-*"))
+	if len(kept) != 1 {
+		t.Fatalf("kept folders %q, want one", kept)
+	}
+	if !strings.Contains(errOut, kept[0]) {
+		t.Errorf("stderr does not name the kept folder %s:\n%s", kept[0], errOut)
+	}
+}

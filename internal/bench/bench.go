@@ -119,15 +119,17 @@ type Report struct {
 
 // QueryReport is what one query phase measured.
 type QueryReport struct {
-	Queriers   int     `json:"queriers"`
-	Queries    int     `json:"queries"`
-	Found      int     `json:"found"` // answered SUCCESS with every field as in the dataset
-	P50US      float64 `json:"p50_us"`
-	P99US      float64 `json:"p99_us"`
-	MaxUS      float64 `json:"max_us"`
+	Queriers int `json:"queriers"`
+	Queries  int `json:"queries"`
+	Found    int `json:"found"` // answered SUCCESS with every field as in the dataset
+	// The latencies and the ratio are left out where the phase measures
+	// none (--processes' typed-ahead phase: only its rate).
+	P50US      float64 `json:"p50_us,omitempty"`
+	P99US      float64 `json:"p99_us,omitempty"`
+	MaxUS      float64 `json:"max_us,omitempty"`
 	PerSecond  float64 `json:"per_second"`
 	MeanHops   float64 `json:"mean_hops"`
-	FloorRatio float64 `json:"floor_ratio"` // median over queries of latency / ((hops + 3) × one hop)
+	FloorRatio float64 `json:"floor_ratio,omitempty"` // median over queries of latency / ((hops + 3) × one hop)
 	// Between processes: the CPU time and the context switches of every
 	// process of the cluster and of the bench itself during the phase,
 	// over its queries (what bounds the queries per second).
