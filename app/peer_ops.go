@@ -716,6 +716,7 @@ type queryOp struct {
 	sg       signer         // the token the server gave, and the ring's epoch
 	tries    tries          // under the query Retry policy
 	copies   int            // sent reliably (retry)
+	held     bool           // its first retry was held back once (holdWalks)
 	waitOn   [1]netip.AddrPort
 }
 
