@@ -120,12 +120,14 @@ type link struct {
 	// duplicate of the network's or a replay, and answered again it would
 	// send the querier a record for every copy.
 	unacked dedup
-	// late: messages sent more than once and acknowledged since. Their
-	// receiver acknowledges every copy, so an ack for one of them comes
-	// again, and is no sign of trouble: a receiver acknowledges a message
-	// once it has committed what it brought, and a commit slower than the
-	// timeout (a slow disk, a loaded machine) has the message sent again
-	// on a network that loses nothing.
+	// late: messages acknowledged since they were sent (the last
+	// lateAcks). An ack for one of them that comes again is no sign of
+	// trouble: the receiver acknowledges every copy of a message sent
+	// more than once (a receiver acknowledges a message once it has
+	// committed what it brought, and a commit slower than the timeout, a
+	// slow disk or a loaded machine, has the message sent again on a
+	// network that loses nothing), and a network that duplicates
+	// delivers an ack twice.
 	late dedup
 	// dropped: messages given up on by cancel, whose ack may still come
 	// and means nothing (their receiver took them; nothing waits on it).
@@ -412,9 +414,10 @@ func (l *link) acked(now time.Time, from netip.AddrPort, id uint32) (t tag, ok b
 				} else {
 					l.ackRTT = max(l.ackRTT, rtt)
 				}
-			} else {
-				l.late.add(from, id)
 			}
+			// Remembered sent once too: a network that duplicates
+			// delivers its ack twice, and the copy is no sign of trouble.
+			l.late.add(from, id)
 			d.inflight = append(d.inflight[:i], d.inflight[i+1:]...)
 			return m.tag, true, l.pump(now, from, d, nil)
 		}

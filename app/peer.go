@@ -123,6 +123,10 @@ type Peer struct {
 	// attempt's, slow, behind the reliable retry's) is known for what a
 	// working network does (walk.go).
 	answered answeredQueries
+	// replied: the ids of the last requests the server answered (each id
+	// a request went with), so that a copy of an answer, or the answer to
+	// an id asked again before the first answer came, is dropped quietly.
+	replied repliedIDs
 	// inputEnded: no more lines will come, so a query-dht that still
 	// needs its Long Name fails instead of waiting for it.
 	inputEnded bool
@@ -757,7 +761,7 @@ func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Me
 	p.ticketRing = signer{}
 	if why := p.authentic(from, h, m); why != "" {
 		ev := dropped(why, from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))
-		if why == ackAgain || why == answerAgain {
+		if why == ackAgain || why == answerAgain || why == replyAgain || why == challengeAgain {
 			ev.Level = slog.LevelDebug // what a working network does
 		}
 		return []Output{ev}
@@ -807,6 +811,10 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 		return []Output{dropped("the server took a later request of this peer's; this one waits for its own answer", from, slog.Uint64("id", uint64(h.ID)))}
 	}
 	rq.live, p.serverHeard = false, true
+	p.replied.add(rq.id)
+	for _, a := range rq.asked {
+		p.replied.add(a.id)
+	}
 	if w != nil {
 		p.serverRTT.sample(walkRoundTrip(rq, h.ID, now))
 	} else if rtt, ok := rq.tries.roundTrip(now); ok {

@@ -139,6 +139,11 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 			return ""
 		}
 		if _, ok := m.(wire.Challenge); ok {
+			if p.replied.has(h.ID) {
+				// A copy of a challenge answered (a register sent twice
+				// before the first challenge came is challenged twice).
+				return challengeAgain
+			}
 			if o, ok := p.op.(*registerOp); ok && o.rq.live {
 				return ""
 			}
@@ -146,6 +151,9 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 		}
 		if _, ok := m.(wire.Reply); ok {
 			if rq, _ := p.requestOf(h.ID); rq == nil {
+				if p.replied.has(h.ID) && !p.cred.secret.IsZero() && wire.VerifyAt(p.cred.secret, h, p.self.Addr) {
+					return replyAgain
+				}
 				return "reply matches no request (a late copy)"
 			}
 		}
@@ -260,6 +268,32 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 // round).
 const answerAgain = "answer again to a query answered before"
 
+// replyAgain is why a second answer from the server, signed with this
+// peer's secret, to a request answered before is dropped without a
+// warning: a copy the network made, or the answer to an id a query-dht was
+// asked with again before the first answer came.
+const replyAgain = "reply again to a request answered before"
+
+// challengeAgain is why a challenge of a register already challenged and
+// sent again with its cookie is dropped without a warning.
+const challengeAgain = "challenge again of a register answered before"
+
+// repliedIDs are the ids of the last requests answered, oldest
+// overwritten first.
+type repliedIDs struct {
+	ids [2 * maxWalks]uint32
+	n   int
+}
+
+func (r *repliedIDs) add(id uint32) {
+	r.ids[r.n%len(r.ids)] = id
+	r.n++
+}
+
+func (r *repliedIDs) has(id uint32) bool {
+	return id != 0 && slices.Contains(r.ids[:min(r.n, len(r.ids))], id)
+}
+
 // ackAgain is why an ack of a message no longer in flight, that this peer
 // cannot check, is dropped without a warning.
 const ackAgain = "ack again of a message acknowledged or given up before"
@@ -301,6 +335,7 @@ func (p *Peer) onChallenge(now time.Time, from netip.AddrPort, h wire.Header, c 
 		p.cred.secret, p.cred.seq = wire.Key{}, 0
 		o.anew = true
 	}
+	p.replied.add(h.ID) // a copy of this challenge is no sign of trouble
 	m := o.rq.msg.(wire.Register)
 	m.Cookie = c.Cookie
 	// Still a resume, when it is one: its result is the resume line.

@@ -441,7 +441,11 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	// dropped here as copies.
 	if q, ok := m.(wire.Query); ok && noAck && p.link.unacked.has(q.Querier.Addr, q.ReqID) {
 		p.stats.DupsSuppressed++
-		return []Output{dropped("a copy of a query already taken", from, slog.Uint64("id", uint64(h.ID)))}
+		// No warning: a network that duplicates makes such copies, and a
+		// replay is summarised as any drop is.
+		ev := dropped("a copy of a query already taken", from, slog.Uint64("id", uint64(h.ID)))
+		ev.Level = slog.LevelInfo
+		return []Output{ev}
 	}
 	if why := p.expected(from, m); why != "" {
 		if hm, ok := m.(wire.Heal); ok && from == p.cfg.Server {

@@ -338,7 +338,13 @@ func (s *Server) alive(now time.Time, from netip.AddrPort, h wire.Header, m wire
 		return []Output{dropped("alive for a user not registered at its source", from, slog.String("name", m.Name))}
 	case !wire.Verify(u.Secret, h):
 		return []Output{dropped("alive not signed with the user's secret", from, slog.String("name", m.Name))}
-	case h.Seq <= u.AliveSeq:
+	case h.Seq == u.AliveSeq:
+		// A copy of the last alive taken: what a network that duplicates
+		// does, no warning (a replay of it is summarised all the same).
+		ev := dropped("alive again: a copy of the last taken", from, slog.String("name", m.Name))
+		ev.Level = slog.LevelInfo
+		return []Output{ev}
+	case h.Seq < u.AliveSeq:
 		return []Output{dropped("alive replayed", from, slog.String("name", m.Name))}
 	}
 	u.AliveSeq = h.Seq

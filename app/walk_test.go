@@ -175,7 +175,7 @@ func TestQueriesTypedAheadWalkTogether(t *testing.T) {
 			t.Fatalf("reply to %q printed %q before any answer", names[i], got)
 		}
 	}
-	if out := q.reply(asks[0]); !droppedAs(out, "reply matches no request") {
+	if out := q.reply(asks[0]); !droppedAs(out, replyAgain) {
 		t.Fatalf("a second copy of a reply: %v", out)
 	}
 	if q.p.serverRTT.srtt == 0 {
@@ -639,7 +639,7 @@ func TestWalkTakesTheReplyToAnEarlierAsk(t *testing.T) {
 	if got := q.p.serverRTT.srtt; got != 200*time.Millisecond {
 		t.Fatalf("round trip measured %v, want the first ask's 200ms", got)
 	}
-	if out := q.reply(ids[2]); !droppedAs(out, "reply matches no request") {
+	if out := q.reply(ids[2]); !droppedAs(out, replyAgain) {
 		t.Fatalf("a second reply, to a later ask, once the query went: %v", out)
 	}
 }
