@@ -3,6 +3,7 @@ package app
 import (
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"dht/wire"
@@ -101,6 +102,11 @@ func (p *Peer) walkOf(reqID uint32) (*walk, bool) {
 // walked ends w with r, prints every result whose turn has come, and lets
 // the input go on.
 func (p *Peer) walked(now time.Time, w *walk, r Result, out []Output) []Output {
+	if !r.OK && !r.Answer.Answered && w.q != nil && w.q.stage == queryWalking {
+		// Named, as a "not found" is: of 241 queries typed ahead, the
+		// one that failed is known without counting lines.
+		r.Reason = strconv.Quote(w.q.longName) + ": " + r.Reason
+	}
 	w.res, w.done = r, true
 	n := 0
 	for n < len(p.walks) && p.walks[n].done {

@@ -313,7 +313,7 @@ func TestWalkGivenUpInItsTurn(t *testing.T) {
 			retries++
 		}
 	})
-	want := []string{"query-dht FAILURE: no answer within 2s: bob (10.0.0.12:5000), the node the server named, never acknowledged the query (it may have left the ring or stopped since; query-dht asks the server anew)",
+	want := []string{"query-dht FAILURE: \"Aruba\": no answer within 2s: bob (10.0.0.12:5000), the node the server named, never acknowledged the query (it may have left the ring or stopped since; query-dht asks the server anew)",
 		"query-dht found Republic of Chile", "query-dht FAILURE: no DHT exists"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("printed %q; want %q", got, want)
@@ -494,7 +494,7 @@ func TestLateTickReadsBeforeGivingUp(t *testing.T) {
 		got = append(got, printed(q.p.Tick(q.now))...)
 		want := "query-dht found Aruba"
 		if !answered {
-			want = "query-dht FAILURE: no answer within 2s to the query sent to bob (10.0.0.12:5000), the node the server named: it, or a node on the way from it to the one that holds the Long Name, may have stopped"
+			want = "query-dht FAILURE: \"Aruba\": no answer within 2s to the query sent to bob (10.0.0.12:5000), the node the server named: it, or a node on the way from it to the one that holds the Long Name, may have stopped"
 		}
 		if len(got) != 1 || got[0] != want {
 			t.Fatalf("answered %v: printed %q, want %q", answered, got, want)
@@ -525,7 +525,7 @@ func TestEveryTickLateStillJudges(t *testing.T) {
 		q.now = at.Add(late)
 		got = printed(q.p.Tick(q.now))
 	}
-	if len(got) != 1 || !strings.HasPrefix(got[0], "query-dht FAILURE: no answer within 2s") {
+	if len(got) != 1 || !strings.HasPrefix(got[0], "query-dht FAILURE: \"Aruba\": no answer within 2s") {
 		t.Fatalf("printed %q", got)
 	}
 }
@@ -548,7 +548,7 @@ func TestQueryToASilentNodeIsOneStream(t *testing.T) {
 	if len(ids) != 1 {
 		t.Errorf("the query went as %d reliable copies %v; want one, sent again by the link", len(ids), ids)
 	}
-	want := "query-dht FAILURE: no answer within 10s: bob (10.0.0.12:5000), the node the server named, never acknowledged the query (it may have left the ring or stopped since; query-dht asks the server anew)"
+	want := "query-dht FAILURE: \"Aruba\": no answer within 10s: bob (10.0.0.12:5000), the node the server named, never acknowledged the query (it may have left the ring or stopped since; query-dht asks the server anew)"
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("printed %q; want %q", got, want)
 	}
@@ -595,7 +595,7 @@ func TestQueryCopiesBounded(t *testing.T) {
 	if len(copies) < 11 || len(copies) > 16 {
 		t.Errorf("the query went reliably %d times in 10 s; want 11 to 16", len(copies))
 	}
-	if len(got) != 1 || got[0] != "query-dht FAILURE: no answer from the ring within 10s (asked bob (10.0.0.12:5000), the node the server named, which took the query; a node on the way from it to the one that holds the Long Name may have stopped)" {
+	if len(got) != 1 || got[0] != "query-dht FAILURE: \"Aruba\": no answer from the ring within 10s (asked bob (10.0.0.12:5000), the node the server named, which took the query; a node on the way from it to the one that holds the Long Name may have stopped)" {
 		t.Fatalf("printed %q; want the ring's silence, naming bob", got)
 	}
 }
