@@ -93,6 +93,10 @@ func benchCommand(e env) *cli.Command {
 				return usagef("--procs must be at least 1")
 			case c.String("scaling") == "-":
 				return usagef("--scaling needs a FILE for the SVG: the table goes to stdout")
+			case c.IsSet("queries-ahead") && !c.Bool("processes"):
+				return usagef("--queries-ahead is a phase of --processes: give --processes too")
+			case c.IsSet("procs") && c.Bool("processes"):
+				return usagef("--procs sets the scheduler of the in-process cluster: each process of --processes has its own")
 			}
 			// A signal stops the bench: its cluster or processes end and
 			// its files go, and no figures are printed.

@@ -333,3 +333,18 @@ func TestBenchProfileWriteFails(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want 1 and the profile's write error", code, errOut)
 	}
 }
+
+// A flag that applies to the other mode only is refused, not ignored (a
+// review: --queries-ahead without --processes, and --procs with it, ran
+// as if not given).
+func TestBenchRefusesAFlagOfTheOtherMode(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "--queries-ahead", "100", "--data", "missing.csv"},
+		{"bench", "--processes", "--procs", "2", "--bin", "missing-dht"},
+	} {
+		code, out, errOut := runDHT(t, "", args...)
+		if code != 2 || out != "" || !strings.Contains(errOut, "--processes") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2, naming --processes", args, code, out, errOut)
+		}
+	}
+}
