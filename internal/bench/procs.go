@@ -1196,5 +1196,5 @@ func PrintProcReport(w io.Writer, r ProcReport) {
 	fmt.Fprintf(tw, "\tretransmissions (%% of datagrams) / duplicates suppressed / gave up\t%.0f (%.2f%%) / %.0f / %.0f\n", r.Retransmits, r.RetransmitPct, r.DupsSuppressed, r.GaveUp)
 	fmt.Fprintf(tw, "\tpeak RSS, summed over the processes\t%.0f MB\n", r.PeakRSSMB)
 	tw.Flush()
-	fmt.Fprintf(w, "\ncritical paths (n = %d):\n  setup:    %s\n  teardown: %s (n is the ring after the leave)\n  leave:    %s\n", r.Peers, setupPath, teardownPath, leavePath)
+	fmt.Fprintf(w, "\ncritical paths (n is the ring before the command: %d for setup and leave, %d for the teardown, which follows the leave):\n  setup:    %s\n  teardown: %s\n  leave:    %s\n", r.Peers, r.Peers-1, setupPath, teardownPath, leavePath)
 }
