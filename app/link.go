@@ -173,9 +173,8 @@ const queriesSeen = 1 << 12
 // queried at 15,000 queries a second, hours of them at a person's rate.
 const unackedQueriesSeen = 1 << 14
 
-// lateAcks is how many retransmitted messages the link remembers once
-// acknowledged (see link.late): a window's worth to each of a few
-// destinations.
+// lateAcks is how many acknowledged messages the link remembers (see
+// link.late): the last few windows' worth, to a few destinations.
 const lateAcks = 1024
 
 func (l *link) newID() uint32 {
@@ -436,9 +435,9 @@ func (l *link) unseen(from netip.AddrPort, ids []uint32) int {
 	return n
 }
 
-// ackedBefore reports that id, sent to `from` more than once, was
-// acknowledged already: an ack that matches nothing in flight, for it, is
-// the answer to another copy.
+// ackedBefore reports that id, sent to `from`, was acknowledged already
+// (one of the last lateAcks): an ack that matches nothing in flight, for
+// it, is the answer to another copy of the message, or a copy of the ack.
 func (l *link) ackedBefore(from netip.AddrPort, id uint32) bool { return l.late.has(from, id) }
 
 // ackDropped reports that id, sent to `from`, was cancelled in flight: its

@@ -811,9 +811,16 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 		return []Output{dropped("the server took a later request of this peer's; this one waits for its own answer", from, slog.Uint64("id", uint64(h.ID)))}
 	}
 	rq.live, p.serverHeard = false, true
-	p.replied.add(rq.id)
+	// The key that signed r: a register's reply is signed with its
+	// cookie, and the secret it brings is taken only below. An unsigned
+	// FAILURE is remembered with none (anyone may send one).
+	var key wire.Key
+	if h.Flags&wire.FlagAuth != 0 {
+		key = p.replyKey()
+	}
+	p.replied.add(rq.id, key)
 	for _, a := range rq.asked {
-		p.replied.add(a.id)
+		p.replied.add(a.id, key)
 	}
 	if w != nil {
 		p.serverRTT.sample(walkRoundTrip(rq, h.ID, now))
@@ -857,7 +864,7 @@ func (p *Peer) acked(now time.Time, from netip.AddrPort, id uint32, out []Output
 			return out
 		}
 		if p.link.ackedBefore(from, id) {
-			return append(out, debugEvent("ack again: the message was sent more than once", attrAddr(from), slog.Uint64("id", uint64(id))))
+			return append(out, debugEvent("ack again: the message was sent more than once, or the ack copied on the way", attrAddr(from), slog.Uint64("id", uint64(id))))
 		}
 		return append(out, dropped("ack matches nothing in flight", from, slog.Uint64("id", uint64(id))))
 	}

@@ -151,16 +151,13 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 		}
 		if _, ok := m.(wire.Reply); ok {
 			if rq, _ := p.requestOf(h.ID); rq == nil {
-				if p.replied.has(h.ID) && !p.cred.secret.IsZero() && wire.VerifyAt(p.cred.secret, h, p.self.Addr) {
+				if key, ok := p.replied.key(h.ID); ok && wire.VerifyAt(key, h, p.self.Addr) {
 					return replyAgain
 				}
 				return "reply matches no request (a late copy)"
 			}
 		}
-		key := p.cred.secret
-		if o, ok := p.op.(*registerOp); ok && key.IsZero() {
-			key = wire.Key(o.rq.msg.(wire.Register).Cookie)
-		}
+		key := p.replyKey()
 		if key.IsZero() || !wire.VerifyAt(key, h, p.self.Addr) {
 			return "reply not signed with this peer's secret"
 		}
@@ -262,6 +259,16 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 	return ""
 }
 
+// replyKey is the key the server signs its replies to this peer with: the
+// user's secret, or, for a register before there is one, its cookie.
+func (p *Peer) replyKey() wire.Key {
+	key := p.cred.secret
+	if o, ok := p.op.(*registerOp); ok && key.IsZero() {
+		key = wire.Key(o.rq.msg.(wire.Register).Cookie)
+	}
+	return key
+}
+
 // answerAgain is why the second answer to a query answered here, signed
 // with its token, is dropped without a warning: the first attempt's answer,
 // slow, arriving behind the answer to the reliable retry (or the other way
@@ -278,20 +285,34 @@ const replyAgain = "reply again to a request answered before"
 // sent again with its cookie is dropped without a warning.
 const challengeAgain = "challenge again of a register answered before"
 
-// repliedIDs are the ids of the last requests answered, oldest
-// overwritten first.
+// repliedIDs are the ids of the last requests answered, with the key that
+// signed each answer (zero for a challenge, which is not signed: the
+// user's secret, or a register's cookie), oldest overwritten first.
 type repliedIDs struct {
-	ids [2 * maxWalks]uint32
-	n   int
+	ids  [2 * maxWalks]uint32
+	keys [2 * maxWalks]wire.Key
+	n    int
 }
 
-func (r *repliedIDs) add(id uint32) {
-	r.ids[r.n%len(r.ids)] = id
+func (r *repliedIDs) add(id uint32, key wire.Key) {
+	i := r.n % len(r.ids)
+	r.ids[i], r.keys[i] = id, key
 	r.n++
 }
 
 func (r *repliedIDs) has(id uint32) bool {
 	return id != 0 && slices.Contains(r.ids[:min(r.n, len(r.ids))], id)
+}
+
+// key is the key that signed the answer to id, if id is one of the last
+// answered with a signed reply.
+func (r *repliedIDs) key(id uint32) (wire.Key, bool) {
+	for i := range min(r.n, len(r.ids)) {
+		if id != 0 && r.ids[i] == id && !r.keys[i].IsZero() {
+			return r.keys[i], true
+		}
+	}
+	return wire.Key{}, false
 }
 
 // ackAgain is why an ack of a message no longer in flight, that this peer
@@ -335,7 +356,7 @@ func (p *Peer) onChallenge(now time.Time, from netip.AddrPort, h wire.Header, c 
 		p.cred.secret, p.cred.seq = wire.Key{}, 0
 		o.anew = true
 	}
-	p.replied.add(h.ID) // a copy of this challenge is no sign of trouble
+	p.replied.add(h.ID, wire.Key{}) // a copy of this challenge is no sign of trouble
 	m := o.rq.msg.(wire.Register)
 	m.Cookie = c.Cookie
 	// Still a resume, when it is one: its result is the resume line.

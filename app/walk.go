@@ -102,11 +102,6 @@ func (p *Peer) walkOf(reqID uint32) (*walk, bool) {
 // walked ends w with r, prints every result whose turn has come, and lets
 // the input go on.
 func (p *Peer) walked(now time.Time, w *walk, r Result, out []Output) []Output {
-	if !r.OK && !r.Answer.Answered && w.q != nil && w.q.stage == queryWalking {
-		// Named, as a "not found" is: of 241 queries typed ahead, the
-		// one that failed is known without counting lines.
-		r.Reason = strconv.Quote(w.q.longName) + ": " + r.Reason
-	}
 	w.res, w.done = r, true
 	n := 0
 	for n < len(p.walks) && p.walks[n].done {
@@ -143,7 +138,7 @@ func (p *Peer) tickWalks(now time.Time, gone []failure, out []Output) []Output {
 			continue
 		}
 		if g, ok := opFailure(p, w, gone); ok {
-			out = p.walked(now, w, resultFailed(CmdQueryDHT, w.q.unacked(p, g)), out)
+			out = p.walked(now, w, w.q.failed(w.q.unacked(p, g)), out)
 			i = -1 // the walks ahead may have gone: look again from the first
 			continue
 		}
@@ -158,7 +153,7 @@ func (p *Peer) tickWalks(now time.Time, gone []failure, out []Output) []Output {
 			continue
 		}
 		if out, ok = w.q.retry(p, now, out); !ok {
-			out = p.walked(now, w, resultFailed(CmdQueryDHT, w.q.unanswered(p)), out)
+			out = p.walked(now, w, w.q.failed(w.q.unanswered(p)), out)
 			i = -1
 			continue
 		}
@@ -193,7 +188,7 @@ func (p *Peer) askAgain(now time.Time, w *walk, out []Output) ([]Output, bool) {
 		return out, true
 	}
 	if !rq.tries.again(now, &p.serverRetry, &p.serverRTT) {
-		return p.walked(now, w, resultFailed(CmdQueryDHT, p.serverSilent()), out), false
+		return p.walked(now, w, w.q.failed(p.serverSilent()), out), false
 	}
 	was := rq.id
 	if len(rq.asked) == maxAsked {
@@ -230,4 +225,15 @@ func (a *answeredQueries) key(reqID uint32) (wire.Key, bool) {
 		}
 	}
 	return wire.Key{}, false
+}
+
+// failed is the FAILURE of a query given up (unanswered, unacknowledged,
+// or the server silent), naming its Long Name as a "not found" does: of
+// 241 queries typed ahead, the one that failed is known without counting
+// lines. A refusal by the server is not named: its reason is the DHT's.
+func (o *queryOp) failed(why string) Result {
+	if o.longName != "" {
+		why = strconv.Quote(o.longName) + ": " + why
+	}
+	return resultFailed(CmdQueryDHT, why)
 }

@@ -268,7 +268,7 @@ func TestWalkAskedAgainAsANewRequest(t *testing.T) {
 			got = append(got, printed(q.answer(walks["Republic of Chile"], "Republic of Chile", true))...)
 		}
 	}
-	want := []string{"query-dht FAILURE: no answer from the server at 10.0.0.1:4000 within 3s", "query-dht found Republic of Chile"}
+	want := []string{`query-dht FAILURE: "Aruba": no answer from the server at 10.0.0.1:4000 within 3s`, "query-dht found Republic of Chile"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("printed %q; want %q", got, want)
 	}
