@@ -808,7 +808,10 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 		// acted on, its answer lost (the server keeps one answer an
 		// address). It goes on as if no answer had come: sent again as it
 		// was, or for a query asked again as a new request.
-		return []Output{dropped("the server took a later request of this peer's; this one waits for its own answer", from, slog.Uint64("id", uint64(h.ID)))}
+		// No warning: a network that reorders makes it.
+		ev := dropped("the server took a later request of this peer's; this one waits for its own answer", from, slog.Uint64("id", uint64(h.ID)))
+		ev.Level = slog.LevelInfo
+		return []Output{ev}
 	}
 	rq.live, p.serverHeard = false, true
 	// The key that signed r: a register's reply is signed with its

@@ -699,7 +699,11 @@ func (s *Server) heard(u *state.User) {
 // replay gets the user a datagram it ignores (it asked nothing with that
 // id), and a stranger nothing.
 func (s *Server) behind(now time.Time, from netip.AddrPort, h wire.Header, u *state.User) []Output {
-	out := []Output{dropped("request behind the user's sequence numbers: told the last taken", from, slog.String("name", u.Name), slog.Uint64("seq", h.Seq), slog.Uint64("last", u.Seq))}
+	ev := dropped("request behind the user's sequence numbers: told the last taken", from, slog.String("name", u.Name), slog.Uint64("seq", h.Seq), slog.Uint64("last", u.Seq))
+	// No warning: a network that reorders delivers a user's requests
+	// typed ahead out of order (a replay is summarised all the same).
+	ev.Level = slog.LevelInfo
+	out := []Output{ev}
 	if s.mayRefuse(now) {
 		r := wire.Reply{Reason: "sequence number behind the last one taken", Epoch: u.Seq}
 		out = append(out, Send{To: from, ID: h.ID, Msg: r, Sign: true, Seq: h.Seq, Key: u.Secret, Quiet: true})
