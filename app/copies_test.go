@@ -15,6 +15,21 @@ func firstDrop(out []Output) (Event, bool) {
 	return ev, ok && ev.Drop
 }
 
+// userStep is s.Step of m, from name's address, with id, signed with its
+// secret and sequence number seq.
+func userStep(t *testing.T, s *Server, name string, id uint32, seq uint64, m wire.Message) []Output {
+	t.Helper()
+	b, err := wire.AppendSigned(nil, id, 0, m, seq, srvSecret(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, msg, err := wire.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Step(srvT0, srvAddr(name), h, msg)
+}
+
 // A network that duplicates delivers a user's alive twice: the copy of the
 // last alive taken is no warning (a chaos run at 5% duplication: a
 // hundred "alive replayed" warnings at a healthy server). An older one,
@@ -22,15 +37,7 @@ func firstDrop(out []Output) (Event, bool) {
 func TestACopyOfAnAliveIsNoWarning(t *testing.T) {
 	s := NewServer(srvConfig(), srvFree("alice"), nil)
 	alive := func(id uint32, seq uint64) []Output {
-		b, err := wire.AppendSigned(nil, id, 0, wire.Alive{Name: "alice", PeriodMS: uint32(s.Pace().Milliseconds())}, seq, srvSecret("alice"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, m, err := wire.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s.Step(srvT0, srvAddr("alice"), h, m)
+		return userStep(t, s, "alice", id, seq, wire.Alive{Name: "alice", PeriodMS: uint32(s.Pace().Milliseconds())})
 	}
 	if _, dropped := firstDrop(alive(1, 100)); dropped {
 		t.Fatal("the first alive was dropped")
@@ -108,15 +115,7 @@ func TestACopyOfAQueryIsNoWarning(t *testing.T) {
 func TestRequestsReorderedAreNoWarning(t *testing.T) {
 	s := NewServer(srvConfig(), srvFree("alice"), nil)
 	ask := func(id uint32, seq uint64) []Output {
-		b, err := wire.AppendSigned(nil, id, 0, wire.QueryDHT{Name: "alice"}, seq, srvSecret("alice"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, m, err := wire.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s.Step(srvT0, srvAddr("alice"), h, m)
+		return userStep(t, s, "alice", id, seq, wire.QueryDHT{Name: "alice"})
 	}
 	if _, dropped := firstDrop(ask(8, 6)); dropped {
 		t.Fatal("the later request was dropped")

@@ -32,6 +32,19 @@ func traced(out []app.Output) (recvLine bool, sends, loud int) {
 	return recvLine, sends, loud
 }
 
+// serverReceiveLines is how many of 1000 copies of (h, m) from `from`, a
+// millisecond apart, the server's runner would trace as receives, a line
+// each.
+func serverReceiveLines(s *simNet, from netip.AddrPort, h wire.Header, m wire.Message) (lines int) {
+	for i := range 1000 {
+		out := s.Server().Step(s.Now().Add(time.Duration(i)*time.Millisecond), from, h, m)
+		if recv, _, _ := traced(out); recv {
+			lines++
+		}
+	}
+	return lines
+}
+
 // An off-path stranger who knows the address of the last heal's leader
 // (any member's, from a query-dht reply) and its epoch (a small number)
 // sends unsigned acks with the heal's id from that address: each was
@@ -49,14 +62,7 @@ func TestAForgedAckOfTheHealThatEndedIsADrop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := 0
-	for i := range 1000 {
-		out := s.Server().Step(s.Now().Add(time.Duration(i)*time.Millisecond), healTo, h, m)
-		if recv, _, _ := traced(out); recv {
-			lines++
-		}
-	}
-	if lines > 0 {
+	if lines := serverReceiveLines(s, healTo, h, m); lines > 0 {
 		t.Fatalf("1000 forged unsigned acks of the heal that ended, from its leader's address: %d traced as receives, a line each; want each a drop", lines)
 	}
 }
@@ -146,14 +152,7 @@ func TestAReplayedAckOfTheHealThatEndedIsADrop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := 0
-	for i := range 1000 {
-		out := s.Server().Step(s.Now().Add(time.Duration(i)*time.Millisecond), from, h, m)
-		if recv, _, _ := traced(out); recv {
-			lines++
-		}
-	}
-	if lines > 0 {
+	if lines := serverReceiveLines(s, from, h, m); lines > 0 {
 		t.Fatalf("the leader's ack of the heal, captured and sent 1000 times from its address once the heal ended: %d traced as receives, a line each; want drops (summarised)", lines)
 	}
 }
