@@ -568,46 +568,65 @@ func TestResumeOnAClockBehind(t *testing.T) {
 // does not know the user: the resume fails, saying so, and changes
 // nothing; registered anew there, the user would lose its place in the
 // ring of the file's server. A register typed then registers it anew.
+// Where that server has the name registered at another address, the resume
+// says the same (not "not signed by NAME" with an invitation to type a
+// register that fails the same way every time), and a register typed then
+// gets the rules' answer.
 func TestResumeWithAnotherServersAddressChangesNothing(t *testing.T) {
-	s := newSim(t, 3)
-	users := joinUsers(t, s, 3)
-	s.mustDo(users[0], "setup-dht 3 "+users[0], "setup-dht SUCCESS")
-	member := users[1]
-	p := s.Process(member)
-	id, _, err := p.Table.Load()
-	if err != nil || !id.InRing {
-		t.Fatalf("%s's file: %+v, %v; want a place in the ring", member, id, err)
+	for _, taken := range []bool{false, true} {
+		t.Run(fmt.Sprintf("name-taken=%v", taken), func(t *testing.T) {
+			s := newSim(t, 3)
+			users := joinUsers(t, s, 3)
+			s.mustDo(users[0], "setup-dht 3 "+users[0], "setup-dht SUCCESS")
+			member := users[1]
+			p := s.Process(member)
+			id, _, err := p.Table.Load()
+			if err != nil || !id.InRing {
+				t.Fatalf("%s's file: %+v, %v; want a place in the ring", member, id, err)
+			}
+			elsewhere := netip.MustParseAddrPort("10.9.9.9:4000")
+			id.Server = elsewhere // the file is of the server at 10.9.9.9:4000
+			if err := p.Table.Apply(state.Batch{Identity: &id}); err != nil {
+				t.Fatal(err)
+			}
+			s.RestartServerOnANewFile() // the server this peer is started with does not know it
+			if taken {
+				imp := s.addPeer("imp", records(t))
+				s.mustDo("imp", fmt.Sprintf("register %s %s %d", member, imp.Addr.Addr(), imp.Addr.Port()), "register SUCCESS")
+			}
+			file := p.Table
+			before := len(p.Printed)
+			if !s.Restart(member) {
+				t.Fatal("nothing to restart")
+			}
+			for len(s.Process(member).Printed) == before && s.step() {
+			}
+			out := texts(s.Process(member).Printed[before:])
+			a := p.Addr
+			want := fmt.Sprintf("resume FAILURE: the server at %s does not hold %s's secret, and %s's file was registered with the server at %s: nothing was changed; to resume there, start the peer with 10.9.9.9 4000 (typing 'register %s %s %d' registers %s anew with this server, and its place in a ring is discarded)", simServer, member, member, elsewhere, member, a.Addr(), a.Port(), member)
+			if len(out) != 1 || out[0] != want {
+				t.Fatalf("%s printed %q, want %q (no invitation to try again)", member, out, want)
+			}
+			register := fmt.Sprintf("register %s %s %d", member, a.Addr(), a.Port())
+			if taken {
+				if got := s.do(member, register); len(got) != 1 || !strings.HasPrefix(got[0], "register FAILURE: "+member+" is already registered") || strings.Contains(got[0], "try again") {
+					t.Errorf("a typed register printed %q, want the rules' answer: %s is already registered", got, member)
+				}
+				return
+			}
+			// A command typed meanwhile says the same, not "try again".
+			if got, want := s.do(member, "query-dht "+member+" Aruba"), fmt.Sprintf("query-dht FAILURE: not registered: the resume of %s failed, its file being of the server at %s (typing 'register %s %s %d' registers %s anew with this server)", member, elsewhere, member, a.Addr(), a.Port(), member); len(got) != 1 || got[0] != want {
+				t.Errorf("query-dht printed %q, want %q", got, want)
+			}
+			if after, _, err := file.Load(); err != nil || after != id {
+				t.Errorf("the file holds %+v (%v), want it unchanged: %+v", after, err, id)
+			}
+			if st := s.Server().Snapshot(); len(st.Users) != 0 {
+				t.Errorf("the server registered %+v", st.Users)
+			}
+			s.mustDo(member, register, fmt.Sprintf("register SUCCESS: %s %s Free, registered anew", member, a))
+		})
 	}
-	elsewhere := netip.MustParseAddrPort("10.9.9.9:4000")
-	id.Server = elsewhere // the file is of the server at 10.9.9.9:4000
-	if err := p.Table.Apply(state.Batch{Identity: &id}); err != nil {
-		t.Fatal(err)
-	}
-	s.RestartServerOnANewFile() // the server this peer is started with does not know it
-	file := p.Table
-	before := len(p.Printed)
-	if !s.Restart(member) {
-		t.Fatal("nothing to restart")
-	}
-	for len(s.Process(member).Printed) == before && s.step() {
-	}
-	out := texts(s.Process(member).Printed[before:])
-	a := p.Addr
-	want := fmt.Sprintf("resume FAILURE: the server at %s does not hold %s's secret, and %s's file was registered with the server at %s: nothing was changed; to resume there, start the peer with 10.9.9.9 4000 (typing 'register %s %s %d' registers %s anew with this server, and its place in a ring is discarded)", simServer, member, member, elsewhere, member, a.Addr(), a.Port(), member)
-	if len(out) != 1 || out[0] != want {
-		t.Fatalf("%s printed %q, want %q (no invitation to try again)", member, out, want)
-	}
-	// A command typed meanwhile says the same, not "try again".
-	if got, want := s.do(member, "query-dht "+member+" Aruba"), fmt.Sprintf("query-dht FAILURE: not registered: the resume of %s failed, its file being of the server at %s (typing 'register %s %s %d' registers %s anew with this server)", member, elsewhere, member, a.Addr(), a.Port(), member); len(got) != 1 || got[0] != want {
-		t.Errorf("query-dht printed %q, want %q", got, want)
-	}
-	if after, _, err := file.Load(); err != nil || after != id {
-		t.Errorf("the file holds %+v (%v), want it unchanged: %+v", after, err, id)
-	}
-	if st := s.Server().Snapshot(); len(st.Users) != 0 {
-		t.Errorf("the server registered %+v", st.Users)
-	}
-	s.mustDo(member, fmt.Sprintf("register %s %s %d", member, a.Addr(), a.Port()), fmt.Sprintf("register SUCCESS: %s %s Free, registered anew", member, a))
 }
 
 // The server put back on a copy of its file taken after the first setup
