@@ -1,6 +1,9 @@
 package app
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 // A Tick more than lateTick after a judgement fell due (a member silent
 // for DeadAfter, an operation's or a query's limit, a give-up) means the
@@ -58,4 +61,20 @@ func (g *lateGuard) deadline(t time.Time, ok bool) (time.Time, bool) {
 		return g.at, true
 	}
 	return t, ok
+}
+
+// lateWarn: a Tick this late or later is warned of (a stopped process, a
+// machine out of memory); one less late, which a loaded machine's
+// scheduling gives (tens, a few hundred milliseconds), is traced at the
+// info level: far short of the limits the judgements it holds back count
+// with (a give-up, --dead-after: seconds), and held back all the same.
+const lateWarn = time.Second
+
+// lateEvent is the event of a Tick late by late, saying what waits.
+func lateEvent(what string, late time.Duration) Event {
+	ev := event("late: this process did not run for a while (stopped, or starved of CPU); it reads what came meanwhile before "+what, slog.Duration("late", late))
+	if late < lateWarn {
+		ev.Level = slog.LevelInfo
+	}
+	return ev
 }

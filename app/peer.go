@@ -1217,7 +1217,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 	if judge, late := p.late.judging(now, due, ok); !judge {
 		out := p.aliveDue(now, nil)
 		if late > 0 {
-			out = append(out, event("late: this process did not run for a while (stopped, or starved of CPU); it reads what came meanwhile before it gives up on any peer or the server", slog.Duration("late", late)))
+			out = append(out, lateEvent("it gives up on any peer or the server", late))
 		}
 		return out
 	}

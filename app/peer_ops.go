@@ -639,6 +639,7 @@ func (o *teardownOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply)
 	out = append(out, p.link.send(now, o.right, wire.Teardown{Origin: p.self.Name, OriginAddr: p.self.Addr, Epoch: p.epoch}, tagNone, false)...)
 	p.clearTable()
 	p.leaveRing(false)
+	out = append(out, p.endForwards(now)...)
 	out = append(out, p.persist(true, nil))
 	return append(out, p.link.send(now, o.right, wire.TornDown{Origin: p.self.Name}, tagNone, false)...)
 }

@@ -235,6 +235,9 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 		}
 	case wire.TornDown:
 		if !p.tornDownFrom(from, m) {
+			if fromLeft && p.tearing == nil && m.Origin != p.self.Name {
+				return tornDownAhead
+			}
 			return "no teardown waits for it from there"
 		}
 	case wire.Store:
@@ -452,12 +455,12 @@ func (p *Peer) onRing(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 			p.healGivenUpAgain(now, hm)
 		}
 		ev := dropped(why, from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))
-		if why == noRoundWaits || strings.HasPrefix(why, flushAhead) {
+		if why == noRoundWaits || why == tornDownAhead || strings.HasPrefix(why, flushAhead) {
 			// What a working network does on its own (a copy of a
-			// committed whose ack was lost, a flush overtaking what it
-			// names): its sender sends it again or gives it up, and says
-			// so then (a chaos review: hundreds of warnings in a healthy
-			// run at 15% loss).
+			// committed whose ack was lost, a flush or a torn-down
+			// overtaking what it follows): its sender sends it again or
+			// gives it up, and says so then (a chaos review: hundreds of
+			// warnings in a healthy run at 15% loss).
 			ev.Level = slog.LevelDebug
 		}
 		if _, late := m.(wire.QueryResult); late && !noAck {
@@ -647,6 +650,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		}
 		p.formerRight = p.right
 		p.neighbours, p.left, p.right = false, wire.Member{}, wire.Member{}
+		out = append(out, p.endForwards(now)...)
 		// A teardown-dht's: the origin sends teardown-complete once every
 		// table is on disk, which the torn-down that follows the teardown
 		// round the ring says; this node passes it on once it has come
@@ -819,11 +823,15 @@ func (p *Peer) committedFrom(from netip.AddrPort, m wire.Committed) bool {
 	return c != nil && !c.fromLeft && from == c.left && m.Leader == c.leader && m.Round == c.round
 }
 
-// Two reasons a ring message is dropped that a working network gives on
+// Three reasons a ring message is dropped that a working network gives on
 // its own: traced at the debug level.
 const (
 	noRoundWaits = "no store round waits for it from there"
 	flushAhead   = "flush ahead of "
+	// tornDownAhead: a torn-down from the left neighbour before the
+	// teardown it follows (sent right behind it, which was lost): the left
+	// sends both again.
+	tornDownAhead = "torn-down ahead of its teardown"
 )
 
 // roundBeforeResume: m, a committed from the left neighbour that no round
@@ -876,4 +884,16 @@ func (p *Peer) placed(now time.Time, from netip.AddrPort, m wire.SetID) []Output
 	// disk.
 	p.deferPersist(true)
 	return out
+}
+
+// endForwards ends the queries this node forwarded round a ring a teardown
+// ends: the right, out of the ring once the teardown passed it, drops them
+// unacknowledged, and a give-up would name a live node. Their queriers ask
+// again through the server. Its own, as a querier, go on: their walks are
+// its own.
+func (p *Peer) endForwards(now time.Time) []Output {
+	return p.link.cancelWhere(now, func(o *outMsg) bool {
+		q, ok := o.msg.(wire.Query)
+		return ok && q.Querier.Addr != p.self.Addr
+	})
 }

@@ -1610,7 +1610,7 @@ func (s *Server) Tick(now time.Time) []Output {
 			return s.retryHeal(now)
 		}
 	case late > 0:
-		return []Output{event("late: this process did not run for a while (stopped, or starved of CPU); it reads what came meanwhile before it judges who went silent and what waited too long", slog.Duration("late", late))}
+		return []Output{lateEvent("it judges who went silent and what waited too long", late)}
 	}
 	if s.dht.Phase == state.PhaseHealing && !s.healAcked && !now.Before(s.healNext) {
 		return s.sendHeal(now)

@@ -301,10 +301,18 @@ func (s *Server) sendHeal(now time.Time) []Output {
 //
 // With verify (Step), the ack must be signed with the leader's secret.
 func (s *Server) healAck(now time.Time, from netip.AddrPort, h wire.Header, a wire.Ack, verify bool) []Output {
-	if s.dht.Phase == state.PhaseHealing && !s.healAcked && from == s.users[s.dht.Leader].Addr &&
+	if s.dht.Phase == state.PhaseHealing && from == s.users[s.dht.Leader].Addr &&
 		(!verify || wire.Verify(s.users[s.dht.Leader].Secret, h)) {
 		id := healID(s.dht.Epoch)
 		if h.ID == id || slices.Contains(a.More, id) {
+			if s.healAcked {
+				// A copy (a network that duplicates; the ack of a copy
+				// of the heal sent again): nothing amiss, traced as the
+				// ack of the heal that ended is.
+				ev := dropped("ack of the heal taken before", from, slog.Uint64("epoch", s.dht.Epoch))
+				ev.Level = slog.LevelDebug
+				return []Output{ev}
+			}
 			s.healAcked = true
 			s.seen(now, from)
 			return nil
