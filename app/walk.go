@@ -205,10 +205,16 @@ func (p *Peer) askAgain(now time.Time, w *walk, out []Output) ([]Output, bool) {
 // answeredQueries are the last queries answered here (their request ids
 // and the tokens that signed their answers), oldest overwritten first.
 type answeredQueries struct {
-	ids  [2 * maxWalks]uint32
-	keys [2 * maxWalks]wire.Key
+	ids  [answeredKept]uint32
+	keys [answeredKept]wire.Key
 	n    int // how many were ever added
 }
+
+// answeredKept is how many answered queries a peer remembers: a querier
+// typing ahead gets a thousand answers a second and more, and a copy may
+// come a few hundred milliseconds behind its first (a chaos run: 64 were
+// forgotten in 182 ms, and the copy warned).
+const answeredKept = 512
 
 func (a *answeredQueries) add(reqID uint32, key wire.Key) {
 	i := a.n % len(a.ids)

@@ -730,3 +730,32 @@ func TestASecondAnswerToAQueryAnsweredIsNoWarning(t *testing.T) {
 		}
 	}
 }
+
+// A copy of an answer a few hundred queries behind it (a querier typing
+// ahead at a thousand queries a second, the copy late by a few hundred
+// milliseconds) is still known for one.
+func TestACopyOfAnAnswerHundredsOfQueriesLaterIsNoWarning(t *testing.T) {
+	q := newQuerier(t)
+	var first uint32
+	var sg signer
+	owner := netip.MustParseAddrPort("10.0.0.13:5000")
+	for i := range 300 {
+		asks, _ := q.sent(q.p.Input(q.now, "query-dht erin Aruba"))
+		_, walks := q.sent(q.reply(asks[0]))
+		id := walks["Aruba"]
+		if i == 0 {
+			w, _ := q.p.walkOf(id)
+			first, sg = id, w.q.sg
+		}
+		if got := printed(q.answer(id, "Aruba", true)); len(got) == 0 {
+			t.Fatalf("query %d: the answer printed nothing", i)
+		}
+	}
+	r := wire.QueryResult{ReqID: first, Found: true, Node: "carol", NodeID: 2, Hops: 1, LongName: "Aruba"}
+	r.Record[3] = "Aruba"
+	h, m := signedWith(wire.Header{ID: 79, Flags: wire.FlagNoAck}, r, sg, owner, q.p.self.Addr)
+	ev, ok := firstOutput(q.p.Step(q.now, owner, h, m)).(Event)
+	if !ok || !ev.Drop || ev.Level != slog.LevelDebug {
+		t.Errorf("a copy of the first of 300 answers: %+v; want a drop at the debug level", ev)
+	}
+}
