@@ -761,8 +761,11 @@ func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Me
 	p.ticketRing = signer{}
 	if why := p.authentic(from, h, m); why != "" {
 		ev := dropped(why, from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))
-		if why == ackAgain || why == answerAgain || why == replyAgain || why == challengeAgain {
+		switch why {
+		case ackAgain, answerAgain, replyAgain, challengeAgain:
 			ev.Level = slog.LevelDebug // what a working network does
+		case newerRing:
+			ev.Level = slog.LevelInfo // what a lossy network does
 		}
 		return []Output{ev}
 	}
