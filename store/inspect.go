@@ -62,6 +62,7 @@ type PeerReport struct {
 	Name     string      `json:"name"`
 	IP       string      `json:"ip,omitempty"`
 	Port     uint16      `json:"port,omitempty"`
+	Server   *AddrJSON   `json:"server,omitempty"` // the server it registered with
 	ID       *int        `json:"id,omitempty"`
 	RingSize *int        `json:"ring_size,omitempty"`
 	Left     *MemberJSON `json:"left,omitempty"`
@@ -70,8 +71,14 @@ type PeerReport struct {
 	Slots    []SlotJSON  `json:"slots"`           // non-empty slots only, by position
 	Records  int         `json:"records"`
 
-	server netip.AddrPort // shown in the text form only
+	server netip.AddrPort // Server, for the text form
 	sealed bool           // its values carry checksums (fileVersion); text form only
+}
+
+// AddrJSON is an address in a PeerReport.
+type AddrJSON struct {
+	IP   string `json:"ip"`
+	Port uint16 `json:"port"`
 }
 
 // MemberJSON is a neighbour in a PeerReport.
@@ -218,6 +225,10 @@ func peerReport(path string, tx *bolt.Tx) (*PeerReport, error) {
 		return nil, err
 	}
 	r := &PeerReport{Kind: kindPeer, Name: id.Name, Slots: []SlotJSON{}, Records: len(recs), server: id.Server, sealed: sealedValues(tx)}
+	if id.Server.IsValid() {
+		ip, port := splitAddr(id.Server)
+		r.Server = &AddrJSON{IP: ip, Port: port}
+	}
 	r.IP, r.Port = splitAddr(id.Addr)
 	if id.InRing {
 		n, i := id.N, id.ID

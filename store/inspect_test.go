@@ -156,7 +156,7 @@ func TestInspectPeer(t *testing.T) {
 			}
 		}
 	})
-	if want := []string{"id", "ip", "kind", "left", "name", "port", "records", "right", "ring_size", "slots"}; !slices.Equal(keys, want) {
+	if want := []string{"id", "ip", "kind", "left", "name", "port", "records", "right", "ring_size", "server", "slots"}; !slices.Equal(keys, want) {
 		t.Errorf("keys %v, want %v", keys, want)
 	}
 	if m["kind"] != "peer" || m["name"] != "alice" || m["id"] != 0.0 || m["ring_size"] != 1.0 || m["records"] != 4.0 {
@@ -273,7 +273,7 @@ func TestInspectPeerOutsideDHT(t *testing.T) {
 		t.Fatal(err)
 	}
 	js, _ := json.Marshal(r)
-	if want := `{"kind":"peer","name":"dave","ip":"127.0.0.1","port":5004,"slots":[],"records":0}`; string(js) != want {
+	if want := `{"kind":"peer","name":"dave","ip":"127.0.0.1","port":5004,"server":{"ip":"127.0.0.1","port":4000},"slots":[],"records":0}`; string(js) != want {
 		t.Fatalf("got  %s\nwant %s", js, want)
 	}
 	var text bytes.Buffer
