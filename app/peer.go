@@ -131,7 +131,13 @@ type Peer struct {
 	// needs its Long Name fails instead of waiting for it.
 	inputEnded bool
 
-	inRing      bool
+	inRing bool
+	// filling: this node's place changed (a set-id, a reset-id, a heal or
+	// a join it leads, a setup) and its table is not yet that place's:
+	// its store round's records are not all committed here. A query for
+	// this node's id that the table does not hold is not answered "not
+	// found" meanwhile (the querier sends it again).
+	filling     bool
 	id, n       int
 	left, right wire.Member
 	neighbours  bool

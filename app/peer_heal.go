@@ -76,9 +76,10 @@ func (p *Peer) startHeal(now time.Time, m wire.Heal) []Output {
 	h := &healLead{epoch: m.Epoch, members: m.Members, data: data, pending: n - 1}
 	p.healing = h
 	p.clearTable()
-	p.inRing, p.id, p.n, p.epoch = true, 0, n, m.Epoch
+	p.inRing, p.id, p.n, p.epoch, p.filling = true, 0, n, m.Epoch, true
 	p.left, p.right, p.neighbours = m.Members[n-1], m.Members[1%n], true
 	p.leaver = netip.AddrPort{}
+	out = append(out, p.endForwardsOff(now)...)
 	p.deferPersist(true) // written with the store round's first commit
 	if n == 1 {
 		return h.placed(p, now, out)

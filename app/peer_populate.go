@@ -210,6 +210,7 @@ func (p *Peer) popReturned(now time.Time, back, done bool) []Output {
 func (p *Peer) populated(now time.Time) []Output {
 	pop := p.pop
 	p.pop = nil
+	p.filling = false
 	// The round is over: its flush and committed, if a copy is still
 	// unacknowledged (the ack lost, its receiver restarted since, which
 	// would drop it), go no further.

@@ -623,6 +623,14 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		}
 		if ok {
 			res.Found, res.Record = true, r.Fields()
+		} else if p.filling {
+			// Its records may not all have come: "not found" could be
+			// false (a chaos run with queries in the ring during leaves,
+			// joins and heals: dozens of shipped Long Names answered
+			// "not found"). Unanswered, the querier sends it again.
+			ev := dropped("a query for a table still being filled", from, slog.String("long_name", m.LongName))
+			ev.Level = slog.LevelInfo
+			return []Output{ev}
 		}
 		// The querier asks again if the answer is lost.
 		return []Output{p.sendNoAck(m.Querier.Addr, res, p.tokenSigner(m.Querier.Addr))}
@@ -682,7 +690,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 			}
 			return []Output{dropped("reset-id of ours returned unexpectedly", netip.AddrPort{})}
 		}
-		p.inRing, p.id, p.n, p.epoch = true, int(m.ID), int(m.N), m.Epoch
+		p.inRing, p.id, p.n, p.epoch, p.filling = true, int(m.ID), int(m.N), m.Epoch, true
 		// Written with the rebuild's stores or flush, which follow.
 		p.deferPersist(false)
 		m.ID++
@@ -695,7 +703,10 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 	case wire.ResetRight:
 		p.right = m.Right
 		p.deferPersist(false)
-		return nil
+		// What this node forwarded to its old right (the leaver, out of
+		// the ring now; or, at a join, the leader, whose left is the
+		// joiner now) is dropped there unacknowledged.
+		return p.endForwardsOff(now)
 	case wire.RebuildDHT:
 		p.leaver = netip.AddrPort{}
 		data, err := p.cfg.LoadData()
@@ -788,6 +799,7 @@ func (p *Peer) committed(now time.Time, out []Output, cw *commitWait) []Output {
 	// sent them all again once the commit outlasted its timeout.
 	out = p.link.flushAcks(out)
 	out = p.commitStores(out, true)
+	p.filling = false // every record of the round for this node is on disk
 	p.committing = cw
 	if cw.fromLeft {
 		return p.passCommitted(now, out, cw)
@@ -875,10 +887,11 @@ func (p *Peer) placed(now time.Time, from netip.AddrPort, m wire.SetID) []Output
 		out = p.abandon(now, fmt.Sprintf("%s set %s up in a new ring (epoch %d)", p.named(from), p.self.Name, m.Epoch))
 	}
 	p.clearTable()
-	p.inRing, p.id, p.n, p.epoch = true, int(m.ID), int(m.N), m.Epoch
+	p.inRing, p.id, p.n, p.epoch, p.filling = true, int(m.ID), int(m.N), m.Epoch, true
 	p.left, p.right, p.neighbours = m.Left, m.Right, true
 	p.leaver = netip.AddrPort{}
 	p.joining = nil
+	out = append(out, p.endForwardsOff(now)...)
 	// Written with this node's stores, or at the flush: acknowledged
 	// at once, so the leader starts the stores without waiting for a
 	// disk.
@@ -895,5 +908,18 @@ func (p *Peer) endForwards(now time.Time) []Output {
 	return p.link.cancelWhere(now, func(o *outMsg) bool {
 		q, ok := o.msg.(wire.Query)
 		return ok && q.Querier.Addr != p.self.Addr
+	})
+}
+
+// endForwardsOff ends the queries this node forwarded to a node that is
+// not its right neighbour any more (a set-id or a heal gave it another):
+// a node a heal removed as offline never acknowledges them, and each was
+// sent again until the give-up, then warned once per query. Their queriers
+// send their copies again to the member the server named, which forwards
+// them round the ring as it is now.
+func (p *Peer) endForwardsOff(now time.Time) []Output {
+	return p.link.cancelWhereTo(now, func(to netip.AddrPort, o *outMsg) bool {
+		q, ok := o.msg.(wire.Query)
+		return ok && q.Querier.Addr != p.self.Addr && to != p.right.Addr
 	})
 }
