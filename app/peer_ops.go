@@ -431,7 +431,10 @@ func (o *setupOp) expire(p *Peer, now time.Time, out []Output) []Output {
 }
 
 func (o *setupOp) waited() string {
-	return "the committed behind the records to come back round the ring"
+	// Either may be what never came: the flush, dropped at a node, or
+	// the committed behind it (a chaos review: the line named only the
+	// committed, where the flush had stalled).
+	return "the flush behind the records, then the committed behind it, to come back round the ring"
 }
 
 func (o *setupOp) sent(p *Peer, m wire.Message) bool {

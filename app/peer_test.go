@@ -1440,3 +1440,22 @@ func TestDropsOfAWorkingNetworkAreNoWarnings(t *testing.T) {
 		t.Errorf("a committed under another key: dropped %v at %v; want a warning", ok, l)
 	}
 }
+
+// A setup that runs out of time says what it waited for: the flush behind
+// the records, which may be what stalled, as well as the committed behind
+// it (the line named only the committed).
+func TestASetupOutOfTimeNamesTheFlushAndTheCommitted(t *testing.T) {
+	p := fuzzPeer()
+	o := &setupOp{stage: setupPopulating}
+	p.op = o
+	var got []string
+	for _, out := range o.expire(p, time.Unix(1_700_000_000, 0), nil) {
+		if r, ok := out.(Result); ok {
+			got = append(got, r.String())
+		}
+	}
+	want := "dht-complete FAILURE: the ring did not finish within " + p.cfg.OpTimeout.String() + ": it waited for the flush behind the records, then the committed behind it, to come back round the ring"
+	if len(got) != 1 || !strings.HasPrefix(got[0], want) {
+		t.Fatalf("printed %q, want a line starting %q", got, want)
+	}
+}
