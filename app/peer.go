@@ -122,11 +122,11 @@ type Peer struct {
 	// signed each, so that a second answer to one of them (its first
 	// attempt's, slow, behind the reliable retry's) is known for what a
 	// working network does (walk.go).
-	answered answeredQueries
+	answered answeredIDs
 	// replied: the ids of the last requests the server answered (each id
 	// a request went with), so that a copy of an answer, or the answer to
 	// an id asked again before the first answer came, is dropped quietly.
-	replied repliedIDs
+	replied answeredIDs
 	// inputEnded: no more lines will come, so a query-dht that still
 	// needs its Long Name fails instead of waiting for it.
 	inputEnded bool

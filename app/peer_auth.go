@@ -298,36 +298,6 @@ const replyAgain = "reply again to a request answered before"
 // sent again with its cookie is dropped without a warning.
 const challengeAgain = "challenge again of a register answered before"
 
-// repliedIDs are the ids of the last requests answered, with the key that
-// signed each answer (zero for a challenge, which is not signed: the
-// user's secret, or a register's cookie), oldest overwritten first.
-type repliedIDs struct {
-	ids  [2 * maxWalks]uint32
-	keys [2 * maxWalks]wire.Key
-	n    int
-}
-
-func (r *repliedIDs) add(id uint32, key wire.Key) {
-	i := r.n % len(r.ids)
-	r.ids[i], r.keys[i] = id, key
-	r.n++
-}
-
-func (r *repliedIDs) has(id uint32) bool {
-	return id != 0 && slices.Contains(r.ids[:min(r.n, len(r.ids))], id)
-}
-
-// key is the key that signed the answer to id, if id is one of the last
-// answered with a signed reply.
-func (r *repliedIDs) key(id uint32) (wire.Key, bool) {
-	for i := range min(r.n, len(r.ids)) {
-		if id != 0 && r.ids[i] == id && !r.keys[i].IsZero() {
-			return r.keys[i], true
-		}
-	}
-	return wire.Key{}, false
-}
-
 // ackAgain is why an ack of a message no longer in flight, that this peer
 // cannot check, is dropped without a warning.
 const ackAgain = "ack again of a message acknowledged or given up before"

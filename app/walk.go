@@ -3,6 +3,7 @@ package app
 import (
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -202,31 +203,39 @@ func (p *Peer) askAgain(now time.Time, w *walk, out []Output) ([]Output, bool) {
 	return append(out, rq.sg.send(p.cfg.Server, rq.id, 0, rq.msg)), true
 }
 
-// answeredQueries are the last queries answered here (their request ids
-// and the tokens that signed their answers), oldest overwritten first.
-type answeredQueries struct {
+// answeredIDs are the ids of the last messages answered here (queries
+// answered, requests the server answered, registers challenged), with the
+// key that signed each answer (zero where none did: a challenge), oldest
+// overwritten first: a copy of an answer, signed with its key, is what a
+// network that duplicates or delays does, no warning.
+type answeredIDs struct {
 	ids  [answeredKept]uint32
 	keys [answeredKept]wire.Key
 	n    int // how many were ever added
 }
 
-// answeredKept is how many answered queries a peer remembers: a querier
-// typing ahead gets a thousand answers a second and more, and a copy may
-// come a few hundred milliseconds behind its first (a chaos run: 64 were
+// answeredKept is how many answers a peer remembers: a querier typing
+// ahead gets a thousand answers a second and more, and a copy may come a
+// few hundred milliseconds behind its first (a chaos run: 64 were
 // forgotten in 182 ms, and the copy warned).
 const answeredKept = 512
 
-func (a *answeredQueries) add(reqID uint32, key wire.Key) {
+func (a *answeredIDs) add(id uint32, key wire.Key) {
 	i := a.n % len(a.ids)
-	a.ids[i], a.keys[i] = reqID, key
+	a.ids[i], a.keys[i] = id, key
 	a.n++
 }
 
-// key is the token of the query reqID answered here, if it is one of the
-// last answered.
-func (a *answeredQueries) key(reqID uint32) (wire.Key, bool) {
+// has reports whether id is one of the last answered.
+func (a *answeredIDs) has(id uint32) bool {
+	return id != 0 && slices.Contains(a.ids[:min(a.n, len(a.ids))], id)
+}
+
+// key is the key that signed the answer to id, if id is one of the last
+// answered with a signed answer.
+func (a *answeredIDs) key(id uint32) (wire.Key, bool) {
 	for i := range min(a.n, len(a.ids)) {
-		if a.ids[i] == reqID && !a.keys[i].IsZero() {
+		if id != 0 && a.ids[i] == id && !a.keys[i].IsZero() {
 			return a.keys[i], true
 		}
 	}
