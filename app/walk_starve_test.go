@@ -100,15 +100,7 @@ func TestANetworksCopyOfAnAckIsNoWarning(t *testing.T) {
 			}
 		}
 	}
-	var levels []slog.Level
-	for range 2 { // the ack, and the network's copy of it
-		h, m := signedWith(wire.Header{ID: id}, wire.Ack{}, signer{seq: fzEpoch, key: q.token}, q.member, q.p.self.Addr)
-		for _, o := range q.p.Step(q.now, q.member, h, m) {
-			if e, ok := o.(Event); ok && e.Drop {
-				levels = append(levels, e.Level)
-			}
-		}
-	}
+	levels := ackTwice(q, id) // the ack, and the network's copy of it
 	if len(levels) != 1 || levels[0] != slog.LevelDebug {
 		t.Errorf("an ack and its copy, of a query sent once: drops at levels %v; want one, at the debug level", levels)
 	}

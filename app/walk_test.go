@@ -671,15 +671,7 @@ func TestASecondAckOfAQueryIsNoWarning(t *testing.T) {
 			}
 		}
 	}
-	var levels []slog.Level
-	for range 2 {
-		h, m := signedWith(wire.Header{ID: id}, wire.Ack{}, signer{seq: fzEpoch, key: q.token}, q.member, q.p.self.Addr)
-		for _, o := range q.p.Step(q.now, q.member, h, m) {
-			if e, ok := o.(Event); ok && e.Drop {
-				levels = append(levels, e.Level)
-			}
-		}
-	}
+	levels := ackTwice(q, id)
 	if len(levels) != 1 || levels[0] != slog.LevelDebug {
 		t.Errorf("two acks of the query sent twice: drops at levels %v; want one, at the debug level", levels)
 	}
@@ -758,4 +750,19 @@ func TestACopyOfAnAnswerHundredsOfQueriesLaterIsNoWarning(t *testing.T) {
 	if !ok || !ev.Drop || ev.Level != slog.LevelDebug {
 		t.Errorf("a copy of the first of 300 answers: %+v; want a drop at the debug level", ev)
 	}
+}
+
+// ackTwice steps the same ack of the query with request id, signed with
+// q's token, from the member twice, and returns the levels of the drops.
+func ackTwice(q *querier, id uint32) []slog.Level {
+	var levels []slog.Level
+	for range 2 {
+		h, m := signedWith(wire.Header{ID: id}, wire.Ack{}, signer{seq: fzEpoch, key: q.token}, q.member, q.p.self.Addr)
+		for _, o := range q.p.Step(q.now, q.member, h, m) {
+			if e, ok := o.(Event); ok && e.Drop {
+				levels = append(levels, e.Level)
+			}
+		}
+	}
+	return levels
 }
