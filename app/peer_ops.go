@@ -121,7 +121,7 @@ func opFailure(p *Peer, o waiter, gone []failure) (failure, bool) {
 	return first, found
 }
 
-// waiter is what opFailure asks of a command, or of a walk.
+// waiter is what opFailure asks of a command.
 type waiter interface {
 	needs() []netip.AddrPort
 	sent(p *Peer, m wire.Message) bool
@@ -728,8 +728,9 @@ type queryOp struct {
 	sg       signer         // the token the server gave, and the ring's epoch
 	tries    tries          // under the query Retry policy
 	copies   int            // sent reliably (retry)
+	copySent time.Time      // when the last copy sent reliably went
+	reasks   int            // the server asked again for a node (reask)
 	held     bool           // its first retry was held back once (holdWalks)
-	waitOn   [1]netip.AddrPort
 }
 
 func (o *queryOp) asking() *request { return &o.rq }
@@ -775,8 +776,13 @@ func (o *queryOp) ask(p *Peer, now time.Time, out []Output) []Output {
 func (o *queryOp) send(p *Peer, now time.Time, out []Output) []Output {
 	o.stage = queryWalking
 	o.reqID = p.link.newID()
+	was := o.tries
 	o.tries.start(now, p.queryRTT.first(&p.queryRetry))
-	o.waitOn[0] = o.to
+	if o.reasks > 0 {
+		// Asked the server again: the query's limit runs from its first
+		// attempt, whichever node it goes to.
+		o.tries.firstSent, o.tries.stalled = was.firstSent, was.stalled
+	}
 	q := wire.Query{ReqID: o.reqID, Querier: p.self, LongName: o.longName}
 	return append(out, p.sendNoAck(o.to, q, o.sg))
 }
@@ -795,7 +801,7 @@ func (o *queryOp) named(r wire.Reply, self netip.AddrPort) string {
 
 // answer: the node that owns the Long Name answered.
 func (o *queryOp) answer(p *Peer, now time.Time, r wire.QueryResult) Result {
-	if rtt, ok := o.tries.roundTrip(now); ok {
+	if rtt, ok := o.tries.roundTrip(now); ok && o.reasks == 0 {
 		p.queryRTT.sample(rtt)
 	}
 	a := Answer{Answered: true, LongName: r.LongName, Node: r.Node, NodeID: int(r.NodeID), Hops: int(r.Hops)}
@@ -826,6 +832,7 @@ func (o *queryOp) retry(p *Peer, now time.Time, out []Output) ([]Output, bool) {
 	// retries of every query typed with it held back).
 	o.tries.next = now.Add(min(o.tries.rto<<min(o.copies, 16), maxCopyWait))
 	o.copies++
+	o.copySent = now
 	p.stats.Retransmits++
 	q := wire.Query{ReqID: o.reqID, Querier: p.self, LongName: o.longName}
 	return append(out, p.link.sendSigned(now, o.to, q, tagNone, false, o.sg)...), true
@@ -873,6 +880,9 @@ func (o *queryOp) who() string {
 // silent: the node the server named never acknowledged the query. The
 // ring may have changed since the server named it.
 func (o *queryOp) silent(within time.Duration) string {
+	if o.reasks > 0 {
+		return fmt.Sprintf("no answer within %s: no node the server named acknowledged the query (asked %d times, the last named %s; it may have stopped)", within, o.reasks+1, o.who())
+	}
 	return fmt.Sprintf("no answer within %s: %s, the node the server named, never acknowledged the query (it may have left the ring or stopped since; query-dht asks the server anew)", within, o.who())
 }
 

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -35,13 +36,6 @@ type walk struct {
 // maxWalks bounds the queries one peer has asked of the server or in the
 // ring at once.
 const maxWalks = 32
-
-func (w *walk) needs() []netip.AddrPort { return w.q.waitOn[:] }
-
-func (w *walk) sent(_ *Peer, m wire.Message) bool {
-	q, ok := m.(wire.Query)
-	return ok && q.ReqID == w.q.reqID
-}
 
 // mayStart reports whether the next line may start now, the command in
 // progress being over: with walks going, only a query-dht with its
@@ -104,6 +98,13 @@ func (p *Peer) walkOf(reqID uint32) (*walk, bool) {
 // the input go on.
 func (p *Peer) walked(now time.Time, w *walk, r Result, out []Output) []Output {
 	w.res, w.done = r, true
+	if o := w.q; o != nil && o.copies > 0 {
+		// Its copy sent reliably, still in flight, would go on for the
+		// link's whole give-up to a node that may drop it (one in another
+		// ring since), and its give-up would end every other message in
+		// flight to that node.
+		out = append(out, p.link.cancelWhereTo(now, func(to netip.AddrPort, m *outMsg) bool { return to == o.to && o.isCopy(m.msg) })...)
+	}
 	n := 0
 	for n < len(p.walks) && p.walks[n].done {
 		out = append(out, p.walks[n].res)
@@ -124,6 +125,9 @@ func (p *Peer) walksDue(earlier func(time.Time)) {
 		case w.done || w.q == nil:
 		case w.q.stage == queryAsking:
 			earlier(w.q.rq.tries.next)
+			if w.q.reasks > 0 {
+				earlier(w.q.tries.firstSent.Add(p.queryRetry.GiveUp))
+			}
 		default:
 			earlier(w.q.tries.next)
 		}
@@ -138,19 +142,29 @@ func (p *Peer) tickWalks(now time.Time, gone []failure, out []Output) []Output {
 		if w.done || w.q == nil {
 			continue
 		}
-		if g, ok := opFailure(p, w, gone); ok {
+		if g, ok := walkFailure(w, gone); ok {
 			out = p.walked(now, w, w.q.failed(w.q.unacked(p, g)), out)
 			i = -1 // the walks ahead may have gone: look again from the first
 			continue
 		}
 		var ok bool
 		if w.q.stage == queryAsking {
+			if w.q.reasks > 0 && now.Sub(w.q.tries.firstSent) >= p.queryRetry.GiveUp {
+				// Asked again for a node, the query keeps its limit.
+				out = p.walked(now, w, w.q.failed(fmt.Sprintf("no answer within %s: %s, the node the server named, never acknowledged the query, and the server, asked again for a node, has not answered", p.queryRetry.GiveUp, w.q.who())), out)
+				i = -1
+				continue
+			}
 			if out, ok = p.askAgain(now, w, out); !ok {
 				i = -1
 			}
 			continue
 		}
 		if !w.q.tries.due(now) {
+			continue
+		}
+		if w.q.unheard(p, now) {
+			out = p.reask(now, w, out)
 			continue
 		}
 		if out, ok = w.q.retry(p, now, out); !ok {
@@ -161,6 +175,20 @@ func (p *Peer) tickWalks(now time.Time, gone []failure, out []Output) []Output {
 		p.holdWalks(now, w)
 	}
 	return out
+}
+
+// walkFailure is w's query sent reliably, if the link gave up on it. Not
+// another message to the same node: a copy of a walk ended long since,
+// which a node now in another ring drops unacknowledged, says nothing of
+// this walk's (a chaos review: one such copy given up failed six fresh
+// queries to a live node at once, as never acknowledged).
+func walkFailure(w *walk, gone []failure) (failure, bool) {
+	for _, g := range gone {
+		if g.to == w.q.to && w.q.isCopy(g.msg) {
+			return g, true
+		}
+	}
+	return failure{}, false
 }
 
 // holdWalks: w's answer is late, so the ring is slower than measured (a
@@ -178,6 +206,40 @@ func (p *Peer) holdWalks(now time.Time, w *walk) {
 			o.q.tries.next, o.q.held = until, true
 		}
 	}
+}
+
+// reaskAfter is how long the node the server named may leave the query's
+// copy sent reliably unacknowledged before the querier asks the server for
+// a node again, doubled each time it has asked, at most maxReasks times
+// within the query's limit. A node that left the ring, or whose ring was
+// torn down, since the server named it drops the query: the querier
+// waited the whole --query-timeout and failed, where the server, asked
+// again, names a member of the ring as it is now, or says that no DHT
+// exists (a chaos review: every query typed during a leave or a teardown
+// that went to the node leaving failed 10 s later). A node that is only
+// slow to acknowledge costs a request to the server and a walk from
+// another node.
+const (
+	reaskAfter = time.Second
+	maxReasks  = 3
+)
+
+// unheard reports that the node the server named has not acknowledged the
+// query's copy sent reliably for reaskAfter (doubled each time asked).
+func (o *queryOp) unheard(p *Peer, now time.Time) bool {
+	return o.reasks < maxReasks && o.copies > 0 && now.Sub(o.copySent) >= reaskAfter<<o.reasks && p.link.pending(o.to, o.isCopy)
+}
+
+// reask asks the server again for a node to send w's query to, the copy
+// to the silent node cancelled; the walk keeps its limit (queryOp.send).
+func (p *Peer) reask(now time.Time, w *walk, out []Output) []Output {
+	o := w.q
+	out = append(out, p.link.cancelWhereTo(now, func(to netip.AddrPort, m *outMsg) bool { return to == o.to && o.isCopy(m.msg) })...)
+	out = append(out, Event{Msg: "query-dht asks the server again: the node it named has not acknowledged the query (it may have left the ring)", Level: slog.LevelInfo,
+		Attrs: []slog.Attr{slog.String("long_name", o.longName), attrAddr(o.to), slog.Duration("unacknowledged", now.Sub(o.copySent))}})
+	o.reasks++
+	o.stage = queryAsking
+	return p.ask(now, out, &o.rq, CmdQueryDHT, o.rq.msg)
 }
 
 // askAgain asks the server again for a walk whose reply is due, as a new

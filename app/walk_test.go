@@ -108,6 +108,45 @@ func (q *querier) tickUntilPrinted(see func(Send)) []string {
 	return nil
 }
 
+// tickServing is tickUntilPrinted with the server answering each
+// query-dht at once, naming bob again (a node that never acknowledges the
+// query, in these tests); asks counts the query-dht requests sent meanwhile.
+func (q *querier) tickServing(see func(Send)) (got []string, asks int) {
+	q.t.Helper()
+	var due []uint32
+	look := func(out []Output) []string {
+		for _, o := range out {
+			if s, ok := o.(Send); ok {
+				if _, ok := s.Msg.(wire.QueryDHT); ok {
+					due = append(due, s.ID)
+					asks++
+				}
+				see(s)
+			}
+		}
+		return printed(out)
+	}
+	for range 100000 {
+		for len(due) > 0 {
+			id := due[0]
+			due = due[1:]
+			if got := look(q.reply(id)); len(got) > 0 {
+				return got, asks
+			}
+		}
+		at, ok := q.p.Pending()
+		if !ok {
+			q.t.Fatal("a walk unanswered, and the peer has no deadline")
+		}
+		q.now = at
+		if got := look(q.p.Tick(q.now)); len(got) > 0 {
+			return got, asks
+		}
+	}
+	q.t.Fatal("nothing printed")
+	return nil, asks
+}
+
 // printed is what out prints: each result's first words and Long Name.
 func printed(out []Output) []string {
 	var got []string
@@ -308,12 +347,12 @@ func TestWalkGivenUpInItsTurn(t *testing.T) {
 		t.Fatalf("the second walk's answer printed %q before the first walk ended", got)
 	}
 	retries := 0
-	got := q.tickUntilPrinted(func(s Send) {
+	got, _ := q.tickServing(func(s Send) {
 		if m, ok := s.Msg.(wire.Query); ok && m.ReqID == w1["Aruba"] {
 			retries++
 		}
 	})
-	want := []string{"query-dht FAILURE: \"Aruba\": no answer within 2s: bob (10.0.0.12:5000), the node the server named, never acknowledged the query (it may have left the ring or stopped since; query-dht asks the server anew)",
+	want := []string{"query-dht FAILURE: \"Aruba\": no answer within 2s: no node the server named acknowledged the query (asked 2 times, the last named bob (10.0.0.12:5000); it may have stopped)",
 		"query-dht found Republic of Chile", "query-dht FAILURE: no DHT exists"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("printed %q; want %q", got, want)
@@ -523,7 +562,15 @@ func TestEveryTickLateStillJudges(t *testing.T) {
 			t.Fatalf("no result a minute after the query, every Tick %v late", late)
 		}
 		q.now = at.Add(late)
-		got = printed(q.p.Tick(q.now))
+		out := q.p.Tick(q.now)
+		got = printed(out)
+		for _, o := range out {
+			if s, ok := o.(Send); ok {
+				if _, ok := s.Msg.(wire.QueryDHT); ok {
+					q.reply(s.ID) // bob, named again
+				}
+			}
+		}
 	}
 	if len(got) != 1 || !strings.HasPrefix(got[0], "query-dht FAILURE: \"Aruba\": no answer within 2s") {
 		t.Fatalf("printed %q", got)
@@ -531,26 +578,42 @@ func TestEveryTickLateStillJudges(t *testing.T) {
 }
 
 // A query whose node never acknowledges it (one that left the ring since
-// the server named it drops it) travels as one stream: after the first,
-// unacknowledged attempt, one copy sent reliably, which the link sends
-// again until it gives up; the query's own retries add no other copy. The
-// failure names the node and says what to do.
+// the server named it drops it) travels as one stream to each node the
+// server names: after the first, unacknowledged attempt, one copy sent
+// reliably, which the link sends again until the querier asks the server
+// again; the query's own retries add no other copy. The failure says how
+// often the server was asked, and the node it named last.
 func TestQueryToASilentNodeIsOneStream(t *testing.T) {
 	q := newQuerier(t)
-	asks, _ := q.sent(q.p.Input(q.now, "query-dht erin Aruba"))
-	q.reply(asks[0])
-	ids := map[uint32]int{} // link ids of the copies, and how often each went
-	got := q.tickUntilPrinted(func(s Send) {
-		if _, ok := s.Msg.(wire.Query); ok {
-			ids[s.ID]++
+	first, _ := q.sent(q.p.Input(q.now, "query-dht erin Aruba"))
+	q.reply(first[0])
+	start := q.now
+	ids := map[uint32]map[uint32]int{} // by query id, the link ids of its copies sent reliably, and how often each went
+	got, asks := q.tickServing(func(s Send) {
+		if m, ok := s.Msg.(wire.Query); ok && s.Flags&wire.FlagNoAck == 0 {
+			if ids[m.ReqID] == nil {
+				ids[m.ReqID] = map[uint32]int{}
+			}
+			ids[m.ReqID][s.ID]++
 		}
 	})
-	if len(ids) != 1 {
-		t.Errorf("the query went as %d reliable copies %v; want one, sent again by the link", len(ids), ids)
+	// Asked again after 1, 2 and 4 s without an ack, the server names bob
+	// each time: four queries, each one stream.
+	if asks != maxReasks || len(ids) != maxReasks+1 {
+		t.Errorf("the server was asked again %d times, and the query went %d times; want %d and %d", asks, len(ids), maxReasks, maxReasks+1)
 	}
-	want := "query-dht FAILURE: \"Aruba\": no answer within 10s: bob (10.0.0.12:5000), the node the server named, never acknowledged the query (it may have left the ring or stopped since; query-dht asks the server anew)"
+	for id, copies := range ids {
+		if len(copies) != 1 {
+			t.Errorf("query %d went as %d reliable copies %v; want one, sent again by the link", id, len(copies), copies)
+		}
+	}
+	want := "query-dht FAILURE: \"Aruba\": no answer within 10s: no node the server named acknowledged the query (asked 4 times, the last named bob (10.0.0.12:5000); it may have stopped)"
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("printed %q; want %q", got, want)
+	}
+	// Its limit, at the first retry's turn past it (maxCopyWait apart at most).
+	if d := q.now.Sub(start); d < q.p.queryRetry.GiveUp || d > q.p.queryRetry.GiveUp+maxCopyWait {
+		t.Fatalf("failed %v after the query went; want its limit, %v, however often the server was asked", d, q.p.queryRetry.GiveUp)
 	}
 }
 
@@ -765,4 +828,176 @@ func ackTwice(q *querier, id uint32) []slog.Level {
 		}
 	}
 	return levels
+}
+
+// reasked runs the querier's timers, the server naming bob (who never
+// acknowledges the query) to the first query-dht, until the querier asks
+// the server again; it returns that request's id, and whether bob got
+// anything after it.
+func (q *querier) reasked() (id uint32, toBobAfter func([]Output) bool) {
+	q.t.Helper()
+	asks, _ := q.sent(q.p.Input(q.now, "query-dht erin Aruba"))
+	q.reply(asks[0])
+	start := q.now
+	for id == 0 {
+		at, ok := q.p.Pending()
+		if !ok {
+			q.t.Fatal("a walk unanswered, and the peer has no deadline")
+		}
+		q.now = at
+		out := q.p.Tick(q.now)
+		if got := printed(out); len(got) > 0 {
+			q.t.Fatalf("printed %q before the server was asked again", got)
+		}
+		for _, o := range out {
+			if s, ok := o.(Send); ok {
+				if _, ok := s.Msg.(wire.QueryDHT); ok {
+					id = s.ID
+				}
+			}
+		}
+	}
+	if q.now.Sub(start) < reaskAfter {
+		q.t.Fatalf("asked the server again %v after the query went, before bob had %v to acknowledge it", q.now.Sub(start), reaskAfter)
+	}
+	return id, func(out []Output) bool {
+		return slices.ContainsFunc(out, func(o Output) bool { s, ok := o.(Send); return ok && s.To == q.member })
+	}
+}
+
+// A query sent to a node that left the ring since the server named it
+// (it drops the query) is answered through the node the server names when
+// asked again: the querier asks once the node has left the query's copy
+// unacknowledged for reaskAfter, stops sending to it, and prints the
+// answer (it failed at the query's limit, 10 s, naming the node that left).
+func TestQueryAsksTheServerAgainWhenItsNodeIsSilent(t *testing.T) {
+	q := newQuerier(t)
+	id, toBob := q.reasked()
+	carol := netip.MustParseAddrPort("10.0.0.13:5000")
+	r := wire.Reply{OK: true, Members: []wire.Member{{Name: "carol", Addr: carol}}, KeyEpoch: fzEpoch, Key: q.token}
+	out := stepSigned(q.p, q.now, q.server, wire.Header{ID: id}, r)
+	var reqID uint32
+	for _, o := range out {
+		if s, ok := o.(Send); ok {
+			if m, ok := s.Msg.(wire.Query); ok && s.To == carol {
+				reqID = m.ReqID
+			}
+		}
+	}
+	if reqID == 0 || toBob(out) {
+		t.Fatalf("the server named carol: the query went to carol %v, to bob %v", reqID != 0, toBob(out))
+	}
+	q.now = q.now.Add(time.Millisecond)
+	out = q.p.Tick(q.now)
+	if toBob(out) {
+		t.Fatal("bob, silent, got the query's copy again after the server named carol")
+	}
+	if got := printed(q.answer(reqID, "Aruba", true)); len(got) != 1 || got[0] != "query-dht found Aruba" {
+		t.Fatalf("carol's answer printed %q", got)
+	}
+	if !q.p.Idle() {
+		t.Fatal("the walk ended, and the peer is not idle")
+	}
+}
+
+// Asked again, the server may say that the ring is gone (a teardown since
+// it named the node): the query fails with its word at once.
+func TestQueryAskedAgainAfterATeardown(t *testing.T) {
+	q := newQuerier(t)
+	id, _ := q.reasked()
+	out := stepSigned(q.p, q.now, q.server, wire.Header{ID: id}, wire.Reply{Reason: "no DHT exists"})
+	if got := printed(out); len(got) != 1 || got[0] != "query-dht FAILURE: no DHT exists" {
+		t.Fatalf("printed %q", got)
+	}
+}
+
+// Asked again, a server that does not answer does not stretch the query's
+// limit: it fails --query-timeout after its first attempt, naming the
+// node that never acknowledged it and the server's silence.
+func TestQueryAskedAgainKeepsItsLimit(t *testing.T) {
+	q := newQuerier(t)
+	start := q.now
+	q.reasked()
+	got := q.tickUntilPrinted(func(Send) {})
+	want := `query-dht FAILURE: "Aruba": no answer within 10s: bob (10.0.0.12:5000), the node the server named, never acknowledged the query, and the server, asked again for a node, has not answered`
+	if len(got) != 1 || got[0] != want {
+		t.Fatalf("printed %q; want %q", got, want)
+	}
+	if d := q.now.Sub(start); d != q.p.queryRetry.GiveUp {
+		t.Fatalf("failed %v after the query was typed; want its limit, %v", d, q.p.queryRetry.GiveUp)
+	}
+}
+
+// A walk that ends takes its copy sent reliably out of the link: left
+// there, it went to its node for the link's whole give-up (a node in
+// another ring since drops it unacknowledged), and its give-up ended every
+// other message in flight to that node.
+func TestAWalkEndedSendsNoMoreCopies(t *testing.T) {
+	q := newQuerier(t)
+	q.p.queryRetry.GiveUp = 2 * time.Second // below the link's, 10 s
+	asks, _ := q.sent(q.p.Input(q.now, "query-dht erin Aruba"))
+	q.reply(asks[0])
+	if got, _ := q.tickServing(func(Send) {}); len(got) != 1 || !strings.HasPrefix(got[0], `query-dht FAILURE: "Aruba": no answer within 2s`) {
+		t.Fatalf("printed %q", got)
+	}
+	for i := 0; i < 1000; i++ {
+		at, ok := q.p.Pending()
+		if !ok {
+			break
+		}
+		q.now = at
+		for _, o := range q.p.Tick(q.now) {
+			if s, ok := o.(Send); ok {
+				t.Fatalf("the walk ended, and %s went to %s %v later", s.Msg.Type(), s.To, q.now.Sub(at))
+			}
+		}
+	}
+}
+
+// The link's give-up on a message to a node fails a walk only if its own
+// query was among the messages given up: a copy of an earlier walk's, which
+// a node now in another ring drops, failed six fresh queries to that live
+// node at once, as "never acknowledged" (a chaos review).
+func TestAStaleCopyGivenUpFailsNoOtherWalk(t *testing.T) {
+	q := newQuerier(t)
+	start := q.now
+	q.p.link.send(q.now, q.member, wire.Query{ReqID: 7, Querier: q.p.self, LongName: "Kingdom of Spain"}, tagNone, false) // bob never acknowledges it
+	tick := func() []Output {
+		at, ok := q.p.Pending()
+		if !ok {
+			t.Fatal("nothing pending")
+		}
+		q.now = at
+		return q.p.Tick(q.now)
+	}
+	for q.now.Sub(start) < q.p.link.cfg.GiveUp-time.Second {
+		tick()
+	}
+	asks, _ := q.sent(q.p.Input(q.now, "query-dht erin Aruba"))
+	_, walks := q.sent(q.reply(asks[0]))
+	gaveUp, acked := false, false
+	for !gaveUp {
+		out := tick()
+		if got := printed(out); len(got) > 0 {
+			t.Fatalf("printed %q when the link gave up on another message to bob", got)
+		}
+		for _, o := range out {
+			if s, ok := o.(Send); ok && s.Flags&wire.FlagNoAck == 0 {
+				if m, ok := s.Msg.(wire.Query); ok && m.ReqID == walks["Aruba"] {
+					acked = true // bob takes the walk's copy
+					h, m := signedWith(wire.Header{ID: s.ID}, wire.Ack{}, signer{seq: fzEpoch, key: q.token}, q.member, q.p.self.Addr)
+					q.p.Step(q.now, q.member, h, m)
+				}
+			}
+			if e, ok := o.(Event); ok && strings.Contains(e.Msg, "gave up") {
+				gaveUp = true
+			}
+		}
+	}
+	if !acked {
+		t.Fatal("the walk's copy went only after the give-up: the test tests nothing")
+	}
+	if got := printed(q.answer(walks["Aruba"], "Aruba", true)); len(got) != 1 || got[0] != "query-dht found Aruba" {
+		t.Fatalf("the answer printed %q", got)
+	}
 }
