@@ -5,7 +5,10 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"os"
+	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -13,7 +16,9 @@ import (
 // every constant of type Type has a row with a name and a decoder, and a
 // golden and a sample for the layout tables of docs/DESIGN.md; every type
 // with a codec (an appendBody method) has a golden, so it is Append's and
-// Decode's through a row; and no row is left without a constant.
+// Decode's through a row; no row is left without a constant; and the table
+// of message types in docs/DESIGN.md has a row for each, by code and name,
+// and no other.
 func TestMessagesTable(t *testing.T) {
 	f, err := parser.ParseFile(token.NewFileSet(), "types.go", nil, 0)
 	if err != nil {
@@ -93,4 +98,44 @@ func TestMessagesTable(t *testing.T) {
 			t.Errorf("%s has a codec but no golden", c)
 		}
 	}
+	doc := designTypes(t)
+	for c, typ := range consts {
+		if name, ok := doc[typ]; !ok {
+			t.Errorf("%s (%d) has no row in DESIGN.md's table of message types", c, typ)
+		} else if name != typ.String() {
+			t.Errorf("DESIGN.md's table of message types names %d %q; the code, %q", typ, name, typ)
+		}
+	}
+	for typ, name := range doc {
+		if !typ.known() {
+			t.Errorf("DESIGN.md's table of message types has %d (%s), which the code has not", typ, name)
+		}
+	}
+}
+
+// designTypes reads the table of message types of docs/DESIGN.md: each
+// row's type code and name.
+func designTypes(t *testing.T) map[Type]string {
+	b, err := os.ReadFile("../docs/DESIGN.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(b), "\n### Message types\n")
+	if !ok {
+		t.Fatal("DESIGN.md has no section \"Message types\"")
+	}
+	table, _, _ = strings.Cut(strings.TrimLeft(table, "\n"), "\n\n")
+	row := regexp.MustCompile(`(?m)^\| (\d+) \| ([a-z-]+) \|`)
+	types := map[Type]string{}
+	for _, m := range row.FindAllStringSubmatch(table, -1) {
+		v, _ := strconv.ParseUint(m[1], 10, 8)
+		if _, dup := types[Type(v)]; dup {
+			t.Errorf("DESIGN.md's table of message types has two rows for %d", v)
+		}
+		types[Type(v)] = m[2]
+	}
+	if len(types) == 0 {
+		t.Fatal("read no row of DESIGN.md's table of message types")
+	}
+	return types
 }
