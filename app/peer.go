@@ -861,24 +861,41 @@ func (p *Peer) behind(now time.Time, rq *request, r wire.Reply) []Output {
 }
 
 func (p *Peer) onAck(now time.Time, from netip.AddrPort, h wire.Header, a wire.Ack) []Output {
-	out := p.acked(now, from, h.ID, nil)
+	out, fresh := p.acked(now, from, h.ID, nil)
 	for _, id := range a.More {
-		out = p.acked(now, from, id, out)
+		var f bool
+		out, f = p.acked(now, from, id, out)
+		fresh = fresh || f
 	}
 	p.link.endAck()
+	if first, _ := firstOutput(out).(Event); !fresh && !first.Drop {
+		// Every message it names was acknowledged before: a network
+		// that duplicates, or an ack captured and sent again from its
+		// sender's address, or the quiet ack of a ring message copied
+		// at its receiver. Traced as a drop, summarised, not a line a
+		// copy without end (an attacker's review: 2,000 lines for 2,000
+		// copies).
+		ev := dropped(ackAgain, from, slog.String("type", wire.TypeAck.String()), slog.Uint64("id", uint64(h.ID)))
+		ev.Level = slog.LevelDebug
+		out = append([]Output{ev}, out...)
+	}
 	return out
 }
 
-func (p *Peer) acked(now time.Time, from netip.AddrPort, id uint32, out []Output) []Output {
+// acked takes the ack of message id; fresh: the message was in flight, or
+// cancelled in flight and this is its first ack (which ends nothing, and
+// is no sign of trouble).
+func (p *Peer) acked(now time.Time, from netip.AddrPort, id uint32, out []Output) (_ []Output, fresh bool) {
 	t, ok, more := p.link.acked(now, from, id)
 	if !ok {
-		if p.link.ackDropped(from, id) {
-			return out
+		switch {
+		case p.link.ackedBefore(from, id):
+			return out, false
+		case p.link.ackDropped(from, id):
+			p.link.late.add(from, id) // a copy of this ack is one
+			return out, true
 		}
-		if p.link.ackedBefore(from, id) {
-			return append(out, debugEvent("ack again: the message was sent more than once, or the ack copied on the way", attrAddr(from), slog.Uint64("id", uint64(id))))
-		}
-		return append(out, dropped("ack matches nothing in flight", from, slog.Uint64("id", uint64(id))))
+		return append(out, dropped("ack matches nothing in flight", from, slog.Uint64("id", uint64(id)))), false
 	}
 	out = append(out, more...)
 	switch o := p.op.(type) {
@@ -901,7 +918,7 @@ func (p *Peer) acked(now time.Time, from netip.AddrPort, id uint32, out []Output
 	if p.pop != nil && from == p.right.Addr {
 		out = p.feed(now, out)
 	}
-	return p.flushLeft(now, from, out)
+	return p.flushLeft(now, from, out), true
 }
 
 // startAlive starts the alives once register has succeeded: the first
@@ -942,6 +959,7 @@ func (p *Peer) onPace(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	}
 	d := min(max(time.Duration(m.PeriodMS)*time.Millisecond, minAlivePeriod), maxAlivePeriod)
 	answers := h.Seq != 0 && h.Seq <= p.cred.aliveSeq && h.Seq >= uint64(now.Add(-paceAnswers).UnixNano())
+	period, at := p.alivePeriod, p.aliveAt
 	if d <= p.alivePeriodOrUntold() || answers {
 		p.alivePeriod = d
 		if next := now.Add(d); next.Before(p.aliveAt) {
@@ -949,6 +967,15 @@ func (p *Peer) onPace(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 		}
 	} // else its ring news still counts (epochs never repeat); the period comes with the answer to the next alive
 	if m.Gone == 0 || m.Gone != p.placeEpoch() {
+		if p.alivePeriod == period && p.aliveAt.Equal(at) {
+			// A copy (the server's pace at its start goes three times),
+			// or one captured and sent again from the server's address:
+			// traced as a drop, summarised, not a line a copy without
+			// end (an attacker's review: 200 copies, 200 lines).
+			ev := dropped("pace that changes nothing (a copy, or the period this peer keeps)", from, slog.Uint64("period_ms", uint64(m.PeriodMS)))
+			ev.Level = slog.LevelDebug
+			return []Output{ev}
+		}
 		return nil
 	}
 	return p.ringGone(now, m.Gone)

@@ -552,3 +552,44 @@ func TestARingMessageSentAgainFromAnotherSourceFailsItsTag(t *testing.T) {
 	s.checkRing(data)
 	queryAll(t, s, freeUser(s), data, 3)
 }
+// A member's ack of a store, captured during the setup and sent again and
+// again from that member's address to the leader once the round is over
+// (or the leader's re-ack of a ring message copied at its receiver, which
+// a replay of that message makes the receiver send): each copy is an ack
+// of a message acknowledged before, traced as a drop (summarised), not a
+// receive line each without end (SPEC §7: bounded trace).
+func TestAnAckCapturedAndSentAgainIsADrop(t *testing.T) {
+	s := newSim(t, 1)
+	users := joinUsers(t, s, 4)
+	leader := users[0]
+	laddr := s.Process(leader).Addr
+	var ack []byte
+	var from = laddr
+	s.Tap = func(src, to netip.AddrPort, b []byte) {
+		if ack != nil || to != laddr {
+			return
+		}
+		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeAck {
+			ack, from = append([]byte(nil), b...), src
+		}
+	}
+	s.mustDo(leader, "setup-dht 4 "+leader, "setup-dht SUCCESS")
+	s.Tap = nil
+	if ack == nil {
+		t.Fatal("no ack to the leader seen")
+	}
+	h, m, err := wire.Decode(ack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.Peer(leader)
+	lines := 0
+	for i := range 1000 {
+		if recv, _, _ := traced(p.Step(s.Now().Add(time.Duration(i)*time.Millisecond), from, h, m)); recv {
+			lines++
+		}
+	}
+	if lines > 0 {
+		t.Fatalf("a member's ack, captured and sent 1000 times from its address to the leader after the setup: %d traced as receives, a line each; want drops (summarised)", lines)
+	}
+}

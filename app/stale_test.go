@@ -7,6 +7,7 @@ package app
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"testing"
@@ -145,8 +146,15 @@ func TestWhatNoOneWaitsForIsSentNoMore(t *testing.T) {
 			t.Fatalf("sent again %+v; want only the query", got)
 		}
 		// The ack of a message no longer sent ends nothing, and says nothing.
-		if out := p.acked(now, fzRight.Addr, flush[0].(Send).ID, nil); len(out) != 0 {
+		id := flush[0].(Send).ID
+		if out := p.onAck(now, fzRight.Addr, wire.Header{ID: id}, wire.Ack{}); len(out) != 0 {
 			t.Fatalf("the ack of a cancelled flush: %v; want nothing", out)
+		}
+		// A copy of that ack (sent again by a replay) is a drop, which the
+		// trace summarises, not a line a copy.
+		out := p.onAck(now, fzRight.Addr, wire.Header{ID: id}, wire.Ack{})
+		if ev, ok := firstOutput(out).(Event); !ok || !ev.Drop || ev.Level != slog.LevelDebug {
+			t.Fatalf("a copy of the ack of a cancelled flush: %v; want a drop, debug", out)
 		}
 	})
 }
