@@ -23,9 +23,10 @@ import (
 
 // ServerReport is what `dht inspect` shows of a server file.
 type ServerReport struct {
-	Kind  string     `json:"kind"` // "server"
-	Users []UserJSON `json:"users"`
-	DHT   DHTJSON    `json:"dht"`
+	Kind    string     `json:"kind"`    // "server"
+	Version byte       `json:"version"` // the file's layout version
+	Users   []UserJSON `json:"users"`
+	DHT     DHTJSON    `json:"dht"`
 
 	sealed bool // its values carry checksums (fileVersion); text form only
 }
@@ -58,7 +59,8 @@ type DHTJSON struct {
 // PeerReport is what `dht inspect` shows of a peer file. A peer outside any
 // DHT has no id, ring size or neighbours.
 type PeerReport struct {
-	Kind     string      `json:"kind"` // "peer"
+	Kind     string      `json:"kind"`    // "peer"
+	Version  byte        `json:"version"` // the file's layout version
 	Name     string      `json:"name"`
 	IP       string      `json:"ip,omitempty"`
 	Port     uint16      `json:"port,omitempty"`
@@ -200,6 +202,7 @@ func serverReport(path string, tx *bolt.Tx) (*ServerReport, error) {
 		return nil, err
 	}
 	r := &ServerReport{Kind: kindServer, Users: []UserJSON{}, sealed: sealedValues(tx)}
+	r.Version = layoutVersion(kindServer, r.sealed)
 	for _, u := range st.Users {
 		ip, port := splitAddr(u.Addr)
 		uj := UserJSON{Name: u.Name, IP: ip, Port: port, State: u.State.String(), seen: u.LastSeen}
@@ -225,6 +228,7 @@ func peerReport(path string, tx *bolt.Tx) (*PeerReport, error) {
 		return nil, err
 	}
 	r := &PeerReport{Kind: kindPeer, Name: id.Name, Slots: []SlotJSON{}, Records: len(recs), server: id.Server, sealed: sealedValues(tx)}
+	r.Version = layoutVersion(kindPeer, r.sealed)
 	if id.Server.IsValid() {
 		ip, port := splitAddr(id.Server)
 		r.Server = &AddrJSON{IP: ip, Port: port}
@@ -331,6 +335,15 @@ func (r *ServerReport) WriteText(w io.Writer) error {
 	b.WriteString(versionLine(kindServer, r.sealed))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// layoutVersion is the version of a file of kind whose values carry
+// checksums (sealed) or not.
+func layoutVersion(kind string, sealed bool) byte {
+	if sealed {
+		return fileVersion(kind)
+	}
+	return unsealedVersion(kind)
 }
 
 // versionLine is the text form's last line: the file's layout version,

@@ -75,7 +75,8 @@ func TestInspectServer(t *testing.T) {
 		t.Fatalf("got %T, want *ServerReport", r)
 	}
 	want := &ServerReport{
-		Kind: "server",
+		Kind:    "server",
+		Version: fileVersion(kindServer),
 		Users: []UserJSON{
 			{Name: "alice", IP: "127.0.0.1", Port: 5001, State: "Leader"},
 			{Name: "bob", IP: "10.0.0.2", Port: 5002, State: "InDHT"},
@@ -93,7 +94,7 @@ func TestInspectServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const wantJSON = `{"kind":"server","users":[{"name":"alice","ip":"127.0.0.1","port":5001,"state":"Leader"},` +
+	const wantJSON = `{"kind":"server","version":2,"users":[{"name":"alice","ip":"127.0.0.1","port":5001,"state":"Leader"},` +
 		`{"name":"bob","ip":"10.0.0.2","port":5002,"state":"InDHT"},{"name":"carol","ip":"127.0.0.1","port":5003,"state":"InDHT"},` +
 		`{"name":"dave","ip":"10.0.0.4","port":5004,"state":"Free"}],` +
 		`"dht":{"phase":"leaving","leader":"alice","members":["alice","bob","carol"],"leaver":"bob","waiting_since":"2023-11-14T22:13:20.123456789Z"}}`
@@ -119,7 +120,7 @@ func TestInspectEmptyServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	js, _ := json.Marshal(r)
-	if want := `{"kind":"server","users":[],"dht":{"phase":"none"}}`; string(js) != want {
+	if want := `{"kind":"server","version":2,"users":[],"dht":{"phase":"none"}}`; string(js) != want {
 		t.Fatalf("got %s, want %s", js, want)
 	}
 }
@@ -156,10 +157,10 @@ func TestInspectPeer(t *testing.T) {
 			}
 		}
 	})
-	if want := []string{"id", "ip", "kind", "left", "name", "port", "records", "right", "ring_size", "server", "slots"}; !slices.Equal(keys, want) {
+	if want := []string{"id", "ip", "kind", "left", "name", "port", "records", "right", "ring_size", "server", "slots", "version"}; !slices.Equal(keys, want) {
 		t.Errorf("keys %v, want %v", keys, want)
 	}
-	if m["kind"] != "peer" || m["name"] != "alice" || m["id"] != 0.0 || m["ring_size"] != 1.0 || m["records"] != 4.0 {
+	if m["kind"] != "peer" || m["version"] != float64(fileVersion(kindPeer)) || m["name"] != "alice" || m["id"] != 0.0 || m["ring_size"] != 1.0 || m["records"] != 4.0 {
 		t.Errorf("identity fields: %s", raw)
 	}
 	wantLeft := map[string]any{"name": "carol", "ip": "127.0.0.1", "port": 5003.0}
@@ -273,7 +274,7 @@ func TestInspectPeerOutsideDHT(t *testing.T) {
 		t.Fatal(err)
 	}
 	js, _ := json.Marshal(r)
-	if want := `{"kind":"peer","name":"dave","ip":"127.0.0.1","port":5004,"server":{"ip":"127.0.0.1","port":4000},"slots":[],"records":0}`; string(js) != want {
+	if want := `{"kind":"peer","version":3,"name":"dave","ip":"127.0.0.1","port":5004,"server":{"ip":"127.0.0.1","port":4000},"slots":[],"records":0}`; string(js) != want {
 		t.Fatalf("got  %s\nwant %s", js, want)
 	}
 	var text bytes.Buffer
