@@ -227,7 +227,7 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 			}
 			return "answers no query in progress (a late copy)"
 		}
-		if q := w.q; q.sg.key.IsZero() || !p.signedBetween(q.sg.key, h, from) {
+		if key, _ := w.q.keyOf(m.ReqID); key.IsZero() || !p.signedBetween(key, h, from) {
 			return "answer not signed with the token of the query in progress"
 		}
 	case wire.Ack:
@@ -243,6 +243,17 @@ func (p *Peer) authentic(from netip.AddrPort, h wire.Header, m wire.Message) str
 		}
 		if !p.ringSigned(from, h) {
 			if p.link.ackedBefore(from, h.ID) || p.link.ackDropped(from, h.ID) {
+				// Its first id answers a copy, but one in More may be
+				// fresh (its receiver acknowledges what one batch brought
+				// together): checked with that message's key.
+				for _, id := range m.More {
+					if sg, ok := p.link.signerOf(from, id); ok && !sg.key.IsZero() && !sg.toServer {
+						if h.Seq != sg.seq || !p.signedBetween(sg.key, h, from) {
+							return "ack not signed with the key of the message it acknowledges"
+						}
+						return ""
+					}
+				}
 				// Its message was acknowledged before, or given up: a
 				// querier's query sent twice gets two acks, the second
 				// after the first ended it, and a querier holds no ring

@@ -730,7 +730,15 @@ type queryOp struct {
 	copies   int            // sent reliably (retry)
 	copySent time.Time      // when the last copy sent reliably went
 	reasks   int            // the server asked again for a node (reask)
+	before   []sentAs       // the ids it went with before each reask, and their tokens
 	held     bool           // its first retry was held back once (holdWalks)
+}
+
+// sentAs is an id a query went into the ring with, and the token its
+// answer is signed with.
+type sentAs struct {
+	id  uint32
+	key wire.Key
 }
 
 func (o *queryOp) asking() *request { return &o.rq }

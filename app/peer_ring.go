@@ -636,7 +636,12 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		return []Output{p.sendNoAck(m.Querier.Addr, res, p.tokenSigner(m.Querier.Addr))}
 	case wire.QueryResult:
 		w, _ := p.walkOf(m.ReqID) // expected: a query in the ring
-		p.answered.add(m.ReqID, w.q.sg.key)
+		if w.q.stage == queryWalking {
+			p.answered.add(w.q.reqID, w.q.sg.key)
+		}
+		for _, b := range w.q.before {
+			p.answered.add(b.id, b.key) // an answer to another of its ids is a copy too
+		}
 		return p.walked(now, w, w.q.answer(p, now, m), nil)
 	case wire.Teardown:
 		if m.Origin == p.self.Name {

@@ -552,6 +552,7 @@ func TestARingMessageSentAgainFromAnotherSourceFailsItsTag(t *testing.T) {
 	s.checkRing(data)
 	queryAll(t, s, freeUser(s), data, 3)
 }
+
 // A member's ack of a store, captured during the setup and sent again and
 // again from that member's address to the leader once the round is over
 // (or the leader's re-ack of a ring message copied at its receiver, which

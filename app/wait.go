@@ -37,6 +37,7 @@ type waiting struct {
 	rq    *request
 	query *queryOp
 	ring  interface{ waited() string }
+	until time.Time // if not zero, when the wait gives up (else its policy's limit from since)
 }
 
 // waitingOn says what the command in progress waits for, or, with none,
@@ -70,6 +71,14 @@ func (p *Peer) waitingOn() (waiting, bool) {
 // query-dht, or the ring's answer.
 func (p *Peer) queryWaiting(q *queryOp) (waiting, bool) {
 	switch {
+	case q.rq.live && q.reasks > 0:
+		// Asked again for a node: the query has waited since its first
+		// attempt, and gives up at its limit or the server's, the sooner.
+		until := q.tries.firstSent.Add(p.queryRetry.GiveUp)
+		if server := q.rq.tries.firstSent.Add(p.serverRetry.GiveUp); server.Before(until) {
+			until = server
+		}
+		return waiting{op: q, since: q.tries.firstSent, rq: &q.rq, until: until}, true
 	case q.rq.live:
 		return waiting{op: q, since: q.rq.tries.firstSent, rq: &q.rq}, true
 	case q.stage == queryWalking:
@@ -105,6 +114,9 @@ func (p *Peer) noteWait(now time.Time, out []Output) []Output {
 	switch {
 	case w.rq != nil:
 		left = p.serverRetry.GiveUp - now.Sub(w.since)
+		if !w.until.IsZero() {
+			left = w.until.Sub(now)
+		}
 		what = fmt.Sprintf("the server at %s to answer %s (this peer gives up in %s)", p.cfg.Server, w.rq.cmd, roundWait(left))
 	case w.query != nil:
 		left = p.queryRetry.GiveUp - now.Sub(w.since)

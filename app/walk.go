@@ -87,17 +87,44 @@ func (p *Peer) walkAnswered(now time.Time, w *walk, r wire.Reply) []Output {
 // walkOf is the walk in the ring whose query has id reqID.
 func (p *Peer) walkOf(reqID uint32) (*walk, bool) {
 	for _, w := range p.walks {
-		if !w.done && w.q != nil && w.q.stage == queryWalking && w.q.reqID == reqID {
-			return w, true
+		if !w.done && w.q != nil {
+			if _, ok := w.q.keyOf(reqID); ok {
+				return w, true
+			}
 		}
 	}
 	return nil, false
+}
+
+// keyOf is the token an answer to reqID is signed with, if reqID is this
+// query's: the one in the ring now, or one it went with before the server
+// was asked again (the node, slow but not gone, may answer it still).
+func (o *queryOp) keyOf(reqID uint32) (wire.Key, bool) {
+	if o.stage == queryWalking && o.reqID == reqID {
+		return o.sg.key, true
+	}
+	for _, b := range o.before {
+		if b.id == reqID {
+			return b.key, true
+		}
+	}
+	return wire.Key{}, false
 }
 
 // walked ends w with r, prints every result whose turn has come, and lets
 // the input go on.
 func (p *Peer) walked(now time.Time, w *walk, r Result, out []Output) []Output {
 	w.res, w.done = r, true
+	if o := w.q; o != nil && o.rq.live {
+		// Asked again, the server's reply may still come: a copy of the
+		// network's, not a warning.
+		key := p.replyKey()
+		p.replied.add(o.rq.id, key)
+		for _, a := range o.rq.asked {
+			p.replied.add(a.id, key)
+		}
+		o.rq.live = false
+	}
 	if o := w.q; o != nil && o.copies > 0 {
 		// Its copy sent reliably, still in flight, would go on for the
 		// link's whole give-up to a node that may drop it (one in another
@@ -149,6 +176,9 @@ func (p *Peer) tickWalks(now time.Time, gone []failure, out []Output) []Output {
 		}
 		var ok bool
 		if w.q.stage == queryAsking {
+			if w.q.reasks > 0 {
+				w.q.spareStall(p, now)
+			}
 			if w.q.reasks > 0 && now.Sub(w.q.tries.firstSent) >= p.queryRetry.GiveUp {
 				// Asked again for a node, the query keeps its limit.
 				out = p.walked(now, w, w.q.failed(fmt.Sprintf("no answer within %s: %s, the node the server named, never acknowledged the query, and the server, asked again for a node, has not answered", p.queryRetry.GiveUp, w.q.who())), out)
@@ -227,7 +257,21 @@ const (
 // unheard reports that the node the server named has not acknowledged the
 // query's copy sent reliably for reaskAfter (doubled each time asked).
 func (o *queryOp) unheard(p *Peer, now time.Time) bool {
-	return o.reasks < maxReasks && o.copies > 0 && now.Sub(o.copySent) >= reaskAfter<<o.reasks && p.link.pending(o.to, o.isCopy)
+	return o.reasks < maxReasks && o.copies > 0 && now.Sub(o.copySent) >= reaskAfter<<o.reasks && now.Sub(o.tries.firstSent) < p.queryRetry.GiveUp && p.link.pending(o.to, o.isCopy)
+}
+
+// spareStall: while the server is asked again, a Tick late past what was
+// due (the request's retry, or the query's limit) is this process's own
+// stall, which the query's limit spares as tries.again does.
+func (o *queryOp) spareStall(p *Peer, now time.Time) {
+	due := o.tries.firstSent.Add(p.queryRetry.GiveUp)
+	if o.rq.live && o.rq.tries.next.Before(due) {
+		due = o.rq.tries.next
+	}
+	if late := min(now.Sub(due), p.queryRetry.GiveUp-o.tries.stalled); late > lateTick {
+		o.tries.firstSent = o.tries.firstSent.Add(late)
+		o.tries.stalled += late
+	}
 }
 
 // reask asks the server again for a node to send w's query to, the copy
@@ -238,6 +282,7 @@ func (p *Peer) reask(now time.Time, w *walk, out []Output) []Output {
 	out = append(out, Event{Msg: "query-dht asks the server again: the node it named has not acknowledged the query (it may have left the ring)", Level: slog.LevelInfo,
 		Attrs: []slog.Attr{slog.String("long_name", o.longName), attrAddr(o.to), slog.Duration("unacknowledged", now.Sub(o.copySent))}})
 	o.reasks++
+	o.before = append(o.before, sentAs{id: o.reqID, key: o.sg.key})
 	o.stage = queryAsking
 	return p.ask(now, out, &o.rq, CmdQueryDHT, o.rq.msg)
 }

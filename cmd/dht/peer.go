@@ -52,7 +52,7 @@ func peerCommand(e env) *cli.Command {
 			&cli.DurationFlag{Name: "rto", Value: app.DefaultRTO, Usage: fmt.Sprintf("retransmission timeout until round trips are measured, at most %v (then measured, at least %v; doubles on each retry, up to %v or 4 x the measured timeout)", maxRTO, app.DefaultMinRTO, app.DefaultMaxRTO)},
 			&cli.DurationFlag{Name: "give-up", Value: app.DefaultGiveUp, Usage: "declare a neighbour, or the server, gone after retransmitting to it for this long (longer than --rto, at most " + maxWait.String() + ")"},
 			&cli.IntFlag{Name: "window", Value: app.DefaultWindow, Usage: "most unacknowledged ring messages to one neighbour, 1-1024"},
-			&cli.DurationFlag{Name: "query-timeout", Value: app.DefaultQueryTimeout, Usage: "give up on a query the ring has not answered after this long, once the server named a member to ask (the server's answer follows --give-up; at most " + maxWait.String() + ")"},
+			&cli.DurationFlag{Name: "query-timeout", Value: app.DefaultQueryTimeout, Usage: "give up on a query the ring has not answered after this long, once the server named a member to ask (the server's answer follows --give-up; asked again for a member that never acknowledged the query, within this limit; at most " + maxWait.String() + ")"},
 			quietFlag(),
 			traceJSONFlag(),
 		}, append(faultFlags(), benchFlags()...)...),
