@@ -162,10 +162,6 @@ func (p *Peer) refuseJoin(m wire.Join) string {
 		return fmt.Sprintf("%s is already taking %s in", p.self.Name, p.joining.joiner.Name)
 	case !p.inRing || p.id != 0 || !p.neighbours:
 		return fmt.Sprintf("%s leads no ring", p.self.Name)
-	case m.Epoch != 0 && m.Epoch <= p.epoch:
-		// A late copy of a join the server ended (a heal replaced it):
-		// the join's ring would be newer than this one.
-		return fmt.Sprintf("the join is for ring epoch %d, and %s's ring is already at epoch %d", m.Epoch, p.self.Name, p.epoch)
 	case int(m.N) != p.n:
 		return fmt.Sprintf("%s leads a ring of %d, not %d", p.self.Name, p.n, m.N)
 	case p.n >= MaxRing:

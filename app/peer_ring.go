@@ -335,6 +335,13 @@ func (p *Peer) expected(from netip.AddrPort, m wire.Message) string {
 		if !validMember(m.Joiner) || from != m.Joiner.Addr {
 			return "not from the joiner it names"
 		}
+		if m.Epoch != 0 && m.Epoch <= p.epoch {
+			// A late copy of a join the server ended, or a copy sent again
+			// after this node restarted (its duplicate filter empty): its
+			// joiner may be gone, and a refusal, sent reliably, would go to
+			// its address until the link gave up (an attacker's review).
+			return fmt.Sprintf("join of ring epoch %d, and this node's is already %d (a late copy)", m.Epoch, p.epoch)
+		}
 	}
 	switch m.(type) {
 	case wire.Store, wire.Flush, wire.Query:

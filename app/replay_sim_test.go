@@ -594,3 +594,46 @@ func TestAnAckCapturedAndSentAgainIsADrop(t *testing.T) {
 		t.Fatalf("a member's ack, captured and sent 1000 times from its address to the leader after the setup: %d traced as receives, a line each; want drops (summarised)", lines)
 	}
 }
+
+// A joiner's join, captured, sent again from the joiner's address to the
+// leader restarted since (its duplicate filter empty) once the joiner is
+// gone: a join of an earlier ring epoch, a late copy, which the leader
+// drops; a refusal sent reliably went to that address until the link gave
+// up (an attacker's review: 85 rebuilts for one copy).
+func TestAReplayedJoinAtARestartedLeaderIsNotAnsweredOverAndOver(t *testing.T) {
+	s, _ := ringOfFour(t, 3)
+	joiner := freeUser(s)
+	leader := leaderName(s)
+	var join []byte
+	var from, to netip.AddrPort
+	s.Tap = func(f, d netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeJoin {
+			join, from, to = slices.Clone(b), f, d
+		}
+	}
+	s.mustDo(joiner, "join-dht "+joiner, "join-dht SUCCESS")
+	settle(t, s)
+	s.Tap = nil
+	if join == nil {
+		t.Fatal("no join captured")
+	}
+	s.mustDo(joiner, "leave-dht "+joiner, "leave-dht SUCCESS")
+	settle(t, s)
+	if leaderName(s) != leader {
+		t.Skipf("the leader changed to %s", leaderName(s))
+	}
+	restart(t, s, leader)
+	s.Down(from)
+	sent := 0
+	s.Tap = func(f, d netip.AddrPort, b []byte) {
+		if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeRebuilt && d == from {
+			sent++
+		}
+	}
+	s.Inject(from, to, join)
+	runFor(t, s, time.Minute)
+	s.Tap = nil
+	if sent > 1 {
+		t.Errorf("one copy of a join made the restarted leader send %d rebuilts to the gone joiner", sent)
+	}
+}
