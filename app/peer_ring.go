@@ -66,6 +66,10 @@ func (p *Peer) ofEarlierRing(m wire.Message) bool {
 		epoch = m.Epoch
 	case wire.Heal:
 		return p.staleHeal(m)
+	case wire.Join:
+		// Its ring's epoch is the larger ring's, newer than the leader's
+		// until the join is done.
+		return m.Epoch != 0 && m.Epoch <= p.epoch
 	case wire.ResetID:
 		if m.Origin == p.self.Name && !p.renumbering() {
 			// Back at its origin, which no longer renumbers (a copy whose
