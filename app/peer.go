@@ -1312,13 +1312,25 @@ func datasetUnusable(err error) string {
 	return "cannot use the dataset: " + strings.TrimPrefix(err.Error(), "dataset: ")
 }
 
-// notKnown adds to the server's "NAME is not registered", when NAME is
+// notKnown adds to the server's "NAME is not registered" or "not signed by
+// NAME", when NAME is
 // this peer's own user, what to do: the server lost the registration (a
 // new file, or one from before it), and a register makes it anew.
 func (p *Peer) notKnown(reason string) string {
-	if !p.registered || reason != p.self.Name+" is not registered" {
+	if !p.registered {
+		return reason
+	}
+	var why string
+	switch reason {
+	case p.self.Name + " is not registered":
+		why = "the server no longer knows it: started on a new or older file?"
+	case "not signed by " + p.self.Name:
+		// The server holds a secret older than this peer's: its file is
+		// from before the user's last register.
+		why = "the server holds another secret for it: started on an older file?"
+	default:
 		return reason
 	}
 	a := p.self.Addr
-	return fmt.Sprintf("%s (the server no longer knows it: started on a new or older file?); type 'register %s %s %d' to register anew", reason, p.self.Name, a.Addr(), a.Port())
+	return fmt.Sprintf("%s (%s); type 'register %s %s %d' to register anew", reason, why, p.self.Name, a.Addr(), a.Port())
 }

@@ -470,6 +470,12 @@ func TestServerPutBackOnAnOlderFile(t *testing.T) {
 				if !strings.Contains(query[0], "older than the ring of epoch") {
 					t.Errorf("seed %d: %q does not say why the DHT is gone", seed, query[0])
 				}
+				// Any other request of moved's is signed with a secret the
+				// copy lacks: its FAILURE says what to do.
+				refused := s.mustDo(moved, "deregister "+moved, "deregister FAILURE")
+				if want := fmt.Sprintf("deregister FAILURE: not signed by %s (the server holds another secret for it: started on an older file?); type 'register %s %s %d' to register anew", moved, moved, addr.Addr(), addr.Port()); refused[0] != want {
+					t.Errorf("seed %d: %q, want %q", seed, refused[0], want)
+				}
 				out := s.mustDo(moved, fmt.Sprintf("register %s %s %d", moved, addr.Addr(), addr.Port()), "register SUCCESS")
 				if want := "register SUCCESS: registered anew (the server did not hold " + moved + "'s secret)"; out[0] != want {
 					t.Errorf("seed %d: %q, want %q", seed, out[0], want)
