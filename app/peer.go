@@ -1313,9 +1313,9 @@ func datasetUnusable(err error) string {
 }
 
 // notKnown adds to the server's "NAME is not registered" or "not signed by
-// NAME", when NAME is
-// this peer's own user, what to do: the server lost the registration (a
-// new file, or one from before it), and a register makes it anew.
+// NAME", when NAME is this peer's own user, what to do: the server lost the
+// registration, or holds an older secret for it (a new file, or one from
+// before it), and a register makes it anew.
 func (p *Peer) notKnown(reason string) string {
 	if !p.registered {
 		return reason
