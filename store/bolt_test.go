@@ -236,6 +236,29 @@ func TestFailedPreallocationLeavesNoPartialFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("sparse file that was there", func(t *testing.T) {
+		// A dht file whose 1 MiB is mostly a hole (copied with holes, say):
+		// a start refused for want of space leaves it as it was, 1 MiB,
+		// and says what to free.
+		path := filepath.Join(t.TempDir(), "server.db")
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(path, preallocSize); err != nil {
+			t.Fatal(err)
+		}
+		fullDisk(t)
+		if _, err := OpenPeer(path); !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "free that much on its disk") {
+			t.Fatalf("open: %v, want the preallocation's ENOSPC, saying what to free", err)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Size() != preallocSize {
+			t.Fatalf("after the refused start: %v, %v; want the file as it was, %d bytes", fi, err, preallocSize)
+		}
+	})
 }
 
 // Discard removes a file nothing was ever written to (opened for a register

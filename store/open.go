@@ -249,6 +249,10 @@ func fileErr(what, path string, err error) error {
 func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 	h := &file{path: path}
 	var db *bolt.DB
+	var sizeWas int64 // of the file that was there, which a refused open leaves so
+	if fi, err := os.Stat(path); err == nil {
+		sizeWas = fi.Size()
+	}
 	err := h.guard(func() error {
 		var err error
 		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, OpenFile: h.opener(true, openTimeout), InitialMmapSize: preallocSize})
@@ -332,7 +336,11 @@ func open(path, kind string, buckets ...[]byte) (*bolt.DB, *file, error) {
 		})
 	})
 	if err == nil {
-		err = preallocate(db, path, preallocSize)
+		keep := sizeWas
+		if h.created {
+			keep = 0
+		}
+		err = preallocate(db, path, preallocSize, keep)
 	}
 	if err == nil {
 		if rawCalls.Load() {
@@ -376,8 +384,12 @@ var writeAt = (*os.File).WriteAt
 // them, unless the file at path has that much written already. bbolt
 // neither reads nor writes past its last page until it grows, so the
 // region is free to write while bbolt has the file open. If it fails (a
-// full disk), it cuts the file back to the end of db's pages.
-func preallocate(db *bolt.DB, path string, size int64) (err error) {
+// full disk), it cuts the file back to the end of db's pages, or to keep
+// if larger: the size a file that was there had before the open (zero for
+// one the open made, which it then removes), so that a refused start
+// leaves such a file as it was (an operator's review: a sparse file of
+// 1 MiB was cut to 284 KiB).
+func preallocate(db *bolt.DB, path string, size, keep int64) (err error) {
 	var pages int64
 	if err := db.View(func(tx *bolt.Tx) error { pages = tx.Size(); return nil }); err != nil {
 		return fileErr("preallocate", path, err)
@@ -396,13 +408,16 @@ func preallocate(db *bolt.DB, path string, size int64) (err error) {
 	}
 	defer func() {
 		if err != nil {
-			_ = f.Truncate(pages)
+			_ = f.Truncate(max(keep, pages))
 		}
 	}()
 	if _, err = writeAt(f, make([]byte, size-pages), pages); err == nil {
 		err = f.Sync()
 	}
 	if err != nil {
+		if keep > 0 {
+			return fmt.Errorf("%w (a dht file is written out to %d KiB, and this one is not yet: free that much on its disk)", fileErr("preallocate", path, err), size>>10)
+		}
 		return fmt.Errorf("%w (a dht file is written out to %d KiB when made)", fileErr("preallocate", path, err), size>>10)
 	}
 	return f.Close()
