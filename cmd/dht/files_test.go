@@ -148,6 +148,11 @@ func TestDamagedFileRefused(t *testing.T) {
 					!strings.Contains(errOut, says) || strings.Count(errOut, "\n") != 1 {
 					t.Errorf("dht %s: exit %d, stderr %q, stdout %q; want 1 and one line naming the file and saying %q", run.args[0], code, errOut, out, says)
 				}
+				// A server or a peer refusing it says what to do too (an
+				// empty file is none of ours: nothing to restore).
+				if advice := run.args[0] != "inspect" && c.name != "cut to nothing"; advice != strings.Contains(errOut, "(restore a copy of it, or ") {
+					t.Errorf("dht %s: stderr %q; want what to do said: %v", run.args[0], errOut, advice)
+				}
 				if !strings.HasPrefix(out, run.out) || (run.out == "") != (out == "") {
 					t.Errorf("dht %s: stdout %q, want %q…", run.args[0], out, run.out)
 				}

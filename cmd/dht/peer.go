@@ -348,10 +348,20 @@ func (o offPrompt) Write(b []byte) (int, error) {
 func openPeerFile(e env, path string) (*store.PeerDB, error) {
 	st, err := store.OpenPeer(path)
 	if err != nil {
-		return nil, err
+		return nil, damagedAdvice(err, "restore a copy of it, or start the peer on a new --db and register anew")
 	}
 	if note := st.RolledBack(); note != "" {
 		fmt.Fprintln(e.stderr, note)
 	}
 	return st, nil
+}
+
+// damagedAdvice adds to the refusal of a damaged file what to do, in
+// brackets: the store's message says what is wrong, not what next (an
+// operator's review).
+func damagedAdvice(err error, what string) error {
+	if errors.Is(err, store.ErrDamaged) {
+		return fmt.Errorf("%w (%s)", err, what)
+	}
+	return err
 }

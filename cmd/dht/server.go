@@ -82,7 +82,7 @@ func serverCommand(e env) *cli.Command {
 			defer conn.Close()
 			db, err := store.OpenServer(c.String("db"))
 			if err != nil {
-				return err
+				return damagedAdvice(err, "restore a copy of it, or give the server a new --db (every user then registers anew)")
 			}
 			defer db.Close()
 			if note := db.RolledBack(); note != "" {
