@@ -44,3 +44,57 @@ func TestARenumberedNodeDoesNotAnswerNotFoundBeforeItsRecordsCome(t *testing.T) 
 		}
 	}
 }
+
+// A query that comes in the same read as the flush that ends its node's
+// filling is looked up before the round's records are written: the
+// commit is an output, run once the whole read is handled (a chaos run,
+// 10% loss, a member killed: "Republic of Cuba" answered not found by the
+// node that owned it in the healed ring, its query read right behind the
+// store, flush and committed of the heal).
+func TestAQueryReadWithTheFlushIsNotAnsweredNotFound(t *testing.T) {
+	p := fuzzPeer() // id 1 of 3
+	now := time.Unix(1_700_000_000, 0)
+	p.aliveAt = now.Add(time.Hour)
+	name := ""
+	for _, n := range []string{"Aruba", "Republic of Yemen", "Kingdom of Spain", "Mongolia", "Republic of Chile", "Hungary", "Ukraine"} {
+		if dataset.ID(dataset.Pos(n), 2) == 1 {
+			name = n
+			break
+		}
+	}
+	stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 60}, wire.ResetID{Origin: fzRight.Name, OriginAddr: fzRight.Addr, ID: 1, N: 2, Epoch: fzEpoch})
+	if p.id != 1 || p.n != 2 || !p.filling {
+		t.Fatalf("the reset-id was not taken: id %d of %d, filling %v", p.id, p.n, p.filling)
+	}
+	querier := wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}
+	var rec wire.Record
+	rec[3], rec[0] = name, "XXX"
+	var batch []Datagram
+	add := func(id uint32, m wire.Message) {
+		h, mm := signedWith(wire.Header{ID: id}, m, p.link.sg, fzLeft.Addr, p.self.Addr)
+		batch = append(batch, Datagram{From: fzLeft.Addr, Header: h, Msg: mm})
+	}
+	add(61, wire.Store{N: 2, Records: []wire.Record{rec}})
+	add(62, wire.Flush{Leader: fzRight.Name, N: 2, Round: 7, Epoch: fzEpoch})
+	add(63, wire.Query{ReqID: 9, Querier: querier, LongName: name, Hops: 1})
+	out := p.Receive(now, batch)
+	stored := false
+	for _, o := range out {
+		switch o := o.(type) {
+		case PersistPeer:
+			for _, r := range o.Batch.Put {
+				stored = stored || r.LongName == name
+			}
+		case Send:
+			if r, ok := o.Msg.(wire.QueryResult); ok && !r.Found {
+				for _, o := range out {
+					t.Logf("%T %+v", o, o)
+				}
+				t.Fatalf("%q answered not found in the read whose flush commits it (stored by this read: %v): %+v", name, stored, r)
+			}
+		}
+	}
+	if !stored {
+		t.Fatalf("the store's record was not committed by the flush: %v", out)
+	}
+}

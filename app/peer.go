@@ -138,6 +138,7 @@ type Peer struct {
 	// this node's id that the table does not hold is not answered "not
 	// found" meanwhile (the querier sends it again).
 	filling     bool
+	filled      bool // filling ends at the next Settle (peerRing committed)
 	id, n       int
 	left, right wire.Member
 	neighbours  bool
@@ -743,6 +744,11 @@ func (p *Peer) Unsettled() bool { return len(p.uncommitted) >= ownChunk }
 // (populate.settle).
 func (p *Peer) Settle() []Output {
 	var out []Output
+	if p.filled {
+		// The runner runs the commit made by the flush before it reads
+		// anything more.
+		p.filling, p.filled = false, false
+	}
 	if p.Unsettled() {
 		out = p.commitStores(nil, false)
 	}

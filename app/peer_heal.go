@@ -77,6 +77,7 @@ func (p *Peer) startHeal(now time.Time, m wire.Heal) []Output {
 	p.healing = h
 	p.clearTable()
 	p.inRing, p.id, p.n, p.epoch, p.filling = true, 0, n, m.Epoch, true
+	p.filled = false
 	p.left, p.right, p.neighbours = m.Members[n-1], m.Members[1%n], true
 	p.leaver = netip.AddrPort{}
 	out = append(out, p.endForwardsOff(now)...)

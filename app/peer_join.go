@@ -219,6 +219,7 @@ func (j *joinLead) renumberedBack(p *Peer, now time.Time, m wire.ResetID) []Outp
 // between the last node and this one.
 func (j *joinLead) renumbered(p *Peer, now time.Time, out []Output) []Output {
 	p.inRing, p.id, p.n, p.epoch, p.filling = true, 0, j.n+1, j.epoch, true
+	p.filled = false
 	set := wire.SetID{ID: uint16(j.n), N: uint16(j.n + 1), Left: j.last, Right: p.self, Epoch: j.epoch}
 	j.step, j.pending = leadPlacing, 1
 	if j.last.Addr == p.self.Addr {

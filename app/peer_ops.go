@@ -382,6 +382,7 @@ func (o *setupOp) place(p *Peer, now time.Time, members []wire.Member, epoch uin
 	}
 	p.clearTable()
 	p.inRing, p.id, p.n, p.epoch, p.filling = true, 0, n, epoch, true
+	p.filled = false
 	p.left, p.right, p.neighbours = members[n-1], members[1%n], true
 	waitOn := make([]netip.AddrPort, 0, n-1)
 	for _, m := range members[1:] {

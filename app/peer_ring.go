@@ -707,6 +707,7 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 			return []Output{dropped("reset-id of ours returned unexpectedly", netip.AddrPort{})}
 		}
 		p.inRing, p.id, p.n, p.epoch, p.filling = true, int(m.ID), int(m.N), m.Epoch, true
+		p.filled = false
 		// Written with the rebuild's stores or flush, which follow.
 		p.deferPersist(false)
 		m.ID++
@@ -815,7 +816,11 @@ func (p *Peer) committed(now time.Time, out []Output, cw *commitWait) []Output {
 	// sent them all again once the commit outlasted its timeout.
 	out = p.link.flushAcks(out)
 	out = p.commitStores(out, true)
-	p.filling = false // every record of the round for this node is on disk
+	// Every record of the round for this node is on disk once the commit
+	// just made runs: an output, run after the whole read is handled, so a
+	// query read with the flush (or after it in the same read) still finds
+	// the file without them. Filling ends at Settle, when the read is over.
+	p.filled = true
 	p.committing = cw
 	if cw.fromLeft {
 		return p.passCommitted(now, out, cw)
@@ -904,6 +909,7 @@ func (p *Peer) placed(now time.Time, from netip.AddrPort, m wire.SetID) []Output
 	}
 	p.clearTable()
 	p.inRing, p.id, p.n, p.epoch, p.filling = true, int(m.ID), int(m.N), m.Epoch, true
+	p.filled = false
 	p.left, p.right, p.neighbours = m.Left, m.Right, true
 	p.leaver = netip.AddrPort{}
 	p.joining = nil

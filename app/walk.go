@@ -281,6 +281,9 @@ func (p *Peer) reask(now time.Time, w *walk, out []Output) []Output {
 	out = append(out, p.link.cancelWhereTo(now, func(to netip.AddrPort, m *outMsg) bool { return to == o.to && o.isCopy(m.msg) })...)
 	out = append(out, Event{Msg: "query-dht asks the server again: the node it named has not acknowledged the query (it may have left the ring)", Level: slog.LevelInfo,
 		Attrs: []slog.Attr{slog.String("long_name", o.longName), attrAddr(o.to), slog.Duration("unacknowledged", now.Sub(o.copySent))}})
+	// The silent node may be only slow: its answer to this request id,
+	// late, is dropped quietly, as a second answer is (answerAgain).
+	p.answered.add(o.reqID, o.sg.key)
 	o.reasks++
 	o.before = append(o.before, sentAs{id: o.reqID, key: o.sg.key})
 	o.stage = queryAsking
