@@ -292,6 +292,20 @@ func (l *link) pending(to netip.AddrPort, match func(wire.Message) bool) bool {
 	return false
 }
 
+// sentSince is when the message match picks, in flight to `to` (sent and
+// not acknowledged; not one still queued), was first sent, moved on by
+// this process's own stalls (tries.again); ok is false if none is.
+func (l *link) sentSince(to netip.AddrPort, match func(wire.Message) bool) (time.Time, bool) {
+	if d := l.dests[to]; d != nil {
+		for _, m := range d.inflight {
+			if match(m.msg) {
+				return m.tries.firstSent, true
+			}
+		}
+	}
+	return time.Time{}, false
+}
+
 // backlog is the number of messages to `to` not yet acknowledged.
 func (l *link) backlog(to netip.AddrPort) int {
 	d := l.dests[to]

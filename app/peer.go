@@ -1331,9 +1331,9 @@ func (p *Peer) notKnown(reason string) string {
 	case p.self.Name + " is not registered":
 		why = "the server no longer knows it: started on a new or older file?"
 	case "not signed by " + p.self.Name:
-		// The server holds a secret older than this peer's: its file is
-		// from before the user's last register.
-		why = "the server holds another secret for it: started on an older file?"
+		// The server holds another secret than this peer's: one of the
+		// two files is from before the user's last register.
+		why = "the server holds another secret for it: its file or this peer's is from before the last register?"
 	default:
 		return reason
 	}

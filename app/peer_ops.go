@@ -729,7 +729,6 @@ type queryOp struct {
 	sg       signer         // the token the server gave, and the ring's epoch
 	tries    tries          // under the query Retry policy
 	copies   int            // sent reliably (retry)
-	copySent time.Time      // when the last copy sent reliably went
 	reasks   int            // the server asked again for a node (reask)
 	before   []sentAs       // the ids it went with before each reask, and their tokens
 	held     bool           // its first retry was held back once (holdWalks)
@@ -787,6 +786,7 @@ func (o *queryOp) send(p *Peer, now time.Time, out []Output) []Output {
 	o.reqID = p.link.newID()
 	was := o.tries
 	o.tries.start(now, p.queryRTT.first(&p.queryRetry))
+	o.copies = 0 // none has gone reliably to this node yet
 	if o.reasks > 0 {
 		// Asked the server again: the query's limit runs from its first
 		// attempt, whichever node it goes to.
@@ -841,7 +841,6 @@ func (o *queryOp) retry(p *Peer, now time.Time, out []Output) ([]Output, bool) {
 	// retries of every query typed with it held back).
 	o.tries.next = now.Add(min(o.tries.rto<<min(o.copies, 16), maxCopyWait))
 	o.copies++
-	o.copySent = now
 	p.stats.Retransmits++
 	q := wire.Query{ReqID: o.reqID, Querier: p.self, LongName: o.longName}
 	return append(out, p.link.sendSigned(now, o.to, q, tagNone, false, o.sg)...), true

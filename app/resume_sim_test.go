@@ -473,7 +473,7 @@ func TestServerPutBackOnAnOlderFile(t *testing.T) {
 				// Any other request of moved's is signed with a secret the
 				// copy lacks: its FAILURE says what to do.
 				refused := s.mustDo(moved, "deregister "+moved, "deregister FAILURE")
-				if want := fmt.Sprintf("deregister FAILURE: not signed by %s (the server holds another secret for it: started on an older file?); type 'register %s %s %d' to register anew", moved, moved, addr.Addr(), addr.Port()); refused[0] != want {
+				if want := fmt.Sprintf("deregister FAILURE: not signed by %s (the server holds another secret for it: its file or this peer's is from before the last register?); type 'register %s %s %d' to register anew", moved, moved, addr.Addr(), addr.Port()); refused[0] != want {
 					t.Errorf("seed %d: %q, want %q", seed, refused[0], want)
 				}
 				out := s.mustDo(moved, fmt.Sprintf("register %s %s %d", moved, addr.Addr(), addr.Port()), "register SUCCESS")

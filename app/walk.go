@@ -193,8 +193,8 @@ func (p *Peer) tickWalks(now time.Time, gone []failure, out []Output) []Output {
 		if !w.q.tries.due(now) {
 			continue
 		}
-		if w.q.unheard(p, now) {
-			out = p.reask(now, w, out)
+		if silent, ok := w.q.unheard(p, now); ok {
+			out = p.reask(now, w, silent, out)
 			continue
 		}
 		if out, ok = w.q.retry(p, now, out); !ok {
@@ -254,10 +254,17 @@ const (
 	maxReasks  = 3
 )
 
-// unheard reports that the node the server named has not acknowledged the
-// query's copy sent reliably for reaskAfter (doubled each time asked).
-func (o *queryOp) unheard(p *Peer, now time.Time) bool {
-	return o.reasks < maxReasks && o.copies > 0 && now.Sub(o.copySent) >= reaskAfter<<o.reasks && now.Sub(o.tries.firstSent) < p.queryRetry.GiveUp && p.link.pending(o.to, o.isCopy)
+// unheard reports that the node the server named has left the query's
+// copy sent reliably unacknowledged for reaskAfter (doubled each time
+// asked), within the query's limit, and for how long: a copy still queued
+// behind a full window (the querier is the node's left neighbour, busy
+// with a store round) has not gone, and says nothing of the node.
+func (o *queryOp) unheard(p *Peer, now time.Time) (time.Duration, bool) {
+	if o.reasks >= maxReasks || now.Sub(o.tries.firstSent) >= p.queryRetry.GiveUp {
+		return 0, false
+	}
+	since, ok := p.link.sentSince(o.to, o.isCopy)
+	return now.Sub(since), ok && now.Sub(since) >= reaskAfter<<o.reasks
 }
 
 // spareStall: while the server is asked again, a Tick late past what was
@@ -276,13 +283,15 @@ func (o *queryOp) spareStall(p *Peer, now time.Time) {
 
 // reask asks the server again for a node to send w's query to, the copy
 // to the silent node cancelled; the walk keeps its limit (queryOp.send).
-func (p *Peer) reask(now time.Time, w *walk, out []Output) []Output {
+func (p *Peer) reask(now time.Time, w *walk, silent time.Duration, out []Output) []Output {
 	o := w.q
 	out = append(out, p.link.cancelWhereTo(now, func(to netip.AddrPort, m *outMsg) bool { return to == o.to && o.isCopy(m.msg) })...)
 	out = append(out, Event{Msg: "query-dht asks the server again: the node it named has not acknowledged the query (it may have left the ring)", Level: slog.LevelInfo,
-		Attrs: []slog.Attr{slog.String("long_name", o.longName), attrAddr(o.to), slog.Duration("unacknowledged", now.Sub(o.copySent))}})
-	// The silent node may be only slow: its answer to this request id,
-	// late, is dropped quietly, as a second answer is (answerAgain).
+		Attrs: []slog.Attr{slog.String("long_name", o.longName), attrAddr(o.to), slog.Duration("unacknowledged", silent)}})
+	// The silent node may be only slow: its answer to this request id is
+	// still taken while the walk goes on (keyOf, o.before), and, once the
+	// walk has ended (answered or failed), dropped quietly as a second
+	// answer is (answerAgain).
 	p.answered.add(o.reqID, o.sg.key)
 	o.reasks++
 	o.before = append(o.before, sentAs{id: o.reqID, key: o.sg.key})
