@@ -436,7 +436,11 @@ func (l *link) acked(now time.Time, from netip.AddrPort, id uint32) (t tag, ok b
 	}
 	for i, m := range d.inflight {
 		if m.id == id {
-			if rtt, ok := m.tries.roundTrip(now); ok {
+			// Not when its retransmission fell due more than lateTick ago
+			// and did not run: this process was stopped or starved
+			// meanwhile, and the ack, come at once, waited unread. Such a
+			// sample (a 4 s SIGSTOP) set the timeout above the give-up.
+			if rtt, ok := m.tries.roundTrip(now); ok && now.Sub(m.tries.next) <= lateTick {
 				if _, store := m.msg.(wire.Store); store {
 					l.ackStoreRTT = max(l.ackStoreRTT, rtt)
 				} else {

@@ -454,3 +454,28 @@ func TestAFullySparedStallAddsNoNote(t *testing.T) {
 		t.Errorf("a fully spared 100 ms stall at the give-up: note %q", note)
 	}
 }
+
+// A round trip that spans this process's own stall (SIGSTOP, a starved
+// CPU) is no sample: the ack came at once, and was read only when the
+// process ran again. Sampled, a 4 s stop set the stores' timeout above
+// the give-up, so a store lost afterwards was not sent again before the
+// link gave up on a live neighbour (a chaos review: a leader stopped for
+// 4 s later failed a join as "the ring is broken at" its right neighbour).
+func TestARoundTripOverOwnStallIsNoSample(t *testing.T) {
+	var st Stats
+	l := newLink(LinkConfig{}, 1, &st)
+	to := netip.MustParseAddrPort("10.0.0.2:5000")
+	t0 := time.Unix(1_700_000_000, 0)
+	id := l.send(t0, to, wire.Store{N: 2}, tagNone, false)[0].(Send).ID
+	// Stopped for 4 s: no Tick ran, the ack is read on waking.
+	now := t0.Add(4 * time.Second)
+	if _, ok, _ := l.acked(now, to, id); !ok {
+		t.Fatal("ack matched nothing")
+	}
+	l.endAck()
+	l.send(now, to, wire.Store{N: 2}, tagNone, false)
+	at, _ := l.deadline()
+	if wait := at.Sub(now); wait > DefaultMaxRTO {
+		t.Fatalf("after a 4 s stall the next store is first sent again after %v (srtt %v): the stall was taken for a round trip", wait, l.storeRTT.srtt)
+	}
+}

@@ -1019,6 +1019,17 @@ func (p *Peer) held(now time.Time, change func() []Output) []Output {
 
 // ringEnded is ringGone's change.
 func (p *Peer) ringEnded(now time.Time, epoch uint64) []Output {
+	// The queries this node forwarded round that ring go no further: its
+	// old right drops them unacknowledged (from neither their querier nor
+	// its left neighbour), and their give-up would fail whatever else goes
+	// to that node meanwhile (a join-dht typed next). Their queriers ask
+	// again through the server.
+	fw := p.endForwards(now)
+	return append(fw, p.ringLeft(now, epoch)...)
+}
+
+// ringLeft is ringEnded's change of state and command.
+func (p *Peer) ringLeft(now time.Time, epoch uint64) []Output {
 	what := ""
 	switch o := p.op.(type) {
 	case *joinOp:

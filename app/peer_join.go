@@ -203,6 +203,12 @@ func (j *joinLead) tornDown(p *Peer, now time.Time) []Output {
 		return j.renumbered(p, now, out)
 	}
 	j.step = leadRenumbering
+	// The queries this node forwarded while the teardown went round go no
+	// further: its right, torn down, drops them unacknowledged ("this peer
+	// is in no DHT"), and a window of them held the reset-id back until
+	// the link gave up (a chaos run: the join failed, as a query never
+	// acknowledged). Their queriers ask again through the server.
+	out = append(out, p.endForwards(now)...)
 	return append(out, p.link.send(now, p.right.Addr, wire.ResetID{Origin: p.self.Name, ID: 1, N: uint16(j.n + 1), OriginAddr: p.self.Addr, Epoch: j.epoch}, tagNone, false)...)
 }
 

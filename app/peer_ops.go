@@ -516,7 +516,11 @@ func (o *leaveOp) tornDown(p *Peer, now time.Time) []Output {
 	p.leaveRing(true)
 	p.deferPersist(true)
 	o.stage = leaveRenumbering
-	return p.link.send(now, o.right.Addr, wire.ResetID{Origin: p.self.Name, ID: 0, N: uint16(o.n - 1), OriginAddr: p.self.Addr, Epoch: o.epoch}, tagNone, false)
+	// As at a join's leader (joinLead.tornDown): the right, torn down,
+	// drops the queries forwarded to it meanwhile, unacknowledged, and
+	// they would hold the reset-id back.
+	out := p.endForwards(now)
+	return append(out, p.link.send(now, o.right.Addr, wire.ResetID{Origin: p.self.Name, ID: 0, N: uint16(o.n - 1), OriginAddr: p.self.Addr, Epoch: o.epoch}, tagNone, false)...)
 }
 
 // renumbered: reset-id came back; point the neighbours at each other.
