@@ -444,6 +444,11 @@ func (p *Peer) start(now time.Time, line string, c command, read bool, out []Out
 		return p.emit(out, resultFailed(c.cmd, fmt.Sprintf("not registered: the resume of %s failed; type 'register %s %s %d' to try again", u.Name, u.Name, u.Addr.Addr(), u.Addr.Port())))
 	case !p.registered:
 		return p.emit(out, resultFailed(c.cmd, "not registered: register first (the peer sends from the address it registers)"))
+	case ringPart(c.msg) == p.self.Name && !p.inRing && p.neighbours:
+		// Another member's leave-dht or join-dht is rebuilding the ring:
+		// this node keeps its neighbours and gets its place back with the
+		// rebuild.
+		return p.emit(out, resultFailed(c.cmd, fmt.Sprintf("a leave-dht or join-dht is rebuilding the ring %s is in: try again once it is done (the server's answer to any request says what it waits for)", p.self.Name)))
 	case ringPart(c.msg) == p.self.Name && !(p.inRing && p.neighbours):
 		// The server may count this user in the ring when this peer
 		// knows of none (a process that lost its file), and would wait

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"dht/app"
 	"dht/app/state"
 )
 
@@ -43,4 +44,34 @@ func TestRingCommandsWithoutARing(t *testing.T) {
 		t.Fatalf("server phase %v, want the ring ready", ph)
 	}
 	s.mustDo(free, "query-dht "+free+" Aruba", "query-dht SUCCESS")
+}
+
+// While another member's leave-dht is rebuilding the ring (its teardown
+// has passed this node, which keeps its neighbours but has cleared its
+// place), the leader's own teardown-dht and a member's own leave-dht must
+// not be refused with "holds no place in a ring": the node is a member the
+// server counts, and the reason is the leave in progress.
+func TestOwnRingCommandDuringAnotherLeave(t *testing.T) {
+	s, _ := ringOfFour(t, 5)
+	leader := leaderName(s)
+	stalled := memberWithID(s, 2)
+	leaver := memberWithID(s, 3) // its right neighbour is the leader
+	other := memberWithID(s, 1)
+	p := s.Stop(stalled)
+	s.input(leaver, "leave-dht "+leaver)
+	for app.Identity(s.Process(other).Core).InRing {
+		if !s.step() {
+			t.Fatal("the leave's teardown never reached id 1")
+		}
+	}
+	for _, c := range []struct{ who, line string }{{leader, "teardown-dht " + leader}, {other, "leave-dht " + other}} {
+		pr := s.Process(c.who)
+		before := len(pr.Printed)
+		s.input(c.who, c.line)
+		out := texts(pr.Printed[before:])
+		if len(out) == 0 || strings.Contains(out[0], "holds no place in a ring") {
+			t.Errorf("%s: %q printed %q while a leave-dht is in progress, want a reason naming it", c.who, c.line, out)
+		}
+	}
+	s.Cont(p)
 }

@@ -1060,8 +1060,10 @@ func (s *Server) waiting(now time.Time) string {
 	}
 	if at, ok := s.waitDeadline(); ok {
 		left := max(at.Sub(now), 0).Round(time.Second)
-		end := "rolled back"
+		end := "rolled back" // a setup: the DHT is dissolved
 		switch s.dht.Phase {
+		case state.PhaseTearing, state.PhaseHealing:
+			end = "the DHT is dissolved" // nothing to roll back to (a new user's review)
 		case state.PhaseJoining:
 			end = fmt.Sprintf("ended (the ring heals without %s)", s.dht.Joiner)
 		case state.PhaseLeaving:

@@ -1969,7 +1969,7 @@ func TestServerWaitSaysWhenItRollsBack(t *testing.T) {
 		{"a setup, 30s in", srvDHT(state.PhaseBuilding, ring, "dave"), 30 * time.Second,
 			"server is waiting for dht-complete from alice (setup-dht in progress); rolled back in 30s unless it comes (--op-timeout 1m0s)"},
 		{"a teardown, at once", srvDHT(state.PhaseTearing, ring, "dave"), 0,
-			"server is waiting for teardown-complete from alice (teardown-dht in progress); rolled back in 1m0s unless it comes (--op-timeout 1m0s)"},
+			"server is waiting for teardown-complete from alice (teardown-dht in progress); the DHT is dissolved in 1m0s unless it comes (--op-timeout 1m0s)"},
 		{"a setup past its time, before the tick", srvDHT(state.PhaseBuilding, ring, "dave"), 3 * time.Minute,
 			"rolled back in 0s unless it comes"},
 		{"a join, 10s in", srvJoining(ring, "dave", "erin"), 10 * time.Second,
