@@ -205,7 +205,7 @@ func resultFailed(c Command, reason string) Result { return Result{Cmd: c, Reaso
 // (Go syntax) if it holds a control character or bytes that are not UTF-8,
 // which would reach the terminal reading stdout as they are.
 func appendWord(b []byte, word string) []byte {
-	if utf8.ValidString(word) && !strings.ContainsFunc(word, unicode.IsControl) {
+	if utf8.ValidString(word) && !strings.ContainsFunc(word, func(r rune) bool { return !unicode.IsGraphic(r) }) {
 		return append(b, word...)
 	}
 	return strconv.AppendQuote(b, word)

@@ -48,7 +48,10 @@ func TestCommandNames(t *testing.T) {
 // An unknown command's line starts with the word as typed, quoted when it
 // holds a control character or bytes that are not UTF-8: they would reach
 // the terminal that reads stdout as they are (an escape sequence typed, or
-// piped in, clearing the screen or retitling the window).
+// piped in, clearing the screen or retitling the window); and when it holds
+// a character that shows nothing (a byte-order mark at the start of a
+// script: "\ufeffhelp FAILURE" looked like help itself refused, a new
+// user's review).
 func TestUnknownWordQuotedWhenNotPrintable(t *testing.T) {
 	for word, want := range map[string]string{
 		"frob":             "frob FAILURE: x",
@@ -57,6 +60,8 @@ func TestUnknownWordQuotedWhenNotPrintable(t *testing.T) {
 		"\xff\xfe":         `"\xff\xfe" FAILURE: x`,
 		"query-dht\x7fbob": `"query-dht\x7fbob" FAILURE: x`,
 		"\x1b[2J":          `"\x1b[2J" FAILURE: x`,
+		"\ufeffhelp":       `"\ufeffhelp" FAILURE: x`,
+		"help\u200b":       `"help\u200b" FAILURE: x`,
 	} {
 		if got := (Result{Cmd: CmdUnknown, Word: word, Reason: "x"}).String(); got != want {
 			t.Errorf("word %q: %q, want %q", word, got, want)
