@@ -1170,9 +1170,9 @@ func (s *Server) register(now time.Time, from netip.AddrPort, m wire.Register, b
 	case m.Addr != from:
 		return fail("register %s must be sent from %s, the address it registers (it came from %s)", m.Name, m.Addr, from), false
 	case s.users[m.Name] != nil:
-		return fail("%s is already registered", m.Name), false
+		return fail("%s is already registered, at another address (choose another name)", m.Name), false
 	case s.byAddr[m.Addr] != "":
-		return fail("%s is already registered by %s", m.Addr, s.byAddr[m.Addr]), false
+		return fail("%s is already registered by %s (a peer registers one user: give this one another port)", m.Addr, s.byAddr[m.Addr]), false
 	case len(s.users) >= MaxUsers:
 		return fail("the registry is full (%d users)", MaxUsers), false
 	}

@@ -488,8 +488,8 @@ func TestServerRegister(t *testing.T) {
 		withFail(srvCase{start: two, from: srvAddr("alice"), msg: wire.Register{Name: "carol", Addr: srvAddr("carol")}},
 			"sent from another user's address", "must be sent from"),
 
-		withFail(reg("alice", other), "duplicate name", "alice is already registered"),
-		withFail(reg("carol", srvAddr("alice")), "duplicate address", "already registered by alice"),
+		withFail(reg("alice", other), "duplicate name", "alice is already registered", "choose another name"),
+		withFail(reg("carol", srvAddr("alice")), "duplicate address", "already registered by alice", "another port"),
 
 		withFail(regFrom("carol", netip.MustParseAddrPort("0.0.0.0:5003")), "unspecified IPv4", "invalid address", "any address"),
 		withFail(reg("carol", netip.MustParseAddrPort("10.0.0.1:0")), "port 0", "invalid address"),
