@@ -80,7 +80,12 @@ func (p *Peer) startHeal(now time.Time, m wire.Heal) []Output {
 	p.filled = false
 	p.left, p.right, p.neighbours = m.Members[n-1], m.Members[1%n], true
 	p.leaver = netip.AddrPort{}
-	out = append(out, p.endForwardsOff(now)...)
+	// Every query this node forwarded round the old ring ends, to a
+	// right the heal keeps too (see placed): a join's leader, its
+	// teardown gone round and not back, forwarded them to a torn-down
+	// right, which dropped them, and a window of them held the heal's
+	// set-id to it back until the give-up.
+	out = append(out, p.endForwards(now)...)
 	p.deferPersist(true) // written with the store round's first commit
 	if n == 1 {
 		return h.placed(p, now, out)

@@ -668,9 +668,15 @@ func (p *Peer) handleRing(now time.Time, from netip.AddrPort, m wire.Message, no
 		if m.KeepNeighbours {
 			// A leave's or a join's: the emptied table is written with the
 			// rebuild's commit that follows at every node, before the
-			// rebuild is reported done.
+			// rebuild is reported done. The queries this node forwarded
+			// round the old ring go no further: the right, torn down,
+			// drops them until its reset-id, then took a copy sent again
+			// round the renumbered ring with the hops it made round the
+			// old one, and the node before the one that holds the Long
+			// Name dropped it as "a query would loop". Their queriers ask
+			// again.
 			p.deferPersist(true)
-			return out
+			return append(out, p.endForwards(now)...)
 		}
 		p.formerRight = p.right
 		p.neighbours, p.left, p.right = false, wire.Member{}, wire.Member{}
@@ -913,7 +919,12 @@ func (p *Peer) placed(now time.Time, from netip.AddrPort, m wire.SetID) []Output
 	p.left, p.right, p.neighbours = m.Left, m.Right, true
 	p.leaver = netip.AddrPort{}
 	p.joining = nil
-	out = append(out, p.endForwardsOff(now)...)
+	// Every query this node forwarded round the old ring goes no
+	// further, to its old right or not: sent again, it went on round the
+	// renumbered ring with the hops it made round the old one, and was
+	// dropped as "a query would loop" one node short of the one that
+	// holds its Long Name. Their queriers ask again.
+	out = append(out, p.endForwards(now)...)
 	// Written with this node's stores, or at the flush: acknowledged
 	// at once, so the leader starts the stores without waiting for a
 	// disk.
