@@ -59,12 +59,7 @@ func TestAResetRightEndsTheQueriesForwardedToTheOldRight(t *testing.T) {
 	if p.right != next {
 		t.Fatalf("the reset-right was not taken: right %v", p.right)
 	}
-	for range 60 {
-		now = now.Add(200 * time.Millisecond)
-		if queryToRight(p.Tick(now)) {
-			t.Fatalf("the query forwarded to %s sent again after the reset-right", fzRight.Name)
-		}
-	}
+	noQueryToRight(t, p, now, 60, "the query forwarded to the right neighbour sent again after the reset-right")
 }
 
 // A teardown-dht that passes a member while a query it forwarded round the
@@ -78,12 +73,7 @@ func TestATeardownEndsTheQueriesItsMemberForwarded(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	forwardQuery(t, p, now)
 	stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 61}, wire.Teardown{Origin: fzLeft.Name, OriginAddr: fzLeft.Addr})
-	for range 20 {
-		now = now.Add(200 * time.Millisecond)
-		if out := p.Tick(now); queryToRight(out) {
-			t.Fatalf("the query forwarded before the teardown sent again after it: %+v", out)
-		}
-	}
+	noQueryToRight(t, p, now, 20, "the query forwarded before the teardown sent again after it")
 }
 
 // forwardQuery has p (fuzzPeer: bob, id 1 of 3) take from its left a query
@@ -162,12 +152,7 @@ func TestAJoinLeaderEndsTheQueriesItForwardedRoundTheTornDownRing(t *testing.T) 
 	if _, sent := outcome(out); !slices.ContainsFunc(sent[fzRight.Addr], func(m wire.Message) bool { return m.Type() == wire.TypeResetID }) {
 		t.Fatalf("the teardown back sent %+v; want a reset-id to the right", sent)
 	}
-	for range 20 {
-		now = now.Add(200 * time.Millisecond)
-		if out := p.Tick(now); queryToRight(out) {
-			t.Fatalf("the query forwarded while the join's teardown went round sent again after it came back: %+v", out)
-		}
-	}
+	noQueryToRight(t, p, now, 20, "the query forwarded while the join's teardown went round sent again after it came back")
 }
 
 // A leaver, its teardown back, ends the queries it forwarded meanwhile, as
@@ -185,12 +170,7 @@ func TestALeaverEndsTheQueriesItForwardedRoundTheTornDownRing(t *testing.T) {
 	if _, sent := outcome(p.teardownReturned(now, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true})); !slices.ContainsFunc(sent[fzRight.Addr], func(m wire.Message) bool { return m.Type() == wire.TypeResetID }) {
 		t.Fatalf("the teardown back sent %+v; want a reset-id to the right", sent)
 	}
-	for range 20 {
-		now = now.Add(200 * time.Millisecond)
-		if out := p.Tick(now); queryToRight(out) {
-			t.Fatalf("the query forwarded while the leave's teardown went round sent again after it came back: %+v", out)
-		}
-	}
+	noQueryToRight(t, p, now, 20, "the query forwarded while the leave's teardown went round sent again after it came back")
 }
 
 // A leave's or a join's teardown (keeping neighbours) that passes a member
@@ -215,12 +195,7 @@ func TestALeaveTeardownEndsTheQueriesItsMemberForwarded(t *testing.T) {
 	if !p.inRing || p.n != 2 {
 		t.Fatalf("the reset-id was not taken: in ring %v, n %d", p.inRing, p.n)
 	}
-	for range 20 {
-		now = now.Add(200 * time.Millisecond)
-		if out := p.Tick(now); queryToRight(out) {
-			t.Fatalf("the query forwarded before the leave's teardown sent again after it, into the renumbered ring: %+v", out)
-		}
-	}
+	noQueryToRight(t, p, now, 20, "the query forwarded before the leave's teardown sent again after it, into the renumbered ring")
 }
 
 // A heal's set-id that keeps this node's right but renumbers the ring ends
@@ -239,12 +214,7 @@ func TestAHealSetIDEndsTheQueriesForwardedRoundTheOldRing(t *testing.T) {
 	if p.n != 4 || p.epoch == 0 {
 		t.Fatalf("the set-id was not taken: n %d epoch %d", p.n, p.epoch)
 	}
-	for range 20 {
-		now = now.Add(200 * time.Millisecond)
-		if out := p.Tick(now); queryToRight(out) {
-			t.Fatalf("the query forwarded round the old ring sent again after the heal's set-id: %+v", out)
-		}
-	}
+	noQueryToRight(t, p, now, 20, "the query forwarded round the old ring sent again after the heal's set-id")
 }
 
 // A join's leader that the server asks to heal the ring (a member stopped
@@ -287,4 +257,16 @@ func TestAHealLeaderEndsTheQueriesItForwardedToItsTornDownRight(t *testing.T) {
 		out = p.Tick(now)
 	}
 	t.Fatalf("the heal's set-id to %s not sent within 2s: it waits behind the queries forwarded to it after the join's teardown", fzRight.Name)
+}
+
+// noQueryToRight runs p's timers for ticks turns of 200 ms and fails the
+// test, saying after what, if a query goes to fzRight meanwhile.
+func noQueryToRight(t *testing.T, p *Peer, now time.Time, ticks int, after string) {
+	t.Helper()
+	for range ticks {
+		now = now.Add(200 * time.Millisecond)
+		if out := p.Tick(now); queryToRight(out) {
+			t.Fatalf("%s: %+v", after, out)
+		}
+	}
 }
