@@ -551,6 +551,7 @@ func (l *link) postpone(d time.Duration) {
 	for _, dst := range l.dests {
 		for _, m := range dst.inflight {
 			m.tries.next = m.tries.next.Add(d)
+			m.tries.deaf += d
 		}
 	}
 }

@@ -479,3 +479,29 @@ func TestARoundTripOverOwnStallIsNoSample(t *testing.T) {
 		t.Fatalf("after a 4 s stall the next store is first sent again after %v (srtt %v): the stall was taken for a round trip", wait, l.storeRTT.srtt)
 	}
 }
+
+// A round trip that spans a commit of this process (Deaf, which postpones
+// every timeout by the commit's length) is the same stall as a SIGSTOP:
+// the ack came at once and waited unread; the commit's time is taken out
+// of the sample (a code review: a 4 s commit set the stores' timeout to
+// 12 s, above the give-up).
+func TestARoundTripOverOwnCommitIsNoSample(t *testing.T) {
+	var st Stats
+	l := newLink(LinkConfig{}, 1, &st)
+	to := netip.MustParseAddrPort("10.0.0.2:5000")
+	t0 := time.Unix(1_700_000_000, 0)
+	id := l.send(t0, to, wire.Store{N: 2}, tagNone, false)[0].(Send).ID
+	// A 4 s commit (a slow disk) starting 1 ms after the send: the runner
+	// calls Deaf(4s), and the ack that came meanwhile is read on its end.
+	l.postpone(4 * time.Second)
+	now := t0.Add(4*time.Second + time.Millisecond)
+	if _, ok, _ := l.acked(now, to, id); !ok {
+		t.Fatal("ack matched nothing")
+	}
+	l.endAck()
+	l.send(now, to, wire.Store{N: 2}, tagNone, false)
+	at, _ := l.deadline()
+	if wait := at.Sub(now); wait > DefaultMaxRTO {
+		t.Fatalf("after a 4 s commit the next store is first sent again after %v (srtt %v): the commit was taken for a round trip", wait, l.storeRTT.srtt)
+	}
+}

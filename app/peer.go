@@ -142,6 +142,9 @@ type Peer struct {
 	id, n       int
 	left, right wire.Member
 	neighbours  bool
+	// ownLeave: the neighbours are kept by this node's own leave, its
+	// teardown back (not by another member's rebuild).
+	ownLeave    bool
 	table       Table
 	uncommitted []dataset.Record
 	// unsaved: the place in the ring changed since the file was last
@@ -444,7 +447,7 @@ func (p *Peer) start(now time.Time, line string, c command, read bool, out []Out
 		return p.emit(out, resultFailed(c.cmd, fmt.Sprintf("not registered: the resume of %s failed; type 'register %s %s %d' to try again", u.Name, u.Name, u.Addr.Addr(), u.Addr.Port())))
 	case !p.registered:
 		return p.emit(out, resultFailed(c.cmd, "not registered: register first (the peer sends from the address it registers)"))
-	case ringPart(c.msg) == p.self.Name && !p.inRing && p.neighbours:
+	case ringPart(c.msg) == p.self.Name && !p.inRing && p.neighbours && !p.ownLeave:
 		// Another member's leave-dht or join-dht is rebuilding the ring:
 		// this node keeps its neighbours and gets its place back with the
 		// rebuild.
@@ -684,6 +687,7 @@ func (p *Peer) leaveRing(keepNeighbours bool) {
 			p.formerRight = p.right
 		}
 		p.neighbours, p.left, p.right = false, wire.Member{}, wire.Member{}
+		p.ownLeave = false
 	}
 }
 

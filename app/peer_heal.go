@@ -78,7 +78,7 @@ func (p *Peer) startHeal(now time.Time, m wire.Heal) []Output {
 	p.clearTable()
 	p.inRing, p.id, p.n, p.epoch, p.filling = true, 0, n, m.Epoch, true
 	p.filled = false
-	p.left, p.right, p.neighbours = m.Members[n-1], m.Members[1%n], true
+	p.left, p.right, p.neighbours, p.ownLeave = m.Members[n-1], m.Members[1%n], true, false
 	p.leaver = netip.AddrPort{}
 	// Every query this node forwarded round the old ring ends, to a
 	// right the heal keeps too (see placed): a join's leader, its

@@ -514,6 +514,7 @@ func (o *leaveOp) answered(p *Peer, now time.Time, cmd Command, r wire.Reply) []
 func (o *leaveOp) tornDown(p *Peer, now time.Time) []Output {
 	p.clearTable()
 	p.leaveRing(true)
+	p.ownLeave = true
 	p.deferPersist(true)
 	o.stage = leaveRenumbering
 	// As at a join's leader (joinLead.tornDown): the right, torn down,

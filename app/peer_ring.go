@@ -916,7 +916,7 @@ func (p *Peer) placed(now time.Time, from netip.AddrPort, m wire.SetID) []Output
 	p.clearTable()
 	p.inRing, p.id, p.n, p.epoch, p.filling = true, int(m.ID), int(m.N), m.Epoch, true
 	p.filled = false
-	p.left, p.right, p.neighbours = m.Left, m.Right, true
+	p.left, p.right, p.neighbours, p.ownLeave = m.Left, m.Right, true, false
 	p.leaver = netip.AddrPort{}
 	p.joining = nil
 	// Every query this node forwarded round the old ring goes no

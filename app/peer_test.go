@@ -1459,3 +1459,36 @@ func TestASetupOutOfTimeNamesTheFlushAndTheCommitted(t *testing.T) {
 		t.Fatalf("printed %q, want a line starting %q", got, want)
 	}
 }
+
+// A leaver whose own leave failed after its teardown came back (its ring
+// phase expired) holds its neighbours and no place; its own leave-dht
+// typed next is not refused as if another member's leave or join rebuilt
+// "the ring bob is in" (a code review).
+func TestALeaverAfterItsFailedLeaveIsNotToldARebuildRuns(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	p := fuzzPeer()
+	o := &leaveOp{stage: leaveTearing, left: fzLeft, right: fzRight, n: 3, epoch: fzEpoch}
+	o.ringPhase.until = now.Add(time.Minute)
+	p.op = o
+	p.teardownReturned(now, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true})
+	p.aliveAt = now.Add(time.Hour)
+	now = now.Add(time.Minute)
+	var res []string
+	for _, out := range o.expire(p, now, nil) {
+		if r, ok := out.(Result); ok {
+			res = append(res, r.String())
+		}
+	}
+	if len(res) != 1 || !strings.HasPrefix(res[0], "dht-rebuilt FAILURE") {
+		t.Fatalf("the leave did not fail at its limit: %q", res)
+	}
+	res = nil
+	for _, out := range p.Input(now, "leave-dht "+p.self.Name) {
+		if r, ok := out.(Result); ok {
+			res = append(res, r.String())
+		}
+	}
+	if len(res) != 1 || strings.Contains(res[0], "is rebuilding the ring") {
+		t.Fatalf("the leaver, its own leave failed, printed %q", res)
+	}
+}

@@ -115,6 +115,9 @@ type tries struct {
 	// could not spare (GiveUp spared already): a give-up then may come
 	// of this process's own silence.
 	unspared time.Duration
+	// deaf is how long this process read nothing since the first
+	// transmission (its commits: link.postpone).
+	deaf time.Duration
 }
 
 // start records the first transmission, with timeout rto.
@@ -159,5 +162,5 @@ func (t *tries) again(now time.Time, p *Retry, e *rttEstimator) bool {
 // round trip to sample: only a message sent once says which transmission
 // was answered.
 func (t *tries) roundTrip(now time.Time) (time.Duration, bool) {
-	return now.Sub(t.firstSent), t.sent == 1
+	return now.Sub(t.firstSent) - t.deaf, t.sent == 1
 }
