@@ -140,13 +140,7 @@ func TestAMemberHealedOutEndsTheQueriesItForwarded(t *testing.T) {
 // NAME was not acknowledged within 10s" (a chaos run at 25% loss, queries
 // typed throughout; the right warned 2,682 drops in 32 s).
 func TestAJoinLeaderEndsTheQueriesItForwardedRoundTheTornDownRing(t *testing.T) {
-	p := joinLeader()
-	now := time.Unix(1_700_000_000, 0)
-	p.aliveAt = now.Add(time.Hour)
-	_, sent := outcome(stepSigned(p, now, fzJoiner.Addr, wire.Header{ID: 9}, wire.Join{Joiner: fzJoiner, N: 3, Epoch: p.epoch + 1}))
-	if len(sent[fzRight.Addr]) != 1 || sent[fzRight.Addr][0].Type() != wire.TypeTeardown {
-		t.Fatalf("the join sent %+v; want a teardown to the right", sent)
-	}
+	p, now := joinStarted(t)
 	forwardQuery(t, p, now) // while the teardown goes round
 	out := stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 62}, wire.Teardown{Origin: p.self.Name, KeepNeighbours: true, OriginAddr: p.self.Addr, Epoch: p.epoch})
 	if _, sent := outcome(out); !slices.ContainsFunc(sent[fzRight.Addr], func(m wire.Message) bool { return m.Type() == wire.TypeResetID }) {
@@ -227,13 +221,7 @@ func TestAHealSetIDEndsTheQueriesForwardedRoundTheOldRing(t *testing.T) {
 // with it (a chaos run at 10% loss: grace stopped 4.5 s during join-dht
 // judy; erin, the join's leader, sent 3,154 query copies to dave in 10 s).
 func TestAHealLeaderEndsTheQueriesItForwardedToItsTornDownRight(t *testing.T) {
-	p := joinLeader()
-	now := time.Unix(1_700_000_000, 0)
-	p.aliveAt = now.Add(time.Hour)
-	_, sent := outcome(stepSigned(p, now, fzJoiner.Addr, wire.Header{ID: 9}, wire.Join{Joiner: fzJoiner, N: 3, Epoch: p.epoch + 1}))
-	if len(sent[fzRight.Addr]) != 1 || sent[fzRight.Addr][0].Type() != wire.TypeTeardown {
-		t.Fatalf("the join sent %+v; want a teardown to the right", sent)
-	}
+	p, now := joinStarted(t)
 	// The right, torn down, acknowledges the teardown and drops the
 	// queries that follow: more than a window of them.
 	querier := wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}
@@ -269,4 +257,18 @@ func noQueryToRight(t *testing.T, p *Peer, now time.Time, ticks int, after strin
 			t.Fatalf("%s: %+v", after, out)
 		}
 	}
+}
+
+// joinStarted is a join's leader (joinLeader) that took a joiner in: its
+// teardown, keeping neighbours, has gone to its right.
+func joinStarted(t *testing.T) (*Peer, time.Time) {
+	t.Helper()
+	p := joinLeader()
+	now := time.Unix(1_700_000_000, 0)
+	p.aliveAt = now.Add(time.Hour)
+	_, sent := outcome(stepSigned(p, now, fzJoiner.Addr, wire.Header{ID: 9}, wire.Join{Joiner: fzJoiner, N: 3, Epoch: p.epoch + 1}))
+	if len(sent[fzRight.Addr]) != 1 || sent[fzRight.Addr][0].Type() != wire.TypeTeardown {
+		t.Fatalf("the join sent %+v; want a teardown to the right", sent)
+	}
+	return p, now
 }

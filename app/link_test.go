@@ -456,52 +456,39 @@ func TestAFullySparedStallAddsNoNote(t *testing.T) {
 }
 
 // A round trip that spans this process's own stall (SIGSTOP, a starved
-// CPU) is no sample: the ack came at once, and was read only when the
-// process ran again. Sampled, a 4 s stop set the stores' timeout above
-// the give-up, so a store lost afterwards was not sent again before the
-// link gave up on a live neighbour (a chaos review: a leader stopped for
-// 4 s later failed a join as "the ring is broken at" its right neighbour).
+// CPU: no Tick ran) or its own commit (Deaf, which postpones every timeout
+// by the commit's length) is no sample of the network: the ack came at
+// once and waited unread. Sampled, a 4 s stop or commit set the stores'
+// timeout to 12 s, above the give-up, so a store lost afterwards was not
+// sent again before the link gave up on a live neighbour (a chaos review:
+// a leader stopped for 4 s later failed a join as "the ring is broken at"
+// its right neighbour; a code review, for the commit).
 func TestARoundTripOverOwnStallIsNoSample(t *testing.T) {
-	var st Stats
-	l := newLink(LinkConfig{}, 1, &st)
-	to := netip.MustParseAddrPort("10.0.0.2:5000")
-	t0 := time.Unix(1_700_000_000, 0)
-	id := l.send(t0, to, wire.Store{N: 2}, tagNone, false)[0].(Send).ID
-	// Stopped for 4 s: no Tick ran, the ack is read on waking.
-	now := t0.Add(4 * time.Second)
-	if _, ok, _ := l.acked(now, to, id); !ok {
-		t.Fatal("ack matched nothing")
-	}
-	l.endAck()
-	l.send(now, to, wire.Store{N: 2}, tagNone, false)
-	at, _ := l.deadline()
-	if wait := at.Sub(now); wait > DefaultMaxRTO {
-		t.Fatalf("after a 4 s stall the next store is first sent again after %v (srtt %v): the stall was taken for a round trip", wait, l.storeRTT.srtt)
-	}
-}
-
-// A round trip that spans a commit of this process (Deaf, which postpones
-// every timeout by the commit's length) is the same stall as a SIGSTOP:
-// the ack came at once and waited unread; the commit's time is taken out
-// of the sample (a code review: a 4 s commit set the stores' timeout to
-// 12 s, above the give-up).
-func TestARoundTripOverOwnCommitIsNoSample(t *testing.T) {
-	var st Stats
-	l := newLink(LinkConfig{}, 1, &st)
-	to := netip.MustParseAddrPort("10.0.0.2:5000")
-	t0 := time.Unix(1_700_000_000, 0)
-	id := l.send(t0, to, wire.Store{N: 2}, tagNone, false)[0].(Send).ID
-	// A 4 s commit (a slow disk) starting 1 ms after the send: the runner
-	// calls Deaf(4s), and the ack that came meanwhile is read on its end.
-	l.postpone(4 * time.Second)
-	now := t0.Add(4*time.Second + time.Millisecond)
-	if _, ok, _ := l.acked(now, to, id); !ok {
-		t.Fatal("ack matched nothing")
-	}
-	l.endAck()
-	l.send(now, to, wire.Store{N: 2}, tagNone, false)
-	at, _ := l.deadline()
-	if wait := at.Sub(now); wait > DefaultMaxRTO {
-		t.Fatalf("after a 4 s commit the next store is first sent again after %v (srtt %v): the commit was taken for a round trip", wait, l.storeRTT.srtt)
+	for _, c := range []struct {
+		name  string
+		stall func(l *link)
+		read  time.Duration // after the send
+	}{
+		{"stopped", func(*link) {}, 4 * time.Second},
+		{"committing", func(l *link) { l.postpone(4 * time.Second) }, 4*time.Second + time.Millisecond},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var st Stats
+			l := newLink(LinkConfig{}, 1, &st)
+			to := netip.MustParseAddrPort("10.0.0.2:5000")
+			t0 := time.Unix(1_700_000_000, 0)
+			id := l.send(t0, to, wire.Store{N: 2}, tagNone, false)[0].(Send).ID
+			c.stall(l)
+			now := t0.Add(c.read)
+			if _, ok, _ := l.acked(now, to, id); !ok {
+				t.Fatal("ack matched nothing")
+			}
+			l.endAck()
+			l.send(now, to, wire.Store{N: 2}, tagNone, false)
+			at, _ := l.deadline()
+			if wait := at.Sub(now); wait > DefaultMaxRTO {
+				t.Fatalf("after 4 s %s the next store is first sent again after %v (srtt %v): taken for a round trip", c.name, wait, l.storeRTT.srtt)
+			}
+		})
 	}
 }
