@@ -618,7 +618,13 @@ func (l *link) ackCopy(to netip.AddrPort, id uint32, sg signer) {
 
 func (l *link) ackQueued(to netip.AddrPort, id uint32, sg signer, copyOf bool) {
 	for i := range l.acks {
-		if l.acks[i].to == to {
+		// One Ack a signer: its receiver checks it with the key of the
+		// message it names first (or, that one acknowledged before, of
+		// the first in More it still has in flight), so ids of messages
+		// signed with another key (a member's query copy, with its
+		// token, and its store, with the ring's, read together) go in an
+		// Ack of their own.
+		if l.acks[i].to == to && l.acks[i].sg == sg {
 			l.acks[i].ids = append(l.acks[i].ids, id)
 			l.acks[i].copies = l.acks[i].copies && copyOf
 			return

@@ -492,3 +492,55 @@ func TestARoundTripOverOwnStallIsNoSample(t *testing.T) {
 		})
 	}
 }
+
+// A member that queries (bob) sends its right neighbour (carol) a query
+// copy, signed with its token, and later a store, signed with the ring's
+// key; the network duplicates the copy, and carol reads the copy with the
+// store. Her acks of the two go apart, each signed with its message's key:
+// one ack of both, signed with the token, its first id acknowledged
+// before, was dropped at bob with a warning, and the store went again (an
+// attacker's review).
+func TestAnAckOfACopyIsNotBatchedWithAStoresAck(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	bob := fuzzPeer()
+	carol := fuzzPeer()
+	carol.self, carol.left, carol.right, carol.id = fzRight, fzSelf, fzLeft, 2
+	carol.setRing(fzEpoch, fzRingKey) // signs as carol
+	tok := signer{seq: fzEpoch, key: bob.cred.queryToken(bob.self.Addr), from: bob.self.Addr}
+	sends := func(out []Output, to netip.AddrPort) (r []Send) {
+		for _, o := range out {
+			if s, ok := o.(Send); ok && s.To == to {
+				r = append(r, s)
+			}
+		}
+		return r
+	}
+	qs := sends(bob.link.sendSigned(now, fzRight.Addr, wire.Query{ReqID: 500, Querier: bob.self, LongName: "Republic of Albania"}, tagNone, false, tok), fzRight.Addr)
+	q := deliverSend(t, fzSelf.Addr, qs[0])
+	for _, a := range sends(carol.StepBatch(now, []Datagram{q}), fzSelf.Addr) {
+		bob.StepBatch(now, []Datagram{deliverSend(t, fzRight.Addr, a)})
+	}
+	st := sends(bob.link.send(now, fzRight.Addr, wire.Store{N: 3}, tagNone, false), fzRight.Addr)
+	var loud []string
+	for _, a := range sends(carol.StepBatch(now, []Datagram{q, deliverSend(t, fzSelf.Addr, st[0])}), fzSelf.Addr) {
+		t.Logf("carol sends %d %+v key %x", a.ID, a.Msg, a.Key[:2])
+		loud = append(loud, loudEvents(bob.StepBatch(now, []Datagram{deliverSend(t, fzRight.Addr, a)}))...)
+	}
+	if bob.link.pending(fzRight.Addr, func(m wire.Message) bool { _, ok := m.(wire.Store); return ok }) || len(loud) > 0 {
+		t.Fatalf("carol's ack of the store, batched with a copy's, not taken at bob (warnings %q)", loud)
+	}
+}
+
+// deliverSend is s as its receiver reads it, from from.
+func deliverSend(t *testing.T, from netip.AddrPort, s Send) Datagram {
+	t.Helper()
+	b, err := s.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, m, err := wire.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Datagram{From: from, Header: h, Msg: m}
+}
