@@ -20,16 +20,7 @@ func TestARenumberedNodeDoesNotAnswerNotFoundBeforeItsRecordsCome(t *testing.T) 
 	p := fuzzPeer() // id 1 of 3
 	now := time.Unix(1_700_000_000, 0)
 	p.aliveAt = now.Add(time.Hour)
-	name := ""
-	for _, n := range []string{"Aruba", "Republic of Yemen", "Kingdom of Spain", "Mongolia", "Republic of Chile", "Hungary", "Ukraine"} {
-		if dataset.ID(dataset.Pos(n), 2) == 0 {
-			name = n
-			break
-		}
-	}
-	if name == "" {
-		t.Fatal("no Long Name for id 0 of 2")
-	}
+	name := longNameOf(t, func(id int) bool { return id == 0 }, 2)
 	stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 60}, wire.ResetID{Origin: fzRight.Name, OriginAddr: fzRight.Addr, ID: 0, N: 2, Epoch: fzEpoch})
 	if p.id != 0 || p.n != 2 {
 		t.Fatalf("the reset-id was not taken: id %d of %d", p.id, p.n)
@@ -55,13 +46,7 @@ func TestAQueryReadWithTheFlushIsNotAnsweredNotFound(t *testing.T) {
 	p := fuzzPeer() // id 1 of 3
 	now := time.Unix(1_700_000_000, 0)
 	p.aliveAt = now.Add(time.Hour)
-	name := ""
-	for _, n := range []string{"Aruba", "Republic of Yemen", "Kingdom of Spain", "Mongolia", "Republic of Chile", "Hungary", "Ukraine"} {
-		if dataset.ID(dataset.Pos(n), 2) == 1 {
-			name = n
-			break
-		}
-	}
+	name := longNameOf(t, func(id int) bool { return id == 1 }, 2)
 	stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 60}, wire.ResetID{Origin: fzRight.Name, OriginAddr: fzRight.Addr, ID: 1, N: 2, Epoch: fzEpoch})
 	if p.id != 1 || p.n != 2 || !p.filling {
 		t.Fatalf("the reset-id was not taken: id %d of %d, filling %v", p.id, p.n, p.filling)
@@ -97,4 +82,16 @@ func TestAQueryReadWithTheFlushIsNotAnsweredNotFound(t *testing.T) {
 	if !stored {
 		t.Fatalf("the store's record was not committed by the flush: %v", out)
 	}
+}
+
+// longNameOf is a shipped Long Name whose id in a ring of n the test wants.
+func longNameOf(t *testing.T, want func(id int) bool, n int) string {
+	t.Helper()
+	for _, name := range []string{"Aruba", "Republic of Yemen", "Kingdom of Spain", "Mongolia", "Republic of Chile", "Hungary", "Ukraine"} {
+		if want(dataset.ID(dataset.Pos(name), n)) {
+			return name
+		}
+	}
+	t.Fatalf("no Long Name for the id wanted in a ring of %d", n)
+	return ""
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"dht/dataset"
 	"dht/wire"
 )
 
@@ -81,13 +80,7 @@ func TestATeardownEndsTheQueriesItsMemberForwarded(t *testing.T) {
 // fzRight.
 func forwardQuery(t *testing.T, p *Peer, now time.Time) {
 	t.Helper()
-	name := ""
-	for _, n := range []string{"Aruba", "Republic of Yemen", "Kingdom of Spain", "Mongolia", "Republic of Chile"} {
-		if dataset.ID(dataset.Pos(n), p.n) != p.id {
-			name = n
-			break
-		}
-	}
+	name := longNameOf(t, func(id int) bool { return id != p.id }, p.n)
 	querier := wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}
 	if out := stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 60}, wire.Query{ReqID: 9, Querier: querier, LongName: name, Hops: 1}); !queryToRight(out) {
 		t.Fatalf("the query for %q was not forwarded: %+v", name, out)
@@ -225,10 +218,7 @@ func TestAHealLeaderEndsTheQueriesItForwardedToItsTornDownRight(t *testing.T) {
 	// The right, torn down, acknowledges the teardown and drops the
 	// queries that follow: more than a window of them.
 	querier := wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}
-	name := "Aruba"
-	if dataset.ID(dataset.Pos(name), p.n) == p.id {
-		name = "Kingdom of Spain"
-	}
+	name := longNameOf(t, func(id int) bool { return id != p.id }, p.n)
 	for i := range 2 * p.link.cfg.Window {
 		stepSigned(p, now, fzLeft.Addr, wire.Header{ID: uint32(100 + i)}, wire.Query{ReqID: uint32(9 + i), Querier: querier, LongName: name, Hops: 1})
 	}
