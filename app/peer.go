@@ -707,6 +707,10 @@ type Datagram struct {
 	Local  netip.Addr
 	Header wire.Header
 	Msg    wire.Message
+	// Waited is how long it waited in the socket's queue before it was
+	// read, where the socket says (zero otherwise): the server judges who
+	// is silent as of when it came (Server.StepDatagram).
+	Waited time.Duration
 }
 
 // Step handles one datagram: StepBatch with a batch of one.

@@ -39,12 +39,13 @@ func (f *Faults) active() bool { return f != nil && (f.Loss > 0 || f.Dup > 0) }
 
 // datagram is what a socket reader hands the loop.
 type datagram struct {
-	from  netip.AddrPort
-	local netip.Addr // where it was sent, if the socket says
-	h     wire.Header
-	msg   wire.Message
-	size  int
-	err   error
+	from   netip.AddrPort
+	local  netip.Addr    // where it was sent, if the socket says
+	waited time.Duration // in the socket's queue, if the socket says
+	h      wire.Header
+	msg    wire.Message
+	size   int
+	err    error
 }
 
 // endpoint is one socket with its reader, tracing and fault injection.
@@ -107,10 +108,17 @@ func (e *endpoint) read(handle func([]datagram) (ok, drain bool), settle func() 
 			lots = 0
 			return settle(), false
 		}
+		var wall time.Time // the socket's times are the wall clock's
 		for i, m := range lot {
 			d := &ds[i]
-			d.from, d.local, d.size = m.Addr, m.Local, m.N
+			d.from, d.local, d.size, d.waited = m.Addr, m.Local, m.N, 0
 			d.h, d.msg, d.err = wire.Decode(m.Buf[:m.N])
+			if !m.At.IsZero() {
+				if wall.IsZero() {
+					wall = time.Now()
+				}
+				d.waited = max(wall.Sub(m.At), 0)
+			}
 		}
 		ok, drain := handle(ds[:len(lot)])
 		if !ok {
@@ -142,7 +150,7 @@ func (e *endpoint) take(in []datagram, outs []Output, step func(Datagram) []Outp
 			e.traceDrop(e.log, dropped("not a datagram of ours", d.from, slog.Int("bytes", d.size), slog.String("err", d.err.Error())))
 			continue
 		}
-		o := step(Datagram{From: d.from, Local: d.local, Header: d.h, Msg: d.msg})
+		o := step(Datagram{From: d.from, Local: d.local, Header: d.h, Msg: d.msg, Waited: d.waited})
 		level := slog.LevelInfo
 		if ev, ok := firstOutput(o).(Event); ok && ev.Drop {
 			level = slog.LevelDebug // for --trace-json's diagrams; stderr leaves it out
@@ -395,7 +403,7 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 		}
 		t := now()
 		outs = ep.take(in, outs, func(d Datagram) []Output {
-			o := r.Core.StepAt(t, d.From, d.Local, d.Header, d.Msg)
+			o := r.Core.StepDatagram(t, d)
 			// An answer goes from where the datagram it answers was
 			// sent: one with a user's source forged then moves only the
 			// source of an answer the user drops, and changes nothing

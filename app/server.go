@@ -94,9 +94,10 @@ const maxAgain = 10
 // or a file: Step and Tick return what to persist and send.
 type Server struct {
 	cfg ServerConfig
-	// at: the address the datagram in hand was sent to (StepAt), where
-	// the socket says.
+	// at: the address the datagram in hand was sent to (StepDatagram),
+	// where the socket says; came: when it came (zero: when it is read).
 	at     netip.Addr
+	came   time.Time
 	users  map[string]*state.User
 	byAddr map[netip.AddrPort]string
 	dht    state.DHT
@@ -270,10 +271,12 @@ func (s *Server) clock(now time.Time) {
 	}
 }
 
-// Silent is how long user name has been silent at now, and whether that
-// makes it offline (silent for more than DeadAfter).
+// Silent is how long user name has been silent at now (for a datagram in
+// hand, when it came: judgedAt), and whether that makes it offline (silent
+// for more than DeadAfter).
 func (s *Server) Silent(now time.Time, name string) (time.Duration, bool) {
 	s.clock(now)
+	now = s.judgedAt(now)
 	last, ok := s.lastSeen[name]
 	if !ok {
 		last = s.started
@@ -648,13 +651,33 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 	return s.serve(now, from, h, m, true, u.Secret)
 }
 
-// StepAt is Step for a datagram sent to the server's address at (zero:
-// not known): a user's authentic request or alive sent to one of the
-// host's addresses has what the server sends the user go from there.
-func (s *Server) StepAt(now time.Time, from netip.AddrPort, at netip.Addr, h wire.Header, m wire.Message) []Output {
-	s.at = at
-	defer func() { s.at = netip.Addr{} }()
-	return s.Step(now, from, h, m)
+// StepDatagram is Step for a datagram the socket says more of: the address
+// it was sent to (Local; a user's authentic request or alive sent to one of
+// the host's addresses has what the server sends the user go from there)
+// and how long it waited to be read (Waited; who is silent is judged as of
+// when it came: judgedAt).
+func (s *Server) StepDatagram(now time.Time, d Datagram) []Output {
+	s.at = d.Local
+	if d.Waited > 0 {
+		s.came = now.Add(-d.Waited)
+	}
+	defer func() { s.at, s.came = netip.Addr{}, time.Time{} }()
+	return s.Step(now, d.From, d.Header, d.Msg)
+}
+
+// judgedAt is the time as of which the datagram in hand has the server
+// judge who is silent: when it came. A server that did not read for a
+// while (stopped, starved of CPU, its disk slow) reads a request that came
+// before the alives queued behind it; judged at the time of the read, its
+// own silence would count as its users' (a chaos review: a setup-dht sent
+// as the server stopped for 8 s was refused, "judy is offline: silent for
+// 5.181s", judy its caller). A Tick judges at its own time, after reading
+// what waited (lateGuard).
+func (s *Server) judgedAt(now time.Time) time.Time {
+	if !s.came.IsZero() && s.came.Before(now) {
+		return s.came
+	}
+	return now
 }
 
 // ReplyFrom is the address of the server's host to send what it starts

@@ -1297,7 +1297,7 @@ func TestServerRepliesFromWhereTheUserWroteOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h.s.StepAt(h.now, alice, to, hd, msg)
+		h.s.StepDatagram(h.now, Datagram{From: alice, Local: to, Header: hd, Msg: msg})
 	}
 	alive := wire.Alive{Name: "alice", PeriodMS: uint32(h.s.Pace().Milliseconds())}
 	if got := h.s.ReplyFrom(alice); got.IsValid() {
@@ -1308,10 +1308,10 @@ func TestServerRepliesFromWhereTheUserWroteOnly(t *testing.T) {
 		t.Fatalf("after alice's alive to %v: ReplyFrom %v", first, got)
 	}
 	// Forged, to another address.
-	at(other, 101, wire.Key{0xee}, alive)                                                                               // signed with another key
-	at(other, 100, srvSecret("alice"), alive)                                                                           // replayed
-	at(other, 5, wire.Key{0xee}, wire.QueryDHT{Name: "alice"})                                                          // a request not signed with its secret
-	h.s.StepAt(h.now, alice, other, wire.Header{Type: wire.TypeQueryDHT, ID: h.nextID()}, wire.QueryDHT{Name: "alice"}) // unsigned
+	at(other, 101, wire.Key{0xee}, alive)                                                                                                                         // signed with another key
+	at(other, 100, srvSecret("alice"), alive)                                                                                                                     // replayed
+	at(other, 5, wire.Key{0xee}, wire.QueryDHT{Name: "alice"})                                                                                                    // a request not signed with its secret
+	h.s.StepDatagram(h.now, Datagram{From: alice, Local: other, Header: wire.Header{Type: wire.TypeQueryDHT, ID: h.nextID()}, Msg: wire.QueryDHT{Name: "alice"}}) // unsigned
 	if got := h.s.ReplyFrom(alice); got != first {
 		t.Fatalf("after forged datagrams to %v: ReplyFrom %v, want %v", other, got, first)
 	}
@@ -1412,5 +1412,70 @@ func TestARefusedRequestReplayedAtARestartedServerIsNotTaken(t *testing.T) {
 	}
 	if _, ok := srvFind(restarted.Snapshot(), "bob"); !ok {
 		t.Fatal("bob was removed by the replayed deregister")
+	}
+}
+
+// Who is silent is judged as of when a request came, not when it was read:
+// a server that did not read for a while (stopped) reads requests that
+// came before the alives queued behind them, and its own silence is not
+// its users'. A request that came after its caller fell silent for
+// DeadAfter is refused all the same (a chaos review: a setup-dht sent as
+// the server stopped for 8 s was refused, "judy is offline: silent for
+// 5.181s", judy its caller).
+func TestServerJudgesSilenceAsOfWhenARequestCame(t *testing.T) {
+	stopped := DefaultDeadAfter + 5*time.Second // the server read nothing for that long
+	for _, c := range []struct {
+		name   string
+		st     state.ServerState
+		caller string
+		m      wire.Message
+		waited time.Duration // in the socket's queue
+		want   string        // "": SUCCESS
+	}{
+		{"setup, came as the server stopped", srvFree("alice", "bob", "carol"), "alice", wire.SetupDHT{N: 3, Name: "alice"}, stopped - time.Second, ""},
+		{"setup, the time of the read", srvFree("alice", "bob", "carol"), "alice", wire.SetupDHT{N: 3, Name: "alice"}, 0, "alice is offline: silent for 20s"},
+		{"setup, came after the caller fell silent", srvFree("alice", "bob", "carol"), "alice", wire.SetupDHT{N: 3, Name: "alice"}, 3 * time.Second, "alice is offline: silent for 17s"},
+		{"join, came as the server stopped", srvDHT(state.PhaseReady, []string{"alice", "bob"}, "carol"), "carol", wire.JoinDHT{Name: "carol"}, stopped - time.Second, ""},
+		{"join, the time of the read", srvDHT(state.PhaseReady, []string{"alice", "bob"}, "carol"), "carol", wire.JoinDHT{Name: "carol"}, 0, "carol is offline: silent for 20s"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newLiveH(t, c.st)
+			h.s.Tick(srvT0)
+			h.alive("alice", "bob", "carol")
+			h.now = srvT0.Add(stopped)
+			b, err := wire.AppendSigned(nil, h.nextID(), 0, c.m, 100, srvSecret(c.caller))
+			if err != nil {
+				t.Fatal(err)
+			}
+			hd, msg, err := wire.Decode(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs := h.s.StepDatagram(h.now, Datagram{From: srvAddr(c.caller), Header: hd, Msg: msg, Waited: c.waited})
+			var reply *wire.Reply
+			for _, o := range outs {
+				if s, ok := o.(Send); ok {
+					if r, ok := s.Msg.(wire.Reply); ok && s.To == srvAddr(c.caller) {
+						reply = &r
+					}
+				}
+			}
+			switch {
+			case reply == nil:
+				t.Fatalf("no reply: %#v", outs)
+			case c.want == "" && !reply.OK:
+				t.Fatalf("FAILURE %q, want SUCCESS", reply.Reason)
+			case c.want != "" && (reply.OK || !strings.Contains(reply.Reason, c.want)):
+				t.Fatalf("reply %v %q, want FAILURE %q", reply.OK, reply.Reason, c.want)
+			}
+			// The request is a sign of life as of its read, and nothing
+			// else is judged as of when it came.
+			if d, off := h.s.Silent(h.now, c.caller); off || d != 0 {
+				t.Fatalf("after its request %s is silent for %v (offline %v), want 0", c.caller, d, off)
+			}
+			if d, _ := h.s.Silent(h.now, "bob"); d != stopped {
+				t.Fatalf("after the request bob is silent for %v, want %v", d, stopped)
+			}
+		})
 	}
 }

@@ -80,6 +80,12 @@ func serverCommand(e env) *cli.Command {
 				return fmt.Errorf("server: %w", err)
 			}
 			defer conn.Close()
+			// Who is silent is judged as of when a request came, not when
+			// it is read: a server stopped a while reads requests that came
+			// before the alives behind them (Server.StepDatagram).
+			if err := conn.Stamp(); err != nil {
+				return fmt.Errorf("server: %w", err)
+			}
 			db, err := store.OpenServer(c.String("db"))
 			if err != nil {
 				return damagedAdvice(err, "restore a copy of it, or give the server a new --db (every user then registers anew)")

@@ -99,6 +99,11 @@ func Start(cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	conn, err := udpio.Listen(netip.AddrPortFrom(loopback.Addr, cfg.Port))
+	if err == nil {
+		if err = conn.Stamp(); err != nil {
+			conn.Close()
+		}
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -53,9 +54,13 @@ type batchReader struct {
 	iovs  []unix.Iovec
 	hdrs  []mmsghdr
 	// With pktinfo (a socket bound to every address): room for each
-	// datagram's IP_PKTINFO, which says the address it was sent to.
+	// datagram's IP_PKTINFO, which says the address it was sent to; with
+	// stamps (Stamp), for its SO_TIMESTAMPNS, which says when it came.
+	// space is the room a datagram's control messages take.
 	pktinfo bool
+	stamps  bool
 	ctrl    []byte
+	space   int
 
 	// While serving (fields, not captures: a closure that captures
 	// escapes, and would cost allocations every turn).
@@ -85,9 +90,16 @@ func (r *batchReader) serve(ms []Message, handle func([]Message) (ok, more bool)
 		r.names = make([]unix.RawSockaddrAny, len(ms))
 		r.iovs = make([]unix.Iovec, len(ms))
 		r.hdrs = make([]mmsghdr, len(ms))
-		if r.pktinfo {
-			r.ctrl = make([]byte, len(ms)*pktinfoSpace)
-		}
+	}
+	r.space = 0
+	if r.pktinfo {
+		r.space += pktinfoSpace
+	}
+	if r.stamps {
+		r.space += stampSpace
+	}
+	if len(r.ctrl) < len(ms)*r.space {
+		r.ctrl = make([]byte, len(ms)*r.space)
 	}
 	for i := range ms {
 		if len(ms[i].Buf) == 0 {
@@ -114,9 +126,9 @@ func (r *batchReader) serveFD(fd uintptr) bool {
 	for {
 		for i := range ms {
 			r.hdrs[i].hdr.Namelen = unix.SizeofSockaddrAny
-			if r.pktinfo {
-				r.hdrs[i].hdr.Control = &r.ctrl[i*pktinfoSpace]
-				r.hdrs[i].hdr.SetControllen(pktinfoSpace)
+			if r.space > 0 {
+				r.hdrs[i].hdr.Control = &r.ctrl[i*r.space]
+				r.hdrs[i].hdr.SetControllen(r.space)
 			}
 		}
 		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(ms)), unix.MSG_DONTWAIT, 0, 0)
@@ -135,8 +147,8 @@ func (r *batchReader) serveFD(fd uintptr) bool {
 		for i := range int(n) {
 			ms[i].N = int(r.hdrs[i].n)
 			ms[i].Addr = r.from(i)
-			if r.pktinfo {
-				ms[i].Local, _ = pktinfoDst(&r.hdrs[i].hdr, r.ctrl[i*pktinfoSpace:(i+1)*pktinfoSpace])
+			if r.space > 0 {
+				ms[i].Local, ms[i].At = controls(&r.hdrs[i].hdr, r.ctrl[i*r.space:(i+1)*r.space])
 			}
 		}
 		ok, more := r.handle(ms[:n])
@@ -165,33 +177,59 @@ func (r *batchReader) from(i int) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// pktinfoDst is the address to answer from that an IP_PKTINFO control
-// message read with h says (ipi_spec_dst): for a datagram sent to one of
-// the host's addresses, that address (ipi_addr, the header's destination);
-// for one sent to a broadcast (255.255.255.255, or a network's, as
-// 127.255.255.255, which no check of the address alone can tell from a
-// host's) or to a multicast group, the host's address on the route back
-// to the sender, where ipi_addr would be the broadcast or the group, which
-// no datagram can be sent from.
-func pktinfoDst(h *unix.Msghdr, ctrl []byte) (netip.Addr, bool) {
-	n := int(h.Controllen)
+// controls reads the control messages read with h: the address to answer
+// from that an IP_PKTINFO says (ipi_spec_dst), and the time an
+// SO_TIMESTAMPNS says the datagram came (zero where there is none). For a
+// datagram sent to one of the host's addresses, the address to answer from
+// is that address (ipi_addr, the header's destination); for one sent to a
+// broadcast (255.255.255.255, or a network's, as 127.255.255.255, which no
+// check of the address alone can tell from a host's) or to a multicast
+// group, the host's address on the route back to the sender, where
+// ipi_addr would be the broadcast or the group, which no datagram can be
+// sent from.
+func controls(h *unix.Msghdr, ctrl []byte) (local netip.Addr, at time.Time) {
+	n := min(int(h.Controllen), len(ctrl))
 	for off := 0; off+unix.SizeofCmsghdr <= n; {
 		c := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[off]))
 		l := int(c.Len)
 		if l < unix.SizeofCmsghdr || off+l > n {
 			break
 		}
-		if c.Level == unix.IPPROTO_IP && c.Type == unix.IP_PKTINFO && l >= unix.CmsgLen(unix.SizeofInet4Pktinfo) {
+		switch {
+		case c.Level == unix.IPPROTO_IP && c.Type == unix.IP_PKTINFO && l >= unix.CmsgLen(unix.SizeofInet4Pktinfo):
 			info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&ctrl[off+unix.CmsgLen(0)]))
-			return netip.AddrFrom4(info.Spec_dst), true
+			local = netip.AddrFrom4(info.Spec_dst)
+		case c.Level == unix.SOL_SOCKET && c.Type == unix.SCM_TIMESTAMPNS && l >= unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))):
+			ts := (*unix.Timespec)(unsafe.Pointer(&ctrl[off+unix.CmsgLen(0)]))
+			at = time.Unix(ts.Unix())
 		}
 		off += unix.CmsgSpace(l - unix.CmsgLen(0))
 	}
-	return netip.Addr{}, false
+	return local, at
 }
 
-// pktinfoSpace is the room one IP_PKTINFO control message takes.
-var pktinfoSpace = unix.CmsgSpace(unix.SizeofInet4Pktinfo)
+// pktinfoSpace and stampSpace are the room one IP_PKTINFO and one
+// SO_TIMESTAMPNS control message take.
+var (
+	pktinfoSpace = unix.CmsgSpace(unix.SizeofInet4Pktinfo)
+	stampSpace   = unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{})))
+)
+
+// enableStamps asks the socket to say with each datagram when the system
+// received it (SO_TIMESTAMPNS); reads then fill in Message.At.
+func enableStamps(c *net.UDPConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
 
 // enablePktinfo asks the socket, bound to every address, to say with each
 // datagram the address it was sent to (IP_PKTINFO); reads then fill in
@@ -210,8 +248,12 @@ func enablePktinfo(c *net.UDPConn) error {
 	return serr
 }
 
-// pktinfoOK: this system can say where a datagram was sent.
-const pktinfoOK = true
+// pktinfoOK and stampsOK: this system can say where a datagram was sent,
+// and when it came.
+const (
+	pktinfoOK = true
+	stampsOK  = true
+)
 
 // batchWriter sends many datagrams per call.
 type batchWriter struct {

@@ -13,6 +13,7 @@ import (
 type batchReader struct {
 	c       *net.UDPConn
 	pktinfo bool // never set here
+	stamps  bool // never set here
 }
 
 // pktinfoOK: this build has no way to learn where a datagram was sent;
@@ -20,6 +21,11 @@ type batchReader struct {
 const pktinfoOK = false
 
 func enablePktinfo(*net.UDPConn) error { return nil }
+
+// stampsOK: this build reads no arrival times; Message.At stays zero.
+const stampsOK = false
+
+func enableStamps(*net.UDPConn) error { return nil }
 
 func (r *batchReader) init(c *net.UDPConn) error { r.c = c; return nil }
 

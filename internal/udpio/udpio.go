@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 )
 
 // Message is one datagram.
@@ -34,6 +35,12 @@ type Message struct {
 	// which on a host of several addresses need not be the one a remote
 	// wrote to). Elsewhere a read leaves it zero and a write ignores it.
 	Local netip.Addr
+	// At, for a read on a socket asked to (UDP.Stamp) where the system
+	// says (Linux), is when the system received the datagram, by the wall
+	// clock: how long it then waited in the socket's queue for a process
+	// that did not read (stopped, starved of CPU) is what the time of the
+	// read cannot tell. Zero otherwise; a write ignores it.
+	At time.Time
 }
 
 // Conn is a UDP socket read and written a batch of datagrams at a time.
@@ -116,6 +123,20 @@ func Listen(addr netip.AddrPort) (*UDP, error) {
 // ReadBatches is Conn's.
 func (u *UDP) ReadBatches(ms []Message, handle func(lot []Message) (ok, more bool)) error {
 	return u.r.serve(ms, handle)
+}
+
+// Stamp asks the system to say when each datagram arrived: reads then fill
+// in Message.At, where the system says (Linux; elsewhere it does nothing).
+// Call it before ReadBatches.
+func (u *UDP) Stamp() error {
+	if !stampsOK {
+		return nil
+	}
+	if err := enableStamps(u.c); err != nil {
+		return fmt.Errorf("udpio: SO_TIMESTAMPNS: %w", err)
+	}
+	u.r.stamps = true
+	return nil
 }
 
 // WriteBatch is Conn's. Every destination must be IPv4.
