@@ -10,6 +10,7 @@ package cluster
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,8 +40,9 @@ type Config struct {
 	// Data is what a peer spreads when it leads a ring, called each time
 	// one does, as a real peer reads its --data file again.
 	Data func() (dataset.Source, error)
-	// Seed seeds every random choice: the server's (ring members, the node
-	// a query starts at), the peers' message ids, the loss.
+	// Seed seeds every choice: the server's (ring members, the node a
+	// query starts at) and the loss. Keys and message ids, which no one
+	// may guess, come from crypto/rand.
 	Seed uint64
 	// Port is the server's port on 127.0.0.1 (0: any free port).
 	Port uint16
@@ -117,8 +119,12 @@ func Start(cfg Config) (*Cluster, error) {
 	c.ctx, c.cancel = context.WithCancel(parent)
 	c.srv = &app.ServerRunner{
 		Conn: conn,
-		Core: app.NewServer(app.ServerConfig{Rand: rand.New(rand.NewPCG(cfg.Seed, 0x5e57e7)),
-			Keys: app.KeysFrom(rand.New(rand.NewPCG(cfg.Seed, 0x6b657973)))}, st, replies),
+		// The seed picks; the keys (users' secrets, ring keys, the cookie
+		// key) come from crypto/rand, as a real server's: play's and
+		// bench's seed is 1 unless told, demo prints its own, and keys
+		// drawn from it would let whoever knows it sign as any user (an
+		// attacker's review signed alice's deregister so).
+		Core:   app.NewServer(app.ServerConfig{Rand: rand.New(rand.NewPCG(cfg.Seed, 0x5e57e7))}, st, replies),
 		Store:  db,
 		Log:    c.logger("server"),
 		Faults: c.faults(0),
@@ -196,7 +202,7 @@ func (c *Cluster) Peer(user string) *Peer {
 		Core: app.NewPeer(app.PeerConfig{
 			Server:   c.server,
 			LoadData: c.cfg.Data,
-			Rand:     rand.New(rand.NewPCG(c.cfg.Seed+k+1, 0x9ee7)),
+			Rand:     strongRand(), // message ids must not be guessed (DESIGN §9)
 			Link:     c.cfg.Link,
 		}),
 		Lines:  p.lines,
@@ -460,4 +466,13 @@ func (p *Peer) wake() {
 	case p.kick <- struct{}{}:
 	default:
 	}
+}
+
+// strongRand is a source seeded from crypto/rand.
+func strongRand() *rand.Rand {
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // Read never fails on the systems Go supports
+	}
+	return rand.New(rand.NewChaCha8(seed))
 }
