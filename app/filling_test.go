@@ -95,3 +95,42 @@ func longNameOf(t *testing.T, want func(id int) bool, n int) string {
 	t.Fatalf("no Long Name for the id wanted in a ring of %d", n)
 	return ""
 }
+
+// A node whose flush ends its filling and that is renumbered in the same
+// read (a rebuild's reset-id right behind the round it ends) is filling
+// the new ring's table: the next read's query for a Long Name of its new
+// place is not answered "not found" before the new ring's records come (a
+// code review: nothing showed that a re-placement starts filling anew).
+func TestARenumberingReadWithTheFlushKeepsFilling(t *testing.T) {
+	p := fuzzPeer() // id 1 of 3
+	now := time.Unix(1_700_000_000, 0)
+	p.aliveAt = now.Add(time.Hour)
+	stepSigned(p, now, fzLeft.Addr, wire.Header{ID: 60}, wire.ResetID{Origin: fzRight.Name, OriginAddr: fzRight.Addr, ID: 1, N: 2, Epoch: fzEpoch})
+	if p.id != 1 || p.n != 2 || !p.filling {
+		t.Fatalf("the reset-id was not taken: id %d of %d, filling %v", p.id, p.n, p.filling)
+	}
+	name := longNameOf(t, func(id int) bool { return id == 2 }, 3)
+	var batch []Datagram
+	add := func(id uint32, m wire.Message) {
+		h, mm := signedWith(wire.Header{ID: id}, m, p.link.sg, fzLeft.Addr, p.self.Addr)
+		batch = append(batch, Datagram{From: fzLeft.Addr, Header: h, Msg: mm})
+	}
+	add(62, wire.Flush{Leader: fzRight.Name, N: 2, Round: 7, Epoch: fzEpoch})
+	add(63, wire.ResetID{Origin: fzRight.Name, OriginAddr: fzRight.Addr, ID: 2, N: 3, Epoch: fzEpoch})
+	p.StepBatch(now, batch)
+	if p.id != 2 || p.n != 3 {
+		t.Fatalf("not renumbered: id %d of %d", p.id, p.n)
+	}
+	if !p.filling {
+		t.Errorf("renumbered in the read of the flush, the node is not filling")
+	}
+	querier := wire.Member{Name: "erin", Addr: netip.MustParseAddrPort("10.0.0.15:5000")}
+	h, m := signedWith(wire.Header{ID: 64}, wire.Query{ReqID: 9, Querier: querier, LongName: name, Hops: 1}, p.link.sg, fzLeft.Addr, p.self.Addr)
+	for _, o := range p.StepBatch(now, []Datagram{{From: fzLeft.Addr, Header: h, Msg: m}}) {
+		if s, ok := o.(Send); ok {
+			if r, ok := s.Msg.(wire.QueryResult); ok && !r.Found {
+				t.Fatalf("%q answered not found by a node whose records for its new place have not come", name)
+			}
+		}
+	}
+}

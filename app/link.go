@@ -633,8 +633,9 @@ func (l *link) ackQueued(to netip.AddrPort, id uint32, sg signer, copyOf bool) {
 	l.acks = append(l.acks, pendingAck{to: to, ids: []uint32{id}, sg: sg, copies: copyOf})
 }
 
-// flushAcks sends what ack queued: one Ack datagram per sender, carrying
-// every id that sender is owed (up to 1+MaxAcks of them).
+// flushAcks sends what ack queued: one Ack datagram per sender and signer
+// (ackQueued), carrying every id that sender is owed of messages signed
+// with one key (up to 1+MaxAcks of them).
 func (l *link) flushAcks(out []Output) []Output {
 	for _, a := range l.acks {
 		for ids := a.ids; len(ids) > 0; {

@@ -138,7 +138,7 @@ type Peer struct {
 	// this node's id that the table does not hold is not answered "not
 	// found" meanwhile (the querier sends it again).
 	filling     bool
-	filled      bool // filling ends at the next Settle (peerRing committed)
+	filled      bool // filling ends at the next Settle (committed, peer_ring.go)
 	id, n       int
 	left, right wire.Member
 	neighbours  bool
@@ -747,7 +747,7 @@ func (p *Peer) Receive(now time.Time, batch []Datagram) []Output {
 func (p *Peer) Unsettled() bool { return len(p.uncommitted) >= ownChunk }
 
 // Settle acknowledges everything received since the last Settle, one Ack
-// to each sender; first it commits the records stores brought to this node
+// to each sender and signer; first it commits the records stores brought to this node
 // if ownChunk or more wait, so that what a node holds in memory does not
 // grow with the dataset. The others are committed when the flush passes,
 // before it goes on: the flush, not a store's ack, says that a node's
@@ -853,9 +853,15 @@ func (p *Peer) onReply(now time.Time, from netip.AddrPort, h wire.Header, r wire
 	for _, a := range rq.asked {
 		p.replied.add(a.id, key)
 	}
-	if w != nil {
+	switch rtt, once := rq.tries.roundTrip(now); {
+	case !rq.tries.heardInTime(now):
+		// Read after a stall of this process's own, which the reply may
+		// have waited out unread: no round trip (a review: a reply read
+		// after a 4 s SIGSTOP set the server's timeout to 12 s, and a
+		// lost request was not sent again before the give-up).
+	case w != nil:
 		p.serverRTT.sample(walkRoundTrip(rq, h.ID, now))
-	} else if rtt, ok := rq.tries.roundTrip(now); ok {
+	case once:
 		p.serverRTT.sample(rtt)
 	}
 	if w != nil {

@@ -815,7 +815,9 @@ func (o *queryOp) named(r wire.Reply, self netip.AddrPort) string {
 
 // answer: the node that owns the Long Name answered.
 func (o *queryOp) answer(p *Peer, now time.Time, r wire.QueryResult) Result {
-	if rtt, ok := o.tries.roundTrip(now); ok && o.reasks == 0 {
+	// Not a round trip: an answer to an earlier ask's id, or one read
+	// after a stall of this process's own (heardInTime).
+	if rtt, ok := o.tries.roundTrip(now); ok && o.reasks == 0 && o.tries.heardInTime(now) {
 		p.queryRTT.sample(rtt)
 	}
 	a := Answer{Answered: true, LongName: r.LongName, Node: r.Node, NodeID: int(r.NodeID), Hops: int(r.Hops)}

@@ -932,9 +932,11 @@ func (p *Peer) placed(now time.Time, from netip.AddrPort, m wire.SetID) []Output
 	return out
 }
 
-// endForwards ends the queries this node forwarded round a ring a teardown
-// ends: the right, out of the ring once the teardown passed it, drops them
-// unacknowledged, and a give-up would name a live node. Their queriers ask
+// endForwards ends the queries this node forwarded round a ring that has
+// changed under them: one a teardown ends (the right, out of the ring once
+// the teardown passed it, drops them unacknowledged, and a give-up would
+// name a live node), one a set-id places this node in anew, one a heal
+// rebuilds, one the server healed this node out of. Their queriers ask
 // again through the server. Its own, as a querier, go on: their walks are
 // its own.
 func (p *Peer) endForwards(now time.Time) []Output {
@@ -945,7 +947,7 @@ func (p *Peer) endForwards(now time.Time) []Output {
 }
 
 // endForwardsOff ends the queries this node forwarded to a node that is
-// not its right neighbour any more (a set-id or a heal gave it another):
+// not its right neighbour any more (a reset-right gave it another):
 // a node a heal removed as offline never acknowledges them, and each was
 // sent again until the give-up, then warned once per query. Their queriers
 // send their copies again to the member the server named, which forwards

@@ -164,3 +164,9 @@ func (t *tries) again(now time.Time, p *Retry, e *rttEstimator) bool {
 func (t *tries) roundTrip(now time.Time) (time.Duration, bool) {
 	return now.Sub(t.firstSent) - t.deaf, t.sent == 1
 }
+
+// heardInTime reports that an answer read at now came while this process
+// ran: its retransmission, due at next, is not more than lateTick past.
+// Read later, the process was stopped or starved meanwhile and the answer
+// may have waited unread: no round trip to sample.
+func (t *tries) heardInTime(now time.Time) bool { return now.Sub(t.next) <= lateTick }

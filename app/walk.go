@@ -103,10 +103,17 @@ func (p *Peer) walkAnswered(now time.Time, w *walk, r wire.Reply) []Output {
 	if why := w.q.named(r, p.self.Addr); why != "" {
 		return p.walked(now, w, resultFailed(CmdQueryDHT, why), nil)
 	}
+	if w.q.reasks > 0 {
+		// A reply read after a stall of this process's own, before any
+		// Tick (the late guard reads the socket first): the stall is
+		// spared as it is when a Tick comes first.
+		w.q.spareStall(p, now)
+	}
 	return w.q.send(p, now, nil)
 }
 
-// walkOf is the walk in the ring whose query has id reqID.
+// walkOf is the walk whose query has id reqID: the one in the ring now, or
+// one it went with before its querier asked the server again (keyOf).
 func (p *Peer) walkOf(reqID uint32) (*walk, bool) {
 	for _, w := range p.walks {
 		if !w.done && w.q != nil {
@@ -294,7 +301,7 @@ func (o *queryOp) unheard(p *Peer, now time.Time) (time.Duration, bool) {
 // stall, which the query's limit spares as tries.again does.
 func (o *queryOp) spareStall(p *Peer, now time.Time) {
 	due := o.tries.firstSent.Add(p.queryRetry.GiveUp)
-	if o.rq.live && o.rq.tries.next.Before(due) {
+	if o.rq.tries.next.Before(due) { // the last ask's retry (its reply may have just come)
 		due = o.rq.tries.next
 	}
 	if late := min(now.Sub(due), p.queryRetry.GiveUp-o.tries.stalled); late > lateTick {

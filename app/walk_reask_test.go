@@ -146,6 +146,32 @@ func TestAStallWhileReaskingIsSpared(t *testing.T) {
 	}
 }
 
+// The same stall, with the server's reply to the new ask waiting in the
+// socket: the late guard reads it before any Tick, and the stall is
+// spared all the same. Read first, it was counted against the query's
+// limit: the query failed 10 s after it began, 5 s of them stopped,
+// against 15 s when a Tick came first (a code review).
+func TestAStallWhileReaskingIsSparedWhenTheReplyIsReadFirst(t *testing.T) {
+	failAt := func(replyFirst bool) time.Duration {
+		q := newQuerier(t)
+		start := q.now
+		id, _ := q.reasked()
+		q.now = q.now.Add(5 * time.Second) // stopped 5 s; the reply waited in the socket
+		if !replyFirst {
+			q.p.Tick(q.now) // held by the late guard
+			q.now = q.now.Add(drainWait)
+			q.p.Tick(q.now)
+		}
+		q.reply(id)
+		q.tickUntilPrinted(func(Send) {}) // the node named stays silent
+		return q.now.Sub(start)
+	}
+	first, after := failAt(true), failAt(false)
+	if first < after-time.Second {
+		t.Fatalf("the query failed %v after it began with the reply read first, %v with a Tick first: the stall was spared only after a Tick", first, after)
+	}
+}
+
 // Past the query's limit the querier does not ask the server again: with
 // a limit of about 1 s it did, and the failure that followed at once
 // blamed the server, which had no time to answer (a code review).
