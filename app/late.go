@@ -10,11 +10,17 @@ import (
 // core's process did not run when it was due: stopped, starved of CPU, or
 // its commit held up by the disk. The alives, acks and answers that came
 // meanwhile wait on its socket, unread, and judged now everyone would look
-// silent since before the stall: the judgement waits drainWait, while the
-// socket is read, then is made on what it brought.
+// silent since before the stall: the judgement waits until the socket has
+// been read (nothing read for drainWait), at most maxDrainWait, then is
+// made on what it brought. A fixed wait was not enough: a server stopped
+// for ten minutes had 2,006 alives queued, and dissolved a live ring 26 ms
+// after it ran again, before it had read the first (a new user's review).
 const (
 	lateTick  = 25 * time.Millisecond
 	drainWait = 25 * time.Millisecond
+	// maxDrainWait bounds the wait for the socket to go quiet: a flood of
+	// datagrams does not hold judgements back for longer.
+	maxDrainWait = time.Second
 	// maxDrains bounds the waits in a row: a process whose every Tick
 	// comes late (a CPU quota of a few percent, a stop-and-continue
 	// cycle) still judges, on what it read in between, rather than never
@@ -26,14 +32,60 @@ const (
 // lateGuard holds a core's judgements back after a late Tick (the server's
 // and the peer's each keep one).
 type lateGuard struct {
-	at     time.Time // judge no sooner (zero: no Tick came late)
-	drains int       // waits in a row so far
+	at    time.Time // judge no sooner (zero: no Tick came late)
+	since time.Time // when the late Tick came
+	read  time.Time // when a datagram was last read (heard)
+	// stamped: the socket says when each datagram came (the server's,
+	// SO_TIMESTAMPNS); caught: one read since the late Tick came after
+	// it, so that what waited before it has all been read (a socket's
+	// queue is read in order).
+	stamped, caught bool
+	drains          int // waits in a row so far
+}
+
+// heard notes a datagram read at now that came at came (zero: the socket
+// does not say).
+func (g *lateGuard) heard(now, came time.Time) {
+	g.read = now
+	if !came.IsZero() {
+		g.stamped = true
+		if !g.at.IsZero() && !came.Before(g.since) {
+			g.caught = true
+		}
+	}
+}
+
+// drained reports whether what waited on the socket when the late Tick
+// came has been read, at now: a datagram that came after it was read
+// (where the socket says when each came), or nothing was read for
+// drainWait (where it does not: a reader that has not begun to read its
+// backlog looks the same, which a stopped server met once), or
+// maxDrainWait has passed (a flood holds judgements back no longer). The
+// second is when to ask again.
+func (g *lateGuard) drained(now time.Time) (bool, time.Time) {
+	limit := g.since.Add(maxDrainWait)
+	if g.caught || !now.Before(limit) {
+		return true, time.Time{}
+	}
+	next := now.Add(drainWait)
+	if !g.stamped {
+		quiet := g.read.Add(drainWait)
+		if !now.Before(quiet) {
+			return true, time.Time{}
+		}
+		next = quiet
+	}
+	if limit.Before(next) {
+		next = limit
+	}
+	return false, next
 }
 
 // judging reports whether a Tick at now may judge, the first judgement
 // having fallen due at due (ok false: none is due): not when that was more
-// than lateTick ago (late says by how much, and the judgement waits
-// drainWait), nor until drainWait after such a Tick.
+// than lateTick ago (late says by how much, and the judgement waits), nor
+// after such a Tick until what waited on the socket has been read
+// (drained).
 func (g *lateGuard) judging(now, due time.Time, ok bool) (judge bool, late time.Duration) {
 	if !ok || now.Before(due) {
 		g.at, g.drains = time.Time{}, 0
@@ -43,10 +95,14 @@ func (g *lateGuard) judging(now, due time.Time, ok bool) (judge bool, late time.
 		if now.Before(g.at) {
 			return false, 0 // the socket is being read
 		}
+		if done, next := g.drained(now); !done {
+			g.at = next
+			return false, 0
+		}
 		due = g.at
 	}
 	if late := now.Sub(due); late > lateTick && g.drains < maxDrains {
-		g.at = now.Add(drainWait)
+		g.at, g.since, g.caught = now.Add(drainWait), now, false
 		g.drains++
 		return false, late
 	}

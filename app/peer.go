@@ -707,10 +707,12 @@ type Datagram struct {
 	Local  netip.Addr
 	Header wire.Header
 	Msg    wire.Message
-	// Waited is how long it waited in the socket's queue before it was
-	// read, where the socket says (zero otherwise): the server judges who
-	// is silent as of when it came (Server.StepDatagram).
-	Waited time.Duration
+	// Stamped says that the socket said when it came, and Waited how long
+	// it then waited in the socket's queue before it was read: the server
+	// judges who is silent as of when it came, and after a stall of its
+	// own waits until it has read what came before (Server.StepDatagram).
+	Stamped bool
+	Waited  time.Duration
 }
 
 // Step handles one datagram: StepBatch with a batch of one.
@@ -784,6 +786,7 @@ func (p *Peer) commitStores(out []Output, all bool) []Output {
 
 func (p *Peer) step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
 	p.ticketRing = signer{}
+	p.late.heard(now, time.Time{}) // its socket does not say when a datagram came
 	if why := p.authentic(from, h, m); why != "" {
 		ev := dropped(why, from, slog.String("type", m.Type().String()), slog.Uint64("id", uint64(h.ID)))
 		switch why {

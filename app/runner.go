@@ -39,13 +39,14 @@ func (f *Faults) active() bool { return f != nil && (f.Loss > 0 || f.Dup > 0) }
 
 // datagram is what a socket reader hands the loop.
 type datagram struct {
-	from   netip.AddrPort
-	local  netip.Addr    // where it was sent, if the socket says
-	waited time.Duration // in the socket's queue, if the socket says
-	h      wire.Header
-	msg    wire.Message
-	size   int
-	err    error
+	from    netip.AddrPort
+	local   netip.Addr    // where it was sent, if the socket says
+	stamped bool          // the socket said when it came
+	waited  time.Duration // in the socket's queue, then
+	h       wire.Header
+	msg     wire.Message
+	size    int
+	err     error
 }
 
 // endpoint is one socket with its reader, tracing and fault injection.
@@ -111,7 +112,7 @@ func (e *endpoint) read(handle func([]datagram) (ok, drain bool), settle func() 
 		var wall time.Time // the socket's times are the wall clock's
 		for i, m := range lot {
 			d := &ds[i]
-			d.from, d.local, d.size, d.waited = m.Addr, m.Local, m.N, 0
+			d.from, d.local, d.size, d.stamped, d.waited = m.Addr, m.Local, m.N, !m.At.IsZero(), 0
 			d.h, d.msg, d.err = wire.Decode(m.Buf[:m.N])
 			if !m.At.IsZero() {
 				if wall.IsZero() {
@@ -150,7 +151,7 @@ func (e *endpoint) take(in []datagram, outs []Output, step func(Datagram) []Outp
 			e.traceDrop(e.log, dropped("not a datagram of ours", d.from, slog.Int("bytes", d.size), slog.String("err", d.err.Error())))
 			continue
 		}
-		o := step(Datagram{From: d.from, Local: d.local, Header: d.h, Msg: d.msg, Waited: d.waited})
+		o := step(Datagram{From: d.from, Local: d.local, Header: d.h, Msg: d.msg, Stamped: d.stamped, Waited: d.waited})
 		level := slog.LevelInfo
 		if ev, ok := firstOutput(o).(Event); ok && ev.Drop {
 			level = slog.LevelDebug // for --trace-json's diagrams; stderr leaves it out

@@ -56,6 +56,9 @@ func TestTheTimeADatagramWaitedReachesTheCore(t *testing.T) {
 			if w := got[0].Waited; w < c.want || c.want == 0 && w != 0 {
 				t.Fatalf("Waited %v, want %v", w, c.want)
 			}
+			if got[0].Stamped == c.at.IsZero() {
+				t.Fatalf("Stamped %v, with the socket's time %v", got[0].Stamped, c.at)
+			}
 		})
 	}
 }

@@ -95,7 +95,8 @@ const maxAgain = 10
 type Server struct {
 	cfg ServerConfig
 	// at: the address the datagram in hand was sent to (StepDatagram),
-	// where the socket says; came: when it came (zero: when it is read).
+	// where the socket says; came: when it came, where the socket says
+	// (zero: not said, taken as the time it is read).
 	at     netip.Addr
 	came   time.Time
 	users  map[string]*state.User
@@ -568,6 +569,7 @@ func (s *Server) placeGone(u *state.User, epoch uint64) uint64 {
 // sent to its address has come back (docs/DESIGN.md §9).
 func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
 	s.clock(now)
+	s.late.heard(now, s.came)
 	if why := NotUnicast(from.Addr()); why != "" {
 		// No host sends from there: the source is forged, and an answer
 		// would go to a group or to every host on the link. (A network's
@@ -658,8 +660,8 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 // when it came: judgedAt).
 func (s *Server) StepDatagram(now time.Time, d Datagram) []Output {
 	s.at = d.Local
-	if d.Waited > 0 {
-		s.came = now.Add(-d.Waited)
+	if d.Stamped {
+		s.came = now.Add(-max(d.Waited, 0))
 	}
 	defer func() { s.at, s.came = netip.Addr{}, time.Time{} }()
 	return s.Step(now, d.From, d.Header, d.Msg)
@@ -902,6 +904,7 @@ func requestName(m wire.Message) string {
 // has proved its origin, and the tests of the protocol's rules.
 func (s *Server) stepTrusted(now time.Time, from netip.AddrPort, h wire.Header, m wire.Message) []Output {
 	s.clock(now)
+	s.late.heard(now, s.came)
 	if a, ok := m.(wire.Alive); ok && NotUnicast(from.Addr()) == "" {
 		u := s.users[a.Name]
 		if u == nil || u.Addr != from {

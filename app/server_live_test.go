@@ -1275,6 +1275,116 @@ func TestAHealsNewRoundWaitsForWhatCameMeanwhile(t *testing.T) {
 	}
 }
 
+// The socket a stalled server finds full takes longer to read than a
+// fixed wait: the judgement waits until nothing has been read for
+// drainWait, at most maxDrainWait. A server stopped for ten minutes had
+// 2,006 alives queued, and dissolved its live ring 26 ms after it ran
+// again, before it had read the first (a new user's review). A socket
+// read without end (a flood) holds the judgement back no longer than
+// maxDrainWait.
+func TestServerLateTickWaitsUntilTheSocketIsRead(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	for _, flood := range []bool{false, true} {
+		h := newLiveH(t, srvDHT(state.PhaseReady, ring))
+		h.s.Tick(srvT0)
+		h.alive(ring...)
+		before := h.s.Snapshot()
+		h.now = srvT0.Add(10 * time.Minute) // stopped; its Tick comes first
+		late := h.now
+		h.s.Tick(h.now)
+		// The backlog: a datagram every 5 ms, each member's alive last.
+		tick := func() {
+			t.Helper()
+			if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
+				h.s.Tick(h.now)
+			}
+		}
+		reading := 300 * time.Millisecond
+		if flood {
+			reading = 3 * maxDrainWait
+		}
+		for h.now.Sub(late) < reading {
+			h.now = h.now.Add(5 * time.Millisecond)
+			h.alive("alice") // the queue's older alives
+			tick()
+			if st := h.s.Snapshot(); st.DHT.Epoch != before.DHT.Epoch {
+				if !flood {
+					t.Fatalf("judged %v after the late Tick, with the socket still being read: DHT %+v", h.now.Sub(late), st.DHT)
+				}
+				if d := h.now.Sub(late); d < maxDrainWait || d > maxDrainWait+drainWait {
+					t.Fatalf("a flood held the judgement back %v, want maxDrainWait %v", d, maxDrainWait)
+				}
+				return
+			}
+		}
+		if flood {
+			t.Fatalf("a flood held the judgement back for %v", reading)
+		}
+		h.alive("bob", "carol")
+		for range 10 {
+			h.now = h.now.Add(drainWait / 2)
+			tick()
+		}
+		if st := h.s.Snapshot(); !srvSameState(before, st) && st.DHT.Epoch != before.DHT.Epoch {
+			t.Fatalf("every member sent alives through the stall, yet the DHT is %+v", st.DHT)
+		}
+	}
+}
+
+// Where the socket says when each datagram came, the judgement after a
+// late Tick waits until one that came after the Tick has been read: then
+// what waited before it has all been (a socket's queue is read in order).
+// A reader slow to begin reading its backlog (a server stopped for ten
+// minutes dissolved its live ring 26 ms after it ran again, before it had
+// read the first of 2,006 queued alives: a new user's review) is no quiet
+// socket.
+func TestServerLateTickWaitsForWhatCameAfterIt(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	h := newLiveH(t, srvDHT(state.PhaseReady, ring))
+	h.s.Tick(srvT0)
+	h.alive(ring...)
+	before := h.s.Snapshot()
+	stop := srvT0.Add(time.Second)
+	h.now = srvT0.Add(10 * time.Minute) // stopped; its Tick comes first
+	late := h.now
+	h.s.Tick(h.now)
+	seq := uint64(h.now.UnixNano())
+	alive := func(name string, came time.Time) {
+		t.Helper()
+		seq++
+		b, err := wire.AppendSigned(nil, h.nextID(), 0, wire.Alive{Name: name, PeriodMS: uint32(h.s.Pace().Milliseconds())}, seq, srvSecret(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hd, m, err := wire.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.s.StepDatagram(h.now, Datagram{From: srvAddr(name), Header: hd, Msg: m, Stamped: true, Waited: h.now.Sub(came)})
+	}
+	alive("alice", stop) // one datagram read: the server has stamped sockets
+	// The reader reads nothing for 200 ms; the Ticks come on time.
+	for range 8 {
+		h.now = h.now.Add(drainWait)
+		if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
+			h.s.Tick(h.now)
+		}
+		if st := h.s.Snapshot(); st.DHT.Epoch != before.DHT.Epoch {
+			t.Fatalf("judged %v after the late Tick, nothing that came after it read: DHT %+v", h.now.Sub(late), st.DHT)
+		}
+	}
+	// The backlog, then a datagram that came after the late Tick.
+	for i, n := range ring {
+		alive(n, stop.Add(time.Duration(i+1)*time.Minute))
+	}
+	alive("alice", late.Add(time.Millisecond))
+	h.now = h.now.Add(time.Millisecond)
+	h.s.Tick(h.now)
+	if st := h.s.Snapshot(); st.DHT.Epoch != before.DHT.Epoch || st.DHT.Phase != before.DHT.Phase {
+		t.Fatalf("every member sent alives through the stall, yet the DHT is %+v", st.DHT)
+	}
+}
+
 // What the server sends a user goes from the address of its host the
 // user's last authentic request or alive was sent to (ReplyFrom), on a
 // server bound to every address. A datagram with the user's source forged
@@ -1451,7 +1561,7 @@ func TestServerJudgesSilenceAsOfWhenARequestCame(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			outs := h.s.StepDatagram(h.now, Datagram{From: srvAddr(c.caller), Header: hd, Msg: msg, Waited: c.waited})
+			outs := h.s.StepDatagram(h.now, Datagram{From: srvAddr(c.caller), Header: hd, Msg: msg, Stamped: true, Waited: c.waited})
 			var reply *wire.Reply
 			for _, o := range outs {
 				if s, ok := o.(Send); ok {
