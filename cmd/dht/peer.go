@@ -149,7 +149,7 @@ func peerCommand(e env) *cli.Command {
 			if in.terminal {
 				// Set before LinesFrom starts the goroutine that reads.
 				ap = &atPrompt{w: e.stderr}
-				in.typed = ap.typed
+				in.typed, in.ended = ap.typed, ap.end
 			}
 			stdout, restoreOut := pollableOut(e.stdout)
 			defer restoreOut()
@@ -264,6 +264,7 @@ type readErrNote struct {
 	terminal bool // stdin is a terminal
 	failed   bool
 	typed    func([]byte) // if set, given what is read
+	ended    func()       // if set, called when the input ends
 }
 
 func (n *readErrNote) Read(b []byte) (int, error) {
@@ -275,13 +276,16 @@ func (n *readErrNote) Read(b []byte) (int, error) {
 		// The terminal hung up (its window closed, the pseudo-terminal's
 		// other end gone): a read waiting then sees the end of input, one
 		// begun after it EIO. Either is the end of input, and no error.
-		return k, io.EOF
+		err = io.EOF
 	}
 	// os.ErrClosed: the peer closed its stdin as it exits (rawpipe's
 	// Restore), under a read still waiting.
 	if err != nil && err != io.EOF && !errors.Is(err, os.ErrClosed) && !n.failed {
 		n.failed = true
 		fmt.Fprintf(n.w, "dht: peer: standard input cannot be read, taken as its end: %v\n", err)
+	}
+	if err != nil && n.ended != nil {
+		n.ended()
 	}
 	return k, err
 }
@@ -298,13 +302,25 @@ type atPrompt struct {
 	w           io.Writer // where the prompt goes: stderr
 	shown       bool      // the prompt ends the terminal's last line
 	interrupted bool      // something was written after a prompt: show it again
+	ended       bool      // the input ended: no line will be read, so no prompt
 }
 
 func (a *atPrompt) show(text string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.ended {
+		return
+	}
 	fmt.Fprint(a.w, text)
 	a.shown, a.interrupted = true, false
+}
+
+// end: the input ended (Ctrl-D, a hang-up, a read error): a prompt would
+// ask for a line the peer no longer reads.
+func (a *atPrompt) end() {
+	a.mu.Lock()
+	a.ended = true
+	a.mu.Unlock()
 }
 
 // typed: b was read from the terminal; a line ends the prompt's.
