@@ -195,8 +195,9 @@ func buildRing(server *store.ServerReport, peers []*store.PeerReport) *diagram.R
 	}
 	var members []string
 	leader := ""
+	fromServer := server != nil && len(server.DHT.Members) > 0
 	switch {
-	case server != nil && len(server.DHT.Members) > 0:
+	case fromServer:
 		members, leader = server.DHT.Members, server.DHT.Leader
 		line := fmt.Sprintf("server: DHT %s, leader %s", server.DHT.Phase, leader)
 		if server.DHT.Leaver != "" {
@@ -213,7 +214,8 @@ func buildRing(server *store.ServerReport, peers []*store.PeerReport) *diagram.R
 			r.Info = append(r.Info, "no server file: the ring as the peers' files hold it")
 		}
 		members = peersRing(peers, byName, warn)
-		if len(members) > 0 {
+		if len(members) > 0 && members[0] != unknownMember {
+			// Id 0 leads; an id no file names is no one's to mark.
 			leader = members[0]
 		}
 	}
@@ -258,7 +260,11 @@ func buildRing(server *store.ServerReport, peers []*store.PeerReport) *diagram.R
 		total += p.Records
 		r.Nodes = append(r.Nodes, nd)
 		if p.ID == nil {
-			warn("%s's file says it is in no ring; the server counts it as member %d", name, i)
+			if fromServer {
+				warn("%s's file says it is in no ring; the server counts it as member %d", name, i)
+			} else {
+				warn("%s's file says it is in no ring; a neighbour's file names it as member %d", name, i)
+			}
 			continue
 		}
 		if *p.ID != i || *p.RingSize != n {
