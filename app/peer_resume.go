@@ -80,8 +80,11 @@ func (p *Peer) resumed(now time.Time, id state.Identity, r wire.Reply, anew bool
 			}
 		case member:
 			// Not the server's epoch: it is the heal's this rejoin
-			// started, which the server's note says.
-			detail += fmt.Sprintf("; the ring it held (epoch %d) is no longer the server's: its place and table were discarded, and the ring heals with it", id.Epoch)
+			// started, which the server's note says, with why (its ring
+			// is an older one, or a store round of it was under way: a
+			// chaos review found "no longer the server's" said of the
+			// server's own epoch, the resume come during a join).
+			detail += fmt.Sprintf("; its place in the ring it held (epoch %d) and its table were discarded, and the ring heals with it", id.Epoch)
 		default:
 			detail += fmt.Sprintf("; the ring it held (epoch %d) no longer counts it: its place and table were discarded", id.Epoch)
 		}

@@ -291,7 +291,7 @@ func TestResumeOfAnOutdatedPlaceNamesItsRing(t *testing.T) {
 			got = r.String()
 		}
 	}
-	want := "resume SUCCESS: bob " + fzSelf.Addr.String() + " InDHT; the ring it held (epoch 2) is no longer the server's: its place and table were discarded, and the ring heals with it; " + note
+	want := "resume SUCCESS: bob " + fzSelf.Addr.String() + " InDHT; its place in the ring it held (epoch 2) and its table were discarded, and the ring heals with it; " + note
 	if got != want {
 		t.Fatalf("printed %q\nwant    %q", got, want)
 	}
