@@ -154,6 +154,11 @@ func (t *tries) again(now time.Time, p *Retry, e *rttEstimator) bool {
 	t.rto = min(2*t.rto, e.ceiling(p))
 	e.backoff = max(e.backoff, t.rto)
 	t.next = now.Add(t.rto)
+	if end := t.firstSent.Add(p.GiveUp); end.Before(t.next) {
+		// Given up at its time, not at the retransmission after it (up
+		// to a timeout later: ServerMaxRTO is a second).
+		t.next = end
+	}
 	t.sent++
 	return true
 }

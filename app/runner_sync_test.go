@@ -257,8 +257,9 @@ func TestRunnerRetransmitsRequestsAndGivesUp(t *testing.T) {
 				return true, false
 			})
 		}()
-		// The back-off's cap is MaxRTO, or four times the timeout if that
-		// is longer: not here.
+		// A request's back-off doubles to ServerMaxRTO, above the ring's
+		// MaxRTO: a server that answers nothing is down or stopped, and
+		// each request would otherwise go every MaxRTO till its give-up.
 		const (
 			rto     = 20 * time.Millisecond
 			maxRTO  = 100 * time.Millisecond
@@ -288,8 +289,8 @@ func TestRunnerRetransmitsRequestsAndGivesUp(t *testing.T) {
 		if !strings.HasPrefix(p.r.String(), "register FAILURE: no answer from the server") {
 			t.Fatalf("result %q, want a register FAILURE for want of an answer", p.r.String())
 		}
-		if took := p.at.Sub(start); took < timeout || took > timeout+maxRTO {
-			t.Errorf("the failure came after %v, want the request timeout %v (at the next deadline from it)", took, timeout)
+		if took := p.at.Sub(start); took != timeout {
+			t.Errorf("the failure came after %v, want the request timeout %v", took, timeout)
 		}
 		// Nothing more is sent, and the address is free again.
 		time.Sleep(time.Minute)
@@ -302,8 +303,10 @@ func TestRunnerRetransmitsRequestsAndGivesUp(t *testing.T) {
 		} else {
 			c.Close()
 		}
-		if len(got) < int(timeout/maxRTO) || len(got) > int(timeout/rto)+1 {
-			t.Errorf("the server got the request %d times in %v, want one every %v to %v", len(got), timeout, rto, maxRTO)
+		// 0, 20, 60, 140, 300, 620, 1260 ms: the timeout doubles from
+		// rto to ServerMaxRTO.
+		if want := 7; len(got) != want {
+			t.Errorf("the server got the request %d times in %v, want %d (the timeout doubling from %v to %v)", len(got), timeout, want, rto, ServerMaxRTO)
 		}
 		for i, a := range got {
 			if a.id != got[0].id {
@@ -318,8 +321,8 @@ func TestRunnerRetransmitsRequestsAndGivesUp(t *testing.T) {
 				}
 				continue
 			}
-			if gap := a.at.Sub(got[i-1].at); gap < rto || gap > maxRTO {
-				t.Errorf("transmission %d came %v after the one before, want %v to %v", i, gap, rto, maxRTO)
+			if gap, want := a.at.Sub(got[i-1].at), min(rto<<(i-1), ServerMaxRTO); gap != want {
+				t.Errorf("transmission %d came %v after the one before, want %v", i, gap, want)
 			}
 		}
 		if last := got[len(got)-1].at.Sub(start); last >= timeout {

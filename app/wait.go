@@ -138,8 +138,9 @@ func (p *Peer) noteWait(now time.Time, out []Output) []Output {
 	}
 	if left < time.Second/2 {
 		// The limit has come (a note every 10s from 2s falls on a
-		// give-up of 12s): the FAILURE follows at the next
-		// retransmission, and says it better than "in 0s".
+		// give-up of 12s): the FAILURE follows at once, and says it
+		// better than "in 0s". The stream skips this note (p.wait is
+		// set).
 		return out
 	}
 	if n := p.walking() - 1; n > 0 && w.op != p.op {

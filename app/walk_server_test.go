@@ -83,3 +83,29 @@ func TestAServerStallDoesNotHoldANewAskBackForSeconds(t *testing.T) {
 		}
 	}
 }
+
+// Queries typed ahead at a server that answers nothing (down, or stopped)
+// back off as every request does, to ServerMaxRTO: 32 of them asked the
+// server again every 100 ms each, a new id each time, and a server
+// stopped for 8 s read 2,112 of them, all answered when it ran again (a
+// chaos review).
+func TestQueriesAtASilentServerBackOff(t *testing.T) {
+	q := newQuerier(t)
+	for i := range 32 {
+		q.sent(q.p.Input(q.now, fmt.Sprintf("query-dht erin Name %d", i)))
+	}
+	start, asks := q.now, 0
+	for {
+		at, ok := q.p.Pending()
+		if !ok || at.Sub(start) > 8*time.Second {
+			break
+		}
+		q.now = at
+		a, _ := q.sent(q.p.Tick(q.now))
+		asks += len(a)
+	}
+	// Each: 30, 60, 120, 240, 480, 960 ms, then a second apart.
+	if per := float64(asks) / 32; per > 14 {
+		t.Fatalf("%d query-dhts in 8 s to a server that answers nothing, %.1f a query, want about 12", asks, per)
+	}
+}

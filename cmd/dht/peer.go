@@ -49,7 +49,7 @@ func peerCommand(e env) *cli.Command {
 		Flags: append([]cli.Flag{
 			dataFlag("the dataset this peer spreads when it leads a ring"),
 			&cli.StringFlag{Name: "db", Usage: "bbolt file of the local table (default: dht-peer-NAME.db, named at register)"},
-			&cli.DurationFlag{Name: "rto", Value: app.DefaultRTO, Usage: fmt.Sprintf("retransmission timeout until round trips are measured, at most %v (then measured, at least %v; doubles on each retry, up to %v or 4 x the measured timeout)", maxRTO, app.DefaultMinRTO, app.DefaultMaxRTO)},
+			&cli.DurationFlag{Name: "rto", Value: app.DefaultRTO, Usage: fmt.Sprintf("retransmission timeout until round trips are measured, at most %v (then measured, at least %v; doubles on each retry, up to %v, %v to the server, or 4 x the measured timeout)", maxRTO, app.DefaultMinRTO, app.DefaultMaxRTO, app.ServerMaxRTO)},
 			&cli.DurationFlag{Name: "give-up", Value: app.DefaultGiveUp, Usage: "declare a neighbour, or the server, gone after retransmitting to it for this long (longer than --rto, at most " + maxWait.String() + ")"},
 			&cli.IntFlag{Name: "window", Value: app.DefaultWindow, Usage: "most unacknowledged ring messages to one neighbour, 1-1024"},
 			&cli.DurationFlag{Name: "query-timeout", Value: app.DefaultQueryTimeout, Usage: "give up on a query the ring has not answered after this long, once the server named a member to ask (the server's answer follows --give-up; asked again for a member that never acknowledged the query, within this limit; at most " + maxWait.String() + ")"},
