@@ -39,14 +39,17 @@ func (f *Faults) active() bool { return f != nil && (f.Loss > 0 || f.Dup > 0) }
 
 // datagram is what a socket reader hands the loop.
 type datagram struct {
-	from    netip.AddrPort
-	local   netip.Addr    // where it was sent, if the socket says
-	stamped bool          // the socket said when it came
-	waited  time.Duration // in the socket's queue, then
-	h       wire.Header
-	msg     wire.Message
-	size    int
-	err     error
+	from  netip.AddrPort
+	local netip.Addr // where it was sent, if the socket says
+	// came: when it came, by the wall clock, if the socket says (zero
+	// otherwise); after: when the read before it emptied the socket's
+	// queue (zero: none yet). It came after that, whatever the wall
+	// clock says (set forward since: an NTP step, a suspend).
+	came, after time.Time
+	h           wire.Header
+	msg         wire.Message
+	size        int
+	err         error
 }
 
 // endpoint is one socket with its reader, tracing and fault injection.
@@ -103,23 +106,21 @@ func (e *endpoint) read(handle func([]datagram) (ok, drain bool), settle func() 
 		ms[i].Buf = make([]byte, wire.MaxDatagram+1)
 	}
 	ds := make([]datagram, readBatch)
-	lots := 0 // handled since the last settle, while draining
+	lots := 0             // handled since the last settle, while draining
+	var emptied time.Time // when a read last emptied the socket's queue
 	_ = e.conn.ReadBatches(ms, func(lot []udpio.Message) (ok, more bool) {
 		if len(lot) == 0 { // drained: nothing else is waiting
 			lots = 0
+			emptied = time.Now()
 			return settle(), false
 		}
-		var wall time.Time // the socket's times are the wall clock's
 		for i, m := range lot {
 			d := &ds[i]
-			d.from, d.local, d.size, d.stamped, d.waited = m.Addr, m.Local, m.N, !m.At.IsZero(), 0
+			d.from, d.local, d.size, d.came, d.after = m.Addr, m.Local, m.N, m.At, emptied
 			d.h, d.msg, d.err = wire.Decode(m.Buf[:m.N])
-			if !m.At.IsZero() {
-				if wall.IsZero() {
-					wall = time.Now()
-				}
-				d.waited = max(wall.Sub(m.At), 0)
-			}
+		}
+		if len(lot) < len(ms) {
+			emptied = time.Now() // what comes next came after this read
 		}
 		ok, drain := handle(ds[:len(lot)])
 		if !ok {
@@ -146,12 +147,25 @@ const maxDrain = 16
 // what came and why, and a flood of them is summarised) at the debug
 // level, which the trace on stderr leaves out.
 func (e *endpoint) take(in []datagram, outs []Output, step func(Datagram) []Output) []Output {
+	// How long each waited is taken now, under the caller's lock: the
+	// time it waited for that lock (a Tick's slow commit) counts too.
+	var wall time.Time
 	for _, d := range in {
+		var waited time.Duration
+		if !d.came.IsZero() {
+			if wall.IsZero() {
+				wall = time.Now()
+			}
+			waited = max(wall.Sub(d.came), 0) // the socket's times are the wall clock's
+			if !d.after.IsZero() {
+				waited = min(waited, wall.Sub(d.after)) // the monotonic clock's
+			}
+		}
 		if d.err != nil {
 			e.traceDrop(e.log, dropped("not a datagram of ours", d.from, slog.Int("bytes", d.size), slog.String("err", d.err.Error())))
 			continue
 		}
-		o := step(Datagram{From: d.from, Local: d.local, Header: d.h, Msg: d.msg, Stamped: d.stamped, Waited: d.waited})
+		o := step(Datagram{From: d.from, Local: d.local, Header: d.h, Msg: d.msg, Stamped: !d.came.IsZero(), Waited: waited})
 		level := slog.LevelInfo
 		if ev, ok := firstOutput(o).(Event); ok && ev.Drop {
 			level = slog.LevelDebug // for --trace-json's diagrams; stderr leaves it out

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"dht/internal/udpio"
@@ -61,4 +62,75 @@ func TestTheTimeADatagramWaitedReachesTheCore(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lotsConn hands its reader n lots of one datagram (each read emptied the
+// queue), the time the socket says it came given by at(i), gap apart.
+type lotsConn struct {
+	udpio.Conn
+	dg  []byte
+	n   int
+	gap time.Duration
+	at  func(i int) time.Time
+}
+
+func (c lotsConn) ReadBatches(ms []udpio.Message, handle func([]udpio.Message) (bool, bool)) error {
+	for i := range c.n {
+		if i > 0 {
+			time.Sleep(c.gap)
+		}
+		ms[0].N, ms[0].Addr, ms[0].At = copy(ms[0].Buf, c.dg), netip.MustParseAddrPort("10.0.0.2:5000"), c.at(i)
+		if ok, _ := handle(ms[:1]); !ok {
+			return nil
+		}
+	}
+	return nil
+}
+func (lotsConn) LocalAddr() netip.AddrPort { return netip.MustParseAddrPort("10.0.0.1:4000") }
+
+// How long a datagram waited is taken once the runner holds its lock, with
+// the clock it steps the core with: a datagram read while a Tick held the
+// lock (its commit slow) waited for it too, and judged as of the read it
+// was judged as of half a second after it came (a code review). And it
+// came after the read before it emptied the queue, whatever the wall clock
+// says: set an hour forward meanwhile (an NTP step; a suspend, which the
+// wall clock counts and the monotonic one does not), the socket's time
+// made it an hour old, and the server judged everyone as of then.
+func TestTheTimeADatagramWaitedIsTakenUnderTheLockAndBounded(t *testing.T) {
+	dg, err := wire.Append(nil, 7, 0, wire.QueryDHT{Name: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	synctest.Test(t, func(t *testing.T) {
+		came := time.Now().Add(-time.Second)
+		e := newEndpoint(lotsConn{dg: dg, n: 1, at: func(int) time.Time { return came }}, log, nil, &Traffic{}, time.Now)
+		var judged time.Time
+		e.read(func(in []datagram) (bool, bool) {
+			time.Sleep(500 * time.Millisecond) // the lock, held by a Tick's commit
+			now := time.Now()
+			e.take(in, nil, func(d Datagram) []Output { judged = now.Add(-d.Waited); return nil })
+			return true, false
+		}, nil)
+		if !judged.Equal(came) {
+			t.Fatalf("judged as of %v after it came, want when it came", judged.Sub(came))
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		at := func(i int) time.Time {
+			if i == 0 {
+				return time.Now()
+			}
+			return time.Now().Add(-time.Hour) // the wall clock an hour ahead since it came
+		}
+		e := newEndpoint(lotsConn{dg: dg, n: 2, gap: 50 * time.Millisecond, at: at}, log, nil, &Traffic{}, time.Now)
+		var got []time.Duration
+		e.read(func(in []datagram) (bool, bool) {
+			e.take(in, nil, func(d Datagram) []Output { got = append(got, d.Waited); return nil })
+			return true, false
+		}, nil)
+		if len(got) != 2 || got[1] != 50*time.Millisecond {
+			t.Fatalf("Waited %v; want the second no longer than the 50ms since the read before it emptied the queue", got)
+		}
+	})
 }
