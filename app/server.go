@@ -97,8 +97,15 @@ type Server struct {
 	// at: the address the datagram in hand was sent to (StepDatagram),
 	// where the socket says; came: when it came, where the socket says
 	// (zero: not said, taken as the time it is read).
-	at     netip.Addr
-	came   time.Time
+	at   netip.Addr
+	came time.Time
+	// sender: where the datagram in hand came from; judged: when a Tick
+	// last acted on who is silent. A datagram that came before that is
+	// judged as of then (but for its sender, live when it sent it): what
+	// that Tick did (a member healed out, a setup dissolved) is not undone
+	// by a judgement as of an earlier time.
+	sender netip.AddrPort
+	judged time.Time
 	users  map[string]*state.User
 	byAddr map[netip.AddrPort]string
 	dht    state.DHT
@@ -226,10 +233,10 @@ func NewServer(cfg ServerConfig, st state.ServerState, replies []state.CachedRep
 		if rep, ok := m.(wire.Reply); err == nil && ok {
 			c := cachedReply{id: r.ID, reply: rep, seq: h.Seq, raw: r.Datagram}
 			if h.Flags&wire.FlagAuth != 0 {
-				if u := s.users[s.byAddr[r.Addr]]; u != nil {
+				if !r.Key.IsZero() {
+					c.key = r.Key // a deregister's (its user is gone), or a register's signed with its cookie
+				} else if u := s.users[s.byAddr[r.Addr]]; u != nil {
 					c.key = u.Secret
-				} else {
-					c.key = r.Key // a deregister's: its user is gone
 				}
 			}
 			s.cache[r.Addr] = c
@@ -277,7 +284,11 @@ func (s *Server) clock(now time.Time) {
 // for more than DeadAfter).
 func (s *Server) Silent(now time.Time, name string) (time.Duration, bool) {
 	s.clock(now)
-	now = s.judgedAt(now)
+	at := s.judgedAt(now)
+	if at.Before(s.judged) && !s.judged.After(now) && s.byAddr[s.sender] != name {
+		at = s.judged
+	}
+	now = at
 	last, ok := s.lastSeen[name]
 	if !ok {
 		last = s.started
@@ -659,11 +670,11 @@ func (s *Server) Step(now time.Time, from netip.AddrPort, h wire.Header, m wire.
 // and how long it waited to be read (Waited; who is silent is judged as of
 // when it came: judgedAt).
 func (s *Server) StepDatagram(now time.Time, d Datagram) []Output {
-	s.at = d.Local
+	s.at, s.sender = d.Local, d.From
 	if d.Stamped {
 		s.came = now.Add(-max(d.Waited, 0))
 	}
-	defer func() { s.at, s.came = netip.Addr{}, time.Time{} }()
+	defer func() { s.at, s.came, s.sender = netip.Addr{}, time.Time{}, netip.AddrPort{} }()
 	return s.Step(now, d.From, d.Header, d.Msg)
 }
 
@@ -991,6 +1002,13 @@ func (s *Server) serve(now time.Time, from netip.AddrPort, h wire.Header, m wire
 	}
 	if changed {
 		c := &state.CachedReply{Addr: from, ID: h.ID, Datagram: dg}
+		if !bySecret {
+			// Signed with the register's cookie: a copy of the register
+			// is checked against it (sameCookie) after a restart too (a
+			// code review: it got a new challenge, ran again as a rejoin
+			// and changed the user's secret once more).
+			c.Key = key
+		}
 		if _, ok := m.(wire.Deregister); ok && reply.OK {
 			// The user and its secret are gone: the cached reply keeps
 			// the key, so that a retransmission that reaches a restarted
@@ -1514,6 +1532,7 @@ func (s *Server) deregister(now time.Time, from netip.AddrPort, m wire.Deregiste
 	delete(s.lastSeen, u.Name)
 	delete(s.ended, u.Name)
 	delete(s.places, u.Name)
+	delete(s.offPace, u.Name)
 	s.forgetName(now, u.Name)
 	return ok(), true
 }
@@ -1628,9 +1647,11 @@ func (s *Server) Tick(now time.Time) []Output {
 	switch judge, late := s.late.judging(now, due, ok); {
 	case judge:
 		if out := s.checkLive(now); out != nil {
+			s.judged = now
 			return out
 		}
 		if at, ok := s.waitDeadline(); ok && !now.Before(at) {
+			s.judged = now
 			return s.rollback(now)
 		}
 		if s.dht.Phase == state.PhaseHealing && !s.healRetry.IsZero() && !now.Before(s.healRetry) {

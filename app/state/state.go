@@ -150,9 +150,10 @@ type CachedReply struct {
 	Addr     netip.AddrPort
 	ID       uint32
 	Datagram []byte
-	// Key checks a retransmission of the request when no user holds it
-	// any more: the secret of a user the request deregistered (zero for
-	// every other reply, checked with its user's secret).
+	// Key checks a retransmission of the request when its user's secret
+	// does not: the secret of a user the request deregistered, or the
+	// cookie a register was acted on by (zero for every other reply,
+	// checked with its user's secret).
 	Key wire.Key
 }
 
