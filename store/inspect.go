@@ -387,7 +387,7 @@ func (r *PeerReport) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, "%s %s %s\n", n.side, orDash(n.m.Name), addrText(n.m.IP, n.m.Port))
 		}
 	}
-	fmt.Fprintf(&b, "%d records in %d slots\n", r.Records, len(r.Slots))
+	fmt.Fprintf(&b, "%s in %s\n", counted(r.Records, "record"), counted(len(r.Slots), "slot"))
 	for _, s := range r.Slots {
 		fmt.Fprintf(&b, "slot %d:\n", s.Pos)
 		for _, rec := range s.Records {
@@ -398,4 +398,12 @@ func (r *PeerReport) WriteText(w io.Writer) error {
 	b.WriteString(versionLine(kindPeer, r.sealed))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// counted is n things, "thing" or "things" as n says.
+func counted(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

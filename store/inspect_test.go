@@ -371,3 +371,21 @@ func TestInspectCorrupt(t *testing.T) {
 		t.Fatalf("got %v, want ErrCorrupt", err)
 	}
 }
+
+// One record in one slot is said so, not "1 records in 1 slots" (a new
+// user's review), as dht ring says it.
+func TestInspectCountsOneInTheSingular(t *testing.T) {
+	for n, want := range map[int]string{0: "0 records in 0 slots\n", 1: "1 record in 1 slot\n", 2: "2 records in 2 slots\n"} {
+		r := &PeerReport{Name: "alice", IP: "127.0.0.1", Port: 5001, Records: n}
+		for i := range n {
+			r.Slots = append(r.Slots, SlotJSON{Pos: i})
+		}
+		var text bytes.Buffer
+		if err := r.WriteText(&text); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("%d records: %q, want %q", n, text.String(), want)
+		}
+	}
+}
