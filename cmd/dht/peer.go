@@ -153,10 +153,11 @@ func peerCommand(e env) *cli.Command {
 			}
 			stdout, restoreOut := pollableOut(e.stdout)
 			defer restoreOut()
+			out := &writeErrNote{w: stdout, note: e.stderr}
 			r := &app.PeerRunner{
 				Core:   core,
 				Lines:  app.LinesFrom(in, ctx.Done()),
-				Out:    stdout,
+				Out:    out,
 				Notes:  e.stderr,
 				Log:    log,
 				Faults: faults,
@@ -238,6 +239,9 @@ func peerCommand(e env) *cli.Command {
 				r.Out, r.Notes = offPrompt{ap, r.Out}, offPrompt{ap, e.stderr}
 			}
 			err = r.Run(ctx)
+			if werr := out.failed(); werr != nil {
+				err = errors.Join(err, fmt.Errorf("peer: results could not be written to standard output: %w", werr))
+			}
 			return errors.Join(err, writeStats(c, &r.Traffic, core.Stats()))
 		},
 	}
@@ -288,6 +292,36 @@ func (n *readErrNote) Read(b []byte) (int, error) {
 		n.ended()
 	}
 	return k, err
+}
+
+// writeErrNote writes the peer's results to w and, at the first write that
+// fails (a full disk, a closed stdout), says so on note, once: the peer
+// goes on serving its ring, and exits with status 1 (a new user's review:
+// every result of a peer whose stdout was /dev/full was lost, unsaid, and
+// it exited 0).
+type writeErrNote struct {
+	w    io.Writer
+	note io.Writer
+	mu   sync.Mutex
+	err  error // the first
+}
+
+func (n *writeErrNote) Write(b []byte) (int, error) {
+	k, err := n.w.Write(b)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err != nil && n.err == nil {
+		n.err = err
+		fmt.Fprintf(n.note, "dht: peer: results cannot be written to standard output (%v): they are lost; the peer goes on serving its ring, and exits with status 1\n", err)
+	}
+	return k, err
+}
+
+// failed is the first write's error, if one failed.
+func (n *writeErrNote) failed() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.err
 }
 
 // atPrompt keeps what the peer writes at a terminal off its prompt's
