@@ -193,6 +193,28 @@ func TestPeerOnNoPeersFile(t *testing.T) {
 	}
 }
 
+// TestServerOnNoServersFile: a server started on a --db that is no
+// server's file (a peer's, another program's) says so, and what to do, and
+// exits 1 (a new user's review: it said what was wrong and no more).
+func TestServerOnNoServersFile(t *testing.T) {
+	dir := t.TempDir()
+	junk, peer := filepath.Join(dir, "junk.db"), filepath.Join(dir, "alice.db")
+	if err := os.WriteFile(junk, bytes.Repeat([]byte("junk"), 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dhtFile(t, "peer", peer, false)
+	port := strconv.Itoa(freePorts(t, 1)[0])
+	for path, says := range map[string]string{
+		junk: "store: " + junk + " is not a dht database file: not a bbolt database: give the server its own file (--db), or the path of a new one",
+		peer: "store: " + peer + " is a peer file, not a server file: give the server its own file (--db), or the path of a new one",
+	} {
+		code, out, errOut := runWithin(t, 20*time.Second, "", "server", "--quiet", "--db", path, "--addr", "127.0.0.1", port)
+		if code != 1 || out != "" || !strings.Contains(errOut, says) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("server --db %s: exit %d, stdout %q, stderr %q; want 1, nothing on stdout, one line saying %q", path, code, out, errOut, says)
+		}
+	}
+}
+
 // TestServerStopsWhenItsFileGoes: a server whose file is deleted or cut
 // short while it runs stops at the next request that changes its state,
 // with exit status 1 and a clear error, and does not answer that request;

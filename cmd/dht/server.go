@@ -87,6 +87,9 @@ func serverCommand(e env) *cli.Command {
 				return fmt.Errorf("server: %w", err)
 			}
 			db, err := store.OpenServer(c.String("db"))
+			if errors.Is(err, store.ErrWrongKind) || errors.Is(err, store.ErrNotDHT) {
+				return fmt.Errorf("%w: give the server its own file (--db), or the path of a new one", err)
+			}
 			if err != nil {
 				return damagedAdvice(err, "restore a copy of it, or give the server a new --db (every user then registers anew)")
 			}
