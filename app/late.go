@@ -10,11 +10,12 @@ import (
 // core's process did not run when it was due: stopped, starved of CPU, or
 // its commit held up by the disk. The alives, acks and answers that came
 // meanwhile wait on its socket, unread, and judged now everyone would look
-// silent since before the stall: the judgement waits until the socket has
-// been read (nothing read for drainWait), at most maxDrainWait, then is
-// made on what it brought. A fixed wait was not enough: a server stopped
-// for ten minutes had 2,006 alives queued, and dissolved a live ring 26 ms
-// after it ran again, before it had read the first (a new user's review).
+// silent since before the stall: the judgement waits until what waited on
+// the socket has been read (lateGuard.drained), at most maxDrainWait, then
+// is made on what it brought. A fixed wait was not enough: a server
+// stopped for ten minutes had 2,006 alives queued, and dissolved a live
+// ring 26 ms after it ran again, before it had read the first (a new
+// user's review).
 const (
 	lateTick  = 25 * time.Millisecond
 	drainWait = 25 * time.Millisecond
