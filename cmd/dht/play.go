@@ -173,6 +173,9 @@ func openWorkDir(c *cli.Context, prefix string) (workDir, error) {
 	// rather than killing the process before it removes its folder.
 	signal.Ignore(syscall.SIGPIPE)
 	if dir := c.String("dir"); dir != "" {
+		if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+			return workDir{}, fmt.Errorf("--dir %s is a file, not a folder: give a new or empty folder", dir)
+		}
 		return workDir{path: dir, keep: true}, nil
 	}
 	dir, err := os.MkdirTemp("", prefix)

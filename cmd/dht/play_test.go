@@ -298,6 +298,13 @@ func TestPlayMissingFileAndBusyDir(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "is not empty") {
 		t.Fatalf("busy dir: exit %d: %s", code, errOut)
 	}
+	// A --dir that is a file says so, and what to give (a new user's
+	// review: "mkdir /etc/passwd: not a directory").
+	file := filepath.Join(dir, "dht-server.db")
+	code, _, errOut = runDHT(t, "", "play", "--dir", file, writeScenario(t, "alice: help\n"))
+	if code != 1 || !strings.Contains(errOut, "--dir "+file+" is a file, not a folder: give a new or empty folder") {
+		t.Fatalf("a file as --dir: exit %d: %s", code, errOut)
+	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "dht-server.db")); string(b) != "old" {
 		t.Fatalf("a refused folder was changed")
 	}
