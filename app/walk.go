@@ -90,7 +90,12 @@ const maxWalkAskWait = time.Second
 // maxWalkAskWait.
 func (t *tries) capWalkAsk(now time.Time) {
 	if t.rto > maxWalkAskWait {
-		t.rto, t.next = maxWalkAskWait, now.Add(maxWalkAskWait)
+		// Never later than next: tries.again may have held it to the
+		// exchange's give-up, which comes sooner.
+		t.rto = maxWalkAskWait
+		if c := now.Add(maxWalkAskWait); c.Before(t.next) {
+			t.next = c
+		}
 	}
 }
 

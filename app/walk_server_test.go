@@ -109,3 +109,31 @@ func TestQueriesAtASilentServerBackOff(t *testing.T) {
 		t.Fatalf("%d query-dhts in 8 s to a server that answers nothing, %.1f a query, want about 12", asks, per)
 	}
 }
+
+// A walk's query-dht to a server that answers nothing fails at the
+// server's limit, not up to maxWalkAskWait later: the hold of an ask's
+// wait to a second put the retry given up at the limit back past it (a
+// code review: "no answer within 10s" came at 10.6 s).
+func TestAWalkAskIsGivenUpAtItsLimit(t *testing.T) {
+	q := newQuerier(t)
+	q.p.serverRTT.sample(200 * time.Millisecond) // a first timeout of 600 ms
+	if asks, _ := q.sent(q.p.Input(q.now, "query-dht erin Aruba")); len(asks) != 1 {
+		t.Fatalf("asked %d times", len(asks))
+	}
+	asked := q.now
+	limit := q.p.serverRetry.GiveUp
+	for q.now.Sub(asked) <= 3*limit {
+		at, ok := q.p.Pending()
+		if !ok {
+			t.Fatal("no deadline, no failure")
+		}
+		q.now = at
+		if got := printed(q.p.Tick(q.now)); len(got) > 0 {
+			if d := q.now.Sub(asked); d != limit {
+				t.Fatalf("the walk failed %v after its ask, want at the server's limit %v: %q", d, limit, got)
+			}
+			return
+		}
+	}
+	t.Fatal("never failed")
+}
