@@ -42,18 +42,42 @@ type lateGuard struct {
 	// queue is read in order).
 	stamped, caught bool
 	drains          int // waits in a row so far
+	// ran: when this process last ran (a datagram read, a Tick); from:
+	// when it last ran before the late Tick, the stall's start; spoke: a
+	// datagram read since came during the stall. muted, mutedFrom: a
+	// stall no datagram came in, once its wait has ended (takeMute).
+	ran, from time.Time
+	spoke     bool
+	muted     time.Duration
+	mutedFrom time.Time
 }
 
 // heard notes a datagram read at now that came at came (zero: the socket
 // does not say).
 func (g *lateGuard) heard(now, came time.Time) {
-	g.read = now
+	g.read, g.ran = now, now
 	if !came.IsZero() {
 		g.stamped = true
 		if !g.at.IsZero() && !came.Before(g.since) {
 			g.caught = true
 		}
+		if !g.at.IsZero() && !came.Before(g.from) && came.Before(g.since) {
+			g.spoke = true
+		}
 	}
+}
+
+// takeMute returns, once, a stall whose wait has ended during which
+// nothing came on the socket, where the socket says when each datagram
+// came: its start and length (zero: none). Every process of the host was
+// stopped as long (a laptop's lid closed), or no one had anything to say:
+// no one's silence then counts, however the processes run again (a chaos
+// review: a server that ran again 40 ms before its peers judged the first
+// alive read the end of its backlog, and healed a live ring of 5 to 1).
+func (g *lateGuard) takeMute() (time.Time, time.Duration) {
+	from, d := g.mutedFrom, g.muted
+	g.mutedFrom, g.muted = time.Time{}, 0
+	return from, d
 }
 
 // drained reports whether what waited on the socket when the late Tick
@@ -88,6 +112,8 @@ func (g *lateGuard) drained(now time.Time) (bool, time.Time) {
 // after such a Tick until what waited on the socket has been read
 // (drained).
 func (g *lateGuard) judging(now, due time.Time, ok bool) (judge bool, late time.Duration) {
+	ran := g.ran
+	g.ran = now
 	if !ok || now.Before(due) {
 		g.at, g.drains = time.Time{}, 0
 		return true, 0 // nothing to judge
@@ -100,10 +126,13 @@ func (g *lateGuard) judging(now, due time.Time, ok bool) (judge bool, late time.
 			g.at = next
 			return false, 0
 		}
+		if g.stamped && !g.spoke && g.from.Before(g.since) {
+			g.mutedFrom, g.muted = g.from, g.since.Sub(g.from)
+		}
 		due = g.at
 	}
 	if late := now.Sub(due); late > lateTick && g.drains < maxDrains {
-		g.at, g.since, g.caught = now.Add(drainWait), now, false
+		g.at, g.since, g.caught, g.from, g.spoke = now.Add(drainWait), now, false, ran, false
 		g.drains++
 		return false, late
 	}

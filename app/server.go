@@ -1644,7 +1644,11 @@ func (s *Server) Tick(now time.Time) []Output {
 		}
 	}
 	due, ok := s.judgementDue()
-	switch judge, late := s.late.judging(now, due, ok); {
+	judge, late := s.late.judging(now, due, ok)
+	if from, d := s.late.takeMute(); d > 0 {
+		s.spareMute(from, d)
+	}
+	switch {
 	case judge:
 		if out := s.checkLive(now); out != nil {
 			s.judged = now
@@ -1668,6 +1672,20 @@ func (s *Server) Tick(now time.Time) []Output {
 		return []Output{s.persist(nil)}
 	}
 	return nil
+}
+
+// spareMute: this server did not run for d from `from`, and nothing came on
+// its socket meanwhile (lateGuard.takeMute): no one's silence counts for
+// that time. Who was last heard before it is taken as heard d later.
+func (s *Server) spareMute(from time.Time, d time.Duration) {
+	for name, t := range s.lastSeen {
+		if !t.After(from) {
+			s.lastSeen[name] = t.Add(d)
+		}
+	}
+	if !s.started.After(from) {
+		s.started = s.started.Add(d)
+	}
 }
 
 // rollback ends the wait that has lasted OpTimeout. A join's or a leave's

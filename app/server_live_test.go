@@ -1385,6 +1385,49 @@ func TestServerLateTickWaitsForWhatCameAfterIt(t *testing.T) {
 	}
 }
 
+// Once a datagram that came after the late Tick is read, the backlog has
+// been read, and a member that sent nothing through the stall while the
+// others did is judged at the next Tick, not maxDrainWait after the late
+// Tick (a code review: nothing tested the early end).
+func TestServerLateTickWaitEndsOnceWhatCameAfterItIsRead(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	h := newLiveH(t, srvDHT(state.PhaseReady, ring))
+	h.s.Tick(srvT0)
+	h.alive(ring...)
+	before := h.s.Snapshot()
+	stop := srvT0.Add(time.Second)
+	h.now = srvT0.Add(10 * time.Minute)
+	late := h.now
+	h.s.Tick(h.now)
+	seq := uint64(h.now.UnixNano())
+	alive := func(name string, came time.Time) {
+		t.Helper()
+		seq++
+		b, err := wire.AppendSigned(nil, h.nextID(), 0, wire.Alive{Name: name, PeriodMS: uint32(h.s.Pace().Milliseconds())}, seq, srvSecret(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hd, m, err := wire.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.s.StepDatagram(h.now, Datagram{From: srvAddr(name), Header: hd, Msg: m, Stamped: true, Waited: h.now.Sub(came)})
+	}
+	alive("alice", stop.Add(time.Minute))
+	alive("bob", stop.Add(2*time.Minute)) // carol: nothing, she is gone
+	alive("alice", late.Add(time.Millisecond))
+	for h.now.Sub(late) < maxDrainWait/2 {
+		h.now = h.now.Add(drainWait)
+		if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
+			h.s.Tick(h.now)
+		}
+		if st := h.s.Snapshot(); st.DHT.Epoch != before.DHT.Epoch || st.DHT.Phase != before.DHT.Phase {
+			return // judged once the backlog was read
+		}
+	}
+	t.Fatalf("carol sent nothing through the stall and the backlog has been read, yet nothing judged %v after the late Tick", h.now.Sub(late))
+}
+
 // What the server sends a user goes from the address of its host the
 // user's last authentic request or alive was sent to (ReplyFrom), on a
 // server bound to every address. A datagram with the user's source forged
