@@ -246,6 +246,29 @@ func (p *proc) waitTrace(s string) {
 	}
 }
 
+// waitTraceWithout is waitTrace that fails at a line containing not
+// before it.
+func (p *proc) waitTraceWithout(s, not string) {
+	p.t.Helper()
+	deadline := time.After(lineWait)
+	for {
+		select {
+		case l, ok := <-p.errs:
+			if !ok {
+				p.t.Fatalf("%s: stderr closed before %q", p.name, s)
+			}
+			if strings.Contains(l, not) {
+				p.t.Fatalf("%s: stderr line %q before %q", p.name, l, s)
+			}
+			if strings.Contains(l, s) {
+				return
+			}
+		case <-deadline:
+			p.t.Fatalf("%s: no trace line with %q", p.name, s)
+		}
+	}
+}
+
 func (p *proc) wait() error {
 	p.t.Helper()
 	select {

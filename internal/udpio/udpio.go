@@ -39,7 +39,10 @@ type Message struct {
 	// says (Linux), is when the system received the datagram, by the wall
 	// clock: how long it then waited in the socket's queue for a process
 	// that did not read (stopped, starved of CPU) is what the time of the
-	// read cannot tell. Zero otherwise; a write ignores it.
+	// read cannot tell. Zero otherwise; a write ignores it. Linux turns
+	// the stamping on for all sockets in a work item the first socket's
+	// asking schedules: until it has run, a datagram is stamped as it is
+	// read.
 	At time.Time
 }
 
