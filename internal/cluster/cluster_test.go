@@ -141,9 +141,13 @@ func TestClusterRefusesAFolderInUse(t *testing.T) {
 // prints its own, so keys drawn from it would let anyone who knew it sign
 // as any user of the run (an attacker's review signed alice's deregister
 // with her secret worked out from seed 1). Two runs of one seed give the
-// same user different secrets.
+// same user different secrets, and her peer's requests different ids.
 func TestTheSeedGivesAwayNoKey(t *testing.T) {
-	secret := func() [16]byte {
+	type run struct {
+		secret [16]byte
+		id     uint32 // of her register's last request, kept with its reply
+	}
+	secret := func() run {
 		dir := t.TempDir()
 		cl, err := Start(Config{Dir: dir, Data: func() (dataset.Source, error) { return dataset.Records(nil), nil }, Seed: 1})
 		if err != nil {
@@ -168,13 +172,17 @@ func TestTheSeedGivesAwayNoKey(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer db.Close()
-		st, _, err := db.Load()
-		if err != nil || len(st.Users) != 1 {
-			t.Fatalf("the server's file holds %+v, %v", st.Users, err)
+		st, replies, err := db.Load()
+		if err != nil || len(st.Users) != 1 || len(replies) != 1 {
+			t.Fatalf("the server's file holds %+v and %d replies, %v", st.Users, len(replies), err)
 		}
-		return st.Users[0].Secret
+		return run{st.Users[0].Secret, replies[0].ID}
 	}
-	if a, b := secret(), secret(); a == b {
-		t.Fatalf("two runs of seed 1 gave alice the same secret %x", a)
+	a, b := secret(), secret()
+	if a.secret == b.secret {
+		t.Fatalf("two runs of seed 1 gave alice the same secret %x", a.secret)
+	}
+	if a.id == b.id {
+		t.Fatalf("two runs of seed 1 gave alice's register the same id %d", a.id)
 	}
 }
