@@ -1344,6 +1344,16 @@ func (p *Peer) Tick(now time.Time) []Output {
 				// The ring's part is done: a server stalled, not gone nor
 				// restarted, may still read it and finish the operation.
 				why += fmt.Sprintf("; a server only stalled may still take it (its answer to this peer's next request, such as query-dht %s, tells what became of the DHT)", p.self.Name)
+			case CmdLeaveDHT, CmdTeardownDHT:
+				// A stalled server may still read it, and then end it at
+				// once, given up (this peer's alives say so): what was
+				// asked for happens all the same (a chaos review: a leaver
+				// told FAILURE was healed out of the ring, unsaid).
+				what := "heal the ring without " + p.self.Name
+				if rq.cmd == CmdTeardownDHT {
+					what = "dissolve the DHT"
+				}
+				why += fmt.Sprintf("; a server only stalled may still take it, and then %s, this peer having given it up (its answer to this peer's next request, such as query-dht %s, tells what became of the DHT)", what, p.self.Name)
 			}
 			return p.failed(now, out, resultFailed(rq.cmd, why))
 		}

@@ -301,6 +301,39 @@ func TestAReportUnansweredMayStillBeTaken(t *testing.T) {
 	}
 }
 
+// A leave-dht or a teardown-dht the server does not answer within the
+// give-up fails saying that a server only stalled may still take it, and
+// then do what was asked (its peer's alives say it gave the operation up,
+// which ends it at once: the ring heals without the leaver, the DHT is
+// dissolved). Only the line is checked here.
+func TestALeaveOrTeardownUnansweredMayStillHappen(t *testing.T) {
+	for _, c := range []struct{ cmd, what string }{
+		{"leave-dht", "heal the ring without "},
+		{"teardown-dht", "dissolve the DHT"},
+	} {
+		t.Run(c.cmd, func(t *testing.T) {
+			s := newSim(t, 1)
+			users := joinUsers(t, s, 4)
+			s.mustDo(users[0], "setup-dht 3 "+users[0], "setup-dht SUCCESS")
+			settle(t, s)
+			who := users[0]
+			if c.cmd == "leave-dht" {
+				who = s.Server().Snapshot().DHT.Members[1]
+			}
+			s.KillServer()
+			out := s.do(who, c.cmd+" "+who)
+			what := c.what
+			if c.cmd == "leave-dht" {
+				what += who
+			}
+			want := c.cmd + " FAILURE: no answer from the server at " + simServer.String() + " within 10s; a server only stalled may still take it, and then " + what + ", this peer having given it up (its answer to this peer's next request, such as query-dht " + who + ", tells what became of the DHT)"
+			if len(out) != 1 || out[0] != want {
+				t.Fatalf("printed %q, want %q", out, want)
+			}
+		})
+	}
+}
+
 // A command typed behind one the server ends (a member of the ring went
 // offline while a leave-dht or a setup-dht ran) runs once the change is
 // made, as itself: its own result line, and the one ended gets one. The
