@@ -295,10 +295,12 @@ func (n *readErrNote) Read(b []byte) (int, error) {
 }
 
 // writeErrNote writes the peer's results to w and, at the first write that
-// fails (a full disk, a closed stdout), says so on note, once: the peer
+// fails (a full disk, a device that fails), says so on note, once: the peer
 // goes on serving its ring, and exits with status 1 (a new user's review:
 // every result of a peer whose stdout was /dev/full was lost, unsaid, and
-// it exited 0).
+// it exited 0). A reader that went away (EPIPE: dht peer | head -1) is
+// not an error: what it no longer reads, it did not want
+// (TestBinaryPeerOutlivesItsStdoutReader).
 type writeErrNote struct {
 	w    io.Writer
 	note io.Writer
@@ -310,7 +312,7 @@ func (n *writeErrNote) Write(b []byte) (int, error) {
 	k, err := n.w.Write(b)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err != nil && n.err == nil {
+	if err != nil && n.err == nil && !errors.Is(err, syscall.EPIPE) {
 		n.err = err
 		fmt.Fprintf(n.note, "dht: peer: results cannot be written to standard output (%v): they are lost; the peer goes on serving its ring, and exits with status 1\n", err)
 	}
