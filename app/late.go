@@ -50,6 +50,17 @@ type lateGuard struct {
 	spoke     bool
 	muted     time.Duration
 	mutedFrom time.Time
+	// pace: how often the other side sends its signs of life (the
+	// server's alive period; zero: no such promise). After a stall
+	// longer than that, what it sent meanwhile may not be on the socket
+	// at all: a queue that filled up (a flood of junk while the process
+	// did not run) dropped it. Its next sign comes within pace after the
+	// process runs again: the judgement waits until then (hold). An
+	// attacker's review: a flood the server kept up with running filled
+	// its queue during a 5 s stop, the members' alives were dropped, and
+	// four live members were healed out 280 ms after it ran again.
+	pace time.Duration
+	hold time.Time
 }
 
 // heard notes a datagram read at now that came at came (zero: the socket
@@ -88,6 +99,9 @@ func (g *lateGuard) takeMute() (time.Time, time.Duration) {
 // maxDrainWait has passed (a flood holds judgements back no longer). The
 // second is when to ask again.
 func (g *lateGuard) drained(now time.Time) (bool, time.Time) {
+	if now.Before(g.hold) {
+		return false, g.hold
+	}
 	limit := g.since.Add(maxDrainWait)
 	if g.caught || !now.Before(limit) {
 		return true, time.Time{}
@@ -130,9 +144,15 @@ func (g *lateGuard) judging(now, due time.Time, ok bool) (judge bool, late time.
 			g.mutedFrom, g.muted = g.from, g.since.Sub(g.from)
 		}
 		due = g.at
+		if g.hold.After(due) {
+			due = g.hold // a Tick no sooner was not late
+		}
 	}
 	if late := now.Sub(due); late > lateTick && g.drains < maxDrains {
-		g.at, g.since, g.caught, g.from, g.spoke = now.Add(drainWait), now, false, ran, false
+		g.at, g.since, g.caught, g.from, g.spoke, g.hold = now.Add(drainWait), now, false, ran, false, time.Time{}
+		if g.pace > 0 && late >= g.pace {
+			g.hold = now.Add(g.pace)
+		}
 		g.drains++
 		return false, late
 	}

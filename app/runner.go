@@ -121,6 +121,20 @@ func (e *endpoint) read(handle func([]datagram) (ok, drain bool), settle func() 
 		}
 		if len(lot) < len(ms) {
 			emptied = time.Now() // what comes next came after this read
+		} else if at := lot[len(lot)-1].At; !at.IsZero() {
+			// A full lot (a flood: the queue is never emptied): what
+			// comes next came after its last datagram, which waited no
+			// longer than since the bound before it (a wall clock set
+			// forward since does not make the next lot older than this
+			// one: an attacker's review).
+			now := time.Now()
+			w := max(now.Sub(at), 0)
+			if !emptied.IsZero() {
+				w = min(w, now.Sub(emptied))
+			}
+			if c := now.Add(-w); c.After(emptied) {
+				emptied = c
+			}
 		}
 		ok, drain := handle(ds[:len(lot)])
 		if !ok {

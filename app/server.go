@@ -223,6 +223,7 @@ func NewServer(cfg ServerConfig, st state.ServerState, replies []state.CachedRep
 	s := &Server{cfg: cfg, users: map[string]*state.User{}, byAddr: map[netip.AddrPort]string{}, dht: st.DHT,
 		cache: map[netip.AddrPort]cachedReply{}, persisted: map[netip.AddrPort]bool{},
 		lastSeen: map[string]time.Time{}, started: cfg.Started}
+	s.late.pace = s.Pace() // its users send alives this often
 	for _, u := range st.Users {
 		u := u
 		s.users[u.Name] = &u

@@ -1595,6 +1595,12 @@ func TestServerTick(t *testing.T) {
 						t.Fatalf("NextDeadline after a late Tick = %v %v, want drainWait later", d, ok)
 					}
 					h.now = h.now.Add(drainWait)
+					if late >= h.s.Pace() {
+						// Stopped longer than an alive period: what its
+						// users sent may have been dropped (a full
+						// queue); it waits until each has sent again.
+						h.now = deadline.Add(late + h.s.Pace())
+					}
 				}
 				outs := h.s.Tick(h.now)
 				var events, persists int
