@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"dht/app/state"
-	"dht/wire"
 )
 
 // A whole host suspended (a laptop's lid closed): the server and every
@@ -21,20 +20,7 @@ func TestAllStoppedTogetherIsNoSilence(t *testing.T) {
 	ring := []string{"alice", "bob", "carol"}
 	h := newLiveH(t, srvDHT(state.PhaseReady, ring))
 	h.s.Tick(srvT0)
-	seq := uint64(h.now.UnixNano())
-	alive := func(name string, came time.Time) {
-		t.Helper()
-		seq++
-		b, err := wire.AppendSigned(nil, h.nextID(), 0, wire.Alive{Name: name, PeriodMS: uint32(h.s.Pace().Milliseconds())}, seq, srvSecret(name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hd, m, err := wire.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.s.StepDatagram(h.now, Datagram{From: srvAddr(name), Header: hd, Msg: m, Stamped: true, Waited: h.now.Sub(came)})
-	}
+	alive := h.aliveCame
 	for _, n := range ring {
 		alive(n, h.now)
 	}
@@ -72,20 +58,7 @@ func TestAllStoppedTogetherStillHealsOutTheDead(t *testing.T) {
 	ring := []string{"alice", "bob", "carol"}
 	h := newLiveH(t, srvDHT(state.PhaseReady, ring))
 	h.s.Tick(srvT0)
-	seq := uint64(h.now.UnixNano())
-	alive := func(name string) {
-		t.Helper()
-		seq++
-		b, err := wire.AppendSigned(nil, h.nextID(), 0, wire.Alive{Name: name, PeriodMS: uint32(h.s.Pace().Milliseconds())}, seq, srvSecret(name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hd, m, err := wire.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.s.StepDatagram(h.now, Datagram{From: srvAddr(name), Header: hd, Msg: m, Stamped: true})
-	}
+	alive := func(name string) { h.aliveCame(name, h.now) }
 	for _, n := range ring {
 		alive(n)
 	}

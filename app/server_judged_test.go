@@ -26,15 +26,8 @@ func TestAJudgementAsOfArrivalDoesNotUndoATicks(t *testing.T) {
 	if h.s.dht.Phase != state.PhaseNone {
 		t.Fatalf("after the Tick: %v, want the setup dissolved (carol offline)", h.s.dht.Phase)
 	}
-	b, err := wire.AppendSigned(nil, h.nextID(), 0, wire.SetupDHT{N: 4, Name: "alice"}, 100, srvSecret("alice"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hd, msg, err := wire.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	outs := h.s.StepDatagram(tick.Add(time.Millisecond), Datagram{From: srvAddr("alice"), Header: hd, Msg: msg, Stamped: true, Waited: 3 * time.Second})
+	h.now = tick.Add(time.Millisecond)
+	outs := h.stepCame(srvAddr("alice"), wire.SetupDHT{N: 4, Name: "alice"}, srvSecret("alice"), h.now.Add(-3*time.Second))
 	for _, o := range outs {
 		if s, ok := o.(Send); ok {
 			if r, ok := s.Msg.(wire.Reply); ok {

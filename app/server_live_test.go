@@ -1359,20 +1359,7 @@ func TestServerLateTickWaitsForWhatCameAfterIt(t *testing.T) {
 	h.now = srvT0.Add(10 * time.Minute) // stopped; its Tick comes first
 	late := h.now
 	h.s.Tick(h.now)
-	seq := uint64(h.now.UnixNano())
-	alive := func(name string, came time.Time) {
-		t.Helper()
-		seq++
-		b, err := wire.AppendSigned(nil, h.nextID(), 0, wire.Alive{Name: name, PeriodMS: uint32(h.s.Pace().Milliseconds())}, seq, srvSecret(name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hd, m, err := wire.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.s.StepDatagram(h.now, Datagram{From: srvAddr(name), Header: hd, Msg: m, Stamped: true, Waited: h.now.Sub(came)})
-	}
+	alive := h.aliveCame
 	alive("alice", stop) // one datagram read: the server has stamped sockets
 	// The reader reads nothing for 200 ms; the Ticks come on time.
 	for range 8 {
@@ -1421,20 +1408,7 @@ func TestServerLateTickWaitEndsOnceWhatCameAfterItIsRead(t *testing.T) {
 	h.now = srvT0.Add(DefaultDeadAfter + 500*time.Millisecond)
 	late := h.now
 	h.s.Tick(h.now)
-	seq := uint64(h.now.UnixNano())
-	alive := func(name string, came time.Time) {
-		t.Helper()
-		seq++
-		b, err := wire.AppendSigned(nil, h.nextID(), 0, wire.Alive{Name: name, PeriodMS: uint32(h.s.Pace().Milliseconds())}, seq, srvSecret(name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hd, m, err := wire.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.s.StepDatagram(h.now, Datagram{From: srvAddr(name), Header: hd, Msg: m, Stamped: true, Waited: h.now.Sub(came)})
-	}
+	alive := h.aliveCame
 	alive("alice", stop.Add(time.Second))
 	alive("bob", stop.Add(time.Second)) // carol: nothing, she is gone
 	alive("alice", late.Add(time.Millisecond))
@@ -1621,15 +1595,7 @@ func TestServerJudgesSilenceAsOfWhenARequestCame(t *testing.T) {
 			h.s.Tick(srvT0)
 			h.alive("alice", "bob", "carol")
 			h.now = srvT0.Add(stopped)
-			b, err := wire.AppendSigned(nil, h.nextID(), 0, c.m, 100, srvSecret(c.caller))
-			if err != nil {
-				t.Fatal(err)
-			}
-			hd, msg, err := wire.Decode(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			outs := h.s.StepDatagram(h.now, Datagram{From: srvAddr(c.caller), Header: hd, Msg: msg, Stamped: true, Waited: c.waited})
+			outs := h.stepCame(srvAddr(c.caller), c.m, srvSecret(c.caller), h.now.Add(-c.waited))
 			var reply *wire.Reply
 			for _, o := range outs {
 				if s, ok := o.(Send); ok {
@@ -1656,4 +1622,26 @@ func TestServerJudgesSilenceAsOfWhenARequestCame(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stepCame steps m from `from`, signed with key, as a socket that says
+// when each datagram came hands it over: it came at came.
+func (h *srvH) stepCame(from netip.AddrPort, m wire.Message, key wire.Key, came time.Time) []Output {
+	h.t.Helper()
+	h.seq++
+	b, err := wire.AppendSigned(nil, h.nextID(), 0, m, h.seq, key)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	hd, msg, err := wire.Decode(b)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return h.s.StepDatagram(h.now, Datagram{From: from, Header: hd, Msg: msg, Stamped: true, Waited: h.now.Sub(came)})
+}
+
+// aliveCame is name's alive, at the server's pace, that came at came.
+func (h *srvH) aliveCame(name string, came time.Time) {
+	h.t.Helper()
+	h.stepCame(srvAddr(name), wire.Alive{Name: name, PeriodMS: uint32(h.s.Pace().Milliseconds())}, srvSecret(name), came)
 }

@@ -33,23 +33,7 @@ func TestAStallWhoseAlivesWereDroppedHealsNoLiveMember(t *testing.T) {
 		h.now = srvT0.Add(time.Minute) // stopped; its Tick comes first
 		late := h.now
 		h.s.Tick(h.now)
-		seq := uint64(h.now.UnixNano())
-		step := func(from netip.AddrPort, m wire.Message, key wire.Key, came time.Time) {
-			t.Helper()
-			seq++
-			b, err := wire.AppendSigned(nil, h.nextID(), 0, m, seq, key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			hd, msg, err := wire.Decode(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.s.StepDatagram(h.now, Datagram{From: from, Header: hd, Msg: msg, Stamped: true, Waited: h.now.Sub(came)})
-		}
-		alive := func(name string, came time.Time) {
-			step(srvAddr(name), wire.Alive{Name: name, PeriodMS: uint32(h.s.Pace().Milliseconds())}, srvSecret(name), came)
-		}
+		step, alive := h.stepCame, h.aliveCame
 		forged := netip.MustParseAddrPort("10.66.0.1:4000")
 		// The backlog: alice's first alive of the stall, then junk; the
 		// rest of the stall's datagrams were dropped. Then the flood goes

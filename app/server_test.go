@@ -232,6 +232,7 @@ type srvH struct {
 	s   *Server
 	now time.Time
 	id  uint32
+	seq uint64 // of the last datagram stepCame signed
 }
 
 func newSrvH(t *testing.T, st state.ServerState) *srvH {
