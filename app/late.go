@@ -61,12 +61,28 @@ type lateGuard struct {
 	// four live members were healed out 280 ms after it ran again.
 	pace time.Duration
 	hold time.Time
+	// woke: when the process last ran again after not running for pace
+	// or more (a read may come before the late Tick: the runner's reader
+	// and its timer race for the lock once the process runs again).
+	woke time.Time
+}
+
+// run notes that the process runs at now, and returns when it last ran
+// before.
+func (g *lateGuard) run(now time.Time) time.Time {
+	ran := g.ran
+	if g.pace > 0 && !ran.IsZero() && now.Sub(ran) >= g.pace {
+		g.woke = now
+	}
+	g.ran = now
+	return ran
 }
 
 // heard notes a datagram read at now that came at came (zero: the socket
 // does not say).
 func (g *lateGuard) heard(now, came time.Time) {
-	g.read, g.ran = now, now
+	g.read = now
+	g.run(now)
 	if !came.IsZero() {
 		g.stamped = true
 		if !g.at.IsZero() && !came.Before(g.since) {
@@ -126,8 +142,7 @@ func (g *lateGuard) drained(now time.Time) (bool, time.Time) {
 // after such a Tick until what waited on the socket has been read
 // (drained).
 func (g *lateGuard) judging(now, due time.Time, ok bool) (judge bool, late time.Duration) {
-	ran := g.ran
-	g.ran = now
+	ran := g.run(now)
 	if !ok || now.Before(due) {
 		g.at, g.drains = time.Time{}, 0
 		return true, 0 // nothing to judge
@@ -150,7 +165,11 @@ func (g *lateGuard) judging(now, due time.Time, ok bool) (judge bool, late time.
 	}
 	if late := now.Sub(due); late > lateTick && g.drains < maxDrains {
 		g.at, g.since, g.caught, g.from, g.spoke, g.hold = now.Add(drainWait), now, false, ran, false, time.Time{}
-		if g.pace > 0 && late >= g.pace {
+		// Keyed on how long the process did not run too, not only on
+		// how late the Tick is: a stall of DeadAfter less an alive
+		// period is enough for a member whose alives were dropped to
+		// look silent.
+		if g.pace > 0 && (late >= g.pace || !g.woke.IsZero() && now.Sub(g.woke) <= drainWait) {
 			g.hold = now.Add(g.pace)
 		}
 		g.drains++
@@ -165,6 +184,12 @@ func (g *lateGuard) judging(now, due time.Time, ok bool) (judge bool, late time.
 func (g *lateGuard) deadline(t time.Time, ok bool) (time.Time, bool) {
 	if !g.at.IsZero() && (!ok || t.Before(g.at)) {
 		return g.at, true
+	}
+	// A judgement pending: run at least every half pace, so that ran
+	// says when the process last ran, not when it last had work: an idle
+	// spell is no stall (takeMute would spare it).
+	if beat := g.ran.Add(g.pace / 2); ok && g.pace > 0 && !g.ran.IsZero() && beat.Before(t) {
+		return beat, true
 	}
 	return t, ok
 }
