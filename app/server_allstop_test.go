@@ -31,18 +31,14 @@ func TestAllStoppedTogetherIsNoSilence(t *testing.T) {
 	// The peers run again 40 ms after the server; alice's alive is read first.
 	for h.now.Sub(late) < 40*time.Millisecond {
 		h.now = h.now.Add(5 * time.Millisecond)
-		if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
-			h.s.Tick(h.now)
-		}
+		h.tickIfDue()
 	}
 	alive("alice", h.now)
 	// bob's and carol's first alives come 100 ms later: the Ticks meanwhile
 	// judge, the backlog read.
 	for resumed := h.now; h.now.Sub(resumed) < 100*time.Millisecond; {
 		h.now = h.now.Add(time.Millisecond)
-		if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
-			h.s.Tick(h.now)
-		}
+		h.tickIfDue()
 	}
 	alive("bob", h.now)
 	alive("carol", h.now)
@@ -70,9 +66,7 @@ func TestAllStoppedTogetherStillHealsOutTheDead(t *testing.T) {
 	resumed := h.now
 	var healed time.Duration
 	for h.now.Sub(resumed) < 2*DefaultDeadAfter && healed == 0 {
-		if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
-			h.s.Tick(h.now)
-		}
+		h.tickIfDue()
 		if h.now.Sub(resumed) > 40*time.Millisecond && h.now.Sub(resumed)%h.s.Pace() < 5*time.Millisecond {
 			alive("alice")
 			alive("bob")

@@ -64,9 +64,7 @@ func TestAStallInTheWindowBelowPaceHealsNoLiveMember(t *testing.T) {
 						delete(sent, n)
 					}
 				}
-				if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
-					h.s.Tick(h.now)
-				}
+				h.tickIfDue()
 				if st := h.s.Snapshot(); st.DHT.Epoch != before.DHT.Epoch || st.DHT.Phase != before.DHT.Phase {
 					t.Fatalf("%v after the late Tick (stopped %v, late %v), every member live: DHT %v %v", h.now.Sub(late), late.Sub(stop), late.Sub(srvT0.Add(DefaultDeadAfter)), st.DHT.Phase, st.DHT.Members)
 				}
@@ -146,9 +144,7 @@ func TestAStallInTheWindowReadBeforeTheLateTick(t *testing.T) {
 			}
 			sent = true
 		}
-		if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
-			h.s.Tick(h.now)
-		}
+		h.tickIfDue()
 		if st := h.s.Snapshot(); st.DHT.Epoch != before.DHT.Epoch || st.DHT.Phase != before.DHT.Phase {
 			t.Fatalf("%v after the late Tick, every member live: DHT %v %v", h.now.Sub(late), st.DHT.Phase, st.DHT.Members)
 		}
@@ -179,9 +175,7 @@ func TestThreeHostStopsInARow(t *testing.T) {
 			if h.now.Equal(end.Add(-195 * time.Millisecond)) {
 				alives()
 			}
-			if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
-				h.s.Tick(h.now)
-			}
+			h.tickIfDue()
 			if st := h.s.Snapshot(); st.DHT.Epoch != before.DHT.Epoch || st.DHT.Phase != before.DHT.Phase {
 				t.Fatalf("stop %d: the ring, live, is %v %v", i+1, st.DHT.Phase, st.DHT.Members)
 			}

@@ -268,9 +268,7 @@ func TestServerLateTickReadsBeforeItJudges(t *testing.T) {
 			// comes within Pace after the server runs again.
 			for end := srvT0.Add(time.Minute + h.s.Pace() + drainWait); h.now.Before(end); {
 				h.now = h.now.Add(drainWait)
-				if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
-					h.s.Tick(h.now)
-				}
+				h.tickIfDue()
 			}
 		}
 		st := h.s.Snapshot()
@@ -1305,9 +1303,7 @@ func TestServerLateTickWaitsUntilTheSocketIsRead(t *testing.T) {
 		// The backlog: a datagram every 5 ms, each member's alive last.
 		tick := func() {
 			t.Helper()
-			if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
-				h.s.Tick(h.now)
-			}
+			h.tickIfDue()
 		}
 		reading := 300 * time.Millisecond
 		if flood {
@@ -1364,9 +1360,7 @@ func TestServerLateTickWaitsForWhatCameAfterIt(t *testing.T) {
 	// The reader reads nothing for 200 ms; the Ticks come on time.
 	for range 8 {
 		h.now = h.now.Add(drainWait)
-		if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
-			h.s.Tick(h.now)
-		}
+		h.tickIfDue()
 		if st := h.s.Snapshot(); st.DHT.Epoch != before.DHT.Epoch {
 			t.Fatalf("judged %v after the late Tick, nothing that came after it read: DHT %+v", h.now.Sub(late), st.DHT)
 		}
@@ -1400,9 +1394,7 @@ func TestServerLateTickWaitEndsOnceWhatCameAfterItIsRead(t *testing.T) {
 	for h.now.Before(srvT0.Add(DefaultDeadAfter - time.Second)) {
 		h.now = h.now.Add(h.s.Pace())
 		h.alive("alice", "bob")
-		if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
-			h.s.Tick(h.now)
-		}
+		h.tickIfDue()
 	}
 	stop := h.now
 	h.now = srvT0.Add(DefaultDeadAfter + 500*time.Millisecond)
@@ -1414,9 +1406,7 @@ func TestServerLateTickWaitEndsOnceWhatCameAfterItIsRead(t *testing.T) {
 	alive("alice", late.Add(time.Millisecond))
 	for h.now.Sub(late) < maxDrainWait/2 {
 		h.now = h.now.Add(drainWait)
-		if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
-			h.s.Tick(h.now)
-		}
+		h.tickIfDue()
 		if st := h.s.Snapshot(); st.DHT.Epoch != before.DHT.Epoch || st.DHT.Phase != before.DHT.Phase {
 			if !slices.Equal(st.DHT.Members, []string{"alice", "bob"}) {
 				t.Fatalf("healed to %v, want carol out", st.DHT.Members)
@@ -1644,4 +1634,11 @@ func (h *srvH) stepCame(from netip.AddrPort, m wire.Message, key wire.Key, came 
 func (h *srvH) aliveCame(name string, came time.Time) {
 	h.t.Helper()
 	h.stepCame(srvAddr(name), wire.Alive{Name: name, PeriodMS: uint32(h.s.Pace().Milliseconds())}, srvSecret(name), came)
+}
+
+// tickIfDue runs the server's Tick if its next deadline has come.
+func (h *srvH) tickIfDue() {
+	if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
+		h.s.Tick(h.now)
+	}
 }

@@ -54,9 +54,7 @@ func TestAStallWhoseAlivesWereDroppedHealsNoLiveMember(t *testing.T) {
 				}
 				sent = true
 			}
-			if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
-				h.s.Tick(h.now)
-			}
+			h.tickIfDue()
 			if dead == "" {
 				if st := h.s.Snapshot(); st.DHT.Epoch != before.DHT.Epoch {
 					t.Fatalf("healed %v after the late Tick, every member alive: DHT %+v", h.now.Sub(late), st.DHT)
