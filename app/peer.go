@@ -1,11 +1,13 @@
 package app
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
+	"syscall"
 	"time"
 
 	"dht/app/state"
@@ -520,7 +522,11 @@ func (p *Peer) Bound(now time.Time, addr netip.AddrPort, err error) []Output {
 	}
 	if err != nil {
 		o.unbound = o.failing() == CmdResume
-		return p.failed(now, nil, resultFailed(o.failing(), err.Error()))
+		why := err.Error()
+		if o.failing() == CmdRegister && errors.Is(err, syscall.EADDRINUSE) {
+			why += " (another process has that port: register with another PORT)"
+		}
+		return p.failed(now, nil, resultFailed(o.failing(), why))
 	}
 	p.self.Addr, p.bound = addr, true
 	// A resume took its ring key from the file before it bound: what the

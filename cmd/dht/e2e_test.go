@@ -384,7 +384,7 @@ func TestBinaryEndToEnd(t *testing.T) {
 	elsewhere := t.TempDir()
 	mallory := startProc(t, "mallory", elsewhere, "peer", "--data", datasetPath(t), "127.0.0.1", sport)
 	mallory.do("register alice 127.0.0.1 "+strconv.Itoa(freePorts(t, 1)[0]), "register FAILURE")
-	mallory.do("register zed 127.0.0.1 "+strconv.Itoa(ports[1]), "register FAILURE: cannot bind 127.0.0.1:"+strconv.Itoa(ports[1])+": ")
+	mallory.do("register zed 127.0.0.1 "+strconv.Itoa(ports[1]), "register FAILURE: cannot bind 127.0.0.1:"+strconv.Itoa(ports[1])+": bind: address already in use (another process has that port: register with another PORT)")
 	mallory.do("register zed 198.51.100.1 "+strconv.Itoa(ports[1]), "register FAILURE: cannot bind 198.51.100.1:"+strconv.Itoa(ports[1])+": bind: cannot assign requested address (198.51.100.1 is not an address of this host)")
 	// The loopback's broadcast address binds, as a host's would; no answer
 	// would come back to it.

@@ -353,8 +353,8 @@ func TestServerPortInUseCreatesNoFile(t *testing.T) {
 	port := busy.LocalAddr().(*net.UDPAddr).Port
 	db := filepath.Join(t.TempDir(), "s.db")
 	code, out, errOut := runDHT(t, "", "server", "--quiet", "--db", db, "--addr", "127.0.0.1", strconv.Itoa(port))
-	if code != 1 || !strings.Contains(errOut, "address already in use") {
-		t.Fatalf("exit %d, stderr %q; want 1 and the port in use\nstdout:\n%s", code, errOut, out)
+	if code != 1 || !strings.Contains(errOut, "address already in use (another process has port "+strconv.Itoa(port)+": stop it, or give the server another PORT)") {
+		t.Fatalf("exit %d, stderr %q; want 1 and the port in use, with what to do\nstdout:\n%s", code, errOut, out)
 	}
 	if _, err := os.Lstat(db); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("%s was created (%v)", db, err)

@@ -76,6 +76,9 @@ func serverCommand(e env) *cli.Command {
 			if errors.Is(err, syscall.EADDRNOTAVAIL) {
 				return fmt.Errorf("server: %w (%s is not an address of this host)", err, ip)
 			}
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("server: %w (another process has port %d: stop it, or give the server another PORT)", err, port)
+			}
 			if err != nil {
 				return fmt.Errorf("server: %w", err)
 			}
