@@ -180,14 +180,25 @@ func (e *endpoint) take(in []datagram, outs []Output, step func(Datagram) []Outp
 			continue
 		}
 		o := step(Datagram{From: d.from, Local: d.local, Header: d.h, Msg: d.msg, Stamped: !d.came.IsZero(), Waited: waited})
-		level := slog.LevelInfo
-		if ev, ok := firstOutput(o).(Event); ok && ev.Drop {
-			level = slog.LevelDebug // for --trace-json's diagrams; stderr leaves it out
+		ev, drop := firstOutput(o).(Event)
+		if !drop || !ev.Drop {
+			if e.log.Enabled(context.Background(), slog.LevelInfo) {
+				e.log.LogAttrs(context.Background(), slog.LevelInfo, "recv", traceAttrs(d.from, d.h.ID, d.h.Flags, d.msg)...)
+			}
+			outs = append(outs, o...)
+			continue
 		}
-		if e.log.Enabled(context.Background(), level) {
-			e.log.LogAttrs(context.Background(), level, "recv", traceAttrs(d.from, d.h.ID, d.h.Flags, d.msg)...)
+		// Refused: traced here, after the datagram's own line (at the
+		// debug level, for --trace-json's diagrams; stderr leaves it
+		// out), each as the drop summary allows.
+		show, recv := e.drops.enter(e.log, e.now(), ev)
+		if recv && e.log.Enabled(context.Background(), slog.LevelDebug) {
+			e.log.LogAttrs(context.Background(), slog.LevelDebug, "recv", traceAttrs(d.from, d.h.ID, d.h.Flags, d.msg)...)
 		}
-		outs = append(outs, o...)
+		if show {
+			traceEvent(e.log, ev)
+		}
+		outs = append(outs, o[1:]...)
 	}
 	return outs
 }
@@ -230,11 +241,11 @@ func (e *endpoint) send(s Send) {
 			copies = 2
 		}
 	}
-	level := slog.LevelInfo
-	if s.Quiet && !e.quiet.show(s.Msg.Type(), e.now()) {
-		level = slog.LevelDebug
+	level, traced := slog.LevelInfo, true
+	if s.Quiet {
+		level, traced = e.quiet.show(s.Msg.Type(), e.now())
 	}
-	if e.log.Enabled(context.Background(), level) {
+	if traced && e.log.Enabled(context.Background(), level) {
 		e.log.LogAttrs(context.Background(), level, "send", traceAttrs(s.To, s.ID, s.Flags, s.Msg)...)
 	}
 	e.queue(b, s.To, s.From, s.Msg.Type())

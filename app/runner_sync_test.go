@@ -603,6 +603,31 @@ func TestRunnerSummarisesAFloodOfDrops(t *testing.T) {
 	}
 }
 
+// everyLine counts the records at every level, debug included (what
+// --trace-json writes), and hands Handler those it wants.
+type everyLine struct {
+	slog.Handler
+	n *atomic.Int64
+}
+
+func (h everyLine) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h everyLine) Handle(ctx context.Context, r slog.Record) error {
+	h.n.Add(1)
+	if !h.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h everyLine) WithAttrs(as []slog.Attr) slog.Handler {
+	return everyLine{Handler: h.Handler.WithAttrs(as), n: h.n}
+}
+
+func (h everyLine) WithGroup(name string) slog.Handler {
+	return everyLine{Handler: h.Handler.WithGroup(name), n: h.n}
+}
+
 // countingStore counts the server's commits.
 type countingStore struct {
 	ServerStore
@@ -629,13 +654,14 @@ func floodServer(t *testing.T, st state.ServerState, dg []byte, reason string) {
 		}
 		var trace bytes.Buffer
 		var traceMu sync.Mutex
+		var all atomic.Int64 // lines at every level, as --trace-json writes them
 		db := &countingStore{ServerStore: store.NewMemServer()}
 		core := NewServer(ServerConfig{Rand: rand.New(rand.NewPCG(1, 2))}, st, nil)
 		r := &ServerRunner{
 			Conn:  conn,
 			Core:  core,
 			Store: db,
-			Log:   slog.New(slog.NewTextHandler(lockedWriter{&traceMu, &trace}, nil)),
+			Log:   slog.New(everyLine{Handler: slog.NewTextHandler(lockedWriter{&traceMu, &trace}, nil), n: &all}),
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -680,6 +706,12 @@ func floodServer(t *testing.T, st state.ServerState, dg []byte, reason string) {
 		// counted 36,000 lines an hour of them from 430 bytes a second.
 		if max := seconds * (dropsShown + 2); len(lines) > max+2 {
 			t.Errorf("%d datagrams traced in %d lines, want at most %d", seconds*perSecond, len(lines), max)
+		}
+		// The debug level (--trace-json) is bounded too: a window's first
+		// datagrams, and their challenges, not every one (an attacker's
+		// review: 111 MB in 25 s).
+		if max := int64(seconds * 2 * (dropRecvs + 2)); all.Load() > max+int64(len(lines)) {
+			t.Errorf("%d datagrams traced in %d lines at the debug level, want at most %d", seconds*perSecond, all.Load(), max+int64(len(lines)))
 		}
 		if db.saves.Load() != 0 {
 			t.Errorf("the flood made %d commits", db.saves.Load())

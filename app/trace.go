@@ -169,12 +169,14 @@ type dropTally struct {
 	more    int
 	sources map[netip.Addr]struct{}
 	level   slog.Level // the highest of its drops': a count of challenged registers is no warning
+	recvs   int        // datagrams of the window whose line was traced
 }
 
 const (
 	dropsShown  = 1                // a window, for each reason
 	dropReasons = 128              // told apart (more than the code has for datagrams that prove nothing); the rest count as one
 	dropSources = 128              // counted apart in a window, for each reason
+	dropRecvs   = 32               // datagrams dropped traced (debug) a window, for each reason
 	dropSpanMax = 64 * time.Second // the longest window, and the quiet that makes a reason new
 	dropOthers  = "dropped: other reasons"
 )
@@ -184,6 +186,18 @@ const (
 const traceDropMore = "dropped, and more like it"
 
 func (d *dropSummary) trace(log *slog.Logger, now time.Time, ev Event) {
+	if show, _ := d.enter(log, now, ev); show {
+		traceEvent(log, ev)
+	}
+}
+
+// enter counts the drop ev at now in its reason's window, tracing the
+// count of the window before if this one starts a new one, and reports
+// whether ev is to be traced (the first of its window) and whether the
+// datagram's own line is (the first dropRecvs of its window, at the debug
+// level: for the diagrams of --trace-json, which a flood must not grow
+// without bound either).
+func (d *dropSummary) enter(log *slog.Logger, now time.Time, ev Event) (show, recv bool) {
 	if d.tally == nil {
 		d.tally = map[string]*dropTally{}
 	}
@@ -198,9 +212,8 @@ func (d *dropSummary) trace(log *slog.Logger, now time.Time, ev Event) {
 	}
 	switch {
 	case t == nil:
-		d.tally[key] = &dropTally{since: now, span: time.Second, sources: map[netip.Addr]struct{}{}, level: ev.Level}
-		traceEvent(log, ev)
-		return
+		d.tally[key] = &dropTally{since: now, span: time.Second, sources: map[netip.Addr]struct{}{}, level: ev.Level, recvs: 1}
+		return true, true
 	case !now.Before(t.end()) || now.Before(t.since):
 		goesOn := !now.Before(t.since) && now.Before(t.end().Add(dropSpanMax))
 		d.flushOne(log, key, t, t.end())
@@ -210,8 +223,8 @@ func (d *dropSummary) trace(log *slog.Logger, now time.Time, ev Event) {
 		} else {
 			t.span = time.Second
 		}
-		traceEvent(log, ev)
-		return
+		t.recvs = 1
+		return true, true
 	}
 	t.level = max(t.level, ev.Level)
 	t.more++
@@ -219,6 +232,11 @@ func (d *dropSummary) trace(log *slog.Logger, now time.Time, ev Event) {
 	if len(t.sources) < dropSources {
 		t.sources[ev.From.Addr()] = struct{}{}
 	}
+	if t.recvs < dropRecvs {
+		t.recvs++
+		return false, true
+	}
+	return false, false
 }
 
 func (t *dropTally) end() time.Time { return t.since.Add(t.span) }
@@ -302,7 +320,8 @@ func (d *dropSummary) flushOne(log *slog.Logger, key string, t *dropTally, end t
 // quietLines traces the sends marked Quiet (a challenge, a refusal, the ack
 // of a copy: what anyone can make a process send) as the drops they answer
 // are: for each type of message, the first of a window at the info level,
-// the others of that window at the debug level only; a window lasts a
+// the next dropRecvs-1 of that window at the debug level only, and the
+// others not at all; a window lasts a
 // second, and twice the last while they keep coming, up to dropSpanMax.
 // The drops they answer count them (the summary lines). So a user's
 // register alone has its challenge traced as every datagram is (SPEC §5),
@@ -314,11 +333,12 @@ type quietLines map[wire.Type]*quietWindow
 type quietWindow struct {
 	since time.Time
 	span  time.Duration
+	shown int // sends of the window traced
 }
 
-// show reports whether a quiet send of type t at now is traced at the
-// info level.
-func (q *quietLines) show(t wire.Type, now time.Time) bool {
+// show reports at which level a quiet send of type t at now is traced,
+// if at all.
+func (q *quietLines) show(t wire.Type, now time.Time) (slog.Level, bool) {
 	if *q == nil {
 		*q = quietLines{}
 	}
@@ -329,13 +349,17 @@ func (q *quietLines) show(t wire.Type, now time.Time) bool {
 	}
 	end := w.since.Add(w.span)
 	if w.span != 0 && !now.Before(w.since) && now.Before(end) {
-		return false
+		if w.shown < dropRecvs {
+			w.shown++
+			return slog.LevelDebug, true
+		}
+		return 0, false
 	}
 	if w.span != 0 && !now.Before(w.since) && now.Before(end.Add(dropSpanMax)) {
 		w.span = min(2*w.span, dropSpanMax)
 	} else {
 		w.span = time.Second
 	}
-	w.since = now
-	return true
+	w.since, w.shown = now, 1
+	return slog.LevelInfo, true
 }

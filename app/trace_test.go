@@ -210,19 +210,24 @@ func TestADropOfANewReasonIsTracedAtOnce(t *testing.T) {
 func TestQuietSendsAreTracedAsTheDropsAre(t *testing.T) {
 	var q quietLines
 	t0 := time.Unix(1_700_000_000, 0)
-	if !q.show(wire.TypeChallenge, t0) {
+	// Traced at the info level: on stderr.
+	info := func(tp wire.Type, at time.Time) bool {
+		l, ok := q.show(tp, at)
+		return ok && l == slog.LevelInfo
+	}
+	if !info(wire.TypeChallenge, t0) {
 		t.Fatal("the first quiet send untraced")
 	}
-	if q.show(wire.TypeChallenge, t0.Add(500*time.Millisecond)) {
+	if info(wire.TypeChallenge, t0.Add(500*time.Millisecond)) {
 		t.Fatal("a second quiet send of the type within the second traced")
 	}
-	if !q.show(wire.TypeReply, t0.Add(500*time.Millisecond)) {
+	if !info(wire.TypeReply, t0.Add(500*time.Millisecond)) {
 		t.Fatal("the first quiet send of another type untraced")
 	}
 	// Ten minutes of ten a second.
 	lines := 0
 	for i := 1; i <= 6000; i++ {
-		if q.show(wire.TypeChallenge, t0.Add(time.Second+time.Duration(i)*100*time.Millisecond)) {
+		if info(wire.TypeChallenge, t0.Add(time.Second+time.Duration(i)*100*time.Millisecond)) {
 			lines++
 		}
 	}
@@ -232,7 +237,7 @@ func TestQuietSendsAreTracedAsTheDropsAre(t *testing.T) {
 	// Quiet for longer than the longest window: the next is traced at once,
 	// and its window is a second again.
 	later := t0.Add(time.Hour)
-	if !q.show(wire.TypeChallenge, later) || q.show(wire.TypeChallenge, later.Add(500*time.Millisecond)) || !q.show(wire.TypeChallenge, later.Add(1100*time.Millisecond)) {
+	if !info(wire.TypeChallenge, later) || info(wire.TypeChallenge, later.Add(500*time.Millisecond)) || !info(wire.TypeChallenge, later.Add(1100*time.Millisecond)) {
 		t.Fatal("after an hour's quiet: want the first traced, then windows from a second")
 	}
 }
