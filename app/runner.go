@@ -468,6 +468,7 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			traceStopped(log, ctx)
 			return nil
 		case err := <-r.fail:
 			return err
@@ -644,6 +645,7 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 				if r.Core.InRing() {
 					r.note(fmt.Sprintf("stopped while %s holds a place in the ring: started again on the same --db it resumes it; if not, the server heals the ring without it once it is silent for --dead-after", r.Core.Name()))
 				}
+				traceStopped(r.logger(r.log), ctx)
 			}
 			r.mu.Unlock()
 			return nil

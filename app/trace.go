@@ -24,8 +24,19 @@ const (
 	TraceInput   = "input"   // line: the line typed; queued: it waits for the command in progress
 	TracePrint   = "print"   // line: the result line (its first line)
 	TracePersist = "persist" // see tracePersistPeer and tracePersistServer
-	TraceExit    = "exit"    // the peer ends after deregister
+	TraceExit    = "exit"    // the peer ends after deregister (debug); a process stopped, with why (info)
 )
+
+// traceStopped ends the trace of a runner stopped by ctx (a signal) with
+// why, at the info level: an operator reading the server's log then knows
+// it was stopped, not that it crashed.
+func traceStopped(log *slog.Logger, ctx context.Context) {
+	why := "stopped"
+	if err := context.Cause(ctx); err != nil {
+		why = err.Error()
+	}
+	log.LogAttrs(context.Background(), slog.LevelInfo, TraceExit, slog.String("why", why))
+}
 
 func traceDebug(log *slog.Logger, msg string, attrs ...slog.Attr) {
 	log.LogAttrs(context.Background(), slog.LevelDebug, msg, attrs...)

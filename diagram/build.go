@@ -669,6 +669,9 @@ func (w *walker) note(n *node) {
 		}
 	case "exit":
 		text = "process exits"
+		if why := str(e.Attrs, "why"); why != "" {
+			text += ": " + why
+		}
 	case "listening":
 		text = "listening on " + str(e.Attrs, "addr")
 		if e.Remote != "" {

@@ -93,6 +93,10 @@ func TestDiagramOfRealRun(t *testing.T) {
 	// retransmission timeout sends it again, and the ack then goes with the
 	// copy marked [retransmit].
 	flat := strings.ReplaceAll(text, "<br/>", " ")
+	// The server's lifeline ends with why it stopped.
+	if !strings.Contains(flat, "Note over server: process exits: terminated signal received") {
+		t.Errorf("the diagram lacks the server's exit on SIGTERM:\n%s", text)
+	}
 	if !regexp.MustCompile(`flush back at alice: every record received( \[retransmit\])? · acked`).MatchString(flat) {
 		t.Errorf("the diagram lacks an acked flush back at alice:\n%s", text)
 	}

@@ -234,8 +234,8 @@ func (p *proc) waitTrace(s string) {
 }
 
 // waitTraceWithout is waitTrace that fails at a line containing not (if
-// not empty) before it.
-func (p *proc) waitTraceWithout(s, not string) {
+// not empty) before it, and returns the line.
+func (p *proc) waitTraceWithout(s, not string) string {
 	p.t.Helper()
 	deadline := time.After(lineWait)
 	for {
@@ -248,7 +248,7 @@ func (p *proc) waitTraceWithout(s, not string) {
 				p.t.Fatalf("%s: stderr line %q before %q", p.name, l, s)
 			}
 			if strings.Contains(l, s) {
-				return
+				return l
 			}
 		case <-deadline:
 			p.t.Fatalf("%s: no trace line with %q", p.name, s)
@@ -470,6 +470,11 @@ func TestBinaryEndToEnd(t *testing.T) {
 		sig := []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP}[i%2]
 		if err := peers[u].cmd.Process.Signal(sig); err != nil {
 			t.Fatal(err)
+		}
+		// Its trace ends saying why.
+		why := map[syscall.Signal]string{syscall.SIGTERM: "terminated", syscall.SIGHUP: "hangup"}[sig]
+		if l := peers[u].waitTraceWithout(`why="`+why+` signal received"`, ""); !strings.Contains(l, "msg=exit node="+u+" local=127.0.0.1:") {
+			t.Fatalf("%s's trace ends %q, want its exit", u, l)
 		}
 		if err := peers[u].wait(); err != nil {
 			t.Fatalf("%s exited with %v after %v", u, err, sig)
