@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,5 +26,24 @@ func TestAPeerWhoseStdoutFailsSaysSo(t *testing.T) {
 	n := &writeErrNote{w: fullWriter{}, note: &strings.Builder{}}
 	if _, err := n.Write([]byte("x")); !errors.Is(err, syscall.ENOSPC) || !errors.Is(n.failed(), syscall.ENOSPC) {
 		t.Errorf("the write's error %v, kept %v", err, n.failed())
+	}
+}
+
+// Output the peer drops as it stops (its stdout closed by the peer itself
+// once the 2 s grace after a signal has passed, a write still pending) is
+// the documented drop: no note promising "goes on serving its ring, and
+// exits with status 1", which is not what happens (it exits 0).
+func TestAPeerStoppingDropsItsOutputUnsaid(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w.Close() // as restoreOut does at exit, under a pending write
+	var note strings.Builder
+	n := &writeErrNote{w: w, note: &note}
+	n.Write([]byte("query-dht SUCCESS\n"))
+	if note.Len() != 0 || n.failed() != nil {
+		t.Errorf("note %q, failed %v; want none", note.String(), n.failed())
 	}
 }
