@@ -455,7 +455,7 @@ func (p *Peer) start(now time.Time, line string, c command, read bool, out []Out
 	switch {
 	case !p.registered && p.unresumed != nil && p.elsewhere:
 		u := p.unresumed
-		return p.emit(out, resultFailed(c.cmd, fmt.Sprintf("not registered: the resume of %s failed, its file being of the server at %s (typing 'register %s %s %d' registers %s anew with this server)", u.Name, u.Server, u.Name, u.Addr.Addr(), u.Addr.Port(), u.Name)))
+		return p.emit(out, resultFailed(c.cmd, fmt.Sprintf("not registered: the resume of %s failed, its file being of the server at %s (typing 'register %s %s %d' registers %s anew with this server if the name is free there)", u.Name, u.Server, u.Name, u.Addr.Addr(), u.Addr.Port(), u.Name)))
 	case !p.registered && p.unresumed != nil:
 		u := p.unresumed
 		return p.emit(out, resultFailed(c.cmd, fmt.Sprintf("not registered: the resume of %s failed; type 'register %s %s %d' to try again", u.Name, u.Name, u.Addr.Addr(), u.Addr.Port())))

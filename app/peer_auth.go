@@ -339,7 +339,7 @@ func (p *Peer) onChallenge(now time.Time, from netip.AddrPort, h wire.Header, c 
 		// the user would lose its place in the ring of the file's server.
 		o.elsewhere = true
 		return p.failed(now, nil, resultFailed(CmdResume, fmt.Sprintf(
-			"the server at %s does not hold %s's secret, and %s's file was registered with the server at %s: nothing was changed; to resume there, start the peer with %s %d (typing 'register %s %s %d' registers %s anew with this server, and its place in a ring is discarded)",
+			"the server at %s does not hold %s's secret, and %s's file was registered with the server at %s: nothing was changed; to resume there, start the peer with %s %d (typing 'register %s %s %d' registers %s anew with this server if the name is free there, and its place in a ring is discarded)",
 			p.cfg.Server, r.Name, r.Name, r.Server, r.Server.Addr(), r.Server.Port(), r.Name, r.Addr.Addr(), r.Addr.Port(), r.Name)))
 	}
 	if !p.cred.secret.IsZero() {

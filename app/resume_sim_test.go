@@ -609,7 +609,7 @@ func TestResumeWithAnotherServersAddressChangesNothing(t *testing.T) {
 			}
 			out := texts(s.Process(member).Printed[before:])
 			a := p.Addr
-			want := fmt.Sprintf("resume FAILURE: the server at %s does not hold %s's secret, and %s's file was registered with the server at %s: nothing was changed; to resume there, start the peer with 10.9.9.9 4000 (typing 'register %s %s %d' registers %s anew with this server, and its place in a ring is discarded)", simServer, member, member, elsewhere, member, a.Addr(), a.Port(), member)
+			want := fmt.Sprintf("resume FAILURE: the server at %s does not hold %s's secret, and %s's file was registered with the server at %s: nothing was changed; to resume there, start the peer with 10.9.9.9 4000 (typing 'register %s %s %d' registers %s anew with this server if the name is free there, and its place in a ring is discarded)", simServer, member, member, elsewhere, member, a.Addr(), a.Port(), member)
 			if len(out) != 1 || out[0] != want {
 				t.Fatalf("%s printed %q, want %q (no invitation to try again)", member, out, want)
 			}
@@ -621,7 +621,7 @@ func TestResumeWithAnotherServersAddressChangesNothing(t *testing.T) {
 				return
 			}
 			// A command typed meanwhile says the same, not "try again".
-			if got, want := s.do(member, "query-dht "+member+" Aruba"), fmt.Sprintf("query-dht FAILURE: not registered: the resume of %s failed, its file being of the server at %s (typing 'register %s %s %d' registers %s anew with this server)", member, elsewhere, member, a.Addr(), a.Port(), member); len(got) != 1 || got[0] != want {
+			if got, want := s.do(member, "query-dht "+member+" Aruba"), fmt.Sprintf("query-dht FAILURE: not registered: the resume of %s failed, its file being of the server at %s (typing 'register %s %s %d' registers %s anew with this server if the name is free there)", member, elsewhere, member, a.Addr(), a.Port(), member); len(got) != 1 || got[0] != want {
 				t.Errorf("query-dht printed %q, want %q", got, want)
 			}
 			if after, _, err := file.Load(); err != nil || after != id {
