@@ -222,6 +222,9 @@ func helpAnywhere(args []string, a *cli.App) []string {
 // takes 046040 for octal (19488), 0x46 for hex, 0b11 and 1_0 too, and
 // hex floats, where the ports and ring sizes given as arguments refuse
 // even a leading zero: a user who typed one got another port than asked.
+// It refuses a flag that takes a value given twice too: package flag
+// keeps the last and drops the other unsaid (a new user's review drew
+// two --query of dht ring and got one walk).
 func decimalFlags(args []string, a *cli.App) error {
 	if len(args) < 2 {
 		return nil
@@ -238,6 +241,7 @@ func decimalFlags(args []string, a *cli.App) error {
 		real
 	)
 	kinds := map[string]kind{}
+	canonical := map[string]string{} // a name or alias: the flag's name
 	for _, f := range cmd.Flags {
 		k := other
 		switch f.(type) {
@@ -249,9 +253,10 @@ func decimalFlags(args []string, a *cli.App) error {
 			k = takesNone
 		}
 		for _, n := range f.Names() {
-			kinds[n] = k
+			kinds[n], canonical[n] = k, f.Names()[0]
 		}
 	}
+	given := map[string]string{} // a flag's name: its first value
 	rest := args[2:]
 	for i := 0; i < len(rest); i++ {
 		arg := rest[i]
@@ -270,6 +275,10 @@ func decimalFlags(args []string, a *cli.App) error {
 			i++
 			val = rest[i]
 		}
+		if before, ok := given[canonical[name]]; ok {
+			return usagef("--%s is given twice (%q, then %q): it takes one value (see 'dht %s --help')", canonical[name], before, val, cmd.Name)
+		}
+		given[canonical[name]] = val
 		// Only what package flag would take otherwise than as written: the
 		// rest gets the flag's own words.
 		switch {

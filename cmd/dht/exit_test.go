@@ -325,6 +325,33 @@ func TestNumberFlagsAreDecimal(t *testing.T) {
 	}
 }
 
+// A flag that takes one value, given twice, is refused with status 2,
+// naming both values: package flag kept the last and dropped the other
+// unsaid (a new user's review: two --query of dht ring drew one walk).
+// Aliases count as the flag; a switch given twice is no conflict.
+func TestAFlagGivenTwiceIsRefused(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "missing", "p.db") // opening it would fail with status 1
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ring", "--query", "Aruba", "--query", "Puerto Rico", db}, `--query is given twice ("Aruba", then "Puerto Rico"): it takes one value (see 'dht ring --help')`},
+		{[]string{"peer", "--db", db, "--db=" + db + "2", "127.0.0.1", "4000"}, `--db is given twice ("` + db + `", then "` + db + `2")`},
+		{[]string{"server", "--db", db, "--dead-after", "5s", "--dead-after=6s", "4000"}, `--dead-after is given twice ("5s", then "6s")`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errOut := runDHT(t, "", tt.args...)
+			if code != 2 || !strings.Contains(errOut, tt.want) || out != "" {
+				t.Fatalf("exit %d, stderr %q; want 2 and a message with %q\nstdout:\n%s", code, errOut, tt.want, out)
+			}
+		})
+	}
+	if code, _, errOut := runDHT(t, "", "peer", "-q", "-q", "--db", db, "127.0.0.1", "99999"); code != 2 || !strings.Contains(errOut, `invalid port "99999"`) {
+		t.Fatalf("exit %d, stderr %q; want a switch given twice taken, and the port refused", code, errOut)
+	}
+}
+
 // play's --seed, when absent, gives way to the file's seed line: its help
 // says so rather than "(default: 1)".
 func TestPlaySeedHelpNamesTheFileSeed(t *testing.T) {
