@@ -503,6 +503,52 @@ func TestDamagedFiles(t *testing.T) {
 	}
 }
 
+// A dht file whose two meta pages are both damaged (their checksums, or
+// their magic numbers, flipped) is a damaged file, not a file of another
+// program: the peer and the server said "not a bbolt database" and asked
+// for the path of their own file (a new user's review). A file whose
+// first pages hold no bbolt meta page at all is still no dht file.
+func TestBothMetaPagesDamaged(t *testing.T) {
+	server, peer, size := realFiles(t)
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name string
+		at   uint32 // in each meta page
+		want string
+	}{
+		{"checksums", 16 + metaChecksum, "neither meta page's checksum holds"},
+		{"magic numbers", 16, "neither meta page holds bbolt's magic number"},
+	} {
+		for _, f := range []struct {
+			kind string
+			file image
+		}{{kindServer, server}, {kindPeer, peer}} {
+			img := damage{op: 0, at: c.at, val: 0x10}.apply(damage{op: 0, at: testPageSize + c.at, val: 0x10}.apply(f.file))
+			path := filepath.Join(dir, f.kind+".db")
+			img.write(t, path, size)
+			_, ierr := Inspect(path, 100*time.Millisecond)
+			var err error
+			if f.kind == kindServer {
+				_, err = OpenServer(path)
+			} else {
+				_, err = OpenPeer(path)
+			}
+			for _, e := range []error{ierr, err} {
+				if !errors.Is(e, ErrDamaged) || !strings.Contains(e.Error(), c.want) {
+					t.Errorf("%s file, both %s flipped: got %v, want ErrDamaged saying %q", f.kind, c.name, e, c.want)
+				}
+			}
+		}
+	}
+	text := filepath.Join(dir, "text.db")
+	if err := os.WriteFile(text, bytes.Repeat([]byte("not a database\n"), 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenPeer(text); !errors.Is(err, ErrNotDHT) {
+		t.Errorf("a text file: got %v, want ErrNotDHT", err)
+	}
+}
+
 // FuzzDamagedFile applies up to four damages to a real server or peer file
 // and opens it every way (openDamaged).
 func FuzzDamagedFile(f *testing.F) {

@@ -50,6 +50,7 @@ const (
 
 	branchPage   = 0x01
 	leafPage     = 0x02
+	metaPage     = 0x04
 	freelistPage = 0x10
 	bucketFlag   = 0x01
 
@@ -131,6 +132,37 @@ func (v *verifier) pageSize() (uint64, bool) {
 	return 0, false
 }
 
+// noMeta is the error for a file with no valid meta page: errNoMeta (not
+// a bbolt file), unless the file is one whose two meta pages are both
+// damaged (a new user's review: a dht file with both meta checksums, or
+// both magic numbers, flipped was "not a bbolt database", and the peer
+// and the server took it for the path of another program's file). Either
+// meta page's magic number, or both pages' headers (pages 0 and 1, of
+// the meta type), at a page size bbolt may use, tell such a file.
+func (v *verifier) noMeta() error {
+	for i := 0; i <= 14; i++ {
+		ps := int64(1024) << i
+		if 2*ps > v.size {
+			break
+		}
+		var b [2][pageHeaderSize + 4]byte
+		headers := true
+		for k := range b {
+			if _, err := v.r.ReadAt(b[k][:], int64(k)*ps); err != nil {
+				return errNoMeta
+			}
+			if native.Uint32(b[k][pageHeaderSize:]) == boltMagic {
+				return bad("neither meta page's checksum holds (both are damaged)")
+			}
+			headers = headers && native.Uint64(b[k][0:]) == uint64(k) && native.Uint16(b[k][8:]) == metaPage
+		}
+		if headers {
+			return bad("neither meta page holds bbolt's magic number (both are damaged)")
+		}
+	}
+	return errNoMeta
+}
+
 // inUse is the meta page bbolt uses, of the two at page size ps, and its
 // offset: the one with the higher txid if it is valid, else the other (not
 // valid either: no meta page is).
@@ -186,7 +218,7 @@ const metaSumEnd = recOff + recSumAt
 func (v *verifier) run() error {
 	ps, ok := v.pageSize()
 	if !ok {
-		return errNoMeta
+		return v.noMeta()
 	}
 	if ps < 1024 || ps > 1<<24 || bits.OnesCount64(ps) != 1 {
 		return bad("page size %d", ps)
@@ -197,7 +229,7 @@ func (v *verifier) run() error {
 	}
 	m, _ := v.inUse(ps)
 	if !m.valid {
-		return errNoMeta
+		return v.noMeta()
 	}
 	if m.pageSize != ps {
 		return bad("the meta pages disagree on the page size (%d, %d)", ps, m.pageSize)
