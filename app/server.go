@@ -123,6 +123,11 @@ type Server struct {
 	// dht-rebuilt that comes after all. An entry goes with the user's next
 	// leave-dht, join-dht or deregister; the map holds one a user at most.
 	ended map[string]string
+	// healedOut: why a heal removed a user from the ring (it was offline),
+	// for its leave-dht, refused then (a chaos review: "b does not
+	// maintain the DHT" alone, to a user who typed leave-dht as a member).
+	// An entry goes when the user holds a place again, or deregisters.
+	healedOut map[string]string
 	// claimed: the largest epoch a peer claimed that did not dissolve the
 	// DHT (outdate); newEpoch goes on from it.
 	claimed uint64
@@ -1272,6 +1277,7 @@ func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wi
 		if i > 0 {
 			u.State = state.InDHT
 		}
+		delete(s.healedOut, name)
 		members[i] = wire.Member{Name: u.Name, Addr: u.Addr}
 	}
 	s.dht = state.DHT{Phase: state.PhaseBuilding, Leader: leader.Name, Members: ring, Since: now.UnixNano(), Epoch: s.newEpoch()}
@@ -1387,6 +1393,8 @@ func (s *Server) leave(now time.Time, from netip.AddrPort, m wire.LeaveDHT) (*wi
 	switch {
 	case s.dht.Phase == state.PhaseNone:
 		return fail("no DHT exists%s", s.noteSuffix()), false
+	case u.State == state.Free && s.healedOut[u.Name] != "":
+		return fail("%s does not maintain the DHT: %s", u.Name, s.healedOut[u.Name]), false
 	case u.State == state.Free:
 		return fail("%s does not maintain the DHT", u.Name), false
 	case len(s.dht.Members) < 2:
@@ -1487,6 +1495,7 @@ func (s *Server) joined(now time.Time, from netip.AddrPort, m wire.DHTRebuilt) (
 	ring := make([]string, 0, len(grown))
 	ring = append(append(ring, grown[i:]...), grown[:i]...)
 	u.State = state.InDHT
+	delete(s.healedOut, u.Name)
 	s.rebuiltRing(m.NewLeader, ring)
 	return ok(), true
 }
@@ -1532,6 +1541,7 @@ func (s *Server) deregister(now time.Time, from netip.AddrPort, m wire.Deregiste
 	delete(s.byAddr, u.Addr)
 	delete(s.lastSeen, u.Name)
 	delete(s.ended, u.Name)
+	delete(s.healedOut, u.Name)
 	delete(s.places, u.Name)
 	delete(s.offPace, u.Name)
 	s.forgetName(now, u.Name)

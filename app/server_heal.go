@@ -254,8 +254,15 @@ func (s *Server) healSince(now time.Time, survivors, removed []string, why strin
 func (s *Server) healState(now time.Time, survivors, removed []string, why string) {
 	for _, m := range s.dht.Members {
 		s.users[m].State = state.Free
+		if slices.Contains(removed, m) {
+			if s.healedOut == nil {
+				s.healedOut = make(map[string]string)
+			}
+			s.healedOut[m] = fmt.Sprintf("the ring of epoch %d healed without %s: %s", s.dht.Epoch, m, why)
+		}
 	}
 	for i, m := range survivors {
+		delete(s.healedOut, m)
 		s.users[m].State = state.InDHT
 		if i == 0 {
 			s.users[m].State = state.Leader

@@ -4,6 +4,7 @@ package app
 // DeadAfter is offline; setup-dht and join-dht neither pick nor accept it.
 
 import (
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
@@ -1640,5 +1641,47 @@ func (h *srvH) aliveCame(name string, came time.Time) {
 func (h *srvH) tickIfDue() {
 	if at, ok := h.s.NextDeadline(); ok && !at.After(h.now) {
 		h.s.Tick(h.now)
+	}
+}
+
+// A member healed out as offline whose leave-dht comes after the heal (it
+// typed leave-dht, then stopped past --dead-after) hears why it maintains
+// no DHT: the heal, and that it was offline; a chaos review saw "b does
+// not maintain the DHT" alone. Once it holds a place again (a setup), a
+// later refusal says nothing of that heal; a user never in the ring hears
+// the plain refusal.
+func TestServerLeaveOfAMemberHealedOutSaysWhy(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	h := newLiveH(t, srvDHT(state.PhaseReady, ring, "dave"))
+	h.s.Tick(srvT0)
+	h.alive(append(ring, "dave")...)
+	epoch := h.s.Snapshot().DHT.Epoch
+	// bob goes silent; the others keep sending.
+	for end := srvT0.Add(DefaultDeadAfter + 2*time.Second); h.now.Before(end); {
+		h.now = h.now.Add(h.s.Pace())
+		h.alive("alice", "carol", "dave")
+		h.tickIfDue()
+	}
+	d := h.s.Snapshot().DHT
+	if d.Phase != state.PhaseHealing || slices.Contains(d.Members, "bob") {
+		t.Fatalf("DHT %+v, want a heal without bob", d)
+	}
+	h.s.stepTrusted(h.now, srvAddr(d.Leader), wire.Header{Type: wire.TypeHealed, ID: h.nextID()}, wire.Healed{Name: d.Leader, Epoch: d.Epoch})
+	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseReady {
+		t.Fatalf("DHT %+v after healed, want it ready", d)
+	}
+	h.fail(srvAddr("bob"), wire.LeaveDHT{Name: "bob"},
+		fmt.Sprintf("bob does not maintain the DHT: the ring of epoch %d healed without bob: bob offline (silent for more than --dead-after %s)", epoch, DefaultDeadAfter))
+	if r := h.fail(srvAddr("dave"), wire.LeaveDHT{Name: "dave"}, "dave does not maintain the DHT"); strings.Contains(r.Reply.Reason, "healed") {
+		t.Fatalf("dave, never in the ring, hears %q", r.Reply.Reason)
+	}
+	// bob and dave in the next ring, bob out of it as the leave of no one:
+	// the old heal is not his reason any more.
+	h.ok(srvAddr("alice"), wire.TeardownDHT{Name: "alice"})
+	h.ok(srvAddr("alice"), wire.TeardownComplete{Name: "alice"})
+	h.alive("alice", "bob", "carol", "dave")
+	h.ok(srvAddr("bob"), wire.SetupDHT{N: 2, Name: "bob"})
+	if r := h.s.healedOut["bob"]; r != "" {
+		t.Fatalf("bob holds a place again, yet his heal is kept: %q", r)
 	}
 }
