@@ -432,6 +432,7 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 		r.mu.Lock()
 		r.stopped = true
 		ep.drops.flush(log, now())
+		traceStopped(log, ctx) // the last line
 		r.mu.Unlock()
 	}()
 	var outs []Output // reused turn after turn
@@ -468,7 +469,6 @@ func (r *ServerRunner) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			traceStopped(log, ctx)
 			return nil
 		case err := <-r.fail:
 			return err
@@ -583,6 +583,7 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 			ep.flush()
 			ep.drops.flush(r.logger(r.log), r.now())
 		}
+		traceStopped(r.logger(r.log), ctx) // the last line
 		r.mu.Unlock()
 		// Outside mu: the close waits for the reader to end its turn, and
 		// the reader's turn begins by taking mu (and finding it stopped).
@@ -645,7 +646,6 @@ func (r *PeerRunner) Run(ctx context.Context) (err error) {
 				if r.Core.InRing() {
 					r.note(fmt.Sprintf("stopped while %s holds a place in the ring: started again on the same --db it resumes it; if not, the server heals the ring without it once it is silent for --dead-after", r.Core.Name()))
 				}
-				traceStopped(r.logger(r.log), ctx)
 			}
 			r.mu.Unlock()
 			return nil

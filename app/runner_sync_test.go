@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -744,4 +745,63 @@ func floodServer(t *testing.T, st state.ServerState, dg []byte, reason string) {
 				seconds*perSecond, shown, summaries, counted, dropsShown)
 		}
 	})
+}
+
+// A server stopped by a signal ends its trace with why, after the counts
+// of the drops it still held (a review: the count came after the exit
+// line); one stopped with no cause (dht play, demo and bench end their
+// clusters so) writes no such line.
+func TestServerTraceEndsWithWhyItStopped(t *testing.T) {
+	dg, err := wire.Append(nil, 7, 0, wire.Deregister{Name: "alice"}) // not signed: dropped
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cause := range []error{errors.New("terminated signal received"), nil} {
+		synctest.Test(t, func(t *testing.T) {
+			n := udpio.NewNet()
+			server := netip.MustParseAddrPort("10.0.0.1:4000")
+			conn, err := n.Listen(server)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			from, err := n.Listen(netip.MustParseAddrPort("10.9.0.1:666"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer from.Close()
+			var trace bytes.Buffer
+			var traceMu sync.Mutex
+			r := &ServerRunner{Conn: conn, Core: NewServer(ServerConfig{Rand: rand.New(rand.NewPCG(1, 2))}, state.ServerState{}, nil),
+				Store: store.NewMemServer(), Log: slog.New(slog.NewTextHandler(lockedWriter{&traceMu, &trace}, nil))}
+			ctx, cancel := context.WithCancelCause(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- r.Run(ctx) }()
+			synctest.Wait()
+			for range 3 { // the first traced, the others counted
+				if _, err := from.WriteBatch([]udpio.Message{{Buf: dg, Addr: server}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			synctest.Wait()
+			time.Sleep(100 * time.Millisecond)
+			cancel(cause)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			traceMu.Lock()
+			lines := strings.Split(strings.TrimSpace(trace.String()), "\n")
+			traceMu.Unlock()
+			last := lines[len(lines)-1]
+			exits := strings.Count(trace.String(), "msg=exit")
+			switch {
+			case !strings.Contains(trace.String(), traceDropMore):
+				t.Fatalf("no count of the drops held:\n%s", trace.String())
+			case cause != nil && (exits != 1 || !strings.Contains(last, `msg=exit why="terminated signal received"`)):
+				t.Fatalf("stopped by a signal, the trace ends %q; want the exit line last:\n%s", last, trace.String())
+			case cause == nil && exits != 0:
+				t.Fatalf("stopped with no cause, yet an exit line:\n%s", trace.String())
+			}
+		})
+	}
 }

@@ -27,15 +27,17 @@ const (
 	TraceExit    = "exit"    // the peer ends after deregister (debug); a process stopped, with why (info)
 )
 
-// traceStopped ends the trace of a runner stopped by ctx (a signal) with
-// why, at the info level: an operator reading the server's log then knows
-// it was stopped, not that it crashed.
+// traceStopped ends the trace of a runner stopped by ctx with a cause (a
+// signal: "terminated signal received") with why, at the info level: an
+// operator reading the server's log then knows it was stopped, not that
+// it crashed. A runner stopped with no cause (dht play, demo, bench, which
+// end their cluster so) writes nothing.
 func traceStopped(log *slog.Logger, ctx context.Context) {
-	why := "stopped"
-	if err := context.Cause(ctx); err != nil {
-		why = err.Error()
+	why := context.Cause(ctx)
+	if why == nil || why == context.Canceled { // a signal's cause wraps context.Canceled: not errors.Is
+		return
 	}
-	log.LogAttrs(context.Background(), slog.LevelInfo, TraceExit, slog.String("why", why))
+	log.LogAttrs(context.Background(), slog.LevelInfo, TraceExit, slog.String("why", why.Error()))
 }
 
 func traceDebug(log *slog.Logger, msg string, attrs ...slog.Attr) {
@@ -187,7 +189,7 @@ const (
 	dropsShown  = 1                // a window, for each reason
 	dropReasons = 128              // told apart (more than the code has for datagrams that prove nothing); the rest count as one
 	dropSources = 128              // counted apart in a window, for each reason
-	dropRecvs   = 32               // datagrams dropped traced (debug) a window, for each reason
+	dropRecvs   = 256              // datagrams dropped traced (debug) a window, for each reason
 	dropSpanMax = 64 * time.Second // the longest window, and the quiet that makes a reason new
 	dropOthers  = "dropped: other reasons"
 )
