@@ -504,7 +504,7 @@ func TestDamagedFiles(t *testing.T) {
 }
 
 // A dht file whose two meta pages are both damaged (their checksums, or
-// their magic numbers, flipped) is a damaged file, not a file of another
+// their magic numbers, flipped, or both pages zeroed) is a damaged file, not a file of another
 // program: the peer and the server said "not a bbolt database" and asked
 // for the path of their own file (a new user's review). A file whose
 // first pages hold no bbolt meta page at all is still no dht file.
@@ -518,12 +518,16 @@ func TestBothMetaPagesDamaged(t *testing.T) {
 	}{
 		{"checksums", 16 + metaChecksum, "neither meta page's checksum holds"},
 		{"magic numbers", 16, "neither meta page holds bbolt's magic number"},
+		{"pages zeroed", 0, "neither meta page is valid (both are damaged), and the pages after them are bbolt's"},
 	} {
 		for _, f := range []struct {
 			kind string
 			file image
 		}{{kindServer, server}, {kindPeer, peer}} {
 			img := damage{op: 0, at: c.at, val: 0x10}.apply(damage{op: 0, at: testPageSize + c.at, val: 0x10}.apply(f.file))
+			if c.at == 0 {
+				img = damage{op: 2, at: 0}.apply(damage{op: 2, at: 1}.apply(f.file))
+			}
 			path := filepath.Join(dir, f.kind+".db")
 			img.write(t, path, size)
 			_, ierr := Inspect(path, 100*time.Millisecond)

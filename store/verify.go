@@ -137,8 +137,9 @@ func (v *verifier) pageSize() (uint64, bool) {
 // damaged (a new user's review: a dht file with both meta checksums, or
 // both magic numbers, flipped was "not a bbolt database", and the peer
 // and the server took it for the path of another program's file). Either
-// meta page's magic number, or both pages' headers (pages 0 and 1, of
-// the meta type), at a page size bbolt may use, tell such a file.
+// meta page's magic number, both pages' headers (pages 0 and 1, of the
+// meta type), or pages 2 and 3 of bbolt's, at a page size bbolt may use,
+// tell such a file.
 func (v *verifier) noMeta() error {
 	for i := 0; i <= 14; i++ {
 		ps := int64(1024) << i
@@ -159,8 +160,35 @@ func (v *verifier) noMeta() error {
 		if headers {
 			return bad("neither meta page holds bbolt's magic number (both are damaged)")
 		}
+		if v.dataPages(ps) {
+			return bad("neither meta page is valid (both are damaged), and the pages after them are bbolt's")
+		}
 	}
 	return errNoMeta
+}
+
+// dataPages reports whether pages 2 and 3 at page size ps have the headers
+// of bbolt's pages there (their own id, the type of a tree or freelist
+// page), as a file whose meta pages were overwritten (zeroed) has.
+func (v *verifier) dataPages(ps int64) bool {
+	if 4*ps > v.size {
+		return false
+	}
+	var b [pageHeaderSize]byte
+	for id := int64(2); id < 4; id++ {
+		if _, err := v.r.ReadAt(b[:], id*ps); err != nil {
+			return false
+		}
+		switch native.Uint16(b[8:]) {
+		case branchPage, leafPage, freelistPage:
+		default:
+			return false
+		}
+		if native.Uint64(b[0:]) != uint64(id) {
+			return false
+		}
+	}
+	return true
 }
 
 // inUse is the meta page bbolt uses, of the two at page size ps, and its
