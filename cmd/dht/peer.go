@@ -114,7 +114,7 @@ func peerCommand(e env) *cli.Command {
 				return err
 			}
 			traceIsNew := newFile(tr)
-			log, closeTrace, err := openTrace(c, e.stderr, "") // the runner names the node once it knows the user
+			log, traceOut, err := openTrace(c, e.stderr, "") // the runner names the node once it knows the user
 			if err != nil {
 				return err
 			}
@@ -122,7 +122,7 @@ func peerCommand(e env) *cli.Command {
 				// A --db not made yet, named otherwise (a symbolic link):
 				// the trace just made is that file, which goes again, as
 				// it was not there before.
-				closeTrace()
+				traceOut.Close()
 				if traceIsNew {
 					_ = os.Remove(tr)
 				}
@@ -131,13 +131,13 @@ func peerCommand(e env) *cli.Command {
 			stopProfile, err := startProfile(c)
 			if err != nil {
 				// Refused: the trace just made goes again.
-				closeTrace()
+				traceOut.Close()
 				if traceIsNew {
 					_ = os.Remove(tr)
 				}
 				return err
 			}
-			defer closeTrace()
+			defer traceOut.Close()
 			defer stopProfile()
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -242,7 +242,7 @@ func peerCommand(e env) *cli.Command {
 			if werr := out.failed(); werr != nil {
 				err = errors.Join(err, fmt.Errorf("peer: results could not be written to standard output: %w", werr))
 			}
-			return errors.Join(err, writeStats(c, &r.Traffic, core.Stats()))
+			return errors.Join(err, traceOut.Failed(), writeStats(c, &r.Traffic, core.Stats()))
 		},
 	}
 }

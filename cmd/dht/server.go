@@ -113,15 +113,15 @@ func serverCommand(e env) *cli.Command {
 				}
 				return err
 			}
-			log, closeTrace, err := openTrace(c, e.stderr, "server")
+			log, traceOut, err := openTrace(c, e.stderr, "server")
 			if err != nil {
 				return refused(err)
 			}
-			defer closeTrace()
+			defer traceOut.Close()
 			stopProfile, err := startProfile(c)
 			if err != nil {
 				// Refused: the trace just made goes again.
-				closeTrace()
+				traceOut.Close()
 				if traceIsNew {
 					_ = os.Remove(c.String("trace-json"))
 				}
@@ -135,7 +135,7 @@ func serverCommand(e env) *cli.Command {
 			defer cancel()
 			r := &app.ServerRunner{Conn: conn, Core: core, Store: db, Log: log, Faults: faults}
 			err = r.Run(ctx)
-			return errors.Join(err, writeStats(c, &r.Traffic, app.Stats{}))
+			return errors.Join(err, traceOut.Failed(), writeStats(c, &r.Traffic, app.Stats{}))
 		},
 	}
 }

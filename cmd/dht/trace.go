@@ -21,14 +21,75 @@ func traceJSONFlag() cli.Flag {
 		Usage: "also write the trace as JSON lines to `FILE`, actions included (for dht diagram); --quiet does not affect it"}
 }
 
+// traceFile is the --trace-json file of a process (nil: none). A write the
+// file refuses (a full disk, a failing one) ends the trace there: the
+// file is cut back to its last whole line, which diagram then reads, and
+// stderr says so once; Failed makes the process exit 1, as a lost result
+// does, instead of 0 with a trace silently cut short.
+type traceFile struct {
+	f    *os.File
+	path string
+	note io.Writer
+
+	mu  sync.Mutex
+	off int64 // the end of the last whole line written
+	err error // the first write the file refused
+}
+
+// write appends one line, or nothing once a write failed.
+func (t *traceFile) write(b []byte) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.err != nil {
+		return t.err
+	}
+	n, err := t.f.Write(b)
+	if err == nil {
+		t.off += int64(n)
+		return nil
+	}
+	// A part written is cut off, so that no line is spliced with a later
+	// one (a disk freed meanwhile would take the next writes).
+	_ = t.f.Truncate(t.off)
+	_, _ = t.f.Seek(t.off, io.SeekStart)
+	t.err = fmt.Errorf("--trace-json %s: %w", t.path, err)
+	fmt.Fprintf(t.note, "dht: %v: the JSON trace stops here (its last whole line is kept); the process goes on, and exits with status 1\n", t.err)
+	return t.err
+}
+
+func (t *traceFile) Write(b []byte) (int, error) {
+	if err := t.write(b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// Close closes the file (nil: no trace).
+func (t *traceFile) Close() error {
+	if t == nil {
+		return nil
+	}
+	return t.f.Close()
+}
+
+// Failed is the first write the file refused, if any (nil: no trace).
+func (t *traceFile) Failed() error {
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
 // openTrace builds a process's trace logger: the human trace on stderr
-// (see traceLogger) and, with --trace-json FILE, the structured one. The
-// returned function closes the file.
-func openTrace(c *cli.Context, stderr io.Writer, node string) (*slog.Logger, func() error, error) {
+// (see traceLogger) and, with --trace-json FILE, the structured one, whose
+// file it returns (nil without one).
+func openTrace(c *cli.Context, stderr io.Writer, node string) (*slog.Logger, *traceFile, error) {
 	text := traceLogger(c, stderr, node)
 	path := c.String("trace-json")
 	if path == "" {
-		return text, func() error { return nil }, nil
+		return text, nil, nil
 	}
 	// Checked before (Action), and again now that a --db made since is
 	// there: the same file under another name is found so.
@@ -39,11 +100,12 @@ func openTrace(c *cli.Context, stderr io.Writer, node string) (*slog.Logger, fun
 	if err != nil {
 		return nil, nil, fmt.Errorf("--trace-json: %w", err)
 	}
-	var jh slog.Handler = newJSONTrace(f, slog.LevelDebug)
+	tf := &traceFile{f: f, path: path, note: stderr}
+	var jh slog.Handler = newJSONTrace(tf, slog.LevelDebug)
 	if node != "" {
 		jh = jh.WithAttrs([]slog.Attr{slog.String("node", node)})
 	}
-	return slog.New(fanout{text.Handler(), jh}), f.Close, nil
+	return slog.New(fanout{text.Handler(), jh}), tf, nil
 }
 
 // fanout hands every record to each of its handlers that is enabled for
