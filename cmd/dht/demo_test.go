@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -158,7 +159,15 @@ func TestDemoErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := []string{"demo", "--data", datasetPath(t), "--dir", filepath.Join(t.TempDir(), "d")}
+			// The dataset and a folder of its own, unless the case gives
+			// its own (a flag given twice is refused).
+			args := []string{"demo"}
+			if !slices.Contains(tt.args, "--data") {
+				args = append(args, "--data", datasetPath(t))
+			}
+			if !slices.Contains(tt.args, "--dir") {
+				args = append(args, "--dir", filepath.Join(t.TempDir(), "d"))
+			}
 			code, out, errOut := runDHT(t, "", append(args, tt.args...)...)
 			if code != tt.code || !strings.Contains(errOut, tt.msg) {
 				t.Fatalf("exit %d, want %d; stderr %q lacks %q\n%s", code, tt.code, errOut, tt.msg, out)
