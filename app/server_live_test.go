@@ -944,14 +944,7 @@ func TestServerRejoinDuringALeaveSaysWhyItEnded(t *testing.T) {
 	h.aliveAll()
 	h.s.stepTrusted(h.now, srvAddr("bob"), wire.Header{Type: wire.TypeRegister, ID: 77},
 		wire.Register{Name: "bob", Addr: srvAddr("bob"), Epoch: 4})
-	d := h.s.Snapshot().DHT
-	if d.Phase != state.PhaseHealing || slices.Contains(d.Members, "alice") {
-		t.Fatalf("DHT %+v, want a heal without alice", d)
-	}
-	h.s.stepTrusted(h.now, srvAddr(d.Leader), wire.Header{Type: wire.TypeHealed, ID: h.nextID()}, wire.Healed{Name: d.Leader, Epoch: d.Epoch})
-	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseReady {
-		t.Fatalf("after the healed: DHT %+v, want it ready", d)
-	}
+	h.healedWithout("alice")
 	h.fail(srvAddr("alice"), wire.DHTRebuilt{Name: "alice", NewLeader: "bob"},
 		"the leave-dht of alice was ended before its dht-rebuilt came: bob restarted")
 }
@@ -1662,14 +1655,7 @@ func TestServerLeaveOfAMemberHealedOutSaysWhy(t *testing.T) {
 		h.alive("alice", "carol", "dave")
 		h.tickIfDue()
 	}
-	d := h.s.Snapshot().DHT
-	if d.Phase != state.PhaseHealing || slices.Contains(d.Members, "bob") {
-		t.Fatalf("DHT %+v, want a heal without bob", d)
-	}
-	h.s.stepTrusted(h.now, srvAddr(d.Leader), wire.Header{Type: wire.TypeHealed, ID: h.nextID()}, wire.Healed{Name: d.Leader, Epoch: d.Epoch})
-	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseReady {
-		t.Fatalf("DHT %+v after healed, want it ready", d)
-	}
+	h.healedWithout("bob")
 	h.fail(srvAddr("bob"), wire.LeaveDHT{Name: "bob"},
 		fmt.Sprintf("bob does not maintain the DHT: the ring of epoch %d healed without bob: bob offline (silent for more than --dead-after %s)", epoch, DefaultDeadAfter))
 	if r := h.fail(srvAddr("dave"), wire.LeaveDHT{Name: "dave"}, "dave does not maintain the DHT"); strings.Contains(r.Reply.Reason, "healed") {
@@ -1683,5 +1669,19 @@ func TestServerLeaveOfAMemberHealedOutSaysWhy(t *testing.T) {
 	h.ok(srvAddr("bob"), wire.SetupDHT{N: 2, Name: "bob"})
 	if r := h.s.healedOut["bob"]; r != "" {
 		t.Fatalf("bob holds a place again, yet his heal is kept: %q", r)
+	}
+}
+
+// healedWithout checks that the DHT heals without name, and has its
+// leader report the heal done: the DHT is ready again.
+func (h *srvH) healedWithout(name string) {
+	h.t.Helper()
+	d := h.s.Snapshot().DHT
+	if d.Phase != state.PhaseHealing || slices.Contains(d.Members, name) {
+		h.t.Fatalf("DHT %+v, want a heal without %s", d, name)
+	}
+	h.s.stepTrusted(h.now, srvAddr(d.Leader), wire.Header{Type: wire.TypeHealed, ID: h.nextID()}, wire.Healed{Name: d.Leader, Epoch: d.Epoch})
+	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseReady {
+		h.t.Fatalf("after the healed: DHT %+v, want it ready", d)
 	}
 }
