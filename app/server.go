@@ -1277,9 +1277,9 @@ func (s *Server) setup(now time.Time, from netip.AddrPort, m wire.SetupDHT) (*wi
 		if i > 0 {
 			u.State = state.InDHT
 		}
-		delete(s.healedOut, name)
 		members[i] = wire.Member{Name: u.Name, Addr: u.Addr}
 	}
+	clear(s.healedOut) // a new ring: no user was healed out of it
 	s.dht = state.DHT{Phase: state.PhaseBuilding, Leader: leader.Name, Members: ring, Since: now.UnixNano(), Epoch: s.newEpoch()}
 	s.dht.KeyEpoch, s.dht.RingKey = s.dht.Epoch, newKey(s.cfg.Keys) // a new ring key: no earlier ring's messages are taken
 	s.note = ""

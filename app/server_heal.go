@@ -258,7 +258,13 @@ func (s *Server) healState(now time.Time, survivors, removed []string, why strin
 			if s.healedOut == nil {
 				s.healedOut = make(map[string]string)
 			}
-			s.healedOut[m] = fmt.Sprintf("the ring of epoch %d healed without %s: %s", s.dht.Epoch, m, why)
+			// Its own reason: a heal round a restarted member removes
+			// the offline ones with it (a review).
+			own := why
+			if _, off := s.Silent(now, m); off {
+				own = fmt.Sprintf("%s offline (silent for more than --dead-after %s)", m, s.cfg.DeadAfter)
+			}
+			s.healedOut[m] = fmt.Sprintf("the ring of epoch %d healed without %s: %s", s.dht.Epoch, m, own)
 		}
 	}
 	for i, m := range survivors {

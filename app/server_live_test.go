@@ -1685,3 +1685,51 @@ func (h *srvH) healedWithout(name string) {
 		h.t.Fatalf("after the healed: DHT %+v, want it ready", d)
 	}
 }
+
+// The heal's reason goes with a new ring: bob, healed out of a ring since
+// torn down, is not in the ring set up while he was away, and his leave-dht
+// no longer names a heal of a ring gone (a review).
+func TestServerLeaveAfterANewRingNamesNoOldHeal(t *testing.T) {
+	ring := []string{"alice", "bob", "carol"}
+	h := newLiveH(t, srvDHT(state.PhaseReady, ring, "dave"))
+	h.s.Tick(srvT0)
+	h.alive(append(ring, "dave")...)
+	for end := srvT0.Add(DefaultDeadAfter + 2*time.Second); h.now.Before(end); {
+		h.now = h.now.Add(h.s.Pace())
+		h.alive("alice", "carol", "dave")
+		h.tickIfDue()
+	}
+	h.healedWithout("bob")
+	h.ok(srvAddr("alice"), wire.TeardownDHT{Name: "alice"})
+	h.ok(srvAddr("alice"), wire.TeardownComplete{Name: "alice"})
+	h.alive("alice", "carol", "dave")
+	h.ok(srvAddr("alice"), wire.SetupDHT{N: 3, Name: "alice"})
+	h.ok(srvAddr("alice"), wire.DHTComplete{Name: "alice"})
+	h.alive("alice", "bob", "carol", "dave")
+	if r := h.fail(srvAddr("bob"), wire.LeaveDHT{Name: "bob"}, "bob does not maintain the DHT"); strings.Contains(r.Reply.Reason, "healed") {
+		t.Fatalf("bob was in no ring since the new setup, yet: %q", r.Reply.Reason)
+	}
+}
+
+// A heal round a member that restarted without its place removes the
+// members offline meanwhile too: each is told its own reason, that it was
+// offline, not the restart of another (a review).
+func TestServerHealedOutReasonIsTheMembersOwn(t *testing.T) {
+	ring := []string{"alice", "bob", "carol", "dave"}
+	h := newLiveH(t, srvDHT(state.PhaseReady, ring))
+	h.s.dht.Epoch = 5
+	h.s.Tick(srvT0)
+	h.alive(ring...)
+	// carol silent past --dead-after; no Tick has judged her yet.
+	for end := srvT0.Add(DefaultDeadAfter + 2*time.Second); h.now.Before(end); {
+		h.now = h.now.Add(h.s.Pace())
+		h.alive("alice", "bob", "dave")
+	}
+	h.step(srvAddr("bob"), h.nextID(), wire.Register{Name: "bob", Addr: srvAddr("bob")}) // bob restarted without his place
+	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseHealing || slices.Contains(d.Members, "carol") {
+		t.Fatalf("DHT %+v, want a heal without carol", d)
+	}
+	if r := h.s.healedOut["carol"]; !strings.Contains(r, "the ring of epoch 5 healed without carol: carol offline (silent for more than --dead-after") {
+		t.Fatalf("carol's reason: %q, want her own, that she was offline", r)
+	}
+}

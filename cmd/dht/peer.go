@@ -150,6 +150,7 @@ func peerCommand(e env) *cli.Command {
 				// Set before LinesFrom starts the goroutine that reads.
 				ap = &atPrompt{w: e.stderr}
 				in.typed, in.ended = ap.typed, ap.end
+				traceOut.setNote(offPrompt{ap, e.stderr})
 			}
 			stdout, restoreOut := pollableOut(e.stdout)
 			defer restoreOut()

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // A peer whose results cannot be written (stdout on a full disk, closed)
@@ -45,5 +46,44 @@ func TestAPeerStoppingDropsItsOutputUnsaid(t *testing.T) {
 	n.Write([]byte("query-dht SUCCESS\n"))
 	if note.Len() != 0 || n.failed() != nil {
 		t.Errorf("note %q, failed %v; want none", note.String(), n.failed())
+	}
+}
+
+// A --trace-json write that blocks (a pipe whose reader stalls, a hung
+// disk) holds up neither Failed nor Close: a process stopped by a signal
+// gives its trace up after its grace, then reads Failed for its exit
+// status and closes the file (a review: the peer hung there for good). The
+// write that Close ends is no failure to report: the status is decided.
+func TestATraceWriteThatBlocksHoldsUpNoExit(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var note strings.Builder
+	tf := &traceFile{f: w, path: "pipe", note: &note}
+	wrote := make(chan error, 1)
+	go func() { _, err := tf.Write(make([]byte, 1<<20)); wrote <- err }() // more than a pipe holds
+	if _, err := r.Read(make([]byte, 1)); err != nil { // the write is under way, and blocks
+		t.Fatal(err)
+	}
+	answered := make(chan error, 1)
+	go func() { answered <- tf.Failed() }()
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatalf("Failed: %v", err)
+		}
+	case <-time.After(30 * time.Second): // a guard, not a measure: Failed takes no time
+		t.Fatal("Failed waits for the blocked write: a process stopped by a signal never exits")
+	}
+	if err := tf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-wrote; err == nil {
+		t.Fatal("the write Close ended reports no error")
+	}
+	if note.Len() != 0 || tf.Failed() != nil {
+		t.Errorf("the write Close ended is noted as a failure: %q, %v", note.String(), tf.Failed())
 	}
 }

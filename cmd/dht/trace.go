@@ -31,22 +31,39 @@ type traceFile struct {
 	path string
 	note io.Writer
 
-	mu  sync.Mutex
-	off int64 // the end of the last whole line written
-	err error // the first write the file refused
+	wmu sync.Mutex // held across a write: one at a time
+	off int64      // under wmu: the end of the last whole line written
+
+	// mu is never held across a write: Failed and Close answer at once
+	// while a write blocks (a pipe whose reader stalls, a hung disk), so
+	// that a process asked to stop still stops once its grace is over.
+	mu     sync.Mutex
+	err    error // the first write the file refused
+	closed bool  // Close was called: the exit status is decided
 }
 
 // write appends one line, or nothing once a write failed.
 func (t *traceFile) write(b []byte) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.err != nil {
-		return t.err
+	failed, closed := t.err, t.closed
+	t.mu.Unlock()
+	switch {
+	case failed != nil:
+		return failed
+	case closed:
+		return os.ErrClosed
 	}
 	n, err := t.f.Write(b)
 	if err == nil {
 		t.off += int64(n)
 		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return err // a write the end of the process cut short: nothing to say
 	}
 	// A part written is cut off, so that no line is spliced with a later
 	// one (a disk freed meanwhile would take the next writes).
@@ -64,11 +81,25 @@ func (t *traceFile) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// setNote sends the note of a refused write to w (a peer at a terminal:
+// off its prompt's line).
+func (t *traceFile) setNote(w io.Writer) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	t.note = w
+	t.mu.Unlock()
+}
+
 // Close closes the file (nil: no trace).
 func (t *traceFile) Close() error {
 	if t == nil {
 		return nil
 	}
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
 	return t.f.Close()
 }
 
