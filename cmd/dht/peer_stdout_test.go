@@ -64,7 +64,8 @@ func TestATraceWriteThatBlocksHoldsUpNoExit(t *testing.T) {
 	tf := &traceFile{f: w, path: "pipe", note: &note}
 	wrote := make(chan error, 1)
 	go func() { _, err := tf.Write(make([]byte, 1<<20)); wrote <- err }() // more than a pipe holds
-	if _, err := r.Read(make([]byte, 1)); err != nil {                    // the write is under way, and blocks
+	// A byte read: the write is under way, and blocks.
+	if _, err := r.Read(make([]byte, 1)); err != nil {
 		t.Fatal(err)
 	}
 	answered := make(chan error, 1)
