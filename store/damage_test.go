@@ -526,7 +526,9 @@ func TestBothMetaPagesDamaged(t *testing.T) {
 		}{{kindServer, server}, {kindPeer, peer}} {
 			img := damage{op: 0, at: c.at, val: 0x10}.apply(damage{op: 0, at: testPageSize + c.at, val: 0x10}.apply(f.file))
 			if c.at == 0 {
-				img = damage{op: 2, at: 0}.apply(damage{op: 2, at: 1}.apply(f.file))
+				// Page 2 too: a page after them continues a node, or
+				// is gone with them.
+				img = damage{op: 2, at: 0}.apply(damage{op: 2, at: 1}.apply(damage{op: 2, at: 2}.apply(f.file)))
 			}
 			path := filepath.Join(dir, f.kind+".db")
 			img.write(t, path, size)

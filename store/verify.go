@@ -138,8 +138,8 @@ func (v *verifier) pageSize() (uint64, bool) {
 // both magic numbers, flipped was "not a bbolt database", and the peer
 // and the server took it for the path of another program's file). Either
 // meta page's magic number, both pages' headers (pages 0 and 1, of the
-// meta type), or pages 2 and 3 of bbolt's, at a page size bbolt may use,
-// tell such a file.
+// meta type), or a page of bbolt's after them, at a page size bbolt may
+// use, tell such a file.
 func (v *verifier) noMeta() error {
 	for i := 0; i <= 14; i++ {
 		ps := int64(1024) << i
@@ -167,28 +167,24 @@ func (v *verifier) noMeta() error {
 	return errNoMeta
 }
 
-// dataPages reports whether pages 2 and 3 at page size ps have the headers
-// of bbolt's pages there (their own id, the type of a tree or freelist
-// page), as a file whose meta pages were overwritten (zeroed) has.
+// dataPages reports whether one of pages 2 to 7 at page size ps has the
+// header of a bbolt page there (its own id, the type of a tree or a
+// freelist page), as a file whose meta pages were overwritten (zeroed)
+// has; one, not all: a page there may continue a node of several pages.
 func (v *verifier) dataPages(ps int64) bool {
-	if 4*ps > v.size {
-		return false
-	}
 	var b [pageHeaderSize]byte
-	for id := int64(2); id < 4; id++ {
+	for id := int64(2); id < 8 && (id+1)*ps <= v.size; id++ {
 		if _, err := v.r.ReadAt(b[:], id*ps); err != nil {
 			return false
 		}
 		switch native.Uint16(b[8:]) {
 		case branchPage, leafPage, freelistPage:
-		default:
-			return false
-		}
-		if native.Uint64(b[0:]) != uint64(id) {
-			return false
+			if native.Uint64(b[0:]) == uint64(id) {
+				return true
+			}
 		}
 	}
-	return true
+	return false
 }
 
 // inUse is the meta page bbolt uses, of the two at page size ps, and its
