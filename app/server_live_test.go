@@ -1366,8 +1366,8 @@ func TestServerLateTickWaitsForWhatCameAfterIt(t *testing.T) {
 	alive("alice", late.Add(time.Millisecond))
 	h.now = h.now.Add(time.Millisecond)
 	h.s.Tick(h.now)
-	if st := h.s.Snapshot(); st.DHT.Epoch != before.DHT.Epoch || st.DHT.Phase != before.DHT.Phase {
-		t.Fatalf("every member sent alives through the stall, yet the DHT is %+v", st.DHT)
+	if d, same := h.sameRing(before); !same {
+		t.Fatalf("every member sent alives through the stall, yet the DHT is %+v", d)
 	}
 }
 
@@ -1401,9 +1401,9 @@ func TestServerLateTickWaitEndsOnceWhatCameAfterItIsRead(t *testing.T) {
 	for h.now.Sub(late) < maxDrainWait/2 {
 		h.now = h.now.Add(drainWait)
 		h.tickIfDue()
-		if st := h.s.Snapshot(); st.DHT.Epoch != before.DHT.Epoch || st.DHT.Phase != before.DHT.Phase {
-			if !slices.Equal(st.DHT.Members, []string{"alice", "bob"}) {
-				t.Fatalf("healed to %v, want carol out", st.DHT.Members)
+		if d, same := h.sameRing(before); !same {
+			if !slices.Equal(d.Members, []string{"alice", "bob"}) {
+				t.Fatalf("healed to %v, want carol out", d.Members)
 			}
 			return // judged once the backlog was read
 		}
@@ -1732,4 +1732,11 @@ func TestServerHealedOutReasonIsTheMembersOwn(t *testing.T) {
 	if r := h.s.healedOut["carol"]; !strings.Contains(r, "the ring of epoch 5 healed without carol: carol offline (silent for more than --dead-after") {
 		t.Fatalf("carol's reason: %q, want her own, that she was offline", r)
 	}
+}
+
+// sameRing reports whether the DHT is still before's (its epoch and its
+// phase: no heal, no dissolve), and the DHT now.
+func (h *srvH) sameRing(before state.ServerState) (state.DHT, bool) {
+	d := h.s.Snapshot().DHT
+	return d, d.Epoch == before.DHT.Epoch && d.Phase == before.DHT.Phase
 }
