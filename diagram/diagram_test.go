@@ -436,7 +436,7 @@ func TestMermaid(t *testing.T) {
 		},
 	}
 	want := `sequenceDiagram
-    title a   title  here
+    title a   title, here
     participant server
     participant p1 as end
     participant p2 as 127.0.0.1:9

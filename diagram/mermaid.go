@@ -83,12 +83,15 @@ func mermaidText(lines []string) string {
 }
 
 // mermaidTitle keeps a title on one line without the characters the
-// title statement stops at.
+// title statement stops at: a semicolon becomes a comma, so that the
+// clauses it parts stay apart.
 func mermaidTitle(s string) string {
 	return strings.Map(func(r rune) rune {
 		switch r {
-		case '\n', '\r', '#', ';':
+		case '\n', '\r', '#':
 			return ' '
+		case ';':
+			return ','
 		}
 		return r
 	}, s)
