@@ -54,15 +54,17 @@ func countTo(s *simNet, addr netip.AddrPort) *int {
 }
 
 // A stranger's set-id (a place and neighbours of its choosing), store
-// (a forged record), teardown, reset-id and pace (saying the member's ring
-// is gone), from its own socket or from a neighbour's or the server's
-// address, unsigned or signed with a key of its own, for this
-// ring's epoch or the next: the member takes none of it. Its place and its
+// (a forged record), teardown, reset-id, pace (saying the member's ring
+// is gone) and heal (naming the member the leader of a ring with the
+// stranger), from its own socket or from a neighbour's or the server's
+// address, unsigned or signed with a key of its own, for this ring's
+// epoch or the next: the member takes none of it. Its place and its
 // table are unchanged, every record is found as the dataset has it, and
 // nothing is sent to the stranger.
 func TestStrangerCannotTakeOverAMember(t *testing.T) {
 	s, data := ringOfFour(t, 1)
-	target := s.Process(memberWithID(s, 1))
+	targetName := memberWithID(s, 1)
+	target := s.Process(targetName)
 	before := app.Identity(target.Core)
 	epoch := s.Server().Snapshot().DHT.Epoch
 	eve := wire.Member{Name: "eve", Addr: stranger}
@@ -76,6 +78,9 @@ func TestStrangerCannotTakeOverAMember(t *testing.T) {
 		wire.ResetID{Origin: "eve", ID: 0, N: 1},
 		// The server's word that the member's ring is gone (forged).
 		wire.Pace{PeriodMS: 100, Gone: epoch},
+		// The server's word that the member is to heal the ring into a
+		// ring of two with the stranger (forged).
+		wire.Heal{Epoch: epoch + 2, Members: []wire.Member{{Name: targetName, Addr: target.Addr}, eve}},
 	}
 	sent := countTo(s, stranger)
 	for _, from := range []netip.AddrPort{stranger, before.Left.Addr, simServer} {
