@@ -601,3 +601,77 @@ func TestACapturedQueryReplayedIsAnsweredOnce(t *testing.T) {
 	}
 	queryAll(t, s, querier, data[10:20], 4)
 }
+
+// A set-id of a ring a member has left, captured by a former member (or
+// copied by the network) and replayed after the leaver's process
+// restarted, its duplicate filter empty: the leaver still holds that
+// ring's key and epoch (the floor of the set-ids it takes), but takes no
+// place in a ring that is gone. Replayed from its sender's address, a
+// setup's set-id (with a ticket) or a join's (without one, signed with the
+// ring's key) leaves the user Free and outside any ring.
+func TestASetIDReplayedAtALeaverRestarted(t *testing.T) {
+	for _, join := range []bool{false, true} {
+		name := "a member of the setup"
+		if join {
+			name = "the joiner"
+		}
+		t.Run(name, func(t *testing.T) {
+			s := newSim(t, 3)
+			data := records(t)
+			setupFive(t, s)
+			type capture struct {
+				from, to netip.AddrPort
+				b        []byte
+			}
+			var setIDs []capture
+			tap := func(from, to netip.AddrPort, b []byte) {
+				if _, m, err := wire.Decode(b); err == nil && m.Type() == wire.TypeSetID {
+					setIDs = append(setIDs, capture{from, to, b})
+				}
+			}
+			if !join {
+				s.Tap = tap
+			}
+			s.mustDo("alice", "setup-dht 3 alice", "setup-dht SUCCESS")
+			leaver := memberWithID(s, 1)
+			if join {
+				leaver = freeUser(s)
+				s.Tap = tap
+				s.mustDo(leaver, "join-dht "+leaver, "join-dht SUCCESS")
+			}
+			s.Tap = nil
+			s.mustDo(leaver, "leave-dht "+leaver, "leave-dht SUCCESS")
+			for s.Busy() {
+				s.step()
+			}
+			if !s.Restart(leaver) {
+				t.Fatalf("%s's process did not restart", leaver)
+			}
+			for s.Busy() {
+				s.step()
+			}
+			before := app.Identity(s.Process(leaver).Core)
+			if before.InRing {
+				t.Fatalf("%s is in a ring after its leave and restart: %+v", leaver, before)
+			}
+			replayed := 0
+			for _, c := range setIDs {
+				if c.to == s.Process(leaver).Addr {
+					s.Inject(c.from, c.to, c.b)
+					replayed++
+				}
+			}
+			if replayed == 0 {
+				t.Fatalf("no set-id to %s captured", leaver)
+			}
+			for s.Busy() {
+				s.step()
+			}
+			if after := app.Identity(s.Process(leaver).Core); after != before {
+				t.Fatalf("%s took a place in a ring it left: %+v -> %+v", leaver, before, after)
+			}
+			queryAll(t, s, leaver, data, len(s.Server().Snapshot().DHT.Members))
+			s.checkRing(data)
+		})
+	}
+}
