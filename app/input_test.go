@@ -125,6 +125,63 @@ func TestQueryLongNameOnTheNextLine(t *testing.T) {
 	}
 }
 
+// Input that ends before the Long Name of a query-dht typed without one
+// fails the query, saying so, whether it ends once the server said
+// SUCCESS or before its answer came; a query-dht the server refused needs
+// no Long Name, and says the server's reason.
+func TestInputEndsBeforeTheLongName(t *testing.T) {
+	s, _ := ringOfFour(t, 3)
+	free := freeUser(s)
+	p := s.Process(free)
+	ended := "query-dht FAILURE: input ended before the Long Name"
+
+	// Once the server said SUCCESS: the peer waits for the next line.
+	before := len(p.Printed)
+	if out := s.do(free, "query-dht "+free); len(out) != 0 || !p.Core.WantsLongName() {
+		t.Fatalf("printed %q, waits for a Long Name: %v", out, p.Core.WantsLongName())
+	}
+	if err := s.EndOfInput(free); err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(p.Printed[before:]); !slices.Equal(got, []string{ended}) {
+		t.Fatalf("printed %q, want %q", got, ended)
+	}
+
+	// Before the server's answer came.
+	s2, _ := ringOfFour(t, 3)
+	p = s2.Process(free)
+	before = len(p.Printed)
+	s2.input(free, "query-dht "+free)
+	if err := s2.EndOfInput(free); err != nil {
+		t.Fatal(err)
+	}
+	for !p.Core.Idle() {
+		if !s2.step() {
+			t.Fatalf("the query never ended (printed %q)", texts(p.Printed[before:]))
+		}
+	}
+	if got := texts(p.Printed[before:]); !slices.Equal(got, []string{ended}) {
+		t.Fatalf("printed %q, want %q", got, ended)
+	}
+
+	// Refused by the server: its reason, not the end of input.
+	member := memberWithID(s2, 1)
+	p = s2.Process(member)
+	before = len(p.Printed)
+	s2.input(member, "query-dht "+member)
+	if err := s2.EndOfInput(member); err != nil {
+		t.Fatal(err)
+	}
+	for !p.Core.Idle() {
+		if !s2.step() {
+			t.Fatalf("the query never ended (printed %q)", texts(p.Printed[before:]))
+		}
+	}
+	if got := texts(p.Printed[before:]); len(got) != 1 || !strings.HasPrefix(got[0], "query-dht FAILURE: "+member+" maintains the DHT") {
+		t.Fatalf("printed %q, want the server's refusal", got)
+	}
+}
+
 // The end of input is no surprise: a registered peer says on Notes that it
 // goes on serving (an unregistered one exits: see
 // TestRunnerRefusedRegisterFreesItsAddress).

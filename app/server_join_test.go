@@ -40,6 +40,22 @@ func srvFullRing(n int) state.ServerState {
 	return st
 }
 
+// srvLongNamedRing is a ready DHT of n members whose names are all 15
+// letters, the longest a name may be, and dave, a Free user: the longest
+// join-dht reply a ring can ask for (n = 63).
+func srvLongNamedRing(n int) state.ServerState {
+	st := srvMany(n, 15)
+	var ring []string
+	for i := range st.Users {
+		st.Users[i].State = state.InDHT
+		ring = append(ring, st.Users[i].Name)
+	}
+	st.Users[0].State = state.Leader
+	st.Users = append(st.Users, state.User{Name: "dave", Addr: srvAddr("dave"), State: state.Free})
+	st.DHT = state.DHT{Phase: state.PhaseReady, Leader: ring[0], Members: ring, Epoch: 1<<48 - 1, KeyEpoch: 1<<48 - 1}
+	return st
+}
+
 func TestServerJoinDHT(t *testing.T) {
 	ring := []string{"alice", "bob", "carol"}
 	ready := srvDHT(state.PhaseReady, ring, "dave", "erin")
@@ -84,6 +100,15 @@ func TestServerJoinDHT(t *testing.T) {
 			check: func(t *testing.T, rep wire.Reply, st state.ServerState) {
 				if len(rep.Members) != 63 || st.DHT.Phase != state.PhaseJoining || st.DHT.Joiner != "dave" {
 					t.Errorf("reply of %d members, DHT %s joined by %q", len(rep.Members), st.DHT.Phase, st.DHT.Joiner)
+				}
+			}},
+		{name: "ring of 63 with 15-letter names grows to 64", start: srvLongNamedRing(63), from: srvAddr("dave"), msg: wire.JoinDHT{Name: "dave"},
+			check: func(t *testing.T, rep wire.Reply, st state.ServerState) {
+				if len(rep.Members) != 63 || len(rep.Members[62].Name) != 15 || st.DHT.Joiner != "dave" {
+					t.Errorf("reply of %d members, the last %q, DHT joined by %q", len(rep.Members), rep.Members[len(rep.Members)-1].Name, st.DHT.Joiner)
+				}
+				if n := wire.EncodedLen(rep); n+wire.AuthLen > wire.MaxDatagram {
+					t.Errorf("the reply is %d bytes signed, over %d", n+wire.AuthLen, wire.MaxDatagram)
 				}
 			}},
 

@@ -399,6 +399,17 @@ func (s *Sim) Input(name, line string) error {
 	return s.err
 }
 
+// EndOfInput tells the peer of user name that no more lines will come,
+// without running the network.
+func (s *Sim) EndOfInput(name string) error {
+	p := s.procs[name]
+	if p == nil {
+		return fmt.Errorf("sim: no peer %q", name)
+	}
+	s.exec(p.Addr, p, p.Core.EndOfInput(p.now(s.now)))
+	return s.err
+}
+
 func (s *Sim) input(p *Process, line string) {
 	app.TraceTyped(p.log, line, !p.Core.Idle())
 	s.exec(p.Addr, p, p.Core.Input(p.now(s.now), line))
