@@ -530,6 +530,66 @@ func TestLeaderCommitsAfterItsFlushLeaves(t *testing.T) {
 	}
 }
 
+// An ack of a store in flight forged by a stranger from the right
+// neighbour's address, for the store's id and this ring's epoch, unsigned
+// or signed with a key of its own, acknowledges nothing: the store stays
+// in flight (the flush, behind it in a window of one, does not go), and
+// the neighbour's own ack lets the flush go. Taken, the forged ack would
+// end a store the network lost, and its records with it.
+func TestAForgedAckEndsNoStore(t *testing.T) {
+	p := fuzzPeer()
+	giveCredentials(p)
+	p.link.cfg.Window = 1
+	now := time.Unix(1_700_000_000, 0)
+	p.inRing, p.id, p.n, p.neighbours = true, 0, 3, true
+	data := dataset.Records{{LongName: "aa"}, {LongName: "ab"}, {LongName: "ac"}} // ids 2, 0, 1 of 3
+	var store uint32
+	for _, o := range p.startPopulate(now, nil, data, nil) {
+		if s, ok := o.(Send); ok {
+			if _, ok := s.Msg.(wire.Store); ok {
+				store = s.ID
+			}
+		}
+	}
+	if store == 0 {
+		t.Fatal("no store sent")
+	}
+	flushes := func(outs []Output) int {
+		n := 0
+		for _, o := range outs {
+			if s, ok := o.(Send); ok {
+				if _, ok := s.Msg.(wire.Flush); ok {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	for _, key := range []*wire.Key{nil, {0xee, 0xee}} {
+		var b []byte
+		var err error
+		if key == nil {
+			b, err = wire.Append(nil, store, 0, wire.Ack{})
+		} else {
+			b, err = wire.AppendSignedBetween(nil, store, 0, wire.Ack{}, p.cred.epoch, *key, p.right.Addr, p.self.Addr)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, m, err := wire.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := flushes(p.Step(now, p.right.Addr, h, m)); n != 0 {
+			t.Fatalf("a forged ack (key %v) let the flush go", key)
+		}
+	}
+	h, m := signedFor(p, p.right.Addr, wire.Header{ID: store}, wire.Ack{})
+	if n := flushes(p.Step(now, p.right.Addr, h, m)); n != 1 {
+		t.Fatalf("the neighbour's own ack sent %d flushes, want 1", n)
+	}
+}
+
 // A leaver whose teardown came back renumbers the ring, points its
 // neighbours at each other and sends rebuild-dht before it commits its
 // emptied table: a commit any earlier would keep it from reading the
