@@ -773,6 +773,66 @@ func TestServerAcksOnlyTheHealThatEnded(t *testing.T) {
 	}
 }
 
+// A stranger who knows a heal's leader and epoch (an epoch is a small
+// number; a heal's id is its low bits) forges, from the leader's address,
+// the ack of the heal and the healed that would end it, unsigned or
+// signed with a key of its own: the server still sends the heal on its
+// timer and still waits; the leader's own healed ends the heal.
+func TestForgedHealAckAndHealedEndNoHeal(t *testing.T) {
+	st := srvDHT(state.PhaseReady, []string{"alice", "bob", "carol"}, "dave")
+	st.DHT.Phase, st.DHT.Epoch, st.DHT.Since, st.DHT.Removed = state.PhaseHealing, 5, srvT0.UnixNano(), []string{"dave"}
+	h := newLiveH(t, st)
+	h.s.Tick(srvT0)
+	decoded := func(id uint32, m wire.Message, key *wire.Key) (wire.Header, wire.Message) {
+		var b []byte
+		var err error
+		if key == nil {
+			b, err = wire.Append(nil, id, 0, m)
+		} else {
+			b, err = wire.AppendSigned(nil, id, 0, m, 1<<40, *key)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		hd, msg, err := wire.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hd, msg
+	}
+	for _, key := range []*wire.Key{nil, {0xee, 0xee}} {
+		for _, m := range []wire.Message{wire.Ack{}, wire.Healed{Name: "alice", Epoch: 5}} {
+			hd, msg := decoded(healID(5), m, key)
+			for _, o := range h.s.Step(h.now, srvAddr("alice"), hd, msg) {
+				if snd, ok := o.(Send); ok {
+					t.Fatalf("a forged %s (key %v) was answered: %+v", m.Type(), key, snd)
+				}
+			}
+		}
+	}
+	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseHealing {
+		t.Fatalf("after forged datagrams the DHT is %s, want still healing", d.Phase)
+	}
+	sent := false
+	for _, o := range h.s.Tick(srvT0.Add(healMaxRTO)) {
+		if snd, ok := o.(Send); ok {
+			if _, ok := snd.Msg.(wire.Heal); ok && snd.To == srvAddr("alice") {
+				sent = true
+			}
+		}
+	}
+	if !sent {
+		t.Fatal("the heal is no longer sent on its timer: a forged ack was taken")
+	}
+	h.now = srvT0.Add(healMaxRTO)
+	secret := srvSecret("alice")
+	hd, msg := decoded(h.nextID(), wire.Healed{Name: "alice", Epoch: 5}, &secret)
+	h.s.Step(h.now, srvAddr("alice"), hd, msg)
+	if d := h.s.Snapshot().DHT; d.Phase != state.PhaseReady {
+		t.Fatalf("the leader's own healed left the DHT %s, want ready", d.Phase)
+	}
+}
+
 // What the server keeps of a user beside its registration (when it was
 // last seen, the place its alives name, why its leave or join was ended)
 // goes with its deregister: a user that registers, sends an alive and
