@@ -1001,3 +1001,70 @@ func TestAStaleCopyGivenUpFailsNoOtherWalk(t *testing.T) {
 		t.Fatalf("the answer printed %q", got)
 	}
 }
+
+// A stranger who knows the ids (the strongest off-path attacker: one that
+// guessed them) forges, from the server's address, the SUCCESS of a
+// query-dht naming itself as the member to ask, and, from the owner's
+// address, the answer to the query: unsigned, or signed with a key of its
+// own. The querier takes neither: it sends nothing to the stranger, and
+// prints the record the owner's own answer carries.
+func TestForgedReplyAndAnswerWithTheRightIDs(t *testing.T) {
+	stranger := netip.MustParseAddrPort("10.6.6.6:666")
+	owner := netip.MustParseAddrPort("10.0.0.13:5000")
+	forge := func(id uint32, flags wire.Flags, m wire.Message, key *wire.Key, from netip.AddrPort, to netip.AddrPort) (wire.Header, wire.Message) {
+		t.Helper()
+		var b []byte
+		var err error
+		if key == nil {
+			b, err = wire.Append(nil, id, flags, m)
+		} else {
+			b, err = wire.AppendSignedBetween(nil, id, flags, m, fzEpoch, *key, from, to)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, msg, err := wire.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h, msg
+	}
+	keys := []*wire.Key{nil, {0xee, 0xee}}
+	q := newQuerier(t)
+	asks, _ := q.sent(q.p.Input(q.now, "query-dht erin Aruba"))
+	if len(asks) != 1 {
+		t.Fatalf("%d query-dht sent", len(asks))
+	}
+	toStranger := func(out []Output) {
+		t.Helper()
+		for _, o := range out {
+			if s, ok := o.(Send); ok && s.To == stranger {
+				t.Fatalf("sent %s to the stranger", s.Msg.Type())
+			}
+			if r, ok := o.(Result); ok {
+				t.Fatalf("printed %q after a forged datagram", r.String())
+			}
+		}
+	}
+	for _, key := range keys {
+		r := wire.Reply{OK: true, Members: []wire.Member{{Name: "eve", Addr: stranger}}, KeyEpoch: fzEpoch, Key: wire.Key{0xee}}
+		h, m := forge(asks[0], 0, r, key, q.server, q.p.self.Addr)
+		toStranger(q.p.Step(q.now, q.server, h, m))
+	}
+	_, walks := q.sent(q.reply(asks[0]))
+	reqID, ok := walks["Aruba"]
+	if !ok {
+		t.Fatal("the query did not go to the member the server named")
+	}
+	for _, key := range keys {
+		a := wire.QueryResult{ReqID: reqID, Found: true, Node: "eve", NodeID: 2, Hops: 1, LongName: "Aruba"}
+		a.Record[3], a.Record[1] = "Aruba", "FORGED"
+		for _, from := range []netip.AddrPort{owner, q.member, stranger} {
+			h, m := forge(77, wire.FlagNoAck, a, key, from, q.p.self.Addr)
+			toStranger(q.p.Step(q.now, from, h, m))
+		}
+	}
+	if got := printed(q.answer(reqID, "Aruba", true)); !slices.Equal(got, []string{"query-dht found Aruba"}) {
+		t.Fatalf("the owner's answer printed %q", got)
+	}
+}
