@@ -553,6 +553,52 @@ func TestServerChallengeIsNotAWarning(t *testing.T) {
 	}
 }
 
+// A register's cookie is good for the window it was made in and the one
+// after (cookieWindow each), so that a challenge answered as a window
+// turns is taken; one answered later than that is challenged again, and
+// the new cookie registers.
+func TestServerTakesACookieOfTheWindowBefore(t *testing.T) {
+	from := srvAddr("carol")
+	reg := wire.Register{Name: "carol", Addr: from}
+	// The last millisecond of a window: the answer comes in the next one.
+	start := time.Unix(0, (srvT0.UnixNano()/int64(cookieWindow)+1)*int64(cookieWindow)).Add(cookieWindow - time.Millisecond)
+	answer := func(s *Server, cookie wire.Tag, at time.Time) (wire.Challenge, *wire.Reply) {
+		withCookie := reg
+		withCookie.Cookie = cookie
+		for _, o := range s.Step(at, from, wire.Header{Type: wire.TypeRegister, ID: 2}, withCookie) {
+			if snd, ok := o.(Send); ok {
+				switch msg := snd.Msg.(type) {
+				case wire.Challenge:
+					return msg, nil
+				case wire.Reply:
+					return wire.Challenge{}, &msg
+				}
+			}
+		}
+		t.Fatal("neither a challenge nor a reply")
+		return wire.Challenge{}, nil
+	}
+	challenge := func(s *Server) wire.Tag {
+		c, r := answer(s, wire.Tag{}, start)
+		if r != nil {
+			t.Fatalf("a register without a cookie was answered %+v", *r)
+		}
+		return c.Cookie
+	}
+	s := NewServer(srvConfig(), srvFree("alice"), nil)
+	if _, r := answer(s, challenge(s), start.Add(2*time.Millisecond)); r == nil || !r.OK {
+		t.Fatalf("the cookie of the window before got %+v, want SUCCESS", r)
+	}
+	s = NewServer(srvConfig(), srvFree("alice"), nil)
+	again, r := answer(s, challenge(s), start.Add(cookieWindow+2*time.Millisecond))
+	if r != nil {
+		t.Fatalf("a cookie two windows old got %+v, want a challenge", *r)
+	}
+	if _, r := answer(s, again.Cookie, start.Add(cookieWindow+3*time.Millisecond)); r == nil || !r.OK {
+		t.Fatalf("the new cookie got %+v, want SUCCESS", r)
+	}
+}
+
 // A register's cookie is acted on once (SPEC §7: a replayed request is
 // never run again): the register that brought it back, sent again with
 // another id (an unsigned register's id is not signed), gets a challenge,
