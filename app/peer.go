@@ -191,6 +191,10 @@ type Peer struct {
 	quit      quitNote
 	quitUntil time.Time
 
+	// sendErrs is the last send this host refused to each address, for
+	// the failure lines that name it (SendFailed).
+	sendErrs map[netip.AddrPort]sendErr
+
 	cred credentials
 	// ticketRing is the ring a set-id's ticket gives, which authentic
 	// found, for the step of that set-id only: taken with the set-id, not
@@ -1289,13 +1293,24 @@ func (p *Peer) pending() (time.Time, bool) {
 }
 
 // serverSilent is why a request the server never answered failed; if
-// nothing ever came from there, the address may be wrong.
-func (p *Peer) serverSilent() string {
+// this host refused to send there, why; if nothing ever came from there,
+// the address may be wrong.
+func (p *Peer) serverSilent(now time.Time) string {
 	why := fmt.Sprintf("no answer from the server at %s within %s", p.cfg.Server, p.serverRetry.GiveUp)
 	switch {
 	case p.strayServer.IsValid() && !p.serverHeard:
 		why += fmt.Sprintf(" (answers came from %s instead, and were dropped: only the server's address is trusted; give the peer that address, or start the server with --addr %s)", p.strayServer, p.cfg.Server.Addr())
+	case p.sendRefused(p.cfg.Server, now.Add(-p.serverRetry.GiveUp)) != "":
+		why += " (" + p.sendRefused(p.cfg.Server, now.Add(-p.serverRetry.GiveUp)) + ")"
 	case !p.serverHeard:
+		if o, ok := p.op.(*registerOp); ok && o.bind.IsValid() {
+			// A server may run there and be unable to answer: the
+			// address registered is this host's, but not one the
+			// server's host reaches (another network's; a walk-through
+			// on several hosts).
+			why += fmt.Sprintf(" (nothing has come from there yet: is a dht server running at that address, and can it reach %s, the address this peer registers from?)", o.bind)
+			break
+		}
 		why += " (nothing has come from there yet: is a dht server running at that address?)"
 	}
 	return why
@@ -1340,11 +1355,18 @@ func (p *Peer) Tick(now time.Time) []Output {
 		return p.noteWait(now, out)
 	}
 	if g, ok := opFailure(p, o, gone); ok {
-		return p.finish(now, out, resultFailed(o.failing(), p.unacked(g)))
+		why := p.unacked(now, g)
+		if _, ok := o.(*setupOp); ok {
+			// What became of the DHT, which the line would leave to the
+			// trace (a walk-through on several hosts): the alive this
+			// peer sends at once tells the server the setup is given up.
+			why += "; this setup is given up: the server rolls it back, every member Free"
+		}
+		return p.finish(now, out, resultFailed(o.failing(), why))
 	}
 	if rq := o.asking(); rq != nil && rq.live && rq.tries.due(now) {
 		if !rq.tries.again(now, &p.serverRetry, &p.serverRTT) {
-			why := p.serverSilent()
+			why := p.serverSilent(now)
 			switch rq.cmd {
 			case CmdDHTComplete, CmdDHTRebuilt, CmdTeardownComplete:
 				// The ring's part is done: a server stalled, not gone nor

@@ -208,15 +208,15 @@ func (p *Peer) healTick(now time.Time, gone []failure, out []Output) []Output {
 	for _, g := range gone {
 		switch g.tag {
 		case tagHeal:
-			return append(out, p.healGaveUp(now, p.unacked(g))...)
+			return append(out, p.healGaveUp(now, p.unacked(now, g))...)
 		case tagHealed:
 			h := p.healing
 			if p.epoch != h.epoch || !p.inRing || p.id != 0 || !h.unheard.IsZero() && now.Sub(h.unheard) >= quitFor {
-				return append(out, p.healFailed(p.unacked(g))...)
+				return append(out, p.healFailed(p.unacked(now, g))...)
 			}
 			if h.unheard.IsZero() {
 				h.unheard = now
-				out = append(out, Notice{Line: fmt.Sprintf("heal: %s; the ring is healed, and healed goes on being sent until the server takes it, for up to %s", p.unacked(g), quitFor)})
+				out = append(out, Notice{Line: fmt.Sprintf("heal: %s; the ring is healed, and healed goes on being sent until the server takes it, for up to %s", p.unacked(now, g), quitFor)})
 			}
 			return append(out, h.populated(p, now)...)
 		}

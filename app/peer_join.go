@@ -259,7 +259,7 @@ func (j *joinLead) acked(p *Peer, now time.Time, out []Output) []Output {
 func (j *joinLead) tick(p *Peer, now time.Time, gone []failure, out []Output) []Output {
 	for _, g := range gone {
 		if g.to == p.right.Addr || g.to == j.last.Addr || g.to == j.joiner.Addr {
-			return append(out, p.joinFailed(now, j.joiner, j.epoch, p.unacked(g), false)...)
+			return append(out, p.joinFailed(now, j.joiner, j.epoch, p.unacked(now, g), false)...)
 		}
 	}
 	if !now.Before(j.until) {

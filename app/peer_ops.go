@@ -862,9 +862,9 @@ const maxCopyWait = time.Second
 
 // unacked is why the query failed when the link gave up on g: for the
 // query sent to the member the server named, that it never acknowledged it.
-func (o *queryOp) unacked(p *Peer, g failure) string {
+func (o *queryOp) unacked(p *Peer, now time.Time, g failure) string {
 	if _, ok := g.msg.(wire.Query); !ok || g.to != o.to {
-		return p.unacked(g)
+		return p.unacked(now, g)
 	}
 	return o.silent(p.link.cfg.GiveUp)
 }
@@ -912,8 +912,19 @@ func (o *queryOp) isCopy(m wire.Message) bool {
 // that the silence may be further on: a node acknowledges a store once
 // it has passed on what it forwards, so a node that stopped holds back
 // the acks of every node before it.
-func (p *Peer) unacked(g failure) string {
+func (p *Peer) unacked(now time.Time, g failure) string {
 	why := fmt.Sprintf("%s sent to %s was not acknowledged within %s", g.msg.Type(), p.named(g.to), p.link.cfg.GiveUp)
+	switch refused := p.sendRefused(g.to, now.Add(-p.link.cfg.GiveUp)); {
+	case refused != "":
+		why += " (" + refused + ")"
+	case g.to.Addr().IsLoopback() && !p.self.Addr.Addr().IsLoopback():
+		// Sent from an address other hosts reach to a loopback one: the
+		// datagram went to a process of this host, not to the user
+		// registered there (a walk-through on several hosts: a user on
+		// the server's host registered at 127.0.0.1 failed every setup
+		// that picked it).
+		why += fmt.Sprintf(" (%s is a loopback address: from this host it reaches this host only; a user whose peer runs on another host must register with an address the other hosts reach)", g.to.Addr())
+	}
 	if _, ok := g.msg.(wire.Store); ok {
 		why += " (it, or a node after it, stopped taking stores)"
 	}

@@ -1135,7 +1135,7 @@ func TestResumeWithNoAnswerSaysHowToTryAgain(t *testing.T) {
 	now := time.Unix(1e9, 0)
 	p.Resume(now, state.Identity{Name: "alice", Addr: self, Secret: wire.Key{1}})
 	res := untilResult(t, p, p.Bound(now, self, nil))
-	want := "resume FAILURE: no answer from the server at 10.0.0.100:4000 within 10s (nothing has come from there yet: is a dht server running at that address?); type 'register alice 10.0.0.1 5000' to try again"
+	want := "resume FAILURE: no answer from the server at 10.0.0.100:4000 within 10s (nothing has come from there yet: is a dht server running at that address, and can it reach 10.0.0.1:5000, the address this peer registers from?); type 'register alice 10.0.0.1 5000' to try again"
 	if len(res) != 1 || res[0] != want {
 		t.Fatalf("printed %q, want %q", res, want)
 	}
@@ -1550,5 +1550,22 @@ func TestALeaverAfterItsFailedLeaveIsNotToldARebuildRuns(t *testing.T) {
 	}
 	if len(res) != 1 || strings.Contains(res[0], "is rebuilding the ring") {
 		t.Fatalf("the leaver, its own leave failed, printed %q", res)
+	}
+}
+
+// A register the server never answers names the address registered as
+// well as the server's: a server running on another host may be unable to
+// reach it (an address of this host on another network), and the line
+// read as if no server were running (a walk-through on several hosts).
+func TestRegisterWithNoAnswerNamesTheAddressRegistered(t *testing.T) {
+	server := netip.MustParseAddrPort("10.222.0.1:4000")
+	self := netip.MustParseAddrPort("192.168.77.1:5008")
+	p := NewPeer(PeerConfig{Server: server})
+	now := time.Unix(1e9, 0)
+	out := p.Input(now, "register hank 192.168.77.1 5008")
+	res := untilResult(t, p, append(out, p.Bound(now, self, nil)...))
+	want := "register FAILURE: no answer from the server at 10.222.0.1:4000 within 10s (nothing has come from there yet: is a dht server running at that address, and can it reach 192.168.77.1:5008, the address this peer registers from?)"
+	if len(res) != 1 || res[0] != want {
+		t.Fatalf("printed %q, want %q", res, want)
 	}
 }

@@ -103,6 +103,10 @@ func TestAGivenUpOperationEndsAtOnce(t *testing.T) {
 				if !strings.Contains(last, "FAILURE") || !strings.Contains(last, cut.Name+" ("+cut.Addr.String()+")") {
 					t.Fatalf("seed %d: with %s cut off, %s ended %q, want a FAILURE naming it", seed, cut.Name, who, last)
 				}
+				// A setup's says what becomes of the DHT.
+				if c.name == "setup" && !strings.HasSuffix(last, "; this setup is given up: the server rolls it back, every member Free") {
+					t.Fatalf("seed %d: the setup ended %q, want it to say the server rolls it back", seed, last)
+				}
 				gaveUp := s.Now()
 				if ph := s.Server().Snapshot().DHT.Phase; ph != c.waiting {
 					t.Fatalf("seed %d: the server is %s when %s gave up, want still %s", seed, ph, who, c.waiting)

@@ -63,6 +63,9 @@ type endpoint struct {
 	now    func() time.Time
 	drops  dropSummary
 	quiet  quietLines
+	// refused, if set, is told of each datagram the host refused to send
+	// (with the runner's lock held, as flush is).
+	refused func(to netip.AddrPort, err error)
 	// datagrams encoded and waiting for flush, their buffers kept for the
 	// next turn
 	out   []udpio.Message
@@ -304,6 +307,9 @@ func (e *endpoint) flush() {
 				// second, not one each.
 				to := e.out[i].Addr
 				e.drops.trace(e.log, e.now(), Event{Msg: "send failed: " + err.Error(), Level: slog.LevelWarn, Attrs: []slog.Attr{attrAddr(to)}, From: to})
+				if e.refused != nil {
+					e.refused(to, err)
+				}
 			}
 			i++ // skip the datagram that failed
 		}
@@ -1038,6 +1044,7 @@ func (r *PeerRunner) bind(b Bind, log *slog.Logger) error {
 		r.released = old
 	}
 	ep := newEndpoint(conn, log.With(slog.String("node", b.Name)), r.Faults, &r.Traffic, r.now)
+	ep.refused = func(to netip.AddrPort, err error) { r.Core.SendFailed(r.now(), to, err) }
 	r.ep = ep
 	go ep.read(func(in []datagram) (bool, bool) { return r.onDatagrams(ep, in) }, func() bool { return r.settle(ep) })
 	return nil

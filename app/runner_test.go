@@ -327,3 +327,44 @@ func TestResumeThatCannotBindStopsThePeer(t *testing.T) {
 		t.Fatalf("printed %q: it tells the user to type into a process that stops", got)
 	}
 }
+
+// A register from a loopback address to a server on another host: the
+// host refuses every send (no datagram leaves it), and the register's
+// FAILURE says so, instead of asking whether a server runs there. The
+// server's address is TEST-NET-1's (RFC 5737), which no network routes.
+func TestRunnerRegisterWhoseSendsTheHostRefusesSaysSo(t *testing.T) {
+	ports, err := loopback.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan printed, 4)
+	in := make(chan string, 1)
+	in <- fmt.Sprintf("register dave 127.0.0.1 %d", ports[0])
+	dir := t.TempDir()
+	r := &app.PeerRunner{
+		Core:  app.NewPeer(app.PeerConfig{Server: netip.MustParseAddrPort("192.0.2.1:4000"), RequestTimeout: 300 * time.Millisecond}),
+		Lines: in,
+		Out:   lineWriter(out),
+		OpenStore: func(name string) (app.PeerStore, error) {
+			return store.OpenPeer(filepath.Join(dir, "dht-peer-"+name+".db"))
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- r.Run(ctx) }()
+	select {
+	case p := <-out:
+		if !strings.HasPrefix(p.line, "register FAILURE: no answer from the server at 192.0.2.1:4000 within 300ms (this host refused to send there: ") {
+			t.Fatalf("printed %q", p.line)
+		}
+	case err := <-ran:
+		t.Fatalf("the peer stopped: %v", err)
+	case <-ctx.Done():
+		t.Fatal("no result within a minute")
+	}
+	close(in)
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}

@@ -2,7 +2,9 @@ package app
 
 import (
 	"net/netip"
+	"syscall"
 	"testing"
+	"time"
 
 	"dht/wire"
 )
@@ -36,8 +38,74 @@ func TestUnackedNamesTheSilentMember(t *testing.T) {
 			"query sent to 10.0.0.99:5000 was not acknowledged within 10s"},
 	} {
 		p.op = c.op
-		if got := p.unacked(c.g); got != c.want {
+		if got := p.unacked(time.Time{}, c.g); got != c.want {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
+	}
+}
+
+// A send this host refused (the runner's socket returned an error) is said
+// in the line that names its address, instead of that address's silence:
+// a register from a loopback address to a server on another host says
+// what to register with; a ring message's give-up says the host refused
+// it. A ring message sent from an address other hosts reach to a loopback
+// address (a user registered at 127.0.0.1 on another host) says what that
+// address reaches.
+func TestARefusedSendIsSaid(t *testing.T) {
+	server := netip.MustParseAddrPort("10.222.0.1:4000")
+	p := NewPeer(PeerConfig{Server: server})
+	now := time.Unix(1e9, 0)
+	self := netip.MustParseAddrPort("127.0.0.1:5002")
+	refuse := func(out []Output) []Output {
+		for _, o := range out {
+			if s, ok := o.(Send); ok {
+				p.SendFailed(now, s.To, syscall.EINVAL)
+			}
+		}
+		return out
+	}
+	out := refuse(p.Input(now, "register bob 127.0.0.1 5002"))
+	out = append(out, refuse(p.Bound(now, self, nil))...)
+	var res, notes []string
+	for i := 0; len(res) == 0 && i < 1000; i++ {
+		for _, o := range out {
+			switch o := o.(type) {
+			case Result:
+				res = append(res, o.String())
+			case Notice:
+				notes = append(notes, o.Line)
+			}
+		}
+		at, ok := p.NextDeadline()
+		if !ok {
+			break
+		}
+		now = at
+		out = refuse(p.Tick(now))
+	}
+	want := "register FAILURE: no answer from the server at 10.222.0.1:4000 within 10s (this host refused to send there: invalid argument; 127.0.0.1 is a loopback address, which reaches this host only: register with an address of this host that 10.222.0.1 reaches)"
+	if len(res) != 1 || res[0] != want {
+		t.Fatalf("printed %q, want %q", res, want)
+	}
+	// The note of the wait says it too, 2 s in.
+	wantNote := "register: waiting for the server at 10.222.0.1:4000 to answer register (this peer gives up in 8s), for 2s so far; this host refused to send there: invalid argument; 127.0.0.1 is a loopback address, which reaches this host only: register with an address of this host that 10.222.0.1 reaches"
+	if len(notes) == 0 || notes[0] != wantNote {
+		t.Fatalf("notes %q, want first %q", notes, wantNote)
+	}
+
+	r := ringNode(t) // carol, between bob and dave
+	ivy := wire.Member{Name: "ivy", Addr: netip.MustParseAddrPort("127.0.0.1:5020")}
+	r.op = &setupOp{members: []wire.Member{r.self, ivy}}
+	if got, want := r.unacked(now, failure{to: ivy.Addr, msg: wire.SetID{}}), "set-id sent to ivy (127.0.0.1:5020) was not acknowledged within 10s (127.0.0.1 is a loopback address: from this host it reaches this host only; a user whose peer runs on another host must register with an address the other hosts reach)"; got != want {
+		t.Errorf("to a loopback address: %q, want %q", got, want)
+	}
+	r.op = nil
+	r.SendFailed(now.Add(-time.Second), r.right.Addr, syscall.ENETUNREACH)
+	if got, want := r.unacked(now, failure{to: r.right.Addr, msg: wire.Flush{}}), "flush sent to dave (10.0.0.14:5000) was not acknowledged within 10s (this host refused to send there: network is unreachable; is this host's network down?)"; got != want {
+		t.Errorf("refused: %q, want %q", got, want)
+	}
+	// One refused before this give-up's wait began is not its cause.
+	if got, want := r.unacked(now.Add(20*time.Second), failure{to: r.right.Addr, msg: wire.Flush{}}), "flush sent to dave (10.0.0.14:5000) was not acknowledged within 10s"; got != want {
+		t.Errorf("refused long before: %q, want %q", got, want)
 	}
 }

@@ -109,7 +109,7 @@ func (p *Peer) noteWait(now time.Time, out []Output) []Output {
 	}
 	w, _ := p.waitingOn()
 	p.wait = waitNote{op: w.op, next: now.Add(waitNoteEvery), walk: w.op != p.op}
-	var what string
+	var what, after string
 	var left time.Duration // till the wait's limit
 	switch {
 	case w.rq != nil:
@@ -118,6 +118,9 @@ func (p *Peer) noteWait(now time.Time, out []Output) []Output {
 			left = w.until.Sub(now)
 		}
 		what = fmt.Sprintf("the server at %s to answer %s (this peer gives up in %s)", p.cfg.Server, w.rq.cmd, roundWait(left))
+		if refused := p.sendRefused(p.cfg.Server, w.since); refused != "" {
+			after = "; " + refused
+		}
 	case w.query != nil:
 		left = p.queryRetry.GiveUp - now.Sub(w.since)
 		what = fmt.Sprintf("the answer to the query for %s, asked of %s (this peer gives up in %s, at --query-timeout %s)",
@@ -146,7 +149,7 @@ func (p *Peer) noteWait(now time.Time, out []Output) []Output {
 	if n := p.walking() - 1; n > 0 && w.op != p.op {
 		what += fmt.Sprintf("; %d more queries wait behind it", n)
 	}
-	return append(out, Notice{Line: fmt.Sprintf("%s: waiting for %s, for %s so far", w.op.failing(), what, roundWait(now.Sub(w.since)))})
+	return append(out, Notice{Line: fmt.Sprintf("%s: waiting for %s, for %s so far%s", w.op.failing(), what, roundWait(now.Sub(w.since)), after)})
 }
 
 // walking is how many queries typed with their Long Names wait for an

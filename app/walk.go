@@ -204,7 +204,7 @@ func (p *Peer) tickWalks(now time.Time, gone []failure, out []Output) []Output {
 			continue
 		}
 		if g, ok := walkFailure(w, gone); ok {
-			out = p.walked(now, w, w.q.failed(w.q.unacked(p, g)), out)
+			out = p.walked(now, w, w.q.failed(w.q.unacked(p, now, g)), out)
 			i = -1 // the walks ahead may have gone: look again from the first
 			continue
 		}
@@ -344,7 +344,7 @@ func (p *Peer) askAgain(now time.Time, w *walk, out []Output) ([]Output, bool) {
 		return out, true
 	}
 	if !rq.tries.again(now, &p.serverRetry, &p.serverRTT) {
-		return p.walked(now, w, w.q.failed(p.serverSilent()), out), false
+		return p.walked(now, w, w.q.failed(p.serverSilent(now)), out), false
 	}
 	rq.tries.capWalkAsk(now)
 	was := rq.id
