@@ -879,10 +879,15 @@ func (o *queryOp) unanswered(p *Peer) string {
 		// Only the first attempt went, unacknowledged (the retries of
 		// the queries typed with it came first): nothing says where it
 		// stopped.
-		return fmt.Sprintf("no answer within %s to the query sent to %s, the node the server named: it, or a node on the way from it to the one that holds the Long Name, may have stopped", p.queryRetry.GiveUp, o.who())
+		return fmt.Sprintf("no answer within %s to the query sent to %s, the node the server named: it, or a node on the way from it to the one that holds the Long Name, may have stopped%s", p.queryRetry.GiveUp, o.who(), askAgainLater)
 	}
-	return fmt.Sprintf("no answer from the ring within %s (asked %s, the node the server named, which took the query; a node on the way from it to the one that holds the Long Name may have stopped)", p.queryRetry.GiveUp, o.who())
+	return fmt.Sprintf("no answer from the ring within %s (asked %s, the node the server named, which took the query; a node on the way from it to the one that holds the Long Name may have stopped)%s", p.queryRetry.GiveUp, o.who(), askAgainLater)
 }
+
+// askAgainLater ends the line of a query that a stopped member may have
+// failed with what to do (a walk-through on several hosts: the line named
+// a cause and no next step).
+const askAgainLater = "; the server heals the ring round a stopped member within its --dead-after: ask again then"
 
 // who is the node the server named, as a failure names it.
 func (o *queryOp) who() string {
@@ -896,9 +901,13 @@ func (o *queryOp) who() string {
 // ring may have changed since the server named it.
 func (o *queryOp) silent(within time.Duration) string {
 	if o.reasks > 0 {
-		return fmt.Sprintf("no answer within %s: no node the server named acknowledged the query (asked %d times, the last named %s; it may have stopped)", within, o.reasks+1, o.who())
+		// A node holds back, unacknowledged, a query its right
+		// neighbour is behind in taking (a walk-through on several hosts:
+		// a node named alive, its right neighbour's link down, was said
+		// to have stopped).
+		return fmt.Sprintf("no answer within %s: no node the server named acknowledged the query (asked %d times, the last named %s; it, or a node after it that holds its forwards back, may have stopped)%s", within, o.reasks+1, o.who(), askAgainLater)
 	}
-	return fmt.Sprintf("no answer within %s: %s, the node the server named, never acknowledged the query (it may have left the ring or stopped since; query-dht asks the server anew)", within, o.who())
+	return fmt.Sprintf("no answer within %s: %s, the node the server named, never acknowledged the query (it may have left the ring or stopped since, or a node after it that holds its forwards back; query-dht asks the server anew)", within, o.who())
 }
 
 // isCopy reports whether m is this query, sent reliably.
