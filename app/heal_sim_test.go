@@ -1106,6 +1106,9 @@ func TestAFlushDoesNotPassStoresGivenUp(t *testing.T) {
 	if len(out) != 1 || !strings.HasPrefix(out[0], "dht-complete FAILURE: the ring is broken at ") || !strings.Contains(out[0], "stopped acknowledging store") {
 		t.Fatalf("after its stall the leader printed %q, want dht-complete FAILURE naming the node that did not take the stores", out)
 	}
+	if !strings.HasSuffix(out[0], "; this setup is given up, and the server rolls it back as it hears so (at its --op-timeout at the latest): every member Free") {
+		t.Fatalf("the leader printed %q, want it to say what becomes of the setup", out[0])
+	}
 	t.Log(out[0])
 	settle(t, s)
 	if d := s.Server().Snapshot().DHT; d.Phase != state.PhaseNone {

@@ -1297,13 +1297,14 @@ func (p *Peer) pending() (time.Time, bool) {
 // the address may be wrong.
 func (p *Peer) serverSilent(now time.Time) string {
 	why := fmt.Sprintf("no answer from the server at %s within %s", p.cfg.Server, p.serverRetry.GiveUp)
+	refused := p.sendRefused(p.cfg.Server, now.Add(-p.serverRetry.GiveUp))
 	switch {
 	case p.strayServer.IsValid() && !p.serverHeard:
 		why += fmt.Sprintf(" (answers came from %s instead, and were dropped: only the server's address is trusted; give the peer that address, or start the server with --addr %s)", p.strayServer, p.cfg.Server.Addr())
-	case p.sendRefused(p.cfg.Server, now.Add(-p.serverRetry.GiveUp)) != "":
-		why += " (" + p.sendRefused(p.cfg.Server, now.Add(-p.serverRetry.GiveUp)) + ")"
+	case refused != "":
+		why += " (" + refused + ")"
 	case !p.serverHeard:
-		if o, ok := p.op.(*registerOp); ok && o.bind.IsValid() {
+		if o, ok := p.op.(*registerOp); ok && o.bind.IsValid() && !p.serverOnThisHost(o.bind.Addr()) {
 			// A server may run there and be unable to answer: the
 			// address registered is this host's, but not one the
 			// server's host reaches (another network's; a walk-through
@@ -1357,10 +1358,7 @@ func (p *Peer) Tick(now time.Time) []Output {
 	if g, ok := opFailure(p, o, gone); ok {
 		why := p.unacked(now, g)
 		if _, ok := o.(*setupOp); ok {
-			// What became of the DHT, which the line would leave to the
-			// trace (a walk-through on several hosts): the alive this
-			// peer sends at once tells the server the setup is given up.
-			why += "; this setup is given up: the server rolls it back, every member Free"
+			why += setupGivenUp
 		}
 		return p.finish(now, out, resultFailed(o.failing(), why))
 	}

@@ -382,7 +382,7 @@ func (p *Peer) onBroken(now time.Time, from netip.AddrPort, m wire.Broken) []Out
 		}
 		out := p.popFailed(now, why, false)
 		if o, ok := p.op.(*setupOp); ok && o.stage == setupPopulating {
-			return p.finish(now, out, resultFailed(CmdDHTComplete, why))
+			return p.finish(now, out, resultFailed(CmdDHTComplete, why+setupGivenUp))
 		}
 		return out
 	case wire.TypeTeardown, wire.TypeResetID:

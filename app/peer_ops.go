@@ -95,7 +95,12 @@ func (r *ringPhase) needs() []netip.AddrPort { return r.waitOn }
 // expired fails the command whose ring phase took too long, saying what
 // it waited for.
 func (r *ringPhase) expired(p *Peer, now time.Time, out []Output, c Command, waited string) []Output {
-	return p.finish(now, out, resultFailed(c, fmt.Sprintf("the ring did not finish within %s: it waited for %s", p.cfg.OpTimeout, waited)))
+	return p.finish(now, out, resultFailed(c, r.tooLong(p, waited)))
+}
+
+// tooLong is why a ring phase failed at its limit.
+func (r *ringPhase) tooLong(p *Peer, waited string) string {
+	return fmt.Sprintf("the ring did not finish within %s: it waited for %s", p.cfg.OpTimeout, waited)
 }
 
 // opFailure picks, among the messages the link gave up on, the one that
@@ -428,8 +433,14 @@ func (o *setupOp) due() time.Time {
 }
 
 func (o *setupOp) expire(p *Peer, now time.Time, out []Output) []Output {
-	return o.expired(p, now, out, CmdDHTComplete, o.waited())
+	return p.finish(now, out, resultFailed(CmdDHTComplete, o.tooLong(p, o.waited())+setupGivenUp))
 }
+
+// setupGivenUp ends the line of a setup that failed in its ring phase with
+// what becomes of the DHT, which the line would leave to the trace (a
+// walk-through on several hosts): finish gives the setup up, and the
+// alive sent at once tells the server.
+const setupGivenUp = "; this setup is given up, and the server rolls it back as it hears so (at its --op-timeout at the latest): every member Free"
 
 func (o *setupOp) waited() string {
 	// Either may be what never came: the flush, dropped at a node, or
@@ -887,7 +898,7 @@ func (o *queryOp) unanswered(p *Peer) string {
 // askAgainLater ends the line of a query that a stopped member may have
 // failed with what to do (a walk-through on several hosts: the line named
 // a cause and no next step).
-const askAgainLater = "; the server heals the ring round a stopped member within its --dead-after: ask again then"
+const askAgainLater = "; a member silent for the server's --dead-after is healed out of the ring: ask again once that heal is done"
 
 // who is the node the server named, as a failure names it.
 func (o *queryOp) who() string {
@@ -923,10 +934,11 @@ func (o *queryOp) isCopy(m wire.Message) bool {
 // the acks of every node before it.
 func (p *Peer) unacked(now time.Time, g failure) string {
 	why := fmt.Sprintf("%s sent to %s was not acknowledged within %s", g.msg.Type(), p.named(g.to), p.link.cfg.GiveUp)
-	switch refused := p.sendRefused(g.to, now.Add(-p.link.cfg.GiveUp)); {
+	refused := p.sendRefused(g.to, now.Add(-p.link.cfg.GiveUp))
+	switch {
 	case refused != "":
 		why += " (" + refused + ")"
-	case g.to.Addr().IsLoopback() && !p.self.Addr.Addr().IsLoopback():
+	case g.to.Addr().IsLoopback() && !p.self.Addr.Addr().IsLoopback() && !p.serverOnThisHost(p.self.Addr.Addr()):
 		// Sent from an address other hosts reach to a loopback one: the
 		// datagram went to a process of this host, not to the user
 		// registered there (a walk-through on several hosts: a user on
@@ -934,7 +946,7 @@ func (p *Peer) unacked(now time.Time, g failure) string {
 		// that picked it).
 		why += fmt.Sprintf(" (%s is a loopback address: from this host it reaches this host only; a user whose peer runs on another host must register with an address the other hosts reach)", g.to.Addr())
 	}
-	if _, ok := g.msg.(wire.Store); ok {
+	if _, ok := g.msg.(wire.Store); ok && refused == "" {
 		why += " (it, or a node after it, stopped taking stores)"
 	}
 	return why + stalledNote(g.stalled)

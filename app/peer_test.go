@@ -1514,7 +1514,7 @@ func TestASetupOutOfTimeNamesTheFlushAndTheCommitted(t *testing.T) {
 			got = append(got, r.String())
 		}
 	}
-	want := "dht-complete FAILURE: the ring did not finish within " + p.cfg.OpTimeout.String() + ": it waited for the flush behind the records, then the committed behind it, to come back round the ring"
+	want := "dht-complete FAILURE: the ring did not finish within " + p.cfg.OpTimeout.String() + ": it waited for the flush behind the records, then the committed behind it, to come back round the ring; this setup is given up, and the server rolls it back as it hears so (at its --op-timeout at the latest): every member Free"
 	if len(got) != 1 || !strings.HasPrefix(got[0], want) {
 		t.Fatalf("printed %q, want a line starting %q", got, want)
 	}

@@ -104,7 +104,7 @@ func TestAGivenUpOperationEndsAtOnce(t *testing.T) {
 					t.Fatalf("seed %d: with %s cut off, %s ended %q, want a FAILURE naming it", seed, cut.Name, who, last)
 				}
 				// A setup's says what becomes of the DHT.
-				if c.name == "setup" && !strings.HasSuffix(last, "; this setup is given up: the server rolls it back, every member Free") {
+				if c.name == "setup" && !strings.HasSuffix(last, "; this setup is given up, and the server rolls it back as it hears so (at its --op-timeout at the latest): every member Free") {
 					t.Fatalf("seed %d: the setup ended %q, want it to say the server rolls it back", seed, last)
 				}
 				gaveUp := s.Now()

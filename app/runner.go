@@ -64,8 +64,12 @@ type endpoint struct {
 	drops  dropSummary
 	quiet  quietLines
 	// refused, if set, is told of each datagram the host refused to send
-	// (with the runner's lock held, as flush is).
+	// (with the runner's lock held, as flush is), and, with a nil error, of
+	// the first one it then took to the same address.
 	refused func(to netip.AddrPort, err error)
+	// refusedTo: the addresses a send was refused to since the last one
+	// taken, of which refused is to hear when one is taken.
+	refusedTo map[netip.AddrPort]struct{}
 	// datagrams encoded and waiting for flush, their buffers kept for the
 	// next turn
 	out   []udpio.Message
@@ -292,6 +296,12 @@ func (e *endpoint) flush() {
 		for j := i; j < i+n; j++ {
 			e.tr.Datagrams.Add(1)
 			e.tr.Bytes.Add(uint64(len(e.out[j].Buf)))
+			if len(e.refusedTo) > 0 {
+				if _, ok := e.refusedTo[e.out[j].Addr]; ok {
+					delete(e.refusedTo, e.out[j].Addr)
+					e.refused(e.out[j].Addr, nil)
+				}
+			}
 			if e.types[j] == wire.TypeStore {
 				e.tr.Stores.Add(1)
 			}
@@ -308,6 +318,10 @@ func (e *endpoint) flush() {
 				to := e.out[i].Addr
 				e.drops.trace(e.log, e.now(), Event{Msg: "send failed: " + err.Error(), Level: slog.LevelWarn, Attrs: []slog.Attr{attrAddr(to)}, From: to})
 				if e.refused != nil {
+					if e.refusedTo == nil || len(e.refusedTo) >= maxSendErrs {
+						e.refusedTo = make(map[netip.AddrPort]struct{})
+					}
+					e.refusedTo[to] = struct{}{}
 					e.refused(to, err)
 				}
 			}

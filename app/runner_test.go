@@ -329,9 +329,11 @@ func TestResumeThatCannotBindStopsThePeer(t *testing.T) {
 }
 
 // A register from a loopback address to a server on another host: the
-// host refuses every send (no datagram leaves it), and the register's
-// FAILURE says so, instead of asking whether a server runs there. The
-// server's address is TEST-NET-1's (RFC 5737), which no network routes.
+// host refuses every send (a socket bound to a loopback address sends to
+// loopback addresses only: no datagram leaves the host), and the
+// register's FAILURE says so, with what to register with, instead of
+// asking whether a server runs there. The server's address is one of
+// TEST-NET-1's (RFC 5737).
 func TestRunnerRegisterWhoseSendsTheHostRefusesSaysSo(t *testing.T) {
 	ports, err := loopback.FreePorts(1)
 	if err != nil {
@@ -355,7 +357,8 @@ func TestRunnerRegisterWhoseSendsTheHostRefusesSaysSo(t *testing.T) {
 	go func() { ran <- r.Run(ctx) }()
 	select {
 	case p := <-out:
-		if !strings.HasPrefix(p.line, "register FAILURE: no answer from the server at 192.0.2.1:4000 within 300ms (this host refused to send there: ") {
+		if !strings.HasPrefix(p.line, "register FAILURE: no answer from the server at 192.0.2.1:4000 within 300ms (this host refused to send there: ") ||
+			!strings.HasSuffix(p.line, "; 127.0.0.1 is a loopback address, which reaches this host only: register with an address of this host that 192.0.2.1 reaches)") {
 			t.Fatalf("printed %q", p.line)
 		}
 	case err := <-ran:

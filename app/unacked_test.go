@@ -2,6 +2,7 @@ package app
 
 import (
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -107,5 +108,60 @@ func TestARefusedSendIsSaid(t *testing.T) {
 	// One refused before this give-up's wait began is not its cause.
 	if got, want := r.unacked(now.Add(20*time.Second), failure{to: r.right.Addr, msg: wire.Flush{}}), "flush sent to dave (10.0.0.14:5000) was not acknowledged within 10s"; got != want {
 		t.Errorf("refused long before: %q, want %q", got, want)
+	}
+}
+
+// A peer on the server's host (it reaches the server at a loopback address,
+// or at its own) sends to a member registered at 127.0.0.1 on that host:
+// the server heard that member from there, so the datagram reached its
+// host; its silence is not the address's. Nor does a register to a server
+// on this host ask whether the server can reach this host's address.
+func TestALoopbackMemberOnTheServersHostIsNotBlamedOnItsAddress(t *testing.T) {
+	for _, server := range []string{"192.0.2.2:4000", "127.0.0.1:4000"} {
+		r := ringNode(t)
+		r.cfg.Server = netip.MustParseAddrPort(server)
+		r.self.Addr = netip.MustParseAddrPort("192.0.2.2:5000")
+		m := wire.Member{Name: "m", Addr: netip.MustParseAddrPort("127.0.0.1:5020")}
+		r.op = &setupOp{members: []wire.Member{r.self, m}}
+		if got := r.unacked(time.Unix(1e9, 0), failure{to: m.Addr, msg: wire.SetID{}}); strings.Contains(got, "loopback") {
+			t.Errorf("server %s: %q blames the member's loopback address", server, got)
+		}
+	}
+	p := NewPeer(PeerConfig{Server: netip.MustParseAddrPort("127.0.0.1:4000")})
+	now := time.Unix(1e9, 0)
+	self := netip.MustParseAddrPort("127.0.0.1:5008")
+	out := p.Input(now, "register hank 127.0.0.1 5008")
+	var res []string
+	for i := 0; len(res) == 0 && i < 1000; i++ {
+		for _, o := range out {
+			if r, ok := o.(Result); ok {
+				res = append(res, r.String())
+			}
+		}
+		if i == 0 {
+			out = p.Bound(now, self, nil)
+			continue
+		}
+		at, ok := p.NextDeadline()
+		if !ok {
+			break
+		}
+		now = at
+		out = p.Tick(now)
+	}
+	if len(res) != 1 || strings.Contains(res[0], "can it reach") {
+		t.Fatalf("printed %q: a server on this host reaches this host's addresses", res)
+	}
+}
+
+// A store the host refused to send is not blamed on a node that stopped
+// taking stores as well.
+func TestARefusedStoreIsNotSaidStopped(t *testing.T) {
+	r := ringNode(t)
+	now := time.Unix(1e9, 0)
+	r.SendFailed(now.Add(-time.Second), r.right.Addr, syscall.ENETUNREACH)
+	got := r.unacked(now, failure{to: r.right.Addr, msg: wire.Store{}})
+	if !strings.Contains(got, "refused") || strings.Contains(got, "stopped taking stores") {
+		t.Fatalf("%q: want the refusal as the one cause", got)
 	}
 }

@@ -352,7 +352,7 @@ func TestWalkGivenUpInItsTurn(t *testing.T) {
 			retries++
 		}
 	})
-	want := []string{"query-dht FAILURE: \"Aruba\": no answer within 2s: no node the server named acknowledged the query (asked 2 times, the last named bob (10.0.0.12:5000); it, or a node after it that holds its forwards back, may have stopped); the server heals the ring round a stopped member within its --dead-after: ask again then",
+	want := []string{"query-dht FAILURE: \"Aruba\": no answer within 2s: no node the server named acknowledged the query (asked 2 times, the last named bob (10.0.0.12:5000); it, or a node after it that holds its forwards back, may have stopped); a member silent for the server's --dead-after is healed out of the ring: ask again once that heal is done",
 		"query-dht found Republic of Chile", "query-dht FAILURE: no DHT exists"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("printed %q; want %q", got, want)
@@ -533,7 +533,7 @@ func TestLateTickReadsBeforeGivingUp(t *testing.T) {
 		got = append(got, printed(q.p.Tick(q.now))...)
 		want := "query-dht found Aruba"
 		if !answered {
-			want = "query-dht FAILURE: \"Aruba\": no answer within 2s to the query sent to bob (10.0.0.12:5000), the node the server named: it, or a node on the way from it to the one that holds the Long Name, may have stopped; the server heals the ring round a stopped member within its --dead-after: ask again then"
+			want = "query-dht FAILURE: \"Aruba\": no answer within 2s to the query sent to bob (10.0.0.12:5000), the node the server named: it, or a node on the way from it to the one that holds the Long Name, may have stopped; a member silent for the server's --dead-after is healed out of the ring: ask again once that heal is done"
 		}
 		if len(got) != 1 || got[0] != want {
 			t.Fatalf("answered %v: printed %q, want %q", answered, got, want)
@@ -607,7 +607,7 @@ func TestQueryToASilentNodeIsOneStream(t *testing.T) {
 			t.Errorf("query %d went as %d reliable copies %v; want one, sent again by the link", id, len(copies), copies)
 		}
 	}
-	want := "query-dht FAILURE: \"Aruba\": no answer within 10s: no node the server named acknowledged the query (asked 4 times, the last named bob (10.0.0.12:5000); it, or a node after it that holds its forwards back, may have stopped); the server heals the ring round a stopped member within its --dead-after: ask again then"
+	want := "query-dht FAILURE: \"Aruba\": no answer within 10s: no node the server named acknowledged the query (asked 4 times, the last named bob (10.0.0.12:5000); it, or a node after it that holds its forwards back, may have stopped); a member silent for the server's --dead-after is healed out of the ring: ask again once that heal is done"
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("printed %q; want %q", got, want)
 	}
@@ -658,7 +658,7 @@ func TestQueryCopiesBounded(t *testing.T) {
 	if len(copies) < 11 || len(copies) > 16 {
 		t.Errorf("the query went reliably %d times in 10 s; want 11 to 16", len(copies))
 	}
-	if len(got) != 1 || got[0] != "query-dht FAILURE: \"Aruba\": no answer from the ring within 10s (asked bob (10.0.0.12:5000), the node the server named, which took the query; a node on the way from it to the one that holds the Long Name may have stopped); the server heals the ring round a stopped member within its --dead-after: ask again then" {
+	if len(got) != 1 || got[0] != "query-dht FAILURE: \"Aruba\": no answer from the ring within 10s (asked bob (10.0.0.12:5000), the node the server named, which took the query; a node on the way from it to the one that holds the Long Name may have stopped); a member silent for the server's --dead-after is healed out of the ring: ask again once that heal is done" {
 		t.Fatalf("printed %q; want the ring's silence, naming bob", got)
 	}
 }
