@@ -174,6 +174,7 @@ func TestPeerDropsInvalidRingMessages(t *testing.T) {
 		{"reset-left to an unspecified address", fzLeft.Addr, wire.ResetLeft{Left: zero}, false, "reset-left names an invalid neighbour"},
 		{"reset-right from the left", fzLeft.Addr, wire.ResetRight{Right: fzLeft}, false, "not from the right neighbour"},
 		{"query for an invalid querier", fzLeft.Addr, wire.Query{ReqID: 1, Querier: zero, Hops: 1, LongName: "Aruba"}, false, "query names an invalid querier"},
+		{"query from its querier that claims hops", fzOther, wire.Query{ReqID: 1, Querier: wire.Member{Name: "erin", Addr: fzOther}, Hops: 1, LongName: "Aruba"}, false, "forwarded query not from the left neighbour"},
 		{"store from a stranger", fzOther, wire.Store{N: 3, Records: []wire.Record{{3: "Aruba"}}}, false, "not from the left neighbour"},
 		{"join not from the joiner it names", fzLeft.Addr, wire.Join{Joiner: wire.Member{Name: "zed", Addr: fzOther}, N: 3}, false, "not from the joiner it names"},
 		{"join for an invalid joiner", fzOther, wire.Join{Joiner: zero, N: 3}, false, "not from the joiner it names"},

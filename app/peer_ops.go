@@ -877,7 +877,15 @@ func (o *queryOp) unacked(p *Peer, now time.Time, g failure) string {
 	if _, ok := g.msg.(wire.Query); !ok || g.to != o.to {
 		return p.unacked(now, g)
 	}
-	return o.silent(p.link.cfg.GiveUp)
+	// Within the time since the query's first attempt: a node the
+	// server named again late in a long --query-timeout was given up
+	// --give-up after the last, and the line said 'within 10s' of a query
+	// 25 s old (a review).
+	within := p.link.cfg.GiveUp
+	if !o.tries.firstSent.IsZero() {
+		within = max(within, roundWait(now.Sub(o.tries.firstSent)))
+	}
+	return o.silent(within)
 }
 
 // unanswered is why the query failed when its own limit passed: the node

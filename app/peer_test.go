@@ -842,6 +842,33 @@ func TestResetOfAnEarlierRingIsDropped(t *testing.T) {
 	}
 }
 
+// A set-id of an earlier ring epoch is dropped, though its ticket is of
+// the ring key the node holds (a heal keeps the key): a late copy from the
+// setup a heal replaced, taken, would empty the table the heal's stores
+// filled and place the node in a ring that no longer stands. One of a
+// newer epoch, with the same ticket, is taken.
+func TestSetIDOfAnEarlierRingIsDropped(t *testing.T) {
+	p := fuzzPeer()
+	now := time.Unix(1_700_000_000, 0)
+	p.inRing, p.id, p.n, p.epoch = true, 1, 3, 9
+	step := func(id uint32, m wire.SetID) []Output {
+		m.Ticket = ticket(fzSecret, fzEpoch, fzRingKey)
+		h, mm := signedWith(wire.Header{ID: id}, m, signer{seq: fzEpoch, key: fzRingKey}, fzLeft.Addr, p.self.Addr)
+		return p.Step(now, fzLeft.Addr, h, mm)
+	}
+	outs := step(1, wire.SetID{ID: 2, N: 4, Left: fzLeft, Right: fzRight, Epoch: 8})
+	if ev, ok := firstOutput(outs).(Event); !ok || !ev.Drop || !strings.Contains(ev.Msg, "older than this node's 9") {
+		t.Fatalf("a set-id of ring epoch 8 at a node of epoch 9: %v; want it dropped as older", outs)
+	}
+	if p.id != 1 || p.n != 3 || p.epoch != 9 || tableRecords(t, p) != 1 {
+		t.Fatalf("after a set-id of ring epoch 8: id %d of %d, epoch %d, %d records; want 1 of 3, epoch 9, the 1 record", p.id, p.n, p.epoch, tableRecords(t, p))
+	}
+	step(2, wire.SetID{ID: 2, N: 4, Left: fzLeft, Right: fzRight, Epoch: 10})
+	if p.id != 2 || p.n != 4 || p.epoch != 10 {
+		t.Fatalf("a set-id of ring epoch 10: id %d of %d, epoch %d; want 2 of 4, epoch 10", p.id, p.n, p.epoch)
+	}
+}
+
 // A join that fails stops sending its reset-right and set-id: a copy taken
 // late, after a heal, would point a node of the healed ring at the joiner,
 // outside it.
@@ -921,6 +948,52 @@ func TestLeaderHoldsAChunkOfItsRecordsAtATime(t *testing.T) {
 	}
 	if own <= 3*ownChunk || committed != own {
 		t.Fatalf("the leader keeps %d records and committed %d", own, committed)
+	}
+}
+
+// A leader packs its stores up to the largest message, inclusive: records
+// that fill one exactly go in one datagram, which encodes.
+func TestStoresFillTheLargestMessage(t *testing.T) {
+	p := ringNode(t)
+	p.id, p.n = 0, 2
+	// padded is a record of longName whose other fields hold pad bytes,
+	// none over the largest field.
+	padded := func(longName string, pad int) dataset.Record {
+		f := [dataset.NumFields]string{3: longName}
+		for i := range f {
+			if i != 3 {
+				k := min(pad, wire.MaxField)
+				f[i], pad = strings.Repeat("x", k), pad-k
+			}
+		}
+		return dataset.FromFields(f)
+	}
+	// "a" and "c" are id 1 of a ring of 2: both go right.
+	first := padded("a", 100)
+	room := wire.MaxMessage - wire.StoreOverhead - wire.RecordLen(first.Fields())
+	second := padded("c", room-wire.RecordLen(padded("c", 0).Fields()))
+	if wire.StoreOverhead+wire.RecordLen(first.Fields())+wire.RecordLen(second.Fields()) != wire.MaxMessage {
+		t.Fatal("the records do not fill a message exactly")
+	}
+	var stores []wire.Store
+	for _, o := range p.startPopulate(time.Unix(1e9, 0), nil, dataset.Records{first, second}, nil) {
+		s, ok := o.(Send)
+		if !ok {
+			continue
+		}
+		if st, ok := s.Msg.(wire.Store); ok {
+			stores = append(stores, st)
+			if _, err := s.Append(nil); err != nil {
+				t.Fatalf("a store of %d records does not encode: %v", len(st.Records), err)
+			}
+		}
+	}
+	if len(stores) != 1 || len(stores[0].Records) != 2 {
+		var sizes []int
+		for _, st := range stores {
+			sizes = append(sizes, len(st.Records))
+		}
+		t.Fatalf("stores of %v records sent; want one of both records", sizes)
 	}
 }
 

@@ -55,6 +55,31 @@ func TestRetrySchedule(t *testing.T) {
 	}
 }
 
+// The backoff a timeout leaves a first transmission is bounded by four
+// times the measured timeout, not by the ceiling: on a fast path whose
+// timeouts doubled up to MaxRTO, the next message starts at 4x its RTO
+// (an unbounded backoff stays near the cap and slows every recovery).
+func TestFirstTimeoutBackoffBoundedByTheMeasurement(t *testing.T) {
+	p := Retry{}.withDefaults()
+	var e rttEstimator
+	e.sample(2 * time.Millisecond)
+	rto := e.measured(&p)
+	if c := e.ceiling(&p); c != DefaultMaxRTO || 4*rto >= c {
+		t.Fatalf("measured %v, ceiling %v: want 4x the measurement below MaxRTO %v", rto, c, DefaultMaxRTO)
+	}
+	t0 := time.Unix(0, 0)
+	var tr tries
+	tr.start(t0, e.first(&p))
+	for now := tr.next; tr.rto < e.ceiling(&p); now = tr.next {
+		if !tr.again(now, &p, &e) {
+			t.Fatal("gave up before the timeout reached the ceiling")
+		}
+	}
+	if got := e.first(&p); got != 4*rto {
+		t.Errorf("first timeout after backing off to %v: %v, want 4x the measured %v", e.ceiling(&p), got, rto)
+	}
+}
+
 // A retransmission that comes late (the process stopped or starved of CPU)
 // does not count the stall as the destination's silence: the message is
 // sent again, and given up only after GiveUp of retransmissions on time

@@ -617,6 +617,29 @@ func TestQueryToASilentNodeIsOneStream(t *testing.T) {
 	}
 }
 
+// The server is asked again at most maxReasks times for a query, however
+// long its --query-timeout: with 30 s, a fourth ask would fit (after 1, 2,
+// 4 and 8 s unacknowledged), and is not made. The failure says how long
+// the query waited.
+func TestQueryAsksTheServerAgainAtMostMaxReasks(t *testing.T) {
+	q := newQuerier(t)
+	q.p.queryRetry.GiveUp = 30 * time.Second
+	first, _ := q.sent(q.p.Input(q.now, "query-dht erin Aruba"))
+	q.reply(first[0])
+	got, asks := q.tickServing(func(Send) {})
+	if asks != maxReasks {
+		t.Errorf("the server was asked again %d times; want %d", asks, maxReasks)
+	}
+	if len(got) != 1 || !strings.Contains(got[0], fmt.Sprintf("asked %d times", maxReasks+1)) {
+		t.Fatalf("printed %q; want a failure saying the server was asked %d times", got, maxReasks+1)
+	}
+	// Given up --give-up after the last node named (asked 7 s in), the
+	// line counts from the query's first attempt, not from that node's.
+	if !strings.HasPrefix(got[0], `query-dht FAILURE: "Aruba": no answer within 18s: `) {
+		t.Fatalf("printed %q; want the time since the query's first attempt", got[0])
+	}
+}
+
 // A query whose node acknowledges every copy, but whose answer never
 // comes (a node further on stopped), is sent reliably less and less
 // often, each copy waiting twice as long as the one before, up to a
