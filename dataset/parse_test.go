@@ -281,6 +281,8 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"header with a tenth column", strings.TrimSuffix(header, "\n") + ",Extra\n" + row("X"), ErrHeader, "line 1: wrong header"},
 		{"a binary file", "\x7fELF\x02\x01\x01\x00\x00", ErrBinary, "line 1: not a CSV text file: it holds a NUL byte (a binary file?)"},
+		{"a NUL first", "\x00" + header + row("X"), ErrBinary, "line 1: not a CSV text file: it holds a NUL byte"},
+		{"a NUL after a byte-order mark", "\xef\xbb\xbf\x00" + header + row("X"), ErrBinary, "line 1: not a CSV text file: it holds a NUL byte"},
 		{"a NUL in a record", header + row("X") + "A\x00B," + strings.TrimPrefix(row("Y"), "Y,"), ErrBinary, "line 3: not a CSV text file: it holds a NUL byte"},
 		{"header of one column, said", "Country Code\n" + row("X"), ErrHeader, "1 column, want the 9 StatsCountry.csv headers Country Code,Short Name,"},
 		{"header with a tenth column, said", strings.TrimSuffix(header, "\n") + ",Extra\n" + row("X"), ErrHeader, "10 columns, want the 9 StatsCountry.csv headers Country Code,Short Name,"},

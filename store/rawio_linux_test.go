@@ -269,6 +269,44 @@ func TestTornCommitRolledBack(t *testing.T) {
 	mustTakeMore(t, p, path, id, len(before))
 }
 
+// A file whose torn last commit an open rolled back, closed before any
+// commit, opens again: the meta page the roll-back cleared (checksum 0)
+// still carries the torn commit's record, and is not taken for a commit
+// that reached the disk whole and was lost.
+func TestRolledBackFileReopensBeforeACommit(t *testing.T) {
+	useRaw(t)
+	path := filepath.Join(t.TempDir(), "peer.db")
+	id := sampleIdentity()
+	before, torn := synthetic(5, 1), synthetic(30, 2)
+	f, _, ps := twoCommits(t, path, id, before, torn)
+	rec, _, _ := lastCommitRecord(t, f, ps)
+	if _, err := f.WriteAt(make([]byte, ps), int64(rec.runs[len(rec.runs)-1].pgid)*ps); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	p, err := OpenPeer(path)
+	if err != nil {
+		t.Fatalf("open of the torn file: %v; want the last commit rolled back", err)
+	}
+	if p.RolledBack() == "" {
+		t.Fatal("the open rolled nothing back")
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Inspect(path, time.Second); err != nil {
+		t.Fatalf("inspect after the roll back: %v", err)
+	}
+	p, err = OpenPeer(path)
+	if err != nil {
+		t.Fatalf("reopen after the roll back: %v", err)
+	}
+	if gotID, got := mustLoadPeer(t, p); gotID != id || len(got) != len(before) {
+		t.Fatalf("after the reopen: %+v, %d records; want the commit before, %d records", gotID, len(got), len(before))
+	}
+	p.Close()
+}
+
 // A torn last commit over a commit whose values are damaged too: the open
 // checks the pages before it rolls the torn commit back, but the values only
 // after, through bbolt. It refused the file, and left it rolled back, so

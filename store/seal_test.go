@@ -294,6 +294,33 @@ func TestOtherVersionsRefused(t *testing.T) {
 	}
 }
 
+// A file whose meta bucket names a kind that is neither a server's nor a
+// peer's is no dht file (not a file of the wrong kind), whatever its
+// version.
+func TestUnknownKindRefused(t *testing.T) {
+	for _, kind := range []string{kindServer, kindPeer} {
+		path := filepath.Join(t.TempDir(), kind+".db")
+		if err := openAs(kind, path); err != nil {
+			t.Fatal(err)
+		}
+		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyKind, []byte("client")) }); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		_, ierr := inspect(t, path)
+		oerr := openAs(kind, path)
+		for what, err := range map[string]error{"inspect": ierr, "open": oerr} {
+			if !errors.Is(err, ErrNotDHT) || !strings.Contains(err.Error(), `unknown kind "client"`) {
+				t.Errorf("%s file of kind client, %s: %v; want ErrNotDHT saying unknown kind", kind, what, err)
+			}
+		}
+	}
+}
+
 // openAs opens the file at path as a server's or a peer's file (kind),
 // closes it if it opened, and returns the open's error.
 func openAs(kind, path string) error {

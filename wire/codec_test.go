@@ -378,6 +378,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"type-255", "4448 08 ff 00000001 00", ErrUnknownType, ""},
 		{"flags-8", "4448 08 1b 00000001 08", ErrFlags, "flags"},
 		{"auth-short", "4448 08 1b 00000001 04 0000", ErrShort, "auth"},
+		{"auth-short-by-one", "4448 08 1b 00000001 04" + strings.Repeat("00", AuthLen-1), ErrShort, "auth"},
 		{"flags-80", "4448 08 1b 00000001 80", ErrFlags, "flags"},
 		{"reply-bool", "4448 08 0a 00000001 00 02 0000 0000", ErrInvalid, "ok"},
 		{"rebuilt-bool", "4448 08 1a 00000001 00 ff 0000 0000", ErrInvalid, "ok"},
@@ -391,6 +392,10 @@ func TestDecodeErrors(t *testing.T) {
 		{"members-65", "4448 08 0a 00000001 00 01 0000 0041" + strings.Repeat(hBob+hBobAddr, 65), ErrTooLong, "members"},
 		{"members-ffff", "4448 08 0a 00000001 00 01 0000 ffff", ErrTooLong, "members"},
 		{"members-short", "4448 08 0a 00000001 00 01 0000 0040" + hBob + hBobAddr, ErrShort, "members"},
+		{"reply-key-zero", "4448 08 0a 00000001 00 01 0000 0000 01 0000000000000001 0000000000000000 10" + strings.Repeat("00", KeyLen) + "00", ErrInvalid, "key"},
+		{"reply-key-length", "4448 08 0a 00000001 00 01 0000 0000 01 0000000000000001 0000000000000000 05 0102030405 00", ErrInvalid, "key"},
+		{"reply-tail-zero", "4448 08 0a 00000001 00 01 0000 0000 00 0000000000000000 0000000000000000 00 00", ErrInvalid, "tail"},
+		{"tickets-65", "4448 08 0a 00000001 00 01 0000 0000 01 0000000000000001 0000000000000000 00 41" + strings.Repeat(strings.Repeat("71", TagLen), 65), ErrTooLong, "tickets"},
 		{"member-name", "4448 08 0a 00000001 00 01 0000 0002" + hBob + hBobAddr + "41" + strings.Repeat("61", 65) + hBobAddr, ErrTooLong, "members[1].name"},
 		{"set-id-right-addr", "4448 08 10 00000001 00 0001 0002" + hAlice + hAliceAddr + hBob + "0a0000", ErrShort, "right.addr"},
 		{"store-records-ffff", "4448 08 11 00000001 00 0002 ffff" + hAruba, ErrShort, "records"},
@@ -428,9 +433,10 @@ func TestDecodeErrors(t *testing.T) {
 // rejected before anything of that size is allocated.
 func TestDecodeHugeCountsDoNotAllocate(t *testing.T) {
 	for _, s := range []string{
-		"4448 08 11 00000001 00 0002 ffff 0000",                           // 65535 records
-		"4448 08 0a 00000001 00 01 0000 0040" + hBob + hBobAddr,           // 64 members
-		"4448 08 13 00000001 00 00000001" + hBob + hBobAddr + "0000 0400", // 1024-byte name
+		"4448 08 11 00000001 00 0002 ffff 0000",                                          // 65535 records
+		"4448 08 0a 00000001 00 01 0000 0040" + hBob + hBobAddr,                          // 64 members
+		"4448 08 13 00000001 00 00000001" + hBob + hBobAddr + "0000 0400",                // 1024-byte name
+		"4448 08 0a 00000001 00 01 0000 0000 01 0000000000000001 0000000000000000 00 40", // 64 tickets
 	} {
 		b := unhex(t, s)
 		allocs := testing.AllocsPerRun(100, func() {
@@ -488,6 +494,9 @@ func TestAppendErrors(t *testing.T) {
 		{"reason", 0, Reply{Reason: long(MaxReason + 1)}, ErrTooLong, "reason", ""},
 		{"members", 0, Reply{OK: true, Members: make([]Member, MaxMembers+1)}, ErrTooLong, "members", ""},
 		{"acks", 0, Ack{More: make([]uint32, MaxAcks+1)}, ErrTooLong, "more", "wire: ack: more: too long"},
+		{"tickets", 0, Reply{OK: true, Epoch: 1, Tickets: make([]Tag, MaxTickets+1)}, ErrTooLong, "tickets", "wire: reply: tickets: too long"},
+		{"heal-members", 0, Heal{Epoch: 1, Members: slicesRepeat(alice, MaxMembers+1)}, ErrTooLong, "members", ""},
+		{"heal-tickets", 0, Heal{Epoch: 1, Tickets: make([]Tag, MaxTickets+1)}, ErrTooLong, "tickets", ""},
 		{"member-addr", 0, Reply{OK: true, Members: []Member{alice, {Name: "x", Addr: v6}}}, ErrInvalid, "members[1].addr", "wire: reply: members[1].addr: invalid value"},
 		{"reason-before-members", 0, Reply{Reason: long(MaxReason + 1), Members: []Member{{}}}, ErrTooLong, "reason", ""},
 		{"reply-datagram", 0, Reply{Members: slicesRepeat(Member{long(MaxName), alice.Addr}, MaxMembers)}, ErrTooLong, "datagram", ""},
@@ -539,6 +548,23 @@ func TestAppendErrors(t *testing.T) {
 				t.Errorf("b = %q, want it unchanged", b)
 			}
 		})
+	}
+}
+
+// Append refuses a datagram one byte over MaxMessage, whatever its type
+// (Store stops early on its own), and takes one of exactly MaxMessage.
+func TestAppendMaxMessage(t *testing.T) {
+	// 9 header + 1 ok + 2+512 reason + 2 count + 13 × (1+64+6) = 1449.
+	r := Reply{Reason: strings.Repeat("r", MaxReason), Members: slicesRepeat(Member{strings.Repeat("n", MaxName), alice.Addr}, 13)}
+	if n := EncodedLen(r); n != MaxMessage+1 {
+		t.Fatalf("EncodedLen = %d, want MaxMessage+1 = %d", n, MaxMessage+1)
+	}
+	if _, err := Append(nil, 1, 0, r); !errors.Is(err, ErrTooLong) {
+		t.Errorf("Append of MaxMessage+1 bytes: %v, want ErrTooLong", err)
+	}
+	r.Reason = r.Reason[1:]
+	if b, err := Append(nil, 1, 0, r); err != nil || len(b) != MaxMessage {
+		t.Errorf("Append of MaxMessage bytes = %d bytes, %v", len(b), err)
 	}
 }
 
