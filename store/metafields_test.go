@@ -16,13 +16,10 @@ import (
 // damaged and resealed) is refused as damaged: the checksum alone does not
 // vouch for its fields, and the pages are checked at the first's size.
 func TestMetaPagesDisagreeOnPageSize(t *testing.T) {
-	server, peer, size := realFiles(t)
+	_, _, size := realFiles(t)
 	dir := t.TempDir()
-	for _, f := range []struct {
-		kind string
-		file image
-	}{{kindServer, server}, {kindPeer, peer}} {
-		img := image{data: append([]byte(nil), f.file.data...)}
+	for _, f := range realCopies(t) {
+		img := f.img
 		m0, m1 := img.data[pageHeaderSize:], img.data[testPageSize+pageHeaderSize:]
 		txid := max(binary.NativeEndian.Uint64(m0[metaTxid:]), binary.NativeEndian.Uint64(m1[metaTxid:]))
 		binary.NativeEndian.PutUint64(m1[metaTxid:], txid+1)
@@ -38,7 +35,7 @@ func TestMetaPagesDisagreeOnPageSize(t *testing.T) {
 // bbolt would hand the page in use out again, or lose the page left out.
 // (A freelist page carries no checksum.)
 func TestFreelistMismatchRefused(t *testing.T) {
-	server, peer, size := realFiles(t)
+	_, _, size := realFiles(t)
 	tests := []struct {
 		name string
 		edit func(ids []byte, count int, root uint64) int // returns the new count
@@ -61,15 +58,9 @@ func TestFreelistMismatchRefused(t *testing.T) {
 	}
 	dir := t.TempDir()
 	for _, tt := range tests {
-		for _, f := range []struct {
-			kind string
-			file image
-		}{{kindServer, server}, {kindPeer, peer}} {
-			img := image{data: append([]byte(nil), f.file.data...)}
-			m := img.data[pageHeaderSize:]
-			if other := img.data[testPageSize+pageHeaderSize:]; binary.NativeEndian.Uint64(other[metaTxid:]) > binary.NativeEndian.Uint64(m[metaTxid:]) {
-				m = other
-			}
+		for _, f := range realCopies(t) {
+			img := f.img
+			m := metaInUse(img)
 			fl := binary.NativeEndian.Uint64(m[32:])
 			p := img.data[fl*testPageSize:]
 			count := int(binary.NativeEndian.Uint16(p[10:]))
@@ -90,7 +81,7 @@ func TestFreelistMismatchRefused(t *testing.T) {
 // in use is refused (bbolt would read past the file, or free a page in use
 // with it).
 func TestPageOverflowChecked(t *testing.T) {
-	server, peer, size := realFiles(t)
+	_, _, size := realFiles(t)
 	tests := []struct {
 		name     string
 		freelist bool // the freelist page, the first read, else a leaf page
@@ -102,15 +93,9 @@ func TestPageOverflowChecked(t *testing.T) {
 	}
 	dir := t.TempDir()
 	for _, tt := range tests {
-		for _, f := range []struct {
-			kind string
-			file image
-		}{{kindServer, server}, {kindPeer, peer}} {
-			img := image{data: append([]byte(nil), f.file.data...)}
-			m := img.data[pageHeaderSize:]
-			if other := img.data[testPageSize+pageHeaderSize:]; binary.NativeEndian.Uint64(other[metaTxid:]) > binary.NativeEndian.Uint64(m[metaTxid:]) {
-				m = other
-			}
+		for _, f := range realCopies(t) {
+			img := f.img
+			m := metaInUse(img)
 			hwm, fl := binary.NativeEndian.Uint64(m[40:]), binary.NativeEndian.Uint64(m[32:])
 			free := freePages(img)
 			// A page of the tree, with no overflow, followed by another.
@@ -137,7 +122,7 @@ func TestPageOverflowChecked(t *testing.T) {
 // A leaf page whose keys are not in strict order (a key repeated) is
 // refused: bbolt's binary search would miss keys.
 func TestLeafKeyOrderChecked(t *testing.T) {
-	server, peer, size := realFiles(t)
+	_, _, size := realFiles(t)
 	tests := []struct {
 		name string
 		edit func(p []byte, j, n int) // keys j and j+1 are of one length; n: the page's element count
@@ -147,11 +132,8 @@ func TestLeafKeyOrderChecked(t *testing.T) {
 	}
 	dir := t.TempDir()
 	for _, tt := range tests {
-		for _, f := range []struct {
-			kind string
-			file image
-		}{{kindServer, server}, {kindPeer, peer}} {
-			img := image{data: append([]byte(nil), f.file.data...)}
+		for _, f := range realCopies(t) {
+			img := f.img
 			// A leaf page under a branch, two keys in a row of one length.
 			var p []byte
 			j := 0
@@ -196,13 +178,10 @@ func leafKey(p []byte, i int) []byte {
 
 // A branch page's key that is not its child's first key is refused.
 func TestBranchKeyChecked(t *testing.T) {
-	server, peer, size := realFiles(t)
+	_, _, size := realFiles(t)
 	dir := t.TempDir()
-	for _, f := range []struct {
-		kind string
-		file image
-	}{{kindServer, server}, {kindPeer, peer}} {
-		img := image{data: append([]byte(nil), f.file.data...)}
+	for _, f := range realCopies(t) {
+		img := f.img
 		// Key 1 of a branch page, its last byte made one less (still
 		// after key 0): between the keys of its parent, not its child's.
 		free := freePages(img)
@@ -238,10 +217,7 @@ func TestBranchKeyChecked(t *testing.T) {
 // freePages is the set of pages the freelist of the meta page in use
 // lists, and the freelist page itself.
 func freePages(img image) map[uint64]bool {
-	m := img.data[pageHeaderSize:]
-	if other := img.data[testPageSize+pageHeaderSize:]; binary.NativeEndian.Uint64(other[metaTxid:]) > binary.NativeEndian.Uint64(m[metaTxid:]) {
-		m = other
-	}
+	m := metaInUse(img)
 	fl := binary.NativeEndian.Uint64(m[32:])
 	free := map[uint64]bool{fl: true}
 	p := img.data[fl*testPageSize:]
@@ -254,7 +230,7 @@ func freePages(img image) map[uint64]bool {
 // A bucket's value (its header, and its inline page when it has no page of
 // its own) is checked before it is read.
 func TestBucketValueChecked(t *testing.T) {
-	server, peer, size := realFiles(t)
+	_, _, size := realFiles(t)
 	u32 := binary.NativeEndian.PutUint32
 	tests := []struct {
 		name string
@@ -271,11 +247,8 @@ func TestBucketValueChecked(t *testing.T) {
 	}
 	dir := t.TempDir()
 	for _, tt := range tests {
-		for _, f := range []struct {
-			kind string
-			file image
-		}{{kindServer, server}, {kindPeer, peer}} {
-			img := image{data: append([]byte(nil), f.file.data...)}
+		for _, f := range realCopies(t) {
+			img := f.img
 			free := freePages(img)
 			var p, val []byte
 			at := 0
@@ -324,14 +297,11 @@ func refusedSaying(t *testing.T, dir, kind string, img image, size int64, name, 
 // damaged, saying the check failed, and lets the file go: the next open in
 // the same process finds it free, not "in use by another process".
 func TestAPanicInTheCheckLetsTheFileGo(t *testing.T) {
-	server, peer, size := realFiles(t)
+	_, _, size := realFiles(t)
 	dir := t.TempDir()
-	for _, f := range []struct {
-		kind string
-		file image
-	}{{kindServer, server}, {kindPeer, peer}} {
+	for _, f := range realCopies(t) {
 		path := filepath.Join(dir, f.kind+".db")
-		f.file.write(t, path, size)
+		f.img.write(t, path, size)
 		verifyHook = func() { panic("a fault of the check's own") }
 		err := openAs(f.kind, path)
 		verifyHook = nil
@@ -342,4 +312,31 @@ func TestAPanicInTheCheckLetsTheFileGo(t *testing.T) {
 			t.Fatalf("%s file: the next open: %v", f.kind, err)
 		}
 	}
+}
+
+// kindImage is a copy of a real file of a kind, to damage.
+type kindImage struct {
+	kind string
+	img  image
+}
+
+// realCopies is a copy of the real server file and one of the real peer
+// file.
+func realCopies(t *testing.T) []kindImage {
+	t.Helper()
+	server, peer, _ := realFiles(t)
+	return []kindImage{
+		{kindServer, image{data: append([]byte(nil), server.data...)}},
+		{kindPeer, image{data: append([]byte(nil), peer.data...)}},
+	}
+}
+
+// metaInUse is the meta page bbolt takes: the one of the later
+// transaction.
+func metaInUse(img image) []byte {
+	m := img.data[pageHeaderSize:]
+	if other := img.data[testPageSize+pageHeaderSize:]; binary.NativeEndian.Uint64(other[metaTxid:]) > binary.NativeEndian.Uint64(m[metaTxid:]) {
+		m = other
+	}
+	return m
 }
