@@ -286,3 +286,24 @@ func TestASocketSendsNothingToABroadcastAddress(t *testing.T) {
 		c.Close()
 	}
 }
+
+// A datagram to an address that is not IPv4 is refused: the first of a
+// batch with an error and nothing sent (a caller that writes the rest
+// would otherwise try it again forever), a later one by ending the batch
+// before it, the datagrams before it sent.
+func TestAWriteToAnAddressNotIPv4IsRefused(t *testing.T) {
+	c, err := Listen(loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	to := c.LocalAddr()
+	v6 := netip.AddrPortFrom(netip.IPv6Loopback(), to.Port())
+	var ae *net.AddrError
+	if n, err := c.WriteBatch([]Message{{Buf: []byte("a"), Addr: v6}, {Buf: []byte("b"), Addr: to}}); n != 0 || !errors.As(err, &ae) {
+		t.Errorf("a batch whose first datagram goes to %v: sent %d, error %v; want 0 and an address error", v6, n, err)
+	}
+	if n, err := c.WriteBatch([]Message{{Buf: []byte("a"), Addr: to}, {Buf: []byte("b"), Addr: v6}}); n != 1 || err != nil {
+		t.Errorf("a batch whose second datagram goes to %v: sent %d, error %v; want 1 and no error", v6, n, err)
+	}
+}
