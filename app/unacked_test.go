@@ -131,24 +131,7 @@ func TestALoopbackMemberOnTheServersHostIsNotBlamedOnItsAddress(t *testing.T) {
 	now := time.Unix(1e9, 0)
 	self := netip.MustParseAddrPort("127.0.0.1:5008")
 	out := p.Input(now, "register hank 127.0.0.1 5008")
-	var res []string
-	for i := 0; len(res) == 0 && i < 1000; i++ {
-		for _, o := range out {
-			if r, ok := o.(Result); ok {
-				res = append(res, r.String())
-			}
-		}
-		if i == 0 {
-			out = p.Bound(now, self, nil)
-			continue
-		}
-		at, ok := p.NextDeadline()
-		if !ok {
-			break
-		}
-		now = at
-		out = p.Tick(now)
-	}
+	res := untilResult(t, p, append(out, p.Bound(now, self, nil)...))
 	if len(res) != 1 || strings.Contains(res[0], "can it reach") {
 		t.Fatalf("printed %q: a server on this host reaches this host's addresses", res)
 	}
